@@ -1,0 +1,149 @@
+//! The admin API, on its own listener (loopback by default): liveness and readiness
+//! probes, the running config with secrets redacted, pool state, and reload.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::config::spec::ConfigSpec;
+use crate::pipeline::{ProxyBody, json_error};
+use crate::server::{Gateway, ReloadError};
+
+pub async fn handle(
+    request: Request<Incoming>,
+    gateway: Arc<Gateway>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, "/readyz") => {
+            if gateway.is_draining() {
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "status": "draining" }),
+                )
+            } else {
+                json_response(StatusCode::OK, &json!({ "status": "ready" }))
+            }
+        }
+        (&Method::GET, "/api/config") => {
+            json_response(StatusCode::OK, &redacted(&gateway.plan().spec))
+        }
+        (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
+        (&Method::POST, "/api/reload") => match gateway.reload().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({ "status": "reloaded" })),
+            Err(ReloadError::Invalid(errors)) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": { "type": "invalid_config", "message": "the new config was refused; the previous one keeps serving", "errors": errors } }),
+            ),
+            Err(error) => json_error(StatusCode::CONFLICT, "reload_failed", &error.to_string()),
+        },
+        (_, "/healthz" | "/readyz" | "/api/config" | "/api/pools" | "/api/reload") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        ),
+        (_, path) => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no admin endpoint at {path}"),
+        ),
+    };
+    Ok(response)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn pools(gateway: &Gateway) -> Value {
+    let plan = gateway.plan();
+    let pools: Vec<Value> = plan
+        .pools
+        .iter()
+        .map(|pool| {
+            let endpoints: Vec<Value> = pool
+                .endpoints
+                .iter()
+                .map(|e| {
+                    json!({
+                        "url": &*e.url,
+                        "weight": e.weight,
+                        "in_flight": e.state.in_flight(),
+                        "requests": e.state.requests(),
+                        "idle_connections": e.state.connections.idle_count(),
+                        "latency_ewma_ms": e.state.latency.estimate_nanos() / 1e6,
+                    })
+                })
+                .collect();
+            let spec = plan.spec.pools.iter().find(|p| *p.name == *pool.name);
+            json!({
+                "name": &*pool.name,
+                "version": pool.version.as_deref(),
+                "balance": spec.map(|s| s.balance),
+                "protocol": pool.protocol,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    json!({ "pools": pools })
+}
+
+/// The config as JSON with secrets hidden. Endpoint URLs carry no credentials (the
+/// config refuses them); this is the one place future secret-bearing keys
+/// (API keys, tokens, proxy passwords) must be masked.
+pub fn redacted(spec: &ConfigSpec) -> Value {
+    let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    redact_in_place(&mut value);
+    value
+}
+
+const SECRET_KEYS: &[&str] = &["password", "token", "secret", "api_key", "key_hash"];
+
+fn redact_in_place(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if SECRET_KEYS.iter().any(|secret| key.contains(secret)) && !child.is_null() {
+                    *child = Value::String("***".into());
+                } else {
+                    redact_in_place(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_in_place),
+        Value::String(text) => {
+            // URLs with credentials (user:pass@host): keep the user, hide the password.
+            if let Some((scheme, rest)) = text.split_once("://") {
+                if let Some((userinfo, host)) = rest.split_once('@') {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    *text = format!("{scheme}://{user}:***@{host}");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "token": "abc", "nested": [{ "password": "x" }], "name": "ok" });
+        redact_in_place(&mut value);
+        assert_eq!(
+            value,
+            json!({ "url": "http://bob:***@proxy:8000", "token": "***", "nested": [{ "password": "***" }], "name": "ok" })
+        );
+    }
+}

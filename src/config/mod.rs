@@ -1,0 +1,115 @@
+//! Configuration: `file -> spec -> validate -> Plan`. The TOML file is parsed into
+//! plain serde types ([`spec`]), every rule is checked with all errors collected, each
+//! naming its key path and line, and the result is compiled into an immutable [`Plan`]
+//! that the server swaps in atomically.
+
+mod compile;
+mod locate;
+mod plan;
+pub mod spec;
+pub mod units;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use compile::compile;
+pub use locate::Locator;
+pub use plan::{ListenerPlan, Plan};
+
+use crate::balance::SplitMix;
+use crate::upstream::Registry;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigError {
+    /// Key path, e.g. `routes[2].match.path_regex`.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (false, Some(line)) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+            (true, Some(line)) => write!(f, "line {line}: {}", self.message),
+            (true, None) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
+#[serde(transparent)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn single(message: String) -> Self {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            line: None,
+            message,
+        }])
+    }
+}
+
+/// Shared inputs of plan compilation that outlive any one plan.
+pub struct CompileContext<'a> {
+    pub registry: &'a Registry,
+    pub rng: Arc<SplitMix>,
+}
+
+/// Reads, validates and compiles a config file. Relative paths inside it (certificates,
+/// CA files) are taken relative to the file's folder.
+pub fn load_file(path: &Path, context: &CompileContext<'_>) -> Result<Plan, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::single(format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(&text, base, context)
+}
+
+/// Validates and compiles config text.
+pub fn load_str(
+    text: &str,
+    base: &Path,
+    context: &CompileContext<'_>,
+) -> Result<Plan, ConfigErrors> {
+    let locator = Locator::new(text);
+    let spec: spec::ConfigSpec = toml::from_str(text).map_err(|error| {
+        let offset = error.span().map(|span| span.start);
+        let path = offset.and_then(|o| locator.path_at(o)).unwrap_or_default();
+        let line = offset.map(|o| locator.line_of(o));
+        ConfigErrors(vec![ConfigError {
+            path,
+            line,
+            message: error.message().trim().to_string(),
+        }])
+    })?;
+    compile(spec, base, context).map_err(|errors| {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|(path, message)| ConfigError {
+                    line: locator.line_of_path(&path),
+                    path,
+                    message,
+                })
+                .collect(),
+        )
+    })
+}

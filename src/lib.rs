@@ -1,0 +1,23 @@
+//! Junction: one proxy for the whole AI stack — a streaming gateway in front of model
+//! servers, with routing, load balancing, TLS and hot reload.
+//!
+//! # Glossary
+//! - *Downstream*: the client side of a proxied exchange. *Upstream*: the backend side.
+//! - *Listener*: a named socket that accepts downstream connections.
+//! - *Route*: a matcher (path, host, headers, `model`, ...) that sends a request to a pool.
+//! - *Pool*: a named set of *endpoints* (model server URLs) with a balancing policy and an
+//!   optional model *version*.
+//! - *Plan*: the validated, compiled form of the config file; immutable, swapped on reload.
+//! - *Filter*: one policy a request walks through (see [`pipeline`]).
+//! - *Egress*: the forward proxy's outbound side; an *exit* is one egress proxy.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod demo;
+pub mod pipeline;
+pub mod routing;
+pub mod server;
+pub mod upstream;

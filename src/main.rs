@@ -1,0 +1,139 @@
+//! The `junction` command: run a config, check one, or start the built-in demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use junction::balance::SplitMix;
+use junction::server::Gateway;
+
+#[derive(Parser)]
+#[command(
+    name = "junction",
+    version,
+    about = "One fast, memory-safe proxy for the whole AI stack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a config file.
+    Run {
+        #[arg(long, short, default_value = "junction.toml")]
+        config: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file: exit 0, or print every error with its key path and line and exit 1.
+    Check {
+        #[arg(long, short, default_value = "junction.toml")]
+        config: PathBuf,
+    },
+    /// Start two mock OpenAI-compatible model servers and the gateway in front of them.
+    Demo {
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("junction {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => check(&config),
+        Command::Run { config, threads } => {
+            init_logging();
+            with_runtime(threads, async move {
+                let gateway = Gateway::from_file(config.clone(), Arc::new(SplitMix::from_clock()))
+                    .map_err(|errors| {
+                        anyhow::anyhow!("{}: invalid config:\n{errors}", config.display())
+                    })?;
+                gateway.start().await?;
+                junction::server::run_until_signalled(gateway).await?;
+                Ok(())
+            })
+        }
+        Command::Demo { threads } => {
+            init_logging();
+            with_runtime(threads, junction::demo::run())
+        }
+    }
+}
+
+fn check(config: &std::path::Path) -> ExitCode {
+    let registry = junction::upstream::Registry::default();
+    let context = junction::config::CompileContext {
+        registry: &registry,
+        rng: Arc::new(SplitMix::with_seed(0)),
+    };
+    match junction::config::load_file(config, &context) {
+        Ok(plan) => {
+            let routes: usize = plan.listeners.iter().map(|l| l.routes.routes.len()).sum();
+            println!(
+                "{}: ok ({} listeners, {} pools, {routes} routes)",
+                config.display(),
+                plan.listeners.len(),
+                plan.pools.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("{}: {error}", config.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn with_runtime(
+    threads: Option<usize>,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let runtime = match threads {
+        // One thread: a current-thread runtime skips the work-stealing machinery.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("junction: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("junction: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Errors the proxy itself answers with. Each knows who is to blame and its status;
+//! one exhaustive match turns it into a response with a JSON body
+//! `{"error": {"type": ..., "message": ...}}`.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode};
+
+use super::ProxyBody;
+use crate::upstream::SendError;
+
+/// Who caused a failure: decides logging level and, later, retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches {method} {path}")]
+    NoRoute { method: http::Method, path: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("could not read the request body: {reason}")]
+    BadRequestBody { reason: String },
+    #[error("pool {pool} has no endpoint available")]
+    NoEndpoint { pool: String },
+    #[error("upstream did not answer with response headers within {after:?}")]
+    ResponseHeadersTimeout { endpoint: String, after: Duration },
+    #[error(transparent)]
+    Upstream(#[from] SendError),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResponseHeadersTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(error) => match error {
+                SendError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                SendError::Connect { .. }
+                | SendError::Tls { .. }
+                | SendError::Handshake { .. }
+                | SendError::Exchange { .. } => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BadRequestBody { .. } => "bad_request_body",
+            ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::ResponseHeadersTimeout { .. } => "upstream_timeout",
+            ProxyError::Upstream(error) => match error {
+                SendError::Connect { .. } => "upstream_connect_failed",
+                SendError::ConnectTimeout { .. } => "upstream_connect_timeout",
+                SendError::Tls { .. } => "upstream_tls_failed",
+                SendError::Handshake { .. } => "upstream_protocol_error",
+                SendError::Exchange { .. } => "upstream_request_failed",
+            },
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::NoRoute { .. }
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadRequestBody { .. } => Blame::Downstream,
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::ResponseHeadersTimeout { .. }
+            | ProxyError::Upstream(_) => Blame::Upstream,
+        }
+    }
+
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let mut response = json_error(self.status(), self.kind(), &self.to_string());
+        if matches!(self, ProxyError::NoEndpoint { .. }) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// A JSON error response in the shape every Junction error uses.
+pub fn json_error(status: StatusCode, kind: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": { "type": kind, "message": message } });
+    let mut response = Response::new(ProxyBody::full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,270 @@
+//! Proxy hygiene on the way through: hop-by-hop headers out (RFC 9110 7.6.1),
+//! `X-Forwarded-*` and `Via` in, `Host` and the request target shaped for the endpoint.
+//! Done in one pass over the headers when none are hop-by-hop (the common case).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Version, request, response};
+use ipnet::IpNet;
+
+use super::Downstream;
+use crate::config::ListenerPlan;
+use crate::config::spec::ProtocolSpec;
+use crate::upstream::{Endpoint, Pool};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_JUNCTION_VERSION: HeaderName = HeaderName::from_static("x-junction-version");
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == KEEP_ALIVE
+        || name.as_str() == PROXY_CONNECTION
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names. With `upgrade`,
+/// `Connection: upgrade` and `Upgrade` are kept (the endpoint must see them).
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    headers.remove(header::TE);
+    if te_trailers {
+        // gRPC and others need `TE: trailers` end to end; it is the one TE value kept.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+pub fn is_upgrade_request(head: &request::Parts) -> bool {
+    head.version == Version::HTTP_11
+        && head.headers.contains_key(header::UPGRADE)
+        && head
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    !trusted.is_empty() && trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` address that is not itself a trusted proxy.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    if !is_trusted(trusted, peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(trusted, ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// Shapes a downstream request head for `endpoint`.
+pub fn prepare_request(
+    head: &mut request::Parts,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+    pool: &Pool,
+    endpoint: &Endpoint,
+    upgrade: bool,
+) {
+    let via: &'static str = match head.version {
+        Version::HTTP_2 => "2 junction",
+        Version::HTTP_10 => "1.0 junction",
+        _ => "1.1 junction",
+    };
+    let headers = &mut head.headers;
+    strip_hop_by_hop(headers, upgrade);
+
+    let trusted = is_trusted(&listener.trusted_proxies, downstream.peer.ip());
+    match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) if trusted => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + downstream.peer_header.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(downstream.peer_header.as_bytes());
+            if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                headers.insert(X_FORWARDED_FOR.clone(), value);
+            }
+        }
+        _ => {
+            headers.insert(X_FORWARDED_FOR.clone(), downstream.peer_header.clone());
+        }
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = HeaderValue::from_static(if downstream.tls { "https" } else { "http" });
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        let host = headers.get(header::HOST).cloned().or_else(|| {
+            head.uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        if let Some(host) = host {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+    }
+    match headers.get(header::VIA) {
+        Some(existing) => {
+            let joined = format!("{}, {via}", existing.to_str().unwrap_or(""));
+            if let Ok(value) = HeaderValue::from_str(&joined) {
+                headers.insert(header::VIA, value);
+            }
+        }
+        None => {
+            headers.insert(header::VIA, HeaderValue::from_static(via));
+        }
+    }
+
+    let path = head
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match pool.protocol {
+        ProtocolSpec::Http1 => {
+            if pool.rewrite_host {
+                headers.insert(header::HOST, endpoint.host_header.clone());
+            } else if !headers.contains_key(header::HOST) {
+                // HTTP/2 clients send the host as :authority only.
+                let host = head
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                headers.insert(
+                    header::HOST,
+                    host.unwrap_or_else(|| endpoint.host_header.clone()),
+                );
+            }
+            if head.uri.scheme().is_some() || head.uri.authority().is_some() {
+                head.uri = Uri::from(path);
+            }
+            head.version = Version::HTTP_11;
+        }
+        ProtocolSpec::H2 => {
+            // HTTP/2 carries the host in :authority; a Host header would contradict it.
+            let authority = if pool.rewrite_host {
+                endpoint.target.authority.clone()
+            } else {
+                headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse().ok())
+                    .or_else(|| head.uri.authority().cloned())
+                    .unwrap_or_else(|| endpoint.target.authority.clone())
+            };
+            headers.remove(header::HOST);
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(endpoint.target.scheme.clone());
+            parts.authority = Some(authority);
+            parts.path_and_query = Some(path);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                head.uri = uri;
+            }
+            head.version = Version::HTTP_2;
+        }
+    }
+}
+
+/// Shapes an endpoint's response head for the client.
+pub fn prepare_response(head: &mut response::Parts, pool: &Pool, upgrade: bool) {
+    strip_hop_by_hop(&mut head.headers, upgrade);
+    if let Some(version) = &pool.version_header {
+        head.headers
+            .insert(X_JUNCTION_VERSION.clone(), version.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["te", "x-kept"]);
+    }
+
+    #[test]
+    fn client_ip_walks_trusted_hops() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.7, 10.1.1.1"),
+        );
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            client_ip(&headers, peer, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let untrusted: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(&headers, untrusted, &trusted), untrusted);
+    }
+}

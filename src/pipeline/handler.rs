@@ -1,0 +1,328 @@
+//! The request handler: the one place that fixes the order of the phases. Everything
+//! a phase does lives elsewhere (routing, filters, balancing, the upstream client).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::forwarding::{self, is_upgrade_request};
+use super::{Completion, Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
+use crate::balance::stable_hash;
+use crate::config::ListenerPlan;
+use crate::routing::Route;
+use crate::upstream::{HashKey, Pool, UpstreamBody};
+
+/// Serves one downstream request. Never fails: every error becomes a response.
+pub async fn handle(
+    request: Request<Incoming>,
+    downstream: Arc<Downstream>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let plan = downstream.gateway.plan();
+    // A reload may have removed this connection's listener: finish on the plan it was accepted under.
+    let plan = if plan.listener(&downstream.listener).is_some() {
+        plan
+    } else {
+        downstream.accepted_under.clone()
+    };
+    let Some(listener) = plan.listener(&downstream.listener) else {
+        return Ok(ProxyError::NoRoute {
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+        }
+        .to_response());
+    };
+    Ok(match proxy(request, &downstream, listener).await {
+        Ok(response) => response,
+        Err(error) => {
+            match error.blame() {
+                super::Blame::Downstream => tracing::debug!(%error, "request refused"),
+                _ => tracing::warn!(%error, "request failed"),
+            }
+            error.to_response()
+        }
+    })
+}
+
+async fn proxy(
+    request: Request<Incoming>,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let started = Instant::now();
+    let (mut head, body) = request.into_parts();
+
+    // Phase: read the body only when routing needs the `model` field.
+    let (body, model) = if listener.routes.needs_model && wants_model_lookup(&head) {
+        let bytes = read_body(body, &head, listener.model_body_limit).await?;
+        let model = model_of(&bytes);
+        (ProxyBody::full(bytes), model)
+    } else {
+        (ProxyBody::Incoming(body), None)
+    };
+
+    // Phase: route.
+    let route = listener
+        .routes
+        .find(&head, model.as_deref())
+        .ok_or_else(|| ProxyError::NoRoute {
+            method: head.method.clone(),
+            path: head.uri.path().to_string(),
+        })?
+        .clone();
+    let pool = &route.pool;
+
+    // Phase: request filters.
+    let mut ctx = None;
+    if !route.filters.is_empty() {
+        let mut request_ctx = new_ctx(&route, &head, downstream, listener, started);
+        if let Flow::Respond(response) = route.filters.on_request(&mut request_ctx, &mut head) {
+            return Ok(response);
+        }
+        ctx = Some(request_ctx);
+    }
+
+    // Phase: pick an endpoint.
+    let affinity = pool
+        .hash_key
+        .as_ref()
+        .and_then(|key| affinity_hash(key, &head, downstream, listener));
+    let index = pool
+        .balancer
+        .pick(&pool.endpoints, affinity, &|_| false)
+        .ok_or_else(|| ProxyError::NoEndpoint {
+            pool: pool.name.to_string(),
+        })?;
+    let endpoint = pool.endpoints[index].clone();
+
+    // Phase: forward.
+    let upgrade = is_upgrade_request(&head);
+    forwarding::prepare_request(&mut head, downstream, listener, pool, &endpoint, upgrade);
+    if upgrade {
+        return forward_upgrade(head, body, &route, &endpoint).await;
+    }
+    let in_flight = endpoint.state.begin();
+    let sent_at = Instant::now();
+    let request = Request::from_parts(head, body);
+    let timeouts = route.timeouts;
+    let sent = match tokio::time::timeout(
+        timeouts.response_headers,
+        pool.client.send(&endpoint, request, timeouts.connect),
+    )
+    .await
+    {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ProxyError::ResponseHeadersTimeout {
+                endpoint: endpoint.url.to_string(),
+                after: timeouts.response_headers,
+            });
+        }
+    };
+    endpoint.state.latency.record(sent_at.elapsed());
+
+    // Phase: response filters, then stream the body back.
+    let (mut response_head, body) = UpstreamBody::new(sent);
+    forwarding::prepare_response(&mut response_head, pool, false);
+    if let Some(ctx) = ctx.as_mut() {
+        ctx.endpoint = Some(endpoint.url.clone());
+        ctx.status = Some(response_head.status);
+        route.filters.on_response(ctx, &mut response_head);
+    }
+    let done = ctx
+        .filter(|_| route.filters.wants_done)
+        .map(|ctx| (route.clone(), ctx));
+    let completion = Completion {
+        _in_flight: in_flight,
+        done,
+        failed: false,
+    };
+    Ok(Response::from_parts(
+        response_head,
+        ProxyBody::Upstream(body, Some(completion)),
+    ))
+}
+
+fn new_ctx(
+    route: &Route,
+    head: &http::request::Parts,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+    started: Instant,
+) -> RequestCtx {
+    RequestCtx {
+        route: route.name.clone(),
+        client_ip: super::client_ip(
+            &head.headers,
+            downstream.peer.ip(),
+            &listener.trusted_proxies,
+        ),
+        started,
+        endpoint: None,
+        status: None,
+        failed: false,
+    }
+}
+
+fn wants_model_lookup(head: &http::request::Parts) -> bool {
+    head.method == Method::POST
+        && head
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let essence = ct.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+            })
+}
+
+async fn read_body(
+    body: Incoming,
+    head: &http::request::Parts,
+    limit: u64,
+) -> Result<Bytes, ProxyError> {
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge { limit })
+        }
+        Err(error) => Err(ProxyError::BadRequestBody {
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// The top-level `model` string of a JSON body; `None` for anything else.
+fn model_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelField<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<ModelField<'_>>(body)
+        .ok()?
+        .model
+        .map(|m| m.into_owned())
+}
+
+fn affinity_hash(
+    key: &HashKey,
+    head: &http::request::Parts,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) -> Option<u64> {
+    match key {
+        HashKey::Header(name) => head.headers.get(name).map(|v| stable_hash(v.as_bytes())),
+        HashKey::Cookie(name) => cookie(&head.headers, name).map(|v| stable_hash(v.as_bytes())),
+        HashKey::ClientIp => {
+            let ip = super::client_ip(
+                &head.headers,
+                downstream.peer.ip(),
+                &listener.trusted_proxies,
+            );
+            Some(stable_hash(ip.to_string().as_bytes()))
+        }
+    }
+}
+
+fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// `Upgrade` requests (WebSocket and others): forwarded on a dedicated connection;
+/// after `101 Switching Protocols` both sides are spliced together byte for byte.
+async fn forward_upgrade(
+    mut head: http::request::Parts,
+    body: ProxyBody,
+    route: &Arc<Route>,
+    endpoint: &crate::upstream::Endpoint,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let pool: &Pool = &route.pool;
+    let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let request = Request::from_parts(head, body);
+    let timeouts = route.timeouts;
+    let mut response = match tokio::time::timeout(
+        timeouts.response_headers,
+        pool.client
+            .send_upgrade(endpoint, request, timeouts.connect),
+    )
+    .await
+    {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ProxyError::ResponseHeadersTimeout {
+                endpoint: endpoint.url.to_string(),
+                after: timeouts.response_headers,
+            });
+        }
+    };
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        if let Some(downstream_upgrade) = downstream_upgrade {
+            tokio::spawn(async move {
+                if let (Ok(client), Ok(server)) = (downstream_upgrade.await, upstream_upgrade.await)
+                {
+                    let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    }
+    let (mut response_head, body) = response.into_parts();
+    forwarding::prepare_response(&mut response_head, pool, switching);
+    let body = if switching {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::Upstream(UpstreamBody::from_incoming(body), None)
+    };
+    Ok(Response::from_parts(response_head, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_field() {
+        assert_eq!(
+            model_of(br#"{"messages": [], "model": "llama-3"}"#).as_deref(),
+            Some("llama-3")
+        );
+        assert_eq!(
+            model_of(br#"{"model": "esc\"aped"}"#).as_deref(),
+            Some("esc\"aped")
+        );
+        assert_eq!(model_of(br#"{"model": 5}"#), None);
+        assert_eq!(model_of(b"not json"), None);
+        assert_eq!(model_of(br#"[1,2]"#), None);
+    }
+
+    #[test]
+    fn cookies() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::COOKIE, "a=1; user=alice; b=2".parse().unwrap());
+        assert_eq!(cookie(&headers, "user"), Some("alice"));
+        assert_eq!(cookie(&headers, "nope"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! The request pipeline: a route's policies are small [`Filter`]s, each with phases,
+//! built once into a [`FilterChain`] when the plan is compiled. The order of phases is
+//! written in one place, [`handler`]:
+//!
+//! ```text
+//! read head ─▶ route match ─▶ on_request (each filter, in order; any may answer)
+//!          ─▶ pick endpoint ─▶ forward ─▶ on_response (each filter) ─▶ stream body
+//!          ─▶ on_done (each filter, when the response body has ended or was dropped)
+//! ```
+
+mod body;
+mod error;
+mod forwarding;
+pub mod handler;
+mod header_rules;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Response, request, response};
+
+pub use body::{BoxError, ProxyBody};
+pub use error::{Blame, ProxyError, json_error};
+pub use forwarding::client_ip;
+pub use header_rules::HeaderRules;
+
+use crate::config::Plan;
+use crate::routing::Route;
+use crate::server::Gateway;
+use crate::upstream::InFlight;
+
+/// What a filter decides about a request.
+pub enum Flow {
+    /// Go on to the next filter, then the endpoint.
+    Continue,
+    /// Answer the client now (deny, 401, 429...); later filters and the endpoint are skipped.
+    Respond(Response<ProxyBody>),
+}
+
+/// One policy on the request path. Every phase has a default that does nothing, so a
+/// filter implements only what it needs.
+pub trait Filter: Send + Sync {
+    /// Name for logs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Before an endpoint is picked. May change the request head or answer it.
+    /// By default: continue unchanged.
+    fn on_request(&self, _ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
+        Flow::Continue
+    }
+
+    /// When the endpoint's response head arrives, before it goes to the client.
+    /// Not called for responses the proxy made itself. By default: nothing.
+    fn on_response(&self, _ctx: &mut RequestCtx, _head: &mut response::Parts) {}
+
+    /// Whether this filter wants [`Filter::on_done`]; lets the handler skip the
+    /// bookkeeping for chains that do not. By default: false.
+    fn wants_done(&self) -> bool {
+        false
+    }
+
+    /// After the response body has ended (or the client went away). By default: nothing.
+    fn on_done(&self, _ctx: &RequestCtx) {}
+}
+
+/// A route's filters, in config order.
+#[derive(Default)]
+pub struct FilterChain {
+    filters: Vec<Box<dyn Filter>>,
+    wants_done: bool,
+}
+
+impl FilterChain {
+    pub fn new(filters: Vec<Box<dyn Filter>>) -> Self {
+        let wants_done = filters.iter().any(|f| f.wants_done());
+        FilterChain {
+            filters,
+            wants_done,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.filters.iter().map(|f| f.name()).collect()
+    }
+
+    fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+        for filter in &self.filters {
+            if let Flow::Respond(response) = filter.on_request(ctx, head) {
+                return Flow::Respond(response);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, head: &mut response::Parts) {
+        for filter in &self.filters {
+            filter.on_response(ctx, head);
+        }
+    }
+
+    fn on_done(&self, ctx: &RequestCtx) {
+        for filter in &self.filters {
+            filter.on_done(ctx);
+        }
+    }
+}
+
+/// What the filters know about the request in progress.
+pub struct RequestCtx {
+    pub route: Arc<str>,
+    pub client_ip: IpAddr,
+    pub started: Instant,
+    pub endpoint: Option<Arc<str>>,
+    pub status: Option<http::StatusCode>,
+    /// Set when the response body failed mid-way.
+    pub failed: bool,
+}
+
+/// End-of-exchange work, carried inside the response body and run when it drops:
+/// the endpoint's in-flight count, and `on_done` for chains that want it.
+pub struct Completion {
+    _in_flight: InFlight,
+    done: Option<(Arc<Route>, RequestCtx)>,
+    pub(crate) failed: bool,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some((route, mut ctx)) = self.done.take() {
+            ctx.failed |= self.failed;
+            route.filters.on_done(&ctx);
+        }
+    }
+}
+
+/// Per-connection context shared by every request on a downstream connection.
+pub struct Downstream {
+    pub gateway: Arc<Gateway>,
+    pub peer: SocketAddr,
+    /// The listener's name: how a request finds its listener in the plan.
+    pub listener: Arc<str>,
+    pub tls: bool,
+    /// The plan when the connection was accepted; used if a reload removed the listener.
+    pub accepted_under: Arc<Plan>,
+    /// The peer's address as a header value, formatted once per connection.
+    pub peer_header: HeaderValue,
+}
+
+impl Downstream {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        accepted_under: Arc<Plan>,
+        peer: SocketAddr,
+        listener: Arc<str>,
+        tls: bool,
+    ) -> Self {
+        let peer_header = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Downstream {
+            gateway,
+            peer,
+            listener,
+            tls,
+            accepted_under,
+            peer_header,
+        }
+    }
+}

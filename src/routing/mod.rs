@@ -1,0 +1,211 @@
+//! Routing: each listener has an ordered table of routes; the first whose matcher
+//! accepts the request wins. Matchers test path, host, method, headers and the
+//! `model` field of a JSON body, all compiled once at load.
+
+mod glob;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, request};
+use regex::Regex;
+
+pub use glob::Glob;
+
+use crate::pipeline::FilterChain;
+use crate::upstream::Pool;
+
+/// A compiled `[[routes]]` entry.
+pub struct Route {
+    pub name: Arc<str>,
+    pub matcher: Matcher,
+    pub pool: Arc<Pool>,
+    pub timeouts: Timeouts,
+    pub filters: FilterChain,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response_headers: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response_headers: Duration::from_secs(300),
+        }
+    }
+}
+
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+pub enum HeaderMatch {
+    Present,
+    Exact(HeaderValue),
+}
+
+#[derive(Default)]
+pub struct Matcher {
+    pub path: Option<PathMatch>,
+    pub host: Option<Glob>,
+    pub methods: Vec<Method>,
+    pub headers: Vec<(HeaderName, HeaderMatch)>,
+    pub model: Option<Glob>,
+}
+
+impl Matcher {
+    pub fn matches(&self, head: &request::Parts, host: Option<&str>, model: Option<&str>) -> bool {
+        if let Some(path) = &self.path {
+            let actual = head.uri.path();
+            let ok = match path {
+                PathMatch::Exact(expected) => actual == expected,
+                PathMatch::Prefix(prefix) => actual.starts_with(prefix.as_str()),
+                PathMatch::Regex(regex) => regex.is_match(actual),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.host {
+            if !host.is_some_and(|host| pattern.matches(host)) {
+                return false;
+            }
+        }
+        if !self.methods.is_empty() && !self.methods.contains(&head.method) {
+            return false;
+        }
+        for (name, expected) in &self.headers {
+            let ok = match expected {
+                HeaderMatch::Present => head.headers.contains_key(name),
+                HeaderMatch::Exact(value) => head.headers.get_all(name).iter().any(|v| v == value),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(pattern) = &self.model {
+            if !model.is_some_and(|model| pattern.matches(model)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The routes of one listener, in config order.
+#[derive(Default)]
+pub struct RouteTable {
+    pub routes: Vec<Arc<Route>>,
+    /// Some route matches on `model`, so JSON bodies must be read before routing.
+    pub needs_model: bool,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        let needs_model = routes.iter().any(|route| route.matcher.model.is_some());
+        RouteTable {
+            routes,
+            needs_model,
+        }
+    }
+
+    pub fn find(&self, head: &request::Parts, model: Option<&str>) -> Option<&Arc<Route>> {
+        let host = request_host(head);
+        self.routes
+            .iter()
+            .find(|route| route.matcher.matches(head, host, model))
+    }
+}
+
+/// The host a request is for, without port: the URI authority (HTTP/2, absolute
+/// form) or the `Host` header.
+pub fn request_host(head: &request::Parts) -> Option<&str> {
+    let raw = match head.uri.host() {
+        Some(host) => return Some(host),
+        None => head.headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        // [v6]:port
+        return authority
+            .split(']')
+            .next()
+            .map(|h| h.trim_start_matches('['))
+            .unwrap_or(authority);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> request::Parts {
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            request_host(&head("GET", "/", &[("host", "a.example.com:8080")])),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            request_host(&head("GET", "/", &[("host", "[::1]:80")])),
+            Some("::1")
+        );
+        assert_eq!(
+            request_host(&head("GET", "http://b.test/x", &[])),
+            Some("b.test")
+        );
+    }
+
+    #[test]
+    fn matcher_combines_conditions() {
+        let matcher = Matcher {
+            path: Some(PathMatch::Prefix("/v1/".into())),
+            methods: vec![Method::POST],
+            headers: vec![(
+                HeaderName::from_static("x-team"),
+                HeaderMatch::Exact(HeaderValue::from_static("red")),
+            )],
+            model: Some(Glob::new("llama-*", false)),
+            ..Default::default()
+        };
+        let ok = head("POST", "/v1/chat", &[("x-team", "red")]);
+        assert!(matcher.matches(&ok, None, Some("llama-3")));
+        assert!(!matcher.matches(&ok, None, Some("gpt-4")));
+        assert!(!matcher.matches(&ok, None, None));
+        assert!(!matcher.matches(
+            &head("GET", "/v1/chat", &[("x-team", "red")]),
+            None,
+            Some("llama-3")
+        ));
+        assert!(!matcher.matches(
+            &head("POST", "/v2/chat", &[("x-team", "red")]),
+            None,
+            Some("llama-3")
+        ));
+        assert!(!matcher.matches(
+            &head("POST", "/v1/chat", &[("x-team", "blue")]),
+            None,
+            Some("llama-3")
+        ));
+    }
+}

@@ -1,0 +1,316 @@
+//! The gateway's shared state: the current [`Plan`] behind an `ArcSwap`, the registry
+//! of endpoint state that outlives plans, and the running listeners. Reload builds a
+//! new plan beside the old one and swaps it only if it is valid and its sockets bind.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::listeners::{Drain, ListenerKind, Running};
+use crate::balance::SplitMix;
+use crate::config::{self, CompileContext, ConfigErrors, Plan};
+use crate::upstream::Registry;
+
+/// Why a reload (or the first start) did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("invalid config:\n{0}")]
+    Invalid(#[from] ConfigErrors),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("this gateway was started from built-in config text; there is no file to reload")]
+    NoFile,
+}
+
+pub struct Gateway {
+    plan: ArcSwap<Plan>,
+    registry: Registry,
+    rng: Arc<SplitMix>,
+    config_path: Option<PathBuf>,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Running proxy listeners by name, and the admin listener.
+    listeners: Mutex<HashMap<Arc<str>, Running>>,
+    admin: Mutex<Option<Running>>,
+    draining: AtomicBool,
+    pub(super) drain: Drain,
+}
+
+impl Gateway {
+    /// Loads the config file and builds a gateway (not yet listening).
+    pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
+        let registry = Registry::default();
+        let plan = config::load_file(
+            &path,
+            &CompileContext {
+                registry: &registry,
+                rng: rng.clone(),
+            },
+        )?;
+        Ok(Self::new(plan, registry, rng, Some(path)))
+    }
+
+    /// Builds a gateway from config text (the demo, tests); `base` resolves relative paths.
+    pub fn from_str(
+        text: &str,
+        base: &std::path::Path,
+        rng: Arc<SplitMix>,
+    ) -> Result<Arc<Self>, ConfigErrors> {
+        let registry = Registry::default();
+        let plan = config::load_str(
+            text,
+            base,
+            &CompileContext {
+                registry: &registry,
+                rng: rng.clone(),
+            },
+        )?;
+        Ok(Self::new(plan, registry, rng, None))
+    }
+
+    fn new(
+        plan: Plan,
+        registry: Registry,
+        rng: Arc<SplitMix>,
+        config_path: Option<PathBuf>,
+    ) -> Arc<Self> {
+        Arc::new(Gateway {
+            plan: ArcSwap::from_pointee(plan),
+            registry,
+            rng,
+            config_path,
+            reload_lock: tokio::sync::Mutex::new(()),
+            listeners: Mutex::new(HashMap::new()),
+            admin: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            drain: Drain::default(),
+        })
+    }
+
+    /// The plan in force now. Callers keep the `Arc` for the whole request, so a
+    /// reload never changes a plan under a request in flight.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.load_full()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Binds the admin listener and every proxy listener of the current plan.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let plan = self.plan();
+        self.apply_listeners(&plan).await
+    }
+
+    /// The address a listener actually bound (differs from the config for port 0).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|r| r.local_addr)
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.local_addr)
+    }
+
+    /// Re-reads the config file; swaps the new plan in if it is valid and its new
+    /// sockets bind, else keeps the old one serving and returns why.
+    ///
+    /// Boxed because the admin API, served by a listener this very call may start,
+    /// calls it too: the future type would otherwise contain itself.
+    pub fn reload(
+        self: &Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ReloadError>> + Send + '_>>
+    {
+        Box::pin(self.reload_inner())
+    }
+
+    async fn reload_inner(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let _serialised = self.reload_lock.lock().await;
+        let Some(path) = &self.config_path else {
+            return Err(ReloadError::NoFile);
+        };
+        let compiled = config::load_file(
+            path,
+            &CompileContext {
+                registry: &self.registry,
+                rng: self.rng.clone(),
+            },
+        );
+        let result = match compiled {
+            Ok(plan) => {
+                let plan = Arc::new(plan);
+                self.apply_listeners(&plan).await
+            }
+            Err(errors) => Err(ReloadError::Invalid(errors)),
+        };
+        match &result {
+            Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+            Err(error) => {
+                tracing::error!(config = %path.display(), %error, "reload refused; the previous config keeps serving")
+            }
+        }
+        result
+    }
+
+    /// Brings the running sockets in line with `plan` and swaps it in:
+    /// 1. bind sockets on addresses no running listener holds (failure: nothing changed);
+    /// 2. swap the plan;
+    /// 3. stop listeners the plan no longer has, then bind the addresses they freed.
+    async fn apply_listeners(self: &Arc<Self>, plan: &Arc<Plan>) -> Result<(), ReloadError> {
+        let (to_stop, fresh, handed_over) = {
+            let running = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = |name: &str, bind: SocketAddr| {
+                running.get(name).is_some_and(|r| r.configured == bind)
+            };
+            let to_stop: Vec<Arc<str>> = running
+                .iter()
+                .filter(|(name, r)| plan.listener(name).is_none_or(|l| l.bind != r.configured))
+                .map(|(name, _)| name.clone())
+                .collect();
+            let held_by_stopping = |bind: SocketAddr| {
+                bind.port() != 0 && to_stop.iter().any(|name| running[name].configured == bind)
+            };
+            let (handed_over, fresh): (Vec<_>, Vec<_>) = plan
+                .listeners
+                .iter()
+                .filter(|l| !keep(&l.name, l.bind))
+                .map(|l| (l.name.clone(), l.bind))
+                .partition(|(_, bind)| held_by_stopping(*bind));
+            (to_stop, fresh, handed_over)
+        };
+
+        // 1. Bind what can be bound without stopping anything.
+        let mut bound = Vec::new();
+        for (name, bind) in &fresh {
+            bound.push((
+                name.clone(),
+                self.bind(ListenerKind::Proxy(name.clone()), *bind).await?,
+            ));
+        }
+        let current_admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.configured);
+        let new_admin = if current_admin != Some(plan.admin_bind) {
+            Some(self.bind(ListenerKind::Admin, plan.admin_bind).await?)
+        } else {
+            None
+        };
+
+        // 2. Swap.
+        self.plan.store(plan.clone());
+        self.registry.retain_only(&plan.endpoint_keys());
+
+        // 3. Stop what left, start what was waiting for its address.
+        let stopped: Vec<Running> = {
+            let mut running = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            let stopped = to_stop
+                .iter()
+                .filter_map(|name| running.remove(name))
+                .collect();
+            running.extend(bound);
+            stopped
+        };
+        for listener in stopped {
+            listener.stop().await;
+        }
+        if let Some(admin) = new_admin {
+            let old = self
+                .admin
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(admin);
+            if let Some(old) = old {
+                old.stop().await;
+            }
+        }
+        for (name, bind) in handed_over {
+            match self.bind(ListenerKind::Proxy(name.clone()), bind).await {
+                Ok(running) => {
+                    self.listeners
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name, running);
+                }
+                Err(error) => {
+                    tracing::error!(%error, listener = %name, "listener could not take over its address")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn bind(
+        self: &Arc<Self>,
+        kind: ListenerKind,
+        addr: SocketAddr,
+    ) -> Result<Running, ReloadError> {
+        let what = match &kind {
+            ListenerKind::Admin => "the admin listener".to_string(),
+            ListenerKind::Proxy(name) => format!("listener {name:?}"),
+        };
+        let running = Running::start(self.clone(), kind, addr)
+            .await
+            .map_err(|source| ReloadError::Bind {
+                what: what.clone(),
+                addr,
+                source,
+            })?;
+        tracing::info!(addr = %running.local_addr, "{what} listening");
+        Ok(running)
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to the plan's grace
+    /// period, then returns.
+    pub async fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let listeners: Vec<Running> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for listener in listeners {
+            listener.stop().await;
+        }
+        let grace = self.plan().shutdown_grace;
+        if !self.drain.drain(grace).await {
+            tracing::warn!(
+                ?grace,
+                "grace period over with connections still open; closing them"
+            );
+        }
+        if let Some(admin) = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            admin.stop().await;
+        }
+    }
+
+    /// Open downstream connections (proxy listeners only).
+    pub fn open_connections(&self) -> usize {
+        self.drain.open()
+    }
+
+    /// Time a shutdown would wait for in-flight requests.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.plan().shutdown_grace
+    }
+}

@@ -1,0 +1,247 @@
+//! Listening sockets and the connections they accept: TLS when the listener has it,
+//! then HTTP/1.1 or HTTP/2 (ALPN, or the h2c prior-knowledge preface) via hyper-util's
+//! auto server, with upgrades. Connections take part in the graceful drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::Gateway;
+use crate::pipeline::{Downstream, handler};
+
+/// Time a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a complete request head (HTTP/1.1).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub enum ListenerKind {
+    Proxy(Arc<str>),
+    Admin,
+}
+
+/// A listening socket with its accept loop.
+pub struct Running {
+    /// The address as configured (port 0 stays 0): what reloads compare.
+    pub configured: SocketAddr,
+    /// The address actually bound.
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn start(
+        gateway: Arc<Gateway>,
+        kind: ListenerKind,
+        addr: SocketAddr,
+    ) -> std::io::Result<Running> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, gateway, kind, stopped));
+        Ok(Running {
+            configured: addr,
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting and closes the socket; open connections carry on.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    kind: ListenerKind,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        match &kind {
+            ListenerKind::Proxy(name) => {
+                tokio::spawn(serve_proxy(gateway, builder, name.clone(), stream, peer));
+            }
+            ListenerKind::Admin => {
+                tokio::spawn(serve_admin(gateway, builder, stream));
+            }
+        }
+    }
+}
+
+async fn serve_proxy(
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    name: Arc<str>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _open = gateway.drain.track();
+    let plan = gateway.plan();
+    let Some(tls) = plan.listener(&name).map(|l| l.tls.clone()) else {
+        return;
+    };
+    let drained = gateway.drain.signal();
+    let downstream = Arc::new(Downstream::new(
+        gateway.clone(),
+        plan,
+        peer,
+        name,
+        tls.is_some(),
+    ));
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        handler::handle(request, downstream.clone())
+    });
+    match tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(&builder, TokioIo::new(stream), service, drained).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => serve(&builder, TokioIo::new(stream), service, drained).await,
+    }
+}
+
+async fn serve_admin(
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+) {
+    let (_, never_drained) = watch::channel(false);
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        crate::admin::handle(request, gateway.clone())
+    });
+    serve(&builder, TokioIo::new(stream), service, never_drained).await;
+}
+
+async fn serve<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    drained: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<crate::pipeline::ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = until_drained(drained) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+async fn until_drained(mut drained: watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it before anything else awaits.
+    let _ = drained.wait_for(|drained| *drained).await.map(|_| ());
+}
+
+/// Counts open proxy connections and tells them when to wind down.
+pub struct Drain {
+    open: AtomicUsize,
+    all_closed: Notify,
+    signal: watch::Sender<bool>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            open: AtomicUsize::new(0),
+            all_closed: Notify::new(),
+            signal: watch::channel(false).0,
+        }
+    }
+}
+
+pub struct OpenConnection<'a> {
+    drain: &'a Drain,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        if self.drain.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drain.all_closed.notify_waiters();
+        }
+    }
+}
+
+impl Drain {
+    pub fn track(&self) -> OpenConnection<'_> {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        OpenConnection { drain: self }
+    }
+
+    pub fn signal(&self) -> watch::Receiver<bool> {
+        self.signal.subscribe()
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Asks every connection to finish its in-flight requests and close; true when all
+    /// closed within `grace`.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.signal.send_replace(true);
+        let all_closed = async {
+            loop {
+                let notified = self.all_closed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.open() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(grace, all_closed).await.is_ok()
+    }
+}

@@ -1,0 +1,437 @@
+//! The upstream HTTP client: connects (TCP, TLS, HTTP/1.1 or HTTP/2), keeps idle
+//! HTTP/1.1 connections per endpoint for reuse and one shared HTTP/2 connection.
+//! Written on hyper's low-level `client::conn` rather than hyper-util's pooled client:
+//! a per-endpoint stack of idle senders needs no global map, hashing or pool task.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::{Endpoint, EndpointState};
+use crate::config::spec::ProtocolSpec;
+use crate::pipeline::ProxyBody;
+
+type H1Sender = http1::SendRequest<ProxyBody>;
+type H2Sender = http2::SendRequest<ProxyBody>;
+
+const DEFAULT_MAX_IDLE: usize = 256;
+
+/// Why a request could not be sent or answered by an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connect to {endpoint} failed: {source}")]
+    Connect {
+        endpoint: Arc<str>,
+        source: std::io::Error,
+    },
+    #[error("connect to {endpoint} timed out after {after:?}")]
+    ConnectTimeout { endpoint: Arc<str>, after: Duration },
+    #[error("TLS handshake with {endpoint} failed: {source}")]
+    Tls {
+        endpoint: Arc<str>,
+        source: std::io::Error,
+    },
+    #[error("HTTP handshake with {endpoint} failed: {source}")]
+    Handshake {
+        endpoint: Arc<str>,
+        source: hyper::Error,
+    },
+    #[error("{endpoint} failed the request: {source}")]
+    Exchange {
+        endpoint: Arc<str>,
+        source: hyper::Error,
+    },
+}
+
+/// Idle connections of one endpoint.
+#[derive(Default)]
+pub struct ConnectionCache {
+    idle_http1: Mutex<Vec<H1Sender>>,
+    shared_h2: Mutex<Option<H2Sender>>,
+}
+
+impl ConnectionCache {
+    fn pop_http1(&self) -> Option<H1Sender> {
+        let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn push_http1(&self, sender: H1Sender, max_idle: usize) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < max_idle {
+            idle.push(sender);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle_http1.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    fn h2(&self) -> Option<H2Sender> {
+        let shared = self.shared_h2.lock().unwrap_or_else(|p| p.into_inner());
+        shared.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    fn set_h2(&self, sender: H2Sender) {
+        *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+    }
+}
+
+/// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
+pub struct UpstreamClient {
+    pub protocol: ProtocolSpec,
+    tls: Option<tokio_rustls::TlsConnector>,
+    max_idle: usize,
+}
+
+/// A response from an endpoint, with the connection to give back once its body ends.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    reuse: Option<Reuse>,
+}
+
+struct Reuse {
+    sender: H1Sender,
+    state: Arc<EndpointState>,
+    max_idle: usize,
+}
+
+impl UpstreamClient {
+    pub fn new(
+        protocol: ProtocolSpec,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        max_idle: Option<usize>,
+    ) -> Self {
+        UpstreamClient {
+            protocol,
+            tls: tls.map(tokio_rustls::TlsConnector::from),
+            max_idle: max_idle.unwrap_or(DEFAULT_MAX_IDLE),
+        }
+    }
+
+    /// Sends `request` to `endpoint`, reusing an idle connection when there is one.
+    /// A request that a reused connection could not even start sending (it closed
+    /// meanwhile) is sent again on a fresh connection, whatever its method.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Result<Sent, SendError> {
+        match self.protocol {
+            ProtocolSpec::Http1 => self.send_http1(endpoint, request, connect_timeout).await,
+            ProtocolSpec::H2 => self.send_h2(endpoint, request, connect_timeout).await,
+        }
+    }
+
+    async fn send_http1(
+        &self,
+        endpoint: &Endpoint,
+        mut request: Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Result<Sent, SendError> {
+        let cache = &endpoint.state.connections;
+        while let Some(mut sender) = cache.pop_http1() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.sent_http1(response, sender, endpoint)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => {
+                        return Err(SendError::Exchange {
+                            endpoint: endpoint.url.clone(),
+                            source: error.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let mut sender = self.connect_http1(endpoint, connect_timeout, false).await?;
+        let response =
+            sender
+                .send_request(request)
+                .await
+                .map_err(|source| SendError::Exchange {
+                    endpoint: endpoint.url.clone(),
+                    source,
+                })?;
+        Ok(self.sent_http1(response, sender, endpoint))
+    }
+
+    fn sent_http1(
+        &self,
+        response: Response<Incoming>,
+        sender: H1Sender,
+        endpoint: &Endpoint,
+    ) -> Sent {
+        let reusable = !response_closes_connection(&response);
+        let reuse = reusable.then(|| Reuse {
+            sender,
+            state: endpoint.state.clone(),
+            max_idle: self.max_idle,
+        });
+        Sent { response, reuse }
+    }
+
+    async fn send_h2(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Result<Sent, SendError> {
+        let mut sender = match endpoint.state.connections.h2() {
+            Some(sender) => sender,
+            None => {
+                let sender = self.connect_h2(endpoint, connect_timeout).await?;
+                endpoint.state.connections.set_h2(sender.clone());
+                sender
+            }
+        };
+        let response =
+            sender
+                .send_request(request)
+                .await
+                .map_err(|source| SendError::Exchange {
+                    endpoint: endpoint.url.clone(),
+                    source,
+                })?;
+        Ok(Sent {
+            response,
+            reuse: None,
+        })
+    }
+
+    /// Sends an `Upgrade` request on a fresh, unpooled HTTP/1.1 connection that can be
+    /// taken over after a `101 Switching Protocols`.
+    pub async fn send_upgrade(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut sender = self.connect_http1(endpoint, connect_timeout, true).await?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|source| SendError::Exchange {
+                endpoint: endpoint.url.clone(),
+                source,
+            })
+    }
+
+    async fn connect_http1(
+        &self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+        upgrades: bool,
+    ) -> Result<H1Sender, SendError> {
+        let url = &endpoint.url;
+        let handshake = |source| SendError::Handshake {
+            endpoint: url.clone(),
+            source,
+        };
+        let tcp = connect_tcp(endpoint, connect_timeout).await?;
+        macro_rules! drive {
+            ($io:expr) => {{
+                let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
+                if upgrades {
+                    tokio::spawn(async move {
+                        let _ = connection.with_upgrades().await;
+                    });
+                } else {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                sender
+            }};
+        }
+        Ok(if endpoint.target.is_https() {
+            let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
+            drive!(TokioIo::new(tls))
+        } else {
+            drive!(TokioIo::new(tcp))
+        })
+    }
+
+    async fn connect_h2(
+        &self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> Result<H2Sender, SendError> {
+        let url = &endpoint.url;
+        let handshake = |source| SendError::Handshake {
+            endpoint: url.clone(),
+            source,
+        };
+        let tcp = connect_tcp(endpoint, connect_timeout).await?;
+        macro_rules! drive {
+            ($io:expr) => {{
+                let (sender, connection) = http2::handshake(TokioExecutor::new(), $io)
+                    .await
+                    .map_err(handshake)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                sender
+            }};
+        }
+        Ok(if endpoint.target.is_https() {
+            let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
+            drive!(TokioIo::new(tls))
+        } else {
+            drive!(TokioIo::new(tcp))
+        })
+    }
+
+    async fn tls_connect(
+        &self,
+        endpoint: &Endpoint,
+        tcp: TcpStream,
+        connect_timeout: Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
+        let url = &endpoint.url;
+        let tls_error = |source| SendError::Tls {
+            endpoint: url.clone(),
+            source,
+        };
+        let connector = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| tls_error(std::io::Error::other("no TLS settings for this pool")))?;
+        let server_name = rustls::pki_types::ServerName::try_from(endpoint.target.host.clone())
+            .map_err(|e| tls_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        match tokio::time::timeout(connect_timeout, connector.connect(server_name, tcp)).await {
+            Ok(result) => result.map_err(tls_error),
+            Err(_) => Err(SendError::ConnectTimeout {
+                endpoint: url.clone(),
+                after: connect_timeout,
+            }),
+        }
+    }
+}
+
+async fn connect_tcp(
+    endpoint: &Endpoint,
+    connect_timeout: Duration,
+) -> Result<TcpStream, SendError> {
+    let target = (endpoint.target.host.as_str(), endpoint.target.port);
+    match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
+        Ok(Ok(stream)) => {
+            // Small writes (SSE events, request heads) must leave at once.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(source)) => Err(SendError::Connect {
+            endpoint: endpoint.url.clone(),
+            source,
+        }),
+        Err(_) => Err(SendError::ConnectTimeout {
+            endpoint: endpoint.url.clone(),
+            after: connect_timeout,
+        }),
+    }
+}
+
+fn response_closes_connection(response: &Response<Incoming>) -> bool {
+    response
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+/// An endpoint's response body on its way to the client. When it has been read to
+/// the end, its HTTP/1.1 connection goes back to the endpoint's idle stack; a body
+/// dropped early takes its connection down with it (its state is unknown).
+pub struct UpstreamBody {
+    body: Incoming,
+    reuse: Option<Reuse>,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    pub fn new(sent: Sent) -> (http::response::Parts, UpstreamBody) {
+        let (parts, body) = sent.response.into_parts();
+        let ended = body.is_end_stream();
+        (
+            parts,
+            UpstreamBody {
+                body,
+                reuse: sent.reuse,
+                ended,
+            },
+        )
+    }
+
+    pub fn from_incoming(body: Incoming) -> UpstreamBody {
+        UpstreamBody {
+            ended: body.is_end_stream(),
+            body,
+            reuse: None,
+        }
+    }
+
+    /// Reads the whole body (for callers that must see it all, within their limit).
+    pub async fn collect(self) -> Result<Bytes, hyper::Error> {
+        Ok(BodyExt::collect(self).await?.to_bytes())
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.ended || self.body.is_end_stream() {
+            if let Some(reuse) = self.reuse.take() {
+                reuse
+                    .state
+                    .connections
+                    .push_http1(reuse.sender, reuse.max_idle);
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! One endpoint of a pool and its live state, plus the registry that hands the same
+//! state to every plan that names the same endpoint.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::HeaderValue;
+use http::uri::{Authority, Scheme};
+
+use super::client::ConnectionCache;
+use crate::balance::{PeakEwma, stable_hash};
+use crate::config::spec::ProtocolSpec;
+
+/// A parsed `http://host:port` or `https://host:port` endpoint URL.
+#[derive(Debug, Clone)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    pub authority: Authority,
+}
+
+impl UpstreamUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            Some(other) => {
+                return Err(format!(
+                    "unsupported scheme {other:?} in {text:?} (http or https)"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "URL {text:?} needs a scheme, e.g. http://127.0.0.1:9001"
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("URL {text:?} has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "URL {text:?}: credentials in endpoint URLs are not supported"
+            ));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "URL {text:?}: an endpoint URL has no path or query"
+            ));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
+        Ok(UpstreamUrl {
+            scheme,
+            host,
+            port,
+            authority,
+        })
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+}
+
+/// A compiled endpoint: its address, weight and shared live state.
+pub struct Endpoint {
+    pub url: Arc<str>,
+    pub target: UpstreamUrl,
+    pub weight: u32,
+    /// `Host` sent when the pool rewrites it.
+    pub host_header: HeaderValue,
+    /// Stable across instances: the endpoint's share of consistent hashing.
+    pub identity_hash: u64,
+    pub state: Arc<EndpointState>,
+}
+
+impl Endpoint {
+    pub fn new(url: &str, target: UpstreamUrl, weight: u32, state: Arc<EndpointState>) -> Self {
+        let host_header = HeaderValue::from_str(target.authority.as_str())
+            .expect("authority is a valid header value");
+        Endpoint {
+            url: url.into(),
+            identity_hash: stable_hash(url.as_bytes()),
+            target,
+            weight,
+            host_header,
+            state,
+        }
+    }
+}
+
+/// Live state of one endpoint, shared by every plan that has it.
+#[derive(Default)]
+pub struct EndpointState {
+    in_flight: AtomicU64,
+    requests: AtomicU64,
+    pub latency: PeakEwma,
+    pub connections: ConnectionCache,
+}
+
+impl EndpointState {
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the returned guard drops (after the response
+    /// body has ended or the exchange was abandoned).
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            state: self.clone(),
+        }
+    }
+}
+
+pub struct InFlight {
+    state: Arc<EndpointState>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Endpoint state by (pool, url, protocol). A reload asks it for each endpoint of the
+/// new plan; kept endpoints get their old state, and state of endpoints no plan names
+/// any more is dropped by [`Registry::retain_only`].
+#[derive(Default)]
+pub struct Registry {
+    states: Mutex<HashMap<(String, String, ProtocolSpec), Arc<EndpointState>>>,
+}
+
+impl Registry {
+    pub fn state_for(&self, pool: &str, url: &str, protocol: ProtocolSpec) -> Arc<EndpointState> {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        states
+            .entry((pool.to_string(), url.to_string(), protocol))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the state of endpoints that are not in `keep` (pool, url, protocol).
+    pub fn retain_only(&self, keep: &[(String, String, ProtocolSpec)]) {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        states.retain(|key, _| keep.contains(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = UpstreamUrl::parse("http://127.0.0.1:9001").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.is_https()),
+            ("127.0.0.1", 9001, false)
+        );
+        let url = UpstreamUrl::parse("https://example.com").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.is_https()),
+            ("example.com", 443, true)
+        );
+        let url = UpstreamUrl::parse("http://[::1]:8000/").unwrap();
+        assert_eq!(url.host, "::1");
+        for bad in ["127.0.0.1:80", "ftp://x", "http://u:p@x", "http://x/path"] {
+            assert!(UpstreamUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
