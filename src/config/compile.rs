@@ -116,7 +116,8 @@ fn compile_listeners(
     for (i, listener) in spec.listeners.iter().enumerate() {
         let path = format!("listeners[{i}]");
         let bind = parse_addr(&listener.bind, &format!("{path}.bind"), errors);
-        if let Some(bind) = bind {
+        // Port 0 asks the OS for a free port, so it never clashes.
+        if let Some(bind) = bind.filter(|b| b.port() != 0) {
             if !binds.insert(bind) {
                 errors.push((
                     format!("{path}.bind"),

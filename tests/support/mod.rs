@@ -1,0 +1,38 @@
+//! Shared fixtures for the integration tests: real upstream servers and real Junction
+//! instances (in-process or as the built binary), all on 127.0.0.1 with OS-chosen ports.
+//!
+//! ```ignore
+//! let a = TestUpstream::named("a").start().await;
+//! let proxy = TestProxy::from_toml(&format!(r#" ... url = "{}" ... "#, a.url())).start().await;
+//! let reply = client().get(proxy.url("/v1/x")).send().await?;
+//! assert_eq!(reply.headers()["x-upstream"], "a");
+//! ```
+#![allow(dead_code)]
+
+pub mod process;
+pub mod proxy;
+pub mod upstream;
+
+pub use process::JunctionProcess;
+pub use proxy::TestProxy;
+pub use upstream::{TestUpstream, UpstreamReply};
+
+/// A reqwest client that never uses a system proxy and keeps connections alive.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// A config snippet with an admin listener and one public listener on port 0.
+pub fn listeners_toml() -> &'static str {
+    r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+"#
+}

@@ -1,0 +1,64 @@
+//! `TestProxy`: Junction in-process, from config text, on OS-chosen ports.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use junction::balance::SplitMix;
+use junction::server::Gateway;
+
+pub struct TestProxy {
+    toml: String,
+    seed: u64,
+}
+
+pub struct RunningProxy {
+    pub gateway: Arc<Gateway>,
+}
+
+impl TestProxy {
+    pub fn from_toml(toml: &str) -> Self {
+        TestProxy {
+            toml: toml.into(),
+            seed: 7,
+        }
+    }
+
+    /// Seed of the random choices (weighted random, p2c), for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub async fn start(self) -> RunningProxy {
+        let gateway = Gateway::from_str(
+            &self.toml,
+            Path::new("."),
+            Arc::new(SplitMix::with_seed(self.seed)),
+        )
+        .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+        gateway.start().await.expect("start gateway");
+        RunningProxy { gateway }
+    }
+}
+
+impl RunningProxy {
+    /// The actual address of a listener.
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.gateway
+            .listener_addr(listener)
+            .expect("listener is running")
+    }
+
+    /// `http://ADDR{path}` on the listener named "public".
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr("public"))
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.gateway.admin_addr().expect("admin is running")
+        )
+    }
+}
