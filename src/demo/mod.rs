@@ -13,13 +13,19 @@ use crate::server::Gateway;
 /// The demo's config, the same file as `examples/demo.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.toml");
 
-pub async fn run() -> anyhow::Result<()> {
-    let gateway = Gateway::from_str(
-        DEMO_CONFIG,
-        Path::new("."),
-        Arc::new(SplitMix::from_clock()),
-    )
-    .map_err(|errors| anyhow::anyhow!("the built-in demo config is invalid:\n{errors}"))?;
+/// The mock servers and the gateway of a running demo.
+pub struct Demo {
+    pub gateway: Arc<Gateway>,
+    pub servers: Vec<mock::MockModelServer>,
+    /// What to paste: curl and Python `openai` commands for this demo's addresses.
+    pub instructions: String,
+}
+
+/// Starts a mock model server on every endpoint of `config` (versions from the pools)
+/// and the gateway in front of them.
+pub async fn start(config: &str) -> anyhow::Result<Demo> {
+    let gateway = Gateway::from_str(config, Path::new("."), Arc::new(SplitMix::from_clock()))
+        .map_err(|errors| anyhow::anyhow!("the demo config is invalid:\n{errors}"))?;
     let plan = gateway.plan();
     let mut servers = Vec::new();
     for pool in &plan.pools {
@@ -51,9 +57,20 @@ pub async fn run() -> anyhow::Result<()> {
     let admin = gateway
         .admin_addr()
         .ok_or_else(|| anyhow::anyhow!("the admin listener did not start"))?;
-    println!("{}", instructions(&addr.to_string(), &admin.to_string()));
-    crate::server::run_until_signalled(gateway).await?;
-    drop(servers);
+    let instructions = instructions(&addr.to_string(), &admin.to_string());
+    Ok(Demo {
+        gateway,
+        servers,
+        instructions,
+    })
+}
+
+/// `junction demo`: the embedded config, until Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    let demo = start(DEMO_CONFIG).await?;
+    println!("{}", demo.instructions);
+    crate::server::run_until_signalled(demo.gateway.clone()).await?;
+    drop(demo);
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! let reply = client().get(proxy.url("/v1/x")).send().await?;
 //! assert_eq!(reply.headers()["x-upstream"], "a");
 //! ```
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod process;
 pub mod proxy;
