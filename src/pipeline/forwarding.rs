@@ -21,48 +21,87 @@ static X_JUNCTION_VERSION: HeaderName = HeaderName::from_static("x-junction-vers
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name.as_str() == KEEP_ALIVE
-        || name.as_str() == PROXY_CONNECTION
+const CONNECTION: u8 = 1;
+const TE: u8 = 2;
+const TRANSFER_ENCODING: u8 = 4;
+const UPGRADE: u8 = 8;
+const KEEP_ALIVE_BIT: u8 = 16;
+const PROXY_CONNECTION_BIT: u8 = 32;
+
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        CONNECTION
+    } else if name == header::TE {
+        TE
+    } else if name == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING
+    } else if name == header::UPGRADE {
+        UPGRADE
+    } else if name.as_str() == KEEP_ALIVE {
+        KEEP_ALIVE_BIT
+    } else if name.as_str() == PROXY_CONNECTION {
+        PROXY_CONNECTION_BIT
+    } else {
+        0
+    }
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names. With `upgrade`,
 /// `Connection: upgrade` and `Upgrade` are kept (the endpoint must see them).
+/// One pass over the names finds which are present; only those are removed, so the
+/// common case (none, or just `Connection: keep-alive`) costs no hashing beyond that.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers
+        .keys()
+        .fold(0, |bits, name| bits | hop_by_hop_bit(name));
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if present & CONNECTION != 0 {
+        // Tokens that name other headers; the usual ones (keep-alive, close, upgrade)
+        // are handled below without building names.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !["keep-alive", "close", "upgrade", ""]
+                    .iter()
+                    .any(|usual| token.eq_ignore_ascii_case(usual))
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        } else {
+            headers.remove(header::CONNECTION);
+        }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    headers.remove(header::TE);
-    if te_trailers {
-        // gRPC and others need `TE: trailers` end to end; it is the one TE value kept.
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present & TE != 0 {
+        let te_trailers = headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        if !te_trailers {
+            // gRPC and others need `TE: trailers` end to end; it is the one TE value kept.
+            headers.remove(header::TE);
+        }
     }
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
+    if present & TRANSFER_ENCODING != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if present & UPGRADE != 0 && !upgrade {
         headers.remove(header::UPGRADE);
+    }
+    if present & KEEP_ALIVE_BIT != 0 {
+        headers.remove(KEEP_ALIVE);
+    }
+    if present & PROXY_CONNECTION_BIT != 0 {
+        headers.remove(PROXY_CONNECTION);
     }
 }
 
@@ -110,6 +149,18 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
     client
 }
 
+/// Every line of a header joined with ", " (RFC 9110 5.3: they form one list);
+/// `None` when there is none.
+fn joined_lines(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
+    let mut lines = headers.get_all(name).iter();
+    let mut joined = lines.next()?.as_bytes().to_vec();
+    for line in lines {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(line.as_bytes());
+    }
+    Some(joined)
+}
+
 /// Shapes a downstream request head for `endpoint`.
 pub fn prepare_request(
     head: &mut request::Parts,
@@ -128,10 +179,8 @@ pub fn prepare_request(
     strip_hop_by_hop(headers, upgrade);
 
     let trusted = is_trusted(&listener.trusted_proxies, downstream.peer.ip());
-    match headers.get(&X_FORWARDED_FOR) {
-        Some(existing) if trusted => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + downstream.peer_header.len());
-            joined.extend_from_slice(existing.as_bytes());
+    match joined_lines(headers, &X_FORWARDED_FOR) {
+        Some(mut joined) if trusted => {
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(downstream.peer_header.as_bytes());
             if let Ok(value) = HeaderValue::from_bytes(&joined) {
@@ -156,10 +205,11 @@ pub fn prepare_request(
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
-    match headers.get(header::VIA) {
-        Some(existing) => {
-            let joined = format!("{}, {via}", existing.to_str().unwrap_or(""));
-            if let Ok(value) = HeaderValue::from_str(&joined) {
+    match joined_lines(headers, &header::VIA) {
+        Some(mut joined) => {
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(via.as_bytes());
+            if let Ok(value) = HeaderValue::from_bytes(&joined) {
                 headers.insert(header::VIA, value);
             }
         }
