@@ -57,6 +57,9 @@ pub enum SendError {
 pub struct ConnectionCache {
     idle_http1: Mutex<Vec<H1Sender>>,
     shared_h2: Mutex<Option<H2Sender>>,
+    /// Held while the shared HTTP/2 connection is being made, so that concurrent
+    /// first requests wait for it instead of each opening their own.
+    h2_connecting: tokio::sync::Mutex<()>,
 }
 
 impl ConnectionCache {
@@ -198,12 +201,20 @@ impl UpstreamClient {
         request: Request<ProxyBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
-        let mut sender = match endpoint.state.connections.h2() {
+        let cache = &endpoint.state.connections;
+        let mut sender = match cache.h2() {
             Some(sender) => sender,
             None => {
-                let sender = self.connect_h2(endpoint, connect_timeout).await?;
-                endpoint.state.connections.set_h2(sender.clone());
-                sender
+                let _connecting = cache.h2_connecting.lock().await;
+                match cache.h2() {
+                    // Another request made the connection while this one waited.
+                    Some(sender) => sender,
+                    None => {
+                        let sender = self.connect_h2(endpoint, connect_timeout).await?;
+                        cache.set_h2(sender.clone());
+                        sender
+                    }
+                }
             }
         };
         let response =

@@ -1,0 +1,404 @@
+//! `junction check` and the config errors a user sees: every runnable example passes,
+//! and every broken config fails with exit status 1 and each error's key path and line.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::process::Command;
+
+/// Runs the built binary with `args` and returns its output (10 s at most).
+async fn junction(args: &[&str], config: Option<&Path>) -> Output {
+    let mut command = Command::new(support::process::binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    tokio::time::timeout(Duration::from_secs(10), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("junction {args:?} did not finish within 10 s"))
+        .expect("junction runs")
+}
+
+/// A config file in its own temporary folder.
+struct ConfigFile {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+fn config_file(text: &str) -> ConfigFile {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("junction.toml");
+    std::fs::write(&path, text).expect("write config");
+    ConfigFile { _dir: dir, path }
+}
+
+/// `junction check` on `text`: its exit code and its errors with the file name prefix
+/// removed. An error starts with the file name; lines without it continue the error
+/// before (a regex error shows the pattern with a caret under the problem).
+async fn check(text: &str) -> (Option<i32>, Vec<String>) {
+    let file = config_file(text);
+    let output = junction(&["check"], Some(&file.path)).await;
+    let prefix = format!("{}: ", file.path.display());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut errors: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        match (line.strip_prefix(&prefix), errors.last_mut()) {
+            (Some(error), _) => errors.push(error.to_string()),
+            (None, Some(error)) => {
+                error.push('\n');
+                error.push_str(line);
+            }
+            (None, None) => panic!("output does not start with the file name: {stderr}"),
+        }
+    }
+    (output.status.code(), errors)
+}
+
+#[tokio::test]
+async fn every_example_config_passes_check() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .expect("examples/ exists")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.iter().any(|f| f.ends_with("demo.toml")),
+        "examples/demo.toml is missing: {files:?}"
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let output = junction(&["check"], Some(file)).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if output.status.code() != Some(0) || !stdout.contains(": ok (") {
+            failures.push(format!(
+                "{}: exit {:?}\n{stdout}{}",
+                file.display(),
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "examples that fail `junction check`:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn check_reports_counts_for_a_valid_config() {
+    let file = config_file(
+        r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "a"
+pool = "p"
+
+[[routes]]
+name = "b"
+pool = "p"
+"#,
+    );
+    let output = junction(&["check"], Some(&file.path)).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!(
+            "{}: ok (1 listeners, 1 pools, 2 routes)",
+            file.path.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_route_naming_an_unknown_pool_is_reported_with_its_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "first"
+pool = "p"
+
+[[routes]]
+name = "second"
+pool = "llama"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        errors,
+        [r#"routes[1].pool (line 15): no pool is named "llama""#]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_regex_is_reported_with_its_key_path_and_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+match = { path_regex = "^/v1/(chat" }
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("routes[0].match.path_regex (line 11): invalid regex:"),
+        "{errors:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_named_with_its_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+balanse = "least_conn"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("pools[0].balanse (line 7): unknown field `balanse`"),
+        "{errors:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_in_an_inline_table_is_named_with_its_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [
+  { url = "http://127.0.0.1:9001" },
+  { url = "http://127.0.0.1:9002", wieght = 2 },
+]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("pools[0].endpoints[1].wieght (line 9): unknown field `wieght`"),
+        "{errors:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_toml_syntax_error_is_reported_with_its_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    // The file does not parse, so there is no key path: only the line.
+    assert!(errors[0].starts_with("line 10: "), "{errors:#?}");
+}
+
+#[tokio::test]
+async fn a_zero_weight_is_reported_with_its_key_path_and_line() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [
+  { url = "http://127.0.0.1:9001" },
+  { url = "http://127.0.0.1:9002", weight = 0 },
+]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        errors,
+        ["pools[0].endpoints[1].weight (line 9): weight must be between 1 and 1000, got 0"]
+    );
+}
+
+#[tokio::test]
+async fn every_error_in_a_file_is_reported() {
+    let (code, errors) = check(
+        r#"[admin]
+bind = "localhost:9901"
+
+[server]
+shutdown_grace = "soon"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+trusted_proxies = ["10.0.0.0/33"]
+
+[[pools]]
+name = "p"
+endpoints = [
+  { url = "http://127.0.0.1:9001" },
+  { url = "http://127.0.0.1:9002", weight = 0 },
+]
+
+[[routes]]
+name = "chat"
+match = { path_regex = "(" }
+pool = "p"
+
+[[routes]]
+name = "embeddings"
+match = { path_prefix = "v1/embeddings" }
+pool = "missing"
+timeouts = { connect = "0s" }
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    let located: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or(""))
+        .collect();
+    let mut expected = [
+        "admin.bind (line 2)",
+        "server.shutdown_grace (line 5)",
+        "listeners[0].trusted_proxies[0] (line 10)",
+        "pools[0].endpoints[1].weight (line 16)",
+        "routes[0].match.path_regex (line 21)",
+        "routes[1].pool (line 27)",
+        "routes[1].match.path_prefix (line 26)",
+        "routes[1].timeouts.connect (line 28)",
+    ];
+    let mut located_sorted = located.clone();
+    located_sorted.sort();
+    expected.sort();
+    assert_eq!(
+        located_sorted,
+        expected,
+        "all errors:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn check_on_a_missing_file_fails() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("absent.toml");
+    let output = junction(&["check"], Some(&path)).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot read config file"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn run_with_an_invalid_config_exits_1_with_the_errors() {
+    let file = config_file(
+        r#"[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001", weight = 0 }]
+
+[[routes]]
+name = "chat"
+pool = "nope"
+"#,
+    );
+    let output = junction(&["run"], Some(&file.path)).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid config"), "{stderr}");
+    assert!(
+        stderr.contains("pools[0].endpoints[0].weight (line 10): weight must be between"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"routes[0].pool (line 14): no pool is named "nope""#),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
+
+#[tokio::test]
+async fn version_prints_the_version() {
+    let output = junction(&["version"], None).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("junction {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,410 @@
+//! Protocols on both sides of the proxy: HTTP/2 clients in front of HTTP/1.1
+//! upstreams, HTTP/2 (h2c) upstreams sharing one connection, TLS termination with
+//! ALPN, and https upstreams verified against a configured CA or the system roots.
+
+mod support;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Version};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{TestProxy, TestUpstream, client, listeners_toml};
+use tokio::net::TcpListener;
+use tokio::sync::Barrier;
+
+/// How long any single step may take before the test calls it a hang.
+const STEP: Duration = Duration::from_secs(10);
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {STEP:?}"))
+}
+
+/// A catch-all route to one pool; `pool_extra` adds lines to the pool table.
+fn config(listeners: &str, url: &str, pool_extra: &str) -> String {
+    format!(
+        r#"{listeners}
+[[pools]]
+name = "p"
+endpoints = [{{ url = "{url}" }}]
+{pool_extra}
+
+[[routes]]
+name = "all"
+pool = "p"
+"#
+    )
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
+struct TestCert {
+    _dir: tempfile::TempDir,
+    cert_pem: String,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+impl TestCert {
+    fn generate() -> TestCert {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("generate certificate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        let cert_pem = certified.cert.pem();
+        std::fs::write(&cert_path, &cert_pem).unwrap();
+        std::fs::write(&key_path, certified.key_pair.serialize_pem()).unwrap();
+        TestCert {
+            _dir: dir,
+            cert_pem,
+            cert_path,
+            key_path,
+        }
+    }
+
+    fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_file(&self.cert_path).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&self.key_path).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+/// Answers every request with JSON: the HTTP version it arrived as and its Host.
+async fn version_echo(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(String::from);
+    let body = serde_json::json!({
+        "version": format!("{:?}", request.version()),
+        "host": host,
+        "authority": request.uri().authority().map(|a| a.to_string()),
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// An https upstream (rustls around hyper's auto server) answering with
+/// [`version_echo`]; returns its address.
+async fn https_upstream(cert: &TestCert) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[b"h2", b"http/1.1"]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service_fn(version_echo))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_client_reaches_an_http1_upstream() {
+    let upstream = TestUpstream::named("h1").start().await;
+    let proxy = TestProxy::from_toml(&config(listeners_toml(), &upstream.url(), ""))
+        .start()
+        .await;
+    let h2_client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+
+    let response = within("response", h2_client.get(proxy.url("/v1/models")).send())
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(response.headers()["x-upstream"], "h1");
+    let echo: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(echo["version"], "HTTP/1.1");
+    assert_eq!(echo["uri"], "/v1/models");
+    // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream needs a Host header.
+    assert_eq!(
+        echo["headers"]["host"],
+        proxy.addr("public").to_string().as_str()
+    );
+    assert_eq!(echo["headers"]["via"], "2 junction");
+}
+
+#[tokio::test]
+async fn h2_pool_speaks_http2_to_an_h2c_upstream() {
+    let upstream = TestUpstream::named("h2").http2_only().start().await;
+    let proxy = TestProxy::from_toml(&config(
+        listeners_toml(),
+        &upstream.url(),
+        r#"protocol = "h2""#,
+    ))
+    .start()
+    .await;
+
+    // An HTTP/1.1 client in front; HTTP/2 behind.
+    let response = within("response", client().get(proxy.url("/a?b=c")).send())
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), Version::HTTP_11);
+    let echo: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(echo["version"], "HTTP/2.0");
+    // The request target in absolute form, with the client's host as :authority.
+    assert_eq!(
+        echo["uri"],
+        format!("http://{}/a?b=c", proxy.addr("public")).as_str()
+    );
+    assert!(
+        echo["headers"].get("host").is_none(),
+        "HTTP/2 requests carry :authority, not Host: {echo}"
+    );
+}
+
+/// An h2c server that counts the TCP connections it accepted, and whose handler
+/// holds every request until `together` requests are in progress at once.
+async fn counting_h2c_upstream(together: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let barrier = Arc::new(Barrier::new(together));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let barrier = barrier.clone();
+                    async move {
+                        if request.uri().path() == "/together" {
+                            barrier.wait().await;
+                        }
+                        version_echo(request).await
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn h2_pool_multiplexes_concurrent_requests_on_one_connection() {
+    const CONCURRENT: usize = 20;
+    let (upstream, connections) = counting_h2c_upstream(CONCURRENT).await;
+    let proxy = TestProxy::from_toml(&config(
+        listeners_toml(),
+        &format!("http://{upstream}"),
+        r#"protocol = "h2""#,
+    ))
+    .start()
+    .await;
+
+    // Every request waits at the upstream until all of them have arrived there, so
+    // they can only complete if the proxy sends them concurrently.
+    let client = client();
+    let requests: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let request = client.get(proxy.url("/together")).send();
+            tokio::spawn(request)
+        })
+        .collect();
+    for request in requests {
+        let response = within("concurrent response", request)
+            .await
+            .unwrap()
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        let echo: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(echo["version"], "HTTP/2.0");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "concurrent requests to an h2 pool should share one connection"
+    );
+
+    // And later requests still use it.
+    for _ in 0..3 {
+        let response = within("later response", client.get(proxy.url("/later")).send())
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+fn tls_listeners(cert: &TestCert) -> String {
+    format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+tls = {{ cert = "{}", key = "{}" }}
+"#,
+        path_str(&cert.cert_path),
+        path_str(&cert.key_path)
+    )
+}
+
+fn trusting_client(cert: &TestCert, proxy: SocketAddr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", proxy)
+}
+
+#[tokio::test]
+async fn tls_termination_serves_http1_and_http2_by_alpn() {
+    let cert = TestCert::generate();
+    let upstream = TestUpstream::named("behind-tls").start().await;
+    let proxy = TestProxy::from_toml(&config(&tls_listeners(&cert), &upstream.url(), ""))
+        .start()
+        .await;
+    let addr = proxy.addr("public");
+
+    let cases = [
+        (
+            "HTTP/1.1 by IP",
+            trusting_client(&cert, addr).http1_only(),
+            format!("https://{addr}/secure"),
+            Version::HTTP_11,
+        ),
+        (
+            "HTTP/2 by IP",
+            trusting_client(&cert, addr),
+            format!("https://{addr}/secure"),
+            Version::HTTP_2,
+        ),
+        (
+            "HTTP/2 by name",
+            trusting_client(&cert, addr),
+            format!("https://localhost:{}/secure", addr.port()),
+            Version::HTTP_2,
+        ),
+    ];
+    for (case, builder, url, version) in cases {
+        let client = builder.build().unwrap();
+        let response = within(case, client.get(&url).send())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e:?}"));
+        assert_eq!(response.status(), 200, "{case}");
+        assert_eq!(response.version(), version, "{case}");
+        let echo: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(echo["uri"], "/secure", "{case}");
+        assert_eq!(echo["version"], "HTTP/1.1", "{case}");
+        assert_eq!(echo["headers"]["x-forwarded-proto"], "https", "{case}");
+    }
+
+    // Plain HTTP on the TLS port is not served.
+    let plain = client().get(format!("http://{addr}/secure")).send().await;
+    assert!(plain.is_err(), "plain HTTP on a TLS listener: {plain:?}");
+    // Nor is a client that does not trust the certificate.
+    let untrusting = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let refused = untrusting
+        .get(format!("https://{addr}/secure"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "untrusted certificate accepted");
+    assert_eq!(upstream.requests(), 3);
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_against_the_ca_file() {
+    let cert = TestCert::generate();
+    let upstream = https_upstream(&cert).await;
+    let url = format!("https://{upstream}");
+    let ca_file = format!(r#"ca_file = "{}""#, path_str(&cert.cert_path));
+
+    for (protocol, expected) in [("http1", "HTTP/1.1"), ("h2", "HTTP/2.0")] {
+        let extra = format!("{ca_file}\nprotocol = \"{protocol}\"");
+        let proxy = TestProxy::from_toml(&config(listeners_toml(), &url, &extra))
+            .start()
+            .await;
+        for _ in 0..2 {
+            let response = within(protocol, client().get(proxy.url("/over-tls")).send())
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200, "{protocol}");
+            let echo: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(echo["version"], expected, "{protocol}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_unknown_ca_fails_with_502() {
+    let cert = TestCert::generate();
+    let upstream = https_upstream(&cert).await;
+    // No ca_file: the system roots, which do not know this self-signed certificate.
+    let proxy = TestProxy::from_toml(&config(
+        listeners_toml(),
+        &format!("https://{upstream}"),
+        "",
+    ))
+    .start()
+    .await;
+
+    let response = within("response", client().get(proxy.url("/over-tls")).send())
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "upstream_tls_failed");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&upstream.to_string()),
+        "the message names the endpoint: {error}"
+    );
+}
