@@ -58,8 +58,9 @@ fn main() -> ExitCode {
                     .map_err(|errors| {
                         anyhow::anyhow!("{}: invalid config:\n{errors}", config.display())
                     })?;
+                let signals = junction::server::Signals::install()?;
                 gateway.start().await?;
-                junction::server::run_until_signalled(gateway).await?;
+                signals.run(gateway).await;
                 Ok(())
             })
         }
@@ -72,8 +73,10 @@ fn main() -> ExitCode {
 
 fn check(config: &std::path::Path) -> ExitCode {
     let registry = junction::upstream::Registry::default();
+    let telemetry = junction::telemetry::Telemetry::default();
     let context = junction::config::CompileContext {
         registry: &registry,
+        telemetry: &telemetry,
         rng: Arc::new(SplitMix::with_seed(0)),
     };
     match junction::config::load_file(config, &context) {

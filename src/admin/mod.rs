@@ -32,6 +32,16 @@ pub async fn handle(
             json_response(StatusCode::OK, &redacted(&gateway.plan().spec))
         }
         (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
+        (&Method::GET, "/api/stats") => json_response(StatusCode::OK, &stats(&gateway)),
+        (&Method::GET, "/metrics") => {
+            let text = crate::telemetry::render(&gateway.telemetry, &gateway.plan());
+            let mut response = Response::new(ProxyBody::full(text));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
         (&Method::POST, "/api/reload") => match gateway.reload().await {
             Ok(()) => json_response(StatusCode::OK, &json!({ "status": "reloaded" })),
             Err(ReloadError::Invalid(errors)) => json_response(
@@ -40,7 +50,11 @@ pub async fn handle(
             ),
             Err(error) => json_error(StatusCode::CONFLICT, "reload_failed", &error.to_string()),
         },
-        (_, "/healthz" | "/readyz" | "/api/config" | "/api/pools" | "/api/reload") => json_error(
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/api/config" | "/api/pools" | "/api/stats"
+            | "/api/reload",
+        ) => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this path",
@@ -77,6 +91,8 @@ fn pools(gateway: &Gateway) -> Value {
                     json!({
                         "url": &*e.url,
                         "weight": e.weight,
+                        // No health checking yet: every endpoint is eligible.
+                        "up": true,
                         "in_flight": e.state.in_flight(),
                         "requests": e.state.requests(),
                         "idle_connections": e.state.connections.idle_count(),
@@ -95,6 +111,43 @@ fn pools(gateway: &Gateway) -> Value {
         })
         .collect();
     json!({ "pools": pools })
+}
+
+/// Requests per second, error rate and latency quantiles over the last minute, per
+/// route and version, and per version over all routes.
+fn stats(gateway: &Gateway) -> Value {
+    use std::collections::BTreeMap;
+    let routes = gateway.telemetry.metrics.all_routes();
+    let mut by_route: BTreeMap<(&str, &str), Vec<&crate::telemetry::Window>> = BTreeMap::new();
+    let mut by_version: BTreeMap<&str, Vec<&crate::telemetry::Window>> = BTreeMap::new();
+    for metrics in &routes {
+        by_route
+            .entry((&metrics.route, &metrics.version))
+            .or_default()
+            .push(&metrics.window);
+        by_version
+            .entry(&metrics.version)
+            .or_default()
+            .push(&metrics.window);
+    }
+    let routes: Vec<Value> = by_route
+        .into_iter()
+        .map(|((route, version), windows)| {
+            let mut entry = json!(crate::telemetry::merged_stats(&windows));
+            entry["route"] = json!(route);
+            entry["version"] = json!(version);
+            entry
+        })
+        .collect();
+    let versions: Vec<Value> = by_version
+        .into_iter()
+        .map(|(version, windows)| {
+            let mut entry = json!(crate::telemetry::merged_stats(&windows));
+            entry["version"] = json!(version);
+            entry
+        })
+        .collect();
+    json!({ "window_seconds": 60, "routes": routes, "versions": versions })
 }
 
 /// The config as JSON with secrets hidden. Endpoint URLs carry no credentials (the

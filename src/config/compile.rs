@@ -14,12 +14,17 @@ use ipnet::IpNet;
 use super::CompileContext;
 use super::plan::{ListenerPlan, Plan};
 use super::spec::{
-    BalanceSpec, ConfigSpec, HeaderRulesSpec, MatchSpec, PoolSpec, RouteSpec, SizeSpec,
+    AccessLogSpec, BalanceSpec, ConfigSpec, HeaderRulesSpec, MatchSpec, MetricsSpec, PoolSpec,
+    RouteSpec, SizeSpec,
 };
 use super::units::{parse_byte_size, parse_duration};
 use crate::balance::Balancer;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
 use crate::routing::{Glob, HeaderMatch, Matcher, PathMatch, Route, RouteTable, Timeouts};
+use crate::telemetry::{
+    AccessLogSettings, Buckets, DEFAULT_LATENCY_BUCKETS, DEFAULT_TOKEN_BUCKETS, Destination, Field,
+    RouteTelemetry, check_buckets,
+};
 use crate::upstream::{Endpoint, HashKey, Pool, UpstreamClient, UpstreamUrl};
 
 const DEFAULT_MODEL_BODY_LIMIT: u64 = 1 << 20;
@@ -48,9 +53,18 @@ pub fn compile(
         })
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
+    let buckets = compile_buckets(&spec.metrics, &mut errors);
+    let access_log = compile_access_log(spec.access_log.as_ref(), base, &mut errors);
     let pools = compile_pools(&spec.pools, base, context, &mut errors);
     let mut listeners = compile_listeners(&spec, base, &mut errors);
-    compile_routes(&spec, &pools, &mut listeners, &mut errors);
+    compile_routes(
+        &spec,
+        &pools,
+        &mut listeners,
+        context,
+        &buckets,
+        &mut errors,
+    );
 
     if spec.listeners.is_empty() {
         errors.push((
@@ -62,6 +76,8 @@ pub fn compile(
         return Err(errors);
     }
     Ok(Plan {
+        metrics_enabled: spec.metrics.enabled,
+        access_log,
         admin_bind: admin_bind.expect("no errors means the admin bind parsed"),
         shutdown_grace,
         listeners: listeners
@@ -73,6 +89,69 @@ pub fn compile(
             .collect(),
         pools: pools.into_iter().map(|(_, pool)| pool).collect(),
         spec,
+    })
+}
+
+fn compile_buckets(spec: &MetricsSpec, errors: &mut Errors) -> Buckets {
+    let mut read = |bounds: &Option<Vec<f64>>, key: &str, default: &[f64]| -> Arc<[f64]> {
+        match bounds {
+            Some(bounds) => match check_buckets(bounds) {
+                Ok(()) => Arc::from(bounds.as_slice()),
+                Err(e) => {
+                    errors.push((format!("metrics.{key}"), e));
+                    Arc::from(default)
+                }
+            },
+            None => Arc::from(default),
+        }
+    };
+    Buckets {
+        latency: read(
+            &spec.latency_buckets,
+            "latency_buckets",
+            DEFAULT_LATENCY_BUCKETS,
+        ),
+        token: read(&spec.token_buckets, "token_buckets", DEFAULT_TOKEN_BUCKETS),
+    }
+}
+
+const DEFAULT_ACCESS_LOG_QUEUE: usize = 8192;
+
+fn compile_access_log(
+    spec: Option<&AccessLogSpec>,
+    base: &Path,
+    errors: &mut Errors,
+) -> Option<AccessLogSettings> {
+    let spec = spec.filter(|s| s.enabled)?;
+    let destination = match spec.path.as_deref() {
+        None | Some("stdout") | Some("-") => Destination::Stdout,
+        Some(path) => Destination::File(resolve(base, path).into()),
+    };
+    let fields = match &spec.fields {
+        None => Field::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                Field::parse(name)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+                        errors.push((
+                            format!("access_log.fields[{i}]"),
+                            format!("unknown field {name:?}; known: {}", known.join(", ")),
+                        ))
+                    })
+                    .ok()
+            })
+            .collect(),
+    };
+    if spec.queue == Some(0) {
+        errors.push(("access_log.queue".into(), "must be at least 1".into()));
+    }
+    Some(AccessLogSettings {
+        destination,
+        fields,
+        queue: spec.queue.unwrap_or(DEFAULT_ACCESS_LOG_QUEUE),
     })
 }
 
@@ -323,6 +402,8 @@ fn compile_routes(
     spec: &ConfigSpec,
     pools: &[(String, Arc<Pool>)],
     listeners: &mut [(ListenerPlan, Vec<Arc<Route>>)],
+    context: &CompileContext<'_>,
+    buckets: &Buckets,
     errors: &mut Errors,
 ) {
     check_unique(
@@ -370,9 +451,16 @@ fn compile_routes(
         else {
             continue;
         };
+        let version = pool.version.as_deref().unwrap_or("");
+        let metrics = context
+            .telemetry
+            .metrics
+            .route(&route.name, &pool.name, version, buckets);
+        let endpoint_urls: Vec<Arc<str>> = pool.endpoints.iter().map(|e| e.url.clone()).collect();
         let compiled = Route {
             name: route.name.as_str().into(),
             matcher,
+            telemetry: RouteTelemetry::new(metrics, &endpoint_urls),
             pool,
             timeouts,
             filters,

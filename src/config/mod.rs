@@ -18,6 +18,7 @@ pub use locate::Locator;
 pub use plan::{ListenerPlan, Plan};
 
 use crate::balance::SplitMix;
+use crate::telemetry::Telemetry;
 use crate::upstream::Registry;
 
 /// One problem in a config file.
@@ -70,6 +71,7 @@ impl ConfigErrors {
 /// Shared inputs of plan compilation that outlive any one plan.
 pub struct CompileContext<'a> {
     pub registry: &'a Registry,
+    pub telemetry: &'a Telemetry,
     pub rng: Arc<SplitMix>,
 }
 

@@ -8,11 +8,14 @@ use ipnet::IpNet;
 
 use super::spec::{ConfigSpec, ProtocolSpec};
 use crate::routing::RouteTable;
+use crate::telemetry::{AccessLogSettings, RouteMetrics};
 use crate::upstream::Pool;
 
 pub struct Plan {
     /// The config as written, for `/api/config`.
     pub spec: ConfigSpec,
+    pub metrics_enabled: bool,
+    pub access_log: Option<AccessLogSettings>,
     pub admin_bind: SocketAddr,
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
@@ -33,6 +36,14 @@ impl Plan {
         self.listeners
             .iter()
             .find(|listener| &*listener.name == name)
+    }
+
+    /// The metric state of every route.
+    pub fn route_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        self.listeners
+            .iter()
+            .flat_map(|l| l.routes.routes.iter().map(|r| r.telemetry.metrics.clone()))
+            .collect()
     }
 
     /// The (pool, url, protocol) of every endpoint: the endpoint state to keep.

@@ -14,6 +14,10 @@ pub struct ConfigSpec {
     #[serde(default)]
     pub server: ServerSpec,
     #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// Present (and not `enabled = false`): one JSON line per request.
+    pub access_log: Option<AccessLogSpec>,
+    #[serde(default)]
     pub listeners: Vec<ListenerSpec>,
     #[serde(default)]
     pub pools: Vec<PoolSpec>,
@@ -38,6 +42,45 @@ impl Default for AdminSpec {
 
 fn default_admin_bind() -> String {
     "127.0.0.1:9901".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Bucket upper bounds (seconds) of the latency histograms: request duration,
+    /// time to first byte, time to first token.
+    pub latency_buckets: Option<Vec<f64>>,
+    /// Bucket upper bounds (seconds) of the time-per-output-token histogram.
+    pub token_buckets: Option<Vec<f64>>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            enabled: true,
+            latency_buckets: None,
+            token_buckets: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `"stdout"` (default) or a file path (appended to; reopened on SIGUSR1).
+    pub path: Option<String>,
+    /// Fields to write, in order (default: all).
+    pub fields: Option<Vec<String>>,
+    /// Lines waiting for the writer before new ones are dropped (default 8192).
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -67,9 +67,11 @@ pub async fn start(config: &str) -> anyhow::Result<Demo> {
 
 /// `junction demo`: the embedded config, until Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
+    // Caught before anything listens: a Ctrl-C right after start must drain, not kill.
+    let signals = crate::server::Signals::install()?;
     let demo = start(DEMO_CONFIG).await?;
     println!("{}", demo.instructions);
-    crate::server::run_until_signalled(demo.gateway.clone()).await?;
+    signals.run(demo.gateway.clone()).await;
     drop(demo);
     Ok(())
 }

@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use super::Completion;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Exchange;
 use crate::upstream::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,9 +22,11 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A downstream request body, streamed to the endpoint as it arrives.
     Incoming(Incoming),
-    /// An endpoint's response, streamed to the client; `Completion` runs the
-    /// end-of-exchange work (in-flight counts, `on_done` filters) when it drops.
-    Upstream(UpstreamBody, Option<Completion>),
+    /// A downstream request body without a declared length, counted as it streams.
+    Counted(Incoming, Arc<AtomicU64>),
+    /// An endpoint's response, streamed to the client with the request's record, which
+    /// reads the bytes as they pass and reports the exchange when it drops.
+    Upstream(UpstreamBody, Option<Box<Exchange>>),
     /// A body a filter transformed.
     Boxed(BoxBody<Bytes, BoxError>),
 }
@@ -44,12 +49,27 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Upstream(body, completion) => {
+            ProxyBody::Counted(body, counter) => {
                 let polled = Pin::new(body).poll_frame(cx);
-                if let (Poll::Ready(Some(Err(_))), Some(completion)) =
-                    (&polled, completion.as_mut())
-                {
-                    completion.failed = true;
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if let Some(data) = frame.data_ref() {
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                polled.map_err(Into::into)
+            }
+            ProxyBody::Upstream(body, exchange) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Some(exchange) = exchange.as_mut() {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                exchange.on_response_data(data);
+                            }
+                        }
+                        Poll::Ready(Some(Err(_))) => exchange.failed = true,
+                        _ => {}
+                    }
                 }
                 polled.map_err(Into::into)
             }
@@ -61,7 +81,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(bytes) => bytes.is_none(),
-            ProxyBody::Incoming(body) => body.is_end_stream(),
+            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
             ProxyBody::Upstream(body, _) => body.is_end_stream(),
             ProxyBody::Boxed(body) => body.is_end_stream(),
         }
@@ -73,7 +93,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ProxyBody::Incoming(body) => body.size_hint(),
+            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.size_hint(),
             ProxyBody::Upstream(body, _) => body.size_hint(),
             ProxyBody::Boxed(body) => body.size_hint(),
         }

@@ -3,7 +3,9 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -11,59 +13,115 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
-use super::{Completion, Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
+use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
 use crate::balance::stable_hash;
 use crate::config::ListenerPlan;
+use crate::llm::{ReplyKind, UsageScanner};
 use crate::routing::Route;
-use crate::upstream::{HashKey, Pool, UpstreamBody};
+use crate::telemetry::trace::{self, X_REQUEST_ID};
+use crate::upstream::{HashKey, Pool, SendError, UpstreamBody};
 
 /// Serves one downstream request. Never fails: every error becomes a response.
 pub async fn handle(
     request: Request<Incoming>,
     downstream: Arc<Downstream>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let plan = downstream.gateway.plan();
+    let gateway = &downstream.gateway;
+    let plan = gateway.plan();
     // A reload may have removed this connection's listener: finish on the plan it was accepted under.
     let plan = if plan.listener(&downstream.listener).is_some() {
         plan
     } else {
         downstream.accepted_under.clone()
     };
-    let Some(listener) = plan.listener(&downstream.listener) else {
-        return Ok(ProxyError::NoRoute {
+    let listener = plan.listener(&downstream.listener);
+    let log = gateway
+        .telemetry
+        .access_log
+        .enabled()
+        .then(|| log_facts(&request, &downstream, listener));
+    let mut exchange = Box::new(Exchange::new(gateway.telemetry.clone(), log));
+    let result = match listener {
+        Some(listener) => proxy(request, &downstream, listener, &mut exchange).await,
+        None => Err(ProxyError::NoRoute {
             method: request.method().clone(),
             path: request.uri().path().to_string(),
-        }
-        .to_response());
+        }),
     };
-    Ok(match proxy(request, &downstream, listener).await {
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             match error.blame() {
                 super::Blame::Downstream => tracing::debug!(%error, "request refused"),
                 _ => tracing::warn!(%error, "request failed"),
             }
+            exchange.error = Some(error.kind());
             error.to_response()
         }
-    })
+    };
+    exchange.status = response.status().as_u16();
+    if let Some(id) = &exchange.request_id {
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), id.clone());
+    }
+    // The record rides with a streamed body to its end; for a local answer it reports now.
+    match response.body_mut() {
+        ProxyBody::Upstream(_, slot) => *slot = Some(exchange),
+        ProxyBody::Full(Some(bytes)) => exchange.bytes_out = bytes.len() as u64,
+        _ => {}
+    }
+    Ok(response)
+}
+
+fn log_facts(
+    request: &Request<Incoming>,
+    downstream: &Downstream,
+    listener: Option<&ListenerPlan>,
+) -> LogFacts {
+    let trusted = listener
+        .map(|l| l.trusted_proxies.as_slice())
+        .unwrap_or(&[]);
+    LogFacts {
+        client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted).to_string(),
+        method: request.method().to_string(),
+        path: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string()),
+        protocol: match request.version() {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    }
 }
 
 async fn proxy(
     request: Request<Incoming>,
     downstream: &Downstream,
     listener: &ListenerPlan,
+    exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let started = Instant::now();
     let (mut head, body) = request.into_parts();
+    let gateway = &downstream.gateway;
+    exchange.request_id = Some(trace::ensure_request_id(&mut head.headers, gateway.rng()));
+    exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
 
     // Phase: read the body only when routing needs the `model` field.
     let (body, model) = if listener.routes.needs_model && wants_model_lookup(&head) {
         let bytes = read_body(body, &head, listener.model_body_limit).await?;
-        let model = model_of(&bytes);
+        exchange.bytes_in = BytesIn::Known(bytes.len() as u64);
+        let model = crate::llm::model_of(&bytes);
         (ProxyBody::full(bytes), model)
     } else {
-        (ProxyBody::Incoming(body), None)
+        (streamed_body(body, &head, exchange), None)
     };
 
     // Phase: route.
@@ -75,14 +133,15 @@ async fn proxy(
             path: head.uri.path().to_string(),
         })?
         .clone();
+    exchange.route = Some(route.clone());
     let pool = &route.pool;
 
     // Phase: request filters.
     let mut ctx = None;
     if !route.filters.is_empty() {
-        let mut request_ctx = new_ctx(&route, &head, downstream, listener, started);
+        let mut request_ctx = new_ctx(&route, &head, downstream, listener, exchange.started());
         if let Flow::Respond(response) = route.filters.on_request(&mut request_ctx, &mut head) {
-            return Ok(response);
+            return Ok(*response);
         }
         ctx = Some(request_ctx);
     }
@@ -99,6 +158,7 @@ async fn proxy(
             pool: pool.name.to_string(),
         })?;
     let endpoint = pool.endpoints[index].clone();
+    exchange.endpoint = Some(endpoint.clone());
 
     // Phase: forward.
     let upgrade = is_upgrade_request(&head);
@@ -106,8 +166,9 @@ async fn proxy(
     if upgrade {
         return forward_upgrade(head, body, &route, &endpoint).await;
     }
-    let in_flight = endpoint.state.begin();
+    exchange.in_flight = Some(endpoint.state.begin());
     let sent_at = Instant::now();
+    exchange.sent_at = Some(sent_at);
     let request = Request::from_parts(head, body);
     let timeouts = route.timeouts;
     let sent = match tokio::time::timeout(
@@ -116,7 +177,7 @@ async fn proxy(
     )
     .await
     {
-        Ok(result) => result?,
+        Ok(result) => result.map_err(blame_request_body)?,
         Err(_) => {
             return Err(ProxyError::ResponseHeadersTimeout {
                 endpoint: endpoint.url.to_string(),
@@ -124,28 +185,70 @@ async fn proxy(
             });
         }
     };
-    endpoint.state.latency.record(sent_at.elapsed());
+    let head_at = Instant::now();
+    exchange.head_at = Some(head_at);
+    endpoint
+        .state
+        .latency
+        .record(head_at.duration_since(sent_at));
 
     // Phase: response filters, then stream the body back.
     let (mut response_head, body) = UpstreamBody::new(sent);
     forwarding::prepare_response(&mut response_head, pool, false);
+    if gateway.telemetry.metrics_enabled() || gateway.telemetry.access_log.enabled() {
+        exchange.scanner = UsageScanner::for_reply(ReplyKind::of(&response_head.headers));
+    }
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
         ctx.status = Some(response_head.status);
         route.filters.on_response(ctx, &mut response_head);
     }
-    let done = ctx
-        .filter(|_| route.filters.wants_done)
-        .map(|ctx| (route.clone(), ctx));
-    let completion = Completion {
-        _in_flight: in_flight,
-        done,
-        failed: false,
-    };
+    exchange.done = ctx.filter(|_| route.filters.wants_done);
     Ok(Response::from_parts(
         response_head,
-        ProxyBody::Upstream(body, Some(completion)),
+        ProxyBody::Upstream(body, None),
     ))
+}
+
+/// The request body to stream upstream, with its size known from `content-length` or
+/// counted as it passes.
+fn streamed_body(
+    body: Incoming,
+    head: &http::request::Parts,
+    exchange: &mut Exchange,
+) -> ProxyBody {
+    use hyper::body::Body as _;
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) => {
+            exchange.bytes_in = BytesIn::Known(length);
+            ProxyBody::Incoming(body)
+        }
+        None if body.is_end_stream() => ProxyBody::Incoming(body),
+        None => {
+            let counter = Arc::new(AtomicU64::new(0));
+            exchange.bytes_in = BytesIn::Counted(counter.clone());
+            ProxyBody::Counted(body, counter)
+        }
+    }
+}
+
+/// A request body that broke while it was streamed to the endpoint (truncated, bad
+/// chunking) is the client's failure, not the endpoint's.
+fn blame_request_body(error: SendError) -> ProxyError {
+    if let SendError::Exchange { source, .. } = &error {
+        let cause = std::error::Error::source(source);
+        if let Some(cause) = cause.filter(|c| source.is_user() && c.is::<hyper::Error>()) {
+            return ProxyError::BadRequestBody {
+                reason: cause.to_string(),
+            };
+        }
+    }
+    ProxyError::Upstream(error)
 }
 
 fn new_ctx(
@@ -203,19 +306,6 @@ async fn read_body(
             reason: error.to_string(),
         }),
     }
-}
-
-/// The top-level `model` string of a JSON body; `None` for anything else.
-fn model_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelField<'a> {
-        #[serde(borrow, default)]
-        model: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<ModelField<'_>>(body)
-        .ok()?
-        .model
-        .map(|m| m.into_owned())
 }
 
 fn affinity_hash(
@@ -302,21 +392,6 @@ async fn forward_upgrade(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_field() {
-        assert_eq!(
-            model_of(br#"{"messages": [], "model": "llama-3"}"#).as_deref(),
-            Some("llama-3")
-        );
-        assert_eq!(
-            model_of(br#"{"model": "esc\"aped"}"#).as_deref(),
-            Some("esc\"aped")
-        );
-        assert_eq!(model_of(br#"{"model": 5}"#), None);
-        assert_eq!(model_of(b"not json"), None);
-        assert_eq!(model_of(br#"[1,2]"#), None);
-    }
 
     #[test]
     fn cookies() {

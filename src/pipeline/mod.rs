@@ -10,32 +10,31 @@
 
 mod body;
 mod error;
+mod exchange;
 mod forwarding;
 pub mod handler;
 mod header_rules;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{HeaderValue, Response, request, response};
 
 pub use body::{BoxError, ProxyBody};
 pub use error::{Blame, ProxyError, json_error};
+pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;
 pub use header_rules::HeaderRules;
 
 use crate::config::Plan;
-use crate::routing::Route;
 use crate::server::Gateway;
-use crate::upstream::InFlight;
 
 /// What a filter decides about a request.
 pub enum Flow {
     /// Go on to the next filter, then the endpoint.
     Continue,
     /// Answer the client now (deny, 401, 429...); later filters and the endpoint are skipped.
-    Respond(Response<ProxyBody>),
+    Respond(Box<Response<ProxyBody>>),
 }
 
 /// One policy on the request path. Every phase has a default that does nothing, so a
@@ -114,28 +113,11 @@ impl FilterChain {
 pub struct RequestCtx {
     pub route: Arc<str>,
     pub client_ip: IpAddr,
-    pub started: Instant,
+    pub started: tokio::time::Instant,
     pub endpoint: Option<Arc<str>>,
     pub status: Option<http::StatusCode>,
     /// Set when the response body failed mid-way.
     pub failed: bool,
-}
-
-/// End-of-exchange work, carried inside the response body and run when it drops:
-/// the endpoint's in-flight count, and `on_done` for chains that want it.
-pub struct Completion {
-    _in_flight: InFlight,
-    done: Option<(Arc<Route>, RequestCtx)>,
-    pub(crate) failed: bool,
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        if let Some((route, mut ctx)) = self.done.take() {
-            ctx.failed |= self.failed;
-            route.filters.on_done(&ctx);
-        }
-    }
 }
 
 /// Per-connection context shared by every request on a downstream connection.

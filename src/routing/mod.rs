@@ -13,6 +13,7 @@ use regex::Regex;
 pub use glob::Glob;
 
 use crate::pipeline::FilterChain;
+use crate::telemetry::RouteTelemetry;
 use crate::upstream::Pool;
 
 /// A compiled `[[routes]]` entry.
@@ -22,6 +23,7 @@ pub struct Route {
     pub pool: Arc<Pool>,
     pub timeouts: Timeouts,
     pub filters: FilterChain,
+    pub telemetry: RouteTelemetry,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
+use crate::telemetry::Telemetry;
 use crate::upstream::Registry;
 
 /// Why a reload (or the first start) did not take effect.
@@ -29,11 +30,16 @@ pub enum ReloadError {
     },
     #[error("this gateway was started from built-in config text; there is no file to reload")]
     NoFile,
+    #[error("shutting down: the config is no longer reloaded")]
+    Draining,
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 pub struct Gateway {
     plan: ArcSwap<Plan>,
     registry: Registry,
+    pub telemetry: Arc<Telemetry>,
     rng: Arc<SplitMix>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -48,14 +54,14 @@ impl Gateway {
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
         let registry = Registry::default();
-        let plan = config::load_file(
-            &path,
-            &CompileContext {
-                registry: &registry,
-                rng: rng.clone(),
-            },
-        )?;
-        Ok(Self::new(plan, registry, rng, Some(path)))
+        let telemetry = Arc::new(Telemetry::default());
+        let context = CompileContext {
+            registry: &registry,
+            telemetry: &telemetry,
+            rng: rng.clone(),
+        };
+        let plan = config::load_file(&path, &context)?;
+        Ok(Self::new(plan, registry, telemetry, rng, Some(path)))
     }
 
     /// Builds a gateway from config text (the demo, tests); `base` resolves relative paths.
@@ -65,26 +71,27 @@ impl Gateway {
         rng: Arc<SplitMix>,
     ) -> Result<Arc<Self>, ConfigErrors> {
         let registry = Registry::default();
-        let plan = config::load_str(
-            text,
-            base,
-            &CompileContext {
-                registry: &registry,
-                rng: rng.clone(),
-            },
-        )?;
-        Ok(Self::new(plan, registry, rng, None))
+        let telemetry = Arc::new(Telemetry::default());
+        let context = CompileContext {
+            registry: &registry,
+            telemetry: &telemetry,
+            rng: rng.clone(),
+        };
+        let plan = config::load_str(text, base, &context)?;
+        Ok(Self::new(plan, registry, telemetry, rng, None))
     }
 
     fn new(
         plan: Plan,
         registry: Registry,
+        telemetry: Arc<Telemetry>,
         rng: Arc<SplitMix>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
         Arc::new(Gateway {
             plan: ArcSwap::from_pointee(plan),
             registry,
+            telemetry,
             rng,
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -101,12 +108,20 @@ impl Gateway {
         self.plan.load_full()
     }
 
+    /// The process's random source (request ids, trace span ids).
+    pub fn rng(&self) -> &SplitMix {
+        &self.rng
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Binds the admin listener and every proxy listener of the current plan.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+        // The admin API can ask for a reload as soon as its socket is bound, before this
+        // call has recorded the listeners it started.
+        let _serialised = self.reload_lock.lock().await;
         let plan = self.plan();
         self.apply_listeners(&plan).await
     }
@@ -142,16 +157,19 @@ impl Gateway {
 
     async fn reload_inner(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _serialised = self.reload_lock.lock().await;
+        // Shutdown has taken the listeners away; a reload would bind them again.
+        if self.is_draining() {
+            return Err(ReloadError::Draining);
+        }
         let Some(path) = &self.config_path else {
             return Err(ReloadError::NoFile);
         };
-        let compiled = config::load_file(
-            path,
-            &CompileContext {
-                registry: &self.registry,
-                rng: self.rng.clone(),
-            },
-        );
+        let context = CompileContext {
+            registry: &self.registry,
+            telemetry: &self.telemetry,
+            rng: self.rng.clone(),
+        };
+        let compiled = config::load_file(path, &context);
         let result = match compiled {
             Ok(plan) => {
                 let plan = Arc::new(plan);
@@ -195,14 +213,7 @@ impl Gateway {
             (to_stop, fresh, handed_over)
         };
 
-        // 1. Bind what can be bound without stopping anything.
-        let mut bound = Vec::new();
-        for (name, bind) in &fresh {
-            bound.push((
-                name.clone(),
-                self.bind(ListenerKind::Proxy(name.clone()), *bind).await?,
-            ));
-        }
+        // 1. Bind what can be bound without stopping anything; open the access log.
         let current_admin = self
             .admin
             .lock()
@@ -214,10 +225,38 @@ impl Gateway {
         } else {
             None
         };
+        let mut bound = Vec::new();
+        let mut failure = None;
+        for (name, bind) in &fresh {
+            match self.bind(ListenerKind::Proxy(name.clone()), *bind).await {
+                Ok(running) => bound.push((name.clone(), running)),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            if let Err(error) = self.telemetry.access_log.apply(plan.access_log.as_ref()) {
+                failure = Some(ReloadError::AccessLog(error));
+            }
+        }
+        if let Some(error) = failure {
+            // Undo: close what this attempt opened; the running set is untouched.
+            for (_, running) in bound {
+                running.stop().await;
+            }
+            if let Some(admin) = new_admin {
+                admin.stop().await;
+            }
+            return Err(error);
+        }
 
         // 2. Swap.
         self.plan.store(plan.clone());
         self.registry.retain_only(&plan.endpoint_keys());
+        self.telemetry.set_metrics_enabled(plan.metrics_enabled);
+        self.telemetry.metrics.adopt(plan.route_metrics());
 
         // 3. Stop what left, start what was waiting for its address.
         let stopped: Vec<Running> = {
@@ -282,6 +321,8 @@ impl Gateway {
     /// period, then returns.
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        // A reload under way finishes first; later ones see `draining` and refuse.
+        let serialised = self.reload_lock.lock().await;
         let listeners: Vec<Running> = self
             .listeners
             .lock()
@@ -289,6 +330,7 @@ impl Gateway {
             .drain()
             .map(|(_, r)| r)
             .collect();
+        drop(serialised);
         for listener in listeners {
             listener.stop().await;
         }
@@ -299,7 +341,8 @@ impl Gateway {
                 "grace period over with connections still open; closing them"
             );
         }
-        if let Some(admin) = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(admin) = admin {
             admin.stop().await;
         }
     }

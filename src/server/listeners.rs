@@ -113,6 +113,7 @@ async fn serve_proxy(
     peer: SocketAddr,
 ) {
     let _open = gateway.drain.track();
+    let _counted = OpenGauge::new(gateway.telemetry.metrics.listener_connections(&name));
     let plan = gateway.plan();
     let Some(tls) = plan.listener(&name).map(|l| l.tls.clone()) else {
         return;
@@ -146,7 +147,8 @@ async fn serve_admin(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
 ) {
-    let (_, never_drained) = watch::channel(false);
+    // Keep the sender alive: a dropped sender would read as "drained" at once.
+    let (_never_sent, never_drained) = watch::channel(false);
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         crate::admin::handle(request, gateway.clone())
     });
@@ -182,6 +184,22 @@ async fn serve<I, S>(
 async fn until_drained(mut drained: watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it before anything else awaits.
     let _ = drained.wait_for(|drained| *drained).await.map(|_| ());
+}
+
+/// One open connection in the `junction_active_connections` gauge of its listener.
+struct OpenGauge(Arc<std::sync::atomic::AtomicI64>);
+
+impl OpenGauge {
+    fn new(gauge: Arc<std::sync::atomic::AtomicI64>) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        OpenGauge(gauge)
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts open proxy connections and tells them when to wind down.

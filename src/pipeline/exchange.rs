@@ -1,0 +1,242 @@
+//! The record of one request as it goes through the proxy: what was decided (route,
+//! endpoint), what passed (bytes, tokens), and when (first byte, first token). It rides
+//! inside the response body, so it sees the stream to its end, and reports itself when
+//! dropped: metrics, the one-minute window, the access log, the endpoint's in-flight
+//! count and the filters' `on_done`, also when the client went away mid-stream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::time::Instant;
+
+use super::RequestCtx;
+use crate::llm::UsageScanner;
+use crate::routing::Route;
+use crate::telemetry::access_log::{Field, JsonLine, now_rfc3339};
+use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
+use crate::upstream::{Endpoint, InFlight};
+
+/// Request facts kept only for the access log (nothing is copied when it is off).
+pub struct LogFacts {
+    pub client_ip: String,
+    pub method: String,
+    pub path: String,
+    pub protocol: &'static str,
+    pub user_agent: Option<String>,
+}
+
+pub struct Exchange {
+    telemetry: Arc<Telemetry>,
+    started: Instant,
+    pub request_id: Option<HeaderValue>,
+    pub trace: Option<TraceIds>,
+    pub log: Option<LogFacts>,
+    pub route: Option<Arc<Route>>,
+    pub endpoint: Option<Arc<Endpoint>>,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    pub bytes_in: BytesIn,
+    pub bytes_out: u64,
+    /// When the request was sent upstream, and when its response head came back.
+    pub sent_at: Option<Instant>,
+    pub head_at: Option<Instant>,
+    pub scanner: Option<UsageScanner>,
+    /// The response body broke off before its end.
+    pub failed: bool,
+    pub retries: u32,
+    pub(super) in_flight: Option<InFlight>,
+    pub(super) done: Option<RequestCtx>,
+}
+
+/// Request body size: declared (`content-length`, or read whole), or counted as it streams.
+pub enum BytesIn {
+    Known(u64),
+    Counted(Arc<AtomicU64>),
+}
+
+impl BytesIn {
+    fn get(&self) -> u64 {
+        match self {
+            BytesIn::Known(bytes) => *bytes,
+            BytesIn::Counted(counter) => counter.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Exchange {
+    pub fn new(telemetry: Arc<Telemetry>, log: Option<LogFacts>) -> Self {
+        Exchange {
+            telemetry,
+            started: Instant::now(),
+            request_id: None,
+            trace: None,
+            log,
+            route: None,
+            endpoint: None,
+            status: 0,
+            error: None,
+            bytes_in: BytesIn::Known(0),
+            bytes_out: 0,
+            sent_at: None,
+            head_at: None,
+            scanner: None,
+            failed: false,
+            retries: 0,
+            in_flight: None,
+            done: None,
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Counts response body bytes and reads them for usage as they pass.
+    pub fn on_response_data(&mut self, data: &[u8]) {
+        self.bytes_out += data.len() as u64;
+        if let Some(scanner) = self.scanner.as_mut() {
+            scanner.feed(data);
+        }
+    }
+
+    fn metrics(&self) -> Option<&Arc<RouteMetrics>> {
+        self.route.as_ref().map(|route| &route.telemetry.metrics)
+    }
+
+    fn status_counts(&self) -> Option<Arc<StatusCounts>> {
+        let route = self.route.as_ref()?;
+        Some(match &self.endpoint {
+            Some(endpoint) => route.telemetry.endpoint_counts(endpoint),
+            None => route.telemetry.no_endpoint.clone(),
+        })
+    }
+
+    fn report(&mut self) {
+        let now = Instant::now();
+        let duration = now.duration_since(self.started);
+        if let Some(scanner) = self.scanner.as_mut() {
+            scanner.finish();
+        }
+        let usage = self.scanner.as_ref().map(|s| s.usage).unwrap_or_default();
+        let ttfb = self
+            .sent_at
+            .zip(self.head_at)
+            .map(|(sent, head)| head.duration_since(sent));
+        let first_token = self.scanner.as_ref().and_then(|s| s.first_token_at);
+        let ttft = self
+            .sent_at
+            .zip(first_token)
+            .map(|(sent, token)| token.duration_since(sent));
+        let error = self.status >= 500 || self.failed;
+
+        if let Some(error_type) = self.error {
+            let route_name = self
+                .route
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| Arc::from(""));
+            self.telemetry.metrics.count_error(&route_name, error_type);
+        }
+        if self.telemetry.metrics_enabled() {
+            if let (Some(metrics), Some(counts)) = (self.metrics(), self.status_counts()) {
+                counts.add(self.status);
+                metrics.duration.observe(duration);
+                if let Some(ttfb) = ttfb {
+                    metrics.time_to_first_byte.observe(ttfb);
+                }
+                if let Some(ttft) = ttft {
+                    metrics.time_to_first_token.observe(ttft);
+                    if let (Some(first), Some(completion)) = (first_token, usage.completion) {
+                        if completion > 1 {
+                            let per_token =
+                                now.duration_since(first).div_f64((completion - 1) as f64);
+                            metrics.time_per_output_token.observe(per_token);
+                        }
+                    }
+                }
+                metrics
+                    .request_bytes
+                    .fetch_add(self.bytes_in.get(), Ordering::Relaxed);
+                metrics
+                    .response_bytes
+                    .fetch_add(self.bytes_out, Ordering::Relaxed);
+                metrics
+                    .prompt_tokens
+                    .fetch_add(usage.prompt.unwrap_or(0), Ordering::Relaxed);
+                metrics
+                    .completion_tokens
+                    .fetch_add(usage.completion.unwrap_or(0), Ordering::Relaxed);
+                metrics
+                    .retries
+                    .fetch_add(u64::from(self.retries), Ordering::Relaxed);
+                metrics.window.record(duration, error);
+            }
+        }
+        if let Some(fields) = self.telemetry.access_log.fields() {
+            let line = self.log_line(&fields, duration, ttfb, ttft, usage);
+            self.telemetry.access_log.write(line);
+        }
+    }
+
+    fn log_line(
+        &self,
+        fields: &[Field],
+        duration: Duration,
+        ttfb: Option<Duration>,
+        ttft: Option<Duration>,
+        usage: crate::llm::Usage,
+    ) -> String {
+        let millis = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let route = self.route.as_ref();
+        let facts = self.log.as_ref();
+        let mut line = JsonLine::default();
+        for field in fields {
+            let name = field.name();
+            match field {
+                Field::Time => line.string(name, Some(&now_rfc3339())),
+                Field::RequestId => {
+                    line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))
+                }
+                Field::TraceId => {
+                    line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str()))
+                }
+                Field::ClientIp => line.string(name, facts.map(|f| f.client_ip.as_str())),
+                Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
+                Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
+                Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
+                Field::Route => line.string(name, route.map(|r| &*r.name)),
+                Field::Pool => line.string(name, route.map(|r| &*r.pool.name)),
+                Field::Version => line.string(name, route.and_then(|r| r.pool.version.as_deref())),
+                Field::Endpoint => line.string(name, self.endpoint.as_ref().map(|e| &*e.url)),
+                Field::Status => line.number(name, Some(self.status)),
+                Field::Error => line.string(
+                    name,
+                    self.error.or(self.failed.then_some("response_interrupted")),
+                ),
+                Field::BytesIn => line.number(name, Some(self.bytes_in.get())),
+                Field::BytesOut => line.number(name, Some(self.bytes_out)),
+                Field::DurationMs => line.number(name, Some(millis(duration))),
+                Field::TtfbMs => line.number(name, ttfb.map(millis)),
+                Field::TtftMs => line.number(name, ttft.map(millis)),
+                Field::PromptTokens => line.number(name, usage.prompt),
+                Field::CompletionTokens => line.number(name, usage.completion),
+                Field::Retries => line.number(name, Some(self.retries)),
+                Field::UserAgent => line.string(name, facts.and_then(|f| f.user_agent.as_deref())),
+            }
+        }
+        line.finish()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.report();
+        if let (Some(route), Some(mut ctx)) = (self.route.clone(), self.done.take()) {
+            ctx.failed |= self.failed;
+            route.filters.on_done(&ctx);
+        }
+        // `in_flight` drops last: the endpoint's count falls once all is recorded.
+    }
+}

@@ -1,0 +1,329 @@
+//! `/metrics`: the Prometheus text exposition of the metric state, encoded with
+//! prometheus-client at scrape time (the hot path only touches atomics).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::Telemetry;
+use super::histogram::DurationHistogram;
+use crate::config::Plan;
+
+/// Encodes every metric of `telemetry` and `plan` in the Prometheus text format.
+pub fn render(telemetry: &Arc<Telemetry>, plan: &Arc<Plan>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        telemetry: telemetry.clone(),
+        plan: plan.clone(),
+    }));
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+    text
+}
+
+struct Scrape {
+    telemetry: Arc<Telemetry>,
+    plan: Arc<Plan>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+/// Picks one histogram or counter of a route's metrics.
+type HistogramOf = fn(&super::RouteMetrics) -> &DurationHistogram;
+type CounterOf = fn(&super::RouteMetrics) -> u64;
+
+fn family<'a, F>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    kind: MetricType,
+    series: F,
+) -> std::fmt::Result
+where
+    F: FnOnce(&mut MetricEncoder<'_>) -> std::fmt::Result + 'a,
+{
+    let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
+    series(&mut metric)
+}
+
+fn counter(metric: &mut MetricEncoder<'_>, labels: &Labels<'_>, value: u64) -> std::fmt::Result {
+    let mut series = metric.encode_family(labels)?;
+    series.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+}
+
+fn gauge(metric: &mut MetricEncoder<'_>, labels: &Labels<'_>, value: i64) -> std::fmt::Result {
+    metric.encode_family(labels)?.encode_gauge(&value)
+}
+
+fn histogram(
+    metric: &mut MetricEncoder<'_>,
+    labels: &Labels<'_>,
+    histogram: &DurationHistogram,
+) -> std::fmt::Result {
+    let (sum, count, buckets) = histogram.snapshot();
+    metric
+        .encode_family(labels)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let metrics = &self.telemetry.metrics;
+        let routes = metrics.all_routes();
+        let route_labels = |r: &super::RouteMetrics| -> Vec<(&'static str, String)> {
+            vec![
+                ("route", r.route.to_string()),
+                ("pool", r.pool.to_string()),
+                ("version", r.version.to_string()),
+            ]
+        };
+
+        family(
+            &mut encoder,
+            "junction_requests",
+            "Requests answered, by route, pool, version, endpoint and status code.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for route in &routes {
+                    for (endpoint, counts) in route.endpoints_snapshot() {
+                        for (code, count) in counts.seen() {
+                            let code = code.to_string();
+                            let labels: Labels<'_> = vec![
+                                ("route", &route.route),
+                                ("pool", &route.pool),
+                                ("version", &route.version),
+                                ("endpoint", &endpoint),
+                                ("code", &code),
+                            ];
+                            counter(m, &labels, count)?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+
+        let histograms: [(&str, &str, HistogramOf); 4] = [
+            (
+                "junction_request_duration",
+                "Time from receiving a request to the end of its response.",
+                |r| &r.duration,
+            ),
+            (
+                "junction_upstream_time_to_first_byte",
+                "Time from sending a request upstream to its response head.",
+                |r| &r.time_to_first_byte,
+            ),
+            (
+                "junction_llm_time_to_first_token",
+                "Time from sending a request upstream to the first event carrying generated text.",
+                |r| &r.time_to_first_token,
+            ),
+            (
+                "junction_llm_time_per_output_token",
+                "Streaming generation time after the first token, per further output token.",
+                |r| &r.time_per_output_token,
+            ),
+        ];
+        for (name, help, pick) in histograms {
+            family(
+                &mut encoder,
+                name,
+                help,
+                Some(Unit::Seconds),
+                MetricType::Histogram,
+                |m| {
+                    for route in &routes {
+                        let owned = route_labels(route);
+                        let labels: Labels<'_> =
+                            owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        histogram(m, &labels, pick(route))?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+
+        let byte_counters: [(&str, &str, CounterOf); 2] = [
+            (
+                "junction_request",
+                "Request body bytes received from clients.",
+                |r| r.request_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "junction_response",
+                "Response body bytes sent to clients.",
+                |r| r.response_bytes.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in byte_counters {
+            family(
+                &mut encoder,
+                name,
+                help,
+                Some(Unit::Bytes),
+                MetricType::Counter,
+                |m| {
+                    for route in &routes {
+                        let owned = route_labels(route);
+                        let labels: Labels<'_> =
+                            owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        counter(m, &labels, read(route))?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+
+        family(
+            &mut encoder,
+            "junction_llm_tokens",
+            "LLM tokens reported in responses' usage, by kind (prompt or completion).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for route in &routes {
+                    for (kind, value) in [
+                        ("prompt", &route.prompt_tokens),
+                        ("completion", &route.completion_tokens),
+                    ] {
+                        let labels: Labels<'_> = vec![
+                            ("route", &route.route),
+                            ("pool", &route.pool),
+                            ("version", &route.version),
+                            ("kind", kind),
+                        ];
+                        counter(m, &labels, value.load(Ordering::Relaxed))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
+            "junction_retries",
+            "Requests sent again to another endpoint.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for route in &routes {
+                    let owned = route_labels(route);
+                    let labels: Labels<'_> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    counter(m, &labels, route.retries.load(Ordering::Relaxed))?;
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
+            "junction_errors",
+            "Responses Junction made itself, by route and error type.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((route, kind), count) in metrics.all_errors() {
+                    let labels: Labels<'_> = vec![("route", &route), ("type", kind)];
+                    counter(m, &labels, count)?;
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
+            "junction_active_connections",
+            "Open downstream connections, by listener.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for (listener, open) in metrics.all_listeners() {
+                    gauge(m, &vec![("listener", listener.as_str())], open)?;
+                }
+                Ok(())
+            },
+        )?;
+
+        let pools = &self.plan.pools;
+        family(
+            &mut encoder,
+            "junction_inflight_requests",
+            "Requests in flight to an endpoint (until their response body ends).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for pool in pools {
+                    for endpoint in &pool.endpoints {
+                        gauge(
+                            m,
+                            &vec![("pool", &pool.name), ("endpoint", &endpoint.url)],
+                            endpoint.state.in_flight() as i64,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_endpoint_up",
+            "1 when an endpoint may be picked, 0 when it is down or ejected.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for pool in pools {
+                    for endpoint in &pool.endpoints {
+                        gauge(
+                            m,
+                            &vec![("pool", &pool.name), ("endpoint", &endpoint.url)],
+                            1,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_ejections",
+            "Times an endpoint was ejected by outlier detection.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for pool in pools {
+                    for endpoint in &pool.endpoints {
+                        counter(
+                            m,
+                            &vec![("pool", &pool.name), ("endpoint", &endpoint.url)],
+                            0,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
+            "junction_access_log_dropped",
+            "Access log lines dropped because the writer fell behind.",
+            None,
+            MetricType::Counter,
+            |m| counter(m, &Vec::new(), self.telemetry.access_log.dropped()),
+        )?;
+        Ok(())
+    }
+}
