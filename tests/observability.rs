@@ -413,9 +413,19 @@ async fn request_ids_and_trace_context_cross_the_proxy() {
     assert!(forwarded.ends_with("-01"));
     assert_ne!(forwarded, parent, "the proxy hop has its own span id");
 
-    // Errors Junction makes itself carry the id too.
-    let reply = http.get(proxy.url("/")).send().await.unwrap();
-    assert!(reply.headers().contains_key("x-request-id"));
+    // Errors Junction makes itself carry the id too: a pool whose endpoint refuses.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "{}\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"http://{refused}\" }}]\n\n[[routes]]\nname = \"r\"\npool = \"p\"\n",
+        listeners_toml()
+    );
+    let failing = TestProxy::from_toml(&config).start().await;
+    let reply = http.get(failing.url("/")).send().await.unwrap();
+    assert_eq!(reply.status(), 502);
+    assert_eq!(reply.headers()["x-request-id"].len(), 32);
 }
 
 #[tokio::test]

@@ -91,8 +91,10 @@ fn pools(gateway: &Gateway) -> Value {
                     json!({
                         "url": &*e.url,
                         "weight": e.weight,
-                        // No health checking yet: every endpoint is eligible.
-                        "up": true,
+                        "up": e.state.health.is_available(),
+                        "health_check": if e.state.health.is_active_up() { "up" } else { "down" },
+                        "ejected_for_ms": e.state.health.ejected_for().map(|d| d.as_millis() as u64),
+                        "ejections": e.state.health.ejections_total.load(std::sync::atomic::Ordering::Relaxed),
                         "in_flight": e.state.in_flight(),
                         "requests": e.state.requests(),
                         "idle_connections": e.state.connections.idle_count(),

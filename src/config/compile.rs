@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -14,18 +14,22 @@ use ipnet::IpNet;
 use super::CompileContext;
 use super::plan::{ListenerPlan, Plan};
 use super::spec::{
-    AccessLogSpec, BalanceSpec, ConfigSpec, HeaderRulesSpec, MatchSpec, MetricsSpec, PoolSpec,
-    RouteSpec, SizeSpec,
+    AccessLogSpec, BalanceSpec, ConfigSpec, HeaderRulesSpec, HealthSpec, LimitsSpec, MatchSpec,
+    MetricsSpec, OutlierSpec, PoolSpec, RetrySpec, RouteSpec, SizeSpec,
 };
 use super::units::{parse_byte_size, parse_duration};
 use crate::balance::Balancer;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
 use crate::routing::{Glob, HeaderMatch, Matcher, PathMatch, Route, RouteTable, Timeouts};
+use crate::routing::{RetryBudget, RetryPolicy};
 use crate::telemetry::{
     AccessLogSettings, Buckets, DEFAULT_LATENCY_BUCKETS, DEFAULT_TOKEN_BUCKETS, Destination, Field,
     RouteTelemetry, check_buckets,
 };
-use crate::upstream::{Endpoint, HashKey, Pool, UpstreamClient, UpstreamUrl};
+use crate::upstream::health::parse_status_ranges;
+use crate::upstream::{
+    Endpoint, HashKey, HealthCheck, Limits, OutlierDetection, Pool, UpstreamClient, UpstreamUrl,
+};
 
 const DEFAULT_MODEL_BODY_LIMIT: u64 = 1 << 20;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -359,6 +363,28 @@ fn compile_pools(
         } else {
             None
         };
+        let health = spec
+            .health
+            .as_ref()
+            .and_then(|h| compile_health(h, &format!("{path}.health"), errors));
+        let outlier = spec
+            .outlier
+            .as_ref()
+            .and_then(|o| compile_outlier(o, &format!("{path}.outlier"), errors));
+        let limits = compile_limits(&spec.limits, &format!("{path}.limits"), errors);
+        if let Some(fallback) = &spec.fallback {
+            if fallback == &spec.name {
+                errors.push((
+                    format!("{path}.fallback"),
+                    "a pool cannot be its own fallback".into(),
+                ));
+            } else if !pools.iter().any(|p| &p.name == fallback) {
+                errors.push((
+                    format!("{path}.fallback"),
+                    format!("no pool is named {fallback:?}"),
+                ));
+            }
+        }
         if errors.len() > before {
             continue;
         }
@@ -373,10 +399,208 @@ fn compile_pools(
             protocol: spec.protocol,
             rewrite_host: spec.rewrite_host,
             client: UpstreamClient::new(spec.protocol, tls, spec.max_idle_per_endpoint),
+            health,
+            outlier,
+            fallback: OnceLock::new(),
+            limits,
         };
         out.push((spec.name.clone(), Arc::new(pool)));
     }
+    // Fallbacks point at pools compiled above; weak links, so a cycle leaks nothing.
+    for spec in pools {
+        let (Some(fallback), Some((_, pool))) =
+            (&spec.fallback, out.iter().find(|(n, _)| *n == spec.name))
+        else {
+            continue;
+        };
+        if let Some((_, target)) = out.iter().find(|(n, _)| n == fallback) {
+            let _ = pool.fallback.set(Arc::downgrade(target));
+        }
+    }
     out
+}
+
+fn duration_or(
+    text: &Option<String>,
+    default: Duration,
+    path: &str,
+    errors: &mut Errors,
+) -> Duration {
+    match text.as_deref().map(parse_duration) {
+        None => default,
+        Some(Ok(duration)) if !duration.is_zero() => duration,
+        Some(Ok(_)) => {
+            errors.push((path.into(), "must be greater than zero".into()));
+            default
+        }
+        Some(Err(e)) => {
+            errors.push((path.into(), e));
+            default
+        }
+    }
+}
+
+fn compile_health(spec: &HealthSpec, path: &str, errors: &mut Errors) -> Option<HealthCheck> {
+    let before = errors.len();
+    match (&spec.path, spec.tcp) {
+        (Some(_), true) => errors.push((
+            path.into(),
+            "use either path (HTTP check) or tcp = true, not both".into(),
+        )),
+        (None, false) => errors.push((
+            path.into(),
+            "set path = \"/health\" for an HTTP check, or tcp = true".into(),
+        )),
+        (Some(p), false) if !p.starts_with('/') => {
+            errors.push((format!("{path}.path"), format!("{p:?} must start with '/'")))
+        }
+        _ => {}
+    }
+    let interval = duration_or(
+        &spec.interval,
+        Duration::from_secs(2),
+        &format!("{path}.interval"),
+        errors,
+    );
+    let timeout = duration_or(
+        &spec.timeout,
+        Duration::from_secs(1),
+        &format!("{path}.timeout"),
+        errors,
+    );
+    let rise = spec.rise.unwrap_or(2);
+    let fall = spec.fall.unwrap_or(3);
+    if rise == 0 {
+        errors.push((format!("{path}.rise"), "must be at least 1".into()));
+    }
+    if fall == 0 {
+        errors.push((format!("{path}.fall"), "must be at least 1".into()));
+    }
+    let expect = match spec.expect_status.as_deref() {
+        None => vec![(200, 399)],
+        Some(text) => parse_status_ranges(text).unwrap_or_else(|e| {
+            errors.push((format!("{path}.expect_status"), e));
+            Vec::new()
+        }),
+    };
+    (errors.len() == before).then(|| HealthCheck {
+        path: spec.path.clone(),
+        interval,
+        timeout,
+        rise,
+        fall,
+        expect,
+    })
+}
+
+fn compile_outlier(
+    spec: &OutlierSpec,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<OutlierDetection> {
+    let before = errors.len();
+    let consecutive_failures = spec.consecutive_failures.unwrap_or(5);
+    if consecutive_failures == 0 {
+        errors.push((
+            format!("{path}.consecutive_failures"),
+            "must be at least 1".into(),
+        ));
+    }
+    let base_ejection = duration_or(
+        &spec.base_ejection,
+        Duration::from_secs(30),
+        &format!("{path}.base_ejection"),
+        errors,
+    );
+    let max_ejection = duration_or(
+        &spec.max_ejection,
+        Duration::from_secs(300),
+        &format!("{path}.max_ejection"),
+        errors,
+    );
+    if max_ejection < base_ejection {
+        errors.push((
+            format!("{path}.max_ejection"),
+            "must not be shorter than base_ejection".into(),
+        ));
+    }
+    let max_ejection_percent = spec.max_ejection_percent.unwrap_or(50);
+    if max_ejection_percent > 100 {
+        errors.push((
+            format!("{path}.max_ejection_percent"),
+            "must be between 0 and 100".into(),
+        ));
+    }
+    (errors.len() == before).then_some(OutlierDetection {
+        consecutive_failures,
+        base_ejection,
+        max_ejection,
+        max_ejection_percent,
+    })
+}
+
+fn compile_limits(spec: &LimitsSpec, path: &str, errors: &mut Errors) -> Limits {
+    for (key, value) in [
+        ("max_connections", spec.max_connections),
+        ("max_in_flight", spec.max_in_flight),
+        ("pool_max_in_flight", spec.pool_max_in_flight),
+    ] {
+        if value == Some(0) {
+            errors.push((
+                format!("{path}.{key}"),
+                "must be at least 1 (omit it for no limit)".into(),
+            ));
+        }
+    }
+    Limits {
+        max_connections: spec.max_connections,
+        max_pending: spec.max_pending,
+        max_in_flight: spec.max_in_flight,
+        pool_max_in_flight: spec.pool_max_in_flight,
+    }
+}
+
+const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
+
+fn compile_retries(spec: &RetrySpec, path: &str, errors: &mut Errors) -> Option<RetryPolicy> {
+    let before = errors.len();
+    let on_status = spec.on.clone().unwrap_or_else(|| vec![502, 503, 504]);
+    for (i, status) in on_status.iter().enumerate() {
+        if !(100..=599).contains(status) {
+            errors.push((
+                format!("{path}.on[{i}]"),
+                format!("{status} is not an HTTP status"),
+            ));
+        }
+    }
+    let body_limit = match &spec.body_limit {
+        None => DEFAULT_RETRY_BODY_LIMIT,
+        Some(SizeSpec::Bytes(bytes)) => *bytes,
+        Some(SizeSpec::Text(text)) => parse_byte_size(text).unwrap_or_else(|e| {
+            errors.push((format!("{path}.body_limit"), e));
+            0
+        }),
+    };
+    let ratio = spec.budget_ratio.unwrap_or(0.2);
+    if !(0.0..=10.0).contains(&ratio) {
+        errors.push((
+            format!("{path}.budget_ratio"),
+            "must be between 0 and 10".into(),
+        ));
+    }
+    let window = duration_or(
+        &spec.budget_window,
+        Duration::from_secs(10),
+        &format!("{path}.budget_window"),
+        errors,
+    );
+    (errors.len() == before).then(|| RetryPolicy {
+        attempts: spec.attempts.unwrap_or(2),
+        on_status,
+        retry_non_idempotent: spec.retry_non_idempotent,
+        body_limit,
+        budget: RetryBudget::new(ratio, spec.budget_min_per_second.unwrap_or(3), window),
+    })
 }
 
 fn parse_hash_key(text: &str) -> Result<HashKey, String> {
@@ -445,10 +669,18 @@ fn compile_routes(
         }
         let matcher = compile_matcher(&route.matcher, &format!("{path}.match"), errors);
         let timeouts = compile_timeouts(route, &path, errors);
+        let retries_before = errors.len();
+        let retries = route
+            .retries
+            .as_ref()
+            .and_then(|r| compile_retries(r, &format!("{path}.retries"), errors));
         let filters = compile_filters(route, &path, errors);
         let (Some(listener_index), Some(pool), Some(matcher), Some(timeouts), Some(filters)) =
             (listener_index, pool, matcher, timeouts, filters)
         else {
+            continue;
+        };
+        if errors.len() > retries_before {
             continue;
         };
         let version = pool.version.as_deref().unwrap_or("");
@@ -463,6 +695,7 @@ fn compile_routes(
             telemetry: RouteTelemetry::new(metrics, &endpoint_urls),
             pool,
             timeouts,
+            retries,
             filters,
         };
         // Listener specs and compiled listeners line up unless a bind failed to parse.
@@ -567,30 +800,23 @@ fn check_path(text: &str, path: &str, errors: &mut Errors) {
 fn compile_timeouts(route: &RouteSpec, path: &str, errors: &mut Errors) -> Option<Timeouts> {
     let before = errors.len();
     let defaults = Timeouts::default();
-    let mut parse = |value: &Option<String>, key: &str, default: Duration| match value {
-        None => default,
-        Some(text) => match parse_duration(text) {
-            Ok(duration) if !duration.is_zero() => duration,
-            Ok(_) => {
-                errors.push((
-                    format!("{path}.timeouts.{key}"),
-                    "must be greater than zero".into(),
-                ));
-                default
-            }
-            Err(e) => {
-                errors.push((format!("{path}.timeouts.{key}"), e));
-                default
-            }
-        },
+    let spec = &route.timeouts;
+    let key = |name: &str| format!("{path}.timeouts.{name}");
+    let optional = |text: &Option<String>, name: &str, errors: &mut Errors| {
+        text.as_ref()
+            .map(|_| duration_or(text, Duration::ZERO, &key(name), errors))
     };
     let timeouts = Timeouts {
-        connect: parse(&route.timeouts.connect, "connect", defaults.connect),
-        response_headers: parse(
-            &route.timeouts.response_headers,
-            "response_headers",
+        connect: duration_or(&spec.connect, defaults.connect, &key("connect"), errors),
+        response_headers: duration_or(
+            &spec.response_headers,
             defaults.response_headers,
+            &key("response_headers"),
+            errors,
         ),
+        idle: optional(&spec.idle, "idle", errors).or(defaults.idle),
+        total: optional(&spec.total, "total", errors),
+        first_token: optional(&spec.first_token, "first_token", errors),
     };
     (errors.len() == before).then_some(timeouts)
 }

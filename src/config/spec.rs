@@ -136,6 +136,52 @@ pub struct PoolSpec {
     pub ca_file: Option<String>,
     /// Idle upstream connections kept per endpoint.
     pub max_idle_per_endpoint: Option<usize>,
+    /// Active health checks.
+    pub health: Option<HealthSpec>,
+    /// Passive outlier detection: ejection after consecutive failures of real traffic.
+    pub outlier: Option<OutlierSpec>,
+    /// Pool to use when this one has no endpoint available.
+    pub fallback: Option<String>,
+    /// Circuit breaking: beyond these, a fast 503 instead of a queue.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// HTTP path to GET; omit (with `tcp = true`) for a TCP connect check.
+    pub path: Option<String>,
+    #[serde(default)]
+    pub tcp: bool,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    /// Statuses that pass, e.g. "200-399" (default) or "200,204".
+    pub expect_status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSpec {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub max_ejection_percent: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Open connections per endpoint (HTTP/1.1).
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection of an endpoint at `max_connections`.
+    pub max_pending: Option<u32>,
+    /// Requests in flight per endpoint.
+    pub max_in_flight: Option<u32>,
+    /// Requests in flight over the whole pool.
+    pub pool_max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -180,10 +226,33 @@ pub struct RouteSpec {
     pub pool: String,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
+    /// Sending again to another endpoint after a failure.
+    pub retries: Option<RetrySpec>,
     /// Headers set or removed on the way to the endpoint.
     pub request_headers: Option<HeaderRulesSpec>,
     /// Headers set or removed on the way back to the client.
     pub response_headers: Option<HeaderRulesSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Further tries after the first (default 2).
+    pub attempts: Option<u32>,
+    /// Response statuses that are retried (default [502, 503, 504]).
+    pub on: Option<Vec<u16>>,
+    /// Also retry POST and other non-idempotent methods on those statuses.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
+    /// Largest request body kept to be sent again (default 1MiB); larger bodies are
+    /// streamed and not retried.
+    pub body_limit: Option<SizeSpec>,
+    /// Retries allowed beyond `min_per_second`, as a share of requests (default 0.2).
+    pub budget_ratio: Option<f64>,
+    /// Retries always allowed per second (default 3).
+    pub budget_min_per_second: Option<u32>,
+    /// Window over which the budget is counted (default "10s").
+    pub budget_window: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -234,4 +303,11 @@ pub struct TimeoutsSpec {
     pub connect: Option<String>,
     /// From sending the request to receiving the response head.
     pub response_headers: Option<String>,
+    /// Longest silence between two body chunks from the endpoint.
+    pub idle: Option<String>,
+    /// The whole exchange, body included (default: none).
+    pub total: Option<String>,
+    /// For event streams: longest wait for the first event; on expiry the request is
+    /// sent to another endpoint (nothing has reached the client yet).
+    pub first_token: Option<String>,
 }

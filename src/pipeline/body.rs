@@ -1,16 +1,19 @@
 //! The one body type that flows through the proxy in both directions: an enum rather
 //! than a boxed trait object, so the common cases (pass-through, small local replies)
-//! cost no allocation and no dynamic dispatch.
+//! cost no allocation and no dynamic dispatch. An endpoint's response streams through
+//! [`UpstreamStream`], which watches the idle and total timeouts and ends a broken event
+//! stream with an SSE `error` event rather than leaving the client to guess.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::{Instant, Sleep};
 
 use super::Exchange;
 use crate::upstream::UpstreamBody;
@@ -24,9 +27,11 @@ pub enum ProxyBody {
     Incoming(Incoming),
     /// A downstream request body without a declared length, counted as it streams.
     Counted(Incoming, Arc<AtomicU64>),
-    /// An endpoint's response, streamed to the client with the request's record, which
-    /// reads the bytes as they pass and reports the exchange when it drops.
-    Upstream(UpstreamBody, Option<Box<Exchange>>),
+    /// The start of a request body read ahead (to keep it for retries, within a limit),
+    /// then the rest as it arrives.
+    Prefixed(Option<Bytes>, Incoming),
+    /// An endpoint's response on its way to the client.
+    Upstream(Box<UpstreamStream>),
     /// A body a filter transformed.
     Boxed(BoxBody<Bytes, BoxError>),
 }
@@ -34,6 +39,129 @@ pub enum ProxyBody {
 impl ProxyBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         ProxyBody::Full(Some(bytes.into()))
+    }
+}
+
+/// An endpoint's response body with the request's record, which reads the bytes as they
+/// pass and reports the exchange when it drops.
+pub struct UpstreamStream {
+    body: UpstreamBody,
+    pub exchange: Option<Box<Exchange>>,
+    /// A chunk read ahead (waiting for the first token), sent before the rest.
+    first: Option<Bytes>,
+    /// An event stream: a cut ends with an SSE error event.
+    event_stream: bool,
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+    /// Created only when the endpoint keeps the body waiting: most bodies never need it.
+    timer: Option<Pin<Box<Sleep>>>,
+    ended: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("no data from the endpoint for {0:?}")]
+    Idle(Duration),
+    #[error("the exchange took longer than its total timeout")]
+    Total,
+}
+
+impl UpstreamStream {
+    pub fn new(
+        body: UpstreamBody,
+        first: Option<Bytes>,
+        event_stream: bool,
+        idle: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        UpstreamStream {
+            body,
+            exchange: None,
+            first,
+            event_stream,
+            idle,
+            deadline,
+            timer: None,
+            ended: false,
+        }
+    }
+
+    fn record(&mut self, data: &Bytes) {
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.on_response_data(data);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let idle = self.idle.map(|idle| Instant::now() + idle);
+        match (idle, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The stream broke: an event stream gets a last `event: error` and ends cleanly;
+    /// anything else ends with an error, which aborts the client's connection or stream
+    /// so a truncated body is never taken for a complete one.
+    fn fail(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended = true;
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.failed = true;
+        }
+        if self.event_stream {
+            let error = serde_json::json!({ "error": { "type": "upstream_stream_interrupted", "message": reason } });
+            let event = Bytes::from(format!("event: error\ndata: {error}\n\n"));
+            self.record(&event);
+            return Poll::Ready(Some(Ok(Frame::data(event))));
+        }
+        Poll::Ready(Some(Err(reason.into())))
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            self.record(&first);
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let data = data.clone();
+                    self.record(&data);
+                }
+                if let (Some(wake), Some(timer)) = (self.next_wake(), self.timer.as_mut()) {
+                    timer.as_mut().reset(wake);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.fail(format!("the endpoint's response broke off: {error}"))
+            }
+            Poll::Pending => {
+                if self.timer.is_none() {
+                    match self.next_wake() {
+                        Some(wake) => self.timer = Some(Box::pin(tokio::time::sleep_until(wake))),
+                        None => return Poll::Pending,
+                    }
+                }
+                let timer = self.timer.as_mut().expect("set above");
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let reason = if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    StreamError::Total
+                } else {
+                    StreamError::Idle(self.idle.unwrap_or_default())
+                };
+                self.fail(reason.to_string())
+            }
+        }
     }
 }
 
@@ -58,21 +186,11 @@ impl Body for ProxyBody {
                 }
                 polled.map_err(Into::into)
             }
-            ProxyBody::Upstream(body, exchange) => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Some(exchange) = exchange.as_mut() {
-                    match &polled {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            if let Some(data) = frame.data_ref() {
-                                exchange.on_response_data(data);
-                            }
-                        }
-                        Poll::Ready(Some(Err(_))) => exchange.failed = true,
-                        _ => {}
-                    }
-                }
-                polled.map_err(Into::into)
-            }
+            ProxyBody::Prefixed(prefix, body) => match prefix.take() {
+                Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
+                None => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            },
+            ProxyBody::Upstream(stream) => stream.poll_next(cx),
             ProxyBody::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -82,7 +200,10 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
-            ProxyBody::Upstream(body, _) => body.is_end_stream(),
+            ProxyBody::Prefixed(prefix, body) => prefix.is_none() && body.is_end_stream(),
+            ProxyBody::Upstream(stream) => {
+                stream.first.is_none() && (stream.ended || stream.body.is_end_stream())
+            }
             ProxyBody::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -94,7 +215,32 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.size_hint(),
-            ProxyBody::Upstream(body, _) => body.size_hint(),
+            ProxyBody::Prefixed(prefix, body) => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
+            // An event stream may end with an added error event: its length is open.
+            ProxyBody::Upstream(stream) if stream.event_stream => SizeHint::default(),
+            ProxyBody::Upstream(stream) => {
+                let hint = stream.body.size_hint();
+                match &stream.first {
+                    Some(first) => {
+                        let mut shifted = SizeHint::new();
+                        shifted.set_lower(hint.lower() + first.len() as u64);
+                        if let Some(upper) = hint.upper() {
+                            shifted.set_upper(upper + first.len() as u64);
+                        }
+                        shifted
+                    }
+                    None => hint,
+                }
+            }
             ProxyBody::Boxed(body) => body.size_hint(),
         }
     }

@@ -27,6 +27,10 @@ pub enum ProxyError {
     BadRequestBody { reason: String },
     #[error("pool {pool} has no endpoint available")]
     NoEndpoint { pool: String },
+    #[error("pool {pool} is at its limits")]
+    Overloaded { pool: String },
+    #[error("the endpoint sent no event within {after:?}")]
+    FirstTokenTimeout { endpoint: String, after: Duration },
     #[error("upstream did not answer with response headers within {after:?}")]
     ResponseHeadersTimeout { endpoint: String, after: Duration },
     #[error(transparent)]
@@ -39,7 +43,10 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::FirstTokenTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ResponseHeadersTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(error) => match error {
                 SendError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -57,6 +64,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::FirstTokenTimeout { .. } => "first_token_timeout",
             ProxyError::ResponseHeadersTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream(error) => match error {
                 SendError::Connect { .. } => "upstream_connect_failed",
@@ -74,6 +83,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody { .. } => Blame::Downstream,
             ProxyError::NoEndpoint { .. }
+            | ProxyError::Overloaded { .. }
+            | ProxyError::FirstTokenTimeout { .. }
             | ProxyError::ResponseHeadersTimeout { .. }
             | ProxyError::Upstream(_) => Blame::Upstream,
         }
@@ -81,7 +92,10 @@ impl ProxyError {
 
     pub fn to_response(&self) -> Response<ProxyBody> {
         let mut response = json_error(self.status(), self.kind(), &self.to_string());
-        if matches!(self, ProxyError::NoEndpoint { .. }) {
+        if matches!(
+            self,
+            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. }
+        ) {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

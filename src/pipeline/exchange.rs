@@ -131,7 +131,11 @@ impl Exchange {
             .map(|(sent, token)| token.duration_since(sent));
         let error = self.status >= 500 || self.failed;
 
-        if let Some(error_type) = self.error {
+        if self.status == 0 {
+            // The client went away before the response head: nginx's 499.
+            self.status = 499;
+        }
+        if let Some(error_type) = self.error.filter(|_| self.telemetry.metrics_enabled()) {
             let route_name = self
                 .route
                 .as_ref()

@@ -13,6 +13,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::attempts::{self, Forwarded};
+use super::body::UpstreamStream;
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
@@ -21,7 +23,7 @@ use crate::config::ListenerPlan;
 use crate::llm::{ReplyKind, UsageScanner};
 use crate::routing::Route;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
-use crate::upstream::{HashKey, Pool, SendError, UpstreamBody};
+use crate::upstream::{HashKey, Pool, UpstreamBody};
 
 /// Serves one downstream request. Never fails: every error becomes a response.
 pub async fn handle(
@@ -69,7 +71,7 @@ pub async fn handle(
     }
     // The record rides with a streamed body to its end; for a local answer it reports now.
     match response.body_mut() {
-        ProxyBody::Upstream(_, slot) => *slot = Some(exchange),
+        ProxyBody::Upstream(stream) => stream.exchange = Some(exchange),
         ProxyBody::Full(Some(bytes)) => exchange.bytes_out = bytes.len() as u64,
         _ => {}
     }
@@ -146,55 +148,38 @@ async fn proxy(
         ctx = Some(request_ctx);
     }
 
-    // Phase: pick an endpoint.
+    // Phase: pick an endpoint and forward (retrying elsewhere as the route allows).
     let affinity = pool
         .hash_key
         .as_ref()
         .and_then(|key| affinity_hash(key, &head, downstream, listener));
-    let index = pool
-        .balancer
-        .pick(&pool.endpoints, affinity, &|_| false)
-        .ok_or_else(|| ProxyError::NoEndpoint {
-            pool: pool.name.to_string(),
-        })?;
-    let endpoint = pool.endpoints[index].clone();
-    exchange.endpoint = Some(endpoint.clone());
-
-    // Phase: forward.
-    let upgrade = is_upgrade_request(&head);
-    forwarding::prepare_request(&mut head, downstream, listener, pool, &endpoint, upgrade);
-    if upgrade {
+    if is_upgrade_request(&head) {
+        let index = pool
+            .balancer
+            .pick(&pool.endpoints, affinity, &|i| {
+                !pool.endpoints[i].state.health.is_available()
+            })
+            .ok_or_else(|| ProxyError::NoEndpoint {
+                pool: pool.name.to_string(),
+            })?;
+        let endpoint = pool.endpoints[index].clone();
+        exchange.endpoint = Some(endpoint.clone());
+        forwarding::prepare_request(&mut head, downstream, listener, pool, &endpoint, true);
         return forward_upgrade(head, body, &route, &endpoint).await;
     }
-    exchange.in_flight = Some(endpoint.state.begin());
-    let sent_at = Instant::now();
-    exchange.sent_at = Some(sent_at);
-    let request = Request::from_parts(head, body);
-    let timeouts = route.timeouts;
-    let sent = match tokio::time::timeout(
-        timeouts.response_headers,
-        pool.client.send(&endpoint, request, timeouts.connect),
-    )
-    .await
-    {
-        Ok(result) => result.map_err(blame_request_body)?,
-        Err(_) => {
-            return Err(ProxyError::ResponseHeadersTimeout {
-                endpoint: endpoint.url.to_string(),
-                after: timeouts.response_headers,
-            });
-        }
-    };
-    let head_at = Instant::now();
-    exchange.head_at = Some(head_at);
-    endpoint
-        .state
-        .latency
-        .record(head_at.duration_since(sent_at));
+    let forwarded =
+        attempts::forward(head, body, &route, downstream, listener, affinity, exchange).await?;
 
     // Phase: response filters, then stream the body back.
-    let (mut response_head, body) = UpstreamBody::new(sent);
-    forwarding::prepare_response(&mut response_head, pool, false);
+    let Forwarded {
+        pool,
+        endpoint,
+        head: mut response_head,
+        body,
+        first,
+    } = forwarded;
+    forwarding::prepare_response(&mut response_head, &pool, false);
+    let event_stream = ReplyKind::of(&response_head.headers) == ReplyKind::EventStream;
     if gateway.telemetry.metrics_enabled() || gateway.telemetry.access_log.enabled() {
         exchange.scanner = UsageScanner::for_reply(ReplyKind::of(&response_head.headers));
     }
@@ -204,9 +189,12 @@ async fn proxy(
         route.filters.on_response(ctx, &mut response_head);
     }
     exchange.done = ctx.filter(|_| route.filters.wants_done);
+    let timeouts = route.timeouts;
+    let deadline = timeouts.total.map(|total| exchange.started() + total);
+    let stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);
     Ok(Response::from_parts(
         response_head,
-        ProxyBody::Upstream(body, None),
+        ProxyBody::Upstream(Box::new(stream)),
     ))
 }
 
@@ -235,20 +223,6 @@ fn streamed_body(
             ProxyBody::Counted(body, counter)
         }
     }
-}
-
-/// A request body that broke while it was streamed to the endpoint (truncated, bad
-/// chunking) is the client's failure, not the endpoint's.
-fn blame_request_body(error: SendError) -> ProxyError {
-    if let SendError::Exchange { source, .. } = &error {
-        let cause = std::error::Error::source(source);
-        if let Some(cause) = cause.filter(|c| source.is_user() && c.is::<hyper::Error>()) {
-            return ProxyError::BadRequestBody {
-                reason: cause.to_string(),
-            };
-        }
-    }
-    ProxyError::Upstream(error)
 }
 
 fn new_ctx(
@@ -384,7 +358,13 @@ async fn forward_upgrade(
     let body = if switching {
         ProxyBody::Empty
     } else {
-        ProxyBody::Upstream(UpstreamBody::from_incoming(body), None)
+        ProxyBody::Upstream(Box::new(UpstreamStream::new(
+            UpstreamBody::from_incoming(body),
+            None,
+            false,
+            None,
+            None,
+        )))
     };
     Ok(Response::from_parts(response_head, body))
 }

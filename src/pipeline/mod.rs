@@ -8,6 +8,7 @@
 //!          ─▶ on_done (each filter, when the response body has ended or was dropped)
 //! ```
 
+mod attempts;
 mod body;
 mod error;
 mod exchange;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Response, request, response};
 
-pub use body::{BoxError, ProxyBody};
+pub use body::{BoxError, ProxyBody, UpstreamStream};
 pub use error::{Blame, ProxyError, json_error};
 pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;

@@ -3,6 +3,7 @@
 //! `model` field of a JSON body, all compiled once at load.
 
 mod glob;
+pub mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method, request};
 use regex::Regex;
 
 pub use glob::Glob;
+pub use retry::{RetryBudget, RetryPolicy};
 
 use crate::pipeline::FilterChain;
 use crate::telemetry::RouteTelemetry;
@@ -22,6 +24,7 @@ pub struct Route {
     pub matcher: Matcher,
     pub pool: Arc<Pool>,
     pub timeouts: Timeouts,
+    pub retries: Option<RetryPolicy>,
     pub filters: FilterChain,
     pub telemetry: RouteTelemetry,
 }
@@ -30,6 +33,9 @@ pub struct Route {
 pub struct Timeouts {
     pub connect: Duration,
     pub response_headers: Duration,
+    pub idle: Option<Duration>,
+    pub total: Option<Duration>,
+    pub first_token: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -37,6 +43,9 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(5),
             response_headers: Duration::from_secs(300),
+            idle: Some(Duration::from_secs(300)),
+            total: None,
+            first_token: None,
         }
     }
 }

@@ -13,9 +13,11 @@ use arc_swap::ArcSwap;
 
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
+use crate::config::spec::ProtocolSpec;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
 use crate::telemetry::Telemetry;
 use crate::upstream::Registry;
+use crate::upstream::health::{self, HealthCheck};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum ReloadError {
     AccessLog(std::io::Error),
 }
 
+/// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
+type EndpointKey = (String, String, ProtocolSpec);
+
 pub struct Gateway {
     plan: ArcSwap<Plan>,
     registry: Registry,
@@ -48,6 +53,8 @@ pub struct Gateway {
     admin: Mutex<Option<Running>>,
     draining: AtomicBool,
     pub(super) drain: Drain,
+    /// One active health checker per endpoint, however many routes use its pool.
+    checkers: Mutex<HashMap<EndpointKey, (HealthCheck, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Gateway {
@@ -99,6 +106,7 @@ impl Gateway {
             admin: Mutex::new(None),
             draining: AtomicBool::new(false),
             drain: Drain::default(),
+            checkers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -257,6 +265,7 @@ impl Gateway {
         self.registry.retain_only(&plan.endpoint_keys());
         self.telemetry.set_metrics_enabled(plan.metrics_enabled);
         self.telemetry.metrics.adopt(plan.route_metrics());
+        self.supervise_health_checks(plan);
 
         // 3. Stop what left, start what was waiting for its address.
         let stopped: Vec<Running> = {
@@ -297,6 +306,62 @@ impl Gateway {
         Ok(())
     }
 
+    /// Starts, restarts (new settings) and stops active checkers to match `plan`. An
+    /// endpoint keeps its checker and its verdict across reloads that keep its settings;
+    /// one whose checks were removed is considered up again.
+    fn supervise_health_checks(&self, plan: &Plan) {
+        let mut checkers = self.checkers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wanted = std::collections::HashSet::new();
+        for pool in &plan.pools {
+            for endpoint in &pool.endpoints {
+                let key = (
+                    pool.name.to_string(),
+                    endpoint.url.to_string(),
+                    pool.protocol,
+                );
+                let Some(check) = &pool.health else {
+                    if checkers
+                        .remove(&key)
+                        .map(|(_, task)| task.abort())
+                        .is_some()
+                    {
+                        endpoint.state.health.set_active(true);
+                    }
+                    continue;
+                };
+                wanted.insert(key.clone());
+                if checkers
+                    .get(&key)
+                    .is_some_and(|(running, _)| running == check)
+                {
+                    continue;
+                }
+                let target = (
+                    endpoint.target.host.clone(),
+                    endpoint.target.port,
+                    endpoint.host_header.clone(),
+                );
+                let task = tokio::spawn(health::run_checks(
+                    pool.name.clone(),
+                    endpoint.url.clone(),
+                    target,
+                    Arc::downgrade(&endpoint.state),
+                    check.clone(),
+                ));
+                if let Some((_, old)) = checkers.insert(key, (check.clone(), task)) {
+                    old.abort();
+                }
+            }
+        }
+        checkers.retain(|key, (_, task)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+    }
+
     async fn bind(
         self: &Arc<Self>,
         kind: ListenerKind,
@@ -321,6 +386,14 @@ impl Gateway {
     /// period, then returns.
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        for (_, (_, task)) in self
+            .checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
         // A reload under way finishes first; later ones see `draining` and refuse.
         let serialised = self.reload_lock.lock().await;
         let listeners: Vec<Running> = self
@@ -345,6 +418,11 @@ impl Gateway {
         if let Some(admin) = admin {
             admin.stop().await;
         }
+        // Write out the queued access log lines (bounded: a blocked log must not hold the exit).
+        let telemetry = self.telemetry.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || telemetry.access_log.close(Duration::from_secs(2)))
+                .await;
     }
 
     /// Open downstream connections (proxy listeners only).

@@ -286,10 +286,11 @@ impl Collector for Scrape {
             |m| {
                 for pool in pools {
                     for endpoint in &pool.endpoints {
+                        let up = i64::from(endpoint.state.health.is_available());
                         gauge(
                             m,
                             &vec![("pool", &pool.name), ("endpoint", &endpoint.url)],
-                            1,
+                            up,
                         )?;
                     }
                 }
@@ -305,10 +306,15 @@ impl Collector for Scrape {
             |m| {
                 for pool in pools {
                     for endpoint in &pool.endpoints {
+                        let ejections = endpoint
+                            .state
+                            .health
+                            .ejections_total
+                            .load(Ordering::Relaxed);
                         counter(
                             m,
                             &vec![("pool", &pool.name), ("endpoint", &endpoint.url)],
-                            0,
+                            ejections,
                         )?;
                     }
                 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const SLOTS: usize = 60;
-/// Latency buckets grow by 2^(1/4) (19% apart) from 100 µs: 96 of them reach ~16 min.
+/// Latency buckets grow by 2^(1/4) (19% apart) from 100 µs: 96 of them reach ~23 min.
 const LATENCY_BUCKETS: usize = 96;
 const SMALLEST_NANOS: f64 = 100_000.0;
 

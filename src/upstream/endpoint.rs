@@ -109,6 +109,7 @@ pub struct EndpointState {
     requests: AtomicU64,
     pub latency: PeakEwma,
     pub connections: ConnectionCache,
+    pub health: super::health::Health,
 }
 
 impl EndpointState {

@@ -4,14 +4,17 @@
 
 mod client;
 mod endpoint;
+pub mod health;
 mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use http::HeaderValue;
 
 pub use client::{SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointState, InFlight, Registry, UpstreamUrl};
+pub use health::{HealthCheck, OutlierDetection};
+
 pub use tls::client_config;
 
 use crate::balance::Balancer;
@@ -29,6 +32,44 @@ pub struct Pool {
     pub protocol: ProtocolSpec,
     pub rewrite_host: bool,
     pub client: UpstreamClient,
+    pub health: Option<HealthCheck>,
+    pub outlier: Option<OutlierDetection>,
+    /// Set once all pools of the plan exist; weak, so pools naming each other leak nothing.
+    pub fallback: OnceLock<Weak<Pool>>,
+    pub limits: Limits,
+}
+
+/// Circuit breaking of a pool (`limits = { ... }`); `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: Option<u32>,
+    pub max_pending: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub pool_max_in_flight: Option<u32>,
+}
+
+impl Pool {
+    /// Whether endpoint `i` may take another request under the pool's limits.
+    pub fn has_room(&self, i: usize) -> bool {
+        self.limits
+            .max_in_flight
+            .is_none_or(|max| self.endpoints[i].state.in_flight() < u64::from(max))
+    }
+
+    /// Whether the pool as a whole may take another request.
+    pub fn pool_has_room(&self) -> bool {
+        self.limits.pool_max_in_flight.is_none_or(|max| {
+            self.endpoints
+                .iter()
+                .map(|e| e.state.in_flight())
+                .sum::<u64>()
+                < u64::from(max)
+        })
+    }
+
+    pub fn fallback(&self) -> Option<Arc<Pool>> {
+        self.fallback.get().and_then(Weak::upgrade)
+    }
 }
 
 /// What `balance = "hash"` hashes.

@@ -1,0 +1,326 @@
+//! Sending a request to a pool: pick an endpoint that is up and has room, send, judge
+//! the answer, and try another endpoint when that is safe and the retry budget allows.
+//! Each outcome also feeds passive outlier detection and `Retry-After` holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, request};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use tokio::time::Instant;
+
+use super::exchange::{BytesIn, Exchange};
+use super::forwarding;
+use super::{Downstream, ProxyBody, ProxyError};
+use crate::config::ListenerPlan;
+use crate::routing::Route;
+use crate::routing::retry::is_idempotent;
+use crate::upstream::health::{self, Outcome};
+use crate::upstream::{Endpoint, Pool, SendError, UpstreamBody};
+
+/// Longest `Retry-After` honoured as a hold on an endpoint.
+const MAX_RETRY_AFTER_HOLD: Duration = Duration::from_secs(300);
+
+/// An endpoint's answer, ready to stream back.
+pub struct Forwarded {
+    pub pool: Arc<Pool>,
+    pub endpoint: Arc<Endpoint>,
+    pub head: http::response::Parts,
+    pub body: UpstreamBody,
+    /// The first chunk, when it was awaited (first-token timeout).
+    pub first: Option<Bytes>,
+}
+
+/// Sends the request, retrying on other endpoints as the route allows.
+pub async fn forward(
+    head: request::Parts,
+    body: ProxyBody,
+    route: &Arc<Route>,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+    affinity: Option<u64>,
+    exchange: &mut Exchange,
+) -> Result<Forwarded, ProxyError> {
+    let policy = route.retries.as_ref();
+    let (body, replay) = match policy {
+        Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
+        None => (body, None),
+    };
+    if let Some(policy) = policy {
+        policy.budget.deposit();
+    }
+    // Further tries need the head again and a body that can be sent again.
+    let spare_head = replay.as_ref().map(|_| copy_head(&head));
+    let max_attempts = if replay.is_some() {
+        policy.map_or(0, |p| p.attempts)
+    } else {
+        0
+    };
+    let method = head.method.clone();
+    let mut first_try = Some((head, body));
+    let mut pool = route.pool.clone();
+    let mut on_fallback = false;
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error: Option<ProxyError> = None;
+    let timeouts = route.timeouts;
+
+    loop {
+        let endpoint = match pick(&pool, affinity, &tried) {
+            Ok(endpoint) => endpoint,
+            Err(unavailable) => match pool.fallback().filter(|_| !on_fallback) {
+                Some(fallback) => {
+                    tracing::debug!(pool = %pool.name, fallback = %fallback.name, "no endpoint available; using the fallback pool");
+                    pool = fallback;
+                    on_fallback = true;
+                    continue;
+                }
+                None => return Err(last_error.unwrap_or(unavailable)),
+            },
+        };
+        tried.push(endpoint.clone());
+        let attempt = tried.len() as u32 - 1;
+        let (mut head, body) = match first_try.take() {
+            Some(first) => first,
+            None => (
+                copy_head(spare_head.as_ref().expect("retries only with a kept head")),
+                ProxyBody::full(replay.clone().unwrap_or_default()),
+            ),
+        };
+        forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
+        exchange.endpoint = Some(endpoint.clone());
+        exchange.in_flight = Some(endpoint.state.begin());
+        let sent_at = Instant::now();
+        exchange.sent_at = Some(sent_at);
+        exchange.head_at = None;
+        let may_retry = |exchange: &mut Exchange| {
+            let allowed = attempt < max_attempts && policy.is_some_and(|p| p.budget.withdraw());
+            if allowed {
+                exchange.retries += 1;
+            }
+            allowed
+        };
+
+        let sent = tokio::time::timeout(
+            timeouts.response_headers,
+            pool.client
+                .send(&endpoint, Request::from_parts(head, body), timeouts.connect),
+        )
+        .await;
+        let sent = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(error)) => {
+                let error = blame_request_body(error);
+                if matches!(error, ProxyError::BadRequestBody { .. }) {
+                    return Err(error);
+                }
+                judge(&pool, &endpoint, Outcome::Failure);
+                // Nothing came back: safe to send again whatever the method.
+                if may_retry(exchange) {
+                    tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
+                    last_error = Some(error);
+                    continue;
+                }
+                return Err(error);
+            }
+            Err(_) => {
+                let error = ProxyError::ResponseHeadersTimeout {
+                    endpoint: endpoint.url.to_string(),
+                    after: timeouts.response_headers,
+                };
+                judge(&pool, &endpoint, Outcome::Failure);
+                // The endpoint may be working on it: only idempotent requests go again.
+                let safe = is_idempotent(&method) || policy.is_some_and(|p| p.retry_non_idempotent);
+                if safe && may_retry(exchange) {
+                    last_error = Some(error);
+                    continue;
+                }
+                return Err(error);
+            }
+        };
+        let head_at = Instant::now();
+        exchange.head_at = Some(head_at);
+        endpoint
+            .state
+            .latency
+            .record(head_at.duration_since(sent_at));
+
+        let status = sent.response.status().as_u16();
+        if status == 429 || status == 503 {
+            if let Some(wait) = retry_after(sent.response.headers()) {
+                endpoint.state.health.hold(wait.min(MAX_RETRY_AFTER_HOLD));
+            }
+        }
+        judge(
+            &pool,
+            &endpoint,
+            if status >= 500 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+        );
+        if policy.is_some_and(|p| p.retries_status(&method, status)) && may_retry(exchange) {
+            tracing::debug!(endpoint = %endpoint.url, status, "retrying on another endpoint");
+            continue;
+        }
+
+        let (head, mut body) = UpstreamBody::new(sent);
+        let mut first = None;
+        if let (Some(wait), true) = (timeouts.first_token, is_event_stream(&head.headers)) {
+            match tokio::time::timeout(wait, body.frame()).await {
+                Ok(Some(Ok(frame))) => first = frame.into_data().ok(),
+                Ok(None) => {}
+                Ok(Some(Err(_))) | Err(_) => {
+                    // Nothing has reached the client: another endpoint may answer in time.
+                    judge(&pool, &endpoint, Outcome::Failure);
+                    let error = ProxyError::FirstTokenTimeout {
+                        endpoint: endpoint.url.to_string(),
+                        after: wait,
+                    };
+                    if may_retry(exchange) {
+                        tracing::debug!(endpoint = %endpoint.url, "no first event in time; retrying on another endpoint");
+                        last_error = Some(error);
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        return Ok(Forwarded {
+            pool,
+            endpoint,
+            head,
+            body,
+            first,
+        });
+    }
+}
+
+/// An endpoint that is up, not ejected or held, not tried yet, and has room.
+fn pick(
+    pool: &Arc<Pool>,
+    affinity: Option<u64>,
+    tried: &[Arc<Endpoint>],
+) -> Result<Arc<Endpoint>, ProxyError> {
+    let was_tried = |endpoint: &Arc<Endpoint>| tried.iter().any(|t| Arc::ptr_eq(t, endpoint));
+    if !pool.pool_has_room() {
+        return Err(ProxyError::Overloaded {
+            pool: pool.name.to_string(),
+        });
+    }
+    let endpoints = &pool.endpoints;
+    let skip = |i: usize| {
+        let endpoint = &endpoints[i];
+        !endpoint.state.health.is_available() || was_tried(endpoint) || !pool.has_room(i)
+    };
+    if let Some(i) = pool.balancer.pick(endpoints, affinity, &skip) {
+        return Ok(endpoints[i].clone());
+    }
+    // Say why: full (circuit breaking) or nobody up.
+    let any_up_but_full = (0..endpoints.len()).any(|i| {
+        endpoints[i].state.health.is_available() && !was_tried(&endpoints[i]) && !pool.has_room(i)
+    });
+    if any_up_but_full {
+        Err(ProxyError::Overloaded {
+            pool: pool.name.to_string(),
+        })
+    } else {
+        Err(ProxyError::NoEndpoint {
+            pool: pool.name.to_string(),
+        })
+    }
+}
+
+fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
+    if let Some(policy) = &pool.outlier {
+        health::record_outcome(endpoint, &pool.endpoints, policy, outcome);
+    }
+}
+
+/// A request body that broke while it was streamed to the endpoint (truncated, bad
+/// chunking) is the client's failure, not the endpoint's.
+fn blame_request_body(error: SendError) -> ProxyError {
+    if let SendError::Exchange { source, .. } = &error {
+        let cause = std::error::Error::source(source);
+        if let Some(cause) = cause.filter(|c| source.is_user() && c.is::<hyper::Error>()) {
+            return ProxyError::BadRequestBody {
+                reason: cause.to_string(),
+            };
+        }
+    }
+    ProxyError::Upstream(error)
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    crate::llm::ReplyKind::of(headers) == crate::llm::ReplyKind::EventStream
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by model APIs).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+fn copy_head(head: &request::Parts) -> request::Parts {
+    let mut copy = Request::new(()).into_parts().0;
+    copy.method = head.method.clone();
+    copy.uri = head.uri.clone();
+    copy.version = head.version;
+    copy.headers = head.headers.clone();
+    copy
+}
+
+/// Reads the request body ahead, up to `limit`, so it can be sent again. A longer body
+/// goes on streaming (what was read first, then the rest) and is not retried.
+async fn keep_for_replay(
+    body: ProxyBody,
+    head: &request::Parts,
+    limit: u64,
+    exchange: &mut Exchange,
+) -> Result<(ProxyBody, Option<Bytes>), ProxyError> {
+    let incoming = match body {
+        ProxyBody::Full(Some(bytes)) => {
+            return Ok((ProxyBody::Full(Some(bytes.clone())), Some(bytes)));
+        }
+        ProxyBody::Full(None) | ProxyBody::Empty => {
+            return Ok((ProxyBody::Empty, Some(Bytes::new())));
+        }
+        ProxyBody::Incoming(incoming) | ProxyBody::Counted(incoming, _) => incoming,
+        other => return Ok((other, None)),
+    };
+    if incoming.is_end_stream() {
+        return Ok((ProxyBody::Empty, Some(Bytes::new())));
+    }
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Ok((ProxyBody::Incoming(incoming), None));
+    }
+    let mut incoming = incoming;
+    let mut kept = BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| ProxyError::BadRequestBody {
+            reason: e.to_string(),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            kept.extend_from_slice(&data);
+            if kept.len() as u64 > limit {
+                return Ok((ProxyBody::Prefixed(Some(kept.freeze()), incoming), None));
+            }
+        }
+    }
+    let kept = kept.freeze();
+    exchange.bytes_in = BytesIn::Known(kept.len() as u64);
+    Ok((ProxyBody::Full(Some(kept.clone())), Some(kept)))
+}

@@ -1,0 +1,293 @@
+//! Endpoint health: active checks (HTTP or TCP probes with HAProxy's rise/fall
+//! semantics), passive outlier detection from real traffic (Envoy-style ejection with a
+//! growing, capped time, never more than a share of the pool), and `Retry-After` holds.
+//! The verdicts live in atomics on the endpoint's state, read by every pick.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::{Endpoint, EndpointState};
+
+/// Active check settings of a pool (`health = { ... }`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// `None`: a TCP connect is the whole check.
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Inclusive status ranges that pass.
+    pub expect: Vec<(u16, u16)>,
+}
+
+/// Passive outlier detection settings of a pool (`outlier = { ... }`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejection_percent: u32,
+}
+
+/// Health verdicts of one endpoint. Times are nanoseconds since `epoch`.
+pub struct Health {
+    epoch: Instant,
+    /// The active check's verdict (true until checks say otherwise).
+    active_up: AtomicBool,
+    ejected_until: AtomicU64,
+    /// `Retry-After` of a 429 or 503: no new requests before this.
+    hold_until: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// How many times in a row it was ejected (the ejection time grows with it).
+    ejection_streak: AtomicU32,
+    pub ejections_total: AtomicU64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            epoch: Instant::now(),
+            active_up: AtomicBool::new(true),
+            ejected_until: AtomicU64::new(0),
+            hold_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejection_streak: AtomicU32::new(0),
+            ejections_total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn at(&self, after: Duration) -> u64 {
+        self.now().saturating_add(after.as_nanos() as u64)
+    }
+
+    /// May this endpoint be picked now?
+    pub fn is_available(&self) -> bool {
+        if !self.active_up.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.now();
+        self.ejected_until.load(Ordering::Relaxed) <= now
+            && self.hold_until.load(Ordering::Relaxed) <= now
+    }
+
+    pub fn is_active_up(&self) -> bool {
+        self.active_up.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > self.now()
+    }
+
+    /// Time left in the current ejection, if any.
+    pub fn ejected_for(&self) -> Option<Duration> {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        let now = self.now();
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// Honours `Retry-After`: no new requests to this endpoint for `duration`.
+    pub fn hold(&self, duration: Duration) {
+        self.hold_until
+            .fetch_max(self.at(duration), Ordering::Relaxed);
+    }
+
+    pub fn set_active(&self, up: bool) -> bool {
+        self.active_up.swap(up, Ordering::Relaxed) != up
+    }
+}
+
+/// The outcome of one exchange with an endpoint, for passive detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Connect failure, reset, timeout, or a 5xx answer.
+    Failure,
+}
+
+/// Records `outcome` for `endpoint` of a pool; ejects it after too many failures in a
+/// row unless that would take more than the allowed share of the pool out. Returns
+/// the ejection time when it ejected.
+pub fn record_outcome(
+    endpoint: &Endpoint,
+    pool: &[Arc<Endpoint>],
+    policy: &OutlierDetection,
+    outcome: Outcome,
+) -> Option<Duration> {
+    let health = &endpoint.state.health;
+    match outcome {
+        Outcome::Success => {
+            if health.consecutive_failures.swap(0, Ordering::Relaxed) == 0 && !health.is_ejected() {
+                // A clean run after an ejection: the next one starts from the base time.
+                health.ejection_streak.store(0, Ordering::Relaxed);
+            }
+            None
+        }
+        Outcome::Failure => {
+            let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures < policy.consecutive_failures || health.is_ejected() {
+                return None;
+            }
+            let ejected_now = pool.iter().filter(|e| e.state.health.is_ejected()).count();
+            let allowed = (pool.len() * policy.max_ejection_percent as usize) / 100;
+            if ejected_now + 1
+                > allowed.max(if policy.max_ejection_percent > 0 {
+                    1
+                } else {
+                    0
+                })
+            {
+                return None;
+            }
+            let streak = health.ejection_streak.fetch_add(1, Ordering::Relaxed);
+            let time = policy
+                .base_ejection
+                .saturating_mul(1u32 << streak.min(16))
+                .min(policy.max_ejection);
+            health
+                .ejected_until
+                .store(health.at(time), Ordering::Relaxed);
+            health.consecutive_failures.store(0, Ordering::Relaxed);
+            health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(endpoint = %endpoint.url, ejected_for = ?time, failures, "endpoint ejected after consecutive failures");
+            Some(time)
+        }
+    }
+}
+
+/// Runs the active checks of one endpoint until its state is dropped (the endpoint left
+/// every plan) or the task is aborted (the settings changed).
+pub async fn run_checks(
+    pool: Arc<str>,
+    url: Arc<str>,
+    target: (String, u16, http::HeaderValue),
+    state: Weak<EndpointState>,
+    check: HealthCheck,
+) {
+    let mut passes = 0u32;
+    let mut failures = 0u32;
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let verdict = match tokio::time::timeout(check.timeout, probe(&target, &check)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(reason),
+            Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+        };
+        let was_up = state.health.is_active_up();
+        match verdict {
+            Ok(()) => {
+                failures = 0;
+                passes += 1;
+                if !was_up && passes >= check.rise && state.health.set_active(true) {
+                    tracing::info!(%pool, endpoint = %url, passes, "endpoint is up (health check)");
+                }
+            }
+            Err(reason) => {
+                passes = 0;
+                failures += 1;
+                if was_up && failures >= check.fall && state.health.set_active(false) {
+                    tracing::warn!(%pool, endpoint = %url, failures, %reason, "endpoint is down (health check)");
+                }
+            }
+        }
+    }
+}
+
+async fn probe(
+    target: &(String, u16, http::HeaderValue),
+    check: &HealthCheck,
+) -> Result<(), String> {
+    let (host, port, authority) = target;
+    let stream = TcpStream::connect((host.as_str(), *port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let Some(path) = &check.path else {
+        return Ok(());
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = Request::get(path.as_str())
+        .header(http::header::HOST, authority.clone())
+        .header(http::header::USER_AGENT, "junction-health-check")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = response.status().as_u16();
+    if check
+        .expect
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&status))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "status {}",
+            StatusCode::from_u16(status)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|_| status.to_string())
+        ))
+    }
+}
+
+/// Parses `"200-399"`, `"200"`, `"200,204,300-399"`.
+pub fn parse_status_ranges(text: &str) -> Result<Vec<(u16, u16)>, String> {
+    text.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (low, high) = part.split_once('-').unwrap_or((part, part));
+            let parse = |s: &str| {
+                s.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|code| (100..=599).contains(code))
+            };
+            match (parse(low), parse(high)) {
+                (Some(low), Some(high)) if low <= high => Ok((low, high)),
+                _ => Err(format!(
+                    "{part:?} is not a status or range of statuses (e.g. \"200-399\")"
+                )),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(parse_status_ranges("200-399").unwrap(), vec![(200, 399)]);
+        assert_eq!(
+            parse_status_ranges("200, 204,300-302").unwrap(),
+            vec![(200, 200), (204, 204), (300, 302)]
+        );
+        assert!(parse_status_ranges("399-200").is_err());
+        assert!(parse_status_ranges("abc").is_err());
+        assert!(parse_status_ranges("700").is_err());
+    }
+}
