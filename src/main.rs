@@ -39,6 +39,17 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run one mock OpenAI-compatible model server (for trials and fault-injection tests).
+    Mock {
+        #[arg(long, default_value = "127.0.0.1:9101")]
+        bind: std::net::SocketAddr,
+        /// Model version it reports (`x-mock-version`, reply text).
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Pause between streamed tokens, in milliseconds.
+        #[arg(long, default_value_t = 40)]
+        token_interval_ms: u64,
+    },
     /// Print the version.
     Version,
 }
@@ -61,6 +72,17 @@ fn main() -> ExitCode {
                 let signals = junction::server::Signals::install()?;
                 gateway.start().await?;
                 signals.run(gateway).await;
+                Ok(())
+            })
+        }
+        Command::Mock { bind, version, token_interval_ms } => {
+            init_logging();
+            with_runtime(Some(1), async move {
+                let mut options = junction::demo::mock::MockOptions::new(&version);
+                options.token_interval = std::time::Duration::from_millis(token_interval_ms);
+                let server = junction::demo::mock::MockModelServer::start(bind, options).await?;
+                tracing::info!(addr = %server.addr, %version, "mock model server listening");
+                tokio::signal::ctrl_c().await?;
                 Ok(())
             })
         }
