@@ -398,7 +398,7 @@ fn compile_pools(
             endpoints,
             protocol: spec.protocol,
             rewrite_host: spec.rewrite_host,
-            client: UpstreamClient::new(spec.protocol, tls, spec.max_idle_per_endpoint),
+            client: UpstreamClient::new(spec.protocol, tls, spec.max_idle_per_endpoint, &limits),
             health,
             outlier,
             fallback: OnceLock::new(),

@@ -115,7 +115,10 @@ pub async fn forward(
                 if matches!(error, ProxyError::BadRequestBody { .. }) {
                     return Err(error);
                 }
-                judge(&pool, &endpoint, Outcome::Failure);
+                // A full endpoint is not a failing one.
+                if !matches!(error, ProxyError::Upstream(SendError::Saturated { .. })) {
+                    judge(&pool, &endpoint, Outcome::Failure);
+                }
                 // Nothing came back: safe to send again whatever the method.
                 if may_retry(exchange) {
                     tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");

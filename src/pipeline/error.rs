@@ -50,6 +50,7 @@ impl ProxyError {
             ProxyError::ResponseHeadersTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(error) => match error {
                 SendError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                SendError::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 SendError::Connect { .. }
                 | SendError::Tls { .. }
                 | SendError::Handshake { .. }
@@ -69,6 +70,7 @@ impl ProxyError {
             ProxyError::ResponseHeadersTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream(error) => match error {
                 SendError::Connect { .. } => "upstream_connect_failed",
+                SendError::Saturated { .. } => "overloaded",
                 SendError::ConnectTimeout { .. } => "upstream_connect_timeout",
                 SendError::Tls { .. } => "upstream_tls_failed",
                 SendError::Handshake { .. } => "upstream_protocol_error",
@@ -94,7 +96,9 @@ impl ProxyError {
         let mut response = json_error(self.status(), self.kind(), &self.to_string());
         if matches!(
             self,
-            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. }
+            ProxyError::NoEndpoint { .. }
+                | ProxyError::Overloaded { .. }
+                | ProxyError::Upstream(SendError::Saturated { .. })
         ) {
             response
                 .headers_mut()

@@ -4,6 +4,7 @@
 //! a per-endpoint stack of idle senders needs no global map, hashing or pool task.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::{Endpoint, EndpointState};
 use crate::config::spec::ProtocolSpec;
@@ -45,6 +47,8 @@ pub enum SendError {
         endpoint: Arc<str>,
         source: hyper::Error,
     },
+    #[error("{endpoint} is at its connection limit")]
+    Saturated { endpoint: Arc<str> },
     #[error("{endpoint} failed the request: {source}")]
     Exchange {
         endpoint: Arc<str>,
@@ -60,6 +64,12 @@ pub struct ConnectionCache {
     /// Held while the shared HTTP/2 connection is being made, so that concurrent
     /// first requests wait for it instead of each opening their own.
     h2_connecting: tokio::sync::Mutex<()>,
+    /// Open HTTP/1.1 connections (idle and busy), for `max_connections`.
+    open: AtomicU32,
+    /// Requests waiting for a connection to come back (`max_pending`).
+    waiting: AtomicU32,
+    /// A connection went back to the idle stack or closed.
+    returned: Notify,
 }
 
 impl ConnectionCache {
@@ -77,10 +87,28 @@ impl ConnectionCache {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < max_idle {
+        {
+            let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() >= max_idle {
+                return;
+            }
             idle.push(sender);
         }
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.returned.notify_one();
+        }
+    }
+
+    /// A connection ended (or never came up).
+    fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.returned.notify_one();
+        }
+    }
+
+    pub fn open_count(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
     }
 
     pub fn idle_count(&self) -> usize {
@@ -102,6 +130,8 @@ pub struct UpstreamClient {
     pub protocol: ProtocolSpec,
     tls: Option<tokio_rustls::TlsConnector>,
     max_idle: usize,
+    max_connections: Option<u32>,
+    max_pending: u32,
 }
 
 /// A response from an endpoint, with the connection to give back once its body ends.
@@ -121,11 +151,14 @@ impl UpstreamClient {
         protocol: ProtocolSpec,
         tls: Option<Arc<rustls::ClientConfig>>,
         max_idle: Option<usize>,
+        limits: &super::Limits,
     ) -> Self {
         UpstreamClient {
             protocol,
             tls: tls.map(tokio_rustls::TlsConnector::from),
             max_idle: max_idle.unwrap_or(DEFAULT_MAX_IDLE),
+            max_connections: limits.max_connections,
+            max_pending: limits.max_pending.unwrap_or(0),
         }
     }
 
@@ -151,21 +184,38 @@ impl UpstreamClient {
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
-        while let Some(mut sender) = cache.pop_http1() {
-            if sender.ready().await.is_err() {
-                continue;
+        loop {
+            while let Some(mut sender) = cache.pop_http1() {
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok(self.sent_http1(response, sender, endpoint)),
+                    Err(mut error) => match error.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => {
+                            return Err(SendError::Exchange {
+                                endpoint: endpoint.url.clone(),
+                                source: error.into_error(),
+                            });
+                        }
+                    },
+                }
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.sent_http1(response, sender, endpoint)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => {
-                        return Err(SendError::Exchange {
-                            endpoint: endpoint.url.clone(),
-                            source: error.into_error(),
-                        });
-                    }
-                },
+            let Some(max) = self.max_connections else { break };
+            if cache.open.load(Ordering::Relaxed) < max {
+                break;
+            }
+            // At the connection cap: wait for one to come back, if the queue has room.
+            let saturated = || SendError::Saturated { endpoint: endpoint.url.clone() };
+            if cache.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+                cache.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(saturated());
+            }
+            let waited = tokio::time::timeout(connect_timeout, cache.returned.notified()).await;
+            cache.waiting.fetch_sub(1, Ordering::Relaxed);
+            if waited.is_err() {
+                return Err(saturated());
             }
         }
         let mut sender = self.connect_http1(endpoint, connect_timeout, false).await?;
@@ -260,28 +310,37 @@ impl UpstreamClient {
             endpoint: url.clone(),
             source,
         };
-        let tcp = connect_tcp(endpoint, connect_timeout).await?;
-        macro_rules! drive {
-            ($io:expr) => {{
-                let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
-                if upgrades {
+        let cache = &endpoint.state.connections;
+        cache.open.fetch_add(1, Ordering::Relaxed);
+        let counted = endpoint.state.clone();
+        let connected: Result<H1Sender, SendError> = async {
+            let tcp = connect_tcp(endpoint, connect_timeout).await?;
+            macro_rules! drive {
+                ($io:expr) => {{
+                    let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
                     tokio::spawn(async move {
-                        let _ = connection.with_upgrades().await;
+                        if upgrades {
+                            let _ = connection.with_upgrades().await;
+                        } else {
+                            let _ = connection.await;
+                        }
+                        counted.connections.closed();
                     });
-                } else {
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                }
-                sender
-            }};
+                    sender
+                }};
+            }
+            Ok(if endpoint.target.is_https() {
+                let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
+                drive!(TokioIo::new(tls))
+            } else {
+                drive!(TokioIo::new(tcp))
+            })
         }
-        Ok(if endpoint.target.is_https() {
-            let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
-            drive!(TokioIo::new(tls))
-        } else {
-            drive!(TokioIo::new(tcp))
-        })
+        .await;
+        if connected.is_err() {
+            cache.closed();
+        }
+        connected
     }
 
     async fn connect_h2(
