@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod llm;

@@ -75,7 +75,11 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        Command::Mock { bind, version, token_interval_ms } => {
+        Command::Mock {
+            bind,
+            version,
+            token_interval_ms,
+        } => {
             init_logging();
             with_runtime(Some(1), async move {
                 let mut options = junction::demo::mock::MockOptions::new(&version);
@@ -96,9 +100,11 @@ fn main() -> ExitCode {
 fn check(config: &std::path::Path) -> ExitCode {
     let registry = junction::upstream::Registry::default();
     let telemetry = junction::telemetry::Telemetry::default();
+    let controls = junction::canary::Controls::default();
     let context = junction::config::CompileContext {
         registry: &registry,
         telemetry: &telemetry,
+        controls: &controls,
         rng: Arc::new(SplitMix::with_seed(0)),
     };
     match junction::config::load_file(config, &context) {

@@ -154,13 +154,13 @@ async fn counters_match_the_scripted_mix_exactly() {
     let flaky_url = flaky.url();
     let model_url = format!("http://{}", model.addr);
     let ok = format!(
-        r#"junction_requests_total{{route="api",pool="flaky",version="v1",endpoint="{flaky_url}",code="200"}}"#
+        r#"junction_requests_total{{route="api",pool="flaky",version="v1",shadow="false",endpoint="{flaky_url}",code="200"}}"#
     );
     let failed = format!(
-        r#"junction_requests_total{{route="api",pool="flaky",version="v1",endpoint="{flaky_url}",code="500"}}"#
+        r#"junction_requests_total{{route="api",pool="flaky",version="v1",shadow="false",endpoint="{flaky_url}",code="500"}}"#
     );
     let streams = format!(
-        r#"junction_requests_total{{route="chat",pool="model",version="v2",endpoint="{model_url}",code="200"}}"#
+        r#"junction_requests_total{{route="chat",pool="model",version="v2",shadow="false",endpoint="{model_url}",code="200"}}"#
     );
     let m = settled(&proxy, &streams, 10.0).await;
     assert_eq!(m[&ok], 93.0);
@@ -170,36 +170,36 @@ async fn counters_match_the_scripted_mix_exactly() {
     let prompt = prompt_tokens(&[serde_json::json!({ "role": "user", "content": PROMPT })]) as f64;
     let completion = reply_words("v2", PROMPT).len() as f64;
     assert_eq!(
-        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",kind="prompt"}"#],
+        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="prompt"}"#],
         10.0 * prompt
     );
     assert_eq!(
-        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",kind="completion"}"#],
+        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="completion"}"#],
         10.0 * completion
     );
     assert_eq!(
-        m[r#"junction_llm_time_to_first_token_seconds_count{route="chat",pool="model",version="v2"}"#],
+        m[r#"junction_llm_time_to_first_token_seconds_count{route="chat",pool="model",version="v2",shadow="false"}"#],
         10.0
     );
     assert_eq!(
-        m[r#"junction_llm_time_per_output_token_seconds_count{route="chat",pool="model",version="v2"}"#],
+        m[r#"junction_llm_time_per_output_token_seconds_count{route="chat",pool="model",version="v2",shadow="false"}"#],
         10.0
     );
     assert_eq!(
-        m[r#"junction_request_duration_seconds_count{route="api",pool="flaky",version="v1"}"#],
+        m[r#"junction_request_duration_seconds_count{route="api",pool="flaky",version="v1",shadow="false"}"#],
         100.0
     );
     assert_eq!(
-        m[r#"junction_upstream_time_to_first_byte_seconds_count{route="api",pool="flaky",version="v1"}"#],
+        m[r#"junction_upstream_time_to_first_byte_seconds_count{route="api",pool="flaky",version="v1",shadow="false"}"#],
         100.0
     );
     // "fine" x 93 + "boom" x 7.
     assert_eq!(
-        m[r#"junction_response_bytes_total{route="api",pool="flaky",version="v1"}"#],
+        m[r#"junction_response_bytes_total{route="api",pool="flaky",version="v1",shadow="false"}"#],
         93.0 * 4.0 + 7.0 * 4.0
     );
     assert_eq!(
-        m[r#"junction_request_duration_seconds_bucket{route="api",pool="flaky",version="v1",le="+Inf"}"#],
+        m[r#"junction_request_duration_seconds_bucket{route="api",pool="flaky",version="v1",shadow="false",le="+Inf"}"#],
         100.0
     );
 

@@ -1,6 +1,8 @@
 //! The admin API, on its own listener (loopback by default): liveness and readiness
 //! probes, the running config with secrets redacted, pool state, and reload.
 
+mod control;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -16,6 +18,13 @@ pub async fn handle(
     request: Request<Incoming>,
     gateway: Arc<Gateway>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let path = request.uri().path().to_string();
+    if let Some((route, action)) = path
+        .strip_prefix("/api/routes/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return Ok(control::handle(request, &gateway, route, action).await);
+    }
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
         (&Method::GET, "/readyz") => {
@@ -68,7 +77,7 @@ pub async fn handle(
     Ok(response)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(

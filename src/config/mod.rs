@@ -6,6 +6,8 @@
 mod compile;
 mod locate;
 mod plan;
+mod pools;
+mod routes;
 pub mod spec;
 pub mod units;
 
@@ -72,6 +74,7 @@ impl ConfigErrors {
 pub struct CompileContext<'a> {
     pub registry: &'a Registry,
     pub telemetry: &'a Telemetry,
+    pub controls: &'a crate::canary::Controls,
     pub rng: Arc<SplitMix>,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::spec::{ConfigSpec, ProtocolSpec};
+use crate::canary::RouteControl;
 use crate::routing::RouteTable;
 use crate::telemetry::{AccessLogSettings, RouteMetrics};
 use crate::upstream::Pool;
@@ -15,6 +16,9 @@ pub struct Plan {
     /// The config as written, for `/api/config`.
     pub spec: ConfigSpec,
     pub metrics_enabled: bool,
+    /// The admin token, read from the environment when the plan was built.
+    pub admin_token: Option<Arc<str>>,
+    pub state_file: Option<std::path::PathBuf>,
     pub access_log: Option<AccessLogSettings>,
     pub admin_bind: SocketAddr,
     pub shutdown_grace: Duration,
@@ -38,12 +42,28 @@ impl Plan {
             .find(|listener| &*listener.name == name)
     }
 
-    /// The metric state of every route.
+    /// The metric state of every route (each target and the mirror).
     pub fn route_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let routes = self.listeners.iter().flat_map(|l| l.routes.routes.iter());
+        routes
+            .flat_map(|r| {
+                let targets = r.targets.iter().map(|t| t.telemetry.metrics.clone());
+                targets.chain(r.mirror.iter().map(|m| m.telemetry.metrics.clone()))
+            })
+            .collect()
+    }
+
+    /// The runtime controls (split weights, canaries) of every route that has one.
+    pub fn route_controls(&self) -> Vec<Arc<RouteControl>> {
+        let routes = self.listeners.iter().flat_map(|l| l.routes.routes.iter());
+        routes.filter_map(|r| r.control.clone()).collect()
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Arc<crate::routing::Route>> {
         self.listeners
             .iter()
-            .flat_map(|l| l.routes.routes.iter().map(|r| r.telemetry.metrics.clone()))
-            .collect()
+            .flat_map(|l| l.routes.routes.iter())
+            .find(|r| &*r.name == name)
     }
 
     /// The (pool, url, protocol) of every endpoint: the endpoint state to keep.

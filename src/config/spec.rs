@@ -30,12 +30,16 @@ pub struct ConfigSpec {
 pub struct AdminSpec {
     #[serde(default = "default_admin_bind")]
     pub bind: String,
+    /// Environment variable holding the bearer token that the admin API's changing
+    /// calls require (default JUNCTION_ADMIN_TOKEN); unset: those calls are refused.
+    pub token_env: Option<String>,
 }
 
 impl Default for AdminSpec {
     fn default() -> Self {
         AdminSpec {
             bind: default_admin_bind(),
+            token_env: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct AccessLogSpec {
 pub struct ServerSpec {
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub shutdown_grace: Option<String>,
+    /// Where runtime split weights and canary state are saved, to survive restarts.
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -223,7 +229,23 @@ pub struct RouteSpec {
     pub listener: Option<String>,
     #[serde(default, rename = "match")]
     pub matcher: MatchSpec,
-    pub pool: String,
+    /// The pool that serves the route; or `split` between several.
+    pub pool: Option<String>,
+    /// Weighted split between pools, e.g. stable 95 / candidate 5.
+    pub split: Option<Vec<SplitTargetSpec>>,
+    /// Keep a client on one side of the split: `header:NAME`, `cookie:NAME` or `ip`.
+    pub sticky: Option<String>,
+    /// With `sticky = "cookie:NAME"`: give clients without the cookie one, to pin browsers.
+    #[serde(default)]
+    pub set_cookie: bool,
+    /// Client addresses whose `x-junction-version` header is honoured (CIDRs); the admin
+    /// token (`x-junction-admin-token`) is honoured from anywhere.
+    #[serde(default)]
+    pub version_override_from: Vec<String>,
+    /// Copy a share of requests to another pool and discard its answers.
+    pub mirror: Option<MirrorSpec>,
+    /// Automatic progressive delivery of the split's candidate.
+    pub canary: Option<CanarySpec>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     /// Sending again to another endpoint after a failure.
@@ -232,6 +254,37 @@ pub struct RouteSpec {
     pub request_headers: Option<HeaderRulesSpec>,
     /// Headers set or removed on the way back to the client.
     pub response_headers: Option<HeaderRulesSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitTargetSpec {
+    pub pool: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSpec {
+    pub pool: String,
+    /// Share of requests copied, 0 to 100.
+    pub percent: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    /// The split's pool under analysis; the other is the stable one.
+    pub candidate: String,
+    /// Candidate weights (percent) to walk through, e.g. [5, 25, 50, 100].
+    pub steps: Vec<u32>,
+    pub interval: Option<String>,
+    pub min_requests: Option<u64>,
+    pub max_error_rate: Option<f64>,
+    /// Candidate p99 latency over stable p99 latency.
+    pub max_latency_ratio: Option<f64>,
+    /// Candidate p99 time to first token over stable's.
+    pub max_ttft_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

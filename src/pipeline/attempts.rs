@@ -38,6 +38,7 @@ pub async fn forward(
     head: request::Parts,
     body: ProxyBody,
     route: &Arc<Route>,
+    first_pool: Arc<Pool>,
     downstream: &Downstream,
     listener: &ListenerPlan,
     affinity: Option<u64>,
@@ -60,7 +61,7 @@ pub async fn forward(
     };
     let method = head.method.clone();
     let mut first_try = Some((head, body));
-    let mut pool = route.pool.clone();
+    let mut pool = first_pool;
     let mut on_fallback = false;
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error: Option<ProxyError> = None;
@@ -95,7 +96,9 @@ pub async fn forward(
         exchange.sent_at = Some(sent_at);
         exchange.head_at = None;
         let may_retry = |exchange: &mut Exchange| {
-            let allowed = attempt < max_attempts && policy.is_some_and(|p| p.budget.withdraw());
+            let allowed = attempt < max_attempts
+                && can_try_again(&pool, &tried, on_fallback)
+                && policy.is_some_and(|p| p.budget.withdraw());
             if allowed {
                 exchange.retries += 1;
             }
@@ -236,6 +239,18 @@ fn pick(
     }
 }
 
+/// Whether a retry has somewhere to go: an untried endpoint that is up, or the fallback
+/// pool. Without one it would only spend the budget, count a retry that never happens
+/// and replace the endpoint's own answer with a made-up `no_endpoint`.
+fn can_try_again(pool: &Pool, tried: &[Arc<Endpoint>], on_fallback: bool) -> bool {
+    let untried_up = |pool: &Pool| {
+        pool.endpoints
+            .iter()
+            .any(|e| e.state.health.is_available() && !tried.iter().any(|t| Arc::ptr_eq(t, e)))
+    };
+    untried_up(pool) || (!on_fallback && pool.fallback().is_some_and(|f| untried_up(&f)))
+}
+
 fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
     if let Some(policy) = &pool.outlier {
         health::record_outcome(endpoint, &pool.endpoints, policy, outcome);
@@ -283,7 +298,7 @@ fn copy_head(head: &request::Parts) -> request::Parts {
 
 /// Reads the request body ahead, up to `limit`, so it can be sent again. A longer body
 /// goes on streaming (what was read first, then the rest) and is not retried.
-async fn keep_for_replay(
+pub(super) async fn keep_for_replay(
     body: ProxyBody,
     head: &request::Parts,
     limit: u64,

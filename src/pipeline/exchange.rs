@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::RequestCtx;
 use crate::llm::UsageScanner;
-use crate::routing::Route;
+use crate::routing::{Route, Target};
 use crate::telemetry::access_log::{Field, JsonLine, now_rfc3339};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
@@ -34,6 +34,8 @@ pub struct Exchange {
     pub trace: Option<TraceIds>,
     pub log: Option<LogFacts>,
     pub route: Option<Arc<Route>>,
+    /// Which of the route's targets (split side) served it.
+    pub target: usize,
     pub endpoint: Option<Arc<Endpoint>>,
     pub status: u16,
     pub error: Option<&'static str>,
@@ -74,6 +76,7 @@ impl Exchange {
             trace: None,
             log,
             route: None,
+            target: 0,
             endpoint: None,
             status: 0,
             error: None,
@@ -102,15 +105,21 @@ impl Exchange {
     }
 
     fn metrics(&self) -> Option<&Arc<RouteMetrics>> {
-        self.route.as_ref().map(|route| &route.telemetry.metrics)
+        self.target().map(|target| &target.telemetry.metrics)
     }
 
     fn status_counts(&self) -> Option<Arc<StatusCounts>> {
-        let route = self.route.as_ref()?;
+        let target = self.target()?;
         Some(match &self.endpoint {
-            Some(endpoint) => route.telemetry.endpoint_counts(endpoint),
-            None => route.telemetry.no_endpoint.clone(),
+            Some(endpoint) => target.telemetry.endpoint_counts(endpoint),
+            None => target.telemetry.no_endpoint.clone(),
         })
+    }
+
+    fn target(&self) -> Option<&Target> {
+        self.route
+            .as_ref()
+            .and_then(|route| route.targets.get(self.target))
     }
 
     fn report(&mut self) {
@@ -176,6 +185,14 @@ impl Exchange {
                     .retries
                     .fetch_add(u64::from(self.retries), Ordering::Relaxed);
                 metrics.window.record(duration, error);
+                let canary = self
+                    .route
+                    .as_ref()
+                    .and_then(|r| r.control.as_ref())
+                    .and_then(|c| c.canary.as_ref());
+                if let Some(tally) = canary.and_then(|c| c.tallies.get(self.target)) {
+                    tally.record(duration, error, ttft);
+                }
             }
         }
         if let Some(fields) = self.telemetry.access_log.fields() {
@@ -211,8 +228,10 @@ impl Exchange {
                 Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
                 Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
                 Field::Route => line.string(name, route.map(|r| &*r.name)),
-                Field::Pool => line.string(name, route.map(|r| &*r.pool.name)),
-                Field::Version => line.string(name, route.and_then(|r| r.pool.version.as_deref())),
+                Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),
+                Field::Version => {
+                    line.string(name, self.target().and_then(|t| t.pool.version.as_deref()))
+                }
                 Field::Endpoint => line.string(name, self.endpoint.as_ref().map(|e| &*e.url)),
                 Field::Status => line.number(name, Some(self.status)),
                 Field::Error => line.string(

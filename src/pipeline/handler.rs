@@ -14,6 +14,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::attempts::{self, Forwarded};
+use super::versioning;
+
+/// Largest request body copied to a mirror pool when the route has no retry limit.
+const SHADOW_BODY_LIMIT: u64 = 1 << 20;
 use super::body::UpstreamStream;
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
@@ -136,7 +140,6 @@ async fn proxy(
         })?
         .clone();
     exchange.route = Some(route.clone());
-    let pool = &route.pool;
 
     // Phase: request filters.
     let mut ctx = None;
@@ -146,6 +149,23 @@ async fn proxy(
             return Ok(*response);
         }
         ctx = Some(request_ctx);
+    }
+
+    // Phase: choose the split's side, copy to the mirror.
+    let choice = versioning::choose_target(&route, &mut head, downstream, listener, gateway.rng());
+    exchange.target = choice.target;
+    let pool = route.targets[choice.target].pool.clone();
+    let mut body = body;
+    if route.mirror.as_ref().is_some_and(|m| m.takes_next()) {
+        let limit = route
+            .retries
+            .as_ref()
+            .map_or(SHADOW_BODY_LIMIT, |r| r.body_limit);
+        let (kept, copy) = attempts::keep_for_replay(body, &head, limit, exchange).await?;
+        body = kept;
+        if let Some(copy) = copy {
+            versioning::send_shadow(&route, &head, copy, downstream, listener);
+        }
     }
 
     // Phase: pick an endpoint and forward (retrying elsewhere as the route allows).
@@ -164,11 +184,13 @@ async fn proxy(
             })?;
         let endpoint = pool.endpoints[index].clone();
         exchange.endpoint = Some(endpoint.clone());
-        forwarding::prepare_request(&mut head, downstream, listener, pool, &endpoint, true);
-        return forward_upgrade(head, body, &route, &endpoint).await;
+        forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, true);
+        return forward_upgrade(head, body, &route, &pool, &endpoint).await;
     }
-    let forwarded =
-        attempts::forward(head, body, &route, downstream, listener, affinity, exchange).await?;
+    let forwarded = attempts::forward(
+        head, body, &route, pool, downstream, listener, affinity, exchange,
+    )
+    .await?;
 
     // Phase: response filters, then stream the body back.
     let Forwarded {
@@ -192,6 +214,9 @@ async fn proxy(
     let timeouts = route.timeouts;
     let deadline = timeouts.total.map(|total| exchange.started() + total);
     let stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);
+    if let Some(cookie) = choice.set_cookie {
+        response_head.headers.append(header::SET_COOKIE, cookie);
+    }
     Ok(Response::from_parts(
         response_head,
         ProxyBody::Upstream(Box::new(stream)),
@@ -302,7 +327,7 @@ fn affinity_hash(
     }
 }
 
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -319,9 +344,9 @@ async fn forward_upgrade(
     mut head: http::request::Parts,
     body: ProxyBody,
     route: &Arc<Route>,
+    pool: &Pool,
     endpoint: &crate::upstream::Endpoint,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let pool: &Pool = &route.pool;
     let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let request = Request::from_parts(head, body);
     let timeouts = route.timeouts;

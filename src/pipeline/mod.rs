@@ -15,6 +15,7 @@ mod exchange;
 mod forwarding;
 pub mod handler;
 mod header_rules;
+mod versioning;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -9,24 +9,65 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, request};
+use ipnet::IpNet;
 use regex::Regex;
 
 pub use glob::Glob;
 pub use retry::{RetryBudget, RetryPolicy};
 
+use crate::canary::RouteControl;
 use crate::pipeline::FilterChain;
 use crate::telemetry::RouteTelemetry;
-use crate::upstream::Pool;
+use crate::upstream::{HashKey, Pool};
 
 /// A compiled `[[routes]]` entry.
 pub struct Route {
     pub name: Arc<str>,
     pub matcher: Matcher,
-    pub pool: Arc<Pool>,
+    /// The pools that serve the route: one, or the sides of a split (config order).
+    pub targets: Vec<Target>,
+    /// Runtime weights (and canary analysis) when the traffic is split.
+    pub control: Option<Arc<RouteControl>>,
+    /// What keeps a client on one side of the split.
+    pub sticky: Option<HashKey>,
+    /// Cookie to set for clients that have none (with `sticky = "cookie:NAME"`).
+    pub set_cookie: Option<String>,
+    /// Clients whose `x-junction-version` header is honoured.
+    pub override_from: Vec<IpNet>,
+    pub mirror: Option<Mirror>,
     pub timeouts: Timeouts,
     pub retries: Option<RetryPolicy>,
     pub filters: FilterChain,
+}
+
+/// One pool of a route, with the route's metric handles for it.
+pub struct Target {
+    pub pool: Arc<Pool>,
     pub telemetry: RouteTelemetry,
+}
+
+/// Shadow traffic: a share of requests copied to another pool, answers discarded.
+pub struct Mirror {
+    pub pool: Arc<Pool>,
+    pub percent: u32,
+    /// Requests seen, for an exact share (every n-th, not a coin flip).
+    pub seen: std::sync::atomic::AtomicU64,
+    pub telemetry: RouteTelemetry,
+}
+
+impl Mirror {
+    /// Whether this request is one of the `percent` copied.
+    pub fn takes_next(&self) -> bool {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (n + 1) * u64::from(self.percent) / 100 > n * u64::from(self.percent) / 100
+    }
+}
+
+impl Route {
+    /// The first (or only) target: the stable side of a split.
+    pub fn primary(&self) -> &Target {
+        &self.targets[0]
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
+use crate::canary::{Controls, RouteControl};
 use crate::config::spec::ProtocolSpec;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
 use crate::telemetry::Telemetry;
@@ -45,6 +46,8 @@ pub struct Gateway {
     plan: ArcSwap<Plan>,
     registry: Registry,
     pub telemetry: Arc<Telemetry>,
+    /// Runtime split weights and canaries by route.
+    pub controls: Arc<Controls>,
     rng: Arc<SplitMix>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -55,6 +58,8 @@ pub struct Gateway {
     pub(super) drain: Drain,
     /// One active health checker per endpoint, however many routes use its pool.
     checkers: Mutex<HashMap<EndpointKey, (HealthCheck, tokio::task::JoinHandle<()>)>>,
+    /// One analysis task per route under canary analysis.
+    canaries: Mutex<HashMap<String, (Arc<RouteControl>, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Gateway {
@@ -62,13 +67,34 @@ impl Gateway {
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
         let registry = Registry::default();
         let telemetry = Arc::new(Telemetry::default());
+        let controls = Arc::new(Controls::default());
         let context = CompileContext {
             registry: &registry,
             telemetry: &telemetry,
+            controls: &controls,
             rng: rng.clone(),
         };
-        let plan = config::load_file(&path, &context)?;
-        Ok(Self::new(plan, registry, telemetry, rng, Some(path)))
+        let mut plan = config::load_file(&path, &context)?;
+        if let Some(state_file) = plan.state_file.clone() {
+            // Runtime weights and canary phases from the last run, then compile again so
+            // the routes resume from them.
+            controls.load_state(Some(state_file.clone())).map_err(|e| {
+                ConfigErrors(vec![config::ConfigError {
+                    path: "server.state_file".into(),
+                    line: None,
+                    message: e.to_string(),
+                }])
+            })?;
+            plan = config::load_file(&path, &context)?;
+        }
+        Ok(Self::new(
+            plan,
+            registry,
+            telemetry,
+            controls,
+            rng,
+            Some(path),
+        ))
     }
 
     /// Builds a gateway from config text (the demo, tests); `base` resolves relative paths.
@@ -79,19 +105,22 @@ impl Gateway {
     ) -> Result<Arc<Self>, ConfigErrors> {
         let registry = Registry::default();
         let telemetry = Arc::new(Telemetry::default());
+        let controls = Arc::new(Controls::default());
         let context = CompileContext {
             registry: &registry,
             telemetry: &telemetry,
+            controls: &controls,
             rng: rng.clone(),
         };
         let plan = config::load_str(text, base, &context)?;
-        Ok(Self::new(plan, registry, telemetry, rng, None))
+        Ok(Self::new(plan, registry, telemetry, controls, rng, None))
     }
 
     fn new(
         plan: Plan,
         registry: Registry,
         telemetry: Arc<Telemetry>,
+        controls: Arc<Controls>,
         rng: Arc<SplitMix>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
@@ -99,6 +128,7 @@ impl Gateway {
             plan: ArcSwap::from_pointee(plan),
             registry,
             telemetry,
+            controls,
             rng,
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -107,6 +137,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             drain: Drain::default(),
             checkers: Mutex::new(HashMap::new()),
+            canaries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,6 +206,7 @@ impl Gateway {
         let context = CompileContext {
             registry: &self.registry,
             telemetry: &self.telemetry,
+            controls: &self.controls,
             rng: self.rng.clone(),
         };
         let compiled = config::load_file(path, &context);
@@ -266,6 +298,9 @@ impl Gateway {
         self.telemetry.set_metrics_enabled(plan.metrics_enabled);
         self.telemetry.metrics.adopt(plan.route_metrics());
         self.supervise_health_checks(plan);
+        self.controls.adopt(plan.route_controls());
+        self.controls.set_state_file(plan.state_file.clone());
+        self.supervise_canaries(plan);
 
         // 3. Stop what left, start what was waiting for its address.
         let stopped: Vec<Running> = {
@@ -362,6 +397,39 @@ impl Gateway {
         });
     }
 
+    /// Runs one analysis task per route with a canary; a route whose control was
+    /// replaced (new targets, weights or policy) gets a new task.
+    fn supervise_canaries(&self, plan: &Plan) {
+        let mut canaries = self.canaries.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted: Vec<Arc<RouteControl>> = plan
+            .route_controls()
+            .into_iter()
+            .filter(|c| c.canary.is_some())
+            .collect();
+        canaries.retain(|_, (control, task)| {
+            let keep = wanted.iter().any(|w| Arc::ptr_eq(w, control));
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for control in wanted {
+            if canaries
+                .get(&*control.route)
+                .is_some_and(|(running, _)| Arc::ptr_eq(running, &control))
+            {
+                continue;
+            }
+            let task = tokio::spawn(crate::canary::run_analysis(
+                Arc::downgrade(&control),
+                self.controls.clone(),
+            ));
+            if let Some((_, old)) = canaries.insert(control.route.to_string(), (control, task)) {
+                old.abort();
+            }
+        }
+    }
+
     async fn bind(
         self: &Arc<Self>,
         kind: ListenerKind,
@@ -388,6 +456,14 @@ impl Gateway {
         self.draining.store(true, Ordering::Relaxed);
         for (_, (_, task)) in self
             .checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        for (_, (_, task)) in self
+            .canaries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()

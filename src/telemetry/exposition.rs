@@ -42,6 +42,10 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 type HistogramOf = fn(&super::RouteMetrics) -> &DurationHistogram;
 type CounterOf = fn(&super::RouteMetrics) -> u64;
 
+fn shadow_label(route: &super::RouteMetrics) -> &'static str {
+    if route.shadow { "true" } else { "false" }
+}
+
 fn family<'a, F>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -86,6 +90,7 @@ impl Collector for Scrape {
                 ("route", r.route.to_string()),
                 ("pool", r.pool.to_string()),
                 ("version", r.version.to_string()),
+                ("shadow", shadow_label(r).to_string()),
             ]
         };
 
@@ -104,6 +109,7 @@ impl Collector for Scrape {
                                 ("route", &route.route),
                                 ("pool", &route.pool),
                                 ("version", &route.version),
+                                ("shadow", shadow_label(route)),
                                 ("endpoint", &endpoint),
                                 ("code", &code),
                             ];
@@ -203,6 +209,7 @@ impl Collector for Scrape {
                             ("route", &route.route),
                             ("pool", &route.pool),
                             ("version", &route.version),
+                            ("shadow", shadow_label(route)),
                             ("kind", kind),
                         ];
                         counter(m, &labels, value.load(Ordering::Relaxed))?;
@@ -322,6 +329,41 @@ impl Collector for Scrape {
             },
         )?;
 
+        let controls = self.plan.route_controls();
+        family(
+            &mut encoder,
+            "junction_canary_weight",
+            "Current weight of each pool of a split route (changed by canary analysis or the admin API).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for control in &controls {
+                    for (pool, weight) in control.weights_by_pool() {
+                        gauge(
+                            m,
+                            &vec![("route", &control.route), ("pool", &pool)],
+                            i64::from(weight),
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_canary_state",
+            "Canary analysis state per route: 0 progressing, 1 promoted, 2 failed (rolled back).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for control in &controls {
+                    if let Some(canary) = &control.canary {
+                        gauge(m, &vec![("route", &control.route)], canary.phase().code())?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
         family(
             &mut encoder,
             "junction_access_log_dropped",

@@ -44,6 +44,8 @@ pub struct RouteMetrics {
     pub route: Arc<str>,
     pub pool: Arc<str>,
     pub version: Arc<str>,
+    /// Shadow (mirrored) traffic, kept apart from the real one.
+    pub shadow: bool,
     pub duration: DurationHistogram,
     pub time_to_first_byte: DurationHistogram,
     pub time_to_first_token: DurationHistogram,
@@ -86,7 +88,7 @@ pub struct Buckets {
 /// keeps, and forgets those of routes it drops.
 #[derive(Default)]
 pub struct MetricsRegistry {
-    routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
+    routes: Mutex<HashMap<(String, String, bool), Arc<RouteMetrics>>>,
     listeners: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Errors Junction answered itself, by route ("" before routing) and type.
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
@@ -101,10 +103,11 @@ impl MetricsRegistry {
         route: &str,
         pool: &str,
         version: &str,
+        shadow: bool,
         buckets: &Buckets,
     ) -> Arc<RouteMetrics> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (route.to_string(), pool.to_string());
+        let key = (route.to_string(), pool.to_string(), shadow);
         if let Some(existing) = routes.get(&key) {
             if &*existing.version == version
                 && existing.duration.has_bounds(&buckets.latency)
@@ -117,6 +120,7 @@ impl MetricsRegistry {
             route: route.into(),
             pool: pool.into(),
             version: version.into(),
+            shadow,
             duration: DurationHistogram::new(buckets.latency.clone()),
             time_to_first_byte: DurationHistogram::new(buckets.latency.clone()),
             time_to_first_token: DurationHistogram::new(buckets.latency.clone()),
@@ -135,7 +139,7 @@ impl MetricsRegistry {
     pub fn adopt(&self, routes: Vec<Arc<RouteMetrics>>) {
         let adopted = routes
             .into_iter()
-            .map(|m| ((m.route.to_string(), m.pool.to_string()), m))
+            .map(|m| ((m.route.to_string(), m.pool.to_string(), m.shadow), m))
             .collect();
         *self.routes.lock().unwrap_or_else(|p| p.into_inner()) = adopted;
     }
@@ -143,7 +147,7 @@ impl MetricsRegistry {
     pub fn all_routes(&self) -> Vec<Arc<RouteMetrics>> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = routes.values().cloned().collect();
-        all.sort_by(|a, b| (&a.route, &a.pool).cmp(&(&b.route, &b.pool)));
+        all.sort_by(|a, b| (&a.route, &a.pool, a.shadow).cmp(&(&b.route, &b.pool, b.shadow)));
         all
     }
 

@@ -8,7 +8,7 @@ mod exposition;
 mod histogram;
 mod metrics;
 pub mod trace;
-mod window;
+pub(crate) mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 const SLOTS: usize = 60;
 /// Latency buckets grow by 2^(1/4) (19% apart) from 100 µs: 96 of them reach ~23 min.
-const LATENCY_BUCKETS: usize = 96;
+pub(crate) const LATENCY_BUCKETS: usize = 96;
 const SMALLEST_NANOS: f64 = 100_000.0;
 
 #[derive(Clone)]
@@ -48,7 +48,7 @@ pub struct WindowStats {
     pub p99_ms: Option<f64>,
 }
 
-fn bucket_of(latency: Duration) -> usize {
+pub(crate) fn bucket_of(latency: Duration) -> usize {
     let nanos = latency.as_nanos() as f64;
     if nanos <= SMALLEST_NANOS {
         return 0;
@@ -57,7 +57,7 @@ fn bucket_of(latency: Duration) -> usize {
 }
 
 /// Upper bound of a bucket, in milliseconds.
-fn bucket_upper_ms(bucket: usize) -> f64 {
+pub(crate) fn bucket_upper_ms(bucket: usize) -> f64 {
     SMALLEST_NANOS * 2f64.powf(bucket as f64 / 4.0) / 1e6
 }
 

@@ -202,12 +202,16 @@ impl UpstreamClient {
                     },
                 }
             }
-            let Some(max) = self.max_connections else { break };
+            let Some(max) = self.max_connections else {
+                break;
+            };
             if cache.open.load(Ordering::Relaxed) < max {
                 break;
             }
             // At the connection cap: wait for one to come back, if the queue has room.
-            let saturated = || SendError::Saturated { endpoint: endpoint.url.clone() };
+            let saturated = || SendError::Saturated {
+                endpoint: endpoint.url.clone(),
+            };
             if cache.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
                 cache.waiting.fetch_sub(1, Ordering::Relaxed);
                 return Err(saturated());

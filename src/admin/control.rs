@@ -1,0 +1,231 @@
+//! Runtime control of splits and canaries: `/api/routes/{name}/split` (GET, PUT),
+//! `/api/routes/{name}/promote`, `/api/routes/{name}/rollback`, and
+//! `/api/routes/{name}/canary`. Changing calls need the admin bearer token; every change
+//! is logged and saved to the state file, and applies without a reload.
+
+use std::collections::BTreeMap;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::json_response;
+use crate::canary::{CanaryPhase, RouteControl};
+use crate::pipeline::{ProxyBody, json_error};
+use crate::server::Gateway;
+
+/// Largest body of a PUT.
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn handle(
+    request: Request<Incoming>,
+    gateway: &Gateway,
+    route: &str,
+    action: &str,
+) -> Response<ProxyBody> {
+    let method = request.method().clone();
+    if method != Method::GET {
+        if let Err(refusal) = authorise(&request, gateway) {
+            return refusal;
+        }
+    }
+    let Some(control) = gateway.controls.get(route) else {
+        let exists = gateway.plan().route(route).is_some();
+        let message = if exists {
+            format!("route {route:?} has a single pool: there is no split to control")
+        } else {
+            format!("no route is named {route:?}")
+        };
+        return json_error(StatusCode::NOT_FOUND, "not_found", &message);
+    };
+    match (method, action) {
+        (Method::GET, "split") => json_response(StatusCode::OK, &split_view(&control)),
+        (Method::PUT, "split") => put_split(request, gateway, &control).await,
+        (Method::POST, "promote") => end_canary(gateway, &control, true),
+        (Method::POST, "rollback") => end_canary(gateway, &control, false),
+        (Method::GET, "canary") => match &control.canary {
+            Some(canary) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "route": &*control.route,
+                    "candidate": &*control.pools[canary.policy.candidate],
+                    "stable": &*control.pools[canary.policy.stable],
+                    "phase": canary.phase(),
+                    "weights": weights_object(&control),
+                    "steps": canary.policy.steps,
+                    "interval_ms": canary.policy.interval.as_millis() as u64,
+                    "min_requests": canary.policy.min_requests,
+                    "max_error_rate": canary.policy.max_error_rate,
+                    "max_latency_ratio": canary.policy.max_latency_ratio,
+                    "max_ttft_ratio": canary.policy.max_ttft_ratio,
+                    "last_interval": canary.last_figures(),
+                    "transitions": canary.history(),
+                }),
+            ),
+            None => json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("route {:?} has no canary", control.route),
+            ),
+        },
+        (_, "split" | "promote" | "rollback" | "canary") => json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        ),
+        _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown route action"),
+    }
+}
+
+fn authorise(request: &Request<Incoming>, gateway: &Gateway) -> Result<(), Response<ProxyBody>> {
+    let plan = gateway.plan();
+    let Some(expected) = plan.admin_token.as_deref() else {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "admin_token_not_set",
+            "changes need the admin token; set it in the environment variable named by [admin] token_env (JUNCTION_ADMIN_TOKEN)",
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let matches = presented.is_some_and(|token| {
+        token.len() == expected.len()
+            && token
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        tracing::warn!(target: "audit", path = %request.uri().path(), "admin change refused: missing or wrong bearer token");
+        let mut response = json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <admin token>` header is required",
+        );
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        Err(response)
+    }
+}
+
+fn weights_object(control: &RouteControl) -> BTreeMap<String, u32> {
+    control
+        .weights_by_pool()
+        .into_iter()
+        .map(|(pool, weight)| (pool.to_string(), weight))
+        .collect()
+}
+
+fn split_view(control: &RouteControl) -> Value {
+    let configured: BTreeMap<String, u32> = control
+        .pools
+        .iter()
+        .map(|p| p.to_string())
+        .zip(control.configured.iter().copied())
+        .collect();
+    json!({ "route": &*control.route, "weights": weights_object(control), "configured": configured })
+}
+
+async fn put_split(
+    request: Request<Incoming>,
+    gateway: &Gateway,
+    control: &RouteControl,
+) -> Response<ProxyBody> {
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "unreadable body (at most 64 KiB)",
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewSplit {
+        weights: BTreeMap<String, u32>,
+    }
+    let new: NewSplit = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("expected {{\"weights\": {{\"POOL\": WEIGHT, ...}}}}: {e}"),
+            );
+        }
+    };
+    let mut weights = control.split.weights();
+    for (pool, weight) in &new.weights {
+        match control.index_of(pool) {
+            Some(i) if *weight <= 1000 => weights[i] = *weight,
+            Some(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "weights are between 0 and 1000",
+                );
+            }
+            None => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!(
+                        "pool {pool:?} is not in the split of route {:?}",
+                        control.route
+                    ),
+                );
+            }
+        }
+    }
+    if weights.iter().all(|w| *w == 0) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "at least one weight must be above 0",
+        );
+    }
+    let before = weights_object(control);
+    control.split.set_weights(weights);
+    tracing::info!(target: "audit", route = %control.route, ?before, after = ?weights_object(control), "split weights changed through the admin API");
+    gateway.controls.save();
+    json_response(StatusCode::OK, &split_view(control))
+}
+
+/// Promote: the candidate takes all traffic. Rollback: the stable pool does. Without a
+/// canary the candidate is the split's last pool and the stable one its first.
+fn end_canary(gateway: &Gateway, control: &RouteControl, promote: bool) -> Response<ProxyBody> {
+    let targets = control.pools.len();
+    let (stable, candidate) = match &control.canary {
+        Some(canary) => (canary.policy.stable, canary.policy.candidate),
+        None => (0, targets - 1),
+    };
+    let mut weights = vec![0; targets];
+    weights[if promote { candidate } else { stable }] = 100;
+    control.split.set_weights(weights);
+    if let Some(canary) = &control.canary {
+        let phase = if promote {
+            CanaryPhase::Promoted
+        } else {
+            CanaryPhase::Failed {
+                reason: "rolled back through the admin API".into(),
+            }
+        };
+        canary.set_phase(phase);
+    }
+    let action = if promote { "promoted" } else { "rolled back" };
+    tracing::info!(target: "audit", route = %control.route, weights = ?weights_object(control), "route {action} through the admin API");
+    gateway.controls.save();
+    json_response(StatusCode::OK, &split_view(control))
+}

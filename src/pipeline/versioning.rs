@@ -1,0 +1,173 @@
+//! Which side of a route's split serves a request (a forced version from a trusted
+//! client, the sticky key, or the split's rotation), and shadow copies of requests to a
+//! mirror pool, sent on the side so they never delay or fail the real request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, request};
+use tokio::time::Instant;
+
+use super::Downstream;
+use super::forwarding;
+use crate::balance::{SplitMix, stable_hash};
+use crate::config::ListenerPlan;
+use crate::routing::Route;
+use crate::upstream::{HashKey, UpstreamBody};
+
+pub static X_JUNCTION_VERSION: HeaderName = HeaderName::from_static("x-junction-version");
+pub static X_JUNCTION_ADMIN_TOKEN: HeaderName = HeaderName::from_static("x-junction-admin-token");
+
+/// The chosen target and, for a new sticky browser, the cookie to set.
+pub struct Choice {
+    pub target: usize,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// Chooses the route's target. The override headers are taken off the request whatever
+/// the outcome: the admin token must never reach an endpoint.
+pub fn choose_target(
+    route: &Route,
+    head: &mut request::Parts,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+    rng: &SplitMix,
+) -> Choice {
+    let forced = head.headers.remove(&X_JUNCTION_VERSION);
+    let token = head.headers.remove(&X_JUNCTION_ADMIN_TOKEN);
+    let mut choice = Choice {
+        target: 0,
+        set_cookie: None,
+    };
+    let Some(control) = &route.control else {
+        return choice;
+    };
+
+    if let Some(version) = forced {
+        let client = super::client_ip(
+            &head.headers,
+            downstream.peer.ip(),
+            &listener.trusted_proxies,
+        );
+        let trusted = route.override_from.iter().any(|net| net.contains(&client));
+        let admin = token.is_some_and(|token| {
+            let plan = downstream.gateway.plan();
+            plan.admin_token
+                .as_deref()
+                .is_some_and(|expected| constant_time_eq(expected.as_bytes(), token.as_bytes()))
+        });
+        if trusted || admin {
+            if let Some(i) = route.targets.iter().position(|t| {
+                t.pool.version.as_deref().map(str::as_bytes) == Some(version.as_bytes())
+            }) {
+                choice.target = i;
+                return choice;
+            }
+        } else {
+            tracing::debug!(route = %route.name, %client, "x-junction-version ignored: client not trusted");
+        }
+    }
+
+    let mut key = route
+        .sticky
+        .as_ref()
+        .and_then(|sticky| sticky_key(sticky, head, downstream, listener));
+    if key.is_none() {
+        if let Some(cookie) = &route.set_cookie {
+            // A new browser: give it an id to keep from now on.
+            let id = format!("{:016x}", rng.next_u64());
+            key = Some(stable_hash(id.as_bytes()));
+            choice.set_cookie =
+                HeaderValue::from_str(&format!("{cookie}={id}; Path=/; HttpOnly; SameSite=Lax"))
+                    .ok();
+        }
+    }
+    choice.target = control.split.pick(key).unwrap_or(0);
+    choice
+}
+
+fn sticky_key(
+    key: &HashKey,
+    head: &request::Parts,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) -> Option<u64> {
+    match key {
+        HashKey::Header(name) => head.headers.get(name).map(|v| stable_hash(v.as_bytes())),
+        HashKey::Cookie(name) => {
+            super::handler::cookie(&head.headers, name).map(|v| stable_hash(v.as_bytes()))
+        }
+        HashKey::ClientIp => {
+            let ip = super::client_ip(
+                &head.headers,
+                downstream.peer.ip(),
+                &listener.trusted_proxies,
+            );
+            Some(stable_hash(ip.to_string().as_bytes()))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Sends a copy of the request to the route's mirror pool on its own task; its answer
+/// is read and dropped, its status and latency recorded as shadow metrics.
+pub fn send_shadow(
+    route: &Arc<Route>,
+    head: &request::Parts,
+    body: Bytes,
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) {
+    let Some(mirror) = &route.mirror else { return };
+    let pool = &mirror.pool;
+    let skip = |i: usize| !pool.endpoints[i].state.health.is_available() || !pool.has_room(i);
+    let Some(index) = pool.balancer.pick(&pool.endpoints, None, &skip) else {
+        return;
+    };
+    let endpoint = pool.endpoints[index].clone();
+    let mut copy = Request::new(()).into_parts().0;
+    copy.method = head.method.clone();
+    copy.uri = head.uri.clone();
+    copy.version = head.version;
+    copy.headers = head.headers.clone();
+    forwarding::prepare_request(&mut copy, downstream, listener, pool, &endpoint, false);
+    let route = route.clone();
+    let timeouts = route.timeouts;
+    tokio::spawn(async move {
+        let Some(mirror) = &route.mirror else { return };
+        let in_flight = endpoint.state.begin();
+        let started = Instant::now();
+        let request = Request::from_parts(copy, super::ProxyBody::full(body));
+        let sent = tokio::time::timeout(
+            timeouts.response_headers,
+            mirror
+                .pool
+                .client
+                .send(&endpoint, request, timeouts.connect),
+        )
+        .await;
+        let status = match sent {
+            Ok(Ok(sent)) => {
+                let status = sent.response.status().as_u16();
+                let (_, body) = UpstreamBody::new(sent);
+                // Read to the end (within the total timeout) so the connection is reused.
+                let limit = timeouts.total.unwrap_or(timeouts.response_headers);
+                let _ = tokio::time::timeout(limit, body.collect()).await;
+                status
+            }
+            Ok(Err(_)) => 502,
+            Err(_) => 504,
+        };
+        drop(in_flight);
+        let telemetry = &mirror.telemetry;
+        telemetry.endpoint_counts(&endpoint).add(status);
+        telemetry.metrics.duration.observe(started.elapsed());
+        telemetry
+            .metrics
+            .window
+            .record(started.elapsed(), status >= 500);
+    });
+}
