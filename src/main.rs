@@ -36,6 +36,9 @@ enum Command {
     },
     /// Start two mock OpenAI-compatible model servers and the gateway in front of them.
     Demo {
+        /// Another config to run the demo with (mock servers start on its endpoints).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -49,6 +52,9 @@ enum Command {
         /// Pause between streamed tokens, in milliseconds.
         #[arg(long, default_value_t = 40)]
         token_interval_ms: u64,
+        /// Share (percent) of chat completions answered with a 500.
+        #[arg(long, default_value_t = 0)]
+        failure_percent: u64,
     },
     /// Print the version.
     Version,
@@ -79,20 +85,25 @@ fn main() -> ExitCode {
             bind,
             version,
             token_interval_ms,
+            failure_percent,
         } => {
             init_logging();
             with_runtime(Some(1), async move {
                 let mut options = junction::demo::mock::MockOptions::new(&version);
                 options.token_interval = std::time::Duration::from_millis(token_interval_ms);
+                options.failure_percent.store(
+                    failure_percent.min(100),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 let server = junction::demo::mock::MockModelServer::start(bind, options).await?;
                 tracing::info!(addr = %server.addr, %version, "mock model server listening");
                 tokio::signal::ctrl_c().await?;
                 Ok(())
             })
         }
-        Command::Demo { threads } => {
+        Command::Demo { threads, config } => {
             init_logging();
-            with_runtime(threads, junction::demo::run())
+            with_runtime(threads, junction::demo::run(config))
         }
     }
 }

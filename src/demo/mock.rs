@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,14 +26,31 @@ pub struct MockOptions {
     pub model: String,
     /// Pause between streamed tokens.
     pub token_interval: Duration,
+    /// Share (percent) of chat completions answered with a 500, to show a canary
+    /// rollback; changed at run time with `PUT /mock/failure_rate?percent=N`.
+    pub failure_percent: Arc<AtomicU64>,
+    completions: Arc<AtomicU64>,
 }
 
 impl MockOptions {
+    /// Whether this completion is one of the `failure_percent` that fail: every n-th,
+    /// so the share is exact.
+    fn fails_next(&self) -> bool {
+        let percent = self.failure_percent.load(Ordering::Relaxed);
+        if percent == 0 {
+            return false;
+        }
+        let n = self.completions.fetch_add(1, Ordering::Relaxed);
+        (n + 1) * percent / 100 > n * percent / 100
+    }
+
     pub fn new(version: &str) -> Self {
         MockOptions {
             version: version.into(),
             model: "demo-llama".into(),
             token_interval: Duration::from_millis(40),
+            failure_percent: Arc::default(),
+            completions: Arc::default(),
         }
     }
 }
@@ -106,6 +124,28 @@ async fn serve(
         (&Method::GET, "/v1/models") => json_reply(
             StatusCode::OK,
             json!({ "object": "list", "data": [{ "id": options.model, "object": "model", "owned_by": "junction-demo", "version": options.version }] }),
+        ),
+        (&Method::PUT, "/mock/failure_rate") => {
+            let percent = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("percent=")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|p| *p <= 100);
+            match percent {
+                Some(percent) => {
+                    options.failure_percent.store(percent, Ordering::Relaxed);
+                    json_reply(StatusCode::OK, json!({ "failure_percent": percent }))
+                }
+                None => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "use ?percent=N with N from 0 to 100",
+                ),
+            }
+        }
+        (&Method::POST, "/v1/chat/completions") if options.fails_next() => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mock failure (see PUT /mock/failure_rate)",
         ),
         (&Method::POST, "/v1/chat/completions") => {
             let body = match request.into_body().collect().await {

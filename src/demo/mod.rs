@@ -65,11 +65,16 @@ pub async fn start(config: &str) -> anyhow::Result<Demo> {
     })
 }
 
-/// `junction demo`: the embedded config, until Ctrl-C.
-pub async fn run() -> anyhow::Result<()> {
+/// `junction demo`: the embedded config (or `config`), until Ctrl-C.
+pub async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Caught before anything listens: a Ctrl-C right after start must drain, not kill.
     let signals = crate::server::Signals::install()?;
-    let demo = start(DEMO_CONFIG).await?;
+    let text = match &config {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+        None => DEMO_CONFIG.to_string(),
+    };
+    let demo = start(&text).await?;
     println!("{}", demo.instructions);
     signals.run(demo.gateway.clone()).await;
     drop(demo);
