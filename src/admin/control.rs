@@ -27,7 +27,7 @@ pub async fn handle(
     let method = request.method().clone();
     if method != Method::GET {
         if let Err(refusal) = authorise(&request, gateway) {
-            return refusal;
+            return *refusal;
         }
     }
     let Some(control) = gateway.controls.get(route) else {
@@ -78,14 +78,17 @@ pub async fn handle(
     }
 }
 
-fn authorise(request: &Request<Incoming>, gateway: &Gateway) -> Result<(), Response<ProxyBody>> {
+fn authorise(
+    request: &Request<Incoming>,
+    gateway: &Gateway,
+) -> Result<(), Box<Response<ProxyBody>>> {
     let plan = gateway.plan();
     let Some(expected) = plan.admin_token.as_deref() else {
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::FORBIDDEN,
             "admin_token_not_set",
             "changes need the admin token; set it in the environment variable named by [admin] token_env (JUNCTION_ADMIN_TOKEN)",
-        ));
+        )));
     };
     let presented = request
         .headers()
@@ -114,7 +117,7 @@ fn authorise(request: &Request<Incoming>, gateway: &Gateway) -> Result<(), Respo
             http::header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer"),
         );
-        Err(response)
+        Err(Box::new(response))
     }
 }
 

@@ -77,7 +77,12 @@ impl PeakEwma {
     }
 
     pub fn record(&self, latency: Duration) {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.record_at(tokio::time::Instant::now(), latency);
+    }
+
+    /// [`PeakEwma::record`] with the time already read.
+    pub fn record_at(&self, now: tokio::time::Instant, latency: Duration) {
+        let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let sample = latency.as_nanos() as f64;
         let previous = self.estimate_nanos();
         let last = self.updated_at_nanos.swap(now, Ordering::Relaxed);

@@ -33,17 +33,28 @@ pub struct Forwarded {
     pub first: Option<Bytes>,
 }
 
+/// Where a request goes: its route, the pool chosen for it (a split's side), and its
+/// affinity key for `hash` balancing.
+pub struct Destination<'a> {
+    pub route: &'a Arc<Route>,
+    pub pool: Arc<Pool>,
+    pub affinity: Option<u64>,
+}
+
 /// Sends the request, retrying on other endpoints as the route allows.
 pub async fn forward(
     head: request::Parts,
     body: ProxyBody,
-    route: &Arc<Route>,
-    first_pool: Arc<Pool>,
+    destination: Destination<'_>,
     downstream: &Downstream,
     listener: &ListenerPlan,
-    affinity: Option<u64>,
     exchange: &mut Exchange,
 ) -> Result<Forwarded, ProxyError> {
+    let Destination {
+        route,
+        pool: first_pool,
+        affinity,
+    } = destination;
     let policy = route.retries.as_ref();
     let (body, replay) = match policy {
         Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
@@ -150,7 +161,7 @@ pub async fn forward(
         endpoint
             .state
             .latency
-            .record(head_at.duration_since(sent_at));
+            .record_at(head_at, head_at.duration_since(sent_at));
 
         let status = sent.response.status().as_u16();
         if status == 429 || status == 503 {

@@ -169,22 +169,20 @@ impl Exchange {
                         }
                     }
                 }
-                metrics
-                    .request_bytes
-                    .fetch_add(self.bytes_in.get(), Ordering::Relaxed);
-                metrics
-                    .response_bytes
-                    .fetch_add(self.bytes_out, Ordering::Relaxed);
-                metrics
-                    .prompt_tokens
-                    .fetch_add(usage.prompt.unwrap_or(0), Ordering::Relaxed);
-                metrics
-                    .completion_tokens
-                    .fetch_add(usage.completion.unwrap_or(0), Ordering::Relaxed);
-                metrics
-                    .retries
-                    .fetch_add(u64::from(self.retries), Ordering::Relaxed);
-                metrics.window.record(duration, error);
+                // Zero adds are skipped: each atomic add is a locked instruction.
+                let counters = [
+                    (&metrics.request_bytes, self.bytes_in.get()),
+                    (&metrics.response_bytes, self.bytes_out),
+                    (&metrics.prompt_tokens, usage.prompt.unwrap_or(0)),
+                    (&metrics.completion_tokens, usage.completion.unwrap_or(0)),
+                    (&metrics.retries, u64::from(self.retries)),
+                ];
+                for (counter, value) in counters {
+                    if value > 0 {
+                        counter.fetch_add(value, Ordering::Relaxed);
+                    }
+                }
+                metrics.window.record_at(now, duration, error);
                 let canary = self
                     .route
                     .as_ref()
@@ -195,10 +193,11 @@ impl Exchange {
                 }
             }
         }
-        if let Some(fields) = self.telemetry.access_log.fields() {
-            let line = self.log_line(&fields, duration, ttfb, ttft, usage);
-            self.telemetry.access_log.write(line);
-        }
+        let telemetry = self.telemetry.clone();
+        telemetry.access_log.with_fields(|fields| {
+            let line = self.log_line(fields, duration, ttfb, ttft, usage);
+            telemetry.access_log.write(line);
+        });
     }
 
     fn log_line(

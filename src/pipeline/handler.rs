@@ -187,10 +187,13 @@ async fn proxy(
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, true);
         return forward_upgrade(head, body, &route, &pool, &endpoint).await;
     }
-    let forwarded = attempts::forward(
-        head, body, &route, pool, downstream, listener, affinity, exchange,
-    )
-    .await?;
+    let destination = attempts::Destination {
+        route: &route,
+        pool,
+        affinity,
+    };
+    let forwarded =
+        attempts::forward(head, body, destination, downstream, listener, exchange).await?;
 
     // Phase: response filters, then stream the body back.
     let Forwarded {

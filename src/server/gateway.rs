@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
 
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
@@ -42,6 +43,9 @@ pub enum ReloadError {
 /// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
 type EndpointKey = (String, String, ProtocolSpec);
 
+/// A running canary analysis and the control it watches.
+type CanaryTask = (Arc<RouteControl>, JoinHandle<()>);
+
 pub struct Gateway {
     plan: ArcSwap<Plan>,
     registry: Registry,
@@ -57,9 +61,9 @@ pub struct Gateway {
     draining: AtomicBool,
     pub(super) drain: Drain,
     /// One active health checker per endpoint, however many routes use its pool.
-    checkers: Mutex<HashMap<EndpointKey, (HealthCheck, tokio::task::JoinHandle<()>)>>,
+    checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
-    canaries: Mutex<HashMap<String, (Arc<RouteControl>, tokio::task::JoinHandle<()>)>>,
+    canaries: Mutex<HashMap<String, CanaryTask>>,
 }
 
 impl Gateway {
@@ -371,11 +375,7 @@ impl Gateway {
                 {
                     continue;
                 }
-                let target = (
-                    endpoint.target.host.clone(),
-                    endpoint.target.port,
-                    endpoint.host_header.clone(),
-                );
+                let target = health::ProbeTarget::new(endpoint, &pool.client);
                 let task = tokio::spawn(health::run_checks(
                     pool.name.clone(),
                     endpoint.url.clone(),

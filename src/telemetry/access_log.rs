@@ -126,11 +126,11 @@ impl AccessLog {
     }
 
     /// The fields to write, when the log is on.
-    pub fn fields(&self) -> Option<Vec<Field>> {
-        self.current
-            .load()
-            .as_ref()
-            .map(|w| w.settings.fields.clone())
+    /// Runs `write` with the fields to log, when the log is on (no copy of the list).
+    pub fn with_fields(&self, write: impl FnOnce(&[Field])) {
+        if let Some(writer) = self.current.load().as_ref() {
+            write(&writer.settings.fields);
+        }
     }
 
     /// Queues a line; never blocks.

@@ -77,7 +77,12 @@ impl Window {
 
     /// Counts one finished request; `error` for 5xx answers and failed streams.
     pub fn record(&self, latency: Duration, error: bool) {
-        let second = self.second(Instant::now());
+        self.record_at(Instant::now(), latency, error);
+    }
+
+    /// [`Window::record`] with the time already read.
+    pub fn record_at(&self, now: Instant, latency: Duration, error: bool) {
+        let second = self.second(now);
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let slot = &mut slots[(second % SLOTS as u64) as usize];
         if slot.second != second {

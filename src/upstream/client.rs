@@ -162,6 +162,11 @@ impl UpstreamClient {
         }
     }
 
+    /// The TLS settings of this pool's https endpoints (health checks use them too).
+    pub fn tls_connector(&self) -> Option<tokio_rustls::TlsConnector> {
+        self.tls.clone()
+    }
+
     /// Sends `request` to `endpoint`, reusing an idle connection when there is one.
     /// A request that a reused connection could not even start sending (it closed
     /// meanwhile) is sent again on a fresh connection, whatever its method.

@@ -10,11 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{Endpoint, EndpointState};
+use super::{Endpoint, EndpointState, UpstreamClient};
+use crate::config::spec::ProtocolSpec;
 
 /// Active check settings of a pool (`health = { ... }`).
 #[derive(Debug, Clone, PartialEq)]
@@ -169,12 +170,44 @@ pub fn record_outcome(
     }
 }
 
+/// What a checker probes, and how: the endpoint's address and `Host`, with its pool's
+/// protocol and TLS settings, so an HTTP check speaks what real traffic speaks (h2c or
+/// h2 over TLS, https).
+pub struct ProbeTarget {
+    host: String,
+    port: u16,
+    authority: http::uri::Authority,
+    host_header: http::HeaderValue,
+    scheme: http::uri::Scheme,
+    protocol: ProtocolSpec,
+    /// For https endpoints.
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl ProbeTarget {
+    pub fn new(endpoint: &Endpoint, client: &UpstreamClient) -> Self {
+        ProbeTarget {
+            host: endpoint.target.host.clone(),
+            port: endpoint.target.port,
+            authority: endpoint.target.authority.clone(),
+            host_header: endpoint.host_header.clone(),
+            scheme: endpoint.target.scheme.clone(),
+            protocol: client.protocol,
+            tls: if endpoint.target.is_https() {
+                client.tls_connector()
+            } else {
+                None
+            },
+        }
+    }
+}
+
 /// Runs the active checks of one endpoint until its state is dropped (the endpoint left
 /// every plan) or the task is aborted (the settings changed).
 pub async fn run_checks(
     pool: Arc<str>,
     url: Arc<str>,
-    target: (String, u16, http::HeaderValue),
+    target: ProbeTarget,
     state: Weak<EndpointState>,
     check: HealthCheck,
 ) {
@@ -210,33 +243,25 @@ pub async fn run_checks(
     }
 }
 
-async fn probe(
-    target: &(String, u16, http::HeaderValue),
-    check: &HealthCheck,
-) -> Result<(), String> {
-    let (host, port, authority) = target;
-    let stream = TcpStream::connect((host.as_str(), *port))
+async fn probe(target: &ProbeTarget, check: &HealthCheck) -> Result<(), String> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let Some(path) = &check.path else {
         return Ok(());
     };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let request = Request::get(path.as_str())
-        .header(http::header::HOST, authority.clone())
-        .header(http::header::USER_AGENT, "junction-health-check")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status().as_u16();
+    let status = match &target.tls {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| format!("tls: {e}"))?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            probe_status(TokioIo::new(stream), target, path).await?
+        }
+        None => probe_status(TokioIo::new(stream), target, path).await?,
+    };
     if check
         .expect
         .iter()
@@ -251,6 +276,56 @@ async fn probe(
                 .unwrap_or_else(|_| status.to_string())
         ))
     }
+}
+
+/// `GET path` over `io` in the pool's protocol; the status of the answer.
+async fn probe_status<I>(io: I, target: &ProbeTarget, path: &str) -> Result<u16, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let handshake = |e: hyper::Error| format!("handshake: {e}");
+    let request = |e: http::Error| format!("request: {e}");
+    let response = match target.protocol {
+        ProtocolSpec::Http1 => {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(handshake)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let probe = Request::get(path)
+                .header(http::header::HOST, target.host_header.clone())
+                .header(http::header::USER_AGENT, "junction-health-check")
+                .body(Empty::<Bytes>::new())
+                .map_err(request)?;
+            sender.send_request(probe).await
+        }
+        ProtocolSpec::H2 => {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(handshake)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            // HTTP/2 carries the host as :authority, from an absolute URI.
+            let uri = http::Uri::builder()
+                .scheme(target.scheme.clone())
+                .authority(target.authority.clone())
+                .path_and_query(path)
+                .build()
+                .map_err(request)?;
+            let probe = Request::get(uri)
+                .header(http::header::USER_AGENT, "junction-health-check")
+                .body(Empty::<Bytes>::new())
+                .map_err(request)?;
+            sender.send_request(probe).await
+        }
+    };
+    Ok(response
+        .map_err(|e| format!("request: {e}"))?
+        .status()
+        .as_u16())
 }
 
 /// Parses `"200-399"`, `"200"`, `"200,204,300-399"`.
