@@ -21,6 +21,7 @@ pub mod demo;
 pub mod llm;
 pub mod pipeline;
 pub mod routing;
+pub mod security;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

@@ -56,8 +56,30 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         failure_percent: u64,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// API key tools.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log: exit 0, or name the first broken line and exit 1.
+    Verify { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the SHA-256 of an API key, the form the config stores it in.
+    Hash { key: String },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +90,28 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => match junction::security::audit::verify(&file) {
+            Ok(junction::security::audit::Verdict::Intact { lines }) => {
+                println!("{}: intact ({lines} lines)", file.display());
+                ExitCode::SUCCESS
+            }
+            Ok(junction::security::audit::Verdict::Broken { line, reason }) => {
+                eprintln!("{}: broken at line {line}: {reason}", file.display());
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!("{}: {error}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Key {
+            command: KeyCommand::Hash { key },
+        } => {
+            println!("{}", junction::security::hash_key(&key));
+            ExitCode::SUCCESS
+        }
         Command::Run { config, threads } => {
             init_logging();
             with_runtime(threads, async move {
@@ -110,11 +154,13 @@ fn main() -> ExitCode {
 
 fn check(config: &std::path::Path) -> ExitCode {
     let registry = junction::upstream::Registry::default();
-    let telemetry = junction::telemetry::Telemetry::default();
+    let telemetry = Arc::new(junction::telemetry::Telemetry::default());
+    let audit = Arc::new(junction::security::audit::AuditLog::default());
     let controls = junction::canary::Controls::default();
     let context = junction::config::CompileContext {
         registry: &registry,
         telemetry: &telemetry,
+        audit: &audit,
         controls: &controls,
         rng: Arc::new(SplitMix::with_seed(0)),
     };

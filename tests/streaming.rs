@@ -293,10 +293,8 @@ async fn a_streamed_request_body_reaches_the_upstream_chunk_by_chunk() {
 
 #[tokio::test]
 async fn the_demo_model_server_streams_a_chat_completion_to_done() {
-    let options = MockOptions {
-        token_interval: Duration::from_millis(5),
-        ..MockOptions::new("v1")
-    };
+    let mut options = MockOptions::new("v1");
+    options.token_interval = Duration::from_millis(5);
     let mock = MockModelServer::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .expect("mock server");

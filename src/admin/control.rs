@@ -202,6 +202,7 @@ async fn put_split(
     let before = weights_object(control);
     control.split.set_weights(weights);
     tracing::info!(target: "audit", route = %control.route, ?before, after = ?weights_object(control), "split weights changed through the admin API");
+    gateway.audit.record("admin", json!({ "action": "set_split", "route": &*control.route, "before": before, "after": weights_object(control) }));
     gateway.controls.save();
     json_response(StatusCode::OK, &split_view(control))
 }
@@ -229,6 +230,11 @@ fn end_canary(gateway: &Gateway, control: &RouteControl, promote: bool) -> Respo
     }
     let action = if promote { "promoted" } else { "rolled back" };
     tracing::info!(target: "audit", route = %control.route, weights = ?weights_object(control), "route {action} through the admin API");
+    let name = if promote { "promote" } else { "rollback" };
+    gateway.audit.record(
+        "admin",
+        json!({ "action": name, "route": &*control.route, "weights": weights_object(control) }),
+    );
     gateway.controls.save();
     json_response(StatusCode::OK, &split_view(control))
 }

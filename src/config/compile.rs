@@ -52,6 +52,7 @@ pub fn compile(
     let mut listeners = compile_listeners(&spec, base, &mut errors);
     super::routes::compile_routes(
         &spec,
+        base,
         &pools,
         &mut listeners,
         context,
@@ -82,6 +83,11 @@ pub fn compile(
         metrics_enabled: spec.metrics.enabled,
         admin_token,
         state_file,
+        audit_path: spec
+            .audit
+            .path
+            .as_deref()
+            .map(|file| resolve(base, file).into()),
         access_log,
         admin_bind: admin_bind.expect("no errors means the admin bind parsed"),
         shutdown_grace,

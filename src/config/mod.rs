@@ -8,6 +8,7 @@ mod locate;
 mod plan;
 mod pools;
 mod routes;
+mod security;
 pub mod spec;
 pub mod units;
 
@@ -73,7 +74,8 @@ impl ConfigErrors {
 /// Shared inputs of plan compilation that outlive any one plan.
 pub struct CompileContext<'a> {
     pub registry: &'a Registry,
-    pub telemetry: &'a Telemetry,
+    pub telemetry: &'a Arc<Telemetry>,
+    pub audit: &'a Arc<crate::security::audit::AuditLog>,
     pub controls: &'a crate::canary::Controls,
     pub rng: Arc<SplitMix>,
 }

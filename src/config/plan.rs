@@ -19,6 +19,8 @@ pub struct Plan {
     /// The admin token, read from the environment when the plan was built.
     pub admin_token: Option<Arc<str>>,
     pub state_file: Option<std::path::PathBuf>,
+    /// The tamper-evident audit log, if configured.
+    pub audit_path: Option<std::path::PathBuf>,
     pub access_log: Option<AccessLogSettings>,
     pub admin_bind: SocketAddr,
     pub shutdown_grace: Duration,

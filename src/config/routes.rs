@@ -1,6 +1,7 @@
 //! Compiling `[[routes]]`: matchers, targets (one pool or a split), stickiness,
 //! shadow traffic, canary analysis, timeouts, retries and filters.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,10 @@ use super::CompileContext;
 use super::compile::{Errors, check_unique, duration_or, parse_cidrs};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
+use super::security::compile_security;
 use super::spec::{
-    CanarySpec, ConfigSpec, HeaderRulesSpec, MatchSpec, RetrySpec, RouteSpec, SizeSpec,
+    CanarySpec, ConfigSpec, HeaderRulesSpec, ListenerSpec, MatchSpec, RetrySpec, RouteSpec,
+    SizeSpec,
 };
 use super::units::parse_byte_size;
 use crate::canary::CanaryPolicy;
@@ -20,6 +23,7 @@ use crate::routing::{
     Glob, HeaderMatch, Matcher, Mirror, PathMatch, RetryBudget, RetryPolicy, Route, Target,
     Timeouts,
 };
+use crate::security::Recorder;
 use crate::telemetry::{Buckets, RouteTelemetry};
 use crate::upstream::Pool;
 
@@ -66,8 +70,10 @@ fn compile_retries(spec: &RetrySpec, path: &str, errors: &mut Errors) -> Option<
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compile_routes(
     spec: &ConfigSpec,
+    base: &Path,
     pools: &[(String, Arc<Pool>)],
     listeners: &mut [(ListenerPlan, Vec<Arc<Route>>)],
     context: &CompileContext<'_>,
@@ -158,7 +164,7 @@ pub(super) fn compile_routes(
                 targets.push((pool, *weight));
             }
         }
-        if route.split.is_some() && wanted.iter().all(|(_, w, _)| *w == 0) {
+        if route.split.is_some() && !wanted.is_empty() && wanted.iter().all(|(_, w, _)| *w == 0) {
             errors.push((
                 format!("{path}.split"),
                 "at least one weight must be above 0".into(),
@@ -205,7 +211,13 @@ pub(super) fn compile_routes(
             .retries
             .as_ref()
             .and_then(|r| compile_retries(r, &format!("{path}.retries"), errors));
-        let filters = compile_filters(route, &path, errors);
+        let recorder = Recorder {
+            telemetry: context.telemetry.clone(),
+            audit: context.audit.clone(),
+        };
+        let listener_spec = listener_index.map(|i| (i, &spec.listeners[i]));
+        let filters =
+            listener_spec.and_then(|l| compile_filters(route, l, &path, base, &recorder, errors));
         let (Some(listener_index), Some(matcher), Some(timeouts), Some(filters)) =
             (listener_index, matcher, timeouts, filters)
         else {
@@ -442,9 +454,36 @@ fn compile_timeouts(route: &RouteSpec, path: &str, errors: &mut Errors) -> Optio
     (errors.len() == before).then_some(timeouts)
 }
 
-fn compile_filters(route: &RouteSpec, path: &str, errors: &mut Errors) -> Option<FilterChain> {
+fn compile_filters(
+    route: &RouteSpec,
+    listener: (usize, &ListenerSpec),
+    path: &str,
+    base: &Path,
+    recorder: &Recorder,
+    errors: &mut Errors,
+) -> Option<FilterChain> {
     let before = errors.len();
     let mut filters: Vec<Box<dyn Filter>> = Vec::new();
+    // The listener's rules first; their errors are reported once, with the listener.
+    let (index, listener) = listener;
+    let mut reported_elsewhere = Errors::new();
+    let scope = format!("listener:{}", listener.name);
+    filters.extend(compile_security(
+        listener.security(),
+        &scope,
+        &format!("listeners[{index}]"),
+        base,
+        recorder,
+        &mut reported_elsewhere,
+    ));
+    filters.extend(compile_security(
+        route.security(),
+        &format!("route:{}", route.name),
+        path,
+        base,
+        recorder,
+        errors,
+    ));
     if route.request_headers.is_some() || route.response_headers.is_some() {
         let empty = HeaderRulesSpec::default();
         let request = route.request_headers.as_ref().unwrap_or(&empty);

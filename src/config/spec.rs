@@ -15,6 +15,8 @@ pub struct ConfigSpec {
     pub server: ServerSpec,
     #[serde(default)]
     pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub audit: AuditSpec,
     /// Present (and not `enabled = false`): one JSON line per request.
     pub access_log: Option<AccessLogSpec>,
     #[serde(default)]
@@ -107,6 +109,107 @@ pub struct ListenerSpec {
     pub trusted_proxies: Vec<String>,
     /// Largest request body read to find the `model` field (413 beyond).
     pub model_body_limit: Option<SizeSpec>,
+    // Security rules for every route of this listener (checked before the route's own).
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub allow_file: Option<String>,
+    pub deny_file: Option<String>,
+    pub rules: Option<Vec<HeaderRuleSpec>>,
+    pub require_headers: Option<Vec<String>>,
+    pub block_scanners: Option<bool>,
+    pub max_header_count: Option<usize>,
+    pub max_header_bytes: Option<SizeSpec>,
+    pub auth: Option<AuthSpec>,
+}
+
+/// The security keys a listener and a route both take, seen together. (Serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, so the keys are spelled out
+/// in both tables and gathered here.)
+pub struct SecuritySpec<'a> {
+    pub allow: &'a [String],
+    pub deny: &'a [String],
+    pub allow_file: Option<&'a str>,
+    pub deny_file: Option<&'a str>,
+    pub rules: &'a [HeaderRuleSpec],
+    pub require_headers: &'a [String],
+    pub block_scanners: bool,
+    pub max_header_count: Option<usize>,
+    pub max_header_bytes: Option<&'a SizeSpec>,
+    pub auth: Option<&'a AuthSpec>,
+}
+
+macro_rules! security_view {
+    ($spec:ident) => {
+        impl $spec {
+            pub fn security(&self) -> SecuritySpec<'_> {
+                SecuritySpec {
+                    allow: self.allow.as_deref().unwrap_or_default(),
+                    deny: self.deny.as_deref().unwrap_or_default(),
+                    allow_file: self.allow_file.as_deref(),
+                    deny_file: self.deny_file.as_deref(),
+                    rules: self.rules.as_deref().unwrap_or_default(),
+                    require_headers: self.require_headers.as_deref().unwrap_or_default(),
+                    block_scanners: self.block_scanners.unwrap_or(false),
+                    max_header_count: self.max_header_count,
+                    max_header_bytes: self.max_header_bytes.as_ref(),
+                    auth: self.auth.as_ref(),
+                }
+            }
+        }
+    };
+}
+security_view!(ListenerSpec);
+security_view!(RouteSpec);
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRuleSpec {
+    /// Name in metrics and logs (default: the header and pattern).
+    pub name: Option<String>,
+    pub header: String,
+    /// Regular expression on the header's value.
+    pub matches: String,
+    #[serde(default = "default_rule_action")]
+    pub action: String,
+}
+
+fn default_rule_action() -> String {
+    "deny".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(default)]
+    pub keys: Vec<ApiKeySpec>,
+    /// TOML file with `[[keys]]` entries of the same shape.
+    pub keys_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    pub name: String,
+    /// SHA-256 of the key, hex (`junction key hash KEY` prints it).
+    pub sha256: String,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFileSpec {
+    #[serde(default)]
+    pub keys: Vec<ApiKeySpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// File of the tamper-evident audit log.
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -246,6 +349,17 @@ pub struct RouteSpec {
     pub mirror: Option<MirrorSpec>,
     /// Automatic progressive delivery of the split's candidate.
     pub canary: Option<CanarySpec>,
+    // Security rules of this route (after the listener's).
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub allow_file: Option<String>,
+    pub deny_file: Option<String>,
+    pub rules: Option<Vec<HeaderRuleSpec>>,
+    pub require_headers: Option<Vec<String>>,
+    pub block_scanners: Option<bool>,
+    pub max_header_count: Option<usize>,
+    pub max_header_bytes: Option<SizeSpec>,
+    pub auth: Option<AuthSpec>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     /// Sending again to another endpoint after a failure.

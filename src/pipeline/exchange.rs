@@ -48,6 +48,8 @@ pub struct Exchange {
     /// The response body broke off before its end.
     pub failed: bool,
     pub retries: u32,
+    /// Name (never the key) of the API key that authenticated the request.
+    pub key_name: Option<String>,
     pub(super) in_flight: Option<InFlight>,
     pub(super) done: Option<RequestCtx>,
 }
@@ -87,6 +89,7 @@ impl Exchange {
             scanner: None,
             failed: false,
             retries: 0,
+            key_name: None,
             in_flight: None,
             done: None,
         }
@@ -245,6 +248,7 @@ impl Exchange {
                 Field::PromptTokens => line.number(name, usage.prompt),
                 Field::CompletionTokens => line.number(name, usage.completion),
                 Field::Retries => line.number(name, Some(self.retries)),
+                Field::ApiKey => line.string(name, self.key_name.as_deref()),
                 Field::UserAgent => line.string(name, facts.and_then(|f| f.user_agent.as_deref())),
             }
         }

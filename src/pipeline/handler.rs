@@ -145,7 +145,10 @@ async fn proxy(
     let mut ctx = None;
     if !route.filters.is_empty() {
         let mut request_ctx = new_ctx(&route, &head, downstream, listener, exchange.started());
-        if let Flow::Respond(response) = route.filters.on_request(&mut request_ctx, &mut head) {
+        request_ctx.model = model.clone();
+        let flow = route.filters.on_request(&mut request_ctx, &mut head);
+        exchange.key_name = request_ctx.key_name.clone();
+        if let Flow::Respond(response) = flow {
             return Ok(*response);
         }
         ctx = Some(request_ctx);
@@ -271,6 +274,8 @@ fn new_ctx(
         endpoint: None,
         status: None,
         failed: false,
+        model: None,
+        key_name: None,
     }
 }
 

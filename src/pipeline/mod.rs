@@ -120,6 +120,10 @@ pub struct RequestCtx {
     pub status: Option<http::StatusCode>,
     /// Set when the response body failed mid-way.
     pub failed: bool,
+    /// The request body's `model`, when routing read it.
+    pub model: Option<String>,
+    /// Name of the API key that authenticated the request.
+    pub key_name: Option<String>,
 }
 
 /// Per-connection context shared by every request on a downstream connection.

@@ -17,6 +17,7 @@ use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
 use crate::config::spec::ProtocolSpec;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
+use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
 use crate::upstream::Registry;
 use crate::upstream::health::{self, HealthCheck};
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub telemetry: Arc<Telemetry>,
     /// Runtime split weights and canaries by route.
     pub controls: Arc<Controls>,
+    /// The tamper-evident log of security decisions and admin actions.
+    pub audit: Arc<AuditLog>,
     rng: Arc<SplitMix>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -72,9 +75,11 @@ impl Gateway {
         let registry = Registry::default();
         let telemetry = Arc::new(Telemetry::default());
         let controls = Arc::new(Controls::default());
+        let audit = Arc::new(AuditLog::default());
         let context = CompileContext {
             registry: &registry,
             telemetry: &telemetry,
+            audit: &audit,
             controls: &controls,
             rng: rng.clone(),
         };
@@ -95,6 +100,7 @@ impl Gateway {
             plan,
             registry,
             telemetry,
+            audit,
             controls,
             rng,
             Some(path),
@@ -110,28 +116,37 @@ impl Gateway {
         let registry = Registry::default();
         let telemetry = Arc::new(Telemetry::default());
         let controls = Arc::new(Controls::default());
+        let audit = Arc::new(AuditLog::default());
         let context = CompileContext {
             registry: &registry,
             telemetry: &telemetry,
+            audit: &audit,
             controls: &controls,
             rng: rng.clone(),
         };
         let plan = config::load_str(text, base, &context)?;
-        Ok(Self::new(plan, registry, telemetry, controls, rng, None))
+        Ok(Self::new(
+            plan, registry, telemetry, audit, controls, rng, None,
+        ))
     }
 
     fn new(
         plan: Plan,
         registry: Registry,
         telemetry: Arc<Telemetry>,
+        audit: Arc<AuditLog>,
         controls: Arc<Controls>,
         rng: Arc<SplitMix>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
+        // The admin API answers as soon as its socket is bound, before `start` has
+        // swapped the plan in: its route controls must already be the current ones.
+        controls.adopt(plan.route_controls());
         Arc::new(Gateway {
             plan: ArcSwap::from_pointee(plan),
             registry,
             telemetry,
+            audit,
             controls,
             rng,
             config_path,
@@ -210,6 +225,7 @@ impl Gateway {
         let context = CompileContext {
             registry: &self.registry,
             telemetry: &self.telemetry,
+            audit: &self.audit,
             controls: &self.controls,
             rng: self.rng.clone(),
         };
@@ -221,6 +237,13 @@ impl Gateway {
             }
             Err(errors) => Err(ReloadError::Invalid(errors)),
         };
+        let outcome = match &result {
+            Ok(()) => serde_json::json!({ "action": "reload", "outcome": "reloaded" }),
+            Err(error) => {
+                serde_json::json!({ "action": "reload", "outcome": "refused", "error": error.to_string() })
+            }
+        };
+        self.audit.record("admin", outcome);
         match &result {
             Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
             Err(error) => {
@@ -282,6 +305,11 @@ impl Gateway {
         }
         if failure.is_none() {
             if let Err(error) = self.telemetry.access_log.apply(plan.access_log.as_ref()) {
+                failure = Some(ReloadError::AccessLog(error));
+            }
+        }
+        if failure.is_none() {
+            if let Err(error) = self.audit.apply(plan.audit_path.as_deref()) {
                 failure = Some(ReloadError::AccessLog(error));
             }
         }

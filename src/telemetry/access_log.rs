@@ -68,6 +68,7 @@ fields! {
     PromptTokens => "prompt_tokens",
     CompletionTokens => "completion_tokens",
     Retries => "retries",
+    ApiKey => "api_key",
     UserAgent => "user_agent",
 }
 

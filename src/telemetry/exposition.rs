@@ -329,6 +329,19 @@ impl Collector for Scrape {
             },
         )?;
 
+        family(
+            &mut encoder,
+            "junction_security_decisions",
+            "Security decisions by rule and action (deny, unauthorized, tag, log).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((rule, action), count) in metrics.all_decisions() {
+                    counter(m, &vec![("rule", rule.as_str()), ("action", action)], count)?;
+                }
+                Ok(())
+            },
+        )?;
         let controls = self.plan.route_controls();
         family(
             &mut encoder,

@@ -90,6 +90,8 @@ pub struct Buckets {
 pub struct MetricsRegistry {
     routes: Mutex<HashMap<(String, String, bool), Arc<RouteMetrics>>>,
     listeners: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    /// Security decisions by rule and action (deny, unauthorized, tag, log).
+    decisions: Mutex<HashMap<(String, &'static str), u64>>,
     /// Errors Junction answered itself, by route ("" before routing) and type.
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
 }
@@ -162,6 +164,18 @@ impl MetricsRegistry {
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
             .collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_decision(&self, rule: &str, action: &'static str) {
+        let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        *decisions.entry((rule.to_string(), action)).or_default() += 1;
+    }
+
+    pub fn all_decisions(&self) -> Vec<((String, &'static str), u64)> {
+        let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = decisions.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

@@ -1,0 +1,208 @@
+//! Compiling the security keys of listeners and routes into filters.
+
+use std::path::Path;
+
+use http::HeaderName;
+use regex::Regex;
+
+use super::compile::{Errors, parse_cidrs, resolve};
+use super::spec::{ApiKeySpec, KeysFileSpec, SecuritySpec, SizeSpec};
+use super::units::parse_byte_size;
+use crate::pipeline::Filter;
+use crate::routing::Glob;
+use crate::security::{
+    AccessList, ApiKey, ApiKeys, HeaderAction, HeaderInspection, HeaderRule, Recorder,
+    SCANNER_SIGNATURES,
+};
+
+/// The filters for one security section, in the order they run: address lists, header
+/// inspection, API keys.
+pub(super) fn compile_security(
+    spec: SecuritySpec<'_>,
+    scope: &str,
+    path: &str,
+    base: &Path,
+    recorder: &Recorder,
+    errors: &mut Errors,
+) -> Vec<Box<dyn Filter>> {
+    let mut filters: Vec<Box<dyn Filter>> = Vec::new();
+
+    let mut allow = parse_cidrs(spec.allow, &format!("{path}.allow"), errors);
+    let mut deny = parse_cidrs(spec.deny, &format!("{path}.deny"), errors);
+    for (file, list, key) in [
+        (spec.allow_file, &mut allow, "allow_file"),
+        (spec.deny_file, &mut deny, "deny_file"),
+    ] {
+        let Some(file) = file else { continue };
+        let full = resolve(base, file);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => {
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                list.extend(parse_cidrs(
+                    &lines,
+                    &format!("{path}.{key} ({full})"),
+                    errors,
+                ));
+            }
+            Err(e) => errors.push((format!("{path}.{key}"), format!("cannot read {full}: {e}"))),
+        }
+    }
+    if !allow.is_empty() || !deny.is_empty() {
+        filters.push(Box::new(AccessList {
+            scope: scope.to_string(),
+            allow,
+            deny,
+            recorder: recorder.clone(),
+        }));
+    }
+
+    let mut rules = Vec::new();
+    if spec.block_scanners {
+        rules.push(HeaderRule {
+            name: "scanner user agent".into(),
+            header: http::header::USER_AGENT,
+            matches: Regex::new(SCANNER_SIGNATURES).expect("the built-in list is a valid regex"),
+            action: HeaderAction::Deny,
+        });
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let rule_path = format!("{path}.rules[{i}]");
+        let header = HeaderName::from_bytes(rule.header.as_bytes())
+            .map_err(|_| {
+                errors.push((
+                    format!("{rule_path}.header"),
+                    format!("{:?} is not a valid header name", rule.header),
+                ))
+            })
+            .ok();
+        let matches = Regex::new(&rule.matches)
+            .map_err(|e| {
+                errors.push((
+                    format!("{rule_path}.matches"),
+                    format!("invalid regex: {e}"),
+                ))
+            })
+            .ok();
+        let action = match rule.action.as_str() {
+            "deny" => Some(HeaderAction::Deny),
+            "tag" => Some(HeaderAction::Tag),
+            "log" => Some(HeaderAction::Log),
+            other => {
+                errors.push((
+                    format!("{rule_path}.action"),
+                    format!("{other:?}: expected \"deny\", \"tag\" or \"log\""),
+                ));
+                None
+            }
+        };
+        if let (Some(header), Some(matches), Some(action)) = (header, matches, action) {
+            let name = rule
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} ~ {}", rule.header, rule.matches));
+            rules.push(HeaderRule {
+                name,
+                header,
+                matches,
+                action,
+            });
+        }
+    }
+    let require: Vec<HeaderName> = spec
+        .require_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| {
+                    errors.push((
+                        format!("{path}.require_headers[{i}]"),
+                        format!("{name:?} is not a valid header name"),
+                    ))
+                })
+                .ok()
+        })
+        .collect();
+    let max_bytes = spec.max_header_bytes.and_then(|size| match size {
+        SizeSpec::Bytes(bytes) => Some(*bytes as usize),
+        SizeSpec::Text(text) => parse_byte_size(text)
+            .map(|b| b as usize)
+            .map_err(|e| errors.push((format!("{path}.max_header_bytes"), e)))
+            .ok(),
+    });
+    if !rules.is_empty()
+        || !require.is_empty()
+        || spec.max_header_count.is_some()
+        || max_bytes.is_some()
+    {
+        filters.push(Box::new(HeaderInspection {
+            rules,
+            require,
+            max_count: spec.max_header_count,
+            max_bytes,
+            recorder: recorder.clone(),
+        }));
+    }
+
+    if let Some(auth) = spec.auth {
+        let mut specs: Vec<(String, ApiKeySpec)> = auth
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("{path}.auth.keys[{i}]"), k.clone()))
+            .collect();
+        if let Some(file) = &auth.keys_file {
+            let full = resolve(base, file);
+            match std::fs::read_to_string(&full)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<KeysFileSpec>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(loaded) => specs.extend(
+                    loaded
+                        .keys
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, k)| (format!("{path}.auth.keys_file ({full}) keys[{i}]"), k)),
+                ),
+                Err(e) => errors.push((
+                    format!("{path}.auth.keys_file"),
+                    format!("cannot load {full}: {e}"),
+                )),
+            }
+        }
+        let mut keys = Vec::new();
+        for (key_path, key) in specs {
+            let hash = key.sha256.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errors.push((format!("{key_path}.sha256"), "expected 64 hex digits (the SHA-256 of the key; `junction key hash KEY` prints it)".into()));
+                continue;
+            }
+            let models = key.models.iter().map(|m| Glob::new(m, false)).collect();
+            keys.push(ApiKey {
+                name: key.name,
+                sha256: hash,
+                routes: key.routes,
+                models,
+            });
+        }
+        if keys.is_empty()
+            && !errors
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{path}.auth")))
+        {
+            errors.push((
+                format!("{path}.auth"),
+                "auth needs at least one key (keys or keys_file)".into(),
+            ));
+        }
+        filters.push(Box::new(ApiKeys {
+            keys,
+            recorder: recorder.clone(),
+        }));
+    }
+    filters
+}

@@ -1,0 +1,123 @@
+//! API keys: `Authorization: Bearer KEY` or `x-api-key: KEY`, checked against SHA-256
+//! hashes (the keys themselves are never stored), each with a name and the routes and
+//! models it may use. Logs and metrics carry the key's name, never the key.
+
+use http::{HeaderName, StatusCode, request};
+use sha2::{Digest, Sha256};
+
+use super::Recorder;
+use crate::pipeline::{Filter, Flow, RequestCtx};
+use crate::routing::Glob;
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+pub struct ApiKey {
+    pub name: String,
+    /// SHA-256 of the key, lowercase hex.
+    pub sha256: String,
+    /// Routes it may use (empty: all).
+    pub routes: Vec<String>,
+    /// Models it may ask for (globs; empty: all).
+    pub models: Vec<Glob>,
+}
+
+pub struct ApiKeys {
+    pub keys: Vec<ApiKey>,
+    pub recorder: Recorder,
+}
+
+/// SHA-256 of a key as lowercase hex, the form keys are stored in.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn presented(head: &request::Parts) -> Option<String> {
+    if let Some(value) = head
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        {
+            return Some(token.trim().to_string());
+        }
+    }
+    head.headers
+        .get(&X_API_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+}
+
+impl Filter for ApiKeys {
+    fn name(&self) -> &'static str {
+        "api_keys"
+    }
+
+    fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+        let Some(key) = presented(head) else {
+            return self.recorder.refuse(
+                ctx,
+                "api_key missing",
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an API key is required (Authorization: Bearer KEY or x-api-key)",
+            );
+        };
+        let digest = hash_key(&key);
+        // Compare every stored hash in full: no early exit on the first differing byte.
+        let found = self.keys.iter().find(|k| {
+            k.sha256.len() == digest.len()
+                && k.sha256
+                    .bytes()
+                    .zip(digest.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        });
+        let Some(found) = found else {
+            return self.recorder.refuse(
+                ctx,
+                "api_key unknown",
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API key",
+            );
+        };
+        if !found.routes.is_empty() && !found.routes.iter().any(|r| *r == *ctx.route) {
+            let message = format!("key {:?} may not use route {:?}", found.name, ctx.route);
+            return self.recorder.refuse(
+                ctx,
+                &format!("api_key {} route", found.name),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &message,
+            );
+        }
+        if !found.models.is_empty() {
+            let allowed = ctx
+                .model
+                .as_deref()
+                .is_some_and(|model| found.models.iter().any(|g| g.matches(model)));
+            if !allowed {
+                let message = format!(
+                    "key {:?} may not use model {:?}",
+                    found.name,
+                    ctx.model.as_deref().unwrap_or("")
+                );
+                return self.recorder.refuse(
+                    ctx,
+                    &format!("api_key {} model", found.name),
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &message,
+                );
+            }
+        }
+        ctx.key_name = Some(found.name.clone());
+        Flow::Continue
+    }
+}
