@@ -241,7 +241,12 @@ pub(super) fn compile_routes(
             let weights = targets.iter().map(|(_, weight)| *weight).collect();
             context.controls.route(&route.name, names, weights, canary)
         });
+        let limits_tokens =
+            |l: Option<&super::spec::RateLimitSpec>| l.is_some_and(|l| l.tokens.is_some());
+        let reads_request_facts = limits_tokens(route.rate_limit.as_ref())
+            || limits_tokens(spec.listeners[listener_index].rate_limit.as_ref());
         let compiled = Route {
+            reads_request_facts,
             name: route.name.as_str().into(),
             matcher,
             targets: targets

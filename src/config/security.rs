@@ -5,11 +5,14 @@ use std::path::Path;
 use http::HeaderName;
 use regex::Regex;
 
-use super::compile::{Errors, parse_cidrs, resolve};
+use std::time::Duration;
+
+use super::compile::{Errors, duration_or, parse_cidrs, resolve};
 use super::spec::{ApiKeySpec, KeysFileSpec, SecuritySpec, SizeSpec};
 use super::units::parse_byte_size;
 use crate::pipeline::Filter;
 use crate::routing::Glob;
+use crate::security::rate_limit::{Gcra, LimitKey, RateLimit, TokenBudget};
 use crate::security::{
     AccessList, ApiKey, ApiKeys, HeaderAction, HeaderInspection, HeaderRule, Recorder,
     SCANNER_SIGNATURES,
@@ -203,6 +206,55 @@ pub(super) fn compile_security(
             keys,
             recorder: recorder.clone(),
         }));
+    }
+
+    if let Some(limit) = spec.rate_limit {
+        let limit_path = format!("{path}.rate_limit");
+        if let Some(backend) = limit.backend.as_deref().filter(|b| *b != "local") {
+            let message = format!(
+                "{backend:?}: only the local limiter is built so far (limits shared through Redis are not); omit backend"
+            );
+            errors.push((format!("{limit_path}.backend"), message));
+        }
+        let per = duration_or(
+            &limit.per,
+            Duration::from_secs(60),
+            &format!("{limit_path}.per"),
+            errors,
+        );
+        let key = match limit.key.as_deref().unwrap_or("ip") {
+            "ip" => Some(LimitKey::ClientIp),
+            "api_key" => Some(LimitKey::ApiKey),
+            "route" => Some(LimitKey::Route),
+            other => {
+                errors.push((
+                    format!("{limit_path}.key"),
+                    format!("{other:?}: expected \"ip\", \"api_key\" or \"route\""),
+                ));
+                None
+            }
+        };
+        if limit.requests.is_none() && limit.tokens.is_none() {
+            errors.push((limit_path.clone(), "set requests, tokens, or both".into()));
+        }
+        for (name, value) in [("requests", limit.requests), ("tokens", limit.tokens)] {
+            if value == Some(0) {
+                errors.push((format!("{limit_path}.{name}"), "must be at least 1".into()));
+            }
+        }
+        if let Some(key) = key {
+            filters.push(Box::new(RateLimit {
+                scope: scope.to_string(),
+                key,
+                requests: limit.requests.filter(|r| *r > 0).map(|r| Gcra::new(r, per)),
+                tokens: limit
+                    .tokens
+                    .filter(|t| *t > 0)
+                    .map(|t| TokenBudget::new(t, per)),
+                default_max_tokens: limit.default_max_tokens.unwrap_or(1024),
+                recorder: recorder.clone(),
+            }));
+        }
     }
     filters
 }

@@ -120,6 +120,7 @@ pub struct ListenerSpec {
     pub max_header_count: Option<usize>,
     pub max_header_bytes: Option<SizeSpec>,
     pub auth: Option<AuthSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// The security keys a listener and a route both take, seen together. (Serde's
@@ -136,6 +137,7 @@ pub struct SecuritySpec<'a> {
     pub max_header_count: Option<usize>,
     pub max_header_bytes: Option<&'a SizeSpec>,
     pub auth: Option<&'a AuthSpec>,
+    pub rate_limit: Option<&'a RateLimitSpec>,
 }
 
 macro_rules! security_view {
@@ -153,6 +155,7 @@ macro_rules! security_view {
                     max_header_count: self.max_header_count,
                     max_header_bytes: self.max_header_bytes.as_ref(),
                     auth: self.auth.as_ref(),
+                    rate_limit: self.rate_limit.as_ref(),
                 }
             }
         }
@@ -175,6 +178,23 @@ pub struct HeaderRuleSpec {
 
 fn default_rule_action() -> String {
     "deny".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Requests allowed per `per`.
+    pub requests: Option<u64>,
+    /// The period (default "1m").
+    pub per: Option<String>,
+    /// Whose budget: "ip" (default), "api_key" or "route".
+    pub key: Option<String>,
+    /// LLM tokens (prompt + completion) allowed per `per`.
+    pub tokens: Option<u64>,
+    /// Completion tokens reserved for a request that names no `max_tokens` (default 1024).
+    pub default_max_tokens: Option<u64>,
+    /// "local" (default). Shared limits through Redis are not built yet.
+    pub backend: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -360,6 +380,7 @@ pub struct RouteSpec {
     pub max_header_count: Option<usize>,
     pub max_header_bytes: Option<SizeSpec>,
     pub auth: Option<AuthSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
     /// Sending again to another endpoint after a failure.

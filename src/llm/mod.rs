@@ -9,6 +9,40 @@ mod usage;
 pub use sse::SseSplitter;
 pub use usage::{ReplyKind, Usage, UsageScanner};
 
+/// What a JSON request body says about its cost: the model, `max_tokens`, and a prompt
+/// token estimate (about four bytes a token, the usual rule of thumb for English text
+/// and JSON; used for reservations that are settled against the real usage later).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub model: Option<String>,
+    pub max_tokens: Option<u64>,
+    pub prompt_estimate: u64,
+}
+
+pub fn request_facts(body: &[u8]) -> RequestFacts {
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        max_tokens: Option<u64>,
+        #[serde(default)]
+        max_completion_tokens: Option<u64>,
+    }
+    let prompt_estimate = (body.len() as u64).div_ceil(4);
+    match serde_json::from_slice::<Fields<'_>>(body) {
+        Ok(fields) => RequestFacts {
+            model: fields.model.map(|m| m.into_owned()),
+            max_tokens: fields.max_tokens.or(fields.max_completion_tokens),
+            prompt_estimate,
+        },
+        Err(_) => RequestFacts {
+            prompt_estimate,
+            ..RequestFacts::default()
+        },
+    }
+}
+
 /// The top-level `model` string of a JSON request body; `None` for anything else.
 pub fn model_of(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]

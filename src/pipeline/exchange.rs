@@ -261,6 +261,8 @@ impl Drop for Exchange {
         self.report();
         if let (Some(route), Some(mut ctx)) = (self.route.clone(), self.done.take()) {
             ctx.failed |= self.failed;
+            ctx.usage = self.scanner.as_ref().map(|s| s.usage);
+            ctx.status = http::StatusCode::from_u16(self.status).ok();
             route.filters.on_done(&ctx);
         }
         // `in_flight` drops last: the endpoint's count falls once all is recorded.

@@ -121,14 +121,15 @@ async fn proxy(
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
 
     // Phase: read the body only when routing needs the `model` field.
-    let (body, model) = if listener.routes.needs_model && wants_model_lookup(&head) {
+    let (body, facts) = if listener.routes.needs_body && wants_model_lookup(&head) {
         let bytes = read_body(body, &head, listener.model_body_limit).await?;
         exchange.bytes_in = BytesIn::Known(bytes.len() as u64);
-        let model = crate::llm::model_of(&bytes);
-        (ProxyBody::full(bytes), model)
+        let facts = crate::llm::request_facts(&bytes);
+        (ProxyBody::full(bytes), Some(facts))
     } else {
         (streamed_body(body, &head, exchange), None)
     };
+    let model = facts.as_ref().and_then(|f| f.model.clone());
 
     // Phase: route.
     let route = listener
@@ -146,6 +147,10 @@ async fn proxy(
     if !route.filters.is_empty() {
         let mut request_ctx = new_ctx(&route, &head, downstream, listener, exchange.started());
         request_ctx.model = model.clone();
+        if let Some(facts) = &facts {
+            request_ctx.prompt_estimate = Some(facts.prompt_estimate);
+            request_ctx.max_tokens = facts.max_tokens;
+        }
         let flow = route.filters.on_request(&mut request_ctx, &mut head);
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
@@ -276,6 +281,10 @@ fn new_ctx(
         failed: false,
         model: None,
         key_name: None,
+        prompt_estimate: None,
+        max_tokens: None,
+        usage: None,
+        extensions: http::Extensions::new(),
     }
 }
 

@@ -124,6 +124,14 @@ pub struct RequestCtx {
     pub model: Option<String>,
     /// Name of the API key that authenticated the request.
     pub key_name: Option<String>,
+    /// Prompt tokens guessed from the body's size, when routing read the body.
+    pub prompt_estimate: Option<u64>,
+    /// The body's `max_tokens` (or `max_completion_tokens`).
+    pub max_tokens: Option<u64>,
+    /// Token usage the model server reported (set before `on_done`).
+    pub usage: Option<crate::llm::Usage>,
+    /// Filters' own per-request data.
+    pub extensions: http::Extensions,
 }
 
 /// Per-connection context shared by every request on a downstream connection.

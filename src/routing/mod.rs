@@ -38,6 +38,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     pub retries: Option<RetryPolicy>,
     pub filters: FilterChain,
+    /// A filter needs the body's `model` and `max_tokens` (token rate limits).
+    pub reads_request_facts: bool,
 }
 
 /// One pool of a route, with the route's metric handles for it.
@@ -154,17 +156,17 @@ impl Matcher {
 #[derive(Default)]
 pub struct RouteTable {
     pub routes: Vec<Arc<Route>>,
-    /// Some route matches on `model`, so JSON bodies must be read before routing.
-    pub needs_model: bool,
+    /// Some route matches on `model` or limits tokens, so JSON bodies must be read
+    /// before routing.
+    pub needs_body: bool,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Arc<Route>>) -> Self {
-        let needs_model = routes.iter().any(|route| route.matcher.model.is_some());
-        RouteTable {
-            routes,
-            needs_model,
-        }
+        let needs_body = routes
+            .iter()
+            .any(|route| route.matcher.model.is_some() || route.reads_request_facts);
+        RouteTable { routes, needs_body }
     }
 
     pub fn find(&self, head: &request::Parts, model: Option<&str>) -> Option<&Arc<Route>> {

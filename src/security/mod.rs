@@ -6,6 +6,7 @@ pub mod audit;
 mod headers;
 mod ip_lists;
 mod keys;
+pub mod rate_limit;
 
 use std::sync::Arc;
 

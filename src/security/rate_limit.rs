@@ -1,0 +1,415 @@
+//! Rate limits per client address, API key or route: requests by GCRA, and LLM tokens by
+//! a token bucket that holds under concurrency. At admission a request reserves an
+//! estimate (prompt size from the body plus `max_tokens`, or a default); when its
+//! response ends the reservation is settled against the real `usage` (streams included).
+//! A request whose reservation does not fit is refused before it costs anything, so a
+//! burst of parallel requests cannot overshoot the budget. Refusals are 429 with
+//! `Retry-After` and OpenAI's `x-ratelimit-*` headers, which the SDKs understand.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request, response};
+use tokio::time::Instant;
+
+use super::Recorder;
+use crate::pipeline::{Filter, Flow, RequestCtx, json_error};
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    /// The API key's name (requests without one share the client address's budget).
+    ApiKey,
+    /// One budget for the whole route.
+    Route,
+}
+
+/// Most distinct keys kept before idle ones are forgotten.
+const MAX_KEYS: usize = 100_000;
+
+/// Generic cell rate algorithm: `limit` requests per `period`, bursts up to `limit`.
+pub struct Gcra {
+    limit: u64,
+    period: Duration,
+    emission: Duration,
+    tats: Mutex<HashMap<String, Instant>>,
+}
+
+/// The state of one key after a decision, for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the budget is whole again.
+    pub reset: Duration,
+}
+
+impl Gcra {
+    pub fn new(limit: u64, period: Duration) -> Self {
+        let emission = period / limit.max(1) as u32;
+        Gcra {
+            limit,
+            period,
+            emission,
+            tats: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `key`'s budget, or says how long to wait.
+    pub fn check(&self, key: &str, now: Instant) -> Result<Standing, Duration> {
+        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        if tats.len() >= MAX_KEYS {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let tat = tats.get(key).copied().unwrap_or(now).max(now);
+        let allowance = self.period.saturating_sub(self.emission);
+        if tat.duration_since(now) > allowance {
+            return Err(tat.duration_since(now) - allowance);
+        }
+        let next = tat + self.emission;
+        tats.insert(key.to_string(), next);
+        let used = next.duration_since(now);
+        let remaining =
+            (self.period.saturating_sub(used).as_nanos() / self.emission.as_nanos().max(1)) as u64;
+        Ok(Standing {
+            limit: self.limit,
+            remaining,
+            reset: used,
+        })
+    }
+
+    /// Gives back a request taken by `check` (its token reservation failed).
+    pub fn undo(&self, key: &str) {
+        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tat) = tats.get_mut(key) {
+            *tat -= self.emission;
+        }
+    }
+}
+
+/// A token bucket per key: `capacity` tokens per `period`, refilled continuously.
+pub struct TokenBudget {
+    capacity: f64,
+    period: Duration,
+    levels: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl TokenBudget {
+    pub fn new(capacity: u64, period: Duration) -> Self {
+        TokenBudget {
+            capacity: capacity as f64,
+            period,
+            levels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refill(&self, level: f64, since: Instant, now: Instant) -> f64 {
+        let rate = self.capacity / self.period.as_secs_f64();
+        (level + rate * now.duration_since(since).as_secs_f64()).min(self.capacity)
+    }
+
+    fn standing(&self, level: f64) -> Standing {
+        let missing = (self.capacity - level).max(0.0);
+        let reset = Duration::from_secs_f64(missing / (self.capacity / self.period.as_secs_f64()));
+        Standing {
+            limit: self.capacity as u64,
+            remaining: level.max(0.0) as u64,
+            reset,
+        }
+    }
+
+    /// Reserves `tokens`, or says how long until they would fit. An estimate larger
+    /// than the whole budget can never fit and is refused outright.
+    pub fn reserve(&self, key: &str, tokens: u64, now: Instant) -> Result<Standing, Duration> {
+        let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        if levels.len() >= MAX_KEYS {
+            let capacity = self.capacity;
+            levels.retain(|_, (level, _)| *level < capacity);
+        }
+        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let level = self.refill(level, since, now);
+        let wanted = tokens as f64;
+        if wanted > level {
+            levels.insert(key.to_string(), (level, now));
+            let rate = self.capacity / self.period.as_secs_f64();
+            let wait = if wanted > self.capacity {
+                self.period
+            } else {
+                Duration::from_secs_f64((wanted - level) / rate)
+            };
+            return Err(wait);
+        }
+        levels.insert(key.to_string(), (level - wanted, now));
+        Ok(self.standing(level - wanted))
+    }
+
+    /// Settles a reservation: gives back what was not used, or takes the excess (the
+    /// level may go below zero: later requests wait for it).
+    pub fn settle(&self, key: &str, reserved: u64, used: u64, now: Instant) {
+        let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let level = self.refill(level, since, now) + reserved as f64 - used as f64;
+        levels.insert(key.to_string(), (level.min(self.capacity), now));
+    }
+}
+
+pub struct RateLimit {
+    pub scope: String,
+    pub key: LimitKey,
+    pub requests: Option<Gcra>,
+    pub tokens: Option<TokenBudget>,
+    /// Completion tokens assumed when a request names no `max_tokens`.
+    pub default_max_tokens: u64,
+    pub recorder: Recorder,
+}
+
+/// What a request reserved, kept in its context until it ends.
+#[derive(Debug, Clone)]
+struct Reservation {
+    scope: String,
+    key: String,
+    tokens: u64,
+    requests: Option<Standing>,
+    token_standing: Option<Standing>,
+}
+
+static LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+static REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+static RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+static LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+static REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+static RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+/// OpenAI's duration form: `6m0s`, `1.5s`, `20ms`.
+fn openai_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let seconds = duration.as_secs_f64();
+        format!("{}s", (seconds * 1000.0).round() / 1000.0)
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+fn put(headers: &mut HeaderMap, standing: Standing, names: [&HeaderName; 3]) {
+    let [limit, remaining, reset] = names;
+    let values = [
+        standing.limit.to_string(),
+        standing.remaining.to_string(),
+        openai_duration(standing.reset),
+    ];
+    for (name, value) in [limit, remaining, reset].into_iter().zip(values) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+impl RateLimit {
+    fn key_of(&self, ctx: &RequestCtx) -> String {
+        match self.key {
+            LimitKey::ClientIp => ctx.client_ip.to_string(),
+            LimitKey::ApiKey => ctx
+                .key_name
+                .as_ref()
+                .map(|k| format!("key:{k}"))
+                .unwrap_or_else(|| ctx.client_ip.to_string()),
+            LimitKey::Route => String::new(),
+        }
+    }
+
+    fn refuse(
+        &self,
+        ctx: &RequestCtx,
+        what: &str,
+        wait: Duration,
+        headers: impl FnOnce(&mut HeaderMap),
+    ) -> Flow {
+        let rule = format!("{} {what}", self.scope);
+        self.recorder.decide(
+            ctx,
+            &rule,
+            "rate_limited",
+            serde_json::json!({ "retry_after_ms": wait.as_millis() as u64 }),
+        );
+        let message = format!(
+            "rate limit reached ({what}); retry in {}",
+            openai_duration(wait)
+        );
+        let mut response = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            &message,
+        );
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        headers(response.headers_mut());
+        Flow::Respond(Box::new(response))
+    }
+}
+
+impl Filter for RateLimit {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn on_request(&self, ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
+        let now = Instant::now();
+        let key = self.key_of(ctx);
+        let requests = match &self.requests {
+            Some(gcra) => match gcra.check(&key, now) {
+                Ok(standing) => Some(standing),
+                Err(wait) => {
+                    let limit = gcra.limit;
+                    return self.refuse(ctx, "requests", wait, |h| {
+                        put(
+                            h,
+                            Standing {
+                                limit,
+                                remaining: 0,
+                                reset: wait,
+                            },
+                            [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS],
+                        )
+                    });
+                }
+            },
+            None => None,
+        };
+        let estimate =
+            ctx.prompt_estimate.unwrap_or(0) + ctx.max_tokens.unwrap_or(self.default_max_tokens);
+        let token_standing = match &self.tokens {
+            Some(budget) => match budget.reserve(&key, estimate, now) {
+                Ok(standing) => Some(standing),
+                Err(wait) => {
+                    if let Some(gcra) = &self.requests {
+                        gcra.undo(&key);
+                    }
+                    let limit = budget.capacity as u64;
+                    return self.refuse(ctx, "tokens", wait, |h| {
+                        put(
+                            h,
+                            Standing {
+                                limit,
+                                remaining: 0,
+                                reset: wait,
+                            },
+                            [&LIMIT_TOKENS, &REMAINING_TOKENS, &RESET_TOKENS],
+                        )
+                    });
+                }
+            },
+            None => None,
+        };
+        let reserved = if self.tokens.is_some() { estimate } else { 0 };
+        let reservations = ctx.extensions.get_or_insert_default::<Vec<Reservation>>();
+        reservations.push(Reservation {
+            scope: self.scope.clone(),
+            key,
+            tokens: reserved,
+            requests,
+            token_standing,
+        });
+        Flow::Continue
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, head: &mut response::Parts) {
+        let Some(reservation) = ctx
+            .extensions
+            .get::<Vec<Reservation>>()
+            .and_then(|all| all.iter().find(|r| r.scope == self.scope))
+        else {
+            return;
+        };
+        if let Some(standing) = reservation.requests {
+            put(
+                &mut head.headers,
+                standing,
+                [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS],
+            );
+        }
+        if let Some(standing) = reservation.token_standing {
+            put(
+                &mut head.headers,
+                standing,
+                [&LIMIT_TOKENS, &REMAINING_TOKENS, &RESET_TOKENS],
+            );
+        }
+    }
+
+    fn wants_done(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    fn on_done(&self, ctx: &RequestCtx) {
+        let (Some(budget), Some(reservations)) =
+            (&self.tokens, ctx.extensions.get::<Vec<Reservation>>())
+        else {
+            return;
+        };
+        let Some(reservation) = reservations.iter().find(|r| r.scope == self.scope) else {
+            return;
+        };
+        // What the model server reported; without usage, the estimate stands.
+        let used = match ctx.usage {
+            Some(usage) if usage.prompt.is_some() || usage.completion.is_some() => {
+                usage.prompt.unwrap_or(0) + usage.completion.unwrap_or(0)
+            }
+            _ if ctx.status.is_none_or(|s| !s.is_success()) => 0,
+            _ => reservation.tokens,
+        };
+        budget.settle(&reservation.key, reservation.tokens, used, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn gcra_is_exact() {
+        let gcra = Gcra::new(10, Duration::from_secs(60));
+        let now = Instant::now();
+        for i in 0..10 {
+            let standing = gcra.check("a", now).unwrap();
+            assert_eq!(standing.remaining, 9 - i);
+        }
+        let wait = gcra.check("a", now).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(6));
+        assert!(gcra.check("b", now).is_ok(), "keys are separate");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(gcra.check("a", Instant::now()).is_ok());
+        assert!(gcra.check("a", Instant::now()).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_reserve_then_settle() {
+        let budget = TokenBudget::new(1000, Duration::from_secs(60));
+        let now = Instant::now();
+        for _ in 0..5 {
+            budget.reserve("k", 200, now).unwrap();
+        }
+        assert!(
+            budget.reserve("k", 200, now).is_err(),
+            "five reservations fill it"
+        );
+        // One finished using 50: 150 back.
+        budget.settle("k", 200, 50, now);
+        assert!(budget.reserve("k", 150, now).is_ok());
+        assert!(budget.reserve("k", 1, now).is_err());
+        assert!(budget.reserve("k", 5000, now).is_err(), "never fits");
+    }
+
+    #[test]
+    fn durations_like_openai() {
+        assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(openai_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
+    }
+}
