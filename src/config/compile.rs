@@ -251,6 +251,42 @@ fn compile_listeners(
                 tls,
                 trusted_proxies,
                 model_body_limit,
+                header_read_timeout: duration_or(
+                    &listener.header_read_timeout,
+                    Duration::from_secs(30),
+                    &format!("{path}.header_read_timeout"),
+                    errors,
+                ),
+                max_request_head_bytes: listener.max_request_head_bytes.as_ref().and_then(|size| {
+                    let bytes = match size {
+                        SizeSpec::Bytes(bytes) => Ok(*bytes),
+                        SizeSpec::Text(text) => parse_byte_size(text),
+                    };
+                    match bytes {
+                        Ok(bytes) if bytes >= 8192 => Some(bytes as usize),
+                        Ok(_) => {
+                            errors.push((
+                                format!("{path}.max_request_head_bytes"),
+                                "must be at least 8KiB".into(),
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            errors.push((format!("{path}.max_request_head_bytes"), e));
+                            None
+                        }
+                    }
+                }),
+                max_connections_per_client: match listener.max_connections_per_client {
+                    Some(0) => {
+                        errors.push((
+                            format!("{path}.max_connections_per_client"),
+                            "must be at least 1".into(),
+                        ));
+                        None
+                    }
+                    other => other,
+                },
                 routes: RouteTable::default(),
             };
             out.push((plan, Vec::new()));

@@ -34,6 +34,9 @@ pub struct ListenerPlan {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub trusted_proxies: Vec<IpNet>,
     pub model_body_limit: u64,
+    pub header_read_timeout: Duration,
+    pub max_request_head_bytes: Option<usize>,
+    pub max_connections_per_client: Option<u32>,
     pub routes: RouteTable,
 }
 

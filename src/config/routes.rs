@@ -245,8 +245,15 @@ pub(super) fn compile_routes(
             |l: Option<&super::spec::RateLimitSpec>| l.is_some_and(|l| l.tokens.is_some());
         let reads_request_facts = limits_tokens(route.rate_limit.as_ref())
             || limits_tokens(spec.listeners[listener_index].rate_limit.as_ref());
+        let max_body_bytes = route.max_body_bytes.as_ref().and_then(|size| match size {
+            SizeSpec::Bytes(bytes) => Some(*bytes),
+            SizeSpec::Text(text) => parse_byte_size(text)
+                .map_err(|e| errors.push((format!("{path}.max_body_bytes"), e)))
+                .ok(),
+        });
         let compiled = Route {
             reads_request_facts,
+            max_body_bytes,
             name: route.name.as_str().into(),
             matcher,
             targets: targets
@@ -469,9 +476,9 @@ fn compile_filters(
 ) -> Option<FilterChain> {
     let before = errors.len();
     let mut filters: Vec<Box<dyn Filter>> = Vec::new();
-    // The listener's rules first; their errors are reported once, with the listener.
+    // The listener's rules first; their errors are reported once (not once per route).
     let (index, listener) = listener;
-    let mut reported_elsewhere = Errors::new();
+    let mut listener_errors = Errors::new();
     let scope = format!("listener:{}", listener.name);
     filters.extend(compile_security(
         listener.security(),
@@ -479,8 +486,13 @@ fn compile_filters(
         &format!("listeners[{index}]"),
         base,
         recorder,
-        &mut reported_elsewhere,
+        &mut listener_errors,
     ));
+    for error in listener_errors {
+        if !errors.contains(&error) {
+            errors.push(error);
+        }
+    }
     filters.extend(compile_security(
         route.security(),
         &format!("route:{}", route.name),

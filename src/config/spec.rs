@@ -109,6 +109,12 @@ pub struct ListenerSpec {
     pub trusted_proxies: Vec<String>,
     /// Largest request body read to find the `model` field (413 beyond).
     pub model_body_limit: Option<SizeSpec>,
+    /// Time a client has to send a complete request head (default "30s"): slowloris.
+    pub header_read_timeout: Option<String>,
+    /// Largest HTTP/1.1 request head buffered (default "400KiB"; at least "8KiB").
+    pub max_request_head_bytes: Option<SizeSpec>,
+    /// Open connections allowed per client address (default: unlimited).
+    pub max_connections_per_client: Option<u32>,
     // Security rules for every route of this listener (checked before the route's own).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
@@ -369,6 +375,8 @@ pub struct RouteSpec {
     pub mirror: Option<MirrorSpec>,
     /// Automatic progressive delivery of the split's candidate.
     pub canary: Option<CanarySpec>,
+    /// Largest request body accepted (413 beyond), whatever its content type.
+    pub max_body_bytes: Option<SizeSpec>,
     // Security rules of this route (after the listener's).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,

@@ -271,6 +271,16 @@ fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
 /// A request body that broke while it was streamed to the endpoint (truncated, bad
 /// chunking) is the client's failure, not the endpoint's.
 fn blame_request_body(error: SendError) -> ProxyError {
+    // Our own cap on the body, reported through hyper's error chain.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = cause {
+        if let Some(exceeded) = current.downcast_ref::<super::body::BodyLimitExceeded>() {
+            return ProxyError::BodyTooLarge {
+                limit: exceeded.limit,
+            };
+        }
+        cause = current.source();
+    }
     if let SendError::Exchange { source, .. } = &error {
         let cause = std::error::Error::source(source);
         if let Some(cause) = cause.filter(|c| source.is_user() && c.is::<hyper::Error>()) {

@@ -20,6 +20,13 @@ use crate::upstream::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request body went past its route's `max_body_bytes` while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {limit} bytes")]
+pub struct BodyLimitExceeded {
+    pub limit: u64,
+}
+
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
@@ -30,6 +37,8 @@ pub enum ProxyBody {
     /// The start of a request body read ahead (to keep it for retries, within a limit),
     /// then the rest as it arrives.
     Prefixed(Option<Bytes>, Incoming),
+    /// A request body under a route's `max_body_bytes`: bytes still allowed, the limit.
+    Capped(Box<ProxyBody>, u64, u64),
     /// An endpoint's response on its way to the client.
     Upstream(Box<UpstreamStream>),
     /// A body a filter transformed.
@@ -190,6 +199,19 @@ impl Body for ProxyBody {
                 Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
                 None => Pin::new(body).poll_frame(cx).map_err(Into::into),
             },
+            ProxyBody::Capped(body, remaining, limit) => {
+                let polled = Pin::new(body.as_mut()).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    let size = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if size > *remaining {
+                        return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded {
+                            limit: *limit,
+                        }))));
+                    }
+                    *remaining -= size;
+                }
+                polled
+            }
             ProxyBody::Upstream(stream) => stream.poll_next(cx),
             ProxyBody::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
@@ -201,6 +223,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
             ProxyBody::Prefixed(prefix, body) => prefix.is_none() && body.is_end_stream(),
+            ProxyBody::Capped(body, _, _) => body.is_end_stream(),
             ProxyBody::Upstream(stream) => {
                 stream.first.is_none() && (stream.ended || stream.body.is_end_stream())
             }
@@ -225,6 +248,7 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            ProxyBody::Capped(body, _, _) => body.size_hint(),
             // An event stream may end with an added error event: its length is open.
             ProxyBody::Upstream(stream) if stream.event_stream => SizeHint::default(),
             ProxyBody::Upstream(stream) => {

@@ -118,12 +118,15 @@ pub fn is_upgrade_request(head: &request::Parts) -> bool {
 }
 
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
-    !trusted.is_empty() && trusted.iter().any(|net| net.contains(&ip))
+    !trusted.is_empty() && trusted.iter().any(|net| net.contains(&ip.to_canonical()))
 }
 
 /// The client's address: the socket peer, or, when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` address that is not itself a trusted proxy.
+/// right-most `X-Forwarded-For` address that is not itself a trusted proxy. IPv4-mapped
+/// IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack sockets) are given as IPv4, so that
+/// IPv4 allow and deny lists see them.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !is_trusted(trusted, peer) {
         return peer;
     }
@@ -138,7 +141,7 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
             Ok(ip) => {
-                client = ip;
+                client = ip.to_canonical();
                 if !is_trusted(trusted, ip) {
                     break;
                 }

@@ -117,6 +117,7 @@ async fn proxy(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
     let gateway = &downstream.gateway;
+    let client_sent_id = head.headers.contains_key(&X_REQUEST_ID);
     exchange.request_id = Some(trace::ensure_request_id(&mut head.headers, gateway.rng()));
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
 
@@ -141,6 +142,10 @@ async fn proxy(
         })?
         .clone();
     exchange.route = Some(route.clone());
+    let body = match route.max_body_bytes {
+        Some(limit) => cap_body(body, &head, limit)?,
+        None => body,
+    };
 
     // Phase: request filters.
     let mut ctx = None;
@@ -151,7 +156,14 @@ async fn proxy(
             request_ctx.prompt_estimate = Some(facts.prompt_estimate);
             request_ctx.max_tokens = facts.max_tokens;
         }
+        // Header limits judge the client's headers, without the request id added above.
+        let added_id = (!client_sent_id)
+            .then(|| head.headers.remove(&X_REQUEST_ID))
+            .flatten();
         let flow = route.filters.on_request(&mut request_ctx, &mut head);
+        if let Some(id) = added_id {
+            head.headers.entry(&X_REQUEST_ID).or_insert(id);
+        }
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
             return Ok(*response);
@@ -232,6 +244,29 @@ async fn proxy(
         response_head,
         ProxyBody::Upstream(Box::new(stream)),
     ))
+}
+
+/// Holds a request body to its route's `max_body_bytes`: a declared or already read
+/// size over it is refused at once; a streamed one is cut where it crosses the limit.
+fn cap_body(
+    body: ProxyBody,
+    head: &http::request::Parts,
+    limit: u64,
+) -> Result<ProxyBody, ProxyError> {
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let known = match &body {
+        ProxyBody::Full(Some(bytes)) => Some(bytes.len() as u64),
+        _ => declared,
+    };
+    match known {
+        Some(size) if size > limit => Err(ProxyError::BodyTooLarge { limit }),
+        Some(_) => Ok(body),
+        None => Ok(ProxyBody::Capped(Box::new(body), limit, limit)),
+    }
 }
 
 /// The request body to stream upstream, with its size known from `content-length` or

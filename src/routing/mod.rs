@@ -40,6 +40,8 @@ pub struct Route {
     pub filters: FilterChain,
     /// A filter needs the body's `model` and `max_tokens` (token rate limits).
     pub reads_request_facts: bool,
+    /// Largest request body accepted.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// One pool of a route, with the route's metric handles for it.

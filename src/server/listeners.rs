@@ -2,9 +2,10 @@
 //! then HTTP/1.1 or HTTP/2 (ALPN, or the h2c prior-knowledge preface) via hyper-util's
 //! auto server, with upgrades. Connections take part in the graceful drain.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -70,13 +71,27 @@ async fn accept_loop(
     kind: ListenerKind,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Read when the listener starts: changes apply to listeners started later (a new
+    // bind or a restart), not to a socket a reload keeps.
+    let settings = match &kind {
+        ListenerKind::Proxy(name) => gateway
+            .plan()
+            .listener(name)
+            .map(|l| (l.header_read_timeout, l.max_request_head_bytes)),
+        ListenerKind::Admin => None,
+    };
+    let (header_read_timeout, max_head) = settings.unwrap_or((HEADER_READ_TIMEOUT, None));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
+    if let Some(max_head) = max_head {
+        builder.http1().max_buf_size(max_head);
+    }
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let per_client: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -96,7 +111,23 @@ async fn accept_loop(
         let builder = builder.clone();
         match &kind {
             ListenerKind::Proxy(name) => {
-                tokio::spawn(serve_proxy(gateway, builder, name.clone(), stream, peer));
+                let cap = gateway
+                    .plan()
+                    .listener(name)
+                    .and_then(|l| l.max_connections_per_client);
+                let Some(slot) = ClientSlot::take(&per_client, peer.ip(), cap) else {
+                    tracing::debug!(%peer, "connection refused: too many from this client address");
+                    gateway.telemetry.metrics.count_decision(
+                        &format!("listener:{name} max_connections_per_client"),
+                        "deny",
+                    );
+                    continue;
+                };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve_proxy(gateway, builder, name, stream, peer).await;
+                });
             }
             ListenerKind::Admin => {
                 tokio::spawn(serve_admin(gateway, builder, stream));
@@ -184,6 +215,43 @@ async fn serve<I, S>(
 async fn until_drained(mut drained: watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it before anything else awaits.
     let _ = drained.wait_for(|drained| *drained).await.map(|_| ());
+}
+
+/// One connection counted against its client address's `max_connections_per_client`.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(
+        counts: &Arc<Mutex<HashMap<IpAddr, u32>>>,
+        ip: IpAddr,
+        cap: Option<u32>,
+    ) -> Option<ClientSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let open = map.entry(ip).or_default();
+        if cap.is_some_and(|cap| *open >= cap) {
+            return None;
+        }
+        *open += 1;
+        Some(ClientSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// One open connection in the `junction_active_connections` gauge of its listener.
