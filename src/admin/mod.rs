@@ -170,7 +170,9 @@ pub fn redacted(spec: &ConfigSpec) -> Value {
     value
 }
 
-const SECRET_KEYS: &[&str] = &["password", "token", "secret", "api_key", "key_hash"];
+const SECRET_KEYS: &[&str] = &[
+    "password", "token", "secret", "api_key", "key_hash", "sha256",
+];
 
 fn redact_in_place(value: &mut Value) {
     match value {

@@ -26,6 +26,7 @@ use crate::balance::stable_hash;
 use crate::config::ListenerPlan;
 use crate::llm::{ReplyKind, UsageScanner};
 use crate::routing::Route;
+use crate::security::X_JUNCTION_TAG;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
 use crate::upstream::{HashKey, Pool, UpstreamBody};
 
@@ -120,6 +121,8 @@ async fn proxy(
     let client_sent_id = head.headers.contains_key(&X_REQUEST_ID);
     exchange.request_id = Some(trace::ensure_request_id(&mut head.headers, gateway.rng()));
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
+    // Tags are Junction's word to the endpoint: a client must not be able to set them.
+    head.headers.remove(&X_JUNCTION_TAG);
 
     // Phase: read the body only when routing needs the `model` field.
     let (body, facts) = if listener.routes.needs_body && wants_model_lookup(&head) {

@@ -36,7 +36,7 @@ pub struct HeaderInspection {
     pub recorder: Recorder,
 }
 
-static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag");
+pub static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag");
 
 impl Filter for HeaderInspection {
     fn name(&self) -> &'static str {

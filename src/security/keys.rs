@@ -40,11 +40,11 @@ fn presented(head: &request::Parts) -> Option<String> {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        if let Some(token) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-        {
-            return Some(token.trim().to_string());
+        // The scheme name is case-insensitive (RFC 9110 11.1).
+        if let Some((scheme, token)) = value.split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some(token.trim().to_string());
+            }
         }
     }
     head.headers

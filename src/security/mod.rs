@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde_json::json;
 
-pub use headers::{HeaderAction, HeaderInspection, HeaderRule, SCANNER_SIGNATURES};
+pub use headers::{HeaderAction, HeaderInspection, HeaderRule, SCANNER_SIGNATURES, X_JUNCTION_TAG};
 pub use ip_lists::AccessList;
 pub use keys::{ApiKey, ApiKeys, hash_key};
 
