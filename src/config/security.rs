@@ -13,10 +13,12 @@ use super::units::parse_byte_size;
 use crate::pipeline::Filter;
 use crate::routing::Glob;
 use crate::security::rate_limit::{Gcra, LimitKey, RateLimit, TokenBudget};
+use crate::security::shared_limits::{OnBackendError, SharedLimits};
 use crate::security::{
     AccessList, ApiKey, ApiKeys, HeaderAction, HeaderInspection, HeaderRule, Recorder,
     SCANNER_SIGNATURES,
 };
+use std::sync::Arc;
 
 /// The filters for one security section, in the order they run: address lists, header
 /// inspection, API keys.
@@ -210,11 +212,38 @@ pub(super) fn compile_security(
 
     if let Some(limit) = spec.rate_limit {
         let limit_path = format!("{path}.rate_limit");
-        if let Some(backend) = limit.backend.as_deref().filter(|b| *b != "local") {
-            let message = format!(
-                "{backend:?}: only the local limiter is built so far (limits shared through Redis are not); omit backend"
-            );
-            errors.push((format!("{limit_path}.backend"), message));
+        let on_error = match limit.on_backend_error.as_deref().unwrap_or("allow") {
+            "allow" => OnBackendError::Allow,
+            "deny" => OnBackendError::Deny,
+            other => {
+                errors.push((
+                    format!("{limit_path}.on_backend_error"),
+                    format!("{other:?}: expected \"allow\" or \"deny\""),
+                ));
+                OnBackendError::Allow
+            }
+        };
+        let shared = match limit.backend.as_deref() {
+            None | Some("local") => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                SharedLimits::new(url, on_error)
+                    .map(Arc::new)
+                    .map_err(|e| errors.push((format!("{limit_path}.backend"), e)))
+                    .ok()
+            }
+            Some(other) => {
+                errors.push((
+                    format!("{limit_path}.backend"),
+                    format!("{other:?}: expected \"local\" or a redis:// URL"),
+                ));
+                None
+            }
+        };
+        if limit.on_backend_error.is_some() && shared.is_none() {
+            errors.push((
+                format!("{limit_path}.on_backend_error"),
+                "only used with a Redis backend".into(),
+            ));
         }
         let per = duration_or(
             &limit.per,
@@ -253,6 +282,7 @@ pub(super) fn compile_security(
                     .map(|t| TokenBudget::new(t, per)),
                 default_max_tokens: limit.default_max_tokens.unwrap_or(1024),
                 recorder: recorder.clone(),
+                shared,
             }));
         }
     }

@@ -199,8 +199,11 @@ pub struct RateLimitSpec {
     pub tokens: Option<u64>,
     /// Completion tokens reserved for a request that names no `max_tokens` (default 1024).
     pub default_max_tokens: Option<u64>,
-    /// "local" (default). Shared limits through Redis are not built yet.
+    /// "local" (default), or "redis://host:port" to share the budgets with every
+    /// instance that names the same Redis.
     pub backend: Option<String>,
+    /// With Redis: when it cannot be reached, "allow" (default) or "deny" (503).
+    pub on_backend_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

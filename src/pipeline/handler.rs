@@ -163,7 +163,14 @@ async fn proxy(
         let added_id = (!client_sent_id)
             .then(|| head.headers.remove(&X_REQUEST_ID))
             .flatten();
-        let flow = route.filters.on_request(&mut request_ctx, &mut head);
+        let flow = if route.filters.waits {
+            route
+                .filters
+                .on_request_waiting(&mut request_ctx, &mut head)
+                .await
+        } else {
+            route.filters.on_request(&mut request_ctx, &mut head)
+        };
         if let Some(id) = added_id {
             head.headers.entry(&X_REQUEST_ID).or_insert(id);
         }

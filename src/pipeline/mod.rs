@@ -51,6 +51,22 @@ pub trait Filter: Send + Sync {
         Flow::Continue
     }
 
+    /// Whether this filter must wait for something (I/O) in `on_request`; then the
+    /// handler calls [`Filter::on_request_waiting`] instead. By default: false, so
+    /// filters that decide on the spot cost no boxed future.
+    fn waits(&self) -> bool {
+        false
+    }
+
+    /// The waiting form of `on_request`. By default: `on_request`.
+    fn on_request_waiting<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx,
+        head: &'a mut request::Parts,
+    ) -> FilterFuture<'a> {
+        Box::pin(std::future::ready(self.on_request(ctx, head)))
+    }
+
     /// When the endpoint's response head arrives, before it goes to the client.
     /// Not called for responses the proxy made itself. By default: nothing.
     fn on_response(&self, _ctx: &mut RequestCtx, _head: &mut response::Parts) {}
@@ -65,19 +81,26 @@ pub trait Filter: Send + Sync {
     fn on_done(&self, _ctx: &RequestCtx) {}
 }
 
+/// What a waiting filter returns.
+pub type FilterFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Flow> + Send + 'a>>;
+
 /// A route's filters, in config order.
 #[derive(Default)]
 pub struct FilterChain {
     filters: Vec<Box<dyn Filter>>,
     wants_done: bool,
+    /// Some filter waits in `on_request`.
+    waits: bool,
 }
 
 impl FilterChain {
     pub fn new(filters: Vec<Box<dyn Filter>>) -> Self {
         let wants_done = filters.iter().any(|f| f.wants_done());
+        let waits = filters.iter().any(|f| f.waits());
         FilterChain {
             filters,
             wants_done,
+            waits,
         }
     }
 
@@ -92,6 +115,21 @@ impl FilterChain {
     fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
         for filter in &self.filters {
             if let Flow::Respond(response) = filter.on_request(ctx, head) {
+                return Flow::Respond(response);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// `on_request` of every filter, waiting where a filter must.
+    async fn on_request_waiting(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+        for filter in &self.filters {
+            let flow = if filter.waits() {
+                filter.on_request_waiting(ctx, head).await
+            } else {
+                filter.on_request(ctx, head)
+            };
+            if let Flow::Respond(response) = flow {
                 return Flow::Respond(response);
             }
         }

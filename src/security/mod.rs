@@ -7,6 +7,7 @@ mod headers;
 mod ip_lists;
 mod keys;
 pub mod rate_limit;
+pub mod shared_limits;
 
 use std::sync::Arc;
 

@@ -14,7 +14,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request, response};
 use tokio::time::Instant;
 
 use super::Recorder;
-use crate::pipeline::{Filter, Flow, RequestCtx, json_error};
+use super::shared_limits::{OnBackendError, SharedLimits};
+use crate::pipeline::{Filter, FilterFuture, Flow, RequestCtx, json_error};
+use std::sync::Arc;
 
 /// Whose budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +165,8 @@ pub struct RateLimit {
     /// Completion tokens assumed when a request names no `max_tokens`.
     pub default_max_tokens: u64,
     pub recorder: Recorder,
+    /// Keep the budgets in Redis (with `requests`' and `tokens`' limits, not their state).
+    pub shared: Option<Arc<SharedLimits>>,
 }
 
 /// What a request reserved, kept in its context until it ends.
@@ -210,6 +214,111 @@ fn put(headers: &mut HeaderMap, standing: Standing, names: [&HeaderName; 3]) {
 }
 
 impl RateLimit {
+    /// Admission against the budgets in Redis.
+    async fn shared_admission(&self, ctx: &mut RequestCtx) -> Flow {
+        let Some(shared) = &self.shared else {
+            return Flow::Continue;
+        };
+        let key = format!("junction:ratelimit:{}:{}", self.scope, self.key_of(ctx));
+        let micros = Duration::from_micros;
+        let mut requests = None;
+        if let Some(gcra) = &self.requests {
+            match shared.check_request(&key, gcra.limit, gcra.period).await {
+                Ok((true, used, _)) => {
+                    let used = micros(used);
+                    let remaining = (gcra.period.saturating_sub(used).as_nanos()
+                        / gcra.emission.as_nanos().max(1))
+                        as u64;
+                    requests = Some(Standing {
+                        limit: gcra.limit,
+                        remaining,
+                        reset: used,
+                    });
+                }
+                Ok((false, wait, _)) => {
+                    let (limit, wait) = (gcra.limit, micros(wait));
+                    return self.refuse(ctx, "requests", wait, |h| {
+                        put(
+                            h,
+                            Standing {
+                                limit,
+                                remaining: 0,
+                                reset: wait,
+                            },
+                            [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS],
+                        )
+                    });
+                }
+                Err(_) => return self.backend_failed(ctx, shared),
+            }
+        }
+        let estimate =
+            ctx.prompt_estimate.unwrap_or(0) + ctx.max_tokens.unwrap_or(self.default_max_tokens);
+        let mut token_standing = None;
+        if let Some(budget) = &self.tokens {
+            let capacity = budget.capacity as u64;
+            match shared
+                .take_tokens(&key, capacity, budget.period, estimate as i64, false)
+                .await
+            {
+                Ok((true, _, level)) => token_standing = Some(budget.standing(level as f64)),
+                Ok((false, wait, _)) => {
+                    let wait = micros(wait);
+                    return self.refuse(ctx, "tokens", wait, |h| {
+                        put(
+                            h,
+                            Standing {
+                                limit: capacity,
+                                remaining: 0,
+                                reset: wait,
+                            },
+                            [&LIMIT_TOKENS, &REMAINING_TOKENS, &RESET_TOKENS],
+                        )
+                    });
+                }
+                Err(_) => return self.backend_failed(ctx, shared),
+            }
+        }
+        let reserved = if self.tokens.is_some() { estimate } else { 0 };
+        let reservations = ctx.extensions.get_or_insert_default::<Vec<Reservation>>();
+        reservations.push(Reservation {
+            scope: self.scope.clone(),
+            key,
+            tokens: reserved,
+            requests,
+            token_standing,
+        });
+        Flow::Continue
+    }
+
+    fn backend_failed(&self, ctx: &RequestCtx, shared: &SharedLimits) -> Flow {
+        self.recorder
+            .telemetry
+            .metrics
+            .count_decision(&format!("{} backend", self.scope), "backend_error");
+        match shared.on_error {
+            OnBackendError::Allow => Flow::Continue,
+            OnBackendError::Deny => {
+                let rule = format!("{} backend", self.scope);
+                self.recorder.decide(
+                    ctx,
+                    &rule,
+                    "deny",
+                    serde_json::json!("rate limit backend unavailable"),
+                );
+                let mut response = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rate_limiter_unavailable",
+                    "the shared rate limiter cannot be reached",
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Flow::Respond(Box::new(response))
+            }
+        }
+    }
+
     fn key_of(&self, ctx: &RequestCtx) -> String {
         match self.key {
             LimitKey::ClientIp => ctx.client_ip.to_string(),
@@ -257,6 +366,18 @@ impl RateLimit {
 impl Filter for RateLimit {
     fn name(&self) -> &'static str {
         "rate_limit"
+    }
+
+    fn waits(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn on_request_waiting<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx,
+        _head: &'a mut request::Parts,
+    ) -> FilterFuture<'a> {
+        Box::pin(self.shared_admission(ctx))
     }
 
     fn on_request(&self, ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
@@ -356,6 +477,9 @@ impl Filter for RateLimit {
         let Some(reservation) = reservations.iter().find(|r| r.scope == self.scope) else {
             return;
         };
+        if reservation.tokens == 0 {
+            return;
+        }
         // What the model server reported; without usage, the estimate stands.
         let used = match ctx.usage {
             Some(usage) if usage.prompt.is_some() || usage.completion.is_some() => {
@@ -364,7 +488,24 @@ impl Filter for RateLimit {
             _ if ctx.status.is_none_or(|s| !s.is_success()) => 0,
             _ => reservation.tokens,
         };
-        budget.settle(&reservation.key, reservation.tokens, used, Instant::now());
+        match &self.shared {
+            Some(shared) => {
+                // Settling must not hold up the end of the response: on its own task.
+                let (shared, key, capacity, period) = (
+                    shared.clone(),
+                    reservation.key.clone(),
+                    budget.capacity as u64,
+                    budget.period,
+                );
+                let excess = used as i64 - reservation.tokens as i64;
+                tokio::spawn(async move {
+                    let _ = shared
+                        .take_tokens(&key, capacity, period, excess, true)
+                        .await;
+                });
+            }
+            None => budget.settle(&reservation.key, reservation.tokens, used, Instant::now()),
+        }
     }
 }
 

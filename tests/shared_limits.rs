@@ -1,0 +1,203 @@
+//! Rate limits shared through a real `redis-server` (started here on a free loopback
+//! port): two Junction instances enforce one limit, token reservations hold across
+//! both, and a Redis that goes away mid-test follows `on_backend_error`.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{TestProxy, TestUpstream, client, listeners_toml};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A redis-server of our own, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs the Debian package)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Ready to accept connections") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "redis-server did not start");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+fn config(upstream: &str, limit: &str) -> String {
+    format!(
+        "{}\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{upstream}\" }}]\n\n[[routes]]\nname = \"r\"\npool = \"p\"\nrate_limit = {limit}\n",
+        listeners_toml()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_enforce_one_request_limit() {
+    let redis = Redis::start().await;
+    let upstream = TestUpstream::named("a").start().await;
+    let limit = format!(
+        "{{ requests = 10, per = \"1m\", key = \"route\", backend = \"{}\" }}",
+        redis.url()
+    );
+    let first = TestProxy::from_toml(&config(&upstream.url(), &limit))
+        .start()
+        .await;
+    let second = TestProxy::from_toml(&config(&upstream.url(), &limit))
+        .start()
+        .await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for i in 0..16 {
+        let proxy = if i % 2 == 0 { &first } else { &second };
+        statuses.push(
+            http.get(proxy.url("/x"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(&statuses[10..], &[429; 6]);
+    assert_eq!(upstream.requests(), 10);
+    redis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_reservations_hold_across_instances() {
+    let redis = Redis::start().await;
+    let upstream = TestUpstream::named("a").start().await;
+    // Each request reserves 100 (400 bytes) + 100 (max_tokens) = 200 of 1000.
+    let limit = format!(
+        "{{ tokens = 1000, per = \"1m\", key = \"route\", backend = \"{}\" }}",
+        redis.url()
+    );
+    let first = TestProxy::from_toml(&config(&upstream.url(), &limit))
+        .start()
+        .await;
+    let second = TestProxy::from_toml(&config(&upstream.url(), &limit))
+        .start()
+        .await;
+    let skeleton = r#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":""}]}"#;
+    let body = skeleton.replace(
+        r#""content":"""#,
+        &format!(r#""content":"{}""#, "x".repeat(400 - skeleton.len())),
+    );
+    assert_eq!(body.len(), 400);
+    let http = client();
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let proxy = if i % 2 == 0 { &first } else { &second };
+        let request = http
+            .post(proxy.url("/v1/chat"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        calls.push(tokio::spawn(request.send()));
+    }
+    let mut ok = 0;
+    for call in calls {
+        // The echo upstream reports no usage: each admitted request keeps its estimate.
+        if call.await.unwrap().unwrap().status() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5);
+    redis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_follows_on_backend_error() {
+    let redis = Redis::start().await;
+    let upstream = TestUpstream::named("a").start().await;
+    let url = redis.url();
+    let allow = TestProxy::from_toml(&config(
+        &upstream.url(),
+        &format!("{{ requests = 100, backend = \"{url}\", on_backend_error = \"allow\" }}"),
+    ))
+    .start()
+    .await;
+    let deny = TestProxy::from_toml(&config(
+        &upstream.url(),
+        &format!("{{ requests = 100, backend = \"{url}\", on_backend_error = \"deny\" }}"),
+    ))
+    .start()
+    .await;
+    let http = client();
+    assert_eq!(
+        http.get(allow.url("/x")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(http.get(deny.url("/x")).send().await.unwrap().status(), 200);
+    redis.stop().await;
+    for _ in 0..3 {
+        assert_eq!(
+            http.get(allow.url("/x")).send().await.unwrap().status(),
+            200,
+            "allow: served without the limiter"
+        );
+        let refused = http.get(deny.url("/x")).send().await.unwrap();
+        assert_eq!(refused.status(), 503, "deny: refused without the limiter");
+        let error: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["type"], "rate_limiter_unavailable");
+    }
+    let metrics = http
+        .get(allow.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"junction_security_decisions_total{rule="route:r backend",action="backend_error"} 3"#
+        ),
+        "{metrics}"
+    );
+}
