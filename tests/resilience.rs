@@ -21,8 +21,9 @@ use futures_util::{Stream, StreamExt};
 use http::{Response, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
+use support::sse::{ChannelBody, SseReader, event_stream};
 use support::upstream::{RunningUpstream, reply};
-use support::{JunctionProcess, TestProxy, TestUpstream, UpstreamReply, client, listeners_toml};
+use support::{JunctionProcess, TestProxy, TestUpstream, client, listeners_toml};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -41,84 +42,16 @@ async fn within<F: Future>(what: &str, future: F) -> F::Output {
 // Fixtures
 // ---------------------------------------------------------------------------------
 
-/// A response body fed from a channel: every message is one chunk, sent when it arrives.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
-    }
-}
-
-fn event_stream(body: ChannelBody) -> UpstreamReply {
-    let mut response = Response::new(body.boxed());
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    response
-}
-
-/// Reads SSE events (the text between blank lines) from a response, however the
-/// bytes happen to be split into chunks on the way.
-struct SseReader<S> {
-    chunks: S,
-    buffer: String,
-}
-
-impl<S> SseReader<S>
+/// All events up to the end of the stream (each within `STEP`).
+async fn all_events<S>(reader: &mut SseReader<S>) -> Vec<String>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
-    fn new(chunks: S) -> Self {
-        SseReader {
-            chunks,
-            buffer: String::new(),
-        }
+    let mut events = Vec::new();
+    while let Some(event) = within("next event", reader.next_event()).await {
+        events.push(event);
     }
-
-    /// The next complete event, or `None` when the stream ended cleanly.
-    async fn next_event(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let event = self.buffer[..end].to_string();
-                self.buffer.drain(..end + 2);
-                return Some(event);
-            }
-            match self.chunks.next().await {
-                Some(chunk) => {
-                    let chunk = chunk.expect("response body chunk");
-                    self.buffer
-                        .push_str(std::str::from_utf8(&chunk).expect("utf-8 event"));
-                }
-                None => {
-                    assert!(
-                        self.buffer.is_empty(),
-                        "stream ended inside an event: {:?}",
-                        self.buffer
-                    );
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// All events up to the end of the stream (each within `STEP`).
-    async fn all_events(&mut self) -> Vec<String> {
-        let mut events = Vec::new();
-        while let Some(event) = within("next event", self.next_event()).await {
-            events.push(event);
-        }
-        events
-    }
+    events
 }
 
 /// The JSON of an `event: error` SSE event, or a panic saying what came instead.
@@ -905,7 +838,7 @@ timeouts = {{ idle = "200ms" }}
         let response = within("steady head", http.get(proxy.url("/steady")).send())
             .await
             .unwrap();
-        let events = SseReader::new(response.bytes_stream()).all_events().await;
+        let events = all_events(&mut SseReader::new(response.bytes_stream())).await;
         let expected: Vec<String> = (0..24).map(|n| format!("data: {n}")).collect();
         assert_eq!(events, expected, "the steady stream was cut");
         assert!(started.elapsed() >= Duration::from_secs(1));
@@ -974,7 +907,7 @@ timeouts = {{ first_token = "200ms" }}
         .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-upstream"], "b");
-        let events = SseReader::new(response.bytes_stream()).all_events().await;
+        let events = all_events(&mut SseReader::new(response.bytes_stream())).await;
         assert_eq!(
             events,
             ["data: b0", "data: b1", "data: b2", "data: [DONE]"],

@@ -4,20 +4,16 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, Stream, StreamExt};
-use http::{Response, header};
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
 use junction::demo::mock::{MockModelServer, MockOptions};
-use support::{TestProxy, TestUpstream, UpstreamReply, client, listeners_toml};
+use support::sse::{ChannelBody, SseReader, event_stream};
+use support::{TestProxy, TestUpstream, client, listeners_toml};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -45,77 +41,6 @@ pool = "p"
 "#,
         listeners_toml()
     )
-}
-
-/// A response body fed from a channel: every message is one chunk, sent when it arrives.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
-    }
-}
-
-fn event_stream(body: ChannelBody) -> UpstreamReply {
-    let mut response = Response::new(body.boxed());
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    response
-}
-
-/// Reads SSE events (the text between blank lines) from a response, however the
-/// bytes happen to be split into chunks on the way.
-struct SseReader<S> {
-    chunks: S,
-    buffer: String,
-}
-
-impl<S> SseReader<S>
-where
-    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
-{
-    fn new(chunks: S) -> Self {
-        SseReader {
-            chunks,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next complete event, or `None` when the stream ended.
-    async fn next_event(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let event = self.buffer[..end].to_string();
-                self.buffer.drain(..end + 2);
-                return Some(event);
-            }
-            match self.chunks.next().await {
-                Some(chunk) => {
-                    let chunk = chunk.expect("response body chunk");
-                    self.buffer
-                        .push_str(std::str::from_utf8(&chunk).expect("utf-8 event"));
-                }
-                None => {
-                    assert!(
-                        self.buffer.is_empty(),
-                        "stream ended inside an event: {:?}",
-                        self.buffer
-                    );
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 /// An upstream whose one request is answered with an event stream fed from `events`.

@@ -44,6 +44,27 @@ pub enum ReloadError {
 /// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
 type EndpointKey = (String, String, ProtocolSpec);
 
+/// The state every plan of a gateway shares, created before its first plan.
+#[derive(Default)]
+struct Shared {
+    registry: Registry,
+    telemetry: Arc<Telemetry>,
+    audit: Arc<AuditLog>,
+    controls: Arc<Controls>,
+}
+
+impl Shared {
+    fn context<'a>(&'a self, rng: &Arc<SplitMix>) -> CompileContext<'a> {
+        CompileContext {
+            registry: &self.registry,
+            telemetry: &self.telemetry,
+            audit: &self.audit,
+            controls: &self.controls,
+            rng: rng.clone(),
+        }
+    }
+}
+
 /// A running canary analysis and the control it watches.
 type CanaryTask = (Arc<RouteControl>, JoinHandle<()>);
 
@@ -72,39 +93,22 @@ pub struct Gateway {
 impl Gateway {
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
-        let registry = Registry::default();
-        let telemetry = Arc::new(Telemetry::default());
-        let controls = Arc::new(Controls::default());
-        let audit = Arc::new(AuditLog::default());
-        let context = CompileContext {
-            registry: &registry,
-            telemetry: &telemetry,
-            audit: &audit,
-            controls: &controls,
-            rng: rng.clone(),
-        };
-        let mut plan = config::load_file(&path, &context)?;
+        let shared = Shared::default();
+        let mut plan = config::load_file(&path, &shared.context(&rng))?;
         if let Some(state_file) = plan.state_file.clone() {
             // Runtime weights and canary phases from the last run, then compile again so
             // the routes resume from them.
-            controls.load_state(Some(state_file.clone())).map_err(|e| {
-                ConfigErrors(vec![config::ConfigError {
+            shared.controls.load_state(Some(state_file)).map_err(|e| {
+                let error = config::ConfigError {
                     path: "server.state_file".into(),
                     line: None,
                     message: e.to_string(),
-                }])
+                };
+                ConfigErrors(vec![error])
             })?;
-            plan = config::load_file(&path, &context)?;
+            plan = config::load_file(&path, &shared.context(&rng))?;
         }
-        Ok(Self::new(
-            plan,
-            registry,
-            telemetry,
-            audit,
-            controls,
-            rng,
-            Some(path),
-        ))
+        Ok(Self::new(plan, shared, rng, Some(path)))
     }
 
     /// Builds a gateway from config text (the demo, tests); `base` resolves relative paths.
@@ -113,34 +117,25 @@ impl Gateway {
         base: &std::path::Path,
         rng: Arc<SplitMix>,
     ) -> Result<Arc<Self>, ConfigErrors> {
-        let registry = Registry::default();
-        let telemetry = Arc::new(Telemetry::default());
-        let controls = Arc::new(Controls::default());
-        let audit = Arc::new(AuditLog::default());
-        let context = CompileContext {
-            registry: &registry,
-            telemetry: &telemetry,
-            audit: &audit,
-            controls: &controls,
-            rng: rng.clone(),
-        };
-        let plan = config::load_str(text, base, &context)?;
-        Ok(Self::new(
-            plan, registry, telemetry, audit, controls, rng, None,
-        ))
+        let shared = Shared::default();
+        let plan = config::load_str(text, base, &shared.context(&rng))?;
+        Ok(Self::new(plan, shared, rng, None))
     }
 
     fn new(
         plan: Plan,
-        registry: Registry,
-        telemetry: Arc<Telemetry>,
-        audit: Arc<AuditLog>,
-        controls: Arc<Controls>,
+        shared: Shared,
         rng: Arc<SplitMix>,
         config_path: Option<PathBuf>,
     ) -> Arc<Self> {
-        // The admin API answers as soon as its socket is bound, before `start` has
-        // swapped the plan in: its route controls must already be the current ones.
+        let Shared {
+            registry,
+            telemetry,
+            audit,
+            controls,
+        } = shared;
+        // The admin API answers as soon as its socket is bound: the routes' controls must
+        // be there before, not only after the first swap.
         controls.adopt(plan.route_controls());
         Arc::new(Gateway {
             plan: ArcSwap::from_pointee(plan),

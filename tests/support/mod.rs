@@ -11,6 +11,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod sse;
 pub mod upstream;
 
 pub use process::JunctionProcess;
