@@ -195,3 +195,36 @@ async fn request_limits_are_exact_and_answer_like_openai() {
         .unwrap();
     assert!(metrics.contains(r#"junction_security_decisions_total{rule="route:chat requests",action="rate_limited"} 1"#), "{metrics}");
 }
+
+#[tokio::test]
+async fn each_api_key_spends_its_own_budget() {
+    let upstream = TestUpstream::named("a").start().await;
+    let (small, large) = (
+        junction::security::hash_key("sk-small"),
+        junction::security::hash_key("sk-large"),
+    );
+    let config = format!(
+        "{}\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n[[routes]]\nname = \"chat\"\npool = \"p\"\n\
+         auth = {{ keys = [{{ name = \"small\", sha256 = \"{small}\", rate_limit = {{ requests = 2, per = \"1m\" }} }}, \
+         {{ name = \"large\", sha256 = \"{large}\", rate_limit = {{ requests = 5, per = \"1m\" }} }}] }}\n",
+        listeners_toml(),
+        upstream.url()
+    );
+    let proxy = TestProxy::from_toml(&config).start().await;
+    let http = client();
+    let status = |key: &'static str| {
+        let request = http.get(proxy.url("/x")).bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        [
+            status("sk-small").await,
+            status("sk-small").await,
+            status("sk-small").await
+        ],
+        [200, 200, 429]
+    );
+    let large: Vec<u16> = futures_util::future::join_all((0..6).map(|_| status("sk-large"))).await;
+    assert_eq!(large.iter().filter(|s| **s == 200).count(), 5, "{large:?}");
+    assert_eq!(status("sk-nope").await, 401);
+}

@@ -8,7 +8,7 @@ use regex::Regex;
 use std::time::Duration;
 
 use super::compile::{Errors, duration_or, parse_cidrs, resolve};
-use super::spec::{ApiKeySpec, KeysFileSpec, SecuritySpec, SizeSpec};
+use super::spec::{ApiKeySpec, KeysFileSpec, RateLimitSpec, SecuritySpec, SizeSpec};
 use super::units::parse_byte_size;
 use crate::pipeline::Filter;
 use crate::routing::Glob;
@@ -187,7 +187,21 @@ pub(super) fn compile_security(
                 continue;
             }
             let models = key.models.iter().map(|m| Glob::new(m, false)).collect();
+            let limit = key.rate_limit.as_ref().and_then(|limit| {
+                let scope = format!("key:{}", key.name);
+                let mut limiter = compile_rate_limit(
+                    limit,
+                    &scope,
+                    &format!("{key_path}.rate_limit"),
+                    recorder,
+                    errors,
+                )?;
+                // A key's own budget is the key's, whatever `key` says.
+                limiter.key = LimitKey::ApiKey;
+                Some(limiter)
+            });
             keys.push(ApiKey {
+                limit,
                 name: key.name,
                 sha256: hash,
                 routes: key.routes,
@@ -211,80 +225,99 @@ pub(super) fn compile_security(
     }
 
     if let Some(limit) = spec.rate_limit {
-        let limit_path = format!("{path}.rate_limit");
-        let on_error = match limit.on_backend_error.as_deref().unwrap_or("allow") {
-            "allow" => OnBackendError::Allow,
-            "deny" => OnBackendError::Deny,
-            other => {
-                errors.push((
-                    format!("{limit_path}.on_backend_error"),
-                    format!("{other:?}: expected \"allow\" or \"deny\""),
-                ));
-                OnBackendError::Allow
-            }
-        };
-        let shared = match limit.backend.as_deref() {
-            None | Some("local") => None,
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                SharedLimits::new(url, on_error)
-                    .map(Arc::new)
-                    .map_err(|e| errors.push((format!("{limit_path}.backend"), e)))
-                    .ok()
-            }
-            Some(other) => {
-                errors.push((
-                    format!("{limit_path}.backend"),
-                    format!("{other:?}: expected \"local\" or a redis:// URL"),
-                ));
-                None
-            }
-        };
-        if limit.on_backend_error.is_some() && shared.is_none() {
-            errors.push((
-                format!("{limit_path}.on_backend_error"),
-                "only used with a Redis backend".into(),
-            ));
-        }
-        let per = duration_or(
-            &limit.per,
-            Duration::from_secs(60),
-            &format!("{limit_path}.per"),
+        if let Some(limiter) = compile_rate_limit(
+            limit,
+            scope,
+            &format!("{path}.rate_limit"),
+            recorder,
             errors,
-        );
-        let key = match limit.key.as_deref().unwrap_or("ip") {
-            "ip" => Some(LimitKey::ClientIp),
-            "api_key" => Some(LimitKey::ApiKey),
-            "route" => Some(LimitKey::Route),
-            other => {
-                errors.push((
-                    format!("{limit_path}.key"),
-                    format!("{other:?}: expected \"ip\", \"api_key\" or \"route\""),
-                ));
-                None
-            }
-        };
-        if limit.requests.is_none() && limit.tokens.is_none() {
-            errors.push((limit_path.clone(), "set requests, tokens, or both".into()));
-        }
-        for (name, value) in [("requests", limit.requests), ("tokens", limit.tokens)] {
-            if value == Some(0) {
-                errors.push((format!("{limit_path}.{name}"), "must be at least 1".into()));
-            }
-        }
-        if let Some(key) = key {
-            filters.push(Box::new(RateLimit {
-                scope: scope.to_string(),
-                key,
-                requests: limit.requests.filter(|r| *r > 0).map(|r| Gcra::new(r, per)),
-                tokens: limit
-                    .tokens
-                    .filter(|t| *t > 0)
-                    .map(|t| TokenBudget::new(t, per)),
-                default_max_tokens: limit.default_max_tokens.unwrap_or(1024),
-                recorder: recorder.clone(),
-                shared,
-            }));
+        ) {
+            filters.push(Box::new(limiter));
         }
     }
     filters
+}
+
+/// A `rate_limit` table (of a listener, a route or an API key) as a limiter.
+fn compile_rate_limit(
+    limit: &RateLimitSpec,
+    scope: &str,
+    limit_path: &str,
+    recorder: &Recorder,
+    errors: &mut Errors,
+) -> Option<RateLimit> {
+    let on_error = match limit.on_backend_error.as_deref().unwrap_or("allow") {
+        "allow" => OnBackendError::Allow,
+        "deny" => OnBackendError::Deny,
+        other => {
+            errors.push((
+                format!("{limit_path}.on_backend_error"),
+                format!("{other:?}: expected \"allow\" or \"deny\""),
+            ));
+            OnBackendError::Allow
+        }
+    };
+    let shared = match limit.backend.as_deref() {
+        None | Some("local") => None,
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            SharedLimits::new(url, on_error)
+                .map(Arc::new)
+                .map_err(|e| errors.push((format!("{limit_path}.backend"), e)))
+                .ok()
+        }
+        Some(other) => {
+            errors.push((
+                format!("{limit_path}.backend"),
+                format!("{other:?}: expected \"local\" or a redis:// URL"),
+            ));
+            None
+        }
+    };
+    if limit.on_backend_error.is_some() && shared.is_none() {
+        errors.push((
+            format!("{limit_path}.on_backend_error"),
+            "only used with a Redis backend".into(),
+        ));
+    }
+    let per = duration_or(
+        &limit.per,
+        Duration::from_secs(60),
+        &format!("{limit_path}.per"),
+        errors,
+    );
+    let key = match limit.key.as_deref().unwrap_or("ip") {
+        "ip" => Some(LimitKey::ClientIp),
+        "api_key" => Some(LimitKey::ApiKey),
+        "route" => Some(LimitKey::Route),
+        other => {
+            errors.push((
+                format!("{limit_path}.key"),
+                format!("{other:?}: expected \"ip\", \"api_key\" or \"route\""),
+            ));
+            None
+        }
+    };
+    if limit.requests.is_none() && limit.tokens.is_none() {
+        errors.push((
+            limit_path.to_string(),
+            "set requests, tokens, or both".into(),
+        ));
+    }
+    for (name, value) in [("requests", limit.requests), ("tokens", limit.tokens)] {
+        if value == Some(0) {
+            errors.push((format!("{limit_path}.{name}"), "must be at least 1".into()));
+        }
+    }
+    key.map(|key| RateLimit {
+        scope: scope.to_string(),
+        key,
+        requests: limit.requests.filter(|r| *r > 0).map(|r| Gcra::new(r, per)),
+        tokens: limit
+            .tokens
+            .filter(|t| *t > 0)
+            .map(|t| TokenBudget::new(t, per)),
+        default_max_tokens: limit.default_max_tokens.unwrap_or(1024),
+        recorder: recorder.clone(),
+        shared,
+    })
 }

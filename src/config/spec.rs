@@ -225,6 +225,8 @@ pub struct ApiKeySpec {
     pub routes: Vec<String>,
     #[serde(default)]
     pub models: Vec<String>,
+    /// This key's own budget (`{ requests, per, tokens, ... }` as for routes).
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

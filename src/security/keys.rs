@@ -6,7 +6,8 @@ use http::{HeaderName, StatusCode, request};
 use sha2::{Digest, Sha256};
 
 use super::Recorder;
-use crate::pipeline::{Filter, Flow, RequestCtx};
+use super::rate_limit::RateLimit;
+use crate::pipeline::{Filter, FilterFuture, Flow, RequestCtx};
 use crate::routing::Glob;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -19,6 +20,8 @@ pub struct ApiKey {
     pub routes: Vec<String>,
     /// Models it may ask for (globs; empty: all).
     pub models: Vec<Glob>,
+    /// The key's own budget, spent after the key is accepted.
+    pub limit: Option<RateLimit>,
 }
 
 pub struct ApiKeys {
@@ -59,14 +62,73 @@ impl Filter for ApiKeys {
     }
 
     fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+        match self.authenticate(ctx, head) {
+            Ok(Some(limit)) => limit.on_request(ctx, head),
+            Ok(None) => Flow::Continue,
+            Err(refusal) => refusal,
+        }
+    }
+
+    fn waits(&self) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.limit.as_ref().is_some_and(|l| l.waits()))
+    }
+
+    fn on_request_waiting<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx,
+        head: &'a mut request::Parts,
+    ) -> FilterFuture<'a> {
+        Box::pin(async move {
+            match self.authenticate(ctx, head) {
+                Ok(Some(limit)) if limit.waits() => limit.on_request_waiting(ctx, head).await,
+                Ok(Some(limit)) => limit.on_request(ctx, head),
+                Ok(None) => Flow::Continue,
+                Err(refusal) => refusal,
+            }
+        })
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, head: &mut http::response::Parts) {
+        if let Some(limit) = self.limit_of(ctx) {
+            limit.on_response(ctx, head);
+        }
+    }
+
+    fn wants_done(&self) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.limit.as_ref().is_some_and(|l| l.wants_done()))
+    }
+
+    fn on_done(&self, ctx: &RequestCtx) {
+        if let Some(limit) = self.limit_of(ctx) {
+            limit.on_done(ctx);
+        }
+    }
+}
+
+impl ApiKeys {
+    fn limit_of(&self, ctx: &RequestCtx) -> Option<&RateLimit> {
+        let name = ctx.key_name.as_deref()?;
+        self.keys.iter().find(|k| k.name == name)?.limit.as_ref()
+    }
+
+    /// Checks the key; on success names it in `ctx` and gives its own limiter, if any.
+    fn authenticate(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &request::Parts,
+    ) -> Result<Option<&RateLimit>, Flow> {
         let Some(key) = presented(head) else {
-            return self.recorder.refuse(
+            return Err(self.recorder.refuse(
                 ctx,
                 "api_key missing",
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "an API key is required (Authorization: Bearer KEY or x-api-key)",
-            );
+            ));
         };
         let digest = hash_key(&key);
         // Compare every stored hash in full: no early exit on the first differing byte.
@@ -79,23 +141,23 @@ impl Filter for ApiKeys {
                     == 0
         });
         let Some(found) = found else {
-            return self.recorder.refuse(
+            return Err(self.recorder.refuse(
                 ctx,
                 "api_key unknown",
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "unknown API key",
-            );
+            ));
         };
         if !found.routes.is_empty() && !found.routes.iter().any(|r| *r == *ctx.route) {
             let message = format!("key {:?} may not use route {:?}", found.name, ctx.route);
-            return self.recorder.refuse(
+            return Err(self.recorder.refuse(
                 ctx,
                 &format!("api_key {} route", found.name),
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 &message,
-            );
+            ));
         }
         if !found.models.is_empty() {
             let allowed = ctx
@@ -108,16 +170,16 @@ impl Filter for ApiKeys {
                     found.name,
                     ctx.model.as_deref().unwrap_or("")
                 );
-                return self.recorder.refuse(
+                return Err(self.recorder.refuse(
                     ctx,
                     &format!("api_key {} model", found.name),
                     StatusCode::FORBIDDEN,
                     "forbidden",
                     &message,
-                );
+                ));
             }
         }
         ctx.key_name = Some(found.name.clone());
-        Flow::Continue
+        Ok(found.limit.as_ref())
     }
 }
