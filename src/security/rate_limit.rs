@@ -50,7 +50,9 @@ pub struct Standing {
 
 impl Gcra {
     pub fn new(limit: u64, period: Duration) -> Self {
-        let emission = period / limit.max(1) as u32;
+        // In nanoseconds: a huge limit must not truncate to a zero divisor.
+        let emission =
+            Duration::from_nanos((period.as_nanos() / u128::from(limit.max(1))).max(1) as u64);
         Gcra {
             limit,
             period,
