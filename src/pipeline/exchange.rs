@@ -14,17 +14,19 @@ use tokio::time::Instant;
 use super::RequestCtx;
 use crate::llm::UsageScanner;
 use crate::routing::{Route, Target};
-use crate::telemetry::access_log::{Field, JsonLine, now_rfc3339};
+use crate::telemetry::access_log::{Field, JsonLine};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
 
 /// Request facts kept only for the access log (nothing is copied when it is off).
+/// Kept as the request's own values (cheap clones of shared buffers), formatted only
+/// when the line is written.
 pub struct LogFacts {
-    pub client_ip: String,
-    pub method: String,
-    pub path: String,
+    pub client_ip: std::net::IpAddr,
+    pub method: http::Method,
+    pub uri: http::Uri,
     pub protocol: &'static str,
-    pub user_agent: Option<String>,
+    pub user_agent: Option<HeaderValue>,
 }
 
 pub struct Exchange {
@@ -211,23 +213,29 @@ impl Exchange {
         ttft: Option<Duration>,
         usage: crate::llm::Usage,
     ) -> String {
-        let millis = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let route = self.route.as_ref();
         let facts = self.log.as_ref();
         let mut line = JsonLine::default();
         for field in fields {
             let name = field.name();
             match field {
-                Field::Time => line.string(name, Some(&now_rfc3339())),
+                Field::Time => line.time(name),
                 Field::RequestId => {
                     line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))
                 }
                 Field::TraceId => {
                     line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str()))
                 }
-                Field::ClientIp => line.string(name, facts.map(|f| f.client_ip.as_str())),
+                Field::ClientIp => line.display(name, facts.map(|f| f.client_ip)),
                 Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
-                Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
+                Field::Path => line.string(
+                    name,
+                    facts.map(|f| {
+                        f.uri
+                            .path_and_query()
+                            .map_or(f.uri.path(), |pq| pq.as_str())
+                    }),
+                ),
                 Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
                 Field::Route => line.string(name, route.map(|r| &*r.name)),
                 Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),
@@ -242,14 +250,20 @@ impl Exchange {
                 ),
                 Field::BytesIn => line.number(name, Some(self.bytes_in.get())),
                 Field::BytesOut => line.number(name, Some(self.bytes_out)),
-                Field::DurationMs => line.number(name, Some(millis(duration))),
-                Field::TtfbMs => line.number(name, ttfb.map(millis)),
-                Field::TtftMs => line.number(name, ttft.map(millis)),
+                Field::DurationMs => line.millis(name, Some(duration)),
+                Field::TtfbMs => line.millis(name, ttfb),
+                Field::TtftMs => line.millis(name, ttft),
                 Field::PromptTokens => line.number(name, usage.prompt),
                 Field::CompletionTokens => line.number(name, usage.completion),
                 Field::Retries => line.number(name, Some(self.retries)),
                 Field::ApiKey => line.string(name, self.key_name.as_deref()),
-                Field::UserAgent => line.string(name, facts.and_then(|f| f.user_agent.as_deref())),
+                Field::UserAgent => line.string(
+                    name,
+                    facts
+                        .and_then(|f| f.user_agent.as_ref())
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                        .as_deref(),
+                ),
             }
         }
         line.finish()

@@ -92,21 +92,15 @@ fn log_facts(
         .map(|l| l.trusted_proxies.as_slice())
         .unwrap_or(&[]);
     LogFacts {
-        client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted).to_string(),
-        method: request.method().to_string(),
-        path: request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string()),
+        client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted),
+        method: request.method().clone(),
+        uri: request.uri().clone(),
         protocol: match request.version() {
             http::Version::HTTP_2 => "HTTP/2",
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         },
-        user_agent: request
-            .headers()
-            .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        user_agent: request.headers().get(header::USER_AGENT).cloned(),
     }
 }
 

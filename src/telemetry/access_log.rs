@@ -265,6 +265,61 @@ impl JsonLine {
         }
     }
 
+    /// Any value written with `Display` as a JSON string.
+    pub fn display(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
+        use std::fmt::Write as _;
+        self.key(key);
+        match value {
+            Some(value) => {
+                self.text.push('"');
+                let _ = write!(self.text, "{value}");
+                self.text.push('"');
+            }
+            None => self.text.push_str("null"),
+        }
+    }
+
+    /// A duration in milliseconds with three decimals (microsecond resolution),
+    /// formatted with integer arithmetic: no float formatting on the request path.
+    pub fn millis(&mut self, key: &str, value: Option<std::time::Duration>) {
+        self.key(key);
+        let Some(value) = value else {
+            self.text.push_str("null");
+            return;
+        };
+        let micros = value.as_micros().min(u128::from(u64::MAX)) as u64;
+        push_integer(&mut self.text, micros / 1000);
+        let fraction = micros % 1000;
+        self.text.push('.');
+        self.text.push(char::from(b'0' + (fraction / 100) as u8));
+        self.text
+            .push(char::from(b'0' + (fraction / 10 % 10) as u8));
+        self.text.push(char::from(b'0' + (fraction % 10) as u8));
+    }
+
+    /// The current time as RFC 3339 with milliseconds; the date-and-seconds part is
+    /// formatted once per second per thread.
+    pub fn time(&mut self, key: &str) {
+        self.key(key);
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        SECOND.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.0 != since_epoch.as_secs() || cache.1.is_empty() {
+                *cache = (since_epoch.as_secs(), format_second(since_epoch.as_secs()));
+            }
+            self.text.push('"');
+            self.text.push_str(&cache.1);
+        });
+        let millis = since_epoch.subsec_millis();
+        self.text.push('.');
+        self.text.push(char::from(b'0' + (millis / 100) as u8));
+        self.text.push(char::from(b'0' + (millis / 10 % 10) as u8));
+        self.text.push(char::from(b'0' + (millis % 10) as u8));
+        self.text.push_str("Z\"");
+    }
+
     pub fn finish(mut self) -> String {
         if self.text.is_empty() {
             self.text.push('{');
@@ -293,12 +348,39 @@ fn escape_into(out: &mut String, value: &str) {
     out.push('"');
 }
 
+thread_local! {
+    /// (second, "YYYY-MM-DDTHH:MM:SS") of the last line written on this thread.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+fn push_integer(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or("0"));
+}
+
 /// RFC 3339 UTC time with milliseconds, from the system clock.
 pub fn now_rfc3339() -> String {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let seconds = since_epoch.as_secs();
+    format!(
+        "{}.{:03}Z",
+        format_second(since_epoch.as_secs()),
+        since_epoch.subsec_millis()
+    )
+}
+
+/// "YYYY-MM-DDTHH:MM:SS" (UTC) of a Unix second.
+fn format_second(seconds: u64) -> String {
     let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -311,11 +393,10 @@ pub fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rest / 3600,
         rest % 3600 / 60,
-        rest % 60,
-        since_epoch.subsec_millis()
+        rest % 60
     )
 }
 
@@ -336,6 +417,22 @@ mod tests {
         assert_eq!(value["path"], "/a\"b\\c\n\u{1}é");
         assert_eq!(value["status"], 200);
         assert!(value["endpoint"].is_null());
+    }
+
+    #[test]
+    fn numbers_and_time_in_lines() {
+        let mut line = JsonLine::default();
+        line.millis("a", Some(std::time::Duration::from_micros(1_234_567)));
+        line.millis("b", Some(std::time::Duration::from_micros(5)));
+        line.millis("c", None);
+        line.time("t");
+        line.display("ip", Some(std::net::IpAddr::from([10, 0, 0, 1])));
+        let value: serde_json::Value = serde_json::from_str(&line.finish()).unwrap();
+        assert_eq!(value["a"].as_f64(), Some(1234.567));
+        assert_eq!(value["b"].as_f64(), Some(0.005));
+        assert!(value["c"].is_null());
+        assert_eq!(value["t"].as_str().unwrap().len(), 24);
+        assert_eq!(value["ip"], "10.0.0.1");
     }
 
     #[test]
