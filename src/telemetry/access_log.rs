@@ -332,6 +332,12 @@ impl JsonLine {
 fn escape_into(out: &mut String, value: &str) {
     use std::fmt::Write as _;
     out.push('"');
+    // Most values (paths, ids, names) need no escaping: copy them whole.
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),
