@@ -18,6 +18,7 @@ pub mod balance;
 pub mod canary;
 pub mod config;
 pub mod demo;
+pub mod egress;
 pub mod llm;
 pub mod pipeline;
 pub mod routing;

@@ -38,6 +38,8 @@ pub struct ListenerPlan {
     pub max_request_head_bytes: Option<usize>,
     pub max_connections_per_client: Option<u32>,
     pub routes: RouteTable,
+    /// Set for `[[egress]]` listeners: a forward proxy instead of routes.
+    pub egress: Option<Arc<crate::egress::EgressPlan>>,
 }
 
 impl Plan {

@@ -21,6 +21,9 @@ pub struct ConfigSpec {
     pub access_log: Option<AccessLogSpec>,
     #[serde(default)]
     pub listeners: Vec<ListenerSpec>,
+    /// Forward (egress) proxy listeners.
+    #[serde(default)]
+    pub egress: Vec<EgressSpec>,
     #[serde(default)]
     pub pools: Vec<PoolSpec>,
     #[serde(default)]
@@ -511,4 +514,27 @@ pub struct TimeoutsSpec {
     /// For event streams: longest wait for the first event; on expiry the request is
     /// sent to another endpoint (nothing has reached the client yet).
     pub first_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSpec {
+    pub name: String,
+    pub bind: String,
+    /// Where requests leave from; only `{ url = "direct" }` is built so far.
+    #[serde(default)]
+    pub exits: Vec<ExitSpec>,
+    /// Destinations allowed: host globs (`*.example.org`) and CIDRs. Loopback, private
+    /// and link-local ranges are refused unless listed here.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitSpec {
+    pub url: String,
+    pub region: Option<String>,
 }

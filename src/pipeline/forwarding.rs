@@ -50,7 +50,7 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
 /// `Connection: upgrade` and `Upgrade` are kept (the endpoint must see them).
 /// One pass over the names finds which are present; only those are removed, so the
 /// common case (none, or just `Connection: keep-alive`) costs no hashing beyond that.
-fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let present = headers
         .keys()
         .fold(0, |bits, name| bits | hop_by_hop_bit(name));

@@ -44,6 +44,9 @@ pub async fn handle(
         downstream.accepted_under.clone()
     };
     let listener = plan.listener(&downstream.listener);
+    if let Some(egress) = listener.and_then(|l| l.egress.as_ref()) {
+        return Ok(crate::egress::handle(request, egress).await);
+    }
     let log = gateway
         .telemetry
         .access_log

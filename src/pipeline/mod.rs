@@ -12,7 +12,7 @@ mod attempts;
 mod body;
 mod error;
 mod exchange;
-mod forwarding;
+pub(crate) mod forwarding;
 pub mod handler;
 mod header_rules;
 mod versioning;
