@@ -205,10 +205,10 @@ fn compile_egress(spec: &ConfigSpec, errors: &mut Errors) -> Vec<(ListenerPlan, 
             max_request_head_bytes: None,
             max_connections_per_client: None,
             routes: RouteTable::default(),
-            egress: Some(Arc::new(crate::egress::EgressPlan {
-                name: egress.name.clone(),
+            egress: Some(Arc::new(crate::egress::EgressPlan::new(
+                egress.name.clone(),
                 destinations,
-            })),
+            ))),
         };
         out.push((plan, Vec::new()));
     }

@@ -21,7 +21,10 @@ pub use destinations::{Destinations, Refusal, Rule, SPECIAL_RANGES};
 
 use crate::pipeline::forwarding::strip_hop_by_hop;
 use crate::pipeline::{ProxyBody, UpstreamStream, json_error};
-use crate::upstream::UpstreamBody;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::upstream::{Endpoint, SendError, UpstreamBody, UpstreamClient, UpstreamUrl};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +32,45 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EgressPlan {
     pub name: String,
     pub destinations: Destinations,
+    /// Connections to sites, reused across requests (the gateway's own client).
+    pub client: UpstreamClient,
+    sites: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
+}
+
+/// Sites whose idle connections are kept, at most; beyond, the table starts afresh.
+const MAX_SITES: usize = 4096;
+
+impl EgressPlan {
+    pub fn new(name: String, destinations: Destinations) -> Self {
+        let client = UpstreamClient::new(
+            crate::config::spec::ProtocolSpec::Http1,
+            None,
+            None,
+            &Default::default(),
+        );
+        EgressPlan {
+            name,
+            destinations,
+            client,
+            sites: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The endpoint (with its idle connections) for a resolved site address.
+    fn site(&self, address: SocketAddr) -> Arc<Endpoint> {
+        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(site) = sites.get(&address) {
+            return site.clone();
+        }
+        if sites.len() >= MAX_SITES {
+            sites.clear();
+        }
+        let url = format!("http://{address}");
+        let target = UpstreamUrl::parse(&url).expect("a socket address makes a valid URL");
+        let site = Arc::new(Endpoint::new(&url, target, 1, Arc::default()));
+        sites.insert(address, site.clone());
+        site
+    }
 }
 
 /// An error Junction makes itself, with its RFC 9209 error type.
@@ -183,7 +225,6 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
     let (host, port) = destination(request.uri(), false)?;
     let address = resolve(plan, &host, port).await?;
-    let site = connect(address, &host).await?;
     let (mut head, body) = request.into_parts();
     strip_hop_by_hop(&mut head.headers, false);
     head.headers.remove(header::PROXY_AUTHORIZATION);
@@ -203,31 +244,35 @@ async fn forward(
         .map(|pq| Uri::from(pq.clone()))
         .unwrap_or_else(|| Uri::from_static("/"));
     head.version = http::Version::HTTP_11;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(site))
+    let site = plan.site(address);
+    let sent = plan
+        .client
+        .send(
+            &site,
+            Request::from_parts(head, ProxyBody::Incoming(body)),
+            CONNECT_TIMEOUT,
+        )
         .await
-        .map_err(|e| {
-            ProxyStatus::new(
+        .map_err(|e| match e {
+            SendError::Connect { .. } => ProxyStatus::new(
                 StatusCode::BAD_GATEWAY,
-                "http_protocol_error",
+                "connection_refused",
                 format!("{host}: {e}"),
-            )
-        })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response = sender
-        .send_request(Request::from_parts(head, ProxyBody::Incoming(body)))
-        .await
-        .map_err(|e| {
-            ProxyStatus::new(
+            ),
+            SendError::ConnectTimeout { .. } => ProxyStatus::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "connection_timeout",
+                format!("{host}: {e}"),
+            ),
+            _ => ProxyStatus::new(
                 StatusCode::BAD_GATEWAY,
                 "http_response_incomplete",
                 format!("{host}: {e}"),
-            )
+            ),
         })?;
-    let (mut head, body) = response.into_parts();
+    let (mut head, body) = UpstreamBody::new(sent);
     strip_hop_by_hop(&mut head.headers, false);
-    let stream = UpstreamStream::new(UpstreamBody::from_incoming(body), None, false, None, None);
+    let stream = UpstreamStream::new(body, None, false, None, None);
     Ok(Response::from_parts(
         head,
         ProxyBody::Upstream(Box::new(stream)),
