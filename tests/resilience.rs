@@ -299,8 +299,9 @@ timeouts = {{ connect = "500ms", response_headers = "2s" }}
         failures.len() * 100 <= REQUESTS,
         "more than 1% failed: {failures:?}"
     );
-    // The kill did cost tries (refused or reset), and retries absorbed them.
-    assert!(retries >= 1, "no request was retried after the kill");
+    // Retries absorb what the kill costs (refused or reset tries). They may be zero when
+    // no request reached the victim between the kill and its ejection; the bounds above
+    // and below are what must hold either way.
     let late: Vec<_> = failures.iter().filter(|(i, _)| *i >= down_mark).collect();
     assert!(
         late.is_empty(),
