@@ -146,3 +146,42 @@ async fn connect_to_a_refused_destination_opens_nothing() {
     );
     assert_eq!(site.requests(), 0);
 }
+
+/// The scraper's own code, unchanged but for one proxy URL: Python `requests` through
+/// Junction (scripts/test installs `requests`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_requests_uses_the_proxy_unchanged() {
+    let site = TestUpstream::named("site").start().await;
+    let proxy = TestProxy::from_toml(&config("\"127.0.0.1/32\""))
+        .start()
+        .await;
+    let script = format!(
+        r#"
+import requests
+proxies = {{"http": "http://{proxy}", "https": "http://{proxy}"}}
+reply = requests.get("{site}/from-python?q=1", proxies=proxies, timeout=10)
+assert reply.status_code == 200, reply.status_code
+assert reply.headers["x-upstream"] == "site"
+assert reply.json()["uri"] == "/from-python?q=1"
+refused = requests.get("http://169.254.169.254/latest/meta-data/", proxies=proxies, timeout=10)
+assert refused.status_code == 403, refused.status_code
+assert refused.headers["proxy-status"].startswith("junction; error=destination_ip_prohibited")
+print("ok")
+"#,
+        proxy = proxy.addr("scraper"),
+        site = site.url()
+    );
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
