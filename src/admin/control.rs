@@ -97,12 +97,7 @@ fn authorise(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let matches = presented.is_some_and(|token| {
-        token.len() == expected.len()
-            && token
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        crate::security::constant_time_eq(token.as_bytes(), expected.as_bytes())
     });
     if matches {
         Ok(())

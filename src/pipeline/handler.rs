@@ -331,15 +331,7 @@ fn new_ctx(
 }
 
 fn wants_model_lookup(head: &http::request::Parts) -> bool {
-    head.method == Method::POST
-        && head
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let essence = ct.split(';').next().unwrap_or("").trim();
-                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
-            })
+    head.method == Method::POST && ReplyKind::of(&head.headers) == ReplyKind::Json
 }
 
 async fn read_body(
@@ -366,7 +358,7 @@ async fn read_body(
     }
 }
 
-fn affinity_hash(
+pub(super) fn affinity_hash(
     key: &HashKey,
     head: &http::request::Parts,
     downstream: &Downstream,

@@ -13,7 +13,7 @@ use super::forwarding;
 use crate::balance::{SplitMix, stable_hash};
 use crate::config::ListenerPlan;
 use crate::routing::Route;
-use crate::upstream::{HashKey, UpstreamBody};
+use crate::upstream::UpstreamBody;
 
 pub static X_JUNCTION_VERSION: HeaderName = HeaderName::from_static("x-junction-version");
 pub static X_JUNCTION_ADMIN_TOKEN: HeaderName = HeaderName::from_static("x-junction-admin-token");
@@ -52,9 +52,9 @@ pub fn choose_target(
         let trusted = route.override_from.iter().any(|net| net.contains(&client));
         let admin = token.is_some_and(|token| {
             let plan = downstream.gateway.plan();
-            plan.admin_token
-                .as_deref()
-                .is_some_and(|expected| constant_time_eq(expected.as_bytes(), token.as_bytes()))
+            plan.admin_token.as_deref().is_some_and(|expected| {
+                crate::security::constant_time_eq(expected.as_bytes(), token.as_bytes())
+            })
         });
         if trusted || admin {
             if let Some(i) = route.targets.iter().position(|t| {
@@ -71,7 +71,7 @@ pub fn choose_target(
     let mut key = route
         .sticky
         .as_ref()
-        .and_then(|sticky| sticky_key(sticky, head, downstream, listener));
+        .and_then(|sticky| super::handler::affinity_hash(sticky, head, downstream, listener));
     if key.is_none() {
         if let Some(cookie) = &route.set_cookie {
             // A new browser: give it an id to keep from now on.
@@ -84,32 +84,6 @@ pub fn choose_target(
     }
     choice.target = control.split.pick(key).unwrap_or(0);
     choice
-}
-
-fn sticky_key(
-    key: &HashKey,
-    head: &request::Parts,
-    downstream: &Downstream,
-    listener: &ListenerPlan,
-) -> Option<u64> {
-    match key {
-        HashKey::Header(name) => head.headers.get(name).map(|v| stable_hash(v.as_bytes())),
-        HashKey::Cookie(name) => {
-            super::handler::cookie(&head.headers, name).map(|v| stable_hash(v.as_bytes()))
-        }
-        HashKey::ClientIp => {
-            let ip = super::client_ip(
-                &head.headers,
-                downstream.peer.ip(),
-                &listener.trusted_proxies,
-            );
-            Some(stable_hash(ip.to_string().as_bytes()))
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Sends a copy of the request to the route's mirror pool on its own task; its answer

@@ -132,14 +132,10 @@ impl ApiKeys {
         };
         let digest = hash_key(&key);
         // Compare every stored hash in full: no early exit on the first differing byte.
-        let found = self.keys.iter().find(|k| {
-            k.sha256.len() == digest.len()
-                && k.sha256
-                    .bytes()
-                    .zip(digest.bytes())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
-        });
+        let found = self
+            .keys
+            .iter()
+            .find(|k| super::constant_time_eq(k.sha256.as_bytes(), digest.as_bytes()));
         let Some(found) = found else {
             return Err(self.recorder.refuse(
                 ctx,

@@ -21,6 +21,12 @@ pub use keys::{ApiKey, ApiKeys, hash_key};
 use crate::pipeline::{Flow, RequestCtx, json_error};
 use crate::telemetry::Telemetry;
 
+/// Compares secrets without stopping at the first differing byte, so the time taken
+/// does not tell an attacker how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// What security filters need besides the request: where to count and record decisions.
 #[derive(Clone)]
 pub struct Recorder {
