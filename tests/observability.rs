@@ -11,18 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use junction::demo::mock::{MockModelServer, MockOptions, prompt_tokens, reply_words};
+use support::parse_metrics;
 use support::{TestProxy, TestUpstream, client, listeners_toml, upstream::reply};
-
-/// `name{labels}` → value, from the Prometheus text format.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 async fn metrics(proxy: &support::proxy::RunningProxy) -> (String, HashMap<String, f64>) {
     let text = client()

@@ -4,7 +4,6 @@ mod support;
 // cut or stall their streams, or are read slowly; retries absorb what is safe to send
 // again, within their budget, and every failure reaches the client in a defined shape.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use futures_util::{Stream, StreamExt};
 use http::{Response, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
+use support::parse_metrics;
 use support::sse::{ChannelBody, SseReader, event_stream};
 use support::upstream::{RunningUpstream, reply};
 use support::{JunctionProcess, TestProxy, TestUpstream, client, listeners_toml};
@@ -60,17 +60,6 @@ fn error_event(event: &str) -> serde_json::Value {
         .strip_prefix("event: error\ndata: ")
         .unwrap_or_else(|| panic!("expected an `event: error`, got {event:?}"));
     serde_json::from_str(data).expect("JSON data in the error event")
-}
-
-/// `name{labels}` → value, from the Prometheus text format.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// `junction_retries_total` of one route (its series, whatever the other labels).

@@ -18,6 +18,17 @@ pub use process::JunctionProcess;
 pub use proxy::TestProxy;
 pub use upstream::{TestUpstream, UpstreamReply};
 
+/// `name{labels}` → value, from the Prometheus text format.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A reqwest client that never uses a system proxy and keeps connections alive.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
