@@ -60,7 +60,12 @@ pub fn compile(
         &mut errors,
     );
 
-    listeners.extend(compile_egress(&spec, &mut errors));
+    listeners.extend(super::egress::compile_egress(
+        &spec,
+        base,
+        context,
+        &mut errors,
+    ));
     if spec.listeners.is_empty() && spec.egress.is_empty() {
         errors.push((
             "listeners".into(),
@@ -165,54 +170,6 @@ fn compile_access_log(
         fields,
         queue: spec.queue.unwrap_or(DEFAULT_ACCESS_LOG_QUEUE),
     })
-}
-
-/// `[[egress]]` entries, as listeners without routes.
-fn compile_egress(spec: &ConfigSpec, errors: &mut Errors) -> Vec<(ListenerPlan, Vec<Arc<Route>>)> {
-    let mut out = Vec::new();
-    for (i, egress) in spec.egress.iter().enumerate() {
-        let path = format!("egress[{i}]");
-        if spec.listeners.iter().any(|l| l.name == egress.name)
-            || spec.egress[..i].iter().any(|e| e.name == egress.name)
-        {
-            errors.push((
-                format!("{path}.name"),
-                format!("duplicate listener name {:?}", egress.name),
-            ));
-        }
-        let bind = parse_addr(&egress.bind, &format!("{path}.bind"), errors);
-        for (j, exit) in egress.exits.iter().enumerate() {
-            if exit.url != "direct" {
-                errors.push((format!("{path}.exits[{j}].url"), format!("{:?}: only \"direct\" exits are built so far (HTTP and SOCKS5 exit proxies are not)", exit.url)));
-            }
-        }
-        let rules = |items: &[String]| {
-            items
-                .iter()
-                .map(|text| crate::egress::Rule::parse(text))
-                .collect()
-        };
-        let destinations =
-            crate::egress::Destinations::new(rules(&egress.allow), rules(&egress.deny));
-        let Some(bind) = bind else { continue };
-        let plan = ListenerPlan {
-            name: egress.name.as_str().into(),
-            bind,
-            tls: None,
-            trusted_proxies: Vec::new(),
-            model_body_limit: DEFAULT_MODEL_BODY_LIMIT,
-            header_read_timeout: Duration::from_secs(30),
-            max_request_head_bytes: None,
-            max_connections_per_client: None,
-            routes: RouteTable::default(),
-            egress: Some(Arc::new(crate::egress::EgressPlan::new(
-                egress.name.clone(),
-                destinations,
-            ))),
-        };
-        out.push((plan, Vec::new()));
-    }
-    out
 }
 
 pub(super) fn parse_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {

@@ -4,6 +4,7 @@
 //! that the server swaps in atomically.
 
 mod compile;
+mod egress;
 mod locate;
 mod plan;
 mod pools;

@@ -521,15 +521,57 @@ pub struct TimeoutsSpec {
 pub struct EgressSpec {
     pub name: String,
     pub bind: String,
-    /// Where requests leave from; only `{ url = "direct" }` is built so far.
+    /// Where requests leave from: `direct`, `http://[user:pass@]host:port`,
+    /// `https://...` (TLS to the exit proxy) or `socks5://[user:pass@]host:port`.
     #[serde(default)]
     pub exits: Vec<ExitSpec>,
+    /// More exits, one URL per line with optional `region=xx` and `name=yy`; re-read
+    /// when the file changes.
+    pub exits_file: Option<String>,
+    /// How often `exits_file` is checked for changes (default 2s).
+    pub exits_file_poll: Option<String>,
+    /// CA certificates (PEM) trusted for `https://` exit proxies, besides the system's.
+    pub exits_ca_file: Option<String>,
+    /// round_robin | random | least_used | sticky_host | sticky_session.
+    pub rotation: Option<String>,
+    /// A session unused this long forgets its exit (default 10m).
+    pub session_idle: Option<String>,
     /// Destinations allowed: host globs (`*.example.org`) and CIDRs. Loopback, private
     /// and link-local ranges are refused unless listed here.
     #[serde(default)]
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Clients that may use the proxy (`Proxy-Authorization: Basic`); empty: anyone.
+    #[serde(default)]
+    pub users: Vec<EgressUserSpec>,
+    /// Requests per target host, e.g. `"2/s"`, `"30/m"`, `"1/5s"`.
+    pub per_host_rate: Option<String>,
+    /// Requests (and tunnels) open at once per target host.
+    pub per_host_concurrency: Option<u32>,
+    /// Requests that may wait for their turn per host (default 64); beyond, 503.
+    pub per_host_queue: Option<usize>,
+    /// Longest wait for a turn (default 30s); a request that would wait longer gets 503.
+    pub per_host_wait: Option<String>,
+    /// Per-host overrides of the rate and concurrency, first matching glob wins.
+    #[serde(default)]
+    pub hosts: Vec<EgressHostSpec>,
+    /// Fetch and obey robots.txt for plain-HTTP requests.
+    #[serde(default)]
+    pub respect_robots: bool,
+    /// The product token matched against robots.txt groups (default "junction").
+    pub robots_user_agent: Option<String>,
+    pub ban: Option<BanSpec>,
+    /// Exits tried per request, the first included (default 3).
+    pub attempts: Option<u32>,
+    /// CONNECT tunnels one client address may hold open (default 256).
+    pub max_tunnels_per_client: Option<u32>,
+    /// A tunnel or kept-alive client connection idle this long is closed (default 5m).
+    pub idle_timeout: Option<String>,
+    /// Connecting to an exit or a site, handshakes included (default 10s).
+    pub connect_timeout: Option<String>,
+    /// How often an unreachable exit is probed until it answers again (default 5s).
+    pub probe_interval: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -537,4 +579,42 @@ pub struct EgressSpec {
 pub struct ExitSpec {
     pub url: String,
     pub region: Option<String>,
+    /// The exit's name in metrics and logs (default: host:port, or "direct").
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressUserSpec {
+    pub name: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// `sha256:<hex>` of the password (`junction key hash`).
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressHostSpec {
+    /// Host glob, e.g. `"*.example.org"`.
+    pub host: String,
+    pub rate: Option<String>,
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanSpec {
+    /// Response statuses that mean the exit is banned by the site.
+    #[serde(default)]
+    pub status: Vec<u16>,
+    /// Case-insensitive text in the start of a response body that means the same.
+    #[serde(default)]
+    pub body: Vec<String>,
+    /// First cooldown of an exit for a host (default 60s); doubles with each ban.
+    pub cooldown: Option<String>,
+    /// Longest cooldown (default 1h).
+    pub max_cooldown: Option<String>,
+    /// Response body bytes scanned for `body` patterns (default 64KiB).
+    pub scan_bytes: Option<String>,
 }

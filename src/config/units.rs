@@ -82,6 +82,43 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
+/// Parses a rate: `"2/s"`, `"30/m"`, `"100/h"`, `"1/5s"`, `"3/500ms"` into (requests, period).
+pub fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let text = text.trim();
+    let Some((count, period)) = text.split_once('/') else {
+        return Err(format!(
+            "invalid rate {text:?}: expected requests per period, e.g. \"2/s\" or \"1/5s\""
+        ));
+    };
+    let count = count.trim();
+    let requests: u32 = count.parse().map_err(|_| {
+        format!("invalid rate {text:?}: {count:?} is not a whole number of requests, e.g. \"30/m\"")
+    })?;
+    if requests == 0 {
+        return Err(format!(
+            "invalid rate {text:?}: needs at least 1 request per period, e.g. \"1/5s\""
+        ));
+    }
+    let period = period.trim();
+    // A bare unit means one of it ("30/m" is per minute), which parse_duration would
+    // reject for lacking a number.
+    let period = match period {
+        "ms" | "s" | "m" | "h" => parse_duration(&format!("1{period}")),
+        _ => parse_duration(period),
+    }
+    .map_err(|reason| {
+        format!(
+            "invalid rate {text:?}: bad period ({reason}); expected e.g. \"2/s\" or \"3/500ms\""
+        )
+    })?;
+    if period.is_zero() {
+        return Err(format!(
+            "invalid rate {text:?}: the period must be longer than zero, e.g. \"1/5s\""
+        ));
+    }
+    Ok((requests, period))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +142,48 @@ mod tests {
         assert_eq!(parse_byte_size("10KB").unwrap(), 10_000);
         assert!(parse_byte_size("1XB").is_err());
         assert!(parse_byte_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2/s").unwrap(), (2, Duration::from_secs(1)));
+        assert_eq!(parse_rate("30/m").unwrap(), (30, Duration::from_secs(60)));
+        assert_eq!(
+            parse_rate("100/h").unwrap(),
+            (100, Duration::from_secs(3600))
+        );
+        assert_eq!(parse_rate("1/5s").unwrap(), (1, Duration::from_secs(5)));
+        assert_eq!(
+            parse_rate("3/500ms").unwrap(),
+            (3, Duration::from_millis(500))
+        );
+        assert_eq!(parse_rate("10/ms").unwrap(), (10, Duration::from_millis(1)));
+        assert_eq!(
+            parse_rate(" 5 / 1m30s ").unwrap(),
+            (5, Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn bad_rates_name_the_text_and_an_example() {
+        for bad in [
+            "",
+            "2",
+            "/s",
+            "0/s",
+            "-1/s",
+            "1.5/s",
+            "x/s",
+            "2/",
+            "2/x",
+            "2/0s",
+            "2/5",
+            "2/s/s",
+            "99999999999/s",
+        ] {
+            let error = parse_rate(bad).expect_err(bad);
+            assert!(error.contains(&format!("{:?}", bad.trim())), "{error}");
+            assert!(error.contains("e.g."), "{error}");
+        }
     }
 }

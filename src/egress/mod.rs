@@ -1,91 +1,271 @@
 //! The egress (forward) proxy for data collection: clients send absolute-form requests
 //! (`GET http://site/path`) or open `CONNECT` tunnels (HTTPS stays end to end), and
-//! Junction checks the destination before opening anything. Errors Junction makes carry
-//! an RFC 9209 `Proxy-Status` header, so a scraper can tell them from a site's own.
-//!
-//! Built so far: direct exits, destination allow/deny with special ranges refused by
-//! default. Not yet: upstream proxy exits (HTTP, SOCKS5), rotation, regions, sessions,
-//! politeness, ban detection, client auth (issue #7).
+//! Junction picks an exit (direct, HTTP(S) or SOCKS5 proxy) by region, session and
+//! rotation, keeps to each site's politeness limits, and routes around exits a site
+//! has banned. Errors Junction makes carry an RFC 9209 `Proxy-Status` header.
 
+pub mod bans;
+pub mod client_auth;
 mod destinations;
+pub mod dial;
+pub mod exits;
+mod forward;
+pub mod politeness;
+mod record;
+pub mod robots;
+pub mod rotation;
+pub mod tunnel;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 pub use destinations::{Destinations, Refusal, Rule, SPECIAL_RANGES};
 
-use crate::pipeline::forwarding::strip_hop_by_hop;
-use crate::pipeline::{ProxyBody, UpstreamStream, json_error};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use self::bans::BanRules;
+use self::client_auth::{ClientChoice, Users, client_choice};
+use self::dial::{DialError, open_tunnel};
+use self::exits::{Exit, ExitKind, ExitSource, parse_exits_file};
+use self::politeness::{HostPermit, Politeness};
+use self::record::Record;
+use self::robots::RobotsCache;
+use self::rotation::{Ask, Rotator};
+use self::tunnel::{TunnelBytes, TunnelCounts};
+use crate::pipeline::{ProxyBody, json_error};
+use crate::telemetry::{EgressOutcome, EgressRefusals, Telemetry};
 
-use crate::upstream::{Endpoint, SendError, UpstreamBody, UpstreamClient, UpstreamUrl};
+pub static X_JUNCTION_EXIT: http::HeaderName = http::HeaderName::from_static("x-junction-exit");
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An exits file and how it is watched.
+pub struct ExitsFile {
+    pub path: PathBuf,
+    pub poll: Duration,
+    /// Modification time and length last read.
+    seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
+impl ExitsFile {
+    pub fn new(path: PathBuf, poll: Duration) -> Self {
+        ExitsFile {
+            path,
+            poll,
+            seen: Mutex::new(None),
+        }
+    }
+
+    fn stamp(&self) -> Option<(SystemTime, u64)> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
+    /// Reads the file: its exits, or an error naming the line.
+    pub fn read(&self) -> Result<Vec<ExitSource>, String> {
+        let stamp = self.stamp();
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let exits = parse_exits_file(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
+        Ok(exits)
+    }
+
+    fn changed(&self) -> bool {
+        let seen = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.stamp() != seen
+    }
+}
+
+/// Timeouts and limits of an egress listener.
+pub struct EgressLimits {
+    pub attempts: u32,
+    pub max_tunnels_per_client: u32,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub probe_interval: Duration,
+}
 
 /// A compiled `[[egress]]` listener.
 pub struct EgressPlan {
-    pub name: String,
+    pub name: Arc<str>,
     pub destinations: Destinations,
-    /// Connections to sites, reused across requests (the gateway's own client).
-    pub client: UpstreamClient,
-    sites: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
+    exits: ArcSwap<Vec<Arc<Exit>>>,
+    /// Exits from the config; the exits file's come after them.
+    static_exits: Vec<ExitSource>,
+    exits_file: Option<ExitsFile>,
+    exit_tls: Option<Arc<rustls::ClientConfig>>,
+    rotator: Rotator,
+    users: Users,
+    politeness: Politeness,
+    robots: Option<RobotsCache>,
+    ban: BanRules,
+    limits: EgressLimits,
+    tunnels: Arc<TunnelCounts>,
+    refusals: Arc<EgressRefusals>,
+    telemetry: Arc<Telemetry>,
+    started: AtomicBool,
 }
 
-/// Sites whose idle connections are kept, at most; beyond, the table starts afresh.
-const MAX_SITES: usize = 4096;
+/// Everything an egress plan is built from (see `config::compile`).
+pub struct EgressParts {
+    pub name: Arc<str>,
+    pub destinations: Destinations,
+    pub exits: Vec<ExitSource>,
+    pub exits_file: Option<ExitsFile>,
+    pub exit_tls: Option<Arc<rustls::ClientConfig>>,
+    pub rotator: Rotator,
+    pub users: Users,
+    pub politeness: Politeness,
+    pub robots: Option<RobotsCache>,
+    pub ban: BanRules,
+    pub limits: EgressLimits,
+}
 
 impl EgressPlan {
-    pub fn new(name: String, destinations: Destinations) -> Self {
-        let client = UpstreamClient::new(
-            crate::config::spec::ProtocolSpec::Http1,
-            None,
-            None,
-            &Default::default(),
-        );
-        EgressPlan {
-            name,
-            destinations,
-            client,
-            sites: Mutex::new(HashMap::new()),
+    /// Builds the plan and its exits; errors name the exit (by its place in `exits`,
+    /// or the exits file line).
+    pub fn new(parts: EgressParts, telemetry: &Arc<Telemetry>) -> Result<Self, String> {
+        let mut sources = parts.exits.clone();
+        if let Some(file) = &parts.exits_file {
+            sources.extend(file.read()?);
+        }
+        let plan = EgressPlan {
+            refusals: telemetry.metrics.egress_refusals(&parts.name),
+            name: parts.name,
+            destinations: parts.destinations,
+            exits: ArcSwap::from_pointee(Vec::new()),
+            static_exits: parts.exits,
+            exits_file: parts.exits_file,
+            exit_tls: parts.exit_tls,
+            rotator: parts.rotator,
+            users: parts.users,
+            politeness: parts.politeness,
+            robots: parts.robots,
+            ban: parts.ban,
+            limits: parts.limits,
+            tunnels: Arc::default(),
+            telemetry: telemetry.clone(),
+            started: AtomicBool::new(false),
+        };
+        let exits = plan.build_exits(sources, &[])?;
+        if exits.is_empty() {
+            return Err(
+                "no exits: add exits = [{ url = \"direct\" }] to send requests from this host"
+                    .into(),
+            );
+        }
+        plan.exits.store(Arc::new(exits));
+        Ok(plan)
+    }
+
+    /// Exits for `sources`, keeping the state (health, cooldowns) of those unchanged.
+    fn build_exits(
+        &self,
+        sources: Vec<ExitSource>,
+        current: &[Arc<Exit>],
+    ) -> Result<Vec<Arc<Exit>>, String> {
+        let mut exits: Vec<Arc<Exit>> = Vec::with_capacity(sources.len());
+        for source in sources {
+            if let Some(same) = current.iter().find(|e| e.source == source) {
+                exits.push(same.clone());
+                continue;
+            }
+            let probe = Exit::new(source.clone(), self.exit_tls.clone(), Arc::default())?;
+            if exits.iter().any(|e| e.name == probe.name) {
+                return Err(format!(
+                    "two exits are named {:?}; give them distinct names (name = ...)",
+                    &*probe.name
+                ));
+            }
+            let counters =
+                self.telemetry
+                    .metrics
+                    .egress_exit(&self.name, &probe.name, probe.region_label());
+            exits.push(Exit::new(source, self.exit_tls.clone(), counters)?);
+        }
+        Ok(exits)
+    }
+
+    pub fn exits(&self) -> Arc<Vec<Arc<Exit>>> {
+        self.exits.load_full()
+    }
+
+    pub fn open_tunnels(&self) -> u64 {
+        self.tunnels.total()
+    }
+
+    /// Starts the exits-file watcher once; it ends when the plan is dropped.
+    pub fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Some(file) = &self.exits_file {
+            tokio::spawn(watch_exits_file(Arc::downgrade(self), file.poll));
         }
     }
 
-    /// The endpoint (with its idle connections) for a resolved site address.
-    fn site(&self, address: SocketAddr) -> Arc<Endpoint> {
-        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(site) = sites.get(&address) {
-            return site.clone();
+    fn reload_exits_file(&self) {
+        let Some(file) = &self.exits_file else { return };
+        if !file.changed() {
+            return;
         }
-        if sites.len() >= MAX_SITES {
-            sites.clear();
+        let read = file.read().and_then(|from_file| {
+            let mut sources = self.static_exits.clone();
+            sources.extend(from_file);
+            self.build_exits(sources, &self.exits.load())
+        });
+        match read {
+            Ok(exits) if exits.is_empty() => {
+                tracing::warn!(egress = %self.name, "exits file left no exit; keeping the previous exits")
+            }
+            Ok(exits) => {
+                tracing::info!(egress = %self.name, exits = exits.len(), "exits file re-read");
+                self.exits.store(Arc::new(exits));
+            }
+            Err(error) => {
+                tracing::warn!(egress = %self.name, %error, "exits file refused; keeping the previous exits")
+            }
         }
-        let url = format!("http://{address}");
-        let target = UpstreamUrl::parse(&url).expect("a socket address makes a valid URL");
-        let site = Arc::new(Endpoint::new(&url, target, 1, Arc::default()));
-        sites.insert(address, site.clone());
-        site
     }
 }
 
-/// An error Junction makes itself, with its RFC 9209 error type.
-struct ProxyStatus {
+async fn watch_exits_file(plan: std::sync::Weak<EgressPlan>, poll: Duration) {
+    loop {
+        tokio::time::sleep(poll).await;
+        let Some(plan) = plan.upgrade() else { return };
+        plan.reload_exits_file();
+    }
+}
+
+/// An error Junction makes itself: its RFC 9209 error type, a word for metrics and
+/// logs (`reason`), and details.
+pub struct ProxyStatus {
     status: StatusCode,
     error: &'static str,
+    reason: &'static str,
     details: String,
+    retry_after: Option<Duration>,
 }
 
 impl ProxyStatus {
-    fn new(status: StatusCode, error: &'static str, details: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        error: &'static str,
+        reason: &'static str,
+        details: impl Into<String>,
+    ) -> Self {
         ProxyStatus {
             status,
             error,
+            reason,
             details: details.into(),
+            retry_after: None,
         }
     }
 
@@ -93,21 +273,100 @@ impl ProxyStatus {
         let mut response = json_error(self.status, self.error, &self.details);
         let details = self.details.replace(['"', '\\'], "'");
         let value = format!("junction; error={}; details=\"{details}\"", self.error);
+        let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert("proxy-status", value);
+            headers.insert("proxy-status", value);
+        }
+        if let Ok(reason) = HeaderValue::from_str(self.reason) {
+            headers.insert("x-junction-reason", reason);
+        }
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            headers.insert(
+                http::header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"junction\""),
+            );
         }
         response
     }
 }
 
 /// Serves one request on an egress listener.
-pub async fn handle(request: Request<Incoming>, plan: &EgressPlan) -> Response<ProxyBody> {
+pub async fn handle(
+    request: Request<Incoming>,
+    plan: &Arc<EgressPlan>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let mut record = Record::new(plan.telemetry.clone(), &plan.name, peer, &request);
     let result = if request.method() == Method::CONNECT {
-        tunnel(request, plan).await
+        tunnel(request, plan, peer, &mut record).await
     } else {
-        forward(request, plan).await
+        forward::forward(request, plan, &mut record).await
     };
-    result.unwrap_or_else(ProxyStatus::into_response)
+    match result {
+        Ok(response) => response,
+        Err(refusal) => {
+            if record.exit.is_none() {
+                plan.refusals.count(refusal.reason);
+            }
+            record.refused(refusal.status, refusal.reason);
+            refusal.into_response()
+        }
+    }
+}
+
+/// What every request goes through before it picks an exit: the client's identity
+/// and choices, the destination, the region.
+struct Admitted {
+    choice: ClientChoice,
+    host: String,
+    port: u16,
+}
+
+fn admit(
+    plan: &EgressPlan,
+    request: &Request<Incoming>,
+    connect: bool,
+    record: &mut Record,
+) -> Result<Admitted, ProxyStatus> {
+    let choice = client_choice(request.headers());
+    if plan.users.required() {
+        let accepted = match (&choice.user, &choice.password) {
+            (Some(user), Some(password)) => plan.users.accepts(user, password),
+            _ => false,
+        };
+        if !accepted {
+            return Err(ProxyStatus::new(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "http_request_denied",
+                "unauthorized",
+                "this proxy needs a user and password (Proxy-Authorization: Basic)",
+            ));
+        }
+    }
+    record.user = choice.user.clone().filter(|u| !u.is_empty());
+    let (host, port) = destination(request.uri(), connect)?;
+    record.host = Some(host.clone());
+    if let Some(region) = &choice.region {
+        record.region = Some(region.clone());
+        if !plan
+            .exits()
+            .iter()
+            .any(|e| e.region.as_deref() == Some(region.as_str()))
+        {
+            return Err(ProxyStatus::new(
+                StatusCode::BAD_REQUEST,
+                "http_request_error",
+                "unknown_region",
+                format!("no exit is in region {region:?}"),
+            ));
+        }
+    }
+    check_destination(plan, &host)?;
+    Ok(Admitted { choice, host, port })
 }
 
 /// Host and port of the destination: the CONNECT authority, or an absolute `http://` URI.
@@ -116,6 +375,7 @@ fn destination(uri: &Uri, connect: bool) -> Result<(String, u16), ProxyStatus> {
         ProxyStatus::new(
             StatusCode::BAD_REQUEST,
             "http_request_error",
+            "bad_request",
             why.to_string(),
         )
     };
@@ -131,7 +391,7 @@ fn destination(uri: &Uri, connect: bool) -> Result<(String, u16), ProxyStatus> {
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_string();
+        .to_ascii_lowercase();
     let port = match authority.port_u16() {
         Some(port) => port,
         None if connect => return Err(bad("CONNECT needs host:port")),
@@ -140,19 +400,44 @@ fn destination(uri: &Uri, connect: bool) -> Result<(String, u16), ProxyStatus> {
     Ok((host, port))
 }
 
-/// Checks the host, resolves it, checks every address; the first address to use.
-async fn resolve(plan: &EgressPlan, host: &str, port: u16) -> Result<SocketAddr, ProxyStatus> {
-    let refused = |refusal: Refusal| {
-        let details = match refusal {
-            Refusal::Denied(rule) => format!("{host} is denied by {rule}"),
-            Refusal::NotAllowed => format!("{host} is not in this egress listener's allow list"),
-            Refusal::SpecialRange(ip) => format!(
-                "{host} resolves to {ip}, a loopback, private or link-local address (allow it explicitly to reach it)"
-            ),
-        };
-        ProxyStatus::new(StatusCode::FORBIDDEN, "destination_ip_prohibited", details)
+fn refused(host: &str, refusal: Refusal) -> ProxyStatus {
+    let details = match refusal {
+        Refusal::Denied(rule) => format!("{host} is denied by {rule}"),
+        Refusal::NotAllowed => format!("{host} is not in this egress listener's allow list"),
+        Refusal::SpecialRange(ip) => format!(
+            "{host} resolves to {ip}, a loopback, private or link-local address (allow it explicitly to reach it)"
+        ),
     };
-    plan.destinations.check_host(host).map_err(refused)?;
+    ProxyStatus::new(
+        StatusCode::FORBIDDEN,
+        "destination_ip_prohibited",
+        "denied",
+        details,
+    )
+}
+
+/// The checks possible before resolving: the name, and the address when the host is
+/// one. Names are resolved (and their addresses checked) only for direct exits; exit
+/// proxies resolve names themselves, in their own network and region.
+fn check_destination(plan: &EgressPlan, host: &str) -> Result<(), ProxyStatus> {
+    plan.destinations
+        .check_host(host)
+        .map_err(|r| refused(host, r))?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        plan.destinations
+            .check_ip(host, ip)
+            .map_err(|r| refused(host, r))?;
+    }
+    Ok(())
+}
+
+/// Resolves `host` for a direct exit and checks every address it resolves to: a name
+/// must not smuggle a private address in beside a public one.
+async fn resolve_checked(
+    plan: &EgressPlan,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, ProxyStatus> {
     let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host, port))
@@ -161,120 +446,185 @@ async fn resolve(plan: &EgressPlan, host: &str, port: u16) -> Result<SocketAddr,
                 ProxyStatus::new(
                     StatusCode::BAD_GATEWAY,
                     "dns_error",
+                    "site_error",
                     format!("cannot resolve {host}: {e}"),
                 )
             })?
             .collect(),
     };
-    // Every address must pass: a name must not smuggle a private address in beside a public one.
     for address in &addresses {
         plan.destinations
             .check_ip(host, address.ip())
-            .map_err(refused)?;
+            .map_err(|r| refused(host, r))?;
     }
-    addresses.into_iter().next().ok_or_else(|| {
-        ProxyStatus::new(
-            StatusCode::BAD_GATEWAY,
-            "destination_not_found",
-            format!("{host} has no address"),
-        )
-    })
+    // IPv4 first: a site on IPv4 only is the common case where both are listed.
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| {
+            ProxyStatus::new(
+                StatusCode::BAD_GATEWAY,
+                "destination_not_found",
+                "site_error",
+                format!("{host} has no address"),
+            )
+        })
 }
 
-async fn connect(address: SocketAddr, host: &str) -> Result<TcpStream, ProxyStatus> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+/// Waits for the host's politeness turn.
+async fn polite_turn(plan: &EgressPlan, host: &str) -> Result<Option<HostPermit>, ProxyStatus> {
+    if plan.politeness.is_unlimited() {
+        return Ok(None);
+    }
+    match plan.politeness.admit(host).await {
+        Ok(permit) => Ok(Some(permit)),
+        Err(refused) => {
+            let mut status = ProxyStatus::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "connection_limit_reached",
+                "politeness",
+                refused.to_string(),
+            );
+            status.retry_after = Some(refused.retry_after());
+            Err(status)
         }
-        Ok(Err(e)) => Err(ProxyStatus::new(
-            StatusCode::BAD_GATEWAY,
-            "connection_refused",
-            format!("{host} ({address}): {e}"),
-        )),
-        Err(_) => Err(ProxyStatus::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "connection_timeout",
-            format!("{host} ({address}) did not accept within {CONNECT_TIMEOUT:?}"),
-        )),
     }
 }
 
-/// CONNECT: checks, connects, answers 200, then joins the two sides byte for byte.
+fn no_exit(host: &str, region: Option<&str>, last_error: Option<String>) -> ProxyStatus {
+    let mut details = match region {
+        Some(region) => format!("no exit in region {region} is left for {host}"),
+        None => format!("no exit is left for {host}"),
+    };
+    details.push_str(" (exits are unreachable, cooling down after a ban, or were tried)");
+    if let Some(error) = last_error {
+        details.push_str("; last error: ");
+        details.push_str(&error);
+    }
+    ProxyStatus::new(
+        StatusCode::BAD_GATEWAY,
+        "destination_unavailable",
+        "no_exit",
+        details,
+    )
+}
+
+/// The session a request without a session id has under `sticky_session`.
+fn client_session(peer: SocketAddr, choice: &ClientChoice) -> String {
+    format!("{}/{}", peer.ip(), choice.user.as_deref().unwrap_or(""))
+}
+
+/// CONNECT: checks, picks an exit (another one when an exit refuses or cannot be
+/// reached), answers 200, then joins the two sides byte for byte.
 async fn tunnel(
     mut request: Request<Incoming>,
-    plan: &EgressPlan,
+    plan: &Arc<EgressPlan>,
+    peer: SocketAddr,
+    record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
-    let (host, port) = destination(request.uri(), true)?;
-    let address = resolve(plan, &host, port).await?;
-    let mut site = connect(address, &host).await?;
-    let upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        if let Ok(client) = upgrade.await {
-            let mut client = TokioIo::new(client);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut site).await;
+    let Admitted { choice, host, port } = admit(plan, &request, true, record)?;
+    let slot = plan
+        .tunnels
+        .take(peer.ip(), plan.limits.max_tunnels_per_client)
+        .ok_or_else(|| {
+            ProxyStatus::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "connection_limit_reached",
+                "too_many_tunnels",
+                format!(
+                    "this client has {} tunnels open, the most allowed",
+                    plan.limits.max_tunnels_per_client
+                ),
+            )
+        })?;
+    let permit = polite_turn(plan, &host).await?;
+    let session = client_session(peer, &choice);
+    let ask = Ask {
+        host: &host,
+        region: choice.region.as_deref(),
+        session: choice.session.as_deref(),
+        client_session: &session,
+    };
+    let exits = plan.exits();
+    let mut tried: Vec<Arc<Exit>> = Vec::new();
+    let mut last_error = None;
+    let mut direct_to = None;
+    while tried.len() < plan.limits.attempts as usize {
+        let Some(exit) = plan.rotator.pick(&exits, &ask, &tried, Instant::now()) else {
+            break;
+        };
+        tried.push(exit.clone());
+        record.attempt(&exit);
+        if matches!(exit.kind, ExitKind::Direct) && direct_to.is_none() {
+            direct_to = Some(resolve_checked(plan, &host, port).await?);
         }
-    });
-    Ok(Response::new(ProxyBody::Empty))
-}
-
-/// Absolute-form HTTP: checks, connects, sends the request in origin form, streams back.
-async fn forward(
-    request: Request<Incoming>,
-    plan: &EgressPlan,
-) -> Result<Response<ProxyBody>, ProxyStatus> {
-    let (host, port) = destination(request.uri(), false)?;
-    let address = resolve(plan, &host, port).await?;
-    let (mut head, body) = request.into_parts();
-    strip_hop_by_hop(&mut head.headers, false);
-    head.headers.remove(header::PROXY_AUTHORIZATION);
-    if !head.headers.contains_key(header::HOST) {
-        let authority = head
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_else(|| host.clone());
-        if let Ok(value) = HeaderValue::from_str(&authority) {
-            head.headers.insert(header::HOST, value);
+        let in_use = exit.use_guard();
+        let opened = open_tunnel(&exit, &host, port, direct_to, plan.limits.connect_timeout).await;
+        let site = match opened {
+            Ok(site) => site,
+            Err(error) => {
+                let outcome = match &error {
+                    DialError::ExitUnreachable(_) => {
+                        exit.mark_unreachable(
+                            plan.limits.probe_interval,
+                            plan.limits.connect_timeout,
+                        );
+                        EgressOutcome::ExitError
+                    }
+                    DialError::Refused(_) => {
+                        let now = Instant::now();
+                        exit.cool_down(
+                            &host,
+                            plan.ban.cooldown,
+                            plan.ban.max_cooldown,
+                            plan.rotator.rng(),
+                            now,
+                        );
+                        EgressOutcome::TunnelRefused
+                    }
+                    DialError::Site(_) | DialError::Timeout(_) => EgressOutcome::SiteError,
+                };
+                exit.counters.count(outcome);
+                tracing::debug!(exit = %exit.name, %host, %error, "tunnel not opened");
+                last_error = Some(format!("{}: {error}", exit.name));
+                continue;
+            }
+        };
+        exit.counters.count(EgressOutcome::Ok);
+        record.outcome = Some(EgressOutcome::Ok.label());
+        let upgrade = hyper::upgrade::on(&mut request);
+        let counters = exit.counters.clone();
+        let idle = plan.limits.idle_timeout;
+        let mut record = record.take();
+        let bytes = TunnelBytes::default();
+        record.tunnel_bytes = Some(bytes.clone());
+        tokio::spawn(async move {
+            let _held = (slot, permit, in_use);
+            if let Ok(client) = upgrade.await {
+                let idled = tunnel::splice(TokioIo::new(client), site, counters, bytes, idle).await;
+                if idled {
+                    record.error = Some("idle_timeout");
+                }
+            }
+            drop(record);
+        });
+        let mut response = Response::new(ProxyBody::Empty);
+        if let Ok(name) = HeaderValue::from_str(&exit.name) {
+            response.headers_mut().insert(&X_JUNCTION_EXIT, name);
         }
+        return Ok(response);
     }
-    head.uri = head
-        .uri
-        .path_and_query()
-        .map(|pq| Uri::from(pq.clone()))
-        .unwrap_or_else(|| Uri::from_static("/"));
-    head.version = http::Version::HTTP_11;
-    let site = plan.site(address);
-    let sent = plan
-        .client
-        .send(
-            &site,
-            Request::from_parts(head, ProxyBody::Incoming(body)),
-            CONNECT_TIMEOUT,
-        )
-        .await
-        .map_err(|e| match e {
-            SendError::Connect { .. } => ProxyStatus::new(
+    Err(match last_error {
+        Some(error) if tried.iter().all(|e| matches!(e.kind, ExitKind::Direct)) => {
+            ProxyStatus::new(
                 StatusCode::BAD_GATEWAY,
                 "connection_refused",
-                format!("{host}: {e}"),
-            ),
-            SendError::ConnectTimeout { .. } => ProxyStatus::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "connection_timeout",
-                format!("{host}: {e}"),
-            ),
-            _ => ProxyStatus::new(
-                StatusCode::BAD_GATEWAY,
-                "http_response_incomplete",
-                format!("{host}: {e}"),
-            ),
-        })?;
-    let (mut head, body) = UpstreamBody::new(sent);
-    strip_hop_by_hop(&mut head.headers, false);
-    let stream = UpstreamStream::new(body, None, false, None, None);
-    Ok(Response::from_parts(
-        head,
-        ProxyBody::Upstream(Box::new(stream)),
-    ))
+                "site_error",
+                error,
+            )
+        }
+        last_error => no_exit(&host, choice.region.as_deref(), last_error),
+    })
 }

@@ -45,7 +45,7 @@ pub async fn handle(
     };
     let listener = plan.listener(&downstream.listener);
     if let Some(egress) = listener.and_then(|l| l.egress.as_ref()) {
-        return Ok(crate::egress::handle(request, egress).await);
+        return Ok(crate::egress::handle(request, egress, downstream.peer).await);
     }
     let log = gateway
         .telemetry

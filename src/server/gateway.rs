@@ -328,6 +328,9 @@ impl Gateway {
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
         self.supervise_canaries(plan);
+        for egress in plan.listeners.iter().filter_map(|l| l.egress.as_ref()) {
+            egress.start();
+        }
 
         // 3. Stop what left, start what was waiting for its address.
         let stopped: Vec<Running> = {

@@ -379,6 +379,133 @@ impl Collector for Scrape {
         )?;
         family(
             &mut encoder,
+            "junction_egress_requests",
+            "Egress attempts by exit and outcome (ok, banned, exit_error, tunnel_refused, site_error), and requests refused before any exit (exit=\"none\"; outcome: denied, unauthorized, politeness, robots, no_exit, unknown_region, too_many_tunnels, bad_request).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((egress, exit, region), counters) in metrics.all_egress_exits() {
+                    for outcome in crate::telemetry::EgressOutcome::ALL {
+                        let labels: Labels<'_> = vec![
+                            ("egress", &egress),
+                            ("exit", &exit),
+                            ("region", &region),
+                            ("outcome", outcome.label()),
+                        ];
+                        counter(m, &labels, counters.outcome(outcome))?;
+                    }
+                }
+                for (egress, refusals) in metrics.all_egress_refusals() {
+                    for (reason, count) in refusals.all() {
+                        let labels: Labels<'_> = vec![
+                            ("egress", &egress),
+                            ("exit", "none"),
+                            ("region", ""),
+                            ("outcome", reason),
+                        ];
+                        counter(m, &labels, count)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_bans",
+            "Times a site banned an exit (a ban status or body pattern).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((egress, exit, _), counters) in metrics.all_egress_exits() {
+                    let labels: Labels<'_> = vec![("egress", &egress), ("exit", &exit)];
+                    counter(m, &labels, counters.bans.load(Ordering::Relaxed))?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_tunnel",
+            "Bytes carried by CONNECT tunnels, by exit and direction (up: to sites).",
+            Some(Unit::Bytes),
+            MetricType::Counter,
+            |m| {
+                for ((egress, exit, _), counters) in metrics.all_egress_exits() {
+                    for (direction, value) in [
+                        ("up", &counters.tunnel_bytes_up),
+                        ("down", &counters.tunnel_bytes_down),
+                    ] {
+                        let labels: Labels<'_> = vec![
+                            ("egress", &egress),
+                            ("exit", &exit),
+                            ("direction", direction),
+                        ];
+                        counter(m, &labels, value.load(Ordering::Relaxed))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let egress_plans: Vec<_> = self
+            .plan
+            .listeners
+            .iter()
+            .filter_map(|l| l.egress.clone())
+            .collect();
+        let now = tokio::time::Instant::now();
+        family(
+            &mut encoder,
+            "junction_egress_cooldowns",
+            "Hosts an exit is resting for now, after bans.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for egress in &egress_plans {
+                    for exit in egress.exits().iter() {
+                        let labels: Labels<'_> =
+                            vec![("egress", &egress.name), ("exit", &exit.name)];
+                        gauge(m, &labels, exit.cooling_hosts(now) as i64)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_exit_up",
+            "1 when an exit is reachable, 0 while it is probed after failing.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for egress in &egress_plans {
+                    for exit in egress.exits().iter() {
+                        let labels: Labels<'_> =
+                            vec![("egress", &egress.name), ("exit", &exit.name)];
+                        gauge(m, &labels, i64::from(exit.is_up()))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_open_tunnels",
+            "CONNECT tunnels open now.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for egress in &egress_plans {
+                    gauge(
+                        m,
+                        &vec![("egress", &*egress.name)],
+                        egress.open_tunnels() as i64,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
             "junction_access_log_dropped",
             "Access log lines dropped because the writer fell behind.",
             None,

@@ -77,6 +77,85 @@ impl RouteMetrics {
     }
 }
 
+/// What became of one attempt through an egress exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressOutcome {
+    /// The site's answer was passed on (or the tunnel opened).
+    Ok,
+    /// The site banned the exit (a ban status or body pattern).
+    Banned,
+    /// The exit could not be reached or failed the exchange.
+    ExitError,
+    /// The exit refused to open a tunnel.
+    TunnelRefused,
+    /// The site could not be reached through the exit.
+    SiteError,
+}
+
+impl EgressOutcome {
+    pub const ALL: [EgressOutcome; 5] = [
+        EgressOutcome::Ok,
+        EgressOutcome::Banned,
+        EgressOutcome::ExitError,
+        EgressOutcome::TunnelRefused,
+        EgressOutcome::SiteError,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EgressOutcome::Ok => "ok",
+            EgressOutcome::Banned => "banned",
+            EgressOutcome::ExitError => "exit_error",
+            EgressOutcome::TunnelRefused => "tunnel_refused",
+            EgressOutcome::SiteError => "site_error",
+        }
+    }
+}
+
+/// Counters of one egress exit, kept across reloads and exits-file changes.
+#[derive(Default)]
+pub struct EgressExitCounters {
+    outcomes: [AtomicU64; 5],
+    pub bans: AtomicU64,
+    /// Tunnel bytes towards sites and back.
+    pub tunnel_bytes_up: AtomicU64,
+    pub tunnel_bytes_down: AtomicU64,
+}
+
+impl EgressExitCounters {
+    pub fn count(&self, outcome: EgressOutcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn outcome(&self, outcome: EgressOutcome) -> u64 {
+        self.outcomes[outcome as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Requests an egress listener refused itself, before any exit, by reason.
+#[derive(Default)]
+pub struct EgressRefusals {
+    counts: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl EgressRefusals {
+    pub fn count(&self, reason: &'static str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    pub fn all(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = counts.iter().map(|(k, v)| (*k, *v)).collect();
+        all.sort();
+        all
+    }
+}
+
 /// Bucket bounds of the histograms, from `[metrics]`.
 #[derive(Clone)]
 pub struct Buckets {
@@ -94,6 +173,9 @@ pub struct MetricsRegistry {
     decisions: Mutex<HashMap<(String, &'static str), u64>>,
     /// Errors Junction answered itself, by route ("" before routing) and type.
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// Egress exits by (egress, exit, region).
+    egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
+    egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
 }
 
 impl MetricsRegistry {
@@ -189,6 +271,42 @@ impl MetricsRegistry {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = errors.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
+        all
+    }
+}
+
+impl MetricsRegistry {
+    pub fn egress_exit(&self, egress: &str, exit: &str, region: &str) -> Arc<EgressExitCounters> {
+        let mut exits = self.egress_exits.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (egress.to_string(), exit.to_string(), region.to_string());
+        exits.entry(key).or_default().clone()
+    }
+
+    pub fn all_egress_exits(&self) -> Vec<((String, String, String), Arc<EgressExitCounters>)> {
+        let exits = self.egress_exits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = exits.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub fn egress_refusals(&self, egress: &str) -> Arc<EgressRefusals> {
+        let mut refusals = self
+            .egress_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        refusals.entry(egress.to_string()).or_default().clone()
+    }
+
+    pub fn all_egress_refusals(&self) -> Vec<(String, Arc<EgressRefusals>)> {
+        let refusals = self
+            .egress_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = refusals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
 }

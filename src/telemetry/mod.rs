@@ -18,7 +18,10 @@ pub use exposition::render;
 pub use histogram::{
     DEFAULT_LATENCY_BUCKETS, DEFAULT_TOKEN_BUCKETS, DurationHistogram, check_buckets,
 };
-pub use metrics::{Buckets, MetricsRegistry, RouteMetrics, StatusCounts};
+pub use metrics::{
+    Buckets, EgressExitCounters, EgressOutcome, EgressRefusals, MetricsRegistry, RouteMetrics,
+    StatusCounts,
+};
 pub use trace::TraceIds;
 pub use window::{Window, WindowStats, merged_stats};
 

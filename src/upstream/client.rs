@@ -125,10 +125,21 @@ impl ConnectionCache {
     }
 }
 
+/// Opens the TCP stream to an endpoint some other way than connecting to it: through a
+/// SOCKS5 exit of the egress proxy, whose connections are then cached like any other.
+pub trait Dialer: Send + Sync {
+    fn dial<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<TcpStream, SendError>> + Send + 'a>>;
+}
+
 /// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
 pub struct UpstreamClient {
     pub protocol: ProtocolSpec,
     tls: Option<tokio_rustls::TlsConnector>,
+    dialer: Option<Arc<dyn Dialer>>,
     max_idle: usize,
     max_connections: Option<u32>,
     max_pending: u32,
@@ -156,9 +167,27 @@ impl UpstreamClient {
         UpstreamClient {
             protocol,
             tls: tls.map(tokio_rustls::TlsConnector::from),
+            dialer: None,
             max_idle: max_idle.unwrap_or(DEFAULT_MAX_IDLE),
             max_connections: limits.max_connections,
             max_pending: limits.max_pending.unwrap_or(0),
+        }
+    }
+
+    /// Streams to endpoints come from `dialer` instead of a TCP connect.
+    pub fn with_dialer(mut self, dialer: Arc<dyn Dialer>) -> Self {
+        self.dialer = Some(dialer);
+        self
+    }
+
+    async fn open_tcp(
+        &self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> Result<TcpStream, SendError> {
+        match &self.dialer {
+            Some(dialer) => dialer.dial(endpoint, connect_timeout).await,
+            None => connect_tcp(endpoint, connect_timeout).await,
         }
     }
 
@@ -323,7 +352,7 @@ impl UpstreamClient {
         cache.open.fetch_add(1, Ordering::Relaxed);
         let counted = endpoint.state.clone();
         let connected: Result<H1Sender, SendError> = async {
-            let tcp = connect_tcp(endpoint, connect_timeout).await?;
+            let tcp = self.open_tcp(endpoint, connect_timeout).await?;
             macro_rules! drive {
                 ($io:expr) => {{
                     let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
@@ -362,7 +391,7 @@ impl UpstreamClient {
             endpoint: url.clone(),
             source,
         };
-        let tcp = connect_tcp(endpoint, connect_timeout).await?;
+        let tcp = self.open_tcp(endpoint, connect_timeout).await?;
         macro_rules! drive {
             ($io:expr) => {{
                 let (sender, connection) = http2::handshake(TokioExecutor::new(), $io)

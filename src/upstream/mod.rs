@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use http::HeaderValue;
 
-pub use client::{SendError, Sent, UpstreamBody, UpstreamClient};
+pub use client::{Dialer, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
 

@@ -9,11 +9,13 @@
 //! ```
 #![allow(dead_code, unused_imports)]
 
+pub mod exits;
 pub mod process;
 pub mod proxy;
 pub mod sse;
 pub mod upstream;
 
+pub use exits::{ExitMode, HttpExit, Socks5Exit, TlsOrigin};
 pub use process::JunctionProcess;
 pub use proxy::TestProxy;
 pub use upstream::{TestUpstream, UpstreamReply};

@@ -1,0 +1,371 @@
+//! Compilation of `[[egress]]` entries into egress listeners: exits, rotation, users,
+//! politeness, bans and limits, each checked with its key path.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::CompileContext;
+use super::compile::{Errors, parse_addr};
+use super::plan::ListenerPlan;
+use super::spec::{ConfigSpec, EgressSpec, ProtocolSpec};
+use super::units::{parse_byte_size, parse_duration, parse_rate};
+use crate::egress::bans::BanRules;
+use crate::egress::client_auth::{Secret, User, Users};
+use crate::egress::exits::{ExitSource, ExitUrl};
+use crate::egress::politeness::{HostLimits, Politeness};
+use crate::egress::robots::RobotsCache;
+use crate::egress::rotation::{Rotation, Rotator};
+use crate::egress::{Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule};
+use crate::routing::{Glob, Route, RouteTable};
+
+const ROBOTS_TTL: Duration = Duration::from_secs(3600);
+const ROBOTS_MAX_SITES: usize = 10_000;
+
+/// `[[egress]]` entries, as listeners without routes.
+pub(super) fn compile_egress(
+    spec: &ConfigSpec,
+    base: &Path,
+    context: &CompileContext<'_>,
+    errors: &mut Errors,
+) -> Vec<(ListenerPlan, Vec<Arc<Route>>)> {
+    let mut out = Vec::new();
+    for (i, egress) in spec.egress.iter().enumerate() {
+        let path = format!("egress[{i}]");
+        if spec.listeners.iter().any(|l| l.name == egress.name)
+            || spec.egress[..i].iter().any(|e| e.name == egress.name)
+        {
+            errors.push((
+                format!("{path}.name"),
+                format!("duplicate listener name {:?}", egress.name),
+            ));
+        }
+        let bind = parse_addr(&egress.bind, &format!("{path}.bind"), errors);
+        let before = errors.len();
+        let parts = compile_parts(egress, &path, base, errors);
+        let (Some(bind), Some(parts)) = (bind, parts) else {
+            continue;
+        };
+        if errors.len() > before {
+            continue;
+        }
+        let idle_timeout = parts.limits.idle_timeout;
+        let plan = match EgressPlan::new(parts, context.telemetry) {
+            Ok(plan) => plan,
+            Err(error) => {
+                let key = if egress.exits_file.is_some() && error.contains(':') {
+                    format!("{path}.exits_file")
+                } else {
+                    format!("{path}.exits")
+                };
+                errors.push((key, error));
+                continue;
+            }
+        };
+        let listener = ListenerPlan {
+            name: egress.name.as_str().into(),
+            bind,
+            tls: None,
+            trusted_proxies: Vec::new(),
+            model_body_limit: 0,
+            header_read_timeout: idle_timeout.min(Duration::from_secs(30)),
+            max_request_head_bytes: None,
+            max_connections_per_client: None,
+            routes: RouteTable::default(),
+            egress: Some(Arc::new(plan)),
+        };
+        out.push((listener, Vec::new()));
+    }
+    out
+}
+
+fn duration(text: Option<&str>, key: String, default: Duration, errors: &mut Errors) -> Duration {
+    match text.map(parse_duration) {
+        None => default,
+        Some(Ok(value)) if !value.is_zero() => value,
+        Some(Ok(_)) => {
+            errors.push((key, "must be more than zero".into()));
+            default
+        }
+        Some(Err(e)) => {
+            errors.push((key, e));
+            default
+        }
+    }
+}
+
+fn rate(text: Option<&str>, key: String, errors: &mut Errors) -> Option<(u32, Duration)> {
+    text.and_then(|text| parse_rate(text).map_err(|e| errors.push((key, e))).ok())
+}
+
+fn compile_parts(
+    egress: &EgressSpec,
+    path: &str,
+    base: &Path,
+    errors: &mut Errors,
+) -> Option<EgressParts> {
+    let mut exits = Vec::new();
+    for (j, exit) in egress.exits.iter().enumerate() {
+        match ExitUrl::parse(&exit.url) {
+            Ok(_) => exits.push(ExitSource {
+                url: exit.url.clone(),
+                region: exit.region.clone(),
+                name: exit.name.clone(),
+            }),
+            Err(e) => errors.push((format!("{path}.exits[{j}].url"), e)),
+        }
+    }
+    let poll = duration(
+        egress.exits_file_poll.as_deref(),
+        format!("{path}.exits_file_poll"),
+        Duration::from_secs(2),
+        errors,
+    );
+    let exits_file = egress
+        .exits_file
+        .as_deref()
+        .map(|file| ExitsFile::new(base.join(file), poll));
+    let wants_tls = egress.exits_ca_file.is_some()
+        || egress.exits_file.is_some()
+        || egress
+            .exits
+            .iter()
+            .any(|e| e.url.trim_start().starts_with("https"));
+    let exit_tls = match wants_tls.then(|| {
+        crate::upstream::client_config(
+            egress
+                .exits_ca_file
+                .as_deref()
+                .map(|f| base.join(f))
+                .as_deref()
+                .and_then(|p| p.to_str()),
+            ProtocolSpec::Http1,
+        )
+    }) {
+        None => None,
+        Some(Ok(config)) => Some(config),
+        Some(Err(e)) => {
+            errors.push((format!("{path}.exits_ca_file"), e));
+            None
+        }
+    };
+    let rotation = match egress.rotation.as_deref() {
+        None => Rotation::RoundRobin,
+        Some(text) => Rotation::parse(text).unwrap_or_else(|| {
+            errors.push((
+                format!("{path}.rotation"),
+                format!("{text:?} is not one of round_robin, random, least_used, sticky_host, sticky_session"),
+            ));
+            Rotation::RoundRobin
+        }),
+    };
+    let session_idle = duration(
+        egress.session_idle.as_deref(),
+        format!("{path}.session_idle"),
+        Duration::from_secs(600),
+        errors,
+    );
+    let rules = |items: &[String]| items.iter().map(|text| Rule::parse(text)).collect();
+    let destinations = Destinations::new(rules(&egress.allow), rules(&egress.deny));
+
+    let mut users = Vec::new();
+    for (j, user) in egress.users.iter().enumerate() {
+        let key = format!("{path}.users[{j}]");
+        if user.name.is_empty() || user.name.contains(':') {
+            errors.push((
+                format!("{key}.name"),
+                "a user name is not empty and has no ':'".into(),
+            ));
+        }
+        let secret = match (&user.password_env, &user.password_hash) {
+            (Some(variable), None) => match std::env::var(variable) {
+                Ok(value) if !value.is_empty() => Some(Secret::Plain(value)),
+                _ => {
+                    errors.push((
+                        format!("{key}.password_env"),
+                        format!("the environment variable {variable} is not set"),
+                    ));
+                    None
+                }
+            },
+            (None, Some(hash)) => {
+                let hex = hash
+                    .strip_prefix("sha256:")
+                    .unwrap_or(hash)
+                    .to_ascii_lowercase();
+                if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Some(Secret::Sha256(hex))
+                } else {
+                    errors.push((
+                        format!("{key}.password_hash"),
+                        "expected \"sha256:<64 hex digits>\" (junction key hash PASSWORD)".into(),
+                    ));
+                    None
+                }
+            }
+            _ => {
+                errors.push((
+                    key.clone(),
+                    "set exactly one of password_env and password_hash".into(),
+                ));
+                None
+            }
+        };
+        if let Some(secret) = secret {
+            users.push(User {
+                name: user.name.clone(),
+                secret,
+            });
+        }
+    }
+
+    let default_limits = HostLimits {
+        rate: rate(
+            egress.per_host_rate.as_deref(),
+            format!("{path}.per_host_rate"),
+            errors,
+        ),
+        concurrency: egress.per_host_concurrency,
+    };
+    if egress.per_host_concurrency == Some(0) {
+        errors.push((
+            format!("{path}.per_host_concurrency"),
+            "must be at least 1".into(),
+        ));
+    }
+    let mut overrides = Vec::new();
+    for (j, host) in egress.hosts.iter().enumerate() {
+        let key = format!("{path}.hosts[{j}]");
+        if host.concurrency == Some(0) {
+            errors.push((format!("{key}.concurrency"), "must be at least 1".into()));
+        }
+        overrides.push((
+            Glob::new(&host.host, true),
+            // A key the override leaves out keeps the listener-wide value.
+            HostLimits {
+                rate: rate(host.rate.as_deref(), format!("{key}.rate"), errors)
+                    .or(default_limits.rate),
+                concurrency: host.concurrency.or(default_limits.concurrency),
+            },
+        ));
+    }
+    let queue = egress.per_host_queue.unwrap_or(64);
+    let politeness = Politeness::new(
+        default_limits,
+        overrides,
+        queue,
+        duration(
+            egress.per_host_wait.as_deref(),
+            format!("{path}.per_host_wait"),
+            Duration::from_secs(30),
+            errors,
+        ),
+    );
+    let robots = egress.respect_robots.then(|| {
+        RobotsCache::new(
+            egress.robots_user_agent.as_deref().unwrap_or("junction"),
+            ROBOTS_TTL,
+            ROBOTS_MAX_SITES,
+        )
+    });
+
+    let mut ban = BanRules::default();
+    if let Some(spec) = &egress.ban {
+        let key = format!("{path}.ban");
+        for (j, status) in spec.status.iter().enumerate() {
+            if !(100..=599).contains(status) {
+                errors.push((
+                    format!("{key}.status[{j}]"),
+                    format!("{status} is not an HTTP status"),
+                ));
+            }
+        }
+        ban.status = spec.status.clone();
+        ban.body = spec
+            .body
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_ascii_lowercase().into_bytes())
+            .collect();
+        ban.cooldown = duration(
+            spec.cooldown.as_deref(),
+            format!("{key}.cooldown"),
+            ban.cooldown,
+            errors,
+        );
+        ban.max_cooldown = duration(
+            spec.max_cooldown.as_deref(),
+            format!("{key}.max_cooldown"),
+            ban.max_cooldown.max(ban.cooldown),
+            errors,
+        );
+        if ban.max_cooldown < ban.cooldown {
+            errors.push((
+                format!("{key}.max_cooldown"),
+                "must be at least cooldown".into(),
+            ));
+        }
+        if let Some(text) = &spec.scan_bytes {
+            match parse_byte_size(text) {
+                Ok(bytes) if bytes > 0 && bytes <= 16 << 20 => ban.scan_bytes = bytes as usize,
+                Ok(_) => errors.push((
+                    format!("{key}.scan_bytes"),
+                    "must be between 1 byte and 16MiB".into(),
+                )),
+                Err(e) => errors.push((format!("{key}.scan_bytes"), e)),
+            }
+        }
+    }
+    let attempts = egress.attempts.unwrap_or(3);
+    if attempts == 0 {
+        errors.push((format!("{path}.attempts"), "must be at least 1".into()));
+    }
+    let max_tunnels_per_client = egress.max_tunnels_per_client.unwrap_or(256);
+    if max_tunnels_per_client == 0 {
+        errors.push((
+            format!("{path}.max_tunnels_per_client"),
+            "must be at least 1".into(),
+        ));
+    }
+    let limits = EgressLimits {
+        attempts,
+        max_tunnels_per_client,
+        idle_timeout: duration(
+            egress.idle_timeout.as_deref(),
+            format!("{path}.idle_timeout"),
+            Duration::from_secs(300),
+            errors,
+        ),
+        connect_timeout: duration(
+            egress.connect_timeout.as_deref(),
+            format!("{path}.connect_timeout"),
+            Duration::from_secs(10),
+            errors,
+        ),
+        probe_interval: duration(
+            egress.probe_interval.as_deref(),
+            format!("{path}.probe_interval"),
+            Duration::from_secs(5),
+            errors,
+        ),
+    };
+    if egress.exits.is_empty() && egress.exits_file.is_none() {
+        errors.push((
+            format!("{path}.exits"),
+            "no exits: add exits = [{ url = \"direct\" }] to send requests from this host".into(),
+        ));
+    }
+    Some(EgressParts {
+        name: egress.name.as_str().into(),
+        destinations,
+        exits,
+        exits_file,
+        exit_tls,
+        rotator: Rotator::new(rotation, session_idle),
+        users: Users(users),
+        politeness,
+        robots,
+        ban,
+        limits,
+    })
+}

@@ -1,0 +1,487 @@
+//! Plain-HTTP requests through an exit: sent in origin form (direct, SOCKS5) or
+//! absolute form (HTTP proxy exits, with their credentials), checked for bans, and
+//! sent again through another exit when the exit is banned or fails and the request
+//! can be replayed (idempotent, no body).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Instant;
+
+use super::bans::{ReadAhead, Verdict};
+use super::client_auth::{X_JUNCTION_REGION, X_JUNCTION_SESSION};
+use super::dial::dial_failure;
+use super::exits::{Exit, ExitKind, site_key};
+use super::politeness::HostPermit;
+use super::record::Record;
+use super::robots::RobotsFetch;
+use super::rotation::Ask;
+use super::{
+    Admitted, EgressPlan, ProxyStatus, X_JUNCTION_EXIT, admit, client_session, no_exit,
+    polite_turn, resolve_checked,
+};
+use crate::pipeline::ProxyBody;
+use crate::pipeline::forwarding::strip_hop_by_hop;
+use crate::telemetry::EgressOutcome;
+use crate::upstream::{SendError, UpstreamBody};
+
+/// robots.txt bodies are read up to this size (RFC 9309's parsing limit).
+const ROBOTS_MAX_BYTES: usize = 500 * 1024;
+
+/// What went wrong with one attempt, and whether another exit may help.
+struct Failed {
+    outcome: EgressOutcome,
+    status: ProxyStatus,
+}
+
+pub(super) async fn forward(
+    request: Request<Incoming>,
+    plan: &Arc<EgressPlan>,
+    record: &mut Record,
+) -> Result<Response<ProxyBody>, ProxyStatus> {
+    let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
+    let (mut head, body) = request.into_parts();
+    let path = head
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let session = client_session(record.client(), &choice);
+    let ask = Ask {
+        host: &host,
+        region: choice.region.as_deref(),
+        session: choice.session.as_deref(),
+        client_session: &session,
+    };
+    if let Some(robots) = &plan.robots {
+        let site = format!("http://{host}:{port}");
+        let allowed = robots
+            .allows(&site, &path, || fetch_robots(plan, &host, port, &ask))
+            .await;
+        if !allowed {
+            return Err(ProxyStatus::new(
+                StatusCode::FORBIDDEN,
+                "http_request_denied",
+                "robots",
+                format!("{host}'s robots.txt disallows {path}"),
+            ));
+        }
+    }
+    let permit = polite_turn(plan, &host).await?;
+
+    strip_hop_by_hop(&mut head.headers, false);
+    for name in [
+        &header::PROXY_AUTHORIZATION,
+        &X_JUNCTION_REGION,
+        &X_JUNCTION_SESSION,
+    ] {
+        head.headers.remove(name);
+    }
+    if !head.headers.contains_key(header::HOST) {
+        if let Some(value) = head
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            head.headers.insert(header::HOST, value);
+        }
+    }
+    head.version = http::Version::HTTP_11;
+    let replayable = is_idempotent(&head.method) && body.is_end_stream();
+    let mut body = Some(body);
+
+    let exits = plan.exits();
+    let mut tried: Vec<Arc<Exit>> = Vec::new();
+    let mut next = plan.rotator.pick(&exits, &ask, &tried, Instant::now());
+    let mut last_error: Option<String> = None;
+    while let Some(exit) = next.take() {
+        tried.push(exit.clone());
+        record.attempt(&exit);
+        let request_body = match body.take() {
+            Some(incoming) if !replayable => ProxyBody::Incoming(incoming),
+            _ => ProxyBody::Empty,
+        };
+        let attempt = Request::from_parts(copy_head(&head), request_body);
+        let may_retry = |tried: &Vec<Arc<Exit>>| {
+            if replayable && tried.len() < plan.limits.attempts as usize {
+                plan.rotator.pick(&exits, &ask, tried, Instant::now())
+            } else {
+                None
+            }
+        };
+        let in_use = exit.use_guard();
+        let sent = match send_via(plan, &exit, &host, port, attempt).await {
+            Ok(sent) => sent,
+            Err(failed) => {
+                exit.counters.count(failed.outcome);
+                last_error = Some(format!("{}: {}", exit.name, failed.status.details));
+                next = may_retry(&tried);
+                if next.is_none() {
+                    if failed.outcome == EgressOutcome::ExitError {
+                        return Err(no_exit(&host, choice.region.as_deref(), last_error));
+                    }
+                    return Err(failed.status);
+                }
+                continue;
+            }
+        };
+        let (mut response_head, upstream) = UpstreamBody::new(sent);
+        let mut ahead = ReadAhead {
+            prefix: None,
+            trailers: None,
+            body: upstream,
+            ended: false,
+        };
+        let mut banned = plan
+            .ban
+            .bans_status(response_head.status)
+            .then(|| format!("status {}", response_head.status.as_u16()));
+        if banned.is_none() && plan.ban.scans(&response_head.headers) {
+            match plan.ban.scan(ahead.body).await {
+                Ok(Verdict::Clean(clean)) => ahead = clean,
+                Ok(Verdict::Banned(dirty, pattern)) => {
+                    ahead = dirty;
+                    banned = Some(format!("body pattern {pattern:?}"));
+                }
+                Err(error) => {
+                    exit.counters.count(EgressOutcome::SiteError);
+                    last_error = Some(format!("{}: {error}", exit.name));
+                    next = may_retry(&tried);
+                    if next.is_none() {
+                        return Err(ProxyStatus::new(
+                            StatusCode::BAD_GATEWAY,
+                            "http_response_incomplete",
+                            "site_error",
+                            format!("{host}: {error}"),
+                        ));
+                    }
+                    continue;
+                }
+            }
+        }
+        if let Some(why) = &banned {
+            let rest = exit.cool_down(
+                &host,
+                plan.ban.cooldown,
+                plan.ban.max_cooldown,
+                plan.rotator.rng(),
+                Instant::now(),
+            );
+            exit.counters.count(EgressOutcome::Banned);
+            exit.counters
+                .bans
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(exit = %exit.name, %host, ban = %why, cooldown = ?rest, "exit banned by site");
+            record.outcome = Some(EgressOutcome::Banned.label());
+            next = may_retry(&tried);
+            if next.is_some() {
+                continue;
+            }
+            // No exit left to try: the site's own answer goes back as it is.
+        } else {
+            exit.forgive(&host, Instant::now());
+            exit.counters.count(EgressOutcome::Ok);
+            record.outcome = Some(EgressOutcome::Ok.label());
+        }
+        strip_hop_by_hop(&mut response_head.headers, false);
+        if let Ok(name) = HeaderValue::from_str(&exit.name) {
+            response_head.headers.insert(&X_JUNCTION_EXIT, name);
+        }
+        record.status = Some(response_head.status);
+        let body = EgressBody {
+            ahead,
+            record: record.take(),
+            _held: (permit, in_use),
+        };
+        return Ok(Response::from_parts(
+            response_head,
+            ProxyBody::Boxed(body.map_err(Into::into).boxed()),
+        ));
+    }
+    Err(no_exit(&host, choice.region.as_deref(), last_error))
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn copy_head(head: &http::request::Parts) -> http::request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = head.method.clone();
+    parts.uri = head.uri.clone();
+    parts.version = head.version;
+    parts.headers = head.headers.clone();
+    parts
+}
+
+/// Sends one attempt through `exit`.
+async fn send_via(
+    plan: &EgressPlan,
+    exit: &Arc<Exit>,
+    host: &str,
+    port: u16,
+    request: Request<ProxyBody>,
+) -> Result<crate::upstream::Sent, Failed> {
+    let (mut head, body) = request.into_parts();
+    let origin_form = || {
+        head.uri
+            .path_and_query()
+            .map(|pq| Uri::from(pq.clone()))
+            .unwrap_or_else(|| Uri::from_static("/"))
+    };
+    let endpoint = match &exit.kind {
+        ExitKind::Direct => {
+            let address = resolve_checked(plan, host, port)
+                .await
+                .map_err(|status| Failed {
+                    outcome: EgressOutcome::SiteError,
+                    status,
+                })?;
+            head.uri = origin_form();
+            exit.endpoint_for(&site_key(address))
+        }
+        ExitKind::Socks5 { .. } => {
+            head.uri = origin_form();
+            let authority = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            exit.endpoint_for(&authority)
+        }
+        ExitKind::Http { authorization, .. } => {
+            // Absolute form, as a client talks to a proxy.
+            if let Some(value) = authorization {
+                head.headers
+                    .insert(header::PROXY_AUTHORIZATION, value.clone());
+            }
+            exit.endpoint_for("")
+        }
+    }
+    .map_err(|error| Failed {
+        outcome: EgressOutcome::SiteError,
+        status: ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "bad_request",
+            error,
+        ),
+    })?;
+    let sent = exit
+        .client
+        .send(
+            &endpoint,
+            Request::from_parts(head, body),
+            plan.limits.connect_timeout,
+        )
+        .await
+        .map_err(|error| classify(plan, exit, host, error))?;
+    if sent.response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        && matches!(exit.kind, ExitKind::Http { .. })
+    {
+        return Err(Failed {
+            outcome: EgressOutcome::ExitError,
+            status: ProxyStatus::new(
+                StatusCode::BAD_GATEWAY,
+                "proxy_configuration_error",
+                "exit_error",
+                format!("exit {} refused its credentials (407)", exit.name),
+            ),
+        });
+    }
+    Ok(sent)
+}
+
+/// Whose fault a failed send was: the exit's (it is marked unreachable and probed) or
+/// the site's.
+fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -> Failed {
+    let exit_unreachable = || {
+        exit.mark_unreachable(plan.limits.probe_interval, plan.limits.connect_timeout);
+    };
+    let site_failed = |status, kind, details: String| Failed {
+        outcome: EgressOutcome::SiteError,
+        status: ProxyStatus::new(status, kind, "site_error", details),
+    };
+    if let Some(dialed) = dial_failure(&error) {
+        use super::dial::DialError;
+        return match dialed {
+            DialError::Site(why) => {
+                site_failed(StatusCode::BAD_GATEWAY, "connection_refused", why.clone())
+            }
+            DialError::Refused(why) => Failed {
+                outcome: EgressOutcome::TunnelRefused,
+                status: ProxyStatus::new(
+                    StatusCode::BAD_GATEWAY,
+                    "connection_refused",
+                    "tunnel_refused",
+                    format!("exit {}: {why}", exit.name),
+                ),
+            },
+            DialError::ExitUnreachable(_) | DialError::Timeout(_) => {
+                exit_unreachable();
+                Failed {
+                    outcome: EgressOutcome::ExitError,
+                    status: ProxyStatus::new(
+                        StatusCode::BAD_GATEWAY,
+                        "destination_unavailable",
+                        "exit_error",
+                        format!("exit {}: {dialed}", exit.name),
+                    ),
+                }
+            }
+        };
+    }
+    let direct = matches!(exit.kind, ExitKind::Direct);
+    match error {
+        SendError::Connect { .. } | SendError::Tls { .. } | SendError::Handshake { .. }
+            if !direct =>
+        {
+            exit_unreachable();
+            Failed {
+                outcome: EgressOutcome::ExitError,
+                status: ProxyStatus::new(
+                    StatusCode::BAD_GATEWAY,
+                    "destination_unavailable",
+                    "exit_error",
+                    format!("exit {}: {error}", exit.name),
+                ),
+            }
+        }
+        SendError::ConnectTimeout { .. } if !direct => {
+            exit_unreachable();
+            Failed {
+                outcome: EgressOutcome::ExitError,
+                status: ProxyStatus::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "connection_timeout",
+                    "exit_error",
+                    format!("exit {}: {error}", exit.name),
+                ),
+            }
+        }
+        SendError::Connect { .. } => site_failed(
+            StatusCode::BAD_GATEWAY,
+            "connection_refused",
+            format!("{host}: {error}"),
+        ),
+        SendError::ConnectTimeout { .. } => site_failed(
+            StatusCode::GATEWAY_TIMEOUT,
+            "connection_timeout",
+            format!("{host}: {error}"),
+        ),
+        _ => site_failed(
+            StatusCode::BAD_GATEWAY,
+            "http_response_incomplete",
+            format!("{host}: {error}"),
+        ),
+    }
+}
+
+/// Fetches `http://host:port/robots.txt` through an exit of the rotation.
+async fn fetch_robots(plan: &EgressPlan, host: &str, port: u16, ask: &Ask<'_>) -> RobotsFetch {
+    let exits = plan.exits();
+    let Some(exit) = plan.rotator.pick(&exits, ask, &[], Instant::now()) else {
+        return RobotsFetch::Unreachable;
+    };
+    let authority = if port == 80 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    let Ok(uri) = format!("http://{authority}/robots.txt").parse::<Uri>() else {
+        return RobotsFetch::Unreachable;
+    };
+    let mut request = Request::new(ProxyBody::Empty);
+    *request.uri_mut() = uri;
+    if let Ok(value) = HeaderValue::from_str(&authority) {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    let Ok(sent) = send_via(plan, &exit, host, port, request).await else {
+        return RobotsFetch::Unreachable;
+    };
+    let status = sent.response.status();
+    let (_, body) = UpstreamBody::new(sent);
+    if status.is_client_error() {
+        return RobotsFetch::Unavailable;
+    }
+    if !status.is_success() {
+        return RobotsFetch::Unreachable;
+    }
+    let limited = http_body_util::Limited::new(body, ROBOTS_MAX_BYTES);
+    match limited.collect().await {
+        Ok(collected) => {
+            RobotsFetch::Found(String::from_utf8_lossy(&collected.to_bytes()).into_owned())
+        }
+        // Longer than the limit: RFC 9309 parses the first 500 KiB; a body cut off
+        // this way is rare enough that treating it as "no rules" is the safer side.
+        Err(_) => RobotsFetch::Unavailable,
+    }
+}
+
+/// A response through the egress proxy: the part read ahead (ban scanning), then the
+/// rest; it holds the politeness permit and the exit's use count, and writes the log
+/// line when it ends.
+struct EgressBody {
+    ahead: ReadAhead,
+    record: Record,
+    _held: (Option<HostPermit>, super::exits::InUse),
+}
+
+impl Body for EgressBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(prefix) = this.ahead.prefix.take() {
+            this.record.bytes_out += prefix.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        if let Some(trailers) = this.ahead.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        if this.ahead.ended {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut this.ahead.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.record.bytes_out += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ahead.prefix.is_none()
+            && self.ahead.trailers.is_none()
+            && (self.ahead.ended || self.ahead.body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.ahead.ended {
+            let length = self.ahead.prefix.as_ref().map_or(0, |p| p.len() as u64);
+            return SizeHint::with_exact(length);
+        }
+        let mut hint = self.ahead.body.size_hint();
+        if let Some(prefix) = &self.ahead.prefix {
+            let length = prefix.len() as u64;
+            hint.set_lower(hint.lower() + length);
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + length);
+            }
+        }
+        hint
+    }
+}

@@ -1,0 +1,879 @@
+//! Politeness toward the sites behind the egress proxy: per-host rate and concurrency
+//! caps, so many scrapers sharing one proxy never hammer one site. A request over a cap
+//! waits its turn in a bounded per-host queue, or is refused at once with a Retry-After.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::routing::Glob;
+
+/// Hosts whose state is kept before idle ones are forgotten.
+const MAX_TRACKED_HOSTS: usize = 10_000;
+
+/// Stands in for "never" where adding a duration would overflow the clock.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The caps of one host; `None` is no cap.
+#[derive(Clone, Debug, Default)]
+pub struct HostLimits {
+    /// At most `.0` requests per `.1`, spaced evenly: one every `.1 / .0`.
+    pub rate: Option<(u32, Duration)>,
+    /// At most this many requests in flight at once.
+    pub concurrency: Option<u32>,
+}
+
+impl HostLimits {
+    fn is_unlimited(&self) -> bool {
+        self.rate.is_none() && self.concurrency.is_none()
+    }
+}
+
+/// Admission of requests to target hosts under their [`HostLimits`].
+pub struct Politeness {
+    default: HostLimits,
+    overrides: Vec<(Glob, HostLimits)>,
+    queue: usize,
+    max_wait: Duration,
+    hosts: Mutex<HostTable>,
+}
+
+struct HostTable {
+    by_name: HashMap<String, Arc<HostState>>,
+    /// Size beyond which idle hosts are pruned; raised when most hosts are busy, so a
+    /// table full of busy hosts is not scanned on every new host.
+    prune_above: usize,
+}
+
+struct HostState {
+    /// Time between two requests, from the rate cap.
+    spacing: Option<Duration>,
+    /// The concurrency cap and its permits.
+    concurrency: Option<(Arc<Semaphore>, usize)>,
+    /// The earliest instant the next request may go (GCRA's theoretical arrival time).
+    next_slot: Mutex<Instant>,
+    /// Requests waiting for a rate slot or a concurrency permit.
+    waiting: AtomicUsize,
+}
+
+impl HostState {
+    fn new(limits: &HostLimits) -> Self {
+        // A zero count or cap would block the host forever; the config rejects them, and
+        // one is the closest meaningful reading if one slips through.
+        let spacing = limits
+            .rate
+            .map(|(requests, period)| period / requests.max(1));
+        let concurrency = limits.concurrency.map(|cap| {
+            let cap = usize::try_from(cap.max(1))
+                .unwrap_or(Semaphore::MAX_PERMITS)
+                .min(Semaphore::MAX_PERMITS);
+            (Arc::new(Semaphore::new(cap)), cap)
+        });
+        HostState {
+            spacing,
+            concurrency,
+            next_slot: Mutex::new(Instant::now()),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    fn next_slot(&self) -> Instant {
+        *self.next_slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Nobody holds or awaits anything of this host, and its rate slot is in the past,
+    /// so forgetting it changes no decision.
+    fn is_idle(self: &Arc<Self>, now: Instant) -> bool {
+        Arc::strong_count(self) == 1
+            && self.waiting.load(Ordering::Acquire) == 0
+            && self
+                .concurrency
+                .as_ref()
+                .is_none_or(|(semaphore, cap)| semaphore.available_permits() == *cap)
+            && self.next_slot() <= now
+    }
+}
+
+/// Counts its request among the host's waiters until dropped, so a request whose
+/// future is dropped mid-wait leaves the count right.
+struct QueuePlace {
+    state: Arc<HostState>,
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Holds a concurrency slot of its host until dropped.
+#[derive(Debug)]
+pub struct HostPermit {
+    _concurrency: Option<OwnedSemaphorePermit>,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug)]
+pub enum Refused {
+    /// `waiting` requests were already queued for `host`, as many as allowed; `wait` is
+    /// an estimate of how long the newcomer would have waited.
+    QueueFull {
+        host: String,
+        waiting: usize,
+        wait: Duration,
+    },
+    /// The host's turn was further away than the longest wait allowed; `wait` is how long
+    /// the request would have had to wait (at least).
+    Deadline { host: String, wait: Duration },
+}
+
+impl Refused {
+    /// When to try again: the estimated wait in whole seconds, rounded up and at least
+    /// one, as a `Retry-After` header carries it.
+    pub fn retry_after(&self) -> Duration {
+        let (Refused::QueueFull { wait, .. } | Refused::Deadline { wait, .. }) = self;
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Duration::from_secs(seconds.max(1))
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::QueueFull { host, waiting, .. } => write!(
+                f,
+                "{waiting} requests are already waiting for {host}, the most its politeness \
+                 limits allow; try again later"
+            ),
+            Refused::Deadline { host, wait } => write!(
+                f,
+                "the politeness limits of {host} would hold this request for {:.1}s, longer \
+                 than the longest wait allowed; try again later",
+                wait.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl Politeness {
+    /// `overrides`: (host glob, limits), the first match wins over `default` for that host.
+    /// Globs should be built case-insensitive: hosts are matched in lowercase.
+    pub fn new(
+        default: HostLimits,
+        overrides: Vec<(Glob, HostLimits)>,
+        queue: usize,
+        max_wait: Duration,
+    ) -> Self {
+        Politeness {
+            default,
+            overrides,
+            queue,
+            max_wait,
+            hosts: Mutex::new(HostTable {
+                by_name: HashMap::new(),
+                prune_above: MAX_TRACKED_HOSTS,
+            }),
+        }
+    }
+
+    /// True when no host has any limit (the proxy then skips admission entirely).
+    pub fn is_unlimited(&self) -> bool {
+        self.default.is_unlimited()
+            && self
+                .overrides
+                .iter()
+                .all(|(_, limits)| limits.is_unlimited())
+    }
+
+    /// Waits for `host`'s turn. Refuses at once when the host's queue is full or when the
+    /// wait would exceed `max_wait`.
+    ///
+    /// The concurrency permit is taken before the rate slot: a slot reserved first and then
+    /// held up behind busy permits would let several requests leave together once permits
+    /// free up, breaking the even spacing the site is promised. Taking the slot only with
+    /// a permit in hand keeps the spacing exact at the moment requests are sent; a request
+    /// whose slot is already beyond the deadline is still refused before waiting for a
+    /// permit. Slots reserved by requests dropped while sleeping stay consumed: the host
+    /// just gets a little more rest.
+    pub async fn admit(&self, host: &str) -> Result<HostPermit, Refused> {
+        // A trailing dot names the same host, and must not get a cap of its own.
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let limits = self.limits_for(&host);
+        if limits.is_unlimited() {
+            return Ok(HostPermit { _concurrency: None });
+        }
+        let state = self.state_for(&host, limits);
+        let started = Instant::now();
+        // None: max_wait reaches past the end of the clock, so there is no deadline.
+        let deadline = started.checked_add(self.max_wait);
+        let beyond_deadline = |at: Instant| deadline.is_some_and(|deadline| at > deadline);
+        let mut place: Option<QueuePlace> = None;
+
+        let concurrency = match &state.concurrency {
+            None => None,
+            Some((semaphore, _)) => match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let rate_turn = state.spacing.map(|_| state.next_slot());
+                    if let Some(turn) = rate_turn.filter(|turn| beyond_deadline(*turn)) {
+                        return Err(Refused::Deadline {
+                            host,
+                            wait: turn.saturating_duration_since(started),
+                        });
+                    }
+                    let estimate = rate_turn
+                        .map(|turn| turn.saturating_duration_since(started))
+                        .unwrap_or_default()
+                        .max(self.max_wait);
+                    place = Some(self.join_queue(&host, &state, estimate)?);
+                    let acquire = semaphore.clone().acquire_owned();
+                    let acquired = match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, acquire).await.ok(),
+                        None => Some(acquire.await),
+                    };
+                    match acquired {
+                        Some(Ok(permit)) => Some(permit),
+                        // Timed out; a closed semaphore cannot happen, as none is ever closed.
+                        _ => {
+                            return Err(Refused::Deadline {
+                                host,
+                                wait: Instant::now().saturating_duration_since(started),
+                            });
+                        }
+                    }
+                }
+            },
+        };
+
+        if let Some(spacing) = state.spacing {
+            let now = Instant::now();
+            let slot = {
+                let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = (*next_slot).max(now);
+                if slot > now {
+                    if beyond_deadline(slot) {
+                        return Err(Refused::Deadline {
+                            host,
+                            wait: slot.saturating_duration_since(started),
+                        });
+                    }
+                    if place.is_none() {
+                        let estimate = slot.saturating_duration_since(now);
+                        place = Some(self.join_queue(&host, &state, estimate)?);
+                    }
+                }
+                *next_slot = later_by(slot, spacing);
+                slot
+            };
+            if slot > now {
+                tokio::time::sleep_until(slot).await;
+            }
+        }
+        drop(place);
+        Ok(HostPermit {
+            _concurrency: concurrency,
+        })
+    }
+
+    fn limits_for(&self, host: &str) -> &HostLimits {
+        self.overrides
+            .iter()
+            .find(|(glob, _)| glob.matches(host))
+            .map_or(&self.default, |(_, limits)| limits)
+    }
+
+    fn state_for(&self, host: &str, limits: &HostLimits) -> Arc<HostState> {
+        let mut table = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = table.by_name.get(host) {
+            return state.clone();
+        }
+        if table.by_name.len() >= table.prune_above {
+            let now = Instant::now();
+            table.by_name.retain(|_, state| !state.is_idle(now));
+            table.prune_above = MAX_TRACKED_HOSTS.max(table.by_name.len() * 2);
+        }
+        let state = Arc::new(HostState::new(limits));
+        table.by_name.insert(host.to_string(), state.clone());
+        state
+    }
+
+    /// Counts the request among the host's waiters, or refuses it when the queue is full.
+    fn join_queue(
+        &self,
+        host: &str,
+        state: &Arc<HostState>,
+        estimate: Duration,
+    ) -> Result<QueuePlace, Refused> {
+        state
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+                (waiting < self.queue).then_some(waiting + 1)
+            })
+            .map(|_| QueuePlace {
+                state: state.clone(),
+            })
+            .map_err(|waiting| Refused::QueueFull {
+                host: host.to_string(),
+                waiting,
+                wait: estimate,
+            })
+    }
+}
+
+/// `at + by`, saturating far in the future instead of overflowing the clock.
+fn later_by(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR_FUTURE))
+        .unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(requests: u32, period: Duration) -> HostLimits {
+        HostLimits {
+            rate: Some((requests, period)),
+            concurrency: None,
+        }
+    }
+
+    fn concurrency(cap: u32) -> HostLimits {
+        HostLimits {
+            rate: None,
+            concurrency: Some(cap),
+        }
+    }
+
+    fn limited_by(default: HostLimits, queue: usize, max_wait: Duration) -> Arc<Politeness> {
+        Arc::new(Politeness::new(default, Vec::new(), queue, max_wait))
+    }
+
+    fn waiting(politeness: &Politeness, host: &str) -> usize {
+        let table = politeness.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .by_name
+            .get(host)
+            .map_or(0, |state| state.waiting.load(Ordering::Acquire))
+    }
+
+    /// Admits `count` concurrent requests to `host`; returns when each was admitted,
+    /// relative to the start, in order.
+    async fn admission_times(politeness: &Arc<Politeness>, host: &str, count: usize) -> Vec<u128> {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..count)
+            .map(|_| {
+                let politeness = politeness.clone();
+                let host = host.to_string();
+                tokio::spawn(async move {
+                    let admitted = politeness.admit(&host).await.is_ok();
+                    (admitted, start.elapsed().as_millis())
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for task in tasks {
+            let (admitted, at) = task.await.expect("admission task");
+            assert!(admitted, "request to {host} refused");
+            times.push(at);
+        }
+        times.sort_unstable();
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_spaces_requests_evenly() {
+        let politeness = limited_by(rate(2, Duration::from_secs(1)), 10, Duration::from_secs(10));
+        let times = admission_times(&politeness, "example.com", 5).await;
+        assert_eq!(times, vec![0, 500, 1000, 1500, 2000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_spaces_one_after_another_too() {
+        let politeness = limited_by(rate(2, Duration::from_secs(1)), 10, Duration::from_secs(10));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let _permit = politeness.admit("example.com").await.expect("admitted");
+            times.push(start.elapsed().as_millis());
+        }
+        assert_eq!(times, vec![0, 500, 1000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_host_goes_at_once_without_bursting() {
+        let politeness = limited_by(rate(2, Duration::from_secs(1)), 10, Duration::from_secs(10));
+        politeness.admit("example.com").await.expect("first");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let times = admission_times(&politeness, "example.com", 3).await;
+        assert_eq!(
+            times,
+            vec![0, 500, 1000],
+            "a long rest must not build up a burst"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_hosts_are_unaffected() {
+        let politeness = limited_by(
+            rate(1, Duration::from_secs(10)),
+            10,
+            Duration::from_secs(60),
+        );
+        politeness.admit("a.example").await.expect("first to a");
+        let start = Instant::now();
+        politeness.admit("b.example").await.expect("first to b");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        politeness.admit("a.example").await.expect("second to a");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refuses_when_the_wait_exceeds_max_wait() {
+        let politeness = limited_by(rate(1, Duration::from_secs(5)), 10, Duration::from_secs(7));
+        let start = Instant::now();
+        politeness.admit("example.com").await.expect("slot 0s");
+        politeness
+            .admit("example.com")
+            .await
+            .expect("slot 5s, within 7s");
+        politeness.admit("example.com").await.expect("slot 10s");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+
+        // Two requests at 10s: the first gets slot 15s, the second would need 20s > 17s.
+        let first = {
+            let politeness = politeness.clone();
+            tokio::spawn(async move { politeness.admit("example.com").await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        let refused = politeness
+            .admit("example.com")
+            .await
+            .expect_err("slot 20s is beyond 10s + 7s");
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "refused at once");
+        match &refused {
+            Refused::Deadline { host, wait } => {
+                assert_eq!(host, "example.com");
+                assert_eq!(*wait, Duration::from_secs(10));
+            }
+            other => panic!("expected Deadline, got {other:?}"),
+        }
+        assert_eq!(refused.retry_after(), Duration::from_secs(10));
+        assert!(refused.to_string().contains("example.com"), "{refused}");
+        assert!(first.await.expect("task"));
+
+        // The refused request did not consume a slot: the next one gets 20s.
+        politeness.admit("example.com").await.expect("slot 20s");
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_full_refuses_at_once() {
+        let politeness = limited_by(rate(1, Duration::from_secs(1)), 2, Duration::from_secs(60));
+        politeness.admit("example.com").await.expect("goes at once");
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let politeness = politeness.clone();
+                tokio::spawn(async move { politeness.admit("example.com").await.is_ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(waiting(&politeness, "example.com"), 2);
+
+        let start = Instant::now();
+        let refused = politeness
+            .admit("example.com")
+            .await
+            .expect_err("queue full");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        match &refused {
+            Refused::QueueFull {
+                host,
+                waiting,
+                wait,
+            } => {
+                assert_eq!(host, "example.com");
+                assert_eq!(*waiting, 2);
+                assert_eq!(*wait, Duration::from_secs(3), "behind slots 1s and 2s");
+            }
+            other => panic!("expected QueueFull, got {other:?}"),
+        }
+        assert_eq!(refused.retry_after(), Duration::from_secs(3));
+        assert!(refused.to_string().contains("example.com"), "{refused}");
+
+        for task in queued {
+            assert!(task.await.expect("task"));
+        }
+        assert_eq!(waiting(&politeness, "example.com"), 0);
+        politeness
+            .admit("example.com")
+            .await
+            .expect("room in the queue again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_queue_refuses_whatever_would_wait() {
+        let politeness = limited_by(rate(1, Duration::from_secs(1)), 0, Duration::from_secs(60));
+        politeness.admit("example.com").await.expect("goes at once");
+        assert!(matches!(
+            politeness.admit("example.com").await,
+            Err(Refused::QueueFull { waiting: 0, .. })
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        politeness
+            .admit("example.com")
+            .await
+            .expect("no wait needed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_waiter_leaves_the_queue() {
+        let politeness = limited_by(rate(1, Duration::from_secs(10)), 1, Duration::from_secs(60));
+        politeness.admit("example.com").await.expect("goes at once");
+        let abandoned =
+            tokio::time::timeout(Duration::from_secs(1), politeness.admit("example.com")).await;
+        assert!(abandoned.is_err(), "should still have been waiting");
+        assert_eq!(waiting(&politeness, "example.com"), 0);
+
+        // The abandoned slot (10s) stays consumed; the next request gets 20s.
+        let start = Instant::now();
+        politeness
+            .admit("example.com")
+            .await
+            .expect("queue has room again");
+        assert_eq!(start.elapsed(), Duration::from_secs(19));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_cap_holds_until_permits_drop() {
+        let politeness = limited_by(concurrency(2), 10, Duration::from_secs(60));
+        let first = politeness.admit("example.com").await.expect("first");
+        let second = politeness.admit("example.com").await.expect("second");
+
+        let third = {
+            let politeness = politeness.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let permit = politeness.admit("example.com").await;
+                (permit.is_ok(), start.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(waiting(&politeness, "example.com"), 1);
+        assert!(!third.is_finished());
+
+        drop(first);
+        let (admitted, waited) = third.await.expect("task");
+        assert!(admitted);
+        assert_eq!(waited, Duration::from_secs(3));
+        assert_eq!(waiting(&politeness, "example.com"), 0);
+        drop(second);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_wait_ends_at_the_deadline() {
+        let politeness = limited_by(concurrency(1), 10, Duration::from_secs(5));
+        let _held = politeness.admit("example.com").await.expect("first");
+        let start = Instant::now();
+        let refused = politeness
+            .admit("example.com")
+            .await
+            .expect_err("no permit within 5s");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert!(
+            matches!(refused, Refused::Deadline { wait, .. } if wait == Duration::from_secs(5))
+        );
+        assert_eq!(waiting(&politeness, "example.com"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_queue_is_bounded() {
+        let politeness = limited_by(concurrency(1), 1, Duration::from_secs(5));
+        let _held = politeness.admit("example.com").await.expect("first");
+        let queued = {
+            let politeness = politeness.clone();
+            tokio::spawn(async move { politeness.admit("example.com").await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        let refused = politeness
+            .admit("example.com")
+            .await
+            .expect_err("queue of one is taken");
+        assert!(matches!(refused, Refused::QueueFull { waiting: 1, .. }));
+        assert_eq!(refused.retry_after(), Duration::from_secs(5));
+        assert!(
+            !queued.await.expect("task"),
+            "times out, the permit is never freed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_and_concurrency_together_keep_the_spacing() {
+        let limits = HostLimits {
+            rate: Some((2, Duration::from_secs(1))),
+            concurrency: Some(2),
+        };
+        let politeness = limited_by(limits, 10, Duration::from_secs(60));
+        let start = Instant::now();
+        let first = politeness.admit("example.com").await.expect("first");
+        let second = politeness.admit("example.com").await.expect("second");
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        let later: Vec<_> = (0..2)
+            .map(|_| {
+                let politeness = politeness.clone();
+                tokio::spawn(async move {
+                    let admitted = politeness.admit("example.com").await.is_ok();
+                    (admitted, start.elapsed().as_millis())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Both permits free at once; the waiters must still leave 500ms apart.
+        drop((first, second));
+        let mut times = Vec::new();
+        for task in later {
+            let (admitted, at) = task.await.expect("task");
+            assert!(admitted);
+            times.push(at);
+        }
+        times.sort_unstable();
+        assert_eq!(times, vec![3000, 3500]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_rate_slot_leaves_only_the_permit_wait() {
+        let limits = HostLimits {
+            rate: Some((2, Duration::from_secs(1))),
+            concurrency: Some(1),
+        };
+        let politeness = limited_by(limits, 10, Duration::from_secs(60));
+        let start = Instant::now();
+        let first = politeness.admit("example.com").await.expect("first");
+        let second = {
+            let politeness = politeness.clone();
+            tokio::spawn(async move {
+                let admitted = politeness.admit("example.com").await.is_ok();
+                (admitted, start.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(first);
+        let (admitted, at) = second.await.expect("task");
+        assert!(admitted);
+        assert_eq!(at, Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_permits_with_a_far_rate_slot_refuse_at_once() {
+        let limits = HostLimits {
+            rate: Some((1, Duration::from_secs(60))),
+            concurrency: Some(1),
+        };
+        let politeness = limited_by(limits, 10, Duration::from_secs(5));
+        let _held = politeness.admit("example.com").await.expect("first");
+        let start = Instant::now();
+        let refused = politeness.admit("example.com").await.expect_err("slot 60s");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(
+            matches!(refused, Refused::Deadline { wait, .. } if wait == Duration::from_secs(60))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_matching_override_wins() {
+        let overrides = vec![
+            (
+                Glob::new("*.slow.example", true),
+                rate(1, Duration::from_secs(10)),
+            ),
+            (Glob::new("*.example", true), HostLimits::default()),
+        ];
+        let politeness = Politeness::new(
+            rate(1, Duration::from_secs(1)),
+            overrides,
+            10,
+            Duration::from_secs(60),
+        );
+        let start = Instant::now();
+        politeness.admit("a.slow.example").await.expect("first");
+        politeness.admit("a.slow.example").await.expect("second");
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "override rate");
+
+        let start = Instant::now();
+        for _ in 0..5 {
+            politeness.admit("fast.example").await.expect("no limit");
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "second override: unlimited"
+        );
+
+        let start = Instant::now();
+        politeness.admit("other.org").await.expect("first");
+        politeness.admit("other.org").await.expect("second");
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "default rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn host_names_compare_case_insensitively() {
+        let overrides = vec![(
+            Glob::new("*.Slow.Example", true),
+            rate(1, Duration::from_secs(10)),
+        )];
+        let politeness = Politeness::new(
+            HostLimits::default(),
+            overrides,
+            10,
+            Duration::from_secs(60),
+        );
+        let start = Instant::now();
+        politeness.admit("WWW.slow.EXAMPLE").await.expect("first");
+        politeness.admit("www.SLOW.example.").await.expect("second");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(10),
+            "one host, one rate"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_skips_everything() {
+        let politeness = limited_by(HostLimits::default(), 0, Duration::ZERO);
+        assert!(politeness.is_unlimited());
+        for _ in 0..100 {
+            politeness.admit("example.com").await.expect("always");
+        }
+        let table = politeness.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            table.by_name.is_empty(),
+            "no state kept for unlimited hosts"
+        );
+    }
+
+    #[test]
+    fn any_limit_is_not_unlimited() {
+        let limited = Politeness::new(concurrency(1), Vec::new(), 1, Duration::ZERO);
+        assert!(!limited.is_unlimited());
+        let override_only = Politeness::new(
+            HostLimits::default(),
+            vec![(
+                Glob::new("*.example", true),
+                rate(1, Duration::from_secs(1)),
+            )],
+            1,
+            Duration::ZERO,
+        );
+        assert!(!override_only.is_unlimited());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn degenerate_limits_do_not_panic() {
+        let limits = HostLimits {
+            rate: Some((0, Duration::MAX)),
+            concurrency: Some(0),
+        };
+        let politeness = limited_by(limits, usize::MAX, Duration::MAX);
+        let _first = politeness.admit("example.com").await.expect("first");
+        let limits = HostLimits {
+            rate: Some((u32::MAX, Duration::ZERO)),
+            concurrency: Some(u32::MAX),
+        };
+        let politeness = limited_by(limits, 1, Duration::ZERO);
+        for _ in 0..10 {
+            politeness.admit("example.com").await.expect("zero spacing");
+        }
+    }
+
+    fn tracked_hosts(politeness: &Politeness) -> usize {
+        let table = politeness.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        table.by_name.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_hosts_are_kept_past_the_bound() {
+        let politeness = limited_by(rate(1, Duration::from_secs(1)), 10, Duration::from_secs(60));
+        for index in 0..=MAX_TRACKED_HOSTS {
+            politeness
+                .admit(&format!("host{index}.example"))
+                .await
+                .expect("first to each host");
+        }
+        // Every slot is still ahead: forgetting a host would let it be hit again early.
+        assert_eq!(tracked_hosts(&politeness), MAX_TRACKED_HOSTS + 1);
+        let table = politeness.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(table.prune_above, 2 * MAX_TRACKED_HOSTS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_hosts_are_forgotten_past_the_bound() {
+        let politeness = limited_by(rate(1, Duration::from_secs(1)), 10, Duration::from_secs(60));
+        for index in 0..MAX_TRACKED_HOSTS - 1 {
+            politeness
+                .admit(&format!("host{index}.example"))
+                .await
+                .expect("first to each host");
+        }
+        politeness
+            .admit("busy.example")
+            .await
+            .expect("first to busy");
+        assert_eq!(tracked_hosts(&politeness), MAX_TRACKED_HOSTS);
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        politeness
+            .admit("busy.example")
+            .await
+            .expect("second to busy");
+        politeness.admit("new.example").await.expect("new host");
+        assert_eq!(
+            tracked_hosts(&politeness),
+            2,
+            "busy.example (slot ahead) and the newcomer"
+        );
+        let start = Instant::now();
+        politeness
+            .admit("busy.example")
+            .await
+            .expect("third to busy");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "busy.example kept its spacing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_can_cross_threads() {
+        fn assert_send<T: Send>(_: &T) {}
+        let politeness = limited_by(rate(1, Duration::from_secs(1)), 1, Duration::from_secs(1));
+        let admission = politeness.admit("example.com");
+        assert_send(&admission);
+        admission.await.expect("admitted");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let deadline = |wait| Refused::Deadline {
+            host: "example.com".into(),
+            wait,
+        };
+        assert_eq!(
+            deadline(Duration::ZERO).retry_after(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            deadline(Duration::from_millis(1500)).retry_after(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            deadline(Duration::from_secs(7)).retry_after(),
+            Duration::from_secs(7)
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! CONNECT tunnels once open: bytes spliced both ways and counted as they pass (so
+//! long tunnels show in the metrics while they last), closed after an idle timeout,
+//! and capped per client address.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use super::dial::Tunnel;
+use crate::telemetry::EgressExitCounters;
+
+/// Open tunnels per client address.
+#[derive(Default)]
+pub struct TunnelCounts {
+    open: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One open tunnel of a client; gives its place back when dropped.
+pub struct TunnelSlot {
+    counts: Arc<TunnelCounts>,
+    client: IpAddr,
+}
+
+impl TunnelCounts {
+    /// A slot for one more tunnel of `client`, unless it holds `max` already.
+    pub fn take(self: &Arc<Self>, client: IpAddr, max: u32) -> Option<TunnelSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(client).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(TunnelSlot {
+            counts: self.clone(),
+            client,
+        })
+    }
+
+    pub fn total(&self) -> u64 {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.values().map(|n| u64::from(*n)).sum()
+    }
+}
+
+impl Drop for TunnelSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The site side of a tunnel: counts bytes into the exit's counters and notes the
+/// time of the last activity (milliseconds since `opened`).
+struct Metered {
+    inner: Box<dyn Tunnel>,
+    counters: Arc<EgressExitCounters>,
+    opened: Instant,
+    last_active: Arc<AtomicU64>,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+}
+
+impl Metered {
+    fn touch(&self) {
+        let since = self.opened.elapsed().as_millis() as u64;
+        self.last_active.store(since, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.counters
+                .tunnel_bytes_down
+                .fetch_add(read, Ordering::Relaxed);
+            self.down.fetch_add(read, Ordering::Relaxed);
+            self.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = polled {
+            if written > 0 {
+                self.counters
+                    .tunnel_bytes_up
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                self.up.fetch_add(written as u64, Ordering::Relaxed);
+                self.touch();
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Bytes a tunnel carried, for its log line.
+#[derive(Default, Clone)]
+pub struct TunnelBytes {
+    pub up: Arc<AtomicU64>,
+    pub down: Arc<AtomicU64>,
+}
+
+/// Joins the client and the site until either side closes or nothing passes for
+/// `idle`. Returns whether it ended idle.
+pub async fn splice<C>(
+    mut client: C,
+    site: Box<dyn Tunnel>,
+    counters: Arc<EgressExitCounters>,
+    bytes: TunnelBytes,
+    idle: Duration,
+) -> bool
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let opened = Instant::now();
+    let last_active = Arc::new(AtomicU64::new(0));
+    let mut site = Metered {
+        inner: site,
+        counters,
+        opened,
+        last_active: last_active.clone(),
+        up: bytes.up,
+        down: bytes.down,
+    };
+    let watchdog = async {
+        loop {
+            let last = Duration::from_millis(last_active.load(Ordering::Relaxed));
+            let deadline = opened + last + idle;
+            tokio::time::sleep_until(deadline).await;
+            if Duration::from_millis(last_active.load(Ordering::Relaxed)) == last {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut site) => false,
+        _ = watchdog => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_per_client_and_given_back() {
+        let counts = Arc::new(TunnelCounts::default());
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let first = counts.take(a, 2).unwrap();
+        let _second = counts.take(a, 2).unwrap();
+        assert!(counts.take(a, 2).is_none());
+        assert!(counts.take(b, 2).is_some());
+        drop(first);
+        assert!(counts.take(a, 2).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tunnels_close() {
+        let (client, _client_peer) = tokio::io::duplex(64);
+        let (site, _site_peer) = tokio::io::duplex(64);
+        let idle = splice(
+            client,
+            Box::new(site),
+            Arc::default(),
+            TunnelBytes::default(),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(idle);
+    }
+}
