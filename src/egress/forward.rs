@@ -35,7 +35,8 @@ const ROBOTS_MAX_BYTES: usize = 500 * 1024;
 
 /// What went wrong with one attempt, and whether another exit may help.
 struct Failed {
-    outcome: EgressOutcome,
+    /// None: the request itself is refused (a destination rule), whatever the exit.
+    outcome: Option<EgressOutcome>,
     status: ProxyStatus,
 }
 
@@ -51,7 +52,7 @@ pub(super) async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let session = client_session(record.client(), &choice);
+    let session = client_session(plan, record.client(), &choice);
     let ask = Ask {
         host: &host,
         region: choice.region.as_deref(),
@@ -72,7 +73,7 @@ pub(super) async fn forward(
             ));
         }
     }
-    let permit = polite_turn(plan, &host).await?;
+    let mut permit = polite_turn(plan, &host).await?;
 
     strip_hop_by_hop(&mut head.headers, false);
     for name in [
@@ -100,6 +101,11 @@ pub(super) async fn forward(
     let mut next = plan.rotator.pick(&exits, &ask, &tried, Instant::now());
     let mut last_error: Option<String> = None;
     while let Some(exit) = next.take() {
+        if !tried.is_empty() {
+            // Each attempt is a request to the site: it waits for a turn of its own.
+            drop(permit.take());
+            permit = polite_turn(plan, &host).await?;
+        }
         tried.push(exit.clone());
         record.attempt(&exit);
         let request_body = match body.take() {
@@ -118,11 +124,14 @@ pub(super) async fn forward(
         let sent = match send_via(plan, &exit, &host, port, attempt).await {
             Ok(sent) => sent,
             Err(failed) => {
-                exit.counters.count(failed.outcome);
+                let Some(outcome) = failed.outcome else {
+                    return Err(failed.status);
+                };
+                exit.counters.count(outcome);
                 last_error = Some(format!("{}: {}", exit.name, failed.status.details));
                 next = may_retry(&tried);
                 if next.is_none() {
-                    if failed.outcome == EgressOutcome::ExitError {
+                    if outcome == EgressOutcome::ExitError {
                         return Err(no_exit(&host, choice.region.as_deref(), last_error));
                     }
                     return Err(failed.status);
@@ -242,7 +251,7 @@ async fn send_via(
             let address = resolve_checked(plan, host, port)
                 .await
                 .map_err(|status| Failed {
-                    outcome: EgressOutcome::SiteError,
+                    outcome: (status.reason != "denied").then_some(EgressOutcome::SiteError),
                     status,
                 })?;
             head.uri = origin_form();
@@ -267,7 +276,7 @@ async fn send_via(
         }
     }
     .map_err(|error| Failed {
-        outcome: EgressOutcome::SiteError,
+        outcome: None,
         status: ProxyStatus::new(
             StatusCode::BAD_REQUEST,
             "http_request_error",
@@ -288,7 +297,7 @@ async fn send_via(
         && matches!(exit.kind, ExitKind::Http { .. })
     {
         return Err(Failed {
-            outcome: EgressOutcome::ExitError,
+            outcome: Some(EgressOutcome::ExitError),
             status: ProxyStatus::new(
                 StatusCode::BAD_GATEWAY,
                 "proxy_configuration_error",
@@ -307,7 +316,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
         exit.mark_unreachable(plan.limits.probe_interval, plan.limits.connect_timeout);
     };
     let site_failed = |status, kind, details: String| Failed {
-        outcome: EgressOutcome::SiteError,
+        outcome: Some(EgressOutcome::SiteError),
         status: ProxyStatus::new(status, kind, "site_error", details),
     };
     if let Some(dialed) = dial_failure(&error) {
@@ -317,7 +326,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
                 site_failed(StatusCode::BAD_GATEWAY, "connection_refused", why.clone())
             }
             DialError::Refused(why) => Failed {
-                outcome: EgressOutcome::TunnelRefused,
+                outcome: Some(EgressOutcome::TunnelRefused),
                 status: ProxyStatus::new(
                     StatusCode::BAD_GATEWAY,
                     "connection_refused",
@@ -328,7 +337,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
             DialError::ExitUnreachable(_) | DialError::Timeout(_) => {
                 exit_unreachable();
                 Failed {
-                    outcome: EgressOutcome::ExitError,
+                    outcome: Some(EgressOutcome::ExitError),
                     status: ProxyStatus::new(
                         StatusCode::BAD_GATEWAY,
                         "destination_unavailable",
@@ -346,7 +355,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
         {
             exit_unreachable();
             Failed {
-                outcome: EgressOutcome::ExitError,
+                outcome: Some(EgressOutcome::ExitError),
                 status: ProxyStatus::new(
                     StatusCode::BAD_GATEWAY,
                     "destination_unavailable",
@@ -358,7 +367,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
         SendError::ConnectTimeout { .. } if !direct => {
             exit_unreachable();
             Failed {
-                outcome: EgressOutcome::ExitError,
+                outcome: Some(EgressOutcome::ExitError),
                 status: ProxyStatus::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "connection_timeout",

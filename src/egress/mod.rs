@@ -512,7 +512,10 @@ fn no_exit(host: &str, region: Option<&str>, last_error: Option<String>) -> Prox
 }
 
 /// The session a request without a session id has under `sticky_session`.
-fn client_session(peer: SocketAddr, choice: &ClientChoice) -> String {
+fn client_session(plan: &EgressPlan, peer: SocketAddr, choice: &ClientChoice) -> String {
+    if !plan.rotator.keys_clients() {
+        return String::new();
+    }
     format!("{}/{}", peer.ip(), choice.user.as_deref().unwrap_or(""))
 }
 
@@ -540,7 +543,7 @@ async fn tunnel(
             )
         })?;
     let permit = polite_turn(plan, &host).await?;
-    let session = client_session(peer, &choice);
+    let session = client_session(plan, peer, &choice);
     let ask = Ask {
         host: &host,
         region: choice.region.as_deref(),
@@ -594,6 +597,7 @@ async fn tunnel(
         };
         exit.counters.count(EgressOutcome::Ok);
         record.outcome = Some(EgressOutcome::Ok.label());
+        record.status = Some(StatusCode::OK);
         let upgrade = hyper::upgrade::on(&mut request);
         let counters = exit.counters.clone();
         let idle = plan.limits.idle_timeout;

@@ -67,6 +67,11 @@ impl Rotator {
         }
     }
 
+    /// Whether requests without a session id are keyed by client (`sticky_session`).
+    pub fn keys_clients(&self) -> bool {
+        self.rotation == Rotation::StickySession
+    }
+
     pub fn rng(&self) -> &SplitMix {
         &self.rng
     }
