@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use super::exits::Exit;
 use super::tunnel::TunnelBytes;
 use crate::telemetry::Telemetry;
-use crate::telemetry::access_log::JsonLine;
 
 pub struct Record {
     telemetry: Option<Arc<Telemetry>>,
@@ -115,31 +114,31 @@ impl Drop for Record {
         let Some(telemetry) = self.telemetry.take() else {
             return;
         };
-        let mut line = JsonLine::default();
-        line.time("time");
-        line.string("kind", Some("egress"));
-        line.string("egress", Some(&self.egress));
-        line.display("client_ip", Some(self.client.ip()));
-        line.string("user", self.user.as_deref());
-        line.string("method", Some(self.method.as_str()));
-        line.string("host", self.host.as_deref());
-        line.string("path", self.path.as_deref());
-        line.number("status", self.status.map(|s| s.as_u16()));
-        line.string("outcome", self.outcome);
-        line.string("error", self.error);
-        line.string("exit", self.exit.as_deref());
-        line.string("region", self.region.as_deref());
-        line.number("attempts", Some(self.attempts));
-        let (up, down) = match &self.tunnel_bytes {
-            Some(bytes) => (
-                Some(bytes.up.load(Ordering::Relaxed)),
-                bytes.down.load(Ordering::Relaxed),
-            ),
-            None => (None, self.bytes_out),
-        };
-        line.number("bytes_in", up);
-        line.number("bytes_out", Some(down));
-        line.millis("duration_ms", Some(self.started.elapsed()));
-        telemetry.access_log.write(line.finish());
+        telemetry.access_log.write_line(|_, line| {
+            line.time("time");
+            line.string("kind", Some("egress"));
+            line.string("egress", Some(&self.egress));
+            line.display("client_ip", Some(self.client.ip()));
+            line.string("user", self.user.as_deref());
+            line.string("method", Some(self.method.as_str()));
+            line.string("host", self.host.as_deref());
+            line.string("path", self.path.as_deref());
+            line.number("status", self.status.map(|s| s.as_u16()));
+            line.string("outcome", self.outcome);
+            line.string("error", self.error);
+            line.string("exit", self.exit.as_deref());
+            line.string("region", self.region.as_deref());
+            line.number("attempts", Some(self.attempts));
+            let (up, down) = match &self.tunnel_bytes {
+                Some(bytes) => (
+                    Some(bytes.up.load(Ordering::Relaxed)),
+                    bytes.down.load(Ordering::Relaxed),
+                ),
+                None => (None, self.bytes_out),
+            };
+            line.number("bytes_in", up);
+            line.number("bytes_out", Some(down));
+            line.millis("duration_ms", Some(self.started.elapsed()));
+        });
     }
 }

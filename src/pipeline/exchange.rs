@@ -199,23 +199,22 @@ impl Exchange {
             }
         }
         let telemetry = self.telemetry.clone();
-        telemetry.access_log.with_fields(|fields| {
-            let line = self.log_line(fields, duration, ttfb, ttft, usage);
-            telemetry.access_log.write(line);
+        telemetry.access_log.write_line(|fields, line| {
+            self.log_line(line, fields, duration, ttfb, ttft, usage);
         });
     }
 
     fn log_line(
         &self,
+        line: &mut JsonLine,
         fields: &[Field],
         duration: Duration,
         ttfb: Option<Duration>,
         ttft: Option<Duration>,
         usage: crate::llm::Usage,
-    ) -> String {
+    ) {
         let route = self.route.as_ref();
         let facts = self.log.as_ref();
-        let mut line = JsonLine::default();
         for field in fields {
             let name = field.name();
             match field {
@@ -266,7 +265,6 @@ impl Exchange {
                 ),
             }
         }
-        line.finish()
     }
 }
 

@@ -6,9 +6,9 @@
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,10 +74,78 @@ fields! {
 
 struct Writer {
     settings: AccessLogSettings,
-    sender: SyncSender<String>,
+    batches: Arc<Batches>,
     reopen: Arc<AtomicBool>,
     /// Hangs up when the writer thread has written everything and ended.
     done: std::sync::Mutex<Option<Receiver<()>>>,
+}
+
+impl Drop for Writer {
+    /// No request can reach this writer any more: the thread writes what is left and ends.
+    fn drop(&mut self) {
+        self.batches.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Lines waiting for the writer thread, in a few shards of bytes. A request appends its
+/// line to its thread's shard under a lock nobody else wants (the writer takes it once
+/// per tick): no allocation and no channel per line, which cost more than the line itself.
+struct Batches {
+    shards: Box<[Mutex<Vec<u8>>]>,
+    /// Lines in the shards, against the `queue` bound.
+    waiting: AtomicUsize,
+    queue: usize,
+    closed: AtomicBool,
+}
+
+const SHARDS: usize = 8;
+
+impl Batches {
+    fn new(queue: usize) -> Self {
+        Batches {
+            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            waiting: AtomicUsize::new(0),
+            queue,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a line, or returns false when `queue` lines are waiting already.
+    fn push(&self, line: &[u8]) -> bool {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let shard = SHARD.with(|shard| *shard) % self.shards.len();
+        let mut bytes = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        bytes.extend_from_slice(line);
+        true
+    }
+
+    /// Writes every waiting line; `spare` is swapped with each shard so neither side
+    /// allocates in the steady state.
+    fn drain(&self, spare: &mut Vec<u8>, output: &mut impl Write) {
+        for shard in self.shards.iter() {
+            spare.clear();
+            std::mem::swap(spare, &mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            if spare.is_empty() {
+                continue;
+            }
+            let lines = spare.iter().filter(|b| **b == b'\n').count();
+            let _ = output.write_all(spare);
+            self.waiting.fetch_sub(lines, Ordering::Relaxed);
+        }
+    }
+}
+
+thread_local! {
+    /// The shard this thread appends to, spread over threads as they first log.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+    /// This thread's line buffer, reused for every line.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The access log shared by every plan; [`AccessLog::apply`] follows config changes.
@@ -98,26 +166,27 @@ impl AccessLog {
             None => None,
             Some(settings) => {
                 let output = open(&settings.destination)?;
-                let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue.max(1));
+                let batches = Arc::new(Batches::new(settings.queue.max(1)));
                 let reopen = Arc::new(AtomicBool::new(false));
                 let thread_reopen = reopen.clone();
+                let thread_batches = batches.clone();
                 let destination = settings.destination.clone();
                 let (finished, done) = std::sync::mpsc::channel::<()>();
                 std::thread::Builder::new()
                     .name("access-log".into())
                     .spawn(move || {
-                        write_lines(receiver, output, destination, thread_reopen);
+                        write_lines(thread_batches, output, destination, thread_reopen);
                         drop(finished);
                     })?;
                 Some(Arc::new(Writer {
                     settings: settings.clone(),
-                    sender,
+                    batches,
                     reopen,
                     done: std::sync::Mutex::new(Some(done)),
                 }))
             }
         };
-        // The old writer's thread ends once its queue is drained and its sender dropped.
+        // The old writer's thread ends once nothing can reach it and its lines are written.
         self.current.store(next);
         Ok(())
     }
@@ -126,26 +195,28 @@ impl AccessLog {
         self.current.load().is_some()
     }
 
-    /// The fields to write, when the log is on.
-    /// Runs `write` with the fields to log, when the log is on (no copy of the list).
-    pub fn with_fields(&self, write: impl FnOnce(&[Field])) {
-        if let Some(writer) = self.current.load().as_ref() {
-            write(&writer.settings.fields);
-        }
-    }
-
-    /// Queues a line; never blocks.
-    pub fn write(&self, line: String) {
+    /// Builds and queues one line when the log is on: `fill` gets the configured fields
+    /// and a line to write them into (this thread's buffer, reused). Never blocks.
+    pub fn write_line(&self, fill: impl FnOnce(&[Field], &mut JsonLine)) {
         let current = self.current.load();
         let Some(writer) = current.as_ref() else {
             return;
         };
-        match writer.sender.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+        LINE.with(|buffer| {
+            let Ok(mut buffer) = buffer.try_borrow_mut() else {
+                return;
+            };
+            buffer.clear();
+            let mut line = JsonLine {
+                text: std::mem::take(&mut *buffer),
+            };
+            fill(&writer.settings.fields, &mut line);
+            line.close();
+            if !writer.batches.push(line.text.as_bytes()) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-        }
+            *buffer = line.text;
+        });
     }
 
     pub fn dropped(&self) -> u64 {
@@ -182,18 +253,19 @@ fn open(destination: &Destination) -> std::io::Result<Box<dyn Write + Send>> {
     })
 }
 
-/// How often the writer wakes to write what was queued. Senders never wake it: a
+/// How often the writer wakes to write what was queued. Requests never wake it: a
 /// wake-up per line (a futex call and a context switch on the proxy's core) cost more
 /// than the rest of the request under load.
 const WRITE_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn write_lines(
-    receiver: Receiver<String>,
+    batches: Arc<Batches>,
     output: Box<dyn Write + Send>,
     destination: Destination,
     reopen: Arc<AtomicBool>,
 ) {
     let mut output = BufWriter::with_capacity(64 * 1024, output);
+    let mut spare = Vec::new();
     loop {
         std::thread::sleep(WRITE_TICK);
         if reopen.swap(false, Ordering::Relaxed) {
@@ -205,19 +277,9 @@ fn write_lines(
                 }
             }
         }
-        let mut closed = false;
-        loop {
-            match receiver.try_recv() {
-                Ok(line) => {
-                    let _ = output.write_all(line.as_bytes());
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        // Read before draining: lines queued before the close are all in this drain.
+        let closed = batches.closed.load(Ordering::Acquire);
+        batches.drain(&mut spare, &mut output);
         let _ = output.flush();
         if closed {
             return;
@@ -320,11 +382,15 @@ impl JsonLine {
         self.text.push_str("Z\"");
     }
 
-    pub fn finish(mut self) -> String {
+    fn close(&mut self) {
         if self.text.is_empty() {
             self.text.push('{');
         }
         self.text.push_str("}\n");
+    }
+
+    pub fn finish(mut self) -> String {
+        self.close();
         self.text
     }
 }
