@@ -121,9 +121,96 @@ impl Destinations {
     }
 }
 
+/// The address a host names, in any spelling a resolver accepts: standard IPv4 and
+/// IPv6, and the legacy IPv4 forms of `inet_aton` (`2852039166`, `0xa9fea9fe`,
+/// `0251.0376.0251.0376`, `127.1`) that `getaddrinfo` on an exit would turn into an
+/// address. `Err` for a host whose last label is a number but no valid address (the
+/// WHATWG URL rule): it is neither a name nor an address, so it is refused.
+pub fn host_address(host: &str) -> Result<Option<IpAddr>, ()> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Some(ip));
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let numeric = |label: &str| {
+        let digits = label
+            .strip_prefix("0x")
+            .or_else(|| label.strip_prefix("0X"));
+        match digits {
+            Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    if !numeric(last) {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 4 {
+        return Err(());
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let value = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            if hex.is_empty() {
+                0
+            } else {
+                u64::from_str_radix(hex, 16).map_err(|_| ())?
+            }
+        } else if part.len() > 1 && part.starts_with('0') {
+            u64::from_str_radix(&part[1..], 8).map_err(|_| ())?
+        } else {
+            part.parse::<u64>().map_err(|_| ())?
+        };
+        values.push(value);
+    }
+    let (last_value, leading) = values.split_last().ok_or(())?;
+    if leading.iter().any(|v| *v > 255) {
+        return Err(());
+    }
+    let remaining_bits = 8 * (4 - leading.len() as u32);
+    if *last_value >= 1u64 << remaining_bits {
+        return Err(());
+    }
+    let mut address = *last_value as u32;
+    for (i, value) in leading.iter().enumerate() {
+        address |= (*value as u32) << (24 - 8 * i as u32);
+    }
+    Ok(Some(IpAddr::V4(std::net::Ipv4Addr::from(address))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_ipv4_spellings_are_addresses() {
+        let metadata = Some("169.254.169.254".parse::<IpAddr>().unwrap());
+        for spelling in [
+            "2852039166",
+            "0xa9fea9fe",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+            "169.254.169.254.",
+        ] {
+            assert_eq!(host_address(spelling), Ok(metadata), "{spelling}");
+        }
+        assert_eq!(
+            host_address("127.1"),
+            Ok(Some("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(host_address("::1"), Ok(Some("::1".parse().unwrap())));
+        assert_eq!(host_address("www.example.org"), Ok(None));
+        assert_eq!(host_address("1.example"), Ok(None));
+        for bad in [
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.3.256",
+            "99999999999",
+            "08.1.1.1",
+        ] {
+            assert_eq!(host_address(bad), Err(()), "{bad}");
+        }
+    }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

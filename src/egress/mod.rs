@@ -423,12 +423,19 @@ fn check_destination(plan: &EgressPlan, host: &str) -> Result<(), ProxyStatus> {
     plan.destinations
         .check_host(host)
         .map_err(|r| refused(host, r))?;
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        plan.destinations
+    match destinations::host_address(host) {
+        Ok(Some(ip)) => plan
+            .destinations
             .check_ip(host, ip)
-            .map_err(|r| refused(host, r))?;
+            .map_err(|r| refused(host, r)),
+        Ok(None) => Ok(()),
+        Err(()) => Err(ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "bad_request",
+            format!("{host:?} ends in a number but is not an IPv4 address"),
+        )),
     }
-    Ok(())
 }
 
 /// Resolves `host` for a direct exit and checks every address it resolves to: a name
@@ -438,9 +445,9 @@ async fn resolve_checked(
     host: &str,
     port: u16,
 ) -> Result<SocketAddr, ProxyStatus> {
-    let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host, port))
+    let addresses: Vec<SocketAddr> = match destinations::host_address(host).ok().flatten() {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| {
                 ProxyStatus::new(
