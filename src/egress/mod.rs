@@ -16,7 +16,7 @@ pub mod robots;
 pub mod rotation;
 pub mod tunnel;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
