@@ -634,6 +634,77 @@ async fn credentials_in_an_exit_url_reach_the_exit() {
     assert_eq!(seen[1].target, origin.addr().to_string());
 }
 
+/// An `https://` exit: Junction speaks TLS to the exit proxy (trusting `exits_ca_file`),
+/// then absolute-form requests and CONNECT inside it, with the URL's credentials.
+#[tokio::test]
+async fn an_https_exit_with_credentials_carries_plain_requests_and_tunnels() {
+    let site = TestUpstream::named("site").start().await;
+    let origin = TlsOrigin::start("origin").await;
+    let exit = HttpExit::builder("t")
+        .with_auth("user", "pass")
+        .with_tls()
+        .start()
+        .await;
+    assert!(exit.url().starts_with("https://"));
+    let folder = tempfile::tempdir().unwrap();
+    let ca_file = folder.path().join("exit-ca.pem");
+    std::fs::write(&ca_file, exit.ca_pem().unwrap()).unwrap();
+    let exits = exit_entry(&exit.url_with("user", "pass"), "fr", "t");
+    let extra = format!("exits_ca_file = {:?}", ca_file.display().to_string());
+    let proxy = TestProxy::from_toml(&config("round_robin", &exits, &extra))
+        .start()
+        .await;
+
+    for path in ["/one", "/two"] {
+        let reply = get_ok(
+            &through(&proxy_url(&proxy)),
+            &format!("{}{path}", site.url()),
+        )
+        .await;
+        assert_eq!(reply.exit(), "t");
+    }
+    let reply = get_ok(
+        &tunnels(&proxy_url(&proxy), &origin),
+        &format!("{}/tls", origin.url()),
+    )
+    .await;
+    assert_eq!(reply.body, "secure origin /tls");
+    assert_eq!((exit.plain_count(), exit.connect_count()), (2, 1));
+    assert!(
+        exit.seen()
+            .iter()
+            .all(|s| s.authorization == Some(basic("user", "pass")))
+    );
+}
+
+/// An `https://` exit whose certificate Junction does not trust is unreachable: it is
+/// never sent a request in the clear.
+#[tokio::test]
+async fn an_https_exit_with_an_untrusted_certificate_gets_nothing() {
+    let site = TestUpstream::named("site").start().await;
+    let exit = HttpExit::builder("t").with_tls().start().await;
+    let exits = exit_entry(&exit.url(), "fr", "t");
+    let proxy = TestProxy::from_toml(&config("round_robin", &exits, ""))
+        .start()
+        .await;
+    let reply = within(
+        "request",
+        through(&proxy_url(&proxy))
+            .get(format!("{}/x", site.url()))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 502);
+    assert!(
+        reply.headers()["proxy-status"]
+            .to_str()
+            .unwrap()
+            .contains("error=destination_unavailable")
+    );
+    assert_eq!((exit.plain_count(), exit.connect_count()), (0, 0));
+}
+
 #[tokio::test]
 async fn a_socks5_exit_with_credentials_gets_host_names_as_given() {
     let site = TestUpstream::named("site").start().await;

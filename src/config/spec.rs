@@ -530,7 +530,7 @@ pub struct EgressSpec {
     pub exits_file: Option<String>,
     /// How often `exits_file` is checked for changes (default 2s).
     pub exits_file_poll: Option<String>,
-    /// CA certificates (PEM) trusted for `https://` exit proxies, besides the system's.
+    /// CA certificates (PEM) trusted for `https://` exit proxies, instead of the system roots.
     pub exits_ca_file: Option<String>,
     /// round_robin | random | least_used | sticky_host | sticky_session.
     pub rotation: Option<String>,

@@ -190,6 +190,7 @@ struct HttpState {
 pub struct HttpExitBuilder {
     name: String,
     required: Option<String>,
+    tls: bool,
 }
 
 impl HttpExitBuilder {
@@ -199,7 +200,19 @@ impl HttpExitBuilder {
         self
     }
 
+    /// Serves the proxy itself over TLS (an `https://` exit), with a self-signed
+    /// certificate for `localhost` and 127.0.0.1 (see [`HttpExit::ca_pem`]).
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     pub async fn start(self) -> HttpExit {
+        let tls = self.tls.then(|| self_signed(vec![b"http/1.1".to_vec()]));
+        let acceptor = tls
+            .as_ref()
+            .map(|(config, _)| tokio_rustls::TlsAcceptor::from(config.clone()));
+        let ca_pem = tls.map(|(_, pem)| pem);
         let state = Arc::new(HttpState {
             name: self.name,
             required: self.required,
@@ -211,18 +224,37 @@ impl HttpExitBuilder {
         let shared = state.clone();
         let server = serve(move |stream, stop| {
             let state = shared.clone();
+            let acceptor = acceptor.clone();
             async move {
                 let service = service_fn(move |request| {
                     http_exit_handle(state.clone(), stop.clone(), request)
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let _ = http
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    }
+                    None => {
+                        let _ = http
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    }
+                }
             }
         })
         .await;
-        HttpExit { state, server }
+        HttpExit {
+            state,
+            server,
+            ca_pem,
+        }
     }
 }
 
@@ -230,6 +262,8 @@ impl HttpExitBuilder {
 pub struct HttpExit {
     state: Arc<HttpState>,
     server: Server,
+    /// Set for TLS exits: the certificate to trust.
+    ca_pem: Option<String>,
 }
 
 impl HttpExit {
@@ -237,6 +271,7 @@ impl HttpExit {
         HttpExitBuilder {
             name: name.into(),
             required: None,
+            tls: false,
         }
     }
 
@@ -258,14 +293,27 @@ impl HttpExit {
         self.server.addr
     }
 
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr)
+    fn scheme(&self) -> &'static str {
+        if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// `http://user:pass@127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS exit)
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.server.addr)
+    }
+
+    /// `http://user:pass@127.0.0.1:PORT` (`https://` for a TLS exit)
     pub fn url_with(&self, user: &str, pass: &str) -> String {
-        format!("http://{user}:{pass}@{}", self.server.addr)
+        format!("{}://{user}:{pass}@{}", self.scheme(), self.server.addr)
+    }
+
+    /// The certificate of a TLS exit (PEM), for `exits_ca_file`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn set_mode(&self, mode: ExitMode) {
@@ -707,28 +755,34 @@ pub struct TlsOrigin {
     server: Server,
 }
 
+/// A server TLS config with a fresh self-signed certificate for `localhost` and
+/// 127.0.0.1, and that certificate as PEM.
+fn self_signed(alpn: Vec<Vec<u8>>) -> (Arc<rustls::ServerConfig>, String) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("generate certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(certified.cert.der().to_vec())],
+        key,
+    )
+    .expect("server certificate");
+    config.alpn_protocols = alpn;
+    (Arc::new(config), certified.cert.pem())
+}
+
 impl TlsOrigin {
     pub async fn start(name: &str) -> TlsOrigin {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .expect("generate certificate");
-        let key =
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(certified.cert.der().to_vec())],
-            key,
-        )
-        .expect("server certificate");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (config, ca_pem) = self_signed(vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
 
         let requests = Arc::new(AtomicUsize::new(0));
         let (counter, label) = (requests.clone(), name.to_string());
@@ -751,7 +805,7 @@ impl TlsOrigin {
         .await;
         TlsOrigin {
             name: name.into(),
-            ca_pem: certified.cert.pem(),
+            ca_pem,
             requests,
             server,
         }
