@@ -525,6 +525,53 @@ async fn round_robin_spreads_plain_http_evenly_over_three_exits() {
     assert_eq!(site.requests(), 30);
 }
 
+/// sticky_host: one site keeps its exit; sticky_session: one client (address and proxy
+/// user) keeps its exit without naming a session; random and least_used use every exit.
+#[tokio::test]
+async fn the_other_rotations_keep_or_spread_as_configured() {
+    let site = TestUpstream::named("site").start().await;
+    let exits = Three::start().await;
+    let mut used_by_rotation = BTreeMap::new();
+    for rotation in ["sticky_host", "sticky_session", "random", "least_used"] {
+        let proxy = TestProxy::from_toml(&config(rotation, &exits.toml(), ""))
+            .start()
+            .await;
+        let mut used = BTreeSet::new();
+        for i in 0..30 {
+            let reply = get_ok(
+                &through(&proxy_url(&proxy)),
+                &format!("{}/page/{i}", site.url()),
+            )
+            .await;
+            used.insert(reply.exit());
+        }
+        used_by_rotation.insert(rotation, used.len());
+    }
+    assert_eq!(used_by_rotation["sticky_host"], 1, "{used_by_rotation:?}");
+    assert_eq!(
+        used_by_rotation["sticky_session"], 1,
+        "{used_by_rotation:?}"
+    );
+    // Random: 30 draws over 3 exits miss one with probability 3·(2/3)^30 ≈ 1.6e-5.
+    assert_eq!(used_by_rotation["random"], 3, "{used_by_rotation:?}");
+    // Sequential requests leave every exit idle: ties go round.
+    assert_eq!(used_by_rotation["least_used"], 3, "{used_by_rotation:?}");
+
+    // sticky_session: another proxy user is another client.
+    let proxy = TestProxy::from_toml(&config("sticky_session", &exits.toml(), ""))
+        .start()
+        .await;
+    let users: BTreeSet<String> = futures_util::future::join_all((0..9).map(|i| {
+        let url = proxy_url_as(&proxy, &format!("user{i}"), "x");
+        let site = site.url();
+        async move { get_ok(&through(&url), &format!("{site}/u")).await.exit() }
+    }))
+    .await
+    .into_iter()
+    .collect();
+    assert!(users.len() > 1, "9 users all on one exit: {users:?}");
+}
+
 #[tokio::test]
 async fn round_robin_spreads_connect_tunnels_evenly_over_three_exits() {
     let origin = TlsOrigin::start("origin").await;
