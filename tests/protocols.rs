@@ -138,6 +138,67 @@ async fn https_upstream(cert: &TestCert) -> SocketAddr {
     addr
 }
 
+/// HTTP/1.1 upstream connections are kept alive and reused: sequential requests of
+/// every shape (bodiless, with a body, a streamed body, an empty reply, a 404, a HEAD)
+/// all travel on one connection, and every answer is complete.
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let upstream = TestUpstream::named("h1").start().await;
+    let proxy = TestProxy::from_toml(&config(listeners_toml(), &upstream.url(), ""))
+        .start()
+        .await;
+    let client = client();
+    for round in 0..5 {
+        let get = within(
+            "get",
+            client.get(proxy.url(&format!("/get/{round}"))).send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(get.status(), 200);
+        let echo: serde_json::Value = get.json().await.unwrap();
+        assert_eq!(echo["uri"], format!("/get/{round}"));
+
+        let post = within(
+            "post",
+            client
+                .post(proxy.url("/post"))
+                .body(vec![b'x'; 100_000])
+                .send(),
+        )
+        .await
+        .unwrap();
+        let echo: serde_json::Value = post.json().await.unwrap();
+        assert_eq!(echo["body_len"], 100_000);
+
+        let chunks = futures_util::stream::iter(
+            (0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
+        );
+        let streamed = within(
+            "streamed post",
+            client
+                .post(proxy.url("/streamed"))
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send(),
+        )
+        .await
+        .unwrap();
+        let echo: serde_json::Value = streamed.json().await.unwrap();
+        assert_eq!(echo["body_len"], 100);
+
+        let head = within("head", client.head(proxy.url("/head")).send())
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+    }
+    assert_eq!(upstream.requests(), 20);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one kept-alive connection for 20 sequential requests"
+    );
+}
+
 #[tokio::test]
 async fn http2_client_reaches_an_http1_upstream() {
     let upstream = TestUpstream::named("h1").start().await;

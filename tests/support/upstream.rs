@@ -35,6 +35,7 @@ pub struct RunningUpstream {
     pub name: String,
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,6 +52,11 @@ impl RunningUpstream {
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Stops accepting new connections (the port refuses from now on).
@@ -107,12 +113,15 @@ impl TestUpstream {
         let delay = self.delay;
         let handler = self.handler.clone();
         let counter = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let http2_only = self.http2_only;
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (name, handler, counter) = (name.clone(), handler.clone(), counter.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
@@ -145,6 +154,7 @@ impl TestUpstream {
             name: self.name,
             addr,
             requests,
+            connections,
             task,
         }
     }
