@@ -1,8 +1,7 @@
 //! The upstream HTTP client: connects (TCP, TLS, HTTP/1.1 or HTTP/2), keeps idle
 //! HTTP/1.1 connections per endpoint for reuse and one shared HTTP/2 connection.
 //! Written on hyper's low-level `client::conn` rather than hyper-util's pooled client:
-//! a per-endpoint stack of idle connections needs no global map, hashing or pool task,
-//! and an HTTP/1.1 connection is driven by the request using it (no task of its own).
+//! a per-endpoint stack of idle senders needs no global map, hashing or pool task.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,7 +15,6 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -25,7 +23,6 @@ use crate::config::spec::ProtocolSpec;
 use crate::pipeline::ProxyBody;
 
 type H1Sender = http1::SendRequest<ProxyBody>;
-type H1Connection = http1::Connection<TokioIo<Stream>, ProxyBody>;
 type H2Sender = http2::SendRequest<ProxyBody>;
 
 const DEFAULT_MAX_IDLE: usize = 256;
@@ -59,130 +56,10 @@ pub enum SendError {
     },
 }
 
-/// The bytes of a connection: TCP, or TLS over TCP.
-enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Tcp(tcp) => tcp.is_write_vectored(),
-            Stream::Tls(tls) => tls.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Counts a connection in its endpoint's `open` total until dropped.
-struct OpenSlot(Arc<EndpointState>);
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        self.0.connections.closed();
-    }
-}
-
-/// An HTTP/1.1 connection and its sender, driven by whichever request uses it: the
-/// request's own task polls the connection while it waits for the response head, and
-/// the response body polls it while it streams. No task of its own means no channel
-/// hop and no second task wake-up per request (as Pingora does it).
-struct Http1 {
-    sender: H1Sender,
-    connection: Pin<Box<H1Connection>>,
-    /// The connection future has ended (closed or failed).
-    finished: bool,
-    open: OpenSlot,
-}
-
-impl Http1 {
-    /// Lets the connection read and write what it can.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if !self.finished && self.connection.as_mut().poll(cx).is_ready() {
-            self.finished = true;
-        }
-    }
-
-    fn is_usable(&self) -> bool {
-        !self.finished && !self.sender.is_closed()
-    }
-
-    async fn ready(&mut self) -> bool {
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            self.sender.poll_ready(cx)
-        })
-        .await
-        .is_ok()
-    }
-
-    async fn send(
-        &mut self,
-        request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>> {
-        let response = self.sender.try_send_request(request);
-        let mut response = std::pin::pin!(response);
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-}
-
 /// Idle connections of one endpoint.
 #[derive(Default)]
 pub struct ConnectionCache {
-    idle_http1: Mutex<Vec<Http1>>,
+    idle_http1: Mutex<Vec<H1Sender>>,
     shared_h2: Mutex<Option<H2Sender>>,
     /// Held while the shared HTTP/2 connection is being made, so that concurrent
     /// first requests wait for it instead of each opening their own.
@@ -196,18 +73,18 @@ pub struct ConnectionCache {
 }
 
 impl ConnectionCache {
-    fn pop_http1(&self) -> Option<Http1> {
+    fn pop_http1(&self) -> Option<H1Sender> {
         let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(connection) = idle.pop() {
-            if connection.is_usable() {
-                return Some(connection);
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
             }
         }
         None
     }
 
-    fn push_http1(&self, connection: Http1, max_idle: usize) {
-        if !connection.is_usable() {
+    fn push_http1(&self, sender: H1Sender, max_idle: usize) {
+        if sender.is_closed() {
             return;
         }
         {
@@ -215,7 +92,7 @@ impl ConnectionCache {
             if idle.len() >= max_idle {
                 return;
             }
-            idle.push(connection);
+            idle.push(sender);
         }
         if self.waiting.load(Ordering::Relaxed) > 0 {
             self.returned.notify_one();
@@ -274,11 +151,9 @@ pub struct Sent {
     reuse: Option<Reuse>,
 }
 
-/// The HTTP/1.1 connection a response came on: driven while the body streams, and
-/// given back to its endpoint when the body ends, if it may be reused.
 struct Reuse {
-    connection: Http1,
-    reusable: bool,
+    sender: H1Sender,
+    state: Arc<EndpointState>,
     max_idle: usize,
 }
 
@@ -344,12 +219,12 @@ impl UpstreamClient {
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
         loop {
-            while let Some(mut connection) = cache.pop_http1() {
-                if !connection.ready().await {
+            while let Some(mut sender) = cache.pop_http1() {
+                if sender.ready().await.is_err() {
                     continue;
                 }
-                match connection.send(request).await {
-                    Ok(response) => return Ok(self.sent_http1(response, connection)),
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok(self.sent_http1(response, sender, endpoint)),
                     Err(mut error) => match error.take_message() {
                         Some(unsent) => request = unsent,
                         None => {
@@ -381,27 +256,31 @@ impl UpstreamClient {
                 return Err(saturated());
             }
         }
-        let mut connection = self.connect_http1(endpoint, connect_timeout).await?;
-        let response = connection
-            .send(request)
-            .await
-            .map_err(|error| SendError::Exchange {
-                endpoint: endpoint.url.clone(),
-                source: error.into_error(),
-            })?;
-        Ok(self.sent_http1(response, connection))
+        let mut sender = self.connect_http1(endpoint, connect_timeout, false).await?;
+        let response =
+            sender
+                .send_request(request)
+                .await
+                .map_err(|source| SendError::Exchange {
+                    endpoint: endpoint.url.clone(),
+                    source,
+                })?;
+        Ok(self.sent_http1(response, sender, endpoint))
     }
 
-    fn sent_http1(&self, response: Response<Incoming>, connection: Http1) -> Sent {
-        let reuse = Reuse {
-            connection,
-            reusable: !response_closes_connection(&response),
+    fn sent_http1(
+        &self,
+        response: Response<Incoming>,
+        sender: H1Sender,
+        endpoint: &Endpoint,
+    ) -> Sent {
+        let reusable = !response_closes_connection(&response);
+        let reuse = reusable.then(|| Reuse {
+            sender,
+            state: endpoint.state.clone(),
             max_idle: self.max_idle,
-        };
-        Sent {
-            response,
-            reuse: Some(reuse),
-        }
+        });
+        Sent { response, reuse }
     }
 
     async fn send_h2(
@@ -448,13 +327,7 @@ impl UpstreamClient {
         request: Request<ProxyBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, connection, open) =
-            self.handshake_http1(endpoint, connect_timeout).await?;
-        // Taken over after a 101, so it runs as a task of its own.
-        tokio::spawn(async move {
-            let _ = connection.with_upgrades().await;
-            drop(open);
-        });
+        let mut sender = self.connect_http1(endpoint, connect_timeout, true).await?;
         sender
             .send_request(request)
             .await
@@ -464,49 +337,48 @@ impl UpstreamClient {
             })
     }
 
-    /// A new pooled HTTP/1.1 connection, driven by its users.
     async fn connect_http1(
         &self,
         endpoint: &Endpoint,
         connect_timeout: Duration,
-    ) -> Result<Http1, SendError> {
-        let (sender, connection, open) = self.handshake_http1(endpoint, connect_timeout).await?;
-        Ok(Http1 {
-            sender,
-            connection: Box::pin(connection),
-            finished: false,
-            open,
-        })
-    }
-
-    /// Connects and shakes hands; the connection counts as open until `OpenSlot` drops.
-    async fn handshake_http1(
-        &self,
-        endpoint: &Endpoint,
-        connect_timeout: Duration,
-    ) -> Result<(H1Sender, H1Connection, OpenSlot), SendError> {
-        endpoint
-            .state
-            .connections
-            .open
-            .fetch_add(1, Ordering::Relaxed);
-        // From here on, an early return closes the slot again.
-        let open = OpenSlot(endpoint.state.clone());
-        let tcp = self.open_tcp(endpoint, connect_timeout).await?;
-        let stream = if endpoint.target.is_https() {
-            let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
-            Stream::Tls(Box::new(tls))
-        } else {
-            Stream::Tcp(tcp)
+        upgrades: bool,
+    ) -> Result<H1Sender, SendError> {
+        let url = &endpoint.url;
+        let handshake = |source| SendError::Handshake {
+            endpoint: url.clone(),
+            source,
         };
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| SendError::Handshake {
-                    endpoint: endpoint.url.clone(),
-                    source,
-                })?;
-        Ok((sender, connection, open))
+        let cache = &endpoint.state.connections;
+        cache.open.fetch_add(1, Ordering::Relaxed);
+        let counted = endpoint.state.clone();
+        let connected: Result<H1Sender, SendError> = async {
+            let tcp = self.open_tcp(endpoint, connect_timeout).await?;
+            macro_rules! drive {
+                ($io:expr) => {{
+                    let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
+                    tokio::spawn(async move {
+                        if upgrades {
+                            let _ = connection.with_upgrades().await;
+                        } else {
+                            let _ = connection.await;
+                        }
+                        counted.connections.closed();
+                    });
+                    sender
+                }};
+            }
+            Ok(if endpoint.target.is_https() {
+                let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
+                drive!(TokioIo::new(tls))
+            } else {
+                drive!(TokioIo::new(tcp))
+            })
+        }
+        .await;
+        if connected.is_err() {
+            cache.closed();
+        }
+        connected
     }
 
     async fn connect_h2(
@@ -596,10 +468,9 @@ fn response_closes_connection(response: &Response<Incoming>) -> bool {
         .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
-/// An endpoint's response body on its way to the client. It drives its HTTP/1.1
-/// connection while it streams; read to the end, the connection goes back to the
-/// endpoint's idle stack; a body dropped early takes its connection down with it (its
-/// state is unknown).
+/// An endpoint's response body on its way to the client. When it has been read to
+/// the end, its HTTP/1.1 connection goes back to the endpoint's idle stack; a body
+/// dropped early takes its connection down with it (its state is unknown).
 pub struct UpstreamBody {
     body: Incoming,
     reuse: Option<Reuse>,
@@ -642,19 +513,10 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
-        if polled.is_pending() {
-            // Nothing buffered: let the connection read (and write what is left of
-            // the request), then look again.
-            if let Some(reuse) = this.reuse.as_mut() {
-                reuse.connection.drive(cx);
-                polled = Pin::new(&mut this.body).poll_frame(cx);
-            }
-        }
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => this.ended = true,
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.ended = true,
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended = true,
             _ => {}
         }
         polled
@@ -672,11 +534,11 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if self.ended || self.body.is_end_stream() {
-            if let Some(reuse) = self.reuse.take().filter(|r| r.reusable) {
-                let state = reuse.connection.open.0.clone();
-                state
+            if let Some(reuse) = self.reuse.take() {
+                reuse
+                    .state
                     .connections
-                    .push_http1(reuse.connection, reuse.max_idle);
+                    .push_http1(reuse.sender, reuse.max_idle);
             }
         }
     }
