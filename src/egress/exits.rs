@@ -249,6 +249,17 @@ pub fn parse_exits_file(text: &str) -> Result<Vec<ExitSource>, String> {
     Ok(exits)
 }
 
+impl ExitSource {
+    /// The exit's name in metrics, logs and `x-junction-exit`: `name`, or one made
+    /// from the URL.
+    pub fn label(&self, url: &ExitUrl) -> Arc<str> {
+        self.name
+            .clone()
+            .unwrap_or_else(|| url.default_name())
+            .into()
+    }
+}
+
 struct Cooldown {
     until: Instant,
     strikes: u32,
@@ -284,11 +295,7 @@ impl Exit {
         counters: Arc<EgressExitCounters>,
     ) -> Result<Arc<Exit>, String> {
         let url = ExitUrl::parse(&source.url)?;
-        let name: Arc<str> = source
-            .name
-            .clone()
-            .unwrap_or_else(|| url.default_name())
-            .into();
+        let name = source.label(&url);
         let mut client =
             UpstreamClient::new(ProtocolSpec::Http1, tls.clone(), None, &Default::default());
         let mut proxy_endpoint = None;

@@ -176,17 +176,18 @@ impl EgressPlan {
                 exits.push(same.clone());
                 continue;
             }
-            let probe = Exit::new(source.clone(), self.exit_tls.clone(), Arc::default())?;
-            if exits.iter().any(|e| e.name == probe.name) {
+            let name = source.label(&exits::ExitUrl::parse(&source.url)?);
+            if exits.iter().any(|e| e.name == name) {
                 return Err(format!(
                     "two exits are named {:?}; give them distinct names (name = ...)",
-                    &*probe.name
+                    &*name
                 ));
             }
-            let counters =
-                self.telemetry
-                    .metrics
-                    .egress_exit(&self.name, &probe.name, probe.region_label());
+            let region = source.region.as_deref().unwrap_or("");
+            let counters = self
+                .telemetry
+                .metrics
+                .egress_exit(&self.name, &name, region);
             exits.push(Exit::new(source, self.exit_tls.clone(), counters)?);
         }
         Ok(exits)
