@@ -47,11 +47,6 @@ pub(super) async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
     let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
     let (mut head, body) = request.into_parts();
-    let path = head
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
     let session = client_session(plan, record.client(), &choice);
     let ask = Ask {
         host: &host,
@@ -60,9 +55,10 @@ pub(super) async fn forward(
         client_session: &session,
     };
     if let Some(robots) = &plan.robots {
+        let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let site = format!("http://{host}:{port}");
         let allowed = robots
-            .allows(&site, &path, || fetch_robots(plan, &host, port, &ask))
+            .allows(&site, path, || fetch_robots(plan, &host, port, &ask))
             .await;
         if !allowed {
             return Err(ProxyStatus::new(
