@@ -189,7 +189,8 @@ fn redact_in_place(value: &mut Value) {
         Value::String(text) => {
             // URLs with credentials (user:pass@host): keep the user, hide the password.
             if let Some((scheme, rest)) = text.split_once("://") {
-                if let Some((userinfo, host)) = rest.split_once('@') {
+                // The last `@` ends the user info: a raw `@` in a password stays hidden.
+                if let Some((userinfo, host)) = rest.rsplit_once('@') {
                     let user = userinfo.split(':').next().unwrap_or("");
                     *text = format!("{scheme}://{user}:***@{host}");
                 }
@@ -205,11 +206,11 @@ mod tests {
 
     #[test]
     fn redaction() {
-        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "token": "abc", "nested": [{ "password": "x" }], "name": "ok" });
+        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "exits": [{ "url": "socks5://u:p@ss@h:1" }], "token": "abc", "nested": [{ "password": "x" }], "name": "ok" });
         redact_in_place(&mut value);
         assert_eq!(
             value,
-            json!({ "url": "http://bob:***@proxy:8000", "token": "***", "nested": [{ "password": "***" }], "name": "ok" })
+            json!({ "url": "http://bob:***@proxy:8000", "exits": [{ "url": "socks5://u:***@h:1" }], "token": "***", "nested": [{ "password": "***" }], "name": "ok" })
         );
     }
 }
