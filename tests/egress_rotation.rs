@@ -679,6 +679,16 @@ async fn credentials_in_an_exit_url_reach_the_exit() {
         );
     }
     assert_eq!(seen[1].target, origin.addr().to_string());
+
+    // The running config shows the exit's user, never its password.
+    let config = reqwest::get(proxy.admin_url("/api/config"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("user:***@127.0.0.1"), "{config}");
+    assert!(!config.contains("pass@"), "{config}");
 }
 
 /// An `https://` exit: Junction speaks TLS to the exit proxy (trusting `exits_ca_file`),
