@@ -681,7 +681,9 @@ async fn credentials_in_an_exit_url_reach_the_exit() {
     assert_eq!(seen[1].target, origin.addr().to_string());
 
     // The running config shows the exit's user, never its password.
-    let config = reqwest::get(proxy.admin_url("/api/config"))
+    let config = support::client()
+        .get(proxy.admin_url("/api/config"))
+        .send()
         .await
         .unwrap()
         .text()
