@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -44,12 +44,14 @@ use crate::telemetry::{EgressOutcome, EgressRefusals, Telemetry};
 
 pub static X_JUNCTION_EXIT: http::HeaderName = http::HeaderName::from_static("x-junction-exit");
 
-/// An exits file and how it is watched.
+/// An exits file and how it is watched: re-read every `poll`, and taken up when its
+/// content changed (a hash, not the modification time, so a quick same-size rewrite is
+/// seen too, and a bad file is reported once per version, not once per poll).
 pub struct ExitsFile {
     pub path: PathBuf,
     pub poll: Duration,
-    /// Modification time and length last read.
-    seen: Mutex<Option<(SystemTime, u64)>>,
+    /// Hash of the content last read (or of the error reading it).
+    seen: Mutex<Option<u64>>,
 }
 
 impl ExitsFile {
@@ -61,24 +63,31 @@ impl ExitsFile {
         }
     }
 
-    fn stamp(&self) -> Option<(SystemTime, u64)> {
-        let meta = std::fs::metadata(&self.path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    }
-
     /// Reads the file: its exits, or an error naming the line.
     pub fn read(&self) -> Result<Vec<ExitSource>, String> {
-        let stamp = self.stamp();
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let exits = parse_exits_file(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
-        Ok(exits)
+        self.read_if_changed(true).unwrap_or(Ok(Vec::new()))
     }
 
-    fn changed(&self) -> bool {
-        let seen = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        self.stamp() != seen
+    /// The file's exits if its content changed since the last read (always with
+    /// `force`), else None.
+    fn read_if_changed(&self, force: bool) -> Option<Result<Vec<ExitSource>, String>> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()));
+        let hash = match &text {
+            Ok(text) => crate::balance::stable_hash(text.as_bytes()),
+            Err(error) => crate::balance::stable_hash(error.as_bytes()) ^ 1,
+        };
+        let previous = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(hash);
+        if !force && previous == Some(hash) {
+            return None;
+        }
+        Some(text.and_then(|text| {
+            parse_exits_file(&text).map_err(|e| format!("{}: {e}", self.path.display()))
+        }))
     }
 }
 
@@ -213,10 +222,10 @@ impl EgressPlan {
 
     fn reload_exits_file(&self) {
         let Some(file) = &self.exits_file else { return };
-        if !file.changed() {
+        let Some(read) = file.read_if_changed(false) else {
             return;
-        }
-        let read = file.read().and_then(|from_file| {
+        };
+        let read = read.and_then(|from_file| {
             let mut sources = self.static_exits.clone();
             sources.extend(from_file);
             self.build_exits(sources, &self.exits.load())
