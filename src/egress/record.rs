@@ -118,7 +118,7 @@ impl Drop for Record {
             line.time("time");
             line.string("kind", Some("egress"));
             line.string("egress", Some(&self.egress));
-            line.display("client_ip", Some(self.client.ip()));
+            line.ip("client_ip", Some(self.client.ip()));
             line.string("user", self.user.as_deref());
             line.string("method", Some(self.method.as_str()));
             line.string("host", self.host.as_deref());

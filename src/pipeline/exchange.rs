@@ -225,7 +225,7 @@ impl Exchange {
                 Field::TraceId => {
                     line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str()))
                 }
-                Field::ClientIp => line.display(name, facts.map(|f| f.client_ip)),
+                Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
                 Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
                 Field::Path => line.string(
                     name,

@@ -316,14 +316,30 @@ impl JsonLine {
         }
     }
 
-    pub fn number(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
-        use std::fmt::Write as _;
+    /// An unsigned integer, formatted by hand (no `fmt` machinery on the hot path).
+    pub fn number(&mut self, key: &str, value: Option<impl Into<u64>>) {
         self.key(key);
         match value {
-            Some(value) => {
-                let _ = write!(self.text, "{value}");
-            }
+            Some(value) => push_integer(&mut self.text, value.into()),
             None => self.text.push_str("null"),
+        }
+    }
+
+    /// An IP address as a JSON string; IPv4 formatted by hand.
+    pub fn ip(&mut self, key: &str, value: Option<std::net::IpAddr>) {
+        match value {
+            Some(std::net::IpAddr::V4(v4)) => {
+                self.key(key);
+                self.text.push('"');
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.text.push('.');
+                    }
+                    push_integer(&mut self.text, u64::from(octet));
+                }
+                self.text.push('"');
+            }
+            other => self.display(key, other),
         }
     }
 
@@ -480,7 +496,7 @@ mod tests {
     fn json_lines_escape_and_parse() {
         let mut line = JsonLine::default();
         line.string("path", Some("/a\"b\\c\n\u{1}é"));
-        line.number("status", Some(200));
+        line.number("status", Some(200u16));
         line.string("endpoint", None);
         line.number("tokens", None::<u64>);
         let text = line.finish();
@@ -498,13 +514,20 @@ mod tests {
         line.millis("b", Some(std::time::Duration::from_micros(5)));
         line.millis("c", None);
         line.time("t");
-        line.display("ip", Some(std::net::IpAddr::from([10, 0, 0, 1])));
+        line.ip("ip", Some(std::net::IpAddr::from([10, 0, 0, 1])));
+        line.ip(
+            "ip6",
+            Some(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
+        );
+        line.number("big", Some(u64::MAX));
         let value: serde_json::Value = serde_json::from_str(&line.finish()).unwrap();
         assert_eq!(value["a"].as_f64(), Some(1234.567));
         assert_eq!(value["b"].as_f64(), Some(0.005));
         assert!(value["c"].is_null());
         assert_eq!(value["t"].as_str().unwrap().len(), 24);
         assert_eq!(value["ip"], "10.0.0.1");
+        assert_eq!(value["ip6"], "::1");
+        assert_eq!(value["big"], u64::MAX);
     }
 
     #[test]
