@@ -7,6 +7,7 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                         # two builds, same config
 #   EXTRA_B=$'[access_log]\npath = "/tmp/ab/access.log"' bench/ab.sh BIN BIN   # two configs
+#   (a log at $AB_DIR/access.log is removed before each turn, so the disk does not fill)
 #
 # Needs nginx, wrk, curl and python3 (../shared/bench/setup.sh installs them).
 set -euo pipefail
@@ -51,6 +52,7 @@ CONF
 # run BINARY EXTRA -> "cpu_us_per_request requests_per_second"
 run() {
   config "$2"
+  rm -f "$dir/access.log" # an access log configured at $dir/access.log starts empty each turn
   taskset -c 0 "$1" run --config "$dir/junction.toml" --threads 1 >"$dir/junction.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null 127.0.0.1:18998/ && break; sleep 0.1; done
