@@ -1287,4 +1287,6 @@ async fn bans_are_counted_per_exit() {
         "{text}"
     );
     assert_eq!(a.plain_count(), 1);
+    // The egress families, with live series, are valid exposition text.
+    support::promtool_check(&text).await;
 }

@@ -251,28 +251,7 @@ async fn promtool_accepts_the_live_metrics() {
         text.contains("junction_errors_total{route=\"\",type=\"no_route\"} 1"),
         "{text}"
     );
-    let mut promtool = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (scripts/test installs the Debian package prometheus)");
-    use tokio::io::AsyncWriteExt;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .await
-        .unwrap();
-    let output = promtool.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "promtool rejected the metrics:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::promtool_check(&text).await;
 }
 
 #[tokio::test]

@@ -50,3 +50,30 @@ name = "public"
 bind = "127.0.0.1:0"
 "#
 }
+
+/// Fails unless `promtool check metrics` (Debian package `prometheus`, installed by
+/// scripts/test) accepts `text`.
+pub async fn promtool_check(text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (scripts/test installs the Debian package prometheus)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .await
+        .expect("write to promtool");
+    let output = promtool.wait_with_output().await.expect("promtool ran");
+    assert!(
+        output.status.success(),
+        "promtool rejected the metrics:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
