@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CompileContext;
-use super::compile::{Errors, parse_addr};
+use super::compile::{Errors, duration_or, parse_addr};
 use super::plan::ListenerPlan;
 use super::spec::{ConfigSpec, EgressSpec, ProtocolSpec};
-use super::units::{parse_byte_size, parse_duration, parse_rate};
+use super::units::{parse_byte_size, parse_rate};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
@@ -79,21 +79,6 @@ pub(super) fn compile_egress(
     out
 }
 
-fn duration(text: Option<&str>, key: String, default: Duration, errors: &mut Errors) -> Duration {
-    match text.map(parse_duration) {
-        None => default,
-        Some(Ok(value)) if !value.is_zero() => value,
-        Some(Ok(_)) => {
-            errors.push((key, "must be more than zero".into()));
-            default
-        }
-        Some(Err(e)) => {
-            errors.push((key, e));
-            default
-        }
-    }
-}
-
 fn rate(text: Option<&str>, key: String, errors: &mut Errors) -> Option<(u32, Duration)> {
     text.and_then(|text| parse_rate(text).map_err(|e| errors.push((key, e))).ok())
 }
@@ -115,10 +100,10 @@ fn compile_parts(
             Err(e) => errors.push((format!("{path}.exits[{j}].url"), e)),
         }
     }
-    let poll = duration(
-        egress.exits_file_poll.as_deref(),
-        format!("{path}.exits_file_poll"),
+    let poll = duration_or(
+        &egress.exits_file_poll,
         Duration::from_secs(2),
+        &format!("{path}.exits_file_poll"),
         errors,
     );
     let exits_file = egress
@@ -159,10 +144,10 @@ fn compile_parts(
             Rotation::RoundRobin
         }),
     };
-    let session_idle = duration(
-        egress.session_idle.as_deref(),
-        format!("{path}.session_idle"),
+    let session_idle = duration_or(
+        &egress.session_idle,
         Duration::from_secs(600),
+        &format!("{path}.session_idle"),
         errors,
     );
     let rules = |items: &[String]| items.iter().map(|text| Rule::parse(text)).collect();
@@ -254,10 +239,10 @@ fn compile_parts(
         default_limits,
         overrides,
         queue,
-        duration(
-            egress.per_host_wait.as_deref(),
-            format!("{path}.per_host_wait"),
+        duration_or(
+            &egress.per_host_wait,
             Duration::from_secs(30),
+            &format!("{path}.per_host_wait"),
             errors,
         ),
     );
@@ -287,16 +272,16 @@ fn compile_parts(
             .filter(|p| !p.is_empty())
             .map(|p| p.to_ascii_lowercase().into_bytes())
             .collect();
-        ban.cooldown = duration(
-            spec.cooldown.as_deref(),
-            format!("{key}.cooldown"),
+        ban.cooldown = duration_or(
+            &spec.cooldown,
             ban.cooldown,
+            &format!("{key}.cooldown"),
             errors,
         );
-        ban.max_cooldown = duration(
-            spec.max_cooldown.as_deref(),
-            format!("{key}.max_cooldown"),
+        ban.max_cooldown = duration_or(
+            &spec.max_cooldown,
             ban.max_cooldown.max(ban.cooldown),
+            &format!("{key}.max_cooldown"),
             errors,
         );
         if ban.max_cooldown < ban.cooldown {
@@ -330,22 +315,22 @@ fn compile_parts(
     let limits = EgressLimits {
         attempts,
         max_tunnels_per_client,
-        idle_timeout: duration(
-            egress.idle_timeout.as_deref(),
-            format!("{path}.idle_timeout"),
+        idle_timeout: duration_or(
+            &egress.idle_timeout,
             Duration::from_secs(300),
+            &format!("{path}.idle_timeout"),
             errors,
         ),
-        connect_timeout: duration(
-            egress.connect_timeout.as_deref(),
-            format!("{path}.connect_timeout"),
+        connect_timeout: duration_or(
+            &egress.connect_timeout,
             Duration::from_secs(10),
+            &format!("{path}.connect_timeout"),
             errors,
         ),
-        probe_interval: duration(
-            egress.probe_interval.as_deref(),
-            format!("{path}.probe_interval"),
+        probe_interval: duration_or(
+            &egress.probe_interval,
             Duration::from_secs(5),
+            &format!("{path}.probe_interval"),
             errors,
         ),
     };
