@@ -38,8 +38,9 @@ use self::politeness::{HostPermit, Politeness};
 use self::record::Record;
 use self::robots::RobotsCache;
 use self::rotation::{Ask, Rotator};
-use self::tunnel::{TunnelBytes, TunnelCounts};
+use self::tunnel::TunnelBytes;
 use crate::pipeline::{ProxyBody, json_error};
+use crate::server::client_slots::ClientCounts;
 use crate::telemetry::{EgressOutcome, EgressRefusals, Telemetry};
 
 pub static X_JUNCTION_EXIT: http::HeaderName = http::HeaderName::from_static("x-junction-exit");
@@ -115,7 +116,8 @@ pub struct EgressPlan {
     robots: Option<RobotsCache>,
     ban: BanRules,
     limits: EgressLimits,
-    tunnels: Arc<TunnelCounts>,
+    /// Open tunnels per client address (`max_tunnels_per_client`).
+    tunnels: Arc<ClientCounts>,
     refusals: Arc<EgressRefusals>,
     telemetry: Arc<Telemetry>,
     started: AtomicBool,
@@ -547,7 +549,7 @@ async fn tunnel(
     let Admitted { choice, host, port } = admit(plan, &request, true, record)?;
     let slot = plan
         .tunnels
-        .take(peer.ip(), plan.limits.max_tunnels_per_client)
+        .take(peer.ip(), Some(plan.limits.max_tunnels_per_client))
         .ok_or_else(|| {
             ProxyStatus::new(
                 StatusCode::TOO_MANY_REQUESTS,

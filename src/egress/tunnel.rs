@@ -1,13 +1,10 @@
 //! CONNECT tunnels once open: bytes spliced both ways and counted as they pass (so
-//! long tunnels show in the metrics while they last), closed after an idle timeout,
-//! and capped per client address.
+//! long tunnels show in the metrics while they last), and closed after an idle timeout.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,51 +13,6 @@ use tokio::time::Instant;
 
 use super::dial::Tunnel;
 use crate::telemetry::EgressExitCounters;
-
-/// Open tunnels per client address.
-#[derive(Default)]
-pub struct TunnelCounts {
-    open: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// One open tunnel of a client; gives its place back when dropped.
-pub struct TunnelSlot {
-    counts: Arc<TunnelCounts>,
-    client: IpAddr,
-}
-
-impl TunnelCounts {
-    /// A slot for one more tunnel of `client`, unless it holds `max` already.
-    pub fn take(self: &Arc<Self>, client: IpAddr, max: u32) -> Option<TunnelSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(client).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(TunnelSlot {
-            counts: self.clone(),
-            client,
-        })
-    }
-
-    pub fn total(&self) -> u64 {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.values().map(|n| u64::from(*n)).sum()
-    }
-}
-
-impl Drop for TunnelSlot {
-    fn drop(&mut self) {
-        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
-}
 
 /// The site side of a tunnel: counts bytes into the exit's counters and notes the
 /// time of the last activity (milliseconds since `opened`).
@@ -176,19 +128,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_are_capped_per_client_and_given_back() {
-        let counts = Arc::new(TunnelCounts::default());
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let first = counts.take(a, 2).unwrap();
-        let _second = counts.take(a, 2).unwrap();
-        assert!(counts.take(a, 2).is_none());
-        assert!(counts.take(b, 2).is_some());
-        drop(first);
-        assert!(counts.take(a, 2).is_some());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn idle_tunnels_close() {

@@ -2,10 +2,9 @@
 //! then HTTP/1.1 or HTTP/2 (ALPN, or the h2c prior-knowledge preface) via hyper-util's
 //! auto server, with upgrades. Connections take part in the graceful drain.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -17,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::Gateway;
+use super::client_slots::ClientCounts;
 use crate::pipeline::{Downstream, handler};
 
 /// Time a client has to finish its TLS handshake.
@@ -91,7 +91,7 @@ async fn accept_loop(
     }
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let per_client: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
+    let per_client: Arc<ClientCounts> = Arc::default();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -115,7 +115,7 @@ async fn accept_loop(
                     .plan()
                     .listener(name)
                     .and_then(|l| l.max_connections_per_client);
-                let Some(slot) = ClientSlot::take(&per_client, peer.ip(), cap) else {
+                let Some(slot) = per_client.take(peer.ip(), cap) else {
                     tracing::debug!(%peer, "connection refused: too many from this client address");
                     gateway.telemetry.metrics.count_decision(
                         &format!("listener:{name} max_connections_per_client"),
@@ -215,43 +215,6 @@ async fn serve<I, S>(
 async fn until_drained(mut drained: watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it before anything else awaits.
     let _ = drained.wait_for(|drained| *drained).await.map(|_| ());
-}
-
-/// One connection counted against its client address's `max_connections_per_client`.
-struct ClientSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
-    ip: IpAddr,
-}
-
-impl ClientSlot {
-    fn take(
-        counts: &Arc<Mutex<HashMap<IpAddr, u32>>>,
-        ip: IpAddr,
-        cap: Option<u32>,
-    ) -> Option<ClientSlot> {
-        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let open = map.entry(ip).or_default();
-        if cap.is_some_and(|cap| *open >= cap) {
-            return None;
-        }
-        *open += 1;
-        Some(ClientSlot {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(open) = map.get_mut(&self.ip) {
-            *open -= 1;
-            if *open == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// One open connection in the `junction_active_connections` gauge of its listener.
