@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::exits::{Exit, ExitKind, ProxyAddress};
+use super::exits::{Exit, ExitKind, ProxyAddress, authority};
 use crate::upstream::{Dialer, Endpoint, SendError};
 
 /// A stream to a site, whatever carries it.
@@ -91,14 +91,6 @@ pub async fn open_tunnel(
     tokio::time::timeout(timeout, opening)
         .await
         .unwrap_or(Err(DialError::Timeout(timeout)))
-}
-
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 async fn connect_exit(address: &ProxyAddress) -> Result<TcpStream, DialError> {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::bans::{ReadAhead, Verdict};
 use super::client_auth::{X_JUNCTION_REGION, X_JUNCTION_SESSION};
 use super::dial::dial_failure;
-use super::exits::{Exit, ExitKind, site_key};
+use super::exits::{Exit, ExitKind, authority, site_key};
 use super::politeness::HostPermit;
 use super::record::Record;
 use super::robots::RobotsFetch;
@@ -255,12 +255,7 @@ async fn send_via(
         }
         ExitKind::Socks5 { .. } => {
             head.uri = origin_form();
-            let authority = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            exit.endpoint_for(&authority)
+            exit.endpoint_for(&authority(host, port))
         }
         ExitKind::Http { authorization, .. } => {
             // Absolute form, as a client talks to a proxy.
@@ -396,11 +391,8 @@ async fn fetch_robots(plan: &EgressPlan, host: &str, port: u16, ask: &Ask<'_>) -
     let Some(exit) = plan.rotator.pick(&exits, ask, &[], Instant::now()) else {
         return RobotsFetch::Unreachable;
     };
-    let authority = if port == 80 {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    };
+    // IPv6 hosts in brackets: a bare `::1:8080` is no URI.
+    let authority = authority(host, port);
     let Ok(uri) = format!("http://{authority}/robots.txt").parse::<Uri>() else {
         return RobotsFetch::Unreachable;
     };
