@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use support::exits::{ExitMode, HttpExit};
+use support::exits::{ExitMode, HttpExit, head_header, raw_connect, read_head};
 use support::proxy::RunningProxy;
 use support::upstream::{RunningUpstream, reply};
 use support::{TestProxy, TestUpstream, parse_metrics};
@@ -197,46 +197,6 @@ fn tunnel_bytes(exit: &str, direction: &str) -> String {
 
 // ---------------------------------------------------------------------------------------
 // Raw CONNECT
-
-/// Sends `CONNECT target` on a new connection to `proxy`; returns the answer's head
-/// and the stream (positioned after the head).
-async fn raw_connect(proxy: SocketAddr, target: &str) -> (String, TcpStream) {
-    let mut stream = within("connect to junction", TcpStream::connect(proxy))
-        .await
-        .unwrap();
-    stream
-        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let head = within("CONNECT answer", read_head(&mut stream)).await;
-    (head, stream)
-}
-
-/// Reads up to and including the blank line ending a response head.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.unwrap();
-        assert!(
-            n > 0,
-            "closed before the end of the head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// A header's value in a raw response head (name case-insensitive).
-fn head_header(head: &str, name: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_string())
-    })
-}
 
 /// Reads the body of a raw answer whose head gave a `content-length`.
 async fn read_body(stream: &mut TcpStream, head: &str) -> String {
@@ -852,14 +812,14 @@ async fn max_tunnels_per_client_refuses_a_third_tunnel_until_one_closes() {
     let junction = proxy.addr("scraper");
     let target = echo.addr.to_string();
 
-    let (head, mut one) = raw_connect(junction, &target).await;
+    let (head, mut one) = raw_connect(junction, &target, "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let (head, mut two) = raw_connect(junction, &target).await;
+    let (head, mut two) = raw_connect(junction, &target, "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     echo_through(&mut one, b"one").await;
     echo_through(&mut two, b"two").await;
 
-    let (head, mut three) = raw_connect(junction, &target).await;
+    let (head, mut three) = raw_connect(junction, &target, "").await;
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
     let status = head_header(&head, "proxy-status").unwrap_or_default();
     assert!(
@@ -879,7 +839,7 @@ async fn max_tunnels_per_client_refuses_a_third_tunnel_until_one_closes() {
     let mut four = eventually("a tunnel after one closed", STEP, || {
         let target = target.clone();
         async move {
-            let (head, stream) = raw_connect(junction, &target).await;
+            let (head, stream) = raw_connect(junction, &target, "").await;
             head.starts_with("HTTP/1.1 200").then_some(stream)
         }
     })
@@ -904,9 +864,9 @@ async fn idle_tunnels_are_closed_and_busy_ones_stay_open() {
     let junction = proxy.addr("scraper");
     let target = echo.addr.to_string();
 
-    let (head, mut idle) = raw_connect(junction, &target).await;
+    let (head, mut idle) = raw_connect(junction, &target, "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let (head, mut busy) = raw_connect(junction, &target).await;
+    let (head, mut busy) = raw_connect(junction, &target, "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let opened = Instant::now();
 
@@ -1088,7 +1048,7 @@ async fn special_destinations_are_refused_before_any_exit_proxy_is_asked() {
         reply.assert_junction_error(403, "destination_ip_prohibited", "denied");
     }
     for target in ["169.254.169.254:80", "10.0.0.1:443"] {
-        let (head, _) = raw_connect(proxy.addr("scraper"), target).await;
+        let (head, _) = raw_connect(proxy.addr("scraper"), target, "").await;
         assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
         let status = head_header(&head, "proxy-status").unwrap_or_default();
         assert!(
@@ -1137,7 +1097,7 @@ async fn ip_literals_in_other_spellings_are_refused_before_any_exit_proxy_is_ask
         if !head.starts_with("HTTP/1.1 403") {
             let_through.push(format!("GET {host}: {}", head.lines().next().unwrap_or("")));
         }
-        let (head, _) = raw_connect(proxy.addr("scraper"), &format!("{host}:80")).await;
+        let (head, _) = raw_connect(proxy.addr("scraper"), &format!("{host}:80"), "").await;
         if !head.starts_with("HTTP/1.1 403") {
             let_through.push(format!(
                 "CONNECT {host}: {}",
@@ -1169,7 +1129,7 @@ async fn access_log_has_a_line_per_request_and_per_tunnel() {
     .await;
 
     get_ok(&through(&proxy), &format!("{}/logged?q=1", origin.url())).await;
-    let (head, mut tunnel) = raw_connect(proxy.addr("scraper"), &echo.addr.to_string()).await;
+    let (head, mut tunnel) = raw_connect(proxy.addr("scraper"), &echo.addr.to_string(), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     echo_through(&mut tunnel, b"0123456789").await;
     drop(tunnel);
@@ -1230,7 +1190,7 @@ async fn tunnel_bytes_are_counted_per_exit_and_direction_while_the_tunnel_is_ope
     let up_before = m.get(&tunnel_bytes("a", "up")).copied().unwrap_or(0.0);
     let down_before = m.get(&tunnel_bytes("a", "down")).copied().unwrap_or(0.0);
 
-    let (head, mut tunnel) = raw_connect(proxy.addr("scraper"), &echo.addr.to_string()).await;
+    let (head, mut tunnel) = raw_connect(proxy.addr("scraper"), &echo.addr.to_string(), "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let data = vec![b'x'; 100_000];
     echo_through(&mut tunnel, &data).await;

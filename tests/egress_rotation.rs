@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::exits::{CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic};
+use support::exits::{
+    CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic, head_header, raw_connect,
+};
 use support::proxy::RunningProxy;
 use support::{TestProxy, TestUpstream, parse_metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,6 +80,15 @@ impl Three {
                 .await,
             c: Socks5Exit::start("c").await,
         }
+    }
+
+    /// Tunnels (CONNECTs) each exit carried: (a, b, c).
+    fn tunnels(&self) -> (usize, usize, usize) {
+        (
+            self.a.connect_count(),
+            self.b.connect_count(),
+            self.c.connect_count(),
+        )
     }
 
     fn toml(&self) -> String {
@@ -185,48 +196,6 @@ fn tally<I: IntoIterator<Item = String>>(names: I) -> BTreeMap<String, usize> {
 
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
-/// Sends `CONNECT target` (plus `headers`, each ending in \r\n) on a new connection to
-/// `proxy` and returns the answer's head and the stream.
-async fn raw_connect(proxy: SocketAddr, target: &str, headers: &str) -> (String, TcpStream) {
-    let mut stream = within("connect to junction", TcpStream::connect(proxy))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{headers}\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let head = within("CONNECT answer", read_head(&mut stream)).await;
-    (head, stream)
-}
-
-/// Reads up to and including the blank line ending a response head.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.unwrap();
-        assert!(
-            n > 0,
-            "closed before the end of the head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// A header's value in a raw response head (name case-insensitive).
-fn head_header(head: &str, name: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_string())
-    })
 }
 
 /// Speaks HTTP/1.1 through an open tunnel to a TestUpstream; returns the whole reply.
@@ -589,14 +558,7 @@ async fn round_robin_spreads_connect_tunnels_evenly_over_three_exits() {
             "end to end TLS"
         );
     }
-    assert_eq!(
-        (
-            exits.a.connect_count(),
-            exits.b.connect_count(),
-            exits.c.connect_count()
-        ),
-        (10, 10, 10)
-    );
+    assert_eq!(exits.tunnels(), (10, 10, 10));
     assert_eq!((exits.a.plain_count(), exits.b.plain_count()), (0, 0));
     assert_eq!(origin.requests(), 30);
 }
@@ -625,14 +587,7 @@ async fn the_connect_answer_names_its_exit() {
         );
     }
     assert_eq!(tally(used), counts(&[("a", 1), ("b", 1), ("c", 1)]));
-    assert_eq!(
-        (
-            exits.a.connect_count(),
-            exits.b.connect_count(),
-            exits.c.connect_count()
-        ),
-        (1, 1, 1)
-    );
+    assert_eq!(exits.tunnels(), (1, 1, 1));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -839,14 +794,7 @@ async fn the_region_header_picks_that_regions_exit() {
     .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(head_header(&head, "x-junction-exit").as_deref(), Some("b"));
-    assert_eq!(
-        (
-            exits.a.connect_count(),
-            exits.b.connect_count(),
-            exits.c.connect_count()
-        ),
-        (0, 1, 0)
-    );
+    assert_eq!(exits.tunnels(), (0, 1, 0));
 }
 
 #[tokio::test]

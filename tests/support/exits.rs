@@ -844,3 +844,54 @@ impl TlsOrigin {
         self.requests.load(Ordering::SeqCst)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Raw CONNECT, for what an HTTP client library hides (the 200's headers, refusals)
+
+/// How long a raw exchange with a proxy may take before the test calls it a hang.
+const RAW_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends `CONNECT target` (plus `headers`, each ending in \r\n) on a new connection to
+/// `proxy` and returns the answer's head and the stream (positioned after the head).
+pub async fn raw_connect(proxy: SocketAddr, target: &str, headers: &str) -> (String, TcpStream) {
+    let mut stream = tokio::time::timeout(RAW_STEP, TcpStream::connect(proxy))
+        .await
+        .expect("connect to the proxy: nothing within 5 s")
+        .expect("connect to the proxy");
+    stream
+        .write_all(
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{headers}\r\n").as_bytes(),
+        )
+        .await
+        .expect("send CONNECT");
+    let head = tokio::time::timeout(RAW_STEP, read_head(&mut stream))
+        .await
+        .expect("CONNECT answer: nothing within 5 s");
+    (head, stream)
+}
+
+/// Reads up to and including the blank line ending a response head.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read the head");
+        assert!(
+            n > 0,
+            "closed before the end of the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("a UTF-8 head")
+}
+
+/// A header's value in a raw response head (name case-insensitive).
+pub fn head_header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
