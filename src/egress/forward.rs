@@ -303,8 +303,18 @@ async fn send_via(
 /// Whose fault a failed send was: the exit's (it is marked unreachable and probed) or
 /// the site's.
 fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -> Failed {
-    let exit_unreachable = || {
+    // The exit could not be reached: it is out for every host until a probe reaches it.
+    let unreachable = |status, kind, why: &dyn std::fmt::Display| {
         exit.mark_unreachable(plan.limits.probe_interval, plan.limits.connect_timeout);
+        Failed {
+            outcome: Some(EgressOutcome::ExitError),
+            status: ProxyStatus::new(
+                status,
+                kind,
+                "exit_error",
+                format!("exit {}: {why}", exit.name),
+            ),
+        }
     };
     let site_failed = |status, kind, details: String| Failed {
         outcome: Some(EgressOutcome::SiteError),
@@ -326,16 +336,7 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
                 ),
             },
             DialError::ExitUnreachable(_) | DialError::Timeout(_) => {
-                exit_unreachable();
-                Failed {
-                    outcome: Some(EgressOutcome::ExitError),
-                    status: ProxyStatus::new(
-                        StatusCode::BAD_GATEWAY,
-                        "destination_unavailable",
-                        "exit_error",
-                        format!("exit {}: {dialed}", exit.name),
-                    ),
-                }
+                unreachable(StatusCode::BAD_GATEWAY, "destination_unavailable", dialed)
             }
         };
     }
@@ -344,28 +345,10 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
         SendError::Connect { .. } | SendError::Tls { .. } | SendError::Handshake { .. }
             if !direct =>
         {
-            exit_unreachable();
-            Failed {
-                outcome: Some(EgressOutcome::ExitError),
-                status: ProxyStatus::new(
-                    StatusCode::BAD_GATEWAY,
-                    "destination_unavailable",
-                    "exit_error",
-                    format!("exit {}: {error}", exit.name),
-                ),
-            }
+            unreachable(StatusCode::BAD_GATEWAY, "destination_unavailable", &error)
         }
         SendError::ConnectTimeout { .. } if !direct => {
-            exit_unreachable();
-            Failed {
-                outcome: Some(EgressOutcome::ExitError),
-                status: ProxyStatus::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "connection_timeout",
-                    "exit_error",
-                    format!("exit {}: {error}", exit.name),
-                ),
-            }
+            unreachable(StatusCode::GATEWAY_TIMEOUT, "connection_timeout", &error)
         }
         SendError::Connect { .. } => site_failed(
             StatusCode::BAD_GATEWAY,
