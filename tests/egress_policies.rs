@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use support::exits::{ExitMode, HttpExit, head_header, raw_connect, read_head};
+use support::exits::{ExitMode, HttpExit, Reply, get, get_ok, head_header, raw_connect, read_head};
 use support::proxy::RunningProxy;
 use support::upstream::{RunningUpstream, reply};
 use support::{TestProxy, TestUpstream, parse_metrics};
@@ -98,76 +98,6 @@ fn through(proxy: &RunningProxy) -> reqwest::Client {
         .timeout(STEP)
         .build()
         .unwrap()
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    }
-
-    fn exit(&self) -> String {
-        self.header("x-junction-exit")
-            .unwrap_or_else(|| panic!("no x-junction-exit: {self:?}"))
-    }
-
-    /// Asserts an error Junction made: `status`, `Proxy-Status` with `error`, the JSON
-    /// body of that type, and `x-junction-reason`.
-    fn assert_junction_error(&self, status: u16, error: &str, reason: &str) {
-        assert_eq!(self.status, status, "{self:?}");
-        let proxy_status = self
-            .header("proxy-status")
-            .unwrap_or_else(|| panic!("no Proxy-Status: {self:?}"));
-        assert!(
-            proxy_status.starts_with(&format!("junction; error={error}")),
-            "{proxy_status}"
-        );
-        let json: serde_json::Value = serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not a JSON body ({e}): {}", self.body));
-        assert_eq!(json["error"]["type"], error, "{json}");
-        assert!(json["error"]["message"].is_string(), "{json}");
-        assert_eq!(
-            self.header("content-type").as_deref(),
-            Some("application/json")
-        );
-        assert_eq!(
-            self.header("x-junction-reason").as_deref(),
-            Some(reason),
-            "{self:?}"
-        );
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let reply = within("request through junction", request.send())
-        .await
-        .expect("request through junction");
-    let status = reply.status().as_u16();
-    let headers = reply.headers().clone();
-    let body = within("reply body", reply.text()).await.expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> Reply {
-    send(client.get(url)).await
-}
-
-async fn get_ok(client: &reqwest::Client, url: &str) -> Reply {
-    let reply = get(client, url).await;
-    assert_eq!(reply.status, 200, "GET {url}: {reply:?}");
-    reply
 }
 
 /// `/metrics` of the admin listener, as text and as `series → value`.

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use support::exits::{
-    CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic, head_header, raw_connect,
+    CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic, get_ok, head_header,
+    raw_connect, send,
 };
 use support::proxy::RunningProxy;
 use support::{TestProxy, TestUpstream, parse_metrics};
@@ -130,60 +131,6 @@ fn tunnels(proxy_url: &str, origin: &TlsOrigin) -> reqwest::Client {
         .timeout(STEP)
         .build()
         .unwrap()
-}
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    /// The exit Junction used (`x-junction-exit`); panics when missing.
-    fn exit(&self) -> String {
-        self.headers
-            .get("x-junction-exit")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no x-junction-exit on a {} reply: {:?} {}",
-                    self.status, self.headers, self.body
-                )
-            })
-            .to_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let reply = within("request through junction", request.send())
-        .await
-        .expect("request through junction");
-    let status = reply.status().as_u16();
-    let headers = reply.headers().clone();
-    let body = within("reply body", reply.text()).await.expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// GET that must succeed; returns the reply.
-async fn get_ok(client: &reqwest::Client, url: &str) -> Reply {
-    let reply = send(client.get(url)).await;
-    assert_eq!(
-        reply.status, 200,
-        "GET {url}: {:?} {}",
-        reply.headers, reply.body
-    );
-    reply
 }
 
 fn tally<I: IntoIterator<Item = String>>(names: I) -> BTreeMap<String, usize> {

@@ -895,3 +895,84 @@ pub fn head_header(head: &str, name: &str) -> Option<String> {
             .then(|| value.trim().to_string())
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Replies through a proxy, read whole
+
+/// A reply read whole: status, headers, body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("a text header").to_string())
+    }
+
+    /// The exit Junction used (`x-junction-exit`); panics when missing.
+    pub fn exit(&self) -> String {
+        self.header("x-junction-exit")
+            .unwrap_or_else(|| panic!("no x-junction-exit: {self:?}"))
+    }
+
+    /// Asserts an error Junction made: `status`, `Proxy-Status` with `error`, the JSON
+    /// body of that type, and `x-junction-reason`.
+    pub fn assert_junction_error(&self, status: u16, error: &str, reason: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        let proxy_status = self
+            .header("proxy-status")
+            .unwrap_or_else(|| panic!("no Proxy-Status: {self:?}"));
+        assert!(
+            proxy_status.starts_with(&format!("junction; error={error}")),
+            "{proxy_status}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not a JSON body ({e}): {}", self.body));
+        assert_eq!(json["error"]["type"], error, "{json}");
+        assert!(json["error"]["message"].is_string(), "{json}");
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            self.header("x-junction-reason").as_deref(),
+            Some(reason),
+            "{self:?}"
+        );
+    }
+}
+
+/// Sends `request` and reads the whole reply (each step within 5 s).
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let reply = tokio::time::timeout(RAW_STEP, request.send())
+        .await
+        .expect("request through junction: nothing within 5 s")
+        .expect("request through junction");
+    let status = reply.status().as_u16();
+    let headers = reply.headers().clone();
+    let body = tokio::time::timeout(RAW_STEP, reply.text())
+        .await
+        .expect("reply body: nothing within 5 s")
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> Reply {
+    send(client.get(url)).await
+}
+
+/// GET that must succeed; returns the reply.
+pub async fn get_ok(client: &reqwest::Client, url: &str) -> Reply {
+    let reply = get(client, url).await;
+    assert_eq!(reply.status, 200, "GET {url}: {reply:?}");
+    reply
+}
