@@ -19,6 +19,7 @@ pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod egress;
+pub mod fastpath;
 pub mod llm;
 pub mod pipeline;
 pub mod routing;

@@ -469,3 +469,98 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
         "the message names the endpoint: {error}"
     );
 }
+
+/// Plain requests stay on the HTTP/1.1 fast path however many there are; a connection
+/// whose request the fast path does not take (a chunked upload, a route with `hash`
+/// balancing) is handed to the full pipeline once, counted by reason, and answered.
+#[tokio::test]
+async fn plain_requests_stay_on_the_fast_path_and_the_rest_is_handed_off() {
+    let upstream = TestUpstream::named("h1").start().await;
+    let toml = format!(
+        r#"{listeners}
+[[pools]]
+name = "p"
+endpoints = [{{ url = "{url}" }}]
+
+[[pools]]
+name = "hashed"
+balance = "hash"
+hash_key = "header:x-user"
+endpoints = [{{ url = "{url}" }}]
+
+[[routes]]
+name = "hashed"
+match = {{ path_prefix = "/hashed" }}
+pool = "hashed"
+
+[[routes]]
+name = "all"
+pool = "p"
+"#,
+        listeners = listeners_toml(),
+        url = upstream.url()
+    );
+    let proxy = TestProxy::from_toml(&toml).start().await;
+    let handoffs = |reason: &'static str| {
+        let url = proxy.admin_url("/metrics");
+        async move {
+            let text = within("metrics", client().get(url).send())
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let key = format!(
+                "junction_fast_path_handoffs_total{{listener=\"public\",reason=\"{reason}\"}}"
+            );
+            support::parse_metrics(&text)
+                .get(&key)
+                .copied()
+                .unwrap_or(0.0)
+        }
+    };
+
+    let plain = client();
+    for round in 0..20 {
+        let reply = within("get", plain.get(proxy.url(&format!("/get/{round}"))).send())
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.headers()["x-upstream"], "h1");
+    }
+    for reason in ["request", "size", "route", "endpoint"] {
+        assert_eq!(
+            handoffs(reason).await,
+            0.0,
+            "no hand-off ({reason}) for plain GETs"
+        );
+    }
+
+    let chunks = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
+    );
+    let upload = within(
+        "chunked upload",
+        plain
+            .post(proxy.url("/upload"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    )
+    .await
+    .unwrap();
+    let echo: serde_json::Value = upload.json().await.unwrap();
+    assert_eq!(echo["body_len"], 40);
+    assert_eq!(handoffs("request").await, 1.0);
+
+    let hashed = within(
+        "hashed route",
+        client()
+            .get(proxy.url("/hashed"))
+            .header("x-user", "alice")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hashed.status(), 200);
+    assert_eq!(handoffs("route").await, 1.0);
+}

@@ -293,6 +293,7 @@ fn compile_listeners(
                     }
                     other => other,
                 },
+                fast_path: listener.fast_path.unwrap_or(true),
                 egress: None,
                 routes: RouteTable::default(),
             };

@@ -71,6 +71,7 @@ pub(super) fn compile_egress(
             header_read_timeout: idle_timeout.min(Duration::from_secs(30)),
             max_request_head_bytes: None,
             max_connections_per_client: None,
+            fast_path: false,
             routes: RouteTable::default(),
             egress: Some(Arc::new(plan)),
         };

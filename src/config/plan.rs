@@ -37,6 +37,8 @@ pub struct ListenerPlan {
     pub header_read_timeout: Duration,
     pub max_request_head_bytes: Option<usize>,
     pub max_connections_per_client: Option<u32>,
+    /// Plain cleartext HTTP/1.1 requests take the hand-written fast path.
+    pub fast_path: bool,
     pub routes: RouteTable,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.
     pub egress: Option<Arc<crate::egress::EgressPlan>>,

@@ -118,6 +118,8 @@ pub struct ListenerSpec {
     pub max_request_head_bytes: Option<SizeSpec>,
     /// Open connections allowed per client address (default: unlimited).
     pub max_connections_per_client: Option<u32>,
+    /// Relay plain HTTP/1.1 requests on the hand-written fast path (default true).
+    pub fast_path: Option<bool>,
     // Security rules for every route of this listener (checked before the route's own).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,

@@ -22,10 +22,15 @@ pub enum ReplyKind {
 
 impl ReplyKind {
     pub fn of(headers: &HeaderMap) -> Self {
-        let Some(content_type) = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        else {
+        match headers.get(http::header::CONTENT_TYPE) {
+            Some(value) => Self::of_content_type(value.as_bytes()),
+            None => ReplyKind::Other,
+        }
+    }
+
+    /// From a `content-type` value.
+    pub fn of_content_type(value: &[u8]) -> Self {
+        let Ok(content_type) = std::str::from_utf8(value) else {
             return ReplyKind::Other;
         };
         let essence = content_type.split(';').next().unwrap_or("").trim();

@@ -164,10 +164,8 @@ pub async fn forward(
             .record_at(head_at, head_at.duration_since(sent_at));
 
         let status = sent.response.status().as_u16();
-        if status == 429 || status == 503 {
-            if let Some(wait) = retry_after(sent.response.headers()) {
-                endpoint.state.health.hold(wait.min(MAX_RETRY_AFTER_HOLD));
-            }
+        if let Some(value) = sent.response.headers().get(http::header::RETRY_AFTER) {
+            hold_for_retry_after(&endpoint, status, value.as_bytes());
         }
         judge(
             &pool,
@@ -216,7 +214,7 @@ pub async fn forward(
 }
 
 /// An endpoint that is up, not ejected or held, not tried yet, and has room.
-fn pick(
+pub(crate) fn pick(
     pool: &Arc<Pool>,
     affinity: Option<u64>,
     tried: &[Arc<Endpoint>],
@@ -262,7 +260,7 @@ fn can_try_again(pool: &Pool, tried: &[Arc<Endpoint>], on_fallback: bool) -> boo
     untried_up(pool) || (!on_fallback && pool.fallback().is_some_and(|f| untried_up(&f)))
 }
 
-fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
+pub(crate) fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
     if let Some(policy) = &pool.outlier {
         health::record_outcome(endpoint, &pool.endpoints, policy, outcome);
     }
@@ -296,16 +294,19 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
     crate::llm::ReplyKind::of(headers) == crate::llm::ReplyKind::EventStream
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by model APIs).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+/// A 429 or 503 with `Retry-After` (in seconds; the HTTP-date form is not used by model
+/// APIs) holds the endpoint back for that long, up to a cap.
+pub(crate) fn hold_for_retry_after(endpoint: &Endpoint, status: u16, retry_after: &[u8]) {
+    if status != 429 && status != 503 {
+        return;
+    }
+    let seconds = std::str::from_utf8(retry_after)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    if let Some(seconds) = seconds {
+        let wait = Duration::from_secs(seconds);
+        endpoint.state.health.hold(wait.min(MAX_RETRY_AFTER_HOLD));
+    }
 }
 
 fn copy_head(head: &request::Parts) -> request::Parts {

@@ -51,6 +51,12 @@ impl ProxyBody {
     }
 }
 
+/// The last event of an event stream the endpoint broke off, so the client learns why.
+pub(crate) fn interrupted_event(reason: &str) -> Bytes {
+    let error = serde_json::json!({ "error": { "type": "upstream_stream_interrupted", "message": reason } });
+    Bytes::from(format!("event: error\ndata: {error}\n\n"))
+}
+
 /// An endpoint's response body with the request's record, which reads the bytes as they
 /// pass and reports the exchange when it drops.
 pub struct UpstreamStream {
@@ -118,8 +124,7 @@ impl UpstreamStream {
             exchange.failed = true;
         }
         if self.event_stream {
-            let error = serde_json::json!({ "error": { "type": "upstream_stream_interrupted", "message": reason } });
-            let event = Bytes::from(format!("event: error\ndata: {error}\n\n"));
+            let event = interrupted_event(&reason);
             self.record(&event);
             return Poll::Ready(Some(Ok(Frame::data(event))));
         }

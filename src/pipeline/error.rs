@@ -54,7 +54,9 @@ impl ProxyError {
                 SendError::Connect { .. }
                 | SendError::Tls { .. }
                 | SendError::Handshake { .. }
-                | SendError::Exchange { .. } => StatusCode::BAD_GATEWAY,
+                | SendError::Exchange { .. }
+                | SendError::Protocol { .. }
+                | SendError::Closed { .. } => StatusCode::BAD_GATEWAY,
             },
         }
     }
@@ -73,8 +75,10 @@ impl ProxyError {
                 SendError::Saturated { .. } => "overloaded",
                 SendError::ConnectTimeout { .. } => "upstream_connect_timeout",
                 SendError::Tls { .. } => "upstream_tls_failed",
-                SendError::Handshake { .. } => "upstream_protocol_error",
-                SendError::Exchange { .. } => "upstream_request_failed",
+                SendError::Handshake { .. } | SendError::Protocol { .. } => {
+                    "upstream_protocol_error"
+                }
+                SendError::Exchange { .. } | SendError::Closed { .. } => "upstream_request_failed",
             },
         }
     }

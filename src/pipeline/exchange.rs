@@ -52,7 +52,7 @@ pub struct Exchange {
     pub retries: u32,
     /// Name (never the key) of the API key that authenticated the request.
     pub key_name: Option<String>,
-    pub(super) in_flight: Option<InFlight>,
+    pub(crate) in_flight: Option<InFlight>,
     pub(super) done: Option<RequestCtx>,
 }
 

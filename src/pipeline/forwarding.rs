@@ -117,7 +117,7 @@ pub fn is_upgrade_request(head: &request::Parts) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+pub(crate) fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
     !trusted.is_empty() && trusted.iter().any(|net| net.contains(&ip.to_canonical()))
 }
 

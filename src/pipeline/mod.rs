@@ -8,10 +8,10 @@
 //!          ─▶ on_done (each filter, when the response body has ended or was dropped)
 //! ```
 
-mod attempts;
-mod body;
+pub(crate) mod attempts;
+pub(crate) mod body;
 mod error;
-mod exchange;
+pub(crate) mod exchange;
 pub(crate) mod forwarding;
 pub mod handler;
 mod header_rules;

@@ -115,10 +115,43 @@ pub struct Matcher {
     pub model: Option<Glob>,
 }
 
+/// What routing reads of a request: hyper's parsed head, or the HTTP/1.1 fast path's
+/// view of its receive buffer (which builds no header map).
+pub trait RouteInput {
+    fn method(&self) -> &Method;
+    fn path(&self) -> &str;
+    fn has_header(&self, name: &HeaderName) -> bool;
+    /// Whether some line of header `name` has exactly `value`.
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool;
+}
+
+impl RouteInput for request::Parts {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    fn has_header(&self, name: &HeaderName) -> bool {
+        self.headers.contains_key(name)
+    }
+
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        self.headers.get_all(name).iter().any(|v| v == value)
+    }
+}
+
 impl Matcher {
-    pub fn matches(&self, head: &request::Parts, host: Option<&str>, model: Option<&str>) -> bool {
+    pub fn matches<R: RouteInput + ?Sized>(
+        &self,
+        head: &R,
+        host: Option<&str>,
+        model: Option<&str>,
+    ) -> bool {
         if let Some(path) = &self.path {
-            let actual = head.uri.path();
+            let actual = head.path();
             let ok = match path {
                 PathMatch::Exact(expected) => actual == expected,
                 PathMatch::Prefix(prefix) => actual.starts_with(prefix.as_str()),
@@ -133,13 +166,13 @@ impl Matcher {
                 return false;
             }
         }
-        if !self.methods.is_empty() && !self.methods.contains(&head.method) {
+        if !self.methods.is_empty() && !self.methods.contains(head.method()) {
             return false;
         }
         for (name, expected) in &self.headers {
             let ok = match expected {
-                HeaderMatch::Present => head.headers.contains_key(name),
-                HeaderMatch::Exact(value) => head.headers.get_all(name).iter().any(|v| v == value),
+                HeaderMatch::Present => head.has_header(name),
+                HeaderMatch::Exact(value) => head.header_equals(name, value),
             };
             if !ok {
                 return false;
@@ -172,7 +205,16 @@ impl RouteTable {
     }
 
     pub fn find(&self, head: &request::Parts, model: Option<&str>) -> Option<&Arc<Route>> {
-        let host = request_host(head);
+        self.find_with_host(head, request_host(head), model)
+    }
+
+    /// `find` for a request whose host (without port) is already known.
+    pub fn find_with_host<R: RouteInput + ?Sized>(
+        &self,
+        head: &R,
+        host: Option<&str>,
+        model: Option<&str>,
+    ) -> Option<&Arc<Route>> {
         self.routes
             .iter()
             .find(|route| route.matcher.matches(head, host, model))
@@ -189,7 +231,7 @@ pub fn request_host(head: &request::Parts) -> Option<&str> {
     Some(strip_port(raw))
 }
 
-fn strip_port(authority: &str) -> &str {
+pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         // [v6]:port
         return authority

@@ -15,14 +15,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use bytes::Bytes;
+
 use super::Gateway;
 use super::client_slots::ClientCounts;
+use crate::fastpath;
 use crate::pipeline::{Downstream, handler};
 
 /// Time a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a complete request head (HTTP/1.1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// hyper's own limit on a buffered HTTP/1.1 request head.
+const DEFAULT_MAX_HEAD: usize = 400 * 1024;
 
 #[derive(Clone)]
 pub enum ListenerKind {
@@ -146,10 +151,15 @@ async fn serve_proxy(
     let _open = gateway.drain.track();
     let _counted = OpenGauge::new(gateway.telemetry.metrics.listener_connections(&name));
     let plan = gateway.plan();
-    let Some(tls) = plan.listener(&name).map(|l| l.tls.clone()) else {
+    let Some(listener) = plan.listener(&name) else {
         return;
     };
-    let drained = gateway.drain.signal();
+    let tls = listener.tls.clone();
+    let fast_path = (listener.fast_path && tls.is_none()).then(|| fastpath::Settings {
+        header_read_timeout: listener.header_read_timeout,
+        max_head: listener.max_request_head_bytes.unwrap_or(DEFAULT_MAX_HEAD),
+    });
+    let mut drained = gateway.drain.signal();
     let downstream = Arc::new(Downstream::new(
         gateway.clone(),
         plan,
@@ -157,9 +167,23 @@ async fn serve_proxy(
         name,
         tls.is_some(),
     ));
+    let mut stream = stream;
+    let prefix = match &fast_path {
+        Some(settings) => {
+            match fastpath::serve(&mut stream, &downstream, &mut drained, settings).await {
+                fastpath::Ended::Closed => return,
+                fastpath::Ended::HandOff(prefix) => prefix,
+            }
+        }
+        None => Bytes::new(),
+    };
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         handler::handle(request, downstream.clone())
     });
+    if fast_path.is_some() {
+        let stream = fastpath::Rewind::new(prefix, stream);
+        return serve(&builder, TokioIo::new(stream), service, drained).await;
+    }
     match tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);

@@ -342,6 +342,19 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        family(
+            &mut encoder,
+            "junction_fast_path_handoffs",
+            "Client connections the HTTP/1.1 fast path handed to the full pipeline, by listener and reason.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((listener, reason), count) in metrics.all_handoffs() {
+                    counter(m, &vec![("listener", &listener), ("reason", reason)], count)?;
+                }
+                Ok(())
+            },
+        )?;
         let controls = self.plan.route_controls();
         family(
             &mut encoder,

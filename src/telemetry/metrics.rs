@@ -173,6 +173,8 @@ pub struct MetricsRegistry {
     decisions: Mutex<HashMap<(String, &'static str), u64>>,
     /// Errors Junction answered itself, by route ("" before routing) and type.
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// Connections the HTTP/1.1 fast path handed to the full pipeline, by listener and reason.
+    handoffs: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Egress exits by (egress, exit, region).
     egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
     egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
@@ -258,6 +260,18 @@ impl MetricsRegistry {
     pub fn all_decisions(&self) -> Vec<((String, &'static str), u64)> {
         let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = decisions.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_handoff(&self, listener: &Arc<str>, reason: &'static str) {
+        let mut handoffs = self.handoffs.lock().unwrap_or_else(|p| p.into_inner());
+        *handoffs.entry((listener.clone(), reason)).or_default() += 1;
+    }
+
+    pub fn all_handoffs(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        let handoffs = self.handoffs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = handoffs.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

@@ -54,12 +54,23 @@ pub enum SendError {
         endpoint: Arc<str>,
         source: hyper::Error,
     },
+    /// From the HTTP/1.1 fast path, which reads responses without hyper.
+    #[error("{endpoint} sent an invalid response: {reason}")]
+    Protocol {
+        endpoint: Arc<str>,
+        reason: &'static str,
+    },
+    #[error("{endpoint} closed the connection before it answered: {reason}")]
+    Closed { endpoint: Arc<str>, reason: String },
 }
 
 /// Idle connections of one endpoint.
 #[derive(Default)]
 pub struct ConnectionCache {
     idle_http1: Mutex<Vec<H1Sender>>,
+    /// Idle connections of the HTTP/1.1 fast path: bare streams, no hyper connection
+    /// task. A closed one is noticed when it is taken ([`ConnectionCache::pop_stream`]).
+    idle_streams: Mutex<Vec<TcpStream>>,
     shared_h2: Mutex<Option<H2Sender>>,
     /// Held while the shared HTTP/2 connection is being made, so that concurrent
     /// first requests wait for it instead of each opening their own.
@@ -107,12 +118,36 @@ impl ConnectionCache {
         }
     }
 
+    /// An idle fast-path stream that has not been closed by the endpoint as far as can
+    /// be told without waiting. `probe` forces a read attempt (one syscall) even when no
+    /// readiness was reported, for requests that must not be sent twice.
+    pub fn pop_stream(&self, probe: bool) -> Option<TcpStream> {
+        loop {
+            let stream = self
+                .idle_streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()?;
+            if stream_is_usable(&stream, probe) {
+                return Some(stream);
+            }
+        }
+    }
+
+    pub fn push_stream(&self, stream: TcpStream, max_idle: usize) {
+        let mut idle = self.idle_streams.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < max_idle {
+            idle.push(stream);
+        }
+    }
+
     pub fn open_count(&self) -> u32 {
         self.open.load(Ordering::Relaxed)
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle_http1.lock().map(|idle| idle.len()).unwrap_or(0)
+        let streams = self.idle_streams.lock().map(|idle| idle.len()).unwrap_or(0);
+        self.idle_http1.lock().map(|idle| idle.len()).unwrap_or(0) + streams
     }
 
     fn h2(&self) -> Option<H2Sender> {
@@ -123,6 +158,20 @@ impl ConnectionCache {
     fn set_h2(&self, sender: H2Sender) {
         *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
     }
+}
+
+/// Whether an idle stream can carry a request: the endpoint has sent nothing (no close,
+/// no stray bytes). Tokio clears a stream's read readiness after a short read, so a
+/// healthy idle stream reads as not ready and costs no syscall here; a ready one (or a
+/// `probe`) is checked with a non-blocking read.
+fn stream_is_usable(stream: &TcpStream, probe: bool) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let ready = stream.poll_read_ready(&mut cx).is_ready();
+    if !ready && !probe {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Opens the TCP stream to an endpoint some other way than connecting to it: through a
@@ -189,6 +238,19 @@ impl UpstreamClient {
             Some(dialer) => dialer.dial(endpoint, connect_timeout).await,
             None => connect_tcp(endpoint, connect_timeout).await,
         }
+    }
+
+    /// Idle connections kept per endpoint.
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+    }
+
+    /// Whether connections are plain TCP connects with no connection limits, as the
+    /// HTTP/1.1 fast path opens them itself.
+    pub fn is_plain_http1(&self) -> bool {
+        self.protocol == ProtocolSpec::Http1
+            && self.dialer.is_none()
+            && self.max_connections.is_none()
     }
 
     /// The TLS settings of this pool's https endpoints (health checks use them too).
@@ -352,7 +414,14 @@ impl UpstreamClient {
         cache.open.fetch_add(1, Ordering::Relaxed);
         let counted = endpoint.state.clone();
         let connected: Result<H1Sender, SendError> = async {
-            let tcp = self.open_tcp(endpoint, connect_timeout).await?;
+            // An idle stream the fast path left is as good as a new connection.
+            let idle = (self.dialer.is_none() && !endpoint.target.is_https())
+                .then(|| cache.pop_stream(true))
+                .flatten();
+            let tcp = match idle {
+                Some(tcp) => tcp,
+                None => self.open_tcp(endpoint, connect_timeout).await?,
+            };
             macro_rules! drive {
                 ($io:expr) => {{
                     let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
@@ -438,7 +507,7 @@ impl UpstreamClient {
     }
 }
 
-async fn connect_tcp(
+pub(crate) async fn connect_tcp(
     endpoint: &Endpoint,
     connect_timeout: Duration,
 ) -> Result<TcpStream, SendError> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use http::HeaderValue;
 
+pub(crate) use client::connect_tcp;
 pub use client::{Dialer, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};

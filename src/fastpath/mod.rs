@@ -1,0 +1,738 @@
+//! The HTTP/1.1 fast path: cleartext HTTP/1.1 requests on plain routes (routing,
+//! balancing, forwarding headers, metrics and the access log, but no filters, splits,
+//! mirrors or retries) relayed by hand on `httparse`: no hyper dispatcher, header map,
+//! body channel or connection task per request. Anything else (HTTP/2, upgrades,
+//! chunked uploads, routes with policies, errors before the endpoint) is handed to the
+//! hyper pipeline with the bytes read so far, and hyper keeps the connection.
+
+mod buffer;
+mod chunked;
+mod reply;
+mod request;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use buffer::ReceiveBuffer;
+pub use buffer::Rewind;
+use chunked::ChunkedScanner;
+use reply::{ClientHead, Framing, Reply};
+use request::{Forwarding, Parsed, RequestHead};
+
+use crate::config::ListenerPlan;
+use crate::llm::{ReplyKind, UsageScanner};
+use crate::pipeline::attempts::{hold_for_retry_after, judge, pick};
+use crate::pipeline::body::interrupted_event;
+use crate::pipeline::exchange::BytesIn;
+use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
+use crate::routing::{Route, strip_port};
+use crate::telemetry::trace::{self, TRACEPARENT};
+use crate::upstream::health::Outcome;
+use crate::upstream::{Endpoint, SendError, connect_tcp};
+
+/// Largest request head the fast path reads; a longer one goes to hyper, which applies
+/// the listener's own `max_request_head_bytes`.
+const HEAD_LIMIT: usize = 64 * 1024;
+/// Largest request body the fast path takes. It is read whole before the request is
+/// sent, so the request can be sent again on a fresh connection and the `model` field
+/// read; longer bodies stream through hyper.
+const BODY_LIMIT: u64 = 64 * 1024;
+/// Largest response head accepted from an endpoint.
+const REPLY_HEAD_LIMIT: usize = 64 * 1024;
+
+/// How the fast path left a connection.
+pub enum Ended {
+    Closed,
+    /// Hyper serves the rest, starting with these bytes.
+    HandOff(Bytes),
+}
+
+/// What a connection's listener asks of it.
+pub struct Settings {
+    pub header_read_timeout: Duration,
+    pub max_head: usize,
+}
+
+/// Serves requests on `client` until it closes or a request needs the full pipeline.
+pub async fn serve(
+    client: &mut TcpStream,
+    downstream: &Downstream,
+    drained: &mut watch::Receiver<bool>,
+    settings: &Settings,
+) -> Ended {
+    let mut connection = Connection {
+        received: ReceiveBuffer::new(8 * 1024),
+        replied: ReceiveBuffer::new(16 * 1024),
+        head: RequestHead::default(),
+        upstream_request: Vec::with_capacity(1024),
+        client_reply: Vec::with_capacity(1024),
+    };
+    loop {
+        let hand_off = |connection: &mut Connection, reason: HandOff| {
+            let metrics = &downstream.gateway.telemetry.metrics;
+            metrics.count_handoff(&downstream.listener, reason.label());
+            Ended::HandOff(connection.received.take())
+        };
+        match connection.next_request(client, drained, settings).await {
+            Next::Ready => {}
+            Next::Closed => return Ended::Closed,
+            Next::HandOff(reason) => return hand_off(&mut connection, reason),
+        }
+        let draining = *drained.borrow();
+        let close = match connection.relay(client, downstream, draining).await {
+            Step::KeepAlive => false,
+            Step::Close => true,
+            Step::HandOff(reason) => return hand_off(&mut connection, reason),
+        };
+        connection
+            .received
+            .consume(connection.head.len + connection.head.content_length as usize);
+        if close {
+            let _ = client.shutdown().await;
+            return Ended::Closed;
+        }
+    }
+}
+
+enum Next {
+    /// A head and its whole body are in the receive buffer.
+    Ready,
+    Closed,
+    HandOff(HandOff),
+}
+
+enum Step {
+    KeepAlive,
+    Close,
+    HandOff(HandOff),
+}
+
+/// Why a connection went to the full pipeline (the `reason` label of
+/// `junction_fast_path_handoffs_total`).
+#[derive(Debug, Clone, Copy)]
+enum HandOff {
+    /// Not a plain HTTP/1.1 request head: HTTP/1.0 or HTTP/2, an upgrade, a chunked
+    /// upload, `Expect`, an absolute-form target, or a head hyper must judge.
+    Request,
+    /// A head or body larger than the fast path reads whole.
+    Size,
+    /// No route matches (hyper answers 404), or the route has policies the fast path
+    /// does not run (filters, splits, mirrors, retries, `hash` balancing...).
+    Route,
+    /// No endpoint available (the fallback pool and the 503 are the full path's), or an
+    /// https endpoint.
+    Endpoint,
+}
+
+impl HandOff {
+    fn label(self) -> &'static str {
+        match self {
+            HandOff::Request => "request",
+            HandOff::Size => "size",
+            HandOff::Route => "route",
+            HandOff::Endpoint => "endpoint",
+        }
+    }
+}
+
+struct Connection {
+    received: ReceiveBuffer,
+    /// The endpoint's response, as it arrives.
+    replied: ReceiveBuffer,
+    head: RequestHead,
+    upstream_request: Vec<u8>,
+    client_reply: Vec<u8>,
+}
+
+/// Why the endpoint gave no usable response head.
+enum HeadFailure {
+    /// Closed or reset before a byte of response: a reused connection may be stale.
+    Closed(String),
+    Failed(ProxyError),
+}
+
+impl Connection {
+    async fn next_request(
+        &mut self,
+        client: &mut TcpStream,
+        drained: &mut watch::Receiver<bool>,
+        settings: &Settings,
+    ) -> Next {
+        let limit = settings.max_head.min(HEAD_LIMIT);
+        let mut deadline = None;
+        loop {
+            if !self.received.is_empty() {
+                match self.head.parse(self.received.filled()) {
+                    Parsed::Complete => break,
+                    Parsed::HandOff => return Next::HandOff(HandOff::Request),
+                    Parsed::Partial => {}
+                }
+            } else if *drained.borrow() {
+                return Next::Closed;
+            }
+            if self.received.make_room(limit).is_err() {
+                return Next::HandOff(HandOff::Size);
+            }
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + settings.header_read_timeout);
+            let idle = self.received.is_empty();
+            let read = tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, self.received.read_from(client, limit)) => read,
+                _ = drained.changed(), if idle => return Next::Closed,
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return Next::Closed,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    if !self.received.is_empty() {
+                        let _ = client.write_all(REQUEST_TIMEOUT).await;
+                    }
+                    return Next::Closed;
+                }
+            }
+        }
+        if self.head.content_length > BODY_LIMIT {
+            return Next::HandOff(HandOff::Size);
+        }
+        let whole = self.head.len + self.head.content_length as usize;
+        let deadline = Instant::now() + settings.header_read_timeout;
+        while self.received.len() < whole {
+            let read = tokio::time::timeout_at(
+                deadline,
+                self.received.read_from(client, whole.max(limit)),
+            );
+            match read.await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Next::Closed,
+            }
+        }
+        Next::Ready
+    }
+
+    /// Sends the request in the receive buffer to an endpoint and relays the answer.
+    async fn relay(
+        &mut self,
+        client: &mut TcpStream,
+        downstream: &Downstream,
+        draining: bool,
+    ) -> Step {
+        let gateway = &downstream.gateway;
+        let plan = gateway.plan();
+        // A reload may have removed this connection's listener: finish on the plan it was accepted under.
+        let plan = if plan.listener(&downstream.listener).is_some() {
+            plan
+        } else {
+            downstream.accepted_under.clone()
+        };
+        let Some(listener) = plan.listener(&downstream.listener) else {
+            return Step::HandOff(HandOff::Route);
+        };
+        let head = &self.head;
+        let buf = self.received.filled();
+        let body = &buf[head.len..head.len + head.content_length as usize];
+
+        // Routing, as the full path does it; anything it would refuse or treat
+        // specially goes there.
+        let facts = (listener.routes.needs_body
+            && head.method == Method::POST
+            && head
+                .content_type(buf)
+                .is_some_and(|t| ReplyKind::of_content_type(t) == ReplyKind::Json))
+        .then(|| crate::llm::request_facts(body));
+        if facts.is_some() && head.content_length > listener.model_body_limit {
+            return Step::HandOff(HandOff::Size);
+        }
+        let model = facts.as_ref().and_then(|f| f.model.as_deref());
+        let host = head
+            .host(buf)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(strip_port);
+        let Some(route) = listener
+            .routes
+            .find_with_host(&head.route_input(buf), host, model)
+        else {
+            return Step::HandOff(HandOff::Route);
+        };
+        if !takes(route, head.content_length) {
+            return Step::HandOff(HandOff::Route);
+        }
+        let pool = &route.targets[0].pool;
+        let Ok(endpoint) = pick(pool, None, &[]) else {
+            // No endpoint: the full path has the fallback pool and the error to answer.
+            return Step::HandOff(HandOff::Endpoint);
+        };
+        if endpoint.target.scheme != http::uri::Scheme::HTTP {
+            return Step::HandOff(HandOff::Endpoint);
+        }
+
+        // From here on the request is ours to answer.
+        let telemetry = &gateway.telemetry;
+        let log = telemetry
+            .access_log
+            .enabled()
+            .then(|| log_facts(head, buf, downstream, listener));
+        let mut exchange = Exchange::new(telemetry.clone(), log);
+        let client_id = head
+            .request_id(buf)
+            .and_then(|id| HeaderValue::from_bytes(id).ok());
+        let made_id = client_id.is_none();
+        let request_id = client_id.unwrap_or_else(|| trace::new_request_id(gateway.rng()));
+        let traceparent = head.traceparent(buf).and_then(|value| {
+            let mut headers = HeaderMap::new();
+            headers.insert(TRACEPARENT.clone(), HeaderValue::from_bytes(value).ok()?);
+            exchange.trace = trace::continue_trace(&mut headers, gateway.rng());
+            headers.remove(&TRACEPARENT)
+        });
+        exchange.route = Some(route.clone());
+        exchange.bytes_in = BytesIn::Known(head.content_length);
+        exchange.endpoint = Some(endpoint.clone());
+        exchange.in_flight = Some(endpoint.state.begin());
+
+        let peer = downstream.peer.ip();
+        let forwarding = Forwarding {
+            peer: downstream.peer_header.as_bytes(),
+            trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
+            host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
+            default_host: endpoint.host_header.as_bytes(),
+            new_request_id: made_id.then(|| request_id.as_bytes()),
+            traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
+        };
+        self.upstream_request.clear();
+        head.write_upstream(buf, &forwarding, &mut self.upstream_request);
+        self.upstream_request.extend_from_slice(body);
+
+        let client_head = ClientHead {
+            head_request: head.method == Method::HEAD,
+            version_header: pool.version_header.as_ref().map(HeaderValue::as_bytes),
+            request_id: request_id.as_bytes(),
+            close: head.close || draining,
+        };
+        exchange.request_id = Some(request_id.clone());
+        let idempotent = crate::routing::retry::is_idempotent(&head.method);
+        let timeouts = route.timeouts;
+        let sent_at = Instant::now();
+        exchange.sent_at = Some(sent_at);
+        let sent = tokio::time::timeout(
+            timeouts.response_headers,
+            send(
+                &endpoint,
+                &self.upstream_request,
+                &mut self.replied,
+                &client_head,
+                &mut self.client_reply,
+                idempotent,
+                timeouts.connect,
+            ),
+        )
+        .await;
+        let (mut upstream, reply) = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(error)) => {
+                judge(pool, &endpoint, Outcome::Failure);
+                return answer_error(client, &mut self.client_reply, &mut exchange, error).await;
+            }
+            Err(_) => {
+                judge(pool, &endpoint, Outcome::Failure);
+                let error = ProxyError::ResponseHeadersTimeout {
+                    endpoint: endpoint.url.to_string(),
+                    after: timeouts.response_headers,
+                };
+                return answer_error(client, &mut self.client_reply, &mut exchange, error).await;
+            }
+        };
+
+        let head_at = Instant::now();
+        exchange.head_at = Some(head_at);
+        endpoint
+            .state
+            .latency
+            .record_at(head_at, head_at.duration_since(sent_at));
+        if let Some((start, end)) = reply.retry_after {
+            hold_for_retry_after(&endpoint, reply.status, &self.replied.filled()[start..end]);
+        }
+        judge(
+            pool,
+            &endpoint,
+            if reply.status >= 500 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+        );
+        exchange.status = reply.status;
+        if telemetry.metrics_enabled() || telemetry.access_log.enabled() {
+            exchange.scanner = UsageScanner::for_reply(reply.kind);
+        }
+        self.replied.consume(reply.len);
+        let deadline = timeouts.total.map(|total| exchange.started() + total);
+        let body = BodyRelay {
+            upstream: &mut upstream,
+            replied: &mut self.replied,
+            client,
+            head: &mut self.client_reply,
+            exchange: &mut exchange,
+            idle: timeouts.idle,
+            deadline,
+        };
+        let relayed = body.run(reply.framing).await;
+        match relayed {
+            Relayed::Complete => {
+                if reply.reusable && self.replied.is_empty() {
+                    endpoint
+                        .state
+                        .connections
+                        .push_stream(upstream, pool.client.max_idle());
+                }
+                if reply.close_client {
+                    Step::Close
+                } else {
+                    Step::KeepAlive
+                }
+            }
+            Relayed::ClientGone => Step::Close,
+            Relayed::UpstreamBroke {
+                reason,
+                at_boundary,
+            } => {
+                tracing::warn!(endpoint = %endpoint.url, %reason, "response broke off");
+                exchange.failed = true;
+                // An event stream ends with an error event the client can read, as on
+                // the full path; any other body is cut, so it is never taken as whole.
+                if at_boundary && reply.kind == ReplyKind::EventStream {
+                    let event = interrupted_event(&reason);
+                    exchange.on_response_data(&event);
+                    let mut tail = Vec::with_capacity(event.len() + 16);
+                    tail.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+                    tail.extend_from_slice(&event);
+                    tail.extend_from_slice(b"\r\n0\r\n\r\n");
+                    if client.write_all(&tail).await.is_ok() && !reply.close_client {
+                        return Step::KeepAlive;
+                    }
+                }
+                Step::Close
+            }
+        }
+    }
+}
+
+/// A `408` for a client that did not finish its request head in time.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Whether the fast path can serve `route` exactly as the full pipeline would.
+fn takes(route: &Route, content_length: u64) -> bool {
+    let pool = &route.targets[0].pool;
+    route.filters.is_empty()
+        && route.targets.len() == 1
+        && route.control.is_none()
+        && route.mirror.is_none()
+        && route.retries.is_none()
+        && route.timeouts.first_token.is_none()
+        && route
+            .max_body_bytes
+            .is_none_or(|limit| content_length <= limit)
+        && pool.hash_key.is_none()
+        && pool.client.is_plain_http1()
+}
+
+fn log_facts(
+    head: &RequestHead,
+    buf: &[u8],
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) -> LogFacts {
+    let peer = downstream.peer.ip();
+    let client_ip = if listener.trusted_proxies.is_empty() {
+        peer.to_canonical()
+    } else {
+        let mut headers = HeaderMap::new();
+        for line in head.forwarded_for(buf) {
+            if let Ok(value) = HeaderValue::from_bytes(line) {
+                headers.append("x-forwarded-for", value);
+            }
+        }
+        crate::pipeline::client_ip(&headers, peer, &listener.trusted_proxies)
+    };
+    LogFacts {
+        client_ip,
+        method: head.method.clone(),
+        uri: http::Uri::try_from(head.target(buf)).unwrap_or_default(),
+        protocol: "HTTP/1.1",
+        user_agent: head
+            .user_agent(buf)
+            .and_then(|v| HeaderValue::from_bytes(v).ok()),
+    }
+}
+
+/// Writes the request to the endpoint (an idle connection, or a new one) and reads
+/// the response head. A reused connection that turns out closed is replaced by a
+/// fresh one once, when sending again is safe.
+async fn send(
+    endpoint: &Endpoint,
+    request: &[u8],
+    replied: &mut ReceiveBuffer,
+    client_head: &ClientHead<'_>,
+    client_reply: &mut Vec<u8>,
+    idempotent: bool,
+    connect_timeout: Duration,
+) -> Result<(TcpStream, Reply), ProxyError> {
+    let mut fresh_only = false;
+    loop {
+        let idle = if fresh_only {
+            None
+        } else {
+            endpoint.state.connections.pop_stream(!idempotent)
+        };
+        let reused = idle.is_some();
+        let mut upstream = match idle {
+            Some(stream) => stream,
+            None => connect_tcp(endpoint, connect_timeout).await?,
+        };
+        replied.clear();
+        client_reply.clear();
+        let failure = match upstream.write_all(request).await {
+            // Nothing was taken: safe to send again, whatever the method.
+            Err(error) if reused => {
+                tracing::debug!(endpoint = %endpoint.url, %error, "idle connection closed; reconnecting");
+                fresh_only = true;
+                continue;
+            }
+            Err(error) => HeadFailure::Closed(error.to_string()),
+            Ok(()) => {
+                match read_reply_head(&mut upstream, replied, client_head, client_reply, endpoint)
+                    .await
+                {
+                    Ok(reply) => return Ok((upstream, reply)),
+                    Err(failure) => failure,
+                }
+            }
+        };
+        match failure {
+            HeadFailure::Closed(_) if reused && idempotent => fresh_only = true,
+            HeadFailure::Closed(reason) => {
+                return Err(ProxyError::Upstream(SendError::Closed {
+                    endpoint: endpoint.url.clone(),
+                    reason,
+                }));
+            }
+            HeadFailure::Failed(error) => return Err(error),
+        }
+    }
+}
+
+async fn read_reply_head(
+    upstream: &mut TcpStream,
+    replied: &mut ReceiveBuffer,
+    client_head: &ClientHead<'_>,
+    client_reply: &mut Vec<u8>,
+    endpoint: &Endpoint,
+) -> Result<Reply, HeadFailure> {
+    let invalid = |reason| {
+        HeadFailure::Failed(ProxyError::Upstream(SendError::Protocol {
+            endpoint: endpoint.url.clone(),
+            reason,
+        }))
+    };
+    let mut any_byte = false;
+    loop {
+        if !replied.is_empty() {
+            match reply::parse(replied.filled(), client_head, client_reply) {
+                reply::Parsed::Complete(reply) if reply.is_informational() => {
+                    replied.consume(reply.len);
+                    continue;
+                }
+                reply::Parsed::Complete(reply) => return Ok(reply),
+                reply::Parsed::Invalid(reason) => return Err(invalid(reason)),
+                reply::Parsed::Partial => {}
+            }
+        }
+        match replied.read_from(upstream, REPLY_HEAD_LIMIT).await {
+            Ok(0) if !any_byte => return Err(HeadFailure::Closed("end of stream".into())),
+            Ok(0) => return Err(invalid("incomplete response head")),
+            Ok(_) => any_byte = true,
+            Err(_) if replied.make_room(REPLY_HEAD_LIMIT).is_err() => {
+                return Err(invalid("response head too large"));
+            }
+            Err(error) if !any_byte => return Err(HeadFailure::Closed(error.to_string())),
+            Err(error) => {
+                return Err(HeadFailure::Failed(ProxyError::Upstream(
+                    SendError::Closed {
+                        endpoint: endpoint.url.clone(),
+                        reason: error.to_string(),
+                    },
+                )));
+            }
+        }
+    }
+}
+
+/// Answers the client with Junction's own error response (the endpoint gave none).
+async fn answer_error(
+    client: &mut TcpStream,
+    out: &mut Vec<u8>,
+    exchange: &mut Exchange,
+    error: ProxyError,
+) -> Step {
+    match error.blame() {
+        crate::pipeline::Blame::Downstream => tracing::debug!(%error, "request refused"),
+        _ => tracing::warn!(%error, "request failed"),
+    }
+    exchange.error = Some(error.kind());
+    let response = error.to_response();
+    exchange.status = response.status().as_u16();
+    let body = match response.body() {
+        ProxyBody::Full(Some(bytes)) => bytes.clone(),
+        _ => Bytes::new(),
+    };
+    exchange.bytes_out = body.len() as u64;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(response.status().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        response
+            .status()
+            .canonical_reason()
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        request::put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    request::put_header(
+        out,
+        b"content-length",
+        reply::itoa_buf(body.len() as u64).text(),
+    );
+    reply::with_http_date(|date| request::put_header(out, b"date", date));
+    if let Some(id) = &exchange.request_id {
+        request::put_header(out, b"x-request-id", id.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    match client.write_all(out).await {
+        Ok(()) => Step::KeepAlive,
+        Err(_) => Step::Close,
+    }
+}
+
+enum Relayed {
+    Complete,
+    ClientGone,
+    /// `at_boundary`: the body is chunked and was cut between chunks, so a last chunk
+    /// can still be added.
+    UpstreamBroke {
+        reason: String,
+        at_boundary: bool,
+    },
+}
+
+/// Streams a response body from the endpoint to the client as it arrives, the head
+/// riding with the first bytes.
+struct BodyRelay<'a> {
+    upstream: &'a mut TcpStream,
+    replied: &'a mut ReceiveBuffer,
+    client: &'a mut TcpStream,
+    /// The client's response head, not yet written.
+    head: &'a mut Vec<u8>,
+    exchange: &'a mut Exchange,
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl BodyRelay<'_> {
+    async fn run(mut self, framing: Framing) -> Relayed {
+        let mut remaining = match framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        let mut chunks = ChunkedScanner::default();
+        let mut head_sent = false;
+        loop {
+            let available = self.replied.filled();
+            let (used, done) = match framing {
+                Framing::Empty => (0, true),
+                Framing::Length(_) => {
+                    let used = available
+                        .len()
+                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    self.exchange.on_response_data(&available[..used]);
+                    remaining -= used as u64;
+                    (used, remaining == 0)
+                }
+                Framing::Chunked => {
+                    let exchange = &mut *self.exchange;
+                    match chunks.scan(available, &mut |data| exchange.on_response_data(data)) {
+                        Ok(used) => (used, chunks.is_done()),
+                        Err(error) => {
+                            return Relayed::UpstreamBroke {
+                                reason: error.to_string(),
+                                at_boundary: false,
+                            };
+                        }
+                    }
+                }
+                Framing::UntilClose => {
+                    self.exchange.on_response_data(available);
+                    (available.len(), false)
+                }
+            };
+            let written = if head_sent {
+                self.client.write_all(&available[..used]).await
+            } else {
+                head_sent = true;
+                self.head.extend_from_slice(&available[..used]);
+                self.client.write_all(self.head).await
+            };
+            if written.is_err() {
+                return Relayed::ClientGone;
+            }
+            self.replied.consume(used);
+            if done {
+                return Relayed::Complete;
+            }
+            let broke = |reason: String| Relayed::UpstreamBroke {
+                reason,
+                at_boundary: framing == Framing::Chunked && chunks.at_boundary(),
+            };
+            match self.read().await {
+                Ok(0) if framing == Framing::UntilClose => return Relayed::Complete,
+                Ok(0) => return broke("the endpoint closed mid-body".into()),
+                Ok(_) => {}
+                Err(reason) => return broke(reason),
+            }
+        }
+    }
+
+    /// Reads more of the body, within the idle and total timeouts.
+    async fn read(&mut self) -> Result<usize, String> {
+        let idle = self.idle.map(|idle| Instant::now() + idle);
+        let until = match (idle, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let read = self.replied.read_from(self.upstream, REPLY_HEAD_LIMIT);
+        let result = match until {
+            Some(until) => tokio::time::timeout_at(until, read).await.map_err(|_| {
+                if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    "the exchange took longer than its total timeout".to_string()
+                } else {
+                    format!(
+                        "no data from the endpoint for {:?}",
+                        self.idle.unwrap_or_default()
+                    )
+                }
+            })?,
+            None => read.await,
+        };
+        result.map_err(|error| format!("the endpoint's response broke off: {error}"))
+    }
+}

@@ -1,0 +1,359 @@
+//! An endpoint's response head as the fast path relays it: parsed by `httparse`, its
+//! body framing worked out (RFC 9112 6.3), and written for the client in the same pass
+//! with hop-by-hop headers out and Junction's own (`x-request-id`, `x-junction-version`,
+//! `date` when missing) in.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+
+use super::request::{parse_length, put_header};
+use crate::llm::ReplyKind;
+
+const MAX_HEADERS: usize = 100;
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 204, 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the endpoint closes; the client's connection closes after it.
+    UntilClose,
+}
+
+/// A parsed response head; the client's head is in the `out` it was parsed with.
+#[derive(Debug)]
+pub struct Reply {
+    /// Bytes of the endpoint's head.
+    pub len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The endpoint will take another request on this connection.
+    pub reusable: bool,
+    /// The client's connection closes after this response.
+    pub close_client: bool,
+    pub kind: ReplyKind,
+    /// `Retry-After`, as sent.
+    pub retry_after: Option<(usize, usize)>,
+}
+
+impl Reply {
+    /// 1xx other than 101: skipped, as hyper's client does.
+    pub fn is_informational(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+/// What the client's head needs from the request.
+pub struct ClientHead<'a> {
+    pub head_request: bool,
+    pub version_header: Option<&'a [u8]>,
+    pub request_id: &'a [u8],
+    /// Close the client's connection after this response (asked for, or draining).
+    pub close: bool,
+}
+
+pub enum Parsed {
+    Complete(Reply),
+    Partial,
+    Invalid(&'static str),
+}
+
+/// Parses the response head at the start of `buf`; for a final response, writes the
+/// client's head into `out`.
+pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid("too many headers"),
+        Err(_) => return Parsed::Invalid("malformed response head"),
+    };
+    let (Some(version), Some(status)) = (response.version, response.code) else {
+        return Parsed::Invalid("malformed response head");
+    };
+    if status == 101 {
+        return Parsed::Invalid("switching protocols without an upgrade request");
+    }
+    let mut reply = Reply {
+        len,
+        status,
+        framing: Framing::Empty,
+        reusable: version == 1,
+        close_client: client.close,
+        kind: ReplyKind::Other,
+        retry_after: None,
+    };
+    if reply.is_informational() {
+        return Parsed::Complete(reply);
+    }
+
+    // First pass: framing, connection options, and what Junction sets itself.
+    let mut content_length = None;
+    let mut transfer_encoding = None;
+    let mut has_date = false;
+    let mut tokens: Vec<&[u8]> = Vec::new();
+    for header in response.headers.iter() {
+        let name = header.name.as_bytes();
+        let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+        if is("content-length") {
+            let Some(length) = parse_length(header.value) else {
+                return Parsed::Invalid("invalid content-length");
+            };
+            if content_length.is_some_and(|seen| seen != length) {
+                return Parsed::Invalid("conflicting content-length");
+            }
+            content_length = Some(length);
+        } else if is("transfer-encoding") {
+            transfer_encoding = Some(header.value);
+        } else if is("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    reply.reusable = false;
+                } else if !token.is_empty() {
+                    tokens.push(token);
+                }
+            }
+        } else if is("date") {
+            has_date = true;
+        } else if is("content-type") {
+            reply.kind = ReplyKind::of_content_type(header.value);
+        } else if is("retry-after") {
+            let start = header.value.as_ptr() as usize - buf.as_ptr() as usize;
+            reply.retry_after = Some((start, start + header.value.len()));
+        }
+    }
+    let no_body = client.head_request || status == 204 || status == 304;
+    reply.framing = match (transfer_encoding, content_length) {
+        _ if no_body => Framing::Empty,
+        (Some(coding), _) => {
+            let last = coding.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                // A length beside chunking is a smuggling hint: never reuse.
+                if content_length.is_some() {
+                    reply.reusable = false;
+                }
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        }
+        (None, Some(length)) => Framing::Length(length),
+        (None, None) => Framing::UntilClose,
+    };
+    if reply.framing == Framing::UntilClose {
+        reply.reusable = false;
+        reply.close_client = true;
+    }
+
+    // Second pass: the client's head.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let code = StatusCode::from_u16(status).map_err(|_| ());
+    let Ok(code) = code else {
+        return Parsed::Invalid("invalid status code");
+    };
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.push(b' ');
+    match response.reason.filter(|r| !r.is_empty()) {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    for header in response.headers.iter() {
+        let name = header.name.as_bytes();
+        if drops(name, header.value, client, &tokens) {
+            continue;
+        }
+        put_header(out, name, header.value);
+    }
+    match reply.framing {
+        Framing::Chunked => put_header(out, b"transfer-encoding", b"chunked"),
+        Framing::UntilClose => {}
+        // HEAD, 204 and 304 keep the length they announce.
+        Framing::Length(_) | Framing::Empty => {
+            if let Some(length) = content_length.filter(|_| transfer_encoding.is_none()) {
+                let mut digits = itoa_buf(length);
+                put_header(out, b"content-length", digits.text());
+            }
+        }
+    }
+    if !has_date {
+        with_http_date(|date| put_header(out, b"date", date));
+    }
+    if let Some(version) = client.version_header {
+        put_header(out, b"x-junction-version", version);
+    }
+    put_header(out, b"x-request-id", client.request_id);
+    if reply.close_client {
+        put_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Parsed::Complete(reply)
+}
+
+/// Whether a response header stays behind: hop-by-hop ones, those `Connection` names,
+/// framing (written by Junction), and those Junction sets itself.
+fn drops(name: &[u8], value: &[u8], client: &ClientHead<'_>, tokens: &[&[u8]]) -> bool {
+    let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+    match name.len() {
+        2 if is("te") => !value.eq_ignore_ascii_case(b"trailers"),
+        7 if is("upgrade") => true,
+        10 if is("connection") || is("keep-alive") => true,
+        12 if is("x-request-id") => true,
+        14 if is("content-length") => true,
+        16 if is("proxy-connection") => true,
+        17 if is("transfer-encoding") => true,
+        18 if is("x-junction-version") => client.version_header.is_some(),
+        _ => tokens.iter().any(|token| token.eq_ignore_ascii_case(name)),
+    }
+}
+
+/// Decimal digits of a number, without going through `core::fmt`.
+pub struct Digits {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    pub fn text(&mut self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+pub fn itoa_buf(mut n: u64) -> Digits {
+    let mut bytes = [0u8; 20];
+    let mut start = bytes.len();
+    loop {
+        start -= 1;
+        bytes[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { bytes, start }
+}
+
+/// The current time as an HTTP date, formatted once a second per thread.
+pub fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            *cached = (second, httpdate::fmt_http_date(now));
+        }
+        f(cached.1.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientHead<'static> {
+        ClientHead {
+            head_request: false,
+            version_header: Some(b"v1"),
+            request_id: b"rid",
+            close: false,
+        }
+    }
+
+    fn parse_ok(text: &str, client: &ClientHead<'_>) -> (Reply, String) {
+        let mut out = Vec::new();
+        match parse(text.as_bytes(), client, &mut out) {
+            Parsed::Complete(reply) => (reply, String::from_utf8(out).unwrap()),
+            Parsed::Partial => panic!("partial"),
+            Parsed::Invalid(why) => panic!("invalid: {why}"),
+        }
+    }
+
+    #[test]
+    fn length_framed_reply_is_rewritten_for_the_client() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, x-up\r\n\
+                    x-up: 1\r\nKeep-Alive: timeout=5\r\nx-request-id: theirs\r\n\
+                    Date: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Type: application/json\r\n\r\nhello";
+        let (reply, head) = parse_ok(text, &client());
+        assert_eq!(reply.framing, Framing::Length(5));
+        assert!(reply.reusable);
+        assert!(!reply.close_client);
+        assert_eq!(reply.kind, ReplyKind::Json);
+        assert_eq!(reply.len, text.len() - 5);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+             Content-Type: application/json\r\ncontent-length: 5\r\nx-junction-version: v1\r\n\
+             x-request-id: rid\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let framing = |text: &str, head_request: bool| {
+            let client = ClientHead {
+                head_request,
+                ..client()
+            };
+            parse_ok(text, &client).0
+        };
+        let chunked = framing(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(chunked.framing, Framing::Chunked);
+        let close = framing("HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!(close.framing, Framing::UntilClose);
+        assert!(!close.reusable && close.close_client);
+        let head = framing("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true);
+        assert_eq!(head.framing, Framing::Empty);
+        let not_modified = framing("HTTP/1.1 304 Not Modified\r\n\r\n", false);
+        assert_eq!(not_modified.framing, Framing::Empty);
+        let old = framing("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!old.reusable);
+        let closing = framing(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert!(!closing.reusable && !closing.close_client);
+        assert!(framing("HTTP/1.1 103 Early Hints\r\nLink: <a>\r\n\r\n", false).is_informational());
+    }
+
+    #[test]
+    fn bad_heads_are_invalid() {
+        for text in [
+            "HTTP/1.1 abc\r\n\r\n",
+            "garbage\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ] {
+            let mut out = Vec::new();
+            assert!(
+                matches!(
+                    parse(text.as_bytes(), &client(), &mut out),
+                    Parsed::Invalid(_)
+                ),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_date_is_added_when_missing() {
+        let (_, head) = parse_ok("HTTP/1.1 204 No Content\r\n\r\n", &client());
+        assert!(head.contains("\r\ndate: "), "{head}");
+        assert!(head.ends_with(" GMT\r\nx-junction-version: v1\r\nx-request-id: rid\r\n\r\n"));
+    }
+}

@@ -1,0 +1,560 @@
+//! A client's request head as the fast path sees it: parsed by `httparse` into offsets
+//! of the receive buffer (no header map, no copies), each line sorted once by what the
+//! proxy does with it, then written out for the endpoint with the proxy's changes made
+//! on the way (hop-by-hop headers out, `X-Forwarded-*`, `Via`, request id, trace).
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::routing::RouteInput;
+
+/// Header lines parsed; a request with more goes to hyper (which allows 100).
+const MAX_HEADERS: usize = 64;
+/// Longest request target taken (`http::Uri` refuses longer ones).
+const MAX_TARGET: usize = u16::MAX as usize - 1;
+
+/// What the proxy does with a header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Passed on unchanged.
+    Pass,
+    /// Not passed on: hop-by-hop, or Junction's own control headers.
+    Drop,
+    Host,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    Via,
+    RequestId,
+    Traceparent,
+    /// `x-junction-tag`: dropped, and hidden from routing (a client must not set it).
+    Tag,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Line {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+    pub kind: Kind,
+}
+
+/// Offsets are into the receive buffer's unused bytes, which start with this head.
+pub struct RequestHead {
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    pub method: Method,
+    target: (usize, usize),
+    path_end: usize,
+    pub lines: Vec<Line>,
+    pub content_length: u64,
+    /// The client asked to close the connection after this exchange.
+    pub close: bool,
+    host: Option<usize>,
+    request_id: Option<usize>,
+    traceparent: Option<usize>,
+    content_type: Option<usize>,
+    user_agent: Option<usize>,
+    has_forwarded_proto: bool,
+    has_forwarded_host: bool,
+    /// Header names the `Connection` header lists (dropped too).
+    connection_tokens: Vec<(usize, usize)>,
+}
+
+pub enum Parsed {
+    Complete,
+    /// More bytes are needed.
+    Partial,
+    /// Not for the fast path (or not valid): hyper takes the connection from here.
+    HandOff,
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        RequestHead {
+            len: 0,
+            method: Method::GET,
+            target: (0, 0),
+            path_end: 0,
+            lines: Vec::with_capacity(16),
+            content_length: 0,
+            close: false,
+            host: None,
+            request_id: None,
+            traceparent: None,
+            content_type: None,
+            user_agent: None,
+            has_forwarded_proto: false,
+            has_forwarded_host: false,
+            connection_tokens: Vec::new(),
+        }
+    }
+}
+
+/// What the proxy adds to a request on its way to an endpoint.
+pub struct Forwarding<'a> {
+    /// The client's address.
+    pub peer: &'a [u8],
+    /// The client is a trusted proxy: its `X-Forwarded-*` are kept and extended.
+    pub trusted: bool,
+    /// `Host` to send instead of the client's (`rewrite_host`).
+    pub host_override: Option<&'a [u8]>,
+    /// `Host` to send when the client sent none.
+    pub default_host: &'a [u8],
+    /// A request id made by the proxy (the client sent no usable one).
+    pub new_request_id: Option<&'a [u8]>,
+    /// The `traceparent` to send, when the client sent a valid one.
+    pub traceparent: Option<&'a [u8]>,
+}
+
+fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+fn slice(buf: &[u8], (start, end): (usize, usize)) -> &[u8] {
+    &buf[start..end]
+}
+
+fn classify(name: &[u8]) -> Kind {
+    let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+    match name.len() {
+        2 if is("te") => Kind::Drop, // re-checked for `trailers` below
+        3 if is("via") => Kind::Via,
+        4 if is("host") => Kind::Host,
+        10 if is("keep-alive") || is("connection") => Kind::Drop,
+        11 if is("traceparent") => Kind::Traceparent,
+        12 if is("x-request-id") => Kind::RequestId,
+        14 if is("x-junction-tag") => Kind::Tag,
+        15 if is("x-forwarded-for") => Kind::XForwardedFor,
+        16 if is("proxy-connection") => Kind::Drop,
+        16 if is("x-forwarded-host") => Kind::XForwardedHost,
+        17 if is("x-forwarded-proto") => Kind::XForwardedProto,
+        // Read by the split logic on the full path; never forwarded.
+        18 if is("x-junction-version") => Kind::Drop,
+        22 if is("x-junction-admin-token") => Kind::Drop,
+        _ => Kind::Pass,
+    }
+}
+
+impl RequestHead {
+    /// Parses the head at the start of `buf`.
+    pub fn parse(&mut self, buf: &[u8]) -> Parsed {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let len = match request.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(_) => return Parsed::HandOff,
+        };
+        // HTTP/1.0 (keep-alive rules, no chunking) is left to hyper.
+        if request.version != Some(1) {
+            return Parsed::HandOff;
+        }
+        let (Some(method), Some(target)) = (request.method, request.path) else {
+            return Parsed::HandOff;
+        };
+        // Origin form only, in the characters `http::Uri` takes; no fragment.
+        let plain_target = target.len() <= MAX_TARGET
+            && target.starts_with('/')
+            && target
+                .bytes()
+                .all(|b| (b'!'..=b'~').contains(&b) && b != b'#');
+        if !plain_target || method == "CONNECT" {
+            return Parsed::HandOff;
+        }
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            return Parsed::HandOff;
+        };
+        *self = RequestHead {
+            lines: std::mem::take(&mut self.lines),
+            connection_tokens: std::mem::take(&mut self.connection_tokens),
+            ..RequestHead::default()
+        };
+        self.lines.clear();
+        self.connection_tokens.clear();
+        self.len = len;
+        self.method = method;
+        self.target = offsets(buf, target.as_bytes());
+        self.path_end = self.target.0 + target.find('?').unwrap_or(target.len());
+
+        let mut content_length = None;
+        for header in request.headers.iter() {
+            let name = header.name.as_bytes();
+            let mut kind = classify(name);
+            let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+            match kind {
+                Kind::Pass if is("content-length") => {
+                    let Some(length) = parse_length(header.value) else {
+                        return Parsed::HandOff;
+                    };
+                    if content_length.is_some_and(|seen| seen != length) {
+                        return Parsed::HandOff;
+                    }
+                    content_length = Some(length);
+                }
+                // Bodies without a length, protocol switches and 100-continue: hyper.
+                Kind::Pass if is("transfer-encoding") || is("upgrade") || is("expect") => {
+                    return Parsed::HandOff;
+                }
+                Kind::Pass if is("content-type") => self.content_type = Some(self.lines.len()),
+                Kind::Pass if is("user-agent") => self.user_agent = Some(self.lines.len()),
+                Kind::Drop if is("te") && header.value.eq_ignore_ascii_case(b"trailers") => {
+                    // gRPC and others need `TE: trailers` end to end.
+                    kind = Kind::Pass;
+                }
+                Kind::Drop if is("connection") => {
+                    self.connection_header(buf, header.value);
+                }
+                Kind::Host => {
+                    if self.host.is_some() {
+                        return Parsed::HandOff;
+                    }
+                    self.host = Some(self.lines.len());
+                }
+                Kind::RequestId if self.request_id.is_none() => {
+                    self.request_id = Some(self.lines.len())
+                }
+                Kind::Traceparent if self.traceparent.is_none() => {
+                    self.traceparent = Some(self.lines.len())
+                }
+                Kind::XForwardedProto => self.has_forwarded_proto = true,
+                Kind::XForwardedHost => self.has_forwarded_host = true,
+                _ => {}
+            }
+            self.lines.push(Line {
+                name: offsets(buf, name),
+                value: offsets(buf, header.value),
+                kind,
+            });
+        }
+        self.content_length = content_length.unwrap_or(0);
+        if !self.connection_tokens.is_empty() {
+            for line in &mut self.lines {
+                let name = slice(buf, line.name);
+                if line.kind != Kind::Tag
+                    && self
+                        .connection_tokens
+                        .iter()
+                        .any(|&token| slice(buf, token).eq_ignore_ascii_case(name))
+                {
+                    line.kind = Kind::Drop;
+                }
+            }
+        }
+        Parsed::Complete
+    }
+
+    fn connection_header(&mut self, buf: &[u8], value: &[u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if !token.is_empty()
+                && !token.eq_ignore_ascii_case(b"keep-alive")
+                && !token.eq_ignore_ascii_case(b"upgrade")
+            {
+                self.connection_tokens.push(offsets(buf, token));
+            }
+        }
+    }
+
+    pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        slice(buf, self.target)
+    }
+
+    fn value_of<'b>(&self, buf: &'b [u8], line: Option<usize>) -> Option<&'b [u8]> {
+        line.map(|i| slice(buf, self.lines[i].value))
+    }
+
+    pub fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.value_of(buf, self.host)
+    }
+
+    pub fn content_type<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.value_of(buf, self.content_type)
+    }
+
+    pub fn user_agent<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.value_of(buf, self.user_agent)
+    }
+
+    /// The client's `x-request-id` when it is usable (as the full path's rule).
+    pub fn request_id<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.value_of(buf, self.request_id)
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+    }
+
+    pub fn traceparent<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.value_of(buf, self.traceparent)
+    }
+
+    /// Every `X-Forwarded-For` line, for working out the client behind trusted proxies.
+    pub fn forwarded_for<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
+        self.lines
+            .iter()
+            .filter(|line| line.kind == Kind::XForwardedFor)
+            .map(move |line| slice(buf, line.value))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Routing's view of this head.
+    pub fn route_input<'b>(&'b self, buf: &'b [u8]) -> RouteView<'b> {
+        RouteView { head: self, buf }
+    }
+
+    /// Writes the head to send to the endpoint into `out`.
+    pub fn write_upstream(&self, buf: &[u8], forwarding: &Forwarding<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target(buf));
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut forwarded_for: Vec<&[u8]> = Vec::new();
+        let mut via: Vec<&[u8]> = Vec::new();
+        for line in &self.lines {
+            let value = slice(buf, line.value);
+            let keep = match line.kind {
+                Kind::Pass => true,
+                Kind::Drop | Kind::Tag | Kind::Traceparent => false,
+                Kind::Host => {
+                    if let Some(host) = forwarding.host_override {
+                        put_header(out, b"host", host);
+                        continue;
+                    }
+                    true
+                }
+                Kind::XForwardedFor => {
+                    if forwarding.trusted {
+                        forwarded_for.push(value);
+                    }
+                    false
+                }
+                Kind::XForwardedProto | Kind::XForwardedHost => forwarding.trusted,
+                Kind::Via => {
+                    via.push(value);
+                    false
+                }
+                Kind::RequestId => forwarding.new_request_id.is_none(),
+            };
+            if keep {
+                put_header(out, slice(buf, line.name), value);
+            }
+        }
+        if self.host.is_none() {
+            put_header(
+                out,
+                b"host",
+                forwarding.host_override.unwrap_or(forwarding.default_host),
+            );
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for earlier in forwarded_for {
+            out.extend_from_slice(earlier);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(forwarding.peer);
+        out.extend_from_slice(b"\r\n");
+        if !(forwarding.trusted && self.has_forwarded_proto) {
+            put_header(out, b"x-forwarded-proto", b"http");
+        }
+        if !(forwarding.trusted && self.has_forwarded_host) {
+            if let Some(host) = self.host(buf) {
+                put_header(out, b"x-forwarded-host", host);
+            }
+        }
+        out.extend_from_slice(b"via: ");
+        for earlier in via {
+            out.extend_from_slice(earlier);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(b"1.1 junction\r\n");
+        if let Some(id) = forwarding.new_request_id {
+            put_header(out, b"x-request-id", id);
+        }
+        if let Some(traceparent) = forwarding.traceparent {
+            put_header(out, b"traceparent", traceparent);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 8.6), no sign, no list.
+pub fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
+    )
+}
+
+/// Routing's view of a fast-path head: the same questions as of hyper's.
+pub struct RouteView<'b> {
+    head: &'b RequestHead,
+    buf: &'b [u8],
+}
+
+impl RouteView<'_> {
+    fn values(&self, name: &HeaderName) -> impl Iterator<Item = &[u8]> {
+        self.head
+            .lines
+            .iter()
+            .filter(move |line| {
+                line.kind != Kind::Tag
+                    && slice(self.buf, line.name).eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+            .map(|line| slice(self.buf, line.value))
+    }
+}
+
+impl RouteInput for RouteView<'_> {
+    fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    fn path(&self) -> &str {
+        // Checked to be printable ASCII when parsed.
+        std::str::from_utf8(&self.buf[self.head.target.0..self.head.path_end]).unwrap_or("")
+    }
+
+    fn has_header(&self, name: &HeaderName) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        self.values(name).any(|v| v == value.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> RequestHead {
+        let mut head = RequestHead::default();
+        assert!(matches!(head.parse(text.as_bytes()), Parsed::Complete));
+        head
+    }
+
+    fn upstream(text: &str, forwarding: &Forwarding<'_>) -> String {
+        let head = parsed(text);
+        let mut out = Vec::new();
+        head.write_upstream(text.as_bytes(), forwarding, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn plain() -> Forwarding<'static> {
+        Forwarding {
+            peer: b"10.0.0.9",
+            trusted: false,
+            host_override: None,
+            default_host: b"endpoint:9000",
+            new_request_id: Some(b"id1"),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_named_headers_are_dropped() {
+        let text = "GET /a?b HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\n\
+                    x-secret: 1\r\nKeep-Alive: 5\r\nTE: gzip\r\nProxy-Connection: x\r\n\
+                    x-junction-tag: t\r\nAccept: */*\r\n\r\n";
+        let sent = upstream(text, &plain());
+        assert_eq!(
+            sent,
+            "GET /a?b HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: h\r\nvia: 1.1 junction\r\n\
+             x-request-id: id1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_from_a_trusted_proxy_are_extended() {
+        let text = "GET / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 1.1.1.1\r\n\
+                    X-Forwarded-For: 2.2.2.2\r\nx-forwarded-proto: https\r\nvia: 1.0 a\r\n\
+                    x-request-id: abc\r\nte: trailers\r\n\r\n";
+        let forwarding = Forwarding {
+            trusted: true,
+            new_request_id: None,
+            ..plain()
+        };
+        let sent = upstream(text, &forwarding);
+        assert!(sent.contains("x-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.9\r\n"));
+        assert!(sent.contains("x-forwarded-proto: https\r\n"));
+        assert!(!sent.contains("x-forwarded-proto: http\r\n"));
+        assert!(sent.contains("via: 1.0 a, 1.1 junction\r\n"));
+        assert!(sent.contains("x-request-id: abc\r\n"));
+        assert!(sent.contains("te: trailers\r\n"));
+        // Untrusted: replaced.
+        let sent = upstream(text, &plain());
+        assert!(sent.contains("x-forwarded-for: 10.0.0.9\r\n"));
+        assert!(sent.contains("x-forwarded-proto: http\r\n"));
+        assert!(!sent.contains("abc"));
+    }
+
+    #[test]
+    fn host_is_rewritten_or_supplied() {
+        let forwarding = Forwarding {
+            host_override: Some(b"ep:1"),
+            ..plain()
+        };
+        let sent = upstream("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &forwarding);
+        assert!(sent.starts_with("GET / HTTP/1.1\r\nhost: ep:1\r\n"));
+        assert!(sent.contains("x-forwarded-host: h\r\n"));
+        let sent = upstream("GET / HTTP/1.1\r\n\r\n", &plain());
+        assert!(sent.contains("host: endpoint:9000\r\n"));
+    }
+
+    #[test]
+    fn unusual_requests_go_to_hyper() {
+        for text in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET /a#b HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nbad line\r\n\r\n",
+        ] {
+            let mut head = RequestHead::default();
+            assert!(
+                matches!(head.parse(text.as_bytes()), Parsed::HandOff),
+                "{text:?}"
+            );
+        }
+        let mut head = RequestHead::default();
+        assert!(matches!(
+            head.parse(b"GET / HTTP/1.1\r\nHost: a"),
+            Parsed::Partial
+        ));
+    }
+
+    #[test]
+    fn routing_sees_path_method_and_headers() {
+        let text = "POST /v1/chat?x=1 HTTP/1.1\r\nX-Team: a\r\nx-junction-tag: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let head = parsed(text);
+        assert!(head.close);
+        let view = head.route_input(text.as_bytes());
+        assert_eq!(view.path(), "/v1/chat");
+        assert_eq!(view.method(), Method::POST);
+        assert!(view.has_header(&HeaderName::from_static("x-team")));
+        assert!(view.header_equals(
+            &HeaderName::from_static("x-team"),
+            &HeaderValue::from_static("a")
+        ));
+        assert!(!view.has_header(&HeaderName::from_static("x-junction-tag")));
+    }
+}

@@ -1,0 +1,1901 @@
+//! HTTP/1.1 conformance on the wire. Both sides of the proxy are raw TCP: a client
+//! that writes literal request bytes and parses exactly one response at a time, and
+//! scripted upstreams that answer with literal bytes chosen by each test and record
+//! every request (head and body, as the proxy sent them) and every connection. Unlike
+//! the tests with reqwest and hyper, nothing here forgives a framing mistake, so any
+//! HTTP/1.1 engine behind the listener (hyper's or a hand-written fast path) is held
+//! to the same observable behaviour: message framing in both directions, keep-alive
+//! and connection reuse, hop-by-hop and forwarding headers, interim responses,
+//! pipelining, streaming and the proxy's own error answers.
+
+mod support;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::TestProxy;
+use support::proxy::RunningProxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+/// How long any single step may take before the test calls it a hang.
+const STEP: Duration = Duration::from_secs(10);
+
+/// The Host every test request carries (routing only looks at the path).
+const HOST: &str = "conformance.test";
+
+/// The last chunk of a chunked body, with an empty trailer section.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {STEP:?}"))
+}
+
+// ---------------------------------------------------------------------------------
+// Bytes on a socket: heads, lines, chunked bodies. Shared by the client and the
+// scripted upstreams. Bytes read stay in `buffer` until a whole head, line or body
+// is taken, so an abandoned `read_head` (a timeout) loses nothing.
+// ---------------------------------------------------------------------------------
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+struct Wire {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Wire {
+    fn new(stream: TcpStream) -> Self {
+        Wire {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Reads what is available into the buffer; `Ok(0)` at the end of the stream.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        self.buffer.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        self.buffer.drain(..n).collect()
+    }
+
+    /// A message head up to and including its empty line; `None` when the peer closed
+    /// before sending a single byte of it.
+    async fn read_head(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
+                return Ok(Some(self.take(end + 4)));
+            }
+            if self.fill().await? == 0 {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                return Err(invalid(format!(
+                    "the connection ended inside a head: {:?}",
+                    String::from_utf8_lossy(&self.buffer)
+                )));
+            }
+        }
+    }
+
+    /// One line including its CRLF.
+    async fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(end) = find(&self.buffer, b"\r\n") {
+                return Ok(self.take(end + 2));
+            }
+            if self.fill().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the connection ended inside a line: {:?}",
+                        String::from_utf8_lossy(&self.buffer)
+                    ),
+                ));
+            }
+        }
+    }
+
+    async fn read_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buffer.len() < n {
+            if self.fill().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the connection ended after {} of {n} body bytes",
+                        self.buffer.len()
+                    ),
+                ));
+            }
+        }
+        Ok(self.take(n))
+    }
+
+    /// One chunk of a chunked body (RFC 9112 7.1): its data, or `None` for the last
+    /// chunk, whose trailer section is read too. Every byte read is added to `raw`.
+    /// Anything that is not valid chunked framing is an error.
+    async fn read_chunk(&mut self, raw: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+        let line = self.read_line().await?;
+        raw.extend_from_slice(&line);
+        let text = std::str::from_utf8(&line[..line.len() - 2])
+            .map_err(|_| invalid(format!("chunk size line is not text: {line:?}")))?;
+        // chunk-size [ BWS ";" chunk-ext ]
+        let size_text = text
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches([' ', '\t']);
+        let size = Some(size_text)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .ok_or_else(|| invalid(format!("invalid chunk size line {text:?}")))?;
+        if size == 0 {
+            loop {
+                let trailer = self.read_line().await?;
+                raw.extend_from_slice(&trailer);
+                if trailer == b"\r\n" {
+                    return Ok(None);
+                }
+            }
+        }
+        let data = self.read_exact(size + 2).await?;
+        raw.extend_from_slice(&data);
+        if &data[size..] != b"\r\n" {
+            return Err(invalid(format!(
+                "chunk data of size {size} is not followed by CRLF: {:?}",
+                String::from_utf8_lossy(&data[size..])
+            )));
+        }
+        Ok(Some(data[..size].to_vec()))
+    }
+
+    /// A whole chunked body: the data, and the bytes as they were on the wire.
+    async fn read_chunked(&mut self) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let mut data = Vec::new();
+        let mut raw = Vec::new();
+        while let Some(chunk) = self.read_chunk(&mut raw).await? {
+            data.extend_from_slice(&chunk);
+        }
+        Ok((data, raw))
+    }
+
+    async fn read_to_eof(&mut self) -> io::Result<Vec<u8>> {
+        while self.fill().await? > 0 {}
+        Ok(std::mem::take(&mut self.buffer))
+    }
+}
+
+/// A parsed message head. Header names are lowercased; values are trimmed.
+#[derive(Debug, Clone)]
+struct Head {
+    start_line: String,
+    headers: Vec<(String, String)>,
+    raw: String,
+}
+
+impl Head {
+    fn parse(raw: &[u8]) -> Head {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let without_end = text
+            .strip_suffix("\r\n\r\n")
+            .unwrap_or_else(|| panic!("a head ends with an empty line: {text:?}"));
+        let mut lines = without_end.split("\r\n");
+        let start_line = lines.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        for line in lines {
+            assert!(
+                !line.contains(['\r', '\n']),
+                "a bare CR or LF in a head line {line:?} of {text:?}"
+            );
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not a header line {line:?} in {text:?}"));
+            assert!(
+                !name.is_empty() && !name.contains([' ', '\t']),
+                "invalid header name {name:?} in {text:?}"
+            );
+            headers.push((
+                name.to_ascii_lowercase(),
+                value.trim_matches([' ', '\t']).to_string(),
+            ));
+        }
+        Head {
+            start_line,
+            headers,
+            raw: text,
+        }
+    }
+
+    /// Every value of a header, one per line.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.all(name).first().copied()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        !self.all(name).is_empty()
+    }
+
+    /// The comma-separated list a header forms over all its lines, lowercased.
+    fn tokens(&self, name: &str) -> Vec<String> {
+        self.all(name)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// All lines of a header joined as one list value (RFC 9110 5.3).
+    fn joined(&self, name: &str) -> Option<String> {
+        let all = self.all(name);
+        (!all.is_empty()).then(|| all.join(", "))
+    }
+
+    /// A single, valid Content-Length (repeats of one value are allowed).
+    fn content_length(&self) -> Option<usize> {
+        let values: Vec<&str> = self
+            .all("content-length")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let first = *values.first()?;
+        assert!(
+            values.iter().all(|v| *v == first),
+            "conflicting Content-Length values: {}",
+            self.raw
+        );
+        Some(
+            first
+                .parse()
+                .unwrap_or_else(|_| panic!("invalid Content-Length {first:?}: {}", self.raw)),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The raw client.
+// ---------------------------------------------------------------------------------
+
+/// How a response body was delimited on the wire (RFC 9112 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// HEAD, 1xx, 204 and 304: no body whatever the headers say.
+    NoBody,
+    Length(usize),
+    Chunked,
+    /// Read until the proxy closed the connection.
+    Close,
+}
+
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    head: Head,
+    framing: Framing,
+    /// The body as the application sees it (de-chunked).
+    body: Vec<u8>,
+    /// The body bytes as they were on the wire.
+    raw_body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `type` of a proxy-made JSON error, after checking its shape.
+    fn error_type(&self) -> String {
+        assert_eq!(
+            self.head.get("content-type"),
+            Some("application/json"),
+            "a proxy error is JSON: {}",
+            self.head.raw
+        );
+        let json: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {:?}", self.text()));
+        json["error"]["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string error.type in {json}"))
+            .to_string()
+    }
+}
+
+fn parse_status(head: &Head) -> u16 {
+    let line = &head.start_line;
+    let rest = line
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| line.strip_prefix("HTTP/1.0 "))
+        .unwrap_or_else(|| panic!("not an HTTP/1.x status line: {line:?}"));
+    let code = rest
+        .get(..3)
+        .filter(|c| c.bytes().all(|b| b.is_ascii_digit()));
+    let code = code.unwrap_or_else(|| panic!("no three-digit status in {line:?}"));
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    assert_eq!(
+        rest.as_bytes().get(3),
+        Some(&b' '),
+        "no SP after the status code: {line:?}"
+    );
+    code.parse().expect("digits")
+}
+
+/// Rules every response head must keep, whatever the test.
+fn check_response_head(status: u16, head: &Head) {
+    if (100..200).contains(&status) || status == 204 {
+        // RFC 9110 8.6 and RFC 9112 6.1.
+        assert!(
+            !head.has("content-length") && !head.has("transfer-encoding"),
+            "a {status} response must carry neither Content-Length nor Transfer-Encoding: {}",
+            head.raw
+        );
+    }
+    if head.has("transfer-encoding") {
+        // RFC 9112 6.1: a sender must not send both.
+        assert!(
+            !head.has("content-length"),
+            "Transfer-Encoding together with Content-Length: {}",
+            head.raw
+        );
+    }
+}
+
+fn response_framing(method: &str, status: u16, head: &Head) -> Framing {
+    if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Framing::NoBody;
+    }
+    let codings = head.tokens("transfer-encoding");
+    if let Some(last) = codings.last() {
+        return if last == "chunked" {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+    }
+    match head.content_length() {
+        Some(length) => Framing::Length(length),
+        None => Framing::Close,
+    }
+}
+
+struct RawClient {
+    wire: Wire,
+}
+
+impl RawClient {
+    async fn connect(proxy: &RunningProxy) -> RawClient {
+        let stream = within(
+            "connect to the proxy",
+            TcpStream::connect(proxy.addr("public")),
+        )
+        .await
+        .expect("connect to the proxy");
+        RawClient {
+            wire: Wire::new(stream),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        within("write to the proxy", async {
+            self.wire.stream.write_all(bytes).await?;
+            self.wire.stream.flush().await
+        })
+        .await
+        .expect("write to the proxy");
+    }
+
+    /// Reads one response head (interim or final) and says how its body is framed.
+    async fn read_head(&mut self, method: &str) -> (u16, Head, Framing) {
+        let raw = self
+            .wire
+            .read_head()
+            .await
+            .unwrap_or_else(|e| panic!("reading a response head: {e}"))
+            .unwrap_or_else(|| panic!("the proxy closed the connection instead of answering"));
+        let head = Head::parse(&raw);
+        let status = parse_status(&head);
+        check_response_head(status, &head);
+        let framing = response_framing(method, status, &head);
+        (status, head, framing)
+    }
+
+    async fn read_response(&mut self, method: &str) -> RawResponse {
+        let (status, head, framing) = self.read_head(method).await;
+        fn or_panic<T>(read: io::Result<T>, head: &Head) -> T {
+            read.unwrap_or_else(|e| panic!("reading the body of {}: {e}", head.raw))
+        }
+        let (body, raw_body) = match framing {
+            Framing::NoBody => (Vec::new(), Vec::new()),
+            Framing::Length(n) => {
+                let body = or_panic(self.wire.read_exact(n).await, &head);
+                (body.clone(), body)
+            }
+            Framing::Chunked => or_panic(self.wire.read_chunked().await, &head),
+            Framing::Close => {
+                let body = or_panic(self.wire.read_to_eof().await, &head);
+                (body.clone(), body)
+            }
+        };
+        RawResponse {
+            status,
+            head,
+            framing,
+            body,
+            raw_body,
+        }
+    }
+
+    /// Exactly one response, interim (1xx) or final, to a request with `method`.
+    async fn response(&mut self, method: &str) -> RawResponse {
+        within("a response from the proxy", self.read_response(method)).await
+    }
+
+    /// Interim responses, if any, then the final response.
+    async fn final_response(&mut self, method: &str) -> (Vec<RawResponse>, RawResponse) {
+        let mut interim = Vec::new();
+        loop {
+            let response = self.response(method).await;
+            if (100..200).contains(&response.status) {
+                interim.push(response);
+            } else {
+                return (interim, response);
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> RawResponse {
+        self.send(get(path).as_bytes()).await;
+        self.final_response("GET").await.1
+    }
+
+    /// The proxy closes the connection with nothing more to say. A reset counts as a
+    /// close too (a server may reset when it closes with unread input).
+    async fn assert_closed(&mut self, after: &str) {
+        let rest = within(
+            &format!("the proxy closing the connection after {after}"),
+            async {
+                match self.wire.read_to_eof().await {
+                    Ok(rest) => rest,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        std::mem::take(&mut self.wire.buffer)
+                    }
+                    Err(e) => panic!("reading until the close after {after}: {e}"),
+                }
+            },
+        )
+        .await;
+        assert!(
+            rest.is_empty(),
+            "bytes after the last response ({after}): {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
+
+/// A minimal GET.
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n")
+}
+
+/// Deterministic, non-repeating-at-short-range bytes: a shifted or dropped slice shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
+    if got != expected {
+        let first_difference = got
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(expected.len()));
+        panic!(
+            "{what}: {} bytes instead of {}, first difference at byte {first_difference}",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Scripted upstreams.
+// ---------------------------------------------------------------------------------
+
+/// What a scripted upstream does after reading a request.
+enum Step {
+    Write(Vec<u8>),
+    /// Lets the other tasks run (the proxy reading what was written) before the next
+    /// step, so consecutive writes tend to arrive as separate reads. Nothing depends
+    /// on it: it only makes coalescing less likely.
+    Yield,
+    /// Waits until the test calls `notify_one`.
+    Wait(Arc<Notify>),
+    /// Closes the connection.
+    Close,
+    /// Never answers (the connection stays open until the test ends).
+    Hang,
+}
+
+/// A request as the proxy sent it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// 1 for the first connection accepted, 2 for the next…
+    connection: usize,
+    method: String,
+    path: String,
+    head: Head,
+    /// The body as the application sees it (de-chunked).
+    body: Vec<u8>,
+}
+
+/// How an upstream connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The proxy closed it (or broke it off mid-request).
+    ByProxy(usize),
+    /// The script closed it.
+    ByScript(usize),
+}
+
+type Script = Arc<dyn Fn(&Seen) -> Vec<Step> + Send + Sync>;
+
+struct Upstream {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    ended: mpsc::UnboundedReceiver<Ended>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Accepts connections on 127.0.0.1:0 and answers every request on them with
+    /// the steps `script` chooses for it.
+    async fn start(script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let script: Script = Arc::new(script);
+        let task = {
+            let (connections, seen) = (connections.clone(), seen.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let number = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::spawn(serve_scripted(
+                        Wire::new(stream),
+                        number,
+                        script.clone(),
+                        seen.clone(),
+                        ended_tx.clone(),
+                    ));
+                }
+            })
+        };
+        Upstream {
+            addr,
+            connections,
+            seen,
+            ended,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far, in order.
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The only request received so far.
+    fn only_request(&self) -> Seen {
+        let seen = self.seen();
+        assert_eq!(seen.len(), 1, "requests at the upstream: {seen:#?}");
+        seen[0].clone()
+    }
+
+    /// The next upstream connection to end.
+    async fn next_end(&mut self) -> Ended {
+        within("an upstream connection ending", self.ended.recv())
+            .await
+            .expect("the upstream is running")
+    }
+}
+
+/// Reads a request body the way an HTTP/1.1 server must (RFC 9112 6.3).
+async fn read_request_body(wire: &mut Wire, head: &Head) -> io::Result<Vec<u8>> {
+    if head.has("transfer-encoding") {
+        if head.has("content-length") {
+            return Err(invalid(format!(
+                "request with Transfer-Encoding and Content-Length: {}",
+                head.raw
+            )));
+        }
+        if head.tokens("transfer-encoding").last().map(String::as_str) != Some("chunked") {
+            return Err(invalid(format!("request not chunked last: {}", head.raw)));
+        }
+        return Ok(wire.read_chunked().await?.0);
+    }
+    match head.content_length() {
+        Some(length) => wire.read_exact(length).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+async fn serve_scripted(
+    mut wire: Wire,
+    connection: usize,
+    script: Script,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    ended: mpsc::UnboundedSender<Ended>,
+) {
+    loop {
+        let raw = match wire.read_head().await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                let _ = ended.send(Ended::ByProxy(connection));
+                return;
+            }
+            Err(error) => {
+                eprintln!("upstream connection {connection}: {error}");
+                let _ = ended.send(Ended::ByProxy(connection));
+                return;
+            }
+        };
+        let head = Head::parse(&raw);
+        let mut request_line = head.start_line.split(' ');
+        let method = request_line.next().unwrap_or_default().to_string();
+        let path = request_line.next().unwrap_or_default().to_string();
+        if head.tokens("expect").iter().any(|t| t == "100-continue") {
+            // As a real server does before reading the body (RFC 9110 10.1.1).
+            if wire
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                let _ = ended.send(Ended::ByProxy(connection));
+                return;
+            }
+        }
+        let body = match read_request_body(&mut wire, &head).await {
+            Ok(body) => body,
+            Err(error) => {
+                eprintln!("upstream connection {connection}: request body: {error}");
+                let _ = ended.send(Ended::ByProxy(connection));
+                return;
+            }
+        };
+        let request = Seen {
+            connection,
+            method,
+            path,
+            head,
+            body,
+        };
+        let steps = script(&request);
+        seen.lock().unwrap().push(request);
+        for step in steps {
+            match step {
+                Step::Write(bytes) => {
+                    if wire.stream.write_all(&bytes).await.is_err() {
+                        let _ = ended.send(Ended::ByProxy(connection));
+                        return;
+                    }
+                }
+                Step::Yield => {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Step::Wait(signal) => signal.notified().await,
+                Step::Close => {
+                    drop(wire);
+                    let _ = ended.send(Ended::ByScript(connection));
+                    return;
+                }
+                Step::Hang => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+/// `200 OK` with a Content-Length body.
+fn ok(body: impl AsRef<[u8]>) -> Vec<u8> {
+    let body = body.as_ref();
+    let mut bytes = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// One chunk of a chunked body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut bytes = format!("{:x}\r\n", data.len()).into_bytes();
+    bytes.extend_from_slice(data);
+    bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
+fn chunked_head(content_type: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .into_bytes()
+}
+
+/// The default answer: 200 with the request path as the body (headers only for HEAD).
+fn echo_path(seen: &Seen) -> Vec<Step> {
+    let mut reply = ok(&seen.path);
+    if seen.method == "HEAD" {
+        let end = find(&reply, b"\r\n\r\n").expect("a head") + 4;
+        reply.truncate(end);
+    }
+    vec![Step::Write(reply)]
+}
+
+// ---------------------------------------------------------------------------------
+// The proxy: one listener, one pool with the upstream, one catch-all route.
+// ---------------------------------------------------------------------------------
+
+/// Which HTTP/1.1 engine serves the listener: every case runs on both.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// hyper's server (`fast_path = false`).
+    Hyper,
+    /// The hand-written relay on httparse (`fast_path = true`), which hands what it
+    /// does not handle itself to hyper.
+    Fast,
+}
+
+fn config(path: Path, upstream_url: &str, pool_extra: &str, route_extra: &str) -> String {
+    let fast_path = matches!(path, Path::Fast);
+    format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+fast_path = {fast_path}
+
+[[pools]]
+name = "p"
+endpoints = [{{ url = "{upstream_url}" }}]
+{pool_extra}
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+pool = "p"
+{route_extra}
+"#
+    )
+}
+
+async fn proxy_to(path: Path, upstream: &Upstream) -> RunningProxy {
+    TestProxy::from_toml(&config(path, &upstream.url(), "", ""))
+        .start()
+        .await
+}
+
+// ---------------------------------------------------------------------------------
+// Response framing.
+// ---------------------------------------------------------------------------------
+
+/// A chunked answer streamed in several writes (with its framing split across them)
+/// reaches the client as valid chunked framing with the exact body, and the client
+/// connection is ready for the next request afterwards.
+async fn chunked_upstream_response_reaches_the_client_as_valid_chunks(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        if seen.path != "/chunked" {
+            return echo_path(seen);
+        }
+        vec![
+            Step::Write(chunked_head("text/plain")),
+            Step::Yield,
+            Step::Write(chunk(b"first, ")),
+            Step::Yield,
+            // A 0x16-byte chunk split between its size digits, inside its data and
+            // between the CR and LF that end it.
+            Step::Write(b"1".to_vec()),
+            Step::Yield,
+            Step::Write(b"6\r\nsecond, lon".to_vec()),
+            Step::Yield,
+            Step::Write(b"ger chunk, \r".to_vec()),
+            Step::Yield,
+            Step::Write(b"\n".to_vec()),
+            Step::Yield,
+            Step::Write(chunk(b"third")),
+            Step::Yield,
+            Step::Write(LAST_CHUNK.to_vec()),
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    let response = client.get("/chunked").await;
+    assert_eq!(response.status, 200, "{}", response.head.raw);
+    assert_eq!(
+        response.framing,
+        Framing::Chunked,
+        "a streamed body of unknown length is sent chunked: {}",
+        response.head.raw
+    );
+    assert_eq!(response.text(), "first, second, longer chunk, third");
+    assert!(response.raw_body.ends_with(LAST_CHUNK), "{response:?}");
+
+    let next = client.get("/after-chunked").await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.text(), "/after-chunked");
+}
+
+/// An answer without Content-Length or Transfer-Encoding ends when the upstream
+/// closes. The client must get all of it, re-framed or close-delimited, and the
+/// response must end.
+async fn close_delimited_upstream_response_arrives_whole(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        if seen.path != "/until-close" {
+            return echo_path(seen);
+        }
+        vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec()),
+            Step::Yield,
+            Step::Write(b"read until ".to_vec()),
+            Step::Yield,
+            Step::Write(b"the upstream closes".to_vec()),
+            Step::Close,
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    let response = client.get("/until-close").await;
+    assert_eq!(response.status, 200, "{}", response.head.raw);
+    assert_eq!(response.text(), "read until the upstream closes");
+
+    // Re-framed and not closing: the connection must still work.
+    let closing = response.head.tokens("connection").contains(&"close".into());
+    if response.framing != Framing::Close && !closing {
+        let next = client.get("/after-close-delimited").await;
+        assert_eq!(next.status, 200);
+        assert_eq!(next.text(), "/after-close-delimited");
+    }
+}
+
+/// A HEAD answer declares a length but has no body: neither the client connection nor
+/// the upstream connection may wait for those 1234 bytes.
+async fn head_response_has_no_body_and_the_connection_stays_in_step(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        if seen.method != "HEAD" {
+            return echo_path(seen);
+        }
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n".to_vec(),
+        )]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(format!("HEAD /head HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await;
+    let (_, head) = client.final_response("HEAD").await;
+    assert_eq!(head.status, 200, "{}", head.head.raw);
+    assert!(head.body.is_empty());
+    if let Some(length) = head.head.content_length() {
+        assert_eq!(
+            length, 1234,
+            "the length a GET would have: {}",
+            head.head.raw
+        );
+    }
+
+    let next = client.get("/after-head").await;
+    assert_eq!(next.status, 200, "{}", next.head.raw);
+    assert_eq!(next.text(), "/after-head");
+    // An upstream connection still waiting for a body would not have been reused.
+    assert_eq!(upstream.connections(), 1, "{:#?}", upstream.seen());
+}
+
+/// 204 and 304 never have a body: each is followed by a request on the same client
+/// connection (and the same upstream connection), answered correctly.
+async fn no_content_and_not_modified_have_no_body(path: Path) {
+    let upstream = Upstream::start(|seen| match seen.path.as_str() {
+        "/no-content" => vec![Step::Write(
+            b"HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n".to_vec(),
+        )],
+        "/not-modified" => vec![Step::Write(
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec(),
+        )],
+        _ => echo_path(seen),
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    let no_content = client.get("/no-content").await;
+    assert_eq!(no_content.status, 204, "{}", no_content.head.raw);
+    assert_eq!(no_content.head.get("x-kind"), Some("empty"));
+    let next = client.get("/after-204").await;
+    assert_eq!(
+        (next.status, next.text().as_str()),
+        (200, "/after-204"),
+        "{}",
+        next.head.raw
+    );
+
+    client
+        .send(
+            format!("GET /not-modified HTTP/1.1\r\nHost: {HOST}\r\nIf-None-Match: \"v1\"\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let (_, not_modified) = client.final_response("GET").await;
+    assert_eq!(not_modified.status, 304, "{}", not_modified.head.raw);
+    assert_eq!(not_modified.head.get("etag"), Some("\"v1\""));
+    assert!(
+        !not_modified.head.has("transfer-encoding"),
+        "a 304 has no body to encode: {}",
+        not_modified.head.raw
+    );
+    let next = client.get("/after-304").await;
+    assert_eq!(
+        (next.status, next.text().as_str()),
+        (200, "/after-304"),
+        "{}",
+        next.head.raw
+    );
+    assert_eq!(upstream.connections(), 1, "{:#?}", upstream.seen());
+}
+
+/// Two requests in one write are answered in order.
+async fn pipelined_requests_are_answered_in_order(path: Path) {
+    let upstream = Upstream::start(echo_path).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(format!("{}{}", get("/first"), get("/second")).as_bytes())
+        .await;
+    let first = client.response("GET").await;
+    let second = client.response("GET").await;
+    assert_eq!((first.status, first.text().as_str()), (200, "/first"));
+    assert_eq!((second.status, second.text().as_str()), (200, "/second"));
+    let paths: Vec<String> = upstream.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
+
+// ---------------------------------------------------------------------------------
+// Request bodies.
+// ---------------------------------------------------------------------------------
+
+fn body_length_reply(seen: &Seen) -> Vec<Step> {
+    vec![Step::Write(ok(format!("{} bytes", seen.body.len())))]
+}
+
+/// Content-Length bodies reach the upstream byte for byte, however the client's
+/// writes split them, small or large.
+async fn content_length_request_bodies_arrive_intact(path: Path) {
+    let upstream = Upstream::start(body_length_reply).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(
+            format!(
+                "POST /parts HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/octet-stream\r\nContent-Length: 19\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    for part in [&b"alpha-"[..], b"bravo-", b"charlie"] {
+        tokio::task::yield_now().await;
+        client.send(part).await;
+    }
+    let (_, response) = client.final_response("POST").await;
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "19 bytes")
+    );
+    assert_eq!(upstream.only_request().body, b"alpha-bravo-charlie");
+
+    let large = pattern(200 * 1024);
+    let mut request = format!(
+        "POST /large HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        large.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&large);
+    client.send(&request).await;
+    let (_, response) = client.final_response("POST").await;
+    assert_eq!(
+        (response.status, response.text()),
+        (200, format!("{} bytes", large.len()))
+    );
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].path, "/large");
+    assert_same_bytes("the 200 KiB body at the upstream", &seen[1].body, &large);
+}
+
+/// A chunked request body (with a chunk extension) reaches the upstream as the same
+/// bytes; the proxy may frame it as it likes, as long as the framing is valid.
+async fn chunked_request_body_arrives_dechunked(path: Path) {
+    let upstream = Upstream::start(body_length_reply).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(
+            format!("POST /chunked-in HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    for part in [
+        &b"4\r\nWiki\r\n"[..],
+        b"5;note=ext\r\npedia\r\n",
+        b"E\r\n in\r\n\r\nchunks.\r\n",
+        b"0\r\n\r\n",
+    ] {
+        tokio::task::yield_now().await;
+        client.send(part).await;
+    }
+    let (_, response) = client.final_response("POST").await;
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "23 bytes"),
+        "{}",
+        response.head.raw
+    );
+    let seen = upstream.only_request();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        "Wikipedia in\r\n\r\nchunks."
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Connection management towards the client.
+// ---------------------------------------------------------------------------------
+
+/// `Connection: close` from the client: the response, then the end of the connection.
+async fn client_connection_close_gets_the_response_then_eof(path: Path) {
+    let upstream = Upstream::start(echo_path).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(format!("GET /bye HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await;
+    let (_, response) = client.final_response("GET").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/bye"));
+    client.assert_closed("a Connection: close request").await;
+}
+
+/// An HTTP/1.0 request without keep-alive is answered and the connection closed; the
+/// answer is never chunked (HTTP/1.0 does not know the chunked coding), even when the
+/// upstream's was.
+async fn http10_request_is_answered_then_closed(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        if seen.path != "/old-chunked" {
+            return echo_path(seen);
+        }
+        vec![
+            Step::Write(chunked_head("text/plain")),
+            Step::Write(chunk(b"streamed to ")),
+            Step::Yield,
+            Step::Write(chunk(b"an old client")),
+            Step::Write(LAST_CHUNK.to_vec()),
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+
+    for (path, expected) in [
+        ("/old", "/old"),
+        ("/old-chunked", "streamed to an old client"),
+    ] {
+        let mut client = RawClient::connect(&proxy).await;
+        client
+            .send(format!("GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .await;
+        let (_, response) = client.final_response("GET").await;
+        assert_eq!(response.status, 200, "{path}: {}", response.head.raw);
+        assert!(
+            !response.head.has("transfer-encoding"),
+            "{path}: Transfer-Encoding sent to an HTTP/1.0 client (RFC 9112 6.1): {}",
+            response.head.raw
+        );
+        assert_eq!(response.text(), expected, "{path}");
+        client.assert_closed(&format!("HTTP/1.0 {path}")).await;
+    }
+}
+
+/// A request the proxy cannot parse gets a 4xx and never reaches the upstream; the
+/// proxy goes on serving.
+async fn malformed_request_gets_4xx_and_the_proxy_keeps_serving(path: Path) {
+    let upstream = Upstream::start(echo_path).await;
+    let proxy = proxy_to(path, &upstream).await;
+
+    let mut client = RawClient::connect(&proxy).await;
+    client
+        .send(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nbad header line\r\n\r\n").as_bytes())
+        .await;
+    let response = client.response("GET").await;
+    assert!(
+        (400..500).contains(&response.status),
+        "a malformed request answered {}: {}",
+        response.status,
+        response.head.raw
+    );
+
+    let mut fresh = RawClient::connect(&proxy).await;
+    let next = fresh.get("/fine").await;
+    assert_eq!((next.status, next.text().as_str()), (200, "/fine"));
+    assert_eq!(upstream.only_request().path, "/fine");
+}
+
+// ---------------------------------------------------------------------------------
+// Hop-by-hop and forwarding headers.
+// ---------------------------------------------------------------------------------
+
+/// Hop-by-hop headers (and those `Connection` names) stop at the proxy both ways;
+/// end-to-end headers and `TE: trailers` pass.
+async fn hop_by_hop_headers_are_removed_both_ways(path: Path) {
+    let upstream = Upstream::start(|_seen| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nConnection: x-up\r\nx-up: 1\r\nKeep-Alive: timeout=5\r\nX-End: kept\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        )]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(
+            format!(
+                "GET /hop HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, x-secret\r\nx-secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nX-Kept: yes\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    let (_, response) = client.final_response("GET").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+    let seen = upstream.only_request();
+    for name in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert!(
+            !seen.head.has(name),
+            "the upstream saw `{name}`:\n{}",
+            seen.head.raw
+        );
+    }
+    // The proxy may say what it wants about its own hop, but not pass the client's
+    // connection options on.
+    assert!(
+        !seen.head.tokens("connection").contains(&"x-secret".into()),
+        "the client's Connection options reached the upstream:\n{}",
+        seen.head.raw
+    );
+    assert_eq!(seen.head.get("x-kept"), Some("yes"), "{}", seen.head.raw);
+    for name in ["x-up", "keep-alive"] {
+        assert!(
+            !response.head.has(name),
+            "the client saw `{name}`:\n{}",
+            response.head.raw
+        );
+    }
+    assert!(
+        !response.head.tokens("connection").contains(&"x-up".into()),
+        "the upstream's Connection options reached the client:\n{}",
+        response.head.raw
+    );
+    assert_eq!(response.head.get("x-end"), Some("kept"));
+
+    client
+        .send(format!("GET /trailers HTTP/1.1\r\nHost: {HOST}\r\nTE: trailers\r\n\r\n").as_bytes())
+        .await;
+    let (_, response) = client.final_response("GET").await;
+    assert_eq!(response.status, 200);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].head.get("te"),
+        Some("trailers"),
+        "`TE: trailers` is kept:\n{}",
+        seen[1].head.raw
+    );
+}
+
+/// X-Forwarded-*, Via, Host and the request id, as the upstream and the client see
+/// them.
+async fn forwarding_headers_and_request_id(path: Path) {
+    let upstream = Upstream::start(echo_path).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    // From an untrusted peer (no trusted_proxies): X-Forwarded-For is replaced.
+    client
+        .send(
+            format!(
+                "GET /forwarded HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 1.2.3.4\r\nVia: 1.0 other\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    let (_, response) = client.final_response("GET").await;
+    assert_eq!(response.status, 200);
+    let seen = upstream.only_request();
+    let head = &seen.head;
+    assert_eq!(head.all("x-forwarded-for"), ["127.0.0.1"], "{}", head.raw);
+    assert_eq!(head.all("x-forwarded-proto"), ["http"], "{}", head.raw);
+    assert_eq!(head.all("x-forwarded-host"), [HOST], "{}", head.raw);
+    assert_eq!(
+        head.joined("via").as_deref(),
+        Some("1.0 other, 1.1 junction"),
+        "{}",
+        head.raw
+    );
+    assert_eq!(
+        head.all("host"),
+        [HOST],
+        "the Host is unchanged: {}",
+        head.raw
+    );
+    let ids = head.all("x-request-id");
+    assert_eq!(ids.len(), 1, "one request id upstream: {}", head.raw);
+    assert!(!ids[0].is_empty());
+    assert_eq!(
+        response.head.all("x-request-id"),
+        ids,
+        "the client gets the id the upstream saw: {}",
+        response.head.raw
+    );
+
+    let response = client.get("/no-via").await;
+    assert_eq!(response.status, 200);
+    let seen = upstream.seen();
+    let via = seen[1].head.joined("via").unwrap_or_default();
+    assert!(via.contains("1.1 junction"), "{}", seen[1].head.raw);
+
+    client
+        .send(
+            format!("GET /with-id HTTP/1.1\r\nHost: {HOST}\r\nX-Request-Id: abc-123\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let (_, response) = client.final_response("GET").await;
+    assert_eq!(response.status, 200);
+    let seen = upstream.seen();
+    assert_eq!(
+        seen[2].head.all("x-request-id"),
+        ["abc-123"],
+        "{}",
+        seen[2].head.raw
+    );
+    assert_eq!(
+        response.head.all("x-request-id"),
+        ["abc-123"],
+        "{}",
+        response.head.raw
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Upstream connections.
+// ---------------------------------------------------------------------------------
+
+/// An upstream that closes each connection right after answering on it (keep-alive
+/// as far as the headers go): every later request finds its idle connection stale
+/// and must still be answered, on a fresh one.
+async fn stale_upstream_connection_is_replaced(path: Path) {
+    let mut upstream = Upstream::start(|seen| {
+        let mut steps = echo_path(seen);
+        steps.push(Step::Close);
+        steps
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    for round in 1..=3 {
+        let path = format!("/round-{round}");
+        let response = client.get(&path).await;
+        assert_eq!(
+            (response.status, response.text()),
+            (200, path.clone()),
+            "{}",
+            response.head.raw
+        );
+        // The connection the proxy would reuse is closed before the next request.
+        assert_eq!(upstream.next_end().await, Ended::ByScript(round));
+    }
+    assert_eq!(upstream.connections(), 3);
+    let connections: Vec<usize> = upstream.seen().iter().map(|s| s.connection).collect();
+    assert_eq!(connections, [1, 2, 3]);
+}
+
+/// An upstream answer with `Connection: close` ends that upstream connection (the
+/// proxy closes it, even though the upstream leaves it open) and the next request
+/// goes on a new one; the client's connection is not affected.
+async fn upstream_connection_close_is_honoured_without_closing_the_client(path: Path) {
+    let mut upstream = Upstream::start(|seen| {
+        let body = seen.path.as_bytes();
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        // Deliberately left open: only the header says the connection is done.
+        vec![Step::Write(reply)]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    for round in 1..=3 {
+        let path = format!("/close-{round}");
+        let response = client.get(&path).await;
+        assert_eq!(
+            (response.status, response.text()),
+            (200, path.clone()),
+            "{}",
+            response.head.raw
+        );
+        // RFC 9112 9.6: a client that receives `close` must stop using the
+        // connection and close it.
+        assert_eq!(upstream.next_end().await, Ended::ByProxy(round));
+    }
+    assert_eq!(upstream.connections(), 3);
+    let connections: Vec<usize> = upstream.seen().iter().map(|s| s.connection).collect();
+    assert_eq!(connections, [1, 2, 3]);
+}
+
+/// Sequential requests on one client connection share one upstream connection.
+async fn sequential_requests_reuse_one_upstream_connection(path: Path) {
+    let upstream = Upstream::start(echo_path).await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    for n in 0..20 {
+        let path = format!("/seq/{n}");
+        let response = client.get(&path).await;
+        assert_eq!((response.status, response.text()), (200, path));
+    }
+    assert_eq!(upstream.seen().len(), 20);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "20 sequential requests over one kept-alive upstream connection"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Upstream failures.
+// ---------------------------------------------------------------------------------
+
+/// An answer that is not HTTP gets the client a JSON 502, and the proxy goes on
+/// serving.
+async fn malformed_upstream_response_is_502_json(path: Path) {
+    let upstream = Upstream::start(|seen| match seen.path.as_str() {
+        "/bad-status" => vec![Step::Write(b"HTTP/1.1 abc\r\n\r\n".to_vec()), Step::Close],
+        "/garbage" => vec![
+            Step::Write(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n".to_vec()),
+            Step::Close,
+        ],
+        _ => echo_path(seen),
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+
+    for path in ["/bad-status", "/garbage"] {
+        let mut client = RawClient::connect(&proxy).await;
+        let response = client.get(path).await;
+        assert_eq!(response.status, 502, "{path}: {}", response.head.raw);
+        let kind = response.error_type();
+        assert!(kind.starts_with("upstream_"), "{path}: error type {kind:?}");
+
+        let mut fresh = RawClient::connect(&proxy).await;
+        let next = fresh.get("/fine").await;
+        assert_eq!(
+            (next.status, next.text().as_str()),
+            (200, "/fine"),
+            "after {path}"
+        );
+    }
+}
+
+/// Nothing listening: 502 `upstream_connect_failed`. Listening but never answering,
+/// past `timeouts.response_headers`: 504 `upstream_timeout`.
+async fn connect_failure_is_502_and_a_silent_upstream_is_504(path: Path) {
+    let dead_port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().unwrap().port()
+    };
+    let proxy = TestProxy::from_toml(&config(
+        path,
+        &format!("http://127.0.0.1:{dead_port}"),
+        "",
+        "",
+    ))
+    .start()
+    .await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.get("/unreachable").await;
+    assert_eq!(response.status, 502, "{}", response.head.raw);
+    assert_eq!(response.error_type(), "upstream_connect_failed");
+
+    let silent = Upstream::start(|_seen| vec![Step::Hang]).await;
+    let proxy = TestProxy::from_toml(&config(
+        path,
+        &silent.url(),
+        "",
+        r#"timeouts = { response_headers = "300ms" }"#,
+    ))
+    .start()
+    .await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.get("/silent").await;
+    assert_eq!(response.status, 504, "{}", response.head.raw);
+    assert_eq!(response.error_type(), "upstream_timeout");
+    assert_eq!(
+        silent.only_request().path,
+        "/silent",
+        "the request was sent"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Interim responses.
+// ---------------------------------------------------------------------------------
+
+/// `103 Early Hints` before the answer: the client ends up with the final response and
+/// its body (whether or not the 103 is passed on), and the connection stays in step.
+async fn early_hints_then_the_final_response(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        if seen.path != "/hints" {
+            return echo_path(seen);
+        }
+        vec![
+            Step::Write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n".to_vec(),
+            ),
+            Step::Yield,
+            Step::Write(ok("the final answer")),
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    let response = {
+        client.send(get("/hints").as_bytes()).await;
+        let (interim, response) = client.final_response("GET").await;
+        for hint in &interim {
+            assert_eq!(hint.status, 103, "{}", hint.head.raw);
+        }
+        response
+    };
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "the final answer"),
+        "{}",
+        response.head.raw
+    );
+    let next = client.get("/after-hints").await;
+    assert_eq!((next.status, next.text().as_str()), (200, "/after-hints"));
+}
+
+/// `Expect: 100-continue`: the client waits a moment for `100 Continue` (curl waits
+/// 1 s) and then sends its body either way; it gets the 200, the upstream the body.
+async fn expect_100_continue_post_is_forwarded(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        vec![Step::Write(ok(format!(
+            "got {}",
+            String::from_utf8_lossy(&seen.body)
+        )))]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(
+            format!(
+                "POST /expect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    // Only a head is awaited here, which a timeout cannot cut in half: its bytes stay
+    // buffered.
+    let early = tokio::time::timeout(Duration::from_secs(1), client.read_head("POST")).await;
+    if let Ok((status, head, _)) = early {
+        assert_eq!(
+            status, 100,
+            "a final answer before the body was sent: {}",
+            head.raw
+        );
+    }
+    client.send(b"hello").await;
+    let (interim, response) = client.final_response("POST").await;
+    for continued in &interim {
+        assert_eq!(continued.status, 100, "{}", continued.head.raw);
+    }
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "got hello"),
+        "{}",
+        response.head.raw
+    );
+    assert_eq!(upstream.only_request().body, b"hello");
+}
+
+// ---------------------------------------------------------------------------------
+// Large and streamed bodies.
+// ---------------------------------------------------------------------------------
+
+/// 1 MiB answers arrive byte for byte, with a Content-Length and chunked.
+async fn one_mebibyte_responses_arrive_intact(path: Path) {
+    const SIZE: usize = 1 << 20;
+    let upstream = Upstream::start(|seen| {
+        let body = pattern(SIZE);
+        match seen.path.as_str() {
+            "/big-length" => vec![Step::Write(ok(&body))],
+            "/big-chunked" => {
+                let mut steps = vec![Step::Write(chunked_head("application/octet-stream"))];
+                // Chunks of uneven sizes, a few per write.
+                let sizes = [1, 100, 4096, 16_384, 65_536, 7, 30_000];
+                let (mut at, mut n) = (0, 0);
+                while at < body.len() {
+                    let mut write = Vec::new();
+                    for _ in 0..3 {
+                        let size = sizes[n % sizes.len()].min(body.len() - at);
+                        n += 1;
+                        if size > 0 {
+                            write.extend_from_slice(&chunk(&body[at..at + size]));
+                            at += size;
+                        }
+                    }
+                    steps.push(Step::Write(write));
+                }
+                steps.push(Step::Write(LAST_CHUNK.to_vec()));
+                steps
+            }
+            _ => echo_path(seen),
+        }
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+    let expected = pattern(SIZE);
+
+    for path in ["/big-length", "/big-chunked"] {
+        let response = client.get(path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.head.raw);
+        assert_same_bytes(path, &response.body, &expected);
+    }
+}
+
+/// An event stream is passed on event by event: the first event reaches the client
+/// while the upstream is still holding the second.
+async fn sse_events_are_not_buffered(path: Path) {
+    let release = Arc::new(Notify::new());
+    let held = release.clone();
+    let upstream = Upstream::start(move |_seen| {
+        vec![
+            Step::Write(chunked_head("text/event-stream")),
+            Step::Write(chunk(b"data: one\n\n")),
+            Step::Wait(held.clone()),
+            Step::Write(chunk(b"data: two\n\n")),
+            Step::Write(LAST_CHUNK.to_vec()),
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    client
+        .send(
+            format!("GET /events HTTP/1.1\r\nHost: {HOST}\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let (status, head, framing) = within("the event stream's head", client.read_head("GET")).await;
+    assert_eq!(status, 200, "{}", head.raw);
+    assert_eq!(head.get("content-type"), Some("text/event-stream"));
+    assert!(
+        matches!(framing, Framing::Chunked | Framing::Close),
+        "an open-ended stream: {}",
+        head.raw
+    );
+
+    let mut received = Vec::new();
+    let mut raw = Vec::new();
+    within("the first event, while the second is held", async {
+        while find(&received, b"\n\n").is_none() {
+            match framing {
+                Framing::Chunked => {
+                    let data = client.wire.read_chunk(&mut raw).await.expect("a chunk");
+                    received.extend(data.expect("the stream ended before its first event"));
+                }
+                _ => {
+                    assert!(client.wire.fill().await.expect("read") > 0, "ended early");
+                    received.append(&mut client.wire.buffer);
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(String::from_utf8_lossy(&received), "data: one\n\n");
+
+    release.notify_one();
+    within("the rest of the stream", async {
+        match framing {
+            Framing::Chunked => {
+                let (rest, _) = client.wire.read_chunked().await.expect("the rest");
+                received.extend(rest);
+            }
+            _ => received.extend(client.wire.read_to_eof().await.expect("the rest")),
+        }
+    })
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&received),
+        "data: one\n\ndata: two\n\n"
+    );
+}
+
+/// An upstream whose chunked framing is invalid (a bare LF where RFC 9112 7.1 wants
+/// CRLF) must not have those bytes passed on as they are: a client or cache that
+/// reads chunk boundaries differently from the proxy is how responses get
+/// desynchronised. The proxy may answer 502, close without answering, cut the body
+/// short (close before the last chunk) or re-frame what it understood, but
+/// everything the client gets must be valid chunked framing.
+async fn invalid_upstream_chunk_framing_is_not_passed_on(path: Path) {
+    let upstream = Upstream::start(|seen| {
+        let body: &[u8] = match seen.path.as_str() {
+            "/bare-lf-after-data" => b"5\r\nhello\n5\r\nworld\r\n0\r\n\r\n",
+            "/bare-lf-after-size" => b"5\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
+            _ => return echo_path(seen),
+        };
+        vec![
+            Step::Write(chunked_head("text/plain")),
+            Step::Write(body.to_vec()),
+            // Closed, so that a proxy that waits for more ends too.
+            Step::Close,
+        ]
+    })
+    .await;
+    let proxy = proxy_to(path, &upstream).await;
+
+    for target in ["/bare-lf-after-data", "/bare-lf-after-size"] {
+        let mut client = RawClient::connect(&proxy).await;
+        client.send(get(target).as_bytes()).await;
+        // Nothing at all (the head was never flushed before the body broke) is a
+        // clean refusal too.
+        let raw_head = within(target, client.wire.read_head()).await;
+        let Some(raw_head) = raw_head.unwrap_or_else(|e| panic!("{target}: {e}")) else {
+            continue;
+        };
+        let head = Head::parse(&raw_head);
+        let status = parse_status(&head);
+        check_response_head(status, &head);
+        if status == 502 {
+            continue;
+        }
+        let framing = response_framing("GET", status, &head);
+        assert_eq!(status, 200, "{target}: {}", head.raw);
+        // Bytes passed on must frame the same for every parser after the proxy: a bare
+        // LF in chunk framing is refused, not relayed (both paths close the connection).
+        let mut raw = Vec::new();
+        let read = within(target, async {
+            match framing {
+                Framing::Chunked => loop {
+                    match client.wire.read_chunk(&mut raw).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Ok(()),
+                        Err(error) => return Err(error),
+                    }
+                },
+                _ => client.wire.read_to_eof().await.map(drop),
+            }
+        })
+        .await;
+        if let Err(error) = read {
+            assert!(
+                error.kind() != io::ErrorKind::InvalidData,
+                "{target}: the client got invalid chunked framing ({error}): {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+    }
+    let mut fresh = RawClient::connect(&proxy).await;
+    let next = fresh.get("/fine").await;
+    assert_eq!((next.status, next.text().as_str()), (200, "/fine"));
+}
+
+// ---------------------------------------------------------------------------------
+// Headers the proxy adds to every response.
+// ---------------------------------------------------------------------------------
+
+/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 5.6.7).
+fn is_imf_fixdate(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    value.len() == 29
+        && ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&&value[..3])
+        && &value[3..5] == ", "
+        && digits(5..7)
+        && [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ]
+        .contains(&&value[8..11])
+        && digits(12..16)
+        && digits(17..19)
+        && digits(20..22)
+        && digits(23..25)
+        && value.ends_with(" GMT")
+}
+
+/// Every response has one valid `Date` (the upstream's when it sent one), and
+/// every answer from the pool carries its `x-junction-version`.
+async fn every_response_has_a_date_and_the_pool_version(path: Path) {
+    let upstream = Upstream::start(|seen| match seen.path.as_str() {
+        "/dated" => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        )],
+        "/empty" => vec![Step::Write(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())],
+        "/stream" => vec![
+            Step::Write(chunked_head("text/plain")),
+            Step::Write(chunk(b"streamed")),
+            Step::Write(LAST_CHUNK.to_vec()),
+        ],
+        "/broken" => vec![Step::Write(b"not http\r\n\r\n".to_vec()), Step::Close],
+        _ => echo_path(seen),
+    })
+    .await;
+    let proxy = TestProxy::from_toml(&config(path, &upstream.url(), r#"version = "v1""#, ""))
+        .start()
+        .await;
+    let mut client = RawClient::connect(&proxy).await;
+
+    let mut responses = Vec::new();
+    for path in ["/plain", "/dated", "/empty", "/stream"] {
+        responses.push((format!("GET {path}"), client.get(path).await));
+    }
+    client
+        .send(format!("HEAD /plain HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await;
+    responses.push(("HEAD /plain".into(), client.final_response("HEAD").await.1));
+    for (what, response) in &responses {
+        let dates = response.head.all("date");
+        assert_eq!(dates.len(), 1, "{what}: one Date: {}", response.head.raw);
+        assert!(is_imf_fixdate(dates[0]), "{what}: {:?}", dates[0]);
+        assert_eq!(
+            response.head.all("x-junction-version"),
+            ["v1"],
+            "{what}: {}",
+            response.head.raw
+        );
+    }
+    assert_eq!(
+        responses[1].1.head.get("date"),
+        Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+        "the origin's Date is passed on unchanged"
+    );
+
+    // The proxy's own answers have a Date too.
+    let mut fresh = RawClient::connect(&proxy).await;
+    let broken = fresh.get("/broken").await;
+    assert_eq!(broken.status, 502, "{}", broken.head.raw);
+    let dates = broken.head.all("date");
+    assert_eq!(
+        dates.len(),
+        1,
+        "a proxy-made 502 has a Date: {}",
+        broken.head.raw
+    );
+    assert!(is_imf_fixdate(dates[0]), "{:?}", dates[0]);
+}
+
+// ---------------------------------------------------------------------------------
+// Every case on both engines: `CASE::hyper_path` and `CASE::fast_path`.
+// ---------------------------------------------------------------------------------
+
+macro_rules! on_both_paths {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn hyper_path() {
+                    super::$case(super::Path::Hyper).await
+                }
+
+                #[tokio::test]
+                async fn fast_path() {
+                    super::$case(super::Path::Fast).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_paths!(
+    chunked_upstream_response_reaches_the_client_as_valid_chunks,
+    close_delimited_upstream_response_arrives_whole,
+    head_response_has_no_body_and_the_connection_stays_in_step,
+    no_content_and_not_modified_have_no_body,
+    pipelined_requests_are_answered_in_order,
+    content_length_request_bodies_arrive_intact,
+    chunked_request_body_arrives_dechunked,
+    client_connection_close_gets_the_response_then_eof,
+    http10_request_is_answered_then_closed,
+    malformed_request_gets_4xx_and_the_proxy_keeps_serving,
+    hop_by_hop_headers_are_removed_both_ways,
+    forwarding_headers_and_request_id,
+    stale_upstream_connection_is_replaced,
+    upstream_connection_close_is_honoured_without_closing_the_client,
+    sequential_requests_reuse_one_upstream_connection,
+    malformed_upstream_response_is_502_json,
+    connect_failure_is_502_and_a_silent_upstream_is_504,
+    early_hints_then_the_final_response,
+    expect_100_continue_post_is_forwarded,
+    one_mebibyte_responses_arrive_intact,
+    sse_events_are_not_buffered,
+    every_response_has_a_date_and_the_pool_version,
+    invalid_upstream_chunk_framing_is_not_passed_on,
+);
