@@ -195,3 +195,30 @@ async fn an_oversized_request_head_gets_431() {
         200
     );
 }
+
+/// The header deadline is for heads: a small body slower to arrive than it is still
+/// taken whole (the fast path hands such a request to the full pipeline, which puts no
+/// deadline on bodies).
+#[tokio::test]
+async fn a_body_slower_than_the_header_deadline_still_arrives() {
+    let upstream = TestUpstream::named("a").start().await;
+    let proxy = TestProxy::from_toml(&config(&upstream.url(), "header_read_timeout = \"1s\"", ""))
+        .start()
+        .await;
+    let mut stream = TcpStream::connect(proxy.addr("public")).await.unwrap();
+    stream
+        .write_all(b"POST /slow-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nConnection: close\r\n\r\n01234")
+        .await
+        .unwrap();
+    // The deadline itself is what is tested here, so the test has to outwait it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(b"56789").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"body_len\":10"), "{text}");
+}

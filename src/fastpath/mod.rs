@@ -118,7 +118,8 @@ enum Step {
 #[derive(Debug, Clone, Copy)]
 enum HandOff {
     /// Not a plain HTTP/1.1 request head: HTTP/1.0 or HTTP/2, an upgrade, a chunked
-    /// upload, `Expect`, an absolute-form target, or a head hyper must judge.
+    /// upload, `Expect`, an absolute-form target, or a head hyper must judge; or a body
+    /// slower to arrive than `header_read_timeout`.
     Request,
     /// A head or body larger than the fast path reads whole.
     Size,
@@ -202,6 +203,8 @@ impl Connection {
             return Next::HandOff(HandOff::Size);
         }
         let whole = self.head.len + self.head.content_length as usize;
+        // The full path puts no deadline on a request body: one that is slow to arrive
+        // goes there (with what has arrived) rather than being cut off here.
         let deadline = Instant::now() + settings.header_read_timeout;
         while self.received.len() < whole {
             let read = tokio::time::timeout_at(
@@ -210,7 +213,8 @@ impl Connection {
             );
             match read.await {
                 Ok(Ok(n)) if n > 0 => {}
-                _ => return Next::Closed,
+                Ok(_) => return Next::Closed,
+                Err(_) => return Next::HandOff(HandOff::Request),
             }
         }
         Next::Ready
