@@ -84,6 +84,17 @@ impl ReceiveBuffer {
         Ok(())
     }
 
+    /// Free space after the unused bytes, without moving or growing anything (so
+    /// offsets into a head being served stay valid).
+    pub fn spare(&mut self) -> Option<&mut [u8]> {
+        (self.end < self.data.len()).then(|| &mut self.data[self.end..])
+    }
+
+    /// Counts `n` bytes written into [`ReceiveBuffer::spare`] as received.
+    pub fn extend(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
     /// Everything unused, for a hand-off; the buffer is left empty.
     pub fn take(&mut self) -> Bytes {
         let bytes = Bytes::copy_from_slice(self.filled());

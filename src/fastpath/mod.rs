@@ -84,8 +84,7 @@ pub async fn serve(
             Next::Closed => return Ended::Closed,
             Next::HandOff(reason) => return hand_off(&mut connection, reason),
         }
-        let draining = *drained.borrow();
-        let close = match connection.relay(client, downstream, draining).await {
+        let close = match connection.relay(client, downstream).await {
             Step::KeepAlive => false,
             Step::Close => true,
             Step::HandOff(reason) => return hand_off(&mut connection, reason),
@@ -221,12 +220,7 @@ impl Connection {
     }
 
     /// Sends the request in the receive buffer to an endpoint and relays the answer.
-    async fn relay(
-        &mut self,
-        client: &mut TcpStream,
-        downstream: &Downstream,
-        draining: bool,
-    ) -> Step {
+    async fn relay(&mut self, client: &mut TcpStream, downstream: &Downstream) -> Step {
         let gateway = &downstream.gateway;
         let plan = gateway.plan();
         // A reload may have removed this connection's listener: finish on the plan it was accepted under.
@@ -316,8 +310,11 @@ impl Connection {
             head_request: head.method == Method::HEAD,
             version_header: pool.version_header.as_ref().map(HeaderValue::as_bytes),
             request_id: request_id.as_bytes(),
-            close: head.close || draining,
+            close: head.close,
+            draining: gateway.draining_flag(),
         };
+        let head_request = client_head.head_request;
+        let closing = || head.close || gateway.is_draining();
         exchange.request_id = Some(request_id.clone());
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
@@ -334,13 +331,24 @@ impl Connection {
                 idempotent,
                 timeouts.connect,
             ),
-        )
-        .await;
+        );
+        let sent = tokio::select! {
+            sent = sent => sent,
+            // Gone before the answer: the exchange records 499 and leaves the
+            // endpoint's in-flight count now, as on the full path.
+            () = client_gone(client, &mut self.received) => return Step::Close,
+        };
+        let answer = AnswerTo {
+            head_request,
+            close: closing(),
+        };
         let (mut upstream, reply) = match sent {
             Ok(Ok(sent)) => sent,
             Ok(Err(error)) => {
                 judge(pool, &endpoint, Outcome::Failure);
-                return answer_error(client, &mut self.client_reply, &mut exchange, error).await;
+                return answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await;
             }
             Err(_) => {
                 judge(pool, &endpoint, Outcome::Failure);
@@ -348,7 +356,9 @@ impl Connection {
                     endpoint: endpoint.url.to_string(),
                     after: timeouts.response_headers,
                 };
-                return answer_error(client, &mut self.client_reply, &mut exchange, error).await;
+                return answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await;
             }
         };
 
@@ -380,6 +390,7 @@ impl Connection {
             upstream: &mut upstream,
             replied: &mut self.replied,
             client,
+            received: &mut self.received,
             head: &mut self.client_reply,
             exchange: &mut exchange,
             idle: timeouts.idle,
@@ -413,9 +424,8 @@ impl Connection {
                     let event = interrupted_event(&reason);
                     exchange.on_response_data(&event);
                     let mut tail = Vec::with_capacity(event.len() + 16);
-                    tail.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
-                    tail.extend_from_slice(&event);
-                    tail.extend_from_slice(b"\r\n0\r\n\r\n");
+                    put_chunk(&mut tail, &event);
+                    tail.extend_from_slice(LAST_CHUNK);
                     if client.write_all(&tail).await.is_ok() && !reply.close_client {
                         return Step::KeepAlive;
                     }
@@ -577,54 +587,84 @@ async fn read_reply_head(
     }
 }
 
-/// Answers the client with Junction's own error response (the endpoint gave none).
-async fn answer_error(
-    client: &mut TcpStream,
-    out: &mut Vec<u8>,
-    exchange: &mut Exchange,
-    error: ProxyError,
-) -> Step {
-    match error.blame() {
-        crate::pipeline::Blame::Downstream => tracing::debug!(%error, "request refused"),
-        _ => tracing::warn!(%error, "request failed"),
+/// How the proxy's own answer to a request must look.
+struct AnswerTo {
+    /// No body after the head (the length is still given).
+    head_request: bool,
+    /// The client asked to close, or shutdown has begun.
+    close: bool,
+}
+
+impl AnswerTo {
+    /// Answers the client with Junction's own error response (the endpoint gave none).
+    async fn error(
+        &self,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+        exchange: &mut Exchange,
+        error: ProxyError,
+    ) -> Step {
+        match error.blame() {
+            crate::pipeline::Blame::Downstream => tracing::debug!(%error, "request refused"),
+            _ => tracing::warn!(%error, "request failed"),
+        }
+        exchange.error = Some(error.kind());
+        let response = error.to_response();
+        let status = response.status();
+        exchange.status = status.as_u16();
+        let body = match response.body() {
+            ProxyBody::Full(Some(bytes)) if !self.head_request => bytes.clone(),
+            _ => Bytes::new(),
+        };
+        exchange.bytes_out = body.len() as u64;
+        let length = match response.body() {
+            ProxyBody::Full(Some(bytes)) => bytes.len() as u64,
+            _ => 0,
+        };
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in response.headers() {
+            request::put_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        request::put_header(out, b"content-length", reply::itoa_buf(length).text());
+        reply::with_http_date(|date| request::put_header(out, b"date", date));
+        if let Some(id) = &exchange.request_id {
+            request::put_header(out, b"x-request-id", id.as_bytes());
+        }
+        if self.close {
+            request::put_header(out, b"connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        match client.write_all(out).await {
+            Ok(()) if !self.close => Step::KeepAlive,
+            _ => Step::Close,
+        }
     }
-    exchange.error = Some(error.kind());
-    let response = error.to_response();
-    exchange.status = response.status().as_u16();
-    let body = match response.body() {
-        ProxyBody::Full(Some(bytes)) => bytes.clone(),
-        _ => Bytes::new(),
-    };
-    exchange.bytes_out = body.len() as u64;
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(response.status().as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        response
-            .status()
-            .canonical_reason()
-            .unwrap_or("")
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers() {
-        request::put_header(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    request::put_header(
-        out,
-        b"content-length",
-        reply::itoa_buf(body.len() as u64).text(),
-    );
-    reply::with_http_date(|date| request::put_header(out, b"date", date));
-    if let Some(id) = &exchange.request_id {
-        request::put_header(out, b"x-request-id", id.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
-    match client.write_all(out).await {
-        Ok(()) => Step::KeepAlive,
-        Err(_) => Step::Close,
+}
+
+/// Resolves when the client has closed its connection (end of stream or an error), so
+/// that a request it no longer waits for is given up at once, as hyper does. Bytes it
+/// sends meanwhile (a pipelined next request) are kept in `received`.
+async fn client_gone(client: &TcpStream, received: &mut ReceiveBuffer) {
+    loop {
+        if client.readable().await.is_err() {
+            return;
+        }
+        let Some(spare) = received.spare() else {
+            // No room to look: the client is taken to be there.
+            return std::future::pending().await;
+        };
+        match client.try_read(spare) {
+            Ok(0) => return,
+            Ok(n) => received.extend(n),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -645,11 +685,20 @@ struct BodyRelay<'a> {
     upstream: &'a mut TcpStream,
     replied: &'a mut ReceiveBuffer,
     client: &'a mut TcpStream,
-    /// The client's response head, not yet written.
+    /// The client's receive buffer, for bytes it sends while the body streams.
+    received: &'a mut ReceiveBuffer,
+    /// The client's response head, not yet written; then the chunk being written when
+    /// a close-delimited body is re-framed.
     head: &'a mut Vec<u8>,
     exchange: &'a mut Exchange,
     idle: Option<Duration>,
     deadline: Option<Instant>,
+}
+
+/// Why reading more of the body failed.
+enum ReadFailure {
+    Upstream(String),
+    ClientGone,
 }
 
 impl BodyRelay<'_> {
@@ -689,54 +738,92 @@ impl BodyRelay<'_> {
                     (available.len(), false)
                 }
             };
-            let written = if head_sent {
-                self.client.write_all(&available[..used]).await
+            let piece = &available[..used];
+            if head_sent {
+                self.head.clear();
+            }
+            let written = if framing == Framing::UntilClose {
+                if !piece.is_empty() {
+                    put_chunk(self.head, piece);
+                }
+                self.client.write_all(self.head).await
+            } else if head_sent {
+                self.client.write_all(piece).await
             } else {
-                head_sent = true;
-                self.head.extend_from_slice(&available[..used]);
+                self.head.extend_from_slice(piece);
                 self.client.write_all(self.head).await
             };
             if written.is_err() {
                 return Relayed::ClientGone;
             }
+            head_sent = true;
             self.replied.consume(used);
             if done {
                 return Relayed::Complete;
             }
             let broke = |reason: String| Relayed::UpstreamBroke {
                 reason,
-                at_boundary: framing == Framing::Chunked && chunks.at_boundary(),
+                at_boundary: framing == Framing::UntilClose
+                    || (framing == Framing::Chunked && chunks.at_boundary()),
             };
             match self.read().await {
-                Ok(0) if framing == Framing::UntilClose => return Relayed::Complete,
+                Ok(0) if framing == Framing::UntilClose => {
+                    return match self.client.write_all(LAST_CHUNK).await {
+                        Ok(()) => Relayed::Complete,
+                        Err(_) => Relayed::ClientGone,
+                    };
+                }
                 Ok(0) => return broke("the endpoint closed mid-body".into()),
                 Ok(_) => {}
-                Err(reason) => return broke(reason),
+                Err(ReadFailure::Upstream(reason)) => return broke(reason),
+                Err(ReadFailure::ClientGone) => return Relayed::ClientGone,
             }
         }
     }
 
-    /// Reads more of the body, within the idle and total timeouts.
-    async fn read(&mut self) -> Result<usize, String> {
+    /// Reads more of the body, within the idle and total timeouts, while watching for
+    /// the client going away.
+    async fn read(&mut self) -> Result<usize, ReadFailure> {
         let idle = self.idle.map(|idle| Instant::now() + idle);
         let until = match (idle, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let read = self.replied.read_from(self.upstream, REPLY_HEAD_LIMIT);
-        let result = match until {
-            Some(until) => tokio::time::timeout_at(until, read).await.map_err(|_| {
-                if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                    "the exchange took longer than its total timeout".to_string()
-                } else {
-                    format!(
-                        "no data from the endpoint for {:?}",
-                        self.idle.unwrap_or_default()
-                    )
-                }
-            })?,
-            None => read.await,
+        let read = async {
+            match until {
+                Some(until) => tokio::time::timeout_at(until, read).await.map_err(|_| {
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        "the exchange took longer than its total timeout".to_string()
+                    } else {
+                        format!(
+                            "no data from the endpoint for {:?}",
+                            self.idle.unwrap_or_default()
+                        )
+                    }
+                }),
+                None => Ok(read.await),
+            }
         };
-        result.map_err(|error| format!("the endpoint's response broke off: {error}"))
+        tokio::select! {
+            read = read => match read {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(error)) => Err(ReadFailure::Upstream(format!(
+                    "the endpoint's response broke off: {error}"
+                ))),
+                Err(reason) => Err(ReadFailure::Upstream(reason)),
+            },
+            () = client_gone(self.client, self.received) => Err(ReadFailure::ClientGone),
+        }
     }
+}
+
+/// The last chunk of a chunked body, with no trailers.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends `data` as one chunk.
+fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }

@@ -4,6 +4,7 @@
 //! `date` when missing) in.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
@@ -20,7 +21,8 @@ pub enum Framing {
     Empty,
     Length(u64),
     Chunked,
-    /// Read until the endpoint closes; the client's connection closes after it.
+    /// Read until the endpoint closes; re-framed as chunks for the client (as hyper
+    /// does), so the client's connection stays open and a cut can be told apart.
     UntilClose,
 }
 
@@ -52,8 +54,11 @@ pub struct ClientHead<'a> {
     pub head_request: bool,
     pub version_header: Option<&'a [u8]>,
     pub request_id: &'a [u8],
-    /// Close the client's connection after this response (asked for, or draining).
+    /// The client asked to close its connection after this response.
     pub close: bool,
+    /// Shutdown has begun: the client's connection closes after this response. Read
+    /// when the head is written, since a drain may begin while the endpoint works.
+    pub draining: &'a AtomicBool,
 }
 
 pub enum Parsed {
@@ -84,7 +89,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         status,
         framing: Framing::Empty,
         reusable: version == 1,
-        close_client: client.close,
+        close_client: client.close || client.draining.load(Ordering::Relaxed),
         kind: ReplyKind::Other,
         retry_after: None,
     };
@@ -96,6 +101,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let mut content_length = None;
     let mut transfer_encoding = None;
     let mut has_date = false;
+    let mut content_type = None;
     let mut tokens: Vec<&[u8]> = Vec::new();
     for header in response.headers.iter() {
         let name = header.name.as_bytes();
@@ -121,12 +127,16 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
             }
         } else if is("date") {
             has_date = true;
-        } else if is("content-type") {
-            reply.kind = ReplyKind::of_content_type(header.value);
-        } else if is("retry-after") {
+        } else if is("content-type") && content_type.is_none() {
+            // The first line counts, as `HeaderMap::get` reads it on the full path.
+            content_type = Some(header.value);
+        } else if is("retry-after") && reply.retry_after.is_none() {
             let start = header.value.as_ptr() as usize - buf.as_ptr() as usize;
             reply.retry_after = Some((start, start + header.value.len()));
         }
+    }
+    if let Some(value) = content_type {
+        reply.kind = ReplyKind::of_content_type(value);
     }
     let no_body = client.head_request || status == 204 || status == 304;
     reply.framing = match (transfer_encoding, content_length) {
@@ -148,7 +158,6 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     };
     if reply.framing == Framing::UntilClose {
         reply.reusable = false;
-        reply.close_client = true;
     }
 
     // Second pass: the client's head.
@@ -172,8 +181,9 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         put_header(out, name, header.value);
     }
     match reply.framing {
-        Framing::Chunked => put_header(out, b"transfer-encoding", b"chunked"),
-        Framing::UntilClose => {}
+        Framing::Chunked | Framing::UntilClose => {
+            put_header(out, b"transfer-encoding", b"chunked");
+        }
         // HEAD, 204 and 304 keep the length they announce.
         Framing::Length(_) | Framing::Empty => {
             if let Some(length) = content_length.filter(|_| transfer_encoding.is_none()) {
@@ -262,12 +272,15 @@ pub fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
 mod tests {
     use super::*;
 
+    static NOT_DRAINING: AtomicBool = AtomicBool::new(false);
+
     fn client() -> ClientHead<'static> {
         ClientHead {
             head_request: false,
             version_header: Some(b"v1"),
             request_id: b"rid",
             close: false,
+            draining: &NOT_DRAINING,
         }
     }
 
@@ -315,7 +328,7 @@ mod tests {
         assert_eq!(chunked.framing, Framing::Chunked);
         let close = framing("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!(close.framing, Framing::UntilClose);
-        assert!(!close.reusable && close.close_client);
+        assert!(!close.reusable && !close.close_client);
         let head = framing("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true);
         assert_eq!(head.framing, Framing::Empty);
         let not_modified = framing("HTTP/1.1 304 Not Modified\r\n\r\n", false);

@@ -152,13 +152,7 @@ impl RequestHead {
         let (Some(method), Some(target)) = (request.method, request.path) else {
             return Parsed::HandOff;
         };
-        // Origin form only, in the characters `http::Uri` takes; no fragment.
-        let plain_target = target.len() <= MAX_TARGET
-            && target.starts_with('/')
-            && target
-                .bytes()
-                .all(|b| (b'!'..=b'~').contains(&b) && b != b'#');
-        if !plain_target || method == "CONNECT" {
+        if !is_plain_target(target.as_bytes()) || method == "CONNECT" {
             return Parsed::HandOff;
         }
         let Ok(method) = Method::from_bytes(method.as_bytes()) else {
@@ -195,8 +189,13 @@ impl RequestHead {
                 Kind::Pass if is("transfer-encoding") || is("upgrade") || is("expect") => {
                     return Parsed::HandOff;
                 }
-                Kind::Pass if is("content-type") => self.content_type = Some(self.lines.len()),
-                Kind::Pass if is("user-agent") => self.user_agent = Some(self.lines.len()),
+                // The first line counts, as `HeaderMap::get` reads it on the full path.
+                Kind::Pass if is("content-type") => {
+                    self.content_type.get_or_insert(self.lines.len());
+                }
+                Kind::Pass if is("user-agent") => {
+                    self.user_agent.get_or_insert(self.lines.len());
+                }
                 Kind::Drop if is("te") && header.value.eq_ignore_ascii_case(b"trailers") => {
                     // gRPC and others need `TE: trailers` end to end.
                     kind = Kind::Pass;
@@ -377,6 +376,26 @@ impl RequestHead {
     }
 }
 
+/// An origin-form target (`/path?query`) in exactly the ASCII characters `http::Uri`
+/// accepts (its path and query tables), so that the fast path forwards what the full
+/// path would and nothing it refuses with 400. Anything else (fragments, bytes above
+/// 0x7f, `*`, other forms) is left to hyper.
+fn is_plain_target(target: &[u8]) -> bool {
+    let path_char = |b: u8| {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E)
+            || matches!(b, b'"' | b'{' | b'}')
+    };
+    let query_char = |b: u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E);
+    if target.len() > MAX_TARGET || target.first() != Some(&b'/') {
+        return false;
+    }
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &[][..]),
+    };
+    path.iter().all(|&b| path_char(b)) && query.iter().all(|&b| query_char(b))
+}
+
 pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -527,6 +546,9 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET /a#b HTTP/1.1\r\n\r\n",
+            "GET /a<b> HTTP/1.1\r\n\r\n",
+            "GET /x`y HTTP/1.1\r\n\r\n",
+            "GET /q?x=\"y\" HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nbad line\r\n\r\n",
         ] {
             let mut head = RequestHead::default();
@@ -540,6 +562,33 @@ mod tests {
             head.parse(b"GET / HTTP/1.1\r\nHost: a"),
             Parsed::Partial
         ));
+    }
+
+    #[test]
+    fn targets_are_those_http_uri_takes() {
+        for ok in [
+            "/",
+            "/a/b?c=d&e",
+            "/json/{\"a\":1}",
+            "/q?x=`y`&z=/?",
+            "/~user|x",
+        ] {
+            assert!(is_plain_target(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "*", "a", "/a b", "/a<b", "/a`b", "/a>b", "/q?x=<", "/\u{e9}",
+        ] {
+            assert!(!is_plain_target(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_first_content_type_and_user_agent_count() {
+        let text = "POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n\
+                    User-Agent: first/1\r\nUser-Agent: second/2\r\nContent-Length: 0\r\n\r\n";
+        let head = parsed(text);
+        assert_eq!(head.content_type(text.as_bytes()), Some(&b"text/plain"[..]));
+        assert_eq!(head.user_agent(text.as_bytes()), Some(&b"first/1"[..]));
     }
 
     #[test]

@@ -170,6 +170,11 @@ impl Gateway {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Set once shutdown has begun; read where a response head is written.
+    pub fn draining_flag(&self) -> &AtomicBool {
+        &self.draining
+    }
+
     /// Binds the admin listener and every proxy listener of the current plan.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
         // The admin API can ask for a reload as soon as its socket is bound, before this
