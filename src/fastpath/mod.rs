@@ -7,8 +7,10 @@
 
 mod buffer;
 mod chunked;
+mod relay;
 mod reply;
 mod request;
+mod upstream;
 
 use std::time::Duration;
 
@@ -21,9 +23,10 @@ use tokio::time::Instant;
 
 use buffer::ReceiveBuffer;
 pub use buffer::Rewind;
-use chunked::ChunkedScanner;
-use reply::{ClientHead, Framing, Reply};
+use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
+use reply::ClientHead;
 use request::{Forwarding, Parsed, RequestHead};
+use upstream::send;
 
 use crate::config::ListenerPlan;
 use crate::llm::{ReplyKind, UsageScanner};
@@ -34,7 +37,6 @@ use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
 use crate::routing::{Route, strip_port};
 use crate::telemetry::trace::{self, TRACEPARENT};
 use crate::upstream::health::Outcome;
-use crate::upstream::{Endpoint, SendError, connect_tcp};
 
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
 /// the listener's own `max_request_head_bytes`.
@@ -44,7 +46,7 @@ const HEAD_LIMIT: usize = 64 * 1024;
 /// read; longer bodies stream through hyper.
 const BODY_LIMIT: u64 = 64 * 1024;
 /// Largest response head accepted from an endpoint.
-const REPLY_HEAD_LIMIT: usize = 64 * 1024;
+pub(crate) const REPLY_HEAD_LIMIT: usize = 64 * 1024;
 
 /// How the fast path left a connection.
 pub enum Ended {
@@ -66,9 +68,10 @@ pub async fn serve(
     drained: &mut watch::Receiver<bool>,
     settings: &Settings,
 ) -> Ended {
+    // Small to start with, as many connections sit idle; heads grow them as needed.
     let mut connection = Connection {
-        received: ReceiveBuffer::new(8 * 1024),
-        replied: ReceiveBuffer::new(16 * 1024),
+        received: ReceiveBuffer::new(4 * 1024),
+        replied: ReceiveBuffer::new(8 * 1024),
         head: RequestHead::default(),
         upstream_request: Vec::with_capacity(1024),
         client_reply: Vec::with_capacity(1024),
@@ -148,13 +151,6 @@ struct Connection {
     head: RequestHead,
     upstream_request: Vec<u8>,
     client_reply: Vec<u8>,
-}
-
-/// Why the endpoint gave no usable response head.
-enum HeadFailure {
-    /// Closed or reset before a byte of response: a reused connection may be stale.
-    Closed(String),
-    Failed(ProxyError),
 }
 
 impl Connection {
@@ -485,108 +481,6 @@ fn log_facts(
     }
 }
 
-/// Writes the request to the endpoint (an idle connection, or a new one) and reads
-/// the response head. A reused connection that turns out closed is replaced by a
-/// fresh one once, when sending again is safe.
-async fn send(
-    endpoint: &Endpoint,
-    request: &[u8],
-    replied: &mut ReceiveBuffer,
-    client_head: &ClientHead<'_>,
-    client_reply: &mut Vec<u8>,
-    idempotent: bool,
-    connect_timeout: Duration,
-) -> Result<(TcpStream, Reply), ProxyError> {
-    let mut fresh_only = false;
-    loop {
-        let idle = if fresh_only {
-            None
-        } else {
-            endpoint.state.connections.pop_stream(!idempotent)
-        };
-        let reused = idle.is_some();
-        let mut upstream = match idle {
-            Some(stream) => stream,
-            None => connect_tcp(endpoint, connect_timeout).await?,
-        };
-        replied.clear();
-        client_reply.clear();
-        let failure = match upstream.write_all(request).await {
-            // Nothing was taken: safe to send again, whatever the method.
-            Err(error) if reused => {
-                tracing::debug!(endpoint = %endpoint.url, %error, "idle connection closed; reconnecting");
-                fresh_only = true;
-                continue;
-            }
-            Err(error) => HeadFailure::Closed(error.to_string()),
-            Ok(()) => {
-                match read_reply_head(&mut upstream, replied, client_head, client_reply, endpoint)
-                    .await
-                {
-                    Ok(reply) => return Ok((upstream, reply)),
-                    Err(failure) => failure,
-                }
-            }
-        };
-        match failure {
-            HeadFailure::Closed(_) if reused && idempotent => fresh_only = true,
-            HeadFailure::Closed(reason) => {
-                return Err(ProxyError::Upstream(SendError::Closed {
-                    endpoint: endpoint.url.clone(),
-                    reason,
-                }));
-            }
-            HeadFailure::Failed(error) => return Err(error),
-        }
-    }
-}
-
-async fn read_reply_head(
-    upstream: &mut TcpStream,
-    replied: &mut ReceiveBuffer,
-    client_head: &ClientHead<'_>,
-    client_reply: &mut Vec<u8>,
-    endpoint: &Endpoint,
-) -> Result<Reply, HeadFailure> {
-    let invalid = |reason| {
-        HeadFailure::Failed(ProxyError::Upstream(SendError::Protocol {
-            endpoint: endpoint.url.clone(),
-            reason,
-        }))
-    };
-    let mut any_byte = false;
-    loop {
-        if !replied.is_empty() {
-            match reply::parse(replied.filled(), client_head, client_reply) {
-                reply::Parsed::Complete(reply) if reply.is_informational() => {
-                    replied.consume(reply.len);
-                    continue;
-                }
-                reply::Parsed::Complete(reply) => return Ok(reply),
-                reply::Parsed::Invalid(reason) => return Err(invalid(reason)),
-                reply::Parsed::Partial => {}
-            }
-        }
-        match replied.read_from(upstream, REPLY_HEAD_LIMIT).await {
-            Ok(0) if !any_byte => return Err(HeadFailure::Closed("end of stream".into())),
-            Ok(0) => return Err(invalid("incomplete response head")),
-            Ok(_) => any_byte = true,
-            Err(_) if replied.make_room(REPLY_HEAD_LIMIT).is_err() => {
-                return Err(invalid("response head too large"));
-            }
-            Err(error) if !any_byte => return Err(HeadFailure::Closed(error.to_string())),
-            Err(error) => {
-                return Err(HeadFailure::Failed(ProxyError::Upstream(
-                    SendError::Closed {
-                        endpoint: endpoint.url.clone(),
-                        reason: error.to_string(),
-                    },
-                )));
-            }
-        }
-    }
-}
-
 /// How the proxy's own answer to a request must look.
 struct AnswerTo {
     /// No body after the head (the length is still given).
@@ -645,185 +539,4 @@ impl AnswerTo {
             _ => Step::Close,
         }
     }
-}
-
-/// Resolves when the client has closed its connection (end of stream or an error), so
-/// that a request it no longer waits for is given up at once, as hyper does. Bytes it
-/// sends meanwhile (a pipelined next request) are kept in `received`.
-async fn client_gone(client: &TcpStream, received: &mut ReceiveBuffer) {
-    loop {
-        if client.readable().await.is_err() {
-            return;
-        }
-        let Some(spare) = received.spare() else {
-            // No room to look: the client is taken to be there.
-            return std::future::pending().await;
-        };
-        match client.try_read(spare) {
-            Ok(0) => return,
-            Ok(n) => received.extend(n),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
-}
-
-enum Relayed {
-    Complete,
-    ClientGone,
-    /// `at_boundary`: the body is chunked and was cut between chunks, so a last chunk
-    /// can still be added.
-    UpstreamBroke {
-        reason: String,
-        at_boundary: bool,
-    },
-}
-
-/// Streams a response body from the endpoint to the client as it arrives, the head
-/// riding with the first bytes.
-struct BodyRelay<'a> {
-    upstream: &'a mut TcpStream,
-    replied: &'a mut ReceiveBuffer,
-    client: &'a mut TcpStream,
-    /// The client's receive buffer, for bytes it sends while the body streams.
-    received: &'a mut ReceiveBuffer,
-    /// The client's response head, not yet written; then the chunk being written when
-    /// a close-delimited body is re-framed.
-    head: &'a mut Vec<u8>,
-    exchange: &'a mut Exchange,
-    idle: Option<Duration>,
-    deadline: Option<Instant>,
-}
-
-/// Why reading more of the body failed.
-enum ReadFailure {
-    Upstream(String),
-    ClientGone,
-}
-
-impl BodyRelay<'_> {
-    async fn run(mut self, framing: Framing) -> Relayed {
-        let mut remaining = match framing {
-            Framing::Length(length) => length,
-            _ => 0,
-        };
-        let mut chunks = ChunkedScanner::default();
-        let mut head_sent = false;
-        loop {
-            let available = self.replied.filled();
-            let (used, done) = match framing {
-                Framing::Empty => (0, true),
-                Framing::Length(_) => {
-                    let used = available
-                        .len()
-                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    self.exchange.on_response_data(&available[..used]);
-                    remaining -= used as u64;
-                    (used, remaining == 0)
-                }
-                Framing::Chunked => {
-                    let exchange = &mut *self.exchange;
-                    match chunks.scan(available, &mut |data| exchange.on_response_data(data)) {
-                        Ok(used) => (used, chunks.is_done()),
-                        Err(error) => {
-                            return Relayed::UpstreamBroke {
-                                reason: error.to_string(),
-                                at_boundary: false,
-                            };
-                        }
-                    }
-                }
-                Framing::UntilClose => {
-                    self.exchange.on_response_data(available);
-                    (available.len(), false)
-                }
-            };
-            let piece = &available[..used];
-            if head_sent {
-                self.head.clear();
-            }
-            let written = if framing == Framing::UntilClose {
-                if !piece.is_empty() {
-                    put_chunk(self.head, piece);
-                }
-                self.client.write_all(self.head).await
-            } else if head_sent {
-                self.client.write_all(piece).await
-            } else {
-                self.head.extend_from_slice(piece);
-                self.client.write_all(self.head).await
-            };
-            if written.is_err() {
-                return Relayed::ClientGone;
-            }
-            head_sent = true;
-            self.replied.consume(used);
-            if done {
-                return Relayed::Complete;
-            }
-            let broke = |reason: String| Relayed::UpstreamBroke {
-                reason,
-                at_boundary: framing == Framing::UntilClose
-                    || (framing == Framing::Chunked && chunks.at_boundary()),
-            };
-            match self.read().await {
-                Ok(0) if framing == Framing::UntilClose => {
-                    return match self.client.write_all(LAST_CHUNK).await {
-                        Ok(()) => Relayed::Complete,
-                        Err(_) => Relayed::ClientGone,
-                    };
-                }
-                Ok(0) => return broke("the endpoint closed mid-body".into()),
-                Ok(_) => {}
-                Err(ReadFailure::Upstream(reason)) => return broke(reason),
-                Err(ReadFailure::ClientGone) => return Relayed::ClientGone,
-            }
-        }
-    }
-
-    /// Reads more of the body, within the idle and total timeouts, while watching for
-    /// the client going away.
-    async fn read(&mut self) -> Result<usize, ReadFailure> {
-        let idle = self.idle.map(|idle| Instant::now() + idle);
-        let until = match (idle, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let read = self.replied.read_from(self.upstream, REPLY_HEAD_LIMIT);
-        let read = async {
-            match until {
-                Some(until) => tokio::time::timeout_at(until, read).await.map_err(|_| {
-                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                        "the exchange took longer than its total timeout".to_string()
-                    } else {
-                        format!(
-                            "no data from the endpoint for {:?}",
-                            self.idle.unwrap_or_default()
-                        )
-                    }
-                }),
-                None => Ok(read.await),
-            }
-        };
-        tokio::select! {
-            read = read => match read {
-                Ok(Ok(n)) => Ok(n),
-                Ok(Err(error)) => Err(ReadFailure::Upstream(format!(
-                    "the endpoint's response broke off: {error}"
-                ))),
-                Err(reason) => Err(ReadFailure::Upstream(reason)),
-            },
-            () = client_gone(self.client, self.received) => Err(ReadFailure::ClientGone),
-        }
-    }
-}
-
-/// The last chunk of a chunked body, with no trailers.
-const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-/// Appends `data` as one chunk.
-fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
 }

@@ -121,7 +121,9 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     reply.reusable = false;
-                } else if !token.is_empty() {
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    // `keep-alive` (what most endpoints send) names a header dropped
+                    // anyway; skipping it keeps the common case free of allocation.
                     tokens.push(token);
                 }
             }

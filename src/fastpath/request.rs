@@ -287,13 +287,11 @@ impl RequestHead {
     }
 
     /// Every `X-Forwarded-For` line, for working out the client behind trusted proxies.
-    pub fn forwarded_for<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
+    pub fn forwarded_for<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
         self.lines
             .iter()
             .filter(|line| line.kind == Kind::XForwardedFor)
             .map(move |line| slice(buf, line.value))
-            .collect::<Vec<_>>()
-            .into_iter()
     }
 
     /// Routing's view of this head.

@@ -1,0 +1,197 @@
+//! The response body on its way from the endpoint to the client: relayed as it arrives
+//! (the head rides with the first bytes), framed as the endpoint framed it (a
+//! close-delimited body re-framed as chunks), within the route's timeouts, while the
+//! client's socket is watched for it going away.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::REPLY_HEAD_LIMIT;
+use super::buffer::ReceiveBuffer;
+use super::chunked::ChunkedScanner;
+use super::reply::Framing;
+use crate::pipeline::Exchange;
+
+/// Resolves when the client has closed its connection (end of stream or an error), so
+/// that a request it no longer waits for is given up at once, as hyper does. Bytes it
+/// sends meanwhile (a pipelined next request) are kept in `received`.
+pub async fn client_gone(client: &TcpStream, received: &mut ReceiveBuffer) {
+    loop {
+        if client.readable().await.is_err() {
+            return;
+        }
+        let Some(spare) = received.spare() else {
+            // No room to look: the client is taken to be there.
+            return std::future::pending().await;
+        };
+        match client.try_read(spare) {
+            Ok(0) => return,
+            Ok(n) => received.extend(n),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub enum Relayed {
+    Complete,
+    ClientGone,
+    /// `at_boundary`: the body is chunked and was cut between chunks, so a last chunk
+    /// can still be added.
+    UpstreamBroke {
+        reason: String,
+        at_boundary: bool,
+    },
+}
+
+/// Streams a response body from the endpoint to the client as it arrives, the head
+/// riding with the first bytes.
+pub struct BodyRelay<'a> {
+    pub upstream: &'a mut TcpStream,
+    pub replied: &'a mut ReceiveBuffer,
+    pub client: &'a mut TcpStream,
+    /// The client's receive buffer, for bytes it sends while the body streams.
+    pub received: &'a mut ReceiveBuffer,
+    /// The client's response head, not yet written; then the chunk being written when
+    /// a close-delimited body is re-framed.
+    pub head: &'a mut Vec<u8>,
+    pub exchange: &'a mut Exchange,
+    pub idle: Option<Duration>,
+    pub deadline: Option<Instant>,
+}
+
+/// Why reading more of the body failed.
+enum ReadFailure {
+    Upstream(String),
+    ClientGone,
+}
+
+impl BodyRelay<'_> {
+    pub async fn run(mut self, framing: Framing) -> Relayed {
+        let mut remaining = match framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        let mut chunks = ChunkedScanner::default();
+        let mut head_sent = false;
+        loop {
+            let available = self.replied.filled();
+            let (used, done) = match framing {
+                Framing::Empty => (0, true),
+                Framing::Length(_) => {
+                    let used = available
+                        .len()
+                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    self.exchange.on_response_data(&available[..used]);
+                    remaining -= used as u64;
+                    (used, remaining == 0)
+                }
+                Framing::Chunked => {
+                    let exchange = &mut *self.exchange;
+                    match chunks.scan(available, &mut |data| exchange.on_response_data(data)) {
+                        Ok(used) => (used, chunks.is_done()),
+                        Err(error) => {
+                            return Relayed::UpstreamBroke {
+                                reason: error.to_string(),
+                                at_boundary: false,
+                            };
+                        }
+                    }
+                }
+                Framing::UntilClose => {
+                    self.exchange.on_response_data(available);
+                    (available.len(), false)
+                }
+            };
+            let piece = &available[..used];
+            if head_sent {
+                self.head.clear();
+            }
+            let written = if framing == Framing::UntilClose {
+                if !piece.is_empty() {
+                    put_chunk(self.head, piece);
+                }
+                self.client.write_all(self.head).await
+            } else if head_sent {
+                self.client.write_all(piece).await
+            } else {
+                self.head.extend_from_slice(piece);
+                self.client.write_all(self.head).await
+            };
+            if written.is_err() {
+                return Relayed::ClientGone;
+            }
+            head_sent = true;
+            self.replied.consume(used);
+            if done {
+                return Relayed::Complete;
+            }
+            let broke = |reason: String| Relayed::UpstreamBroke {
+                reason,
+                at_boundary: framing == Framing::UntilClose
+                    || (framing == Framing::Chunked && chunks.at_boundary()),
+            };
+            match self.read().await {
+                Ok(0) if framing == Framing::UntilClose => {
+                    return match self.client.write_all(LAST_CHUNK).await {
+                        Ok(()) => Relayed::Complete,
+                        Err(_) => Relayed::ClientGone,
+                    };
+                }
+                Ok(0) => return broke("the endpoint closed mid-body".into()),
+                Ok(_) => {}
+                Err(ReadFailure::Upstream(reason)) => return broke(reason),
+                Err(ReadFailure::ClientGone) => return Relayed::ClientGone,
+            }
+        }
+    }
+
+    /// Reads more of the body, within the idle and total timeouts, while watching for
+    /// the client going away.
+    async fn read(&mut self) -> Result<usize, ReadFailure> {
+        let idle = self.idle.map(|idle| Instant::now() + idle);
+        let until = match (idle, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let read = self.replied.read_from(self.upstream, REPLY_HEAD_LIMIT);
+        let read = async {
+            match until {
+                Some(until) => tokio::time::timeout_at(until, read).await.map_err(|_| {
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        "the exchange took longer than its total timeout".to_string()
+                    } else {
+                        format!(
+                            "no data from the endpoint for {:?}",
+                            self.idle.unwrap_or_default()
+                        )
+                    }
+                }),
+                None => Ok(read.await),
+            }
+        };
+        tokio::select! {
+            read = read => match read {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(error)) => Err(ReadFailure::Upstream(format!(
+                    "the endpoint's response broke off: {error}"
+                ))),
+                Err(reason) => Err(ReadFailure::Upstream(reason)),
+            },
+            () = client_gone(self.client, self.received) => Err(ReadFailure::ClientGone),
+        }
+    }
+}
+
+/// The last chunk of a chunked body, with no trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends `data` as one chunk.
+pub fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
