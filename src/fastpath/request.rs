@@ -180,10 +180,13 @@ impl RequestHead {
                     let Some(length) = parse_length(header.value) else {
                         return Parsed::HandOff;
                     };
-                    if content_length.is_some_and(|seen| seen != length) {
-                        return Parsed::HandOff;
+                    match content_length {
+                        Some(seen) if seen != length => return Parsed::HandOff,
+                        // A repeat of the same length is sent on as one line, so no
+                        // parser after us can read the framing differently.
+                        Some(_) => kind = Kind::Drop,
+                        None => content_length = Some(length),
                     }
-                    content_length = Some(length);
                 }
                 // Bodies without a length, protocol switches and 100-continue: hyper.
                 Kind::Pass if is("transfer-encoding") || is("upgrade") || is("expect") => {
@@ -516,6 +519,14 @@ mod tests {
         assert!(sent.contains("x-forwarded-for: 10.0.0.9\r\n"));
         assert!(sent.contains("x-forwarded-proto: http\r\n"));
         assert!(!sent.contains("abc"));
+    }
+
+    #[test]
+    fn a_repeated_content_length_goes_on_once() {
+        let text = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nab";
+        let sent = upstream(text, &plain());
+        assert_eq!(sent.matches("ontent-").count(), 1, "{sent}");
+        assert!(sent.contains("Content-Length: 2\r\n"));
     }
 
     #[test]
