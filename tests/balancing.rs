@@ -148,6 +148,27 @@ hash_key = "header:x-user""#,
     assert!(homes.len() >= 2, "12 keys all landed on {homes:?}");
 }
 
+/// Both HTTP/1.1 engines (the fast path and the full pipeline) hash a key to the same
+/// endpoint, so turning the fast path on or off moves no key.
+#[tokio::test]
+async fn hash_placement_is_the_same_on_both_http1_engines() {
+    let upstreams = start_upstreams(&["a", "b", "c", "d"]).await;
+    let endpoints: Vec<_> = upstreams.iter().map(|u| (u, 1)).collect();
+    let keys = r#"balance = "hash"
+hash_key = "header:x-user""#;
+    let fast = TestProxy::from_toml(&one_pool(keys, &endpoints))
+        .start()
+        .await;
+    let full_config = one_pool(keys, &endpoints)
+        .replace("name = \"public\"", "name = \"public\"\nfast_path = false");
+    assert!(full_config.contains("fast_path = false"));
+    let full = TestProxy::from_toml(&full_config).start().await;
+    let on_fast = placements(&fast, 100).await;
+    assert_eq!(on_fast, placements(&full, 100).await);
+    let spread: HashSet<_> = on_fast.iter().collect();
+    assert!(spread.len() >= 3, "100 keys landed on {spread:?}");
+}
+
 /// Where each of `keys` lands through `proxy`, by the `x-user` header.
 async fn placements(proxy: &RunningProxy, keys: usize) -> Vec<String> {
     let http = client();

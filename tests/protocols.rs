@@ -470,9 +470,10 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
     );
 }
 
-/// Plain requests stay on the HTTP/1.1 fast path however many there are; a connection
-/// whose request the fast path does not take (a chunked upload, a route with `hash`
-/// balancing) is handed to the full pipeline once, counted by reason, and answered.
+/// Plain requests stay on the HTTP/1.1 fast path however many there are, `hash`
+/// balancing included; a connection whose request the fast path does not take (a chunked
+/// upload, a route with retries) is handed to the full pipeline once, counted by reason,
+/// and answered.
 #[tokio::test]
 async fn plain_requests_stay_on_the_fast_path_and_the_rest_is_handed_off() {
     let upstream = TestUpstream::named("h1").start().await;
@@ -492,6 +493,12 @@ endpoints = [{{ url = "{url}" }}]
 name = "hashed"
 match = {{ path_prefix = "/hashed" }}
 pool = "hashed"
+
+[[routes]]
+name = "retried"
+match = {{ path_prefix = "/retried" }}
+pool = "p"
+retries = {{ attempts = 2 }}
 
 [[routes]]
 name = "all"
@@ -527,6 +534,16 @@ pool = "p"
             .unwrap();
         assert_eq!(reply.status(), 200);
         assert_eq!(reply.headers()["x-upstream"], "h1");
+        let hashed = within(
+            "hashed",
+            plain
+                .get(proxy.url("/hashed"))
+                .header("x-user", format!("user-{round}"))
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(hashed.status(), 200);
     }
     for reason in ["request", "size", "route", "endpoint"] {
         assert_eq!(
@@ -552,15 +569,9 @@ pool = "p"
     assert_eq!(echo["body_len"], 40);
     assert_eq!(handoffs("request").await, 1.0);
 
-    let hashed = within(
-        "hashed route",
-        client()
-            .get(proxy.url("/hashed"))
-            .header("x-user", "alice")
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(hashed.status(), 200);
+    let retried = within("retried route", client().get(proxy.url("/retried")).send())
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
     assert_eq!(handoffs("route").await, 1.0);
 }

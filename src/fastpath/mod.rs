@@ -33,6 +33,7 @@ use crate::llm::{ReplyKind, UsageScanner};
 use crate::pipeline::attempts::{hold_for_retry_after, judge, pick};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
+use crate::pipeline::handler::affinity_of;
 use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
 use crate::routing::{Route, strip_port};
 use crate::telemetry::trace::{self, TRACEPARENT};
@@ -126,7 +127,7 @@ enum HandOff {
     /// A head or body larger than the fast path reads whole.
     Size,
     /// No route matches (hyper answers 404), or the route has policies the fast path
-    /// does not run (filters, splits, mirrors, retries, `hash` balancing...).
+    /// does not run (filters, splits, mirrors, retries, connection limits...).
     Route,
     /// No endpoint available (the fallback pool and the 503 are the full path's), or an
     /// https endpoint.
@@ -258,7 +259,15 @@ impl Connection {
             return Step::HandOff(HandOff::Route);
         }
         let pool = &route.targets[0].pool;
-        let Ok(endpoint) = pick(pool, None, &[]) else {
+        let affinity = pool.hash_key.as_ref().and_then(|key| {
+            let view = head.route_input(buf);
+            affinity_of(
+                key,
+                |name| view.lines_named(name),
+                || client_ip(head, buf, downstream, listener),
+            )
+        });
+        let Ok(endpoint) = pick(pool, affinity, &[]) else {
             // No endpoint: the full path has the fallback pool and the error to answer.
             return Step::HandOff(HandOff::Endpoint);
         };
@@ -448,8 +457,27 @@ fn takes(route: &Route, content_length: u64) -> bool {
         && route
             .max_body_bytes
             .is_none_or(|limit| content_length <= limit)
-        && pool.hash_key.is_none()
         && pool.client.is_plain_http1()
+}
+
+/// The client's address: the peer, or the address behind trusted proxies.
+fn client_ip(
+    head: &RequestHead,
+    buf: &[u8],
+    downstream: &Downstream,
+    listener: &ListenerPlan,
+) -> std::net::IpAddr {
+    let peer = downstream.peer.ip();
+    if listener.trusted_proxies.is_empty() {
+        return peer.to_canonical();
+    }
+    let mut headers = HeaderMap::new();
+    for line in head.forwarded_for(buf) {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append("x-forwarded-for", value);
+        }
+    }
+    crate::pipeline::client_ip(&headers, peer, &listener.trusted_proxies)
 }
 
 fn log_facts(
@@ -458,20 +486,8 @@ fn log_facts(
     downstream: &Downstream,
     listener: &ListenerPlan,
 ) -> LogFacts {
-    let peer = downstream.peer.ip();
-    let client_ip = if listener.trusted_proxies.is_empty() {
-        peer.to_canonical()
-    } else {
-        let mut headers = HeaderMap::new();
-        for line in head.forwarded_for(buf) {
-            if let Ok(value) = HeaderValue::from_bytes(line) {
-                headers.append("x-forwarded-for", value);
-            }
-        }
-        crate::pipeline::client_ip(&headers, peer, &listener.trusted_proxies)
-    };
     LogFacts {
-        client_ip,
+        client_ip: client_ip(head, buf, downstream, listener),
         method: head.method.clone(),
         uri: http::Uri::try_from(head.target(buf)).unwrap_or_default(),
         protocol: "HTTP/1.1",

@@ -423,16 +423,17 @@ pub struct RouteView<'b> {
     buf: &'b [u8],
 }
 
-impl RouteView<'_> {
-    fn values(&self, name: &HeaderName) -> impl Iterator<Item = &[u8]> {
-        self.head
-            .lines
+impl<'b> RouteView<'b> {
+    /// Every line of header `name`, in order, not borrowing `name`.
+    pub fn lines_named(&self, name: &HeaderName) -> impl Iterator<Item = &'b [u8]> + use<'b> {
+        let (head, buf, name) = (self.head, self.buf, name.clone());
+        head.lines
             .iter()
             .filter(move |line| {
                 line.kind != Kind::Tag
-                    && slice(self.buf, line.name).eq_ignore_ascii_case(name.as_str().as_bytes())
+                    && slice(buf, line.name).eq_ignore_ascii_case(name.as_str().as_bytes())
             })
-            .map(|line| slice(self.buf, line.value))
+            .map(move |line| slice(buf, line.value))
     }
 }
 
@@ -447,11 +448,11 @@ impl RouteInput for RouteView<'_> {
     }
 
     fn has_header(&self, name: &HeaderName) -> bool {
-        self.values(name).next().is_some()
+        self.lines_named(name).next().is_some()
     }
 
     fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
-        self.values(name).any(|v| v == value.as_bytes())
+        self.lines_named(name).any(|v| v == value.as_bytes())
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -364,25 +364,49 @@ pub(super) fn affinity_hash(
     downstream: &Downstream,
     listener: &ListenerPlan,
 ) -> Option<u64> {
-    match key {
-        HashKey::Header(name) => head.headers.get(name).map(|v| stable_hash(v.as_bytes())),
-        HashKey::Cookie(name) => cookie(&head.headers, name).map(|v| stable_hash(v.as_bytes())),
-        HashKey::ClientIp => {
-            let ip = super::client_ip(
+    affinity_of(
+        key,
+        |name| head.headers.get_all(name).iter().map(HeaderValue::as_bytes),
+        || {
+            super::client_ip(
                 &head.headers,
                 downstream.peer.ip(),
                 &listener.trusted_proxies,
-            );
-            Some(stable_hash(ip.to_string().as_bytes()))
+            )
+        },
+    )
+}
+
+/// The `hash` balancing key of a request, from any view of its headers: `lines(name)`
+/// gives every line of header `name`, in order (the HTTP/1.1 fast path has no header map).
+pub(crate) fn affinity_of<'a, I>(
+    key: &HashKey,
+    lines: impl Fn(&HeaderName) -> I,
+    client_ip: impl FnOnce() -> std::net::IpAddr,
+) -> Option<u64>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    match key {
+        HashKey::Header(name) => lines(name).next().map(stable_hash),
+        HashKey::Cookie(name) => {
+            cookie_in(lines(&header::COOKIE), name).map(|v| stable_hash(v.as_bytes()))
         }
+        HashKey::ClientIp => Some(stable_hash(client_ip().to_string().as_bytes())),
     }
 }
 
-pub(super) fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// The value of cookie `name` among `Cookie` header lines.
+fn cookie_in<'a>(lines: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+    // Header values readable as text, as `HeaderValue::to_str` has them.
+    let text = |line: &'a [u8]| {
+        line.iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+            .then(|| std::str::from_utf8(line).ok())
+            .flatten()
+    };
+    lines
+        .filter_map(text)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
@@ -453,7 +477,16 @@ mod tests {
     fn cookies() {
         let mut headers = http::HeaderMap::new();
         headers.insert(header::COOKIE, "a=1; user=alice; b=2".parse().unwrap());
-        assert_eq!(cookie(&headers, "user"), Some("alice"));
-        assert_eq!(cookie(&headers, "nope"), None);
+        let cookie = |name| {
+            cookie_in(
+                headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                name,
+            )
+        };
+        assert_eq!(cookie("user"), Some("alice"));
+        assert_eq!(cookie("nope"), None);
     }
 }
