@@ -575,3 +575,74 @@ pool = "p"
     assert_eq!(retried.status(), 200);
     assert_eq!(handoffs("route").await, 1.0);
 }
+
+/// HTTP/1.1 over TLS takes the fast path too (HTTP/2 by ALPN goes to hyper): requests
+/// on one kept-alive TLS connection are relayed with `x-forwarded-proto: https`, and a
+/// request the fast path does not take hands the TLS connection to hyper, bytes already
+/// decrypted included, without a break.
+#[tokio::test]
+async fn http1_over_tls_takes_the_fast_path_and_hands_off_mid_connection() {
+    let cert = TestCert::generate();
+    let upstream = TestUpstream::named("behind-tls").start().await;
+    let proxy = TestProxy::from_toml(&config(&tls_listeners(&cert), &upstream.url(), ""))
+        .start()
+        .await;
+    let addr = proxy.addr("public");
+    let handoffs = || {
+        let url = proxy.admin_url("/metrics");
+        async move {
+            let text = within("metrics", client().get(url).send())
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            support::parse_metrics(&text)
+                .iter()
+                .filter(|(series, _)| series.starts_with("junction_fast_path_handoffs_total"))
+                .map(|(_, count)| *count)
+                .sum::<f64>()
+        }
+    };
+
+    let tls = trusting_client(&cert, addr).http1_only().build().unwrap();
+    for round in 0..10 {
+        let reply = within("get", tls.get(format!("https://{addr}/tls/{round}")).send())
+            .await
+            .unwrap();
+        assert_eq!(reply.version(), Version::HTTP_11);
+        let echo: serde_json::Value = reply.json().await.unwrap();
+        assert_eq!(echo["uri"], format!("/tls/{round}"));
+        assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    }
+    assert_eq!(
+        handoffs().await,
+        0.0,
+        "HTTP/1.1 over TLS stayed on the fast path"
+    );
+
+    let chunks = futures_util::stream::iter(
+        (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
+    );
+    let upload = within(
+        "chunked upload over TLS",
+        tls.post(format!("https://{addr}/upload"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    )
+    .await
+    .unwrap();
+    let echo: serde_json::Value = upload.json().await.unwrap();
+    assert_eq!(echo["body_len"], 30);
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(handoffs().await, 1.0);
+    // The handed-off connection goes on serving.
+    let after = within(
+        "get after hand-off",
+        tls.get(format!("https://{addr}/after")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(upstream.requests(), 12);
+}

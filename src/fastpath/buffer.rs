@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// Bytes read from a socket and not yet used: `data[start..end]`. Kept initialised so
 /// reads go straight into it; grown only while a head does not fit.
@@ -57,7 +56,11 @@ impl ReceiveBuffer {
 
     /// Reads once from `stream` (0 at end of stream), making room first: unused space
     /// at the front is reclaimed, and the buffer doubles up to `limit` bytes.
-    pub async fn read_from(&mut self, stream: &mut TcpStream, limit: usize) -> io::Result<usize> {
+    pub async fn read_from<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        limit: usize,
+    ) -> io::Result<usize> {
         self.make_room(limit)
             .map_err(|Full| io::Error::other("receive buffer full"))?;
         let n = stream.read(&mut self.data[self.end..]).await?;
@@ -105,18 +108,18 @@ impl ReceiveBuffer {
 
 /// A client connection handed to hyper: first the bytes the fast path had read, then
 /// the socket.
-pub struct Rewind {
+pub struct Rewind<S> {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Rewind {
-    pub fn new(prefix: Bytes, stream: TcpStream) -> Self {
+impl<S> Rewind<S> {
+    pub fn new(prefix: Bytes, stream: S) -> Self {
         Rewind { prefix, stream }
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -132,7 +135,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

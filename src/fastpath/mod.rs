@@ -1,4 +1,4 @@
-//! The HTTP/1.1 fast path: cleartext HTTP/1.1 requests on plain routes (routing,
+//! The HTTP/1.1 fast path: HTTP/1.1 requests (over TCP or TLS) on plain routes (routing,
 //! balancing, forwarding headers, metrics and the access log, but no filters, splits,
 //! mirrors or retries) relayed by hand on `httparse`: no hyper dispatcher, header map,
 //! body channel or connection task per request. Anything else (HTTP/2, upgrades,
@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -62,9 +61,14 @@ pub struct Settings {
     pub max_head: usize,
 }
 
+/// A client connection the fast path can serve: TCP, or TLS over TCP.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for S {}
+
 /// Serves requests on `client` until it closes or a request needs the full pipeline.
-pub async fn serve(
-    client: &mut TcpStream,
+pub async fn serve<C: ClientStream>(
+    client: &mut C,
     downstream: &Downstream,
     drained: &mut watch::Receiver<bool>,
     settings: &Settings,
@@ -155,9 +159,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn next_request(
+    async fn next_request<C: ClientStream>(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut C,
         drained: &mut watch::Receiver<bool>,
         settings: &Settings,
     ) -> Next {
@@ -217,7 +221,7 @@ impl Connection {
     }
 
     /// Sends the request in the receive buffer to an endpoint and relays the answer.
-    async fn relay(&mut self, client: &mut TcpStream, downstream: &Downstream) -> Step {
+    async fn relay<C: ClientStream>(&mut self, client: &mut C, downstream: &Downstream) -> Step {
         let gateway = &downstream.gateway;
         let plan = gateway.plan();
         // A reload may have removed this connection's listener: finish on the plan it was accepted under.
@@ -301,6 +305,7 @@ impl Connection {
         let peer = downstream.peer.ip();
         let forwarding = Forwarding {
             peer: downstream.peer_header.as_bytes(),
+            proto: if downstream.tls { b"https" } else { b"http" },
             trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
             host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
             default_host: endpoint.host_header.as_bytes(),
@@ -507,9 +512,9 @@ struct AnswerTo {
 
 impl AnswerTo {
     /// Answers the client with Junction's own error response (the endpoint gave none).
-    async fn error(
+    async fn error<C: ClientStream>(
         &self,
-        client: &mut TcpStream,
+        client: &mut C,
         out: &mut Vec<u8>,
         exchange: &mut Exchange,
         error: ProxyError,

@@ -5,33 +5,29 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::REPLY_HEAD_LIMIT;
 use super::buffer::ReceiveBuffer;
 use super::chunked::ChunkedScanner;
 use super::reply::Framing;
+use super::{ClientStream, REPLY_HEAD_LIMIT};
 use crate::pipeline::Exchange;
 
 /// Resolves when the client has closed its connection (end of stream or an error), so
 /// that a request it no longer waits for is given up at once, as hyper does. Bytes it
 /// sends meanwhile (a pipelined next request) are kept in `received`.
-pub async fn client_gone(client: &TcpStream, received: &mut ReceiveBuffer) {
+pub async fn client_gone<C: ClientStream>(client: &mut C, received: &mut ReceiveBuffer) {
     loop {
-        if client.readable().await.is_err() {
-            return;
-        }
         let Some(spare) = received.spare() else {
             // No room to look: the client is taken to be there.
             return std::future::pending().await;
         };
-        match client.try_read(spare) {
-            Ok(0) => return,
+        // Cancel-safe for TCP and TLS streams: bytes are only taken when returned.
+        match client.read(spare).await {
+            Ok(0) | Err(_) => return,
             Ok(n) => received.extend(n),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
         }
     }
 }
@@ -49,10 +45,10 @@ pub enum Relayed {
 
 /// Streams a response body from the endpoint to the client as it arrives, the head
 /// riding with the first bytes.
-pub struct BodyRelay<'a> {
+pub struct BodyRelay<'a, C> {
     pub upstream: &'a mut TcpStream,
     pub replied: &'a mut ReceiveBuffer,
-    pub client: &'a mut TcpStream,
+    pub client: &'a mut C,
     /// The client's receive buffer, for bytes it sends while the body streams.
     pub received: &'a mut ReceiveBuffer,
     /// The client's response head, not yet written; then the chunk being written when
@@ -69,7 +65,7 @@ enum ReadFailure {
     ClientGone,
 }
 
-impl BodyRelay<'_> {
+impl<C: ClientStream> BodyRelay<'_, C> {
     pub async fn run(mut self, framing: Framing) -> Relayed {
         let mut remaining = match framing {
             Framing::Length(length) => length,

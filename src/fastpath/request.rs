@@ -93,6 +93,8 @@ impl Default for RequestHead {
 pub struct Forwarding<'a> {
     /// The client's address.
     pub peer: &'a [u8],
+    /// `X-Forwarded-Proto`: how the client reached Junction (`http` or `https`).
+    pub proto: &'a [u8],
     /// The client is a trusted proxy: its `X-Forwarded-*` are kept and extended.
     pub trusted: bool,
     /// `Host` to send instead of the client's (`rewrite_host`).
@@ -354,7 +356,7 @@ impl RequestHead {
         out.extend_from_slice(forwarding.peer);
         out.extend_from_slice(b"\r\n");
         if !(forwarding.trusted && self.has_forwarded_proto) {
-            put_header(out, b"x-forwarded-proto", b"http");
+            put_header(out, b"x-forwarded-proto", forwarding.proto);
         }
         if !(forwarding.trusted && self.has_forwarded_host) {
             if let Some(host) = self.host(buf) {
@@ -476,6 +478,7 @@ mod tests {
     fn plain() -> Forwarding<'static> {
         Forwarding {
             peer: b"10.0.0.9",
+            proto: b"http",
             trusted: false,
             host_override: None,
             default_host: b"endpoint:9000",

@@ -155,11 +155,11 @@ async fn serve_proxy(
         return;
     };
     let tls = listener.tls.clone();
-    let fast_path = (listener.fast_path && tls.is_none()).then(|| fastpath::Settings {
+    let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,
         max_head: listener.max_request_head_bytes.unwrap_or(DEFAULT_MAX_HEAD),
     });
-    let mut drained = gateway.drain.signal();
+    let drained = gateway.drain.signal();
     let downstream = Arc::new(Downstream::new(
         gateway.clone(),
         plan,
@@ -167,7 +167,35 @@ async fn serve_proxy(
         name,
         tls.is_some(),
     ));
-    let mut stream = stream;
+    match tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    // HTTP/2 (by ALPN) is hyper's; HTTP/1.1 tries the fast path first.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let fast_path = fast_path.filter(|_| !h2);
+                    serve_http(&builder, stream, downstream, fast_path, drained).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => serve_http(&builder, stream, downstream, fast_path, drained).await,
+    }
+}
+
+/// Serves a client connection (after TLS, if any): on the HTTP/1.1 fast path while it
+/// takes the requests, then (or from the start) on hyper's server.
+async fn serve_http<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    mut stream: S,
+    downstream: Arc<Downstream>,
+    fast_path: Option<fastpath::Settings>,
+    mut drained: watch::Receiver<bool>,
+) where
+    S: fastpath::ClientStream + 'static,
+{
     let prefix = match &fast_path {
         Some(settings) => {
             match fastpath::serve(&mut stream, &downstream, &mut drained, settings).await {
@@ -180,21 +208,8 @@ async fn serve_proxy(
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         handler::handle(request, downstream.clone())
     });
-    if fast_path.is_some() {
-        let stream = fastpath::Rewind::new(prefix, stream);
-        return serve(&builder, TokioIo::new(stream), service, drained).await;
-    }
-    match tls {
-        Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(&builder, TokioIo::new(stream), service, drained).await,
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
-        None => serve(&builder, TokioIo::new(stream), service, drained).await,
-    }
+    let stream = fastpath::Rewind::new(prefix, stream);
+    serve(builder, TokioIo::new(stream), service, drained).await;
 }
 
 async fn serve_admin(
