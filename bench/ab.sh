@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paired A/B of two Junction builds or two configs, for changes smaller than the noise
-# between harness runs: A and B take turns, ROUNDS times, under the same load (the
-# harness' shape: proxy on CPU 0 with --threads 1; wrk -t1 -c64 and an nginx upstream
+# between harness runs: A and B take turns (each going first in every other round),
+# ROUNDS times, under the same load (the harness' shape: proxy on CPU 0 with --threads 1; wrk -t1 -c64 and an nginx upstream
 # on CPU 1; 2 s warm-up, 10 s measured). Prints the proxy's CPU per request (utime +
 # stime from /proc) and req/s for each turn, then the median of the per-round ratios.
 #
@@ -68,8 +68,14 @@ run() {
 
 ratios=()
 for round in $(seq "$ROUNDS"); do
-  read -r a_us a_rps < <(run "$A" "$EXTRA_A")
-  read -r b_us b_rps < <(run "$B" "$EXTRA_B")
+  # Odd rounds run A first, even rounds B first, so that neither gains from going first.
+  if (( round % 2 )); then
+    read -r a_us a_rps < <(run "$A" "$EXTRA_A")
+    read -r b_us b_rps < <(run "$B" "$EXTRA_B")
+  else
+    read -r b_us b_rps < <(run "$B" "$EXTRA_B")
+    read -r a_us a_rps < <(run "$A" "$EXTRA_A")
+  fi
   ratio=$(python3 -c "print(f'{$b_us / $a_us:.3f}')")
   ratios+=("$ratio")
   echo "round $round: A $a_us us/req $a_rps req/s   B $b_us us/req $b_rps req/s   B/A $ratio"
