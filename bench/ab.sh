@@ -2,8 +2,9 @@
 # Paired A/B of two Junction builds or two configs, for changes smaller than the noise
 # between harness runs: A and B take turns (each going first in every other round),
 # ROUNDS times, under the same load (the harness' shape: proxy on CPU 0 with
-# --threads 1; wrk -t1 -c64 and an nginx upstream on CPU 1; 2 s warm-up, 10 s measured). Prints the proxy's CPU per request (utime +
-# stime from /proc) and req/s for each turn, then the median of the per-round ratios.
+# --threads 1; wrk -t1 -c64 and an nginx upstream on CPU 1; 2 s warm-up, 10 s
+# measured). Prints the proxy's CPU per request (utime + stime from /proc) and req/s
+# for each turn, then the median of the per-round ratios.
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                         # two builds, same config
 #   EXTRA_B=$'[access_log]\npath = "/tmp/ab/access.log"' bench/ab.sh BIN BIN   # two configs
