@@ -35,8 +35,8 @@ pub async fn client_gone<C: ClientStream>(client: &mut C, received: &mut Receive
 pub enum Relayed {
     Complete,
     ClientGone,
-    /// `at_boundary`: the body is chunked and was cut between chunks, so a last chunk
-    /// can still be added.
+    /// `at_boundary`: the client's body is chunked (as sent, or re-framed) and was cut
+    /// between chunks, so a last chunk can still be added.
     UpstreamBroke {
         reason: String,
         at_boundary: bool,

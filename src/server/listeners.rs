@@ -1,12 +1,14 @@
 //! Listening sockets and the connections they accept: TLS when the listener has it,
-//! then HTTP/1.1 or HTTP/2 (ALPN, or the h2c prior-knowledge preface) via hyper-util's
-//! auto server, with upgrades. Connections take part in the graceful drain.
+//! then the HTTP/1.1 fast path while it takes the requests, and hyper-util's auto server
+//! for the rest (HTTP/1.1, HTTP/2 by ALPN or the h2c preface, upgrades). Connections
+//! take part in the graceful drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -14,8 +16,6 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-
-use bytes::Bytes;
 
 use super::Gateway;
 use super::client_slots::ClientCounts;
