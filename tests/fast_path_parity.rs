@@ -4,7 +4,8 @@
 //! HEAD and `Connection: close` requests, invalid request targets), client disconnects,
 //! broken event streams, slow request bodies, draining, request ids and trace context,
 //! body limits and passive health. Both sides of the proxy are raw TCP, as in the
-//! conformance tests: a client that writes literal bytes and scripted upstreams.
+//! conformance tests (tests/support/raw_http.rs): a client that writes literal bytes
+//! and scripted upstreams.
 //!
 //! Each case was written against a difference the fast path had (from the full
 //! pipeline or from RFC 9110/9112), and asserts the behaviour the full pipeline has.
@@ -13,34 +14,19 @@ mod support;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::TestProxy;
 use support::proxy::RunningProxy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::raw_http::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
-
-/// How long any single step may take before the test calls it a hang.
-const STEP: Duration = Duration::from_secs(10);
 
 /// How long a gauge or counter may take to settle after the event that moves it.
 const SETTLE: Duration = Duration::from_secs(3);
-
-const HOST: &str = "parity.test";
-
-const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing within {STEP:?}"))
-}
 
 /// Polls `probe` until `done` holds or `limit` passes; returns the last value seen.
 async fn eventually<T, F, Fut>(limit: Duration, mut probe: F, done: impl Fn(&T) -> bool) -> T
@@ -58,494 +44,11 @@ where
     }
 }
 
-// ---------------------------------------------------------------------------------
-// Bytes on a socket (as in tests/http1_conformance.rs).
-// ---------------------------------------------------------------------------------
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-struct Wire {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Wire {
-    fn new(stream: TcpStream) -> Self {
-        Wire {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    async fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        self.buffer.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    fn take(&mut self, n: usize) -> Vec<u8> {
-        self.buffer.drain(..n).collect()
-    }
-
-    async fn read_head(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                return Ok(Some(self.take(end + 4)));
-            }
-            if self.fill().await? == 0 {
-                if self.buffer.is_empty() {
-                    return Ok(None);
-                }
-                return Err(invalid(format!(
-                    "the connection ended inside a head: {:?}",
-                    String::from_utf8_lossy(&self.buffer)
-                )));
-            }
-        }
-    }
-
-    async fn read_line(&mut self) -> io::Result<Vec<u8>> {
-        loop {
-            if let Some(end) = find(&self.buffer, b"\r\n") {
-                return Ok(self.take(end + 2));
-            }
-            if self.fill().await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the connection ended inside a line: {:?}",
-                        String::from_utf8_lossy(&self.buffer)
-                    ),
-                ));
-            }
-        }
-    }
-
-    async fn read_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        while self.buffer.len() < n {
-            if self.fill().await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the connection ended after {} of {n} body bytes",
-                        self.buffer.len()
-                    ),
-                ));
-            }
-        }
-        Ok(self.take(n))
-    }
-
-    /// One chunk's data, or `None` for the last chunk (its trailers read too).
-    async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let line = self.read_line().await?;
-        let text = std::str::from_utf8(&line[..line.len() - 2])
-            .map_err(|_| invalid(format!("chunk size line is not text: {line:?}")))?;
-        let size_text = text
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches([' ', '\t']);
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| invalid(format!("invalid chunk size line {text:?}")))?;
-        if size == 0 {
-            loop {
-                if self.read_line().await? == b"\r\n" {
-                    return Ok(None);
-                }
-            }
-        }
-        let data = self.read_exact(size + 2).await?;
-        if &data[size..] != b"\r\n" {
-            return Err(invalid(format!("chunk of size {size} without CRLF")));
-        }
-        Ok(Some(data[..size].to_vec()))
-    }
-
-    async fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut data = Vec::new();
-        while let Some(chunk) = self.read_chunk().await? {
-            data.extend_from_slice(&chunk);
-        }
-        Ok(data)
-    }
-
-    async fn read_to_eof(&mut self) -> io::Result<Vec<u8>> {
-        while self.fill().await? > 0 {}
-        Ok(std::mem::take(&mut self.buffer))
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Head {
-    start_line: String,
-    headers: Vec<(String, String)>,
-    raw: String,
-}
-
-impl Head {
-    fn parse(raw: &[u8]) -> Head {
-        let text = String::from_utf8_lossy(raw).into_owned();
-        let without_end = text
-            .strip_suffix("\r\n\r\n")
-            .unwrap_or_else(|| panic!("a head ends with an empty line: {text:?}"));
-        let mut lines = without_end.split("\r\n");
-        let start_line = lines.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        for line in lines {
-            let (name, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("not a header line {line:?} in {text:?}"));
-            headers.push((
-                name.to_ascii_lowercase(),
-                value.trim_matches([' ', '\t']).to_string(),
-            ));
-        }
-        Head {
-            start_line,
-            headers,
-            raw: text,
-        }
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.all(name).first().copied()
-    }
-
-    fn tokens(&self, name: &str) -> Vec<String> {
-        self.all(name)
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect()
-    }
-
-    fn content_length(&self) -> Option<usize> {
-        self.get("content-length").map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("invalid Content-Length: {}", self.raw))
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// The raw client.
-// ---------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    NoBody,
-    Length(usize),
-    Chunked,
-    Close,
-}
-
-#[derive(Debug)]
-struct RawResponse {
-    status: u16,
-    head: Head,
-    framing: Framing,
-    body: Vec<u8>,
-}
-
-impl RawResponse {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn error_type(&self) -> String {
-        let json: serde_json::Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {:?}", self.text()));
-        json["error"]["type"].as_str().unwrap_or("").to_string()
-    }
-}
-
-fn parse_status(head: &Head) -> u16 {
-    let line = &head.start_line;
-    let rest = line
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| line.strip_prefix("HTTP/1.0 "))
-        .unwrap_or_else(|| panic!("not an HTTP/1.x status line: {line:?}"));
-    rest.get(..3)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no three-digit status in {line:?}"))
-}
-
-fn response_framing(method: &str, status: u16, head: &Head) -> Framing {
-    if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Framing::NoBody;
-    }
-    if let Some(last) = head.tokens("transfer-encoding").last() {
-        return if last == "chunked" {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        };
-    }
-    match head.content_length() {
-        Some(length) => Framing::Length(length),
-        None => Framing::Close,
-    }
-}
-
-struct RawClient {
-    wire: Wire,
-}
-
-impl RawClient {
-    async fn connect(proxy: &RunningProxy) -> RawClient {
-        let stream = within(
-            "connect to the proxy",
-            TcpStream::connect(proxy.addr("public")),
-        )
-        .await
-        .expect("connect to the proxy");
-        RawClient {
-            wire: Wire::new(stream),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        within("write to the proxy", async {
-            self.wire.stream.write_all(bytes).await?;
-            self.wire.stream.flush().await
-        })
-        .await
-        .expect("write to the proxy");
-    }
-
-    async fn read_head(&mut self, method: &str) -> (u16, Head, Framing) {
-        let raw = within("a response head", self.wire.read_head())
-            .await
-            .unwrap_or_else(|e| panic!("reading a response head: {e}"))
-            .unwrap_or_else(|| panic!("the proxy closed the connection instead of answering"));
-        let head = Head::parse(&raw);
-        let status = parse_status(&head);
-        let framing = response_framing(method, status, &head);
-        (status, head, framing)
-    }
-
-    /// One final response (interim ones skipped).
-    async fn response(&mut self, method: &str) -> RawResponse {
-        loop {
-            let (status, head, framing) = self.read_head(method).await;
-            if (100..200).contains(&status) {
-                continue;
-            }
-            let body = within("a response body", async {
-                match framing {
-                    Framing::NoBody => Ok(Vec::new()),
-                    Framing::Length(n) => self.wire.read_exact(n).await,
-                    Framing::Chunked => self.wire.read_chunked().await,
-                    Framing::Close => self.wire.read_to_eof().await,
-                }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("reading the body of {}: {e}", head.raw));
-            return RawResponse {
-                status,
-                head,
-                framing,
-                body,
-            };
-        }
-    }
-
-    async fn request(&mut self, method: &str, text: &str) -> RawResponse {
-        self.send(text.as_bytes()).await;
-        self.response(method).await
-    }
-
-    async fn get(&mut self, path: &str) -> RawResponse {
-        self.request("GET", &get(path)).await
-    }
-
-    /// Whether the proxy closes the connection (EOF or reset) within `limit`, with
-    /// nothing more to say; `Err` carries what it sent instead, or "still open".
-    async fn closes_within(&mut self, limit: Duration) -> Result<(), String> {
-        match tokio::time::timeout(limit, self.wire.read_to_eof()).await {
-            Ok(Ok(rest)) if rest.is_empty() => Ok(()),
-            Ok(Ok(rest)) => Err(format!(
-                "bytes after the response: {:?}",
-                String::from_utf8_lossy(&rest)
-            )),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
-            Ok(Err(e)) => Err(format!("read error {e}")),
-            Err(_) => Err(format!("still open after {limit:?}")),
-        }
-    }
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n")
-}
-
 fn post_json(path: &str, body: &str, extra_headers: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n{body}",
         body.len()
     )
-}
-
-// ---------------------------------------------------------------------------------
-// Scripted upstreams.
-// ---------------------------------------------------------------------------------
-
-enum Step {
-    Write(Vec<u8>),
-    /// Waits until the test calls `notify_one`.
-    Wait(Arc<Notify>),
-    /// Never answers (the connection stays open until the test ends).
-    Hang,
-}
-
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    head: Head,
-    body: Vec<u8>,
-}
-
-type Script = Arc<dyn Fn(&Seen) -> Vec<Step> + Send + Sync>;
-
-struct Upstream {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Upstream {
-    async fn start(script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let script: Script = Arc::new(script);
-        let task = {
-            let (connections, seen) = (connections.clone(), seen.clone());
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve_scripted(
-                        Wire::new(stream),
-                        script.clone(),
-                        seen.clone(),
-                    ));
-                }
-            })
-        };
-        Upstream {
-            addr,
-            connections,
-            seen,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn last(&self) -> Seen {
-        self.seen()
-            .last()
-            .cloned()
-            .expect("a request reached the upstream")
-    }
-}
-
-async fn serve_scripted(mut wire: Wire, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
-    loop {
-        let Ok(Some(raw)) = wire.read_head().await else {
-            return;
-        };
-        let head = Head::parse(&raw);
-        let mut request_line = head.start_line.split(' ');
-        let _method = request_line.next();
-        let path = request_line.next().unwrap_or_default().to_string();
-        let body = match head.content_length() {
-            Some(length) => match wire.read_exact(length).await {
-                Ok(body) => body,
-                Err(_) => return,
-            },
-            None => Vec::new(),
-        };
-        let request = Seen { path, head, body };
-        seen.lock().unwrap().push(request.clone());
-        for step in script(&request) {
-            match step {
-                Step::Write(bytes) => {
-                    if wire.stream.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Step::Wait(signal) => signal.notified().await,
-                Step::Hang => std::future::pending::<()>().await,
-            }
-        }
-    }
-}
-
-fn reply(status: &str, content_type: &str, body: impl AsRef<[u8]>) -> Vec<u8> {
-    let body = body.as_ref();
-    let mut bytes = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-fn ok(body: impl AsRef<[u8]>) -> Vec<u8> {
-    reply("200 OK", "text/plain", body)
-}
-
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut bytes = format!("{:x}\r\n", data.len()).into_bytes();
-    bytes.extend_from_slice(data);
-    bytes.extend_from_slice(b"\r\n");
-    bytes
-}
-
-fn chunked_head(content_type: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .into_bytes()
-}
-
-fn echo_path(seen: &Seen) -> Vec<Step> {
-    vec![Step::Write(ok(&seen.path))]
 }
 
 /// A port nothing listens on.
@@ -828,7 +331,7 @@ async fn client_gone_mid_stream_is_recorded_and_not_in_flight(path: Path) {
     client.send(get("/stream").as_bytes()).await;
     let (status, _, framing) = client.read_head("GET").await;
     assert_eq!((status, framing), (200, Framing::Chunked));
-    let first = within("the first event", client.wire.read_chunk())
+    let first = within("the first event", client.wire.read_chunk(&mut Vec::new()))
         .await
         .expect("a chunk")
         .expect("data");
@@ -997,7 +500,7 @@ async fn a_response_in_flight_during_drain_says_connection_close(path: Path) {
         .await
         .expect("an idle connection closes at the drain");
     release.notify_one();
-    let response = busy.response("GET").await;
+    let response = busy.final_response("GET").await.1;
     assert_eq!((response.status, response.text().as_str()), (200, "done"));
     let closed = busy.closes_within(STEP).await;
     within("the shutdown", shutdown).await.expect("shutdown");
@@ -1661,7 +1164,7 @@ async fn a_reload_applies_to_the_next_request_on_an_open_connection(path: Path) 
         .expect("reload");
     assert_eq!(client.get("/after").await.text(), "new");
     release.notify_one();
-    let answer = held.response("GET").await;
+    let answer = held.final_response("GET").await.1;
     assert_eq!((answer.status, answer.text().as_str()), (200, "old held"));
     assert_eq!(held.get("/after-held").await.text(), "new");
     assert_stayed_on_the_fast_path(&proxy, path).await;

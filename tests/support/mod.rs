@@ -12,6 +12,7 @@
 pub mod exits;
 pub mod process;
 pub mod proxy;
+pub mod raw_http;
 pub mod sse;
 pub mod upstream;
 
