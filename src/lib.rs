@@ -17,6 +17,7 @@ pub mod admin;
 pub mod balance;
 pub mod canary;
 pub mod config;
+pub mod decimal;
 pub mod demo;
 pub mod egress;
 pub mod fastpath;

@@ -28,6 +28,7 @@ use request::{Forwarding, Parsed, RequestHead};
 use upstream::send;
 
 use crate::config::ListenerPlan;
+use crate::decimal::Digits;
 use crate::llm::{ReplyKind, UsageScanner};
 use crate::pipeline::attempts::{hold_for_retry_after, judge, pick};
 use crate::pipeline::body::interrupted_event;
@@ -545,7 +546,7 @@ impl AnswerTo {
         for (name, value) in response.headers() {
             request::put_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
-        request::put_header(out, b"content-length", reply::itoa_buf(length).text());
+        request::put_header(out, b"content-length", Digits::of(length).as_bytes());
         reply::with_http_date(|date| request::put_header(out, b"date", date));
         if let Some(id) = &exchange.request_id {
             request::put_header(out, b"x-request-id", id.as_bytes());

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 
 use super::request::{parse_length, put_header};
+use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 
 const MAX_HEADERS: usize = 100;
@@ -189,8 +190,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         // HEAD, 204 and 304 keep the length they announce.
         Framing::Length(_) | Framing::Empty => {
             if let Some(length) = content_length.filter(|_| transfer_encoding.is_none()) {
-                let mut digits = itoa_buf(length);
-                put_header(out, b"content-length", digits.text());
+                put_header(out, b"content-length", Digits::of(length).as_bytes());
             }
         }
     }
@@ -223,32 +223,6 @@ fn drops(name: &[u8], value: &[u8], client: &ClientHead<'_>, tokens: &[&[u8]]) -
         18 if is("x-junction-version") => client.version_header.is_some(),
         _ => tokens.iter().any(|token| token.eq_ignore_ascii_case(name)),
     }
-}
-
-/// Decimal digits of a number, without going through `core::fmt`.
-pub struct Digits {
-    bytes: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    pub fn text(&mut self) -> &[u8] {
-        &self.bytes[self.start..]
-    }
-}
-
-pub fn itoa_buf(mut n: u64) -> Digits {
-    let mut bytes = [0u8; 20];
-    let mut start = bytes.len();
-    loop {
-        start -= 1;
-        bytes[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Digits { bytes, start }
 }
 
 /// The current time as an HTTP date, formatted once a second per thread.

@@ -441,18 +441,8 @@ thread_local! {
     static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
 }
 
-fn push_integer(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or("0"));
+fn push_integer(out: &mut String, value: u64) {
+    out.push_str(crate::decimal::Digits::of(value).as_str());
 }
 
 /// RFC 3339 UTC time with milliseconds, from the system clock.
