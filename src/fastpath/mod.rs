@@ -324,8 +324,6 @@ impl Connection {
             close: head.close,
             draining: gateway.draining_flag(),
         };
-        let head_request = client_head.head_request;
-        let closing = || head.close || gateway.is_draining();
         exchange.request_id = Some(request_id.clone());
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
@@ -350,8 +348,8 @@ impl Connection {
             () = client_gone(client, &mut self.received) => return Step::Close,
         };
         let answer = AnswerTo {
-            head_request,
-            close: closing(),
+            head_request: client_head.head_request,
+            close: client_head.close || gateway.is_draining(),
         };
         let (mut upstream, reply) = match sent {
             Ok(Ok(sent)) => sent,
@@ -528,15 +526,18 @@ impl AnswerTo {
         let response = error.to_response();
         let status = response.status();
         exchange.status = status.as_u16();
-        let body = match response.body() {
-            ProxyBody::Full(Some(bytes)) if !self.head_request => bytes.clone(),
+        let full = match response.body() {
+            ProxyBody::Full(Some(bytes)) => bytes.clone(),
             _ => Bytes::new(),
         };
-        exchange.bytes_out = body.len() as u64;
-        let length = match response.body() {
-            ProxyBody::Full(Some(bytes)) => bytes.len() as u64,
-            _ => 0,
+        let length = full.len() as u64;
+        // HEAD: the length the body would have, and no body (RFC 9110 9.3.2).
+        let body = if self.head_request {
+            Bytes::new()
+        } else {
+            full
         };
+        exchange.bytes_out = body.len() as u64;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
