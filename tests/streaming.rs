@@ -171,9 +171,9 @@ async fn a_streamed_request_body_reaches_the_upstream_chunk_by_chunk() {
         })
         .start()
         .await;
-    let proxy = TestProxy::from_toml(&config_to(&upstream.url()))
-        .start()
-        .await;
+    // Bodies are buffered by default (`request_buffering`): this route asks for streaming.
+    let config = config_to(&upstream.url()) + "request_buffering = false\n";
+    let proxy = TestProxy::from_toml(&config).start().await;
 
     // Client side: the request body is fed from `chunks`.
     let (chunks, chunk_receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);

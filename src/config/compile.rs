@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::CompileContext;
-use super::plan::{ListenerPlan, Plan};
+use super::plan::{BodyTimeouts, ListenerPlan, Plan};
 use super::spec::{AccessLogSpec, ConfigSpec, MetricsSpec, SizeSpec};
 use super::units::{parse_byte_size, parse_duration};
 use crate::routing::{Route, RouteTable};
@@ -263,6 +263,20 @@ fn compile_listeners(
                     &format!("{path}.header_read_timeout"),
                     errors,
                 ),
+                body_timeouts: BodyTimeouts {
+                    idle: duration_or(
+                        &listener.body_read_timeout,
+                        BodyTimeouts::default().idle,
+                        &format!("{path}.body_read_timeout"),
+                        errors,
+                    ),
+                    total: duration_or(
+                        &listener.body_total_timeout,
+                        BodyTimeouts::default().total,
+                        &format!("{path}.body_total_timeout"),
+                        errors,
+                    ),
+                },
                 max_request_head_bytes: listener.max_request_head_bytes.as_ref().and_then(|size| {
                     let bytes = match size {
                         SizeSpec::Bytes(bytes) => Ok(*bytes),

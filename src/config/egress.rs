@@ -69,6 +69,7 @@ pub(super) fn compile_egress(
             trusted_proxies: Vec::new(),
             model_body_limit: 0,
             header_read_timeout: idle_timeout.min(Duration::from_secs(30)),
+            body_timeouts: Default::default(),
             max_request_head_bytes: None,
             max_connections_per_client: None,
             fast_path: false,

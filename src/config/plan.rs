@@ -35,6 +35,7 @@ pub struct ListenerPlan {
     pub trusted_proxies: Vec<IpNet>,
     pub model_body_limit: u64,
     pub header_read_timeout: Duration,
+    pub body_timeouts: BodyTimeouts,
     pub max_request_head_bytes: Option<usize>,
     pub max_connections_per_client: Option<u32>,
     /// Plain cleartext HTTP/1.1 requests take the hand-written fast path.
@@ -42,6 +43,23 @@ pub struct ListenerPlan {
     pub routes: RouteTable,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.
     pub egress: Option<Arc<crate::egress::EgressPlan>>,
+}
+
+/// How long a client may take over a request body: between two reads, and in all.
+/// Both engines answer 408 when either runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Default for BodyTimeouts {
+    fn default() -> Self {
+        BodyTimeouts {
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Plan {

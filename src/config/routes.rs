@@ -28,6 +28,9 @@ use crate::telemetry::{Buckets, RouteTelemetry};
 use crate::upstream::Pool;
 
 const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
+/// Bodies up to this size are read whole before an endpoint is chosen: a whole chat
+/// request with a long prompt fits, and a slow client then holds no upstream connection.
+const DEFAULT_REQUEST_BUFFER_BYTES: u64 = 1 << 20;
 
 fn compile_retries(spec: &RetrySpec, path: &str, errors: &mut Errors) -> Option<RetryPolicy> {
     let before = errors.len();
@@ -251,10 +254,21 @@ pub(super) fn compile_routes(
                 .map_err(|e| errors.push((format!("{path}.max_body_bytes"), e)))
                 .ok(),
         });
+        let request_buffer_bytes = match &route.request_buffer_bytes {
+            None => DEFAULT_REQUEST_BUFFER_BYTES,
+            Some(SizeSpec::Bytes(bytes)) => *bytes,
+            Some(SizeSpec::Text(text)) => parse_byte_size(text).unwrap_or_else(|e| {
+                errors.push((format!("{path}.request_buffer_bytes"), e));
+                0
+            }),
+        };
         let compiled = Route {
             reads_request_facts,
             max_body_bytes,
             allow_encoded_slashes: route.allow_encoded_slashes,
+            request_buffering: route.request_buffering.unwrap_or(true),
+            request_buffer_bytes,
+            retry_connect_errors: route.retry_connect_errors.unwrap_or(true),
             name: route.name.as_str().into(),
             matcher,
             targets: targets

@@ -116,6 +116,10 @@ pub struct ListenerSpec {
     pub header_read_timeout: Option<String>,
     /// Largest HTTP/1.1 request head buffered (default "400KiB"; at least "8KiB").
     pub max_request_head_bytes: Option<SizeSpec>,
+    /// Longest silence between two pieces of a request body (default "30s"): 408 beyond.
+    pub body_read_timeout: Option<String>,
+    /// Time a client has to send a whole request body (default "5m"): 408 beyond.
+    pub body_total_timeout: Option<String>,
     /// Open connections allowed per client address (default: unlimited).
     pub max_connections_per_client: Option<u32>,
     /// Relay plain HTTP/1.1 requests on the hand-written fast path (default true).
@@ -391,6 +395,14 @@ pub struct RouteSpec {
     /// instead of refused with 400.
     #[serde(default)]
     pub allow_encoded_slashes: bool,
+    /// Read a request body whole before an endpoint is chosen and a connection taken
+    /// (default true), up to `request_buffer_bytes`; larger bodies stream.
+    pub request_buffering: Option<bool>,
+    /// Largest request body buffered (default "1MiB").
+    pub request_buffer_bytes: Option<SizeSpec>,
+    /// Send a request that could not reach an endpoint (connect refused or timed out,
+    /// TLS or HTTP handshake failed) to another one, whatever its method (default true).
+    pub retry_connect_errors: Option<bool>,
     // Security rules of this route (after the listener's).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,

@@ -133,7 +133,9 @@ pub(super) async fn forward(
         tried.push(exit.clone());
         record.attempt(&exit);
         let request_body = match body.take() {
-            Some(incoming) if !replayable => ProxyBody::Incoming(incoming),
+            Some(incoming) if !replayable => {
+                ProxyBody::Incoming(crate::pipeline::body::ClientBody::untimed(incoming))
+            }
             _ => ProxyBody::Empty,
         };
         let attempt = Request::from_parts(copy_head(&head), request_body);

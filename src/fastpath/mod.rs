@@ -27,10 +27,10 @@ use reply::ClientHead;
 use request::{Forwarding, Parsed, RequestHead};
 use upstream::send;
 
-use crate::config::ListenerPlan;
+use crate::config::{BodyTimeouts, ListenerPlan};
 use crate::decimal::Digits;
 use crate::llm::{ReplyKind, UsageScanner};
-use crate::pipeline::attempts::{hold_for_retry_after, judge, pick};
+use crate::pipeline::attempts::{MAX_FAILOVERS, fails_over, hold_for_retry_after, judge, pick};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::handler::affinity_of;
@@ -59,6 +59,7 @@ pub enum Ended {
 /// What a connection's listener asks of it.
 pub struct Settings {
     pub header_read_timeout: Duration,
+    pub body_timeouts: BodyTimeouts,
     pub max_head: usize,
 }
 
@@ -88,10 +89,20 @@ pub async fn serve<C: ClientStream>(
             metrics.count_handoff(&downstream.listener, reason.label());
             Ended::HandOff(connection.received.take())
         };
-        match connection.next_request(client, drained, settings).await {
+        match connection
+            .next_request(client, drained, settings, downstream)
+            .await
+        {
             Next::Ready => {}
             Next::Closed => return Ended::Closed,
             Next::HandOff(reason) => return hand_off(&mut connection, reason),
+            Next::BodyTimeout(after) => {
+                if let Some(reason) = connection.body_timed_out(client, downstream, after).await {
+                    return hand_off(&mut connection, reason);
+                }
+                let _ = client.shutdown().await;
+                return Ended::Closed;
+            }
         }
         let close = match connection.relay(client, downstream).await {
             Step::KeepAlive => false,
@@ -112,6 +123,8 @@ enum Next {
     /// A head and its whole body are in the receive buffer.
     Ready,
     Closed,
+    /// The client was too slow with the body: a 408 and the connection closes.
+    BodyTimeout(Duration),
     HandOff(HandOff),
 }
 
@@ -127,7 +140,7 @@ enum Step {
 enum HandOff {
     /// Not a plain HTTP/1.1 request head: HTTP/1.0 or HTTP/2, an upgrade, a chunked
     /// upload, `Expect`, an absolute-form target, or a head hyper must judge; or a body
-    /// slower to arrive than `header_read_timeout`.
+    /// still arriving on a listener with a route that streams bodies.
     Request,
     /// A head or body larger than the fast path reads whole.
     Size,
@@ -165,6 +178,7 @@ impl Connection {
         client: &mut C,
         drained: &mut watch::Receiver<bool>,
         settings: &Settings,
+        downstream: &Downstream,
     ) -> Next {
         let limit = settings.max_head.min(HEAD_LIMIT);
         let mut deadline = None;
@@ -204,21 +218,98 @@ impl Connection {
             return Next::HandOff(HandOff::Size);
         }
         let whole = self.head.len + self.head.content_length as usize;
-        // The full path puts no deadline on a request body: one that is slow to arrive
-        // goes there (with what has arrived) rather than being cut off here.
-        let deadline = Instant::now() + settings.header_read_timeout;
+        // The route is chosen after the body is read: a body still on its way may be for
+        // a route that streams it, which the full path does.
+        if self.received.len() < whole && streams_bodies(downstream) {
+            return Next::HandOff(HandOff::Request);
+        }
+        // The listener's body timeouts, as the full path applies them (`ClientBody`).
+        let timeouts = settings.body_timeouts;
+        let deadline = Instant::now() + timeouts.total;
         while self.received.len() < whole {
-            let read = tokio::time::timeout_at(
-                deadline,
-                self.received.read_from(client, whole.max(limit)),
-            );
+            let wake = (Instant::now() + timeouts.idle).min(deadline);
+            let read =
+                tokio::time::timeout_at(wake, self.received.read_from(client, whole.max(limit)));
             match read.await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Closed,
-                Err(_) => return Next::HandOff(HandOff::Request),
+                Err(_) => {
+                    let after = if Instant::now() >= deadline {
+                        timeouts.total
+                    } else {
+                        timeouts.idle
+                    };
+                    return Next::BodyTimeout(after);
+                }
             }
         }
         Next::Ready
+    }
+
+    /// Answers a request whose body did not arrive in time with the full path's 408 (no
+    /// endpoint was asked), recorded under the route the full path would have chosen;
+    /// the connection then closes. A request the full path would answer otherwise (no
+    /// route, filters...) goes there, with the bytes that did arrive.
+    async fn body_timed_out<C: ClientStream>(
+        &mut self,
+        client: &mut C,
+        downstream: &Downstream,
+        after: Duration,
+    ) -> Option<HandOff> {
+        let telemetry = &downstream.gateway.telemetry;
+        let plan = downstream.gateway.plan();
+        let plan = if plan.listener(&downstream.listener).is_some() {
+            plan
+        } else {
+            downstream.accepted_under.clone()
+        };
+        let Some(listener) = plan.listener(&downstream.listener) else {
+            return Some(HandOff::Route);
+        };
+        let head = &self.head;
+        let buf = self.received.filled();
+        // The full path reads a JSON body before routing when routes match on `model`:
+        // it times out there, before any route is chosen.
+        let reads_body_first = listener.routes.needs_body
+            && head.method == Method::POST
+            && head
+                .content_type(buf)
+                .is_some_and(|t| ReplyKind::of_content_type(t) == ReplyKind::Json);
+        let route = if reads_body_first {
+            None
+        } else {
+            let host = head
+                .host(buf)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .map(route_host);
+            match listener
+                .routes
+                .find_with_host(&head.route_input(buf), host, None)
+            {
+                Some(route) if takes(route, head.content_length) => Some(route.clone()),
+                _ => return Some(HandOff::Route),
+            }
+        };
+        let log = telemetry
+            .access_log
+            .enabled()
+            .then(|| log_facts(head, buf, downstream, listener));
+        let mut exchange = Exchange::new(telemetry.clone(), log);
+        exchange.route = route;
+        let client_id = head
+            .request_id(buf)
+            .and_then(|id| HeaderValue::from_bytes(id).ok());
+        exchange.request_id =
+            Some(client_id.unwrap_or_else(|| trace::new_request_id(downstream.gateway.rng())));
+        let answer = AnswerTo {
+            head_request: head.method == Method::HEAD,
+            close: true,
+        };
+        let error = ProxyError::BodyTimeout { after };
+        answer
+            .error(client, &mut self.client_reply, &mut exchange, error)
+            .await;
+        None
     }
 
     /// Sends the request in the receive buffer to an endpoint and relays the answer.
@@ -300,22 +391,6 @@ impl Connection {
         });
         exchange.route = Some(route.clone());
         exchange.bytes_in = BytesIn::Known(head.content_length);
-        exchange.endpoint = Some(endpoint.clone());
-        exchange.in_flight = Some(endpoint.state.begin());
-
-        let peer = downstream.peer.ip();
-        let forwarding = Forwarding {
-            peer: downstream.peer_header.as_bytes(),
-            proto: if downstream.tls { b"https" } else { b"http" },
-            trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
-            host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
-            new_request_id: made_id.then(|| request_id.as_bytes()),
-            traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
-        };
-        self.upstream_request.clear();
-        head.write_upstream(buf, &forwarding, &mut self.upstream_request);
-        self.upstream_request.extend_from_slice(body);
-
         let client_head = ClientHead {
             head_request: head.method == Method::HEAD,
             version_header: pool.version_header.as_ref().map(HeaderValue::as_bytes),
@@ -326,49 +401,86 @@ impl Connection {
         exchange.request_id = Some(request_id.clone());
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
-        let sent_at = Instant::now();
-        exchange.sent_at = Some(sent_at);
-        let sent = tokio::time::timeout(
-            timeouts.response_headers,
-            send(
-                &endpoint,
-                &self.upstream_request,
-                &mut self.replied,
-                &client_head,
-                &mut self.client_reply,
-                idempotent,
-                timeouts.connect,
-            ),
-        );
-        let sent = tokio::select! {
-            sent = sent => sent,
-            // Gone before the answer: the exchange records 499 and leaves the
-            // endpoint's in-flight count now, as on the full path.
-            () = client_gone(client, &mut self.received) => return Step::Close,
-        };
         let answer = AnswerTo {
             head_request: client_head.head_request,
             close: client_head.close || gateway.is_draining(),
         };
-        let (mut upstream, reply) = match sent {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(error)) => {
-                judge(pool, &endpoint, Outcome::Failure);
-                return answer
-                    .error(client, &mut self.client_reply, &mut exchange, error)
-                    .await;
-            }
-            Err(_) => {
-                judge(pool, &endpoint, Outcome::Failure);
-                let error = ProxyError::ResponseHeadersTimeout {
+        let peer = downstream.peer.ip();
+        let mut endpoint = endpoint;
+        // Endpoints that could not be reached, for a failover (empty: no allocation).
+        let mut tried = Vec::new();
+        let (mut upstream, reply) = loop {
+            exchange.endpoint = Some(endpoint.clone());
+            exchange.in_flight = Some(endpoint.state.begin());
+            let forwarding = Forwarding {
+                peer: downstream.peer_header.as_bytes(),
+                proto: if downstream.tls { b"https" } else { b"http" },
+                trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
+                host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
+                new_request_id: made_id.then(|| request_id.as_bytes()),
+                traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
+            };
+            // Read again each time: waiting for the answer may read the client's next bytes.
+            let buf = self.received.filled();
+            let body = &buf[head.len..head.len + head.content_length as usize];
+            self.upstream_request.clear();
+            head.write_upstream(buf, &forwarding, &mut self.upstream_request);
+            self.upstream_request.extend_from_slice(body);
+
+            let sent_at = Instant::now();
+            exchange.sent_at = Some(sent_at);
+            let sent = tokio::time::timeout(
+                timeouts.response_headers,
+                send(
+                    &endpoint,
+                    &self.upstream_request,
+                    &mut self.replied,
+                    &client_head,
+                    &mut self.client_reply,
+                    idempotent,
+                    timeouts.connect,
+                ),
+            );
+            let sent = tokio::select! {
+                sent = sent => sent,
+                // Gone before the answer: the exchange records 499 and leaves the
+                // endpoint's in-flight count now, as on the full path.
+                () = client_gone(client, &mut self.received) => return Step::Close,
+            };
+            let error = match sent {
+                Ok(Ok(sent)) => break sent,
+                Ok(Err(error)) => error,
+                Err(_) => ProxyError::ResponseHeadersTimeout {
                     endpoint: endpoint.url.to_string(),
                     after: timeouts.response_headers,
-                };
-                return answer
-                    .error(client, &mut self.client_reply, &mut exchange, error)
-                    .await;
+                },
+            };
+            judge(pool, &endpoint, Outcome::Failure);
+            // The body is held whole: a request that reached no endpoint goes to
+            // another one, as the full path decides it.
+            let next = (route.retry_connect_errors
+                && (tried.len() as u32) < MAX_FAILOVERS
+                && fails_over(&error, &head.method))
+            .then(|| {
+                tried.push(endpoint.clone());
+                pick(pool, affinity, &tried).ok()
+            })
+            .flatten()
+            .filter(|next| next.target.scheme == http::uri::Scheme::HTTP);
+            match next {
+                Some(next) => {
+                    tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
+                    exchange.retries += 1;
+                    endpoint = next;
+                }
+                None => {
+                    return answer
+                        .error(client, &mut self.client_reply, &mut exchange, error)
+                        .await;
+                }
             }
         };
+        let sent_at = exchange.sent_at.unwrap_or_else(Instant::now);
 
         let head_at = Instant::now();
         exchange.head_at = Some(head_at);
@@ -444,6 +556,15 @@ impl Connection {
     }
 }
 
+/// Whether a route of the connection's listener takes bodies unbuffered.
+fn streams_bodies(downstream: &Downstream) -> bool {
+    let plan = downstream.gateway.plan();
+    let listener = plan
+        .listener(&downstream.listener)
+        .or_else(|| downstream.accepted_under.listener(&downstream.listener));
+    listener.is_some_and(|l| l.routes.streams_bodies)
+}
+
 /// A `408` for a client that did not finish its request head in time.
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
@@ -460,6 +581,11 @@ fn takes(route: &Route, content_length: u64) -> bool {
         && route
             .max_body_bytes
             .is_none_or(|limit| content_length <= limit)
+        // The fast path holds every body whole, as `request_buffering` does.
+        && (content_length == 0
+            || (route.request_buffering && content_length <= route.request_buffer_bytes))
+        // A failover that runs out of endpoints goes on to the fallback pool on the full path.
+        && (!route.retry_connect_errors || pool.fallback().is_none())
         && pool.client.is_plain_http1()
 }
 

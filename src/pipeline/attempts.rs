@@ -58,7 +58,11 @@ pub async fn forward(
     let policy = route.retries.as_ref();
     let (body, replay) = match policy {
         Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
-        None => (body, None),
+        // A body already held (buffered, or none) can go to another endpoint for free.
+        None => {
+            let held = held_body(&body);
+            (body, held)
+        }
     };
     if let Some(policy) = policy {
         policy.budget.deposit();
@@ -67,6 +71,11 @@ pub async fn forward(
     let spare_head = replay.as_ref().map(|_| copy_head(&head));
     let max_attempts = if replay.is_some() {
         policy.map_or(0, |p| p.attempts)
+    } else {
+        0
+    };
+    let failovers = if replay.is_some() && route.retry_connect_errors {
+        MAX_FAILOVERS
     } else {
         0
     };
@@ -115,6 +124,16 @@ pub async fn forward(
             }
             allowed
         };
+        // Without (or beyond) the route's `retries`: a request that reached no endpoint.
+        let may_fail_over = |exchange: &mut Exchange, error: &ProxyError| {
+            let allowed = attempt < failovers
+                && fails_over(error, &method)
+                && can_try_again(&pool, &tried, on_fallback);
+            if allowed {
+                exchange.retries += 1;
+            }
+            allowed
+        };
 
         let sent = tokio::time::timeout(
             timeouts.response_headers,
@@ -126,6 +145,12 @@ pub async fn forward(
             Ok(Ok(sent)) => sent,
             Ok(Err(error)) => {
                 let error = blame_request_body(error);
+                if let ProxyError::BodyTimeout { after } = &error {
+                    // The endpoint had the start of a body it will never see whole: the
+                    // connection is dropped, so it cannot take what it got as complete.
+                    tracing::warn!(endpoint = %endpoint.url, ?after, "request body timed out mid-stream; upstream request aborted");
+                    return Err(error);
+                }
                 if matches!(error, ProxyError::BadRequestBody { .. }) {
                     return Err(error);
                 }
@@ -134,7 +159,7 @@ pub async fn forward(
                     judge(&pool, &endpoint, Outcome::Failure);
                 }
                 // Nothing came back: safe to send again whatever the method.
-                if may_retry(exchange) {
+                if may_retry(exchange) || may_fail_over(exchange, &error) {
                     tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
                     last_error = Some(error);
                     continue;
@@ -213,6 +238,39 @@ pub async fn forward(
     }
 }
 
+/// Further endpoints a request that reached none may go to by default (the route's
+/// `retry_connect_errors`), as nginx's `proxy_next_upstream error timeout` does.
+pub(crate) const MAX_FAILOVERS: u32 = 2;
+
+/// Whether a failure to send may go to another endpoint without a `retries` policy.
+/// Any method when the endpoint cannot have seen the request (connect refused or timed
+/// out, TLS or HTTP handshake failed); idempotent methods also when the connection
+/// broke before any byte of response. One decision for both engines.
+pub(crate) fn fails_over(error: &ProxyError, method: &http::Method) -> bool {
+    match error {
+        ProxyError::Upstream(
+            SendError::Connect { .. }
+            | SendError::ConnectTimeout { .. }
+            | SendError::Tls { .. }
+            | SendError::Handshake { .. },
+        ) => true,
+        ProxyError::Upstream(SendError::Closed { .. } | SendError::Exchange { .. }) => {
+            is_idempotent(method)
+        }
+        _ => false,
+    }
+}
+
+/// The body to send again, when it is already held whole: no read ahead here.
+fn held_body(body: &ProxyBody) -> Option<Bytes> {
+    match body {
+        ProxyBody::Full(Some(bytes)) => Some(bytes.clone()),
+        ProxyBody::Full(None) | ProxyBody::Empty => Some(Bytes::new()),
+        ProxyBody::Incoming(incoming) if incoming.is_end_stream() => Some(Bytes::new()),
+        _ => None,
+    }
+}
+
 /// An endpoint that is up, not ejected or held, not tried yet, and has room.
 pub(crate) fn pick(
     pool: &Arc<Pool>,
@@ -269,6 +327,9 @@ pub(crate) fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {
 /// A request body that broke while it was streamed to the endpoint (truncated, bad
 /// chunking) is the client's failure, not the endpoint's.
 fn blame_request_body(error: SendError) -> ProxyError {
+    if let Some(after) = super::body::body_timed_out(&error) {
+        return ProxyError::BodyTimeout { after };
+    }
     // Our own cap on the body, reported through hyper's error chain.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(current) = cause {
@@ -318,25 +379,45 @@ fn copy_head(head: &request::Parts) -> request::Parts {
     copy
 }
 
-/// Reads the request body ahead, up to `limit`, so it can be sent again. A longer body
-/// goes on streaming (what was read first, then the rest) and is not retried.
+/// Reads the request body ahead, up to `limit`, so it can be sent again (and so a slow
+/// client is waited for before any endpoint is). A longer body goes on streaming (what
+/// was read first, then the rest) and is not retried. The client's body timeouts hold.
 pub(super) async fn keep_for_replay(
     body: ProxyBody,
     head: &request::Parts,
     limit: u64,
     exchange: &mut Exchange,
 ) -> Result<(ProxyBody, Option<Bytes>), ProxyError> {
-    let incoming = match body {
+    let (prefix, incoming) = match body {
         ProxyBody::Full(Some(bytes)) => {
             return Ok((ProxyBody::Full(Some(bytes.clone())), Some(bytes)));
         }
         ProxyBody::Full(None) | ProxyBody::Empty => {
             return Ok((ProxyBody::Empty, Some(Bytes::new())));
         }
-        ProxyBody::Incoming(incoming) | ProxyBody::Counted(incoming, _) => incoming,
+        ProxyBody::Incoming(incoming) | ProxyBody::Counted(incoming, _) => (None, incoming),
+        ProxyBody::Prefixed(prefix, incoming) => (prefix, incoming),
+        // Under `max_body_bytes`: read no further than the cap allows, then judge.
+        ProxyBody::Capped(inner, remaining, cap) => {
+            let read = Box::pin(keep_for_replay(
+                *inner,
+                head,
+                limit.min(remaining),
+                exchange,
+            ));
+            return match read.await? {
+                (_, Some(kept)) if kept.len() as u64 > remaining => {
+                    Err(ProxyError::BodyTooLarge { limit: cap })
+                }
+                (body, Some(kept)) => Ok((body, Some(kept))),
+                // Read past what the cap allows: refused before any endpoint is asked.
+                (_, None) if remaining <= limit => Err(ProxyError::BodyTooLarge { limit: cap }),
+                (body, None) => Ok((ProxyBody::Capped(Box::new(body), remaining, cap), None)),
+            };
+        }
         other => return Ok((other, None)),
     };
-    if incoming.is_end_stream() {
+    if prefix.is_none() && incoming.is_end_stream() {
         return Ok((ProxyBody::Empty, Some(Bytes::new())));
     }
     let declared = head
@@ -345,22 +426,23 @@ pub(super) async fn keep_for_replay(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return Ok((ProxyBody::Incoming(incoming), None));
+        return Ok((ProxyBody::Prefixed(prefix, incoming), None));
     }
     let mut incoming = incoming;
     let mut kept = BytesMut::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| ProxyError::BadRequestBody {
-            reason: e.to_string(),
-        })?;
+    if let Some(prefix) = prefix {
+        kept.extend_from_slice(&prefix);
+    }
+    while kept.len() as u64 <= limit {
+        let Some(frame) = incoming.frame().await else {
+            let kept = kept.freeze();
+            exchange.bytes_in = BytesIn::Known(kept.len() as u64);
+            return Ok((ProxyBody::Full(Some(kept.clone())), Some(kept)));
+        };
+        let frame = frame.map_err(|e| ProxyError::from_body_error(&*e))?;
         if let Ok(data) = frame.into_data() {
             kept.extend_from_slice(&data);
-            if kept.len() as u64 > limit {
-                return Ok((ProxyBody::Prefixed(Some(kept.freeze()), incoming), None));
-            }
         }
     }
-    let kept = kept.freeze();
-    exchange.bytes_in = BytesIn::Known(kept.len() as u64);
-    Ok((ProxyBody::Full(Some(kept.clone())), Some(kept)))
+    Ok((ProxyBody::Prefixed(Some(kept.freeze()), incoming), None))
 }

@@ -16,6 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::Exchange;
+use crate::config::BodyTimeouts;
 use crate::upstream::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,16 +28,126 @@ pub struct BodyLimitExceeded {
     pub limit: u64,
 }
 
+/// A client was too slow with its request body (the listener's `body_read_timeout` or
+/// `body_total_timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time ({after:?} without data or in all)")]
+pub struct BodyTimedOut {
+    pub after: Duration,
+}
+
+/// A client's request body under the listener's body timeouts: a client that stops
+/// sending (or trickles) gets a [`BodyTimedOut`] error instead of holding the request,
+/// and whatever waits on it, open forever.
+pub struct ClientBody {
+    body: Incoming,
+    timeouts: Option<BodyTimeouts>,
+    deadline: Instant,
+    /// Created only when the client keeps the body waiting.
+    timer: Option<Pin<Box<Sleep>>>,
+    timed_out: bool,
+}
+
+impl ClientBody {
+    pub fn new(body: Incoming, timeouts: BodyTimeouts) -> Self {
+        ClientBody {
+            body,
+            deadline: Instant::now() + timeouts.total,
+            timeouts: Some(timeouts),
+            timer: None,
+            timed_out: false,
+        }
+    }
+
+    /// A body with no deadline (the egress forward proxy's).
+    pub fn untimed(body: Incoming) -> Self {
+        ClientBody {
+            body,
+            timeouts: None,
+            deadline: Instant::now(),
+            timer: None,
+            timed_out: false,
+        }
+    }
+
+    fn next_wake(&self, timeouts: &BodyTimeouts) -> Instant {
+        (Instant::now() + timeouts.idle).min(self.deadline)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(None);
+        }
+        let Some(timeouts) = this.timeouts else {
+            return Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into);
+        };
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending => {}
+            Poll::Ready(ready) => {
+                if let Some(timer) = this.timer.as_mut() {
+                    let wake = (Instant::now() + timeouts.idle).min(this.deadline);
+                    timer.as_mut().reset(wake);
+                }
+                return Poll::Ready(ready.map(|r| r.map_err(Into::into)));
+            }
+        }
+        let wake = this.next_wake(&timeouts);
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.timed_out = true;
+        let after = if Instant::now() >= this.deadline {
+            timeouts.total
+        } else {
+            timeouts.idle
+        };
+        Poll::Ready(Some(Err(Box::new(BodyTimedOut { after }))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.timed_out || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Finds a [`BodyTimedOut`] in an error's chain (hyper reports a body's error as the
+/// cause of its own).
+pub(crate) fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(timed_out) = current.downcast_ref::<BodyTimedOut>() {
+            return Some(timed_out.after);
+        }
+        cause = current.source();
+    }
+    None
+}
+
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
     /// A downstream request body, streamed to the endpoint as it arrives.
-    Incoming(Incoming),
+    Incoming(ClientBody),
     /// A downstream request body without a declared length, counted as it streams.
-    Counted(Incoming, Arc<AtomicU64>),
+    Counted(ClientBody, Arc<AtomicU64>),
     /// The start of a request body read ahead (to keep it for retries, within a limit),
     /// then the rest as it arrives.
-    Prefixed(Option<Bytes>, Incoming),
+    Prefixed(Option<Bytes>, ClientBody),
     /// A request body under a route's `max_body_bytes`: bytes still allowed, the limit.
     Capped(Box<ProxyBody>, u64, u64),
     /// An endpoint's response on its way to the client.
@@ -190,7 +301,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Counted(body, counter) => {
                 let polled = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled {
@@ -198,11 +309,11 @@ impl Body for ProxyBody {
                         counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
                 }
-                polled.map_err(Into::into)
+                polled
             }
             ProxyBody::Prefixed(prefix, body) => match prefix.take() {
                 Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
-                None => Pin::new(body).poll_frame(cx).map_err(Into::into),
+                None => Pin::new(body).poll_frame(cx),
             },
             ProxyBody::Capped(body, remaining, limit) => {
                 let polled = Pin::new(body.as_mut()).poll_frame(cx);

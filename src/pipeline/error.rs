@@ -26,6 +26,8 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("could not read the request body: {reason}")]
     BadRequestBody { reason: String },
+    #[error("the request body did not arrive in time (no data for {after:?}, or too slow in all)")]
+    BodyTimeout { after: Duration },
     #[error("pool {pool} has no endpoint available")]
     NoEndpoint { pool: String },
     #[error("pool {pool} is at its limits")]
@@ -42,11 +44,22 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// A client body error: its own timeout, or what hyper reported.
+    pub fn from_body_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        match super::body::body_timed_out(error) {
+            Some(after) => ProxyError::BodyTimeout { after },
+            None => ProxyError::BadRequestBody {
+                reason: error.to_string(),
+            },
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -71,6 +84,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::Invalid(_) => "invalid_request",
+            ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::FirstTokenTimeout { .. } => "first_token_timeout",
@@ -93,7 +107,8 @@ impl ProxyError {
             ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody { .. }
-            | ProxyError::Invalid(_) => Blame::Downstream,
+            | ProxyError::Invalid(_)
+            | ProxyError::BodyTimeout { .. } => Blame::Downstream,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::FirstTokenTimeout { .. }

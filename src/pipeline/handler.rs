@@ -18,7 +18,7 @@ use super::versioning;
 
 /// Largest request body copied to a mirror pool when the route has no retry limit.
 const SHADOW_BODY_LIMIT: u64 = 1 << 20;
-use super::body::UpstreamStream;
+use super::body::{ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
@@ -115,6 +115,7 @@ async fn proxy(
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
+    let body = ClientBody::new(body, listener.body_timeouts);
     let gateway = &downstream.gateway;
     // Phase: make the request unambiguous, before anything reads or adds to it.
     let trusted = forwarding::is_trusted(&listener.trusted_proxies, downstream.peer.ip());
@@ -195,11 +196,20 @@ async fn proxy(
         ctx = Some(request_ctx);
     }
 
+    // Phase: read the body whole before an endpoint is chosen or a connection taken, so a
+    // slow client holds neither (nginx's `proxy_request_buffering`); larger bodies stream.
+    let mut body = body;
+    if route.request_buffering {
+        let limit = route.request_buffer_bytes;
+        body = attempts::keep_for_replay(body, &head, limit, exchange)
+            .await?
+            .0;
+    }
+
     // Phase: choose the split's side, copy to the mirror.
     let choice = versioning::choose_target(&route, &mut head, downstream, listener, gateway.rng());
     exchange.target = choice.target;
     let pool = route.targets[choice.target].pool.clone();
-    let mut body = body;
     if route.mirror.as_ref().is_some_and(|m| m.takes_next()) {
         let limit = route
             .retries
@@ -296,7 +306,7 @@ fn cap_body(
 /// The request body to stream upstream, with its size known from `content-length` or
 /// counted as it passes.
 fn streamed_body(
-    body: Incoming,
+    body: ClientBody,
     head: &http::request::Parts,
     exchange: &mut Exchange,
 ) -> ProxyBody {
@@ -352,7 +362,7 @@ fn wants_model_lookup(head: &http::request::Parts) -> bool {
 }
 
 async fn read_body(
-    body: Incoming,
+    body: ClientBody,
     head: &http::request::Parts,
     limit: u64,
 ) -> Result<Bytes, ProxyError> {
@@ -369,9 +379,7 @@ async fn read_body(
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(ProxyError::BodyTooLarge { limit })
         }
-        Err(error) => Err(ProxyError::BadRequestBody {
-            reason: error.to_string(),
-        }),
+        Err(error) => Err(ProxyError::from_body_error(&*error)),
     }
 }
 

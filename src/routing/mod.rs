@@ -44,6 +44,11 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Paths with `%2F` or `%5C` are forwarded instead of refused.
     pub allow_encoded_slashes: bool,
+    /// Read bodies up to `request_buffer_bytes` whole before an endpoint is chosen.
+    pub request_buffering: bool,
+    pub request_buffer_bytes: u64,
+    /// Send a request that reached no endpoint to another one (see `attempts::fails_over`).
+    pub retry_connect_errors: bool,
 }
 
 /// One pool of a route, with the route's metric handles for it.
@@ -196,6 +201,8 @@ pub struct RouteTable {
     /// Some route matches on `model` or limits tokens, so JSON bodies must be read
     /// before routing.
     pub needs_body: bool,
+    /// Some route streams request bodies as they arrive (`request_buffering = false`).
+    pub streams_bodies: bool,
 }
 
 impl RouteTable {
@@ -203,7 +210,12 @@ impl RouteTable {
         let needs_body = routes
             .iter()
             .any(|route| route.matcher.model.is_some() || route.reads_request_facts);
-        RouteTable { routes, needs_body }
+        let streams_bodies = routes.iter().any(|route| !route.request_buffering);
+        RouteTable {
+            routes,
+            needs_body,
+            streams_bodies,
+        }
     }
 
     pub fn find(&self, head: &request::Parts, model: Option<&str>) -> Option<&Arc<Route>> {

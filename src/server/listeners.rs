@@ -157,6 +157,7 @@ async fn serve_proxy(
     let tls = listener.tls.clone();
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,
+        body_timeouts: listener.body_timeouts,
         max_head: listener.max_request_head_bytes.unwrap_or(DEFAULT_MAX_HEAD),
     });
     let drained = gateway.drain.signal();

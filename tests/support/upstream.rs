@@ -37,6 +37,8 @@ pub struct RunningUpstream {
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// The tasks serving accepted connections.
+    served: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Drop for RunningUpstream {
@@ -59,9 +61,13 @@ impl RunningUpstream {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting new connections (the port refuses from now on).
+    /// Dies as a killed process does: the port refuses from now on, and every open
+    /// connection is closed, requests in progress included.
     pub fn kill(&self) {
         self.task.abort();
+        for connection in self.served.lock().unwrap().drain(..) {
+            connection.abort();
+        }
     }
 }
 
@@ -116,6 +122,8 @@ impl TestUpstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
         let http2_only = self.http2_only;
+        let served: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let serving = served.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -123,7 +131,7 @@ impl TestUpstream {
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let (name, handler, counter) = (name.clone(), handler.clone(), counter.clone());
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let (name, handler, counter) =
                             (name.clone(), handler.clone(), counter.clone());
@@ -148,6 +156,7 @@ impl TestUpstream {
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
+                serving.lock().unwrap().push(connection.abort_handle());
             }
         });
         RunningUpstream {
@@ -156,6 +165,7 @@ impl TestUpstream {
             requests,
             connections,
             task,
+            served,
         }
     }
 }

@@ -1,0 +1,216 @@
+//! Slow request bodies (issue #20, item 6): request buffering keeps a slow client away
+//! from the endpoints, and the listener's `body_read_timeout` / `body_total_timeout`
+//! end a body that stalls or trickles with a 408, on both HTTP/1.1 engines. Both sides
+//! are raw TCP (tests/support/raw_http.rs); the upstream counts its connections.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::TestProxy;
+use support::proxy::RunningProxy;
+use support::raw_http::*;
+
+/// Pace of a slow client: one piece of body every this long.
+const PACE: Duration = Duration::from_millis(200);
+
+async fn start(fast_path: bool, upstream: &Upstream, listener: &str, route: &str) -> RunningProxy {
+    let url = upstream.url();
+    TestProxy::from_toml(&format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+fast_path = {fast_path}
+{listener}
+
+[[pools]]
+name = "p"
+endpoints = [{{ url = "{url}" }}]
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+pool = "p"
+{route}
+"#
+    ))
+    .start()
+    .await
+}
+
+fn post_head(length: usize) -> String {
+    format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {length}\r\n\r\n")
+}
+
+/// The upstream answers with the size of the body it read.
+async fn counting_upstream() -> Upstream {
+    Upstream::start(|seen| vec![Step::Write(ok(seen.body.len().to_string()))]).await
+}
+
+/// Many clients trickle a body in `pieces`: the endpoint sees no connection until
+/// every body is whole, then each request exactly once, whole.
+async fn slow_bodies_reach_the_endpoint_only_when_whole(fast_path: bool, size: usize) {
+    const CLIENTS: usize = 20;
+    let pieces = 10;
+    let upstream = counting_upstream().await;
+    let proxy = start(fast_path, &upstream, r#"body_read_timeout = "5s""#, "").await;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = RawClient::connect(&proxy).await;
+        client.send(post_head(size).as_bytes()).await;
+        clients.push(client);
+    }
+    let piece = vec![b'x'; size / pieces];
+    for round in 0..pieces {
+        for client in &mut clients {
+            client.send(&piece).await;
+        }
+        if round + 1 < pieces {
+            tokio::time::sleep(PACE).await;
+            assert_eq!(
+                upstream.connections(),
+                0,
+                "the endpoint was connected to during round {round} of a slow body"
+            );
+        }
+    }
+    for client in &mut clients {
+        let response = client.response("POST").await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.text(), size.to_string());
+    }
+    assert_eq!(upstream.seen().len(), CLIENTS);
+}
+
+/// A body that stops arriving is answered 408 (JSON error) after `body_read_timeout`,
+/// and the endpoint never hears of it.
+async fn a_stalled_body_is_408_and_never_reaches_the_endpoint(fast_path: bool, size: usize) {
+    let upstream = counting_upstream().await;
+    let proxy = start(fast_path, &upstream, r#"body_read_timeout = "400ms""#, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let started = Instant::now();
+    client.send(post_head(size).as_bytes()).await;
+    client.send(&vec![b'x'; size / 2]).await;
+    let response = client.response("POST").await;
+    let waited = started.elapsed();
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert_eq!(response.error_type(), "body_timeout");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "answered after {waited:?}"
+    );
+    assert!(response.head.has("x-request-id"), "{}", response.head.raw);
+    client.assert_closed("a 408").await;
+    assert_eq!(upstream.connections(), 0);
+    // Recorded as the full path records it: under the route, as Junction's own answer.
+    let metrics = support::client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let metrics = support::parse_metrics(&metrics);
+    let errors = metrics
+        .iter()
+        .filter(|(series, _)| series.starts_with("junction_errors_total"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        errors,
+        [(
+            &r#"junction_errors_total{route="all",type="body_timeout"}"#.to_string(),
+            &1.0
+        )],
+    );
+}
+
+/// A body that trickles (never idle long enough for `body_read_timeout`) is cut by
+/// `body_total_timeout`.
+async fn a_trickling_body_is_408_after_the_total_timeout(fast_path: bool) {
+    let upstream = counting_upstream().await;
+    let listener = "body_read_timeout = \"5s\"\nbody_total_timeout = \"1s\"";
+    let proxy = start(fast_path, &upstream, listener, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let started = Instant::now();
+    client.send(post_head(100).as_bytes()).await;
+    let mut answered = false;
+    // One byte per PACE of 100: far longer than the total timeout, unless cut.
+    for _ in 0..100 {
+        client.send(b"x").await;
+        if let Ok(read) = tokio::time::timeout(PACE, client.wire.fill()).await {
+            answered = read.is_ok_and(|n| n > 0);
+            break;
+        }
+    }
+    let waited = started.elapsed();
+    assert!(answered, "no answer to a trickling body after {waited:?}");
+    let response = client.response("POST").await;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "answered after {waited:?}"
+    );
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert_eq!(response.error_type(), "body_timeout");
+    assert_eq!(upstream.connections(), 0);
+}
+
+/// `request_buffering = false`: the body streams to the endpoint as it arrives. When
+/// it then stalls, the client gets 408 and the endpoint's connection is broken off, so
+/// it never takes the part it got for a whole request.
+async fn an_unbuffered_body_streams_and_a_stall_aborts_the_upstream(fast_path: bool) {
+    let mut upstream = counting_upstream().await;
+    let proxy = start(
+        fast_path,
+        &upstream,
+        r#"body_read_timeout = "600ms""#,
+        "request_buffering = false",
+    )
+    .await;
+    let mut client = RawClient::connect(&proxy).await;
+    client.send(post_head(10).as_bytes()).await;
+    client.send(b"abc").await;
+    within("the endpoint being connected to mid-body", async {
+        while upstream.connections() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let response = client.response("POST").await;
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert_eq!(upstream.next_end().await, Ended::ByProxy(1));
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+}
+
+/// Each case as `name => function(extra arguments)`, run with `fast_path = false`
+/// and `true`.
+macro_rules! on_both_engines {
+    ($($name:ident => $case:ident($($arg:expr),*);)*) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn hyper() {
+                    super::$case(false, $($arg),*).await
+                }
+
+                #[tokio::test]
+                async fn fast_path() {
+                    super::$case(true, $($arg),*).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_engines!(
+    small_slow_bodies_are_buffered => slow_bodies_reach_the_endpoint_only_when_whole(1_000);
+    large_slow_bodies_are_buffered => slow_bodies_reach_the_endpoint_only_when_whole(100_000);
+    a_stalled_small_body_is_408 => a_stalled_body_is_408_and_never_reaches_the_endpoint(1_000);
+    a_stalled_large_body_is_408 => a_stalled_body_is_408_and_never_reaches_the_endpoint(100_000);
+    a_trickling_body_is_408 => a_trickling_body_is_408_after_the_total_timeout();
+    unbuffered_bodies_stream => an_unbuffered_body_streams_and_a_stall_aborts_the_upstream();
+);
