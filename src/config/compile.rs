@@ -35,6 +35,7 @@ pub fn compile(
     let mut errors = Errors::new();
 
     let admin_bind = parse_addr(&spec.admin.bind, "admin.bind", &mut errors);
+    let admin_hosts = compile_admin_hosts(&spec.admin.hosts, &mut errors);
     let shutdown_grace = spec
         .server
         .shutdown_grace
@@ -96,6 +97,7 @@ pub fn compile(
             .map(|file| resolve(base, file).into()),
         access_log,
         admin_bind: admin_bind.expect("no errors means the admin bind parsed"),
+        admin_hosts,
         shutdown_grace,
         listeners: listeners
             .into_iter()
@@ -170,6 +172,23 @@ fn compile_access_log(
         fields,
         queue: spec.queue.unwrap_or(DEFAULT_ACCESS_LOG_QUEUE),
     })
+}
+
+/// `[admin] hosts`: each a `name` or `name:port` as a `Host` header carries it.
+fn compile_admin_hosts(hosts: &[String], errors: &mut Errors) -> Vec<Arc<str>> {
+    let mut out = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        match crate::admin::parse_host(host) {
+            Some(_) => out.push(Arc::from(host.to_ascii_lowercase())),
+            None => errors.push((
+                format!("admin.hosts[{i}]"),
+                format!(
+                    "{host:?} is not a host name with an optional port, e.g. \"admin.internal\" or \"admin.internal:9901\" (no scheme, path or user)"
+                ),
+            )),
+        }
+    }
+    out
 }
 
 pub(super) fn parse_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {

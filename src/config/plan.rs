@@ -23,6 +23,8 @@ pub struct Plan {
     pub audit_path: Option<std::path::PathBuf>,
     pub access_log: Option<AccessLogSettings>,
     pub admin_bind: SocketAddr,
+    /// `[admin] hosts`, lower-cased: `Host` values the admin API accepts besides its address.
+    pub admin_hosts: Vec<Arc<str>>,
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
     pub pools: Vec<Arc<Pool>>,

@@ -38,6 +38,10 @@ pub struct AdminSpec {
     /// Environment variable holding the bearer token that the admin API's changing
     /// calls require (default JUNCTION_ADMIN_TOKEN); unset: those calls are refused.
     pub token_env: Option<String>,
+    /// Extra `Host` values the admin API answers to (names it is reached by), besides
+    /// its bind address; any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 impl Default for AdminSpec {
@@ -45,6 +49,7 @@ impl Default for AdminSpec {
         AdminSpec {
             bind: default_admin_bind(),
             token_env: None,
+            hosts: Vec::new(),
         }
     }
 }
