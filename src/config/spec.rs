@@ -251,6 +251,14 @@ pub struct KeysFileSpec {
 pub struct AuditSpec {
     /// File of the tamper-evident audit log.
     pub path: Option<String>,
+    /// Longest time between a line written and the anchor that covers it.
+    pub checkpoint_interval: Option<String>,
+    /// Lines written before an anchor, at most.
+    pub checkpoint_records: Option<u64>,
+    /// Environment variable holding the key that signs the anchor (HMAC-SHA256).
+    pub key_env: Option<String>,
+    /// File holding that key instead.
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
