@@ -34,13 +34,21 @@ enum Command {
         #[arg(long, short, default_value = "junction.toml")]
         config: PathBuf,
     },
-    /// Start two mock OpenAI-compatible model servers and the gateway in front of them.
+    /// Start two mock OpenAI-compatible model servers and the gateway in front of them,
+    /// the second as a canary that promotes itself (or rolls back with --fail-canary).
     Demo {
         /// Another config to run the demo with (mock servers start on its endpoints).
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long)]
         threads: Option<usize>,
+        /// Make the canary candidate's mock servers fail 20% of completions, so the
+        /// canary analysis rolls it back instead of promoting it.
+        #[arg(long, alias = "inject-errors")]
+        fail_canary: bool,
+        /// Chat completions per second the demo sends itself to feed the canary; 0: none.
+        #[arg(long, default_value_t = 20)]
+        traffic: u32,
     },
     /// Run one mock OpenAI-compatible model server (for trials and fault-injection tests).
     Mock {
@@ -161,9 +169,22 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        Command::Demo { threads, config } => {
+        Command::Demo {
+            threads,
+            config,
+            fail_canary,
+            traffic,
+        } => {
             init_logging();
-            with_runtime(threads, junction::demo::run(config))
+            let options = junction::demo::DemoOptions {
+                traffic_per_second: traffic,
+                candidate_failure_percent: if fail_canary {
+                    junction::demo::FAIL_CANARY_PERCENT
+                } else {
+                    0
+                },
+            };
+            with_runtime(threads, junction::demo::run(config, options))
         }
     }
 }
