@@ -190,7 +190,9 @@ impl AuditLog {
                     Verdict::Broken { line, reason } => {
                         Some(format!("broken at line {line}: {reason}"))
                     }
-                    Verdict::BadAnchor { reason } if Anchor::read(&settings.path)?.is_none() => {
+                    Verdict::BadAnchor { reason }
+                        if matches!(Anchor::read(&settings.path), Ok(None)) =>
+                    {
                         // A new log, or one from before anchors: anchor it as found.
                         Anchor::new(found.lines, &found.last_hash, settings.key.as_deref())
                             .write(&settings.path)?;
@@ -472,7 +474,14 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> std::io::Result<Verdict> 
 
 /// `verify` on an already scanned file, with the anchor read now.
 fn check(path: &Path, found: &Scan, key: Option<&[u8]>) -> std::io::Result<Verdict> {
-    let anchor = Anchor::read(path).ok().flatten();
+    let anchor = match Anchor::read(path) {
+        Ok(anchor) => anchor,
+        Err(e) => {
+            return Ok(Verdict::BadAnchor {
+                reason: format!("unreadable anchor {}: {e}", anchor_path(path).display()),
+            });
+        }
+    };
     let found = match &anchor {
         Some(anchor) if anchor.lines > 0 && anchor.lines <= found.lines => {
             scan(path, Some(anchor.lines))?
@@ -780,6 +789,25 @@ mod tests {
             verify(&path, &with(b"0123456789abcdef")).unwrap(),
             Verdict::BadAnchor { .. }
         ));
+    }
+
+    #[test]
+    fn a_garbled_anchor_is_noted_at_open_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&settings(&path), 2);
+        std::fs::write(anchor_path(&path), "not json").unwrap();
+        assert!(verify(&path, &VerifyOptions::default()).is_err());
+        write_log(&settings(&path), 0);
+        let note: Value = serde_json::from_str(&lines(&path)[2]).unwrap();
+        assert!(
+            note["problem"]
+                .as_str()
+                .unwrap()
+                .contains("unreadable anchor"),
+            "{note}"
+        );
+        assert!(matches!(check(&path), Verdict::Intact { lines: 3, .. }));
     }
 
     #[test]
