@@ -34,13 +34,21 @@ enum Command {
         #[arg(long, short, default_value = "junction.toml")]
         config: PathBuf,
     },
-    /// Start two mock OpenAI-compatible model servers and the gateway in front of them.
+    /// Start two mock OpenAI-compatible model servers and the gateway in front of them,
+    /// the second as a canary that promotes itself (or rolls back with --fail-canary).
     Demo {
         /// Another config to run the demo with (mock servers start on its endpoints).
         #[arg(long, short)]
         config: Option<PathBuf>,
         #[arg(long)]
         threads: Option<usize>,
+        /// Make the canary candidate's mock servers fail 20% of completions, so the
+        /// canary analysis rolls it back instead of promoting it.
+        #[arg(long, alias = "inject-errors")]
+        fail_canary: bool,
+        /// Chat completions per second the demo sends itself to feed the canary; 0: none.
+        #[arg(long, default_value_t = 20)]
+        traffic: u32,
     },
     /// Run one mock OpenAI-compatible model server (for trials and fault-injection tests).
     Mock {
@@ -72,8 +80,27 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of an audit log: exit 0, or name the first broken line and exit 1.
-    Verify { file: PathBuf },
+    /// Check the hash chain of an audit log and its end against `<FILE>.anchor`: exit 0,
+    /// or say what is wrong (the first broken line, a cut-off tail, a bad anchor) and exit 1.
+    Verify {
+        /// The audit log (or give it with --file).
+        #[arg(
+            required_unless_present = "file_option",
+            conflicts_with = "file_option"
+        )]
+        file: Option<PathBuf>,
+        #[arg(long = "file", value_name = "PATH")]
+        file_option: Option<PathBuf>,
+        /// Environment variable holding the anchor's HMAC key ([audit] key_env).
+        #[arg(long, value_name = "NAME", conflicts_with = "key_file")]
+        key_env: Option<String>,
+        /// File holding the anchor's HMAC key ([audit] key_file).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Check the chain alone: for logs written before anchors existed.
+        #[arg(long)]
+        no_anchor: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,21 +118,18 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => check(&config),
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => match junction::security::audit::verify(&file) {
-            Ok(junction::security::audit::Verdict::Intact { lines }) => {
-                println!("{}: intact ({lines} lines)", file.display());
-                ExitCode::SUCCESS
-            }
-            Ok(junction::security::audit::Verdict::Broken { line, reason }) => {
-                eprintln!("{}: broken at line {line}: {reason}", file.display());
-                ExitCode::FAILURE
-            }
-            Err(error) => {
-                eprintln!("{}: {error}", file.display());
-                ExitCode::FAILURE
-            }
-        },
+            command:
+                AuditCommand::Verify {
+                    file,
+                    file_option,
+                    key_env,
+                    key_file,
+                    no_anchor,
+                },
+        } => {
+            let file = file.or(file_option).unwrap_or_default();
+            verify_audit(&file, key_env, key_file, no_anchor)
+        }
         Command::Key {
             command: KeyCommand::Hash { key },
         } => {
@@ -145,9 +169,90 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        Command::Demo { threads, config } => {
+        Command::Demo {
+            threads,
+            config,
+            fail_canary,
+            traffic,
+        } => {
             init_logging();
-            with_runtime(threads, junction::demo::run(config))
+            let options = junction::demo::DemoOptions {
+                traffic_per_second: traffic,
+                candidate_failure_percent: if fail_canary {
+                    junction::demo::FAIL_CANARY_PERCENT
+                } else {
+                    0
+                },
+            };
+            with_runtime(threads, junction::demo::run(config, options))
+        }
+    }
+}
+
+fn verify_audit(
+    file: &std::path::Path,
+    key_env: Option<String>,
+    key_file: Option<PathBuf>,
+    no_anchor: bool,
+) -> ExitCode {
+    use junction::security::audit::{Verdict, VerifyOptions, verify};
+    let key = match (key_env, key_file) {
+        (Some(name), _) => match std::env::var(&name) {
+            Ok(key) => Some(key.into_bytes()),
+            Err(_) => {
+                eprintln!("junction: the environment variable {name} is not set");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(path)) => match std::fs::read(&path) {
+            Ok(mut key) => {
+                while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    key.pop();
+                }
+                Some(key)
+            }
+            Err(error) => {
+                eprintln!("junction: cannot read {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+    };
+    match verify(file, &VerifyOptions { key, no_anchor }) {
+        Ok(Verdict::Intact {
+            lines,
+            anchor,
+            signature_checked,
+        }) => {
+            let end = match anchor {
+                None => "end not checked (--no-anchor)".to_string(),
+                Some(anchor) => {
+                    let signature = match (&anchor.mac, signature_checked) {
+                        (_, true) => "signature checked",
+                        (Some(_), false) => "signed, signature not checked (no key given)",
+                        (None, false) => "unsigned",
+                    };
+                    let tail = lines - anchor.lines;
+                    format!(
+                        "end anchored at line {} on {}, {signature}; {tail} lines written after the last checkpoint",
+                        anchor.lines, anchor.time
+                    )
+                }
+            };
+            println!("{}: intact ({lines} lines); {end}", file.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Broken { line, reason }) => {
+            eprintln!("{}: broken at line {line}: {reason}", file.display());
+            ExitCode::FAILURE
+        }
+        Ok(Verdict::BadAnchor { reason }) => {
+            eprintln!("{}: bad anchor: {reason}", file.display());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -402,3 +402,57 @@ async fn version_prints_the_version() {
         format!("junction {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[tokio::test]
+async fn audit_checkpoint_and_key_errors_are_reported_with_their_lines() {
+    let (code, errors) = check(
+        r#"[audit]
+path = "audit.log"
+checkpoint_interval = "0s"
+checkpoint_records = 0
+key_env = "JUNCTION_TEST_AUDIT_KEY_THAT_IS_NOT_SET"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        errors,
+        [
+            "audit.checkpoint_interval (line 3): must be greater than zero",
+            "audit.checkpoint_records (line 4): must be at least 1",
+            "audit.key_env (line 5): the environment variable JUNCTION_TEST_AUDIT_KEY_THAT_IS_NOT_SET is not set",
+        ]
+    );
+    let (code, errors) = check(
+        r#"[audit]
+key_file = "audit.key"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors, ["audit.key_file (line 2): needs audit.path"]);
+}

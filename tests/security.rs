@@ -1166,3 +1166,100 @@ async fn ambiguous_requests_are_counted_as_security_decisions() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_audit_logs_end_is_anchored_at_shutdown_and_verify_catches_a_cut_or_edited_tail() {
+    let upstream = TestUpstream::named("p").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junction.toml");
+    let key_file = dir.path().join("audit.key");
+    std::fs::write(&key_file, "a-key-of-32-bytes-for-the-anchor\n").unwrap();
+    // No periodic checkpoint during the test: only the shutdown one can anchor the end.
+    let audit_table =
+        "[audit]\npath = \"audit.log\"\ncheckpoint_interval = \"1h\"\nkey_file = \"audit.key\"\n";
+    std::fs::write(&path, config_text(audit_table, "", &upstream, "")).unwrap();
+    let audit = dir.path().join("audit.log");
+    let proxy = start_file(&path).await;
+    for _ in 0..3 {
+        let reply = client()
+            .post(proxy.admin_url("/api/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    let lines = wait_for_lines(&audit, 3).await;
+    proxy.gateway.shutdown().await;
+
+    let check = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "audit".as_ref(),
+            "verify".as_ref(),
+            "--file".as_ref(),
+            audit.as_os_str(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let output = junction(&args);
+        (
+            output.status.code().expect("exit code"),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let key = ["--key-file", key_file.to_str().unwrap()];
+    let (code, stdout, stderr) = check(&key);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("intact (3 lines); end anchored at line 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signature checked"), "{stdout}");
+
+    let original = std::fs::read_to_string(&audit).unwrap();
+    // The last line cut off: the chain alone still holds, the anchor does not.
+    std::fs::write(&audit, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let (code, stdout, stderr) = check(&key);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("broken at line 3"), "{stderr}");
+    assert!(stderr.contains("cut off the end"), "{stderr}");
+    assert_eq!(
+        check(&["--no-anchor"]).0,
+        0,
+        "the chain alone cannot see it"
+    );
+
+    // The last line edited.
+    let edited = lines[2].replacen("reload", "relaod", 1);
+    assert_ne!(edited, lines[2]);
+    std::fs::write(&audit, original.replacen(&lines[2], &edited, 1)).unwrap();
+    let (code, _, stderr) = check(&key);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("broken at line 3"), "{stderr}");
+    assert!(
+        stderr.contains("last anchored line was changed"),
+        "{stderr}"
+    );
+
+    // Both files rewritten without the key: only the key tells.
+    std::fs::write(&audit, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let hash = junction::security::hash_key(&lines[1]);
+    std::fs::write(
+        junction::security::audit::anchor_path(&audit),
+        format!("{{\"lines\":2,\"last_hash\":\"{hash}\",\"time\":\"2026-01-01T00:00:00Z\"}}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        check(&[]).0,
+        0,
+        "without the key a rewrite of both files passes"
+    );
+    let (code, _, stderr) = check(&key);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bad anchor"), "{stderr}");
+
+    std::fs::write(&audit, &original).unwrap();
+    std::fs::remove_file(junction::security::audit::anchor_path(&audit)).unwrap();
+    let (code, _, stderr) = check(&[]);
+    assert_eq!(code, 1, "a missing anchor is not a clean bill: {stderr}");
+    assert!(stderr.contains("no anchor file"), "{stderr}");
+}

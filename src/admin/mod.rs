@@ -1,7 +1,11 @@
 //! The admin API, on its own listener (loopback by default): liveness and readiness
-//! probes, the running config with secrets redacted, pool state, and reload.
+//! probes, the running config with secrets redacted, pool state, and reload. Only for
+//! its own `Host`, and changes only from its own origin (see `guard`).
 
 mod control;
+mod guard;
+
+pub use guard::parse_host;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +22,9 @@ pub async fn handle(
     request: Request<Incoming>,
     gateway: Arc<Gateway>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if let Err(refusal) = guard::check(&request, &gateway) {
+        return Ok(*refusal);
+    }
     let path = request.uri().path().to_string();
     if let Some((route, action)) = path
         .strip_prefix("/api/routes/")

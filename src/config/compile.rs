@@ -35,6 +35,7 @@ pub fn compile(
     let mut errors = Errors::new();
 
     let admin_bind = parse_addr(&spec.admin.bind, "admin.bind", &mut errors);
+    let admin_hosts = compile_admin_hosts(&spec.admin.hosts, &mut errors);
     let shutdown_grace = spec
         .server
         .shutdown_grace
@@ -46,6 +47,7 @@ pub fn compile(
         })
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
+    let audit = compile_audit(&spec.audit, base, &mut errors);
     let buckets = compile_buckets(&spec.metrics, &mut errors);
     let access_log = compile_access_log(spec.access_log.as_ref(), base, &mut errors);
     let pools = super::pools::compile_pools(&spec.pools, base, context, &mut errors);
@@ -89,13 +91,10 @@ pub fn compile(
         metrics_enabled: spec.metrics.enabled,
         admin_token,
         state_file,
-        audit_path: spec
-            .audit
-            .path
-            .as_deref()
-            .map(|file| resolve(base, file).into()),
+        audit,
         access_log,
         admin_bind: admin_bind.expect("no errors means the admin bind parsed"),
+        admin_hosts,
         shutdown_grace,
         listeners: listeners
             .into_iter()
@@ -170,6 +169,115 @@ fn compile_access_log(
         fields,
         queue: spec.queue.unwrap_or(DEFAULT_ACCESS_LOG_QUEUE),
     })
+}
+
+/// `[audit]`: the log file, its checkpoints, and the anchor key, read now.
+fn compile_audit(
+    spec: &super::spec::AuditSpec,
+    base: &Path,
+    errors: &mut Errors,
+) -> Option<crate::security::audit::AuditSettings> {
+    use crate::security::audit::{
+        AuditSettings, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, MIN_KEY_BYTES,
+    };
+    let Some(path) = spec.path.as_deref() else {
+        let set = [
+            ("checkpoint_interval", spec.checkpoint_interval.is_some()),
+            ("checkpoint_records", spec.checkpoint_records.is_some()),
+            ("key_env", spec.key_env.is_some()),
+            ("key_file", spec.key_file.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, set)| *set) {
+            errors.push((format!("audit.{key}"), "needs audit.path".into()));
+        }
+        return None;
+    };
+    let checkpoint_interval = duration_or(
+        &spec.checkpoint_interval,
+        DEFAULT_CHECKPOINT_INTERVAL,
+        "audit.checkpoint_interval",
+        errors,
+    );
+    let checkpoint_records = match spec.checkpoint_records {
+        Some(0) => {
+            errors.push((
+                "audit.checkpoint_records".into(),
+                "must be at least 1".into(),
+            ));
+            DEFAULT_CHECKPOINT_RECORDS
+        }
+        Some(n) => n,
+        None => DEFAULT_CHECKPOINT_RECORDS,
+    };
+    let key = match (&spec.key_env, &spec.key_file) {
+        (Some(_), Some(_)) => {
+            errors.push((
+                "audit.key_file".into(),
+                "set audit.key_env or audit.key_file, not both".into(),
+            ));
+            None
+        }
+        (Some(name), None) => match std::env::var(name) {
+            Ok(key) => Some(("audit.key_env", key.into_bytes())),
+            Err(_) => {
+                errors.push((
+                    "audit.key_env".into(),
+                    format!("the environment variable {name} is not set"),
+                ));
+                None
+            }
+        },
+        (None, Some(file)) => match std::fs::read(resolve(base, file)) {
+            Ok(mut key) => {
+                // An editor's or `echo`'s final newline is not part of the key.
+                while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    key.pop();
+                }
+                Some(("audit.key_file", key))
+            }
+            Err(e) => {
+                errors.push(("audit.key_file".into(), format!("cannot read {file}: {e}")));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let key = key.and_then(|(path, key)| {
+        if key.len() < MIN_KEY_BYTES {
+            errors.push((
+                path.into(),
+                format!(
+                    "the key has {} bytes; at least {MIN_KEY_BYTES} are needed",
+                    key.len()
+                ),
+            ));
+            return None;
+        }
+        Some(Arc::from(key))
+    });
+    Some(AuditSettings {
+        path: resolve(base, path).into(),
+        checkpoint_interval,
+        checkpoint_records,
+        key,
+    })
+}
+
+/// `[admin] hosts`: each a `name` or `name:port` as a `Host` header carries it.
+fn compile_admin_hosts(hosts: &[String], errors: &mut Errors) -> Vec<Arc<str>> {
+    let mut out = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        match crate::admin::parse_host(host) {
+            Some(_) => out.push(Arc::from(host.to_ascii_lowercase())),
+            None => errors.push((
+                format!("admin.hosts[{i}]"),
+                format!(
+                    "{host:?} is not a host name with an optional port, e.g. \"admin.internal\" or \"admin.internal:9901\" (no scheme, path or user)"
+                ),
+            )),
+        }
+    }
+    out
 }
 
 pub(super) fn parse_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {

@@ -20,9 +20,11 @@ pub struct Plan {
     pub admin_token: Option<Arc<str>>,
     pub state_file: Option<std::path::PathBuf>,
     /// The tamper-evident audit log, if configured.
-    pub audit_path: Option<std::path::PathBuf>,
+    pub audit: Option<crate::security::audit::AuditSettings>,
     pub access_log: Option<AccessLogSettings>,
     pub admin_bind: SocketAddr,
+    /// `[admin] hosts`, lower-cased: `Host` values the admin API accepts besides its address.
+    pub admin_hosts: Vec<Arc<str>>,
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
     pub pools: Vec<Arc<Pool>>,

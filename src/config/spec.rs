@@ -38,6 +38,10 @@ pub struct AdminSpec {
     /// Environment variable holding the bearer token that the admin API's changing
     /// calls require (default JUNCTION_ADMIN_TOKEN); unset: those calls are refused.
     pub token_env: Option<String>,
+    /// Extra `Host` values the admin API answers to (names it is reached by), besides
+    /// its bind address; any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 impl Default for AdminSpec {
@@ -45,6 +49,7 @@ impl Default for AdminSpec {
         AdminSpec {
             bind: default_admin_bind(),
             token_env: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -250,6 +255,14 @@ pub struct KeysFileSpec {
 pub struct AuditSpec {
     /// File of the tamper-evident audit log.
     pub path: Option<String>,
+    /// Longest time between a line written and the anchor that covers it.
+    pub checkpoint_interval: Option<String>,
+    /// Lines written before an anchor, at most.
+    pub checkpoint_records: Option<u64>,
+    /// Environment variable holding the key that signs the anchor (HMAC-SHA256).
+    pub key_env: Option<String>,
+    /// File holding that key instead.
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -309,7 +309,7 @@ impl Gateway {
             }
         }
         if failure.is_none() {
-            if let Err(error) = self.audit.apply(plan.audit_path.as_deref()) {
+            if let Err(error) = self.audit.apply(plan.audit.as_ref()) {
                 failure = Some(ReloadError::AccessLog(error));
             }
         }
@@ -530,6 +530,9 @@ impl Gateway {
         let _ =
             tokio::task::spawn_blocking(move || telemetry.access_log.close(Duration::from_secs(2)))
                 .await;
+        // The audit log's last lines and its final anchor, so its end can be verified.
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
     }
 
     /// Open downstream connections (proxy listeners only).

@@ -43,6 +43,14 @@ impl TestProxy {
 }
 
 impl RunningProxy {
+    /// Junction from a config file, so that a reload re-reads it.
+    pub async fn from_file(path: &Path) -> RunningProxy {
+        let gateway = Gateway::from_file(path.to_path_buf(), Arc::new(SplitMix::with_seed(7)))
+            .unwrap_or_else(|errors| panic!("invalid config:\n{errors}"));
+        gateway.start().await.expect("start gateway");
+        RunningProxy { gateway }
+    }
+
     /// The actual address of a listener.
     pub fn addr(&self, listener: &str) -> SocketAddr {
         self.gateway

@@ -387,12 +387,14 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(proxy: &RunningProxy) -> RawClient {
-        let stream = within(
-            "connect to the proxy",
-            TcpStream::connect(proxy.addr("public")),
-        )
-        .await
-        .expect("connect to the proxy");
+        RawClient::connect_to(proxy.addr("public")).await
+    }
+
+    /// A connection to any listener (the admin one, say).
+    pub async fn connect_to(addr: std::net::SocketAddr) -> RawClient {
+        let stream = within("connect to the proxy", TcpStream::connect(addr))
+            .await
+            .expect("connect to the proxy");
         RawClient {
             wire: Wire::new(stream),
         }
