@@ -21,6 +21,8 @@ pub enum Blame {
 pub enum ProxyError {
     #[error("no route matches {method} {path}")]
     NoRoute { method: http::Method, path: String },
+    #[error("request head is {size} bytes, more than the limit of {limit}")]
+    HeadTooLarge { size: usize, limit: usize },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("could not read the request body: {reason}")]
@@ -41,6 +43,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
@@ -64,6 +67,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::HeadTooLarge { .. } => "head_too_large",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
@@ -78,6 +82,11 @@ impl ProxyError {
                 SendError::Handshake { .. } | SendError::Protocol { .. } => {
                     "upstream_protocol_error"
                 }
+                // A head hyper could not parse is the same fault the fast path reports
+                // as `Protocol`.
+                SendError::Exchange { source, .. } if source.is_parse() => {
+                    "upstream_protocol_error"
+                }
                 SendError::Exchange { .. } | SendError::Closed { .. } => "upstream_request_failed",
             },
         }
@@ -86,6 +95,7 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::NoRoute { .. }
+            | ProxyError::HeadTooLarge { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody { .. } => Blame::Downstream,
             ProxyError::NoEndpoint { .. }
