@@ -151,6 +151,25 @@ async fn a_garbage_head_is_a_protocol_error_on_every_path() {
         let response = RawClient::connect(&proxy).await.get("/").await;
         assert_eq!(response.status, 502, "{path:?}: {}", response.head.raw);
         assert_eq!(response.error_type(), "upstream_protocol_error", "{path:?}");
+        // The metrics say the same.
+        let metrics = within("GET /metrics", async {
+            let response = support::client()
+                .get(proxy.admin_url("/metrics"))
+                .send()
+                .await
+                .expect("metrics answer");
+            response.text().await.expect("metrics text")
+        })
+        .await;
+        let counted: f64 = support::parse_metrics(&metrics)
+            .iter()
+            .filter(|(series, _)| {
+                series.starts_with("junction_errors_total{")
+                    && series.contains("type=\"upstream_protocol_error\"")
+            })
+            .map(|(_, value)| value)
+            .sum();
+        assert_eq!(counted, 1.0, "{path:?}: {metrics}");
     }
 }
 

@@ -423,14 +423,22 @@ impl UpstreamClient {
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
         let mut connection = self.connect_http1(endpoint, connect_timeout, true).await?;
-        connection
+        let mut response = connection
             .sender
             .send_request(request)
             .await
             .map_err(|source| SendError::Exchange {
                 endpoint: endpoint.url.clone(),
                 source,
-            })
+            })?;
+        // The connection is not reused, so only the head's own rules apply.
+        response_head::settle_length(response.headers_mut()).map_err(|reason| {
+            SendError::Protocol {
+                endpoint: endpoint.url.clone(),
+                reason,
+            }
+        })?;
+        Ok(response)
     }
 
     async fn connect_http1(
