@@ -1,7 +1,8 @@
 //! The response body on its way from the endpoint to the client: relayed as it arrives
-//! (the head rides with the first bytes), framed as the endpoint framed it (a
-//! close-delimited body re-framed as chunks), within the route's timeouts, while the
-//! client's socket is watched for it going away.
+//! (the head rides with the first bytes, and waits for them unless it is an event
+//! stream's), framed as the endpoint framed it (a close-delimited body re-framed as
+//! chunks), within the route's timeouts, while the client's socket is watched for it
+//! going away.
 
 use std::time::Duration;
 
@@ -118,10 +119,9 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                 }
             };
             let piece = &available[..used];
+            // Nothing to send with the head yet: it waits for the first byte.
             let waits = !head_sent && self.hold_head && piece.is_empty() && !done;
-            if waits {
-                // Nothing to send with the head yet.
-            } else if head_sent {
+            if head_sent {
                 self.head.clear();
             }
             let written = if waits {
