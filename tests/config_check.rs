@@ -237,6 +237,34 @@ pool = "p"
 }
 
 #[tokio::test]
+async fn a_size_of_the_wrong_type_says_what_a_size_looks_like() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+max_request_head_bytes = true
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+pool = "p"
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("listeners[0].max_request_head_bytes (line 4): ")
+            && errors[0].contains(r#"expected a size like "64KiB", "10MB" or a number of bytes"#)
+            && !errors[0].contains("untagged"),
+        "{errors:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_toml_syntax_error_is_reported_with_its_line() {
     let (code, errors) = check(
         r#"[[listeners]]

@@ -30,6 +30,10 @@ pub struct Plan {
     pub pools: Vec<Arc<Pool>>,
 }
 
+/// Largest request head (request line and header lines) a listener takes when
+/// `max_request_head_bytes` is not set.
+pub const DEFAULT_MAX_REQUEST_HEAD: usize = 400 * 1024;
+
 pub struct ListenerPlan {
     pub name: Arc<str>,
     pub bind: SocketAddr,
@@ -61,6 +65,14 @@ impl Default for BodyTimeouts {
             idle: Duration::from_secs(30),
             total: Duration::from_secs(300),
         }
+    }
+}
+
+impl ListenerPlan {
+    /// The request head limit in force: `max_request_head_bytes` or the default.
+    pub fn max_request_head(&self) -> usize {
+        self.max_request_head_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_HEAD)
     }
 }
 

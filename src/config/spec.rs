@@ -272,11 +272,37 @@ pub struct TlsSpec {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum SizeSpec {
     Bytes(u64),
     Text(String),
+}
+
+/// By hand rather than `untagged`, whose error ("did not match any variant of untagged
+/// enum SizeSpec") does not tell the user what a size looks like.
+impl<'de> Deserialize<'de> for SizeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Size;
+        impl serde::de::Visitor<'_> for Size {
+            type Value = SizeSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a size like "64KiB", "10MB" or a number of bytes"#)
+            }
+            fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<SizeSpec, E> {
+                Ok(SizeSpec::Bytes(bytes))
+            }
+            fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<SizeSpec, E> {
+                u64::try_from(bytes)
+                    .map(SizeSpec::Bytes)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(bytes), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SizeSpec, E> {
+                Ok(SizeSpec::Text(text.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Size)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

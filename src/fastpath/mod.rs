@@ -34,6 +34,7 @@ use crate::pipeline::attempts::{MAX_FAILOVERS, fails_over, hold_for_retry_after,
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::handler::affinity_of;
+use crate::pipeline::response_head;
 use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
 use crate::routing::{Route, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
@@ -515,6 +516,7 @@ impl Connection {
             exchange: &mut exchange,
             idle: timeouts.idle,
             deadline,
+            hold_head: response_head::holds_head(reply.kind),
         };
         let relayed = body.run(reply.framing).await;
         match relayed {
@@ -532,6 +534,13 @@ impl Connection {
                 }
             }
             Relayed::ClientGone => Step::Close,
+            Relayed::Unanswered { reason, malformed } => {
+                judge(pool, &endpoint, Outcome::Failure);
+                let error = response_head::unanswered(&endpoint, reason, malformed);
+                answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await
+            }
             Relayed::UpstreamBroke {
                 reason,
                 at_boundary,
@@ -566,7 +575,7 @@ fn streams_bodies(downstream: &Downstream) -> bool {
 }
 
 /// A `408` for a client that did not finish its request head in time.
-const REQUEST_TIMEOUT: &[u8] =
+pub(crate) const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// Whether the fast path can serve `route` exactly as the full pipeline would.

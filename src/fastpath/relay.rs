@@ -1,7 +1,8 @@
 //! The response body on its way from the endpoint to the client: relayed as it arrives
-//! (the head rides with the first bytes), framed as the endpoint framed it (a
-//! close-delimited body re-framed as chunks), within the route's timeouts, while the
-//! client's socket is watched for it going away.
+//! (the head rides with the first bytes, and waits for them unless it is an event
+//! stream's), framed as the endpoint framed it (a close-delimited body re-framed as
+//! chunks), within the route's timeouts, while the client's socket is watched for it
+//! going away.
 
 use std::time::Duration;
 
@@ -35,6 +36,13 @@ pub async fn client_gone<C: ClientStream>(client: &mut C, received: &mut Receive
 pub enum Relayed {
     Complete,
     ClientGone,
+    /// The body failed before the client's head was written (it waits for the first
+    /// byte of the body): the client can still get an error answer instead.
+    Unanswered {
+        reason: String,
+        /// The body's framing was invalid (rather than cut or slow).
+        malformed: bool,
+    },
     /// `at_boundary`: the client's body is chunked (as sent, or re-framed) and was cut
     /// between chunks, so a last chunk can still be added.
     UpstreamBroke {
@@ -57,6 +65,8 @@ pub struct BodyRelay<'a, C> {
     pub exchange: &'a mut Exchange,
     pub idle: Option<Duration>,
     pub deadline: Option<Instant>,
+    /// The head waits for the first byte of the body (`response_head::holds_head`).
+    pub hold_head: bool,
 }
 
 /// Why reading more of the body failed.
@@ -89,6 +99,12 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                     let exchange = &mut *self.exchange;
                     match chunks.scan(available, &mut |data| exchange.on_response_data(data)) {
                         Ok(used) => (used, chunks.is_done()),
+                        Err(error) if !head_sent => {
+                            return Relayed::Unanswered {
+                                reason: error.to_string(),
+                                malformed: true,
+                            };
+                        }
                         Err(error) => {
                             return Relayed::UpstreamBroke {
                                 reason: error.to_string(),
@@ -103,10 +119,14 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                 }
             };
             let piece = &available[..used];
+            // Nothing to send with the head yet: it waits for the first byte.
+            let waits = !head_sent && self.hold_head && piece.is_empty() && !done;
             if head_sent {
                 self.head.clear();
             }
-            let written = if framing == Framing::UntilClose {
+            let written = if waits {
+                Ok(())
+            } else if framing == Framing::UntilClose {
                 if !piece.is_empty() {
                     put_chunk(self.head, piece);
                 }
@@ -120,19 +140,30 @@ impl<C: ClientStream> BodyRelay<'_, C> {
             if written.is_err() {
                 return Relayed::ClientGone;
             }
-            head_sent = true;
+            head_sent |= !waits;
             self.replied.consume(used);
             if done {
                 return Relayed::Complete;
             }
-            let broke = |reason: String| Relayed::UpstreamBroke {
-                reason,
-                at_boundary: framing == Framing::UntilClose
-                    || (framing == Framing::Chunked && chunks.at_boundary()),
+            let broke = |reason: String| match head_sent {
+                true => Relayed::UpstreamBroke {
+                    reason,
+                    at_boundary: framing == Framing::UntilClose
+                        || (framing == Framing::Chunked && chunks.at_boundary()),
+                },
+                false => Relayed::Unanswered {
+                    reason,
+                    malformed: false,
+                },
             };
             match self.read().await {
                 Ok(0) if framing == Framing::UntilClose => {
-                    return match self.client.write_all(LAST_CHUNK).await {
+                    // The head, if it waited for a first byte that never came.
+                    if head_sent {
+                        self.head.clear();
+                    }
+                    self.head.extend_from_slice(LAST_CHUNK);
+                    return match self.client.write_all(self.head).await {
                         Ok(()) => Relayed::Complete,
                         Err(_) => Relayed::ClientGone,
                     };

@@ -9,23 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
-use super::request::{parse_length, put_header};
+use super::request::put_header;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
+pub use crate::pipeline::response_head::Framing;
+use crate::pipeline::response_head::{self, ContentLength};
 
 const MAX_HEADERS: usize = 100;
-
-/// How the response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: HEAD, 204, 304.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Read until the endpoint closes; re-framed as chunks for the client (as hyper
-    /// does), so the client's connection stays open and a cut can be told apart.
-    UntilClose,
-}
 
 /// A parsed response head; the client's head is in the `out` it was parsed with.
 #[derive(Debug)]
@@ -82,8 +72,9 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let (Some(version), Some(status)) = (response.version, response.code) else {
         return Parsed::Invalid("malformed response head");
     };
-    if status == 101 {
-        return Parsed::Invalid("switching protocols without an upgrade request");
+    // The fast path takes no upgrade request.
+    if let Err(reason) = response_head::check_status(status, false) {
+        return Parsed::Invalid(reason);
     }
     let mut reply = Reply {
         len,
@@ -99,7 +90,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     }
 
     // First pass: framing, connection options, and what Junction sets itself.
-    let mut content_length = None;
+    let mut content_length = ContentLength::default();
     let mut transfer_encoding = None;
     let mut has_date = false;
     let mut content_type = None;
@@ -108,13 +99,9 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         let name = header.name.as_bytes();
         let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
         if is("content-length") {
-            let Some(length) = parse_length(header.value) else {
-                return Parsed::Invalid("invalid content-length");
-            };
-            if content_length.is_some_and(|seen| seen != length) {
-                return Parsed::Invalid("conflicting content-length");
+            if let Err(reason) = content_length.add(header.value) {
+                return Parsed::Invalid(reason);
             }
-            content_length = Some(length);
         } else if is("transfer-encoding") {
             transfer_encoding = Some(header.value);
         } else if is("connection") {
@@ -141,27 +128,11 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     if let Some(value) = content_type {
         reply.kind = ReplyKind::of_content_type(value);
     }
+    let content_length = content_length.get();
     let no_body = client.head_request || status == 204 || status == 304;
-    reply.framing = match (transfer_encoding, content_length) {
-        _ if no_body => Framing::Empty,
-        (Some(coding), _) => {
-            let last = coding.rsplit(|&b| b == b',').next().unwrap_or(b"");
-            if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                // A length beside chunking is a smuggling hint: never reuse.
-                if content_length.is_some() {
-                    reply.reusable = false;
-                }
-                Framing::Chunked
-            } else {
-                Framing::UntilClose
-            }
-        }
-        (None, Some(length)) => Framing::Length(length),
-        (None, None) => Framing::UntilClose,
-    };
-    if reply.framing == Framing::UntilClose {
-        reply.reusable = false;
-    }
+    let (framing, reusable) = response_head::framing(no_body, transfer_encoding, content_length);
+    reply.framing = framing;
+    reply.reusable &= reusable;
 
     // Second pass: the client's head.
     out.extend_from_slice(b"HTTP/1.1 ");

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::exchange::{BytesIn, Exchange};
 use super::forwarding;
+use super::response_head;
 use super::{Downstream, ProxyBody, ProxyError};
 use crate::config::ListenerPlan;
 use crate::routing::Route;
@@ -227,6 +228,31 @@ pub async fn forward(
                     return Err(error);
                 }
             }
+        } else if response_head::holds_head(crate::llm::ReplyKind::of(&head.headers))
+            && !body.is_end_stream()
+        {
+            // The head waits for the first byte of the body, as on the fast path, so a
+            // body that breaks at once is a 502 and not a cut reply.
+            let until = first_byte_deadline(timeouts.idle, timeouts.total, exchange.started());
+            let frame = match until {
+                Some(until) => tokio::time::timeout_at(until, body.frame()).await,
+                None => Ok(body.frame().await),
+            };
+            match frame {
+                Ok(Some(Ok(frame))) => first = frame.into_data().ok(),
+                Ok(None) => {}
+                Ok(Some(Err(error))) => {
+                    judge(&pool, &endpoint, Outcome::Failure);
+                    let malformed = response_head::is_malformed(&error);
+                    let reason = format!("the endpoint's response broke off: {error}");
+                    return Err(response_head::unanswered(&endpoint, reason, malformed));
+                }
+                Err(_) => {
+                    judge(&pool, &endpoint, Outcome::Failure);
+                    let reason = "no data from the endpoint in time".to_string();
+                    return Err(response_head::unanswered(&endpoint, reason, false));
+                }
+            }
         }
         return Ok(Forwarded {
             pool,
@@ -349,6 +375,21 @@ fn blame_request_body(error: SendError) -> ProxyError {
         }
     }
     ProxyError::Upstream(error)
+}
+
+/// How long the first byte of a body may take: the route's idle timeout, within its
+/// total one.
+fn first_byte_deadline(
+    idle: Option<Duration>,
+    total: Option<Duration>,
+    started: Instant,
+) -> Option<Instant> {
+    let idle = idle.map(|idle| Instant::now() + idle);
+    let total = total.map(|total| started + total);
+    match (idle, total) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -22,6 +22,8 @@ pub enum Blame {
 pub enum ProxyError {
     #[error("no route matches {method} {path}")]
     NoRoute { method: http::Method, path: String },
+    #[error("request head is {size} bytes, more than the limit of {limit}")]
+    HeadTooLarge { size: usize, limit: usize },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("could not read the request body: {reason}")]
@@ -57,6 +59,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -81,6 +84,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::HeadTooLarge { .. } => "head_too_large",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::Invalid(_) => "invalid_request",
@@ -97,6 +101,11 @@ impl ProxyError {
                 SendError::Handshake { .. } | SendError::Protocol { .. } => {
                     "upstream_protocol_error"
                 }
+                // A head hyper could not parse is the same fault the fast path reports
+                // as `Protocol`.
+                SendError::Exchange { source, .. } if source.is_parse() => {
+                    "upstream_protocol_error"
+                }
                 SendError::Exchange { .. } | SendError::Closed { .. } => "upstream_request_failed",
             },
         }
@@ -105,6 +114,7 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         match self {
             ProxyError::NoRoute { .. }
+            | ProxyError::HeadTooLarge { .. }
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody { .. }
             | ProxyError::Invalid(_)

@@ -115,6 +115,10 @@ async fn proxy(
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
+    let (size, limit) = (head_size(&head), listener.max_request_head());
+    if size > limit {
+        return Err(ProxyError::HeadTooLarge { size, limit });
+    }
     let body = ClientBody::new(body, listener.body_timeouts);
     let gateway = &downstream.gateway;
     // Phase: make the request unambiguous, before anything reads or adds to it.
@@ -355,6 +359,26 @@ fn new_ctx(
         usage: None,
         extensions: http::Extensions::new(),
     }
+}
+
+/// A request head's size as HTTP/1.1 writes it (request line, `name: value` lines, the
+/// empty line): what `max_request_head_bytes` limits, whatever engine read the head.
+fn head_size(head: &http::request::Parts) -> usize {
+    let uri = &head.uri;
+    let target = match (uri.scheme_str(), uri.authority(), uri.path_and_query()) {
+        (Some(scheme), Some(authority), path) => {
+            scheme.len() + 3 + authority.as_str().len() + path.map_or(0, |p| p.as_str().len())
+        }
+        (None, Some(authority), None) => authority.as_str().len(),
+        (_, _, path) => path.map_or(1, |p| p.as_str().len()),
+    };
+    let request_line = head.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let lines: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    request_line + lines + 2
 }
 
 fn wants_model_lookup(head: &http::request::Parts) -> bool {

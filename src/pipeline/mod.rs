@@ -16,6 +16,7 @@ pub(crate) mod exchange;
 pub(crate) mod forwarding;
 pub mod handler;
 mod header_rules;
+pub(crate) mod response_head;
 mod versioning;
 
 use std::net::{IpAddr, SocketAddr};

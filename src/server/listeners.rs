@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::Gateway;
 use super::client_slots::ClientCounts;
+use super::slow_heads::{self, HeadWatch};
+use crate::config::DEFAULT_MAX_REQUEST_HEAD;
 use crate::fastpath;
 use crate::pipeline::{Downstream, handler};
 
@@ -26,8 +28,6 @@ use crate::pipeline::{Downstream, handler};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a complete request head (HTTP/1.1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// hyper's own limit on a buffered HTTP/1.1 request head.
-const DEFAULT_MAX_HEAD: usize = 400 * 1024;
 
 #[derive(Clone)]
 pub enum ListenerKind {
@@ -86,14 +86,15 @@ async fn accept_loop(
         ListenerKind::Admin => None,
     };
     let (header_read_timeout, max_head) = settings.unwrap_or((HEADER_READ_TIMEOUT, None));
+    let max_head = max_head.unwrap_or(DEFAULT_MAX_REQUEST_HEAD);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's buffer limit is approximate (a read may take it past the limit): it gets
+    // room to spare, and the handler measures each head against the limit exactly.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    if let Some(max_head) = max_head {
-        builder.http1().max_buf_size(max_head);
-    }
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(max_head + max_head / 4 + 16 * 1024);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let per_client: Arc<ClientCounts> = Arc::default();
@@ -155,10 +156,13 @@ async fn serve_proxy(
         return;
     };
     let tls = listener.tls.clone();
+    let header_read_timeout = listener.header_read_timeout;
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,
         body_timeouts: listener.body_timeouts,
-        max_head: listener.max_request_head_bytes.unwrap_or(DEFAULT_MAX_HEAD),
+        max_head: listener
+            .max_request_head_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_HEAD),
     });
     let drained = gateway.drain.signal();
     let downstream = Arc::new(Downstream::new(
@@ -176,13 +180,31 @@ async fn serve_proxy(
                     // HTTP/2 (by ALPN) is hyper's; HTTP/1.1 tries the fast path first.
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let fast_path = fast_path.filter(|_| !h2);
-                    serve_http(&builder, stream, downstream, fast_path, drained).await;
+                    serve_http(
+                        &builder,
+                        stream,
+                        downstream,
+                        fast_path,
+                        header_read_timeout,
+                        drained,
+                    )
+                    .await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        None => serve_http(&builder, stream, downstream, fast_path, drained).await,
+        None => {
+            serve_http(
+                &builder,
+                stream,
+                downstream,
+                fast_path,
+                header_read_timeout,
+                drained,
+            )
+            .await
+        }
     }
 }
 
@@ -193,6 +215,7 @@ async fn serve_http<S>(
     mut stream: S,
     downstream: Arc<Downstream>,
     fast_path: Option<fastpath::Settings>,
+    header_read_timeout: Duration,
     mut drained: watch::Receiver<bool>,
 ) where
     S: fastpath::ClientStream + 'static,
@@ -209,8 +232,16 @@ async fn serve_http<S>(
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         handler::handle(request, downstream.clone())
     });
-    let stream = fastpath::Rewind::new(prefix, stream);
-    serve(builder, TokioIo::new(stream), service, drained).await;
+    let (stream, timed_out) =
+        HeadWatch::new(fastpath::Rewind::new(prefix, stream), header_read_timeout);
+    serve(
+        builder,
+        TokioIo::new(stream),
+        service,
+        drained,
+        Some(timed_out),
+    )
+    .await;
 }
 
 async fn serve_admin(
@@ -223,7 +254,7 @@ async fn serve_admin(
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         crate::admin::handle(request, gateway.clone())
     });
-    serve(&builder, TokioIo::new(stream), service, never_drained).await;
+    serve(&builder, TokioIo::new(stream), service, never_drained, None).await;
 }
 
 async fn serve<I, S>(
@@ -231,6 +262,7 @@ async fn serve<I, S>(
     io: I,
     service: S,
     drained: watch::Receiver<bool>,
+    head_timed_out: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -244,7 +276,14 @@ async fn serve<I, S>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     tokio::select! {
-        _ = connection.as_mut() => {}
+        result = connection.as_mut() => {
+            // Tells the stream (when it drops, with the connection) to send a 408.
+            if let (Err(error), Some(flag)) = (result, head_timed_out) {
+                if slow_heads::is_header_timeout(&*error) {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         _ = until_drained(drained) => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;

@@ -4,7 +4,7 @@
 //! a per-endpoint stack of idle senders needs no global map, hashing or pool task.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,12 +15,15 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::{Endpoint, EndpointState};
 use crate::config::spec::ProtocolSpec;
 use crate::pipeline::ProxyBody;
+use crate::pipeline::response_head;
+use crate::routing::retry::is_idempotent;
 
 type H1Sender = http1::SendRequest<ProxyBody>;
 type H2Sender = http2::SendRequest<ProxyBody>;
@@ -64,10 +67,17 @@ pub enum SendError {
     Closed { endpoint: Arc<str>, reason: String },
 }
 
+/// An HTTP/1.1 connection driven by hyper, with the bytes it has read so far: a request
+/// whose connection failed with no new byte read was not answered at all.
+struct Http1 {
+    sender: H1Sender,
+    read: Arc<AtomicU64>,
+}
+
 /// Idle connections of one endpoint.
 #[derive(Default)]
 pub struct ConnectionCache {
-    idle_http1: Mutex<Vec<H1Sender>>,
+    idle_http1: Mutex<Vec<Http1>>,
     /// Idle connections of the HTTP/1.1 fast path: bare streams, no hyper connection
     /// task. A closed one is noticed when it is taken ([`ConnectionCache::pop_stream`]).
     idle_streams: Mutex<Vec<TcpStream>>,
@@ -84,18 +94,18 @@ pub struct ConnectionCache {
 }
 
 impl ConnectionCache {
-    fn pop_http1(&self) -> Option<H1Sender> {
+    fn pop_http1(&self) -> Option<Http1> {
         let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some(connection) = idle.pop() {
+            if !connection.sender.is_closed() {
+                return Some(connection);
             }
         }
         None
     }
 
-    fn push_http1(&self, sender: H1Sender, max_idle: usize) {
-        if sender.is_closed() {
+    fn push_http1(&self, sender: Http1, max_idle: usize) {
+        if sender.sender.is_closed() {
             return;
         }
         {
@@ -201,7 +211,7 @@ pub struct Sent {
 }
 
 struct Reuse {
-    sender: H1Sender,
+    sender: Http1,
     state: Arc<EndpointState>,
     max_idle: usize,
 }
@@ -260,7 +270,9 @@ impl UpstreamClient {
 
     /// Sends `request` to `endpoint`, reusing an idle connection when there is one.
     /// A request that a reused connection could not even start sending (it closed
-    /// meanwhile) is sent again on a fresh connection, whatever its method.
+    /// meanwhile) is sent again on a fresh connection, whatever its method; one it took
+    /// and closed on before a byte of answer is sent again once if it is idempotent and
+    /// its body is in hand.
     pub async fn send(
         &self,
         endpoint: &Endpoint,
@@ -280,20 +292,40 @@ impl UpstreamClient {
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
+        // After a reused connection closed on a request it took, only a new one will do.
+        let mut fresh_only = false;
         loop {
-            while let Some(mut sender) = cache.pop_http1() {
-                if sender.ready().await.is_err() {
+            while let Some(mut idle) = (!fresh_only).then(|| cache.pop_http1()).flatten() {
+                if idle.sender.ready().await.is_err() {
                     continue;
                 }
-                match sender.try_send_request(request).await {
-                    Ok(response) => return Ok(self.sent_http1(response, sender, endpoint)),
+                // The endpoint may close an idle connection just as a request is sent
+                // on it (its keep-alive timeout): an idempotent request it closed on
+                // before answering a byte is sent again on a new connection, as the
+                // fast path does.
+                let spare = replayable_copy(&request);
+                let read_before = idle.read.load(Ordering::Relaxed);
+                match idle.sender.try_send_request(request).await {
+                    Ok(response) => return self.sent_http1(response, idle, endpoint),
                     Err(mut error) => match error.take_message() {
                         Some(unsent) => request = unsent,
                         None => {
-                            return Err(SendError::Exchange {
-                                endpoint: endpoint.url.clone(),
-                                source: error.into_error(),
-                            });
+                            let error = error.into_error();
+                            let unanswered = idle.read.load(Ordering::Relaxed) == read_before
+                                && closed_early(&error);
+                            match spare.filter(|_| unanswered) {
+                                Some(copy) => {
+                                    tracing::debug!(endpoint = %endpoint.url, %error, "reused connection closed before answering; sending again on a new one");
+                                    request = copy;
+                                    fresh_only = true;
+                                }
+                                None => {
+                                    return Err(SendError::Exchange {
+                                        endpoint: endpoint.url.clone(),
+                                        source: error,
+                                    });
+                                }
+                            }
                         }
                     },
                 }
@@ -318,31 +350,31 @@ impl UpstreamClient {
                 return Err(saturated());
             }
         }
-        let mut sender = self.connect_http1(endpoint, connect_timeout, false).await?;
-        let response =
-            sender
-                .send_request(request)
-                .await
-                .map_err(|source| SendError::Exchange {
-                    endpoint: endpoint.url.clone(),
-                    source,
-                })?;
-        Ok(self.sent_http1(response, sender, endpoint))
+        let mut connection = self.connect_http1(endpoint, connect_timeout, false).await?;
+        let response = connection
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|source| SendError::Exchange {
+                endpoint: endpoint.url.clone(),
+                source,
+            })?;
+        self.sent_http1(response, connection, endpoint)
     }
 
     fn sent_http1(
         &self,
-        response: Response<Incoming>,
-        sender: H1Sender,
+        mut response: Response<Incoming>,
+        connection: Http1,
         endpoint: &Endpoint,
-    ) -> Sent {
-        let reusable = !response_closes_connection(&response);
+    ) -> Result<Sent, SendError> {
+        let reusable = settle(&mut response, endpoint)? && !response_closes_connection(&response);
         let reuse = reusable.then(|| Reuse {
-            sender,
+            sender: connection,
             state: endpoint.state.clone(),
             max_idle: self.max_idle,
         });
-        Sent { response, reuse }
+        Ok(Sent { response, reuse })
     }
 
     async fn send_h2(
@@ -367,7 +399,7 @@ impl UpstreamClient {
                 }
             }
         };
-        let response =
+        let mut response =
             sender
                 .send_request(request)
                 .await
@@ -375,6 +407,7 @@ impl UpstreamClient {
                     endpoint: endpoint.url.clone(),
                     source,
                 })?;
+        settle(&mut response, endpoint)?;
         Ok(Sent {
             response,
             reuse: None,
@@ -389,14 +422,23 @@ impl UpstreamClient {
         request: Request<ProxyBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
-        let mut sender = self.connect_http1(endpoint, connect_timeout, true).await?;
-        sender
+        let mut connection = self.connect_http1(endpoint, connect_timeout, true).await?;
+        let mut response = connection
+            .sender
             .send_request(request)
             .await
             .map_err(|source| SendError::Exchange {
                 endpoint: endpoint.url.clone(),
                 source,
-            })
+            })?;
+        // The connection is not reused, so only the head's own rules apply.
+        response_head::settle_length(response.headers_mut()).map_err(|reason| {
+            SendError::Protocol {
+                endpoint: endpoint.url.clone(),
+                reason,
+            }
+        })?;
+        Ok(response)
     }
 
     async fn connect_http1(
@@ -404,7 +446,7 @@ impl UpstreamClient {
         endpoint: &Endpoint,
         connect_timeout: Duration,
         upgrades: bool,
-    ) -> Result<H1Sender, SendError> {
+    ) -> Result<Http1, SendError> {
         let url = &endpoint.url;
         let handshake = |source| SendError::Handshake {
             endpoint: url.clone(),
@@ -413,6 +455,7 @@ impl UpstreamClient {
         let cache = &endpoint.state.connections;
         cache.open.fetch_add(1, Ordering::Relaxed);
         let counted = endpoint.state.clone();
+        let read = Arc::new(AtomicU64::new(0));
         let connected: Result<H1Sender, SendError> = async {
             // An idle stream the fast path left is as good as a new connection.
             let idle = (self.dialer.is_none() && !endpoint.target.is_https())
@@ -438,16 +481,16 @@ impl UpstreamClient {
             }
             Ok(if endpoint.target.is_https() {
                 let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
-                drive!(TokioIo::new(tls))
+                drive!(TokioIo::new(ReadCount::new(tls, read.clone())))
             } else {
-                drive!(TokioIo::new(tcp))
+                drive!(TokioIo::new(ReadCount::new(tcp, read.clone())))
             })
         }
         .await;
         if connected.is_err() {
             cache.closed();
         }
-        connected
+        connected.map(|sender| Http1 { sender, read })
     }
 
     async fn connect_h2(
@@ -526,6 +569,110 @@ pub(crate) async fn connect_tcp(
             endpoint: endpoint.url.clone(),
             after: connect_timeout,
         }),
+    }
+}
+
+/// Applies the shared rules on response heads (see `pipeline::response_head`) to one
+/// from hyper's client; returns whether its connection may be reused.
+fn settle(response: &mut Response<Incoming>, endpoint: &Endpoint) -> Result<bool, SendError> {
+    let protocol = |reason| SendError::Protocol {
+        endpoint: endpoint.url.clone(),
+        reason,
+    };
+    response_head::check_status(response.status().as_u16(), false).map_err(protocol)?;
+    response_head::settle_length(response.headers_mut()).map_err(protocol)
+}
+
+/// A copy of an idempotent request whose body can be sent again (none, or bytes in
+/// hand), for a reused connection that closes before it answers.
+fn replayable_copy(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+    if !is_idempotent(request.method()) {
+        return None;
+    }
+    let body = match request.body() {
+        ProxyBody::Full(Some(bytes)) => ProxyBody::full(bytes.clone()),
+        body if body.is_end_stream() => ProxyBody::Empty,
+        _ => return None,
+    };
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// The connection ended under the request (closed or reset), rather than the endpoint
+/// sending something hyper refused.
+fn closed_early(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if current.is::<std::io::Error>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// A stream that counts the bytes read from it.
+struct ReadCount<T> {
+    io: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T> ReadCount<T> {
+    fn new(io: T, read: Arc<AtomicU64>) -> Self {
+        ReadCount { io, read }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadCount<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.read.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadCount<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -1,0 +1,204 @@
+//! What Junction accepts of an endpoint's response head, decided once for both engines:
+//! how its body is delimited (RFC 9112 6.3: `Transfer-Encoding` overrides
+//! `Content-Length`, whose lines must agree), which statuses may come back, and when the
+//! client's head waits for the first byte of the body.
+
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+
+use super::ProxyError;
+use crate::decimal::Digits;
+use crate::llm::ReplyKind;
+use crate::upstream::{Endpoint, SendError};
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 204, 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the endpoint closes; re-framed as chunks for the client (as hyper
+    /// does), so the client's connection stays open and a cut can be told apart.
+    UntilClose,
+}
+
+/// The `Content-Length` of a head, from all its lines: a line may be a list (`5, 5`),
+/// and every value must be the same, or the length is ambiguous.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ContentLength {
+    value: Option<u64>,
+    /// More than one value was seen (a list, or several lines).
+    repeated: bool,
+}
+
+impl ContentLength {
+    pub fn add(&mut self, line: &[u8]) -> Result<(), &'static str> {
+        for item in line.split(|&b| b == b',') {
+            let length = digits(item).ok_or("invalid content-length")?;
+            match self.value {
+                Some(seen) if seen != length => return Err("conflicting content-length"),
+                Some(_) => self.repeated = true,
+                None => self.value = Some(length),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        self.value
+    }
+}
+
+fn digits(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
+    )
+}
+
+/// The body's framing, and whether the endpoint's connection may carry another request
+/// after it. `no_body`: the answer to a HEAD, or a 204 or 304.
+pub fn framing(
+    no_body: bool,
+    transfer_encoding: Option<&[u8]>,
+    length: Option<u64>,
+) -> (Framing, bool) {
+    match (transfer_encoding, length) {
+        _ if no_body => (Framing::Empty, true),
+        (Some(coding), _) => {
+            let last = coding.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                // A length beside chunking is a smuggling hint: never reuse.
+                (Framing::Chunked, length.is_none())
+            } else {
+                (Framing::UntilClose, false)
+            }
+        }
+        (None, Some(length)) => (Framing::Length(length), true),
+        (None, None) => (Framing::UntilClose, false),
+    }
+}
+
+/// A `101 Switching Protocols` answers only a request that asked for an upgrade; to any
+/// other it would hand the client's connection to a protocol nobody agreed on.
+pub fn check_status(status: u16, upgrade_requested: bool) -> Result<(), &'static str> {
+    if status == 101 && !upgrade_requested {
+        return Err("switching protocols without an upgrade request");
+    }
+    Ok(())
+}
+
+/// Whether the client's head waits for the first byte of the body (or its end), so that
+/// a body that breaks at once is answered with a 502 rather than a cut reply. Event
+/// streams send their head at once: clients wait on it while the model starts.
+pub fn holds_head(kind: ReplyKind) -> bool {
+    kind != ReplyKind::EventStream
+}
+
+/// The answer to a body that failed before the client's head was written: a 502 that
+/// says whether the endpoint sent a malformed body or cut it (or stalled).
+pub fn unanswered(endpoint: &Endpoint, reason: String, malformed: bool) -> ProxyError {
+    ProxyError::Upstream(if malformed {
+        SendError::Protocol {
+            endpoint: endpoint.url.clone(),
+            reason: "invalid response body framing",
+        }
+    } else {
+        SendError::Closed {
+            endpoint: endpoint.url.clone(),
+            reason,
+        }
+    })
+}
+
+/// Whether hyper's error on a response body is bad framing (a chunk size that is not
+/// one, say) rather than a cut: hyper reports those as invalid-input I/O errors.
+pub fn is_malformed(error: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// The hyper client's response head made as the fast path writes it: a
+/// `Content-Length` beside `Transfer-Encoding` removed (an intermediary must, RFC 9112
+/// 6.3) and a repeated one sent once. Returns whether the connection may be reused.
+pub fn settle_length(headers: &mut HeaderMap) -> Result<bool, &'static str> {
+    let mut length = ContentLength::default();
+    for line in headers.get_all(CONTENT_LENGTH) {
+        length.add(line.as_bytes())?;
+    }
+    // hyper has framed the body already (and knows the request's method, which says
+    // whether there is one); all that is left is the smuggling hint of `framing`.
+    let coding = headers.contains_key(TRANSFER_ENCODING);
+    let reusable = !(coding && length.get().is_some());
+    if coding {
+        headers.remove(CONTENT_LENGTH);
+    } else if let (true, Some(value)) = (length.repeated, length.get()) {
+        let single = HeaderValue::from_bytes(Digits::of(value).as_bytes());
+        if let Ok(single) = single {
+            headers.insert(CONTENT_LENGTH, single);
+        }
+    }
+    Ok(reusable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn length(lines: &[&str]) -> Result<Option<u64>, &'static str> {
+        let mut length = ContentLength::default();
+        for line in lines {
+            length.add(line.as_bytes())?;
+        }
+        Ok(length.get())
+    }
+
+    #[test]
+    fn equal_lengths_are_one_length() {
+        assert_eq!(length(&["5, 5"]), Ok(Some(5)));
+        assert_eq!(length(&["5", "5"]), Ok(Some(5)));
+        assert_eq!(length(&[]), Ok(None));
+        assert!(length(&["5, 6"]).is_err());
+        assert!(length(&["5", "6"]).is_err());
+        assert!(length(&["-1"]).is_err());
+        assert!(length(&["5,"]).is_err());
+    }
+
+    #[test]
+    fn transfer_encoding_overrides_the_length() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert_eq!(settle_length(&mut headers), Ok(false));
+        assert!(!headers.contains_key(CONTENT_LENGTH));
+
+        let mut headers = HeaderMap::new();
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(settle_length(&mut headers), Ok(true));
+        let lines: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lines, vec!["5"]);
+    }
+
+    #[test]
+    fn switching_protocols_needs_an_upgrade_request() {
+        assert!(check_status(101, false).is_err());
+        assert!(check_status(101, true).is_ok());
+        assert!(check_status(200, false).is_ok());
+    }
+}
