@@ -22,6 +22,7 @@ pub mod demo;
 pub mod egress;
 pub mod fastpath;
 pub mod llm;
+pub mod normalize;
 pub mod pipeline;
 pub mod routing;
 pub mod security;

@@ -254,6 +254,7 @@ pub(super) fn compile_routes(
         let compiled = Route {
             reads_request_facts,
             max_body_bytes,
+            allow_encoded_slashes: route.allow_encoded_slashes,
             name: route.name.as_str().into(),
             matcher,
             targets: targets

@@ -387,6 +387,10 @@ pub struct RouteSpec {
     pub canary: Option<CanarySpec>,
     /// Largest request body accepted (413 beyond), whatever its content type.
     pub max_body_bytes: Option<SizeSpec>,
+    /// Paths with an encoded `/` or `\` (`%2F`, `%5C`) are forwarded (still encoded)
+    /// instead of refused with 400.
+    #[serde(default)]
+    pub allow_encoded_slashes: bool,
     // Security rules of this route (after the listener's).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,

@@ -309,7 +309,6 @@ impl Connection {
             proto: if downstream.tls { b"https" } else { b"http" },
             trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
             host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
-            default_host: endpoint.host_header.as_bytes(),
             new_request_id: made_id.then(|| request_id.as_bytes()),
             traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
         };

@@ -3,8 +3,11 @@
 //! proxy does with it, then written out for the endpoint with the proxy's changes made
 //! on the way (hop-by-hop headers out, `X-Forwarded-*`, `Via`, request id, trace).
 
+use std::borrow::Cow;
+
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::normalize::{self, ConnectionTokens};
 use crate::routing::RouteInput;
 
 /// Header lines parsed; a request with more goes to hyper (which allows 100).
@@ -28,6 +31,8 @@ pub enum Kind {
     Traceparent,
     /// `x-junction-tag`: dropped, and hidden from routing (a client must not set it).
     Tag,
+    /// `Forwarded`, `X-Real-IP`: passed on from trusted proxies only.
+    ForwardedClaim,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +60,6 @@ pub struct RequestHead {
     user_agent: Option<usize>,
     has_forwarded_proto: bool,
     has_forwarded_host: bool,
-    /// Header names the `Connection` header lists (dropped too).
-    connection_tokens: Vec<(usize, usize)>,
 }
 
 pub enum Parsed {
@@ -84,7 +87,6 @@ impl Default for RequestHead {
             user_agent: None,
             has_forwarded_proto: false,
             has_forwarded_host: false,
-            connection_tokens: Vec::new(),
         }
     }
 }
@@ -99,8 +101,6 @@ pub struct Forwarding<'a> {
     pub trusted: bool,
     /// `Host` to send instead of the client's (`rewrite_host`).
     pub host_override: Option<&'a [u8]>,
-    /// `Host` to send when the client sent none.
-    pub default_host: &'a [u8],
     /// A request id made by the proxy (the client sent no usable one).
     pub new_request_id: Option<&'a [u8]>,
     /// The `traceparent` to send, when the client sent a valid one.
@@ -122,6 +122,7 @@ fn classify(name: &[u8]) -> Kind {
         2 if is("te") => Kind::Drop, // re-checked for `trailers` below
         3 if is("via") => Kind::Via,
         4 if is("host") => Kind::Host,
+        9 if is("forwarded") || is("x-real-ip") => Kind::ForwardedClaim,
         10 if is("keep-alive") || is("connection") => Kind::Drop,
         11 if is("traceparent") => Kind::Traceparent,
         12 if is("x-request-id") => Kind::RequestId,
@@ -160,17 +161,21 @@ impl RequestHead {
         let Ok(method) = Method::from_bytes(method.as_bytes()) else {
             return Parsed::HandOff;
         };
+        // Paths the core would rewrite or refuse are hyper's (where the core does it).
+        let path = &target[..target.find('?').unwrap_or(target.len())];
+        match normalize::path::normalize(path) {
+            Ok(normal) if matches!(normal.path, Cow::Borrowed(_)) && !normal.encoded_slash => {}
+            _ => return Parsed::HandOff,
+        }
         *self = RequestHead {
             lines: std::mem::take(&mut self.lines),
-            connection_tokens: std::mem::take(&mut self.connection_tokens),
             ..RequestHead::default()
         };
         self.lines.clear();
-        self.connection_tokens.clear();
         self.len = len;
         self.method = method;
         self.target = offsets(buf, target.as_bytes());
-        self.path_end = self.target.0 + target.find('?').unwrap_or(target.len());
+        self.path_end = self.target.0 + path.len();
 
         let mut content_length = None;
         for header in request.headers.iter() {
@@ -205,11 +210,16 @@ impl RequestHead {
                     // gRPC and others need `TE: trailers` end to end.
                     kind = Kind::Pass;
                 }
-                Kind::Drop if is("connection") => {
-                    self.connection_header(buf, header.value);
-                }
+                // Only the connection options are taken here: a list that names headers
+                // (removed on entry, before the proxy adds its own) or is refused is
+                // the core's to handle, on hyper.
+                Kind::Drop if is("connection") => match ConnectionTokens::read([header.value]) {
+                    Ok(tokens) if !tokens.names_headers => self.close |= tokens.close,
+                    _ => return Parsed::HandOff,
+                },
                 Kind::Host => {
-                    if self.host.is_some() {
+                    // Repeated or malformed: refused by the core, on hyper.
+                    if self.host.is_some() || !normalize::host::is_valid_authority(header.value) {
                         return Parsed::HandOff;
                     }
                     self.host = Some(self.lines.len());
@@ -230,35 +240,12 @@ impl RequestHead {
                 kind,
             });
         }
+        // HTTP/1.1 without a Host is refused by the core, on hyper.
+        if self.host.is_none() {
+            return Parsed::HandOff;
+        }
         self.content_length = content_length.unwrap_or(0);
-        if !self.connection_tokens.is_empty() {
-            for line in &mut self.lines {
-                let name = slice(buf, line.name);
-                if line.kind != Kind::Tag
-                    && self
-                        .connection_tokens
-                        .iter()
-                        .any(|&token| slice(buf, token).eq_ignore_ascii_case(name))
-                {
-                    line.kind = Kind::Drop;
-                }
-            }
-        }
         Parsed::Complete
-    }
-
-    fn connection_header(&mut self, buf: &[u8], value: &[u8]) {
-        for token in value.split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if !token.is_empty()
-                && !token.eq_ignore_ascii_case(b"keep-alive")
-                && !token.eq_ignore_ascii_case(b"upgrade")
-            {
-                self.connection_tokens.push(offsets(buf, token));
-            }
-        }
     }
 
     pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
@@ -330,7 +317,9 @@ impl RequestHead {
                     }
                     false
                 }
-                Kind::XForwardedProto | Kind::XForwardedHost => forwarding.trusted,
+                Kind::XForwardedProto | Kind::XForwardedHost | Kind::ForwardedClaim => {
+                    forwarding.trusted
+                }
                 Kind::Via => {
                     via.push(value);
                     false
@@ -340,13 +329,6 @@ impl RequestHead {
             if keep {
                 put_header(out, slice(buf, line.name), value);
             }
-        }
-        if self.host.is_none() {
-            put_header(
-                out,
-                b"host",
-                forwarding.host_override.unwrap_or(forwarding.default_host),
-            );
         }
         out.extend_from_slice(b"x-forwarded-for: ");
         for earlier in forwarded_for {
@@ -481,7 +463,6 @@ mod tests {
             proto: b"http",
             trusted: false,
             host_override: None,
-            default_host: b"endpoint:9000",
             new_request_id: Some(b"id1"),
             traceparent: None,
         }
@@ -489,9 +470,10 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_named_headers_are_dropped() {
-        let text = "GET /a?b HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\n\
-                    x-secret: 1\r\nKeep-Alive: 5\r\nTE: gzip\r\nProxy-Connection: x\r\n\
-                    x-junction-tag: t\r\nAccept: */*\r\n\r\n";
+        let text = "GET /a?b HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\
+                    Keep-Alive: 5\r\nTE: gzip\r\nProxy-Connection: x\r\n\
+                    x-junction-tag: t\r\nForwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n\
+                    Accept: */*\r\n\r\n";
         let sent = upstream(text, &plain());
         assert_eq!(
             sent,
@@ -542,14 +524,12 @@ mod tests {
         let sent = upstream("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &forwarding);
         assert!(sent.starts_with("GET / HTTP/1.1\r\nhost: ep:1\r\n"));
         assert!(sent.contains("x-forwarded-host: h\r\n"));
-        let sent = upstream("GET / HTTP/1.1\r\n\r\n", &plain());
-        assert!(sent.contains("host: endpoint:9000\r\n"));
     }
 
     #[test]
     fn unusual_requests_go_to_hyper() {
         for text in [
-            "GET / HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\n\r\n",
             "CONNECT a:443 HTTP/1.1\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -563,6 +543,15 @@ mod tests {
             "GET /x`y HTTP/1.1\r\n\r\n",
             "GET /q?x=\"y\" HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nbad line\r\n\r\n",
+            // What the core refuses or rewrites on entry (on hyper): no or a bad
+            // Host, a Connection list naming headers, paths not in normal form.
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-secret\r\n\r\n",
+            "GET /%61dmin HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET //a HTTP/1.1\r\nHost: a\r\n\r\n",
         ] {
             let mut head = RequestHead::default();
             assert!(
@@ -597,7 +586,7 @@ mod tests {
 
     #[test]
     fn the_first_content_type_and_user_agent_count() {
-        let text = "POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n\
+        let text = "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n\
                     User-Agent: first/1\r\nUser-Agent: second/2\r\nContent-Length: 0\r\n\r\n";
         let head = parsed(text);
         assert_eq!(head.content_type(text.as_bytes()), Some(&b"text/plain"[..]));
@@ -606,7 +595,7 @@ mod tests {
 
     #[test]
     fn routing_sees_path_method_and_headers() {
-        let text = "POST /v1/chat?x=1 HTTP/1.1\r\nX-Team: a\r\nx-junction-tag: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let text = "POST /v1/chat?x=1 HTTP/1.1\r\nHost: a\r\nX-Team: a\r\nx-junction-tag: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let head = parsed(text);
         assert!(head.close);
         let view = head.route_input(text.as_bytes());

@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
+use crate::normalize::Refusal;
 use crate::upstream::SendError;
 
 /// Who caused a failure: decides logging level and, later, retry policy.
@@ -35,6 +36,9 @@ pub enum ProxyError {
     ResponseHeadersTimeout { endpoint: String, after: Duration },
     #[error(transparent)]
     Upstream(#[from] SendError),
+    /// Ambiguous: refused rather than read one way here and another by the endpoint.
+    #[error("invalid request: {0}")]
+    Invalid(#[from] Refusal),
 }
 
 impl ProxyError {
@@ -42,7 +46,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -66,6 +70,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
+            ProxyError::Invalid(_) => "invalid_request",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::FirstTokenTimeout { .. } => "first_token_timeout",
@@ -87,7 +92,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. }
-            | ProxyError::BadRequestBody { .. } => Blame::Downstream,
+            | ProxyError::BadRequestBody { .. }
+            | ProxyError::Invalid(_) => Blame::Downstream,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::FirstTokenTimeout { .. }
@@ -107,6 +113,12 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ProxyError::Invalid(_) = self {
+            // What else the client sent on this connection cannot be trusted either.
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

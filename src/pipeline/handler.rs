@@ -25,6 +25,7 @@ use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
 use crate::balance::stable_hash;
 use crate::config::ListenerPlan;
 use crate::llm::{ReplyKind, UsageScanner};
+use crate::normalize::Refusal;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
@@ -115,6 +116,9 @@ async fn proxy(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
     let gateway = &downstream.gateway;
+    // Phase: make the request unambiguous, before anything reads or adds to it.
+    let trusted = forwarding::is_trusted(&listener.trusted_proxies, downstream.peer.ip());
+    let entry = super::entry::normalise(&mut head, trusted)?;
     let client_sent_id = head.headers.contains_key(&X_REQUEST_ID);
     exchange.request_id = Some(trace::ensure_request_id(&mut head.headers, gateway.rng()));
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
@@ -142,6 +146,9 @@ async fn proxy(
         })?
         .clone();
     exchange.route = Some(route.clone());
+    if entry.encoded_slash && !route.allow_encoded_slashes {
+        return Err(Refusal::EncodedSlash.into());
+    }
     let body = match route.max_body_bytes {
         Some(limit) => cap_body(body, &head, limit)?,
         None => body,

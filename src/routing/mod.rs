@@ -42,6 +42,8 @@ pub struct Route {
     pub reads_request_facts: bool,
     /// Largest request body accepted.
     pub max_body_bytes: Option<u64>,
+    /// Paths with `%2F` or `%5C` are forwarded instead of refused.
+    pub allow_encoded_slashes: bool,
 }
 
 /// One pool of a route, with the route's metric handles for it.

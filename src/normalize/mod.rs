@@ -1,0 +1,37 @@
+//! Request normalisation: the one place that decides what an ambiguous request means
+//! (its `Connection` list, its `Host`, its path), for every engine alike. A request is
+//! either made unambiguous here, before routing and filters see it, or refused.
+
+pub mod connection;
+pub mod host;
+pub mod path;
+
+pub use connection::ConnectionTokens;
+pub use path::NormalPath;
+
+/// Why a request was refused as ambiguous (answered 400, connection closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "the Connection header names {0}, which the request cannot do without (framing or routing)"
+    )]
+    ConnectionNamesEssential(&'static str),
+    #[error("an HTTP/1.1 request must carry a Host header")]
+    MissingHost,
+    #[error("the request carries more than one Host header")]
+    DuplicateHost,
+    #[error("the Host header is not a valid host[:port]")]
+    InvalidHost,
+    #[error("the request target names another host than the Host header")]
+    HostMismatch,
+    #[error("the request target carries user information")]
+    Userinfo,
+    #[error("the path has a malformed percent-encoding")]
+    BadPercentEncoding,
+    #[error("the path encodes a NUL byte")]
+    EncodedNul,
+    #[error("the path has a percent-encoded dot segment")]
+    EncodedDotSegment,
+    #[error("the path has an encoded '/' or '\\' (the route does not allow them)")]
+    EncodedSlash,
+}
