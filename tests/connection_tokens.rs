@@ -1,5 +1,5 @@
 //! A property test over the headers a client's `Connection` names, on both HTTP/1.1
-//! engines (fast path and hyper): requests with 1 to 3 `Connection` lines of random
+//! engines (fast path, hyper, and a hand-off between them): requests with 1 to 3 `Connection` lines of random
 //! tokens (random case, whitespace and empty list elements), random end-to-end and
 //! proxy-managed headers, and a body with Content-Length. A `Connection` naming a
 //! framing or routing header (content-length, transfer-encoding, host) is refused with
@@ -342,4 +342,9 @@ fn connection_named_headers_fast_path() {
 #[test]
 fn connection_named_headers_hyper_path() {
     property_holds(Travel::Hyper)
+}
+
+#[test]
+fn connection_named_headers_hand_off() {
+    property_holds(Travel::HandOff)
 }

@@ -483,6 +483,14 @@ fn h2c_upgrade() -> Vec<Vector> {
             vec![Blocked],
         ),
         v(
+            "h2c_upgrade_settings_not_named",
+            get(
+                "/public/x",
+                "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+            ),
+            vec![UpOrRefused(up("GET", "/public/x"))],
+        ),
+        v(
             "h2c_upgrade_without_connection_upgrade",
             get(
                 "/public/x",
@@ -730,9 +738,26 @@ fn host_confusion() -> Vec<Vector> {
             raw("/public/x", &format!("Host: {ADMIN_HOST}:80\r\n")),
             vec![Forbidden],
         ),
+    ]
+}
+
+/// Spellings of the guarded host that name the same host: a request with one must not
+/// reach the upstream past the guarded route.
+fn host_equivalents() -> Vec<Vector> {
+    vec![
         v(
             "host_guarded_trailing_dot",
             raw("/public/x", &format!("Host: {ADMIN_HOST}.\r\n")),
+            vec![Blocked],
+        ),
+        v(
+            "host_guarded_empty_port",
+            raw("/public/x", &format!("Host: {ADMIN_HOST}:\r\n")),
+            vec![Blocked],
+        ),
+        v(
+            "absolute_form_guarded_trailing_dot",
+            format!("GET http://{ADMIN_HOST}./x HTTP/1.1\r\nHost: {ADMIN_HOST}.\r\n\r\n"),
             vec![Blocked],
         ),
     ]
@@ -1045,7 +1070,7 @@ fn encoded_slashes_allowed() -> Vec<Vector> {
         v(
             "guarded_with_encoded_slash",
             at("/%61dmin%2fsecret"),
-            vec![Forbidden],
+            vec![Blocked],
         ),
     ]
 }
@@ -1415,6 +1440,7 @@ on_every_path!(
     pipelined => |t| run_table(t, pipelined()),
     connection_names_framing => |t| run_table(t, connection_names_framing()),
     host_confusion => |t| run_table(t, host_confusion()),
+    host_equivalents => |t| run_table(t, host_equivalents()),
     path_confusion => |t| run_table(t, path_confusion()),
     encoded_slashes => encoded_slashes_when_allowed,
     added_headers_survive_connection_tokens => added_headers_survive_connection_tokens,
