@@ -1,11 +1,11 @@
-//! A property test over the headers a client's `Connection` names, on both HTTP/1.1
-//! engines (fast path, hyper, and a hand-off between them): requests with 1 to 3 `Connection` lines of random
-//! tokens (random case, whitespace and empty list elements), random end-to-end and
-//! proxy-managed headers, and a body with Content-Length. A `Connection` naming a
-//! framing or routing header (content-length, transfer-encoding, host) is refused with
-//! 400 before anything reaches the upstream; otherwise the upstream gets exactly one
-//! request with the client's body, none of the client's headers that `Connection`
-//! named, and every header Junction adds.
+//! A property test over the headers a client's `Connection` names, on the HTTP/1.1
+//! engines (fast path, hyper, and a hand-off between them): 1 to 3 `Connection` lines
+//! of random tokens (random case, whitespace and empty list elements), random
+//! end-to-end and proxy-managed headers, and a body with Content-Length. A `Connection`
+//! naming a framing or routing header (content-length, transfer-encoding, host) is
+//! refused with 400 before anything reaches the upstream; otherwise the upstream gets
+//! exactly one request with the client's body, none of the client's headers that
+//! `Connection` named, and every header Junction adds.
 
 mod support;
 
