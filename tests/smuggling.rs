@@ -74,7 +74,7 @@ enum Want {
     /// 400 `invalid_request` with `connection: close`; nothing upstream, and no byte
     /// after it is read as a request.
     Invalid,
-    /// A 4xx (or 501) refusal; nothing upstream. If the refusal has a body, it is a
+    /// A 4xx (or 501, 505) refusal; nothing upstream. If the refusal has a body, it is a
     /// JSON error.
     Refused,
     /// Refused as above, or forwarded exactly as given: both are safe.
@@ -87,11 +87,11 @@ use Want::*;
 
 struct Vector {
     name: &'static str,
-    bytes: String,
+    bytes: Vec<u8>,
     wants: Vec<Want>,
 }
 
-fn v(name: &'static str, bytes: impl Into<String>, wants: Vec<Want>) -> Vector {
+fn v(name: &'static str, bytes: impl Into<Vec<u8>>, wants: Vec<Want>) -> Vector {
     Vector {
         name,
         bytes: bytes.into(),
@@ -578,6 +578,211 @@ fn pipelined() -> Vec<Vector> {
     ]
 }
 
+/// Vectors after the parser and proxy bugs http-garden found in other servers
+/// (its TROPHIES.md), aimed at the guarded routes here.
+fn garden() -> Vec<Vector> {
+    let chunked = |body: &str| post("Transfer-Encoding: chunked\r\n", body);
+    let with_bytes = |head_lines: &[u8], body: &[u8]| {
+        let mut bytes =
+            format!("POST /public/upload HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n").into_bytes();
+        bytes.extend_from_slice(head_lines);
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    vec![
+        v(
+            "chunk_size_underscore",
+            chunked(&format!("0_2e\r\n\r\n{SMUGGLED}")),
+            vec![Refused],
+        ),
+        v(
+            "chunk_size_trailing_junk",
+            chunked("1these-bytes\r\nZ\r\n0\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "chunk_size_cr_x",
+            chunked(&format!("5\r\r;ABCD\r\n34\r\nE\r\n0\r\n\r\n{SMUGGLED}")),
+            vec![Refused],
+        ),
+        v(
+            "chunk_ext_cr",
+            chunked(&format!("2;a=b\r\rXX\r\n0\r\n\r\n{SMUGGLED}")),
+            vec![Refused],
+        ),
+        v(
+            "chunk_size_padded",
+            chunked("           0\r\n\r\n"),
+            vec![UpOrRefused(upload())],
+        ),
+        v(
+            "chunk_invalid_then_request",
+            chunked(&format!("INVALID!!!\r\n{SMUGGLED}")),
+            vec![Refused],
+        ),
+        v(
+            "chunk_extra_crlf_before_last",
+            chunked("17\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n\r\n\r\n0\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "chunk_trailer_looks_like_request",
+            chunked("0\r\nX:POST /admin/secret HTTP/1.1\r\n\r\n"),
+            vec![UpOrRefused(upload())],
+        ),
+        v(
+            "chunk_data_bare_lf_end",
+            chunked("a\r\n0123456789\n0\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "te_comma_chunked",
+            post(
+                "Transfer-Encoding: ,chunked\r\nContent-Length: 5\r\n",
+                "0\r\n\r\n",
+            ),
+            vec![UpOrRefused(upload())],
+        ),
+        v(
+            "te_unknown_coding_alone",
+            post("Transfer-Encoding: blegh\r\n", "1\r\nZ\r\n0\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "te_nbsp_around",
+            with_bytes(
+                b"Transfer-Encoding: \xa0chunked\xa0\r\nContent-Length: 5\r\n",
+                b"0\r\n\r\n",
+            ),
+            vec![Refused],
+        ),
+        v(
+            "te_header_name_continued",
+            post(
+                "Transfer-\r\nEncoding: chunked\r\nContent-Length: 5\r\n",
+                "0\r\n\r\n",
+            ),
+            vec![Refused],
+        ),
+        v(
+            "cl_plus_underscore",
+            post("Content-Length: +1_0\r\n", "0123456789"),
+            vec![Refused],
+        ),
+        v(
+            "cl_trailing_letter",
+            post("Content-Length: 1Z\r\n", "Z"),
+            vec![Refused],
+        ),
+        v(
+            "cl_leading_zero_is_decimal",
+            post("Content-Length: 010\r\n", "0123456789"),
+            vec![UpOrRefused(upload().body("0123456789"))],
+        ),
+        v(
+            "cl_empty_then_length",
+            post("Content-Length: \r\nContent-Length: LEN\r\n", SMUGGLED),
+            vec![Refused],
+        ),
+        v(
+            "cl_zero_then_length",
+            post("Content-Length: 0\r\nContent-Length: LEN\r\n", SMUGGLED),
+            vec![Refused],
+        ),
+        v(
+            "cl_name_nel_byte",
+            with_bytes(b"Content-Length\x85: 10\r\n", b"0123456789"),
+            vec![Refused],
+        ),
+        v(
+            "cl_without_colon",
+            post("Content-Length 10\r\n", "0123456789"),
+            vec![Refused],
+        ),
+        v(
+            "cl_zero_then_pipelined_post",
+            post("Content-Length: 0\r\n", "") + &post("Content-Length: LEN\r\n", SMUGGLED),
+            vec![Up(upload()), Up(upload().body(SMUGGLED))],
+        ),
+        v(
+            "empty_header_name",
+            get("/public/x", ": ignored\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "colon_only_line",
+            get("/public/x", ":\r\nI: am chopped off\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "head_end_cr_x",
+            format!(
+                "GET /public/x HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\rZGET /admin/secret: HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"
+            ),
+            vec![Refused],
+        ),
+        v(
+            "nul_in_host",
+            raw(
+                "/public/x",
+                &format!("Host: {PUBLIC_HOST}\0.{ADMIN_HOST}\r\n"),
+            ),
+            vec![Refused],
+        ),
+        v(
+            "nul_at_value_end",
+            get("/public/x", "Evil: evil\0\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "cr_inside_value",
+            get("/public/x", "Invalid-Header: this\rvalue\ris\rinvalid\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "lf_inside_field_name",
+            get("/public/x", "Te\nst: test\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "nel_in_host_value",
+            &b"GET /public/x HTTP/1.1\r\nHost: \x85admin.example\r\n\r\n"[..],
+            vec![Refused],
+        ),
+        v(
+            "version_long_minor",
+            format!("GET /public/x HTTP/1.32\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "version_overflow",
+            format!("GET /public/x HTTP/4294967295.255\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "method_junk",
+            format!("G=\":<>(e),[T];?\" /public/x HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "target_not_a_path",
+            format!("GET ! HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "lf_between_target_and_version",
+            format!("GET /public/x\nHTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
+            "byte_after_chunked_body",
+            chunked("0\r\n\r\n\0"),
+            vec![Up(upload())],
+        ),
+    ]
+}
+
 // ---------------------------------------------------------------------------------
 // Issue #20: the classes that did not hold.
 // ---------------------------------------------------------------------------------
@@ -833,7 +1038,7 @@ fn is_upstream_answer(response: &RawResponse) -> bool {
     response.status == 200 && response.head.get("content-type") == Some("text/plain")
 }
 
-/// A refusal: a 4xx (or 501) made by Junction, a JSON error when it has a body.
+/// A refusal: a 4xx (or 501, 505) made by Junction, a JSON error when it has a body.
 fn assert_refusal(what: &str, response: &RawResponse) {
     assert!(
         !is_upstream_answer(response),
@@ -841,7 +1046,7 @@ fn assert_refusal(what: &str, response: &RawResponse) {
         response.text()
     );
     assert!(
-        (400..500).contains(&response.status) || response.status == 501,
+        (400..500).contains(&response.status) || [501, 505].contains(&response.status),
         "{what}: {} where a 4xx refusal was wanted:\n{}{}",
         response.status,
         response.head.raw,
@@ -892,7 +1097,7 @@ fn assert_error(what: &str, response: &RawResponse, status: u16, kind: &str) {
 async fn run_vector(bed: Arc<Bed>, vector: Vector) {
     let name = vector.name;
     let mut client = bed.client().await;
-    client.send(vector.bytes.as_bytes()).await;
+    client.send(&vector.bytes).await;
     let mut responses = Vec::new();
     for want in &vector.wants {
         let method = match want {
@@ -1438,6 +1643,7 @@ on_every_path!(
     h2c_upgrade => |t| run_table(t, h2c_upgrade()),
     expect => |t| run_table(t, expect()),
     pipelined => |t| run_table(t, pipelined()),
+    garden => |t| run_table(t, garden()),
     connection_names_framing => |t| run_table(t, connection_names_framing()),
     host_confusion => |t| run_table(t, host_confusion()),
     host_equivalents => |t| run_table(t, host_equivalents()),
