@@ -1246,6 +1246,44 @@ async fn run_table(travel: Travel, vectors: Vec<Vector>) {
 }
 
 // ---------------------------------------------------------------------------------
+// Item 1, the consequence: with upstream connections kept alive, the answer to a
+// smuggled request waits on the pooled connection for the next client.
+// ---------------------------------------------------------------------------------
+
+async fn smuggled_answer_never_reaches_another_client(travel: Travel) {
+    let bed = Bed::start_scripted(travel, "", "", echo_path).await;
+    let issue = "POST /public/upload HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 39\r\n\r\nGET /admin/secret HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut attacker = bed.client().await;
+    let refused = attacker.request("POST", issue).await;
+    let mut victim = bed.client().await;
+    for round in 0..3 {
+        let path = format!("/public/victim-{round}");
+        let answer = victim.get(&path).await;
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, path.clone()),
+            "{travel:?}: the victim's request {path} got another answer"
+        );
+    }
+    let parsed: Vec<String> = bed
+        .upstream
+        .seen()
+        .iter()
+        .map(|s| s.head.start_line.clone())
+        .collect();
+    assert!(
+        parsed.iter().all(|line| !line.contains("/admin")),
+        "{travel:?}: the upstream parsed {parsed:?}"
+    );
+    assert_eq!(
+        (refused.status, refused.error_type().as_str()),
+        (400, "invalid_request"),
+        "{travel:?}: {}",
+        refused.text()
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Item 3 with `allow_encoded_slashes = true`.
 // ---------------------------------------------------------------------------------
 
@@ -1648,6 +1686,7 @@ on_every_path!(
     host_confusion => |t| run_table(t, host_confusion()),
     host_equivalents => |t| run_table(t, host_equivalents()),
     path_confusion => |t| run_table(t, path_confusion()),
+    smuggled_answer => smuggled_answer_never_reaches_another_client,
     encoded_slashes => encoded_slashes_when_allowed,
     added_headers_survive_connection_tokens => added_headers_survive_connection_tokens,
     client_forwarded_and_real_ip_are_dropped => client_forwarded_and_real_ip_are_dropped,

@@ -110,7 +110,17 @@ impl Bed {
     }
 
     pub async fn start_with(travel: Travel, listener_extra: &str, route_extra: &str) -> Bed {
-        let upstream = Upstream::start(answer).await;
+        Bed::start_scripted(travel, listener_extra, route_extra, answer).await
+    }
+
+    /// A bed whose upstream answers with `script` instead of `answer`.
+    pub async fn start_scripted(
+        travel: Travel,
+        listener_extra: &str,
+        route_extra: &str,
+        script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Bed {
+        let upstream = Upstream::start(script).await;
         let toml = config(travel, &upstream.url(), listener_extra, route_extra);
         let proxy = TestProxy::from_toml(&toml).start().await;
         Bed {
