@@ -119,6 +119,8 @@ struct Case {
     body_len: usize,
     /// `/tagged` (a tag rule and `request_headers.set`) or the plain public route.
     tagged: bool,
+    /// Which letters of the name `Connection` are upper case, per line.
+    name_flips: u64,
 }
 
 impl Case {
@@ -129,12 +131,13 @@ impl Case {
             "/public/p"
         };
         let mut text = format!("POST {path} HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n");
-        for line in &self.connection_lines {
+        for (index, line) in self.connection_lines.iter().enumerate() {
             let list: Vec<String> = line
                 .iter()
                 .map(|e| format!("{}{}{}", e.before, e.token, e.after))
                 .collect();
-            text.push_str(&format!("Connection: {}\r\n", list.join(",")));
+            let name = random_case("connection".into(), self.name_flips >> (index * 10));
+            text.push_str(&format!("{name}: {}\r\n", list.join(",")));
         }
         for (present, (_, line, _, _)) in self.present.iter().zip(OPTIONAL) {
             if *present {
@@ -209,13 +212,17 @@ fn case() -> impl Strategy<Value = Case> {
         proptest::collection::vec(any::<bool>(), OPTIONAL.len()),
         0..40usize,
         any::<bool>(),
+        any::<u64>(),
     )
-        .prop_map(|(connection_lines, present, body_len, tagged)| Case {
-            connection_lines,
-            present,
-            body_len,
-            tagged,
-        })
+        .prop_map(
+            |(connection_lines, present, body_len, tagged, name_flips)| Case {
+                connection_lines,
+                present,
+                body_len,
+                tagged,
+                name_flips,
+            },
+        )
 }
 
 async fn check(bed: &Bed, case: &Case) {

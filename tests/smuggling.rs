@@ -859,6 +859,39 @@ fn connection_names_framing() -> Vec<Vector> {
             get("/public/x", "Connection: content-length\r\n"),
             vec![Invalid],
         ),
+        v(
+            "connection_close_content_length",
+            post(
+                "Connection: close, content-length\r\nContent-Length: LEN\r\n",
+                SMUGGLED,
+            ),
+            vec![Invalid],
+        ),
+        v(
+            "connection_name_upper_case",
+            post(
+                "CONNECTION: Content-Length\r\nContent-Length: LEN\r\n",
+                SMUGGLED,
+            ),
+            vec![Invalid],
+        ),
+        v(
+            "http10_keep_alive_content_length",
+            format!(
+                "POST /public/upload HTTP/1.0\r\nHost: {PUBLIC_HOST}\r\nConnection: keep-alive, content-length\r\nContent-Length: {}\r\n\r\n{SMUGGLED}",
+                SMUGGLED.len()
+            ),
+            vec![Invalid],
+        ),
+        // `Proxy-Connection` is dropped, not obeyed: the length stays and frames the body.
+        v(
+            "proxy_connection_content_length",
+            post(
+                "Proxy-Connection: content-length\r\nContent-Length: LEN\r\n",
+                SMUGGLED,
+            ),
+            vec![UpOrRefused(upload().body(SMUGGLED))],
+        ),
     ]
 }
 
