@@ -185,3 +185,60 @@ print("ok")
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }
+
+/// The gateway's entry rules hold for the forward proxy too: a `Host` that names another
+/// site than the target, or a `Connection` list naming the framing, is refused before
+/// anything is opened; a matching `Host` goes on as the target's authority.
+#[tokio::test]
+async fn ambiguous_absolute_form_requests_are_refused() {
+    let site = TestUpstream::named("site").start().await;
+    let proxy = TestProxy::from_toml(&config("\"127.0.0.1/32\""))
+        .start()
+        .await;
+    let authority = site.url().trim_start_matches("http://").to_string();
+    let exchange = |head: String| {
+        let addr = proxy.addr("scraper");
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut reply = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+                .await
+                .expect("answered and closed")
+                .unwrap();
+            String::from_utf8_lossy(&reply).into_owned()
+        }
+    };
+    for (name, head) in [
+        (
+            "host mismatch",
+            format!(
+                "GET http://{authority}/x HTTP/1.1\r\nHost: admin.example\r\nConnection: close\r\n\r\n"
+            ),
+        ),
+        (
+            "two hosts",
+            format!(
+                "GET http://{authority}/x HTTP/1.1\r\nHost: {authority}\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            ),
+        ),
+        (
+            "connection names content-length",
+            format!(
+                "POST http://{authority}/x HTTP/1.1\r\nHost: {authority}\r\nConnection: content-length, close\r\nContent-Length: 5\r\n\r\nhello"
+            ),
+        ),
+    ] {
+        let reply = exchange(head).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{name}: {reply}");
+        assert!(reply.contains("invalid_request"), "{name}: {reply}");
+    }
+    assert_eq!(site.requests(), 0, "nothing reached the site");
+    let reply = exchange(format!(
+        "GET http://{authority}/ok HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        authority.to_uppercase()
+    ))
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(site.requests(), 1);
+}

@@ -1129,3 +1129,40 @@ fn key_hash_prints_the_sha256_the_config_stores() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+// === Request normalisation ===
+
+/// Requests refused as ambiguous are counted by what was ambiguous (the suite in
+/// tests/smuggling.rs checks what reaches the endpoint).
+#[tokio::test]
+async fn ambiguous_requests_are_counted_as_security_decisions() {
+    let (proxy, upstream) = start("", "").await;
+    let addr = proxy.addr("public");
+    let host = ("host".to_string(), addr.to_string());
+    let close = ("connection".to_string(), "close".to_string());
+    let named = (
+        "connection".to_string(),
+        "close, content-length".to_string(),
+    );
+    assert_eq!(raw_status(addr, &[host.clone(), named]).await, 400);
+    assert_eq!(
+        raw_status(addr, std::slice::from_ref(&close)).await,
+        400,
+        "no Host"
+    );
+    assert_eq!(
+        raw_status(addr, &[host.clone(), host.clone(), close.clone()]).await,
+        400,
+        "two Hosts"
+    );
+    assert_eq!(raw_status(addr, &[host, close]).await, 200);
+    assert_eq!(upstream.requests(), 1);
+    assert_decisions(
+        &proxy,
+        &[
+            ("normalize connection", "deny", 1.0),
+            ("normalize host", "deny", 2.0),
+        ],
+    )
+    .await;
+}

@@ -25,6 +25,7 @@ use super::{
     Admitted, EgressPlan, ProxyStatus, X_JUNCTION_EXIT, admit, client_session, no_exit,
     polite_turn, resolve_checked,
 };
+use crate::normalize::{ConnectionTokens, host};
 use crate::pipeline::ProxyBody;
 use crate::pipeline::forwarding::strip_hop_by_hop;
 use crate::telemetry::EgressOutcome;
@@ -40,11 +41,39 @@ struct Failed {
     status: ProxyStatus,
 }
 
+/// The gateway's entry rules that a forward proxy shares: a `Connection` list may not
+/// name the framing or `Host`, and a `Host` must agree with the target's authority, the
+/// site that admission, politeness and robots.txt judged.
+fn unambiguous(request: &Request<Incoming>) -> Result<(), ProxyStatus> {
+    let headers = request.headers();
+    let authority = request.uri().authority().map(|a| a.as_str().as_bytes());
+    ConnectionTokens::read(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+    .and_then(|_| {
+        let hosts = headers.get_all(header::HOST);
+        host::request_host(authority, hosts.iter().map(HeaderValue::as_bytes), false)
+    })
+    .map(|_| ())
+    .map_err(|refusal| {
+        ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "invalid_request",
+            format!("invalid request: {refusal}"),
+        )
+    })
+}
+
 pub(super) async fn forward(
     request: Request<Incoming>,
     plan: &Arc<EgressPlan>,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
+    unambiguous(&request)?;
     let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
     let (mut head, body) = request.into_parts();
     let session = client_session(plan, record.client(), &choice);
@@ -79,14 +108,13 @@ pub(super) async fn forward(
     ] {
         head.headers.remove(name);
     }
-    if !head.headers.contains_key(header::HOST) {
-        if let Some(value) = head
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            head.headers.insert(header::HOST, value);
-        }
+    // The site is the target's authority (`unambiguous` made sure a Host agrees).
+    if let Some(value) = head
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        head.headers.insert(header::HOST, value);
     }
     head.version = http::Version::HTTP_11;
     let replayable = is_idempotent(&head.method) && body.is_end_stream();

@@ -35,3 +35,21 @@ pub enum Refusal {
     #[error("the path has an encoded '/' or '\\' (the route does not allow them)")]
     EncodedSlash,
 }
+
+impl Refusal {
+    /// The `rule` label of `junction_security_decisions_total` for this refusal.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::ConnectionNamesEssential(_) => "normalize connection",
+            Refusal::MissingHost
+            | Refusal::DuplicateHost
+            | Refusal::InvalidHost
+            | Refusal::HostMismatch
+            | Refusal::Userinfo => "normalize host",
+            Refusal::BadPercentEncoding
+            | Refusal::EncodedNul
+            | Refusal::EncodedDotSegment
+            | Refusal::EncodedSlash => "normalize path",
+        }
+    }
+}

@@ -118,7 +118,12 @@ async fn proxy(
     let gateway = &downstream.gateway;
     // Phase: make the request unambiguous, before anything reads or adds to it.
     let trusted = forwarding::is_trusted(&listener.trusted_proxies, downstream.peer.ip());
-    let entry = super::entry::normalise(&mut head, trusted)?;
+    let entry = super::entry::normalise(&mut head, trusted).inspect_err(|error| {
+        if let ProxyError::Invalid(refusal) = error {
+            let metrics = &gateway.telemetry.metrics;
+            metrics.count_decision(refusal.rule(), "deny");
+        }
+    })?;
     let client_sent_id = head.headers.contains_key(&X_REQUEST_ID);
     exchange.request_id = Some(trace::ensure_request_id(&mut head.headers, gateway.rng()));
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
@@ -147,7 +152,12 @@ async fn proxy(
         .clone();
     exchange.route = Some(route.clone());
     if entry.encoded_slash && !route.allow_encoded_slashes {
-        return Err(Refusal::EncodedSlash.into());
+        let refusal = Refusal::EncodedSlash;
+        gateway
+            .telemetry
+            .metrics
+            .count_decision(refusal.rule(), "deny");
+        return Err(refusal.into());
     }
     let body = match route.max_body_bytes {
         Some(limit) => cap_body(body, &head, limit)?,
