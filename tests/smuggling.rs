@@ -1317,6 +1317,55 @@ async fn smuggled_answer_never_reaches_another_client(travel: Travel) {
 }
 
 // ---------------------------------------------------------------------------------
+// h2c smuggling, end to end: an endpoint that accepts the upgrade answers 101, and
+// whatever the client sends next reaches it without being routed.
+// ---------------------------------------------------------------------------------
+
+/// Accepts an h2c upgrade (as hypercorn does); anything else gets `answer`. After the
+/// 101 the connection is the client's, and its bytes are parsed as requests again.
+fn accepts_h2c(seen: &Seen) -> Vec<Step> {
+    if seen.head.tokens("upgrade").contains(&"h2c".to_string()) {
+        let switch =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+        return vec![Step::Write(switch.to_vec())];
+    }
+    answer(seen)
+}
+
+async fn h2c_upgrade_cannot_open_a_tunnel_past_routing(travel: Travel) {
+    let bed = Bed::start_scripted(travel, "", "", accepts_h2c).await;
+    let mut client = bed.client().await;
+    client
+        .send(
+            get(
+                "/public/x",
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+            )
+            .as_bytes(),
+        )
+        .await;
+    let first = client.response("GET").await;
+    if first.status == 101 {
+        // The tunnel is open: this request never meets a route.
+        client.send(SMUGGLED.as_bytes()).await;
+        let _ = client.try_final_response("GET").await;
+    }
+    drop(client);
+    bed.upstream.settle().await;
+    let parsed: Vec<String> = bed
+        .upstream
+        .take_seen()
+        .iter()
+        .map(|s| s.head.start_line.clone())
+        .collect();
+    assert!(
+        parsed.iter().all(|line| !line.contains("/admin")),
+        "{travel:?}: through an h2c upgrade (answered {}), the upstream parsed {parsed:?}",
+        first.status
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Item 3 with `allow_encoded_slashes = true`.
 // ---------------------------------------------------------------------------------
 
@@ -1720,6 +1769,7 @@ on_every_path!(
     host_equivalents => |t| run_table(t, host_equivalents()),
     path_confusion => |t| run_table(t, path_confusion()),
     smuggled_answer => smuggled_answer_never_reaches_another_client,
+    h2c_tunnel => h2c_upgrade_cannot_open_a_tunnel_past_routing,
     encoded_slashes => encoded_slashes_when_allowed,
     added_headers_survive_connection_tokens => added_headers_survive_connection_tokens,
     client_forwarded_and_real_ip_are_dropped => client_forwarded_and_real_ip_are_dropped,
