@@ -1636,6 +1636,9 @@ struct H2Case {
     want: (u16, &'static str),
     /// Another answer that is as safe.
     or: Option<(u16, &'static str)>,
+    /// The `:path` sent, and the target the upstream must see when it is forwarded.
+    path: &'static str,
+    forwarded_as: &'static str,
 }
 
 async fn run_h2(bed: Arc<Bed>, case: H2Case) {
@@ -1648,7 +1651,7 @@ async fn run_h2(bed: Arc<Bed>, case: H2Case) {
             .await
             .expect("h2c handshake");
     tokio::spawn(connection);
-    let mut request = http::Request::get(format!("http://{}/public/x", case.authority));
+    let mut request = http::Request::get(format!("http://{}{}", case.authority, case.path));
     if let Some(host) = case.host {
         request = request.header("host", host);
     }
@@ -1671,6 +1674,11 @@ async fn run_h2(bed: Arc<Bed>, case: H2Case) {
         assert_eq!(status, 200, "{what}: {text}");
         assert_eq!(seen.len(), 1, "{what}: {seen:#?}");
         assert_eq!(
+            seen[0].path, case.forwarded_as,
+            "{what}:\n{}",
+            seen[0].head.raw
+        );
+        assert_eq!(
             seen[0].head.all("host"),
             [case.authority],
             "{what}:\n{}",
@@ -1688,15 +1696,44 @@ async fn run_h2(bed: Arc<Bed>, case: H2Case) {
     }
 }
 
-async fn h2_host_agrees_with_authority(travel: Travel) {
+/// Item 2 (and 3) over HTTP/2.
+async fn h2_host_and_path(travel: Travel) {
     let h = |name, authority, host, want| H2Case {
         name,
         authority,
         host,
         want,
         or: None,
+        path: "/public/x",
+        forwarded_as: "/public/x",
+    };
+    let at = |name, path, want, forwarded_as| H2Case {
+        path,
+        forwarded_as,
+        ..h(name, PUBLIC_HOST, None, want)
     };
     let cases = vec![
+        // Item 3 over HTTP/2: `:path` is normalised as a request line is.
+        at(
+            "path_encoded_guarded",
+            "/%61dmin/secret",
+            (403, "forbidden"),
+            "",
+        ),
+        at(
+            "path_dot_dot_guarded",
+            "/public/../admin/secret",
+            (403, "forbidden"),
+            "",
+        ),
+        at(
+            "path_encoded_dot_dot",
+            "/public/%2e%2e/admin/secret",
+            (400, "invalid_request"),
+            "",
+        ),
+        at("path_encoded_slash", "/a%2fb", (400, "invalid_request"), ""),
+        at("path_slashes_merged", "/public//x", (200, ""), "/public/x"),
         h("authority_only", PUBLIC_HOST, None, (200, "")),
         h(
             "host_equals_authority",
@@ -1774,5 +1811,5 @@ on_every_path!(
     added_headers_survive_connection_tokens => added_headers_survive_connection_tokens,
     client_forwarded_and_real_ip_are_dropped => client_forwarded_and_real_ip_are_dropped,
     trusted_proxy_forwarded_and_real_ip_are_kept => trusted_proxy_forwarded_and_real_ip_are_kept,
-    h2_host_agrees_with_authority => h2_host_agrees_with_authority,
+    h2_host_and_path => h2_host_and_path,
 );
