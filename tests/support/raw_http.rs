@@ -1,8 +1,8 @@
 //! Raw HTTP/1.1 on both sides of the proxy, for the wire-level suites
-//! (tests/http1_conformance.rs, tests/fast_path_parity.rs): a client that writes
-//! literal request bytes and parses exactly one response at a time, strictly, and
-//! scripted upstreams that answer with literal bytes and record every request and
-//! connection. Nothing here forgives a framing mistake.
+//! (tests/http1_conformance.rs, tests/fast_path_parity.rs, tests/smuggling.rs): a client
+//! that writes literal request bytes and parses exactly one response at a time,
+//! strictly, and scripted upstreams that answer with literal bytes and record every
+//! request and connection. Nothing here forgives a framing mistake.
 
 use std::future::Future;
 use std::io;
