@@ -909,6 +909,18 @@ fn host_confusion() -> Vec<Vector> {
             vec![Up(up("GET", "/secret"))],
         ),
         v(
+            "absolute_form_port_differs",
+            format!("GET http://{PUBLIC_HOST}:8080/x HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![UpOrRefused(
+                up("GET", "/x").host(Some("public.example:8080")),
+            )],
+        ),
+        v(
+            "absolute_form_userinfo",
+            format!("GET http://user@{PUBLIC_HOST}/x HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![Refused],
+        ),
+        v(
             "absolute_form_guarded_authority",
             format!("GET http://{ADMIN_HOST}/x HTTP/1.1\r\nHost: {ADMIN_HOST}\r\n\r\n"),
             vec![Forbidden],
