@@ -42,6 +42,19 @@ impl ConnectionTokens {
         Ok(tokens)
     }
 
+    /// Whether `Upgrade` lines ask for `h2c`. That upgrade is never passed on: an endpoint
+    /// that accepted it would take every later request on the connection as HTTP/2,
+    /// past routing (RFC 9113 dropped it; the request is served as HTTP/1.1 instead).
+    pub fn asks_h2c<'a>(upgrade: impl IntoIterator<Item = &'a [u8]>) -> bool {
+        upgrade.into_iter().any(|line| {
+            line.split(|&b| b == b',').any(|token| {
+                let token = token.trim_ascii();
+                let name = token.split(|&b| b == b'/').next().unwrap_or(token);
+                name.trim_ascii().eq_ignore_ascii_case(b"h2c")
+            })
+        })
+    }
+
     /// The header names a `Connection` line lists beyond the connection options.
     pub fn named(line: &[u8]) -> impl Iterator<Item = &[u8]> {
         line.split(|&b| b == b',')
@@ -72,6 +85,14 @@ mod tests {
         assert!(tokens.upgrade && tokens.names_headers);
         let named: Vec<_> = ConnectionTokens::named(b"close, X-A ,te,,upgrade").collect();
         assert_eq!(named, [&b"X-A"[..], b"te"]);
+    }
+
+    #[test]
+    fn h2c_in_any_spelling() {
+        for line in ["h2c", "websocket, H2C", " h2c/1 "] {
+            assert!(ConnectionTokens::asks_h2c([line.as_bytes()]), "{line}");
+        }
+        assert!(!ConnectionTokens::asks_h2c([&b"websocket"[..], b"h2"]));
     }
 
     #[test]

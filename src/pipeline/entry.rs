@@ -15,6 +15,7 @@ use crate::normalize::{ConnectionTokens, Refusal, host, path};
 
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// What entry found that a later phase must judge.
 pub struct Entry {
@@ -26,6 +27,15 @@ pub struct Entry {
 pub fn normalise(head: &mut request::Parts, trusted: bool) -> Result<Entry, ProxyError> {
     let connection = head.headers.get_all(header::CONNECTION);
     ConnectionTokens::read(connection.iter().map(HeaderValue::as_bytes))?;
+    if ConnectionTokens::asks_h2c(
+        head.headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    ) {
+        head.headers.remove(header::UPGRADE);
+        head.headers.remove(&HTTP2_SETTINGS);
+    }
     let upgrade = is_upgrade_request(head);
     strip_hop_by_hop(&mut head.headers, upgrade);
 
@@ -83,6 +93,22 @@ mod tests {
                 ("x-junction-tag", "t"),
                 ("forwarded", "for=1.2.3.4"),
                 ("x-real-ip", "1.2.3.4"),
+            ],
+        );
+        normalise(&mut request, false).unwrap();
+        let names: Vec<_> = request.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host"]);
+    }
+
+    #[test]
+    fn an_h2c_upgrade_becomes_a_plain_request() {
+        let mut request = head(
+            "/x",
+            &[
+                ("host", "a"),
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
             ],
         );
         normalise(&mut request, false).unwrap();
