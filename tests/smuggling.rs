@@ -1010,6 +1010,22 @@ fn path_confusion() -> Vec<Vector> {
             at("/x?a=%2F..%61"),
             vec![Up(up("GET", "/x?a=%2F..%61"))],
         ),
+        v(
+            "fragment_hides_dot_dot",
+            at("/public/x#/../../admin/secret"),
+            // A fragment is no part of the path: dropped, or refused.
+            vec![UpOrRefused(up("GET", "/public/x"))],
+        ),
+        v(
+            "space_in_target",
+            at("/public/x /admin/secret"),
+            vec![Refused],
+        ),
+        v(
+            "absolute_form_without_path",
+            format!("GET http://{PUBLIC_HOST} HTTP/1.1\r\nHost: {PUBLIC_HOST}\r\n\r\n"),
+            vec![UpOrRefused(up("GET", "/"))],
+        ),
     ]
 }
 
@@ -1074,6 +1090,16 @@ fn host_equivalents() -> Vec<Vector> {
         v(
             "absolute_form_guarded_trailing_dot",
             format!("GET http://{ADMIN_HOST}./x HTTP/1.1\r\nHost: {ADMIN_HOST}.\r\n\r\n"),
+            vec![Blocked],
+        ),
+        v(
+            "host_guarded_percent_encoded",
+            raw("/public/x", "Host: admin%2Eexample\r\n"),
+            vec![Blocked],
+        ),
+        v(
+            "absolute_form_scheme_upper_case",
+            format!("GET HTTP://{ADMIN_HOST}/x HTTP/1.1\r\nHost: {ADMIN_HOST}\r\n\r\n"),
             vec![Blocked],
         ),
     ]
