@@ -35,7 +35,7 @@ use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::handler::affinity_of;
 use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
-use crate::routing::{Route, strip_port};
+use crate::routing::{Route, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 use crate::upstream::health::Outcome;
 
@@ -253,7 +253,7 @@ impl Connection {
         let host = head
             .host(buf)
             .and_then(|h| std::str::from_utf8(h).ok())
-            .map(strip_port);
+            .map(route_host);
         let Some(route) = listener
             .routes
             .find_with_host(&head.route_input(buf), host, model)

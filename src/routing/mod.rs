@@ -223,17 +223,27 @@ impl RouteTable {
     }
 }
 
-/// The host a request is for, without port: the URI authority (HTTP/2, absolute
-/// form) or the `Host` header.
+/// The host a request is for, as routes match it: the URI authority (HTTP/2, absolute
+/// form) or the `Host` header, without port.
 pub fn request_host(head: &request::Parts) -> Option<&str> {
     let raw = match head.uri.host() {
-        Some(host) => return Some(host),
-        None => head.headers.get(http::header::HOST)?.to_str().ok()?,
+        Some(host) => host,
+        None => strip_port(head.headers.get(http::header::HOST)?.to_str().ok()?),
     };
-    Some(strip_port(raw))
+    Some(without_root_dot(raw))
 }
 
-pub fn strip_port(authority: &str) -> &str {
+/// The host of an authority as routes match it: without port, and without the DNS root's
+/// trailing dot (`admin.example.` is the host `admin.example`, for every endpoint).
+pub fn route_host(authority: &str) -> &str {
+    without_root_dot(strip_port(authority))
+}
+
+fn without_root_dot(host: &str) -> &str {
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         // [v6]:port
         return authority
@@ -263,7 +273,7 @@ mod tests {
     #[test]
     fn hosts() {
         assert_eq!(
-            request_host(&head("GET", "/", &[("host", "a.example.com:8080")])),
+            request_host(&head("GET", "/", &[("host", "a.example.com.:8080")])),
             Some("a.example.com")
         );
         assert_eq!(
@@ -271,7 +281,7 @@ mod tests {
             Some("::1")
         );
         assert_eq!(
-            request_host(&head("GET", "http://b.test/x", &[])),
+            request_host(&head("GET", "http://b.test./x", &[])),
             Some("b.test")
         );
     }
