@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod exits;
+pub mod guarded;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;

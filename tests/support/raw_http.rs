@@ -1,8 +1,8 @@
 //! Raw HTTP/1.1 on both sides of the proxy, for the wire-level suites
-//! (tests/http1_conformance.rs, tests/fast_path_parity.rs): a client that writes
-//! literal request bytes and parses exactly one response at a time, strictly, and
-//! scripted upstreams that answer with literal bytes and record every request and
-//! connection. Nothing here forgives a framing mistake.
+//! (tests/http1_conformance.rs, tests/fast_path_parity.rs, tests/smuggling.rs): a client
+//! that writes literal request bytes and parses exactly one response at a time,
+//! strictly, and scripted upstreams that answer with literal bytes and record every
+//! request and connection. Nothing here forgives a framing mistake.
 
 use std::future::Future;
 use std::io;
@@ -386,6 +386,35 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Connects to the listener at `addr`.
+    pub async fn connect_addr(addr: SocketAddr) -> RawClient {
+        let stream = within("connect to the proxy", TcpStream::connect(addr))
+            .await
+            .expect("connect to the proxy");
+        RawClient {
+            wire: Wire::new(stream),
+        }
+    }
+
+    /// The final response (interim ones skipped), or `None` when the proxy closed the
+    /// connection (or reset it) before sending a byte of one.
+    pub async fn try_final_response(&mut self, method: &str) -> Option<RawResponse> {
+        loop {
+            if self.wire.buffer.is_empty() {
+                match within("a response from the proxy", self.wire.fill()).await {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
+                    Err(e) => panic!("reading a response: {e}"),
+                }
+            }
+            let response = self.response(method).await;
+            if !(100..200).contains(&response.status) {
+                return Some(response);
+            }
+        }
+    }
+
     pub async fn connect(proxy: &RunningProxy) -> RawClient {
         RawClient::connect_to(proxy.addr("public")).await
     }
@@ -570,7 +599,26 @@ pub struct Upstream {
     pub connections: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub ended: mpsc::UnboundedReceiver<Ended>,
+    /// Connections ended so far, and a signal at each end (for `settle`).
+    pub ends: Arc<AtomicUsize>,
+    pub end_signal: Arc<Notify>,
     pub task: JoinHandle<()>,
+}
+
+/// Reports each end of an upstream connection: on the channel, and by count.
+#[derive(Clone)]
+pub struct EndReport {
+    tx: mpsc::UnboundedSender<Ended>,
+    count: Arc<AtomicUsize>,
+    signal: Arc<Notify>,
+}
+
+impl EndReport {
+    pub fn send(&self, end: Ended) {
+        let _ = self.tx.send(end);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.signal.notify_waiters();
+    }
 }
 
 impl Drop for Upstream {
@@ -589,7 +637,13 @@ impl Upstream {
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let (ended_tx, ended) = mpsc::unbounded_channel();
+        let (tx, ended) = mpsc::unbounded_channel();
+        let (ends, end_signal) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+        let ended_tx = EndReport {
+            tx,
+            count: ends.clone(),
+            signal: end_signal.clone(),
+        };
         let script: Script = Arc::new(script);
         let task = {
             let (connections, seen) = (connections.clone(), seen.clone());
@@ -611,8 +665,33 @@ impl Upstream {
             connections,
             seen,
             ended,
+            ends,
+            end_signal,
             task,
         }
+    }
+
+    /// Waits until every connection accepted so far has ended, so everything the
+    /// proxy sent on them has been parsed (and recorded). Useful with a script whose
+    /// answers say `Connection: close`: the proxy then closes each connection after
+    /// its response, and whatever it sent after the request (a smuggled one) is read
+    /// first.
+    pub async fn settle(&self) {
+        within("every upstream connection to end", async {
+            loop {
+                let signal = self.end_signal.notified();
+                if self.ends.load(Ordering::SeqCst) >= self.connections() {
+                    return;
+                }
+                signal.await;
+            }
+        })
+        .await
+    }
+
+    /// Every request received so far, which are forgotten.
+    pub fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 
     pub fn url(&self) -> String {
@@ -677,18 +756,18 @@ pub async fn serve_scripted(
     connection: usize,
     script: Script,
     seen: Arc<Mutex<Vec<Seen>>>,
-    ended: mpsc::UnboundedSender<Ended>,
+    ended: EndReport,
 ) {
     loop {
         let raw = match wire.read_head().await {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                let _ = ended.send(Ended::ByProxy(connection));
+                ended.send(Ended::ByProxy(connection));
                 return;
             }
             Err(error) => {
                 eprintln!("upstream connection {connection}: {error}");
-                let _ = ended.send(Ended::ByProxy(connection));
+                ended.send(Ended::ByProxy(connection));
                 return;
             }
         };
@@ -704,7 +783,7 @@ pub async fn serve_scripted(
                 .await
                 .is_err()
             {
-                let _ = ended.send(Ended::ByProxy(connection));
+                ended.send(Ended::ByProxy(connection));
                 return;
             }
         }
@@ -712,7 +791,7 @@ pub async fn serve_scripted(
             Ok(body) => body,
             Err(error) => {
                 eprintln!("upstream connection {connection}: request body: {error}");
-                let _ = ended.send(Ended::ByProxy(connection));
+                ended.send(Ended::ByProxy(connection));
                 return;
             }
         };
@@ -729,7 +808,7 @@ pub async fn serve_scripted(
             match step {
                 Step::Write(bytes) => {
                     if wire.stream.write_all(&bytes).await.is_err() {
-                        let _ = ended.send(Ended::ByProxy(connection));
+                        ended.send(Ended::ByProxy(connection));
                         return;
                     }
                 }
@@ -741,7 +820,7 @@ pub async fn serve_scripted(
                 Step::Wait(signal) => signal.notified().await,
                 Step::Close => {
                     drop(wire);
-                    let _ = ended.send(Ended::ByScript(connection));
+                    ended.send(Ended::ByScript(connection));
                     return;
                 }
                 Step::Hang => std::future::pending::<()>().await,
