@@ -86,10 +86,14 @@ pub fn parse_host(text: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// The refusal for a request the admin API must not serve, if it is one.
-pub fn check<B>(request: &Request<B>, gateway: &Gateway) -> Result<(), Box<Response<ProxyBody>>> {
+/// `local` is the address the client connected to.
+pub fn check<B>(
+    request: &Request<B>,
+    gateway: &Gateway,
+    local: SocketAddr,
+) -> Result<(), Box<Response<ProxyBody>>> {
     let plan = gateway.plan();
-    let mut bound = vec![plan.admin_bind];
-    bound.extend(gateway.admin_addr());
+    let bound = [plan.admin_bind, local];
     let identity = Identity {
         bound: &bound,
         names: &plan.admin_hosts,

@@ -21,8 +21,9 @@ use crate::server::{Gateway, ReloadError};
 pub async fn handle(
     request: Request<Incoming>,
     gateway: Arc<Gateway>,
+    local: std::net::SocketAddr,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    if let Err(refusal) = guard::check(&request, &gateway) {
+    if let Err(refusal) = guard::check(&request, &gateway, local) {
         return Ok(*refusal);
     }
     let path = request.uri().path().to_string();

@@ -251,8 +251,13 @@ async fn serve_admin(
 ) {
     // Keep the sender alive: a dropped sender would read as "drained" at once.
     let (_never_sent, never_drained) = watch::channel(false);
+    // The address this client reached: the admin's own, even while a reload that bound
+    // it has not yet recorded it in the gateway.
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        crate::admin::handle(request, gateway.clone())
+        crate::admin::handle(request, gateway.clone(), local)
     });
     serve(&builder, TokioIo::new(stream), service, never_drained, None).await;
 }
