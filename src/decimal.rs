@@ -1,5 +1,20 @@
 //! Decimal digits of an integer without going through `core::fmt`, for the hot paths
-//! that write numbers into bytes (access-log lines, `content-length` headers).
+//! that write numbers into bytes (access-log lines, `content-length` headers), and the
+//! one reading of a `Content-Length` value both engines share.
+
+/// A `Content-Length` value (RFC 9110 8.6): digits only, no sign, no list, at most 19
+/// of them (so it cannot overflow); surrounding white space is ignored.
+pub fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
+    )
+}
 
 /// The digits of one `u64`, on the stack.
 pub struct Digits {

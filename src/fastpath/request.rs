@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::decimal::parse_length;
 use crate::normalize::{self, ConnectionTokens};
 use crate::routing::RouteInput;
 
@@ -386,19 +387,6 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// A `Content-Length` value: digits only (RFC 9110 8.6), no sign, no list.
-pub fn parse_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
-    )
 }
 
 /// Routing's view of a fast-path head: the same questions as of hyper's.

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
 
 use super::ProxyError;
-use crate::decimal::Digits;
+use crate::decimal::{Digits, parse_length};
 use crate::llm::ReplyKind;
 use crate::upstream::{Endpoint, SendError};
 
@@ -35,7 +35,7 @@ pub struct ContentLength {
 impl ContentLength {
     pub fn add(&mut self, line: &[u8]) -> Result<(), &'static str> {
         for item in line.split(|&b| b == b',') {
-            let length = digits(item).ok_or("invalid content-length")?;
+            let length = parse_length(item).ok_or("invalid content-length")?;
             match self.value {
                 Some(seen) if seen != length => return Err("conflicting content-length"),
                 Some(_) => self.repeated = true,
@@ -48,18 +48,6 @@ impl ContentLength {
     pub fn get(&self) -> Option<u64> {
         self.value
     }
-}
-
-fn digits(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
-    )
 }
 
 /// The body's framing, and whether the endpoint's connection may carry another request
