@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::TestProxy;
 use support::proxy::RunningProxy;
 use support::raw_http::*;
+use support::travel::{self, Extra, Travel};
 use support::upstream::TestUpstream;
 use tokio::net::TcpListener;
 
@@ -26,36 +26,13 @@ async fn closed_port() -> String {
     format!("http://{addr}")
 }
 
-async fn start(fast_path: bool, endpoints: &[String], route: &str) -> RunningProxy {
-    let endpoints: Vec<String> = endpoints
-        .iter()
-        .map(|url| format!("{{ url = \"{url}\" }}"))
-        .collect();
-    let endpoints = endpoints.join(", ");
-    TestProxy::from_toml(&format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-
-[[pools]]
-name = "p"
-balance = "round_robin"
-endpoints = [{endpoints}]
-
-[[routes]]
-name = "all"
-match = {{ path_prefix = "/" }}
-pool = "p"
-{route}
-"#
-    ))
-    .start()
-    .await
+async fn start(travel: Travel, endpoints: &[String], route: &str) -> RunningProxy {
+    let extra = Extra {
+        pool: r#"balance = "round_robin""#,
+        route,
+        ..Extra::default()
+    };
+    travel::start(travel, endpoints, &extra).await
 }
 
 /// Sends REQUESTS requests, alternately GET and POST, each on a new connection, and
@@ -88,22 +65,22 @@ async fn failures(proxy: &RunningProxy) -> (usize, Option<String>) {
 
 /// One endpoint of three refuses connections: with the defaults no request fails, GET
 /// or POST, and each reaches an endpoint that is up exactly once.
-async fn a_refusing_endpoint_costs_no_request(fast_path: bool) {
+async fn a_refusing_endpoint_costs_no_request(travel: Travel) {
     let a = Upstream::start(echo_path).await;
     let b = Upstream::start(echo_path).await;
     let endpoints = [a.url(), closed_port().await, b.url()];
-    let proxy = start(fast_path, &endpoints, "").await;
+    let proxy = start(travel, &endpoints, "").await;
     let (failed, first) = failures(&proxy).await;
     assert_eq!(failed, 0, "failed requests of {REQUESTS}: first {first:?}");
     assert_eq!(a.seen().len() + b.seen().len(), REQUESTS);
 }
 
 /// `retry_connect_errors = false`: the refused requests fail with 502.
-async fn switched_off_the_errors_reach_the_client(fast_path: bool) {
+async fn switched_off_the_errors_reach_the_client(travel: Travel) {
     let a = Upstream::start(echo_path).await;
     let b = Upstream::start(echo_path).await;
     let endpoints = [a.url(), closed_port().await, b.url()];
-    let proxy = start(fast_path, &endpoints, "retry_connect_errors = false").await;
+    let proxy = start(travel, &endpoints, "retry_connect_errors = false").await;
     let (failed, first) = failures(&proxy).await;
     // Round robin sends every third request to the closed port.
     assert!(failed >= REQUESTS / 4, "only {failed} of {REQUESTS} failed");
@@ -115,7 +92,7 @@ async fn switched_off_the_errors_reach_the_client(fast_path: bool) {
 /// Failures among `total` requests from `workers` concurrent clients while one of
 /// three endpoints is killed (port closed, open connections cut) after a third of them:
 /// (failed, failed among those started after the kill).
-async fn kill_one_of_three_under_load(fast_path: bool, route: &str) -> (usize, usize) {
+async fn kill_one_of_three_under_load(travel: Travel, route: &str) -> (usize, usize) {
     const WORKERS: usize = 16;
     const EACH: usize = 60;
     let upstreams = [
@@ -133,7 +110,7 @@ async fn kill_one_of_three_under_load(fast_path: bool, route: &str) -> (usize, u
             .await,
     ];
     let urls: Vec<String> = upstreams.iter().map(|u| u.url()).collect();
-    let proxy = start(fast_path, &urls, route).await;
+    let proxy = start(travel, &urls, route).await;
     let done = Arc::new(AtomicUsize::new(0));
     let killed = Arc::new(AtomicBool::new(false));
     let third = Arc::new(tokio::sync::Notify::new());
@@ -178,7 +155,7 @@ async fn kill_one_of_three_under_load(fast_path: bool, route: &str) -> (usize, u
         failed_after += a;
     }
     eprintln!(
-        "fast_path={fast_path} route={route:?}: {failed} of {} failed, {failed_after} started after the kill",
+        "{travel:?} route={route:?}: {failed} of {} failed, {failed_after} started after the kill",
         WORKERS * EACH
     );
     (failed, failed_after)
@@ -186,17 +163,17 @@ async fn kill_one_of_three_under_load(fast_path: bool, route: &str) -> (usize, u
 
 /// With the defaults, killing one endpoint of three under load fails at most 1% of
 /// requests (those in progress on it), and none sent after the kill.
-async fn killing_an_endpoint_under_load_fails_at_most_one_percent(fast_path: bool) {
-    let (failed, failed_after) = kill_one_of_three_under_load(fast_path, "").await;
+async fn killing_an_endpoint_under_load_fails_at_most_one_percent(travel: Travel) {
+    let (failed, failed_after) = kill_one_of_three_under_load(travel, "").await;
     assert!(failed * 100 <= 16 * 60, "{failed} failed");
     assert_eq!(failed_after, 0);
 }
 
 /// The same with `retry_connect_errors = false`: requests sent to the dead endpoint
 /// after the kill fail (what every route saw before this default).
-async fn killing_an_endpoint_with_failover_off_fails_requests(fast_path: bool) {
+async fn killing_an_endpoint_with_failover_off_fails_requests(travel: Travel) {
     let route = "retry_connect_errors = false";
-    let (failed, failed_after) = kill_one_of_three_under_load(fast_path, route).await;
+    let (failed, failed_after) = kill_one_of_three_under_load(travel, route).await;
     // About a third of the two thirds sent after the kill go to the dead endpoint.
     assert!(
         failed_after >= 16 * 60 / 10,
@@ -210,12 +187,12 @@ macro_rules! on_both_engines {
             mod $case {
                 #[tokio::test]
                 async fn hyper() {
-                    super::$case(false).await
+                    super::$case(super::Travel::Hyper).await
                 }
 
                 #[tokio::test]
                 async fn fast_path() {
-                    super::$case(true).await
+                    super::$case(super::Travel::Fast).await
                 }
             }
         )*

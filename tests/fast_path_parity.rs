@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::TestProxy;
 use support::proxy::RunningProxy;
 use support::raw_http::*;
+use support::travel::{Extra, Travel, config, start};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -55,78 +55,6 @@ fn post_json(path: &str, body: &str, extra_headers: &str) -> String {
 async fn dead_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     format!("http://{}", listener.local_addr().unwrap())
-}
-
-// ---------------------------------------------------------------------------------
-// The proxy.
-// ---------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Hyper,
-    Fast,
-}
-
-/// Config snippets around the one listener "public", the pool "p" and the route "all".
-#[derive(Default)]
-struct Extra<'a> {
-    /// Top-level tables (`[access_log]`, `[server]`, more pools and routes *before*
-    /// the catch-all route).
-    top: &'a str,
-    listener: &'a str,
-    pool: &'a str,
-    route: &'a str,
-    /// Pools and routes placed before the catch-all route "all".
-    before: &'a str,
-}
-
-fn config(path: Path, endpoints: &[String], extra: &Extra<'_>) -> String {
-    let fast_path = path == Path::Fast;
-    let endpoints: Vec<String> = endpoints
-        .iter()
-        .map(|url| format!("{{ url = \"{url}\" }}"))
-        .collect();
-    let endpoints = endpoints.join(", ");
-    let Extra {
-        top,
-        listener,
-        pool,
-        route,
-        before,
-    } = extra;
-    format!(
-        r#"
-{top}
-
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{listener}
-
-[[pools]]
-name = "p"
-endpoints = [{endpoints}]
-{pool}
-
-{before}
-
-[[routes]]
-name = "all"
-match = {{ path_prefix = "/" }}
-pool = "p"
-{route}
-"#
-    )
-}
-
-async fn start(path: Path, endpoints: &[String], extra: &Extra<'_>) -> RunningProxy {
-    TestProxy::from_toml(&config(path, endpoints, extra))
-        .start()
-        .await
 }
 
 // ---------------------------------------------------------------------------------
@@ -187,8 +115,8 @@ async fn in_flight(proxy: &RunningProxy) -> f64 {
 
 /// On the fast path, that no connection was handed to hyper: the case really ran on
 /// the fast path.
-async fn assert_stayed_on_the_fast_path(proxy: &RunningProxy, path: Path) {
-    if path == Path::Fast {
+async fn assert_stayed_on_the_fast_path(proxy: &RunningProxy, path: Travel) {
+    if path == Travel::Fast {
         let handoffs = Metrics::of(proxy)
             .await
             .nonzero("junction_fast_path_handoffs_total");
@@ -208,7 +136,7 @@ async fn recorded(proxy: &RunningProxy) -> f64 {
 /// A `HEAD` whose endpoint cannot be reached gets Junction's own 502. RFC 9110 9.3.2:
 /// no content in a response to HEAD, so the next request on the connection is answered
 /// in step.
-async fn head_answered_by_the_proxy_has_no_body(path: Path) {
+async fn head_answered_by_the_proxy_has_no_body(path: Travel) {
     let proxy = start(path, &[dead_url().await], &Extra::default()).await;
     let mut client = RawClient::connect(&proxy).await;
     let head = client
@@ -234,7 +162,7 @@ async fn head_answered_by_the_proxy_has_no_body(path: Path) {
 
 /// `Connection: close` from the client is honoured also when Junction answers itself
 /// (RFC 9112 9.6): the 502 says `connection: close` and the connection ends.
-async fn connection_close_is_honoured_on_the_proxys_own_answers(path: Path) {
+async fn connection_close_is_honoured_on_the_proxys_own_answers(path: Travel) {
     let proxy = start(path, &[dead_url().await], &Extra::default()).await;
     let mut client = RawClient::connect(&proxy).await;
     let response = client
@@ -255,7 +183,7 @@ async fn connection_close_is_honoured_on_the_proxys_own_answers(path: Path) {
 
 /// A request target that is not a valid URI (`<`, `>`, a backtick, `"` in the query)
 /// is refused with 400 and never reaches the endpoint (RFC 9112 3.2, 3.3).
-async fn invalid_request_targets_are_refused_with_400(path: Path) {
+async fn invalid_request_targets_are_refused_with_400(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = start(path, &[upstream.url()], &Extra::default()).await;
     let mut answers = Vec::new();
@@ -278,7 +206,7 @@ async fn invalid_request_targets_are_refused_with_400(path: Path) {
 /// A client that closes its connection while the endpoint has not answered yet: the
 /// request is recorded at once as `499`, and it is no longer in flight (the count
 /// `least_conn` and `p2c_ewma` balance on).
-async fn client_gone_before_the_response_head_is_499_and_not_in_flight(path: Path) {
+async fn client_gone_before_the_response_head_is_499_and_not_in_flight(path: Travel) {
     let arrived = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let upstream = {
@@ -311,7 +239,7 @@ async fn client_gone_before_the_response_head_is_499_and_not_in_flight(path: Pat
 
 /// A client that goes away in the middle of an event stream, while the endpoint is
 /// quiet: the request is recorded and no longer in flight.
-async fn client_gone_mid_stream_is_recorded_and_not_in_flight(path: Path) {
+async fn client_gone_mid_stream_is_recorded_and_not_in_flight(path: Travel) {
     let release = Arc::new(Notify::new());
     let upstream = {
         let release = release.clone();
@@ -356,7 +284,7 @@ async fn client_gone_mid_stream_is_recorded_and_not_in_flight(path: Path) {
 /// An event stream the endpoint delimits by closing (no length, not chunked) that goes
 /// quiet past `timeouts.idle` ends with the `event: error` event (configuration.md,
 /// "A response cut after it started"), so the client can tell it from a complete one.
-async fn close_delimited_event_stream_cut_by_idle_timeout_ends_with_an_error_event(path: Path) {
+async fn close_delimited_event_stream_cut_by_idle_timeout_ends_with_an_error_event(path: Travel) {
     let upstream = Upstream::start(|_seen| {
         vec![
             Step::Write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n".to_vec()),
@@ -392,7 +320,7 @@ async fn close_delimited_event_stream_cut_by_idle_timeout_ends_with_an_error_eve
 /// A chunked event stream cut between chunks by the total timeout ends with the error
 /// event, and the client's connection stays usable (passes on both paths; the other
 /// tests cut streams with the idle timeout or the endpoint closing, not `total`).
-async fn chunked_event_stream_cut_by_total_timeout_ends_with_an_error_event(path: Path) {
+async fn chunked_event_stream_cut_by_total_timeout_ends_with_an_error_event(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.path == "/next" {
             return echo_path(seen);
@@ -427,7 +355,7 @@ async fn chunked_event_stream_cut_by_total_timeout_ends_with_an_error_event(path
 /// has to send a complete HTTP/1.1 request head"); a small body that arrives after it
 /// is still forwarded. (The fast path used to read the body under the head's deadline
 /// and close the connection without an answer; it now hands such a body to hyper.)
-async fn a_body_slower_than_header_read_timeout_is_still_forwarded(path: Path) {
+async fn a_body_slower_than_header_read_timeout_is_still_forwarded(path: Travel) {
     let upstream = Upstream::start(|seen| vec![Step::Write(ok(&seen.body))]).await;
     let extra = Extra {
         listener: r#"header_read_timeout = "500ms""#,
@@ -468,7 +396,7 @@ async fn a_body_slower_than_header_read_timeout_is_still_forwarded(path: Path) {
 /// A response still waiting for its endpoint when the drain starts is delivered, with
 /// `connection: close` (the client learns not to send another request on it), and
 /// the connection then ends. An idle connection is closed at once.
-async fn a_response_in_flight_during_drain_says_connection_close(path: Path) {
+async fn a_response_in_flight_during_drain_says_connection_close(path: Travel) {
     let arrived = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let upstream = {
@@ -550,7 +478,7 @@ async fn model_server() -> Upstream {
 
 /// Requests, bytes, tokens, time to first token, Junction's own errors and the
 /// in-flight gauge count the same on both paths, exactly.
-async fn metrics_count_requests_bytes_tokens_and_errors_exactly(path: Path) {
+async fn metrics_count_requests_bytes_tokens_and_errors_exactly(path: Travel) {
     let upstream = model_server().await;
     let dead = dead_url().await;
     let before = format!(
@@ -707,7 +635,7 @@ async fn access_log_lines(file: &std::path::Path, count: usize) -> Vec<serde_jso
 
 /// The access log has the same fields and values on both paths for a GET (behind
 /// trusted proxies, with a trace), a POST with a JSON answer and a 502.
-async fn access_log_fields_are_the_same_for_get_post_and_502(path: Path) {
+async fn access_log_fields_are_the_same_for_get_post_and_502(path: Travel) {
     let upstream = model_server().await;
     let dead = dead_url().await;
     let log = tempfile::NamedTempFile::new().expect("temp file");
@@ -847,7 +775,7 @@ fn is_made_id(id: &str) -> bool {
 /// `x-request-id`: empty or over 200 bytes is replaced by a made id, 200 bytes is kept;
 /// the endpoint and the client see the same one id. `traceparent`: a valid one gets a
 /// new span id, an invalid one is removed, another version is forwarded as `00`.
-async fn request_id_and_traceparent_edge_cases(path: Path) {
+async fn request_id_and_traceparent_edge_cases(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = start(path, &[upstream.url()], &Extra::default()).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -925,7 +853,7 @@ fn model_body(model: &str, len: usize) -> String {
 
 /// `model` routing reads bodies up to `model_body_limit` exactly (one byte more is
 /// 413), and a route's `max_body_bytes` lets its limit through and refuses one more.
-async fn model_routing_and_body_limits_at_the_edge(path: Path) {
+async fn model_routing_and_body_limits_at_the_edge(path: Travel) {
     let llama =
         Upstream::start(|seen| vec![Step::Write(ok(format!("llama {}", seen.body.len())))]).await;
     let other =
@@ -1013,7 +941,7 @@ pool = "llama"
 /// A `503` with `Retry-After` holds its endpoint (the next requests go to the other
 /// one and `junction_endpoint_up` is 0), and `5xx` answers in a row eject an endpoint
 /// by outlier detection, counted in `junction_ejections_total`.
-async fn retry_after_holds_and_5xx_answers_eject(path: Path) {
+async fn retry_after_holds_and_5xx_answers_eject(path: Travel) {
     let busy = Upstream::start(|_seen| {
         let mut answer = reply("503 Service Unavailable", "text/plain", "busy");
         let end = find(&answer, b"\r\n\r\n").expect("a head");
@@ -1066,7 +994,7 @@ async fn retry_after_holds_and_5xx_answers_eject(path: Path) {
 /// A request with two `Content-Type` lines and two `User-Agent` lines: the full
 /// pipeline reads the first of each (`HeaderMap::get`), for `model` routing and for the
 /// access log; the fast path must read the same line.
-async fn repeated_content_type_and_user_agent_are_read_as_the_first_line(path: Path) {
+async fn repeated_content_type_and_user_agent_are_read_as_the_first_line(path: Travel) {
     let llama = Upstream::start(|_seen| vec![Step::Write(ok("llama"))]).await;
     let other = Upstream::start(|_seen| vec![Step::Write(ok("other"))]).await;
     let log = tempfile::NamedTempFile::new().expect("temp file");
@@ -1126,7 +1054,7 @@ pool = "llama"
 /// A reload while a client connection is open (and a request on it is in flight):
 /// the request in flight finishes on its old endpoint, and the next request on the
 /// same connection follows the new config.
-async fn a_reload_applies_to_the_next_request_on_an_open_connection(path: Path) {
+async fn a_reload_applies_to_the_next_request_on_an_open_connection(path: Travel) {
     let arrived = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let old = {
@@ -1187,12 +1115,12 @@ macro_rules! on_both_paths {
             mod $case {
                 #[tokio::test]
                 async fn hyper_path() {
-                    super::$case(super::Path::Hyper).await
+                    super::$case(super::Travel::Hyper).await
                 }
 
                 #[tokio::test]
                 async fn fast_path() {
-                    super::$case(super::Path::Fast).await
+                    super::$case(super::Travel::Fast).await
                 }
             }
         )*

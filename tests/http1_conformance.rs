@@ -14,9 +14,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::TestProxy;
 use support::proxy::RunningProxy;
 use support::raw_http::*;
+use support::travel::{Extra, Travel, start};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -44,46 +44,10 @@ fn assert_same_bytes(what: &str, got: &[u8], expected: &[u8]) {
 // The proxy: one listener, one pool with the upstream, one catch-all route.
 // ---------------------------------------------------------------------------------
 
-/// Which HTTP/1.1 engine serves the listener: every case runs on both.
-#[derive(Debug, Clone, Copy)]
-enum Path {
-    /// hyper's server (`fast_path = false`).
-    Hyper,
-    /// The hand-written relay on httparse (`fast_path = true`), which hands what it
-    /// does not handle itself to hyper.
-    Fast,
-}
-
-fn config(path: Path, upstream_url: &str, pool_extra: &str, route_extra: &str) -> String {
-    let fast_path = matches!(path, Path::Fast);
-    format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-
-[[pools]]
-name = "p"
-endpoints = [{{ url = "{upstream_url}" }}]
-{pool_extra}
-
-[[routes]]
-name = "all"
-match = {{ path_prefix = "/" }}
-pool = "p"
-{route_extra}
-"#
-    )
-}
-
-async fn proxy_to(path: Path, upstream: &Upstream) -> RunningProxy {
-    TestProxy::from_toml(&config(path, &upstream.url(), "", ""))
-        .start()
-        .await
+/// Every case runs on both engines: `Travel::Hyper` and `Travel::Fast` (which hands
+/// what it does not handle itself to hyper).
+async fn proxy_to(path: Travel, upstream: &Upstream) -> RunningProxy {
+    start(path, &[upstream.url()], &Extra::default()).await
 }
 
 // ---------------------------------------------------------------------------------
@@ -93,7 +57,7 @@ async fn proxy_to(path: Path, upstream: &Upstream) -> RunningProxy {
 /// A chunked answer streamed in several writes (with its framing split across them)
 /// reaches the client as valid chunked framing with the exact body, and the client
 /// connection is ready for the next request afterwards.
-async fn chunked_upstream_response_reaches_the_client_as_valid_chunks(path: Path) {
+async fn chunked_upstream_response_reaches_the_client_as_valid_chunks(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.path != "/chunked" {
             return echo_path(seen);
@@ -141,7 +105,7 @@ async fn chunked_upstream_response_reaches_the_client_as_valid_chunks(path: Path
 /// An answer without Content-Length or Transfer-Encoding ends when the upstream
 /// closes. The client must get all of it, re-framed or close-delimited, and the
 /// response must end.
-async fn close_delimited_upstream_response_arrives_whole(path: Path) {
+async fn close_delimited_upstream_response_arrives_whole(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.path != "/until-close" {
             return echo_path(seen);
@@ -174,7 +138,7 @@ async fn close_delimited_upstream_response_arrives_whole(path: Path) {
 
 /// A HEAD answer declares a length but has no body: neither the client connection nor
 /// the upstream connection may wait for those 1234 bytes.
-async fn head_response_has_no_body_and_the_connection_stays_in_step(path: Path) {
+async fn head_response_has_no_body_and_the_connection_stays_in_step(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.method != "HEAD" {
             return echo_path(seen);
@@ -210,7 +174,7 @@ async fn head_response_has_no_body_and_the_connection_stays_in_step(path: Path) 
 
 /// 204 and 304 never have a body: each is followed by a request on the same client
 /// connection (and the same upstream connection), answered correctly.
-async fn no_content_and_not_modified_have_no_body(path: Path) {
+async fn no_content_and_not_modified_have_no_body(path: Travel) {
     let upstream = Upstream::start(|seen| match seen.path.as_str() {
         "/no-content" => vec![Step::Write(
             b"HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n".to_vec(),
@@ -260,7 +224,7 @@ async fn no_content_and_not_modified_have_no_body(path: Path) {
 }
 
 /// Two requests in one write are answered in order.
-async fn pipelined_requests_are_answered_in_order(path: Path) {
+async fn pipelined_requests_are_answered_in_order(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -286,7 +250,7 @@ fn body_length_reply(seen: &Seen) -> Vec<Step> {
 
 /// Content-Length bodies reach the upstream byte for byte, however the client's
 /// writes split them, small or large.
-async fn content_length_request_bodies_arrive_intact(path: Path) {
+async fn content_length_request_bodies_arrive_intact(path: Travel) {
     let upstream = Upstream::start(body_length_reply).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -331,7 +295,7 @@ async fn content_length_request_bodies_arrive_intact(path: Path) {
 
 /// A chunked request body (with a chunk extension) reaches the upstream as the same
 /// bytes; the proxy may frame it as it likes, as long as the framing is valid.
-async fn chunked_request_body_arrives_dechunked(path: Path) {
+async fn chunked_request_body_arrives_dechunked(path: Travel) {
     let upstream = Upstream::start(body_length_reply).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -370,7 +334,7 @@ async fn chunked_request_body_arrives_dechunked(path: Path) {
 // ---------------------------------------------------------------------------------
 
 /// `Connection: close` from the client: the response, then the end of the connection.
-async fn client_connection_close_gets_the_response_then_eof(path: Path) {
+async fn client_connection_close_gets_the_response_then_eof(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -386,7 +350,7 @@ async fn client_connection_close_gets_the_response_then_eof(path: Path) {
 /// An HTTP/1.0 request without keep-alive is answered and the connection closed; the
 /// answer is never chunked (HTTP/1.0 does not know the chunked coding), even when the
 /// upstream's was.
-async fn http10_request_is_answered_then_closed(path: Path) {
+async fn http10_request_is_answered_then_closed(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.path != "/old-chunked" {
             return echo_path(seen);
@@ -424,7 +388,7 @@ async fn http10_request_is_answered_then_closed(path: Path) {
 
 /// A request the proxy cannot parse gets a 4xx and never reaches the upstream; the
 /// proxy goes on serving.
-async fn malformed_request_gets_4xx_and_the_proxy_keeps_serving(path: Path) {
+async fn malformed_request_gets_4xx_and_the_proxy_keeps_serving(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = proxy_to(path, &upstream).await;
 
@@ -452,7 +416,7 @@ async fn malformed_request_gets_4xx_and_the_proxy_keeps_serving(path: Path) {
 
 /// Hop-by-hop headers (and those `Connection` names) stop at the proxy both ways;
 /// end-to-end headers and `TE: trailers` pass.
-async fn hop_by_hop_headers_are_removed_both_ways(path: Path) {
+async fn hop_by_hop_headers_are_removed_both_ways(path: Travel) {
     let upstream = Upstream::start(|_seen| {
         vec![Step::Write(
             b"HTTP/1.1 200 OK\r\nConnection: x-up\r\nx-up: 1\r\nKeep-Alive: timeout=5\r\nX-End: kept\r\nContent-Length: 2\r\n\r\nok"
@@ -520,7 +484,7 @@ async fn hop_by_hop_headers_are_removed_both_ways(path: Path) {
 
 /// X-Forwarded-*, Via, Host and the request id, as the upstream and the client see
 /// them.
-async fn forwarding_headers_and_request_id(path: Path) {
+async fn forwarding_headers_and_request_id(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -599,7 +563,7 @@ async fn forwarding_headers_and_request_id(path: Path) {
 /// An upstream that closes each connection right after answering on it (keep-alive
 /// as far as the headers go): every later request finds its idle connection stale
 /// and must still be answered, on a fresh one.
-async fn stale_upstream_connection_is_replaced(path: Path) {
+async fn stale_upstream_connection_is_replaced(path: Travel) {
     let mut upstream = Upstream::start(|seen| {
         let mut steps = echo_path(seen);
         steps.push(Step::Close);
@@ -629,7 +593,7 @@ async fn stale_upstream_connection_is_replaced(path: Path) {
 /// An upstream answer with `Connection: close` ends that upstream connection (the
 /// proxy closes it, even though the upstream leaves it open) and the next request
 /// goes on a new one; the client's connection is not affected.
-async fn upstream_connection_close_is_honoured_without_closing_the_client(path: Path) {
+async fn upstream_connection_close_is_honoured_without_closing_the_client(path: Travel) {
     let mut upstream = Upstream::start(|seen| {
         let body = seen.path.as_bytes();
         let mut reply = format!(
@@ -664,7 +628,7 @@ async fn upstream_connection_close_is_honoured_without_closing_the_client(path: 
 }
 
 /// Sequential requests on one client connection share one upstream connection.
-async fn sequential_requests_reuse_one_upstream_connection(path: Path) {
+async fn sequential_requests_reuse_one_upstream_connection(path: Travel) {
     let upstream = Upstream::start(echo_path).await;
     let proxy = proxy_to(path, &upstream).await;
     let mut client = RawClient::connect(&proxy).await;
@@ -688,7 +652,7 @@ async fn sequential_requests_reuse_one_upstream_connection(path: Path) {
 
 /// An answer that is not HTTP gets the client a JSON 502, and the proxy goes on
 /// serving.
-async fn malformed_upstream_response_is_502_json(path: Path) {
+async fn malformed_upstream_response_is_502_json(path: Travel) {
     let upstream = Upstream::start(|seen| match seen.path.as_str() {
         "/bad-status" => vec![Step::Write(b"HTTP/1.1 abc\r\n\r\n".to_vec()), Step::Close],
         "/garbage" => vec![
@@ -719,18 +683,16 @@ async fn malformed_upstream_response_is_502_json(path: Path) {
 
 /// Nothing listening: 502 `upstream_connect_failed`. Listening but never answering,
 /// past `timeouts.response_headers`: 504 `upstream_timeout`.
-async fn connect_failure_is_502_and_a_silent_upstream_is_504(path: Path) {
+async fn connect_failure_is_502_and_a_silent_upstream_is_504(path: Travel) {
     let dead_port = {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         listener.local_addr().unwrap().port()
     };
-    let proxy = TestProxy::from_toml(&config(
+    let proxy = start(
         path,
-        &format!("http://127.0.0.1:{dead_port}"),
-        "",
-        "",
-    ))
-    .start()
+        &[format!("http://127.0.0.1:{dead_port}")],
+        &Extra::default(),
+    )
     .await;
     let mut client = RawClient::connect(&proxy).await;
     let response = client.get("/unreachable").await;
@@ -738,14 +700,11 @@ async fn connect_failure_is_502_and_a_silent_upstream_is_504(path: Path) {
     assert_eq!(response.error_type(), "upstream_connect_failed");
 
     let silent = Upstream::start(|_seen| vec![Step::Hang]).await;
-    let proxy = TestProxy::from_toml(&config(
-        path,
-        &silent.url(),
-        "",
-        r#"timeouts = { response_headers = "300ms" }"#,
-    ))
-    .start()
-    .await;
+    let extra = Extra {
+        route: r#"timeouts = { response_headers = "300ms" }"#,
+        ..Extra::default()
+    };
+    let proxy = start(path, &[silent.url()], &extra).await;
     let mut client = RawClient::connect(&proxy).await;
     let response = client.get("/silent").await;
     assert_eq!(response.status, 504, "{}", response.head.raw);
@@ -763,7 +722,7 @@ async fn connect_failure_is_502_and_a_silent_upstream_is_504(path: Path) {
 
 /// `103 Early Hints` before the answer: the client ends up with the final response and
 /// its body (whether or not the 103 is passed on), and the connection stays in step.
-async fn early_hints_then_the_final_response(path: Path) {
+async fn early_hints_then_the_final_response(path: Travel) {
     let upstream = Upstream::start(|seen| {
         if seen.path != "/hints" {
             return echo_path(seen);
@@ -800,7 +759,7 @@ async fn early_hints_then_the_final_response(path: Path) {
 
 /// `Expect: 100-continue`: the client waits a moment for `100 Continue` (curl waits
 /// 1 s) and then sends its body either way; it gets the 200, the upstream the body.
-async fn expect_100_continue_post_is_forwarded(path: Path) {
+async fn expect_100_continue_post_is_forwarded(path: Travel) {
     let upstream = Upstream::start(|seen| {
         vec![Step::Write(ok(format!(
             "got {}",
@@ -848,7 +807,7 @@ async fn expect_100_continue_post_is_forwarded(path: Path) {
 // ---------------------------------------------------------------------------------
 
 /// 1 MiB answers arrive byte for byte, with a Content-Length and chunked.
-async fn one_mebibyte_responses_arrive_intact(path: Path) {
+async fn one_mebibyte_responses_arrive_intact(path: Travel) {
     const SIZE: usize = 1 << 20;
     let upstream = Upstream::start(|seen| {
         let body = pattern(SIZE);
@@ -891,7 +850,7 @@ async fn one_mebibyte_responses_arrive_intact(path: Path) {
 
 /// An event stream is passed on event by event: the first event reaches the client
 /// while the upstream is still holding the second.
-async fn sse_events_are_not_buffered(path: Path) {
+async fn sse_events_are_not_buffered(path: Travel) {
     let release = Arc::new(Notify::new());
     let held = release.clone();
     let upstream = Upstream::start(move |_seen| {
@@ -964,7 +923,7 @@ async fn sse_events_are_not_buffered(path: Path) {
 /// desynchronised. The proxy may answer 502, close without answering, cut the body
 /// short (close before the last chunk) or re-frame what it understood, but
 /// everything the client gets must be valid chunked framing.
-async fn invalid_upstream_chunk_framing_is_not_passed_on(path: Path) {
+async fn invalid_upstream_chunk_framing_is_not_passed_on(path: Travel) {
     let upstream = Upstream::start(|seen| {
         let body: &[u8] = match seen.path.as_str() {
             "/bare-lf-after-data" => b"5\r\nhello\n5\r\nworld\r\n0\r\n\r\n",
@@ -1052,7 +1011,7 @@ fn is_imf_fixdate(value: &str) -> bool {
 
 /// Every response has one valid `Date` (the upstream's when it sent one), and
 /// every answer from the pool carries its `x-junction-version`.
-async fn every_response_has_a_date_and_the_pool_version(path: Path) {
+async fn every_response_has_a_date_and_the_pool_version(path: Travel) {
     let upstream = Upstream::start(|seen| match seen.path.as_str() {
         "/dated" => vec![Step::Write(
             b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 2\r\n\r\nok"
@@ -1068,9 +1027,11 @@ async fn every_response_has_a_date_and_the_pool_version(path: Path) {
         _ => echo_path(seen),
     })
     .await;
-    let proxy = TestProxy::from_toml(&config(path, &upstream.url(), r#"version = "v1""#, ""))
-        .start()
-        .await;
+    let extra = Extra {
+        pool: r#"version = "v1""#,
+        ..Extra::default()
+    };
+    let proxy = start(path, &[upstream.url()], &extra).await;
     let mut client = RawClient::connect(&proxy).await;
 
     let mut responses = Vec::new();
@@ -1122,12 +1083,12 @@ macro_rules! on_both_paths {
             mod $case {
                 #[tokio::test]
                 async fn hyper_path() {
-                    super::$case(super::Path::Hyper).await
+                    super::$case(super::Travel::Hyper).await
                 }
 
                 #[tokio::test]
                 async fn fast_path() {
-                    super::$case(super::Path::Fast).await
+                    super::$case(super::Travel::Fast).await
                 }
             }
         )*

@@ -7,39 +7,20 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::TestProxy;
 use support::proxy::RunningProxy;
 use support::raw_http::*;
+use support::travel::{self, Extra, Travel};
 
 /// Pace of a slow client: one piece of body every this long.
 const PACE: Duration = Duration::from_millis(200);
 
-async fn start(fast_path: bool, upstream: &Upstream, listener: &str, route: &str) -> RunningProxy {
-    let url = upstream.url();
-    TestProxy::from_toml(&format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{listener}
-
-[[pools]]
-name = "p"
-endpoints = [{{ url = "{url}" }}]
-
-[[routes]]
-name = "all"
-match = {{ path_prefix = "/" }}
-pool = "p"
-{route}
-"#
-    ))
-    .start()
-    .await
+async fn start(travel: Travel, upstream: &Upstream, listener: &str, route: &str) -> RunningProxy {
+    let extra = Extra {
+        listener,
+        route,
+        ..Extra::default()
+    };
+    travel::start(travel, &[upstream.url()], &extra).await
 }
 
 fn post_head(length: usize) -> String {
@@ -53,11 +34,11 @@ async fn counting_upstream() -> Upstream {
 
 /// Many clients trickle a body in `pieces`: the endpoint sees no connection until
 /// every body is whole, then each request exactly once, whole.
-async fn slow_bodies_reach_the_endpoint_only_when_whole(fast_path: bool, size: usize) {
+async fn slow_bodies_reach_the_endpoint_only_when_whole(travel: Travel, size: usize) {
     const CLIENTS: usize = 20;
     let pieces = 10;
     let upstream = counting_upstream().await;
-    let proxy = start(fast_path, &upstream, r#"body_read_timeout = "5s""#, "").await;
+    let proxy = start(travel, &upstream, r#"body_read_timeout = "5s""#, "").await;
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         let mut client = RawClient::connect(&proxy).await;
@@ -88,9 +69,9 @@ async fn slow_bodies_reach_the_endpoint_only_when_whole(fast_path: bool, size: u
 
 /// A body that stops arriving is answered 408 (JSON error) after `body_read_timeout`,
 /// and the endpoint never hears of it.
-async fn a_stalled_body_is_408_and_never_reaches_the_endpoint(fast_path: bool, size: usize) {
+async fn a_stalled_body_is_408_and_never_reaches_the_endpoint(travel: Travel, size: usize) {
     let upstream = counting_upstream().await;
-    let proxy = start(fast_path, &upstream, r#"body_read_timeout = "400ms""#, "").await;
+    let proxy = start(travel, &upstream, r#"body_read_timeout = "400ms""#, "").await;
     let mut client = RawClient::connect(&proxy).await;
     let started = Instant::now();
     client.send(post_head(size).as_bytes()).await;
@@ -131,10 +112,10 @@ async fn a_stalled_body_is_408_and_never_reaches_the_endpoint(fast_path: bool, s
 
 /// A body that trickles (never idle long enough for `body_read_timeout`) is cut by
 /// `body_total_timeout`.
-async fn a_trickling_body_is_408_after_the_total_timeout(fast_path: bool) {
+async fn a_trickling_body_is_408_after_the_total_timeout(travel: Travel) {
     let upstream = counting_upstream().await;
     let listener = "body_read_timeout = \"5s\"\nbody_total_timeout = \"1s\"";
-    let proxy = start(fast_path, &upstream, listener, "").await;
+    let proxy = start(travel, &upstream, listener, "").await;
     let mut client = RawClient::connect(&proxy).await;
     let started = Instant::now();
     client.send(post_head(100).as_bytes()).await;
@@ -162,10 +143,10 @@ async fn a_trickling_body_is_408_after_the_total_timeout(fast_path: bool) {
 /// `request_buffering = false`: the body streams to the endpoint as it arrives. When
 /// it then stalls, the client gets 408 and the endpoint's connection is broken off, so
 /// it never takes the part it got for a whole request.
-async fn an_unbuffered_body_streams_and_a_stall_aborts_the_upstream(fast_path: bool) {
+async fn an_unbuffered_body_streams_and_a_stall_aborts_the_upstream(travel: Travel) {
     let mut upstream = counting_upstream().await;
     let proxy = start(
-        fast_path,
+        travel,
         &upstream,
         r#"body_read_timeout = "600ms""#,
         "request_buffering = false",
@@ -194,12 +175,12 @@ macro_rules! on_both_engines {
             mod $name {
                 #[tokio::test]
                 async fn hyper() {
-                    super::$case(false, $($arg),*).await
+                    super::$case(super::Travel::Hyper, $($arg),*).await
                 }
 
                 #[tokio::test]
                 async fn fast_path() {
-                    super::$case(true, $($arg),*).await
+                    super::$case(super::Travel::Fast, $($arg),*).await
                 }
             }
         )*

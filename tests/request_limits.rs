@@ -6,31 +6,19 @@ mod support;
 
 use std::time::Duration;
 
+use support::travel::{self, Extra, Travel};
 use support::{TestProxy, TestUpstream, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn config(upstream: &str, listener_extra: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-{listener_extra}
-
-[[pools]]
-name = "p"
-endpoints = [{{ url = "{upstream}" }}]
-
-[[routes]]
-name = "r"
-pool = "p"
-{route_extra}
-"#
-    )
+/// The one-route config on the fast path (the default listener).
+fn config(upstream: &str, listener: &str, route: &str) -> String {
+    let extra = Extra {
+        listener,
+        route,
+        ..Extra::default()
+    };
+    travel::config(Travel::Fast, &[upstream.to_string()], &extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

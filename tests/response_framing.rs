@@ -14,50 +14,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::TestProxy;
 use support::proxy::RunningProxy;
 use support::raw_http::*;
+use support::travel::{self, Extra, Travel};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Fast,
-    Hyper,
-    HandOff,
-}
-
-const ALL: [Path; 3] = [Path::Fast, Path::Hyper, Path::HandOff];
-
-async fn start(path: Path, upstream: &Upstream, listener: &str) -> RunningProxy {
-    let fast_path = path != Path::Hyper;
-    let route = match path {
-        Path::HandOff => "retries = { attempts = 1 }",
-        _ => "",
+async fn start(path: Travel, upstream: &Upstream, listener: &str) -> RunningProxy {
+    let extra = Extra {
+        listener,
+        ..Extra::default()
     };
-    let url = upstream.url();
-    TestProxy::from_toml(&format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{listener}
-
-[[pools]]
-name = "p"
-endpoints = [{{ url = "{url}" }}]
-
-[[routes]]
-name = "all"
-match = {{ path_prefix = "/" }}
-pool = "p"
-{route}
-"#
-    ))
-    .start()
-    .await
+    travel::start(path, &[upstream.url()], &extra).await
 }
 
 /// An upstream that answers every request with `reply`.
@@ -65,12 +31,23 @@ async fn answering(reply: &'static [u8]) -> Upstream {
     Upstream::start(move |_| vec![Step::Write(reply.to_vec())]).await
 }
 
+/// Asserts that `reply` from the endpoint is answered 502 `upstream_protocol_error`;
+/// returns the upstream and the proxy for further checks.
+async fn refused_as_invalid(path: Travel, reply: &'static [u8]) -> (Upstream, RunningProxy) {
+    let upstream = answering(reply).await;
+    let proxy = start(path, &upstream, "").await;
+    let response = RawClient::connect(&proxy).await.get("/").await;
+    assert_eq!(response.status, 502, "{path:?}: {}", response.head.raw);
+    assert_eq!(response.error_type(), "upstream_protocol_error", "{path:?}");
+    (upstream, proxy)
+}
+
 /// RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and an intermediary must
 /// remove the length. Relaying `content-length: 3` cut the body to 3 bytes on a
 /// connection kept alive (hyper).
 #[tokio::test]
 async fn a_length_beside_chunking_is_removed() {
-    for path in ALL {
+    for path in Travel::ALL {
         let upstream = answering(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         )
@@ -101,7 +78,7 @@ async fn repeated_lengths_are_sent_once_and_conflicting_ones_refused() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
     ];
-    for path in ALL {
+    for path in Travel::ALL {
         for reply in same {
             let upstream = answering(reply).await;
             let proxy = start(path, &upstream, "").await;
@@ -116,13 +93,11 @@ async fn repeated_lengths_are_sent_once_and_conflicting_ones_refused() {
             );
             assert_eq!(response.text(), "hello");
         }
-        let upstream =
-            answering(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
-                .await;
-        let proxy = start(path, &upstream, "").await;
-        let response = RawClient::connect(&proxy).await.get("/").await;
-        assert_eq!(response.status, 502, "{path:?}: {}", response.head.raw);
-        assert_eq!(response.error_type(), "upstream_protocol_error", "{path:?}");
+        refused_as_invalid(
+            path,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        )
+        .await;
     }
 }
 
@@ -130,27 +105,20 @@ async fn repeated_lengths_are_sent_once_and_conflicting_ones_refused() {
 /// to a protocol nobody agreed on.
 #[tokio::test]
 async fn switching_protocols_without_an_upgrade_request_is_a_502() {
-    for path in ALL {
-        let upstream = answering(
+    for path in Travel::ALL {
+        refused_as_invalid(
+            path,
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         )
         .await;
-        let proxy = start(path, &upstream, "").await;
-        let response = RawClient::connect(&proxy).await.get("/").await;
-        assert_eq!(response.status, 502, "{path:?}: {}", response.head.raw);
-        assert_eq!(response.error_type(), "upstream_protocol_error", "{path:?}");
     }
 }
 
 /// A head that does not parse is the same fault on both engines.
 #[tokio::test]
 async fn a_garbage_head_is_a_protocol_error_on_every_path() {
-    for path in ALL {
-        let upstream = answering(b"garbage\r\n\r\n").await;
-        let proxy = start(path, &upstream, "").await;
-        let response = RawClient::connect(&proxy).await.get("/").await;
-        assert_eq!(response.status, 502, "{path:?}: {}", response.head.raw);
-        assert_eq!(response.error_type(), "upstream_protocol_error", "{path:?}");
+    for path in Travel::ALL {
+        let (_upstream, proxy) = refused_as_invalid(path, b"garbage\r\n\r\n").await;
         // The metrics say the same.
         let metrics = within("GET /metrics", async {
             let response = support::client()
@@ -177,7 +145,7 @@ async fn a_garbage_head_is_a_protocol_error_on_every_path() {
 /// it: nothing has reached the client, so it gets a 502 rather than an empty reply.
 #[tokio::test]
 async fn a_body_that_breaks_before_its_first_byte_is_a_502() {
-    for path in ALL {
+    for path in Travel::ALL {
         for apart in [false, true] {
             let upstream = Upstream::start(move |_| {
                 let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -222,7 +190,7 @@ async fn a_body_that_breaks_before_its_first_byte_is_a_502() {
 /// is sent again on a new connection, on every path.
 #[tokio::test]
 async fn a_reused_connection_closed_before_answering_is_replaced() {
-    for path in ALL {
+    for path in Travel::ALL {
         // Requests seen per connection; the first second request on a connection (a
         // reused one) is read and the connection closed.
         let per_connection = Arc::new(Mutex::new(HashMap::<usize, usize>::new()));
@@ -296,7 +264,7 @@ async fn the_request_head_limit_is_exact() {
         ("", 400 * 1024),
         (r#"max_request_head_bytes = "16KiB""#, 16 * 1024),
     ] {
-        for path in ALL {
+        for path in Travel::ALL {
             let upstream = Upstream::start(echo_path).await;
             let proxy = start(path, &upstream, listener).await;
             let mut client = RawClient::connect(&proxy).await;
@@ -323,7 +291,7 @@ async fn the_request_head_limit_is_exact() {
 /// both engines; one that sends nothing is closed without a word.
 #[tokio::test]
 async fn a_slow_head_gets_408_and_an_idle_connection_just_closes() {
-    for path in [Path::Fast, Path::Hyper] {
+    for path in [Travel::Fast, Travel::Hyper] {
         let upstream = Upstream::start(echo_path).await;
         let proxy = start(path, &upstream, r#"header_read_timeout = "300ms""#).await;
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use super::TestProxy;
 use super::proxy::RunningProxy;
 use super::raw_http::{RawClient, Seen, Step, Upstream};
+pub use super::travel::Travel;
 
 /// The host of the public routes.
 pub const PUBLIC_HOST: &str = "public.example";
@@ -21,20 +22,6 @@ pub const TAG: &str = "tagged-route";
 pub const SET_NAME: &str = "x-route-set";
 pub const SET_VALUE: &str = "from-junction";
 
-/// How a request travels through Junction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Travel {
-    /// The hand-written HTTP/1.1 fast path (the default listener).
-    Fast,
-    /// hyper's server and the full pipeline (`fast_path = false`).
-    Hyper,
-    /// The fast path reads the head, then hands the connection to hyper (the public
-    /// routes have `retries`, which only the full pipeline does).
-    HandOff,
-}
-
-pub const TRAVELS: [Travel; 3] = [Travel::Fast, Travel::Hyper, Travel::HandOff];
-
 /// The bed's config. `listener_extra` and `route_extra` are added to the listener and
 /// to every forwarding route.
 pub fn config(
@@ -43,12 +30,8 @@ pub fn config(
     listener_extra: &str,
     route_extra: &str,
 ) -> String {
-    let fast_path = travel != Travel::Hyper;
-    let retries = if travel == Travel::HandOff {
-        "retries = { attempts = 1 }"
-    } else {
-        ""
-    };
+    let fast_path = travel.fast_path();
+    let retries = travel.route_keys();
     format!(
         r#"
 [admin]

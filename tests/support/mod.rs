@@ -15,6 +15,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw_http;
 pub mod sse;
+pub mod travel;
 pub mod upstream;
 
 pub use exits::{ExitMode, HttpExit, Socks5Exit, TlsOrigin};

@@ -1,0 +1,102 @@
+//! The three ways a request travels through Junction (the fast path, hyper, and a
+//! hand-off from the one to the other), and the one-listener, one-pool, one-route config
+//! the suites that run each case on every way start from.
+
+use super::TestProxy;
+use super::proxy::RunningProxy;
+
+/// How a request travels through Junction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Travel {
+    /// The hand-written HTTP/1.1 fast path (the default listener).
+    Fast,
+    /// hyper's server and the full pipeline (`fast_path = false`).
+    Hyper,
+    /// The fast path reads the head, then hands the connection to hyper: the route has
+    /// `retries`, which only the full pipeline does.
+    HandOff,
+}
+
+impl Travel {
+    pub const ALL: [Travel; 3] = [Travel::Fast, Travel::Hyper, Travel::HandOff];
+
+    /// The listener's `fast_path` value.
+    pub fn fast_path(self) -> bool {
+        self != Travel::Hyper
+    }
+
+    /// What a forwarding route needs so that requests travel this way.
+    pub fn route_keys(self) -> &'static str {
+        match self {
+            Travel::HandOff => "retries = { attempts = 1 }",
+            Travel::Fast | Travel::Hyper => "",
+        }
+    }
+}
+
+/// Config snippets around the one listener "public", the pool "p" and the catch-all
+/// route "all".
+#[derive(Default)]
+pub struct Extra<'a> {
+    /// Top-level tables (`[access_log]`, `[server]`, ...), placed before `[admin]`.
+    pub top: &'a str,
+    pub listener: &'a str,
+    pub pool: &'a str,
+    /// Pools and routes placed before the catch-all route "all".
+    pub before: &'a str,
+    pub route: &'a str,
+}
+
+/// An admin listener, the listener "public" (served as `travel` says), the pool "p" of
+/// `endpoints` and the route "all" for every path, with `extra` added to each.
+pub fn config(travel: Travel, endpoints: &[String], extra: &Extra<'_>) -> String {
+    let fast_path = travel.fast_path();
+    let travel_keys = travel.route_keys();
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|url| format!("{{ url = \"{url}\" }}"))
+        .collect();
+    let endpoints = endpoints.join(", ");
+    let Extra {
+        top,
+        listener,
+        pool,
+        before,
+        route,
+    } = extra;
+    format!(
+        r#"
+{top}
+
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+fast_path = {fast_path}
+{listener}
+
+[[pools]]
+name = "p"
+endpoints = [{endpoints}]
+{pool}
+
+{before}
+
+[[routes]]
+name = "all"
+match = {{ path_prefix = "/" }}
+pool = "p"
+{travel_keys}
+{route}
+"#
+    )
+}
+
+/// A running proxy with [`config`].
+pub async fn start(travel: Travel, endpoints: &[String], extra: &Extra<'_>) -> RunningProxy {
+    TestProxy::from_toml(&config(travel, endpoints, extra))
+        .start()
+        .await
+}
