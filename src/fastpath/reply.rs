@@ -12,8 +12,8 @@ use http::StatusCode;
 use super::request::put_header;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
-pub use crate::pipeline::response_head::Framing;
-use crate::pipeline::response_head::{self, ContentLength};
+pub use crate::normalize::response::Framing;
+use crate::normalize::response::{self as response_head, ContentLength};
 
 const MAX_HEADERS: usize = 100;
 

@@ -1,10 +1,11 @@
-//! Request normalisation: the one place that decides what an ambiguous request means
-//! (its `Connection` list, its `Host`, its path), for every engine alike. A request is
-//! either made unambiguous here, before routing and filters see it, or refused.
+//! Message normalisation: the one place that decides what an ambiguous message means,
+//! for every engine alike: a request's `Connection` list, `Host` and path (made
+//! unambiguous before routing and filters see it, or refused), a response's framing.
 
 pub mod connection;
 pub mod host;
 pub mod path;
+pub mod response;
 
 pub use connection::ConnectionTokens;
 pub use path::NormalPath;

@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 
 use super::{Endpoint, EndpointState};
 use crate::config::spec::ProtocolSpec;
+use crate::normalize::response as response_head;
 use crate::pipeline::ProxyBody;
-use crate::pipeline::response_head;
 use crate::routing::retry::is_idempotent;
 
 type H1Sender = http1::SendRequest<ProxyBody>;
@@ -572,7 +572,7 @@ pub(crate) async fn connect_tcp(
     }
 }
 
-/// Applies the shared rules on response heads (see `pipeline::response_head`) to one
+/// Applies the shared rules on response heads (see `normalize::response`) to one
 /// from hyper's client; returns whether its connection may be reused.
 fn settle(response: &mut Response<Incoming>, endpoint: &Endpoint) -> Result<bool, SendError> {
     let protocol = |reason| SendError::Protocol {
