@@ -9,6 +9,7 @@ use super::TestProxy;
 use super::proxy::RunningProxy;
 use super::raw_http::{RawClient, Seen, Step, Upstream};
 pub use super::travel::Travel;
+use super::travel::listeners;
 
 /// The host of the public routes.
 pub const PUBLIC_HOST: &str = "public.example";
@@ -30,18 +31,11 @@ pub fn config(
     listener_extra: &str,
     route_extra: &str,
 ) -> String {
-    let fast_path = travel.fast_path();
+    let listeners = listeners(travel, listener_extra);
     let retries = travel.route_keys();
     format!(
         r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{listener_extra}
+{listeners}
 
 [[pools]]
 name = "p"

@@ -47,10 +47,26 @@ pub struct Extra<'a> {
     pub route: &'a str,
 }
 
+/// An admin listener and the listener "public" (served as `travel` says) with `extra`.
+pub fn listeners(travel: Travel, extra: &str) -> String {
+    let fast_path = travel.fast_path();
+    format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+fast_path = {fast_path}
+{extra}
+"#
+    )
+}
+
 /// An admin listener, the listener "public" (served as `travel` says), the pool "p" of
 /// `endpoints` and the route "all" for every path, with `extra` added to each.
 pub fn config(travel: Travel, endpoints: &[String], extra: &Extra<'_>) -> String {
-    let fast_path = travel.fast_path();
     let travel_keys = travel.route_keys();
     let endpoints: Vec<String> = endpoints
         .iter()
@@ -64,18 +80,11 @@ pub fn config(travel: Travel, endpoints: &[String], extra: &Extra<'_>) -> String
         before,
         route,
     } = extra;
+    let listeners = listeners(travel, listener);
     format!(
         r#"
 {top}
-
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{listener}
+{listeners}
 
 [[pools]]
 name = "p"
