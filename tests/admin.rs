@@ -34,14 +34,7 @@ pool = "p"
 
 /// The route names in the running config, as `GET /api/config` shows them.
 async fn routes(proxy: &RunningProxy) -> Vec<String> {
-    let config: serde_json::Value = client()
-        .get(proxy.admin_url("/api/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = proxy.admin_json("/api/config").await;
     config["routes"]
         .as_array()
         .unwrap()

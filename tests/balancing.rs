@@ -67,14 +67,7 @@ fn tally(names: &[String]) -> BTreeMap<&str, usize> {
 
 /// The in-flight count of each endpoint of pool "p", from the admin API.
 async fn in_flight(proxy: &RunningProxy) -> Vec<u64> {
-    let pools: serde_json::Value = client()
-        .get(proxy.admin_url("/api/pools"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pools = proxy.admin_json("/api/pools").await;
     pools["pools"][0]["endpoints"]
         .as_array()
         .unwrap()

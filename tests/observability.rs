@@ -210,14 +210,7 @@ async fn counters_match_the_scripted_mix_exactly() {
         .sum();
     assert_eq!(errors / all, 0.07);
 
-    let stats: serde_json::Value = client()
-        .get(proxy.admin_url("/api/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = proxy.admin_json("/api/stats").await;
     let v1 = stats["versions"]
         .as_array()
         .unwrap()

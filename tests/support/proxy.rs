@@ -69,4 +69,16 @@ impl RunningProxy {
             self.gateway.admin_addr().expect("admin is running")
         )
     }
+
+    /// The JSON body of `GET {path}` on the admin listener.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        super::client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin answer")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
 }
