@@ -431,15 +431,9 @@ async fn version_prints_the_version() {
     );
 }
 
-#[tokio::test]
-async fn audit_checkpoint_and_key_errors_are_reported_with_their_lines() {
-    let (code, errors) = check(
-        r#"[audit]
-path = "audit.log"
-checkpoint_interval = "0s"
-checkpoint_records = 0
-key_env = "JUNCTION_TEST_AUDIT_KEY_THAT_IS_NOT_SET"
-
+/// A listener, a pool and a route without a fault, after the section a test is about
+/// (which comes first, so that the lines it names are those written in the test).
+const VALID_TAIL: &str = r#"
 [[listeners]]
 name = "public"
 bind = "127.0.0.1:0"
@@ -451,8 +445,18 @@ endpoints = [{ url = "http://127.0.0.1:9001" }]
 [[routes]]
 name = "chat"
 pool = "p"
-"#,
-    )
+"#;
+
+#[tokio::test]
+async fn audit_checkpoint_and_key_errors_are_reported_with_their_lines() {
+    let (code, errors) = check(&format!(
+        r#"[audit]
+path = "audit.log"
+checkpoint_interval = "0s"
+checkpoint_records = 0
+key_env = "JUNCTION_TEST_AUDIT_KEY_THAT_IS_NOT_SET"
+{VALID_TAIL}"#
+    ))
     .await;
     assert_eq!(code, Some(1));
     assert_eq!(
@@ -463,23 +467,11 @@ pool = "p"
             "audit.key_env (line 5): the environment variable JUNCTION_TEST_AUDIT_KEY_THAT_IS_NOT_SET is not set",
         ]
     );
-    let (code, errors) = check(
+    let (code, errors) = check(&format!(
         r#"[audit]
 key_file = "audit.key"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[pools]]
-name = "p"
-endpoints = [{ url = "http://127.0.0.1:9001" }]
-
-[[routes]]
-name = "chat"
-pool = "p"
-"#,
-    )
+{VALID_TAIL}"#
+    ))
     .await;
     assert_eq!(code, Some(1));
     assert_eq!(errors, ["audit.key_file (line 2): needs audit.path"]);

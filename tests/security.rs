@@ -952,13 +952,20 @@ fn junction(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .expect("run junction")
 }
 
-fn verify(path: &Path) -> (i32, String, String) {
-    let output = junction(&["audit".as_ref(), "verify".as_ref(), path.as_os_str()]);
+/// `junction audit verify` with `args`: (exit code, stdout, stderr).
+fn audit_verify(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["audit".as_ref(), "verify".as_ref()];
+    all.extend_from_slice(args);
+    let output = junction(&all);
     (
         output.status.code().expect("exit code"),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+fn verify(path: &Path) -> (i32, String, String) {
+    audit_verify(&[path.as_os_str()])
 }
 
 #[tokio::test]
@@ -1192,19 +1199,9 @@ async fn the_audit_logs_end_is_anchored_at_shutdown_and_verify_catches_a_cut_or_
     proxy.gateway.shutdown().await;
 
     let check = |extra: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "audit".as_ref(),
-            "verify".as_ref(),
-            "--file".as_ref(),
-            audit.as_os_str(),
-        ];
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--file".as_ref(), audit.as_os_str()];
         args.extend(extra.iter().map(std::ffi::OsStr::new));
-        let output = junction(&args);
-        (
-            output.status.code().expect("exit code"),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        audit_verify(&args)
     };
     let key = ["--key-file", key_file.to_str().unwrap()];
     let (code, stdout, stderr) = check(&key);
