@@ -91,11 +91,7 @@ async fn a_cross_site_reload_is_refused_and_a_same_origin_one_is_served() {
 
     // Outside a browser (curl, scripts): no Origin, no body.
     std::fs::write(&path, config(&upstream.url(), "again", "")).unwrap();
-    let reply = client()
-        .post(proxy.admin_url("/api/reload"))
-        .send()
-        .await
-        .unwrap();
+    let reply = proxy.reload().await;
     assert_eq!(reply.status(), 200);
     assert_eq!(routes(&proxy).await, ["again"]);
 }

@@ -738,11 +738,7 @@ async fn a_gateway_from_config_text_has_nothing_to_reload() {
         proxy.gateway.reload().await,
         Err(ReloadError::NoFile)
     ));
-    let response = client()
-        .post(proxy.admin_url("/api/reload"))
-        .send()
-        .await
-        .expect("admin answers");
+    let response = proxy.reload().await;
     assert_eq!(response.status(), 409);
     let body: Value = response.json().await.expect("JSON body");
     assert_eq!(body["error"]["type"], "reload_failed", "{body}");

@@ -1030,11 +1030,7 @@ auth = {{ keys = [{{ name = "svc", sha256 = "{}" }}] }}
         200,
         "no audit line"
     );
-    let reply = client()
-        .post(proxy.admin_url("/api/reload"))
-        .send()
-        .await
-        .unwrap();
+    let reply = proxy.reload().await;
     assert_eq!(reply.status(), 200);
     assert_refused(
         &send("10.6.6.8", "curl/8", Some(OPS)).await,
@@ -1188,11 +1184,7 @@ async fn the_audit_logs_end_is_anchored_at_shutdown_and_verify_catches_a_cut_or_
     let audit = dir.path().join("audit.log");
     let proxy = start_file(&path).await;
     for _ in 0..3 {
-        let reply = client()
-            .post(proxy.admin_url("/api/reload"))
-            .send()
-            .await
-            .unwrap();
+        let reply = proxy.reload().await;
         assert_eq!(reply.status(), 200);
     }
     let lines = wait_for_lines(&audit, 3).await;

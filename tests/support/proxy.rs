@@ -70,6 +70,15 @@ impl RunningProxy {
         )
     }
 
+    /// `POST /api/reload` on the admin listener, as curl or a script sends it.
+    pub async fn reload(&self) -> reqwest::Response {
+        super::client()
+            .post(self.admin_url("/api/reload"))
+            .send()
+            .await
+            .expect("admin answers")
+    }
+
     /// The JSON body of `GET {path}` on the admin listener.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         super::client()
