@@ -337,15 +337,8 @@ async fn h2_pool_multiplexes_concurrent_requests_on_one_connection() {
 
 fn tls_listeners(cert: &TestCert) -> String {
     format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-tls = {{ cert = "{}", key = "{}" }}
-"#,
+        "{}tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        listeners_toml(),
         path_str(&cert.cert_path),
         path_str(&cert.key_path)
     )

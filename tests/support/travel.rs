@@ -51,16 +51,8 @@ pub struct Extra<'a> {
 pub fn listeners(travel: Travel, extra: &str) -> String {
     let fast_path = travel.fast_path();
     format!(
-        r#"
-[admin]
-bind = "127.0.0.1:0"
-
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-fast_path = {fast_path}
-{extra}
-"#
+        "{}fast_path = {fast_path}\n{extra}\n",
+        super::listeners_toml()
     )
 }
 
