@@ -102,15 +102,7 @@ fn through(proxy: &RunningProxy) -> reqwest::Client {
 
 /// `/metrics` of the admin listener, as text and as `series → value`.
 async fn metrics(proxy: &RunningProxy) -> (String, HashMap<String, f64>) {
-    let text = within(
-        "metrics",
-        support::client().get(proxy.admin_url("/metrics")).send(),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let text = within("metrics", proxy.metrics_text()).await;
     let parsed = parse_metrics(&text);
     (text, parsed)
 }

@@ -65,17 +65,7 @@ struct Metrics(HashMap<String, f64>);
 
 impl Metrics {
     async fn of(proxy: &RunningProxy) -> Metrics {
-        let text = within("GET /metrics", async {
-            support::client()
-                .get(proxy.admin_url("/metrics"))
-                .send()
-                .await
-                .expect("metrics answer")
-                .text()
-                .await
-                .expect("metrics text")
-        })
-        .await;
+        let text = within("GET /metrics", proxy.metrics_text()).await;
         Metrics(support::parse_metrics(&text))
     }
 

@@ -15,14 +15,7 @@ use support::parse_metrics;
 use support::{TestProxy, TestUpstream, client, listeners_toml, upstream::reply};
 
 async fn metrics(proxy: &support::proxy::RunningProxy) -> (String, HashMap<String, f64>) {
-    let text = client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = proxy.metrics_text().await;
     let parsed = parse_metrics(&text);
     (text, parsed)
 }

@@ -88,15 +88,7 @@ async fn a_stalled_body_is_408_and_never_reaches_the_endpoint(travel: Travel, si
     client.assert_closed("a 408").await;
     assert_eq!(upstream.connections(), 0);
     // Recorded as the full path records it: under the route, as Junction's own answer.
-    let metrics = support::client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let metrics = support::parse_metrics(&metrics);
+    let metrics = support::parse_metrics(&proxy.metrics_text().await);
     let errors = metrics
         .iter()
         .filter(|(series, _)| series.starts_with("junction_errors_total"))

@@ -120,15 +120,7 @@ async fn a_garbage_head_is_a_protocol_error_on_every_path() {
     for path in Travel::ALL {
         let (_upstream, proxy) = refused_as_invalid(path, b"garbage\r\n\r\n").await;
         // The metrics say the same.
-        let metrics = within("GET /metrics", async {
-            let response = support::client()
-                .get(proxy.admin_url("/metrics"))
-                .send()
-                .await
-                .expect("metrics answer");
-            response.text().await.expect("metrics text")
-        })
-        .await;
+        let metrics = within("GET /metrics", proxy.metrics_text()).await;
         let counted: f64 = support::parse_metrics(&metrics)
             .iter()
             .filter(|(series, _)| {

@@ -103,16 +103,6 @@ fn assert_refused(got: &(u16, Value), status: u16, kind: &str) {
     assert!(got.1["error"]["message"].is_string(), "{}", got.1);
 }
 
-async fn metrics_text(proxy: &RunningProxy) -> String {
-    let reply = client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(reply.status(), 200);
-    reply.text().await.expect("metrics text")
-}
-
 /// `junction_security_decisions_total` by (rule, action).
 fn decisions(text: &str) -> HashMap<(String, String), f64> {
     let mut out = HashMap::new();
@@ -140,7 +130,7 @@ fn decisions(text: &str) -> HashMap<(String, String), f64> {
 
 /// Asserts the decision counters are exactly `expected` (no other series).
 async fn assert_decisions(proxy: &RunningProxy, expected: &[(&str, &str, f64)]) {
-    let text = metrics_text(proxy).await;
+    let text = proxy.metrics_text().await;
     let got = decisions(&text);
     let want: HashMap<(String, String), f64> = expected
         .iter()
@@ -880,7 +870,7 @@ pool = "p"
     }
     assert_eq!(upstream.requests(), 7);
 
-    let text = metrics_text(&proxy).await;
+    let text = proxy.metrics_text().await;
     for key in [RED, BLUE, OPS, FILED, WRONG] {
         assert!(!text.contains(key), "a key in the metrics");
     }

@@ -79,6 +79,17 @@ impl RunningProxy {
             .expect("admin answers")
     }
 
+    /// The text of `GET /metrics` on the admin listener, which must answer 200.
+    pub async fn metrics_text(&self) -> String {
+        let reply = super::client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        assert_eq!(reply.status(), 200, "GET /metrics");
+        reply.text().await.expect("metrics text")
+    }
+
     /// The JSON body of `GET {path}` on the admin listener.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         super::client()
