@@ -159,6 +159,30 @@ async fn an_unbuffered_body_streams_and_a_stall_aborts_the_upstream(travel: Trav
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
 }
 
+/// A chunked GET body, buffered or streamed, reaches the endpoint whole: hyper's client
+/// would send a GET body of unknown length as none at all.
+async fn a_chunked_get_body_is_never_dropped(travel: Travel) {
+    for route in ["", "request_buffering = false"] {
+        let upstream = counting_upstream().await;
+        let proxy = start(travel, &upstream, "", route).await;
+        let mut client = RawClient::connect(&proxy).await;
+        let head =
+            format!("GET /search HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        client.send(head.as_bytes()).await;
+        client.send(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await;
+        let response = client.response("GET").await;
+        assert_eq!(response.status, 200, "{route:?}: {}", response.text());
+        assert_eq!(
+            response.text(),
+            "11",
+            "{route:?}: the body the endpoint read"
+        );
+        let seen = upstream.seen();
+        assert_eq!(seen.len(), 1, "{route:?}");
+        assert_eq!(seen[0].body, b"hello world", "{route:?}");
+    }
+}
+
 /// Each case as `name => function(extra arguments)`, run with `fast_path = false`
 /// and `true`.
 macro_rules! on_both_engines {
@@ -186,4 +210,5 @@ on_both_engines!(
     a_stalled_large_body_is_408 => a_stalled_body_is_408_and_never_reaches_the_endpoint(100_000);
     a_trickling_body_is_408 => a_trickling_body_is_408_after_the_total_timeout();
     unbuffered_bodies_stream => an_unbuffered_body_streams_and_a_stall_aborts_the_upstream();
+    chunked_get_bodies_arrive => a_chunked_get_body_is_never_dropped();
 );

@@ -216,6 +216,22 @@ struct Reuse {
     max_idle: usize,
 }
 
+/// hyper's HTTP/1.1 client sends a GET or HEAD body of unknown length as no
+/// body at all; a client's chunked GET body would be lost. Asking for chunking keeps it.
+fn keep_unsized_body(request: &mut Request<ProxyBody>) {
+    let body = request.body();
+    let length_unknown = !body.is_end_stream() && body.size_hint().exact().is_none();
+    if length_unknown
+        && matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && !request.headers().contains_key(http::header::CONTENT_LENGTH)
+    {
+        request.headers_mut().insert(
+            http::header::TRANSFER_ENCODING,
+            http::HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
 impl UpstreamClient {
     pub fn new(
         protocol: ProtocolSpec,
@@ -280,7 +296,11 @@ impl UpstreamClient {
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         match self.protocol {
-            ProtocolSpec::Http1 => self.send_http1(endpoint, request, connect_timeout).await,
+            ProtocolSpec::Http1 => {
+                let mut request = request;
+                keep_unsized_body(&mut request);
+                self.send_http1(endpoint, request, connect_timeout).await
+            }
             ProtocolSpec::H2 => self.send_h2(endpoint, request, connect_timeout).await,
         }
     }
