@@ -54,7 +54,9 @@ pub fn framing(
     length: Option<u64>,
 ) -> (Framing, bool) {
     match (transfer_encoding, length) {
-        _ if no_body => (Framing::Empty, true),
+        // A length beside chunking is a smuggling hint even with no body to read: the
+        // connection is not reused (as the hyper client's `settle_length` decides).
+        (coding, length) if no_body => (Framing::Empty, coding.is_none() || length.is_none()),
         (Some(coding), _) => {
             let last = coding.rsplit(|&b| b == b',').next().unwrap_or(b"");
             if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -138,6 +140,20 @@ mod tests {
         assert_eq!(settle_length(&mut headers), Ok(true));
         let lines: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
         assert_eq!(lines, vec!["5"]);
+    }
+
+    #[test]
+    fn a_length_beside_chunking_ends_reuse_with_or_without_a_body() {
+        assert_eq!(
+            framing(false, Some(b"chunked"), Some(3)),
+            (Framing::Chunked, false)
+        );
+        assert_eq!(
+            framing(true, Some(b"chunked"), Some(3)),
+            (Framing::Empty, false)
+        );
+        assert_eq!(framing(true, None, Some(3)), (Framing::Empty, true));
+        assert_eq!(framing(false, None, Some(3)), (Framing::Length(3), true));
     }
 
     #[test]
