@@ -194,6 +194,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the path, the result is in normal form: normalising it again
+        /// changes nothing, and no dot segment, empty segment or unreserved escape is
+        /// left for an endpoint to read differently.
+        #[test]
+        fn the_normal_form_is_a_fixed_point(
+            segments in proptest::collection::vec(
+                proptest::string::string_regex(
+                    "(\\.|\\.\\.|%2[eEfF]|%6[1-9]|%7[eE]|%[cC]3|[a-z]|-|~|;){0,4}"
+                ).unwrap(),
+                0..6,
+            ),
+            trailing in proptest::bool::ANY,
+        ) {
+            let mut path = format!("/{}", segments.join("/"));
+            if trailing {
+                path.push('/');
+            }
+            if let Ok(normal) = normalize(&path) {
+                let again = normalize(&normal.path).expect("a normal path is accepted");
+                proptest::prop_assert_eq!(&again.path, &normal.path);
+                let text: &str = &normal.path;
+                // Escapes left in place send a path down the slow scan, unchanged.
+                proptest::prop_assert!(matches!(again.path, Cow::Borrowed(_)) || text.contains('%'));
+                proptest::prop_assert!(text.starts_with('/'));
+                proptest::prop_assert!(!text[1..].split('/').rev().skip(1).any(str::is_empty), "{}", text);
+                proptest::prop_assert!(!text.split('/').any(|s| s == "." || s == ".."), "{}", text);
+                for escape in ["%2e", "%2E", "%61", "%7e", "%7E"] {
+                    proptest::prop_assert!(!text.contains(escape), "{}", text);
+                }
+            }
+        }
+    }
+
     #[test]
     fn encoded_slashes_stay_encoded_and_are_flagged() {
         let normal = normalize("/a%2fb/%5c").unwrap();
