@@ -88,14 +88,14 @@ fn is_normal(path: &[u8]) -> bool {
 /// Decodes one segment: unreserved characters from their escapes, other escapes kept
 /// in upper case. Returns the segment and whether any `.` in it was encoded.
 fn decode_segment(raw: &[u8], encoded_slash: &mut bool) -> Result<(String, bool), Refusal> {
-    let mut out = String::with_capacity(raw.len());
+    // Bytes, not chars: a path may hold UTF-8 (hyper's `Uri` takes it), copied as is.
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut encoded_dot = false;
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
         if b != b'%' {
-            // The engines hand over printable ASCII only (http::Uri's table).
-            out.push(char::from(b));
+            out.push(b);
             i += 1;
             continue;
         }
@@ -110,23 +110,21 @@ fn decode_segment(raw: &[u8], encoded_slash: &mut bool) -> Result<(String, bool)
             0 => return Err(Refusal::EncodedNul),
             b'/' | b'\\' => {
                 *encoded_slash = true;
-                out.push_str(if decoded == b'/' { "%2F" } else { "%5C" });
+                out.extend_from_slice(if decoded == b'/' { b"%2F" } else { b"%5C" });
             }
             b'.' => {
                 encoded_dot = true;
-                out.push('.');
+                out.push(b'.');
             }
-            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') => {
-                out.push(char::from(b));
-            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') => out.push(b),
             _ => {
-                out.push('%');
-                out.push(char::from(high.to_ascii_uppercase()));
-                out.push(char::from(low.to_ascii_uppercase()));
+                out.extend_from_slice(&[b'%', high.to_ascii_uppercase(), low.to_ascii_uppercase()])
             }
         }
         i += 3;
     }
+    // Whole UTF-8 sequences were copied and everything added is ASCII: it stays UTF-8.
+    let out = String::from_utf8(out).map_err(|_| Refusal::BadPercentEncoding)?;
     Ok((out, encoded_dot))
 }
 
@@ -175,6 +173,8 @@ mod tests {
             ("/a/.", "/a/"),
             ("/a//", "/a/"),
             ("/a/..b", "/a/..b"),
+            ("/a/../é", "/é"),
+            ("//résumé/./x", "/résumé/x"),
         ] {
             assert_eq!(normal(path).as_deref(), Ok(expected), "{path}");
         }
@@ -202,7 +202,7 @@ mod tests {
         fn the_normal_form_is_a_fixed_point(
             segments in proptest::collection::vec(
                 proptest::string::string_regex(
-                    "(\\.|\\.\\.|%2[eEfF]|%6[1-9]|%7[eE]|%[cC]3|[a-z]|-|~|;){0,4}"
+                    "(\\.|\\.\\.|%2[eEfF]|%6[1-9]|%7[eE]|%[cC]3|[a-z]|-|~|;|é){0,4}"
                 ).unwrap(),
                 0..6,
             ),
