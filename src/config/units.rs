@@ -49,9 +49,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += number * seconds_per_unit;
         rest = &rest[unit_len..];
     }
+    // Deadlines are `now + duration`: a duration beyond any use would overflow the clock.
+    if total > MAX_DURATION_SECS {
+        return Err(format!(
+            "invalid duration {text:?}: longer than a year (8760h)"
+        ));
+    }
     Duration::try_from_secs_f64(total)
         .map_err(|_| format!("invalid duration {text:?}: out of range"))
 }
+
+/// The longest duration a config may give: one year.
+const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// Parses `"512KiB"`, `"1MiB"`, `"10MB"`, `"1024"` into bytes.
 pub fn parse_byte_size(text: &str) -> Result<u64, String> {
@@ -129,6 +138,14 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("8760h").unwrap(),
+            Duration::from_secs(365 * 24 * 3600)
+        );
+        assert!(
+            parse_duration("5000000000000000h").is_err(),
+            "would overflow a deadline"
+        );
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         for bad in ["", "5", "s", "5x", "1..2s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
