@@ -209,7 +209,8 @@ impl Connection {
                 Ok(Ok(_)) => {}
                 Err(_) => {
                     if !self.received.is_empty() {
-                        let _ = client.write_all(REQUEST_TIMEOUT).await;
+                        let farewell = client.write_all(REQUEST_TIMEOUT);
+                        let _ = tokio::time::timeout(FAREWELL, farewell).await;
                     }
                     return Next::Closed;
                 }
@@ -573,6 +574,10 @@ fn streams_bodies(downstream: &Downstream) -> bool {
         .or_else(|| downstream.accepted_under.listener(&downstream.listener));
     listener.is_some_and(|l| l.routes.streams_bodies)
 }
+
+/// Time a `408` has to reach a client before the connection is dropped without it: a
+/// client that stopped reading must not hold a task and a socket.
+pub(crate) const FAREWELL: Duration = Duration::from_secs(2);
 
 /// A `408` for a client that did not finish its request head in time.
 pub(crate) const REQUEST_TIMEOUT: &[u8] =

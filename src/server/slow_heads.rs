@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Duration, Sleep};
 
-use crate::fastpath::REQUEST_TIMEOUT;
+use crate::fastpath::{FAREWELL, REQUEST_TIMEOUT};
 
 /// A client stream that remembers whether bytes came in after the last response bytes
 /// went out (a head under way). When hyper gave up on a head ([`HeadWatch::timed_out`]
@@ -123,10 +123,11 @@ impl<S: AsyncWrite + Unpin + Send + 'static> Drop for HeadWatch<S> {
         else {
             return;
         };
-        runtime.spawn(async move {
+        // Bounded: a client that stopped reading must not keep this task and its socket.
+        runtime.spawn(tokio::time::timeout(FAREWELL, async move {
             if stream.write_all(REQUEST_TIMEOUT).await.is_ok() {
                 let _ = stream.shutdown().await;
             }
-        });
+        }));
     }
 }
