@@ -222,7 +222,10 @@ pub fn judge(
                     .strip_prefix("http://")
                     .or_else(|| origin.strip_prefix("https://"))
             });
-            if !own.is_some_and(|host| identity.accepts(host)) {
+            // Same origin: the page's host is the one this request names (and passed the
+            // Host check). Another accepted address is another origin: with an
+            // unspecified bind, any IP on the port would otherwise do.
+            if !own.is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)) {
                 return Err(refuse(
                     StatusCode::FORBIDDEN,
                     "cross_site_request",
@@ -369,14 +372,31 @@ mod tests {
         assert_eq!(post(&[]), Ok(()));
         assert_eq!(post(&[("content-type", "application/json")]), Ok(()));
         assert_eq!(post(&[("origin", "http://127.0.0.1:9901")]), Ok(()));
-        assert_eq!(post(&[("origin", "https://admin.internal")]), Ok(()));
+        // Another name or address of the admin API is another origin.
         assert_eq!(
-            post(&[
-                ("origin", "http://localhost:9901"),
-                ("sec-fetch-site", "same-origin")
-            ]),
-            Ok(())
+            post(&[("origin", "https://admin.internal")]),
+            Err("cross_site_request")
         );
+        assert_eq!(
+            post(&[("origin", "http://localhost:9901")]),
+            Err("cross_site_request")
+        );
+        let named = verdict(
+            "127.0.0.1:9901",
+            &["admin.internal"],
+            Method::POST,
+            &[("host", "admin.internal"), ("origin", "https://admin.internal")],
+        );
+        assert_eq!(named, Ok(()));
+        // Bound to every address: a page on any IP with the admin's port is still
+        // another origin than the one the request names.
+        let unspecified = verdict(
+            "0.0.0.0:9901",
+            &[],
+            Method::POST,
+            &[("host", "127.0.0.1:9901"), ("origin", "http://1.2.3.4:9901")],
+        );
+        assert_eq!(unspecified, Err("cross_site_request"));
         assert_eq!(
             post(&[("origin", "http://evil.example")]),
             Err("cross_site_request")
