@@ -240,7 +240,20 @@ fn verify_audit(
                 }
             };
             println!("{}: intact ({lines} lines); {end}", file.display());
-            ExitCode::SUCCESS
+            // An intact chain can still carry Junction's own word that the log it found
+            // at a start did not verify (cut, edited, or without an anchor).
+            let noted = noted_problems(file);
+            for (line, problem) in &noted {
+                eprintln!(
+                    "{}: line {line}: at open, Junction found: {problem}",
+                    file.display()
+                );
+            }
+            if noted.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Ok(Verdict::Broken { line, reason }) => {
             eprintln!("{}: broken at line {line}: {reason}", file.display());
@@ -255,6 +268,22 @@ fn verify_audit(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The `audit_check` lines of an audit log: (line number, problem).
+fn noted_problems(file: &std::path::Path) -> Vec<(usize, String)> {
+    let text = std::fs::read(file).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .enumerate()
+        .filter_map(|(index, line)| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event["kind"] == "audit_check").then(|| {
+                let problem = event["problem"].as_str().unwrap_or("a problem").to_string();
+                (index + 1, problem)
+            })
+        })
+        .collect()
 }
 
 fn check(config: &std::path::Path) -> ExitCode {

@@ -385,7 +385,10 @@ mod tests {
             "127.0.0.1:9901",
             &["admin.internal"],
             Method::POST,
-            &[("host", "admin.internal"), ("origin", "https://admin.internal")],
+            &[
+                ("host", "admin.internal"),
+                ("origin", "https://admin.internal"),
+            ],
         );
         assert_eq!(named, Ok(()));
         // Bound to every address: a page on any IP with the admin's port is still
@@ -394,7 +397,10 @@ mod tests {
             "0.0.0.0:9901",
             &[],
             Method::POST,
-            &[("host", "127.0.0.1:9901"), ("origin", "http://1.2.3.4:9901")],
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("origin", "http://1.2.3.4:9901"),
+            ],
         );
         assert_eq!(unspecified, Err("cross_site_request"));
         assert_eq!(

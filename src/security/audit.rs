@@ -193,11 +193,19 @@ impl AuditLog {
                     Verdict::BadAnchor { reason }
                         if matches!(Anchor::read(&settings.path), Ok(None)) =>
                     {
-                        // A new log, or one from before anchors: anchor it as found.
+                        // A new log, or one from before anchors (or whose anchor was
+                        // deleted): anchor it as found. Lines already there are vouched
+                        // for by nothing, since a cut tail would look the same: that is
+                        // written into the chain.
                         Anchor::new(found.lines, &found.last_hash, settings.key.as_deref())
                             .write(&settings.path)?;
                         tracing::debug!(%reason, "audit log anchored at open");
-                        None
+                        (found.lines > 0).then(|| {
+                            format!(
+                                "{} lines found without an anchor: their end is not vouched for",
+                                found.lines
+                            )
+                        })
                     }
                     Verdict::BadAnchor { reason } => Some(reason),
                 };
@@ -827,5 +835,32 @@ mod tests {
             "{note}"
         );
         assert_eq!(note["prev"], hash_line(&after[1]));
+    }
+
+    #[test]
+    fn a_log_whose_anchor_was_deleted_is_noted_when_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&settings(&path), 4);
+        // Cut the tail (the chain stays whole) and remove the anchor that would show it.
+        let all = lines(&path);
+        rewrite(&path, &all[..2]);
+        std::fs::remove_file(anchor_path(&path)).unwrap();
+        write_log(&settings(&path), 0);
+        let after = lines(&path);
+        assert_eq!(after.len(), 3);
+        let note: Value = serde_json::from_str(&after[2]).unwrap();
+        assert_eq!(note["kind"], "audit_check");
+        assert!(
+            note["problem"]
+                .as_str()
+                .unwrap()
+                .contains("without an anchor"),
+            "{note}"
+        );
+        // A new log has nothing to vouch for: no note.
+        let fresh = dir.path().join("fresh.log");
+        write_log(&settings(&fresh), 2);
+        assert!(lines(&fresh).iter().all(|l| !l.contains("audit_check")));
     }
 }
