@@ -639,3 +639,68 @@ async fn http1_over_tls_takes_the_fast_path_and_hands_off_mid_connection() {
     assert_eq!(after.status(), 200);
     assert_eq!(upstream.requests(), 12);
 }
+
+/// An h2 answer that is only trailers (a gRPC stream of zero messages, whose status
+/// rides in the trailers) reaches the client whole: the head waits for the first frame,
+/// and a first frame of trailers is passed on, not dropped.
+#[tokio::test]
+async fn trailers_without_data_reach_the_client() {
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_request: Request<Incoming>| async {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    let frames = vec![Ok::<_, Infallible>(Frame::<Bytes>::trailers(trailers))];
+                    let body = StreamBody::new(futures_util::stream::iter(frames));
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{upstream}");
+    let proxy = TestProxy::from_toml(&config(listeners_toml(), &url, r#"protocol = "h2""#))
+        .start()
+        .await;
+
+    let stream = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri(format!("http://{}/pkg.Service/List", proxy.addr("public")))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = within("response", sender.send_request(request))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let collected = within("body", response.into_body().collect())
+        .await
+        .expect("body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "the trailers were lost: {trailers:?}"
+    );
+}

@@ -31,7 +31,7 @@ pub struct Forwarded {
     pub head: http::response::Parts,
     pub body: UpstreamBody,
     /// The first chunk, when it was awaited (first-token timeout).
-    pub first: Option<Bytes>,
+    pub first: Option<hyper::body::Frame<Bytes>>,
 }
 
 /// Where a request goes: its route, the pool chosen for it (a split's side), and its
@@ -211,7 +211,7 @@ pub async fn forward(
         let mut first = None;
         if let (Some(wait), true) = (timeouts.first_token, is_event_stream(&head.headers)) {
             match tokio::time::timeout(wait, body.frame()).await {
-                Ok(Some(Ok(frame))) => first = frame.into_data().ok(),
+                Ok(Some(Ok(frame))) => first = Some(frame),
                 Ok(None) => {}
                 Ok(Some(Err(_))) | Err(_) => {
                     // Nothing has reached the client: another endpoint may answer in time.
@@ -239,7 +239,7 @@ pub async fn forward(
                 None => Ok(body.frame().await),
             };
             match frame {
-                Ok(Some(Ok(frame))) => first = frame.into_data().ok(),
+                Ok(Some(Ok(frame))) => first = Some(frame),
                 Ok(None) => {}
                 Ok(Some(Err(error))) => {
                     judge(&pool, &endpoint, Outcome::Failure);

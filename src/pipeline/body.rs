@@ -173,8 +173,9 @@ pub(crate) fn interrupted_event(reason: &str) -> Bytes {
 pub struct UpstreamStream {
     body: UpstreamBody,
     pub exchange: Option<Box<Exchange>>,
-    /// A chunk read ahead (waiting for the first token), sent before the rest.
-    first: Option<Bytes>,
+    /// A frame read ahead (the first token, or the first byte before the head went
+    /// out), sent before the rest: data, or trailers when the body had no data.
+    first: Option<Frame<Bytes>>,
     /// An event stream: a cut ends with an SSE error event.
     event_stream: bool,
     idle: Option<Duration>,
@@ -195,7 +196,7 @@ enum StreamError {
 impl UpstreamStream {
     pub fn new(
         body: UpstreamBody,
-        first: Option<Bytes>,
+        first: Option<Frame<Bytes>>,
         event_stream: bool,
         idle: Option<Duration>,
         deadline: Option<Instant>,
@@ -244,8 +245,10 @@ impl UpstreamStream {
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(first) = self.first.take() {
-            self.record(&first);
-            return Poll::Ready(Some(Ok(Frame::data(first))));
+            if let Some(data) = first.data_ref() {
+                self.record(data);
+            }
+            return Poll::Ready(Some(Ok(first)));
         }
         if self.ended {
             return Poll::Ready(None);
@@ -369,7 +372,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(stream) if stream.event_stream => SizeHint::default(),
             ProxyBody::Upstream(stream) => {
                 let hint = stream.body.size_hint();
-                match &stream.first {
+                match stream.first.as_ref().and_then(Frame::data_ref) {
                     Some(first) => {
                         let mut shifted = SizeHint::new();
                         shifted.set_lower(hint.lower() + first.len() as u64);
