@@ -183,6 +183,85 @@ async fn a_chunked_get_body_is_never_dropped(travel: Travel) {
     }
 }
 
+/// Full duplex: once the endpoint has answered, the client's body may pause longer
+/// than `body_read_timeout` (a gRPC or other bidirectional stream): the exchange goes
+/// on under the route's response timeouts instead of being cut with a 408.
+async fn an_answered_exchange_outlives_the_body_timeouts(travel: Travel) {
+    use tokio::io::AsyncWriteExt;
+
+    // An endpoint that streams the request body back as it arrives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let echo = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(request.into_body()))
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, echo)
+                    .await;
+            });
+        }
+    });
+    let extra = Extra {
+        listener: r#"body_read_timeout = "300ms""#,
+        route: "request_buffering = false",
+        ..Extra::default()
+    };
+    let proxy = travel::start(travel, &[endpoint], &extra).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /duplex HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    within(
+        "the first piece echoed",
+        read_until(&mut stream, &mut seen, b"hello"),
+    )
+    .await;
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    // The pause under test: more than twice the body timeout, with the answer under way.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stream.write_all(b"5\r\nworld\r\n0\r\n\r\n").await.unwrap();
+    within(
+        "the second piece echoed",
+        read_until(&mut stream, &mut seen, b"world"),
+    )
+    .await;
+    within(
+        "the end of the answer",
+        read_until(&mut stream, &mut seen, b"0\r\n\r\n"),
+    )
+    .await;
+}
+
+/// Reads from `stream` into `seen` until `what` is in it.
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, what: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    while find(seen, what).is_none() {
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(seen);
+        assert!(
+            n > 0,
+            "closed before {:?}: {text}",
+            String::from_utf8_lossy(what)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Each case as `name => function(extra arguments)`, run with `fast_path = false`
 /// and `true`.
 macro_rules! on_both_engines {
@@ -211,4 +290,5 @@ on_both_engines!(
     a_trickling_body_is_408 => a_trickling_body_is_408_after_the_total_timeout();
     unbuffered_bodies_stream => an_unbuffered_body_streams_and_a_stall_aborts_the_upstream();
     chunked_get_bodies_arrive => a_chunked_get_body_is_never_dropped();
+    full_duplex_outlives_body_timeouts => an_answered_exchange_outlives_the_body_timeouts();
 );

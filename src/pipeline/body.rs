@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -46,6 +46,10 @@ pub struct ClientBody {
     /// Created only when the client keeps the body waiting.
     timer: Option<Pin<Box<Sleep>>>,
     timed_out: bool,
+    /// Set once the endpoint's response head has come: from then on the body may stay
+    /// open as long as the exchange does (gRPC and other full-duplex streams), under the
+    /// route's response timeouts instead of these.
+    answered: Arc<AtomicBool>,
 }
 
 impl ClientBody {
@@ -56,6 +60,7 @@ impl ClientBody {
             timeouts: Some(timeouts),
             timer: None,
             timed_out: false,
+            answered: Arc::default(),
         }
     }
 
@@ -67,7 +72,13 @@ impl ClientBody {
             deadline: Instant::now(),
             timer: None,
             timed_out: false,
+            answered: Arc::default(),
         }
+    }
+
+    /// The switch that lifts the timeouts once the response head has come.
+    pub fn answered(&self) -> Arc<AtomicBool> {
+        self.answered.clone()
     }
 
     fn next_wake(&self, timeouts: &BodyTimeouts) -> Instant {
@@ -86,6 +97,10 @@ impl Body for ClientBody {
         let this = self.get_mut();
         if this.timed_out {
             return Poll::Ready(None);
+        }
+        if this.timeouts.is_some() && this.answered.load(Ordering::Relaxed) {
+            this.timeouts = None;
+            this.timer = None;
         }
         let Some(timeouts) = this.timeouts else {
             return Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into);

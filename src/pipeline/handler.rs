@@ -120,6 +120,7 @@ async fn proxy(
         return Err(ProxyError::HeadTooLarge { size, limit });
     }
     let body = ClientBody::new(body, listener.body_timeouts);
+    let answered = body.answered();
     let gateway = &downstream.gateway;
     // Phase: make the request unambiguous, before anything reads or adds to it.
     let trusted = forwarding::is_trusted(&listener.trusted_proxies, downstream.peer.ip());
@@ -252,6 +253,7 @@ async fn proxy(
     };
     let forwarded =
         attempts::forward(head, body, destination, downstream, listener, exchange).await?;
+    answered.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // Phase: response filters, then stream the body back.
     let Forwarded {
