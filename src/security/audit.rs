@@ -818,18 +818,28 @@ mod tests {
         assert!(matches!(check(&path), Verdict::Intact { lines: 3, .. }));
     }
 
-    #[test]
-    fn a_log_changed_while_stopped_is_noted_when_reopened() {
+    /// A log of 4 lines cut to 2 while stopped (and its anchor removed, if asked), then
+    /// opened again: the note written as its third line.
+    fn note_after_a_cut(remove_anchor: bool) -> (Value, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         write_log(&settings(&path), 4);
         let all = lines(&path);
         rewrite(&path, &all[..2]);
+        if remove_anchor {
+            std::fs::remove_file(anchor_path(&path)).unwrap();
+        }
         write_log(&settings(&path), 0);
         let after = lines(&path);
         assert_eq!(after.len(), 3);
         let note: Value = serde_json::from_str(&after[2]).unwrap();
         assert_eq!(note["kind"], "audit_check");
+        (note, after)
+    }
+
+    #[test]
+    fn a_log_changed_while_stopped_is_noted_when_reopened() {
+        let (note, after) = note_after_a_cut(false);
         assert!(
             note["problem"].as_str().unwrap().contains("cut off"),
             "{note}"
@@ -839,18 +849,7 @@ mod tests {
 
     #[test]
     fn a_log_whose_anchor_was_deleted_is_noted_when_reopened() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        write_log(&settings(&path), 4);
-        // Cut the tail (the chain stays whole) and remove the anchor that would show it.
-        let all = lines(&path);
-        rewrite(&path, &all[..2]);
-        std::fs::remove_file(anchor_path(&path)).unwrap();
-        write_log(&settings(&path), 0);
-        let after = lines(&path);
-        assert_eq!(after.len(), 3);
-        let note: Value = serde_json::from_str(&after[2]).unwrap();
-        assert_eq!(note["kind"], "audit_check");
+        let (note, _) = note_after_a_cut(true);
         assert!(
             note["problem"]
                 .as_str()
@@ -859,6 +858,7 @@ mod tests {
             "{note}"
         );
         // A new log has nothing to vouch for: no note.
+        let dir = tempfile::tempdir().unwrap();
         let fresh = dir.path().join("fresh.log");
         write_log(&settings(&fresh), 2);
         assert!(lines(&fresh).iter().all(|l| !l.contains("audit_check")));
