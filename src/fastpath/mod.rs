@@ -467,8 +467,7 @@ impl Connection {
                 tried.push(endpoint.clone());
                 pick(pool, affinity, &tried).ok()
             })
-            .flatten()
-            .filter(|next| next.target.scheme == http::uri::Scheme::HTTP);
+            .flatten();
             match next {
                 Some(next) => {
                     tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
@@ -598,8 +597,14 @@ fn takes(route: &Route, content_length: u64) -> bool {
         // The fast path holds every body whole, as `request_buffering` does.
         && (content_length == 0
             || (route.request_buffering && content_length <= route.request_buffer_bytes))
-        // A failover that runs out of endpoints goes on to the fallback pool on the full path.
-        && (!route.retry_connect_errors || pool.fallback().is_none())
+        // A failover that runs out of endpoints goes on to the fallback pool on the full
+        // path, and may go to an https endpoint, which only the full path speaks to.
+        && (!route.retry_connect_errors
+            || (pool.fallback().is_none()
+                && pool
+                    .endpoints
+                    .iter()
+                    .all(|e| e.target.scheme == http::uri::Scheme::HTTP)))
         && pool.client.is_plain_http1()
 }
 
