@@ -704,3 +704,46 @@ async fn trailers_without_data_reach_the_client() {
         "the trailers were lost: {trailers:?}"
     );
 }
+
+/// A pool of a refusing http endpoint and a working https one: every request fails over
+/// to the https endpoint, on the fast path's listener as on hyper's (the fast path
+/// leaves such pools to the full path, which speaks TLS).
+#[tokio::test]
+async fn connect_failover_reaches_an_https_endpoint_on_both_engines() {
+    let cert = TestCert::generate();
+    let https = https_upstream(&cert).await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let refusing = closed.local_addr().unwrap();
+    drop(closed);
+    for fast_path in [true, false] {
+        let listeners = format!(
+            "[admin]\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\nfast_path = {fast_path}\n"
+        );
+        let text = format!(
+            r#"{listeners}
+[[pools]]
+name = "p"
+balance = "round_robin"
+ca_file = "{}"
+endpoints = [{{ url = "http://{refusing}" }}, {{ url = "https://{https}" }}]
+
+[[routes]]
+name = "all"
+pool = "p"
+"#,
+            path_str(&cert.cert_path)
+        );
+        let proxy = TestProxy::from_toml(&text).start().await;
+        for i in 0..4 {
+            let response = within("request", client().get(proxy.url("/x")).send())
+                .await
+                .expect("request");
+            assert_eq!(
+                response.status(),
+                200,
+                "fast_path = {fast_path}, request {i}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+    }
+}
