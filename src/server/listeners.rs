@@ -82,11 +82,11 @@ async fn accept_loop(
         ListenerKind::Proxy(name) => gateway
             .plan()
             .listener(name)
-            .map(|l| (l.header_read_timeout, l.max_request_head_bytes)),
+            .map(|l| (l.header_read_timeout, l.max_request_head())),
         ListenerKind::Admin => None,
     };
-    let (header_read_timeout, max_head) = settings.unwrap_or((HEADER_READ_TIMEOUT, None));
-    let max_head = max_head.unwrap_or(DEFAULT_MAX_REQUEST_HEAD);
+    let (header_read_timeout, max_head) =
+        settings.unwrap_or((HEADER_READ_TIMEOUT, DEFAULT_MAX_REQUEST_HEAD));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's buffer limit is approximate (a read may take it past the limit): it gets
     // room to spare, and the handler measures each head against the limit exactly.
@@ -160,9 +160,7 @@ async fn serve_proxy(
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,
         body_timeouts: listener.body_timeouts,
-        max_head: listener
-            .max_request_head_bytes
-            .unwrap_or(DEFAULT_MAX_REQUEST_HEAD),
+        max_head: listener.max_request_head(),
     });
     let drained = gateway.drain.signal();
     let downstream = Arc::new(Downstream::new(
