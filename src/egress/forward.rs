@@ -25,8 +25,8 @@ use super::{
     Admitted, EgressPlan, ProxyStatus, X_JUNCTION_EXIT, admit, client_session, no_exit,
     polite_turn, resolve_checked,
 };
-use crate::normalize::{ConnectionTokens, host};
 use crate::pipeline::ProxyBody;
+use crate::pipeline::entry::framing_and_host;
 use crate::pipeline::forwarding::strip_hop_by_hop;
 use crate::telemetry::EgressOutcome;
 use crate::upstream::{SendError, UpstreamBody};
@@ -45,20 +45,7 @@ struct Failed {
 /// name the framing or `Host`, and a `Host` must agree with the target's authority, the
 /// site that admission, politeness and robots.txt judged.
 fn unambiguous(request: &Request<Incoming>) -> Result<(), ProxyStatus> {
-    let headers = request.headers();
-    let authority = request.uri().authority().map(|a| a.as_str().as_bytes());
-    ConnectionTokens::read(
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-    .and_then(|_| {
-        let hosts = headers.get_all(header::HOST);
-        host::request_host(authority, hosts.iter().map(HeaderValue::as_bytes), false)
-    })
-    .map(|_| ())
-    .map_err(|refusal| {
+    framing_and_host(request.uri(), request.headers(), false).map_err(|refusal| {
         ProxyStatus::new(
             StatusCode::BAD_REQUEST,
             "http_request_error",

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderMap, HeaderName};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Version, request};
 
@@ -23,10 +23,26 @@ pub struct Entry {
     pub encoded_slash: bool,
 }
 
+/// The rules a forward proxy shares with the gateway: a `Connection` list may not name
+/// the framing or `Host`, and `Host` must be single, valid, agree with the target's
+/// authority, and be there when `required` (HTTP/1.1).
+pub(crate) fn framing_and_host(
+    uri: &Uri,
+    headers: &HeaderMap,
+    required: bool,
+) -> Result<(), Refusal> {
+    let connection = headers.get_all(header::CONNECTION);
+    ConnectionTokens::read(connection.iter().map(HeaderValue::as_bytes))?;
+    let authority = uri.authority().map(|a| a.as_str().as_bytes());
+    let hosts = headers.get_all(header::HOST);
+    host::request_host(authority, hosts.iter().map(HeaderValue::as_bytes), required)?;
+    Ok(())
+}
+
 /// Normalises `head` in place, or refuses it.
 pub fn normalise(head: &mut request::Parts, trusted: bool) -> Result<Entry, ProxyError> {
-    let connection = head.headers.get_all(header::CONNECTION);
-    ConnectionTokens::read(connection.iter().map(HeaderValue::as_bytes))?;
+    let required = head.version == Version::HTTP_11;
+    framing_and_host(&head.uri, &head.headers, required)?;
     if ConnectionTokens::asks_h2c(
         head.headers
             .get_all(header::UPGRADE)
@@ -38,11 +54,6 @@ pub fn normalise(head: &mut request::Parts, trusted: bool) -> Result<Entry, Prox
     }
     let upgrade = is_upgrade_request(head);
     strip_hop_by_hop(&mut head.headers, upgrade);
-
-    let authority = head.uri.authority().map(|a| a.as_str().as_bytes());
-    let hosts = head.headers.get_all(header::HOST);
-    let required = head.version == Version::HTTP_11;
-    host::request_host(authority, hosts.iter().map(HeaderValue::as_bytes), required)?;
 
     let normal = path::normalize(head.uri.path())?;
     let encoded_slash = normal.encoded_slash;

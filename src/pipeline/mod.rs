@@ -10,7 +10,7 @@
 
 pub(crate) mod attempts;
 pub(crate) mod body;
-mod entry;
+pub(crate) mod entry;
 mod error;
 pub(crate) mod exchange;
 pub(crate) mod forwarding;
