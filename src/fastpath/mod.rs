@@ -259,12 +259,7 @@ impl Connection {
         after: Duration,
     ) -> Option<HandOff> {
         let telemetry = &downstream.gateway.telemetry;
-        let plan = downstream.gateway.plan();
-        let plan = if plan.listener(&downstream.listener).is_some() {
-            plan
-        } else {
-            downstream.accepted_under.clone()
-        };
+        let plan = downstream.plan();
         let Some(listener) = plan.listener(&downstream.listener) else {
             return Some(HandOff::Route);
         };
@@ -317,13 +312,7 @@ impl Connection {
     /// Sends the request in the receive buffer to an endpoint and relays the answer.
     async fn relay<C: ClientStream>(&mut self, client: &mut C, downstream: &Downstream) -> Step {
         let gateway = &downstream.gateway;
-        let plan = gateway.plan();
-        // A reload may have removed this connection's listener: finish on the plan it was accepted under.
-        let plan = if plan.listener(&downstream.listener).is_some() {
-            plan
-        } else {
-            downstream.accepted_under.clone()
-        };
+        let plan = downstream.plan();
         let Some(listener) = plan.listener(&downstream.listener) else {
             return Step::HandOff(HandOff::Route);
         };
@@ -567,10 +556,8 @@ impl Connection {
 
 /// Whether a route of the connection's listener takes bodies unbuffered.
 fn streams_bodies(downstream: &Downstream) -> bool {
-    let plan = downstream.gateway.plan();
-    let listener = plan
-        .listener(&downstream.listener)
-        .or_else(|| downstream.accepted_under.listener(&downstream.listener));
+    let plan = downstream.plan();
+    let listener = plan.listener(&downstream.listener);
     listener.is_some_and(|l| l.routes.streams_bodies)
 }
 

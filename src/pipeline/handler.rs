@@ -37,13 +37,7 @@ pub async fn handle(
     downstream: Arc<Downstream>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let gateway = &downstream.gateway;
-    let plan = gateway.plan();
-    // A reload may have removed this connection's listener: finish on the plan it was accepted under.
-    let plan = if plan.listener(&downstream.listener).is_some() {
-        plan
-    } else {
-        downstream.accepted_under.clone()
-    };
+    let plan = downstream.plan();
     let listener = plan.listener(&downstream.listener);
     if let Some(egress) = listener.and_then(|l| l.egress.as_ref()) {
         return Ok(crate::egress::handle(request, egress, downstream.peer).await);

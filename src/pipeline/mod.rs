@@ -206,4 +206,15 @@ impl Downstream {
             peer_header,
         }
     }
+
+    /// The plan this connection's requests run on: the current one, or, when a reload
+    /// removed the connection's listener, the plan it was accepted under (to finish on).
+    pub fn plan(&self) -> Arc<Plan> {
+        let current = self.gateway.plan();
+        if current.listener(&self.listener).is_some() {
+            current
+        } else {
+            self.accepted_under.clone()
+        }
+    }
 }
