@@ -21,6 +21,9 @@ pub mod decimal;
 pub mod demo;
 pub mod egress;
 pub mod fastpath;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod llm;
 pub mod normalize;
 pub mod pipeline;

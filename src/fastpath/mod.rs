@@ -7,6 +7,9 @@
 
 mod buffer;
 mod chunked;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod relay;
 mod reply;
 mod request;
