@@ -35,6 +35,16 @@ impl Locator {
             + 1
     }
 
+    /// 1-based column (in characters) of a byte offset.
+    pub fn column_of(&self, offset: usize) -> usize {
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let line_start = self.text[..end].rfind('\n').map_or(0, |at| at + 1);
+        self.text[line_start..end].chars().count() + 1
+    }
+
     /// Line of the value at `path`; when that key is absent, the line of the nearest
     /// enclosing table or array item that exists (where the missing key belongs).
     pub fn line_of_path(&self, path: &str) -> Option<usize> {
@@ -86,6 +96,14 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// A table or array of tables, whose parts may lie anywhere in the text.
+    fn is_table(&self) -> bool {
+        matches!(
+            self,
+            Node::Item(Item::Table(_) | Item::ArrayOfTables(_)) | Node::Table(_)
+        )
+    }
+
     fn child(&self, segment: &Segment) -> Option<Node<'a>> {
         self.children()
             .into_iter()
@@ -129,18 +147,32 @@ impl<'a> Node<'a> {
     }
 }
 
-fn descend(node: Node<'_>, offset: usize, path: &mut Vec<Segment>) {
-    for (segment, key_span, child) in node.children() {
+/// Pushes the segments down to the key or value at `offset`; false if none is there.
+fn descend(node: Node<'_>, offset: usize, path: &mut Vec<Segment>) -> bool {
+    let children = node.children();
+    for (segment, key_span, child) in &children {
         let in_key = key_span.as_ref().is_some_and(|s| s.contains(&offset));
         let in_value = child.span().is_some_and(|s| s.contains(&offset));
         if in_key || in_value {
-            path.push(segment);
+            path.push(segment.clone());
             if in_value {
-                descend(child, offset, path);
+                descend(*child, offset, path);
             }
-            return;
+            return true;
         }
     }
+    // A table may be written in parts, outside its own span: `[routes.canary]` after
+    // the keys of the `[[routes]]` it belongs to. Look inside tables too.
+    for (segment, _, child) in children {
+        if child.is_table() {
+            path.push(segment);
+            if descend(child, offset, path) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
 }
 
 fn parse_path(path: &str) -> Vec<Segment> {
@@ -196,6 +228,25 @@ mod tests {
         assert_eq!(locator.line_of_path("routes[1].match.model"), Some(9));
         // A missing key points at where it belongs.
         assert_eq!(locator.line_of_path("routes[0].pool"), Some(4));
+    }
+
+    /// Found by the `config` fuzz target: a key of a table written after the keys of
+    /// the `[[routes]]` entry it belongs to had no path.
+    #[test]
+    fn offset_in_a_table_written_apart_from_its_parent() {
+        let text =
+            "[[routes]]\nname = \"a\"\n\n[routes.canary]\nsteps = [5]\nmax_errob_rate = 0.05\n";
+        let locator = Locator::new(text);
+        let offset = text.find("max_errob_rate").unwrap();
+        assert_eq!(
+            locator.path_at(offset).as_deref(),
+            Some("routes[0].canary.max_errob_rate")
+        );
+        let offset = text.find("[5]").unwrap() + 1;
+        assert_eq!(
+            locator.path_at(offset).as_deref(),
+            Some("routes[0].canary.steps[0]")
+        );
     }
 
     #[test]

@@ -102,10 +102,19 @@ pub fn load_str(
         let offset = error.span().map(|span| span.start);
         let path = offset.and_then(|o| locator.path_at(o)).unwrap_or_default();
         let line = offset.map(|o| locator.line_of(o));
+        let mut message = error.message().trim().to_string();
+        if message.is_empty() {
+            // The TOML parser names no reason for some syntax errors (a control
+            // character in a comment): say where, rather than print an empty error.
+            message = match offset.map(|o| locator.column_of(o)) {
+                Some(column) => format!("invalid TOML at column {column}"),
+                None => "invalid TOML".to_string(),
+            };
+        }
         ConfigErrors(vec![ConfigError {
             path,
             line,
-            message: error.message().trim().to_string(),
+            message,
         }])
     })?;
     compile(spec, base, context).map_err(|errors| {
@@ -120,4 +129,37 @@ pub fn load_str(
                 .collect(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Plan, ConfigErrors> {
+        let registry = Registry::default();
+        let telemetry = Arc::new(Telemetry::default());
+        let audit = Arc::new(crate::security::audit::AuditLog::default());
+        let controls = crate::canary::Controls::default();
+        let context = CompileContext {
+            registry: &registry,
+            telemetry: &telemetry,
+            audit: &audit,
+            controls: &controls,
+            rng: Arc::new(SplitMix::with_seed(0)),
+        };
+        load_str(text, Path::new("."), &context)
+    }
+
+    /// Found by the `config` fuzz target: the TOML parser gives no message for a control
+    /// character in a comment, and `junction check` printed an empty error.
+    #[test]
+    fn a_syntax_error_without_a_reason_still_says_where() {
+        let Err(errors) = load("[admin]\n# a comment with a form feed: \u{c} here\n") else {
+            panic!("loaded");
+        };
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(error.line, Some(2));
+        assert_eq!(error.message, "invalid TOML at column 31");
+    }
 }
