@@ -12,7 +12,8 @@ use super::Refusal;
 #[derive(Debug, PartialEq, Eq)]
 pub struct NormalPath<'a> {
     pub path: Cow<'a, str>,
-    /// It holds `%2F` or `%5C`: a route must allow them.
+    /// The path as sent held `%2F` or `%5C` (even in a segment a `..` then removed):
+    /// a route must allow them.
     pub encoded_slash: bool,
 }
 
@@ -226,6 +227,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the `path` fuzz target, and kept: an encoded slash counts where it was
+    /// sent, even when a dot segment removes it from the normal form.
+    #[test]
+    fn an_encoded_slash_in_a_removed_segment_is_flagged() {
+        let normal = normalize("/a/%2F/../b").unwrap();
+        assert_eq!(normal.path, "/a/b");
+        assert!(normal.encoded_slash);
+        assert!(!normalize(&normal.path).unwrap().encoded_slash);
     }
 
     #[test]
