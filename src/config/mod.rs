@@ -3,6 +3,7 @@
 //! naming its key path and line, and the result is compiled into an immutable [`Plan`]
 //! that the server swaps in atomically.
 
+mod checks;
 mod compile;
 mod egress;
 mod locate;
@@ -11,6 +12,7 @@ mod pools;
 mod routes;
 mod security;
 pub mod spec;
+mod tls;
 pub mod units;
 
 use std::fmt;

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::spec::{ConfigSpec, ProtocolSpec};
+use super::spec::ConfigSpec;
 use crate::canary::RouteControl;
 use crate::routing::RouteTable;
 use crate::telemetry::{AccessLogSettings, RouteMetrics};
-use crate::upstream::Pool;
+use crate::upstream::{EndpointKey, Pool};
 
 pub struct Plan {
     /// The config as written, for `/api/config`.
@@ -108,7 +108,7 @@ impl Plan {
     }
 
     /// The (pool, url, protocol) of every endpoint: the endpoint state to keep.
-    pub fn endpoint_keys(&self) -> Vec<(String, String, ProtocolSpec)> {
+    pub fn endpoint_keys(&self) -> Vec<EndpointKey> {
         self.pools
             .iter()
             .flat_map(|pool| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::CompileContext;
-use super::compile::{Errors, check_unique, duration_or, resolve};
+use super::checks::{Errors, check_unique, duration_or, policy, protocol, resolve};
 use super::spec::{BalanceSpec, HealthSpec, LimitsSpec, OutlierSpec, PoolSpec};
 use crate::balance::Balancer;
 use crate::upstream::health::parse_status_ranges;
@@ -62,6 +62,7 @@ pub(super) fn compile_pools(
             }
             (_, None) => None,
         };
+        let protocol = protocol(spec.protocol);
         let mut endpoints = Vec::new();
         for (j, endpoint) in spec.endpoints.iter().enumerate() {
             let endpoint_path = format!("{path}.endpoints[{j}]");
@@ -76,10 +77,9 @@ pub(super) fn compile_pools(
             }
             match UpstreamUrl::parse(&endpoint.url) {
                 Ok(target) => {
-                    let state =
-                        context
-                            .registry
-                            .state_for(&spec.name, &endpoint.url, spec.protocol);
+                    let state = context
+                        .registry
+                        .state_for(&spec.name, &endpoint.url, protocol);
                     endpoints.push(Arc::new(Endpoint::new(
                         &endpoint.url,
                         target,
@@ -99,7 +99,7 @@ pub(super) fn compile_pools(
         }
         let tls = if needs_tls {
             let ca_file = spec.ca_file.as_deref().map(|file| resolve(base, file));
-            crate::upstream::client_config(ca_file.as_deref(), spec.protocol)
+            crate::upstream::client_config(ca_file.as_deref(), protocol)
                 .map_err(|e| errors.push((format!("{path}.ca_file"), e)))
                 .ok()
         } else {
@@ -135,12 +135,12 @@ pub(super) fn compile_pools(
             name: spec.name.as_str().into(),
             version: spec.version.as_deref().map(Into::into),
             version_header,
-            balancer: Balancer::new(spec.balance, &weights, context.rng.clone()),
+            balancer: Balancer::new(policy(spec.balance), &weights, context.rng.clone()),
             hash_key,
             endpoints,
-            protocol: spec.protocol,
+            protocol,
             rewrite_host: spec.rewrite_host,
-            client: UpstreamClient::new(spec.protocol, tls, spec.max_idle_per_endpoint, &limits),
+            client: UpstreamClient::new(protocol, tls, spec.max_idle_per_endpoint, &limits),
             health,
             outlier,
             fallback: OnceLock::new(),

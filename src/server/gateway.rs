@@ -15,12 +15,11 @@ use tokio::task::JoinHandle;
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
-use crate::config::spec::ProtocolSpec;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
-use crate::upstream::Registry;
 use crate::upstream::health::{self, HealthCheck};
+use crate::upstream::{EndpointKey, Registry};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +39,6 @@ pub enum ReloadError {
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
 }
-
-/// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
-type EndpointKey = (String, String, ProtocolSpec);
 
 /// The state every plan of a gateway shares, created before its first plan.
 #[derive(Default)]

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
+use super::Protocol;
 use super::client::ConnectionCache;
-use crate::balance::{PeakEwma, stable_hash};
-use crate::config::spec::ProtocolSpec;
+use crate::balance::{Candidate, PeakEwma, stable_hash};
 
 /// A parsed `http://host:port` or `https://host:port` endpoint URL.
 #[derive(Debug, Clone)]
@@ -102,6 +102,21 @@ impl Endpoint {
     }
 }
 
+impl Candidate for Endpoint {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> u64 {
+        self.state.in_flight()
+    }
+    fn latency_nanos(&self) -> f64 {
+        self.state.latency.estimate_nanos()
+    }
+    fn identity_hash(&self) -> u64 {
+        self.identity_hash
+    }
+}
+
 /// Live state of one endpoint, shared by every plan that has it.
 #[derive(Default)]
 pub struct EndpointState {
@@ -142,16 +157,19 @@ impl Drop for InFlight {
     }
 }
 
-/// Endpoint state by (pool, url, protocol). A reload asks it for each endpoint of the
+/// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
+pub type EndpointKey = (String, String, Protocol);
+
+/// Endpoint state by [`EndpointKey`]. A reload asks it for each endpoint of the
 /// new plan; kept endpoints get their old state, and state of endpoints no plan names
 /// any more is dropped by [`Registry::retain_only`].
 #[derive(Default)]
 pub struct Registry {
-    states: Mutex<HashMap<(String, String, ProtocolSpec), Arc<EndpointState>>>,
+    states: Mutex<HashMap<EndpointKey, Arc<EndpointState>>>,
 }
 
 impl Registry {
-    pub fn state_for(&self, pool: &str, url: &str, protocol: ProtocolSpec) -> Arc<EndpointState> {
+    pub fn state_for(&self, pool: &str, url: &str, protocol: Protocol) -> Arc<EndpointState> {
         let mut states = self
             .states
             .lock()
@@ -162,8 +180,8 @@ impl Registry {
             .clone()
     }
 
-    /// Forgets the state of endpoints that are not in `keep` (pool, url, protocol).
-    pub fn retain_only(&self, keep: &[(String, String, ProtocolSpec)]) {
+    /// Forgets the state of endpoints that are not in `keep`.
+    pub fn retain_only(&self, keep: &[EndpointKey]) {
         let mut states = self
             .states
             .lock()
