@@ -1,6 +1,7 @@
 //! Compiling `[[pools]]`: endpoints, balancing, TLS, health checks, outlier detection,
 //! limits and fallbacks.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use super::spec::{BalanceSpec, HealthSpec, LimitsSpec, OutlierSpec, PoolSpec};
 use crate::balance::Balancer;
 use crate::upstream::health::parse_status_ranges;
 use crate::upstream::{
-    Endpoint, HashKey, HealthCheck, Limits, OutlierDetection, Pool, UpstreamClient, UpstreamUrl,
+    Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, OutlierDetection, Pool,
+    UpstreamClient, UpstreamUrl,
 };
 
 const MAX_WEIGHT: u32 = 1000;
@@ -25,6 +27,7 @@ pub(super) fn compile_pools(
     errors: &mut Errors,
 ) -> Vec<(String, Arc<Pool>)> {
     check_unique(pools.iter().map(|p| p.name.as_str()), "pools", errors);
+    let mut states: HashMap<EndpointKey, Arc<EndpointState>> = HashMap::new();
     let mut out = Vec::new();
     for (i, spec) in pools.iter().enumerate() {
         let path = format!("pools[{i}]");
@@ -77,9 +80,13 @@ pub(super) fn compile_pools(
             }
             match UpstreamUrl::parse(&endpoint.url) {
                 Ok(target) => {
-                    let state = context
-                        .registry
-                        .state_for(&spec.name, &endpoint.url, protocol);
+                    // The registry is only read: a new endpoint's state is registered
+                    // when the plan is swapped in. An endpoint named twice shares one.
+                    let key = (spec.name.clone(), endpoint.url.clone(), protocol);
+                    let state = states
+                        .entry(key)
+                        .or_insert_with_key(|key| context.registry.kept(key).unwrap_or_default())
+                        .clone();
                     endpoints.push(Arc::new(Endpoint::new(
                         &endpoint.url,
                         target,

@@ -160,33 +160,44 @@ impl Drop for InFlight {
 /// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
 pub type EndpointKey = (String, String, Protocol);
 
-/// Endpoint state by [`EndpointKey`]. A reload asks it for each endpoint of the
-/// new plan; kept endpoints get their old state, and state of endpoints no plan names
-/// any more is dropped by [`Registry::retain_only`].
+/// Endpoint state by [`EndpointKey`], for the plan in force. Compiling a plan only
+/// reads it ([`Registry::kept`]): kept endpoints get their old state, new ones a fresh
+/// state that nobody else sees yet. Swapping the plan in registers what it holds
+/// ([`Registry::adopt`]), so a plan that is refused leaves the registry as it was.
 #[derive(Default)]
 pub struct Registry {
     states: Mutex<HashMap<EndpointKey, Arc<EndpointState>>>,
 }
 
 impl Registry {
-    pub fn state_for(&self, pool: &str, url: &str, protocol: Protocol) -> Arc<EndpointState> {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        states
-            .entry((pool.to_string(), url.to_string(), protocol))
-            .or_default()
-            .clone()
+    /// The state of `key` in the plan in force, if it has that endpoint.
+    pub fn kept(&self, key: &EndpointKey) -> Option<Arc<EndpointState>> {
+        self.lock().get(key).cloned()
     }
 
-    /// Forgets the state of endpoints that are not in `keep`.
-    pub fn retain_only(&self, keep: &[EndpointKey]) {
-        let mut states = self
-            .states
+    /// Makes `states` (each endpoint of the plan being swapped in, with the state that
+    /// plan holds) the registry's content: new endpoints are registered, the state of
+    /// endpoints it does not name is forgotten (plans still running keep theirs).
+    pub fn adopt(&self, states: impl IntoIterator<Item = (EndpointKey, Arc<EndpointState>)>) {
+        let fresh: HashMap<EndpointKey, Arc<EndpointState>> = states.into_iter().collect();
+        *self.lock() = fresh;
+    }
+
+    /// Every registered endpoint and its state, sorted by key.
+    pub fn entries(&self) -> Vec<(EndpointKey, Arc<EndpointState>)> {
+        let mut entries: Vec<_> = self
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        states.retain(|key, _| keep.contains(key));
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointKey, Arc<EndpointState>>> {
+        self.states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
