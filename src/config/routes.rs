@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::CompileContext;
-use super::compile::{Errors, check_unique, duration_or, parse_cidrs};
+use super::checks::{Errors, check_unique, duration_or, parse_cidrs};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::Downstream;
 use crate::config::ListenerPlan;
-use crate::config::spec::ProtocolSpec;
+use crate::upstream::Protocol as ProtocolSpec;
 use crate::upstream::{Endpoint, Pool};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

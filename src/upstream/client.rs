@@ -19,11 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::Protocol;
 use super::{Endpoint, EndpointState};
-use crate::config::spec::ProtocolSpec;
+use crate::normalize::is_idempotent;
 use crate::normalize::response as response_head;
 use crate::pipeline::ProxyBody;
-use crate::routing::retry::is_idempotent;
 
 type H1Sender = http1::SendRequest<ProxyBody>;
 type H2Sender = http2::SendRequest<ProxyBody>;
@@ -196,7 +196,7 @@ pub trait Dialer: Send + Sync {
 
 /// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
 pub struct UpstreamClient {
-    pub protocol: ProtocolSpec,
+    pub protocol: Protocol,
     tls: Option<tokio_rustls::TlsConnector>,
     dialer: Option<Arc<dyn Dialer>>,
     max_idle: usize,
@@ -234,7 +234,7 @@ fn keep_unsized_body(request: &mut Request<ProxyBody>) {
 
 impl UpstreamClient {
     pub fn new(
-        protocol: ProtocolSpec,
+        protocol: Protocol,
         tls: Option<Arc<rustls::ClientConfig>>,
         max_idle: Option<usize>,
         limits: &super::Limits,
@@ -274,9 +274,7 @@ impl UpstreamClient {
     /// Whether connections are plain TCP connects with no connection limits, as the
     /// HTTP/1.1 fast path opens them itself.
     pub fn is_plain_http1(&self) -> bool {
-        self.protocol == ProtocolSpec::Http1
-            && self.dialer.is_none()
-            && self.max_connections.is_none()
+        self.protocol == Protocol::Http1 && self.dialer.is_none() && self.max_connections.is_none()
     }
 
     /// The TLS settings of this pool's https endpoints (health checks use them too).
@@ -296,12 +294,12 @@ impl UpstreamClient {
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         match self.protocol {
-            ProtocolSpec::Http1 => {
+            Protocol::Http1 => {
                 let mut request = request;
                 keep_unsized_body(&mut request);
                 self.send_http1(endpoint, request, connect_timeout).await
             }
-            ProtocolSpec::H2 => self.send_h2(endpoint, request, connect_timeout).await,
+            Protocol::H2 => self.send_h2(endpoint, request, connect_timeout).await,
         }
     }
 
