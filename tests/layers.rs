@@ -80,11 +80,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "issue #12: moved by the core work (ProxyBody)",
     ),
     (
-        "pipeline/versioning",
-        "pipeline/handler",
-        "issue #12: moved by the core work (affinity_hash; the circle handler <-> versioning)",
-    ),
-    (
         "pipeline",
         "config",
         "issue #12: moved by the core work (the hyper engine reads Plan and ListenerPlan)",

@@ -36,7 +36,7 @@ use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::client_ip_of;
 use crate::pipeline::response_head;
-use crate::pipeline::versioning::{choose_target, is_admin_token};
+use crate::pipeline::versioning::choose_target;
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
@@ -412,7 +412,7 @@ impl Connection {
             route,
             &view,
             client_ip,
-            &|token| is_admin_token(gateway, token),
+            &|token| downstream.is_admin_token(token),
             gateway.rng(),
         );
         exchange.target = choice.target;

@@ -214,7 +214,7 @@ async fn proxy(
         &route,
         &view,
         client_ip,
-        &|token| versioning::is_admin_token(gateway, token),
+        &|token| downstream.is_admin_token(token),
         gateway.rng(),
     );
     // Junction's own: never sent to an endpoint, whatever the choice.

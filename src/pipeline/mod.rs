@@ -283,6 +283,14 @@ impl Downstream {
         }
     }
 
+    /// Whether `token` is the running plan's admin token (`x-junction-admin-token`).
+    pub fn is_admin_token(&self, token: &[u8]) -> bool {
+        let plan = self.gateway.plan();
+        plan.admin_token
+            .as_deref()
+            .is_some_and(|expected| crate::security::constant_time_eq(expected.as_bytes(), token))
+    }
+
     /// The plan this connection's requests run on: the current one, or, when a reload
     /// removed the connection's listener, the plan it was accepted under (to finish on).
     pub fn plan(&self) -> Arc<Plan> {

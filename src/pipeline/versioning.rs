@@ -21,14 +21,6 @@ pub static X_JUNCTION_VERSION: HeaderName = HeaderName::from_static("x-junction-
 pub static X_JUNCTION_ADMIN_TOKEN: HeaderName = HeaderName::from_static("x-junction-admin-token");
 
 /// The chosen target and, for a new sticky browser, the cookie to set.
-/// Whether `token` is the admin token of the running plan.
-pub fn is_admin_token(gateway: &crate::server::Gateway, token: &[u8]) -> bool {
-    let plan = gateway.plan();
-    plan.admin_token
-        .as_deref()
-        .is_some_and(|expected| crate::security::constant_time_eq(expected.as_bytes(), token))
-}
-
 pub struct Choice {
     pub target: usize,
     pub set_cookie: Option<HeaderValue>,
