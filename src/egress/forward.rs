@@ -291,7 +291,7 @@ async fn send_via(
         .client
         .send(
             &endpoint,
-            Request::from_parts(head, body),
+            Request::from_parts(head, body.into_request_body()),
             plan.limits.connect_timeout,
         )
         .await

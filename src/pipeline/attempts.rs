@@ -297,8 +297,11 @@ pub async fn forward(
 
         let sent = tokio::time::timeout(
             timeouts.response_headers,
-            pool.client
-                .send(&endpoint, Request::from_parts(head, body), timeouts.connect),
+            pool.client.send(
+                &endpoint,
+                Request::from_parts(head, body.into_request_body()),
+                timeouts.connect,
+            ),
         )
         .await;
         let sent = match sent {

@@ -407,7 +407,7 @@ async fn forward_upgrade(
     endpoint: &crate::upstream::Endpoint,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    let request = Request::from_parts(head, body);
+    let request = Request::from_parts(head, body.into_request_body());
     let timeouts = route.timeouts;
     let mut response = match tokio::time::timeout(
         timeouts.response_headers,

@@ -112,7 +112,7 @@ pub fn send_shadow(
         let Some(mirror) = &route.mirror else { return };
         let in_flight = endpoint.state.begin();
         let started = Instant::now();
-        let request = Request::from_parts(copy, super::ProxyBody::full(body));
+        let request = Request::from_parts(copy, crate::upstream::RequestBody::full(body));
         let sent = tokio::time::timeout(
             timeouts.response_headers,
             mirror

@@ -20,13 +20,13 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::Protocol;
+use super::request_body::RequestBody;
 use super::{Endpoint, EndpointState};
 use crate::normalize::is_idempotent;
 use crate::normalize::response as response_head;
-use crate::pipeline::ProxyBody;
 
-type H1Sender = http1::SendRequest<ProxyBody>;
-type H2Sender = http2::SendRequest<ProxyBody>;
+type H1Sender = http1::SendRequest<RequestBody>;
+type H2Sender = http2::SendRequest<RequestBody>;
 
 const DEFAULT_MAX_IDLE: usize = 256;
 
@@ -218,7 +218,7 @@ struct Reuse {
 
 /// hyper's HTTP/1.1 client sends a GET or HEAD body of unknown length as no
 /// body at all; a client's chunked GET body would be lost. Asking for chunking keeps it.
-fn keep_unsized_body(request: &mut Request<ProxyBody>) {
+fn keep_unsized_body(request: &mut Request<RequestBody>) {
     let body = request.body();
     let length_unknown = !body.is_end_stream() && body.size_hint().exact().is_none();
     if length_unknown
@@ -290,7 +290,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         match self.protocol {
@@ -306,7 +306,7 @@ impl UpstreamClient {
     async fn send_http1(
         &self,
         endpoint: &Endpoint,
-        mut request: Request<ProxyBody>,
+        mut request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
@@ -398,7 +398,7 @@ impl UpstreamClient {
     async fn send_h2(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
@@ -437,7 +437,7 @@ impl UpstreamClient {
     pub async fn send_upgrade(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
         let mut connection = self.connect_http1(endpoint, connect_timeout, true).await?;
@@ -603,15 +603,11 @@ fn settle(response: &mut Response<Incoming>, endpoint: &Endpoint) -> Result<bool
 
 /// A copy of an idempotent request whose body can be sent again (none, or bytes in
 /// hand), for a reused connection that closes before it answers.
-fn replayable_copy(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+fn replayable_copy(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     if !is_idempotent(request.method()) {
         return None;
     }
-    let body = match request.body() {
-        ProxyBody::Full(Some(bytes)) => ProxyBody::full(bytes.clone()),
-        body if body.is_end_stream() => ProxyBody::Empty,
-        _ => return None,
-    };
+    let body = request.body().replay()?;
     let mut copy = Request::new(body);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();

@@ -5,6 +5,7 @@
 mod client;
 mod endpoint;
 pub mod health;
+mod request_body;
 mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -15,6 +16,7 @@ pub(crate) use client::connect_tcp;
 pub use client::{Dialer, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
+pub use request_body::{BodyError, RequestBody};
 
 pub use tls::client_config;
 
