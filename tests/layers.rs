@@ -90,11 +90,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "issue #12: moved by the core work (Downstream holds the Gateway)",
     ),
     (
-        "pipeline/handler",
-        "egress",
-        "issue #12: moved by the core work (egress dispatched inside the gateway handler)",
-    ),
-    (
         "routing/mod",
         "pipeline",
         "issue #12: moved by the core work (a Route holds its FilterChain, from pipeline/mod.rs)",

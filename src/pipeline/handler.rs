@@ -37,9 +37,6 @@ pub async fn handle(
     let gateway = &downstream.gateway;
     let plan = downstream.plan();
     let listener = plan.listener(&downstream.listener);
-    if let Some(egress) = listener.and_then(|l| l.egress.as_ref()) {
-        return Ok(crate::egress::handle(request, egress, downstream.peer).await);
-    }
     let log = gateway
         .telemetry
         .access_log
