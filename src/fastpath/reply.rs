@@ -186,6 +186,21 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
 /// the lines Junction owns (framing, `connection`, `x-request-id`; refused when the
 /// config is compiled), so this never changes how the body is framed.
 pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
+    // The common case (lines only added, or set where the endpoint sent none of that
+    // name): the added lines go in before the empty line, in place.
+    let body_of_head = &out[..out.len().saturating_sub(2)];
+    let drops_a_line = edits.replaces_any()
+        && body_of_head
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .filter_map(|line| line.iter().position(|&b| b == b':').map(|at| &line[..at]))
+            .any(|name| !edits.keeps(name));
+    if !drops_a_line {
+        out.truncate(out.len().saturating_sub(2));
+        edits.write_added(out);
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
     let mut edited = Vec::with_capacity(out.len() + 128);
     let mut lines = out.split(|&b| b == b'\n');
     if let Some(status) = lines.next() {

@@ -110,14 +110,6 @@ pub struct HeaderEdits {
     edits: Vec<(HeaderName, Edit)>,
 }
 
-/// What the edits leave of one header name.
-pub struct Outcome<'a> {
-    pub name: &'a HeaderName,
-    /// The source's own lines of this name stay.
-    pub keeps_source: bool,
-    pub added: Vec<&'a HeaderValue>,
-}
-
 impl HeaderEdits {
     pub const fn new() -> Self {
         HeaderEdits { edits: Vec::new() }
@@ -154,64 +146,59 @@ impl HeaderEdits {
         keeps
     }
 
-    /// Every name the edits touch, with what they leave of it, in the order first touched.
-    pub fn outcomes(&self) -> Vec<Outcome<'_>> {
-        let mut outcomes: Vec<Outcome<'_>> = Vec::new();
-        for (name, edit) in &self.edits {
-            let at = match outcomes.iter().position(|o| o.name == name) {
-                Some(at) => at,
-                None => {
-                    outcomes.push(Outcome {
-                        name,
-                        keeps_source: true,
-                        added: Vec::new(),
-                    });
-                    outcomes.len() - 1
-                }
-            };
-            let outcome = &mut outcomes[at];
-            match edit {
-                Edit::Remove => {
-                    outcome.keeps_source = false;
-                    outcome.added.clear();
-                }
-                Edit::Set(value) => {
-                    outcome.keeps_source = false;
-                    outcome.added.clear();
-                    outcome.added.push(value);
-                }
-                Edit::Append(value) => outcome.added.push(value),
-            }
-        }
-        outcomes
+    /// Whether edit `at` still stands: no later edit removes or sets its name.
+    fn stands(&self, at: usize) -> bool {
+        let name = &self.edits[at].0;
+        !self.edits[at + 1..]
+            .iter()
+            .any(|(later, edit)| later == name && !matches!(edit, Edit::Append(_)))
     }
 
-    /// Applies the edits to a header map (the hyper engine's rendering).
+    /// The values the edits add that still stand, in the order asked.
+    fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.edits
+            .iter()
+            .enumerate()
+            .filter_map(|(at, (name, edit))| match edit {
+                Edit::Set(value) | Edit::Append(value) if self.stands(at) => Some((name, value)),
+                _ => None,
+            })
+    }
+
+    /// Applies the edits to a header map, in order (the hyper engine's rendering).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        if self.edits.is_empty() {
-            return;
-        }
-        for outcome in self.outcomes() {
-            if !outcome.keeps_source {
-                headers.remove(outcome.name);
-            }
-            for value in outcome.added {
-                headers.append(outcome.name.clone(), value.clone());
+        for (name, edit) in &self.edits {
+            match edit {
+                Edit::Remove => {
+                    headers.remove(name);
+                }
+                Edit::Set(value) => {
+                    headers.insert(name.clone(), value.clone());
+                }
+                Edit::Append(value) => {
+                    headers.append(name.clone(), value.clone());
+                }
             }
         }
     }
 
     /// Writes the lines the edits add, as `name: value\r\n` (the HTTP/1.1 engine's
-    /// rendering; it leaves out the source lines `keeps` refuses).
+    /// rendering; it leaves out the source lines `keeps` refuses). Together they mean
+    /// what `apply` does.
     pub fn write_added(&self, out: &mut Vec<u8>) {
-        for outcome in self.outcomes() {
-            for value in outcome.added {
-                out.extend_from_slice(outcome.name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+        for (name, value) in self.added() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
+    }
+
+    /// Whether the edits remove or replace any header (rather than only add lines).
+    pub fn replaces_any(&self) -> bool {
+        self.edits
+            .iter()
+            .any(|(_, edit)| !matches!(edit, Edit::Append(_)))
     }
 }
 

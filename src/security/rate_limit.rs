@@ -75,7 +75,13 @@ impl Gcra {
             return Err(tat.duration_since(now) - allowance);
         }
         let next = tat + self.emission;
-        tats.insert(key.to_string(), next);
+        // Most keys come back: update in place, allocating the key only when new.
+        match tats.get_mut(key) {
+            Some(slot) => *slot = next,
+            None => {
+                tats.insert(key.to_string(), next);
+            }
+        }
         let used = next.duration_since(now);
         let remaining =
             (self.period.saturating_sub(used).as_nanos() / self.emission.as_nanos().max(1)) as u64;
