@@ -3,24 +3,25 @@
 //! (`fast_path = false`), started from one config, in front of scripted raw upstreams
 //! that record what they parse and answer with a generated reply. For every case, what
 //! the upstream saw (endpoint, request line, header multiset, body, how many requests:
-//! retries) and what the client saw (status, header multiset, de-chunked body, whether
-//! the connection stayed usable) must be the same on both.
+//! retries) and what the client saw (interim answers, status, header multiset,
+//! de-chunked body, trailer fields, whether the connection stayed usable) must be the
+//! same on both.
 //!
 //! The route under test carries the policies both engines must run through the one core:
 //! an address allow list, header rules (a `deny` and a `tag` on the user agent),
 //! `request_headers` and `response_headers` set/remove, a request rate limit that never
 //! trips, `retries` on 503, and a split of two pools, sticky on `x-user`. A plain route,
 //! a route whose rate limit trips after 4 requests and a route whose allow list refuses
-//! the test's address sit beside it. The generators and the comparison are in
-//! tests/support/differential.rs.
+//! the test's address sit beside it. What is generated is in
+//! tests/support/differential/cases.rs, what is compared in outcome.rs there.
 //!
 //! Both engines share the upstreams, so the balancer (a hash over the endpoints'
 //! addresses) picks alike. Not compared, each for the reason given where it is taken
 //! out: `date`, the order and case of header lines (compared as a sorted multiset of
 //! lowercased names), the proxy hop's random `traceparent` span id, the clock's values
 //! on the route whose budget trips, and which upstream connection carried a request.
-//! Two real differences between the engines are left out of the property by shape and
-//! pinned by ignored tests at the end (`-- --ignored` shows them failing); see
+//! Three real differences between the engines are left out of the property by shape
+//! and pinned by ignored tests at the end (`-- --ignored` shows them failing); see
 //! `without_known_differences`.
 //!
 //! Cases: `PROPTEST_CASES` (default 128). `ENGINE_DIFF_ALL=1` reports every differing
@@ -28,15 +29,19 @@
 
 mod support;
 
-#[path = "support/differential.rs"]
-mod differential;
+#[path = "support/differential"]
+mod differential {
+    pub mod cases;
+    pub mod outcome;
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use differential::*;
+use differential::cases::*;
+use differential::outcome::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use support::proxy::RunningProxy;
 use support::raw_http::{Seen, Step, Upstream, ok, reply as raw_reply};
@@ -285,7 +290,15 @@ fn without_clock(request: &Request, outcome: &mut Outcome) {
 /// hyper then frames the finished body by length; event streams, whose head is not
 /// held, are chunked on both. Both are an empty body; the framing line is not compared
 /// for that shape.
+///
+/// Difference 3 (`trailer_fields_of_a_chunked_answer_reach_the_client_alike`): the
+/// trailer section of an endpoint's chunked answer reaches the client through the fast
+/// path (which relays a chunked body as it is) and is dropped by hyper, whether or not
+/// the client sent `TE: trailers`. Trailer lines are not compared.
 fn without_known_differences(case: &Case, outcome: &mut Outcome) {
+    if let Ok(answer) = &mut outcome.client {
+        answer.trailers.clear();
+    }
     if case.request.body.is_none() {
         for retry in outcome.upstream.iter_mut().skip(1) {
             retry
@@ -365,6 +378,9 @@ impl Bed {
                 if answer.after == After::Closed {
                     facts.push("connection closed".into());
                 }
+                if !answer.interim.is_empty() {
+                    facts.push(format!("interim {:?}", answer.interim));
+                }
             }
             Err(_) => facts.push("no answer".into()),
         }
@@ -393,19 +409,6 @@ impl Bed {
             replies.join("\n"),
             side_by_side((self.fast.name, &fast), (self.hyper.name, &hyper)),
         ))
-    }
-}
-
-/// The request's head and the length of its body.
-fn shown_request(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    match text.split_once("\r\n\r\n") {
-        Some((head, body)) => format!("{head}\r\n\r\n<{} body bytes>", body.len())
-            .lines()
-            .map(|line| format!("    {line}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        None => text.into_owned(),
     }
 }
 
@@ -482,6 +485,8 @@ fn reply(status: (u16, &'static str), framing: Framing, body_len: usize) -> Repl
         framing,
         body_len,
         retry_after: false,
+        trailer: false,
+        early_hints: false,
     }
 }
 
@@ -565,4 +570,33 @@ fn an_empty_chunked_or_close_delimited_answer_keeps_its_framing() {
         ],
     };
     engines_agree_on(&[Framing::Chunked(16), Framing::Close].map(answered));
+}
+
+/// `GET /plain` with `TE: trailers`, answered with a chunked body and a trailer field:
+/// the client gets the same trailer section from both engines (with or without the
+/// client's `TE: trailers`).
+///
+/// Today (difference 3):
+///
+/// ```text
+/// upstream answer:  HTTP/1.1 200 OK / Transfer-Encoding: chunked
+///                   5 CRLF hello CRLF 0 CRLF X-Checksum: abc CRLF CRLF
+/// fast path client: body "hello", trailer section "X-Checksum: abc"
+/// hyper client:     body "hello", no trailer section
+/// ```
+#[test]
+#[ignore = "engine difference 3: trailer fields of a chunked answer pass the fast path and are dropped by hyper"]
+fn trailer_fields_of_a_chunked_answer_reach_the_client_alike() {
+    let with_trailer = Reply {
+        trailer: true,
+        ..reply(STATUSES[0], Framing::Chunked(16), 5)
+    };
+    let asked = |headers| Case {
+        request: Request {
+            headers,
+            ..get("/plain")
+        },
+        replies: [with_trailer.clone(), with_trailer.clone()],
+    };
+    engines_agree_on(&[vec!["TE: trailers"], vec![]].map(asked));
 }
