@@ -1,7 +1,9 @@
 //! What the engine differential test (tests/engine_differential.rs) generates: client
 //! requests (method, target, headers from a pool, a Content-Length body) and the
-//! scripted upstream's answers (status, headers from a pool, body framing, a trailer
-//! field, a `103 Early Hints` first), one of each per case and one for a retry.
+//! scripted upstream's answers (status, headers from a pool, body framing: length,
+//! chunked, close-delimited, and two odd ones; a trailer field, a `103 Early Hints`
+//! first), one of each per case and one for a retry. Optional header names come in
+//! random case on both sides.
 
 use proptest::prelude::*;
 
@@ -75,6 +77,8 @@ pub struct Request {
     pub headers: Vec<&'static str>,
     /// A body with Content-Length, of this many bytes.
     pub body: Option<usize>,
+    /// Which letters of the optional headers' names are upper case.
+    pub name_case: u64,
 }
 
 impl Request {
@@ -84,8 +88,8 @@ impl Request {
             "{} {} HTTP/1.1\r\nHost: {HOST}\r\nX-Request-Id: diff-{id}\r\nX-Case: {id}\r\nX-User: {}\r\n",
             self.method, self.target, self.user
         );
-        for line in &self.headers {
-            text.push_str(line);
+        for (i, line) in self.headers.iter().enumerate() {
+            text.push_str(&recased(line, self.name_case.rotate_left(i as u32 * 11)));
             text.push_str("\r\n");
         }
         if let Some(length) = self.body {
@@ -105,6 +109,20 @@ impl Request {
             .copied()
             .unwrap_or("")
     }
+}
+
+/// `line` with the letters of its header name in upper or lower case as `flips` says.
+pub fn recased(line: &str, flips: u64) -> String {
+    let (name, rest) = line.split_once(':').unwrap_or((line, ""));
+    let name: String = name
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match flips >> (i % 64) & 1 {
+            1 => c.to_ascii_uppercase(),
+            _ => c.to_ascii_lowercase(),
+        })
+        .collect();
+    format!("{name}:{rest}")
 }
 
 /// `length` bytes of printable text, different for each `seed`.
@@ -163,13 +181,15 @@ pub fn request() -> impl Strategy<Value = Request> {
         proptest::sample::select(USERS),
         headers,
         body,
+        any::<u64>(),
     )
-        .prop_map(|(method, target, user, headers, body)| Request {
+        .prop_map(|(method, target, user, headers, body, name_case)| Request {
             method,
             target,
             user,
             headers,
             body,
+            name_case,
         })
 }
 
@@ -218,6 +238,11 @@ pub enum Framing {
     Chunked(usize),
     /// No length: the body ends when the upstream closes the connection.
     Close,
+    /// `Content-Length` twice, with the same value.
+    LengthTwice,
+    /// Chunked, and a `Content-Length` that is not the body's (RFC 9112 6.3: the
+    /// chunking wins, and the length must not be passed on).
+    ChunkedAndLength(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +258,8 @@ pub struct Reply {
     pub trailer: bool,
     /// A `103 Early Hints` comes first.
     pub early_hints: bool,
+    /// Which letters of the optional headers' names are upper case.
+    pub name_case: u64,
 }
 
 impl Reply {
@@ -247,8 +274,8 @@ impl Reply {
         if let Some(content_type) = self.content_type {
             head.push_str(&format!("Content-Type: {content_type}\r\n"));
         }
-        for line in &self.headers {
-            head.push_str(line);
+        for (i, line) in self.headers.iter().enumerate() {
+            head.push_str(&recased(line, self.name_case.rotate_left(i as u32 * 11)));
             head.push_str("\r\n");
         }
         // `Retry-After: 0`: a number of seconds holds the endpoint back that long
@@ -259,18 +286,30 @@ impl Reply {
         }
         let bodiless_status = code == 204 || code == 304;
         let body = pattern(self.body_len, code as usize);
+        let length = format!("Content-Length: {}\r\n", body.len());
         match self.framing {
+            // A 304 may say the length of what it did not send (RFC 9110 8.6).
+            Framing::Length | Framing::LengthTwice if code == 304 => head.push_str(&length),
             _ if bodiless_status => {}
-            Framing::Length => head.push_str(&format!("Content-Length: {}\r\n", body.len())),
+            Framing::Length => head.push_str(&length),
+            Framing::LengthTwice => {
+                head.push_str(&length);
+                head.push_str(&length);
+            }
             Framing::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+            Framing::ChunkedAndLength(_) => {
+                head.push_str("Transfer-Encoding: chunked\r\nContent-Length: 7\r\n")
+            }
             Framing::Close => {}
         }
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
         if method != "HEAD" && !bodiless_status {
             match self.framing {
-                Framing::Length | Framing::Close => bytes.extend_from_slice(&body),
-                Framing::Chunked(size) => {
+                Framing::Length | Framing::LengthTwice | Framing::Close => {
+                    bytes.extend_from_slice(&body)
+                }
+                Framing::Chunked(size) | Framing::ChunkedAndLength(size) => {
                     for piece in body.chunks(size) {
                         bytes.extend(chunk(piece));
                     }
@@ -297,9 +336,11 @@ pub fn reply() -> impl Strategy<Value = Reply> {
         1 => Just(STATUSES[7]),
     ];
     let framing = prop_oneof![
-        Just(Framing::Length),
-        (1..=1500usize).prop_map(Framing::Chunked),
-        Just(Framing::Close),
+        4 => Just(Framing::Length),
+        4 => (1..=1500usize).prop_map(Framing::Chunked),
+        4 => Just(Framing::Close),
+        1 => Just(Framing::LengthTwice),
+        1 => (1..=1500usize).prop_map(Framing::ChunkedAndLength),
     ];
     let body_len = prop_oneof![1 => Just(0), 4 => 0..=64usize, 2 => 0..=4096usize];
     (
@@ -311,6 +352,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
         any::<bool>(),
         proptest::bool::weighted(0.2),
         proptest::bool::weighted(0.1),
+        any::<u64>(),
     )
         .prop_map(
             |(
@@ -322,6 +364,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 retry_after,
                 trailer,
                 early_hints,
+                name_case,
             )| Reply {
                 status,
                 content_type,
@@ -331,6 +374,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 retry_after,
                 trailer,
                 early_hints,
+                name_case,
             },
         )
 }

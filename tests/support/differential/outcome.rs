@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
 
+use super::cases::{Case, Framing, Request};
 use crate::support::raw_http::{Framing as WireFraming, HOST, RawClient, STEP, Seen, find, within};
 
 // === What each side saw ===
@@ -178,6 +179,106 @@ pub fn side_by_side(left: (&str, &Outcome), right: (&str, &Outcome)) -> String {
         }
     }
     report
+}
+
+// === What the clock decides ===
+
+/// Takes out of `outcome` what the clock decides on the route whose budget trips: how
+/// long until the budget is whole again (`x-ratelimit-reset-requests`), and on its own
+/// 429, `Retry-After`, the wait in the message and so the body's length. The budget
+/// was spent at other instants on each engine.
+pub fn without_clock(request: &Request, outcome: &mut Outcome) {
+    if request.prefix() != "/limited" {
+        return;
+    }
+    let own_answer = outcome.upstream.is_empty();
+    let Ok(answer) = &mut outcome.client else {
+        return;
+    };
+    for (name, value) in &mut answer.headers {
+        let clock = match name.as_str() {
+            "x-ratelimit-reset-requests" => true,
+            "retry-after" | "content-length" => own_answer && answer.status == 429,
+            _ => false,
+        };
+        if clock {
+            *value = without_digits(value);
+        }
+    }
+    if own_answer && answer.status == 429 {
+        answer.body = without_digits(&String::from_utf8_lossy(&answer.body)).into_bytes();
+    }
+}
+
+// === Known differences ===
+//
+// Each is a real difference between the engines, pinned by an ignored test in
+// tests/engine_differential.rs that asserts the engines agree (run them with
+// `-- --ignored`). The property compares everything else about a case that shows one.
+
+/// Difference 1 (`a_retry_of_a_bodiless_request_has_no_content_length`): when a request
+/// without a body is sent again (a retry on 503), hyper's retry carries
+/// `content-length: 0`, which neither the client's request nor the first try had; the
+/// fast path sends the head as it was. The line is not compared on retries of bodiless
+/// requests.
+///
+/// Difference 2 (`an_empty_chunked_or_close_delimited_answer_keeps_its_framing`): an
+/// empty answer the endpoint sent chunked or close-delimited reaches the client as
+/// `content-length: 0` through hyper and as `transfer-encoding: chunked` (an empty
+/// chunked body) through the fast path. The full pipeline holds the head until the
+/// first frame of the body (`response_head::holds_head`), finds the end instead, and
+/// hyper then frames the finished body by length; event streams, whose head is not
+/// held, are chunked on both. Both are an empty body; the framing line is not compared
+/// for that shape.
+///
+/// Difference 3 (`trailer_fields_of_a_chunked_answer_reach_the_client_alike`): the
+/// trailer section of an endpoint's chunked answer reaches the client through the fast
+/// path (which relays a chunked body as it is) and is dropped by hyper, whether or not
+/// the client sent `TE: trailers`. Trailer lines are not compared.
+///
+/// Difference 4 (`a_304_keeps_the_content_length_it_was_sent_with`): a `304` whose
+/// endpoint said `Content-Length` (the length of the representation it did not send,
+/// RFC 9110 8.6) reaches the client with that line through the fast path and without it
+/// through hyper. The `content-length` of a 304 is not compared.
+pub fn without_known_differences(case: &Case, outcome: &mut Outcome) {
+    // 1.
+    if case.request.body.is_none() {
+        for retry in outcome.upstream.iter_mut().skip(1) {
+            retry
+                .headers
+                .retain(|(name, value)| !(name == "content-length" && value == "0"));
+        }
+    }
+    // The reply the client's answer came from, if any.
+    let reply = match outcome.upstream.len() {
+        0 => None,
+        n => Some(&case.replies[(n - 1).min(1)]),
+    };
+    let Ok(answer) = &mut outcome.client else {
+        return;
+    };
+    // 2.
+    let empty_unframed = reply.is_some_and(|reply| {
+        reply.body_len == 0
+            && !matches!(reply.framing, Framing::Length | Framing::LengthTwice)
+            && reply.content_type != Some("text/event-stream")
+    });
+    if empty_unframed && answer.body.is_empty() {
+        for (name, value) in &mut answer.headers {
+            let framing = (name == "transfer-encoding" && value == "chunked")
+                || (name == "content-length" && value == "0");
+            if framing {
+                (*name, *value) = ("<framing of an empty body>".into(), String::new());
+            }
+        }
+        answer.headers.sort();
+    }
+    // 3.
+    answer.trailers.clear();
+    // 4.
+    if answer.status == 304 {
+        answer.headers.retain(|(name, _)| name != "content-length");
+    }
 }
 
 // === The client's side ===
