@@ -476,3 +476,39 @@ key_file = "audit.key"
     assert_eq!(code, Some(1));
     assert_eq!(errors, ["audit.key_file (line 2): needs audit.path"]);
 }
+
+/// Header rules may not touch what the proxy writes itself, so that an edit means the
+/// same on both engines.
+#[tokio::test]
+async fn header_rules_naming_proxy_owned_headers_are_refused() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "chat"
+pool = "p"
+request_headers = { set = { "x-forwarded-for" = "1.2.3.4", "x-team" = "a" }, remove = ["Content-Length"] }
+response_headers = { remove = ["x-junction-version", "server"] }
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    for (error, path) in errors.iter().zip([
+        "routes[0].request_headers.set.x-forwarded-for",
+        "routes[0].request_headers.remove[0]",
+        "routes[0].response_headers.remove[0]",
+    ]) {
+        assert!(error.starts_with(path), "{errors:#?}");
+    }
+    assert!(
+        errors[0].contains("written by the proxy itself"),
+        "{errors:#?}"
+    );
+}

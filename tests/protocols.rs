@@ -463,10 +463,10 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
     );
 }
 
-/// Plain requests stay on the HTTP/1.1 fast path however many there are, `hash`
-/// balancing included; a connection whose request the fast path does not take (a chunked
-/// upload, a route with retries) is handed to the full pipeline once, counted by reason,
-/// and answered.
+/// Requests stay on the HTTP/1.1 fast path however many there are, `hash` balancing and
+/// route policies (retries, address lists, rate limits) included; a connection whose
+/// request the fast path does not take (a chunked upload, a route with a first-token
+/// timeout) is handed to the full pipeline once, counted by reason, and answered.
 #[tokio::test]
 async fn plain_requests_stay_on_the_fast_path_and_the_rest_is_handed_off() {
     let upstream = TestUpstream::named("h1").start().await;
@@ -492,6 +492,14 @@ name = "retried"
 match = {{ path_prefix = "/retried" }}
 pool = "p"
 retries = {{ attempts = 2 }}
+allow = ["127.0.0.0/8"]
+rate_limit = {{ requests = 1000, per = "1s" }}
+
+[[routes]]
+name = "first-token"
+match = {{ path_prefix = "/first-token" }}
+pool = "p"
+timeouts = {{ first_token = "5s" }}
 
 [[routes]]
 name = "all"
@@ -538,7 +546,7 @@ pool = "p"
         .unwrap();
         assert_eq!(hashed.status(), 200);
     }
-    for reason in ["request", "size", "route", "endpoint"] {
+    for reason in ["request", "size", "route"] {
         assert_eq!(
             handoffs(reason).await,
             0.0,
@@ -562,10 +570,25 @@ pool = "p"
     assert_eq!(echo["body_len"], 40);
     assert_eq!(handoffs("request").await, 1.0);
 
+    // Policies run on the fast engine: no hand-off.
     let retried = within("retried route", client().get(proxy.url("/retried")).send())
         .await
         .unwrap();
     assert_eq!(retried.status(), 200);
+    assert!(
+        retried
+            .headers()
+            .contains_key("x-ratelimit-remaining-requests")
+    );
+    assert_eq!(handoffs("route").await, 0.0);
+    // What only hyper does (a first-token timeout) goes there.
+    let waited = within(
+        "first-token route",
+        client().get(proxy.url("/first-token")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(waited.status(), 200);
     assert_eq!(handoffs("route").await, 1.0);
 }
 

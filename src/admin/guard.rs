@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
+use crate::normalize::host::parse_host;
 use crate::pipeline::{ProxyBody, json_error};
 use crate::server::Gateway;
 
@@ -48,41 +49,6 @@ impl Identity<'_> {
             }
         })
     }
-}
-
-/// Splits `name[:port]` or `[v6][:port]`; `None` if it is not a plain host (a scheme,
-/// path, user info, space or bare IPv6 address in it).
-pub fn parse_host(text: &str) -> Option<(&str, Option<u16>)> {
-    let (name, port) = if text.starts_with('[') {
-        let end = text.find(']')?;
-        let (name, rest) = text.split_at(end + 1);
-        name[1..end].parse::<std::net::Ipv6Addr>().ok()?;
-        match rest {
-            "" => (name, None),
-            rest => (name, Some(rest.strip_prefix(':')?)),
-        }
-    } else {
-        match text.split_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (text, None),
-        }
-    };
-    let valid_name = name.starts_with('[')
-        || (!name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
-    if !valid_name {
-        return None;
-    }
-    let port = match port {
-        None => None,
-        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(port.parse::<u16>().ok()?)
-        }
-        Some(_) => return None,
-    };
-    Some((name, port))
 }
 
 /// The refusal for a request the admin API must not serve, if it is one.

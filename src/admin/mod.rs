@@ -4,8 +4,7 @@
 
 mod control;
 mod guard;
-
-pub use guard::parse_host;
+mod metrics;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,7 +50,7 @@ pub async fn handle(
         (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
         (&Method::GET, "/api/stats") => json_response(StatusCode::OK, &stats(&gateway)),
         (&Method::GET, "/metrics") => {
-            let text = crate::telemetry::render(&gateway.telemetry, &gateway.plan());
+            let text = metrics::render(&gateway.telemetry, &gateway.plan());
             let mut response = Response::new(ProxyBody::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -124,7 +123,7 @@ fn pools(gateway: &Gateway) -> Value {
                 "name": &*pool.name,
                 "version": pool.version.as_deref(),
                 "balance": spec.map(|s| s.balance),
-                "protocol": pool.protocol,
+                "protocol": pool.protocol.as_str(),
                 "endpoints": endpoints,
             })
         })

@@ -1,10 +1,9 @@
 //! Least connections: the endpoint with the fewest in-flight requests relative to its
 //! weight. Ties go to the next endpoint in rotation, so idle pools still spread load.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::upstream::Endpoint;
+use super::Candidate;
 
 #[derive(Default)]
 pub struct LeastConn {
@@ -12,7 +11,11 @@ pub struct LeastConn {
 }
 
 impl LeastConn {
-    pub fn pick(&self, endpoints: &[Arc<Endpoint>], skip: &dyn Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick(
+        &self,
+        endpoints: &[impl Candidate],
+        skip: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let n = endpoints.len();
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<(usize, u64, u64)> = None; // (index, in_flight, weight)
@@ -21,8 +24,8 @@ impl LeastConn {
             if skip(i) {
                 continue;
             }
-            let load = endpoints[i].state.in_flight();
-            let weight = u64::from(endpoints[i].weight);
+            let load = endpoints[i].in_flight();
+            let weight = u64::from(endpoints[i].weight());
             // load_i / weight_i < load_best / weight_best, without division.
             let better = match best {
                 None => true,

@@ -1,6 +1,7 @@
 //! Load-balancing policies: given a pool's endpoints, pick one. Each policy honours
 //! endpoint weights and can skip endpoints the caller rules out (down, already tried).
 //! Policies read live per-endpoint counters (in-flight, latency) but never lock.
+//! They know an endpoint only as a [`Candidate`]: this module sits below `upstream`.
 
 mod hashing;
 mod least_conn;
@@ -16,9 +17,46 @@ pub use hashing::{mix64, stable_hash};
 pub use p2c_ewma::PeakEwma;
 pub use rng::SplitMix;
 
-use crate::upstream::Endpoint;
+/// The policies a pool can name in `balance = "..."`: the run-time form of the
+/// config's `BalanceSpec`, converted once when the plan is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    RoundRobin,
+    LeastConn,
+    P2cEwma,
+    Hash,
+    Random,
+}
 
-/// The policies a pool can name in `balance = "..."`.
+/// What a policy reads of an endpoint. `upstream::Endpoint` is one; the policies are
+/// generic over it, so a pick costs no dynamic dispatch.
+pub trait Candidate {
+    /// Relative share of requests, at least 1 in a compiled pool.
+    fn weight(&self) -> u32;
+    /// Requests sent and not yet finished.
+    fn in_flight(&self) -> u64;
+    /// Peak-EWMA latency estimate ([`PeakEwma::estimate_nanos`]).
+    fn latency_nanos(&self) -> f64;
+    /// Stable across instances: the endpoint's identity in consistent hashing.
+    fn identity_hash(&self) -> u64;
+}
+
+impl<T: Candidate + ?Sized> Candidate for Arc<T> {
+    fn weight(&self) -> u32 {
+        (**self).weight()
+    }
+    fn in_flight(&self) -> u64 {
+        (**self).in_flight()
+    }
+    fn latency_nanos(&self) -> f64 {
+        (**self).latency_nanos()
+    }
+    fn identity_hash(&self) -> u64 {
+        (**self).identity_hash()
+    }
+}
+
+/// A pool's balancer: a [`Policy`] with its state (rotation, random source).
 pub enum Balancer {
     RoundRobin(round_robin::SmoothWeighted),
     LeastConn(least_conn::LeastConn),
@@ -28,31 +66,24 @@ pub enum Balancer {
 }
 
 impl Balancer {
-    pub fn new(
-        spec: crate::config::spec::BalanceSpec,
-        weights: &[u32],
-        rng: Arc<SplitMix>,
-    ) -> Self {
-        use crate::config::spec::BalanceSpec;
-        match spec {
-            BalanceSpec::RoundRobin => {
-                Balancer::RoundRobin(round_robin::SmoothWeighted::new(weights))
-            }
-            BalanceSpec::LeastConn => Balancer::LeastConn(least_conn::LeastConn::default()),
-            BalanceSpec::P2cEwma => Balancer::P2cEwma(p2c_ewma::PowerOfTwo::new(rng)),
-            BalanceSpec::Hash => Balancer::Hash(rendezvous::Rendezvous::new(
+    pub fn new(policy: Policy, weights: &[u32], rng: Arc<SplitMix>) -> Self {
+        match policy {
+            Policy::RoundRobin => Balancer::RoundRobin(round_robin::SmoothWeighted::new(weights)),
+            Policy::LeastConn => Balancer::LeastConn(least_conn::LeastConn::default()),
+            Policy::P2cEwma => Balancer::P2cEwma(p2c_ewma::PowerOfTwo::new(rng)),
+            Policy::Hash => Balancer::Hash(rendezvous::Rendezvous::new(
                 random::WeightedRandom::new(rng),
             )),
-            BalanceSpec::Random => Balancer::Random(random::WeightedRandom::new(rng)),
+            Policy::Random => Balancer::Random(random::WeightedRandom::new(rng)),
         }
     }
 
     /// Picks an endpoint index. `request_key` is the hash of the request's affinity key
     /// (only `hash` uses it); `skip(i)` rules endpoint `i` out. `None` when every
     /// endpoint is ruled out.
-    pub fn pick(
+    pub fn pick<E: Candidate>(
         &self,
-        endpoints: &[Arc<Endpoint>],
+        endpoints: &[E],
         request_key: Option<u64>,
         skip: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {

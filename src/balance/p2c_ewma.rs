@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::Candidate;
 use super::SplitMix;
-use crate::upstream::Endpoint;
 
 /// Decay time constant of the latency average.
 const DECAY: Duration = Duration::from_secs(10);
@@ -25,7 +25,11 @@ impl PowerOfTwo {
         PowerOfTwo { rng }
     }
 
-    pub fn pick(&self, endpoints: &[Arc<Endpoint>], skip: &dyn Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick(
+        &self,
+        endpoints: &[impl Candidate],
+        skip: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let eligible: Vec<usize> = (0..endpoints.len()).filter(|i| !skip(*i)).collect();
         match eligible.len() {
             0 => None,
@@ -47,9 +51,9 @@ impl PowerOfTwo {
     }
 }
 
-fn cost(endpoint: &Endpoint) -> f64 {
-    let latency = endpoint.state.latency.estimate_nanos();
-    latency * (endpoint.state.in_flight() as f64 + 1.0) / f64::from(endpoint.weight.max(1))
+fn cost(endpoint: &impl Candidate) -> f64 {
+    let latency = endpoint.latency_nanos();
+    latency * (endpoint.in_flight() as f64 + 1.0) / f64::from(endpoint.weight().max(1))
 }
 
 /// Peak-EWMA latency of one endpoint, kept in atomics (f64 bits, last update time) so

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::Candidate;
 use super::SplitMix;
-use crate::upstream::Endpoint;
 
 pub struct WeightedRandom {
     rng: Arc<SplitMix>,
@@ -14,10 +14,14 @@ impl WeightedRandom {
         WeightedRandom { rng }
     }
 
-    pub fn pick(&self, endpoints: &[Arc<Endpoint>], skip: &dyn Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick(
+        &self,
+        endpoints: &[impl Candidate],
+        skip: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let total: u64 = (0..endpoints.len())
             .filter(|i| !skip(*i))
-            .map(|i| u64::from(endpoints[i].weight))
+            .map(|i| u64::from(endpoints[i].weight()))
             .sum();
         if total == 0 {
             return None;
@@ -27,7 +31,7 @@ impl WeightedRandom {
             if skip(i) {
                 continue;
             }
-            let weight = u64::from(endpoint.weight);
+            let weight = u64::from(endpoint.weight());
             if ticket < weight {
                 return Some(i);
             }

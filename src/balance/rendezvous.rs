@@ -3,11 +3,9 @@
 //! that endpoint held (1/n), and the result is identical on every instance.
 //! Requests without a key are spread by weighted random.
 
-use std::sync::Arc;
-
+use super::Candidate;
 use super::mix64;
 use super::random::WeightedRandom;
-use crate::upstream::Endpoint;
 
 pub struct Rendezvous {
     fallback: WeightedRandom,
@@ -20,7 +18,7 @@ impl Rendezvous {
 
     pub fn pick(
         &self,
-        endpoints: &[Arc<Endpoint>],
+        endpoints: &[impl Candidate],
         key: Option<u64>,
         skip: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
@@ -32,7 +30,7 @@ impl Rendezvous {
             if skip(i) {
                 continue;
             }
-            let score = weighted_score(key, endpoint.identity_hash, endpoint.weight);
+            let score = weighted_score(key, endpoint.identity_hash(), endpoint.weight());
             if best.is_none_or(|(_, best_score)| score > best_score) {
                 best = Some((i, score));
             }

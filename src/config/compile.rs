@@ -3,14 +3,12 @@
 //! collected with its key path; nothing here panics on bad input.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::CompileContext;
+use super::checks::{Errors, check_unique, duration_or, parse_addr, parse_cidrs, resolve};
 use super::plan::{BodyTimeouts, ListenerPlan, Plan};
 use super::spec::{AccessLogSpec, ConfigSpec, MetricsSpec, SizeSpec};
 use super::units::{parse_byte_size, parse_duration};
@@ -23,9 +21,6 @@ use crate::telemetry::{
 const DEFAULT_MODEL_BODY_LIMIT: u64 = 1 << 20;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_TOKEN_ENV: &str = "JUNCTION_ADMIN_TOKEN";
-
-/// Errors as (key path, message).
-pub(super) type Errors = Vec<(String, String)>;
 
 pub fn compile(
     spec: ConfigSpec,
@@ -267,7 +262,7 @@ fn compile_audit(
 fn compile_admin_hosts(hosts: &[String], errors: &mut Errors) -> Vec<Arc<str>> {
     let mut out = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
-        match crate::admin::parse_host(host) {
+        match crate::normalize::host::parse_host(host) {
             Some(_) => out.push(Arc::from(host.to_ascii_lowercase())),
             None => errors.push((
                 format!("admin.hosts[{i}]"),
@@ -278,35 +273,6 @@ fn compile_admin_hosts(hosts: &[String], errors: &mut Errors) -> Vec<Arc<str>> {
         }
     }
     out
-}
-
-pub(super) fn parse_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {
-    text.parse::<SocketAddr>()
-        .map_err(|_| {
-            errors.push((
-                path.into(),
-                format!("{text:?} is not an IP:port address, e.g. \"127.0.0.1:8080\""),
-            ))
-        })
-        .ok()
-}
-
-pub(super) fn check_unique<'a>(
-    names: impl Iterator<Item = &'a str>,
-    what: &str,
-    errors: &mut Errors,
-) {
-    let mut seen = HashSet::new();
-    for (i, name) in names.enumerate() {
-        if name.is_empty() {
-            errors.push((format!("{what}[{i}].name"), "name must not be empty".into()));
-        } else if !seen.insert(name) {
-            errors.push((
-                format!("{what}[{i}].name"),
-                format!("duplicate name {name:?}"),
-            ));
-        }
-    }
 }
 
 fn compile_listeners(
@@ -342,7 +308,7 @@ fn compile_listeners(
         let tls = listener.tls.as_ref().and_then(|tls| {
             let cert = resolve(base, &tls.cert);
             let key = resolve(base, &tls.key);
-            crate::server::tls::server_config(&cert, &key)
+            super::tls::server_config(&cert, &key)
                 .map_err(|(key, message)| errors.push((format!("{path}.tls.{key}"), message)))
                 .ok()
         });
@@ -423,52 +389,4 @@ fn compile_listeners(
         }
     }
     out
-}
-
-/// CIDRs or bare addresses (taken as /32 or /128).
-pub(super) fn parse_cidrs(items: &[String], path: &str, errors: &mut Errors) -> Vec<IpNet> {
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            text.parse::<IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    errors.push((
-                        format!("{path}[{i}]"),
-                        format!("{text:?} is not a CIDR (\"10.0.0.0/8\") or IP address"),
-                    ))
-                })
-                .ok()
-        })
-        .collect()
-}
-
-pub(super) fn resolve(base: &Path, file: &str) -> String {
-    let path = Path::new(file);
-    if path.is_absolute() {
-        file.to_string()
-    } else {
-        base.join(path).to_string_lossy().into_owned()
-    }
-}
-
-pub(super) fn duration_or(
-    text: &Option<String>,
-    default: Duration,
-    path: &str,
-    errors: &mut Errors,
-) -> Duration {
-    match text.as_deref().map(parse_duration) {
-        None => default,
-        Some(Ok(duration)) if !duration.is_zero() => duration,
-        Some(Ok(_)) => {
-            errors.push((path.into(), "must be greater than zero".into()));
-            default
-        }
-        Some(Err(e)) => {
-            errors.push((path.into(), e));
-            default
-        }
-    }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CompileContext;
-use super::compile::{Errors, duration_or, parse_addr};
+use super::checks::{Errors, duration_or, parse_addr};
 use super::plan::ListenerPlan;
-use super::spec::{ConfigSpec, EgressSpec, ProtocolSpec};
+use super::spec::{ConfigSpec, EgressSpec};
 use super::units::{parse_byte_size, parse_rate};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
@@ -18,6 +18,7 @@ use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
 use crate::egress::{Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule};
 use crate::routing::{Glob, Route, RouteTable};
+use crate::upstream::Protocol;
 
 const ROBOTS_TTL: Duration = Duration::from_secs(3600);
 const ROBOTS_MAX_SITES: usize = 10_000;
@@ -126,7 +127,7 @@ fn compile_parts(
                 .map(|f| base.join(f))
                 .as_deref()
                 .and_then(|p| p.to_str()),
-            ProtocolSpec::Http1,
+            Protocol::Http1,
         )
     }) {
         None => None,

@@ -3,6 +3,7 @@
 //! naming its key path and line, and the result is compiled into an immutable [`Plan`]
 //! that the server swaps in atomically.
 
+mod checks;
 mod compile;
 mod egress;
 mod locate;
@@ -11,6 +12,7 @@ mod pools;
 mod routes;
 mod security;
 pub mod spec;
+mod tls;
 pub mod units;
 
 use std::fmt;
@@ -74,6 +76,9 @@ impl ConfigErrors {
 
 /// Shared inputs of plan compilation that outlive any one plan.
 pub struct CompileContext<'a> {
+    /// Read only: a kept endpoint gets the state the plan in force has for it. New
+    /// state is registered when the plan is swapped in (`Registry::adopt`), so
+    /// compiling a plan that is then refused changes nothing.
     pub registry: &'a Registry,
     pub telemetry: &'a Arc<Telemetry>,
     pub audit: &'a Arc<crate::security::audit::AuditLog>,

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::spec::{ConfigSpec, ProtocolSpec};
+use super::spec::ConfigSpec;
 use crate::canary::RouteControl;
 use crate::routing::RouteTable;
 use crate::telemetry::{AccessLogSettings, RouteMetrics};
-use crate::upstream::Pool;
+use crate::upstream::{EndpointKey, EndpointState, Pool};
 
 pub struct Plan {
     /// The config as written, for `/api/config`.
@@ -107,14 +107,16 @@ impl Plan {
             .find(|r| &*r.name == name)
     }
 
-    /// The (pool, url, protocol) of every endpoint: the endpoint state to keep.
-    pub fn endpoint_keys(&self) -> Vec<(String, String, ProtocolSpec)> {
+    /// Every endpoint's key and the state this plan holds for it: what the registry
+    /// adopts when the plan is swapped in.
+    pub fn endpoint_states(&self) -> Vec<(EndpointKey, Arc<EndpointState>)> {
         self.pools
             .iter()
             .flat_map(|pool| {
-                pool.endpoints
-                    .iter()
-                    .map(|e| (pool.name.to_string(), e.url.to_string(), pool.protocol))
+                pool.endpoints.iter().map(|e| {
+                    let key = (pool.name.to_string(), e.url.to_string(), pool.protocol);
+                    (key, e.state.clone())
+                })
             })
             .collect()
     }

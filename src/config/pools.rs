@@ -1,6 +1,7 @@
 //! Compiling `[[pools]]`: endpoints, balancing, TLS, health checks, outlier detection,
 //! limits and fallbacks.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,12 +9,13 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::CompileContext;
-use super::compile::{Errors, check_unique, duration_or, resolve};
+use super::checks::{Errors, check_unique, duration_or, policy, protocol, resolve};
 use super::spec::{BalanceSpec, HealthSpec, LimitsSpec, OutlierSpec, PoolSpec};
 use crate::balance::Balancer;
 use crate::upstream::health::parse_status_ranges;
 use crate::upstream::{
-    Endpoint, HashKey, HealthCheck, Limits, OutlierDetection, Pool, UpstreamClient, UpstreamUrl,
+    Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, OutlierDetection, Pool,
+    UpstreamClient, UpstreamUrl,
 };
 
 const MAX_WEIGHT: u32 = 1000;
@@ -25,6 +27,7 @@ pub(super) fn compile_pools(
     errors: &mut Errors,
 ) -> Vec<(String, Arc<Pool>)> {
     check_unique(pools.iter().map(|p| p.name.as_str()), "pools", errors);
+    let mut states: HashMap<EndpointKey, Arc<EndpointState>> = HashMap::new();
     let mut out = Vec::new();
     for (i, spec) in pools.iter().enumerate() {
         let path = format!("pools[{i}]");
@@ -62,6 +65,7 @@ pub(super) fn compile_pools(
             }
             (_, None) => None,
         };
+        let protocol = protocol(spec.protocol);
         let mut endpoints = Vec::new();
         for (j, endpoint) in spec.endpoints.iter().enumerate() {
             let endpoint_path = format!("{path}.endpoints[{j}]");
@@ -76,10 +80,13 @@ pub(super) fn compile_pools(
             }
             match UpstreamUrl::parse(&endpoint.url) {
                 Ok(target) => {
-                    let state =
-                        context
-                            .registry
-                            .state_for(&spec.name, &endpoint.url, spec.protocol);
+                    // The registry is only read: a new endpoint's state is registered
+                    // when the plan is swapped in. An endpoint named twice shares one.
+                    let key = (spec.name.clone(), endpoint.url.clone(), protocol);
+                    let state = states
+                        .entry(key)
+                        .or_insert_with_key(|key| context.registry.kept(key).unwrap_or_default())
+                        .clone();
                     endpoints.push(Arc::new(Endpoint::new(
                         &endpoint.url,
                         target,
@@ -99,7 +106,7 @@ pub(super) fn compile_pools(
         }
         let tls = if needs_tls {
             let ca_file = spec.ca_file.as_deref().map(|file| resolve(base, file));
-            crate::upstream::client_config(ca_file.as_deref(), spec.protocol)
+            crate::upstream::client_config(ca_file.as_deref(), protocol)
                 .map_err(|e| errors.push((format!("{path}.ca_file"), e)))
                 .ok()
         } else {
@@ -135,12 +142,12 @@ pub(super) fn compile_pools(
             name: spec.name.as_str().into(),
             version: spec.version.as_deref().map(Into::into),
             version_header,
-            balancer: Balancer::new(spec.balance, &weights, context.rng.clone()),
+            balancer: Balancer::new(policy(spec.balance), &weights, context.rng.clone()),
             hash_key,
             endpoints,
-            protocol: spec.protocol,
+            protocol,
             rewrite_host: spec.rewrite_host,
-            client: UpstreamClient::new(spec.protocol, tls, spec.max_idle_per_endpoint, &limits),
+            client: UpstreamClient::new(protocol, tls, spec.max_idle_per_endpoint, &limits),
             health,
             outlier,
             fallback: OnceLock::new(),

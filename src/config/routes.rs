@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::CompileContext;
-use super::compile::{Errors, check_unique, duration_or, parse_cidrs};
+use super::checks::{Errors, check_unique, duration_or, parse_cidrs};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;
@@ -20,8 +20,8 @@ use super::units::parse_byte_size;
 use crate::canary::CanaryPolicy;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
 use crate::routing::{
-    Glob, HeaderMatch, Matcher, Mirror, PathMatch, RetryBudget, RetryPolicy, Route, Target,
-    Timeouts,
+    Engines, Glob, HeaderMatch, Matcher, Mirror, PathMatch, RetryBudget, RetryPolicy, Route,
+    Target, Timeouts,
 };
 use crate::security::Recorder;
 use crate::telemetry::{Buckets, RouteTelemetry};
@@ -262,7 +262,8 @@ pub(super) fn compile_routes(
                 0
             }),
         };
-        let compiled = Route {
+        let mut compiled = Route {
+            engines: Engines::default(),
             reads_request_facts,
             max_body_bytes,
             allow_encoded_slashes: route.allow_encoded_slashes,
@@ -292,6 +293,7 @@ pub(super) fn compile_routes(
             retries,
             filters,
         };
+        compiled.engines = Engines::of(&compiled);
         // Listener specs and compiled listeners line up unless a bind failed to parse.
         let listener_name = spec.listeners[listener_index].name.as_str();
         if let Some((_, routes)) = listeners
@@ -520,10 +522,18 @@ fn compile_filters(
         let empty = HeaderRulesSpec::default();
         let request = route.request_headers.as_ref().unwrap_or(&empty);
         let response = route.response_headers.as_ref().unwrap_or(&empty);
-        let (request_set, request_remove) =
-            compile_header_rules(request, &format!("{path}.request_headers"), errors);
-        let (response_set, response_remove) =
-            compile_header_rules(response, &format!("{path}.response_headers"), errors);
+        let (request_set, request_remove) = compile_header_rules(
+            request,
+            &format!("{path}.request_headers"),
+            OWNED_REQUEST_HEADERS,
+            errors,
+        );
+        let (response_set, response_remove) = compile_header_rules(
+            response,
+            &format!("{path}.response_headers"),
+            OWNED_RESPONSE_HEADERS,
+            errors,
+        );
         filters.push(Box::new(HeaderRules {
             request_set,
             request_remove,
@@ -536,13 +546,69 @@ fn compile_filters(
 
 type HeaderEdits = (Vec<(HeaderName, HeaderValue)>, Vec<HeaderName>);
 
-fn compile_header_rules(spec: &HeaderRulesSpec, path: &str, errors: &mut Errors) -> HeaderEdits {
+/// Request headers the proxy itself writes (framing, hop-by-hop, forwarding, tracing,
+/// its own control headers): a header rule may not set or remove them, so what an
+/// endpoint receives never depends on which engine rendered the head.
+const OWNED_REQUEST_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "via",
+    "x-request-id",
+    "traceparent",
+];
+
+/// Response headers the proxy itself writes.
+const OWNED_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+    "upgrade",
+    "x-request-id",
+];
+
+/// Why a header rule may not touch `name`, if it may not.
+fn owned(name: &HeaderName, owned: &[&str]) -> Option<String> {
+    let name = name.as_str();
+    if owned.contains(&name) {
+        Some(format!(
+            "{name} is written by the proxy itself and cannot be set or removed by a header rule"
+        ))
+    } else if name.starts_with("x-junction-") {
+        Some(format!("{name}: x-junction-* headers are Junction's own"))
+    } else {
+        None
+    }
+}
+
+fn compile_header_rules(
+    spec: &HeaderRulesSpec,
+    path: &str,
+    owned_names: &[&str],
+    errors: &mut Errors,
+) -> HeaderEdits {
     let mut set = Vec::new();
     for (name, value) in &spec.set {
         match (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
+            (Ok(header), _) if owned(&header, owned_names).is_some() => errors.push((
+                format!("{path}.set.{name}"),
+                owned(&header, owned_names).unwrap_or_default(),
+            )),
             (Ok(name), Ok(value)) => set.push((name, value)),
             (Err(_), _) => errors.push((
                 format!("{path}.set.{name}"),
@@ -557,6 +623,10 @@ fn compile_header_rules(spec: &HeaderRulesSpec, path: &str, errors: &mut Errors)
     let mut remove = Vec::new();
     for (i, name) in spec.remove.iter().enumerate() {
         match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) if owned(&header, owned_names).is_some() => errors.push((
+                format!("{path}.remove[{i}]"),
+                owned(&header, owned_names).unwrap_or_default(),
+            )),
             Ok(name) => remove.push(name),
             Err(_) => errors.push((
                 format!("{path}.remove[{i}]"),

@@ -7,7 +7,7 @@ use regex::Regex;
 
 use std::time::Duration;
 
-use super::compile::{Errors, duration_or, parse_cidrs, resolve};
+use super::checks::{Errors, duration_or, parse_cidrs, resolve};
 use super::spec::{ApiKeySpec, KeysFileSpec, RateLimitSpec, SecuritySpec, SizeSpec};
 use super::units::parse_byte_size;
 use crate::pipeline::Filter;

@@ -9,8 +9,49 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::exits::{Exit, ExitKind, ProxyAddress, authority};
+use http::HeaderValue;
+
 use crate::upstream::{Dialer, Endpoint, SendError};
+
+/// How an exit reaches sites.
+pub enum ExitKind {
+    /// From this host.
+    Direct,
+    /// Through an HTTP proxy (`tls`: HTTPS to the proxy): absolute-form requests and
+    /// CONNECT, with `Proxy-Authorization` when the URL has credentials.
+    Http {
+        address: ProxyAddress,
+        tls: bool,
+        authorization: Option<HeaderValue>,
+    },
+    /// Through a SOCKS5 proxy (RFC 1928), with user and password when given (RFC 1929).
+    /// Host names are sent as names: the exit resolves them, in its own region.
+    Socks5 {
+        address: ProxyAddress,
+        credentials: Option<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ProxyAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&authority(&self.host, self.port))
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
 
 /// A stream to a site, whatever carries it.
 pub trait Tunnel: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -34,17 +75,18 @@ pub enum DialError {
     Timeout(Duration),
 }
 
-/// Opens a stream to `host:port` through `exit`; `direct_to` is the checked address
-/// a direct exit connects to.
+/// Opens a stream to `host:port` through an exit of `kind` (`connector`: its TLS, for
+/// an HTTPS proxy); `direct_to` is the checked address a direct exit connects to.
 pub async fn open_tunnel(
-    exit: &Exit,
+    kind: &ExitKind,
+    connector: Option<&tokio_rustls::TlsConnector>,
     host: &str,
     port: u16,
     direct_to: Option<SocketAddr>,
     timeout: Duration,
 ) -> Result<Box<dyn Tunnel>, DialError> {
     let opening = async {
-        match &exit.kind {
+        match kind {
             ExitKind::Direct => {
                 let address =
                     direct_to.ok_or_else(|| DialError::Site(format!("{host} was not resolved")))?;
@@ -62,7 +104,7 @@ pub async fn open_tunnel(
                 let stream = connect_exit(address).await?;
                 let authority = authority(host, port);
                 if *tls {
-                    let connector = exit.tls.as_ref().ok_or_else(|| {
+                    let connector = connector.ok_or_else(|| {
                         DialError::ExitUnreachable("no TLS settings for https exits".into())
                     })?;
                     let name = rustls::pki_types::ServerName::try_from(address.host.clone())

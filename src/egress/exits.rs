@@ -12,10 +12,10 @@ use base64::Engine;
 use http::HeaderValue;
 use tokio::time::Instant;
 
+use super::dial::{ExitKind, ProxyAddress, SocksDialer};
 use crate::balance::{SplitMix, stable_hash};
-use crate::config::spec::ProtocolSpec;
 use crate::telemetry::EgressExitCounters;
-use crate::upstream::{Endpoint, UpstreamClient, UpstreamUrl};
+use crate::upstream::{Endpoint, Protocol, UpstreamClient, UpstreamUrl};
 
 /// Sites whose idle connections an exit keeps, at most; beyond, the table starts afresh.
 const MAX_SITES: usize = 4096;
@@ -28,46 +28,6 @@ pub struct ExitSource {
     pub url: String,
     pub region: Option<String>,
     pub name: Option<String>,
-}
-
-/// How an exit reaches sites.
-pub enum ExitKind {
-    /// From this host.
-    Direct,
-    /// Through an HTTP proxy (`tls`: HTTPS to the proxy): absolute-form requests and
-    /// CONNECT, with `Proxy-Authorization` when the URL has credentials.
-    Http {
-        address: ProxyAddress,
-        tls: bool,
-        authorization: Option<HeaderValue>,
-    },
-    /// Through a SOCKS5 proxy (RFC 1928), with user and password when given (RFC 1929).
-    /// Host names are sent as names: the exit resolves them, in its own region.
-    Socks5 {
-        address: ProxyAddress,
-        credentials: Option<(String, String)>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyAddress {
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for ProxyAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&authority(&self.host, self.port))
-    }
-}
-
-/// `host:port`, with an IPv6 address in brackets.
-pub fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// A parsed exit URL.
@@ -302,7 +262,7 @@ impl Exit {
         let url = ExitUrl::parse(&source.url)?;
         let name = source.label(&url);
         let mut client =
-            UpstreamClient::new(ProtocolSpec::Http1, tls.clone(), None, &Default::default());
+            UpstreamClient::new(Protocol::Http1, tls.clone(), None, &Default::default());
         let mut proxy_endpoint = None;
         let kind = match url {
             ExitUrl::Direct => ExitKind::Direct,
@@ -326,7 +286,7 @@ impl Exit {
                 address,
                 credentials,
             } => {
-                client = client.with_dialer(Arc::new(super::dial::SocksDialer {
+                client = client.with_dialer(Arc::new(SocksDialer {
                     proxy: address.clone(),
                     credentials: credentials.clone(),
                 }));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::bans::{ReadAhead, Verdict};
 use super::client_auth::{X_JUNCTION_REGION, X_JUNCTION_SESSION};
 use super::dial::dial_failure;
-use super::exits::{Exit, ExitKind, authority, site_key};
+use super::dial::{ExitKind, authority};
+use super::exits::{Exit, site_key};
 use super::politeness::HostPermit;
 use super::record::Record;
 use super::robots::RobotsFetch;
@@ -25,6 +26,7 @@ use super::{
     Admitted, EgressPlan, ProxyStatus, X_JUNCTION_EXIT, admit, client_session, no_exit,
     polite_turn, resolve_checked,
 };
+use crate::normalize::is_idempotent;
 use crate::pipeline::ProxyBody;
 use crate::pipeline::entry::framing_and_host;
 use crate::pipeline::forwarding::strip_hop_by_hop;
@@ -228,13 +230,6 @@ pub(super) async fn forward(
     Err(no_exit(&host, choice.region.as_deref(), last_error))
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
 fn copy_head(head: &http::request::Parts) -> http::request::Parts {
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = head.method.clone();
@@ -296,7 +291,7 @@ async fn send_via(
         .client
         .send(
             &endpoint,
-            Request::from_parts(head, body),
+            Request::from_parts(head, body.into_request_body()),
             plan.limits.connect_timeout,
         )
         .await

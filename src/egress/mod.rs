@@ -32,8 +32,8 @@ pub use destinations::{Destinations, Refusal, Rule, SPECIAL_RANGES};
 
 use self::bans::BanRules;
 use self::client_auth::{ClientChoice, Users, client_choice};
-use self::dial::{DialError, open_tunnel};
-use self::exits::{Exit, ExitKind, ExitSource, parse_exits_file};
+use self::dial::{DialError, ExitKind, open_tunnel};
+use self::exits::{Exit, ExitSource, parse_exits_file};
 use self::politeness::{HostPermit, Politeness};
 use self::record::Record;
 use self::robots::RobotsCache;
@@ -583,7 +583,15 @@ async fn tunnel(
             direct_to = Some(resolve_checked(plan, &host, port).await?);
         }
         let in_use = exit.use_guard();
-        let opened = open_tunnel(&exit, &host, port, direct_to, plan.limits.connect_timeout).await;
+        let opened = open_tunnel(
+            &exit.kind,
+            exit.tls.as_ref(),
+            &host,
+            port,
+            direct_to,
+            plan.limits.connect_timeout,
+        )
+        .await;
         let site = match opened {
             Ok(site) => site,
             Err(error) => {

@@ -30,26 +30,25 @@ use reply::ClientHead;
 use request::{Forwarding, Parsed, RequestHead};
 use upstream::send;
 
-use crate::config::{BodyTimeouts, ListenerPlan};
+use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::{ReplyKind, UsageScanner};
-use crate::pipeline::attempts::{MAX_FAILOVERS, fails_over, hold_for_retry_after, judge, pick};
+use crate::pipeline::affinity::affinity_of;
+use crate::pipeline::attempts::Attempts;
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::exchange::BytesIn;
-use crate::pipeline::handler::affinity_of;
+use crate::pipeline::forwarding::client_ip_of;
 use crate::pipeline::response_head;
-use crate::pipeline::{Downstream, Exchange, LogFacts, ProxyBody, ProxyError};
-use crate::routing::{Route, route_host};
+use crate::pipeline::versioning::choose_target;
+use crate::pipeline::{
+    Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
+};
+use crate::routing::{HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
-use crate::upstream::health::Outcome;
 
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
 /// the listener's own `max_request_head_bytes`.
 const HEAD_LIMIT: usize = 64 * 1024;
-/// Largest request body the fast path takes. It is read whole before the request is
-/// sent, so the request can be sent again on a fresh connection and the `model` field
-/// read; longer bodies stream through hyper.
-const BODY_LIMIT: u64 = 64 * 1024;
 /// Largest response head accepted from an endpoint.
 pub(crate) const REPLY_HEAD_LIMIT: usize = 64 * 1024;
 
@@ -148,12 +147,10 @@ enum HandOff {
     Request,
     /// A head or body larger than the fast path reads whole.
     Size,
-    /// No route matches (hyper answers 404), or the route has policies the fast path
-    /// does not run (filters, splits, mirrors, retries, connection limits...).
+    /// No route matches (hyper answers 404), or the route needs what only hyper does
+    /// (`Engines::of`: a mirror, a first-token timeout, https endpoints, HTTP/2 or
+    /// connection-limited pools, streamed bodies).
     Route,
-    /// No endpoint available (the fallback pool and the 503 are the full path's), or an
-    /// https endpoint.
-    Endpoint,
 }
 
 impl HandOff {
@@ -162,7 +159,6 @@ impl HandOff {
             HandOff::Request => "request",
             HandOff::Size => "size",
             HandOff::Route => "route",
-            HandOff::Endpoint => "endpoint",
         }
     }
 }
@@ -219,7 +215,7 @@ impl Connection {
                 }
             }
         }
-        if self.head.content_length > BODY_LIMIT {
+        if self.head.content_length > HTTP1_BODY_LIMIT {
             return Next::HandOff(HandOff::Size);
         }
         let whole = self.head.len + self.head.content_length as usize;
@@ -282,18 +278,29 @@ impl Connection {
                 .host(buf)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .map(route_host);
+            let trusted = crate::pipeline::forwarding::is_trusted(
+                &listener.trusted_proxies,
+                downstream.peer.ip(),
+            );
             match listener
                 .routes
-                .find_with_host(&head.route_input(buf), host, None)
+                .find_with_host(&head.route_input(buf, trusted), host, None)
             {
-                Some(route) if takes(route, head.content_length) => Some(route.clone()),
+                Some(route) if route.engines.http1_takes(head.content_length) => {
+                    Some(route.clone())
+                }
                 _ => return Some(HandOff::Route),
             }
         };
-        let log = telemetry
-            .access_log
-            .enabled()
-            .then(|| log_facts(head, buf, downstream, listener));
+        let log = telemetry.access_log.enabled().then(|| {
+            let trusted = crate::pipeline::forwarding::is_trusted(
+                &listener.trusted_proxies,
+                downstream.peer.ip(),
+            );
+            let view = head.route_input(buf, trusted);
+            let client_ip = client_ip_of(&view, downstream.peer.ip(), &listener.trusted_proxies);
+            log_facts(head, buf, client_ip)
+        });
         let mut exchange = Exchange::new(telemetry.clone(), log);
         exchange.route = route;
         let client_id = head
@@ -312,7 +319,9 @@ impl Connection {
         None
     }
 
-    /// Sends the request in the receive buffer to an endpoint and relays the answer.
+    /// Runs the request in the receive buffer through the core's decisions (route,
+    /// policies, split, pick / send / judge / retry, response policies) and relays the
+    /// answer; only the parsing and rendering are this engine's own.
     async fn relay<C: ClientStream>(&mut self, client: &mut C, downstream: &Downstream) -> Step {
         let gateway = &downstream.gateway;
         let plan = downstream.plan();
@@ -322,9 +331,11 @@ impl Connection {
         let head = &self.head;
         let buf = self.received.filled();
         let body = &buf[head.len..head.len + head.content_length as usize];
+        let peer = downstream.peer.ip();
+        let trusted = crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer);
 
-        // Routing, as the full path does it; anything it would refuse or treat
-        // specially goes there.
+        // Routing, as the full path does it; what this engine cannot do for the route
+        // (decided when the plan was compiled) goes there.
         let facts = (listener.routes.needs_body
             && head.method == Method::POST
             && head
@@ -339,38 +350,21 @@ impl Connection {
             .host(buf)
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(route_host);
-        let Some(route) = listener
-            .routes
-            .find_with_host(&head.route_input(buf), host, model)
-        else {
+        let view = head.route_input(buf, trusted);
+        let Some(route) = listener.routes.find_with_host(&view, host, model) else {
             return Step::HandOff(HandOff::Route);
         };
-        if !takes(route, head.content_length) {
+        if !route.engines.http1_takes(head.content_length) {
             return Step::HandOff(HandOff::Route);
-        }
-        let pool = &route.targets[0].pool;
-        let affinity = pool.hash_key.as_ref().and_then(|key| {
-            let view = head.route_input(buf);
-            affinity_of(
-                key,
-                |name| view.lines_named(name),
-                || client_ip(head, buf, downstream, listener),
-            )
-        });
-        let Ok(endpoint) = pick(pool, affinity, &[]) else {
-            // No endpoint: the full path has the fallback pool and the error to answer.
-            return Step::HandOff(HandOff::Endpoint);
-        };
-        if endpoint.target.scheme != http::uri::Scheme::HTTP {
-            return Step::HandOff(HandOff::Endpoint);
         }
 
         // From here on the request is ours to answer.
+        let client_ip = client_ip_of(&view, peer, &listener.trusted_proxies);
         let telemetry = &gateway.telemetry;
         let log = telemetry
             .access_log
             .enabled()
-            .then(|| log_facts(head, buf, downstream, listener));
+            .then(|| log_facts(head, buf, client_ip));
         let mut exchange = Exchange::new(telemetry.clone(), log);
         let client_id = head
             .request_id(buf)
@@ -385,34 +379,83 @@ impl Connection {
         });
         exchange.route = Some(route.clone());
         exchange.bytes_in = BytesIn::Known(head.content_length);
-        let client_head = ClientHead {
-            head_request: head.method == Method::HEAD,
-            version_header: pool.version_header.as_ref().map(HeaderValue::as_bytes),
-            request_id: request_id.as_bytes(),
-            close: head.close,
-            draining: gateway.draining_flag(),
-        };
         exchange.request_id = Some(request_id.clone());
+        let head_request = head.method == Method::HEAD;
+        let answer = AnswerTo {
+            head_request,
+            close: head.close || gateway.is_draining(),
+        };
+        if let Some(limit) = route.max_body_bytes.filter(|&l| head.content_length > l) {
+            let error = ProxyError::BodyTooLarge { limit };
+            return answer
+                .error(client, &mut self.client_reply, &mut exchange, error)
+                .await;
+        }
+
+        // The route's policies, then the split's side: the core's decisions.
+        let mut edits = HeaderEdits::new();
+        let mut ctx = None;
+        if !route.filters.is_empty() {
+            let mut request_ctx =
+                RequestCtx::new(route.name.clone(), client_ip, exchange.started());
+            request_ctx.set_facts(facts.as_ref());
+            let flow = route
+                .filters
+                .run_request(&mut request_ctx, &view, &mut edits)
+                .await;
+            exchange.key_name = request_ctx.key_name.clone();
+            if let Flow::Respond(response) = flow {
+                return answer
+                    .respond(client, &mut self.client_reply, &mut exchange, *response)
+                    .await;
+            }
+            ctx = Some(request_ctx);
+        }
+        let choice = choose_target(
+            route,
+            &view,
+            client_ip,
+            &|token| downstream.is_admin_token(token),
+            gateway.rng(),
+        );
+        exchange.target = choice.target;
+        let pool = &route.targets[choice.target].pool;
+        let affinity = pool
+            .hash_key
+            .as_ref()
+            .and_then(|key| affinity_of(key, &view, || client_ip));
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
-        let answer = AnswerTo {
-            head_request: client_head.head_request,
-            close: client_head.close || gateway.is_draining(),
-        };
-        let peer = downstream.peer.ip();
-        let mut endpoint = endpoint;
-        // Endpoints that could not be reached, for a failover (empty: no allocation).
-        let mut tried = Vec::new();
-        let (mut upstream, reply) = loop {
+        // The body is held whole in the receive buffer: it can always be sent again.
+        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, true);
+
+        let (mut upstream, reply, endpoint) = loop {
+            let endpoint = match attempts.next_endpoint() {
+                Ok(endpoint) => endpoint,
+                Err(error) => {
+                    return answer
+                        .error(client, &mut self.client_reply, &mut exchange, error)
+                        .await;
+                }
+            };
+            let pool = attempts.pool();
             exchange.endpoint = Some(endpoint.clone());
             exchange.in_flight = Some(endpoint.state.begin());
             let forwarding = Forwarding {
                 peer: downstream.peer_header.as_bytes(),
                 proto: if downstream.tls { b"https" } else { b"http" },
-                trusted: crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer),
+                trusted,
                 host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
+                edits: &edits,
+            };
+            let client_head = ClientHead {
+                head_request,
+                version_header: pool.version_header.as_ref().map(HeaderValue::as_bytes),
+                request_id: request_id.as_bytes(),
+                close: head.close,
+                draining: gateway.draining_flag(),
             };
             // Read again each time: waiting for the answer may read the client's next bytes.
             let buf = self.received.filled();
@@ -423,6 +466,7 @@ impl Connection {
 
             let sent_at = Instant::now();
             exchange.sent_at = Some(sent_at);
+            exchange.head_at = None;
             let sent = tokio::time::timeout(
                 timeouts.response_headers,
                 send(
@@ -441,59 +485,51 @@ impl Connection {
                 // endpoint's in-flight count now, as on the full path.
                 () = client_gone(client, &mut self.received) => return Step::Close,
             };
-            let error = match sent {
-                Ok(Ok(sent)) => break sent,
-                Ok(Err(error)) => error,
-                Err(_) => ProxyError::ResponseHeadersTimeout {
-                    endpoint: endpoint.url.to_string(),
-                    after: timeouts.response_headers,
-                },
+            let next = match sent {
+                Ok(Ok((upstream, reply))) => {
+                    let retry_after = reply
+                        .retry_after
+                        .map(|(start, end)| &self.replied.filled()[start..end]);
+                    let status = reply.status;
+                    if !attempts.after_head(&endpoint, &mut exchange, sent_at, status, retry_after)
+                    {
+                        break (upstream, reply, endpoint);
+                    }
+                    // Another endpoint answers instead: this answer is left unread, and
+                    // its connection closed.
+                    Ok(())
+                }
+                Ok(Err(error)) => attempts.after_send_error(&endpoint, &mut exchange, error),
+                Err(_) => {
+                    let after = timeouts.response_headers;
+                    attempts.after_head_timeout(&endpoint, &mut exchange, after)
+                }
             };
-            judge(pool, &endpoint, Outcome::Failure);
-            // The body is held whole: a request that reached no endpoint goes to
-            // another one, as the full path decides it.
-            let next = (route.retry_connect_errors
-                && (tried.len() as u32) < MAX_FAILOVERS
-                && fails_over(&error, &head.method))
-            .then(|| {
-                tried.push(endpoint.clone());
-                pick(pool, affinity, &tried).ok()
-            })
-            .flatten();
-            match next {
-                Some(next) => {
-                    tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
-                    exchange.retries += 1;
-                    endpoint = next;
-                }
-                None => {
-                    return answer
-                        .error(client, &mut self.client_reply, &mut exchange, error)
-                        .await;
-                }
+            if let Err(error) = next {
+                return answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await;
             }
         };
-        let sent_at = exchange.sent_at.unwrap_or_else(Instant::now);
+        let pool = attempts.pool().clone();
 
-        let head_at = Instant::now();
-        exchange.head_at = Some(head_at);
-        endpoint
-            .state
-            .latency
-            .record_at(head_at, head_at.duration_since(sent_at));
-        if let Some((start, end)) = reply.retry_after {
-            hold_for_retry_after(&endpoint, reply.status, &self.replied.filled()[start..end]);
-        }
-        judge(
-            pool,
-            &endpoint,
-            if reply.status >= 500 {
-                Outcome::Failure
-            } else {
-                Outcome::Success
-            },
-        );
         exchange.status = reply.status;
+        // The response policies and the split's cookie, rendered into the client's head.
+        let mut response_edits = HeaderEdits::new();
+        if let Some(ctx) = ctx.as_mut() {
+            ctx.endpoint = Some(endpoint.url.clone());
+            ctx.status = http::StatusCode::from_u16(reply.status).ok();
+            if route.filters.edits_responses {
+                route.filters.on_response(ctx, &mut response_edits);
+            }
+        }
+        if let Some(cookie) = choice.set_cookie {
+            response_edits.append(&http::header::SET_COOKIE, cookie);
+        }
+        if !response_edits.is_empty() {
+            reply::apply_edits(&mut self.client_reply, &response_edits);
+        }
+        exchange.done = ctx.filter(|_| route.filters.wants_done);
         if telemetry.metrics_enabled() || telemetry.access_log.enabled() {
             exchange.scanner = UsageScanner::for_reply(reply.kind);
         }
@@ -527,7 +563,7 @@ impl Connection {
             }
             Relayed::ClientGone => Step::Close,
             Relayed::Unanswered { reason, malformed } => {
-                judge(pool, &endpoint, Outcome::Failure);
+                attempts.after_broken_answer(&endpoint);
                 let error = response_head::unanswered(&endpoint, reason, malformed);
                 answer
                     .error(client, &mut self.client_reply, &mut exchange, error)
@@ -572,60 +608,9 @@ pub(crate) const FAREWELL: Duration = Duration::from_secs(2);
 pub(crate) const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
-/// Whether the fast path can serve `route` exactly as the full pipeline would.
-fn takes(route: &Route, content_length: u64) -> bool {
-    let pool = &route.targets[0].pool;
-    route.filters.is_empty()
-        && route.targets.len() == 1
-        && route.control.is_none()
-        && route.mirror.is_none()
-        && route.retries.is_none()
-        && route.timeouts.first_token.is_none()
-        && route
-            .max_body_bytes
-            .is_none_or(|limit| content_length <= limit)
-        // The fast path holds every body whole, as `request_buffering` does.
-        && (content_length == 0
-            || (route.request_buffering && content_length <= route.request_buffer_bytes))
-        // A failover that runs out of endpoints goes on to the fallback pool on the full
-        // path, and may go to an https endpoint, which only the full path speaks to.
-        && (!route.retry_connect_errors
-            || (pool.fallback().is_none()
-                && pool
-                    .endpoints
-                    .iter()
-                    .all(|e| e.target.scheme == http::uri::Scheme::HTTP)))
-        && pool.client.is_plain_http1()
-}
-
-/// The client's address: the peer, or the address behind trusted proxies.
-fn client_ip(
-    head: &RequestHead,
-    buf: &[u8],
-    downstream: &Downstream,
-    listener: &ListenerPlan,
-) -> std::net::IpAddr {
-    let peer = downstream.peer.ip();
-    if listener.trusted_proxies.is_empty() {
-        return peer.to_canonical();
-    }
-    let mut headers = HeaderMap::new();
-    for line in head.forwarded_for(buf) {
-        if let Ok(value) = HeaderValue::from_bytes(line) {
-            headers.append("x-forwarded-for", value);
-        }
-    }
-    crate::pipeline::client_ip(&headers, peer, &listener.trusted_proxies)
-}
-
-fn log_facts(
-    head: &RequestHead,
-    buf: &[u8],
-    downstream: &Downstream,
-    listener: &ListenerPlan,
-) -> LogFacts {
+fn log_facts(head: &RequestHead, buf: &[u8], client_ip: std::net::IpAddr) -> LogFacts {
     LogFacts {
-        client_ip: client_ip(head, buf, downstream, listener),
+        client_ip,
         method: head.method.clone(),
         uri: http::Uri::try_from(head.target(buf)).unwrap_or_default(),
         protocol: "HTTP/1.1",
@@ -657,7 +642,19 @@ impl AnswerTo {
             _ => tracing::warn!(%error, "request failed"),
         }
         exchange.error = Some(error.kind());
-        let response = error.to_response();
+        self.respond(client, out, exchange, error.to_response())
+            .await
+    }
+
+    /// Answers the client with a response the proxy made (an error, or a policy's
+    /// refusal), rendered as the full path renders it.
+    async fn respond<C: ClientStream>(
+        &self,
+        client: &mut C,
+        out: &mut Vec<u8>,
+        exchange: &mut Exchange,
+        response: http::Response<ProxyBody>,
+    ) -> Step {
         let status = response.status();
         exchange.status = status.as_u16();
         let full = match response.body() {

@@ -14,6 +14,7 @@ use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 pub use crate::normalize::response::Framing;
 use crate::normalize::response::{self as response_head, ContentLength};
+use crate::pipeline::HeaderEdits;
 
 const MAX_HEADERS: usize = 100;
 
@@ -179,6 +180,48 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     Parsed::Complete(reply)
 }
 
+/// Applies the response policies' header changes to a client head this module wrote
+/// (`HTTP/1.1 ... \r\n`, header lines, the empty line): lines the edits remove or
+/// replace go, the lines they add come before the empty line. Header rules cannot touch
+/// the lines Junction owns (framing, `connection`, `x-request-id`; refused when the
+/// config is compiled), so this never changes how the body is framed.
+pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
+    // The common case (lines only added, or set where the endpoint sent none of that
+    // name): the added lines go in before the empty line, in place.
+    let body_of_head = &out[..out.len().saturating_sub(2)];
+    let drops_a_line = edits.replaces_any()
+        && body_of_head
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .filter_map(|line| line.iter().position(|&b| b == b':').map(|at| &line[..at]))
+            .any(|name| !edits.keeps(name));
+    if !drops_a_line {
+        out.truncate(out.len().saturating_sub(2));
+        edits.write_added(out);
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    let mut edited = Vec::with_capacity(out.len() + 128);
+    let mut lines = out.split(|&b| b == b'\n');
+    if let Some(status) = lines.next() {
+        edited.extend_from_slice(status);
+        edited.push(b'\n');
+    }
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            // The empty line, or what follows it: nothing else has been written yet.
+            continue;
+        };
+        if edits.keeps(&line[..colon]) {
+            edited.extend_from_slice(line);
+            edited.push(b'\n');
+        }
+    }
+    edits.write_added(&mut edited);
+    edited.extend_from_slice(b"\r\n");
+    *out = edited;
+}
+
 /// Whether a response header stays behind: hop-by-hop ones, those `Connection` names,
 /// framing (written by Junction), and those Junction sets itself.
 fn drops(name: &[u8], value: &[u8], client: &ClientHead<'_>, tokens: &[&[u8]]) -> bool {
@@ -218,6 +261,26 @@ pub fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_change_only_the_lines_they_name() {
+        let mut out = b"HTTP/1.1 200 OK\r\nserver: nginx\r\nx-a: 1\r\ncontent-length: 2\r\nx-request-id: r\r\n\r\n".to_vec();
+        let mut edits = HeaderEdits::new();
+        edits.remove(&http::HeaderName::from_static("server"));
+        edits.set(
+            &http::HeaderName::from_static("x-a"),
+            http::HeaderValue::from_static("2"),
+        );
+        edits.append(
+            &http::header::SET_COOKIE,
+            http::HeaderValue::from_static("s=1"),
+        );
+        apply_edits(&mut out, &edits);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: r\r\nx-a: 2\r\nset-cookie: s=1\r\n\r\n"
+        );
+    }
 
     static NOT_DRAINING: AtomicBool = AtomicBool::new(false);
 

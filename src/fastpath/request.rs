@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::decimal::parse_length;
 use crate::normalize::{self, ConnectionTokens};
+use crate::pipeline::{HeaderEdits, RequestView};
 use crate::routing::RouteInput;
 
 /// Header lines parsed; a request with more goes to hyper (which allows 100).
@@ -34,6 +35,8 @@ pub enum Kind {
     Tag,
     /// `Forwarded`, `X-Real-IP`: passed on from trusted proxies only.
     ForwardedClaim,
+    /// `x-junction-version`, `x-junction-admin-token`: read by the split, never forwarded.
+    Control,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +109,8 @@ pub struct Forwarding<'a> {
     pub new_request_id: Option<&'a [u8]>,
     /// The `traceparent` to send, when the client sent a valid one.
     pub traceparent: Option<&'a [u8]>,
+    /// What the route's policies change.
+    pub edits: &'a HeaderEdits,
 }
 
 fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
@@ -132,9 +137,8 @@ fn classify(name: &[u8]) -> Kind {
         16 if is("proxy-connection") => Kind::Drop,
         16 if is("x-forwarded-host") => Kind::XForwardedHost,
         17 if is("x-forwarded-proto") => Kind::XForwardedProto,
-        // Read by the split logic on the full path; never forwarded.
-        18 if is("x-junction-version") => Kind::Drop,
-        22 if is("x-junction-admin-token") => Kind::Drop,
+        18 if is("x-junction-version") => Kind::Control,
+        22 if is("x-junction-admin-token") => Kind::Control,
         _ => Kind::Pass,
     }
 }
@@ -279,17 +283,14 @@ impl RequestHead {
         self.value_of(buf, self.traceparent)
     }
 
-    /// Every `X-Forwarded-For` line, for working out the client behind trusted proxies.
-    pub fn forwarded_for<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
-        self.lines
-            .iter()
-            .filter(|line| line.kind == Kind::XForwardedFor)
-            .map(move |line| slice(buf, line.value))
-    }
-
-    /// Routing's view of this head.
-    pub fn route_input<'b>(&'b self, buf: &'b [u8]) -> RouteView<'b> {
-        RouteView { head: self, buf }
+    /// Routing's and the policies' view of this head; `trusted`: the client is a
+    /// trusted proxy (its `Forwarded` and `X-Real-IP` are part of the request).
+    pub fn route_input<'b>(&'b self, buf: &'b [u8], trusted: bool) -> RouteView<'b> {
+        RouteView {
+            head: self,
+            buf,
+            trusted,
+        }
     }
 
     /// Writes the head to send to the endpoint into `out`.
@@ -303,8 +304,8 @@ impl RequestHead {
         for line in &self.lines {
             let value = slice(buf, line.value);
             let keep = match line.kind {
-                Kind::Pass => true,
-                Kind::Drop | Kind::Tag | Kind::Traceparent => false,
+                Kind::Pass => forwarding.edits.keeps(slice(buf, line.name)),
+                Kind::Drop | Kind::Tag | Kind::Traceparent | Kind::Control => false,
                 Kind::Host => {
                     if let Some(host) = forwarding.host_override {
                         put_header(out, b"host", host);
@@ -318,8 +319,9 @@ impl RequestHead {
                     }
                     false
                 }
-                Kind::XForwardedProto | Kind::XForwardedHost | Kind::ForwardedClaim => {
-                    forwarding.trusted
+                Kind::XForwardedProto | Kind::XForwardedHost => forwarding.trusted,
+                Kind::ForwardedClaim => {
+                    forwarding.trusted && forwarding.edits.keeps(slice(buf, line.name))
                 }
                 Kind::Via => {
                     via.push(value);
@@ -331,6 +333,7 @@ impl RequestHead {
                 put_header(out, slice(buf, line.name), value);
             }
         }
+        forwarding.edits.write_added(out);
         out.extend_from_slice(b"x-forwarded-for: ");
         for earlier in forwarded_for {
             out.extend_from_slice(earlier);
@@ -389,23 +392,53 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Routing's view of a fast-path head: the same questions as of hyper's.
+/// Routing's and the policies' view of a fast-path head: the same request the full path
+/// has after its entry phase (no hop-by-hop lines, no `x-junction-tag`, no `Forwarded`
+/// or `X-Real-IP` from untrusted clients).
 pub struct RouteView<'b> {
     head: &'b RequestHead,
     buf: &'b [u8],
+    trusted: bool,
 }
 
 impl<'b> RouteView<'b> {
+    fn visible(&self) -> impl Iterator<Item = &'b Line> + use<'b> {
+        let trusted = self.trusted;
+        self.head.lines.iter().filter(move |line| match line.kind {
+            Kind::Drop | Kind::Tag => false,
+            Kind::ForwardedClaim => trusted,
+            _ => true,
+        })
+    }
+
     /// Every line of header `name`, in order, not borrowing `name`.
     pub fn lines_named(&self, name: &HeaderName) -> impl Iterator<Item = &'b [u8]> + use<'b> {
-        let (head, buf, name) = (self.head, self.buf, name.clone());
-        head.lines
-            .iter()
+        let (buf, name) = (self.buf, name.clone());
+        self.visible()
             .filter(move |line| {
-                line.kind != Kind::Tag
-                    && slice(buf, line.name).eq_ignore_ascii_case(name.as_str().as_bytes())
+                slice(buf, line.name).eq_ignore_ascii_case(name.as_str().as_bytes())
             })
             .map(move |line| slice(buf, line.value))
+    }
+}
+
+impl RequestView for RouteView<'_> {
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.lines_named(name).next()
+    }
+
+    fn any_value<'s>(&'s self, name: &HeaderName, found: &mut dyn FnMut(&'s [u8]) -> bool) -> bool {
+        self.lines_named(name).any(found)
+    }
+
+    fn header_count(&self) -> usize {
+        self.visible().count()
+    }
+
+    fn header_bytes(&self) -> usize {
+        self.visible()
+            .map(|line| line.name.1 - line.name.0 + line.value.1 - line.value.0 + 4)
+            .sum()
     }
 }
 
@@ -445,6 +478,8 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    static NO_EDITS: HeaderEdits = HeaderEdits::new();
+
     fn plain() -> Forwarding<'static> {
         Forwarding {
             peer: b"10.0.0.9",
@@ -453,6 +488,7 @@ mod tests {
             host_override: None,
             new_request_id: Some(b"id1"),
             traceparent: None,
+            edits: &NO_EDITS,
         }
     }
 
@@ -586,7 +622,7 @@ mod tests {
         let text = "POST /v1/chat?x=1 HTTP/1.1\r\nHost: a\r\nX-Team: a\r\nx-junction-tag: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let head = parsed(text);
         assert!(head.close);
-        let view = head.route_input(text.as_bytes());
+        let view = head.route_input(text.as_bytes(), false);
         assert_eq!(view.path(), "/v1/chat");
         assert_eq!(view.method(), Method::POST);
         assert!(view.has_header(&HeaderName::from_static("x-team")));

@@ -70,6 +70,41 @@ pub fn is_valid_authority(value: &[u8]) -> bool {
 
 /// unreserved / sub-delims (RFC 3986 2.2, 2.3); `%` is left out: no host needs it, and
 /// an encoded name is read differently by different servers.
+/// Splits `name[:port]` or `[v6][:port]`; `None` if it is not a plain host (a scheme,
+/// path, user info, space or bare IPv6 address in it).
+pub fn parse_host(text: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = if text.starts_with('[') {
+        let end = text.find(']')?;
+        let (name, rest) = text.split_at(end + 1);
+        name[1..end].parse::<std::net::Ipv6Addr>().ok()?;
+        match rest {
+            "" => (name, None),
+            rest => (name, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (text, None),
+        }
+    };
+    let valid_name = name.starts_with('[')
+        || (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if !valid_name {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(port.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((name, port))
+}
+
 fn is_reg_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(

@@ -10,6 +10,16 @@ pub mod response;
 pub use connection::ConnectionTokens;
 pub use path::NormalPath;
 
+/// Whether a request with this method may be sent again with the same effect (RFC 9110
+/// 9.2.2): a retry, a replay on a fresh connection, a failover may repeat it.
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 /// Why a request was refused as ambiguous (answered 400, connection closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, request};
+use http::{HeaderMap, HeaderValue, Method, Request, request};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::time::Instant;
@@ -17,7 +17,7 @@ use super::response_head;
 use super::{Downstream, ProxyBody, ProxyError};
 use crate::config::ListenerPlan;
 use crate::routing::Route;
-use crate::routing::retry::is_idempotent;
+use crate::routing::retry::{RetryPolicy, is_idempotent};
 use crate::upstream::health::{self, Outcome};
 use crate::upstream::{Endpoint, Pool, SendError, UpstreamBody};
 
@@ -42,6 +42,214 @@ pub struct Destination<'a> {
     pub affinity: Option<u64>,
 }
 
+/// The pick / send / judge / retry decisions for one request, made once for both
+/// engines: which endpoint next (the fallback pool when the pool has none), whether a
+/// failure or an answer sends the request elsewhere within the route's retries, its
+/// retry budget and the connect failovers, and what each outcome tells passive health.
+/// The engines only send and read.
+pub(crate) struct Attempts<'r> {
+    policy: Option<&'r RetryPolicy>,
+    pool: Arc<Pool>,
+    affinity: Option<u64>,
+    on_fallback: bool,
+    tried: Vec<Arc<Endpoint>>,
+    max_attempts: u32,
+    failovers: u32,
+    method: Method,
+    last_error: Option<ProxyError>,
+}
+
+impl<'r> Attempts<'r> {
+    /// `replayable`: the request's body is held whole and can be sent again.
+    pub(crate) fn new(
+        route: &'r Route,
+        pool: Arc<Pool>,
+        affinity: Option<u64>,
+        method: &Method,
+        replayable: bool,
+    ) -> Self {
+        let policy = route.retries.as_ref();
+        if let Some(policy) = policy {
+            policy.budget.deposit();
+        }
+        Attempts {
+            policy,
+            pool,
+            affinity,
+            on_fallback: false,
+            tried: Vec::new(),
+            max_attempts: if replayable {
+                policy.map_or(0, |p| p.attempts)
+            } else {
+                0
+            },
+            failovers: if replayable && route.retry_connect_errors {
+                MAX_FAILOVERS
+            } else {
+                0
+            },
+            method: method.clone(),
+            last_error: None,
+        }
+    }
+
+    /// The pool the last endpoint came from.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// The endpoint to try next; when none is left, the last failure (or why none).
+    pub(crate) fn next_endpoint(&mut self) -> Result<Arc<Endpoint>, ProxyError> {
+        loop {
+            match pick(&self.pool, self.affinity, &self.tried) {
+                Ok(endpoint) => {
+                    self.tried.push(endpoint.clone());
+                    return Ok(endpoint);
+                }
+                Err(unavailable) => match self.pool.fallback().filter(|_| !self.on_fallback) {
+                    Some(fallback) => {
+                        tracing::debug!(pool = %self.pool.name, fallback = %fallback.name, "no endpoint available; using the fallback pool");
+                        self.pool = fallback;
+                        self.on_fallback = true;
+                    }
+                    None => return Err(self.last_error.take().unwrap_or(unavailable)),
+                },
+            }
+        }
+    }
+
+    fn attempt(&self) -> u32 {
+        self.tried.len().saturating_sub(1) as u32
+    }
+
+    fn may_retry(&self, exchange: &mut Exchange) -> bool {
+        let allowed = self.attempt() < self.max_attempts
+            && can_try_again(&self.pool, &self.tried, self.on_fallback)
+            && self.policy.is_some_and(|p| p.budget.withdraw());
+        if allowed {
+            exchange.retries += 1;
+        }
+        allowed
+    }
+
+    /// Without (or beyond) the route's `retries`: a request that reached no endpoint.
+    fn may_fail_over(&self, exchange: &mut Exchange, error: &ProxyError) -> bool {
+        let allowed = self.attempt() < self.failovers
+            && fails_over(error, &self.method)
+            && can_try_again(&self.pool, &self.tried, self.on_fallback);
+        if allowed {
+            exchange.retries += 1;
+        }
+        allowed
+    }
+
+    fn again(&mut self, error: ProxyError) -> Result<(), ProxyError> {
+        self.last_error = Some(error);
+        Ok(())
+    }
+
+    /// Sending failed before any response head: `Ok` to try the next endpoint.
+    pub(crate) fn after_send_error(
+        &mut self,
+        endpoint: &Endpoint,
+        exchange: &mut Exchange,
+        error: ProxyError,
+    ) -> Result<(), ProxyError> {
+        // A full endpoint is not a failing one.
+        if !matches!(error, ProxyError::Upstream(SendError::Saturated { .. })) {
+            judge(&self.pool, endpoint, Outcome::Failure);
+        }
+        // Nothing came back: safe to send again whatever the method.
+        if self.may_retry(exchange) || self.may_fail_over(exchange, &error) {
+            tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
+            return self.again(error);
+        }
+        Err(error)
+    }
+
+    /// No response head in time: `Ok` to try the next endpoint.
+    pub(crate) fn after_head_timeout(
+        &mut self,
+        endpoint: &Endpoint,
+        exchange: &mut Exchange,
+        after: Duration,
+    ) -> Result<(), ProxyError> {
+        let error = ProxyError::ResponseHeadersTimeout {
+            endpoint: endpoint.url.to_string(),
+            after,
+        };
+        judge(&self.pool, endpoint, Outcome::Failure);
+        // The endpoint may be working on it: only idempotent requests go again.
+        let safe =
+            is_idempotent(&self.method) || self.policy.is_some_and(|p| p.retry_non_idempotent);
+        if safe && self.may_retry(exchange) {
+            return self.again(error);
+        }
+        Err(error)
+    }
+
+    /// A response head arrived (`sent_at`: when the request went): latency, a
+    /// `Retry-After` hold and passive health are recorded. True when the route's
+    /// retries send the request elsewhere instead of passing this answer on.
+    pub(crate) fn after_head(
+        &mut self,
+        endpoint: &Endpoint,
+        exchange: &mut Exchange,
+        sent_at: Instant,
+        status: u16,
+        retry_after: Option<&[u8]>,
+    ) -> bool {
+        let head_at = Instant::now();
+        exchange.head_at = Some(head_at);
+        endpoint
+            .state
+            .latency
+            .record_at(head_at, head_at.duration_since(sent_at));
+        if let Some(value) = retry_after {
+            hold_for_retry_after(endpoint, status, value);
+        }
+        let outcome = if status >= 500 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        judge(&self.pool, endpoint, outcome);
+        let retry = self
+            .policy
+            .is_some_and(|p| p.retries_status(&self.method, status))
+            && self.may_retry(exchange);
+        if retry {
+            tracing::debug!(endpoint = %endpoint.url, status, "retrying on another endpoint");
+        }
+        retry
+    }
+
+    /// A stream's first event did not come in time: `Ok` to try the next endpoint
+    /// (nothing has reached the client).
+    pub(crate) fn after_first_token_timeout(
+        &mut self,
+        endpoint: &Endpoint,
+        exchange: &mut Exchange,
+        after: Duration,
+    ) -> Result<(), ProxyError> {
+        judge(&self.pool, endpoint, Outcome::Failure);
+        let error = ProxyError::FirstTokenTimeout {
+            endpoint: endpoint.url.to_string(),
+            after,
+        };
+        if self.may_retry(exchange) {
+            tracing::debug!(endpoint = %endpoint.url, "no first event in time; retrying on another endpoint");
+            return self.again(error);
+        }
+        Err(error)
+    }
+
+    /// The answer broke before its first byte reached anyone.
+    pub(crate) fn after_broken_answer(&self, endpoint: &Endpoint) {
+        judge(&self.pool, endpoint, Outcome::Failure);
+    }
+}
+
 /// Sends the request, retrying on other endpoints as the route allows.
 pub async fn forward(
     head: request::Parts,
@@ -53,11 +261,10 @@ pub async fn forward(
 ) -> Result<Forwarded, ProxyError> {
     let Destination {
         route,
-        pool: first_pool,
+        pool,
         affinity,
     } = destination;
-    let policy = route.retries.as_ref();
-    let (body, replay) = match policy {
+    let (body, replay) = match &route.retries {
         Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
         // A body already held (buffered, or none) can go to another endpoint for free.
         None => {
@@ -65,44 +272,14 @@ pub async fn forward(
             (body, held)
         }
     };
-    if let Some(policy) = policy {
-        policy.budget.deposit();
-    }
+    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some());
     // Further tries need the head again and a body that can be sent again.
     let spare_head = replay.as_ref().map(|_| copy_head(&head));
-    let max_attempts = if replay.is_some() {
-        policy.map_or(0, |p| p.attempts)
-    } else {
-        0
-    };
-    let failovers = if replay.is_some() && route.retry_connect_errors {
-        MAX_FAILOVERS
-    } else {
-        0
-    };
-    let method = head.method.clone();
     let mut first_try = Some((head, body));
-    let mut pool = first_pool;
-    let mut on_fallback = false;
-    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
-    let mut last_error: Option<ProxyError> = None;
     let timeouts = route.timeouts;
 
     loop {
-        let endpoint = match pick(&pool, affinity, &tried) {
-            Ok(endpoint) => endpoint,
-            Err(unavailable) => match pool.fallback().filter(|_| !on_fallback) {
-                Some(fallback) => {
-                    tracing::debug!(pool = %pool.name, fallback = %fallback.name, "no endpoint available; using the fallback pool");
-                    pool = fallback;
-                    on_fallback = true;
-                    continue;
-                }
-                None => return Err(last_error.unwrap_or(unavailable)),
-            },
-        };
-        tried.push(endpoint.clone());
-        let attempt = tried.len() as u32 - 1;
+        let endpoint = attempts.next_endpoint()?;
         let (mut head, body) = match first_try.take() {
             Some(first) => first,
             None => (
@@ -110,36 +287,21 @@ pub async fn forward(
                 ProxyBody::full(replay.clone().unwrap_or_default()),
             ),
         };
+        let pool = attempts.pool().clone();
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
         exchange.endpoint = Some(endpoint.clone());
         exchange.in_flight = Some(endpoint.state.begin());
         let sent_at = Instant::now();
         exchange.sent_at = Some(sent_at);
         exchange.head_at = None;
-        let may_retry = |exchange: &mut Exchange| {
-            let allowed = attempt < max_attempts
-                && can_try_again(&pool, &tried, on_fallback)
-                && policy.is_some_and(|p| p.budget.withdraw());
-            if allowed {
-                exchange.retries += 1;
-            }
-            allowed
-        };
-        // Without (or beyond) the route's `retries`: a request that reached no endpoint.
-        let may_fail_over = |exchange: &mut Exchange, error: &ProxyError| {
-            let allowed = attempt < failovers
-                && fails_over(error, &method)
-                && can_try_again(&pool, &tried, on_fallback);
-            if allowed {
-                exchange.retries += 1;
-            }
-            allowed
-        };
 
         let sent = tokio::time::timeout(
             timeouts.response_headers,
-            pool.client
-                .send(&endpoint, Request::from_parts(head, body), timeouts.connect),
+            pool.client.send(
+                &endpoint,
+                Request::from_parts(head, body.into_request_body()),
+                timeouts.connect,
+            ),
         )
         .await;
         let sent = match sent {
@@ -155,55 +317,19 @@ pub async fn forward(
                 if matches!(error, ProxyError::BadRequestBody { .. }) {
                     return Err(error);
                 }
-                // A full endpoint is not a failing one.
-                if !matches!(error, ProxyError::Upstream(SendError::Saturated { .. })) {
-                    judge(&pool, &endpoint, Outcome::Failure);
-                }
-                // Nothing came back: safe to send again whatever the method.
-                if may_retry(exchange) || may_fail_over(exchange, &error) {
-                    tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
-                    last_error = Some(error);
-                    continue;
-                }
-                return Err(error);
+                attempts.after_send_error(&endpoint, exchange, error)?;
+                continue;
             }
             Err(_) => {
-                let error = ProxyError::ResponseHeadersTimeout {
-                    endpoint: endpoint.url.to_string(),
-                    after: timeouts.response_headers,
-                };
-                judge(&pool, &endpoint, Outcome::Failure);
-                // The endpoint may be working on it: only idempotent requests go again.
-                let safe = is_idempotent(&method) || policy.is_some_and(|p| p.retry_non_idempotent);
-                if safe && may_retry(exchange) {
-                    last_error = Some(error);
-                    continue;
-                }
-                return Err(error);
+                let after = timeouts.response_headers;
+                attempts.after_head_timeout(&endpoint, exchange, after)?;
+                continue;
             }
         };
-        let head_at = Instant::now();
-        exchange.head_at = Some(head_at);
-        endpoint
-            .state
-            .latency
-            .record_at(head_at, head_at.duration_since(sent_at));
-
         let status = sent.response.status().as_u16();
-        if let Some(value) = sent.response.headers().get(http::header::RETRY_AFTER) {
-            hold_for_retry_after(&endpoint, status, value.as_bytes());
-        }
-        judge(
-            &pool,
-            &endpoint,
-            if status >= 500 {
-                Outcome::Failure
-            } else {
-                Outcome::Success
-            },
-        );
-        if policy.is_some_and(|p| p.retries_status(&method, status)) && may_retry(exchange) {
-            tracing::debug!(endpoint = %endpoint.url, status, "retrying on another endpoint");
+        let retry_after = sent.response.headers().get(http::header::RETRY_AFTER);
+        let retry_after = retry_after.map(HeaderValue::as_bytes);
+        if attempts.after_head(&endpoint, exchange, sent_at, status, retry_after) {
             continue;
         }
 
@@ -215,17 +341,8 @@ pub async fn forward(
                 Ok(None) => {}
                 Ok(Some(Err(_))) | Err(_) => {
                     // Nothing has reached the client: another endpoint may answer in time.
-                    judge(&pool, &endpoint, Outcome::Failure);
-                    let error = ProxyError::FirstTokenTimeout {
-                        endpoint: endpoint.url.to_string(),
-                        after: wait,
-                    };
-                    if may_retry(exchange) {
-                        tracing::debug!(endpoint = %endpoint.url, "no first event in time; retrying on another endpoint");
-                        last_error = Some(error);
-                        continue;
-                    }
-                    return Err(error);
+                    attempts.after_first_token_timeout(&endpoint, exchange, wait)?;
+                    continue;
                 }
             }
         } else if response_head::holds_head(crate::llm::ReplyKind::of(&head.headers))
@@ -242,13 +359,13 @@ pub async fn forward(
                 Ok(Some(Ok(frame))) => first = Some(frame),
                 Ok(None) => {}
                 Ok(Some(Err(error))) => {
-                    judge(&pool, &endpoint, Outcome::Failure);
+                    attempts.after_broken_answer(&endpoint);
                     let malformed = response_head::is_malformed(&error);
                     let reason = format!("the endpoint's response broke off: {error}");
                     return Err(response_head::unanswered(&endpoint, reason, malformed));
                 }
                 Err(_) => {
-                    judge(&pool, &endpoint, Outcome::Failure);
+                    attempts.after_broken_answer(&endpoint);
                     let reason = "no data from the endpoint in time".to_string();
                     return Err(response_head::unanswered(&endpoint, reason, false));
                 }

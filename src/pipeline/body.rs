@@ -308,6 +308,19 @@ impl UpstreamStream {
     }
 }
 
+impl ProxyBody {
+    /// The body as the upstream client takes it: bytes in hand stay in hand (so a
+    /// request can be sent again), anything else streams.
+    pub fn into_request_body(self) -> crate::upstream::RequestBody {
+        use crate::upstream::RequestBody;
+        match self {
+            ProxyBody::Full(Some(bytes)) => RequestBody::full(bytes),
+            ProxyBody::Full(None) | ProxyBody::Empty => RequestBody::Empty,
+            streamed => RequestBody::stream(streamed),
+        }
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;

@@ -53,7 +53,7 @@ pub struct Exchange {
     /// Name (never the key) of the API key that authenticated the request.
     pub key_name: Option<String>,
     pub(crate) in_flight: Option<InFlight>,
-    pub(super) done: Option<RequestCtx>,
+    pub(crate) done: Option<RequestCtx>,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.

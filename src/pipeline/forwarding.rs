@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::Downstream;
 use crate::config::ListenerPlan;
-use crate::config::spec::ProtocolSpec;
+use crate::upstream::Protocol as ProtocolSpec;
 use crate::upstream::{Endpoint, Pool};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -126,15 +126,45 @@ pub(crate) fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
 /// IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack sockets) are given as IPv4, so that
 /// IPv4 allow and deny lists see them.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    client_behind(
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        peer,
+        trusted,
+    )
+}
+
+/// [`client_ip`] from any engine's view of the request.
+pub(crate) fn client_ip_of(
+    head: &dyn super::RequestView,
+    peer: IpAddr,
+    trusted: &[IpNet],
+) -> IpAddr {
+    if !is_trusted(trusted, peer.to_canonical()) {
+        return peer.to_canonical();
+    }
+    let mut lines: Vec<&[u8]> = Vec::new();
+    head.any_value(&X_FORWARDED_FOR, &mut |line| {
+        lines.push(line);
+        false
+    });
+    client_behind(lines.into_iter(), peer, trusted)
+}
+
+fn client_behind<'a>(
+    forwarded_for: impl Iterator<Item = &'a [u8]>,
+    peer: IpAddr,
+    trusted: &[IpNet],
+) -> IpAddr {
     let peer = peer.to_canonical();
     if !is_trusted(trusted, peer) {
         return peer;
     }
     let mut client = peer;
-    let hops = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let hops = forwarded_for
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect::<Vec<_>>();

@@ -5,14 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use tokio::time::Instant;
-
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::affinity::affinity_of;
 use super::attempts::{self, Forwarded};
 use super::versioning;
 
@@ -22,14 +21,13 @@ use super::body::{ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
-use crate::balance::stable_hash;
 use crate::config::ListenerPlan;
 use crate::llm::{ReplyKind, UsageScanner};
 use crate::normalize::Refusal;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
-use crate::upstream::{HashKey, Pool, UpstreamBody};
+use crate::upstream::{Pool, UpstreamBody};
 
 /// Serves one downstream request. Never fails: every error becomes a response.
 pub async fn handle(
@@ -39,9 +37,6 @@ pub async fn handle(
     let gateway = &downstream.gateway;
     let plan = downstream.plan();
     let listener = plan.listener(&downstream.listener);
-    if let Some(egress) = listener.and_then(|l| l.egress.as_ref()) {
-        return Ok(crate::egress::handle(request, egress, downstream.peer).await);
-    }
     let log = gateway
         .telemetry
         .access_log
@@ -167,27 +162,24 @@ async fn proxy(
     // Phase: request filters.
     let mut ctx = None;
     if !route.filters.is_empty() {
-        let mut request_ctx = new_ctx(&route, &head, downstream, listener, exchange.started());
-        request_ctx.model = model.clone();
-        if let Some(facts) = &facts {
-            request_ctx.prompt_estimate = Some(facts.prompt_estimate);
-            request_ctx.max_tokens = facts.max_tokens;
-        }
+        let client_ip = super::client_ip(
+            &head.headers,
+            downstream.peer.ip(),
+            &listener.trusted_proxies,
+        );
+        let mut request_ctx = RequestCtx::new(route.name.clone(), client_ip, exchange.started());
+        request_ctx.set_facts(facts.as_ref());
         // Header limits judge the client's headers, without the request id added above.
-        let added_id = (!client_sent_id)
-            .then(|| head.headers.remove(&X_REQUEST_ID))
-            .flatten();
-        let flow = if route.filters.waits {
-            route
-                .filters
-                .on_request_waiting(&mut request_ctx, &mut head)
-                .await
-        } else {
-            route.filters.on_request(&mut request_ctx, &mut head)
+        let view = super::head::PartsView {
+            head: &head,
+            added_request_id: !client_sent_id,
         };
-        if let Some(id) = added_id {
-            head.headers.entry(&X_REQUEST_ID).or_insert(id);
-        }
+        let mut edits = super::HeaderEdits::default();
+        let flow = route
+            .filters
+            .run_request(&mut request_ctx, &view, &mut edits)
+            .await;
+        edits.apply(&mut head.headers);
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
             return Ok(*response);
@@ -206,7 +198,25 @@ async fn proxy(
     }
 
     // Phase: choose the split's side, copy to the mirror.
-    let choice = versioning::choose_target(&route, &mut head, downstream, listener, gateway.rng());
+    let client_ip = super::client_ip(
+        &head.headers,
+        downstream.peer.ip(),
+        &listener.trusted_proxies,
+    );
+    let view = super::head::PartsView {
+        head: &head,
+        added_request_id: false,
+    };
+    let choice = versioning::choose_target(
+        &route,
+        &view,
+        client_ip,
+        &|token| downstream.is_admin_token(token),
+        gateway.rng(),
+    );
+    // Junction's own: never sent to an endpoint, whatever the choice.
+    head.headers.remove(&versioning::X_JUNCTION_VERSION);
+    head.headers.remove(&versioning::X_JUNCTION_ADMIN_TOKEN);
     exchange.target = choice.target;
     let pool = route.targets[choice.target].pool.clone();
     if route.mirror.as_ref().is_some_and(|m| m.takes_next()) {
@@ -222,10 +232,14 @@ async fn proxy(
     }
 
     // Phase: pick an endpoint and forward (retrying elsewhere as the route allows).
+    let view = super::head::PartsView {
+        head: &head,
+        added_request_id: false,
+    };
     let affinity = pool
         .hash_key
         .as_ref()
-        .and_then(|key| affinity_hash(key, &head, downstream, listener));
+        .and_then(|key| affinity_of(key, &view, || client_ip));
     if is_upgrade_request(&head) {
         let index = pool
             .balancer
@@ -265,7 +279,11 @@ async fn proxy(
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
         ctx.status = Some(response_head.status);
-        route.filters.on_response(ctx, &mut response_head);
+        if route.filters.edits_responses {
+            let mut edits = super::HeaderEdits::default();
+            route.filters.on_response(ctx, &mut edits);
+            edits.apply(&mut response_head.headers);
+        }
     }
     exchange.done = ctx.filter(|_| route.filters.wants_done);
     let timeouts = route.timeouts;
@@ -330,33 +348,6 @@ fn streamed_body(
     }
 }
 
-fn new_ctx(
-    route: &Route,
-    head: &http::request::Parts,
-    downstream: &Downstream,
-    listener: &ListenerPlan,
-    started: Instant,
-) -> RequestCtx {
-    RequestCtx {
-        route: route.name.clone(),
-        client_ip: super::client_ip(
-            &head.headers,
-            downstream.peer.ip(),
-            &listener.trusted_proxies,
-        ),
-        started,
-        endpoint: None,
-        status: None,
-        failed: false,
-        model: None,
-        key_name: None,
-        prompt_estimate: None,
-        max_tokens: None,
-        usage: None,
-        extensions: http::Extensions::new(),
-    }
-}
-
 /// A request head's size as HTTP/1.1 writes it (request line, `name: value` lines, the
 /// empty line): what `max_request_head_bytes` limits, whatever engine read the head.
 fn head_size(head: &http::request::Parts) -> usize {
@@ -403,61 +394,6 @@ async fn read_body(
     }
 }
 
-pub(super) fn affinity_hash(
-    key: &HashKey,
-    head: &http::request::Parts,
-    downstream: &Downstream,
-    listener: &ListenerPlan,
-) -> Option<u64> {
-    affinity_of(
-        key,
-        |name| head.headers.get_all(name).iter().map(HeaderValue::as_bytes),
-        || {
-            super::client_ip(
-                &head.headers,
-                downstream.peer.ip(),
-                &listener.trusted_proxies,
-            )
-        },
-    )
-}
-
-/// The `hash` balancing key of a request, from any view of its headers: `lines(name)`
-/// gives every line of header `name`, in order (the HTTP/1.1 fast path has no header map).
-pub(crate) fn affinity_of<'a, I>(
-    key: &HashKey,
-    lines: impl Fn(&HeaderName) -> I,
-    client_ip: impl FnOnce() -> std::net::IpAddr,
-) -> Option<u64>
-where
-    I: Iterator<Item = &'a [u8]>,
-{
-    match key {
-        HashKey::Header(name) => lines(name).next().map(stable_hash),
-        HashKey::Cookie(name) => {
-            cookie_in(lines(&header::COOKIE), name).map(|v| stable_hash(v.as_bytes()))
-        }
-        HashKey::ClientIp => Some(stable_hash(client_ip().to_string().as_bytes())),
-    }
-}
-
-/// The value of cookie `name` among `Cookie` header lines.
-fn cookie_in<'a>(lines: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
-    // Header values readable as text, as `HeaderValue::to_str` has them.
-    let text = |line: &'a [u8]| {
-        line.iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-            .then(|| std::str::from_utf8(line).ok())
-            .flatten()
-    };
-    lines
-        .filter_map(text)
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 /// `Upgrade` requests (WebSocket and others): forwarded on a dedicated connection;
 /// after `101 Switching Protocols` both sides are spliced together byte for byte.
 async fn forward_upgrade(
@@ -468,7 +404,7 @@ async fn forward_upgrade(
     endpoint: &crate::upstream::Endpoint,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    let request = Request::from_parts(head, body);
+    let request = Request::from_parts(head, body.into_request_body());
     let timeouts = route.timeouts;
     let mut response = match tokio::time::timeout(
         timeouts.response_headers,
@@ -512,26 +448,4 @@ async fn forward_upgrade(
         )))
     };
     Ok(Response::from_parts(response_head, body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookies() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(header::COOKIE, "a=1; user=alice; b=2".parse().unwrap());
-        let cookie = |name| {
-            cookie_in(
-                headers
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                name,
-            )
-        };
-        assert_eq!(cookie("user"), Some("alice"));
-        assert_eq!(cookie("nope"), None);
-    }
 }

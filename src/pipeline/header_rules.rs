@@ -1,9 +1,9 @@
 //! The `request_headers` / `response_headers` filter: set or remove headers on the
 //! way to the endpoint and back.
 
-use http::{HeaderMap, HeaderName, HeaderValue, request, response};
+use http::{HeaderName, HeaderValue};
 
-use super::{Filter, Flow, RequestCtx};
+use super::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 #[derive(Default)]
 pub struct HeaderRules {
@@ -13,12 +13,12 @@ pub struct HeaderRules {
     pub response_remove: Vec<HeaderName>,
 }
 
-fn apply(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)], remove: &[HeaderName]) {
+fn ask(edits: &mut HeaderEdits, set: &[(HeaderName, HeaderValue)], remove: &[HeaderName]) {
     for name in remove {
-        headers.remove(name);
+        edits.remove(name);
     }
     for (name, value) in set {
-        headers.insert(name.clone(), value.clone());
+        edits.set(name, value.clone());
     }
 }
 
@@ -27,12 +27,21 @@ impl Filter for HeaderRules {
         "headers"
     }
 
-    fn on_request(&self, _ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
-        apply(&mut head.headers, &self.request_set, &self.request_remove);
+    fn on_request(
+        &self,
+        _ctx: &mut RequestCtx,
+        _head: &dyn RequestView,
+        edits: &mut HeaderEdits,
+    ) -> Flow {
+        ask(edits, &self.request_set, &self.request_remove);
         Flow::Continue
     }
 
-    fn on_response(&self, _ctx: &mut RequestCtx, head: &mut response::Parts) {
-        apply(&mut head.headers, &self.response_set, &self.response_remove);
+    fn edits_responses(&self) -> bool {
+        !(self.response_set.is_empty() && self.response_remove.is_empty())
+    }
+
+    fn on_response(&self, _ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
+        ask(edits, &self.response_set, &self.response_remove);
     }
 }

@@ -8,6 +8,7 @@
 //!          ─▶ on_done (each filter, when the response body has ended or was dropped)
 //! ```
 
+pub(crate) mod affinity;
 pub(crate) mod attempts;
 pub(crate) mod body;
 pub(crate) mod entry;
@@ -15,19 +16,21 @@ mod error;
 pub(crate) mod exchange;
 pub(crate) mod forwarding;
 pub mod handler;
+pub mod head;
 mod header_rules;
 pub(crate) mod response_head;
-mod versioning;
+pub(crate) mod versioning;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderValue, Response, request, response};
+use http::{HeaderValue, Response};
 
 pub use body::{BoxError, ProxyBody, UpstreamStream};
 pub use error::{Blame, ProxyError, json_error};
 pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;
+pub use head::{HeaderEdits, RequestView};
 pub use header_rules::HeaderRules;
 
 use crate::config::Plan;
@@ -42,19 +45,26 @@ pub enum Flow {
 }
 
 /// One policy on the request path. Every phase has a default that does nothing, so a
-/// filter implements only what it needs.
+/// filter implements only what it needs. Filters never see an engine's types: they read
+/// the request through a [`RequestView`] and ask for header changes through
+/// [`HeaderEdits`], which each engine renders, so every policy runs on both engines.
 pub trait Filter: Send + Sync {
     /// Name for logs and metrics.
     fn name(&self) -> &'static str;
 
-    /// Before an endpoint is picked. May change the request head or answer it.
+    /// Before an endpoint is picked. May ask for header changes or answer the request.
     /// By default: continue unchanged.
-    fn on_request(&self, _ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
+    fn on_request(
+        &self,
+        _ctx: &mut RequestCtx,
+        _head: &dyn RequestView,
+        _edits: &mut HeaderEdits,
+    ) -> Flow {
         Flow::Continue
     }
 
     /// Whether this filter must wait for something (I/O) in `on_request`; then the
-    /// handler calls [`Filter::on_request_waiting`] instead. By default: false, so
+    /// engine calls [`Filter::on_request_waiting`] instead. By default: false, so
     /// filters that decide on the spot cost no boxed future.
     fn waits(&self) -> bool {
         false
@@ -64,14 +74,22 @@ pub trait Filter: Send + Sync {
     fn on_request_waiting<'a>(
         &'a self,
         ctx: &'a mut RequestCtx,
-        head: &'a mut request::Parts,
+        head: &'a (dyn RequestView + Sync),
+        edits: &'a mut HeaderEdits,
     ) -> FilterFuture<'a> {
-        Box::pin(std::future::ready(self.on_request(ctx, head)))
+        Box::pin(std::future::ready(self.on_request(ctx, head, edits)))
     }
 
-    /// When the endpoint's response head arrives, before it goes to the client.
-    /// Not called for responses the proxy made itself. By default: nothing.
-    fn on_response(&self, _ctx: &mut RequestCtx, _head: &mut response::Parts) {}
+    /// When the endpoint's response head arrives (`ctx.status` is set), before it goes
+    /// to the client: changes to the response's headers. Not called for responses the
+    /// proxy made itself. By default: nothing.
+    fn on_response(&self, _ctx: &mut RequestCtx, _edits: &mut HeaderEdits) {}
+
+    /// Whether this filter changes response heads; lets an engine skip the response
+    /// phase for chains that do not. By default: false.
+    fn edits_responses(&self) -> bool {
+        false
+    }
 
     /// Whether this filter wants [`Filter::on_done`]; lets the handler skip the
     /// bookkeeping for chains that do not. By default: false.
@@ -90,19 +108,23 @@ pub type FilterFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = F
 #[derive(Default)]
 pub struct FilterChain {
     filters: Vec<Box<dyn Filter>>,
-    wants_done: bool,
+    pub(crate) wants_done: bool,
     /// Some filter waits in `on_request`.
-    waits: bool,
+    pub(crate) waits: bool,
+    /// Some filter changes response heads.
+    pub(crate) edits_responses: bool,
 }
 
 impl FilterChain {
     pub fn new(filters: Vec<Box<dyn Filter>>) -> Self {
         let wants_done = filters.iter().any(|f| f.wants_done());
         let waits = filters.iter().any(|f| f.waits());
+        let edits_responses = filters.iter().any(|f| f.edits_responses());
         FilterChain {
             filters,
             wants_done,
             waits,
+            edits_responses,
         }
     }
 
@@ -114,9 +136,15 @@ impl FilterChain {
         self.filters.iter().map(|f| f.name()).collect()
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+    /// `on_request` of every filter, in order, until one answers.
+    pub(crate) fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &dyn RequestView,
+        edits: &mut HeaderEdits,
+    ) -> Flow {
         for filter in &self.filters {
-            if let Flow::Respond(response) = filter.on_request(ctx, head) {
+            if let Flow::Respond(response) = filter.on_request(ctx, head, edits) {
                 return Flow::Respond(response);
             }
         }
@@ -124,12 +152,17 @@ impl FilterChain {
     }
 
     /// `on_request` of every filter, waiting where a filter must.
-    async fn on_request_waiting(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+    pub(crate) async fn on_request_waiting(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &(dyn RequestView + Sync),
+        edits: &mut HeaderEdits,
+    ) -> Flow {
         for filter in &self.filters {
             let flow = if filter.waits() {
-                filter.on_request_waiting(ctx, head).await
+                filter.on_request_waiting(ctx, head, edits).await
             } else {
-                filter.on_request(ctx, head)
+                filter.on_request(ctx, head, edits)
             };
             if let Flow::Respond(response) = flow {
                 return Flow::Respond(response);
@@ -138,13 +171,28 @@ impl FilterChain {
         Flow::Continue
     }
 
-    fn on_response(&self, ctx: &mut RequestCtx, head: &mut response::Parts) {
-        for filter in &self.filters {
-            filter.on_response(ctx, head);
+    /// The request phase of the whole chain, waiting only when some filter must.
+    pub(crate) async fn run_request(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &(dyn RequestView + Sync),
+        edits: &mut HeaderEdits,
+    ) -> Flow {
+        if self.waits {
+            self.on_request_waiting(ctx, head, edits).await
+        } else {
+            self.on_request(ctx, head, edits)
         }
     }
 
-    fn on_done(&self, ctx: &RequestCtx) {
+    /// The response phase: the header changes every filter asks for.
+    pub(crate) fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
+        for filter in &self.filters {
+            filter.on_response(ctx, edits);
+        }
+    }
+
+    pub(crate) fn on_done(&self, ctx: &RequestCtx) {
         for filter in &self.filters {
             filter.on_done(ctx);
         }
@@ -172,6 +220,34 @@ pub struct RequestCtx {
     pub usage: Option<crate::llm::Usage>,
     /// Filters' own per-request data.
     pub extensions: http::Extensions,
+}
+
+impl RequestCtx {
+    pub fn new(route: Arc<str>, client_ip: IpAddr, started: tokio::time::Instant) -> Self {
+        RequestCtx {
+            route,
+            client_ip,
+            started,
+            endpoint: None,
+            status: None,
+            failed: false,
+            model: None,
+            key_name: None,
+            prompt_estimate: None,
+            max_tokens: None,
+            usage: None,
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// What routing read of the body: its `model`, a prompt size guess and `max_tokens`.
+    pub fn set_facts(&mut self, facts: Option<&crate::llm::RequestFacts>) {
+        if let Some(facts) = facts {
+            self.model = facts.model.clone();
+            self.prompt_estimate = Some(facts.prompt_estimate);
+            self.max_tokens = facts.max_tokens;
+        }
+    }
 }
 
 /// Per-connection context shared by every request on a downstream connection.
@@ -205,6 +281,14 @@ impl Downstream {
             accepted_under,
             peer_header,
         }
+    }
+
+    /// Whether `token` is the running plan's admin token (`x-junction-admin-token`).
+    pub fn is_admin_token(&self, token: &[u8]) -> bool {
+        let plan = self.gateway.plan();
+        plan.admin_token
+            .as_deref()
+            .is_some_and(|expected| crate::security::constant_time_eq(expected.as_bytes(), token))
     }
 
     /// The plan this connection's requests run on: the current one, or, when a reload

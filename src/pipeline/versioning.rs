@@ -8,8 +8,10 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, request};
 use tokio::time::Instant;
 
-use super::Downstream;
-use super::forwarding;
+use std::net::IpAddr;
+
+use super::affinity::affinity_of;
+use super::{Downstream, RequestView, forwarding};
 use crate::balance::{SplitMix, stable_hash};
 use crate::config::ListenerPlan;
 use crate::routing::Route;
@@ -24,17 +26,16 @@ pub struct Choice {
     pub set_cookie: Option<HeaderValue>,
 }
 
-/// Chooses the route's target. The override headers are taken off the request whatever
-/// the outcome: the admin token must never reach an endpoint.
+/// Chooses the route's target. `x-junction-version` is honoured from clients in the
+/// route's `override_from`, or with the admin token in `x-junction-admin-token`; both
+/// headers are Junction's own and never reach an endpoint (each engine drops them).
 pub fn choose_target(
     route: &Route,
-    head: &mut request::Parts,
-    downstream: &Downstream,
-    listener: &ListenerPlan,
+    head: &dyn RequestView,
+    client_ip: IpAddr,
+    is_admin_token: &dyn Fn(&[u8]) -> bool,
     rng: &SplitMix,
 ) -> Choice {
-    let forced = head.headers.remove(&X_JUNCTION_VERSION);
-    let token = head.headers.remove(&X_JUNCTION_ADMIN_TOKEN);
     let mut choice = Choice {
         target: 0,
         set_cookie: None,
@@ -43,35 +44,32 @@ pub fn choose_target(
         return choice;
     };
 
-    if let Some(version) = forced {
-        let client = super::client_ip(
-            &head.headers,
-            downstream.peer.ip(),
-            &listener.trusted_proxies,
-        );
-        let trusted = route.override_from.iter().any(|net| net.contains(&client));
-        let admin = token.is_some_and(|token| {
-            let plan = downstream.gateway.plan();
-            plan.admin_token.as_deref().is_some_and(|expected| {
-                crate::security::constant_time_eq(expected.as_bytes(), token.as_bytes())
-            })
-        });
+    if let Some(version) = head.first(&X_JUNCTION_VERSION) {
+        let trusted = route
+            .override_from
+            .iter()
+            .any(|net| net.contains(&client_ip));
+        let admin = head
+            .first(&X_JUNCTION_ADMIN_TOKEN)
+            .is_some_and(is_admin_token);
         if trusted || admin {
-            if let Some(i) = route.targets.iter().position(|t| {
-                t.pool.version.as_deref().map(str::as_bytes) == Some(version.as_bytes())
-            }) {
+            if let Some(i) = route
+                .targets
+                .iter()
+                .position(|t| t.pool.version.as_deref().map(str::as_bytes) == Some(version))
+            {
                 choice.target = i;
                 return choice;
             }
         } else {
-            tracing::debug!(route = %route.name, %client, "x-junction-version ignored: client not trusted");
+            tracing::debug!(route = %route.name, client = %client_ip, "x-junction-version ignored: client not trusted");
         }
     }
 
     let mut key = route
         .sticky
         .as_ref()
-        .and_then(|sticky| super::handler::affinity_hash(sticky, head, downstream, listener));
+        .and_then(|sticky| affinity_of(sticky, head, || client_ip));
     if key.is_none() {
         if let Some(cookie) = &route.set_cookie {
             // A new browser: give it an id to keep from now on.
@@ -114,7 +112,7 @@ pub fn send_shadow(
         let Some(mirror) = &route.mirror else { return };
         let in_flight = endpoint.state.begin();
         let started = Instant::now();
-        let request = Request::from_parts(copy, super::ProxyBody::full(body));
+        let request = Request::from_parts(copy, crate::upstream::RequestBody::full(body));
         let sent = tokio::time::timeout(
             timeouts.response_headers,
             mirror

@@ -2,6 +2,7 @@
 //! accepts the request wins. Matchers test path, host, method, headers and the
 //! `model` field of a JSON body, all compiled once at load.
 
+mod engines;
 mod glob;
 pub mod retry;
 
@@ -12,6 +13,7 @@ use http::{HeaderName, HeaderValue, Method, request};
 use ipnet::IpNet;
 use regex::Regex;
 
+pub use engines::{Engines, HTTP1_BODY_LIMIT};
 pub use glob::Glob;
 pub use retry::{RetryBudget, RetryPolicy};
 
@@ -49,6 +51,8 @@ pub struct Route {
     pub request_buffer_bytes: u64,
     /// Send a request that reached no endpoint to another one (see `attempts::fails_over`).
     pub retry_connect_errors: bool,
+    /// Which engine serves the route (worked out by `Engines::of` once compiled).
+    pub engines: Engines,
 }
 
 /// One pool of a route, with the route's metric handles for it.

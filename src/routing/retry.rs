@@ -24,13 +24,8 @@ impl RetryPolicy {
     }
 }
 
-/// RFC 9110 9.2.2.
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
+/// RFC 9110 9.2.2; kept here too for the callers that ask the retry policy.
+pub use crate::normalize::is_idempotent;
 
 /// Requests and retries over a sliding window (two half-windows, Finagle-style).
 pub struct RetryBudget {

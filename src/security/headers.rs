@@ -2,12 +2,13 @@
 //! required headers, limits on header count and size, and a built-in list of scanner
 //! and bad-bot signatures turned on with `block_scanners = true`.
 
-use http::{HeaderName, HeaderValue, StatusCode, request};
+use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 use serde_json::json;
 
 use super::Recorder;
-use crate::pipeline::{Filter, Flow, RequestCtx};
+pub use crate::pipeline::head::X_JUNCTION_TAG;
+use crate::pipeline::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 /// User agents of vulnerability scanners and abusive crawlers (case-insensitive). Kept
 /// short and specific so that real clients never match.
@@ -36,21 +37,19 @@ pub struct HeaderInspection {
     pub recorder: Recorder,
 }
 
-pub static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag");
-
 impl Filter for HeaderInspection {
     fn name(&self) -> &'static str {
         "header_inspection"
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
-        let headers = &head.headers;
-        if self.max_count.is_some_and(|max| headers.len() > max) {
-            let message = format!(
-                "too many headers ({} > {})",
-                headers.len(),
-                self.max_count.unwrap_or(0)
-            );
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &dyn RequestView,
+        edits: &mut HeaderEdits,
+    ) -> Flow {
+        if let Some(max) = self.max_count.filter(|&max| head.header_count() > max) {
+            let message = format!("too many headers ({} > {max})", head.header_count());
             return self.recorder.refuse(
                 ctx,
                 "max_header_count",
@@ -60,10 +59,7 @@ impl Filter for HeaderInspection {
             );
         }
         if let Some(max) = self.max_bytes {
-            let size: usize = headers
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum();
+            let size = head.header_bytes();
             if size > max {
                 let message = format!("request headers are {size} bytes, more than {max}");
                 return self.recorder.refuse(
@@ -76,7 +72,7 @@ impl Filter for HeaderInspection {
             }
         }
         for name in &self.require {
-            if !headers.contains_key(name) {
+            if head.first(name).is_none() {
                 let message = format!("the {name} header is required");
                 return self.recorder.refuse(
                     ctx,
@@ -87,11 +83,9 @@ impl Filter for HeaderInspection {
                 );
             }
         }
-        let mut tags = Vec::new();
         for rule in &self.rules {
-            let hit = head.headers.get_all(&rule.header).iter().any(|v| {
-                rule.matches
-                    .is_match(&String::from_utf8_lossy(v.as_bytes()))
+            let hit = head.any_value(&rule.header, &mut |v| {
+                rule.matches.is_match(&String::from_utf8_lossy(v))
             });
             if !hit {
                 continue;
@@ -110,18 +104,15 @@ impl Filter for HeaderInspection {
                 HeaderAction::Tag => {
                     self.recorder
                         .decide(ctx, &rule.name, "tag", json!(rule.header.as_str()));
-                    tags.push(rule.name.clone());
+                    if let Ok(value) = HeaderValue::from_str(&rule.name) {
+                        edits.append(&X_JUNCTION_TAG, value);
+                    }
                 }
                 HeaderAction::Log => {
                     self.recorder
                         .decide(ctx, &rule.name, "log", json!(rule.header.as_str()));
                     tracing::info!(rule = %rule.name, route = %ctx.route, client = %ctx.client_ip, "header rule matched");
                 }
-            }
-        }
-        for tag in tags {
-            if let Ok(value) = HeaderValue::from_str(&tag) {
-                head.headers.append(X_JUNCTION_TAG.clone(), value);
             }
         }
         Flow::Continue

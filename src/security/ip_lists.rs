@@ -2,11 +2,11 @@
 //! list allows everyone. The client address is the socket peer, or the forwarded one
 //! when the peer is a trusted proxy (see `trusted_proxies`).
 
-use http::{StatusCode, request};
+use http::StatusCode;
 use ipnet::IpNet;
 
 use super::Recorder;
-use crate::pipeline::{Filter, Flow, RequestCtx};
+use crate::pipeline::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 pub struct AccessList {
     /// Where the list comes from, for logs and metrics: `listener:NAME` or `route:NAME`.
@@ -21,7 +21,12 @@ impl Filter for AccessList {
         "access_list"
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        _head: &dyn RequestView,
+        _edits: &mut HeaderEdits,
+    ) -> Flow {
         let ip = ctx.client_ip;
         if let Some(net) = self.deny.iter().find(|net| net.contains(&ip)) {
             let rule = format!("{} deny {net}", self.scope);

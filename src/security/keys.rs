@@ -2,12 +2,12 @@
 //! hashes (the keys themselves are never stored), each with a name and the routes and
 //! models it may use. Logs and metrics carry the key's name, never the key.
 
-use http::{HeaderName, StatusCode, request};
+use http::{HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::Recorder;
 use super::rate_limit::RateLimit;
-use crate::pipeline::{Filter, FilterFuture, Flow, RequestCtx};
+use crate::pipeline::{Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView};
 use crate::routing::Glob;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -37,12 +37,16 @@ pub fn hash_key(key: &str) -> String {
         .collect()
 }
 
-fn presented(head: &request::Parts) -> Option<String> {
-    if let Some(value) = head
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+/// A header value readable as text, as `HeaderValue::to_str` has it.
+fn text(value: &[u8]) -> Option<&str> {
+    let readable = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    readable.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
+fn presented(head: &dyn RequestView) -> Option<String> {
+    if let Some(value) = head.first(&http::header::AUTHORIZATION).and_then(text) {
         // The scheme name is case-insensitive (RFC 9110 11.1).
         if let Some((scheme, token)) = value.split_once(' ') {
             if scheme.eq_ignore_ascii_case("bearer") {
@@ -50,9 +54,8 @@ fn presented(head: &request::Parts) -> Option<String> {
             }
         }
     }
-    head.headers
-        .get(&X_API_KEY)
-        .and_then(|v| v.to_str().ok())
+    head.first(&X_API_KEY)
+        .and_then(text)
         .map(|v| v.trim().to_string())
 }
 
@@ -61,9 +64,14 @@ impl Filter for ApiKeys {
         "api_keys"
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx, head: &mut request::Parts) -> Flow {
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &dyn RequestView,
+        edits: &mut HeaderEdits,
+    ) -> Flow {
         match self.authenticate(ctx, head) {
-            Ok(Some(limit)) => limit.on_request(ctx, head),
+            Ok(Some(limit)) => limit.on_request(ctx, head, edits),
             Ok(None) => Flow::Continue,
             Err(refusal) => refusal,
         }
@@ -78,21 +86,28 @@ impl Filter for ApiKeys {
     fn on_request_waiting<'a>(
         &'a self,
         ctx: &'a mut RequestCtx,
-        head: &'a mut request::Parts,
+        head: &'a (dyn RequestView + Sync),
+        edits: &'a mut HeaderEdits,
     ) -> FilterFuture<'a> {
         Box::pin(async move {
             match self.authenticate(ctx, head) {
-                Ok(Some(limit)) if limit.waits() => limit.on_request_waiting(ctx, head).await,
-                Ok(Some(limit)) => limit.on_request(ctx, head),
+                Ok(Some(limit)) if limit.waits() => {
+                    limit.on_request_waiting(ctx, head, edits).await
+                }
+                Ok(Some(limit)) => limit.on_request(ctx, head, edits),
                 Ok(None) => Flow::Continue,
                 Err(refusal) => refusal,
             }
         })
     }
 
-    fn on_response(&self, ctx: &mut RequestCtx, head: &mut http::response::Parts) {
+    fn edits_responses(&self) -> bool {
+        self.keys.iter().any(|k| k.limit.is_some())
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
         if let Some(limit) = self.limit_of(ctx) {
-            limit.on_response(ctx, head);
+            limit.on_response(ctx, edits);
         }
     }
 
@@ -119,7 +134,7 @@ impl ApiKeys {
     fn authenticate(
         &self,
         ctx: &mut RequestCtx,
-        head: &request::Parts,
+        head: &dyn RequestView,
     ) -> Result<Option<&RateLimit>, Flow> {
         let Some(key) = presented(head) else {
             return Err(self.recorder.refuse(

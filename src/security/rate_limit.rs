@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request, response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 use super::Recorder;
 use super::shared_limits::{OnBackendError, SharedLimits};
-use crate::pipeline::{Filter, FilterFuture, Flow, RequestCtx, json_error};
+use crate::pipeline::{
+    Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView, json_error,
+};
 use std::sync::Arc;
 
 /// Whose budget a request spends.
@@ -73,7 +75,13 @@ impl Gcra {
             return Err(tat.duration_since(now) - allowance);
         }
         let next = tat + self.emission;
-        tats.insert(key.to_string(), next);
+        // Most keys come back: update in place, allocating the key only when new.
+        match tats.get_mut(key) {
+            Some(slot) => *slot = next,
+            None => {
+                tats.insert(key.to_string(), next);
+            }
+        }
         let used = next.duration_since(now);
         let remaining =
             (self.period.saturating_sub(used).as_nanos() / self.emission.as_nanos().max(1)) as u64;
@@ -201,18 +209,28 @@ fn openai_duration(duration: Duration) -> String {
     }
 }
 
-fn put(headers: &mut HeaderMap, standing: Standing, names: [&HeaderName; 3]) {
+/// The `x-ratelimit-*` headers of a standing, each given to `put`.
+fn standing_headers(
+    standing: Standing,
+    names: [&HeaderName; 3],
+    mut put: impl FnMut(&HeaderName, HeaderValue),
+) {
     let [limit, remaining, reset] = names;
     let values = [
-        standing.limit.to_string(),
-        standing.remaining.to_string(),
-        openai_duration(standing.reset),
+        HeaderValue::from(standing.limit),
+        HeaderValue::from(standing.remaining),
+        HeaderValue::from_str(&openai_duration(standing.reset))
+            .unwrap_or(HeaderValue::from_static("0s")),
     ];
     for (name, value) in [limit, remaining, reset].into_iter().zip(values) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name.clone(), value);
-        }
+        put(name, value);
     }
+}
+
+fn put(headers: &mut HeaderMap, standing: Standing, names: [&HeaderName; 3]) {
+    standing_headers(standing, names, |name, value| {
+        headers.insert(name.clone(), value);
+    });
 }
 
 impl RateLimit {
@@ -377,12 +395,18 @@ impl Filter for RateLimit {
     fn on_request_waiting<'a>(
         &'a self,
         ctx: &'a mut RequestCtx,
-        _head: &'a mut request::Parts,
+        _head: &'a (dyn RequestView + Sync),
+        _edits: &'a mut HeaderEdits,
     ) -> FilterFuture<'a> {
         Box::pin(self.shared_admission(ctx))
     }
 
-    fn on_request(&self, ctx: &mut RequestCtx, _head: &mut request::Parts) -> Flow {
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        _head: &dyn RequestView,
+        _edits: &mut HeaderEdits,
+    ) -> Flow {
         let now = Instant::now();
         let key = self.key_of(ctx);
         let requests = match &self.requests {
@@ -442,7 +466,11 @@ impl Filter for RateLimit {
         Flow::Continue
     }
 
-    fn on_response(&self, ctx: &mut RequestCtx, head: &mut response::Parts) {
+    fn edits_responses(&self) -> bool {
+        true
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
         let Some(reservation) = ctx
             .extensions
             .get::<Vec<Reservation>>()
@@ -450,19 +478,14 @@ impl Filter for RateLimit {
         else {
             return;
         };
+        let mut set = |name: &HeaderName, value| edits.set(name, value);
         if let Some(standing) = reservation.requests {
-            put(
-                &mut head.headers,
-                standing,
-                [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS],
-            );
+            let names = [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS];
+            standing_headers(standing, names, &mut set);
         }
         if let Some(standing) = reservation.token_standing {
-            put(
-                &mut head.headers,
-                standing,
-                [&LIMIT_TOKENS, &REMAINING_TOKENS, &RESET_TOKENS],
-            );
+            let names = [&LIMIT_TOKENS, &REMAINING_TOKENS, &RESET_TOKENS];
+            standing_headers(standing, names, &mut set);
         }
     }
 

@@ -15,12 +15,11 @@ use tokio::task::JoinHandle;
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
-use crate::config::spec::ProtocolSpec;
 use crate::config::{self, CompileContext, ConfigErrors, Plan};
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
-use crate::upstream::Registry;
 use crate::upstream::health::{self, HealthCheck};
+use crate::upstream::{EndpointKey, Registry};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +39,6 @@ pub enum ReloadError {
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
 }
-
-/// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
-type EndpointKey = (String, String, ProtocolSpec);
 
 /// The state every plan of a gateway shares, created before its first plan.
 #[derive(Default)]
@@ -137,6 +133,8 @@ impl Gateway {
         // The admin API answers as soon as its socket is bound: the routes' controls must
         // be there before, not only after the first swap.
         controls.adopt(plan.route_controls());
+        // The first plan is in force from here on: its endpoints' state is the registry's.
+        registry.adopt(plan.endpoint_states());
         Arc::new(Gateway {
             plan: ArcSwap::from_pointee(plan),
             registry,
@@ -159,6 +157,11 @@ impl Gateway {
     /// reload never changes a plan under a request in flight.
     pub fn plan(&self) -> Arc<Plan> {
         self.plan.load_full()
+    }
+
+    /// The endpoint state of the plan in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The process's random source (request ids, trace span ids).
@@ -326,7 +329,7 @@ impl Gateway {
 
         // 2. Swap.
         self.plan.store(plan.clone());
-        self.registry.retain_only(&plan.endpoint_keys());
+        self.registry.adopt(plan.endpoint_states());
         self.telemetry.set_metrics_enabled(plan.metrics_enabled);
         self.telemetry.metrics.adopt(plan.route_metrics());
         self.supervise_health_checks(plan);

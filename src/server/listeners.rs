@@ -227,8 +227,18 @@ async fn serve_http<S>(
         }
         None => Bytes::new(),
     };
+    // Egress listeners are dispatched here, per request (a reload may change what the
+    // listener is): the gateway's handler knows nothing of egress.
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        handler::handle(request, downstream.clone())
+        let downstream = downstream.clone();
+        async move {
+            let plan = downstream.plan();
+            let listener = plan.listener(&downstream.listener);
+            match listener.and_then(|l| l.egress.as_ref()) {
+                Some(egress) => Ok(crate::egress::handle(request, egress, downstream.peer).await),
+                None => handler::handle(request, downstream).await,
+            }
+        }
     });
     let (stream, timed_out) =
         HeadWatch::new(fastpath::Rewind::new(prefix, stream), header_read_timeout);

@@ -6,7 +6,6 @@ pub mod client_slots;
 mod gateway;
 mod listeners;
 mod slow_heads;
-pub mod tls;
 
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 //! Everything recorded on the request path is an atomic or a bounded queue.
 
 pub mod access_log;
-mod exposition;
 mod histogram;
 mod metrics;
 pub mod trace;
@@ -14,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use access_log::{AccessLog, AccessLogSettings, Destination, Field};
-pub use exposition::render;
 pub use histogram::{
     DEFAULT_LATENCY_BUCKETS, DEFAULT_TOKEN_BUCKETS, DurationHistogram, check_buckets,
 };

@@ -19,14 +19,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::Protocol;
+use super::request_body::RequestBody;
 use super::{Endpoint, EndpointState};
-use crate::config::spec::ProtocolSpec;
+use crate::normalize::is_idempotent;
 use crate::normalize::response as response_head;
-use crate::pipeline::ProxyBody;
-use crate::routing::retry::is_idempotent;
 
-type H1Sender = http1::SendRequest<ProxyBody>;
-type H2Sender = http2::SendRequest<ProxyBody>;
+type H1Sender = http1::SendRequest<RequestBody>;
+type H2Sender = http2::SendRequest<RequestBody>;
 
 const DEFAULT_MAX_IDLE: usize = 256;
 
@@ -196,7 +196,7 @@ pub trait Dialer: Send + Sync {
 
 /// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
 pub struct UpstreamClient {
-    pub protocol: ProtocolSpec,
+    pub protocol: Protocol,
     tls: Option<tokio_rustls::TlsConnector>,
     dialer: Option<Arc<dyn Dialer>>,
     max_idle: usize,
@@ -218,7 +218,7 @@ struct Reuse {
 
 /// hyper's HTTP/1.1 client sends a GET or HEAD body of unknown length as no
 /// body at all; a client's chunked GET body would be lost. Asking for chunking keeps it.
-fn keep_unsized_body(request: &mut Request<ProxyBody>) {
+fn keep_unsized_body(request: &mut Request<RequestBody>) {
     let body = request.body();
     let length_unknown = !body.is_end_stream() && body.size_hint().exact().is_none();
     if length_unknown
@@ -234,7 +234,7 @@ fn keep_unsized_body(request: &mut Request<ProxyBody>) {
 
 impl UpstreamClient {
     pub fn new(
-        protocol: ProtocolSpec,
+        protocol: Protocol,
         tls: Option<Arc<rustls::ClientConfig>>,
         max_idle: Option<usize>,
         limits: &super::Limits,
@@ -274,9 +274,7 @@ impl UpstreamClient {
     /// Whether connections are plain TCP connects with no connection limits, as the
     /// HTTP/1.1 fast path opens them itself.
     pub fn is_plain_http1(&self) -> bool {
-        self.protocol == ProtocolSpec::Http1
-            && self.dialer.is_none()
-            && self.max_connections.is_none()
+        self.protocol == Protocol::Http1 && self.dialer.is_none() && self.max_connections.is_none()
     }
 
     /// The TLS settings of this pool's https endpoints (health checks use them too).
@@ -292,23 +290,23 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         match self.protocol {
-            ProtocolSpec::Http1 => {
+            Protocol::Http1 => {
                 let mut request = request;
                 keep_unsized_body(&mut request);
                 self.send_http1(endpoint, request, connect_timeout).await
             }
-            ProtocolSpec::H2 => self.send_h2(endpoint, request, connect_timeout).await,
+            Protocol::H2 => self.send_h2(endpoint, request, connect_timeout).await,
         }
     }
 
     async fn send_http1(
         &self,
         endpoint: &Endpoint,
-        mut request: Request<ProxyBody>,
+        mut request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
@@ -400,7 +398,7 @@ impl UpstreamClient {
     async fn send_h2(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Sent, SendError> {
         let cache = &endpoint.state.connections;
@@ -439,7 +437,7 @@ impl UpstreamClient {
     pub async fn send_upgrade(
         &self,
         endpoint: &Endpoint,
-        request: Request<ProxyBody>,
+        request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
         let mut connection = self.connect_http1(endpoint, connect_timeout, true).await?;
@@ -605,15 +603,11 @@ fn settle(response: &mut Response<Incoming>, endpoint: &Endpoint) -> Result<bool
 
 /// A copy of an idempotent request whose body can be sent again (none, or bytes in
 /// hand), for a reused connection that closes before it answers.
-fn replayable_copy(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+fn replayable_copy(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     if !is_idempotent(request.method()) {
         return None;
     }
-    let body = match request.body() {
-        ProxyBody::Full(Some(bytes)) => ProxyBody::full(bytes.clone()),
-        body if body.is_end_stream() => ProxyBody::Empty,
-        _ => return None,
-    };
+    let body = request.body().replay()?;
     let mut copy = Request::new(body);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();

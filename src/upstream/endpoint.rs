@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
+use super::Protocol;
 use super::client::ConnectionCache;
-use crate::balance::{PeakEwma, stable_hash};
-use crate::config::spec::ProtocolSpec;
+use crate::balance::{Candidate, PeakEwma, stable_hash};
 
 /// A parsed `http://host:port` or `https://host:port` endpoint URL.
 #[derive(Debug, Clone)]
@@ -102,6 +102,21 @@ impl Endpoint {
     }
 }
 
+impl Candidate for Endpoint {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> u64 {
+        self.state.in_flight()
+    }
+    fn latency_nanos(&self) -> f64 {
+        self.state.latency.estimate_nanos()
+    }
+    fn identity_hash(&self) -> u64 {
+        self.identity_hash
+    }
+}
+
 /// Live state of one endpoint, shared by every plan that has it.
 #[derive(Default)]
 pub struct EndpointState {
@@ -142,33 +157,47 @@ impl Drop for InFlight {
     }
 }
 
-/// Endpoint state by (pool, url, protocol). A reload asks it for each endpoint of the
-/// new plan; kept endpoints get their old state, and state of endpoints no plan names
-/// any more is dropped by [`Registry::retain_only`].
+/// (pool, endpoint URL, protocol): how endpoint state is keyed across plans.
+pub type EndpointKey = (String, String, Protocol);
+
+/// Endpoint state by [`EndpointKey`], for the plan in force. Compiling a plan only
+/// reads it ([`Registry::kept`]): kept endpoints get their old state, new ones a fresh
+/// state that nobody else sees yet. Swapping the plan in registers what it holds
+/// ([`Registry::adopt`]), so a plan that is refused leaves the registry as it was.
 #[derive(Default)]
 pub struct Registry {
-    states: Mutex<HashMap<(String, String, ProtocolSpec), Arc<EndpointState>>>,
+    states: Mutex<HashMap<EndpointKey, Arc<EndpointState>>>,
 }
 
 impl Registry {
-    pub fn state_for(&self, pool: &str, url: &str, protocol: ProtocolSpec) -> Arc<EndpointState> {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        states
-            .entry((pool.to_string(), url.to_string(), protocol))
-            .or_default()
-            .clone()
+    /// The state of `key` in the plan in force, if it has that endpoint.
+    pub fn kept(&self, key: &EndpointKey) -> Option<Arc<EndpointState>> {
+        self.lock().get(key).cloned()
     }
 
-    /// Forgets the state of endpoints that are not in `keep` (pool, url, protocol).
-    pub fn retain_only(&self, keep: &[(String, String, ProtocolSpec)]) {
-        let mut states = self
-            .states
+    /// Makes `states` (each endpoint of the plan being swapped in, with the state that
+    /// plan holds) the registry's content: new endpoints are registered, the state of
+    /// endpoints it does not name is forgotten (plans still running keep theirs).
+    pub fn adopt(&self, states: impl IntoIterator<Item = (EndpointKey, Arc<EndpointState>)>) {
+        let fresh: HashMap<EndpointKey, Arc<EndpointState>> = states.into_iter().collect();
+        *self.lock() = fresh;
+    }
+
+    /// Every registered endpoint and its state, sorted by key.
+    pub fn entries(&self) -> Vec<(EndpointKey, Arc<EndpointState>)> {
+        let mut entries: Vec<_> = self
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        states.retain(|key, _| keep.contains(key));
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointKey, Arc<EndpointState>>> {
+        self.states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

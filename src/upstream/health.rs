@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::Protocol;
 use super::{Endpoint, EndpointState, UpstreamClient};
-use crate::config::spec::ProtocolSpec;
 
 /// Active check settings of a pool (`health = { ... }`).
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +179,7 @@ pub struct ProbeTarget {
     authority: http::uri::Authority,
     host_header: http::HeaderValue,
     scheme: http::uri::Scheme,
-    protocol: ProtocolSpec,
+    protocol: Protocol,
     /// For https endpoints.
     tls: Option<tokio_rustls::TlsConnector>,
 }
@@ -286,7 +286,7 @@ where
     let handshake = |e: hyper::Error| format!("handshake: {e}");
     let request = |e: http::Error| format!("request: {e}");
     let response = match target.protocol {
-        ProtocolSpec::Http1 => {
+        Protocol::Http1 => {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(handshake)?;
@@ -300,7 +300,7 @@ where
                 .map_err(request)?;
             sender.send_request(probe).await
         }
-        ProtocolSpec::H2 => {
+        Protocol::H2 => {
             let (mut sender, connection) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                     .await

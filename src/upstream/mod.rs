@@ -5,6 +5,7 @@
 mod client;
 mod endpoint;
 pub mod health;
+mod request_body;
 mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -13,13 +14,31 @@ use http::HeaderValue;
 
 pub(crate) use client::connect_tcp;
 pub use client::{Dialer, SendError, Sent, UpstreamBody, UpstreamClient};
-pub use endpoint::{Endpoint, EndpointState, InFlight, Registry, UpstreamUrl};
+pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
+pub use request_body::{BodyError, RequestBody};
 
 pub use tls::client_config;
 
 use crate::balance::Balancer;
-use crate::config::spec::ProtocolSpec;
+
+/// The protocol a pool speaks to its endpoints: the run-time form of the config's
+/// `protocol = "..."`, converted once when the plan is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Http1,
+    H2,
+}
+
+impl Protocol {
+    /// As the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2 => "h2",
+        }
+    }
+}
 
 /// A compiled `[[pools]]` entry.
 pub struct Pool {
@@ -30,7 +49,7 @@ pub struct Pool {
     pub balancer: Balancer,
     pub hash_key: Option<HashKey>,
     pub endpoints: Vec<Arc<Endpoint>>,
-    pub protocol: ProtocolSpec,
+    pub protocol: Protocol,
     pub rewrite_host: bool,
     pub client: UpstreamClient,
     pub health: Option<HealthCheck>,

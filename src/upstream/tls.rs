@@ -6,12 +6,12 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::config::spec::ProtocolSpec;
+use super::Protocol;
 
 /// Builds the client TLS config of a pool (`ca_file` or the system's roots).
 pub fn client_config(
     ca_file: Option<&str>,
-    protocol: ProtocolSpec,
+    protocol: Protocol,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
@@ -45,8 +45,8 @@ pub fn client_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = match protocol {
-        ProtocolSpec::H2 => vec![b"h2".to_vec()],
-        ProtocolSpec::Http1 => vec![b"http/1.1".to_vec()],
+        Protocol::H2 => vec![b"h2".to_vec()],
+        Protocol::Http1 => vec![b"http/1.1".to_vec()],
     };
     Ok(Arc::new(config))
 }

@@ -13,7 +13,7 @@ pub enum Travel {
     /// hyper's server and the full pipeline (`fast_path = false`).
     Hyper,
     /// The fast path reads the head, then hands the connection to hyper: the route has
-    /// `retries`, which only the full pipeline does.
+    /// a first-token timeout, which only the full pipeline does (`routing::Engines`).
     HandOff,
 }
 
@@ -28,7 +28,7 @@ impl Travel {
     /// What a forwarding route needs so that requests travel this way.
     pub fn route_keys(self) -> &'static str {
         match self {
-            Travel::HandOff => "retries = { attempts = 1 }",
+            Travel::HandOff => "timeouts = { first_token = \"30s\" }",
             Travel::Fast | Travel::Hyper => "",
         }
     }

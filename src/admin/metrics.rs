@@ -1,5 +1,7 @@
 //! `/metrics`: the Prometheus text exposition of the metric state, encoded with
-//! prometheus-client at scrape time (the hot path only touches atomics).
+//! prometheus-client at scrape time (the hot path only touches atomics). It reads the
+//! telemetry and the plan in force (pools, canary controls, egress exits), so it sits
+//! here, above `config`, not in `telemetry`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,9 +11,8 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::Telemetry;
-use super::histogram::DurationHistogram;
 use crate::config::Plan;
+use crate::telemetry::{DurationHistogram, RouteMetrics, Telemetry};
 
 /// Encodes every metric of `telemetry` and `plan` in the Prometheus text format.
 pub fn render(telemetry: &Arc<Telemetry>, plan: &Arc<Plan>) -> String {
@@ -39,10 +40,10 @@ impl std::fmt::Debug for Scrape {
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 /// Picks one histogram or counter of a route's metrics.
-type HistogramOf = fn(&super::RouteMetrics) -> &DurationHistogram;
-type CounterOf = fn(&super::RouteMetrics) -> u64;
+type HistogramOf = fn(&RouteMetrics) -> &DurationHistogram;
+type CounterOf = fn(&RouteMetrics) -> u64;
 
-fn shadow_label(route: &super::RouteMetrics) -> &'static str {
+fn shadow_label(route: &RouteMetrics) -> &'static str {
     if route.shadow { "true" } else { "false" }
 }
 
@@ -85,7 +86,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let metrics = &self.telemetry.metrics;
         let routes = metrics.all_routes();
-        let route_labels = |r: &super::RouteMetrics| -> Vec<(&'static str, String)> {
+        let route_labels = |r: &RouteMetrics| -> Vec<(&'static str, String)> {
             vec![
                 ("route", r.route.to_string()),
                 ("pool", r.pool.to_string()),

@@ -1,4 +1,5 @@
-//! TLS termination on listeners: rustls with TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`.
+//! Listener TLS: a certificate chain and key loaded once into the rustls server config
+//! a `ListenerPlan` holds (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`).
 
 use std::sync::Arc;
 

@@ -1,0 +1,115 @@
+//! What the compile steps share: the list their errors go to, and the checks and
+//! conversions more than one of them makes. Each step (`pools`, `routes`, `security`,
+//! `egress`) and `compile`, which runs them, import from here; none imports from
+//! `compile`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::spec::{BalanceSpec, ProtocolSpec};
+use super::units::parse_duration;
+use crate::balance::Policy;
+use crate::upstream::Protocol;
+
+/// Errors as (key path, message).
+pub(super) type Errors = Vec<(String, String)>;
+
+pub(super) fn parse_addr(text: &str, path: &str, errors: &mut Errors) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>()
+        .map_err(|_| {
+            errors.push((
+                path.into(),
+                format!("{text:?} is not an IP:port address, e.g. \"127.0.0.1:8080\""),
+            ))
+        })
+        .ok()
+}
+
+pub(super) fn check_unique<'a>(
+    names: impl Iterator<Item = &'a str>,
+    what: &str,
+    errors: &mut Errors,
+) {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if name.is_empty() {
+            errors.push((format!("{what}[{i}].name"), "name must not be empty".into()));
+        } else if !seen.insert(name) {
+            errors.push((
+                format!("{what}[{i}].name"),
+                format!("duplicate name {name:?}"),
+            ));
+        }
+    }
+}
+
+/// CIDRs or bare addresses (taken as /32 or /128).
+pub(super) fn parse_cidrs(items: &[String], path: &str, errors: &mut Errors) -> Vec<IpNet> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    errors.push((
+                        format!("{path}[{i}]"),
+                        format!("{text:?} is not a CIDR (\"10.0.0.0/8\") or IP address"),
+                    ))
+                })
+                .ok()
+        })
+        .collect()
+}
+
+pub(super) fn resolve(base: &Path, file: &str) -> String {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        file.to_string()
+    } else {
+        base.join(path).to_string_lossy().into_owned()
+    }
+}
+
+pub(super) fn duration_or(
+    text: &Option<String>,
+    default: Duration,
+    path: &str,
+    errors: &mut Errors,
+) -> Duration {
+    match text.as_deref().map(parse_duration) {
+        None => default,
+        Some(Ok(duration)) if !duration.is_zero() => duration,
+        Some(Ok(_)) => {
+            errors.push((path.into(), "must be greater than zero".into()));
+            default
+        }
+        Some(Err(e)) => {
+            errors.push((path.into(), e));
+            default
+        }
+    }
+}
+
+/// The run-time form of `balance = "..."`.
+pub(super) fn policy(spec: BalanceSpec) -> Policy {
+    match spec {
+        BalanceSpec::RoundRobin => Policy::RoundRobin,
+        BalanceSpec::LeastConn => Policy::LeastConn,
+        BalanceSpec::P2cEwma => Policy::P2cEwma,
+        BalanceSpec::Hash => Policy::Hash,
+        BalanceSpec::Random => Policy::Random,
+    }
+}
+
+/// The run-time form of `protocol = "..."`.
+pub(super) fn protocol(spec: ProtocolSpec) -> Protocol {
+    match spec {
+        ProtocolSpec::Http1 => Protocol::Http1,
+        ProtocolSpec::H2 => Protocol::H2,
+    }
+}

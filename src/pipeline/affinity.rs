@@ -1,0 +1,67 @@
+//! A request's affinity key: what keeps a client on one endpoint (`hash` balancing) or
+//! on one side of a split (`sticky`), read from a header, a cookie or the client's
+//! address through any engine's view, so both engines place a key alike.
+
+use std::net::IpAddr;
+
+use http::header;
+
+use super::RequestView;
+use crate::balance::stable_hash;
+use crate::upstream::HashKey;
+
+/// The key's hash for this request; `None` when the request does not carry it.
+pub(crate) fn affinity_of(
+    key: &HashKey,
+    head: &dyn RequestView,
+    client_ip: impl FnOnce() -> IpAddr,
+) -> Option<u64> {
+    match key {
+        HashKey::Header(name) => head.first(name).map(stable_hash),
+        HashKey::Cookie(name) => cookie_in(head, name).map(|v| stable_hash(v.as_bytes())),
+        HashKey::ClientIp => Some(stable_hash(client_ip().to_string().as_bytes())),
+    }
+}
+
+/// The value of cookie `name` among the request's `Cookie` lines.
+fn cookie_in<'a>(head: &'a dyn RequestView, name: &str) -> Option<&'a str> {
+    // Header values readable as text, as `HeaderValue::to_str` has them.
+    let text = |line: &'a [u8]| {
+        line.iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+            .then(|| std::str::from_utf8(line).ok())
+            .flatten()
+    };
+    let mut found = None;
+    head.any_value(&header::COOKIE, &mut |line| {
+        found = text(line)
+            .into_iter()
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value);
+        found.is_some()
+    });
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::head::PartsView;
+
+    #[test]
+    fn cookies() {
+        let mut head = http::Request::new(()).into_parts().0;
+        head.headers
+            .insert(header::COOKIE, "a=1; user=alice; b=2".parse().unwrap());
+        head.headers.append(header::COOKIE, "c=3".parse().unwrap());
+        let view = PartsView {
+            head: &head,
+            added_request_id: false,
+        };
+        assert_eq!(cookie_in(&view, "user"), Some("alice"));
+        assert_eq!(cookie_in(&view, "c"), Some("3"));
+        assert_eq!(cookie_in(&view, "nope"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! Engine-neutral request and response heads for the policies: a read-only view of the
+//! request as the client sent it (after entry normalisation), and the header changes a
+//! policy asks for, which each engine applies when it renders the head it sends.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, request};
+
+use crate::routing::RouteInput;
+use crate::telemetry::trace::X_REQUEST_ID;
+
+/// What a policy may read of a request head, whatever engine parsed it. Junction's own
+/// control headers (`x-junction-tag`) and hop-by-hop headers are not part of it.
+/// Its method and path come from [`RouteInput`], what routing reads.
+pub trait RequestView: RouteInput {
+    /// The first line of header `name`.
+    fn first(&self, name: &HeaderName) -> Option<&[u8]>;
+    /// Calls `found` with each line of header `name`, in order, until it returns true;
+    /// returns whether it did.
+    fn any_value<'s>(&'s self, name: &HeaderName, found: &mut dyn FnMut(&'s [u8]) -> bool) -> bool;
+    /// Header lines the client sent.
+    fn header_count(&self) -> usize;
+    /// Bytes of the client's header lines, counted as `name: value\r\n` plus two.
+    fn header_bytes(&self) -> usize;
+}
+
+/// Hyper's view: the head after entry normalisation (hop-by-hop and `x-junction-tag`
+/// lines are already gone). The request id the proxy may have
+/// added is not the client's and is not counted.
+pub struct PartsView<'a> {
+    pub head: &'a request::Parts,
+    /// The proxy added `x-request-id` (the client sent none).
+    pub added_request_id: bool,
+}
+
+impl PartsView<'_> {
+    fn counts(&self, name: &HeaderName) -> bool {
+        !(self.added_request_id && name == X_REQUEST_ID)
+    }
+}
+
+impl RouteInput for PartsView<'_> {
+    fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    fn has_header(&self, name: &HeaderName) -> bool {
+        self.first(name).is_some()
+    }
+
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        self.any_value(name, &mut |v| v == value.as_bytes())
+    }
+}
+
+impl RequestView for PartsView<'_> {
+    fn first(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.counts(name)
+            .then(|| self.head.headers.get(name).map(HeaderValue::as_bytes))
+            .flatten()
+    }
+
+    fn any_value<'s>(&'s self, name: &HeaderName, found: &mut dyn FnMut(&'s [u8]) -> bool) -> bool {
+        self.counts(name)
+            && self
+                .head
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|value| found(value.as_bytes()))
+    }
+
+    fn header_count(&self) -> usize {
+        self.head
+            .headers
+            .iter()
+            .filter(|(name, _)| self.counts(name))
+            .count()
+    }
+
+    fn header_bytes(&self) -> usize {
+        self.head
+            .headers
+            .iter()
+            .filter(|(name, _)| self.counts(name))
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum()
+    }
+}
+
+/// `x-junction-tag`: Junction's word to the endpoint (header rules' `tag`); a client's own
+/// is never passed on.
+pub static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag");
+
+/// One change to a head.
+#[derive(Debug, Clone)]
+enum Edit {
+    Remove,
+    Set(HeaderValue),
+    Append(HeaderValue),
+}
+
+/// Header changes the policies ask for, in the order they asked. Both engines apply
+/// them with the same meaning: a header's lines from the source stay unless it was
+/// removed or set; then the values set or appended follow, in order.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    edits: Vec<(HeaderName, Edit)>,
+}
+
+impl HeaderEdits {
+    pub const fn new() -> Self {
+        HeaderEdits { edits: Vec::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.edits.is_empty()
+    }
+
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.edits.push((name.clone(), Edit::Remove));
+    }
+
+    pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.edits.push((name.clone(), Edit::Set(value)));
+    }
+
+    pub fn append(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.edits.push((name.clone(), Edit::Append(value)));
+    }
+
+    pub fn clear(&mut self) {
+        self.edits.clear();
+    }
+
+    /// Whether the source's lines named `name` (any case) stay.
+    pub fn keeps(&self, name: &[u8]) -> bool {
+        let mut keeps = true;
+        for (edited, edit) in &self.edits {
+            if edited.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                keeps &= matches!(edit, Edit::Append(_));
+            }
+        }
+        keeps
+    }
+
+    /// Whether edit `at` still stands: no later edit removes or sets its name.
+    fn stands(&self, at: usize) -> bool {
+        let name = &self.edits[at].0;
+        !self.edits[at + 1..]
+            .iter()
+            .any(|(later, edit)| later == name && !matches!(edit, Edit::Append(_)))
+    }
+
+    /// The values the edits add that still stand, in the order asked.
+    fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.edits
+            .iter()
+            .enumerate()
+            .filter_map(|(at, (name, edit))| match edit {
+                Edit::Set(value) | Edit::Append(value) if self.stands(at) => Some((name, value)),
+                _ => None,
+            })
+    }
+
+    /// Applies the edits to a header map, in order (the hyper engine's rendering).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, edit) in &self.edits {
+            match edit {
+                Edit::Remove => {
+                    headers.remove(name);
+                }
+                Edit::Set(value) => {
+                    headers.insert(name.clone(), value.clone());
+                }
+                Edit::Append(value) => {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    /// Writes the lines the edits add, as `name: value\r\n` (the HTTP/1.1 engine's
+    /// rendering; it leaves out the source lines `keeps` refuses). Together they mean
+    /// what `apply` does.
+    pub fn write_added(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.added() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Whether the edits remove or replace any header (rather than only add lines).
+    pub fn replaces_any(&self) -> bool {
+        self.edits
+            .iter()
+            .any(|(_, edit)| !matches!(edit, Edit::Append(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &'static str) -> HeaderName {
+        HeaderName::from_static(text)
+    }
+
+    #[test]
+    fn both_renderings_agree() {
+        let mut edits = HeaderEdits::default();
+        edits.append(&name("x-tag"), HeaderValue::from_static("a"));
+        edits.set(&name("x-set"), HeaderValue::from_static("s"));
+        edits.remove(&name("x-gone"));
+        edits.append(&name("x-tag"), HeaderValue::from_static("b"));
+        edits.remove(&name("x-late"));
+        edits.append(&name("x-late"), HeaderValue::from_static("l"));
+
+        let mut map = HeaderMap::new();
+        for (k, v) in [
+            ("x-tag", "client"),
+            ("x-set", "old"),
+            ("x-gone", "1"),
+            ("x-late", "old"),
+            ("other", "o"),
+        ] {
+            map.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let mut lines = Vec::new();
+        for (k, v) in &map {
+            if edits.keeps(k.as_str().as_bytes()) {
+                lines.push(format!("{k}: {}", v.to_str().unwrap()));
+            }
+        }
+        let mut added = Vec::new();
+        edits.write_added(&mut added);
+        lines.extend(
+            String::from_utf8(added)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+        edits.apply(&mut map);
+        let mut from_map: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        lines.sort();
+        from_map.sort();
+        assert_eq!(lines, from_map);
+        assert!(lines.contains(&"x-tag: client".to_string()));
+        assert!(lines.contains(&"x-tag: b".to_string()));
+        assert!(lines.contains(&"x-set: s".to_string()));
+        assert!(!lines.iter().any(|l| l.starts_with("x-gone")));
+        assert!(lines.contains(&"x-late: l".to_string()));
+        assert!(!lines.contains(&"x-late: old".to_string()));
+        assert!(edits.keeps(b"X-TAG") && !edits.keeps(b"X-Set"));
+    }
+}

@@ -1,0 +1,97 @@
+//! Which engine serves a route, decided once when the plan is compiled from what the
+//! route needs, not from a hand-kept list at request time. Every policy runs on both
+//! engines (the core makes the decisions); what remains the hyper engine's alone is
+//! what the hand-written HTTP/1.1 engine does not speak.
+
+use super::Route;
+use crate::upstream::Pool;
+
+/// Largest request body the HTTP/1.1 engine holds whole (it is read before the request
+/// is sent, so it can be sent again and its `model` read).
+pub const HTTP1_BODY_LIMIT: u64 = 64 * 1024;
+
+/// What the HTTP/1.1 engine can do for a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    /// Requests whose body (held whole) is at most this long.
+    Http1 { body_limit: u64 },
+    /// Hyper serves every request of the route, for this reason.
+    HyperOnly(&'static str),
+}
+
+impl Default for Engines {
+    fn default() -> Self {
+        Engines::HyperOnly("not classified")
+    }
+}
+
+impl Engines {
+    /// Whether the HTTP/1.1 engine takes a request with this much body.
+    pub fn http1_takes(&self, content_length: u64) -> bool {
+        matches!(*self, Engines::Http1 { body_limit } if content_length <= body_limit)
+    }
+
+    /// Works out what the route needs. Every field of `Route` is named here (no `..`),
+    /// so a new field does not compile until someone decides whether the HTTP/1.1
+    /// engine can serve it.
+    pub fn of(route: &Route) -> Engines {
+        let Route {
+            name: _,
+            matcher: _,
+            targets,
+            // Splits, sticky keys, the cookie and overrides: the core's `choose_target`.
+            control: _,
+            sticky: _,
+            set_cookie: _,
+            override_from: _,
+            // Shadow copies are sent with the hyper client, on their own task.
+            mirror,
+            timeouts,
+            // The core's `Attempts`, with the body held whole.
+            retries: _,
+            // Every filter reads a `RequestView` and writes `HeaderEdits`.
+            filters: _,
+            reads_request_facts: _,
+            // Answered with 413 by either engine.
+            max_body_bytes: _,
+            // Paths with encoded slashes are handed to hyper per request.
+            allow_encoded_slashes: _,
+            request_buffering,
+            request_buffer_bytes,
+            retry_connect_errors: _,
+            engines: _,
+        } = route;
+        if mirror.is_some() {
+            return Engines::HyperOnly("mirror");
+        }
+        if timeouts.first_token.is_some() {
+            return Engines::HyperOnly("first_token timeout");
+        }
+        for target in targets {
+            let fallback = target.pool.fallback();
+            let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
+            if let Some(reason) = pools.filter_map(|pool| pool_needs_hyper(pool)).next() {
+                return Engines::HyperOnly(reason);
+            }
+        }
+        // Without buffering, a body streams as it comes: the hyper engine does that.
+        let body_limit = if *request_buffering {
+            (*request_buffer_bytes).min(HTTP1_BODY_LIMIT)
+        } else {
+            0
+        };
+        Engines::Http1 { body_limit }
+    }
+}
+
+/// Why a pool's endpoints need the hyper client, if they do.
+fn pool_needs_hyper(pool: &Pool) -> Option<&'static str> {
+    if !pool.client.is_plain_http1() {
+        return Some("pool protocol, dialer or connection limit");
+    }
+    let https = pool
+        .endpoints
+        .iter()
+        .any(|e| e.target.scheme != http::uri::Scheme::HTTP);
+    https.then_some("https endpoint")
+}
