@@ -13,7 +13,7 @@ pub enum Travel {
     /// hyper's server and the full pipeline (`fast_path = false`).
     Hyper,
     /// The fast path reads the head, then hands the connection to hyper: the route has
-    /// a first-token timeout, which only the full pipeline does (`routing::Engines`).
+    /// a mirror (of no requests), which only the full pipeline sends (`routing::Engines`).
     HandOff,
 }
 
@@ -25,10 +25,11 @@ impl Travel {
         self != Travel::Hyper
     }
 
-    /// What a forwarding route needs so that requests travel this way.
+    /// What a forwarding route needs so that requests travel this way (routes using it
+    /// forward to the pool "p").
     pub fn route_keys(self) -> &'static str {
         match self {
-            Travel::HandOff => "timeouts = { first_token = \"30s\" }",
+            Travel::HandOff => "mirror = { pool = \"p\", percent = 0 }",
             Travel::Fast | Travel::Hyper => "",
         }
     }
