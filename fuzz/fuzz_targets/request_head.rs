@@ -19,7 +19,7 @@
 
 #![no_main]
 
-use junction::fuzzing::{Forwarding, Kind, RequestHead, RequestParsed};
+use junction::fuzzing::{Forwarding, HeaderEdits, Kind, RequestHead, RequestParsed};
 use junction::routing::RouteInput;
 use libfuzzer_sys::fuzz_target;
 
@@ -50,6 +50,8 @@ enum Outcome {
     HandOff,
 }
 
+static NO_EDITS: HeaderEdits = HeaderEdits::new();
+
 fn untrusted() -> Forwarding<'static> {
     Forwarding {
         peer: b"10.0.0.9",
@@ -58,6 +60,7 @@ fn untrusted() -> Forwarding<'static> {
         host_override: None,
         new_request_id: Some(b"new-id"),
         traceparent: None,
+        edits: &NO_EDITS,
     }
 }
 
@@ -69,6 +72,7 @@ fn trusted() -> Forwarding<'static> {
         host_override: Some(b"endpoint:8000"),
         new_request_id: None,
         traceparent: Some(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        edits: &NO_EDITS,
     }
 }
 
@@ -109,12 +113,8 @@ fn parse(head: &mut RequestHead, buf: &[u8]) -> Outcome {
 fn expected_kind(name: &str, value: &[u8]) -> Kind {
     match name.to_ascii_lowercase().as_str() {
         "te" if value.eq_ignore_ascii_case(b"trailers") => Kind::Pass,
-        "te"
-        | "connection"
-        | "keep-alive"
-        | "proxy-connection"
-        | "x-junction-version"
-        | "x-junction-admin-token" => Kind::Drop,
+        "te" | "connection" | "keep-alive" | "proxy-connection" => Kind::Drop,
+        "x-junction-version" | "x-junction-admin-token" => Kind::Control,
         "host" => Kind::Host,
         "via" => Kind::Via,
         "forwarded" | "x-real-ip" => Kind::ForwardedClaim,
@@ -173,7 +173,7 @@ fn check_taken(buf: &[u8], head: &RequestHead, facts: &Facts) {
     let normal = junction::fuzzing::normalize_path(path).expect("a normal path");
     assert_eq!(normal.path, path, "a path the core would rewrite");
     assert!(!normal.encoded_slash);
-    let view = head.route_input(buf);
+    let view = head.route_input(buf, false);
     assert_eq!(view.path(), path);
     assert_eq!(view.method().as_str(), facts.method);
 
@@ -229,8 +229,10 @@ fn check_taken(buf: &[u8], head: &RequestHead, facts: &Facts) {
             _ => {}
         }
         assert_eq!(kind, expected, "{lower}");
+        // Routing sees what the full path has after its entry phase: no hop-by-hop
+        // lines, no tag, no `Forwarded` / `X-Real-IP` from an untrusted client.
         if let (false, Ok(name)) = (
-            kind == Kind::Tag,
+            matches!(kind, Kind::Tag | Kind::Drop | Kind::ForwardedClaim),
             http::HeaderName::from_bytes(header.name.as_bytes()),
         ) {
             assert!(view.has_header(&name), "{name} hidden from routing");
