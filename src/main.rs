@@ -287,18 +287,9 @@ fn noted_problems(file: &std::path::Path) -> Vec<(usize, String)> {
 }
 
 fn check(config: &std::path::Path) -> ExitCode {
-    let registry = junction::upstream::Registry::default();
-    let telemetry = Arc::new(junction::telemetry::Telemetry::default());
-    let audit = Arc::new(junction::security::audit::AuditLog::default());
-    let controls = junction::canary::Controls::default();
-    let context = junction::config::CompileContext {
-        registry: &registry,
-        telemetry: &telemetry,
-        audit: &audit,
-        controls: &controls,
-        rng: Arc::new(SplitMix::with_seed(0)),
-    };
-    match junction::config::load_file(config, &context) {
+    let checked =
+        junction::config::checking(|context| junction::config::load_file(config, context));
+    match checked {
         Ok(plan) => {
             let routes: usize = plan.listeners.iter().map(|l| l.routes.routes.len()).sum();
             println!(

@@ -96,6 +96,23 @@ pub fn load_file(path: &Path, context: &CompileContext<'_>) -> Result<Plan, Conf
     load_str(&text, base, context)
 }
 
+/// Runs `compile` with a context of its own (registry, metrics, audit log, canary
+/// controls), as `junction check` compiles: nothing running sees or keeps anything.
+pub fn checking<R>(compile: impl FnOnce(&CompileContext<'_>) -> R) -> R {
+    let registry = Registry::default();
+    let telemetry = Arc::new(Telemetry::default());
+    let audit = Arc::new(crate::security::audit::AuditLog::default());
+    let controls = crate::canary::Controls::default();
+    let context = CompileContext {
+        registry: &registry,
+        telemetry: &telemetry,
+        audit: &audit,
+        controls: &controls,
+        rng: Arc::new(SplitMix::with_seed(0)),
+    };
+    compile(&context)
+}
+
 /// Validates and compiles config text.
 pub fn load_str(
     text: &str,
@@ -141,18 +158,7 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Plan, ConfigErrors> {
-        let registry = Registry::default();
-        let telemetry = Arc::new(Telemetry::default());
-        let audit = Arc::new(crate::security::audit::AuditLog::default());
-        let controls = crate::canary::Controls::default();
-        let context = CompileContext {
-            registry: &registry,
-            telemetry: &telemetry,
-            audit: &audit,
-            controls: &controls,
-            rng: Arc::new(SplitMix::with_seed(0)),
-        };
-        load_str(text, Path::new("."), &context)
+        checking(|context| load_str(text, Path::new("."), context))
     }
 
     /// Found by the `config` fuzz target: the TOML parser gives no message for a control
