@@ -66,6 +66,8 @@ const LAYERS: &[&[&str]] = &[
     // The admin API (/metrics, /api/...), served on its own listener.
     &["admin"],
     &["demo"],
+    // Entry points for the fuzz targets (feature `fuzzing`): above what they reach.
+    &["fuzzing"],
     &["main"],
 ];
 
