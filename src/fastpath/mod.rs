@@ -271,6 +271,8 @@ impl Connection {
             && head
                 .content_type(buf)
                 .is_some_and(|t| ReplyKind::of_content_type(t) == ReplyKind::Json);
+        let peer = downstream.peer.ip();
+        let trusted = crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer);
         let route = if reads_body_first {
             None
         } else {
@@ -278,10 +280,6 @@ impl Connection {
                 .host(buf)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .map(route_host);
-            let trusted = crate::pipeline::forwarding::is_trusted(
-                &listener.trusted_proxies,
-                downstream.peer.ip(),
-            );
             match listener
                 .routes
                 .find_with_host(&head.route_input(buf, trusted), host, None)
@@ -293,13 +291,12 @@ impl Connection {
             }
         };
         let log = telemetry.access_log.enabled().then(|| {
-            let trusted = crate::pipeline::forwarding::is_trusted(
-                &listener.trusted_proxies,
-                downstream.peer.ip(),
-            );
             let view = head.route_input(buf, trusted);
-            let client_ip = client_ip_of(&view, downstream.peer.ip(), &listener.trusted_proxies);
-            log_facts(head, buf, client_ip)
+            log_facts(
+                head,
+                buf,
+                client_ip_of(&view, peer, &listener.trusted_proxies),
+            )
         });
         let mut exchange = Exchange::new(telemetry.clone(), log);
         exchange.route = route;

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::header;
 
 use super::RequestView;
+use super::head::header_text;
 use crate::balance::stable_hash;
 use crate::upstream::HashKey;
 
@@ -25,16 +26,9 @@ pub(crate) fn affinity_of(
 
 /// The value of cookie `name` among the request's `Cookie` lines.
 fn cookie_in<'a>(head: &'a dyn RequestView, name: &str) -> Option<&'a str> {
-    // Header values readable as text, as `HeaderValue::to_str` has them.
-    let text = |line: &'a [u8]| {
-        line.iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-            .then(|| std::str::from_utf8(line).ok())
-            .flatten()
-    };
     let mut found = None;
     head.any_value(&header::COOKIE, &mut |line| {
-        found = text(line)
+        found = header_text(line)
             .into_iter()
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))

@@ -159,14 +159,16 @@ async fn proxy(
         None => body,
     };
 
+    // The client behind trusted proxies, once: no policy can edit `X-Forwarded-For`.
+    let client_ip = super::client_ip(
+        &head.headers,
+        downstream.peer.ip(),
+        &listener.trusted_proxies,
+    );
+
     // Phase: request filters.
     let mut ctx = None;
     if !route.filters.is_empty() {
-        let client_ip = super::client_ip(
-            &head.headers,
-            downstream.peer.ip(),
-            &listener.trusted_proxies,
-        );
         let mut request_ctx = RequestCtx::new(route.name.clone(), client_ip, exchange.started());
         request_ctx.set_facts(facts.as_ref());
         // Header limits judge the client's headers, without the request id added above.
@@ -198,11 +200,6 @@ async fn proxy(
     }
 
     // Phase: choose the split's side, copy to the mirror.
-    let client_ip = super::client_ip(
-        &head.headers,
-        downstream.peer.ip(),
-        &listener.trusted_proxies,
-    );
     let view = super::head::PartsView {
         head: &head,
         added_request_id: false,

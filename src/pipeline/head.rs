@@ -22,6 +22,15 @@ pub trait RequestView: RouteInput {
     fn header_bytes(&self) -> usize;
 }
 
+/// A header value readable as text, as `HeaderValue::to_str` has it (visible ASCII and
+/// tabs), for policies that read a value as a string on either engine.
+pub fn header_text(value: &[u8]) -> Option<&str> {
+    let readable = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    readable.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
 /// Hyper's view: the head after entry normalisation (hop-by-hop and `x-junction-tag`
 /// lines are already gone). The request id the proxy may have
 /// added is not the client's and is not counted.

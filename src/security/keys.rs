@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::Recorder;
 use super::rate_limit::RateLimit;
+use crate::pipeline::head::header_text;
 use crate::pipeline::{Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView};
 use crate::routing::Glob;
 
@@ -37,16 +38,11 @@ pub fn hash_key(key: &str) -> String {
         .collect()
 }
 
-/// A header value readable as text, as `HeaderValue::to_str` has it.
-fn text(value: &[u8]) -> Option<&str> {
-    let readable = value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    readable.then(|| std::str::from_utf8(value).ok()).flatten()
-}
-
 fn presented(head: &dyn RequestView) -> Option<String> {
-    if let Some(value) = head.first(&http::header::AUTHORIZATION).and_then(text) {
+    if let Some(value) = head
+        .first(&http::header::AUTHORIZATION)
+        .and_then(header_text)
+    {
         // The scheme name is case-insensitive (RFC 9110 11.1).
         if let Some((scheme, token)) = value.split_once(' ') {
             if scheme.eq_ignore_ascii_case("bearer") {
@@ -55,7 +51,7 @@ fn presented(head: &dyn RequestView) -> Option<String> {
         }
     }
     head.first(&X_API_KEY)
-        .and_then(text)
+        .and_then(header_text)
         .map(|v| v.trim().to_string())
 }
 
