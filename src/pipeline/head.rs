@@ -140,10 +140,6 @@ impl HeaderEdits {
         self.edits.push((name.clone(), Edit::Append(value)));
     }
 
-    pub fn clear(&mut self) {
-        self.edits.clear();
-    }
-
     /// Whether the source's lines named `name` (any case) stay.
     pub fn keeps(&self, name: &[u8]) -> bool {
         let mut keeps = true;
