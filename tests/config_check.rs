@@ -512,3 +512,37 @@ response_headers = { remove = ["x-junction-version", "server"] }
         "{errors:#?}"
     );
 }
+
+/// Found by the config fuzzer: a canary whose stable pool has a bad endpoint URL
+/// compiled its route with one split side and indexed past it.
+#[tokio::test]
+async fn a_canary_over_a_broken_pool_reports_the_pool_and_does_not_crash() {
+    let (code, errors) = check(
+        r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "stable"
+endpoints = [{ url = "thtp://127.0.0.1:9101" }]
+
+[[pools]]
+name = "candidate"
+endpoints = [{ url = "http://127.0.0.1:9102" }]
+
+[[routes]]
+name = "api"
+split = [{ pool = "stable", weight = 95 }, { pool = "candidate", weight = 5 }]
+[routes.canary]
+candidate = "candidate"
+steps = [5, 50, 100]
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pools[0].endpoints[0].url (line 7): unsupported scheme"),
+        "{errors:?}"
+    );
+}

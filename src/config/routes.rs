@@ -226,7 +226,9 @@ pub(super) fn compile_routes(
         else {
             continue;
         };
-        if errors.len() > before || targets.is_empty() {
+        // A pool that failed to compile (its error is already reported) leaves the
+        // split short: positions no longer line up with the canary's or the weights'.
+        if errors.len() > before || targets.is_empty() || targets.len() < wanted.len() {
             continue;
         }
         let telemetry_for = |pool: &Arc<Pool>, shadow: bool| {
