@@ -25,6 +25,7 @@ pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod llm;
+pub mod masking;
 pub mod normalize;
 pub mod pipeline;
 pub mod routing;

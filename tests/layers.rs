@@ -41,6 +41,8 @@ const LAYERS: &[&[&str]] = &[
     &["decimal"],
     // Byte-level rules: message normalisation; AI API shapes (`model`, SSE, usage).
     &["normalize", "llm"],
+    // Sensitive-data masking: detectors, actions, JSON/text/SSE body maskers (pure).
+    &["masking"],
     // Picking among endpoints, known only as `balance::Candidate`; stable hashes, RNG.
     &["balance"],
     // Pools, endpoints and their state (the registry), the HTTP client, health.

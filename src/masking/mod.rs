@@ -1,0 +1,151 @@
+//! Sensitive-data masking: detectors find values in text in one pass (candidates
+//! confirmed by validators), actions replace them, and the body maskers apply that to
+//! JSON, text and SSE bodies as they stream. Pure: no I/O and no engine types; the
+//! proxy core runs it as a body phase, `junction mask` runs it offline.
+
+pub mod vault;
+
+use std::sync::Arc;
+
+pub use vault::Vault;
+
+/// A type of sensitive value, named as metrics and the access log name it
+/// (`EMAIL_ADDRESS`, `CREDIT_CARD`, or a custom detector's name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(pub Arc<str>);
+
+impl Kind {
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What is done with a value of a type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Replaced by `[TYPE]`.
+    Redact,
+    /// Replaced by a keyed HMAC of the value, the same for the same value.
+    Hash,
+    /// All but the last 4 characters replaced.
+    Partial,
+    /// Replaced by `<TYPE_N>`, restored in the response from the request's vault.
+    Pseudonymize,
+    /// The request is refused, naming the type (never the value).
+    Block,
+    /// Counted only: the value is kept.
+    Log,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Redact => "redact",
+            Action::Hash => "hash",
+            Action::Partial => "partial",
+            Action::Pseudonymize => "pseudonymize",
+            Action::Block => "block",
+            Action::Log => "log",
+        }
+    }
+}
+
+/// One sensitive value found in a text: its byte range and type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub kind: Kind,
+}
+
+/// A value whose type's action is `block` was found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the request holds a value of type {} that this route does not let through", .kind.name())]
+pub struct Blocked {
+    pub kind: Kind,
+}
+
+/// What masking found in one body: counts per type and action, never values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    counts: Vec<(Kind, Action, u32)>,
+}
+
+impl Findings {
+    pub fn add(&mut self, kind: &Kind, action: Action) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(k, a, _)| k == kind && *a == action)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => self.counts.push((kind.clone(), action, 1)),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Findings) {
+        for (kind, action, count) in &other.counts {
+            for _ in 0..*count {
+                self.add(kind, *action);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// (type, action, count), in the order first found.
+    pub fn iter(&self) -> impl Iterator<Item = (&Kind, Action, u32)> {
+        self.counts.iter().map(|(k, a, c)| (k, *a, *c))
+    }
+
+    pub fn total(&self) -> u32 {
+        self.counts.iter().map(|(_, _, c)| c).sum()
+    }
+}
+
+/// What the body maskers need from a set of detectors and their actions: find the
+/// values in a text, and write each one's replacement. Implemented by the configured
+/// masker; the JSON, text and SSE maskers are written against this trait only.
+pub trait TextMasker: Send + Sync {
+    /// Appends the values found in `text` to `spans`: in order, not overlapping, each
+    /// on `char` boundaries.
+    fn find(&self, text: &str, spans: &mut Vec<Span>);
+
+    /// Appends the replacement of `value` (the text of `span`) to `out` and counts it
+    /// in `findings`; a pseudonym is taken from (or added to) `vault`. `Err` when the
+    /// type's action is `block` (counted too).
+    fn replace(
+        &self,
+        span: &Span,
+        value: &str,
+        vault: &mut Vault,
+        out: &mut String,
+        findings: &mut Findings,
+    ) -> Result<(), Blocked>;
+
+    /// How many bytes of text a streaming masker holds back, so that a value split
+    /// over two pieces is still found whole: the longest value it must catch.
+    fn look_behind(&self) -> usize;
+}
+
+/// Appends `text` to `out` with every value `masker` finds replaced.
+pub fn mask_text(
+    masker: &dyn TextMasker,
+    text: &str,
+    vault: &mut Vault,
+    out: &mut String,
+    findings: &mut Findings,
+) -> Result<(), Blocked> {
+    let mut spans = Vec::new();
+    masker.find(text, &mut spans);
+    let mut at = 0;
+    for span in &spans {
+        out.push_str(&text[at..span.start]);
+        masker.replace(span, &text[span.start..span.end], vault, out, findings)?;
+        at = span.end;
+    }
+    out.push_str(&text[at..]);
+    Ok(())
+}
