@@ -3,10 +3,23 @@
 //! JSON, text and SSE bodies as they stream. Pure: no I/O and no engine types; the
 //! proxy core runs it as a body phase, `junction mask` runs it offline.
 
+mod bounds;
+mod contact;
+pub mod custom;
+pub mod detect;
+mod digit_run;
+pub mod finance;
+pub mod kinds;
+pub mod masker;
+mod national_id;
+mod network;
+mod secrets;
 pub mod vault;
 
 use std::sync::Arc;
 
+pub use kinds::Builtin;
+pub use masker::{LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use vault::Vault;
 
 /// A type of sensitive value, named as metrics and the access log name it

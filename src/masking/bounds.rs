@@ -1,0 +1,83 @@
+//! What surrounds a candidate: the characters before and after it, so that a value is
+//! only taken whole (not the tail of a longer number, the middle of a hex digest, ...).
+
+/// The character before byte `at` (a char boundary), if any.
+pub fn before(text: &str, at: usize) -> Option<char> {
+    text.get(..at)?.chars().next_back()
+}
+
+/// The character at byte `at` (a char boundary), if any.
+pub fn after(text: &str, at: usize) -> Option<char> {
+    text.get(at..)?.chars().next()
+}
+
+pub fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// True when a number may start at `at`: not glued to a word, and not the next part of
+/// a dotted or dashed token (`v1.2`, `PO-2021-...`, `12:30`, `$1000`). A comma is a
+/// list or CSV separator: what follows it may start a value.
+pub fn number_may_start(text: &str, at: usize) -> bool {
+    match before(text, at) {
+        None => true,
+        Some(c) if is_word(c) => false,
+        Some('$' | '€' | '£' | '¥' | '#' | '@' | '+' | '/' | '\\') => false,
+        Some(c @ ('.' | '-' | ':')) => {
+            let ahead = before(text, at - c.len_utf8());
+            match c {
+                // `12:34567`: a digit before the colon continues a time or a port.
+                ':' => !ahead.is_some_and(|a| a.is_ascii_digit()),
+                _ => !ahead.is_some_and(is_word),
+            }
+        }
+        Some(_) => true,
+    }
+}
+
+/// True when a number may end at `at`: not followed by a word character, nor by a
+/// separator that goes on with more digits or letters (`1.2.3.4.5`, `2024-01-01T`).
+pub fn number_may_end(text: &str, at: usize) -> bool {
+    match after(text, at) {
+        None => true,
+        Some(c) if is_word(c) => false,
+        // `555-0134-Office` is a label; `2024-01-01`, `1.2.3.4.5`, `12:30` go on.
+        Some('-') => !after(text, at + 1).is_some_and(|a| a.is_ascii_digit()),
+        Some(c @ ('.' | ':' | '/')) => {
+            !after(text, at + c.len_utf8()).is_some_and(|a| a.is_ascii_alphanumeric())
+        }
+        Some(_) => true,
+    }
+}
+
+/// True when a token (key, id, encoded value) may start at `at`: no word character or
+/// token punctuation right before it.
+pub fn token_may_start(text: &str, at: usize) -> bool {
+    !before(text, at).is_some_and(|c| is_word(c) || matches!(c, '-' | '+' | '/' | '.'))
+}
+
+/// True when a token may end at `at`.
+pub fn token_may_end(text: &str, at: usize) -> bool {
+    !after(text, at).is_some_and(|c| is_word(c) || matches!(c, '-' | '+' | '/'))
+}
+
+/// Whether `needle` (lower-case ASCII) occurs in `hay`, ignoring ASCII case.
+pub fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// `text[start..end]` widened to char boundaries, clamped to the text.
+pub fn window(text: &str, start: usize, end: usize) -> &str {
+    let mut start = start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = end.min(text.len()).max(start);
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    &text[start..end]
+}

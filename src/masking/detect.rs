@@ -1,0 +1,395 @@
+//! The built-in detectors in one pass: a single multi-pattern regex (leftmost-first, one
+//! pattern per candidate shape) walks the text once, and each candidate is confirmed by
+//! its family's validator. A rejected candidate is offered to the other shapes that can
+//! start at the same place before the walk moves on.
+
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, PatternID, meta};
+
+use super::digit_run::DigitRun;
+use super::kinds::{Builtin, Found};
+use super::{bounds, contact, finance, national_id, network, secrets};
+
+/// The candidate shapes, in priority order (the first listed wins where two match at the
+/// same place). Every pattern is ASCII: a match starts and ends on char boundaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    PemBegin,
+    PemEnd,
+    PemLine,
+    UrlPassword,
+    Jwt,
+    Bearer,
+    Basic,
+    Prefixed,
+    AwsKeyId,
+    Assigned,
+    Email,
+    Iban,
+    Ipv6,
+    Ipv4,
+    Number,
+    RandomToken,
+}
+
+const SHAPES: [(Shape, &str); 16] = [
+    (
+        Shape::PemBegin,
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----",
+    ),
+    (Shape::PemEnd, r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----"),
+    (Shape::PemLine, r"(?m:^[A-Za-z0-9+/]{64}\r?$)"),
+    (
+        Shape::UrlPassword,
+        r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[A-Za-z0-9._~%!$&'()*+,;=\-]{1,256}:[A-Za-z0-9._~%!$&'()*+,;=@\-]{1,256}@",
+    ),
+    (
+        Shape::Jwt,
+        r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
+    ),
+    (Shape::Bearer, r"(?i:bearer)[ \t]+[A-Za-z0-9._~+/\-]{12,}"),
+    (
+        Shape::Basic,
+        r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
+    ),
+    (
+        Shape::Prefixed,
+        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}",
+    ),
+    (
+        Shape::AwsKeyId,
+        r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z0-9]{16}",
+    ),
+    (
+        Shape::Assigned,
+        r#"(?i:[A-Za-z0-9_.\-]{0,40}(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]{0,20})["']?[ \t]{0,3}[:=][ \t]{0,3}["']?[A-Za-z0-9_+/.~\-]{16,}"#,
+    ),
+    (
+        Shape::Email,
+        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+    ),
+    (Shape::Iban, r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"),
+    (
+        Shape::Ipv6,
+        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*",
+    ),
+    (
+        Shape::Ipv4,
+        r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
+    ),
+    (Shape::Number, r"(?:\+|\(\+?)?[0-9][0-9 ().\-]{4,40}[0-9]"),
+    (Shape::RandomToken, r"[A-Za-z0-9_+/\-]{32,}=*"),
+];
+
+/// The compiled built-in detectors.
+pub struct Detectors {
+    regex: meta::Regex,
+    /// Per shape, the bytes a match of it can start with: a rejected candidate is only
+    /// offered to the shapes that could start there.
+    starts: Vec<[bool; 256]>,
+}
+
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detectors").finish_non_exhaustive()
+    }
+}
+
+impl Default for Detectors {
+    fn default() -> Self {
+        Detectors::new()
+    }
+}
+
+impl Detectors {
+    pub fn new() -> Detectors {
+        let patterns: Vec<&str> = SHAPES.iter().map(|(_, p)| *p).collect();
+        let regex = meta::Builder::new()
+            .syntax(syntax::Config::new().unicode(false).utf8(true))
+            .configure(meta::Config::new().hybrid_cache_capacity(8 << 20))
+            .build_many(&patterns)
+            .expect("the built-in detector patterns compile");
+        let starts = SHAPES
+            .iter()
+            .map(|(shape, _)| start_bytes(*shape))
+            .collect();
+        Detectors { regex, starts }
+    }
+
+    /// Appends the values found in `text`, in order and not overlapping.
+    pub fn find(&self, text: &str, out: &mut Vec<Found>) {
+        let bytes = text.as_bytes();
+        let mut digits = Vec::with_capacity(24);
+        let mut at = 0;
+        // Where the last value ended: a footer's key material is not taken back past it.
+        let mut floor = 0;
+        while at < bytes.len() {
+            let Some(m) = self.regex.search(&Input::new(bytes).range(at..)) else {
+                break;
+            };
+            let start = m.start();
+            let first = m.pattern().as_usize();
+            let mut skip_to = start + 1;
+            let mut hit = self.confirm(
+                first,
+                text,
+                start,
+                m.end(),
+                floor,
+                &mut digits,
+                &mut skip_to,
+            );
+            if hit.is_none() {
+                let byte = usize::from(bytes[start]);
+                for other in first + 1..SHAPES.len() {
+                    if !self.starts[other][byte] {
+                        continue;
+                    }
+                    let input = Input::new(bytes)
+                        .range(start..)
+                        .anchored(Anchored::Pattern(PatternID::new_unchecked(other)));
+                    if let Some(m) = self.regex.search(&input) {
+                        let mut ignored = 0;
+                        hit = self.confirm(
+                            other,
+                            text,
+                            start,
+                            m.end(),
+                            floor,
+                            &mut digits,
+                            &mut ignored,
+                        );
+                        if hit.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+            match hit {
+                Some(found) if found.end > found.start && found.start >= floor => {
+                    floor = found.end;
+                    at = found.end.max(start + 1);
+                    out.push(found);
+                }
+                _ => {
+                    // Nothing starts here: move past this word (a match cannot start
+                    // inside one), or past a run a shape asked to skip.
+                    let mut next = start + 1;
+                    while next < bytes.len()
+                        && bytes[next].is_ascii_alphanumeric()
+                        && bytes[start].is_ascii_alphanumeric()
+                    {
+                        next += 1;
+                    }
+                    at = next.max(skip_to);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn confirm(
+        &self,
+        shape: usize,
+        text: &str,
+        start: usize,
+        end: usize,
+        floor: usize,
+        digits: &mut Vec<u8>,
+        skip_to: &mut usize,
+    ) -> Option<Found> {
+        let with = |span: Option<(usize, usize)>, kind: Builtin| {
+            span.map(|(start, end)| Found { start, end, kind })
+        };
+        match SHAPES[shape].0 {
+            Shape::PemBegin => secrets::pem_block(text, start, end),
+            Shape::PemEnd => secrets::pem_footer(text, start, end, floor),
+            Shape::PemLine => secrets::pem_line(text, start, end),
+            Shape::UrlPassword => with(
+                network::url_password(text, start, end),
+                Builtin::UrlPassword,
+            ),
+            Shape::Jwt => secrets::jwt(text, start, end),
+            Shape::Bearer => secrets::bearer(text, start, end),
+            Shape::Basic => secrets::basic(text, start, end),
+            Shape::Prefixed => secrets::prefixed(text, start, end),
+            Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
+            Shape::Assigned => secrets::assigned(text, start, end),
+            Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
+            Shape::Iban => with(
+                finance::iban(text, start).map(|e| (start, e)),
+                Builtin::IbanCode,
+            ),
+            Shape::Ipv6 => with(network::ipv6(text, start, end), Builtin::IpAddress),
+            Shape::Ipv4 => with(network::ipv4(text, start, end), Builtin::IpAddress),
+            Shape::Number => number(text, start, end, digits),
+            Shape::RandomToken => match secrets::random_token(text, start, end) {
+                Ok(found) => Some(found),
+                Err(past) => {
+                    *skip_to = past;
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A validator of a digit run: the end of the value at its head.
+type RunCheck = fn(&str, &DigitRun, &mut Vec<u8>) -> Option<usize>;
+
+/// A run of digits: a card, an SSN or a phone number, tried in that order, each on the
+/// whole run or on its first groups.
+fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<Found> {
+    if !bounds::number_may_start(text, start) {
+        return None;
+    }
+    let run = DigitRun::read(text, start, end);
+    let whole_ends_cleanly = bounds::number_may_end(text, end);
+    let checks: [(RunCheck, Builtin); 3] = [
+        (finance::card, Builtin::CreditCard),
+        (national_id::ssn, Builtin::UsSsn),
+        (contact::phone, Builtin::PhoneNumber),
+    ];
+    for (check, kind) in checks {
+        let Some(value_end) = check(text, &run, digits) else {
+            continue;
+        };
+        let whole = value_end >= end;
+        // An extension (`x549`) may run past the regex's match.
+        let whole_ends_cleanly = if value_end > end {
+            bounds::number_may_end(text, value_end)
+        } else {
+            whole_ends_cleanly
+        };
+        // A run is only shortened at a space (`4111 1111 1111 1111 2 items`): groups
+        // joined by `-` or `.` are one token (`123-456-789-0123`).
+        let shortened_at_space =
+            !whole && text[value_end..].starts_with(' ') && !text[..value_end].ends_with(' ');
+        if (whole && whole_ends_cleanly) || shortened_at_space {
+            return Some(Found {
+                start,
+                end: value_end,
+                kind,
+            });
+        }
+    }
+    None
+}
+
+/// The bytes a match of `shape` can start with.
+fn start_bytes(shape: Shape) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut set = |bytes: &[u8]| {
+        for &b in bytes {
+            table[usize::from(b)] = true;
+        }
+    };
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const HEX: &[u8] = b"ABCDEFabcdef0123456789";
+    match shape {
+        Shape::PemBegin | Shape::PemEnd => set(b"-"),
+        Shape::PemLine => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
+        Shape::UrlPassword => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+        Shape::Jwt => set(b"e"),
+        Shape::Bearer => set(b"Bb"),
+        Shape::Basic => set(b"Aa"),
+        Shape::Prefixed => set(b"srwgxAh"),
+        Shape::AwsKeyId => set(b"A"),
+        Shape::Assigned => {
+            set(ALNUM);
+            set(b"_.-");
+        }
+        Shape::Email => {
+            set(ALNUM);
+            set(b"._%+-");
+        }
+        Shape::Iban => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        Shape::Ipv6 => {
+            set(HEX);
+            set(b":");
+        }
+        Shape::Ipv4 => set(b"0123456789"),
+        Shape::Number => set(b"0123456789+("),
+        Shape::RandomToken => {
+            set(ALNUM);
+            set(b"_+/-");
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(&str, &'static str)> {
+        let mut out = Vec::new();
+        Detectors::new().find(text, &mut out);
+        out.iter()
+            .map(|f| (&text[f.start..f.end], f.kind.name()))
+            .collect()
+    }
+
+    #[test]
+    fn one_of_each() {
+        let text = "Mail jane.doe@example.com or call +1 (415) 555-0134. Card 4111 1111 1111 1111, \
+                    IBAN DE89 3704 0044 0532 0130 00, SSN 536-22-1234, from 10.0.0.12 and 2001:db8::8a2e:370:7334. \
+                    AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE key sk-proj-abcDEF1234567890abcdefGHIJ \
+                    Authorization: Bearer abcdef0123456789ABCDEFxyz \
+                    token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz \
+                    db postgres://app:Sup3rS3cret@db:5432/x";
+        assert_eq!(
+            found(text),
+            vec![
+                ("jane.doe@example.com", "EMAIL_ADDRESS"),
+                ("+1 (415) 555-0134", "PHONE_NUMBER"),
+                ("4111 1111 1111 1111", "CREDIT_CARD"),
+                ("DE89 3704 0044 0532 0130 00", "IBAN_CODE"),
+                ("536-22-1234", "US_SSN"),
+                ("10.0.0.12", "IP_ADDRESS"),
+                ("2001:db8::8a2e:370:7334", "IP_ADDRESS"),
+                ("AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY"),
+                ("sk-proj-abcDEF1234567890abcdefGHIJ", "API_KEY"),
+                ("abcdef0123456789ABCDEFxyz", "API_KEY"),
+                (
+                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+                    "JWT"
+                ),
+                ("Sup3rS3cret", "URL_PASSWORD"),
+            ]
+        );
+    }
+
+    #[test]
+    fn look_alikes_stay() {
+        let text = "uuid 8e90276d-0640-4a57-b70c-f8ea9587951d commit 7092e1e352f5c25b5b83b244e50b6491580e1890 \
+                    image sha256:15d32a4781b971d8b0340a78c7e446dea52ea8c13e669d41c50dfd5bc997eb22 \
+                    v1.32.1 1.2.3 1.2.3.4.5 order PO-2021-8507784 ticket JIRA-89143 at 2023-01-26 06:45:05 \
+                    or 12/Jan/2024:05:31:13 +0000, price $82,780.09, zip 32719-4691, isbn 978-7-589-30107-3, \
+                    card 5500354633134648, 5974 1410 0870 1210 or 4813 5696 7208 9467, id 123-456-789-0123, color #bdc471, port 35535, float -195.610408, 1ZISOEXST1C4NYS0OM";
+        assert_eq!(found(text), vec![]);
+    }
+
+    #[test]
+    fn private_key_blocks_whole() {
+        let text = "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\nthanks";
+        let got = found(text);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0.starts_with("-----BEGIN") && got[0].0.ends_with("KEY-----"));
+    }
+
+    #[test]
+    fn non_ascii_text_never_panics_and_spans_are_on_char_boundaries() {
+        let text = "Grüße an José (josé@exämple.de), Tel. +49 30 1234567 — 東京 080-1234-5678 ½ 1.2.3.4 日本語";
+        let mut out = Vec::new();
+        Detectors::new().find(text, &mut out);
+        for f in &out {
+            assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+        }
+        for cut in 0..text.len() {
+            if text.is_char_boundary(cut) {
+                Detectors::new().find(&text[cut..], &mut Vec::new());
+            }
+        }
+    }
+}

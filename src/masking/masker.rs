@@ -1,0 +1,436 @@
+//! The configured masker: the built-in detectors, the optional name and address
+//! detectors and the custom ones, with an action per type. It is the `TextMasker` the
+//! JSON, text and SSE body maskers run.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::custom::{CustomDetectors, CustomSpec};
+use super::detect::Detectors;
+use super::kinds::{Builtin, Found};
+use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
+
+/// How many bytes a streaming masker holds back: the longest value caught whole. Keys,
+/// tokens and IBANs are far shorter; a JWT with large claims may be longer, and so may a
+/// private key block: the head of a longer JWT (`eyJ...`) and every 64-character line of
+/// key material are detected on their own, so neither leaks when split (see
+/// docs/masking.md).
+pub const LOOK_BEHIND: usize = 1024;
+
+/// Bytes of the HMAC shown by the `hash` action (16 hex digits).
+const HASH_BYTES: usize = 8;
+
+/// A configuration the masker cannot be built from.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MaskerError {
+    #[error("type {0} uses the hash action but no hash key was given")]
+    NoHashKey(String),
+    #[error("custom detector {index}: {message}")]
+    Custom { index: usize, message: String },
+    #[error("custom detector {0} has the name of a built-in type")]
+    BuiltinName(String),
+}
+
+/// Builds a [`Masker`]: every built-in type is redacted unless told otherwise; PERSON
+/// and STREET_ADDRESS are off until turned on.
+#[derive(Clone, Debug, Default)]
+pub struct MaskerBuilder {
+    actions: HashMap<Builtin, Option<Action>>,
+    custom: Vec<(CustomSpec, Action)>,
+    hash_key: Option<Vec<u8>>,
+}
+
+impl MaskerBuilder {
+    /// The action for a built-in type (which turns an optional detector on).
+    pub fn action(mut self, kind: Builtin, action: Action) -> Self {
+        self.actions.insert(kind, Some(action));
+        self
+    }
+
+    /// Turns a built-in detector off.
+    pub fn off(mut self, kind: Builtin) -> Self {
+        self.actions.insert(kind, None);
+        self
+    }
+
+    /// Turns the optional PERSON and STREET_ADDRESS detectors on (redact) unless an
+    /// action was set for them.
+    pub fn names(mut self) -> Self {
+        for kind in [Builtin::Person, Builtin::StreetAddress] {
+            self.actions.entry(kind).or_insert(Some(Action::Redact));
+        }
+        self
+    }
+
+    pub fn custom(mut self, spec: CustomSpec, action: Action) -> Self {
+        self.custom.push((spec, action));
+        self
+    }
+
+    /// The key of the `hash` action's HMAC.
+    pub fn hash_key(mut self, key: Vec<u8>) -> Self {
+        self.hash_key = Some(key);
+        self
+    }
+
+    pub fn build(self) -> Result<Masker, MaskerError> {
+        let mut actions: HashMap<Kind, Action> = HashMap::new();
+        let mut enabled = [false; Builtin::ALL.len()];
+        for kind in Builtin::ALL {
+            let action = match self.actions.get(&kind) {
+                Some(action) => *action,
+                None if kind.is_optional() => None,
+                None => Some(Action::Redact),
+            };
+            if let Some(action) = action {
+                enabled[kind.index()] = true;
+                actions.insert(Kind(kind.name().into()), action);
+            }
+        }
+        let mut specs = Vec::new();
+        for (spec, action) in &self.custom {
+            let kind = match spec {
+                CustomSpec::Regex { kind, .. } | CustomSpec::Words { kind, .. } => kind,
+            };
+            if Builtin::from_name(kind.name()).is_some() {
+                return Err(MaskerError::BuiltinName(kind.name().to_string()));
+            }
+            actions.insert(kind.clone(), *action);
+            specs.push(spec.clone());
+        }
+        if self.hash_key.is_none()
+            && let Some((kind, _)) = actions.iter().find(|(_, a)| **a == Action::Hash)
+        {
+            return Err(MaskerError::NoHashKey(kind.name().to_string()));
+        }
+        let custom = if specs.is_empty() {
+            None
+        } else {
+            Some(
+                CustomDetectors::new(&specs)
+                    .map_err(|(index, message)| MaskerError::Custom { index, message })?,
+            )
+        };
+        let kinds = Builtin::ALL.map(|kind| Kind(kind.name().into()));
+        let hasher = self.hash_key.map(|key| {
+            Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length")
+        });
+        Ok(Masker {
+            detectors: Detectors::new(),
+            enabled,
+            kinds,
+            actions,
+            custom,
+            hasher,
+        })
+    }
+}
+
+/// Detectors and an action per type. Cheap to share (`Arc<Masker>`); `find` and
+/// `replace` take `&self`.
+pub struct Masker {
+    detectors: Detectors,
+    /// Per built-in type, whether its values are reported.
+    enabled: [bool; Builtin::ALL.len()],
+    /// Per built-in type, its `Kind` (shared, so a span costs no allocation).
+    kinds: [Kind; Builtin::ALL.len()],
+    actions: HashMap<Kind, Action>,
+    custom: Option<CustomDetectors>,
+    hasher: Option<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash key and custom word lists are never shown.
+        let mut actions: Vec<(&str, &str)> = self
+            .actions
+            .iter()
+            .map(|(k, a)| (k.name(), a.name()))
+            .collect();
+        actions.sort();
+        f.debug_struct("Masker")
+            .field("actions", &actions)
+            .field("custom", &self.custom)
+            .field("hash_key", &self.hasher.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Default for Masker {
+    /// Every built-in type redacted; PERSON and STREET_ADDRESS off.
+    fn default() -> Self {
+        Masker::builder()
+            .build()
+            .expect("the default masker needs no key")
+    }
+}
+
+impl Masker {
+    pub fn builder() -> MaskerBuilder {
+        MaskerBuilder::default()
+    }
+
+    /// The action for a type, if it is detected.
+    pub fn action(&self, kind: &Kind) -> Option<Action> {
+        self.actions.get(kind).copied()
+    }
+
+    fn builtin_spans(&self, text: &str, found: &[Found], spans: &mut Vec<Span>) {
+        for f in found {
+            if self.enabled[f.kind.index()] {
+                spans.push(Span {
+                    start: f.start,
+                    end: f.end,
+                    kind: self.kinds[f.kind.index()].clone(),
+                });
+            }
+        }
+        debug_assert!(
+            spans
+                .iter()
+                .all(|s| text.is_char_boundary(s.start) && text.is_char_boundary(s.end))
+        );
+    }
+
+    fn hash(&self, value: &str, out: &mut String) {
+        if let Some(hasher) = &self.hasher {
+            let mut mac = hasher.clone();
+            mac.update(value.as_bytes());
+            for byte in &mac.finalize().into_bytes()[..HASH_BYTES] {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
+    }
+}
+
+/// Keeps the longer of two overlapping spans (the first found on a tie), in order.
+fn resolve_overlaps(spans: &mut Vec<Span>) {
+    spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
+    for span in spans.drain(..) {
+        match kept.last_mut() {
+            Some(last) if span.start < last.end => {
+                if span.end - span.start > last.end - last.start {
+                    *last = span;
+                    // The longer span may now reach over earlier kept ones.
+                    while kept.len() >= 2 && kept[kept.len() - 2].end > kept[kept.len() - 1].start {
+                        let longer = kept.pop().expect("two spans");
+                        kept.pop();
+                        kept.push(longer);
+                    }
+                }
+            }
+            _ => kept.push(span),
+        }
+    }
+    *spans = kept;
+}
+
+impl TextMasker for Masker {
+    fn find(&self, text: &str, spans: &mut Vec<Span>) {
+        let first = spans.len();
+        let mut found = Vec::new();
+        self.detectors.find(text, &mut found);
+        self.builtin_spans(text, &found, spans);
+        if let Some(custom) = &self.custom {
+            let mut extra = Vec::new();
+            custom.find(text, &mut extra);
+            if !extra.is_empty() {
+                let mut mine: Vec<Span> = spans.drain(first..).collect();
+                mine.extend(
+                    extra
+                        .into_iter()
+                        .map(|(start, end, kind)| Span { start, end, kind }),
+                );
+                resolve_overlaps(&mut mine);
+                spans.extend(mine);
+            }
+        }
+    }
+
+    fn replace(
+        &self,
+        span: &Span,
+        value: &str,
+        vault: &mut Vault,
+        out: &mut String,
+        findings: &mut Findings,
+    ) -> Result<(), Blocked> {
+        // A span of a type this masker does not know (a body masker's own) is redacted:
+        // fail closed.
+        let action = self.action(&span.kind).unwrap_or(Action::Redact);
+        findings.add(&span.kind, action);
+        let name = span.kind.name();
+        match action {
+            Action::Redact => {
+                out.push('[');
+                out.push_str(name);
+                out.push(']');
+            }
+            Action::Hash => {
+                out.push('[');
+                out.push_str(name);
+                out.push(':');
+                self.hash(value, out);
+                out.push(']');
+            }
+            Action::Partial => {
+                out.push_str("****");
+                let chars = value.chars().count();
+                if chars > 4 {
+                    let tail = value.char_indices().nth(chars - 4).map_or(0, |(i, _)| i);
+                    out.push_str(&value[tail..]);
+                }
+            }
+            Action::Pseudonymize => out.push_str(vault.pseudonym(&span.kind, value)),
+            Action::Block => {
+                return Err(Blocked {
+                    kind: span.kind.clone(),
+                });
+            }
+            Action::Log => out.push_str(value),
+        }
+        Ok(())
+    }
+
+    fn look_behind(&self) -> usize {
+        LOOK_BEHIND.max(self.custom.as_ref().map_or(0, |c| c.longest_word()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mask_text;
+    use super::*;
+
+    fn mask(masker: &Masker, text: &str) -> (Result<String, Blocked>, Findings) {
+        let mut out = String::new();
+        let mut findings = Findings::default();
+        let mut vault = Vault::default();
+        let result = mask_text(masker, text, &mut vault, &mut out, &mut findings).map(|_| out);
+        (result, findings)
+    }
+
+    #[test]
+    fn redact_by_default() {
+        let (out, findings) = mask(
+            &Masker::default(),
+            "mail a.b@example.org, card 4111 1111 1111 1111.",
+        );
+        assert_eq!(out.unwrap(), "mail [EMAIL_ADDRESS], card [CREDIT_CARD].");
+        assert_eq!(findings.total(), 2);
+    }
+
+    #[test]
+    fn every_action() {
+        let masker = Masker::builder()
+            .action(Builtin::EmailAddress, Action::Hash)
+            .action(Builtin::CreditCard, Action::Partial)
+            .action(Builtin::PhoneNumber, Action::Pseudonymize)
+            .action(Builtin::IpAddress, Action::Log)
+            .hash_key(b"k".to_vec())
+            .build()
+            .unwrap();
+        let (out, findings) = mask(
+            &masker,
+            "a@example.org a@example.org 4111 1111 1111 1111 +1 415-555-0134 10.1.2.3",
+        );
+        let out = out.unwrap();
+        let hashes: Vec<&str> = out.split(' ').take(2).collect();
+        assert!(
+            hashes[0].starts_with("[EMAIL_ADDRESS:")
+                && hashes[0].len() == "[EMAIL_ADDRESS:]".len() + 16
+        );
+        assert_eq!(hashes[0], hashes[1]);
+        assert!(out.ends_with("****1111 <PHONE_NUMBER_1> 10.1.2.3"), "{out}");
+        assert_eq!(findings.total(), 5);
+
+        let blocking = Masker::builder()
+            .action(Builtin::UsSsn, Action::Block)
+            .build()
+            .unwrap();
+        let (result, findings) = mask(&blocking, "SSN 536-22-1234");
+        assert_eq!(result.unwrap_err().kind.name(), "US_SSN");
+        assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
+    fn hash_needs_a_key_and_types_can_be_off() {
+        assert_eq!(
+            Masker::builder()
+                .action(Builtin::Jwt, Action::Hash)
+                .build()
+                .unwrap_err(),
+            MaskerError::NoHashKey("JWT".into())
+        );
+        let masker = Masker::builder().off(Builtin::IpAddress).build().unwrap();
+        assert_eq!(mask(&masker, "from 10.1.2.3").0.unwrap(), "from 10.1.2.3");
+    }
+
+    #[test]
+    fn custom_detectors_merge_with_the_built_in_ones() {
+        let masker = Masker::builder()
+            .custom(
+                CustomSpec::Words {
+                    kind: Kind("CODENAME".into()),
+                    words: vec!["nightjar".into()],
+                    ignore_case: true,
+                },
+                Action::Redact,
+            )
+            .custom(
+                CustomSpec::Regex {
+                    kind: Kind("ORDER".into()),
+                    pattern: "ORD-[0-9]{4}-[0-9]{7}".into(),
+                    validator: None,
+                },
+                Action::Redact,
+            )
+            .build()
+            .unwrap();
+        let (out, _) = mask(&masker, "Nightjar ships ORD-2024-2476842 to a@example.org");
+        assert_eq!(out.unwrap(), "[CODENAME] ships [ORDER] to [EMAIL_ADDRESS]");
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let masker = Masker::builder()
+            .hash_key(b"secret-key".to_vec())
+            .build()
+            .unwrap();
+        assert!(!format!("{masker:?}").contains("secret-key"));
+    }
+
+    #[test]
+    fn overlaps_keep_the_longer_span() {
+        let kind = |n: &str| Kind(n.into());
+        let mut spans = vec![
+            Span {
+                start: 0,
+                end: 4,
+                kind: kind("A"),
+            },
+            Span {
+                start: 6,
+                end: 8,
+                kind: kind("B"),
+            },
+            Span {
+                start: 3,
+                end: 12,
+                kind: kind("C"),
+            },
+            Span {
+                start: 12,
+                end: 14,
+                kind: kind("D"),
+            },
+        ];
+        resolve_overlaps(&mut spans);
+        let names: Vec<&str> = spans.iter().map(|s| s.kind.name()).collect();
+        assert_eq!(names, vec!["C", "D"]);
+    }
+}

@@ -1,0 +1,101 @@
+//! US Social Security numbers: `ddd-dd-dddd` or `ddd dd dddd` in the ranges the SSA
+//! issues (no area 000, 666 or 9xx, no group 00, no serial 0000); nine plain digits only
+//! when the text around them speaks of an SSN.
+
+use super::bounds;
+use super::digit_run::DigitRun;
+
+/// How far before a plain nine-digit number a context word is looked for: a table's
+/// header line, a form's label.
+const CONTEXT_BEFORE: usize = 4096;
+const CONTEXT_AFTER: usize = 48;
+const CONTEXT_WORDS: [&[u8]; 3] = [b"ssn", b"social security", b"sozialversicherung"];
+
+/// The SSN at the head of `run`; returns its end.
+pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
+    if run.plus || text.as_bytes()[run.start] == b'(' {
+        return None;
+    }
+    let groups = run.groups();
+    let formatted =
+        groups.len() >= 3 && run.shape(3).eq([3, 2, 4]) && run.one_separator(text, 3, &["-", " "]);
+    let k = if formatted {
+        3
+    } else if run.shape(1).eq([9]) {
+        1
+    } else {
+        return None;
+    };
+    let end = run.end_of(k);
+    // A formatted SSN followed by more groups (`123-45-6789-01`) is some other number.
+    if k < groups.len() && run.separator(text, k - 1).len() == 1 {
+        return None;
+    }
+    run.digits(text, k, digits);
+    if !valid_ranges(digits) {
+        return None;
+    }
+    if k == 1 && !context_near(text, run.start, end) {
+        return None;
+    }
+    Some(end)
+}
+
+fn valid_ranges(d: &[u8]) -> bool {
+    let area = &d[0..3];
+    area != b"000" && area != b"666" && area[0] != b'9' && &d[3..5] != b"00" && &d[5..9] != b"0000"
+}
+
+fn context_near(text: &str, start: usize, end: usize) -> bool {
+    let around = bounds::window(
+        text,
+        start.saturating_sub(CONTEXT_BEFORE),
+        end + CONTEXT_AFTER,
+    );
+    CONTEXT_WORDS
+        .iter()
+        .any(|w| bounds::contains_ignore_case(around.as_bytes(), w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssn_in(text: &str, at: usize) -> Option<&str> {
+        let end = at
+            + text[at..]
+                .find(|c: char| c.is_alphabetic() || c == ',')
+                .unwrap_or(text.len() - at);
+        let end = text[..end].trim_end().len();
+        let run = DigitRun::read(text, at, end);
+        ssn(text, &run, &mut Vec::new()).map(|e| &text[at..e])
+    }
+
+    #[test]
+    fn formatted_ssns_in_valid_ranges() {
+        assert_eq!(ssn_in("123-45-6789", 0), Some("123-45-6789"));
+        assert_eq!(ssn_in("536 22 1234", 0), Some("536 22 1234"));
+        assert_eq!(ssn_in("SSN: 530622859", 5), Some("530622859"));
+        assert_eq!(
+            ssn_in("530622859 is my social security number", 0),
+            Some("530622859")
+        );
+    }
+
+    #[test]
+    fn invalid_ranges_and_look_alikes_stay() {
+        for (text, at) in [
+            ("000-12-3456", 0),
+            ("666-12-3456", 0),
+            ("912-12-3456", 0),
+            ("123-00-4567", 0),
+            ("123-45-0000", 0),
+            ("123-45 6789", 0),
+            ("530622859", 0),
+            ("12345-6789", 0),
+            ("123-45-6789-12", 0),
+        ] {
+            assert_eq!(ssn_in(text, at), None, "{text}");
+        }
+    }
+}

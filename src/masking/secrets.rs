@@ -1,0 +1,321 @@
+//! Credentials: provider API keys by their prefixes, AWS access key ids, bearer and basic
+//! credentials, values assigned to key-like names, high-entropy tokens, JWTs and private
+//! key blocks. Each candidate is checked whole (nothing glued on either side) and for the
+//! character mix a random secret has, so UUIDs, git SHAs and digests stay.
+
+use super::bounds;
+use super::kinds::{Builtin, Found};
+
+/// The longest private key block looked for between `-----BEGIN` and `-----END`.
+pub const PEM_MAX: usize = 64 * 1024;
+/// The longest token taken as one secret; longer runs are data (base64 images, blobs).
+const TOKEN_MAX: usize = 512;
+
+fn found(start: usize, end: usize, kind: Builtin) -> Option<Found> {
+    Some(Found { start, end, kind })
+}
+
+fn is_pem_body_line(line: &str) -> bool {
+    let line = line.trim_end_matches('\r');
+    // A short last line of key material has digits or `+/=`; a word of prose has not.
+    !line.is_empty()
+        && line
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && (line.len() >= 64
+            || line
+                .bytes()
+                .any(|b| b.is_ascii_digit() || matches!(b, b'+' | b'/' | b'=')))
+}
+
+/// A `-----BEGIN ... PRIVATE KEY-----` header at `start..end`: the block up to its END
+/// line. With no END line (cut off, or still to come in a stream), everything after the
+/// header that still looks like key material is taken: a key never leaks for want of
+/// its footer.
+pub fn pem_block(text: &str, start: usize, end: usize) -> Option<Found> {
+    let limit = bounds::window(text, end, end + PEM_MAX).len() + end;
+    if let Some(footer) = text[end..limit].find("-----END") {
+        let footer = end + footer;
+        if let Some(close) = text[footer + 8..limit].find("-----") {
+            return found(start, footer + 8 + close + 5, Builtin::PrivateKey);
+        }
+        return found(start, text.len(), Builtin::PrivateKey);
+    }
+    let mut at = end;
+    for line in text[end..].split_inclusive('\n') {
+        let content = line.trim_end_matches('\n');
+        // Encrypted keys carry `Proc-Type: ...` and `DEK-Info: ...` header lines.
+        let header = content.contains(": ");
+        if !(content.trim().is_empty() || is_pem_body_line(content.trim()) || header) {
+            break;
+        }
+        at += line.len();
+    }
+    found(start, at.max(end), Builtin::PrivateKey)
+}
+
+/// A `-----END ... PRIVATE KEY-----` footer whose header was not seen (cut off before
+/// this text): the key material lines before it, back to `floor`, with the footer.
+pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<Found> {
+    let mut from = start;
+    while from > floor {
+        let line_start = text[floor..from - 1]
+            .rfind('\n')
+            .map_or(floor, |i| floor + i + 1);
+        let line = &text[line_start..from - 1];
+        if !is_pem_body_line(line.trim()) {
+            break;
+        }
+        from = line_start;
+    }
+    found(from, end, Builtin::PrivateKey)
+}
+
+/// A whole line of 64 base64 characters (the PEM line width) with upper and lower case
+/// and digits: the body of a key block whose header and footer are in other pieces.
+pub fn pem_line(text: &str, start: usize, end: usize) -> Option<Found> {
+    let (upper, lower, digit) = classes(&text[start..end]);
+    (upper > 0 && lower > 0 && digit > 0).then_some(Found {
+        start,
+        end: start + text[start..end].trim_end_matches('\r').len(),
+        kind: Builtin::PrivateKey,
+    })
+}
+
+/// A JWT (`eyJ` header, payload, signature), or its head when it is cut off.
+pub fn jwt(text: &str, start: usize, end: usize) -> Option<Found> {
+    let end = start + text[start..end].trim_end_matches('.').len();
+    if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
+        return None;
+    }
+    (end - start >= 20).then_some(Found {
+        start,
+        end,
+        kind: Builtin::Jwt,
+    })
+}
+
+/// Keys recognised by their prefix (`sk-`, `sk_live_`, `ghp_`, `xoxb-`, `AIza`, ...).
+pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
+    let value = &text[start..end];
+    let end = start + value.trim_end_matches(['-', '_']).len();
+    if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
+        return None;
+    }
+    looks_generated(&text[start..end]).then_some(Found {
+        start,
+        end,
+        kind: Builtin::ApiKey,
+    })
+}
+
+/// An AWS access key id: `AKIA`/`ASIA`/... and 16 upper-case letters or digits.
+pub fn aws_key_id(text: &str, start: usize, end: usize) -> Option<Found> {
+    (bounds::token_may_start(text, start) && bounds::token_may_end(text, end)).then_some(Found {
+        start,
+        end,
+        kind: Builtin::AwsAccessKey,
+    })
+}
+
+/// What a secret value found after a key-like name or `Bearer` is: a JWT, an AWS key
+/// id, or an API key.
+fn kind_of_value(value: &str) -> Builtin {
+    if value.starts_with("eyJ") {
+        Builtin::Jwt
+    } else if value.len() == 20
+        && ["AKIA", "ASIA"].iter().any(|p| value.starts_with(p))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        Builtin::AwsAccessKey
+    } else {
+        Builtin::ApiKey
+    }
+}
+
+/// The value at the end of `start..end` (after `:`/`=`, spaces or quotes), with its
+/// base64 padding.
+fn trailing_value(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let mut value_start = end;
+    while value_start > start && is_value_byte(bytes[value_start - 1]) {
+        value_start -= 1;
+    }
+    let mut value_end = end;
+    while bytes.get(value_end) == Some(&b'=') {
+        value_end += 1;
+    }
+    // A sentence's full stop is not part of the value.
+    while value_end > value_start && bytes[value_end - 1] == b'.' {
+        value_end -= 1;
+    }
+    (value_start, value_end)
+}
+
+fn is_value_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'.' | b'~')
+}
+
+/// The token after `Bearer` (matched at `start..end`).
+pub fn bearer(text: &str, start: usize, end: usize) -> Option<Found> {
+    if !bounds::token_may_start(text, start) {
+        return None;
+    }
+    let (value_start, value_end) = trailing_value(text, start, end);
+    let value = &text[value_start..value_end];
+    let (upper, lower, digits) = classes(value);
+    if value.len() < 16
+        || digits == 0
+        || upper + lower == 0
+        || !bounds::token_may_end(text, value_end)
+    {
+        return None;
+    }
+    found(value_start, value_end, kind_of_value(value))
+}
+
+/// The credentials after `Authorization: Basic`.
+pub fn basic(text: &str, start: usize, end: usize) -> Option<Found> {
+    let (value_start, value_end) = trailing_value(text, start, end);
+    bounds::token_may_end(text, value_end).then_some(Found {
+        start: value_start,
+        end: value_end,
+        kind: Builtin::ApiKey,
+    })
+}
+
+/// The value assigned to a key-like name (`API_KEY=...`, `"token": "..."`,
+/// `X-Api-Key: ...`): taken when it looks generated (letters and digits, 16+ chars).
+pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
+    if !bounds::token_may_start(text, start) {
+        return None;
+    }
+    let (value_start, value_end) = trailing_value(text, start, end);
+    let value = &text[value_start..value_end];
+    if value.len() < 16 || !bounds::token_may_end(text, value_end) {
+        return None;
+    }
+    if !looks_generated(value) {
+        return None;
+    }
+    found(value_start, value_end, kind_of_value(value))
+}
+
+/// A standalone token of 32+ characters that looks random: upper and lower case and
+/// digits mixed, high entropy, few separators (an opaque bearer token, an AWS secret
+/// key, a session key). Returns `Err(end)` to skip a run too long to be one token.
+pub fn random_token(text: &str, start: usize, end: usize) -> Result<Found, usize> {
+    if end - start > TOKEN_MAX || !bounds::token_may_start(text, start) {
+        return Err(end);
+    }
+    let value = &text[start..end];
+    let (upper, lower, digits) = classes(value);
+    let separators = value.bytes().filter(|b| matches!(b, b'-' | b'_')).count();
+    let slashes = value.bytes().filter(|&b| b == b'/').count();
+    let ok = upper >= 2
+        && lower >= 2
+        && digits >= 2
+        && separators * 8 <= value.len()
+        && slashes <= 3
+        && entropy(value.as_bytes()) >= 4.0
+        && bounds::token_may_end(text, end);
+    if ok {
+        Ok(Found {
+            start,
+            end,
+            kind: Builtin::ApiKey,
+        })
+    } else {
+        Err(end)
+    }
+}
+
+/// True when `value` looks generated rather than written: letters and digits, or both
+/// cases mixed (`sk-your-key-here-xxxx` and `YOUR_API_KEY` are placeholders).
+fn looks_generated(value: &str) -> bool {
+    let (upper, lower, digits) = classes(value);
+    (digits > 0 && upper + lower > 0)
+        || (upper >= 2 && lower >= 2 && entropy(value.as_bytes()) >= 3.5)
+}
+
+/// (upper-case letters, lower-case letters, digits) in `value`.
+fn classes(value: &str) -> (usize, usize, usize) {
+    value.bytes().fold((0, 0, 0), |(u, l, d), b| {
+        (
+            u + usize::from(b.is_ascii_uppercase()),
+            l + usize::from(b.is_ascii_lowercase()),
+            d + usize::from(b.is_ascii_digit()),
+        )
+    })
+}
+
+/// Shannon entropy in bits per byte.
+fn entropy(bytes: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    let n = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_but_not_digests_or_identifiers() {
+        let text = "token CEXbqnQMpLlL-Bk0qG1h9VkbWCsmpKYeIbFa56lCpymnC-9c6X7I9FmkYVhHdKCJ end";
+        let s = 6;
+        let e = text.len() - 4;
+        assert!(random_token(text, s, e).is_ok());
+        for look_alike in [
+            "7092e1e352f5c25b5b83b244e50b6491580e1890",
+            "15d32a4781b971d8b0340a78c7e446dea52ea8c13e669d41c50dfd5bc997eb22",
+            "AbstractSingletonProxyFactoryBeanImplementation",
+            "this_is_a_long_variable_name_for_2024_v2_Final_X",
+        ] {
+            assert!(
+                random_token(look_alike, 0, look_alike.len()).is_err(),
+                "{look_alike}"
+            );
+        }
+    }
+
+    #[test]
+    fn assigned_values_take_the_value_only() {
+        let text =
+            "SENDGRID_KEY=4c496af2fac6b0ff663e73a436ab2d319cef8a906f526bd622140fe880d8184e\n";
+        let f = assigned(text, 0, text.len() - 1).unwrap();
+        assert_eq!(&text[f.start..f.end], &text[13..text.len() - 1]);
+        let text = "AWS_ACCESS_KEY_ID=AKIAIKJKU7J62MTBTIIY";
+        assert_eq!(
+            assigned(text, 0, text.len()).unwrap().kind,
+            Builtin::AwsAccessKey
+        );
+        assert!(assigned("max_tokens: 1024", 0, 16).is_none());
+    }
+
+    #[test]
+    fn a_key_block_without_its_footer_is_taken_to_the_end_of_its_material() {
+        let line = "MIIEpAIBAAKCAQEA".repeat(4);
+        let text = format!("-----BEGIN RSA PRIVATE KEY-----\n{line}\nabc+/=\nthanks");
+        let text = text.as_str();
+        let f = pem_block(text, 0, 31).unwrap();
+        assert_eq!(&text[f.end..], "thanks");
+        let text = format!("x\n{line}\n-----END PRIVATE KEY-----");
+        let text = text.as_str();
+        let s = text.find("-----END").unwrap();
+        let f = pem_footer(text, s, text.len(), 0).unwrap();
+        assert_eq!(f.start, 2);
+    }
+}
