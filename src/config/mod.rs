@@ -7,6 +7,7 @@ mod checks;
 mod compile;
 mod egress;
 mod locate;
+pub mod masking;
 mod plan;
 mod pools;
 mod routes;

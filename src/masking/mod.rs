@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod masker;
 mod national_id;
 mod network;
+pub mod policy;
 mod secrets;
 pub mod vault;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use kinds::Builtin;
 pub use masker::{LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
+pub use policy::{Compressed, OnError, Policy};
 pub use vault::Vault;
 
 /// A type of sensitive value, named as metrics and the access log name it
