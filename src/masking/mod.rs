@@ -3,10 +3,21 @@
 //! JSON, text and SSE bodies as they stream. Pure: no I/O and no engine types; the
 //! proxy core runs it as a body phase, `junction mask` runs it offline.
 
+pub mod edit;
+pub mod error;
+pub mod json;
+pub mod restore;
+#[cfg(test)]
+mod sample_masker;
+pub mod shape;
+pub mod stream;
 pub mod vault;
 
 use std::sync::Arc;
 
+pub use edit::Located;
+pub use error::BodyError;
+pub use shape::{Api, BodyShape, request_shape, response_shape};
 pub use vault::Vault;
 
 /// A type of sensitive value, named as metrics and the access log name it
