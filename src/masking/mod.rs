@@ -3,6 +3,7 @@
 //! JSON, text and SSE bodies as they stream. Pure: no I/O and no engine types; the
 //! proxy core runs it as a body phase, `junction mask` runs it offline.
 
+pub mod body;
 pub mod edit;
 pub mod error;
 pub mod json;
@@ -10,11 +11,13 @@ pub mod restore;
 #[cfg(test)]
 mod sample_masker;
 pub mod shape;
+pub mod sse;
 pub mod stream;
 pub mod vault;
 
 use std::sync::Arc;
 
+pub use body::{ResponseMasker, mask_request_body, mask_request_body_located};
 pub use edit::Located;
 pub use error::BodyError;
 pub use shape::{Api, BodyShape, request_shape, response_shape};
