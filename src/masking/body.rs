@@ -285,6 +285,39 @@ mod tests {
     }
 
     #[test]
+    fn a_value_split_across_two_content_parts_is_found() {
+        let masker = SampleMasker::new(Action::Redact);
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"my key is SEC"},{"type":"image_url","image_url":{"url":"https://x/SECRET-1"}},{"type":"text","text":"RET-12\u0033 ok"}]}]}"#;
+        let mut vault = Vault::default();
+        let mut findings = Findings::default();
+        let mut located = Vec::new();
+        let masked = mask_request_body_located(
+            &masker,
+            BodyShape::ApiJson(Api::OpenAiChat),
+            body.as_bytes(),
+            &mut vault,
+            &mut findings,
+            &mut located,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&masked).unwrap(),
+            body.replace("my key is SEC", "my key is [SECRET]")
+                .replace("RET-12\\u0033 ok", " ok")
+        );
+        assert_eq!(
+            located,
+            [Located {
+                kind: Kind("SECRET".into()),
+                pointer: "/messages/0/content/0/text".into(),
+                start: 10,
+                end: 13
+            }]
+        );
+        assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
     fn unchanged_bodies_come_back_borrowed_and_errors_name_no_value() {
         let masker = SampleMasker::new(Action::Redact);
         let mut vault = Vault::default();

@@ -4,7 +4,7 @@
 //! pointer and byte offsets, never by value.
 
 use super::error::BodyError;
-use super::json::{self, Selection, Site, StringEdit};
+use super::json::{self, Part, Selection, Site, StringEdit};
 use super::restore::{Piece, Pieces};
 use super::{Findings, Kind, Span, TextMasker, Vault};
 
@@ -18,6 +18,14 @@ pub struct Located {
     pub pointer: String,
     pub start: usize,
     pub end: usize,
+}
+
+/// Where a text is, for the report.
+#[derive(Clone, Copy)]
+enum Place<'s, 'b> {
+    Site(&'s Site<'b>),
+    Pointer(&'s str),
+    Body,
 }
 
 /// Edits whole texts: restores the vault's tokens when `restore`, masks with `masker`
@@ -52,12 +60,25 @@ impl<'a> TextEditor<'a> {
         }
     }
 
-    /// Appends the edited `text` to `out`; returns false (and `out` is to be ignored)
-    /// when nothing changed.
+    /// Appends the edited `text` (a JSON string at `site`, or a whole text body) to
+    /// `out`; returns false (and `out` is to be ignored) when nothing changed.
     pub fn edit_text(
         &mut self,
         text: &str,
         site: Option<&Site<'_>>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        let place = match site {
+            Some(site) => Place::Site(site),
+            None => Place::Body,
+        };
+        self.edit_text_at(text, place, out)
+    }
+
+    fn edit_text_at(
+        &mut self,
+        text: &str,
+        site: Place<'_, '_>,
         out: &mut String,
     ) -> Result<bool, BodyError> {
         if !(self.restore && !self.vault.is_empty() && text.contains('<')) {
@@ -93,7 +114,7 @@ impl<'a> TextEditor<'a> {
         &mut self,
         text: &str,
         offset: usize,
-        site: Option<&Site<'_>>,
+        site: Place<'_, '_>,
         out: &mut String,
     ) -> Result<bool, BodyError> {
         let Some(masker) = self.masker else {
@@ -137,8 +158,98 @@ impl<'a> TextEditor<'a> {
         result
     }
 
-    fn pointer(&self, site: Option<&Site<'_>>) -> String {
-        let inner = site.map(Site::pointer).unwrap_or_default();
+    /// Masks the texts of adjacent content parts as one text, so that a value split
+    /// between two parts is found: a value is replaced in the part where it starts, and
+    /// the parts it reaches into lose what it covers there. With pseudonyms to restore
+    /// (a response), each part is edited on its own.
+    pub fn mask_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        let restoring = self.restore && !self.vault.is_empty();
+        let Some(masker) = self.masker.filter(|_| parts.len() > 1 && !restoring) else {
+            let mut changed = Vec::with_capacity(parts.len());
+            for (part, out) in parts.iter().zip(outs.iter_mut()) {
+                changed.push(self.edit_part_alone(part, out)?);
+            }
+            return Ok(changed);
+        };
+        let mut joined = String::new();
+        let mut bounds = Vec::with_capacity(parts.len());
+        for part in parts {
+            let start = joined.len();
+            joined.push_str(part.text);
+            bounds.push((start, joined.len()));
+        }
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        masker.find(&joined, &mut spans);
+        let mut changed = vec![false; parts.len()];
+        let copy = |outs: &mut [String], from: usize, to: usize| {
+            for (out, (start, end)) in outs.iter_mut().zip(&bounds) {
+                if from.max(*start) < to.min(*end) {
+                    out.push_str(&joined[from.max(*start)..to.min(*end)]);
+                }
+            }
+        };
+        let mut at = 0;
+        let mut result = Ok(());
+        for span in &spans {
+            copy(outs, at, span.start);
+            let part = bounds
+                .iter()
+                .position(|(start, end)| span.start >= *start && span.start < *end)
+                .unwrap_or(0);
+            if let Err(blocked) = masker.replace(
+                span,
+                &joined[span.start..span.end],
+                self.vault,
+                &mut outs[part],
+                self.findings,
+            ) {
+                result = Err(BodyError::Blocked(blocked));
+                break;
+            }
+            for (changed, (start, end)) in changed.iter_mut().zip(&bounds) {
+                *changed |= span.start < *end && span.end > *start;
+            }
+            let (part_start, part_end) = bounds[part];
+            if let Some(report) = self.report.as_deref_mut() {
+                report.push(Located {
+                    kind: span.kind.clone(),
+                    pointer: format!(
+                        "{}{}",
+                        self.outer_pointer.as_deref().unwrap_or(""),
+                        parts[part].pointer
+                    ),
+                    start: span.start - part_start,
+                    end: span.end.min(part_end) - part_start,
+                });
+            }
+            at = span.end;
+        }
+        if result.is_ok() {
+            copy(outs, at, joined.len());
+        }
+        self.spans = spans;
+        result.map(|()| changed)
+    }
+
+    pub fn edit_part_alone(
+        &mut self,
+        part: &Part<'_>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        self.edit_text_at(part.text, Place::Pointer(part.pointer), out)
+    }
+
+    fn pointer(&self, place: Place<'_, '_>) -> String {
+        let inner = match place {
+            Place::Site(site) => site.pointer(),
+            Place::Pointer(pointer) => pointer.to_string(),
+            Place::Body => String::new(),
+        };
         match &self.outer_pointer {
             Some(outer) => format!("{outer}{inner}"),
             None => inner,
@@ -168,5 +279,13 @@ impl StringEdit for TextEditor<'_> {
             return Ok(changed);
         }
         self.edit_text(text, Some(site), out)
+    }
+
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        self.mask_parts(parts, outs)
     }
 }

@@ -134,12 +134,36 @@ impl Site<'_> {
     }
 }
 
+/// One of the adjacent content parts of an array (`"text"` of its objects).
+pub struct Part<'a> {
+    pub text: &'a str,
+    pub pointer: &'a str,
+}
+
 /// What is done to each selected string.
 pub trait StringEdit {
     /// Appends the new text of the string at `site` (decoded: `text`) to `out` and
     /// returns true, or returns false to keep the string as it was (then `out` is
     /// ignored).
     fn edit(&mut self, site: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError>;
+
+    /// The texts of the content parts of one array (the `"text"` of its objects, in
+    /// order), edited together so that a value split between two parts is found: the
+    /// new text of each part goes to its `outs` entry (cleared, as many as `parts`) and
+    /// whether it changed to the returned list.
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError>;
+}
+
+/// A content part met but not yet edited: its string's offsets and pointer.
+struct PendingPart {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    pointer: String,
 }
 
 /// Appends `body` to `out` with the strings `selection` picks edited by `edit`, every
@@ -163,6 +187,8 @@ pub fn rewrite(
         changed: false,
         decoded: String::new(),
         replacement: String::new(),
+        parts: Vec::new(),
+        parts_depth: 0,
     };
     scanner.run(selection, edit, out)?;
     out.extend_from_slice(&body[scanner.copied..]);
@@ -175,6 +201,14 @@ pub fn is_valid(body: &[u8]) -> bool {
     impl StringEdit for Keep {
         fn edit(&mut self, _: &Site<'_>, _: &str, _: &mut String) -> Result<bool, BodyError> {
             Ok(false)
+        }
+
+        fn edit_parts(
+            &mut self,
+            parts: &[Part<'_>],
+            _: &mut [String],
+        ) -> Result<Vec<bool>, BodyError> {
+            Ok(vec![false; parts.len()])
         }
     }
     rewrite(body, Selection::RequestContents, &mut Keep, &mut Vec::new()).is_ok()
@@ -189,6 +223,9 @@ struct Scanner<'a> {
     changed: bool,
     decoded: String,
     replacement: String,
+    /// Content parts of the array at this depth, edited when it closes.
+    parts: Vec<PendingPart>,
+    parts_depth: usize,
 }
 
 fn not_json(offset: usize) -> BodyError {
@@ -309,7 +346,7 @@ impl Scanner<'_> {
                     self.open(true, selection, at)?;
                     at = skip_whitespace(body, at + 1);
                     if body.get(at) == Some(&b']') {
-                        self.stack.pop();
+                        self.close(edit, out)?;
                         at += 1;
                     } else {
                         continue 'value;
@@ -318,7 +355,21 @@ impl Scanner<'_> {
                 Some(b'"') => {
                     let (end, escaped) = scan_string(body, at)?;
                     let (_, edited, arguments) = self.value_site(selection, false);
-                    if edited {
+                    if edited && self.is_part(body) {
+                        let depth = self.stack.len() - 2;
+                        if self.parts_depth != depth {
+                            self.edit_parts(edit, out)?;
+                            self.parts_depth = depth;
+                        }
+                        let pointer = self.site(false).pointer();
+                        self.parts.push(PendingPart {
+                            start: at,
+                            end,
+                            escaped,
+                            pointer,
+                        });
+                    } else if edited {
+                        self.edit_parts(edit, out)?;
                         self.edit_string(at, end, escaped, arguments, edit, out)?;
                     }
                     at = end;
@@ -349,7 +400,7 @@ impl Scanner<'_> {
                         continue 'value;
                     }
                     Some(b']') if frame.array => {
-                        self.stack.pop();
+                        self.close(edit, out)?;
                         at += 1;
                     }
                     Some(b'}') if !frame.array => {
@@ -360,6 +411,78 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    fn site(&self, arguments: bool) -> Site<'_> {
+        Site {
+            body: self.body,
+            stack: &self.stack,
+            arguments,
+        }
+    }
+
+    /// A string that is the `"text"` of an object in an array: a content part.
+    fn is_part(&self, body: &[u8]) -> bool {
+        match self.stack.as_slice() {
+            [.., parent, object] => {
+                parent.array
+                    && !object.array
+                    && key_is(&body[object.key.0..object.key.1], &["text"])
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the innermost array or object; the content parts of an array are edited
+    /// once it closes.
+    fn close(&mut self, edit: &mut dyn StringEdit, out: &mut Vec<u8>) -> Result<(), BodyError> {
+        if !self.parts.is_empty() && self.parts_depth + 1 == self.stack.len() {
+            self.edit_parts(edit, out)?;
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn edit_parts(
+        &mut self,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.parts);
+        let texts: Vec<std::borrow::Cow<'_, str>> = pending
+            .iter()
+            .map(|part| {
+                if part.escaped {
+                    let mut text = String::new();
+                    decode_into(&self.body[part.start + 1..part.end - 1], &mut text);
+                    std::borrow::Cow::Owned(text)
+                } else {
+                    std::borrow::Cow::Borrowed(&self.text[part.start + 1..part.end - 1])
+                }
+            })
+            .collect();
+        let parts: Vec<Part<'_>> = texts
+            .iter()
+            .zip(&pending)
+            .map(|(text, part)| Part {
+                text,
+                pointer: &part.pointer,
+            })
+            .collect();
+        let mut outs = vec![String::new(); parts.len()];
+        let changed = edit.edit_parts(&parts, &mut outs)?;
+        for ((part, new), changed) in pending.iter().zip(&outs).zip(changed) {
+            if changed {
+                out.extend_from_slice(&self.body[self.copied..part.start]);
+                encode_string(new, out);
+                self.copied = part.end;
+                self.changed = true;
+            }
+        }
+        Ok(())
     }
 
     fn edit_string(
@@ -578,6 +701,23 @@ mod tests {
             self.pointers.push(site.pointer());
             out.push_str(&text.to_uppercase());
             Ok(text.to_uppercase() != text)
+        }
+
+        fn edit_parts(
+            &mut self,
+            parts: &[Part<'_>],
+            outs: &mut [String],
+        ) -> Result<Vec<bool>, BodyError> {
+            self.pointers
+                .extend(parts.iter().map(|part| part.pointer.to_string()));
+            Ok(parts
+                .iter()
+                .zip(outs)
+                .map(|(part, out)| {
+                    out.push_str(&part.text.to_uppercase());
+                    part.text.to_uppercase() != part.text
+                })
+                .collect())
         }
     }
 

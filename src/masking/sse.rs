@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::edit::TextEditor;
 use super::error::BodyError;
-use super::json::{self, Selection, Site, StringEdit};
+use super::json::{self, Part, Selection, Site, StringEdit};
 use super::stream::TextStream;
 use super::{Findings, TextMasker, Vault};
 
@@ -321,6 +321,33 @@ impl StringEdit for EventEdit<'_, '_> {
             }
         }
         self.editor.edit(site, text, out)
+    }
+
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        let replaced = |part: &Part<'_>| {
+            self.replacements
+                .iter()
+                .find(|(pointer, _)| pointer == part.pointer)
+                .map(|(_, text)| text)
+        };
+        if !parts.iter().any(|part| replaced(part).is_some()) {
+            return self.editor.mask_parts(parts, outs);
+        }
+        let mut changed = Vec::with_capacity(parts.len());
+        for (part, out) in parts.iter().zip(outs.iter_mut()) {
+            changed.push(match replaced(part) {
+                Some(text) => {
+                    out.push_str(text);
+                    text != part.text
+                }
+                None => self.editor.edit_part_alone(part, out)?,
+            });
+        }
+        Ok(changed)
     }
 }
 
