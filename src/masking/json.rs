@@ -17,8 +17,8 @@ pub const MAX_DEPTH: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
     /// The message contents of an AI API request: strings under the top-level
-    /// `messages`, `system`, `input`, `prompt`, `instructions` and `prediction`, at a
-    /// content key (see [`CONTENT_KEYS`]).
+    /// `messages`, `system`, `input`, `prompt`, `suffix`, `instructions` and
+    /// `prediction`, at a content key (see [`CONTENT_KEYS`]).
     RequestContents,
     /// The contents of an AI API response or stream event: strings at a content key,
     /// anywhere.
@@ -36,6 +36,7 @@ pub const CONTENT_KEYS: &[&str] = &[
     "arguments",
     "input",
     "prompt",
+    "suffix",
     "system",
     "instructions",
     "output",
@@ -51,6 +52,7 @@ const REQUEST_ROOTS: &[&str] = &[
     "system",
     "input",
     "prompt",
+    "suffix",
     "instructions",
     "prediction",
 ];
