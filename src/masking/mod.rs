@@ -3,25 +3,39 @@
 //! JSON, text and SSE bodies as they stream. Pure: no I/O and no engine types; the
 //! proxy core runs it as a body phase, `junction mask` runs it offline.
 
+pub mod body;
 mod bounds;
 mod contact;
 pub mod custom;
 pub mod detect;
 mod digit_run;
+pub mod edit;
+pub mod error;
 pub mod finance;
+pub mod json;
 pub mod kinds;
 pub mod masker;
 mod national_id;
 mod network;
 pub mod policy;
+pub mod restore;
+#[cfg(test)]
+mod sample_masker;
 mod secrets;
+pub mod shape;
+pub mod sse;
+pub mod stream;
 pub mod vault;
 
 use std::sync::Arc;
 
+pub use body::{ResponseMasker, mask_request_body, mask_request_body_located};
+pub use edit::Located;
+pub use error::BodyError;
 pub use kinds::Builtin;
 pub use masker::{LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use policy::{Compressed, OnError, Policy};
+pub use shape::{Api, BodyShape, request_shape, response_shape};
 pub use vault::Vault;
 
 /// A type of sensitive value, named as metrics and the access log name it

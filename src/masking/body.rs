@@ -1,0 +1,386 @@
+//! The body phase the proxy core calls: [`mask_request_body`] masks a whole request body
+//! by its [`BodyShape`] (filling the request's vault), and a [`ResponseMasker`], given
+//! that vault, restores its pseudonyms and masks the response as it streams: SSE and
+//! text piece by piece with a bounded look-behind, a whole JSON body once it is all in.
+//!
+//! Every error fails the body closed ([`BodyError`]): the caller refuses the request
+//! (or ends the response) unless the route says `on_error = "pass"`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::edit::{Located, TextEditor};
+use super::error::BodyError;
+use super::json::{self, Selection};
+use super::shape::BodyShape;
+use super::sse::SseMasker;
+use super::stream::TextStream;
+use super::{Findings, TextMasker, Vault};
+
+/// The largest response body a [`ResponseMasker`] buffers (a whole JSON body) or one
+/// SSE event it reads, unless told otherwise.
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
+/// Masks a whole request body: the contents of an AI API's JSON, every string of other
+/// JSON, all of a text body. Pseudonyms go to `vault`, counts to `findings`. The body
+/// comes back borrowed when nothing in it changed.
+pub fn mask_request_body<'b>(
+    masker: &dyn TextMasker,
+    shape: BodyShape,
+    body: &'b [u8],
+    vault: &mut Vault,
+    findings: &mut Findings,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    mask_request(masker, shape, body, vault, findings, None)
+}
+
+/// [`mask_request_body`], also listing where each value was found (`junction mask
+/// --report`): type, JSON pointer, byte offsets in the decoded string; no values.
+pub fn mask_request_body_located<'b>(
+    masker: &dyn TextMasker,
+    shape: BodyShape,
+    body: &'b [u8],
+    vault: &mut Vault,
+    findings: &mut Findings,
+    located: &mut Vec<Located>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    mask_request(masker, shape, body, vault, findings, Some(located))
+}
+
+fn mask_request<'b>(
+    masker: &dyn TextMasker,
+    shape: BodyShape,
+    body: &'b [u8],
+    vault: &mut Vault,
+    findings: &mut Findings,
+    located: Option<&mut Vec<Located>>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let selection = match shape {
+        BodyShape::ApiJson(_) => Selection::RequestContents,
+        BodyShape::OtherJson => Selection::AllStrings,
+        BodyShape::Text | BodyShape::EventStream(_) => {
+            let text = std::str::from_utf8(body).map_err(|error| BodyError::NotText {
+                offset: error.valid_up_to(),
+            })?;
+            let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
+            let mut masked = String::new();
+            return Ok(if editor.edit_text(text, None, &mut masked)? {
+                Cow::Owned(masked.into_bytes())
+            } else {
+                Cow::Borrowed(body)
+            });
+        }
+        BodyShape::Binary => return Err(BodyError::NotMaskable),
+    };
+    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
+    let mut out = Vec::new();
+    if json::rewrite(body, selection, &mut editor, &mut out)? {
+        Ok(Cow::Owned(out))
+    } else {
+        Ok(Cow::Borrowed(body))
+    }
+}
+
+enum Phase {
+    /// Nothing to mask or restore: bytes pass as they are.
+    Passing,
+    /// A whole JSON body, edited once it is all in.
+    Buffering(Vec<u8>, Selection),
+    Text(TextStream),
+    Events(SseMasker),
+    /// The body cannot be masked: the first piece fails.
+    Refused,
+}
+
+/// Masks and restores one response body as it streams. Owns the request's vault: the
+/// pseudonyms in the response are replaced by the client's values (never masked
+/// again), and the rest is masked with `masker` when the route masks responses.
+pub struct ResponseMasker {
+    masker: Option<Arc<dyn TextMasker>>,
+    restore: bool,
+    vault: Vault,
+    max_body: usize,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for ResponseMasker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseMasker")
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseMasker {
+    /// `masker`: `None` when the route does not mask responses (only restores).
+    pub fn new(masker: Option<Arc<dyn TextMasker>>, vault: Vault, shape: BodyShape) -> Self {
+        Self::with_max_body(masker, vault, shape, DEFAULT_MAX_BODY)
+    }
+
+    /// As [`ResponseMasker::new`], buffering at most `max_body` bytes of a JSON body
+    /// (and of one SSE event) before failing with [`BodyError::TooLarge`].
+    pub fn with_max_body(
+        masker: Option<Arc<dyn TextMasker>>,
+        vault: Vault,
+        shape: BodyShape,
+        max_body: usize,
+    ) -> Self {
+        let restore = !vault.is_empty();
+        let phase = if masker.is_none() && !restore {
+            Phase::Passing
+        } else {
+            match shape {
+                BodyShape::ApiJson(_) => Phase::Buffering(Vec::new(), Selection::ResponseContents),
+                BodyShape::OtherJson => Phase::Buffering(Vec::new(), Selection::AllStrings),
+                BodyShape::Text => Phase::Text(TextStream::new(masker.clone(), restore)),
+                BodyShape::EventStream(_) => {
+                    Phase::Events(SseMasker::new(masker.clone(), restore, max_body))
+                }
+                // Pseudonyms cannot be found in bytes that are not text: left as they are.
+                BodyShape::Binary if masker.is_none() => Phase::Passing,
+                BodyShape::Binary => Phase::Refused,
+            }
+        };
+        ResponseMasker {
+            masker,
+            restore,
+            vault,
+            max_body,
+            phase,
+        }
+    }
+
+    /// Whether the body passes untouched (no masking, nothing to restore).
+    pub fn is_passing(&self) -> bool {
+        matches!(self.phase, Phase::Passing)
+    }
+
+    /// Takes the next piece of the body; appends what can be sent now to `out`.
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        match &mut self.phase {
+            Phase::Passing => out.extend_from_slice(data),
+            Phase::Buffering(body, _) => {
+                if body.len() + data.len() > self.max_body {
+                    return Err(BodyError::TooLarge {
+                        limit: self.max_body,
+                    });
+                }
+                body.extend_from_slice(data);
+            }
+            Phase::Text(stream) => {
+                let mut text = String::new();
+                stream.push_bytes(data, &mut self.vault, &mut text, findings)?;
+                out.extend_from_slice(text.as_bytes());
+            }
+            Phase::Events(events) => events.push(data, &mut self.vault, out, findings)?,
+            Phase::Refused => return Err(BodyError::NotMaskable),
+        }
+        Ok(())
+    }
+
+    /// The end of the body: appends everything still held to `out`.
+    pub fn finish(&mut self, out: &mut Vec<u8>, findings: &mut Findings) -> Result<(), BodyError> {
+        match &mut self.phase {
+            Phase::Passing => {}
+            Phase::Buffering(body, selection) => {
+                let body = std::mem::take(body);
+                if body.is_empty() {
+                    return Ok(());
+                }
+                let mut editor = TextEditor::new(
+                    self.masker.as_deref(),
+                    self.restore,
+                    &mut self.vault,
+                    findings,
+                    None,
+                );
+                let start = out.len();
+                match json::rewrite(&body, *selection, &mut editor, out) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        out.truncate(start);
+                        out.extend_from_slice(&body);
+                    }
+                    Err(error) => {
+                        out.truncate(start);
+                        return Err(error);
+                    }
+                }
+            }
+            Phase::Text(stream) => {
+                let mut text = String::new();
+                stream.finish(&mut self.vault, &mut text, findings)?;
+                out.extend_from_slice(text.as_bytes());
+            }
+            Phase::Events(events) => events.finish(&mut self.vault, out, findings)?,
+            Phase::Refused => return Err(BodyError::NotMaskable),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masking::sample_masker::SampleMasker;
+    use crate::masking::shape::Api;
+    use crate::masking::{Action, Kind};
+
+    #[test]
+    fn a_request_is_masked_and_its_response_restored() {
+        let masker = SampleMasker::new(Action::Pseudonymize);
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail ann@example.org, key SECRET-1"}],"user":"ann@example.org"}"#;
+        let mut vault = Vault::default();
+        let mut findings = Findings::default();
+        let mut located = Vec::new();
+        let masked = mask_request_body_located(
+            &masker,
+            BodyShape::ApiJson(Api::OpenAiChat),
+            body,
+            &mut vault,
+            &mut findings,
+            &mut located,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&masked).unwrap(),
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail <EMAIL_ADDRESS_1>, key <SECRET_1>"}],"user":"ann@example.org"}"#
+        );
+        assert_eq!(findings.total(), 2);
+        assert_eq!(
+            located,
+            [
+                Located {
+                    kind: Kind("EMAIL_ADDRESS".into()),
+                    pointer: "/messages/0/content".into(),
+                    start: 5,
+                    end: 20
+                },
+                Located {
+                    kind: Kind("SECRET".into()),
+                    pointer: "/messages/0/content".into(),
+                    start: 26,
+                    end: 34
+                }
+            ]
+        );
+
+        let reply = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Sent to <EMAIL_ADDRESS_1>; <SECRET_2> unknown"}}],"usage":{"total_tokens":3}}"#;
+        let mut response = ResponseMasker::new(None, vault, BodyShape::ApiJson(Api::OpenAiChat));
+        let mut out = Vec::new();
+        for piece in reply.chunks(7) {
+            response.push(piece, &mut out, &mut findings).unwrap();
+        }
+        assert!(out.is_empty(), "a JSON body is sent once whole");
+        response.finish(&mut out, &mut findings).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Sent to ann@example.org; <SECRET_2> unknown"}}],"usage":{"total_tokens":3}}"#
+        );
+    }
+
+    #[test]
+    fn a_value_split_across_two_content_parts_is_found() {
+        let masker = SampleMasker::new(Action::Redact);
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"my key is SEC"},{"type":"image_url","image_url":{"url":"https://x/SECRET-1"}},{"type":"text","text":"RET-12\u0033 ok"}]}]}"#;
+        let mut vault = Vault::default();
+        let mut findings = Findings::default();
+        let mut located = Vec::new();
+        let masked = mask_request_body_located(
+            &masker,
+            BodyShape::ApiJson(Api::OpenAiChat),
+            body.as_bytes(),
+            &mut vault,
+            &mut findings,
+            &mut located,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&masked).unwrap(),
+            body.replace("my key is SEC", "my key is [SECRET]")
+                .replace("RET-12\\u0033 ok", " ok")
+        );
+        assert_eq!(
+            located,
+            [Located {
+                kind: Kind("SECRET".into()),
+                pointer: "/messages/0/content/0/text".into(),
+                start: 10,
+                end: 13
+            }]
+        );
+        assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
+    fn unchanged_bodies_come_back_borrowed_and_errors_name_no_value() {
+        let masker = SampleMasker::new(Action::Redact);
+        let mut vault = Vault::default();
+        let mut findings = Findings::default();
+        let body = br#"{"messages":[{"role":"user","content":"nothing here"}]}"#;
+        let shape = BodyShape::ApiJson(Api::AnthropicMessages);
+        assert!(matches!(
+            mask_request_body(&masker, shape, body, &mut vault, &mut findings),
+            Ok(Cow::Borrowed(_))
+        ));
+        let bad = br#"{"messages":[{"content":"SECRET-123"},]}"#;
+        let error = mask_request_body(&masker, shape, bad, &mut vault, &mut findings).unwrap_err();
+        assert_eq!(error, BodyError::NotJson { offset: 38 });
+        let blocking = SampleMasker::new(Action::Block);
+        let error = mask_request_body(
+            &blocking,
+            BodyShape::Text,
+            b"key SECRET-123",
+            &mut vault,
+            &mut findings,
+        )
+        .unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("123"));
+        assert!(format!("{error}").contains("SECRET"));
+        assert_eq!(
+            mask_request_body(&masker, BodyShape::Binary, b"x", &mut vault, &mut findings),
+            Err(BodyError::NotMaskable)
+        );
+    }
+
+    #[test]
+    fn a_response_is_refused_past_its_limit_and_binary_is_refused_when_masked() {
+        let masker: Arc<dyn TextMasker> = Arc::new(SampleMasker::new(Action::Redact));
+        let mut response = ResponseMasker::with_max_body(
+            Some(masker.clone()),
+            Vault::default(),
+            BodyShape::OtherJson,
+            10,
+        );
+        let mut findings = Findings::default();
+        assert_eq!(
+            response.push(&[b' '; 11], &mut Vec::new(), &mut findings),
+            Err(BodyError::TooLarge { limit: 10 })
+        );
+        let mut response = ResponseMasker::new(Some(masker), Vault::default(), BodyShape::Binary);
+        assert_eq!(
+            response.push(b"x", &mut Vec::new(), &mut findings),
+            Err(BodyError::NotMaskable)
+        );
+        let response = ResponseMasker::new(None, Vault::default(), BodyShape::Binary);
+        assert!(response.is_passing());
+    }
+
+    #[test]
+    fn a_text_response_streams_masked() {
+        let masker: Arc<dyn TextMasker> = Arc::new(SampleMasker::new(Action::Redact));
+        let mut response = ResponseMasker::new(Some(masker), Vault::default(), BodyShape::Text);
+        let mut findings = Findings::default();
+        let mut out = Vec::new();
+        for piece in "write to bob@example.org now é".as_bytes().chunks(3) {
+            response.push(piece, &mut out, &mut findings).unwrap();
+        }
+        response.finish(&mut out, &mut findings).unwrap();
+        assert_eq!(out, "write to [EMAIL_ADDRESS] now é".as_bytes());
+    }
+}

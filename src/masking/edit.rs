@@ -1,0 +1,291 @@
+//! Masking and restoring one whole text: a JSON string value, or a complete text body.
+//! Tokens the request's vault gave are restored first (they are the client's own
+//! values) and the rest is masked; each replaced value can be reported by type, JSON
+//! pointer and byte offsets, never by value.
+
+use super::error::BodyError;
+use super::json::{self, Part, Selection, Site, StringEdit};
+use super::restore::{Piece, Pieces};
+use super::{Findings, Kind, Span, TextMasker, Vault};
+
+/// Where a value was found: its type, the JSON pointer of the string holding it (empty
+/// for a text body) and its byte range in that string's decoded text. For tool-call
+/// arguments the pointer continues into the arguments' own JSON
+/// (`/messages/1/tool_calls/0/function/arguments/city`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub kind: Kind,
+    pub pointer: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Where a text is, for the report.
+#[derive(Clone, Copy)]
+enum Place<'s, 'b> {
+    Site(&'s Site<'b>),
+    Pointer(&'s str),
+    Body,
+}
+
+/// Edits whole texts: restores the vault's tokens when `restore`, masks with `masker`
+/// when there is one.
+pub struct TextEditor<'a> {
+    masker: Option<&'a dyn TextMasker>,
+    restore: bool,
+    vault: &'a mut Vault,
+    findings: &'a mut Findings,
+    report: Option<&'a mut Vec<Located>>,
+    spans: Vec<Span>,
+    /// While the JSON inside an `arguments` string is edited: that string's pointer.
+    outer_pointer: Option<String>,
+}
+
+impl<'a> TextEditor<'a> {
+    pub fn new(
+        masker: Option<&'a dyn TextMasker>,
+        restore: bool,
+        vault: &'a mut Vault,
+        findings: &'a mut Findings,
+        report: Option<&'a mut Vec<Located>>,
+    ) -> Self {
+        TextEditor {
+            masker,
+            restore,
+            vault,
+            findings,
+            report,
+            spans: Vec::new(),
+            outer_pointer: None,
+        }
+    }
+
+    /// Appends the edited `text` (a JSON string at `site`, or a whole text body) to
+    /// `out`; returns false (and `out` is to be ignored) when nothing changed.
+    pub fn edit_text(
+        &mut self,
+        text: &str,
+        site: Option<&Site<'_>>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        let place = match site {
+            Some(site) => Place::Site(site),
+            None => Place::Body,
+        };
+        self.edit_text_at(text, place, out)
+    }
+
+    fn edit_text_at(
+        &mut self,
+        text: &str,
+        site: Place<'_, '_>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        if !(self.restore && !self.vault.is_empty() && text.contains('<')) {
+            return self.mask_run(text, 0, site, out);
+        }
+        let mut changed = false;
+        // The vault is only read while the pieces are listed.
+        let pieces: Vec<(bool, usize, usize, String)> = Pieces::new(text, self.vault)
+            .map(|piece| match piece {
+                Piece::Plain { text, at } => (false, at, at + text.len(), String::new()),
+                Piece::Original { value, at, len } => (true, at, at + len, value.to_string()),
+            })
+            .collect();
+        for (original, start, end, value) in pieces {
+            if original {
+                out.push_str(&value);
+                changed = true;
+            } else {
+                let mut masked = String::new();
+                if self.mask_run(&text[start..end], start, site, &mut masked)? {
+                    out.push_str(&masked);
+                    changed = true;
+                } else {
+                    out.push_str(&text[start..end]);
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Masks `text` (which starts at byte `offset` of the string at `site`).
+    fn mask_run(
+        &mut self,
+        text: &str,
+        offset: usize,
+        site: Place<'_, '_>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        let Some(masker) = self.masker else {
+            out.push_str(text);
+            return Ok(false);
+        };
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        masker.find(text, &mut spans);
+        let mut result = Ok(!spans.is_empty());
+        let mut at = 0;
+        for span in &spans {
+            out.push_str(&text[at..span.start]);
+            if let Err(blocked) = masker.replace(
+                span,
+                &text[span.start..span.end],
+                self.vault,
+                out,
+                self.findings,
+            ) {
+                result = Err(BodyError::Blocked(blocked));
+                break;
+            }
+            if self.report.is_some() {
+                let pointer = self.pointer(site);
+                if let Some(report) = self.report.as_deref_mut() {
+                    report.push(Located {
+                        kind: span.kind.clone(),
+                        pointer,
+                        start: offset + span.start,
+                        end: offset + span.end,
+                    });
+                }
+            }
+            at = span.end;
+        }
+        if result.is_ok() {
+            out.push_str(&text[at..]);
+        }
+        self.spans = spans;
+        result
+    }
+
+    /// Masks the texts of adjacent content parts as one text, so that a value split
+    /// between two parts is found: a value is replaced in the part where it starts, and
+    /// the parts it reaches into lose what it covers there. With pseudonyms to restore
+    /// (a response), each part is edited on its own.
+    pub fn mask_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        let restoring = self.restore && !self.vault.is_empty();
+        let Some(masker) = self.masker.filter(|_| parts.len() > 1 && !restoring) else {
+            let mut changed = Vec::with_capacity(parts.len());
+            for (part, out) in parts.iter().zip(outs.iter_mut()) {
+                changed.push(self.edit_part_alone(part, out)?);
+            }
+            return Ok(changed);
+        };
+        let mut joined = String::new();
+        let mut bounds = Vec::with_capacity(parts.len());
+        for part in parts {
+            let start = joined.len();
+            joined.push_str(part.text);
+            bounds.push((start, joined.len()));
+        }
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        masker.find(&joined, &mut spans);
+        let mut changed = vec![false; parts.len()];
+        let copy = |outs: &mut [String], from: usize, to: usize| {
+            for (out, (start, end)) in outs.iter_mut().zip(&bounds) {
+                if from.max(*start) < to.min(*end) {
+                    out.push_str(&joined[from.max(*start)..to.min(*end)]);
+                }
+            }
+        };
+        let mut at = 0;
+        let mut result = Ok(());
+        for span in &spans {
+            copy(outs, at, span.start);
+            let part = bounds
+                .iter()
+                .position(|(start, end)| span.start >= *start && span.start < *end)
+                .unwrap_or(0);
+            if let Err(blocked) = masker.replace(
+                span,
+                &joined[span.start..span.end],
+                self.vault,
+                &mut outs[part],
+                self.findings,
+            ) {
+                result = Err(BodyError::Blocked(blocked));
+                break;
+            }
+            for (changed, (start, end)) in changed.iter_mut().zip(&bounds) {
+                *changed |= span.start < *end && span.end > *start;
+            }
+            let (part_start, part_end) = bounds[part];
+            if let Some(report) = self.report.as_deref_mut() {
+                report.push(Located {
+                    kind: span.kind.clone(),
+                    pointer: format!(
+                        "{}{}",
+                        self.outer_pointer.as_deref().unwrap_or(""),
+                        parts[part].pointer
+                    ),
+                    start: span.start - part_start,
+                    end: span.end.min(part_end) - part_start,
+                });
+            }
+            at = span.end;
+        }
+        if result.is_ok() {
+            copy(outs, at, joined.len());
+        }
+        self.spans = spans;
+        result.map(|()| changed)
+    }
+
+    pub fn edit_part_alone(
+        &mut self,
+        part: &Part<'_>,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        self.edit_text_at(part.text, Place::Pointer(part.pointer), out)
+    }
+
+    fn pointer(&self, place: Place<'_, '_>) -> String {
+        let inner = match place {
+            Place::Site(site) => site.pointer(),
+            Place::Pointer(pointer) => pointer.to_string(),
+            Place::Body => String::new(),
+        };
+        match &self.outer_pointer {
+            Some(outer) => format!("{outer}{inner}"),
+            None => inner,
+        }
+    }
+}
+
+impl StringEdit for TextEditor<'_> {
+    fn edit(&mut self, site: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError> {
+        // Tool-call arguments are JSON in a string: their strings are edited so that
+        // they stay parseable (a restored value may hold quotes). Arguments that are
+        // not JSON are edited as text.
+        if site.arguments && self.outer_pointer.is_none() && json::is_valid(text.as_bytes()) {
+            self.outer_pointer = Some(if self.report.is_some() {
+                site.pointer()
+            } else {
+                String::new()
+            });
+            let mut inner = Vec::new();
+            let result = json::rewrite(text.as_bytes(), Selection::AllStrings, self, &mut inner);
+            self.outer_pointer = None;
+            let changed = result?;
+            if changed {
+                // Valid UTF-8: the input was, and the encoder writes UTF-8.
+                out.push_str(&String::from_utf8_lossy(&inner));
+            }
+            return Ok(changed);
+        }
+        self.edit_text(text, Some(site), out)
+    }
+
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        self.mask_parts(parts, outs)
+    }
+}

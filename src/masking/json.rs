@@ -1,0 +1,855 @@
+//! A strict (RFC 8259), depth-bounded JSON scanner that rewrites chosen string values
+//! in place: every byte outside a changed string is copied as it was (whitespace, key
+//! order, number spellings, the escapes of other strings), and a string is re-encoded
+//! only when its editor changed it.
+//!
+//! Decisions: the body must be UTF-8; an escaped lone surrogate (`\ud800`) is valid
+//! syntax and decodes to U+FFFD for the detectors, but the string keeps its bytes
+//! unless a value in it is replaced; nesting deeper than [`MAX_DEPTH`] is refused
+//! (an explicit stack: `[[[[...` never overflows the thread's stack).
+
+use super::error::BodyError;
+
+/// Deepest nesting of arrays and objects accepted.
+pub const MAX_DEPTH: usize = 128;
+
+/// Which string values are handed to the editor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The message contents of an AI API request: strings under the top-level
+    /// `messages`, `system`, `input`, `prompt`, `suffix`, `instructions` and
+    /// `prediction`, at a content key (see [`CONTENT_KEYS`]).
+    RequestContents,
+    /// The contents of an AI API response or stream event: strings at a content key,
+    /// anywhere.
+    ResponseContents,
+    /// Every string value (not the keys).
+    AllStrings,
+}
+
+/// Keys whose string value (or array of strings) is text a person or a model wrote.
+/// Everything else (ids, roles, names, models, urls, base64 `data`, `type`, a thinking
+/// block's text, which its signature covers) is never handed to the editor.
+pub const CONTENT_KEYS: &[&str] = &[
+    "content",
+    "text",
+    "arguments",
+    "input",
+    "prompt",
+    "suffix",
+    "system",
+    "instructions",
+    "output",
+    "refusal",
+    "delta",
+    "partial_json",
+];
+
+/// Top-level keys of a request that hold contents; the rest of a request (tools,
+/// schemas, metadata, the model) is passed byte for byte without a look.
+const REQUEST_ROOTS: &[&str] = &[
+    "messages",
+    "system",
+    "input",
+    "prompt",
+    "suffix",
+    "instructions",
+    "prediction",
+];
+
+/// A key whose string holds JSON (tool-call arguments): its editor may mask the inner
+/// JSON's strings so the arguments stay parseable.
+const ARGUMENTS_KEY: &str = "arguments";
+
+/// A key whose object value is a tool call's input (Anthropic `tool_use`): every string
+/// in it is content.
+const TOOL_INPUT_KEY: &str = "input";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// No string below is edited.
+    Skip,
+    /// The top level of a request: only [`REQUEST_ROOTS`] are looked into.
+    RequestRoot,
+    /// Strings at a content key are edited.
+    Contents,
+    /// Every string below is edited.
+    Everything,
+}
+
+/// One open array or object.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    array: bool,
+    /// Arrays: the index of the current element.
+    index: usize,
+    /// Objects: the raw bytes (between the quotes) of the current member's key.
+    key: (usize, usize),
+    reach: Reach,
+    /// Arrays: their string elements are edited (a list of texts, e.g. `prompt`).
+    strings_edited: bool,
+}
+
+/// One step of the path to a string: an object key (raw, as written, escapes
+/// included) or an array index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a [u8]),
+    Index(usize),
+}
+
+/// Where a string value is: its path, and whether its key says it holds JSON.
+pub struct Site<'a> {
+    body: &'a [u8],
+    stack: &'a [Frame],
+    /// The string is the value of an `arguments` key (tool-call arguments as JSON).
+    pub arguments: bool,
+}
+
+impl Site<'_> {
+    /// The path from the root, one step per open container.
+    pub fn steps(&self) -> impl Iterator<Item = Step<'_>> + '_ {
+        self.stack.iter().map(|frame| {
+            if frame.array {
+                Step::Index(frame.index)
+            } else {
+                Step::Key(&self.body[frame.key.0..frame.key.1])
+            }
+        })
+    }
+
+    /// The RFC 6901 JSON pointer of the string (`/messages/1/content`).
+    pub fn pointer(&self) -> String {
+        let mut pointer = String::new();
+        for step in self.steps() {
+            pointer.push('/');
+            match step {
+                Step::Index(index) => pointer.push_str(&index.to_string()),
+                Step::Key(raw) => {
+                    let mut key = String::new();
+                    decode_into(raw, &mut key);
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                }
+            }
+        }
+        pointer
+    }
+}
+
+/// One of the adjacent content parts of an array (`"text"` of its objects).
+pub struct Part<'a> {
+    pub text: &'a str,
+    pub pointer: &'a str,
+}
+
+/// What is done to each selected string.
+pub trait StringEdit {
+    /// Appends the new text of the string at `site` (decoded: `text`) to `out` and
+    /// returns true, or returns false to keep the string as it was (then `out` is
+    /// ignored).
+    fn edit(&mut self, site: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError>;
+
+    /// The texts of the content parts of one array (the `"text"` of its objects, in
+    /// order), edited together so that a value split between two parts is found: the
+    /// new text of each part goes to its `outs` entry (cleared, as many as `parts`) and
+    /// whether it changed to the returned list.
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError>;
+}
+
+/// A content part met but not yet edited: its string's offsets and pointer.
+struct PendingPart {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    pointer: String,
+}
+
+/// Appends `body` to `out` with the strings `selection` picks edited by `edit`, every
+/// other byte as it was. Returns whether any string changed. Invalid JSON, nesting
+/// deeper than [`MAX_DEPTH`], or an editor's error fails the whole body (`out` then
+/// holds a part of it, to be thrown away).
+pub fn rewrite(
+    body: &[u8],
+    selection: Selection,
+    edit: &mut dyn StringEdit,
+    out: &mut Vec<u8>,
+) -> Result<bool, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|error| BodyError::NotJson {
+        offset: error.valid_up_to(),
+    })?;
+    let mut scanner = Scanner {
+        body,
+        text,
+        stack: Vec::new(),
+        copied: 0,
+        changed: false,
+        decoded: String::new(),
+        replacement: String::new(),
+        parts: Vec::new(),
+        parts_depth: 0,
+    };
+    scanner.run(selection, edit, out)?;
+    out.extend_from_slice(&body[scanner.copied..]);
+    Ok(scanner.changed)
+}
+
+/// Whether `body` is one valid JSON text (the same strict rules as [`rewrite`]).
+pub fn is_valid(body: &[u8]) -> bool {
+    struct Keep;
+    impl StringEdit for Keep {
+        fn edit(&mut self, _: &Site<'_>, _: &str, _: &mut String) -> Result<bool, BodyError> {
+            Ok(false)
+        }
+
+        fn edit_parts(
+            &mut self,
+            parts: &[Part<'_>],
+            _: &mut [String],
+        ) -> Result<Vec<bool>, BodyError> {
+            Ok(vec![false; parts.len()])
+        }
+    }
+    rewrite(body, Selection::RequestContents, &mut Keep, &mut Vec::new()).is_ok()
+}
+
+struct Scanner<'a> {
+    body: &'a [u8],
+    text: &'a str,
+    stack: Vec<Frame>,
+    /// Bytes of `body` up to here are in `out`.
+    copied: usize,
+    changed: bool,
+    decoded: String,
+    replacement: String,
+    /// Content parts of the array at this depth, edited when it closes.
+    parts: Vec<PendingPart>,
+    parts_depth: usize,
+}
+
+fn not_json(offset: usize) -> BodyError {
+    BodyError::NotJson { offset }
+}
+
+fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = body.get(at) {
+        at += 1;
+    }
+    at
+}
+
+fn key_is(raw: &[u8], names: &[&str]) -> bool {
+    if raw.contains(&b'\\') {
+        let mut key = String::new();
+        decode_into(raw, &mut key);
+        names.contains(&key.as_str())
+    } else {
+        names.iter().any(|name| name.as_bytes() == raw)
+    }
+}
+
+impl Scanner<'_> {
+    /// The reach and edit status of a value about to start in the innermost container.
+    /// Returns (reach for a container value, whether a string value is edited,
+    /// whether it is tool-call arguments).
+    fn value_site(&self, selection: Selection, is_object: bool) -> (Reach, bool, bool) {
+        let Some(frame) = self.stack.last() else {
+            return match selection {
+                Selection::RequestContents => (Reach::RequestRoot, false, false),
+                Selection::ResponseContents => (Reach::Contents, false, false),
+                Selection::AllStrings => (Reach::Everything, true, false),
+            };
+        };
+        if frame.array {
+            return match frame.reach {
+                Reach::Skip => (Reach::Skip, false, false),
+                Reach::Everything => (Reach::Everything, true, false),
+                Reach::RequestRoot | Reach::Contents => {
+                    (Reach::Contents, frame.strings_edited, false)
+                }
+            };
+        }
+        let key = &self.body[frame.key.0..frame.key.1];
+        match frame.reach {
+            Reach::Skip => (Reach::Skip, false, false),
+            Reach::Everything => (Reach::Everything, true, false),
+            Reach::RequestRoot if !key_is(key, REQUEST_ROOTS) => (Reach::Skip, false, false),
+            Reach::RequestRoot | Reach::Contents => {
+                let content = key_is(key, CONTENT_KEYS);
+                let reach = if is_object && key_is(key, &[TOOL_INPUT_KEY]) {
+                    Reach::Everything
+                } else {
+                    Reach::Contents
+                };
+                (reach, content, content && key_is(key, &[ARGUMENTS_KEY]))
+            }
+        }
+    }
+
+    fn open(&mut self, array: bool, selection: Selection, at: usize) -> Result<(), BodyError> {
+        if self.stack.len() >= MAX_DEPTH {
+            let _ = at;
+            return Err(BodyError::TooDeep { max: MAX_DEPTH });
+        }
+        let (reach, strings, _) = self.value_site(selection, !array);
+        self.stack.push(Frame {
+            array,
+            index: 0,
+            key: (0, 0),
+            reach,
+            strings_edited: array && (strings || reach == Reach::Everything),
+        });
+        Ok(())
+    }
+
+    /// Reads `"key" :` at `at`; returns the offset after the colon.
+    fn member_key(&mut self, at: usize) -> Result<usize, BodyError> {
+        let at = skip_whitespace(self.body, at);
+        if self.body.get(at) != Some(&b'"') {
+            return Err(not_json(at));
+        }
+        let (end, _) = scan_string(self.body, at)?;
+        if let Some(frame) = self.stack.last_mut() {
+            frame.key = (at + 1, end - 1);
+        }
+        let colon = skip_whitespace(self.body, end);
+        if self.body.get(colon) != Some(&b':') {
+            return Err(not_json(colon));
+        }
+        Ok(colon + 1)
+    }
+
+    fn run(
+        &mut self,
+        selection: Selection,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        let body = self.body;
+        let mut at = 0;
+        'value: loop {
+            at = skip_whitespace(body, at);
+            match body.get(at) {
+                Some(b'{') => {
+                    self.open(false, selection, at)?;
+                    at = skip_whitespace(body, at + 1);
+                    if body.get(at) == Some(&b'}') {
+                        self.stack.pop();
+                        at += 1;
+                    } else {
+                        at = self.member_key(at)?;
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    self.open(true, selection, at)?;
+                    at = skip_whitespace(body, at + 1);
+                    if body.get(at) == Some(&b']') {
+                        self.close(edit, out)?;
+                        at += 1;
+                    } else {
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    let (end, escaped) = scan_string(body, at)?;
+                    let (_, edited, arguments) = self.value_site(selection, false);
+                    if edited && self.is_part(body) {
+                        let depth = self.stack.len() - 2;
+                        if self.parts_depth != depth {
+                            self.edit_parts(edit, out)?;
+                            self.parts_depth = depth;
+                        }
+                        let pointer = self.site(false).pointer();
+                        self.parts.push(PendingPart {
+                            start: at,
+                            end,
+                            escaped,
+                            pointer,
+                        });
+                    } else if edited {
+                        self.edit_parts(edit, out)?;
+                        self.edit_string(at, end, escaped, arguments, edit, out)?;
+                    }
+                    at = end;
+                }
+                Some(b't') => at = literal(body, at, b"true")?,
+                Some(b'f') => at = literal(body, at, b"false")?,
+                Some(b'n') => at = literal(body, at, b"null")?,
+                Some(b'-' | b'0'..=b'9') => at = number(body, at)?,
+                _ => return Err(not_json(at)),
+            }
+            // After a value: a separator, the end of containers, or the end of the body.
+            loop {
+                at = skip_whitespace(body, at);
+                let Some(frame) = self.stack.last_mut() else {
+                    if at != body.len() {
+                        return Err(not_json(at));
+                    }
+                    return Ok(());
+                };
+                match body.get(at) {
+                    Some(b',') if frame.array => {
+                        frame.index += 1;
+                        at += 1;
+                        continue 'value;
+                    }
+                    Some(b',') => {
+                        at = self.member_key(at + 1)?;
+                        continue 'value;
+                    }
+                    Some(b']') if frame.array => {
+                        self.close(edit, out)?;
+                        at += 1;
+                    }
+                    Some(b'}') if !frame.array => {
+                        self.stack.pop();
+                        at += 1;
+                    }
+                    _ => return Err(not_json(at)),
+                }
+            }
+        }
+    }
+
+    fn site(&self, arguments: bool) -> Site<'_> {
+        Site {
+            body: self.body,
+            stack: &self.stack,
+            arguments,
+        }
+    }
+
+    /// A string that is the `"text"` of an object in an array: a content part.
+    fn is_part(&self, body: &[u8]) -> bool {
+        match self.stack.as_slice() {
+            [.., parent, object] => {
+                parent.array
+                    && !object.array
+                    && key_is(&body[object.key.0..object.key.1], &["text"])
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the innermost array or object; the content parts of an array are edited
+    /// once it closes.
+    fn close(&mut self, edit: &mut dyn StringEdit, out: &mut Vec<u8>) -> Result<(), BodyError> {
+        if !self.parts.is_empty() && self.parts_depth + 1 == self.stack.len() {
+            self.edit_parts(edit, out)?;
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn edit_parts(
+        &mut self,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.parts);
+        let texts: Vec<std::borrow::Cow<'_, str>> = pending
+            .iter()
+            .map(|part| {
+                if part.escaped {
+                    let mut text = String::new();
+                    decode_into(&self.body[part.start + 1..part.end - 1], &mut text);
+                    std::borrow::Cow::Owned(text)
+                } else {
+                    std::borrow::Cow::Borrowed(&self.text[part.start + 1..part.end - 1])
+                }
+            })
+            .collect();
+        let parts: Vec<Part<'_>> = texts
+            .iter()
+            .zip(&pending)
+            .map(|(text, part)| Part {
+                text,
+                pointer: &part.pointer,
+            })
+            .collect();
+        let mut outs = vec![String::new(); parts.len()];
+        let changed = edit.edit_parts(&parts, &mut outs)?;
+        for ((part, new), changed) in pending.iter().zip(&outs).zip(changed) {
+            if changed {
+                out.extend_from_slice(&self.body[self.copied..part.start]);
+                encode_string(new, out);
+                self.copied = part.end;
+                self.changed = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn edit_string(
+        &mut self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        arguments: bool,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        let mut replacement = std::mem::take(&mut self.replacement);
+        decoded.clear();
+        replacement.clear();
+        let text = if escaped {
+            decode_into(&self.body[start + 1..end - 1], &mut decoded);
+            decoded.as_str()
+        } else {
+            // Quotes are ASCII, so these are char boundaries of the validated text.
+            &self.text[start + 1..end - 1]
+        };
+        let site = Site {
+            body: self.body,
+            stack: &self.stack,
+            arguments,
+        };
+        let result = edit.edit(&site, text, &mut replacement);
+        if let Ok(true) = result {
+            out.extend_from_slice(&self.body[self.copied..start]);
+            encode_string(&replacement, out);
+            self.copied = end;
+            self.changed = true;
+        }
+        self.decoded = decoded;
+        self.replacement = replacement;
+        result.map(|_| ())
+    }
+}
+
+fn literal(body: &[u8], at: usize, word: &[u8]) -> Result<usize, BodyError> {
+    if body[at..].starts_with(word) {
+        Ok(at + word.len())
+    } else {
+        Err(not_json(at))
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; returns the offset after it.
+fn number(body: &[u8], mut at: usize) -> Result<usize, BodyError> {
+    let digits = |body: &[u8], mut at: usize| -> Result<usize, BodyError> {
+        let start = at;
+        while body.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            Err(not_json(at))
+        } else {
+            Ok(at)
+        }
+    };
+    if body.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match body.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at = digits(body, at)?,
+        _ => return Err(not_json(at)),
+    }
+    if body.get(at) == Some(&b'.') {
+        at = digits(body, at + 1)?;
+    }
+    if let Some(b'e' | b'E') = body.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = body.get(at) {
+            at += 1;
+        }
+        at = digits(body, at)?;
+    }
+    Ok(at)
+}
+
+/// Checks the string starting at the quote `at`; returns the offset after its closing
+/// quote and whether it has escapes. The body is already known to be UTF-8.
+pub(crate) fn scan_string(body: &[u8], at: usize) -> Result<(usize, bool), BodyError> {
+    let mut i = at + 1;
+    let mut escaped = false;
+    loop {
+        // The common run of plain bytes, without a branch per kind.
+        while let Some(&byte) = body.get(i) {
+            if byte == b'"' || byte == b'\\' || byte < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        match body.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                match body.get(i + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                    Some(b'u') => {
+                        let hex = body.get(i + 2..i + 6).ok_or(not_json(i))?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(not_json(i));
+                        }
+                        i += 6;
+                    }
+                    _ => return Err(not_json(i)),
+                }
+            }
+            // A raw control character, or the body ended inside the string.
+            _ => return Err(not_json(i)),
+        }
+    }
+}
+
+fn hex4(raw: &[u8]) -> u32 {
+    raw.iter().fold(0, |value, digit| {
+        value * 16 + (*digit as char).to_digit(16).unwrap_or(0)
+    })
+}
+
+/// Appends the text of a string's raw bytes (between the quotes, already checked by
+/// [`scan_string`]) to `out`. A lone surrogate becomes U+FFFD.
+pub(crate) fn decode_into(raw: &[u8], out: &mut String) {
+    let mut i = 0;
+    while i < raw.len() {
+        let run = raw[i..]
+            .iter()
+            .position(|b| *b == b'\\')
+            .unwrap_or(raw.len() - i);
+        out.push_str(&String::from_utf8_lossy(&raw[i..i + run]));
+        i += run;
+        if i >= raw.len() {
+            break;
+        }
+        let escape = raw.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        let decoded = match escape {
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' if i + 4 <= raw.len() => {
+                let unit = hex4(&raw[i..i + 4]);
+                i += 4;
+                if (0xD800..0xDC00).contains(&unit)
+                    && raw.get(i..i + 2) == Some(b"\\u")
+                    && i + 6 <= raw.len()
+                    && (0xDC00..0xE000).contains(&hex4(&raw[i + 2..i + 6]))
+                {
+                    let low = hex4(&raw[i + 2..i + 6]);
+                    i += 6;
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                        .unwrap_or(char::REPLACEMENT_CHARACTER)
+                } else {
+                    char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER)
+                }
+            }
+            other => other as char,
+        };
+        out.push(decoded);
+    }
+}
+
+/// Appends `text` as a JSON string, quotes included: `"` and `\` escaped, control
+/// characters as `\n`-style or `\u00XX` escapes, everything else as UTF-8.
+pub fn encode_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[run..i]);
+                out.extend_from_slice(format!("\\u{byte:04x}").as_bytes());
+                run = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escape);
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upper-cases every selected string and records its pointer.
+    #[derive(Default)]
+    struct Upper {
+        pointers: Vec<String>,
+    }
+
+    impl StringEdit for Upper {
+        fn edit(
+            &mut self,
+            site: &Site<'_>,
+            text: &str,
+            out: &mut String,
+        ) -> Result<bool, BodyError> {
+            self.pointers.push(site.pointer());
+            out.push_str(&text.to_uppercase());
+            Ok(text.to_uppercase() != text)
+        }
+
+        fn edit_parts(
+            &mut self,
+            parts: &[Part<'_>],
+            outs: &mut [String],
+        ) -> Result<Vec<bool>, BodyError> {
+            self.pointers
+                .extend(parts.iter().map(|part| part.pointer.to_string()));
+            Ok(parts
+                .iter()
+                .zip(outs)
+                .map(|(part, out)| {
+                    out.push_str(&part.text.to_uppercase());
+                    part.text.to_uppercase() != part.text
+                })
+                .collect())
+        }
+    }
+
+    fn upper(body: &str, selection: Selection) -> (String, Vec<String>) {
+        let mut edit = Upper::default();
+        let mut out = Vec::new();
+        rewrite(body.as_bytes(), selection, &mut edit, &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), edit.pointers)
+    }
+
+    #[test]
+    fn only_contents_of_a_request_change_and_every_other_byte_stays() {
+        let body = r#"{ "model" : "gpt-4o", "messages":[{"role":"user","content":"hi \u00e9\n","name":"bob"},
+            {"role":"assistant","content":[{"type":"text","text":"ok"},{"type":"image_url","image_url":{"url":"data:x"}}],
+             "tool_calls":[{"id":"c1","function":{"name":"f","arguments":"{\"q\":1}"}}]}],
+            "tools":[{"function":{"description":"text"}}], "n": 1.50e+2, "user":"u" }"#;
+        let (out, pointers) = upper(body, Selection::RequestContents);
+        let expected = body
+            .replace(r#""hi \u00e9\n""#, r#""HI É\n""#)
+            .replace(r#""text":"ok""#, r#""text":"OK""#)
+            .replace(r#""{\"q\":1}""#, r#""{\"Q\":1}""#);
+        assert_eq!(out, expected);
+        assert_eq!(
+            pointers,
+            [
+                "/messages/0/content",
+                "/messages/1/content/0/text",
+                "/messages/1/tool_calls/0/function/arguments"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_json_has_every_string_value_edited_but_not_keys() {
+        let (out, pointers) = upper(
+            r#"{"a/b~":["x",{"k":"y"}],"n":null}"#,
+            Selection::AllStrings,
+        );
+        assert_eq!(out, r#"{"a/b~":["X",{"k":"Y"}],"n":null}"#);
+        assert_eq!(pointers, ["/a~1b~0/0", "/a~1b~0/1/k"]);
+    }
+
+    #[test]
+    fn anthropic_tool_input_and_system_blocks_are_contents() {
+        let body = r#"{"system":[{"type":"text","text":"s"}],"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"n","input":{"city":"paris","n":[1,"x"]}}]}]}"#;
+        let (out, _) = upper(body, Selection::RequestContents);
+        assert_eq!(
+            out,
+            body.replace("\"s\"", "\"S\"")
+                .replace("paris", "PARIS")
+                .replace("\"x\"", "\"X\"")
+        );
+    }
+
+    #[test]
+    fn lists_of_texts_are_contents() {
+        let (out, _) = upper(
+            r#"{"prompt":["a","b"],"input":[[1,2]],"model":"m"}"#,
+            Selection::RequestContents,
+        );
+        assert_eq!(out, r#"{"prompt":["A","B"],"input":[[1,2]],"model":"m"}"#);
+    }
+
+    #[test]
+    fn invalid_json_is_refused_with_its_offset() {
+        for bad in [
+            "",
+            " ",
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "[01]",
+            "[1.]",
+            "[-]",
+            "[1e]",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a\nb\"",
+            "[1] 2",
+            "{'a':1}",
+            "[tru]",
+            "nul",
+            "[\"a\"",
+            "{\"a\":}",
+            "[,1]",
+            "\u{feff}{}",
+        ] {
+            assert!(!is_valid(bad.as_bytes()), "{bad:?} was accepted");
+        }
+        for good in [
+            "0",
+            "-0.5e-3",
+            "\"\\ud800\"",
+            "[]",
+            "{}",
+            " [ {\"a\" : [ ] } ] ",
+            "\"\\/\"",
+        ] {
+            assert!(is_valid(good.as_bytes()), "{good:?} was refused");
+        }
+        assert!(!is_valid(b"[\"\xff\"]"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = "[".repeat(1_000_000);
+        let mut out = Vec::new();
+        assert_eq!(
+            rewrite(
+                deep.as_bytes(),
+                Selection::AllStrings,
+                &mut Upper::default(),
+                &mut out
+            ),
+            Err(BodyError::TooDeep { max: MAX_DEPTH })
+        );
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(is_valid(ok.as_bytes()));
+    }
+
+    #[test]
+    fn escapes_decode_and_encode() {
+        let mut text = String::new();
+        decode_into(br#"a\"\\\/\b\f\n\r\t\u0041\ud83d\ude00\udc00z"#, &mut text);
+        assert_eq!(text, "a\"\\/\u{8}\u{c}\n\r\tA😀\u{fffd}z");
+        let mut out = Vec::new();
+        encode_string("a\"\\\u{1}\n😀", &mut out);
+        assert_eq!(out, r#""a\"\\\u0001\n😀""#.as_bytes());
+        let round: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(round, "a\"\\\u{1}\n😀");
+    }
+}

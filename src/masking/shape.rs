@@ -1,0 +1,166 @@
+//! What a body is, from the request path and the content type: the JSON of a known AI
+//! API (whose message contents are masked), other JSON (every string), text, an event
+//! stream, or bytes that cannot be masked.
+
+/// The AI APIs whose bodies Junction reads field by field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI `/v1/chat/completions` (also vLLM, TGI, SGLang, Ollama, LiteLLM).
+    OpenAiChat,
+    /// OpenAI `/v1/completions`.
+    OpenAiCompletions,
+    /// OpenAI `/v1/responses`.
+    OpenAiResponses,
+    /// OpenAI `/v1/embeddings`.
+    OpenAiEmbeddings,
+    /// Anthropic `/v1/messages`.
+    AnthropicMessages,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BodyShape {
+    /// JSON of a known API: only the message contents are masked.
+    ApiJson(Api),
+    /// Any other JSON: every string value (not the keys).
+    OtherJson,
+    /// `text/*`: all of the text.
+    Text,
+    /// `text/event-stream`, of a known API when the path names one.
+    EventStream(Option<Api>),
+    /// Anything else (images, audio, forms, compressed or unknown types).
+    Binary,
+}
+
+impl BodyShape {
+    pub fn is_maskable(self) -> bool {
+        self != BodyShape::Binary
+    }
+}
+
+/// The API a request path names, by its last segments (so `/v1/...`, Azure's
+/// `/openai/deployments/x/...` and gateways' prefixes all match); the query is ignored.
+pub fn api_of_path(path: &[u8]) -> Option<Api> {
+    let path = match path.iter().position(|b| *b == b'?' || *b == b'#') {
+        Some(end) => &path[..end],
+        None => path,
+    };
+    let mut path = path;
+    while let [rest @ .., b'/'] = path {
+        path = rest;
+    }
+    if path.ends_with(b"/chat/completions") {
+        Some(Api::OpenAiChat)
+    } else if path.ends_with(b"/completions") {
+        Some(Api::OpenAiCompletions)
+    } else if path.ends_with(b"/responses") {
+        Some(Api::OpenAiResponses)
+    } else if path.ends_with(b"/embeddings") {
+        Some(Api::OpenAiEmbeddings)
+    } else if path.ends_with(b"/messages") {
+        Some(Api::AnthropicMessages)
+    } else {
+        None
+    }
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+fn media_type(content_type: &[u8]) -> String {
+    let end = content_type
+        .iter()
+        .position(|b| *b == b';')
+        .unwrap_or(content_type.len());
+    String::from_utf8_lossy(content_type[..end].trim_ascii()).to_ascii_lowercase()
+}
+
+fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
+    let Some(content_type) = content_type else {
+        // Clients of the AI APIs sometimes leave the type out; anything else unlabelled
+        // cannot be read safely.
+        return api.map_or(BodyShape::Binary, BodyShape::ApiJson);
+    };
+    let media = media_type(content_type);
+    if media == "text/event-stream" {
+        BodyShape::EventStream(api)
+    } else if media == "application/json" || media.ends_with("+json") {
+        api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
+    } else if media.starts_with("text/") {
+        BodyShape::Text
+    } else {
+        BodyShape::Binary
+    }
+}
+
+/// The shape of a request body sent to `path` with `content_type`.
+pub fn request_shape(path: &[u8], content_type: Option<&[u8]>) -> BodyShape {
+    shape_of(api_of_path(path), content_type)
+}
+
+/// The shape of the response to a request for `request_path`, from the response's
+/// `content_type`.
+pub fn response_shape(request_path: &[u8], content_type: Option<&[u8]>) -> BodyShape {
+    let api = api_of_path(request_path);
+    match content_type {
+        // A response without a type is not guessed at, even on an API path.
+        None => BodyShape::Binary,
+        Some(_) => shape_of(api, content_type),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_types_give_shapes() {
+        let json = Some(&b"application/json; charset=utf-8"[..]);
+        assert_eq!(
+            request_shape(b"/v1/chat/completions", json),
+            BodyShape::ApiJson(Api::OpenAiChat)
+        );
+        assert_eq!(
+            request_shape(
+                b"/openai/deployments/gpt/chat/completions?api-version=2024-10-21",
+                json
+            ),
+            BodyShape::ApiJson(Api::OpenAiChat)
+        );
+        assert_eq!(
+            request_shape(b"/v1/completions", json),
+            BodyShape::ApiJson(Api::OpenAiCompletions)
+        );
+        assert_eq!(
+            request_shape(b"/v1/responses/", None),
+            BodyShape::ApiJson(Api::OpenAiResponses)
+        );
+        assert_eq!(
+            request_shape(b"/v1/embeddings", json),
+            BodyShape::ApiJson(Api::OpenAiEmbeddings)
+        );
+        assert_eq!(
+            request_shape(b"/v1/messages", Some(b"Application/JSON")),
+            BodyShape::ApiJson(Api::AnthropicMessages)
+        );
+        assert_eq!(request_shape(b"/api/x", json), BodyShape::OtherJson);
+        assert_eq!(
+            request_shape(b"/api/x", Some(b"application/vnd.api+json")),
+            BodyShape::OtherJson
+        );
+        assert_eq!(
+            request_shape(b"/api/x", Some(b"text/plain")),
+            BodyShape::Text
+        );
+        assert_eq!(request_shape(b"/api/x", None), BodyShape::Binary);
+        assert_eq!(
+            request_shape(b"/upload", Some(b"image/png")),
+            BodyShape::Binary
+        );
+        assert_eq!(
+            response_shape(b"/v1/messages", Some(b"text/event-stream")),
+            BodyShape::EventStream(Some(Api::AnthropicMessages))
+        );
+        assert_eq!(
+            response_shape(b"/v1/chat/completions", None),
+            BodyShape::Binary
+        );
+    }
+}

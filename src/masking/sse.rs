@@ -1,0 +1,953 @@
+//! Server-Sent Events masked and restored across chunk and event boundaries. Events
+//! are read whatever the chunking; the delta texts of one choice or content block
+//! (OpenAI chat and completions chunks, Responses `*.delta` events, Anthropic
+//! `content_block_delta`) are one [`TextStream`], so a value split over events is found.
+//!
+//! A delta event is sent on at once carrying the masked text that is safe to emit
+//! (less or more than it came with); one whose text is all held back is held, and its
+//! text rides on the next event of its block. The end of a block (a `finish_reason`,
+//! `content_block_stop`, `*.done`), any other event and the end of the stream flush the
+//! held text first, in an event built like the block's last one. Events without text
+//! (usage, `[DONE]`, pings, comments) pass byte for byte, in order; every other field
+//! of an event stays as it was, and its JSON stays valid.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::edit::TextEditor;
+use super::error::BodyError;
+use super::json::{self, Part, Selection, Site, StringEdit};
+use super::stream::TextStream;
+use super::{Findings, TextMasker, Vault};
+
+/// The Responses API events whose `delta` is text (not audio or other bytes).
+const RESPONSES_TEXT_EVENTS: &[&str] = &[
+    "response.output_text",
+    "response.refusal",
+    "response.function_call_arguments",
+    "response.reasoning_summary_text",
+    "response.reasoning_text",
+    "response.audio.transcript",
+];
+
+/// One line of an event, without its ending.
+struct Line {
+    text: String,
+    ending: &'static [u8],
+}
+
+/// A delta text in an event: which stream it belongs to and where it is.
+struct Delta {
+    /// The stream: `chat/{choice}/content`, `anthropic/{index}/text`, ...
+    key: String,
+    /// The JSON pointer of the text in the event's data.
+    pointer: String,
+    text: String,
+}
+
+enum EventKind {
+    /// Carries nothing to mask (pings, thinking deltas): passed at once.
+    Neutral,
+    /// Delta texts, and the streams it ends (key prefixes).
+    Deltas {
+        deltas: Vec<Delta>,
+        ends: Vec<String>,
+        /// Nothing but one delta text: it may be held while its text is.
+        pure: bool,
+    },
+    /// Ends the streams with these key prefixes, then passes (edited as a whole).
+    Ends(Vec<String>),
+    /// Anything else: every stream is flushed before it, its contents edited whole.
+    Other,
+}
+
+/// How to build an event that carries a block's held text.
+struct Template {
+    event: Option<String>,
+    data: Value,
+    pointer: String,
+}
+
+struct BlockStream {
+    key: String,
+    text: TextStream,
+    template: Option<Template>,
+}
+
+pub struct SseMasker {
+    masker: Option<Arc<dyn TextMasker>>,
+    restore: bool,
+    max_line: usize,
+    line: Vec<u8>,
+    /// The last piece ended in `\r`: a `\n` first in the next one ends the same line.
+    pending_cr: bool,
+    lines: Vec<Line>,
+    /// The line ending the stream uses, for the events built here.
+    newline: &'static [u8],
+    blocks: Vec<BlockStream>,
+}
+
+impl std::fmt::Debug for SseMasker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseMasker")
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+fn field_of(line: &str) -> (&str, &str) {
+    match line.split_once(':') {
+        Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+        None => (line, ""),
+    }
+}
+
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The delta texts and stream ends of an event's JSON.
+fn classify(data: &Value) -> EventKind {
+    if let Some(choices) = data.get("choices").and_then(Value::as_array) {
+        return classify_choices(data, choices);
+    }
+    let Some(kind) = data.get("type").and_then(Value::as_str) else {
+        return EventKind::Other;
+    };
+    let index = |name: &str| data.get(name).and_then(Value::as_u64).unwrap_or(0);
+    match kind {
+        "ping" => EventKind::Neutral,
+        "content_block_delta" => {
+            let block = index("index");
+            let delta = data.get("delta");
+            let (field, name) = match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+                Some("text_delta") => ("text", "text"),
+                Some("input_json_delta") => ("partial_json", "json"),
+                // Thinking text is covered by its signature: not touched.
+                _ => return EventKind::Neutral,
+            };
+            match delta.and_then(|d| d.get(field)).and_then(Value::as_str) {
+                Some(text) => EventKind::Deltas {
+                    deltas: vec![Delta {
+                        key: format!("anthropic/{block}/{name}"),
+                        pointer: format!("/delta/{field}"),
+                        text: text.to_string(),
+                    }],
+                    ends: Vec::new(),
+                    pure: true,
+                },
+                None => EventKind::Other,
+            }
+        }
+        "content_block_stop" => EventKind::Ends(vec![format!("anthropic/{}/", index("index"))]),
+        _ => {
+            let (stem, suffix) = kind.rsplit_once('.').unwrap_or((kind, ""));
+            if !RESPONSES_TEXT_EVENTS.contains(&stem) {
+                return EventKind::Other;
+            }
+            let key = format!(
+                "responses/{stem}/{}/{}",
+                index("output_index"),
+                index("content_index")
+            );
+            match (suffix, data.get("delta").and_then(Value::as_str)) {
+                ("delta", Some(text)) => EventKind::Deltas {
+                    deltas: vec![Delta {
+                        key,
+                        pointer: "/delta".to_string(),
+                        text: text.to_string(),
+                    }],
+                    ends: Vec::new(),
+                    pure: true,
+                },
+                ("done", _) => EventKind::Ends(vec![key]),
+                _ => EventKind::Other,
+            }
+        }
+    }
+}
+
+fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
+    let mut deltas = Vec::new();
+    let mut ends = Vec::new();
+    let mut pure = choices.len() == 1 && data.get("usage").is_none_or(Value::is_null);
+    for (position, choice) in choices.iter().enumerate() {
+        let index = choice
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        let at = format!("/choices/{position}");
+        if !choice.get("finish_reason").is_none_or(Value::is_null) {
+            ends.push(format!("chat/{index}/"));
+            pure = false;
+        }
+        if !choice.get("logprobs").is_none_or(Value::is_null) {
+            pure = false;
+        }
+        if let Some(text) = choice.get("text").and_then(Value::as_str) {
+            deltas.push(Delta {
+                key: format!("chat/{index}/text"),
+                pointer: format!("{at}/text"),
+                text: text.to_string(),
+            });
+        }
+        let Some(delta) = choice.get("delta").and_then(Value::as_object) else {
+            continue;
+        };
+        for (field, value) in delta {
+            match (field.as_str(), value) {
+                ("content" | "refusal", Value::String(text)) => deltas.push(Delta {
+                    key: format!("chat/{index}/{field}"),
+                    pointer: format!("{at}/delta/{field}"),
+                    text: text.clone(),
+                }),
+                ("tool_calls", Value::Array(calls)) => {
+                    for (call_position, call) in calls.iter().enumerate() {
+                        let call_index = call
+                            .get("index")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(call_position as u64);
+                        let function = call.get("function");
+                        if let Some(text) = function
+                            .and_then(|f| f.get("arguments"))
+                            .and_then(Value::as_str)
+                        {
+                            deltas.push(Delta {
+                                key: format!("chat/{index}/tool/{call_index}"),
+                                pointer: format!(
+                                    "{at}/delta/tool_calls/{call_position}/function/arguments"
+                                ),
+                                text: text.to_string(),
+                            });
+                        }
+                        // The first delta of a call names it: never held.
+                        let only_arguments = call
+                            .as_object()
+                            .is_some_and(|c| c.keys().all(|k| k == "index" || k == "function"))
+                            && function
+                                .and_then(Value::as_object)
+                                .is_some_and(|f| f.len() == 1);
+                        pure &= calls.len() == 1 && only_arguments;
+                    }
+                }
+                ("content" | "refusal" | "role", Value::Null) => {}
+                _ => pure = false,
+            }
+        }
+        if delta.contains_key("role") {
+            pure = false;
+        }
+    }
+    if deltas.is_empty() && ends.is_empty() {
+        return EventKind::Other;
+    }
+    if deltas.is_empty() {
+        return EventKind::Ends(ends);
+    }
+    pure &= deltas.len() == 1;
+    EventKind::Deltas { deltas, ends, pure }
+}
+
+/// A copy of a delta event with nothing but its one text (set later): the events that
+/// carry held text must not repeat a role, a tool call's name or a finish reason.
+fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
+    let mut data = data.clone();
+    let mut pointer = delta.pointer.clone();
+    if let Some(choices) = data.get_mut("choices").and_then(Value::as_array_mut) {
+        let position: usize = delta
+            .pointer
+            .split('/')
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let mut choice = choices.get(position).cloned().unwrap_or(Value::Null);
+        if let Some(choice) = choice.as_object_mut() {
+            choice.remove("logprobs");
+            if choice.contains_key("finish_reason") {
+                choice.insert("finish_reason".into(), Value::Null);
+            }
+            if let Some(delta_object) = choice.get_mut("delta").and_then(Value::as_object_mut) {
+                let call = delta_object
+                    .get("tool_calls")
+                    .and_then(|calls| calls.as_array())
+                    .and_then(|calls| {
+                        let position: usize = delta.pointer.split('/').nth(5)?.parse().ok()?;
+                        calls.get(position).cloned()
+                    });
+                delta_object.clear();
+                if let Some(call) = call {
+                    let index = call.get("index").cloned().unwrap_or(Value::from(0));
+                    delta_object.insert(
+                        "tool_calls".into(),
+                        serde_json::json!([{"index": index, "function": {"arguments": ""}}]),
+                    );
+                    pointer = "/choices/0/delta/tool_calls/0/function/arguments".into();
+                } else {
+                    let field = delta.pointer.rsplit('/').next().unwrap_or("content");
+                    delta_object.insert(field.to_string(), Value::from(""));
+                    pointer = format!("/choices/0/delta/{}", pointer_escape(field));
+                }
+            } else {
+                pointer = "/choices/0/text".into();
+            }
+        }
+        *choices = vec![choice];
+    }
+    if let Some(object) = data.as_object_mut() {
+        object.remove("usage");
+    }
+    Template {
+        event: event.map(str::to_string),
+        data,
+        pointer,
+    }
+}
+
+/// Edits an event's JSON: the delta texts become the text safe to emit, other
+/// contents are masked and restored whole.
+struct EventEdit<'e, 'a> {
+    replacements: &'e [(String, String)],
+    editor: TextEditor<'a>,
+}
+
+impl StringEdit for EventEdit<'_, '_> {
+    fn edit(&mut self, site: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError> {
+        if !self.replacements.is_empty() {
+            let pointer = site.pointer();
+            if let Some((_, replacement)) = self.replacements.iter().find(|(p, _)| *p == pointer) {
+                out.push_str(replacement);
+                return Ok(replacement != text);
+            }
+        }
+        self.editor.edit(site, text, out)
+    }
+
+    fn edit_parts(
+        &mut self,
+        parts: &[Part<'_>],
+        outs: &mut [String],
+    ) -> Result<Vec<bool>, BodyError> {
+        let replaced = |part: &Part<'_>| {
+            self.replacements
+                .iter()
+                .find(|(pointer, _)| pointer == part.pointer)
+                .map(|(_, text)| text)
+        };
+        if !parts.iter().any(|part| replaced(part).is_some()) {
+            return self.editor.mask_parts(parts, outs);
+        }
+        let mut changed = Vec::with_capacity(parts.len());
+        for (part, out) in parts.iter().zip(outs.iter_mut()) {
+            changed.push(match replaced(part) {
+                Some(text) => {
+                    out.push_str(text);
+                    text != part.text
+                }
+                None => self.editor.edit_part_alone(part, out)?,
+            });
+        }
+        Ok(changed)
+    }
+}
+
+impl SseMasker {
+    pub fn new(masker: Option<Arc<dyn TextMasker>>, restore: bool, max_line: usize) -> Self {
+        SseMasker {
+            masker,
+            restore,
+            max_line,
+            line: Vec::new(),
+            pending_cr: false,
+            lines: Vec::new(),
+            newline: b"\n",
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Takes the next bytes of the stream; appends the events that can be sent to `out`.
+    pub fn push(
+        &mut self,
+        mut data: &[u8],
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        if std::mem::take(&mut self.pending_cr) {
+            let ending: &'static [u8] = match data.strip_prefix(b"\n") {
+                Some(rest) => {
+                    data = rest;
+                    b"\r\n"
+                }
+                None => b"\r",
+            };
+            self.end_line(ending, vault, out, findings)?;
+        }
+        while let Some(end) = data.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            self.take_partial(&data[..end])?;
+            let ending: &'static [u8] = match (data[end], data.get(end + 1)) {
+                (b'\r', Some(b'\n')) => b"\r\n",
+                (b'\r', None) => {
+                    // Whether a `\n` follows is known with the next piece.
+                    self.pending_cr = true;
+                    return Ok(());
+                }
+                (b'\r', Some(_)) => b"\r",
+                _ => b"\n",
+            };
+            data = &data[end + ending.len()..];
+            self.end_line(ending, vault, out, findings)?;
+        }
+        self.take_partial(data)
+    }
+
+    fn end_line(
+        &mut self,
+        ending: &'static [u8],
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        let line = std::mem::take(&mut self.line);
+        let text = String::from_utf8(line).map_err(|error| BodyError::NotText {
+            offset: error.utf8_error().valid_up_to(),
+        })?;
+        if text.is_empty() {
+            self.newline = ending;
+            let lines = std::mem::take(&mut self.lines);
+            if !lines.is_empty() {
+                return self.event(lines, ending, vault, out, findings);
+            }
+            out.extend_from_slice(ending);
+        } else {
+            self.lines.push(Line { text, ending });
+        }
+        Ok(())
+    }
+
+    fn take_partial(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
+        let held: usize = self.lines.iter().map(|l| l.text.len() + 2).sum();
+        if held + self.line.len() + bytes.len() > self.max_line {
+            return Err(BodyError::TooLarge {
+                limit: self.max_line,
+            });
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The end of the stream: an event left without its blank line, then every held
+    /// text.
+    pub fn finish(
+        &mut self,
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        if std::mem::take(&mut self.pending_cr) {
+            self.end_line(b"\r", vault, out, findings)?;
+        }
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            let text = String::from_utf8(line).map_err(|error| BodyError::NotText {
+                offset: error.utf8_error().valid_up_to(),
+            })?;
+            self.lines.push(Line { text, ending: b"" });
+        }
+        if !self.lines.is_empty() {
+            let lines = std::mem::take(&mut self.lines);
+            self.event(lines, b"", vault, out, findings)?;
+        }
+        self.flush_blocks("", vault, out, findings)
+    }
+
+    fn event(
+        &mut self,
+        lines: Vec<Line>,
+        blank: &[u8],
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        let mut name = None;
+        let mut data: Option<String> = None;
+        for line in &lines {
+            match field_of(&line.text) {
+                ("event", value) => name = Some(value.to_string()),
+                ("data", value) => match &mut data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => data = Some(value.to_string()),
+                },
+                _ => {}
+            }
+        }
+        let Some(data) = data else {
+            // Comments, ids, retry: nothing to mask.
+            write_raw(&lines, blank, out);
+            return Ok(());
+        };
+        if data == "[DONE]" {
+            self.flush_blocks("", vault, out, findings)?;
+            write_raw(&lines, blank, out);
+            return Ok(());
+        }
+        let Ok(parsed) = serde_json::from_str::<Value>(&data) else {
+            // Not JSON: its text is masked and restored as a whole.
+            self.flush_blocks("", vault, out, findings)?;
+            let mut edited = String::new();
+            let mut editor =
+                TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None);
+            if editor.edit_text(&data, None, &mut edited)? {
+                write_event(&lines, &edited, blank, out);
+            } else {
+                write_raw(&lines, blank, out);
+            }
+            return Ok(());
+        };
+        match classify(&parsed) {
+            EventKind::Neutral => {
+                write_raw(&lines, blank, out);
+                Ok(())
+            }
+            EventKind::Other => {
+                self.flush_blocks("", vault, out, findings)?;
+                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+            }
+            EventKind::Ends(ends) => {
+                for end in &ends {
+                    self.flush_blocks(end, vault, out, findings)?;
+                }
+                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+            }
+            EventKind::Deltas { deltas, ends, pure } => {
+                let mut replacements = Vec::with_capacity(deltas.len());
+                for delta in &deltas {
+                    let block = self.block(&delta.key);
+                    let mut emitted = String::new();
+                    block
+                        .text
+                        .push_str(&delta.text, vault, &mut emitted, findings)?;
+                    block.template = Some(template_of(name.as_deref(), &parsed, delta));
+                    replacements.push((delta.pointer.clone(), emitted));
+                }
+                for end in &ends {
+                    // A block this event ends gets its held text in this event.
+                    for (delta, (_, emitted)) in deltas.iter().zip(replacements.iter_mut()) {
+                        if delta.key.starts_with(end.as_str()) {
+                            if let Some(at) = self.blocks.iter().position(|b| b.key == delta.key) {
+                                let mut block = self.blocks.remove(at);
+                                block.text.finish(vault, emitted, findings)?;
+                            }
+                        }
+                    }
+                    self.flush_blocks(end, vault, out, findings)?;
+                }
+                let held = pure
+                    && replacements.iter().all(|(_, emitted)| emitted.is_empty())
+                    && deltas.iter().any(|delta| !delta.text.is_empty());
+                if held {
+                    return Ok(());
+                }
+                self.write_edited(&lines, &data, &replacements, blank, vault, out, findings)
+            }
+        }
+    }
+
+    fn block(&mut self, key: &str) -> &mut BlockStream {
+        let at = match self.blocks.iter().position(|b| b.key == key) {
+            Some(at) => at,
+            None => {
+                self.blocks.push(BlockStream {
+                    key: key.to_string(),
+                    text: TextStream::new(self.masker.clone(), self.restore),
+                    template: None,
+                });
+                self.blocks.len() - 1
+            }
+        };
+        &mut self.blocks[at]
+    }
+
+    /// Ends the blocks whose key starts with `prefix`: their held text is sent in an
+    /// event built from the block's last one.
+    fn flush_blocks(
+        &mut self,
+        prefix: &str,
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        let mut at = 0;
+        while at < self.blocks.len() {
+            if !self.blocks[at].key.starts_with(prefix) {
+                at += 1;
+                continue;
+            }
+            let mut block = self.blocks.remove(at);
+            let mut text = String::new();
+            block.text.finish(vault, &mut text, findings)?;
+            if text.is_empty() {
+                continue;
+            }
+            let Some(mut template) = block.template else {
+                continue;
+            };
+            if let Some(slot) = template.data.pointer_mut(&template.pointer) {
+                *slot = Value::String(text);
+            }
+            if let Some(event) = &template.event {
+                out.extend_from_slice(b"event: ");
+                out.extend_from_slice(event.as_bytes());
+                out.extend_from_slice(self.newline);
+            }
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(template.data.to_string().as_bytes());
+            out.extend_from_slice(self.newline);
+            out.extend_from_slice(self.newline);
+        }
+        Ok(())
+    }
+
+    /// Writes the event with its delta texts replaced and its other contents edited;
+    /// byte for byte when nothing changed.
+    #[allow(clippy::too_many_arguments)]
+    fn write_edited(
+        &mut self,
+        lines: &[Line],
+        data: &str,
+        replacements: &[(String, String)],
+        blank: &[u8],
+        vault: &mut Vault,
+        out: &mut Vec<u8>,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        let mut edit = EventEdit {
+            replacements,
+            editor: TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None),
+        };
+        let mut edited = Vec::with_capacity(data.len());
+        if json::rewrite(
+            data.as_bytes(),
+            Selection::ResponseContents,
+            &mut edit,
+            &mut edited,
+        )? {
+            write_event(lines, &String::from_utf8_lossy(&edited), blank, out);
+        } else {
+            write_raw(lines, blank, out);
+        }
+        Ok(())
+    }
+}
+
+fn write_raw(lines: &[Line], blank: &[u8], out: &mut Vec<u8>) {
+    for line in lines {
+        out.extend_from_slice(line.text.as_bytes());
+        out.extend_from_slice(line.ending);
+    }
+    out.extend_from_slice(blank);
+}
+
+/// Writes the event's lines with its data replaced by `data` (one `data:` line per
+/// line of it, where the first data line was).
+fn write_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
+    let mut written = false;
+    for line in lines {
+        let (field, _) = field_of(&line.text);
+        if field != "data" {
+            out.extend_from_slice(line.text.as_bytes());
+            out.extend_from_slice(line.ending);
+            continue;
+        }
+        if std::mem::replace(&mut written, true) {
+            continue;
+        }
+        let prefix: &[u8] = if line.text.starts_with("data: ") {
+            b"data: "
+        } else {
+            b"data:"
+        };
+        let ending: &[u8] = if line.ending.is_empty() {
+            b"\n"
+        } else {
+            line.ending
+        };
+        for part in data.split('\n') {
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(part.as_bytes());
+            out.extend_from_slice(ending);
+        }
+    }
+    out.extend_from_slice(blank);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masking::sample_masker::SampleMasker;
+    use crate::masking::{Action, Kind};
+
+    fn masker(action: Action) -> Option<Arc<dyn TextMasker>> {
+        Some(Arc::new(SampleMasker::new(action)))
+    }
+
+    fn run(
+        masker: Option<Arc<dyn TextMasker>>,
+        vault: &mut Vault,
+        pieces: &[&[u8]],
+    ) -> Result<String, BodyError> {
+        let restore = !vault.is_empty();
+        let mut sse = SseMasker::new(masker, restore, 1 << 20);
+        let mut findings = Findings::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            sse.push(piece, vault, &mut out, &mut findings)?;
+        }
+        sse.finish(vault, &mut out, &mut findings)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// The events of a stream: (event name, data).
+    fn events(stream: &str) -> Vec<(Option<String>, String)> {
+        stream
+            .replace("\r\n", "\n")
+            .split("\n\n")
+            .filter(|event| !event.trim().is_empty())
+            .map(|event| {
+                let mut name = None;
+                let mut data = Vec::new();
+                for line in event.lines() {
+                    match field_of(line) {
+                        ("event", value) => name = Some(value.to_string()),
+                        ("data", value) => data.push(value),
+                        _ => {}
+                    }
+                }
+                (name, data.join("\n"))
+            })
+            .collect()
+    }
+
+    /// The text of the events' deltas at `pointer`, joined; every data but `[DONE]`
+    /// is valid JSON.
+    fn joined(stream: &str, pointer: &str) -> String {
+        let mut text = String::new();
+        for (_, data) in events(stream) {
+            if data == "[DONE]" || data.is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(&data).expect("valid JSON");
+            if let Some(delta) = value.pointer(pointer).and_then(Value::as_str) {
+                text.push_str(delta);
+            }
+        }
+        text
+    }
+
+    fn chat_chunk(content: &str) -> String {
+        format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n",
+            serde_json::to_string(content).unwrap()
+        )
+    }
+
+    fn chat_stream(pieces: &[&str]) -> String {
+        let mut stream = String::from(
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n: keep-alive\n\n",
+        );
+        for piece in pieces {
+            stream.push_str(&chat_chunk(piece));
+        }
+        stream.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        stream.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\ndata: [DONE]\n\n");
+        stream
+    }
+
+    #[test]
+    fn a_secret_split_across_events_and_chunks_is_masked_at_every_split_point() {
+        let stream = chat_stream(&[
+            "Your key is SEC",
+            "RET-12",
+            "34, mail bob@exa",
+            "mple.org. Bye",
+        ]);
+        let expected = "Your key is [SECRET], mail [EMAIL_ADDRESS]. Bye";
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(
+                joined(&out, "/choices/0/delta/content"),
+                expected,
+                "split {split}"
+            );
+            assert!(
+                !out.contains("RET-12") && !out.contains("bob@"),
+                "split {split}"
+            );
+            // Events without text pass byte for byte, in order, [DONE] last.
+            assert!(out.contains(": keep-alive\n\n"));
+            assert!(out.contains(
+                "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\n"
+            ));
+            assert!(out.ends_with("data: [DONE]\n\n"));
+            let stop = out.find("\"finish_reason\":\"stop\"").unwrap();
+            assert!(
+                out[stop..].find("Bye").is_none(),
+                "text after the stop chunk"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unmasked_stream_passes_byte_for_byte_and_text_is_not_held_longer_than_the_look_behind() {
+        let stream = chat_stream(&[
+            "Hello",
+            " there, nothing to hide here at all, really nothing",
+        ]);
+        let out = run(
+            masker(Action::Redact),
+            &mut Vault::default(),
+            &[stream.as_bytes()],
+        )
+        .unwrap();
+        assert_eq!(
+            joined(&out, "/choices/0/delta/content"),
+            "Hello there, nothing to hide here at all, really nothing"
+        );
+        // Text beyond the look-behind flows before the stream ends.
+        let mut sse = SseMasker::new(masker(Action::Redact), false, 1 << 20);
+        let mut out = Vec::new();
+        let (mut vault, mut findings) = (Vault::default(), Findings::default());
+        sse.push(
+            chat_chunk(&"a".repeat(100)).as_bytes(),
+            &mut vault,
+            &mut out,
+            &mut findings,
+        )
+        .unwrap();
+        let sent = joined(&String::from_utf8(out).unwrap(), "/choices/0/delta/content");
+        assert!(sent.len() >= 100 - 32, "only {} bytes sent", sent.len());
+    }
+
+    #[test]
+    fn anthropic_blocks_are_masked_and_flushed_before_their_stop() {
+        let deltas = ["Mail ann@exam", "ple.org or SECRET-9", "9 now"];
+        let mut stream = String::from(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":3}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        );
+        for delta in deltas {
+            stream.push_str(&format!(
+                "event: content_block_delta\r\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}\r\n\r\nevent: ping\ndata: {{\"type\":\"ping\"}}\n\n",
+                serde_json::to_string(delta).unwrap()
+            ));
+        }
+        stream.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(
+                joined(&out, "/delta/text"),
+                "Mail [EMAIL_ADDRESS] or [SECRET] now",
+                "split {split}"
+            );
+            let stop = out.find("content_block_stop").unwrap();
+            assert!(!out[stop..].contains("text_delta"));
+            for (name, data) in events(&out) {
+                let value: Value = serde_json::from_str(&data).unwrap();
+                assert_eq!(name.as_deref(), value["type"].as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn pseudonyms_split_across_events_are_restored_at_every_split_point() {
+        let mut vault = Vault::default();
+        vault.pseudonym(&Kind("EMAIL_ADDRESS".into()), "ann@example.org");
+        vault.pseudonym(&Kind("SECRET".into()), "SECRET-42");
+        let events_in = [
+            ("response.output_text.delta", "Write to <EMAIL_ADD"),
+            ("response.output_text.delta", "RESS_1> with <SEC"),
+            (
+                "response.output_text.delta",
+                "RET_1>; keep <EMAIL_ADDRESS_7> and SECRET-5",
+            ),
+        ];
+        let mut stream = String::new();
+        for (name, delta) in events_in {
+            stream.push_str(&format!(
+                "event: {name}\ndata: {{\"type\":\"{name}\",\"output_index\":0,\"content_index\":0,\"delta\":{}}}\n\n",
+                serde_json::to_string(delta).unwrap()
+            ));
+        }
+        stream.push_str("event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"output_index\":0,\"content_index\":0,\"text\":\"Write to <EMAIL_ADDRESS_1> with <SECRET_1>; keep <EMAIL_ADDRESS_7> and SECRET-5\"}\n\n");
+        for (masking, last) in [(None, "SECRET-5"), (masker(Action::Redact), "[SECRET]")] {
+            let expected = format!(
+                "Write to ann@example.org with SECRET-42; keep <EMAIL_ADDRESS_7> and {last}"
+            );
+            for split in 0..=stream.len() {
+                let (a, b) = stream.as_bytes().split_at(split);
+                let out = run(masking.clone(), &mut vault, &[a, b]).unwrap();
+                assert_eq!(joined(&out, "/delta"), expected, "split {split}");
+                assert_eq!(joined(&out, "/text"), expected, "split {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn tool_call_arguments_are_masked_and_their_names_never_repeated() {
+        let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"to\\\":\\\"bob@ex\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"ample.org\\\"}\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
+        let out = run(
+            masker(Action::Redact),
+            &mut Vault::default(),
+            &[stream.as_bytes()],
+        )
+        .unwrap();
+        assert_eq!(
+            joined(&out, "/choices/0/delta/tool_calls/0/function/arguments"),
+            "{\"to\":\"[EMAIL_ADDRESS]\"}"
+        );
+        assert_eq!(out.matches("\"name\"").count(), 1);
+        assert!(out.find("tool_calls\"}").unwrap() > out.rfind("arguments").unwrap());
+    }
+
+    #[test]
+    fn other_events_and_text_data_are_masked_whole_and_cr_endings_kept() {
+        let stream = "event: note\rdata: plain SECRET-1 text\r\rdata: {\"deep\":{\"content\":\"SECRET-2\",\"id\":\"SECRET-3\"}}\r\r";
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(
+                out,
+                "event: note\rdata: plain [SECRET] text\r\rdata: {\"deep\":{\"content\":\"[SECRET]\",\"id\":\"SECRET-3\"}}\r\r",
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_values_and_oversized_events_fail_the_stream() {
+        let stream = chat_stream(&["a SECRET-1 b"]);
+        assert!(matches!(
+            run(
+                masker(Action::Block),
+                &mut Vault::default(),
+                &[stream.as_bytes()]
+            ),
+            Err(BodyError::Blocked(_))
+        ));
+        let mut sse = SseMasker::new(masker(Action::Redact), false, 64);
+        let result = sse.push(
+            &[b'x'; 100],
+            &mut Vault::default(),
+            &mut Vec::new(),
+            &mut Findings::default(),
+        );
+        assert_eq!(result, Err(BodyError::TooLarge { limit: 64 }));
+    }
+}
