@@ -356,6 +356,42 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        family(
+            &mut encoder,
+            "junction_masking_findings",
+            "Sensitive values masking found, by route, type, action and direction (never the values).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((route, kind, action, direction), count) in metrics.all_masking() {
+                    let labels = vec![
+                        ("route", &*route),
+                        ("type", &*kind),
+                        ("action", action),
+                        ("direction", direction),
+                    ];
+                    counter(m, &labels, count)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_masking_passed",
+            "Bodies masking could not read and passed on unmasked (on_error = \"pass\"), by route and direction.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((route, direction), count) in metrics.all_masking_passed() {
+                    counter(
+                        m,
+                        &vec![("route", &*route), ("direction", direction)],
+                        count,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         let controls = self.plan.route_controls();
         family(
             &mut encoder,

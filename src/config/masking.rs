@@ -21,83 +21,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::checks::Errors;
-use super::spec::SizeSpec;
+use super::spec::{CompressedSpec, DirectionsSpec, MaskSpec, OnErrorSpec, SizeSpec};
 use super::units::parse_byte_size;
 use crate::masking::custom::{CustomSpec, Validator};
 use crate::masking::{self, Action, Builtin, Compressed, Kind, Masker, OnError, Policy};
 
 /// Longest custom type name (it appears in `[NAME]`, `<NAME_1>` and metric labels).
 const NAME_MAX: usize = 64;
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaskSpec {
-    /// Bodies masked: "request" (default), "response" or "both".
-    pub directions: Option<DirectionsSpec>,
-    /// A body that cannot be masked (not parseable, too large): "refuse" (default) or
-    /// "pass". Counted either way.
-    pub on_error: Option<OnErrorSpec>,
-    /// Largest body masked (default "1MiB"); a larger one is an error (`on_error`).
-    pub max_body: Option<SizeSpec>,
-    /// A compressed body: "refuse" (default) or "decode".
-    pub compressed: Option<CompressedSpec>,
-    /// The environment variable holding the key of the `hash` action's HMAC; required
-    /// when a type uses `hash`.
-    pub hash_key_env: Option<String>,
-    /// Turns on the optional PERSON and STREET_ADDRESS detectors (redact unless `types`
-    /// says otherwise).
-    #[serde(default)]
-    pub names: bool,
-    /// Action per type, built-in or custom: "redact" (the default of every built-in
-    /// type), "hash", "partial", "pseudonymize", "block", "log", or "off".
-    #[serde(default)]
-    pub types: BTreeMap<String, String>,
-    #[serde(default)]
-    pub custom: Vec<CustomDetectorSpec>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DirectionsSpec {
-    #[default]
-    Request,
-    Response,
-    Both,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnErrorSpec {
-    #[default]
-    Refuse,
-    Pass,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CompressedSpec {
-    #[default]
-    Refuse,
-    Decode,
-}
-
-/// A custom detector: a regex (with an optional `luhn` / `mod97` validator) or a list of
-/// words (whole words; ignoring case unless `ignore_case = false`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomDetectorSpec {
-    /// The type name: upper-case letters, digits and `_`.
-    pub name: String,
-    pub regex: Option<String>,
-    pub validator: Option<String>,
-    pub words: Option<Vec<String>>,
-    pub ignore_case: Option<bool>,
-    /// Its action (default "redact"); `types` may set it too.
-    pub action: Option<String>,
-}
 
 /// An action name, or `None` for "off"; `Err` for an unknown name.
 fn parse_action(text: &str) -> Result<Option<Action>, String> {

@@ -208,6 +208,9 @@ pub(super) fn compile_routes(
             .canary
             .as_ref()
             .and_then(|c| compile_canary(c, route, &format!("{path}.canary"), errors));
+        let mask = route.mask.as_ref().and_then(|spec| {
+            super::masking::compile_mask(spec, &format!("{path}.mask"), errors).map(Arc::new)
+        });
         let matcher = compile_matcher(&route.matcher, &format!("{path}.match"), errors);
         let timeouts = compile_timeouts(route, &path, errors);
         let retries = route
@@ -272,6 +275,7 @@ pub(super) fn compile_routes(
             request_buffering: route.request_buffering.unwrap_or(true),
             request_buffer_bytes,
             retry_connect_errors: route.retry_connect_errors.unwrap_or(true),
+            mask,
             name: route.name.as_str().into(),
             matcher,
             targets: targets

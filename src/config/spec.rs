@@ -442,6 +442,8 @@ pub struct RouteSpec {
     /// Send a request that could not reach an endpoint (connect refused or timed out,
     /// TLS or HTTP handshake failed) to another one, whatever its method (default true).
     pub retry_connect_errors: Option<bool>,
+    /// Sensitive-data masking of the route's bodies (docs/masking.md).
+    pub mask: Option<MaskSpec>,
     // Security rules of this route (after the listener's).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
@@ -674,4 +676,72 @@ pub struct BanSpec {
     pub max_cooldown: Option<String>,
     /// Response body bytes scanned for `body` patterns (default 64KiB).
     pub scan_bytes: Option<String>,
+}
+
+/// A route's `mask` table (compiled by `config::masking`; docs/masking.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSpec {
+    /// Bodies masked: "request" (default), "response" or "both".
+    pub directions: Option<DirectionsSpec>,
+    /// A body that cannot be masked (not parseable, too large): "refuse" (default) or
+    /// "pass". Counted either way.
+    pub on_error: Option<OnErrorSpec>,
+    /// Largest body masked (default "1MiB"); a larger one is an error (`on_error`).
+    pub max_body: Option<SizeSpec>,
+    /// A compressed body: "refuse" (default) or "decode".
+    pub compressed: Option<CompressedSpec>,
+    /// The environment variable holding the key of the `hash` action's HMAC; required
+    /// when a type uses `hash`.
+    pub hash_key_env: Option<String>,
+    /// Turns on the optional PERSON and STREET_ADDRESS detectors (redact unless `types`
+    /// says otherwise).
+    #[serde(default)]
+    pub names: bool,
+    /// Action per type, built-in or custom: "redact" (the default of every built-in
+    /// type), "hash", "partial", "pseudonymize", "block", "log", or "off".
+    #[serde(default)]
+    pub types: BTreeMap<String, String>,
+    #[serde(default)]
+    pub custom: Vec<CustomDetectorSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionsSpec {
+    #[default]
+    Request,
+    Response,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnErrorSpec {
+    #[default]
+    Refuse,
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressedSpec {
+    #[default]
+    Refuse,
+    Decode,
+}
+
+/// A custom detector: a regex (with an optional `luhn` / `mod97` validator) or a list of
+/// words (whole words; ignoring case unless `ignore_case = false`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetectorSpec {
+    /// The type name: upper-case letters, digits and `_`.
+    pub name: String,
+    pub regex: Option<String>,
+    pub validator: Option<String>,
+    pub words: Option<Vec<String>>,
+    pub ignore_case: Option<bool>,
+    /// Its action (default "redact"); `types` may set it too.
+    pub action: Option<String>,
 }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use buffer::ReceiveBuffer;
 pub use buffer::Rewind;
 use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
-use reply::ClientHead;
+use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead};
 use upstream::send;
 
@@ -36,6 +36,7 @@ use crate::llm::{ReplyKind, UsageScanner};
 use crate::pipeline::affinity::affinity_of;
 use crate::pipeline::attempts::Attempts;
 use crate::pipeline::body::interrupted_event;
+use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::client_ip_of;
 use crate::pipeline::response_head;
@@ -408,6 +409,22 @@ impl Connection {
             }
             ctx = Some(request_ctx);
         }
+        // The body phase (masking) on the whole body, held in the receive buffer.
+        body_phase::request_edits(route, &mut edits);
+        let mut masked_body = None;
+        if let Some(limit) = body_phase::request_body_limit(route) {
+            let whole = (body.len() <= limit).then_some(body);
+            let audit = &gateway.audit;
+            match body_phase::on_request_body(route, &view, whole, &mut edits, &mut exchange, audit)
+            {
+                Ok(masked) => masked_body = masked,
+                Err(error) => {
+                    return answer
+                        .error(client, &mut self.client_reply, &mut exchange, error)
+                        .await;
+                }
+            }
+        }
         let choice = choose_target(
             route,
             &view,
@@ -446,6 +463,7 @@ impl Connection {
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
                 edits: &edits,
+                content_length: masked_body.as_ref().map(|b| b.len() as u64),
             };
             let client_head = ClientHead {
                 head_request,
@@ -456,7 +474,10 @@ impl Connection {
             };
             // Read again each time: waiting for the answer may read the client's next bytes.
             let buf = self.received.filled();
-            let body = &buf[head.len..head.len + head.content_length as usize];
+            let body = match &masked_body {
+                Some(masked) => &masked[..],
+                None => &buf[head.len..head.len + head.content_length as usize],
+            };
             self.upstream_request.clear();
             head.write_upstream(buf, &forwarding, &mut self.upstream_request);
             self.upstream_request.extend_from_slice(body);
@@ -523,6 +544,31 @@ impl Connection {
         if let Some(cookie) = choice.set_cookie {
             response_edits.append(&http::header::SET_COOKIE, cookie);
         }
+        // The body phase, set up on the head: a transformed body goes out in chunks.
+        let replied = self.replied.filled();
+        let value = |at: Option<(usize, usize)>| at.map(|(start, end)| &replied[start..end]);
+        let has_body = !matches!(reply.framing, Framing::Empty | Framing::Length(0));
+        let transform = match body_phase::on_response_head(
+            route,
+            head.target(self.received.filled()),
+            value(reply.content_type),
+            value(reply.content_encoding),
+            has_body,
+            &mut response_edits,
+            &mut exchange,
+        ) {
+            Ok(transform) => transform,
+            Err(error) => {
+                return answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await;
+            }
+        };
+        if transform && reply.framing != Framing::Chunked && reply.framing != Framing::UntilClose {
+            response_edits.remove(&http::header::CONTENT_LENGTH);
+            let chunked = HeaderValue::from_static("chunked");
+            response_edits.append(&http::header::TRANSFER_ENCODING, chunked);
+        }
         if !response_edits.is_empty() {
             reply::apply_edits(&mut self.client_reply, &response_edits);
         }
@@ -542,6 +588,7 @@ impl Connection {
             idle: timeouts.idle,
             deadline,
             hold_head: response_head::holds_head(reply.kind),
+            transform,
         };
         let relayed = body.run(reply.framing).await;
         match relayed {
@@ -559,6 +606,12 @@ impl Connection {
                 }
             }
             Relayed::ClientGone => Step::Close,
+            Relayed::Refused { reason } => {
+                let error = body_phase::refused_response(reason);
+                answer
+                    .error(client, &mut self.client_reply, &mut exchange, error)
+                    .await
+            }
             Relayed::Unanswered { reason, malformed } => {
                 attempts.after_broken_answer(&endpoint);
                 let error = response_head::unanswered(&endpoint, reason, malformed);

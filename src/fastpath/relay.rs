@@ -43,6 +43,11 @@ pub enum Relayed {
         /// The body's framing was invalid (rather than cut or slow).
         malformed: bool,
     },
+    /// The body phase could not transform the body before the client's head was
+    /// written: the client gets the refusal instead.
+    Refused {
+        reason: String,
+    },
     /// `at_boundary`: the client's body is chunked (as sent, or re-framed) and was cut
     /// between chunks, so a last chunk can still be added.
     UpstreamBroke {
@@ -67,6 +72,9 @@ pub struct BodyRelay<'a, C> {
     pub deadline: Option<Instant>,
     /// The head waits for the first byte of the body (`response_head::holds_head`).
     pub hold_head: bool,
+    /// The body phase transforms the body (`Exchange::transforms_response`): its
+    /// output goes to the client in chunks of its own, and the head says so.
+    pub transform: bool,
 }
 
 /// Why reading more of the body failed.
@@ -83,49 +91,93 @@ impl<C: ClientStream> BodyRelay<'_, C> {
         };
         let mut chunks = ChunkedScanner::default();
         let mut head_sent = false;
+        // The transform's output (transform mode only).
+        let mut out = Vec::new();
+        let mut refused = None;
+        let transform = self.transform;
         loop {
             let available = self.replied.filled();
+            let exchange = &mut *self.exchange;
+            // Each piece of payload: recorded as it passes, or given to the transform.
+            let mut payload = |data: &[u8]| {
+                if !transform {
+                    exchange.on_response_data(data);
+                } else if refused.is_none() {
+                    if let Err(reason) = exchange.transform_response(data, false, &mut out) {
+                        refused = Some(reason);
+                    }
+                }
+            };
             let (used, done) = match framing {
                 Framing::Empty => (0, true),
                 Framing::Length(_) => {
                     let used = available
                         .len()
                         .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    self.exchange.on_response_data(&available[..used]);
+                    payload(&available[..used]);
                     remaining -= used as u64;
                     (used, remaining == 0)
                 }
-                Framing::Chunked => {
-                    let exchange = &mut *self.exchange;
-                    match chunks.scan(available, &mut |data| exchange.on_response_data(data)) {
-                        Ok(used) => (used, chunks.is_done()),
-                        Err(error) if !head_sent => {
-                            return Relayed::Unanswered {
-                                reason: error.to_string(),
-                                malformed: true,
-                            };
-                        }
-                        Err(error) => {
-                            return Relayed::UpstreamBroke {
-                                reason: error.to_string(),
-                                at_boundary: false,
-                            };
-                        }
+                Framing::Chunked => match chunks.scan(available, &mut payload) {
+                    Ok(used) => (used, chunks.is_done()),
+                    Err(error) if !head_sent => {
+                        return Relayed::Unanswered {
+                            reason: error.to_string(),
+                            malformed: true,
+                        };
                     }
-                }
+                    Err(error) => {
+                        return Relayed::UpstreamBroke {
+                            reason: error.to_string(),
+                            at_boundary: false,
+                        };
+                    }
+                },
                 Framing::UntilClose => {
-                    self.exchange.on_response_data(available);
+                    payload(available);
                     (available.len(), false)
                 }
             };
+            if transform && done && refused.is_none() {
+                if let Err(reason) = self.exchange.transform_response(&[], true, &mut out) {
+                    refused = Some(reason);
+                }
+            }
+            if let Some(reason) = refused.take() {
+                return match head_sent {
+                    false => Relayed::Refused { reason },
+                    true => Relayed::UpstreamBroke {
+                        reason: format!("the response could not be masked: {reason}"),
+                        at_boundary: true,
+                    },
+                };
+            }
             let piece = &available[..used];
-            // Nothing to send with the head yet: it waits for the first byte.
-            let waits = !head_sent && self.hold_head && piece.is_empty() && !done;
+            // Nothing to send with the head yet: it waits for the first byte (of what
+            // the transform lets through, when there is one).
+            let nothing = if transform {
+                out.is_empty()
+            } else {
+                piece.is_empty()
+            };
+            let waits = !head_sent && self.hold_head && nothing && !done;
             if head_sent {
                 self.head.clear();
             }
             let written = if waits {
                 Ok(())
+            } else if transform {
+                if !out.is_empty() {
+                    put_chunk(self.head, &out);
+                    out.clear();
+                }
+                if done {
+                    self.head.extend_from_slice(LAST_CHUNK);
+                }
+                match self.head.is_empty() {
+                    true => Ok(()),
+                    false => self.client.write_all(self.head).await,
+                }
             } else if framing == Framing::UntilClose {
                 if !piece.is_empty() {
                     put_chunk(self.head, piece);
@@ -161,6 +213,20 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                     // The head, if it waited for a first byte that never came.
                     if head_sent {
                         self.head.clear();
+                    }
+                    if transform {
+                        if let Err(reason) = self.exchange.transform_response(&[], true, &mut out) {
+                            return match head_sent {
+                                false => Relayed::Refused { reason },
+                                true => Relayed::UpstreamBroke {
+                                    reason: format!("the response could not be masked: {reason}"),
+                                    at_boundary: true,
+                                },
+                            };
+                        }
+                        if !out.is_empty() {
+                            put_chunk(self.head, &out);
+                        }
                     }
                     self.head.extend_from_slice(LAST_CHUNK);
                     return match self.client.write_all(self.head).await {

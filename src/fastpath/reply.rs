@@ -32,6 +32,9 @@ pub struct Reply {
     pub kind: ReplyKind,
     /// `Retry-After`, as sent.
     pub retry_after: Option<(usize, usize)>,
+    /// `Content-Type` and `Content-Encoding` (first lines), for the body phase.
+    pub content_type: Option<(usize, usize)>,
+    pub content_encoding: Option<(usize, usize)>,
 }
 
 impl Reply {
@@ -85,6 +88,8 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         close_client: client.close || client.draining.load(Ordering::Relaxed),
         kind: ReplyKind::Other,
         retry_after: None,
+        content_type: None,
+        content_encoding: None,
     };
     if reply.is_informational() {
         return Parsed::Complete(reply);
@@ -122,12 +127,14 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
             // The first line counts, as `HeaderMap::get` reads it on the full path.
             content_type = Some(header.value);
         } else if is("retry-after") && reply.retry_after.is_none() {
-            let start = header.value.as_ptr() as usize - buf.as_ptr() as usize;
-            reply.retry_after = Some((start, start + header.value.len()));
+            reply.retry_after = Some(offsets(buf, header.value));
+        } else if is("content-encoding") && reply.content_encoding.is_none() {
+            reply.content_encoding = Some(offsets(buf, header.value));
         }
     }
     if let Some(value) = content_type {
         reply.kind = ReplyKind::of_content_type(value);
+        reply.content_type = Some(offsets(buf, value));
     }
     let content_length = content_length.get();
     let no_body = client.head_request || status == 204 || status == 304;
@@ -220,6 +227,12 @@ pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
     edits.write_added(&mut edited);
     edited.extend_from_slice(b"\r\n");
     *out = edited;
+}
+
+/// Where `part` (a slice of `buf`) lies in it.
+fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (start, start + part.len())
 }
 
 /// Whether a response header stays behind: hop-by-hop ones, those `Connection` names,

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::decimal::parse_length;
+use crate::decimal::{Digits, parse_length};
 use crate::normalize::{self, ConnectionTokens};
 use crate::pipeline::{HeaderEdits, RequestView};
 use crate::routing::RouteInput;
@@ -111,6 +111,8 @@ pub struct Forwarding<'a> {
     pub traceparent: Option<&'a [u8]>,
     /// What the route's policies change.
     pub edits: &'a HeaderEdits,
+    /// The body's length when the body phase changed it.
+    pub content_length: Option<u64>,
 }
 
 fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
@@ -304,6 +306,12 @@ impl RequestHead {
         for line in &self.lines {
             let value = slice(buf, line.value);
             let keep = match line.kind {
+                Kind::Pass
+                    if forwarding.content_length.is_some()
+                        && slice(buf, line.name).eq_ignore_ascii_case(b"content-length") =>
+                {
+                    false
+                }
                 Kind::Pass => forwarding.edits.keeps(slice(buf, line.name)),
                 Kind::Drop | Kind::Tag | Kind::Traceparent | Kind::Control => false,
                 Kind::Host => {
@@ -334,6 +342,9 @@ impl RequestHead {
             }
         }
         forwarding.edits.write_added(out);
+        if let Some(length) = forwarding.content_length {
+            put_header(out, b"content-length", Digits::of(length).as_bytes());
+        }
         out.extend_from_slice(b"x-forwarded-for: ");
         for earlier in forwarded_for {
             out.extend_from_slice(earlier);
@@ -489,6 +500,7 @@ mod tests {
             new_request_id: Some(b"id1"),
             traceparent: None,
             edits: &NO_EDITS,
+            content_length: None,
         }
     }
 

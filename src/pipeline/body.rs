@@ -183,6 +183,14 @@ pub(crate) fn interrupted_event(reason: &str) -> Bytes {
     Bytes::from(format!("event: error\ndata: {error}\n\n"))
 }
 
+/// Why a body could not be transformed before the response head went out.
+pub enum AheadError {
+    /// The endpoint's body broke off.
+    Upstream(String),
+    /// The transform refused it.
+    Transform(String),
+}
+
 /// An endpoint's response body with the request's record, which reads the bytes as they
 /// pass and reports the exchange when it drops.
 pub struct UpstreamStream {
@@ -198,6 +206,10 @@ pub struct UpstreamStream {
     /// Created only when the endpoint keeps the body waiting: most bodies never need it.
     timer: Option<Pin<Box<Sleep>>>,
     ended: bool,
+    /// The body phase's transform has had the end of the body.
+    flushed: bool,
+    /// Output of the transform made before the head went out (`transform_ahead`).
+    transformed: Option<Bytes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,12 +237,92 @@ impl UpstreamStream {
             deadline,
             timer: None,
             ended: false,
+            flushed: false,
+            transformed: None,
         }
     }
 
     fn record(&mut self, data: &Bytes) {
         if let Some(exchange) = self.exchange.as_mut() {
             exchange.on_response_data(data);
+        }
+    }
+
+    fn transforms(&self) -> bool {
+        self.exchange
+            .as_ref()
+            .is_some_and(|e| e.transforms_response())
+    }
+
+    /// Runs the body through the body phase's transform until it lets something
+    /// through or the body ends, before the response head is sent: as the HTTP/1.1
+    /// engine holds a JSON answer's head until its first byte, so a body the transform
+    /// refuses becomes an error answer on both engines. `exchange` is the request's
+    /// record, not yet given to the stream.
+    pub async fn transform_ahead(&mut self, exchange: &mut Exchange) -> Result<(), AheadError> {
+        let mut out = Vec::new();
+        while out.is_empty() && !self.flushed {
+            let polled = std::future::poll_fn(|cx| self.poll_endpoint(cx)).await;
+            let (data, end) = match polled {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (data, false),
+                    Err(trailers) => {
+                        self.first = Some(trailers);
+                        (Bytes::new(), true)
+                    }
+                },
+                None => (Bytes::new(), true),
+                Some(Err(error)) => return Err(AheadError::Upstream(error.to_string())),
+            };
+            self.flushed |= end;
+            exchange
+                .transform_response(&data, end, &mut out)
+                .map_err(AheadError::Transform)?;
+        }
+        self.transformed = Some(Bytes::from(out));
+        Ok(())
+    }
+
+    /// The next frame for the client: the endpoint's, or, when the body phase transforms
+    /// the body, what its transform lets through (data it holds back is not a frame).
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.transforms() {
+            return self.poll_endpoint(cx);
+        }
+        if let Some(ready) = self.transformed.take().filter(|r| !r.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(ready))));
+        }
+        loop {
+            let (data, end, trailers) = match self.poll_endpoint(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => (data, false, None),
+                    // Trailers end the body: what is held back goes first.
+                    Err(trailers) => (Bytes::new(), true, Some(trailers)),
+                },
+                Poll::Ready(None) if !self.flushed => (Bytes::new(), true, None),
+                // Trailers kept by `transform_ahead`, after the flushed body.
+                Poll::Ready(None) => return Poll::Ready(self.first.take().map(Ok)),
+                other => return other,
+            };
+            self.flushed |= end;
+            let mut out = Vec::new();
+            let exchange = self.exchange.as_mut().expect("checked by transforms()");
+            if let Err(reason) = exchange.transform_response(&data, end, &mut out) {
+                self.flushed = true;
+                return self.fail(format!("the response could not be masked: {reason}"));
+            }
+            if let Some(trailers) = trailers {
+                self.first = Some(trailers);
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+            if let Some(trailers) = self.first.take() {
+                return Poll::Ready(Some(Ok(trailers)));
+            }
+            if end {
+                return Poll::Ready(None);
+            }
         }
     }
 
@@ -258,9 +350,15 @@ impl UpstreamStream {
         Poll::Ready(Some(Err(reason.into())))
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    /// The endpoint's next frame, under the timeouts, recorded unless the body phase
+    /// transforms it (it records what it lets through).
+    fn poll_endpoint(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let records = !self.transforms();
         if let Some(first) = self.first.take() {
-            if let Some(data) = first.data_ref() {
+            if let Some(data) = first.data_ref().filter(|_| records) {
                 self.record(data);
             }
             return Poll::Ready(Some(Ok(first)));
@@ -270,7 +368,7 @@ impl UpstreamStream {
         }
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
+                if let Some(data) = frame.data_ref().filter(|_| records) {
                     let data = data.clone();
                     self.record(&data);
                 }
@@ -372,7 +470,10 @@ impl Body for ProxyBody {
             ProxyBody::Prefixed(prefix, body) => prefix.is_none() && body.is_end_stream(),
             ProxyBody::Capped(body, _, _) => body.is_end_stream(),
             ProxyBody::Upstream(stream) => {
-                stream.first.is_none() && (stream.ended || stream.body.is_end_stream())
+                stream.first.is_none()
+                    && stream.transformed.as_ref().is_none_or(|t| t.is_empty())
+                    && (stream.ended || stream.body.is_end_stream())
+                    && (stream.flushed || !stream.transforms())
             }
             ProxyBody::Boxed(body) => body.is_end_stream(),
         }
@@ -397,7 +498,9 @@ impl Body for ProxyBody {
             }
             ProxyBody::Capped(body, _, _) => body.size_hint(),
             // An event stream may end with an added error event: its length is open.
-            ProxyBody::Upstream(stream) if stream.event_stream => SizeHint::default(),
+            ProxyBody::Upstream(stream) if stream.event_stream || stream.transforms() => {
+                SizeHint::default()
+            }
             ProxyBody::Upstream(stream) => {
                 let hint = stream.body.size_hint();
                 match stream.first.as_ref().and_then(Frame::data_ref) {

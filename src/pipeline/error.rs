@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
+use super::body_record::BodyRefusal;
 use crate::normalize::Refusal;
 use crate::upstream::SendError;
 
@@ -43,6 +44,9 @@ pub enum ProxyError {
     /// Ambiguous: refused rather than read one way here and another by the endpoint.
     #[error("invalid request: {0}")]
     Invalid(#[from] Refusal),
+    /// The body phase (masking) refused the request or the endpoint's response.
+    #[error(transparent)]
+    Body(#[from] BodyRefusal),
 }
 
 impl ProxyError {
@@ -63,6 +67,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Body(refusal) => refusal.status(),
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -88,6 +93,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::Invalid(_) => "invalid_request",
+            ProxyError::Body(refusal) => refusal.kind(),
             ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "overloaded",
@@ -124,6 +130,8 @@ impl ProxyError {
             | ProxyError::FirstTokenTimeout { .. }
             | ProxyError::ResponseHeadersTimeout { .. }
             | ProxyError::Upstream(_) => Blame::Upstream,
+            ProxyError::Body(refusal) if refusal.status().is_server_error() => Blame::Upstream,
+            ProxyError::Body(_) => Blame::Downstream,
         }
     }
 

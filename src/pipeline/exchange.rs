@@ -12,6 +12,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 
 use super::RequestCtx;
+use super::body_record::{BodyRecord, Direction};
 use crate::llm::UsageScanner;
 use crate::routing::{Route, Target};
 use crate::telemetry::access_log::{Field, JsonLine};
@@ -54,6 +55,8 @@ pub struct Exchange {
     pub key_name: Option<String>,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) done: Option<RequestCtx>,
+    /// The body phase: what masking found, the response's transform.
+    pub body: BodyRecord,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
@@ -94,6 +97,7 @@ impl Exchange {
             key_name: None,
             in_flight: None,
             done: None,
+            body: BodyRecord::default(),
         }
     }
 
@@ -107,6 +111,35 @@ impl Exchange {
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.feed(data);
         }
+    }
+
+    /// Whether the response body goes through the body phase's transform.
+    pub fn transforms_response(&self) -> bool {
+        self.body.response.is_some()
+    }
+
+    /// Runs a piece of the response body through the body phase's transform,
+    /// appending what goes to the client to `out` (and counting it). `end`: the body
+    /// is over, `data` is its last piece (possibly empty).
+    pub fn transform_response(
+        &mut self,
+        data: &[u8],
+        end: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let Some(transform) = self.body.response.as_mut() else {
+            out.extend_from_slice(data);
+            self.on_response_data(data);
+            return Ok(());
+        };
+        let from = out.len();
+        let mut result = transform.on_data(data, out);
+        if end && result.is_ok() {
+            result = transform.on_end(out);
+        }
+        // The bytes the client gets are the ones counted (and read for usage).
+        self.on_response_data(&out[from..]);
+        result
     }
 
     fn metrics(&self) -> Option<&Arc<RouteMetrics>> {
@@ -198,10 +231,70 @@ impl Exchange {
                 }
             }
         }
+        if self.telemetry.metrics_enabled() {
+            self.report_masking();
+        }
         let telemetry = self.telemetry.clone();
         telemetry.access_log.write_line(|fields, line| {
             self.log_line(line, fields, duration, ttfb, ttft, usage);
         });
+    }
+
+    /// The body phase's findings and passes, into the metrics.
+    fn report_masking(&self) {
+        let Some(route) = self.route.as_ref().filter(|r| r.mask.is_some()) else {
+            return;
+        };
+        let metrics = &self.telemetry.metrics;
+        let directions = [
+            (Some(&self.body.request), Direction::Request),
+            (self.body.response_findings(), Direction::Response),
+        ];
+        for (findings, direction) in directions {
+            for (kind, action, count) in findings.into_iter().flat_map(|f| f.iter()) {
+                let key = (
+                    route.name.clone(),
+                    kind.0.clone(),
+                    action.name(),
+                    direction.name(),
+                );
+                metrics.count_masking(key, u64::from(count));
+            }
+        }
+        if let Some(direction) = self.body.passed {
+            metrics.count_masking_passed(&route.name, direction.name());
+        }
+    }
+
+    /// The access log's `masked` field: `TYPE:action=count` per finding, response ones
+    /// prefixed with `response.`; types and counts, never values.
+    fn masked_field(&self) -> Option<String> {
+        let request = Some(&self.body.request).filter(|f| !f.is_empty());
+        let response = self.body.response_findings().filter(|f| !f.is_empty());
+        if request.is_none() && response.is_none() && self.body.passed.is_none() {
+            return None;
+        }
+        let mut text = String::new();
+        let directions = [(request, ""), (response, "response.")];
+        for (findings, prefix) in directions {
+            for (kind, action, count) in findings.into_iter().flat_map(|f| f.iter()) {
+                if !text.is_empty() {
+                    text.push(',');
+                }
+                text.push_str(&format!(
+                    "{prefix}{}:{}={count}",
+                    kind.name(),
+                    action.name()
+                ));
+            }
+        }
+        if let Some(direction) = self.body.passed {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&format!("{direction}:passed_unmasked"));
+        }
+        Some(text)
     }
 
     fn log_line(
@@ -256,6 +349,7 @@ impl Exchange {
                 Field::CompletionTokens => line.number(name, usage.completion),
                 Field::Retries => line.number(name, Some(self.retries)),
                 Field::ApiKey => line.string(name, self.key_name.as_deref()),
+                Field::Masked => line.string(name, self.masked_field().as_deref()),
                 Field::UserAgent => line.string(
                     name,
                     facts

@@ -13,11 +13,13 @@ use hyper_util::rt::TokioIo;
 
 use super::affinity::affinity_of;
 use super::attempts::{self, Forwarded};
+use super::body_phase;
+use super::response_head;
 use super::versioning;
 
 /// Largest request body copied to a mirror pool when the route has no retry limit.
 const SHADOW_BODY_LIMIT: u64 = 1 << 20;
-use super::body::{ClientBody, UpstreamStream};
+use super::body::{AheadError, ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
@@ -199,6 +201,31 @@ async fn proxy(
             .0;
     }
 
+    // Phase: the request body phase (masking), on the whole body.
+    let mut edits = super::HeaderEdits::default();
+    body_phase::request_edits(&route, &mut edits);
+    if let Some(limit) = body_phase::request_body_limit(&route) {
+        let (kept, whole) = attempts::keep_for_replay(body, &head, limit as u64, exchange).await?;
+        body = kept;
+        let view = super::head::PartsView {
+            head: &head,
+            added_request_id: false,
+        };
+        let whole = whole.as_deref().filter(|w| w.len() <= limit);
+        let audit = &gateway.audit;
+        let masked =
+            body_phase::on_request_body(&route, &view, whole, &mut edits, exchange, audit)?;
+        if let Some(masked) = masked {
+            head.headers.remove(header::TRANSFER_ENCODING);
+            head.headers.insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from(masked.len()),
+            );
+            body = ProxyBody::full(masked);
+        }
+    }
+    edits.apply(&mut head.headers);
+
     // Phase: choose the split's side, copy to the mirror.
     let view = super::head::PartsView {
         head: &head,
@@ -237,6 +264,9 @@ async fn proxy(
         .hash_key
         .as_ref()
         .and_then(|key| affinity_of(key, &view, || client_ip));
+    let head_request = head.method == Method::HEAD;
+    // The body phase reads the answer by the API the request asked (its path).
+    let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
     if is_upgrade_request(&head) {
         let index = pool
             .balancer
@@ -270,6 +300,29 @@ async fn proxy(
     } = forwarded;
     forwarding::prepare_response(&mut response_head, &pool, false);
     let event_stream = ReplyKind::of(&response_head.headers) == ReplyKind::EventStream;
+    // Phase: the response body phase (masking, restoring pseudonyms), set up on the head.
+    let headers = &response_head.headers;
+    let status = response_head.status;
+    let has_body = !(head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0"));
+    let mut edits = super::HeaderEdits::default();
+    let transforms = body_phase::on_response_head(
+        &route,
+        request_path.as_deref().unwrap_or("").as_bytes(),
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
+        has_body,
+        &mut edits,
+        exchange,
+    )?;
+    if transforms {
+        response_head.headers.remove(header::CONTENT_LENGTH);
+        edits.apply(&mut response_head.headers);
+    }
     if gateway.telemetry.metrics_enabled() || gateway.telemetry.access_log.enabled() {
         exchange.scanner = UsageScanner::for_reply(ReplyKind::of(&response_head.headers));
     }
@@ -285,7 +338,16 @@ async fn proxy(
     exchange.done = ctx.filter(|_| route.filters.wants_done);
     let timeouts = route.timeouts;
     let deadline = timeouts.total.map(|total| exchange.started() + total);
-    let stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);
+    let mut stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);
+    if transforms && response_head::holds_head(ReplyKind::of(&response_head.headers)) {
+        stream
+            .transform_ahead(exchange)
+            .await
+            .map_err(|error| match error {
+                AheadError::Upstream(reason) => response_head::unanswered(&endpoint, reason, false),
+                AheadError::Transform(reason) => body_phase::refused_response(reason),
+            })?;
+    }
     if let Some(cookie) = choice.set_cookie {
         response_head.headers.append(header::SET_COOKIE, cookie);
     }

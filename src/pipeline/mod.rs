@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! read head ─▶ route match ─▶ on_request (each filter, in order; any may answer)
-//!          ─▶ pick endpoint ─▶ forward ─▶ on_response (each filter) ─▶ stream body
-//!          ─▶ on_done (each filter, when the response body has ended or was dropped)
+//!          ─▶ request body phase (masking, whole body) ─▶ pick endpoint ─▶ forward
+//!          ─▶ on_response (each filter) ─▶ response body phase (streaming) ─▶ on_done (each filter, when the response body has ended or was dropped)
 //! ```
 
 pub(crate) mod affinity;
 pub(crate) mod attempts;
 pub(crate) mod body;
+pub mod body_phase;
+pub mod body_record;
 pub(crate) mod entry;
 mod error;
 pub(crate) mod exchange;

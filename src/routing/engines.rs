@@ -59,6 +59,9 @@ impl Engines {
             request_buffering,
             request_buffer_bytes,
             retry_connect_errors: _,
+            // The core's body phase; both engines hold request bodies whole and run
+            // response bodies through it piece by piece.
+            mask: _,
             engines: _,
         } = route;
         if mirror.is_some() {

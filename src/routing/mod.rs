@@ -51,6 +51,8 @@ pub struct Route {
     pub request_buffer_bytes: u64,
     /// Send a request that reached no endpoint to another one (see `attempts::fails_over`).
     pub retry_connect_errors: bool,
+    /// Sensitive-data masking of the route's bodies (the core's body phase).
+    pub mask: Option<Arc<crate::masking::policy::Policy>>,
     /// Which engine serves the route (worked out by `Engines::of` once compiled).
     pub engines: Engines,
 }

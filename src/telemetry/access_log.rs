@@ -70,6 +70,7 @@ fields! {
     Retries => "retries",
     ApiKey => "api_key",
     UserAgent => "user_agent",
+    Masked => "masked",
 }
 
 struct Writer {

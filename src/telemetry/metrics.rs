@@ -175,10 +175,18 @@ pub struct MetricsRegistry {
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Connections the HTTP/1.1 fast path handed to the full pipeline, by listener and reason.
     handoffs: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// Masking findings by (route, type, action, direction): counts, never values.
+    masking: Mutex<HashMap<MaskingKey, u64>>,
+    /// Bodies masking could not read and passed on (`on_error = "pass"`), by route and
+    /// direction.
+    masking_passed: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Egress exits by (egress, exit, region).
     egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
     egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
 }
+
+/// Labels of `junction_masking_findings_total`: route, type, action, direction.
+pub type MaskingKey = (Arc<str>, Arc<str>, &'static str, &'static str);
 
 impl MetricsRegistry {
     /// The running metrics of (route, pool), or new ones when there are none or their
@@ -272,6 +280,36 @@ impl MetricsRegistry {
     pub fn all_handoffs(&self) -> Vec<((Arc<str>, &'static str), u64)> {
         let handoffs = self.handoffs.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = handoffs.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_masking(&self, key: MaskingKey, count: u64) {
+        let mut masking = self.masking.lock().unwrap_or_else(|p| p.into_inner());
+        *masking.entry(key).or_default() += count;
+    }
+
+    pub fn all_masking(&self) -> Vec<(MaskingKey, u64)> {
+        let masking = self.masking.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = masking.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_masking_passed(&self, route: &Arc<str>, direction: &'static str) {
+        let mut passed = self
+            .masking_passed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *passed.entry((route.clone(), direction)).or_default() += 1;
+    }
+
+    pub fn all_masking_passed(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        let passed = self
+            .masking_passed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = passed.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

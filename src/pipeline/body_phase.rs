@@ -1,0 +1,372 @@
+//! The body phase of the core: what a route does to the bytes of its bodies, decided
+//! here once and run by both engines, which only take the framing off and put it back
+//! on. Request bodies are transformed whole before they are sent (they are held for
+//! retries anyway); response bodies piece by piece as they stream. Masking is its user.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+
+use super::body_record::{BodyRefusal, Direction, ResponseTransform};
+use super::{Exchange, HeaderEdits, ProxyError, RequestView};
+use crate::masking::policy::{Compressed, OnError, Policy};
+use crate::masking::{self, Findings, Vault};
+use crate::routing::Route;
+use crate::security::audit::AuditLog;
+
+/// The answer to a response body the transform refused before the client's head was
+/// written (after it, the body is cut instead).
+pub fn refused_response(reason: String) -> ProxyError {
+    ProxyError::Body(BodyRefusal::Unreadable {
+        direction: Direction::Response,
+        reason,
+    })
+}
+
+/// Header changes the body phase needs on the request: a response it must read is
+/// asked for uncompressed.
+pub fn request_edits(route: &Route, edits: &mut HeaderEdits) {
+    if route.mask.as_ref().is_some_and(|m| m.response || m.request) {
+        edits.set(
+            &header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+}
+
+/// Whether the route transforms request bodies (the engines then hold them whole).
+pub fn transforms_requests(route: &Route) -> bool {
+    route.mask.as_ref().is_some_and(|m| m.request)
+}
+
+/// The request body to send instead of `body` (`None`: unchanged), or the refusal.
+/// `body` is the whole body, or `None` when it is longer than the route's masking
+/// reads (`max_body`); `view` is its head, after the policies' edits.
+/// A body sent decoded loses its `content-encoding` through `edits`.
+pub fn on_request_body(
+    route: &Route,
+    view: &dyn RequestView,
+    body: Option<&[u8]>,
+    edits: &mut HeaderEdits,
+    exchange: &mut Exchange,
+    audit: &AuditLog,
+) -> Result<Option<Bytes>, ProxyError> {
+    let Some(policy) = route.mask.as_ref().filter(|m| m.request) else {
+        return Ok(None);
+    };
+    let mut vault = Vault::default();
+    let result = match body {
+        Some(body) => mask_request(
+            policy,
+            view,
+            body,
+            edits,
+            &mut vault,
+            &mut exchange.body.request,
+        ),
+        None => Err(BodyRefusal::TooLarge {
+            direction: Direction::Request,
+            limit: policy.max_body,
+        }),
+    };
+    match result {
+        Ok(masked) => {
+            if !vault.is_empty() {
+                exchange.body.vault = Some(vault);
+            }
+            Ok(masked.map(Bytes::from))
+        }
+        Err(refusal) => {
+            if let BodyRefusal::Blocked(blocked) = &refusal {
+                // Who, where and which type: never the value.
+                let request_id = exchange.request_id.as_ref().and_then(|v| v.to_str().ok());
+                audit.record(
+                    "mask_block",
+                    serde_json::json!({
+                        "route": &*route.name,
+                        "type": blocked.kind.name(),
+                        "request_id": request_id,
+                        "client_ip": exchange.log.as_ref().map(|l| l.client_ip.to_string()),
+                    }),
+                );
+            }
+            settle(policy, refusal, exchange).map(|()| None)
+        }
+    }
+}
+
+/// The largest request body the route's body phase reads whole, if it reads them.
+pub fn request_body_limit(route: &Route) -> Option<usize> {
+    route
+        .mask
+        .as_ref()
+        .filter(|m| m.request)
+        .map(|m| m.max_body)
+}
+
+fn mask_request(
+    policy: &Policy,
+    view: &dyn RequestView,
+    body: &[u8],
+    edits: &mut HeaderEdits,
+    vault: &mut Vault,
+    findings: &mut Findings,
+) -> Result<Option<Vec<u8>>, BodyRefusal> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let direction = Direction::Request;
+    let mut decoded = Vec::new();
+    let mut body = body;
+    if let Some(encoding) = encoded(view.first(&header::CONTENT_ENCODING)) {
+        let codec = Codec::of(&encoding).filter(|_| policy.compressed == Compressed::Decode);
+        let Some(codec) = codec else {
+            return Err(BodyRefusal::Compressed {
+                direction,
+                encoding,
+            });
+        };
+        decoded = codec.decode_whole(body, policy.max_body)?;
+        body = &decoded;
+        edits.remove(&header::CONTENT_ENCODING);
+    }
+    let shape = masking::request_shape(view.path().as_bytes(), view.first(&header::CONTENT_TYPE));
+    masking::mask_request_body(&*policy.masker, shape, body, vault, findings)
+        .map(|masked| match masked {
+            std::borrow::Cow::Owned(masked) => Some(masked),
+            // Unchanged, but a decoded body still goes on decoded.
+            std::borrow::Cow::Borrowed(same) if !decoded.is_empty() => Some(same.to_vec()),
+            std::borrow::Cow::Borrowed(_) => None,
+        })
+        .map_err(|error| match error {
+            masking::BodyError::Blocked(blocked) => BodyRefusal::Blocked(blocked),
+            other => BodyRefusal::Unreadable {
+                direction,
+                reason: other.to_string(),
+            },
+        })
+}
+
+/// A body that could not be masked: refused, or passed on and counted.
+fn settle(
+    policy: &Policy,
+    refusal: BodyRefusal,
+    exchange: &mut Exchange,
+) -> Result<(), ProxyError> {
+    let passes = policy.on_error == OnError::Pass && !matches!(refusal, BodyRefusal::Blocked(_));
+    if passes {
+        tracing::warn!(reason = %refusal, "body passed on unmasked (on_error = \"pass\")");
+        exchange.body.passed = Some(refusal.direction());
+        return Ok(());
+    }
+    if let BodyRefusal::Blocked(blocked) = &refusal {
+        exchange
+            .body
+            .request
+            .add(&blocked.kind, masking::Action::Block);
+    }
+    Err(ProxyError::Body(refusal))
+}
+
+/// The response's head has come: sets up the transform of its body, or refuses the
+/// response before its head goes to the client. `request_path` says which API answers
+/// (`/v1/chat/completions`...); `has_body`: the response has a body
+/// (not HEAD, 204, 304 or a zero length). Returns whether the body is transformed:
+/// its length is then unknown, and the engine frames it as it goes (chunks on
+/// HTTP/1.1).
+pub fn on_response_head(
+    route: &Route,
+    request_path: &[u8],
+    content_type: Option<&[u8]>,
+    content_encoding: Option<&[u8]>,
+    has_body: bool,
+    edits: &mut HeaderEdits,
+    exchange: &mut Exchange,
+) -> Result<bool, ProxyError> {
+    let Some(policy) = route.mask.as_ref() else {
+        return Ok(false);
+    };
+    let vault = exchange.body.vault.take();
+    let restores = vault.is_some();
+    if !(policy.response || restores) || !has_body {
+        return Ok(false);
+    }
+    let direction = Direction::Response;
+    let mut decoder = None;
+    if let Some(encoding) = encoded(content_encoding) {
+        match Codec::of(&encoding).filter(|_| policy.compressed == Compressed::Decode) {
+            Some(codec) => {
+                decoder = Some(codec.stream_decoder());
+                edits.remove(&header::CONTENT_ENCODING);
+            }
+            // Only pseudonyms to restore: the client gets them unrestored, not a leak.
+            None if !policy.response => {
+                exchange.body.passed = Some(direction);
+                return Ok(false);
+            }
+            None => {
+                let refusal = BodyRefusal::Compressed {
+                    direction,
+                    encoding,
+                };
+                return settle(policy, refusal, exchange).map(|()| false);
+            }
+        }
+    }
+    let shape = masking::response_shape(request_path, content_type);
+    let masker = policy
+        .response
+        .then(|| policy.masker.clone() as Arc<dyn masking::TextMasker>);
+    let vault = vault.unwrap_or_default();
+    let transform = MaskingTransform {
+        decoder,
+        masker: masking::ResponseMasker::with_max_body(masker, vault, shape, policy.max_body),
+        findings: Findings::default(),
+    };
+    exchange.body.response = Some(Box::new(transform));
+    Ok(true)
+}
+
+/// A `content-encoding` other than `identity`.
+fn encoded(value: Option<&[u8]>) -> Option<String> {
+    let value = value?.trim_ascii();
+    (!value.is_empty() && !value.eq_ignore_ascii_case(b"identity"))
+        .then(|| String::from_utf8_lossy(value).into_owned())
+}
+
+struct MaskingTransform {
+    /// The answer is compressed and `compressed = "decode"`: decoded first.
+    decoder: Option<StreamDecoder>,
+    masker: masking::ResponseMasker,
+    findings: Findings,
+}
+
+impl ResponseTransform for MaskingTransform {
+    fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let data = match self.decoder.as_mut() {
+            Some(decoder) => decoder.push(data)?,
+            None => data,
+        };
+        self.masker
+            .push(data, out, &mut self.findings)
+            .map_err(|e| e.to_string())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        if let Some(decoder) = self.decoder.as_mut() {
+            let rest = decoder.finish()?;
+            self.masker
+                .push(rest, out, &mut self.findings)
+                .map_err(|e| e.to_string())?;
+        }
+        self.masker
+            .finish(out, &mut self.findings)
+            .map_err(|e| e.to_string())
+    }
+
+    fn findings(&self) -> Option<&Findings> {
+        Some(&self.findings)
+    }
+}
+
+/// A content coding masking can decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    Gzip,
+    /// HTTP's `deflate` is the zlib format (RFC 9110 8.4.1.2).
+    Deflate,
+}
+
+impl Codec {
+    fn of(encoding: &str) -> Option<Codec> {
+        match encoding.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Some(Codec::Gzip),
+            "deflate" => Some(Codec::Deflate),
+            _ => None,
+        }
+    }
+
+    /// The whole body decoded, at most `limit` bytes of it (a small body that inflates
+    /// past the limit is refused like a large one).
+    fn decode_whole(self, body: &[u8], limit: usize) -> Result<Vec<u8>, BodyRefusal> {
+        use std::io::Read;
+        let reader: Box<dyn Read + '_> = match self {
+            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+            Codec::Deflate => Box::new(flate2::read::ZlibDecoder::new(body)),
+        };
+        let mut decoded = Vec::with_capacity(body.len() * 4);
+        let read = reader.take(limit as u64 + 1).read_to_end(&mut decoded);
+        read.map_err(|error| BodyRefusal::Unreadable {
+            direction: Direction::Request,
+            reason: format!("its {self:?} coding does not decode: {error}").to_lowercase(),
+        })?;
+        if decoded.len() > limit {
+            return Err(BodyRefusal::TooLarge {
+                direction: Direction::Request,
+                limit,
+            });
+        }
+        Ok(decoded)
+    }
+
+    fn stream_decoder(self) -> StreamDecoder {
+        let inner = match self {
+            Codec::Gzip => StreamInner::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            Codec::Deflate => StreamInner::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+        };
+        StreamDecoder { inner }
+    }
+}
+
+/// A compressed answer decoded as its pieces come.
+struct StreamDecoder {
+    inner: StreamInner,
+}
+
+enum StreamInner {
+    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+}
+
+impl StreamDecoder {
+    /// The decoded bytes, emptied first: what was there was handed on already.
+    fn fresh_output(&mut self) -> &mut Vec<u8> {
+        let output = match &mut self.inner {
+            StreamInner::Gzip(decoder) => decoder.get_mut(),
+            StreamInner::Deflate(decoder) => decoder.get_mut(),
+        };
+        output.clear();
+        output
+    }
+
+    fn output(&self) -> &[u8] {
+        match &self.inner {
+            StreamInner::Gzip(decoder) => decoder.get_ref(),
+            StreamInner::Deflate(decoder) => decoder.get_ref(),
+        }
+    }
+
+    /// The bytes `data` decodes to.
+    fn push(&mut self, data: &[u8]) -> Result<&[u8], String> {
+        use std::io::Write;
+        self.fresh_output();
+        let written = match &mut self.inner {
+            StreamInner::Gzip(decoder) => decoder.write_all(data),
+            StreamInner::Deflate(decoder) => decoder.write_all(data),
+        };
+        written.map_err(|error| format!("the compressed answer does not decode: {error}"))?;
+        Ok(self.output())
+    }
+
+    /// What is left once the answer ended.
+    fn finish(&mut self) -> Result<&[u8], String> {
+        self.fresh_output();
+        let done = match &mut self.inner {
+            StreamInner::Gzip(decoder) => decoder.try_finish(),
+            StreamInner::Deflate(decoder) => decoder.try_finish(),
+        };
+        done.map_err(|error| format!("the compressed answer is cut short: {error}"))?;
+        Ok(self.output())
+    }
+}

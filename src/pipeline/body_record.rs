@@ -1,0 +1,120 @@
+//! The body phase's part of a request's record and its vocabulary: what masking found,
+//! the response's transform, and why a body was refused. Kept apart from the phase
+//! itself so the record and the errors need not import the phase's decisions.
+
+use http::StatusCode;
+
+use crate::masking::{self, Findings, Vault};
+
+/// A response body transform, fed the body's bytes as they come (framing removed).
+/// It lives in the request's [`Exchange`], which reports what it found at the end.
+pub trait ResponseTransform: Send {
+    /// Appends what may go to the client so far to `out` (it may hold some back).
+    fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// The body ended: appends what was held back.
+    fn on_end(&mut self, out: &mut Vec<u8>) -> Result<(), String>;
+    /// What masking found in the response so far.
+    fn findings(&self) -> Option<&Findings>;
+}
+
+/// Why the body phase refused a request or a response. Messages name types and
+/// reasons, never a value from the body.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyRefusal {
+    #[error("{0}")]
+    Blocked(masking::Blocked),
+    #[error("the {direction} body could not be masked: {reason}")]
+    Unreadable {
+        direction: Direction,
+        reason: String,
+    },
+    #[error("the {direction} body is larger than the {limit} bytes masking reads")]
+    TooLarge { direction: Direction, limit: usize },
+    #[error(
+        "the {direction} body is compressed ({encoding}) and this route does not pass bodies it cannot read"
+    )]
+    Compressed {
+        direction: Direction,
+        encoding: String,
+    },
+}
+
+impl BodyRefusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyRefusal::Blocked(_) => StatusCode::BAD_REQUEST,
+            BodyRefusal::Unreadable { direction, .. } if direction.is_request() => {
+                StatusCode::BAD_REQUEST
+            }
+            BodyRefusal::TooLarge { direction, .. } if direction.is_request() => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            BodyRefusal::Compressed { direction, .. } if direction.is_request() => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            // The endpoint's answer could not be masked: the client gets none of it.
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BodyRefusal::Blocked(_) => "sensitive_data_blocked",
+            BodyRefusal::Unreadable { .. } => "masking_unreadable_body",
+            BodyRefusal::TooLarge { .. } => "masking_body_too_large",
+            BodyRefusal::Compressed { .. } => "masking_compressed_body",
+        }
+    }
+
+    pub fn direction(&self) -> Direction {
+        match self {
+            BodyRefusal::Blocked(_) => Direction::Request,
+            BodyRefusal::Unreadable { direction, .. }
+            | BodyRefusal::TooLarge { direction, .. }
+            | BodyRefusal::Compressed { direction, .. } => *direction,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        }
+    }
+
+    fn is_request(self) -> bool {
+        self == Direction::Request
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The body phase's part of a request's record: what was found, the pseudonyms the
+/// response restores, the response's transform.
+#[derive(Default)]
+pub struct BodyRecord {
+    pub request: Findings,
+    /// A body that could not be masked and was passed on (`on_error = "pass"`).
+    pub passed: Option<Direction>,
+    pub(crate) vault: Option<Vault>,
+    pub(crate) response: Option<Box<dyn ResponseTransform>>,
+}
+
+impl BodyRecord {
+    /// What the response's transform found.
+    pub fn response_findings(&self) -> Option<&Findings> {
+        self.response.as_ref().and_then(|t| t.findings())
+    }
+}

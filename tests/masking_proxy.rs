@@ -1,0 +1,507 @@
+//! Masking as the proxy core's body phase (issue #13), on every engine: the fast
+//! HTTP/1.1 engine, hyper, and the hand-off between them. A recording upstream shows
+//! exactly what an endpoint receives; the client reads exactly what Junction sends.
+//! Covered: request bodies masked with the JSON kept valid and framed anew, pseudonyms
+//! restored in a streamed answer split mid-token, `block`, fail-closed refusals and
+//! `on_error = "pass"`, compressed answers, and no value in any log, metric or error.
+
+mod support;
+
+use support::proxy::RunningProxy;
+use support::raw_http::*;
+use support::travel::{self, Extra, Travel};
+
+const EMAIL: &str = "jane.doe@example.org";
+const CARD: &str = "4111 1111 1111 1111";
+
+async fn start(travel: Travel, upstream: &Upstream, route: &str, top: &str) -> RunningProxy {
+    let extra = Extra {
+        route,
+        top,
+        ..Extra::default()
+    };
+    travel::start(travel, &[upstream.url()], &extra).await
+}
+
+fn chat(content: &str) -> String {
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "temperature": 0.25,
+        "messages": [
+            { "role": "system", "content": "You are terse." },
+            { "role": "user", "content": content },
+        ],
+    })
+    .to_string()
+}
+
+fn post(path: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn json_reply(body: &str) -> Vec<Step> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    vec![Step::Write((head + body).into_bytes())]
+}
+
+fn chunk(data: &str) -> Vec<u8> {
+    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+/// An OpenAI chat stream whose answer text is `pieces`, one event each.
+fn sse_chunks(pieces: &[&str]) -> Vec<String> {
+    let mut events: Vec<String> = pieces
+        .iter()
+        .map(|piece| {
+            let event = serde_json::json!({
+                "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                "choices": [{ "index": 0, "delta": { "content": piece }, "finish_reason": null }],
+            });
+            format!("data: {event}\n\n")
+        })
+        .collect();
+    events.push("data: [DONE]\n\n".into());
+    events
+}
+
+/// The answer text of an OpenAI chat stream.
+fn sse_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut answer = String::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let event: serde_json::Value =
+            serde_json::from_str(data).unwrap_or_else(|e| panic!("event {data:?}: {e}"));
+        if let Some(piece) = event["choices"][0]["delta"]["content"].as_str() {
+            answer.push_str(piece);
+        }
+    }
+    answer
+}
+
+fn seen_json(seen: &Seen) -> serde_json::Value {
+    serde_json::from_slice(&seen.body).unwrap_or_else(|e| {
+        panic!(
+            "the endpoint got invalid JSON ({e}): {:?}",
+            String::from_utf8_lossy(&seen.body)
+        )
+    })
+}
+
+async fn the_endpoint_sees_the_request_masked(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
+    let body = chat(&format!("Mail {EMAIL} and charge {CARD}, thanks."));
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = upstream.only_request();
+    let sent = String::from_utf8_lossy(&seen.body).into_owned();
+    assert!(
+        !sent.contains(EMAIL) && !sent.contains(CARD),
+        "{travel:?}: {sent}"
+    );
+    let json = seen_json(&seen);
+    assert_eq!(
+        json["messages"][1]["content"], "Mail [EMAIL_ADDRESS] and charge [CREDIT_CARD], thanks.",
+        "{travel:?}"
+    );
+    // Every other field as it was; the new length is the one announced.
+    let original: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["model"], original["model"]);
+    assert_eq!(json["temperature"], original["temperature"]);
+    assert_eq!(json["messages"][0], original["messages"][0]);
+    assert_eq!(
+        seen.head.content_length(),
+        Some(seen.body.len()),
+        "{travel:?}"
+    );
+    assert_eq!(
+        seen.head.get("accept-encoding"),
+        Some("identity"),
+        "{travel:?}"
+    );
+    // Masking is no reason to leave the HTTP/1.1 engine.
+    let handed_off = proxy
+        .metrics_text()
+        .await
+        .contains("junction_fast_path_handoffs_total{");
+    assert_eq!(handed_off, travel == Travel::HandOff, "{travel:?}");
+}
+
+#[tokio::test]
+async fn the_endpoint_sees_the_request_masked_on_every_engine() {
+    for travel in Travel::ALL {
+        the_endpoint_sees_the_request_masked(travel).await;
+    }
+}
+
+/// The endpoint answers with the pseudonym it got, split across two events and, within
+/// the second write, across two chunks: the client reads the original back.
+async fn pseudonyms_are_restored_in_a_streamed_answer(travel: Travel) {
+    let upstream = Upstream::start(|_| {
+        let events = sse_chunks(&["Writing to <EMAIL_", "ADDRESS_1> now", "."]);
+        let mut steps = vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+        )];
+        for event in &events {
+            // Each event in two chunks, cut in its middle.
+            let (a, b) = event.split_at(event.len() / 2);
+            steps.push(Step::Write(chunk(a)));
+            steps.push(Step::Yield);
+            steps.push(Step::Write(chunk(b)));
+            steps.push(Step::Yield);
+        }
+        steps.push(Step::Write(LAST_CHUNK.to_vec()));
+        steps
+    })
+    .await;
+    let route = r#"mask = { directions = "request", types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let body = chat(&format!("Reply to {EMAIL} please"));
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = upstream.only_request();
+    assert_eq!(
+        seen_json(&seen)["messages"][1]["content"],
+        "Reply to <EMAIL_ADDRESS_1> please",
+        "{travel:?}"
+    );
+    assert_eq!(
+        sse_text(&response.body),
+        format!("Writing to {EMAIL} now."),
+        "{travel:?}: {}",
+        response.text()
+    );
+    assert!(response.text().ends_with("data: [DONE]\n\n"), "{travel:?}");
+}
+
+#[tokio::test]
+async fn pseudonyms_are_restored_in_a_streamed_answer_on_every_engine() {
+    for travel in Travel::ALL {
+        pseudonyms_are_restored_in_a_streamed_answer(travel).await;
+    }
+}
+
+/// `directions = "both"`: a JSON answer is masked too, and its length is what the
+/// client reads.
+async fn answers_are_masked_both_ways(travel: Travel) {
+    let answer = serde_json::json!({
+        "id": "r1", "object": "chat.completion",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": format!("Card on file: {CARD}") } }],
+        "usage": { "prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9 },
+    })
+    .to_string();
+    let upstream = Upstream::start(move |_| json_reply(&answer)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"both\" }", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &chat("hi")),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}");
+    let json: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON answer");
+    assert_eq!(
+        json["choices"][0]["message"]["content"], "Card on file: [CREDIT_CARD]",
+        "{travel:?}"
+    );
+    assert_eq!(json["usage"]["total_tokens"], 9);
+    // The client keeps its connection: the re-framed answer ended where it said.
+    let again = client.get("/again").await;
+    assert_eq!(again.status, 200, "{travel:?}");
+}
+
+#[tokio::test]
+async fn answers_are_masked_both_ways_on_every_engine() {
+    for travel in Travel::ALL {
+        answers_are_masked_both_ways(travel).await;
+    }
+}
+
+async fn a_blocked_type_is_refused_by_name(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply("{}")).await;
+    let route = r#"mask = { types = { CREDIT_CARD = "block" } }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let body = chat(&format!("charge {CARD}"));
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "sensitive_data_blocked");
+    assert!(
+        response.text().contains("CREDIT_CARD"),
+        "{}",
+        response.text()
+    );
+    assert!(!response.text().contains("4111"), "{}", response.text());
+    assert!(
+        upstream.seen().is_empty(),
+        "{travel:?}: the endpoint was asked"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_type_is_refused_by_name_on_every_engine() {
+    for travel in Travel::ALL {
+        a_blocked_type_is_refused_by_name(travel).await;
+    }
+}
+
+/// Fail closed: a JSON body that is not JSON is refused; `on_error = "pass"` lets it
+/// through, counted.
+async fn unreadable_bodies_fail_closed(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply("{}")).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let broken = format!(r#"{{"messages": [{{"content": "{EMAIL}"}}"#);
+    let request = post("/v1/chat/completions", "application/json", &broken);
+    let response = client.request("POST", &request).await;
+    assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "masking_unreadable_body");
+    assert!(!response.text().contains(EMAIL));
+    assert!(upstream.seen().is_empty(), "{travel:?}");
+
+    let passing = start(travel, &upstream, "mask = { on_error = \"pass\" }", "").await;
+    let mut client = RawClient::connect(&passing).await;
+    let response = client.request("POST", &request).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(upstream.only_request().body, broken.as_bytes());
+    let metrics = passing.metrics_text().await;
+    assert!(
+        metrics.contains(r#"junction_masking_passed_total{route="all",direction="request"} 1"#),
+        "{travel:?}: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_bodies_fail_closed_on_every_engine() {
+    for travel in Travel::ALL {
+        unreadable_bodies_fail_closed(travel).await;
+    }
+}
+
+/// An answer the endpoint compressed although it was asked not to: refused before its
+/// head reaches the client, never passed on unread.
+async fn compressed_answers_are_refused(travel: Travel) {
+    let upstream = Upstream::start(|_| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd"
+                .to_vec(),
+        )]
+    })
+    .await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"both\" }", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &chat("hi")),
+        )
+        .await;
+    assert_eq!(response.status, 502, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "masking_compressed_body");
+}
+
+#[tokio::test]
+async fn compressed_answers_are_refused_on_every_engine() {
+    for travel in Travel::ALL {
+        compressed_answers_are_refused(travel).await;
+    }
+}
+
+/// No value, in any form a log could hold, reaches the access log, the audit log, the
+/// metrics or an error body; the findings are counted by type.
+#[tokio::test]
+async fn no_value_reaches_a_log_a_metric_or_an_error() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let access = dir.path().join("access.log");
+    let audit = dir.path().join("audit.log");
+    let top = format!(
+        "[access_log]\npath = {:?}\n[audit]\npath = {:?}\n",
+        access.display().to_string(),
+        audit.display().to_string()
+    );
+    let values = [
+        EMAIL,
+        CARD,
+        "4111111111111111",
+        "+1 415 555 0132",
+        "AKIAIOSFODNN7EXAMPLE",
+    ];
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let mut errors = String::new();
+    for travel in Travel::ALL {
+        let route = r#"mask = { types = { AWS_ACCESS_KEY = "block", EMAIL_ADDRESS = "partial" } }"#;
+        let proxy = start(travel, &upstream, route, &top).await;
+        let mut client = RawClient::connect(&proxy).await;
+        let content = format!("{EMAIL} {CARD} call +1 415 555 0132");
+        let response = client
+            .request(
+                "POST",
+                &post("/v1/chat/completions", "application/json", &chat(&content)),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+        let blocked = client
+            .request(
+                "POST",
+                &post(
+                    "/v1/chat/completions",
+                    "application/json",
+                    &chat("key AKIAIOSFODNN7EXAMPLE"),
+                ),
+            )
+            .await;
+        assert_eq!(blocked.status, 400, "{travel:?}");
+        errors.push_str(&blocked.text());
+        let broken = client
+            .request(
+                "POST",
+                &post(
+                    "/v1/chat/completions",
+                    "application/json",
+                    &format!("{{{EMAIL}"),
+                ),
+            )
+            .await;
+        assert_eq!(broken.status, 400, "{travel:?}");
+        errors.push_str(&broken.text());
+        let metrics = proxy.metrics_text().await;
+        for value in values {
+            assert!(
+                !metrics.contains(value),
+                "{travel:?}: {value} in the metrics"
+            );
+        }
+        assert!(
+            metrics.contains(r#"junction_masking_findings_total{route="all",type="CREDIT_CARD",action="redact",direction="request"} 1"#),
+            "{travel:?}: {metrics}"
+        );
+        assert!(
+            metrics.contains(r#"type="AWS_ACCESS_KEY",action="block""#),
+            "{metrics}"
+        );
+        drop(proxy);
+    }
+    let access_log = std::fs::read_to_string(&access).unwrap_or_default();
+    let audit_log = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(access_log.contains("CREDIT_CARD:redact=1"), "{access_log}");
+    assert!(audit_log.contains("mask_block"), "{audit_log}");
+    for value in values {
+        for (name, text) in [
+            ("access log", &access_log),
+            ("audit log", &audit_log),
+            ("errors", &errors),
+        ] {
+            assert!(!text.contains(value), "{value} in the {name}: {text}");
+        }
+    }
+}
+
+/// The `openai` Python SDK through a masking route, plain and streamed: the endpoint
+/// gets pseudonyms, the program gets its own values back. scripts/test installs the
+/// SDK; the test fails when it is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_gets_its_values_back_through_a_masking_route() {
+    // A model that repeats the user's last message.
+    let upstream = Upstream::start(|seen| {
+        let request: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
+        let said = request["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let reply = format!("You said: {said}");
+        if request["stream"] == true {
+            let (a, b) = reply.split_at(reply.len() / 2);
+            let body: String = sse_chunks(&[a, b]).concat();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            return vec![Step::Write((head + &body).into_bytes())];
+        }
+        let answer = serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{ "index": 0, "finish_reason": "stop",
+                          "message": { "role": "assistant", "content": reply } }],
+            "usage": { "prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10 },
+        });
+        json_reply(&answer.to_string())
+    })
+    .await;
+    let route =
+        r#"mask = { types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "pseudonymize" } }"#;
+    for travel in Travel::ALL {
+        let proxy = start(travel, &upstream, route, "").await;
+        let script = format!(
+            r#"
+import openai
+client = openai.OpenAI(base_url="{base}", api_key="sk-test", max_retries=0)
+said = "mail {EMAIL}, card {CARD}"
+plain = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": said}}])
+print(plain.choices[0].message.content)
+stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": said}}], stream=True)
+print("".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices))
+"#,
+            base = proxy.url("/v1"),
+        );
+        let output = within(
+            "python3",
+            tokio::process::Command::new("python3")
+                .arg("-c")
+                .arg(&script)
+                .output(),
+        )
+        .await
+        .expect("python3 runs (scripts/test installs it and `openai`)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{travel:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected = format!("You said: mail {EMAIL}, card {CARD}");
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            [expected.as_str(), expected.as_str()],
+            "{travel:?}"
+        );
+        for seen in upstream.take_seen() {
+            let body = String::from_utf8_lossy(&seen.body);
+            assert!(
+                !body.contains(EMAIL) && !body.contains("4111"),
+                "{travel:?}: {body}"
+            );
+            assert!(body.contains("<EMAIL_ADDRESS_1>"), "{travel:?}: {body}");
+        }
+    }
+}
