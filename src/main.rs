@@ -74,6 +74,28 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Mask request bodies offline with the proxy's own masking: JSON bodies (or text
+    /// with --text) from stdin, one per line; the masked form to stdout, one line for
+    /// each line (an empty line where a body was refused). Exit 1 if any was refused.
+    Mask {
+        /// Take the masking of a route of this config (default: every built-in type
+        /// redacted).
+        #[arg(long, short, requires = "route")]
+        config: Option<PathBuf>,
+        /// The route whose `mask` table applies.
+        #[arg(long, requires = "config")]
+        route: Option<String>,
+        /// Each line is text, not a JSON body.
+        #[arg(long)]
+        text: bool,
+        /// The API the bodies were sent to, which says which fields are contents.
+        #[arg(long, default_value = "/v1/chat/completions")]
+        path: String,
+        /// Write each line's findings here as JSON lines: type, JSON pointer and byte
+        /// offsets in the decoded string; never a value.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -117,6 +139,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Mask {
+            config,
+            route,
+            text,
+            path,
+            report,
+        } => mask(config.zip(route), text, &path, report.as_deref()),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -307,6 +336,124 @@ fn check(config: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `junction mask`: the proxy's masking over stdin, line by line.
+fn mask(
+    route: Option<(PathBuf, String)>,
+    text: bool,
+    path: &str,
+    report: Option<&std::path::Path>,
+) -> ExitCode {
+    use junction::masking::{self, Findings, Vault};
+    use std::io::{BufRead, Write};
+    let policy = match route {
+        None => Arc::new(masking::Policy::default()),
+        Some((config, name)) => match route_masking(&config, &name) {
+            Ok(policy) => policy,
+            Err(message) => {
+                eprintln!("junction mask: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let shape = if text {
+        masking::BodyShape::Text
+    } else {
+        masking::request_shape(path.as_bytes(), Some(b"application/json"))
+    };
+    let mut report = match report.map(std::fs::File::create).transpose() {
+        Ok(file) => file.map(std::io::BufWriter::new),
+        Err(error) => {
+            eprintln!("junction mask: cannot write the report: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let (mut lines, mut refused) = (0usize, 0usize);
+    let mut located = Vec::new();
+    for (number, line) in stdin.split(b'\n').enumerate() {
+        let mut line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                eprintln!("junction mask: reading stdin: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        lines += 1;
+        located.clear();
+        let (mut vault, mut findings) = (Vault::default(), Findings::default());
+        let masked = masking::mask_request_body_located(
+            &*policy.masker,
+            shape,
+            &line,
+            &mut vault,
+            &mut findings,
+            &mut located,
+        );
+        let written = match &masked {
+            Ok(body) => out.write_all(body),
+            Err(_) => Ok(()),
+        };
+        if let Err(error) = written.and_then(|()| out.write_all(b"\n")) {
+            eprintln!("junction mask: writing stdout: {error}");
+            return ExitCode::FAILURE;
+        }
+        if masked.is_err() {
+            refused += 1;
+        }
+        if let Some(report) = report.as_mut() {
+            let entry = match &masked {
+                Ok(_) => serde_json::json!({
+                    "line": number + 1,
+                    "findings": located.iter().map(|l| serde_json::json!({
+                        "type": l.kind.name(), "pointer": l.pointer, "start": l.start, "end": l.end,
+                    })).collect::<Vec<_>>(),
+                }),
+                Err(error) => serde_json::json!({ "line": number + 1, "error": error.to_string() }),
+            };
+            if let Err(error) = writeln!(report, "{entry}") {
+                eprintln!("junction mask: writing the report: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let flushed = out
+        .flush()
+        .and_then(|()| report.map_or(Ok(()), |mut r| r.flush()));
+    if let Err(error) = flushed {
+        eprintln!("junction mask: {error}");
+        return ExitCode::FAILURE;
+    }
+    if refused > 0 {
+        eprintln!("junction mask: {refused} of {lines} lines refused (empty lines in the output)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The masking of route `name` in the config at `config`, validated as `junction check`
+/// validates it.
+fn route_masking(
+    config: &std::path::Path,
+    name: &str,
+) -> Result<Arc<junction::masking::Policy>, String> {
+    let plan = junction::config::checking(|context| junction::config::load_file(config, context))
+        .map_err(|errors| format!("{}: invalid config:\n{errors}", config.display()))?;
+    let route = plan
+        .listeners
+        .iter()
+        .flat_map(|listener| listener.routes.routes.iter())
+        .find(|route| &*route.name == name)
+        .ok_or_else(|| format!("{}: no route is named {name:?}", config.display()))?;
+    route
+        .mask
+        .clone()
+        .ok_or_else(|| format!("{}: route {name:?} has no mask table", config.display()))
 }
 
 fn init_logging() {
