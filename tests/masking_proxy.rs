@@ -505,3 +505,73 @@ print("".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.
         }
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `compressed = "decode"`: a gzip request body is decoded, masked and sent plain; a gzip
+/// answer is decoded, masked and sent plain. Without it, a gzip request body is refused
+/// with 415.
+async fn compressed_bodies_are_decoded_or_refused(travel: Travel) {
+    let answer = serde_json::json!({
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": format!("Card {CARD}") } }],
+    })
+    .to_string();
+    let compressed_answer = gzip(answer.as_bytes());
+    let upstream = Upstream::start(move |_| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            compressed_answer.len()
+        );
+        let mut reply = head.into_bytes();
+        reply.extend_from_slice(&compressed_answer);
+        vec![Step::Write(reply)]
+    })
+    .await;
+    let body = gzip(chat(&format!("mail {EMAIL}")).as_bytes());
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+
+    let route = r#"mask = { directions = "both", compressed = "decode" }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    client.send(&request).await;
+    let response = client.final_response("POST").await.1;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert!(!response.head.has("content-encoding"), "{travel:?}");
+    let json: serde_json::Value = serde_json::from_slice(&response.body).expect("plain JSON");
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "Card [CREDIT_CARD]"
+    );
+    let seen = upstream.only_request();
+    assert!(!seen.head.has("content-encoding"), "{travel:?}");
+    assert_eq!(
+        seen_json(&seen)["messages"][1]["content"],
+        "mail [EMAIL_ADDRESS]",
+        "{travel:?}"
+    );
+    upstream.take_seen();
+
+    let refusing = start(travel, &upstream, "mask = {}", "").await;
+    let mut client = RawClient::connect(&refusing).await;
+    client.send(&request).await;
+    let response = client.final_response("POST").await.1;
+    assert_eq!(response.status, 415, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "masking_compressed_body");
+    assert!(upstream.seen().is_empty(), "{travel:?}");
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_decoded_or_refused_on_every_engine() {
+    for travel in Travel::ALL {
+        compressed_bodies_are_decoded_or_refused(travel).await;
+    }
+}
