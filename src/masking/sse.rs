@@ -69,10 +69,18 @@ struct Template {
     pointer: String,
 }
 
+/// The block's last delta event, kept as it came (building a [`Template`] from it is
+/// left to the end of the block, when there is held text to send).
+struct LastDelta {
+    event: Option<String>,
+    data: String,
+    pointer: String,
+}
+
 struct BlockStream {
     key: String,
     text: TextStream,
-    template: Option<Template>,
+    last: Option<LastDelta>,
 }
 
 pub struct SseMasker {
@@ -251,11 +259,11 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
 
 /// A copy of a delta event with nothing but its one text (set later): the events that
 /// carry held text must not repeat a role, a tool call's name or a finish reason.
-fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
-    let mut data = data.clone();
-    let mut pointer = delta.pointer.clone();
+fn template_of(last: &LastDelta) -> Option<Template> {
+    let mut data: Value = serde_json::from_str(&last.data).ok()?;
+    let mut pointer = last.pointer.clone();
     if let Some(choices) = data.get_mut("choices").and_then(Value::as_array_mut) {
-        let position: usize = delta
+        let position: usize = last
             .pointer
             .split('/')
             .nth(2)
@@ -272,7 +280,7 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
                     .get("tool_calls")
                     .and_then(|calls| calls.as_array())
                     .and_then(|calls| {
-                        let position: usize = delta.pointer.split('/').nth(5)?.parse().ok()?;
+                        let position: usize = last.pointer.split('/').nth(5)?.parse().ok()?;
                         calls.get(position).cloned()
                     });
                 delta_object.clear();
@@ -284,7 +292,7 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
                     );
                     pointer = "/choices/0/delta/tool_calls/0/function/arguments".into();
                 } else {
-                    let field = delta.pointer.rsplit('/').next().unwrap_or("content");
+                    let field = last.pointer.rsplit('/').next().unwrap_or("content");
                     delta_object.insert(field.to_string(), Value::from(""));
                     pointer = format!("/choices/0/delta/{}", pointer_escape(field));
                 }
@@ -297,11 +305,11 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
     if let Some(object) = data.as_object_mut() {
         object.remove("usage");
     }
-    Template {
-        event: event.map(str::to_string),
+    Some(Template {
+        event: last.event.clone(),
         data,
         pointer,
-    }
+    })
 }
 
 /// Edits an event's JSON: the delta texts become the text safe to emit, other
@@ -530,7 +538,11 @@ impl SseMasker {
                     block
                         .text
                         .push_str(&delta.text, vault, &mut emitted, findings)?;
-                    block.template = Some(template_of(name.as_deref(), &parsed, delta));
+                    block.last = Some(LastDelta {
+                        event: name.clone(),
+                        data: data.clone(),
+                        pointer: delta.pointer.clone(),
+                    });
                     replacements.push((delta.pointer.clone(), emitted));
                 }
                 for end in &ends {
@@ -563,7 +575,7 @@ impl SseMasker {
                 self.blocks.push(BlockStream {
                     key: key.to_string(),
                     text: TextStream::new(self.masker.clone(), self.restore),
-                    template: None,
+                    last: None,
                 });
                 self.blocks.len() - 1
             }
@@ -592,7 +604,7 @@ impl SseMasker {
             if text.is_empty() {
                 continue;
             }
-            let Some(mut template) = block.template else {
+            let Some(mut template) = block.last.as_ref().and_then(template_of) else {
                 continue;
             };
             if let Some(slot) = template.data.pointer_mut(&template.pointer) {
