@@ -288,4 +288,8 @@ impl StringEdit for TextEditor<'_> {
     ) -> Result<Vec<bool>, BodyError> {
         self.mask_parts(parts, outs)
     }
+
+    fn needs_pointers(&self) -> bool {
+        self.report.is_some()
+    }
 }

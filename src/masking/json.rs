@@ -158,6 +158,11 @@ pub trait StringEdit {
         parts: &[Part<'_>],
         outs: &mut [String],
     ) -> Result<Vec<bool>, BodyError>;
+
+    /// Whether [`Part::pointer`] is needed (building it costs an allocation a part).
+    fn needs_pointers(&self) -> bool {
+        true
+    }
 }
 
 /// A content part met but not yet edited: its string's offsets and pointer.
@@ -363,7 +368,11 @@ impl Scanner<'_> {
                             self.edit_parts(edit, out)?;
                             self.parts_depth = depth;
                         }
-                        let pointer = self.site(false).pointer();
+                        let pointer = if edit.needs_pointers() {
+                            self.site(false).pointer()
+                        } else {
+                            String::new()
+                        };
                         self.parts.push(PendingPart {
                             start: at,
                             end,

@@ -258,6 +258,21 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
     EventKind::Deltas { deltas, ends, pure }
 }
 
+/// A Responses event that repeats text its deltas carried (`*.done`, the finished
+/// response): masked all the same, but its values are not counted a second time.
+fn echoes_deltas(data: &Value) -> bool {
+    data.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| {
+            kind.starts_with("response.")
+                && (kind.ends_with(".done")
+                    || matches!(
+                        kind,
+                        "response.completed" | "response.incomplete" | "response.failed"
+                    ))
+        })
+}
+
 /// A copy of a delta event with nothing but its one text (set later): the events that
 /// carry held text must not repeat a role, a tool call's name or a finish reason.
 fn template_of(last: &LastDelta) -> Option<Template> {
@@ -357,6 +372,10 @@ impl StringEdit for EventEdit<'_, '_> {
             });
         }
         Ok(changed)
+    }
+
+    fn needs_pointers(&self) -> bool {
+        !self.replacements.is_empty() || self.editor.needs_pointers()
     }
 }
 
@@ -523,13 +542,25 @@ impl SseMasker {
             }
             EventKind::Other => {
                 self.flush_blocks("", vault, out, findings)?;
-                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+                let mut echoed = Findings::default();
+                let counted = if echoes_deltas(&parsed) {
+                    &mut echoed
+                } else {
+                    findings
+                };
+                self.write_edited(&lines, &data, &[], blank, vault, out, counted)
             }
             EventKind::Ends(ends) => {
                 for end in &ends {
                     self.flush_blocks(end, vault, out, findings)?;
                 }
-                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+                let mut echoed = Findings::default();
+                let counted = if echoes_deltas(&parsed) {
+                    &mut echoed
+                } else {
+                    findings
+                };
+                self.write_edited(&lines, &data, &[], blank, vault, out, counted)
             }
             EventKind::Deltas { deltas, ends, pure } => {
                 let mut replacements = Vec::with_capacity(deltas.len());
@@ -950,6 +981,23 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
                 "split {split}"
             );
         }
+    }
+
+    #[test]
+    fn text_a_responses_stream_repeats_is_masked_but_counted_once() {
+        let stream = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"a SECRET-1\"}\n\n\
+event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"output_index\":0,\"content_index\":0,\"text\":\"a SECRET-1\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"output\":[{\"content\":[{\"type\":\"output_text\",\"text\":\"a SECRET-1\"}]}]}}\n\n";
+        let mut sse = SseMasker::new(masker(Action::Redact), false, 1 << 20);
+        let (mut vault, mut findings, mut out) =
+            (Vault::default(), Findings::default(), Vec::new());
+        sse.push(stream.as_bytes(), &mut vault, &mut out, &mut findings)
+            .unwrap();
+        sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches("a [SECRET]").count(), 3, "{out}");
+        assert!(!out.contains("SECRET-1"));
+        assert_eq!(findings.total(), 1);
     }
 
     #[test]
