@@ -70,6 +70,10 @@ fn mask_request<'b>(
                 Cow::Borrowed(body)
             });
         }
+        BodyShape::JsonLines(_) => {
+            let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
+            return mask_json_lines(body, &mut editor);
+        }
         BodyShape::Binary => return Err(BodyError::NotMaskable),
     };
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
@@ -79,6 +83,44 @@ fn mask_request<'b>(
     } else {
         Ok(Cow::Borrowed(body))
     }
+}
+
+/// Every string of each line of a JSON-lines body; blank lines and line endings kept.
+fn mask_json_lines<'b>(
+    body: &'b [u8],
+    editor: &mut TextEditor<'_>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut changed = false;
+    let mut line_start = 0;
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        let content_end = line.len()
+            - line
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
+        let (content, ending) = line.split_at(content_end);
+        if content.trim_ascii().is_empty() {
+            out.extend_from_slice(line);
+        } else {
+            changed |= json::rewrite(content, Selection::AllStrings, editor, &mut out).map_err(
+                |error| match error {
+                    BodyError::NotJson { offset } => BodyError::NotJson {
+                        offset: line_start + offset,
+                    },
+                    other => other,
+                },
+            )?;
+            out.extend_from_slice(ending);
+        }
+        line_start += line.len();
+    }
+    Ok(if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(body)
+    })
 }
 
 enum Phase {
@@ -135,6 +177,9 @@ impl ResponseMasker {
                 BodyShape::Text => Phase::Text(TextStream::new(masker.clone(), restore)),
                 BodyShape::EventStream(_) => {
                     Phase::Events(SseMasker::new(masker.clone(), restore, max_body))
+                }
+                BodyShape::JsonLines(_) => {
+                    Phase::Events(SseMasker::json_lines(masker.clone(), restore, max_body))
                 }
                 // Pseudonyms cannot be found in bytes that are not text: left as they are.
                 BodyShape::Binary if masker.is_none() => Phase::Passing,
@@ -369,6 +414,32 @@ mod tests {
         );
         let response = ResponseMasker::new(None, Vault::default(), BodyShape::Binary);
         assert!(response.is_passing());
+    }
+
+    #[test]
+    fn a_json_lines_request_has_every_line_masked() {
+        let masker = SampleMasker::new(Action::Redact);
+        let body = b"{\"a\":\"SECRET-1\"}\r\n\n{\"b\":[1,\"x SECRET-2\"]}";
+        let masked = mask_request_body(
+            &masker,
+            BodyShape::JsonLines(None),
+            body,
+            &mut Vault::default(),
+            &mut Findings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            &masked[..],
+            b"{\"a\":\"[SECRET]\"}\r\n\n{\"b\":[1,\"x [SECRET]\"]}"
+        );
+        let error = mask_request_body(
+            &masker,
+            BodyShape::JsonLines(None),
+            b"{}\n{,}\n",
+            &mut Vault::default(),
+            &mut Findings::default(),
+        );
+        assert_eq!(error, Err(BodyError::NotJson { offset: 4 }));
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub const CONTENT_KEYS: &[&str] = &[
     "refusal",
     "delta",
     "partial_json",
+    "response",
 ];
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,

@@ -15,6 +15,10 @@ pub enum Api {
     OpenAiEmbeddings,
     /// Anthropic `/v1/messages`.
     AnthropicMessages,
+    /// Ollama's own `/api/chat`.
+    OllamaChat,
+    /// Ollama's own `/api/generate`.
+    OllamaGenerate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +31,9 @@ pub enum BodyShape {
     Text,
     /// `text/event-stream`, of a known API when the path names one.
     EventStream(Option<Api>),
+    /// JSON lines (`application/x-ndjson`, as Ollama streams), of a known API when the
+    /// path names one.
+    JsonLines(Option<Api>),
     /// Anything else (images, audio, forms, compressed or unknown types).
     Binary,
 }
@@ -58,6 +65,10 @@ pub fn api_of_path(path: &[u8]) -> Option<Api> {
         Some(Api::OpenAiEmbeddings)
     } else if path.ends_with(b"/messages") {
         Some(Api::AnthropicMessages)
+    } else if path.ends_with(b"/api/chat") {
+        Some(Api::OllamaChat)
+    } else if path.ends_with(b"/api/generate") {
+        Some(Api::OllamaGenerate)
     } else {
         None
     }
@@ -81,6 +92,14 @@ fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
     let media = media_type(content_type);
     if media == "text/event-stream" {
         BodyShape::EventStream(api)
+    } else if matches!(
+        media.as_str(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+    ) {
+        BodyShape::JsonLines(api)
     } else if media == "application/json" || media.ends_with("+json") {
         api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
     } else if media.starts_with("text/") {
@@ -161,6 +180,14 @@ mod tests {
         assert_eq!(
             response_shape(b"/v1/chat/completions", None),
             BodyShape::Binary
+        );
+        assert_eq!(
+            request_shape(b"/api/chat", json),
+            BodyShape::ApiJson(Api::OllamaChat)
+        );
+        assert_eq!(
+            response_shape(b"/api/generate", Some(b"application/x-ndjson")),
+            BodyShape::JsonLines(Some(Api::OllamaGenerate))
         );
     }
 }

@@ -87,10 +87,14 @@ pub struct SseMasker {
     masker: Option<Arc<dyn TextMasker>>,
     restore: bool,
     max_line: usize,
+    /// JSON lines, not SSE: every line is the data of one event.
+    json_lines: bool,
     line: Vec<u8>,
     /// The last piece ended in `\r`: a `\n` first in the next one ends the same line.
     pending_cr: bool,
     lines: Vec<Line>,
+    /// Bytes of `lines`, for the limit.
+    event_bytes: usize,
     /// The line ending the stream uses, for the events built here.
     newline: &'static [u8],
     blocks: Vec<BlockStream>,
@@ -119,6 +123,9 @@ fn pointer_escape(key: &str) -> String {
 fn classify(data: &Value) -> EventKind {
     if let Some(choices) = data.get("choices").and_then(Value::as_array) {
         return classify_choices(data, choices);
+    }
+    if let Some(done) = data.get("done").and_then(Value::as_bool) {
+        return classify_ollama(data, done);
     }
     let Some(kind) = data.get("type").and_then(Value::as_str) else {
         return EventKind::Other;
@@ -174,6 +181,36 @@ fn classify(data: &Value) -> EventKind {
                 _ => EventKind::Other,
             }
         }
+    }
+}
+
+/// Ollama's own API: `message.content` (chat) or `response` (generate), `done` last.
+fn classify_ollama(data: &Value, done: bool) -> EventKind {
+    let (text, pointer) = match (
+        data.pointer("/message/content").and_then(Value::as_str),
+        data.get("response").and_then(Value::as_str),
+    ) {
+        (Some(text), _) => (text, "/message/content"),
+        (None, Some(text)) => (text, "/response"),
+        (None, None) if done => return EventKind::Ends(vec!["ollama/".into()]),
+        (None, None) => return EventKind::Other,
+    };
+    let message_is_text = data
+        .get("message")
+        .and_then(Value::as_object)
+        .is_none_or(|message| message.keys().all(|k| k == "role" || k == "content"));
+    EventKind::Deltas {
+        deltas: vec![Delta {
+            key: format!("ollama/{pointer}"),
+            pointer: pointer.to_string(),
+            text: text.to_string(),
+        }],
+        ends: if done {
+            vec!["ollama/".into()]
+        } else {
+            Vec::new()
+        },
+        pure: !done && message_is_text,
     }
 }
 
@@ -385,11 +422,21 @@ impl SseMasker {
             masker,
             restore,
             max_line,
+            json_lines: false,
             line: Vec::new(),
             pending_cr: false,
             lines: Vec::new(),
+            event_bytes: 0,
             newline: b"\n",
             blocks: Vec::new(),
+        }
+    }
+
+    /// A stream of JSON lines (NDJSON, as Ollama streams): each line is an event's data.
+    pub fn json_lines(masker: Option<Arc<dyn TextMasker>>, restore: bool, max_line: usize) -> Self {
+        SseMasker {
+            json_lines: true,
+            ..Self::new(masker, restore, max_line)
         }
     }
 
@@ -440,22 +487,28 @@ impl SseMasker {
         let text = String::from_utf8(line).map_err(|error| BodyError::NotText {
             offset: error.utf8_error().valid_up_to(),
         })?;
-        if text.is_empty() {
+        if self.json_lines && !text.trim_ascii().is_empty() {
             self.newline = ending;
+            return self.event(vec![Line { text, ending }], b"", vault, out, findings);
+        }
+        if text.is_empty() || self.json_lines {
+            self.newline = ending;
+            self.event_bytes = 0;
             let lines = std::mem::take(&mut self.lines);
             if !lines.is_empty() {
                 return self.event(lines, ending, vault, out, findings);
             }
+            out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(ending);
         } else {
+            self.event_bytes += text.len() + ending.len();
             self.lines.push(Line { text, ending });
         }
         Ok(())
     }
 
     fn take_partial(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
-        let held: usize = self.lines.iter().map(|l| l.text.len() + 2).sum();
-        if held + self.line.len() + bytes.len() > self.max_line {
+        if self.event_bytes + self.line.len() + bytes.len() > self.max_line {
             return Err(BodyError::TooLarge {
                 limit: self.max_line,
             });
@@ -499,7 +552,13 @@ impl SseMasker {
     ) -> Result<(), BodyError> {
         let mut name = None;
         let mut data: Option<String> = None;
-        for line in &lines {
+        let fields = if self.json_lines {
+            data = lines.first().map(|line| line.text.clone());
+            &[][..]
+        } else {
+            &lines[..]
+        };
+        for line in fields {
             match field_of(&line.text) {
                 ("event", value) => name = Some(value.to_string()),
                 ("data", value) => match &mut data {
@@ -529,7 +588,7 @@ impl SseMasker {
             let mut editor =
                 TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None);
             if editor.edit_text(&data, None, &mut edited)? {
-                write_event(&lines, &edited, blank, out);
+                self.write_event(&lines, &edited, blank, out);
             } else {
                 write_raw(&lines, blank, out);
             }
@@ -600,6 +659,16 @@ impl SseMasker {
         }
     }
 
+    fn write_event(&self, lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
+        if self.json_lines {
+            // The JSON writer escapes newlines: the data is still one line.
+            out.extend_from_slice(data.as_bytes());
+            out.extend_from_slice(lines.first().map_or(&b"\n"[..], |line| line.ending));
+            return;
+        }
+        write_sse_event(lines, data, blank, out);
+    }
+
     fn block(&mut self, key: &str) -> &mut BlockStream {
         let at = match self.blocks.iter().position(|b| b.key == key) {
             Some(at) => at,
@@ -642,6 +711,11 @@ impl SseMasker {
             if let Some(slot) = template.data.pointer_mut(&template.pointer) {
                 *slot = Value::String(text);
             }
+            if self.json_lines {
+                out.extend_from_slice(template.data.to_string().as_bytes());
+                out.extend_from_slice(self.newline);
+                continue;
+            }
             if let Some(event) = &template.event {
                 out.extend_from_slice(b"event: ");
                 out.extend_from_slice(event.as_bytes());
@@ -679,7 +753,7 @@ impl SseMasker {
             &mut edit,
             &mut edited,
         )? {
-            write_event(lines, &String::from_utf8_lossy(&edited), blank, out);
+            self.write_event(lines, &String::from_utf8_lossy(&edited), blank, out);
         } else {
             write_raw(lines, blank, out);
         }
@@ -697,7 +771,7 @@ fn write_raw(lines: &[Line], blank: &[u8], out: &mut Vec<u8>) {
 
 /// Writes the event's lines with its data replaced by `data` (one `data:` line per
 /// line of it, where the first data line was).
-fn write_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
+fn write_sse_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
     let mut written = false;
     for line in lines {
         let (field, _) = field_of(&line.text);
@@ -998,6 +1072,39 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
         assert_eq!(out.matches("a [SECRET]").count(), 3, "{out}");
         assert!(!out.contains("SECRET-1"));
         assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
+    fn ollama_json_lines_are_masked_and_restored_across_lines_at_every_split_point() {
+        let mut vault = Vault::default();
+        vault.pseudonym(&Kind("EMAIL_ADDRESS".into()), "ann@example.org");
+        let mut stream = String::new();
+        for delta in ["Hi <EMAIL_", "ADDRESS_1>, key SEC", "RET-77 ", "end"] {
+            stream.push_str(&format!(
+                "{{\"model\":\"m\",\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"done\":false}}\n",
+                serde_json::to_string(delta).unwrap()
+            ));
+        }
+        stream.push_str("{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"eval_count\":9}\n");
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let mut sse = SseMasker::json_lines(masker(Action::Redact), true, 1 << 20);
+            let (mut findings, mut out) = (Findings::default(), Vec::new());
+            sse.push(a, &mut vault, &mut out, &mut findings).unwrap();
+            sse.push(b, &mut vault, &mut out, &mut findings).unwrap();
+            sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let mut text = String::new();
+            for line in out.lines() {
+                let value: Value = serde_json::from_str(line).expect("each line is JSON");
+                text.push_str(value["message"]["content"].as_str().unwrap());
+            }
+            assert_eq!(
+                text, "Hi ann@example.org, key [SECRET] end",
+                "split {split}"
+            );
+            assert!(out.ends_with("\"done\":true,\"eval_count\":9}\n"));
+        }
     }
 
     #[test]
