@@ -42,6 +42,17 @@ impl BodyShape {
     pub fn is_maskable(self) -> bool {
         self != BodyShape::Binary
     }
+
+    /// The shape of the body as it is on the wire with `content_encoding`: a body
+    /// encoded other than `identity` is `Binary` (refused when masked, never passed on
+    /// unmasked) unless the caller decodes it first and keeps the shape.
+    pub fn as_encoded(self, content_encoding: Option<&[u8]>) -> BodyShape {
+        match content_encoding.map(<[u8]>::trim_ascii) {
+            None | Some(b"") => self,
+            Some(coding) if coding.eq_ignore_ascii_case(b"identity") => self,
+            Some(_) => BodyShape::Binary,
+        }
+    }
 }
 
 /// The API a request path names, by its last segments (so `/v1/...`, Azure's
@@ -169,6 +180,12 @@ mod tests {
             BodyShape::Text
         );
         assert_eq!(request_shape(b"/api/x", None), BodyShape::Binary);
+        assert_eq!(BodyShape::Text.as_encoded(Some(b"gzip")), BodyShape::Binary);
+        assert_eq!(
+            BodyShape::Text.as_encoded(Some(b" Identity")),
+            BodyShape::Text
+        );
+        assert_eq!(BodyShape::Text.as_encoded(None), BodyShape::Text);
         assert_eq!(
             request_shape(b"/upload", Some(b"image/png")),
             BodyShape::Binary
