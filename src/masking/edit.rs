@@ -118,7 +118,6 @@ impl<'a> TextEditor<'a> {
         out: &mut String,
     ) -> Result<bool, BodyError> {
         let Some(masker) = self.masker else {
-            out.push_str(text);
             return Ok(false);
         };
         let mut spans = std::mem::take(&mut self.spans);
