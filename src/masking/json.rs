@@ -794,6 +794,43 @@ mod tests {
     }
 
     #[test]
+    fn responses_requests_and_api_responses_have_their_contents_edited() {
+        let request = r#"{"model":"m","instructions":"be brief","input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","image_url":"data:x"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}],"metadata":{"text":"m"}}"#;
+        let (out, pointers) = upper(request, Selection::RequestContents);
+        assert_eq!(
+            out,
+            request
+                .replace("be brief", "BE BRIEF")
+                .replace("\"hi\"", "\"HI\"")
+                .replace("\"done\"", "\"DONE\"")
+        );
+        assert_eq!(
+            pointers,
+            [
+                "/instructions",
+                "/input/0/content/0/text",
+                "/input/1/arguments",
+                "/input/2/output"
+            ]
+        );
+        let chat = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok","tool_calls":[{"id":"t","function":{"name":"n","arguments":"a"}}]},"finish_reason":"stop"}],"usage":{"total_tokens":1}}"#;
+        let (out, _) = upper(chat, Selection::ResponseContents);
+        assert_eq!(
+            out,
+            chat.replace("\"ok\"", "\"OK\"")
+                .replace("\"arguments\":\"a\"", "\"arguments\":\"A\"")
+        );
+        let anthropic = r#"{"id":"msg","type":"message","role":"assistant","content":[{"type":"text","text":"yes"},{"type":"tool_use","id":"t","name":"n","input":{"q":"v"}}],"stop_reason":"end_turn"}"#;
+        let (out, _) = upper(anthropic, Selection::ResponseContents);
+        assert_eq!(
+            out,
+            anthropic
+                .replace("\"yes\"", "\"YES\"")
+                .replace("\"v\"", "\"V\"")
+        );
+    }
+
+    #[test]
     fn invalid_json_is_refused_with_its_offset() {
         for bad in [
             "",
