@@ -524,6 +524,10 @@ impl Scanner<'_> {
         };
         let result = edit.edit(&site, text, &mut replacement);
         if let Ok(true) = result {
+            if !self.changed {
+                // The first change: the rest of the body follows.
+                out.reserve(self.body.len() + replacement.len());
+            }
             out.extend_from_slice(&self.body[self.copied..start]);
             encode_string(&replacement, out);
             self.copied = end;
