@@ -274,7 +274,7 @@ mod tests {
     use super::*;
     use crate::masking::sample_masker::SampleMasker;
     use crate::masking::shape::Api;
-    use crate::masking::{Action, Kind};
+    use crate::masking::{Action, Kind, Span};
 
     #[test]
     fn a_request_is_masked_and_its_response_restored() {
@@ -440,6 +440,65 @@ mod tests {
             &mut Findings::default(),
         );
         assert_eq!(error, Err(BodyError::NotJson { offset: 4 }));
+    }
+
+    /// Finds overlapping, unordered spans off char boundaries.
+    struct CarelessMasker;
+
+    impl TextMasker for CarelessMasker {
+        fn find(&self, text: &str, spans: &mut Vec<Span>) {
+            let kind = Kind("X".into());
+            for (start, end) in [(5, 9), (1, 3), (2, 4), (8, 100)] {
+                spans.push(Span {
+                    start: start.min(text.len()),
+                    end,
+                    kind: kind.clone(),
+                });
+            }
+        }
+
+        fn replace(
+            &self,
+            span: &Span,
+            _: &str,
+            _: &mut Vault,
+            out: &mut String,
+            _: &mut Findings,
+        ) -> Result<(), crate::masking::Blocked> {
+            out.push_str(&format!("[{}]", span.kind.name()));
+            Ok(())
+        }
+
+        fn look_behind(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn a_masker_breaking_its_contract_masks_more_and_never_panics() {
+        let masked = mask_request_body(
+            &CarelessMasker,
+            BodyShape::Text,
+            "aé€😀bcdef".as_bytes(),
+            &mut Vault::default(),
+            &mut Findings::default(),
+        )
+        .unwrap();
+        // (1,3), (1,6), (3,10) and (6,15) once widened: one value.
+        assert_eq!(std::str::from_utf8(&masked).unwrap(), "a[X]");
+        let masker: Arc<dyn TextMasker> = Arc::new(CarelessMasker);
+        for body in ["", "é", "aé€😀bcdef and more text é€😀"] {
+            let mut response =
+                ResponseMasker::new(Some(masker.clone()), Vault::default(), BodyShape::Text);
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(3) {
+                response
+                    .push(piece, &mut out, &mut Findings::default())
+                    .unwrap();
+            }
+            response.finish(&mut out, &mut Findings::default()).unwrap();
+            assert!(std::str::from_utf8(&out).is_ok());
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! the stream, or of an SSE content block) flushes it. A restored token is a boundary:
 //! the text before it is flushed, and the client's own value is never masked.
 
+use super::edit::find_spans;
 use super::error::BodyError;
 use super::restore::{Piece, Pieces, unfinished_token};
 use super::{Findings, Span, TextMasker, Vault};
@@ -201,7 +202,7 @@ impl TextStream {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        masker.find(&self.pending, &mut spans);
+        find_spans(masker.as_ref(), &self.pending, &mut spans);
         let mut cut = floor_char_boundary(&self.pending, self.pending.len() - self.look_behind)
             .max(self.context);
         for span in &spans {
@@ -277,7 +278,7 @@ impl TextStream {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        masker.find(&self.pending, &mut spans);
+        find_spans(masker.as_ref(), &self.pending, &mut spans);
         let end = self.pending.len();
         let result = self.emit(masker.as_ref(), &spans, end, vault, out, findings);
         self.spans = spans;
