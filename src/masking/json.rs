@@ -295,9 +295,8 @@ impl Scanner<'_> {
         }
     }
 
-    fn open(&mut self, array: bool, selection: Selection, at: usize) -> Result<(), BodyError> {
+    fn open(&mut self, array: bool, selection: Selection) -> Result<(), BodyError> {
         if self.stack.len() >= MAX_DEPTH {
-            let _ = at;
             return Err(BodyError::TooDeep { max: MAX_DEPTH });
         }
         let (reach, strings, _) = self.value_site(selection, !array);
@@ -340,7 +339,7 @@ impl Scanner<'_> {
             at = skip_whitespace(body, at);
             match body.get(at) {
                 Some(b'{') => {
-                    self.open(false, selection, at)?;
+                    self.open(false, selection)?;
                     at = skip_whitespace(body, at + 1);
                     if body.get(at) == Some(&b'}') {
                         self.stack.pop();
@@ -351,7 +350,7 @@ impl Scanner<'_> {
                     }
                 }
                 Some(b'[') => {
-                    self.open(true, selection, at)?;
+                    self.open(true, selection)?;
                     at = skip_whitespace(body, at + 1);
                     if body.get(at) == Some(&b']') {
                         self.close(edit, out)?;
