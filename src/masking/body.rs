@@ -200,6 +200,13 @@ impl ResponseMasker {
         matches!(self.phase, Phase::Passing)
     }
 
+    /// Whether the whole body is kept until [`ResponseMasker::finish`] (JSON): the
+    /// caller can then send a `Content-Length` of the output. Any other masked body
+    /// changes length as it streams: its `Content-Length` must go.
+    pub fn is_buffering(&self) -> bool {
+        matches!(self.phase, Phase::Buffering(..))
+    }
+
     /// Takes the next piece of the body; appends what can be sent now to `out`.
     pub fn push(
         &mut self,
