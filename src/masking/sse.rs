@@ -295,6 +295,15 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
     EventKind::Deltas { deltas, ends, pure }
 }
 
+/// Whether the text of the stream `key` (as [`classify`] names them) is JSON written
+/// piece by piece: tool-call arguments. A value restored into it is escaped as in a
+/// JSON string, so that a quote in it cannot break the arguments.
+fn holds_json(key: &str) -> bool {
+    key.contains("/tool/")
+        || key.ends_with("/json")
+        || key.starts_with("responses/response.function_call_arguments/")
+}
+
 /// A Responses event that repeats text its deltas carried (`*.done`, the finished
 /// response): masked all the same, but its values are not counted a second time.
 fn echoes_deltas(data: &Value) -> bool {
@@ -675,7 +684,8 @@ impl SseMasker {
             None => {
                 self.blocks.push(BlockStream {
                     key: key.to_string(),
-                    text: TextStream::new(self.masker.clone(), self.restore),
+                    text: TextStream::new(self.masker.clone(), self.restore)
+                        .restoring_into_json(holds_json(key)),
                     last: None,
                 });
                 self.blocks.len() - 1
@@ -1105,6 +1115,25 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             );
             assert!(out.ends_with("\"done\":true,\"eval_count\":9}\n"));
         }
+    }
+
+    #[test]
+    fn a_value_restored_into_streamed_tool_arguments_keeps_them_json() {
+        let mut vault = Vault::default();
+        vault.pseudonym(&Kind("PASSWORD".into()), "p\"s\\s");
+        let mut stream = String::new();
+        for piece in ["{\"pw\":\"<PASS", "WORD_1>\"}"] {
+            stream.push_str(&format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}\n\n",
+                serde_json::to_string(piece).unwrap()
+            ));
+        }
+        stream.push_str(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        );
+        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
+        let arguments: Value = serde_json::from_str(&joined(&out, "/delta/partial_json")).unwrap();
+        assert_eq!(arguments["pw"], "p\"s\\s");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use super::edit::find_spans;
 use super::error::BodyError;
+use super::json::encode_string;
 use super::restore::{Piece, Pieces, unfinished_token};
 use super::{Findings, Span, TextMasker, Vault};
 
@@ -21,6 +22,8 @@ const LEFT_CONTEXT: usize = 64;
 pub struct TextStream {
     masker: Option<std::sync::Arc<dyn TextMasker>>,
     restore: bool,
+    /// The text is JSON (streamed tool-call arguments): restored values are escaped.
+    json_escaped: bool,
     look_behind: usize,
     /// Text not yet emitted, after `context` bytes of emitted text.
     pending: String,
@@ -65,6 +68,7 @@ impl TextStream {
         TextStream {
             masker,
             restore,
+            json_escaped: false,
             look_behind,
             pending: String::new(),
             context: 0,
@@ -73,6 +77,13 @@ impl TextStream {
             received: 0,
             spans: Vec::new(),
         }
+    }
+
+    /// For a text that is JSON written piece by piece (tool-call arguments): a restored
+    /// value goes in escaped as inside a JSON string, where its token was.
+    pub fn restoring_into_json(mut self, json: bool) -> Self {
+        self.json_escaped = json;
+        self
     }
 
     /// Bytes of text held back now.
@@ -176,7 +187,14 @@ impl TextStream {
                 // A value that could be masked is not in the left context of the next.
                 self.pending.clear();
                 self.context = 0;
-                out.push_str(&value);
+                if self.json_escaped {
+                    let mut quoted = Vec::with_capacity(value.len() + 2);
+                    encode_string(&value, &mut quoted);
+                    // Without its quotes: the token was inside a string already.
+                    out.push_str(&String::from_utf8_lossy(&quoted[1..quoted.len() - 1]));
+                } else {
+                    out.push_str(&value);
+                }
             } else {
                 self.mask_push(&text[start..end], vault, out, findings)?;
             }
