@@ -80,7 +80,7 @@ enum Reach {
 
 /// One open array or object.
 #[derive(Clone, Debug)]
-pub struct Frame {
+struct Frame {
     array: bool,
     /// Arrays: the index of the current element.
     index: usize,
