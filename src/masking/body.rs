@@ -70,6 +70,10 @@ fn mask_request<'b>(
                 Cow::Borrowed(body)
             });
         }
+        BodyShape::JsonLines(_) => {
+            let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
+            return mask_json_lines(body, &mut editor);
+        }
         BodyShape::Binary => return Err(BodyError::NotMaskable),
     };
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
@@ -79,6 +83,44 @@ fn mask_request<'b>(
     } else {
         Ok(Cow::Borrowed(body))
     }
+}
+
+/// Every string of each line of a JSON-lines body; blank lines and line endings kept.
+fn mask_json_lines<'b>(
+    body: &'b [u8],
+    editor: &mut TextEditor<'_>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut changed = false;
+    let mut line_start = 0;
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        let content_end = line.len()
+            - line
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
+        let (content, ending) = line.split_at(content_end);
+        if content.trim_ascii().is_empty() {
+            out.extend_from_slice(line);
+        } else {
+            changed |= json::rewrite(content, Selection::AllStrings, editor, &mut out).map_err(
+                |error| match error {
+                    BodyError::NotJson { offset } => BodyError::NotJson {
+                        offset: line_start + offset,
+                    },
+                    other => other,
+                },
+            )?;
+            out.extend_from_slice(ending);
+        }
+        line_start += line.len();
+    }
+    Ok(if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(body)
+    })
 }
 
 enum Phase {
@@ -136,6 +178,9 @@ impl ResponseMasker {
                 BodyShape::EventStream(_) => {
                     Phase::Events(SseMasker::new(masker.clone(), restore, max_body))
                 }
+                BodyShape::JsonLines(_) => {
+                    Phase::Events(SseMasker::json_lines(masker.clone(), restore, max_body))
+                }
                 // Pseudonyms cannot be found in bytes that are not text: left as they are.
                 BodyShape::Binary if masker.is_none() => Phase::Passing,
                 BodyShape::Binary => Phase::Refused,
@@ -153,6 +198,13 @@ impl ResponseMasker {
     /// Whether the body passes untouched (no masking, nothing to restore).
     pub fn is_passing(&self) -> bool {
         matches!(self.phase, Phase::Passing)
+    }
+
+    /// Whether the whole body is kept until [`ResponseMasker::finish`] (JSON): the
+    /// caller can then send a `Content-Length` of the output. Any other masked body
+    /// changes length as it streams: its `Content-Length` must go.
+    pub fn is_buffering(&self) -> bool {
+        matches!(self.phase, Phase::Buffering(..))
     }
 
     /// Takes the next piece of the body; appends what can be sent now to `out`.
@@ -229,7 +281,7 @@ mod tests {
     use super::*;
     use crate::masking::sample_masker::SampleMasker;
     use crate::masking::shape::Api;
-    use crate::masking::{Action, Kind};
+    use crate::masking::{Action, Kind, Span};
 
     #[test]
     fn a_request_is_masked_and_its_response_restored() {
@@ -369,6 +421,91 @@ mod tests {
         );
         let response = ResponseMasker::new(None, Vault::default(), BodyShape::Binary);
         assert!(response.is_passing());
+    }
+
+    #[test]
+    fn a_json_lines_request_has_every_line_masked() {
+        let masker = SampleMasker::new(Action::Redact);
+        let body = b"{\"a\":\"SECRET-1\"}\r\n\n{\"b\":[1,\"x SECRET-2\"]}";
+        let masked = mask_request_body(
+            &masker,
+            BodyShape::JsonLines(None),
+            body,
+            &mut Vault::default(),
+            &mut Findings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            &masked[..],
+            b"{\"a\":\"[SECRET]\"}\r\n\n{\"b\":[1,\"x [SECRET]\"]}"
+        );
+        let error = mask_request_body(
+            &masker,
+            BodyShape::JsonLines(None),
+            b"{}\n{,}\n",
+            &mut Vault::default(),
+            &mut Findings::default(),
+        );
+        assert_eq!(error, Err(BodyError::NotJson { offset: 4 }));
+    }
+
+    /// Finds overlapping, unordered spans off char boundaries.
+    struct CarelessMasker;
+
+    impl TextMasker for CarelessMasker {
+        fn find(&self, text: &str, spans: &mut Vec<Span>) {
+            let kind = Kind("X".into());
+            for (start, end) in [(5, 9), (1, 3), (2, 4), (8, 100)] {
+                spans.push(Span {
+                    start: start.min(text.len()),
+                    end,
+                    kind: kind.clone(),
+                });
+            }
+        }
+
+        fn replace(
+            &self,
+            span: &Span,
+            _: &str,
+            _: &mut Vault,
+            out: &mut String,
+            _: &mut Findings,
+        ) -> Result<(), crate::masking::Blocked> {
+            out.push_str(&format!("[{}]", span.kind.name()));
+            Ok(())
+        }
+
+        fn look_behind(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn a_masker_breaking_its_contract_masks_more_and_never_panics() {
+        let masked = mask_request_body(
+            &CarelessMasker,
+            BodyShape::Text,
+            "aé€😀bcdef".as_bytes(),
+            &mut Vault::default(),
+            &mut Findings::default(),
+        )
+        .unwrap();
+        // (1,3), (1,6), (3,10) and (6,15) once widened: one value.
+        assert_eq!(std::str::from_utf8(&masked).unwrap(), "a[X]");
+        let masker: Arc<dyn TextMasker> = Arc::new(CarelessMasker);
+        for body in ["", "é", "aé€😀bcdef and more text é€😀"] {
+            let mut response =
+                ResponseMasker::new(Some(masker.clone()), Vault::default(), BodyShape::Text);
+            let mut out = Vec::new();
+            for piece in body.as_bytes().chunks(3) {
+                response
+                    .push(piece, &mut out, &mut Findings::default())
+                    .unwrap();
+            }
+            response.finish(&mut out, &mut Findings::default()).unwrap();
+            assert!(std::str::from_utf8(&out).is_ok());
+        }
     }
 
     #[test]

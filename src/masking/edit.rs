@@ -20,6 +20,44 @@ pub struct Located {
     pub end: usize,
 }
 
+/// The values `masker` finds in `text`, made safe to slice by whatever the masker
+/// returned: in order, on char boundaries (widened to them), within the text, and
+/// overlapping ones merged. A masker that breaks its contract masks more, never less,
+/// and never makes the proxy panic.
+pub(crate) fn find_spans(masker: &dyn TextMasker, text: &str, spans: &mut Vec<Span>) {
+    masker.find(text, spans);
+    let tidy = spans.windows(2).all(|pair| pair[0].end <= pair[1].start)
+        && spans.iter().all(|span| {
+            span.start < span.end
+                && span.end <= text.len()
+                && text.is_char_boundary(span.start)
+                && text.is_char_boundary(span.end)
+        });
+    if tidy {
+        return;
+    }
+    for span in spans.iter_mut() {
+        span.end = span.end.min(text.len());
+        span.start = span.start.min(span.end);
+        while !text.is_char_boundary(span.start) {
+            span.start -= 1;
+        }
+        while !text.is_char_boundary(span.end) {
+            span.end += 1;
+        }
+    }
+    spans.retain(|span| span.start < span.end);
+    spans.sort_by_key(|span| span.start);
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for span in spans.drain(..) {
+        match merged.last_mut() {
+            Some(last) if span.start < last.end => last.end = last.end.max(span.end),
+            _ => merged.push(span),
+        }
+    }
+    *spans = merged;
+}
+
 /// Where a text is, for the report.
 #[derive(Clone, Copy)]
 enum Place<'s, 'b> {
@@ -118,12 +156,11 @@ impl<'a> TextEditor<'a> {
         out: &mut String,
     ) -> Result<bool, BodyError> {
         let Some(masker) = self.masker else {
-            out.push_str(text);
             return Ok(false);
         };
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        masker.find(text, &mut spans);
+        find_spans(masker, text, &mut spans);
         let mut result = Ok(!spans.is_empty());
         let mut at = 0;
         for span in &spans {
@@ -184,7 +221,7 @@ impl<'a> TextEditor<'a> {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        masker.find(&joined, &mut spans);
+        find_spans(masker, &joined, &mut spans);
         let mut changed = vec![false; parts.len()];
         let copy = |outs: &mut [String], from: usize, to: usize| {
             for (out, (start, end)) in outs.iter_mut().zip(&bounds) {
@@ -287,5 +324,9 @@ impl StringEdit for TextEditor<'_> {
         outs: &mut [String],
     ) -> Result<Vec<bool>, BodyError> {
         self.mask_parts(parts, outs)
+    }
+
+    fn needs_pointers(&self) -> bool {
+        self.report.is_some()
     }
 }

@@ -43,6 +43,7 @@ pub const CONTENT_KEYS: &[&str] = &[
     "refusal",
     "delta",
     "partial_json",
+    "response",
 ];
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,
@@ -79,7 +80,7 @@ enum Reach {
 
 /// One open array or object.
 #[derive(Clone, Debug)]
-pub struct Frame {
+struct Frame {
     array: bool,
     /// Arrays: the index of the current element.
     index: usize,
@@ -158,6 +159,11 @@ pub trait StringEdit {
         parts: &[Part<'_>],
         outs: &mut [String],
     ) -> Result<Vec<bool>, BodyError>;
+
+    /// Whether [`Part::pointer`] is needed (building it costs an allocation a part).
+    fn needs_pointers(&self) -> bool {
+        true
+    }
 }
 
 /// A content part met but not yet edited: its string's offsets and pointer.
@@ -289,9 +295,8 @@ impl Scanner<'_> {
         }
     }
 
-    fn open(&mut self, array: bool, selection: Selection, at: usize) -> Result<(), BodyError> {
+    fn open(&mut self, array: bool, selection: Selection) -> Result<(), BodyError> {
         if self.stack.len() >= MAX_DEPTH {
-            let _ = at;
             return Err(BodyError::TooDeep { max: MAX_DEPTH });
         }
         let (reach, strings, _) = self.value_site(selection, !array);
@@ -334,7 +339,7 @@ impl Scanner<'_> {
             at = skip_whitespace(body, at);
             match body.get(at) {
                 Some(b'{') => {
-                    self.open(false, selection, at)?;
+                    self.open(false, selection)?;
                     at = skip_whitespace(body, at + 1);
                     if body.get(at) == Some(&b'}') {
                         self.stack.pop();
@@ -345,7 +350,7 @@ impl Scanner<'_> {
                     }
                 }
                 Some(b'[') => {
-                    self.open(true, selection, at)?;
+                    self.open(true, selection)?;
                     at = skip_whitespace(body, at + 1);
                     if body.get(at) == Some(&b']') {
                         self.close(edit, out)?;
@@ -363,7 +368,11 @@ impl Scanner<'_> {
                             self.edit_parts(edit, out)?;
                             self.parts_depth = depth;
                         }
-                        let pointer = self.site(false).pointer();
+                        let pointer = if edit.needs_pointers() {
+                            self.site(false).pointer()
+                        } else {
+                            String::new()
+                        };
                         self.parts.push(PendingPart {
                             start: at,
                             end,
@@ -514,6 +523,10 @@ impl Scanner<'_> {
         };
         let result = edit.edit(&site, text, &mut replacement);
         if let Ok(true) = result {
+            if !self.changed {
+                // The first change: the rest of the body follows.
+                out.reserve(self.body.len() + replacement.len());
+            }
             out.extend_from_slice(&self.body[self.copied..start]);
             encode_string(&replacement, out);
             self.copied = end;
@@ -781,6 +794,43 @@ mod tests {
             Selection::RequestContents,
         );
         assert_eq!(out, r#"{"prompt":["A","B"],"input":[[1,2]],"model":"m"}"#);
+    }
+
+    #[test]
+    fn responses_requests_and_api_responses_have_their_contents_edited() {
+        let request = r#"{"model":"m","instructions":"be brief","input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","image_url":"data:x"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}],"metadata":{"text":"m"}}"#;
+        let (out, pointers) = upper(request, Selection::RequestContents);
+        assert_eq!(
+            out,
+            request
+                .replace("be brief", "BE BRIEF")
+                .replace("\"hi\"", "\"HI\"")
+                .replace("\"done\"", "\"DONE\"")
+        );
+        assert_eq!(
+            pointers,
+            [
+                "/instructions",
+                "/input/0/content/0/text",
+                "/input/1/arguments",
+                "/input/2/output"
+            ]
+        );
+        let chat = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok","tool_calls":[{"id":"t","function":{"name":"n","arguments":"a"}}]},"finish_reason":"stop"}],"usage":{"total_tokens":1}}"#;
+        let (out, _) = upper(chat, Selection::ResponseContents);
+        assert_eq!(
+            out,
+            chat.replace("\"ok\"", "\"OK\"")
+                .replace("\"arguments\":\"a\"", "\"arguments\":\"A\"")
+        );
+        let anthropic = r#"{"id":"msg","type":"message","role":"assistant","content":[{"type":"text","text":"yes"},{"type":"tool_use","id":"t","name":"n","input":{"q":"v"}}],"stop_reason":"end_turn"}"#;
+        let (out, _) = upper(anthropic, Selection::ResponseContents);
+        assert_eq!(
+            out,
+            anthropic
+                .replace("\"yes\"", "\"YES\"")
+                .replace("\"v\"", "\"V\"")
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum Api {
     OpenAiEmbeddings,
     /// Anthropic `/v1/messages`.
     AnthropicMessages,
+    /// Ollama's own `/api/chat`.
+    OllamaChat,
+    /// Ollama's own `/api/generate`.
+    OllamaGenerate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +31,9 @@ pub enum BodyShape {
     Text,
     /// `text/event-stream`, of a known API when the path names one.
     EventStream(Option<Api>),
+    /// JSON lines (`application/x-ndjson`, as Ollama streams), of a known API when the
+    /// path names one.
+    JsonLines(Option<Api>),
     /// Anything else (images, audio, forms, compressed or unknown types).
     Binary,
 }
@@ -34,6 +41,17 @@ pub enum BodyShape {
 impl BodyShape {
     pub fn is_maskable(self) -> bool {
         self != BodyShape::Binary
+    }
+
+    /// The shape of the body as it is on the wire with `content_encoding`: a body
+    /// encoded other than `identity` is `Binary` (refused when masked, never passed on
+    /// unmasked) unless the caller decodes it first and keeps the shape.
+    pub fn as_encoded(self, content_encoding: Option<&[u8]>) -> BodyShape {
+        match content_encoding.map(<[u8]>::trim_ascii) {
+            None | Some(b"") => self,
+            Some(coding) if coding.eq_ignore_ascii_case(b"identity") => self,
+            Some(_) => BodyShape::Binary,
+        }
     }
 }
 
@@ -58,6 +76,10 @@ pub fn api_of_path(path: &[u8]) -> Option<Api> {
         Some(Api::OpenAiEmbeddings)
     } else if path.ends_with(b"/messages") {
         Some(Api::AnthropicMessages)
+    } else if path.ends_with(b"/api/chat") {
+        Some(Api::OllamaChat)
+    } else if path.ends_with(b"/api/generate") {
+        Some(Api::OllamaGenerate)
     } else {
         None
     }
@@ -81,6 +103,14 @@ fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
     let media = media_type(content_type);
     if media == "text/event-stream" {
         BodyShape::EventStream(api)
+    } else if matches!(
+        media.as_str(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+    ) {
+        BodyShape::JsonLines(api)
     } else if media == "application/json" || media.ends_with("+json") {
         api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
     } else if media.starts_with("text/") {
@@ -150,6 +180,12 @@ mod tests {
             BodyShape::Text
         );
         assert_eq!(request_shape(b"/api/x", None), BodyShape::Binary);
+        assert_eq!(BodyShape::Text.as_encoded(Some(b"gzip")), BodyShape::Binary);
+        assert_eq!(
+            BodyShape::Text.as_encoded(Some(b" Identity")),
+            BodyShape::Text
+        );
+        assert_eq!(BodyShape::Text.as_encoded(None), BodyShape::Text);
         assert_eq!(
             request_shape(b"/upload", Some(b"image/png")),
             BodyShape::Binary
@@ -161,6 +197,14 @@ mod tests {
         assert_eq!(
             response_shape(b"/v1/chat/completions", None),
             BodyShape::Binary
+        );
+        assert_eq!(
+            request_shape(b"/api/chat", json),
+            BodyShape::ApiJson(Api::OllamaChat)
+        );
+        assert_eq!(
+            response_shape(b"/api/generate", Some(b"application/x-ndjson")),
+            BodyShape::JsonLines(Some(Api::OllamaGenerate))
         );
     }
 }

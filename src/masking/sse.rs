@@ -69,20 +69,32 @@ struct Template {
     pointer: String,
 }
 
+/// The block's last delta event, kept as it came (building a [`Template`] from it is
+/// left to the end of the block, when there is held text to send).
+struct LastDelta {
+    event: Option<String>,
+    data: String,
+    pointer: String,
+}
+
 struct BlockStream {
     key: String,
     text: TextStream,
-    template: Option<Template>,
+    last: Option<LastDelta>,
 }
 
 pub struct SseMasker {
     masker: Option<Arc<dyn TextMasker>>,
     restore: bool,
     max_line: usize,
+    /// JSON lines, not SSE: every line is the data of one event.
+    json_lines: bool,
     line: Vec<u8>,
     /// The last piece ended in `\r`: a `\n` first in the next one ends the same line.
     pending_cr: bool,
     lines: Vec<Line>,
+    /// Bytes of `lines`, for the limit.
+    event_bytes: usize,
     /// The line ending the stream uses, for the events built here.
     newline: &'static [u8],
     blocks: Vec<BlockStream>,
@@ -111,6 +123,9 @@ fn pointer_escape(key: &str) -> String {
 fn classify(data: &Value) -> EventKind {
     if let Some(choices) = data.get("choices").and_then(Value::as_array) {
         return classify_choices(data, choices);
+    }
+    if let Some(done) = data.get("done").and_then(Value::as_bool) {
+        return classify_ollama(data, done);
     }
     let Some(kind) = data.get("type").and_then(Value::as_str) else {
         return EventKind::Other;
@@ -146,8 +161,9 @@ fn classify(data: &Value) -> EventKind {
             if !RESPONSES_TEXT_EVENTS.contains(&stem) {
                 return EventKind::Other;
             }
+            // Ends in `/`: it is also the prefix its `.done` event ends.
             let key = format!(
-                "responses/{stem}/{}/{}",
+                "responses/{stem}/{}/{}/",
                 index("output_index"),
                 index("content_index")
             );
@@ -165,6 +181,36 @@ fn classify(data: &Value) -> EventKind {
                 _ => EventKind::Other,
             }
         }
+    }
+}
+
+/// Ollama's own API: `message.content` (chat) or `response` (generate), `done` last.
+fn classify_ollama(data: &Value, done: bool) -> EventKind {
+    let (text, pointer) = match (
+        data.pointer("/message/content").and_then(Value::as_str),
+        data.get("response").and_then(Value::as_str),
+    ) {
+        (Some(text), _) => (text, "/message/content"),
+        (None, Some(text)) => (text, "/response"),
+        (None, None) if done => return EventKind::Ends(vec!["ollama/".into()]),
+        (None, None) => return EventKind::Other,
+    };
+    let message_is_text = data
+        .get("message")
+        .and_then(Value::as_object)
+        .is_none_or(|message| message.keys().all(|k| k == "role" || k == "content"));
+    EventKind::Deltas {
+        deltas: vec![Delta {
+            key: format!("ollama/{pointer}"),
+            pointer: pointer.to_string(),
+            text: text.to_string(),
+        }],
+        ends: if done {
+            vec!["ollama/".into()]
+        } else {
+            Vec::new()
+        },
+        pure: !done && message_is_text,
     }
 }
 
@@ -249,13 +295,37 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
     EventKind::Deltas { deltas, ends, pure }
 }
 
+/// Whether the text of the stream `key` (as [`classify`] names them) is JSON written
+/// piece by piece: tool-call arguments. A value restored into it is escaped as in a
+/// JSON string, so that a quote in it cannot break the arguments.
+fn holds_json(key: &str) -> bool {
+    key.contains("/tool/")
+        || key.ends_with("/json")
+        || key.starts_with("responses/response.function_call_arguments/")
+}
+
+/// A Responses event that repeats text its deltas carried (`*.done`, the finished
+/// response): masked all the same, but its values are not counted a second time.
+fn echoes_deltas(data: &Value) -> bool {
+    data.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| {
+            kind.starts_with("response.")
+                && (kind.ends_with(".done")
+                    || matches!(
+                        kind,
+                        "response.completed" | "response.incomplete" | "response.failed"
+                    ))
+        })
+}
+
 /// A copy of a delta event with nothing but its one text (set later): the events that
 /// carry held text must not repeat a role, a tool call's name or a finish reason.
-fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
-    let mut data = data.clone();
-    let mut pointer = delta.pointer.clone();
+fn template_of(last: &LastDelta) -> Option<Template> {
+    let mut data: Value = serde_json::from_str(&last.data).ok()?;
+    let mut pointer = last.pointer.clone();
     if let Some(choices) = data.get_mut("choices").and_then(Value::as_array_mut) {
-        let position: usize = delta
+        let position: usize = last
             .pointer
             .split('/')
             .nth(2)
@@ -272,7 +342,7 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
                     .get("tool_calls")
                     .and_then(|calls| calls.as_array())
                     .and_then(|calls| {
-                        let position: usize = delta.pointer.split('/').nth(5)?.parse().ok()?;
+                        let position: usize = last.pointer.split('/').nth(5)?.parse().ok()?;
                         calls.get(position).cloned()
                     });
                 delta_object.clear();
@@ -284,7 +354,7 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
                     );
                     pointer = "/choices/0/delta/tool_calls/0/function/arguments".into();
                 } else {
-                    let field = delta.pointer.rsplit('/').next().unwrap_or("content");
+                    let field = last.pointer.rsplit('/').next().unwrap_or("content");
                     delta_object.insert(field.to_string(), Value::from(""));
                     pointer = format!("/choices/0/delta/{}", pointer_escape(field));
                 }
@@ -297,11 +367,11 @@ fn template_of(event: Option<&str>, data: &Value, delta: &Delta) -> Template {
     if let Some(object) = data.as_object_mut() {
         object.remove("usage");
     }
-    Template {
-        event: event.map(str::to_string),
+    Some(Template {
+        event: last.event.clone(),
         data,
         pointer,
-    }
+    })
 }
 
 /// Edits an event's JSON: the delta texts become the text safe to emit, other
@@ -349,6 +419,10 @@ impl StringEdit for EventEdit<'_, '_> {
         }
         Ok(changed)
     }
+
+    fn needs_pointers(&self) -> bool {
+        !self.replacements.is_empty() || self.editor.needs_pointers()
+    }
 }
 
 impl SseMasker {
@@ -357,11 +431,21 @@ impl SseMasker {
             masker,
             restore,
             max_line,
+            json_lines: false,
             line: Vec::new(),
             pending_cr: false,
             lines: Vec::new(),
+            event_bytes: 0,
             newline: b"\n",
             blocks: Vec::new(),
+        }
+    }
+
+    /// A stream of JSON lines (NDJSON, as Ollama streams): each line is an event's data.
+    pub fn json_lines(masker: Option<Arc<dyn TextMasker>>, restore: bool, max_line: usize) -> Self {
+        SseMasker {
+            json_lines: true,
+            ..Self::new(masker, restore, max_line)
         }
     }
 
@@ -412,22 +496,28 @@ impl SseMasker {
         let text = String::from_utf8(line).map_err(|error| BodyError::NotText {
             offset: error.utf8_error().valid_up_to(),
         })?;
-        if text.is_empty() {
+        if self.json_lines && !text.trim_ascii().is_empty() {
             self.newline = ending;
+            return self.event(vec![Line { text, ending }], b"", vault, out, findings);
+        }
+        if text.is_empty() || self.json_lines {
+            self.newline = ending;
+            self.event_bytes = 0;
             let lines = std::mem::take(&mut self.lines);
             if !lines.is_empty() {
                 return self.event(lines, ending, vault, out, findings);
             }
+            out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(ending);
         } else {
+            self.event_bytes += text.len() + ending.len();
             self.lines.push(Line { text, ending });
         }
         Ok(())
     }
 
     fn take_partial(&mut self, bytes: &[u8]) -> Result<(), BodyError> {
-        let held: usize = self.lines.iter().map(|l| l.text.len() + 2).sum();
-        if held + self.line.len() + bytes.len() > self.max_line {
+        if self.event_bytes + self.line.len() + bytes.len() > self.max_line {
             return Err(BodyError::TooLarge {
                 limit: self.max_line,
             });
@@ -471,7 +561,13 @@ impl SseMasker {
     ) -> Result<(), BodyError> {
         let mut name = None;
         let mut data: Option<String> = None;
-        for line in &lines {
+        let fields = if self.json_lines {
+            data = lines.first().map(|line| line.text.clone());
+            &[][..]
+        } else {
+            &lines[..]
+        };
+        for line in fields {
             match field_of(&line.text) {
                 ("event", value) => name = Some(value.to_string()),
                 ("data", value) => match &mut data {
@@ -501,7 +597,7 @@ impl SseMasker {
             let mut editor =
                 TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None);
             if editor.edit_text(&data, None, &mut edited)? {
-                write_event(&lines, &edited, blank, out);
+                self.write_event(&lines, &edited, blank, out);
             } else {
                 write_raw(&lines, blank, out);
             }
@@ -514,13 +610,25 @@ impl SseMasker {
             }
             EventKind::Other => {
                 self.flush_blocks("", vault, out, findings)?;
-                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+                let mut echoed = Findings::default();
+                let counted = if echoes_deltas(&parsed) {
+                    &mut echoed
+                } else {
+                    findings
+                };
+                self.write_edited(&lines, &data, &[], blank, vault, out, counted)
             }
             EventKind::Ends(ends) => {
                 for end in &ends {
                     self.flush_blocks(end, vault, out, findings)?;
                 }
-                self.write_edited(&lines, &data, &[], blank, vault, out, findings)
+                let mut echoed = Findings::default();
+                let counted = if echoes_deltas(&parsed) {
+                    &mut echoed
+                } else {
+                    findings
+                };
+                self.write_edited(&lines, &data, &[], blank, vault, out, counted)
             }
             EventKind::Deltas { deltas, ends, pure } => {
                 let mut replacements = Vec::with_capacity(deltas.len());
@@ -530,7 +638,11 @@ impl SseMasker {
                     block
                         .text
                         .push_str(&delta.text, vault, &mut emitted, findings)?;
-                    block.template = Some(template_of(name.as_deref(), &parsed, delta));
+                    block.last = Some(LastDelta {
+                        event: name.clone(),
+                        data: data.clone(),
+                        pointer: delta.pointer.clone(),
+                    });
                     replacements.push((delta.pointer.clone(), emitted));
                 }
                 for end in &ends {
@@ -556,14 +668,25 @@ impl SseMasker {
         }
     }
 
+    fn write_event(&self, lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
+        if self.json_lines {
+            // The JSON writer escapes newlines: the data is still one line.
+            out.extend_from_slice(data.as_bytes());
+            out.extend_from_slice(lines.first().map_or(&b"\n"[..], |line| line.ending));
+            return;
+        }
+        write_sse_event(lines, data, blank, out);
+    }
+
     fn block(&mut self, key: &str) -> &mut BlockStream {
         let at = match self.blocks.iter().position(|b| b.key == key) {
             Some(at) => at,
             None => {
                 self.blocks.push(BlockStream {
                     key: key.to_string(),
-                    text: TextStream::new(self.masker.clone(), self.restore),
-                    template: None,
+                    text: TextStream::new(self.masker.clone(), self.restore)
+                        .restoring_into_json(holds_json(key)),
+                    last: None,
                 });
                 self.blocks.len() - 1
             }
@@ -592,11 +715,16 @@ impl SseMasker {
             if text.is_empty() {
                 continue;
             }
-            let Some(mut template) = block.template else {
+            let Some(mut template) = block.last.as_ref().and_then(template_of) else {
                 continue;
             };
             if let Some(slot) = template.data.pointer_mut(&template.pointer) {
                 *slot = Value::String(text);
+            }
+            if self.json_lines {
+                out.extend_from_slice(template.data.to_string().as_bytes());
+                out.extend_from_slice(self.newline);
+                continue;
             }
             if let Some(event) = &template.event {
                 out.extend_from_slice(b"event: ");
@@ -635,7 +763,7 @@ impl SseMasker {
             &mut edit,
             &mut edited,
         )? {
-            write_event(lines, &String::from_utf8_lossy(&edited), blank, out);
+            self.write_event(lines, &String::from_utf8_lossy(&edited), blank, out);
         } else {
             write_raw(lines, blank, out);
         }
@@ -653,7 +781,7 @@ fn write_raw(lines: &[Line], blank: &[u8], out: &mut Vec<u8>) {
 
 /// Writes the event's lines with its data replaced by `data` (one `data:` line per
 /// line of it, where the first data line was).
-fn write_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
+fn write_sse_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) {
     let mut written = false;
     for line in lines {
         let (field, _) = field_of(&line.text);
@@ -691,6 +819,15 @@ mod tests {
     use crate::masking::{Action, Kind};
 
     fn masker(action: Action) -> Option<Arc<dyn TextMasker>> {
+        // One compiled pattern for the many runs of the split-point tests.
+        static REDACT: std::sync::OnceLock<Arc<SampleMasker>> = std::sync::OnceLock::new();
+        if action == Action::Redact {
+            return Some(
+                REDACT
+                    .get_or_init(|| Arc::new(SampleMasker::new(action)))
+                    .clone(),
+            );
+        }
         Some(Arc::new(SampleMasker::new(action)))
     }
 
@@ -928,6 +1065,75 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
                 "split {split}"
             );
         }
+    }
+
+    #[test]
+    fn text_a_responses_stream_repeats_is_masked_but_counted_once() {
+        let stream = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"a SECRET-1\"}\n\n\
+event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"output_index\":0,\"content_index\":0,\"text\":\"a SECRET-1\"}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"output\":[{\"content\":[{\"type\":\"output_text\",\"text\":\"a SECRET-1\"}]}]}}\n\n";
+        let mut sse = SseMasker::new(masker(Action::Redact), false, 1 << 20);
+        let (mut vault, mut findings, mut out) =
+            (Vault::default(), Findings::default(), Vec::new());
+        sse.push(stream.as_bytes(), &mut vault, &mut out, &mut findings)
+            .unwrap();
+        sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.matches("a [SECRET]").count(), 3, "{out}");
+        assert!(!out.contains("SECRET-1"));
+        assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
+    fn ollama_json_lines_are_masked_and_restored_across_lines_at_every_split_point() {
+        let mut vault = Vault::default();
+        vault.pseudonym(&Kind("EMAIL_ADDRESS".into()), "ann@example.org");
+        let mut stream = String::new();
+        for delta in ["Hi <EMAIL_", "ADDRESS_1>, key SEC", "RET-77 ", "end"] {
+            stream.push_str(&format!(
+                "{{\"model\":\"m\",\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"done\":false}}\n",
+                serde_json::to_string(delta).unwrap()
+            ));
+        }
+        stream.push_str("{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"eval_count\":9}\n");
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let mut sse = SseMasker::json_lines(masker(Action::Redact), true, 1 << 20);
+            let (mut findings, mut out) = (Findings::default(), Vec::new());
+            sse.push(a, &mut vault, &mut out, &mut findings).unwrap();
+            sse.push(b, &mut vault, &mut out, &mut findings).unwrap();
+            sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let mut text = String::new();
+            for line in out.lines() {
+                let value: Value = serde_json::from_str(line).expect("each line is JSON");
+                text.push_str(value["message"]["content"].as_str().unwrap());
+            }
+            assert_eq!(
+                text, "Hi ann@example.org, key [SECRET] end",
+                "split {split}"
+            );
+            assert!(out.ends_with("\"done\":true,\"eval_count\":9}\n"));
+        }
+    }
+
+    #[test]
+    fn a_value_restored_into_streamed_tool_arguments_keeps_them_json() {
+        let mut vault = Vault::default();
+        vault.pseudonym(&Kind("PASSWORD".into()), "p\"s\\s");
+        let mut stream = String::new();
+        for piece in ["{\"pw\":\"<PASS", "WORD_1>\"}"] {
+            stream.push_str(&format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}\n\n",
+                serde_json::to_string(piece).unwrap()
+            ));
+        }
+        stream.push_str(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        );
+        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
+        let arguments: Value = serde_json::from_str(&joined(&out, "/delta/partial_json")).unwrap();
+        assert_eq!(arguments["pw"], "p\"s\\s");
     }
 
     #[test]
