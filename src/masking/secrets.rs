@@ -74,12 +74,26 @@ pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<
 /// A whole line of 64 base64 characters (the PEM line width) with upper and lower case
 /// and digits: the body of a key block whose header and footer are in other pieces.
 pub fn pem_line(text: &str, start: usize, end: usize) -> Option<Found> {
-    let (upper, lower, digit) = classes(&text[start..end]);
-    (upper > 0 && lower > 0 && digit > 0).then_some(Found {
-        start,
-        end: start + text[start..end].trim_end_matches('\r').len(),
-        kind: Builtin::PrivateKey,
-    })
+    let line = &text[start..end];
+    let at_line_start = start == 0 || text.as_bytes()[start - 1] == b'\n';
+    let rest = &text[end..];
+    let at_line_end = rest.is_empty() || rest.starts_with('\n') || rest.starts_with("\r\n");
+    let (upper, lower, digit) = classes(line);
+    let base64 = line
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    (line.len() == 64
+        && at_line_start
+        && at_line_end
+        && base64
+        && upper > 0
+        && lower > 0
+        && digit > 0)
+        .then_some(Found {
+            start,
+            end,
+            kind: Builtin::PrivateKey,
+        })
 }
 
 /// A JWT (`eyJ` header, payload, signature), or its head when it is cut off.
@@ -205,31 +219,29 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// A standalone token of 32+ characters that looks random: upper and lower case and
 /// digits mixed, high entropy, few separators (an opaque bearer token, an AWS secret
-/// key, a session key). Returns `Err(end)` to skip a run too long to be one token.
-pub fn random_token(text: &str, start: usize, end: usize) -> Result<Found, usize> {
-    if end - start > TOKEN_MAX || !bounds::token_may_start(text, start) {
-        return Err(end);
+/// key, a session key). Runs longer than `TOKEN_MAX` are data (base64 images), not one.
+pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
+    if end - start > TOKEN_MAX
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end)
+    {
+        return None;
     }
     let value = &text[start..end];
     let (upper, lower, digits) = classes(value);
     let separators = value.bytes().filter(|b| matches!(b, b'-' | b'_')).count();
     let slashes = value.bytes().filter(|&b| b == b'/').count();
-    let ok = upper >= 2
+    let random = upper >= 2
         && lower >= 2
         && digits >= 2
         && separators * 8 <= value.len()
         && slashes <= 3
-        && entropy(value.as_bytes()) >= 4.0
-        && bounds::token_may_end(text, end);
-    if ok {
-        Ok(Found {
-            start,
-            end,
-            kind: Builtin::ApiKey,
-        })
-    } else {
-        Err(end)
-    }
+        && entropy(value.as_bytes()) >= 4.0;
+    random.then_some(Found {
+        start,
+        end,
+        kind: Builtin::ApiKey,
+    })
 }
 
 /// True when `value` looks generated rather than written: letters and digits, or both
@@ -277,7 +289,7 @@ mod tests {
         let text = "token CEXbqnQMpLlL-Bk0qG1h9VkbWCsmpKYeIbFa56lCpymnC-9c6X7I9FmkYVhHdKCJ end";
         let s = 6;
         let e = text.len() - 4;
-        assert!(random_token(text, s, e).is_ok());
+        assert!(random_token(text, s, e).is_some());
         for look_alike in [
             "7092e1e352f5c25b5b83b244e50b6491580e1890",
             "15d32a4781b971d8b0340a78c7e446dea52ea8c13e669d41c50dfd5bc997eb22",
@@ -285,7 +297,7 @@ mod tests {
             "this_is_a_long_variable_name_for_2024_v2_Final_X",
         ] {
             assert!(
-                random_token(look_alike, 0, look_alike.len()).is_err(),
+                random_token(look_alike, 0, look_alike.len()).is_none(),
                 "{look_alike}"
             );
         }
