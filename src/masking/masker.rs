@@ -11,6 +11,7 @@ use sha2::Sha256;
 use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::kinds::{Builtin, Found};
+use super::names::NameDetectors;
 use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
 
 /// How many bytes a streaming masker holds back: the longest value caught whole. Keys,
@@ -118,8 +119,11 @@ impl MaskerBuilder {
         let hasher = self.hash_key.map(|key| {
             Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length")
         });
+        let people = enabled[Builtin::Person.index()];
+        let streets = enabled[Builtin::StreetAddress.index()];
         Ok(Masker {
             detectors: Detectors::new(),
+            names: (people || streets).then(NameDetectors::new),
             enabled,
             kinds,
             actions,
@@ -133,6 +137,8 @@ impl MaskerBuilder {
 /// `replace` take `&self`.
 pub struct Masker {
     detectors: Detectors,
+    /// The optional PERSON / STREET_ADDRESS detectors, when either is on.
+    names: Option<NameDetectors>,
     /// Per built-in type, whether its values are reported.
     enabled: [bool; Builtin::ALL.len()],
     /// Per built-in type, its `Kind` (shared, so a span costs no allocation).
@@ -234,20 +240,32 @@ impl TextMasker for Masker {
         let first = spans.len();
         let mut found = Vec::new();
         self.detectors.find(text, &mut found);
+        let mut overlapping = false;
+        if let Some(names) = &self.names {
+            let before = found.len();
+            names.find(
+                text,
+                self.enabled[Builtin::Person.index()],
+                self.enabled[Builtin::StreetAddress.index()],
+                &mut found,
+            );
+            overlapping = found.len() > before;
+        }
         self.builtin_spans(text, &found, spans);
         if let Some(custom) = &self.custom {
             let mut extra = Vec::new();
             custom.find(text, &mut extra);
-            if !extra.is_empty() {
-                let mut mine: Vec<Span> = spans.drain(first..).collect();
-                mine.extend(
-                    extra
-                        .into_iter()
-                        .map(|(start, end, kind)| Span { start, end, kind }),
-                );
-                resolve_overlaps(&mut mine);
-                spans.extend(mine);
-            }
+            overlapping |= !extra.is_empty();
+            spans.extend(
+                extra
+                    .into_iter()
+                    .map(|(start, end, kind)| Span { start, end, kind }),
+            );
+        }
+        if overlapping {
+            let mut mine: Vec<Span> = spans.drain(first..).collect();
+            resolve_overlaps(&mut mine);
+            spans.extend(mine);
         }
     }
 

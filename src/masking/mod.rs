@@ -11,6 +11,7 @@ mod digit_run;
 pub mod finance;
 pub mod kinds;
 pub mod masker;
+mod names;
 mod national_id;
 mod network;
 pub mod policy;
