@@ -414,6 +414,71 @@ mod tests {
     }
 
     #[test]
+    fn any_text_is_masked_without_panics_on_char_boundaries() {
+        let masker = Masker::builder()
+            .names()
+            .custom(
+                CustomSpec::Words {
+                    kind: Kind("CODENAME".into()),
+                    words: vec!["straße".into(), "nightjar".into()],
+                    ignore_case: true,
+                },
+                Action::Redact,
+            )
+            .build()
+            .unwrap();
+        let pieces = [
+            "é",
+            "日本",
+            "½",
+            " ",
+            "\n",
+            "-",
+            ".",
+            ":",
+            "@",
+            "+",
+            "=",
+            "1",
+            "42",
+            "4111",
+            "Dr. ",
+            "Müller",
+            "Straße 5",
+            "-----END PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY-----",
+            "a@b.co",
+            "10.0.0.1",
+            "::",
+            "eyJ",
+            "sk-",
+            "AKIA",
+            "Bearer ",
+            "key=",
+            "0",
+        ];
+        let mut spans = Vec::new();
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}{a}{c}");
+                    spans.clear();
+                    masker.find(&text, &mut spans);
+                    let mut at = 0;
+                    for span in &spans {
+                        assert!(span.start >= at && span.end > span.start, "{text:?}");
+                        assert!(
+                            text.is_char_boundary(span.start) && text.is_char_boundary(span.end)
+                        );
+                        at = span.end;
+                    }
+                    mask(&masker, &text).0.unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
     fn debug_shows_no_key() {
         let masker = Masker::builder()
             .hash_key(b"secret-key".to_vec())

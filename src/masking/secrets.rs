@@ -58,12 +58,13 @@ pub fn pem_block(text: &str, start: usize, end: usize) -> Option<Found> {
 /// this text): the key material lines before it, back to `floor`, with the footer.
 pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<Found> {
     let mut from = start;
-    while from > floor {
-        let line_start = text[floor..from - 1]
+    // Whole lines only, back from a footer that starts its line.
+    while from > floor && text.as_bytes()[from - 1] == b'\n' {
+        let line_end = from - 1;
+        let line_start = text[floor..line_end]
             .rfind('\n')
             .map_or(floor, |i| floor + i + 1);
-        let line = &text[line_start..from - 1];
-        if !is_pem_body_line(line.trim()) {
+        if !is_pem_body_line(text[line_start..line_end].trim()) {
             break;
         }
         from = line_start;
