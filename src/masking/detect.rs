@@ -158,7 +158,10 @@ impl Detectors {
                 }
             }
             match hit {
-                Some(found) if found.end > found.start && found.start >= floor => {
+                // A value widened back into the one before it (an e-mail's local part)
+                // starts where that one ends: never dropped, never overlapping.
+                Some(mut found) if found.end > floor.max(found.start) => {
+                    found.start = found.start.max(floor);
                     floor = found.end;
                     at = found.end.max(start + 1);
                     out.push(found);
