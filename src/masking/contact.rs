@@ -196,7 +196,9 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     let brazil = matches!(shape.as_slice(), [2, 4, 4] | [2, 5, 4])
         && run.separator(text, 0) == " "
         && run.separator(text, 1) == "-";
-    us || threes || brazil
+    // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`).
+    let india = shape == [5, 5] && (b'6'..=b'9').contains(&d[0]) && run.separator(text, 0) == " ";
+    us || threes || brazil || india
 }
 
 /// An extension right after a number: `x123`, ` ext. 123`, ` extension 123`.
@@ -259,6 +261,10 @@ mod tests {
             "+55 94 5234-3898",
             "+41 52 033 48 84",
             "17 3080-4609",
+            "98765 43210",
+            "(02) 9876 5432",
+            "0412 345 678",
+            "(555)234-5678",
             "001-843-628-7982",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");

@@ -1,7 +1,8 @@
 //! The built-in detectors in one pass: a single multi-pattern regex (leftmost-first, one
 //! pattern per candidate shape) walks the text once, and each candidate is confirmed by
 //! its family's validator. A rejected candidate is offered to the other shapes that can
-//! start at the same place before the walk moves on.
+//! start at the same place before the walk moves on. Random tokens and lines of key
+//! material come from a loop over token runs after it.
 
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID, meta};
@@ -36,9 +37,12 @@ enum Shape {
 const SHAPES: [(Shape, &str); 14] = [
     (
         Shape::PemBegin,
-        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
     ),
-    (Shape::PemEnd, r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----"),
+    (
+        Shape::PemEnd,
+        r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+    ),
     (
         Shape::UrlPassword,
         r"[A-Za-z][A-Za-z0-9+.\-]*://[A-Za-z0-9._~%!$&'()*+,;=\-]+:[A-Za-z0-9._~%!$&'()*+,;=@\-]+@",
@@ -47,14 +51,17 @@ const SHAPES: [(Shape, &str); 14] = [
         Shape::Jwt,
         r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
     ),
-    (Shape::Bearer, r"(?i:bearer)[ \t]+[A-Za-z0-9._~+/\-]{12,}"),
+    (
+        Shape::Bearer,
+        r"(?i:bearer|token)[ \t]+[A-Za-z0-9._~+/\-]{12,}",
+    ),
     (
         Shape::Basic,
         r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
     ),
     (
         Shape::Prefixed,
-        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}",
+        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{30,}|ya29\.[A-Za-z0-9_\-]{20,}|SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}|dop_v1_[a-f0-9]{40,}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|pypi-[A-Za-z0-9_\-]{50,}|xapp-[A-Za-z0-9\-]{20,}",
     ),
     (
         Shape::AwsKeyId,
@@ -342,9 +349,9 @@ fn start_bytes(shape: Shape) -> [bool; 256] {
         Shape::PemBegin | Shape::PemEnd => set(b"-"),
         Shape::UrlPassword => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
         Shape::Jwt => set(b"e"),
-        Shape::Bearer => set(b"Bb"),
+        Shape::Bearer => set(b"BbTt"),
         Shape::Basic => set(b"Aa"),
-        Shape::Prefixed => set(b"srwgxAh"),
+        Shape::Prefixed => set(b"srwgxAhnySdp"),
         Shape::AwsKeyId => set(b"A"),
         Shape::Assigned => {
             set(ALNUM);
@@ -404,6 +411,22 @@ mod tests {
                 ),
                 ("Sup3rS3cret", "URL_PASSWORD"),
             ]
+        );
+    }
+
+    #[test]
+    fn more_providers_and_key_blocks() {
+        let text = "npm npm_abcdefghijklmnopqrstuvwxyz0123456789 \
+                    google ya29.a0AfH6SMBx3examplexyz123456 \
+                    sendgrid SG.abcdefghij0123456789.ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg \
+                    github Authorization: token 0123456789abcdef0123456789abcdef01234567 \
+                    -----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----";
+        let kinds: Vec<&str> = found(text).iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec!["API_KEY", "API_KEY", "API_KEY", "API_KEY", "PRIVATE_KEY"],
+            "{:?}",
+            found(text)
         );
     }
 
