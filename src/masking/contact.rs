@@ -190,8 +190,11 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         [1, 3, 3, 4] => d[0] == b'1' && nanp(&d[1..]),
         _ => false,
     };
-    // Nine digits in threes (`732 141 175`): Polish, Spanish, Portuguese mobiles.
-    let threes = shape == [3, 3, 3] && !paren && run.one_separator(text, 3, &[" ", "-"]);
+    // Nine digits in threes (`732 141 175`): Polish, Spanish, Portuguese mobiles (4-9).
+    let threes = shape == [3, 3, 3]
+        && (b'4'..=b'9').contains(&d[0])
+        && !paren
+        && run.one_separator(text, 3, &[" ", "-"]);
     // A Brazilian number without its trunk: area code, then 4+4 or 5+4 (`11 3080-4609`).
     let brazil = matches!(shape.as_slice(), [2, 4, 4] | [2, 5, 4])
         && run.separator(text, 0) == " "
@@ -287,6 +290,7 @@ mod tests {
             "1700543428",
             "4111 1111 1111 1111",
             "+999 123 456 789",
+            "100 200 300",
             "12345",
         ] {
             assert_eq!(phone_in(text), None, "{text}");

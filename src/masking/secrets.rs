@@ -212,7 +212,7 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
     if value.len() < 16 || !bounds::token_may_end(text, value_end) {
         return None;
     }
-    if !looks_generated(value) {
+    if !assigned_value_looks_generated(value) {
         return None;
     }
     found(value_start, value_end, kind_of_value(value))
@@ -251,6 +251,19 @@ fn looks_generated(value: &str) -> bool {
     let (upper, lower, digits) = classes(value);
     (digits > 0 && upper + lower > 0)
         || (upper >= 2 && lower >= 2 && entropy(value.as_bytes()) >= 3.5)
+}
+
+/// A value assigned to a key-like name: generated, not words joined by separators
+/// (`auth_method: oauth2_client_credentials` stays).
+fn assigned_value_looks_generated(value: &str) -> bool {
+    let (upper, lower, digits) = classes(value);
+    let separators = value
+        .bytes()
+        .filter(|b| matches!(b, b'_' | b'-' | b'.'))
+        .count();
+    ((digits >= 2 && upper + lower > 0) || (upper >= 2 && lower >= 2))
+        && separators * 6 <= value.len()
+        && entropy(value.as_bytes()) >= 3.0
 }
 
 /// (upper-case letters, lower-case letters, digits) in `value`.
@@ -316,6 +329,8 @@ mod tests {
             Builtin::AwsAccessKey
         );
         assert!(assigned("max_tokens: 1024", 0, 16).is_none());
+        let text = "auth_method: oauth2_client_credentials";
+        assert!(assigned(text, 0, text.len()).is_none());
     }
 
     #[test]
