@@ -69,6 +69,11 @@ fn score(masker: &Masker, show_misses: bool) -> Score {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a corpus body is JSON"))
         .collect();
+    // One pass first: the lazy DFA builds its states on the first texts it reads.
+    let mut warm_up = bodies.clone();
+    warm_up.iter_mut().for_each(|b| {
+        mask_strings(masker, b);
+    });
     let started = Instant::now();
     let bytes: usize = bodies.iter_mut().map(|b| mask_strings(masker, b)).sum();
     let seconds = started.elapsed().as_secs_f64();
@@ -154,7 +159,8 @@ fn print(score: &Score) -> (f64, BTreeMap<String, f64>) {
         println!("  {kind:<14}{n:>7}{:>9.4}", *kept as f64 / *n as f64);
     }
     println!(
-        "{:.1} MB of text in {:.3} s: {:.0} MB/s (one thread; a debug build is far slower than release)",
+        "{:.1} MB of text in {:.3} s after a warm-up pass: {:.0} MB/s (wall clock, one thread, \
+         JSON strings replaced included; a debug build is far slower than release)",
         score.bytes as f64 / 1e6,
         score.seconds,
         score.bytes as f64 / 1e6 / score.seconds
@@ -184,6 +190,14 @@ fn built_in_detectors_reach_the_recall_goals_and_keep_the_look_alikes() {
 fn optional_name_and_address_detectors_are_measured() {
     let masker = Masker::builder().names().build().expect("masker");
     let score = score(&masker, false);
+    let (n, kept) = score
+        .neg
+        .values()
+        .fold((0, 0), |(n, k), (vn, vk)| (n + vn, k + vk));
+    println!(
+        "with PERSON and STREET_ADDRESS on: look-alikes kept {:.4}",
+        kept as f64 / n as f64
+    );
     for kind in [Builtin::Person, Builtin::StreetAddress] {
         let (n, masked) = score.pii.get(kind.name()).copied().unwrap_or_default();
         println!(

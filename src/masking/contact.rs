@@ -190,13 +190,18 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         [1, 3, 3, 4] => d[0] == b'1' && nanp(&d[1..]),
         _ => false,
     };
-    // Nine digits in threes (`732 141 175`): Polish, Spanish, Portuguese mobiles.
-    let threes = shape == [3, 3, 3] && !paren && run.one_separator(text, 3, &[" ", "-"]);
+    // Nine digits in threes (`732 141 175`): Polish, Spanish, Portuguese mobiles (4-9).
+    let threes = shape == [3, 3, 3]
+        && (b'4'..=b'9').contains(&d[0])
+        && !paren
+        && run.one_separator(text, 3, &[" ", "-"]);
     // A Brazilian number without its trunk: area code, then 4+4 or 5+4 (`11 3080-4609`).
     let brazil = matches!(shape.as_slice(), [2, 4, 4] | [2, 5, 4])
         && run.separator(text, 0) == " "
         && run.separator(text, 1) == "-";
-    us || threes || brazil
+    // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`).
+    let india = shape == [5, 5] && (b'6'..=b'9').contains(&d[0]) && run.separator(text, 0) == " ";
+    us || threes || brazil || india
 }
 
 /// An extension right after a number: `x123`, ` ext. 123`, ` extension 123`.
@@ -259,6 +264,10 @@ mod tests {
             "+55 94 5234-3898",
             "+41 52 033 48 84",
             "17 3080-4609",
+            "98765 43210",
+            "(02) 9876 5432",
+            "0412 345 678",
+            "(555)234-5678",
             "001-843-628-7982",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");
@@ -281,6 +290,7 @@ mod tests {
             "1700543428",
             "4111 1111 1111 1111",
             "+999 123 456 789",
+            "100 200 300",
             "12345",
         ] {
             assert_eq!(phone_in(text), None, "{text}");

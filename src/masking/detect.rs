@@ -1,7 +1,8 @@
 //! The built-in detectors in one pass: a single multi-pattern regex (leftmost-first, one
 //! pattern per candidate shape) walks the text once, and each candidate is confirmed by
 //! its family's validator. A rejected candidate is offered to the other shapes that can
-//! start at the same place before the walk moves on.
+//! start at the same place before the walk moves on. Random tokens and lines of key
+//! material come from a loop over token runs after it.
 
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID, meta};
@@ -16,7 +17,6 @@ use super::{bounds, contact, finance, national_id, network, secrets};
 enum Shape {
     PemBegin,
     PemEnd,
-    PemLine,
     UrlPassword,
     Jwt,
     Bearer,
@@ -29,32 +29,39 @@ enum Shape {
     Ipv6,
     Ipv4,
     Number,
-    RandomToken,
 }
 
-const SHAPES: [(Shape, &str); 16] = [
+/// No counted repetition where a pattern can start inside any word: the lazy DFA would
+/// need a state per count and per mix of live patterns, and spend its time building
+/// them. Lengths are checked by the validators instead.
+const SHAPES: [(Shape, &str); 14] = [
     (
         Shape::PemBegin,
-        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
     ),
-    (Shape::PemEnd, r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----"),
-    (Shape::PemLine, r"(?m:^[A-Za-z0-9+/]{64}\r?$)"),
+    (
+        Shape::PemEnd,
+        r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+    ),
     (
         Shape::UrlPassword,
-        r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[A-Za-z0-9._~%!$&'()*+,;=\-]{1,256}:[A-Za-z0-9._~%!$&'()*+,;=@\-]{1,256}@",
+        r"[A-Za-z][A-Za-z0-9+.\-]*://[A-Za-z0-9._~%!$&'()*+,;=\-]+:[A-Za-z0-9._~%!$&'()*+,;=@\-]+@",
     ),
     (
         Shape::Jwt,
         r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
     ),
-    (Shape::Bearer, r"(?i:bearer)[ \t]+[A-Za-z0-9._~+/\-]{12,}"),
+    (
+        Shape::Bearer,
+        r"(?i:bearer|token)[ \t]+[A-Za-z0-9._~+/\-]{12,}",
+    ),
     (
         Shape::Basic,
         r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
     ),
     (
         Shape::Prefixed,
-        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}",
+        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{30,}|ya29\.[A-Za-z0-9_\-]{20,}|SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}|dop_v1_[a-f0-9]{40,}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|pypi-[A-Za-z0-9_\-]{50,}|xapp-[A-Za-z0-9\-]{20,}",
     ),
     (
         Shape::AwsKeyId,
@@ -62,23 +69,27 @@ const SHAPES: [(Shape, &str); 16] = [
     ),
     (
         Shape::Assigned,
-        r#"(?i:[A-Za-z0-9_.\-]{0,40}(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]{0,20})["']?[ \t]{0,3}[:=][ \t]{0,3}["']?[A-Za-z0-9_+/.~\-]{16,}"#,
+        r#"(?i:[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9_+/.~\-]{16,}"#,
     ),
     (
         Shape::Email,
         r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
     ),
-    (Shape::Iban, r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"),
+    (Shape::Iban, r"(?-u:\b)[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"),
+    // Three colons at least: an address with two (`a::b`) is too short to be taken, and
+    // times (`12:30:05`) have two.
     (
         Shape::Ipv6,
-        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*",
+        r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:]*",
     ),
     (
         Shape::Ipv4,
-        r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
+        r"(?-u:\b)[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
     ),
-    (Shape::Number, r"(?:\+|\(\+?)?[0-9][0-9 ().\-]{4,40}[0-9]"),
-    (Shape::RandomToken, r"[A-Za-z0-9_+/\-]{32,}=*"),
+    (
+        Shape::Number,
+        r"(?:\+|\(\+?|(?-u:\b))[0-9][0-9 ().\-]{4,}[0-9]",
+    ),
 ];
 
 /// The compiled built-in detectors.
@@ -106,7 +117,7 @@ impl Detectors {
         let patterns: Vec<&str> = SHAPES.iter().map(|(_, p)| *p).collect();
         let regex = meta::Builder::new()
             .syntax(syntax::Config::new().unicode(false).utf8(true))
-            .configure(meta::Config::new().hybrid_cache_capacity(8 << 20))
+            .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
             .build_many(&patterns)
             .expect("the built-in detector patterns compile");
         let starts = SHAPES
@@ -118,6 +129,12 @@ impl Detectors {
 
     /// Appends the values found in `text`, in order and not overlapping.
     pub fn find(&self, text: &str, out: &mut Vec<Found>) {
+        let first = out.len();
+        self.find_shapes(text, out);
+        random_tokens(text, out, first);
+    }
+
+    fn find_shapes(&self, text: &str, out: &mut Vec<Found>) {
         let bytes = text.as_bytes();
         let mut digits = Vec::with_capacity(24);
         let mut at = 0;
@@ -129,16 +146,7 @@ impl Detectors {
             };
             let start = m.start();
             let first = m.pattern().as_usize();
-            let mut skip_to = start + 1;
-            let mut hit = self.confirm(
-                first,
-                text,
-                start,
-                m.end(),
-                floor,
-                &mut digits,
-                &mut skip_to,
-            );
+            let mut hit = self.confirm(first, text, start, m.end(), floor, &mut digits);
             if hit.is_none() {
                 let byte = usize::from(bytes[start]);
                 for other in first + 1..SHAPES.len() {
@@ -149,16 +157,7 @@ impl Detectors {
                         .range(start..)
                         .anchored(Anchored::Pattern(PatternID::new_unchecked(other)));
                     if let Some(m) = self.regex.search(&input) {
-                        let mut ignored = 0;
-                        hit = self.confirm(
-                            other,
-                            text,
-                            start,
-                            m.end(),
-                            floor,
-                            &mut digits,
-                            &mut ignored,
-                        );
+                        hit = self.confirm(other, text, start, m.end(), floor, &mut digits);
                         if hit.is_some() {
                             break;
                         }
@@ -166,14 +165,17 @@ impl Detectors {
                 }
             }
             match hit {
-                Some(found) if found.end > found.start && found.start >= floor => {
+                // A value widened back into the one before it (an e-mail's local part)
+                // starts where that one ends: never dropped, never overlapping.
+                Some(mut found) if found.end > floor.max(found.start) => {
+                    found.start = found.start.max(floor);
                     floor = found.end;
                     at = found.end.max(start + 1);
                     out.push(found);
                 }
                 _ => {
                     // Nothing starts here: move past this word (a match cannot start
-                    // inside one), or past a run a shape asked to skip.
+                    // inside one).
                     let mut next = start + 1;
                     while next < bytes.len()
                         && bytes[next].is_ascii_alphanumeric()
@@ -181,7 +183,7 @@ impl Detectors {
                     {
                         next += 1;
                     }
-                    at = next.max(skip_to);
+                    at = next;
                 }
             }
         }
@@ -196,7 +198,6 @@ impl Detectors {
         end: usize,
         floor: usize,
         digits: &mut Vec<u8>,
-        skip_to: &mut usize,
     ) -> Option<Found> {
         let with = |span: Option<(usize, usize)>, kind: Builtin| {
             span.map(|(start, end)| Found { start, end, kind })
@@ -204,7 +205,6 @@ impl Detectors {
         match SHAPES[shape].0 {
             Shape::PemBegin => secrets::pem_block(text, start, end),
             Shape::PemEnd => secrets::pem_footer(text, start, end, floor),
-            Shape::PemLine => secrets::pem_line(text, start, end),
             Shape::UrlPassword => with(
                 network::url_password(text, start, end),
                 Builtin::UrlPassword,
@@ -223,14 +223,73 @@ impl Detectors {
             Shape::Ipv6 => with(network::ipv6(text, start, end), Builtin::IpAddress),
             Shape::Ipv4 => with(network::ipv4(text, start, end), Builtin::IpAddress),
             Shape::Number => number(text, start, end, digits),
-            Shape::RandomToken => match secrets::random_token(text, start, end) {
-                Ok(found) => Some(found),
-                Err(past) => {
-                    *skip_to = past;
-                    None
-                }
-            },
         }
+    }
+}
+
+/// The bytes of a token run: letters, digits, `_ + / -`.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'/' | b'-');
+        b += 1;
+    }
+    table
+};
+
+/// Token runs outside the values already found: random-looking tokens of 32+
+/// characters (opaque bearer tokens, AWS secret keys, session keys) and whole lines of
+/// 64 base64 characters (key material whose header is in another piece). A plain loop
+/// over the runs rather than regex patterns: a `{32,}` counter starting in every word
+/// would cost the lazy DFA most of its time.
+fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
+    const MIN: usize = 32;
+    let bytes = text.as_bytes();
+    let is_token = |at: usize| TOKEN_BYTES[usize::from(bytes[at])];
+    let mut extra = Vec::new();
+    let mut next_found = first;
+    // `i` is 0 or just past a byte that is not a token byte, so no run starts before it
+    // and goes on past it. A run of MIN bytes starting at or after `i` covers `i + MIN -
+    // 1` or starts after it: one probe there skips most of a text of short words.
+    let mut i = 0;
+    while i + MIN <= bytes.len() {
+        let probe = i + MIN - 1;
+        if !is_token(probe) {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && is_token(start - 1) {
+            start -= 1;
+        }
+        let mut run_end = probe + 1;
+        while run_end < bytes.len() && is_token(run_end) {
+            run_end += 1;
+        }
+        // Base64 padding belongs to the token.
+        let mut end = run_end;
+        while end < bytes.len() && bytes[end] == b'=' {
+            end += 1;
+        }
+        if end - start >= MIN {
+            while next_found < found.len() && found[next_found].end <= start {
+                next_found += 1;
+            }
+            let overlaps = next_found < found.len() && found[next_found].start < end;
+            if !overlaps
+                && let Some(token) = secrets::pem_line(text, start, end)
+                    .or_else(|| secrets::random_token(text, start, end))
+            {
+                extra.push(token);
+            }
+        }
+        i = run_end + 1;
+    }
+    if !extra.is_empty() {
+        found.extend(extra);
+        found[first..].sort_by_key(|f| f.start);
     }
 }
 
@@ -288,12 +347,11 @@ fn start_bytes(shape: Shape) -> [bool; 256] {
     const HEX: &[u8] = b"ABCDEFabcdef0123456789";
     match shape {
         Shape::PemBegin | Shape::PemEnd => set(b"-"),
-        Shape::PemLine => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
         Shape::UrlPassword => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
         Shape::Jwt => set(b"e"),
-        Shape::Bearer => set(b"Bb"),
+        Shape::Bearer => set(b"BbTt"),
         Shape::Basic => set(b"Aa"),
-        Shape::Prefixed => set(b"srwgxAh"),
+        Shape::Prefixed => set(b"srwgxAhnySdp"),
         Shape::AwsKeyId => set(b"A"),
         Shape::Assigned => {
             set(ALNUM);
@@ -310,10 +368,6 @@ fn start_bytes(shape: Shape) -> [bool; 256] {
         }
         Shape::Ipv4 => set(b"0123456789"),
         Shape::Number => set(b"0123456789+("),
-        Shape::RandomToken => {
-            set(ALNUM);
-            set(b"_+/-");
-        }
     }
     table
 }
@@ -357,6 +411,22 @@ mod tests {
                 ),
                 ("Sup3rS3cret", "URL_PASSWORD"),
             ]
+        );
+    }
+
+    #[test]
+    fn more_providers_and_key_blocks() {
+        let text = "npm npm_abcdefghijklmnopqrstuvwxyz0123456789 \
+                    google ya29.a0AfH6SMBx3examplexyz123456 \
+                    sendgrid SG.abcdefghij0123456789.ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg \
+                    github Authorization: token 0123456789abcdef0123456789abcdef01234567 \
+                    -----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----";
+        let kinds: Vec<&str> = found(text).iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec!["API_KEY", "API_KEY", "API_KEY", "API_KEY", "PRIVATE_KEY"],
+            "{:?}",
+            found(text)
         );
     }
 

@@ -11,6 +11,7 @@ use sha2::Sha256;
 use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::kinds::{Builtin, Found};
+use super::names::NameDetectors;
 use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
 
 /// How many bytes a streaming masker holds back: the longest value caught whole. Keys,
@@ -36,11 +37,22 @@ pub enum MaskerError {
 
 /// Builds a [`Masker`]: every built-in type is redacted unless told otherwise; PERSON
 /// and STREET_ADDRESS are off until turned on.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct MaskerBuilder {
     actions: HashMap<Builtin, Option<Action>>,
     custom: Vec<(CustomSpec, Action)>,
     hash_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for MaskerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the hash key, nor the custom word lists.
+        f.debug_struct("MaskerBuilder")
+            .field("actions", &self.actions)
+            .field("custom", &self.custom.len())
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl MaskerBuilder {
@@ -118,8 +130,11 @@ impl MaskerBuilder {
         let hasher = self.hash_key.map(|key| {
             Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length")
         });
+        let people = enabled[Builtin::Person.index()];
+        let streets = enabled[Builtin::StreetAddress.index()];
         Ok(Masker {
             detectors: Detectors::new(),
+            names: (people || streets).then(NameDetectors::new),
             enabled,
             kinds,
             actions,
@@ -133,6 +148,8 @@ impl MaskerBuilder {
 /// `replace` take `&self`.
 pub struct Masker {
     detectors: Detectors,
+    /// The optional PERSON / STREET_ADDRESS detectors, when either is on.
+    names: Option<NameDetectors>,
     /// Per built-in type, whether its values are reported.
     enabled: [bool; Builtin::ALL.len()],
     /// Per built-in type, its `Kind` (shared, so a span costs no allocation).
@@ -234,20 +251,32 @@ impl TextMasker for Masker {
         let first = spans.len();
         let mut found = Vec::new();
         self.detectors.find(text, &mut found);
+        let mut overlapping = false;
+        if let Some(names) = &self.names {
+            let before = found.len();
+            names.find(
+                text,
+                self.enabled[Builtin::Person.index()],
+                self.enabled[Builtin::StreetAddress.index()],
+                &mut found,
+            );
+            overlapping = found.len() > before;
+        }
         self.builtin_spans(text, &found, spans);
         if let Some(custom) = &self.custom {
             let mut extra = Vec::new();
             custom.find(text, &mut extra);
-            if !extra.is_empty() {
-                let mut mine: Vec<Span> = spans.drain(first..).collect();
-                mine.extend(
-                    extra
-                        .into_iter()
-                        .map(|(start, end, kind)| Span { start, end, kind }),
-                );
-                resolve_overlaps(&mut mine);
-                spans.extend(mine);
-            }
+            overlapping |= !extra.is_empty();
+            spans.extend(
+                extra
+                    .into_iter()
+                    .map(|(start, end, kind)| Span { start, end, kind }),
+            );
+        }
+        if overlapping {
+            let mut mine: Vec<Span> = spans.drain(first..).collect();
+            resolve_overlaps(&mut mine);
+            spans.extend(mine);
         }
     }
 
@@ -396,11 +425,75 @@ mod tests {
     }
 
     #[test]
-    fn debug_shows_no_key() {
+    fn any_text_is_masked_without_panics_on_char_boundaries() {
         let masker = Masker::builder()
-            .hash_key(b"secret-key".to_vec())
+            .names()
+            .custom(
+                CustomSpec::Words {
+                    kind: Kind("CODENAME".into()),
+                    words: vec!["straße".into(), "nightjar".into()],
+                    ignore_case: true,
+                },
+                Action::Redact,
+            )
             .build()
             .unwrap();
+        let pieces = [
+            "é",
+            "日本",
+            "½",
+            " ",
+            "\n",
+            "-",
+            ".",
+            ":",
+            "@",
+            "+",
+            "=",
+            "1",
+            "42",
+            "4111",
+            "Dr. ",
+            "Müller",
+            "Straße 5",
+            "-----END PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY-----",
+            "a@b.co",
+            "10.0.0.1",
+            "::",
+            "eyJ",
+            "sk-",
+            "AKIA",
+            "Bearer ",
+            "key=",
+            "0",
+        ];
+        let mut spans = Vec::new();
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}{a}{c}");
+                    spans.clear();
+                    masker.find(&text, &mut spans);
+                    let mut at = 0;
+                    for span in &spans {
+                        assert!(span.start >= at && span.end > span.start, "{text:?}");
+                        assert!(
+                            text.is_char_boundary(span.start) && text.is_char_boundary(span.end)
+                        );
+                        at = span.end;
+                    }
+                    mask(&masker, &text).0.unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let builder = Masker::builder().hash_key(b"secret-key".to_vec());
+        assert!(!format!("{builder:?}").contains("secret-key"));
+        let masker = builder.build().unwrap();
         assert!(!format!("{masker:?}").contains("secret-key"));
     }
 

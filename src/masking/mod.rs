@@ -15,6 +15,7 @@ pub mod finance;
 pub mod json;
 pub mod kinds;
 pub mod masker;
+mod names;
 mod national_id;
 mod network;
 pub mod policy;

@@ -58,12 +58,13 @@ pub fn pem_block(text: &str, start: usize, end: usize) -> Option<Found> {
 /// this text): the key material lines before it, back to `floor`, with the footer.
 pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<Found> {
     let mut from = start;
-    while from > floor {
-        let line_start = text[floor..from - 1]
+    // Whole lines only, back from a footer that starts its line.
+    while from > floor && text.as_bytes()[from - 1] == b'\n' {
+        let line_end = from - 1;
+        let line_start = text[floor..line_end]
             .rfind('\n')
             .map_or(floor, |i| floor + i + 1);
-        let line = &text[line_start..from - 1];
-        if !is_pem_body_line(line.trim()) {
+        if !is_pem_body_line(text[line_start..line_end].trim()) {
             break;
         }
         from = line_start;
@@ -74,12 +75,26 @@ pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<
 /// A whole line of 64 base64 characters (the PEM line width) with upper and lower case
 /// and digits: the body of a key block whose header and footer are in other pieces.
 pub fn pem_line(text: &str, start: usize, end: usize) -> Option<Found> {
-    let (upper, lower, digit) = classes(&text[start..end]);
-    (upper > 0 && lower > 0 && digit > 0).then_some(Found {
-        start,
-        end: start + text[start..end].trim_end_matches('\r').len(),
-        kind: Builtin::PrivateKey,
-    })
+    let line = &text[start..end];
+    let at_line_start = start == 0 || text.as_bytes()[start - 1] == b'\n';
+    let rest = &text[end..];
+    let at_line_end = rest.is_empty() || rest.starts_with('\n') || rest.starts_with("\r\n");
+    let (upper, lower, digit) = classes(line);
+    let base64 = line
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    (line.len() == 64
+        && at_line_start
+        && at_line_end
+        && base64
+        && upper > 0
+        && lower > 0
+        && digit > 0)
+        .then_some(Found {
+            start,
+            end,
+            kind: Builtin::PrivateKey,
+        })
 }
 
 /// A JWT (`eyJ` header, payload, signature), or its head when it is cut off.
@@ -197,7 +212,7 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
     if value.len() < 16 || !bounds::token_may_end(text, value_end) {
         return None;
     }
-    if !looks_generated(value) {
+    if !assigned_value_looks_generated(value) {
         return None;
     }
     found(value_start, value_end, kind_of_value(value))
@@ -205,31 +220,29 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// A standalone token of 32+ characters that looks random: upper and lower case and
 /// digits mixed, high entropy, few separators (an opaque bearer token, an AWS secret
-/// key, a session key). Returns `Err(end)` to skip a run too long to be one token.
-pub fn random_token(text: &str, start: usize, end: usize) -> Result<Found, usize> {
-    if end - start > TOKEN_MAX || !bounds::token_may_start(text, start) {
-        return Err(end);
+/// key, a session key). Runs longer than `TOKEN_MAX` are data (base64 images), not one.
+pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
+    if end - start > TOKEN_MAX
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end)
+    {
+        return None;
     }
     let value = &text[start..end];
     let (upper, lower, digits) = classes(value);
     let separators = value.bytes().filter(|b| matches!(b, b'-' | b'_')).count();
     let slashes = value.bytes().filter(|&b| b == b'/').count();
-    let ok = upper >= 2
+    let random = upper >= 2
         && lower >= 2
         && digits >= 2
         && separators * 8 <= value.len()
         && slashes <= 3
-        && entropy(value.as_bytes()) >= 4.0
-        && bounds::token_may_end(text, end);
-    if ok {
-        Ok(Found {
-            start,
-            end,
-            kind: Builtin::ApiKey,
-        })
-    } else {
-        Err(end)
-    }
+        && entropy(value.as_bytes()) >= 4.0;
+    random.then_some(Found {
+        start,
+        end,
+        kind: Builtin::ApiKey,
+    })
 }
 
 /// True when `value` looks generated rather than written: letters and digits, or both
@@ -238,6 +251,19 @@ fn looks_generated(value: &str) -> bool {
     let (upper, lower, digits) = classes(value);
     (digits > 0 && upper + lower > 0)
         || (upper >= 2 && lower >= 2 && entropy(value.as_bytes()) >= 3.5)
+}
+
+/// A value assigned to a key-like name: generated, not words joined by separators
+/// (`auth_method: oauth2_client_credentials` stays).
+fn assigned_value_looks_generated(value: &str) -> bool {
+    let (upper, lower, digits) = classes(value);
+    let separators = value
+        .bytes()
+        .filter(|b| matches!(b, b'_' | b'-' | b'.'))
+        .count();
+    ((digits >= 2 && upper + lower > 0) || (upper >= 2 && lower >= 2))
+        && separators * 6 <= value.len()
+        && entropy(value.as_bytes()) >= 3.0
 }
 
 /// (upper-case letters, lower-case letters, digits) in `value`.
@@ -277,7 +303,7 @@ mod tests {
         let text = "token CEXbqnQMpLlL-Bk0qG1h9VkbWCsmpKYeIbFa56lCpymnC-9c6X7I9FmkYVhHdKCJ end";
         let s = 6;
         let e = text.len() - 4;
-        assert!(random_token(text, s, e).is_ok());
+        assert!(random_token(text, s, e).is_some());
         for look_alike in [
             "7092e1e352f5c25b5b83b244e50b6491580e1890",
             "15d32a4781b971d8b0340a78c7e446dea52ea8c13e669d41c50dfd5bc997eb22",
@@ -285,7 +311,7 @@ mod tests {
             "this_is_a_long_variable_name_for_2024_v2_Final_X",
         ] {
             assert!(
-                random_token(look_alike, 0, look_alike.len()).is_err(),
+                random_token(look_alike, 0, look_alike.len()).is_none(),
                 "{look_alike}"
             );
         }
@@ -303,6 +329,8 @@ mod tests {
             Builtin::AwsAccessKey
         );
         assert!(assigned("max_tokens: 1024", 0, 16).is_none());
+        let text = "auth_method: oauth2_client_credentials";
+        assert!(assigned(text, 0, text.len()).is_none());
     }
 
     #[test]
