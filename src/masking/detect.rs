@@ -51,10 +51,7 @@ const SHAPES: [(Shape, &str); 14] = [
         Shape::Jwt,
         r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
     ),
-    (
-        Shape::Bearer,
-        r"(?i:bearer|token)[ \t]+[A-Za-z0-9._~+/\-]{12,}",
-    ),
+    (Shape::Bearer, r"(?i:bearer)[ \t]+[A-Za-z0-9._~+/\-]{12,}"),
     (
         Shape::Basic,
         r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
@@ -349,7 +346,7 @@ fn start_bytes(shape: Shape) -> [bool; 256] {
         Shape::PemBegin | Shape::PemEnd => set(b"-"),
         Shape::UrlPassword => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
         Shape::Jwt => set(b"e"),
-        Shape::Bearer => set(b"BbTt"),
+        Shape::Bearer => set(b"Bb"),
         Shape::Basic => set(b"Aa"),
         Shape::Prefixed => set(b"srwgxAhnySdp"),
         Shape::AwsKeyId => set(b"A"),
@@ -419,12 +416,11 @@ mod tests {
         let text = "npm npm_abcdefghijklmnopqrstuvwxyz0123456789 \
                     google ya29.a0AfH6SMBx3examplexyz123456 \
                     sendgrid SG.abcdefghij0123456789.ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg \
-                    github Authorization: token 0123456789abcdef0123456789abcdef01234567 \
                     -----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----";
         let kinds: Vec<&str> = found(text).iter().map(|(_, k)| *k).collect();
         assert_eq!(
             kinds,
-            vec!["API_KEY", "API_KEY", "API_KEY", "API_KEY", "PRIVATE_KEY"],
+            vec!["API_KEY", "API_KEY", "API_KEY", "PRIVATE_KEY"],
             "{:?}",
             found(text)
         );
