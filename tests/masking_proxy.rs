@@ -417,13 +417,8 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
             metrics.contains(r#"type="AWS_ACCESS_KEY",action="block""#),
             "{metrics}"
         );
-        let access_log = wait_for_lines(&access, 3).await;
-        let audit_log = wait_for_lines(&audit, 1).await;
-        assert!(
-            access_log.contains("CREDIT_CARD:redact=1"),
-            "{travel:?}: {access_log}"
-        );
-        assert!(audit_log.contains("mask_block"), "{travel:?}: {audit_log}");
+        let access_log = wait_for_lines(&access, 3, "CREDIT_CARD:redact=1").await;
+        let audit_log = wait_for_lines(&audit, 1, "mask_block").await;
         for value in values {
             for (name, text) in [
                 ("access log", &access_log),
