@@ -177,8 +177,10 @@ pub fn redacted(spec: &ConfigSpec) -> Value {
     value
 }
 
+/// Keys whose values are hidden. `words`: masking's custom word lists are the very
+/// names (project code names...) a route keeps from leaving.
 const SECRET_KEYS: &[&str] = &[
-    "password", "token", "secret", "api_key", "key_hash", "sha256",
+    "password", "token", "secret", "api_key", "key_hash", "sha256", "words",
 ];
 
 fn redact_in_place(value: &mut Value) {
@@ -213,11 +215,11 @@ mod tests {
 
     #[test]
     fn redaction() {
-        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "exits": [{ "url": "socks5://u:p@ss@h:1" }], "token": "abc", "nested": [{ "password": "x" }], "name": "ok" });
+        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "exits": [{ "url": "socks5://u:p@ss@h:1" }], "token": "abc", "nested": [{ "password": "x" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": ["bluebird"] }] } });
         redact_in_place(&mut value);
         assert_eq!(
             value,
-            json!({ "url": "http://bob:***@proxy:8000", "exits": [{ "url": "socks5://u:***@h:1" }], "token": "***", "nested": [{ "password": "***" }], "name": "ok" })
+            json!({ "url": "http://bob:***@proxy:8000", "exits": [{ "url": "socks5://u:***@h:1" }], "token": "***", "nested": [{ "password": "***" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": "***" }] } })
         );
     }
 }
