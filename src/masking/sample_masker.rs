@@ -67,3 +67,18 @@ impl TextMasker for SampleMasker {
         self.look_behind
     }
 }
+
+/// A sample masker with `action`, as the stream tests take it; the redacting one is
+/// compiled once for the many runs of the split-point tests.
+pub fn shared(action: Action) -> Option<std::sync::Arc<dyn TextMasker>> {
+    use std::sync::{Arc, OnceLock};
+    static REDACT: OnceLock<Arc<SampleMasker>> = OnceLock::new();
+    if action == Action::Redact {
+        return Some(
+            REDACT
+                .get_or_init(|| Arc::new(SampleMasker::new(action)))
+                .clone(),
+        );
+    }
+    Some(Arc::new(SampleMasker::new(action)))
+}

@@ -815,21 +815,8 @@ fn write_sse_event(lines: &[Line], data: &str, blank: &[u8], out: &mut Vec<u8>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::sample_masker::SampleMasker;
+    use crate::masking::sample_masker::shared as masker;
     use crate::masking::{Action, Kind};
-
-    fn masker(action: Action) -> Option<Arc<dyn TextMasker>> {
-        // One compiled pattern for the many runs of the split-point tests.
-        static REDACT: std::sync::OnceLock<Arc<SampleMasker>> = std::sync::OnceLock::new();
-        if action == Action::Redact {
-            return Some(
-                REDACT
-                    .get_or_init(|| Arc::new(SampleMasker::new(action)))
-                    .clone(),
-            );
-        }
-        Some(Arc::new(SampleMasker::new(action)))
-    }
 
     fn run(
         masker: Option<Arc<dyn TextMasker>>,

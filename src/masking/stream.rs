@@ -323,24 +323,9 @@ impl TextStream {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::masking::sample_masker::SampleMasker;
+    use crate::masking::sample_masker::shared as masker;
     use crate::masking::{Action, Kind};
-
-    fn masker(action: Action) -> Option<Arc<dyn TextMasker>> {
-        // One compiled pattern for the many runs of the split-point tests.
-        static REDACT: std::sync::OnceLock<Arc<SampleMasker>> = std::sync::OnceLock::new();
-        if action == Action::Redact {
-            return Some(
-                REDACT
-                    .get_or_init(|| Arc::new(SampleMasker::new(action)))
-                    .clone(),
-            );
-        }
-        Some(Arc::new(SampleMasker::new(action)))
-    }
 
     /// Streams `pieces`; returns the output and the most ever held.
     fn run(
