@@ -163,6 +163,8 @@ impl<'a> TextEditor<'a> {
         find_spans(masker, text, &mut spans);
         let mut result = Ok(!spans.is_empty());
         let mut at = 0;
+        // Every value of one string has the same pointer: built once, not per value.
+        let mut pointer: Option<String> = None;
         for span in &spans {
             out.push_str(&text[at..span.start]);
             if let Err(blocked) = masker.replace(
@@ -176,7 +178,7 @@ impl<'a> TextEditor<'a> {
                 break;
             }
             if self.report.is_some() {
-                let pointer = self.pointer(site);
+                let pointer = pointer.get_or_insert_with(|| self.pointer(site)).clone();
                 if let Some(report) = self.report.as_deref_mut() {
                     report.push(Located {
                         kind: span.kind.clone(),

@@ -129,7 +129,10 @@ impl Site<'_> {
                 Step::Key(raw) => {
                     let mut key = String::new();
                     decode_into(raw, &mut key);
-                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    if key.contains(['~', '/']) {
+                        key = key.replace('~', "~0").replace('/', "~1");
+                    }
+                    pointer.push_str(&key);
                 }
             }
         }
@@ -468,7 +471,7 @@ impl Scanner<'_> {
             .map(|part| {
                 if part.escaped {
                     let mut text = String::new();
-                    decode_into(&self.body[part.start + 1..part.end - 1], &mut text);
+                    decode_str_into(&self.text[part.start + 1..part.end - 1], &mut text);
                     std::borrow::Cow::Owned(text)
                 } else {
                     std::borrow::Cow::Borrowed(&self.text[part.start + 1..part.end - 1])
@@ -510,7 +513,8 @@ impl Scanner<'_> {
         decoded.clear();
         replacement.clear();
         let text = if escaped {
-            decode_into(&self.body[start + 1..end - 1], &mut decoded);
+            // Quotes are ASCII, so these are char boundaries of the validated text.
+            decode_str_into(&self.text[start + 1..end - 1], &mut decoded);
             decoded.as_str()
         } else {
             // Quotes are ASCII, so these are char boundaries of the validated text.
@@ -586,13 +590,8 @@ pub(crate) fn scan_string(body: &[u8], at: usize) -> Result<(usize, bool), BodyE
     let mut i = at + 1;
     let mut escaped = false;
     loop {
-        // The common run of plain bytes, without a branch per kind.
-        while let Some(&byte) = body.get(i) {
-            if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                break;
-            }
-            i += 1;
-        }
+        // The common run of plain bytes: one table look-up per byte.
+        i += plain_run(&body[i.min(body.len())..]);
         match body.get(i) {
             Some(b'"') => return Ok((i + 1, escaped)),
             Some(b'\\') => {
@@ -624,13 +623,25 @@ fn hex4(raw: &[u8]) -> u32 {
 /// Appends the text of a string's raw bytes (between the quotes, already checked by
 /// [`scan_string`]) to `out`. A lone surrogate becomes U+FFFD.
 pub(crate) fn decode_into(raw: &[u8], out: &mut String) {
+    match std::str::from_utf8(raw) {
+        Ok(raw) => decode_str_into(raw, out),
+        Err(_) => decode_str_into(&String::from_utf8_lossy(raw), out),
+    }
+}
+
+/// [`decode_into`] for raw text already known to be UTF-8 (a slice of a validated
+/// body): its plain runs are copied without checking them again.
+pub(crate) fn decode_str_into(text: &str, out: &mut String) {
+    let raw = text.as_bytes();
     let mut i = 0;
     while i < raw.len() {
-        let run = raw[i..]
-            .iter()
-            .position(|b| *b == b'\\')
-            .unwrap_or(raw.len() - i);
-        out.push_str(&String::from_utf8_lossy(&raw[i..i + run]));
+        let run = memchr::memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);
+        // A run starts after an ASCII escape and ends at a `\\`: char boundaries, unless
+        // the escapes were never checked (then the run is taken byte-wise, never a panic).
+        match text.get(i..i + run) {
+            Some(plain) => out.push_str(plain),
+            None => out.push_str(&String::from_utf8_lossy(&raw[i..i + run])),
+        }
         i += run;
         if i >= raw.len() {
             break;
@@ -665,34 +676,58 @@ pub(crate) fn decode_into(raw: &[u8], out: &mut String) {
     }
 }
 
-/// Appends `text` as a JSON string, quotes included: `"` and `\` escaped, control
-/// characters as `\n`-style or `\u00XX` escapes, everything else as UTF-8.
-pub fn encode_string(text: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                out.extend_from_slice(&bytes[run..i]);
-                out.extend_from_slice(format!("\\u{byte:04x}").as_bytes());
-                run = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run..i]);
-        out.extend_from_slice(escape);
-        run = i + 1;
+/// The bytes a JSON string cannot hold as they are: `"`, `\\` and the control
+/// characters. A table rather than three comparisons keeps the scanning loops tight.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
     }
-    out.extend_from_slice(&bytes[run..]);
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// The length of the leading run of `bytes` that a JSON string holds as it is.
+fn plain_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&byte| NEEDS_ESCAPE[usize::from(byte)])
+        .unwrap_or(bytes.len())
+}
+
+/// Appends `text` as a JSON string, quotes included: `"` and `\` escaped, control
+/// characters as `\n`-style or `\u00XX` escapes, everything else as UTF-8. Runs of
+/// bytes that need no escape are copied whole.
+pub fn encode_string(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut at = 0;
+    loop {
+        let run = plain_run(&bytes[at..]);
+        out.extend_from_slice(&bytes[at..at + run]);
+        at += run;
+        let Some(&byte) = bytes.get(at) else { break };
+        at += 1;
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+        }
+    }
     out.push(b'"');
 }
 
