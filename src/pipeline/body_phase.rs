@@ -35,14 +35,9 @@ pub fn request_edits(route: &Route, edits: &mut HeaderEdits) {
     }
 }
 
-/// Whether the route transforms request bodies (the engines then hold them whole).
-pub fn transforms_requests(route: &Route) -> bool {
-    route.mask.as_ref().is_some_and(|m| m.request)
-}
-
 /// The request body to send instead of `body` (`None`: unchanged), or the refusal.
 /// `body` is the whole body, or `None` when it is longer than the route's masking
-/// reads (`max_body`); `view` is its head, after the policies' edits.
+/// reads (`max_body`); `view` is its head as the client sent it.
 /// A body sent decoded loses its `content-encoding` through `edits`.
 pub fn on_request_body(
     route: &Route,
