@@ -56,6 +56,20 @@ pub enum Relayed {
     },
 }
 
+impl Relayed {
+    /// The body phase's transform refused the body: the client gets the refusal if its
+    /// head is not out yet; else the body is cut between its own chunks.
+    fn transform_refused(reason: String, head_sent: bool) -> Relayed {
+        match head_sent {
+            false => Relayed::Refused { reason },
+            true => Relayed::UpstreamBroke {
+                reason: format!("the response could not be masked: {reason}"),
+                at_boundary: true,
+            },
+        }
+    }
+}
+
 /// Streams a response body from the endpoint to the client as it arrives, the head
 /// riding with the first bytes.
 pub struct BodyRelay<'a, C> {
@@ -144,13 +158,7 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                 }
             }
             if let Some(reason) = refused.take() {
-                return match head_sent {
-                    false => Relayed::Refused { reason },
-                    true => Relayed::UpstreamBroke {
-                        reason: format!("the response could not be masked: {reason}"),
-                        at_boundary: true,
-                    },
-                };
+                return Relayed::transform_refused(reason, head_sent);
             }
             let piece = &available[..used];
             // Nothing to send with the head yet: it waits for the first byte (of what
@@ -216,13 +224,7 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                     }
                     if transform {
                         if let Err(reason) = self.exchange.transform_response(&[], true, &mut out) {
-                            return match head_sent {
-                                false => Relayed::Refused { reason },
-                                true => Relayed::UpstreamBroke {
-                                    reason: format!("the response could not be masked: {reason}"),
-                                    at_boundary: true,
-                                },
-                            };
+                            return Relayed::transform_refused(reason, head_sent);
                         }
                         if !out.is_empty() {
                             put_chunk(self.head, &out);
