@@ -299,7 +299,9 @@ async fn proxy(
         first,
     } = forwarded;
     forwarding::prepare_response(&mut response_head, &pool, false);
-    let event_stream = ReplyKind::of(&response_head.headers) == ReplyKind::EventStream;
+    // The endpoint's kind of answer, as the HTTP/1.1 engine reads it (before any edit).
+    let reply_kind = ReplyKind::of(&response_head.headers);
+    let event_stream = reply_kind == ReplyKind::EventStream;
     // Phase: the response body phase (masking, restoring pseudonyms), set up on the head.
     let headers = &response_head.headers;
     let status = response_head.status;
@@ -324,7 +326,7 @@ async fn proxy(
         edits.apply(&mut response_head.headers);
     }
     if gateway.telemetry.metrics_enabled() || gateway.telemetry.access_log.enabled() {
-        exchange.scanner = UsageScanner::for_reply(ReplyKind::of(&response_head.headers));
+        exchange.scanner = UsageScanner::for_reply(reply_kind);
     }
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
@@ -339,7 +341,7 @@ async fn proxy(
     let timeouts = route.timeouts;
     let deadline = timeouts.total.map(|total| exchange.started() + total);
     let mut stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);
-    if transforms && response_head::holds_head(ReplyKind::of(&response_head.headers)) {
+    if transforms && response_head::holds_head(reply_kind) {
         stream
             .transform_ahead(exchange)
             .await
