@@ -462,6 +462,32 @@ fn a_retry_of_a_bodiless_request_has_no_content_length() {
     engines_agree_on(&["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].map(retried));
 }
 
+/// `TE` lines: a client's `TE: trailers` beside `TE: gzip`, and an endpoint's
+/// `TE: trailers` that its `Connection` names. Both engines keep only the `trailers`
+/// line of the request and drop the named one of the answer.
+///
+/// Until the fix (found by the response head fuzzer), the fast path relayed the named
+/// `TE: trailers` of an answer, and hyper forwarded `TE: gzip` when a `TE: trailers`
+/// line came first.
+#[test]
+fn te_lines_are_kept_alike() {
+    let case = |named: bool| Case {
+        request: Request {
+            headers: vec!["TE: trailers", "TE: gzip"],
+            ..get("/plain")
+        },
+        replies: [0, 1].map(|_| Reply {
+            headers: if named {
+                vec!["Connection: x-a, te", "TE: trailers", "X-A: 1"]
+            } else {
+                vec!["TE: trailers", "TE: gzip"]
+            },
+            ..reply(STATUSES[0], Framing::Length, 5)
+        }),
+    };
+    engines_agree_on(&[case(true), case(false)]);
+}
+
 /// `GET /plain`, answered 200 with an empty chunked body, or an empty body delimited
 /// by the close: the client gets the same framing from both engines.
 ///

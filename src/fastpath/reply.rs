@@ -240,7 +240,11 @@ fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
 fn drops(name: &[u8], value: &[u8], client: &ClientHead<'_>, tokens: &[&[u8]]) -> bool {
     let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
     match name.len() {
-        2 if is("te") => !value.eq_ignore_ascii_case(b"trailers"),
+        // `TE: trailers` is the one value kept, unless `Connection` named `TE` itself.
+        2 if is("te") => {
+            !value.eq_ignore_ascii_case(b"trailers")
+                || tokens.iter().any(|token| token.eq_ignore_ascii_case(name))
+        }
         7 if is("upgrade") => true,
         10 if is("connection") || is("keep-alive") => true,
         12 if is("x-request-id") => true,
@@ -384,6 +388,20 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    /// Found by the response head fuzzer: a `TE: trailers` that `Connection` names goes,
+    /// as every other header it names does (and as hyper's engine drops it).
+    #[test]
+    fn te_is_kept_only_as_trailers_and_only_when_not_named() {
+        let kept = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTE: trailers\r\nte: gzip\r\n\r\n";
+        let (_, head) = parse_ok(kept, &client());
+        assert!(head.contains("\r\nTE: trailers\r\n"), "{head}");
+        assert!(!head.contains("gzip"), "{head}");
+        let named = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: da,te\r\n\
+                     TE: trailers\r\n\r\n";
+        let (_, head) = parse_ok(named, &client());
+        assert!(!head.to_ascii_lowercase().contains("\r\nte:"), "{head}");
     }
 
     #[test]

@@ -83,12 +83,19 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if present & TE != 0 {
-        let te_trailers = headers
-            .get(header::TE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-        if !te_trailers {
-            // gRPC and others need `TE: trailers` end to end; it is the one TE value kept.
+        // gRPC and others need `TE: trailers` end to end; it is the one TE value kept,
+        // line by line, as the HTTP/1.1 engine keeps it (a `TE: gzip` beside it goes).
+        // A `TE` that `Connection` named is gone already, whatever its value.
+        let trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+            .count();
+        if headers.get_all(header::TE).iter().count() != trailers {
             headers.remove(header::TE);
+            for _ in 0..trailers {
+                headers.append(header::TE, HeaderValue::from_static("trailers"));
+            }
         }
     }
     if present & TRANSFER_ENCODING != 0 {
@@ -332,6 +339,22 @@ mod tests {
         strip_hop_by_hop(&mut headers, false);
         let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["te", "x-kept"]);
+    }
+
+    /// The same `TE` lines the HTTP/1.1 engine keeps: each `trailers` line, nothing
+    /// beside it, and none when `Connection` names `TE`.
+    #[test]
+    fn te_keeps_only_trailers_lines() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::TE, HeaderValue::from_static("trailers"));
+        headers.append(header::TE, HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut headers, false);
+        let te: Vec<_> = headers.get_all(header::TE).iter().collect();
+        assert_eq!(te, ["trailers"]);
+
+        headers.insert(header::CONNECTION, HeaderValue::from_static("da, te"));
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.get(header::TE).is_none(), "{headers:?}");
     }
 
     #[test]
