@@ -1,20 +1,21 @@
-//! The built-in detectors in one pass: a single multi-pattern regex (leftmost-first, one
-//! pattern per candidate shape) walks the text once, and each candidate is confirmed by
-//! its family's validator. A rejected candidate is offered to the other shapes that can
-//! start at the same place before the walk moves on. Random tokens and lines of key
-//! material come from a loop over token runs after it.
+//! The built-in detectors in one walk over the text: candidate shapes (one pattern each,
+//! in priority order) are found where they start, literal-prefixed ones by a regex whose
+//! prefilter skips to the literals, the others from a trigger byte (`triggers`), and
+//! each is confirmed by its family's validator. Random tokens and lines of key material
+//! come from a loop over token runs after it.
 
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID, meta};
 
 use super::digit_run::DigitRun;
 use super::kinds::{Builtin, Found};
-use super::{bounds, contact, finance, national_id, network, secrets};
+use super::{bounds, contact, finance, national_id, network, secrets, triggers};
 
 /// The candidate shapes, in priority order (the first listed wins where two match at the
 /// same place). Every pattern is ASCII: a match starts and ends on char boundaries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
+#[repr(u8)]
+pub(super) enum Shape {
     PemBegin,
     PemEnd,
     UrlPassword,
@@ -34,7 +35,7 @@ enum Shape {
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
 /// need a state per count and per mix of live patterns, and spend its time building
 /// them. Lengths are checked by the validators instead.
-const SHAPES: [(Shape, &str); 14] = [
+pub(super) const SHAPES: [(Shape, &str); 14] = [
     (
         Shape::PemBegin,
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
@@ -51,7 +52,10 @@ const SHAPES: [(Shape, &str); 14] = [
         Shape::Jwt,
         r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
     ),
-    (Shape::Bearer, r"(?i:bearer)[ \t]+[A-Za-z0-9._~+/\-]{12,}"),
+    (
+        Shape::Bearer,
+        r"(?:[Bb]earer|BEARER)[ \t]+[A-Za-z0-9._~+/\-]{12,}",
+    ),
     (
         Shape::Basic,
         r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
@@ -89,12 +93,26 @@ const SHAPES: [(Shape, &str); 14] = [
     ),
 ];
 
+/// Whether a shape's every match starts with a literal (`sk-`, `eyJ`, `AKIA`, ...):
+/// those are searched by a regex, whose prefilter skips to the literals. The others are
+/// found from a trigger byte and read by hand (`triggers`).
+fn is_literal(shape: Shape) -> bool {
+    matches!(
+        shape,
+        Shape::PemBegin
+            | Shape::PemEnd
+            | Shape::Jwt
+            | Shape::Bearer
+            | Shape::Prefixed
+            | Shape::AwsKeyId
+    )
+}
+
 /// The compiled built-in detectors.
 pub struct Detectors {
-    regex: meta::Regex,
-    /// Per shape, the bytes a match of it can start with: a rejected candidate is only
-    /// offered to the shapes that could start there.
-    starts: Vec<[bool; 256]>,
+    /// The literal-prefixed shapes (`literal_shapes` maps its patterns to shapes).
+    literal: meta::Regex,
+    literal_shapes: Vec<Shape>,
 }
 
 impl std::fmt::Debug for Detectors {
@@ -109,19 +127,31 @@ impl Default for Detectors {
     }
 }
 
+/// The regex of `shapes`' patterns, pattern `i` being `shapes[i]`'s.
+fn compile(shapes: &[Shape]) -> meta::Regex {
+    let patterns: Vec<&str> = shapes.iter().map(|&shape| pattern(shape)).collect();
+    meta::Builder::new()
+        .syntax(syntax::Config::new().unicode(false).utf8(true))
+        .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
+        .build_many(&patterns)
+        .expect("the built-in detector patterns compile")
+}
+
+pub(super) fn pattern(shape: Shape) -> &'static str {
+    SHAPES[shape as usize].1
+}
+
 impl Detectors {
     pub fn new() -> Detectors {
-        let patterns: Vec<&str> = SHAPES.iter().map(|(_, p)| *p).collect();
-        let regex = meta::Builder::new()
-            .syntax(syntax::Config::new().unicode(false).utf8(true))
-            .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
-            .build_many(&patterns)
-            .expect("the built-in detector patterns compile");
-        let starts = SHAPES
+        let literal_shapes: Vec<Shape> = SHAPES
             .iter()
-            .map(|(shape, _)| start_bytes(*shape))
+            .map(|(shape, _)| *shape)
+            .filter(|&shape| is_literal(shape))
             .collect();
-        Detectors { regex, starts }
+        Detectors {
+            literal: compile(&literal_shapes),
+            literal_shapes,
+        }
     }
 
     /// Appends the values found in `text`, in order and not overlapping.
@@ -131,34 +161,87 @@ impl Detectors {
         random_tokens(text, out, first);
     }
 
+    /// The walk over the shapes: at each place one starts, leftmost first, the shapes
+    /// that match there are confirmed in priority order (their order in `SHAPES`); the
+    /// first value confirmed is taken and the walk goes on after it. A place where
+    /// shapes matched but none was confirmed moves the walk past its word: a value
+    /// does not start inside one.
     fn find_shapes(&self, text: &str, out: &mut Vec<Found>) {
         let bytes = text.as_bytes();
+        let mut candidates = Vec::new();
+        triggers::candidates(bytes, &mut candidates);
+        candidates.sort_unstable_by_key(|c| (c.start, c.shape as u8));
+        let mut next_candidate = 0;
         let mut digits = Vec::with_capacity(24);
+        // The next literal match at or after `at`: (start, end, shape).
+        let mut literal = self.literal_from(bytes, 0);
         let mut at = 0;
         // Where the last value ended: a footer's key material is not taken back past it.
         let mut floor = 0;
         while at < bytes.len() {
-            let Some(m) = self.regex.search(&Input::new(bytes).range(at..)) else {
-                break;
+            if literal.is_some_and(|(start, _, _)| start < at) {
+                literal = self.literal_from(bytes, at);
+            }
+            // A candidate whose trigger the walk has passed starts nothing any more; one
+            // that began behind the walk starts where the walk is.
+            while candidates
+                .get(next_candidate)
+                .is_some_and(|c| c.anchor < at)
+            {
+                next_candidate += 1;
+            }
+            let triggered_start = candidates.get(next_candidate).map(|c| c.start.max(at));
+            let start = match (triggered_start, literal) {
+                (None, None) => break,
+                (Some(t), None) => t,
+                (None, Some((l, _, _))) => l,
+                (Some(t), Some((l, _, _))) => t.min(l),
             };
-            let start = m.start();
-            let first = m.pattern().as_usize();
-            let mut hit = self.confirm(first, text, start, m.end(), floor, &mut digits);
-            if hit.is_none() {
+            // The shapes that may start here, as a bit set in priority order.
+            let mut shapes = 0u32;
+            while let Some(c) = candidates.get(next_candidate) {
+                if c.anchor < at {
+                    next_candidate += 1;
+                    continue;
+                }
+                if c.start.max(at) != start {
+                    break;
+                }
+                shapes |= 1 << c.shape as u32;
+                next_candidate += 1;
+            }
+            let mut literal_match = None;
+            if let Some((l, end, shape)) = literal
+                && l == start
+            {
+                literal_match = Some((shape, end));
+                shapes |= 1 << shape as u32;
+                // Another literal shape may match here too (tried if this one is not
+                // confirmed).
                 let byte = usize::from(bytes[start]);
-                for other in first + 1..SHAPES.len() {
-                    if !self.starts[other][byte] {
-                        continue;
+                for &other in &self.literal_shapes {
+                    if other as u8 > shape as u8 && start_bytes(other)[byte] {
+                        shapes |= 1 << other as u32;
                     }
-                    let input = Input::new(bytes)
-                        .range(start..)
-                        .anchored(Anchored::Pattern(PatternID::new_unchecked(other)));
-                    if let Some(m) = self.regex.search(&input) {
-                        hit = self.confirm(other, text, start, m.end(), floor, &mut digits);
-                        if hit.is_some() {
-                            break;
-                        }
-                    }
+                }
+            }
+            let mut matched = false;
+            let mut hit = None;
+            while shapes != 0 {
+                let shape = SHAPES[shapes.trailing_zeros() as usize].0;
+                shapes &= shapes - 1;
+                let end = match literal_match {
+                    Some((literal_shape, end)) if literal_shape == shape => Some(end),
+                    _ if is_literal(shape) => self.literal_at(bytes, shape, start),
+                    _ => triggers::end_of(shape, bytes, start),
+                };
+                let Some(end) = end else {
+                    continue;
+                };
+                matched = true;
+                hit = confirm(shape, text, start, end, floor, &mut digits);
+                if hit.is_some() {
+                    break;
                 }
             }
             match hit {
@@ -170,9 +253,10 @@ impl Detectors {
                     at = found.end.max(start + 1);
                     out.push(found);
                 }
+                // Nothing matched here (a candidate moved up to the walk): the walk
+                // goes on from here without those candidates.
+                _ if !matched => at = at.max(start),
                 _ => {
-                    // Nothing starts here: move past this word (a match cannot start
-                    // inside one).
                     let mut next = start + 1;
                     while next < bytes.len()
                         && bytes[next].is_ascii_alphanumeric()
@@ -186,41 +270,58 @@ impl Detectors {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn confirm(
-        &self,
-        shape: usize,
-        text: &str,
-        start: usize,
-        end: usize,
-        floor: usize,
-        digits: &mut Vec<u8>,
-    ) -> Option<Found> {
-        let with = |span: Option<(usize, usize)>, kind: Builtin| {
-            span.map(|(start, end)| Found { start, end, kind })
-        };
-        match SHAPES[shape].0 {
-            Shape::PemBegin => secrets::pem_block(text, start, end),
-            Shape::PemEnd => secrets::pem_footer(text, start, end, floor),
-            Shape::UrlPassword => with(
-                network::url_password(text, start, end),
-                Builtin::UrlPassword,
-            ),
-            Shape::Jwt => secrets::jwt(text, start, end),
-            Shape::Bearer => secrets::bearer(text, start, end),
-            Shape::Basic => secrets::basic(text, start, end),
-            Shape::Prefixed => secrets::prefixed(text, start, end),
-            Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
-            Shape::Assigned => secrets::assigned(text, start, end),
-            Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
-            Shape::Iban => with(
-                finance::iban(text, start).map(|e| (start, e)),
-                Builtin::IbanCode,
-            ),
-            Shape::Ipv6 => with(network::ipv6(text, start, end), Builtin::IpAddress),
-            Shape::Ipv4 => with(network::ipv4(text, start, end), Builtin::IpAddress),
-            Shape::Number => number(text, start, end, digits),
-        }
+    /// The leftmost match of a literal-prefixed shape at or after `from`.
+    fn literal_from(&self, bytes: &[u8], from: usize) -> Option<(usize, usize, Shape)> {
+        let m = self.literal.search(&Input::new(bytes).range(from..))?;
+        Some((
+            m.start(),
+            m.end(),
+            self.literal_shapes[m.pattern().as_usize()],
+        ))
+    }
+
+    /// The end of a match of the literal-prefixed `shape` anchored at `start`.
+    fn literal_at(&self, bytes: &[u8], shape: Shape, start: usize) -> Option<usize> {
+        let index = self.literal_shapes.iter().position(|&s| s == shape)?;
+        let input = Input::new(bytes)
+            .range(start..)
+            .anchored(Anchored::Pattern(PatternID::new_unchecked(index)));
+        self.literal.search(&input).map(|m| m.end())
+    }
+}
+
+fn confirm(
+    shape: Shape,
+    text: &str,
+    start: usize,
+    end: usize,
+    floor: usize,
+    digits: &mut Vec<u8>,
+) -> Option<Found> {
+    let with = |span: Option<(usize, usize)>, kind: Builtin| {
+        span.map(|(start, end)| Found { start, end, kind })
+    };
+    match shape {
+        Shape::PemBegin => secrets::pem_block(text, start, end),
+        Shape::PemEnd => secrets::pem_footer(text, start, end, floor),
+        Shape::UrlPassword => with(
+            network::url_password(text, start, end),
+            Builtin::UrlPassword,
+        ),
+        Shape::Jwt => secrets::jwt(text, start, end),
+        Shape::Bearer => secrets::bearer(text, start, end),
+        Shape::Basic => secrets::basic(text, start, end),
+        Shape::Prefixed => secrets::prefixed(text, start, end),
+        Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
+        Shape::Assigned => secrets::assigned(text, start, end),
+        Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
+        Shape::Iban => with(
+            finance::iban(text, start).map(|e| (start, e)),
+            Builtin::IbanCode,
+        ),
+        Shape::Ipv6 => with(network::ipv6(text, start, end), Builtin::IpAddress),
+        Shape::Ipv4 => with(network::ipv4(text, start, end), Builtin::IpAddress),
+        Shape::Number => number(text, start, end, digits),
     }
 }
 

@@ -26,6 +26,7 @@ mod secrets;
 pub mod shape;
 pub mod sse;
 pub mod stream;
+mod triggers;
 pub mod vault;
 
 use std::sync::Arc;

@@ -1,0 +1,662 @@
+//! The shapes found from a trigger byte rather than a literal: numbers, IPv4 and IBANs
+//! from digits, e-mail from `@`, IPv6 and URL passwords from `:`, key assignments and
+//! `Authorization: Basic` from `:` and `=`. One pass finds where each may start; each
+//! shape's extent is then read by hand, exactly as its pattern in `detect::SHAPES`
+//! would match it anchored there (a property test holds them to the patterns).
+
+use super::bounds;
+use super::detect::Shape;
+
+/// A place a triggered shape may start, found from its trigger byte at `anchor`.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    pub start: usize,
+    pub anchor: usize,
+    pub shape: Shape,
+}
+
+const NONE: u8 = 0;
+const DIGIT: u8 = 1;
+const AT: u8 = 2;
+const COLON: u8 = 3;
+const EQUALS: u8 = 4;
+
+const TRIGGERS: [u8; 256] = {
+    let mut table = [NONE; 256];
+    let mut b = b'0';
+    while b <= b'9' {
+        table[b as usize] = DIGIT;
+        b += 1;
+    }
+    table[b'@' as usize] = AT;
+    table[b':' as usize] = COLON;
+    table[b'=' as usize] = EQUALS;
+    table
+};
+
+/// Eight bytes (little-endian) at a time: the high bit of each byte in `0x30..=0x40`
+/// (digits, `:`, `;`, `<`, `=`, `>`, `?`, `@`), the range every trigger byte is in.
+/// Prose is mostly letters and spaces, so most of it is stepped over eight bytes at a
+/// time, and the first byte that may be a trigger is found from the mask.
+fn trigger_range_mask(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = word & !HIGH;
+    // Per byte, with no carry into the next (at most 0x7f + 0x50): the high bit is set
+    // when the byte is at least 0x30, and when it is at least 0x41.
+    let from_0x30 = low7 + ONES * (0x80 - 0x30);
+    let from_0x41 = low7 + ONES * (0x80 - 0x41);
+    from_0x30 & !from_0x41 & !word & HIGH
+}
+
+pub fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn is_quote(b: u8) -> bool {
+    b == b'"' || b == b'\''
+}
+
+/// `[0-9 ().\-]`: what a number's run is made of.
+fn is_number_byte(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'.' | b'-')
+}
+
+/// `[A-Za-z0-9._%+\-]`: an e-mail's local part.
+fn is_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// `[A-Za-z0-9_.\-]`: a key-like name.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// `[A-Za-z0-9_+/.~\-]`: an assigned value.
+fn is_value_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-')
+}
+
+/// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name.
+fn is_user_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'.' | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'-'
+        )
+}
+
+/// Where a run of bytes of `class` ending just before `end` starts.
+fn run_back(bytes: &[u8], end: usize, class: impl Fn(u8) -> bool) -> usize {
+    let mut start = end;
+    while start > 0 && class(bytes[start - 1]) {
+        start -= 1;
+    }
+    start
+}
+
+/// Where a run of bytes of `class` starting at `start` ends.
+fn run_forward(bytes: &[u8], start: usize, class: impl Fn(u8) -> bool) -> usize {
+    let mut end = start.min(bytes.len());
+    while end < bytes.len() && class(bytes[end]) {
+        end += 1;
+    }
+    end
+}
+
+/// `\b` (ASCII) just before `at`, where `bytes[at]` is a word byte.
+fn word_starts(bytes: &[u8], at: usize) -> bool {
+    at == 0 || !is_word_byte(bytes[at - 1])
+}
+
+const KEY_WORDS: [&[u8]; 5] = [b"key", b"token", b"secret", b"credential", b"auth"];
+
+/// The places the triggered shapes may start, in one pass over the bytes. Only places
+/// where the shape's pattern matches are given.
+pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
+    let mut push = |start: usize, anchor: usize, shape: Shape| {
+        out.push(Candidate {
+            start,
+            anchor,
+            shape,
+        })
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time up to the first that may be a trigger.
+        if let Some(word) = bytes[i..].first_chunk::<8>() {
+            let mask = trigger_range_mask(u64::from_le_bytes(*word));
+            if mask == 0 {
+                i += 8;
+                continue;
+            }
+            i += mask.trailing_zeros() as usize / 8;
+        }
+        let trigger = TRIGGERS[usize::from(bytes[i])];
+        match trigger {
+            NONE => {}
+            DIGIT => {
+                let digits_end = run_forward(bytes, i, |b| b.is_ascii_digit());
+                if !word_starts(bytes, i) {
+                    if i >= 2
+                        && bytes[i - 1].is_ascii_uppercase()
+                        && iban_end(bytes, i - 2).is_some()
+                    {
+                        push(i - 2, i, Shape::Iban);
+                    }
+                } else {
+                    let before = i.checked_sub(1).map(|p| bytes[p]);
+                    let number = number_end(bytes, i).is_some();
+                    // `(+`, `+` and `(` start a number before its first digit.
+                    if number && before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
+                        push(i - 2, i, Shape::Number);
+                    }
+                    if number && matches!(before, Some(b'+' | b'(')) {
+                        push(i - 1, i, Shape::Number);
+                    }
+                    if digits_end - i <= 3
+                        && bytes.get(digits_end) == Some(&b'.')
+                        && ipv4_end(bytes, i).is_some()
+                    {
+                        push(i, i, Shape::Ipv4);
+                    }
+                    if number {
+                        push(i, i, Shape::Number);
+                    }
+                }
+                i = digits_end;
+                continue;
+            }
+            AT => {
+                let local = run_back(bytes, i, is_local_byte);
+                if local < i && domain_end(bytes, i + 1).is_some() {
+                    push(local, i, Shape::Email);
+                }
+            }
+            _ => {
+                if trigger == COLON {
+                    if bytes[i + 1..].starts_with(b"//") {
+                        let scheme = run_back(bytes, i, |b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
+                        });
+                        // The pattern starts at any letter of the scheme: the walk
+                        // gets the first, and the others after a digit or `+.-` should
+                        // the first be refused.
+                        let first_letter = (scheme..i).find(|&at| bytes[at].is_ascii_alphabetic());
+                        if first_letter.is_some_and(|at| url_password_end(bytes, at).is_some()) {
+                            for at in scheme..i {
+                                if bytes[at].is_ascii_alphabetic()
+                                    && (at == scheme || !bytes[at - 1].is_ascii_alphabetic())
+                                {
+                                    push(at, i, Shape::UrlPassword);
+                                }
+                            }
+                        }
+                    }
+                    // The first colon of a run of hex digits and colons: a later one
+                    // has a colon or a hex digit before its address.
+                    let hex = run_back(bytes, i, is_hex);
+                    if (hex == 0 || bytes[hex - 1] != b':') && ipv6_end(bytes, hex).is_some() {
+                        push(hex, i, Shape::Ipv6);
+                    }
+                }
+                key_assignment(bytes, i, &mut push);
+            }
+        }
+        i += 1;
+    }
+}
+
+/// `name: value` or `name = value` at the `:`/`=` at `i`: a key-like name with a value
+/// (`Shape::Assigned`), or `Authorization: Basic`.
+fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape)) {
+    // Most colons and equals signs in prose and code have a short word after them:
+    // neither shape can match then (a value of 16, or `basic` and 8).
+    let mut value = run_forward(bytes, i + 1, is_blank);
+    if bytes.get(value).is_some_and(|&b| is_quote(b)) {
+        value += 1;
+    }
+    if run_forward(bytes, value, is_value_byte) - value < 5 {
+        return;
+    }
+    let mut name_end = run_back(bytes, i, is_blank);
+    if name_end > 0 && is_quote(bytes[name_end - 1]) {
+        name_end -= 1;
+    }
+    let name_start = run_back(bytes, name_end, is_name_byte);
+    if name_start == name_end {
+        return;
+    }
+    let name = &bytes[name_start..name_end];
+    if name.len() >= 13
+        && name[name.len() - 13..].eq_ignore_ascii_case(b"authorization")
+        && basic_end(bytes, name_end - 13).is_some()
+    {
+        push(name_end - 13, i, Shape::Basic);
+    }
+    if assigned_end(bytes, name_start).is_some() {
+        push(name_start, i, Shape::Assigned);
+    }
+}
+
+/// The end of a match of the triggered `shape` anchored at `start`, as its pattern in
+/// `detect::SHAPES` would give it.
+pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
+    match shape {
+        Shape::UrlPassword => url_password_end(bytes, start),
+        Shape::Basic => basic_end(bytes, start),
+        Shape::Assigned => assigned_end(bytes, start),
+        Shape::Email => email_end(bytes, start),
+        Shape::Iban => iban_end(bytes, start),
+        Shape::Ipv6 => ipv6_end(bytes, start),
+        Shape::Ipv4 => ipv4_end(bytes, start),
+        Shape::Number => number_start_end(bytes, start),
+        _ => None,
+    }
+}
+
+/// `(?:\+|\(\+?|\b)[0-9][0-9 ().\-]{4,}[0-9]` at `start`.
+fn number_start_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let first = *bytes.get(start)?;
+    let digit = match first {
+        b'+' => start + 1,
+        b'(' if bytes.get(start + 1) == Some(&b'+') => start + 2,
+        b'(' => start + 1,
+        _ if word_starts(bytes, start) => start,
+        _ => return None,
+    };
+    number_end(bytes, digit)
+}
+
+/// `[0-9][0-9 ().\-]{4,}[0-9]` at `digit`: up to the last digit of the run.
+fn number_end(bytes: &[u8], digit: usize) -> Option<usize> {
+    if !bytes.get(digit)?.is_ascii_digit() {
+        return None;
+    }
+    let run_end = run_forward(bytes, digit + 1, is_number_byte);
+    let last = (digit + 1..run_end)
+        .rev()
+        .find(|&at| bytes[at].is_ascii_digit())?;
+    (last - digit >= 5).then_some(last + 1)
+}
+
+/// `\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}` at `start`.
+fn ipv4_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if !bytes.get(start)?.is_ascii_digit() || !word_starts(bytes, start) {
+        return None;
+    }
+    let mut at = start;
+    for octet in 0..4 {
+        let digits = run_forward(bytes, at, |b| b.is_ascii_digit()) - at;
+        if digits == 0 {
+            return None;
+        }
+        if octet == 3 {
+            return Some(at + digits.min(3));
+        }
+        if digits > 3 || bytes.get(at + digits) != Some(&b'.') {
+            return None;
+        }
+        at += digits + 1;
+    }
+    None
+}
+
+/// `\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}` at `start`.
+fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let head = bytes.get(start..start + 4)?;
+    if !(head[0].is_ascii_uppercase()
+        && head[1].is_ascii_uppercase()
+        && head[2].is_ascii_digit()
+        && head[3].is_ascii_digit()
+        && word_starts(bytes, start))
+    {
+        return None;
+    }
+    let mut at = start + 4;
+    if bytes.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    let group = bytes.get(at..at + 4)?;
+    group
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .then_some(at + 4)
+}
+
+/// `[A-Za-z0-9._%+\-]+@` then the domain, at `start`.
+fn email_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let at = run_forward(bytes, start, is_local_byte);
+    if at == start || bytes.get(at) != Some(&b'@') {
+        return None;
+    }
+    domain_end(bytes, at + 1)
+}
+
+/// `[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}` at `start`: the labels are
+/// taken greedily, then given back one at a time until a label after a dot starts with
+/// two letters; the match ends after that label's letters.
+fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    let first_end = run_forward(bytes, start, is_label_byte);
+    if first_end == start {
+        return None;
+    }
+    // The dots after which a non-empty label follows, in order.
+    let mut dots = Vec::new();
+    let mut at = first_end;
+    while bytes.get(at) == Some(&b'.') {
+        let label_end = run_forward(bytes, at + 1, is_label_byte);
+        if label_end == at + 1 {
+            break;
+        }
+        dots.push(at);
+        at = label_end;
+    }
+    dots.iter().rev().find_map(|&dot| {
+        let letters = run_forward(bytes, dot + 1, |b| b.is_ascii_alphabetic()) - dot - 1;
+        (letters >= 2).then_some(dot + 1 + letters)
+    })
+}
+
+/// `[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:]*` at `start`: the whole run of
+/// hex digits and colons, when it has three colons.
+fn ipv6_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let end = run_forward(bytes, start, |b| is_hex(b) || b == b':');
+    let colons = bytes[start.min(end)..end]
+        .iter()
+        .filter(|&&b| b == b':')
+        .count();
+    (colons >= 3).then_some(end)
+}
+
+/// `[A-Za-z][A-Za-z0-9+.\-]*://[user]+:[user@]+@` at `start`: up to the last `@` of
+/// the password's run.
+fn url_password_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if !bytes.get(start)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let scheme_end = run_forward(bytes, start + 1, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
+    });
+    if !bytes[scheme_end..].starts_with(b"://") {
+        return None;
+    }
+    let user = scheme_end + 3;
+    let user_end = run_forward(bytes, user, is_user_byte);
+    if user_end == user || bytes.get(user_end) != Some(&b':') {
+        return None;
+    }
+    let password = user_end + 1;
+    let password_end = run_forward(bytes, password, |b| is_user_byte(b) || b == b'@');
+    (password + 1..password_end)
+        .rev()
+        .find(|&at| bytes[at] == b'@')
+        .map(|at| at + 1)
+}
+
+/// After a name: `["']?[ \t]*[:=][ \t]*["']?`; where the value starts.
+fn after_separator(bytes: &[u8], name_end: usize) -> Option<usize> {
+    let mut at = name_end;
+    if bytes.get(at).is_some_and(|&b| is_quote(b)) {
+        at += 1;
+    }
+    at = run_forward(bytes, at, is_blank);
+    if !matches!(bytes.get(at), Some(b':' | b'=')) {
+        return None;
+    }
+    at = run_forward(bytes, at + 1, is_blank);
+    if bytes.get(at).is_some_and(|&b| is_quote(b)) {
+        at += 1;
+    }
+    Some(at)
+}
+
+/// `(?i:[name]*(?:key|token|secret|credential|auth)[name]*)["']?[ \t]*[:=][ \t]*["']?`
+/// then `[value]{16,}`, at `start`.
+fn assigned_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let name_end = run_forward(bytes, start, is_name_byte);
+    let value = after_separator(bytes, name_end)?;
+    let value_end = run_forward(bytes, value, is_value_byte);
+    // The name's words last: most assignments in prose and code have a short value.
+    let name = &bytes[start..name_end];
+    (value_end - value >= 16
+        && KEY_WORDS
+            .iter()
+            .any(|word| bounds::contains_ignore_case(name, word)))
+    .then_some(value_end)
+}
+
+/// `(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}` at
+/// `start`.
+fn basic_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if !bytes
+        .get(start..start + 13)?
+        .eq_ignore_ascii_case(b"authorization")
+    {
+        return None;
+    }
+    let scheme = after_separator(bytes, start + 13)?;
+    if !bytes
+        .get(scheme..scheme + 5)?
+        .eq_ignore_ascii_case(b"basic")
+    {
+        return None;
+    }
+    let value = run_forward(bytes, scheme + 5, is_blank);
+    if value == scheme + 5 {
+        return None;
+    }
+    let value_end = run_forward(bytes, value, |b| {
+        b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+    });
+    (value_end - value >= 8).then_some(value_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_filter_finds_every_trigger_byte() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"ab c def";
+                word[at] = b;
+                let mask = trigger_range_mask(u64::from_le_bytes(word));
+                if (0x30..=0x40).contains(&b) {
+                    assert_eq!(mask.trailing_zeros() as usize / 8, at, "byte {b:#x}");
+                    assert_eq!(mask.count_ones(), 1, "byte {b:#x}");
+                } else {
+                    assert_eq!(TRIGGERS[usize::from(b)], NONE);
+                    assert_eq!(mask, 0, "byte {b:#x} at {at}");
+                }
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+    use regex_automata::util::syntax;
+    use regex_automata::{Anchored, Input, meta};
+
+    use super::super::detect::{SHAPES, pattern};
+
+    const TRIGGERED: [Shape; 8] = [
+        Shape::UrlPassword,
+        Shape::Basic,
+        Shape::Assigned,
+        Shape::Email,
+        Shape::Iban,
+        Shape::Ipv6,
+        Shape::Ipv4,
+        Shape::Number,
+    ];
+
+    /// Pieces texts are made of: every byte class the triggered patterns read, and the
+    /// words they look for.
+    const PIECES: &[&str] = &[
+        "0",
+        "1",
+        "12",
+        "255",
+        "4111",
+        "7",
+        "99",
+        ".",
+        ":",
+        "::",
+        "=",
+        "@",
+        "+",
+        "(",
+        ")",
+        "-",
+        "_",
+        "/",
+        "//",
+        " ",
+        "\t",
+        "\"",
+        "'",
+        "~",
+        "%",
+        ";",
+        ",",
+        "a",
+        "b",
+        "f",
+        "x",
+        "Z",
+        "DE",
+        "GB",
+        "AB",
+        "key",
+        "Token",
+        "auth",
+        "authorization",
+        "Authorization",
+        "basic",
+        "Basic",
+        "http",
+        "postgres",
+        "://",
+        "user",
+        "example",
+        "com",
+        "io",
+        "é",
+        "abcdefghij",
+        "ABCDEFGH",
+        "0123456789",
+        "fe80",
+        "db8",
+        "sk",
+        "\n",
+        // Whole values and near misses, so that every shape's edges are reached often.
+        "a@example.com",
+        "j.doe@mail.example.co",
+        "x@y.io",
+        "@host",
+        "key=",
+        "api_key: ",
+        "\"token\": \"",
+        "Authorization: Basic ",
+        "+1 ",
+        "(+44) ",
+        "10.0.0.1",
+        "1.2.3",
+        "http://u:p@h",
+        "s3://k:s@b",
+        "scheme://",
+        "DE89 3704",
+        "DE89",
+        "2001:db8::1",
+        "12:30:45",
+    ];
+
+    fn anchored(shape: Shape) -> meta::Regex {
+        meta::Builder::new()
+            .syntax(syntax::Config::new().unicode(false).utf8(true))
+            .build(pattern(shape))
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Each hand-read shape ends where its pattern, anchored at the same place,
+        /// ends, and the scan gives a candidate wherever a shape's matches begin (a
+        /// place where it matches but not one byte before).
+        #[test]
+        fn hand_read_shapes_match_their_patterns(
+            pieces in prop::collection::vec(prop::sample::select(PIECES), 0..40)
+        ) {
+            let text = pieces.concat();
+            let bytes = text.as_bytes();
+            let mut found = Vec::new();
+            candidates(bytes, &mut found);
+            for shape in TRIGGERED {
+                let regex = anchored(shape);
+                let mut matched_before = false;
+                for start in 0..=bytes.len() {
+                    let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
+                    let expected = text
+                        .is_char_boundary(start)
+                        .then(|| regex.search(&input).map(|m| m.end()))
+                        .flatten();
+                    let got = if text.is_char_boundary(start) {
+                        end_of(shape, bytes, start)
+                    } else {
+                        None
+                    };
+                    prop_assert_eq!(got, expected, "{:?} at {} in {:?}", shape, start, text);
+                    let listed = found.iter().any(|c| c.shape == shape && c.start == start);
+                    if expected.is_some() && !matched_before {
+                        prop_assert!(listed, "{:?} at {} not listed in {:?}", shape, start, text);
+                    }
+                    if listed {
+                        prop_assert!(expected.is_some(), "{:?} listed at {} in {:?}", shape, start, text);
+                    }
+                    matched_before = expected.is_some();
+                }
+            }
+            prop_assert_eq!(SHAPES.len(), 14);
+        }
+    }
+
+    #[test]
+    fn domains_give_labels_back_to_a_letter_label() {
+        fn end(text: &str) -> Option<&str> {
+            domain_end(text.as_bytes(), 0).map(|e| &text[..e])
+        }
+        assert_eq!(end("example.com"), Some("example.com"));
+        assert_eq!(end("a.bc.c1"), Some("a.bc"));
+        assert_eq!(end("a.b.c1"), None);
+        assert_eq!(end("mail.example.com1x"), Some("mail.example.com"));
+        assert_eq!(end("host"), None);
+        assert_eq!(end("a..com"), None);
+        assert_eq!(end("a.c"), None);
+    }
+}
