@@ -9,104 +9,8 @@ use regex_automata::{Anchored, Input, PatternID, meta};
 
 use super::digit_run::DigitRun;
 use super::kinds::{Builtin, Found};
+use super::shapes::{SHAPES, Shape, is_literal, pattern};
 use super::{bounds, contact, finance, national_id, network, secrets, triggers};
-
-/// The candidate shapes, in priority order (the first listed wins where two match at the
-/// same place). Every pattern is ASCII: a match starts and ends on char boundaries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum Shape {
-    PemBegin,
-    PemEnd,
-    UrlPassword,
-    Jwt,
-    Bearer,
-    Basic,
-    Prefixed,
-    AwsKeyId,
-    Assigned,
-    Email,
-    Iban,
-    Ipv6,
-    Ipv4,
-    Number,
-}
-
-/// No counted repetition where a pattern can start inside any word: the lazy DFA would
-/// need a state per count and per mix of live patterns, and spend its time building
-/// them. Lengths are checked by the validators instead.
-pub(super) const SHAPES: [(Shape, &str); 14] = [
-    (
-        Shape::PemBegin,
-        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
-    ),
-    (
-        Shape::PemEnd,
-        r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
-    ),
-    (
-        Shape::UrlPassword,
-        r"[A-Za-z][A-Za-z0-9+.\-]*://[A-Za-z0-9._~%!$&'()*+,;=\-]+:[A-Za-z0-9._~%!$&'()*+,;=@\-]+@",
-    ),
-    (
-        Shape::Jwt,
-        r"eyJ[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-]*){0,2}",
-    ),
-    (
-        Shape::Bearer,
-        r"(?:[Bb]earer|BEARER)[ \t]+[A-Za-z0-9._~+/\-]{12,}",
-    ),
-    (
-        Shape::Basic,
-        r#"(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}"#,
-    ),
-    (
-        Shape::Prefixed,
-        r"sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abposre]-[A-Za-z0-9\-]{10,}|AIza[A-Za-z0-9_\-]{30,}|glpat-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{30,}|ya29\.[A-Za-z0-9_\-]{20,}|SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}|dop_v1_[a-f0-9]{40,}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|pypi-[A-Za-z0-9_\-]{50,}|xapp-[A-Za-z0-9\-]{20,}",
-    ),
-    (
-        Shape::AwsKeyId,
-        r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z0-9]{16}",
-    ),
-    (
-        Shape::Assigned,
-        r#"(?i:[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9_+/.~\-]{16,}"#,
-    ),
-    (
-        Shape::Email,
-        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
-    ),
-    (Shape::Iban, r"(?-u:\b)[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"),
-    // Three colons at least: an address with two (`a::b`) is too short to be taken, and
-    // times (`12:30:05`) have two.
-    (
-        Shape::Ipv6,
-        r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:]*",
-    ),
-    (
-        Shape::Ipv4,
-        r"(?-u:\b)[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}",
-    ),
-    (
-        Shape::Number,
-        r"(?:\+|\(\+?|(?-u:\b))[0-9][0-9 ().\-]{4,}[0-9]",
-    ),
-];
-
-/// Whether a shape's every match starts with a literal (`sk-`, `eyJ`, `AKIA`, ...):
-/// those are searched by a regex, whose prefilter skips to the literals. The others are
-/// found from a trigger byte and read by hand (`triggers`).
-fn is_literal(shape: Shape) -> bool {
-    matches!(
-        shape,
-        Shape::PemBegin
-            | Shape::PemEnd
-            | Shape::Jwt
-            | Shape::Bearer
-            | Shape::Prefixed
-            | Shape::AwsKeyId
-    )
-}
 
 /// The compiled built-in detectors.
 pub struct Detectors {
@@ -135,10 +39,6 @@ fn compile(shapes: &[Shape]) -> meta::Regex {
         .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
         .build_many(&patterns)
         .expect("the built-in detector patterns compile")
-}
-
-pub(super) fn pattern(shape: Shape) -> &'static str {
-    SHAPES[shape as usize].1
 }
 
 impl Detectors {

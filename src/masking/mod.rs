@@ -24,6 +24,7 @@ pub mod restore;
 mod sample_masker;
 mod secrets;
 pub mod shape;
+mod shapes;
 pub mod sse;
 pub mod stream;
 mod triggers;

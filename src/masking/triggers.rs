@@ -1,11 +1,11 @@
 //! The shapes found from a trigger byte rather than a literal: numbers, IPv4 and IBANs
 //! from digits, e-mail from `@`, IPv6 and URL passwords from `:`, key assignments and
 //! `Authorization: Basic` from `:` and `=`. One pass finds where each may start; each
-//! shape's extent is then read by hand, exactly as its pattern in `detect::SHAPES`
+//! shape's extent is then read by hand, exactly as its pattern in `shapes::SHAPES`
 //! would match it anchored there (a property test holds them to the patterns).
 
 use super::bounds;
-use super::detect::Shape;
+use super::shapes::Shape;
 
 /// A place a triggered shape may start, found from its trigger byte at `anchor`.
 #[derive(Clone, Copy, Debug)]
@@ -262,7 +262,7 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
 }
 
 /// The end of a match of the triggered `shape` anchored at `start`, as its pattern in
-/// `detect::SHAPES` would give it.
+/// `shapes::SHAPES` would give it.
 pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
     match shape {
         Shape::UrlPassword => url_password_end(bytes, start),
@@ -501,7 +501,7 @@ mod tests {
     use regex_automata::util::syntax;
     use regex_automata::{Anchored, Input, meta};
 
-    use super::super::detect::{SHAPES, pattern};
+    use super::super::shapes::{SHAPES, pattern};
 
     const TRIGGERED: [Shape; 8] = [
         Shape::UrlPassword,
