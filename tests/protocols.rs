@@ -465,8 +465,8 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
 
 /// Requests stay on the HTTP/1.1 fast path however many there are, `hash` balancing and
 /// route policies (retries, address lists, rate limits) included; a connection whose
-/// request the fast path does not take (a chunked upload, a route with a first-token
-/// timeout) is handed to the full pipeline once, counted by reason, and answered.
+/// request the fast path does not take (a chunked upload, a route with a mirror) is
+/// handed to the full pipeline once, counted by reason, and answered.
 #[tokio::test]
 async fn plain_requests_stay_on_the_fast_path_and_the_rest_is_handed_off() {
     let upstream = TestUpstream::named("h1").start().await;
@@ -500,6 +500,12 @@ name = "first-token"
 match = {{ path_prefix = "/first-token" }}
 pool = "p"
 timeouts = {{ first_token = "5s" }}
+
+[[routes]]
+name = "mirrored"
+match = {{ path_prefix = "/mirrored" }}
+pool = "p"
+mirror = {{ pool = "p", percent = 0 }}
 
 [[routes]]
 name = "all"
@@ -581,7 +587,6 @@ pool = "p"
             .contains_key("x-ratelimit-remaining-requests")
     );
     assert_eq!(handoffs("route").await, 0.0);
-    // What only hyper does (a first-token timeout) goes there.
     let waited = within(
         "first-token route",
         client().get(proxy.url("/first-token")).send(),
@@ -589,6 +594,15 @@ pool = "p"
     .await
     .unwrap();
     assert_eq!(waited.status(), 200);
+    assert_eq!(handoffs("route").await, 0.0);
+    // What only hyper does (a mirror) goes there.
+    let mirrored = within(
+        "mirrored route",
+        client().get(proxy.url("/mirrored")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mirrored.status(), 200);
     assert_eq!(handoffs("route").await, 1.0);
 }
 

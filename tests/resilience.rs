@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use support::parse_metrics;
 use support::sse::{ChannelBody, SseReader, event_stream};
+use support::travel::Travel;
 use support::upstream::{RunningUpstream, reply};
 use support::{JunctionProcess, TestProxy, TestUpstream, client, listeners_toml};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -75,7 +76,8 @@ async fn retries_metric(admin: String, route: &str) -> u64 {
     let prefix = format!("junction_retries_total{{route=\"{route}\"");
     let values: Vec<f64> = parse_metrics(&text)
         .into_iter()
-        .filter(|(series, _)| series.starts_with(&prefix))
+        // A mirror's copies have series of their own (shadow="true").
+        .filter(|(series, _)| series.starts_with(&prefix) && !series.contains("shadow=\"true\""))
         .map(|(_, value)| value)
         .collect();
     assert_eq!(
@@ -837,8 +839,16 @@ timeouts = {{ idle = "200ms" }}
     assert_eq!(silent.lock().unwrap().len(), 1);
 }
 
+/// A on every engine: the first-token wait is the core's `Attempts`, timed by each
+/// engine as it reads (hyper: the first frame; HTTP/1.1: the first bytes).
 #[tokio::test]
 async fn a_stream_without_a_first_event_is_retried_before_the_client_sees_it() {
+    for travel in Travel::ALL {
+        a_stream_without_a_first_event_is_retried(travel).await;
+    }
+}
+
+async fn a_stream_without_a_first_event_is_retried(travel: Travel) {
     // A answers with event-stream headers and then nothing; its senders stay open.
     let held: Arc<Mutex<Vec<mpsc::Sender<Bytes>>>> = Arc::default();
     let keep = held.clone();
@@ -879,9 +889,11 @@ name = "chat"
 pool = "p"
 retries = {{ attempts = 2 }}
 timeouts = {{ first_token = "200ms" }}
+{}
 "#,
-        listeners_toml(),
+        support::travel::listeners(travel, ""),
         urls(&[&mute.url(), &talking.url()]),
+        travel.route_keys(),
     );
     let proxy = TestProxy::from_toml(&config).start().await;
     let http = client();
@@ -915,6 +927,12 @@ timeouts = {{ first_token = "200ms" }}
         tries_on_a as u64
     );
     assert_eq!(held.lock().unwrap().len(), tries_on_a);
+    // A first-token wait is no reason to leave the HTTP/1.1 engine.
+    let handed_off = proxy
+        .metrics_text()
+        .await
+        .contains("junction_fast_path_handoffs_total{");
+    assert_eq!(handed_off, travel == Travel::HandOff, "{travel:?}");
 }
 
 // ---------------------------------------------------------------------------------

@@ -504,18 +504,26 @@ impl Connection {
                 () = client_gone(client, &mut self.received) => return Step::Close,
             };
             let next = match sent {
-                Ok(Ok((upstream, reply))) => {
+                Ok(Ok((mut upstream, reply))) => {
                     let retry_after = reply
                         .retry_after
                         .map(|(start, end)| &self.replied.filled()[start..end]);
                     let status = reply.status;
-                    if !attempts.after_head(&endpoint, &mut exchange, sent_at, status, retry_after)
-                    {
-                        break (upstream, reply, endpoint);
+                    if attempts.after_head(&endpoint, &mut exchange, sent_at, status, retry_after) {
+                        // Another endpoint answers instead: this answer is left unread,
+                        // and its connection closed.
+                        Ok(())
+                    } else {
+                        let wait = timeouts.first_token;
+                        match first_token(&mut self.replied, &mut upstream, &reply, wait).await {
+                            FirstToken::Came => break (upstream, reply, endpoint),
+                            // Nothing has reached the client: another endpoint may
+                            // answer in time.
+                            FirstToken::Late(wait) => {
+                                attempts.after_first_token_timeout(&endpoint, &mut exchange, wait)
+                            }
+                        }
                     }
-                    // Another endpoint answers instead: this answer is left unread, and
-                    // its connection closed.
-                    Ok(())
                 }
                 Ok(Err(error)) => attempts.after_send_error(&endpoint, &mut exchange, error),
                 Err(_) => {
@@ -640,6 +648,36 @@ impl Connection {
                 Step::Close
             }
         }
+    }
+}
+
+/// Whether an event stream's first bytes came within the route's first-token wait.
+enum FirstToken {
+    /// They came, or there is no wait (not an event stream, no body, no timeout).
+    Came,
+    /// Nothing came within this wait, or the stream broke before anything came.
+    Late(Duration),
+}
+
+/// Waits, after the head of an event stream, up to `wait` for its first bytes, as the
+/// hyper engine waits for its first frame (`attempts::forward`). Bytes that came with
+/// the head count; the end of the stream is the relay's to report.
+async fn first_token(
+    replied: &mut ReceiveBuffer,
+    upstream: &mut tokio::net::TcpStream,
+    reply: &reply::Reply,
+    wait: Option<Duration>,
+) -> FirstToken {
+    let Some(wait) = wait else {
+        return FirstToken::Came;
+    };
+    let has_body = !matches!(reply.framing, Framing::Empty | Framing::Length(0));
+    if reply.kind != ReplyKind::EventStream || !has_body || replied.len() > reply.len {
+        return FirstToken::Came;
+    }
+    match tokio::time::timeout(wait, replied.read_from(upstream, REPLY_HEAD_LIMIT)).await {
+        Ok(Ok(_)) => FirstToken::Came,
+        Ok(Err(_)) | Err(_) => FirstToken::Late(wait),
     }
 }
 

@@ -46,7 +46,9 @@ impl Engines {
             override_from: _,
             // Shadow copies are sent with the hyper client, on their own task.
             mirror,
-            timeouts,
+            // Connect, head, idle and total on both; the first-token wait on the
+            // HTTP/1.1 engine is `Connection::first_token`.
+            timeouts: _,
             // The core's `Attempts`, with the body held whole.
             retries: _,
             // Every filter reads a `RequestView` and writes `HeaderEdits`.
@@ -66,9 +68,6 @@ impl Engines {
         } = route;
         if mirror.is_some() {
             return Engines::HyperOnly("mirror");
-        }
-        if timeouts.first_token.is_some() {
-            return Engines::HyperOnly("first_token timeout");
         }
         for target in targets {
             let fallback = target.pool.fallback();
