@@ -6,6 +6,7 @@
 
 use super::bounds;
 use super::shapes::Shape;
+use crate::normalize::host;
 
 /// A place a triggered shape may start, found from its trigger byte at `anchor`.
 #[derive(Clone, Copy, Debug)]
@@ -85,27 +86,10 @@ fn is_value_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-')
 }
 
-/// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name.
+/// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name (RFC 3986 `userinfo` less `:`:
+/// a host name's bytes and the `%` of escapes).
 fn is_user_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'.' | b'_'
-                | b'~'
-                | b'%'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'-'
-        )
+    b == b'%' || host::is_reg_name_byte(b)
 }
 
 /// Where a run of bytes of `class` ending just before `end` starts.

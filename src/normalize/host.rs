@@ -105,7 +105,8 @@ pub fn parse_host(text: &str) -> Option<(&str, Option<u16>)> {
     Some((name, port))
 }
 
-fn is_reg_name_byte(b: u8) -> bool {
+/// RFC 3986 `reg-name` bytes other than escapes: unreserved and sub-delims.
+pub fn is_reg_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
