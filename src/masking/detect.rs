@@ -17,6 +17,8 @@ pub struct Detectors {
     /// The literal-prefixed shapes (`literal_shapes` maps its patterns to shapes).
     literal: meta::Regex,
     literal_shapes: Vec<Shape>,
+    /// Per literal shape, the bytes its matches start with.
+    literal_starts: Vec<[bool; 256]>,
 }
 
 impl std::fmt::Debug for Detectors {
@@ -50,6 +52,7 @@ impl Detectors {
             .collect();
         Detectors {
             literal: compile(&literal_shapes),
+            literal_starts: literal_shapes.iter().map(|&s| start_bytes(s)).collect(),
             literal_shapes,
         }
     }
@@ -97,8 +100,10 @@ impl Detectors {
                 (None, Some((l, _, _))) => l,
                 (Some(t), Some((l, _, _))) => t.min(l),
             };
-            // The shapes that may start here, as a bit set in priority order.
+            // The shapes that may start here, as a bit set in priority order, and the
+            // ends already known of their matches here.
             let mut shapes = 0u32;
+            let mut ends = [None; SHAPES.len()];
             while let Some(c) = candidates.get(next_candidate) {
                 if c.anchor < at {
                     next_candidate += 1;
@@ -108,19 +113,22 @@ impl Detectors {
                     break;
                 }
                 shapes |= 1 << c.shape as u32;
+                // The end read with it holds unless the walk moved the start up.
+                if c.start == start {
+                    ends[c.shape as usize] = Some(c.end);
+                }
                 next_candidate += 1;
             }
-            let mut literal_match = None;
             if let Some((l, end, shape)) = literal
                 && l == start
             {
-                literal_match = Some((shape, end));
                 shapes |= 1 << shape as u32;
+                ends[shape as usize] = Some(end);
                 // Another literal shape may match here too (tried if this one is not
                 // confirmed).
                 let byte = usize::from(bytes[start]);
-                for &other in &self.literal_shapes {
-                    if other as u8 > shape as u8 && start_bytes(other)[byte] {
+                for (&other, starts) in self.literal_shapes.iter().zip(&self.literal_starts) {
+                    if other as u8 > shape as u8 && starts[byte] {
                         shapes |= 1 << other as u32;
                     }
                 }
@@ -130,11 +138,13 @@ impl Detectors {
             while shapes != 0 {
                 let shape = SHAPES[shapes.trailing_zeros() as usize].0;
                 shapes &= shapes - 1;
-                let end = match literal_match {
-                    Some((literal_shape, end)) if literal_shape == shape => Some(end),
-                    _ if is_literal(shape) => self.literal_at(bytes, shape, start),
-                    _ => triggers::end_of(shape, bytes, start),
-                };
+                let end = ends[shape as usize].or_else(|| {
+                    if is_literal(shape) {
+                        self.literal_at(bytes, shape, start)
+                    } else {
+                        triggers::end_of(shape, bytes, start)
+                    }
+                });
                 let Some(end) = end else {
                     continue;
                 };
@@ -333,39 +343,20 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
     None
 }
 
-/// The bytes a match of `shape` can start with.
+/// The bytes a match of the literal-prefixed `shape` can start with (none for the
+/// triggered shapes: their places come from `triggers`).
 fn start_bytes(shape: Shape) -> [bool; 256] {
     let mut table = [false; 256];
-    let mut set = |bytes: &[u8]| {
-        for &b in bytes {
-            table[usize::from(b)] = true;
-        }
+    let first_bytes: &[u8] = match shape {
+        Shape::PemBegin | Shape::PemEnd => b"-",
+        Shape::Jwt => b"e",
+        Shape::Bearer => b"Bb",
+        Shape::Prefixed => b"srwgxAhnySdp",
+        Shape::AwsKeyId => b"A",
+        _ => b"",
     };
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    const HEX: &[u8] = b"ABCDEFabcdef0123456789";
-    match shape {
-        Shape::PemBegin | Shape::PemEnd => set(b"-"),
-        Shape::UrlPassword => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
-        Shape::Jwt => set(b"e"),
-        Shape::Bearer => set(b"Bb"),
-        Shape::Basic => set(b"Aa"),
-        Shape::Prefixed => set(b"srwgxAhnySdp"),
-        Shape::AwsKeyId => set(b"A"),
-        Shape::Assigned => {
-            set(ALNUM);
-            set(b"_.-");
-        }
-        Shape::Email => {
-            set(ALNUM);
-            set(b"._%+-");
-        }
-        Shape::Iban => set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-        Shape::Ipv6 => {
-            set(HEX);
-            set(b":");
-        }
-        Shape::Ipv4 => set(b"0123456789"),
-        Shape::Number => set(b"0123456789+("),
+    for &b in first_bytes {
+        table[usize::from(b)] = true;
     }
     table
 }

@@ -8,12 +8,14 @@ use super::bounds;
 use super::shapes::Shape;
 use crate::normalize::host;
 
-/// A place a triggered shape may start, found from its trigger byte at `anchor`.
+/// A place a triggered shape starts, found from its trigger byte at `anchor`, and
+/// where that match ends (read once, here, to know the shape matches at all).
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
     pub start: usize,
     pub anchor: usize,
     pub shape: Shape,
+    pub end: usize,
 }
 
 const NONE: u8 = 0;
@@ -120,11 +122,12 @@ const KEY_WORDS: [&[u8]; 5] = [b"key", b"token", b"secret", b"credential", b"aut
 /// The places the triggered shapes may start, in one pass over the bytes. Only places
 /// where the shape's pattern matches are given.
 pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
-    let mut push = |start: usize, anchor: usize, shape: Shape| {
+    let mut push = |start: usize, anchor: usize, shape: Shape, end: usize| {
         out.push(Candidate {
             start,
             anchor,
             shape,
+            end,
         })
     };
     let mut i = 0;
@@ -146,28 +149,31 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                 if !word_starts(bytes, i) {
                     if i >= 2
                         && bytes[i - 1].is_ascii_uppercase()
-                        && iban_end(bytes, i - 2).is_some()
+                        && let Some(end) = iban_end(bytes, i - 2)
                     {
-                        push(i - 2, i, Shape::Iban);
+                        push(i - 2, i, Shape::Iban, end);
                     }
                 } else {
                     let before = i.checked_sub(1).map(|p| bytes[p]);
-                    let number = number_end(bytes, i).is_some();
-                    // `(+`, `+` and `(` start a number before its first digit.
-                    if number && before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
-                        push(i - 2, i, Shape::Number);
-                    }
-                    if number && matches!(before, Some(b'+' | b'(')) {
-                        push(i - 1, i, Shape::Number);
+                    // A number ends at the same place whether it starts at its first
+                    // digit or at the `(+`, `+` or `(` before it.
+                    let number = number_end(bytes, i);
+                    if let Some(end) = number {
+                        if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
+                            push(i - 2, i, Shape::Number, end);
+                        }
+                        if matches!(before, Some(b'+' | b'(')) {
+                            push(i - 1, i, Shape::Number, end);
+                        }
                     }
                     if digits_end - i <= 3
                         && bytes.get(digits_end) == Some(&b'.')
-                        && ipv4_end(bytes, i).is_some()
+                        && let Some(end) = ipv4_end(bytes, i)
                     {
-                        push(i, i, Shape::Ipv4);
+                        push(i, i, Shape::Ipv4, end);
                     }
-                    if number {
-                        push(i, i, Shape::Number);
+                    if let Some(end) = number {
+                        push(i, i, Shape::Number, end);
                     }
                 }
                 i = digits_end;
@@ -175,8 +181,10 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
             }
             AT => {
                 let local = run_back(bytes, i, is_local_byte);
-                if local < i && domain_end(bytes, i + 1).is_some() {
-                    push(local, i, Shape::Email);
+                if local < i
+                    && let Some(end) = domain_end(bytes, i + 1)
+                {
+                    push(local, i, Shape::Email, end);
                 }
             }
             _ => {
@@ -185,16 +193,16 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                         let scheme = run_back(bytes, i, |b| {
                             b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
                         });
-                        // The pattern starts at any letter of the scheme: the walk
-                        // gets the first, and the others after a digit or `+.-` should
-                        // the first be refused.
+                        // The pattern starts at any letter of the scheme, and ends at
+                        // the same place from each: the walk gets the first, and the
+                        // others after a digit or `+.-` should the first be refused.
                         let first_letter = (scheme..i).find(|&at| bytes[at].is_ascii_alphabetic());
-                        if first_letter.is_some_and(|at| url_password_end(bytes, at).is_some()) {
+                        if let Some(end) = first_letter.and_then(|at| url_password_end(bytes, at)) {
                             for at in scheme..i {
                                 if bytes[at].is_ascii_alphabetic()
                                     && (at == scheme || !bytes[at - 1].is_ascii_alphabetic())
                                 {
-                                    push(at, i, Shape::UrlPassword);
+                                    push(at, i, Shape::UrlPassword, end);
                                 }
                             }
                         }
@@ -202,8 +210,10 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                     // The first colon of a run of hex digits and colons: a later one
                     // has a colon or a hex digit before its address.
                     let hex = run_back(bytes, i, is_hex);
-                    if (hex == 0 || bytes[hex - 1] != b':') && ipv6_end(bytes, hex).is_some() {
-                        push(hex, i, Shape::Ipv6);
+                    if (hex == 0 || bytes[hex - 1] != b':')
+                        && let Some(end) = ipv6_end(bytes, hex)
+                    {
+                        push(hex, i, Shape::Ipv6, end);
                     }
                 }
                 key_assignment(bytes, i, &mut push);
@@ -215,7 +225,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
 
 /// `name: value` or `name = value` at the `:`/`=` at `i`: a key-like name with a value
 /// (`Shape::Assigned`), or `Authorization: Basic`.
-fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape)) {
+fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape, usize)) {
     // Most colons and equals signs in prose and code have a short word after them:
     // neither shape can match then (a value of 16, or `basic` and 8).
     let mut value = run_forward(bytes, i + 1, is_blank);
@@ -236,12 +246,12 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     let name = &bytes[name_start..name_end];
     if name.len() >= 13
         && name[name.len() - 13..].eq_ignore_ascii_case(b"authorization")
-        && basic_end(bytes, name_end - 13).is_some()
+        && let Some(end) = basic_end(bytes, name_end - 13)
     {
-        push(name_end - 13, i, Shape::Basic);
+        push(name_end - 13, i, Shape::Basic, end);
     }
-    if assigned_end(bytes, name_start).is_some() {
-        push(name_start, i, Shape::Assigned);
+    if let Some(end) = assigned_end(bytes, name_start) {
+        push(name_start, i, Shape::Assigned, end);
     }
 }
 
@@ -617,6 +627,9 @@ mod tests {
                     };
                     prop_assert_eq!(got, expected, "{:?} at {} in {:?}", shape, start, text);
                     let listed = found.iter().any(|c| c.shape == shape && c.start == start);
+                    for c in found.iter().filter(|c| c.shape == shape && c.start == start) {
+                        prop_assert_eq!(Some(c.end), expected, "{:?} end at {} in {:?}", shape, start, text);
+                    }
                     if expected.is_some() && !matched_before {
                         prop_assert!(listed, "{:?} at {} not listed in {:?}", shape, start, text);
                     }
