@@ -563,3 +563,85 @@ fn a_304_keeps_the_content_length_it_was_sent_with() {
         replies: [not_modified.clone(), not_modified],
     }]);
 }
+
+/// A request copied to a mirror pool: what the mirror endpoint parses is the same
+/// whichever engine served the request (the core's `send_shadow` sends both; the fast
+/// engine hands it its head through `RequestHead::shadow_parts`), and it is what the
+/// primary endpoint got: hop-by-hop lines and Junction's control headers gone, the
+/// forwarding headers added, the body whole.
+#[test]
+fn mirrored_copies_are_alike() {
+    const REQUEST: &str = "POST /v1/chat?x=1 HTTP/1.1\r\nHost: api.test\r\n\
+        Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: trailers\r\n\
+        X-Junction-Version: v9\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: fixed-id\r\n\
+        traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\
+        Via: 1.0 edge\r\nUser-Agent: t/1\r\nX-Two: a\r\nX-Two: b\r\nContent-Type: application/json\r\n\
+        Content-Length: 7\r\n\r\n{\"a\":1}";
+    // The proxy hop's span id is random: only the trace id part is compared.
+    let comparable = |seen: &Seen| {
+        let mut headers: Vec<(String, String)> = seen
+            .head
+            .headers
+            .iter()
+            .map(|(name, value)| match name.as_str() {
+                "traceparent" => (name.clone(), value[..35].to_string()),
+                _ => (name.clone(), value.clone()),
+            })
+            .collect();
+        headers.sort();
+        (seen.head.start_line.clone(), headers, seen.body.clone())
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let copies = runtime.block_on(async {
+        let mut copies = Vec::new();
+        for travel in [Travel::Fast, Travel::Hyper] {
+            let (copied, mut copies_seen) = tokio::sync::mpsc::unbounded_channel();
+            let shadow = Upstream::start(move |seen| {
+                let _ = copied.send(seen.clone());
+                vec![Step::Write(ok("shadow"))]
+            })
+            .await;
+            let primary = Upstream::start(|_| vec![Step::Write(ok("primary"))]).await;
+            let pools = format!(
+                "[[pools]]\nname = \"shadow\"\nendpoints = [{{ url = \"{}\" }}]\n",
+                shadow.url()
+            );
+            let extra = Extra {
+                before: &pools,
+                route: "mirror = { pool = \"shadow\", percent = 100 }",
+                ..Extra::default()
+            };
+            let proxy = start(travel, &[primary.url()], &extra).await;
+            let mut client = support::raw_http::RawClient::connect(&proxy).await;
+            let answer = client.request("POST", REQUEST).await;
+            assert_eq!((answer.status, answer.text()), (200, "primary".into()));
+            let copy = support::raw_http::within("the mirror's copy", copies_seen.recv())
+                .await
+                .expect("the mirror endpoint is running");
+            let (copy, original) = (comparable(&copy), comparable(&primary.only_request()));
+            assert_eq!(copy, original, "{travel:?}: the copy is the request sent");
+            let handed_off = proxy
+                .metrics_text()
+                .await
+                .contains("junction_fast_path_handoffs_total{");
+            assert!(!handed_off, "{travel:?}: served by the engine under test");
+            copies.push(copy);
+        }
+        copies
+    });
+    assert_eq!(copies[0], copies[1], "fast engine, then hyper");
+    let (_, headers, body) = &copies[0];
+    assert_eq!(body, b"{\"a\":1}");
+    for gone in [
+        "keep-alive",
+        "proxy-connection",
+        "connection",
+        "x-junction-version",
+    ] {
+        assert!(headers.iter().all(|(name, _)| name != gone), "{headers:?}");
+    }
+}

@@ -119,23 +119,32 @@ async fn version_echo(request: Request<Incoming>) -> Result<Response<Full<Bytes>
 /// An https upstream (rustls around hyper's auto server) answering with
 /// [`version_echo`]; returns its address.
 async fn https_upstream(cert: &TestCert) -> SocketAddr {
+    counting_https_upstream(cert).await.0
+}
+
+/// [`https_upstream`], with the count of TLS connections it accepted.
+async fn counting_https_upstream(cert: &TestCert) -> (SocketAddr, Arc<AtomicUsize>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[b"h2", b"http/1.1"]));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let counted = counted.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
+                counted.fetch_add(1, Ordering::SeqCst);
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service_fn(version_echo))
                     .await;
             });
         }
     });
-    addr
+    (addr, accepted)
 }
 
 /// HTTP/1.1 upstream connections are kept alive and reused: sequential requests of
@@ -414,16 +423,16 @@ async fn tls_termination_serves_http1_and_http2_by_alpn() {
 #[tokio::test]
 async fn https_upstream_is_verified_against_the_ca_file() {
     let cert = TestCert::generate();
-    let upstream = https_upstream(&cert).await;
-    let url = format!("https://{upstream}");
     let ca_file = format!(r#"ca_file = "{}""#, path_str(&cert.cert_path));
 
     for (protocol, expected) in [("http1", "HTTP/1.1"), ("h2", "HTTP/2.0")] {
+        let (upstream, accepted) = counting_https_upstream(&cert).await;
+        let url = format!("https://{upstream}");
         let extra = format!("{ca_file}\nprotocol = \"{protocol}\"");
         let proxy = TestProxy::from_toml(&config(listeners_toml(), &url, &extra))
             .start()
             .await;
-        for _ in 0..2 {
+        for _ in 0..3 {
             let response = within(protocol, client().get(proxy.url("/over-tls")).send())
                 .await
                 .expect("request");
@@ -431,6 +440,12 @@ async fn https_upstream_is_verified_against_the_ca_file() {
             let echo: serde_json::Value = response.json().await.unwrap();
             assert_eq!(echo["version"], expected, "{protocol}");
         }
+        // One TLS connection, kept and reused.
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "{protocol}");
+        // HTTP/1.1 over TLS to the endpoint is the fast engine's; HTTP/2 is hyper's.
+        let metrics = within("metrics", proxy.metrics_text()).await;
+        let handed_off = metrics.contains("junction_fast_path_handoffs_total{");
+        assert_eq!(handed_off, protocol == "h2", "{protocol}");
     }
 }
 
@@ -464,9 +479,10 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
 }
 
 /// Requests stay on the HTTP/1.1 fast path however many there are, `hash` balancing and
-/// route policies (retries, address lists, rate limits) included; a connection whose
-/// request the fast path does not take (a chunked upload, a route with a mirror) is
-/// handed to the full pipeline once, counted by reason, and answered.
+/// route policies (retries, address lists, rate limits, mirrors) included; a connection
+/// whose request the fast path does not take (a chunked upload, a route that says
+/// `fast_path = false`) is handed to the full pipeline once, counted by reason, and
+/// answered.
 #[tokio::test]
 async fn plain_requests_stay_on_the_fast_path_and_the_rest_is_handed_off() {
     let upstream = TestUpstream::named("h1").start().await;
@@ -505,7 +521,13 @@ timeouts = {{ first_token = "5s" }}
 name = "mirrored"
 match = {{ path_prefix = "/mirrored" }}
 pool = "p"
-mirror = {{ pool = "p", percent = 0 }}
+mirror = {{ pool = "p", percent = 100 }}
+
+[[routes]]
+name = "full"
+match = {{ path_prefix = "/full" }}
+pool = "p"
+fast_path = false
 
 [[routes]]
 name = "all"
@@ -595,7 +617,6 @@ pool = "p"
     .unwrap();
     assert_eq!(waited.status(), 200);
     assert_eq!(handoffs("route").await, 0.0);
-    // What only hyper does (a mirror) goes there.
     let mirrored = within(
         "mirrored route",
         client().get(proxy.url("/mirrored")).send(),
@@ -603,6 +624,12 @@ pool = "p"
     .await
     .unwrap();
     assert_eq!(mirrored.status(), 200);
+    assert_eq!(handoffs("route").await, 0.0);
+    // A route that asks for the full pipeline goes there.
+    let full = within("full route", client().get(proxy.url("/full")).send())
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 200);
     assert_eq!(handoffs("route").await, 1.0);
 }
 

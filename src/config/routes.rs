@@ -299,7 +299,10 @@ pub(super) fn compile_routes(
             retries,
             filters,
         };
-        compiled.engines = Engines::of(&compiled);
+        compiled.engines = match route.fast_path {
+            Some(false) => Engines::HyperOnly("fast_path = false"),
+            _ => Engines::of(&compiled),
+        };
         // Listener specs and compiled listeners line up unless a bind failed to parse.
         let listener_name = spec.listeners[listener_index].name.as_str();
         if let Some((_, routes)) = listeners

@@ -444,6 +444,10 @@ pub struct RouteSpec {
     pub retry_connect_errors: Option<bool>,
     /// Sensitive-data masking of the route's bodies (docs/masking.md).
     pub mask: Option<MaskSpec>,
+    /// `false` serves this route's requests with the full (hyper) pipeline even where
+    /// the listener's HTTP/1.1 fast path reads them: an escape hatch, as the listener's
+    /// own `fast_path = false` is (default true).
+    pub fast_path: Option<bool>,
     // Security rules of this route (after the listener's).
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,

@@ -1,9 +1,10 @@
-//! The HTTP/1.1 fast path: HTTP/1.1 requests (over TCP or TLS) on plain routes (routing,
-//! balancing, forwarding headers, metrics and the access log, but no filters, splits,
-//! mirrors or retries) relayed by hand on `httparse`: no hyper dispatcher, header map,
-//! body channel or connection task per request. Anything else (HTTP/2, upgrades,
-//! chunked uploads, routes with policies, errors before the endpoint) is handed to the
-//! hyper pipeline with the bytes read so far, and hyper keeps the connection.
+//! The hand-written HTTP/1.1 engine: HTTP/1.1 requests (over TCP or TLS) relayed by
+//! hand on `httparse`, with no hyper dispatcher, header map, body channel or connection
+//! task per request. Every decision (route, policies, split, mirror, pick / send / judge /
+//! retry, body phase, errors, the record) is the core's; this engine parses and renders.
+//! What it does not speak (HTTP/2, upgrades, chunked uploads, routes with HTTP/2 pools)
+//! is handed to the hyper pipeline with the bytes read so far, and hyper keeps the
+//! connection.
 
 mod buffer;
 mod chunked;
@@ -40,7 +41,7 @@ use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::client_ip_of;
 use crate::pipeline::response_head;
-use crate::pipeline::versioning::choose_target;
+use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
@@ -149,8 +150,7 @@ enum HandOff {
     /// A head or body larger than the fast path reads whole.
     Size,
     /// No route matches (hyper answers 404), or the route needs what only hyper does
-    /// (`Engines::of`: a mirror, a first-token timeout, https endpoints, HTTP/2 or
-    /// connection-limited pools, streamed bodies).
+    /// (`Engines::of`: a pool speaking HTTP/2, streamed bodies, `fast_path = false`).
     Route,
 }
 
@@ -433,6 +433,21 @@ impl Connection {
             gateway.rng(),
         );
         exchange.target = choice.target;
+        if let Some(limit) = mirror_body_limit(route) {
+            let body = masked_body.as_deref().unwrap_or(body);
+            let parts = head.shadow_parts(
+                buf,
+                trusted,
+                &request_id,
+                traceparent.as_ref(),
+                &edits,
+                body.len(),
+            );
+            if let Some(parts) = parts.filter(|_| body.len() as u64 <= limit) {
+                let body = Bytes::copy_from_slice(body);
+                send_shadow(route, &parts, body, downstream, listener);
+            }
+        }
         let pool = &route.targets[choice.target].pool;
         let affinity = pool
             .hash_key
@@ -488,6 +503,7 @@ impl Connection {
             let sent = tokio::time::timeout(
                 timeouts.response_headers,
                 send(
+                    &pool.client,
                     &endpoint,
                     &self.upstream_request,
                     &mut self.replied,
@@ -664,7 +680,7 @@ enum FirstToken {
 /// the head count; the end of the stream is the relay's to report.
 async fn first_token(
     replied: &mut ReceiveBuffer,
-    upstream: &mut tokio::net::TcpStream,
+    upstream: &mut crate::upstream::EndpointStream,
     reply: &reply::Reply,
     wait: Option<Duration>,
 ) -> FirstToken {

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::buffer::ReceiveBuffer;
@@ -15,6 +14,7 @@ use super::chunked::ChunkedScanner;
 use super::reply::Framing;
 use super::{ClientStream, REPLY_HEAD_LIMIT};
 use crate::pipeline::Exchange;
+use crate::upstream::EndpointStream;
 
 /// Resolves when the client has closed its connection (end of stream or an error), so
 /// that a request it no longer waits for is given up at once, as hyper does. Bytes it
@@ -73,7 +73,7 @@ impl Relayed {
 /// Streams a response body from the endpoint to the client as it arrives, the head
 /// riding with the first bytes.
 pub struct BodyRelay<'a, C> {
-    pub upstream: &'a mut TcpStream,
+    pub upstream: &'a mut EndpointStream,
     pub replied: &'a mut ReceiveBuffer,
     pub client: &'a mut C,
     /// The client's receive buffer, for bytes it sends while the body streams.

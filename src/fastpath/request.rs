@@ -376,6 +376,56 @@ impl RequestHead {
     }
 }
 
+impl RequestHead {
+    /// The head as `http` types, as the full pipeline holds it when it copies a request
+    /// to the route's mirror (`versioning::send_shadow`, which hyper's client sends on
+    /// its own task): the lines the endpoint would get, the policies' `edits` made,
+    /// Junction's control headers gone, the body's `length` set. `None` for a head that
+    /// `http` does not take (the mirror then gets no copy).
+    pub fn shadow_parts(
+        &self,
+        buf: &[u8],
+        trusted: bool,
+        request_id: &HeaderValue,
+        traceparent: Option<&HeaderValue>,
+        edits: &HeaderEdits,
+        length: usize,
+    ) -> Option<http::request::Parts> {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = http::Uri::try_from(self.target(buf)).ok()?;
+        let headers = &mut parts.headers;
+        for line in &self.lines {
+            let keep = match line.kind {
+                Kind::Pass | Kind::Host | Kind::Via | Kind::XForwardedFor => true,
+                Kind::XForwardedProto | Kind::XForwardedHost | Kind::ForwardedClaim => trusted,
+                Kind::Drop | Kind::Tag | Kind::Control | Kind::Traceparent | Kind::RequestId => {
+                    false
+                }
+            };
+            let name = slice(buf, line.name);
+            if keep && !name.eq_ignore_ascii_case(b"content-length") {
+                let name = HeaderName::from_bytes(name).ok()?;
+                let value = HeaderValue::from_bytes(slice(buf, line.value)).ok()?;
+                headers.append(name, value);
+            }
+        }
+        edits.apply(headers);
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        headers.insert(
+            crate::telemetry::trace::X_REQUEST_ID.clone(),
+            request_id.clone(),
+        );
+        if let Some(traceparent) = traceparent {
+            headers.insert(
+                crate::telemetry::trace::TRACEPARENT.clone(),
+                traceparent.clone(),
+            );
+        }
+        Some(parts)
+    }
+}
+
 /// An origin-form target (`/path?query`) in exactly the ASCII characters `http::Uri`
 /// accepts (its path and query tables), so that the fast path forwards what the full
 /// path would and nothing it refuses with 400. Anything else (fragments, bytes above

@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::REPLY_HEAD_LIMIT;
 use super::buffer::ReceiveBuffer;
 use super::reply::{self, ClientHead, Reply};
 use crate::pipeline::ProxyError;
-use crate::upstream::{Endpoint, SendError, connect_tcp};
+use crate::upstream::{Endpoint, EndpointStream, Room, SendError, UpstreamClient};
 
 /// Why the endpoint gave no usable response head.
 enum HeadFailure {
@@ -20,10 +19,12 @@ enum HeadFailure {
     Failed(ProxyError),
 }
 
-/// Writes the request to the endpoint (an idle connection, or a new one) and reads
-/// the response head. A reused connection that turns out closed is replaced by a
-/// fresh one once, when sending again is safe.
+/// Writes the request to the endpoint (an idle connection, or a new one within the
+/// pool's connection limit) and reads the response head. A reused connection that
+/// turns out closed is replaced by a fresh one once, when sending again is safe.
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
+    pool: &UpstreamClient,
     endpoint: &Endpoint,
     request: &[u8],
     replied: &mut ReceiveBuffer,
@@ -31,22 +32,40 @@ pub async fn send(
     client_reply: &mut Vec<u8>,
     idempotent: bool,
     connect_timeout: Duration,
-) -> Result<(TcpStream, Reply), ProxyError> {
+) -> Result<(EndpointStream, Reply), ProxyError> {
+    let connections = &endpoint.state.connections;
     let mut fresh_only = false;
     loop {
         let idle = if fresh_only {
             None
         } else {
-            endpoint.state.connections.pop_stream(!idempotent)
+            connections.pop_stream(!idempotent)
         };
-        let reused = idle.is_some();
-        let mut upstream = match idle {
-            Some(stream) => stream,
-            None => connect_tcp(endpoint, connect_timeout).await?,
+        let (mut upstream, reused) = match idle {
+            Some(stream) => (stream, true),
+            None => loop {
+                match pool.await_room(endpoint, connect_timeout).await? {
+                    Room::Free => {
+                        break (pool.connect_stream(endpoint, connect_timeout).await?, false);
+                    }
+                    // A connection came back idle (or closed, making room).
+                    Room::Returned if !fresh_only => {
+                        if let Some(stream) = connections.pop_stream(!idempotent) {
+                            break (stream, true);
+                        }
+                    }
+                    Room::Returned => {}
+                }
+            },
         };
         replied.clear();
         client_reply.clear();
-        let failure = match upstream.write_all(request).await {
+        // TLS may keep the last record until flushed.
+        let written = match upstream.write_all(request).await {
+            Ok(()) => upstream.flush().await,
+            Err(error) => Err(error),
+        };
+        let failure = match written {
             // Nothing was taken: safe to send again, whatever the method.
             Err(error) if reused => {
                 tracing::debug!(endpoint = %endpoint.url, %error, "idle connection closed; reconnecting");
@@ -77,7 +96,7 @@ pub async fn send(
 }
 
 async fn read_reply_head(
-    upstream: &mut TcpStream,
+    upstream: &mut EndpointStream,
     replied: &mut ReceiveBuffer,
     client_head: &ClientHead<'_>,
     client_reply: &mut Vec<u8>,

@@ -17,8 +17,6 @@ use super::body_phase;
 use super::response_head;
 use super::versioning;
 
-/// Largest request body copied to a mirror pool when the route has no retry limit.
-const SHADOW_BODY_LIMIT: u64 = 1 << 20;
 use super::body::{AheadError, ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
@@ -243,11 +241,7 @@ async fn proxy(
     head.headers.remove(&versioning::X_JUNCTION_ADMIN_TOKEN);
     exchange.target = choice.target;
     let pool = route.targets[choice.target].pool.clone();
-    if route.mirror.as_ref().is_some_and(|m| m.takes_next()) {
-        let limit = route
-            .retries
-            .as_ref()
-            .map_or(SHADOW_BODY_LIMIT, |r| r.body_limit);
+    if let Some(limit) = versioning::mirror_body_limit(&route) {
         let (kept, copy) = attempts::keep_for_replay(body, &head, limit, exchange).await?;
         body = kept;
         if let Some(copy) = copy {

@@ -44,8 +44,9 @@ impl Engines {
             sticky: _,
             set_cookie: _,
             override_from: _,
-            // Shadow copies are sent with the hyper client, on their own task.
-            mirror,
+            // The core's `mirror_body_limit` and `send_shadow` (hyper's client sends
+            // the copy on its own task, whichever engine served the request).
+            mirror: _,
             // Connect, head, idle and total on both; the first-token wait on the
             // HTTP/1.1 engine is `Connection::first_token`.
             timeouts: _,
@@ -66,9 +67,6 @@ impl Engines {
             mask: _,
             engines: _,
         } = route;
-        if mirror.is_some() {
-            return Engines::HyperOnly("mirror");
-        }
         for target in targets {
             let fallback = target.pool.fallback();
             let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
@@ -86,14 +84,8 @@ impl Engines {
     }
 }
 
-/// Why a pool's endpoints need the hyper client, if they do.
+/// Why a pool's endpoints need the hyper client, if they do: the fast engine writes
+/// HTTP/1.1 only, over TCP, TLS, a dialer's stream, within connection limits.
 fn pool_needs_hyper(pool: &Pool) -> Option<&'static str> {
-    if !pool.client.is_plain_http1() {
-        return Some("pool protocol, dialer or connection limit");
-    }
-    let https = pool
-        .endpoints
-        .iter()
-        .any(|e| e.target.scheme != http::uri::Scheme::HTTP);
-    https.then_some("https endpoint")
+    (!pool.client.speaks_http1()).then_some("pool protocol")
 }

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use super::Protocol;
 use super::request_body::RequestBody;
+use super::stream::{EndpointStream, OpenSlot};
 use super::{Endpoint, EndpointState};
 use crate::normalize::is_idempotent;
 use crate::normalize::response as response_head;
@@ -80,13 +81,14 @@ pub struct ConnectionCache {
     idle_http1: Mutex<Vec<Http1>>,
     /// Idle connections of the HTTP/1.1 fast path: bare streams, no hyper connection
     /// task. A closed one is noticed when it is taken ([`ConnectionCache::pop_stream`]).
-    idle_streams: Mutex<Vec<TcpStream>>,
+    idle_streams: Mutex<Vec<EndpointStream>>,
     shared_h2: Mutex<Option<H2Sender>>,
     /// Held while the shared HTTP/2 connection is being made, so that concurrent
     /// first requests wait for it instead of each opening their own.
     h2_connecting: tokio::sync::Mutex<()>,
-    /// Open HTTP/1.1 connections (idle and busy), for `max_connections`.
-    open: AtomicU32,
+    /// Open HTTP/1.1 connections (idle and busy), for `max_connections`; each holds
+    /// an [`OpenSlot`].
+    pub(super) open: AtomicU32,
     /// Requests waiting for a connection to come back (`max_pending`).
     waiting: AtomicU32,
     /// A connection went back to the idle stack or closed.
@@ -120,34 +122,39 @@ impl ConnectionCache {
         }
     }
 
-    /// A connection ended (or never came up).
-    fn closed(&self) {
+    /// A connection ended (or never came up): its [`OpenSlot`] dropped.
+    pub(super) fn closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         if self.waiting.load(Ordering::Relaxed) > 0 {
             self.returned.notify_one();
         }
     }
 
-    /// An idle fast-path stream that has not been closed by the endpoint as far as can
-    /// be told without waiting. `probe` forces a read attempt (one syscall) even when no
-    /// readiness was reported, for requests that must not be sent twice.
-    pub fn pop_stream(&self, probe: bool) -> Option<TcpStream> {
+    /// An idle stream that has not been closed by the endpoint as far as can be told
+    /// without waiting ([`EndpointStream::is_usable`]).
+    pub fn pop_stream(&self, probe: bool) -> Option<EndpointStream> {
         loop {
-            let stream = self
+            let mut stream = self
                 .idle_streams
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()?;
-            if stream_is_usable(&stream, probe) {
+            if stream.is_usable(probe) {
                 return Some(stream);
             }
         }
     }
 
-    pub fn push_stream(&self, stream: TcpStream, max_idle: usize) {
-        let mut idle = self.idle_streams.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < max_idle {
+    pub fn push_stream(&self, stream: EndpointStream, max_idle: usize) {
+        {
+            let mut idle = self.idle_streams.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() >= max_idle {
+                return;
+            }
             idle.push(stream);
+        }
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.returned.notify_one();
         }
     }
 
@@ -170,20 +177,6 @@ impl ConnectionCache {
     }
 }
 
-/// Whether an idle stream can carry a request: the endpoint has sent nothing (no close,
-/// no stray bytes). Tokio clears a stream's read readiness after a short read, so a
-/// healthy idle stream reads as not ready and costs no syscall here; a ready one (or a
-/// `probe`) is checked with a non-blocking read.
-fn stream_is_usable(stream: &TcpStream, probe: bool) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let ready = stream.poll_read_ready(&mut cx).is_ready();
-    if !ready && !probe {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 /// Opens the TCP stream to an endpoint some other way than connecting to it: through a
 /// SOCKS5 exit of the egress proxy, whose connections are then cached like any other.
 pub trait Dialer: Send + Sync {
@@ -192,6 +185,14 @@ pub trait Dialer: Send + Sync {
         endpoint: &'a Endpoint,
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<TcpStream, SendError>> + Send + 'a>>;
+}
+
+/// Whether a new connection to an endpoint may be opened.
+pub enum Room {
+    /// Under the pool's `max_connections` (or it has none).
+    Free,
+    /// A connection came back idle or closed: the idle stack may have one to take.
+    Returned,
 }
 
 /// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
@@ -271,10 +272,10 @@ impl UpstreamClient {
         self.max_idle
     }
 
-    /// Whether connections are plain TCP connects with no connection limits, as the
-    /// HTTP/1.1 fast path opens them itself.
-    pub fn is_plain_http1(&self) -> bool {
-        self.protocol == Protocol::Http1 && self.dialer.is_none() && self.max_connections.is_none()
+    /// Whether endpoints are spoken to in HTTP/1.1, which the fast engine writes itself
+    /// (over any stream [`UpstreamClient::connect_stream`] opens).
+    pub fn speaks_http1(&self) -> bool {
+        self.protocol == Protocol::Http1
     }
 
     /// The TLS settings of this pool's https endpoints (health checks use them too).
@@ -312,7 +313,7 @@ impl UpstreamClient {
         let cache = &endpoint.state.connections;
         // After a reused connection closed on a request it took, only a new one will do.
         let mut fresh_only = false;
-        loop {
+        let idle = loop {
             while let Some(mut idle) = (!fresh_only).then(|| cache.pop_http1()).flatten() {
                 if idle.sender.ready().await.is_err() {
                     continue;
@@ -348,27 +349,18 @@ impl UpstreamClient {
                     },
                 }
             }
-            let Some(max) = self.max_connections else {
-                break;
-            };
-            if cache.open.load(Ordering::Relaxed) < max {
-                break;
+            // An idle stream the fast engine left is as good as a new connection.
+            if let Some(stream) = cache.pop_stream(true) {
+                break Some(stream);
             }
-            // At the connection cap: wait for one to come back, if the queue has room.
-            let saturated = || SendError::Saturated {
-                endpoint: endpoint.url.clone(),
-            };
-            if cache.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
-                cache.waiting.fetch_sub(1, Ordering::Relaxed);
-                return Err(saturated());
+            match self.await_room(endpoint, connect_timeout).await? {
+                Room::Free => break None,
+                Room::Returned => {}
             }
-            let waited = tokio::time::timeout(connect_timeout, cache.returned.notified()).await;
-            cache.waiting.fetch_sub(1, Ordering::Relaxed);
-            if waited.is_err() {
-                return Err(saturated());
-            }
-        }
-        let mut connection = self.connect_http1(endpoint, connect_timeout, false).await?;
+        };
+        let mut connection = self
+            .connect_http1(endpoint, idle, connect_timeout, false)
+            .await?;
         let response = connection
             .sender
             .send_request(request)
@@ -440,7 +432,10 @@ impl UpstreamClient {
         request: Request<RequestBody>,
         connect_timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
-        let mut connection = self.connect_http1(endpoint, connect_timeout, true).await?;
+        let idle = endpoint.state.connections.pop_stream(true);
+        let mut connection = self
+            .connect_http1(endpoint, idle, connect_timeout, true)
+            .await?;
         let mut response = connection
             .sender
             .send_request(request)
@@ -459,56 +454,93 @@ impl UpstreamClient {
         Ok(response)
     }
 
+    /// Starts hyper's HTTP/1.1 client on `idle`, or on a new connection.
     async fn connect_http1(
         &self,
         endpoint: &Endpoint,
+        idle: Option<EndpointStream>,
         connect_timeout: Duration,
         upgrades: bool,
     ) -> Result<Http1, SendError> {
-        let url = &endpoint.url;
-        let handshake = |source| SendError::Handshake {
-            endpoint: url.clone(),
-            source,
+        let stream = match idle {
+            Some(stream) => stream,
+            None => self.connect_stream(endpoint, connect_timeout).await?,
+        };
+        let read = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(ReadCount::new(stream, read.clone()));
+        let (sender, connection) =
+            http1::handshake(io)
+                .await
+                .map_err(|source| SendError::Handshake {
+                    endpoint: endpoint.url.clone(),
+                    source,
+                })?;
+        // The stream (and its place under `max_connections`) goes with the connection
+        // task, or with the upgraded connection after a `101`.
+        tokio::spawn(async move {
+            if upgrades {
+                let _ = connection.with_upgrades().await;
+            } else {
+                let _ = connection.await;
+            }
+        });
+        Ok(Http1 { sender, read })
+    }
+
+    /// Waits, when the pool limits connections and this endpoint is at the limit, for
+    /// one to come back idle or close, if the pool's queue (`max_pending`) has room.
+    pub async fn await_room(
+        &self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> Result<Room, SendError> {
+        let Some(max) = self.max_connections else {
+            return Ok(Room::Free);
         };
         let cache = &endpoint.state.connections;
-        cache.open.fetch_add(1, Ordering::Relaxed);
-        let counted = endpoint.state.clone();
-        let read = Arc::new(AtomicU64::new(0));
-        let connected: Result<H1Sender, SendError> = async {
-            // An idle stream the fast path left is as good as a new connection.
-            let idle = (self.dialer.is_none() && !endpoint.target.is_https())
-                .then(|| cache.pop_stream(true))
-                .flatten();
-            let tcp = match idle {
-                Some(tcp) => tcp,
-                None => self.open_tcp(endpoint, connect_timeout).await?,
-            };
-            macro_rules! drive {
-                ($io:expr) => {{
-                    let (sender, connection) = http1::handshake($io).await.map_err(handshake)?;
-                    tokio::spawn(async move {
-                        if upgrades {
-                            let _ = connection.with_upgrades().await;
-                        } else {
-                            let _ = connection.await;
-                        }
-                        counted.connections.closed();
-                    });
-                    sender
-                }};
-            }
-            Ok(if endpoint.target.is_https() {
-                let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
-                drive!(TokioIo::new(ReadCount::new(tls, read.clone())))
-            } else {
-                drive!(TokioIo::new(ReadCount::new(tcp, read.clone())))
-            })
+        if cache.open.load(Ordering::Relaxed) < max {
+            return Ok(Room::Free);
         }
-        .await;
-        if connected.is_err() {
-            cache.closed();
+        let saturated = || SendError::Saturated {
+            endpoint: endpoint.url.clone(),
+        };
+        let notified = cache.returned.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // The fast engine cannot use an idle connection of hyper's: one is closed to
+        // make room, and its slot, given back, ends this wait (whatever `max_pending`
+        // says: the wait is for a connection already closing).
+        let evicted = cache.pop_http1();
+        let queued = cache.waiting.fetch_add(1, Ordering::Relaxed);
+        if evicted.is_none() && queued >= self.max_pending {
+            cache.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(saturated());
         }
-        connected.map(|sender| Http1 { sender, read })
+        drop(evicted);
+        let waited = tokio::time::timeout(connect_timeout, notified).await;
+        cache.waiting.fetch_sub(1, Ordering::Relaxed);
+        match waited {
+            Ok(()) => Ok(Room::Returned),
+            Err(_) => Err(saturated()),
+        }
+    }
+
+    /// Opens a new HTTP/1.1 connection to `endpoint`: TCP (or this pool's dialer), then
+    /// TLS for an https endpoint. It counts against `max_connections` from the start,
+    /// so a caller that must respect the limit asks [`UpstreamClient::await_room`] first.
+    pub async fn connect_stream(
+        &self,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+    ) -> Result<EndpointStream, SendError> {
+        let slot = OpenSlot::take(&endpoint.state);
+        let tcp = self.open_tcp(endpoint, connect_timeout).await?;
+        if endpoint.target.is_https() {
+            let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;
+            Ok(EndpointStream::tls(tls, slot))
+        } else {
+            Ok(EndpointStream::tcp(tcp, slot))
+        }
     }
 
     async fn connect_h2(
@@ -568,7 +600,7 @@ impl UpstreamClient {
     }
 }
 
-pub(crate) async fn connect_tcp(
+async fn connect_tcp(
     endpoint: &Endpoint,
     connect_timeout: Duration,
 ) -> Result<TcpStream, SendError> {

@@ -6,17 +6,18 @@ mod client;
 mod endpoint;
 pub mod health;
 mod request_body;
+mod stream;
 mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
 
 use http::HeaderValue;
 
-pub(crate) use client::connect_tcp;
-pub use client::{Dialer, SendError, Sent, UpstreamBody, UpstreamClient};
+pub use client::{Dialer, Room, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
 pub use request_body::{BodyError, RequestBody};
+pub use stream::EndpointStream;
 
 pub use tls::client_config;
 

@@ -12,8 +12,8 @@ pub enum Travel {
     Fast,
     /// hyper's server and the full pipeline (`fast_path = false`).
     Hyper,
-    /// The fast path reads the head, then hands the connection to hyper: the route has
-    /// a mirror (of no requests), which only the full pipeline sends (`routing::Engines`).
+    /// The fast path reads the head, then hands the connection to hyper: the route says
+    /// `fast_path = false`.
     HandOff,
 }
 
@@ -29,7 +29,7 @@ impl Travel {
     /// forward to the pool "p").
     pub fn route_keys(self) -> &'static str {
         match self {
-            Travel::HandOff => "mirror = { pool = \"p\", percent = 0 }",
+            Travel::HandOff => "fast_path = false",
             Travel::Fast | Travel::Hyper => "",
         }
     }
