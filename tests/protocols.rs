@@ -582,6 +582,23 @@ pool = "p"
         );
     }
 
+    // A long prompt's body (under the 1 MiB held whole) stays; a larger one goes.
+    let large = client();
+    for (size, handed_off) in [(600 * 1024, 0.0), (2 << 20, 1.0)] {
+        let reply = within(
+            "large body",
+            large
+                .post(proxy.url("/large"))
+                .body(vec![b'x'; size])
+                .send(),
+        )
+        .await
+        .unwrap();
+        let echo: serde_json::Value = reply.json().await.unwrap();
+        assert_eq!(echo["body_len"], size);
+        assert_eq!(handoffs("size").await, handed_off, "a body of {size} bytes");
+    }
+
     let chunks = futures_util::stream::iter(
         (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))),
     );

@@ -16,6 +16,9 @@ pub struct ReceiveBuffer {
     end: usize,
 }
 
+/// Buffers larger than this (grown for a large body) are shrunk once empty.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
 /// The buffer is at its size limit and still holds no complete head.
 #[derive(Debug)]
 pub struct Full;
@@ -85,6 +88,14 @@ impl ReceiveBuffer {
         let size = (self.data.len() * 2).clamp(1024, limit);
         self.data.resize(size, 0);
         Ok(())
+    }
+
+    /// Gives back the memory a large body needed once the buffer is empty again, so
+    /// that a kept-alive connection holds `size` bytes, not its largest request.
+    pub fn shrink_when_empty(&mut self, size: usize) {
+        if self.is_empty() && self.data.len() > size.max(SHRINK_ABOVE) {
+            self.data = vec![0; size];
+        }
     }
 
     /// Free space after the unused bytes, without moving or growing anything (so
@@ -181,5 +192,20 @@ mod tests {
         assert_eq!(buffer.data.len(), 2048);
         buffer.end = 2048;
         assert!(buffer.make_room(2048).is_err());
+    }
+
+    #[test]
+    fn a_buffer_grown_for_a_large_body_shrinks_once_empty() {
+        let mut buffer = ReceiveBuffer::new(4096);
+        buffer.data.resize(1 << 20, 0);
+        buffer.end = 10;
+        buffer.shrink_when_empty(4096);
+        assert_eq!(buffer.data.len(), 1 << 20, "still holding bytes");
+        buffer.consume(10);
+        buffer.shrink_when_empty(4096);
+        assert_eq!(buffer.data.len(), 4096);
+        buffer.data.resize(32 * 1024, 0);
+        buffer.shrink_when_empty(4096);
+        assert_eq!(buffer.data.len(), 32 * 1024, "small growth is kept");
     }
 }

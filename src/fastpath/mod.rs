@@ -51,6 +51,12 @@ use crate::telemetry::trace::{self, TRACEPARENT};
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
 /// the listener's own `max_request_head_bytes`.
 const HEAD_LIMIT: usize = 64 * 1024;
+/// A client connection's receive buffer to start with: many connections sit idle, and
+/// heads (or bodies) grow it as needed.
+const RECEIVE_BUFFER: usize = 4 * 1024;
+/// Bodies up to this long are copied behind the head, to go out in one write; longer
+/// ones are written on their own.
+const BODY_COPY_LIMIT: usize = 16 * 1024;
 /// Largest response head accepted from an endpoint.
 pub(crate) const REPLY_HEAD_LIMIT: usize = 64 * 1024;
 
@@ -80,9 +86,8 @@ pub async fn serve<C: ClientStream>(
     drained: &mut watch::Receiver<bool>,
     settings: &Settings,
 ) -> Ended {
-    // Small to start with, as many connections sit idle; heads grow them as needed.
     let mut connection = Connection {
-        received: ReceiveBuffer::new(4 * 1024),
+        received: ReceiveBuffer::new(RECEIVE_BUFFER),
         replied: ReceiveBuffer::new(8 * 1024),
         head: RequestHead::default(),
         upstream_request: Vec::with_capacity(1024),
@@ -117,6 +122,7 @@ pub async fn serve<C: ClientStream>(
         connection
             .received
             .consume(connection.head.len + connection.head.content_length as usize);
+        connection.received.shrink_when_empty(RECEIVE_BUFFER);
         if close {
             let _ = client.shutdown().await;
             return Ended::Closed;
@@ -448,6 +454,11 @@ impl Connection {
                 send_shadow(route, &parts, body, downstream, listener);
             }
         }
+        // A large body goes out from a copy of its own, as the receive buffer takes the
+        // client's next bytes while the answer is awaited.
+        let outgoing_body = masked_body
+            .clone()
+            .or_else(|| (body.len() > BODY_COPY_LIMIT).then(|| Bytes::copy_from_slice(body)));
         let pool = &route.targets[choice.target].pool;
         let affinity = pool
             .hash_key
@@ -489,13 +500,20 @@ impl Connection {
             };
             // Read again each time: waiting for the answer may read the client's next bytes.
             let buf = self.received.filled();
-            let body = match &masked_body {
-                Some(masked) => &masked[..],
-                None => &buf[head.len..head.len + head.content_length as usize],
-            };
             self.upstream_request.clear();
             head.write_upstream(buf, &forwarding, &mut self.upstream_request);
-            self.upstream_request.extend_from_slice(body);
+            let body: &[u8] = match &outgoing_body {
+                Some(body) if body.len() > BODY_COPY_LIMIT => body,
+                Some(body) => {
+                    self.upstream_request.extend_from_slice(body);
+                    &[]
+                }
+                None => {
+                    let body = &buf[head.len..head.len + head.content_length as usize];
+                    self.upstream_request.extend_from_slice(body);
+                    &[]
+                }
+            };
 
             let sent_at = Instant::now();
             exchange.sent_at = Some(sent_at);
@@ -506,6 +524,7 @@ impl Connection {
                     &pool.client,
                     &endpoint,
                     &self.upstream_request,
+                    body,
                     &mut self.replied,
                     &client_head,
                     &mut self.client_reply,

@@ -19,14 +19,16 @@ enum HeadFailure {
     Failed(ProxyError),
 }
 
-/// Writes the request to the endpoint (an idle connection, or a new one within the
+/// Writes the request (`head`, then `body` when it was not copied behind the head) to
+/// the endpoint (an idle connection, or a new one within the
 /// pool's connection limit) and reads the response head. A reused connection that
 /// turns out closed is replaced by a fresh one once, when sending again is safe.
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     pool: &UpstreamClient,
     endpoint: &Endpoint,
-    request: &[u8],
+    head: &[u8],
+    body: &[u8],
     replied: &mut ReceiveBuffer,
     client_head: &ClientHead<'_>,
     client_reply: &mut Vec<u8>,
@@ -61,10 +63,14 @@ pub async fn send(
         replied.clear();
         client_reply.clear();
         // TLS may keep the last record until flushed.
-        let written = match upstream.write_all(request).await {
-            Ok(()) => upstream.flush().await,
-            Err(error) => Err(error),
+        let written = async {
+            upstream.write_all(head).await?;
+            if !body.is_empty() {
+                upstream.write_all(body).await?;
+            }
+            upstream.flush().await
         };
+        let written = written.await;
         let failure = match written {
             // Nothing was taken: safe to send again, whatever the method.
             Err(error) if reused => {

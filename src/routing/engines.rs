@@ -7,8 +7,9 @@ use super::Route;
 use crate::upstream::Pool;
 
 /// Largest request body the HTTP/1.1 engine holds whole (it is read before the request
-/// is sent, so it can be sent again and its `model` read).
-pub const HTTP1_BODY_LIMIT: u64 = 64 * 1024;
+/// is sent, so it can be sent again and its `model` read): the default
+/// `request_buffer_bytes`, which holds a chat request with a long prompt.
+pub const HTTP1_BODY_LIMIT: u64 = 1 << 20;
 
 /// What the HTTP/1.1 engine can do for a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
