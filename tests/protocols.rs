@@ -480,7 +480,7 @@ async fn https_upstream_with_an_unknown_ca_fails_with_502() {
 
 /// Requests stay on the HTTP/1.1 fast path however many there are, `hash` balancing and
 /// route policies (retries, address lists, rate limits, mirrors) included; a connection
-/// whose request the fast path does not take (a chunked upload, a route that says
+/// whose request the fast path does not take (an `Expect: 100-continue` upload, a route that says
 /// `fast_path = false`) is handed to the full pipeline once, counted by reason, and
 /// answered.
 #[tokio::test]
@@ -613,6 +613,23 @@ pool = "p"
     .unwrap();
     let echo: serde_json::Value = upload.json().await.unwrap();
     assert_eq!(echo["body_len"], 40);
+    assert_eq!(
+        handoffs("request").await,
+        0.0,
+        "a chunked upload is read here"
+    );
+    let expecting = within(
+        "upload expecting 100-continue",
+        plain
+            .post(proxy.url("/upload"))
+            .header("expect", "100-continue")
+            .body("0123456789")
+            .send(),
+    )
+    .await
+    .unwrap();
+    let echo: serde_json::Value = expecting.json().await.unwrap();
+    assert_eq!(echo["body_len"], 10);
     assert_eq!(handoffs("request").await, 1.0);
 
     // Policies run on the fast engine: no hand-off.
@@ -709,6 +726,18 @@ async fn http1_over_tls_takes_the_fast_path_and_hands_off_mid_connection() {
     let echo: serde_json::Value = upload.json().await.unwrap();
     assert_eq!(echo["body_len"], 30);
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(handoffs().await, 0.0, "a chunked upload is read here");
+    let expecting = within(
+        "upload expecting 100-continue over TLS",
+        tls.post(format!("https://{addr}/upload"))
+            .header("expect", "100-continue")
+            .body("0123456789")
+            .send(),
+    )
+    .await
+    .unwrap();
+    let echo: serde_json::Value = expecting.json().await.unwrap();
+    assert_eq!(echo["body_len"], 10);
     assert_eq!(handoffs().await, 1.0);
     // The handed-off connection goes on serving.
     let after = within(
@@ -718,7 +747,7 @@ async fn http1_over_tls_takes_the_fast_path_and_hands_off_mid_connection() {
     .await
     .unwrap();
     assert_eq!(after.status(), 200);
-    assert_eq!(upstream.requests(), 12);
+    assert_eq!(upstream.requests(), 13);
 }
 
 /// An h2 answer that is only trailers (a gRPC stream of zero messages, whose status

@@ -7,19 +7,21 @@
 //!   `Partial` (the parse never reads past the head);
 //! - a `RequestHead` reused from an earlier request parses exactly as a fresh one;
 //! - what the fast path takes is what it may take: HTTP/1.1, an origin-form target in
-//!   normal form, no CONNECT, exactly one valid `Host`, no `Transfer-Encoding`,
-//!   `Upgrade` or `Expect`, `Content-Length` lines that all agree, a `Connection` list
+//!   normal form, no CONNECT, exactly one valid `Host`, no `Upgrade` or `Expect`, either
+//!   `Content-Length` lines that all agree or one `Transfer-Encoding: chunked` (never
+//!   both, never another coding), a `Connection` list
 //!   of connection options only; every header line is kept, in order, with the offsets
 //!   `httparse` gives, sorted as the table below says;
 //! - the head written for the endpoint is one complete HTTP/1.1 head that frames the
-//!   body the same (one `Content-Length` equal to the parsed one, or none when it is 0
-//!   and none was sent; never `Transfer-Encoding`), has one `Host`, one
+//!   body the same (one `Content-Length` equal to the parsed one, or for a chunked body
+//!   the length of its data, or none when it is 0 and none was sent; never
+//!   `Transfer-Encoding`), has one `Host`, one
 //!   `X-Forwarded-For` ending in the peer, one `Via` ending in Junction's, and no
 //!   hop-by-hop or Junction control header.
 
 #![no_main]
 
-use junction::fuzzing::{Forwarding, HeaderEdits, Kind, RequestHead, RequestParsed};
+use junction::fuzzing::{Forwarding, HeaderEdits, Kind, RequestHead, RequestParsed, SentBody};
 use junction::routing::RouteInput;
 use libfuzzer_sys::fuzz_target;
 
@@ -34,6 +36,7 @@ struct Facts {
     target: Vec<u8>,
     lines: Vec<LineFacts>,
     content_length: u64,
+    chunked: bool,
     close: bool,
     host: Option<Vec<u8>>,
     content_type: Option<Vec<u8>>,
@@ -52,7 +55,7 @@ enum Outcome {
 
 static NO_EDITS: HeaderEdits = HeaderEdits::new();
 
-fn untrusted() -> Forwarding<'static> {
+fn untrusted(head: &RequestHead) -> Forwarding<'static> {
     Forwarding {
         peer: b"10.0.0.9",
         proto: b"http",
@@ -61,13 +64,13 @@ fn untrusted() -> Forwarding<'static> {
         new_request_id: Some(b"new-id"),
         traceparent: None,
         edits: &NO_EDITS,
-        // The body phase's new length is not fuzzed here: the properties compare the
-        // forwarded length with the parsed one (tests/masking_proxy.rs covers it).
-        content_length: None,
+        // As the engine sends it (the body phase's new length is not fuzzed here:
+        // tests/masking_proxy.rs covers it).
+        body: sent_body(head),
     }
 }
 
-fn trusted() -> Forwarding<'static> {
+fn trusted(head: &RequestHead) -> Forwarding<'static> {
     Forwarding {
         peer: b"[2001:db8::1]",
         proto: b"https",
@@ -76,9 +79,19 @@ fn trusted() -> Forwarding<'static> {
         new_request_id: None,
         traceparent: Some(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         edits: &NO_EDITS,
-        // The body phase's new length is not fuzzed here: the properties compare the
-        // forwarded length with the parsed one (tests/masking_proxy.rs covers it).
-        content_length: None,
+        // As the engine sends it (the body phase's new length is not fuzzed here:
+        // tests/masking_proxy.rs covers it).
+        body: sent_body(head),
+    }
+}
+
+/// How the engine frames the body it sends: a chunked one is sent whole with the length
+/// of its data (none when empty).
+fn sent_body(head: &RequestHead) -> SentBody {
+    match (head.chunked, head.content_length) {
+        (false, _) => SentBody::AsReceived,
+        (true, 0) => SentBody::Empty,
+        (true, length) => SentBody::Length(length),
     }
 }
 
@@ -92,7 +105,7 @@ fn parse(head: &mut RequestHead, buf: &[u8]) -> Outcome {
         RequestParsed::HandOff => Outcome::HandOff,
         RequestParsed::Complete => {
             let mut upstream = Vec::new();
-            head.write_upstream(buf, &untrusted(), &mut upstream);
+            head.write_upstream(buf, &untrusted(head), &mut upstream);
             Outcome::Complete(Box::new(Facts {
                 len: head.len,
                 method: head.method.as_str().to_string(),
@@ -103,6 +116,7 @@ fn parse(head: &mut RequestHead, buf: &[u8]) -> Outcome {
                     .map(|l| (l.name, l.value, l.kind))
                     .collect(),
                 content_length: head.content_length,
+                chunked: head.chunked,
                 close: head.close,
                 host: owned(head.host(buf)),
                 content_type: owned(head.content_type(buf)),
@@ -189,6 +203,7 @@ fn check_taken(buf: &[u8], head: &RequestHead, facts: &Facts) {
         "a header line lost"
     );
     let mut length = None;
+    let mut chunked = false;
     let mut hosts = Vec::new();
     let mut close = false;
     let first = |wanted: &str| {
@@ -209,7 +224,15 @@ fn check_taken(buf: &[u8], head: &RequestHead, facts: &Facts) {
         let lower = header.name.to_ascii_lowercase();
         let mut expected = expected_kind(&lower, header.value);
         match lower.as_str() {
-            "transfer-encoding" | "upgrade" | "expect" => panic!("{lower} taken"),
+            "upgrade" | "expect" => panic!("{lower} taken"),
+            "transfer-encoding" => {
+                assert!(
+                    header.value.eq_ignore_ascii_case(b"chunked"),
+                    "a coding taken"
+                );
+                assert!(!chunked, "transfer-encoding twice");
+                chunked = true;
+            }
             "content-length" => {
                 let value = content_length(header.value).expect("a valid content-length");
                 match length {
@@ -244,6 +267,8 @@ fn check_taken(buf: &[u8], head: &RequestHead, facts: &Facts) {
             assert!(view.has_header(&name), "{name} hidden from routing");
         }
     }
+    assert_eq!(facts.chunked, chunked);
+    assert!(!(chunked && length.is_some()), "chunked with a length");
     assert_eq!(facts.content_length, length.unwrap_or(0));
     assert_eq!(facts.close, close);
     assert_eq!(hosts.len(), 1, "Host lines");
@@ -339,8 +364,17 @@ fuzz_target!(|buf: &[u8]| {
         return;
     };
     check_taken(buf, &fresh, facts);
-    check_upstream(&fresh, buf, &untrusted());
-    check_upstream(&fresh, buf, &trusted());
+    check_upstream(&fresh, buf, &untrusted(&fresh));
+    check_upstream(&fresh, buf, &trusted(&fresh));
+    if fresh.chunked {
+        // Its data read: the endpoint gets that length.
+        let mut read = RequestHead::default();
+        let _ = read.parse(buf);
+        let data = buf.len() % 5;
+        read.set_chunked_body(data, data * 2 + 5);
+        check_upstream(&read, buf, &untrusted(&read));
+        check_upstream(&read, buf, &trusted(&read));
+    }
 
     // The head alone parses the same; any less of it is not a head yet.
     let mut alone = RequestHead::default();

@@ -3,5 +3,7 @@
 
 pub use super::chunked::{BadChunk, ChunkedScanner};
 pub use super::reply::{ClientHead, Framing, Parsed as ReplyParsed, Reply, parse as parse_reply};
-pub use super::request::{Forwarding, Kind, Line, Parsed as RequestParsed, RequestHead, RouteView};
+pub use super::request::{
+    Forwarding, Kind, Line, Parsed as RequestParsed, RequestHead, RouteView, SentBody,
+};
 pub use crate::pipeline::HeaderEdits;

@@ -2,7 +2,7 @@
 //! hand on `httparse`, with no hyper dispatcher, header map, body channel or connection
 //! task per request. Every decision (route, policies, split, mirror, pick / send / judge /
 //! retry, body phase, errors, the record) is the core's; this engine parses and renders.
-//! What it does not speak (HTTP/2, upgrades, chunked uploads, routes with HTTP/2 pools)
+//! What it does not speak (HTTP/2, upgrades, streamed bodies, routes with HTTP/2 pools)
 //! is handed to the hyper pipeline with the bytes read so far, and hyper keeps the
 //! connection.
 
@@ -26,9 +26,10 @@ use tokio::time::Instant;
 
 use buffer::ReceiveBuffer;
 pub use buffer::Rewind;
+use chunked::ChunkedScanner;
 use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
 use reply::{ClientHead, Framing};
-use request::{Forwarding, Parsed, RequestHead};
+use request::{Forwarding, Parsed, RequestHead, SentBody};
 use upstream::send;
 
 use crate::config::BodyTimeouts;
@@ -57,6 +58,9 @@ const RECEIVE_BUFFER: usize = 4 * 1024;
 /// Bodies up to this long are copied behind the head, to go out in one write; longer
 /// ones are written on their own.
 const BODY_COPY_LIMIT: usize = 16 * 1024;
+/// Most bytes of chunks read for a chunked body held whole: its data may be at most
+/// `HTTP1_BODY_LIMIT`, and the chunks' framing is bounded too (tiny chunks).
+const CHUNKED_WIRE_LIMIT: usize = 2 * HTTP1_BODY_LIMIT as usize;
 /// Largest response head accepted from an endpoint.
 pub(crate) const REPLY_HEAD_LIMIT: usize = 64 * 1024;
 
@@ -90,6 +94,7 @@ pub async fn serve<C: ClientStream>(
         received: ReceiveBuffer::new(RECEIVE_BUFFER),
         replied: ReceiveBuffer::new(8 * 1024),
         head: RequestHead::default(),
+        decoded: Vec::new(),
         upstream_request: Vec::with_capacity(1024),
         client_reply: Vec::with_capacity(1024),
     };
@@ -121,8 +126,11 @@ pub async fn serve<C: ClientStream>(
         };
         connection
             .received
-            .consume(connection.head.len + connection.head.content_length as usize);
+            .consume(connection.head.len + connection.head.wire_body_len);
         connection.received.shrink_when_empty(RECEIVE_BUFFER);
+        if connection.decoded.capacity() > BODY_COPY_LIMIT {
+            connection.decoded = Vec::new();
+        }
         if close {
             let _ = client.shutdown().await;
             return Ended::Closed;
@@ -175,6 +183,8 @@ struct Connection {
     /// The endpoint's response, as it arrives.
     replied: ReceiveBuffer,
     head: RequestHead,
+    /// A chunked request body's data.
+    decoded: Vec<u8>,
     upstream_request: Vec<u8>,
     client_reply: Vec<u8>,
 }
@@ -222,6 +232,9 @@ impl Connection {
                 }
             }
         }
+        if self.head.chunked {
+            return self.read_chunked_body(client, settings, downstream).await;
+        }
         if self.head.content_length > HTTP1_BODY_LIMIT {
             return Next::HandOff(HandOff::Size);
         }
@@ -231,26 +244,53 @@ impl Connection {
         if self.received.len() < whole && streams_bodies(downstream) {
             return Next::HandOff(HandOff::Request);
         }
-        // The listener's body timeouts, as the full path applies them (`ClientBody`).
-        let timeouts = settings.body_timeouts;
-        let deadline = Instant::now() + timeouts.total;
+        let body_wait = BodyWait::new(settings.body_timeouts);
         while self.received.len() < whole {
-            let wake = (Instant::now() + timeouts.idle).min(deadline);
-            let read =
-                tokio::time::timeout_at(wake, self.received.read_from(client, whole.max(limit)));
-            match read.await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Next::Closed,
-                Err(_) => {
-                    let after = if Instant::now() >= deadline {
-                        timeouts.total
-                    } else {
-                        timeouts.idle
-                    };
-                    return Next::BodyTimeout(after);
-                }
+            if let Err(next) = body_wait.read(client, &mut self.received, whole).await {
+                return next;
             }
         }
+        Next::Ready
+    }
+
+    /// Reads a chunked body whole, its data into `decoded` (as the full path holds a
+    /// buffered body: no chunk extensions, no trailer fields), under the same limits
+    /// and timeouts as a body with a length. The chunks stay in the receive buffer
+    /// until the request is done, so a hand-off gives hyper every byte: a body too
+    /// large to hold, one still on its way to a listener that streams bodies, and
+    /// invalid chunks (which hyper refuses its own way).
+    async fn read_chunked_body<C: ClientStream>(
+        &mut self,
+        client: &mut C,
+        settings: &Settings,
+        downstream: &Downstream,
+    ) -> Next {
+        let mut scanner = ChunkedScanner::default();
+        let mut scanned = 0;
+        self.decoded.clear();
+        let body_wait = BodyWait::new(settings.body_timeouts);
+        let wire_limit = self.head.len + CHUNKED_WIRE_LIMIT;
+        loop {
+            let chunks = &self.received.filled()[self.head.len + scanned..];
+            let decoded = &mut self.decoded;
+            match scanner.scan(chunks, &mut |data| decoded.extend_from_slice(data)) {
+                Ok(n) => scanned += n,
+                Err(_) => return Next::HandOff(HandOff::Request),
+            }
+            if scanner.is_done() {
+                break;
+            }
+            if self.decoded.len() as u64 > HTTP1_BODY_LIMIT || scanned >= CHUNKED_WIRE_LIMIT {
+                return Next::HandOff(HandOff::Size);
+            }
+            if streams_bodies(downstream) {
+                return Next::HandOff(HandOff::Request);
+            }
+            if let Err(next) = body_wait.read(client, &mut self.received, wire_limit).await {
+                return next;
+            }
+        }
+        self.head.set_chunked_body(self.decoded.len(), scanned);
         Next::Ready
     }
 
@@ -334,7 +374,11 @@ impl Connection {
         };
         let head = &self.head;
         let buf = self.received.filled();
-        let body = &buf[head.len..head.len + head.content_length as usize];
+        let body: &[u8] = if head.chunked {
+            &self.decoded
+        } else {
+            &buf[head.len..head.len + head.content_length as usize]
+        };
         let peer = downstream.peer.ip();
         let trusted = crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer);
 
@@ -456,9 +500,15 @@ impl Connection {
         }
         // A large body goes out from a copy of its own, as the receive buffer takes the
         // client's next bytes while the answer is awaited.
-        let outgoing_body = masked_body
-            .clone()
-            .or_else(|| (body.len() > BODY_COPY_LIMIT).then(|| Bytes::copy_from_slice(body)));
+        // A chunked body goes on whole, with its length, as the full path sends a
+        // buffered body.
+        let outgoing_body = match &masked_body {
+            Some(masked) => Some(masked.clone()),
+            None if head.chunked || body.len() > BODY_COPY_LIMIT => {
+                Some(Bytes::copy_from_slice(body))
+            }
+            None => None,
+        };
         let pool = &route.targets[choice.target].pool;
         let affinity = pool
             .hash_key
@@ -489,7 +539,12 @@ impl Connection {
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
                 edits: &edits,
-                content_length: masked_body.as_ref().map(|b| b.len() as u64),
+                body: match &masked_body {
+                    Some(masked) => SentBody::Length(masked.len() as u64),
+                    None if head.chunked && head.content_length == 0 => SentBody::Empty,
+                    None if head.chunked => SentBody::Length(head.content_length),
+                    None => SentBody::AsReceived,
+                },
             };
             let client_head = ClientHead {
                 head_request,
@@ -713,6 +768,42 @@ async fn first_token(
     match tokio::time::timeout(wait, replied.read_from(upstream, REPLY_HEAD_LIMIT)).await {
         Ok(Ok(_)) => FirstToken::Came,
         Ok(Err(_)) | Err(_) => FirstToken::Late(wait),
+    }
+}
+
+/// The listener's body timeouts, as the full path applies them (`ClientBody`): each
+/// read within `idle`, the whole body within `total`.
+struct BodyWait {
+    timeouts: BodyTimeouts,
+    deadline: Instant,
+}
+
+impl BodyWait {
+    fn new(timeouts: BodyTimeouts) -> Self {
+        BodyWait {
+            timeouts,
+            deadline: Instant::now() + timeouts.total,
+        }
+    }
+
+    /// Reads more of the body into `received` (grown up to `limit`); `Err` says how the
+    /// connection goes on when none came: closed, or a `408`.
+    async fn read<C: ClientStream>(
+        &self,
+        client: &mut C,
+        received: &mut ReceiveBuffer,
+        limit: usize,
+    ) -> Result<(), Next> {
+        let wake = (Instant::now() + self.timeouts.idle).min(self.deadline);
+        match tokio::time::timeout_at(wake, received.read_from(client, limit)).await {
+            Ok(Ok(n)) if n > 0 => Ok(()),
+            Ok(_) => Err(Next::Closed),
+            Err(_) => Err(Next::BodyTimeout(if Instant::now() >= self.deadline {
+                self.timeouts.total
+            } else {
+                self.timeouts.idle
+            })),
+        }
     }
 }
 

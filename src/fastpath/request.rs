@@ -54,7 +54,15 @@ pub struct RequestHead {
     target: (usize, usize),
     path_end: usize,
     pub lines: Vec<Line>,
+    /// The body's length: its `Content-Length`, or for a chunked body the length of its
+    /// data once read ([`RequestHead::set_chunked_body`]).
     pub content_length: u64,
+    /// `Transfer-Encoding: chunked`: the body is read whole and its data sent on with
+    /// its length, without the client's chunk extensions or trailer fields, as the
+    /// full path sends a body it buffered.
+    pub chunked: bool,
+    /// Bytes of the body on the wire, framing included.
+    pub wire_body_len: usize,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
     host: Option<usize>,
@@ -83,6 +91,8 @@ impl Default for RequestHead {
             path_end: 0,
             lines: Vec::with_capacity(16),
             content_length: 0,
+            chunked: false,
+            wire_body_len: 0,
             close: false,
             host: None,
             request_id: None,
@@ -111,8 +121,21 @@ pub struct Forwarding<'a> {
     pub traceparent: Option<&'a [u8]>,
     /// What the route's policies change.
     pub edits: &'a HeaderEdits,
-    /// The body's length when the body phase changed it.
-    pub content_length: Option<u64>,
+    /// How the body sent is framed.
+    pub body: SentBody,
+}
+
+/// The framing of the body sent to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentBody {
+    /// The client's `Content-Length` (or none), as it came.
+    AsReceived,
+    /// A body held whole and sent anew (masked, or read from chunks): its length, and
+    /// none of the client's framing lines.
+    Length(u64),
+    /// An empty body read from chunks: no framing line at all, as hyper's client sends
+    /// an empty body.
+    Empty,
 }
 
 fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
@@ -202,8 +225,16 @@ impl RequestHead {
                         None => content_length = Some(length),
                     }
                 }
-                // Bodies without a length, protocol switches and 100-continue: hyper.
-                Kind::Pass if is("transfer-encoding") || is("upgrade") || is("expect") => {
+                // Only a single `chunked` coding is read here; any other coding, or
+                // one repeated, is the core's to judge, on hyper.
+                Kind::Pass if is("transfer-encoding") => {
+                    if self.chunked || !header.value.eq_ignore_ascii_case(b"chunked") {
+                        return Parsed::HandOff;
+                    }
+                    self.chunked = true;
+                }
+                // Protocol switches and 100-continue: hyper.
+                Kind::Pass if is("upgrade") || is("expect") => {
                     return Parsed::HandOff;
                 }
                 // The first line counts, as `HeaderMap::get` reads it on the full path.
@@ -251,8 +282,19 @@ impl RequestHead {
         if self.host.is_none() {
             return Parsed::HandOff;
         }
+        // Both framings: which one wins is the core's rule (RFC 9112 6.3), on hyper.
+        if self.chunked && content_length.is_some() {
+            return Parsed::HandOff;
+        }
         self.content_length = content_length.unwrap_or(0);
+        self.wire_body_len = self.content_length as usize;
         Parsed::Complete
+    }
+
+    /// A chunked body was read: `data` bytes of data in `wire` bytes of chunks.
+    pub fn set_chunked_body(&mut self, data: usize, wire: usize) {
+        self.content_length = data as u64;
+        self.wire_body_len = wire;
     }
 
     pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
@@ -306,9 +348,13 @@ impl RequestHead {
         for line in &self.lines {
             let value = slice(buf, line.value);
             let keep = match line.kind {
+                // A body sent anew with its own length: the client's framing goes.
                 Kind::Pass
-                    if forwarding.content_length.is_some()
-                        && slice(buf, line.name).eq_ignore_ascii_case(b"content-length") =>
+                    if forwarding.body != SentBody::AsReceived && {
+                        let name = slice(buf, line.name);
+                        name.eq_ignore_ascii_case(b"content-length")
+                            || name.eq_ignore_ascii_case(b"transfer-encoding")
+                    } =>
                 {
                     false
                 }
@@ -342,7 +388,7 @@ impl RequestHead {
             }
         }
         forwarding.edits.write_added(out);
-        if let Some(length) = forwarding.content_length {
+        if let SentBody::Length(length) = forwarding.body {
             put_header(out, b"content-length", Digits::of(length).as_bytes());
         }
         out.extend_from_slice(b"x-forwarded-for: ");
@@ -380,7 +426,7 @@ impl RequestHead {
     /// The head as `http` types, as the full pipeline holds it when it copies a request
     /// to the route's mirror (`versioning::send_shadow`, which hyper's client sends on
     /// its own task): the lines the endpoint would get, the policies' `edits` made,
-    /// Junction's control headers gone, the body's `length` set. `None` for a head that
+    /// Junction's control headers gone, the body (held whole) with its `length`. `None` for a head that
     /// `http` does not take (the mirror then gets no copy).
     pub fn shadow_parts(
         &self,
@@ -404,14 +450,19 @@ impl RequestHead {
                 }
             };
             let name = slice(buf, line.name);
-            if keep && !name.eq_ignore_ascii_case(b"content-length") {
+            let framing = name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding");
+            if keep && !framing {
                 let name = HeaderName::from_bytes(name).ok()?;
                 let value = HeaderValue::from_bytes(slice(buf, line.value)).ok()?;
                 headers.append(name, value);
             }
         }
         edits.apply(headers);
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        // An empty body read from chunks has no length line (see `SentBody::Empty`).
+        if !(self.chunked && length == 0) {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         headers.insert(
             crate::telemetry::trace::X_REQUEST_ID.clone(),
             request_id.clone(),
@@ -550,7 +601,7 @@ mod tests {
             new_request_id: Some(b"id1"),
             traceparent: None,
             edits: &NO_EDITS,
-            content_length: None,
+            body: SentBody::AsReceived,
         }
     }
 
@@ -618,7 +669,11 @@ mod tests {
             "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\n\r\n",
             "CONNECT a:443 HTTP/1.1\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // Framings other than one `chunked` coding, or chunked with a length.
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
@@ -650,6 +705,10 @@ mod tests {
             head.parse(b"GET / HTTP/1.1\r\nHost: a"),
             Parsed::Partial
         ));
+        // One `chunked` coding, in any case, is read here.
+        let text = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert!(matches!(head.parse(text), Parsed::Complete));
+        assert!(head.chunked);
     }
 
     #[test]

@@ -75,10 +75,23 @@ pub struct Request {
     pub target: String,
     pub user: &'static str,
     pub headers: Vec<&'static str>,
-    /// A body with Content-Length, of this many bytes.
+    /// A body of this many bytes, with Content-Length unless `chunked` says otherwise.
     pub body: Option<usize>,
+    /// The body sent chunked instead (no body: just the last chunk).
+    pub chunked: Option<Chunking>,
     /// Which letters of the optional headers' names are upper case.
     pub name_case: u64,
+}
+
+/// How a chunked request body is cut and decorated.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// Bytes per chunk (the last one shorter).
+    pub size: usize,
+    /// Each chunk size line carries an extension (`;ext=1`), which nobody passes on.
+    pub extension: bool,
+    /// A trailer field after the last chunk.
+    pub trailer: bool,
 }
 
 impl Request {
@@ -92,12 +105,29 @@ impl Request {
             text.push_str(&recased(line, self.name_case.rotate_left(i as u32 * 11)));
             text.push_str("\r\n");
         }
-        if let Some(length) = self.body {
-            text.push_str(&format!("Content-Length: {length}\r\n"));
-        }
-        text.push_str("\r\n");
+        let body = pattern(self.body.unwrap_or(0), 3);
+        let Some(chunking) = self.chunked else {
+            if let Some(length) = self.body {
+                text.push_str(&format!("Content-Length: {length}\r\n"));
+            }
+            text.push_str("\r\n");
+            let mut bytes = text.into_bytes();
+            bytes.extend(body);
+            return bytes;
+        };
+        text.push_str("Transfer-Encoding: chunked\r\n\r\n");
         let mut bytes = text.into_bytes();
-        bytes.extend(pattern(self.body.unwrap_or(0), 3));
+        let extension = if chunking.extension { ";ext=1" } else { "" };
+        for piece in body.chunks(chunking.size.max(1)) {
+            bytes.extend(format!("{:x}{extension}\r\n", piece.len()).into_bytes());
+            bytes.extend(piece);
+            bytes.extend(b"\r\n");
+        }
+        bytes.extend(b"0\r\n");
+        if chunking.trailer {
+            bytes.extend(b"X-Trailer: t\r\n");
+        }
+        bytes.extend(b"\r\n");
         bytes
     }
 
@@ -175,22 +205,35 @@ pub fn request() -> impl Strategy<Value = Request> {
         2 => (0..=64usize).prop_map(Some),
         2 => (0..=2048usize).prop_map(Some),
     ];
+    let chunked = prop_oneof![
+        4 => Just(None),
+        1 => (1..=700usize, any::<bool>(), any::<bool>()).prop_map(|(size, extension, trailer)| {
+            Some(Chunking {
+                size,
+                extension,
+                trailer,
+            })
+        }),
+    ];
     (
         proptest::sample::select(METHODS),
         target(),
         proptest::sample::select(USERS),
         headers,
-        body,
+        (body, chunked),
         any::<u64>(),
     )
-        .prop_map(|(method, target, user, headers, body, name_case)| Request {
-            method,
-            target,
-            user,
-            headers,
-            body,
-            name_case,
-        })
+        .prop_map(
+            |(method, target, user, headers, (body, chunked), name_case)| Request {
+                method,
+                target,
+                user,
+                headers,
+                body,
+                chunked,
+                name_case,
+            },
+        )
 }
 
 // === The upstream's answers ===

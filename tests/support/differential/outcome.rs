@@ -238,15 +238,27 @@ pub fn without_clock(request: &Request, outcome: &mut Outcome) {
 /// endpoint said `Content-Length` (the length of the representation it did not send,
 /// RFC 9110 8.6) reaches the client with that line through the fast path and without it
 /// through hyper. The `content-length` of a 304 is not compared.
+///
+/// Difference 5 (`a_refused_chunked_upload_leaves_the_connection_alike`): a chunked
+/// request refused before any endpoint is asked (a policy's 403, a rate limit's 429)
+/// leaves the client's connection open through the fast path, which read the body whole
+/// before the policies ran, and closes it through hyper, which answers without reading
+/// the body and does not drain it. Whether the connection stays open is not compared for
+/// such a case; both are safe (no byte of the body is read as a request).
 pub fn without_known_differences(case: &Case, outcome: &mut Outcome) {
     // The reply the client's answer came from, if any.
     let reply = match outcome.upstream.len() {
         0 => None,
         n => Some(&case.replies[(n - 1).min(1)]),
     };
+    let unsent = outcome.upstream.is_empty();
     let Ok(answer) = &mut outcome.client else {
         return;
     };
+    // 5.
+    if unsent && case.request.chunked.is_some() {
+        answer.after = After::Closed;
+    }
     // 2.
     let empty_unframed = reply.is_some_and(|reply| {
         reply.body_len == 0
