@@ -157,6 +157,75 @@ async fn an_unbuffered_body_streams_and_a_stall_aborts_the_upstream(travel: Trav
     assert_eq!(response.status, 408, "{}", response.text());
     assert_eq!(upstream.next_end().await, Ended::ByProxy(1));
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // The HTTP/1.1 engine streams the body itself.
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_fast_path_handoffs_total{"),
+        "{travel:?}"
+    );
+
+    // A body that comes whole streams the same, and is answered.
+    let mut client = RawClient::connect(&proxy).await;
+    client.send(post_head(10).as_bytes()).await;
+    client.send(b"0123456789").await;
+    let response = client.response("POST").await;
+    assert_eq!((response.status, response.text()), (200, "10".into()));
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_fast_path_handoffs_total{"),
+        "{travel:?}"
+    );
+}
+
+/// A body longer than any engine holds (3 MiB) streams to the endpoint on a buffering
+/// route, exactly: a request pipelined right behind it on the same connection is read
+/// as the next request, not as more body. Then a client that leaves mid-body breaks
+/// the endpoint's connection off, so no part of a body is taken for a whole request.
+async fn a_long_body_streams_exactly_and_a_client_leaving_breaks_it_off(travel: Travel) {
+    const LONG: usize = 3 << 20;
+    let upstream = Upstream::start(|seen| {
+        let body = &seen.body;
+        let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+        vec![Step::Write(ok(format!("{} {sum}", body.len())))]
+    })
+    .await;
+    let proxy = start(travel, &upstream, "", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let body: Vec<u8> = (0..LONG).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let mut bytes = post_head(LONG).into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(post_head(3).as_bytes());
+    bytes.extend_from_slice(b"xyz");
+    client.send(&bytes).await;
+    let first = client.response("POST").await;
+    assert_eq!((first.status, first.text()), (200, format!("{LONG} {sum}")));
+    let second = client.response("POST").await;
+    let small: u64 = b"xyz".iter().map(|&b| u64::from(b)).sum();
+    assert_eq!((second.status, second.text()), (200, format!("3 {small}")));
+    assert_eq!(upstream.seen().len(), 2);
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_fast_path_handoffs_total{"),
+        "{travel:?}"
+    );
+
+    // Half of a long body, then the client leaves (a fresh proxy and endpoint, so that
+    // the endpoint's first connection is this body's).
+    let mut upstream = counting_upstream().await;
+    let proxy = start(travel, &upstream, "", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    client.send(post_head(LONG).as_bytes()).await;
+    client.send(&body[..LONG / 2]).await;
+    within("the endpoint being connected to mid-body", async {
+        while upstream.connections() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    drop(client);
+    assert_eq!(upstream.next_end().await, Ended::ByProxy(1));
+    assert!(upstream.seen().is_empty(), "a cut body taken for a request");
 }
 
 /// A chunked GET body, buffered or streamed, reaches the endpoint whole: hyper's client
@@ -289,6 +358,7 @@ on_both_engines!(
     a_stalled_large_body_is_408 => a_stalled_body_is_408_and_never_reaches_the_endpoint(100_000);
     a_trickling_body_is_408 => a_trickling_body_is_408_after_the_total_timeout();
     unbuffered_bodies_stream => an_unbuffered_body_streams_and_a_stall_aborts_the_upstream();
+    long_bodies_stream_exactly => a_long_body_streams_exactly_and_a_client_leaving_breaks_it_off();
     chunked_get_bodies_arrive => a_chunked_get_body_is_never_dropped();
     full_duplex_outlives_body_timeouts => an_answered_exchange_outlives_the_body_timeouts();
 );

@@ -2,7 +2,7 @@
 //! hand on `httparse`, with no hyper dispatcher, header map, body channel or connection
 //! task per request. Every decision (route, policies, split, mirror, pick / send / judge /
 //! retry, body phase, errors, the record) is the core's; this engine parses and renders.
-//! What it does not speak (HTTP/2, upgrades, streamed bodies, routes with HTTP/2 pools)
+//! What it does not speak (HTTP/2, upgrades, streamed chunked bodies, HTTP/2 pools)
 //! is handed to the hyper pipeline with the bytes read so far, and hyper keeps the
 //! connection.
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -30,7 +30,7 @@ use chunked::ChunkedScanner;
 use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
 use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
-use upstream::send;
+use upstream::{Outgoing, send};
 
 use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
@@ -46,7 +46,7 @@ use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow}
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
-use crate::routing::{HTTP1_BODY_LIMIT, route_host};
+use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
@@ -119,10 +119,26 @@ pub async fn serve<C: ClientStream>(
                 return Ended::Closed;
             }
         }
-        let close = match connection.relay(client, downstream).await {
-            Step::KeepAlive => false,
-            Step::Close => true,
-            Step::HandOff(reason) => return hand_off(&mut connection, reason),
+        let close = loop {
+            match connection.relay(client, downstream, settings).await {
+                Step::KeepAlive => break false,
+                Step::Close => break true,
+                Step::HandOff(reason) => return hand_off(&mut connection, reason),
+                // The route holds the body: read, then decided again.
+                Step::ReadWhole => match connection.read_whole_body(client, settings).await {
+                    Next::Ready => {}
+                    Next::BodyTimeout(after) => {
+                        if let Some(reason) =
+                            connection.body_timed_out(client, downstream, after).await
+                        {
+                            return hand_off(&mut connection, reason);
+                        }
+                        let _ = client.shutdown().await;
+                        return Ended::Closed;
+                    }
+                    Next::Closed | Next::HandOff(_) => return Ended::Closed,
+                },
+            }
         };
         connection
             .received
@@ -139,7 +155,8 @@ pub async fn serve<C: ClientStream>(
 }
 
 enum Next {
-    /// A head and its whole body are in the receive buffer.
+    /// A head and its whole body are in the receive buffer (or as much of a body as
+    /// came with the head, when it is longer than this engine holds).
     Ready,
     Closed,
     /// The client was too slow with the body: a 408 and the connection closes.
@@ -151,20 +168,26 @@ enum Step {
     KeepAlive,
     Close,
     HandOff(HandOff),
+    /// The request's route holds its body, which is not all read yet: read it, and
+    /// decide again (nothing was done for the request yet).
+    ReadWhole,
 }
 
 /// Why a connection went to the full pipeline (the `reason` label of
 /// `junction_fast_path_handoffs_total`).
 #[derive(Debug, Clone, Copy)]
 enum HandOff {
-    /// Not a plain HTTP/1.1 request head: HTTP/1.0 or HTTP/2, an upgrade, a chunked
-    /// upload, `Expect`, an absolute-form target, or a head hyper must judge; or a body
-    /// still arriving on a listener with a route that streams bodies.
+    /// Not a plain HTTP/1.1 request head: HTTP/1.0 or HTTP/2, an upgrade, `Expect`,
+    /// a coding other than one `chunked`, an absolute-form target, or a head hyper must
+    /// judge; invalid chunks, or a chunked body still arriving on a listener with a
+    /// route that streams bodies.
     Request,
-    /// A head or body larger than the fast path reads whole.
+    /// A head or chunked body larger than the fast path reads whole, or a body to read
+    /// before routing by `model` over `model_body_limit`.
     Size,
     /// No route matches (hyper answers 404), or the route needs what only hyper does
-    /// (`Engines::of`: a pool speaking HTTP/2, streamed bodies, `fast_path = false`).
+    /// (`Engines::of`: a pool speaking HTTP/2, `fast_path = false`; a body the route
+    /// holds beyond `HTTP1_BODY_LIMIT`).
     Route,
 }
 
@@ -235,21 +258,35 @@ impl Connection {
         if self.head.chunked {
             return self.read_chunked_body(client, settings, downstream).await;
         }
-        if self.head.content_length > HTTP1_BODY_LIMIT {
-            return Next::HandOff(HandOff::Size);
-        }
+        // Longer than this engine holds, or still on its way to a listener with a route
+        // that streams bodies: the route decides (`Step::ReadWhole` when it holds it).
         let whole = self.head.len + self.head.content_length as usize;
-        // The route is chosen after the body is read: a body still on its way may be for
-        // a route that streams it, which the full path does.
-        if self.received.len() < whole && streams_bodies(downstream) {
-            return Next::HandOff(HandOff::Request);
+        let longer = self.head.content_length > HTTP1_BODY_LIMIT;
+        if longer || (self.received.len() < whole && streams_bodies(downstream)) {
+            self.head.unread_body = true;
+            let arrived = self.received.len() - self.head.len;
+            self.head.wire_body_len = arrived.min(self.head.content_length as usize);
+            return Next::Ready;
         }
+        self.read_whole_body(client, settings).await
+    }
+
+    /// Reads the rest of a body with a length (at most `HTTP1_BODY_LIMIT`) into the
+    /// receive buffer, under the listener's body timeouts.
+    async fn read_whole_body<C: ClientStream>(
+        &mut self,
+        client: &mut C,
+        settings: &Settings,
+    ) -> Next {
+        let whole = self.head.len + self.head.content_length as usize;
         let body_wait = BodyWait::new(settings.body_timeouts);
         while self.received.len() < whole {
             if let Err(next) = body_wait.read(client, &mut self.received, whole).await {
                 return next;
             }
         }
+        self.head.unread_body = false;
+        self.head.wire_body_len = self.head.content_length as usize;
         Next::Ready
     }
 
@@ -331,7 +368,9 @@ impl Connection {
                 .routes
                 .find_with_host(&head.route_input(buf, trusted), host, None)
             {
-                Some(route) if route.engines.http1_takes(head.content_length) => {
+                Some(route)
+                    if route.engines.http1_takes(head.content_length) == Some(BodyUse::Held) =>
+                {
                     Some(route.clone())
                 }
                 _ => return Some(HandOff::Route),
@@ -366,7 +405,12 @@ impl Connection {
     /// Runs the request in the receive buffer through the core's decisions (route,
     /// policies, split, pick / send / judge / retry, response policies) and relays the
     /// answer; only the parsing and rendering are this engine's own.
-    async fn relay<C: ClientStream>(&mut self, client: &mut C, downstream: &Downstream) -> Step {
+    async fn relay<C: ClientStream>(
+        &mut self,
+        client: &mut C,
+        downstream: &Downstream,
+        settings: &Settings,
+    ) -> Step {
         let gateway = &downstream.gateway;
         let plan = downstream.plan();
         let Some(listener) = plan.listener(&downstream.listener) else {
@@ -374,11 +418,13 @@ impl Connection {
         };
         let head = &self.head;
         let buf = self.received.filled();
+        // The body as far as it is here: all of it, unless it streams.
         let body: &[u8] = if head.chunked {
             &self.decoded
         } else {
-            &buf[head.len..head.len + head.content_length as usize]
+            &buf[head.len..head.len + head.wire_body_len]
         };
+        let whole_body = (!head.unread_body).then_some(body);
         let peer = downstream.peer.ip();
         let trusted = crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer);
 
@@ -389,7 +435,15 @@ impl Connection {
             && head
                 .content_type(buf)
                 .is_some_and(|t| ReplyKind::of_content_type(t) == ReplyKind::Json))
-        .then(|| crate::llm::request_facts(body));
+        .then(|| whole_body.map(crate::llm::request_facts));
+        // Routing by `model` reads the body first, as the full path does.
+        let Some(facts) = facts.map_or(Some(None), |facts| facts.map(Some)) else {
+            let limit = listener.model_body_limit.min(HTTP1_BODY_LIMIT);
+            if head.content_length <= limit {
+                return Step::ReadWhole;
+            }
+            return Step::HandOff(HandOff::Size);
+        };
         if facts.is_some() && head.content_length > listener.model_body_limit {
             return Step::HandOff(HandOff::Size);
         }
@@ -402,8 +456,11 @@ impl Connection {
         let Some(route) = listener.routes.find_with_host(&view, host, model) else {
             return Step::HandOff(HandOff::Route);
         };
-        if !route.engines.http1_takes(head.content_length) {
+        let Some(body_use) = route.engines.http1_takes(head.content_length) else {
             return Step::HandOff(HandOff::Route);
+        };
+        if body_use == BodyUse::Held && head.unread_body {
+            return Step::ReadWhole;
         }
 
         // From here on the request is ours to answer.
@@ -429,9 +486,11 @@ impl Connection {
         exchange.bytes_in = BytesIn::Known(head.content_length);
         exchange.request_id = Some(request_id.clone());
         let head_request = head.method == Method::HEAD;
+        // Junction's own answer to a request whose body is not all read ends the
+        // connection: the rest of the body is still on it.
         let answer = AnswerTo {
             head_request,
-            close: head.close || gateway.is_draining(),
+            close: head.close || gateway.is_draining() || head.unread_body,
         };
         if let Some(limit) = route.max_body_bytes.filter(|&l| head.content_length > l) {
             let error = ProxyError::BodyTooLarge { limit };
@@ -463,7 +522,7 @@ impl Connection {
         body_phase::request_edits(route, &mut edits);
         let mut masked_body = None;
         if let Some(limit) = body_phase::request_body_limit(route) {
-            let whole = (body.len() <= limit).then_some(body);
+            let whole = whole_body.filter(|body| body.len() <= limit);
             let audit = &gateway.audit;
             match body_phase::on_request_body(route, &view, whole, &mut edits, &mut exchange, audit)
             {
@@ -493,7 +552,8 @@ impl Connection {
                 &edits,
                 body.len(),
             );
-            if let Some(parts) = parts.filter(|_| body.len() as u64 <= limit) {
+            let copied = whole_body.is_some() && body.len() as u64 <= limit;
+            if let Some(parts) = parts.filter(|_| copied) {
                 let body = Bytes::copy_from_slice(body);
                 send_shadow(route, &parts, body, downstream, listener);
             }
@@ -504,6 +564,7 @@ impl Connection {
         // buffered body.
         let outgoing_body = match &masked_body {
             Some(masked) => Some(masked.clone()),
+            None if head.unread_body => None,
             None if head.chunked || body.len() > BODY_COPY_LIMIT => {
                 Some(Bytes::copy_from_slice(body))
             }
@@ -516,8 +577,11 @@ impl Connection {
             .and_then(|key| affinity_of(key, &view, || client_ip));
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
-        // The body is held whole in the receive buffer: it can always be sent again.
-        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, true);
+        // A held body can be sent again; one the route streams only goes once, even
+        // when it all came with the head.
+        let held = body_use == BodyUse::Held;
+        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held);
+        let body_wait = BodyWait::new(settings.body_timeouts);
 
         let (mut upstream, reply, endpoint) = loop {
             let endpoint = match attempts.next_endpoint() {
@@ -557,41 +621,60 @@ impl Connection {
             let buf = self.received.filled();
             self.upstream_request.clear();
             head.write_upstream(buf, &forwarding, &mut self.upstream_request);
-            let body: &[u8] = match &outgoing_body {
-                Some(body) if body.len() > BODY_COPY_LIMIT => body,
-                Some(body) => {
-                    self.upstream_request.extend_from_slice(body);
-                    &[]
-                }
-                None => {
-                    let body = &buf[head.len..head.len + head.content_length as usize];
-                    self.upstream_request.extend_from_slice(body);
-                    &[]
-                }
-            };
-
             let sent_at = Instant::now();
             exchange.sent_at = Some(sent_at);
             exchange.head_at = None;
-            let sent = tokio::time::timeout(
-                timeouts.response_headers,
-                send(
+            let sent = if head.unread_body {
+                // The client is read for the body: its leaving shows there.
+                let prefix = &buf[head.len..head.len + head.wire_body_len];
+                let outgoing = Outgoing::Streamed {
+                    client: &mut *client,
+                    prefix,
+                    remaining: head.content_length - prefix.len() as u64,
+                    wait: &body_wait,
+                };
+                let sent = send(
                     &pool.client,
                     &endpoint,
                     &self.upstream_request,
-                    body,
+                    outgoing,
                     &mut self.replied,
                     &client_head,
                     &mut self.client_reply,
                     idempotent,
                     timeouts.connect,
-                ),
-            );
-            let sent = tokio::select! {
-                sent = sent => sent,
-                // Gone before the answer: the exchange records 499 and leaves the
-                // endpoint's in-flight count now, as on the full path.
-                () = client_gone(client, &mut self.received) => return Step::Close,
+                );
+                tokio::time::timeout(timeouts.response_headers, sent).await
+            } else {
+                let body: &[u8] = match &outgoing_body {
+                    Some(body) if body.len() > BODY_COPY_LIMIT => body,
+                    Some(body) => {
+                        self.upstream_request.extend_from_slice(body);
+                        &[]
+                    }
+                    None => {
+                        let body = &buf[head.len..head.len + head.content_length as usize];
+                        self.upstream_request.extend_from_slice(body);
+                        &[]
+                    }
+                };
+                let sent = send::<C>(
+                    &pool.client,
+                    &endpoint,
+                    &self.upstream_request,
+                    Outgoing::Held(body),
+                    &mut self.replied,
+                    &client_head,
+                    &mut self.client_reply,
+                    idempotent,
+                    timeouts.connect,
+                );
+                tokio::select! {
+                    sent = tokio::time::timeout(timeouts.response_headers, sent) => sent,
+                    // Gone before the answer: the exchange records 499 and leaves the
+                    // endpoint's in-flight count now, as on the full path.
+                    () = client_gone(client, &mut self.received) => return Step::Close,
+                }
             };
             let next = match sent {
                 Ok(Ok((mut upstream, reply))) => {
@@ -615,6 +698,10 @@ impl Connection {
                         }
                     }
                 }
+                // The client failed its streamed body: no endpoint is to blame.
+                Ok(Err(
+                    error @ (ProxyError::BodyTimeout { .. } | ProxyError::BadRequestBody { .. }),
+                )) => Err(error),
                 Ok(Err(error)) => attempts.after_send_error(&endpoint, &mut exchange, error),
                 Err(_) => {
                     let after = timeouts.response_headers;
@@ -794,17 +881,48 @@ impl BodyWait {
         received: &mut ReceiveBuffer,
         limit: usize,
     ) -> Result<(), Next> {
-        let wake = (Instant::now() + self.timeouts.idle).min(self.deadline);
-        match tokio::time::timeout_at(wake, received.read_from(client, limit)).await {
-            Ok(Ok(n)) if n > 0 => Ok(()),
-            Ok(_) => Err(Next::Closed),
-            Err(_) => Err(Next::BodyTimeout(if Instant::now() >= self.deadline {
-                self.timeouts.total
-            } else {
-                self.timeouts.idle
-            })),
+        let read = received.read_from(client, limit);
+        match self.within(read).await {
+            Ok(_) => Ok(()),
+            Err(BodyReadError::Closed) => Err(Next::Closed),
+            Err(BodyReadError::TimedOut(after)) => Err(Next::BodyTimeout(after)),
         }
     }
+
+    /// Reads more of the body into `piece`.
+    async fn read_into<C: ClientStream>(
+        &self,
+        client: &mut C,
+        piece: &mut [u8],
+    ) -> Result<usize, BodyReadError> {
+        self.within(client.read(piece)).await
+    }
+
+    async fn within(
+        &self,
+        read: impl std::future::Future<Output = std::io::Result<usize>>,
+    ) -> Result<usize, BodyReadError> {
+        let wake = (Instant::now() + self.timeouts.idle).min(self.deadline);
+        match tokio::time::timeout_at(wake, read).await {
+            Ok(Ok(n)) if n > 0 => Ok(n),
+            Ok(_) => Err(BodyReadError::Closed),
+            Err(_) => Err(BodyReadError::TimedOut(
+                if Instant::now() >= self.deadline {
+                    self.timeouts.total
+                } else {
+                    self.timeouts.idle
+                },
+            )),
+        }
+    }
+}
+
+/// Why no more of a body came.
+enum BodyReadError {
+    /// The client closed (or broke) the connection.
+    Closed,
+    /// Nothing within the idle timeout, or the whole body not within the total one.
+    TimedOut(Duration),
 }
 
 /// Whether a route of the connection's listener takes bodies unbuffered.

@@ -61,8 +61,12 @@ pub struct RequestHead {
     /// its length, without the client's chunk extensions or trailer fields, as the
     /// full path sends a body it buffered.
     pub chunked: bool,
-    /// Bytes of the body on the wire, framing included.
+    /// Bytes of the body on the wire, framing included, that are in the receive buffer
+    /// once the request is done.
     pub wire_body_len: usize,
+    /// The body was not read before routing (it is longer than this engine holds): it
+    /// streams to the endpoint, or the connection goes to hyper.
+    pub unread_body: bool,
     /// The client asked to close the connection after this exchange.
     pub close: bool,
     host: Option<usize>,
@@ -93,6 +97,7 @@ impl Default for RequestHead {
             content_length: 0,
             chunked: false,
             wire_body_len: 0,
+            unread_body: false,
             close: false,
             host: None,
             request_id: None,

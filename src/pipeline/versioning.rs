@@ -84,19 +84,11 @@ pub fn choose_target(
     choice
 }
 
-/// Largest request body copied to a mirror pool when the route has no retry limit.
-const SHADOW_BODY_LIMIT: u64 = 1 << 20;
-
 /// Whether this request is one the route copies to its mirror pool, and if so the
 /// largest body copied (a larger one is not copied). Counts the request either way.
 pub fn mirror_body_limit(route: &Route) -> Option<u64> {
     let mirror = route.mirror.as_ref()?;
-    mirror.takes_next().then(|| {
-        route
-            .retries
-            .as_ref()
-            .map_or(SHADOW_BODY_LIMIT, |r| r.body_limit)
-    })
+    mirror.takes_next().then(|| route.mirror_body_limit())
 }
 
 /// Sends a copy of the request to the route's mirror pool on its own task; its answer

@@ -14,10 +14,21 @@ pub const HTTP1_BODY_LIMIT: u64 = 1 << 20;
 /// What the HTTP/1.1 engine can do for a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engines {
-    /// Requests whose body (held whole) is at most this long.
-    Http1 { body_limit: u64 },
+    /// The HTTP/1.1 engine serves the route: it holds a body of at most `hold_up_to`
+    /// bytes whole, as the full path does (to buffer it, to mask it, to copy it to the
+    /// mirror), and streams a longer one.
+    Http1 { hold_up_to: u64 },
     /// Hyper serves every request of the route, for this reason.
     HyperOnly(&'static str),
+}
+
+/// How the HTTP/1.1 engine takes a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUse {
+    /// Read whole before an endpoint is asked (and so sent again if need be).
+    Held,
+    /// Sent to the endpoint as it arrives, once.
+    Streamed,
 }
 
 impl Default for Engines {
@@ -27,9 +38,16 @@ impl Default for Engines {
 }
 
 impl Engines {
-    /// Whether the HTTP/1.1 engine takes a request with this much body.
-    pub fn http1_takes(&self, content_length: u64) -> bool {
-        matches!(*self, Engines::Http1 { body_limit } if content_length <= body_limit)
+    /// How the HTTP/1.1 engine takes a request with this much body, if it does: the
+    /// route's hold, when the engine can hold that much, or a stream.
+    pub fn http1_takes(&self, content_length: u64) -> Option<BodyUse> {
+        match *self {
+            Engines::Http1 { hold_up_to } if content_length <= hold_up_to => {
+                (content_length <= HTTP1_BODY_LIMIT).then_some(BodyUse::Held)
+            }
+            Engines::Http1 { .. } => Some(BodyUse::Streamed),
+            Engines::HyperOnly(_) => None,
+        }
     }
 
     /// Works out what the route needs. Every field of `Route` is named here (no `..`),
@@ -46,8 +64,9 @@ impl Engines {
             set_cookie: _,
             override_from: _,
             // The core's `mirror_body_limit` and `send_shadow` (hyper's client sends
-            // the copy on its own task, whichever engine served the request).
-            mirror: _,
+            // the copy on its own task, whichever engine served the request); a body
+            // copied is held.
+            mirror,
             // Connect, head, idle and total on both; the first-token wait on the
             // HTTP/1.1 engine is `Connection::first_token`.
             timeouts: _,
@@ -63,9 +82,9 @@ impl Engines {
             request_buffering,
             request_buffer_bytes,
             retry_connect_errors: _,
-            // The core's body phase; both engines hold request bodies whole and run
-            // response bodies through it piece by piece.
-            mask: _,
+            // The core's body phase; both engines hold request bodies whole (up to
+            // `max_body`) and run response bodies through it piece by piece.
+            mask,
             engines: _,
         } = route;
         for target in targets {
@@ -75,13 +94,23 @@ impl Engines {
                 return Engines::HyperOnly(reason);
             }
         }
-        // Without buffering, a body streams as it comes: the hyper engine does that.
-        let body_limit = if *request_buffering {
-            (*request_buffer_bytes).min(HTTP1_BODY_LIMIT)
+        // The largest body the full path reads whole for this route; a longer one it
+        // streams (as does the HTTP/1.1 engine).
+        let buffered = if *request_buffering {
+            *request_buffer_bytes
         } else {
             0
         };
-        Engines::Http1 { body_limit }
+        // The full path holds a mirrored route's body only for the requests it
+        // copies; this engine holds it for all (it decides before the split).
+        let masked = mask
+            .as_ref()
+            .filter(|m| m.request)
+            .map_or(0, |m| m.max_body);
+        let mirrored = mirror.as_ref().map_or(0, |_| route.mirror_body_limit());
+        Engines::Http1 {
+            hold_up_to: buffered.max(masked as u64).max(mirrored),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method, request};
 use ipnet::IpNet;
 use regex::Regex;
 
-pub use engines::{Engines, HTTP1_BODY_LIMIT};
+pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT};
 pub use glob::Glob;
 pub use retry::{RetryBudget, RetryPolicy};
 
@@ -80,7 +80,17 @@ impl Mirror {
     }
 }
 
+/// Largest request body copied to a mirror pool when the route has no retry limit.
+const SHADOW_BODY_LIMIT: u64 = 1 << 20;
+
 impl Route {
+    /// Largest request body copied to the route's mirror pool (a longer one is not).
+    pub fn mirror_body_limit(&self) -> u64 {
+        self.retries
+            .as_ref()
+            .map_or(SHADOW_BODY_LIMIT, |r| r.body_limit)
+    }
+
     /// The first (or only) target: the stable side of a split.
     pub fn primary(&self) -> &Target {
         &self.targets[0]
