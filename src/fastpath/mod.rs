@@ -30,7 +30,7 @@ use chunked::ChunkedScanner;
 use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
 use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
-use upstream::{Outgoing, send};
+use upstream::{ReadingHead, Upload, send, send_streamed};
 
 use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
@@ -581,7 +581,8 @@ impl Connection {
         // when it all came with the head.
         let held = body_use == BodyUse::Held;
         let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held);
-        let body_wait = BodyWait::new(settings.body_timeouts);
+        // The body timeouts of a streamed body, timed from its first read.
+        let mut body_wait = None;
 
         let (mut upstream, reply, endpoint) = loop {
             let endpoint = match attempts.next_endpoint() {
@@ -627,23 +628,26 @@ impl Connection {
             let sent = if head.unread_body {
                 // The client is read for the body: its leaving shows there.
                 let prefix = &buf[head.len..head.len + head.wire_body_len];
-                let outgoing = Outgoing::Streamed {
+                let upload = Upload {
                     client: &mut *client,
                     prefix,
                     remaining: head.content_length - prefix.len() as u64,
-                    wait: &body_wait,
+                    wait: body_wait.get_or_insert_with(|| BodyWait::new(settings.body_timeouts)),
                 };
-                let sent = send(
+                // Boxed: the common path's future stays small.
+                let reading = ReadingHead {
+                    endpoint: &endpoint,
+                    replied: &mut self.replied,
+                    client_head: &client_head,
+                    client_reply: &mut self.client_reply,
+                };
+                let sent = Box::pin(send_streamed(
                     &pool.client,
-                    &endpoint,
                     &self.upstream_request,
-                    outgoing,
-                    &mut self.replied,
-                    &client_head,
-                    &mut self.client_reply,
-                    idempotent,
+                    upload,
+                    reading,
                     timeouts.connect,
-                );
+                ));
                 tokio::time::timeout(timeouts.response_headers, sent).await
             } else {
                 let body: &[u8] = match &outgoing_body {
@@ -658,14 +662,17 @@ impl Connection {
                         &[]
                     }
                 };
-                let sent = send::<C>(
+                let reading = ReadingHead {
+                    endpoint: &endpoint,
+                    replied: &mut self.replied,
+                    client_head: &client_head,
+                    client_reply: &mut self.client_reply,
+                };
+                let sent = send(
                     &pool.client,
-                    &endpoint,
                     &self.upstream_request,
-                    Outgoing::Held(body),
-                    &mut self.replied,
-                    &client_head,
-                    &mut self.client_reply,
+                    body,
+                    reading,
                     idempotent,
                     timeouts.connect,
                 );

@@ -19,132 +19,194 @@ enum HeadFailure {
     Failed(ProxyError),
 }
 
-/// A request body on its way to the endpoint.
-pub enum Outgoing<'a, C> {
-    /// Held whole (and sent again if need be): written after the head, unless it was
-    /// copied behind it (then empty here).
-    Held(&'a [u8]),
-    /// Read from the client as it is sent, once: `prefix` came with the head, and
-    /// `remaining` bytes are still to come, under the listener's body timeouts.
-    Streamed {
-        client: &'a mut C,
-        prefix: &'a [u8],
-        remaining: u64,
-        wait: &'a BodyWait,
-    },
+/// A body read from the client as it is sent, once: `prefix` came with the head, and
+/// `remaining` bytes are still to come, under the listener's body timeouts.
+pub struct Upload<'a, C> {
+    pub client: &'a mut C,
+    pub prefix: &'a [u8],
+    pub remaining: u64,
+    pub wait: &'a BodyWait,
 }
 
 /// Bytes of a streamed body read from the client at a time.
 const UPLOAD_PIECE: usize = 64 * 1024;
 
-/// Writes the request (`head`, then its body) to the endpoint (an idle connection, or
-/// a new one within the pool's connection limit) and reads the response head. A reused
-/// connection that turns out closed is replaced by a fresh one once, when sending again
-/// is safe: before any of a streamed body was read from the client. The client's
-/// failures while its body streams come back as `BodyTimeout` or `BadRequestBody`.
-#[allow(clippy::too_many_arguments)]
-pub async fn send<C: ClientStream>(
+/// Writes the request (`head`, then `body` when it was not copied behind the head) to
+/// the endpoint (an idle connection, or a new one within the pool's connection limit)
+/// and reads the response head. A reused connection that turns out closed is replaced
+/// by a fresh one once, when sending again is safe.
+pub async fn send(
     pool: &UpstreamClient,
-    endpoint: &Endpoint,
     head: &[u8],
-    mut body: Outgoing<'_, C>,
-    replied: &mut ReceiveBuffer,
-    client_head: &ClientHead<'_>,
-    client_reply: &mut Vec<u8>,
+    body: &[u8],
+    mut reading: ReadingHead<'_, '_>,
     idempotent: bool,
     connect_timeout: Duration,
 ) -> Result<(EndpointStream, Reply), ProxyError> {
-    let connections = &endpoint.state.connections;
-    // A streamed body cannot be sent twice: only a connection known to be open will do.
-    let idempotent = idempotent && matches!(body, Outgoing::Held(_));
+    let endpoint = reading.endpoint;
     let mut fresh_only = false;
     loop {
-        let idle = if fresh_only {
-            None
-        } else {
-            connections.pop_stream(!idempotent)
-        };
-        let (mut upstream, reused) = match idle {
-            Some(stream) => (stream, true),
-            None => loop {
-                match pool.await_room(endpoint, connect_timeout).await? {
-                    Room::Free => {
-                        break (pool.connect_stream(endpoint, connect_timeout).await?, false);
-                    }
-                    // A connection came back idle (or closed, making room).
-                    Room::Returned if !fresh_only => {
-                        if let Some(stream) = connections.pop_stream(!idempotent) {
-                            break (stream, true);
-                        }
-                    }
-                    Room::Returned => {}
-                }
-            },
-        };
-        replied.clear();
-        client_reply.clear();
-        // TLS may keep the last record until flushed.
-        let written = async {
-            upstream.write_all(head).await?;
-            let first = match &body {
-                Outgoing::Held(body) => body,
-                Outgoing::Streamed { prefix, .. } => prefix,
-            };
-            if !first.is_empty() {
-                upstream.write_all(first).await?;
-            }
-            upstream.flush().await
-        };
-        let written = written.await;
-        // The rest of a streamed body: from here on nothing is sent again.
-        let written = match (&mut body, written) {
-            (
-                Outgoing::Streamed {
-                    client,
-                    remaining,
-                    wait,
-                    ..
-                },
-                Ok(()),
-            ) if *remaining > 0 => {
-                upload(*client, &mut upstream, *remaining, wait, endpoint).await?;
-                Ok(())
-            }
-            (_, written) => written,
-        };
-        let failure = match written {
-            // Nothing was taken: safe to send again, whatever the method.
-            Err(error) if reused => {
-                tracing::debug!(endpoint = %endpoint.url, %error, "idle connection closed; reconnecting");
-                fresh_only = true;
-                continue;
-            }
-            Err(error) => HeadFailure::Closed(error.to_string()),
-            Ok(()) => {
-                match read_reply_head(&mut upstream, replied, client_head, client_reply, endpoint)
-                    .await
-                {
-                    Ok(reply) => return Ok((upstream, reply)),
-                    Err(failure) => failure,
-                }
-            }
-        };
-        match failure {
-            HeadFailure::Closed(_) if reused && idempotent => fresh_only = true,
-            HeadFailure::Closed(reason) => {
-                return Err(ProxyError::Upstream(SendError::Closed {
-                    endpoint: endpoint.url.clone(),
-                    reason,
-                }));
-            }
-            HeadFailure::Failed(error) => return Err(error),
+        let probe = !idempotent;
+        let (mut upstream, reused) =
+            connection(pool, endpoint, fresh_only, probe, connect_timeout).await?;
+        let written = write_request(&mut upstream, head, body).await;
+        match answer_of(written, reused, idempotent, &mut upstream, &mut reading).await {
+            Answer::Head(reply) => return Ok((upstream, reply)),
+            Answer::Again => fresh_only = true,
+            Answer::Failed(error) => return Err(error),
         }
+    }
+}
+
+/// [`send`] for a body that streams from the client: sent once, so only a connection
+/// known to be open will do, and a reused one found closed is replaced only before any
+/// of the body was read from the client. The client's failures come back as
+/// `BodyTimeout` or `BadRequestBody`.
+pub async fn send_streamed<C: ClientStream>(
+    pool: &UpstreamClient,
+    head: &[u8],
+    upload: Upload<'_, C>,
+    mut reading: ReadingHead<'_, '_>,
+    connect_timeout: Duration,
+) -> Result<(EndpointStream, Reply), ProxyError> {
+    let endpoint = reading.endpoint;
+    let mut fresh_only = false;
+    loop {
+        let (mut upstream, reused) =
+            connection(pool, endpoint, fresh_only, true, connect_timeout).await?;
+        let written = write_request(&mut upstream, head, upload.prefix).await;
+        if written.is_ok() && upload.remaining > 0 {
+            // From here on nothing is sent again.
+            copy_body(
+                upload.client,
+                &mut upstream,
+                upload.remaining,
+                upload.wait,
+                endpoint,
+            )
+            .await?;
+        }
+        match answer_of(written, reused, false, &mut upstream, &mut reading).await {
+            Answer::Head(reply) => return Ok((upstream, reply)),
+            Answer::Again => fresh_only = true,
+            Answer::Failed(error) => return Err(error),
+        }
+    }
+}
+
+/// An idle connection to the endpoint (checked with a read when `probe`), or a new
+/// one within the pool's connection limit; and whether it was reused.
+async fn connection(
+    pool: &UpstreamClient,
+    endpoint: &Endpoint,
+    fresh_only: bool,
+    probe: bool,
+    connect_timeout: Duration,
+) -> Result<(EndpointStream, bool), ProxyError> {
+    let connections = &endpoint.state.connections;
+    if let Some(stream) = (!fresh_only)
+        .then(|| connections.pop_stream(probe))
+        .flatten()
+    {
+        return Ok((stream, true));
+    }
+    // Boxed: connecting (TCP, TLS) is the rare case, and its future is large; inline it
+    // would grow every request's.
+    Box::pin(open_connection(
+        pool,
+        endpoint,
+        fresh_only,
+        probe,
+        connect_timeout,
+    ))
+    .await
+}
+
+/// A connection once none was idle: waits for room under the pool's limit, then
+/// connects, or takes one that came back idle meanwhile.
+async fn open_connection(
+    pool: &UpstreamClient,
+    endpoint: &Endpoint,
+    fresh_only: bool,
+    probe: bool,
+    connect_timeout: Duration,
+) -> Result<(EndpointStream, bool), ProxyError> {
+    let connections = &endpoint.state.connections;
+    loop {
+        match pool.await_room(endpoint, connect_timeout).await? {
+            Room::Free => {
+                return Ok((pool.connect_stream(endpoint, connect_timeout).await?, false));
+            }
+            // A connection came back idle (or closed, making room).
+            Room::Returned if !fresh_only => {
+                if let Some(stream) = connections.pop_stream(probe) {
+                    return Ok((stream, true));
+                }
+            }
+            Room::Returned => {}
+        }
+    }
+}
+
+/// Writes a head and what follows it; TLS may keep the last record until flushed.
+async fn write_request(
+    upstream: &mut EndpointStream,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    upstream.write_all(head).await?;
+    if !body.is_empty() {
+        upstream.write_all(body).await?;
+    }
+    upstream.flush().await
+}
+
+/// What came of a request written (or not) to an endpoint.
+enum Answer {
+    Head(Reply),
+    /// Send it again on a new connection.
+    Again,
+    Failed(ProxyError),
+}
+
+/// Reads the answer to a request `written` to `upstream`: a reused connection that
+/// took nothing, or (when `resend` allows) closed before a byte of answer, is to be
+/// replaced.
+async fn answer_of(
+    written: std::io::Result<()>,
+    reused: bool,
+    resend: bool,
+    upstream: &mut EndpointStream,
+    reading: &mut ReadingHead<'_, '_>,
+) -> Answer {
+    let endpoint = reading.endpoint;
+    reading.replied.clear();
+    reading.client_reply.clear();
+    let failure = match written {
+        // Nothing was taken: safe to send again, whatever the method.
+        Err(error) if reused => {
+            tracing::debug!(%error, "idle connection closed; reconnecting");
+            return Answer::Again;
+        }
+        Err(error) => HeadFailure::Closed(error.to_string()),
+        Ok(()) => match read_reply_head(upstream, reading).await {
+            Ok(reply) => return Answer::Head(reply),
+            Err(failure) => failure,
+        },
+    };
+    match failure {
+        HeadFailure::Closed(_) if reused && resend => Answer::Again,
+        HeadFailure::Closed(reason) => Answer::Failed(ProxyError::Upstream(SendError::Closed {
+            endpoint: endpoint.url.clone(),
+            reason,
+        })),
+        HeadFailure::Failed(error) => Answer::Failed(error),
     }
 }
 
 /// Copies the rest of a streamed body from the client to the endpoint, reading no byte
 /// past it.
-async fn upload<C: ClientStream>(
+async fn copy_body<C: ClientStream>(
     client: &mut C,
     upstream: &mut EndpointStream,
     mut remaining: u64,
@@ -178,13 +240,25 @@ async fn upload<C: ClientStream>(
     Ok(())
 }
 
+/// The endpoint asked, and where its response head is read to (`replied`) and
+/// rendered for the client (`client_reply`).
+pub struct ReadingHead<'a, 'h> {
+    pub endpoint: &'a Endpoint,
+    pub replied: &'a mut ReceiveBuffer,
+    pub client_head: &'a ClientHead<'h>,
+    pub client_reply: &'a mut Vec<u8>,
+}
+
 async fn read_reply_head(
     upstream: &mut EndpointStream,
-    replied: &mut ReceiveBuffer,
-    client_head: &ClientHead<'_>,
-    client_reply: &mut Vec<u8>,
-    endpoint: &Endpoint,
+    reading: &mut ReadingHead<'_, '_>,
 ) -> Result<Reply, HeadFailure> {
+    let ReadingHead {
+        replied,
+        client_head,
+        client_reply,
+        endpoint,
+    } = reading;
     let invalid = |reason| {
         HeadFailure::Failed(ProxyError::Upstream(SendError::Protocol {
             endpoint: endpoint.url.clone(),
