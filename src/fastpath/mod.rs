@@ -544,24 +544,24 @@ impl Connection {
         exchange.target = choice.target;
         if let Some(limit) = mirror_body_limit(route) {
             let body = masked_body.as_deref().unwrap_or(body);
-            let parts = head.shadow_parts(
-                buf,
-                trusted,
-                &request_id,
-                traceparent.as_ref(),
-                &edits,
-                body.len(),
-            );
-            let copied = whole_body.is_some() && body.len() as u64 <= limit;
-            if let Some(parts) = parts.filter(|_| copied) {
-                let body = Bytes::copy_from_slice(body);
-                send_shadow(route, &parts, body, downstream, listener);
+            if whole_body.is_some() && body.len() as u64 <= limit {
+                let parts = head.shadow_parts(
+                    buf,
+                    trusted,
+                    &request_id,
+                    traceparent.as_ref(),
+                    &edits,
+                    body.len(),
+                );
+                if let Some(parts) = parts {
+                    let body = Bytes::copy_from_slice(body);
+                    send_shadow(route, &parts, body, downstream, listener);
+                }
             }
         }
         // A large body goes out from a copy of its own, as the receive buffer takes the
-        // client's next bytes while the answer is awaited.
-        // A chunked body goes on whole, with its length, as the full path sends a
-        // buffered body.
+        // client's next bytes while the answer is awaited; a chunked body goes on whole,
+        // with its length, as the full path sends a buffered body.
         let outgoing_body = match &masked_body {
             Some(masked) => Some(masked.clone()),
             None if head.unread_body => None,
