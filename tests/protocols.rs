@@ -644,22 +644,13 @@ pool = "p"
             .contains_key("x-ratelimit-remaining-requests")
     );
     assert_eq!(handoffs("route").await, 0.0);
-    let waited = within(
-        "first-token route",
-        client().get(proxy.url("/first-token")).send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(waited.status(), 200);
-    assert_eq!(handoffs("route").await, 0.0);
-    let mirrored = within(
-        "mirrored route",
-        client().get(proxy.url("/mirrored")).send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(mirrored.status(), 200);
-    assert_eq!(handoffs("route").await, 0.0);
+    for path in ["/first-token", "/mirrored"] {
+        let answer = within(path, client().get(proxy.url(path)).send())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(handoffs("route").await, 0.0, "{path}");
+    }
     // A route that asks for the full pipeline goes there.
     let full = within("full route", client().get(proxy.url("/full")).send())
         .await

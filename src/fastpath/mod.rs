@@ -583,6 +583,12 @@ impl Connection {
         let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held);
         // The body timeouts of a streamed body, timed from its first read.
         let mut body_wait = None;
+        let sent_body = match &masked_body {
+            Some(masked) => SentBody::Length(masked.len() as u64),
+            None if head.chunked && head.content_length == 0 => SentBody::Empty,
+            None if head.chunked => SentBody::Length(head.content_length),
+            None => SentBody::AsReceived,
+        };
 
         let (mut upstream, reply, endpoint) = loop {
             let endpoint = match attempts.next_endpoint() {
@@ -604,12 +610,7 @@ impl Connection {
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
                 edits: &edits,
-                body: match &masked_body {
-                    Some(masked) => SentBody::Length(masked.len() as u64),
-                    None if head.chunked && head.content_length == 0 => SentBody::Empty,
-                    None if head.chunked => SentBody::Length(head.content_length),
-                    None => SentBody::AsReceived,
-                },
+                body: sent_body,
             };
             let client_head = ClientHead {
                 head_request,
@@ -625,6 +626,12 @@ impl Connection {
             let sent_at = Instant::now();
             exchange.sent_at = Some(sent_at);
             exchange.head_at = None;
+            let reading = ReadingHead {
+                endpoint: &endpoint,
+                replied: &mut self.replied,
+                client_head: &client_head,
+                client_reply: &mut self.client_reply,
+            };
             let sent = if head.unread_body {
                 // The client is read for the body: its leaving shows there.
                 let prefix = &buf[head.len..head.len + head.wire_body_len];
@@ -635,12 +642,6 @@ impl Connection {
                     wait: body_wait.get_or_insert_with(|| BodyWait::new(settings.body_timeouts)),
                 };
                 // Boxed: the common path's future stays small.
-                let reading = ReadingHead {
-                    endpoint: &endpoint,
-                    replied: &mut self.replied,
-                    client_head: &client_head,
-                    client_reply: &mut self.client_reply,
-                };
                 let sent = Box::pin(send_streamed(
                     &pool.client,
                     &self.upstream_request,
@@ -661,12 +662,6 @@ impl Connection {
                         self.upstream_request.extend_from_slice(body);
                         &[]
                     }
-                };
-                let reading = ReadingHead {
-                    endpoint: &endpoint,
-                    replied: &mut self.replied,
-                    client_head: &client_head,
-                    client_reply: &mut self.client_reply,
                 };
                 let sent = send(
                     &pool.client,
