@@ -387,14 +387,19 @@ fn mask(
         lines += 1;
         located.clear();
         let (mut vault, mut findings) = (Vault::default(), Findings::default());
-        let masked = masking::mask_request_body_located(
-            &*policy.masker,
-            shape,
-            &line,
-            &mut vault,
-            &mut findings,
-            &mut located,
-        );
+        // Where each value was found costs a JSON pointer per string: only for a report.
+        let masked = if report.is_some() {
+            masking::mask_request_body_located(
+                &*policy.masker,
+                shape,
+                &line,
+                &mut vault,
+                &mut findings,
+                &mut located,
+            )
+        } else {
+            masking::mask_request_body(&*policy.masker, shape, &line, &mut vault, &mut findings)
+        };
         let written = match &masked {
             Ok(body) => out.write_all(body),
             Err(_) => Ok(()),

@@ -4,6 +4,7 @@
 //! each is confirmed by its family's validator. Random tokens and lines of key material
 //! come from a loop over token runs after it.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID, meta};
 
@@ -14,11 +15,14 @@ use super::{bounds, contact, finance, national_id, network, secrets, triggers};
 
 /// The compiled built-in detectors.
 pub struct Detectors {
-    /// The literal-prefixed shapes (`literal_shapes` maps its patterns to shapes).
+    /// The literal-prefixed shapes (`literal_shapes` maps its patterns to shapes), only
+    /// ever run anchored where `prefixes` found one of their literals.
     literal: meta::Regex,
     literal_shapes: Vec<Shape>,
     /// Per literal shape, the bytes its matches start with.
     literal_starts: Vec<[bool; 256]>,
+    /// Every literal the literal-prefixed shapes' matches start with (`PREFIXES`).
+    prefixes: AhoCorasick,
 }
 
 impl std::fmt::Debug for Detectors {
@@ -50,10 +54,15 @@ impl Detectors {
             .map(|(shape, _)| *shape)
             .filter(|&shape| is_literal(shape))
             .collect();
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(PREFIXES.iter().flat_map(|(_, literals)| literals.iter()))
+            .expect("the literal prefixes compile");
         Detectors {
             literal: compile(&literal_shapes),
             literal_starts: literal_shapes.iter().map(|&s| start_bytes(s)).collect(),
             literal_shapes,
+            prefixes,
         }
     }
 
@@ -181,13 +190,29 @@ impl Detectors {
     }
 
     /// The leftmost match of a literal-prefixed shape at or after `from`.
+    ///
+    /// Every such match starts with one of `PREFIXES`: the literals are found first
+    /// (a SIMD search), and the regex is run anchored at each, leftmost first. Run
+    /// unanchored, the regex would scan on from each literal and then back to find
+    /// where its match starts, twice the work for the same answer.
     fn literal_from(&self, bytes: &[u8], from: usize) -> Option<(usize, usize, Shape)> {
-        let m = self.literal.search(&Input::new(bytes).range(from..))?;
-        Some((
-            m.start(),
-            m.end(),
-            self.literal_shapes[m.pattern().as_usize()],
-        ))
+        let mut at = from;
+        loop {
+            let literal = self
+                .prefixes
+                .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))?;
+            let input = Input::new(bytes)
+                .range(literal.start()..)
+                .anchored(Anchored::Yes);
+            if let Some(m) = self.literal.search(&input) {
+                return Some((
+                    m.start(),
+                    m.end(),
+                    self.literal_shapes[m.pattern().as_usize()],
+                ));
+            }
+            at = literal.start() + 1;
+        }
     }
 
     /// The end of a match of the literal-prefixed `shape` anchored at `start`.
@@ -347,23 +372,172 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
 /// triggered shapes: their places come from `triggers`).
 fn start_bytes(shape: Shape) -> [bool; 256] {
     let mut table = [false; 256];
-    let first_bytes: &[u8] = match shape {
-        Shape::PemBegin | Shape::PemEnd => b"-",
-        Shape::Jwt => b"e",
-        Shape::Bearer => b"Bb",
-        Shape::Prefixed => b"srwgxAhnySdp",
-        Shape::AwsKeyId => b"A",
-        _ => b"",
-    };
-    for &b in first_bytes {
-        table[usize::from(b)] = true;
+    for (_, literals) in PREFIXES.iter().filter(|(s, _)| *s == shape) {
+        for literal in *literals {
+            table[usize::from(literal.as_bytes()[0])] = true;
+        }
     }
     table
 }
 
+/// Per literal-prefixed shape, literals one of which starts each of its matches (a
+/// property test holds them to the patterns in `shapes::SHAPES`).
+const PREFIXES: [(Shape, &[&str]); 6] = [
+    (Shape::PemBegin, &["-----BEGIN"]),
+    (Shape::PemEnd, &["-----END"]),
+    (Shape::Jwt, &["eyJ"]),
+    (Shape::Bearer, &["Bearer", "bearer", "BEARER"]),
+    (
+        Shape::Prefixed,
+        // Whole prefixes, not their shared heads: `gh` or `sk` alone would stop the
+        // search in every "though" and "ask".
+        &[
+            "sk-",
+            "sk_live_",
+            "sk_test_",
+            "rk_live_",
+            "rk_test_",
+            "whsec_",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "xoxa-",
+            "xoxb-",
+            "xoxp-",
+            "xoxo-",
+            "xoxs-",
+            "xoxr-",
+            "xoxe-",
+            "AIza",
+            "glpat-",
+            "hf_",
+            "npm_",
+            "ya29.",
+            "SG.",
+            "dop_v1_",
+            "shpat_",
+            "shpca_",
+            "shppa_",
+            "shpss_",
+            "pypi-",
+            "xapp-",
+        ],
+    ),
+    (
+        Shape::AwsKeyId,
+        &[
+            "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
+        ],
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every match of a literal-prefixed pattern starts with one of its shape's
+    /// `PREFIXES`: the literals the pattern's matches can start with, read from the
+    /// pattern itself, each begin with one of them.
+    #[test]
+    fn the_prefixes_start_every_literal_shape_match() {
+        use regex_syntax::hir::literal::Extractor;
+        for (shape, literals) in PREFIXES {
+            assert!(is_literal(shape), "{shape:?}");
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(true)
+                .build()
+                .parse(pattern(shape))
+                .unwrap();
+            let starts = Extractor::new().extract(&hir);
+            let starts = starts
+                .literals()
+                .unwrap_or_else(|| panic!("{shape:?}: a match may start with anything"));
+            for start in starts {
+                assert!(
+                    literals
+                        .iter()
+                        .any(|l| start.as_bytes().starts_with(l.as_bytes())),
+                    "{shape:?}: {:?} starts with none of {literals:?}",
+                    String::from_utf8_lossy(start.as_bytes())
+                );
+            }
+        }
+        let listed: Vec<Shape> = PREFIXES.iter().map(|(shape, _)| *shape).collect();
+        for (shape, _) in SHAPES {
+            assert_eq!(is_literal(shape), listed.contains(&shape), "{shape:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Literals found first and the regex run anchored at each give what the
+        /// regex finds run unanchored.
+        #[test]
+        fn literal_matches_are_found_as_an_unanchored_search_finds_them(
+            pieces in proptest::collection::vec(proptest::sample::select(LITERAL_PIECES), 0..24),
+            from in 0usize..200,
+        ) {
+            let text = pieces.concat();
+            let detectors = Detectors::new();
+            let from = from.min(text.len());
+            let unanchored = detectors
+                .literal
+                .search(&Input::new(text.as_bytes()).range(from..))
+                .map(|m| (m.start(), m.end(), detectors.literal_shapes[m.pattern().as_usize()]));
+            proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), from), unanchored);
+        }
+    }
+
+    /// Texts for the literal shapes: their values, prefixes cut short, and filler.
+    const LITERAL_PIECES: &[&str] = &[
+        " ",
+        "x",
+        "-",
+        "_",
+        ".",
+        "A",
+        "0123456789",
+        "abcdefghijKLMNOPQRST",
+        "-----",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "-----BEGIN PRIVATE KEY",
+        "-----END PRIVATE KEY-----",
+        "-----END EC PRIVATE KEY BLOCK-----",
+        "eyJ",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        "Bearer ",
+        "bearer\t",
+        "BEARER ",
+        "Bear",
+        "sk",
+        "sk-",
+        "sk-proj-",
+        "sk_live_",
+        "rk_test_",
+        "whsec_",
+        "gh",
+        "ghp_",
+        "github_pat_",
+        "xoxb-",
+        "xapp-",
+        "AIza",
+        "glpat-",
+        "hf_",
+        "npm_",
+        "ya29.",
+        "SG.",
+        "dop_v1_",
+        "0123456789abcdef0123456789abcdef",
+        "shpat_",
+        "pypi-",
+        "AKIA",
+        "ASIA",
+        "AROA",
+        "IOSFODNN7EXAMPLE",
+    ];
 
     fn found(text: &str) -> Vec<(&str, &'static str)> {
         let mut out = Vec::new();

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -127,6 +128,7 @@ impl MaskerBuilder {
             )
         };
         let kinds = Builtin::ALL.map(|kind| Kind(kind.name().into()));
+        let builtin_actions = kinds.clone().map(|kind| actions.get(&kind).copied());
         let hasher = self.hash_key.map(|key| {
             Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length")
         });
@@ -137,6 +139,7 @@ impl MaskerBuilder {
             names: (people || streets).then(NameDetectors::new),
             enabled,
             kinds,
+            builtin_actions,
             actions,
             custom,
             hasher,
@@ -154,6 +157,8 @@ pub struct Masker {
     enabled: [bool; Builtin::ALL.len()],
     /// Per built-in type, its `Kind` (shared, so a span costs no allocation).
     kinds: [Kind; Builtin::ALL.len()],
+    /// Per built-in type, its action (`actions` of its `Kind`), found without hashing.
+    builtin_actions: [Option<Action>; Builtin::ALL.len()],
     actions: HashMap<Kind, Action>,
     custom: Option<CustomDetectors>,
     hasher: Option<Hmac<Sha256>>,
@@ -192,7 +197,16 @@ impl Masker {
 
     /// The action for a type, if it is detected.
     pub fn action(&self, kind: &Kind) -> Option<Action> {
-        self.actions.get(kind).copied()
+        // The spans of built-in types carry this masker's own `Kind`s: known by address,
+        // with no hash of the name per value.
+        match self
+            .kinds
+            .iter()
+            .position(|own| Arc::ptr_eq(&own.0, &kind.0))
+        {
+            Some(index) => self.builtin_actions[index],
+            None => self.actions.get(kind).copied(),
+        }
     }
 
     fn builtin_spans(&self, text: &str, found: &[Found], spans: &mut Vec<Span>) {

@@ -52,12 +52,61 @@ fn trigger_range_mask(word: u64) -> u64 {
     from_0x30 & !from_0x41 & !word & HIGH
 }
 
+/// The byte classes the shapes are read with, one bit each in `CLASSES`: one load per
+/// byte where a chain of comparisons would take several branches (these loops are most
+/// of the detectors' time on text dense with numbers and keys).
+const WORD: u8 = 1;
+const HEX: u8 = 2;
+const NUMBER: u8 = 4;
+const LOCAL: u8 = 8;
+const NAME: u8 = 16;
+const VALUE: u8 = 32;
+
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let alphanumeric = b.is_ascii_alphanumeric();
+        let mut class = 0;
+        if alphanumeric || b == b'_' {
+            class |= WORD;
+        }
+        if b.is_ascii_hexdigit() {
+            class |= HEX;
+        }
+        // `[0-9 ().\-]`: what a number's run is made of.
+        if b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'.' | b'-') {
+            class |= NUMBER;
+        }
+        // `[A-Za-z0-9._%+\-]`: an e-mail's local part.
+        if alphanumeric || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') {
+            class |= LOCAL;
+        }
+        // `[A-Za-z0-9_.\-]`: a key-like name.
+        if alphanumeric || matches!(b, b'_' | b'.' | b'-') {
+            class |= NAME;
+        }
+        // `[A-Za-z0-9_+/.~\-]`: an assigned value.
+        if alphanumeric || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-') {
+            class |= VALUE;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
+
+fn is(class: u8, b: u8) -> bool {
+    CLASSES[usize::from(b)] & class != 0
+}
+
 pub fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    is(WORD, b)
 }
 
 fn is_hex(b: u8) -> bool {
-    b.is_ascii_hexdigit()
+    is(HEX, b)
 }
 
 fn is_blank(b: u8) -> bool {
@@ -68,24 +117,20 @@ fn is_quote(b: u8) -> bool {
     b == b'"' || b == b'\''
 }
 
-/// `[0-9 ().\-]`: what a number's run is made of.
 fn is_number_byte(b: u8) -> bool {
-    b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'.' | b'-')
+    is(NUMBER, b)
 }
 
-/// `[A-Za-z0-9._%+\-]`: an e-mail's local part.
 fn is_local_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+    is(LOCAL, b)
 }
 
-/// `[A-Za-z0-9_.\-]`: a key-like name.
 fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+    is(NAME, b)
 }
 
-/// `[A-Za-z0-9_+/.~\-]`: an assigned value.
 fn is_value_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-')
+    is(VALUE, b)
 }
 
 /// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name (RFC 3986 `userinfo` less `:`:
@@ -232,7 +277,13 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     if bytes.get(value).is_some_and(|&b| is_quote(b)) {
         value += 1;
     }
-    if run_forward(bytes, value, is_value_byte) - value < 5 {
+    let short = bytes[value.min(bytes.len())..]
+        .iter()
+        .take(5)
+        .take_while(|&&b| is_value_byte(b))
+        .count()
+        < 5;
+    if short {
         return;
     }
     let mut name_end = run_back(bytes, i, is_blank);
