@@ -369,18 +369,25 @@ fn mask(
             return ExitCode::FAILURE;
         }
     };
-    let stdin = std::io::stdin().lock();
+    let mut stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (mut lines, mut refused) = (0usize, 0usize);
     let mut located = Vec::new();
-    for (number, line) in stdin.split(b'\n').enumerate() {
-        let mut line = match line {
-            Ok(line) => line,
+    // One line buffer for the whole input: a dataset is millions of lines.
+    let mut line = Vec::new();
+    for number in 0usize.. {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(error) => {
                 eprintln!("junction mask: reading stdin: {error}");
                 return ExitCode::FAILURE;
             }
-        };
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
         if line.last() == Some(&b'\r') {
             line.pop();
         }

@@ -80,7 +80,9 @@ impl Detectors {
     /// does not start inside one.
     fn find_shapes(&self, text: &str, out: &mut Vec<Found>) {
         let bytes = text.as_bytes();
-        let mut candidates = Vec::new();
+        // About one candidate per 32 bytes of text dense with values: one allocation
+        // (none for a short text).
+        let mut candidates = Vec::with_capacity(bytes.len() / 32);
         triggers::candidates(bytes, &mut candidates);
         candidates.sort_unstable_by_key(|c| (c.start, c.shape as u8));
         let mut next_candidate = 0;
