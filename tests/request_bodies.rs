@@ -316,6 +316,72 @@ async fn an_answered_exchange_outlives_the_body_timeouts(travel: Travel) {
 }
 
 /// Reads from `stream` into `seen` until `what` is in it.
+/// An endpoint that answers as soon as it has read a request's head, before its body
+/// (a 413 for an upload too large, say), then reads and drops what still comes, as
+/// nginx's lingering close does: the client gets that answer while its body is still
+/// being sent, and its connection closes after it, since the rest of the body was never
+/// read. The proxy stops sending the body and never reuses that endpoint connection.
+async fn an_answer_before_the_body_ends_reaches_the_client(travel: Travel) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LONG: usize = 3 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (ended, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let ended = ended.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                read_until(&mut stream, &mut seen, b"\r\n\r\n").await;
+                let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain\r\n\
+                               content-length: 8\r\nconnection: close\r\n\r\ntoo long";
+                stream.write_all(answer).await.unwrap();
+                stream.shutdown().await.unwrap();
+                // Lingering close: whatever still comes is read and dropped.
+                let mut body = seen.len() - find(&seen, b"\r\n\r\n").unwrap() - 4;
+                let mut buf = vec![0; 64 << 10];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    body += n;
+                }
+                let _ = ended.send(body);
+            });
+        }
+    });
+    let proxy = travel::start(travel, &[url], &Extra::default()).await;
+    let mut client = RawClient::connect(&proxy).await;
+    client.send(post_head(LONG).as_bytes()).await;
+    // A first part of the body; the rest is never sent.
+    client.send(&vec![b'x'; 64 << 10]).await;
+    let response = client.response("POST").await;
+    assert_eq!(
+        (response.status, response.text()),
+        (413, "too long".to_string()),
+        "{travel:?}"
+    );
+    assert_eq!(response.head.get("connection"), Some("close"), "{travel:?}");
+    client
+        .assert_closed("an answer given before the body ended")
+        .await;
+    let forwarded = within("the endpoint's connection ending", ended_rx.recv())
+        .await
+        .unwrap();
+    assert!(
+        forwarded < LONG,
+        "{travel:?}: {forwarded} bytes of body forwarded"
+    );
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_fast_path_handoffs_total{"),
+        "{travel:?}"
+    );
+}
+
 async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, what: &[u8]) {
     use tokio::io::AsyncReadExt;
     while find(seen, what).is_none() {
@@ -358,6 +424,7 @@ on_both_engines!(
     a_stalled_large_body_is_408 => a_stalled_body_is_408_and_never_reaches_the_endpoint(100_000);
     a_trickling_body_is_408 => a_trickling_body_is_408_after_the_total_timeout();
     unbuffered_bodies_stream => an_unbuffered_body_streams_and_a_stall_aborts_the_upstream();
+    an_answer_before_the_body_ends => an_answer_before_the_body_ends_reaches_the_client();
     long_bodies_stream_exactly => a_long_body_streams_exactly_and_a_client_leaving_breaks_it_off();
     chunked_get_bodies_arrive => a_chunked_get_body_is_never_dropped();
     full_duplex_outlives_body_timeouts => an_answered_exchange_outlives_the_body_timeouts();

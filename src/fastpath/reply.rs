@@ -187,6 +187,20 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     Parsed::Complete(reply)
 }
 
+/// Makes a parsed reply close the client's connection after it (an answer that came
+/// before the client's body ended, whose rest is never read): `connection: close` goes
+/// into the client's head `out` as [`parse`] writes it for a closing client.
+pub fn close_client_after(reply: &mut Reply, out: &mut Vec<u8>) {
+    if reply.close_client {
+        return;
+    }
+    reply.close_client = true;
+    // `out` ends with the empty line; the header goes before it.
+    out.truncate(out.len().saturating_sub(2));
+    put_header(out, b"connection", b"close");
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Applies the response policies' header changes to a client head this module wrote
 /// (`HTTP/1.1 ... \r\n`, header lines, the empty line): lines the edits remove or
 /// replace go, the lines they add come before the empty line. Header rules cannot touch

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::buffer::ReceiveBuffer;
 use super::reply::{self, ClientHead, Reply};
@@ -17,6 +17,19 @@ enum HeadFailure {
     /// Closed or reset before a byte of response: a reused connection may be stale.
     Closed(String),
     Failed(ProxyError),
+}
+
+impl HeadFailure {
+    /// The error, where sending again is not an option.
+    fn into_error(self, endpoint: &Endpoint) -> ProxyError {
+        match self {
+            HeadFailure::Closed(reason) => ProxyError::Upstream(SendError::Closed {
+                endpoint: endpoint.url.clone(),
+                reason,
+            }),
+            HeadFailure::Failed(error) => error,
+        }
+    }
 }
 
 /// A body read from the client as it is sent, once: `prefix` came with the head, and
@@ -69,6 +82,7 @@ pub async fn send_streamed<C: ClientStream>(
     mut reading: ReadingHead<'_, '_>,
     connect_timeout: Duration,
 ) -> Result<(EndpointStream, Reply), ProxyError> {
+    let mut upload = upload;
     let endpoint = reading.endpoint;
     let mut fresh_only = false;
     loop {
@@ -77,14 +91,15 @@ pub async fn send_streamed<C: ClientStream>(
         let written = write_request(&mut upstream, head, upload.prefix).await;
         if written.is_ok() && upload.remaining > 0 {
             // From here on nothing is sent again.
-            copy_body(
-                upload.client,
-                &mut upstream,
-                upload.remaining,
-                upload.wait,
-                endpoint,
-            )
-            .await?;
+            let (mut reply, whole) =
+                upload_watching(&mut upstream, &mut upload, &mut reading).await?;
+            if !whole {
+                // Answered before the body ended: neither connection is at a message's
+                // end, so neither is used again.
+                reply.reusable = false;
+                reply::close_client_after(&mut reply, reading.client_reply);
+            }
+            return Ok((upstream, reply));
         }
         match answer_of(written, reused, false, &mut upstream, &mut reading).await {
             Answer::Head(reply) => return Ok((upstream, reply)),
@@ -196,19 +211,60 @@ async fn answer_of(
     };
     match failure {
         HeadFailure::Closed(_) if reused && resend => Answer::Again,
-        HeadFailure::Closed(reason) => Answer::Failed(ProxyError::Upstream(SendError::Closed {
-            endpoint: endpoint.url.clone(),
-            reason,
-        })),
-        HeadFailure::Failed(error) => Answer::Failed(error),
+        failure => Answer::Failed(failure.into_error(endpoint)),
+    }
+}
+
+/// Sends the rest of a streamed body while reading the response head, as an endpoint
+/// may answer before the body ends (a 413, say) and stop reading it. The answer is
+/// taken whenever it comes: before the body ended, after it, or after the endpoint
+/// closed its side mid-body (writing then fails, but the answer may be there to read).
+/// Returns the reply and whether the whole body went out.
+async fn upload_watching<C: ClientStream>(
+    upstream: &mut EndpointStream,
+    upload: &mut Upload<'_, C>,
+    reading: &mut ReadingHead<'_, '_>,
+) -> Result<(Reply, bool), ProxyError> {
+    let endpoint = reading.endpoint;
+    reading.replied.clear();
+    reading.client_reply.clear();
+    let (mut from_endpoint, mut to_endpoint) = tokio::io::split(upstream);
+    let answer = read_reply_head(&mut from_endpoint, reading);
+    let copy = copy_body(
+        &mut *upload.client,
+        &mut to_endpoint,
+        upload.remaining,
+        upload.wait,
+        endpoint,
+    );
+    tokio::pin!(answer, copy);
+    let copied = tokio::select! {
+        answered = &mut answer => {
+            let reply = answered.map_err(|failure| failure.into_error(endpoint))?;
+            return Ok((reply, false));
+        }
+        copied = &mut copy => copied,
+    };
+    match copied {
+        Ok(()) => answer
+            .await
+            .map(|reply| (reply, true))
+            .map_err(|failure| failure.into_error(endpoint)),
+        // Writing failed: the endpoint may have answered, then closed.
+        Err(error @ ProxyError::Upstream(_)) => match answer.await {
+            Ok(reply) => Ok((reply, false)),
+            Err(_) => Err(error),
+        },
+        // The client failed (stalled, left): its error, whatever the endpoint does.
+        Err(error) => Err(error),
     }
 }
 
 /// Copies the rest of a streamed body from the client to the endpoint, reading no byte
 /// past it.
-async fn copy_body<C: ClientStream>(
+async fn copy_body<C: ClientStream, W: AsyncWrite + Unpin>(
     client: &mut C,
-    upstream: &mut EndpointStream,
+    upstream: &mut W,
     mut remaining: u64,
     wait: &BodyWait,
     endpoint: &Endpoint,
@@ -249,8 +305,8 @@ pub struct ReadingHead<'a, 'h> {
     pub client_reply: &'a mut Vec<u8>,
 }
 
-async fn read_reply_head(
-    upstream: &mut EndpointStream,
+async fn read_reply_head<R: AsyncRead + Unpin>(
+    upstream: &mut R,
     reading: &mut ReadingHead<'_, '_>,
 ) -> Result<Reply, HeadFailure> {
     let ReadingHead {
