@@ -1,9 +1,16 @@
 //! Contact details: e-mail addresses, and phone numbers in international (`+CC`, `00CC`)
-//! and national forms, checked against each country code's number lengths, the North
-//! American numbering plan, and the shapes national numbers are written in.
+//! and national forms: international ones checked against their calling code's national
+//! number plan (libphonenumber's metadata), national ones against the North American
+//! numbering plan and the shapes national numbers are written in.
+
+use std::sync::{LazyLock, OnceLock};
+
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, meta};
 
 use super::bounds;
 use super::digit_run::DigitRun;
+use super::phone_plan::CALLING_CODES as CALLING_CODES_PLAN;
 
 /// The e-mail address matched at `start..end` (local part, `@`, dotted domain with an
 /// alphabetic top-level label), widened back over non-ASCII letters of the local part.
@@ -37,81 +44,54 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     ))
 }
 
-/// NSN lengths (min, max) per country calling code, the national number after the code.
-fn nsn_lengths(code: u32) -> Option<(usize, usize)> {
-    Some(match code {
-        1 => (10, 10),
-        7 => (10, 10),
-        20 => (8, 10),
-        27 => (9, 9),
-        30 => (10, 10),
-        31 => (9, 9),
-        32 => (8, 9),
-        33 => (9, 9),
-        34 => (9, 9),
-        36 => (8, 9),
-        39 => (6, 11),
-        40 => (9, 9),
-        41 => (9, 9),
-        43 => (4, 13),
-        44 => (7, 10),
-        45 => (8, 8),
-        46 => (7, 10),
-        47 => (8, 8),
-        48 => (9, 9),
-        49 => (6, 13),
-        51 => (8, 9),
-        52 => (10, 10),
-        54 => (10, 11),
-        55 => (10, 11),
-        56 => (9, 9),
-        57 => (10, 10),
-        58 => (10, 10),
-        60 => (8, 10),
-        61 => (9, 9),
-        62 => (8, 12),
-        63 => (8, 10),
-        64 => (8, 10),
-        65 => (8, 8),
-        66 => (8, 9),
-        81 => (9, 10),
-        82 => (8, 10),
-        84 => (9, 10),
-        86 => (10, 11),
-        90 => (10, 10),
-        91 => (10, 10),
-        92 => (9, 10),
-        94 => (9, 9),
-        98 => (10, 10),
-        212 => (9, 9),
-        213 => (9, 9),
-        216 => (8, 8),
-        234 => (8, 10),
-        254 => (9, 9),
-        351 => (9, 9),
-        352 => (6, 11),
-        353 => (7, 10),
-        354 => (7, 7),
-        358 => (6, 11),
-        359 => (8, 9),
-        370 => (8, 8),
-        371 => (8, 8),
-        372 => (7, 8),
-        380 => (9, 9),
-        385 => (8, 9),
-        386 => (8, 8),
-        420 => (9, 9),
-        421 => (9, 9),
-        852 => (8, 8),
-        886 => (9, 9),
-        966 => (9, 9),
-        971 => (8, 9),
-        972 => (8, 9),
-        _ => return None,
-    })
+/// The national number plans of every country calling code (`phone_plan.rs`, generated
+/// from libphonenumber's metadata). Each code's pattern is compiled the first time a
+/// number of that code is met: all of them at once would cost a start-up of 60 ms.
+struct CallingCodes {
+    /// Per code (0..1000), its plan's index in `CALLING_CODES_PLAN` and `patterns`.
+    index: Vec<Option<u16>>,
+    patterns: Vec<OnceLock<meta::Regex>>,
 }
 
-/// A number after its country code, `digits` without the code.
+static CALLING_CODES: LazyLock<CallingCodes> = LazyLock::new(|| {
+    let mut index = vec![None; 1000];
+    for (i, &(code, _, _)) in CALLING_CODES_PLAN.iter().enumerate() {
+        index[usize::from(code)] = Some(i as u16);
+    }
+    CallingCodes {
+        index,
+        patterns: CALLING_CODES_PLAN.iter().map(|_| OnceLock::new()).collect(),
+    }
+});
+
+impl CallingCodes {
+    /// Whether `national` is a number of calling code `code`'s plan; `None` when no
+    /// such code exists.
+    fn has(&self, code: u32, national: &[u8]) -> Option<bool> {
+        let i = usize::from((*self.index.get(code as usize)?)?);
+        let (_, lengths, pattern) = CALLING_CODES_PLAN[i];
+        if national.len() >= 32 || lengths & (1 << national.len()) == 0 {
+            return Some(false);
+        }
+        let pattern = self.patterns[i].get_or_init(|| {
+            // Every one compiles: `every_calling_code_plan_compiles`.
+            plan_regex(pattern).expect("libphonenumber's patterns compile")
+        });
+        Some(pattern.is_match(Input::new(national).anchored(Anchored::Yes)))
+    }
+}
+
+/// A plan's pattern, to be run anchored: it then matches a whole national number only.
+fn plan_regex(pattern: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
+    meta::Builder::new()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build(&format!("(?:{pattern})$"))
+        .map_err(Box::new)
+}
+
+/// A number after its country code, `digits` without the `+` or `00`: the code, then a
+/// national number its plan has (calling codes are prefix-free: the first that exists
+/// is the code).
 fn international(digits: &[u8]) -> bool {
     for code_len in 1..=3 {
         if digits.len() <= code_len {
@@ -120,16 +100,13 @@ fn international(digits: &[u8]) -> bool {
         let code = digits[..code_len]
             .iter()
             .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
-        if let Some((min, max)) = nsn_lengths(code) {
-            let mut nsn = &digits[code_len..];
-            // `+44 (0)117 ...`: the trunk 0 written after the code is not dialled.
-            if nsn.first() == Some(&b'0') && code != 39 {
-                nsn = &nsn[1..];
-            }
-            if code == 1 {
-                return nanp(nsn);
-            }
-            return (min..=max).contains(&nsn.len());
+        let national = &digits[code_len..];
+        if let Some(valid) = CALLING_CODES.has(code, national) {
+            // `+44 (0)117 ...`: the trunk 0 written after the code is not dialled (and
+            // where a 0 is dialled, as in Italy, the plan has the number with it).
+            return valid
+                || (national.first() == Some(&b'0')
+                    && CALLING_CODES.has(code, &national[1..]) == Some(true));
         }
     }
     false
@@ -277,6 +254,45 @@ mod tests {
             Some("+1 517-795-6459 ext. 310")
         );
         assert_eq!(phone_in("+1-879-843-0377x549"), Some("+1-879-843-0377x549"));
+    }
+
+    #[test]
+    fn every_calling_code_plan_compiles() {
+        for &(code, lengths, pattern) in CALLING_CODES_PLAN {
+            assert!(plan_regex(pattern).is_ok(), "+{code}: {pattern}");
+            assert!(lengths != 0 && lengths < 1 << 20, "+{code}");
+        }
+        assert_eq!(CALLING_CODES_PLAN.len(), 215);
+    }
+
+    /// International numbers are held to their calling code's plan, for every code
+    /// libphonenumber knows, not only the common ones.
+    #[test]
+    fn international_numbers_follow_their_country_plan() {
+        for number in [
+            "+254 712 345 678",
+            "+234 802 123 4567",
+            "+880 1712-345678",
+            "+593 99 123 4567",
+            "+39 06 6982 1234",
+            "+43 1 58058 0",
+            "+44 (0)20 7946 0958",
+            "0044 20 7946 0958",
+        ] {
+            assert_eq!(phone_in(number), Some(number), "{number}");
+        }
+        for not_a_number in [
+            // No area code starts with 1 in North America.
+            "+1 123 456 7890",
+            // Too short for the United Kingdom's plan; a Russian number starting 1.
+            "+44 20 7946",
+            "+7 123 456 7890",
+            // No such calling code.
+            "+999 123 456 789",
+            "+80 1234 5678",
+        ] {
+            assert_eq!(phone_in(not_a_number), None, "{not_a_number}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod masker;
 mod names;
 mod national_id;
 mod network;
+mod phone_plan;
 pub mod policy;
 pub mod restore;
 #[cfg(test)]
