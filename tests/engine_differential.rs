@@ -11,8 +11,9 @@
 //! an address allow list, header rules (a `deny` and a `tag` on the user agent),
 //! `request_headers` and `response_headers` set/remove, a request rate limit that never
 //! trips, `retries` on 503, and a split of two pools, sticky on `x-user`. A plain route,
-//! a route whose rate limit trips after 4 requests and a route whose allow list refuses
-//! the test's address sit beside it. What is generated is in
+//! a route whose rate limit trips after 4 requests, a route whose allow list refuses
+//! the test's address and a masking route (both directions; the generated bodies carry
+//! e-mail addresses, card numbers, keys and addresses) sit beside it. What is generated is in
 //! tests/support/differential/cases.rs, what is compared in outcome.rs there.
 //!
 //! Both engines share the upstreams, so the balancer (a hash over the endpoints'
@@ -44,7 +45,7 @@ use differential::cases::*;
 use differential::outcome::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use support::proxy::RunningProxy;
-use support::raw_http::{Seen, Step, Upstream, ok, reply as raw_reply};
+use support::raw_http::{Seen, Step, Upstream, find, ok, reply as raw_reply};
 use support::travel::{Extra, Travel, start};
 
 /// The generated replies of every case, by case id, for the upstreams of both engines.
@@ -121,6 +122,12 @@ name = "limited"
 match = {{ path_prefix = "/limited" }}
 pool = "plain"
 rate_limit = {{ requests = 4, per = "1h", key = "route" }}
+
+[[routes]]
+name = "masked"
+match = {{ path_prefix = "/masked" }}
+pool = "plain"
+mask = {{ directions = "both" }}
 
 [[routes]]
 name = "private"
@@ -300,6 +307,16 @@ impl Bed {
             }
             Err(_) => facts.push("no answer".into()),
         }
+        // That the masking route's cases did mask, both ways.
+        if on_masked_route(outcome) {
+            let masked = |body: &[u8]| find(body, b"[EMAIL_ADDRESS]").is_some();
+            if outcome.upstream.iter().any(|f| masked(&f.body)) {
+                facts.push("masked upstream".into());
+            }
+            if outcome.client.as_ref().is_ok_and(|a| masked(&a.body)) {
+                facts.push("masked answer".into());
+            }
+        }
         let mut tally = self.tally.lock().unwrap();
         for fact in facts {
             *tally.entry(fact).or_default() += 1;
@@ -316,7 +333,7 @@ impl Bed {
         }
         if fast == hyper {
             self.count(&fast);
-            return Ok(());
+            return leaks(&fast);
         }
         let replies: Vec<String> = case.replies.iter().map(|r| format!("    {r:?}")).collect();
         Err(format!(
@@ -326,6 +343,38 @@ impl Bed {
             side_by_side((self.fast.name, &fast), (self.hyper.name, &hyper)),
         ))
     }
+}
+
+/// Whether the request went the masking route's way: its path as forwarded (a target
+/// like `/masked/..` is normalised to another route's).
+fn on_masked_route(outcome: &Outcome) -> bool {
+    outcome.upstream.iter().any(|forwarded| {
+        let path = forwarded.request_line.split(' ').nth(1).unwrap_or("");
+        path.starts_with("/masked")
+    })
+}
+
+/// On the masking route, what both engines agree on must also be masked: no e-mail
+/// address of the generated bodies whole, in what the upstream got or the client.
+fn leaks(outcome: &Outcome) -> Result<(), String> {
+    const VALUE: &[u8] = b"jane.doe@example.com";
+    if !on_masked_route(outcome) {
+        return Ok(());
+    }
+    let forwarded = outcome
+        .upstream
+        .iter()
+        .any(|f| find(&f.body, VALUE).is_some());
+    let answered = outcome
+        .client
+        .as_ref()
+        .is_ok_and(|a| find(&a.body, VALUE).is_some());
+    if forwarded || answered {
+        return Err(format!(
+            "the masking route let an e-mail address through (upstream {forwarded}, client {answered}): {outcome:#?}"
+        ));
+    }
+    Ok(())
 }
 
 fn cases() -> u32 {

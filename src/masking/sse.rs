@@ -8,8 +8,9 @@
 //! text rides on the next event of its block. The end of a block (a `finish_reason`,
 //! `content_block_stop`, `*.done`), any other event and the end of the stream flush the
 //! held text first, in an event built like the block's last one. Events without text
-//! (usage, `[DONE]`, pings, comments) pass byte for byte, in order; every other field
-//! of an event stays as it was, and its JSON stays valid.
+//! (usage, `[DONE]`, pings) pass byte for byte, in order; lines other than `data:`
+//! (comments, ids) are masked as texts of their own; every other field of an event
+//! stays as it was, and its JSON stays valid.
 
 use std::sync::Arc;
 
@@ -551,9 +552,33 @@ impl SseMasker {
         self.flush_blocks("", vault, out, findings)
     }
 
+    /// Masks (or restores) every line of an event but its `data:` lines, each as a text
+    /// of its own: comments, `event:`, `id:` and lines a client ignores still reach it.
+    /// A restored value that would break the line (a private key's line ends) is left
+    /// as its pseudonym: never a line, let alone an event, the endpoint did not send.
+    fn edit_other_lines(
+        &self,
+        lines: &mut [Line],
+        vault: &mut Vault,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        for line in lines {
+            if field_of(&line.text).0 == "data" {
+                continue;
+            }
+            let mut edited = String::new();
+            let mut editor =
+                TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None);
+            if editor.edit_text(&line.text, None, &mut edited)? && !edited.contains(['\r', '\n']) {
+                line.text = edited;
+            }
+        }
+        Ok(())
+    }
+
     fn event(
         &mut self,
-        lines: Vec<Line>,
+        mut lines: Vec<Line>,
         blank: &[u8],
         vault: &mut Vault,
         out: &mut Vec<u8>,
@@ -565,6 +590,7 @@ impl SseMasker {
             data = lines.first().map(|line| line.text.clone());
             &[][..]
         } else {
+            self.edit_other_lines(&mut lines, vault, findings)?;
             &lines[..]
         };
         for line in fields {
@@ -581,7 +607,7 @@ impl SseMasker {
             }
         }
         let Some(data) = data else {
-            // Comments, ids, retry: nothing to mask.
+            // Comments, ids, retry: masked above, line by line.
             write_raw(&lines, blank, out);
             return Ok(());
         };
@@ -1052,6 +1078,42 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
                 "split {split}"
             );
         }
+    }
+
+    /// Lines a client ignores still reach it: comments, ids and unknown fields are
+    /// masked too, and restored, but never into a line break.
+    #[test]
+    fn comments_ids_and_unknown_fields_are_masked_too() {
+        let stream = ": note SECRET-1
+id: SECRET-2
+mail SECRET-3 here
+
+: SECRET-4
+data: [DONE]
+
+";
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(
+                out,
+                ": note [SECRET]\nid: [SECRET]\nmail [SECRET] here\n\n: [SECRET]\ndata: [DONE]\n\n",
+                "split {split}"
+            );
+        }
+        let mut vault = Vault::default();
+        let one = vault
+            .pseudonym(&Kind("SECRET".into()), "SECRET-1")
+            .to_string();
+        let two = vault
+            .pseudonym(&Kind("SECRET".into()), "SECRET-2\nevent: forged")
+            .to_string();
+        let stream = format!(": {one} and {two}\n\n");
+        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
+        assert_eq!(out, stream, "restoring would have broken the line");
+        let stream = format!(": {one}\n\n");
+        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
+        assert_eq!(out, ": SECRET-1\n\n");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use crate::support::raw_http::{HOST, LAST_CHUNK, Step, chunk};
 pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"];
 
 /// Path prefixes, one per route of the test config (`/other` falls to the catch-all).
-pub const PREFIXES: &[&str] = &["/api", "/plain", "/limited", "/private", "/other"];
+pub const PREFIXES: &[&str] = &[
+    "/api", "/plain", "/limited", "/private", "/masked", "/other",
+];
 
 /// Path segments in normal form (the fast path serves them itself).
 const SEGMENTS: &[&str] = &[
@@ -62,6 +64,7 @@ pub const REQUEST_HEADERS: &[&str] = &[
     "X-Gateway: from-client",
     "Accept-Encoding: gzip, br",
     "Content-Type: application/json",
+    "Content-Type: text/plain; charset=utf-8",
     "Authorization: Bearer sk-test",
     "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     "X-Custom: one",
@@ -155,13 +158,18 @@ pub fn recased(line: &str, flips: u64) -> String {
     format!("{name}:{rest}")
 }
 
-/// `length` bytes of printable text, different for each `seed`.
+/// `length` bytes of printable text, different for each `seed`: lines of letters and
+/// digits, and lines with values the masking route masks (an e-mail address, a card
+/// number, an API key, an address), which chunk boundaries and the length cut anywhere.
 pub fn pattern(length: usize, seed: usize) -> Vec<u8> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const SENSITIVE: &[u8] = b"mail jane.doe@example.com, card 4111 1111 1111 1111, ip 10.0.0.1";
     (0..length)
         .map(|i| {
             if i % 64 == 63 {
                 b'\n'
+            } else if (i / 64 + seed) % 2 == 1 {
+                SENSITIVE.get(i % 64).copied().unwrap_or(b' ')
             } else {
                 ALPHABET[(i * 7 + seed) % ALPHABET.len()]
             }
@@ -175,7 +183,8 @@ fn target() -> impl Strategy<Value = String> {
         2 => Just(PREFIXES[1]),
         1 => Just(PREFIXES[2]),
         1 => Just(PREFIXES[3]),
-        1 => Just(PREFIXES[4]),
+        2 => Just(PREFIXES[4]),
+        1 => Just(PREFIXES[5]),
     ];
     let segment = prop_oneof![
         12 => proptest::sample::select(SEGMENTS),
@@ -224,14 +233,22 @@ pub fn request() -> impl Strategy<Value = Request> {
         any::<u64>(),
     )
         .prop_map(
-            |(method, target, user, headers, (body, chunked), name_case)| Request {
-                method,
-                target,
-                user,
-                headers,
-                body,
-                chunked,
-                name_case,
+            |(method, target, user, mut headers, (body, chunked), name_case)| {
+                // The masking route's bodies are mostly text it reads (a JSON type on a
+                // body that is not JSON is refused, alike, which the pool covers too).
+                let typed = headers.iter().any(|h| h.starts_with("Content-Type"));
+                if target.starts_with("/masked") && body.is_some() && !typed {
+                    headers.push("Content-Type: text/plain; charset=utf-8");
+                }
+                Request {
+                    method,
+                    target,
+                    user,
+                    headers,
+                    body,
+                    chunked,
+                    name_case,
+                }
             },
         )
 }
