@@ -24,6 +24,7 @@ pub mod fastpath;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inspect;
 pub mod llm;
 pub mod masking;
 pub mod normalize;
@@ -32,4 +33,5 @@ pub mod routing;
 pub mod security;
 pub mod server;
 pub mod telemetry;
+pub mod units;
 pub mod upstream;

@@ -37,8 +37,8 @@ use layers::graph::{Graph, crate_sources};
 /// Top-level modules, lowest layer first. A module may import only from the layers
 /// below its own; modules that share a layer do not import each other.
 const LAYERS: &[&[&str]] = &[
-    // Integer digits without core::fmt.
-    &["decimal"],
+    // Integer digits without core::fmt; durations and sizes written for people.
+    &["decimal", "units"],
     // Byte-level rules: message normalisation; AI API shapes (`model`, SSE, usage).
     &["normalize", "llm"],
     // Sensitive-data masking: detectors, actions, JSON/text/SSE body maskers (pure).
@@ -55,6 +55,8 @@ const LAYERS: &[&[&str]] = &[
     &["routing"],
     // Route policies: address lists, header rules, keys, rate limits, audit log.
     &["security"],
+    // Inspection: flow filter expressions (capture and detectors to come).
+    &["inspect"],
     // The hyper engine: the Filter trait, the phases of a request.
     &["pipeline"],
     // The hand-written HTTP/1.1 engine.

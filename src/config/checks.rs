@@ -11,8 +11,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::spec::{BalanceSpec, ProtocolSpec};
-use super::units::parse_duration;
 use crate::balance::Policy;
+use crate::units::parse_duration;
 use crate::upstream::Protocol;
 
 /// Errors as (key path, message).

@@ -11,12 +11,12 @@ use super::CompileContext;
 use super::checks::{Errors, check_unique, duration_or, parse_addr, parse_cidrs, resolve};
 use super::plan::{BodyTimeouts, ListenerPlan, Plan};
 use super::spec::{AccessLogSpec, ConfigSpec, MetricsSpec, SizeSpec};
-use super::units::{parse_byte_size, parse_duration};
 use crate::routing::{Route, RouteTable};
 use crate::telemetry::{
     AccessLogSettings, Buckets, DEFAULT_LATENCY_BUCKETS, DEFAULT_TOKEN_BUCKETS, Destination, Field,
     check_buckets,
 };
+use crate::units::{parse_byte_size, parse_duration};
 
 const DEFAULT_MODEL_BODY_LIMIT: u64 = 1 << 20;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -9,7 +9,6 @@ use super::CompileContext;
 use super::checks::{Errors, duration_or, parse_addr};
 use super::plan::ListenerPlan;
 use super::spec::{ConfigSpec, EgressSpec};
-use super::units::{parse_byte_size, parse_rate};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
@@ -18,6 +17,7 @@ use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
 use crate::egress::{Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule};
 use crate::routing::{Glob, Route, RouteTable};
+use crate::units::{parse_byte_size, parse_rate};
 use crate::upstream::Protocol;
 
 const ROBOTS_TTL: Duration = Duration::from_secs(3600);

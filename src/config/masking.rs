@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use super::checks::Errors;
 use super::spec::{CompressedSpec, DirectionsSpec, MaskSpec, OnErrorSpec, SizeSpec};
-use super::units::parse_byte_size;
 use crate::masking::custom::{CustomSpec, Validator};
 use crate::masking::{self, Action, Builtin, Compressed, Kind, Masker, OnError, Policy};
+use crate::units::parse_byte_size;
 
 /// Longest custom type name (it appears in `[NAME]`, `<NAME_1>` and metric labels).
 const NAME_MAX: usize = 64;

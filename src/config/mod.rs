@@ -14,7 +14,6 @@ mod routes;
 mod security;
 pub mod spec;
 mod tls;
-pub mod units;
 
 use std::fmt;
 use std::path::Path;

@@ -16,7 +16,6 @@ use super::spec::{
     CanarySpec, ConfigSpec, HeaderRulesSpec, ListenerSpec, MatchSpec, RetrySpec, RouteSpec,
     SizeSpec,
 };
-use super::units::parse_byte_size;
 use crate::canary::CanaryPolicy;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
 use crate::routing::{
@@ -25,6 +24,7 @@ use crate::routing::{
 };
 use crate::security::Recorder;
 use crate::telemetry::{Buckets, RouteTelemetry};
+use crate::units::parse_byte_size;
 use crate::upstream::Pool;
 
 const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use super::checks::{Errors, duration_or, parse_cidrs, resolve};
 use super::spec::{ApiKeySpec, KeysFileSpec, RateLimitSpec, SecuritySpec, SizeSpec};
-use super::units::parse_byte_size;
 use crate::pipeline::Filter;
 use crate::routing::Glob;
 use crate::security::rate_limit::{Gcra, LimitKey, RateLimit, TokenBudget};
@@ -18,6 +17,7 @@ use crate::security::{
     AccessList, ApiKey, ApiKeys, HeaderAction, HeaderInspection, HeaderRule, Recorder,
     SCANNER_SIGNATURES,
 };
+use crate::units::parse_byte_size;
 use std::sync::Arc;
 
 /// The filters for one security section, in the order they run: address lists, header

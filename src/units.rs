@@ -1,5 +1,5 @@
-//! Human-friendly units in the config file: durations (`"250ms"`, `"1m30s"`) and byte
-//! sizes (`"1MiB"` or a plain integer).
+//! Human-friendly units, in the config file and in filter expressions: durations
+//! (`"250ms"`, `"1m30s"`) and byte sizes (`"1MiB"` or a plain integer).
 
 use std::time::Duration;
 
