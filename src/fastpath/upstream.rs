@@ -239,11 +239,14 @@ async fn upload_watching<C: ClientStream>(
     );
     tokio::pin!(answer, copy);
     let copied = tokio::select! {
+        // The body first: an answer that comes with its last byte finds it whole, and
+        // both connections stay usable.
+        biased;
+        copied = &mut copy => copied,
         answered = &mut answer => {
             let reply = answered.map_err(|failure| failure.into_error(endpoint))?;
             return Ok((reply, false));
         }
-        copied = &mut copy => copied,
     };
     match copied {
         Ok(()) => answer
