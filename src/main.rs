@@ -320,6 +320,14 @@ fn check(config: &std::path::Path) -> ExitCode {
         junction::config::checking(|context| junction::config::load_file(config, context));
     match checked {
         Ok(plan) => {
+            if plan.admin_exposed_without_token() {
+                eprintln!(
+                    "{}: warning: admin.bind {}: {}",
+                    config.display(),
+                    plan.admin_bind,
+                    junction::config::ADMIN_EXPOSED
+                );
+            }
             let routes: usize = plan.listeners.iter().map(|l| l.routes.routes.len()).sum();
             println!(
                 "{}: ok ({} listeners, {} pools, {routes} routes)",

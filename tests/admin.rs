@@ -1,6 +1,8 @@
 //! The admin API against a browser's attacks, on real sockets: a page of another site
 //! cannot make it reload (cross-site `Origin`, `Sec-Fetch-Site`, form content types),
 //! and a DNS-rebound name cannot read it (`Host` other than its address or `[admin] hosts`).
+//! And the admin token: every changing call needs it, reads too with
+//! `read_requires_token`, never the probes.
 
 mod support;
 
@@ -55,10 +57,12 @@ async fn a_cross_site_reload_is_refused_and_a_same_origin_one_is_served() {
     let upstream = TestUpstream::named("p").start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junction.toml");
-    std::fs::write(&path, config(&upstream.url(), "before", "")).unwrap();
+    std::fs::write(dir.path().join("admin.token"), "s3cret\n").unwrap();
+    let token = r#"token_file = "admin.token""#;
+    std::fs::write(&path, config(&upstream.url(), "before", token)).unwrap();
     let proxy = RunningProxy::from_file(&path).await;
     let admin = proxy.gateway.admin_addr().unwrap();
-    std::fs::write(&path, config(&upstream.url(), "after", "")).unwrap();
+    std::fs::write(&path, config(&upstream.url(), "after", token)).unwrap();
 
     // What a page on evil.example can send with fetch(..., {mode: "no-cors"}) or a form.
     let attacks = [
@@ -72,7 +76,7 @@ async fn a_cross_site_reload_is_refused_and_a_same_origin_one_is_served() {
         let reply = raw(
             admin,
             "POST",
-            &format!("POST /api/reload HTTP/1.1\r\nHost: {admin}\r\n{attack}"),
+            &format!("POST /api/reload HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer s3cret\r\n{attack}"),
         )
         .await;
         assert_eq!(reply.status, 403, "{attack}: {}", reply.text());
@@ -83,14 +87,14 @@ async fn a_cross_site_reload_is_refused_and_a_same_origin_one_is_served() {
     let reply = raw(
         admin,
         "POST",
-        &format!("POST /api/reload HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nSec-Fetch-Site: same-origin\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"),
+        &format!("POST /api/reload HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer s3cret\r\nOrigin: http://{admin}\r\nSec-Fetch-Site: same-origin\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(routes(&proxy).await, ["after"]);
 
     // Outside a browser (curl, scripts): no Origin, no body.
-    std::fs::write(&path, config(&upstream.url(), "again", "")).unwrap();
+    std::fs::write(&path, config(&upstream.url(), "again", token)).unwrap();
     let reply = proxy.reload().await;
     assert_eq!(reply.status(), 200);
     assert_eq!(routes(&proxy).await, ["again"]);
@@ -180,4 +184,120 @@ fn a_bad_admin_host_is_a_config_error_with_its_key_path() {
     };
     assert!(errors.contains("admin.hosts[1]"), "{errors}");
     assert!(errors.contains("line 4"), "{errors}");
+}
+
+/// `POST /api/reload` answered without the token, with a wrong one, and with the one in
+/// `token_file`; nothing but the last reloads.
+async fn post_reload(proxy: &RunningProxy, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = client().post(proxy.admin_url("/api/reload"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let reply = request.send().await.unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_reload_needs_the_admin_token() {
+    let upstream = TestUpstream::named("p").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junction.toml");
+    std::fs::write(dir.path().join("admin.token"), "  s3cret\n").unwrap();
+    let token = r#"token_file = "admin.token""#;
+    std::fs::write(&path, config(&upstream.url(), "before", token)).unwrap();
+    let proxy = RunningProxy::from_file(&path).await;
+    std::fs::write(&path, config(&upstream.url(), "after", token)).unwrap();
+
+    for presented in [None, Some("wrong"), Some("s3cre")] {
+        let (status, body) = post_reload(&proxy, presented).await;
+        assert_eq!(status, 401, "{presented:?}: {body}");
+        assert_eq!(body["error"]["type"], "unauthorized");
+    }
+    assert_eq!(routes(&proxy).await, ["before"], "no refused call reloaded");
+    // The file's surrounding white space is not part of the token.
+    let (status, body) = post_reload(&proxy, Some("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(routes(&proxy).await, ["after"]);
+    // Reads stay open by default, and the probes always are.
+    for path in [
+        "/api/config",
+        "/api/pools",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        let reply = client().get(proxy.admin_url(path)).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "{path}");
+    }
+
+    // No token configured: nothing can authorise a reload.
+    let open = support::TestProxy::from_toml(&config(&upstream.url(), "r", ""))
+        .start()
+        .await;
+    let (status, body) = post_reload(&open, Some("s3cret")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["type"], "admin_token_not_set");
+}
+
+#[tokio::test]
+async fn read_requires_token_closes_the_reads_but_not_the_probes() {
+    let upstream = TestUpstream::named("p").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junction.toml");
+    std::fs::write(dir.path().join("admin.token"), "s3cret").unwrap();
+    let keys = "token_file = \"admin.token\"\nread_requires_token = true";
+    std::fs::write(&path, config(&upstream.url(), "r", keys)).unwrap();
+    let proxy = RunningProxy::from_file(&path).await;
+    for path in [
+        "/api/config",
+        "/api/pools",
+        "/api/stats",
+        "/metrics",
+        "/api/routes/r/split",
+    ] {
+        let reply = client().get(proxy.admin_url(path)).send().await.unwrap();
+        assert_eq!(reply.status(), 401, "{path}");
+        assert_eq!(reply.headers()["www-authenticate"], "Bearer", "{path}");
+        let reply = client()
+            .get(proxy.admin_url(path))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(reply.status(), 401, "{path}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        let reply = client().get(proxy.admin_url(path)).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "{path}");
+    }
+}
+
+#[test]
+fn a_token_file_that_cannot_be_read_or_is_empty_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junction.toml");
+    std::fs::write(dir.path().join("empty.token"), " \n").unwrap();
+    let load = |keys: &str| {
+        std::fs::write(&path, config("http://127.0.0.1:1", "r", keys)).unwrap();
+        match junction::server::Gateway::from_file(
+            path.clone(),
+            std::sync::Arc::new(junction::balance::SplitMix::with_seed(1)),
+        ) {
+            Ok(_) => panic!("{keys} was accepted"),
+            Err(errors) => errors.to_string(),
+        }
+    };
+    for (keys, says) in [
+        (r#"token_file = "missing.token""#, "cannot read"),
+        (r#"token_file = "empty.token""#, "is empty"),
+        (
+            "token_file = \"empty.token\"\ntoken_env = \"X\"",
+            "not both",
+        ),
+    ] {
+        let errors = load(keys);
+        assert!(errors.contains("admin.token_file"), "{errors}");
+        assert!(errors.contains(says), "{errors}");
+    }
 }

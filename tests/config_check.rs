@@ -546,3 +546,53 @@ steps = [5, 50, 100]
         "{errors:?}"
     );
 }
+
+/// An admin API bound beyond loopback without a token is valid, but `junction check`
+/// says what that exposes; with a token, or on loopback, it says nothing.
+#[tokio::test]
+async fn check_warns_of_an_admin_beyond_loopback_without_a_token() {
+    let text = |admin: &str| {
+        format!(
+            r#"
+[admin]
+{admin}
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{{ url = "http://127.0.0.1:9001" }}]
+
+[[routes]]
+name = "a"
+pool = "p"
+"#
+        )
+    };
+    let exposed = "bind = \"0.0.0.0:9901\"\ntoken_env = \"JUNCTION_TEST_NO_SUCH_TOKEN\"";
+    let (code, lines) = check(&text(exposed)).await;
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("warning: admin.bind 0.0.0.0:9901: the admin API listens beyond loopback without an admin token"),
+        "{lines:?}"
+    );
+
+    let file = config_file(&text(
+        "bind = \"0.0.0.0:9901\"\ntoken_file = \"admin.token\"",
+    ));
+    std::fs::write(file.path.with_file_name("admin.token"), "s3cret").unwrap();
+    let output = junction(&["check"], Some(&file.path)).await;
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let loopback = "bind = \"127.0.0.1:9901\"\ntoken_env = \"JUNCTION_TEST_NO_SUCH_TOKEN\"";
+    let (code, lines) = check(&text(loopback)).await;
+    assert_eq!((code, lines.len()), (Some(0), 0), "{lines:?}");
+}

@@ -153,7 +153,10 @@ enum Reload {
 async fn post_reload(process: &JunctionProcess) -> reqwest::Response {
     timeout(
         Duration::from_secs(30),
-        client().post(process.url("admin", "/api/reload")).send(),
+        client()
+            .post(process.url("admin", "/api/reload"))
+            .bearer_auth(support::process::ADMIN_TOKEN)
+            .send(),
     )
     .await
     .expect("reload answers within 30 s")
@@ -727,9 +730,13 @@ async fn in_process_reload_keeps_sockets_and_connections_and_refuses_bad_files()
 #[tokio::test]
 async fn a_gateway_from_config_text_has_nothing_to_reload() {
     let a = TestUpstream::named("a").start().await;
+    // SAFETY: this test's own variable; only Rust code (the config compiler) reads the
+    // environment while it runs, under std's environment lock.
+    unsafe { std::env::set_var("JUNCTION_TEST_TEXT_RELOAD_TOKEN", "text-reload") };
     let proxy = TestProxy::from_toml(&format!(
-        "{}\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n[[routes]]\nname = \"all\"\npool = \"p\"\n",
-        listeners_toml(),
+        "[admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"JUNCTION_TEST_TEXT_RELOAD_TOKEN\"\n\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n[[routes]]\nname = \"all\"\npool = \"p\"\n",
         a.url()
     ))
     .start()

@@ -40,6 +40,7 @@ fn config_text(top: &str, listener_keys: &str, upstream: &RunningUpstream, route
         r#"{top}
 [admin]
 bind = "127.0.0.1:0"
+token_env = "JUNCTION_TEST_SECURITY_ADMIN_TOKEN"
 
 [[listeners]]
 name = "public"
@@ -58,6 +59,11 @@ endpoints = [{{ url = "{}" }}]
 
 /// Starts a gateway from a config file (so that `reload` re-reads it and its files).
 async fn start_file(path: &Path) -> RunningProxy {
+    // The token `POST /api/reload` needs (`config_text` names the variable); the same
+    // value in every test, so a test setting it again changes nothing another reads.
+    // SAFETY: the readers of the environment here are Rust's (the config compiler,
+    // reqwest's proxy lookup), which take std's environment lock, as `set_var` does.
+    unsafe { std::env::set_var("JUNCTION_TEST_SECURITY_ADMIN_TOKEN", "security-tests") };
     let gateway = junction::server::Gateway::from_file(
         path.to_path_buf(),
         Arc::new(junction::balance::SplitMix::with_seed(7)),

@@ -1,7 +1,7 @@
 //! Runtime control of splits and canaries: `/api/routes/{name}/split` (GET, PUT),
 //! `/api/routes/{name}/promote`, `/api/routes/{name}/rollback`, and
-//! `/api/routes/{name}/canary`. Changing calls need the admin bearer token; every change
-//! is logged and saved to the state file, and applies without a reload.
+//! `/api/routes/{name}/canary`. Changing calls need the admin bearer token (`auth`);
+//! every change is logged and saved to the state file, and applies without a reload.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +24,8 @@ pub async fn handle(
     route: &str,
     action: &str,
 ) -> Response<ProxyBody> {
+    // Changing calls were authorised by `auth` before they got here.
     let method = request.method().clone();
-    if method != Method::GET {
-        if let Err(refusal) = authorise(&request, gateway) {
-            return *refusal;
-        }
-    }
     let Some(control) = gateway.controls.get(route) else {
         let exists = gateway.plan().route(route).is_some();
         let message = if exists {
@@ -75,44 +71,6 @@ pub async fn handle(
             "method not allowed on this path",
         ),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown route action"),
-    }
-}
-
-fn authorise(
-    request: &Request<Incoming>,
-    gateway: &Gateway,
-) -> Result<(), Box<Response<ProxyBody>>> {
-    let plan = gateway.plan();
-    let Some(expected) = plan.admin_token.as_deref() else {
-        return Err(Box::new(json_error(
-            StatusCode::FORBIDDEN,
-            "admin_token_not_set",
-            "changes need the admin token; set it in the environment variable named by [admin] token_env (JUNCTION_ADMIN_TOKEN)",
-        )));
-    };
-    let presented = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let matches = presented.is_some_and(|token| {
-        crate::security::constant_time_eq(token.as_bytes(), expected.as_bytes())
-    });
-    if matches {
-        Ok(())
-    } else {
-        tracing::warn!(target: "audit", path = %request.uri().path(), "admin change refused: missing or wrong bearer token");
-        let mut response = json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid `Authorization: Bearer <admin token>` header is required",
-        );
-        response.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-        Err(Box::new(response))
     }
 }
 

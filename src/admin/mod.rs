@@ -1,7 +1,9 @@
 //! The admin API, on its own listener (loopback by default): liveness and readiness
 //! probes, the running config with secrets redacted, pool state, and reload. Only for
-//! its own `Host`, and changes only from its own origin (see `guard`).
+//! its own `Host`, changes only from its own origin (`guard`) and with the admin token
+//! (`auth`).
 
+mod auth;
 mod control;
 mod guard;
 mod metrics;
@@ -26,6 +28,11 @@ pub async fn handle(
         return Ok(*refusal);
     }
     let path = request.uri().path().to_string();
+    if auth::needed(request.method(), &path, &gateway.plan())
+        && let Err(refusal) = auth::authorise(&request, &gateway)
+    {
+        return Ok(*refusal);
+    }
     if let Some((route, action)) = path
         .strip_prefix("/api/routes/")
         .and_then(|rest| rest.split_once('/'))
@@ -58,6 +65,7 @@ pub async fn handle(
             );
             response
         }
+        // `Gateway::reload` writes the audit record, as for SIGHUP.
         (&Method::POST, "/api/reload") => match gateway.reload().await {
             Ok(()) => json_response(StatusCode::OK, &json!({ "status": "reloaded" })),
             Err(ReloadError::Invalid(errors)) => json_response(

@@ -69,14 +69,10 @@ pub fn compile(
             "at least one [[listeners]] or [[egress]] entry is needed".into(),
         ));
     }
+    let admin_token = admin_token(&spec.admin, base, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let token_env = spec.admin.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
-    let admin_token = std::env::var(token_env)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .map(Arc::from);
     let state_file = spec
         .server
         .state_file
@@ -85,6 +81,7 @@ pub fn compile(
     Ok(Plan {
         metrics_enabled: spec.metrics.enabled,
         admin_token,
+        admin_read_requires_token: spec.admin.read_requires_token,
         state_file,
         audit,
         access_log,
@@ -164,6 +161,44 @@ fn compile_access_log(
         fields,
         queue: spec.queue.unwrap_or(DEFAULT_ACCESS_LOG_QUEUE),
     })
+}
+
+/// The admin token: from `token_file` (read now, so that a missing or empty file is a
+/// config error), else from the environment variable `token_env` names.
+fn admin_token(
+    admin: &super::spec::AdminSpec,
+    base: &Path,
+    errors: &mut Vec<(String, String)>,
+) -> Option<Arc<str>> {
+    let Some(file) = &admin.token_file else {
+        let token_env = admin.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
+        return std::env::var(token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from);
+    };
+    if admin.token_env.is_some() {
+        errors.push((
+            "admin.token_file".into(),
+            "set token_env or token_file, not both".into(),
+        ));
+        return None;
+    }
+    let path = resolve(base, file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Some(Arc::from(text.trim())),
+        Ok(_) => {
+            errors.push(("admin.token_file".into(), format!("{path} is empty")));
+            None
+        }
+        Err(error) => {
+            errors.push((
+                "admin.token_file".into(),
+                format!("cannot read {path}: {error}"),
+            ));
+            None
+        }
+    }
 }
 
 /// `[audit]`: the log file, its checkpoints, and the anchor key, read now.

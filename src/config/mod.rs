@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use compile::compile;
 pub use locate::Locator;
-pub use plan::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, ListenerPlan, Plan};
+pub use plan::{ADMIN_EXPOSED, BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, ListenerPlan, Plan};
 
 use crate::balance::SplitMix;
 use crate::telemetry::Telemetry;

@@ -18,6 +18,9 @@ pub struct Plan {
     pub metrics_enabled: bool,
     /// The admin token, read from the environment when the plan was built.
     pub admin_token: Option<Arc<str>>,
+    /// `[admin] read_requires_token`: the read-only endpoints (probes excepted) need
+    /// the token too.
+    pub admin_read_requires_token: bool,
     pub state_file: Option<std::path::PathBuf>,
     /// The tamper-evident audit log, if configured.
     pub audit: Option<crate::security::audit::AuditSettings>,
@@ -76,7 +79,16 @@ impl ListenerPlan {
     }
 }
 
+/// What the warning says when [`Plan::admin_exposed_without_token`].
+pub const ADMIN_EXPOSED: &str = "the admin API listens beyond loopback without an admin token: anyone who reaches it can read the config, and only the Host and origin checks stand between them and its changes; set [admin] token_file or token_env, or bind it to 127.0.0.1";
+
 impl Plan {
+    /// The admin API is reachable beyond this machine and nothing guards its changes
+    /// but the `Host` and origin checks: `junction check` and the start warn.
+    pub fn admin_exposed_without_token(&self) -> bool {
+        !self.admin_bind.ip().is_loopback() && self.admin_token.is_none()
+    }
+
     pub fn listener(&self, name: &str) -> Option<&ListenerPlan> {
         self.listeners
             .iter()

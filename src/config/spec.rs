@@ -38,6 +38,12 @@ pub struct AdminSpec {
     /// Environment variable holding the bearer token that the admin API's changing
     /// calls require (default JUNCTION_ADMIN_TOKEN); unset: those calls are refused.
     pub token_env: Option<String>,
+    /// A file holding the admin token instead (a mounted secret); surrounding white
+    /// space is not part of it.
+    pub token_file: Option<String>,
+    /// The read-only endpoints need the token too (`/healthz` and `/readyz` never do).
+    #[serde(default)]
+    pub read_requires_token: bool,
     /// Extra `Host` values the admin API answers to (names it is reached by), besides
     /// its bind address; any other `Host` is refused (DNS rebinding).
     #[serde(default)]
@@ -49,6 +55,8 @@ impl Default for AdminSpec {
         AdminSpec {
             bind: default_admin_bind(),
             token_env: None,
+            token_file: None,
+            read_requires_token: false,
             hosts: Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
-use crate::config::{self, CompileContext, ConfigErrors, Plan};
+use crate::config::{self, ADMIN_EXPOSED, CompileContext, ConfigErrors, Plan};
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
 use crate::upstream::health::{self, HealthCheck};
@@ -261,6 +261,9 @@ impl Gateway {
     /// 2. swap the plan;
     /// 3. stop listeners the plan no longer has, then bind the addresses they freed.
     async fn apply_listeners(self: &Arc<Self>, plan: &Arc<Plan>) -> Result<(), ReloadError> {
+        if plan.admin_exposed_without_token() {
+            tracing::warn!(bind = %plan.admin_bind, "{ADMIN_EXPOSED}");
+        }
         let (to_stop, fresh, handed_over) = {
             let running = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let keep = |name: &str, bind: SocketAddr| {

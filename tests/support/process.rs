@@ -24,6 +24,9 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_junction")
 }
 
+/// The admin token every spawned Junction has (in `JUNCTION_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "lifecycle-tests";
+
 /// Parses `listener "NAME" listening addr=IP:PORT` and `the admin listener listening addr=...`.
 fn listening(line: &str) -> Option<(String, SocketAddr)> {
     let addr = line
@@ -48,6 +51,8 @@ impl JunctionProcess {
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            // The default variable of `[admin] token_env`: `POST /api/reload` needs it.
+            .env("JUNCTION_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

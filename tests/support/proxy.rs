@@ -70,10 +70,14 @@ impl RunningProxy {
         )
     }
 
-    /// `POST /api/reload` on the admin listener, as curl or a script sends it.
+    /// `POST /api/reload` on the admin listener, as curl or a script sends it, with the
+    /// admin token the running config has (the config must set one).
     pub async fn reload(&self) -> reqwest::Response {
+        let token = self.gateway.plan().admin_token.clone();
+        let token = token.expect("POST /api/reload needs [admin] token_file or token_env");
         super::client()
             .post(self.admin_url("/api/reload"))
+            .bearer_auth(&*token)
             .send()
             .await
             .expect("admin answers")
