@@ -117,4 +117,20 @@ impl BodyRecord {
     pub fn response_findings(&self) -> Option<&Findings> {
         self.response.as_ref().and_then(|t| t.findings())
     }
+
+    /// Every finding of both directions, request ones first: type, action and count.
+    /// The metrics and the access log both report from it.
+    pub fn findings(
+        &self,
+    ) -> impl Iterator<Item = (Direction, &masking::Kind, masking::Action, u32)> {
+        let request = self.request.iter().map(|f| (Direction::Request, f));
+        let response = self
+            .response_findings()
+            .into_iter()
+            .flat_map(Findings::iter)
+            .map(|f| (Direction::Response, f));
+        request
+            .chain(response)
+            .map(|(direction, (kind, action, count))| (direction, kind, action, count))
+    }
 }

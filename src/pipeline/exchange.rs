@@ -246,20 +246,14 @@ impl Exchange {
             return;
         };
         let metrics = &self.telemetry.metrics;
-        let directions = [
-            (Some(&self.body.request), Direction::Request),
-            (self.body.response_findings(), Direction::Response),
-        ];
-        for (findings, direction) in directions {
-            for (kind, action, count) in findings.into_iter().flat_map(|f| f.iter()) {
-                let key = (
-                    route.name.clone(),
-                    kind.0.clone(),
-                    action.name(),
-                    direction.name(),
-                );
-                metrics.count_masking(key, u64::from(count));
-            }
+        for (direction, kind, action, count) in self.body.findings() {
+            let key = (
+                route.name.clone(),
+                kind.0.clone(),
+                action.name(),
+                direction.name(),
+            );
+            metrics.count_masking(key, u64::from(count));
         }
         if let Some(direction) = self.body.passed {
             metrics.count_masking_passed(&route.name, direction.name());
@@ -269,24 +263,24 @@ impl Exchange {
     /// The access log's `masked` field: `TYPE:action=count` per finding, response ones
     /// prefixed with `response.`; types and counts, never values.
     fn masked_field(&self) -> Option<String> {
-        let request = Some(&self.body.request).filter(|f| !f.is_empty());
-        let response = self.body.response_findings().filter(|f| !f.is_empty());
-        if request.is_none() && response.is_none() && self.body.passed.is_none() {
-            return None;
-        }
         let mut text = String::new();
-        let directions = [(request, ""), (response, "response.")];
-        for (findings, prefix) in directions {
-            for (kind, action, count) in findings.into_iter().flat_map(|f| f.iter()) {
-                if !text.is_empty() {
-                    text.push(',');
-                }
-                text.push_str(&format!(
-                    "{prefix}{}:{}={count}",
-                    kind.name(),
-                    action.name()
-                ));
+        for (direction, kind, action, count) in self.body.findings() {
+            if !text.is_empty() {
+                text.push(',');
             }
+            let prefix = if direction == Direction::Response {
+                "response."
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "{prefix}{}:{}={count}",
+                kind.name(),
+                action.name()
+            ));
+        }
+        if text.is_empty() && self.body.passed.is_none() {
+            return None;
         }
         if let Some(direction) = self.body.passed {
             if !text.is_empty() {
