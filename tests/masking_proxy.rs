@@ -359,7 +359,7 @@ async fn wait_for_lines(path: &std::path::Path, count: usize, needle: &str) -> S
 }
 
 /// No value, in any form a log could hold, reaches the access log, the audit log, the
-/// metrics or an error body; the findings are counted by type.
+/// metrics or an error body; the findings are counted by type and direction.
 #[tokio::test]
 async fn no_value_reaches_a_log_a_metric_or_an_error() {
     let values = [
@@ -368,8 +368,11 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
         "4111111111111111",
         "+1 415 555 0132",
         "AKIAIOSFODNN7EXAMPLE",
+        "ops@answers.example",
     ];
-    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    // The answer carries a value of its own: masked on the way back, counted as such.
+    let answer = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"write to ops@answers.example"}}]}"#;
+    let upstream = Upstream::start(move |_| json_reply(answer)).await;
     for travel in Travel::ALL {
         let dir = tempfile::TempDir::new().unwrap();
         let access = dir.path().join("access.log");
@@ -379,7 +382,7 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
             access.display().to_string(),
             audit.display().to_string()
         );
-        let route = r#"mask = { types = { AWS_ACCESS_KEY = "block", EMAIL_ADDRESS = "partial" } }"#;
+        let route = r#"mask = { directions = "both", types = { AWS_ACCESS_KEY = "block", EMAIL_ADDRESS = "partial" } }"#;
         let proxy = start(travel, &upstream, route, &top).await;
         let mut client = RawClient::connect(&proxy).await;
         let mut errors = String::new();
@@ -417,7 +420,15 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
             metrics.contains(r#"type="AWS_ACCESS_KEY",action="block""#),
             "{metrics}"
         );
+        assert!(
+            metrics.contains(r#"junction_masking_findings_total{route="all",type="EMAIL_ADDRESS",action="partial",direction="response"} 1"#),
+            "{travel:?}: {metrics}"
+        );
         let access_log = wait_for_lines(&access, 3, "CREDIT_CARD:redact=1").await;
+        assert!(
+            access_log.contains("response.EMAIL_ADDRESS:partial=1"),
+            "{travel:?}: {access_log}"
+        );
         let audit_log = wait_for_lines(&audit, 1, "mask_block").await;
         for value in values {
             for (name, text) in [
