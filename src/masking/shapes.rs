@@ -85,22 +85,68 @@ pub const SHAPES: [(Shape, &str); 14] = [
     ),
 ];
 
-/// Whether a shape's every match starts with a literal (`sk-`, `eyJ`, `AKIA`, ...):
-/// those are searched by a regex, whose prefilter skips to the literals. The others are
-/// found from a trigger byte and read by hand (`triggers`).
+/// Whether a shape's every match starts with a literal (`sk-`, `eyJ`, `AKIA`, ...): the
+/// shapes listed in [`PREFIXES`], found by their literals and their pattern run anchored
+/// there. The others are found from a trigger byte and read by hand (`triggers`).
 pub fn is_literal(shape: Shape) -> bool {
-    matches!(
-        shape,
-        Shape::PemBegin
-            | Shape::PemEnd
-            | Shape::Jwt
-            | Shape::Bearer
-            | Shape::Prefixed
-            | Shape::AwsKeyId
-    )
+    PREFIXES.iter().any(|(literal, _)| *literal == shape)
 }
 
 /// The pattern of `shape`.
 pub fn pattern(shape: Shape) -> &'static str {
     SHAPES[shape as usize].1
 }
+
+/// Per literal-prefixed shape, literals one of which starts each of its matches (a
+/// test in `detect` holds them to the patterns in [`SHAPES`]).
+pub const PREFIXES: [(Shape, &[&str]); 6] = [
+    (Shape::PemBegin, &["-----BEGIN"]),
+    (Shape::PemEnd, &["-----END"]),
+    (Shape::Jwt, &["eyJ"]),
+    (Shape::Bearer, &["Bearer", "bearer", "BEARER"]),
+    (
+        Shape::Prefixed,
+        // Whole prefixes, not their shared heads: `gh` or `sk` alone would stop the
+        // search in every "though" and "ask".
+        &[
+            "sk-",
+            "sk_live_",
+            "sk_test_",
+            "rk_live_",
+            "rk_test_",
+            "whsec_",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "xoxa-",
+            "xoxb-",
+            "xoxp-",
+            "xoxo-",
+            "xoxs-",
+            "xoxr-",
+            "xoxe-",
+            "AIza",
+            "glpat-",
+            "hf_",
+            "npm_",
+            "ya29.",
+            "SG.",
+            "dop_v1_",
+            "shpat_",
+            "shpca_",
+            "shppa_",
+            "shpss_",
+            "pypi-",
+            "xapp-",
+        ],
+    ),
+    (
+        Shape::AwsKeyId,
+        &[
+            "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
+        ],
+    ),
+];
