@@ -78,11 +78,10 @@ pub async fn send(
 pub async fn send_streamed<C: ClientStream>(
     pool: &UpstreamClient,
     head: &[u8],
-    upload: Upload<'_, C>,
+    mut upload: Upload<'_, C>,
     mut reading: ReadingHead<'_, '_>,
     connect_timeout: Duration,
 ) -> Result<(EndpointStream, Reply), ProxyError> {
-    let mut upload = upload;
     let endpoint = reading.endpoint;
     let mut fresh_only = false;
     loop {
@@ -195,8 +194,6 @@ async fn answer_of(
     reading: &mut ReadingHead<'_, '_>,
 ) -> Answer {
     let endpoint = reading.endpoint;
-    reading.replied.clear();
-    reading.client_reply.clear();
     let failure = match written {
         // Nothing was taken: safe to send again, whatever the method.
         Err(error) if reused => {
@@ -226,8 +223,6 @@ async fn upload_watching<C: ClientStream>(
     reading: &mut ReadingHead<'_, '_>,
 ) -> Result<(Reply, bool), ProxyError> {
     let endpoint = reading.endpoint;
-    reading.replied.clear();
-    reading.client_reply.clear();
     let (mut from_endpoint, mut to_endpoint) = tokio::io::split(upstream);
     let answer = read_reply_head(&mut from_endpoint, reading);
     let copy = copy_body(
@@ -318,6 +313,9 @@ async fn read_reply_head<R: AsyncRead + Unpin>(
         client_reply,
         endpoint,
     } = reading;
+    // A new answer: nothing of an earlier attempt's stays.
+    replied.clear();
+    client_reply.clear();
     let invalid = |reason| {
         HeadFailure::Failed(ProxyError::Upstream(SendError::Protocol {
             endpoint: endpoint.url.clone(),
