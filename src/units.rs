@@ -1,5 +1,6 @@
 //! Human-friendly units, in the config file and in filter expressions: durations
-//! (`"250ms"`, `"1m30s"`) and byte sizes (`"1MiB"` or a plain integer).
+//! (`"250ms"`, `"1m30s"`) and byte sizes (`"1MiB"` or a plain integer); and times as
+//! logs and records write them (RFC 3339, UTC).
 
 use std::time::Duration;
 
@@ -126,6 +127,39 @@ pub fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
         ));
     }
     Ok((requests, period))
+}
+
+/// RFC 3339 UTC time with milliseconds, from the system clock.
+pub fn now_rfc3339() -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.{:03}Z",
+        format_second(since_epoch.as_secs()),
+        since_epoch.subsec_millis()
+    )
+}
+
+/// "YYYY-MM-DDTHH:MM:SS" (UTC) of a Unix second.
+pub fn format_second(seconds: u64) -> String {
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 #[cfg(test)]

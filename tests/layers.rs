@@ -43,6 +43,8 @@ const LAYERS: &[&[&str]] = &[
     &["normalize", "llm"],
     // Sensitive-data masking: detectors, actions, JSON/text/SSE body maskers (pure).
     &["masking"],
+    // Inspection: captured flows (format, recording, on-disk ring), filter expressions.
+    &["inspect"],
     // Picking among endpoints, known only as `balance::Candidate`; stable hashes, RNG.
     &["balance"],
     // Pools, endpoints and their state (the registry), the HTTP client, health.
@@ -55,8 +57,6 @@ const LAYERS: &[&[&str]] = &[
     &["routing"],
     // Route policies: address lists, header rules, keys, rate limits, audit log.
     &["security"],
-    // Inspection: flow filter expressions (capture and detectors to come).
-    &["inspect"],
     // The hyper engine: the Filter trait, the phases of a request.
     &["pipeline"],
     // The hand-written HTTP/1.1 engine.

@@ -1,8 +1,12 @@
-//! Traffic inspection (issue #14): the flow filter expressions shared by capture, the
-//! admin flow API and `junction flows`, and the on-disk ring captured flows go to.
-//! Capture in the proxy, replay and the anomaly detectors build on them.
+//! Traffic inspection (issue #14): flow capture (the flow being recorded, the sinks and
+//! the on-disk ring flows go to), the stored flow format, and the filter expressions
+//! shared by capture, the admin flow API and `junction flows`.
 
+pub mod capture;
 pub mod filter;
+pub mod flow;
 pub mod ring;
 
+pub use capture::{Capture, Outcome, Recording, RequestHead, Sink};
 pub use filter::{Filter, FilterError, FlowFacts};
+pub use flow::Flow;

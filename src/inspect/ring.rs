@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
@@ -25,6 +25,9 @@ pub struct RingConfig {
     pub max_disk: u64,
     /// Flows waiting for the writer at most; more are dropped.
     pub queue: usize,
+    /// Bytes of flows waiting for the writer at most (by [`Line::weight`]); more are
+    /// dropped. With `queue`, what bounds the capture's memory whatever the traffic.
+    pub queue_bytes: usize,
 }
 
 /// What the ring did, for metrics.
@@ -39,41 +42,84 @@ pub struct RingCounts {
     pub rotated: AtomicU64,
 }
 
+/// What the ring stores: one line each, encoded by the writer thread, so that the
+/// request path pays only for handing it over.
+pub trait Line: Send + 'static {
+    /// About how many bytes the entry holds while it waits (its bodies, mostly).
+    fn weight(&self) -> usize;
+    /// Appends the entry's line, without its newline.
+    fn write_line(&self, out: &mut Vec<u8>);
+}
+
+impl Line for Vec<u8> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+    fn write_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
+impl<T: Line + Sync> Line for Arc<T> {
+    fn weight(&self) -> usize {
+        (**self).weight()
+    }
+    fn write_line(&self, out: &mut Vec<u8>) {
+        (**self).write_line(out);
+    }
+}
+
 /// The request path's side: [`Ring::offer`] never blocks.
-pub struct Ring {
-    sender: Option<SyncSender<Vec<u8>>>,
+pub struct Ring<T: Line = Vec<u8>> {
+    sender: Option<SyncSender<T>>,
     counts: Arc<RingCounts>,
+    /// Bytes waiting in the queue, by weight.
+    queued: Arc<AtomicUsize>,
+    queue_bytes: usize,
+    /// The writer's budget, which a reload may change.
+    max_disk: Arc<AtomicU64>,
     writer: Option<JoinHandle<()>>,
 }
 
-impl Ring {
+impl<T: Line> Ring<T> {
     /// Opens the directory (created if missing; segments already there count toward
     /// the budget, and new ones follow them) and starts the writer thread.
-    pub fn open(config: RingConfig) -> io::Result<Ring> {
+    pub fn open(config: RingConfig) -> io::Result<Ring<T>> {
         let (ring, receiver) = Ring::queue(&config)?;
         Ok(ring.start(config, receiver))
     }
 
     /// The queue without its writer: offers wait, or are dropped, until `start`.
-    fn queue(config: &RingConfig) -> io::Result<(Ring, Receiver<Vec<u8>>)> {
+    fn queue(config: &RingConfig) -> io::Result<(Ring<T>, Receiver<T>)> {
         fs::create_dir_all(&config.dir)?;
         let (sender, receiver) = sync_channel(config.queue);
         let ring = Ring {
             sender: Some(sender),
             counts: Arc::default(),
+            queued: Arc::default(),
+            queue_bytes: config.queue_bytes,
+            max_disk: Arc::new(AtomicU64::new(config.max_disk)),
             writer: None,
         };
         Ok((ring, receiver))
     }
 
-    fn start(mut self, config: RingConfig, receiver: Receiver<Vec<u8>>) -> Ring {
+    fn start(mut self, config: RingConfig, receiver: Receiver<T>) -> Ring<T> {
         let counts = self.counts.clone();
+        let queued = self.queued.clone();
+        let max_disk = self.max_disk.clone();
         let writer = std::thread::Builder::new()
             .name("junction-capture".into())
             .spawn(move || {
                 let mut segments = Segments::scan(config.dir, config.max_disk);
+                let mut line = Vec::new();
                 for flow in receiver {
-                    match segments.append(&flow, &counts) {
+                    line.clear();
+                    flow.write_line(&mut line);
+                    queued.fetch_sub(flow.weight(), Ordering::Relaxed);
+                    drop(flow);
+                    segments.set_budget(max_disk.load(Ordering::Relaxed));
+                    match segments.append(&line, &counts) {
                         Ok(()) => counts.written.fetch_add(1, Ordering::Relaxed),
                         Err(error) => {
                             tracing::warn!(%error, "flow capture: a flow could not be written");
@@ -87,16 +133,24 @@ impl Ring {
         self
     }
 
-    /// Queues one flow (a JSON line, without its newline) for writing; `false` when it
-    /// was dropped because the writer is behind.
-    pub fn offer(&self, flow: Vec<u8>) -> bool {
-        let sent = match &self.sender {
-            Some(sender) => sender.try_send(flow),
-            None => return false,
+    /// Queues one flow for writing; `false` when it was dropped because the writer is
+    /// behind (too many flows, or too many bytes, wait).
+    pub fn offer(&self, flow: T) -> bool {
+        let Some(sender) = &self.sender else {
+            return false;
         };
-        match sent {
+        let weight = flow.weight();
+        let before = self.queued.fetch_add(weight, Ordering::Relaxed);
+        // One flow larger than the whole budget still goes when nothing waits.
+        if before > 0 && before + weight > self.queue_bytes {
+            self.queued.fetch_sub(weight, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match sender.try_send(flow) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(weight, Ordering::Relaxed);
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
@@ -105,6 +159,16 @@ impl Ring {
 
     pub fn counts(&self) -> &RingCounts {
         &self.counts
+    }
+
+    /// Bytes of flows waiting for the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A new disk budget, taken by the writer before its next flow.
+    pub fn set_max_disk(&self, max_disk: u64) {
+        self.max_disk.store(max_disk, Ordering::Relaxed);
     }
 
     /// Writes what is queued, then stops the writer.
@@ -120,7 +184,7 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
+impl<T: Line> Drop for Ring<T> {
     fn drop(&mut self) {
         self.stop();
     }
@@ -150,6 +214,13 @@ impl Segments {
             segment_size: (max_disk / SEGMENTS).max(MIN_SEGMENT),
             files,
             current: None,
+        }
+    }
+
+    fn set_budget(&mut self, max_disk: u64) {
+        if max_disk != self.max_disk {
+            self.max_disk = max_disk;
+            self.segment_size = (max_disk / SEGMENTS).max(MIN_SEGMENT);
         }
     }
 
@@ -239,6 +310,40 @@ pub fn read_flows(dir: &Path) -> io::Result<Vec<Vec<u8>>> {
     Ok(flows)
 }
 
+/// The newest `limit` flows in `dir` that `read` takes (it parses a line, or refuses
+/// it with `None`), newest first. Reads the segments newest first and holds no more
+/// than `limit` flows, whatever the directory holds.
+pub fn newest_flows<T>(
+    dir: &Path,
+    limit: usize,
+    mut read: impl FnMut(&[u8]) -> Option<T>,
+) -> io::Result<Vec<T>> {
+    let mut found = Vec::new();
+    for (_, path) in segment_files(dir).into_iter().rev() {
+        if found.len() >= limit {
+            break;
+        }
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        // This segment's flows are oldest first: the newest `room` of them are kept.
+        let room = limit - found.len();
+        let mut in_segment = std::collections::VecDeque::with_capacity(room.min(1024));
+        for line in BufReader::new(file).split(b'\n') {
+            if let Some(flow) = read(&line?) {
+                if in_segment.len() == room {
+                    in_segment.pop_front();
+                }
+                in_segment.push_back(flow);
+            }
+        }
+        found.extend(in_segment.into_iter().rev());
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +353,7 @@ mod tests {
             dir: dir.to_path_buf(),
             max_disk,
             queue,
+            queue_bytes: usize::MAX,
         }
     }
 

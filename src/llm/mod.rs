@@ -3,10 +3,12 @@
 //! pass, the token `usage` and the moment the first token arrived. Never buffers a
 //! stream; JSON replies are copied (not held back) up to a cap to be read at the end.
 
+mod answer;
 mod sse;
 mod usage;
 
-pub use sse::SseSplitter;
+pub use answer::{answer_of_events, answer_of_json, answer_piece};
+pub use sse::{SseEvent, SseSplitter};
 pub use usage::{ReplyKind, Usage, UsageScanner};
 
 /// What a JSON request body says about its cost: the model, `max_tokens`, and a prompt

@@ -106,7 +106,7 @@ impl Anchor {
         let mut anchor = Anchor {
             lines,
             last_hash: last_hash.to_string(),
-            time: crate::telemetry::access_log::now_rfc3339(),
+            time: crate::units::now_rfc3339(),
             mac: None,
         };
         anchor.mac = key.map(|key| hex(&hmac_sha256(key, anchor.signed_text().as_bytes())));
@@ -228,10 +228,7 @@ impl AuditLog {
                 if let Some(problem) = problem {
                     tracing::error!(target: "audit", path = %settings.path.display(), %problem, "the audit log found at open does not verify");
                     let mut event = Map::new();
-                    event.insert(
-                        "time".into(),
-                        Value::String(crate::telemetry::access_log::now_rfc3339()),
-                    );
+                    event.insert("time".into(), Value::String(crate::units::now_rfc3339()));
                     event.insert("kind".into(), "audit_check".into());
                     event.insert("problem".into(), Value::String(problem));
                     let _ = tx.try_send(event);
@@ -263,10 +260,7 @@ impl AuditLog {
             return;
         };
         let mut event = Map::new();
-        event.insert(
-            "time".into(),
-            Value::String(crate::telemetry::access_log::now_rfc3339()),
-        );
+        event.insert("time".into(), Value::String(crate::units::now_rfc3339()));
         event.insert("kind".into(), Value::String(kind.into()));
         if let Value::Object(fields) = fields {
             event.extend(fields);

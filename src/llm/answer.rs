@@ -1,0 +1,140 @@
+//! The answer text of a model's reply, for flow records and replay reports: the
+//! generated text of an OpenAI chat/completions or Responses reply, or an Anthropic
+//! message, whole (JSON) or reassembled from its stream events (SSE).
+
+use serde_json::Value;
+
+use super::sse::SseEvent;
+
+/// The generated text of a JSON reply, if it is one of the shapes read here.
+pub fn answer_of_json(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let mut text = String::new();
+    let mut found = false;
+    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
+        for choice in choices {
+            for content in [choice.pointer("/message/content"), choice.get("text")] {
+                if let Some(part) = content.and_then(Value::as_str) {
+                    text.push_str(part);
+                    found = true;
+                }
+            }
+        }
+    }
+    // Anthropic messages: `content` blocks; the Responses API: `output[].content[]`.
+    let blocks = value
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            value
+                .get("output")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item.get("content").and_then(Value::as_array))
+                .flatten(),
+        );
+    for block in blocks {
+        if let Some(part) = block.get("text").and_then(Value::as_str) {
+            text.push_str(part);
+            found = true;
+        }
+    }
+    found.then_some(text)
+}
+
+/// The generated text a stream's events carry, in order; `None` when no event is of a
+/// shape read here.
+pub fn answer_of_events<'a>(events: impl IntoIterator<Item = &'a SseEvent>) -> Option<String> {
+    let mut text = String::new();
+    let mut found = false;
+    for event in events {
+        if event.data == "[DONE]" {
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+            continue;
+        };
+        if let Some(part) = delta_text(&value) {
+            text.push_str(part);
+            found = true;
+        }
+    }
+    found.then_some(text)
+}
+
+/// The generated text one stream event carries, if any (for reading a stream as it
+/// passes; see [`answer_of_events`]).
+pub fn answer_piece(event: &SseEvent) -> Option<String> {
+    if event.data == "[DONE]" || !event.data.starts_with('{') {
+        return None;
+    }
+    let value = serde_json::from_str::<Value>(&event.data).ok()?;
+    delta_text(&value).map(str::to_owned)
+}
+
+fn delta_text(value: &Value) -> Option<&str> {
+    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
+        let choice = choices.first()?;
+        return choice
+            .pointer("/delta/content")
+            .or_else(|| choice.get("text"))
+            .and_then(Value::as_str);
+    }
+    // Anthropic `content_block_delta` (`delta.text`); the Responses API
+    // `response.output_text.delta` (`delta` is the text).
+    match value.get("delta")? {
+        Value::String(text) => Some(text),
+        delta => delta.get("text").and_then(Value::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn json_answers_of_each_api() {
+        let chat = br#"{"choices":[{"message":{"role":"assistant","content":"Hello there"}}]}"#;
+        assert_eq!(answer_of_json(chat).as_deref(), Some("Hello there"));
+        let completion = br#"{"choices":[{"text":"abc"}]}"#;
+        assert_eq!(answer_of_json(completion).as_deref(), Some("abc"));
+        let anthropic = br#"{"content":[{"type":"text","text":"Hi"},{"type":"text","text":"!"}]}"#;
+        assert_eq!(answer_of_json(anthropic).as_deref(), Some("Hi!"));
+        let responses =
+            br#"{"output":[{"type":"message","content":[{"type":"output_text","text":"ok"}]}]}"#;
+        assert_eq!(answer_of_json(responses).as_deref(), Some("ok"));
+        assert_eq!(answer_of_json(br#"{"error":"x"}"#), None);
+        assert_eq!(answer_of_json(b"not json"), None);
+    }
+
+    #[test]
+    fn stream_answers_of_each_api() {
+        let chat = [
+            event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            event(r#"{"choices":[{"delta":{"content":"Hel"}}]}"#),
+            event(r#"{"choices":[{"delta":{"content":"lo"}}]}"#),
+            event("[DONE]"),
+        ];
+        assert_eq!(answer_of_events(&chat).as_deref(), Some("Hello"));
+        let anthropic = [
+            event(r#"{"type":"message_start","message":{"usage":{"input_tokens":3}}}"#),
+            event(r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#),
+        ];
+        assert_eq!(answer_of_events(&anthropic).as_deref(), Some("Hi"));
+        let responses = [event(
+            r#"{"type":"response.output_text.delta","delta":"ok"}"#,
+        )];
+        assert_eq!(answer_of_events(&responses).as_deref(), Some("ok"));
+        assert_eq!(answer_of_events(&[event("ping")]), None);
+    }
+}
