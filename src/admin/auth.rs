@@ -1,5 +1,6 @@
-//! The admin token: which calls need it (every changing one; the read-only ones too with
-//! `read_requires_token`; never the probes) and the check of `Authorization: Bearer`.
+//! The admin token: which calls need it (every changing one, and a captured flow's
+//! bodies; the read-only ones too with `read_requires_token`; never the probes) and the
+//! check of `Authorization: Bearer`.
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -14,8 +15,12 @@ pub fn needed(method: &Method, path: &str, plan: &Plan) -> bool {
         // Load balancers and orchestrators probe without secrets.
         return false;
     }
+    // One flow whole holds its bodies: what the proxy saw of prompts and answers.
+    let bodies = path
+        .strip_prefix("/api/flows/")
+        .is_some_and(|id| !id.is_empty() && id != "tail");
     let reads = method == Method::GET || method == Method::HEAD;
-    !reads || plan.admin_read_requires_token
+    !reads || bodies || plan.admin_read_requires_token
 }
 
 /// Refuses a call without the admin token: 403 when none is configured (nothing can

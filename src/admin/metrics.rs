@@ -427,6 +427,59 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        let captures = super::flows::captures(&self.plan);
+        let sinks: Vec<_> = captures.iter().filter_map(|c| c.opened_sink()).collect();
+        let dirs: Vec<String> = sinks.iter().map(|s| s.dir.display().to_string()).collect();
+        family(
+            &mut encoder,
+            "junction_capture_flows",
+            "Captured flows by capture directory and outcome: written, dropped (the writer was behind) or failed (a write error).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (sink, dir) in sinks.iter().zip(&dirs) {
+                    let counts = sink.counts();
+                    for (outcome, count) in [
+                        ("written", &counts.written),
+                        ("dropped", &counts.dropped),
+                        ("failed", &counts.failed),
+                    ] {
+                        let labels: Labels<'_> = vec![("dir", dir), ("outcome", outcome)];
+                        counter(m, &labels, count.load(Ordering::Relaxed))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_capture_segments_rotated",
+            "Segment files deleted to keep a capture directory within max_disk.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (sink, dir) in sinks.iter().zip(&dirs) {
+                    let rotated = sink.counts().rotated.load(Ordering::Relaxed);
+                    counter(m, &vec![("dir", dir.as_str())], rotated)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_capture_queue_bytes",
+            "Bytes of captured flows waiting for the capture writer.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for (sink, dir) in sinks.iter().zip(&dirs) {
+                    let queued = i64::try_from(sink.queued_bytes()).unwrap_or(i64::MAX);
+                    gauge(m, &vec![("dir", dir.as_str())], queued)?;
+                }
+                Ok(())
+            },
+        )?;
+
         family(
             &mut encoder,
             "junction_egress_requests",

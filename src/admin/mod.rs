@@ -5,6 +5,7 @@
 
 mod auth;
 mod control;
+mod flows;
 mod guard;
 mod metrics;
 
@@ -38,6 +39,21 @@ pub async fn handle(
         .and_then(|rest| rest.split_once('/'))
     {
         return Ok(control::handle(request, &gateway, route, action).await);
+    }
+    if let Some(rest) = path.strip_prefix("/api/flows") {
+        let query = request.uri().query();
+        let plan = gateway.plan();
+        let response = match (request.method(), rest) {
+            (&Method::GET, "" | "/") => flows::list(&plan, query),
+            (&Method::GET, "/tail") => flows::tail(&plan, query),
+            (&Method::GET, id) if id.len() > 1 => flows::one(&plan, &id[1..]),
+            _ => json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            ),
+        };
+        return Ok(response);
     }
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),

@@ -88,6 +88,19 @@ pub(super) fn compile_routes(
         "routes",
         errors,
     );
+    // A listener's capture, shared by its routes without their own.
+    let listener_captures: Vec<_> = spec
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let path = format!("listeners[{i}].capture");
+            listener
+                .capture
+                .as_ref()
+                .and_then(|c| super::capture::compile_capture(c, &path, base, errors))
+        })
+        .collect();
     for (i, route) in spec.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         let before = errors.len();
@@ -211,6 +224,12 @@ pub(super) fn compile_routes(
         let mask = route.mask.as_ref().and_then(|spec| {
             super::masking::compile_mask(spec, &format!("{path}.mask"), errors).map(Arc::new)
         });
+        let capture = match &route.capture {
+            Some(spec) => {
+                super::capture::compile_capture(spec, &format!("{path}.capture"), base, errors)
+            }
+            None => listener_index.and_then(|l| listener_captures[l].clone()),
+        };
         let matcher = compile_matcher(&route.matcher, &format!("{path}.match"), errors);
         let timeouts = compile_timeouts(route, &path, errors);
         let retries = route
@@ -276,6 +295,7 @@ pub(super) fn compile_routes(
             request_buffer_bytes,
             retry_connect_errors: route.retry_connect_errors.unwrap_or(true),
             mask,
+            capture,
             name: route.name.as_str().into(),
             matcher,
             targets: targets

@@ -149,6 +149,8 @@ pub struct ListenerSpec {
     pub max_header_bytes: Option<SizeSpec>,
     pub auth: Option<AuthSpec>,
     pub rate_limit: Option<RateLimitSpec>,
+    /// Flow capture of every route of this listener without its own (docs/inspection.md).
+    pub capture: Option<CaptureSpec>,
 }
 
 /// The security keys a listener and a route both take, seen together. (Serde's
@@ -452,6 +454,8 @@ pub struct RouteSpec {
     pub retry_connect_errors: Option<bool>,
     /// Sensitive-data masking of the route's bodies (docs/masking.md).
     pub mask: Option<MaskSpec>,
+    /// Flow capture of the route (docs/inspection.md); the listener's when absent.
+    pub capture: Option<CaptureSpec>,
     /// `false` serves this route's requests with the full (hyper) pipeline even where
     /// the listener's HTTP/1.1 fast path reads them: an escape hatch, as the listener's
     /// own `fast_path = false` is (default true).
@@ -688,6 +692,23 @@ pub struct BanSpec {
     pub max_cooldown: Option<String>,
     /// Response body bytes scanned for `body` patterns (default 64KiB).
     pub scan_bytes: Option<String>,
+}
+
+/// A route's or a listener's `capture` table (compiled by `config::capture`;
+/// docs/inspection.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    /// Share of requests recorded, 0 to 1 (default 1).
+    pub sample: Option<f64>,
+    /// A filter expression: only the flows it matches are kept.
+    pub filter: Option<String>,
+    /// Bytes kept of each body (default "64KiB").
+    pub max_body: Option<SizeSpec>,
+    /// Directory of the flow ring (relative to the config file's directory).
+    pub dir: String,
+    /// Disk the directory's segment files may fill (default "1GiB").
+    pub max_disk: Option<SizeSpec>,
 }
 
 /// A route's `mask` table (compiled by `config::masking`; docs/masking.md).

@@ -485,6 +485,16 @@ impl Connection {
         exchange.route = Some(route.clone());
         exchange.bytes_in = BytesIn::Known(head.content_length);
         exchange.request_id = Some(request_id.clone());
+        if route.capture.is_some() {
+            let client = body_phase::ClientFacts {
+                client_ip,
+                http_version: "HTTP/1.1",
+                host: head.host(buf).and_then(|h| std::str::from_utf8(h).ok()),
+                tls: downstream.tls,
+            };
+            let draw = gateway.rng().next_u64();
+            body_phase::begin_capture(route, &view, client, draw, &mut exchange);
+        }
         let head_request = head.method == Method::HEAD;
         // Junction's own answer to a request whose body is not all read ends the
         // connection: the rest of the body is still on it.
@@ -521,9 +531,9 @@ impl Connection {
         // The body phase (masking) on the whole body, held in the receive buffer.
         body_phase::request_edits(route, &mut edits);
         let mut masked_body = None;
-        if let Some(limit) = body_phase::request_body_limit(route) {
-            let whole = whole_body.filter(|body| body.len() <= limit);
+        if body_phase::request_body_limit(route, &exchange).is_some() {
             let audit = &gateway.audit;
+            let whole = whole_body;
             match body_phase::on_request_body(route, &view, whole, &mut edits, &mut exchange, audit)
             {
                 Ok(masked) => masked_body = masked,
@@ -759,6 +769,8 @@ impl Connection {
         if !response_edits.is_empty() {
             reply::apply_edits(&mut self.client_reply, &response_edits);
         }
+        let event_stream = reply.kind == ReplyKind::EventStream;
+        reply::record_head(&mut exchange, &self.client_reply, event_stream);
         exchange.done = ctx.filter(|_| route.filters.wants_done);
         if telemetry.metrics_enabled() || telemetry.access_log.enabled() {
             exchange.scanner = UsageScanner::for_reply(reply.kind);
@@ -1021,6 +1033,8 @@ impl AnswerTo {
             request::put_header(out, b"connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
+        reply::record_head(exchange, out, false);
+        exchange.record_own_body(&body);
         out.extend_from_slice(&body);
         match client.write_all(out).await {
             Ok(()) if !self.close => Step::KeepAlive,

@@ -243,6 +243,25 @@ pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
     *out = edited;
 }
 
+/// Records a client head this module wrote (`HTTP/1.1 ...`, its lines) in a captured
+/// flow; `event_stream`: the body that follows is an event stream.
+pub fn record_head(exchange: &mut crate::pipeline::Exchange, head: &[u8], event_stream: bool) {
+    if exchange.recording.is_none() {
+        return;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if response.parse(head).is_err() {
+        return;
+    }
+    let status = response.code.unwrap_or(0);
+    let lines = response
+        .headers
+        .iter()
+        .map(|h| (h.name.as_bytes(), h.value));
+    exchange.record_response_head(status, lines, event_stream);
+}
+
 /// Where `part` (a slice of `buf`) lies in it.
 fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
     let start = part.as_ptr() as usize - buf.as_ptr() as usize;

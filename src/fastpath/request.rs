@@ -557,6 +557,16 @@ impl RequestView for RouteView<'_> {
             .map(|line| line.name.1 - line.name.0 + line.value.1 - line.value.0 + 4)
             .sum()
     }
+
+    fn target(&self) -> &[u8] {
+        self.head.target(self.buf)
+    }
+
+    fn each_header(&self, each: &mut dyn FnMut(&[u8], &[u8])) {
+        for line in self.visible() {
+            each(slice(self.buf, line.name), slice(self.buf, line.value));
+        }
+    }
 }
 
 impl RouteInput for RouteView<'_> {

@@ -8,14 +8,13 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::broadcast;
 
 use super::filter::Filter;
 use super::flow::{
     FORMAT, Flow, FlowBody, FlowRequest, FlowResponse, SseEventRecord, SseRecord, Timings, Tokens,
-    stored_header,
 };
 use super::ring::{Ring, RingConfig, RingCounts, newest_flows};
 use crate::llm::{SseEvent, SseSplitter, answer_piece};
@@ -28,7 +27,9 @@ const QUEUE_BYTES: usize = 32 << 20;
 /// Flows a live tail may fall behind by before it skips (and says how many it skipped).
 const TAIL_BACKLOG: usize = 256;
 
-/// A route's capture settings, compiled.
+/// A route's capture settings, compiled. Its directory's sink is opened when the
+/// first flow is kept (or a tail asks), not when the config is compiled: a plan that is
+/// only checked, or refused on reload, creates nothing.
 pub struct Capture {
     /// Share of requests recorded, 0 to 1.
     pub sample: f64,
@@ -36,15 +37,54 @@ pub struct Capture {
     pub filter: Option<Filter>,
     /// Bytes kept of each body; a stream's events are kept to the same budget.
     pub max_body: usize,
-    pub sink: Arc<Sink>,
+    /// Where the flows go, and the disk they may fill there.
+    pub dir: PathBuf,
+    pub max_disk: u64,
+    sink: OnceLock<Option<Arc<Sink>>>,
 }
 
 impl Capture {
+    pub fn new(
+        sample: f64,
+        filter: Option<Filter>,
+        max_body: usize,
+        dir: PathBuf,
+        max_disk: u64,
+    ) -> Capture {
+        Capture {
+            sample,
+            filter,
+            max_body,
+            dir,
+            max_disk,
+            sink: OnceLock::new(),
+        }
+    }
+
     /// Whether a request with this random draw is recorded.
     pub fn samples(&self, draw: u64) -> bool {
         // 53 random bits as a fraction in [0, 1).
         let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
         unit < self.sample
+    }
+
+    /// The directory's sink, opened on first use; `None` when it cannot be (logged
+    /// once: the flows of this capture are then lost).
+    pub fn sink(&self) -> Option<&Arc<Sink>> {
+        self.sink
+            .get_or_init(|| match Sink::open(&self.dir, self.max_disk) {
+                Ok(sink) => Some(sink),
+                Err(error) => {
+                    tracing::error!(dir = %self.dir.display(), %error, "flow capture: the directory cannot be used; flows are not kept");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The sink, if it has been opened (for metrics, which must not create it).
+    pub fn opened_sink(&self) -> Option<&Arc<Sink>> {
+        self.sink.get().and_then(Option::as_ref)
     }
 }
 
@@ -209,10 +249,11 @@ struct StreamCopy {
 }
 
 impl Recording {
+    /// `headers` are stored lines ([`stored_header`]: credentials redacted).
     pub fn start(
         capture: Arc<Capture>,
         head: RequestHead<'_>,
-        headers: &mut dyn Iterator<Item = (&[u8], &[u8])>,
+        headers: Vec<(String, String)>,
     ) -> Recording {
         let flow = Flow {
             v: FORMAT,
@@ -225,7 +266,7 @@ impl Recording {
                 http_version: head.http_version.to_owned(),
                 host: head.host.map(str::to_owned),
                 scheme: head.tls.then(|| "https".to_owned()),
-                headers: headers.map(|(n, v)| stored_header(n, v)).collect(),
+                headers,
                 body: FlowBody::default(),
             },
             ..Flow::default()
@@ -263,12 +304,12 @@ impl Recording {
     pub fn response_head(
         &mut self,
         status: u16,
-        headers: &mut dyn Iterator<Item = (&[u8], &[u8])>,
+        headers: Vec<(String, String)>,
         event_stream: bool,
     ) {
         self.flow.response = Some(FlowResponse {
             status,
-            headers: headers.map(|(n, v)| stored_header(n, v)).collect(),
+            headers,
             body: FlowBody::default(),
         });
         self.response = Some(ResponseCopy {
@@ -356,8 +397,9 @@ impl Recording {
             .filter
             .as_ref()
             .is_none_or(|f| f.matches(&*flow))
+            && let Some(sink) = self.capture.sink()
         {
-            self.capture.sink.offer(self.flow);
+            sink.offer(self.flow);
         }
     }
 }
@@ -365,16 +407,12 @@ impl Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::flow::stored_header;
 
     #[test]
     fn samples_take_their_share() {
         let dir = tempfile::tempdir().unwrap();
-        let capture = |sample| Capture {
-            sample,
-            filter: None,
-            max_body: 16,
-            sink: Sink::open(dir.path(), 1 << 20).unwrap(),
-        };
+        let capture = |sample| Capture::new(sample, None, 16, dir.path().into(), 1 << 20);
         let (never, all, tenth) = (capture(0.0), capture(1.0), capture(0.1));
         let mut state = 0x1234_5678_u64;
         let mut taken = 0;
@@ -400,13 +438,10 @@ mod tests {
     #[test]
     fn a_recorded_stream_keeps_its_events_and_answer_within_the_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let capture = Arc::new(Capture {
-            sample: 1.0,
-            filter: Some(Filter::parse("~c 200").unwrap()),
-            max_body: 80,
-            sink: Sink::open(dir.path(), 1 << 20).unwrap(),
-        });
-        let mut tail = capture.sink.subscribe();
+        let filter = Some(Filter::parse("~c 200").unwrap());
+        let capture = Arc::new(Capture::new(1.0, filter, 80, dir.path().into(), 1 << 20));
+        assert!(capture.opened_sink().is_none(), "opened at first use");
+        let mut tail = capture.sink().unwrap().subscribe();
         let head = RequestHead {
             method: "POST",
             target: "/v1/chat/completions",
@@ -418,10 +453,10 @@ mod tests {
         let mut recording = Recording::start(
             capture.clone(),
             head,
-            &mut [(&b"authorization"[..], &b"Bearer sk-x"[..])].into_iter(),
+            vec![stored_header(b"authorization", b"Bearer sk-x")],
         );
         recording.request_body(Some(br#"{"model":"m","stream":true}"#), None);
-        recording.response_head(200, &mut std::iter::empty(), true);
+        recording.response_head(200, Vec::new(), true);
         for word in ["Hel", "lo", " there", " and", " more", " words"] {
             let event =
                 format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{word}\"}}}}]}}\n\n");
@@ -453,9 +488,9 @@ mod tests {
                 tls: false,
                 client: "127.0.0.1".parse().unwrap(),
             },
-            &mut std::iter::empty(),
+            Vec::new(),
         );
-        other.response_head(404, &mut std::iter::empty(), false);
+        other.response_head(404, Vec::new(), false);
         other.finish(Outcome::default());
         assert!(tail.try_recv().is_err());
     }

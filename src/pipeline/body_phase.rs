@@ -3,6 +3,7 @@
 //! on. Request bodies are transformed whole before they are sent (they are held for
 //! retries anyway); response bodies piece by piece as they stream. Masking is its user.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,6 +11,8 @@ use http::{HeaderValue, header};
 
 use super::body_record::{BodyRefusal, Direction, ResponseTransform};
 use super::{Exchange, HeaderEdits, ProxyError, RequestView};
+use crate::inspect::flow::stored_header;
+use crate::inspect::{self, Recording};
 use crate::masking::policy::{Compressed, OnError, Policy};
 use crate::masking::{self, Findings, Vault};
 use crate::routing::Route;
@@ -35,11 +38,74 @@ pub fn request_edits(route: &Route, edits: &mut HeaderEdits) {
     }
 }
 
+/// What the client sent, for [`begin_capture`].
+pub struct ClientFacts<'a> {
+    pub client_ip: IpAddr,
+    pub http_version: &'static str,
+    pub host: Option<&'a str>,
+    pub tls: bool,
+}
+
+/// The route captures flows and `draw` (a random number) falls in its sample: starts
+/// recording the flow, from the client's head. Called once the route is known, before
+/// its policies, so that a request they refuse is recorded too.
+pub fn begin_capture(
+    route: &Route,
+    view: &dyn RequestView,
+    client: ClientFacts<'_>,
+    draw: u64,
+    exchange: &mut Exchange,
+) {
+    let Some(capture) = route.capture.as_ref().filter(|c| c.samples(draw)) else {
+        return;
+    };
+    let mut headers = Vec::with_capacity(16);
+    view.each_header(&mut |name, value| headers.push(stored_header(name, value)));
+    let target = String::from_utf8_lossy(view.target());
+    let head = inspect::RequestHead {
+        method: view.method().as_str(),
+        target: &target,
+        http_version: client.http_version,
+        host: client.host,
+        tls: client.tls,
+        client: client.client_ip,
+    };
+    exchange.recording = Some(Box::new(Recording::start(capture.clone(), head, headers)));
+}
+
 /// The request body to send instead of `body` (`None`: unchanged), or the refusal.
-/// `body` is the whole body, or `None` when it is longer than the route's masking
-/// reads (`max_body`); `view` is its head as the client sent it.
+/// `body` is the whole body when the engine holds it (read up to
+/// [`request_body_limit`], or held anyway: each use applies its own limit), or `None`
+/// when it streams; `view` is its head as the client sent it. The body as it goes on
+/// (masked) is recorded for a captured flow, its start when it is longer than the
+/// capture keeps; one masking passed on unmasked is not.
 /// A body sent decoded loses its `content-encoding` through `edits`.
 pub fn on_request_body(
+    route: &Route,
+    view: &dyn RequestView,
+    body: Option<&[u8]>,
+    edits: &mut HeaderEdits,
+    exchange: &mut Exchange,
+    audit: &AuditLog,
+) -> Result<Option<Bytes>, ProxyError> {
+    let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
+    if exchange.recording.is_some() {
+        let unmasked = exchange.body.passed == Some(Direction::Request);
+        let sent = masked.as_deref().or(body).filter(|_| !unmasked);
+        if let Some(sent) = sent {
+            exchange.body.model = crate::llm::model_of(sent);
+        }
+        let declared = view
+            .first(&header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+        if let Some(recording) = exchange.recording.as_mut() {
+            recording.request_body(sent, declared);
+        }
+    }
+    Ok(masked)
+}
+
+fn mask_request_body(
     route: &Route,
     view: &dyn RequestView,
     body: Option<&[u8]>,
@@ -50,6 +116,8 @@ pub fn on_request_body(
     let Some(policy) = route.mask.as_ref().filter(|m| m.request) else {
         return Ok(None);
     };
+    // The body phase may have read more for capture than masking reads.
+    let body = body.filter(|b| b.len() <= policy.max_body);
     let mut vault = Vault::default();
     let result = match body {
         Some(body) => mask_request(
@@ -91,13 +159,16 @@ pub fn on_request_body(
     }
 }
 
-/// The largest request body the route's body phase reads whole, if it reads them.
-pub fn request_body_limit(route: &Route) -> Option<usize> {
-    route
+/// The largest request body the body phase reads whole for this request, if it reads
+/// it: for the route's masking, and for a captured flow.
+pub fn request_body_limit(route: &Route, exchange: &Exchange) -> Option<usize> {
+    let masked = route
         .mask
         .as_ref()
         .filter(|m| m.request)
-        .map(|m| m.max_body)
+        .map(|m| m.max_body);
+    let captured = exchange.recording.as_ref().map(|r| r.max_body());
+    masked.max(captured)
 }
 
 fn mask_request(

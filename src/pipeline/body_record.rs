@@ -110,6 +110,8 @@ pub struct BodyRecord {
     pub passed: Option<Direction>,
     pub(crate) vault: Option<Vault>,
     pub(crate) response: Option<Box<dyn ResponseTransform>>,
+    /// The request's `model`, read from its body for a captured flow.
+    pub model: Option<String>,
 }
 
 impl BodyRecord {

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 
 use super::RequestCtx;
 use super::body_record::{BodyRecord, Direction};
+use crate::inspect::flow::{Timings, Tokens, millis, stored_header};
+use crate::inspect::{Outcome, Recording};
 use crate::llm::UsageScanner;
 use crate::routing::{Route, Target};
 use crate::telemetry::access_log::{Field, JsonLine};
@@ -57,6 +59,8 @@ pub struct Exchange {
     pub(crate) done: Option<RequestCtx>,
     /// The body phase: what masking found, the response's transform.
     pub body: BodyRecord,
+    /// The flow being captured, for a request the route's capture sampled.
+    pub recording: Option<Box<Recording>>,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
@@ -98,6 +102,7 @@ impl Exchange {
             in_flight: None,
             done: None,
             body: BodyRecord::default(),
+            recording: None,
         }
     }
 
@@ -110,6 +115,30 @@ impl Exchange {
         self.bytes_out += data.len() as u64;
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.feed(data);
+        }
+        if let Some(recording) = self.recording.as_mut() {
+            recording.response_data(data);
+        }
+    }
+
+    /// The body of an answer the proxy made itself, for a captured flow.
+    pub fn record_own_body(&mut self, body: &[u8]) {
+        if let Some(recording) = self.recording.as_mut() {
+            recording.response_data(body);
+        }
+    }
+
+    /// The head the client is sent, for a captured flow: status and header lines.
+    /// `event_stream`: its body is an event stream, reassembled into events.
+    pub fn record_response_head<'h>(
+        &mut self,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        event_stream: bool,
+    ) {
+        if let Some(recording) = self.recording.as_mut() {
+            let headers = headers.map(|(n, v)| stored_header(n, v)).collect();
+            recording.response_head(status, headers, event_stream);
         }
     }
 
@@ -238,6 +267,37 @@ impl Exchange {
         telemetry.access_log.write_line(|fields, line| {
             self.log_line(line, fields, duration, ttfb, ttft, usage);
         });
+        if let Some(recording) = self.recording.take() {
+            let timings = Timings {
+                ttfb_ms: ttfb.map(millis),
+                ttft_ms: ttft.map(millis),
+                total_ms: millis(duration),
+            };
+            let tokens = Tokens {
+                prompt: usage.prompt,
+                completion: usage.completion,
+            };
+            self.finish_recording(*recording, timings, tokens);
+        }
+    }
+
+    fn finish_recording(&self, recording: Recording, timings: Timings, tokens: Tokens) {
+        let target = self.target();
+        let outcome = Outcome {
+            route: self.route.as_ref().map(|r| &*r.name),
+            pool: target.map(|t| &*t.pool.name),
+            version: target.and_then(|t| t.pool.version.as_deref()),
+            endpoint: self.endpoint.as_ref().map(|e| &*e.url),
+            request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            key: self.key_name.as_deref(),
+            model: self.body.model.clone(),
+            status: self.status,
+            error: self.error.or(self.failed.then_some("response_interrupted")),
+            timings,
+            tokens,
+            masked: self.masked_field(),
+        };
+        recording.finish(outcome);
     }
 
     /// The body phase's findings and passes, into the metrics.

@@ -67,10 +67,21 @@ pub async fn handle(
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), id.clone());
     }
+    if exchange.recording.is_some() {
+        let headers = response.headers();
+        let event_stream = ReplyKind::of(headers) == ReplyKind::EventStream;
+        let lines = headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        exchange.record_response_head(response.status().as_u16(), lines, event_stream);
+    }
     // The record rides with a streamed body to its end; for a local answer it reports now.
     match response.body_mut() {
         ProxyBody::Upstream(stream) => stream.exchange = Some(exchange),
-        ProxyBody::Full(Some(bytes)) => exchange.bytes_out = bytes.len() as u64,
+        ProxyBody::Full(Some(bytes)) => {
+            exchange.bytes_out = bytes.len() as u64;
+            exchange.record_own_body(bytes);
+        }
         _ => {}
     }
     Ok(response)
@@ -88,12 +99,16 @@ fn log_facts(
         client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted),
         method: request.method().clone(),
         uri: request.uri().clone(),
-        protocol: match request.version() {
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        },
+        protocol: protocol_name(request.version()),
         user_agent: request.headers().get(header::USER_AGENT).cloned(),
+    }
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -166,6 +181,27 @@ async fn proxy(
         &listener.trusted_proxies,
     );
 
+    // Phase: start recording the flow, for a route that captures a sample of them.
+    if route.capture.is_some() {
+        let view = super::head::PartsView {
+            head: &head,
+            added_request_id: !client_sent_id,
+        };
+        let host = head
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| head.uri.authority().map(|a| a.as_str()));
+        let client = body_phase::ClientFacts {
+            client_ip,
+            http_version: protocol_name(head.version),
+            host,
+            tls: downstream.tls,
+        };
+        let draw = gateway.rng().next_u64();
+        body_phase::begin_capture(&route, &view, client, draw, exchange);
+    }
+
     // Phase: request filters.
     let mut ctx = None;
     if !route.filters.is_empty() {
@@ -202,14 +238,14 @@ async fn proxy(
     // Phase: the request body phase (masking), on the whole body.
     let mut edits = super::HeaderEdits::default();
     body_phase::request_edits(&route, &mut edits);
-    if let Some(limit) = body_phase::request_body_limit(&route) {
+    if let Some(limit) = body_phase::request_body_limit(&route, exchange) {
         let (kept, whole) = attempts::keep_for_replay(body, &head, limit as u64, exchange).await?;
         body = kept;
         let view = super::head::PartsView {
             head: &head,
             added_request_id: false,
         };
-        let whole = whole.as_deref().filter(|w| w.len() <= limit);
+        let whole = whole.as_deref();
         let audit = &gateway.audit;
         let masked =
             body_phase::on_request_body(&route, &view, whole, &mut edits, exchange, audit)?;

@@ -20,6 +20,10 @@ pub trait RequestView: RouteInput {
     fn header_count(&self) -> usize;
     /// Bytes of the client's header lines, counted as `name: value\r\n` plus two.
     fn header_bytes(&self) -> usize;
+    /// The request target: path and query.
+    fn target(&self) -> &[u8];
+    /// Calls `each` with every header line the client sent, in order (for records).
+    fn each_header(&self, each: &mut dyn FnMut(&[u8], &[u8]));
 }
 
 /// A header value readable as text, as `HeaderValue::to_str` has it (visible ASCII and
@@ -96,6 +100,21 @@ impl RequestView for PartsView<'_> {
             .filter(|(name, _)| self.counts(name))
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum()
+    }
+
+    fn target(&self) -> &[u8] {
+        let uri = &self.head.uri;
+        uri.path_and_query()
+            .map_or(uri.path(), |pq| pq.as_str())
+            .as_bytes()
+    }
+
+    fn each_header(&self, each: &mut dyn FnMut(&[u8], &[u8])) {
+        for (name, value) in &self.head.headers {
+            if self.counts(name) {
+                each(name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
     }
 }
 

@@ -85,6 +85,9 @@ impl Engines {
             // The core's body phase; both engines hold request bodies whole (up to
             // `max_body`) and run response bodies through it piece by piece.
             mask,
+            // The core's body phase records flows on both engines; a request body it
+            // keeps is held whole, up to `max_body`, as masking holds it.
+            capture,
             engines: _,
         } = route;
         for target in targets {
@@ -108,8 +111,9 @@ impl Engines {
             .filter(|m| m.request)
             .map_or(0, |m| m.max_body);
         let mirrored = mirror.as_ref().map_or(0, |_| route.mirror_body_limit());
+        let captured = capture.as_ref().map_or(0, |c| c.max_body);
         Engines::Http1 {
-            hold_up_to: buffered.max(masked as u64).max(mirrored),
+            hold_up_to: buffered.max(masked.max(captured) as u64).max(mirrored),
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct Route {
     pub retry_connect_errors: bool,
     /// Sensitive-data masking of the route's bodies (the core's body phase).
     pub mask: Option<Arc<crate::masking::policy::Policy>>,
+    /// Flow capture (the route's own `capture`, else its listener's): the core's body
+    /// phase records a sample of the route's flows.
+    pub capture: Option<Arc<crate::inspect::Capture>>,
     /// Which engine serves the route (worked out by `Engines::of` once compiled).
     pub engines: Engines,
 }

@@ -1,0 +1,504 @@
+//! Flow capture as a phase of the proxy core (issue #14), on every engine: the fast
+//! HTTP/1.1 engine, hyper, and the hand-off between them. A scripted upstream answers;
+//! the flows are read back from the capture directory, the admin flow API and its live
+//! tail. Covered: heads and bodies with credentials redacted, masking before anything is
+//! stored, a stream reassembled into events and answer, timings and tokens, the
+//! proxy's own refusals, the capture filter, sampling, a listener's capture, and the
+//! admin API's filter, token and errors.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use junction::inspect::Flow;
+use junction::inspect::capture::read_newest;
+use support::proxy::RunningProxy;
+use support::raw_http::*;
+use support::travel::{self, Extra, Travel};
+
+const EMAIL: &str = "jane.doe@example.org";
+const TOKEN: &str = "capture-admin-token";
+
+fn chat(content: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "stream": stream,
+        "messages": [{ "role": "user", "content": content }],
+    })
+    .to_string()
+}
+
+fn post(body: &str, extra_headers: &str) -> String {
+    format!(
+        "POST /v1/chat/completions?trace=1 HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn json_reply(body: &str) -> Vec<Step> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    vec![Step::Write((head + body).into_bytes())]
+}
+
+const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello back"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+
+fn sse_reply(pieces: &[&str]) -> Vec<Step> {
+    let mut steps = vec![Step::Write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec(),
+    )];
+    let mut events: Vec<String> = pieces
+        .iter()
+        .map(|piece| {
+            let event = serde_json::json!({
+                "choices": [{ "index": 0, "delta": { "content": piece } }],
+            });
+            format!("data: {event}\n\n")
+        })
+        .collect();
+    events.push(
+        r#"data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#.to_owned()
+            + "\n\n",
+    );
+    events.push("data: [DONE]\n\n".into());
+    for event in events {
+        steps.push(Step::Write(
+            format!("{:x}\r\n{event}\r\n", event.len()).into_bytes(),
+        ));
+        steps.push(Step::Yield);
+    }
+    steps.push(Step::Write(b"0\r\n\r\n".to_vec()));
+    steps
+}
+
+/// Admin token and `capture` for the route "all", writing to `dir`.
+async fn start(
+    travel: Travel,
+    upstream: &Upstream,
+    dir: &Path,
+    capture: &str,
+    route: &str,
+) -> RunningProxy {
+    let top = format!("[admin]\ntoken_file = \"{}\"\n", token_file(dir).display());
+    let route = format!(
+        "capture = {{ dir = \"{}\", {capture} }}\n{route}",
+        dir.join("flows").display()
+    );
+    let config = travel::config(
+        travel,
+        &[upstream.url()],
+        &Extra {
+            route: &route,
+            ..Extra::default()
+        },
+    );
+    // The test listeners' `[admin]` table takes the token file.
+    let config = config.replacen("[admin]\n", &top, 1);
+    support::TestProxy::from_toml(&config).start().await
+}
+
+fn token_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("admin-token");
+    std::fs::write(&path, TOKEN).unwrap();
+    path
+}
+
+/// The flows in `dir/flows` once `count` are written (the writer thread is not the
+/// request's: it is waited for, never slept on).
+async fn flows(dir: &Path, count: usize) -> Vec<Flow> {
+    let dir = dir.join("flows");
+    within("the flows to be written", async {
+        loop {
+            let flows = read_newest(&dir, None, 1000).unwrap();
+            if flows.len() >= count {
+                return flows;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+async fn a_flow_holds_heads_bodies_timings_and_tokens(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(travel, &upstream, dir.path(), "sample = 1.0", "").await;
+    let body = chat("Hi there", false);
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post(
+                &body,
+                "Authorization: Bearer sk-live-secret\r\nX-Trace: t1\r\n",
+            ),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let flows = flows(dir.path(), 1).await;
+    let flow = &flows[0];
+    let request = &flow.request;
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.url, "/v1/chat/completions?trace=1", "{travel:?}");
+    assert_eq!(request.body.data, body.as_bytes(), "{travel:?}");
+    assert_eq!(request.body.size, body.len() as u64);
+    let header = |headers: &[(String, String)], name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header(&request.headers, "authorization").as_deref(),
+        Some("Bearer [redacted]"),
+        "{travel:?}"
+    );
+    assert_eq!(header(&request.headers, "x-trace").as_deref(), Some("t1"));
+    let response = flow.response.as_ref().expect("a response");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.data, ANSWER.as_bytes(), "{travel:?}");
+    assert!(
+        header(&response.headers, "x-request-id").is_some(),
+        "{travel:?}: {:?}",
+        response.headers
+    );
+    assert_eq!(flow.route.as_deref(), Some("all"));
+    assert_eq!(flow.pool.as_deref(), Some("p"));
+    assert_eq!(flow.endpoint.as_deref(), Some(upstream.url().as_str()));
+    assert_eq!(flow.model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(
+        (flow.tokens.prompt, flow.tokens.completion),
+        (Some(12), Some(3))
+    );
+    assert!(
+        flow.timings.ttfb_ms.is_some(),
+        "{travel:?}: {:?}",
+        flow.timings
+    );
+    assert!(flow.timings.total_ms >= flow.timings.ttfb_ms.unwrap());
+    assert_eq!(flow.answer().as_deref(), Some("Hello back"));
+    assert_eq!(flow.client, Some("127.0.0.1".parse().unwrap()));
+    let raw = std::fs::read_dir(dir.path().join("flows"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(
+        !raw.contains("sk-live-secret"),
+        "{travel:?}: a credential was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_flow_holds_heads_bodies_timings_and_tokens_on_every_engine() {
+    for travel in Travel::ALL {
+        a_flow_holds_heads_bodies_timings_and_tokens(travel).await;
+    }
+}
+
+async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "sample = 1.0",
+        "mask = { directions = \"request\" }",
+    )
+    .await;
+    let body = chat(&format!("Write to {EMAIL} please"), false);
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&body, "")).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let flow = &flows(dir.path(), 1).await[0];
+    let stored = flow.request.body.text().unwrap();
+    assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
+    assert!(stored.contains("[EMAIL_ADDRESS]"), "{travel:?}: {stored}");
+    // What is stored is what the endpoint got.
+    assert_eq!(upstream.only_request().body, flow.request.body.data);
+    assert!(
+        flow.masked.as_deref().unwrap_or("").contains("EMAIL"),
+        "{:?}",
+        flow.masked
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_masked_before_they_are_stored_on_every_engine() {
+    for travel in Travel::ALL {
+        bodies_are_masked_before_they_are_stored(travel).await;
+    }
+}
+
+async fn a_stream_is_reassembled(travel: Travel) {
+    let upstream = Upstream::start(|_| sse_reply(&["Hel", "lo", " world"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(travel, &upstream, dir.path(), "sample = 1.0", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&chat("Hi", true), "")).await;
+    assert_eq!(response.status, 200, "{travel:?}");
+    let flow = &flows(dir.path(), 1).await[0];
+    let sse = flow
+        .sse
+        .as_ref()
+        .unwrap_or_else(|| panic!("{travel:?}: no events: {flow:?}"));
+    assert_eq!(sse.answer.as_deref(), Some("Hello world"), "{travel:?}");
+    assert_eq!(sse.events.len(), 5, "{travel:?}: {:?}", sse.events);
+    assert_eq!(sse.events[4].data, "[DONE]");
+    assert!(flow.timings.ttft_ms.is_some(), "{travel:?}");
+    assert_eq!(flow.tokens.completion, Some(2));
+    // The raw body is kept too, as the client got it (framing removed).
+    let body = flow.response.as_ref().unwrap().body.text().unwrap();
+    assert!(
+        body.starts_with("data: {") && body.ends_with("data: [DONE]\n\n"),
+        "{body:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_is_reassembled_on_every_engine() {
+    for travel in Travel::ALL {
+        a_stream_is_reassembled(travel).await;
+    }
+}
+
+async fn refusals_the_filter_and_the_body_budget(travel: Travel) {
+    let upstream = Upstream::start(|seen| {
+        if seen.path.starts_with("/fail") {
+            let body = r#"{"error":"overloaded"}"#;
+            let head = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            vec![Step::Write((head + body).into_bytes())]
+        } else {
+            json_reply(ANSWER)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Only errors are kept, 16 bytes of each body; clients from 10.0.0.0/8 are refused.
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "filter = \"~c 4.. | ~c 5..\", max_body = 16",
+        "deny = [\"127.0.0.2/32\"]\nrequire_headers = [\"x-team\"]",
+    )
+    .await;
+    let mut client = RawClient::connect(&proxy).await;
+    // Kept: the endpoint's 503.
+    let fail = "POST /fail HTTP/1.1\r\nHost: h\r\nX-Team: a\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"model\":\"m\",\"messages\":[],\"pad\":\"xxxx\"}";
+    let response = client.request("POST", fail).await;
+    assert_eq!(response.status, 503, "{travel:?}");
+    // Left out by the filter: a 200.
+    let ok = client.get("/ok").await;
+    assert_eq!(ok.status, 400, "{travel:?}: no x-team header is refused");
+    let flows = flows(dir.path(), 2).await;
+    let statuses: Vec<u16> = flows
+        .iter()
+        .map(|f| f.response.as_ref().unwrap().status)
+        .collect();
+    assert_eq!(statuses, [400, 503], "{travel:?}: newest first");
+    let refused = &flows[0];
+    let error_body = &refused.response.as_ref().unwrap().body;
+    assert_eq!(error_body.data, br#"{"error":{"messa"#, "{travel:?}");
+    assert!(error_body.truncated && error_body.size > 16);
+    let failed = &flows[1];
+    assert_eq!(
+        failed.request.body.data,
+        &fail.as_bytes()[fail.len() - 40..][..16]
+    );
+    assert!(failed.request.body.truncated);
+    assert_eq!(failed.request.body.size, 40);
+    // A 200 is never written, whatever else comes.
+    let mut client = RawClient::connect(&proxy).await;
+    let ok = client
+        .request("GET", "GET /ok HTTP/1.1\r\nHost: h\r\nX-Team: a\r\n\r\n")
+        .await;
+    assert_eq!(ok.status, 200);
+    let again = client.get("/third").await;
+    assert_eq!(again.status, 400);
+    let flows = self::flows(dir.path(), 3).await;
+    assert!(
+        flows
+            .iter()
+            .all(|f| f.response.as_ref().unwrap().status >= 400),
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_the_filter_and_the_body_budget_on_every_engine() {
+    for travel in Travel::ALL {
+        refusals_the_filter_and_the_body_budget(travel).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sample_of_zero_records_nothing_and_a_listener_capture_covers_its_routes() {
+    let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("flows");
+    let listener_dir = dir.path().join("listener-flows");
+    let config = travel::config(
+        Travel::Fast,
+        &[upstream.url()],
+        &Extra {
+            listener: &format!("capture = {{ dir = \"{}\" }}", listener_dir.display()),
+            before: &format!(
+                "[[routes]]\nname = \"never\"\nmatch = {{ path_prefix = \"/never\" }}\npool = \"p\"\ncapture = {{ dir = \"{}\", sample = 0.0 }}\n",
+                flows_dir.display()
+            ),
+            ..Extra::default()
+        },
+    );
+    let proxy = support::TestProxy::from_toml(&config).start().await;
+    let mut client = RawClient::connect(&proxy).await;
+    for _ in 0..50 {
+        assert_eq!(client.get("/never").await.status, 200);
+    }
+    assert_eq!(client.get("/listener").await.status, 200);
+    // The listener's flow is written after every /never request was answered: had any
+    // of them been recorded, it would be there by now (one writer per directory, but
+    // the check below reads both).
+    let listener_flows = within("the listener's flow", async {
+        loop {
+            let flows = read_newest(&listener_dir, None, 10).unwrap();
+            if !flows.is_empty() {
+                return flows;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(listener_flows.len(), 1);
+    assert_eq!(listener_flows[0].request.url, "/listener");
+    assert!(read_newest(&flows_dir, None, 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_finds_and_tails_flows() {
+    let upstream = Upstream::start(|seen| {
+        if seen.path.starts_with("/missing") {
+            let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+            vec![Step::Write(head.as_bytes().to_vec())]
+        } else {
+            json_reply(ANSWER)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(Travel::Fast, &upstream, dir.path(), "sample = 1.0", "").await;
+    let http = support::client();
+
+    // A live tail, opened before the traffic.
+    let mut tail = http
+        .get(proxy.admin_url("/api/flows/tail?filter=~c%20404"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
+    assert_eq!(
+        tail.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let opened = within("the tail to open", tail.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(opened.starts_with(b": tail open"), "{opened:?}");
+
+    let mut client = RawClient::connect(&proxy).await;
+    let body = chat("first", false);
+    assert_eq!(client.request("POST", &post(&body, "")).await.status, 200);
+    assert_eq!(client.get("/missing").await.status, 404);
+    flows(dir.path(), 2).await;
+
+    // The tail sent the 404 only.
+    let event = within("the tail's event", tail.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    let event = String::from_utf8_lossy(&event).into_owned();
+    assert!(event.starts_with("event: flow\nid: "), "{event}");
+    assert!(event.contains(r#""url":"/missing""#), "{event}");
+
+    let list = proxy.admin_json("/api/flows").await;
+    let listed = list["flows"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{list}");
+    assert_eq!(listed[0]["request"]["url"], "/missing", "newest first");
+    assert!(
+        listed[1]["request"]["body"].get("text").is_none(),
+        "no bodies in lists: {list}"
+    );
+    assert_eq!(listed[1]["request"]["body"]["size"], body.len());
+
+    let filtered = proxy
+        .admin_json("/api/flows?filter=~m%20POST&limit=5")
+        .await;
+    let filtered = filtered["flows"].as_array().unwrap();
+    assert_eq!(filtered.len(), 1);
+    let id = filtered[0]["id"].as_str().unwrap().to_owned();
+
+    // One flow whole needs the token: it holds the bodies.
+    let url = proxy.admin_url(&format!("/api/flows/{id}"));
+    let refused = http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let whole: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whole["request"]["body"]["text"], body, "{whole}");
+    assert_eq!(whole["response"]["body"]["text"], ANSWER);
+
+    // Clear errors.
+    let bad = http
+        .get(proxy.admin_url("/api/flows?filter=~x%201"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let error: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_filter");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at byte 0"),
+        "{error}"
+    );
+    let bad_limit = http
+        .get(proxy.admin_url("/api/flows?limit=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_limit.status(), 400);
+    let missing = http
+        .get(proxy.admin_url("/api/flows/00ff"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // The capture's own metrics.
+    let metrics = support::parse_metrics(&proxy.metrics_text().await);
+    let written = metrics
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with("junction_capture_flows_total{") && k.contains("outcome=\"written\"")
+        })
+        .map(|(_, v)| *v);
+    assert_eq!(written, Some(2.0), "{metrics:?}");
+    support::promtool_check(&proxy.metrics_text().await).await;
+}
