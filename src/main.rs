@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use junction::balance::SplitMix;
+use junction::inspect::Filter;
+use junction::inspect::export::{ExportFormat, ExportOptions};
 use junction::server::Gateway;
 
 #[derive(Parser)]
@@ -96,6 +98,24 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Export the flows of a capture directory (its `flows-NNNNNNNN.jsonl` files), oldest
+    /// first: as HAR 1.2, or as the stored JSON lines.
+    Flows {
+        /// The capture directory.
+        dir: PathBuf,
+        /// Only the flows this expression matches (docs/inspection.md has the grammar).
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<Filter>,
+        /// `har` or `jsonl`.
+        #[arg(long, value_name = "FORMAT", default_value = "jsonl")]
+        export: ExportFormat,
+        /// Only the newest N of the flows that match (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -139,6 +159,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Flows {
+            dir,
+            filter,
+            export,
+            limit,
+            out,
+        } => {
+            let options = ExportOptions {
+                format: export,
+                filter,
+                limit,
+            };
+            match junction::inspect::export::export_dir(&dir, &options, out.as_deref()) {
+                Ok(count) => {
+                    if let Some(out) = out {
+                        eprintln!("junction flows: {count} flows written to {}", out.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("junction flows: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Mask {
             config,
             route,

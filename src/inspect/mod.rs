@@ -1,8 +1,10 @@
 //! Traffic inspection (issue #14): flow capture (the flow being recorded, the sinks and
-//! the on-disk ring flows go to), the stored flow format, and the filter expressions
-//! shared by capture, the admin flow API and `junction flows`.
+//! the on-disk ring flows go to), the stored flow format and its exports (HAR, JSON
+//! lines), and the filter expressions shared by capture, the admin flow API and
+//! `junction flows`.
 
 pub mod capture;
+pub mod export;
 pub mod filter;
 pub mod flow;
 pub mod ring;
