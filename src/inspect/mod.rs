@@ -3,6 +3,7 @@
 //! lines), and the filter expressions shared by capture, the admin flow API and
 //! `junction flows`.
 
+pub mod anomaly;
 pub mod capture;
 pub mod export;
 pub mod filter;
