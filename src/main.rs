@@ -96,6 +96,9 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Send captured flows again, to a URL or to a pool's endpoints, and compare each
+    /// reply with the original: status, latency, TTFT, output tokens, answer length.
+    Replay(junction::replay::ReplayArgs),
     /// Print the version.
     Version,
 }
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Replay(args) => junction::replay::command(args),
         Command::Mask {
             config,
             route,
