@@ -29,6 +29,7 @@ pub mod llm;
 pub mod masking;
 pub mod normalize;
 pub mod pipeline;
+pub mod replay;
 pub mod routing;
 pub mod security;
 pub mod server;

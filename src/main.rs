@@ -116,6 +116,9 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Send captured flows again, to a URL or to a pool's endpoints, and compare each
+    /// reply with the original: status, latency, TTFT, output tokens, answer length.
+    Replay(junction::replay::ReplayArgs),
     /// Print the version.
     Version,
 }
@@ -184,6 +187,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Replay(args) => junction::replay::command(args),
         Command::Mask {
             config,
             route,

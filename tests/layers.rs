@@ -69,7 +69,8 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     // The admin API (/metrics, /api/...), served on its own listener.
     &["admin"],
-    &["demo"],
+    // Tools over a whole config: the demo; replay of captured flows (to a pool's endpoints).
+    &["demo", "replay"],
     // Entry points for the fuzz targets (feature `fuzzing`): above what they reach.
     &["fuzzing"],
     &["main"],
