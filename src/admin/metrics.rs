@@ -427,6 +427,47 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        let detecting: Vec<_> = self
+            .plan
+            .listeners
+            .iter()
+            .flat_map(|l| &l.routes.routes)
+            .filter_map(|r| r.anomalies.as_ref().map(|a| (&r.name, a)))
+            .collect();
+        family(
+            &mut encoder,
+            "junction_anomalies",
+            "Anomalies the route's detectors found, by detector and the action taken.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (route, anomalies) in &detecting {
+                    for ((detector, action), count) in anomalies.counts() {
+                        let labels: Labels<'_> = vec![
+                            ("detector", detector.name()),
+                            ("route", route),
+                            ("action", action.name()),
+                        ];
+                        counter(m, &labels, count)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_anomaly_clients",
+            "Clients whose baselines a route's detectors keep (bounded by max_clients).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for (route, anomalies) in &detecting {
+                    let tracked = i64::try_from(anomalies.tracked_clients()).unwrap_or(i64::MAX);
+                    gauge(m, &vec![("route", &***route)], tracked)?;
+                }
+                Ok(())
+            },
+        )?;
         let captures = super::flows::captures(&self.plan);
         let sinks: Vec<_> = captures.iter().filter_map(|c| c.opened_sink()).collect();
         let dirs: Vec<String> = sinks.iter().map(|s| s.dir.display().to_string()).collect();

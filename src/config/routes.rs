@@ -230,6 +230,11 @@ pub(super) fn compile_routes(
             }
             None => listener_index.and_then(|l| listener_captures[l].clone()),
         };
+        let anomalies = route.anomalies.as_ref().and_then(|spec| {
+            let audit = Some(context.audit.clone());
+            let key = format!("{path}.anomalies");
+            super::anomalies::compile_anomalies(spec, &key, &route.name, audit, errors)
+        });
         let matcher = compile_matcher(&route.matcher, &format!("{path}.match"), errors);
         let timeouts = compile_timeouts(route, &path, errors);
         let retries = route
@@ -296,6 +301,7 @@ pub(super) fn compile_routes(
             retry_connect_errors: route.retry_connect_errors.unwrap_or(true),
             mask,
             capture,
+            anomalies,
             name: route.name.as_str().into(),
             matcher,
             targets: targets

@@ -456,6 +456,8 @@ pub struct RouteSpec {
     pub mask: Option<MaskSpec>,
     /// Flow capture of the route (docs/inspection.md); the listener's when absent.
     pub capture: Option<CaptureSpec>,
+    /// Anomaly and exfiltration detectors of the route (docs/inspection.md).
+    pub anomalies: Option<AnomaliesSpec>,
     /// `false` serves this route's requests with the full (hyper) pipeline even where
     /// the listener's HTTP/1.1 fast path reads them: an escape hatch, as the listener's
     /// own `fast_path = false` is (default true).
@@ -692,6 +694,81 @@ pub struct BanSpec {
     pub max_cooldown: Option<String>,
     /// Response body bytes scanned for `body` patterns (default 64KiB).
     pub scan_bytes: Option<String>,
+}
+
+/// A route's `anomalies` table (compiled by `config::anomalies`; docs/inspection.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomaliesSpec {
+    /// How long a client flagged by `tag` or `block` stays flagged (default "5m").
+    pub cooldown: Option<String>,
+    /// Clients whose state is kept at most (default 10000).
+    pub max_clients: Option<usize>,
+    pub rate: Option<BaselineSpec>,
+    pub tokens: Option<BaselineSpec>,
+    pub response_size: Option<BaselineSpec>,
+    pub error_rate: Option<ErrorRateSpec>,
+    pub response_secrets: Option<ResponseSecretsSpec>,
+    pub prompt_injection: Option<PromptInjectionSpec>,
+    pub auth_failures: Option<AuthFailuresSpec>,
+}
+
+/// A per-client baseline detector (`rate`, `tokens`, `response_size`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// "log" (default), "tag" or "block".
+    pub action: Option<String>,
+    pub z: Option<f64>,
+    pub warmup: Option<u32>,
+    pub floor: Option<f64>,
+    pub min_ratio: Option<f64>,
+    /// `rate` only: the window requests are counted over (default "10s").
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRateSpec {
+    pub action: Option<String>,
+    pub z: Option<f64>,
+    pub min_share: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub warmup: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSecretsSpec {
+    pub action: Option<String>,
+    /// Built-in masking types looked for (default: all).
+    pub types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptInjectionSpec {
+    pub action: Option<String>,
+    /// Keep the built-in rules (default true).
+    pub builtin: Option<bool>,
+    #[serde(default)]
+    pub rules: Vec<InjectionRuleSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionRuleSpec {
+    /// The role whose messages it reads ("user", "tool", "assistant"; default: all but system).
+    pub role: Option<String>,
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFailuresSpec {
+    pub action: Option<String>,
+    pub max: Option<u32>,
+    pub window: Option<String>,
 }
 
 /// A route's or a listener's `capture` table (compiled by `config::capture`;

@@ -34,7 +34,7 @@ use upstream::{ReadingHead, Upload, send, send_streamed};
 
 use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
-use crate::llm::{ReplyKind, UsageScanner};
+use crate::llm::ReplyKind;
 use crate::pipeline::affinity::affinity_of;
 use crate::pipeline::attempts::Attempts;
 use crate::pipeline::body::interrupted_event;
@@ -485,6 +485,7 @@ impl Connection {
         exchange.route = Some(route.clone());
         exchange.bytes_in = BytesIn::Known(head.content_length);
         exchange.request_id = Some(request_id.clone());
+        exchange.client_ip = Some(client_ip);
         if route.capture.is_some() {
             let client = body_phase::ClientFacts {
                 client_ip,
@@ -527,6 +528,13 @@ impl Connection {
                     .await;
             }
             ctx = Some(request_ctx);
+        }
+        // The anomaly detectors: the client's rate, and a cool-down set earlier.
+        if let Err(error) = crate::pipeline::detection::on_request(route, &mut exchange, &mut edits)
+        {
+            return answer
+                .error(client, &mut self.client_reply, &mut exchange, error)
+                .await;
         }
         // The body phase (masking) on the whole body, held in the receive buffer.
         body_phase::request_edits(route, &mut edits);
@@ -772,9 +780,7 @@ impl Connection {
         let event_stream = reply.kind == ReplyKind::EventStream;
         reply::record_head(&mut exchange, &self.client_reply, event_stream);
         exchange.done = ctx.filter(|_| route.filters.wants_done);
-        if telemetry.metrics_enabled() || telemetry.access_log.enabled() {
-            exchange.scanner = UsageScanner::for_reply(reply.kind);
-        }
+        exchange.start_reading(reply.kind);
         self.replied.consume(reply.len);
         let deadline = timeouts.total.map(|total| exchange.started() + total);
         let body = BodyRelay {

@@ -217,8 +217,7 @@ impl Ewma {
         }
         let deviation = self.variance.sqrt().max(floor);
         let z = (x - self.mean) / deviation;
-        (z > rule.z && x - self.mean > rule.floor && x >= rule.min_ratio * self.mean)
-            .then_some(z)
+        (z > rule.z && x - self.mean > rule.floor && x >= rule.min_ratio * self.mean).then_some(z)
     }
 }
 
@@ -280,9 +279,13 @@ const ERROR_WINDOW: Duration = Duration::from_secs(10);
 /// Versions tracked at most (a route has a handful).
 const MAX_VERSIONS: usize = 64;
 
+/// Where detections are reported (the audit log, set up by the config layer).
+pub type Report = Box<dyn Fn(&ClientId, &Finding) + Send + Sync>;
+
 /// A route's detectors and their state.
 pub struct Anomalies {
     pub config: AnomalyConfig,
+    report: Option<Report>,
     clients: Mutex<HashMap<ClientId, ClientState>>,
     versions: Mutex<HashMap<Arc<str>, VersionErrors>>,
     /// Detections by detector and action.
@@ -308,9 +311,18 @@ impl Anomalies {
     pub fn new(config: AnomalyConfig) -> Anomalies {
         Anomalies {
             config,
+            report: None,
             clients: Mutex::default(),
             versions: Mutex::default(),
             counts: Mutex::default(),
+        }
+    }
+
+    /// The same, with each detection reported to `report` as it is made.
+    pub fn reporting(config: AnomalyConfig, report: Report) -> Anomalies {
+        Anomalies {
+            report: Some(report),
+            ..Anomalies::new(config)
         }
     }
 
@@ -332,9 +344,14 @@ impl Anomalies {
         self.config.prompt_injection.is_some()
     }
 
-    fn record(&self, findings: &[Finding]) {
+    fn record(&self, client: &ClientId, findings: &[Finding]) {
         if findings.is_empty() {
             return;
+        }
+        if let Some(report) = &self.report {
+            for finding in findings {
+                report(client, finding);
+            }
         }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         for finding in findings {
@@ -393,7 +410,7 @@ impl Anomalies {
             }
         }
         drop(clients);
-        self.record(&verdict.findings);
+        self.record(client, &verdict.findings);
         verdict
     }
 
@@ -417,7 +434,7 @@ impl Anomalies {
         self.flag(state, &finding, now, &mut verdict);
         drop(clients);
         verdict.findings.push(finding);
-        self.record(&verdict.findings);
+        self.record(client, &verdict.findings);
         verdict
     }
 
@@ -504,7 +521,7 @@ impl Anomalies {
                 }
             }
         }
-        self.record(&findings);
+        self.record(client, &findings);
         findings
     }
 

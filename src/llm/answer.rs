@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use super::sse::SseEvent;
+use super::sse::{SseEvent, SseSplitter};
+use super::usage::ReplyKind;
 
 /// The generated text of a JSON reply, if it is one of the shapes read here.
 pub fn answer_of_json(body: &[u8]) -> Option<String> {
@@ -91,6 +92,66 @@ fn delta_text(value: &Value) -> Option<&str> {
     }
 }
 
+/// Reads a reply's answer text as its bytes pass, up to a cap: a JSON reply is copied
+/// and read at the end, a stream's events are read as they complete.
+pub struct AnswerReader {
+    kind: ReplyKind,
+    json: Vec<u8>,
+    sse: SseSplitter,
+    text: String,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl AnswerReader {
+    /// A reader for a reply of this kind; `None` when it has no answer to read.
+    pub fn for_reply(kind: ReplyKind, cap: usize) -> Option<AnswerReader> {
+        (kind != ReplyKind::Other).then(|| AnswerReader {
+            kind,
+            json: Vec::new(),
+            sse: SseSplitter::default(),
+            text: String::new(),
+            cap,
+            overflowed: false,
+        })
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match self.kind {
+            ReplyKind::Json if !self.overflowed => {
+                if self.json.len() + bytes.len() > self.cap {
+                    // Too long to read whole: its start is read instead.
+                    self.overflowed = true;
+                }
+                let room = self.cap.saturating_sub(self.json.len());
+                self.json.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            ReplyKind::EventStream => {
+                let (text, cap) = (&mut self.text, self.cap);
+                self.sse.feed(bytes, &mut |event| {
+                    if text.len() < cap
+                        && let Some(piece) = answer_piece(event)
+                    {
+                        text.push_str(&piece);
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The answer text read: a JSON reply's (or, cut short, its raw start, which still
+    /// holds what a scan looks for), a stream's joined pieces.
+    pub fn finish(self) -> String {
+        match self.kind {
+            ReplyKind::Json if !self.overflowed => answer_of_json(&self.json)
+                .unwrap_or_else(|| String::from_utf8_lossy(&self.json).into_owned()),
+            ReplyKind::Json => String::from_utf8_lossy(&self.json).into_owned(),
+            _ => self.text,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +176,20 @@ mod tests {
         assert_eq!(answer_of_json(responses).as_deref(), Some("ok"));
         assert_eq!(answer_of_json(br#"{"error":"x"}"#), None);
         assert_eq!(answer_of_json(b"not json"), None);
+    }
+
+    #[test]
+    fn a_reader_reads_answers_as_they_pass() {
+        let mut json = AnswerReader::for_reply(ReplyKind::Json, 1024).unwrap();
+        let body = br#"{"choices":[{"message":{"content":"AKIA is here"}}]}"#;
+        json.feed(&body[..10]);
+        json.feed(&body[10..]);
+        assert_eq!(json.finish(), "AKIA is here");
+        let mut stream = AnswerReader::for_reply(ReplyKind::EventStream, 1024).unwrap();
+        stream.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choi");
+        stream.feed(b"ces\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n");
+        assert_eq!(stream.finish(), "Hello");
+        assert!(AnswerReader::for_reply(ReplyKind::Other, 1024).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod answer;
 mod sse;
 mod usage;
 
-pub use answer::{answer_of_events, answer_of_json, answer_piece};
+pub use answer::{AnswerReader, answer_of_events, answer_of_json, answer_piece};
 pub use sse::{SseEvent, SseSplitter};
 pub use usage::{ReplyKind, Usage, UsageScanner};
 

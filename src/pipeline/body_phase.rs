@@ -89,6 +89,9 @@ pub fn on_request_body(
     audit: &AuditLog,
 ) -> Result<Option<Bytes>, ProxyError> {
     let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
+    if let Some(sent) = masked.as_deref().or(body) {
+        super::detection::on_prompt(route, sent, exchange, edits)?;
+    }
     if exchange.recording.is_some() {
         let unmasked = exchange.body.passed == Some(Direction::Request);
         let sent = masked.as_deref().or(body).filter(|_| !unmasked);
@@ -160,7 +163,7 @@ fn mask_request_body(
 }
 
 /// The largest request body the body phase reads whole for this request, if it reads
-/// it: for the route's masking, and for a captured flow.
+/// it: for the route's masking, a captured flow, and prompt-injection markers.
 pub fn request_body_limit(route: &Route, exchange: &Exchange) -> Option<usize> {
     let masked = route
         .mask
@@ -168,7 +171,12 @@ pub fn request_body_limit(route: &Route, exchange: &Exchange) -> Option<usize> {
         .filter(|m| m.request)
         .map(|m| m.max_body);
     let captured = exchange.recording.as_ref().map(|r| r.max_body());
-    masked.max(captured)
+    let prompts = route
+        .anomalies
+        .as_ref()
+        .filter(|a| a.reads_prompts())
+        .map(|_| crate::routing::PROMPT_READ_LIMIT);
+    masked.max(captured).max(prompts)
 }
 
 fn mask_request(

@@ -47,6 +47,11 @@ pub enum ProxyError {
     /// The body phase (masking) refused the request or the endpoint's response.
     #[error(transparent)]
     Body(#[from] BodyRefusal),
+    /// An anomaly detector blocks this client for a while.
+    #[error(
+        "requests from this client are refused for a while: the {detector} detector found an anomaly"
+    )]
+    Anomaly { detector: &'static str, status: u16 },
 }
 
 impl ProxyError {
@@ -68,6 +73,9 @@ impl ProxyError {
             ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Body(refusal) => refusal.status(),
+            ProxyError::Anomaly { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -94,6 +102,7 @@ impl ProxyError {
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::Invalid(_) => "invalid_request",
             ProxyError::Body(refusal) => refusal.kind(),
+            ProxyError::Anomaly { .. } => "anomaly_blocked",
             ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "overloaded",
@@ -124,6 +133,7 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequestBody { .. }
             | ProxyError::Invalid(_)
+            | ProxyError::Anomaly { .. }
             | ProxyError::BodyTimeout { .. } => Blame::Downstream,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }

@@ -13,9 +13,13 @@ use tokio::time::Instant;
 
 use super::RequestCtx;
 use super::body_record::{BodyRecord, Direction};
+use crate::inspect::anomaly::{ClientId, Observed};
 use crate::inspect::flow::{Timings, Tokens, millis, stored_header};
 use crate::inspect::{Outcome, Recording};
-use crate::llm::UsageScanner;
+use crate::llm::{AnswerReader, ReplyKind, UsageScanner};
+
+/// Bytes of an answer read for secrets at most (its start, when longer).
+const ANSWER_READ_LIMIT: usize = 256 * 1024;
 use crate::routing::{Route, Target};
 use crate::telemetry::access_log::{Field, JsonLine};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
@@ -61,6 +65,12 @@ pub struct Exchange {
     pub body: BodyRecord,
     /// The flow being captured, for a request the route's capture sampled.
     pub recording: Option<Box<Recording>>,
+    /// The client behind trusted proxies, once the route is known.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The route's anomaly detectors refused the request.
+    pub anomaly_blocked: bool,
+    /// The answer's text, read for the anomaly detectors that look at it.
+    pub answer: Option<AnswerReader>,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
@@ -103,6 +113,9 @@ impl Exchange {
             done: None,
             body: BodyRecord::default(),
             recording: None,
+            client_ip: None,
+            anomaly_blocked: false,
+            answer: None,
         }
     }
 
@@ -118,6 +131,26 @@ impl Exchange {
         }
         if let Some(recording) = self.recording.as_mut() {
             recording.response_data(data);
+        }
+        if let Some(answer) = self.answer.as_mut() {
+            answer.feed(data);
+        }
+    }
+
+    /// The endpoint's answer is of this kind: what of it is read as it passes (usage
+    /// and first token for metrics, the log, a captured flow and the detectors; the
+    /// answer text for the detectors that look for secrets in it).
+    pub fn start_reading(&mut self, kind: ReplyKind) {
+        let anomalies = self.route.as_ref().and_then(|r| r.anomalies.as_ref());
+        let wants_usage = self.telemetry.metrics_enabled()
+            || self.telemetry.access_log.enabled()
+            || self.recording.is_some()
+            || anomalies.is_some();
+        if wants_usage {
+            self.scanner = UsageScanner::for_reply(kind);
+        }
+        if anomalies.is_some_and(|a| a.reads_answers()) {
+            self.answer = AnswerReader::for_reply(kind, ANSWER_READ_LIMIT);
         }
     }
 
@@ -267,6 +300,7 @@ impl Exchange {
         telemetry.access_log.write_line(|fields, line| {
             self.log_line(line, fields, duration, ttfb, ttft, usage);
         });
+        self.report_anomalies(now, usage);
         if let Some(recording) = self.recording.take() {
             let timings = Timings {
                 ttfb_ms: ttfb.map(millis),
@@ -279,6 +313,43 @@ impl Exchange {
             };
             self.finish_recording(*recording, timings, tokens);
         }
+    }
+
+    /// Who the client is for the anomaly detectors: its API key's name, else its
+    /// address.
+    pub fn client_id(&self) -> Option<ClientId> {
+        match (&self.key_name, self.client_ip) {
+            (Some(name), _) => Some(ClientId::Key(name.as_str().into())),
+            (None, Some(ip)) => Some(ClientId::Address(ip)),
+            (None, None) => None,
+        }
+    }
+
+    /// The end of the exchange, to the route's detectors: tokens, size, the answer's
+    /// text and the status go into the client's and the version's baselines.
+    fn report_anomalies(&mut self, now: Instant, usage: crate::llm::Usage) {
+        let Some(anomalies) = self.route.as_ref().and_then(|r| r.anomalies.clone()) else {
+            return;
+        };
+        let Some(client) = self.client_id() else {
+            return;
+        };
+        let answer = self.answer.take().map(AnswerReader::finish);
+        let version = self.target().and_then(|t| t.pool.version.clone());
+        let tokens = match (usage.prompt, usage.completion) {
+            (None, None) => None,
+            (prompt, completion) => Some(prompt.unwrap_or(0) + completion.unwrap_or(0)),
+        };
+        let observed = Observed {
+            status: self.status,
+            failed: self.status >= 500 || self.failed,
+            version: version.as_ref(),
+            tokens,
+            response_bytes: self.bytes_out,
+            answer: answer.as_deref(),
+            blocked: self.anomaly_blocked,
+        };
+        anomalies.on_done(&client, &observed, now.into_std());
     }
 
     fn finish_recording(&self, recording: Recording, timings: Timings, tokens: Tokens) {

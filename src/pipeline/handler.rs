@@ -22,7 +22,7 @@ use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
 use crate::config::ListenerPlan;
-use crate::llm::{ReplyKind, UsageScanner};
+use crate::llm::ReplyKind;
 use crate::normalize::Refusal;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
@@ -181,6 +181,7 @@ async fn proxy(
         &listener.trusted_proxies,
     );
 
+    exchange.client_ip = Some(client_ip);
     // Phase: start recording the flow, for a route that captures a sample of them.
     if route.capture.is_some() {
         let view = super::head::PartsView {
@@ -224,6 +225,11 @@ async fn proxy(
         }
         ctx = Some(request_ctx);
     }
+
+    // Phase: the anomaly detectors: the client's rate, and a cool-down set earlier.
+    let mut edits = super::HeaderEdits::default();
+    super::detection::on_request(&route, exchange, &mut edits)?;
+    edits.apply(&mut head.headers);
 
     // Phase: read the body whole before an endpoint is chosen or a connection taken, so a
     // slow client holds neither (nginx's `proxy_request_buffering`); larger bodies stream.
@@ -355,9 +361,7 @@ async fn proxy(
         response_head.headers.remove(header::CONTENT_LENGTH);
         edits.apply(&mut response_head.headers);
     }
-    if gateway.telemetry.metrics_enabled() || gateway.telemetry.access_log.enabled() {
-        exchange.scanner = UsageScanner::for_reply(reply_kind);
-    }
+    exchange.start_reading(reply_kind);
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
         ctx.status = Some(response_head.status);

@@ -13,6 +13,7 @@ pub(crate) mod attempts;
 pub(crate) mod body;
 pub mod body_phase;
 pub mod body_record;
+pub mod detection;
 pub(crate) mod entry;
 mod error;
 pub(crate) mod exchange;

@@ -37,6 +37,10 @@ impl Default for Engines {
     }
 }
 
+/// The largest request body read for prompt-injection markers; a longer one is not
+/// read (and not judged).
+pub const PROMPT_READ_LIMIT: usize = 1 << 20;
+
 impl Engines {
     /// How the HTTP/1.1 engine takes a request with this much body, if it does: the
     /// route's hold, when the engine can hold that much, or a stream.
@@ -88,6 +92,8 @@ impl Engines {
             // The core's body phase records flows on both engines; a request body it
             // keeps is held whole, up to `max_body`, as masking holds it.
             capture,
+            // The core's detection hooks; prompts are read from the body held whole.
+            anomalies,
             engines: _,
         } = route;
         for target in targets {
@@ -112,8 +118,14 @@ impl Engines {
             .map_or(0, |m| m.max_body);
         let mirrored = mirror.as_ref().map_or(0, |_| route.mirror_body_limit());
         let captured = capture.as_ref().map_or(0, |c| c.max_body);
+        let prompts = anomalies
+            .as_ref()
+            .filter(|a| a.reads_prompts())
+            .map_or(0, |_| PROMPT_READ_LIMIT);
         Engines::Http1 {
-            hold_up_to: buffered.max(masked.max(captured) as u64).max(mirrored),
+            hold_up_to: buffered
+                .max(masked.max(captured).max(prompts) as u64)
+                .max(mirrored),
         }
     }
 }

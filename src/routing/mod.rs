@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method, request};
 use ipnet::IpNet;
 use regex::Regex;
 
-pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT};
+pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT};
 pub use glob::Glob;
 pub use retry::{RetryBudget, RetryPolicy};
 
@@ -56,6 +56,9 @@ pub struct Route {
     /// Flow capture (the route's own `capture`, else its listener's): the core's body
     /// phase records a sample of the route's flows.
     pub capture: Option<Arc<crate::inspect::Capture>>,
+    /// Anomaly and exfiltration detectors, run by the core at the request, its body
+    /// and the end of the exchange.
+    pub anomalies: Option<Arc<crate::inspect::anomaly::Anomalies>>,
     /// Which engine serves the route (worked out by `Engines::of` once compiled).
     pub engines: Engines,
 }
