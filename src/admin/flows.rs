@@ -28,11 +28,18 @@ const MAX_LIMIT: usize = 10_000;
 /// clients that went away.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// The captures of the running plan, one per directory.
+/// The captures of the running plan (routes, listeners, egress), one per directory.
 pub(super) fn captures(plan: &Plan) -> Vec<Arc<Capture>> {
     let mut by_dir = BTreeMap::new();
     let routes = plan.listeners.iter().flat_map(|l| &l.routes.routes);
-    for capture in routes.filter_map(|route| route.capture.as_ref()) {
+    let egress = plan
+        .listeners
+        .iter()
+        .filter_map(|l| l.egress.as_ref().and_then(|e| e.capture.as_ref()));
+    let all = routes
+        .filter_map(|route| route.capture.as_ref())
+        .chain(egress);
+    for capture in all {
         let dir = capture
             .dir
             .canonicalize()

@@ -441,8 +441,13 @@ impl Collector for Scrape {
             None,
             MetricType::Counter,
             |m| {
-                for (route, anomalies) in &detecting {
-                    for ((detector, action), count) in anomalies.counts() {
+                let outbound = self.plan.listeners.iter().filter_map(|l| {
+                    let volume = l.egress.as_ref()?.outbound.as_ref()?;
+                    Some((&l.name, volume.counts()))
+                });
+                let routes = detecting.iter().map(|(route, a)| (*route, a.counts()));
+                for (route, counts) in routes.chain(outbound) {
+                    for ((detector, action), count) in counts {
                         let labels: Labels<'_> = vec![
                             ("detector", detector.name()),
                             ("route", route),

@@ -9,10 +9,10 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::checks::{Errors, duration_or};
-use super::spec::{AnomaliesSpec, BaselineSpec, MaskSpec};
+use super::spec::{AnomaliesSpec, BaselineSpec, MaskSpec, OutboundVolumeSpec, SizeSpec};
 use crate::inspect::anomaly::{
     Action, Anomalies, AnomalyConfig, AuthFailuresRule, Baseline, ErrorRateRule, InjectionRule,
-    Report, SecretsRule, default_injection_rules,
+    OutboundRule, OutboundVolume, Report, SecretsRule, default_injection_rules,
 };
 use crate::masking::Builtin;
 use crate::security::audit::AuditLog;
@@ -247,22 +247,7 @@ pub fn compile_anomalies(
             "between 8 and 10000000".into(),
         ));
     }
-    let route: Arc<str> = Arc::from(route);
-    let report: Report = Box::new(move |client, finding| {
-        tracing::warn!(target: "audit", route = %route, %client, detector = finding.detector.name(), action = finding.action.name(), detail = %finding.detail, "anomaly");
-        if let Some(audit) = &audit {
-            audit.record(
-                "anomaly",
-                serde_json::json!({
-                    "route": &*route,
-                    "client": client.to_string(),
-                    "detector": finding.detector.name(),
-                    "action": finding.action.name(),
-                    "detail": finding.detail,
-                }),
-            );
-        }
-    });
+    let report = reporter(route, audit);
     (errors.len() == before).then(|| {
         Arc::new(Anomalies::reporting(
             AnomalyConfig {
@@ -279,6 +264,95 @@ pub fn compile_anomalies(
             },
             report,
         ))
+    })
+}
+
+/// Validates an egress listener's `outbound_volume` table (at `path`) and compiles it;
+/// detections go to `audit` and the log, named by the listener.
+pub fn compile_outbound(
+    spec: &OutboundVolumeSpec,
+    path: &str,
+    egress: &str,
+    audit: Option<Arc<AuditLog>>,
+    errors: &mut Errors,
+) -> Option<Arc<OutboundVolume>> {
+    let before = errors.len();
+    let action = match spec.action.as_deref() {
+        None | Some("log") => Action::Log,
+        Some("block") => Action::Block,
+        Some(other) => {
+            errors.push((
+                format!("{path}.action"),
+                format!("{other:?} is not one of log, block"),
+            ));
+            Action::Log
+        }
+    };
+    let mut size = |value: &Option<SizeSpec>, key: &str| match value {
+        None => None,
+        Some(SizeSpec::Bytes(bytes)) => Some(*bytes),
+        Some(SizeSpec::Text(text)) => crate::units::parse_byte_size(text)
+            .map_err(|e| errors.push((format!("{path}.{key}"), e)))
+            .ok(),
+    };
+    let floor = size(&spec.floor, "floor").unwrap_or(1 << 20) as f64;
+    let max_bytes = size(&spec.max_bytes, "max_bytes");
+    let z = spec.z.unwrap_or(6.0);
+    if !(z > 0.0 && z.is_finite()) {
+        errors.push((format!("{path}.z"), "must be above 0".into()));
+    }
+    let window = duration_or(
+        &spec.window,
+        Duration::from_secs(60),
+        &format!("{path}.window"),
+        errors,
+    );
+    let cooldown = duration_or(
+        &spec.cooldown,
+        Duration::from_secs(600),
+        &format!("{path}.cooldown"),
+        errors,
+    );
+    if errors.len() > before {
+        return None;
+    }
+    let rule = OutboundRule {
+        action,
+        window,
+        baseline: Baseline {
+            action,
+            z,
+            warmup: spec.warmup.unwrap_or(10),
+            floor,
+            min_ratio: spec.min_ratio.unwrap_or(2.0),
+        },
+        max_bytes,
+        cooldown,
+        max_pairs: spec.max_pairs.unwrap_or(DEFAULT_MAX_CLIENTS),
+    };
+    Some(Arc::new(OutboundVolume::new(
+        rule,
+        Some(reporter(egress, audit)),
+    )))
+}
+
+/// Detections to the log and the audit log, named by the route or egress listener.
+fn reporter(scope: &str, audit: Option<Arc<AuditLog>>) -> Report {
+    let scope: Arc<str> = Arc::from(scope);
+    Box::new(move |client, finding| {
+        tracing::warn!(target: "audit", route = %scope, %client, detector = finding.detector.name(), action = finding.action.name(), detail = %finding.detail, "anomaly");
+        if let Some(audit) = &audit {
+            audit.record(
+                "anomaly",
+                serde_json::json!({
+                    "route": &*scope,
+                    "client": client.to_string(),
+                    "detector": finding.detector.name(),
+                    "action": finding.action.name(),
+                    "detail": finding.detail,
+                }),
+            );
+        }
     })
 }
 

@@ -43,7 +43,8 @@ pub(super) fn compile_egress(
         }
         let bind = parse_addr(&egress.bind, &format!("{path}.bind"), errors);
         let before = errors.len();
-        let parts = compile_parts(egress, &path, base, errors);
+        let audit = Some(context.audit.clone());
+        let parts = compile_parts(egress, &path, base, audit, errors);
         let (Some(bind), Some(parts)) = (bind, parts) else {
             continue;
         };
@@ -90,6 +91,7 @@ fn compile_parts(
     egress: &EgressSpec,
     path: &str,
     base: &Path,
+    audit: Option<Arc<crate::security::audit::AuditLog>>,
     errors: &mut Errors,
 ) -> Option<EgressParts> {
     let mut exits = Vec::new();
@@ -343,7 +345,17 @@ fn compile_parts(
             "no exits: add exits = [{ url = \"direct\" }] to send requests from this host".into(),
         ));
     }
+    let capture = egress
+        .capture
+        .as_ref()
+        .and_then(|c| super::capture::compile_capture(c, &format!("{path}.capture"), base, errors));
+    let outbound = egress.outbound_volume.as_ref().and_then(|o| {
+        let key = format!("{path}.outbound_volume");
+        super::anomalies::compile_outbound(o, &key, &egress.name, audit, errors)
+    });
     Some(EgressParts {
+        capture,
+        outbound,
         name: egress.name.as_str().into(),
         destinations,
         exits,

@@ -598,6 +598,10 @@ pub struct TimeoutsSpec {
 pub struct EgressSpec {
     pub name: String,
     pub bind: String,
+    /// Flow capture of plain HTTP requests and tunnels (docs/inspection.md).
+    pub capture: Option<CaptureSpec>,
+    /// The detector of large outbound volume per client and site (docs/inspection.md).
+    pub outbound_volume: Option<OutboundVolumeSpec>,
     /// Where requests leave from: `direct`, `http://[user:pass@]host:port`,
     /// `https://...` (TLS to the exit proxy) or `socks5://[user:pass@]host:port`.
     #[serde(default)]
@@ -769,6 +773,26 @@ pub struct AuthFailuresSpec {
     pub action: Option<String>,
     pub max: Option<u32>,
     pub window: Option<String>,
+}
+
+/// An egress listener's `outbound_volume` detector.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundVolumeSpec {
+    /// "log" (default), "tag" is not offered (nothing goes to a site from Junction), or "block".
+    pub action: Option<String>,
+    /// The window bytes are counted over (default "1m").
+    pub window: Option<String>,
+    pub z: Option<f64>,
+    pub warmup: Option<u32>,
+    pub floor: Option<SizeSpec>,
+    pub min_ratio: Option<f64>,
+    /// Bytes in one window that are anomalous whatever the baseline (default: none).
+    pub max_bytes: Option<SizeSpec>,
+    /// How long a blocked client stays blocked for that site (default "10m").
+    pub cooldown: Option<String>,
+    /// (client, site) pairs whose state is kept at most (default 10000).
+    pub max_pairs: Option<usize>,
 }
 
 /// A route's or a listener's `capture` table (compiled by `config::capture`;

@@ -217,6 +217,7 @@ pub(super) async fn forward(
             response_head.headers.insert(&X_JUNCTION_EXIT, name);
         }
         record.status = Some(response_head.status);
+        record.record_head(response_head.status, &response_head.headers);
         let body = EgressBody {
             ahead,
             record: record.take(),
@@ -437,7 +438,7 @@ impl Body for EgressBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         if let Some(prefix) = this.ahead.prefix.take() {
-            this.record.bytes_out += prefix.len() as u64;
+            this.record.on_response_data(&prefix);
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         if let Some(trailers) = this.ahead.trailers.take() {
@@ -449,7 +450,7 @@ impl Body for EgressBody {
         let polled = Pin::new(&mut this.ahead.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                this.record.bytes_out += data.len() as u64;
+                this.record.on_response_data(data);
             }
         }
         polled

@@ -121,6 +121,10 @@ pub struct EgressPlan {
     refusals: Arc<EgressRefusals>,
     telemetry: Arc<Telemetry>,
     started: AtomicBool,
+    /// Flow capture of plain requests and tunnels.
+    pub capture: Option<Arc<crate::inspect::Capture>>,
+    /// The detector of large outbound volume per client and site.
+    pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
@@ -136,6 +140,8 @@ pub struct EgressParts {
     pub robots: Option<RobotsCache>,
     pub ban: BanRules,
     pub limits: EgressLimits,
+    pub capture: Option<Arc<crate::inspect::Capture>>,
+    pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
 }
 
 impl EgressPlan {
@@ -163,6 +169,8 @@ impl EgressPlan {
             tunnels: Arc::default(),
             telemetry: telemetry.clone(),
             started: AtomicBool::new(false),
+            capture: parts.capture,
+            outbound: parts.outbound,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {
@@ -313,6 +321,14 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let mut record = Record::new(plan.telemetry.clone(), &plan.name, peer, &request);
+    record.outbound = plan.outbound.clone();
+    if let Some(capture) = plan
+        .capture
+        .as_ref()
+        .filter(|c| c.samples(plan.rotator.rng().next_u64()))
+    {
+        record.start_capture(capture.clone(), &request);
+    }
     let result = if request.method() == Method::CONNECT {
         tunnel(request, plan, peer, &mut record).await
     } else {
@@ -325,7 +341,9 @@ pub async fn handle(
                 plan.refusals.count(refusal.reason);
             }
             record.refused(refusal.status, refusal.reason);
-            refusal.into_response()
+            let response = refusal.into_response();
+            record.record_answer(&response);
+            response
         }
     }
 }
@@ -378,6 +396,19 @@ fn admit(
         }
     }
     check_destination(plan, &host)?;
+    let now = std::time::Instant::now();
+    if let Some(outbound) = &plan.outbound
+        && outbound.blocked(&record.client_id(), &host, now)
+    {
+        return Err(ProxyStatus::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "anomaly_blocked",
+            "outbound_volume",
+            format!(
+                "this client sent {host} far more than usual; its requests there are refused for a while"
+            ),
+        ));
+    }
     Ok(Admitted { choice, host, port })
 }
 

@@ -1,5 +1,6 @@
-//! One egress request's access-log line, written when the request ends: for plain
-//! requests when the response body ends, for tunnels when the tunnel closes.
+//! One egress request's record, reported when the request ends (for plain requests
+//! when the response body ends, for tunnels when the tunnel closes): its access-log
+//! line, its captured flow, and its upload to the outbound-volume detector.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,10 @@ use tokio::time::Instant;
 
 use super::exits::Exit;
 use super::tunnel::TunnelBytes;
+use crate::inspect::anomaly::{ClientId, OutboundVolume};
+use crate::inspect::flow::{Timings, millis, stored_header};
+use crate::inspect::{Capture, Outcome, Recording, RequestHead};
+use crate::pipeline::ProxyBody;
 use crate::telemetry::Telemetry;
 
 pub struct Record {
@@ -30,6 +35,11 @@ pub struct Record {
     pub error: Option<&'static str>,
     pub bytes_out: u64,
     pub tunnel_bytes: Option<TunnelBytes>,
+    /// The request body's declared length (what a plain request sends toward the site).
+    pub bytes_up: u64,
+    /// The flow being captured, for a request the listener's capture sampled.
+    pub recording: Option<Box<Recording>>,
+    pub outbound: Option<Arc<OutboundVolume>>,
 }
 
 impl Record {
@@ -64,6 +74,77 @@ impl Record {
             error: None,
             bytes_out: 0,
             tunnel_bytes: None,
+            bytes_up: request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0),
+            recording: None,
+            outbound: None,
+        }
+    }
+
+    /// Who the client is for the detectors: its egress user, else its address.
+    pub fn client_id(&self) -> ClientId {
+        match &self.user {
+            Some(user) => ClientId::Key(user.as_str().into()),
+            None => ClientId::Address(self.client.ip()),
+        }
+    }
+
+    /// Starts recording the flow, from the client's head (a plain request's body is
+    /// recorded by its declared length: it streams to the site).
+    pub fn start_capture<B>(&mut self, capture: Arc<Capture>, request: &Request<B>) {
+        let target = request.uri().to_string();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(n, v)| stored_header(n.as_str().as_bytes(), v.as_bytes()))
+            .collect();
+        let head = RequestHead {
+            method: request.method().as_str(),
+            target: &target,
+            http_version: match request.version() {
+                http::Version::HTTP_2 => "HTTP/2",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            host: None,
+            tls: false,
+            client: self.client.ip(),
+        };
+        let mut recording = Recording::start(capture, head, headers);
+        let declared = (self.bytes_up > 0).then_some(self.bytes_up);
+        recording.request_body(None, declared);
+        self.recording = Some(Box::new(recording));
+    }
+
+    /// The head the client is sent, for a captured flow.
+    pub fn record_head(&mut self, status: StatusCode, headers: &http::HeaderMap) {
+        if let Some(recording) = self.recording.as_mut() {
+            let headers = headers
+                .iter()
+                .map(|(n, v)| stored_header(n.as_str().as_bytes(), v.as_bytes()))
+                .collect();
+            recording.response_head(status.as_u16(), headers, false);
+        }
+    }
+
+    /// Junction's own answer (a refusal), for a captured flow.
+    pub fn record_answer(&mut self, response: &http::Response<ProxyBody>) {
+        self.record_head(response.status(), response.headers());
+        if let (Some(recording), ProxyBody::Full(Some(body))) =
+            (self.recording.as_mut(), response.body())
+        {
+            recording.response_data(body);
+        }
+    }
+
+    /// A piece of the site's answer on its way to the client.
+    pub fn on_response_data(&mut self, data: &[u8]) {
+        self.bytes_out += data.len() as u64;
+        if let Some(recording) = self.recording.as_mut() {
+            recording.response_data(data);
         }
     }
 
@@ -103,14 +184,59 @@ impl Record {
             error: self.error,
             bytes_out: self.bytes_out,
             tunnel_bytes: self.tunnel_bytes.take(),
+            bytes_up: self.bytes_up,
+            recording: self.recording.take(),
+            outbound: self.outbound.take(),
         };
         self.telemetry = None;
         taken
     }
 }
 
+impl Record {
+    /// What the client sent toward the site: a tunnel's upload, or a plain request's
+    /// body.
+    fn sent_up(&self) -> u64 {
+        match &self.tunnel_bytes {
+            Some(bytes) => bytes.up.load(Ordering::Relaxed),
+            None => self.bytes_up,
+        }
+    }
+
+    fn report_outbound(&mut self) {
+        let (Some(outbound), Some(host)) = (self.outbound.take(), self.host.as_deref()) else {
+            return;
+        };
+        let sent = self.sent_up();
+        if sent > 0 {
+            outbound.on_sent(&self.client_id(), host, sent, std::time::Instant::now());
+        }
+    }
+
+    fn finish_recording(&mut self) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        let outcome = Outcome {
+            pool: Some(&self.egress),
+            endpoint: self.exit.as_deref(),
+            key: self.user.as_deref(),
+            status: self.status.map_or(0, |s| s.as_u16()),
+            error: self.error.or(self.outcome.filter(|o| *o != "ok")),
+            timings: Timings {
+                total_ms: millis(self.started.elapsed()),
+                ..Timings::default()
+            },
+            ..Outcome::default()
+        };
+        recording.finish(outcome);
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
+        self.report_outbound();
+        self.finish_recording();
         let Some(telemetry) = self.telemetry.take() else {
             return;
         };

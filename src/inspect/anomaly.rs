@@ -56,6 +56,7 @@ pub enum Detector {
     ResponseSecrets,
     PromptInjection,
     AuthFailures,
+    OutboundVolume,
 }
 
 impl Detector {
@@ -68,13 +69,17 @@ impl Detector {
             Detector::ResponseSecrets => "response_secrets",
             Detector::PromptInjection => "prompt_injection",
             Detector::AuthFailures => "auth_failures",
+            Detector::OutboundVolume => "outbound_volume",
         }
     }
 
     /// The status a blocked client gets: 429 for volume, 403 for content and abuse.
     pub fn block_status(self) -> u16 {
         match self {
-            Detector::Rate | Detector::Tokens | Detector::ResponseSize => 429,
+            Detector::Rate
+            | Detector::Tokens
+            | Detector::ResponseSize
+            | Detector::OutboundVolume => 429,
             _ => 403,
         }
     }
@@ -631,6 +636,144 @@ impl Anomalies {
     }
 }
 
+/// The egress detector of large outbound volume: bytes a client sends toward one site
+/// per window, against that pair's baseline of past windows, or above a fixed cap.
+pub struct OutboundRule {
+    pub action: Action,
+    pub window: Duration,
+    pub baseline: Baseline,
+    /// Bytes in one window that are anomalous whatever the baseline says.
+    pub max_bytes: Option<u64>,
+    pub cooldown: Duration,
+    /// (client, site) pairs whose state is kept at most.
+    pub max_pairs: usize,
+}
+
+#[derive(Debug, Default)]
+struct SiteVolume {
+    last_seen: Option<Instant>,
+    started: Option<Instant>,
+    bytes: u64,
+    baseline: Ewma,
+    flagged: bool,
+    blocked_until: Option<Instant>,
+}
+
+/// Outbound volume per client and site on an egress listener.
+pub struct OutboundVolume {
+    pub rule: OutboundRule,
+    pairs: Mutex<HashMap<(ClientId, Arc<str>), SiteVolume>>,
+    counts: Mutex<BTreeMap<(Detector, Action), u64>>,
+    report: Option<Report>,
+}
+
+impl OutboundVolume {
+    pub fn new(rule: OutboundRule, report: Option<Report>) -> OutboundVolume {
+        OutboundVolume {
+            rule,
+            pairs: Mutex::default(),
+            counts: Mutex::default(),
+            report,
+        }
+    }
+
+    /// Whether the client's requests to `site` are refused now (`block`, for the
+    /// cool-down after a detection).
+    pub fn blocked(&self, client: &ClientId, site: &str, now: Instant) -> bool {
+        let pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        pairs
+            .get(&(client.clone(), Arc::from(site)))
+            .and_then(|p| p.blocked_until)
+            .is_some_and(|until| now < until)
+    }
+
+    /// The client sent `bytes` toward `site` (a request body, a tunnel's upload).
+    pub fn on_sent(
+        &self,
+        client: &ClientId,
+        site: &str,
+        bytes: u64,
+        now: Instant,
+    ) -> Option<Finding> {
+        let rule = &self.rule;
+        let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (client.clone(), Arc::from(site));
+        if !pairs.contains_key(&key) && pairs.len() >= rule.max_pairs.max(8) {
+            let mut seen: Vec<Instant> = pairs.values().filter_map(|p| p.last_seen).collect();
+            seen.sort_unstable();
+            if let Some(cut) = seen.get(rule.max_pairs.max(8) / 8).copied() {
+                pairs.retain(|_, p| p.last_seen.is_some_and(|t| t > cut));
+            }
+        }
+        let pair = pairs.entry(key).or_default();
+        pair.last_seen = Some(now);
+        let started = *pair.started.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(started);
+        if elapsed >= rule.window {
+            let windows = (elapsed.as_nanos() / rule.window.as_nanos().max(1)) as u32;
+            pair.baseline.add(pair.bytes as f64);
+            for _ in 1..windows.min(5) {
+                pair.baseline.add(0.0);
+            }
+            pair.started = Some(started + rule.window * windows);
+            pair.bytes = 0;
+            pair.flagged = false;
+        }
+        pair.bytes += bytes;
+        if pair.flagged {
+            return None;
+        }
+        let total = pair.bytes as f64;
+        let over_cap = rule.max_bytes.is_some_and(|cap| pair.bytes > cap);
+        let judged = pair.baseline.judge(total, &rule.baseline);
+        if !over_cap && judged.is_none() {
+            return None;
+        }
+        pair.flagged = true;
+        if rule.action == Action::Block {
+            pair.blocked_until = Some(now + rule.cooldown);
+        }
+        let detail = match judged {
+            Some(z) => format!(
+                "{} bytes to {site} in the current {:?} window against a mean of {:.0} (z = {z:.1})",
+                pair.bytes, rule.window, pair.baseline.mean
+            ),
+            None => format!(
+                "{} bytes to {site} in the current {:?} window, over max_bytes",
+                pair.bytes, rule.window
+            ),
+        };
+        drop(pairs);
+        let finding = Finding {
+            detector: Detector::OutboundVolume,
+            action: rule.action,
+            detail,
+        };
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((finding.detector, finding.action))
+            .or_default() += 1;
+        if let Some(report) = &self.report {
+            report(client, &finding);
+        }
+        Some(finding)
+    }
+
+    pub fn counts(&self) -> BTreeMap<(Detector, Action), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// (client, site) pairs whose state is kept now.
+    pub fn tracked_pairs(&self) -> usize {
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// The types `finder` finds in `text`, as `TYPE×count` (no values).
 fn secrets_in(finder: &dyn TextMasker, text: &str) -> String {
     let mut findings = Findings::default();
@@ -991,6 +1134,48 @@ mod tests {
                 .detail
                 .starts_with("ignore_previous in a user message")
         );
+    }
+
+    #[test]
+    fn a_large_upload_to_one_site_is_found_and_blocks_that_site_only() {
+        let volume = OutboundVolume::new(
+            OutboundRule {
+                action: Action::Block,
+                window: Duration::from_secs(60),
+                baseline: Baseline {
+                    warmup: 5,
+                    floor: 10_000.0,
+                    ..baseline(Action::Block)
+                },
+                max_bytes: Some(50_000_000),
+                cooldown: Duration::from_secs(600),
+                max_pairs: 100,
+            },
+            None,
+        );
+        let me = client(20);
+        let start = Instant::now();
+        let mut noise = Noise(3);
+        // Ten minutes of about 20 KB a minute to the site.
+        for minute in 0..10u64 {
+            for second in (0..60).step_by(10) {
+                let now = start + Duration::from_secs(minute * 60 + second);
+                let bytes = 3000 + (noise.next() * 1000.0) as u64;
+                assert_eq!(volume.on_sent(&me, "site.example", bytes, now), None);
+            }
+        }
+        // Then 5 MB in one minute.
+        let now = start + Duration::from_secs(600);
+        let found = volume
+            .on_sent(&me, "site.example", 5_000_000, now)
+            .expect("found");
+        assert_eq!(found.detector, Detector::OutboundVolume);
+        assert!(volume.blocked(&me, "site.example", now + Duration::from_secs(1)));
+        assert!(!volume.blocked(&me, "other.example", now));
+        assert!(!volume.blocked(&me, "site.example", now + Duration::from_secs(601)));
+        // A fresh pair over the fixed cap is found without a warm-up.
+        let fresh = volume.on_sent(&client(21), "x.example", 60_000_000, now);
+        assert!(fresh.unwrap().detail.contains("over max_bytes"));
     }
 
     #[test]
