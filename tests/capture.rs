@@ -502,3 +502,49 @@ async fn the_admin_api_lists_finds_and_tails_flows() {
     assert_eq!(written, Some(2.0), "{metrics:?}");
     support::promtool_check(&proxy.metrics_text().await).await;
 }
+
+async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "sample = 1.0",
+        "mask = { directions = \"request\", on_error = \"pass\" }",
+    )
+    .await;
+    // Not JSON: masking cannot read it and, with `pass`, sends it on as it is.
+    let body = format!("{{\"broken\": \"{EMAIL}\"");
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&body, "")).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(
+        upstream.only_request().body,
+        body.as_bytes(),
+        "passed on unmasked"
+    );
+    let flow = &flows(dir.path(), 1).await[0];
+    assert!(
+        flow.request.body.data.is_empty(),
+        "{travel:?}: {:?}",
+        flow.request.body
+    );
+    assert!(flow.request.body.truncated);
+    assert_eq!(flow.request.body.size, body.len() as u64);
+    assert!(
+        flow.masked
+            .as_deref()
+            .unwrap_or("")
+            .contains("request:passed_unmasked"),
+        "{:?}",
+        flow.masked
+    );
+}
+
+#[tokio::test]
+async fn a_body_masking_passed_unmasked_is_not_stored_on_every_engine() {
+    for travel in Travel::ALL {
+        a_body_masking_passed_unmasked_is_not_stored(travel).await;
+    }
+}

@@ -133,13 +133,7 @@ pub fn list(plan: &Plan, query: Option<&str>) -> Response<ProxyBody> {
             Ok(found) => flows.extend(found),
             // Nothing captured there yet.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "capture_unreadable",
-                    &format!("{}: {error}", capture.dir.display()),
-                );
-            }
+            Err(error) => return unreadable(capture, &error),
         }
     }
     // Ids sort in time order: the newest of every directory, newest first.
@@ -153,6 +147,15 @@ pub fn list(plan: &Plan, query: Option<&str>) -> Response<ProxyBody> {
     json_response(StatusCode::OK, &json!({ "flows": summaries, "dirs": dirs }))
 }
 
+/// A capture directory that exists but cannot be read.
+fn unreadable(capture: &Capture, error: &std::io::Error) -> Response<ProxyBody> {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "capture_unreadable",
+        &format!("{}: {error}", capture.dir.display()),
+    )
+}
+
 /// `GET /api/flows/{id}`: one flow whole.
 pub fn one(plan: &Plan, id: &str) -> Response<ProxyBody> {
     let well_formed = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
@@ -162,13 +165,7 @@ pub fn one(plan: &Plan, id: &str) -> Response<ProxyBody> {
                 Ok(Some(flow)) => return json_response(StatusCode::OK, &json!(flow)),
                 Ok(None) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    return json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "capture_unreadable",
-                        &format!("{}: {error}", capture.dir.display()),
-                    );
-                }
+                Err(error) => return unreadable(&capture, &error),
             }
         }
     }

@@ -418,48 +418,22 @@ fn to_microseconds(ms: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::flow::{
-        FORMAT, FlowRequest, FlowResponse, SseRecord, Timings, stored_header,
-    };
+    use crate::inspect::flow::{FlowResponse, SseRecord, stored_header};
 
     fn flow() -> Flow {
-        Flow {
-            v: FORMAT,
-            id: "018c0a1b2c3d000001".into(),
-            started: "2026-12-03T17:00:00.000Z".into(),
-            client: Some("10.0.0.7".parse().unwrap()),
-            route: Some("chat".into()),
-            pool: Some("openai".into()),
-            model: Some("gpt-4o".into()),
-            request: FlowRequest {
-                method: "POST".into(),
-                url: "/v1/chat/completions?user=a%20b&flag&q=x+y#frag".into(),
-                http_version: "HTTP/1.1".into(),
-                host: Some("api.example".into()),
-                scheme: Some("https".into()),
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    stored_header(b"authorization", b"Bearer sk-secret"),
-                    stored_header(b"cookie", b"session=abc"),
-                ],
-                body: FlowBody::kept(br#"{"model":"gpt-4o"}"#.to_vec(), 18),
-            },
-            response: Some(FlowResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "application/octet-stream".into())],
-                body: FlowBody::kept(vec![0xff, 0x00, 0x41], 10),
-            }),
-            tokens: Tokens {
-                prompt: Some(10),
-                completion: Some(5),
-            },
-            timings: Timings {
-                ttfb_ms: Some(1.5),
-                ttft_ms: Some(2500.0),
-                total_ms: 3000.25,
-            },
-            ..Flow::default()
+        let mut flow = crate::inspect::flow::example();
+        flow.pool = Some("openai".into());
+        flow.request.url = "/v1/chat/completions?user=a%20b&flag&q=x+y#frag".into();
+        flow.request.scheme = Some("https".into());
+        flow.request.headers = vec![
+            ("content-type".into(), "application/json".into()),
+            stored_header(b"authorization", b"Bearer sk-secret"),
+            stored_header(b"cookie", b"session=abc"),
+        ];
+        if let Some(response) = flow.response.as_mut() {
+            response.headers = vec![("content-type".into(), "application/octet-stream".into())];
         }
+        flow
     }
 
     fn entry(flow: &Flow) -> Value {

@@ -385,44 +385,51 @@ impl FlowFacts for Flow {
     }
 }
 
+/// A chat flow for tests: POST with a JSON body, a 200 with a body that is not UTF-8,
+/// tokens and timings.
+#[cfg(test)]
+pub(crate) fn example() -> Flow {
+    Flow {
+        v: FORMAT,
+        id: "018c0a1b2c3d000001".into(),
+        started: "2026-12-03T17:00:00.000Z".into(),
+        client: Some("10.0.0.7".parse().unwrap()),
+        route: Some("chat".into()),
+        model: Some("gpt-4o".into()),
+        request: FlowRequest {
+            method: "POST".into(),
+            url: "/v1/chat/completions".into(),
+            http_version: "HTTP/1.1".into(),
+            host: Some("api.example".into()),
+            scheme: None,
+            headers: vec![stored_header(b"authorization", b"Bearer sk-secret")],
+            body: FlowBody::kept(br#"{"model":"gpt-4o"}"#.to_vec(), 18),
+        },
+        response: Some(FlowResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: FlowBody::kept(vec![0xff, 0x00, 0x41], 10),
+        }),
+        tokens: Tokens {
+            prompt: Some(10),
+            completion: Some(5),
+        },
+        timings: Timings {
+            ttfb_ms: Some(1.5),
+            ttft_ms: Some(2500.0),
+            total_ms: 3000.25,
+        },
+        ..Flow::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inspect::Filter;
 
     fn flow() -> Flow {
-        Flow {
-            v: FORMAT,
-            id: "018c0a1b2c3d000001".into(),
-            started: "2026-12-03T17:00:00.000Z".into(),
-            client: Some("10.0.0.7".parse().unwrap()),
-            route: Some("chat".into()),
-            model: Some("gpt-4o".into()),
-            request: FlowRequest {
-                method: "POST".into(),
-                url: "/v1/chat/completions".into(),
-                http_version: "HTTP/1.1".into(),
-                host: Some("api.example".into()),
-                scheme: None,
-                headers: vec![stored_header(b"authorization", b"Bearer sk-secret")],
-                body: FlowBody::kept(br#"{"model":"gpt-4o"}"#.to_vec(), 18),
-            },
-            response: Some(FlowResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: FlowBody::kept(vec![0xff, 0x00, 0x41], 10),
-            }),
-            tokens: Tokens {
-                prompt: Some(10),
-                completion: Some(5),
-            },
-            timings: Timings {
-                ttfb_ms: Some(1.5),
-                ttft_ms: Some(2500.0),
-                total_ms: 3000.25,
-            },
-            ..Flow::default()
-        }
+        example()
     }
 
     #[test]
