@@ -70,7 +70,7 @@ pub struct Exchange {
     /// The route's anomaly detectors refused the request.
     pub anomaly_blocked: bool,
     /// The answer's text, read for the anomaly detectors that look at it.
-    pub answer: Option<AnswerReader>,
+    pub answer: Option<Box<AnswerReader>>,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
@@ -150,7 +150,7 @@ impl Exchange {
             self.scanner = UsageScanner::for_reply(kind);
         }
         if anomalies.is_some_and(|a| a.reads_answers()) {
-            self.answer = AnswerReader::for_reply(kind, ANSWER_READ_LIMIT);
+            self.answer = AnswerReader::for_reply(kind, ANSWER_READ_LIMIT).map(Box::new);
         }
     }
 
@@ -334,7 +334,7 @@ impl Exchange {
         let Some(client) = self.client_id() else {
             return;
         };
-        let answer = self.answer.take().map(AnswerReader::finish);
+        let answer = self.answer.take().map(|reader| reader.finish());
         let version = self.target().and_then(|t| t.pool.version.clone());
         let tokens = match (usage.prompt, usage.completion) {
             (None, None) => None,
