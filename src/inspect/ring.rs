@@ -1,15 +1,17 @@
 //! Captured flows on disk, written off the request path: a bounded queue feeds one writer
-//! thread, which appends each flow as a line to the newest segment file of a directory
-//! and deletes the oldest segments to stay within the disk budget. A full queue drops
-//! the flow and counts it, so memory stays bounded whatever the traffic.
+//! thread, which takes what has come on a short tick (never woken per flow), appends each
+//! flow as a line to the newest segment file of a directory and deletes the oldest
+//! segments to stay within the disk budget. A full queue drops the flow and counts it,
+//! so memory stays bounded whatever the traffic.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Segments a budget is cut into: the disk in use stays between `(SEGMENTS - 1) /
 /// SEGMENTS` of the budget and the budget, and one deletion frees an eighth of it.
@@ -69,12 +71,26 @@ impl<T: Line + Sync> Line for Arc<T> {
     }
 }
 
-/// The request path's side: [`Ring::offer`] never blocks.
+/// The queue between the request path and the writer. Offers never wake the writer: it
+/// takes what has come every [`TICK`] (at once when it is behind), so a busy proxy
+/// pays no wake-up per flow.
+struct Queue<T> {
+    items: Mutex<Vec<T>>,
+    /// Signalled only to stop the writer.
+    stop: Condvar,
+    closed: AtomicBool,
+}
+
+/// How often an idle writer looks for flows: a flow reaches the disk within about this.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The request path's side: [`Ring::offer`] never blocks on the writer.
 pub struct Ring<T: Line = Vec<u8>> {
-    sender: Option<SyncSender<T>>,
+    queue: Arc<Queue<T>>,
     counts: Arc<RingCounts>,
     /// Bytes waiting in the queue, by weight.
     queued: Arc<AtomicUsize>,
+    queue_flows: usize,
     queue_bytes: usize,
     /// The writer's budget, which a reload may change.
     max_disk: Arc<AtomicU64>,
@@ -85,47 +101,68 @@ impl<T: Line> Ring<T> {
     /// Opens the directory (created if missing; segments already there count toward
     /// the budget, and new ones follow them) and starts the writer thread.
     pub fn open(config: RingConfig) -> io::Result<Ring<T>> {
-        let (ring, receiver) = Ring::queue(&config)?;
-        Ok(ring.start(config, receiver))
+        Ok(Ring::queue(&config)?.start(config))
     }
 
     /// The queue without its writer: offers wait, or are dropped, until `start`.
-    fn queue(config: &RingConfig) -> io::Result<(Ring<T>, Receiver<T>)> {
+    fn queue(config: &RingConfig) -> io::Result<Ring<T>> {
         fs::create_dir_all(&config.dir)?;
-        let (sender, receiver) = sync_channel(config.queue);
-        let ring = Ring {
-            sender: Some(sender),
+        Ok(Ring {
+            queue: Arc::new(Queue {
+                items: Mutex::new(Vec::new()),
+                stop: Condvar::new(),
+                closed: AtomicBool::new(false),
+            }),
             counts: Arc::default(),
             queued: Arc::default(),
+            queue_flows: config.queue,
             queue_bytes: config.queue_bytes,
             max_disk: Arc::new(AtomicU64::new(config.max_disk)),
             writer: None,
-        };
-        Ok((ring, receiver))
+        })
     }
 
-    fn start(mut self, config: RingConfig, receiver: Receiver<T>) -> Ring<T> {
+    fn start(mut self, config: RingConfig) -> Ring<T> {
         let counts = self.counts.clone();
         let queued = self.queued.clone();
         let max_disk = self.max_disk.clone();
+        let queue = self.queue.clone();
         let writer = std::thread::Builder::new()
             .name("junction-capture".into())
             .spawn(move || {
                 let mut segments = Segments::scan(config.dir, config.max_disk);
                 let mut line = Vec::new();
-                for flow in receiver {
-                    line.clear();
-                    flow.write_line(&mut line);
-                    queued.fetch_sub(flow.weight(), Ordering::Relaxed);
-                    drop(flow);
-                    segments.set_budget(max_disk.load(Ordering::Relaxed));
-                    match segments.append(&line, &counts) {
-                        Ok(()) => counts.written.fetch_add(1, Ordering::Relaxed),
-                        Err(error) => {
-                            tracing::warn!(%error, "flow capture: a flow could not be written");
-                            counts.failed.fetch_add(1, Ordering::Relaxed)
+                let mut batch = Vec::new();
+                loop {
+                    let closed = {
+                        let mut items = queue.items.lock().unwrap_or_else(|e| e.into_inner());
+                        while items.is_empty() && !queue.closed.load(Ordering::Acquire) {
+                            items = queue
+                                .stop
+                                .wait_timeout(items, TICK)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
                         }
+                        std::mem::swap(&mut *items, &mut batch);
+                        queue.closed.load(Ordering::Acquire)
                     };
+                    if batch.is_empty() && closed {
+                        return;
+                    }
+                    segments.set_budget(max_disk.load(Ordering::Relaxed));
+                    for flow in batch.drain(..) {
+                        line.clear();
+                        flow.write_line(&mut line);
+                        queued.fetch_sub(flow.weight(), Ordering::Relaxed);
+                        drop(flow);
+                        match segments.append(&line, &counts) {
+                            Ok(()) => counts.written.fetch_add(1, Ordering::Relaxed),
+                            Err(error) => {
+                                tracing::warn!(%error, "flow capture: a flow could not be written");
+                                counts.failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
                 }
             })
             .expect("a thread can be started");
@@ -134,27 +171,24 @@ impl<T: Line> Ring<T> {
     }
 
     /// Queues one flow for writing; `false` when it was dropped because the writer is
-    /// behind (too many flows, or too many bytes, wait).
+    /// behind (too many flows, or too many bytes, wait) or stopped.
     pub fn offer(&self, flow: T) -> bool {
-        let Some(sender) = &self.sender else {
+        if self.queue.closed.load(Ordering::Relaxed) {
             return false;
-        };
+        }
         let weight = flow.weight();
         let before = self.queued.fetch_add(weight, Ordering::Relaxed);
         // One flow larger than the whole budget still goes when nothing waits.
-        if before > 0 && before + weight > self.queue_bytes {
+        let too_many_bytes = before > 0 && before + weight > self.queue_bytes;
+        let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+        if too_many_bytes || items.len() >= self.queue_flows {
+            drop(items);
             self.queued.fetch_sub(weight, Ordering::Relaxed);
             self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        match sender.try_send(flow) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(weight, Ordering::Relaxed);
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        items.push(flow);
+        true
     }
 
     pub fn counts(&self) -> &RingCounts {
@@ -177,7 +211,8 @@ impl<T: Line> Ring<T> {
     }
 
     fn stop(&mut self) {
-        self.sender = None;
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.stop.notify_all();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -408,7 +443,7 @@ mod tests {
     fn a_writer_behind_drops_flows_and_counts_them() {
         let dir = tempfile::tempdir().unwrap();
         let config = config(dir.path(), 1 << 20, 3);
-        let (ring, receiver) = Ring::queue(&config).unwrap();
+        let ring = Ring::queue(&config).unwrap();
         let offered: Vec<bool> = (0..10).map(|i| ring.offer(flow(i))).collect();
         assert_eq!(
             offered,
@@ -417,7 +452,7 @@ mod tests {
             ]
         );
         assert_eq!(ring.counts.dropped.load(Ordering::Relaxed), 7);
-        let ring = ring.start(config, receiver);
+        let ring = ring.start(config);
         let counts = Arc::clone(&ring.counts);
         ring.close();
         assert_eq!(counts.written.load(Ordering::Relaxed), 3);
