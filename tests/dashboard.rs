@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::browser::Browser;
 use support::proxy::RunningProxy;
+use support::upstream::reply;
 use support::{TestUpstream, client};
 
 const TOKEN: &str = "dashboard-s3cret";
@@ -59,6 +60,26 @@ max_error_rate = 0.05
     )
 }
 
+/// An upstream that answers a short event stream after `delay_ms` (so that latency and
+/// TTFT have figures), or 503 to a request whose query says `fail`.
+fn streaming(name: &'static str, delay_ms: u64) -> TestUpstream {
+    TestUpstream::named(name).handler(move |request| async move {
+        if request.uri().query().is_some_and(|q| q.contains("fail")) {
+            return reply(503, "overloaded");
+        }
+        // Simulated work, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let mut answer = reply(
+            200,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n",
+        );
+        let headers = answer.headers_mut();
+        headers.insert("content-type", "text/event-stream".parse().unwrap());
+        headers.insert("x-upstream", name.parse().unwrap());
+        answer
+    })
+}
+
 struct Setup {
     proxy: RunningProxy,
     dir: tempfile::TempDir,
@@ -70,8 +91,8 @@ struct Setup {
 
 impl Setup {
     async fn start(admin_keys: &str) -> Setup {
-        let stable = TestUpstream::named("stable").start().await;
-        let candidate = TestUpstream::named("candidate").start().await;
+        let stable = streaming("stable", 2).start().await;
+        let candidate = streaming("candidate", 5).start().await;
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("admin.token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -96,6 +117,35 @@ impl Setup {
             let reply = client().get(self.proxy.url(path)).send().await.unwrap();
             assert_eq!(reply.status(), 200);
             reply.bytes().await.unwrap();
+        }
+    }
+
+    /// For the screenshots: a varying load over `polls` of the page's polls, one request
+    /// in ten to the canary failing.
+    async fn varied_traffic(&self, browser: &Browser, polls: u64) {
+        for poll in 0..polls {
+            let batch = 4 + (poll * 7 % 11) as usize;
+            for i in 0..batch {
+                let path = match i % 10 {
+                    0 => "/v1/embeddings",
+                    9 => "/v1/chat/completions?fail=1",
+                    _ => "/v1/chat/completions",
+                };
+                let reply = client().get(self.proxy.url(path)).send().await.unwrap();
+                reply.bytes().await.unwrap();
+            }
+            let rendered = browser
+                .eval("Number(document.body.dataset.rendered)")
+                .await
+                .as_u64()
+                .unwrap();
+            browser
+                .wait_until(
+                    &format!("Number(document.body.dataset.rendered) > {rendered}"),
+                    Duration::from_secs(5),
+                    "the next poll",
+                )
+                .await;
         }
     }
 
@@ -238,7 +288,24 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
 
     let shots = screenshots();
     if let Some(dir) = &shots {
+        setup.varied_traffic(&browser, 40).await;
         browser.screenshot(&dir.join("desktop.png"), false).await;
+        browser
+            .call(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+            )
+            .await;
+        setup.varied_traffic(&browser, 1).await;
+        browser
+            .screenshot(&dir.join("desktop-dark.png"), false)
+            .await;
+        browser
+            .call(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
+            )
+            .await;
     }
 
     // Rollback without the token: refused, shown, and the split unchanged.

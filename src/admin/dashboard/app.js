@@ -105,19 +105,41 @@ function drawChart(canvas, series, fixedMax) {
   for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
   if (!(max > 0)) return;
   max *= 1.1;
-  for (const s of series) {
-    g.strokeStyle = css(s.color);
-    g.lineWidth = 1.5;
-    g.beginPath();
-    let pen = false;
+  // The time axis grows with the points kept, from one minute up to five.
+  const span = Math.max(60, ...series.map((s) => s.values.length)) - 1;
+  const xOf = (i, length) => width - ((length - 1 - i) / span) * width;
+  const yOf = (v) => height - 2 - (v / max) * (height - 4);
+  series.forEach((s, index) => {
+    const colour = css(s.color);
+    const runs = [];
+    let run = null;
     s.values.forEach((v, i) => {
-      const x = (i + KEEP_POINTS - s.values.length) / (KEEP_POINTS - 1) * width;
-      if (v === null) { pen = false; return; }
-      const y = height - 2 - (v / max) * (height - 4);
-      if (pen) g.lineTo(x, y); else { g.moveTo(x, y); pen = true; }
+      if (v === null) { run = null; return; }
+      if (!run) runs.push(run = []);
+      run.push([xOf(i, s.values.length), yOf(v)]);
     });
-    g.stroke();
-  }
+    for (const points of runs) {
+      if (index === 0 && points.length > 1) {
+        // The first series gets a faint fill under it: easier to read at a glance.
+        g.globalAlpha = 0.12;
+        g.fillStyle = colour;
+        g.beginPath();
+        g.moveTo(points[0][0], height);
+        for (const [x, y] of points) g.lineTo(x, y);
+        g.lineTo(points[points.length - 1][0], height);
+        g.closePath();
+        g.fill();
+        g.globalAlpha = 1;
+      }
+      g.strokeStyle = colour;
+      g.lineWidth = 1.5;
+      g.lineJoin = "round";
+      g.beginPath();
+      points.forEach(([x, y], i) => (i ? g.lineTo(x, y) : g.moveTo(x, y)));
+      if (points.length === 1) g.lineTo(points[0][0] - 1, points[0][1]);
+      g.stroke();
+    }
+  });
 }
 
 // ---- TTFT quantiles from the cumulative histogram ----
