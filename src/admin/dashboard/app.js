@@ -330,8 +330,8 @@ function updateTables(data) {
   const security = $("security-tables");
   security.textContent = "";
   security.append(
-    metricTable(data, "junction_errors_total", "Refusals and errors by kind (rate_limited: over a limit)", ["route", "kind"]),
-    metricTable(data, "junction_security_decisions_total", "Security decisions", ["rule", "action"]),
+    metricTable(data, "junction_errors_total", "Refusals and errors by kind (rate_limit_exceeded: over a rate limit)", ["route", "kind"]),
+    metricTable(data, "junction_security_decisions_total", "Security decisions (rate limits: action rate_limited, by limit)", ["rule", "action"]),
     metricTable(data, "junction_masking_findings_total", "Masking findings", ["route", "type", "action", "direction"]),
     metricTable(data, "junction_anomalies_total", "Anomalies", ["route", "detector", "action"]),
     metricTable(data, "junction_anomaly_clients", "Clients with baselines", ["route"]),
