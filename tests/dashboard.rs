@@ -83,7 +83,7 @@ fn streaming(name: &'static str, delay_ms: u64) -> TestUpstream {
 struct Setup {
     proxy: RunningProxy,
     dir: tempfile::TempDir,
-    _upstreams: (
+    upstreams: (
         support::upstream::RunningUpstream,
         support::upstream::RunningUpstream,
     ),
@@ -103,7 +103,7 @@ impl Setup {
         Setup {
             proxy,
             dir,
-            _upstreams: (stable, candidate),
+            upstreams: (stable, candidate),
         }
     }
 
@@ -118,6 +118,23 @@ impl Setup {
             assert_eq!(reply.status(), 200);
             reply.bytes().await.unwrap();
         }
+    }
+
+    /// Sends requests to "chat" until its candidate (10% of the split) served one, so that
+    /// both versions have figures whatever the split's random choices.
+    async fn until_the_candidate_served(&self) {
+        for _ in 0..1000 {
+            if self.upstreams.1.requests() > 0 {
+                return;
+            }
+            let reply = client()
+                .get(self.proxy.url("/v1/chat/completions"))
+                .send()
+                .await
+                .unwrap();
+            reply.bytes().await.unwrap();
+        }
+        panic!("the candidate served none of 1000 requests");
     }
 
     /// For the screenshots: a varying load over `polls` of the page's polls, one request
@@ -272,10 +289,15 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
             "the shown request count to rise by 40",
         )
         .await;
-    let cards = browser
-        .eval("[...document.querySelectorAll('#traffic-cards [data-route]')].map((c) => c.dataset.route + '/' + c.dataset.version).sort()")
+    setup.until_the_candidate_served().await;
+    let cards = "[...document.querySelectorAll('#traffic-cards [data-route]')].map((c) => c.dataset.route + '/' + c.dataset.version).sort().join(' ')";
+    browser
+        .wait_until(
+            &format!("{cards} === 'chat/v1 chat/v2 embed/v1'"),
+            Duration::from_secs(5),
+            "a traffic card per route and version",
+        )
         .await;
-    assert_eq!(cards, serde_json::json!(["chat/v1", "chat/v2", "embed/v1"]));
     browser
         .wait_until(
             "document.querySelector('[data-split=\"chat\"]') && document.querySelector('#pool-tables table')",
