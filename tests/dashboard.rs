@@ -382,6 +382,26 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
             "the canary shown as rolled back",
         )
         .await;
+    // The weight editor: PUT .../split with what was typed.
+    browser
+        .eval(
+            "{ const form = document.querySelector('form[data-editor=\"chat\"]');
+             form.querySelector('input[data-pool=\"stable\"]').value = '70';
+             form.querySelector('input[data-pool=\"candidate\"]').value = '30';
+             form.requestSubmit() }",
+        )
+        .await;
+    browser
+        .wait_until(
+            "document.getElementById('notice').textContent.includes('Split of route chat set')",
+            Duration::from_secs(5),
+            "the new split confirmed",
+        )
+        .await;
+    assert_eq!(
+        setup.weights().await,
+        serde_json::json!({ "stable": 70, "candidate": 30 })
+    );
     assert_eq!(
         browser
             .eval("sessionStorage.getItem('junction.adminToken')")

@@ -77,8 +77,13 @@ function refusal(status, body) {
   return "Failed (" + status + (type ? " " + type : "") + ")" + (message ? ": " + message : "");
 }
 
-async function call(method, path) {
-  const response = await fetch(path, { method, headers: headers(), cache: "no-store", credentials: "omit" });
+async function call(method, path, json) {
+  const init = { method, headers: headers(), cache: "no-store", credentials: "omit" };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  const response = await fetch(path, init);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
   return { status: response.status, ok: response.ok, body };
@@ -239,39 +244,93 @@ function figureBox(label, value, text, limit, limitText) {
     el("span", { class: "label" }, label), el("b", {}, text), limit === null || limit === undefined ? null : el("small", {}, "limit " + limitText));
 }
 
+// Split cards stay in place between polls: the weight editor keeps what is being typed.
+const splitCards = new Map(); // route -> {card, live, editor, pools}
+
 function updateSplits(data) {
   const box = $("split-cards");
-  box.textContent = "";
-  if (!data.splits.length) { box.append(el("p", { class: "empty" }, "No route has a split.")); return; }
-  for (const split of data.splits) {
-    const pools = Object.keys(split.weights);
-    const sum = pools.reduce((a, p) => a + split.weights[p], 0) || 1;
-    const canary = split.canary;
-    const bar = el("div", { class: "weights" }, pools.map((p, i) => {
-      const span = el("span", { title: p + " " + split.weights[p] });
-      span.style.width = (100 * split.weights[p] / sum) + "%";
-      span.style.background = "var(" + POOL_COLOURS[i % POOL_COLOURS.length] + ")";
-      return span;
-    }));
-    const weightText = pools.map((p) => p + " " + split.weights[p] + (split.configured[p] !== split.weights[p] ? " (configured " + split.configured[p] + ")" : "")).join(" · ");
-    let figures = null;
-    if (canary) {
-      const last = canary.last_interval || {};
-      figures = el("div", { class: "figures" },
-        figureBox("candidate errors", last.candidate_error_rate, fmt.pct(last.candidate_error_rate), canary.max_error_rate, fmt.pct(canary.max_error_rate)),
-        figureBox("stable errors", null, fmt.pct(last.stable_error_rate)),
-        figureBox("latency ratio", last.latency_ratio, fmt.ratio(last.latency_ratio), canary.max_latency_ratio, fmt.ratio(canary.max_latency_ratio)),
-        figureBox("TTFT ratio", last.ttft_ratio, fmt.ratio(last.ttft_ratio), canary.max_ttft_ratio, fmt.ratio(canary.max_ttft_ratio)),
-        figureBox("requests (cand. / stable)", null, fmt.count(last.candidate_requests) + " / " + fmt.count(last.stable_requests), canary.min_requests, String(canary.min_requests) + " min"),
-        figureBox("steps", null, canary.steps.join(" → ") + "%"));
-    }
-    const action = (name, label, cls) => el("button", { type: "button", class: cls, dataset: { action: name, route: split.route }, onclick: () => act(split.route, name) }, label);
-    box.append(el("div", { class: "card", dataset: { split: split.route } },
-      el("div", { class: "card-head" }, el("span", { class: "name" }, split.route), phaseTag(canary ? canary.phase : null),
-        canary ? el("span", { class: "tag" }, canary.stable + " → " + canary.candidate) : null),
-      el("div", { class: "num", dataset: { weights: split.route } }, weightText), bar, figures,
-      el("div", { class: "row" }, action("promote", "Promote", ""), action("rollback", "Roll back", "danger"))));
+  const empty = box.querySelector(".empty");
+  if (!data.splits.length) {
+    splitCards.clear();
+    box.textContent = "";
+    box.append(el("p", { class: "empty" }, "No route has a split."));
+    return;
   }
+  if (empty) empty.remove();
+  const seen = new Set();
+  for (const split of data.splits) {
+    seen.add(split.route);
+    const pools = Object.keys(split.weights);
+    let entry = splitCards.get(split.route);
+    if (entry && entry.pools !== pools.join(",")) { entry.card.remove(); entry = null; }
+    if (!entry) {
+      const live = el("div");
+      const editor = weightEditor(split.route, pools, split.weights);
+      const card = el("div", { class: "card", dataset: { split: split.route } }, live, editor);
+      box.append(card);
+      splitCards.set(split.route, entry = { card, live, editor, pools: pools.join(",") });
+    }
+    entry.live.replaceChildren(...splitView(split, pools));
+  }
+  for (const [route, entry] of splitCards) {
+    if (!seen.has(route)) { entry.card.remove(); splitCards.delete(route); }
+  }
+}
+
+function splitView(split, pools) {
+  const sum = pools.reduce((a, p) => a + split.weights[p], 0) || 1;
+  const canary = split.canary;
+  const bar = el("div", { class: "weights" }, pools.map((p, i) => {
+    const span = el("span", { title: p + " " + split.weights[p] });
+    span.style.width = (100 * split.weights[p] / sum) + "%";
+    span.style.background = "var(" + POOL_COLOURS[i % POOL_COLOURS.length] + ")";
+    return span;
+  }));
+  const weightText = pools.map((p) => p + " " + split.weights[p] + (split.configured[p] !== split.weights[p] ? " (configured " + split.configured[p] + ")" : "")).join(" · ");
+  let figures = null;
+  if (canary) {
+    const last = canary.last_interval || {};
+    figures = el("div", { class: "figures" },
+      figureBox("candidate errors", last.candidate_error_rate, fmt.pct(last.candidate_error_rate), canary.max_error_rate, fmt.pct(canary.max_error_rate)),
+      figureBox("stable errors", null, fmt.pct(last.stable_error_rate)),
+      figureBox("latency ratio", last.latency_ratio, fmt.ratio(last.latency_ratio), canary.max_latency_ratio, fmt.ratio(canary.max_latency_ratio)),
+      figureBox("TTFT ratio", last.ttft_ratio, fmt.ratio(last.ttft_ratio), canary.max_ttft_ratio, fmt.ratio(canary.max_ttft_ratio)),
+      figureBox("requests (cand. / stable)", null, fmt.count(last.candidate_requests) + " / " + fmt.count(last.stable_requests), canary.min_requests, String(canary.min_requests) + " min"),
+      figureBox("steps", null, canary.steps.join(" → ") + "%"));
+  }
+  const action = (name, label, cls) => el("button", { type: "button", class: cls, dataset: { action: name, route: split.route }, onclick: () => act(split.route, name) }, label);
+  return [
+    el("div", { class: "card-head" }, el("span", { class: "name" }, split.route), phaseTag(canary ? canary.phase : null),
+      canary ? el("span", { class: "tag" }, canary.stable + " → " + canary.candidate) : null),
+    el("div", { class: "num", dataset: { weights: split.route } }, weightText), bar, figures,
+    el("div", { class: "row" }, action("promote", "Promote", ""), action("rollback", "Roll back", "danger")),
+  ];
+}
+
+// PUT /api/routes/NAME/split with the typed weights (0 to 1000 each).
+function weightEditor(route, pools, weights) {
+  const inputs = pools.map((p) => el("input", { type: "number", min: "0", max: "1000", step: "1", value: String(weights[p]), dataset: { pool: p }, "aria-label": p + " weight" }));
+  const form = el("form", { class: "split-editor", dataset: { editor: route } },
+    pools.map((p, i) => el("label", {}, el("span", { class: "label" }, p), inputs[i])),
+    el("button", { type: "submit", class: "ghost" }, "Set weights"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const wanted = {};
+    inputs.forEach((input) => { wanted[input.dataset.pool] = Number(input.value); });
+    try {
+      const result = await call("PUT", "/api/routes/" + encodeURIComponent(route) + "/split", { weights: wanted });
+      if (result.ok) {
+        notice("Split of route " + route + " set: " + Object.entries(result.body.weights).map(([p, w]) => p + " " + w).join(", ") + ".", "ok");
+        poll.now();
+      } else {
+        notice("Setting the split of route " + route + ": " + refusal(result.status, result.body), "bad");
+        if (result.status === 401) openTokenForm();
+      }
+    } catch (error) {
+      notice("Setting the split of route " + route + " failed: " + error, "bad");
+    }
+  });
+  return form;
 }
 
 async function act(route, name) {
