@@ -40,25 +40,8 @@ pub async fn handle(
         (Method::PUT, "split") => put_split(request, gateway, &control).await,
         (Method::POST, "promote") => end_canary(gateway, &control, true),
         (Method::POST, "rollback") => end_canary(gateway, &control, false),
-        (Method::GET, "canary") => match &control.canary {
-            Some(canary) => json_response(
-                StatusCode::OK,
-                &json!({
-                    "route": &*control.route,
-                    "candidate": &*control.pools[canary.policy.candidate],
-                    "stable": &*control.pools[canary.policy.stable],
-                    "phase": canary.phase(),
-                    "weights": weights_object(&control),
-                    "steps": canary.policy.steps,
-                    "interval_ms": canary.policy.interval.as_millis() as u64,
-                    "min_requests": canary.policy.min_requests,
-                    "max_error_rate": canary.policy.max_error_rate,
-                    "max_latency_ratio": canary.policy.max_latency_ratio,
-                    "max_ttft_ratio": canary.policy.max_ttft_ratio,
-                    "last_interval": canary.last_figures(),
-                    "transitions": canary.history(),
-                }),
-            ),
+        (Method::GET, "canary") => match canary_view(&control) {
+            Some(view) => json_response(StatusCode::OK, &view),
             None => json_error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -82,7 +65,27 @@ fn weights_object(control: &RouteControl) -> BTreeMap<String, u32> {
         .collect()
 }
 
-fn split_view(control: &RouteControl) -> Value {
+/// What `GET .../canary` answers, when the route has a canary.
+pub(super) fn canary_view(control: &RouteControl) -> Option<Value> {
+    let canary = control.canary.as_ref()?;
+    Some(json!({
+        "route": &*control.route,
+        "candidate": &*control.pools[canary.policy.candidate],
+        "stable": &*control.pools[canary.policy.stable],
+        "phase": canary.phase(),
+        "weights": weights_object(control),
+        "steps": canary.policy.steps,
+        "interval_ms": canary.policy.interval.as_millis() as u64,
+        "min_requests": canary.policy.min_requests,
+        "max_error_rate": canary.policy.max_error_rate,
+        "max_latency_ratio": canary.policy.max_latency_ratio,
+        "max_ttft_ratio": canary.policy.max_ttft_ratio,
+        "last_interval": canary.last_figures(),
+        "transitions": canary.history(),
+    }))
+}
+
+pub(super) fn split_view(control: &RouteControl) -> Value {
     let configured: BTreeMap<String, u32> = control
         .pools
         .iter()

@@ -5,6 +5,7 @@
 
 mod auth;
 mod control;
+mod dashboard;
 mod flows;
 mod guard;
 mod metrics;
@@ -29,6 +30,13 @@ pub async fn handle(
         return Ok(*refusal);
     }
     let path = request.uri().path().to_string();
+    // The dashboard's files hold no data, and a browser opening the page cannot send a
+    // token: they are served even with `read_requires_token`; the page asks for it.
+    if matches!(*request.method(), Method::GET | Method::HEAD)
+        && let Some(page) = dashboard::page(&path)
+    {
+        return Ok(page);
+    }
     if auth::needed(request.method(), &path, &gateway.plan())
         && let Err(refusal) = auth::authorise(&request, &gateway)
     {
@@ -72,6 +80,7 @@ pub async fn handle(
         }
         (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
         (&Method::GET, "/api/stats") => json_response(StatusCode::OK, &stats(&gateway)),
+        (&Method::GET, "/api/dashboard") => dashboard::snapshot(&gateway),
         (&Method::GET, "/metrics") => {
             let text = metrics::render(&gateway.telemetry, &gateway.plan());
             let mut response = Response::new(ProxyBody::full(text));
@@ -93,7 +102,7 @@ pub async fn handle(
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/api/config" | "/api/pools" | "/api/stats"
-            | "/api/reload",
+            | "/api/dashboard" | "/api/reload",
         ) => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -9,6 +9,7 @@
 //! ```
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod exits;
 pub mod guarded;
 pub mod process;
