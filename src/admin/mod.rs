@@ -220,7 +220,10 @@ fn redact_in_place(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                if SECRET_KEYS.iter().any(|secret| key.contains(secret)) && !child.is_null() {
+                // A flag or a number under a secret-sounding name (`read_requires_token`)
+                // is a setting, not a secret.
+                let setting = child.is_null() || child.is_boolean() || child.is_number();
+                if SECRET_KEYS.iter().any(|secret| key.contains(secret)) && !setting {
                     *child = Value::String("***".into());
                 } else {
                     redact_in_place(child);
@@ -248,11 +251,11 @@ mod tests {
 
     #[test]
     fn redaction() {
-        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "exits": [{ "url": "socks5://u:p@ss@h:1" }], "token": "abc", "nested": [{ "password": "x" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": ["bluebird"] }] } });
+        let mut value = json!({ "url": "http://bob:hunter2@proxy:8000", "exits": [{ "url": "socks5://u:p@ss@h:1" }], "token": "abc", "nested": [{ "password": "x" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": ["bluebird"] }] }, "read_requires_token": true });
         redact_in_place(&mut value);
         assert_eq!(
             value,
-            json!({ "url": "http://bob:***@proxy:8000", "exits": [{ "url": "socks5://u:***@h:1" }], "token": "***", "nested": [{ "password": "***" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": "***" }] } })
+            json!({ "url": "http://bob:***@proxy:8000", "exits": [{ "url": "socks5://u:***@h:1" }], "token": "***", "nested": [{ "password": "***" }], "name": "ok", "mask": { "custom": [{ "name": "CODENAME", "words": "***" }] }, "read_requires_token": true })
         );
     }
 }
