@@ -226,42 +226,69 @@ impl Ewma {
     }
 }
 
-/// Requests counted in the current window, and the baseline of past windows.
+/// An amount (requests, bytes) counted in the current window, and the baseline of past
+/// windows' amounts.
 #[derive(Debug, Clone, Copy, Default)]
-struct WindowedRate {
+struct Window {
     started: Option<Instant>,
-    count: u32,
+    total: u64,
     baseline: Ewma,
     /// The current window was already found anomalous (one finding per window).
     flagged: bool,
 }
 
-impl WindowedRate {
-    /// Counts a request at `now`; closed windows (and empty ones since) go into the
+impl Window {
+    /// Adds `amount` at `now`; closed windows (and empty ones since) go into the
     /// baseline first.
-    fn count(&mut self, now: Instant, window: Duration) {
+    fn add(&mut self, now: Instant, window: Duration, amount: u64) {
         let started = *self.started.get_or_insert(now);
         let elapsed = now.saturating_duration_since(started);
         if elapsed >= window {
             let windows = (elapsed.as_nanos() / window.as_nanos().max(1)) as u32;
-            self.baseline.add(f64::from(self.count));
+            self.baseline.add(self.total as f64);
             // Quiet windows count as zero, a few at most: a client back after a pause
             // is judged against a baseline that saw the pause, not forgotten.
             for _ in 1..windows.min(5) {
                 self.baseline.add(0.0);
             }
             self.started = Some(started + window * windows);
-            self.count = 0;
+            self.total = 0;
             self.flagged = false;
         }
-        self.count += 1;
+        self.total += amount;
     }
+}
+
+/// The state kept for `key`, made room for: when the table holds `cap` keys, the least
+/// recently seen eighth goes (any key, if they were all seen at once), so the table
+/// never grows with the number of clients.
+fn make_room<'t, K: std::hash::Hash + Eq + Clone, V: Default>(
+    table: &'t mut HashMap<K, V>,
+    key: &K,
+    cap: usize,
+    last_seen: impl Fn(&V) -> Option<Instant>,
+) -> &'t mut V {
+    let cap = cap.max(8);
+    if !table.contains_key(key) && table.len() >= cap {
+        let mut seen: Vec<Instant> = table.values().filter_map(&last_seen).collect();
+        seen.sort_unstable();
+        if let Some(cut) = seen.get(cap / 8).copied() {
+            table.retain(|_, v| last_seen(v).is_some_and(|t| t > cut));
+        }
+        while table.len() >= cap {
+            let Some(oldest) = table.keys().next().cloned() else {
+                break;
+            };
+            table.remove(&oldest);
+        }
+    }
+    table.entry(key.clone()).or_default()
 }
 
 #[derive(Debug, Default)]
 struct ClientState {
     last_seen: Option<Instant>,
-    rate: WindowedRate,
+    rate: Window,
     tokens: Ewma,
     response_size: Ewma,
     /// 401/403 answers within the auth rule's window: its start and count.
@@ -287,14 +314,45 @@ const MAX_VERSIONS: usize = 64;
 /// Where detections are reported (the audit log, set up by the config layer).
 pub type Report = Box<dyn Fn(&ClientId, &Finding) + Send + Sync>;
 
+/// Detections counted by detector and action, and reported as they are made.
+#[derive(Default)]
+struct Tally {
+    counts: Mutex<BTreeMap<(Detector, Action), u64>>,
+    report: Option<Report>,
+}
+
+impl Tally {
+    fn record(&self, client: &ClientId, findings: &[Finding]) {
+        if findings.is_empty() {
+            return;
+        }
+        if let Some(report) = &self.report {
+            for finding in findings {
+                report(client, finding);
+            }
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for finding in findings {
+            *counts
+                .entry((finding.detector, finding.action))
+                .or_default() += 1;
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<(Detector, Action), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// A route's detectors and their state.
 pub struct Anomalies {
     pub config: AnomalyConfig,
-    report: Option<Report>,
     clients: Mutex<HashMap<ClientId, ClientState>>,
     versions: Mutex<HashMap<Arc<str>, VersionErrors>>,
-    /// Detections by detector and action.
-    counts: Mutex<BTreeMap<(Detector, Action), u64>>,
+    tally: Tally,
 }
 
 /// What the end of an exchange tells the detectors.
@@ -316,27 +374,26 @@ impl Anomalies {
     pub fn new(config: AnomalyConfig) -> Anomalies {
         Anomalies {
             config,
-            report: None,
             clients: Mutex::default(),
             versions: Mutex::default(),
-            counts: Mutex::default(),
+            tally: Tally::default(),
         }
     }
 
     /// The same, with each detection reported to `report` as it is made.
     pub fn reporting(config: AnomalyConfig, report: Report) -> Anomalies {
         Anomalies {
-            report: Some(report),
+            tally: Tally {
+                report: Some(report),
+                ..Tally::default()
+            },
             ..Anomalies::new(config)
         }
     }
 
     /// Detections so far, by detector and action.
     pub fn counts(&self) -> BTreeMap<(Detector, Action), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.tally.counts()
     }
 
     /// Whether answers are read for secrets.
@@ -347,23 +404,6 @@ impl Anomalies {
     /// Whether request bodies are read for prompt-injection markers.
     pub fn reads_prompts(&self) -> bool {
         self.config.prompt_injection.is_some()
-    }
-
-    fn record(&self, client: &ClientId, findings: &[Finding]) {
-        if findings.is_empty() {
-            return;
-        }
-        if let Some(report) = &self.report {
-            for finding in findings {
-                report(client, finding);
-            }
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for finding in findings {
-            *counts
-                .entry((finding.detector, finding.action))
-                .or_default() += 1;
-        }
     }
 
     /// A request from `client` is about to go upstream: its rate is counted and
@@ -388,8 +428,8 @@ impl Anomalies {
         }
         if let Some(rule) = &self.config.rate {
             let window = self.config.rate_window;
-            state.rate.count(now, window);
-            let count = f64::from(state.rate.count);
+            state.rate.add(now, window, 1);
+            let count = state.rate.total as f64;
             // Counts of independent arrivals vary by about the square root of their
             // mean (Poisson) even when nothing changes: never judged tighter than that.
             let poisson = state.rate.baseline.mean.max(0.0).sqrt();
@@ -415,7 +455,7 @@ impl Anomalies {
             }
         }
         drop(clients);
-        self.record(client, &verdict.findings);
+        self.tally.record(client, &verdict.findings);
         verdict
     }
 
@@ -439,7 +479,7 @@ impl Anomalies {
         self.flag(state, &finding, now, &mut verdict);
         drop(clients);
         verdict.findings.push(finding);
-        self.record(client, &verdict.findings);
+        self.tally.record(client, &verdict.findings);
         verdict
     }
 
@@ -526,7 +566,7 @@ impl Anomalies {
                 }
             }
         }
-        self.record(client, &findings);
+        self.tally.record(client, &findings);
         findings
     }
 
@@ -602,30 +642,14 @@ impl Anomalies {
         }
     }
 
-    /// The client's state, made room for: when the table is full, the least recently
-    /// seen eighth goes.
+    /// The client's state, made room for (see [`make_room`]).
     fn client_state<'t>(
         &self,
         clients: &'t mut HashMap<ClientId, ClientState>,
         client: &ClientId,
         now: Instant,
     ) -> &'t mut ClientState {
-        let cap = self.config.max_clients.max(8);
-        if !clients.contains_key(client) && clients.len() >= cap {
-            let mut seen: Vec<Instant> = clients.values().filter_map(|s| s.last_seen).collect();
-            seen.sort_unstable();
-            let cut = seen.get(cap / 8).copied();
-            if let Some(cut) = cut {
-                clients.retain(|_, s| s.last_seen.is_some_and(|t| t > cut));
-            }
-            while clients.len() >= cap {
-                let Some(key) = clients.keys().next().cloned() else {
-                    break;
-                };
-                clients.remove(&key);
-            }
-        }
-        let state = clients.entry(client.clone()).or_default();
+        let state = make_room(clients, client, self.config.max_clients, |s| s.last_seen);
         state.last_seen = Some(now);
         state
     }
@@ -652,10 +676,7 @@ pub struct OutboundRule {
 #[derive(Debug, Default)]
 struct SiteVolume {
     last_seen: Option<Instant>,
-    started: Option<Instant>,
-    bytes: u64,
-    baseline: Ewma,
-    flagged: bool,
+    bytes: Window,
     blocked_until: Option<Instant>,
 }
 
@@ -663,8 +684,7 @@ struct SiteVolume {
 pub struct OutboundVolume {
     pub rule: OutboundRule,
     pairs: Mutex<HashMap<(ClientId, Arc<str>), SiteVolume>>,
-    counts: Mutex<BTreeMap<(Detector, Action), u64>>,
-    report: Option<Report>,
+    tally: Tally,
 }
 
 impl OutboundVolume {
@@ -672,8 +692,10 @@ impl OutboundVolume {
         OutboundVolume {
             rule,
             pairs: Mutex::default(),
-            counts: Mutex::default(),
-            report,
+            tally: Tally {
+                report,
+                ..Tally::default()
+            },
         }
     }
 
@@ -698,49 +720,31 @@ impl OutboundVolume {
         let rule = &self.rule;
         let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
         let key = (client.clone(), Arc::from(site));
-        if !pairs.contains_key(&key) && pairs.len() >= rule.max_pairs.max(8) {
-            let mut seen: Vec<Instant> = pairs.values().filter_map(|p| p.last_seen).collect();
-            seen.sort_unstable();
-            if let Some(cut) = seen.get(rule.max_pairs.max(8) / 8).copied() {
-                pairs.retain(|_, p| p.last_seen.is_some_and(|t| t > cut));
-            }
-        }
-        let pair = pairs.entry(key).or_default();
+        let pair = make_room(&mut pairs, &key, rule.max_pairs, |p| p.last_seen);
         pair.last_seen = Some(now);
-        let started = *pair.started.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(started);
-        if elapsed >= rule.window {
-            let windows = (elapsed.as_nanos() / rule.window.as_nanos().max(1)) as u32;
-            pair.baseline.add(pair.bytes as f64);
-            for _ in 1..windows.min(5) {
-                pair.baseline.add(0.0);
-            }
-            pair.started = Some(started + rule.window * windows);
-            pair.bytes = 0;
-            pair.flagged = false;
-        }
-        pair.bytes += bytes;
-        if pair.flagged {
+        let window = &mut pair.bytes;
+        window.add(now, rule.window, bytes);
+        if window.flagged {
             return None;
         }
-        let total = pair.bytes as f64;
-        let over_cap = rule.max_bytes.is_some_and(|cap| pair.bytes > cap);
-        let judged = pair.baseline.judge(total, &rule.baseline);
+        let over_cap = rule.max_bytes.is_some_and(|cap| window.total > cap);
+        let judged = window.baseline.judge(window.total as f64, &rule.baseline);
         if !over_cap && judged.is_none() {
             return None;
         }
-        pair.flagged = true;
+        window.flagged = true;
+        let (total, mean) = (window.total, window.baseline.mean);
         if rule.action == Action::Block {
             pair.blocked_until = Some(now + rule.cooldown);
         }
         let detail = match judged {
             Some(z) => format!(
                 "{} bytes to {site} in the current {:?} window against a mean of {:.0} (z = {z:.1})",
-                pair.bytes, rule.window, pair.baseline.mean
+                total, rule.window, mean
             ),
             None => format!(
                 "{} bytes to {site} in the current {:?} window, over max_bytes",
-                pair.bytes, rule.window
+                total, rule.window
             ),
         };
         drop(pairs);
@@ -749,23 +753,12 @@ impl OutboundVolume {
             action: rule.action,
             detail,
         };
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((finding.detector, finding.action))
-            .or_default() += 1;
-        if let Some(report) = &self.report {
-            report(client, &finding);
-        }
+        self.tally.record(client, std::slice::from_ref(&finding));
         Some(finding)
     }
 
     pub fn counts(&self) -> BTreeMap<(Detector, Action), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.tally.counts()
     }
 
     /// (client, site) pairs whose state is kept now.
