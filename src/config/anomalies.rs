@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::checks::{Errors, duration_or};
+use super::checks::{Errors, bytes_of, duration_or};
 use super::spec::{AnomaliesSpec, BaselineSpec, MaskSpec, OutboundVolumeSpec, SizeSpec};
 use crate::inspect::anomaly::{
     Action, Anomalies, AnomalyConfig, AuthFailuresRule, Baseline, ErrorRateRule, InjectionRule,
@@ -288,12 +288,9 @@ pub fn compile_outbound(
             Action::Log
         }
     };
-    let mut size = |value: &Option<SizeSpec>, key: &str| match value {
-        None => None,
-        Some(SizeSpec::Bytes(bytes)) => Some(*bytes),
-        Some(SizeSpec::Text(text)) => crate::units::parse_byte_size(text)
-            .map_err(|e| errors.push((format!("{path}.{key}"), e)))
-            .ok(),
+    let mut size = |value: &Option<SizeSpec>, key: &str| {
+        let value = value.as_ref()?;
+        bytes_of(value, &format!("{path}.{key}"), errors)
     };
     let floor = size(&spec.floor, "floor").unwrap_or(1 << 20) as f64;
     let max_bytes = size(&spec.max_bytes, "max_bytes");

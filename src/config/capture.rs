@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::checks::Errors;
+use super::checks::{Errors, bytes_of};
 use super::spec::{CaptureSpec, SizeSpec};
 use crate::inspect::{Capture, Filter};
-use crate::units::parse_byte_size;
 
 /// Bytes of each body kept unless `max_body` says otherwise.
 const DEFAULT_MAX_BODY: u64 = 64 * 1024;
@@ -41,10 +40,7 @@ pub fn compile_capture(
     });
     let mut size = |value: &Option<SizeSpec>, key: &str, default: u64| match value {
         None => Some(default),
-        Some(SizeSpec::Bytes(bytes)) => Some(*bytes),
-        Some(SizeSpec::Text(text)) => parse_byte_size(text)
-            .map_err(|e| errors.push((format!("{path}.{key}"), e)))
-            .ok(),
+        Some(value) => bytes_of(value, &format!("{path}.{key}"), errors),
     };
     let max_body = size(&spec.max_body, "max_body", DEFAULT_MAX_BODY);
     let max_disk = size(&spec.max_disk, "max_disk", DEFAULT_MAX_DISK);

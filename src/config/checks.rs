@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::spec::{BalanceSpec, ProtocolSpec};
+use super::spec::{BalanceSpec, ProtocolSpec, SizeSpec};
 use crate::balance::Policy;
-use crate::units::parse_duration;
+use crate::units::{parse_byte_size, parse_duration};
 use crate::upstream::Protocol;
 
 /// Errors as (key path, message).
@@ -72,6 +72,17 @@ pub(super) fn resolve(base: &Path, file: &str) -> String {
         file.to_string()
     } else {
         base.join(path).to_string_lossy().into_owned()
+    }
+}
+
+/// A size as written (`"64KiB"`, or a number of bytes), or `None` with its error at
+/// `path`.
+pub(super) fn bytes_of(value: &SizeSpec, path: &str, errors: &mut Errors) -> Option<u64> {
+    match value {
+        SizeSpec::Bytes(bytes) => Some(*bytes),
+        SizeSpec::Text(text) => parse_byte_size(text)
+            .map_err(|e| errors.push((path.into(), e)))
+            .ok(),
     }
 }
 

@@ -8,13 +8,12 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::CompileContext;
-use super::checks::{Errors, check_unique, duration_or, parse_cidrs};
+use super::checks::{Errors, bytes_of, check_unique, duration_or, parse_cidrs};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;
 use super::spec::{
     CanarySpec, ConfigSpec, HeaderRulesSpec, ListenerSpec, MatchSpec, RetrySpec, RouteSpec,
-    SizeSpec,
 };
 use crate::canary::CanaryPolicy;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
@@ -24,7 +23,6 @@ use crate::routing::{
 };
 use crate::security::Recorder;
 use crate::telemetry::{Buckets, RouteTelemetry};
-use crate::units::parse_byte_size;
 use crate::upstream::Pool;
 
 const DEFAULT_RETRY_BODY_LIMIT: u64 = 1 << 20;
@@ -45,11 +43,7 @@ fn compile_retries(spec: &RetrySpec, path: &str, errors: &mut Errors) -> Option<
     }
     let body_limit = match &spec.body_limit {
         None => DEFAULT_RETRY_BODY_LIMIT,
-        Some(SizeSpec::Bytes(bytes)) => *bytes,
-        Some(SizeSpec::Text(text)) => parse_byte_size(text).unwrap_or_else(|e| {
-            errors.push((format!("{path}.body_limit"), e));
-            0
-        }),
+        Some(size) => bytes_of(size, &format!("{path}.body_limit"), errors).unwrap_or(0),
     };
     let ratio = spec.budget_ratio.unwrap_or(0.2);
     if !(0.0..=10.0).contains(&ratio) {
@@ -277,19 +271,15 @@ pub(super) fn compile_routes(
             |l: Option<&super::spec::RateLimitSpec>| l.is_some_and(|l| l.tokens.is_some());
         let reads_request_facts = limits_tokens(route.rate_limit.as_ref())
             || limits_tokens(spec.listeners[listener_index].rate_limit.as_ref());
-        let max_body_bytes = route.max_body_bytes.as_ref().and_then(|size| match size {
-            SizeSpec::Bytes(bytes) => Some(*bytes),
-            SizeSpec::Text(text) => parse_byte_size(text)
-                .map_err(|e| errors.push((format!("{path}.max_body_bytes"), e)))
-                .ok(),
-        });
+        let max_body_bytes = route
+            .max_body_bytes
+            .as_ref()
+            .and_then(|size| bytes_of(size, &format!("{path}.max_body_bytes"), errors));
         let request_buffer_bytes = match &route.request_buffer_bytes {
             None => DEFAULT_REQUEST_BUFFER_BYTES,
-            Some(SizeSpec::Bytes(bytes)) => *bytes,
-            Some(SizeSpec::Text(text)) => parse_byte_size(text).unwrap_or_else(|e| {
-                errors.push((format!("{path}.request_buffer_bytes"), e));
-                0
-            }),
+            Some(size) => {
+                bytes_of(size, &format!("{path}.request_buffer_bytes"), errors).unwrap_or(0)
+            }
         };
         let mut compiled = Route {
             engines: Engines::default(),
