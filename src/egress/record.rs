@@ -104,11 +104,7 @@ impl Record {
         let head = RequestHead {
             method: request.method().as_str(),
             target: &target,
-            http_version: match request.version() {
-                http::Version::HTTP_2 => "HTTP/2",
-                http::Version::HTTP_10 => "HTTP/1.0",
-                _ => "HTTP/1.1",
-            },
+            http_version: crate::pipeline::handler::protocol_name(request.version()),
             host: None,
             tls: false,
             client: self.client.ip(),

@@ -104,7 +104,8 @@ fn log_facts(
     }
 }
 
-fn protocol_name(version: http::Version) -> &'static str {
+/// A request's protocol as logs and records name it.
+pub fn protocol_name(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_2 => "HTTP/2",
         http::Version::HTTP_10 => "HTTP/1.0",
