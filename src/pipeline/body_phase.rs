@@ -89,12 +89,14 @@ pub fn on_request_body(
     audit: &AuditLog,
 ) -> Result<Option<Bytes>, ProxyError> {
     let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
-    if let Some(sent) = masked.as_deref().or(body) {
+    // The body as it goes on.
+    let sent = masked.as_deref().or(body);
+    if let Some(sent) = sent {
         super::detection::on_prompt(route, sent, exchange, edits)?;
     }
     if exchange.recording.is_some() {
         let unmasked = exchange.body.passed == Some(Direction::Request);
-        let sent = masked.as_deref().or(body).filter(|_| !unmasked);
+        let sent = sent.filter(|_| !unmasked);
         if let Some(sent) = sent {
             exchange.body.model = crate::llm::model_of(sent);
         }
