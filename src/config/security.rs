@@ -202,7 +202,7 @@ pub(super) fn compile_security(
             });
             keys.push(ApiKey {
                 limit,
-                name: key.name,
+                name: key.name.into(),
                 sha256: hash,
                 routes: key.routes,
                 models,

@@ -58,7 +58,7 @@ pub struct Exchange {
     pub failed: bool,
     pub retries: u32,
     /// Name (never the key) of the API key that authenticated the request.
-    pub key_name: Option<String>,
+    pub key_name: Option<Arc<str>>,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) done: Option<RequestCtx>,
     /// The body phase: what masking found, the response's transform.
@@ -319,7 +319,7 @@ impl Exchange {
     /// address.
     pub fn client_id(&self) -> Option<ClientId> {
         match (&self.key_name, self.client_ip) {
-            (Some(name), _) => Some(ClientId::Key(name.as_str().into())),
+            (Some(name), _) => Some(ClientId::Key(name.clone())),
             (None, Some(ip)) => Some(ClientId::Address(ip)),
             (None, None) => None,
         }

@@ -126,8 +126,37 @@ pub static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag"
 #[derive(Debug, Clone)]
 enum Edit {
     Remove,
-    Set(HeaderValue),
-    Append(HeaderValue),
+    Set(EditValue),
+    Append(EditValue),
+}
+
+/// A value to set: a `HeaderValue`, or a short one kept inline, which costs no
+/// allocation on the HTTP/1.1 engine (the rate limits' three headers on every answer).
+#[derive(Debug, Clone)]
+enum EditValue {
+    Header(HeaderValue),
+    Inline { len: u8, bytes: [u8; INLINE] },
+}
+
+/// Longest inline value: a `u64`'s 20 digits and a few more.
+const INLINE: usize = 30;
+
+impl EditValue {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            EditValue::Header(value) => value.as_bytes(),
+            EditValue::Inline { len, bytes } => &bytes[..usize::from(*len)],
+        }
+    }
+
+    fn to_header(&self) -> HeaderValue {
+        match self {
+            EditValue::Header(value) => value.clone(),
+            // Checked visible ASCII when made, so this cannot fail.
+            EditValue::Inline { .. } => HeaderValue::from_bytes(self.as_bytes())
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+        }
+    }
 }
 
 /// Header changes the policies ask for, in the order they asked. Both engines apply
@@ -152,11 +181,36 @@ impl HeaderEdits {
     }
 
     pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.edits.push((name.clone(), Edit::Set(value)));
+        self.edits
+            .push((name.clone(), Edit::Set(EditValue::Header(value))));
+    }
+
+    /// `set`, for a short value made on the request path (digits, a duration): kept
+    /// inline when it fits, so that it costs no allocation. A value with bytes a header
+    /// may not carry is refused, as `HeaderValue::from_bytes` refuses it.
+    pub fn set_bytes(&mut self, name: &HeaderName, value: &[u8]) {
+        let visible = value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+        let edit = if value.len() <= INLINE && visible {
+            let mut bytes = [0u8; INLINE];
+            bytes[..value.len()].copy_from_slice(value);
+            EditValue::Inline {
+                len: value.len() as u8,
+                bytes,
+            }
+        } else {
+            match HeaderValue::from_bytes(value) {
+                Ok(value) => EditValue::Header(value),
+                Err(_) => return,
+            }
+        };
+        self.edits.push((name.clone(), Edit::Set(edit)));
     }
 
     pub fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.edits.push((name.clone(), Edit::Append(value)));
+        self.edits
+            .push((name.clone(), Edit::Append(EditValue::Header(value))));
     }
 
     /// Whether the source's lines named `name` (any case) stay.
@@ -179,7 +233,7 @@ impl HeaderEdits {
     }
 
     /// The values the edits add that still stand, in the order asked.
-    fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    fn added(&self) -> impl Iterator<Item = (&HeaderName, &EditValue)> {
         self.edits
             .iter()
             .enumerate()
@@ -197,10 +251,10 @@ impl HeaderEdits {
                     headers.remove(name);
                 }
                 Edit::Set(value) => {
-                    headers.insert(name.clone(), value.clone());
+                    headers.insert(name.clone(), value.to_header());
                 }
                 Edit::Append(value) => {
-                    headers.append(name.clone(), value.clone());
+                    headers.append(name.clone(), value.to_header());
                 }
             }
         }
@@ -243,6 +297,9 @@ mod tests {
         edits.append(&name("x-tag"), HeaderValue::from_static("b"));
         edits.remove(&name("x-late"));
         edits.append(&name("x-late"), HeaderValue::from_static("l"));
+        edits.set_bytes(&name("x-inline"), b"42");
+        edits.set_bytes(&name("x-long"), &[b'7'; 40]);
+        edits.set_bytes(&name("x-bad"), b"a\nb");
 
         let mut map = HeaderMap::new();
         for (k, v) in [
@@ -281,6 +338,12 @@ mod tests {
         assert!(lines.contains(&"x-set: s".to_string()));
         assert!(!lines.iter().any(|l| l.starts_with("x-gone")));
         assert!(lines.contains(&"x-late: l".to_string()));
+        assert!(lines.contains(&"x-inline: 42".to_string()));
+        assert!(lines.contains(&format!("x-long: {}", "7".repeat(40))));
+        assert!(
+            !lines.iter().any(|l| l.starts_with("x-bad")),
+            "refused, as HeaderValue refuses it"
+        );
         assert!(!lines.contains(&"x-late: old".to_string()));
         assert!(edits.keeps(b"X-TAG") && !edits.keeps(b"X-Set"));
     }

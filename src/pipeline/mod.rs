@@ -13,6 +13,7 @@ pub(crate) mod attempts;
 pub(crate) mod body;
 pub mod body_phase;
 pub mod body_record;
+pub mod budget;
 pub mod detection;
 pub(crate) mod entry;
 mod error;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Response};
 
 pub use body::{BoxError, ProxyBody, UpstreamStream};
+pub use budget::{BudgetHold, BudgetKey, Standing};
 pub use error::{Blame, ProxyError, json_error};
 pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;
@@ -214,15 +216,15 @@ pub struct RequestCtx {
     /// The request body's `model`, when routing read it.
     pub model: Option<String>,
     /// Name of the API key that authenticated the request.
-    pub key_name: Option<String>,
+    pub key_name: Option<Arc<str>>,
     /// Prompt tokens guessed from the body's size, when routing read the body.
     pub prompt_estimate: Option<u64>,
     /// The body's `max_tokens` (or `max_completion_tokens`).
     pub max_tokens: Option<u64>,
     /// Token usage the model server reported (set before `on_done`).
     pub usage: Option<crate::llm::Usage>,
-    /// Filters' own per-request data.
-    pub extensions: http::Extensions,
+    /// What the rate limits reserved, settled when the request ends.
+    pub holds: Vec<BudgetHold>,
 }
 
 impl RequestCtx {
@@ -239,7 +241,7 @@ impl RequestCtx {
             prompt_estimate: None,
             max_tokens: None,
             usage: None,
-            extensions: http::Extensions::new(),
+            holds: Vec::new(),
         }
     }
 

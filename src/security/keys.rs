@@ -14,7 +14,7 @@ use crate::routing::Glob;
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 pub struct ApiKey {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// SHA-256 of the key, lowercase hex.
     pub sha256: String,
     /// Routes it may use (empty: all).
@@ -123,7 +123,7 @@ impl Filter for ApiKeys {
 impl ApiKeys {
     fn limit_of(&self, ctx: &RequestCtx) -> Option<&RateLimit> {
         let name = ctx.key_name.as_deref()?;
-        self.keys.iter().find(|k| k.name == name)?.limit.as_ref()
+        self.keys.iter().find(|k| *k.name == *name)?.limit.as_ref()
     }
 
     /// Checks the key; on success names it in `ctx` and gives its own limiter, if any.

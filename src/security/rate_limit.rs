@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::Recorder;
 use super::shared_limits::{OnBackendError, SharedLimits};
 use crate::pipeline::{
-    Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView, json_error,
+    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView,
+    Standing, json_error,
 };
 use std::sync::Arc;
 
@@ -38,16 +39,7 @@ pub struct Gcra {
     limit: u64,
     period: Duration,
     emission: Duration,
-    tats: Mutex<HashMap<String, Instant>>,
-}
-
-/// The state of one key after a decision, for the `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy)]
-pub struct Standing {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Until the budget is whole again.
-    pub reset: Duration,
+    tats: Mutex<HashMap<BudgetKey, Instant>>,
 }
 
 impl Gcra {
@@ -64,7 +56,7 @@ impl Gcra {
     }
 
     /// Takes one request from `key`'s budget, or says how long to wait.
-    pub fn check(&self, key: &str, now: Instant) -> Result<Standing, Duration> {
+    pub fn check(&self, key: &BudgetKey, now: Instant) -> Result<Standing, Duration> {
         let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
         if tats.len() >= MAX_KEYS {
             tats.retain(|_, tat| *tat > now);
@@ -79,7 +71,7 @@ impl Gcra {
         match tats.get_mut(key) {
             Some(slot) => *slot = next,
             None => {
-                tats.insert(key.to_string(), next);
+                tats.insert(key.clone(), next);
             }
         }
         let used = next.duration_since(now);
@@ -93,7 +85,7 @@ impl Gcra {
     }
 
     /// Gives back a request taken by `check` (its token reservation failed).
-    pub fn undo(&self, key: &str) {
+    pub fn undo(&self, key: &BudgetKey) {
         let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tat) = tats.get_mut(key) {
             *tat -= self.emission;
@@ -105,7 +97,7 @@ impl Gcra {
 pub struct TokenBudget {
     capacity: f64,
     period: Duration,
-    levels: Mutex<HashMap<String, (f64, Instant)>>,
+    levels: Mutex<HashMap<BudgetKey, (f64, Instant)>>,
 }
 
 impl TokenBudget {
@@ -134,7 +126,12 @@ impl TokenBudget {
 
     /// Reserves `tokens`, or says how long until they would fit. An estimate larger
     /// than the whole budget can never fit and is refused outright.
-    pub fn reserve(&self, key: &str, tokens: u64, now: Instant) -> Result<Standing, Duration> {
+    pub fn reserve(
+        &self,
+        key: &BudgetKey,
+        tokens: u64,
+        now: Instant,
+    ) -> Result<Standing, Duration> {
         let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
         if levels.len() >= MAX_KEYS {
             let capacity = self.capacity;
@@ -144,7 +141,7 @@ impl TokenBudget {
         let level = self.refill(level, since, now);
         let wanted = tokens as f64;
         if wanted > level {
-            levels.insert(key.to_string(), (level, now));
+            levels.insert(key.clone(), (level, now));
             let rate = self.capacity / self.period.as_secs_f64();
             let wait = if wanted > self.capacity {
                 self.period
@@ -153,17 +150,22 @@ impl TokenBudget {
             };
             return Err(wait);
         }
-        levels.insert(key.to_string(), (level - wanted, now));
+        levels.insert(key.clone(), (level - wanted, now));
         Ok(self.standing(level - wanted))
     }
 
     /// Settles a reservation: gives back what was not used, or takes the excess (the
     /// level may go below zero: later requests wait for it).
-    pub fn settle(&self, key: &str, reserved: u64, used: u64, now: Instant) {
+    pub fn settle(&self, key: &BudgetKey, reserved: u64, used: u64, now: Instant) {
         let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
         let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
         let level = self.refill(level, since, now) + reserved as f64 - used as f64;
-        levels.insert(key.to_string(), (level.min(self.capacity), now));
+        match levels.get_mut(key) {
+            Some(slot) => *slot = (level.min(self.capacity), now),
+            None => {
+                levels.insert(key.clone(), (level.min(self.capacity), now));
+            }
+        }
     }
 }
 
@@ -179,16 +181,6 @@ pub struct RateLimit {
     pub shared: Option<Arc<SharedLimits>>,
 }
 
-/// What a request reserved, kept in its context until it ends.
-#[derive(Debug, Clone)]
-struct Reservation {
-    scope: String,
-    key: String,
-    tokens: u64,
-    requests: Option<Standing>,
-    token_standing: Option<Standing>,
-}
-
 static LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
 static REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 static RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
@@ -196,40 +188,98 @@ static LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tok
 static REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 static RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
-/// OpenAI's duration form: `6m0s`, `1.5s`, `20ms`.
-fn openai_duration(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        let seconds = duration.as_secs_f64();
-        format!("{}s", (seconds * 1000.0).round() / 1000.0)
-    } else {
-        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+/// A few bytes of header value built on the stack: the rate limits' headers are on
+/// every answer, and `format!` with a `HeaderValue` cost two allocations each.
+struct ShortValue {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl ShortValue {
+    fn new() -> Self {
+        ShortValue {
+            bytes: [0; 32],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let end = (self.len + part.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&part[..end - self.len]);
+        self.len = end;
+    }
+
+    fn number(&mut self, value: u64) {
+        self.push(crate::decimal::Digits::of(value).as_bytes());
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
-/// The `x-ratelimit-*` headers of a standing, each given to `put`.
+/// OpenAI's duration form: `6m0s`, `1.5s`, `20ms` (seconds to the millisecond,
+/// without trailing zeros).
+fn openai_duration_into(duration: Duration, out: &mut ShortValue) {
+    let ms = duration.as_millis();
+    if ms < 1000 {
+        out.number(ms as u64);
+        out.push(b"ms");
+    } else if ms < 60_000 {
+        let rounded = (duration.as_nanos() + 500_000) / 1_000_000;
+        out.number((rounded / 1000) as u64);
+        let mut fraction = (rounded % 1000) as u64;
+        if fraction > 0 {
+            let mut digits = 3;
+            while fraction % 10 == 0 {
+                fraction /= 10;
+                digits -= 1;
+            }
+            out.push(b".");
+            let text = crate::decimal::Digits::of(fraction);
+            for _ in text.as_bytes().len()..digits {
+                out.push(b"0");
+            }
+            out.push(text.as_bytes());
+        }
+        out.push(b"s");
+    } else {
+        out.number((ms / 60_000) as u64);
+        out.push(b"m");
+        out.number(((ms % 60_000) / 1000) as u64);
+        out.push(b"s");
+    }
+}
+
+fn openai_duration(duration: Duration) -> String {
+    let mut text = ShortValue::new();
+    openai_duration_into(duration, &mut text);
+    String::from_utf8_lossy(text.as_bytes()).into_owned()
+}
+
+/// The `x-ratelimit-*` header values of a standing, each given to `put` with its name.
 fn standing_headers(
     standing: Standing,
     names: [&HeaderName; 3],
-    mut put: impl FnMut(&HeaderName, HeaderValue),
+    mut put: impl FnMut(&HeaderName, &[u8]),
 ) {
     let [limit, remaining, reset] = names;
-    let values = [
-        HeaderValue::from(standing.limit),
-        HeaderValue::from(standing.remaining),
-        HeaderValue::from_str(&openai_duration(standing.reset))
-            .unwrap_or(HeaderValue::from_static("0s")),
-    ];
-    for (name, value) in [limit, remaining, reset].into_iter().zip(values) {
-        put(name, value);
-    }
+    let mut text = ShortValue::new();
+    text.number(standing.limit);
+    put(limit, text.as_bytes());
+    let mut text = ShortValue::new();
+    text.number(standing.remaining);
+    put(remaining, text.as_bytes());
+    let mut text = ShortValue::new();
+    openai_duration_into(standing.reset, &mut text);
+    put(reset, text.as_bytes());
 }
 
 fn put(headers: &mut HeaderMap, standing: Standing, names: [&HeaderName; 3]) {
     standing_headers(standing, names, |name, value| {
-        headers.insert(name.clone(), value);
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.insert(name.clone(), value);
+        }
     });
 }
 
@@ -239,7 +289,8 @@ impl RateLimit {
         let Some(shared) = &self.shared else {
             return Flow::Continue;
         };
-        let key = format!("junction:ratelimit:{}:{}", self.scope, self.key_of(ctx));
+        let budget_key = self.key_of(ctx);
+        let key = self.shared_key(&budget_key);
         let micros = Duration::from_micros;
         let mut requests = None;
         if let Some(gcra) = &self.requests {
@@ -300,15 +351,30 @@ impl RateLimit {
             }
         }
         let reserved = if self.tokens.is_some() { estimate } else { 0 };
-        let reservations = ctx.extensions.get_or_insert_default::<Vec<Reservation>>();
-        reservations.push(Reservation {
-            scope: self.scope.clone(),
-            key,
+        ctx.holds.push(BudgetHold {
+            limit: self.id(),
+            key: budget_key,
             tokens: reserved,
             requests,
             token_standing,
         });
         Flow::Continue
+    }
+
+    /// This limit's name in `BudgetHold::limit`: its address (the plan that holds it
+    /// outlives every request under it).
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    fn hold<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a BudgetHold> {
+        let id = self.id();
+        ctx.holds.iter().find(|hold| hold.limit == id)
+    }
+
+    /// The key of `key`'s budget in Redis.
+    fn shared_key(&self, key: &BudgetKey) -> String {
+        format!("junction:ratelimit:{}:{key}", self.scope)
     }
 
     fn backend_failed(&self, ctx: &RequestCtx, shared: &SharedLimits) -> Flow {
@@ -339,15 +405,11 @@ impl RateLimit {
         }
     }
 
-    fn key_of(&self, ctx: &RequestCtx) -> String {
-        match self.key {
-            LimitKey::ClientIp => ctx.client_ip.to_string(),
-            LimitKey::ApiKey => ctx
-                .key_name
-                .as_ref()
-                .map(|k| format!("key:{k}"))
-                .unwrap_or_else(|| ctx.client_ip.to_string()),
-            LimitKey::Route => String::new(),
+    fn key_of(&self, ctx: &RequestCtx) -> BudgetKey {
+        match (self.key, &ctx.key_name) {
+            (LimitKey::ApiKey, Some(name)) => BudgetKey::Key(name.clone()),
+            (LimitKey::ClientIp | LimitKey::ApiKey, _) => BudgetKey::Ip(ctx.client_ip),
+            (LimitKey::Route, _) => BudgetKey::Route,
         }
     }
 
@@ -455,9 +517,8 @@ impl Filter for RateLimit {
             None => None,
         };
         let reserved = if self.tokens.is_some() { estimate } else { 0 };
-        let reservations = ctx.extensions.get_or_insert_default::<Vec<Reservation>>();
-        reservations.push(Reservation {
-            scope: self.scope.clone(),
+        ctx.holds.push(BudgetHold {
+            limit: self.id(),
             key,
             tokens: reserved,
             requests,
@@ -471,14 +532,10 @@ impl Filter for RateLimit {
     }
 
     fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
-        let Some(reservation) = ctx
-            .extensions
-            .get::<Vec<Reservation>>()
-            .and_then(|all| all.iter().find(|r| r.scope == self.scope))
-        else {
+        let Some(reservation) = self.hold(ctx) else {
             return;
         };
-        let mut set = |name: &HeaderName, value| edits.set(name, value);
+        let mut set = |name: &HeaderName, value: &[u8]| edits.set_bytes(name, value);
         if let Some(standing) = reservation.requests {
             let names = [&LIMIT_REQUESTS, &REMAINING_REQUESTS, &RESET_REQUESTS];
             standing_headers(standing, names, &mut set);
@@ -494,12 +551,7 @@ impl Filter for RateLimit {
     }
 
     fn on_done(&self, ctx: &RequestCtx) {
-        let (Some(budget), Some(reservations)) =
-            (&self.tokens, ctx.extensions.get::<Vec<Reservation>>())
-        else {
-            return;
-        };
-        let Some(reservation) = reservations.iter().find(|r| r.scope == self.scope) else {
+        let (Some(budget), Some(reservation)) = (&self.tokens, self.hold(ctx)) else {
             return;
         };
         if reservation.tokens == 0 {
@@ -518,7 +570,7 @@ impl Filter for RateLimit {
                 // Settling must not hold up the end of the response: on its own task.
                 let (shared, key, capacity, period) = (
                     shared.clone(),
-                    reservation.key.clone(),
+                    self.shared_key(&reservation.key),
                     budget.capacity as u64,
                     budget.period,
                 );
@@ -538,20 +590,24 @@ impl Filter for RateLimit {
 mod tests {
     use super::*;
 
+    fn key(name: &str) -> BudgetKey {
+        BudgetKey::Key(name.into())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn gcra_is_exact() {
         let gcra = Gcra::new(10, Duration::from_secs(60));
         let now = Instant::now();
         for i in 0..10 {
-            let standing = gcra.check("a", now).unwrap();
+            let standing = gcra.check(&key("a"), now).unwrap();
             assert_eq!(standing.remaining, 9 - i);
         }
-        let wait = gcra.check("a", now).unwrap_err();
+        let wait = gcra.check(&key("a"), now).unwrap_err();
         assert_eq!(wait, Duration::from_secs(6));
-        assert!(gcra.check("b", now).is_ok(), "keys are separate");
+        assert!(gcra.check(&key("b"), now).is_ok(), "keys are separate");
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(gcra.check("a", Instant::now()).is_ok());
-        assert!(gcra.check("a", Instant::now()).is_err());
+        assert!(gcra.check(&key("a"), Instant::now()).is_ok());
+        assert!(gcra.check(&key("a"), Instant::now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -559,17 +615,17 @@ mod tests {
         let budget = TokenBudget::new(1000, Duration::from_secs(60));
         let now = Instant::now();
         for _ in 0..5 {
-            budget.reserve("k", 200, now).unwrap();
+            budget.reserve(&key("k"), 200, now).unwrap();
         }
         assert!(
-            budget.reserve("k", 200, now).is_err(),
+            budget.reserve(&key("k"), 200, now).is_err(),
             "five reservations fill it"
         );
         // One finished using 50: 150 back.
-        budget.settle("k", 200, 50, now);
-        assert!(budget.reserve("k", 150, now).is_ok());
-        assert!(budget.reserve("k", 1, now).is_err());
-        assert!(budget.reserve("k", 5000, now).is_err(), "never fits");
+        budget.settle(&key("k"), 200, 50, now);
+        assert!(budget.reserve(&key("k"), 150, now).is_ok());
+        assert!(budget.reserve(&key("k"), 1, now).is_err());
+        assert!(budget.reserve(&key("k"), 5000, now).is_err(), "never fits");
     }
 
     #[test]
@@ -577,5 +633,17 @@ mod tests {
         assert_eq!(openai_duration(Duration::from_millis(20)), "20ms");
         assert_eq!(openai_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(openai_duration(Duration::from_millis(1050)), "1.05s");
+        assert_eq!(openai_duration(Duration::from_millis(1005)), "1.005s");
+        assert_eq!(openai_duration(Duration::from_millis(2000)), "2s");
+        assert_eq!(openai_duration(Duration::from_micros(1_999_600)), "2s");
+        assert_eq!(openai_duration(Duration::from_micros(59_999_600)), "60s");
+        assert_eq!(openai_duration(Duration::from_millis(999)), "999ms");
+        // The float form it replaced, for every millisecond of the seconds range.
+        for ms in (1000..60_000).step_by(7) {
+            let d = Duration::from_millis(ms);
+            let float = format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0);
+            assert_eq!(openai_duration(d), float);
+        }
     }
 }
