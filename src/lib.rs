@@ -25,6 +25,7 @@ pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
+pub mod json_text;
 pub mod llm;
 pub mod masking;
 pub mod normalize;

@@ -37,8 +37,9 @@ use layers::graph::{Graph, crate_sources};
 /// Top-level modules, lowest layer first. A module may import only from the layers
 /// below its own; modules that share a layer do not import each other.
 const LAYERS: &[&[&str]] = &[
-    // Integer digits without core::fmt; durations and sizes written for people.
-    &["decimal", "units"],
+    // Integer digits without core::fmt; durations and sizes written for people; JSON
+    // string text (escapes, plain runs).
+    &["decimal", "units", "json_text"],
     // Byte-level rules: message normalisation; AI API shapes (`model`, SSE, usage).
     &["normalize", "llm"],
     // Sensitive-data masking: detectors, actions, JSON/text/SSE body maskers (pure).

@@ -11,9 +11,9 @@
 
 use super::edit::find_spans;
 use super::error::BodyError;
-use super::json::encode_string;
 use super::restore::{Piece, Pieces, unfinished_token};
 use super::{Findings, Span, TextMasker, Vault};
+use crate::json_text::encode_string;
 
 /// Bytes of already emitted text kept before the held text, so detectors that look at
 /// what comes before a value (`api_key=`, a word boundary) still see it.

@@ -92,7 +92,7 @@ impl Drop for Writer {
 /// line to its thread's shard under a lock nobody else wants (the writer takes it once
 /// per tick): no allocation and no channel per line, which cost more than the line itself.
 struct Batches {
-    shards: Box<[Mutex<Vec<u8>>]>,
+    shards: Box<[Mutex<Shard>]>,
     /// Lines in the shards, against the `queue` bound.
     waiting: AtomicUsize,
     queue: usize,
@@ -101,10 +101,18 @@ struct Batches {
 
 const SHARDS: usize = 8;
 
+/// Lines waiting in one shard, and how many: the writer then never counts newlines
+/// (a pass over every byte it writes).
+#[derive(Default)]
+struct Shard {
+    bytes: Vec<u8>,
+    lines: usize,
+}
+
 impl Batches {
     fn new(queue: usize) -> Self {
         Batches {
-            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             waiting: AtomicUsize::new(0),
             queue,
             closed: AtomicBool::new(false),
@@ -118,8 +126,9 @@ impl Batches {
             return false;
         }
         let shard = SHARD.with(|shard| *shard) % self.shards.len();
-        let mut bytes = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        bytes.extend_from_slice(line);
+        let mut shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        shard.bytes.extend_from_slice(line);
+        shard.lines += 1;
         true
     }
 
@@ -128,11 +137,14 @@ impl Batches {
     fn drain(&self, spare: &mut Vec<u8>, output: &mut impl Write) {
         for shard in self.shards.iter() {
             spare.clear();
-            std::mem::swap(spare, &mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            let lines = {
+                let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+                std::mem::swap(spare, &mut shard.bytes);
+                std::mem::take(&mut shard.lines)
+            };
             if spare.is_empty() {
                 continue;
             }
-            let lines = spare.iter().filter(|b| **b == b'\n').count();
             let _ = output.write_all(spare);
             self.waiting.fetch_sub(lines, Ordering::Relaxed);
         }
@@ -146,7 +158,7 @@ thread_local! {
         NEXT.fetch_add(1, Ordering::Relaxed)
     };
     /// This thread's line buffer, reused for every line.
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The access log shared by every plan; [`AccessLog::apply`] follows config changes.
@@ -213,7 +225,7 @@ impl AccessLog {
             };
             fill(&writer.settings.fields, &mut line);
             line.close();
-            if !writer.batches.push(line.text.as_bytes()) {
+            if !writer.batches.push(&line.text) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             *buffer = line.text;
@@ -290,30 +302,32 @@ fn write_lines(
 
 /// Builds one JSON object line by hand: the log's hot path, so no intermediate maps.
 pub struct JsonLine {
-    text: String,
+    /// Bytes, not a `String`: every part is ASCII or a `&str`'s UTF-8, and a line has
+    /// some twenty fields, each a few plain copies.
+    text: Vec<u8>,
 }
 
 impl Default for JsonLine {
     fn default() -> Self {
         JsonLine {
-            text: String::with_capacity(384),
+            text: Vec::with_capacity(384),
         }
     }
 }
 
 impl JsonLine {
     fn key(&mut self, key: &str) {
-        self.text.push(if self.text.is_empty() { '{' } else { ',' });
-        self.text.push('"');
-        self.text.push_str(key);
-        self.text.push_str("\":");
+        let opening: &[u8] = if self.text.is_empty() { b"{\"" } else { b",\"" };
+        self.text.extend_from_slice(opening);
+        self.text.extend_from_slice(key.as_bytes());
+        self.text.extend_from_slice(b"\":");
     }
 
     pub fn string(&mut self, key: &str, value: Option<&str>) {
         self.key(key);
         match value {
-            Some(value) => escape_into(&mut self.text, value),
-            None => self.text.push_str("null"),
+            Some(value) => crate::json_text::encode_string(value, &mut self.text),
+            None => self.text.extend_from_slice(b"null"),
         }
     }
 
@@ -322,7 +336,7 @@ impl JsonLine {
         self.key(key);
         match value {
             Some(value) => push_integer(&mut self.text, value.into()),
-            None => self.text.push_str("null"),
+            None => self.text.extend_from_slice(b"null"),
         }
     }
 
@@ -331,14 +345,14 @@ impl JsonLine {
         match value {
             Some(std::net::IpAddr::V4(v4)) => {
                 self.key(key);
-                self.text.push('"');
+                self.text.push(b'"');
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.text.push('.');
+                        self.text.push(b'.');
                     }
                     push_integer(&mut self.text, u64::from(octet));
                 }
-                self.text.push('"');
+                self.text.push(b'"');
             }
             other => self.display(key, other),
         }
@@ -346,15 +360,9 @@ impl JsonLine {
 
     /// Any value written with `Display` as a JSON string.
     pub fn display(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
-        use std::fmt::Write as _;
-        self.key(key);
         match value {
-            Some(value) => {
-                self.text.push('"');
-                let _ = write!(self.text, "{value}");
-                self.text.push('"');
-            }
-            None => self.text.push_str("null"),
+            Some(value) => self.string(key, Some(&value.to_string())),
+            None => self.string(key, None),
         }
     }
 
@@ -363,17 +371,18 @@ impl JsonLine {
     pub fn millis(&mut self, key: &str, value: Option<std::time::Duration>) {
         self.key(key);
         let Some(value) = value else {
-            self.text.push_str("null");
+            self.text.extend_from_slice(b"null");
             return;
         };
         let micros = value.as_micros().min(u128::from(u64::MAX)) as u64;
         push_integer(&mut self.text, micros / 1000);
         let fraction = micros % 1000;
-        self.text.push('.');
-        self.text.push(char::from(b'0' + (fraction / 100) as u8));
-        self.text
-            .push(char::from(b'0' + (fraction / 10 % 10) as u8));
-        self.text.push(char::from(b'0' + (fraction % 10) as u8));
+        self.text.extend_from_slice(&[
+            b'.',
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ]);
     }
 
     /// The current time as RFC 3339 with milliseconds; the date-and-seconds part is
@@ -391,53 +400,33 @@ impl JsonLine {
                     crate::units::format_second(since_epoch.as_secs()),
                 );
             }
-            self.text.push('"');
-            self.text.push_str(&cache.1);
+            self.text.push(b'"');
+            self.text.extend_from_slice(cache.1.as_bytes());
         });
         let millis = since_epoch.subsec_millis();
-        self.text.push('.');
-        self.text.push(char::from(b'0' + (millis / 100) as u8));
-        self.text.push(char::from(b'0' + (millis / 10 % 10) as u8));
-        self.text.push(char::from(b'0' + (millis % 10) as u8));
-        self.text.push_str("Z\"");
+        self.text.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+            b'"',
+        ]);
     }
 
     fn close(&mut self) {
         if self.text.is_empty() {
-            self.text.push('{');
+            self.text.push(b'{');
         }
-        self.text.push_str("}\n");
+        self.text.extend_from_slice(b"}\n");
     }
 
     pub fn finish(mut self) -> String {
         self.close();
-        self.text
+        // Built from `&str`s and ASCII only, so this never replaces anything.
+        String::from_utf8(self.text)
+            .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned())
     }
-}
-
-fn escape_into(out: &mut String, value: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    // Most values (paths, ids, names) need no escaping: copy them whole.
-    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(value);
-        out.push('"');
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 thread_local! {
@@ -445,8 +434,8 @@ thread_local! {
     static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
 }
 
-fn push_integer(out: &mut String, value: u64) {
-    out.push_str(crate::decimal::Digits::of(value).as_str());
+fn push_integer(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(crate::decimal::Digits::of(value).as_bytes());
 }
 
 #[cfg(test)]
