@@ -30,13 +30,12 @@ impl ReplyKind {
 
     /// From a `content-type` value.
     pub fn of_content_type(value: &[u8]) -> Self {
-        let Ok(content_type) = std::str::from_utf8(value) else {
-            return ReplyKind::Other;
-        };
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if essence.eq_ignore_ascii_case("text/event-stream") {
+        // Bytes, not `str`: this runs on every answer, and the essence is ASCII or nothing.
+        let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+        let essence = value[..end].trim_ascii();
+        if essence.eq_ignore_ascii_case(b"text/event-stream") {
             ReplyKind::EventStream
-        } else if essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json") {
+        } else if essence.eq_ignore_ascii_case(b"application/json") || essence.ends_with(b"+json") {
             ReplyKind::Json
         } else {
             ReplyKind::Other
