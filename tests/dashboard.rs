@@ -1,6 +1,7 @@
 //! The dashboard in a real browser (headless Chromium over the DevTools protocol) against
-//! an in-process proxy: live numbers under traffic, rollback refused without the token and
-//! done with it, reload errors with their lines, size and first render. Screenshots go to
+//! an in-process proxy: live numbers under traffic, pause and rollback refused without the
+//! token and done with it, rate-limit usage per key and egress bans and sessions, reload
+//! errors with their lines, size and first render. Screenshots go to
 //! `$JUNCTION_SCREENSHOTS` (docs/dashboard) when it is set.
 
 mod support;
@@ -19,7 +20,9 @@ const TOKEN: &str = "dashboard-s3cret";
 const MAX_PAGE_BYTES: u64 = 200 * 1024;
 
 /// Route "chat" split between "stable" (v1) and "candidate" (v2) under a canary that waits
-/// an hour between steps (so only the buttons move it), and a plain route "embed".
+/// an hour between steps (so only the buttons move it), a plain route "embed" with a rate
+/// limit per client address, and an egress listener "scraper" with two direct exits, for
+/// which a 503 is a ban.
 fn config(stable: &str, candidate: &str, token_file: &Path, admin_keys: &str) -> String {
     format!(
         r#"
@@ -46,6 +49,7 @@ endpoints = [{{ url = "{candidate}" }}]
 name = "embed"
 match = {{ path_prefix = "/v1/embeddings" }}
 pool = "stable"
+rate_limit = {{ requests = 100, per = "1h" }}
 
 [[routes]]
 name = "chat"
@@ -55,6 +59,14 @@ candidate = "candidate"
 steps = [10, 50, 100]
 interval = "1h"
 max_error_rate = 0.05
+
+[[egress]]
+name = "scraper"
+bind = "127.0.0.1:0"
+allow = ["127.0.0.1/32"]
+exits = [{{ url = "direct", name = "home" }}, {{ url = "direct", name = "away" }}]
+ban = {{ status = [503], cooldown = "10m" }}
+attempts = 1
 "#,
         token_file = token_file.display(),
     )
@@ -166,6 +178,28 @@ impl Setup {
         }
     }
 
+    /// Through the egress listener: a 503 from the stable upstream bans the first exit
+    /// ("home") for 127.0.0.1, then session "cart42" is pinned to the other one.
+    async fn egress_traffic(&self) {
+        let proxy = format!("http://{}", self.proxy.addr("scraper"));
+        let http = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy).unwrap())
+            .build()
+            .unwrap();
+        let site = self.upstreams.0.url();
+        let banned = http.get(format!("{site}/?fail=1")).send().await.unwrap();
+        assert_eq!(banned.status(), 503);
+        assert_eq!(banned.headers()["x-junction-exit"], "home");
+        let pinned = http
+            .get(format!("{site}/page"))
+            .header("x-junction-session", "cart42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pinned.status(), 200);
+        assert_eq!(pinned.headers()["x-junction-exit"], "away");
+    }
+
     async fn weights(&self) -> Value {
         self.proxy.admin_json("/api/routes/chat/split").await["weights"].clone()
     }
@@ -218,7 +252,9 @@ async fn the_page_and_its_files_carry_the_security_headers_and_need_no_token() {
     let served = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(served.status(), 200);
     let body: Value = served.json().await.unwrap();
-    for key in ["stats", "totals", "pools", "splits", "tables"] {
+    for key in [
+        "stats", "totals", "pools", "splits", "tables", "limits", "egress",
+    ] {
         assert!(body.get(key).is_some(), "no {key} in {body}");
     }
     assert_eq!(body["splits"][0]["canary"]["phase"]["state"], "progressing");
@@ -230,6 +266,7 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
     let browser = Browser::launch().await;
     browser.viewport(1400, 1000, 1.0, false).await;
     setup.send(8).await;
+    setup.egress_traffic().await;
     browser.navigate(&setup.proxy.admin_url("/")).await;
     browser
         .wait_until(
@@ -305,6 +342,28 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
             "the split and pool views",
         )
         .await;
+    // Rate-limit usage per key: 127.0.0.1 spent some of route embed's 100 requests an hour
+    // (each comes back after 36 s).
+    browser
+        .wait_until(
+            r#"(() => { const key = document.querySelector('#limit-tables [data-key="127.0.0.1"]');
+                return key && /[1-9]\d* \/ 100\b/.test(key.closest('tr').textContent); })()"#,
+            Duration::from_secs(5),
+            "the rate-limit usage of 127.0.0.1",
+        )
+        .await;
+    // Egress: the ban of exit home by 127.0.0.1, resting, and session cart42 on away.
+    browser
+        .wait_until(
+            r#"(() => { const session = document.querySelector('#egress-tables [data-session="cart42"]');
+                const ban = [...document.querySelectorAll('#egress-tables tr')].some((tr) => {
+                    const c = [...tr.cells].map((td) => td.textContent);
+                    return c[0] === 'scraper / home' && c[1] === '127.0.0.1' && c[2] === '1' && / s$/.test(c[3]); });
+                return ban && session && session.closest('tr').textContent.includes('away'); })()"#,
+            Duration::from_secs(5),
+            "the egress ban and session",
+        )
+        .await;
     let problems = browser.problems();
     assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
 
@@ -330,6 +389,22 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
             .await;
     }
 
+    // Pause without the token: refused, shown, and the canary still progressing.
+    browser
+        .eval(
+            "document.querySelector('button[data-action=\"pause\"][data-route=\"chat\"]').click()",
+        )
+        .await;
+    browser
+        .wait_until(
+            "document.getElementById('notice').textContent.startsWith('Pause of route chat: Refused (401)')",
+            Duration::from_secs(5),
+            "the refused pause shown",
+        )
+        .await;
+    let canary = setup.proxy.admin_json("/api/routes/chat/canary").await;
+    assert_eq!(canary["phase"]["state"], "progressing", "{canary}");
+
     // Rollback without the token: refused, shown, and the split unchanged.
     let weights = setup.weights().await;
     assert_eq!(weights["candidate"], 10, "{weights}");
@@ -338,7 +413,7 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
         .await;
     browser
         .wait_until(
-            "document.getElementById('notice').textContent.includes('Refused (401)')",
+            "document.getElementById('notice').textContent.startsWith('Roll back of route chat: Refused (401)')",
             Duration::from_secs(5),
             "the refusal shown",
         )
@@ -357,18 +432,43 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
         "a refused rollback changed the split"
     );
 
-    // With the token typed into the form: the rollback goes through.
+    // With the token typed into the form: the pause goes through, then the rollback.
     browser
         .eval(&format!(
             "document.getElementById('token-input').value = '{TOKEN}'; document.getElementById('token-form').requestSubmit()"
         ))
         .await;
     browser
+        .eval(
+            "document.querySelector('button[data-action=\"pause\"][data-route=\"chat\"]').click()",
+        )
+        .await;
+    browser
+        .wait_until(
+            "document.getElementById('notice').textContent.includes('Pause of route chat done')",
+            Duration::from_secs(5),
+            "the pause confirmed",
+        )
+        .await;
+    let canary = setup.proxy.admin_json("/api/routes/chat/canary").await;
+    assert_eq!(
+        canary["phase"],
+        serde_json::json!({ "state": "paused", "step": 0 })
+    );
+    assert_eq!(setup.weights().await, weights, "a pause holds the weights");
+    browser
+        .wait_until(
+            "document.querySelector('button[data-action=\"resume\"][data-route=\"chat\"]') && document.querySelector('[data-split=\"chat\"]').textContent.includes('paused')",
+            Duration::from_secs(5),
+            "the canary shown as paused, with a Resume button",
+        )
+        .await;
+    browser
         .eval("document.querySelector('button[data-action=\"rollback\"][data-route=\"chat\"]').click()")
         .await;
     browser
         .wait_until(
-            "document.getElementById('notice').textContent.includes('done')",
+            "document.getElementById('notice').textContent.includes('Roll back of route chat done')",
             Duration::from_secs(5),
             "the rollback confirmed",
         )
@@ -441,6 +541,12 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
             .await;
         browser
             .screenshot(&dir.join("desktop-canary.png"), false)
+            .await;
+        browser
+            .eval("document.getElementById('security').scrollIntoView()")
+            .await;
+        browser
+            .screenshot(&dir.join("desktop-limits.png"), false)
             .await;
         browser
             .eval("document.getElementById('config').scrollIntoView()")

@@ -228,3 +228,121 @@ async fn each_api_key_spends_its_own_budget() {
     assert_eq!(large.iter().filter(|s| **s == 200).count(), 5, "{large:?}");
     assert_eq!(status("sk-nope").await, 401);
 }
+
+/// `GET /api/limits` on the proxy's admin listener: (status, JSON).
+async fn limits(proxy: &support::proxy::RunningProxy, query: &str) -> (u16, serde_json::Value) {
+    let reply = client()
+        .get(proxy.admin_url(&format!("/api/limits{query}")))
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_api_shows_each_keys_spending_against_its_budget_by_name() {
+    let upstream = TestUpstream::named("a").start().await;
+    let (alice, bob) = (
+        junction::security::hash_key("sk-alice-value"),
+        junction::security::hash_key("sk-bob-value"),
+    );
+    // A route budget per API key (requests and tokens), and bob's own on top.
+    let config = format!(
+        "{}\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n[[routes]]\nname = \"chat\"\npool = \"p\"\n\
+         rate_limit = {{ requests = 10, tokens = 10000, per = \"1m\", key = \"api_key\" }}\n\
+         auth = {{ keys = [{{ name = \"alice\", sha256 = \"{alice}\" }}, \
+         {{ name = \"bob\", sha256 = \"{bob}\", rate_limit = {{ requests = 5, per = \"1m\" }} }}] }}\n",
+        listeners_toml(),
+        upstream.url()
+    );
+    let proxy = TestProxy::from_toml(&config).start().await;
+    let (_, before) = limits(&proxy, "").await;
+    assert_eq!(
+        before["routes"][0]["limits"][1]["keys_in_use"], 0,
+        "{before:#}"
+    );
+    let http = client();
+    for key in [
+        "sk-alice-value",
+        "sk-alice-value",
+        "sk-alice-value",
+        "sk-bob-value",
+    ] {
+        let reply = http
+            .get(proxy.url("/x"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        reply.bytes().await.unwrap();
+    }
+
+    let (status, body) = limits(&proxy, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["limit"], 50);
+    let text = body.to_string();
+    assert!(
+        !text.contains("sk-alice-value") && !text.contains(&alice),
+        "a key's value or hash shown: {text}"
+    );
+    let route = &body["routes"][0];
+    assert_eq!(route["route"], "chat");
+    // Bob's own limit runs inside the key check, before the route's.
+    let (own, shared) = (&route["limits"][0], &route["limits"][1]);
+    assert_eq!(own["scope"], "key:bob");
+    assert_eq!(own["requests"], 5);
+    assert_eq!(own["keys"][0]["key"], "bob");
+    assert_eq!(own["keys"][0]["requests"]["used"], 1);
+    assert_eq!(shared["scope"], "route:chat");
+    assert_eq!(shared["keyed_by"], "api_key");
+    assert_eq!(
+        (shared["backend"].as_str(), shared["usage_here"].as_bool()),
+        (Some("local"), Some(true))
+    );
+    assert_eq!(
+        (
+            shared["period_ms"].as_u64(),
+            shared["requests"].as_u64(),
+            shared["tokens"].as_u64()
+        ),
+        (Some(60_000), Some(10), Some(10_000))
+    );
+    assert_eq!(shared["keys_in_use"], 2);
+    let first = &shared["keys"][0];
+    assert_eq!(
+        (first["kind"].as_str(), first["key"].as_str()),
+        (Some("api_key"), Some("alice")),
+        "the most spent first: {shared:#}"
+    );
+    let requests = &first["requests"];
+    assert_eq!(
+        (
+            requests["used"].as_u64(),
+            requests["limit"].as_u64(),
+            requests["remaining"].as_u64()
+        ),
+        (Some(3), Some(10), Some(7))
+    );
+    // Three requests of a 6 s refill each; a moment has passed since.
+    let refill = requests["refill_ms"].as_u64().unwrap();
+    assert!((15_000..=18_000).contains(&refill), "{refill}");
+    // No body, no usage in the answer: each request spent the default estimate, 1024;
+    // the budget refills continuously (10000 a minute), a little since.
+    let tokens = first["tokens"]["used"].as_u64().unwrap();
+    assert!((3000..=3072).contains(&tokens), "{tokens}");
+    assert_eq!(shared["keys"][1]["key"], "bob");
+    assert_eq!(shared["keys"][1]["requests"]["used"], 1);
+
+    // Bounded: the most spent only, with the count of all.
+    let (_, top) = limits(&proxy, "?limit=1").await;
+    let shared = &top["routes"][0]["limits"][1];
+    assert_eq!(shared["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(shared["keys_in_use"], 2);
+    for query in ["?limit=0", "?limit=many", "?limit=100000"] {
+        let (status, body) = limits(&proxy, query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_limit");
+    }
+}

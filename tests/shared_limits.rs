@@ -106,6 +106,20 @@ async fn two_instances_enforce_one_request_limit() {
     );
     assert_eq!(&statuses[10..], &[429; 6]);
     assert_eq!(upstream.requests(), 10);
+    // The admin API says that the usage lives in Redis, not here.
+    let view: serde_json::Value = http
+        .get(first.admin_url("/api/limits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let limit = &view["routes"][0]["limits"][0];
+    assert_eq!(limit["backend"], "redis", "{view:#}");
+    assert_eq!(limit["usage_here"], false);
+    assert_eq!(limit["keys"], serde_json::json!([]));
+    assert!(limit["note"].as_str().unwrap().contains("Redis"));
     redis.stop().await;
 }
 

@@ -1,6 +1,6 @@
 //! Runtime control of splits and canaries: `/api/routes/{name}/split` (GET, PUT),
-//! `/api/routes/{name}/promote`, `/api/routes/{name}/rollback`, and
-//! `/api/routes/{name}/canary`. Changing calls need the admin bearer token (`auth`);
+//! `/api/routes/{name}/promote`, `/rollback`, `/canary` (GET), and `/canary/pause`,
+//! `/canary/resume`. Changing calls need the admin bearer token (`auth`);
 //! every change is logged and saved to the state file, and applies without a reload.
 
 use std::collections::BTreeMap;
@@ -40,6 +40,8 @@ pub async fn handle(
         (Method::PUT, "split") => put_split(request, gateway, &control).await,
         (Method::POST, "promote") => end_canary(gateway, &control, true),
         (Method::POST, "rollback") => end_canary(gateway, &control, false),
+        (Method::POST, "canary/pause") => hold_canary(gateway, &control, true),
+        (Method::POST, "canary/resume") => hold_canary(gateway, &control, false),
         (Method::GET, "canary") => match canary_view(&control) {
             Some(view) => json_response(StatusCode::OK, &view),
             None => json_error(
@@ -48,11 +50,13 @@ pub async fn handle(
                 &format!("route {:?} has no canary", control.route),
             ),
         },
-        (_, "split" | "promote" | "rollback" | "canary") => json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this path",
-        ),
+        (_, "split" | "promote" | "rollback" | "canary" | "canary/pause" | "canary/resume") => {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+        }
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "unknown route action"),
     }
 }
@@ -193,4 +197,50 @@ fn end_canary(gateway: &Gateway, control: &RouteControl, promote: bool) -> Respo
     );
     gateway.controls.save();
     json_response(StatusCode::OK, &split_view(control))
+}
+
+/// Pause: the canary holds its weights and steps no further (a regression still rolls it
+/// back). Resume: it steps again from there. Answers the canary as `GET .../canary` does;
+/// 409 once the analysis has ended, 404 for a split without a canary.
+fn hold_canary(gateway: &Gateway, control: &RouteControl, pause: bool) -> Response<ProxyBody> {
+    let Some(canary) = &control.canary else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("route {:?} has no canary to pause or resume", control.route),
+        );
+    };
+    let (verb, result) = if pause {
+        ("pause", canary.pause())
+    } else {
+        ("resume", canary.resume())
+    };
+    let changed = match result {
+        Ok(changed) => changed,
+        Err(ended) => {
+            let state = match ended {
+                CanaryPhase::Promoted => "promoted",
+                CanaryPhase::Failed { .. } => "failed",
+                // `pause` and `resume` refuse only an ended analysis.
+                CanaryPhase::Progressing { .. } | CanaryPhase::Paused { .. } => "analysing",
+            };
+            return json_error(
+                StatusCode::CONFLICT,
+                "canary_ended",
+                &format!(
+                    "the canary of route {:?} has ended ({state}); there is nothing to {verb}",
+                    control.route
+                ),
+            );
+        }
+    };
+    tracing::info!(target: "audit", route = %control.route, changed, weights = ?weights_object(control), "canary {verb} through the admin API");
+    gateway.audit.record(
+        "admin",
+        json!({ "action": format!("canary_{verb}"), "route": &*control.route, "changed": changed, "phase": canary.phase(), "weights": weights_object(control) }),
+    );
+    if changed {
+        gateway.controls.save();
+    }
+    json_response(StatusCode::OK, &canary_view(control).unwrap_or(Value::Null))
 }

@@ -65,15 +65,17 @@ const TABLE_FAMILIES: &[&str] = &[
     "junction_anomaly_clients",
     "junction_capture_flows_total",
     "junction_egress_requests_total",
-    "junction_egress_bans_total",
-    "junction_egress_cooldowns",
-    "junction_egress_exit_up",
     "junction_egress_open_tunnels",
 ];
 
+/// Keys per rate limit, sites per exit and sessions per egress listener the page lists
+/// (the most spent, resting longest, most recent): a table an operator reads at a glance.
+const PAGE_TOP: usize = 10;
+
 /// `GET /api/dashboard`: `/api/stats`, `/api/pools`, every split and canary, cumulative
 /// counts with the TTFT histogram per route and version (the page takes differences
-/// between polls), and the tabled metric families.
+/// between polls), the tabled metric families, and `/api/limits` and `/api/egress` with
+/// shorter lists.
 pub fn snapshot(gateway: &Arc<Gateway>) -> Response<ProxyBody> {
     let plan = gateway.plan();
     let splits: Vec<Value> = plan
@@ -98,6 +100,8 @@ pub fn snapshot(gateway: &Arc<Gateway>) -> Response<ProxyBody> {
             "pools": super::pools(gateway)["pools"].take(),
             "splits": splits,
             "tables": tables(&text),
+            "limits": super::limits::view(&plan, PAGE_TOP)["routes"].take(),
+            "egress": super::egress::view(&plan, PAGE_TOP)["egress"].take(),
         }),
     )
 }

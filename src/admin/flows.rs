@@ -50,7 +50,7 @@ pub(super) fn captures(plan: &Plan) -> Vec<Arc<Capture>> {
 }
 
 /// The query's parameters, percent-decoded (`+` as a space, as forms send it).
-fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         let text = text.replace('+', " ");
         let bytes = text.as_bytes();
@@ -86,7 +86,7 @@ fn query_params(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(n, _)| n == name)

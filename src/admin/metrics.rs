@@ -415,7 +415,7 @@ impl Collector for Scrape {
         family(
             &mut encoder,
             "junction_canary_state",
-            "Canary analysis state per route: 0 progressing, 1 promoted, 2 failed (rolled back).",
+            "Canary analysis state per route: 0 progressing, 1 promoted, 2 failed (rolled back), 3 paused.",
             None,
             MetricType::Gauge,
             |m| {

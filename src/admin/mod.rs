@@ -6,8 +6,10 @@
 mod auth;
 mod control;
 mod dashboard;
+mod egress;
 mod flows;
 mod guard;
+mod limits;
 mod metrics;
 
 use std::convert::Infallible;
@@ -81,6 +83,8 @@ pub async fn handle(
         (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
         (&Method::GET, "/api/stats") => json_response(StatusCode::OK, &stats(&gateway)),
         (&Method::GET, "/api/dashboard") => dashboard::snapshot(&gateway),
+        (&Method::GET, "/api/limits") => limits::handle(&gateway.plan(), request.uri().query()),
+        (&Method::GET, "/api/egress") => egress::handle(&gateway.plan(), request.uri().query()),
         (&Method::GET, "/metrics") => {
             let text = metrics::render(&gateway.telemetry, &gateway.plan());
             let mut response = Response::new(ProxyBody::full(text));
@@ -102,7 +106,7 @@ pub async fn handle(
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/api/config" | "/api/pools" | "/api/stats"
-            | "/api/dashboard" | "/api/reload",
+            | "/api/dashboard" | "/api/reload" | "/api/limits" | "/api/egress",
         ) => json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

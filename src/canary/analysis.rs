@@ -1,7 +1,8 @@
 //! Automatic canary analysis: every interval the candidate is compared with the stable
 //! pool over that interval (error rate, p99 latency, p99 time to first token). Healthy
 //! with enough requests: one step up. A threshold crossed: weight 0, marked failed.
-//! Each transition is logged with the figures that decided it.
+//! Each transition is logged with the figures that decided it. Paused by hand, the
+//! canary holds its weights and takes no step, but a crossed threshold still rolls it back.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub enum CanaryPhase {
     Progressing {
         step: usize,
     },
+    /// At `steps[step]`, held by hand: no step up until resumed, but a crossed
+    /// threshold still fails it (a pause must not keep a bad candidate serving).
+    Paused {
+        step: usize,
+    },
     Promoted,
     Failed {
         reason: String,
@@ -40,13 +46,23 @@ pub enum CanaryPhase {
 }
 
 impl CanaryPhase {
-    /// For `junction_canary_state`: 0 progressing, 1 promoted, 2 failed.
+    /// For `junction_canary_state`: 0 progressing, 1 promoted, 2 failed, 3 paused.
     pub fn code(&self) -> i64 {
         match self {
             CanaryPhase::Progressing { .. } => 0,
             CanaryPhase::Promoted => 1,
             CanaryPhase::Failed { .. } => 2,
+            CanaryPhase::Paused { .. } => 3,
         }
+    }
+
+    /// Whether the analysis still runs: progressing, or paused (watching for a
+    /// regression only).
+    pub fn is_analysing(&self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Progressing { .. } | CanaryPhase::Paused { .. }
+        )
     }
 }
 
@@ -178,7 +194,7 @@ impl CanaryRuntime {
     /// The weights the current phase stands for.
     pub fn weights_for(&self, phase: &CanaryPhase, targets: usize) -> Vec<u32> {
         let candidate_weight = match phase {
-            CanaryPhase::Progressing { step } => {
+            CanaryPhase::Progressing { step } | CanaryPhase::Paused { step } => {
                 self.policy.steps.get(*step).copied().unwrap_or(100)
             }
             CanaryPhase::Promoted => 100,
@@ -193,6 +209,35 @@ impl CanaryRuntime {
     /// Ends the analysis by hand (promote or rollback through the admin API).
     pub fn set_phase(&self, phase: CanaryPhase) {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+    }
+
+    /// Holds a progressing canary where it is. `Ok(true)` when it was paused now,
+    /// `Ok(false)` when it already was; `Err` with the phase when the analysis has ended
+    /// (promoted or failed), as there is nothing left to hold.
+    pub fn pause(&self) -> Result<bool, CanaryPhase> {
+        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        match *phase {
+            CanaryPhase::Progressing { step } => {
+                *phase = CanaryPhase::Paused { step };
+                Ok(true)
+            }
+            CanaryPhase::Paused { .. } => Ok(false),
+            ref ended => Err(ended.clone()),
+        }
+    }
+
+    /// Lets a paused canary step again from where it was held: the next healthy
+    /// interval steps up. `Ok(false)` when it was not paused; `Err` once ended.
+    pub fn resume(&self) -> Result<bool, CanaryPhase> {
+        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        match *phase {
+            CanaryPhase::Paused { step } => {
+                *phase = CanaryPhase::Progressing { step };
+                Ok(true)
+            }
+            CanaryPhase::Progressing { .. } => Ok(false),
+            ref ended => Err(ended.clone()),
+        }
     }
 
     /// One interval's verdict; applies the new weights to `split`. Returns the
@@ -229,8 +274,10 @@ impl CanaryRuntime {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(figures.clone());
 
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        let CanaryPhase::Progressing { step } = *phase else {
-            return None;
+        let (step, paused) = match *phase {
+            CanaryPhase::Progressing { step } => (step, false),
+            CanaryPhase::Paused { step } => (step, true),
+            CanaryPhase::Promoted | CanaryPhase::Failed { .. } => return None,
         };
         let failure = if candidate.requests < policy.min_requests {
             None
@@ -262,6 +309,8 @@ impl CanaryRuntime {
         };
         let next = match failure {
             Some(reason) => CanaryPhase::Failed { reason },
+            // Held by hand: healthy intervals change nothing.
+            None if paused => return None,
             None if candidate.requests >= policy.min_requests => match policy.steps.get(step + 1) {
                 Some(weight) if *weight < 100 => CanaryPhase::Progressing { step: step + 1 },
                 _ => CanaryPhase::Promoted,
@@ -285,5 +334,95 @@ impl CanaryRuntime {
         }
         history.push(transition.clone());
         Some(transition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CanaryPolicy {
+        CanaryPolicy {
+            stable: 0,
+            candidate: 1,
+            steps: vec![10, 50, 100],
+            interval: Duration::from_secs(60),
+            min_requests: 5,
+            max_error_rate: 0.05,
+            max_latency_ratio: 3.0,
+            max_ttft_ratio: 3.0,
+        }
+    }
+
+    /// One interval of `requests` to each side, `errors` of the candidate's failing.
+    fn interval(canary: &CanaryRuntime, requests: u64, errors: u64) {
+        for i in 0..requests {
+            let latency = Duration::from_millis(10);
+            canary.tallies[0].record(latency, false, None);
+            canary.tallies[1].record(latency, i < errors, None);
+        }
+    }
+
+    #[test]
+    fn a_paused_canary_holds_its_weights_through_healthy_intervals() {
+        let canary = CanaryRuntime::new(policy(), 2, None);
+        let split = Split::new(vec![90, 10]);
+        assert_eq!(canary.pause(), Ok(true));
+        assert_eq!(canary.pause(), Ok(false), "pausing twice changes nothing");
+        assert_eq!(canary.phase(), CanaryPhase::Paused { step: 0 });
+        for _ in 0..3 {
+            interval(&canary, 20, 0);
+            assert_eq!(canary.evaluate(&split), None);
+        }
+        assert_eq!(split.weights(), vec![90, 10]);
+        assert_eq!(canary.phase(), CanaryPhase::Paused { step: 0 });
+        assert!(
+            canary.last_figures().is_some(),
+            "the figures are still measured"
+        );
+
+        assert_eq!(canary.resume(), Ok(true));
+        assert_eq!(canary.resume(), Ok(false));
+        interval(&canary, 20, 0);
+        let transition = canary.evaluate(&split).expect("a step once resumed");
+        assert_eq!(transition.to, CanaryPhase::Progressing { step: 1 });
+        assert_eq!(split.weights(), vec![50, 50]);
+    }
+
+    #[test]
+    fn a_regression_rolls_a_paused_canary_back() {
+        let canary = CanaryRuntime::new(policy(), 2, Some(CanaryPhase::Progressing { step: 1 }));
+        let split = Split::new(vec![50, 50]);
+        canary.pause().unwrap();
+        interval(&canary, 20, 5);
+        let transition = canary.evaluate(&split).expect("a rollback while paused");
+        assert_eq!(transition.from, CanaryPhase::Paused { step: 1 });
+        assert!(matches!(transition.to, CanaryPhase::Failed { .. }));
+        assert_eq!(split.weights(), vec![100, 0]);
+        assert_eq!(
+            canary.resume(),
+            Err(canary.phase()),
+            "a failed canary cannot resume"
+        );
+    }
+
+    #[test]
+    fn an_ended_canary_cannot_be_paused() {
+        let canary = CanaryRuntime::new(policy(), 2, Some(CanaryPhase::Promoted));
+        assert_eq!(canary.pause(), Err(CanaryPhase::Promoted));
+        assert!(!canary.phase().is_analysing());
+        assert!(CanaryPhase::Paused { step: 2 }.is_analysing());
+        assert_eq!(
+            canary.weights_for(&CanaryPhase::Paused { step: 1 }, 2),
+            vec![50, 50]
+        );
+    }
+
+    #[test]
+    fn the_paused_phase_is_saved_as_it_is_shown() {
+        let text = serde_json::to_string(&CanaryPhase::Paused { step: 1 }).unwrap();
+        assert_eq!(text, r#"{"state":"paused","step":1}"#);
+        let back: CanaryPhase = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, CanaryPhase::Paused { step: 1 });
     }
 }

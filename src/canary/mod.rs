@@ -90,8 +90,13 @@ impl Controls {
         }
         let canary = canary.map(|policy| CanaryRuntime::new(policy, pools.len(), phase));
         if let Some(canary) = &canary {
-            // Under analysis the phase decides the weights.
-            weights = canary.weights_for(&canary.phase(), pools.len());
+            // Under analysis the phase decides the weights; a paused canary holds the
+            // weights it was saved with (they may have been set by hand before the pause).
+            let phase = canary.phase();
+            let held = matches!(phase, CanaryPhase::Paused { .. }) && weights.len() == pools.len();
+            if !held {
+                weights = canary.weights_for(&phase, pools.len());
+            }
         }
         Arc::new(RouteControl {
             route: route.into(),
@@ -191,7 +196,8 @@ pub async fn run_analysis(control: std::sync::Weak<RouteControl>, controls: Arc<
         let Some(canary) = &control.canary else {
             return;
         };
-        if !matches!(canary.phase(), CanaryPhase::Progressing { .. }) {
+        // A paused canary is still watched: a regression rolls it back.
+        if !canary.phase().is_analysing() {
             return;
         }
         if let Some(transition) = canary.evaluate(&control.split) {
@@ -200,6 +206,8 @@ pub async fn run_analysis(control: std::sync::Weak<RouteControl>, controls: Arc<
                 CanaryPhase::Failed { reason } => format!("canary rolled back: {reason}"),
                 CanaryPhase::Promoted => "canary promoted".to_string(),
                 CanaryPhase::Progressing { .. } => "canary stepped up".to_string(),
+                // `evaluate` never pauses; only the admin API does.
+                CanaryPhase::Paused { .. } => "canary paused".to_string(),
             };
             tracing::warn!(
                 route = %control.route,

@@ -47,6 +47,7 @@ pub fn compile(
     let access_log = compile_access_log(spec.access_log.as_ref(), base, &mut errors);
     let pools = super::pools::compile_pools(&spec.pools, base, context, &mut errors);
     let mut listeners = compile_listeners(&spec, base, &mut errors);
+    let mut rate_limits = Vec::new();
     super::routes::compile_routes(
         &spec,
         base,
@@ -54,6 +55,7 @@ pub fn compile(
         &mut listeners,
         context,
         &buckets,
+        &mut rate_limits,
         &mut errors,
     );
 
@@ -96,6 +98,7 @@ pub fn compile(
             })
             .collect(),
         pools: pools.into_iter().map(|(_, pool)| pool).collect(),
+        rate_limits,
         spec,
     })
 }

@@ -31,6 +31,8 @@ pub struct Plan {
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
     pub pools: Vec<Arc<Pool>>,
+    /// Each route's rate limits (routes without any are left out), for the admin API.
+    pub rate_limits: Vec<crate::security::limit_usage::RouteLimits>,
 }
 
 /// Largest request head (request line and header lines) a listener takes when

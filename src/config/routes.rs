@@ -22,6 +22,8 @@ use crate::routing::{
     Target, Timeouts,
 };
 use crate::security::Recorder;
+use crate::security::limit_usage::RouteLimits;
+use crate::security::rate_limit::RateLimit;
 use crate::telemetry::{Buckets, RouteTelemetry};
 use crate::upstream::Pool;
 
@@ -75,6 +77,7 @@ pub(super) fn compile_routes(
     listeners: &mut [(ListenerPlan, Vec<Arc<Route>>)],
     context: &CompileContext<'_>,
     buckets: &Buckets,
+    rate_limits: &mut Vec<RouteLimits>,
     errors: &mut Errors,
 ) {
     check_unique(
@@ -242,7 +245,7 @@ pub(super) fn compile_routes(
         let listener_spec = listener_index.map(|i| (i, &spec.listeners[i]));
         let filters =
             listener_spec.and_then(|l| compile_filters(route, l, &path, base, &recorder, errors));
-        let (Some(listener_index), Some(matcher), Some(timeouts), Some(filters)) =
+        let (Some(listener_index), Some(matcher), Some(timeouts), Some((filters, limits))) =
             (listener_index, matcher, timeouts, filters)
         else {
             continue;
@@ -321,6 +324,12 @@ pub(super) fn compile_routes(
         };
         // Listener specs and compiled listeners line up unless a bind failed to parse.
         let listener_name = spec.listeners[listener_index].name.as_str();
+        if !limits.is_empty() {
+            rate_limits.push(RouteLimits {
+                route: compiled.name.clone(),
+                limits,
+            });
+        }
         if let Some((_, routes)) = listeners
             .iter_mut()
             .find(|(l, _)| &*l.name == listener_name)
@@ -515,9 +524,10 @@ fn compile_filters(
     base: &Path,
     recorder: &Recorder,
     errors: &mut Errors,
-) -> Option<FilterChain> {
+) -> Option<(FilterChain, Vec<Arc<RateLimit>>)> {
     let before = errors.len();
     let mut filters: Vec<Box<dyn Filter>> = Vec::new();
+    let mut limits = Vec::new();
     // The listener's rules first; their errors are reported once (not once per route).
     let (index, listener) = listener;
     let mut listener_errors = Errors::new();
@@ -528,6 +538,7 @@ fn compile_filters(
         &format!("listeners[{index}]"),
         base,
         recorder,
+        &mut limits,
         &mut listener_errors,
     ));
     for error in listener_errors {
@@ -541,6 +552,7 @@ fn compile_filters(
         path,
         base,
         recorder,
+        &mut limits,
         errors,
     ));
     if route.request_headers.is_some() || route.response_headers.is_some() {
@@ -566,7 +578,7 @@ fn compile_filters(
             response_remove,
         }));
     }
-    (errors.len() == before).then(|| FilterChain::new(filters))
+    (errors.len() == before).then(|| (FilterChain::new(filters), limits))
 }
 
 type HeaderEdits = (Vec<(HeaderName, HeaderValue)>, Vec<HeaderName>);

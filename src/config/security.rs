@@ -21,13 +21,15 @@ use crate::units::parse_byte_size;
 use std::sync::Arc;
 
 /// The filters for one security section, in the order they run: address lists, header
-/// inspection, API keys.
+/// inspection, API keys, the rate limit. Its rate limits (the keys' own included) are
+/// added to `limits` too, for the admin API.
 pub(super) fn compile_security(
     spec: SecuritySpec<'_>,
     scope: &str,
     path: &str,
     base: &Path,
     recorder: &Recorder,
+    limits: &mut Vec<Arc<RateLimit>>,
     errors: &mut Errors,
 ) -> Vec<Box<dyn Filter>> {
     let mut filters: Vec<Box<dyn Filter>> = Vec::new();
@@ -198,6 +200,8 @@ pub(super) fn compile_security(
                 )?;
                 // A key's own budget is the key's, whatever `key` says.
                 limiter.key = LimitKey::ApiKey;
+                let limiter = Arc::new(limiter);
+                limits.push(limiter.clone());
                 Some(limiter)
             });
             keys.push(ApiKey {
@@ -232,6 +236,8 @@ pub(super) fn compile_security(
             recorder,
             errors,
         ) {
+            let limiter = Arc::new(limiter);
+            limits.push(limiter.clone());
             filters.push(Box::new(limiter));
         }
     }

@@ -465,6 +465,44 @@ pub fn site_key(address: SocketAddr) -> String {
     address.to_string()
 }
 
+// === Read-only snapshots, for the admin API ===
+
+/// A site that banned an exit: bans in a row, and the rest left (zero once the exit
+/// serves the site again; the count stays until a good answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteBan {
+    pub host: String,
+    pub strikes: u32,
+    pub resting_for: Duration,
+}
+
+impl Exit {
+    /// The `top` sites this exit rests for longest (then those remembered with a
+    /// count of bans), and how many sites it remembers bans for in all.
+    pub fn bans_snapshot(&self, now: Instant, top: usize) -> (Vec<SiteBan>, usize) {
+        let cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bans: Vec<(&String, &Cooldown)> = cooldowns.iter().collect();
+        let total = bans.len();
+        let order = |a: &(&String, &Cooldown), b: &(&String, &Cooldown)| {
+            (b.1.until, b.1.strikes, a.0).cmp(&(a.1.until, a.1.strikes, b.0))
+        };
+        if bans.len() > top && top > 0 {
+            bans.select_nth_unstable_by(top - 1, order);
+        }
+        bans.truncate(top);
+        bans.sort_unstable_by(order);
+        let bans = bans
+            .into_iter()
+            .map(|(host, cooldown)| SiteBan {
+                host: host.clone(),
+                strikes: cooldown.strikes,
+                resting_for: cooldown.until.saturating_duration_since(now),
+            })
+            .collect();
+        (bans, total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,5 +597,38 @@ mod tests {
             again <= Duration::from_secs(72),
             "strikes start over: {again:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_snapshot_lists_the_longest_rests_first() {
+        let source = ExitSource {
+            url: "direct".into(),
+            region: None,
+            name: None,
+        };
+        let exit = Exit::new(source, None, Arc::default()).unwrap();
+        let rng = SplitMix::with_seed(7);
+        let (base, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        let now = Instant::now();
+        exit.cool_down("once.example", base, max, &rng, now);
+        exit.cool_down("twice.example", base, max, &rng, now);
+        exit.cool_down("twice.example", base, max, &rng, now);
+        let (bans, total) = exit.bans_snapshot(now, 1);
+        assert_eq!(total, 2);
+        assert_eq!(bans.len(), 1);
+        assert_eq!(
+            (bans[0].host.as_str(), bans[0].strikes),
+            ("twice.example", 2)
+        );
+        assert!(
+            bans[0].resting_for >= Duration::from_secs(96),
+            "{:?}",
+            bans[0]
+        );
+        // Rested: still remembered (the count of bans in a row), resting for nothing.
+        let later = now + Duration::from_secs(3601);
+        let (bans, total) = exit.bans_snapshot(later, 10);
+        assert_eq!(total, 2);
+        assert!(bans.iter().all(|b| b.resting_for.is_zero()), "{bans:?}");
     }
 }

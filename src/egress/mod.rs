@@ -690,3 +690,13 @@ async fn tunnel(
         last_error => no_exit(&host, choice.region.as_deref(), last_error),
     })
 }
+
+// === Read-only snapshots, for the admin API ===
+
+impl EgressPlan {
+    /// The `top` sessions used most recently, and how many are live (see
+    /// [`Rotator::sessions_snapshot`]).
+    pub fn sessions_snapshot(&self, top: usize) -> (Vec<rotation::PinnedSession>, usize) {
+        self.rotator.sessions_snapshot(Instant::now(), top)
+    }
+}

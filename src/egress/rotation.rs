@@ -162,6 +162,57 @@ impl Rotator {
     }
 }
 
+// === Read-only snapshots, for the admin API ===
+
+/// A session pinned to its exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedSession {
+    /// The region it asked for ("" for any).
+    pub region: String,
+    pub session: String,
+    pub exit: Arc<str>,
+    /// Since its last request (its start is not kept).
+    pub idle: Duration,
+    /// Until it is forgotten unless used again.
+    pub expires_in: Duration,
+}
+
+impl Rotator {
+    /// The `top` sessions used most recently, and how many are live in all (used within
+    /// `session_idle`; older ones wait to be swept and are not counted).
+    pub fn sessions_snapshot(&self, now: Instant, top: usize) -> (Vec<PinnedSession>, usize) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live: Vec<(&String, &(Arc<str>, Instant))> = sessions
+            .iter()
+            .filter(|(_, (_, last))| now.saturating_duration_since(*last) < self.session_idle)
+            .collect();
+        let total = live.len();
+        let order = |a: &(&String, &(Arc<str>, Instant)), b: &(&String, &(Arc<str>, Instant))| {
+            (b.1.1, a.0).cmp(&(a.1.1, b.0))
+        };
+        if live.len() > top && top > 0 {
+            live.select_nth_unstable_by(top - 1, order);
+        }
+        live.truncate(top);
+        live.sort_unstable_by(order);
+        let sessions = live
+            .into_iter()
+            .map(|(key, (exit, last))| {
+                let (region, session) = key.split_once('\u{0}').unwrap_or(("", key));
+                let idle = now.saturating_duration_since(*last);
+                PinnedSession {
+                    region: region.to_string(),
+                    session: session.to_string(),
+                    exit: exit.clone(),
+                    idle,
+                    expires_in: self.session_idle.saturating_sub(idle),
+                }
+            })
+            .collect();
+        (sessions, total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +365,34 @@ mod tests {
                 "e1"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_snapshot_lists_live_sessions_most_recent_first() {
+        let exits = exits(&["us", "fr"]);
+        let rotator = Rotator::new(Rotation::RoundRobin, Duration::from_secs(60));
+        let start = Instant::now();
+        rotator.pick(&exits, &ask("h", Some("fr"), Some("old")), &[], start);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let now = Instant::now();
+        rotator.pick(&exits, &ask("h", None, Some("new")), &[], now);
+        let (listed, live) = rotator.sessions_snapshot(now, 1);
+        assert_eq!(live, 2);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].session.as_str(), listed[0].region.as_str()),
+            ("new", "")
+        );
+        let (listed, _) = rotator.sessions_snapshot(now, 10);
+        assert_eq!(
+            (listed[1].session.as_str(), listed[1].region.as_str()),
+            ("old", "fr")
+        );
+        assert_eq!(&*listed[1].exit, "e1", "the only exit in fr");
+        assert_eq!(listed[1].idle, Duration::from_secs(10));
+        assert_eq!(listed[1].expires_in, Duration::from_secs(50));
+        // Idle past `session_idle`: no longer counted.
+        let later = start + Duration::from_secs(65);
+        assert_eq!(rotator.sessions_snapshot(later, 10).1, 1);
     }
 }

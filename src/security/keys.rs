@@ -6,6 +6,8 @@ use http::{HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::Recorder;
+use std::sync::Arc;
+
 use super::rate_limit::RateLimit;
 use crate::pipeline::head::header_text;
 use crate::pipeline::{Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView};
@@ -21,8 +23,9 @@ pub struct ApiKey {
     pub routes: Vec<String>,
     /// Models it may ask for (globs; empty: all).
     pub models: Vec<Glob>,
-    /// The key's own budget, spent after the key is accepted.
-    pub limit: Option<RateLimit>,
+    /// The key's own budget, spent after the key is accepted (shared with the admin
+    /// API's view of the limits).
+    pub limit: Option<Arc<RateLimit>>,
 }
 
 pub struct ApiKeys {
@@ -123,7 +126,11 @@ impl Filter for ApiKeys {
 impl ApiKeys {
     fn limit_of(&self, ctx: &RequestCtx) -> Option<&RateLimit> {
         let name = ctx.key_name.as_deref()?;
-        self.keys.iter().find(|k| *k.name == *name)?.limit.as_ref()
+        self.keys
+            .iter()
+            .find(|k| *k.name == *name)?
+            .limit
+            .as_deref()
     }
 
     /// Checks the key; on success names it in `ctx` and gives its own limiter, if any.
@@ -187,6 +194,6 @@ impl ApiKeys {
             }
         }
         ctx.key_name = Some(found.name.clone());
-        Ok(found.limit.as_ref())
+        Ok(found.limit.as_deref())
     }
 }

@@ -6,6 +6,7 @@ pub mod audit;
 mod headers;
 mod ip_lists;
 mod keys;
+pub mod limit_usage;
 pub mod rate_limit;
 pub mod shared_limits;
 

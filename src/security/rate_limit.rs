@@ -586,6 +586,104 @@ impl Filter for RateLimit {
     }
 }
 
+// === Read-only snapshots, for the admin API ===
+
+/// One key's spending of one budget (requests or tokens) at a moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spent {
+    /// Spent and not yet refilled (tokens: beyond the budget when usage overshot it).
+    pub used: u64,
+    pub limit: u64,
+    /// Until the budget is whole again.
+    pub refill: Duration,
+}
+
+/// A key with some budget in use, by key as the limiter holds it.
+pub type KeySpending = (BudgetKey, Option<Spent>, Option<Spent>);
+
+impl RateLimit {
+    /// The budgets: requests and tokens per period.
+    pub fn budgets_snapshot(&self) -> (Option<u64>, Option<u64>, Duration) {
+        let period = match (&self.requests, &self.tokens) {
+            (Some(gcra), _) => gcra.period,
+            (None, Some(budget)) => budget.period,
+            (None, None) => Duration::ZERO,
+        };
+        let tokens = self.tokens.as_ref().map(|b| b.capacity as u64);
+        (self.requests.as_ref().map(|g| g.limit), tokens, period)
+    }
+
+    /// The `top` keys that spent the largest share of a budget (requests or tokens,
+    /// whichever is more), and how many keys have spent any. Walks the local tables
+    /// under their locks, copying only the keys it returns; a limit kept in Redis has
+    /// none here.
+    pub fn usage_snapshot(&self, now: Instant, top: usize) -> (Vec<KeySpending>, usize) {
+        let tats = self
+            .requests
+            .as_ref()
+            .map(|g| (g, g.tats.lock().unwrap_or_else(|p| p.into_inner())));
+        let levels = self
+            .tokens
+            .as_ref()
+            .map(|b| (b, b.levels.lock().unwrap_or_else(|p| p.into_inner())));
+        let requests_of = |key: &BudgetKey| {
+            let (gcra, tats) = tats.as_ref()?;
+            let in_use = tats.get(key)?.saturating_duration_since(now);
+            let remaining = (gcra.period.saturating_sub(in_use).as_nanos()
+                / gcra.emission.as_nanos().max(1)) as u64;
+            let used = gcra.limit.saturating_sub(remaining);
+            (used > 0).then_some(Spent {
+                used,
+                limit: gcra.limit,
+                refill: in_use,
+            })
+        };
+        let tokens_of = |key: &BudgetKey| {
+            let (budget, levels) = levels.as_ref()?;
+            let (level, since) = *levels.get(key)?;
+            let level = budget.refill(level, since, now);
+            let used = (budget.capacity - level).max(0.0).ceil() as u64;
+            let refill = budget
+                .period
+                .mul_f64((budget.capacity - level).max(0.0) / budget.capacity);
+            (used > 0).then_some(Spent {
+                used,
+                limit: budget.capacity as u64,
+                refill,
+            })
+        };
+        let share =
+            |spent: Option<Spent>| spent.map_or(0.0, |s| s.used as f64 / s.limit.max(1) as f64);
+        let from_requests = tats.iter().flat_map(|(_, t)| t.keys());
+        let only_tokens = levels
+            .iter()
+            .flat_map(|(_, l)| l.keys())
+            .filter(|key| tats.as_ref().is_none_or(|(_, t)| !t.contains_key(*key)));
+        let mut spending: Vec<(f64, &BudgetKey, Option<Spent>, Option<Spent>)> = from_requests
+            .chain(only_tokens)
+            .filter_map(|key| {
+                let (requests, tokens) = (requests_of(key), tokens_of(key));
+                let most = share(requests).max(share(tokens));
+                (most > 0.0).then_some((most, key, requests, tokens))
+            })
+            .collect();
+        let in_use = spending.len();
+        let by_share = |a: &(f64, &BudgetKey, _, _), b: &(f64, &BudgetKey, _, _)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(b.1))
+        };
+        if spending.len() > top && top > 0 {
+            spending.select_nth_unstable_by(top - 1, by_share);
+        }
+        spending.truncate(top);
+        spending.sort_unstable_by(by_share);
+        let keys = spending
+            .into_iter()
+            .map(|(_, key, requests, tokens)| (key.clone(), requests, tokens))
+            .collect();
+        (keys, in_use)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

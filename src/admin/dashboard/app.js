@@ -235,6 +235,7 @@ function phaseTag(phase) {
   if (phase.state === "promoted") return el("span", { class: "tag ok" }, "promoted");
   if (phase.state === "failed") return el("span", { class: "tag bad", title: phase.reason || "" }, "failed: " + (phase.reason || ""));
   if (phase.state === "progressing") return el("span", { class: "tag warn" }, "progressing · step " + (phase.step + 1));
+  if (phase.state === "paused") return el("span", { class: "tag", title: "held by hand: no step up; a regression still rolls it back" }, "paused · step " + (phase.step + 1));
   return el("span", { class: "tag" }, String(phase.state));
 }
 
@@ -299,11 +300,14 @@ function splitView(split, pools) {
       figureBox("steps", null, canary.steps.join(" → ") + "%"));
   }
   const action = (name, label, cls) => el("button", { type: "button", class: cls, dataset: { action: name, route: split.route }, onclick: () => act(split.route, name) }, label);
+  // Pause while it steps, resume while paused; an ended analysis has neither.
+  const state = canary ? canary.phase.state : null;
+  const hold = state === "progressing" ? action("pause", "Pause", "ghost") : state === "paused" ? action("resume", "Resume", "ghost") : null;
   return [
     el("div", { class: "card-head" }, el("span", { class: "name" }, split.route), phaseTag(canary ? canary.phase : null),
       canary ? el("span", { class: "tag" }, canary.stable + " → " + canary.candidate) : null),
     el("div", { class: "num", dataset: { weights: split.route } }, weightText), bar, figures,
-    el("div", { class: "row" }, action("promote", "Promote", ""), action("rollback", "Roll back", "danger")),
+    el("div", { class: "row" }, action("promote", "Promote", ""), hold, action("rollback", "Roll back", "danger")),
   ];
 }
 
@@ -333,10 +337,18 @@ function weightEditor(route, pools, weights) {
   return form;
 }
 
+// The buttons' actions: what each is called, and where it posts.
+const ACTIONS = {
+  promote: ["Promote", "promote"],
+  rollback: ["Roll back", "rollback"],
+  pause: ["Pause", "canary/pause"],
+  resume: ["Resume", "canary/resume"],
+};
+
 async function act(route, name) {
-  const verb = name === "promote" ? "Promote" : "Roll back";
+  const [verb, path] = ACTIONS[name];
   try {
-    const result = await call("POST", "/api/routes/" + encodeURIComponent(route) + "/" + name);
+    const result = await call("POST", "/api/routes/" + encodeURIComponent(route) + "/" + path);
     if (result.ok) {
       const weights = Object.entries(result.body.weights).map(([p, w]) => p + " " + w).join(", ");
       notice(verb + " of route " + route + " done: weights now " + weights + ".", "ok");
@@ -385,7 +397,44 @@ function metricTable(data, family, title, labels) {
     .concat([{ label: "count", n: 1, value: (r) => fmt.count(r.value) }]), rows);
 }
 
+// ---- rate limits: usage against budget per key ----
+function budget(b) {
+  return b ? fmt.count(b.used) + " / " + fmt.count(b.limit) : "–";
+}
+
+function refill(key) {
+  const ms = Math.max(key.requests ? key.requests.refill_ms : 0, key.tokens ? key.tokens.refill_ms : 0);
+  return ms ? fmt.ms(ms) : "–";
+}
+
+function updateLimits(data) {
+  const box = $("limit-tables");
+  const rows = [];
+  for (const route of data.limits || []) {
+    for (const limit of route.limits) {
+      const head = { route: route.route, limit };
+      if (!limit.keys.length) rows.push(Object.assign({ key: null }, head));
+      for (const key of limit.keys) rows.push(Object.assign({ key }, head));
+    }
+  }
+  const keyName = (r) => !r.key ? el("small", {}, r.limit.usage_here ? "no key has spent any" : "kept in Redis: not known here")
+    : r.key.kind === "route" ? "whole route" : el("span", { dataset: { key: r.key.key } }, r.key.key + (r.key.kind === "api_key" ? " (API key)" : ""));
+  const budgetText = (r) => [r.limit.requests ? fmt.count(r.limit.requests) + " req" : null, r.limit.tokens ? fmt.count(r.limit.tokens) + " tok" : null]
+    .filter(Boolean).join(" + ") + " / " + fmt.ms(r.limit.period_ms);
+  box.replaceChildren(table("Rate limits: usage against budget per key (the most spent first)", [
+    { label: "route", value: (r) => r.route },
+    { label: "limit", value: (r) => r.limit.scope + " · per " + r.limit.keyed_by },
+    { label: "budget", value: budgetText },
+    { label: "key", value: keyName },
+    { label: "requests used", n: 1, value: (r) => r.key ? budget(r.key.requests) : "" },
+    { label: "tokens used", n: 1, value: (r) => r.key ? budget(r.key.tokens) : "" },
+    { label: "whole again in", n: 1, value: (r) => r.key ? refill(r.key) : "" },
+    { label: "keys spending", n: 1, value: (r) => r.limit.usage_here ? r.limit.keys_in_use : "–" },
+  ], rows));
+}
+
 function updateTables(data) {
+  updateLimits(data);
   const security = $("security-tables");
   security.textContent = "";
   security.append(
@@ -395,19 +444,42 @@ function updateTables(data) {
     metricTable(data, "junction_anomalies_total", "Anomalies", ["route", "detector", "action"]),
     metricTable(data, "junction_anomaly_clients", "Clients with baselines", ["route"]),
     metricTable(data, "junction_capture_flows_total", "Captured flows", Object.keys(((data.tables.junction_capture_flows_total || [])[0] || {}).labels || {})));
+  updateEgress(data);
+}
+
+// ---- egress: exits, bans and cool-downs per site, sessions ----
+function updateEgress(data) {
+  const listeners = data.egress || [];
+  const exits = listeners.flatMap((g) => g.exits.map((x) => Object.assign({ egress: g.name }, x)));
+  const bans = exits.flatMap((x) => x.sites.map((site) => Object.assign({ egress: x.egress, exit: x.name }, site)));
+  const sessions = listeners.flatMap((g) => g.sessions.map((s) => Object.assign({ egress: g.name }, s)));
+  const more = (shown, total, what) => total > shown ? " · " + shown + " of " + total + " " + what : "";
+  const siteTotal = exits.reduce((a, x) => a + x.sites_total, 0);
+  const sessionTotal = listeners.reduce((a, g) => a + g.sessions_total, 0);
+  $("egress-exits").replaceChildren(table("Exits", [
+    { label: "egress / exit", value: (r) => r.egress + " / " + r.name },
+    { label: "region", value: (r) => r.region || "" },
+    { label: "state", value: (r) => r.state === "up" ? el("span", { class: "tag ok" }, "up") : el("span", { class: "tag bad" }, "probing") },
+    { label: "in use", n: 1, value: (r) => r.in_use },
+    { label: "bans", n: 1, value: (r) => fmt.count(r.bans) },
+    { label: "sites resting", n: 1, value: (r) => r.resting_sites },
+  ], exits));
   const egress = $("egress-tables");
-  egress.textContent = "";
-  const up = new Map((data.tables.junction_egress_exit_up || []).map((r) => [r.labels.egress + "/" + r.labels.exit, r.value]));
-  const cooling = new Map((data.tables.junction_egress_cooldowns || []).map((r) => [r.labels.egress + "/" + r.labels.exit, r.value]));
-  const bans = new Map((data.tables.junction_egress_bans_total || []).map((r) => [r.labels.egress + "/" + r.labels.exit, r.value]));
-  const exits = [...up.keys()].map((k) => ({ key: k, up: up.get(k), cooling: cooling.get(k) || 0, bans: bans.get(k) || 0 }));
-  egress.append(
-    table("Exits", [
-      { label: "egress / exit", value: (r) => r.key },
-      { label: "state", value: (r) => r.up ? el("span", { class: "tag ok" }, "up") : el("span", { class: "tag bad" }, "probing") },
-      { label: "bans", n: 1, value: (r) => r.bans },
-      { label: "sites cooling down", n: 1, value: (r) => r.cooling },
-    ], exits),
+  egress.replaceChildren(
+    table("Bans and cool-downs per site" + more(bans.length, siteTotal, "sites"), [
+      { label: "egress / exit", value: (r) => r.egress + " / " + r.exit },
+      { label: "site", value: (r) => r.host },
+      { label: "bans in a row", n: 1, value: (r) => r.bans_in_a_row },
+      { label: "resting", n: 1, value: (r) => r.resting_ms ? fmt.ms(r.resting_ms) : el("small", {}, "serving again") },
+    ], bans),
+    table("Sessions" + more(sessions.length, sessionTotal, "live"), [
+      { label: "egress", value: (r) => r.egress },
+      { label: "session", value: (r) => el("span", { dataset: { session: r.session } }, r.session) },
+      { label: "region", value: (r) => r.region || "any" },
+      { label: "exit", value: (r) => r.exit },
+      { label: "idle", n: 1, value: (r) => fmt.ms(r.idle_ms) },
+      { label: "forgotten in", n: 1, value: (r) => fmt.ms(r.expires_in_ms) },
+    ], sessions),
     metricTable(data, "junction_egress_requests_total", "Egress requests by outcome", ["egress", "exit", "outcome"]),
     metricTable(data, "junction_egress_open_tunnels", "Open tunnels", ["egress"]));
 }
