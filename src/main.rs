@@ -21,6 +21,53 @@ struct Cli {
     command: Command,
 }
 
+/// `junction mock` as a simulated inference server (all but `--slots` need it).
+#[derive(clap::Args)]
+struct InferenceArgs {
+    /// Simulate an inference server with this many slots (requests generated at once;
+    /// more wait in a queue), publishing vLLM's gauges on /metrics.
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Relative speed: 0.5 takes twice as long for prefill and every token.
+    #[arg(long, default_value_t = 1.0, requires = "slots")]
+    speed: f64,
+    /// Prefill time per 1000 prompt tokens (words) at speed 1, in milliseconds.
+    #[arg(long, default_value_t = 100, requires = "slots")]
+    prefill_ms_per_1k: u64,
+    /// KV-cache size in tokens (default 4096 a slot).
+    #[arg(long, requires = "slots")]
+    kv_tokens: Option<u64>,
+    /// Requests also wait until their prompt and max_tokens fit in the KV cache.
+    #[arg(long, requires = "slots")]
+    kv_pressure: bool,
+    /// Prompt prefixes (system prompt and first message) the prefix cache remembers; a
+    /// hit skips the prefix's prefill. 0: no prefix cache.
+    #[arg(long, default_value_t = 0, requires = "slots")]
+    prefix_cache: usize,
+    /// Output tokens of a request without max_tokens.
+    #[arg(long, default_value_t = 32, requires = "slots")]
+    output_tokens: u64,
+    /// Send the ORCA `endpoint-load-metrics` header (TEXT) with every answer.
+    #[arg(long, requires = "slots")]
+    orca: bool,
+}
+
+impl InferenceArgs {
+    fn options(&self) -> Option<junction::demo::mock::InferenceOptions> {
+        let mut options = junction::demo::mock::InferenceOptions::new(self.slots?);
+        options.speed = self.speed;
+        options.prefill_per_1k_tokens = std::time::Duration::from_millis(self.prefill_ms_per_1k);
+        if let Some(kv_tokens) = self.kv_tokens {
+            options.kv_tokens = kv_tokens.max(1);
+        }
+        options.kv_pressure = self.kv_pressure;
+        options.prefix_cache = self.prefix_cache;
+        options.output_tokens = self.output_tokens;
+        options.orca = self.orca;
+        Some(options)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway from a config file.
@@ -65,6 +112,8 @@ enum Command {
         /// Share (percent) of chat completions answered with a 500.
         #[arg(long, default_value_t = 0)]
         failure_percent: u64,
+        #[command(flatten)]
+        inference: InferenceArgs,
     },
     /// Audit log tools.
     Audit {
@@ -232,10 +281,19 @@ fn main() -> ExitCode {
             version,
             token_interval_ms,
             failure_percent,
+            inference,
         } => {
             init_logging();
+            if inference.speed.is_nan() || inference.speed <= 0.0 {
+                eprintln!("junction mock: --speed must be greater than 0");
+                return ExitCode::FAILURE;
+            }
+            let simulated = inference.options();
             with_runtime(Some(1), async move {
                 let mut options = junction::demo::mock::MockOptions::new(&version);
+                if let Some(simulated) = simulated {
+                    options = options.simulate(simulated);
+                }
                 options.token_interval = std::time::Duration::from_millis(token_interval_ms);
                 options.failure_percent.store(
                     failure_percent.min(100),

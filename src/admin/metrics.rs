@@ -82,6 +82,65 @@ fn histogram(
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
 }
 
+/// The model servers' load reports `least_queue` reads: their age, and the gauges as
+/// reported (series only for endpoints that sent one).
+fn encode_load_reports(
+    encoder: &mut DescriptorEncoder<'_>,
+    pools: &[Arc<crate::upstream::Pool>],
+) -> std::fmt::Result {
+    let reporting = || {
+        pools.iter().flat_map(|pool| {
+            pool.endpoints.iter().filter_map(move |endpoint| {
+                let age = endpoint.state.load.age()?;
+                let labels: Labels<'_> = vec![("pool", &pool.name), ("endpoint", &endpoint.url)];
+                Some((labels, age, endpoint.state.load.gauges()))
+            })
+        })
+    };
+    family(
+        encoder,
+        "junction_endpoint_load_metrics_age",
+        "Age of an endpoint's last load report (its /metrics or an ORCA header).",
+        Some(Unit::Seconds),
+        MetricType::Gauge,
+        |m| {
+            for (labels, age, _) in reporting() {
+                m.encode_family(&labels)?.encode_gauge(&age.as_secs_f64())?;
+            }
+            Ok(())
+        },
+    )?;
+    type Gauge = fn(&crate::llm::LoadSample) -> Option<f64>;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "junction_endpoint_queue_waiting",
+            "Requests waiting at an endpoint, as its last load report said.",
+            |s| s.waiting,
+        ),
+        (
+            "junction_endpoint_queue_running",
+            "Requests running at an endpoint, as its last load report said.",
+            |s| s.running,
+        ),
+        (
+            "junction_endpoint_kv_cache_usage_ratio",
+            "KV-cache use of an endpoint (0 to 1), as its last load report said.",
+            |s| s.kv_usage,
+        ),
+    ];
+    for (name, help, pick) in gauges {
+        family(encoder, name, help, None, MetricType::Gauge, |m| {
+            for (labels, _, sample) in reporting() {
+                if let Some(value) = pick(&sample) {
+                    m.encode_family(&labels)?.encode_gauge(&value)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let metrics = &self.telemetry.metrics;
@@ -329,6 +388,8 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+
+        encode_load_reports(&mut encoder, pools)?;
 
         family(
             &mut encoder,

@@ -1,10 +1,13 @@
 //! Load-balancing policies: given a pool's endpoints, pick one. Each policy honours
 //! endpoint weights and can skip endpoints the caller rules out (down, already tried).
-//! Policies read live per-endpoint counters (in-flight, latency) but never lock.
-//! They know an endpoint only as a [`Candidate`]: this module sits below `upstream`.
+//! Policies read live per-endpoint counters (in-flight, latency, load reports) but
+//! never lock. They know an endpoint only as a [`Candidate`]: this module sits below
+//! `upstream`.
 
+mod endpoint_load;
 mod hashing;
 mod least_conn;
+mod least_queue;
 mod p2c_ewma;
 mod random;
 mod rendezvous;
@@ -12,20 +15,28 @@ mod rng;
 mod round_robin;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use endpoint_load::{EndpointLoad, LoadReading};
 pub use hashing::{mix64, stable_hash};
+pub use least_queue::PrefixAffinity;
 pub use p2c_ewma::PeakEwma;
 pub use rng::SplitMix;
 
 /// The policies a pool can name in `balance = "..."`: the run-time form of the
 /// config's `BalanceSpec`, converted once when the plan is compiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Policy {
     RoundRobin,
     LeastConn,
     P2cEwma,
     Hash,
     Random,
+    /// Model-server queues and KV-cache use; reports older than `max_age` are ignored.
+    LeastQueue {
+        max_age: Duration,
+        affinity: Option<PrefixAffinity>,
+    },
 }
 
 /// What a policy reads of an endpoint. `upstream::Endpoint` is one; the policies are
@@ -39,6 +50,10 @@ pub trait Candidate {
     fn latency_nanos(&self) -> f64;
     /// Stable across instances: the endpoint's identity in consistent hashing.
     fn identity_hash(&self) -> u64;
+    /// The model server's last load report (`least_queue`); `None` when there is none.
+    fn load(&self) -> Option<LoadReading> {
+        None
+    }
 }
 
 impl<T: Candidate + ?Sized> Candidate for Arc<T> {
@@ -54,6 +69,9 @@ impl<T: Candidate + ?Sized> Candidate for Arc<T> {
     fn identity_hash(&self) -> u64 {
         (**self).identity_hash()
     }
+    fn load(&self) -> Option<LoadReading> {
+        (**self).load()
+    }
 }
 
 /// A pool's balancer: a [`Policy`] with its state (rotation, random source).
@@ -63,6 +81,7 @@ pub enum Balancer {
     P2cEwma(p2c_ewma::PowerOfTwo),
     Hash(rendezvous::Rendezvous),
     Random(random::WeightedRandom),
+    LeastQueue(least_queue::LeastQueue),
 }
 
 impl Balancer {
@@ -75,12 +94,15 @@ impl Balancer {
                 random::WeightedRandom::new(rng),
             )),
             Policy::Random => Balancer::Random(random::WeightedRandom::new(rng)),
+            Policy::LeastQueue { max_age, affinity } => {
+                Balancer::LeastQueue(least_queue::LeastQueue::new(max_age, affinity))
+            }
         }
     }
 
-    /// Picks an endpoint index. `request_key` is the hash of the request's affinity key
-    /// (only `hash` uses it); `skip(i)` rules endpoint `i` out. `None` when every
-    /// endpoint is ruled out.
+    /// Picks an endpoint index. `request_key` is the hash of the request's affinity key:
+    /// its hash key for `hash`, its prompt prefix for `least_queue` with prefix affinity;
+    /// `skip(i)` rules endpoint `i` out. `None` when every endpoint is ruled out.
     pub fn pick<E: Candidate>(
         &self,
         endpoints: &[E],
@@ -96,6 +118,7 @@ impl Balancer {
             Balancer::P2cEwma(policy) => policy.pick(endpoints, skip),
             Balancer::Hash(policy) => policy.pick(endpoints, request_key, skip),
             Balancer::Random(policy) => policy.pick(endpoints, skip),
+            Balancer::LeastQueue(policy) => policy.pick(endpoints, request_key, skip),
         }
     }
 }

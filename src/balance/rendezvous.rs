@@ -41,7 +41,7 @@ impl Rendezvous {
 
 /// `-weight / ln(u)` with `u` uniform in (0, 1) from hash(key, endpoint): the logarithmic
 /// method, which gives each endpoint a share proportional to its weight.
-fn weighted_score(key: u64, endpoint: u64, weight: u32) -> f64 {
+pub(super) fn weighted_score(key: u64, endpoint: u64, weight: u32) -> f64 {
     let hash = mix64(key ^ endpoint.rotate_left(17));
     // 53 high bits to a float in (0, 1).
     let unit = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::spec::{BalanceSpec, ProtocolSpec, SizeSpec};
-use crate::balance::Policy;
+use crate::balance::{Policy, PrefixAffinity};
 use crate::units::{parse_byte_size, parse_duration};
 use crate::upstream::Protocol;
 
@@ -106,9 +106,14 @@ pub(super) fn duration_or(
     }
 }
 
-/// The run-time form of `balance = "..."`.
-pub(super) fn policy(spec: BalanceSpec) -> Policy {
+/// The run-time form of `balance = "..."`; `least_queue` with its settings.
+pub(super) fn policy(
+    spec: BalanceSpec,
+    max_age: Duration,
+    affinity: Option<PrefixAffinity>,
+) -> Policy {
     match spec {
+        BalanceSpec::LeastQueue => Policy::LeastQueue { max_age, affinity },
         BalanceSpec::RoundRobin => Policy::RoundRobin,
         BalanceSpec::LeastConn => Policy::LeastConn,
         BalanceSpec::P2cEwma => Policy::P2cEwma,

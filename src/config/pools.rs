@@ -1,5 +1,5 @@
-//! Compiling `[[pools]]`: endpoints, balancing, TLS, health checks, outlier detection,
-//! limits and fallbacks.
+//! Compiling `[[pools]]`: endpoints, balancing (with `least_queue`'s load metrics and
+//! prefix affinity), TLS, health checks, outlier detection, limits and fallbacks.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,15 +10,21 @@ use http::{HeaderName, HeaderValue};
 
 use super::CompileContext;
 use super::checks::{Errors, check_unique, duration_or, policy, protocol, resolve};
-use super::spec::{BalanceSpec, HealthSpec, LimitsSpec, OutlierSpec, PoolSpec};
-use crate::balance::Balancer;
+use super::spec::{
+    AffinitySpec, BalanceSpec, HealthSpec, LimitsSpec, LoadMetricsSpec, OutlierSpec, PoolSpec,
+};
+use crate::balance::{Balancer, PrefixAffinity};
 use crate::upstream::health::parse_status_ranges;
 use crate::upstream::{
-    Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, OutlierDetection, Pool,
-    UpstreamClient, UpstreamUrl,
+    Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, LoadMetrics,
+    OutlierDetection, Pool, UpstreamClient, UpstreamUrl,
 };
 
 const MAX_WEIGHT: u32 = 1000;
+/// `least_queue`'s defaults: read every half second, trust a report for four reads.
+const DEFAULT_LOAD_INTERVAL: Duration = Duration::from_millis(500);
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(2);
+const DEFAULT_AFFINITY_SLACK: f64 = 2.0;
 
 pub(super) fn compile_pools(
     pools: &[PoolSpec],
@@ -121,6 +127,7 @@ pub(super) fn compile_pools(
             .as_ref()
             .and_then(|o| compile_outlier(o, &format!("{path}.outlier"), errors));
         let limits = compile_limits(&spec.limits, &format!("{path}.limits"), errors);
+        let queue = compile_least_queue(spec, &path, errors);
         if let Some(fallback) = &spec.fallback {
             if fallback == &spec.name {
                 errors.push((
@@ -142,8 +149,14 @@ pub(super) fn compile_pools(
             name: spec.name.as_str().into(),
             version: spec.version.as_deref().map(Into::into),
             version_header,
-            balancer: Balancer::new(policy(spec.balance), &weights, context.rng.clone()),
+            balancer: Balancer::new(
+                policy(spec.balance, queue.max_age, queue.affinity),
+                &weights,
+                context.rng.clone(),
+            ),
             hash_key,
+            prefix_affinity: queue.affinity.is_some(),
+            load_metrics: queue.load_metrics,
             endpoints,
             protocol,
             rewrite_host: spec.rewrite_host,
@@ -220,6 +233,107 @@ fn compile_health(spec: &HealthSpec, path: &str, errors: &mut Errors) -> Option<
         fall,
         expect,
     })
+}
+
+/// `least_queue`'s settings of a pool, checked; the defaults for other policies.
+struct LeastQueueSettings {
+    max_age: Duration,
+    affinity: Option<PrefixAffinity>,
+    load_metrics: Option<LoadMetrics>,
+}
+
+fn compile_least_queue(spec: &PoolSpec, path: &str, errors: &mut Errors) -> LeastQueueSettings {
+    let least_queue = spec.balance == BalanceSpec::LeastQueue;
+    let only_with_least_queue = |key: &str, errors: &mut Errors| {
+        errors.push((
+            format!("{path}.{key}"),
+            format!("{key} is only used with balance = \"least_queue\""),
+        ))
+    };
+    if !least_queue {
+        for (key, set) in [
+            ("load_metrics", spec.load_metrics.is_some()),
+            ("affinity", spec.affinity.is_some()),
+        ] {
+            if set {
+                only_with_least_queue(key, errors);
+            }
+        }
+    }
+    let slack = match (spec.affinity, spec.affinity_slack) {
+        (None, Some(_)) => {
+            errors.push((
+                format!("{path}.affinity_slack"),
+                "affinity_slack is only used with affinity = \"prefix\"".into(),
+            ));
+            DEFAULT_AFFINITY_SLACK
+        }
+        (_, Some(slack)) if !(slack.is_finite() && slack >= 0.0) => {
+            errors.push((
+                format!("{path}.affinity_slack"),
+                format!("must be a number of requests, 0 or more, got {slack}"),
+            ));
+            DEFAULT_AFFINITY_SLACK
+        }
+        (_, slack) => slack.unwrap_or(DEFAULT_AFFINITY_SLACK),
+    };
+    let affinity = match spec.affinity {
+        Some(AffinitySpec::Prefix) if least_queue => Some(PrefixAffinity { slack }),
+        _ => None,
+    };
+    let (max_age, load_metrics) = match &spec.load_metrics {
+        Some(metrics) if least_queue => {
+            compile_load_metrics(metrics, &format!("{path}.load_metrics"), errors)
+        }
+        _ => (DEFAULT_MAX_AGE, None),
+    };
+    LeastQueueSettings {
+        max_age,
+        affinity,
+        load_metrics,
+    }
+}
+
+fn compile_load_metrics(
+    spec: &LoadMetricsSpec,
+    path: &str,
+    errors: &mut Errors,
+) -> (Duration, Option<LoadMetrics>) {
+    let before = errors.len();
+    let metrics_path = spec.path.clone().unwrap_or_else(|| "/metrics".into());
+    if !metrics_path.starts_with('/') || metrics_path.parse::<http::uri::PathAndQuery>().is_err() {
+        errors.push((
+            format!("{path}.path"),
+            format!("{metrics_path:?} must be a path starting with '/'"),
+        ));
+    }
+    let interval = duration_or(
+        &spec.interval,
+        DEFAULT_LOAD_INTERVAL,
+        &format!("{path}.interval"),
+        errors,
+    );
+    let max_age = duration_or(
+        &spec.max_age,
+        DEFAULT_MAX_AGE.max(interval * 2),
+        &format!("{path}.max_age"),
+        errors,
+    );
+    if max_age < interval {
+        errors.push((
+            format!("{path}.max_age"),
+            format!(
+                "must be at least the interval ({interval:?}): every report would be too old before the next"
+            ),
+        ));
+    }
+    let timeout = duration_or(&spec.timeout, interval, &format!("{path}.timeout"), errors);
+    let metrics = (errors.len() == before).then_some(LoadMetrics {
+        path: metrics_path,
+        interval,
+        timeout,
+    });
+    (max_age, metrics)
 }
 
 fn compile_outlier(

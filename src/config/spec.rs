@@ -343,6 +343,34 @@ pub struct PoolSpec {
     /// Circuit breaking: beyond these, a fast 503 instead of a queue.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// For `balance = "least_queue"`: where and how often to read the endpoints' load
+    /// gauges (Prometheus text), and how old a report may be.
+    pub load_metrics: Option<LoadMetricsSpec>,
+    /// For `balance = "least_queue"`: `"prefix"` sends chat requests that share a
+    /// prompt prefix to one endpoint, for its prefix cache.
+    pub affinity: Option<AffinitySpec>,
+    /// With `affinity`: how many requests longer than the shortest the prefix's own
+    /// endpoint's queue may be and still get the request (default 2).
+    pub affinity_slack: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadMetricsSpec {
+    /// Path of the Prometheus text (default "/metrics").
+    pub path: Option<String>,
+    /// How often each endpoint is read (default "500ms").
+    pub interval: Option<String>,
+    /// Older reports are not used: the pool balances by in-flight counts (default "2s").
+    pub max_age: Option<String>,
+    /// How long one read may take (default: the interval).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinitySpec {
+    Prefix,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -391,6 +419,7 @@ pub enum BalanceSpec {
     P2cEwma,
     Hash,
     Random,
+    LeastQueue,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]

@@ -1,6 +1,7 @@
 //! A mock OpenAI-compatible model server: `/v1/models`, `/v1/chat/completions` (JSON,
 //! or SSE with `"stream": true`, `usage` in both), `/health`. Deterministic replies, so
-//! tests can predict every byte and token count.
+//! tests can predict every byte and token count; or, with [`InferenceOptions`], an
+//! inference server's slots, queue, speed and caches, with vLLM's `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +21,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub use super::inference::InferenceOptions;
+use super::inference::{Demand, InferenceServer};
+
 #[derive(Clone, Debug)]
 pub struct MockOptions {
     pub version: String,
@@ -30,6 +34,8 @@ pub struct MockOptions {
     /// rollback; changed at run time with `PUT /mock/failure_rate?percent=N`.
     pub failure_percent: Arc<AtomicU64>,
     completions: Arc<AtomicU64>,
+    /// Simulate an inference server (slots, queue, speed, caches, `/metrics`).
+    pub inference: Option<Arc<InferenceServer>>,
 }
 
 impl MockOptions {
@@ -51,7 +57,14 @@ impl MockOptions {
             token_interval: Duration::from_millis(40),
             failure_percent: Arc::default(),
             completions: Arc::default(),
+            inference: None,
         }
+    }
+
+    /// Serve chat completions as the simulated inference server `options` describes.
+    pub fn simulate(mut self, options: InferenceOptions) -> Self {
+        self.inference = Some(Arc::new(InferenceServer::new(options)));
+        self
     }
 }
 
@@ -147,6 +160,17 @@ async fn serve(
             StatusCode::INTERNAL_SERVER_ERROR,
             "mock failure (see PUT /mock/failure_rate)",
         ),
+        (&Method::GET, "/metrics") if options.inference.is_some() => {
+            let server = options.inference.as_ref().expect("checked");
+            let mut response = Response::new(http_body_util::Either::Left(
+                http_body_util::Full::new(Bytes::from(server.metrics_text(&options.model))),
+            ));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
         (&Method::POST, "/v1/chat/completions") => {
             let body = match request.into_body().collect().await {
                 Ok(body) => body.to_bytes(),
@@ -157,9 +181,12 @@ async fn serve(
                     ));
                 }
             };
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(body) => chat_completion(&body, &options),
-                Err(e) => error_reply(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+            match (serde_json::from_slice::<Value>(&body), &options.inference) {
+                (Ok(json), Some(server)) => {
+                    simulated_completion(&body, &json, &options, server.clone()).await
+                }
+                (Ok(json), None) => chat_completion(&json, &options),
+                (Err(e), _) => error_reply(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
             }
         }
         _ => error_reply(
@@ -170,6 +197,13 @@ async fn serve(
     let mut response = response;
     if let Ok(value) = header::HeaderValue::from_str(&options.version) {
         response.headers_mut().insert("x-mock-version", value);
+    }
+    if let Some(server) = options.inference.as_ref().filter(|s| s.options.orca) {
+        if let Ok(value) = header::HeaderValue::from_str(&server.orca_header()) {
+            response
+                .headers_mut()
+                .insert("endpoint-load-metrics", value);
+        }
     }
     Ok(response)
 }
@@ -332,4 +366,107 @@ fn error_reply(status: StatusCode, message: &str) -> Response<MockBody> {
         status,
         json!({ "error": { "type": "invalid_request_error", "message": message } }),
     )
+}
+
+/// Prompt tokens of the prefix a prefix cache would reuse: the leading system messages
+/// and the first message after them (as `llm::prompt_prefix_hash` reads it).
+fn prefix_tokens(messages: &[Value]) -> u64 {
+    let mut tokens = 0;
+    for message in messages {
+        tokens += message_text(message).split_whitespace().count() as u64;
+        let role = message.get("role").and_then(Value::as_str);
+        if !matches!(role, Some("system" | "developer")) {
+            break;
+        }
+    }
+    tokens
+}
+
+/// A chat completion from the simulated inference server: queued for a slot, prefilled
+/// (less a cached prefix), then one token per interval, all at the server's speed.
+async fn simulated_completion(
+    bytes: &[u8],
+    body: &Value,
+    options: &MockOptions,
+    server: Arc<InferenceServer>,
+) -> Response<MockBody> {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return error_reply(StatusCode::BAD_REQUEST, "`messages` must be an array");
+    };
+    let max_tokens = body
+        .get("max_tokens")
+        .or_else(|| body.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(server.options.output_tokens)
+        .max(1);
+    let prefix = crate::llm::prompt_prefix_hash(bytes, crate::balance::stable_hash)
+        .map(|hash| (hash, prefix_tokens(messages)));
+    let demand = Demand {
+        prompt_tokens: prompt_tokens(messages) as u64,
+        max_tokens,
+        prefix,
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(&options.model)
+        .to_string();
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let interval = server.options.scaled(options.token_interval);
+    let usage = json!({ "prompt_tokens": demand.prompt_tokens, "completion_tokens": max_tokens, "total_tokens": demand.prompt_tokens + max_tokens });
+    let id = format!("chatcmpl-mock-{}", options.version);
+    if !stream {
+        let admission = server.admit(demand).await;
+        tokio::time::sleep(server.prefill_time(&admission) + interval * max_tokens as u32).await;
+        drop(admission);
+        let content = vec!["token"; max_tokens as usize].join(" ");
+        return json_reply(
+            StatusCode::OK,
+            json!({ "id": id, "object": "chat.completion", "created": 0, "model": model,
+                    "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "length" }],
+                    "usage": usage }),
+        );
+    }
+    // The head goes at once, as vLLM's does; the events follow the simulation.
+    let (sender, receiver) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let admission = server.admit(demand).await;
+        tokio::time::sleep(server.prefill_time(&admission)).await;
+        let chunk = |delta: Value, finish: Option<&str>| {
+            let event = json!({ "id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+                                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+            Bytes::from(format!("data: {event}\n\n"))
+        };
+        let first = chunk(json!({ "role": "assistant", "content": "token " }), None);
+        if sender.send(first).await.is_err() {
+            return;
+        }
+        for _ in 1..max_tokens {
+            tokio::time::sleep(interval).await;
+            if sender
+                .send(chunk(json!({ "content": "token " }), None))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        drop(admission);
+        let _ = sender.send(chunk(json!({}), Some("length"))).await;
+        if include_usage {
+            let event = json!({ "id": id, "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage });
+            let _ = sender.send(Bytes::from(format!("data: {event}\n\n"))).await;
+        }
+        let _ = sender.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    });
+    let mut response = Response::new(http_body_util::Either::Right(ChannelBody { receiver }));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    response
 }

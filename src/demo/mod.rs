@@ -3,6 +3,7 @@
 //! front of them running v2 as a canary, fed by the demo's own traffic, so the whole path
 //! can be tried and watched with curl or the `openai` SDK.
 
+mod inference;
 pub mod mock;
 pub mod traffic;
 

@@ -35,8 +35,8 @@ use upstream::{ReadingHead, Upload, send, send_streamed};
 use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
-use crate::pipeline::affinity::affinity_of;
-use crate::pipeline::attempts::Attempts;
+use crate::pipeline::affinity::request_key;
+use crate::pipeline::attempts::{Attempts, HeadSignals};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
@@ -589,10 +589,8 @@ impl Connection {
             None => None,
         };
         let pool = &route.targets[choice.target].pool;
-        let affinity = pool
-            .hash_key
-            .as_ref()
-            .and_then(|key| affinity_of(key, &view, || client_ip));
+        let held = whole_body.map(|body| masked_body.as_deref().unwrap_or(body));
+        let affinity = request_key(pool, &view, || client_ip, held);
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
         // A held body can be sent again; one the route streams only goes once, even
@@ -701,8 +699,15 @@ impl Connection {
                     let retry_after = reply
                         .retry_after
                         .map(|(start, end)| &self.replied.filled()[start..end]);
+                    let load_report = reply
+                        .load_report
+                        .map(|(start, end)| &self.replied.filled()[start..end]);
                     let status = reply.status;
-                    if attempts.after_head(&endpoint, &mut exchange, sent_at, status, retry_after) {
+                    let signals = HeadSignals {
+                        retry_after,
+                        load_report,
+                    };
+                    if attempts.after_head(&endpoint, &mut exchange, sent_at, status, signals) {
                         // Another endpoint answers instead: this answer is left unread,
                         // and its connection closed.
                         Ok(())

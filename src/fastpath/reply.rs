@@ -32,6 +32,8 @@ pub struct Reply {
     pub kind: ReplyKind,
     /// `Retry-After`, as sent.
     pub retry_after: Option<(usize, usize)>,
+    /// ORCA `endpoint-load-metrics`, as sent (for `least_queue`).
+    pub load_report: Option<(usize, usize)>,
     /// `Content-Type` and `Content-Encoding` (first lines), for the body phase.
     pub content_type: Option<(usize, usize)>,
     pub content_encoding: Option<(usize, usize)>,
@@ -94,6 +96,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         close_client: client.close || client.draining.load(Ordering::Relaxed),
         kind: ReplyKind::Other,
         retry_after: None,
+        load_report: None,
         content_type: None,
         content_encoding: None,
     };
@@ -134,6 +137,8 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
             content_type = Some(header.value);
         } else if is("retry-after") && reply.retry_after.is_none() {
             reply.retry_after = Some(offsets(buf, header.value));
+        } else if is("endpoint-load-metrics") && reply.load_report.is_none() {
+            reply.load_report = Some(offsets(buf, header.value));
         } else if is("content-encoding") && reply.content_encoding.is_none() {
             reply.content_encoding = Some(offsets(buf, header.value));
         }

@@ -1,13 +1,17 @@
 //! Reading the AI API shapes Junction understands (OpenAI chat/completions/responses,
-//! Anthropic messages): the `model` of a request, and from a response, as its bytes
-//! pass, the token `usage` and the moment the first token arrived. Never buffers a
-//! stream; JSON replies are copied (not held back) up to a cap to be read at the end.
+//! Anthropic messages): the `model` and prompt prefix of a request, from a response, as
+//! its bytes pass, the token `usage` and the first token, and model servers' load reports.
+//! Never buffers a stream; JSON replies are copied (not held back) up to a cap.
 
 mod answer;
+mod load_report;
+mod prompt_prefix;
 mod sse;
 mod usage;
 
 pub use answer::{AnswerReader, answer_of_events, answer_of_json, answer_piece};
+pub use load_report::{LoadSample, parse_orca_header, parse_prometheus_text};
+pub use prompt_prefix::prompt_prefix_hash;
 pub use sse::{SseEvent, SseSplitter};
 pub use usage::{ReplyKind, Usage, UsageScanner};
 

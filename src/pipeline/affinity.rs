@@ -1,6 +1,7 @@
 //! A request's affinity key: what keeps a client on one endpoint (`hash` balancing) or
 //! on one side of a split (`sticky`), read from a header, a cookie or the client's
-//! address through any engine's view, so both engines place a key alike.
+//! address through any engine's view, or a chat request's prompt prefix (`least_queue`
+//! with prefix affinity) from its held body, so both engines place a key alike.
 
 use std::net::IpAddr;
 
@@ -9,7 +10,24 @@ use http::header;
 use super::RequestView;
 use super::head::header_text;
 use crate::balance::stable_hash;
-use crate::upstream::HashKey;
+use crate::upstream::{HashKey, Pool};
+
+/// The key `pool`'s balancer is given for this request: the prompt prefix's hash with
+/// `affinity = "prefix"` (when the body is held whole: a streamed one has none), else
+/// the hash key's, if the pool has one.
+pub(crate) fn request_key(
+    pool: &Pool,
+    head: &dyn RequestView,
+    client_ip: impl FnOnce() -> IpAddr,
+    held_body: Option<&[u8]>,
+) -> Option<u64> {
+    if pool.prefix_affinity {
+        return held_body.and_then(|body| crate::llm::prompt_prefix_hash(body, stable_hash));
+    }
+    pool.hash_key
+        .as_ref()
+        .and_then(|key| affinity_of(key, head, client_ip))
+}
 
 /// The key's hash for this request; `None` when the request does not carry it.
 pub(crate) fn affinity_of(

@@ -34,6 +34,16 @@ pub struct Forwarded {
     pub first: Option<hyper::body::Frame<Bytes>>,
 }
 
+/// What a response head tells about its endpoint, as sent.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HeadSignals<'a> {
+    pub retry_after: Option<&'a [u8]>,
+    /// ORCA `endpoint-load-metrics`: the model server's load (`least_queue`).
+    pub load_report: Option<&'a [u8]>,
+}
+
+const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
+
 /// Where a request goes: its route, the pool chosen for it (a split's side), and its
 /// affinity key for `hash` balancing.
 pub struct Destination<'a> {
@@ -189,15 +199,16 @@ impl<'r> Attempts<'r> {
     }
 
     /// A response head arrived (`sent_at`: when the request went): latency, a
-    /// `Retry-After` hold and passive health are recorded. True when the route's
-    /// retries send the request elsewhere instead of passing this answer on.
+    /// `Retry-After` hold, an ORCA load report and passive health are recorded. True
+    /// when the route's retries send the request elsewhere instead of passing this
+    /// answer on.
     pub(crate) fn after_head(
         &mut self,
         endpoint: &Endpoint,
         exchange: &mut Exchange,
         sent_at: Instant,
         status: u16,
-        retry_after: Option<&[u8]>,
+        signals: HeadSignals<'_>,
     ) -> bool {
         let head_at = Instant::now();
         exchange.head_at = Some(head_at);
@@ -205,8 +216,12 @@ impl<'r> Attempts<'r> {
             .state
             .latency
             .record_at(head_at, head_at.duration_since(sent_at));
-        if let Some(value) = retry_after {
+        if let Some(value) = signals.retry_after {
             hold_for_retry_after(endpoint, status, value);
+        }
+        if let Some(report) = signals.load_report.and_then(crate::llm::parse_orca_header) {
+            let state = &endpoint.state;
+            state.load.merge(&report, state.in_flight());
         }
         let outcome = if status >= 500 {
             Outcome::Failure
@@ -327,9 +342,16 @@ pub async fn forward(
             }
         };
         let status = sent.response.status().as_u16();
-        let retry_after = sent.response.headers().get(http::header::RETRY_AFTER);
-        let retry_after = retry_after.map(HeaderValue::as_bytes);
-        if attempts.after_head(&endpoint, exchange, sent_at, status, retry_after) {
+        let headers = sent.response.headers();
+        let signals = HeadSignals {
+            retry_after: headers
+                .get(http::header::RETRY_AFTER)
+                .map(HeaderValue::as_bytes),
+            load_report: headers
+                .get(ENDPOINT_LOAD_METRICS)
+                .map(HeaderValue::as_bytes),
+        };
+        if attempts.after_head(&endpoint, exchange, sent_at, status, signals) {
             continue;
         }
 
@@ -405,7 +427,7 @@ pub(crate) fn fails_over(error: &ProxyError, method: &http::Method) -> bool {
 }
 
 /// The body to send again, when it is already held whole: no read ahead here.
-fn held_body(body: &ProxyBody) -> Option<Bytes> {
+pub(super) fn held_body(body: &ProxyBody) -> Option<Bytes> {
     match body {
         ProxyBody::Full(Some(bytes)) => Some(bytes.clone()),
         ProxyBody::Full(None) | ProxyBody::Empty => Some(Bytes::new()),

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::affinity::affinity_of;
+use super::affinity::request_key;
 use super::attempts::{self, Forwarded};
 use super::body_phase;
 use super::response_head;
@@ -297,10 +297,8 @@ async fn proxy(
         head: &head,
         added_request_id: false,
     };
-    let affinity = pool
-        .hash_key
-        .as_ref()
-        .and_then(|key| affinity_of(key, &view, || client_ip));
+    let held = attempts::held_body(&body);
+    let affinity = request_key(&pool, &view, || client_ip, held.as_deref());
     let head_request = head.method == Method::HEAD;
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());

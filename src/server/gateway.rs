@@ -20,6 +20,7 @@ use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
 use crate::upstream::health::{self, HealthCheck};
 use crate::upstream::{EndpointKey, Registry};
+use crate::upstream::{LoadMetrics, load_poll};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,8 @@ pub struct Gateway {
     pub(super) drain: Drain,
     /// One active health checker per endpoint, however many routes use its pool.
     checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
+    /// One load poll per endpoint of a `least_queue` pool with `load_metrics`.
+    pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
     canaries: Mutex<HashMap<String, CanaryTask>>,
 }
@@ -149,6 +152,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             drain: Drain::default(),
             checkers: Mutex::new(HashMap::new()),
+            pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
         })
     }
@@ -336,6 +340,7 @@ impl Gateway {
         self.telemetry.set_metrics_enabled(plan.metrics_enabled);
         self.telemetry.metrics.adopt(plan.route_metrics());
         self.supervise_health_checks(plan);
+        self.supervise_load_polls(plan);
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
         self.supervise_canaries(plan);
@@ -434,6 +439,55 @@ impl Gateway {
         });
     }
 
+    /// Starts, restarts (new settings) and stops load polls to match `plan`, as
+    /// [`Gateway::supervise_health_checks`] does for checkers. An endpoint whose polls
+    /// stop forgets its last report.
+    fn supervise_load_polls(&self, plan: &Plan) {
+        let mut pollers = self.pollers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wanted = std::collections::HashSet::new();
+        for pool in &plan.pools {
+            for endpoint in &pool.endpoints {
+                let key = (
+                    pool.name.to_string(),
+                    endpoint.url.to_string(),
+                    pool.protocol,
+                );
+                let Some(settings) = &pool.load_metrics else {
+                    if let Some((_, task)) = pollers.remove(&key) {
+                        task.abort();
+                        endpoint.state.load.clear();
+                    }
+                    continue;
+                };
+                wanted.insert(key.clone());
+                if pollers
+                    .get(&key)
+                    .is_some_and(|(running, _)| running == settings)
+                {
+                    continue;
+                }
+                let target = health::ProbeTarget::new(endpoint, &pool.client);
+                let task = tokio::spawn(load_poll::run_polls(
+                    pool.name.clone(),
+                    endpoint.url.clone(),
+                    target,
+                    Arc::downgrade(&endpoint.state),
+                    settings.clone(),
+                ));
+                if let Some((_, old)) = pollers.insert(key, (settings.clone(), task)) {
+                    old.abort();
+                }
+            }
+        }
+        pollers.retain(|key, (_, task)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+    }
+
     /// Runs one analysis task per route with a canary; a route whose control was
     /// replaced (new targets, weights or policy) gets a new task.
     fn supervise_canaries(&self, plan: &Plan) {
@@ -493,6 +547,14 @@ impl Gateway {
         self.draining.store(true, Ordering::Relaxed);
         for (_, (_, task)) in self
             .checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        for (_, (_, task)) in self
+            .pollers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()

@@ -10,7 +10,7 @@ use http::uri::{Authority, Scheme};
 
 use super::Protocol;
 use super::client::ConnectionCache;
-use crate::balance::{Candidate, PeakEwma, stable_hash};
+use crate::balance::{Candidate, EndpointLoad, LoadReading, PeakEwma, stable_hash};
 
 /// A parsed `http://host:port` or `https://host:port` endpoint URL.
 #[derive(Debug, Clone)]
@@ -115,6 +115,9 @@ impl Candidate for Endpoint {
     fn identity_hash(&self) -> u64 {
         self.identity_hash
     }
+    fn load(&self) -> Option<LoadReading> {
+        self.state.load.reading()
+    }
 }
 
 /// Live state of one endpoint, shared by every plan that has it.
@@ -125,6 +128,8 @@ pub struct EndpointState {
     pub latency: PeakEwma,
     pub connections: ConnectionCache,
     pub health: super::health::Health,
+    /// The model server's last load report (`least_queue`).
+    pub load: EndpointLoad,
 }
 
 impl EndpointState {

@@ -8,8 +8,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Empty;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -244,24 +245,16 @@ pub async fn run_checks(
 }
 
 async fn probe(target: &ProbeTarget, check: &HealthCheck) -> Result<(), String> {
-    let stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
     let Some(path) = &check.path else {
+        TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         return Ok(());
     };
-    let status = match &target.tls {
-        Some(connector) => {
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| format!("tls: {e}"))?;
-            let stream = connector
-                .connect(name, stream)
-                .await
-                .map_err(|e| format!("tls: {e}"))?;
-            probe_status(TokioIo::new(stream), target, path).await?
-        }
-        None => probe_status(TokioIo::new(stream), target, path).await?,
-    };
+    let status = get(target, path, "junction-health-check")
+        .await?
+        .status()
+        .as_u16();
     if check
         .expect
         .iter()
@@ -278,8 +271,37 @@ async fn probe(target: &ProbeTarget, check: &HealthCheck) -> Result<(), String> 
     }
 }
 
-/// `GET path` over `io` in the pool's protocol; the status of the answer.
-async fn probe_status<I>(io: I, target: &ProbeTarget, path: &str) -> Result<u16, String>
+/// `GET path` on a new connection to the endpoint, in its pool's protocol and TLS: the
+/// answer's head, its body still to read. Health checks and load polls use it.
+pub(super) async fn get(
+    target: &ProbeTarget,
+    path: &str,
+    user_agent: &'static str,
+) -> Result<Response<Incoming>, String> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    match &target.tls {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| format!("tls: {e}"))?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            get_over(TokioIo::new(stream), target, path, user_agent).await
+        }
+        None => get_over(TokioIo::new(stream), target, path, user_agent).await,
+    }
+}
+
+/// `GET path` over `io` in the pool's protocol.
+async fn get_over<I>(
+    io: I,
+    target: &ProbeTarget,
+    path: &str,
+    user_agent: &'static str,
+) -> Result<Response<Incoming>, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -295,7 +317,7 @@ where
             });
             let probe = Request::get(path)
                 .header(http::header::HOST, target.host_header.clone())
-                .header(http::header::USER_AGENT, "junction-health-check")
+                .header(http::header::USER_AGENT, user_agent)
                 .body(Empty::<Bytes>::new())
                 .map_err(request)?;
             sender.send_request(probe).await
@@ -316,16 +338,13 @@ where
                 .build()
                 .map_err(request)?;
             let probe = Request::get(uri)
-                .header(http::header::USER_AGENT, "junction-health-check")
+                .header(http::header::USER_AGENT, user_agent)
                 .body(Empty::<Bytes>::new())
                 .map_err(request)?;
             sender.send_request(probe).await
         }
     };
-    Ok(response
-        .map_err(|e| format!("request: {e}"))?
-        .status()
-        .as_u16())
+    response.map_err(|e| format!("request: {e}"))
 }
 
 /// Parses `"200-399"`, `"200"`, `"200,204,300-399"`.

@@ -1,10 +1,11 @@
-//! Upstreams: pools of endpoints, their live state (in-flight counts, latency,
-//! idle connections), and the HTTP client that sends requests to them.
-//! Endpoint state lives in a [`Registry`] keyed by pool and URL, so it survives reloads.
+//! Upstreams: pools of endpoints, their live state (in-flight counts, latency, idle
+//! connections, load reports), the HTTP client that sends requests to them, health
+//! checks and load polls. Endpoint state lives in a [`Registry`], so it survives reloads.
 
 mod client;
 mod endpoint;
 pub mod health;
+pub mod load_poll;
 mod request_body;
 mod stream;
 mod tls;
@@ -16,6 +17,7 @@ use http::HeaderValue;
 pub use client::{Dialer, Room, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
+pub use load_poll::LoadMetrics;
 pub use request_body::{BodyError, RequestBody};
 pub use stream::EndpointStream;
 
@@ -49,6 +51,11 @@ pub struct Pool {
     pub version_header: Option<HeaderValue>,
     pub balancer: Balancer,
     pub hash_key: Option<HashKey>,
+    /// `affinity = "prefix"`: the balancer is given the hash of a chat request's prompt
+    /// prefix (`least_queue` only).
+    pub prefix_affinity: bool,
+    /// Polls of the endpoints' `/metrics` (`least_queue`).
+    pub load_metrics: Option<LoadMetrics>,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub protocol: Protocol,
     pub rewrite_host: bool,
