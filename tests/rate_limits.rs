@@ -229,6 +229,30 @@ async fn each_api_key_spends_its_own_budget() {
     assert_eq!(status("sk-nope").await, 401);
 }
 
+/// A listener's `rate_limit` is one budget for all of its routes (it was compiled once per
+/// route, which gave each route a budget of its own).
+#[tokio::test]
+async fn a_listeners_limit_is_one_budget_for_all_its_routes() {
+    let upstream = TestUpstream::named("a").start().await;
+    let config = format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+         rate_limit = {{ requests = 4, per = \"1m\", key = \"ip\" }}\n\n\
+         [[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n\
+         [[routes]]\nname = \"a\"\npool = \"p\"\nmatch = {{ path_prefix = \"/a\" }}\n\n\
+         [[routes]]\nname = \"b\"\npool = \"p\"\nmatch = {{ path_prefix = \"/b\" }}\n",
+        upstream.url()
+    );
+    let proxy = TestProxy::from_toml(&config).start().await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for path in ["/a", "/b", "/a", "/b", "/a", "/b"] {
+        let reply = http.get(proxy.url(path)).send().await.unwrap();
+        statuses.push(reply.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+    assert_eq!(upstream.requests(), 4);
+}
+
 /// `GET /api/limits` on the proxy's admin listener: (status, JSON).
 async fn limits(proxy: &support::proxy::RunningProxy, query: &str) -> (u16, serde_json::Value) {
     let reply = client()

@@ -12,9 +12,7 @@ use super::checks::{Errors, bytes_of, check_unique, duration_or, parse_cidrs};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;
-use super::spec::{
-    CanarySpec, ConfigSpec, HeaderRulesSpec, ListenerSpec, MatchSpec, RetrySpec, RouteSpec,
-};
+use super::spec::{CanarySpec, ConfigSpec, HeaderRulesSpec, MatchSpec, RetrySpec, RouteSpec};
 use crate::canary::CanaryPolicy;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
 use crate::routing::{
@@ -85,6 +83,33 @@ pub(super) fn compile_routes(
         "routes",
         errors,
     );
+    // A listener's policies, compiled once and shared by its routes: one budget for all
+    // of them, and its errors reported once.
+    let recorder = Recorder {
+        telemetry: context.telemetry.clone(),
+        audit: context.audit.clone(),
+    };
+    let listener_policies: Vec<ListenerPolicies> = spec
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let mut limits = Vec::new();
+            let filters = compile_security(
+                listener.security(),
+                &format!("listener:{}", listener.name),
+                &format!("listeners[{i}]"),
+                base,
+                &recorder,
+                &mut limits,
+                errors,
+            );
+            ListenerPolicies {
+                filters: filters.into_iter().map(Arc::from).collect(),
+                limits,
+            }
+        })
+        .collect();
     // A listener's capture, shared by its routes without their own.
     let listener_captures: Vec<_> = spec
         .listeners
@@ -238,13 +263,9 @@ pub(super) fn compile_routes(
             .retries
             .as_ref()
             .and_then(|r| compile_retries(r, &format!("{path}.retries"), errors));
-        let recorder = Recorder {
-            telemetry: context.telemetry.clone(),
-            audit: context.audit.clone(),
-        };
-        let listener_spec = listener_index.map(|i| (i, &spec.listeners[i]));
-        let filters =
-            listener_spec.and_then(|l| compile_filters(route, l, &path, base, &recorder, errors));
+        let filters = listener_index.and_then(|i| {
+            compile_filters(route, &listener_policies[i], &path, base, &recorder, errors)
+        });
         let (Some(listener_index), Some(matcher), Some(timeouts), Some((filters, limits))) =
             (listener_index, matcher, timeouts, filters)
         else {
@@ -517,35 +538,28 @@ fn compile_timeouts(route: &RouteSpec, path: &str, errors: &mut Errors) -> Optio
     (errors.len() == before).then_some(timeouts)
 }
 
+/// A listener's security filters and rate limits, shared by every route on it.
+struct ListenerPolicies {
+    filters: Vec<Arc<dyn Filter>>,
+    limits: Vec<Arc<RateLimit>>,
+}
+
 fn compile_filters(
     route: &RouteSpec,
-    listener: (usize, &ListenerSpec),
+    listener: &ListenerPolicies,
     path: &str,
     base: &Path,
     recorder: &Recorder,
     errors: &mut Errors,
 ) -> Option<(FilterChain, Vec<Arc<RateLimit>>)> {
     let before = errors.len();
-    let mut filters: Vec<Box<dyn Filter>> = Vec::new();
-    let mut limits = Vec::new();
-    // The listener's rules first; their errors are reported once (not once per route).
-    let (index, listener) = listener;
-    let mut listener_errors = Errors::new();
-    let scope = format!("listener:{}", listener.name);
-    filters.extend(compile_security(
-        listener.security(),
-        &scope,
-        &format!("listeners[{index}]"),
-        base,
-        recorder,
-        &mut limits,
-        &mut listener_errors,
-    ));
-    for error in listener_errors {
-        if !errors.contains(&error) {
-            errors.push(error);
-        }
-    }
+    // The listener's policies first, the same filters for each of its routes.
+    let mut filters: Vec<Box<dyn Filter>> = listener
+        .filters
+        .iter()
+        .map(|filter| Box::new(filter.clone()) as Box<dyn Filter>)
+        .collect();
+    let mut limits = listener.limits.clone();
     filters.extend(compile_security(
         route.security(),
         &format!("route:{}", route.name),

@@ -109,6 +109,53 @@ pub trait Filter: Send + Sync {
 /// What a waiting filter returns.
 pub type FilterFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Flow> + Send + 'a>>;
 
+/// A filter shared between chains (a listener's policies, held once for all of its
+/// routes so that they share one budget; a rate limit also listed for the admin API):
+/// every phase forwards, so sharing changes nothing on the request path.
+impl<F: Filter + ?Sized> Filter for Arc<F> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn on_request(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &dyn RequestView,
+        edits: &mut HeaderEdits,
+    ) -> Flow {
+        (**self).on_request(ctx, head, edits)
+    }
+
+    fn waits(&self) -> bool {
+        (**self).waits()
+    }
+
+    fn on_request_waiting<'a>(
+        &'a self,
+        ctx: &'a mut RequestCtx,
+        head: &'a (dyn RequestView + Sync),
+        edits: &'a mut HeaderEdits,
+    ) -> FilterFuture<'a> {
+        (**self).on_request_waiting(ctx, head, edits)
+    }
+
+    fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
+        (**self).on_response(ctx, edits)
+    }
+
+    fn edits_responses(&self) -> bool {
+        (**self).edits_responses()
+    }
+
+    fn wants_done(&self) -> bool {
+        (**self).wants_done()
+    }
+
+    fn on_done(&self, ctx: &RequestCtx) {
+        (**self).on_done(ctx)
+    }
+}
+
 /// A route's filters, in config order.
 #[derive(Default)]
 pub struct FilterChain {

@@ -1,58 +1,11 @@
 //! Rate limits as the admin API sees them: a limiter shared between its filter chain and
-//! the plan's list of limits (`Arc<RateLimit>` is itself the filter), and the names of
+//! the plan's list of limits (an `Arc` of a filter is itself a filter), and the names of
 //! the keys budgets are spent by (API key names, client addresses; never key values).
 
 use std::sync::Arc;
 
 use super::rate_limit::{LimitKey, RateLimit};
-use crate::pipeline::{
-    BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView,
-};
-
-/// Every phase forwards to the limiter, so sharing it changes nothing on the request path.
-impl Filter for Arc<RateLimit> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-
-    fn on_request(
-        &self,
-        ctx: &mut RequestCtx,
-        head: &dyn RequestView,
-        edits: &mut HeaderEdits,
-    ) -> Flow {
-        (**self).on_request(ctx, head, edits)
-    }
-
-    fn waits(&self) -> bool {
-        (**self).waits()
-    }
-
-    fn on_request_waiting<'a>(
-        &'a self,
-        ctx: &'a mut RequestCtx,
-        head: &'a (dyn RequestView + Sync),
-        edits: &'a mut HeaderEdits,
-    ) -> FilterFuture<'a> {
-        (**self).on_request_waiting(ctx, head, edits)
-    }
-
-    fn on_response(&self, ctx: &mut RequestCtx, edits: &mut HeaderEdits) {
-        (**self).on_response(ctx, edits)
-    }
-
-    fn edits_responses(&self) -> bool {
-        (**self).edits_responses()
-    }
-
-    fn wants_done(&self) -> bool {
-        (**self).wants_done()
-    }
-
-    fn on_done(&self, ctx: &RequestCtx) {
-        (**self).on_done(ctx)
-    }
-}
+use crate::pipeline::BudgetKey;
 
 impl LimitKey {
     /// What a budget is per, as the config spells it.
@@ -89,6 +42,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::pipeline::Filter;
     use crate::security::Recorder;
     use crate::security::rate_limit::{Gcra, Spent, TokenBudget};
 
