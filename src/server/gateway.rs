@@ -19,7 +19,7 @@ use crate::config::{self, ADMIN_EXPOSED, CompileContext, ConfigErrors, Plan};
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
 use crate::upstream::health::{self, HealthCheck};
-use crate::upstream::{EndpointKey, Registry};
+use crate::upstream::{Endpoint, EndpointKey, Pool, Registry};
 use crate::upstream::{LoadMetrics, load_poll};
 
 /// Why a reload (or the first start) did not take effect.
@@ -392,100 +392,44 @@ impl Gateway {
     /// one whose checks were removed is considered up again.
     fn supervise_health_checks(&self, plan: &Plan) {
         let mut checkers = self.checkers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wanted = std::collections::HashSet::new();
-        for pool in &plan.pools {
-            for endpoint in &pool.endpoints {
-                let key = (
-                    pool.name.to_string(),
-                    endpoint.url.to_string(),
-                    pool.protocol,
-                );
-                let Some(check) = &pool.health else {
-                    if checkers
-                        .remove(&key)
-                        .map(|(_, task)| task.abort())
-                        .is_some()
-                    {
-                        endpoint.state.health.set_active(true);
-                    }
-                    continue;
-                };
-                wanted.insert(key.clone());
-                if checkers
-                    .get(&key)
-                    .is_some_and(|(running, _)| running == check)
-                {
-                    continue;
-                }
-                let target = health::ProbeTarget::new(endpoint, &pool.client);
-                let task = tokio::spawn(health::run_checks(
+        supervise_endpoint_tasks(
+            &mut checkers,
+            plan,
+            |pool| pool.health.as_ref(),
+            |endpoint| {
+                endpoint.state.health.set_active(true);
+            },
+            |pool, endpoint, check| {
+                tokio::spawn(health::run_checks(
                     pool.name.clone(),
                     endpoint.url.clone(),
-                    target,
+                    health::ProbeTarget::new(endpoint, &pool.client),
                     Arc::downgrade(&endpoint.state),
                     check.clone(),
-                ));
-                if let Some((_, old)) = checkers.insert(key, (check.clone(), task)) {
-                    old.abort();
-                }
-            }
-        }
-        checkers.retain(|key, (_, task)| {
-            let keep = wanted.contains(key);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+                ))
+            },
+        );
     }
 
-    /// Starts, restarts (new settings) and stops load polls to match `plan`, as
-    /// [`Gateway::supervise_health_checks`] does for checkers. An endpoint whose polls
-    /// stop forgets its last report.
+    /// Starts, restarts (new settings) and stops load polls to match `plan`, as for
+    /// checkers. An endpoint whose polls stop forgets its last report.
     fn supervise_load_polls(&self, plan: &Plan) {
         let mut pollers = self.pollers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wanted = std::collections::HashSet::new();
-        for pool in &plan.pools {
-            for endpoint in &pool.endpoints {
-                let key = (
-                    pool.name.to_string(),
-                    endpoint.url.to_string(),
-                    pool.protocol,
-                );
-                let Some(settings) = &pool.load_metrics else {
-                    if let Some((_, task)) = pollers.remove(&key) {
-                        task.abort();
-                        endpoint.state.load.clear();
-                    }
-                    continue;
-                };
-                wanted.insert(key.clone());
-                if pollers
-                    .get(&key)
-                    .is_some_and(|(running, _)| running == settings)
-                {
-                    continue;
-                }
-                let target = health::ProbeTarget::new(endpoint, &pool.client);
-                let task = tokio::spawn(load_poll::run_polls(
+        supervise_endpoint_tasks(
+            &mut pollers,
+            plan,
+            |pool| pool.load_metrics.as_ref(),
+            |endpoint| endpoint.state.load.clear(),
+            |pool, endpoint, settings| {
+                tokio::spawn(load_poll::run_polls(
                     pool.name.clone(),
                     endpoint.url.clone(),
-                    target,
+                    health::ProbeTarget::new(endpoint, &pool.client),
                     Arc::downgrade(&endpoint.state),
                     settings.clone(),
-                ));
-                if let Some((_, old)) = pollers.insert(key, (settings.clone(), task)) {
-                    old.abort();
-                }
-            }
-        }
-        pollers.retain(|key, (_, task)| {
-            let keep = wanted.contains(key);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+                ))
+            },
+        );
     }
 
     /// Runs one analysis task per route with a canary; a route whose control was
@@ -612,4 +556,52 @@ impl Gateway {
     pub fn shutdown_grace(&self) -> Duration {
         self.plan().shutdown_grace
     }
+}
+
+/// One background task per endpoint whose pool asks for it (`settings_of`), matched to
+/// `plan`: started for new endpoints, restarted when the settings changed, stopped (and
+/// `on_stop` called) when the pool no longer asks or the endpoint is gone. A task whose
+/// settings did not change keeps running across the reload.
+fn supervise_endpoint_tasks<S: Clone + PartialEq>(
+    tasks: &mut HashMap<EndpointKey, (S, JoinHandle<()>)>,
+    plan: &Plan,
+    settings_of: impl Fn(&Pool) -> Option<&S>,
+    on_stop: impl Fn(&Endpoint),
+    spawn: impl Fn(&Pool, &Endpoint, &S) -> JoinHandle<()>,
+) {
+    let mut wanted = std::collections::HashSet::new();
+    for pool in &plan.pools {
+        for endpoint in &pool.endpoints {
+            let key = (
+                pool.name.to_string(),
+                endpoint.url.to_string(),
+                pool.protocol,
+            );
+            let Some(settings) = settings_of(pool) else {
+                if let Some((_, task)) = tasks.remove(&key) {
+                    task.abort();
+                    on_stop(endpoint);
+                }
+                continue;
+            };
+            wanted.insert(key.clone());
+            if tasks
+                .get(&key)
+                .is_some_and(|(running, _)| running == settings)
+            {
+                continue;
+            }
+            let task = spawn(pool, endpoint, settings);
+            if let Some((_, old)) = tasks.insert(key, (settings.clone(), task)) {
+                old.abort();
+            }
+        }
+    }
+    tasks.retain(|key, (_, task)| {
+        let keep = wanted.contains(key);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
 }
