@@ -618,6 +618,12 @@ const OWNED_REQUEST_HEADERS: &[&str] = &[
     "traceparent",
 ];
 
+/// Why a pool's `auth` may not use `name` as its header, if it may not: the same
+/// headers a request header rule may not touch.
+pub(super) fn owned_request_header(name: &HeaderName) -> Option<String> {
+    owned(name, OWNED_REQUEST_HEADERS)
+}
+
 /// Response headers the proxy itself writes.
 const OWNED_RESPONSE_HEADERS: &[&str] = &[
     "content-length",

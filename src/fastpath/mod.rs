@@ -40,7 +40,7 @@ use crate::pipeline::attempts::{Attempts, HeadSignals};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
-use crate::pipeline::forwarding::client_ip_of;
+use crate::pipeline::forwarding::{add_pool_credential, client_ip_of};
 use crate::pipeline::response_head;
 use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
 use crate::pipeline::{
@@ -618,6 +618,18 @@ impl Connection {
             let pool = attempts.pool();
             exchange.endpoint = Some(endpoint.clone());
             exchange.in_flight = Some(endpoint.state.begin());
+            // A pool with its own credential: the route's edits plus that credential,
+            // made for this attempt (the next one may go to another pool).
+            let with_credential;
+            let edits = match &pool.credential {
+                Some(credential) => {
+                    let mut edits = edits.clone();
+                    add_pool_credential(&mut edits, credential);
+                    with_credential = edits;
+                    &with_credential
+                }
+                None => &edits,
+            };
             let forwarding = Forwarding {
                 peer: downstream.peer_header.as_bytes(),
                 proto: if downstream.tls { b"https" } else { b"http" },
@@ -625,7 +637,7 @@ impl Connection {
                 host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
-                edits: &edits,
+                edits,
                 body: sent_body,
             };
             let client_head = ClientHead {
