@@ -1,5 +1,6 @@
 //! Compiling `[[pools]]`: endpoints, balancing (with `least_queue`'s load metrics and
-//! prefix affinity), TLS, health checks, outlier detection, limits and fallbacks.
+//! prefix affinity), TLS, health checks, outlier detection, limits, fallbacks, and a
+//! provider's credential and model names.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -130,6 +131,7 @@ pub(super) fn compile_pools(
         let limits = compile_limits(&spec.limits, &format!("{path}.limits"), errors);
         let queue = compile_least_queue(spec, &path, errors);
         let credential = compile_credential(spec, &path, base, errors);
+        let model_map = compile_model_map(spec, &path, errors);
         if let Some(fallback) = &spec.fallback {
             if fallback == &spec.name {
                 errors.push((
@@ -168,6 +170,7 @@ pub(super) fn compile_pools(
             fallback: OnceLock::new(),
             limits,
             credential,
+            model_map,
         };
         out.push((spec.name.clone(), Arc::new(pool)));
     }
@@ -183,6 +186,18 @@ pub(super) fn compile_pools(
         }
     }
     out
+}
+
+fn compile_model_map(spec: &PoolSpec, path: &str, errors: &mut Errors) -> HashMap<String, String> {
+    for (from, to) in &spec.model_map {
+        if to.is_empty() {
+            errors.push((
+                format!("{path}.model_map.{from}"),
+                "the model name to send cannot be empty".into(),
+            ));
+        }
+    }
+    spec.model_map.clone().into_iter().collect()
 }
 
 /// `auth` or `api_key_env`: the secret is read now (at load, and at every reload), so a
@@ -600,6 +615,15 @@ mod tests {
             message.contains("JUNCTION_TEST_UNSET_POOL_KEY"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_model_map_to_an_empty_name_is_refused() {
+        let (path, line, _) = only_error("model_map = { \"gpt-4o\" = \"\" }");
+        assert_eq!(path, "pools[0].model_map.gpt-4o");
+        assert_eq!(line, Some(8));
+        let plan = load_pool("model_map = { \"gpt-4o\" = \"my-deployment\" }").unwrap();
+        assert_eq!(plan.pools[0].model_map["gpt-4o"], "my-deployment");
     }
 
     #[test]

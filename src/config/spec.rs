@@ -357,6 +357,10 @@ pub struct PoolSpec {
     pub auth: Option<PoolAuthSpec>,
     /// Shorthand for `auth = { value_env = "..." }`: `Authorization: Bearer <$VAR>`.
     pub api_key_env: Option<String>,
+    /// Renames a request's top-level `model` for this pool (`"gpt-4o" = "my-deployment"`),
+    /// every other byte of the body kept.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

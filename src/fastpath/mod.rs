@@ -41,6 +41,7 @@ use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::{add_pool_credential, client_ip_of};
+use crate::pipeline::model_map;
 use crate::pipeline::response_head;
 use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
 use crate::pipeline::{
@@ -630,6 +631,18 @@ impl Connection {
                 }
                 None => &edits,
             };
+            // Read again each time: waiting for the answer may read the client's next bytes.
+            let buf = self.received.filled();
+            // The pool's `model_map`, for this attempt's pool; a body that streams is
+            // sent as it comes.
+            let mapped = match &outgoing_body {
+                _ if head.unread_body => None,
+                Some(held) => model_map::mapped_body(pool, held),
+                None => model_map::mapped_body(
+                    pool,
+                    &buf[head.len..head.len + head.content_length as usize],
+                ),
+            };
             let forwarding = Forwarding {
                 peer: downstream.peer_header.as_bytes(),
                 proto: if downstream.tls { b"https" } else { b"http" },
@@ -638,7 +651,10 @@ impl Connection {
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
                 edits,
-                body: sent_body,
+                body: match &mapped {
+                    Some(mapped) => SentBody::Length(mapped.len() as u64),
+                    None => sent_body,
+                },
             };
             let client_head = ClientHead {
                 head_request,
@@ -647,8 +663,6 @@ impl Connection {
                 close: head.close,
                 draining: gateway.draining_flag(),
             };
-            // Read again each time: waiting for the answer may read the client's next bytes.
-            let buf = self.received.filled();
             self.upstream_request.clear();
             head.write_upstream(buf, &forwarding, &mut self.upstream_request);
             let sent_at = Instant::now();
@@ -679,7 +693,7 @@ impl Connection {
                 ));
                 tokio::time::timeout(timeouts.response_headers, sent).await
             } else {
-                let body: &[u8] = match &outgoing_body {
+                let body: &[u8] = match mapped.as_ref().or(outgoing_body.as_ref()) {
                     Some(body) if body.len() > BODY_COPY_LIMIT => body,
                     Some(body) => {
                         self.upstream_request.extend_from_slice(body);

@@ -67,6 +67,8 @@ pub struct Pool {
     pub limits: Limits,
     /// The pool's own upstream credential (`auth`, `api_key_env`).
     pub credential: Option<PoolCredential>,
+    /// `model_map`: a request's top-level `model` → the name this pool's provider knows.
+    pub model_map: std::collections::HashMap<String, String>,
 }
 
 /// A pool's upstream credential: sent in place of whatever credential the client sent,
