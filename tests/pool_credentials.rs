@@ -253,3 +253,46 @@ async fn the_secret_is_not_in_the_admin_config() {
     assert!(config.contains("value_file"), "{config}");
     assert!(!config.contains("sk-never-shown"), "{config}");
 }
+
+/// `value_file` is read again at reload: a rotated key is sent from then on, and an
+/// emptied file refuses the reload, leaving the running key in use.
+#[tokio::test]
+async fn a_reload_reads_the_key_file_again() {
+    use support::proxy::RunningProxy;
+    let (upstream, seen) = recording("p", 200).await;
+    let dir = TempDir::new().expect("temp dir");
+    std::fs::write(dir.path().join("admin.token"), "admin-secret\n").unwrap();
+    std::fs::write(dir.path().join("pool.key"), "sk-before\n").unwrap();
+    let path = dir.path().join("junction.toml");
+    let config = format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n\
+         [[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\nauth = {{ value_file = \"pool.key\" }}\n\n\
+         [[routes]]\nname = \"all\"\npool = \"p\"\n",
+        upstream.url()
+    );
+    std::fs::write(&path, config).unwrap();
+    let proxy = RunningProxy::from_file(&path).await;
+    let url = proxy.url("/v1/chat/completions");
+    assert_eq!(send(&url).await, 200);
+
+    std::fs::write(dir.path().join("pool.key"), "sk-after\n").unwrap();
+    assert_eq!(proxy.reload().await.status(), 200);
+    assert_eq!(send(&url).await, 200);
+
+    std::fs::write(dir.path().join("pool.key"), "").unwrap();
+    let refused = proxy.reload().await;
+    assert_ne!(refused.status(), 200);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("pools[0].auth.value_file"), "{text}");
+    assert_eq!(send(&url).await, 200);
+
+    assert_eq!(
+        all_seen(&seen),
+        vec![
+            only("authorization", "Bearer sk-before"),
+            only("authorization", "Bearer sk-after"),
+            only("authorization", "Bearer sk-after"),
+        ]
+    );
+}
