@@ -150,3 +150,66 @@ async fn a_chunked_body_is_renamed_and_sent_with_its_length() {
         assert_eq!(seen(&received), expected(&renamed("dep")), "{travel:?}");
     }
 }
+
+/// The route's mirror gets the copy renamed (and with the key) of its own pool.
+#[tokio::test]
+async fn the_mirror_gets_its_own_pools_name_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("shadow.key");
+    std::fs::write(&key_file, "sk-shadow").unwrap();
+    for travel in Travel::ALL {
+        let (primary, primary_seen) = recording("p", 200).await;
+        // The copy arrives after the client's answer: the test waits for it on a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let shadow = TestUpstream::named("shadow")
+            .handler(move |request: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (head, body) = request.into_parts();
+                    let header = |name: &str| {
+                        head.headers
+                            .get(name)
+                            .map(|v| v.to_str().unwrap_or("").to_string())
+                    };
+                    let seen = (header("content-length"), header("authorization"));
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let _ = tx.send((seen, String::from_utf8_lossy(&body).into_owned()));
+                    reply(200, "{}")
+                }
+            })
+            .start()
+            .await;
+        let before = format!(
+            "[[pools]]\nname = \"shadow\"\nendpoints = [{{ url = \"{}\" }}]\n\
+             model_map = {{ \"gpt-4o\" = \"shadow-model\" }}\nauth = {{ value_file = {key_file:?} }}\n",
+            shadow.url()
+        );
+        let extra = Extra {
+            pool: "model_map = { \"gpt-4o\" = \"primary-model\" }",
+            before: &before,
+            route: "mirror = { pool = \"shadow\", percent = 100 }",
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[primary.url()], &extra).await;
+        assert_eq!(send(&proxy.url("/v1/chat/completions"), BODY).await, 200);
+        assert_eq!(
+            seen(&primary_seen),
+            expected(&renamed("primary-model")),
+            "{travel:?}"
+        );
+        let copy = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the mirror's copy within 5 s")
+            .expect("a copy");
+        let body = renamed("shadow-model");
+        let headers = (
+            Some(body.len().to_string()),
+            Some("Bearer sk-shadow".to_string()),
+        );
+        assert_eq!(copy, (headers, body), "{travel:?}");
+    }
+}
