@@ -129,3 +129,56 @@ pub(super) fn protocol(spec: ProtocolSpec) -> Protocol {
         ProtocolSpec::H2 => Protocol::H2,
     }
 }
+
+/// Request headers the proxy itself writes (framing, hop-by-hop, forwarding, tracing,
+/// its own control headers): a header rule may not set or remove them, so what an
+/// endpoint receives never depends on which engine rendered the head.
+pub(super) const OWNED_REQUEST_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "via",
+    "x-request-id",
+    "traceparent",
+];
+
+/// Why a pool's `auth` may not use `name` as its header, if it may not: the same
+/// headers a request header rule may not touch.
+pub(super) fn owned_request_header(name: &http::HeaderName) -> Option<String> {
+    owned(name, OWNED_REQUEST_HEADERS)
+}
+
+/// Response headers the proxy itself writes.
+pub(super) const OWNED_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+    "upgrade",
+    "x-request-id",
+];
+
+/// Why a header rule may not touch `name`, if it may not.
+pub(super) fn owned(name: &http::HeaderName, owned: &[&str]) -> Option<String> {
+    let name = name.as_str();
+    if owned.contains(&name) {
+        Some(format!(
+            "{name} is written by the proxy itself and cannot be set or removed by a header rule"
+        ))
+    } else if name.starts_with("x-junction-") {
+        Some(format!("{name}: x-junction-* headers are Junction's own"))
+    } else {
+        None
+    }
+}

@@ -1,5 +1,6 @@
 //! Compiling `[[pools]]`: endpoints, balancing (with `least_queue`'s load metrics and
-//! prefix affinity), TLS, health checks, outlier detection, limits and fallbacks.
+//! prefix affinity), TLS, health checks, outlier detection, limits, fallbacks, and a
+//! provider's credential and model names.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,13 +12,14 @@ use http::{HeaderName, HeaderValue};
 use super::CompileContext;
 use super::checks::{Errors, check_unique, duration_or, policy, protocol, resolve};
 use super::spec::{
-    AffinitySpec, BalanceSpec, HealthSpec, LimitsSpec, LoadMetricsSpec, OutlierSpec, PoolSpec,
+    AffinitySpec, BalanceSpec, HealthSpec, LimitsSpec, LoadMetricsSpec, OutlierSpec, PoolAuthSpec,
+    PoolSpec,
 };
 use crate::balance::{Balancer, PrefixAffinity};
 use crate::upstream::health::parse_status_ranges;
 use crate::upstream::{
     Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, LoadMetrics,
-    OutlierDetection, Pool, UpstreamClient, UpstreamUrl,
+    OutlierDetection, Pool, PoolCredential, UpstreamClient, UpstreamUrl,
 };
 
 const MAX_WEIGHT: u32 = 1000;
@@ -128,6 +130,8 @@ pub(super) fn compile_pools(
             .and_then(|o| compile_outlier(o, &format!("{path}.outlier"), errors));
         let limits = compile_limits(&spec.limits, &format!("{path}.limits"), errors);
         let queue = compile_least_queue(spec, &path, errors);
+        let credential = compile_credential(spec, &path, base, errors);
+        let model_map = compile_model_map(spec, &path, errors);
         if let Some(fallback) = &spec.fallback {
             if fallback == &spec.name {
                 errors.push((
@@ -165,6 +169,8 @@ pub(super) fn compile_pools(
             outlier,
             fallback: OnceLock::new(),
             limits,
+            credential,
+            model_map,
         };
         out.push((spec.name.clone(), Arc::new(pool)));
     }
@@ -180,6 +186,122 @@ pub(super) fn compile_pools(
         }
     }
     out
+}
+
+fn compile_model_map(spec: &PoolSpec, path: &str, errors: &mut Errors) -> HashMap<String, String> {
+    for (from, to) in &spec.model_map {
+        if to.is_empty() {
+            errors.push((
+                format!("{path}.model_map.{from}"),
+                "the model name to send cannot be empty".into(),
+            ));
+        }
+    }
+    spec.model_map.clone().into_iter().collect()
+}
+
+/// `auth` or `api_key_env`: the secret is read now (at load, and at every reload), so a
+/// missing or empty one is a config error naming its key rather than a 401 later.
+fn compile_credential(
+    spec: &PoolSpec,
+    path: &str,
+    base: &Path,
+    errors: &mut Errors,
+) -> Option<PoolCredential> {
+    let shorthand;
+    let (auth, auth_path) = match (&spec.auth, &spec.api_key_env) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            errors.push((
+                format!("{path}.api_key_env"),
+                "set auth or api_key_env, not both".into(),
+            ));
+            return None;
+        }
+        (Some(auth), None) => (auth, format!("{path}.auth")),
+        (None, Some(env)) => {
+            shorthand = PoolAuthSpec {
+                value_env: Some(env.clone()),
+                ..PoolAuthSpec::default()
+            };
+            (&shorthand, format!("{path}.api_key_env"))
+        }
+    };
+    let header_text = auth.header.as_deref().unwrap_or("authorization");
+    let header = HeaderName::from_bytes(header_text.as_bytes())
+        .map_err(|_| {
+            errors.push((
+                format!("{auth_path}.header"),
+                format!("{header_text:?} is not a valid header name"),
+            ))
+        })
+        .ok()?;
+    if let Some(why) = super::checks::owned_request_header(&header) {
+        errors.push((format!("{auth_path}.header"), why));
+        return None;
+    }
+    let secret = match (&auth.value_file, &auth.value_env) {
+        (Some(_), Some(_)) => {
+            errors.push((
+                format!("{auth_path}.value_env"),
+                "set value_file or value_env, not both".into(),
+            ));
+            return None;
+        }
+        (None, None) => {
+            errors.push((auth_path, "set value_file or value_env".into()));
+            return None;
+        }
+        (Some(file), None) => {
+            let file = resolve(base, file);
+            match std::fs::read_to_string(&file) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+                Ok(_) => {
+                    errors.push((
+                        format!("{auth_path}.value_file"),
+                        format!("{file} is empty"),
+                    ));
+                    return None;
+                }
+                Err(error) => {
+                    errors.push((
+                        format!("{auth_path}.value_file"),
+                        format!("cannot read {file}: {error}"),
+                    ));
+                    return None;
+                }
+            }
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+            _ => {
+                // The key named is `api_key_env` itself for the shorthand.
+                let key = if spec.auth.is_some() {
+                    format!("{auth_path}.value_env")
+                } else {
+                    auth_path
+                };
+                errors.push((key, format!("environment variable {var} is unset or empty")));
+                return None;
+            }
+        },
+    };
+    let default_prefix = if header == http::header::AUTHORIZATION {
+        "Bearer "
+    } else {
+        ""
+    };
+    let prefix = auth.prefix.as_deref().unwrap_or(default_prefix);
+    // The error names the key, never the secret.
+    let Ok(mut value) = HeaderValue::from_str(&format!("{prefix}{secret}")) else {
+        errors.push((
+            auth_path,
+            "the prefix and secret are not a valid header value (control characters?)".into(),
+        ));
+        return None;
+    };
+    value.set_sensitive(true);
+    Some(PoolCredential { header, value })
 }
 
 fn compile_health(spec: &HealthSpec, path: &str, errors: &mut Errors) -> Option<HealthCheck> {
@@ -420,4 +542,100 @@ pub(super) fn parse_hash_key(text: &str) -> Result<HashKey, String> {
     Err(format!(
         "{text:?}: expected \"header:NAME\", \"cookie:NAME\" or \"ip\""
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigErrors, checking, load_str};
+
+    fn load_pool(pool_keys: &str) -> Result<crate::config::Plan, ConfigErrors> {
+        let text = format!(
+            "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[pools]]\nname = \"p\"\nendpoints = [{{ url = \"http://127.0.0.1:1\" }}]\n{pool_keys}\n"
+        );
+        checking(|context| load_str(&text, Path::new("."), context))
+    }
+
+    fn credential_of(plan: &crate::config::Plan) -> Option<crate::upstream::PoolCredential> {
+        plan.pools[0].credential.clone()
+    }
+
+    fn only_error(pool_keys: &str) -> (String, Option<usize>, String) {
+        let Err(errors) = load_pool(pool_keys) else {
+            panic!("{pool_keys} loaded");
+        };
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        (error.path.clone(), error.line, error.message.clone())
+    }
+
+    #[test]
+    fn credential_from_a_file_with_the_bearer_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-pool\n").unwrap();
+        let plan = load_pool(&format!("auth = {{ value_file = {:?} }}", file)).unwrap();
+        let credential = credential_of(&plan).unwrap();
+        assert_eq!(credential.header, "authorization");
+        assert_eq!(credential.value, "Bearer sk-pool");
+        assert!(credential.value.is_sensitive());
+        assert!(!format!("{credential:?}").contains("sk-pool"));
+    }
+
+    #[test]
+    fn another_header_has_no_default_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-ant").unwrap();
+        let keys = format!("auth = {{ header = \"x-api-key\", value_file = {file:?} }}");
+        let credential = credential_of(&load_pool(&keys).unwrap());
+        assert_eq!(credential.unwrap().value, "sk-ant");
+    }
+
+    #[test]
+    fn a_missing_or_empty_secret_names_its_key_and_line() {
+        let (path, line, message) =
+            only_error("auth = { value_file = \"/nonexistent/junction-key\" }");
+        assert_eq!(path, "pools[0].auth.value_file");
+        assert_eq!(line, Some(8));
+        assert!(message.contains("cannot read"), "{message}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("empty");
+        std::fs::write(&file, " \n").unwrap();
+        let (path, _, message) = only_error(&format!("auth = {{ value_file = {file:?} }}"));
+        assert_eq!(path, "pools[0].auth.value_file");
+        assert!(message.ends_with("is empty"), "{message}");
+
+        let (path, line, message) = only_error("api_key_env = \"JUNCTION_TEST_UNSET_POOL_KEY\"");
+        assert_eq!(path, "pools[0].api_key_env");
+        assert_eq!(line, Some(8));
+        assert!(
+            message.contains("JUNCTION_TEST_UNSET_POOL_KEY"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_model_map_to_an_empty_name_is_refused() {
+        let (path, line, _) = only_error("model_map = { \"gpt-4o\" = \"\" }");
+        assert_eq!(path, "pools[0].model_map.gpt-4o");
+        assert_eq!(line, Some(8));
+        let plan = load_pool("model_map = { \"gpt-4o\" = \"my-deployment\" }").unwrap();
+        assert_eq!(plan.pools[0].model_map["gpt-4o"], "my-deployment");
+    }
+
+    #[test]
+    fn conflicting_or_proxy_owned_keys_are_refused() {
+        let (path, _, _) = only_error("auth = { value_env = \"A\", value_file = \"b\" }");
+        assert_eq!(path, "pools[0].auth.value_env");
+        let (path, _, _) = only_error("auth = {}");
+        assert_eq!(path, "pools[0].auth");
+        let (path, _, _) = only_error("auth = { value_env = \"A\" }\napi_key_env = \"B\"");
+        assert_eq!(path, "pools[0].api_key_env");
+        let (path, _, message) = only_error("auth = { header = \"host\", value_env = \"A\" }");
+        assert_eq!(path, "pools[0].auth.header");
+        assert!(message.contains("host"), "{message}");
+    }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::CompileContext;
-use super::checks::{Errors, bytes_of, check_unique, duration_or, parse_cidrs};
+use super::checks::{
+    Errors, OWNED_REQUEST_HEADERS, OWNED_RESPONSE_HEADERS, bytes_of, check_unique, duration_or,
+    owned, parse_cidrs,
+};
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;
@@ -596,53 +599,6 @@ fn compile_filters(
 }
 
 type HeaderEdits = (Vec<(HeaderName, HeaderValue)>, Vec<HeaderName>);
-
-/// Request headers the proxy itself writes (framing, hop-by-hop, forwarding, tracing,
-/// its own control headers): a header rule may not set or remove them, so what an
-/// endpoint receives never depends on which engine rendered the head.
-const OWNED_REQUEST_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "via",
-    "x-request-id",
-    "traceparent",
-];
-
-/// Response headers the proxy itself writes.
-const OWNED_RESPONSE_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "trailer",
-    "upgrade",
-    "x-request-id",
-];
-
-/// Why a header rule may not touch `name`, if it may not.
-fn owned(name: &HeaderName, owned: &[&str]) -> Option<String> {
-    let name = name.as_str();
-    if owned.contains(&name) {
-        Some(format!(
-            "{name} is written by the proxy itself and cannot be set or removed by a header rule"
-        ))
-    } else if name.starts_with("x-junction-") {
-        Some(format!("{name}: x-junction-* headers are Junction's own"))
-    } else {
-        None
-    }
-}
 
 fn compile_header_rules(
     spec: &HeaderRulesSpec,

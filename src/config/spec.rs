@@ -352,6 +352,28 @@ pub struct PoolSpec {
     /// With `affinity`: how many requests longer than the shortest the prefix's own
     /// endpoint's queue may be and still get the request (default 2).
     pub affinity_slack: Option<f64>,
+    /// The pool's own upstream credential: the client's credential headers are
+    /// removed and this one is sent instead.
+    pub auth: Option<PoolAuthSpec>,
+    /// Shorthand for `auth = { value_env = "..." }`: `Authorization: Bearer <$VAR>`.
+    pub api_key_env: Option<String>,
+    /// Renames a request's top-level `model` for this pool (`"gpt-4o" = "my-deployment"`),
+    /// every other byte of the body kept.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAuthSpec {
+    /// Header the credential goes in (default "authorization").
+    pub header: Option<String>,
+    /// Put before the secret (default "Bearer " for `authorization`, else nothing).
+    pub prefix: Option<String>,
+    /// File holding the secret, read at load and reload (surrounding whitespace trimmed).
+    pub value_file: Option<String>,
+    /// Environment variable holding the secret, read at load.
+    pub value_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -40,7 +40,8 @@ use crate::pipeline::attempts::{Attempts, HeadSignals};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
-use crate::pipeline::forwarding::client_ip_of;
+use crate::pipeline::forwarding::{add_pool_credential, client_ip_of};
+use crate::pipeline::model_map;
 use crate::pipeline::response_head;
 use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
 use crate::pipeline::{
@@ -618,6 +619,30 @@ impl Connection {
             let pool = attempts.pool();
             exchange.endpoint = Some(endpoint.clone());
             exchange.in_flight = Some(endpoint.state.begin());
+            // A pool with its own credential: the route's edits plus that credential,
+            // made for this attempt (the next one may go to another pool).
+            let with_credential;
+            let edits = match &pool.credential {
+                Some(credential) => {
+                    let mut edits = edits.clone();
+                    add_pool_credential(&mut edits, credential);
+                    with_credential = edits;
+                    &with_credential
+                }
+                None => &edits,
+            };
+            // Read again each time: waiting for the answer may read the client's next bytes.
+            let buf = self.received.filled();
+            // The pool's `model_map`, for this attempt's pool; a body that streams is
+            // sent as it comes.
+            let mapped = match &outgoing_body {
+                _ if head.unread_body => None,
+                Some(held) => model_map::mapped_body(pool, held),
+                None => model_map::mapped_body(
+                    pool,
+                    &buf[head.len..head.len + head.content_length as usize],
+                ),
+            };
             let forwarding = Forwarding {
                 peer: downstream.peer_header.as_bytes(),
                 proto: if downstream.tls { b"https" } else { b"http" },
@@ -625,8 +650,11 @@ impl Connection {
                 host_override: pool.rewrite_host.then(|| endpoint.host_header.as_bytes()),
                 new_request_id: made_id.then(|| request_id.as_bytes()),
                 traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
-                edits: &edits,
-                body: sent_body,
+                edits,
+                body: match &mapped {
+                    Some(mapped) => SentBody::Length(mapped.len() as u64),
+                    None => sent_body,
+                },
             };
             let client_head = ClientHead {
                 head_request,
@@ -635,8 +663,6 @@ impl Connection {
                 close: head.close,
                 draining: gateway.draining_flag(),
             };
-            // Read again each time: waiting for the answer may read the client's next bytes.
-            let buf = self.received.filled();
             self.upstream_request.clear();
             head.write_upstream(buf, &forwarding, &mut self.upstream_request);
             let sent_at = Instant::now();
@@ -667,7 +693,7 @@ impl Connection {
                 ));
                 tokio::time::timeout(timeouts.response_headers, sent).await
             } else {
-                let body: &[u8] = match &outgoing_body {
+                let body: &[u8] = match mapped.as_ref().or(outgoing_body.as_ref()) {
                     Some(body) if body.len() > BODY_COPY_LIMIT => body,
                     Some(body) => {
                         self.upstream_request.extend_from_slice(body);

@@ -26,6 +26,8 @@ pub enum Selection {
     ResponseContents,
     /// Every string value (not the keys).
     AllStrings,
+    /// The top-level `model` string of a request, alone (a pool's `model_map`).
+    TopLevelModel,
 }
 
 /// Keys whose string value (or array of strings) is text a person or a model wrote.
@@ -77,6 +79,8 @@ enum Reach {
     Contents,
     /// Every string below is edited.
     Everything,
+    /// The top level of a request: only its `model` string is edited.
+    ModelRoot,
 }
 
 /// One open array or object.
@@ -271,11 +275,12 @@ impl Scanner<'_> {
                 Selection::RequestContents => (Reach::RequestRoot, false, false),
                 Selection::ResponseContents => (Reach::Contents, false, false),
                 Selection::AllStrings => (Reach::Everything, true, false),
+                Selection::TopLevelModel => (Reach::ModelRoot, false, false),
             };
         };
         if frame.array {
             return match frame.reach {
-                Reach::Skip => (Reach::Skip, false, false),
+                Reach::Skip | Reach::ModelRoot => (Reach::Skip, false, false),
                 Reach::Everything => (Reach::Everything, true, false),
                 Reach::RequestRoot | Reach::Contents => {
                     (Reach::Contents, frame.strings_edited, false)
@@ -286,6 +291,7 @@ impl Scanner<'_> {
         match frame.reach {
             Reach::Skip => (Reach::Skip, false, false),
             Reach::Everything => (Reach::Everything, true, false),
+            Reach::ModelRoot => (Reach::Skip, key_is(key, &["model"]), false),
             Reach::RequestRoot if !key_is(key, REQUEST_ROOTS) => (Reach::Skip, false, false),
             Reach::RequestRoot | Reach::Contents => {
                 let content = key_is(key, CONTENT_KEYS);

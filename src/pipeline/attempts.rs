@@ -303,6 +303,19 @@ pub async fn forward(
             ),
         };
         let pool = attempts.pool().clone();
+        // The pool's `model_map`, for this attempt's pool: a retry or fallback to another
+        // pool renames the held body for that one.
+        let mapped = replay
+            .as_deref()
+            .and_then(|held| super::model_map::mapped_body(&pool, held));
+        let body = match mapped {
+            Some(mapped) => {
+                head.headers
+                    .insert(http::header::CONTENT_LENGTH, mapped.len().into());
+                ProxyBody::full(mapped)
+            }
+            None => body,
+        };
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
         exchange.endpoint = Some(endpoint.clone());
         exchange.in_flight = Some(endpoint.state.begin());

@@ -9,10 +9,10 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Version, request, response};
 use ipnet::IpNet;
 
-use super::Downstream;
+use super::{Downstream, HeaderEdits};
 use crate::config::ListenerPlan;
 use crate::upstream::Protocol as ProtocolSpec;
-use crate::upstream::{Endpoint, Pool};
+use crate::upstream::{Endpoint, Pool, PoolCredential};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -201,6 +201,25 @@ fn joined_lines(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     Some(joined)
 }
 
+/// The headers clients carry a provider key in: `Authorization` (OpenAI and most
+/// others), `x-api-key` (Anthropic), `api-key` (Azure OpenAI), `x-goog-api-key` (Gemini).
+static CLIENT_CREDENTIALS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+];
+
+/// Adds a pool's credential to the edits a request gets on its way to that pool: every
+/// client credential header out, then the pool's own. Last, so that it wins over a
+/// route's `request_headers`; per attempt, as a retry or fallback may change the pool.
+pub(crate) fn add_pool_credential(edits: &mut HeaderEdits, credential: &PoolCredential) {
+    for name in &CLIENT_CREDENTIALS {
+        edits.remove(name);
+    }
+    edits.set(&credential.header, credential.value.clone());
+}
+
 /// Shapes a downstream request head for `endpoint`.
 pub fn prepare_request(
     head: &mut request::Parts,
@@ -217,6 +236,11 @@ pub fn prepare_request(
     };
     let headers = &mut head.headers;
     strip_hop_by_hop(headers, upgrade);
+    if let Some(credential) = &pool.credential {
+        let mut edits = HeaderEdits::new();
+        add_pool_credential(&mut edits, credential);
+        edits.apply(headers);
+    }
 
     let trusted = is_trusted(&listener.trusted_proxies, downstream.peer.ip());
     match joined_lines(headers, &X_FORWARDED_FOR) {

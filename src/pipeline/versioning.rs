@@ -112,6 +112,15 @@ pub fn send_shadow(
     copy.uri = head.uri.clone();
     copy.version = head.version;
     copy.headers = head.headers.clone();
+    // The mirror pool's `model_map`, as for any pool a request goes to.
+    let body = match super::model_map::mapped_body(pool, &body) {
+        Some(mapped) => {
+            copy.headers
+                .insert(http::header::CONTENT_LENGTH, mapped.len().into());
+            mapped
+        }
+        None => body,
+    };
     forwarding::prepare_request(&mut copy, downstream, listener, pool, &endpoint, false);
     let route = route.clone();
     let timeouts = route.timeouts;

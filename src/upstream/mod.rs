@@ -12,7 +12,7 @@ mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 pub use client::{Dialer, Room, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
@@ -65,6 +65,20 @@ pub struct Pool {
     /// Set once all pools of the plan exist; weak, so pools naming each other leak nothing.
     pub fallback: OnceLock<Weak<Pool>>,
     pub limits: Limits,
+    /// The pool's own upstream credential (`auth`, `api_key_env`).
+    pub credential: Option<PoolCredential>,
+    /// `model_map`: a request's top-level `model` → the name this pool's provider knows.
+    pub model_map: std::collections::HashMap<String, String>,
+}
+
+/// A pool's upstream credential: sent in place of whatever credential the client sent,
+/// so that a client's key never reaches a provider that does not own it.
+#[derive(Debug, Clone)]
+pub struct PoolCredential {
+    pub header: HeaderName,
+    /// Prefix and secret, marked sensitive (never printed by `Debug`, never indexed by
+    /// HPACK).
+    pub value: HeaderValue,
 }
 
 /// Circuit breaking of a pool (`limits = { ... }`); `None` is unlimited.
