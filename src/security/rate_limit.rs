@@ -74,14 +74,18 @@ impl Gcra {
                 tats.insert(key.clone(), next);
             }
         }
-        let used = next.duration_since(now);
+        Ok(self.standing(next.duration_since(now)))
+    }
+
+    /// A key's standing when `used` of its period is spent (until its budget is whole).
+    fn standing(&self, used: Duration) -> Standing {
         let remaining =
             (self.period.saturating_sub(used).as_nanos() / self.emission.as_nanos().max(1)) as u64;
-        Ok(Standing {
+        Standing {
             limit: self.limit,
             remaining,
             reset: used,
-        })
+        }
     }
 
     /// Gives back a request taken by `check` (its token reservation failed).
@@ -295,17 +299,7 @@ impl RateLimit {
         let mut requests = None;
         if let Some(gcra) = &self.requests {
             match shared.check_request(&key, gcra.limit, gcra.period).await {
-                Ok((true, used, _)) => {
-                    let used = micros(used);
-                    let remaining = (gcra.period.saturating_sub(used).as_nanos()
-                        / gcra.emission.as_nanos().max(1))
-                        as u64;
-                    requests = Some(Standing {
-                        limit: gcra.limit,
-                        remaining,
-                        reset: used,
-                    });
-                }
+                Ok((true, used, _)) => requests = Some(gcra.standing(micros(used))),
                 Ok((false, wait, _)) => {
                     let (limit, wait) = (gcra.limit, micros(wait));
                     return self.refuse(ctx, "requests", wait, |h| {
@@ -629,9 +623,7 @@ impl RateLimit {
         let requests_of = |key: &BudgetKey| {
             let (gcra, tats) = tats.as_ref()?;
             let in_use = tats.get(key)?.saturating_duration_since(now);
-            let remaining = (gcra.period.saturating_sub(in_use).as_nanos()
-                / gcra.emission.as_nanos().max(1)) as u64;
-            let used = gcra.limit.saturating_sub(remaining);
+            let used = gcra.limit.saturating_sub(gcra.standing(in_use).remaining);
             (used > 0).then_some(Spent {
                 used,
                 limit: gcra.limit,
