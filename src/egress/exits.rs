@@ -564,14 +564,19 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn cooldowns_double_up_to_the_cap_and_are_forgiven() {
+    /// An exit that dials sites itself, for the cool-down tests.
+    fn direct_exit() -> Arc<Exit> {
         let source = ExitSource {
             url: "direct".into(),
             region: None,
             name: None,
         };
-        let exit = Exit::new(source, None, Arc::default()).unwrap();
+        Exit::new(source, None, Arc::default()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldowns_double_up_to_the_cap_and_are_forgiven() {
+        let exit = direct_exit();
         let rng = SplitMix::with_seed(7);
         let base = Duration::from_secs(60);
         let max = Duration::from_secs(300);
@@ -601,12 +606,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_snapshot_lists_the_longest_rests_first() {
-        let source = ExitSource {
-            url: "direct".into(),
-            region: None,
-            name: None,
-        };
-        let exit = Exit::new(source, None, Arc::default()).unwrap();
+        let exit = direct_exit();
         let rng = SplitMix::with_seed(7);
         let (base, max) = (Duration::from_secs(60), Duration::from_secs(3600));
         let now = Instant::now();
