@@ -7,10 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::Value;
 use support::proxy::RunningProxy;
 use support::upstream::reply;
-use support::{TestProxy, TestUpstream, client};
+use support::{TestProxy, TestUpstream};
 
 /// Egress listener "scraper" with two direct exits, "first" and "second", in turn; 403
 /// is a ban; sites on loopback allowed.
@@ -36,14 +35,11 @@ fn through(proxy: &RunningProxy) -> reqwest::Client {
         .unwrap()
 }
 
-async fn egress(proxy: &RunningProxy, query: &str) -> (u16, Value) {
-    let reply = client()
-        .get(proxy.admin_url(&format!("/api/egress{query}")))
-        .send()
+/// `GET /api/egress` on the proxy's admin listener: (status, JSON).
+async fn egress(proxy: &RunningProxy, query: &str) -> (u16, serde_json::Value) {
+    proxy
+        .admin_status_json(&format!("/api/egress{query}"))
         .await
-        .unwrap();
-    let status = reply.status().as_u16();
-    (status, reply.json().await.unwrap())
 }
 
 #[tokio::test]

@@ -255,13 +255,9 @@ async fn a_listeners_limit_is_one_budget_for_all_its_routes() {
 
 /// `GET /api/limits` on the proxy's admin listener: (status, JSON).
 async fn limits(proxy: &support::proxy::RunningProxy, query: &str) -> (u16, serde_json::Value) {
-    let reply = client()
-        .get(proxy.admin_url(&format!("/api/limits{query}")))
-        .send()
+    proxy
+        .admin_status_json(&format!("/api/limits{query}"))
         .await
-        .unwrap();
-    let status = reply.status().as_u16();
-    (status, reply.json().await.unwrap())
 }
 
 #[tokio::test]

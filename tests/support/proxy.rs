@@ -96,13 +96,17 @@ impl RunningProxy {
 
     /// The JSON body of `GET {path}` on the admin listener.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
-        super::client()
+        self.admin_status_json(path).await.1
+    }
+
+    /// The status and JSON body of `GET {path}` on the admin listener.
+    pub async fn admin_status_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let reply = super::client()
             .get(self.admin_url(path))
             .send()
             .await
-            .expect("admin answer")
-            .json()
-            .await
-            .expect("admin JSON")
+            .expect("admin answer");
+        let status = reply.status().as_u16();
+        (status, reply.json().await.expect("admin JSON"))
     }
 }
