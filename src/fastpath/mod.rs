@@ -525,7 +525,12 @@ impl Connection {
             exchange.key_name = request_ctx.key_name.clone();
             if let Flow::Respond(response) = flow {
                 return answer
-                    .respond(client, &mut self.client_reply, &mut exchange, *response)
+                    .respond(
+                        client,
+                        &mut self.client_reply,
+                        &mut exchange,
+                        (*response).into(),
+                    )
                     .await;
             }
             ctx = Some(request_ctx);

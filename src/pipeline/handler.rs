@@ -222,7 +222,7 @@ async fn proxy(
         edits.apply(&mut head.headers);
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
-            return Ok(*response);
+            return Ok((*response).into());
         }
         ctx = Some(request_ctx);
     }
