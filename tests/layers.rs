@@ -86,14 +86,9 @@ const LAYERS: &[&[&str]] = &[
 const ALLOWED: &[(&str, &str, &str)] = &[
     // --- issue #12: the proxy core work (pipeline/, fastpath/) moves these ---
     (
-        "pipeline",
+        "pipeline/mod",
         "config",
-        "issue #12: moved by the core work (the hyper engine reads Plan and ListenerPlan)",
-    ),
-    (
-        "fastpath",
-        "config",
-        "issue #12: moved by the core work (the fast engine reads Plan and ListenerPlan)",
+        "issue #12: moved by the core work (Downstream holds the Plan its connection was accepted under)",
     ),
     (
         "pipeline/mod",

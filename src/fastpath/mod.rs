@@ -32,7 +32,6 @@ use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
 use upstream::{ReadingHead, Upload, send, send_streamed};
 
-use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 use crate::pipeline::affinity::request_key;
@@ -47,6 +46,7 @@ use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow}
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
+use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 

@@ -4,6 +4,7 @@
 
 mod engines;
 mod glob;
+mod listener;
 pub mod retry;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use regex::Regex;
 
 pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT};
 pub use glob::Glob;
+pub use listener::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener};
 pub use retry::{RetryBudget, RetryPolicy};
 
 use crate::canary::RouteControl;
