@@ -93,7 +93,10 @@ pub fn compile(
         listeners: listeners
             .into_iter()
             .map(|(mut listener, routes)| {
-                listener.gateway.routes = RouteTable::new(routes);
+                // Each listener's gateway part was made above and is not shared yet.
+                if let Some(gateway) = Arc::get_mut(&mut listener.gateway) {
+                    gateway.routes = RouteTable::new(routes);
+                }
                 listener
             })
             .collect(),
@@ -424,7 +427,7 @@ fn compile_listeners(
                 bind,
                 tls,
                 max_connections_per_client,
-                gateway,
+                gateway: Arc::new(gateway),
                 egress: None,
             };
             out.push((plan, Vec::new()));

@@ -68,7 +68,7 @@ pub(super) fn compile_egress(
             bind,
             tls: None,
             max_connections_per_client: None,
-            gateway: GatewayListener {
+            gateway: Arc::new(GatewayListener {
                 name: egress.name.as_str().into(),
                 trusted_proxies: Vec::new(),
                 model_body_limit: 0,
@@ -77,7 +77,7 @@ pub(super) fn compile_egress(
                 max_request_head_bytes: None,
                 fast_path: false,
                 routes: RouteTable::default(),
-            },
+            }),
             egress: Some(Arc::new(plan)),
         };
         out.push((listener, Vec::new()));

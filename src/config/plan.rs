@@ -41,7 +41,7 @@ pub struct ListenerPlan {
     pub bind: SocketAddr,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub max_connections_per_client: Option<u32>,
-    pub gateway: GatewayListener,
+    pub gateway: Arc<GatewayListener>,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.
     pub egress: Option<Arc<crate::egress::EgressPlan>>,
 }

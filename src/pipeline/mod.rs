@@ -26,6 +26,7 @@ pub(crate) mod versioning;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::HeaderValue;
 
@@ -39,26 +40,46 @@ pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;
 pub use header_rules::HeaderRules;
 
-use crate::config::Plan;
-use crate::server::Gateway;
+use crate::balance::SplitMix;
+use crate::routing::GatewayListener;
+use crate::security::audit::AuditLog;
+use crate::telemetry::Telemetry;
+
+/// What the engines use of the running gateway: its telemetry, audit log and random
+/// numbers, whether it is draining, and the listeners of the plan in force. The server's
+/// `Gateway` is one; the engines know it only by this, so they sit below the server.
+pub trait GatewayState: Send + Sync {
+    fn telemetry(&self) -> &Arc<Telemetry>;
+    fn audit(&self) -> &Arc<AuditLog>;
+    fn rng(&self) -> &SplitMix;
+    /// Set once shutdown has begun; read where a response head is written.
+    fn draining_flag(&self) -> &AtomicBool;
+    fn is_draining(&self) -> bool {
+        self.draining_flag().load(Ordering::Relaxed)
+    }
+    /// The gateway part of listener `name` in the plan in force.
+    fn listener(&self, name: &str) -> Option<Arc<GatewayListener>>;
+    /// Whether `token` is the plan's admin token (`x-junction-admin-token`).
+    fn is_admin_token(&self, token: &[u8]) -> bool;
+}
 
 /// Per-connection context shared by every request on a downstream connection.
 pub struct Downstream {
-    pub gateway: Arc<Gateway>,
+    pub gateway: Arc<dyn GatewayState>,
     pub peer: SocketAddr,
     /// The listener's name: how a request finds its listener in the plan.
     pub listener: Arc<str>,
     pub tls: bool,
-    /// The plan when the connection was accepted; used if a reload removed the listener.
-    pub accepted_under: Arc<Plan>,
+    /// The listener when the connection was accepted; used if a reload removed it.
+    pub accepted_on: Arc<GatewayListener>,
     /// The peer's address as a header value, formatted once per connection.
     pub peer_header: HeaderValue,
 }
 
 impl Downstream {
     pub fn new(
-        gateway: Arc<Gateway>,
-        accepted_under: Arc<Plan>,
+        gateway: Arc<dyn GatewayState>,
+        accepted_on: Arc<GatewayListener>,
         peer: SocketAddr,
         listener: Arc<str>,
         tls: bool,
@@ -70,27 +91,21 @@ impl Downstream {
             peer,
             listener,
             tls,
-            accepted_under,
+            accepted_on,
             peer_header,
         }
     }
 
     /// Whether `token` is the running plan's admin token (`x-junction-admin-token`).
     pub fn is_admin_token(&self, token: &[u8]) -> bool {
-        let plan = self.gateway.plan();
-        plan.admin_token
-            .as_deref()
-            .is_some_and(|expected| crate::security::constant_time_eq(expected.as_bytes(), token))
+        self.gateway.is_admin_token(token)
     }
 
-    /// The plan this connection's requests run on: the current one, or, when a reload
-    /// removed the connection's listener, the plan it was accepted under (to finish on).
-    pub fn plan(&self) -> Arc<Plan> {
-        let current = self.gateway.plan();
-        if current.listener(&self.listener).is_some() {
-            current
-        } else {
-            self.accepted_under.clone()
-        }
+    /// The listener this connection's requests run on: as in the current plan, or, when
+    /// a reload removed it, as it was when the connection was accepted (to finish on).
+    pub fn current_listener(&self) -> Arc<GatewayListener> {
+        self.gateway
+            .listener(&self.listener)
+            .unwrap_or_else(|| self.accepted_on.clone())
     }
 }

@@ -3,6 +3,7 @@
 //! Every refusal is a JSON error, counted by rule in metrics and written to the audit log.
 
 pub mod audit;
+pub mod client_slots;
 mod headers;
 mod ip_lists;
 mod keys;
