@@ -434,7 +434,7 @@ impl Exchange {
         let route = self.route.as_ref();
         let facts = self.log.as_ref();
         for field in fields {
-            let name = field.name();
+            let name = field.key();
             match field {
                 Field::Time => line.time(name),
                 Field::RequestId => {
