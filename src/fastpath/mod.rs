@@ -608,7 +608,7 @@ impl Connection {
         };
 
         let (mut upstream, reply, endpoint) = loop {
-            let endpoint = match attempts.next_endpoint() {
+            let endpoint = match attempts.next_endpoint(&mut exchange) {
                 Ok(endpoint) => endpoint,
                 Err(error) => {
                     return answer

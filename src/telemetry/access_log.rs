@@ -71,6 +71,7 @@ fields! {
     ApiKey => "api_key",
     UserAgent => "user_agent",
     Masked => "masked",
+    Hops => "hops",
 }
 
 struct Writer {
