@@ -786,3 +786,94 @@ async fn a_pools_own_fallback_still_works_and_is_counted() {
         assert_eq!(counted, 1.0, "{travel:?}");
     }
 }
+
+/// `junction check` on `text`: its exit code and its stderr.
+async fn check(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("junction.toml");
+    std::fs::write(&path, text).expect("write config");
+    let output = tokio::process::Command::new(support::process::binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WITHIN, output)
+        .await
+        .expect("junction check finishes")
+        .expect("junction runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+const CHECKED_POOLS: &str = r#"[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "primary"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[pools]]
+name = "azure"
+endpoints = [{ url = "http://127.0.0.1:9002" }]
+"#;
+
+#[tokio::test]
+async fn a_chain_is_checked_at_load_with_key_paths_and_lines() {
+    let config = format!(
+        r#"{CHECKED_POOLS}
+[[routes]]
+name = "chat"
+targets = [
+  {{ pool = "primary", on = [429] }},
+  {{ pool = "azure", on = [429, 200, "foo", "timeout"] }},
+  {{ pool = "nowhere" }},
+  {{ pool = "azure", on = [] }},
+]
+"#
+    );
+    let (code, stderr) = check(&config).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = [
+        "routes[0].targets[0].on (line 16): the first target is always tried",
+        "routes[0].targets[1].on[1] (line 17): 200 is not an error status (400 to 599)",
+        r#"routes[0].targets[1].on[2] (line 17): unknown trigger "foo""#,
+        r#"routes[0].targets[2].pool (line 18): no pool is named "nowhere""#,
+        r#"routes[0].targets[3].pool (line 19): pool "azure" is in the chain twice"#,
+        "routes[0].targets[3].on (line 19): an empty `on` means this target is never tried",
+    ];
+    for error in expected {
+        assert!(stderr.contains(error), "missing {error:?} in:\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn targets_exclude_pool_and_split_and_a_good_chain_passes() {
+    let both = format!(
+        "{CHECKED_POOLS}\n[[routes]]\nname = \"chat\"\npool = \"primary\"\n\
+         targets = [{{ pool = \"primary\" }}, {{ pool = \"azure\" }}]\n"
+    );
+    let (code, stderr) = check(&both).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("routes[0].targets (line 16): use pool, split or targets, only one"),
+        "{stderr}"
+    );
+    let empty = format!("{CHECKED_POOLS}\n[[routes]]\nname = \"chat\"\ntargets = []\n");
+    let (code, stderr) = check(&empty).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("routes[0].targets"), "{stderr}");
+    assert!(
+        stderr.contains("a chain needs at least one target"),
+        "{stderr}"
+    );
+    let good = format!(
+        "{CHECKED_POOLS}\n[[routes]]\nname = \"chat\"\n\
+         targets = [{{ pool = \"primary\" }}, {{ pool = \"azure\", on = [429, 503, \"timeout\", \
+         \"first_token_timeout\", \"connect_error\", \"reset\", \"unavailable\"] }}]\n"
+    );
+    let (code, stderr) = check(&good).await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
