@@ -621,6 +621,13 @@ async fn a_three_target_chain_is_walked_in_order_and_logged() {
         // The request counts for the pool that answered it.
         let served = "junction_requests_total{route=\"chain\",pool=\"third\"";
         assert!(text.lines().any(|l| l.starts_with(served)), "{text}");
+        // The HTTP/1.1 engine served the chained route itself: nothing handed to hyper.
+        if travel == Travel::Fast {
+            assert!(
+                !text.contains("junction_fast_path_handoffs_total{"),
+                "{text}"
+            );
+        }
         support::promtool_check(&text).await;
     }
 }
