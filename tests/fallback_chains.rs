@@ -439,6 +439,45 @@ async fn no_hop_once_a_byte_reached_the_client() {
     }
 }
 
+/// A hop goes only where an endpoint can take the request: once the next pool's only
+/// endpoint is held by its `Retry-After`, the client gets the first pool's own 429
+/// rather than a made-up `no_endpoint`, and no hop is counted.
+#[tokio::test]
+async fn no_hop_to_a_pool_with_nothing_to_send_to() {
+    for travel in Travel::ALL {
+        let primary = answering("primary", 429).await;
+        let backup = TestUpstream::named("backup")
+            .handler(|_| async {
+                let mut answer = reply(429, r#"{"error":"slow down"}"#);
+                answer
+                    .headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("300"));
+                answer
+            })
+            .start()
+            .await;
+        let proxy = chain_proxy(
+            travel,
+            &primary.url(),
+            &backup.url(),
+            Some("[429]"),
+            "",
+            &Extra::default(),
+        )
+        .await;
+        // The backup answers 429 with `Retry-After: 300`: the end of the chain.
+        assert_eq!(chat(&proxy).await, (429, "backup".into()), "{travel:?}");
+        // Now held: the primary's own answer goes to the client.
+        assert_eq!(chat(&proxy).await, (429, "primary".into()), "{travel:?}");
+        assert_eq!(
+            (primary.requests(), backup.requests()),
+            (2, 1),
+            "{travel:?}"
+        );
+        assert_eq!(hops_counted(&proxy, "p", "backup", "429", 1.0).await, 1.0);
+    }
+}
+
 /// Hops take from the route's retry budget: at `budget_ratio = 0.5` and no floor, every
 /// other request may hop; the others get the primary's own answer.
 #[tokio::test]

@@ -360,21 +360,31 @@ fn send_failure(error: &ProxyError) -> &'static [Trigger] {
     }
 }
 
-/// Whether the first of `hops` (or, when it has nothing up, one after it that its
-/// failing that way would reach) has an endpoint that is up and untried. A hop that
-/// cannot be served would only spend the budget and replace an endpoint's own answer
-/// with a made-up `no_endpoint`.
+/// Whether the first of `hops` (or, when it has nothing to send to, one after it that
+/// its being unavailable would reach) has an endpoint that is up, untried and has room.
+/// A hop that cannot be served would only spend the budget and replace an endpoint's
+/// own answer (its 429, say) with a made-up `no_endpoint` or `overloaded`.
 fn reachable(hops: &[Hop], tried: &[Arc<Endpoint>]) -> bool {
     for (i, hop) in hops.iter().enumerate() {
         if i > 0 && !hop.on.contains(Trigger::Unavailable) {
             return false;
         }
         let pool = &hop.target.pool;
-        if untried_up(pool, tried) || pool.fallback().is_some_and(|f| untried_up(&f, tried)) {
+        if can_take(pool, tried) || pool.fallback().is_some_and(|f| can_take(&f, tried)) {
             return true;
         }
     }
     false
+}
+
+/// What `pick` would find in `pool`: an endpoint up, untried and with room.
+fn can_take(pool: &Pool, tried: &[Arc<Endpoint>]) -> bool {
+    pool.pool_has_room()
+        && pool.endpoints.iter().enumerate().any(|(i, e)| {
+            e.state.health.is_available()
+                && pool.has_room(i)
+                && !tried.iter().any(|t| Arc::ptr_eq(t, e))
+        })
 }
 
 /// Sends the request, retrying on other endpoints as the route allows.
