@@ -923,3 +923,50 @@ async fn targets_exclude_pool_and_split_and_a_good_chain_passes() {
     let (code, stderr) = check(&good).await;
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// After a hop the next pool balances by its own key: a `hash` pool on `x-user` keeps
+/// a user on one endpoint, though the first pool has no key at all.
+#[tokio::test]
+async fn the_next_pool_balances_by_its_own_key() {
+    for travel in Travel::ALL {
+        let primary = answering("primary", 503).await;
+        let one = answering("one", 200).await;
+        let two = answering("two", 200).await;
+        let before = format!(
+            "[[pools]]\nname = \"hashed\"\nbalance = \"hash\"\nhash_key = \"header:x-user\"\n\
+             endpoints = [{{ url = \"{}\" }}, {{ url = \"{}\" }}]\n\n\
+             [[routes]]\nname = \"chain\"\nmatch = {{ path_prefix = \"/v1\" }}\n\
+             targets = [{{ pool = \"p\" }}, {{ pool = \"hashed\", on = [503] }}]\n\
+             retries = {{ budget_min_per_second = 1000 }}\n{}\n",
+            one.url(),
+            two.url(),
+            travel.route_keys()
+        );
+        let extra = Extra {
+            before: &before,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[primary.url()], &extra).await;
+        for user in ["alice", "bob", "carol"] {
+            let mut answered_by = std::collections::BTreeSet::new();
+            for _ in 0..6 {
+                let response = client()
+                    .post(proxy.url("/v1/chat/completions"))
+                    .header("x-user", user)
+                    .header("content-type", "application/json")
+                    .body(CHAT)
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(response.status(), 200, "{travel:?}");
+                answered_by.insert(
+                    response.headers()["x-upstream"]
+                        .to_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            assert_eq!(answered_by.len(), 1, "{travel:?} {user}: {answered_by:?}");
+        }
+    }
+}

@@ -45,11 +45,12 @@ pub(crate) struct HeadSignals<'a> {
 const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
 
 /// Where a request goes: its route, the pool chosen for it (a split's side), and its
-/// affinity key for `hash` balancing.
+/// affinity key for `hash` balancing (and those of the chain's pools).
 pub struct Destination<'a> {
     pub route: &'a Arc<Route>,
     pub pool: Arc<Pool>,
     pub affinity: Option<u64>,
+    pub chain_keys: Vec<Option<u64>>,
 }
 
 /// The pick / send / judge / retry decisions for one request, made once for both
@@ -72,6 +73,8 @@ pub(crate) struct Attempts<'r> {
     hop: usize,
     pool: Arc<Pool>,
     affinity: Option<u64>,
+    /// The balancer's key for each chain target's pool (`affinity::chain_keys`).
+    chain_keys: Vec<Option<u64>>,
     on_fallback: bool,
     tried: Vec<Arc<Endpoint>>,
     /// How many of `tried` were tried at earlier targets of the chain.
@@ -103,6 +106,7 @@ impl<'r> Attempts<'r> {
             hop: 0,
             pool,
             affinity,
+            chain_keys: Vec::new(),
             on_fallback: false,
             tried: Vec::new(),
             tried_before: 0,
@@ -120,6 +124,12 @@ impl<'r> Attempts<'r> {
             method: method.clone(),
             last_error: None,
         }
+    }
+
+    /// With the balancer's keys of the chain's pools (`affinity::chain_keys`).
+    pub(crate) fn with_chain_keys(mut self, keys: Vec<Option<u64>>) -> Self {
+        self.chain_keys = keys;
+        self
     }
 
     /// The pool the last endpoint came from.
@@ -215,6 +225,7 @@ impl<'r> Attempts<'r> {
             to: to.name.clone(),
             reason: reason.name().into(),
         });
+        self.affinity = self.chain_keys.get(self.hop).copied().flatten();
         self.hop += 1;
         exchange.hop = self.hop;
         self.pool = to;
@@ -400,6 +411,7 @@ pub async fn forward(
         route,
         pool,
         affinity,
+        chain_keys,
     } = destination;
     let (body, replay) = match &route.retries {
         Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
@@ -409,7 +421,8 @@ pub async fn forward(
             (body, held)
         }
     };
-    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some());
+    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some())
+        .with_chain_keys(chain_keys);
     // Further tries need the head again and a body that can be sent again.
     let spare_head = replay.as_ref().map(|_| copy_head(&head));
     let mut first_try = Some((head, body));
