@@ -54,6 +54,9 @@ const LAYERS: &[&[&str]] = &[
     &["telemetry"],
     // Splits and their runtime controls, canary analysis.
     &["canary"],
+    // What policies are written against: the Filter trait and chain, the request's
+    // context, the engine-neutral head view and edits, a filter's local reply.
+    &["filter"],
     // Routes, matchers, retry policies.
     &["routing"],
     // Route policies: address lists, header rules, keys, rate limits, audit log.
@@ -83,29 +86,14 @@ const LAYERS: &[&[&str]] = &[
 const ALLOWED: &[(&str, &str, &str)] = &[
     // --- issue #12: the proxy core work (pipeline/, fastpath/) moves these ---
     (
-        "pipeline",
+        "pipeline/mod",
         "config",
-        "issue #12: moved by the core work (the hyper engine reads Plan and ListenerPlan)",
-    ),
-    (
-        "fastpath",
-        "config",
-        "issue #12: moved by the core work (the fast engine reads Plan and ListenerPlan)",
+        "issue #12: moved by the core work (Downstream holds the Plan its connection was accepted under)",
     ),
     (
         "pipeline/mod",
         "server",
         "issue #12: moved by the core work (Downstream holds the Gateway)",
-    ),
-    (
-        "routing/mod",
-        "pipeline",
-        "issue #12: moved by the core work (a Route holds its FilterChain, from pipeline/mod.rs)",
-    ),
-    (
-        "security",
-        "pipeline",
-        "issue #12: moved by the core work (the filters implement pipeline's Filter, Flow, RequestCtx)",
     ),
     // --- found by this check, left for the listener-level dispatch (issue #12 item 4) ---
     (

@@ -32,7 +32,6 @@ use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
 use upstream::{ReadingHead, Upload, send, send_streamed};
 
-use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 use crate::pipeline::affinity::{chain_keys, request_key};
@@ -47,6 +46,7 @@ use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow}
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
+use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 
@@ -525,7 +525,12 @@ impl Connection {
             exchange.key_name = request_ctx.key_name.clone();
             if let Flow::Respond(response) = flow {
                 return answer
-                    .respond(client, &mut self.client_reply, &mut exchange, *response)
+                    .respond(
+                        client,
+                        &mut self.client_reply,
+                        &mut exchange,
+                        (*response).into(),
+                    )
                     .await;
             }
             ctx = Some(request_ctx);

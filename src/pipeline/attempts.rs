@@ -15,9 +15,8 @@ use super::exchange::{BytesIn, Exchange, HopRecord};
 use super::forwarding;
 use super::response_head;
 use super::{Downstream, ProxyBody, ProxyError};
-use crate::config::ListenerPlan;
 use crate::routing::retry::{RetryPolicy, is_idempotent};
-use crate::routing::{Hop, Route, Trigger};
+use crate::routing::{GatewayListener, Hop, Route, Trigger};
 use crate::upstream::health::{self, Outcome};
 use crate::upstream::{Endpoint, Pool, SendError, UpstreamBody};
 
@@ -404,7 +403,7 @@ pub async fn forward(
     body: ProxyBody,
     destination: Destination<'_>,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     exchange: &mut Exchange,
 ) -> Result<Forwarded, ProxyError> {
     let Destination {

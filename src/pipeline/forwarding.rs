@@ -10,7 +10,7 @@ use http::{Version, request, response};
 use ipnet::IpNet;
 
 use super::{Downstream, HeaderEdits};
-use crate::config::ListenerPlan;
+use crate::routing::GatewayListener;
 use crate::upstream::Protocol as ProtocolSpec;
 use crate::upstream::{Endpoint, Pool, PoolCredential};
 
@@ -224,7 +224,7 @@ pub(crate) fn add_pool_credential(edits: &mut HeaderEdits, credential: &PoolCred
 pub fn prepare_request(
     head: &mut request::Parts,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     pool: &Pool,
     endpoint: &Endpoint,
     upgrade: bool,

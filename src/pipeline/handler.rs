@@ -21,9 +21,9 @@ use super::body::{AheadError, ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
-use crate::config::ListenerPlan;
 use crate::llm::ReplyKind;
 use crate::normalize::Refusal;
+use crate::routing::GatewayListener;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
@@ -36,7 +36,7 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let gateway = &downstream.gateway;
     let plan = downstream.plan();
-    let listener = plan.listener(&downstream.listener);
+    let listener = plan.listener(&downstream.listener).map(|l| &l.gateway);
     let log = gateway
         .telemetry
         .access_log
@@ -90,7 +90,7 @@ pub async fn handle(
 fn log_facts(
     request: &Request<Incoming>,
     downstream: &Downstream,
-    listener: Option<&ListenerPlan>,
+    listener: Option<&GatewayListener>,
 ) -> LogFacts {
     let trusted = listener
         .map(|l| l.trusted_proxies.as_slice())
@@ -116,7 +116,7 @@ pub fn protocol_name(version: http::Version) -> &'static str {
 async fn proxy(
     request: Request<Incoming>,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
@@ -222,7 +222,7 @@ async fn proxy(
         edits.apply(&mut head.headers);
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
-            return Ok(*response);
+            return Ok((*response).into());
         }
         ctx = Some(request_ctx);
     }
