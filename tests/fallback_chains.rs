@@ -970,3 +970,60 @@ async fn the_next_pool_balances_by_its_own_key() {
         }
     }
 }
+
+/// A status in `on` also matches the answer Junction makes when the target fails
+/// without one, as Envoy's `5xx` covers resets and timeouts: a primary held by its own
+/// `Retry-After` (Junction's `503 no_endpoint`) hops on 503, a refused connect (`502`)
+/// on 502, with the issue's list of triggers and no names for these failures.
+#[tokio::test]
+async fn a_listed_status_matches_junctions_own_answer_for_a_failure() {
+    let on = "[429, 500, 502, 503, 504, \"timeout\", \"first_token_timeout\"]";
+    for travel in Travel::ALL {
+        let primary = TestUpstream::named("primary")
+            .handler(|_| async {
+                let mut answer = reply(429, r#"{"error":"slow down"}"#);
+                answer
+                    .headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("300"));
+                answer
+            })
+            .start()
+            .await;
+        let backup = answering("backup", 200).await;
+        let proxy = chain_proxy(
+            travel,
+            &primary.url(),
+            &backup.url(),
+            Some(on),
+            "",
+            &Extra::default(),
+        )
+        .await;
+        assert_eq!(chat(&proxy).await, (200, "backup".into()), "{travel:?}");
+        // The primary's only endpoint is held for 300 s: no endpoint, Junction's 503.
+        assert_eq!(chat(&proxy).await, (200, "backup".into()), "{travel:?}");
+        assert_eq!(
+            (primary.requests(), backup.requests()),
+            (1, 2),
+            "{travel:?}"
+        );
+        assert_eq!(hops_counted(&proxy, "p", "backup", "429", 1.0).await, 1.0);
+        assert_eq!(hops_counted(&proxy, "p", "backup", "503", 1.0).await, 1.0);
+
+        let refused = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let proxy = chain_proxy(
+            travel,
+            &refused,
+            &backup.url(),
+            Some(on),
+            "",
+            &Extra::default(),
+        )
+        .await;
+        assert_eq!(chat(&proxy).await, (200, "backup".into()), "{travel:?}");
+        assert_eq!(hops_counted(&proxy, "p", "backup", "502", 1.0).await, 1.0);
+    }
+}

@@ -550,7 +550,8 @@ pub struct SplitTargetSpec {
 #[serde(deny_unknown_fields)]
 pub struct ChainTargetSpec {
     pub pool: String,
-    /// What sends a request on to this target from the one before: statuses and
+    /// What sends a request on to this target from the one before: statuses (an
+    /// endpoint's, or Junction's own for a failure without one) and
     /// `"timeout"`, `"first_token_timeout"`, `"connect_error"`, `"reset"`,
     /// `"unavailable"` (default: all of them and 429, 500, 502, 503, 504).
     pub on: Option<Vec<TriggerSpec>>,

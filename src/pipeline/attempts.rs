@@ -159,7 +159,8 @@ impl<'r> Attempts<'r> {
                         self.on_fallback = true;
                         continue;
                     }
-                    if self.hop_on(exchange, &[Trigger::Unavailable]) {
+                    let status = unavailable.status().as_u16();
+                    if self.hop_on(exchange, &[Trigger::Unavailable], Some(status)) {
                         continue;
                     }
                     return Err(self.last_error.take().unwrap_or(unavailable));
@@ -194,16 +195,19 @@ impl<'r> Attempts<'r> {
         allowed
     }
 
-    /// Goes on to the next target of the chain when `happened` (what the outcome
-    /// counts as, most specific first) matches its `on`, the body can go again, some
-    /// pool down the chain has an endpoint to take it, and the budget allows. The
-    /// method does not matter: `on` is the operator's say that the request may go
-    /// again (chat completions are POSTs).
-    fn hop_on(&mut self, exchange: &mut Exchange, happened: &[Trigger]) -> bool {
+    /// Goes on to the next target of the chain when what happened matches its `on`,
+    /// the body can go again, some pool down the chain has an endpoint to take it, and
+    /// the budget allows. What happened is `kinds` (most specific first), then `status`:
+    /// the endpoint's answer, or the one Junction makes for the failure (503 for no
+    /// endpoint, 502 for a connect error or reset, 504 for a timeout), as Envoy's `5xx`
+    /// covers resets and timeouts. The method does not matter: `on` is the operator's
+    /// say that the request may go again (chat completions are POSTs).
+    fn hop_on(&mut self, exchange: &mut Exchange, kinds: &[Trigger], status: Option<u16>) -> bool {
         let Some(next) = self.chain.get(self.hop) else {
             return false;
         };
-        let Some(reason) = next.on.first_match(happened) else {
+        let by_status = status.map(Trigger::Status).filter(|s| next.on.contains(*s));
+        let Some(reason) = next.on.first_match(kinds).or(by_status) else {
             return false;
         };
         if !self.replayable {
@@ -254,7 +258,10 @@ impl<'r> Attempts<'r> {
             tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
             return self.again(error);
         }
-        if self.hop_on(exchange, send_failure(&error)) {
+        let kinds = send_failure(&error);
+        // Only an endpoint's failure hops, never the client's (a body too large).
+        let status = (!kinds.is_empty()).then(|| error.status().as_u16());
+        if self.hop_on(exchange, kinds, status) {
             return self.again(error);
         }
         Err(error)
@@ -275,7 +282,9 @@ impl<'r> Attempts<'r> {
         // The endpoint may be working on it: only idempotent requests go again.
         let safe =
             is_idempotent(&self.method) || self.policy.is_some_and(|p| p.retry_non_idempotent);
-        if (safe && self.may_retry(exchange)) || self.hop_on(exchange, &[Trigger::Timeout]) {
+        let status = Some(error.status().as_u16());
+        if (safe && self.may_retry(exchange)) || self.hop_on(exchange, &[Trigger::Timeout], status)
+        {
             return self.again(error);
         }
         Err(error)
@@ -321,7 +330,7 @@ impl<'r> Attempts<'r> {
             return true;
         }
         // A 429 hops whatever its headers say: the rate limit is the provider's.
-        self.hop_on(exchange, &[Trigger::Status(status)])
+        self.hop_on(exchange, &[], Some(status))
     }
 
     /// A stream's first event did not come in time: `Ok` to try the next endpoint
@@ -341,7 +350,8 @@ impl<'r> Attempts<'r> {
             tracing::debug!(endpoint = %endpoint.url, "no first event in time; retrying on another endpoint");
             return self.again(error);
         }
-        if self.hop_on(exchange, &[Trigger::FirstTokenTimeout]) {
+        let status = Some(error.status().as_u16());
+        if self.hop_on(exchange, &[Trigger::FirstTokenTimeout], status) {
             return self.again(error);
         }
         Err(error)

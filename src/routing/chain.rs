@@ -16,7 +16,8 @@ pub struct Hop {
 /// Something that happened at a target, before any byte reached the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// The endpoint answered with this status.
+    /// The endpoint answered with this status, or Junction answers it for a failure
+    /// that got no answer (503 no endpoint, 502 connect error or reset, 504 timeout).
     Status(u16),
     /// No response head in time (`timeouts.response_headers`), or the connect timed out.
     Timeout,
