@@ -660,6 +660,13 @@ async fn a_three_target_chain_is_walked_in_order_and_logged() {
         // The request counts for the pool that answered it.
         let served = "junction_requests_total{route=\"chain\",pool=\"third\"";
         assert!(text.lines().any(|l| l.starts_with(served)), "{text}");
+        // The dashboard lists the hops from the same series.
+        let dashboard = proxy.admin_json("/api/dashboard").await;
+        let hops = dashboard["tables"]["junction_fallback_hops_total"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(hops.len(), 2, "{travel:?}: {dashboard}");
         // The HTTP/1.1 engine served the chained route itself: nothing handed to hyper.
         if travel == Travel::Fast {
             assert!(
