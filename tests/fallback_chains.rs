@@ -1034,3 +1034,27 @@ async fn a_listed_status_matches_junctions_own_answer_for_a_failure() {
         assert_eq!(hops_counted(&proxy, "p", "backup", "502", 1.0).await, 1.0);
     }
 }
+
+/// Only a body held whole goes again: one that streams (`request_buffering = false`,
+/// longer than `retries.body_limit`) is sent once, and the client gets the first
+/// pool's own answer.
+#[tokio::test]
+async fn a_streamed_body_never_hops() {
+    for travel in Travel::ALL {
+        let primary = answering("primary", 429).await;
+        let backup = answering("backup", 200).await;
+        let route = "request_buffering = false\nretries = { attempts = 0, body_limit = \"16B\" }";
+        let proxy = chain_proxy(
+            travel,
+            &primary.url(),
+            &backup.url(),
+            Some("[429]"),
+            route,
+            &Extra::default(),
+        )
+        .await;
+        assert_eq!(chat(&proxy).await, (429, "primary".into()), "{travel:?}");
+        assert_eq!(backup.requests(), 0, "{travel:?}");
+        assert!(no_hop_series(&proxy.metrics_text().await), "{travel:?}");
+    }
+}
