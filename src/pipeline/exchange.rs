@@ -309,7 +309,7 @@ impl Exchange {
         }
         if self.telemetry.metrics_enabled() {
             self.report_masking();
-            if let (Some(route), false) = (&self.route, self.hops.is_empty()) {
+            if let Some(route) = &self.route {
                 for hop in &self.hops {
                     let key = (
                         route.name.clone(),
