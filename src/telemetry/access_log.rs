@@ -76,6 +76,7 @@ fields! {
     ApiKey => "api_key",
     UserAgent => "user_agent",
     Masked => "masked",
+    Hops => "hops",
 }
 
 struct Writer {
