@@ -8,6 +8,7 @@
 
 mod buffer;
 mod chunked;
+mod deadline;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use buffer::ReceiveBuffer;
 pub use buffer::Rewind;
 use chunked::ChunkedScanner;
+use deadline::Deadline;
 use relay::{BodyRelay, LAST_CHUNK, Relayed, client_gone, put_chunk};
 use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
@@ -98,6 +100,8 @@ pub async fn serve<C: ClientStream>(
         decoded: Vec::new(),
         upstream_request: Vec::with_capacity(1024),
         client_reply: Vec::with_capacity(1024),
+        head_deadline: Deadline::new(),
+        answer_deadline: Deadline::new(),
     };
     loop {
         let hand_off = |connection: &mut Connection, reason: HandOff| {
@@ -211,6 +215,10 @@ struct Connection {
     decoded: Vec<u8>,
     upstream_request: Vec<u8>,
     client_reply: Vec<u8>,
+    /// The header read timeout of the request head being read.
+    head_deadline: Deadline,
+    /// The response head timeout of the attempt in flight.
+    answer_deadline: Deadline,
 }
 
 impl Connection {
@@ -222,7 +230,7 @@ impl Connection {
         downstream: &Downstream,
     ) -> Next {
         let limit = settings.max_head.min(HEAD_LIMIT);
-        let mut deadline = None;
+        let mut deadline_set = false;
         loop {
             if !self.received.is_empty() {
                 match self.head.parse(self.received.filled()) {
@@ -236,12 +244,16 @@ impl Connection {
             if self.received.make_room(limit).is_err() {
                 return Next::HandOff(HandOff::Size);
             }
-            let deadline =
-                *deadline.get_or_insert_with(|| Instant::now() + settings.header_read_timeout);
+            if !deadline_set {
+                let due = Instant::now() + settings.header_read_timeout;
+                self.head_deadline.set(due);
+                deadline_set = true;
+            }
             let idle = self.received.is_empty();
             let read = tokio::select! {
                 biased;
-                read = tokio::time::timeout_at(deadline, self.received.read_from(client, limit)) => read,
+                read = self.received.read_from(client, limit) => Ok(read),
+                () = self.head_deadline.elapsed() => Err(()),
                 _ = drained.changed(), if idle => return Next::Closed,
             };
             match read {
@@ -692,7 +704,9 @@ impl Connection {
                     reading,
                     timeouts.connect,
                 ));
-                tokio::time::timeout(timeouts.response_headers, sent).await
+                tokio::time::timeout(timeouts.response_headers, sent)
+                    .await
+                    .map_err(|_| ())
             } else {
                 let body: &[u8] = match mapped.as_ref().or(outgoing_body.as_ref()) {
                     Some(body) if body.len() > BODY_COPY_LIMIT => body,
@@ -714,8 +728,12 @@ impl Connection {
                     idempotent,
                     timeouts.connect,
                 );
+                self.answer_deadline
+                    .set(sent_at + timeouts.response_headers);
                 tokio::select! {
-                    sent = tokio::time::timeout(timeouts.response_headers, sent) => sent,
+                    biased;
+                    sent = sent => Ok(sent),
+                    () = self.answer_deadline.elapsed() => Err(()),
                     // Gone before the answer: the exchange records 499 and leaves the
                     // endpoint's in-flight count now, as on the full path.
                     () = client_gone(client, &mut self.received) => return Step::Close,
