@@ -10,6 +10,15 @@ use super::usage::ReplyKind;
 /// The generated text of a JSON reply, if it is one of the shapes read here.
 pub fn answer_of_json(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
+    answer_of_value(&value)
+}
+
+/// The UTF-8 length of a parsed JSON reply's generated text, if it has some.
+pub(super) fn text_of_json(value: &Value) -> Option<usize> {
+    answer_of_value(value).map(|text| text.len())
+}
+
+fn answer_of_value(value: &Value) -> Option<String> {
     let mut text = String::new();
     let mut found = false;
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
@@ -76,7 +85,7 @@ pub fn answer_piece(event: &SseEvent) -> Option<String> {
     delta_text(&value).map(str::to_owned)
 }
 
-fn delta_text(value: &Value) -> Option<&str> {
+pub(super) fn delta_text(value: &Value) -> Option<&str> {
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
         let choice = choices.first()?;
         return choice
