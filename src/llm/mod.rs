@@ -5,6 +5,7 @@
 
 mod answer;
 mod content_coding;
+mod generated;
 mod load_report;
 mod prompt_prefix;
 mod sse;

@@ -127,7 +127,7 @@ impl Reading {
                     let Ok(value) = serde_json::from_str::<Value>(data) else {
                         return;
                     };
-                    if let Some(piece) = super::answer::delta_text(&value) {
+                    if let Some(piece) = super::generated::delta_text(&value) {
                         *text_bytes += piece.len() as u64;
                         *recognised = true;
                         if first_token_at.is_none() && !piece.is_empty() {
@@ -154,7 +154,7 @@ impl Reading {
                     self.usage.merge(usage_object);
                     self.recognised = true;
                 }
-                if let Some(text) = super::answer::text_of_json(&value) {
+                if let Some(text) = super::generated::text_of_json(&value) {
                     self.text_bytes += text as u64;
                     self.recognised = true;
                 }

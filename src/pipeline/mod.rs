@@ -22,6 +22,7 @@ pub(crate) mod forwarding;
 pub mod handler;
 pub mod head;
 mod header_rules;
+pub(crate) mod include_usage;
 pub(crate) mod model_map;
 pub(crate) mod response_head;
 pub(crate) mod versioning;
