@@ -14,7 +14,7 @@ use crate::routing::Route;
 
 /// What a request body says about usage on its stream.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Asked {
+pub enum Asked {
     /// Not a streamed request (or not one read here): nothing to add.
     NotStreamed,
     /// The client asked for usage itself: its stream goes to it whole.
@@ -86,7 +86,7 @@ pub(crate) fn strips(
 ///   or anything but `true`, that value becomes `true`. Either way the client did not
 ///   ask, and does not get the usage chunk.
 /// - `include_usage: true` already: the client asked, and gets its chunk.
-pub(crate) fn with_include_usage(body: &[u8]) -> Asked {
+pub fn with_include_usage(body: &[u8]) -> Asked {
     if !json::is_valid(body) {
         return Asked::NotStreamed;
     }
@@ -253,6 +253,48 @@ mod tests {
             "",
         ] {
             assert_eq!(same(body), Asked::NotStreamed, "{body}");
+        }
+    }
+    /// The route's own transform after the strip: upper-cases what it is given.
+    struct Upper;
+
+    impl ResponseTransform for Upper {
+        fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+            out.extend(data.iter().map(u8::to_ascii_uppercase));
+            Ok(())
+        }
+
+        fn on_end(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+            out.extend_from_slice(b"END");
+            Ok(())
+        }
+
+        fn findings(&self) -> Option<&Findings> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_strip_runs_before_the_routes_own_transform() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+        for next in [None, Some(Box::new(Upper) as Box<dyn ResponseTransform>)] {
+            let upper = next.is_some();
+            let mut strip = StripUsage {
+                filter: UsageChunkFilter::default(),
+                next,
+            };
+            let mut out = Vec::new();
+            let (a, b) = stream.split_at(70);
+            strip.on_data(a.as_bytes(), &mut out).unwrap();
+            strip.on_data(b.as_bytes(), &mut out).unwrap();
+            strip.on_end(&mut out).unwrap();
+            let kept = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n";
+            let expected = match upper {
+                true => format!("{}END", kept.to_ascii_uppercase()),
+                false => kept.to_string(),
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+            assert_eq!(strip.filter.dropped, 1);
         }
     }
 }
