@@ -352,9 +352,14 @@ impl Exchange {
         crate::llm::estimate_tokens(reported, self.bytes_in.get(), text_bytes)
     }
 
-    /// An answer whose usage was not read to its end, into the metrics.
+    /// An answer whose usage was not read to its end, into the metrics (one that broke
+    /// off is not: its compressed end is missing by nature).
     fn report_unread_usage(&self) {
-        let unread = self.scanner.as_ref().and_then(|s| s.unread());
+        let unread = self
+            .scanner
+            .as_ref()
+            .filter(|_| !self.failed)
+            .and_then(|s| s.unread());
         if let (Some(unread), Some(route)) = (unread, self.route.as_ref()) {
             self.telemetry
                 .metrics
