@@ -349,22 +349,47 @@ async fn usage_is_read_from_compressed_answers_the_client_gets_unchanged() {
             let json = encoded(coding, JSON_ANSWER.as_bytes());
             answers.push(("application/json", coding, json, (13.0, 4.0)));
         }
-        let mut total = (0.0, 0.0);
         for (content_type, coding, body, tokens) in answers {
             let answer = body.clone();
             let (upstream, _) = endpoint("p", move |_| {
                 compressed_reply(content_type, coding, answer.clone())
             })
             .await;
-            let proxy = start(travel, &[upstream.url()], &Extra::default()).await;
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("access.log");
+            let top = format!("[access_log]\npath = \"{}\"\n", log.display());
+            let extra = Extra {
+                top: &top,
+                ..Extra::default()
+            };
+            let proxy = start(travel, &[upstream.url()], &extra).await;
             let (headers, got) = post(&proxy.url("/v1/chat/completions"), STREAMED).await;
             let what = format!("{travel:?} {content_type} {coding}");
             assert_eq!(got, body, "{what}: the client gets the compressed bytes");
             assert_eq!(headers["content-encoding"], coding, "{what}");
-            total = tokens;
-            tokens_reach(&proxy, "reported", total, &what).await;
+            tokens_reach(&proxy, "reported", tokens, &what).await;
+            // The access log has the same counts, and the compressed size sent.
+            let mut line = String::new();
+            for _ in 0..100 {
+                line = std::fs::read_to_string(&log).unwrap_or_default();
+                if !line.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let entry: serde_json::Value = serde_json::from_str(line.trim()).expect("a log line");
+            assert_eq!(entry["prompt_tokens"].as_f64(), Some(tokens.0), "{what}");
+            assert_eq!(
+                entry["completion_tokens"].as_f64(),
+                Some(tokens.1),
+                "{what}"
+            );
+            assert_eq!(
+                entry["bytes_out"].as_u64(),
+                Some(body.len() as u64),
+                "{what}"
+            );
         }
-        let _ = total;
     }
 }
 
