@@ -91,8 +91,7 @@ pub fn on_request_body(
 ) -> Result<Option<Bytes>, ProxyError> {
     let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
     // The route's `include_usage`, on the body as masking left it.
-    let usage =
-        super::include_usage::on_request(route, view, masked.as_deref().or(body), edits, exchange);
+    let usage = include_usage::on_request(route, view, masked.as_deref().or(body), edits, exchange);
     let masked = usage.or(masked);
     // The body as it goes on.
     let sent = masked.as_deref().or(body);
