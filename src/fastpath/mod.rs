@@ -32,7 +32,6 @@ use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
 use upstream::{ReadingHead, Upload, send, send_streamed};
 
-use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 use crate::pipeline::affinity::request_key;
@@ -47,6 +46,7 @@ use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow}
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
+use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 
@@ -101,7 +101,7 @@ pub async fn serve<C: ClientStream>(
     };
     loop {
         let hand_off = |connection: &mut Connection, reason: HandOff| {
-            let metrics = &downstream.gateway.telemetry.metrics;
+            let metrics = &downstream.gateway.telemetry().metrics;
             metrics.count_handoff(&downstream.listener, reason.label());
             Ended::HandOff(connection.received.take())
         };
@@ -342,11 +342,8 @@ impl Connection {
         downstream: &Downstream,
         after: Duration,
     ) -> Option<HandOff> {
-        let telemetry = &downstream.gateway.telemetry;
-        let plan = downstream.plan();
-        let Some(listener) = plan.listener(&downstream.listener) else {
-            return Some(HandOff::Route);
-        };
+        let telemetry = downstream.gateway.telemetry();
+        let listener = downstream.current_listener();
         let head = &self.head;
         let buf = self.received.filled();
         // The full path reads a JSON body before routing when routes match on `model`:
@@ -413,10 +410,7 @@ impl Connection {
         settings: &Settings,
     ) -> Step {
         let gateway = &downstream.gateway;
-        let plan = downstream.plan();
-        let Some(listener) = plan.listener(&downstream.listener) else {
-            return Step::HandOff(HandOff::Route);
-        };
+        let listener = downstream.current_listener();
         let head = &self.head;
         let buf = self.received.filled();
         // The body as far as it is here: all of it, unless it streams.
@@ -466,7 +460,7 @@ impl Connection {
 
         // From here on the request is ours to answer.
         let client_ip = client_ip_of(&view, peer, &listener.trusted_proxies);
-        let telemetry = &gateway.telemetry;
+        let telemetry = gateway.telemetry();
         let log = telemetry
             .access_log
             .enabled()
@@ -525,7 +519,12 @@ impl Connection {
             exchange.key_name = request_ctx.key_name.clone();
             if let Flow::Respond(response) = flow {
                 return answer
-                    .respond(client, &mut self.client_reply, &mut exchange, *response)
+                    .respond(
+                        client,
+                        &mut self.client_reply,
+                        &mut exchange,
+                        (*response).into(),
+                    )
                     .await;
             }
             ctx = Some(request_ctx);
@@ -541,7 +540,7 @@ impl Connection {
         body_phase::request_edits(route, &mut edits);
         let mut masked_body = None;
         if body_phase::request_body_limit(route, &exchange).is_some() {
-            let audit = &gateway.audit;
+            let audit = gateway.audit();
             let whole = whole_body;
             match body_phase::on_request_body(route, &view, whole, &mut edits, &mut exchange, audit)
             {
@@ -574,7 +573,7 @@ impl Connection {
                 );
                 if let Some(parts) = parts {
                     let body = Bytes::copy_from_slice(body);
-                    send_shadow(route, &parts, body, downstream, listener);
+                    send_shadow(route, &parts, body, downstream, &listener);
                 }
             }
         }
@@ -978,9 +977,7 @@ enum BodyReadError {
 
 /// Whether a route of the connection's listener takes bodies unbuffered.
 fn streams_bodies(downstream: &Downstream) -> bool {
-    let plan = downstream.plan();
-    let listener = plan.listener(&downstream.listener);
-    listener.is_some_and(|l| l.routes.streams_bodies)
+    downstream.current_listener().routes.streams_bodies
 }
 
 /// Time a `408` has to reach a client before the connection is dropped without it: a

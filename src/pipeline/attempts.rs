@@ -15,7 +15,7 @@ use super::exchange::{BytesIn, Exchange};
 use super::forwarding;
 use super::response_head;
 use super::{Downstream, ProxyBody, ProxyError};
-use crate::config::ListenerPlan;
+use crate::routing::GatewayListener;
 use crate::routing::Route;
 use crate::routing::retry::{RetryPolicy, is_idempotent};
 use crate::upstream::health::{self, Outcome};
@@ -271,7 +271,7 @@ pub async fn forward(
     body: ProxyBody,
     destination: Destination<'_>,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     exchange: &mut Exchange,
 ) -> Result<Forwarded, ProxyError> {
     let Destination {

@@ -4,6 +4,7 @@
 
 mod engines;
 mod glob;
+mod listener;
 pub mod retry;
 
 use std::sync::Arc;
@@ -17,10 +18,12 @@ pub use engines::{
     BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT, STREAM_OPTIONS_READ_LIMIT,
 };
 pub use glob::Glob;
+pub use listener::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener};
 pub use retry::{RetryBudget, RetryPolicy};
 
 use crate::canary::RouteControl;
-use crate::pipeline::FilterChain;
+use crate::filter::FilterChain;
+pub use crate::filter::RouteInput;
 use crate::telemetry::RouteTelemetry;
 use crate::upstream::{HashKey, Pool};
 
@@ -147,34 +150,6 @@ pub struct Matcher {
     pub methods: Vec<Method>,
     pub headers: Vec<(HeaderName, HeaderMatch)>,
     pub model: Option<Glob>,
-}
-
-/// What routing reads of a request: hyper's parsed head, or the HTTP/1.1 fast path's
-/// view of its receive buffer (which builds no header map).
-pub trait RouteInput {
-    fn method(&self) -> &Method;
-    fn path(&self) -> &str;
-    fn has_header(&self, name: &HeaderName) -> bool;
-    /// Whether some line of header `name` has exactly `value`.
-    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool;
-}
-
-impl RouteInput for request::Parts {
-    fn method(&self) -> &Method {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        self.uri.path()
-    }
-
-    fn has_header(&self, name: &HeaderName) -> bool {
-        self.headers.contains_key(name)
-    }
-
-    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
-        self.headers.get_all(name).iter().any(|v| v == value)
-    }
 }
 
 impl Matcher {

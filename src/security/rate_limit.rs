@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::Recorder;
 use super::shared_limits::{OnBackendError, SharedLimits};
-use crate::pipeline::{
-    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView,
-    Standing, json_error,
+use crate::filter::{
+    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, LocalReply, RequestCtx,
+    RequestView, Standing,
 };
 use std::sync::Arc;
 
@@ -386,15 +386,15 @@ impl RateLimit {
                     "deny",
                     serde_json::json!("rate limit backend unavailable"),
                 );
-                let mut response = json_error(
+                let mut reply = LocalReply::json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "rate_limiter_unavailable",
                     "the shared rate limiter cannot be reached",
                 );
-                response
-                    .headers_mut()
+                reply
+                    .headers
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Flow::Respond(Box::new(response))
+                Flow::Respond(Box::new(reply))
             }
         }
     }
@@ -425,17 +425,17 @@ impl RateLimit {
             "rate limit reached ({what}); retry in {}",
             openai_duration(wait)
         );
-        let mut response = json_error(
+        let mut reply = LocalReply::json_error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_exceeded",
             &message,
         );
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
+        reply
+            .headers
             .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        headers(response.headers_mut());
-        Flow::Respond(Box::new(response))
+        headers(&mut reply.headers);
+        Flow::Respond(Box::new(reply))
     }
 }
 
