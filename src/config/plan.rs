@@ -77,7 +77,9 @@ impl Plan {
         let routes = self.listeners.iter().flat_map(|l| l.routes.routes.iter());
         routes
             .flat_map(|r| {
-                let targets = r.targets.iter().map(|t| t.telemetry.metrics.clone());
+                let hops = r.chain.iter().map(|h| &h.target);
+                let targets = r.targets.iter().chain(hops);
+                let targets = targets.map(|t| t.telemetry.metrics.clone());
                 targets.chain(r.mirror.iter().map(|m| m.telemetry.metrics.clone()))
             })
             .collect()

@@ -34,7 +34,7 @@ use upstream::{ReadingHead, Upload, send, send_streamed};
 
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
-use crate::pipeline::affinity::request_key;
+use crate::pipeline::affinity::{chain_keys, request_key};
 use crate::pipeline::attempts::{Attempts, HeadSignals};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
@@ -591,12 +591,14 @@ impl Connection {
         let pool = &route.targets[choice.target].pool;
         let held = whole_body.map(|body| masked_body.as_deref().unwrap_or(body));
         let affinity = request_key(pool, &view, || client_ip, held);
+        let chain_keys = chain_keys(route, &view, client_ip, held);
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
         // A held body can be sent again; one the route streams only goes once, even
         // when it all came with the head.
         let held = body_use == BodyUse::Held;
-        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held);
+        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held)
+            .with_chain_keys(chain_keys);
         // The body timeouts of a streamed body, timed from its first read.
         let mut body_wait = None;
         let sent_body = match &masked_body {
@@ -607,7 +609,7 @@ impl Connection {
         };
 
         let (mut upstream, reply, endpoint) = loop {
-            let endpoint = match attempts.next_endpoint() {
+            let endpoint = match attempts.next_endpoint(&mut exchange) {
                 Ok(endpoint) => endpoint,
                 Err(error) => {
                     return answer

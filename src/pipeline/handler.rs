@@ -290,6 +290,7 @@ async fn proxy(
     };
     let held = attempts::held_body(&body);
     let affinity = request_key(&pool, &view, || client_ip, held.as_deref());
+    let chain_keys = super::affinity::chain_keys(&route, &view, client_ip, held.as_deref());
     let head_request = head.method == Method::HEAD;
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
@@ -311,6 +312,7 @@ async fn proxy(
         route: &route,
         pool,
         affinity,
+        chain_keys,
     };
     let forwarded =
         attempts::forward(head, body, destination, downstream, listener, exchange).await?;

@@ -66,6 +66,9 @@ impl Engines {
             name: _,
             matcher: _,
             targets,
+            // The core's `Attempts` walks the chain on both engines, with the body held
+            // whole; each hop's pool must be one this engine can send to.
+            chain,
             // Splits, sticky keys, the cookie and overrides: the core's `choose_target`.
             control: _,
             sticky: _,
@@ -104,7 +107,7 @@ impl Engines {
             anomalies,
             engines: _,
         } = route;
-        for target in targets {
+        for target in targets.iter().chain(chain.iter().map(|hop| &hop.target)) {
             let fallback = target.pool.fallback();
             let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
             if let Some(reason) = pools.filter_map(|pool| pool_needs_hyper(pool)).next() {

@@ -2,6 +2,7 @@
 //! accepts the request wins. Matchers test path, host, method, headers and the
 //! `model` field of a JSON body, all compiled once at load.
 
+pub mod chain;
 mod engines;
 mod glob;
 mod listener;
@@ -14,6 +15,7 @@ use http::{HeaderName, HeaderValue, Method, request};
 use ipnet::IpNet;
 use regex::Regex;
 
+pub use chain::{Hop, Trigger, Triggers};
 pub use engines::{
     BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT, STREAM_OPTIONS_READ_LIMIT,
 };
@@ -33,6 +35,9 @@ pub struct Route {
     pub matcher: Matcher,
     /// The pools that serve the route: one, or the sides of a split (config order).
     pub targets: Vec<Target>,
+    /// A fallback chain's targets after the first (`targets[1..]` in the config), in
+    /// order; empty without one.
+    pub chain: Vec<Hop>,
     /// Runtime weights (and canary analysis) when the traffic is split.
     pub control: Option<Arc<RouteControl>>,
     /// What keeps a client on one side of the split.
@@ -108,6 +113,15 @@ impl Route {
     /// The first (or only) target: the stable side of a split.
     pub fn primary(&self) -> &Target {
         &self.targets[0]
+    }
+
+    /// The target at `hop` of the chain: 0 is the split's side `side` (or the one pool),
+    /// n the chain's n-th hop.
+    pub fn target_at(&self, side: usize, hop: usize) -> Option<&Target> {
+        match hop {
+            0 => self.targets.get(side),
+            n => self.chain.get(n - 1).map(|h| &h.target),
+        }
     }
 }
 

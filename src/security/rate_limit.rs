@@ -61,14 +61,15 @@ impl Gcra {
         if tats.len() >= MAX_KEYS {
             tats.retain(|_, tat| *tat > now);
         }
-        let tat = tats.get(key).copied().unwrap_or(now).max(now);
+        // One hash per request: most keys come back, and are updated in place.
+        let slot = tats.get_mut(key);
+        let tat = slot.as_deref().copied().unwrap_or(now).max(now);
         let allowance = self.period.saturating_sub(self.emission);
         if tat.duration_since(now) > allowance {
             return Err(tat.duration_since(now) - allowance);
         }
         let next = tat + self.emission;
-        // Most keys come back: update in place, allocating the key only when new.
-        match tats.get_mut(key) {
+        match slot {
             Some(slot) => *slot = next,
             None => {
                 tats.insert(key.clone(), next);
@@ -141,30 +142,38 @@ impl TokenBudget {
             let capacity = self.capacity;
             levels.retain(|_, (level, _)| *level < capacity);
         }
-        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let slot = levels.get_mut(key);
+        let (level, since) = slot.as_deref().copied().unwrap_or((self.capacity, now));
         let level = self.refill(level, since, now);
         let wanted = tokens as f64;
-        if wanted > level {
-            levels.insert(key.clone(), (level, now));
+        let (kept, result) = if wanted > level {
             let rate = self.capacity / self.period.as_secs_f64();
             let wait = if wanted > self.capacity {
                 self.period
             } else {
                 Duration::from_secs_f64((wanted - level) / rate)
             };
-            return Err(wait);
+            (level, Err(wait))
+        } else {
+            (level - wanted, Ok(self.standing(level - wanted)))
+        };
+        match slot {
+            Some(slot) => *slot = (kept, now),
+            None => {
+                levels.insert(key.clone(), (kept, now));
+            }
         }
-        levels.insert(key.clone(), (level - wanted, now));
-        Ok(self.standing(level - wanted))
+        result
     }
 
     /// Settles a reservation: gives back what was not used, or takes the excess (the
     /// level may go below zero: later requests wait for it).
     pub fn settle(&self, key: &BudgetKey, reserved: u64, used: u64, now: Instant) {
         let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
-        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let slot = levels.get_mut(key);
+        let (level, since) = slot.as_deref().copied().unwrap_or((self.capacity, now));
         let level = self.refill(level, since, now) + reserved as f64 - used as f64;
-        match levels.get_mut(key) {
+        match slot {
             Some(slot) => *slot = (level.min(self.capacity), now),
             None => {
                 levels.insert(key.clone(), (level.min(self.capacity), now));
