@@ -7,6 +7,7 @@ use std::path::Path;
 pub use crate::fastpath::fuzzing::*;
 pub use crate::normalize::path::{NormalPath, normalize as normalize_path};
 pub use crate::normalize::response::{ContentLength, framing};
+pub use crate::pipeline::include_usage::{Asked, with_include_usage};
 
 use crate::config::{ConfigErrors, Plan};
 

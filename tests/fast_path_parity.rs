@@ -554,12 +554,12 @@ timeouts = {{ response_headers = "300ms" }}
         ),
         (
             "junction_llm_tokens_total",
-            [&all[..], &[("kind", "prompt")]].concat(),
+            [&all[..], &[("kind", "prompt"), ("source", "reported")]].concat(),
             18.0,
         ),
         (
             "junction_llm_tokens_total",
-            [&all[..], &[("kind", "completion")]].concat(),
+            [&all[..], &[("kind", "completion"), ("source", "reported")]].concat(),
             8.0,
         ),
         (

@@ -153,11 +153,11 @@ async fn counters_match_the_scripted_mix_exactly() {
     let prompt = prompt_tokens(&[serde_json::json!({ "role": "user", "content": PROMPT })]) as f64;
     let completion = reply_words("v2", PROMPT).len() as f64;
     assert_eq!(
-        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="prompt"}"#],
+        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="prompt",source="reported"}"#],
         10.0 * prompt
     );
     assert_eq!(
-        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="completion"}"#],
+        m[r#"junction_llm_tokens_total{route="chat",pool="model",version="v2",shadow="false",kind="completion",source="reported"}"#],
         10.0 * completion
     );
     assert_eq!(

@@ -256,14 +256,20 @@ impl Collector for Scrape {
         family(
             &mut encoder,
             "junction_llm_tokens",
-            "LLM tokens reported in responses' usage, by kind (prompt or completion).",
+            "LLM tokens of responses, by kind (prompt or completion) and source: reported in the response's usage, or estimated from byte counts when it reported none.",
             None,
             MetricType::Counter,
             |m| {
                 for route in &routes {
-                    for (kind, value) in [
-                        ("prompt", &route.prompt_tokens),
-                        ("completion", &route.completion_tokens),
+                    for (kind, source, value) in [
+                        ("prompt", "reported", &route.prompt_tokens),
+                        ("completion", "reported", &route.completion_tokens),
+                        ("prompt", "estimated", &route.prompt_tokens_estimated),
+                        (
+                            "completion",
+                            "estimated",
+                            &route.completion_tokens_estimated,
+                        ),
                     ] {
                         let labels: Labels<'_> = vec![
                             ("route", &route.route),
@@ -271,6 +277,7 @@ impl Collector for Scrape {
                             ("version", &route.version),
                             ("shadow", shadow_label(route)),
                             ("kind", kind),
+                            ("source", source),
                         ];
                         counter(m, &labels, value.load(Ordering::Relaxed))?;
                     }
@@ -290,6 +297,21 @@ impl Collector for Scrape {
                     let owned = route_labels(route);
                     let labels: Labels<'_> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
                     counter(m, &labels, route.retries.load(Ordering::Relaxed))?;
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
+            "junction_usage_unread",
+            "Responses whose token usage was not read to their end, by route and reason (unknown_coding, decoded_limit, undecodable).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((route, reason), count) in metrics.all_usage_unread() {
+                    let labels: Labels<'_> = vec![("route", &route), ("reason", reason)];
+                    counter(m, &labels, count)?;
                 }
                 Ok(())
             },

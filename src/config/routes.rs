@@ -344,6 +344,7 @@ pub(super) fn compile_routes(
             reads_request_facts,
             max_body_bytes,
             allow_encoded_slashes: route.allow_encoded_slashes,
+            include_usage: route.include_usage,
             request_buffering: route.request_buffering.unwrap_or(true),
             request_buffer_bytes,
             retry_connect_errors: route.retry_connect_errors.unwrap_or(true),

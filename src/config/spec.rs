@@ -498,6 +498,11 @@ pub struct RouteSpec {
     /// instead of refused with 400.
     #[serde(default)]
     pub allow_encoded_slashes: bool,
+    /// Streamed OpenAI chat/completions requests that do not ask for usage get
+    /// `stream_options.include_usage = true`, and the usage chunk they then receive is
+    /// read and kept from the client (docs/ai-routing.md).
+    #[serde(default)]
+    pub include_usage: bool,
     /// Read a request body whole before an endpoint is chosen and a connection taken
     /// (default true), up to `request_buffer_bytes`; larger bodies stream.
     pub request_buffering: Option<bool>,

@@ -830,7 +830,7 @@ impl Connection {
         let event_stream = reply.kind == ReplyKind::EventStream;
         reply::record_head(&mut exchange, &self.client_reply, event_stream);
         exchange.done = ctx.filter(|_| route.filters.wants_done);
-        exchange.start_reading(reply.kind);
+        exchange.start_reading(reply.kind, value(reply.content_encoding));
         self.replied.consume(reply.len);
         let deadline = timeouts.total.map(|total| exchange.started() + total);
         let body = BodyRelay {

@@ -4,46 +4,14 @@
 
 use serde_json::Value;
 
+use super::generated::{answer_of_value, delta_text};
 use super::sse::{SseEvent, SseSplitter};
 use super::usage::ReplyKind;
 
 /// The generated text of a JSON reply, if it is one of the shapes read here.
 pub fn answer_of_json(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    let mut text = String::new();
-    let mut found = false;
-    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        for choice in choices {
-            for content in [choice.pointer("/message/content"), choice.get("text")] {
-                if let Some(part) = content.and_then(Value::as_str) {
-                    text.push_str(part);
-                    found = true;
-                }
-            }
-        }
-    }
-    // Anthropic messages: `content` blocks; the Responses API: `output[].content[]`.
-    let blocks = value
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(
-            value
-                .get("output")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|item| item.get("content").and_then(Value::as_array))
-                .flatten(),
-        );
-    for block in blocks {
-        if let Some(part) = block.get("text").and_then(Value::as_str) {
-            text.push_str(part);
-            found = true;
-        }
-    }
-    found.then_some(text)
+    answer_of_value(&value)
 }
 
 /// The generated text a stream's events carry, in order; `None` when no event is of a
@@ -74,22 +42,6 @@ pub fn answer_piece(event: &SseEvent) -> Option<String> {
     }
     let value = serde_json::from_str::<Value>(&event.data).ok()?;
     delta_text(&value).map(str::to_owned)
-}
-
-fn delta_text(value: &Value) -> Option<&str> {
-    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        let choice = choices.first()?;
-        return choice
-            .pointer("/delta/content")
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str);
-    }
-    // Anthropic `content_block_delta` (`delta.text`); the Responses API
-    // `response.output_text.delta` (`delta` is the text).
-    match value.get("delta")? {
-        Value::String(text) => Some(text),
-        delta => delta.get("text").and_then(Value::as_str),
-    }
 }
 
 /// Reads a reply's answer text as its bytes pass, up to a cap: a JSON reply is copied

@@ -4,16 +4,42 @@
 //! Never buffers a stream; JSON replies are copied (not held back) up to a cap.
 
 mod answer;
+mod content_coding;
+mod generated;
 mod load_report;
 mod prompt_prefix;
 mod sse;
 mod usage;
+mod usage_chunk;
 
 pub use answer::{AnswerReader, answer_of_events, answer_of_json, answer_piece};
+pub use content_coding::{Coding, MAX_DECODED, Unread};
 pub use load_report::{LoadSample, parse_orca_header, parse_prometheus_text};
 pub use prompt_prefix::prompt_prefix_hash;
 pub use sse::{SseEvent, SseSplitter};
 pub use usage::{ReplyKind, Usage, UsageScanner};
+pub use usage_chunk::UsageChunkFilter;
+
+/// Bytes a token is taken to be when a count is estimated: about four, the usual rule
+/// of thumb for English text and JSON.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// Tokens estimated for what an answer's usage did not report (`None` where it did):
+/// prompt = ⌈request body bytes / 4⌉ (the JSON of the request, as rate limits reserve
+/// it), completion = ⌈bytes of generated text / 4⌉ (the UTF-8 text of the answer's
+/// message or stream deltas, without the JSON or SSE around it).
+pub fn estimate_tokens(reported: Usage, request_bytes: u64, text_bytes: u64) -> Usage {
+    Usage {
+        prompt: reported
+            .prompt
+            .is_none()
+            .then(|| request_bytes.div_ceil(BYTES_PER_TOKEN)),
+        completion: reported
+            .completion
+            .is_none()
+            .then(|| text_bytes.div_ceil(BYTES_PER_TOKEN)),
+    }
+}
 
 /// What a JSON request body says about its cost: the model, `max_tokens`, and a prompt
 /// token estimate (about four bytes a token, the usual rule of thumb for English text
@@ -35,7 +61,7 @@ pub fn request_facts(body: &[u8]) -> RequestFacts {
         #[serde(default)]
         max_completion_tokens: Option<u64>,
     }
-    let prompt_estimate = (body.len() as u64).div_ceil(4);
+    let prompt_estimate = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
     match serde_json::from_slice::<Fields<'_>>(body) {
         Ok(fields) => RequestFacts {
             model: fields.model.map(|m| m.into_owned()),

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::SseSplitter;
+use super::content_coding::{Coding, Decoder, MAX_DECODED, Unread};
 
 /// Largest JSON reply copied for reading `usage` at its end; larger ones are passed on
 /// unread.
@@ -68,33 +69,35 @@ impl Usage {
     }
 }
 
-pub struct UsageScanner {
+/// What is read of an answer's (decoded) bytes.
+struct Reading {
     kind: ReplyKind,
     json: Vec<u8>,
     json_overflowed: bool,
     sse: SseSplitter,
-    pub usage: Usage,
-    /// When the first SSE event arrived.
-    pub first_event_at: Option<Instant>,
-    /// When the first event carrying generated text arrived.
-    pub first_token_at: Option<Instant>,
+    usage: Usage,
+    first_event_at: Option<Instant>,
+    first_token_at: Option<Instant>,
+    /// UTF-8 bytes of generated text seen (for an estimate when no usage comes).
+    text_bytes: u64,
+    /// The answer is one of the shapes read here (it had generated text or usage).
+    recognised: bool,
 }
 
-impl UsageScanner {
-    /// A scanner for a reply of this kind; `None` when there is nothing to read.
-    pub fn for_reply(kind: ReplyKind) -> Option<Self> {
-        (kind != ReplyKind::Other).then(|| UsageScanner {
-            kind,
-            json: Vec::new(),
-            json_overflowed: false,
-            sse: SseSplitter::default(),
-            usage: Usage::default(),
-            first_event_at: None,
-            first_token_at: None,
-        })
+impl std::io::Write for Reading {
+    /// The decoded bytes of a compressed answer.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf);
+        Ok(buf.len())
     }
 
-    pub fn feed(&mut self, bytes: &[u8]) {
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Reading {
+    fn feed(&mut self, bytes: &[u8]) {
         match self.kind {
             ReplyKind::Json => {
                 if self.json.len() + bytes.len() > MAX_JSON_COPY {
@@ -110,28 +113,33 @@ impl UsageScanner {
                     usage,
                     first_event_at,
                     first_token_at,
+                    text_bytes,
+                    recognised,
                     ..
                 } = self;
                 sse.feed(bytes, &mut |event| {
                     let now = Instant::now();
                     first_event_at.get_or_insert(now);
                     let data = event.data.as_str();
-                    if data == "[DONE]" {
-                        return;
-                    }
-                    // Once the first token is seen only usage matters: skip parsing
-                    // events that cannot hold it.
-                    if first_token_at.is_some() && !data.contains("tokens") {
+                    if data == "[DONE]" || !data.starts_with('{') {
                         return;
                     }
                     let Ok(value) = serde_json::from_str::<Value>(data) else {
                         return;
                     };
+                    if let Some(piece) = super::generated::delta_text(&value) {
+                        *text_bytes += piece.len() as u64;
+                        *recognised = true;
+                        if first_token_at.is_none() && !piece.is_empty() {
+                            *first_token_at = Some(now);
+                        }
+                    }
                     if first_token_at.is_none() && carries_text(&value) {
                         *first_token_at = Some(now);
                     }
                     for usage_object in usage_objects(&value) {
                         usage.merge(usage_object);
+                        *recognised = true;
                     }
                 });
             }
@@ -139,15 +147,125 @@ impl UsageScanner {
         }
     }
 
-    /// Reads what only the end of a reply can tell (a JSON reply's `usage`).
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         if self.kind == ReplyKind::Json && !self.json_overflowed {
             if let Ok(value) = serde_json::from_slice::<Value>(&self.json) {
                 for usage_object in usage_objects(&value) {
                     self.usage.merge(usage_object);
+                    self.recognised = true;
+                }
+                if let Some(text) = super::generated::text_of_json(&value) {
+                    self.text_bytes += text as u64;
+                    self.recognised = true;
                 }
             }
             self.json = Vec::new();
+        }
+    }
+}
+
+enum Input {
+    Plain(Reading),
+    /// A compressed answer, decoded on its way to the reading.
+    Coded(Box<Decoder<Reading>>),
+    /// Not read: its coding is not one read here.
+    Unreadable(Reading),
+}
+
+/// Reads an answer's usage, first token and generated text as its bytes pass; a
+/// compressed answer is decoded (up to [`MAX_DECODED`] bytes) on the way.
+pub struct UsageScanner {
+    input: Input,
+}
+
+impl UsageScanner {
+    /// A scanner for an uncompressed reply of this kind; `None` when there is nothing
+    /// to read.
+    pub fn for_reply(kind: ReplyKind) -> Option<Self> {
+        Self::for_answer(kind, None)
+    }
+
+    /// A scanner for a reply of this kind sent with this `content-encoding`.
+    pub fn for_answer(kind: ReplyKind, content_encoding: Option<&[u8]>) -> Option<Self> {
+        if kind == ReplyKind::Other {
+            return None;
+        }
+        let reading = Reading {
+            kind,
+            json: Vec::new(),
+            json_overflowed: false,
+            sse: SseSplitter::default(),
+            usage: Usage::default(),
+            first_event_at: None,
+            first_token_at: None,
+            text_bytes: 0,
+            recognised: false,
+        };
+        let input = match Coding::of(content_encoding) {
+            Ok(None) => Input::Plain(reading),
+            Ok(Some(coding)) => Input::Coded(Box::new(Decoder::new(coding, reading, MAX_DECODED))),
+            Err(_) => Input::Unreadable(reading),
+        };
+        Some(UsageScanner { input })
+    }
+
+    fn reading(&self) -> &Reading {
+        match &self.input {
+            Input::Plain(reading) | Input::Unreadable(reading) => reading,
+            Input::Coded(decoder) => decoder.sink(),
+        }
+    }
+
+    /// The answer's bytes as they came from the endpoint.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match &mut self.input {
+            Input::Plain(reading) => reading.feed(bytes),
+            Input::Coded(decoder) => decoder.push(bytes),
+            Input::Unreadable(_) => {}
+        }
+    }
+
+    /// Reads what only the end of a reply can tell (a JSON reply's `usage`).
+    pub fn finish(&mut self) {
+        match &mut self.input {
+            Input::Plain(reading) => reading.finish(),
+            Input::Coded(decoder) => {
+                decoder.finish();
+                // What decoded before a stop is read all the same.
+                decoder.sink_mut().finish();
+            }
+            Input::Unreadable(_) => {}
+        }
+    }
+
+    /// The usage the server reported.
+    pub fn usage(&self) -> Usage {
+        self.reading().usage
+    }
+
+    /// When the first SSE event arrived.
+    pub fn first_event_at(&self) -> Option<Instant> {
+        self.reading().first_event_at
+    }
+
+    /// When the first event carrying generated text arrived.
+    pub fn first_token_at(&self) -> Option<Instant> {
+        self.reading().first_token_at
+    }
+
+    /// UTF-8 bytes of generated text read, and whether the answer was of a shape read
+    /// here at all (generated text or a `usage` object): the ground of an estimate.
+    pub fn answer_text(&self) -> (u64, bool) {
+        let reading = self.reading();
+        (reading.text_bytes, reading.recognised)
+    }
+
+    /// Why the answer was not read to its end, if it was not.
+    pub fn unread(&self) -> Option<Unread> {
+        match &self.input {
+            Input::Plain(_) => None,
+            Input::Coded(decoder) => decoder.stopped(),
+            Input::Unreadable(_) => Some(Unread::Coding),
         }
     }
 }
@@ -201,7 +319,7 @@ mod tests {
         let (a, b) = reply.split_at(40);
         let scanner = scan(ReplyKind::Json, &[a, b]);
         assert_eq!(
-            scanner.usage,
+            scanner.usage(),
             Usage {
                 prompt: Some(12),
                 completion: Some(3)
@@ -217,10 +335,10 @@ mod tests {
             "lo\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
         ];
         let scanner = scan(ReplyKind::EventStream, &stream);
-        assert!(scanner.first_event_at.is_some());
-        assert!(scanner.first_token_at.is_some());
+        assert!(scanner.first_event_at().is_some());
+        assert!(scanner.first_token_at().is_some());
         assert_eq!(
-            scanner.usage,
+            scanner.usage(),
             Usage {
                 prompt: Some(5),
                 completion: Some(2)
@@ -234,8 +352,8 @@ mod tests {
             ReplyKind::EventStream,
             &["data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"],
         );
-        assert!(scanner.first_event_at.is_some());
-        assert!(scanner.first_token_at.is_none());
+        assert!(scanner.first_event_at().is_some());
+        assert!(scanner.first_token_at().is_none());
     }
 
     #[test]
@@ -245,9 +363,9 @@ mod tests {
             event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n\
             event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         let scanner = scan(ReplyKind::EventStream, &[stream]);
-        assert!(scanner.first_token_at.is_some());
+        assert!(scanner.first_token_at().is_some());
         assert_eq!(
-            scanner.usage,
+            scanner.usage(),
             Usage {
                 prompt: Some(25),
                 completion: Some(15)
@@ -260,13 +378,147 @@ mod tests {
         let stream = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
             event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":9,\"total_tokens\":16}}}\n\n";
         let scanner = scan(ReplyKind::EventStream, &[stream]);
-        assert!(scanner.first_token_at.is_some());
+        assert!(scanner.first_token_at().is_some());
         assert_eq!(
-            scanner.usage,
+            scanner.usage(),
             Usage {
                 prompt: Some(7),
                 completion: Some(9)
             }
         );
+    }
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// A valid brotli stream of uncompressed meta-blocks (RFC 7932 9.2): brotli's own
+    /// framing, without an encoder in the tree.
+    fn brotli_stored(bytes: &[u8]) -> Vec<u8> {
+        let mut bits: Vec<bool> = vec![false]; // WBITS = 16
+        let mut out = Vec::new();
+        let push = |bits: &mut Vec<bool>, value: u64, width: u32| {
+            for i in 0..width {
+                bits.push(value >> i & 1 == 1);
+            }
+        };
+        let flush = |bits: &mut Vec<bool>, out: &mut Vec<u8>| {
+            while bits.len() % 8 != 0 {
+                bits.push(false);
+            }
+            for byte in bits.chunks(8) {
+                out.push(
+                    byte.iter()
+                        .rev()
+                        .fold(0u8, |acc, bit| acc << 1 | u8::from(*bit)),
+                );
+            }
+            bits.clear();
+        };
+        for block in bytes.chunks(65536) {
+            push(&mut bits, 0, 1); // ISLAST
+            push(&mut bits, 0, 2); // MNIBBLES: 4
+            push(&mut bits, block.len() as u64 - 1, 16);
+            push(&mut bits, 1, 1); // ISUNCOMPRESSED
+            flush(&mut bits, &mut out);
+            out.extend_from_slice(block);
+        }
+        push(&mut bits, 0b11, 2); // ISLAST, ISLASTEMPTY
+        flush(&mut bits, &mut out);
+        out
+    }
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+    const JSON: &str = r#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}"#;
+
+    fn scan_coded(kind: ReplyKind, coding: &str, chunks: &[&[u8]]) -> UsageScanner {
+        let mut scanner = UsageScanner::for_answer(kind, Some(coding.as_bytes())).unwrap();
+        for chunk in chunks {
+            scanner.feed(chunk);
+        }
+        scanner.finish();
+        scanner
+    }
+
+    #[test]
+    fn usage_of_compressed_answers() {
+        let both = |prompt, completion| Usage {
+            prompt: Some(prompt),
+            completion: Some(completion),
+        };
+        let zstd = |bytes: &str| zstd::encode_all(bytes.as_bytes(), 3).unwrap();
+        for (coding, encode) in [
+            (
+                "gzip",
+                &(|b: &str| gzip(b.as_bytes())) as &dyn Fn(&str) -> Vec<u8>,
+            ),
+            ("br", &|b: &str| brotli_stored(b.as_bytes())),
+            ("zstd", &zstd),
+        ] {
+            let stream = encode(STREAM);
+            // Split at every point: the decoder takes whatever the reads bring.
+            for cut in 0..stream.len() {
+                let (a, b) = stream.split_at(cut);
+                let scanner = scan_coded(ReplyKind::EventStream, coding, &[a, b]);
+                assert_eq!(scanner.usage(), both(5, 2), "{coding} cut at {cut}");
+                assert!(scanner.first_token_at().is_some());
+                assert_eq!(scanner.unread(), None);
+            }
+            let json = encode(JSON);
+            let scanner = scan_coded(ReplyKind::Json, coding, &[&json]);
+            assert_eq!(scanner.usage(), both(12, 3), "{coding}");
+            assert_eq!(scanner.answer_text(), (2, true));
+        }
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_cap_and_bad_codings_are_named() {
+        // 80 MiB of spaces inside a JSON reply: about 80 KiB of gzip.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        {
+            use std::io::Write;
+            bomb.write_all(b"{\"usage\":{\"prompt_tokens\":1},\"x\":\"")
+                .unwrap();
+            let spaces = vec![b' '; 1 << 20];
+            for _ in 0..80 {
+                bomb.write_all(&spaces).unwrap();
+            }
+            bomb.write_all(b"\"}").unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        let scanner = scan_coded(ReplyKind::Json, "gzip", &[&bomb]);
+        assert_eq!(scanner.unread(), Some(Unread::Limit));
+        assert_eq!(scanner.usage(), Usage::default());
+        let scanner = scan_coded(ReplyKind::Json, "gzip", &[b"not gzip at all"]);
+        assert_eq!(scanner.unread(), Some(Unread::Corrupt));
+        let scanner = scan_coded(ReplyKind::Json, "compress", &[b"whatever"]);
+        assert_eq!(scanner.unread(), Some(Unread::Coding));
+        let scanner = scan_coded(ReplyKind::Json, "identity", &[JSON.as_bytes()]);
+        assert_eq!(scanner.unread(), None);
+        assert_eq!(scanner.usage().prompt, Some(12));
+    }
+
+    #[test]
+    fn estimates_fill_only_what_was_not_reported() {
+        let reported = Usage {
+            prompt: Some(7),
+            completion: None,
+        };
+        assert_eq!(
+            super::super::estimate_tokens(reported, 1000, 9),
+            Usage {
+                prompt: None,
+                completion: Some(3)
+            }
+        );
+        let scanner = scan(
+            ReplyKind::EventStream,
+            &["data: {\"choices\":[{\"delta\":{\"content\":\"Héllo\"}}]}\n\ndata: [DONE]\n\n"],
+        );
+        assert_eq!(scanner.answer_text(), (6, true));
+        assert_eq!(scanner.usage(), Usage::default());
     }
 }

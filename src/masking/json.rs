@@ -230,6 +230,87 @@ pub fn is_valid(body: &[u8]) -> bool {
     rewrite(body, Selection::RequestContents, &mut Keep, &mut Vec::new()).is_ok()
 }
 
+/// One member of an object: its key's raw bytes (between the quotes, escapes as
+/// written) and its value's offsets, in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub key: (usize, usize),
+    pub value: (usize, usize),
+}
+
+impl Member {
+    /// Whether its key (escapes decoded) is `name`.
+    pub fn is(&self, body: &[u8], name: &str) -> bool {
+        key_is(&body[self.key.0..self.key.1], &[name])
+    }
+}
+
+/// The members of the object starting at `at` (after any whitespace) in `body`, which
+/// must be one valid JSON text ([`is_valid`]), and the offset of its closing `}`.
+/// `None` when there is no object at `at`. For edits that add or replace a member
+/// while every other byte is kept (a route's `include_usage`).
+pub fn object_members(body: &[u8], at: usize) -> Option<(Vec<Member>, usize)> {
+    let mut at = skip_whitespace(body, at);
+    if body.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    let mut members = Vec::new();
+    loop {
+        at = skip_whitespace(body, at);
+        match body.get(at)? {
+            b'}' => return Some((members, at)),
+            b',' => at += 1,
+            b'"' => {
+                let (end, _) = scan_string(body, at).ok()?;
+                let colon = skip_whitespace(body, end);
+                if body.get(colon) != Some(&b':') {
+                    return None;
+                }
+                let start = skip_whitespace(body, colon + 1);
+                let value_end = value_end(body, start)?;
+                members.push(Member {
+                    key: (at + 1, end - 1),
+                    value: (start, value_end),
+                });
+                at = value_end;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The offset after the value starting at `at` in a body known to be valid JSON.
+fn value_end(body: &[u8], mut at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match body.get(at)? {
+            b'"' => at = scan_string(body, at).ok()?.0,
+            b'{' | b'[' => {
+                depth += 1;
+                at += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                at += 1;
+            }
+            // Inside a container: separators and whitespace.
+            b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' if depth > 0 => at += 1,
+            // A literal or a number: up to the next delimiter.
+            _ => {
+                while body.get(at).is_some_and(|b| {
+                    !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
+                    at += 1;
+                }
+            }
+        }
+        if depth == 0 {
+            return Some(at);
+        }
+    }
+}
+
 struct Scanner<'a> {
     body: &'a [u8],
     text: &'a str,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, header};
 
 use super::body_record::{BodyRefusal, Direction, ResponseTransform};
+use super::include_usage;
 use super::{Exchange, HeaderEdits, ProxyError, RequestView};
 use crate::inspect::flow::stored_header;
 use crate::inspect::{self, Recording};
@@ -89,6 +90,9 @@ pub fn on_request_body(
     audit: &AuditLog,
 ) -> Result<Option<Bytes>, ProxyError> {
     let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
+    // The route's `include_usage`, on the body as masking left it.
+    let usage = include_usage::on_request(route, view, masked.as_deref().or(body), edits, exchange);
+    let masked = usage.or(masked);
     // The body as it goes on.
     let sent = masked.as_deref().or(body);
     if let Some(sent) = sent {
@@ -178,7 +182,10 @@ pub fn request_body_limit(route: &Route, exchange: &Exchange) -> Option<usize> {
         .as_ref()
         .filter(|a| a.reads_prompts())
         .map(|_| crate::routing::PROMPT_READ_LIMIT);
-    masked.max(captured).max(prompts)
+    let usage = route
+        .include_usage
+        .then_some(crate::routing::STREAM_OPTIONS_READ_LIMIT);
+    masked.max(captured).max(prompts).max(usage)
 }
 
 fn mask_request(
@@ -252,6 +259,38 @@ fn settle(
 /// its length is then unknown, and the engine frames it as it goes (chunks on
 /// HTTP/1.1).
 pub fn on_response_head(
+    route: &Route,
+    request_path: &[u8],
+    content_type: Option<&[u8]>,
+    content_encoding: Option<&[u8]>,
+    has_body: bool,
+    edits: &mut HeaderEdits,
+    exchange: &mut Exchange,
+) -> Result<bool, ProxyError> {
+    let strips = include_usage::strips(exchange, content_type, content_encoding, has_body);
+    let masked = on_masked_response_head(
+        route,
+        request_path,
+        content_type,
+        content_encoding,
+        has_body,
+        edits,
+        exchange,
+    )?;
+    if !strips {
+        return Ok(masked);
+    }
+    // The usage chunk is dropped first: masking then sees the stream the client gets.
+    let next = exchange.body.response.take();
+    exchange.body.response = Some(Box::new(include_usage::StripUsage {
+        filter: crate::llm::UsageChunkFilter::default(),
+        next,
+    }));
+    Ok(true)
+}
+
+/// The route's masking of the response body, set up on its head.
+fn on_masked_response_head(
     route: &Route,
     request_path: &[u8],
     content_type: Option<&[u8]>,

@@ -112,6 +112,9 @@ pub struct BodyRecord {
     pub(crate) response: Option<Box<dyn ResponseTransform>>,
     /// The request's `model`, read from its body for a captured flow.
     pub model: Option<String>,
+    /// Junction added `stream_options.include_usage` the client did not ask for: the
+    /// usage chunk of the answer's stream is dropped (route `include_usage`).
+    pub strip_usage: bool,
 }
 
 impl BodyRecord {

@@ -139,10 +139,15 @@ impl Exchange {
 
     /// Counts response body bytes and reads them for usage as they pass.
     pub fn on_response_data(&mut self, data: &[u8]) {
-        self.bytes_out += data.len() as u64;
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.feed(data);
         }
+        self.on_sent_data(data);
+    }
+
+    /// Counts and records the response body bytes the client gets.
+    fn on_sent_data(&mut self, data: &[u8]) {
+        self.bytes_out += data.len() as u64;
         if let Some(recording) = self.recording.as_mut() {
             recording.response_data(data);
         }
@@ -153,15 +158,16 @@ impl Exchange {
 
     /// The endpoint's answer is of this kind: what of it is read as it passes (usage
     /// and first token for metrics, the log, a captured flow and the detectors; the
-    /// answer text for the detectors that look for secrets in it).
-    pub fn start_reading(&mut self, kind: ReplyKind) {
+    /// answer text for the detectors that look for secrets in it). `content_encoding`:
+    /// the endpoint's, as it sent the answer (usage is read through it).
+    pub fn start_reading(&mut self, kind: ReplyKind, content_encoding: Option<&[u8]>) {
         let anomalies = self.route.as_ref().and_then(|r| r.anomalies.as_ref());
         let wants_usage = self.telemetry.metrics_enabled()
             || self.telemetry.access_log.enabled()
             || self.recording.is_some()
             || anomalies.is_some();
         if wants_usage {
-            self.scanner = UsageScanner::for_reply(kind);
+            self.scanner = UsageScanner::for_answer(kind, content_encoding);
         }
         if anomalies.is_some_and(|a| a.reads_answers()) {
             self.answer = AnswerReader::for_reply(kind, ANSWER_READ_LIMIT).map(Box::new);
@@ -213,8 +219,12 @@ impl Exchange {
         if end && result.is_ok() {
             result = transform.on_end(out);
         }
-        // The bytes the client gets are the ones counted (and read for usage).
-        self.on_response_data(&out[from..]);
+        // Usage is read from the endpoint's bytes (a usage chunk the client is spared
+        // still counts); the bytes the client gets are the ones counted and recorded.
+        if let Some(scanner) = self.scanner.as_mut() {
+            scanner.feed(data);
+        }
+        self.on_sent_data(&out[from..]);
         result
     }
 
@@ -242,12 +252,13 @@ impl Exchange {
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.finish();
         }
-        let usage = self.scanner.as_ref().map(|s| s.usage).unwrap_or_default();
+        let usage = self.scanner.as_ref().map(|s| s.usage()).unwrap_or_default();
+        let estimated = self.estimated_tokens(usage);
         let ttfb = self
             .sent_at
             .zip(self.head_at)
             .map(|(sent, head)| head.duration_since(sent));
-        let first_token = self.scanner.as_ref().and_then(|s| s.first_token_at);
+        let first_token = self.scanner.as_ref().and_then(|s| s.first_token_at());
         let ttft = self
             .sent_at
             .zip(first_token)
@@ -289,6 +300,14 @@ impl Exchange {
                     (&metrics.response_bytes, self.bytes_out),
                     (&metrics.prompt_tokens, usage.prompt.unwrap_or(0)),
                     (&metrics.completion_tokens, usage.completion.unwrap_or(0)),
+                    (
+                        &metrics.prompt_tokens_estimated,
+                        estimated.prompt.unwrap_or(0),
+                    ),
+                    (
+                        &metrics.completion_tokens_estimated,
+                        estimated.completion.unwrap_or(0),
+                    ),
                     (&metrics.retries, u64::from(self.retries)),
                 ];
                 for (counter, value) in counters {
@@ -309,6 +328,7 @@ impl Exchange {
         }
         if self.telemetry.metrics_enabled() {
             self.report_masking();
+            self.report_unread_usage();
             if let Some(route) = &self.route {
                 for hop in &self.hops {
                     let key = (
@@ -337,6 +357,38 @@ impl Exchange {
                 completion: usage.completion,
             };
             self.finish_recording(*recording, timings, tokens);
+        }
+    }
+
+    /// Tokens estimated for what the answer's usage did not report: see
+    /// [`crate::llm::estimate_tokens`]. Only for a successful answer read to its end
+    /// and recognised as a model's (generated text or a usage object).
+    fn estimated_tokens(&self, reported: crate::llm::Usage) -> crate::llm::Usage {
+        let Some(scanner) = self.scanner.as_ref() else {
+            return crate::llm::Usage::default();
+        };
+        if !(200..300).contains(&self.status) || self.failed || scanner.unread().is_some() {
+            return crate::llm::Usage::default();
+        }
+        let (text_bytes, recognised) = scanner.answer_text();
+        if !recognised {
+            return crate::llm::Usage::default();
+        }
+        crate::llm::estimate_tokens(reported, self.bytes_in.get(), text_bytes)
+    }
+
+    /// An answer whose usage was not read to its end, into the metrics (one that broke
+    /// off is not: its compressed end is missing by nature).
+    fn report_unread_usage(&self) {
+        let unread = self
+            .scanner
+            .as_ref()
+            .filter(|_| !self.failed)
+            .and_then(|s| s.unread());
+        if let (Some(unread), Some(route)) = (unread, self.route.as_ref()) {
+            self.telemetry
+                .metrics
+                .count_usage_unread(&route.name, unread.name());
         }
     }
 
@@ -532,7 +584,7 @@ impl Drop for Exchange {
         self.report();
         if let (Some(route), Some(mut ctx)) = (self.route.clone(), self.done.take()) {
             ctx.failed |= self.failed;
-            ctx.usage = self.scanner.as_ref().map(|s| s.usage);
+            ctx.usage = self.scanner.as_ref().map(|s| s.usage());
             ctx.status = http::StatusCode::from_u16(self.status).ok();
             route.filters.on_done(&ctx);
         }

@@ -329,6 +329,8 @@ async fn proxy(
     forwarding::prepare_response(&mut response_head, &pool, false);
     // The endpoint's kind of answer, as the HTTP/1.1 engine reads it (before any edit).
     let reply_kind = ReplyKind::of(&response_head.headers);
+    // Usage is read through the endpoint's coding, before the body phase may drop it.
+    let content_encoding = response_head.headers.get(header::CONTENT_ENCODING).cloned();
     let event_stream = reply_kind == ReplyKind::EventStream;
     // Phase: the response body phase (masking, restoring pseudonyms), set up on the head.
     let headers = &response_head.headers;
@@ -353,7 +355,7 @@ async fn proxy(
         response_head.headers.remove(header::CONTENT_LENGTH);
         edits.apply(&mut response_head.headers);
     }
-    exchange.start_reading(reply_kind);
+    exchange.start_reading(reply_kind, content_encoding.as_ref().map(|v| v.as_bytes()));
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
         ctx.status = Some(response_head.status);

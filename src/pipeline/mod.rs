@@ -20,6 +20,7 @@ pub(crate) mod exchange;
 pub(crate) mod forwarding;
 pub mod handler;
 mod header_rules;
+pub(crate) mod include_usage;
 pub(crate) mod model_map;
 pub(crate) mod response_head;
 pub(crate) mod versioning;

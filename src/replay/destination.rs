@@ -272,7 +272,8 @@ async fn read_reply(
     measured: &mut Measurement,
 ) -> Result<(), hyper::Error> {
     let kind = ReplyKind::of(response.headers());
-    let mut scanner = UsageScanner::for_reply(kind);
+    let coding = response.headers().get(http::header::CONTENT_ENCODING);
+    let mut scanner = UsageScanner::for_answer(kind, coding.map(|v| v.as_bytes()));
     let mut answer = AnswerReader::for_reply(kind);
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
@@ -287,8 +288,8 @@ async fn read_reply(
     measured.latency_ms = Some(since_sent(Instant::now()));
     if let Some(mut scanner) = scanner {
         scanner.finish();
-        measured.ttft_ms = scanner.first_token_at.map(since_sent);
-        measured.completion_tokens = scanner.usage.completion;
+        measured.ttft_ms = scanner.first_token_at().map(since_sent);
+        measured.completion_tokens = scanner.usage().completion;
     }
     measured.answer_chars = answer.finish().map(|text| text.chars().count());
     Ok(())

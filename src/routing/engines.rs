@@ -41,6 +41,10 @@ impl Default for Engines {
 /// read (and not judged).
 pub const PROMPT_READ_LIMIT: usize = 1 << 20;
 
+/// The largest request body read to add `stream_options.include_usage`
+/// (`include_usage = true`); a longer one goes on as it came.
+pub const STREAM_OPTIONS_READ_LIMIT: usize = 1 << 20;
+
 impl Engines {
     /// How the HTTP/1.1 engine takes a request with this much body, if it does: the
     /// route's hold, when the engine can hold that much, or a stream.
@@ -86,6 +90,10 @@ impl Engines {
             max_body_bytes: _,
             // Paths with encoded slashes are handed to hyper per request.
             allow_encoded_slashes: _,
+            // The core's body phase on both engines: the request body held whole (up
+            // to `STREAM_OPTIONS_READ_LIMIT`) gets the field, the response's usage
+            // chunk is dropped by the response transform both engines run.
+            include_usage,
             request_buffering,
             request_buffer_bytes,
             retry_connect_errors: _,
@@ -125,9 +133,14 @@ impl Engines {
             .as_ref()
             .filter(|a| a.reads_prompts())
             .map_or(0, |_| PROMPT_READ_LIMIT);
+        let usage = if *include_usage {
+            STREAM_OPTIONS_READ_LIMIT
+        } else {
+            0
+        };
         Engines::Http1 {
             hold_up_to: buffered
-                .max(masked.max(captured).max(prompts) as u64)
+                .max(masked.max(captured).max(prompts).max(usage) as u64)
                 .max(mirrored),
         }
     }

@@ -16,7 +16,9 @@ use ipnet::IpNet;
 use regex::Regex;
 
 pub use chain::{Hop, Trigger, Triggers};
-pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT};
+pub use engines::{
+    BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT, STREAM_OPTIONS_READ_LIMIT,
+};
 pub use glob::Glob;
 pub use listener::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener};
 pub use retry::{RetryBudget, RetryPolicy};
@@ -54,6 +56,9 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Paths with `%2F` or `%5C` are forwarded instead of refused.
     pub allow_encoded_slashes: bool,
+    /// Add `stream_options.include_usage` to streamed OpenAI requests that lack it, and
+    /// drop the usage chunk it brings from what the client gets (the core's body phase).
+    pub include_usage: bool,
     /// Read bodies up to `request_buffer_bytes` whole before an endpoint is chosen.
     pub request_buffering: bool,
     pub request_buffer_bytes: u64,

@@ -54,6 +54,9 @@ pub struct RouteMetrics {
     pub response_bytes: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
+    /// Tokens estimated for answers that reported none (`source="estimated"`).
+    pub prompt_tokens_estimated: AtomicU64,
+    pub completion_tokens_estimated: AtomicU64,
     pub retries: AtomicU64,
     /// Status counts by endpoint URL ("" for answers no endpoint gave).
     endpoints: Mutex<HashMap<Arc<str>, Arc<StatusCounts>>>,
@@ -182,6 +185,9 @@ pub struct MetricsRegistry {
     /// Bodies masking could not read and passed on (`on_error = "pass"`), by route and
     /// direction.
     masking_passed: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// Answers whose usage was not read to their end (a coding not read, a decoded
+    /// size past the cap, bytes that do not decode), by route and reason.
+    usage_unread: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Egress exits by (egress, exit, region).
     egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
     egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
@@ -228,6 +234,8 @@ impl MetricsRegistry {
             response_bytes: AtomicU64::new(0),
             prompt_tokens: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
+            prompt_tokens_estimated: AtomicU64::new(0),
+            completion_tokens_estimated: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             endpoints: Mutex::default(),
             window: Window::default(),
@@ -315,6 +323,18 @@ impl MetricsRegistry {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = passed.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_usage_unread(&self, route: &Arc<str>, reason: &'static str) {
+        let mut unread = self.usage_unread.lock().unwrap_or_else(|p| p.into_inner());
+        *unread.entry((route.clone(), reason)).or_default() += 1;
+    }
+
+    pub fn all_usage_unread(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        let unread = self.usage_unread.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = unread.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }
