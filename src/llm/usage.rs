@@ -124,6 +124,14 @@ impl Reading {
                     if data == "[DONE]" || !data.starts_with('{') {
                         return;
                     }
+                    // Once the first token is seen only usage and the text's size
+                    // matter: an event that cannot hold usage is measured, not parsed.
+                    if first_token_at.is_some() && !data.contains("tokens") {
+                        if let Some(len) = super::generated::delta_text_len(data) {
+                            *text_bytes += len as u64;
+                        }
+                        return;
+                    }
                     let Ok(value) = serde_json::from_str::<Value>(data) else {
                         return;
                     };
