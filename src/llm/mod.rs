@@ -7,6 +7,7 @@ mod answer;
 mod load_report;
 mod prompt_prefix;
 mod sse;
+pub mod translate;
 mod usage;
 
 pub use answer::{AnswerReader, answer_of_events, answer_of_json, answer_piece};
