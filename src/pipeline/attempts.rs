@@ -308,14 +308,18 @@ pub async fn forward(
         let mapped = replay
             .as_deref()
             .and_then(|held| super::model_map::mapped_body(&pool, held));
-        let body = match mapped {
+        let body = match &mapped {
             Some(mapped) => {
                 head.headers
                     .insert(http::header::CONTENT_LENGTH, mapped.len().into());
-                ProxyBody::full(mapped)
+                ProxyBody::full(mapped.clone())
             }
             None => body,
         };
+        // The pool's `api`, for this attempt's pool: the request in its provider's API.
+        let held = mapped.or_else(|| replay.clone());
+        let body =
+            super::translation::request_for_attempt(&pool, &mut head, body, held, exchange).await?;
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
         exchange.endpoint = Some(endpoint.clone());
         exchange.in_flight = Some(endpoint.state.begin());

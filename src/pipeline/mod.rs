@@ -24,6 +24,7 @@ pub mod head;
 mod header_rules;
 pub(crate) mod model_map;
 pub(crate) mod response_head;
+pub(crate) mod translation;
 pub(crate) mod versioning;
 
 use std::net::{IpAddr, SocketAddr};

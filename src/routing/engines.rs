@@ -132,6 +132,11 @@ impl Engines {
 
 /// Why a pool's endpoints need the hyper client, if they do: the fast engine writes
 /// HTTP/1.1 only, over TCP, TLS, a dialer's stream, within connection limits.
+/// A pool with an `api` translates requests and answers (`pipeline::translation`), which
+/// only the hyper engine's core hook does: its routes are served by hyper.
 fn pool_needs_hyper(pool: &Pool) -> Option<&'static str> {
+    if pool.api.is_some() {
+        return Some("pool api translation");
+    }
     (!pool.client.speaks_http1()).then_some("pool protocol")
 }

@@ -1,0 +1,470 @@
+//! OpenAI ⇄ Anthropic translation through the proxy (issue #15 part 4): a pool with
+//! `api = "anthropic"` served to a real OpenAI-speaking client by a real upstream on
+//! 127.0.0.1 that speaks Anthropic Messages, and the other way round, on every way a
+//! request travels. The recorded pairs are tests/translation/*.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use support::sse::{ChannelBody, SseReader, event_stream};
+use support::travel::{Extra, Travel, start};
+use support::upstream::{RunningUpstream, UpstreamReply, reply};
+use support::{TestUpstream, client};
+use tokio::sync::mpsc;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/translation/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_str(&fixture(name)).expect("fixture JSON")
+}
+
+/// What the upstream received: path, the headers the tests look at, and the body.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// An upstream that records each request and answers with `status` and `body` (JSON).
+async fn answering(
+    status: u16,
+    body: String,
+    content_type: &'static str,
+) -> (RunningUpstream, Log) {
+    let log: Log = Arc::default();
+    let record = log.clone();
+    let upstream = TestUpstream::named("provider")
+        .handler(move |request: http::Request<hyper::body::Incoming>| {
+            let (record, body) = (record.clone(), body.clone());
+            async move {
+                let seen = read(request).await;
+                record.lock().unwrap().push(seen);
+                let mut response = reply(status, body);
+                response
+                    .headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
+                response
+            }
+        })
+        .start()
+        .await;
+    (upstream, log)
+}
+
+async fn read(request: http::Request<hyper::body::Incoming>) -> Seen {
+    let (head, body) = request.into_parts();
+    let headers = head
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Seen {
+        path: head.uri.path().to_string(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    }
+}
+
+/// The pool "p" speaks Anthropic, with its own key in `x-api-key`.
+fn anthropic_pool(key_file: &std::path::Path) -> String {
+    format!("api = \"anthropic\"\nauth = {{ value_file = {key_file:?} }}")
+}
+
+fn key_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let file = dir.path().join("anthropic.key");
+    std::fs::write(&file, "sk-ant-pool").unwrap();
+    file
+}
+
+/// `created` is the proxy's clock: compared for its presence, not its value.
+fn without_created(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        if let Some(created) = object.remove("created") {
+            assert!(created.is_u64(), "created: {created}");
+        }
+    }
+    value
+}
+
+#[tokio::test]
+async fn an_openai_client_gets_an_anthropic_answer_in_its_own_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = fixture_json("request_openai_basic.json");
+    let answer = fixture_json("response_anthropic_text.json");
+    for travel in Travel::ALL {
+        let (upstream, seen) =
+            answering(200, answer["input"].to_string(), "application/json").await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .header("authorization", "Bearer sk-client-openai")
+            .json(&request["input"])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{travel:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{travel:?}"
+        );
+        let body: Value = response.json().await.expect("JSON answer");
+        assert_eq!(
+            without_created(body),
+            without_created(answer["expected"].clone()),
+            "{travel:?}"
+        );
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.path, "/v1/messages", "{travel:?}");
+        assert_eq!(seen.body, request["expected"], "{travel:?}");
+        assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(seen.header("x-api-key"), Some("sk-ant-pool"));
+        // The client's key never reaches a provider that does not own it.
+        assert_eq!(seen.header("authorization"), None, "{travel:?}");
+        assert_eq!(seen.header("content-type"), Some("application/json"));
+    }
+}
+
+/// Token usage is still read on a translated answer: the client's shape carries it.
+#[tokio::test]
+async fn usage_is_counted_on_translated_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let answer = fixture_json("response_anthropic_text.json");
+    let (upstream, _) = answering(200, answer["input"].to_string(), "application/json").await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let response = client()
+        .post(proxy.url("/v1/chat/completions"))
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    // The record reports when the answer's body is done: waited for, briefly.
+    let mut tokens = (0.0, 0.0);
+    for _ in 0..200 {
+        let metrics = support::parse_metrics(&proxy.metrics_text().await);
+        let sum = |kind: &str| {
+            metrics
+                .iter()
+                .filter(|(name, _)| {
+                    name.starts_with("junction_llm_tokens_total{")
+                        && name.contains(&format!("kind=\"{kind}\""))
+                })
+                .map(|(_, value)| *value)
+                .sum::<f64>()
+        };
+        tokens = (sum("prompt"), sum("completion"));
+        if tokens.1 > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // input 12 + cache read 100, output 7 (tests/translation/response_anthropic_text.json).
+    assert_eq!(tokens, (112.0, 7.0));
+}
+
+/// The upstream sends events one by one as the test lets it; the client must read the
+/// first translated chunk before the upstream sends its last event.
+#[tokio::test]
+async fn a_stream_is_translated_event_by_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("stream_anthropic_text.in.sse");
+    let expected = sse_events(&fixture("stream_anthropic_text.out.sse"));
+    let upstream_events: Vec<String> = input.split_inclusive("\n\n").map(str::to_string).collect();
+    for travel in Travel::ALL {
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        let rx = Arc::new(Mutex::new(Some(rx)));
+        let seen: Log = Arc::default();
+        let record = seen.clone();
+        let upstream = TestUpstream::named("provider")
+            .handler(move |request: http::Request<hyper::body::Incoming>| {
+                let (rx, record) = (rx.clone(), record.clone());
+                async move {
+                    let seen = read(request).await;
+                    record.lock().unwrap().push(seen);
+                    let rx = rx.lock().unwrap().take().expect("one request");
+                    event_stream(ChannelBody(rx)) as UpstreamReply
+                }
+            })
+            .start()
+            .await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        let request = json!({
+            "model": "claude-sonnet-4-5",
+            "stream": true,
+            "messages": [{"role": "user", "content": "Hello"}],
+        });
+        let pending = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&request)
+            .send();
+        // The first event goes before the answer's head is awaited.
+        tx.send(Bytes::from(upstream_events[0].clone()))
+            .await
+            .unwrap();
+        let response = pending.await.expect("response");
+        assert_eq!(response.status(), 200, "{travel:?}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut reader = SseReader::new(response.bytes_stream().boxed());
+        let first = reader.next_event().await.expect("first chunk");
+        let mut got = vec![sse_event(&first)];
+        // Only now the rest of the upstream's events, the last among them.
+        for event in &upstream_events[1..] {
+            tx.send(Bytes::from(event.clone())).await.unwrap();
+        }
+        drop(tx);
+        while let Some(event) = reader.next_event().await {
+            got.push(sse_event(&event));
+        }
+        let got: Vec<Value> = got.into_iter().map(without_created).collect();
+        let expected: Vec<Value> = expected.iter().cloned().map(without_created).collect();
+        assert_eq!(got, expected, "{travel:?}");
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.body["stream"], true);
+        assert_eq!(seen.body["max_tokens"], 4096);
+    }
+}
+
+fn sse_event(event: &str) -> Value {
+    let data: String = event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    serde_json::from_str(&data).unwrap_or(Value::String(data))
+}
+
+fn sse_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(sse_event)
+        .collect()
+}
+
+#[tokio::test]
+async fn provider_errors_reach_the_client_in_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "error_anthropic_rate_limit.json",
+        "error_anthropic_overloaded.json",
+        "error_anthropic_not_json.json",
+    ] {
+        let case = fixture_json(name);
+        let body = match &case["input"] {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let content_type = if case["input"].is_string() {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        let status = case["status"].as_u64().unwrap() as u16;
+        let (upstream, _) = answering(status, body, content_type).await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            ..Extra::default()
+        };
+        let proxy = start(Travel::Hyper, &[upstream.url()], &extra).await;
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            u64::from(response.status().as_u16()),
+            case["expected_status"],
+            "{name}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{name}"
+        );
+        let got: Value = response.json().await.expect("JSON error");
+        assert_eq!(got, case["expected"], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_provider_answer_is_a_502_in_the_clients_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _) = answering(200, "{\"type\":\"message\",".into(), "application/json").await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let response = client()
+        .post(proxy.url("/v1/chat/completions"))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 502);
+    let got: Value = response.json().await.expect("JSON error");
+    assert_eq!(got["error"]["type"], "server_error", "{got}");
+    let message = got["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not JSON"), "{message}");
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_translated_is_a_400_in_the_clients_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, seen) = answering(200, "{}".into(), "application/json").await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    for body in ["{\"model\": \"m\"}", "not json", "[1]"] {
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{body}");
+        let got: Value = response.json().await.expect("JSON error");
+        assert_eq!(got["error"]["type"], "invalid_request_error", "{got}");
+        assert!(got["error"]["message"].is_string(), "{got}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing reaches the provider"
+    );
+}
+
+/// Paths that are neither API's go to the pool as they came.
+#[tokio::test]
+async fn other_paths_are_not_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, seen) = answering(200, "{\"data\":[]}".into(), "application/json").await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let response = client().get(proxy.url("/v1/models")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{\"data\":[]}");
+    assert_eq!(seen.lock().unwrap()[0].path, "/v1/models");
+}
+
+// === An Anthropic client, an OpenAI pool ===
+
+#[tokio::test]
+async fn an_anthropic_client_gets_an_openai_answer_in_its_own_shape() {
+    let request = fixture_json("request_anthropic_tools.json");
+    let answer = fixture_json("response_openai_tool_calls.json");
+    for travel in Travel::ALL {
+        let (upstream, seen) =
+            answering(200, answer["input"].to_string(), "application/json").await;
+        let extra = Extra {
+            pool: "api = \"openai\"",
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        // Not streamed here: the answer is the whole reply.
+        let mut input = request["input"].clone();
+        input["stream"] = json!(false);
+        let response = client()
+            .post(proxy.url("/v1/messages"))
+            .header("x-api-key", "sk-client")
+            .header("anthropic-version", "2023-06-01")
+            .json(&input)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{travel:?}");
+        let body: Value = response.json().await.expect("JSON answer");
+        assert_eq!(body, answer["expected"], "{travel:?}");
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.path, "/v1/chat/completions");
+        let mut expected = request["expected"].clone();
+        let object = expected.as_object_mut().unwrap();
+        object.remove("stream");
+        object.remove("stream_options");
+        assert_eq!(seen.body, expected, "{travel:?}");
+        // Without a pool key, the client's own goes where OpenAI reads it.
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-client"));
+        assert_eq!(seen.header("anthropic-version"), None);
+    }
+}
+
+#[tokio::test]
+async fn an_openai_stream_reaches_an_anthropic_client_as_named_events() {
+    let input = fixture("stream_openai_tools.in.sse");
+    let (upstream, _) = answering(200, input, "text/event-stream").await;
+    let extra = Extra {
+        pool: "api = \"openai\"",
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let request = fixture_json("request_anthropic_tools.json");
+    let response = client()
+        .post(proxy.url("/v1/messages"))
+        .json(&request["input"])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected = fixture("stream_openai_tools.out.sse");
+    assert_eq!(names(&text), names(&expected));
+    assert_eq!(sse_events(&text), sse_events(&expected));
+}
