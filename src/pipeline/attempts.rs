@@ -316,10 +316,26 @@ pub async fn forward(
             }
             None => body,
         };
-        // The pool's `api`, for this attempt's pool: the request in its provider's API.
-        let held = mapped.or_else(|| replay.clone());
-        let body =
-            super::translation::request_for_attempt(&pool, &mut head, body, held, exchange).await?;
+        // The pool's `api`, for this attempt's pool: the request in its provider's API,
+        // from the body held whole (read here if nothing held it).
+        let mut held = mapped.or_else(|| replay.clone());
+        let mut body = body;
+        if held.is_none() && super::translation::translates(&pool, head.uri.path()) {
+            let limit = super::translation::TRANSLATE_BODY_LIMIT;
+            if let (kept, Some(whole)) = keep_for_replay(body, &head, limit, exchange).await? {
+                held = Some(super::model_map::mapped_body(&pool, &whole).unwrap_or(whole));
+                body = kept;
+            } else {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+        let body = super::translation::request_for_attempt(
+            &pool,
+            &mut head,
+            body,
+            held.as_deref(),
+            exchange,
+        )?;
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
         exchange.endpoint = Some(endpoint.clone());
         exchange.in_flight = Some(endpoint.state.begin());

@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 
+use crate::llm::translate::{self, Api, Translation};
 use crate::masking::{self, Findings, Vault};
 
 /// A response body transform, fed the body's bytes as they come (framing removed).
@@ -112,6 +113,42 @@ pub struct BodyRecord {
     pub(crate) response: Option<Box<dyn ResponseTransform>>,
     /// The request's `model`, read from its body for a captured flow.
     pub model: Option<String>,
+    /// The pool's `api` translation of the attempt under way (its answer's).
+    pub(crate) translation: Option<AttemptTranslation>,
+}
+
+/// What the answer to a translated attempt needs (`pipeline::translation`): the
+/// translation and what the client asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptTranslation {
+    pub(crate) translation: Translation,
+    pub(crate) include_usage: bool,
+    pub(crate) model: Option<String>,
+}
+
+/// Why a pool's `api` translation refused a request (400) or a provider's answer
+/// (502): answered in the client's API format.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TranslationRefusal {
+    pub client: Api,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl TranslationRefusal {
+    /// The error body in the client's API format.
+    pub fn body(&self) -> Vec<u8> {
+        let kind = if self.status.is_server_error() {
+            match self.client {
+                Api::OpenAi => "server_error",
+                Api::Anthropic => "api_error",
+            }
+        } else {
+            "invalid_request_error"
+        };
+        translate::error_body(self.client, self.status.as_u16(), kind, &self.message)
+    }
 }
 
 impl BodyRecord {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
-use super::body_record::BodyRefusal;
+use super::body_record::{BodyRefusal, TranslationRefusal};
 use crate::normalize::Refusal;
 use crate::upstream::SendError;
 
@@ -55,7 +55,7 @@ pub enum ProxyError {
     /// A request the pool's API translation cannot carry (400), or an answer it cannot
     /// read (502): answered in the client's API format.
     #[error(transparent)]
-    Translation(#[from] super::translation::TranslationRefusal),
+    Translation(#[from] TranslationRefusal),
 }
 
 impl ProxyError {

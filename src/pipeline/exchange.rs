@@ -71,8 +71,6 @@ pub struct Exchange {
     pub anomaly_blocked: bool,
     /// The answer's text, read for the anomaly detectors that look at it.
     pub answer: Option<Box<AnswerReader>>,
-    /// The pool's `api` translation of the attempt under way (its answer's).
-    pub(crate) translation: Option<super::translation::AttemptTranslation>,
 }
 
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
@@ -118,7 +116,6 @@ impl Exchange {
             client_ip: None,
             anomaly_blocked: false,
             answer: None,
-            translation: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header, request};
 
-use super::body_record::ResponseTransform;
+use super::body_record::{AttemptTranslation, ResponseTransform, TranslationRefusal};
 use super::{Exchange, ProxyBody, ProxyError};
 use crate::llm::ReplyKind;
 use crate::llm::translate::{self, ANTHROPIC_VERSION, Api, StreamTranslator, Translation};
@@ -28,38 +28,6 @@ static ANTHROPIC_VERSION_HEADER: header::HeaderName =
 static ANTHROPIC_BETA: header::HeaderName = header::HeaderName::from_static("anthropic-beta");
 static X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
 
-/// What the answer to a translated attempt needs: the translation and what the client
-/// asked for.
-#[derive(Debug, Clone)]
-pub(crate) struct AttemptTranslation {
-    translation: Translation,
-    include_usage: bool,
-    model: Option<String>,
-}
-
-/// Why the client's request cannot go to the pool: answered in the client's format.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct TranslationRefusal {
-    pub client: Api,
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl TranslationRefusal {
-    pub fn body(&self) -> Vec<u8> {
-        let kind = if self.status.is_server_error() {
-            match self.client {
-                Api::OpenAi => "server_error",
-                Api::Anthropic => "api_error",
-            }
-        } else {
-            "invalid_request_error"
-        };
-        translate::error_body(self.client, self.status.as_u16(), kind, &self.message)
-    }
-}
-
 fn refused(client: Api, status: StatusCode, message: String) -> ProxyError {
     ProxyError::Translation(TranslationRefusal {
         client,
@@ -68,34 +36,33 @@ fn refused(client: Api, status: StatusCode, message: String) -> ProxyError {
     })
 }
 
+/// Whether a request on `path` to `pool` is translated: its body must then be held
+/// whole (the caller reads it, within [`TRANSLATE_BODY_LIMIT`], if nothing held it).
+pub(crate) fn translates(pool: &Pool, path: &str) -> bool {
+    Translation::between(path, pool.api).is_some()
+}
+
 /// The request for this attempt's `pool`: when the pool speaks another API than the
-/// client, the body (read whole here if nothing held it, within
-/// [`TRANSLATE_BODY_LIMIT`]) is translated and the head's path and headers set for the
+/// client, the body is translated and the head's path and headers set for the
 /// provider. `held`: the body as it would go (after `model_map`), when held. Records
 /// the attempt's translation in `exchange` (cleared when there is none), for its answer.
-pub(crate) async fn request_for_attempt(
+pub(crate) fn request_for_attempt(
     pool: &Pool,
     head: &mut request::Parts,
     body: ProxyBody,
-    held: Option<Bytes>,
+    held: Option<&[u8]>,
     exchange: &mut Exchange,
 ) -> Result<ProxyBody, ProxyError> {
-    exchange.translation = None;
+    exchange.body.translation = None;
     let Some(translation) = Translation::between(head.uri.path(), pool.api) else {
         return Ok(body);
     };
-    let held = match held {
-        Some(held) => held,
-        None => {
-            let limit = TRANSLATE_BODY_LIMIT;
-            match super::attempts::keep_for_replay(body, head, limit, exchange).await? {
-                (_, Some(kept)) => super::model_map::mapped_body(pool, &kept).unwrap_or(kept),
-                (_, None) => return Err(ProxyError::BodyTooLarge { limit }),
-            }
-        }
+    let Some(held) = held else {
+        let limit = TRANSLATE_BODY_LIMIT;
+        return Err(ProxyError::BodyTooLarge { limit });
     };
-    let (body, attempt) = translated_request(pool, translation, head, &held)?;
-    exchange.translation = Some(attempt);
+    let (body, attempt) = translated_request(pool, translation, head, held)?;
+    exchange.body.translation = Some(attempt);
     Ok(ProxyBody::full(body))
 }
 
@@ -200,7 +167,7 @@ pub(crate) fn on_response_head(
     has_body: bool,
     exchange: &mut Exchange,
 ) -> Option<SettledStatus> {
-    let attempt = exchange.translation.take()?;
+    let attempt = exchange.body.translation.take()?;
     let status = head.status.as_u16();
     let kind = ReplyKind::of(&head.headers);
     let settled = SettledStatus(Arc::new(AtomicU16::new(0)));
