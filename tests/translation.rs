@@ -468,3 +468,171 @@ async fn an_openai_stream_reaches_an_anthropic_client_as_named_events() {
     assert_eq!(names(&text), names(&expected));
     assert_eq!(sse_events(&text), sse_events(&expected));
 }
+
+/// A retry to a fallback pool of the other API: each attempt is translated (or not)
+/// for its own pool.
+#[tokio::test]
+async fn a_fallback_to_an_anthropic_pool_translates_that_attempt_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let answer = fixture_json("response_anthropic_text.json");
+    for travel in Travel::ALL {
+        let (primary, primary_seen) = answering(503, "{}".into(), "application/json").await;
+        let (claude, claude_seen) =
+            answering(200, answer["input"].to_string(), "application/json").await;
+        let before = format!(
+            "[[pools]]\nname = \"claude\"\nendpoints = [{{ url = \"{}\" }}]\n{}\n",
+            claude.url(),
+            anthropic_pool(&key_file(&dir))
+        );
+        let extra = Extra {
+            pool: "fallback = \"claude\"",
+            before: &before,
+            route: "retries = { attempts = 1, on = [503], retry_non_idempotent = true }",
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[primary.url()], &extra).await;
+        let request = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]});
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&request)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{travel:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["object"], "chat.completion", "{travel:?}");
+        assert_eq!(body["usage"]["total_tokens"], 119, "{travel:?}");
+        // The OpenAI pool got the client's request as it came; the Anthropic one, its own.
+        let primary_seen = primary_seen.lock().unwrap()[0].clone();
+        assert_eq!(primary_seen.path, "/v1/chat/completions");
+        assert_eq!(primary_seen.body, request);
+        let claude_seen = claude_seen.lock().unwrap()[0].clone();
+        assert_eq!(claude_seen.path, "/v1/messages");
+        assert_eq!(claude_seen.body["max_tokens"], 4096);
+        assert_eq!(claude_seen.header("x-api-key"), Some("sk-ant-pool"));
+    }
+}
+
+/// A body that streams to the proxy (`request_buffering = false`, chunked) is read whole
+/// for the translation.
+#[tokio::test]
+async fn a_streamed_request_body_is_read_whole_to_be_translated() {
+    use support::raw_http::{HOST, RawClient};
+    let dir = tempfile::tempdir().unwrap();
+    let answer = fixture_json("response_anthropic_text.json");
+    let (upstream, seen) = answering(200, answer["input"].to_string(), "application/json").await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        route: "request_buffering = false",
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Hyper, &[upstream.url()], &extra).await;
+    let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"#;
+    let (first, rest) = body.split_at(20);
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+        first.len(),
+        rest.len()
+    );
+    let mut raw = RawClient::connect(&proxy).await;
+    raw.send(request.as_bytes()).await;
+    assert_eq!(raw.response("POST").await.status, 200);
+    let seen = seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.body["messages"][0]["content"], "Hello");
+    assert_eq!(seen.header("content-length").map(str::to_string), {
+        let expected = serde_json::to_vec(&seen.body).unwrap().len().to_string();
+        Some(expected)
+    });
+}
+
+/// The Python `openai` SDK (installed by scripts/test) as the client: a reply with a
+/// tool call, a stream with its usage chunk, and a provider's 429 as the SDK's own
+/// `RateLimitError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_talks_to_an_anthropic_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let reply_body = fixture_json("response_anthropic_tool_use.json")["input"].to_string();
+    let stream_body = fixture("stream_anthropic_tools.in.sse");
+    let limited = fixture_json("error_anthropic_rate_limit.json")["input"].to_string();
+    let upstream = TestUpstream::named("provider")
+        .handler(move |request: http::Request<hyper::body::Incoming>| {
+            let (reply_body, stream_body, limited) =
+                (reply_body.clone(), stream_body.clone(), limited.clone());
+            async move {
+                let seen = read(request).await;
+                let (status, body, content_type) = if seen.body["model"] == "limited" {
+                    (429, limited, "application/json")
+                } else if seen.body["stream"] == true {
+                    (200, stream_body, "text/event-stream")
+                } else {
+                    (200, reply_body, "application/json")
+                };
+                let mut response = reply(status, body);
+                response
+                    .headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
+                response
+            }
+        })
+        .start()
+        .await;
+    let pool = anthropic_pool(&key_file(&dir));
+    let extra = Extra {
+        pool: &pool,
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let script = r#"
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-client", max_retries=0)
+tools = [{"type": "function", "function": {"name": "get_weather",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+messages = [{"role": "user", "content": "Weather in Paris?"}]
+r = client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=tools)
+choice = r.choices[0]
+out = {"finish": choice.finish_reason, "content": choice.message.content,
+       "call": choice.message.tool_calls[0].function.arguments, "total": r.usage.total_tokens}
+text, calls, finish, total = "", "", None, None
+for chunk in client.chat.completions.create(model="claude-sonnet-4-5", messages=messages,
+        tools=tools, stream=True, stream_options={"include_usage": True}):
+    if chunk.usage:
+        total = chunk.usage.total_tokens
+    for c in chunk.choices:
+        text += c.delta.content or ""
+        for call in c.delta.tool_calls or []:
+            calls += call.function.arguments or ""
+        finish = c.finish_reason or finish
+out["stream"] = {"text": text, "calls": calls, "finish": finish, "total": total}
+try:
+    client.chat.completions.create(model="limited", messages=messages)
+except openai.RateLimitError as error:
+    out["error"] = {"status": error.status_code, "message": error.body["message"]}
+print(json.dumps(out))
+"#;
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(proxy.url("/v1"))
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).expect("the script's JSON");
+    assert_eq!(
+        got,
+        json!({
+            "finish": "tool_calls",
+            "content": "Checking.",
+            "call": "{\"city\":\"Paris\"}",
+            "total": 70,
+            "stream": {"text": "Checking.", "calls": "{\"city\": \"Paris\"}", "finish": "tool_calls", "total": 561},
+            "error": {"status": 429, "message": "Number of request tokens has exceeded your per-minute rate limit"},
+        })
+    );
+}
