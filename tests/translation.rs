@@ -177,7 +177,14 @@ async fn usage_is_counted_on_translated_answers() {
         .expect("request");
     assert_eq!(response.status(), 200);
     response.bytes().await.unwrap();
-    // The record reports when the answer's body is done: waited for, briefly.
+    // input 12 + cache read 100, output 7 (tests/translation/response_anthropic_text.json).
+    assert_eq!(tokens(&proxy).await, (112.0, 7.0));
+}
+
+/// Prompt and completion tokens the proxy counted, once it counted any completion
+/// tokens: the record reports when the answer's body is done, so it is waited for,
+/// briefly.
+async fn tokens(proxy: &support::proxy::RunningProxy) -> (f64, f64) {
     let mut tokens = (0.0, 0.0);
     for _ in 0..200 {
         let metrics = support::parse_metrics(&proxy.metrics_text().await);
@@ -197,8 +204,7 @@ async fn usage_is_counted_on_translated_answers() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    // input 12 + cache read 100, output 7 (tests/translation/response_anthropic_text.json).
-    assert_eq!(tokens, (112.0, 7.0));
+    tokens
 }
 
 /// The upstream sends events one by one as the test lets it; the client must read the
@@ -265,6 +271,9 @@ async fn a_stream_is_translated_event_by_event() {
         let seen = seen.lock().unwrap()[0].clone();
         assert_eq!(seen.body["stream"], true);
         assert_eq!(seen.body["max_tokens"], 4096);
+        // Usage rode on the finish chunk (the client asked for no usage chunk), where
+        // the proxy read it: input 25, output 15.
+        assert_eq!(tokens(&proxy).await, (25.0, 15.0), "{travel:?}");
     }
 }
 

@@ -592,6 +592,22 @@ mod tests {
         assert_eq!(load_pool("").unwrap().pools[0].api, None);
     }
 
+    /// Translation is the hyper engine's: decided once, at load, for the route.
+    #[test]
+    fn a_route_to_a_translating_pool_is_served_by_hyper() {
+        use crate::routing::Engines;
+        let route = "\n[[routes]]\nname = \"r\"\nmatch = { path_prefix = \"/\" }\npool = \"p\"\n";
+        let engines = |keys: &str| {
+            let plan = load_pool(&format!("{keys}\n{route}")).unwrap();
+            plan.listeners[0].routes.routes[0].engines
+        };
+        assert_eq!(
+            engines("api = \"anthropic\""),
+            Engines::HyperOnly("pool api translation")
+        );
+        assert!(matches!(engines(""), Engines::Http1 { .. }));
+    }
+
     #[test]
     fn an_unknown_api_names_its_key_and_line() {
         let (path, line, message) = only_error("api = \"gemini\"");

@@ -232,3 +232,39 @@ fn stop_reasons_map_both_ways() {
     assert_eq!(finish_reason("stop_sequence"), "stop");
     assert_eq!(finish_reason("pause_turn"), "stop");
 }
+
+proptest::proptest! {
+    /// Whatever a provider sends, cut wherever, the stream translation never panics and
+    /// always ends the client's stream.
+    #[test]
+    fn any_bytes_in_any_pieces_end_the_stream(
+        events in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::string::string_regex("(event: [a-z_]{0,20}\n)?data: \\{\"type\":\"(message_start|content_block_start|content_block_delta|message_delta|message_stop|error)\"[^\n]{0,40}\\}\n\n").unwrap(),
+                proptest::string::string_regex("data: [^\n]{0,60}\n\n").unwrap(),
+                proptest::string::string_regex(".{0,30}").unwrap(),
+            ],
+            0..12,
+        ),
+        cut in 1usize..40,
+        to_openai: bool,
+    ) {
+        let translation = if to_openai {
+            Translation { client: Api::OpenAi, provider: Api::Anthropic }
+        } else {
+            Translation { client: Api::Anthropic, provider: Api::OpenAi }
+        };
+        let input = events.concat().into_bytes();
+        let mut stream = StreamTranslator::new(translation, None, cut % 2 == 0, 0);
+        let mut out = Vec::new();
+        for piece in input.chunks(cut) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let ends = text.ends_with("data: [DONE]\n\n")
+            || text.ends_with("{\"type\":\"message_stop\"}\n\n")
+            || text.contains("event: error\n");
+        proptest::prop_assert!(ends, "{}", text);
+    }
+}
