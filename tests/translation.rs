@@ -645,3 +645,50 @@ print(json.dumps(out))
         })
     );
 }
+
+/// A route's mirror pool that speaks Anthropic gets its copy translated (and its key).
+#[tokio::test]
+async fn the_mirror_gets_its_copy_in_its_pools_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (primary, primary_seen) = answering(200, "{}".into(), "application/json").await;
+    // The copy arrives after the client's answer: the test waits for it on a channel.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let shadow = TestUpstream::named("shadow")
+        .handler(move |request: http::Request<hyper::body::Incoming>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(read(request).await);
+                reply(200, "{}")
+            }
+        })
+        .start()
+        .await;
+    let before = format!(
+        "[[pools]]\nname = \"shadow\"\nendpoints = [{{ url = \"{}\" }}]\n{}\n",
+        shadow.url(),
+        anthropic_pool(&key_file(&dir))
+    );
+    let extra = Extra {
+        before: &before,
+        route: "mirror = { pool = \"shadow\", percent = 100 }",
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[primary.url()], &extra).await;
+    let request = json!({"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]});
+    let response = client()
+        .post(proxy.url("/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let copy = rx.recv().await.expect("the mirror's copy");
+    assert_eq!(copy.path, "/v1/messages");
+    assert_eq!(copy.body["system"], "Be brief.");
+    assert_eq!(
+        copy.body["messages"],
+        json!([{"role": "user", "content": "Hi"}])
+    );
+    assert_eq!(copy.header("x-api-key"), Some("sk-ant-pool"));
+    assert_eq!(primary_seen.lock().unwrap()[0].body, request);
+}
