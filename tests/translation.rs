@@ -207,73 +207,103 @@ async fn tokens(proxy: &support::proxy::RunningProxy) -> (f64, f64) {
     tokens
 }
 
-/// The upstream sends events one by one as the test lets it; the client must read the
-/// first translated chunk before the upstream sends its last event.
+/// A stream through the proxy: the upstream sends the events of `input` one by one as
+/// the test lets it, and the client must read its first translated event before the
+/// upstream has sent the rest (its last among them): no buffering. Returns the client's
+/// events, what the upstream received, and the proxy.
+async fn stream_through(
+    travel: Travel,
+    pool: &str,
+    path: &str,
+    request: &Value,
+    input: &str,
+) -> (Vec<Value>, Seen, support::proxy::RunningProxy) {
+    let upstream_events: Vec<String> = input.split_inclusive("\n\n").map(str::to_string).collect();
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let seen: Log = Arc::default();
+    let record = seen.clone();
+    let upstream = TestUpstream::named("provider")
+        .handler(move |request: http::Request<hyper::body::Incoming>| {
+            let (rx, record) = (rx.clone(), record.clone());
+            async move {
+                let seen = read(request).await;
+                record.lock().unwrap().push(seen);
+                let rx = rx.lock().unwrap().take().expect("one request");
+                event_stream(ChannelBody(rx)) as UpstreamReply
+            }
+        })
+        .start()
+        .await;
+    let extra = Extra {
+        pool,
+        ..Extra::default()
+    };
+    let proxy = start(travel, &[upstream.url()], &extra).await;
+    let pending = client().post(proxy.url(path)).json(request).send();
+    // The first event goes before the answer's head is awaited.
+    tx.send(Bytes::from(upstream_events[0].clone()))
+        .await
+        .unwrap();
+    let response = pending.await.expect("response");
+    assert_eq!(response.status(), 200, "{travel:?}");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut reader = SseReader::new(response.bytes_stream().boxed());
+    let first = reader.next_event().await.expect("first event");
+    let mut got = vec![sse_event(&first)];
+    // Only now the rest of the upstream's events, the last among them.
+    for event in &upstream_events[1..] {
+        tx.send(Bytes::from(event.clone())).await.unwrap();
+    }
+    drop(tx);
+    while let Some(event) = reader.next_event().await {
+        got.push(sse_event(&event));
+    }
+    let seen = seen.lock().unwrap()[0].clone();
+    drop(upstream);
+    (got, seen, proxy)
+}
+
 #[tokio::test]
 async fn a_stream_is_translated_event_by_event() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("stream_anthropic_text.in.sse");
-    let expected = sse_events(&fixture("stream_anthropic_text.out.sse"));
-    let upstream_events: Vec<String> = input.split_inclusive("\n\n").map(str::to_string).collect();
+    let expected: Vec<Value> = sse_events(&fixture("stream_anthropic_text.out.sse"))
+        .into_iter()
+        .map(without_created)
+        .collect();
+    let request = json!({
+        "model": "claude-sonnet-4-5",
+        "stream": true,
+        "messages": [{"role": "user", "content": "Hello"}],
+    });
     for travel in Travel::ALL {
-        let (tx, rx) = mpsc::channel::<Bytes>(16);
-        let rx = Arc::new(Mutex::new(Some(rx)));
-        let seen: Log = Arc::default();
-        let record = seen.clone();
-        let upstream = TestUpstream::named("provider")
-            .handler(move |request: http::Request<hyper::body::Incoming>| {
-                let (rx, record) = (rx.clone(), record.clone());
-                async move {
-                    let seen = read(request).await;
-                    record.lock().unwrap().push(seen);
-                    let rx = rx.lock().unwrap().take().expect("one request");
-                    event_stream(ChannelBody(rx)) as UpstreamReply
-                }
-            })
-            .start()
-            .await;
         let pool = anthropic_pool(&key_file(&dir));
-        let extra = Extra {
-            pool: &pool,
-            ..Extra::default()
-        };
-        let proxy = start(travel, &[upstream.url()], &extra).await;
-        let request = json!({
-            "model": "claude-sonnet-4-5",
-            "stream": true,
-            "messages": [{"role": "user", "content": "Hello"}],
-        });
-        let pending = client()
-            .post(proxy.url("/v1/chat/completions"))
-            .json(&request)
-            .send();
-        // The first event goes before the answer's head is awaited.
-        tx.send(Bytes::from(upstream_events[0].clone()))
-            .await
-            .unwrap();
-        let response = pending.await.expect("response");
-        assert_eq!(response.status(), 200, "{travel:?}");
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let mut reader = SseReader::new(response.bytes_stream().boxed());
-        let first = reader.next_event().await.expect("first chunk");
-        let mut got = vec![sse_event(&first)];
-        // Only now the rest of the upstream's events, the last among them.
-        for event in &upstream_events[1..] {
-            tx.send(Bytes::from(event.clone())).await.unwrap();
-        }
-        drop(tx);
-        while let Some(event) = reader.next_event().await {
-            got.push(sse_event(&event));
-        }
+        let (got, seen, proxy) =
+            stream_through(travel, &pool, "/v1/chat/completions", &request, &input).await;
         let got: Vec<Value> = got.into_iter().map(without_created).collect();
-        let expected: Vec<Value> = expected.iter().cloned().map(without_created).collect();
         assert_eq!(got, expected, "{travel:?}");
-        let seen = seen.lock().unwrap()[0].clone();
         assert_eq!(seen.body["stream"], true);
         assert_eq!(seen.body["max_tokens"], 4096);
         // Usage rode on the finish chunk (the client asked for no usage chunk), where
         // the proxy read it: input 25, output 15.
         assert_eq!(tokens(&proxy).await, (25.0, 15.0), "{travel:?}");
+    }
+}
+
+/// The other way round: an OpenAI stream to an Anthropic client, event by event.
+#[tokio::test]
+async fn an_openai_stream_is_translated_event_by_event() {
+    let input = fixture("stream_openai_tools.in.sse");
+    let expected = sse_events(&fixture("stream_openai_tools.out.sse"));
+    let request = fixture_json("request_anthropic_tools.json")["input"].clone();
+    for travel in Travel::ALL {
+        let (got, seen, proxy) =
+            stream_through(travel, "api = \"openai\"", "/v1/messages", &request, &input).await;
+        assert_eq!(got, expected, "{travel:?}");
+        assert_eq!(seen.path, "/v1/chat/completions");
+        assert_eq!(seen.body["stream_options"], json!({"include_usage": true}));
+        assert_eq!(tokens(&proxy).await, (80.0, 31.0), "{travel:?}");
     }
 }
 
