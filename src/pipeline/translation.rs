@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header, request};
 
 use super::body_record::{AttemptTranslation, ResponseTransform, TranslationRefusal};
-use super::{Exchange, ProxyBody, ProxyError};
+use super::{Exchange, HeaderEdits, ProxyBody, ProxyError, RequestView};
 use crate::llm::ReplyKind;
 use crate::llm::translate::{self, ANTHROPIC_VERSION, Api, StreamTranslator, Translation};
 use crate::masking::Findings;
@@ -42,10 +42,41 @@ pub(crate) fn translates(pool: &Pool, path: &str) -> bool {
     Translation::between(path, pool.api).is_some()
 }
 
-/// The request for this attempt's `pool`: when the pool speaks another API than the
-/// client, the body is translated and the head's path and headers set for the
-/// provider. `held`: the body as it would go (after `model_map`), when held. Records
-/// the attempt's translation in `exchange` (cleared when there is none), for its answer.
+/// One attempt's request to a pool of another API, for either engine to render: the
+/// body, the request target (path and query) and the header edits.
+pub(crate) struct TranslatedRequest {
+    pub(crate) body: Bytes,
+    pub(crate) target: String,
+    pub(crate) edits: HeaderEdits,
+}
+
+/// The request for this attempt's `pool`, when the pool speaks another API than the
+/// client (`None`: it goes as it is). `view` is the client's head; `held`, the body as
+/// it would go (after `model_map`), when held whole: a request to translate whose body
+/// is not held is refused as too large. Records the attempt's translation in
+/// `exchange` (cleared when there is none), for its answer.
+pub(crate) fn for_attempt(
+    pool: &Pool,
+    view: &dyn RequestView,
+    held: Option<&[u8]>,
+    exchange: &mut Exchange,
+) -> Result<Option<TranslatedRequest>, ProxyError> {
+    exchange.body.translation = None;
+    let target = String::from_utf8_lossy(view.target());
+    let Some(translation) = Translation::between(&target, pool.api) else {
+        return Ok(None);
+    };
+    let Some(held) = held else {
+        let limit = TRANSLATE_BODY_LIMIT;
+        return Err(ProxyError::BodyTooLarge { limit });
+    };
+    let (request, attempt) = translated_request(pool, translation, view, &target, held)?;
+    exchange.body.translation = Some(attempt);
+    Ok(Some(request))
+}
+
+/// The hyper engine's rendering of [`for_attempt`]: the head's target and headers set,
+/// the body replaced.
 pub(crate) fn request_for_attempt(
     pool: &Pool,
     head: &mut request::Parts,
@@ -53,17 +84,27 @@ pub(crate) fn request_for_attempt(
     held: Option<&[u8]>,
     exchange: &mut Exchange,
 ) -> Result<ProxyBody, ProxyError> {
-    exchange.body.translation = None;
-    let Some(translation) = Translation::between(head.uri.path(), pool.api) else {
+    let view = super::head::PartsView {
+        head,
+        added_request_id: false,
+    };
+    let Some(translated) = for_attempt(pool, &view, held, exchange)? else {
         return Ok(body);
     };
-    let Some(held) = held else {
-        let limit = TRANSLATE_BODY_LIMIT;
-        return Err(ProxyError::BodyTooLarge { limit });
-    };
-    let (body, attempt) = translated_request(pool, translation, head, held)?;
-    exchange.body.translation = Some(attempt);
-    Ok(ProxyBody::full(body))
+    render(head, &translated);
+    Ok(ProxyBody::full(translated.body))
+}
+
+fn render(head: &mut request::Parts, translated: &TranslatedRequest) {
+    let mut parts = head.uri.clone().into_parts();
+    parts.path_and_query = translated.target.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        head.uri = uri;
+    }
+    translated.edits.apply(&mut head.headers);
+    head.headers.remove(header::TRANSFER_ENCODING);
+    head.headers
+        .insert(header::CONTENT_LENGTH, translated.body.len().into());
 }
 
 /// The mirror's copy for its pool, translated as an attempt would be; `None` when the
@@ -73,103 +114,108 @@ pub(crate) fn mirror_copy(
     head: &mut request::Parts,
     body: &[u8],
 ) -> Option<Result<Bytes, ProxyError>> {
-    let translation = Translation::between(head.uri.path(), pool.api)?;
-    Some(translated_request(pool, translation, head, body).map(|(body, _)| body))
+    let view = super::head::PartsView {
+        head,
+        added_request_id: false,
+    };
+    let target = String::from_utf8_lossy(view.target()).into_owned();
+    let translation = Translation::between(&target, pool.api)?;
+    let translated = match translated_request(pool, translation, &view, &target, body) {
+        Ok((translated, _)) => translated,
+        Err(error) => return Some(Err(error)),
+    };
+    render(head, &translated);
+    Some(Ok(translated.body))
 }
 
 fn translated_request(
     pool: &Pool,
     translation: Translation,
-    head: &mut request::Parts,
+    view: &dyn RequestView,
+    target: &str,
     body: &[u8],
-) -> Result<(Bytes, AttemptTranslation), ProxyError> {
+) -> Result<(TranslatedRequest, AttemptTranslation), ProxyError> {
     let client = translation.client;
     let translated = translate::translate_request(translation, body)
         .map_err(|error| refused(client, StatusCode::BAD_REQUEST, error.0))?;
-    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut parts = head.uri.clone().into_parts();
-    parts.path_and_query = translation.provider_path(path).parse().ok();
-    if let Ok(uri) = http::Uri::from_parts(parts) {
-        head.uri = uri;
-    }
-    let headers = &mut head.headers;
-    headers.remove(header::TRANSFER_ENCODING);
+    let mut edits = HeaderEdits::new();
     // The answer is read to be translated: it must come uncompressed.
-    headers.insert(
-        header::ACCEPT_ENCODING,
+    edits.set(
+        &header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    headers.remove(header::CONTENT_ENCODING);
-    headers.insert(
-        header::CONTENT_TYPE,
+    edits.remove(&header::CONTENT_ENCODING);
+    edits.set(
+        &header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::CONTENT_LENGTH, translated.body.len().into());
     match translation.provider {
         Api::Anthropic => {
-            if !headers.contains_key(&ANTHROPIC_VERSION_HEADER) {
-                headers.insert(
-                    ANTHROPIC_VERSION_HEADER.clone(),
-                    HeaderValue::from_static(ANTHROPIC_VERSION),
-                );
+            if view.first(&ANTHROPIC_VERSION_HEADER).is_none() {
+                let version = HeaderValue::from_static(ANTHROPIC_VERSION);
+                edits.set(&ANTHROPIC_VERSION_HEADER, version);
             }
         }
         Api::OpenAi => {
-            headers.remove(&ANTHROPIC_VERSION_HEADER);
-            headers.remove(&ANTHROPIC_BETA);
+            edits.remove(&ANTHROPIC_VERSION_HEADER);
+            edits.remove(&ANTHROPIC_BETA);
         }
     }
     if pool.credential.is_none() {
-        move_client_key(translation.provider, headers);
+        move_client_key(translation.provider, view, &mut edits);
     }
+    let request = TranslatedRequest {
+        body: Bytes::from(translated.body),
+        target: translation.provider_path(target),
+        edits,
+    };
     let attempt = AttemptTranslation {
         translation,
         include_usage: translated.include_usage,
         model: translated.model,
     };
-    Ok((Bytes::from(translated.body), attempt))
+    Ok((request, attempt))
 }
 
 /// Without a pool credential the client's own key goes on, in the header the provider
 /// reads: an OpenAI SDK's `Authorization: Bearer` as Anthropic's `x-api-key`, and back.
-fn move_client_key(provider: Api, headers: &mut http::HeaderMap) {
-    match provider {
-        Api::Anthropic if !headers.contains_key(&X_API_KEY) => {
-            let key = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .and_then(|key| HeaderValue::from_bytes(key).ok());
-            if let Some(mut key) = key {
-                key.set_sensitive(true);
-                headers.remove(header::AUTHORIZATION);
-                headers.insert(X_API_KEY.clone(), key);
-            }
+fn move_client_key(provider: Api, view: &dyn RequestView, edits: &mut HeaderEdits) {
+    let key = match provider {
+        Api::Anthropic if view.first(&X_API_KEY).is_none() => view
+            .first(&header::AUTHORIZATION)
+            .and_then(|value| value.strip_prefix(b"Bearer "))
+            .map(<[u8]>::to_vec),
+        Api::OpenAi if view.first(&header::AUTHORIZATION).is_none() => {
+            view.first(&X_API_KEY).map(|key| [b"Bearer ", key].concat())
         }
-        Api::OpenAi if !headers.contains_key(header::AUTHORIZATION) => {
-            if let Some(key) = headers.remove(&X_API_KEY) {
-                let mut bearer = b"Bearer ".to_vec();
-                bearer.extend_from_slice(key.as_bytes());
-                if let Ok(mut value) = HeaderValue::from_bytes(&bearer) {
-                    value.set_sensitive(true);
-                    headers.insert(header::AUTHORIZATION, value);
-                }
-            }
-        }
-        _ => {}
-    }
+        _ => None,
+    };
+    let Some(Ok(mut value)) = key.map(HeaderValue::from_maybe_shared) else {
+        return;
+    };
+    value.set_sensitive(true);
+    let (from, to) = match provider {
+        Api::Anthropic => (&header::AUTHORIZATION, &X_API_KEY),
+        Api::OpenAi => (&X_API_KEY, &header::AUTHORIZATION),
+    };
+    edits.remove(from);
+    edits.set(to, value);
 }
 
-/// The answer to a translated attempt: its body set to be translated (before any
-/// masking, which reads the client's shape), its head made the client's. Returns the
-/// status the translation settles once the body has been read ahead (a JSON answer).
-pub(crate) fn on_response_head(
-    head: &mut http::response::Parts,
+/// The answer to a translated attempt, for either engine: its body set to be
+/// translated (before any masking, which reads the client's shape), and its head made
+/// the client's through `edits`. `status` and `content_type` are the endpoint's.
+/// Returns the status the translation settles once the body has been read ahead (a
+/// JSON answer, whose head waits for it).
+pub(crate) fn on_answer(
+    status: u16,
+    content_type: Option<&[u8]>,
     has_body: bool,
+    edits: &mut HeaderEdits,
     exchange: &mut Exchange,
 ) -> Option<SettledStatus> {
     let attempt = exchange.body.translation.take()?;
-    let status = head.status.as_u16();
-    let kind = ReplyKind::of(&head.headers);
+    let kind = content_type.map_or(ReplyKind::Other, ReplyKind::of_content_type);
     let settled = SettledStatus(Arc::new(AtomicU16::new(0)));
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -182,8 +228,8 @@ pub(crate) fn on_response_head(
             created,
         ))
     } else {
-        head.headers.insert(
-            header::CONTENT_TYPE,
+        edits.set(
+            &header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         Shape::Json {
@@ -192,8 +238,8 @@ pub(crate) fn on_response_head(
             created,
         }
     };
-    head.headers.remove(header::CONTENT_LENGTH);
-    head.headers.remove(header::CONTENT_ENCODING);
+    edits.remove(&header::CONTENT_LENGTH);
+    edits.remove(&header::CONTENT_ENCODING);
     if !has_body {
         return None;
     }
@@ -207,15 +253,38 @@ pub(crate) fn on_response_head(
     Some(settled)
 }
 
+/// The hyper engine's rendering of [`on_answer`].
+pub(crate) fn on_response_head(
+    head: &mut http::response::Parts,
+    has_body: bool,
+    exchange: &mut Exchange,
+) -> Option<SettledStatus> {
+    let mut edits = HeaderEdits::new();
+    let content_type = head.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let settled = on_answer(
+        head.status.as_u16(),
+        content_type,
+        has_body,
+        &mut edits,
+        exchange,
+    );
+    edits.apply(&mut head.headers);
+    settled
+}
+
 /// The status a JSON answer's translation settled on (an error's mapping, or 502 for an
 /// answer that could not be read), known once its body was read ahead.
 #[derive(Clone)]
 pub(crate) struct SettledStatus(Arc<AtomicU16>);
 
 impl SettledStatus {
+    /// The settled status, once the answer was translated.
+    pub(crate) fn get(&self) -> Option<StatusCode> {
+        StatusCode::from_u16(self.0.load(Ordering::Relaxed)).ok()
+    }
+
     pub(crate) fn apply(&self, head: &mut http::response::Parts) {
-        let status = self.0.load(Ordering::Relaxed);
-        if let Ok(status) = StatusCode::from_u16(status) {
+        if let Some(status) = self.get() {
             head.status = status;
         }
     }
