@@ -325,11 +325,14 @@ fn sse_events(text: &str) -> Vec<Value> {
 #[tokio::test]
 async fn provider_errors_reach_the_client_in_its_format() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "error_anthropic_rate_limit.json",
-        "error_anthropic_overloaded.json",
-        "error_anthropic_not_json.json",
-    ] {
+    for (name, travel) in Travel::ALL.into_iter().flat_map(|travel| {
+        [
+            "error_anthropic_rate_limit.json",
+            "error_anthropic_overloaded.json",
+            "error_anthropic_not_json.json",
+        ]
+        .map(|name| (name, travel))
+    }) {
         let case = fixture_json(name);
         let body = match &case["input"] {
             Value::String(text) => text.clone(),
@@ -347,7 +350,7 @@ async fn provider_errors_reach_the_client_in_its_format() {
             pool: &pool,
             ..Extra::default()
         };
-        let proxy = start(Travel::Hyper, &[upstream.url()], &extra).await;
+        let proxy = start(travel, &[upstream.url()], &extra).await;
         let response = client()
             .post(proxy.url("/v1/chat/completions"))
             .json(&json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}))
@@ -357,68 +360,99 @@ async fn provider_errors_reach_the_client_in_its_format() {
         assert_eq!(
             u64::from(response.status().as_u16()),
             case["expected_status"],
-            "{name}"
+            "{name} {travel:?}"
         );
         assert_eq!(
             response.headers()["content-type"],
             "application/json",
-            "{name}"
+            "{name} {travel:?}"
         );
         let got: Value = response.json().await.expect("JSON error");
-        assert_eq!(got, case["expected"], "{name}");
+        assert_eq!(got, case["expected"], "{name} {travel:?}");
     }
 }
 
 #[tokio::test]
 async fn a_malformed_provider_answer_is_a_502_in_the_clients_format() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, _) = answering(200, "{\"type\":\"message\",".into(), "application/json").await;
-    let pool = anthropic_pool(&key_file(&dir));
-    let extra = Extra {
-        pool: &pool,
-        ..Extra::default()
-    };
-    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
-    let response = client()
-        .post(proxy.url("/v1/chat/completions"))
-        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 502);
-    let got: Value = response.json().await.expect("JSON error");
-    assert_eq!(got["error"]["type"], "server_error", "{got}");
-    let message = got["error"]["message"].as_str().unwrap();
-    assert!(message.contains("not JSON"), "{message}");
+    for travel in Travel::ALL {
+        let (upstream, _) =
+            answering(200, "{\"type\":\"message\",".into(), "application/json").await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 502, "{travel:?}");
+        let got: Value = response.json().await.expect("JSON error");
+        assert_eq!(got["error"]["type"], "server_error", "{got}");
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not JSON"), "{message}");
+    }
 }
 
 #[tokio::test]
 async fn a_request_that_cannot_be_translated_is_a_400_in_the_clients_format() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, seen) = answering(200, "{}".into(), "application/json").await;
-    let pool = anthropic_pool(&key_file(&dir));
-    let extra = Extra {
-        pool: &pool,
-        ..Extra::default()
-    };
-    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
-    for body in ["{\"model\": \"m\"}", "not json", "[1]"] {
+    for travel in Travel::ALL {
+        let (upstream, seen) = answering(200, "{}".into(), "application/json").await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        for body in ["{\"model\": \"m\"}", "not json", "[1]"] {
+            let response = client()
+                .post(proxy.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 400, "{body} {travel:?}");
+            let got: Value = response.json().await.expect("JSON error");
+            assert_eq!(got["error"]["type"], "invalid_request_error", "{got}");
+            assert!(got["error"]["message"].is_string(), "{got}");
+        }
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "nothing reaches the provider"
+        );
+    }
+}
+
+/// A body too large to hold whole cannot be translated: 413, and nothing is sent.
+#[tokio::test]
+async fn a_body_too_large_to_translate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for travel in Travel::ALL {
+        let (upstream, seen) = answering(200, "{}".into(), "application/json").await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            route: "request_buffering = false",
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        let long = "x".repeat(1 << 20);
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": long}]});
         let response = client()
             .post(proxy.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body)
+            .json(&body)
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status(), 400, "{body}");
-        let got: Value = response.json().await.expect("JSON error");
-        assert_eq!(got["error"]["type"], "invalid_request_error", "{got}");
-        assert!(got["error"]["message"].is_string(), "{got}");
+        assert_eq!(response.status(), 413, "{travel:?}");
+        assert!(seen.lock().unwrap().is_empty(), "{travel:?}");
     }
-    assert!(
-        seen.lock().unwrap().is_empty(),
-        "nothing reaches the provider"
-    );
 }
 
 /// Paths that are neither API's go to the pool as they came.
@@ -559,31 +593,38 @@ async fn a_streamed_request_body_is_read_whole_to_be_translated() {
     use support::raw_http::{HOST, RawClient};
     let dir = tempfile::tempdir().unwrap();
     let answer = fixture_json("response_anthropic_text.json");
-    let (upstream, seen) = answering(200, answer["input"].to_string(), "application/json").await;
-    let pool = anthropic_pool(&key_file(&dir));
-    let extra = Extra {
-        pool: &pool,
-        route: "request_buffering = false",
-        ..Extra::default()
-    };
-    let proxy = start(Travel::Hyper, &[upstream.url()], &extra).await;
-    let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"#;
-    let (first, rest) = body.split_at(20);
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
-        first.len(),
-        rest.len()
-    );
-    let mut raw = RawClient::connect(&proxy).await;
-    raw.send(request.as_bytes()).await;
-    assert_eq!(raw.response("POST").await.status, 200);
-    let seen = seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.body["messages"][0]["content"], "Hello");
-    assert_eq!(seen.header("content-length").map(str::to_string), {
-        let expected = serde_json::to_vec(&seen.body).unwrap().len().to_string();
-        Some(expected)
-    });
+    for travel in Travel::ALL {
+        let (upstream, seen) =
+            answering(200, answer["input"].to_string(), "application/json").await;
+        let pool = anthropic_pool(&key_file(&dir));
+        let extra = Extra {
+            pool: &pool,
+            route: "request_buffering = false",
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[upstream.url()], &extra).await;
+        let body =
+            r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"#;
+        let (first, rest) = body.split_at(20);
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+            first.len(),
+            rest.len()
+        );
+        let mut raw = RawClient::connect(&proxy).await;
+        raw.send(request.as_bytes()).await;
+        assert_eq!(raw.response("POST").await.status, 200, "{travel:?}");
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(seen.body["messages"][0]["content"], "Hello");
+        let length = serde_json::to_vec(&seen.body).unwrap().len().to_string();
+        assert_eq!(
+            seen.header("content-length"),
+            Some(length.as_str()),
+            "{travel:?}"
+        );
+        assert_eq!(seen.header("transfer-encoding"), None, "{travel:?}");
+    }
 }
 
 /// The Python `openai` SDK (installed by scripts/test) as the client: a reply with a

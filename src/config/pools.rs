@@ -592,20 +592,25 @@ mod tests {
         assert_eq!(load_pool("").unwrap().pools[0].api, None);
     }
 
-    /// Translation is the hyper engine's: decided once, at load, for the route.
+    /// Both engines translate: a route to a translating pool stays on the HTTP/1.1
+    /// engine, which holds its bodies whole (decided once, at load).
     #[test]
-    fn a_route_to_a_translating_pool_is_served_by_hyper() {
+    fn a_route_to_a_translating_pool_holds_its_bodies() {
         use crate::routing::Engines;
-        let route = "\n[[routes]]\nname = \"r\"\nmatch = { path_prefix = \"/\" }\npool = \"p\"\n";
-        let engines = |keys: &str| {
-            let plan = load_pool(&format!("{keys}\n{route}")).unwrap();
+        let engines = |pool: &str, route: &str| {
+            let route = format!(
+                "\n[[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"/\" }}\npool = \"p\"\n{route}\n"
+            );
+            let plan = load_pool(&format!("{pool}\n{route}")).unwrap();
             plan.listeners[0].routes.routes[0].engines
         };
+        let hold = crate::routing::HTTP1_BODY_LIMIT;
+        let streams = "request_buffering = false";
         assert_eq!(
-            engines("api = \"anthropic\""),
-            Engines::HyperOnly("pool api translation")
+            engines("api = \"anthropic\"", streams),
+            Engines::Http1 { hold_up_to: hold }
         );
-        assert!(matches!(engines(""), Engines::Http1 { .. }));
+        assert_eq!(engines("", streams), Engines::Http1 { hold_up_to: 0 });
     }
 
     #[test]

@@ -43,22 +43,23 @@ pub(crate) fn translates(pool: &Pool, path: &str) -> bool {
 }
 
 /// One attempt's request to a pool of another API, for either engine to render: the
-/// body, the request target (path and query) and the header edits.
+/// body and the request target (path and query); the headers are edits.
 pub(crate) struct TranslatedRequest {
     pub(crate) body: Bytes,
     pub(crate) target: String,
-    pub(crate) edits: HeaderEdits,
 }
 
 /// The request for this attempt's `pool`, when the pool speaks another API than the
 /// client (`None`: it goes as it is). `view` is the client's head; `held`, the body as
 /// it would go (after `model_map`), when held whole: a request to translate whose body
-/// is not held is refused as too large. Records the attempt's translation in
-/// `exchange` (cleared when there is none), for its answer.
+/// is not held is refused as too large. The header changes go to `edits` (before the
+/// pool's credential, which wins). Records the attempt's translation in `exchange`
+/// (cleared when there is none), for its answer.
 pub(crate) fn for_attempt(
     pool: &Pool,
     view: &dyn RequestView,
     held: Option<&[u8]>,
+    edits: &mut HeaderEdits,
     exchange: &mut Exchange,
 ) -> Result<Option<TranslatedRequest>, ProxyError> {
     exchange.body.translation = None;
@@ -70,7 +71,7 @@ pub(crate) fn for_attempt(
         let limit = TRANSLATE_BODY_LIMIT;
         return Err(ProxyError::BodyTooLarge { limit });
     };
-    let (request, attempt) = translated_request(pool, translation, view, &target, held)?;
+    let (request, attempt) = translated_request(pool, translation, view, &target, held, edits)?;
     exchange.body.translation = Some(attempt);
     Ok(Some(request))
 }
@@ -88,20 +89,21 @@ pub(crate) fn request_for_attempt(
         head,
         added_request_id: false,
     };
-    let Some(translated) = for_attempt(pool, &view, held, exchange)? else {
+    let mut edits = HeaderEdits::new();
+    let Some(translated) = for_attempt(pool, &view, held, &mut edits, exchange)? else {
         return Ok(body);
     };
-    render(head, &translated);
+    render(head, &translated, &edits);
     Ok(ProxyBody::full(translated.body))
 }
 
-fn render(head: &mut request::Parts, translated: &TranslatedRequest) {
+fn render(head: &mut request::Parts, translated: &TranslatedRequest, edits: &HeaderEdits) {
     let mut parts = head.uri.clone().into_parts();
     parts.path_and_query = translated.target.parse().ok();
     if let Ok(uri) = http::Uri::from_parts(parts) {
         head.uri = uri;
     }
-    translated.edits.apply(&mut head.headers);
+    edits.apply(&mut head.headers);
     head.headers.remove(header::TRANSFER_ENCODING);
     head.headers
         .insert(header::CONTENT_LENGTH, translated.body.len().into());
@@ -120,11 +122,12 @@ pub(crate) fn mirror_copy(
     };
     let target = String::from_utf8_lossy(view.target()).into_owned();
     let translation = Translation::between(&target, pool.api)?;
-    let translated = match translated_request(pool, translation, &view, &target, body) {
+    let mut edits = HeaderEdits::new();
+    let translated = match translated_request(pool, translation, &view, &target, body, &mut edits) {
         Ok((translated, _)) => translated,
         Err(error) => return Some(Err(error)),
     };
-    render(head, &translated);
+    render(head, &translated, &edits);
     Some(Ok(translated.body))
 }
 
@@ -134,11 +137,11 @@ fn translated_request(
     view: &dyn RequestView,
     target: &str,
     body: &[u8],
+    edits: &mut HeaderEdits,
 ) -> Result<(TranslatedRequest, AttemptTranslation), ProxyError> {
     let client = translation.client;
     let translated = translate::translate_request(translation, body)
         .map_err(|error| refused(client, StatusCode::BAD_REQUEST, error.0))?;
-    let mut edits = HeaderEdits::new();
     // The answer is read to be translated: it must come uncompressed.
     edits.set(
         &header::ACCEPT_ENCODING,
@@ -162,12 +165,11 @@ fn translated_request(
         }
     }
     if pool.credential.is_none() {
-        move_client_key(translation.provider, view, &mut edits);
+        move_client_key(translation.provider, view, edits);
     }
     let request = TranslatedRequest {
         body: Bytes::from(translated.body),
         target: translation.provider_path(target),
-        edits,
     };
     let attempt = AttemptTranslation {
         translation,

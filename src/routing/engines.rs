@@ -96,11 +96,19 @@ impl Engines {
             anomalies,
             engines: _,
         } = route;
+        // A pool's `api` translates the body held whole (`pipeline::translation`, on
+        // both engines): the route holds what the HTTP/1.1 engine can.
+        let mut translated = 0;
         for target in targets {
             let fallback = target.pool.fallback();
             let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
-            if let Some(reason) = pools.filter_map(|pool| pool_needs_hyper(pool)).next() {
-                return Engines::HyperOnly(reason);
+            for pool in pools {
+                if let Some(reason) = pool_needs_hyper(pool) {
+                    return Engines::HyperOnly(reason);
+                }
+                if pool.api.is_some() {
+                    translated = HTTP1_BODY_LIMIT;
+                }
             }
         }
         // The largest body the full path reads whole for this route; a longer one it
@@ -125,18 +133,14 @@ impl Engines {
         Engines::Http1 {
             hold_up_to: buffered
                 .max(masked.max(captured).max(prompts) as u64)
-                .max(mirrored),
+                .max(mirrored)
+                .max(translated),
         }
     }
 }
 
 /// Why a pool's endpoints need the hyper client, if they do: the fast engine writes
 /// HTTP/1.1 only, over TCP, TLS, a dialer's stream, within connection limits.
-/// A pool with an `api` translates requests and answers (`pipeline::translation`), which
-/// only the hyper engine's core hook does: its routes are served by hyper.
 fn pool_needs_hyper(pool: &Pool) -> Option<&'static str> {
-    if pool.api.is_some() {
-        return Some("pool api translation");
-    }
     (!pool.client.speaks_http1()).then_some("pool protocol")
 }
