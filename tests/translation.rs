@@ -470,6 +470,24 @@ async fn other_paths_are_not_translated() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "{\"data\":[]}");
     assert_eq!(seen.lock().unwrap()[0].path, "/v1/models");
+    // OpenAI's Assistants messages are not Anthropic's, whatever the pool speaks.
+    let (upstream, seen) = answering(200, "{\"id\":\"m1\"}".into(), "application/json").await;
+    let extra = Extra {
+        pool: "api = \"openai\"",
+        ..Extra::default()
+    };
+    let proxy = start(Travel::Fast, &[upstream.url()], &extra).await;
+    let response = client()
+        .post(proxy.url("/v1/threads/t1/messages"))
+        .json(&json!({"role": "user", "content": "Hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{\"id\":\"m1\"}");
+    let seen = seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.path, "/v1/threads/t1/messages");
+    assert_eq!(seen.body, json!({"role": "user", "content": "Hi"}));
 }
 
 // === An Anthropic client, an OpenAI pool ===

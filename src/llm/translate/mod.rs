@@ -26,24 +26,26 @@ pub enum Api {
 }
 
 impl Api {
-    /// The API a request speaks, read from its path: chat completions or messages.
-    /// Other paths (`/v1/models`, embeddings) are not translated.
+    /// The API a request speaks, read from its path: chat completions (any prefix, as
+    /// Azure's `/openai/deployments/{name}/chat/completions`) or `/v1/messages` (a
+    /// prefix allowed; OpenAI's own `/v1/threads/{id}/messages` is not it). Other paths
+    /// (`/v1/models`, embeddings) are not translated.
     pub fn of_path(path: &str) -> Option<Api> {
         let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
         if path.ends_with("/chat/completions") {
             Some(Api::OpenAi)
-        } else if path.ends_with("/messages") {
+        } else if path.ends_with("/v1/messages") {
             Some(Api::Anthropic)
         } else {
             None
         }
     }
 
-    /// The path suffix the API's requests go to.
+    /// The path the API's requests go to, after any prefix.
     fn suffix(self) -> &'static str {
         match self {
-            Api::OpenAi => "/chat/completions",
-            Api::Anthropic => "/messages",
+            Api::OpenAi => "/v1/chat/completions",
+            Api::Anthropic => "/v1/messages",
         }
     }
 
@@ -82,8 +84,11 @@ impl Translation {
             None => (path_and_query, None),
         };
         let trimmed = path.trim_end_matches('/');
+        // What comes before the API's own path (`/v1/...`, or a chat completions path
+        // without its `/v1`, as Azure's) is kept.
         let base = trimmed
             .strip_suffix(self.client.suffix())
+            .or_else(|| trimmed.strip_suffix("/chat/completions"))
             .unwrap_or(trimmed);
         let mut out = format!("{base}{}", self.provider.suffix());
         if let Some(query) = query {
@@ -106,6 +111,12 @@ mod tests {
             Some(Api::OpenAi)
         );
         assert_eq!(Api::of_path("/v1/messages?beta=true"), Some(Api::Anthropic));
+        assert_eq!(Api::of_path("/v1/threads/t1/messages"), None);
+        assert_eq!(Api::of_path("/v1/messages/count_tokens"), None);
+        assert_eq!(
+            Api::of_path("/openai/deployments/gpt4o/chat/completions?api-version=1"),
+            Some(Api::OpenAi)
+        );
         assert_eq!(Api::of_path("/v1/models"), None);
         assert_eq!(Api::of_path("/v1/embeddings"), None);
     }
@@ -125,7 +136,15 @@ mod tests {
             t.provider_path("/proxy/v1/chat/completions?x=1"),
             "/proxy/v1/messages?x=1"
         );
+        assert_eq!(
+            t.provider_path("/openai/deployments/d/chat/completions"),
+            "/openai/deployments/d/v1/messages"
+        );
         let back = Translation::between("/v1/messages", Some(Api::OpenAi)).unwrap();
         assert_eq!(back.provider_path("/v1/messages"), "/v1/chat/completions");
+        assert_eq!(
+            back.provider_path("/anthropic/v1/messages?beta=true"),
+            "/anthropic/v1/chat/completions?beta=true"
+        );
     }
 }
