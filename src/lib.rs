@@ -21,6 +21,7 @@ pub mod decimal;
 pub mod demo;
 pub mod egress;
 pub mod fastpath;
+pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

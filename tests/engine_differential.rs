@@ -10,7 +10,8 @@
 //! The route under test carries the policies both engines must run through the one core:
 //! an address allow list, header rules (a `deny` and a `tag` on the user agent),
 //! `request_headers` and `response_headers` set/remove, a request rate limit that never
-//! trips, `retries` on 503, and a split of two pools, sticky on `x-user`. A plain route,
+//! trips, `retries` on 503, and a split of two pools, sticky on `x-user`. A fallback
+//! chain (a 429, 500 or 503 of its first pool goes on to another) and a plain route,
 //! a route whose rate limit trips after 4 requests, a route whose allow list refuses
 //! the test's address and a masking route (both directions; the generated bodies carry
 //! e-mail addresses, card numbers, keys and addresses) sit beside it. What is generated is in
@@ -128,6 +129,12 @@ name = "masked"
 match = {{ path_prefix = "/masked" }}
 pool = "plain"
 mask = {{ directions = "both" }}
+
+[[routes]]
+name = "chain"
+match = {{ path_prefix = "/chain" }}
+targets = [{{ pool = "plain" }}, {{ pool = "green", on = [429, 500, 503] }}]
+retries = {{ attempts = 0, budget_min_per_second = 1000 }}
 
 [[routes]]
 name = "private"

@@ -58,6 +58,7 @@ pub fn page(path: &str) -> Option<Response<ProxyBody>> {
 /// reading them off `/metrics` keeps one definition of each figure.
 const TABLE_FAMILIES: &[&str] = &[
     "junction_errors_total",
+    "junction_fallback_hops_total",
     "junction_security_decisions_total",
     "junction_masking_findings_total",
     "junction_masking_passed_total",

@@ -297,6 +297,26 @@ impl Collector for Scrape {
 
         family(
             &mut encoder,
+            "junction_fallback_hops",
+            "Requests sent on to the next pool of a fallback chain (or a pool's fallback) before any byte reached the client, by route, pools and reason.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for ((route, from, to, reason), count) in metrics.all_hops() {
+                    let labels: Labels<'_> = vec![
+                        ("route", &route),
+                        ("from", &from),
+                        ("to", &to),
+                        ("reason", &reason),
+                    ];
+                    counter(m, &labels, count)?;
+                }
+                Ok(())
+            },
+        )?;
+
+        family(
+            &mut encoder,
             "junction_errors",
             "Responses Junction made itself, by route and error type.",
             None,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::CompileContext;
 use super::checks::{Errors, check_unique, duration_or, parse_addr, parse_cidrs, resolve};
-use super::plan::{BodyTimeouts, ListenerPlan, Plan};
+use super::plan::{BodyTimeouts, GatewayListener, ListenerPlan, Plan};
 use super::spec::{AccessLogSpec, ConfigSpec, MetricsSpec, SizeSpec};
 use crate::routing::{Route, RouteTable};
 use crate::telemetry::{
@@ -92,9 +92,12 @@ pub fn compile(
         shutdown_grace,
         listeners: listeners
             .into_iter()
-            .map(|(listener, routes)| ListenerPlan {
-                routes: RouteTable::new(routes),
-                ..listener
+            .map(|(mut listener, routes)| {
+                // Each listener's gateway part was made above and is not shared yet.
+                if let Some(gateway) = Arc::get_mut(&mut listener.gateway) {
+                    gateway.routes = RouteTable::new(routes);
+                }
+                listener
             })
             .collect(),
         pools: pools.into_iter().map(|(_, pool)| pool).collect(),
@@ -363,10 +366,18 @@ fn compile_listeners(
                 .unwrap_or(DEFAULT_MODEL_BODY_LIMIT),
         };
         if let Some(bind) = bind {
-            let plan = ListenerPlan {
+            let max_connections_per_client = match listener.max_connections_per_client {
+                Some(0) => {
+                    errors.push((
+                        format!("{path}.max_connections_per_client"),
+                        "must be at least 1".into(),
+                    ));
+                    None
+                }
+                other => other,
+            };
+            let gateway = GatewayListener {
                 name: listener.name.as_str().into(),
-                bind,
-                tls,
                 trusted_proxies,
                 model_body_limit,
                 header_read_timeout: duration_or(
@@ -409,19 +420,15 @@ fn compile_listeners(
                         }
                     }
                 }),
-                max_connections_per_client: match listener.max_connections_per_client {
-                    Some(0) => {
-                        errors.push((
-                            format!("{path}.max_connections_per_client"),
-                            "must be at least 1".into(),
-                        ));
-                        None
-                    }
-                    other => other,
-                },
                 fast_path: listener.fast_path.unwrap_or(true),
-                egress: None,
                 routes: RouteTable::default(),
+            };
+            let plan = ListenerPlan {
+                bind,
+                tls,
+                max_connections_per_client,
+                gateway: Arc::new(gateway),
+                egress: None,
             };
             out.push((plan, Vec::new()));
         }

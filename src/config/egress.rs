@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::CompileContext;
 use super::checks::{Errors, duration_or, parse_addr};
-use super::plan::ListenerPlan;
+use super::plan::{GatewayListener, ListenerPlan};
 use super::spec::{ConfigSpec, EgressSpec};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
@@ -65,17 +65,19 @@ pub(super) fn compile_egress(
             }
         };
         let listener = ListenerPlan {
-            name: egress.name.as_str().into(),
             bind,
             tls: None,
-            trusted_proxies: Vec::new(),
-            model_body_limit: 0,
-            header_read_timeout: idle_timeout.min(Duration::from_secs(30)),
-            body_timeouts: Default::default(),
-            max_request_head_bytes: None,
             max_connections_per_client: None,
-            fast_path: false,
-            routes: RouteTable::default(),
+            gateway: Arc::new(GatewayListener {
+                name: egress.name.as_str().into(),
+                trusted_proxies: Vec::new(),
+                model_body_limit: 0,
+                header_read_timeout: idle_timeout.min(Duration::from_secs(30)),
+                body_timeouts: Default::default(),
+                max_request_head_bytes: None,
+                fast_path: false,
+                routes: RouteTable::default(),
+            }),
             egress: Some(Arc::new(plan)),
         };
         out.push((listener, Vec::new()));

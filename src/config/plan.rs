@@ -4,11 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::spec::ConfigSpec;
 use crate::canary::RouteControl;
-use crate::routing::RouteTable;
 use crate::telemetry::{AccessLogSettings, RouteMetrics};
 use crate::upstream::{EndpointKey, EndpointState, Pool};
 
@@ -35,49 +32,27 @@ pub struct Plan {
     pub rate_limits: Vec<crate::security::limit_usage::RouteLimits>,
 }
 
-/// Largest request head (request line and header lines) a listener takes when
-/// `max_request_head_bytes` is not set.
-pub const DEFAULT_MAX_REQUEST_HEAD: usize = 400 * 1024;
+pub use crate::routing::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener};
 
+/// A listener as the server runs it: where it binds and its TLS, and either the gateway
+/// part the engines read (`gateway`; reads of its fields go through `Deref`) or, for an
+/// `[[egress]]` listener, the forward proxy.
 pub struct ListenerPlan {
-    pub name: Arc<str>,
     pub bind: SocketAddr,
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub model_body_limit: u64,
-    pub header_read_timeout: Duration,
-    pub body_timeouts: BodyTimeouts,
-    pub max_request_head_bytes: Option<usize>,
     pub max_connections_per_client: Option<u32>,
-    /// Plain cleartext HTTP/1.1 requests take the hand-written fast path.
-    pub fast_path: bool,
-    pub routes: RouteTable,
+    pub gateway: Arc<GatewayListener>,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.
     pub egress: Option<Arc<crate::egress::EgressPlan>>,
 }
 
-/// How long a client may take over a request body: between two reads, and in all.
-/// Both engines answer 408 when either runs out.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyTimeouts {
-    pub idle: Duration,
-    pub total: Duration,
-}
+/// The engines take the gateway part; the server's code reads its fields through the
+/// listener as before.
+impl std::ops::Deref for ListenerPlan {
+    type Target = GatewayListener;
 
-impl Default for BodyTimeouts {
-    fn default() -> Self {
-        BodyTimeouts {
-            idle: Duration::from_secs(30),
-            total: Duration::from_secs(300),
-        }
-    }
-}
-
-impl ListenerPlan {
-    /// The request head limit in force: `max_request_head_bytes` or the default.
-    pub fn max_request_head(&self) -> usize {
-        self.max_request_head_bytes
-            .unwrap_or(DEFAULT_MAX_REQUEST_HEAD)
+    fn deref(&self) -> &GatewayListener {
+        &self.gateway
     }
 }
 
@@ -102,7 +77,9 @@ impl Plan {
         let routes = self.listeners.iter().flat_map(|l| l.routes.routes.iter());
         routes
             .flat_map(|r| {
-                let targets = r.targets.iter().map(|t| t.telemetry.metrics.clone());
+                let hops = r.chain.iter().map(|h| &h.target);
+                let targets = r.targets.iter().chain(hops);
+                let targets = targets.map(|t| t.telemetry.metrics.clone());
                 targets.chain(r.mirror.iter().map(|m| m.telemetry.metrics.clone()))
             })
             .collect()

@@ -15,12 +15,16 @@ use super::checks::{
 use super::plan::ListenerPlan;
 use super::pools::parse_hash_key;
 use super::security::compile_security;
-use super::spec::{CanarySpec, ConfigSpec, HeaderRulesSpec, MatchSpec, RetrySpec, RouteSpec};
+use super::spec::{
+    CanarySpec, ChainTargetSpec, ConfigSpec, HeaderRulesSpec, MatchSpec, RetrySpec, RouteSpec,
+    TriggerSpec,
+};
 use crate::canary::CanaryPolicy;
 use crate::pipeline::{Filter, FilterChain, HeaderRules};
+use crate::routing::chain::TRIGGER_NAMES;
 use crate::routing::{
-    Engines, Glob, HeaderMatch, Matcher, Mirror, PathMatch, RetryBudget, RetryPolicy, Route,
-    Target, Timeouts,
+    Engines, Glob, HeaderMatch, Hop, Matcher, Mirror, PathMatch, RetryBudget, RetryPolicy, Route,
+    Target, Timeouts, Trigger, Triggers,
 };
 use crate::security::Recorder;
 use crate::security::limit_usage::RouteLimits;
@@ -159,29 +163,48 @@ pub(super) fn compile_routes(
             }
             found
         };
-        // Targets: one pool, or the sides of a split.
-        let wanted: Vec<(String, u32, String)> = match (&route.pool, &route.split) {
-            (Some(pool), None) => vec![(pool.clone(), 100, format!("{path}.pool"))],
-            (None, Some(split)) if !split.is_empty() => split
+        // Targets: one pool, the sides of a split, or the first of a chain.
+        let wanted: Vec<(String, u32, String)> = match (&route.pool, &route.split, &route.targets) {
+            (Some(pool), None, None) => vec![(pool.clone(), 100, format!("{path}.pool"))],
+            (None, Some(split), None) if !split.is_empty() => split
                 .iter()
                 .enumerate()
                 .map(|(j, t)| (t.pool.clone(), t.weight, format!("{path}.split[{j}]")))
                 .collect(),
-            (Some(_), Some(_)) => {
+            (None, None, Some(chain)) => match chain.first() {
+                Some(first) => vec![(first.pool.clone(), 100, format!("{path}.targets[0].pool"))],
+                None => {
+                    errors.push((
+                        format!("{path}.targets"),
+                        "a chain needs at least one target".into(),
+                    ));
+                    Vec::new()
+                }
+            },
+            (None, None, None) | (None, Some(_), None) => {
+                errors.push((
+                    format!("{path}.pool"),
+                    "a route needs a pool, a split between pools, or a chain of targets".into(),
+                ));
+                Vec::new()
+            }
+            (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
+                errors.push((
+                    format!("{path}.targets"),
+                    "use pool, split or targets, only one of them".into(),
+                ));
+                Vec::new()
+            }
+            (Some(_), Some(_), None) => {
                 errors.push((
                     format!("{path}.split"),
                     "use pool or split, not both".into(),
                 ));
                 Vec::new()
             }
-            (None, _) => {
-                errors.push((
-                    format!("{path}.pool"),
-                    "a route needs a pool, or a split between pools".into(),
-                ));
-                Vec::new()
-            }
         };
+        let chain = route.targets.as_deref().unwrap_or_default();
+        let hops = compile_chain(chain, &format!("{path}.targets"), &find_pool, errors);
         let mut targets = Vec::new();
         for (j, (name, weight, key)) in wanted.iter().enumerate() {
             if wanted[..j].iter().any(|(other, _, _)| other == name) {
@@ -262,10 +285,18 @@ pub(super) fn compile_routes(
         });
         let matcher = compile_matcher(&route.matcher, &format!("{path}.match"), errors);
         let timeouts = compile_timeouts(route, &path, errors);
-        let retries = route
+        // A chain's hops draw on the route's retry budget; without `retries` the chain
+        // has the default budget and no retries within a pool (`attempts = 0`).
+        let chain_only = RetrySpec {
+            attempts: Some(0),
+            ..RetrySpec::default()
+        };
+        let retry_spec = route
             .retries
             .as_ref()
-            .and_then(|r| compile_retries(r, &format!("{path}.retries"), errors));
+            .or((chain.len() > 1).then_some(&chain_only));
+        let retries =
+            retry_spec.and_then(|r| compile_retries(r, &format!("{path}.retries"), errors));
         let filters = listener_index.and_then(|i| {
             compile_filters(route, &listener_policies[i], &path, base, &recorder, errors)
         });
@@ -328,6 +359,16 @@ pub(super) fn compile_routes(
                     telemetry: telemetry_for(pool, false),
                 })
                 .collect(),
+            chain: hops
+                .into_iter()
+                .map(|(pool, on)| Hop {
+                    target: Target {
+                        telemetry: telemetry_for(&pool, false),
+                        pool,
+                    },
+                    on,
+                })
+                .collect(),
             control,
             sticky,
             set_cookie,
@@ -361,6 +402,85 @@ pub(super) fn compile_routes(
             routes.push(Arc::new(compiled));
         }
     }
+}
+
+/// Looks a pool up by name, reporting an unknown one at the key given.
+type FindPool<'a> = dyn Fn(&str, String, &mut Errors) -> Option<Arc<Pool>> + 'a;
+
+/// The targets of a chain after the first, with their triggers. Unknown pools, a pool
+/// twice, `on` on the first target (it is always tried) and an empty `on` (a target
+/// never tried) are refused.
+fn compile_chain(
+    chain: &[ChainTargetSpec],
+    path: &str,
+    find_pool: &FindPool<'_>,
+    errors: &mut Errors,
+) -> Vec<(Arc<Pool>, Triggers)> {
+    let mut hops = Vec::new();
+    for (j, target) in chain.iter().enumerate() {
+        let key = format!("{path}[{j}]");
+        if chain[..j].iter().any(|other| other.pool == target.pool) {
+            errors.push((
+                format!("{key}.pool"),
+                format!("pool {:?} is in the chain twice", target.pool),
+            ));
+        }
+        if j == 0 {
+            if target.on.is_some() {
+                errors.push((
+                    format!("{key}.on"),
+                    "the first target is always tried; `on` belongs to the targets after it".into(),
+                ));
+            }
+            // The first target is the route's pool, looked up with the others.
+            continue;
+        }
+        let on = match &target.on {
+            None => Some(Triggers::default_chain()),
+            Some(on) if on.is_empty() => {
+                errors.push((
+                    format!("{key}.on"),
+                    "an empty `on` means this target is never tried; leave `on` out for the \
+                     default triggers"
+                        .into(),
+                ));
+                None
+            }
+            Some(on) => compile_triggers(on, &format!("{key}.on"), errors),
+        };
+        let pool = find_pool(&target.pool, format!("{key}.pool"), errors);
+        if let (Some(pool), Some(on)) = (pool, on) {
+            hops.push((pool, on));
+        }
+    }
+    hops
+}
+
+fn compile_triggers(on: &[TriggerSpec], path: &str, errors: &mut Errors) -> Option<Triggers> {
+    let before = errors.len();
+    let mut triggers = Vec::new();
+    for (i, trigger) in on.iter().enumerate() {
+        let key = format!("{path}[{i}]");
+        match trigger {
+            TriggerSpec::Status(status) => match u16::try_from(*status) {
+                Ok(status) if (400..=599).contains(&status) => {
+                    triggers.push(Trigger::Status(status))
+                }
+                _ => errors.push((key, format!("{status} is not an error status (400 to 599)"))),
+            },
+            TriggerSpec::Name(name) => match Trigger::parse(name) {
+                Some(trigger) => triggers.push(trigger),
+                None => errors.push((
+                    key,
+                    format!(
+                        "unknown trigger {name:?}: a status code or one of {}",
+                        TRIGGER_NAMES.map(|n| format!("{n:?}")).join(", ")
+                    ),
+                )),
+            },
+        }
+    }
+    (errors.len() == before).then(|| Triggers::new(triggers))
 }
 
 fn compile_canary(

@@ -488,6 +488,9 @@ pub struct RouteSpec {
     pub pool: Option<String>,
     /// Weighted split between pools, e.g. stable 95 / candidate 5.
     pub split: Option<Vec<SplitTargetSpec>>,
+    /// A fallback chain: the first pool serves, each next one when the outcome of the
+    /// one before matches its `on` triggers (instead of `pool` or `split`).
+    pub targets: Option<Vec<ChainTargetSpec>>,
     /// Keep a client on one side of the split: `header:NAME`, `cookie:NAME` or `ip`.
     pub sticky: Option<String>,
     /// With `sticky = "cookie:NAME"`: give clients without the cookie one, to pin browsers.
@@ -552,6 +555,26 @@ pub struct RouteSpec {
 pub struct SplitTargetSpec {
     pub pool: String,
     pub weight: u32,
+}
+
+/// One target of a fallback chain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainTargetSpec {
+    pub pool: String,
+    /// What sends a request on to this target from the one before: statuses (an
+    /// endpoint's, or Junction's own for a failure without one) and
+    /// `"timeout"`, `"first_token_timeout"`, `"connect_error"`, `"reset"`,
+    /// `"unavailable"` (default: all of them and 429, 500, 502, 503, 504).
+    pub on: Option<Vec<TriggerSpec>>,
+}
+
+/// A chain trigger as written: a status code or a name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TriggerSpec {
+    Status(i64),
+    Name(String),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -40,7 +40,7 @@ use self::robots::RobotsCache;
 use self::rotation::{Ask, Rotator};
 use self::tunnel::TunnelBytes;
 use crate::pipeline::{ProxyBody, json_error};
-use crate::server::client_slots::ClientCounts;
+use crate::security::client_slots::ClientCounts;
 use crate::telemetry::{EgressOutcome, EgressRefusals, Telemetry};
 
 pub static X_JUNCTION_EXIT: http::HeaderName = http::HeaderName::from_static("x-junction-exit");

@@ -32,10 +32,9 @@ use reply::{ClientHead, Framing};
 use request::{Forwarding, Parsed, RequestHead, SentBody};
 use upstream::{ReadingHead, Upload, send, send_streamed};
 
-use crate::config::BodyTimeouts;
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
-use crate::pipeline::affinity::request_key;
+use crate::pipeline::affinity::{chain_keys, request_key};
 use crate::pipeline::attempts::{Attempts, HeadSignals};
 use crate::pipeline::body::interrupted_event;
 use crate::pipeline::body_phase;
@@ -48,6 +47,7 @@ use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow}
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
 };
+use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::trace::{self, TRACEPARENT};
 
@@ -102,7 +102,7 @@ pub async fn serve<C: ClientStream>(
     };
     loop {
         let hand_off = |connection: &mut Connection, reason: HandOff| {
-            let metrics = &downstream.gateway.telemetry.metrics;
+            let metrics = &downstream.gateway.telemetry().metrics;
             metrics.count_handoff(&downstream.listener, reason.label());
             Ended::HandOff(connection.received.take())
         };
@@ -343,11 +343,8 @@ impl Connection {
         downstream: &Downstream,
         after: Duration,
     ) -> Option<HandOff> {
-        let telemetry = &downstream.gateway.telemetry;
-        let plan = downstream.plan();
-        let Some(listener) = plan.listener(&downstream.listener) else {
-            return Some(HandOff::Route);
-        };
+        let telemetry = downstream.gateway.telemetry();
+        let listener = downstream.current_listener();
         let head = &self.head;
         let buf = self.received.filled();
         // The full path reads a JSON body before routing when routes match on `model`:
@@ -414,10 +411,7 @@ impl Connection {
         settings: &Settings,
     ) -> Step {
         let gateway = &downstream.gateway;
-        let plan = downstream.plan();
-        let Some(listener) = plan.listener(&downstream.listener) else {
-            return Step::HandOff(HandOff::Route);
-        };
+        let listener = downstream.current_listener();
         let head = &self.head;
         let buf = self.received.filled();
         // The body as far as it is here: all of it, unless it streams.
@@ -467,7 +461,7 @@ impl Connection {
 
         // From here on the request is ours to answer.
         let client_ip = client_ip_of(&view, peer, &listener.trusted_proxies);
-        let telemetry = &gateway.telemetry;
+        let telemetry = gateway.telemetry();
         let log = telemetry
             .access_log
             .enabled()
@@ -526,7 +520,12 @@ impl Connection {
             exchange.key_name = request_ctx.key_name.clone();
             if let Flow::Respond(response) = flow {
                 return answer
-                    .respond(client, &mut self.client_reply, &mut exchange, *response)
+                    .respond(
+                        client,
+                        &mut self.client_reply,
+                        &mut exchange,
+                        (*response).into(),
+                    )
                     .await;
             }
             ctx = Some(request_ctx);
@@ -542,7 +541,7 @@ impl Connection {
         body_phase::request_edits(route, &mut edits);
         let mut masked_body = None;
         if body_phase::request_body_limit(route, &exchange).is_some() {
-            let audit = &gateway.audit;
+            let audit = gateway.audit();
             let whole = whole_body;
             match body_phase::on_request_body(route, &view, whole, &mut edits, &mut exchange, audit)
             {
@@ -575,7 +574,7 @@ impl Connection {
                 );
                 if let Some(parts) = parts {
                     let body = Bytes::copy_from_slice(body);
-                    send_shadow(route, &parts, body, downstream, listener);
+                    send_shadow(route, &parts, body, downstream, &listener);
                 }
             }
         }
@@ -593,12 +592,14 @@ impl Connection {
         let pool = &route.targets[choice.target].pool;
         let held = whole_body.map(|body| masked_body.as_deref().unwrap_or(body));
         let affinity = request_key(pool, &view, || client_ip, held);
+        let chain_keys = chain_keys(route, &view, client_ip, held);
         let idempotent = crate::routing::retry::is_idempotent(&head.method);
         let timeouts = route.timeouts;
         // A held body can be sent again; one the route streams only goes once, even
         // when it all came with the head.
         let held = body_use == BodyUse::Held;
-        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held);
+        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held)
+            .with_chain_keys(chain_keys);
         // The body timeouts of a streamed body, timed from its first read.
         let mut body_wait = None;
         let sent_body = match &masked_body {
@@ -609,7 +610,7 @@ impl Connection {
         };
 
         let (mut upstream, reply, endpoint) = loop {
-            let endpoint = match attempts.next_endpoint() {
+            let endpoint = match attempts.next_endpoint(&mut exchange) {
                 Ok(endpoint) => endpoint,
                 Err(error) => {
                     return answer
@@ -1012,9 +1013,7 @@ enum BodyReadError {
 
 /// Whether a route of the connection's listener takes bodies unbuffered.
 fn streams_bodies(downstream: &Downstream) -> bool {
-    let plan = downstream.plan();
-    let listener = plan.listener(&downstream.listener);
-    listener.is_some_and(|l| l.routes.streams_bodies)
+    downstream.current_listener().routes.streams_bodies
 }
 
 /// Time a `408` has to reach a client before the connection is dropped without it: a

@@ -10,6 +10,7 @@ use http::header;
 use super::RequestView;
 use super::head::header_text;
 use crate::balance::stable_hash;
+use crate::routing::Route;
 use crate::upstream::{HashKey, Pool};
 
 /// The key `pool`'s balancer is given for this request: the prompt prefix's hash with
@@ -27,6 +28,22 @@ pub(crate) fn request_key(
     pool.hash_key
         .as_ref()
         .and_then(|key| affinity_of(key, head, client_ip))
+}
+
+/// The keys of a route's chain targets after the first, each by its own pool's key, so
+/// that a hop balances as a request sent to that pool directly would. Empty without a
+/// chain.
+pub(crate) fn chain_keys(
+    route: &Route,
+    head: &dyn RequestView,
+    client_ip: IpAddr,
+    held_body: Option<&[u8]>,
+) -> Vec<Option<u64>> {
+    route
+        .chain
+        .iter()
+        .map(|hop| request_key(&hop.target.pool, head, || client_ip, held_body))
+        .collect()
 }
 
 /// The key's hash for this request; `None` when the request does not carry it.

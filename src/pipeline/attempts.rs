@@ -11,13 +11,12 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::time::Instant;
 
-use super::exchange::{BytesIn, Exchange};
+use super::exchange::{BytesIn, Exchange, HopRecord};
 use super::forwarding;
 use super::response_head;
 use super::{Downstream, ProxyBody, ProxyError};
-use crate::config::ListenerPlan;
-use crate::routing::Route;
 use crate::routing::retry::{RetryPolicy, is_idempotent};
+use crate::routing::{GatewayListener, Hop, Route, Trigger};
 use crate::upstream::health::{self, Outcome};
 use crate::upstream::{Endpoint, Pool, SendError, UpstreamBody};
 
@@ -45,26 +44,44 @@ pub(crate) struct HeadSignals<'a> {
 const ENDPOINT_LOAD_METRICS: &str = "endpoint-load-metrics";
 
 /// Where a request goes: its route, the pool chosen for it (a split's side), and its
-/// affinity key for `hash` balancing.
+/// affinity key for `hash` balancing (and those of the chain's pools).
 pub struct Destination<'a> {
     pub route: &'a Arc<Route>,
     pub pool: Arc<Pool>,
     pub affinity: Option<u64>,
+    pub chain_keys: Vec<Option<u64>>,
 }
 
 /// The pick / send / judge / retry decisions for one request, made once for both
 /// engines: which endpoint next (the fallback pool when the pool has none), whether a
 /// failure or an answer sends the request elsewhere within the route's retries, its
-/// retry budget and the connect failovers, and what each outcome tells passive health.
-/// The engines only send and read.
+/// retry budget and the connect failovers, whether it goes on to the next target of the
+/// route's fallback chain, and what each outcome tells passive health. The engines only
+/// send and read.
+///
+/// Retries and hops compose as Envoy's priority levels do: the route's `retries` first
+/// try other endpoints of the current target's pool (`attempts` counted per target);
+/// when they decline, the outcome is matched against the next target's `on`. Every
+/// retry and every hop takes one from the route's retry budget, and only a body held
+/// whole goes again.
 pub(crate) struct Attempts<'r> {
     policy: Option<&'r RetryPolicy>,
+    /// The route's chain after its first target.
+    chain: &'r [Hop],
+    /// Where in the chain: 0 the chosen target, n the chain's n-th hop.
+    hop: usize,
     pool: Arc<Pool>,
     affinity: Option<u64>,
+    /// The balancer's key for each chain target's pool (`affinity::chain_keys`).
+    chain_keys: Vec<Option<u64>>,
     on_fallback: bool,
     tried: Vec<Arc<Endpoint>>,
+    /// How many of `tried` were tried at earlier targets of the chain.
+    tried_before: usize,
     max_attempts: u32,
     failovers: u32,
+    /// The body is held whole: it can be sent again, to another endpoint or pool.
+    replayable: bool,
     method: Method,
     last_error: Option<ProxyError>,
 }
@@ -84,10 +101,14 @@ impl<'r> Attempts<'r> {
         }
         Attempts {
             policy,
+            chain: &route.chain,
+            hop: 0,
             pool,
             affinity,
+            chain_keys: Vec::new(),
             on_fallback: false,
             tried: Vec::new(),
+            tried_before: 0,
             max_attempts: if replayable {
                 policy.map_or(0, |p| p.attempts)
             } else {
@@ -98,9 +119,16 @@ impl<'r> Attempts<'r> {
             } else {
                 0
             },
+            replayable,
             method: method.clone(),
             last_error: None,
         }
+    }
+
+    /// With the balancer's keys of the chain's pools (`affinity::chain_keys`).
+    pub(crate) fn with_chain_keys(mut self, keys: Vec<Option<u64>>) -> Self {
+        self.chain_keys = keys;
+        self
     }
 
     /// The pool the last endpoint came from.
@@ -109,27 +137,41 @@ impl<'r> Attempts<'r> {
     }
 
     /// The endpoint to try next; when none is left, the last failure (or why none).
-    pub(crate) fn next_endpoint(&mut self) -> Result<Arc<Endpoint>, ProxyError> {
+    pub(crate) fn next_endpoint(
+        &mut self,
+        exchange: &mut Exchange,
+    ) -> Result<Arc<Endpoint>, ProxyError> {
         loop {
             match pick(&self.pool, self.affinity, &self.tried) {
                 Ok(endpoint) => {
                     self.tried.push(endpoint.clone());
                     return Ok(endpoint);
                 }
-                Err(unavailable) => match self.pool.fallback().filter(|_| !self.on_fallback) {
-                    Some(fallback) => {
+                Err(unavailable) => {
+                    if let Some(fallback) = self.pool.fallback().filter(|_| !self.on_fallback) {
                         tracing::debug!(pool = %self.pool.name, fallback = %fallback.name, "no endpoint available; using the fallback pool");
+                        exchange.hops.push(HopRecord {
+                            from: self.pool.name.clone(),
+                            to: fallback.name.clone(),
+                            reason: Trigger::Unavailable.name().into(),
+                        });
                         self.pool = fallback;
                         self.on_fallback = true;
+                        continue;
                     }
-                    None => return Err(self.last_error.take().unwrap_or(unavailable)),
-                },
+                    let status = unavailable.status().as_u16();
+                    if self.hop_on(exchange, &[Trigger::Unavailable], Some(status)) {
+                        continue;
+                    }
+                    return Err(self.last_error.take().unwrap_or(unavailable));
+                }
             }
         }
     }
 
+    /// Tries at the current target after its first.
     fn attempt(&self) -> u32 {
-        self.tried.len().saturating_sub(1) as u32
+        (self.tried.len() - self.tried_before).saturating_sub(1) as u32
     }
 
     fn may_retry(&self, exchange: &mut Exchange) -> bool {
@@ -153,6 +195,48 @@ impl<'r> Attempts<'r> {
         allowed
     }
 
+    /// Goes on to the next target of the chain when what happened matches its `on`,
+    /// the body can go again, some pool down the chain has an endpoint to take it, and
+    /// the budget allows. What happened is `kinds` (most specific first), then `status`:
+    /// the endpoint's answer, or the one Junction makes for the failure (503 for no
+    /// endpoint, 502 for a connect error or reset, 504 for a timeout), as Envoy's `5xx`
+    /// covers resets and timeouts. The method does not matter: `on` is the operator's
+    /// say that the request may go again (chat completions are POSTs).
+    fn hop_on(&mut self, exchange: &mut Exchange, kinds: &[Trigger], status: Option<u16>) -> bool {
+        let Some(next) = self.chain.get(self.hop) else {
+            return false;
+        };
+        let by_status = status.map(Trigger::Status).filter(|s| next.on.contains(*s));
+        let Some(reason) = next.on.first_match(kinds).or(by_status) else {
+            return false;
+        };
+        if !self.replayable {
+            tracing::debug!(pool = %self.pool.name, "not held whole: no hop to the next target");
+            return false;
+        }
+        if !reachable(&self.chain[self.hop..], &self.tried) {
+            return false;
+        }
+        if !self.policy.is_some_and(|p| p.budget.withdraw()) {
+            tracing::debug!(pool = %self.pool.name, "retry budget spent: no hop to the next target");
+            return false;
+        }
+        let to = next.target.pool.clone();
+        tracing::debug!(from = %self.pool.name, to = %to.name, reason = %reason.name(), "hop to the next target");
+        exchange.hops.push(HopRecord {
+            from: self.pool.name.clone(),
+            to: to.name.clone(),
+            reason: reason.name().into(),
+        });
+        self.affinity = self.chain_keys.get(self.hop).copied().flatten();
+        self.hop += 1;
+        exchange.hop = self.hop;
+        self.pool = to;
+        self.on_fallback = false;
+        self.tried_before = self.tried.len();
+        true
+    }
+
     fn again(&mut self, error: ProxyError) -> Result<(), ProxyError> {
         self.last_error = Some(error);
         Ok(())
@@ -174,6 +258,12 @@ impl<'r> Attempts<'r> {
             tracing::debug!(endpoint = %endpoint.url, %error, "retrying on another endpoint");
             return self.again(error);
         }
+        let kinds = send_failure(&error);
+        // Only an endpoint's failure hops, never the client's (a body too large).
+        let status = (!kinds.is_empty()).then(|| error.status().as_u16());
+        if self.hop_on(exchange, kinds, status) {
+            return self.again(error);
+        }
         Err(error)
     }
 
@@ -192,7 +282,9 @@ impl<'r> Attempts<'r> {
         // The endpoint may be working on it: only idempotent requests go again.
         let safe =
             is_idempotent(&self.method) || self.policy.is_some_and(|p| p.retry_non_idempotent);
-        if safe && self.may_retry(exchange) {
+        let status = Some(error.status().as_u16());
+        if (safe && self.may_retry(exchange)) || self.hop_on(exchange, &[Trigger::Timeout], status)
+        {
             return self.again(error);
         }
         Err(error)
@@ -200,8 +292,8 @@ impl<'r> Attempts<'r> {
 
     /// A response head arrived (`sent_at`: when the request went): latency, a
     /// `Retry-After` hold, an ORCA load report and passive health are recorded. True
-    /// when the route's retries send the request elsewhere instead of passing this
-    /// answer on.
+    /// when the route's retries or its chain send the request elsewhere instead of
+    /// passing this answer on.
     pub(crate) fn after_head(
         &mut self,
         endpoint: &Endpoint,
@@ -235,8 +327,10 @@ impl<'r> Attempts<'r> {
             && self.may_retry(exchange);
         if retry {
             tracing::debug!(endpoint = %endpoint.url, status, "retrying on another endpoint");
+            return true;
         }
-        retry
+        // A 429 hops whatever its headers say: the rate limit is the provider's.
+        self.hop_on(exchange, &[], Some(status))
     }
 
     /// A stream's first event did not come in time: `Ok` to try the next endpoint
@@ -256,6 +350,10 @@ impl<'r> Attempts<'r> {
             tracing::debug!(endpoint = %endpoint.url, "no first event in time; retrying on another endpoint");
             return self.again(error);
         }
+        let status = Some(error.status().as_u16());
+        if self.hop_on(exchange, &[Trigger::FirstTokenTimeout], status) {
+            return self.again(error);
+        }
         Err(error)
     }
 
@@ -265,19 +363,64 @@ impl<'r> Attempts<'r> {
     }
 }
 
+/// What a failure to send counts as for a chain's `on`, most specific first.
+fn send_failure(error: &ProxyError) -> &'static [Trigger] {
+    match error {
+        ProxyError::Upstream(SendError::ConnectTimeout { .. }) => {
+            &[Trigger::Timeout, Trigger::ConnectError]
+        }
+        ProxyError::Upstream(
+            SendError::Connect { .. } | SendError::Tls { .. } | SendError::Handshake { .. },
+        ) => &[Trigger::ConnectError],
+        ProxyError::Upstream(SendError::Saturated { .. }) => &[Trigger::Unavailable],
+        ProxyError::Upstream(
+            SendError::Closed { .. } | SendError::Exchange { .. } | SendError::Protocol { .. },
+        ) => &[Trigger::Reset],
+        _ => &[],
+    }
+}
+
+/// Whether the first of `hops` (or, when it has nothing to send to, one after it that
+/// its being unavailable would reach) has an endpoint that is up, untried and has room.
+/// A hop that cannot be served would only spend the budget and replace an endpoint's
+/// own answer (its 429, say) with a made-up `no_endpoint` or `overloaded`.
+fn reachable(hops: &[Hop], tried: &[Arc<Endpoint>]) -> bool {
+    for (i, hop) in hops.iter().enumerate() {
+        if i > 0 && !hop.on.contains(Trigger::Unavailable) {
+            return false;
+        }
+        let pool = &hop.target.pool;
+        if can_take(pool, tried) || pool.fallback().is_some_and(|f| can_take(&f, tried)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// What `pick` would find in `pool`: an endpoint up, untried and with room.
+fn can_take(pool: &Pool, tried: &[Arc<Endpoint>]) -> bool {
+    pool.pool_has_room()
+        && pool.endpoints.iter().enumerate().any(|(i, e)| {
+            e.state.health.is_available()
+                && pool.has_room(i)
+                && !tried.iter().any(|t| Arc::ptr_eq(t, e))
+        })
+}
+
 /// Sends the request, retrying on other endpoints as the route allows.
 pub async fn forward(
     head: request::Parts,
     body: ProxyBody,
     destination: Destination<'_>,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     exchange: &mut Exchange,
 ) -> Result<Forwarded, ProxyError> {
     let Destination {
         route,
         pool,
         affinity,
+        chain_keys,
     } = destination;
     let (body, replay) = match &route.retries {
         Some(policy) => keep_for_replay(body, &head, policy.body_limit, exchange).await?,
@@ -287,14 +430,15 @@ pub async fn forward(
             (body, held)
         }
     };
-    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some());
+    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some())
+        .with_chain_keys(chain_keys);
     // Further tries need the head again and a body that can be sent again.
     let spare_head = replay.as_ref().map(|_| copy_head(&head));
     let mut first_try = Some((head, body));
     let timeouts = route.timeouts;
 
     loop {
-        let endpoint = attempts.next_endpoint()?;
+        let endpoint = attempts.next_endpoint(exchange)?;
         let (mut head, body) = match first_try.take() {
             Some(first) => first,
             None => (
@@ -508,12 +652,14 @@ pub(crate) fn pick(
 /// pool. Without one it would only spend the budget, count a retry that never happens
 /// and replace the endpoint's own answer with a made-up `no_endpoint`.
 fn can_try_again(pool: &Pool, tried: &[Arc<Endpoint>], on_fallback: bool) -> bool {
-    let untried_up = |pool: &Pool| {
-        pool.endpoints
-            .iter()
-            .any(|e| e.state.health.is_available() && !tried.iter().any(|t| Arc::ptr_eq(t, e)))
-    };
-    untried_up(pool) || (!on_fallback && pool.fallback().is_some_and(|f| untried_up(&f)))
+    untried_up(pool, tried)
+        || (!on_fallback && pool.fallback().is_some_and(|f| untried_up(&f, tried)))
+}
+
+fn untried_up(pool: &Pool, tried: &[Arc<Endpoint>]) -> bool {
+    pool.endpoints
+        .iter()
+        .any(|e| e.state.health.is_available() && !tried.iter().any(|t| Arc::ptr_eq(t, e)))
 }
 
 pub(crate) fn judge(pool: &Pool, endpoint: &Endpoint, outcome: Outcome) {

@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
 use super::body_record::{BodyRefusal, TranslationRefusal};
+use crate::filter::LocalReply;
 use crate::normalize::Refusal;
 use crate::upstream::SendError;
 
@@ -187,12 +188,16 @@ impl ProxyError {
 
 /// A JSON error response in the shape every Junction error uses.
 pub fn json_error(status: StatusCode, kind: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error": { "type": kind, "message": message } });
-    let mut response = Response::new(ProxyBody::full(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    LocalReply::json_error(status, kind, message).into()
+}
+
+/// How the hyper engine (and the fast engine's writer of proxy-made replies) renders a
+/// filter's reply.
+impl From<LocalReply> for Response<ProxyBody> {
+    fn from(reply: LocalReply) -> Self {
+        let mut response = Response::new(ProxyBody::full(reply.body));
+        *response.status_mut() = reply.status;
+        *response.headers_mut() = reply.headers;
+        response
+    }
 }

@@ -45,6 +45,10 @@ pub struct Exchange {
     pub route: Option<Arc<Route>>,
     /// Which of the route's targets (split side) served it.
     pub target: usize,
+    /// Where in the route's fallback chain it was served: 0 the target, n the n-th hop.
+    pub hop: usize,
+    /// The hops it took to other pools (chain targets, a pool's `fallback`), in order.
+    pub hops: Vec<HopRecord>,
     pub endpoint: Option<Arc<Endpoint>>,
     pub status: u16,
     pub error: Option<&'static str>,
@@ -73,6 +77,14 @@ pub struct Exchange {
     pub answer: Option<Box<AnswerReader>>,
 }
 
+/// A hop from one pool to another before any byte reached the client, and why.
+pub struct HopRecord {
+    pub from: Arc<str>,
+    pub to: Arc<str>,
+    /// The trigger that matched: a status code, `timeout`, `unavailable`, ...
+    pub reason: Arc<str>,
+}
+
 /// Request body size: declared (`content-length`, or read whole), or counted as it streams.
 pub enum BytesIn {
     Known(u64),
@@ -98,6 +110,8 @@ impl Exchange {
             log,
             route: None,
             target: 0,
+            hop: 0,
+            hops: Vec::new(),
             endpoint: None,
             status: 0,
             error: None,
@@ -219,7 +233,7 @@ impl Exchange {
     fn target(&self) -> Option<&Target> {
         self.route
             .as_ref()
-            .and_then(|route| route.targets.get(self.target))
+            .and_then(|route| route.target_at(self.target, self.hop))
     }
 
     fn report(&mut self) {
@@ -295,6 +309,17 @@ impl Exchange {
         }
         if self.telemetry.metrics_enabled() {
             self.report_masking();
+            if let Some(route) = &self.route {
+                for hop in &self.hops {
+                    let key = (
+                        route.name.clone(),
+                        hop.from.clone(),
+                        hop.to.clone(),
+                        hop.reason.clone(),
+                    );
+                    self.telemetry.metrics.count_hop(key);
+                }
+            }
         }
         let telemetry = self.telemetry.clone();
         telemetry.access_log.write_line(|fields, line| {
@@ -422,6 +447,20 @@ impl Exchange {
         Some(text)
     }
 
+    /// The access log's `hops` field: `from>to:reason` per hop, separated by commas
+    /// (`primary>azure:429`); `None` when the first pool served.
+    fn hops_field(&self) -> Option<String> {
+        if self.hops.is_empty() {
+            return None;
+        }
+        let hops: Vec<String> = self
+            .hops
+            .iter()
+            .map(|h| format!("{}>{}:{}", h.from, h.to, h.reason))
+            .collect();
+        Some(hops.join(","))
+    }
+
     fn log_line(
         &self,
         line: &mut JsonLine,
@@ -434,7 +473,7 @@ impl Exchange {
         let route = self.route.as_ref();
         let facts = self.log.as_ref();
         for field in fields {
-            let name = field.name();
+            let name = field.key();
             match field {
                 Field::Time => line.time(name),
                 Field::RequestId => {
@@ -475,6 +514,7 @@ impl Exchange {
                 Field::Retries => line.number(name, Some(self.retries)),
                 Field::ApiKey => line.string(name, self.key_name.as_deref()),
                 Field::Masked => line.string(name, self.masked_field().as_deref()),
+                Field::Hops => line.string(name, self.hops_field().as_deref()),
                 Field::UserAgent => line.string(
                     name,
                     facts

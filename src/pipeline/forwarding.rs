@@ -10,8 +10,8 @@ use http::{Version, request, response};
 use ipnet::IpNet;
 
 use super::{Downstream, HeaderEdits};
-use crate::config::ListenerPlan;
-use crate::upstream::Protocol as ProtocolSpec;
+use crate::routing::GatewayListener;
+use crate::upstream::Protocol;
 use crate::upstream::{Endpoint, Pool, PoolCredential};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -224,7 +224,7 @@ pub(crate) fn add_pool_credential(edits: &mut HeaderEdits, credential: &PoolCred
 pub fn prepare_request(
     head: &mut request::Parts,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     pool: &Pool,
     endpoint: &Endpoint,
     upgrade: bool,
@@ -288,7 +288,7 @@ pub fn prepare_request(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     match pool.protocol {
-        ProtocolSpec::Http1 => {
+        Protocol::Http1 => {
             if pool.rewrite_host {
                 headers.insert(header::HOST, endpoint.host_header.clone());
             } else if !headers.contains_key(header::HOST) {
@@ -307,7 +307,7 @@ pub fn prepare_request(
             }
             head.version = Version::HTTP_11;
         }
-        ProtocolSpec::H2 => {
+        Protocol::H2 => {
             // HTTP/2 carries the host in :authority; a Host header would contradict it.
             let authority = if pool.rewrite_host {
                 endpoint.target.authority.clone()

@@ -21,9 +21,9 @@ use super::body::{AheadError, ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
-use crate::config::ListenerPlan;
 use crate::llm::ReplyKind;
 use crate::normalize::Refusal;
+use crate::routing::GatewayListener;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
@@ -35,21 +35,14 @@ pub async fn handle(
     downstream: Arc<Downstream>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let gateway = &downstream.gateway;
-    let plan = downstream.plan();
-    let listener = plan.listener(&downstream.listener);
+    let listener = downstream.current_listener();
     let log = gateway
-        .telemetry
+        .telemetry()
         .access_log
         .enabled()
-        .then(|| log_facts(&request, &downstream, listener));
-    let mut exchange = Box::new(Exchange::new(gateway.telemetry.clone(), log));
-    let result = match listener {
-        Some(listener) => proxy(request, &downstream, listener, &mut exchange).await,
-        None => Err(ProxyError::NoRoute {
-            method: request.method().clone(),
-            path: request.uri().path().to_string(),
-        }),
-    };
+        .then(|| log_facts(&request, &downstream, &listener));
+    let mut exchange = Box::new(Exchange::new(gateway.telemetry().clone(), log));
+    let result = proxy(request, &downstream, &listener, &mut exchange).await;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -90,11 +83,9 @@ pub async fn handle(
 fn log_facts(
     request: &Request<Incoming>,
     downstream: &Downstream,
-    listener: Option<&ListenerPlan>,
+    listener: &GatewayListener,
 ) -> LogFacts {
-    let trusted = listener
-        .map(|l| l.trusted_proxies.as_slice())
-        .unwrap_or(&[]);
+    let trusted = &listener.trusted_proxies;
     LogFacts {
         client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted),
         method: request.method().clone(),
@@ -116,7 +107,7 @@ pub fn protocol_name(version: http::Version) -> &'static str {
 async fn proxy(
     request: Request<Incoming>,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
     exchange: &mut Exchange,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut head, body) = request.into_parts();
@@ -131,7 +122,7 @@ async fn proxy(
     let trusted = forwarding::is_trusted(&listener.trusted_proxies, downstream.peer.ip());
     let entry = super::entry::normalise(&mut head, trusted).inspect_err(|error| {
         if let ProxyError::Invalid(refusal) = error {
-            let metrics = &gateway.telemetry.metrics;
+            let metrics = &gateway.telemetry().metrics;
             metrics.count_decision(refusal.rule(), "deny");
         }
     })?;
@@ -165,7 +156,7 @@ async fn proxy(
     if entry.encoded_slash && !route.allow_encoded_slashes {
         let refusal = Refusal::EncodedSlash;
         gateway
-            .telemetry
+            .telemetry()
             .metrics
             .count_decision(refusal.rule(), "deny");
         return Err(refusal.into());
@@ -222,7 +213,7 @@ async fn proxy(
         edits.apply(&mut head.headers);
         exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
-            return Ok(*response);
+            return Ok((*response).into());
         }
         ctx = Some(request_ctx);
     }
@@ -253,7 +244,7 @@ async fn proxy(
             added_request_id: false,
         };
         let whole = whole.as_deref();
-        let audit = &gateway.audit;
+        let audit = gateway.audit();
         let masked =
             body_phase::on_request_body(&route, &view, whole, &mut edits, exchange, audit)?;
         if let Some(masked) = masked {
@@ -299,6 +290,7 @@ async fn proxy(
     };
     let held = attempts::held_body(&body);
     let affinity = request_key(&pool, &view, || client_ip, held.as_deref());
+    let chain_keys = super::affinity::chain_keys(&route, &view, client_ip, held.as_deref());
     let head_request = head.method == Method::HEAD;
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
@@ -320,6 +312,7 @@ async fn proxy(
         route: &route,
         pool,
         affinity,
+        chain_keys,
     };
     let forwarded =
         attempts::forward(head, body, destination, downstream, listener, exchange).await?;

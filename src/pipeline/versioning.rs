@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::affinity::affinity_of;
 use super::{Downstream, RequestView, forwarding};
 use crate::balance::{SplitMix, stable_hash};
-use crate::config::ListenerPlan;
+use crate::routing::GatewayListener;
 use crate::routing::Route;
 use crate::upstream::UpstreamBody;
 
@@ -98,7 +98,7 @@ pub fn send_shadow(
     head: &request::Parts,
     body: Bytes,
     downstream: &Downstream,
-    listener: &ListenerPlan,
+    listener: &GatewayListener,
 ) {
     let Some(mirror) = &route.mirror else { return };
     let pool = &mirror.pool;

@@ -62,6 +62,9 @@ impl Engines {
             name: _,
             matcher: _,
             targets,
+            // The core's `Attempts` walks the chain on both engines, with the body held
+            // whole; each hop's pool must be one this engine can send to.
+            chain,
             // Splits, sticky keys, the cookie and overrides: the core's `choose_target`.
             control: _,
             sticky: _,
@@ -97,9 +100,10 @@ impl Engines {
             engines: _,
         } = route;
         // A pool's `api` translates the body held whole (`pipeline::translation`, on
-        // both engines): the route holds what the HTTP/1.1 engine can.
+        // both engines): the route holds what the HTTP/1.1 engine can. The chain's
+        // hops are pools a request may go to as well.
         let mut translated = 0;
-        for target in targets {
+        for target in targets.iter().chain(chain.iter().map(|hop| &hop.target)) {
             let fallback = target.pool.fallback();
             let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
             for pool in pools {

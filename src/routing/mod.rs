@@ -2,8 +2,10 @@
 //! accepts the request wins. Matchers test path, host, method, headers and the
 //! `model` field of a JSON body, all compiled once at load.
 
+pub mod chain;
 mod engines;
 mod glob;
+mod listener;
 pub mod retry;
 
 use std::sync::Arc;
@@ -13,12 +15,15 @@ use http::{HeaderName, HeaderValue, Method, request};
 use ipnet::IpNet;
 use regex::Regex;
 
+pub use chain::{Hop, Trigger, Triggers};
 pub use engines::{BodyUse, Engines, HTTP1_BODY_LIMIT, PROMPT_READ_LIMIT};
 pub use glob::Glob;
+pub use listener::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener};
 pub use retry::{RetryBudget, RetryPolicy};
 
 use crate::canary::RouteControl;
-use crate::pipeline::FilterChain;
+use crate::filter::FilterChain;
+pub use crate::filter::RouteInput;
 use crate::telemetry::RouteTelemetry;
 use crate::upstream::{HashKey, Pool};
 
@@ -28,6 +33,9 @@ pub struct Route {
     pub matcher: Matcher,
     /// The pools that serve the route: one, or the sides of a split (config order).
     pub targets: Vec<Target>,
+    /// A fallback chain's targets after the first (`targets[1..]` in the config), in
+    /// order; empty without one.
+    pub chain: Vec<Hop>,
     /// Runtime weights (and canary analysis) when the traffic is split.
     pub control: Option<Arc<RouteControl>>,
     /// What keeps a client on one side of the split.
@@ -101,6 +109,15 @@ impl Route {
     pub fn primary(&self) -> &Target {
         &self.targets[0]
     }
+
+    /// The target at `hop` of the chain: 0 is the split's side `side` (or the one pool),
+    /// n the chain's n-th hop.
+    pub fn target_at(&self, side: usize, hop: usize) -> Option<&Target> {
+        match hop {
+            0 => self.targets.get(side),
+            n => self.chain.get(n - 1).map(|h| &h.target),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,34 +159,6 @@ pub struct Matcher {
     pub methods: Vec<Method>,
     pub headers: Vec<(HeaderName, HeaderMatch)>,
     pub model: Option<Glob>,
-}
-
-/// What routing reads of a request: hyper's parsed head, or the HTTP/1.1 fast path's
-/// view of its receive buffer (which builds no header map).
-pub trait RouteInput {
-    fn method(&self) -> &Method;
-    fn path(&self) -> &str;
-    fn has_header(&self, name: &HeaderName) -> bool;
-    /// Whether some line of header `name` has exactly `value`.
-    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool;
-}
-
-impl RouteInput for request::Parts {
-    fn method(&self) -> &Method {
-        &self.method
-    }
-
-    fn path(&self) -> &str {
-        self.uri.path()
-    }
-
-    fn has_header(&self, name: &HeaderName) -> bool {
-        self.headers.contains_key(name)
-    }
-
-    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
-        self.headers.get_all(name).iter().any(|v| v == value)
-    }
 }
 
 impl Matcher {

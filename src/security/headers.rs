@@ -7,8 +7,8 @@ use regex::Regex;
 use serde_json::json;
 
 use super::Recorder;
-pub use crate::pipeline::head::X_JUNCTION_TAG;
-use crate::pipeline::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
+pub use crate::filter::head::X_JUNCTION_TAG;
+use crate::filter::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 /// User agents of vulnerability scanners and abusive crawlers (case-insensitive). Kept
 /// short and specific so that real clients never match.

@@ -6,7 +6,7 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use super::Recorder;
-use crate::pipeline::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
+use crate::filter::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 pub struct AccessList {
     /// Where the list comes from, for logs and metrics: `listener:NAME` or `route:NAME`.

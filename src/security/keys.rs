@@ -9,8 +9,8 @@ use super::Recorder;
 use std::sync::Arc;
 
 use super::rate_limit::RateLimit;
-use crate::pipeline::head::header_text;
-use crate::pipeline::{Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView};
+use crate::filter::head::header_text;
+use crate::filter::{Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView};
 use crate::routing::Glob;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::rate_limit::{LimitKey, RateLimit};
-use crate::pipeline::BudgetKey;
+use crate::filter::BudgetKey;
 
 impl LimitKey {
     /// What a budget is per, as the config spells it.
@@ -42,7 +42,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::pipeline::Filter;
+    use crate::filter::Filter;
     use crate::security::Recorder;
     use crate::security::rate_limit::{Gcra, Spent, TokenBudget};
 

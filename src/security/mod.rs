@@ -3,6 +3,7 @@
 //! Every refusal is a JSON error, counted by rule in metrics and written to the audit log.
 
 pub mod audit;
+pub mod client_slots;
 mod headers;
 mod ip_lists;
 mod keys;
@@ -19,7 +20,7 @@ pub use headers::{HeaderAction, HeaderInspection, HeaderRule, SCANNER_SIGNATURES
 pub use ip_lists::AccessList;
 pub use keys::{ApiKey, ApiKeys, hash_key};
 
-use crate::pipeline::{Flow, RequestCtx, json_error};
+use crate::filter::{Flow, LocalReply, RequestCtx};
 use crate::telemetry::Telemetry;
 
 /// Compares secrets without stopping at the first differing byte, so the time taken
@@ -67,6 +68,6 @@ impl Recorder {
             "deny"
         };
         self.decide(ctx, rule, action, json!(message));
-        Flow::Respond(Box::new(json_error(status, kind, message)))
+        Flow::Respond(Box::new(LocalReply::json_error(status, kind, message)))
     }
 }

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::Recorder;
 use super::shared_limits::{OnBackendError, SharedLimits};
-use crate::pipeline::{
-    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, RequestCtx, RequestView,
-    Standing, json_error,
+use crate::filter::{
+    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, LocalReply, RequestCtx,
+    RequestView, Standing,
 };
 use std::sync::Arc;
 
@@ -61,14 +61,15 @@ impl Gcra {
         if tats.len() >= MAX_KEYS {
             tats.retain(|_, tat| *tat > now);
         }
-        let tat = tats.get(key).copied().unwrap_or(now).max(now);
+        // One hash per request: most keys come back, and are updated in place.
+        let slot = tats.get_mut(key);
+        let tat = slot.as_deref().copied().unwrap_or(now).max(now);
         let allowance = self.period.saturating_sub(self.emission);
         if tat.duration_since(now) > allowance {
             return Err(tat.duration_since(now) - allowance);
         }
         let next = tat + self.emission;
-        // Most keys come back: update in place, allocating the key only when new.
-        match tats.get_mut(key) {
+        match slot {
             Some(slot) => *slot = next,
             None => {
                 tats.insert(key.clone(), next);
@@ -141,30 +142,38 @@ impl TokenBudget {
             let capacity = self.capacity;
             levels.retain(|_, (level, _)| *level < capacity);
         }
-        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let slot = levels.get_mut(key);
+        let (level, since) = slot.as_deref().copied().unwrap_or((self.capacity, now));
         let level = self.refill(level, since, now);
         let wanted = tokens as f64;
-        if wanted > level {
-            levels.insert(key.clone(), (level, now));
+        let (kept, result) = if wanted > level {
             let rate = self.capacity / self.period.as_secs_f64();
             let wait = if wanted > self.capacity {
                 self.period
             } else {
                 Duration::from_secs_f64((wanted - level) / rate)
             };
-            return Err(wait);
+            (level, Err(wait))
+        } else {
+            (level - wanted, Ok(self.standing(level - wanted)))
+        };
+        match slot {
+            Some(slot) => *slot = (kept, now),
+            None => {
+                levels.insert(key.clone(), (kept, now));
+            }
         }
-        levels.insert(key.clone(), (level - wanted, now));
-        Ok(self.standing(level - wanted))
+        result
     }
 
     /// Settles a reservation: gives back what was not used, or takes the excess (the
     /// level may go below zero: later requests wait for it).
     pub fn settle(&self, key: &BudgetKey, reserved: u64, used: u64, now: Instant) {
         let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
-        let (level, since) = levels.get(key).copied().unwrap_or((self.capacity, now));
+        let slot = levels.get_mut(key);
+        let (level, since) = slot.as_deref().copied().unwrap_or((self.capacity, now));
         let level = self.refill(level, since, now) + reserved as f64 - used as f64;
-        match levels.get_mut(key) {
+        match slot {
             Some(slot) => *slot = (level.min(self.capacity), now),
             None => {
                 levels.insert(key.clone(), (level.min(self.capacity), now));
@@ -386,15 +395,15 @@ impl RateLimit {
                     "deny",
                     serde_json::json!("rate limit backend unavailable"),
                 );
-                let mut response = json_error(
+                let mut reply = LocalReply::json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "rate_limiter_unavailable",
                     "the shared rate limiter cannot be reached",
                 );
-                response
-                    .headers_mut()
+                reply
+                    .headers
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Flow::Respond(Box::new(response))
+                Flow::Respond(Box::new(reply))
             }
         }
     }
@@ -425,17 +434,17 @@ impl RateLimit {
             "rate limit reached ({what}); retry in {}",
             openai_duration(wait)
         );
-        let mut response = json_error(
+        let mut reply = LocalReply::json_error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_exceeded",
             &message,
         );
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
+        reply
+            .headers
             .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        headers(response.headers_mut());
-        Flow::Respond(Box::new(response))
+        headers(&mut reply.headers);
+        Flow::Respond(Box::new(reply))
     }
 }
 

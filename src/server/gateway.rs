@@ -16,6 +16,8 @@ use super::listeners::{Drain, ListenerKind, Running};
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
 use crate::config::{self, ADMIN_EXPOSED, CompileContext, ConfigErrors, Plan};
+use crate::pipeline::GatewayState;
+use crate::routing::GatewayListener;
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
 use crate::upstream::health::{self, HealthCheck};
@@ -87,6 +89,40 @@ pub struct Gateway {
     pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
     canaries: Mutex<HashMap<String, CanaryTask>>,
+}
+
+/// What the engines use of the gateway (they know it only by this trait).
+impl GatewayState for Gateway {
+    fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    fn rng(&self) -> &SplitMix {
+        &self.rng
+    }
+
+    fn draining_flag(&self) -> &AtomicBool {
+        &self.draining
+    }
+
+    fn listener(&self, name: &str) -> Option<Arc<GatewayListener>> {
+        self.plan
+            .load()
+            .listener(name)
+            .map(|listener| listener.gateway.clone())
+    }
+
+    fn is_admin_token(&self, token: &[u8]) -> bool {
+        self.plan
+            .load()
+            .admin_token
+            .as_deref()
+            .is_some_and(|expected| crate::security::constant_time_eq(expected.as_bytes(), token))
+    }
 }
 
 impl Gateway {

@@ -18,11 +18,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::Gateway;
-use super::client_slots::ClientCounts;
 use super::slow_heads::{self, HeadWatch};
 use crate::config::DEFAULT_MAX_REQUEST_HEAD;
 use crate::fastpath;
 use crate::pipeline::{Downstream, handler};
+use crate::security::client_slots::ClientCounts;
 
 /// Time a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,9 +163,14 @@ async fn serve_proxy(
         max_head: listener.max_request_head(),
     });
     let drained = gateway.drain.signal();
+    let accepted_on = listener.gateway.clone();
+    let egress = EgressDispatch {
+        gateway: gateway.clone(),
+        accepted_under: plan.clone(),
+    };
     let downstream = Arc::new(Downstream::new(
         gateway.clone(),
-        plan,
+        accepted_on,
         peer,
         name,
         tls.is_some(),
@@ -182,6 +187,7 @@ async fn serve_proxy(
                         &builder,
                         stream,
                         downstream,
+                        egress,
                         fast_path,
                         header_read_timeout,
                         drained,
@@ -197,6 +203,7 @@ async fn serve_proxy(
                 &builder,
                 stream,
                 downstream,
+                egress,
                 fast_path,
                 header_read_timeout,
                 drained,
@@ -206,12 +213,33 @@ async fn serve_proxy(
     }
 }
 
+/// Where a connection's requests go when its listener is an `[[egress]]` one: the
+/// listener's forward proxy in the plan in force, or in the plan the connection was
+/// accepted under when a reload removed the listener (to finish on).
+struct EgressDispatch {
+    gateway: Arc<Gateway>,
+    accepted_under: Arc<crate::config::Plan>,
+}
+
+impl EgressDispatch {
+    fn current(&self, listener: &str) -> Option<Arc<crate::egress::EgressPlan>> {
+        let current = self.gateway.plan();
+        let plan = if current.listener(listener).is_some() {
+            &current
+        } else {
+            &self.accepted_under
+        };
+        plan.listener(listener).and_then(|l| l.egress.clone())
+    }
+}
+
 /// Serves a client connection (after TLS, if any): on the HTTP/1.1 fast path while it
 /// takes the requests, then (or from the start) on hyper's server.
 async fn serve_http<S>(
     builder: &auto::Builder<TokioExecutor>,
     mut stream: S,
     downstream: Arc<Downstream>,
+    egress: EgressDispatch,
     fast_path: Option<fastpath::Settings>,
     header_read_timeout: Duration,
     mut drained: watch::Receiver<bool>,
@@ -229,13 +257,13 @@ async fn serve_http<S>(
     };
     // Egress listeners are dispatched here, per request (a reload may change what the
     // listener is): the gateway's handler knows nothing of egress.
+    let egress = Arc::new(egress);
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let downstream = downstream.clone();
+        let egress = egress.clone();
         async move {
-            let plan = downstream.plan();
-            let listener = plan.listener(&downstream.listener);
-            match listener.and_then(|l| l.egress.as_ref()) {
-                Some(egress) => Ok(crate::egress::handle(request, egress, downstream.peer).await),
+            match egress.current(&downstream.listener) {
+                Some(plan) => Ok(crate::egress::handle(request, &plan, downstream.peer).await),
                 None => handler::handle(request, downstream).await,
             }
         }

@@ -2,7 +2,6 @@
 //! listeners that accept connections and serve HTTP/1.1 and HTTP/2 on them, and the
 //! process lifecycle (signals, graceful drain).
 
-pub mod client_slots;
 mod gateway;
 mod listeners;
 mod slow_heads;

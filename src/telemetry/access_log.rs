@@ -39,6 +39,11 @@ macro_rules! fields {
                 match self { $(Field::$variant => $name),* }
             }
 
+            /// How the field opens its place in a line, made at compile time.
+            pub fn key(self) -> Key<'static> {
+                match self { $(Field::$variant => Key::Opening(concat!(",\"", $name, "\":"))),* }
+            }
+
             pub fn parse(name: &str) -> Option<Field> {
                 match name { $($name => Some(Field::$variant),)* _ => None }
             }
@@ -71,6 +76,7 @@ fields! {
     ApiKey => "api_key",
     UserAgent => "user_agent",
     Masked => "masked",
+    Hops => "hops",
 }
 
 struct Writer {
@@ -315,15 +321,45 @@ impl Default for JsonLine {
     }
 }
 
+/// A field's name in a line: any name, or a [`Field`]'s, whose opening (`,"name":`)
+/// is made at compile time so that a line's twenty-odd keys cost one copy each, not
+/// three (a tenth of the access log's cost on the policy route).
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    /// `,"name":`, the name plain ASCII (no escapes).
+    Opening(&'static str),
+    Name(&'a str),
+}
+
+impl<'a> From<&'a str> for Key<'a> {
+    fn from(name: &'a str) -> Self {
+        Key::Name(name)
+    }
+}
+
 impl JsonLine {
-    fn key(&mut self, key: &str) {
-        let opening: &[u8] = if self.text.is_empty() { b"{\"" } else { b",\"" };
-        self.text.extend_from_slice(opening);
-        self.text.extend_from_slice(key.as_bytes());
-        self.text.extend_from_slice(b"\":");
+    fn key<'k>(&mut self, key: impl Into<Key<'k>>) {
+        let first = self.text.is_empty();
+        match key.into() {
+            Key::Opening(opening) => {
+                let opening = opening.as_bytes();
+                if first {
+                    self.text.push(b'{');
+                    self.text.extend_from_slice(&opening[1..]);
+                } else {
+                    self.text.extend_from_slice(opening);
+                }
+            }
+            Key::Name(name) => {
+                self.text
+                    .extend_from_slice(if first { b"{\"" } else { b",\"" });
+                self.text.extend_from_slice(name.as_bytes());
+                self.text.extend_from_slice(b"\":");
+            }
+        }
     }
 
-    pub fn string(&mut self, key: &str, value: Option<&str>) {
+    pub fn string<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<&str>) {
         self.key(key);
         match value {
             Some(value) => crate::json_text::encode_string(value, &mut self.text),
@@ -332,7 +368,7 @@ impl JsonLine {
     }
 
     /// An unsigned integer, formatted by hand (no `fmt` machinery on the hot path).
-    pub fn number(&mut self, key: &str, value: Option<impl Into<u64>>) {
+    pub fn number<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<impl Into<u64>>) {
         self.key(key);
         match value {
             Some(value) => push_integer(&mut self.text, value.into()),
@@ -341,25 +377,39 @@ impl JsonLine {
     }
 
     /// An IP address as a JSON string; IPv4 formatted by hand.
-    pub fn ip(&mut self, key: &str, value: Option<std::net::IpAddr>) {
+    pub fn ip<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<std::net::IpAddr>) {
         match value {
             Some(std::net::IpAddr::V4(v4)) => {
                 self.key(key);
-                self.text.push(b'"');
+                // `"255.255.255.255"` at most: built on the stack, copied once.
+                let mut text = [0u8; 17];
+                let mut len = 0;
+                let mut put = |byte: u8| {
+                    text[len] = byte;
+                    len += 1;
+                };
+                put(b'"');
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.text.push(b'.');
+                        put(b'.');
                     }
-                    push_integer(&mut self.text, u64::from(octet));
+                    if octet >= 100 {
+                        put(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        put(b'0' + octet / 10 % 10);
+                    }
+                    put(b'0' + octet % 10);
                 }
-                self.text.push(b'"');
+                put(b'"');
+                self.text.extend_from_slice(&text[..len]);
             }
             other => self.display(key, other),
         }
     }
 
     /// Any value written with `Display` as a JSON string.
-    pub fn display(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
+    pub fn display<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<impl std::fmt::Display>) {
         match value {
             Some(value) => self.string(key, Some(&value.to_string())),
             None => self.string(key, None),
@@ -368,7 +418,7 @@ impl JsonLine {
 
     /// A duration in milliseconds with three decimals (microsecond resolution),
     /// formatted with integer arithmetic: no float formatting on the request path.
-    pub fn millis(&mut self, key: &str, value: Option<std::time::Duration>) {
+    pub fn millis<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<std::time::Duration>) {
         self.key(key);
         let Some(value) = value else {
             self.text.extend_from_slice(b"null");
@@ -387,7 +437,7 @@ impl JsonLine {
 
     /// The current time as RFC 3339 with milliseconds; the date-and-seconds part is
     /// formatted once per second per thread.
-    pub fn time(&mut self, key: &str) {
+    pub fn time<'k>(&mut self, key: impl Into<Key<'k>>) {
         self.key(key);
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -455,6 +505,29 @@ mod tests {
         assert_eq!(value["path"], "/a\"b\\c\n\u{1}é");
         assert_eq!(value["status"], 200);
         assert!(value["endpoint"].is_null());
+    }
+
+    #[test]
+    fn field_keys_open_the_line_and_follow_it() {
+        let mut line = JsonLine::default();
+        line.ip(
+            Field::ClientIp.key(),
+            Some(std::net::IpAddr::from([255, 100, 9, 0])),
+        );
+        line.number(Field::Status.key(), Some(204u16));
+        line.string("plain", Some("x"));
+        line.string(Field::Route.key(), None);
+        let text = line.finish();
+        assert_eq!(
+            text,
+            "{\"client_ip\":\"255.100.9.0\",\"status\":204,\"plain\":\"x\",\"route\":null}\n"
+        );
+        for field in Field::ALL {
+            let mut line = JsonLine::default();
+            line.number(field.key(), Some(1u8));
+            let value: serde_json::Value = serde_json::from_str(&line.finish()).unwrap();
+            assert_eq!(value[field.name()], 1, "{field:?}");
+        }
     }
 
     #[test]

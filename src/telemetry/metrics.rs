@@ -171,6 +171,8 @@ pub struct MetricsRegistry {
     listeners: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Security decisions by rule and action (deny, unauthorized, tag, log).
     decisions: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Fallback hops by (route, from pool, to pool, reason).
+    hops: Mutex<HashMap<HopKey, u64>>,
     /// Errors Junction answered itself, by route ("" before routing) and type.
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Connections the HTTP/1.1 fast path handed to the full pipeline, by listener and reason.
@@ -184,6 +186,9 @@ pub struct MetricsRegistry {
     egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
     egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
 }
+
+/// Labels of `junction_fallback_hops_total`: route, from, to, reason.
+pub type HopKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
 
 /// Labels of `junction_masking_findings_total`: route, type, action, direction.
 pub type MaskingKey = (Arc<str>, Arc<str>, &'static str, &'static str);
@@ -310,6 +315,18 @@ impl MetricsRegistry {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = passed.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_hop(&self, key: HopKey) {
+        let mut hops = self.hops.lock().unwrap_or_else(|p| p.into_inner());
+        *hops.entry(key).or_default() += 1;
+    }
+
+    pub fn all_hops(&self) -> Vec<(HopKey, u64)> {
+        let hops = self.hops.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = hops.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

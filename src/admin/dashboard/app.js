@@ -388,6 +388,10 @@ function updatePools(data) {
       { label: "idle conns", n: 1, value: (e) => e.idle_connections },
     ], pool.endpoints));
   }
+  // Hops between pools of fallback chains: shown once there is one.
+  if ((data.tables.junction_fallback_hops_total || []).some((r) => r.value !== 0)) {
+    box.append(metricTable(data, "junction_fallback_hops_total", "Fallback hops (before any byte reached the client)", ["route", "from", "to", "reason"]));
+  }
 }
 
 // ---- metric tables ----

@@ -15,7 +15,7 @@ pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"
 
 /// Path prefixes, one per route of the test config (`/other` falls to the catch-all).
 pub const PREFIXES: &[&str] = &[
-    "/api", "/plain", "/limited", "/private", "/masked", "/other",
+    "/api", "/plain", "/limited", "/private", "/masked", "/chain", "/other",
 ];
 
 /// Path segments in normal form (the fast path serves them itself).

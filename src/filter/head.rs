@@ -4,8 +4,35 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, request};
 
-use crate::routing::RouteInput;
 use crate::telemetry::trace::X_REQUEST_ID;
+
+/// What routing reads of a request: hyper's parsed head, or the HTTP/1.1 fast path's
+/// view of its receive buffer (which builds no header map).
+pub trait RouteInput {
+    fn method(&self) -> &Method;
+    fn path(&self) -> &str;
+    fn has_header(&self, name: &HeaderName) -> bool;
+    /// Whether some line of header `name` has exactly `value`.
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool;
+}
+
+impl RouteInput for request::Parts {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    fn has_header(&self, name: &HeaderName) -> bool {
+        self.headers.contains_key(name)
+    }
+
+    fn header_equals(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        self.headers.get_all(name).iter().any(|v| v == value)
+    }
+}
 
 /// What a policy may read of a request head, whatever engine parsed it. Junction's own
 /// control headers (`x-junction-tag`) and hop-by-hop headers are not part of it.
