@@ -781,3 +781,58 @@ async fn the_mirror_gets_its_copy_in_its_pools_api() {
     assert_eq!(copy.header("x-api-key"), Some("sk-ant-pool"));
     assert_eq!(primary_seen.lock().unwrap()[0].body, request);
 }
+
+/// A fallback chain across providers: an OpenAI pool's 429 hops to an Anthropic pool,
+/// whose stream reaches the client as chat completion chunks.
+#[tokio::test]
+async fn a_chain_hop_to_an_anthropic_pool_is_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = fixture("stream_anthropic_text.in.sse");
+    let expected: Vec<Value> = sse_events(&fixture("stream_anthropic_text.out.sse"))
+        .into_iter()
+        .map(without_created)
+        .collect();
+    for travel in Travel::ALL {
+        let (primary, primary_seen) = answering(
+            429,
+            "{\"error\":{\"message\":\"slow down\",\"type\":\"requests\"}}".into(),
+            "application/json",
+        )
+        .await;
+        let (claude, claude_seen) = answering(200, stream.clone(), "text/event-stream").await;
+        let before = format!(
+            "[[pools]]\nname = \"claude\"\nendpoints = [{{ url = \"{}\" }}]\n{}\n\n\
+             [[routes]]\nname = \"chain\"\nmatch = {{ path = \"/v1/chat/completions\" }}\n\
+             targets = [{{ pool = \"p\" }}, {{ pool = \"claude\", on = [429] }}]\n{}\n",
+            claude.url(),
+            anthropic_pool(&key_file(&dir)),
+            travel.route_keys(),
+        );
+        let extra = Extra {
+            before: &before,
+            ..Extra::default()
+        };
+        let proxy = start(travel, &[primary.url()], &extra).await;
+        let request = json!({
+            "model": "claude-sonnet-4-5",
+            "stream": true,
+            "messages": [{"role": "user", "content": "Hello"}],
+        });
+        let response = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&request)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{travel:?}");
+        let got: Vec<Value> = sse_events(&response.text().await.unwrap())
+            .into_iter()
+            .map(without_created)
+            .collect();
+        assert_eq!(got, expected, "{travel:?}");
+        assert_eq!(primary_seen.lock().unwrap()[0].body, request, "{travel:?}");
+        let claude_seen = claude_seen.lock().unwrap()[0].clone();
+        assert_eq!(claude_seen.path, "/v1/messages", "{travel:?}");
+        assert_eq!(claude_seen.header("x-api-key"), Some("sk-ant-pool"));
+    }
+}
