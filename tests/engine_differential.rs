@@ -14,7 +14,9 @@
 //! chain (a 429, 500 or 503 of its first pool goes on to another) and a plain route,
 //! a route whose rate limit trips after 4 requests, a route whose allow list refuses
 //! the test's address and a masking route (both directions; the generated bodies carry
-//! e-mail addresses, card numbers, keys and addresses) sit beside it. What is generated is in
+//! e-mail addresses, card numbers, keys and addresses) and a route to a pool that speaks
+//! Anthropic (`api`: chat completions requests translated, answers translated back) sit
+//! beside it. What is generated is in
 //! tests/support/differential/cases.rs, what is compared in outcome.rs there.
 //!
 //! Both engines share the upstreams, so the balancer (a hash over the endpoints'
@@ -135,6 +137,18 @@ name = "chain"
 match = {{ path_prefix = "/chain" }}
 targets = [{{ pool = "plain" }}, {{ pool = "green", on = [429, 500, 503] }}]
 retries = {{ attempts = 0, budget_min_per_second = 1000 }}
+
+[[pools]]
+name = "claude"
+balance = "hash"
+hash_key = "header:x-user"
+endpoints = [{plain}]
+api = "anthropic"
+
+[[routes]]
+name = "translated"
+match = {{ path_prefix = "/translated" }}
+pool = "claude"
 
 [[routes]]
 name = "private"

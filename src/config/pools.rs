@@ -12,10 +12,11 @@ use http::{HeaderName, HeaderValue};
 use super::CompileContext;
 use super::checks::{Errors, check_unique, duration_or, policy, protocol, resolve};
 use super::spec::{
-    AffinitySpec, BalanceSpec, HealthSpec, LimitsSpec, LoadMetricsSpec, OutlierSpec, PoolAuthSpec,
-    PoolSpec,
+    AffinitySpec, ApiSpec, BalanceSpec, HealthSpec, LimitsSpec, LoadMetricsSpec, OutlierSpec,
+    PoolAuthSpec, PoolSpec,
 };
 use crate::balance::{Balancer, PrefixAffinity};
+use crate::llm::translate::Api;
 use crate::upstream::health::parse_status_ranges;
 use crate::upstream::{
     Endpoint, EndpointKey, EndpointState, HashKey, HealthCheck, Limits, LoadMetrics,
@@ -171,6 +172,10 @@ pub(super) fn compile_pools(
             limits,
             credential,
             model_map,
+            api: spec.api.map(|api| match api {
+                ApiSpec::Openai => Api::OpenAi,
+                ApiSpec::Anthropic => Api::Anthropic,
+            }),
         };
         out.push((spec.name.clone(), Arc::new(pool)));
     }
@@ -227,7 +232,12 @@ fn compile_credential(
             (&shorthand, format!("{path}.api_key_env"))
         }
     };
-    let header_text = auth.header.as_deref().unwrap_or("authorization");
+    // Anthropic takes its key in `x-api-key`, without a prefix.
+    let default_header = match spec.api {
+        Some(ApiSpec::Anthropic) => "x-api-key",
+        _ => "authorization",
+    };
+    let header_text = auth.header.as_deref().unwrap_or(default_header);
     let header = HeaderName::from_bytes(header_text.as_bytes())
         .map_err(|_| {
             errors.push((
@@ -568,6 +578,63 @@ mod tests {
         assert_eq!(errors.0.len(), 1, "{errors}");
         let error = &errors.0[0];
         (error.path.clone(), error.line, error.message.clone())
+    }
+
+    #[test]
+    fn api_names_the_providers_shape() {
+        let plan = load_pool("api = \"anthropic\"").unwrap();
+        assert_eq!(
+            plan.pools[0].api,
+            Some(crate::llm::translate::Api::Anthropic)
+        );
+        let plan = load_pool("api = \"openai\"").unwrap();
+        assert_eq!(plan.pools[0].api, Some(crate::llm::translate::Api::OpenAi));
+        assert_eq!(load_pool("").unwrap().pools[0].api, None);
+    }
+
+    /// Both engines translate: a route to a translating pool stays on the HTTP/1.1
+    /// engine, which holds its bodies whole (decided once, at load).
+    #[test]
+    fn a_route_to_a_translating_pool_holds_its_bodies() {
+        use crate::routing::Engines;
+        let engines = |pool: &str, route: &str| {
+            let route = format!(
+                "\n[[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"/\" }}\npool = \"p\"\n{route}\n"
+            );
+            let plan = load_pool(&format!("{pool}\n{route}")).unwrap();
+            plan.listeners[0].routes.routes[0].engines
+        };
+        let hold = crate::routing::HTTP1_BODY_LIMIT;
+        let streams = "request_buffering = false";
+        assert_eq!(
+            engines("api = \"anthropic\"", streams),
+            Engines::Http1 { hold_up_to: hold }
+        );
+        assert_eq!(engines("", streams), Engines::Http1 { hold_up_to: 0 });
+    }
+
+    #[test]
+    fn an_unknown_api_names_its_key_and_line() {
+        let (path, line, message) = only_error("api = \"gemini\"");
+        assert_eq!(path, "pools[0].api");
+        assert_eq!(line, Some(8));
+        assert!(
+            message.contains("openai") && message.contains("anthropic"),
+            "{message}"
+        );
+    }
+
+    /// Anthropic takes its key in `x-api-key`: without a `header`, it goes there, bare
+    /// (`api_key_env` takes the same default).
+    #[test]
+    fn an_anthropic_pools_key_goes_in_x_api_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-ant-1").unwrap();
+        let keys = format!("api = \"anthropic\"\nauth = {{ value_file = {file:?} }}");
+        let credential = credential_of(&load_pool(&keys).unwrap()).unwrap();
+        assert_eq!(credential.header, "x-api-key");
+        assert_eq!(credential.value, "sk-ant-1");
     }
 
     #[test]

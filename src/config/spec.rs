@@ -361,6 +361,18 @@ pub struct PoolSpec {
     /// every other byte of the body kept.
     #[serde(default)]
     pub model_map: BTreeMap<String, String>,
+    /// The API the pool's provider speaks, when Junction translates to it: a chat
+    /// completions request to an `"anthropic"` pool goes as a Messages request, a
+    /// Messages request to an `"openai"` pool as chat completions (answers translated
+    /// back). Unset: requests go as they came.
+    pub api: Option<ApiSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiSpec {
+    Openai,
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

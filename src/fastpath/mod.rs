@@ -44,6 +44,7 @@ use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::{add_pool_credential, client_ip_of};
 use crate::pipeline::model_map;
 use crate::pipeline::response_head;
+use crate::pipeline::translation;
 use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
 use crate::pipeline::{
     Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
@@ -632,29 +633,51 @@ impl Connection {
             let pool = attempts.pool();
             exchange.endpoint = Some(endpoint.clone());
             exchange.in_flight = Some(endpoint.state.begin());
-            // A pool with its own credential: the route's edits plus that credential,
-            // made for this attempt (the next one may go to another pool).
-            let with_credential;
-            let edits = match &pool.credential {
-                Some(credential) => {
-                    let mut edits = edits.clone();
-                    add_pool_credential(&mut edits, credential);
-                    with_credential = edits;
-                    &with_credential
-                }
-                None => &edits,
-            };
             // Read again each time: waiting for the answer may read the client's next bytes.
             let buf = self.received.filled();
             // The pool's `model_map`, for this attempt's pool; a body that streams is
             // sent as it comes.
-            let mapped = match &outgoing_body {
+            let mut mapped = match &outgoing_body {
                 _ if head.unread_body => None,
                 Some(held) => model_map::mapped_body(pool, held),
                 None => model_map::mapped_body(
                     pool,
                     &buf[head.len..head.len + head.content_length as usize],
                 ),
+            };
+            // A pool with its own credential or `api`: the route's edits plus what the
+            // pool needs, made for this attempt (the next one may go to another pool).
+            let with_pool;
+            let mut translated = None;
+            let edits = if pool.credential.is_some() || pool.api.is_some() {
+                let mut edits = edits.clone();
+                // The pool's `api`: the request in its provider's API, from the body
+                // as it would go (renamed), held whole.
+                let held = match (&mapped, &outgoing_body) {
+                    _ if head.unread_body => None,
+                    (Some(mapped), _) | (None, Some(mapped)) => Some(&mapped[..]),
+                    (None, None) => Some(&buf[head.len..head.len + head.content_length as usize]),
+                };
+                let view = head.route_input(buf, trusted);
+                match translation::for_attempt(pool, &view, held, &mut edits, &mut exchange) {
+                    Ok(Some(request)) => {
+                        mapped = Some(request.body);
+                        translated = Some(request.target);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        return answer
+                            .error(client, &mut self.client_reply, &mut exchange, error)
+                            .await;
+                    }
+                }
+                if let Some(credential) = &pool.credential {
+                    add_pool_credential(&mut edits, credential);
+                }
+                with_pool = edits;
+                &with_pool
+            } else {
+                &edits
             };
             let forwarding = Forwarding {
                 peer: downstream.peer_header.as_bytes(),
@@ -668,6 +691,7 @@ impl Connection {
                     Some(mapped) => SentBody::Length(mapped.len() as u64),
                     None => sent_body,
                 },
+                target: translated.as_deref().map(str::as_bytes),
             };
             let client_head = ClientHead {
                 head_request,
@@ -819,6 +843,15 @@ impl Connection {
                     .await;
             }
         };
+        // The pool's `api`: the answer translated back, before the body phase's own.
+        let settled = translation::on_answer(
+            reply.status,
+            value(reply.content_type),
+            has_body,
+            &mut response_edits,
+            &mut exchange,
+        );
+        let transform = transform || settled.is_some();
         if transform && reply.framing != Framing::Chunked && reply.framing != Framing::UntilClose {
             response_edits.remove(&http::header::CONTENT_LENGTH);
             let chunked = HeaderValue::from_static("chunked");
@@ -844,6 +877,7 @@ impl Connection {
             deadline,
             hold_head: response_head::holds_head(reply.kind),
             transform,
+            settled,
         };
         let relayed = body.run(reply.framing).await;
         match relayed {

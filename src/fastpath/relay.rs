@@ -14,6 +14,7 @@ use super::chunked::ChunkedScanner;
 use super::reply::Framing;
 use super::{ClientStream, REPLY_HEAD_LIMIT};
 use crate::pipeline::Exchange;
+use crate::pipeline::translation::SettledStatus;
 use crate::upstream::EndpointStream;
 
 /// Resolves when the client has closed its connection (end of stream or an error), so
@@ -89,6 +90,26 @@ pub struct BodyRelay<'a, C> {
     /// The body phase transforms the body (`Exchange::transforms_response`): its
     /// output goes to the client in chunks of its own, and the head says so.
     pub transform: bool,
+    /// A pool's `api` translation settles the status of a JSON answer once it has read
+    /// it (the head waits for that): written into the head before it goes.
+    pub settled: Option<SettledStatus>,
+}
+
+/// The head not yet written gets the status a translation settled on, if any.
+fn settle_status(head: &mut Vec<u8>, settled: Option<&SettledStatus>, exchange: &mut Exchange) {
+    let Some(status) = settled.and_then(SettledStatus::get) else {
+        return;
+    };
+    let Some(end) = head.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let line = format!(
+        "HTTP/1.1 {} {}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    head.splice(..end, line.into_bytes());
+    exchange.status = status.as_u16();
 }
 
 /// Why reading more of the body failed.
@@ -171,6 +192,8 @@ impl<C: ClientStream> BodyRelay<'_, C> {
             let waits = !head_sent && self.hold_head && nothing && !done;
             if head_sent {
                 self.head.clear();
+            } else if !waits {
+                settle_status(self.head, self.settled.as_ref(), self.exchange);
             }
             let written = if waits {
                 Ok(())
@@ -225,6 +248,9 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                     if transform {
                         if let Err(reason) = self.exchange.transform_response(&[], true, &mut out) {
                             return Relayed::transform_refused(reason, head_sent);
+                        }
+                        if !head_sent {
+                            settle_status(self.head, self.settled.as_ref(), self.exchange);
                         }
                         if !out.is_empty() {
                             put_chunk(self.head, &out);

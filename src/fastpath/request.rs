@@ -128,6 +128,9 @@ pub struct Forwarding<'a> {
     pub edits: &'a HeaderEdits,
     /// How the body sent is framed.
     pub body: SentBody,
+    /// The request target to send instead of the client's (a pool's `api`
+    /// translation: `/v1/chat/completions` as `/v1/messages`).
+    pub target: Option<&'a [u8]>,
 }
 
 /// The framing of the body sent to the endpoint.
@@ -347,7 +350,7 @@ impl RequestHead {
     pub fn write_upstream(&self, buf: &[u8], forwarding: &Forwarding<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.target(buf));
+        out.extend_from_slice(forwarding.target.unwrap_or_else(|| self.target(buf)));
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut forwarded_for: Vec<&[u8]> = Vec::new();
         let mut via: Vec<&[u8]> = Vec::new();
@@ -618,6 +621,7 @@ mod tests {
             traceparent: None,
             edits: &NO_EDITS,
             body: SentBody::AsReceived,
+            target: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod generated;
 mod load_report;
 mod prompt_prefix;
 mod sse;
+pub mod translate;
 mod usage;
 mod usage_chunk;
 

@@ -60,8 +60,16 @@ impl Usage {
             keys.iter()
                 .find_map(|k| usage.get(*k).and_then(Value::as_u64))
         };
-        if let Some(prompt) = read(&["prompt_tokens", "input_tokens"]) {
+        if let Some(prompt) = read(&["prompt_tokens"]) {
             self.prompt = Some(prompt);
+        } else if let Some(input) = read(&["input_tokens"]) {
+            // Anthropic counts cached prompt tokens apart; OpenAI's `prompt_tokens`
+            // include them, and so does the prompt counted here.
+            let cached: u64 = ["cache_creation_input_tokens", "cache_read_input_tokens"]
+                .iter()
+                .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
+                .sum();
+            self.prompt = Some(input.saturating_add(cached));
         }
         if let Some(completion) = read(&["completion_tokens", "output_tokens"]) {
             self.completion = Some(completion);
@@ -377,6 +385,19 @@ mod tests {
             Usage {
                 prompt: Some(25),
                 completion: Some(15)
+            }
+        );
+    }
+
+    #[test]
+    fn anthropic_cached_prompt_tokens_count_in_the_prompt() {
+        let reply = r#"{"type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":12,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":7}}"#;
+        let scanner = scan(ReplyKind::Json, &[reply]);
+        assert_eq!(
+            scanner.usage(),
+            Usage {
+                prompt: Some(117),
+                completion: Some(7)
             }
         );
     }

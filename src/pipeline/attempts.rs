@@ -452,14 +452,34 @@ pub async fn forward(
         let mapped = replay
             .as_deref()
             .and_then(|held| super::model_map::mapped_body(&pool, held));
-        let body = match mapped {
+        let body = match &mapped {
             Some(mapped) => {
                 head.headers
                     .insert(http::header::CONTENT_LENGTH, mapped.len().into());
-                ProxyBody::full(mapped)
+                ProxyBody::full(mapped.clone())
             }
             None => body,
         };
+        // The pool's `api`, for this attempt's pool: the request in its provider's API,
+        // from the body held whole (read here if nothing held it).
+        let mut held = mapped.or_else(|| replay.clone());
+        let mut body = body;
+        if held.is_none() && super::translation::translates(&pool, head.uri.path()) {
+            let limit = super::translation::TRANSLATE_BODY_LIMIT;
+            if let (kept, Some(whole)) = keep_for_replay(body, &head, limit, exchange).await? {
+                held = Some(super::model_map::mapped_body(&pool, &whole).unwrap_or(whole));
+                body = kept;
+            } else {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+        let body = super::translation::request_for_attempt(
+            &pool,
+            &mut head,
+            body,
+            held.as_deref(),
+            exchange,
+        )?;
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, false);
         exchange.endpoint = Some(endpoint.clone());
         exchange.in_flight = Some(endpoint.state.begin());

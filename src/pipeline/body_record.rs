@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 
+use crate::llm::translate::{self, Api, Translation};
 use crate::masking::{self, Findings, Vault};
 
 /// A response body transform, fed the body's bytes as they come (framing removed).
@@ -115,6 +116,42 @@ pub struct BodyRecord {
     /// Junction added `stream_options.include_usage` the client did not ask for: the
     /// usage chunk of the answer's stream is dropped (route `include_usage`).
     pub strip_usage: bool,
+    /// The pool's `api` translation of the attempt under way (its answer's).
+    pub(crate) translation: Option<AttemptTranslation>,
+}
+
+/// What the answer to a translated attempt needs (`pipeline::translation`): the
+/// translation and what the client asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptTranslation {
+    pub(crate) translation: Translation,
+    pub(crate) include_usage: bool,
+    pub(crate) model: Option<String>,
+}
+
+/// Why a pool's `api` translation refused a request (400) or a provider's answer
+/// (502): answered in the client's API format.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TranslationRefusal {
+    pub client: Api,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl TranslationRefusal {
+    /// The error body in the client's API format.
+    pub fn body(&self) -> Vec<u8> {
+        let kind = if self.status.is_server_error() {
+            match self.client {
+                Api::OpenAi => "server_error",
+                Api::Anthropic => "api_error",
+            }
+        } else {
+            "invalid_request_error"
+        };
+        translate::error_body(self.client, self.status.as_u16(), kind, &self.message)
+    }
 }
 
 impl BodyRecord {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
-use super::body_record::BodyRefusal;
+use super::body_record::{BodyRefusal, TranslationRefusal};
 use crate::filter::LocalReply;
 use crate::normalize::Refusal;
 use crate::upstream::SendError;
@@ -53,6 +53,10 @@ pub enum ProxyError {
         "requests from this client are refused for a while: the {detector} detector found an anomaly"
     )]
     Anomaly { detector: &'static str, status: u16 },
+    /// A request the pool's API translation cannot carry (400), or an answer it cannot
+    /// read (502): answered in the client's API format.
+    #[error(transparent)]
+    Translation(#[from] TranslationRefusal),
 }
 
 impl ProxyError {
@@ -74,6 +78,7 @@ impl ProxyError {
             ProxyError::BadRequestBody { .. } | ProxyError::Invalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Body(refusal) => refusal.status(),
+            ProxyError::Translation(refusal) => refusal.status,
             ProxyError::Anomaly { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
@@ -103,6 +108,7 @@ impl ProxyError {
             ProxyError::BadRequestBody { .. } => "bad_request_body",
             ProxyError::Invalid(_) => "invalid_request",
             ProxyError::Body(refusal) => refusal.kind(),
+            ProxyError::Translation(_) => "translation_refused",
             ProxyError::Anomaly { .. } => "anomaly_blocked",
             ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
@@ -143,10 +149,22 @@ impl ProxyError {
             | ProxyError::Upstream(_) => Blame::Upstream,
             ProxyError::Body(refusal) if refusal.status().is_server_error() => Blame::Upstream,
             ProxyError::Body(_) => Blame::Downstream,
+            ProxyError::Translation(refusal) if refusal.status.is_server_error() => Blame::Upstream,
+            ProxyError::Translation(_) => Blame::Downstream,
         }
     }
 
     pub fn to_response(&self) -> Response<ProxyBody> {
+        if let ProxyError::Translation(refusal) = self {
+            // The client's own API format, which its SDK parses.
+            let mut response = Response::new(ProxyBody::full(refusal.body()));
+            *response.status_mut() = refusal.status;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         let mut response = json_error(self.status(), self.kind(), &self.to_string());
         if matches!(
             self,

@@ -355,6 +355,9 @@ async fn proxy(
         response_head.headers.remove(header::CONTENT_LENGTH);
         edits.apply(&mut response_head.headers);
     }
+    // The pool's `api`: the answer translated back to the client's API, before masking.
+    let translated = super::translation::on_response_head(&mut response_head, has_body, exchange);
+    let transforms = transforms || translated.is_some();
     exchange.start_reading(reply_kind, content_encoding.as_ref().map(|v| v.as_bytes()));
     if let Some(ctx) = ctx.as_mut() {
         ctx.endpoint = Some(endpoint.url.clone());
@@ -377,6 +380,9 @@ async fn proxy(
                 AheadError::Upstream(reason) => response_head::unanswered(&endpoint, reason, false),
                 AheadError::Transform(reason) => body_phase::refused_response(reason),
             })?;
+    }
+    if let Some(settled) = &translated {
+        settled.apply(&mut response_head);
     }
     if let Some(cookie) = choice.set_cookie {
         response_head.headers.append(header::SET_COOKIE, cookie);

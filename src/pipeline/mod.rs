@@ -23,6 +23,7 @@ mod header_rules;
 pub(crate) mod include_usage;
 pub(crate) mod model_map;
 pub(crate) mod response_head;
+pub(crate) mod translation;
 pub(crate) mod versioning;
 
 use std::net::SocketAddr;

@@ -121,6 +121,12 @@ pub fn send_shadow(
         }
         None => body,
     };
+    // And its `api`: a copy that cannot be translated is not sent.
+    let body = match super::translation::mirror_copy(pool, &mut copy, &body) {
+        Some(Ok(translated)) => translated,
+        Some(Err(_)) => return,
+        None => body,
+    };
     forwarding::prepare_request(&mut copy, downstream, listener, pool, &endpoint, false);
     let route = route.clone();
     let timeouts = route.timeouts;

@@ -107,11 +107,20 @@ impl Engines {
             anomalies,
             engines: _,
         } = route;
+        // A pool's `api` translates the body held whole (`pipeline::translation`, on
+        // both engines): the route holds what the HTTP/1.1 engine can. The chain's
+        // hops are pools a request may go to as well.
+        let mut translated = 0;
         for target in targets.iter().chain(chain.iter().map(|hop| &hop.target)) {
             let fallback = target.pool.fallback();
             let pools = std::iter::once(&target.pool).chain(fallback.as_ref());
-            if let Some(reason) = pools.filter_map(|pool| pool_needs_hyper(pool)).next() {
-                return Engines::HyperOnly(reason);
+            for pool in pools {
+                if let Some(reason) = pool_needs_hyper(pool) {
+                    return Engines::HyperOnly(reason);
+                }
+                if pool.api.is_some() {
+                    translated = HTTP1_BODY_LIMIT;
+                }
             }
         }
         // The largest body the full path reads whole for this route; a longer one it
@@ -141,7 +150,8 @@ impl Engines {
         Engines::Http1 {
             hold_up_to: buffered
                 .max(masked.max(captured).max(prompts).max(usage) as u64)
-                .max(mirrored),
+                .max(mirrored)
+                .max(translated),
         }
     }
 }

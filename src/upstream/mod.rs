@@ -69,6 +69,9 @@ pub struct Pool {
     pub credential: Option<PoolCredential>,
     /// `model_map`: a request's top-level `model` → the name this pool's provider knows.
     pub model_map: std::collections::HashMap<String, String>,
+    /// `api`: the API the provider speaks; requests in the other one are translated
+    /// (`None`: sent as they came).
+    pub api: Option<crate::llm::translate::Api>,
 }
 
 /// A pool's upstream credential: sent in place of whatever credential the client sent,

@@ -56,7 +56,15 @@ impl Unit {
                 module: module.to_string(),
                 file: file.to_string(),
             },
-            _ => panic!("{path}: the checker reads src/<module>/<file>.rs only; extend Unit::of"),
+            // A directory inside a module (src/llm/translate/) is one unit of it, named
+            // like the directory: its files import each other as one file's parts do.
+            [module, directory, _] => Unit {
+                module: module.to_string(),
+                file: directory.to_string(),
+            },
+            _ => panic!(
+                "{path}: the checker reads src/<module>/[<directory>/]<file>.rs only; extend Unit::of"
+            ),
         }
     }
 

@@ -15,7 +15,14 @@ pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"
 
 /// Path prefixes, one per route of the test config (`/other` falls to the catch-all).
 pub const PREFIXES: &[&str] = &[
-    "/api", "/plain", "/limited", "/private", "/masked", "/chain", "/other",
+    "/api",
+    "/plain",
+    "/limited",
+    "/private",
+    "/masked",
+    "/chain",
+    "/other",
+    "/translated",
 ];
 
 /// Path segments in normal form (the fast path serves them itself).
@@ -185,6 +192,7 @@ fn target() -> impl Strategy<Value = String> {
         1 => Just(PREFIXES[3]),
         2 => Just(PREFIXES[4]),
         1 => Just(PREFIXES[5]),
+        2 => Just(PREFIXES[7]),
     ];
     let segment = prop_oneof![
         12 => proptest::sample::select(SEGMENTS),
@@ -197,6 +205,10 @@ fn target() -> impl Strategy<Value = String> {
     ];
     (prefix, segments, query).prop_map(|(prefix, segments, query)| {
         let mut target = prefix.to_string();
+        // The translating route's own API path, often enough to be translated.
+        if prefix == "/translated" && segments.is_empty() {
+            target.push_str("/v1/chat/completions");
+        }
         for segment in segments {
             target.push('/');
             target.push_str(segment);
