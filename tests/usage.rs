@@ -280,44 +280,20 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// A valid brotli stream of uncompressed meta-blocks (RFC 7932 9.2): brotli's framing
-/// without an encoder in the tree.
-fn brotli_stored(bytes: &[u8]) -> Vec<u8> {
+/// A brotli stream, by the reference encoder.
+fn brotli(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut bits: Vec<bool> = vec![false]; // WBITS = 16
-    fn push(bits: &mut Vec<bool>, value: u64, width: u32) {
-        bits.extend((0..width).map(|i| value >> i & 1 == 1));
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        std::io::Write::write_all(&mut writer, bytes).unwrap();
     }
-    fn flush(bits: &mut Vec<bool>, out: &mut Vec<u8>) {
-        while bits.len() % 8 != 0 {
-            bits.push(false);
-        }
-        for byte in bits.chunks(8) {
-            out.push(
-                byte.iter()
-                    .rev()
-                    .fold(0u8, |acc, bit| acc << 1 | u8::from(*bit)),
-            );
-        }
-        bits.clear();
-    }
-    for block in bytes.chunks(65536) {
-        push(&mut bits, 0, 1); // ISLAST
-        push(&mut bits, 0, 2); // MNIBBLES: 4
-        push(&mut bits, block.len() as u64 - 1, 16);
-        push(&mut bits, 1, 1); // ISUNCOMPRESSED
-        flush(&mut bits, &mut out);
-        out.extend_from_slice(block);
-    }
-    push(&mut bits, 0b11, 2); // ISLAST, ISLASTEMPTY
-    flush(&mut bits, &mut out);
     out
 }
 
 fn encoded(coding: &str, bytes: &[u8]) -> Vec<u8> {
     match coding {
         "gzip" => gzip(bytes),
-        "br" => brotli_stored(bytes),
+        "br" => brotli(bytes),
         "zstd" => zstd::encode_all(bytes, 3).unwrap(),
         other => panic!("no coding {other}"),
     }
