@@ -553,30 +553,7 @@ fn assistant_message(content: &Value, i: usize) -> Result<Value, RequestError> {
             )));
         }
     };
-    let mut text = String::new();
-    let mut calls = Vec::new();
-    for block in blocks {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => {
-                let arguments = block
-                    .get("input")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "{}".into());
-                calls.push(json!({
-                    "id": block.get("id").cloned().unwrap_or(Value::Null),
-                    "type": "function",
-                    "function": { "name": block.get("name").cloned().unwrap_or(Value::Null), "arguments": arguments },
-                }));
-            }
-            // Thinking blocks and the like have no OpenAI counterpart.
-            _ => {}
-        }
-    }
-    let mut message = json!({ "role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) } });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
+    let message = Value::Object(super::response::assistant_message(blocks));
     Ok(message)
 }
 

@@ -90,40 +90,7 @@ fn anthropic_to_openai(reply: &Value, model: Option<&str>, created: u64) -> Resu
         .get("content")
         .and_then(Value::as_array)
         .ok_or("the provider's reply has no content list")?;
-    let mut text = String::new();
-    let mut calls = Vec::new();
-    for block in blocks {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => {
-                let arguments = block
-                    .get("input")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "{}".into());
-                calls.push(json!({
-                    "id": block.get("id").cloned().unwrap_or(Value::Null),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name").cloned().unwrap_or(Value::Null),
-                        "arguments": arguments,
-                    },
-                }));
-            }
-            // Thinking blocks have no OpenAI counterpart.
-            _ => {}
-        }
-    }
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    let content = if text.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        json!(text)
-    };
-    message.insert("content".into(), content);
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
+    let message = assistant_message(blocks);
     let finish = reply
         .get("stop_reason")
         .and_then(Value::as_str)
@@ -203,4 +170,44 @@ pub(super) fn tool_input(arguments: Option<&Value>) -> Value {
         Ok(object @ Value::Object(_)) => object,
         _ => json!({ "arguments": text }),
     }
+}
+
+/// An OpenAI assistant message of Anthropic content blocks: the text blocks' text, and
+/// the `tool_use` blocks as `tool_calls` (a reply's, or an earlier turn in a request).
+pub(super) fn assistant_message(blocks: &[Value]) -> Map<String, Value> {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => {
+                let arguments = block
+                    .get("input")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "{}".into());
+                calls.push(json!({
+                    "id": block.get("id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": arguments,
+                    },
+                }));
+            }
+            // Thinking blocks and the like have no OpenAI counterpart.
+            _ => {}
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    let content = if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        json!(text)
+    };
+    message.insert("content".into(), content);
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    message
 }
