@@ -64,6 +64,7 @@ fn untrusted(head: &RequestHead) -> Forwarding<'static> {
         new_request_id: Some(b"new-id"),
         traceparent: None,
         edits: &NO_EDITS,
+        target: None,
         // As the engine sends it (the body phase's new length is not fuzzed here:
         // tests/masking_proxy.rs covers it).
         body: sent_body(head),
@@ -79,6 +80,7 @@ fn trusted(head: &RequestHead) -> Forwarding<'static> {
         new_request_id: None,
         traceparent: Some(b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         edits: &NO_EDITS,
+        target: None,
         // As the engine sends it (the body phase's new length is not fuzzed here:
         // tests/masking_proxy.rs covers it).
         body: sent_body(head),
