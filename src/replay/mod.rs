@@ -237,7 +237,7 @@ async fn replay_flow(
     timeout: Duration,
 ) -> Row {
     let mut row = Row::new(&flow);
-    let request = match rebuild(&flow, &headers) {
+    let mut request = match rebuild(&flow, &headers) {
         Ok(request) => request,
         Err(reason) => {
             row.skipped = Some(reason);
@@ -245,6 +245,7 @@ async fn replay_flow(
         }
     };
     drop(flow);
+    destination.prepare(&mut request);
     row.credentials_left_out = request.credentials_left_out.clone();
     let exchange = destination.send(request, timeout).await;
     row.endpoint = Some(exchange.endpoint);
