@@ -1,6 +1,7 @@
 //! Where replayed requests go, and how each exchange is timed: a base URL (`--to`), or
 //! the endpoints of a config's pool, round robin, reached as the proxy reaches them (its
-//! TLS settings, its protocol). One connection per request, so no request waits on
+//! TLS settings, its protocol) and sent what the proxy sends them (its credential, its
+//! model names). One connection per request, so no request waits on
 //! another's connection and a slow reply slows only itself.
 
 use std::path::Path;

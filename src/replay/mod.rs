@@ -34,7 +34,8 @@ pub struct ReplayArgs {
     /// if need be.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
-    /// Send to the endpoints of this pool of --config, round robin.
+    /// Send to the endpoints of this pool of --config, round robin, with the pool's
+    /// credential (in place of the client's) and model_map, as the proxy sends them.
     #[arg(long, value_name = "NAME", requires = "config")]
     pub pool: Option<String>,
     /// The config file that names the pool.
