@@ -585,3 +585,82 @@ async fn the_dashboard_shows_live_traffic_and_rolls_back_only_with_the_token() {
         .collect();
     assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
 }
+
+/// A `least_queue` pool: one endpoint serving vLLM-style `/metrics`, one whose metrics
+/// never answer. The pool table shows the first's gauges and the second as without a
+/// report.
+#[tokio::test]
+async fn a_least_queue_pool_shows_each_endpoints_load_report() {
+    let reporting = TestUpstream::named("reporting")
+        .handler(|request| async move {
+            if request.uri().path() != "/metrics" {
+                return reply(200, "ok");
+            }
+            reply(
+                200,
+                "vllm:num_requests_waiting{model_name=\"m\"} 3.0\n\
+                 vllm:num_requests_running{model_name=\"m\"} 5.0\n\
+                 vllm:kv_cache_usage_perc{model_name=\"m\"} 0.25\n",
+            )
+        })
+        .start()
+        .await;
+    let silent = TestUpstream::named("silent")
+        .handler(|_| async { reply(503, "no metrics") })
+        .start()
+        .await;
+    let config = format!(
+        r#"{}
+[[pools]]
+name = "llama"
+balance = "least_queue"
+load_metrics = {{ interval = "50ms", max_age = "2s" }}
+endpoints = [{{ url = "{}" }}, {{ url = "{}" }}]
+
+[[routes]]
+name = "chat"
+pool = "llama"
+"#,
+        support::listeners_toml(),
+        reporting.url(),
+        silent.url()
+    );
+    let proxy = support::TestProxy::from_toml(&config).start().await;
+    let browser = Browser::launch().await;
+    browser.navigate(&proxy.admin_url("/")).await;
+    // The row of each endpoint, as the cells' texts joined by "|".
+    let row = |url: String| {
+        format!(
+            r#"(() => {{ const row = [...document.querySelectorAll('#pool-tables tr')]
+                .find((tr) => tr.cells[0] && tr.cells[0].textContent === {url:?});
+                return row ? [...row.cells].map((td) => td.textContent).join('|') : ''; }})()"#
+        )
+    };
+    browser
+        .wait_until(
+            &format!(
+                "/\\|3\\|5\\|25%\\|[0-9.]+ s ago · metrics\\|/.test({})",
+                row(reporting.url())
+            ),
+            Duration::from_secs(10),
+            "the reporting endpoint's gauges, age and source",
+        )
+        .await;
+    let headers = browser
+        .eval("[...document.querySelectorAll('#pool-tables th')].map((th) => th.textContent).join('|')")
+        .await;
+    assert!(
+        headers
+            .as_str()
+            .unwrap()
+            .starts_with("endpoint|waiting|running|KV cache|load report|health"),
+        "{headers}"
+    );
+    let silent_row = browser.eval(&row(silent.url())).await;
+    assert!(
+        silent_row.as_str().unwrap().contains("|–|–|–|none|"),
+        "{silent_row}"
+    );
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
+}

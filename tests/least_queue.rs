@@ -412,3 +412,138 @@ fn config_errors_name_the_key_and_line() {
         Vec::new()
     );
 }
+
+/// The `load` entry of each endpoint of pool "p" in `/api/pools`, in pool order.
+async fn admin_loads(proxy: &RunningProxy) -> Vec<serde_json::Value> {
+    let pools = proxy.admin_json("/api/pools").await;
+    let pool = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pool| pool["name"] == "p")
+        .expect("pool p")
+        .clone();
+    pool["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|endpoint| endpoint["load"].clone())
+        .collect()
+}
+
+/// Polls `/api/pools` until `done` holds for the endpoints' load entries (10 s at most).
+async fn wait_for_loads(
+    proxy: &RunningProxy,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let loads = admin_loads(proxy).await;
+        if done(&loads) {
+            return loads;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: /api/pools kept {loads:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_shows_each_endpoints_load_report_its_age_and_source() {
+    let reported = Reported::new(3, 5, 0.25);
+    let silent = Reported::new(0, 0, 0.0);
+    silent.answering.store(false, Ordering::SeqCst);
+    let a = model_server("reporting", reported.clone()).await;
+    let b = model_server("silent", silent).await;
+    let proxy = TestProxy::from_toml(&pool_config(LOAD_METRICS, &[&a, &b], ""))
+        .start()
+        .await;
+    let pools = proxy.admin_json("/api/pools").await;
+    assert_eq!(pools["pools"][0]["load_max_age_seconds"], 0.4);
+
+    let loads = wait_for_loads(&proxy, "first report", |loads| {
+        loads[0]["age_seconds"].is_number()
+    })
+    .await;
+    let fresh = &loads[0];
+    assert_eq!(
+        (
+            &fresh["waiting"],
+            &fresh["running"],
+            &fresh["kv_cache_usage"],
+            &fresh["source"],
+            &fresh["stale"]
+        ),
+        (
+            &serde_json::json!(3.0),
+            &serde_json::json!(5.0),
+            &serde_json::json!(0.25),
+            &serde_json::json!("metrics"),
+            &serde_json::json!(false)
+        ),
+        "{fresh}"
+    );
+    assert!(fresh["age_seconds"].as_f64().unwrap() < 0.4, "{fresh}");
+    // An endpoint whose metrics never answered: no report, so in-flight counts pick.
+    assert_eq!(
+        loads[1],
+        serde_json::json!({ "waiting": null, "running": null, "kv_cache_usage": null,
+            "age_seconds": null, "stale": true, "source": null })
+    );
+
+    // Its metrics stop answering: the report ages past max_age and says so.
+    reported.answering.store(false, Ordering::SeqCst);
+    let loads = wait_for_loads(&proxy, "report going stale", |loads| {
+        loads[0]["stale"] == true
+    })
+    .await;
+    assert!(
+        loads[0]["age_seconds"].as_f64().unwrap() > 0.4,
+        "{}",
+        loads[0]
+    );
+    assert_eq!(loads[0]["waiting"], 3.0, "the last report, kept to be seen");
+
+    // ORCA headers: a partial report (no running count), from the answers themselves.
+    let orca = orca_server("orca", 7).await;
+    let config = pool_config(r#"balance = "least_queue""#, &[&orca], "");
+    let proxy = TestProxy::from_toml(&config).start().await;
+    assert_eq!(
+        admin_loads(&proxy).await[0]["source"],
+        serde_json::Value::Null
+    );
+    served_by(client().get(proxy.url("/x"))).await;
+    let loads = admin_loads(&proxy).await;
+    let header = &loads[0];
+    assert_eq!(
+        (
+            &header["waiting"],
+            &header["running"],
+            &header["kv_cache_usage"],
+            &header["source"],
+            &header["stale"]
+        ),
+        (
+            &serde_json::json!(7.0),
+            &serde_json::Value::Null,
+            &serde_json::json!(0.5),
+            &serde_json::json!("orca"),
+            &serde_json::json!(false)
+        ),
+        "{header}"
+    );
+}
+
+#[tokio::test]
+async fn pools_of_other_policies_show_no_load_entry() {
+    let a = TestUpstream::named("a").start().await;
+    let proxy = TestProxy::from_toml(&pool_config(r#"balance = "least_conn""#, &[&a], ""))
+        .start()
+        .await;
+    let pools = proxy.admin_json("/api/pools").await;
+    assert!(pools["pools"][0]["load_max_age_seconds"].is_null());
+    assert!(pools["pools"][0]["endpoints"][0].get("load").is_none());
+}

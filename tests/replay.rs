@@ -2,8 +2,11 @@
 //! config's pool, each reply measured beside its original (status, TTFT, tokens,
 //! answer); a flow whose body the capture cut short is skipped; setup errors exit 1.
 
+mod support;
+
 use std::path::Path;
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use junction::demo::mock::{MockModelServer, MockOptions};
@@ -13,6 +16,8 @@ use junction::inspect::flow::{
 };
 use junction::inspect::ring::{Ring, RingConfig};
 use serde_json::{Value, json};
+use support::TestUpstream;
+use support::upstream::reply;
 
 async fn mock(version: &str) -> MockModelServer {
     let mut options = MockOptions::new(version);
@@ -514,4 +519,129 @@ async fn setup_errors_say_what_is_wrong_and_exit_1() {
     assert!(text(&output.stderr).contains("expected 'Name: value'"));
     // Nothing was sent: no output file either way, and no summary.
     assert!(text(&output.stdout).is_empty());
+}
+
+/// What a recording upstream received: its credential headers and its body.
+type Received = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_its_own_key_and_model_map_gets_them_not_the_captured_key() {
+    use http_body_util::BodyExt;
+    let received: Received = Arc::default();
+    let record = received.clone();
+    let upstream = TestUpstream::named("azure")
+        .handler(move |request: http::Request<hyper::body::Incoming>| {
+            let record = record.clone();
+            async move {
+                let credentials = ["authorization", "x-api-key", "api-key", "x-goog-api-key"]
+                    .iter()
+                    .flat_map(|name| {
+                        request.headers().get_all(*name).iter().map(|value| {
+                            (name.to_string(), value.to_str().unwrap_or("").to_string())
+                        })
+                    })
+                    .collect();
+                let length = request.headers().get("content-length").cloned();
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(
+                    length.and_then(|l| l.to_str().ok()?.parse::<usize>().ok()),
+                    Some(body.len()),
+                    "Content-Length is the mapped body's"
+                );
+                record
+                    .lock()
+                    .unwrap()
+                    .push((credentials, String::from_utf8_lossy(&body).into_owned()));
+                reply(200, r#"{"choices":[{"message":{"content":"ok"}}]}"#)
+            }
+        })
+        .start()
+        .await;
+    // A capture written before credentials were redacted, or by a client sending its key
+    // in a header the capture does not know as one: the key is stored as it came.
+    let chat = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"gpt-4o?"}]}"#;
+    let flow = Flow {
+        v: FORMAT,
+        id: "018f00000000000011".into(),
+        started: "2026-12-03T17:00:00.000Z".into(),
+        request: FlowRequest {
+            method: "POST".into(),
+            url: "/v1/chat/completions".into(),
+            http_version: "HTTP/1.1".into(),
+            host: Some("gateway.example".into()),
+            scheme: None,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("authorization".into(), "Bearer [redacted]".into()),
+                ("x-api-key".into(), "sk-captured".into()),
+            ],
+            body: body(chat),
+        },
+        response: json_response("{}"),
+        ..Flow::default()
+    };
+    let dir = capture_dir(vec![flow]);
+    let config = dir.path().join("junction.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "azure"
+endpoints = [{{ url = "http://{}" }}]
+auth = {{ header = "api-key", value_env = "JUNCTION_REPLAY_TEST_KEY" }}
+model_map = {{ "gpt-4o" = "my-deployment" }}
+
+[[routes]]
+name = "chat"
+pool = "azure"
+"#,
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("azure.jsonl");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+        .arg("replay")
+        .arg(dir.path())
+        .args(["--pool", "azure", "--config"])
+        .arg(&config)
+        .args(["--header", "Authorization: Bearer sk-given", "--out"])
+        .arg(&out)
+        .env("JUNCTION_REPLAY_TEST_KEY", "sk-pool-azure")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("junction runs");
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{stdout}");
+    let (credentials, body) = &received[0];
+    assert_eq!(
+        credentials,
+        &[("api-key".to_string(), "sk-pool-azure".to_string())],
+        "the pool's key only: neither the captured nor the given one"
+    );
+    assert_eq!(
+        body,
+        r#"{"model":"my-deployment","messages":[{"role":"user","content":"gpt-4o?"}]}"#
+    );
+    let rows = read_rows(&out);
+    assert_eq!(rows[0]["replay"]["status"], 200);
+    assert!(
+        rows[0].get("credentials_left_out").is_none(),
+        "the pool's key stands in: {}",
+        rows[0]
+    );
+    assert!(!stdout.contains("were sent without"), "{stdout}");
 }

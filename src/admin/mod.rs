@@ -137,11 +137,12 @@ fn pools(gateway: &Gateway) -> Value {
         .pools
         .iter()
         .map(|pool| {
+            let max_age = pool.balancer.load_max_age();
             let endpoints: Vec<Value> = pool
                 .endpoints
                 .iter()
                 .map(|e| {
-                    json!({
+                    let mut entry = json!({
                         "url": &*e.url,
                         "weight": e.weight,
                         "up": e.state.health.is_available(),
@@ -152,7 +153,11 @@ fn pools(gateway: &Gateway) -> Value {
                         "requests": e.state.requests(),
                         "idle_connections": e.state.connections.idle_count(),
                         "latency_ewma_ms": e.state.latency.estimate_nanos() / 1e6,
-                    })
+                    });
+                    if let Some(max_age) = max_age {
+                        entry["load"] = load_report(&e.state.load, max_age);
+                    }
+                    entry
                 })
                 .collect();
             let spec = plan.spec.pools.iter().find(|p| *p.name == *pool.name);
@@ -161,11 +166,35 @@ fn pools(gateway: &Gateway) -> Value {
                 "version": pool.version.as_deref(),
                 "balance": spec.map(|s| s.balance),
                 "protocol": pool.protocol.as_str(),
+                "load_max_age_seconds": max_age.map(|age| age.as_secs_f64()),
                 "endpoints": endpoints,
             })
         })
         .collect();
     json!({ "pools": pools })
+}
+
+/// An endpoint's last load report as `least_queue` sees it: the gauges, how old they
+/// are, and whether they are past `max_age` (the balancer then counts in-flight
+/// requests instead). Without a report (none yet, or forgotten after failed polls),
+/// every field is null and the endpoint counts as stale.
+fn load_report(load: &crate::balance::EndpointLoad, max_age: std::time::Duration) -> Value {
+    let Some(age) = load.age() else {
+        return json!({
+            "waiting": null, "running": null, "kv_cache_usage": null,
+            "age_seconds": null, "stale": true, "source": null,
+        });
+    };
+    let gauges = load.gauges();
+    json!({
+        "waiting": gauges.waiting,
+        "running": gauges.running,
+        "kv_cache_usage": gauges.kv_usage,
+        "age_seconds": age.as_secs_f64(),
+        // A report naming KV use alone is not read for a pick either.
+        "stale": age > max_age || load.reading().is_none(),
+        "source": load.source().map(crate::balance::LoadSource::as_str),
+    })
 }
 
 /// Requests per second, error rate and latency quantiles over the last minute, per

@@ -2,7 +2,7 @@
 //! in atomics so the poller writes and every pick reads without a lock. With it, the
 //! in-flight count Junction had when the report came, to correct it until the next.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,6 +11,27 @@ use crate::llm::LoadSample;
 
 /// A stored f64 that means "not reported".
 const NONE_BITS: u64 = u64::MAX;
+
+/// Where the last report came from, for the operator reading `/api/pools`: a poll of
+/// the endpoint's metrics says everything it publishes, an ORCA header only some gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    Metrics,
+    Orca,
+}
+
+impl LoadSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadSource::Metrics => "metrics",
+            LoadSource::Orca => "orca",
+        }
+    }
+}
+
+/// `source` as stored: 0 before any report.
+const SOURCE_METRICS: u8 = 1;
+const SOURCE_ORCA: u8 = 2;
 
 /// What a pick reads of an endpoint's report.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,6 +56,8 @@ pub struct EndpointLoad {
     running: AtomicU64,
     kv_usage: AtomicU64,
     in_flight_then: AtomicU64,
+    /// `SOURCE_METRICS` or `SOURCE_ORCA`: which kind of report came last.
+    source: AtomicU8,
 }
 
 impl Default for EndpointLoad {
@@ -46,6 +69,7 @@ impl Default for EndpointLoad {
             running: AtomicU64::new(NONE_BITS),
             kv_usage: AtomicU64::new(NONE_BITS),
             in_flight_then: AtomicU64::new(0),
+            source: AtomicU8::new(0),
         }
     }
 }
@@ -65,7 +89,7 @@ impl EndpointLoad {
         store(&self.waiting, sample.waiting);
         store(&self.running, sample.running);
         store(&self.kv_usage, sample.kv_usage);
-        self.stamp(in_flight_now);
+        self.stamp(in_flight_now, SOURCE_METRICS);
     }
 
     /// A partial report (an ORCA header names only some gauges): what it says replaces
@@ -80,11 +104,12 @@ impl EndpointLoad {
         if sample.kv_usage.is_some() {
             store(&self.kv_usage, sample.kv_usage);
         }
-        self.stamp(in_flight_now);
+        self.stamp(in_flight_now, SOURCE_ORCA);
     }
 
-    fn stamp(&self, in_flight_now: u64) {
+    fn stamp(&self, in_flight_now: u64, source: u8) {
         self.in_flight_then.store(in_flight_now, Ordering::Relaxed);
+        self.source.store(source, Ordering::Relaxed);
         let now = self.epoch.elapsed().as_nanos() as u64;
         self.reported_at
             .store(now.saturating_add(1), Ordering::Relaxed);
@@ -120,6 +145,15 @@ impl EndpointLoad {
         })
     }
 
+    /// Which kind of report came last; `None` before the first.
+    pub fn source(&self) -> Option<LoadSource> {
+        match self.source.load(Ordering::Relaxed) {
+            SOURCE_METRICS => Some(LoadSource::Metrics),
+            SOURCE_ORCA => Some(LoadSource::Orca),
+            _ => None,
+        }
+    }
+
     /// The reported gauges as they are stored, for `/metrics`.
     pub fn gauges(&self) -> LoadSample {
         LoadSample {
@@ -138,6 +172,7 @@ mod tests {
     async fn reports_age_and_merge() {
         let load = EndpointLoad::default();
         assert_eq!(load.reading(), None);
+        assert_eq!(load.source(), None);
         let full = LoadSample {
             waiting: Some(3.0),
             running: Some(5.0),
@@ -156,6 +191,7 @@ mod tests {
             (3.0, 5.0, 0.5, 7)
         );
         assert_eq!(reading.age, Duration::from_millis(300));
+        assert_eq!(load.source(), Some(LoadSource::Metrics));
         // An ORCA header with the queue only keeps the rest.
         load.merge(
             &LoadSample {
@@ -169,6 +205,7 @@ mod tests {
             (reading.waiting, reading.running, reading.age),
             (1.0, 5.0, Duration::ZERO)
         );
+        assert_eq!(load.source(), Some(LoadSource::Orca));
         load.clear();
         assert_eq!(load.reading(), None);
     }

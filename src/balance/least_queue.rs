@@ -45,6 +45,10 @@ impl LeastQueue {
         }
     }
 
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// `prefix`: the hash of the request's prompt prefix, when the pool has prefix
     /// affinity and the request is a chat request.
     pub fn pick(

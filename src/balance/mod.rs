@@ -17,7 +17,7 @@ mod round_robin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use endpoint_load::{EndpointLoad, LoadReading};
+pub use endpoint_load::{EndpointLoad, LoadReading, LoadSource};
 pub use hashing::{mix64, stable_hash};
 pub use least_queue::PrefixAffinity;
 pub use p2c_ewma::PeakEwma;
@@ -97,6 +97,15 @@ impl Balancer {
             Policy::LeastQueue { max_age, affinity } => {
                 Balancer::LeastQueue(least_queue::LeastQueue::new(max_age, affinity))
             }
+        }
+    }
+
+    /// The age past which a load report is ignored, for a `least_queue` pool: shown
+    /// beside each report so that an operator sees whether the balancer reads it.
+    pub fn load_max_age(&self) -> Option<Duration> {
+        match self {
+            Balancer::LeastQueue(policy) => Some(policy.max_age()),
+            _ => None,
         }
     }
 

@@ -210,6 +210,14 @@ static CLIENT_CREDENTIALS: [HeaderName; 4] = [
     HeaderName::from_static("x-goog-api-key"),
 ];
 
+/// Whether `name` is a header clients carry a provider key in, which a pool's own
+/// credential replaces (a replay that left such a header out misses nothing then).
+pub(crate) fn is_client_credential(name: &str) -> bool {
+    CLIENT_CREDENTIALS
+        .iter()
+        .any(|known| known.as_str().eq_ignore_ascii_case(name))
+}
+
 /// Adds a pool's credential to the edits a request gets on its way to that pool: every
 /// client credential header out, then the pool's own. Last, so that it wins over a
 /// route's `request_headers`; per attempt, as a retry or fallback may change the pool.

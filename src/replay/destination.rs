@@ -1,6 +1,7 @@
 //! Where replayed requests go, and how each exchange is timed: a base URL (`--to`), or
 //! the endpoints of a config's pool, round robin, reached as the proxy reaches them (its
-//! TLS settings, its protocol). One connection per request, so no request waits on
+//! TLS settings, its protocol) and sent what the proxy sends them (its credential, its
+//! model names). One connection per request, so no request waits on
 //! another's connection and a slow reply slows only itself.
 
 use std::path::Path;
@@ -21,6 +22,9 @@ use super::report::Measurement;
 use super::request::ReplayRequest;
 use crate::inspect::flow::millis;
 use crate::llm::{ReplyKind, SseEvent, SseSplitter, UsageScanner, answer_of_json, answer_piece};
+use crate::pipeline::HeaderEdits;
+use crate::pipeline::forwarding::{add_pool_credential, is_client_credential};
+use crate::pipeline::model_map::mapped_body;
 use crate::upstream::{
     Endpoint, EndpointState, Limits, Pool, Protocol, UpstreamClient, UpstreamUrl, client_config,
 };
@@ -119,6 +123,31 @@ impl Destination {
             name: format!("pool {name} ({})", urls.join(", ")),
             client: Client::Pool(pool),
         })
+    }
+
+    /// Shapes `request` as the proxy shapes a request on its way to this pool, with the
+    /// same functions: the pool's credential in place of every client credential (a
+    /// captured key, or one given with `--header`, never reaches a provider that does not
+    /// own it), then its `model_map` on the body. A `--to` URL gets the request as it is.
+    pub fn prepare(&self, request: &mut ReplayRequest) {
+        let Client::Pool(pool) = &self.client else {
+            return;
+        };
+        if let Some(credential) = &pool.credential {
+            let mut edits = HeaderEdits::new();
+            add_pool_credential(&mut edits, credential);
+            edits.apply(&mut request.headers);
+            // The pool's own key stands in for these: nothing is missing.
+            request
+                .credentials_left_out
+                .retain(|name| !is_client_credential(name));
+        }
+        if let Some(mapped) = mapped_body(pool, &request.body) {
+            request
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(mapped.len()));
+            request.body = mapped;
+        }
     }
 
     fn client(&self) -> &UpstreamClient {

@@ -34,7 +34,8 @@ pub struct ReplayArgs {
     /// if need be.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
-    /// Send to the endpoints of this pool of --config, round robin.
+    /// Send to the endpoints of this pool of --config, round robin, with the pool's
+    /// credential (in place of the client's) and model_map, as the proxy sends them.
     #[arg(long, value_name = "NAME", requires = "config")]
     pub pool: Option<String>,
     /// The config file that names the pool.
@@ -237,7 +238,7 @@ async fn replay_flow(
     timeout: Duration,
 ) -> Row {
     let mut row = Row::new(&flow);
-    let request = match rebuild(&flow, &headers) {
+    let mut request = match rebuild(&flow, &headers) {
         Ok(request) => request,
         Err(reason) => {
             row.skipped = Some(reason);
@@ -245,6 +246,7 @@ async fn replay_flow(
         }
     };
     drop(flow);
+    destination.prepare(&mut request);
     row.credentials_left_out = request.credentials_left_out.clone();
     let exchange = destination.send(request, timeout).await;
     row.endpoint = Some(exchange.endpoint);

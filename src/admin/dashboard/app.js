@@ -377,8 +377,16 @@ function updatePools(data) {
   for (const pool of data.pools) {
     const health = (e) => e.ejected_for_ms !== null ? el("span", { class: "tag bad" }, "ejected " + Math.ceil(e.ejected_for_ms / 1000) + " s")
       : e.up ? el("span", { class: "tag ok" }, "up") : el("span", { class: "tag bad" }, "down (" + e.health_check + ")");
+    // least_queue pools: each endpoint's last load report, as the balancer reads it.
+    const load = pool.load_max_age_seconds === null || pool.load_max_age_seconds === undefined ? [] : [
+      { label: "waiting", n: 1, value: (e) => gauge(e.load.waiting) },
+      { label: "running", n: 1, value: (e) => gauge(e.load.running) },
+      { label: "KV cache", n: 1, value: (e) => e.load.kv_cache_usage === null ? "–" : (e.load.kv_cache_usage * 100).toFixed(0) + "%" },
+      { label: "load report", value: loadReport },
+    ];
     box.append(table(pool.name + (pool.version ? " · version " + pool.version : "") + " · " + (pool.balance || "") + " · " + pool.protocol, [
       { label: "endpoint", value: (e) => e.url },
+      ...load,
       { label: "health", value: health },
       { label: "weight", n: 1, value: (e) => e.weight },
       { label: "in flight", n: 1, value: (e) => e.in_flight },
@@ -392,6 +400,19 @@ function updatePools(data) {
   if ((data.tables.junction_fallback_hops_total || []).some((r) => r.value !== 0)) {
     box.append(metricTable(data, "junction_fallback_hops_total", "Fallback hops (before any byte reached the client)", ["route", "from", "to", "reason"]));
   }
+}
+
+function gauge(value) {
+  return value === null ? "–" : String(Math.round(value * 10) / 10);
+}
+
+// Age and source of a report; a stale one (past the pool's max_age) is tagged, the
+// balancer then counting in-flight requests for that endpoint.
+function loadReport(e) {
+  const r = e.load;
+  if (r.age_seconds === null) return el("span", { class: "tag bad" }, "none");
+  const text = r.age_seconds.toFixed(1) + " s ago · " + r.source;
+  return r.stale ? el("span", { class: "tag bad" }, "stale · " + text) : text;
 }
 
 // ---- metric tables ----
