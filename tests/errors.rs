@@ -196,7 +196,9 @@ fn error_type(status: u16, content_type: Option<&str>, body: &[u8]) -> String {
     let json: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {body:?}"));
     let object = json.as_object().expect("a JSON object");
-    assert_eq!(object.len(), 1, "only an `error` member: {json}");
+    // Anthropic's envelope, which OpenAI's clients read too (`error.type`, `.message`).
+    assert_eq!(object.len(), 2, "`type` and `error` members only: {json}");
+    assert_eq!(json["type"], "error", "{json}");
     let error = json["error"].as_object().expect("`error` is an object");
     let kind = error["type"].as_str().expect("`type` is a string");
     let message = error["message"].as_str().expect("`message` is a string");

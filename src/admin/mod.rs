@@ -99,7 +99,7 @@ pub async fn handle(
             Ok(()) => json_response(StatusCode::OK, &json!({ "status": "reloaded" })),
             Err(ReloadError::Invalid(errors)) => json_response(
                 StatusCode::BAD_REQUEST,
-                &json!({ "error": { "type": "invalid_config", "message": "the new config was refused; the previous one keeps serving", "errors": errors } }),
+                &json!({ "type": "error", "error": { "type": "invalid_config", "message": "the new config was refused; the previous one keeps serving", "errors": errors } }),
             ),
             Err(error) => json_error(StatusCode::CONFLICT, "reload_failed", &error.to_string()),
         },

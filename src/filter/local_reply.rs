@@ -13,9 +13,15 @@ pub struct LocalReply {
 
 impl LocalReply {
     /// A JSON error in the shape every Junction error uses:
-    /// `{"error": {"type": kind, "message": message}}`.
+    /// `{"type": "error", "error": {"type": kind, "message": message}}`. That is
+    /// Anthropic's error envelope, and OpenAI's (`error.type`, `error.message`) with one
+    /// more top-level key its clients pass over, so either API's SDK reads Junction's own
+    /// refusals as it reads its provider's.
     pub fn json_error(status: StatusCode, kind: &str, message: &str) -> Self {
-        let body = serde_json::json!({ "error": { "type": kind, "message": message } });
+        let body = serde_json::json!({
+            "type": "error",
+            "error": { "type": kind, "message": message },
+        });
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -42,6 +48,7 @@ mod tests {
             "application/json"
         );
         let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["type"], "error");
         assert_eq!(body["error"]["type"], "denied");
         assert_eq!(body["error"]["message"], "no \"entry\"");
     }

@@ -179,7 +179,7 @@ impl ProxyBody {
 
 /// The last event of an event stream the endpoint broke off, so the client learns why.
 pub(crate) fn interrupted_event(reason: &str) -> Bytes {
-    let error = serde_json::json!({ "error": { "type": "upstream_stream_interrupted", "message": reason } });
+    let error = serde_json::json!({ "type": "error", "error": { "type": "upstream_stream_interrupted", "message": reason } });
     Bytes::from(format!("event: error\ndata: {error}\n\n"))
 }
 

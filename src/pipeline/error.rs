@@ -1,6 +1,6 @@
 //! Errors the proxy itself answers with. Each knows who is to blame and its status;
 //! one exhaustive match turns it into a response with a JSON body
-//! `{"error": {"type": ..., "message": ...}}`.
+//! `{"type": "error", "error": {"type": ..., "message": ...}}`.
 
 use std::time::Duration;
 
