@@ -87,11 +87,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // --- found by this check, left for the listener-level dispatch (issue #12 item 4) ---
     (
         "server/listeners",
-        "admin",
-        "issue #12 item 4: the listener calls admin::handle; it should be handed its service",
-    ),
-    (
-        "server/listeners",
         "server/gateway",
         "issue #12 item 4: the gateway owns the running listeners, which read its plan",
     ),

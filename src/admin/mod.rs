@@ -21,7 +21,19 @@ use serde_json::{Value, json};
 
 use crate::config::spec::ConfigSpec;
 use crate::pipeline::{ProxyBody, json_error};
-use crate::server::{Gateway, ReloadError};
+use crate::server::{AdminApi, Gateway, ReloadError};
+
+/// The admin listener (served by `server`) answers with [`handle`].
+impl AdminApi for Gateway {
+    fn handle_admin(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        local: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static
+    {
+        handle(request, self, local)
+    }
+}
 
 pub async fn handle(
     request: Request<Incoming>,

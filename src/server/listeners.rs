@@ -280,6 +280,20 @@ async fn serve_http<S>(
     .await;
 }
 
+/// The admin API as its listener serves it. Declared here, where it is served, and
+/// implemented for the gateway by `admin` (a layer above), so that serving it needs no
+/// import of the layer that answers it.
+pub trait AdminApi {
+    fn handle_admin(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        local: SocketAddr,
+    ) -> impl std::future::Future<
+        Output = Result<hyper::Response<crate::pipeline::ProxyBody>, std::convert::Infallible>,
+    > + Send
+    + 'static;
+}
+
 async fn serve_admin(
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -293,7 +307,7 @@ async fn serve_admin(
         return;
     };
     let service = service_fn(move |request: hyper::Request<Incoming>| {
-        crate::admin::handle(request, gateway.clone(), local)
+        gateway.clone().handle_admin(request, local)
     });
     serve(&builder, TokioIo::new(stream), service, never_drained, None).await;
 }

@@ -9,6 +9,7 @@ mod slow_heads;
 use std::sync::Arc;
 
 pub use gateway::{Gateway, ReloadError};
+pub use listeners::AdminApi;
 
 /// The signals the process answers, caught from [`Signals::install`] on. Install them
 /// before the listeners start: a SIGHUP or SIGTERM that arrives once a listener has
