@@ -12,7 +12,7 @@ use http::Request;
 use hyper::body::Incoming;
 use support::proxy::RunningProxy;
 use support::upstream::{RunningUpstream, UpstreamReply, reply};
-use support::{TestProxy, TestUpstream, client, listeners_toml};
+use support::{TestProxy, TestUpstream, client, listeners_toml, served_by, tally};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -45,24 +45,6 @@ async fn start_upstreams(names: &[&str]) -> Vec<RunningUpstream> {
         upstreams.push(TestUpstream::named(name).start().await);
     }
     upstreams
-}
-
-/// Sends the request, expects 200, and returns which upstream answered.
-async fn served_by(request: reqwest::RequestBuilder) -> String {
-    let reply = request.send().await.expect("request through the proxy");
-    assert_eq!(reply.status(), 200);
-    let name = reply.headers()["x-upstream"].to_str().unwrap().to_string();
-    reply.bytes().await.expect("reply body");
-    name
-}
-
-/// How many requests each upstream answered.
-fn tally(names: &[String]) -> BTreeMap<&str, usize> {
-    let mut counts = BTreeMap::new();
-    for name in names {
-        *counts.entry(name.as_str()).or_default() += 1;
-    }
-    counts
 }
 
 /// The in-flight count of each endpoint of pool "p", from the admin API.

@@ -15,7 +15,7 @@ use junction::balance::SplitMix;
 use junction::server::Gateway;
 use support::proxy::RunningProxy;
 use support::upstream::{RunningUpstream, reply};
-use support::{TestProxy, TestUpstream, client, listeners_toml, parse_metrics};
+use support::{TestProxy, TestUpstream, client, listeners_toml, parse_metrics, served_by, tally};
 
 /// What an upstream's `/metrics` says, and whether it answers at all.
 struct Reported {
@@ -80,22 +80,6 @@ pool = "p"
 "#,
         listeners_toml()
     )
-}
-
-async fn served_by(request: reqwest::RequestBuilder) -> String {
-    let reply = request.send().await.expect("request through the proxy");
-    assert_eq!(reply.status(), 200);
-    let name = reply.headers()["x-upstream"].to_str().unwrap().to_string();
-    reply.bytes().await.expect("reply body");
-    name
-}
-
-fn tally(names: &[String]) -> BTreeMap<&str, usize> {
-    let mut counts = BTreeMap::new();
-    for name in names {
-        *counts.entry(name.as_str()).or_default() += 1;
-    }
-    counts
 }
 
 /// The age of each endpoint's load report, from the proxy's `/metrics`, in pool order

@@ -22,7 +22,7 @@ use junction::server::Gateway;
 use serde_json::{Value, json};
 use support::proxy::RunningProxy;
 use support::upstream::{RunningUpstream, UpstreamReply, reply};
-use support::{JunctionProcess, TestProxy, TestUpstream, client};
+use support::{JunctionProcess, TestProxy, TestUpstream, client, served_by, tally};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -116,15 +116,6 @@ async fn stable_and_candidate() -> (RunningUpstream, RunningUpstream) {
 
 // === Requests ===
 
-/// Sends the request, expects 200, and returns which upstream answered.
-async fn served_by(request: reqwest::RequestBuilder) -> String {
-    let reply = request.send().await.expect("request through the proxy");
-    assert_eq!(reply.status(), 200);
-    let name = reply.headers()["x-upstream"].to_str().unwrap().to_string();
-    reply.bytes().await.expect("reply body");
-    name
-}
-
 /// Sends every request (16 at a time) and returns who served each, in input order.
 async fn serve_all(requests: Vec<reqwest::RequestBuilder>) -> Vec<String> {
     let mut served: Vec<(usize, String)> = stream::iter(requests.into_iter().enumerate())
@@ -134,14 +125,6 @@ async fn serve_all(requests: Vec<reqwest::RequestBuilder>) -> Vec<String> {
         .await;
     served.sort();
     served.into_iter().map(|(_, name)| name).collect()
-}
-
-fn tally(names: &[String]) -> BTreeMap<&str, usize> {
-    let mut counts = BTreeMap::new();
-    for name in names {
-        *counts.entry(name.as_str()).or_default() += 1;
-    }
-    counts
 }
 
 /// Requests forced to v2 and following the split, one after the other, until aborted.

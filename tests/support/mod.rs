@@ -35,6 +35,24 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// Sends the request, expects 200, and returns which upstream answered (`x-upstream`).
+pub async fn served_by(request: reqwest::RequestBuilder) -> String {
+    let reply = request.send().await.expect("request through the proxy");
+    assert_eq!(reply.status(), 200);
+    let name = reply.headers()["x-upstream"].to_str().unwrap().to_string();
+    reply.bytes().await.expect("reply body");
+    name
+}
+
+/// How many requests each upstream answered.
+pub fn tally(names: &[String]) -> std::collections::BTreeMap<&str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for name in names {
+        *counts.entry(name.as_str()).or_default() += 1;
+    }
+    counts
+}
+
 /// A reqwest client that never uses a system proxy and keeps connections alive.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
