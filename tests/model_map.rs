@@ -129,7 +129,7 @@ async fn a_retry_to_another_pool_sends_that_pools_name() {
 /// A chunked request body, held whole and sent on with its length, is renamed too.
 #[tokio::test]
 async fn a_chunked_body_is_renamed_and_sent_with_its_length() {
-    use support::raw_http::{HOST, RawClient};
+    use support::raw_http::{RawClient, chunked_json_post};
     for travel in Travel::ALL {
         let (upstream, received) = recording("p", 200).await;
         let extra = Extra {
@@ -137,13 +137,7 @@ async fn a_chunked_body_is_renamed_and_sent_with_its_length() {
             ..Extra::default()
         };
         let proxy = start(travel, &[upstream.url()], &extra).await;
-        let (first, rest) = BODY.split_at(40);
-        let request = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
-             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
-            first.len(),
-            rest.len()
-        );
+        let request = chunked_json_post("/v1/chat/completions", BODY, 40);
         let mut raw = RawClient::connect(&proxy).await;
         raw.send(request.as_bytes()).await;
         assert_eq!(raw.response("POST").await.status, 200, "{travel:?}");

@@ -666,7 +666,7 @@ async fn a_fallback_to_an_anthropic_pool_translates_that_attempt_only() {
 /// for the translation.
 #[tokio::test]
 async fn a_streamed_request_body_is_read_whole_to_be_translated() {
-    use support::raw_http::{HOST, RawClient};
+    use support::raw_http::{RawClient, chunked_json_post};
     let dir = tempfile::tempdir().unwrap();
     let answer = fixture_json("response_anthropic_text.json");
     for travel in Travel::ALL {
@@ -681,13 +681,7 @@ async fn a_streamed_request_body_is_read_whole_to_be_translated() {
         let proxy = start(travel, &[upstream.url()], &extra).await;
         let body =
             r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"#;
-        let (first, rest) = body.split_at(20);
-        let request = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
-             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
-            first.len(),
-            rest.len()
-        );
+        let request = chunked_json_post("/v1/chat/completions", body, 20);
         let mut raw = RawClient::connect(&proxy).await;
         raw.send(request.as_bytes()).await;
         assert_eq!(raw.response("POST").await.status, 200, "{travel:?}");

@@ -45,6 +45,17 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
+/// A JSON POST to `path` whose body goes as two chunks, cut at `cut`.
+pub fn chunked_json_post(path: &str, body: &str, cut: usize) -> String {
+    let (first, rest) = body.split_at(cut);
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+        first.len(),
+        rest.len()
+    )
+}
+
 pub fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
