@@ -858,7 +858,7 @@ impl Connection {
             response_edits.append(&http::header::TRANSFER_ENCODING, chunked);
         }
         if !response_edits.is_empty() {
-            reply::apply_edits(&mut self.client_reply, &response_edits);
+            reply::apply_edits(&mut self.client_reply, &response_edits, reply.names);
         }
         let event_stream = reply.kind == ReplyKind::EventStream;
         reply::record_head(&mut exchange, &self.client_reply, event_stream);

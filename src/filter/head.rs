@@ -299,11 +299,12 @@ impl HeaderEdits {
         }
     }
 
-    /// Whether the edits remove or replace any header (rather than only add lines).
-    pub fn replaces_any(&self) -> bool {
-        self.edits
-            .iter()
-            .any(|(_, edit)| !matches!(edit, Edit::Append(_)))
+    /// Whether the edits remove or replace any header (rather than only add lines)
+    /// whose name `may_be_there` allows.
+    pub fn replaces_any(&self, may_be_there: impl Fn(&[u8]) -> bool) -> bool {
+        self.edits.iter().any(|(name, edit)| {
+            !matches!(edit, Edit::Append(_)) && may_be_there(name.as_str().as_bytes())
+        })
     }
 }
 
