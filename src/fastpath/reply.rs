@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
-use super::request::put_header;
+use super::request::{put_header, put_line};
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 pub use crate::normalize::response::Framing;
@@ -196,17 +196,18 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     }
     out.extend_from_slice(b"\r\n");
     let mut names = NameLengths::default();
-    let mut put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
-        names.add(name);
-        put_header(out, name, value);
-    };
     for header in response.headers.iter() {
         let name = header.name.as_bytes();
         if drops(name, header.value, client, &tokens) {
             continue;
         }
-        put(out, name, header.value);
+        names.add(name);
+        put_line(out, buf, name, header.value);
     }
+    let mut put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        names.add(name);
+        put_header(out, name, value);
+    };
     match reply.framing {
         Framing::Chunked | Framing::UntilClose => {
             put(out, b"transfer-encoding", b"chunked");
