@@ -244,7 +244,7 @@ pub struct RequestCtx {
     /// Token usage the model server reported (set before `on_done`).
     pub usage: Option<crate::llm::Usage>,
     /// What the rate limits reserved, settled when the request ends.
-    pub holds: Vec<BudgetHold>,
+    pub holds: smallvec::SmallVec<[BudgetHold; 1]>,
 }
 
 impl RequestCtx {
@@ -261,7 +261,7 @@ impl RequestCtx {
             prompt_estimate: None,
             max_tokens: None,
             usage: None,
-            holds: Vec::new(),
+            holds: smallvec::SmallVec::new(),
         }
     }
 
