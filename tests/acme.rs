@@ -6,12 +6,14 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use junction::acme::{Acme, AcmeResolver, AcmeSettings, Challenge, Outcome, Published};
-use support::pebble::Pebble;
+use junction::acme::{ACME_TLS_ALPN, Acme, AcmeResolver, AcmeSettings, Challenge, Outcome};
+use support::pebble::{Pebble, free_port};
 use support::{TestProxy, TestUpstream, client, listeners_toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -51,48 +53,106 @@ fn settings(pebble: &Pebble, storage: &std::path::Path) -> AcmeSettings {
     }
 }
 
-/// Serves one HTTPS request with the published certificate and returns what a client
-/// trusting only `root` (pebble's issuer) got for `name`: the handshake verifies the
-/// chain and the name.
-async fn fetch_over_tls(published: &Arc<Published>, root: &str, name: &str) -> String {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(AcmeResolver::new(published.clone())));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.unwrap();
-        let mut head = [0u8; 1024];
-        let _ = tls.read(&mut head).await.unwrap();
-        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello")
-            .await
+/// An HTTPS server on the resolver of an `acme` section, as a TLS listener would use
+/// it: ALPN `acme-tls/1` connections (TLS-ALPN-01 checks) are counted and closed after
+/// the handshake; others get `hello`.
+struct TlsServer {
+    addr: SocketAddr,
+    acme_tls_handshakes: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A socket for a `TlsServer` whose resolver is not made yet (pebble needs the port
+/// first, the resolver needs pebble's directory).
+struct BoundTls(tokio::net::TcpListener);
+
+impl BoundTls {
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    async fn serve(self, resolver: AcmeResolver) -> TlsServer {
+        TlsServer::on(self.0, resolver)
+    }
+}
+
+impl TlsServer {
+    async fn start_later() -> BoundTls {
+        BoundTls(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    async fn start(resolver: AcmeResolver) -> TlsServer {
+        Self::start_later().await.serve(resolver).await
+    }
+
+    fn on(listener: tokio::net::TcpListener, resolver: AcmeResolver) -> TlsServer {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+        config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let addr = listener.local_addr().unwrap();
+        let acme_tls_handshakes = Arc::new(AtomicUsize::new(0));
+        let counted = acme_tls_handshakes.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = tls.shutdown().await;
+                        return;
+                    }
+                    let mut head = [0u8; 1024];
+                    let _ = tls.read(&mut head).await;
+                    let reply =
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+                    let _ = tls.write_all(reply).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsServer {
+            addr,
+            acme_tls_handshakes,
+            task,
+        }
+    }
+
+    /// What a client trusting only `root` (pebble's issuer) gets for `name`: the
+    /// handshake verifies the chain and the name.
+    async fn fetch(&self, root: &str, name: &str) -> String {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+            .resolve(name, self.addr)
+            .build()
             .unwrap();
-        let _ = tls.shutdown().await;
-    });
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
-        .resolve(name, addr)
-        .build()
-        .unwrap();
-    let url = format!("https://{name}:{}/", addr.port());
-    let body = client.get(url).send().await.unwrap().text().await.unwrap();
-    server.await.unwrap();
-    body
+        let url = format!("https://{name}:{}/", self.addr.port());
+        client.get(url).send().await.unwrap().text().await.unwrap()
+    }
 }
 
 #[tokio::test]
 async fn http01_issuance_through_the_gateway_then_a_restart_reuses_the_stored_certificate() {
     let (proxy, upstream) = gateway().await;
-    let pebble = Pebble::start(proxy.addr("public").port(), None).await;
+    let pebble = Pebble::start(proxy.addr("public").port(), free_port(), None).await;
     let storage = tempfile::tempdir().unwrap();
     let settings = settings(&pebble, &storage.path().join("acme"));
 
@@ -110,8 +170,9 @@ async fn http01_issuance_through_the_gateway_then_a_restart_reuses_the_stored_ce
     assert!(proxy.gateway.acme_answers().is_empty());
 
     let root = pebble.issuer_root().await;
+    let server = TlsServer::start(acme.resolver()).await;
     for name in DOMAINS {
-        assert_eq!(fetch_over_tls(acme.published(), &root, name).await, "hello");
+        assert_eq!(server.fetch(&root, name).await, "hello");
     }
 
     // Account, chain and key are on disk, readable by the owner only.
@@ -160,7 +221,8 @@ async fn a_token_nobody_ordered_goes_to_the_routes() {
 async fn renewal_at_two_thirds_of_the_lifetime_publishes_and_stores_a_new_certificate() {
     let (proxy, _upstream) = gateway().await;
     // Pebble issues certificates valid for 12 s: renewal is due 8 s in.
-    let pebble = Pebble::start(proxy.addr("public").port(), Some(Duration::from_secs(12))).await;
+    let validity = Some(Duration::from_secs(12));
+    let pebble = Pebble::start(proxy.addr("public").port(), free_port(), validity).await;
     let storage = tempfile::tempdir().unwrap();
     let settings = settings(&pebble, storage.path());
     let acme = Acme::new(settings.clone(), proxy.gateway.acme_answers().clone());
@@ -199,8 +261,33 @@ async fn renewal_at_two_thirds_of_the_lifetime_publishes_and_stores_a_new_certif
         std::fs::read_to_string(storage.path().join(format!("{}.chain.pem", DOMAINS[0]))).unwrap();
     assert_eq!(stored, second.chain_pem);
     let root = pebble.issuer_root().await;
-    assert_eq!(
-        fetch_over_tls(acme.published(), &root, DOMAINS[1]).await,
-        "hello"
-    );
+    let server = TlsServer::start(acme.resolver()).await;
+    assert_eq!(server.fetch(&root, DOMAINS[1]).await, "hello");
+}
+
+#[tokio::test]
+async fn tls_alpn01_issuance_through_the_resolver() {
+    let (proxy, upstream) = gateway().await;
+    let storage = tempfile::tempdir().unwrap();
+    // HTTP-01 would go to a port nobody listens on: only the TLS-ALPN-01 answer can pass.
+    let bound = TlsServer::start_later().await;
+    let pebble = Pebble::start(free_port(), bound.port(), None).await;
+    let mut settings = settings(&pebble, storage.path());
+    settings.challenge = Challenge::TlsAlpn01;
+    let acme = Acme::new(settings, proxy.gateway.acme_answers().clone());
+    let server = bound.serve(acme.resolver()).await;
+
+    let outcome = tokio::time::timeout(Duration::from_secs(60), acme.ensure())
+        .await
+        .expect("issued within a minute")
+        .expect("issued");
+    assert_eq!(outcome, Outcome::Obtained);
+    let checks = server.acme_tls_handshakes.load(Ordering::SeqCst);
+    assert!(checks >= DOMAINS.len(), "{checks} acme-tls/1 handshakes");
+    assert_eq!(upstream.requests(), 0);
+    assert!(proxy.gateway.acme_answers().is_empty());
+    let root = pebble.issuer_root().await;
+    for name in DOMAINS {
+        assert_eq!(server.fetch(&root, name).await, "hello");
+    }
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::AcmeError;
+use super::tls_alpn::{ACME_TLS_ALPN, TlsAlpnAnswers};
 
 /// A certificate chain and its key, checked to fit together, ready for rustls.
 pub struct Issued {
@@ -151,21 +152,30 @@ impl Published {
 }
 
 /// A rustls certificate resolver serving the published certificate: what a TLS
-/// listener configured with `acme` puts in its `ServerConfig`. Before the first
-/// certificate is issued it has none, and handshakes fail.
+/// listener configured with `acme` puts in its `ServerConfig` (from `Acme::resolver`).
+/// A client offering ALPN `acme-tls/1` gets the TLS-ALPN-01 challenge certificate for
+/// its server name instead, or no certificate when none is pending. Before the first
+/// certificate is issued there is none, and handshakes fail.
 #[derive(Debug, Clone)]
 pub struct AcmeResolver {
     published: Arc<Published>,
+    alpn: Arc<TlsAlpnAnswers>,
 }
 
 impl AcmeResolver {
-    pub fn new(published: Arc<Published>) -> Self {
-        Self { published }
+    pub(super) fn new(published: Arc<Published>, alpn: Arc<TlsAlpnAnswers>) -> Self {
+        Self { published, alpn }
     }
 }
 
 impl ResolvesServerCert for AcmeResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme_tls = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if acme_tls {
+            return self.alpn.get(hello.server_name()?);
+        }
         self.published.current().map(|i| i.certified.clone())
     }
 }

@@ -11,8 +11,10 @@ use instant_acme::{
 };
 use tokio::task::JoinHandle;
 
+use super::http01::Pending;
 use super::store::{Storage, StoredAccount};
-use super::{AcmeError, AcmeSettings, Challenge, Http01Answers, Issued, Published};
+use super::tls_alpn::{AlpnPending, TlsAlpnAnswers};
+use super::{AcmeError, AcmeResolver, AcmeSettings, Challenge, Http01Answers, Issued, Published};
 
 /// First wait after a failed attempt; it doubles up to `RETRY_MAX`.
 const RETRY_FIRST: Duration = Duration::from_secs(30);
@@ -35,6 +37,8 @@ pub struct Acme {
     settings: AcmeSettings,
     storage: Storage,
     answers: Arc<Http01Answers>,
+    /// This section's TLS-ALPN-01 certificates, served by its resolver.
+    alpn: Arc<TlsAlpnAnswers>,
     published: Arc<Published>,
     /// Loaded or created on first use: a restart that reuses its stored certificate
     /// does not talk to the ACME server at all.
@@ -49,6 +53,7 @@ impl Acme {
             storage: Storage::new(&settings.storage, &settings.domains),
             settings,
             answers,
+            alpn: TlsAlpnAnswers::new(),
             published: Published::new(),
             account: tokio::sync::Mutex::new(None),
         })
@@ -56,6 +61,12 @@ impl Acme {
 
     pub fn published(&self) -> &Arc<Published> {
         &self.published
+    }
+
+    /// The rustls resolver for the listener that serves these domains: the published
+    /// certificate, and TLS-ALPN-01 challenge certificates while an order needs them.
+    pub fn resolver(&self) -> AcmeResolver {
+        AcmeResolver::new(self.published.clone(), self.alpn.clone())
     }
 
     pub fn settings(&self) -> &AcmeSettings {
@@ -119,9 +130,6 @@ impl Acme {
 
     /// Orders a certificate for the domains, stores and publishes it.
     pub async fn obtain(&self) -> Result<Arc<Issued>, AcmeError> {
-        if self.settings.challenge != Challenge::Http01 {
-            return Err(AcmeError::Unsupported(self.settings.challenge.name()));
-        }
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings
@@ -130,34 +138,42 @@ impl Acme {
             .map(|d| Identifier::Dns(d.clone()))
             .collect();
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
-        // Tokens are answered until the order is ready or has failed, then withdrawn.
+        // Answers are served until the order is ready or has failed, then withdrawn.
         let mut answering = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization?;
+            let identifier = authorization.identifier().to_string();
             match authorization.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
                 status => {
                     return Err(AcmeError::Authorization {
-                        identifier: authorization.identifier().to_string(),
+                        identifier,
                         status: format!("{status:?}"),
                     });
                 }
             }
-            let identifier = authorization.identifier().to_string();
-            let mut challenge =
-                authorization
-                    .challenge(ChallengeType::Http01)
-                    .ok_or(AcmeError::NoChallenge {
-                        challenge: Challenge::Http01.name(),
-                        identifier,
-                    })?;
+            let kind = match self.settings.challenge {
+                Challenge::Http01 => ChallengeType::Http01,
+                Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            };
+            let no_challenge = AcmeError::NoChallenge {
+                challenge: self.settings.challenge.name(),
+                identifier: identifier.clone(),
+            };
+            let mut challenge = authorization.challenge(kind).ok_or(no_challenge)?;
             let key_authorization = challenge.key_authorization();
-            answering.push(
-                self.answers
-                    .insert(&challenge.token, key_authorization.as_str()),
-            );
+            answering.push(match self.settings.challenge {
+                Challenge::Http01 => Answering::Http01(
+                    self.answers
+                        .insert(&challenge.token, key_authorization.as_str()),
+                ),
+                Challenge::TlsAlpn01 => Answering::TlsAlpn01(
+                    self.alpn
+                        .insert(&identifier, key_authorization.digest().as_ref())?,
+                ),
+            });
             challenge.set_ready().await?;
         }
         let status = order.poll_ready(&RetryPolicy::default()).await?;
@@ -230,6 +246,13 @@ impl Acme {
             None => Account::builder()?,
         })
     }
+}
+
+/// An answer served while its order is in flight; dropping it withdraws it.
+#[derive(Debug)]
+enum Answering {
+    Http01(#[allow(dead_code)] Pending),
+    TlsAlpn01(#[allow(dead_code)] AlpnPending),
 }
 
 async fn sleep_until(due: SystemTime) {

@@ -1,26 +1,29 @@
 //! ACME (RFC 8555): certificates obtained from a directory (Let's Encrypt, a private CA,
 //! pebble in tests), kept in a storage directory, reused on restart and renewed in the
 //! background at two thirds of their lifetime. HTTP-01 tokens are answered by every
-//! gateway listener through [`Http01Answers`]; a TLS listener serves the certificate
-//! through [`AcmeResolver`] (docs/acme.md).
+//! gateway listener through [`Http01Answers`]; a TLS listener serves the certificate,
+//! and TLS-ALPN-01 challenge certificates, through [`AcmeResolver`] (docs/acme.md).
 
 mod http01;
 mod issued;
 mod manager;
 mod store;
+mod tls_alpn;
 
 use std::path::PathBuf;
 
 pub use http01::{CHALLENGE_PREFIX, Http01Answers, Pending};
 pub use issued::{AcmeResolver, Issued, Published};
 pub use manager::{Acme, Outcome};
+pub use tls_alpn::{ACME_TLS_ALPN, TlsAlpnAnswers};
 
 /// How the ACME server is to check that we hold a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Challenge {
     /// A token served over plain HTTP on port 80 (`/.well-known/acme-challenge/…`).
     Http01,
-    /// A self-signed certificate served on port 443 for ALPN `acme-tls/1` (RFC 8737).
+    /// A self-signed certificate served on port 443 for ALPN `acme-tls/1` (RFC 8737):
+    /// the listener's resolver answers it (`Acme::resolver`).
     TlsAlpn01,
 }
 
@@ -67,6 +70,4 @@ pub enum AcmeError {
     },
     #[error("order ended {0}")]
     Order(String),
-    #[error("the {0} challenge is not built yet")]
-    Unsupported(&'static str),
 }

@@ -45,13 +45,7 @@ pub fn compile_acme(
     let domains = check_domains(&spec.domains, &format!("{path}.domains"), errors);
     let challenge = match spec.challenge.as_deref() {
         None | Some("http-01") => Challenge::Http01,
-        Some("tls-alpn-01") => {
-            errors.push((
-                format!("{path}.challenge"),
-                "tls-alpn-01 is not built yet; use \"http-01\"".into(),
-            ));
-            Challenge::TlsAlpn01
-        }
+        Some("tls-alpn-01") => Challenge::TlsAlpn01,
         Some(other) => {
             errors.push((
                 format!("{path}.challenge"),
@@ -239,14 +233,19 @@ ca = "/nonexistent/root.pem"
     }
 
     #[test]
-    fn tls_alpn_01_is_refused_until_built() {
-        let (settings, errors) = compile(
-            r#"
+    fn the_challenge_is_one_of_two() {
+        let section = |challenge: &str| {
+            format!(
+                r#"
 [[listeners]]
 [listeners.tls]
-acme = { directory = "https://a.example/d", domains = ["a.example"], storage = "s", challenge = "tls-alpn-01" }
-"#,
-        );
+acme = {{ directory = "https://a.example/d", domains = ["a.example"], storage = "s", challenge = "{challenge}" }}
+"#
+            )
+        };
+        let (settings, _) = compile(&section("tls-alpn-01"));
+        assert_eq!(settings.unwrap().challenge, Challenge::TlsAlpn01);
+        let (settings, errors) = compile(&section("dns-01"));
         assert!(settings.is_none());
         assert_eq!(errors[0].0, "listeners[0].tls.acme.challenge");
     }

@@ -29,7 +29,7 @@ impl Drop for Pebble {
 }
 
 /// A port free on 127.0.0.1 right now (pebble's config needs one written down).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -37,9 +37,10 @@ fn free_port() -> u16 {
 }
 
 impl Pebble {
-    /// Starts pebble validating HTTP-01 on `http_port` of 127.0.0.1, issuing
-    /// certificates valid for `validity` (pebble's default, 5 years, when `None`).
-    pub async fn start(http_port: u16, validity: Option<Duration>) -> Pebble {
+    /// Starts pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port` of
+    /// 127.0.0.1, issuing certificates valid for `validity` (pebble's default, 5 years,
+    /// when `None`).
+    pub async fn start(http_port: u16, tls_port: u16, validity: Option<Duration>) -> Pebble {
         let dir = tempfile::tempdir().expect("tempdir");
         // The HTTPS certificate of pebble's own API: a CA of ours, a leaf for 127.0.0.1.
         let ca_key = KeyPair::generate().expect("key");
@@ -67,7 +68,7 @@ impl Pebble {
                 "certificate": dir.path().join("api-cert.pem"),
                 "privateKey": dir.path().join("api-key.pem"),
                 "httpPort": http_port,
-                "tlsPort": free_port(),
+                "tlsPort": tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
             }
