@@ -291,3 +291,67 @@ async fn tls_alpn01_issuance_through_the_resolver() {
         assert_eq!(server.fetch(&root, name).await, "hello");
     }
 }
+
+#[tokio::test]
+async fn a_stored_certificate_that_no_longer_fits_is_ordered_again_with_the_stored_account() {
+    let (proxy, _upstream) = gateway().await;
+    let pebble = Pebble::start(proxy.addr("public").port(), free_port(), None).await;
+    let storage = tempfile::tempdir().unwrap();
+    let answers = proxy.gateway.acme_answers();
+    let mut settings = settings(&pebble, storage.path());
+    settings.domains.truncate(1);
+    let first = Acme::new(settings.clone(), answers.clone());
+    assert_eq!(first.ensure().await.unwrap(), Outcome::Obtained);
+    let account_files = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, String)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("account-"))
+            .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let account = account_files(storage.path());
+    assert_eq!(account.len(), 1);
+
+    // A second name: the stored certificate does not cover it.
+    settings.domains = DOMAINS.iter().map(|d| d.to_string()).collect();
+    let wider = Acme::new(settings.clone(), answers.clone());
+    assert_eq!(wider.ensure().await.unwrap(), Outcome::Obtained);
+    assert!(
+        wider
+            .published()
+            .current()
+            .unwrap()
+            .covers(&settings.domains)
+    );
+
+    // A damaged chain file: logged, ordered anew, not fatal.
+    let chain = storage.path().join(format!("{}.chain.pem", DOMAINS[0]));
+    std::fs::write(&chain, "not a certificate").unwrap();
+    let repaired = Acme::new(settings.clone(), answers.clone());
+    assert_eq!(repaired.ensure().await.unwrap(), Outcome::Obtained);
+    let again = Acme::new(settings, answers.clone());
+    assert_eq!(again.ensure().await.unwrap(), Outcome::Reused);
+
+    // Every order was placed with the one stored account.
+    assert_eq!(account_files(storage.path()), account);
+}
+
+#[tokio::test]
+async fn an_unreachable_acme_server_is_an_error_not_a_panic() {
+    let storage = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        directory: format!("https://127.0.0.1:{}/dir", free_port()),
+        email: None,
+        domains: vec![DOMAINS[0].to_string()],
+        challenge: Challenge::Http01,
+        storage: storage.path().to_path_buf(),
+        ca: None,
+    };
+    let acme = Acme::new(settings, junction::acme::Http01Answers::new());
+    let error = acme.ensure().await.unwrap_err();
+    assert!(error.to_string().starts_with("ACME server"), "{error}");
+    assert!(acme.published().current().is_none());
+}

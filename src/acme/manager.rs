@@ -165,14 +165,16 @@ impl Acme {
             let mut challenge = authorization.challenge(kind).ok_or(no_challenge)?;
             let key_authorization = challenge.key_authorization();
             answering.push(match self.settings.challenge {
-                Challenge::Http01 => Answering::Http01(
-                    self.answers
+                Challenge::Http01 => Answering::Http01 {
+                    _token: self
+                        .answers
                         .insert(&challenge.token, key_authorization.as_str()),
-                ),
-                Challenge::TlsAlpn01 => Answering::TlsAlpn01(
-                    self.alpn
+                },
+                Challenge::TlsAlpn01 => Answering::TlsAlpn01 {
+                    _certificate: self
+                        .alpn
                         .insert(&identifier, key_authorization.digest().as_ref())?,
-                ),
+                },
             });
             challenge.set_ready().await?;
         }
@@ -251,8 +253,8 @@ impl Acme {
 /// An answer served while its order is in flight; dropping it withdraws it.
 #[derive(Debug)]
 enum Answering {
-    Http01(#[allow(dead_code)] Pending),
-    TlsAlpn01(#[allow(dead_code)] AlpnPending),
+    Http01 { _token: Pending },
+    TlsAlpn01 { _certificate: AlpnPending },
 }
 
 async fn sleep_until(due: SystemTime) {
