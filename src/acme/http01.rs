@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -14,6 +15,10 @@ pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 #[derive(Default)]
 pub struct Http01Answers {
     tokens: ArcSwap<HashMap<Box<str>, Arc<str>>>,
+    /// How many tokens are pending: what every request checks, one relaxed load, before
+    /// anything else. A token is in the map before it counts, and it is announced to the
+    /// ACME server only after.
+    pending: AtomicUsize,
 }
 
 impl std::fmt::Debug for Http01Answers {
@@ -34,26 +39,25 @@ impl Http01Answers {
     /// token of an order in flight. Anything else (other paths, unknown tokens) is
     /// not ACME's: the request goes on to the routes.
     pub fn answer(&self, path: &str) -> Option<Arc<str>> {
-        let token = path.strip_prefix(CHALLENGE_PREFIX)?;
-        let tokens = self.tokens.load();
-        if tokens.is_empty() {
+        if self.pending.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        tokens.get(token).cloned()
+        let token = path.strip_prefix(CHALLENGE_PREFIX)?;
+        self.tokens.load().get(token).cloned()
     }
 
     /// Whether a raw request target (as the HTTP/1.1 engine holds it, before any
     /// normalisation) asks for a pending token: the engine then leaves the request to
     /// the full pipeline, which answers it. Cheap when nothing is pending.
     pub fn wants(&self, target: &[u8]) -> bool {
-        let tokens = self.tokens.load();
-        if tokens.is_empty() {
+        if self.pending.load(Ordering::Relaxed) == 0 {
             return false;
         }
         let Some(rest) = target.strip_prefix(CHALLENGE_PREFIX.as_bytes()) else {
             return false;
         };
         let token = rest.split(|&b| b == b'?').next().unwrap_or(rest);
+        let tokens = self.tokens.load();
         std::str::from_utf8(token).is_ok_and(|t| tokens.contains_key(t))
     }
 
@@ -65,6 +69,7 @@ impl Http01Answers {
             tokens.insert(Box::from(token), authorization.clone());
             tokens
         });
+        self.pending.fetch_add(1, Ordering::Release);
         Pending {
             answers: self.clone(),
             token: Box::from(token),
@@ -72,6 +77,7 @@ impl Http01Answers {
     }
 
     fn remove(&self, token: &str) {
+        self.pending.fetch_sub(1, Ordering::Release);
         self.tokens.rcu(|tokens| {
             let mut tokens = HashMap::clone(tokens);
             tokens.remove(token);

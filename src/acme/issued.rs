@@ -179,3 +179,45 @@ impl ResolvesServerCert for AcmeResolver {
         self.published.current().map(|i| i.certified.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair, date_time_ymd};
+
+    fn certificate(names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.not_before = date_time_ymd(2026, 1, 1);
+        params.not_after = date_time_ymd(2026, 4, 1);
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn renewal_is_due_two_thirds_into_the_lifetime() {
+        let (chain, key) = certificate(&["a.example.com", "B.example.com"]);
+        let issued = Issued::from_pem(chain, key).unwrap();
+        // 2026-01-01 to 2026-04-01 is 90 days: due 60 days in, on 2026-03-02.
+        let due = issued.not_before + Duration::from_secs(60 * 86_400);
+        assert_eq!(issued.renew_at(), due);
+        assert!(issued.covers(&["b.example.com".into(), "A.EXAMPLE.COM".into()]));
+        assert!(!issued.covers(&["a.example.com".into(), "c.example.com".into()]));
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_or_bad_pem_is_refused() {
+        let (chain, _) = certificate(&["a.example.com"]);
+        let (_, other_key) = certificate(&["a.example.com"]);
+        for (chain, key) in [
+            (chain.clone(), other_key.clone()),
+            ("garbage".into(), other_key),
+            (chain, "garbage".into()),
+        ] {
+            assert!(matches!(
+                Issued::from_pem(chain, key),
+                Err(AcmeError::BadCertificate(_))
+            ));
+        }
+    }
+}
