@@ -347,11 +347,14 @@ fn compile_listeners(
             }
         }
         let tls = listener.tls.as_ref().and_then(|tls| {
-            let cert = resolve(base, &tls.cert);
-            let key = resolve(base, &tls.key);
-            super::tls::server_config(&cert, &key)
-                .map_err(|(key, message)| errors.push((format!("{path}.tls.{key}"), message)))
-                .ok()
+            super::tls::compile_listener_tls(
+                &listener.name,
+                tls,
+                base,
+                &format!("{path}.tls"),
+                errors,
+            )
+            .map(Arc::new)
         });
         let trusted_proxies = parse_cidrs(
             &listener.trusted_proxies,

@@ -39,7 +39,7 @@ pub use crate::routing::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener
 /// `[[egress]]` listener, the forward proxy.
 pub struct ListenerPlan {
     pub bind: SocketAddr,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<crate::tls::ListenerTls>>,
     pub max_connections_per_client: Option<u32>,
     pub gateway: Arc<GatewayListener>,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.

@@ -278,6 +278,22 @@ pub struct AuditSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
+    /// One certificate chain (PEM): the short form of `certs = [{ cert, key }]`.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Certificates picked by the client's SNI (an ECDSA and an RSA one may share names).
+    #[serde(default)]
+    pub certs: Vec<CertSpec>,
+    /// The name whose certificate answers clients that send no name or an unknown one
+    /// (default: the first certificate).
+    pub default: Option<String>,
+    /// How often the certificate files are looked at for changes (default "10s"; "off").
+    pub watch: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
     pub cert: String,
     pub key: String,
 }

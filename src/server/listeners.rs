@@ -155,7 +155,7 @@ async fn serve_proxy(
     let Some(listener) = plan.listener(&name) else {
         return;
     };
-    let tls = listener.tls.clone();
+    let tls = listener.tls.as_ref().map(|tls| tls.config.clone());
     let header_read_timeout = listener.header_read_timeout;
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod browser;
+pub mod certs;
 pub mod exits;
 pub mod guarded;
 pub mod process;
