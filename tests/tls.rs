@@ -7,7 +7,10 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use support::certs::{Leaf, Offer, TestCa, https_client, served_cert, verified_handshake};
+use support::certs::{
+    Leaf, Offer, TestCa, get_over, https_client, peer_leaf, served_cert, tls_connect,
+    verified_handshake,
+};
 use support::raw_http::within;
 use support::{TestProxy, TestUpstream};
 
@@ -236,4 +239,199 @@ async fn certificate_errors_name_the_key_and_the_file() {
         assert!(error.message.contains(words), "{errors}");
         assert!(error.line.is_some(), "{errors}");
     }
+}
+
+/// The `junction_tls_certificate_reloads_total` count of listener "public" for `outcome`.
+async fn reloads(proxy: &support::proxy::RunningProxy, outcome: &str) -> f64 {
+    let metrics = support::parse_metrics(&proxy.metrics_text().await);
+    let series = format!(
+        "junction_tls_certificate_reloads_total{{listener=\"public\",outcome=\"{outcome}\"}}"
+    );
+    metrics.get(&series).copied().unwrap_or(0.0)
+}
+
+/// Polls until `condition` holds (the watcher runs every 50ms); panics after 10s.
+async fn until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(what, async {
+        while !condition().await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_replaced_certificate_reaches_new_connections_while_open_ones_keep_theirs() {
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let old = ca.leaf(&["a.test"]);
+    let tls = format!(
+        "{{ certs = [{}], watch = \"50ms\" }}",
+        entry(dir.path(), &old, "a")
+    );
+    let proxy = TestProxy::from_toml(&config(&tls, &upstream.url()))
+        .start()
+        .await;
+    let addr = proxy.addr("public");
+    let mut open = tls_connect(addr, Some("a.test"), Offer::All).await.unwrap();
+    assert_eq!(peer_leaf(&open), old.der);
+
+    let new = ca.leaf(&["a.test"]);
+    new.write(dir.path(), "a");
+    until("the new certificate is served", || async {
+        served_cert(addr, Some("a.test"), Offer::All).await.unwrap() == new.der
+    })
+    .await;
+    assert_eq!(reloads(&proxy, "reloaded").await, 1.0);
+    // The connection opened before still works, on its old certificate.
+    let head = within("answer", get_over(&mut open, "a.test", "/")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(peer_leaf(&open), old.der);
+}
+
+#[tokio::test]
+async fn a_broken_certificate_file_is_refused_and_counted_and_the_old_one_keeps_serving() {
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let old = ca.leaf(&["a.test"]);
+    let tls = format!(
+        "{{ certs = [{}], watch = \"50ms\" }}",
+        entry(dir.path(), &old, "a")
+    );
+    let proxy = TestProxy::from_toml(&config(&tls, &upstream.url()))
+        .start()
+        .await;
+    let addr = proxy.addr("public");
+
+    std::fs::write(
+        dir.path().join("a.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+    )
+    .unwrap();
+    until("the broken file is refused", || async {
+        reloads(&proxy, "refused").await >= 1.0
+    })
+    .await;
+    assert_eq!(served(addr, Some("a.test")).await, old.der);
+    let client = https_client(&ca.pem(), &["a.test"], addr);
+    let reply = client
+        .get(format!("https://a.test:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+
+    // A key that belongs to another certificate is refused too.
+    let other = ca.leaf(&["a.test"]);
+    std::fs::write(dir.path().join("a.pem"), &other.cert_pem).unwrap();
+    until("the mismatched key is refused", || async {
+        reloads(&proxy, "refused").await >= 2.0
+    })
+    .await;
+    assert_eq!(served(addr, Some("a.test")).await, old.der);
+
+    // Fixed: the next look loads it.
+    std::fs::write(dir.path().join("a.key"), &other.key_pem).unwrap();
+    until("the fixed pair is served", || async {
+        served_cert(addr, Some("a.test"), Offer::All).await.unwrap() == other.der
+    })
+    .await;
+    assert_eq!(reloads(&proxy, "reloaded").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_config_reload_reads_the_certificates_again() {
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let old = ca.leaf(&["a.test"]);
+    let tls = format!(
+        "{{ certs = [{}], watch = \"off\" }}",
+        entry(dir.path(), &old, "a")
+    );
+    std::fs::write(dir.path().join("admin.token"), "s3cret\n").unwrap();
+    let text = config(&tls, &upstream.url()).replace(
+        "bind = \"127.0.0.1:0\"\n\n[[listeners]]",
+        "bind = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n[[listeners]]",
+    );
+    let path = dir.path().join("junction.toml");
+    std::fs::write(&path, text).unwrap();
+    let proxy = support::proxy::RunningProxy::from_file(&path).await;
+    let addr = proxy.addr("public");
+
+    let new = ca.leaf(&["a.test"]);
+    new.write(dir.path(), "a");
+    assert_eq!(served(addr, Some("a.test")).await, old.der, "not watched");
+    assert_eq!(proxy.reload().await.status(), 200);
+    assert_eq!(served(addr, Some("a.test")).await, new.der);
+
+    // A broken file fails the reload: the config and certificate in force stay.
+    std::fs::write(dir.path().join("a.key"), "garbage").unwrap();
+    let refused = proxy.reload().await;
+    assert_ne!(refused.status(), 200);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("listeners[0].tls.certs[0].key"), "{body}");
+    assert_eq!(served(addr, Some("a.test")).await, new.der);
+}
+
+#[tokio::test]
+async fn certificates_swapped_under_load_fail_no_request() {
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.leaf(&["a.test"]);
+    let tls = format!(
+        "{{ certs = [{}], watch = \"20ms\" }}",
+        entry(dir.path(), &first, "a")
+    );
+    let proxy = TestProxy::from_toml(&config(&tls, &upstream.url()))
+        .start()
+        .await;
+    let addr = proxy.addr("public");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, pem) = (stop.clone(), ca.pem());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A new client each time: every request is a new TLS handshake.
+                let client = https_client(&pem, &["a.test"], addr);
+                match client
+                    .get(format!("https://a.test:{}/", addr.port()))
+                    .send()
+                    .await
+                {
+                    Ok(reply) if reply.status() == 200 => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    // Five swaps, each written in place (not renamed): a half-written pair is refused
+    // and the certificate before it keeps serving.
+    for round in 0..5 {
+        let next = ca.leaf(&["a.test"]);
+        next.write(dir.path(), "a");
+        until(&format!("swap {round}"), || async {
+            served_cert(addr, Some("a.test"), Offer::All).await.unwrap() == next.der
+        })
+        .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0);
+    assert!(reloads(&proxy, "reloaded").await >= 5.0);
 }

@@ -11,6 +11,7 @@ mod flows;
 mod guard;
 mod limits;
 mod metrics;
+mod tls_metrics;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -89,6 +89,8 @@ pub struct Gateway {
     pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
     canaries: Mutex<HashMap<String, CanaryTask>>,
+    /// One certificate file watcher per TLS listener with `watch`.
+    cert_watchers: Mutex<super::cert_watch::Watchers>,
 }
 
 /// What the engines use of the gateway (they know it only by this trait).
@@ -190,6 +192,7 @@ impl Gateway {
             checkers: Mutex::new(HashMap::new()),
             pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
+            cert_watchers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -380,6 +383,11 @@ impl Gateway {
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
         self.supervise_canaries(plan);
+        super::cert_watch::supervise(
+            &mut self.cert_watchers.lock().unwrap_or_else(|p| p.into_inner()),
+            plan,
+            &self.telemetry,
+        );
         for egress in plan.listeners.iter().filter_map(|l| l.egress.as_ref()) {
             egress.start();
         }
@@ -543,6 +551,14 @@ impl Gateway {
         }
         for (_, (_, task)) in self
             .canaries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        for (_, (_, task)) in self
+            .cert_watchers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()

@@ -183,13 +183,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A TLS handshake with `addr` asking for `sni` (none: no SNI), offering `offer`'s
-/// schemes; returns the leaf certificate the server sent.
-pub async fn served_cert(
+/// A TLS connection to `addr` asking for `sni` (none: no SNI), offering `offer`'s
+/// schemes, accepting whatever certificate comes.
+pub async fn tls_connect(
     addr: SocketAddr,
     sni: Option<&str>,
     offer: Offer,
-) -> std::io::Result<CertificateDer<'static>> {
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -197,13 +197,55 @@ pub async fn served_cert(
         .with_custom_certificate_verifier(Arc::new(Recording(offer)))
         .with_no_client_auth();
     config.enable_sni = sni.is_some();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string()).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
-    let (_, connection) = stream.get_ref();
-    Ok(connection.peer_certificates().expect("a certificate")[0].clone())
+        .await
+}
+
+/// The leaf certificate of a TLS connection.
+pub fn peer_leaf(
+    stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> CertificateDer<'static> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a certificate")[0]
+        .clone()
+}
+
+/// The leaf certificate `addr` serves to a client asking for `sni`.
+pub async fn served_cert(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    offer: Offer,
+) -> std::io::Result<CertificateDer<'static>> {
+    Ok(peer_leaf(&tls_connect(addr, sni, offer).await?))
+}
+
+/// `GET path` on an open connection; returns the response head.
+pub async fn get_over<S>(stream: &mut S, host: &str, path: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read the answer");
+        assert!(
+            n > 0,
+            "closed before the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
 }
 
 /// A TLS handshake that verifies the server's certificate for `name` against `ca`.
