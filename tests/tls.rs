@@ -435,3 +435,119 @@ async fn certificates_swapped_under_load_fail_no_request() {
     assert!(total > 0);
     assert!(reloads(&proxy, "reloaded").await >= 5.0);
 }
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+#[tokio::test]
+async fn expiry_is_in_the_metrics_and_api_config_shows_names_and_expiries_but_no_key() {
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let soon = ca.expiring_leaf(&["soon.test"], 5 * DAY);
+    let later = ca.expiring_leaf(&["later.test", "*.later.test"], 400 * DAY);
+    let tls = format!(
+        "{{ certs = [{}, {}] }}",
+        entry(dir.path(), &soon, "soon"),
+        entry(dir.path(), &later, "later")
+    );
+    let proxy = TestProxy::from_toml(&config(&tls, &upstream.url()))
+        .start()
+        .await;
+    let text = proxy.metrics_text().await;
+    let metrics = support::parse_metrics(&text);
+    let expiry = |name: &str| {
+        let series = format!(
+            "junction_tls_certificate_expiry_seconds{{listener=\"public\",name=\"{name}\"}}"
+        );
+        *metrics
+            .get(&series)
+            .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    };
+    let days = |seconds: f64| seconds / DAY.as_secs_f64();
+    assert!((4.9..=5.0).contains(&days(expiry("soon.test"))));
+    assert!((399.9..=400.0).contains(&days(expiry("later.test"))));
+    assert!((399.9..=400.0).contains(&days(expiry("*.later.test"))));
+    support::promtool_check(&text).await;
+
+    let config = proxy.admin_json("/api/config").await;
+    let certificates = &config["listeners"][0]["tls"]["certificates"];
+    assert_eq!(certificates[0]["names"], serde_json::json!(["soon.test"]));
+    assert_eq!(
+        certificates[1]["names"],
+        serde_json::json!(["later.test", "*.later.test"])
+    );
+    assert_eq!(certificates[0]["key_type"], "ecdsa");
+    let left = certificates[0]["expires_in_seconds"].as_i64().unwrap();
+    assert!((4 * 86_400..=5 * 86_400).contains(&left), "{left}");
+    assert!(
+        certificates[0]["not_after"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let whole = config.to_string();
+    assert!(!whole.contains("PRIVATE KEY"), "{whole}");
+}
+
+/// `junction check` on a config file: its exit code and its standard error.
+async fn junction_check(path: &Path) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .kill_on_drop(true)
+        .output();
+    let output = within("junction check", output)
+        .await
+        .expect("junction runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn junction_check_warns_of_expiring_certificates_and_hosts_no_certificate_serves() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let soon = ca.expiring_leaf(&["soon.test"], 10 * DAY);
+    let fine = ca.expiring_leaf(&["fine.test", "*.fine.test"], 90 * DAY);
+    let tls = format!(
+        "{{ certs = [{}, {}] }}",
+        entry(dir.path(), &soon, "soon"),
+        entry(dir.path(), &fine, "fine")
+    );
+    let mut text = config(&tls, "http://127.0.0.1:1");
+    for (name, host) in [
+        ("a", "api.fine.test"),
+        ("b", "other.test"),
+        ("c", "*.soon.test"),
+    ] {
+        text.push_str(&format!(
+            "\n[[routes]]\nname = \"{name}\"\nmatch = {{ host = \"{host}\" }}\npool = \"p\"\n"
+        ));
+    }
+    let path = dir.path().join("junction.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (code, stderr) = junction_check(&path).await;
+    assert_eq!(code, Some(0), "warnings do not fail the check: {stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    assert!(
+        warnings[0].contains("listeners[0].tls.certs[0].cert"),
+        "{stderr}"
+    );
+    assert!(warnings[0].contains("soon.test expires on"), "{stderr}");
+    assert!(warnings[0].contains("in 10 days"), "{stderr}");
+    assert!(warnings[1].contains("routes[2].match.host"), "{stderr}");
+    assert!(warnings[1].contains("\"other.test\""), "{stderr}");
+    assert!(warnings[2].contains("routes[3].match.host"), "{stderr}");
+    assert!(stderr.contains("(line "), "{stderr}");
+
+    // A key that is not the certificate's is an error, not a warning.
+    std::fs::copy(dir.path().join("fine.key"), dir.path().join("soon.key")).unwrap();
+    let (code, stderr) = junction_check(&path).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("listeners[0].tls.certs[0].key"), "{stderr}");
+    assert!(stderr.contains("does not belong"), "{stderr}");
+}

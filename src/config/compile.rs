@@ -75,6 +75,18 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let listener_plans: Vec<&ListenerPlan> = listeners.iter().map(|(l, _)| l).collect();
+    let warnings = super::tls::warnings(&spec, &listener_plans, now)
+        .into_iter()
+        .map(|(path, message)| super::ConfigError {
+            path,
+            line: None,
+            message,
+        })
+        .collect();
     let state_file = spec
         .server
         .state_file
@@ -102,6 +114,7 @@ pub fn compile(
             .collect(),
         pools: pools.into_iter().map(|(_, pool)| pool).collect(),
         rate_limits,
+        warnings,
         spec,
     })
 }

@@ -28,6 +28,9 @@ pub struct Plan {
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
     pub pools: Vec<Arc<Pool>>,
+    /// What `junction check` and the start warn of (expiring certificates, route hosts
+    /// no certificate serves); valid, but worth a look.
+    pub warnings: Vec<super::ConfigError>,
     /// Each route's rate limits (routes without any are left out), for the admin API.
     pub rate_limits: Vec<crate::security::limit_usage::RouteLimits>,
 }

@@ -6,10 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::checks::{Errors, resolve};
-use super::spec::TlsSpec;
+use super::plan::ListenerPlan;
+use super::spec::{ConfigSpec, TlsSpec};
 use crate::tls::resolver::LoadError;
 use crate::tls::{CertFiles, ListenerTls, SniResolver};
 use crate::units::parse_duration;
+
+/// `junction check` warns of certificates that expire sooner than this.
+const EXPIRY_WARNING_DAYS: i64 = 21;
 
 /// How often certificate files are looked at when `watch` is not set.
 const DEFAULT_WATCH: Duration = Duration::from_secs(10);
@@ -99,4 +103,74 @@ pub(super) fn compile_listener_tls(
             None
         }
     }
+}
+
+/// What `junction check` (and the start) warns of in listener TLS, as (key path,
+/// message): certificates expired or expiring within 21 days, and route hosts that no
+/// certificate of their listener serves.
+pub(super) fn warnings(spec: &ConfigSpec, listeners: &[&ListenerPlan], now: i64) -> Errors {
+    let mut warnings = Errors::new();
+    for (i, listener) in spec.listeners.iter().enumerate() {
+        let (Some(tls_spec), Some(tls)) = (
+            &listener.tls,
+            listeners
+                .iter()
+                .find(|l| *l.name == *listener.name)
+                .and_then(|l| l.tls.as_ref()),
+        ) else {
+            continue;
+        };
+        let set = tls.certs.current();
+        let single = usize::from(tls_spec.cert.is_some());
+        for (j, cert) in set.certs.iter().enumerate() {
+            let path = if j < single {
+                format!("listeners[{i}].tls.cert")
+            } else {
+                format!("listeners[{i}].tls.certs[{}].cert", j - single)
+            };
+            let left = cert.not_after - now;
+            let when = crate::tls::certificate::rfc3339(cert.not_after);
+            let names = cert.names.join(", ");
+            if left <= 0 {
+                warnings.push((
+                    path,
+                    format!("the certificate for {names} expired on {when}"),
+                ));
+            } else if left < EXPIRY_WARNING_DAYS * 86_400 {
+                warnings.push((
+                    path,
+                    format!(
+                        "the certificate for {names} expires on {when}, in {} days",
+                        (left + 43_200) / 86_400
+                    ),
+                ));
+            }
+        }
+        for (k, route) in spec.routes.iter().enumerate() {
+            let serves_here = match &route.listener {
+                Some(name) => *name == listener.name,
+                None => spec.listeners.len() == 1,
+            };
+            let Some(host) = route.matcher.host.as_deref().filter(|_| serves_here) else {
+                continue;
+            };
+            let host = host.to_ascii_lowercase();
+            // A wildcard route needs a wildcard certificate of the same domain.
+            let covered = if host.starts_with("*.") {
+                set.certs.iter().any(|c| c.names.contains(&host))
+            } else {
+                set.serves(&host)
+            };
+            if !covered {
+                warnings.push((
+                    format!("routes[{k}].match.host"),
+                    format!(
+                        "no certificate of listener {:?} serves {host:?}: its clients get the default certificate and a verifying client refuses it",
+                        listener.name
+                    ),
+                ));
+            }
+        }
+    }
+    warnings
 }

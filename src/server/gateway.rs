@@ -307,6 +307,9 @@ impl Gateway {
         if plan.admin_exposed_without_token() {
             tracing::warn!(bind = %plan.admin_bind, "{ADMIN_EXPOSED}");
         }
+        for warning in &plan.warnings {
+            tracing::warn!("config: {warning}");
+        }
         let (to_stop, fresh, handed_over) = {
             let running = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let keep = |name: &str, bind: SocketAddr| {

@@ -1,10 +1,13 @@
-//! The TLS families of `/metrics`: seconds until each listener certificate name
-//! expires, and the outcomes of certificate reloads.
+//! Listener certificates as the admin API shows them: the TLS families of `/metrics`
+//! (seconds until each name expires, certificate reloads) and the certificates beside
+//! each listener in `/api/config` (names, expiry, key type; never a key).
 
 use std::collections::BTreeMap;
 
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+
+use serde_json::{Value, json};
 
 use crate::config::Plan;
 use crate::telemetry::MetricsRegistry;
@@ -33,7 +36,7 @@ pub(super) fn expiries(plan: &Plan) -> BTreeMap<(String, String), i64> {
     out
 }
 
-pub(super) fn encode(
+pub(super) fn encode_metrics(
     encoder: &mut DescriptorEncoder<'_>,
     plan: &Plan,
     metrics: &MetricsRegistry,
@@ -64,4 +67,38 @@ pub(super) fn encode(
             .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
     }
     Ok(())
+}
+
+/// Adds `certificates` to each TLS listener of `config` (the redacted spec's JSON).
+pub(super) fn annotate_config(config: &mut Value, plan: &Plan) {
+    let now = unix_now();
+    let Some(listeners) = config.get_mut("listeners").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for listener in listeners {
+        let Some(name) = listener.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(tls) = plan.listener(name).and_then(|l| l.tls.as_ref()) else {
+            continue;
+        };
+        let certificates: Vec<Value> = tls
+            .certs
+            .current()
+            .certs
+            .iter()
+            .map(|cert| {
+                json!({
+                    "names": cert.names,
+                    "not_after": crate::tls::certificate::rfc3339(cert.not_after),
+                    "expires_in_seconds": cert.not_after - now,
+                    "key_type": cert.kind.label(),
+                    "cert": cert.files.cert.display().to_string(),
+                })
+            })
+            .collect();
+        if let Some(tls) = listener.get_mut("tls").and_then(Value::as_object_mut) {
+            tls.insert("certificates".into(), Value::Array(certificates));
+        }
+    }
 }
