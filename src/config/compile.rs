@@ -392,8 +392,10 @@ fn compile_listeners(
                 }
                 other => other,
             };
+            let identity_header = super::tls::identity_header(listener.tls.as_ref(), &path, errors);
             let gateway = GatewayListener {
                 name: listener.name.as_str().into(),
+                identity_header,
                 trusted_proxies,
                 model_body_limit,
                 header_read_timeout: duration_or(

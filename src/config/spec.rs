@@ -237,6 +237,10 @@ pub struct AuthSpec {
     pub keys: Vec<ApiKeySpec>,
     /// TOML file with `[[keys]]` entries of the same shape.
     pub keys_file: Option<String>,
+    /// Client certificate identities (mTLS) admitted without a key: globs matched
+    /// against the certificate's URI SANs (SPIFFE ID), DNS SANs and `CN=...`.
+    #[serde(default)]
+    pub identities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -289,6 +293,21 @@ pub struct TlsSpec {
     pub default: Option<String>,
     /// How often the certificate files are looked at for changes (default "10s"; "off").
     pub watch: Option<String>,
+    /// Client certificates (mTLS), verified against a CA.
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// PEM file of the CAs that issue client certificates.
+    pub ca: String,
+    /// Refuse the handshake without a client certificate (default true).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Header that carries the client's identity upstream (default
+    /// `x-junction-client-identity`); a client's own is always removed.
+    pub header: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -15,6 +15,9 @@ use crate::units::parse_duration;
 /// `junction check` warns of certificates that expire sooner than this.
 const EXPIRY_WARNING_DAYS: i64 = 21;
 
+/// The header the client's identity goes upstream in, unless `client_auth.header` says.
+const DEFAULT_IDENTITY_HEADER: &str = "x-junction-client-identity";
+
 /// How often certificate files are looked at when `watch` is not set.
 const DEFAULT_WATCH: Duration = Duration::from_secs(10);
 
@@ -92,14 +95,51 @@ pub(super) fn compile_listener_tls(
             return None;
         }
     };
-    match crate::tls::server_config(name, certs.clone(), None) {
+    let verifier = match &spec.client_auth {
+        Some(client_auth) => {
+            let ca = resolve(base, &client_auth.ca);
+            match crate::tls::client_verifier(Path::new(&ca), client_auth.required) {
+                Ok(verifier) => Some(verifier),
+                Err(message) => {
+                    errors.push((format!("{path}.client_auth.ca"), message));
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
+    match crate::tls::server_config(name, certs.clone(), verifier) {
         Ok(config) => Some(ListenerTls {
             config,
             certs,
             watch,
+            client_auth: spec.client_auth.is_some(),
         }),
         Err(message) => {
             errors.push((path.to_string(), message));
+            None
+        }
+    }
+}
+
+/// The header a listener with `client_auth` passes the client's identity upstream in.
+pub(super) fn identity_header(
+    spec: Option<&TlsSpec>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<http::HeaderName> {
+    let client_auth = spec?.client_auth.as_ref()?;
+    let name = client_auth
+        .header
+        .as_deref()
+        .unwrap_or(DEFAULT_IDENTITY_HEADER);
+    match http::HeaderName::from_bytes(name.as_bytes()) {
+        Ok(header) => Some(header),
+        Err(_) => {
+            errors.push((
+                format!("{path}.tls.client_auth.header"),
+                format!("{name:?} is not a header name"),
+            ));
             None
         }
     }

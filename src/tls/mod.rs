@@ -4,10 +4,12 @@
 //! as identities. Knows nothing of HTTP; `config` builds it, `server` serves it.
 
 pub mod certificate;
+pub mod identity;
 pub mod resolver;
 mod server;
 
 pub use certificate::{CertError, CertFiles, Certificate, KeyKind};
+pub use identity::{ClientIdentity, client_verifier};
 pub use resolver::{CertSet, Refresh, SniResolver};
 pub use server::{ListenerTls, server_config};
 

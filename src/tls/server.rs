@@ -20,6 +20,8 @@ pub struct ListenerTls {
     pub certs: Arc<SniResolver>,
     /// How often the certificate files are looked at (`None`: only on config reload).
     pub watch: Option<Duration>,
+    /// Client certificates are asked for (`client_auth`): read their identity.
+    pub client_auth: bool,
 }
 
 /// The ticket keys of a listener, by listener name: one rotating ticketer each, kept
