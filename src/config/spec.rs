@@ -312,6 +312,21 @@ pub struct ClientAuthSpec {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct PoolTlsSpec {
+    /// Client certificate chain (PEM) shown to endpoints that ask (mTLS); needs `key`.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// PEM file of CAs trusted for the endpoints (as `ca_file`; default: system roots).
+    pub ca: Option<String>,
+    /// Name sent as SNI and verified, instead of each endpoint URL's host.
+    pub server_name: Option<String>,
+    /// `false`: endpoints' certificates are not verified (`junction check` warns).
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertSpec {
     pub cert: String,
     pub key: String,
@@ -367,6 +382,8 @@ pub struct PoolSpec {
     pub rewrite_host: bool,
     /// PEM file of CA certificates for https endpoints (default: the system roots).
     pub ca_file: Option<String>,
+    /// TLS to https endpoints: a client certificate, CA, name, verification.
+    pub tls: Option<PoolTlsSpec>,
     /// Idle upstream connections kept per endpoint.
     pub max_idle_per_endpoint: Option<usize>,
     /// Active health checks.

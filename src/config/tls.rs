@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::checks::{Errors, resolve};
 use super::plan::ListenerPlan;
-use super::spec::{ConfigSpec, TlsSpec};
+use super::spec::{ConfigSpec, PoolSpec, PoolTlsSpec, TlsSpec};
 use crate::tls::resolver::LoadError;
 use crate::tls::{CertFiles, ListenerTls, SniResolver};
 use crate::units::parse_duration;
+use crate::upstream::{Protocol, TlsOptions};
+use rustls::pki_types::ServerName;
 
 /// `junction check` warns of certificates that expire sooner than this.
 const EXPIRY_WARNING_DAYS: i64 = 21;
@@ -150,6 +152,14 @@ pub(super) fn identity_header(
 /// certificate of their listener serves.
 pub(super) fn warnings(spec: &ConfigSpec, listeners: &[&ListenerPlan], now: i64) -> Errors {
     let mut warnings = Errors::new();
+    for (i, pool) in spec.pools.iter().enumerate() {
+        if pool.tls.as_ref().is_some_and(|tls| !tls.verify) {
+            warnings.push((
+                format!("pools[{i}].tls.verify"),
+                "VERIFICATION IS OFF: the certificates of this pool's endpoints are not checked, so anyone on the network path can pose as them and read every request, prompts and credentials included; use tls.ca with the endpoints' CA instead".into(),
+            ));
+        }
+    }
     for (i, listener) in spec.listeners.iter().enumerate() {
         let (Some(tls_spec), Some(tls)) = (
             &listener.tls,
@@ -213,4 +223,97 @@ pub(super) fn warnings(spec: &ConfigSpec, listeners: &[&ListenerPlan], now: i64)
         }
     }
     warnings
+}
+
+/// A pool's TLS to its https endpoints (`ca_file`, or `tls = { cert, key, ca,
+/// server_name, verify }`): the client config and the name to ask for, or `None` (no
+/// https endpoint, or errors pushed).
+#[allow(clippy::type_complexity)]
+pub(super) fn compile_pool_tls(
+    spec: &PoolSpec,
+    protocol: Protocol,
+    needs_tls: bool,
+    base: &Path,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<(Arc<rustls::ClientConfig>, Option<ServerName<'static>>)> {
+    let before = errors.len();
+    if !needs_tls {
+        if spec.ca_file.is_some() {
+            errors.push((
+                format!("{path}.ca_file"),
+                "ca_file is only used with https endpoints".into(),
+            ));
+        }
+        if spec.tls.is_some() {
+            errors.push((
+                format!("{path}.tls"),
+                "tls is only used with https endpoints".into(),
+            ));
+        }
+        return None;
+    }
+    let default = PoolTlsSpec {
+        cert: None,
+        key: None,
+        ca: None,
+        server_name: None,
+        verify: true,
+    };
+    let tls = spec.tls.as_ref().unwrap_or(&default);
+    let (ca, ca_key) = match (&spec.ca_file, &tls.ca) {
+        (Some(_), Some(_)) => {
+            errors.push((
+                format!("{path}.tls.ca"),
+                "set the CA once: ca_file or tls.ca".into(),
+            ));
+            (None, String::new())
+        }
+        (Some(file), None) => (Some(resolve(base, file)), format!("{path}.ca_file")),
+        (None, Some(file)) => (Some(resolve(base, file)), format!("{path}.tls.ca")),
+        (None, None) => (None, format!("{path}.tls")),
+    };
+    let cert = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some((resolve(base, cert), resolve(base, key))),
+        (Some(_), None) => {
+            errors.push((format!("{path}.tls.cert"), "cert needs key".into()));
+            None
+        }
+        (None, Some(_)) => {
+            errors.push((format!("{path}.tls.key"), "key needs cert".into()));
+            None
+        }
+        (None, None) => None,
+    };
+    let server_name = tls.server_name.as_ref().and_then(|name| {
+        ServerName::try_from(name.clone())
+            .map_err(|e| {
+                errors.push((
+                    format!("{path}.tls.server_name"),
+                    format!("{name:?} is not a DNS name or IP address: {e}"),
+                ))
+            })
+            .ok()
+    });
+    if errors.len() > before {
+        return None;
+    }
+    let options = TlsOptions {
+        ca_file: ca.as_deref(),
+        client_cert: cert.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+        verify: tls.verify,
+    };
+    match crate::upstream::client_config_with(&options, protocol) {
+        Ok(config) => Some((config, server_name)),
+        Err(message) => {
+            // Which file: the client certificate's, else the CA's.
+            let key = if message.contains("client certificate") || message.contains("private key") {
+                format!("{path}.tls.cert")
+            } else {
+                ca_key
+            };
+            errors.push((key, message));
+            None
+        }
+    }
 }
