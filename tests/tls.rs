@@ -551,3 +551,77 @@ async fn junction_check_warns_of_expiring_certificates_and_hosts_no_certificate_
     assert!(stderr.contains("listeners[0].tls.certs[0].key"), "{stderr}");
     assert!(stderr.contains("does not belong"), "{stderr}");
 }
+
+#[tokio::test]
+async fn listeners_speak_tls_1_2_and_1_3_offer_h2_and_resume_sessions_across_a_reload() {
+    use std::sync::Arc;
+    use support::certs::{connect_with, trusting_client};
+    let upstream = TestUpstream::named("u").start().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = ca.leaf(&["a.test"]);
+    let tls = entry(dir.path(), &leaf, "a");
+    std::fs::write(dir.path().join("admin.token"), "s3cret\n").unwrap();
+    let text = config(&tls, &upstream.url()).replace(
+        "bind = \"127.0.0.1:0\"\n\n[[listeners]]",
+        "bind = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n[[listeners]]",
+    );
+    let path = dir.path().join("junction.toml");
+    std::fs::write(&path, text).unwrap();
+    let proxy = support::proxy::RunningProxy::from_file(&path).await;
+    let addr = proxy.addr("public");
+
+    for (version, expected) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let mut config = trusting_client(Offer::All, &[version]);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        let first = connect_with(config.clone(), addr, Some("a.test"))
+            .await
+            .unwrap();
+        let (_, connection) = first.get_ref();
+        assert_eq!(connection.protocol_version(), Some(expected));
+        assert_eq!(connection.alpn_protocol(), Some(&b"h2"[..]), "h2 first");
+        assert_eq!(
+            connection.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        // TLS 1.3 tickets arrive after the handshake: speak a little HTTP/2 (the
+        // preface and an empty SETTINGS frame; the server answers with its SETTINGS)
+        // so the client reads them before the next connection.
+        let mut open = first;
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+            open.write_all(preface).await.unwrap();
+            let mut frame = [0u8; 9];
+            within("the server's SETTINGS", open.read_exact(&mut frame))
+                .await
+                .unwrap();
+            assert_eq!(frame[3], 4, "a SETTINGS frame");
+        }
+        drop(open);
+        // The same client again: its session resumes (a ticket, or a 1.2 session id).
+        let again = connect_with(config.clone(), addr, Some("a.test"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "{expected:?}"
+        );
+        if expected == rustls::ProtocolVersion::TLSv1_3 {
+            // Ticket keys outlive a config reload.
+            drop(again);
+            assert_eq!(proxy.reload().await.status(), 200);
+            let after = connect_with(config, addr, Some("a.test")).await.unwrap();
+            assert_eq!(
+                after.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed),
+                "after a reload"
+            );
+        }
+    }
+}

@@ -190,17 +190,35 @@ pub async fn tls_connect(
     sni: Option<&str>,
     offer: Offer,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let mut config = trusting_client(offer, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    config.enable_sni = sni.is_some();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    connect_with(Arc::new(config), addr, sni).await
+}
+
+/// A client config that takes any server certificate, offering `offer`'s schemes and
+/// speaking only `versions`.
+pub fn trusting_client(
+    offer: Offer,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Recording(offer)))
-        .with_no_client_auth();
-    config.enable_sni = sni.is_some();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_no_client_auth()
+}
+
+/// A TLS connection to `addr` with `config`, asking for `sni`.
+pub async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    sni: Option<&str>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string()).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
 }
