@@ -188,7 +188,12 @@ impl SniResolver {
                     continue;
                 }
             };
-            if digest == certs[i].digest || refused_digests[i] == Some(digest) {
+            if digest == certs[i].digest {
+                // Back to what is serving (after a refusal): a later change counts anew.
+                refused_digests[i] = None;
+                continue;
+            }
+            if refused_digests[i] == Some(digest) {
                 continue;
             }
             match certificate::load(files) {
