@@ -226,3 +226,21 @@ async fn client_auth_errors_name_their_key() {
     );
     let _ = &pki.client_ca;
 }
+
+#[tokio::test]
+async fn identities_on_a_listener_that_asks_for_no_certificate_are_a_warning() {
+    let pki = pki();
+    let dir = pki.dir.path().display();
+    let text = config(&pki, true, true, "http://127.0.0.1:1").replace(
+        &format!(
+            r#", client_auth = {{ ca = "{dir}/clients-ca.pem", required = true, header = "{HEADER}" }}"#
+        ),
+        "",
+    );
+    let plan = junction::config::checking(|context| {
+        junction::config::load_str(&text, Path::new("."), context)
+    })
+    .expect("valid, with a warning");
+    let paths: Vec<&str> = plan.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["routes[0].auth.identities"], "{:?}", plan.warnings);
+}

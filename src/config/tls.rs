@@ -11,7 +11,7 @@ use super::spec::{ConfigSpec, PoolSpec, PoolTlsSpec, TlsSpec};
 use crate::tls::resolver::LoadError;
 use crate::tls::{CertFiles, ListenerTls, SniResolver};
 use crate::units::parse_duration;
-use crate::upstream::{Protocol, TlsOptions};
+use crate::upstream::{Protocol, TlsOptions, TlsSetupError};
 use rustls::pki_types::ServerName;
 
 /// `junction check` warns of certificates that expire sooner than this.
@@ -160,6 +160,7 @@ pub(super) fn warnings(spec: &ConfigSpec, listeners: &[&ListenerPlan], now: i64)
             ));
         }
     }
+    identities_without_client_auth(spec, &mut warnings);
     for (i, listener) in spec.listeners.iter().enumerate() {
         let (Some(tls_spec), Some(tls)) = (
             &listener.tls,
@@ -305,15 +306,43 @@ pub(super) fn compile_pool_tls(
     };
     match crate::upstream::client_config_with(&options, protocol) {
         Ok(config) => Some((config, server_name)),
-        Err(message) => {
-            // Which file: the client certificate's, else the CA's.
-            let key = if message.contains("client certificate") || message.contains("private key") {
-                format!("{path}.tls.cert")
-            } else {
-                ca_key
+        Err(error) => {
+            let key = match &error {
+                TlsSetupError::ClientCert(_) => format!("{path}.tls.cert"),
+                TlsSetupError::Ca(_) => ca_key,
+                TlsSetupError::Setup(_) => format!("{path}.tls"),
             };
-            errors.push((key, message));
+            errors.push((key, error.to_string()));
             None
+        }
+    }
+}
+
+/// `auth.identities` on a listener, or a route of one, that asks for no client
+/// certificate: nobody can match them.
+fn identities_without_client_auth(spec: &ConfigSpec, warnings: &mut Errors) {
+    let asks = |listener: &super::spec::ListenerSpec| {
+        listener
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_auth.is_some())
+    };
+    let has_identities =
+        |auth: Option<&super::spec::AuthSpec>| auth.is_some_and(|a| !a.identities.is_empty());
+    const WHY: &str = "no client certificate is asked for on this listener (tls.client_auth), so no request has an identity to match";
+    for (i, listener) in spec.listeners.iter().enumerate() {
+        if has_identities(listener.auth.as_ref()) && !asks(listener) {
+            warnings.push((format!("listeners[{i}].auth.identities"), WHY.into()));
+        }
+    }
+    for (k, route) in spec.routes.iter().enumerate() {
+        let listener = match &route.listener {
+            Some(name) => spec.listeners.iter().find(|l| l.name == *name),
+            None if spec.listeners.len() == 1 => spec.listeners.first(),
+            None => None,
+        };
+        if has_identities(route.auth.as_ref()) && listener.is_some_and(|l| !asks(l)) {
+            warnings.push((format!("routes[{k}].auth.identities"), WHY.into()));
         }
     }
 }

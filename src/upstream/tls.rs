@@ -26,6 +26,17 @@ pub struct TlsOptions<'a> {
     pub verify: bool,
 }
 
+/// Which setting a pool's TLS could not be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{0}")]
+    Ca(String),
+    #[error("{0}")]
+    ClientCert(String),
+    #[error("TLS setup: {0}")]
+    Setup(String),
+}
+
 /// Builds the client TLS config of a pool (`ca_file` or the system's roots).
 pub fn client_config(
     ca_file: Option<&str>,
@@ -39,39 +50,38 @@ pub fn client_config(
         },
         protocol,
     )
+    .map_err(|e| e.to_string())
 }
 
 /// Builds the client TLS config of a pool from all its TLS settings.
 pub fn client_config_with(
     options: &TlsOptions<'_>,
     protocol: Protocol,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(|e| TlsSetupError::Setup(e.to_string()))?;
     let builder = if options.verify {
-        builder.with_root_certificates(roots(options.ca_file)?)
+        builder.with_root_certificates(roots(options.ca_file).map_err(TlsSetupError::Ca)?)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
     };
     let mut config = match options.client_cert {
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("cannot read client certificate {cert:?}: {e}"))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("invalid PEM in {cert:?}: {e}"))?;
-            if chain.is_empty() {
-                return Err(format!("{cert:?} holds no certificate"));
-            }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("cannot read private key from {key:?}: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate and key do not fit together: {e}"))?
-        }
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                client_chain(cert).map_err(TlsSetupError::ClientCert)?,
+                PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    TlsSetupError::ClientCert(format!("cannot read private key from {key:?}: {e}"))
+                })?,
+            )
+            .map_err(|e| {
+                TlsSetupError::ClientCert(format!(
+                    "client certificate and key do not fit together: {e}"
+                ))
+            })?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = match protocol {
@@ -79,6 +89,17 @@ pub fn client_config_with(
         Protocol::Http1 => vec![b"http/1.1".to_vec()],
     };
     Ok(Arc::new(config))
+}
+
+fn client_chain(cert: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read client certificate {cert:?}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM in {cert:?}: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("{cert:?} holds no certificate"));
+    }
+    Ok(chain)
 }
 
 fn roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
