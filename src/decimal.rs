@@ -16,23 +16,38 @@ pub fn parse_length(value: &[u8]) -> Option<u64> {
     )
 }
 
-/// The digits of one `u64`, on the stack.
+/// The digits of one `u64`, on the stack, made two at a time from a table (as `itoa`
+/// does; that crate's buffer lends its digits out, and callers here want them by value).
 pub struct Digits {
     bytes: [u8; 20],
     start: usize,
 }
 
+/// "00" to "99".
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 impl Digits {
     pub fn of(mut value: u64) -> Self {
         let mut bytes = [0u8; 20];
         let mut start = bytes.len();
-        loop {
+        while value >= 100 {
+            let pair = (value % 100) as usize * 2;
+            value /= 100;
+            start -= 2;
+            bytes[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if value >= 10 {
+            let pair = value as usize * 2;
+            start -= 2;
+            bytes[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
             start -= 1;
-            bytes[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
+            bytes[start] = b'0' + value as u8;
         }
         Digits { bytes, start }
     }
@@ -52,7 +67,8 @@ mod tests {
 
     #[test]
     fn digits_match_display() {
-        for value in [0, 7, 10, 999, 1_000_000, u64::MAX] {
+        let some = [1_000_000, 12_345_678, u64::MAX / 10, u64::MAX - 1, u64::MAX];
+        for value in (0..20_000).chain(some) {
             assert_eq!(Digits::of(value).as_str(), value.to_string());
         }
     }

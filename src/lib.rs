@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod canary;

@@ -52,6 +52,8 @@ const LAYERS: &[&[&str]] = &[
     &["balance"],
     // Pools, endpoints and their state (the registry), the HTTP client, health.
     &["upstream"],
+    // ACME certificates: orders, storage, renewal, HTTP-01 answers (its own HTTP client).
+    &["acme"],
     // Metrics state, access log, trace ids: recorded by every layer above.
     &["telemetry"],
     // Splits and their runtime controls, canary analysis.

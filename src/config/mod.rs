@@ -3,6 +3,7 @@
 //! naming its key path and line, and the result is compiled into an immutable [`Plan`]
 //! that the server swaps in atomically.
 
+pub mod acme;
 mod anomalies;
 mod capture;
 mod checks;

@@ -191,7 +191,8 @@ enum HandOff {
     /// A head or chunked body larger than the fast path reads whole, or a body to read
     /// before routing by `model` over `model_body_limit`.
     Size,
-    /// No route matches (hyper answers 404), or the route needs what only hyper does
+    /// No route matches (hyper answers 404), an ACME HTTP-01 token is asked for (the
+    /// core answers it before routing), or the route needs what only hyper does
     /// (`Engines::of`: a pool speaking HTTP/2, `fast_path = false`; a body the route
     /// holds beyond `HTTP1_BODY_LIMIT`).
     Route,
@@ -436,6 +437,10 @@ impl Connection {
         let peer = downstream.peer.ip();
         let trusted = crate::pipeline::forwarding::is_trusted(&listener.trusted_proxies, peer);
 
+        // An ACME server fetching a pending HTTP-01 token: the full pipeline answers it.
+        if gateway.acme_answers().wants(head.target(buf)) {
+            return Step::HandOff(HandOff::Route);
+        }
         // Routing, as the full path does it; what this engine cannot do for the route
         // (decided when the plan was compiled) goes there.
         let facts = (listener.routes.needs_body
@@ -861,7 +866,7 @@ impl Connection {
             response_edits.append(&http::header::TRANSFER_ENCODING, chunked);
         }
         if !response_edits.is_empty() {
-            reply::apply_edits(&mut self.client_reply, &response_edits);
+            reply::apply_edits(&mut self.client_reply, &response_edits, reply.names);
         }
         let event_stream = reply.kind == ReplyKind::EventStream;
         reply::record_head(&mut exchange, &self.client_reply, event_stream);

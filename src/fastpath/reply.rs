@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
-use super::request::put_header;
+use super::request::{put_header, put_line};
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
 pub use crate::normalize::response::Framing;
@@ -37,6 +37,34 @@ pub struct Reply {
     /// `Content-Type` and `Content-Encoding` (first lines), for the body phase.
     pub content_type: Option<(usize, usize)>,
     pub content_encoding: Option<(usize, usize)>,
+    /// The lengths of the names of the client head's lines, for [`apply_edits`].
+    pub names: NameLengths,
+}
+
+/// The lengths of the names of the lines written into a client head, one bit each
+/// (bit 63 for 63 bytes and more). The response policies' edits mostly set names an
+/// endpoint does not send (`x-ratelimit-*`): when no edited name has the length of a
+/// written one, [`apply_edits`] knows without reading the head that no line goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NameLengths(u64);
+
+impl NameLengths {
+    fn bit(name: &[u8]) -> u64 {
+        1 << name.len().min(63)
+    }
+
+    pub fn add(&mut self, name: &[u8]) {
+        self.0 |= Self::bit(name);
+    }
+
+    /// Whether a line named `name` may be among those written.
+    pub fn may_hold(self, name: &[u8]) -> bool {
+        self.0 & Self::bit(name) != 0
+    }
+
+    /// Any name may be there (a head written by hand in a test).
+    #[cfg(test)]
+    pub const ANY: NameLengths = NameLengths(u64::MAX);
 }
 
 impl Reply {
@@ -99,6 +127,7 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         load_report: None,
         content_type: None,
         content_encoding: None,
+        names: NameLengths::default(),
     };
     if reply.is_informational() {
         return Parsed::Complete(reply);
@@ -166,34 +195,41 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
         None => out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
+    let mut names = NameLengths::default();
     for header in response.headers.iter() {
         let name = header.name.as_bytes();
         if drops(name, header.value, client, &tokens) {
             continue;
         }
-        put_header(out, name, header.value);
+        names.add(name);
+        put_line(out, buf, name, header.value);
     }
+    let mut put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        names.add(name);
+        put_header(out, name, value);
+    };
     match reply.framing {
         Framing::Chunked | Framing::UntilClose => {
-            put_header(out, b"transfer-encoding", b"chunked");
+            put(out, b"transfer-encoding", b"chunked");
         }
         // HEAD, 204 and 304 keep the length they announce.
         Framing::Length(_) | Framing::Empty => {
             if let Some(length) = content_length.filter(|_| transfer_encoding.is_none()) {
-                put_header(out, b"content-length", Digits::of(length).as_bytes());
+                put(out, b"content-length", Digits::of(length).as_bytes());
             }
         }
     }
     if !has_date {
-        with_http_date(|date| put_header(out, b"date", date));
+        with_http_date(|date| put(out, b"date", date));
     }
     if let Some(version) = client.version_header {
-        put_header(out, b"x-junction-version", version);
+        put(out, b"x-junction-version", version);
     }
-    put_header(out, b"x-request-id", client.request_id);
+    put(out, b"x-request-id", client.request_id);
     if reply.close_client {
-        put_header(out, b"connection", b"close");
+        put(out, b"connection", b"close");
     }
+    reply.names = names;
     out.extend_from_slice(b"\r\n");
     Parsed::Complete(reply)
 }
@@ -206,6 +242,7 @@ pub fn close_client_after(reply: &mut Reply, out: &mut Vec<u8>) {
         return;
     }
     reply.close_client = true;
+    reply.names.add(b"connection");
     // `out` ends with the empty line; the header goes before it.
     out.truncate(out.len().saturating_sub(2));
     put_header(out, b"connection", b"close");
@@ -217,11 +254,12 @@ pub fn close_client_after(reply: &mut Reply, out: &mut Vec<u8>) {
 /// replace go, the lines they add come before the empty line. Header rules cannot touch
 /// the lines Junction owns (framing, `connection`, `x-request-id`; refused when the
 /// config is compiled), so this never changes how the body is framed.
-pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
+pub fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits, names: NameLengths) {
     // The common case (lines only added, or set where the endpoint sent none of that
     // name): the added lines go in before the empty line, in place.
     let body_of_head = &out[..out.len().saturating_sub(2)];
-    let drops_a_line = edits.replaces_any() && line_names(body_of_head).any(|n| !edits.keeps(n));
+    let drops_a_line = edits.replaces_any(|name| names.may_hold(name))
+        && line_names(body_of_head).any(|n| !edits.keeps(n));
     if !drops_a_line {
         out.truncate(out.len().saturating_sub(2));
         edits.write_added(out);
@@ -348,7 +386,7 @@ mod tests {
             &http::header::SET_COOKIE,
             http::HeaderValue::from_static("s=1"),
         );
-        apply_edits(&mut out, &edits);
+        apply_edits(&mut out, &edits, NameLengths::ANY);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: r\r\nx-a: 2\r\nset-cookie: s=1\r\n\r\n"
@@ -374,6 +412,42 @@ mod tests {
             Parsed::Partial => panic!("partial"),
             Parsed::Invalid(why) => panic!("invalid: {why}"),
         }
+    }
+
+    /// The names' lengths let the edits skip reading the head only when no edited
+    /// name can be among the written lines: an endpoint's line of an edited name goes,
+    /// whatever its case, and one the close adds counts too.
+    #[test]
+    fn edits_replace_the_lines_parse_wrote() {
+        let text = "HTTP/1.1 200 OK\r\nX-Limit: 9\r\nserver: s\r\ncontent-length: 0\r\n\r\n";
+        let (reply, head) = parse_ok(text, &client());
+        let mut out = head.into_bytes();
+        let limit = http::HeaderName::from_static("x-limit");
+        assert!(reply.names.may_hold(b"x-limit"));
+        assert!(!reply.names.may_hold(b"x-ratelimit-remaining"));
+        let mut edits = HeaderEdits::new();
+        edits.set_bytes(&limit, b"5");
+        edits.set_bytes(
+            &http::HeaderName::from_static("x-ratelimit-remaining"),
+            b"4",
+        );
+        apply_edits(&mut out, &edits, reply.names);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("X-Limit: 9"), "{out}");
+        assert!(
+            out.ends_with("x-limit: 5\r\nx-ratelimit-remaining: 4\r\n\r\n"),
+            "{out}"
+        );
+
+        let mut out = Vec::new();
+        let Parsed::Complete(mut closing) =
+            parse(b"HTTP/1.1 204 No Content\r\n\r\n", &client(), &mut out)
+        else {
+            panic!("not parsed");
+        };
+        assert!(!closing.names.may_hold(b"connection"));
+        close_client_after(&mut closing, &mut out);
+        assert!(closing.names.may_hold(b"connection"));
     }
 
     #[test]

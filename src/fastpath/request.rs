@@ -393,7 +393,7 @@ impl RequestHead {
                 Kind::RequestId => forwarding.new_request_id.is_none(),
             };
             if keep {
-                put_header(out, slice(buf, line.name), value);
+                put_line(out, buf, slice(buf, line.name), value);
             }
         }
         forwarding.edits.write_added(out);
@@ -506,6 +506,27 @@ fn is_plain_target(target: &[u8]) -> bool {
     path.iter().all(|&b| path_char(b)) && query.iter().all(|&b| query_char(b))
 }
 
+/// A header line of `buf` (`name` and `value` are slices of it) as it came, when it
+/// came as `name: value\r\n` (nearly every line): one copy of the whole line rather
+/// than two of its parts. Otherwise written as [`put_header`] writes it.
+pub fn put_line(out: &mut Vec<u8>, buf: &[u8], name: &[u8], value: &[u8]) {
+    let base = buf.as_ptr() as usize;
+    let start = (name.as_ptr() as usize).wrapping_sub(base);
+    let value_end = (value.as_ptr() as usize)
+        .wrapping_sub(base)
+        .wrapping_add(value.len());
+    // The line's length says the value starts right after `name: `.
+    let line = buf
+        .get(start..value_end.wrapping_add(2))
+        .filter(|line| line.len() == name.len() + value.len() + 4);
+    match line {
+        Some(line) if line[name.len()..].starts_with(b": ") && line.ends_with(b"\r\n") => {
+            out.extend_from_slice(line)
+        }
+        _ => put_header(out, name, value),
+    }
+}
+
 pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -595,6 +616,26 @@ impl RouteInput for RouteView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whole lines are copied only when they read `name: value\r\n`; any other form
+    /// is written anew, the same bytes `put_header` writes.
+    #[test]
+    fn lines_are_copied_whole_only_as_written() {
+        let buf = b"a: 1\r\nb:2\r\nc:  3 \r\nd: \r\n";
+        let at = |from: usize, to: usize| &buf[from..to];
+        let cases: [(&[u8], &[u8], &[u8]); 5] = [
+            (at(0, 1), at(3, 4), b"a: 1\r\n"),
+            (at(6, 7), at(8, 9), b"b: 2\r\n"),
+            (at(11, 12), at(15, 16), b"c: 3\r\n"),
+            (at(19, 20), at(22, 22), b"d: \r\n"),
+            (b"x", b"y", b"x: y\r\n"),
+        ];
+        for (name, value, expected) in cases {
+            let mut out = Vec::new();
+            put_line(&mut out, buf, name, value);
+            assert_eq!(out, expected, "{:?}", String::from_utf8_lossy(name));
+        }
+    }
 
     fn parsed(text: &str) -> RequestHead {
         let mut head = RequestHead::default();

@@ -3,6 +3,7 @@
 //! policy asks for, which each engine applies when it renders the head it sends.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, request};
+use smallvec::SmallVec;
 
 use crate::telemetry::trace::X_REQUEST_ID;
 
@@ -191,12 +192,15 @@ impl EditValue {
 /// removed or set; then the values set or appended follow, in order.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
-    edits: Vec<(HeaderName, Edit)>,
+    /// Inline for the common few (a rate limit sets three response headers).
+    edits: SmallVec<[(HeaderName, Edit); 3]>,
 }
 
 impl HeaderEdits {
     pub const fn new() -> Self {
-        HeaderEdits { edits: Vec::new() }
+        HeaderEdits {
+            edits: SmallVec::new_const(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -299,11 +303,12 @@ impl HeaderEdits {
         }
     }
 
-    /// Whether the edits remove or replace any header (rather than only add lines).
-    pub fn replaces_any(&self) -> bool {
-        self.edits
-            .iter()
-            .any(|(_, edit)| !matches!(edit, Edit::Append(_)))
+    /// Whether the edits remove or replace any header (rather than only add lines)
+    /// whose name `may_be_there` allows.
+    pub fn replaces_any(&self, may_be_there: impl Fn(&[u8]) -> bool) -> bool {
+        self.edits.iter().any(|(name, edit)| {
+            !matches!(edit, Edit::Append(_)) && may_be_there(name.as_str().as_bytes())
+        })
     }
 }
 

@@ -246,7 +246,7 @@ pub struct RequestCtx {
     /// Token usage the model server reported (set before `on_done`).
     pub usage: Option<crate::llm::Usage>,
     /// What the rate limits reserved, settled when the request ends.
-    pub holds: Vec<BudgetHold>,
+    pub holds: smallvec::SmallVec<[BudgetHold; 1]>,
 }
 
 impl RequestCtx {
@@ -264,7 +264,7 @@ impl RequestCtx {
             prompt_estimate: None,
             max_tokens: None,
             usage: None,
-            holds: Vec::new(),
+            holds: smallvec::SmallVec::new(),
         }
     }
 

@@ -75,7 +75,7 @@ pub(crate) struct Attempts<'r> {
     /// The balancer's key for each chain target's pool (`affinity::chain_keys`).
     chain_keys: Vec<Option<u64>>,
     on_fallback: bool,
-    tried: Vec<Arc<Endpoint>>,
+    tried: smallvec::SmallVec<[Arc<Endpoint>; 2]>,
     /// How many of `tried` were tried at earlier targets of the chain.
     tried_before: usize,
     max_attempts: u32,
@@ -107,7 +107,7 @@ impl<'r> Attempts<'r> {
             affinity,
             chain_keys: Vec::new(),
             on_fallback: false,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             tried_before: 0,
             max_attempts: if replayable {
                 policy.map_or(0, |p| p.attempts)

@@ -80,6 +80,25 @@ pub async fn handle(
     Ok(response)
 }
 
+/// The key authorization for a `GET` (or `HEAD`) of a pending HTTP-01 token.
+fn acme_answer(
+    answers: &crate::acme::Http01Answers,
+    head: &http::request::Parts,
+) -> Option<Response<ProxyBody>> {
+    if head.method != Method::GET && head.method != Method::HEAD {
+        return None;
+    }
+    let key_authorization = answers.answer(head.uri.path())?;
+    let mut response = Response::new(ProxyBody::full(Bytes::copy_from_slice(
+        key_authorization.as_bytes(),
+    )));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
+}
+
 fn log_facts(
     request: &Request<Incoming>,
     downstream: &Downstream,
@@ -131,6 +150,11 @@ async fn proxy(
     exchange.trace = trace::continue_trace(&mut head.headers, gateway.rng());
     // Tags are Junction's word to the endpoint: a client must not be able to set them.
     head.headers.remove(&X_JUNCTION_TAG);
+
+    // Phase: an ACME server checking one of our HTTP-01 tokens is answered before routing.
+    if let Some(answer) = acme_answer(gateway.acme_answers(), &head) {
+        return Ok(answer);
+    }
 
     // Phase: read the body only when routing needs the `model` field.
     let (body, facts) = if listener.routes.needs_body && wants_model_lookup(&head) {

@@ -42,6 +42,7 @@ pub use exchange::{Exchange, LogFacts};
 pub use forwarding::client_ip;
 pub use header_rules::HeaderRules;
 
+use crate::acme::Http01Answers;
 use crate::balance::SplitMix;
 use crate::routing::GatewayListener;
 use crate::security::audit::AuditLog;
@@ -63,6 +64,8 @@ pub trait GatewayState: Send + Sync {
     fn listener(&self, name: &str) -> Option<Arc<GatewayListener>>;
     /// Whether `token` is the plan's admin token (`x-junction-admin-token`).
     fn is_admin_token(&self, token: &[u8]) -> bool;
+    /// The HTTP-01 tokens of ACME orders in flight, answered before routing.
+    fn acme_answers(&self) -> &Http01Answers;
 }
 
 /// Per-connection context shared by every request on a downstream connection.

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
 use super::listeners::{Drain, ListenerKind, Running};
+use crate::acme::Http01Answers;
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
 use crate::config::{self, ADMIN_EXPOSED, CompileContext, ConfigErrors, Plan};
@@ -91,6 +92,8 @@ pub struct Gateway {
     canaries: Mutex<HashMap<String, CanaryTask>>,
     /// One certificate file watcher per TLS listener with `watch`.
     cert_watchers: Mutex<super::cert_watch::Watchers>,
+    /// HTTP-01 tokens of ACME orders in flight, answered on every listener.
+    acme_answers: Arc<Http01Answers>,
 }
 
 /// What the engines use of the gateway (they know it only by this trait).
@@ -118,6 +121,10 @@ impl GatewayState for Gateway {
             .map(|listener| listener.gateway.clone())
     }
 
+    fn acme_answers(&self) -> &Http01Answers {
+        &self.acme_answers
+    }
+
     fn is_admin_token(&self, token: &[u8]) -> bool {
         self.plan
             .load()
@@ -128,6 +135,11 @@ impl GatewayState for Gateway {
 }
 
 impl Gateway {
+    /// The table an `acme::Acme` puts its HTTP-01 tokens in, for the listeners to answer.
+    pub fn acme_answers(&self) -> &Arc<Http01Answers> {
+        &self.acme_answers
+    }
+
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
         let shared = Shared::default();
@@ -193,6 +205,7 @@ impl Gateway {
             pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
             cert_watchers: Mutex::new(HashMap::new()),
+            acme_answers: Http01Answers::new(),
         })
     }
 

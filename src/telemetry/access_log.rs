@@ -4,7 +4,7 @@
 //! file (for logrotate).
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -284,14 +284,16 @@ fn write_lines(
     destination: Destination,
     reopen: Arc<AtomicBool>,
 ) {
-    let mut output = BufWriter::with_capacity(64 * 1024, output);
+    // No `BufWriter`: each shard's bytes are a batch already, written with one call;
+    // a buffer would only copy them once more.
+    let mut output = output;
     let mut spare = Vec::new();
     loop {
         std::thread::sleep(WRITE_TICK);
         if reopen.swap(false, Ordering::Relaxed) {
             let _ = output.flush();
             match open(&destination) {
-                Ok(fresh) => output = BufWriter::with_capacity(64 * 1024, fresh),
+                Ok(fresh) => output = fresh,
                 Err(error) => {
                     tracing::error!(%error, ?destination, "cannot reopen the access log; keeping the old file")
                 }

@@ -13,6 +13,7 @@ pub mod browser;
 pub mod certs;
 pub mod exits;
 pub mod guarded;
+pub mod pebble;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
