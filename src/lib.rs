@@ -37,5 +37,6 @@ pub mod routing;
 pub mod security;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod units;
 pub mod upstream;

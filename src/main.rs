@@ -435,6 +435,9 @@ fn check(config: &std::path::Path) -> ExitCode {
                     junction::config::ADMIN_EXPOSED
                 );
             }
+            for warning in &plan.warnings {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
             let routes: usize = plan.listeners.iter().map(|l| l.routes.routes.len()).sum();
             println!(
                 "{}: ok ({} listeners, {} pools, {routes} routes)",

@@ -46,6 +46,8 @@ const LAYERS: &[&[&str]] = &[
     &["masking"],
     // Inspection: captured flows (format, recording, on-disk ring), filter expressions.
     &["inspect"],
+    // TLS: certificates by SNI, reloaded in place; server configs; client identities.
+    &["tls"],
     // Picking among endpoints, known only as `balance::Candidate`; stable hashes, RNG.
     &["balance"],
     // Pools, endpoints and their state (the registry), the HTTP client, health.

@@ -17,7 +17,7 @@ use junction::security::hash_key;
 use serde_json::Value;
 use support::proxy::RunningProxy;
 use support::upstream::RunningUpstream;
-use support::{TestProxy, TestUpstream, client};
+use support::{TestProxy, TestUpstream, client, wait_for_lines};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // === helpers ===
@@ -143,24 +143,6 @@ async fn assert_decisions(proxy: &RunningProxy, expected: &[(&str, &str, f64)]) 
         .map(|(rule, action, n)| ((rule.to_string(), action.to_string()), *n))
         .collect();
     assert_eq!(got, want, "junction_security_decisions_total");
-}
-
-/// The non-empty lines of a file once it has at least `count` of them (5 s at most).
-async fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        if lines.len() >= count || tokio::time::Instant::now() > deadline {
-            assert_eq!(lines.len(), count, "lines of {}:\n{text}", path.display());
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// One HTTP/1.1 request written byte for byte (so its headers are exactly these), and

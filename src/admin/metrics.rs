@@ -432,6 +432,7 @@ impl Collector for Scrape {
         )?;
 
         encode_load_reports(&mut encoder, pools)?;
+        super::tls::encode_metrics(&mut encoder, &self.plan, metrics)?;
 
         family(
             &mut encoder,

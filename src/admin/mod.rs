@@ -11,6 +11,7 @@ mod flows;
 mod guard;
 mod limits;
 mod metrics;
+mod tls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -90,7 +91,10 @@ pub async fn handle(
             }
         }
         (&Method::GET, "/api/config") => {
-            json_response(StatusCode::OK, &redacted(&gateway.plan().spec))
+            let plan = gateway.plan();
+            let mut config = redacted(&plan.spec);
+            tls::annotate_config(&mut config, &plan);
+            json_response(StatusCode::OK, &config)
         }
         (&Method::GET, "/api/pools") => json_response(StatusCode::OK, &pools(&gateway)),
         (&Method::GET, "/api/stats") => json_response(StatusCode::OK, &stats(&gateway)),

@@ -75,6 +75,18 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let listener_plans: Vec<&ListenerPlan> = listeners.iter().map(|(l, _)| l).collect();
+    let warnings = super::tls::warnings(&spec, &listener_plans, now)
+        .into_iter()
+        .map(|(path, message)| super::ConfigError {
+            path,
+            line: None,
+            message,
+        })
+        .collect();
     let state_file = spec
         .server
         .state_file
@@ -102,6 +114,7 @@ pub fn compile(
             .collect(),
         pools: pools.into_iter().map(|(_, pool)| pool).collect(),
         rate_limits,
+        warnings,
         spec,
     })
 }
@@ -347,11 +360,14 @@ fn compile_listeners(
             }
         }
         let tls = listener.tls.as_ref().and_then(|tls| {
-            let cert = resolve(base, &tls.cert);
-            let key = resolve(base, &tls.key);
-            super::tls::server_config(&cert, &key)
-                .map_err(|(key, message)| errors.push((format!("{path}.tls.{key}"), message)))
-                .ok()
+            super::tls::compile_listener_tls(
+                &listener.name,
+                tls,
+                base,
+                &format!("{path}.tls"),
+                errors,
+            )
+            .map(Arc::new)
         });
         let trusted_proxies = parse_cidrs(
             &listener.trusted_proxies,
@@ -376,8 +392,10 @@ fn compile_listeners(
                 }
                 other => other,
             };
+            let identity_header = super::tls::identity_header(listener.tls.as_ref(), &path, errors);
             let gateway = GatewayListener {
                 name: listener.name.as_str().into(),
+                identity_header,
                 trusted_proxies,
                 model_body_limit,
                 header_read_timeout: duration_or(

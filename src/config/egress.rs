@@ -70,6 +70,7 @@ pub(super) fn compile_egress(
             max_connections_per_client: None,
             gateway: Arc::new(GatewayListener {
                 name: egress.name.as_str().into(),
+                identity_header: None,
                 trusted_proxies: Vec::new(),
                 model_body_limit: 0,
                 header_read_timeout: idle_timeout.min(Duration::from_secs(30)),

@@ -142,7 +142,7 @@ pub fn load_str(
             message,
         }])
     })?;
-    compile(spec, base, context).map_err(|errors| {
+    let mut plan = compile(spec, base, context).map_err(|errors| {
         ConfigErrors(
             errors
                 .into_iter()
@@ -153,7 +153,11 @@ pub fn load_str(
                 })
                 .collect(),
         )
-    })
+    })?;
+    for warning in &mut plan.warnings {
+        warning.line = locator.line_of_path(&warning.path);
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct Plan {
     pub shutdown_grace: Duration,
     pub listeners: Vec<ListenerPlan>,
     pub pools: Vec<Arc<Pool>>,
+    /// What `junction check` and the start warn of (expiring certificates, route hosts
+    /// no certificate serves); valid, but worth a look.
+    pub warnings: Vec<super::ConfigError>,
     /// Each route's rate limits (routes without any are left out), for the admin API.
     pub rate_limits: Vec<crate::security::limit_usage::RouteLimits>,
 }
@@ -39,7 +42,7 @@ pub use crate::routing::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener
 /// `[[egress]]` listener, the forward proxy.
 pub struct ListenerPlan {
     pub bind: SocketAddr,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<crate::tls::ListenerTls>>,
     pub max_connections_per_client: Option<u32>,
     pub gateway: Arc<GatewayListener>,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.

@@ -107,20 +107,7 @@ pub(super) fn compile_pools(
             }
         }
         let needs_tls = endpoints.iter().any(|e| e.target.is_https());
-        if spec.ca_file.is_some() && !needs_tls {
-            errors.push((
-                format!("{path}.ca_file"),
-                "ca_file is only used with https endpoints".into(),
-            ));
-        }
-        let tls = if needs_tls {
-            let ca_file = spec.ca_file.as_deref().map(|file| resolve(base, file));
-            crate::upstream::client_config(ca_file.as_deref(), protocol)
-                .map_err(|e| errors.push((format!("{path}.ca_file"), e)))
-                .ok()
-        } else {
-            None
-        };
+        let tls = super::tls::compile_pool_tls(spec, protocol, needs_tls, base, &path, errors);
         let health = spec
             .health
             .as_ref()
@@ -165,7 +152,15 @@ pub(super) fn compile_pools(
             endpoints,
             protocol,
             rewrite_host: spec.rewrite_host,
-            client: UpstreamClient::new(protocol, tls, spec.max_idle_per_endpoint, &limits),
+            client: {
+                let (config, server_name) = tls.unzip();
+                let client =
+                    UpstreamClient::new(protocol, config, spec.max_idle_per_endpoint, &limits);
+                match server_name.flatten() {
+                    Some(name) => client.with_server_name(name),
+                    None => client,
+                }
+            },
             health,
             outlier,
             fallback: OnceLock::new(),

@@ -212,18 +212,25 @@ pub(super) fn compile_security(
                 models,
             });
         }
+        let identities: Vec<Glob> = auth
+            .identities
+            .iter()
+            .map(|i| Glob::new(i, false))
+            .collect();
         if keys.is_empty()
+            && identities.is_empty()
             && !errors
                 .iter()
                 .any(|(p, _)| p.starts_with(&format!("{path}.auth")))
         {
             errors.push((
                 format!("{path}.auth"),
-                "auth needs at least one key (keys or keys_file)".into(),
+                "auth needs at least one key (keys or keys_file) or identity (identities)".into(),
             ));
         }
         filters.push(Box::new(ApiKeys {
             keys,
+            identities,
             recorder: recorder.clone(),
         }));
     }

@@ -237,6 +237,10 @@ pub struct AuthSpec {
     pub keys: Vec<ApiKeySpec>,
     /// TOML file with `[[keys]]` entries of the same shape.
     pub keys_file: Option<String>,
+    /// Client certificate identities (mTLS) admitted without a key: globs matched
+    /// against the certificate's URI SANs (SPIFFE ID), DNS SANs and `CN=...`.
+    #[serde(default)]
+    pub identities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -278,6 +282,52 @@ pub struct AuditSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
+    /// One certificate chain (PEM): the short form of `certs = [{ cert, key }]`.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Certificates picked by the client's SNI (an ECDSA and an RSA one may share names).
+    #[serde(default)]
+    pub certs: Vec<CertSpec>,
+    /// The name whose certificate answers clients that send no name or an unknown one
+    /// (default: the first certificate).
+    pub default: Option<String>,
+    /// How often the certificate files are looked at for changes (default "10s"; "off").
+    pub watch: Option<String>,
+    /// Client certificates (mTLS), verified against a CA.
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// PEM file of the CAs that issue client certificates.
+    pub ca: String,
+    /// Refuse the handshake without a client certificate (default true).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Header that carries the client's identity upstream (default
+    /// `x-junction-client-identity`); a client's own is always removed.
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTlsSpec {
+    /// Client certificate chain (PEM) shown to endpoints that ask (mTLS); needs `key`.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// PEM file of CAs trusted for the endpoints (as `ca_file`; default: system roots).
+    pub ca: Option<String>,
+    /// Name sent as SNI and verified, instead of each endpoint URL's host.
+    pub server_name: Option<String>,
+    /// `false`: endpoints' certificates are not verified (`junction check` warns).
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
     pub cert: String,
     pub key: String,
 }
@@ -332,6 +382,8 @@ pub struct PoolSpec {
     pub rewrite_host: bool,
     /// PEM file of CA certificates for https endpoints (default: the system roots).
     pub ca_file: Option<String>,
+    /// TLS to https endpoints: a client certificate, CA, name, verification.
+    pub tls: Option<PoolTlsSpec>,
     /// Idle upstream connections kept per endpoint.
     pub max_idle_per_endpoint: Option<usize>,
     /// Active health checks.

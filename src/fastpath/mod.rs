@@ -499,6 +499,7 @@ impl Connection {
         exchange.bytes_in = BytesIn::Known(head.content_length);
         exchange.request_id = Some(request_id.clone());
         exchange.client_ip = Some(client_ip);
+        exchange.client_identity = downstream.client_identity.clone();
         if route.capture.is_some() {
             let client = body_phase::ClientFacts {
                 client_ip,
@@ -530,6 +531,7 @@ impl Connection {
             let mut request_ctx =
                 RequestCtx::new(route.name.clone(), client_ip, exchange.started());
             request_ctx.set_facts(facts.as_ref());
+            request_ctx.client_identity = downstream.client_identity.clone();
             let flow = route
                 .filters
                 .run_request(&mut request_ctx, &view, &mut edits)
@@ -554,6 +556,7 @@ impl Connection {
                 .error(client, &mut self.client_reply, &mut exchange, error)
                 .await;
         }
+        crate::pipeline::forwarding::client_identity_edits(downstream, &mut edits);
         // The body phase (masking) on the whole body, held in the receive buffer.
         body_phase::request_edits(route, &mut edits);
         let mut masked_body = None;

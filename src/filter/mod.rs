@@ -237,6 +237,8 @@ pub struct RequestCtx {
     pub model: Option<String>,
     /// Name of the API key that authenticated the request.
     pub key_name: Option<Arc<str>>,
+    /// The client certificate's identity (mTLS), which `auth.identities` matches.
+    pub client_identity: Option<Arc<crate::tls::ClientIdentity>>,
     /// Prompt tokens guessed from the body's size, when routing read the body.
     pub prompt_estimate: Option<u64>,
     /// The body's `max_tokens` (or `max_completion_tokens`).
@@ -258,6 +260,7 @@ impl RequestCtx {
             failed: false,
             model: None,
             key_name: None,
+            client_identity: None,
             prompt_estimate: None,
             max_tokens: None,
             usage: None,

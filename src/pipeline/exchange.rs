@@ -63,6 +63,8 @@ pub struct Exchange {
     pub retries: u32,
     /// Name (never the key) of the API key that authenticated the request.
     pub key_name: Option<Arc<str>>,
+    /// The client certificate's identity (mTLS), for the access log.
+    pub client_identity: Option<Arc<crate::tls::ClientIdentity>>,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) done: Option<RequestCtx>,
     /// The body phase: what masking found, the response's transform.
@@ -123,6 +125,7 @@ impl Exchange {
             failed: false,
             retries: 0,
             key_name: None,
+            client_identity: None,
             in_flight: None,
             done: None,
             body: BodyRecord::default(),
@@ -565,6 +568,9 @@ impl Exchange {
                 Field::CompletionTokens => line.number(name, usage.completion),
                 Field::Retries => line.number(name, Some(self.retries)),
                 Field::ApiKey => line.string(name, self.key_name.as_deref()),
+                Field::ClientIdentity => {
+                    line.string(name, self.client_identity.as_deref().map(|id| id.primary()))
+                }
                 Field::Masked => line.string(name, self.masked_field().as_deref()),
                 Field::Hops => line.string(name, self.hops_field().as_deref()),
                 Field::UserAgent => line.string(

@@ -228,6 +228,23 @@ pub(crate) fn add_pool_credential(edits: &mut HeaderEdits, credential: &PoolCred
     edits.set(&credential.header, credential.value.clone());
 }
 
+/// On a listener with `tls.client_auth`: the identity header a client sent is removed
+/// and the verified certificate's identity set in its place. Both engines add these to
+/// the request's edits at the same phase, after the route's filters.
+pub(crate) fn client_identity_edits(downstream: &Downstream, edits: &mut HeaderEdits) {
+    let Some(header) = &downstream.accepted_on.identity_header else {
+        return;
+    };
+    edits.remove(header);
+    let value = downstream
+        .client_identity
+        .as_deref()
+        .and_then(|identity| HeaderValue::from_str(identity.primary()).ok());
+    if let Some(value) = value {
+        edits.set(header, value);
+    }
+}
+
 /// Shapes a downstream request head for `endpoint`.
 pub fn prepare_request(
     head: &mut request::Parts,

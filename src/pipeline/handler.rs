@@ -198,6 +198,7 @@ async fn proxy(
     );
 
     exchange.client_ip = Some(client_ip);
+    exchange.client_identity = downstream.client_identity.clone();
     // Phase: start recording the flow, for a route that captures a sample of them.
     if route.capture.is_some() {
         let view = super::head::PartsView {
@@ -224,6 +225,7 @@ async fn proxy(
     if !route.filters.is_empty() {
         let mut request_ctx = RequestCtx::new(route.name.clone(), client_ip, exchange.started());
         request_ctx.set_facts(facts.as_ref());
+        request_ctx.client_identity = downstream.client_identity.clone();
         // Header limits judge the client's headers, without the request id added above.
         let view = super::head::PartsView {
             head: &head,
@@ -245,6 +247,7 @@ async fn proxy(
     // Phase: the anomaly detectors: the client's rate, and a cool-down set earlier.
     let mut edits = super::HeaderEdits::default();
     super::detection::on_request(&route, exchange, &mut edits)?;
+    super::forwarding::client_identity_edits(downstream, &mut edits);
     edits.apply(&mut head.headers);
 
     // Phase: read the body whole before an endpoint is chosen or a connection taken, so a

@@ -79,6 +79,8 @@ pub struct Downstream {
     pub accepted_on: Arc<GatewayListener>,
     /// The peer's address as a header value, formatted once per connection.
     pub peer_header: HeaderValue,
+    /// The identity of the client's verified certificate (mTLS), if it sent one.
+    pub client_identity: Option<Arc<crate::tls::ClientIdentity>>,
 }
 
 impl Downstream {
@@ -98,7 +100,14 @@ impl Downstream {
             tls,
             accepted_on,
             peer_header,
+            client_identity: None,
         }
+    }
+
+    /// The connection's client certificate identity (mTLS).
+    pub fn with_identity(mut self, identity: Option<crate::tls::ClientIdentity>) -> Self {
+        self.client_identity = identity.map(Arc::new);
+        self
     }
 
     /// Whether `token` is the running plan's admin token (`x-junction-admin-token`).

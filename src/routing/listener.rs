@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_REQUEST_HEAD: usize = 400 * 1024;
 
 pub struct GatewayListener {
     pub name: Arc<str>,
+    /// With `tls.client_auth`: the header the client's identity goes upstream in (a
+    /// client's own is removed first).
+    pub identity_header: Option<http::HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub model_body_limit: u64,
     pub header_read_timeout: Duration,

@@ -30,6 +30,8 @@ pub struct ApiKey {
 
 pub struct ApiKeys {
     pub keys: Vec<ApiKey>,
+    /// Client certificate identities (mTLS) admitted without a key.
+    pub identities: Vec<Glob>,
     pub recorder: Recorder,
 }
 
@@ -124,6 +126,17 @@ impl Filter for ApiKeys {
 }
 
 impl ApiKeys {
+    /// Whether the client certificate's identity is one of `identities` (`None`: no
+    /// certificate).
+    fn identity_admits(&self, ctx: &RequestCtx) -> Option<bool> {
+        let identity = ctx.client_identity.as_deref()?;
+        Some(
+            identity
+                .names()
+                .any(|name| self.identities.iter().any(|glob| glob.matches(&name))),
+        )
+    }
+
     fn limit_of(&self, ctx: &RequestCtx) -> Option<&RateLimit> {
         let name = ctx.key_name.as_deref()?;
         self.keys
@@ -139,6 +152,36 @@ impl ApiKeys {
         ctx: &mut RequestCtx,
         head: &dyn RequestView,
     ) -> Result<Option<&RateLimit>, Flow> {
+        if !self.identities.is_empty() {
+            match self.identity_admits(ctx) {
+                Some(true) => return Ok(None),
+                // With no keys, a certificate is the only way in.
+                Some(false) if self.keys.is_empty() => {
+                    let identity = ctx.client_identity.as_deref().map_or("", |i| i.primary());
+                    let message = format!(
+                        "client identity {identity:?} may not use route {:?}",
+                        ctx.route
+                    );
+                    return Err(self.recorder.refuse(
+                        ctx,
+                        "client_identity route",
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        &message,
+                    ));
+                }
+                None if self.keys.is_empty() => {
+                    return Err(self.recorder.refuse(
+                        ctx,
+                        "client_identity missing",
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "a client certificate is required",
+                    ));
+                }
+                _ => {}
+            }
+        }
         let Some(key) = presented(head) else {
             return Err(self.recorder.refuse(
                 ctx,

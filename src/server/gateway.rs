@@ -90,6 +90,8 @@ pub struct Gateway {
     pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
     canaries: Mutex<HashMap<String, CanaryTask>>,
+    /// One certificate file watcher per TLS listener with `watch`.
+    cert_watchers: Mutex<super::cert_watch::Watchers>,
     /// HTTP-01 tokens of ACME orders in flight, answered on every listener.
     acme_answers: Arc<Http01Answers>,
 }
@@ -202,6 +204,7 @@ impl Gateway {
             checkers: Mutex::new(HashMap::new()),
             pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
+            cert_watchers: Mutex::new(HashMap::new()),
             acme_answers: Http01Answers::new(),
         })
     }
@@ -317,6 +320,9 @@ impl Gateway {
         if plan.admin_exposed_without_token() {
             tracing::warn!(bind = %plan.admin_bind, "{ADMIN_EXPOSED}");
         }
+        for warning in &plan.warnings {
+            tracing::warn!("config: {warning}");
+        }
         let (to_stop, fresh, handed_over) = {
             let running = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let keep = |name: &str, bind: SocketAddr| {
@@ -393,6 +399,11 @@ impl Gateway {
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
         self.supervise_canaries(plan);
+        super::cert_watch::supervise(
+            &mut self.cert_watchers.lock().unwrap_or_else(|p| p.into_inner()),
+            plan,
+            &self.telemetry,
+        );
         for egress in plan.listeners.iter().filter_map(|l| l.egress.as_ref()) {
             egress.start();
         }
@@ -556,6 +567,14 @@ impl Gateway {
         }
         for (_, (_, task)) in self
             .canaries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        for (_, (_, task)) in self
+            .cert_watchers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()

@@ -155,7 +155,10 @@ async fn serve_proxy(
     let Some(listener) = plan.listener(&name) else {
         return;
     };
-    let tls = listener.tls.clone();
+    let tls = listener
+        .tls
+        .as_ref()
+        .map(|tls| (tls.config.clone(), tls.client_auth));
     let header_read_timeout = listener.header_read_timeout;
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
         header_read_timeout: listener.header_read_timeout,
@@ -168,18 +171,19 @@ async fn serve_proxy(
         gateway: gateway.clone(),
         accepted_under: plan.clone(),
     };
-    let downstream = Arc::new(Downstream::new(
-        gateway.clone(),
-        accepted_on,
-        peer,
-        name,
-        tls.is_some(),
-    ));
+    let downstream = Downstream::new(gateway.clone(), accepted_on, peer, name, tls.is_some());
     match tls {
-        Some(config) => {
+        Some((config, client_auth)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
+                    // rustls verified the chain; only the leaf's names are read here.
+                    let identity = client_auth
+                        .then(|| stream.get_ref().1.peer_certificates())
+                        .flatten()
+                        .and_then(|chain| chain.first())
+                        .and_then(crate::tls::ClientIdentity::from_der);
+                    let downstream = Arc::new(downstream.with_identity(identity));
                     // HTTP/2 (by ALPN) is hyper's; HTTP/1.1 tries the fast path first.
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let fast_path = fast_path.filter(|_| !h2);
@@ -202,7 +206,7 @@ async fn serve_proxy(
             serve_http(
                 &builder,
                 stream,
-                downstream,
+                Arc::new(downstream),
                 egress,
                 fast_path,
                 header_read_timeout,

@@ -79,6 +79,7 @@ fields! {
     CompletionTokens => "completion_tokens",
     Retries => "retries",
     ApiKey => "api_key",
+    ClientIdentity => "client_identity",
     UserAgent => "user_agent",
     Masked => "masked",
     Hops => "hops",

@@ -180,6 +180,8 @@ pub struct MetricsRegistry {
     errors: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Connections the HTTP/1.1 fast path handed to the full pipeline, by listener and reason.
     handoffs: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// Certificate reloads by listener and outcome (`reloaded`, `refused`).
+    tls_reloads: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Masking findings by (route, type, action, direction): counts, never values.
     masking: Mutex<HashMap<MaskingKey, u64>>,
     /// Bodies masking could not read and passed on (`on_error = "pass"`), by route and
@@ -293,6 +295,18 @@ impl MetricsRegistry {
     pub fn all_handoffs(&self) -> Vec<((Arc<str>, &'static str), u64)> {
         let handoffs = self.handoffs.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = handoffs.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_tls_reload(&self, listener: &Arc<str>, outcome: &'static str) {
+        let mut reloads = self.tls_reloads.lock().unwrap_or_else(|p| p.into_inner());
+        *reloads.entry((listener.clone(), outcome)).or_default() += 1;
+    }
+
+    pub fn all_tls_reloads(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        let reloads = self.tls_reloads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = reloads.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

@@ -198,7 +198,7 @@ pub enum Room {
 /// The client of one pool: protocol, TLS settings and limits shared by its endpoints.
 pub struct UpstreamClient {
     pub protocol: Protocol,
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<super::tls::UpstreamTls>,
     dialer: Option<Arc<dyn Dialer>>,
     max_idle: usize,
     max_connections: Option<u32>,
@@ -242,7 +242,7 @@ impl UpstreamClient {
     ) -> Self {
         UpstreamClient {
             protocol,
-            tls: tls.map(tokio_rustls::TlsConnector::from),
+            tls: tls.map(|config| super::tls::UpstreamTls::new(config, None)),
             dialer: None,
             max_idle: max_idle.unwrap_or(DEFAULT_MAX_IDLE),
             max_connections: limits.max_connections,
@@ -278,8 +278,16 @@ impl UpstreamClient {
         self.protocol == Protocol::Http1
     }
 
+    /// The name asked for and verified in TLS instead of each endpoint URL's host.
+    pub fn with_server_name(mut self, name: rustls::pki_types::ServerName<'static>) -> Self {
+        if let Some(tls) = self.tls.take() {
+            self.tls = Some(tls.with_server_name(name));
+        }
+        self
+    }
+
     /// The TLS settings of this pool's https endpoints (health checks use them too).
-    pub fn tls_connector(&self) -> Option<tokio_rustls::TlsConnector> {
+    pub fn tls(&self) -> Option<super::tls::UpstreamTls> {
         self.tls.clone()
     }
 
@@ -588,9 +596,8 @@ impl UpstreamClient {
             .tls
             .as_ref()
             .ok_or_else(|| tls_error(std::io::Error::other("no TLS settings for this pool")))?;
-        let server_name = rustls::pki_types::ServerName::try_from(endpoint.target.host.clone())
-            .map_err(|e| tls_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-        match tokio::time::timeout(connect_timeout, connector.connect(server_name, tcp)).await {
+        let handshake = connector.connect(&endpoint.target.host, tcp);
+        match tokio::time::timeout(connect_timeout, handshake).await {
             Ok(result) => result.map_err(tls_error),
             Err(_) => Err(SendError::ConnectTimeout {
                 endpoint: url.clone(),

@@ -182,7 +182,7 @@ pub struct ProbeTarget {
     scheme: http::uri::Scheme,
     protocol: Protocol,
     /// For https endpoints.
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<super::tls::UpstreamTls>,
 }
 
 impl ProbeTarget {
@@ -195,7 +195,7 @@ impl ProbeTarget {
             scheme: endpoint.target.scheme.clone(),
             protocol: client.protocol,
             tls: if endpoint.target.is_https() {
-                client.tls_connector()
+                client.tls()
             } else {
                 None
             },
@@ -283,10 +283,8 @@ pub(super) async fn get(
         .map_err(|e| format!("connect: {e}"))?;
     match &target.tls {
         Some(connector) => {
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| format!("tls: {e}"))?;
             let stream = connector
-                .connect(name, stream)
+                .connect(&target.host, stream)
                 .await
                 .map_err(|e| format!("tls: {e}"))?;
             get_over(TokioIo::new(stream), target, path, user_agent).await

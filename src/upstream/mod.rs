@@ -21,7 +21,7 @@ pub use load_poll::LoadMetrics;
 pub use request_body::{BodyError, RequestBody};
 pub use stream::EndpointStream;
 
-pub use tls::client_config;
+pub use tls::{TlsOptions, TlsSetupError, UpstreamTls, client_config, client_config_with};
 
 use crate::balance::Balancer;
 

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod browser;
+pub mod certs;
 pub mod exits;
 pub mod guarded;
 pub mod pebble;
@@ -52,6 +53,24 @@ pub fn tally(names: &[String]) -> std::collections::BTreeMap<&str, usize> {
         *counts.entry(name.as_str()).or_default() += 1;
     }
     counts
+}
+
+/// The non-empty lines of a file once it has at least `count` of them (5 s at most).
+pub async fn wait_for_lines(path: &std::path::Path, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if lines.len() >= count || tokio::time::Instant::now() > deadline {
+            assert_eq!(lines.len(), count, "lines of {}:\n{text}", path.display());
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// A reqwest client that never uses a system proxy and keeps connections alive.
