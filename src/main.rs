@@ -77,6 +77,14 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Listen on this Unix socket for a new process (a binary upgrade) to take the
+        /// listening sockets over; SIGUSR2 starts one.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+        /// Take the listening sockets, weights and canary phases over from the process
+        /// listening on this upgrade socket; it drains and exits once this one serves.
+        #[arg(long, value_name = "PATH")]
+        upgrade_from: Option<PathBuf>,
     },
     /// Validate a config file: exit 0, or print every error with its key path and line and exit 1.
     Check {
@@ -263,18 +271,14 @@ fn main() -> ExitCode {
             println!("{}", junction::security::hash_key(&key));
             ExitCode::SUCCESS
         }
-        Command::Run { config, threads } => {
+        Command::Run {
+            config,
+            threads,
+            upgrade_socket,
+            upgrade_from,
+        } => {
             init_logging();
-            with_runtime(threads, async move {
-                let gateway = Gateway::from_file(config.clone(), Arc::new(SplitMix::from_clock()))
-                    .map_err(|errors| {
-                        anyhow::anyhow!("{}: invalid config:\n{errors}", config.display())
-                    })?;
-                let signals = junction::server::Signals::install()?;
-                gateway.start().await?;
-                signals.run(gateway).await;
-                Ok(())
-            })
+            with_runtime(threads, run(config, upgrade_socket, upgrade_from))
         }
         Command::Mock {
             bind,
@@ -323,6 +327,49 @@ fn main() -> ExitCode {
             with_runtime(threads, junction::demo::run(config, options))
         }
     }
+}
+
+/// `junction run`: serve the config, from sockets of its own or handed over by the
+/// process it replaces.
+async fn run(
+    config: PathBuf,
+    upgrade_socket: Option<PathBuf>,
+    upgrade_from: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use junction::server::{Signals, notify, upgrade};
+    let received = match &upgrade_from {
+        Some(path) => Some(upgrade::receive(path).await?),
+        None => None,
+    };
+    let (sockets, state) = match received.as_ref() {
+        Some(r) => (Some(r.sockets.len()), Some(r.state.clone())),
+        None => (None, None),
+    };
+    let gateway =
+        Gateway::from_file_handed(config.clone(), Arc::new(SplitMix::from_clock()), state)
+            .map_err(|errors| anyhow::anyhow!("{}: invalid config:\n{errors}", config.display()))?;
+    let received = received.map(|mut r| {
+        gateway.inherit(std::mem::take(&mut r.sockets));
+        r
+    });
+    let signals = Signals::install()?;
+    gateway.start().await?;
+    // Listening before `ready`: the next upgrade can find this process as soon as the
+    // previous one lets go.
+    let upgrades = upgrade_socket
+        .map(|path| upgrade::UpgradeSocket::listen(&path))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("upgrade socket: {e}"))?;
+    if let Some(received) = received {
+        received.ready().await;
+        tracing::info!(
+            sockets = sockets.unwrap_or(0),
+            "upgrade: took over from the previous process"
+        );
+    }
+    notify::ready();
+    signals.run(gateway, upgrades).await;
+    Ok(())
 }
 
 fn verify_audit(

@@ -146,16 +146,14 @@ impl Controls {
         Ok(())
     }
 
-    /// Writes the current weights and canary phases (after every change).
-    pub fn save(&self) {
-        let Some(path) = self
-            .state_file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
-            return;
-        };
+    /// Takes state handed over by the process this one replaces (a binary upgrade):
+    /// routes compiled from now on resume from it, as from a state file.
+    pub fn restore(&self, state: StateFile) {
+        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = state.routes;
+    }
+
+    /// The current weights and canary phases, as the state file holds them.
+    pub fn snapshot(&self) -> StateFile {
         let routes = self
             .all()
             .iter()
@@ -169,7 +167,20 @@ impl Controls {
                 (control.route.to_string(), saved)
             })
             .collect();
-        let state = StateFile { routes };
+        StateFile { routes }
+    }
+
+    /// Writes the current weights and canary phases (after every change).
+    pub fn save(&self) {
+        let Some(path) = self
+            .state_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let state = self.snapshot();
         if let Err(error) = state.write(&path) {
             tracing::error!(%error, path = %path.display(), "cannot save the route state file");
         }

@@ -89,7 +89,35 @@ pub struct Gateway {
     pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
     canaries: Mutex<HashMap<String, CanaryTask>>,
+    /// Listening sockets handed over by the process this one replaces, waiting for the
+    /// listener that takes them (see `upgrade`).
+    inherited: Mutex<Vec<HandedSocket>>,
 }
+
+/// A listening socket passed from one process to the next in a binary upgrade.
+pub struct HandedSocket {
+    /// "admin", or the proxy listener's name.
+    pub listener: String,
+    /// The address as configured (port 0 stays 0): the new process takes the socket
+    /// only for a listener with the same name and configured address.
+    pub configured: SocketAddr,
+    pub socket: std::os::fd::OwnedFd,
+}
+
+/// What `shutdown` is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shutdown {
+    /// SIGTERM: the admin API keeps answering (`/readyz` 503) until the drain ends.
+    Exit,
+    /// A new process took the sockets over: stop the admin API at once (the new one
+    /// answers on the same socket) and give busy keep-alive connections a moment to be
+    /// told `Connection: close` before idle ones are closed.
+    HandedOver,
+}
+
+/// How long, after a handover, connections have to end on an answer of their own
+/// (`Connection: close`) before idle ones are closed.
+const HANDOVER_LINGER: Duration = Duration::from_secs(1);
 
 /// What the engines use of the gateway (they know it only by this trait).
 impl GatewayState for Gateway {
@@ -128,9 +156,23 @@ impl GatewayState for Gateway {
 impl Gateway {
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
+        Self::from_file_handed(path, rng, None)
+    }
+
+    /// As `from_file`, resuming from the weights and canary phases `handed` by the
+    /// process this one replaces (newer than any state file).
+    pub fn from_file_handed(
+        path: PathBuf,
+        rng: Arc<SplitMix>,
+        handed: Option<crate::canary::StateFile>,
+    ) -> Result<Arc<Self>, ConfigErrors> {
         let shared = Shared::default();
         let mut plan = config::load_file(&path, &shared.context(&rng))?;
-        if let Some(state_file) = plan.state_file.clone() {
+        if let Some(state) = handed {
+            shared.controls.restore(state);
+            shared.controls.set_state_file(plan.state_file.clone());
+            plan = config::load_file(&path, &shared.context(&rng))?;
+        } else if let Some(state_file) = plan.state_file.clone() {
             // Runtime weights and canary phases from the last run, then compile again so
             // the routes resume from them.
             shared.controls.load_state(Some(state_file)).map_err(|e| {
@@ -190,6 +232,7 @@ impl Gateway {
             checkers: Mutex::new(HashMap::new()),
             pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
+            inherited: Mutex::new(Vec::new()),
         })
     }
 
@@ -224,7 +267,66 @@ impl Gateway {
         // call has recorded the listeners it started.
         let _serialised = self.reload_lock.lock().await;
         let plan = self.plan();
-        self.apply_listeners(&plan).await
+        let started = self.apply_listeners(&plan).await;
+        // Handed-over sockets no listener took (renamed or moved in the new config).
+        for unused in std::mem::take(&mut *self.inherited.lock().unwrap_or_else(|p| p.into_inner()))
+        {
+            tracing::info!(listener = %unused.listener, addr = %unused.configured, "handed-over socket not in this config; closed");
+        }
+        started
+    }
+
+    /// Sockets handed over by the process this one replaces; `start` serves on them
+    /// instead of binding where name and configured address match.
+    pub fn inherit(&self, sockets: Vec<HandedSocket>) {
+        *self.inherited.lock().unwrap_or_else(|p| p.into_inner()) = sockets;
+    }
+
+    /// For a binary upgrade: stops the canary analyses (the successor resumes them from
+    /// the snapshot, so the two never both step a canary) and returns a second
+    /// descriptor of every listening socket with the weights and phases now.
+    /// `resume_after_failed_handover` undoes the stop.
+    pub(super) async fn handover_snapshot(&self) -> (Vec<HandedSocket>, crate::canary::StateFile) {
+        let _serialised = self.reload_lock.lock().await;
+        for (_, (_, task)) in self
+            .canaries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        let mut sockets = Vec::new();
+        let copy = |name: &str, running: &Running, sockets: &mut Vec<HandedSocket>| match running
+            .socket
+            .try_clone()
+        {
+            Ok(socket) => sockets.push(HandedSocket {
+                listener: name.to_string(),
+                configured: running.configured,
+                socket,
+            }),
+            Err(error) => {
+                tracing::error!(%error, listener = name, "cannot copy a listening socket for the upgrade; the new process binds it")
+            }
+        };
+        if let Some(admin) = &*self.admin.lock().unwrap_or_else(|p| p.into_inner()) {
+            copy("admin", admin, &mut sockets);
+        }
+        for (name, running) in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            copy(name, running, &mut sockets);
+        }
+        (sockets, self.controls.snapshot())
+    }
+
+    /// The successor did not take over: the analyses run on here.
+    pub(super) fn resume_after_failed_handover(&self) {
+        self.supervise_canaries(&self.plan());
     }
 
     /// The address a listener actually bound (differs from the config for port 0).
@@ -510,7 +612,18 @@ impl Gateway {
             ListenerKind::Admin => "the admin listener".to_string(),
             ListenerKind::Proxy(name) => format!("listener {name:?}"),
         };
-        let running = Running::start(self.clone(), kind, addr)
+        let key = match &kind {
+            ListenerKind::Admin => "admin",
+            ListenerKind::Proxy(name) => &**name,
+        };
+        let inherited = {
+            let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+            inherited
+                .iter()
+                .position(|h| h.listener == key && h.configured == addr)
+                .map(|at| std::net::TcpListener::from(inherited.swap_remove(at).socket))
+        };
+        let running = Running::start(self.clone(), kind, addr, inherited)
             .await
             .map_err(|source| ReloadError::Bind {
                 what: what.clone(),
@@ -524,7 +637,20 @@ impl Gateway {
     /// Stops accepting, lets in-flight requests finish for up to the plan's grace
     /// period, then returns.
     pub async fn shutdown(&self) {
+        self.shutdown_as(Shutdown::Exit).await
+    }
+
+    /// The shutdown of a process whose sockets a successor took over.
+    pub(super) async fn shutdown_handed_over(&self) {
+        self.shutdown_as(Shutdown::HandedOver).await
+    }
+
+    async fn shutdown_as(&self, why: Shutdown) {
         self.draining.store(true, Ordering::Relaxed);
+        if why == Shutdown::HandedOver {
+            // The successor saves the state from now on.
+            self.controls.set_state_file(None);
+        }
         for (_, (_, task)) in self
             .checkers
             .lock()
@@ -563,6 +689,13 @@ impl Gateway {
             listener.stop().await;
         }
         let grace = self.plan().shutdown_grace;
+        if why == Shutdown::HandedOver {
+            let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+            self.drain.linger(HANDOVER_LINGER.min(grace)).await;
+        }
         if !self.drain.drain(grace).await {
             tracing::warn!(
                 ?grace,
