@@ -176,6 +176,16 @@ enum Command {
     /// Send captured flows again, to a URL or to a pool's endpoints, and compare each
     /// reply with the original: status, latency, TTFT, output tokens, answer length.
     Replay(junction::replay::ReplayArgs),
+    /// Ask a running Junction's admin API whether it is ready (or alive): exit 0 on a
+    /// 200, else 1. The container health check (images without curl).
+    Probe {
+        /// The admin API's address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: std::net::SocketAddr,
+        /// `/readyz` (ready for traffic, 503 while draining) or `/healthz` (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
     /// Print the version.
     Version,
 }
@@ -219,6 +229,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Probe { admin, path } => probe(admin, &path),
         Command::Flows {
             dir,
             filter,
@@ -467,6 +478,47 @@ fn noted_problems(file: &std::path::Path) -> Vec<(usize, String)> {
             })
         })
         .collect()
+}
+
+/// `junction probe`: one GET to the admin API, 2 s at most.
+fn probe(admin: std::net::SocketAddr, path: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        eprintln!("junction probe: --path must be a path such as /readyz, not {path:?}");
+        return ExitCode::FAILURE;
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let asked = std::net::TcpStream::connect_timeout(&admin, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 32];
+        let mut read = 0;
+        while read < 12 {
+            match stream.read(&mut head[read..])? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+    });
+    match asked {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!(
+                "junction probe: {admin}{path}: {}",
+                head.lines().next().unwrap_or("no answer")
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("junction probe: {admin}{path}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(config: &std::path::Path) -> ExitCode {
