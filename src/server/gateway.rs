@@ -92,6 +92,8 @@ pub struct Gateway {
     /// Listening sockets handed over by the process this one replaces, waiting for the
     /// listener that takes them (see `upgrade`).
     inherited: Mutex<Vec<HandedSocket>>,
+    /// The task sharing canary state through `[fleet] backend`, with its settings.
+    fleet: Mutex<Option<(crate::canary::FleetSettings, JoinHandle<()>)>>,
 }
 
 /// A listening socket passed from one process to the next in a binary upgrade.
@@ -233,6 +235,7 @@ impl Gateway {
             pollers: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
             inherited: Mutex::new(Vec::new()),
+            fleet: Mutex::new(None),
         })
     }
 
@@ -481,6 +484,7 @@ impl Gateway {
         self.supervise_load_polls(plan);
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
+        self.supervise_fleet(plan);
         self.supervise_canaries(plan);
         for egress in plan.listeners.iter().filter_map(|l| l.egress.as_ref()) {
             egress.start();
@@ -568,6 +572,38 @@ impl Gateway {
                 ))
             },
         );
+    }
+
+    /// Runs the fleet sync `[fleet]` asks for, restarted when its settings change. Until
+    /// it holds the lease, this instance does not analyse.
+    fn supervise_fleet(&self, plan: &Plan) {
+        let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+        if fleet.as_ref().map(|(settings, _)| settings) == plan.fleet.as_ref() {
+            return;
+        }
+        if let Some((_, task)) = fleet.take() {
+            task.abort();
+        }
+        let Some(settings) = plan.fleet.clone() else {
+            self.controls.set_analysing(true);
+            self.telemetry.metrics.set_fleet_leader(None);
+            return;
+        };
+        self.controls.set_analysing(false);
+        self.telemetry.metrics.set_fleet_leader(false);
+        let instance = format!(
+            "{}-{}-{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "junction".into()),
+            std::process::id(),
+            self.rng.next_u64() as u32
+        );
+        let task = tokio::spawn(crate::canary::run_fleet(
+            settings.clone(),
+            self.controls.clone(),
+            self.telemetry.clone(),
+            instance,
+        ));
+        *fleet = Some((settings, task));
     }
 
     /// Runs one analysis task per route with a canary; a route whose control was
@@ -673,6 +709,9 @@ impl Gateway {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
         {
+            task.abort();
+        }
+        if let Some((_, task)) = self.fleet.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
         // A reload under way finishes first; later ones see `draining` and refuse.
