@@ -412,3 +412,51 @@ async fn upgrade_from_a_socket_nobody_listens_on_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_starts_the_successor_itself() {
+    let upstream = streaming_upstream().await;
+    let dir = TempDir::new().unwrap();
+    let config = write_config(dir.path(), &upstream);
+    let socket = dir.path().join("upgrade.sock");
+    let mut process = first(&config, &socket).await;
+    process.signal("USR2");
+    // The successor inherits stderr: its lines come on the same stream.
+    let started = process
+        .wait_for_log("SIGUSR2: started the new process")
+        .await;
+    let pid: u32 = started
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    process
+        .wait_for_log("upgrade: took over from the previous process")
+        .await;
+    process.wait_for_log("upgrade: drained; exiting").await;
+    let status = timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .expect("the old process exits")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    // The successor serves on the same sockets, then stops on SIGTERM.
+    let answer = client()
+        .get(process.url("public", "/ok"))
+        .send()
+        .await
+        .expect("the successor serves");
+    assert_eq!(answer.status(), 200);
+    let ready = client()
+        .get(process.url("admin", "/readyz"))
+        .send()
+        .await
+        .expect("the successor's admin API");
+    assert_eq!(ready.status(), 200);
+    let killed = std::process::Command::new("kill")
+        .args(["-s", "TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    process.wait_for_log("shutting down").await;
+}
