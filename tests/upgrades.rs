@@ -431,10 +431,14 @@ async fn sigusr2_starts_the_successor_itself() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {started:?}"));
-    process
-        .wait_for_log("upgrade: took over from the previous process")
-        .await;
-    process.wait_for_log("upgrade: drained; exiting").await;
+    let _successor = KillOnDrop(pid);
+    // Two processes write to one pipe: the lines come in either order.
+    let (mut took_over, mut drained) = (false, false);
+    while !(took_over && drained) {
+        let line = process.wait_for_log("upgrade: ").await;
+        took_over |= line.contains("upgrade: took over from the previous process");
+        drained |= line.contains("upgrade: drained; exiting");
+    }
     let status = timeout(Duration::from_secs(10), process.child.wait())
         .await
         .expect("the old process exits")
@@ -459,4 +463,17 @@ async fn sigusr2_starts_the_successor_itself() {
         .expect("kill");
     assert!(killed.success());
     process.wait_for_log("shutting down").await;
+}
+
+/// The successor SIGUSR2 started is no child of the test: killed when the test ends,
+/// passed or not.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", &self.0.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
