@@ -20,9 +20,9 @@ use crate::pipeline::GatewayState;
 use crate::routing::GatewayListener;
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
-use crate::upstream::health::{self, HealthCheck};
-use crate::upstream::{Endpoint, EndpointKey, Pool, Registry};
-use crate::upstream::{LoadMetrics, load_poll};
+use crate::upstream::LoadMetrics;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{EndpointKey, Registry};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub struct Gateway {
     pub controls: Arc<Controls>,
     /// The tamper-evident log of security decisions and admin actions.
     pub audit: Arc<AuditLog>,
-    rng: Arc<SplitMix>,
+    pub(super) rng: Arc<SplitMix>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
     /// Running proxy listeners by name, and the admin listener.
@@ -84,16 +84,16 @@ pub struct Gateway {
     draining: AtomicBool,
     pub(super) drain: Drain,
     /// One active health checker per endpoint, however many routes use its pool.
-    checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
+    pub(super) checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
     /// One load poll per endpoint of a `least_queue` pool with `load_metrics`.
-    pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
+    pub(super) pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
-    canaries: Mutex<HashMap<String, CanaryTask>>,
+    pub(super) canaries: Mutex<HashMap<String, CanaryTask>>,
     /// Listening sockets handed over by the process this one replaces, waiting for the
     /// listener that takes them (see `upgrade`).
     inherited: Mutex<Vec<HandedSocket>>,
     /// The task sharing canary state through `[fleet] backend`, with its settings.
-    fleet: Mutex<Option<(crate::canary::FleetSettings, JoinHandle<()>)>>,
+    pub(super) fleet: Mutex<Option<(crate::canary::FleetSettings, JoinHandle<()>)>>,
 }
 
 /// A listening socket passed from one process to the next in a binary upgrade.
@@ -529,116 +529,6 @@ impl Gateway {
         Ok(())
     }
 
-    /// Starts, restarts (new settings) and stops active checkers to match `plan`. An
-    /// endpoint keeps its checker and its verdict across reloads that keep its settings;
-    /// one whose checks were removed is considered up again.
-    fn supervise_health_checks(&self, plan: &Plan) {
-        let mut checkers = self.checkers.lock().unwrap_or_else(|p| p.into_inner());
-        supervise_endpoint_tasks(
-            &mut checkers,
-            plan,
-            |pool| pool.health.as_ref(),
-            |endpoint| {
-                endpoint.state.health.set_active(true);
-            },
-            |pool, endpoint, check| {
-                tokio::spawn(health::run_checks(
-                    pool.name.clone(),
-                    endpoint.url.clone(),
-                    health::ProbeTarget::new(endpoint, &pool.client),
-                    Arc::downgrade(&endpoint.state),
-                    check.clone(),
-                ))
-            },
-        );
-    }
-
-    /// Starts, restarts (new settings) and stops load polls to match `plan`, as for
-    /// checkers. An endpoint whose polls stop forgets its last report.
-    fn supervise_load_polls(&self, plan: &Plan) {
-        let mut pollers = self.pollers.lock().unwrap_or_else(|p| p.into_inner());
-        supervise_endpoint_tasks(
-            &mut pollers,
-            plan,
-            |pool| pool.load_metrics.as_ref(),
-            |endpoint| endpoint.state.load.clear(),
-            |pool, endpoint, settings| {
-                tokio::spawn(load_poll::run_polls(
-                    pool.name.clone(),
-                    endpoint.url.clone(),
-                    health::ProbeTarget::new(endpoint, &pool.client),
-                    Arc::downgrade(&endpoint.state),
-                    settings.clone(),
-                ))
-            },
-        );
-    }
-
-    /// Runs the fleet sync `[fleet]` asks for, restarted when its settings change. Until
-    /// it holds the lease, this instance does not analyse.
-    fn supervise_fleet(&self, plan: &Plan) {
-        let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
-        if fleet.as_ref().map(|(settings, _)| settings) == plan.fleet.as_ref() {
-            return;
-        }
-        if let Some((_, task)) = fleet.take() {
-            task.abort();
-        }
-        let Some(settings) = plan.fleet.clone() else {
-            self.controls.set_analysing(true);
-            self.telemetry.metrics.set_fleet_leader(None);
-            return;
-        };
-        self.controls.set_analysing(false);
-        self.telemetry.metrics.set_fleet_leader(false);
-        let instance = format!(
-            "{}-{}-{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "junction".into()),
-            std::process::id(),
-            self.rng.next_u64() as u32
-        );
-        let task = tokio::spawn(crate::canary::run_fleet(
-            settings.clone(),
-            self.controls.clone(),
-            self.telemetry.clone(),
-            instance,
-        ));
-        *fleet = Some((settings, task));
-    }
-
-    /// Runs one analysis task per route with a canary; a route whose control was
-    /// replaced (new targets, weights or policy) gets a new task.
-    fn supervise_canaries(&self, plan: &Plan) {
-        let mut canaries = self.canaries.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted: Vec<Arc<RouteControl>> = plan
-            .route_controls()
-            .into_iter()
-            .filter(|c| c.canary.is_some())
-            .collect();
-        canaries.retain(|_, (control, task)| {
-            let keep = wanted.iter().any(|w| Arc::ptr_eq(w, control));
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for control in wanted {
-            if canaries
-                .get(&*control.route)
-                .is_some_and(|(running, _)| Arc::ptr_eq(running, &control))
-            {
-                continue;
-            }
-            let task = tokio::spawn(crate::canary::run_analysis(
-                Arc::downgrade(&control),
-                self.controls.clone(),
-            ));
-            if let Some((_, old)) = canaries.insert(control.route.to_string(), (control, task)) {
-                old.abort();
-            }
-        }
-    }
-
     async fn bind(
         self: &Arc<Self>,
         kind: ListenerKind,
@@ -764,52 +654,4 @@ impl Gateway {
     pub fn shutdown_grace(&self) -> Duration {
         self.plan().shutdown_grace
     }
-}
-
-/// One background task per endpoint whose pool asks for it (`settings_of`), matched to
-/// `plan`: started for new endpoints, restarted when the settings changed, stopped (and
-/// `on_stop` called) when the pool no longer asks or the endpoint is gone. A task whose
-/// settings did not change keeps running across the reload.
-fn supervise_endpoint_tasks<S: Clone + PartialEq>(
-    tasks: &mut HashMap<EndpointKey, (S, JoinHandle<()>)>,
-    plan: &Plan,
-    settings_of: impl Fn(&Pool) -> Option<&S>,
-    on_stop: impl Fn(&Endpoint),
-    spawn: impl Fn(&Pool, &Endpoint, &S) -> JoinHandle<()>,
-) {
-    let mut wanted = std::collections::HashSet::new();
-    for pool in &plan.pools {
-        for endpoint in &pool.endpoints {
-            let key = (
-                pool.name.to_string(),
-                endpoint.url.to_string(),
-                pool.protocol,
-            );
-            let Some(settings) = settings_of(pool) else {
-                if let Some((_, task)) = tasks.remove(&key) {
-                    task.abort();
-                    on_stop(endpoint);
-                }
-                continue;
-            };
-            wanted.insert(key.clone());
-            if tasks
-                .get(&key)
-                .is_some_and(|(running, _)| running == settings)
-            {
-                continue;
-            }
-            let task = spawn(pool, endpoint, settings);
-            if let Some((_, old)) = tasks.insert(key, (settings.clone(), task)) {
-                old.abort();
-            }
-        }
-    }
-    tasks.retain(|key, (_, task)| {
-        let keep = wanted.contains(key);
-        if !keep {
-            task.abort();
-        }
-        keep
-    });
 }

@@ -6,6 +6,7 @@ mod gateway;
 mod listeners;
 pub mod notify;
 mod slow_heads;
+mod supervise;
 pub mod upgrade;
 
 use std::sync::Arc;
