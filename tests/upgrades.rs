@@ -155,8 +155,16 @@ struct Load {
     stop: bool,
 }
 
-async fn request_loop(load: Arc<watch::Sender<Load>>, url: String) {
-    let client = client();
+async fn request_loop(load: Arc<watch::Sender<Load>>, url: String, http2: bool) {
+    let client = if http2 {
+        reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .build()
+            .expect("h2c client")
+    } else {
+        client()
+    };
     while !load.borrow().stop {
         let outcome = async {
             let response = client
@@ -233,10 +241,12 @@ async fn twenty_upgrades_under_load_fail_no_request_and_break_no_stream() {
     let (load, mut watcher) = watch::channel(Load::default());
     let load = Arc::new(load);
     let mut clients = Vec::new();
-    for _ in 0..3 {
+    // Three HTTP/1.1 keep-alive clients and one HTTP/2 (h2c) client.
+    for http2 in [false, false, false, true] {
         clients.push(tokio::spawn(request_loop(
             load.clone(),
             format!("http://{public}/ok"),
+            http2,
         )));
     }
     for _ in 0..2 {
