@@ -361,6 +361,7 @@ async fn run(
             .map_err(|errors| anyhow::anyhow!("{}: invalid config:\n{errors}", config.display()))?;
     let received = received.map(|mut r| {
         gateway.inherit(std::mem::take(&mut r.sockets));
+        gateway.restore_verdicts(&r.endpoints);
         r
     });
     let signals = Signals::install()?;

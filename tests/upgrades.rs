@@ -364,6 +364,63 @@ async fn an_upgrade_hands_over_split_weights_and_canary_phases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_hands_over_an_endpoint_known_to_be_down() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let healthy = Arc::new(AtomicBool::new(false));
+    let upstream = TestUpstream::named("checked")
+        .handler({
+            let healthy = healthy.clone();
+            move |request| {
+                let sick = request.uri().path() == "/health" && !healthy.load(Ordering::SeqCst);
+                async move {
+                    if sick {
+                        reply(503, "sick")
+                    } else {
+                        reply(200, "ok")
+                    }
+                }
+            }
+        })
+        .start()
+        .await;
+    let dir = TempDir::new().unwrap();
+    // Checked once at start, then hourly: two passes in a row bring it back.
+    let config = dir.path().join("junction.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{}
+[[pools]]
+name = "p"
+endpoints = [{{ url = "{}" }}]
+health = {{ path = "/health", interval = "1h", timeout = "2s", rise = 2, fall = 1 }}
+
+[[routes]]
+name = "all"
+pool = "p"
+"#,
+            support::listeners_toml(),
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let mut process = first(&config, &socket).await;
+    process
+        .wait_for_log("endpoint is down (health check)")
+        .await;
+    // Healthy again, but one pass is not `rise`: the successor must keep it down, where
+    // a fresh start would take it as up.
+    healthy.store(true, Ordering::SeqCst);
+    let process = upgrade(process, &config, &socket).await;
+    let pools = admin_json(&process, reqwest::Method::GET, "/api/pools", None).await;
+    assert_eq!(
+        pools["pools"][0]["endpoints"][0]["health_check"], "down",
+        "{pools}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successor_that_fails_to_start_leaves_the_old_process_serving() {
     let upstream = streaming_upstream().await;
     let dir = TempDir::new().unwrap();

@@ -106,6 +106,18 @@ pub struct HandedSocket {
     pub socket: std::os::fd::OwnedFd,
 }
 
+/// An endpoint's health verdicts, passed to the next process in a binary upgrade so that
+/// an endpoint known to be down stays out until its checks pass `rise` times.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EndpointVerdict {
+    pub pool: String,
+    pub url: String,
+    /// The active checks' verdict.
+    pub up: bool,
+    /// Time left in an outlier ejection.
+    pub ejected_ms: Option<u64>,
+}
+
 /// What `shutdown` is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shutdown {
@@ -325,6 +337,49 @@ impl Gateway {
             copy(name, running, &mut sockets);
         }
         (sockets, self.controls.snapshot())
+    }
+
+    /// The endpoints of the plan in force that are down or ejected (the others are up,
+    /// as a new process assumes anyway).
+    pub(super) fn endpoint_verdicts(&self) -> Vec<EndpointVerdict> {
+        let plan = self.plan();
+        let mut verdicts = Vec::new();
+        for pool in &plan.pools {
+            for endpoint in &pool.endpoints {
+                let health = &endpoint.state.health;
+                let ejected = health.ejected_for();
+                if !health.is_active_up() || ejected.is_some() {
+                    verdicts.push(EndpointVerdict {
+                        pool: pool.name.to_string(),
+                        url: endpoint.url.to_string(),
+                        up: health.is_active_up(),
+                        ejected_ms: ejected.map(|d| d.as_millis() as u64),
+                    });
+                }
+            }
+        }
+        verdicts
+    }
+
+    /// Takes the verdicts the process this one replaces handed over, for the endpoints
+    /// this config still has (call before `start`, which starts the checks).
+    pub fn restore_verdicts(&self, verdicts: &[EndpointVerdict]) {
+        let plan = self.plan();
+        for verdict in verdicts {
+            let endpoint = plan
+                .pools
+                .iter()
+                .filter(|pool| *pool.name == *verdict.pool)
+                .flat_map(|pool| &pool.endpoints)
+                .find(|endpoint| *endpoint.url == *verdict.url);
+            let Some(endpoint) = endpoint else { continue };
+            if !verdict.up {
+                endpoint.state.health.set_active(false);
+            }
+            if let Some(ms) = verdict.ejected_ms {
+                endpoint.state.health.eject_for(Duration::from_millis(ms));
+            }
+        }
     }
 
     /// The successor did not take over: the analyses run on here.

@@ -11,7 +11,7 @@ pub mod upgrade;
 
 use std::sync::Arc;
 
-pub use gateway::{Gateway, HandedSocket, ReloadError};
+pub use gateway::{EndpointVerdict, Gateway, HandedSocket, ReloadError};
 pub use listeners::AdminApi;
 use upgrade::UpgradeSocket;
 

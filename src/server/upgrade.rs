@@ -1,6 +1,7 @@
 //! Binary upgrades without a gap (as HAProxy's `-x`): the running process listens on a
-//! Unix socket; a new one connects, receives every listening socket (SCM_RIGHTS) and the
-//! runtime weights and canary phases, starts on them and says `ready`; the old one then
+//! Unix socket; a new one connects, receives every listening socket (SCM_RIGHTS), the
+//! runtime weights and canary phases and the endpoints' health verdicts, starts on them
+//! and says `ready`; the old one then
 //! stops accepting, drains its connections and exits.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::gateway::{Gateway, HandedSocket};
+use super::gateway::{EndpointVerdict, Gateway, HandedSocket};
 use crate::canary::StateFile;
 
 /// The handover's wire version: a process refuses one it does not know.
@@ -55,6 +56,9 @@ struct Header {
     version: u32,
     listeners: Vec<HandedListener>,
     state: StateFile,
+    /// Endpoints down or ejected.
+    #[serde(default)]
+    endpoints: Vec<EndpointVerdict>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,6 +131,7 @@ async fn hand_over(gateway: &Arc<Gateway>, mut stream: UnixStream) -> Result<(),
             })
             .collect(),
         state,
+        endpoints: gateway.endpoint_verdicts(),
     };
     let header = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
     let fds: Vec<_> = sockets.iter().map(|s| s.socket.as_fd()).collect();
@@ -180,6 +185,7 @@ async fn send_with_fds(
 pub struct Received {
     pub sockets: Vec<HandedSocket>,
     pub state: StateFile,
+    pub endpoints: Vec<EndpointVerdict>,
     stream: UnixStream,
 }
 
@@ -243,6 +249,7 @@ async fn receive_on(mut stream: UnixStream) -> Result<Received, UpgradeError> {
     Ok(Received {
         sockets,
         state: header.state,
+        endpoints: header.endpoints,
         stream,
     })
 }
