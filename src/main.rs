@@ -77,6 +77,14 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Listen on this Unix socket for a new process (a binary upgrade) to take the
+        /// listening sockets over; SIGUSR2 starts one.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+        /// Take the listening sockets, weights and canary phases over from the process
+        /// listening on this upgrade socket; it drains and exits once this one serves.
+        #[arg(long, value_name = "PATH")]
+        upgrade_from: Option<PathBuf>,
     },
     /// Validate a config file: exit 0, or print every error with its key path and line and exit 1.
     Check {
@@ -168,6 +176,16 @@ enum Command {
     /// Send captured flows again, to a URL or to a pool's endpoints, and compare each
     /// reply with the original: status, latency, TTFT, output tokens, answer length.
     Replay(junction::replay::ReplayArgs),
+    /// Ask a running Junction's admin API whether it is ready (or alive): exit 0 on a
+    /// 200, else 1. The container health check (images without curl).
+    Probe {
+        /// The admin API's address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: std::net::SocketAddr,
+        /// `/readyz` (ready for traffic, 503 while draining) or `/healthz` (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
     /// Print the version.
     Version,
 }
@@ -211,6 +229,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Probe { admin, path } => probe(admin, &path),
         Command::Flows {
             dir,
             filter,
@@ -263,18 +282,14 @@ fn main() -> ExitCode {
             println!("{}", junction::security::hash_key(&key));
             ExitCode::SUCCESS
         }
-        Command::Run { config, threads } => {
+        Command::Run {
+            config,
+            threads,
+            upgrade_socket,
+            upgrade_from,
+        } => {
             init_logging();
-            with_runtime(threads, async move {
-                let gateway = Gateway::from_file(config.clone(), Arc::new(SplitMix::from_clock()))
-                    .map_err(|errors| {
-                        anyhow::anyhow!("{}: invalid config:\n{errors}", config.display())
-                    })?;
-                let signals = junction::server::Signals::install()?;
-                gateway.start().await?;
-                signals.run(gateway).await;
-                Ok(())
-            })
+            with_runtime(threads, run(config, upgrade_socket, upgrade_from))
         }
         Command::Mock {
             bind,
@@ -323,6 +338,50 @@ fn main() -> ExitCode {
             with_runtime(threads, junction::demo::run(config, options))
         }
     }
+}
+
+/// `junction run`: serve the config, from sockets of its own or handed over by the
+/// process it replaces.
+async fn run(
+    config: PathBuf,
+    upgrade_socket: Option<PathBuf>,
+    upgrade_from: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use junction::server::{Signals, notify, upgrade};
+    let received = match &upgrade_from {
+        Some(path) => Some(upgrade::receive(path).await?),
+        None => None,
+    };
+    let (sockets, state) = match received.as_ref() {
+        Some(r) => (Some(r.sockets.len()), Some(r.state.clone())),
+        None => (None, None),
+    };
+    let gateway =
+        Gateway::from_file_handed(config.clone(), Arc::new(SplitMix::from_clock()), state)
+            .map_err(|errors| anyhow::anyhow!("{}: invalid config:\n{errors}", config.display()))?;
+    let received = received.map(|mut r| {
+        gateway.inherit(std::mem::take(&mut r.sockets));
+        gateway.restore_verdicts(&r.endpoints);
+        r
+    });
+    let signals = Signals::install()?;
+    gateway.start().await?;
+    // Listening before `ready`: the next upgrade can find this process as soon as the
+    // previous one lets go.
+    let upgrades = upgrade_socket
+        .map(|path| upgrade::UpgradeSocket::listen(&path))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("upgrade socket: {e}"))?;
+    if let Some(received) = received {
+        received.ready().await;
+        tracing::info!(
+            sockets = sockets.unwrap_or(0),
+            "upgrade: took over from the previous process"
+        );
+    }
+    notify::ready();
+    signals.run(gateway, upgrades).await;
+    Ok(())
 }
 
 fn verify_audit(
@@ -420,6 +479,47 @@ fn noted_problems(file: &std::path::Path) -> Vec<(usize, String)> {
             })
         })
         .collect()
+}
+
+/// `junction probe`: one GET to the admin API, 2 s at most.
+fn probe(admin: std::net::SocketAddr, path: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        eprintln!("junction probe: --path must be a path such as /readyz, not {path:?}");
+        return ExitCode::FAILURE;
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let asked = std::net::TcpStream::connect_timeout(&admin, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 32];
+        let mut read = 0;
+        while read < 12 {
+            match stream.read(&mut head[read..])? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+    });
+    match asked {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!(
+                "junction probe: {admin}{path}: {}",
+                head.lines().next().unwrap_or("no answer")
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("junction probe: {admin}{path}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check(config: &std::path::Path) -> ExitCode {

@@ -64,13 +64,21 @@ async fn check(text: &str) -> (Option<i32>, Vec<String>) {
 }
 
 #[tokio::test]
-async fn every_example_config_passes_check() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
-        .expect("examples/ exists")
+async fn every_example_and_deployment_config_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["examples", "deploy", "deploy/kubernetes"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("the folder exists"))
         .map(|entry| entry.expect("dir entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("deploy/junction.toml"))
+            && files
+                .iter()
+                .any(|f| f.ends_with("deploy/kubernetes/junction.toml")),
+        "the deployment configs are missing: {files:?}"
+    );
     files.sort();
     assert!(
         files.iter().any(|f| f.ends_with("demo.toml")),
@@ -595,4 +603,39 @@ pool = "p"
     let loopback = "bind = \"127.0.0.1:9901\"\ntoken_env = \"JUNCTION_TEST_NO_SUCH_TOKEN\"";
     let (code, lines) = check(&text(loopback)).await;
     assert_eq!((code, lines.len()), (Some(0), 0), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_fleet_needs_a_redis_url_and_a_lease_of_a_second_or_more() {
+    let base = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+endpoints = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+name = "r"
+pool = "p"
+"#;
+    let (code, errors) = check(&format!(
+        "[fleet]\nbackend = \"http://127.0.0.1:6379\"\nlease = \"10ms\"\nkey_prefix = \"a b\"\n{base}"
+    ))
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        errors,
+        [
+            r#"fleet.backend (line 2): "http://127.0.0.1:6379": a redis:// or rediss:// URL is needed"#,
+            r#"fleet.lease (line 3): at least "1s""#,
+            "fleet.key_prefix (line 4): a non-empty name without spaces",
+        ]
+    );
+    let (code, errors) = check(&format!(
+        "[fleet]\nbackend = \"redis://127.0.0.1:6379/0\"\nlease = \"5s\"\n{base}"
+    ))
+    .await;
+    assert_eq!((code, errors), (Some(0), vec![]));
 }

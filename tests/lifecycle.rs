@@ -751,3 +751,34 @@ async fn a_gateway_from_config_text_has_nothing_to_reload() {
     assert_eq!(body["error"]["type"], "reload_failed", "{body}");
     assert_eq!(upstream_of(&proxy.url("/x")).await, "a");
 }
+
+// === junction probe (the container health check) ===
+
+#[tokio::test]
+async fn probe_exits_0_for_a_ready_junction_and_1_when_nothing_answers() {
+    let upstream = TestUpstream::named("a").start().await;
+    let (_dir, process) = start(&single_pool(&[(&upstream, 1)]), &["public"]).await;
+    let admin = process.addrs["admin"].to_string();
+    let probe = |admin: String, path: &'static str| async move {
+        tokio::process::Command::new(support::process::binary())
+            .args(["probe", "--admin", &admin, "--path", path])
+            .output()
+            .await
+            .expect("spawn probe")
+    };
+    assert!(probe(admin.clone(), "/readyz").await.status.success());
+    assert!(probe(admin.clone(), "/healthz").await.status.success());
+    let not_found = probe(admin.clone(), "/nothing").await;
+    assert!(!not_found.status.success());
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("404"));
+    let bad = probe(admin, "readyz\r\nX: y").await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--path must be a path"));
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = probe(closed.to_string(), "/readyz").await;
+    assert!(!refused.status.success());
+}

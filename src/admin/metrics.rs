@@ -531,6 +531,24 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        if let Some((errors, leader)) = metrics.fleet() {
+            family(
+                &mut encoder,
+                "junction_fleet_backend_errors",
+                "Failed syncs of the fleet's canary state with Redis ([fleet] backend); the instance keeps its last known state meanwhile.",
+                None,
+                MetricType::Counter,
+                |m| counter(m, &Labels::new(), errors),
+            )?;
+            family(
+                &mut encoder,
+                "junction_fleet_leader",
+                "1 while this instance holds the fleet's canary analysis lease (and runs the analyses), else 0.",
+                None,
+                MetricType::Gauge,
+                |m| gauge(m, &Labels::new(), i64::from(leader)),
+            )?;
+        }
         let detecting: Vec<_> = self
             .plan
             .listeners

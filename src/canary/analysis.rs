@@ -240,6 +240,13 @@ impl CanaryRuntime {
         }
     }
 
+    /// Forgets the figures gathered since the last interval.
+    pub fn reset_tallies(&self) {
+        for tally in &self.tallies {
+            tally.take();
+        }
+    }
+
     /// One interval's verdict; applies the new weights to `split`. Returns the
     /// transition, if the phase changed.
     pub fn evaluate(&self, split: &Split) -> Option<Transition> {

@@ -5,14 +5,17 @@
 //! to a small state file so that it survives restarts too.
 
 mod analysis;
+mod fleet;
 mod split;
 mod state_file;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use analysis::{CanaryPhase, CanaryPolicy, CanaryRuntime, Tally, Transition};
+pub use fleet::{DEFAULT_FLEET_LEASE, FleetSettings, run_fleet};
 pub use split::Split;
 pub use state_file::{SavedRoute, StateFile};
 
@@ -43,12 +46,24 @@ impl RouteControl {
 }
 
 /// All route controls, plus where their state is saved.
-#[derive(Default)]
 pub struct Controls {
     routes: Mutex<HashMap<String, Arc<RouteControl>>>,
     /// State restored from the state file, waiting for its route to be compiled.
     restored: Mutex<HashMap<String, SavedRoute>>,
     state_file: Mutex<Option<PathBuf>>,
+    /// False while another instance of a fleet holds the analysis lease.
+    analysing: AtomicBool,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Controls {
+            routes: Mutex::default(),
+            restored: Mutex::default(),
+            state_file: Mutex::default(),
+            analysing: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Controls {
@@ -146,16 +161,24 @@ impl Controls {
         Ok(())
     }
 
-    /// Writes the current weights and canary phases (after every change).
-    pub fn save(&self) {
-        let Some(path) = self
-            .state_file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
-            return;
-        };
+    /// Whether this instance runs the canary analyses: always alone, only while it
+    /// holds the fleet's lease in a fleet.
+    pub fn set_analysing(&self, analysing: bool) {
+        self.analysing.store(analysing, Ordering::Relaxed);
+    }
+
+    pub fn analysing(&self) -> bool {
+        self.analysing.load(Ordering::Relaxed)
+    }
+
+    /// Takes state handed over by the process this one replaces (a binary upgrade):
+    /// routes compiled from now on resume from it, as from a state file.
+    pub fn restore(&self, state: StateFile) {
+        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = state.routes;
+    }
+
+    /// The current weights and canary phases, as the state file holds them.
+    pub fn snapshot(&self) -> StateFile {
         let routes = self
             .all()
             .iter()
@@ -169,7 +192,20 @@ impl Controls {
                 (control.route.to_string(), saved)
             })
             .collect();
-        let state = StateFile { routes };
+        StateFile { routes }
+    }
+
+    /// Writes the current weights and canary phases (after every change).
+    pub fn save(&self) {
+        let Some(path) = self
+            .state_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let state = self.snapshot();
         if let Err(error) = state.write(&path) {
             tracing::error!(%error, path = %path.display(), "cannot save the route state file");
         }
@@ -199,6 +235,12 @@ pub async fn run_analysis(control: std::sync::Weak<RouteControl>, controls: Arc<
         // A paused canary is still watched: a regression rolls it back.
         if !canary.phase().is_analysing() {
             return;
+        }
+        // Another instance of the fleet decides; this one's figures of the interval are
+        // dropped so that a takeover starts from a fresh interval.
+        if !controls.analysing() {
+            canary.reset_tallies();
+            continue;
         }
         if let Some(transition) = canary.evaluate(&control.split) {
             let figures = &transition.figures;

@@ -14,7 +14,7 @@ pub struct StateFile {
     pub routes: HashMap<String, SavedRoute>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedRoute {
     /// Target pools, to recognise the same route configuration.
     pub pools: Vec<String>,

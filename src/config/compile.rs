@@ -42,6 +42,7 @@ pub fn compile(
         })
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
+    let fleet = compile_fleet(&spec.fleet, &mut errors);
     let audit = compile_audit(&spec.audit, base, &mut errors);
     let buckets = compile_buckets(&spec.metrics, &mut errors);
     let access_log = compile_access_log(spec.access_log.as_ref(), base, &mut errors);
@@ -97,6 +98,7 @@ pub fn compile(
         admin_token,
         admin_read_requires_token: spec.admin.read_requires_token,
         state_file,
+        fleet,
         audit,
         access_log,
         admin_bind: admin_bind.expect("no errors means the admin bind parsed"),
@@ -452,4 +454,53 @@ fn compile_listeners(
         }
     }
     out
+}
+
+/// `[fleet]`: a Redis URL the client accepts, a lease of at least a second.
+fn compile_fleet(
+    spec: &super::spec::FleetSpec,
+    errors: &mut Errors,
+) -> Option<crate::canary::FleetSettings> {
+    let backend = spec.backend.as_deref()?;
+    let mut ok = true;
+    if !(backend.starts_with("redis://") || backend.starts_with("rediss://")) {
+        errors.push((
+            "fleet.backend".into(),
+            format!("{backend:?}: a redis:// or rediss:// URL is needed"),
+        ));
+        ok = false;
+    } else if let Err(error) = redis::Client::open(backend) {
+        errors.push((
+            "fleet.backend".into(),
+            format!("{backend:?} is not a Redis URL: {error}"),
+        ));
+        ok = false;
+    }
+    let lease = match spec.lease.as_deref().map(parse_duration) {
+        None => crate::canary::DEFAULT_FLEET_LEASE,
+        Some(Ok(lease)) if lease >= std::time::Duration::from_secs(1) => lease,
+        Some(Ok(_)) => {
+            errors.push(("fleet.lease".into(), "at least \"1s\"".into()));
+            ok = false;
+            crate::canary::DEFAULT_FLEET_LEASE
+        }
+        Some(Err(error)) => {
+            errors.push(("fleet.lease".into(), error));
+            ok = false;
+            crate::canary::DEFAULT_FLEET_LEASE
+        }
+    };
+    let prefix = spec.key_prefix.clone().unwrap_or_else(|| "junction".into());
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        errors.push((
+            "fleet.key_prefix".into(),
+            "a non-empty name without spaces".into(),
+        ));
+        ok = false;
+    }
+    ok.then(|| crate::canary::FleetSettings {
+        backend: backend.to_string(),
+        lease,
+        prefix,
+    })
 }

@@ -19,6 +19,8 @@ pub struct Plan {
     /// the token too.
     pub admin_read_requires_token: bool,
     pub state_file: Option<std::path::PathBuf>,
+    /// `[fleet]`: canary state shared through Redis.
+    pub fleet: Option<crate::canary::FleetSettings>,
     /// The tamper-evident audit log, if configured.
     pub audit: Option<crate::security::audit::AuditSettings>,
     pub access_log: Option<AccessLogSettings>,

@@ -13,6 +13,9 @@ pub struct ConfigSpec {
     pub admin: AdminSpec,
     #[serde(default)]
     pub server: ServerSpec,
+    /// State shared by the instances of a fleet (canary weights and phases).
+    #[serde(default)]
+    pub fleet: FleetSpec,
     #[serde(default)]
     pub metrics: MetricsSpec,
     #[serde(default)]
@@ -112,6 +115,18 @@ pub struct ServerSpec {
     pub shutdown_grace: Option<String>,
     /// Where runtime split weights and canary state are saved, to survive restarts.
     pub state_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    /// `redis://host:port/db`: canary state shared by every instance, one analysis
+    /// leader at a time.
+    pub backend: Option<String>,
+    /// How long the analysis leader's lease lasts without renewal (default "10s").
+    pub lease: Option<String>,
+    /// Prefix of the Redis keys (default "junction"): fleets sharing a Redis differ here.
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -135,7 +135,7 @@ pub async fn run(config: Option<std::path::PathBuf>, options: DemoOptions) -> an
     };
     let demo = start(&text, &options).await?;
     println!("{}", demo.instructions);
-    signals.run(demo.gateway.clone()).await;
+    signals.run(demo.gateway.clone(), None).await;
     drop(demo);
     Ok(())
 }

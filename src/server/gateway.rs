@@ -21,9 +21,9 @@ use crate::pipeline::GatewayState;
 use crate::routing::GatewayListener;
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
-use crate::upstream::health::{self, HealthCheck};
-use crate::upstream::{Endpoint, EndpointKey, Pool, Registry};
-use crate::upstream::{LoadMetrics, load_poll};
+use crate::upstream::LoadMetrics;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{EndpointKey, Registry};
 
 /// Why a reload (or the first start) did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub struct Gateway {
     pub controls: Arc<Controls>,
     /// The tamper-evident log of security decisions and admin actions.
     pub audit: Arc<AuditLog>,
-    rng: Arc<SplitMix>,
+    pub(super) rng: Arc<SplitMix>,
     config_path: Option<PathBuf>,
     reload_lock: tokio::sync::Mutex<()>,
     /// Running proxy listeners by name, and the admin listener.
@@ -85,16 +85,58 @@ pub struct Gateway {
     draining: AtomicBool,
     pub(super) drain: Drain,
     /// One active health checker per endpoint, however many routes use its pool.
-    checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
+    pub(super) checkers: Mutex<HashMap<EndpointKey, (HealthCheck, JoinHandle<()>)>>,
     /// One load poll per endpoint of a `least_queue` pool with `load_metrics`.
-    pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
+    pub(super) pollers: Mutex<HashMap<EndpointKey, (LoadMetrics, JoinHandle<()>)>>,
     /// One analysis task per route under canary analysis.
-    canaries: Mutex<HashMap<String, CanaryTask>>,
+    pub(super) canaries: Mutex<HashMap<String, CanaryTask>>,
     /// One certificate file watcher per TLS listener with `watch`.
     cert_watchers: Mutex<super::cert_watch::Watchers>,
     /// HTTP-01 tokens of ACME orders in flight, answered on every listener.
     acme_answers: Arc<Http01Answers>,
+    /// Listening sockets handed over by the process this one replaces, waiting for the
+    /// listener that takes them (see `upgrade`).
+    inherited: Mutex<Vec<HandedSocket>>,
+    /// The task sharing canary state through `[fleet] backend`, with its settings.
+    pub(super) fleet: Mutex<Option<(crate::canary::FleetSettings, JoinHandle<()>)>>,
 }
+
+/// A listening socket passed from one process to the next in a binary upgrade.
+pub struct HandedSocket {
+    /// "admin", or the proxy listener's name.
+    pub listener: String,
+    /// The address as configured (port 0 stays 0): the new process takes the socket
+    /// only for a listener with the same name and configured address.
+    pub configured: SocketAddr,
+    pub socket: std::os::fd::OwnedFd,
+}
+
+/// An endpoint's health verdicts, passed to the next process in a binary upgrade so that
+/// an endpoint known to be down stays out until its checks pass `rise` times.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EndpointVerdict {
+    pub pool: String,
+    pub url: String,
+    /// The active checks' verdict.
+    pub up: bool,
+    /// Time left in an outlier ejection.
+    pub ejected_ms: Option<u64>,
+}
+
+/// What `shutdown` is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shutdown {
+    /// SIGTERM: the admin API keeps answering (`/readyz` 503) until the drain ends.
+    Exit,
+    /// A new process took the sockets over: stop the admin API at once (the new one
+    /// answers on the same socket) and give busy keep-alive connections a moment to be
+    /// told `Connection: close` before idle ones are closed.
+    HandedOver,
+}
+
+/// How long, after a handover, connections have to end on an answer of their own
+/// (`Connection: close`) before idle ones are closed.
+const HANDOVER_LINGER: Duration = Duration::from_secs(1);
 
 /// What the engines use of the gateway (they know it only by this trait).
 impl GatewayState for Gateway {
@@ -142,9 +184,23 @@ impl Gateway {
 
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
+        Self::from_file_handed(path, rng, None)
+    }
+
+    /// As `from_file`, resuming from the weights and canary phases `handed` by the
+    /// process this one replaces (newer than any state file).
+    pub fn from_file_handed(
+        path: PathBuf,
+        rng: Arc<SplitMix>,
+        handed: Option<crate::canary::StateFile>,
+    ) -> Result<Arc<Self>, ConfigErrors> {
         let shared = Shared::default();
         let mut plan = config::load_file(&path, &shared.context(&rng))?;
-        if let Some(state_file) = plan.state_file.clone() {
+        if let Some(state) = handed {
+            shared.controls.restore(state);
+            shared.controls.set_state_file(plan.state_file.clone());
+            plan = config::load_file(&path, &shared.context(&rng))?;
+        } else if let Some(state_file) = plan.state_file.clone() {
             // Runtime weights and canary phases from the last run, then compile again so
             // the routes resume from them.
             shared.controls.load_state(Some(state_file)).map_err(|e| {
@@ -206,6 +262,8 @@ impl Gateway {
             canaries: Mutex::new(HashMap::new()),
             cert_watchers: Mutex::new(HashMap::new()),
             acme_answers: Http01Answers::new(),
+            inherited: Mutex::new(Vec::new()),
+            fleet: Mutex::new(None),
         })
     }
 
@@ -240,7 +298,109 @@ impl Gateway {
         // call has recorded the listeners it started.
         let _serialised = self.reload_lock.lock().await;
         let plan = self.plan();
-        self.apply_listeners(&plan).await
+        let started = self.apply_listeners(&plan).await;
+        // Handed-over sockets no listener took (renamed or moved in the new config).
+        for unused in std::mem::take(&mut *self.inherited.lock().unwrap_or_else(|p| p.into_inner()))
+        {
+            tracing::info!(listener = %unused.listener, addr = %unused.configured, "handed-over socket not in this config; closed");
+        }
+        started
+    }
+
+    /// Sockets handed over by the process this one replaces; `start` serves on them
+    /// instead of binding where name and configured address match.
+    pub fn inherit(&self, sockets: Vec<HandedSocket>) {
+        *self.inherited.lock().unwrap_or_else(|p| p.into_inner()) = sockets;
+    }
+
+    /// For a binary upgrade: stops the canary analyses (the successor resumes them from
+    /// the snapshot, so the two never both step a canary) and returns a second
+    /// descriptor of every listening socket with the weights and phases now.
+    /// `resume_after_failed_handover` undoes the stop.
+    pub(super) async fn handover_snapshot(&self) -> (Vec<HandedSocket>, crate::canary::StateFile) {
+        let _serialised = self.reload_lock.lock().await;
+        for (_, (_, task)) in self
+            .canaries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+        let mut sockets = Vec::new();
+        let copy = |name: &str, running: &Running, sockets: &mut Vec<HandedSocket>| match running
+            .socket
+            .try_clone()
+        {
+            Ok(socket) => sockets.push(HandedSocket {
+                listener: name.to_string(),
+                configured: running.configured,
+                socket,
+            }),
+            Err(error) => {
+                tracing::error!(%error, listener = name, "cannot copy a listening socket for the upgrade; the new process binds it")
+            }
+        };
+        if let Some(admin) = &*self.admin.lock().unwrap_or_else(|p| p.into_inner()) {
+            copy("admin", admin, &mut sockets);
+        }
+        for (name, running) in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            copy(name, running, &mut sockets);
+        }
+        (sockets, self.controls.snapshot())
+    }
+
+    /// The endpoints of the plan in force that are down or ejected (the others are up,
+    /// as a new process assumes anyway).
+    pub(super) fn endpoint_verdicts(&self) -> Vec<EndpointVerdict> {
+        let plan = self.plan();
+        let mut verdicts = Vec::new();
+        for pool in &plan.pools {
+            for endpoint in &pool.endpoints {
+                let health = &endpoint.state.health;
+                let ejected = health.ejected_for();
+                if !health.is_active_up() || ejected.is_some() {
+                    verdicts.push(EndpointVerdict {
+                        pool: pool.name.to_string(),
+                        url: endpoint.url.to_string(),
+                        up: health.is_active_up(),
+                        ejected_ms: ejected.map(|d| d.as_millis() as u64),
+                    });
+                }
+            }
+        }
+        verdicts
+    }
+
+    /// Takes the verdicts the process this one replaces handed over, for the endpoints
+    /// this config still has (call before `start`, which starts the checks).
+    pub fn restore_verdicts(&self, verdicts: &[EndpointVerdict]) {
+        let plan = self.plan();
+        for verdict in verdicts {
+            let endpoint = plan
+                .pools
+                .iter()
+                .filter(|pool| *pool.name == *verdict.pool)
+                .flat_map(|pool| &pool.endpoints)
+                .find(|endpoint| *endpoint.url == *verdict.url);
+            let Some(endpoint) = endpoint else { continue };
+            if !verdict.up {
+                endpoint.state.health.set_active(false);
+            }
+            if let Some(ms) = verdict.ejected_ms {
+                endpoint.state.health.eject_for(Duration::from_millis(ms));
+            }
+        }
+    }
+
+    /// The successor did not take over: the analyses run on here.
+    pub(super) fn resume_after_failed_handover(&self) {
+        self.supervise_canaries(&self.plan());
     }
 
     /// The address a listener actually bound (differs from the config for port 0).
@@ -398,6 +558,7 @@ impl Gateway {
         self.supervise_load_polls(plan);
         self.controls.adopt(plan.route_controls());
         self.controls.set_state_file(plan.state_file.clone());
+        self.supervise_fleet(plan);
         self.supervise_canaries(plan);
         super::cert_watch::supervise(
             &mut self.cert_watchers.lock().unwrap_or_else(|p| p.into_inner()),
@@ -447,84 +608,6 @@ impl Gateway {
         Ok(())
     }
 
-    /// Starts, restarts (new settings) and stops active checkers to match `plan`. An
-    /// endpoint keeps its checker and its verdict across reloads that keep its settings;
-    /// one whose checks were removed is considered up again.
-    fn supervise_health_checks(&self, plan: &Plan) {
-        let mut checkers = self.checkers.lock().unwrap_or_else(|p| p.into_inner());
-        supervise_endpoint_tasks(
-            &mut checkers,
-            plan,
-            |pool| pool.health.as_ref(),
-            |endpoint| {
-                endpoint.state.health.set_active(true);
-            },
-            |pool, endpoint, check| {
-                tokio::spawn(health::run_checks(
-                    pool.name.clone(),
-                    endpoint.url.clone(),
-                    health::ProbeTarget::new(endpoint, &pool.client),
-                    Arc::downgrade(&endpoint.state),
-                    check.clone(),
-                ))
-            },
-        );
-    }
-
-    /// Starts, restarts (new settings) and stops load polls to match `plan`, as for
-    /// checkers. An endpoint whose polls stop forgets its last report.
-    fn supervise_load_polls(&self, plan: &Plan) {
-        let mut pollers = self.pollers.lock().unwrap_or_else(|p| p.into_inner());
-        supervise_endpoint_tasks(
-            &mut pollers,
-            plan,
-            |pool| pool.load_metrics.as_ref(),
-            |endpoint| endpoint.state.load.clear(),
-            |pool, endpoint, settings| {
-                tokio::spawn(load_poll::run_polls(
-                    pool.name.clone(),
-                    endpoint.url.clone(),
-                    health::ProbeTarget::new(endpoint, &pool.client),
-                    Arc::downgrade(&endpoint.state),
-                    settings.clone(),
-                ))
-            },
-        );
-    }
-
-    /// Runs one analysis task per route with a canary; a route whose control was
-    /// replaced (new targets, weights or policy) gets a new task.
-    fn supervise_canaries(&self, plan: &Plan) {
-        let mut canaries = self.canaries.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted: Vec<Arc<RouteControl>> = plan
-            .route_controls()
-            .into_iter()
-            .filter(|c| c.canary.is_some())
-            .collect();
-        canaries.retain(|_, (control, task)| {
-            let keep = wanted.iter().any(|w| Arc::ptr_eq(w, control));
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for control in wanted {
-            if canaries
-                .get(&*control.route)
-                .is_some_and(|(running, _)| Arc::ptr_eq(running, &control))
-            {
-                continue;
-            }
-            let task = tokio::spawn(crate::canary::run_analysis(
-                Arc::downgrade(&control),
-                self.controls.clone(),
-            ));
-            if let Some((_, old)) = canaries.insert(control.route.to_string(), (control, task)) {
-                old.abort();
-            }
-        }
-    }
-
     async fn bind(
         self: &Arc<Self>,
         kind: ListenerKind,
@@ -534,7 +617,18 @@ impl Gateway {
             ListenerKind::Admin => "the admin listener".to_string(),
             ListenerKind::Proxy(name) => format!("listener {name:?}"),
         };
-        let running = Running::start(self.clone(), kind, addr)
+        let key = match &kind {
+            ListenerKind::Admin => "admin",
+            ListenerKind::Proxy(name) => &**name,
+        };
+        let inherited = {
+            let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+            inherited
+                .iter()
+                .position(|h| h.listener == key && h.configured == addr)
+                .map(|at| std::net::TcpListener::from(inherited.swap_remove(at).socket))
+        };
+        let running = Running::start(self.clone(), kind, addr, inherited)
             .await
             .map_err(|source| ReloadError::Bind {
                 what: what.clone(),
@@ -548,7 +642,20 @@ impl Gateway {
     /// Stops accepting, lets in-flight requests finish for up to the plan's grace
     /// period, then returns.
     pub async fn shutdown(&self) {
+        self.shutdown_as(Shutdown::Exit).await
+    }
+
+    /// The shutdown of a process whose sockets a successor took over.
+    pub(super) async fn shutdown_handed_over(&self) {
+        self.shutdown_as(Shutdown::HandedOver).await
+    }
+
+    async fn shutdown_as(&self, why: Shutdown) {
         self.draining.store(true, Ordering::Relaxed);
+        if why == Shutdown::HandedOver {
+            // The successor saves the state from now on.
+            self.controls.set_state_file(None);
+        }
         for (_, (_, task)) in self
             .checkers
             .lock()
@@ -581,6 +688,9 @@ impl Gateway {
         {
             task.abort();
         }
+        if let Some((_, task)) = self.fleet.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
         // A reload under way finishes first; later ones see `draining` and refuse.
         let serialised = self.reload_lock.lock().await;
         let listeners: Vec<Running> = self
@@ -595,6 +705,13 @@ impl Gateway {
             listener.stop().await;
         }
         let grace = self.plan().shutdown_grace;
+        if why == Shutdown::HandedOver {
+            let admin = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+            self.drain.linger(HANDOVER_LINGER.min(grace)).await;
+        }
         if !self.drain.drain(grace).await {
             tracing::warn!(
                 ?grace,
@@ -624,52 +741,4 @@ impl Gateway {
     pub fn shutdown_grace(&self) -> Duration {
         self.plan().shutdown_grace
     }
-}
-
-/// One background task per endpoint whose pool asks for it (`settings_of`), matched to
-/// `plan`: started for new endpoints, restarted when the settings changed, stopped (and
-/// `on_stop` called) when the pool no longer asks or the endpoint is gone. A task whose
-/// settings did not change keeps running across the reload.
-fn supervise_endpoint_tasks<S: Clone + PartialEq>(
-    tasks: &mut HashMap<EndpointKey, (S, JoinHandle<()>)>,
-    plan: &Plan,
-    settings_of: impl Fn(&Pool) -> Option<&S>,
-    on_stop: impl Fn(&Endpoint),
-    spawn: impl Fn(&Pool, &Endpoint, &S) -> JoinHandle<()>,
-) {
-    let mut wanted = std::collections::HashSet::new();
-    for pool in &plan.pools {
-        for endpoint in &pool.endpoints {
-            let key = (
-                pool.name.to_string(),
-                endpoint.url.to_string(),
-                pool.protocol,
-            );
-            let Some(settings) = settings_of(pool) else {
-                if let Some((_, task)) = tasks.remove(&key) {
-                    task.abort();
-                    on_stop(endpoint);
-                }
-                continue;
-            };
-            wanted.insert(key.clone());
-            if tasks
-                .get(&key)
-                .is_some_and(|(running, _)| running == settings)
-            {
-                continue;
-            }
-            let task = spawn(pool, endpoint, settings);
-            if let Some((_, old)) = tasks.insert(key, (settings.clone(), task)) {
-                old.abort();
-            }
-        }
-    }
-    tasks.retain(|key, (_, task)| {
-        let keep = wanted.contains(key);
-        if !keep {
-            task.abort();
-        }
-        keep
-    });
 }

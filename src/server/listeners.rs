@@ -41,23 +41,37 @@ pub struct Running {
     pub configured: SocketAddr,
     /// The address actually bound.
     pub local_addr: SocketAddr,
+    /// A second descriptor of the listening socket, for a binary upgrade to hand over.
+    /// Dropped with the listener, so a stopped listener frees its address.
+    pub(super) socket: std::os::fd::OwnedFd,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Running {
+    /// Serves `addr`: on `inherited`, a socket the previous process handed over, when
+    /// there is one, else on a socket bound now.
     pub async fn start(
         gateway: Arc<Gateway>,
         kind: ListenerKind,
         addr: SocketAddr,
+        inherited: Option<std::net::TcpListener>,
     ) -> std::io::Result<Running> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = match inherited {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                TcpListener::from_std(socket)?
+            }
+            None => TcpListener::bind(addr).await?,
+        };
         let local_addr = listener.local_addr()?;
+        let socket = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, gateway, kind, stopped));
         Ok(Running {
             configured: addr,
             local_addr,
+            socket,
             stop,
             task,
         })
@@ -266,10 +280,24 @@ async fn serve_http<S>(
         let downstream = downstream.clone();
         let egress = egress.clone();
         async move {
-            match egress.current(&downstream.listener) {
-                Some(plan) => Ok(crate::egress::handle(request, &plan, downstream.peer).await),
-                None => handler::handle(request, downstream).await,
+            let http1 = request.version() < http::Version::HTTP_2;
+            let mut response = match egress.current(&downstream.listener) {
+                Some(plan) => crate::egress::handle(request, &plan, downstream.peer).await,
+                None => handler::handle(request, downstream.clone()).await?,
+            };
+            // While draining, an HTTP/1.1 connection closes after this answer, as on the
+            // fast path: the client learns it before it sends another request, instead
+            // of racing a close of the idle connection.
+            if http1
+                && downstream.gateway.is_draining()
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
             }
+            Ok(response)
         }
     });
     let (stream, timed_out) =
@@ -414,21 +442,28 @@ impl Drain {
         self.open.load(Ordering::Acquire)
     }
 
+    /// Waits up to `time` for the connections to close by themselves (draining answers
+    /// carry `Connection: close`), before `drain` closes the idle ones.
+    pub async fn linger(&self, time: Duration) {
+        let _ = tokio::time::timeout(time, self.all_closed()).await;
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.all_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Asks every connection to finish its in-flight requests and close; true when all
     /// closed within `grace`.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.signal.send_replace(true);
-        let all_closed = async {
-            loop {
-                let notified = self.all_closed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if self.open() == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(grace, all_closed).await.is_ok()
+        tokio::time::timeout(grace, self.all_closed()).await.is_ok()
     }
 }

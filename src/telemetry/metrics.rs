@@ -168,7 +168,6 @@ pub struct Buckets {
 
 /// Metric state by name, shared by every plan: a reload keeps the counters of routes it
 /// keeps, and forgets those of routes it drops.
-#[derive(Default)]
 pub struct MetricsRegistry {
     routes: Mutex<HashMap<(String, String, bool), Arc<RouteMetrics>>>,
     listeners: Mutex<HashMap<String, Arc<AtomicI64>>>,
@@ -193,6 +192,10 @@ pub struct MetricsRegistry {
     /// Egress exits by (egress, exit, region).
     egress_exits: Mutex<HashMap<(String, String, String), Arc<EgressExitCounters>>>,
     egress_refusals: Mutex<HashMap<String, Arc<EgressRefusals>>>,
+    /// `[fleet]`: failed syncs with Redis, and whether this instance holds the lease
+    /// (-1: no fleet).
+    fleet_errors: std::sync::atomic::AtomicU64,
+    fleet_leader: AtomicI64,
 }
 
 /// Labels of `junction_fallback_hops_total`: route, from, to, reason.
@@ -201,7 +204,44 @@ pub type HopKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
 /// Labels of `junction_masking_findings_total`: route, type, action, direction.
 pub type MaskingKey = (Arc<str>, Arc<str>, &'static str, &'static str);
 
+impl Default for MetricsRegistry {
+    fn default() -> Self {
+        MetricsRegistry {
+            routes: Mutex::default(),
+            listeners: Mutex::default(),
+            decisions: Mutex::default(),
+            hops: Mutex::default(),
+            errors: Mutex::default(),
+            handoffs: Mutex::default(),
+            tls_reloads: Mutex::default(),
+            masking: Mutex::default(),
+            masking_passed: Mutex::default(),
+            usage_unread: Mutex::default(),
+            egress_exits: Mutex::default(),
+            egress_refusals: Mutex::default(),
+            fleet_errors: Default::default(),
+            fleet_leader: AtomicI64::new(-1),
+        }
+    }
+}
+
 impl MetricsRegistry {
+    pub fn count_fleet_error(&self) {
+        self.fleet_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `None`: no `[fleet]` (any more).
+    pub fn set_fleet_leader(&self, leader: impl Into<Option<bool>>) {
+        let value = leader.into().map_or(-1, i64::from);
+        self.fleet_leader.store(value, Ordering::Relaxed);
+    }
+
+    /// (failed syncs, holds the lease) while there is a `[fleet]`.
+    pub fn fleet(&self) -> Option<(u64, bool)> {
+        let leader = self.fleet_leader.load(Ordering::Relaxed);
+        (leader >= 0).then(|| (self.fleet_errors.load(Ordering::Relaxed), leader == 1))
+    }
+
     /// The running metrics of (route, pool), or new ones when there are none or their
     /// version or bucket layout changed. New ones count only once a plan that has them
     /// is swapped in ([`MetricsRegistry::adopt`]): a refused reload changes nothing.

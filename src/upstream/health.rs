@@ -108,6 +108,12 @@ impl Health {
             .fetch_max(self.at(duration), Ordering::Relaxed);
     }
 
+    /// Ejects for `duration` (a verdict handed over by the process this one replaces).
+    pub fn eject_for(&self, duration: Duration) {
+        self.ejected_until
+            .fetch_max(self.at(duration), Ordering::Relaxed);
+    }
+
     pub fn set_active(&self, up: bool) -> bool {
         self.active_up.swap(up, Ordering::Relaxed) != up
     }

@@ -17,6 +17,7 @@ pub mod pebble;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
+pub mod redis;
 pub mod sse;
 pub mod travel;
 pub mod upstream;

@@ -47,9 +47,19 @@ impl JunctionProcess {
     /// Starts `junction run --config FILE` and waits until the admin listener and
     /// `listeners` named listeners have logged their addresses.
     pub async fn start(config: &Path, listeners: &[&str]) -> JunctionProcess {
+        Self::start_with(config, &[], listeners).await
+    }
+
+    /// As `start`, with more arguments for `junction run` (`--upgrade-from PATH`...).
+    pub async fn start_with(
+        config: &Path,
+        args: &[&std::ffi::OsStr],
+        listeners: &[&str],
+    ) -> JunctionProcess {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             // The default variable of `[admin] token_env`: `POST /api/reload` needs it.
             .env("JUNCTION_ADMIN_TOKEN", ADMIN_TOKEN)
