@@ -406,6 +406,22 @@ impl Exit {
         rest
     }
 
+    /// A ban reported with its own rest: the exit rests for `host` for `rest` from
+    /// now (longer if it already does), and the ban counts as one more in a row.
+    pub fn rest_for(&self, host: &str, rest: Duration, now: Instant) -> Duration {
+        let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
+        if cooldowns.len() >= MAX_COOLDOWNS {
+            cooldowns.retain(|_, c| c.until > now);
+        }
+        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
+            until: now,
+            strikes: 0,
+        });
+        entry.strikes = entry.strikes.saturating_add(1);
+        entry.until = entry.until.max(now + rest);
+        entry.until - now
+    }
+
     /// A good answer from `host`: the next ban starts from the first cooldown again.
     pub fn forgive(&self, host: &str, now: Instant) {
         let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());

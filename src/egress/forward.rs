@@ -20,6 +20,7 @@ use super::dial::{ExitKind, authority};
 use super::exits::{Exit, site_key};
 use super::politeness::HostPermit;
 use super::record::Record;
+use super::reports::{SessionKey, X_JUNCTION_BAN};
 use super::robots::RobotsFetch;
 use super::rotation::Ask;
 use super::{
@@ -94,6 +95,7 @@ pub(super) async fn forward(
         &header::PROXY_AUTHORIZATION,
         &X_JUNCTION_REGION,
         &X_JUNCTION_SESSION,
+        &X_JUNCTION_BAN,
     ] {
         head.headers.remove(name);
     }
@@ -212,6 +214,12 @@ pub(super) async fn forward(
             exit.counters.count(EgressOutcome::Ok);
             record.outcome = Some(EgressOutcome::Ok.label());
         }
+        plan.last_exits.used(
+            SessionKey::of(&choice, record.client()),
+            &host,
+            &exit.name,
+            Instant::now(),
+        );
         strip_hop_by_hop(&mut response_head.headers, false);
         if let Ok(name) = HeaderValue::from_str(&exit.name) {
             response_head.headers.insert(&X_JUNCTION_EXIT, name);

@@ -12,6 +12,7 @@ pub mod exits;
 mod forward;
 pub mod politeness;
 mod record;
+pub mod reports;
 pub mod robots;
 pub mod rotation;
 pub mod tunnel;
@@ -36,6 +37,7 @@ use self::dial::{DialError, ExitKind, open_tunnel};
 use self::exits::{Exit, ExitSource, parse_exits_file};
 use self::politeness::{HostPermit, Politeness};
 use self::record::Record;
+use self::reports::{BanReport, Banned, LastExits, ReportError, SessionKey};
 use self::robots::RobotsCache;
 use self::rotation::{Ask, Rotator};
 use self::tunnel::TunnelBytes;
@@ -118,6 +120,8 @@ pub struct EgressPlan {
     limits: EgressLimits,
     /// Open tunnels per client address (`max_tunnels_per_client`).
     tunnels: Arc<ClientCounts>,
+    /// The exit each session last used per host, for ban reports.
+    last_exits: LastExits,
     refusals: Arc<EgressRefusals>,
     telemetry: Arc<Telemetry>,
     started: AtomicBool,
@@ -167,6 +171,7 @@ impl EgressPlan {
             ban: parts.ban,
             limits: parts.limits,
             tunnels: Arc::default(),
+            last_exits: LastExits::default(),
             telemetry: telemetry.clone(),
             started: AtomicBool::new(false),
             capture: parts.capture,
@@ -378,6 +383,7 @@ fn admit(
         }
     }
     record.user = choice.user.clone().filter(|u| !u.is_empty());
+    plan.take_reports(request.headers(), &choice, record.client())?;
     let (host, port) = destination(request.uri(), connect)?;
     record.host = Some(host.clone());
     if let Some(region) = &choice.region {
@@ -654,6 +660,12 @@ async fn tunnel(
             }
         };
         exit.counters.count(EgressOutcome::Ok);
+        plan.last_exits.used(
+            SessionKey::of(&choice, peer),
+            &host,
+            &exit.name,
+            Instant::now(),
+        );
         record.outcome = Some(EgressOutcome::Ok.label());
         record.status = Some(StatusCode::OK);
         let upgrade = hyper::upgrade::on(&mut request);
@@ -689,6 +701,85 @@ async fn tunnel(
         }
         last_error => no_exit(&host, choice.region.as_deref(), last_error),
     })
+}
+
+// === Ban reports ===
+
+impl EgressPlan {
+    /// Rests the reported exit for the reported host, as an automatic ban would (or
+    /// for the report's own cooldown).
+    pub fn report_ban(&self, report: &BanReport) -> Result<Banned, ReportError> {
+        let exit_name: Arc<str> = match (&report.exit, &report.session) {
+            (Some(name), _) => name.as_str().into(),
+            (None, session) => self
+                .last_exits
+                .last(session.as_ref(), &report.host)
+                .ok_or_else(|| match session {
+                    Some(SessionKey::Session(id) | SessionKey::Client(id)) => {
+                        ReportError::UnknownSession {
+                            session: id.clone(),
+                            host: report.host.clone(),
+                        }
+                    }
+                    None => ReportError::UnknownHost(report.host.clone()),
+                })?,
+        };
+        let exits = self.exits();
+        let exit = exits
+            .iter()
+            .find(|e| e.name == exit_name)
+            .ok_or_else(|| ReportError::UnknownExit(exit_name.to_string()))?;
+        let now = Instant::now();
+        let resting_for = match report.cooldown {
+            Some(rest) => exit.rest_for(&report.host, rest, now),
+            None => exit.cool_down(
+                &report.host,
+                self.ban.cooldown,
+                self.ban.max_cooldown,
+                self.rotator.rng(),
+                now,
+            ),
+        };
+        exit.counters
+            .bans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(egress = %self.name, exit = %exit.name, host = %report.host, cooldown = ?resting_for, "exit banned by a client's report");
+        Ok(Banned {
+            exit: exit.name.clone(),
+            host: report.host.clone(),
+            resting_for,
+        })
+    }
+
+    /// `x-junction-ban` on a request: each host named rests the exit this session last
+    /// used for it. A report about a host the session has not used is ignored.
+    fn take_reports(
+        &self,
+        headers: &http::HeaderMap,
+        choice: &ClientChoice,
+        peer: SocketAddr,
+    ) -> Result<(), ProxyStatus> {
+        let hosts = reports::reported_hosts(headers).map_err(|why| {
+            ProxyStatus::new(
+                StatusCode::BAD_REQUEST,
+                "http_request_error",
+                "bad_request",
+                why,
+            )
+        })?;
+        let session = SessionKey::of(choice, peer);
+        for host in hosts {
+            let report = BanReport {
+                session: Some(session.clone()),
+                host,
+                ..BanReport::default()
+            };
+            if let Err(error) = self.report_ban(&report) {
+                tracing::debug!(egress = %self.name, %error, "ban report ignored");
+            }
+        }
+        Ok(())
+    }
 }
 
 // === Read-only snapshots, for the admin API ===
