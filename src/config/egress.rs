@@ -15,7 +15,9 @@ use crate::egress::exits::{ExitSource, ExitUrl};
 use crate::egress::politeness::{HostLimits, Politeness};
 use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
-use crate::egress::{Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule};
+use crate::egress::{
+    ClientProtocol, Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule,
+};
 use crate::routing::{Glob, Route, RouteTable};
 use crate::units::{parse_byte_size, parse_rate};
 use crate::upstream::Protocol;
@@ -355,7 +357,27 @@ fn compile_parts(
         let key = format!("{path}.outbound_volume");
         super::anomalies::compile_outbound(o, &key, &egress.name, audit, errors)
     });
+    let protocol = match egress.protocol.as_deref() {
+        None | Some("http") => ClientProtocol::Http,
+        Some("socks5") => {
+            if egress.respect_robots {
+                errors.push((
+                    format!("{path}.respect_robots"),
+                    "a socks5 listener carries tunnels only: robots.txt paths cannot be seen (use protocol = \"http\")".into(),
+                ));
+            }
+            ClientProtocol::Socks5
+        }
+        Some(other) => {
+            errors.push((
+                format!("{path}.protocol"),
+                format!("{other:?} is not http or socks5"),
+            ));
+            ClientProtocol::Http
+        }
+    };
     Some(EgressParts {
+        protocol,
         capture,
         outbound,
         name: egress.name.as_str().into(),

@@ -689,6 +689,8 @@ pub struct TimeoutsSpec {
 pub struct EgressSpec {
     pub name: String,
     pub bind: String,
+    /// What clients speak: `http` (forward proxy and CONNECT, default) or `socks5`.
+    pub protocol: Option<String>,
     /// Flow capture of plain HTTP requests and tunnels (docs/inspection.md).
     pub capture: Option<CaptureSpec>,
     /// The detector of large outbound volume per client and site (docs/inspection.md).

@@ -15,6 +15,8 @@ mod record;
 pub mod reports;
 pub mod robots;
 pub mod rotation;
+pub mod socks5;
+mod socks5_listener;
 pub mod tunnel;
 
 use std::net::SocketAddr;
@@ -103,9 +105,19 @@ pub struct EgressLimits {
     pub probe_interval: Duration,
 }
 
+/// What clients of an egress listener speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// HTTP/1.1 forward proxying: absolute-form requests and `CONNECT`.
+    Http,
+    /// SOCKS5 (RFC 1928) `CONNECT`, with RFC 1929 user and password.
+    Socks5,
+}
+
 /// A compiled `[[egress]]` listener.
 pub struct EgressPlan {
     pub name: Arc<str>,
+    pub protocol: ClientProtocol,
     pub destinations: Destinations,
     exits: ArcSwap<Vec<Arc<Exit>>>,
     /// Exits from the config; the exits file's come after them.
@@ -134,6 +146,7 @@ pub struct EgressPlan {
 /// Everything an egress plan is built from (see `config::compile`).
 pub struct EgressParts {
     pub name: Arc<str>,
+    pub protocol: ClientProtocol,
     pub destinations: Destinations,
     pub exits: Vec<ExitSource>,
     pub exits_file: Option<ExitsFile>,
@@ -159,6 +172,7 @@ impl EgressPlan {
         let plan = EgressPlan {
             refusals: telemetry.metrics.egress_refusals(&parts.name),
             name: parts.name,
+            protocol: parts.protocol,
             destinations: parts.destinations,
             exits: ArcSwap::from_pointee(Vec::new()),
             static_exits: parts.exits,
@@ -319,6 +333,8 @@ impl ProxyStatus {
     }
 }
 
+pub use socks5_listener::serve as serve_socks5;
+
 /// Serves one request on an egress listener.
 pub async fn handle(
     request: Request<Incoming>,
@@ -385,6 +401,18 @@ fn admit(
     record.user = choice.user.clone().filter(|u| !u.is_empty());
     plan.take_reports(request.headers(), &choice, record.client())?;
     let (host, port) = destination(request.uri(), connect)?;
+    admit_target(plan, choice, host, port, record)
+}
+
+/// The checks of a destination, whatever protocol the client spoke: the region it
+/// asks for exists, the destination rules, the outbound-volume detector.
+fn admit_target(
+    plan: &EgressPlan,
+    choice: ClientChoice,
+    host: String,
+    port: u16,
+    record: &mut Record,
+) -> Result<Admitted, ProxyStatus> {
     record.host = Some(host.clone());
     if let Some(region) = &choice.region {
         record.region = Some(region.clone());
@@ -583,7 +611,76 @@ async fn tunnel(
     peer: SocketAddr,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
-    let Admitted { choice, host, port } = admit(plan, &request, true, record)?;
+    let admitted = admit(plan, &request, true, record)?;
+    let opened = open_site_tunnel(plan, peer, admitted, record).await?;
+    let mut response = Response::new(ProxyBody::Empty);
+    if let Ok(name) = HeaderValue::from_str(&opened.exit.name) {
+        response.headers_mut().insert(&X_JUNCTION_EXIT, name);
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(client) = upgrade.await {
+            opened.splice(TokioIo::new(client), &[]).await;
+        }
+    });
+    Ok(response)
+}
+
+/// A tunnel open to the site through an exit, waiting for the client's side; it holds
+/// the client's tunnel slot, the host's politeness turn and the exit's use until it
+/// closes, and writes its record then.
+struct OpenTunnel {
+    site: Box<dyn dial::Tunnel>,
+    exit: Arc<Exit>,
+    idle: Duration,
+    record: Record,
+    held: (
+        crate::security::client_slots::ClientSlot,
+        Option<HostPermit>,
+        exits::InUse,
+    ),
+}
+
+impl OpenTunnel {
+    /// Joins the client to the site until either closes or the tunnel idles; `early`
+    /// is what the client sent before the tunnel opened (it goes to the site first).
+    async fn splice<C>(self, client: C, early: &[u8])
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let OpenTunnel {
+            mut site,
+            exit,
+            idle,
+            mut record,
+            held,
+        } = self;
+        if !early.is_empty() {
+            use tokio::io::AsyncWriteExt;
+            if site.write_all(early).await.is_err() {
+                return;
+            }
+        }
+        let bytes = TunnelBytes::default();
+        record.tunnel_bytes = Some(bytes.clone());
+        let idled = tunnel::splice(client, site, exit.counters.clone(), bytes, idle).await;
+        if idled {
+            record.error = Some("idle_timeout");
+        }
+        drop((record, held));
+    }
+}
+
+/// Opens a tunnel to an admitted destination: the client's tunnel slot, the host's
+/// politeness turn, then exits in rotation until one opens it (an exit that refuses
+/// rests for the host; one that cannot be reached is probed).
+async fn open_site_tunnel(
+    plan: &Arc<EgressPlan>,
+    peer: SocketAddr,
+    admitted: Admitted,
+    record: &mut Record,
+) -> Result<OpenTunnel, ProxyStatus> {
+    let Admitted { choice, host, port } = admitted;
     let slot = plan
         .tunnels
         .take(peer.ip(), Some(plan.limits.max_tunnels_per_client))
@@ -668,27 +765,13 @@ async fn tunnel(
         );
         record.outcome = Some(EgressOutcome::Ok.label());
         record.status = Some(StatusCode::OK);
-        let upgrade = hyper::upgrade::on(&mut request);
-        let counters = exit.counters.clone();
-        let idle = plan.limits.idle_timeout;
-        let mut record = record.take();
-        let bytes = TunnelBytes::default();
-        record.tunnel_bytes = Some(bytes.clone());
-        tokio::spawn(async move {
-            let _held = (slot, permit, in_use);
-            if let Ok(client) = upgrade.await {
-                let idled = tunnel::splice(TokioIo::new(client), site, counters, bytes, idle).await;
-                if idled {
-                    record.error = Some("idle_timeout");
-                }
-            }
-            drop(record);
+        return Ok(OpenTunnel {
+            site,
+            exit,
+            idle: plan.limits.idle_timeout,
+            record: record.take(),
+            held: (slot, permit, in_use),
         });
-        let mut response = Response::new(ProxyBody::Empty);
-        if let Ok(name) = HeaderValue::from_str(&exit.name) {
-            response.headers_mut().insert(&X_JUNCTION_EXIT, name);
-        }
-        return Ok(response);
     }
     Err(match last_error {
         Some(error) if tried.iter().all(|e| matches!(e.kind, ExitKind::Direct)) => {

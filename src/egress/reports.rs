@@ -50,12 +50,7 @@ pub struct LastExits {
     by_host: Table<String>,
 }
 
-fn remember<K: Eq + std::hash::Hash>(
-    map: &Table<K>,
-    key: K,
-    exit: &Arc<str>,
-    now: Instant,
-) {
+fn remember<K: Eq + std::hash::Hash>(map: &Table<K>, key: K, exit: &Arc<str>, now: Instant) {
     let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
     if map.len() >= MAX_REMEMBERED && !map.contains_key(&key) {
         // Forget the older half: reports come soon after the traffic they are about.

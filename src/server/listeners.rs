@@ -155,6 +155,12 @@ async fn serve_proxy(
     let Some(listener) = plan.listener(&name) else {
         return;
     };
+    if let Some(egress) = &listener.egress
+        && egress.protocol == crate::egress::ClientProtocol::Socks5
+    {
+        crate::egress::serve_socks5(stream, egress.clone(), peer).await;
+        return;
+    }
     let tls = listener.tls.clone();
     let header_read_timeout = listener.header_read_timeout;
     let fast_path = listener.fast_path.then(|| fastpath::Settings {
