@@ -9,6 +9,7 @@ use super::CompileContext;
 use super::checks::{Errors, duration_or, parse_addr};
 use super::plan::{GatewayListener, ListenerPlan};
 use super::spec::{ConfigSpec, EgressSpec};
+use crate::egress::adaptive::{AdaptiveRules, Throttle};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
@@ -255,6 +256,7 @@ fn compile_parts(
             errors,
         ),
     );
+    let politeness = politeness.with_adaptive(adaptive_rules(egress, path, errors));
     let robots = egress.respect_robots.then(|| {
         RobotsCache::new(
             egress.robots_user_agent.as_deref().unwrap_or("junction"),
@@ -392,4 +394,66 @@ fn compile_parts(
         ban,
         limits,
     })
+}
+
+/// `honour_retry_after`, `max_retry_after` and `per_host` (AutoThrottle).
+fn adaptive_rules(egress: &EgressSpec, path: &str, errors: &mut Errors) -> AdaptiveRules {
+    let max_hold = duration_or(
+        &egress.max_retry_after,
+        Duration::from_secs(600),
+        &format!("{path}.max_retry_after"),
+        errors,
+    );
+    let throttle = egress.per_host.as_ref().map(|spec| {
+        let key = format!("{path}.per_host");
+        let target_concurrency = spec.target_concurrency.unwrap_or(2.0);
+        if !(target_concurrency.is_finite() && target_concurrency > 0.0) {
+            errors.push((
+                format!("{key}.target_concurrency"),
+                "must be a number above 0".into(),
+            ));
+        }
+        let min_delay = duration_or(
+            &spec.min_delay,
+            Duration::ZERO,
+            &format!("{key}.min_delay"),
+            errors,
+        );
+        let max_delay = duration_or(
+            &spec.max_delay,
+            Duration::from_secs(60),
+            &format!("{key}.max_delay"),
+            errors,
+        );
+        if max_delay < min_delay {
+            errors.push((
+                format!("{key}.max_delay"),
+                "must not be shorter than min_delay".into(),
+            ));
+        }
+        let start_delay = duration_or(
+            &spec.start_delay,
+            Duration::from_secs(1),
+            &format!("{key}.start_delay"),
+            errors,
+        );
+        Throttle {
+            target_concurrency,
+            min_delay,
+            max_delay: max_delay.max(min_delay),
+            start_delay,
+        }
+    });
+    if egress.robots_crawl_delay && !egress.respect_robots {
+        errors.push((
+            format!("{path}.robots_crawl_delay"),
+            "needs respect_robots = true (robots.txt is fetched only then)".into(),
+        ));
+    }
+    AdaptiveRules {
+        honour_retry_after: egress.honour_retry_after.unwrap_or(true),
+        max_hold,
+        throttle,
+        crawl_delay: egress.robots_crawl_delay,
+    }
 }

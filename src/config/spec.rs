@@ -730,11 +730,20 @@ pub struct EgressSpec {
     /// Per-host overrides of the rate and concurrency, first matching glob wins.
     #[serde(default)]
     pub hosts: Vec<EgressHostSpec>,
+    /// Honour `Retry-After` on 429/503 and `RateLimit-*` from sites (default true).
+    pub honour_retry_after: Option<bool>,
+    /// The longest hold a site's answer may impose (default 10m).
+    pub max_retry_after: Option<String>,
+    /// AutoThrottle per host, from the site's latency.
+    pub per_host: Option<PerHostSpec>,
     /// Fetch and obey robots.txt for plain-HTTP requests.
     #[serde(default)]
     pub respect_robots: bool,
     /// The product token matched against robots.txt groups (default "junction").
     pub robots_user_agent: Option<String>,
+    /// Space requests to a site by its robots.txt `Crawl-delay` (with `respect_robots`).
+    #[serde(default)]
+    pub robots_crawl_delay: bool,
     pub ban: Option<BanSpec>,
     /// Exits tried per request, the first included (default 3).
     pub attempts: Option<u32>,
@@ -765,6 +774,20 @@ pub struct EgressUserSpec {
     pub password_env: Option<String>,
     /// `sha256:<hex>` of the password (`junction key hash`).
     pub password_hash: Option<String>,
+}
+
+/// `per_host = { target_concurrency = 2.0, min_delay = "0s", max_delay = "60s" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerHostSpec {
+    /// Requests the site should have in flight on average (default 2.0).
+    pub target_concurrency: Option<f64>,
+    /// Shortest delay between two requests to a host (default 0s).
+    pub min_delay: Option<String>,
+    /// Longest delay (default 60s).
+    pub max_delay: Option<String>,
+    /// Delay before the first answer is seen (default 1s).
+    pub start_delay: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

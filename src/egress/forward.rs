@@ -76,9 +76,10 @@ pub(super) async fn forward(
     if let Some(robots) = &plan.robots {
         let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let site = format!("http://{host}:{port}");
-        let allowed = robots
-            .allows(&site, path, || fetch_robots(plan, &host, port, &ask))
+        let (allowed, crawl_delay) = robots
+            .check(&site, path, || fetch_robots(plan, &host, port, &ask))
             .await;
+        plan.politeness.crawl_delay(&host, crawl_delay);
         if !allowed {
             return Err(ProxyStatus::new(
                 StatusCode::FORBIDDEN,
@@ -138,6 +139,7 @@ pub(super) async fn forward(
             }
         };
         let in_use = exit.use_guard();
+        let sent_at = Instant::now();
         let sent = match send_via(plan, &exit, &host, port, attempt).await {
             Ok(sent) => sent,
             Err(failed) => {
@@ -157,6 +159,12 @@ pub(super) async fn forward(
             }
         };
         let (mut response_head, upstream) = UpstreamBody::new(sent);
+        plan.politeness.observe(
+            &host,
+            response_head.status,
+            &response_head.headers,
+            sent_at.elapsed(),
+        );
         let mut ahead = ReadAhead {
             prefix: None,
             trailers: None,

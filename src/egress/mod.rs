@@ -4,6 +4,7 @@
 //! rotation, keeps to each site's politeness limits, and routes around exits a site
 //! has banned. Errors Junction makes carry an RFC 9209 `Proxy-Status` header.
 
+pub mod adaptive;
 pub mod bans;
 pub mod client_auth;
 mod destinations;
