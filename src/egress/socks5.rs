@@ -305,4 +305,37 @@ mod tests {
             Err(HandshakeError::Port)
         );
     }
+
+    /// What the fuzz target checks, on generated handshakes: no panic, and messages
+    /// that delimit themselves.
+    fn delimited<T: PartialEq + std::fmt::Debug>(data: &[u8], parse: fn(&[u8]) -> Parsed<T>) {
+        if let Ok(Some((value, used))) = parse(data) {
+            assert!(used <= data.len());
+            assert_eq!(parse(&data[..used]), Ok(Some((value, used))));
+            for shorter in 0..used {
+                assert!(!matches!(parse(&data[..shorter]), Ok(Some(_))));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_and_messages_delimit_themselves(
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            // Plausible starts (version bytes, small lengths) reach the deep branches.
+            let mut data = head.clone();
+            data.extend_from_slice(&rest);
+            for first in [VERSION, AUTH_VERSION] {
+                let mut steered = data.clone();
+                if let Some(byte) = steered.first_mut() {
+                    *byte = first;
+                }
+                delimited(&steered, parse_greeting);
+                delimited(&steered, parse_credentials);
+                delimited(&steered, parse_request);
+            }
+        }
+    }
 }
