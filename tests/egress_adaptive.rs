@@ -154,11 +154,9 @@ async fn robots_crawl_delay_spaces_the_sites_requests() {
         })
         .start()
         .await;
-    let proxy = TestProxy::from_toml(&config(
-        "respect_robots = true\nrobots_crawl_delay = true",
-    ))
-    .start()
-    .await;
+    let proxy = TestProxy::from_toml(&config("respect_robots = true\nrobots_crawl_delay = true"))
+        .start()
+        .await;
     let http = through(&proxy);
     for i in 0..3 {
         get_ok(&http, &format!("{}/page{i}", site.url())).await;
@@ -182,5 +180,8 @@ fn robots_crawl_delay_without_respect_robots_is_a_config_error() {
         Err(errors) => errors.to_string(),
     };
     assert!(errors.contains("egress[0].robots_crawl_delay"), "{errors}");
-    assert!(errors.contains("egress[0].per_host.target_concurrency"), "{errors}");
+    assert!(
+        errors.contains("egress[0].per_host.target_concurrency"),
+        "{errors}"
+    );
 }

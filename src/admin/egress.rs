@@ -53,6 +53,7 @@ fn exit_view(exit: &Exit, now: Instant, top: usize) -> Value {
         "in_use": exit.in_use(),
         "bans": exit.counters.bans.load(std::sync::atomic::Ordering::Relaxed),
         "resting_sites": exit.cooling_hosts(now),
+        "verification": verification_view(exit, now),
         "sites_total": remembered,
         "sites": sites,
     })
@@ -83,6 +84,29 @@ fn egress_view(egress: &EgressPlan, now: Instant, top: usize) -> Value {
         "exits": exits,
         "sessions_total": live,
         "sessions": sessions,
+    })
+}
+
+/// What the echo-URL probes found: `state` (`unchecked`, `verified`, `changed`,
+/// `failed`), the first and the last address seen, counts and the last error.
+fn verification_view(exit: &Exit, now: Instant) -> Value {
+    let verification = exit
+        .verification
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let error = match &verification.verdict {
+        crate::egress::verify::Verdict::Failed(why) => Some(why.clone()),
+        _ => None,
+    };
+    json!({
+        "state": verification.verdict.label(),
+        "address": verification.address.map(|a| a.to_string()),
+        "first_address": verification.first_address.map(|a| a.to_string()),
+        "changes": verification.changes,
+        "failures": verification.failures,
+        "checked_ms_ago": verification.checked.map(|at| millis(now.saturating_duration_since(at))),
+        "error": error,
     })
 }
 

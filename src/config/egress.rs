@@ -16,6 +16,7 @@ use crate::egress::exits::{ExitSource, ExitUrl};
 use crate::egress::politeness::{HostLimits, Politeness};
 use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
+use crate::egress::verify::VerifyRules;
 use crate::egress::{
     ClientProtocol, Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule,
 };
@@ -378,7 +379,27 @@ fn compile_parts(
             ClientProtocol::Http
         }
     };
+    let verify = egress.verify.as_ref().and_then(|spec| {
+        let key = format!("{path}.verify");
+        let interval = duration_or(&spec.interval, Duration::from_secs(300), &format!("{key}.interval"), errors);
+        let timeout = duration_or(&spec.timeout, Duration::from_secs(10), &format!("{key}.timeout"), errors);
+        if interval.is_zero() {
+            errors.push((format!("{key}.interval"), "must be above 0".into()));
+        }
+        let url = match spec.url.parse::<http::Uri>() {
+            Ok(url) if url.scheme_str() == Some("http") && url.host().is_some_and(|h| !h.is_empty()) => url,
+            _ => {
+                errors.push((
+                    format!("{key}.url"),
+                    format!("{:?} is not an http:// URL (the probe is a plain request through each exit)", spec.url),
+                ));
+                return None;
+            }
+        };
+        Some(VerifyRules { url, interval, timeout })
+    });
     Some(EgressParts {
+        verify,
         protocol,
         capture,
         outbound,

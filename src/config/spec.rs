@@ -736,6 +736,8 @@ pub struct EgressSpec {
     pub max_retry_after: Option<String>,
     /// AutoThrottle per host, from the site's latency.
     pub per_host: Option<PerHostSpec>,
+    /// Exit verification through an echo URL answering the caller's address.
+    pub verify: Option<VerifySpec>,
     /// Fetch and obey robots.txt for plain-HTTP requests.
     #[serde(default)]
     pub respect_robots: bool,
@@ -774,6 +776,18 @@ pub struct EgressUserSpec {
     pub password_env: Option<String>,
     /// `sha256:<hex>` of the password (`junction key hash`).
     pub password_hash: Option<String>,
+}
+
+/// `verify = { url = "http://echo.example/ip", interval = "5m", timeout = "10s" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// An `http://` URL that answers the address it sees the request from.
+    pub url: String,
+    /// How often every exit is probed (default 5m).
+    pub interval: Option<String>,
+    /// Longest probe (default 10s).
+    pub timeout: Option<String>,
 }
 
 /// `per_host = { target_concurrency = 2.0, min_delay = "0s", max_delay = "60s" }`.

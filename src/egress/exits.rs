@@ -251,6 +251,8 @@ pub struct Exit {
     probing: AtomicBool,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
     pub counters: Arc<EgressExitCounters>,
+    /// What probes through the echo URL found (`verify`).
+    pub verification: Mutex<super::verify::Verification>,
 }
 
 impl Exit {
@@ -311,6 +313,7 @@ impl Exit {
             probing: AtomicBool::new(false),
             cooldowns: Mutex::new(HashMap::new()),
             counters,
+            verification: Mutex::default(),
         }))
     }
 

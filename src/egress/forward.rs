@@ -494,3 +494,51 @@ impl Body for EgressBody {
         hint
     }
 }
+
+/// Largest echo answer read.
+const ECHO_MAX_BYTES: usize = 4096;
+
+/// Asks the echo URL of `verify` through `exit`: the address it saw.
+pub(super) async fn probe_exit(
+    plan: &EgressPlan,
+    exit: &Arc<Exit>,
+) -> Result<std::net::IpAddr, String> {
+    let Some(rules) = &plan.verify else {
+        return Err("no echo URL".into());
+    };
+    let uri = rules.url.clone();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(80);
+    let mut request = Request::new(ProxyBody::Empty);
+    if let Some(value) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    *request.uri_mut() = uri;
+    let probe = async {
+        let sent = send_via(plan, exit, &host, port, request)
+            .await
+            .map_err(|failed| failed.status.details)?;
+        let (head, body) = UpstreamBody::new(sent);
+        if !head.status.is_success() {
+            return Err(format!("the echo URL answered {}", head.status.as_u16()));
+        }
+        let body = http_body_util::Limited::new(body, ECHO_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("the echo URL's answer: {e}"))?
+            .to_bytes();
+        super::verify::echoed_address(&body)
+            .ok_or_else(|| "the echo URL's answer is not an address".to_string())
+    };
+    tokio::time::timeout(rules.timeout, probe)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", rules.timeout)))
+}

@@ -19,6 +19,7 @@ pub mod rotation;
 pub mod socks5;
 mod socks5_listener;
 pub mod tunnel;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -142,6 +143,8 @@ pub struct EgressPlan {
     pub capture: Option<Arc<crate::inspect::Capture>>,
     /// The detector of large outbound volume per client and site.
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
+    /// Exit verification through an echo URL.
+    verify: Option<verify::VerifyRules>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
@@ -160,6 +163,7 @@ pub struct EgressParts {
     pub limits: EgressLimits,
     pub capture: Option<Arc<crate::inspect::Capture>>,
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
+    pub verify: Option<verify::VerifyRules>,
 }
 
 impl EgressPlan {
@@ -191,6 +195,7 @@ impl EgressPlan {
             started: AtomicBool::new(false),
             capture: parts.capture,
             outbound: parts.outbound,
+            verify: parts.verify,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {
@@ -248,6 +253,9 @@ impl EgressPlan {
         if let Some(file) = &self.exits_file {
             tokio::spawn(watch_exits_file(Arc::downgrade(self), file.poll));
         }
+        if let Some(rules) = &self.verify {
+            tokio::spawn(verify_exits(Arc::downgrade(self), rules.interval));
+        }
     }
 
     fn reload_exits_file(&self) {
@@ -272,6 +280,41 @@ impl EgressPlan {
                 tracing::warn!(egress = %self.name, %error, "exits file refused; keeping the previous exits")
             }
         }
+    }
+}
+
+/// Probes every exit through the echo URL now and every `interval`, until the plan is
+/// dropped (a reload builds a new plan, and its own prober).
+async fn verify_exits(plan: std::sync::Weak<EgressPlan>, interval: Duration) {
+    loop {
+        let Some(current) = plan.upgrade() else {
+            return;
+        };
+        let probes: Vec<_> = current
+            .exits()
+            .iter()
+            .map(|exit| {
+                let (plan, exit) = (current.clone(), exit.clone());
+                tokio::spawn(async move {
+                    let result = forward::probe_exit(&plan, &exit).await;
+                    let failed = result.as_ref().err().cloned();
+                    let mut verification =
+                        exit.verification.lock().unwrap_or_else(|p| p.into_inner());
+                    let moved = verification.record(result, Instant::now());
+                    if moved {
+                        tracing::warn!(egress = %plan.name, exit = %exit.name, address = ?verification.address, first = ?verification.first_address, "exit's public address changed");
+                    }
+                    if let Some(error) = failed {
+                        tracing::warn!(egress = %plan.name, exit = %exit.name, %error, "exit failed its verification probe");
+                    }
+                })
+            })
+            .collect();
+        drop(current);
+        for probe in probes {
+            let _ = probe.await;
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
