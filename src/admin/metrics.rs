@@ -741,6 +741,22 @@ impl Collector for Scrape {
         )?;
         family(
             &mut encoder,
+            "junction_egress_fleet_errors",
+            "Calls to the fleet's Redis (state.backend) that failed, or were skipped while it was failing: the instance decided by its own state.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for egress in &egress_plans {
+                    if let Some(fleet) = &egress.fleet {
+                        let errors = fleet.errors.load(std::sync::atomic::Ordering::Relaxed);
+                        counter(m, &vec![("egress", &*egress.name)], errors)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
             "junction_egress_exit_verified",
             "1 when an exit's last echo-URL probe saw its first address, 0 when it failed or saw another (exits probed so far).",
             None,

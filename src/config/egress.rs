@@ -13,6 +13,7 @@ use crate::egress::adaptive::{AdaptiveRules, Throttle};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
+use crate::egress::fleet::FleetState;
 use crate::egress::politeness::{HostLimits, Politeness};
 use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
@@ -398,7 +399,28 @@ fn compile_parts(
         };
         Some(VerifyRules { url, interval, timeout })
     });
+    let fleet = egress.state.as_ref().and_then(|spec| {
+        if spec.backend == "local" {
+            return None;
+        }
+        let key = format!("{path}.state.backend");
+        if !(spec.backend.starts_with("redis://") || spec.backend.starts_with("rediss://")) {
+            errors.push((
+                key,
+                format!("{:?} is not \"local\" or a redis:// URL", spec.backend),
+            ));
+            return None;
+        }
+        match FleetState::new(&spec.backend, &egress.name) {
+            Ok(fleet) => Some(Arc::new(fleet)),
+            Err(error) => {
+                errors.push((key, error));
+                None
+            }
+        }
+    });
     Some(EgressParts {
+        fleet,
         verify,
         protocol,
         capture,

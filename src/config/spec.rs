@@ -738,6 +738,9 @@ pub struct EgressSpec {
     pub per_host: Option<PerHostSpec>,
     /// Exit verification through an echo URL answering the caller's address.
     pub verify: Option<VerifySpec>,
+    /// Where rests after bans are kept: `{ backend = "redis://..." }` shares them with
+    /// the fleet (default: this instance only).
+    pub state: Option<EgressStateSpec>,
     /// Fetch and obey robots.txt for plain-HTTP requests.
     #[serde(default)]
     pub respect_robots: bool,
@@ -776,6 +779,14 @@ pub struct EgressUserSpec {
     pub password_env: Option<String>,
     /// `sha256:<hex>` of the password (`junction key hash`).
     pub password_hash: Option<String>,
+}
+
+/// `state = { backend = "redis://host:6379" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressStateSpec {
+    /// `"local"` (default) or a `redis://` / `rediss://` URL.
+    pub backend: String,
 }
 
 /// `verify = { url = "http://echo.example/ip", interval = "5m", timeout = "10s" }`.

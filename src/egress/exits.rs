@@ -425,6 +425,21 @@ impl Exit {
         entry.until - now
     }
 
+    /// Another instance of the fleet rests this exit for `host` for `rest` more: it
+    /// rests here as long (a longer local rest stays).
+    pub fn adopt_rest(&self, host: &str, rest: Duration, now: Instant) {
+        let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
+        if cooldowns.len() >= MAX_COOLDOWNS {
+            cooldowns.retain(|_, c| c.until > now);
+        }
+        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
+            until: now,
+            strikes: 0,
+        });
+        entry.strikes = entry.strikes.max(1);
+        entry.until = entry.until.max(now + rest);
+    }
+
     /// A good answer from `host`: the next ban starts from the first cooldown again.
     pub fn forgive(&self, host: &str, now: Instant) {
         let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());

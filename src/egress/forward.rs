@@ -67,12 +67,15 @@ pub(super) async fn forward(
     let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
     let (mut head, body) = request.into_parts();
     let session = client_session(plan, record.client(), &choice);
-    let ask = Ask {
+    let mut ask = Ask {
         host: &host,
         region: choice.region.as_deref(),
         session: choice.session.as_deref(),
         client_session: &session,
+        fleet_exit: None,
     };
+    let fleet_exit = plan.fleet_session(&ask).await;
+    ask.fleet_exit = fleet_exit.as_deref();
     if let Some(robots) = &plan.robots {
         let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let site = format!("http://{host}:{port}");
@@ -112,6 +115,7 @@ pub(super) async fn forward(
     let replayable = is_idempotent(&head.method) && body.is_end_stream();
     let mut body = Some(body);
 
+    plan.sync_rests(&host).await;
     let exits = plan.exits();
     let mut tried: Vec<Arc<Exit>> = Vec::new();
     let mut next = plan.rotator.pick(&exits, &ask, &tried, Instant::now());
@@ -206,6 +210,7 @@ pub(super) async fn forward(
                 plan.rotator.rng(),
                 Instant::now(),
             );
+            plan.share_rest(&exit, &host, rest);
             exit.counters.count(EgressOutcome::Banned);
             exit.counters
                 .bans
@@ -219,6 +224,7 @@ pub(super) async fn forward(
             // No exit left to try: the site's own answer goes back as it is.
         } else {
             exit.forgive(&host, Instant::now());
+            plan.share_session(&ask, &exit);
             exit.counters.count(EgressOutcome::Ok);
             record.outcome = Some(EgressOutcome::Ok.label());
         }

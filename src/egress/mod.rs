@@ -10,6 +10,7 @@ pub mod client_auth;
 mod destinations;
 pub mod dial;
 pub mod exits;
+pub mod fleet;
 mod forward;
 pub mod politeness;
 mod record;
@@ -145,6 +146,8 @@ pub struct EgressPlan {
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
     /// Exit verification through an echo URL.
     verify: Option<verify::VerifyRules>,
+    /// Rests after bans shared with the fleet, through Redis.
+    pub fleet: Option<Arc<fleet::FleetState>>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
@@ -164,6 +167,7 @@ pub struct EgressParts {
     pub capture: Option<Arc<crate::inspect::Capture>>,
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
     pub verify: Option<verify::VerifyRules>,
+    pub fleet: Option<Arc<fleet::FleetState>>,
 }
 
 impl EgressPlan {
@@ -196,6 +200,7 @@ impl EgressPlan {
             capture: parts.capture,
             outbound: parts.outbound,
             verify: parts.verify,
+            fleet: parts.fleet,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {
@@ -740,13 +745,17 @@ async fn open_site_tunnel(
             )
         })?;
     let permit = polite_turn(plan, &host).await?;
+    plan.sync_rests(&host).await;
     let session = client_session(plan, peer, &choice);
-    let ask = Ask {
+    let mut ask = Ask {
         host: &host,
         region: choice.region.as_deref(),
         session: choice.session.as_deref(),
         client_session: &session,
+        fleet_exit: None,
     };
+    let fleet_exit = plan.fleet_session(&ask).await;
+    ask.fleet_exit = fleet_exit.as_deref();
     let exits = plan.exits();
     let mut tried: Vec<Arc<Exit>> = Vec::new();
     let mut last_error = None;
@@ -783,13 +792,14 @@ async fn open_site_tunnel(
                     }
                     DialError::Refused(_) => {
                         let now = Instant::now();
-                        exit.cool_down(
+                        let rest = exit.cool_down(
                             &host,
                             plan.ban.cooldown,
                             plan.ban.max_cooldown,
                             plan.rotator.rng(),
                             now,
                         );
+                        plan.share_rest(&exit, &host, rest);
                         EgressOutcome::TunnelRefused
                     }
                     DialError::Site(_) | DialError::Timeout(_) => EgressOutcome::SiteError,
@@ -801,6 +811,7 @@ async fn open_site_tunnel(
             }
         };
         exit.counters.count(EgressOutcome::Ok);
+        plan.share_session(&ask, &exit);
         plan.last_exits.used(
             SessionKey::of(&choice, peer),
             &host,
@@ -828,6 +839,67 @@ async fn open_site_tunnel(
         }
         last_error => no_exit(&host, choice.region.as_deref(), last_error),
     })
+}
+
+// === State shared by the fleet ===
+
+impl EgressPlan {
+    /// Before a request to `host` picks its exit: the rests other instances gave the
+    /// exits for it apply here too.
+    async fn sync_rests(&self, host: &str) {
+        let Some(fleet) = &self.fleet else { return };
+        let exits = self.exits();
+        let names: Vec<Arc<str>> = exits.iter().map(|e| e.name.clone()).collect();
+        let Some(rests) = fleet.rests(&names, host).await else {
+            return;
+        };
+        let now = Instant::now();
+        for (exit, rest) in exits.iter().zip(rests) {
+            if let Some(rest) = rest {
+                exit.adopt_rest(host, rest, now);
+            }
+        }
+    }
+
+    /// The exit the fleet has this request's session on (None without a session or
+    /// fleet state, or when Redis cannot say).
+    async fn fleet_session(&self, ask: &Ask<'_>) -> Option<String> {
+        let fleet = self.fleet.as_ref()?;
+        let session = self.rotator.session_of(ask).filter(|s| !s.is_empty())?;
+        fleet.session_exit(ask.region, session).await
+    }
+
+    /// The request's session is on `exit`: the fleet learns it (in the background).
+    fn share_session(&self, ask: &Ask<'_>, exit: &Exit) {
+        let (Some(fleet), Some(session)) = (self.fleet.clone(), self.rotator.session_of(ask))
+        else {
+            return;
+        };
+        if session.is_empty() {
+            return;
+        }
+        let region = ask.region.map(str::to_string);
+        let (session, exit, idle) = (
+            session.to_string(),
+            exit.name.clone(),
+            self.rotator.session_idle(),
+        );
+        tokio::spawn(async move {
+            fleet
+                .pin_session(region.as_deref(), &session, &exit, idle)
+                .await
+        });
+    }
+
+    /// `exit` now rests `rest` for `host`: the fleet learns it (in the background; the
+    /// request does not wait for Redis).
+    fn share_rest(&self, exit: &Exit, host: &str, rest: Duration) {
+        let Some(fleet) = self.fleet.clone() else {
+            return;
+        };
+        let (exit, host) = (exit.name.clone(), host.to_string());
+        tokio::spawn(async move { fleet.rest(&exit, &host, rest).await });
+    }
 }
 
 // === Ban reports ===
@@ -870,6 +942,7 @@ impl EgressPlan {
         exit.counters
             .bans
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.share_rest(exit, &report.host, resting_for);
         tracing::info!(egress = %self.name, exit = %exit.name, host = %report.host, cooldown = ?resting_for, "exit banned by a client's report");
         Ok(Banned {
             exit: exit.name.clone(),

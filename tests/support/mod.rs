@@ -15,6 +15,7 @@ pub mod guarded;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
+pub mod redis;
 pub mod sse;
 pub mod travel;
 pub mod upstream;

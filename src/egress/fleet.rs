@@ -1,0 +1,220 @@
+//! Egress state shared by a fleet (`state = { backend = "redis://..." }`): the rests of
+//! exits after bans, per (exit, host), and the exit of each session are written to Redis
+//! as keys that expire with the rest (the session's idle time), and read back before a
+//! request picks its exit, so an exit banned through one instance rests on all and a
+//! session keeps its exit whichever instance it reaches. Redis failing never stops traffic: the local state
+//! decides, with one warning per outage, a counter, and no Redis call for a second.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+/// Longest wait for Redis on the request path.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// After a failure, Redis is left alone this long: requests go by local state at once.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// The remaining rest (ms) of each key; -2/-1 (none, no expiry) for the others.
+static READ_RESTS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('PTTL', key) end
+return out
+",
+    )
+});
+
+/// Sets a rest of ARGV[1] ms unless the key already rests longer (two instances banning
+/// at once keep the longer rest).
+static WRITE_REST: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return left
+",
+    )
+});
+
+/// A session's exit, or "".
+static READ_SESSION: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("return {redis.call('GET', KEYS[1]) or ''}"));
+
+/// Pins a session: ARGV[1] the exit, ARGV[2] its idle time in ms.
+static WRITE_SESSION: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new("redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return {''}")
+});
+
+pub struct FleetState {
+    url: String,
+    /// Keys start `junction:egress:<listener>:`.
+    prefix: String,
+    client: redis::Client,
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    in_outage: AtomicBool,
+    /// No Redis call before this instant (after a failure).
+    quiet_until: Mutex<Option<Instant>>,
+    /// Redis calls that failed (or were skipped in the backoff) since start.
+    pub errors: Arc<AtomicU64>,
+}
+
+impl FleetState {
+    pub fn new(url: &str, egress: &str) -> Result<Self, String> {
+        let client =
+            redis::Client::open(url).map_err(|e| format!("{url:?} is not a Redis URL: {e}"))?;
+        Ok(FleetState {
+            url: url.to_string(),
+            prefix: format!("junction:egress:{egress}:"),
+            client,
+            connection: tokio::sync::OnceCell::new(),
+            in_outage: AtomicBool::new(false),
+            quiet_until: Mutex::new(None),
+            errors: Arc::default(),
+        })
+    }
+
+    fn rest_key(&self, exit: &str, host: &str) -> String {
+        format!("{}rest:{exit}:{host}", self.prefix)
+    }
+
+    /// The remaining fleet-wide rest of each of `exits` for `host` (None: not resting,
+    /// or Redis could not say).
+    pub async fn rests(&self, exits: &[Arc<str>], host: &str) -> Option<Vec<Option<Duration>>> {
+        let keys: Vec<String> = exits.iter().map(|e| self.rest_key(e, host)).collect();
+        let left = self.invoke(&READ_RESTS, &keys, &[]).await?;
+        Some(
+            left.into_iter()
+                .map(|ms| (ms > 0).then(|| Duration::from_millis(ms as u64)))
+                .collect(),
+        )
+    }
+
+    /// `exit` rests `rest` for `host`, fleet-wide.
+    pub async fn rest(&self, exit: &str, host: &str, rest: Duration) {
+        let ms = i64::try_from(rest.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.invoke(&WRITE_REST, &[self.rest_key(exit, host)], &[ms])
+            .await;
+    }
+
+    fn session_key(&self, region: Option<&str>, session: &str) -> String {
+        format!("{}session:{}:{session}", self.prefix, region.unwrap_or(""))
+    }
+
+    /// The exit the fleet has `session` (in `region`) on, if any.
+    pub async fn session_exit(&self, region: Option<&str>, session: &str) -> Option<String> {
+        let values = self
+            .invoke_text(&READ_SESSION, &[self.session_key(region, session)], &[])
+            .await?;
+        values.into_iter().next().filter(|exit| !exit.is_empty())
+    }
+
+    /// `session` is on `exit`, for `idle` unless used again.
+    pub async fn pin_session(
+        &self,
+        region: Option<&str>,
+        session: &str,
+        exit: &str,
+        idle: Duration,
+    ) {
+        let ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.invoke_text(
+            &WRITE_SESSION,
+            &[self.session_key(region, session)],
+            &[exit.to_string(), ms.to_string()],
+        )
+        .await;
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, redis::RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let manager = self
+            .connection
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .await?;
+        Ok(manager.clone())
+    }
+
+    async fn invoke(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[i64],
+    ) -> Option<Vec<i64>> {
+        self.call(script, keys, args).await
+    }
+
+    async fn invoke_text(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Option<Vec<String>> {
+        self.call(script, keys, args).await
+    }
+
+    /// Runs `script`; None (and the outage handling) when Redis fails or is resting.
+    async fn call<A, T>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[A],
+    ) -> Option<Vec<T>>
+    where
+        A: redis::ToRedisArgs,
+        T: redis::FromRedisValue,
+    {
+        let now = Instant::now();
+        {
+            let quiet = self.quiet_until.lock().unwrap_or_else(|p| p.into_inner());
+            if quiet.is_some_and(|until| now < until) {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let call = async {
+            let mut connection = self.connection().await.map_err(|e| e.to_string())?;
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation
+                .invoke_async::<Vec<T>>(&mut connection)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let result = match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {REDIS_TIMEOUT:?}")),
+        };
+        match result {
+            Ok(values) => {
+                if self.in_outage.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(url = %self.url, "egress fleet state: Redis is back");
+                }
+                Some(values)
+            }
+            Err(error) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                *self.quiet_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(now + BACKOFF);
+                if !self.in_outage.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(url = %self.url, %error, "egress fleet state: Redis failed; this instance decides by its own state until it is back");
+                }
+                None
+            }
+        }
+    }
+}
