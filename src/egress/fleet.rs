@@ -13,6 +13,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
+use super::EgressPlan;
+use super::exits::Exit;
+use super::rotation::Ask;
+
 /// Longest wait for Redis on the request path.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// After a failure, Redis is left alone this long: requests go by local state at once.
@@ -216,5 +220,66 @@ impl FleetState {
                 None
             }
         }
+    }
+}
+
+// === The plan's use of it ===
+
+impl EgressPlan {
+    /// Before a request to `host` picks its exit: the rests other instances gave the
+    /// exits for it apply here too.
+    pub(super) async fn sync_rests(&self, host: &str) {
+        let Some(fleet) = &self.fleet else { return };
+        let exits = self.exits();
+        let names: Vec<Arc<str>> = exits.iter().map(|e| e.name.clone()).collect();
+        let Some(rests) = fleet.rests(&names, host).await else {
+            return;
+        };
+        let now = Instant::now();
+        for (exit, rest) in exits.iter().zip(rests) {
+            if let Some(rest) = rest {
+                exit.adopt_rest(host, rest, now);
+            }
+        }
+    }
+
+    /// The exit the fleet has this request's session on (None without a session or
+    /// fleet state, or when Redis cannot say).
+    pub(super) async fn fleet_session(&self, ask: &Ask<'_>) -> Option<String> {
+        let fleet = self.fleet.as_ref()?;
+        let session = self.rotator.session_of(ask).filter(|s| !s.is_empty())?;
+        fleet.session_exit(ask.region, session).await
+    }
+
+    /// The request's session is on `exit`: the fleet learns it (in the background).
+    pub(super) fn share_session(&self, ask: &Ask<'_>, exit: &Exit) {
+        let (Some(fleet), Some(session)) = (self.fleet.clone(), self.rotator.session_of(ask))
+        else {
+            return;
+        };
+        if session.is_empty() {
+            return;
+        }
+        let region = ask.region.map(str::to_string);
+        let (session, exit, idle) = (
+            session.to_string(),
+            exit.name.clone(),
+            self.rotator.session_idle(),
+        );
+        tokio::spawn(async move {
+            fleet
+                .pin_session(region.as_deref(), &session, &exit, idle)
+                .await
+        });
+    }
+
+    /// `exit` now rests `rest` for `host`: the fleet learns it (in the background; the
+    /// request does not wait for Redis).
+    pub(super) fn share_rest(&self, exit: &Exit, host: &str, rest: Duration) {
+        let Some(fleet) = self.fleet.clone() else {
+            return;
+        };
+        let (exit, host) = (exit.name.clone(), host.to_string());
+        tokio::spawn(async move { fleet.rest(&exit, &host, rest).await });
     }
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 
+use http::StatusCode;
+
 use super::client_auth::ClientChoice;
+use super::{EgressPlan, ProxyStatus};
 
 pub static X_JUNCTION_BAN: HeaderName = HeaderName::from_static("x-junction-ban");
 
@@ -158,6 +161,86 @@ pub fn reported_hosts(headers: &HeaderMap) -> Result<Vec<String>, String> {
         }
     }
     Ok(hosts)
+}
+
+// === Reports applied to the plan ===
+
+impl EgressPlan {
+    /// Rests the reported exit for the reported host, as an automatic ban would (or
+    /// for the report's own cooldown).
+    pub fn report_ban(&self, report: &BanReport) -> Result<Banned, ReportError> {
+        let exit_name: Arc<str> = match (&report.exit, &report.session) {
+            (Some(name), _) => name.as_str().into(),
+            (None, session) => self
+                .last_exits
+                .last(session.as_ref(), &report.host)
+                .ok_or_else(|| match session {
+                    Some(SessionKey::Session(id) | SessionKey::Client(id)) => {
+                        ReportError::UnknownSession {
+                            session: id.clone(),
+                            host: report.host.clone(),
+                        }
+                    }
+                    None => ReportError::UnknownHost(report.host.clone()),
+                })?,
+        };
+        let exits = self.exits();
+        let exit = exits
+            .iter()
+            .find(|e| e.name == exit_name)
+            .ok_or_else(|| ReportError::UnknownExit(exit_name.to_string()))?;
+        let now = Instant::now();
+        let resting_for = match report.cooldown {
+            Some(rest) => exit.rest_for(&report.host, rest, now),
+            None => exit.cool_down(
+                &report.host,
+                self.ban.cooldown,
+                self.ban.max_cooldown,
+                self.rotator.rng(),
+                now,
+            ),
+        };
+        exit.counters
+            .bans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.share_rest(exit, &report.host, resting_for);
+        tracing::info!(egress = %self.name, exit = %exit.name, host = %report.host, cooldown = ?resting_for, "exit banned by a client's report");
+        Ok(Banned {
+            exit: exit.name.clone(),
+            host: report.host.clone(),
+            resting_for,
+        })
+    }
+
+    /// `x-junction-ban` on a request: each host named rests the exit this session last
+    /// used for it. A report about a host the session has not used is ignored.
+    pub(super) fn take_reports(
+        &self,
+        headers: &http::HeaderMap,
+        choice: &ClientChoice,
+        peer: SocketAddr,
+    ) -> Result<(), ProxyStatus> {
+        let hosts = reported_hosts(headers).map_err(|why| {
+            ProxyStatus::new(
+                StatusCode::BAD_REQUEST,
+                "http_request_error",
+                "bad_request",
+                why,
+            )
+        })?;
+        let session = SessionKey::of(choice, peer);
+        for host in hosts {
+            let report = BanReport {
+                session: Some(session.clone()),
+                host,
+                ..BanReport::default()
+            };
+            if let Err(error) = self.report_ban(&report) {
+                tracing::debug!(egress = %self.name, %error, "ban report ignored");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
