@@ -1,6 +1,8 @@
 //! Egress state shared by a fleet through a real `redis-server`: an exit banned by a
 //! site through one instance rests on the other too (its rotation never picks it for
-//! that site), and with Redis stopped mid-test traffic goes on by local state, counted.
+//! that site), a session keeps its exit across instances, a site's Retry-After heard by
+//! one holds it on the other, and with Redis stopped mid-test traffic goes on by local
+//! state, counted.
 
 mod support;
 
@@ -193,5 +195,61 @@ async fn a_session_keeps_its_exit_whichever_instance_it_reaches() {
         "a",
         "without the fleet: its own turn"
     );
+    redis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_retry_after_through_one_instance_holds_it_on_the_other() {
+    let redis = Redis::start().await;
+    let (a, b) = (HttpExit::start("a").await, HttpExit::start("b").await);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = asked.clone();
+    let site = TestUpstream::named("site")
+        .handler(move |_request| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let mut answer = support::upstream::reply(429, "slow down");
+                answer
+                    .headers_mut()
+                    .insert("retry-after", "30".parse().unwrap());
+                answer
+            }
+        })
+        .start()
+        .await;
+    let page = format!("{}/page", site.url());
+    let wait = "per_host_wait = \"2s\"\n";
+    let with_wait = |text: String| text.replace("state = {", &format!("{wait}state = {{"));
+    let first = TestProxy::from_toml(&with_wait(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+    let second = TestProxy::from_toml(&with_wait(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+
+    let reply = support::exits::get(&through(&first), &page).await;
+    assert_eq!(reply.status, 429);
+    let mut redis_client = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: i64 = redis::cmd("PTTL")
+            .arg("junction:egress:scraper:hold:127.0.0.1")
+            .query_async(&mut redis_client)
+            .await
+            .unwrap();
+        if left > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no hold in Redis");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The second instance never heard the site, yet holds it: 503 at once.
+    let reply = support::exits::get(&through(&second), &page).await;
+    reply.assert_junction_error(503, "connection_limit_reached", "politeness");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     redis.stop().await;
 }

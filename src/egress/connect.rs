@@ -91,7 +91,6 @@ pub(super) async fn open_site_tunnel(
             )
         })?;
     let permit = polite_turn(plan, &host).await?;
-    plan.sync_rests(&host).await;
     let session = client_session(plan, peer, &choice);
     let mut ask = Ask {
         host: &host,

@@ -1,7 +1,7 @@
 //! Egress state shared by a fleet (`state = { backend = "redis://..." }`): the rests of
-//! exits after bans, per (exit, host), and the exit of each session are written to Redis
-//! as keys that expire with the rest (the session's idle time), and read back before a
-//! request picks its exit, so an exit banned through one instance rests on all and a
+//! exits after bans, per (exit, host), a site's holds (`Retry-After`) and the exit of
+//! each session are written to Redis as keys that expire with them, and read back
+//! before a request waits for its turn and picks its exit, so an exit banned through one instance rests on all and a
 //! session keeps its exit whichever instance it reaches. Redis failing never stops traffic: the local state
 //! decides, with one warning per outage, a counter, and no Redis call for a second.
 
@@ -88,16 +88,32 @@ impl FleetState {
         format!("{}rest:{exit}:{host}", self.prefix)
     }
 
-    /// The remaining fleet-wide rest of each of `exits` for `host` (None: not resting,
-    /// or Redis could not say).
-    pub async fn rests(&self, exits: &[Arc<str>], host: &str) -> Option<Vec<Option<Duration>>> {
-        let keys: Vec<String> = exits.iter().map(|e| self.rest_key(e, host)).collect();
+    fn hold_key(&self, host: &str) -> String {
+        format!("{}hold:{host}", self.prefix)
+    }
+
+    /// The fleet-wide hold of `host` (a site's `Retry-After`), then the remaining rest
+    /// of each of `exits` for it, in one round trip (None: none, or Redis could not say).
+    pub async fn host_state(
+        &self,
+        exits: &[Arc<str>],
+        host: &str,
+    ) -> Option<Vec<Option<Duration>>> {
+        let mut keys = vec![self.hold_key(host)];
+        keys.extend(exits.iter().map(|e| self.rest_key(e, host)));
         let left = self.invoke(&READ_RESTS, &keys, &[]).await?;
         Some(
             left.into_iter()
                 .map(|ms| (ms > 0).then(|| Duration::from_millis(ms as u64)))
                 .collect(),
         )
+    }
+
+    /// A site asked (through this instance) that `host` be left alone for `hold`.
+    pub async fn hold(&self, host: &str, hold: Duration) {
+        let ms = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.invoke(&WRITE_REST, &[self.hold_key(host)], &[ms])
+            .await;
     }
 
     /// `exit` rests `rest` for `host`, fleet-wide.
@@ -226,21 +242,35 @@ impl FleetState {
 // === The plan's use of it ===
 
 impl EgressPlan {
-    /// Before a request to `host` picks its exit: the rests other instances gave the
-    /// exits for it apply here too.
-    pub(super) async fn sync_rests(&self, host: &str) {
+    /// Before a request to `host` waits for its turn: a hold the site asked of another
+    /// instance, and the rests other instances gave the exits for it, apply here too.
+    pub(super) async fn sync_host(&self, host: &str) {
         let Some(fleet) = &self.fleet else { return };
         let exits = self.exits();
         let names: Vec<Arc<str>> = exits.iter().map(|e| e.name.clone()).collect();
-        let Some(rests) = fleet.rests(&names, host).await else {
+        let Some(found) = fleet.host_state(&names, host).await else {
             return;
         };
+        let mut found = found.into_iter();
+        if let Some(hold) = found.next().flatten() {
+            self.politeness.hold(host, hold);
+        }
         let now = Instant::now();
-        for (exit, rest) in exits.iter().zip(rests) {
+        for (exit, rest) in exits.iter().zip(found) {
             if let Some(rest) = rest {
                 exit.adopt_rest(host, rest, now);
             }
         }
+    }
+
+    /// The site asked that `host` be held for `hold`: the fleet learns it (in the
+    /// background).
+    pub(super) fn share_hold(&self, host: &str, hold: Duration) {
+        let Some(fleet) = self.fleet.clone() else {
+            return;
+        };
+        let host = host.to_string();
+        tokio::spawn(async move { fleet.hold(&host, hold).await });
     }
 
     /// The exit the fleet has this request's session on (None without a session or

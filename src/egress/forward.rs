@@ -115,7 +115,6 @@ pub(super) async fn forward(
     let replayable = is_idempotent(&head.method) && body.is_end_stream();
     let mut body = Some(body);
 
-    plan.sync_rests(&host).await;
     let exits = plan.exits();
     let mut tried: Vec<Arc<Exit>> = Vec::new();
     let mut next = plan.rotator.pick(&exits, &ask, &tried, Instant::now());
@@ -163,12 +162,15 @@ pub(super) async fn forward(
             }
         };
         let (mut response_head, upstream) = UpstreamBody::new(sent);
-        plan.politeness.observe(
+        let held = plan.politeness.observe(
             &host,
             response_head.status,
             &response_head.headers,
             sent_at.elapsed(),
         );
+        if let Some(hold) = held {
+            plan.share_hold(&host, hold);
+        }
         let mut ahead = ReadAhead {
             prefix: None,
             trailers: None,

@@ -606,8 +606,9 @@ async fn resolve_checked(
         })
 }
 
-/// Waits for the host's politeness turn.
+/// Waits for the host's politeness turn (after learning what the fleet knows of it).
 async fn polite_turn(plan: &EgressPlan, host: &str) -> Result<Option<HostPermit>, ProxyStatus> {
+    plan.sync_host(host).await;
     if plan.politeness.is_unlimited() {
         return Ok(None);
     }

@@ -339,9 +339,16 @@ impl Politeness {
     /// A site's answer, `latency` after the request was sent: a hold it asks for
     /// (`Retry-After`, `RateLimit-*`) pushes the host's next slot back, for every exit;
     /// the AutoThrottle delay follows the latency.
-    pub fn observe(&self, host: &str, status: StatusCode, headers: &HeaderMap, latency: Duration) {
+    /// Returns the hold it applied, if any (for the fleet to share).
+    pub fn observe(
+        &self,
+        host: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        latency: Duration,
+    ) -> Option<Duration> {
         if !self.adaptive.enabled() {
-            return;
+            return None;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let state = {
@@ -349,22 +356,33 @@ impl Politeness {
             table.by_name.get(&host).cloned()
         };
         let state = state.unwrap_or_else(|| self.state_for(&host, self.limits_for(&host)));
+        let mut held = None;
         if self.adaptive.honour_retry_after
             && let Some(hold) = hold_from(status, headers, std::time::SystemTime::now())
         {
             let hold = hold.min(self.adaptive.max_hold);
-            let until = later_by(Instant::now(), hold);
-            let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            if *next_slot < until {
-                *next_slot = until;
+            if hold_state(&state, hold) {
                 tracing::info!(%host, ?hold, status = status.as_u16(), "site asked to slow down; its requests are held");
             }
+            held = Some(hold);
         }
         if let Some(throttle) = &self.adaptive.throttle {
             let mut delay = state.delay.lock().unwrap_or_else(|p| p.into_inner());
             let current = delay.unwrap_or_else(|| throttle.first_delay());
             *delay = Some(throttle.next_delay(current, latency, status.is_success()));
         }
+        held
+    }
+
+    /// Holds `host`'s queue for `hold` from now (another instance of the fleet was
+    /// asked to), unless it is held longer already.
+    pub fn hold(&self, host: &str, hold: Duration) {
+        if !self.adaptive.honour_retry_after {
+            return;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let state = self.state_for(&host, self.limits_for(&host));
+        hold_state(&state, hold.min(self.adaptive.max_hold));
     }
 
     /// The site's robots.txt asks for `delay` between requests: a floor under the
@@ -399,6 +417,17 @@ impl Politeness {
                 wait: estimate,
             })
     }
+}
+
+/// Pushes the host's next slot to `hold` from now; whether it moved.
+fn hold_state(state: &HostState, hold: Duration) -> bool {
+    let until = later_by(Instant::now(), hold);
+    let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+    let moved = *next_slot < until;
+    if moved {
+        *next_slot = until;
+    }
+    moved
 }
 
 /// `at + by`, saturating far in the future instead of overflowing the clock.
