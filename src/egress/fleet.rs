@@ -57,6 +57,7 @@ static WRITE_SESSION: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 pub struct FleetState {
+    /// For logs: the URL without its password.
     url: String,
     /// Keys start `junction:egress:<listener>:`.
     prefix: String,
@@ -74,7 +75,7 @@ impl FleetState {
         let client =
             redis::Client::open(url).map_err(|e| format!("{url:?} is not a Redis URL: {e}"))?;
         Ok(FleetState {
-            url: url.to_string(),
+            url: without_password(url),
             prefix: format!("junction:egress:{egress}:"),
             client,
             connection: tokio::sync::OnceCell::new(),
@@ -239,6 +240,20 @@ impl FleetState {
     }
 }
 
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn without_password(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, rest)), Some((userinfo, host))) if rest.contains('@') => {
+            let userinfo = userinfo
+                .strip_prefix(&format!("{scheme}://"))
+                .unwrap_or(userinfo);
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 // === The plan's use of it ===
 
 impl EgressPlan {
@@ -311,5 +326,26 @@ impl EgressPlan {
         };
         let (exit, host) = (exit.name.clone(), host.to_string());
         tokio::spawn(async move { fleet.rest(&exit, &host, rest).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_hide_the_password() {
+        assert_eq!(
+            without_password("redis://:s3cret@redis.internal:6379/0"),
+            "redis://:***@redis.internal:6379/0"
+        );
+        assert_eq!(
+            without_password("rediss://app:p@ss@redis:6380"),
+            "rediss://app:***@redis:6380"
+        );
+        assert_eq!(
+            without_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }
