@@ -9,14 +9,14 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use support::exits::{
-    CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic, get_ok, head_header,
-    raw_connect, send,
+    CAPTCHA_BODY, ExitMode, HttpExit, Socks5Exit, TlsOrigin, basic, domain, get_ok, head_header,
+    raw_connect, send, socks_handshake,
 };
+use support::process::python;
 use support::proxy::RunningProxy;
 use support::{TestProxy, TestUpstream, parse_metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -226,62 +226,6 @@ async fn fixture_http_exit_forwards_tunnels_and_misbehaves_on_demand() {
     get_ok(&client, &format!("{}/after", site.url())).await;
     assert_eq!((exit.plain_count(), exit.connect_count()), (4, 3));
     assert_eq!(origin.requests(), 2);
-}
-
-/// A minimal SOCKS5 client: greeting with `methods`, optional RFC 1929 credentials, then
-/// a request with command `command` for the raw address bytes `address` (ATYP first).
-/// Returns the stream and every reply byte read.
-async fn socks_handshake(
-    exit: SocketAddr,
-    methods: &[u8],
-    credentials: Option<(&str, &str)>,
-    command: u8,
-    address: &[u8],
-    port: u16,
-) -> (TcpStream, Vec<u8>) {
-    let mut stream = TcpStream::connect(exit).await.unwrap();
-    let mut greeting = vec![5, methods.len() as u8];
-    greeting.extend_from_slice(methods);
-    stream.write_all(&greeting).await.unwrap();
-    let mut replies = vec![0u8; 2];
-    stream.read_exact(&mut replies).await.unwrap();
-    if replies[1] == 0xff {
-        return (stream, replies);
-    }
-    if let Some((user, pass)) = credentials {
-        let mut auth = vec![1, user.len() as u8];
-        auth.extend_from_slice(user.as_bytes());
-        auth.push(pass.len() as u8);
-        auth.extend_from_slice(pass.as_bytes());
-        stream.write_all(&auth).await.unwrap();
-        let mut status = [0u8; 2];
-        stream.read_exact(&mut status).await.unwrap();
-        replies.extend_from_slice(&status);
-        if status[1] != 0 {
-            return (stream, replies);
-        }
-    }
-    let mut request = vec![5, command, 0];
-    request.extend_from_slice(address);
-    request.extend_from_slice(&port.to_be_bytes());
-    stream.write_all(&request).await.unwrap();
-    let mut reply = [0u8; 4];
-    stream.read_exact(&mut reply).await.unwrap();
-    let rest = match reply[3] {
-        1 => 6,
-        4 => 18,
-        other => panic!("unexpected bound address type {other}"),
-    };
-    let mut bound = vec![0u8; rest];
-    stream.read_exact(&mut bound).await.unwrap();
-    replies.extend_from_slice(&reply);
-    (stream, replies)
-}
-
-fn domain(name: &str) -> Vec<u8> {
-    let mut address = vec![3, name.len() as u8];
-    address.extend_from_slice(name.as_bytes());
-    address
 }
 
 #[tokio::test]
@@ -946,25 +890,6 @@ async fn a_captcha_bans_the_exit_for_the_host_and_the_request_is_retried() {
 
 // ---------------------------------------------------------------------------------------
 // A scraper's own loop, in Python
-
-async fn python(script: &str) -> String {
-    let output = within(
-        "python3",
-        tokio::process::Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .output(),
-    )
-    .await
-    .expect("python3 runs (scripts/test installs it and `requests`)");
-    assert!(
-        output.status.success(),
-        "python failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// The "after" version of a rotation loop: the scraper's list of exits and its rotation
 /// code are gone, one proxy URL is left. scripts/test installs `requests`; the test

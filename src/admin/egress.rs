@@ -1,8 +1,11 @@
 //! `GET /api/egress`: per egress listener, its exits with their state and the sites
 //! that banned them (bans in a row, rest left), and the sessions pinned to an exit; each
 //! list bounded by `?limit=` (most resting, most recent first) beside its full count.
+//! `POST /api/egress/{name}/bans`: a client's report that a site banned an exit.
 
-use http::{Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -11,7 +14,12 @@ use super::limits::{DEFAULT_TOP, top_of};
 use crate::config::Plan;
 use crate::egress::EgressPlan;
 use crate::egress::exits::{Exit, ExitUrl};
-use crate::pipeline::ProxyBody;
+use crate::egress::reports::{BanReport, ReportError, SessionKey, report_host};
+use crate::pipeline::{ProxyBody, json_error};
+use crate::server::Gateway;
+
+/// Largest body of a ban report.
+const MAX_BODY: usize = 16 * 1024;
 
 pub fn handle(plan: &Plan, query: Option<&str>) -> Response<ProxyBody> {
     match top_of(query, DEFAULT_TOP) {
@@ -45,6 +53,7 @@ fn exit_view(exit: &Exit, now: Instant, top: usize) -> Value {
         "in_use": exit.in_use(),
         "bans": exit.counters.bans.load(std::sync::atomic::Ordering::Relaxed),
         "resting_sites": exit.cooling_hosts(now),
+        "verification": verification_view(exit, now),
         "sites_total": remembered,
         "sites": sites,
     })
@@ -78,6 +87,29 @@ fn egress_view(egress: &EgressPlan, now: Instant, top: usize) -> Value {
     })
 }
 
+/// What the echo-URL probes found: `state` (`unchecked`, `verified`, `changed`,
+/// `failed`), the first and the last address seen, counts and the last error.
+fn verification_view(exit: &Exit, now: Instant) -> Value {
+    let verification = exit
+        .verification
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let error = match &verification.verdict {
+        crate::egress::verify::Verdict::Failed(why) => Some(why.clone()),
+        _ => None,
+    };
+    json!({
+        "state": verification.verdict.label(),
+        "address": verification.address.map(|a| a.to_string()),
+        "first_address": verification.first_address.map(|a| a.to_string()),
+        "changes": verification.changes,
+        "failures": verification.failures,
+        "checked_ms_ago": verification.checked.map(|at| millis(now.saturating_duration_since(at))),
+        "error": error,
+    })
+}
+
 /// Every egress listener of the plan, in config order.
 pub(super) fn view(plan: &Plan, top: usize) -> Value {
     let now = Instant::now();
@@ -88,4 +120,102 @@ pub(super) fn view(plan: &Plan, top: usize) -> Value {
         .map(|egress| egress_view(egress, now, top))
         .collect();
     json!({ "limit": top, "egress": egress })
+}
+
+/// `/api/egress/{name}/{action}`: `POST .../bans` only. Authorised by `auth` (a
+/// changing call) before it gets here; written to the audit log.
+pub async fn handle_action(
+    request: Request<Incoming>,
+    gateway: &Gateway,
+    name: &str,
+    action: &str,
+) -> Response<ProxyBody> {
+    if action != "bans" {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "unknown egress action");
+    }
+    if request.method() != Method::POST {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        );
+    }
+    let plan = gateway.plan();
+    let Some(egress) = plan
+        .listeners
+        .iter()
+        .filter_map(|l| l.egress.as_ref())
+        .find(|e| &*e.name == name)
+    else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no egress listener is named {name:?}"),
+        );
+    };
+    let report = match read_report(request).await {
+        Ok(report) => report,
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &why),
+    };
+    match egress.report_ban(&report) {
+        Ok(banned) => {
+            let view = json!({
+                "egress": name,
+                "exit": &*banned.exit,
+                "host": banned.host,
+                "resting_ms": millis(banned.resting_for),
+            });
+            gateway.audit.record(
+                "admin",
+                json!({ "action": "egress_ban", "egress": name, "exit": &*banned.exit, "host": &banned.host, "resting_ms": millis(banned.resting_for) }),
+            );
+            json_response(StatusCode::OK, &view)
+        }
+        Err(error) => {
+            let kind = match error {
+                ReportError::UnknownExit(_) => "unknown_exit",
+                ReportError::UnknownSession { .. } => "unknown_session",
+                ReportError::UnknownHost(_) => "unknown_host",
+            };
+            json_error(StatusCode::NOT_FOUND, kind, &error.to_string())
+        }
+    }
+}
+
+/// `{"host": ..., "exit"?: ..., "session"?: ..., "cooldown"?: "10m"}`.
+async fn read_report(request: Request<Incoming>) -> Result<BanReport, String> {
+    let body = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| "unreadable body (at most 16 KiB)".to_string())?
+        .to_bytes();
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Report {
+        host: String,
+        exit: Option<String>,
+        session: Option<String>,
+        cooldown: Option<String>,
+    }
+    let shape = r#"expected {"host": "site.example", "exit"?: "NAME", "session"?: "ID", "cooldown"?: "10m"}"#;
+    let report: Report = serde_json::from_slice(&body).map_err(|e| format!("{shape}: {e}"))?;
+    let host = report_host(&report.host)
+        .ok_or_else(|| format!("host {:?} is not a host name or address", report.host))?;
+    let cooldown = match report.cooldown.as_deref() {
+        None => None,
+        Some(text) => {
+            let rest = crate::units::parse_duration(text)
+                .map_err(|e| format!("cooldown {text:?}: {e}"))?;
+            if rest.is_zero() {
+                return Err("cooldown must be above 0".into());
+            }
+            Some(rest)
+        }
+    };
+    Ok(BanReport {
+        exit: report.exit,
+        session: report.session.map(SessionKey::Session),
+        host,
+        cooldown,
+    })
 }

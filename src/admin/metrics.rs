@@ -760,6 +760,71 @@ impl Collector for Scrape {
         )?;
         family(
             &mut encoder,
+            "junction_egress_fleet_errors",
+            "Calls to the fleet's Redis (state.backend) that failed, or were skipped while it was failing: the instance decided by its own state.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for egress in &egress_plans {
+                    if let Some(fleet) = &egress.fleet {
+                        let errors = fleet.errors.load(std::sync::atomic::Ordering::Relaxed);
+                        counter(m, &vec![("egress", &*egress.name)], errors)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_exit_verified",
+            "1 when an exit's last echo-URL probe saw its first address, 0 when it failed or saw another (exits probed so far).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for egress in &egress_plans {
+                    for exit in egress.exits().iter() {
+                        let verdict = exit
+                            .verification
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .verdict
+                            .clone();
+                        if verdict == crate::egress::verify::Verdict::Unchecked {
+                            continue;
+                        }
+                        let labels: Labels<'_> =
+                            vec![("egress", &egress.name), ("exit", &exit.name)];
+                        let verified = verdict == crate::egress::verify::Verdict::Verified;
+                        gauge(m, &labels, i64::from(verified))?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "junction_egress_exit_address_changes",
+            "Echo-URL probes that saw an exit's public address change since the probe before.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for egress in &egress_plans {
+                    for exit in egress.exits().iter() {
+                        let changes = exit
+                            .verification
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .changes;
+                        let labels: Labels<'_> =
+                            vec![("egress", &egress.name), ("exit", &exit.name)];
+                        counter(m, &labels, changes)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
             "junction_egress_open_tunnels",
             "CONNECT tunnels open now.",
             None,

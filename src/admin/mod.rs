@@ -63,6 +63,12 @@ pub async fn handle(
     {
         return Ok(control::handle(request, &gateway, route, action).await);
     }
+    if let Some((name, action)) = path
+        .strip_prefix("/api/egress/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return Ok(egress::handle_action(request, &gateway, name, action).await);
+    }
     if let Some(rest) = path.strip_prefix("/api/flows") {
         let query = request.uri().query();
         let plan = gateway.plan();

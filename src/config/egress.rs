@@ -9,13 +9,18 @@ use super::CompileContext;
 use super::checks::{Errors, duration_or, parse_addr};
 use super::plan::{GatewayListener, ListenerPlan};
 use super::spec::{ConfigSpec, EgressSpec};
+use crate::egress::adaptive::{AdaptiveRules, Throttle};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
+use crate::egress::fleet::FleetState;
 use crate::egress::politeness::{HostLimits, Politeness};
 use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
-use crate::egress::{Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule};
+use crate::egress::verify::VerifyRules;
+use crate::egress::{
+    ClientProtocol, Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule,
+};
 use crate::routing::{Glob, Route, RouteTable};
 use crate::units::{parse_byte_size, parse_rate};
 use crate::upstream::Protocol;
@@ -254,6 +259,7 @@ fn compile_parts(
             errors,
         ),
     );
+    let politeness = politeness.with_adaptive(adaptive_rules(egress, path, errors));
     let robots = egress.respect_robots.then(|| {
         RobotsCache::new(
             egress.robots_user_agent.as_deref().unwrap_or("junction"),
@@ -356,7 +362,68 @@ fn compile_parts(
         let key = format!("{path}.outbound_volume");
         super::anomalies::compile_outbound(o, &key, &egress.name, audit, errors)
     });
+    let protocol = match egress.protocol.as_deref() {
+        None | Some("http") => ClientProtocol::Http,
+        Some("socks5") => {
+            if egress.respect_robots {
+                errors.push((
+                    format!("{path}.respect_robots"),
+                    "a socks5 listener carries tunnels only: robots.txt paths cannot be seen (use protocol = \"http\")".into(),
+                ));
+            }
+            ClientProtocol::Socks5
+        }
+        Some(other) => {
+            errors.push((
+                format!("{path}.protocol"),
+                format!("{other:?} is not http or socks5"),
+            ));
+            ClientProtocol::Http
+        }
+    };
+    let verify = egress.verify.as_ref().and_then(|spec| {
+        let key = format!("{path}.verify");
+        let interval = duration_or(&spec.interval, Duration::from_secs(300), &format!("{key}.interval"), errors);
+        let timeout = duration_or(&spec.timeout, Duration::from_secs(10), &format!("{key}.timeout"), errors);
+        if interval.is_zero() {
+            errors.push((format!("{key}.interval"), "must be above 0".into()));
+        }
+        let url = match spec.url.parse::<http::Uri>() {
+            Ok(url) if url.scheme_str() == Some("http") && url.host().is_some_and(|h| !h.is_empty()) => url,
+            _ => {
+                errors.push((
+                    format!("{key}.url"),
+                    format!("{:?} is not an http:// URL (the probe is a plain request through each exit)", spec.url),
+                ));
+                return None;
+            }
+        };
+        Some(VerifyRules { url, interval, timeout })
+    });
+    let fleet = egress.state.as_ref().and_then(|spec| {
+        if spec.backend == "local" {
+            return None;
+        }
+        let key = format!("{path}.state.backend");
+        if !(spec.backend.starts_with("redis://") || spec.backend.starts_with("rediss://")) {
+            errors.push((
+                key,
+                format!("{:?} is not \"local\" or a redis:// URL", spec.backend),
+            ));
+            return None;
+        }
+        match FleetState::new(&spec.backend, &egress.name) {
+            Ok(fleet) => Some(Arc::new(fleet)),
+            Err(error) => {
+                errors.push((key, error));
+                None
+            }
+        }
+    });
     Some(EgressParts {
+        fleet,
+        verify,
+        protocol,
         capture,
         outbound,
         name: egress.name.as_str().into(),
@@ -371,4 +438,66 @@ fn compile_parts(
         ban,
         limits,
     })
+}
+
+/// `honour_retry_after`, `max_retry_after` and `per_host` (AutoThrottle).
+fn adaptive_rules(egress: &EgressSpec, path: &str, errors: &mut Errors) -> AdaptiveRules {
+    let max_hold = duration_or(
+        &egress.max_retry_after,
+        Duration::from_secs(600),
+        &format!("{path}.max_retry_after"),
+        errors,
+    );
+    let throttle = egress.per_host.as_ref().map(|spec| {
+        let key = format!("{path}.per_host");
+        let target_concurrency = spec.target_concurrency.unwrap_or(2.0);
+        if !(target_concurrency.is_finite() && target_concurrency > 0.0) {
+            errors.push((
+                format!("{key}.target_concurrency"),
+                "must be a number above 0".into(),
+            ));
+        }
+        let min_delay = duration_or(
+            &spec.min_delay,
+            Duration::ZERO,
+            &format!("{key}.min_delay"),
+            errors,
+        );
+        let max_delay = duration_or(
+            &spec.max_delay,
+            Duration::from_secs(60),
+            &format!("{key}.max_delay"),
+            errors,
+        );
+        if max_delay < min_delay {
+            errors.push((
+                format!("{key}.max_delay"),
+                "must not be shorter than min_delay".into(),
+            ));
+        }
+        let start_delay = duration_or(
+            &spec.start_delay,
+            Duration::from_secs(1),
+            &format!("{key}.start_delay"),
+            errors,
+        );
+        Throttle {
+            target_concurrency,
+            min_delay,
+            max_delay: max_delay.max(min_delay),
+            start_delay,
+        }
+    });
+    if egress.robots_crawl_delay && !egress.respect_robots {
+        errors.push((
+            format!("{path}.robots_crawl_delay"),
+            "needs respect_robots = true (robots.txt is fetched only then)".into(),
+        ));
+    }
+    AdaptiveRules {
+        honour_retry_after: egress.honour_retry_after.unwrap_or(true),
+        max_hold,
+        throttle,
+        crawl_delay: egress.robots_crawl_delay,
+    }
 }

@@ -756,6 +756,8 @@ pub struct TimeoutsSpec {
 pub struct EgressSpec {
     pub name: String,
     pub bind: String,
+    /// What clients speak: `http` (forward proxy and CONNECT, default) or `socks5`.
+    pub protocol: Option<String>,
     /// Flow capture of plain HTTP requests and tunnels (docs/inspection.md).
     pub capture: Option<CaptureSpec>,
     /// The detector of large outbound volume per client and site (docs/inspection.md).
@@ -795,11 +797,25 @@ pub struct EgressSpec {
     /// Per-host overrides of the rate and concurrency, first matching glob wins.
     #[serde(default)]
     pub hosts: Vec<EgressHostSpec>,
+    /// Honour `Retry-After` on 429/503 and `RateLimit-*` from sites (default true).
+    pub honour_retry_after: Option<bool>,
+    /// The longest hold a site's answer may impose (default 10m).
+    pub max_retry_after: Option<String>,
+    /// AutoThrottle per host, from the site's latency.
+    pub per_host: Option<PerHostSpec>,
+    /// Exit verification through an echo URL answering the caller's address.
+    pub verify: Option<VerifySpec>,
+    /// Where rests after bans are kept: `{ backend = "redis://..." }` shares them with
+    /// the fleet (default: this instance only).
+    pub state: Option<EgressStateSpec>,
     /// Fetch and obey robots.txt for plain-HTTP requests.
     #[serde(default)]
     pub respect_robots: bool,
     /// The product token matched against robots.txt groups (default "junction").
     pub robots_user_agent: Option<String>,
+    /// Space requests to a site by its robots.txt `Crawl-delay` (with `respect_robots`).
+    #[serde(default)]
+    pub robots_crawl_delay: bool,
     pub ban: Option<BanSpec>,
     /// Exits tried per request, the first included (default 3).
     pub attempts: Option<u32>,
@@ -830,6 +846,40 @@ pub struct EgressUserSpec {
     pub password_env: Option<String>,
     /// `sha256:<hex>` of the password (`junction key hash`).
     pub password_hash: Option<String>,
+}
+
+/// `state = { backend = "redis://host:6379" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressStateSpec {
+    /// `"local"` (default) or a `redis://` / `rediss://` URL.
+    pub backend: String,
+}
+
+/// `verify = { url = "http://echo.example/ip", interval = "5m", timeout = "10s" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// An `http://` URL that answers the address it sees the request from.
+    pub url: String,
+    /// How often every exit is probed (default 5m).
+    pub interval: Option<String>,
+    /// Longest probe (default 10s).
+    pub timeout: Option<String>,
+}
+
+/// `per_host = { target_concurrency = 2.0, min_delay = "0s", max_delay = "60s" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerHostSpec {
+    /// Requests the site should have in flight on average (default 2.0).
+    pub target_concurrency: Option<f64>,
+    /// Shortest delay between two requests to a host (default 0s).
+    pub min_delay: Option<String>,
+    /// Longest delay (default 60s).
+    pub max_delay: Option<String>,
+    /// Delay before the first answer is seen (default 1s).
+    pub start_delay: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

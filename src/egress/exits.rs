@@ -251,6 +251,8 @@ pub struct Exit {
     probing: AtomicBool,
     cooldowns: Mutex<HashMap<String, Cooldown>>,
     pub counters: Arc<EgressExitCounters>,
+    /// What probes through the echo URL found (`verify`).
+    pub verification: Mutex<super::verify::Verification>,
 }
 
 impl Exit {
@@ -311,6 +313,7 @@ impl Exit {
             probing: AtomicBool::new(false),
             cooldowns: Mutex::new(HashMap::new()),
             counters,
+            verification: Mutex::default(),
         }))
     }
 
@@ -404,6 +407,37 @@ impl Exit {
         let rest = doubled.min(max).mul_f64(jitter).min(max);
         entry.until = now + rest;
         rest
+    }
+
+    /// A ban reported with its own rest: the exit rests for `host` for `rest` from
+    /// now (longer if it already does), and the ban counts as one more in a row.
+    pub fn rest_for(&self, host: &str, rest: Duration, now: Instant) -> Duration {
+        let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
+        if cooldowns.len() >= MAX_COOLDOWNS {
+            cooldowns.retain(|_, c| c.until > now);
+        }
+        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
+            until: now,
+            strikes: 0,
+        });
+        entry.strikes = entry.strikes.saturating_add(1);
+        entry.until = entry.until.max(now + rest);
+        entry.until - now
+    }
+
+    /// Another instance of the fleet rests this exit for `host` for `rest` more: it
+    /// rests here as long (a longer local rest stays).
+    pub fn adopt_rest(&self, host: &str, rest: Duration, now: Instant) {
+        let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
+        if cooldowns.len() >= MAX_COOLDOWNS {
+            cooldowns.retain(|_, c| c.until > now);
+        }
+        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
+            until: now,
+            strikes: 0,
+        });
+        entry.strikes = entry.strikes.max(1);
+        entry.until = entry.until.max(now + rest);
     }
 
     /// A good answer from `host`: the next ban starts from the first cooldown again.

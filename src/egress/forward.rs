@@ -20,6 +20,7 @@ use super::dial::{ExitKind, authority};
 use super::exits::{Exit, site_key};
 use super::politeness::HostPermit;
 use super::record::Record;
+use super::reports::{SessionKey, X_JUNCTION_BAN};
 use super::robots::RobotsFetch;
 use super::rotation::Ask;
 use super::{
@@ -66,18 +67,22 @@ pub(super) async fn forward(
     let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
     let (mut head, body) = request.into_parts();
     let session = client_session(plan, record.client(), &choice);
-    let ask = Ask {
+    let mut ask = Ask {
         host: &host,
         region: choice.region.as_deref(),
         session: choice.session.as_deref(),
         client_session: &session,
+        fleet_exit: None,
     };
+    let fleet_exit = plan.fleet_session(&ask).await;
+    ask.fleet_exit = fleet_exit.as_deref();
     if let Some(robots) = &plan.robots {
         let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let site = format!("http://{host}:{port}");
-        let allowed = robots
-            .allows(&site, path, || fetch_robots(plan, &host, port, &ask))
+        let (allowed, crawl_delay) = robots
+            .check(&site, path, || fetch_robots(plan, &host, port, &ask))
             .await;
+        plan.politeness.crawl_delay(&host, crawl_delay);
         if !allowed {
             return Err(ProxyStatus::new(
                 StatusCode::FORBIDDEN,
@@ -94,6 +99,7 @@ pub(super) async fn forward(
         &header::PROXY_AUTHORIZATION,
         &X_JUNCTION_REGION,
         &X_JUNCTION_SESSION,
+        &X_JUNCTION_BAN,
     ] {
         head.headers.remove(name);
     }
@@ -136,6 +142,7 @@ pub(super) async fn forward(
             }
         };
         let in_use = exit.use_guard();
+        let sent_at = Instant::now();
         let sent = match send_via(plan, &exit, &host, port, attempt).await {
             Ok(sent) => sent,
             Err(failed) => {
@@ -155,6 +162,15 @@ pub(super) async fn forward(
             }
         };
         let (mut response_head, upstream) = UpstreamBody::new(sent);
+        let held = plan.politeness.observe(
+            &host,
+            response_head.status,
+            &response_head.headers,
+            sent_at.elapsed(),
+        );
+        if let Some(hold) = held {
+            plan.share_hold(&host, hold);
+        }
         let mut ahead = ReadAhead {
             prefix: None,
             trailers: None,
@@ -196,6 +212,7 @@ pub(super) async fn forward(
                 plan.rotator.rng(),
                 Instant::now(),
             );
+            plan.share_rest(&exit, &host, rest);
             exit.counters.count(EgressOutcome::Banned);
             exit.counters
                 .bans
@@ -209,9 +226,16 @@ pub(super) async fn forward(
             // No exit left to try: the site's own answer goes back as it is.
         } else {
             exit.forgive(&host, Instant::now());
+            plan.share_session(&ask, &exit);
             exit.counters.count(EgressOutcome::Ok);
             record.outcome = Some(EgressOutcome::Ok.label());
         }
+        plan.last_exits.used(
+            SessionKey::of(&choice, record.client()),
+            &host,
+            &exit.name,
+            Instant::now(),
+        );
         strip_hop_by_hop(&mut response_head.headers, false);
         if let Ok(name) = HeaderValue::from_str(&exit.name) {
             response_head.headers.insert(&X_JUNCTION_EXIT, name);
@@ -477,4 +501,52 @@ impl Body for EgressBody {
         }
         hint
     }
+}
+
+/// Largest echo answer read.
+const ECHO_MAX_BYTES: usize = 4096;
+
+/// Asks the echo URL of `verify` through `exit`: the address it saw.
+pub(super) async fn probe_exit(
+    plan: &EgressPlan,
+    exit: &Arc<Exit>,
+) -> Result<std::net::IpAddr, String> {
+    let Some(rules) = &plan.verify else {
+        return Err("no echo URL".into());
+    };
+    let uri = rules.url.clone();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(80);
+    let mut request = Request::new(ProxyBody::Empty);
+    if let Some(value) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, value);
+    }
+    *request.uri_mut() = uri;
+    let probe = async {
+        let sent = send_via(plan, exit, &host, port, request)
+            .await
+            .map_err(|failed| failed.status.details)?;
+        let (head, body) = UpstreamBody::new(sent);
+        if !head.status.is_success() {
+            return Err(format!("the echo URL answered {}", head.status.as_u16()));
+        }
+        let body = http_body_util::Limited::new(body, ECHO_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("the echo URL's answer: {e}"))?
+            .to_bytes();
+        super::verify::echoed_address(&body)
+            .ok_or_else(|| "the echo URL's answer is not an address".to_string())
+    };
+    tokio::time::timeout(rules.timeout, probe)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", rules.timeout)))
 }

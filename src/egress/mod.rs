@@ -4,17 +4,24 @@
 //! rotation, keeps to each site's politeness limits, and routes around exits a site
 //! has banned. Errors Junction makes carry an RFC 9209 `Proxy-Status` header.
 
+pub mod adaptive;
 pub mod bans;
 pub mod client_auth;
+mod connect;
 mod destinations;
 pub mod dial;
 pub mod exits;
+pub mod fleet;
 mod forward;
 pub mod politeness;
 mod record;
+pub mod reports;
 pub mod robots;
 pub mod rotation;
+pub mod socks5;
+mod socks5_listener;
 pub mod tunnel;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,16 +39,16 @@ pub use destinations::{Destinations, Refusal, Rule, SPECIAL_RANGES};
 
 use self::bans::BanRules;
 use self::client_auth::{ClientChoice, Users, client_choice};
-use self::dial::{DialError, ExitKind, open_tunnel};
+use self::connect::open_site_tunnel;
 use self::exits::{Exit, ExitSource, parse_exits_file};
 use self::politeness::{HostPermit, Politeness};
 use self::record::Record;
+use self::reports::LastExits;
 use self::robots::RobotsCache;
-use self::rotation::{Ask, Rotator};
-use self::tunnel::TunnelBytes;
+use self::rotation::Rotator;
 use crate::pipeline::{ProxyBody, json_error};
 use crate::security::client_slots::ClientCounts;
-use crate::telemetry::{EgressOutcome, EgressRefusals, Telemetry};
+use crate::telemetry::{EgressRefusals, Telemetry};
 
 pub static X_JUNCTION_EXIT: http::HeaderName = http::HeaderName::from_static("x-junction-exit");
 
@@ -101,9 +108,19 @@ pub struct EgressLimits {
     pub probe_interval: Duration,
 }
 
+/// What clients of an egress listener speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// HTTP/1.1 forward proxying: absolute-form requests and `CONNECT`.
+    Http,
+    /// SOCKS5 (RFC 1928) `CONNECT`, with RFC 1929 user and password.
+    Socks5,
+}
+
 /// A compiled `[[egress]]` listener.
 pub struct EgressPlan {
     pub name: Arc<str>,
+    pub protocol: ClientProtocol,
     pub destinations: Destinations,
     exits: ArcSwap<Vec<Arc<Exit>>>,
     /// Exits from the config; the exits file's come after them.
@@ -118,6 +135,8 @@ pub struct EgressPlan {
     limits: EgressLimits,
     /// Open tunnels per client address (`max_tunnels_per_client`).
     tunnels: Arc<ClientCounts>,
+    /// The exit each session last used per host, for ban reports.
+    last_exits: LastExits,
     refusals: Arc<EgressRefusals>,
     telemetry: Arc<Telemetry>,
     started: AtomicBool,
@@ -125,11 +144,16 @@ pub struct EgressPlan {
     pub capture: Option<Arc<crate::inspect::Capture>>,
     /// The detector of large outbound volume per client and site.
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
+    /// Exit verification through an echo URL.
+    verify: Option<verify::VerifyRules>,
+    /// Rests after bans shared with the fleet, through Redis.
+    pub fleet: Option<Arc<fleet::FleetState>>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
 pub struct EgressParts {
     pub name: Arc<str>,
+    pub protocol: ClientProtocol,
     pub destinations: Destinations,
     pub exits: Vec<ExitSource>,
     pub exits_file: Option<ExitsFile>,
@@ -142,6 +166,8 @@ pub struct EgressParts {
     pub limits: EgressLimits,
     pub capture: Option<Arc<crate::inspect::Capture>>,
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
+    pub verify: Option<verify::VerifyRules>,
+    pub fleet: Option<Arc<fleet::FleetState>>,
 }
 
 impl EgressPlan {
@@ -155,6 +181,7 @@ impl EgressPlan {
         let plan = EgressPlan {
             refusals: telemetry.metrics.egress_refusals(&parts.name),
             name: parts.name,
+            protocol: parts.protocol,
             destinations: parts.destinations,
             exits: ArcSwap::from_pointee(Vec::new()),
             static_exits: parts.exits,
@@ -167,10 +194,13 @@ impl EgressPlan {
             ban: parts.ban,
             limits: parts.limits,
             tunnels: Arc::default(),
+            last_exits: LastExits::default(),
             telemetry: telemetry.clone(),
             started: AtomicBool::new(false),
             capture: parts.capture,
             outbound: parts.outbound,
+            verify: parts.verify,
+            fleet: parts.fleet,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {
@@ -228,6 +258,9 @@ impl EgressPlan {
         if let Some(file) = &self.exits_file {
             tokio::spawn(watch_exits_file(Arc::downgrade(self), file.poll));
         }
+        if let Some(rules) = &self.verify {
+            tokio::spawn(verify_exits(Arc::downgrade(self), rules.interval));
+        }
     }
 
     fn reload_exits_file(&self) {
@@ -252,6 +285,41 @@ impl EgressPlan {
                 tracing::warn!(egress = %self.name, %error, "exits file refused; keeping the previous exits")
             }
         }
+    }
+}
+
+/// Probes every exit through the echo URL now and every `interval`, until the plan is
+/// dropped (a reload builds a new plan, and its own prober).
+async fn verify_exits(plan: std::sync::Weak<EgressPlan>, interval: Duration) {
+    loop {
+        let Some(current) = plan.upgrade() else {
+            return;
+        };
+        let probes: Vec<_> = current
+            .exits()
+            .iter()
+            .map(|exit| {
+                let (plan, exit) = (current.clone(), exit.clone());
+                tokio::spawn(async move {
+                    let result = forward::probe_exit(&plan, &exit).await;
+                    let failed = result.as_ref().err().cloned();
+                    let mut verification =
+                        exit.verification.lock().unwrap_or_else(|p| p.into_inner());
+                    let moved = verification.record(result, Instant::now());
+                    if moved {
+                        tracing::warn!(egress = %plan.name, exit = %exit.name, address = ?verification.address, first = ?verification.first_address, "exit's public address changed");
+                    }
+                    if let Some(error) = failed {
+                        tracing::warn!(egress = %plan.name, exit = %exit.name, %error, "exit failed its verification probe");
+                    }
+                })
+            })
+            .collect();
+        drop(current);
+        for probe in probes {
+            let _ = probe.await;
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -313,6 +381,8 @@ impl ProxyStatus {
         response
     }
 }
+
+pub use socks5_listener::serve as serve_socks5;
 
 /// Serves one request on an egress listener.
 pub async fn handle(
@@ -378,7 +448,20 @@ fn admit(
         }
     }
     record.user = choice.user.clone().filter(|u| !u.is_empty());
+    plan.take_reports(request.headers(), &choice, record.client())?;
     let (host, port) = destination(request.uri(), connect)?;
+    admit_target(plan, choice, host, port, record)
+}
+
+/// The checks of a destination, whatever protocol the client spoke: the region it
+/// asks for exists, the destination rules, the outbound-volume detector.
+fn admit_target(
+    plan: &EgressPlan,
+    choice: ClientChoice,
+    host: String,
+    port: u16,
+    record: &mut Record,
+) -> Result<Admitted, ProxyStatus> {
     record.host = Some(host.clone());
     if let Some(region) = &choice.region {
         record.region = Some(region.clone());
@@ -523,8 +606,9 @@ async fn resolve_checked(
         })
 }
 
-/// Waits for the host's politeness turn.
+/// Waits for the host's politeness turn (after learning what the fleet knows of it).
 async fn polite_turn(plan: &EgressPlan, host: &str) -> Result<Option<HostPermit>, ProxyStatus> {
+    plan.sync_host(host).await;
     if plan.politeness.is_unlimited() {
         return Ok(None);
     }
@@ -577,118 +661,19 @@ async fn tunnel(
     peer: SocketAddr,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
-    let Admitted { choice, host, port } = admit(plan, &request, true, record)?;
-    let slot = plan
-        .tunnels
-        .take(peer.ip(), Some(plan.limits.max_tunnels_per_client))
-        .ok_or_else(|| {
-            ProxyStatus::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "connection_limit_reached",
-                "too_many_tunnels",
-                format!(
-                    "this client has {} tunnels open, the most allowed",
-                    plan.limits.max_tunnels_per_client
-                ),
-            )
-        })?;
-    let permit = polite_turn(plan, &host).await?;
-    let session = client_session(plan, peer, &choice);
-    let ask = Ask {
-        host: &host,
-        region: choice.region.as_deref(),
-        session: choice.session.as_deref(),
-        client_session: &session,
-    };
-    let exits = plan.exits();
-    let mut tried: Vec<Arc<Exit>> = Vec::new();
-    let mut last_error = None;
-    let mut direct_to = None;
-    while tried.len() < plan.limits.attempts as usize {
-        let Some(exit) = plan.rotator.pick(&exits, &ask, &tried, Instant::now()) else {
-            break;
-        };
-        tried.push(exit.clone());
-        record.attempt(&exit);
-        if matches!(exit.kind, ExitKind::Direct) && direct_to.is_none() {
-            direct_to = Some(resolve_checked(plan, &host, port).await?);
-        }
-        let in_use = exit.use_guard();
-        let opened = open_tunnel(
-            &exit.kind,
-            exit.tls.as_ref(),
-            &host,
-            port,
-            direct_to,
-            plan.limits.connect_timeout,
-        )
-        .await;
-        let site = match opened {
-            Ok(site) => site,
-            Err(error) => {
-                let outcome = match &error {
-                    DialError::ExitUnreachable(_) => {
-                        exit.mark_unreachable(
-                            plan.limits.probe_interval,
-                            plan.limits.connect_timeout,
-                        );
-                        EgressOutcome::ExitError
-                    }
-                    DialError::Refused(_) => {
-                        let now = Instant::now();
-                        exit.cool_down(
-                            &host,
-                            plan.ban.cooldown,
-                            plan.ban.max_cooldown,
-                            plan.rotator.rng(),
-                            now,
-                        );
-                        EgressOutcome::TunnelRefused
-                    }
-                    DialError::Site(_) | DialError::Timeout(_) => EgressOutcome::SiteError,
-                };
-                exit.counters.count(outcome);
-                tracing::debug!(exit = %exit.name, %host, %error, "tunnel not opened");
-                last_error = Some(format!("{}: {error}", exit.name));
-                continue;
-            }
-        };
-        exit.counters.count(EgressOutcome::Ok);
-        record.outcome = Some(EgressOutcome::Ok.label());
-        record.status = Some(StatusCode::OK);
-        let upgrade = hyper::upgrade::on(&mut request);
-        let counters = exit.counters.clone();
-        let idle = plan.limits.idle_timeout;
-        let mut record = record.take();
-        let bytes = TunnelBytes::default();
-        record.tunnel_bytes = Some(bytes.clone());
-        tokio::spawn(async move {
-            let _held = (slot, permit, in_use);
-            if let Ok(client) = upgrade.await {
-                let idled = tunnel::splice(TokioIo::new(client), site, counters, bytes, idle).await;
-                if idled {
-                    record.error = Some("idle_timeout");
-                }
-            }
-            drop(record);
-        });
-        let mut response = Response::new(ProxyBody::Empty);
-        if let Ok(name) = HeaderValue::from_str(&exit.name) {
-            response.headers_mut().insert(&X_JUNCTION_EXIT, name);
-        }
-        return Ok(response);
+    let admitted = admit(plan, &request, true, record)?;
+    let opened = open_site_tunnel(plan, peer, admitted, record).await?;
+    let mut response = Response::new(ProxyBody::Empty);
+    if let Ok(name) = HeaderValue::from_str(&opened.exit.name) {
+        response.headers_mut().insert(&X_JUNCTION_EXIT, name);
     }
-    Err(match last_error {
-        Some(error) if tried.iter().all(|e| matches!(e.kind, ExitKind::Direct)) => {
-            ProxyStatus::new(
-                StatusCode::BAD_GATEWAY,
-                "connection_refused",
-                "site_error",
-                error,
-            )
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(client) = upgrade.await {
+            opened.splice(TokioIo::new(client), &[]).await;
         }
-        last_error => no_exit(&host, choice.region.as_deref(), last_error),
-    })
+    });
+    Ok(response)
 }
 
 // === Read-only snapshots, for the admin API ===

@@ -1,6 +1,8 @@
 //! Politeness toward the sites behind the egress proxy: per-host rate and concurrency
 //! caps, so many scrapers sharing one proxy never hammer one site. A request over a cap
 //! waits its turn in a bounded per-host queue, or is refused at once with a Retry-After.
+//! The spacing also adapts to the site's answers (holds and delays from `adaptive`),
+//! for every exit alike: the state is the host's.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,9 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::{HeaderMap, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::adaptive::{AdaptiveRules, Throttle, hold_from};
 use crate::routing::Glob;
 
 /// Hosts whose state is kept before idle ones are forgotten.
@@ -41,6 +45,7 @@ pub struct Politeness {
     queue: usize,
     max_wait: Duration,
     hosts: Mutex<HostTable>,
+    adaptive: AdaptiveRules,
 }
 
 struct HostTable {
@@ -59,10 +64,14 @@ struct HostState {
     next_slot: Mutex<Instant>,
     /// Requests waiting for a rate slot or a concurrency permit.
     waiting: AtomicUsize,
+    /// The AutoThrottle delay between requests, when `per_host` is set.
+    delay: Mutex<Option<Duration>>,
+    /// The site's robots.txt `Crawl-delay`, with `robots_crawl_delay`.
+    crawl_delay: Mutex<Option<Duration>>,
 }
 
 impl HostState {
-    fn new(limits: &HostLimits) -> Self {
+    fn new(limits: &HostLimits, throttle: Option<&Throttle>) -> Self {
         // A zero count or cap would block the host forever; the config rejects them, and
         // one is the closest meaningful reading if one slips through.
         let spacing = limits
@@ -79,6 +88,20 @@ impl HostState {
             concurrency,
             next_slot: Mutex::new(Instant::now()),
             waiting: AtomicUsize::new(0),
+            delay: Mutex::new(throttle.map(Throttle::first_delay)),
+            crawl_delay: Mutex::new(None),
+        }
+    }
+
+    /// The time between two requests now: the rate cap's or the adaptive delay, the
+    /// longer; zero (slots still kept, for holds) when only adaptation is on.
+    fn spacing_now(&self, adaptive: bool) -> Option<Duration> {
+        let throttled = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
+        let crawl = *self.crawl_delay.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = throttled.max(crawl);
+        match (self.spacing, delay) {
+            (Some(rate), Some(delay)) => Some(rate.max(delay)),
+            (rate, delay) => rate.or(delay).or(adaptive.then_some(Duration::ZERO)),
         }
     }
 
@@ -178,12 +201,21 @@ impl Politeness {
                 by_name: HashMap::new(),
                 prune_above: MAX_TRACKED_HOSTS,
             }),
+            adaptive: AdaptiveRules::default(),
         }
     }
 
-    /// True when no host has any limit (the proxy then skips admission entirely).
+    /// Adapts to the sites' answers as `rules` say (see [`Politeness::observe`]).
+    pub fn with_adaptive(mut self, rules: AdaptiveRules) -> Self {
+        self.adaptive = rules;
+        self
+    }
+
+    /// True when no host has any limit and nothing adapts (the proxy then skips
+    /// admission entirely).
     pub fn is_unlimited(&self) -> bool {
-        self.default.is_unlimited()
+        !self.adaptive.enabled()
+            && self.default.is_unlimited()
             && self
                 .overrides
                 .iter()
@@ -204,10 +236,12 @@ impl Politeness {
         // A trailing dot names the same host, and must not get a cap of its own.
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let limits = self.limits_for(&host);
-        if limits.is_unlimited() {
+        let adaptive = self.adaptive.enabled();
+        if limits.is_unlimited() && !adaptive {
             return Ok(HostPermit { _concurrency: None });
         }
         let state = self.state_for(&host, limits);
+        let spacing = state.spacing_now(adaptive);
         let started = Instant::now();
         // None: max_wait reaches past the end of the clock, so there is no deadline.
         let deadline = started.checked_add(self.max_wait);
@@ -219,7 +253,7 @@ impl Politeness {
             Some((semaphore, _)) => match semaphore.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    let rate_turn = state.spacing.map(|_| state.next_slot());
+                    let rate_turn = spacing.map(|_| state.next_slot());
                     if let Some(turn) = rate_turn.filter(|turn| beyond_deadline(*turn)) {
                         return Err(Refused::Deadline {
                             host,
@@ -250,7 +284,7 @@ impl Politeness {
             },
         };
 
-        if let Some(spacing) = state.spacing {
+        if let Some(spacing) = spacing {
             let now = Instant::now();
             let slot = {
                 let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,9 +331,69 @@ impl Politeness {
             table.by_name.retain(|_, state| !state.is_idle(now));
             table.prune_above = MAX_TRACKED_HOSTS.max(table.by_name.len() * 2);
         }
-        let state = Arc::new(HostState::new(limits));
+        let state = Arc::new(HostState::new(limits, self.adaptive.throttle.as_ref()));
         table.by_name.insert(host.to_string(), state.clone());
         state
+    }
+
+    /// A site's answer, `latency` after the request was sent: a hold it asks for
+    /// (`Retry-After`, `RateLimit-*`) pushes the host's next slot back, for every exit;
+    /// the AutoThrottle delay follows the latency.
+    /// Returns the hold it applied, if any (for the fleet to share).
+    pub fn observe(
+        &self,
+        host: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        latency: Duration,
+    ) -> Option<Duration> {
+        if !self.adaptive.enabled() {
+            return None;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let state = {
+            let table = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            table.by_name.get(&host).cloned()
+        };
+        let state = state.unwrap_or_else(|| self.state_for(&host, self.limits_for(&host)));
+        let mut held = None;
+        if self.adaptive.honour_retry_after
+            && let Some(hold) = hold_from(status, headers, std::time::SystemTime::now())
+        {
+            let hold = hold.min(self.adaptive.max_hold);
+            if hold_state(&state, hold) {
+                tracing::info!(%host, ?hold, status = status.as_u16(), "site asked to slow down; its requests are held");
+            }
+            held = Some(hold);
+        }
+        if let Some(throttle) = &self.adaptive.throttle {
+            let mut delay = state.delay.lock().unwrap_or_else(|p| p.into_inner());
+            let current = delay.unwrap_or_else(|| throttle.first_delay());
+            *delay = Some(throttle.next_delay(current, latency, status.is_success()));
+        }
+        held
+    }
+
+    /// Holds `host`'s queue for `hold` from now (another instance of the fleet was
+    /// asked to), unless it is held longer already.
+    pub fn hold(&self, host: &str, hold: Duration) {
+        if !self.adaptive.honour_retry_after {
+            return;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let state = self.state_for(&host, self.limits_for(&host));
+        hold_state(&state, hold.min(self.adaptive.max_hold));
+    }
+
+    /// The site's robots.txt asks for `delay` between requests: a floor under the
+    /// host's spacing, with `robots_crawl_delay`.
+    pub fn crawl_delay(&self, host: &str, delay: Option<Duration>) {
+        if !self.adaptive.crawl_delay {
+            return;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let state = self.state_for(&host, self.limits_for(&host));
+        *state.crawl_delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
     }
 
     /// Counts the request among the host's waiters, or refuses it when the queue is full.
@@ -323,6 +417,17 @@ impl Politeness {
                 wait: estimate,
             })
     }
+}
+
+/// Pushes the host's next slot to `hold` from now; whether it moved.
+fn hold_state(state: &HostState, hold: Duration) -> bool {
+    let until = later_by(Instant::now(), hold);
+    let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+    let moved = *next_slot < until;
+    if moved {
+        *next_slot = until;
+    }
+    moved
 }
 
 /// `at + by`, saturating far in the future instead of overflowing the clock.
@@ -874,6 +979,165 @@ mod tests {
         assert_eq!(
             deadline(Duration::from_secs(7)).retry_after(),
             Duration::from_secs(7)
+        );
+    }
+
+    fn adaptive(throttle: Option<Throttle>) -> Arc<Politeness> {
+        let rules = AdaptiveRules {
+            honour_retry_after: true,
+            max_hold: Duration::from_secs(60),
+            throttle,
+            crawl_delay: true,
+        };
+        Arc::new(
+            Politeness::new(
+                HostLimits::default(),
+                Vec::new(),
+                10,
+                Duration::from_secs(120),
+            )
+            .with_adaptive(rules),
+        )
+    }
+
+    fn retry_after(seconds: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, seconds.parse().unwrap());
+        headers
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sites_retry_after_holds_that_host_only_up_to_the_cap() {
+        let politeness = adaptive(None);
+        assert!(!politeness.is_unlimited());
+        assert_eq!(
+            admission_times(&politeness, "a.example", 3).await,
+            [0, 0, 0]
+        );
+        let latency = Duration::from_millis(50);
+        politeness.observe(
+            "a.example",
+            StatusCode::TOO_MANY_REQUESTS,
+            &retry_after("5"),
+            latency,
+        );
+        assert_eq!(
+            admission_times(&politeness, "a.example", 2).await,
+            [5000, 5000]
+        );
+        assert_eq!(admission_times(&politeness, "b.example", 1).await, [0]);
+        // A 200 with Retry-After holds nothing; a hold past the cap is cut to it.
+        politeness.observe("a.example", StatusCode::OK, &retry_after("5"), latency);
+        assert_eq!(admission_times(&politeness, "a.example", 1).await, [0]);
+        politeness.observe(
+            "a.example",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &retry_after("3600"),
+            latency,
+        );
+        assert_eq!(admission_times(&politeness, "a.example", 1).await, [60_000]);
+        // Beyond the longest wait, a request is refused with the hold as its Retry-After.
+        let impatient = Arc::new(
+            Politeness::new(
+                HostLimits::default(),
+                Vec::new(),
+                10,
+                Duration::from_secs(1),
+            )
+            .with_adaptive(AdaptiveRules {
+                honour_retry_after: true,
+                max_hold: Duration::from_secs(60),
+                ..AdaptiveRules::default()
+            }),
+        );
+        impatient.observe(
+            "a.example",
+            StatusCode::TOO_MANY_REQUESTS,
+            &retry_after("30"),
+            latency,
+        );
+        let refused = impatient.admit("a.example").await.unwrap_err();
+        assert_eq!(refused.retry_after(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_spaces_requests_by_latency_over_target_concurrency() {
+        let politeness = adaptive(Some(Throttle {
+            target_concurrency: 2.0,
+            min_delay: Duration::ZERO,
+            max_delay: Duration::from_secs(10),
+            start_delay: Duration::from_secs(1),
+        }));
+        assert_eq!(
+            admission_times(&politeness, "a.example", 3).await,
+            [0, 1000, 2000],
+            "the start delay before any answer"
+        );
+        for _ in 0..60 {
+            politeness.observe(
+                "a.example",
+                StatusCode::OK,
+                &HeaderMap::new(),
+                Duration::from_millis(400),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            admission_times(&politeness, "a.example", 3).await,
+            [0, 200, 400]
+        );
+        // The site slows down: the delay follows at once.
+        politeness.observe(
+            "a.example",
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Duration::from_secs(3),
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            admission_times(&politeness, "a.example", 2).await,
+            [0, 1500]
+        );
+        // Errors answered fast do not speed it up.
+        politeness.observe(
+            "a.example",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &HeaderMap::new(),
+            Duration::ZERO,
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            admission_times(&politeness, "a.example", 2).await,
+            [0, 1500]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crawl_delay_is_a_floor_under_the_rate() {
+        let politeness = adaptive(None);
+        politeness.crawl_delay("a.example", Some(Duration::from_secs(3)));
+        assert_eq!(
+            admission_times(&politeness, "a.example", 3).await,
+            [0, 3000, 6000]
+        );
+        assert_eq!(admission_times(&politeness, "b.example", 2).await, [0, 0]);
+        let capped = Arc::new(
+            Politeness::new(
+                rate(2, Duration::from_secs(1)),
+                Vec::new(),
+                10,
+                Duration::from_secs(60),
+            )
+            .with_adaptive(AdaptiveRules {
+                crawl_delay: true,
+                ..AdaptiveRules::default()
+            }),
+        );
+        capped.crawl_delay("a.example", Some(Duration::from_millis(100)));
+        assert_eq!(
+            admission_times(&capped, "a.example", 3).await,
+            [0, 500, 1000],
+            "the rate's spacing is longer"
         );
     }
 }

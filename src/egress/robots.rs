@@ -24,6 +24,18 @@ const KEEP_FOR_GOOD: Duration = Duration::from_secs(86_400 * 365 * 30);
 #[derive(Clone, Debug, Default)]
 pub struct Robots {
     rules: Vec<Rule>,
+    /// The group's `Crawl-delay` (not in RFC 9309, but widely written): seconds
+    /// between two requests.
+    pub crawl_delay: Option<Duration>,
+}
+
+/// The longest `Crawl-delay` taken; more is read as this.
+const MAX_CRAWL_DELAY: Duration = Duration::from_secs(3600);
+
+fn crawl_delay(value: &str) -> Option<Duration> {
+    let seconds: f64 = value.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_CRAWL_DELAY.as_secs_f64())))
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +91,7 @@ impl Robots {
 
         let mut ours = Vec::new();
         let mut everyones = Vec::new();
+        let (mut our_delay, mut everyones_delay) = (None, None);
         let mut named_us = false;
         let mut target = GroupTarget::default();
         // Consecutive user-agent lines share one group; the first rule closes the list.
@@ -114,22 +127,41 @@ impl Robots {
                 if target.everyone {
                     everyones.push(rule);
                 }
+            } else if key.eq_ignore_ascii_case("crawl-delay") {
+                // Like sitemap lines, it neither carries rules nor ends a group.
+                if let Some(delay) = crawl_delay(value) {
+                    if target.us {
+                        our_delay = Some(delay);
+                    }
+                    if target.everyone {
+                        everyones_delay = Some(delay);
+                    }
+                }
             }
-            // Other lines (sitemap, crawl-delay, ...) neither carry rules nor end a group.
+            // Other lines (sitemap, ...) neither carry rules nor end a group.
         }
         // A group naming us replaces `*` entirely, even when it has no rules.
-        Robots {
-            rules: if named_us { ours } else { everyones },
+        if named_us {
+            Robots {
+                rules: ours,
+                crawl_delay: our_delay,
+            }
+        } else {
+            Robots {
+                rules: everyones,
+                crawl_delay: everyones_delay,
+            }
         }
     }
 
     pub fn allow_all() -> Robots {
-        Robots { rules: Vec::new() }
+        Robots::default()
     }
 
     pub fn disallow_all() -> Robots {
         Robots {
             rules: Rule::parse(false, "/").into_iter().collect(),
+            crawl_delay: None,
         }
     }
 
@@ -315,6 +347,15 @@ impl RobotsCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = RobotsFetch>,
     {
+        self.check(site, path, fetch).await.0
+    }
+
+    /// As [`RobotsCache::allows`], with the site's `Crawl-delay` for our agent.
+    pub async fn check<F, Fut>(&self, site: &str, path: &str, fetch: F) -> (bool, Option<Duration>)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = RobotsFetch>,
+    {
         let entry = self.entry(site);
         let cached = entry
             .rules
@@ -335,7 +376,7 @@ impl RobotsCache {
                 CachedRobots { robots, expires }
             })
             .await;
-        cached.robots.allows(path)
+        (cached.robots.allows(path), cached.robots.crawl_delay)
     }
 
     /// The site's entry, a fresh one when there is none or it expired.
@@ -861,5 +902,24 @@ mod tests {
             assert!(!cache.allows(site, "/private", fetch).await);
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn crawl_delay_is_read_for_our_group() {
+        let text = "User-agent: *\nCrawl-delay: 2.5\nDisallow: /x\n\nUser-agent: OtherBot\nCrawl-delay: 60\n";
+        assert_eq!(parse(text).crawl_delay, Some(Duration::from_millis(2500)));
+        let ours =
+            "User-agent: *\nCrawl-delay: 2\n\nUser-agent: JunctionBot\nCrawl-delay: 7\nAllow: /\n";
+        assert_eq!(parse(ours).crawl_delay, Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse("User-agent: *\nCrawl-delay: soon\n").crawl_delay,
+            None
+        );
+        assert_eq!(parse("User-agent: *\nCrawl-delay: -1\n").crawl_delay, None);
+        assert_eq!(
+            parse("User-agent: *\nCrawl-delay: 1e12\n").crawl_delay,
+            Some(MAX_CRAWL_DELAY)
+        );
+        assert_eq!(parse("User-agent: *\nDisallow: /\n").crawl_delay, None);
     }
 }

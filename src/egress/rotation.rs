@@ -46,6 +46,9 @@ pub struct Ask<'a> {
     /// Under `sticky_session`, requests without a session id use this one (the client's
     /// address and user), so each client keeps its exit.
     pub client_session: &'a str,
+    /// The exit the fleet has this session on (`state.backend`), if it knows one: it
+    /// wins over this instance's memory while eligible.
+    pub fleet_exit: Option<&'a str>,
 }
 
 pub struct Rotator {
@@ -72,6 +75,10 @@ impl Rotator {
         self.rotation == Rotation::StickySession
     }
 
+    pub fn session_idle(&self) -> Duration {
+        self.session_idle
+    }
+
     pub fn rng(&self) -> &SplitMix {
         &self.rng
     }
@@ -96,12 +103,8 @@ impl Rotator {
         if eligible.is_empty() {
             return None;
         }
-        let session = ask.session.or(match self.rotation {
-            Rotation::StickySession => Some(ask.client_session),
-            _ => None,
-        });
-        if let Some(session) = session {
-            return Some(self.pick_for_session(session, ask.region, &eligible, now));
+        if let Some(session) = self.session_of(ask) {
+            return Some(self.pick_for_session(session, ask, &eligible, now));
         }
         Some(self.pick_by_policy(&eligible, ask.host).clone())
     }
@@ -131,25 +134,40 @@ impl Rotator {
         }
     }
 
+    /// The session whose exit a request keeps: its session id, or under
+    /// `sticky_session` its client's.
+    pub fn session_of<'a>(&self, ask: &Ask<'a>) -> Option<&'a str> {
+        ask.session.or(match self.rotation {
+            Rotation::StickySession => Some(ask.client_session),
+            _ => None,
+        })
+    }
+
     fn pick_for_session(
         &self,
         session: &str,
-        region: Option<&str>,
+        ask: &Ask<'_>,
         eligible: &[&Arc<Exit>],
         now: Instant,
     ) -> Arc<Exit> {
         // A session is per region too: `session-1` in jp and in fr are two sessions.
-        let key = format!("{}\u{0}{session}", region.unwrap_or(""));
+        let key = format!("{}\u{0}{session}", ask.region.unwrap_or(""));
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((name, last)) = sessions.get_mut(&key) {
-            if now.duration_since(*last) < self.session_idle {
-                if let Some(exit) = eligible.iter().find(|e| e.name == *name) {
-                    *last = now;
-                    return (*exit).clone();
-                }
-            }
+        let fleet = ask
+            .fleet_exit
+            .and_then(|name| eligible.iter().find(|e| &*e.name == name));
+        if fleet.is_none()
+            && let Some((name, last)) = sessions.get_mut(&key)
+            && now.duration_since(*last) < self.session_idle
+            && let Some(exit) = eligible.iter().find(|e| e.name == *name)
+        {
+            *last = now;
+            return (*exit).clone();
         }
-        let exit = eligible[self.next.fetch_add(1, Ordering::Relaxed) % eligible.len()].clone();
+        let exit = match fleet {
+            Some(exit) => (*exit).clone(),
+            None => eligible[self.next.fetch_add(1, Ordering::Relaxed) % eligible.len()].clone(),
+        };
         if sessions.len() >= MAX_SESSIONS {
             let idle = self.session_idle;
             sessions.retain(|_, (_, last)| now.duration_since(*last) < idle);
@@ -239,6 +257,7 @@ mod tests {
             region,
             session,
             client_session: "127.0.0.1",
+            fleet_exit: None,
         }
     }
 

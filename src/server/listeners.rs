@@ -169,6 +169,12 @@ async fn serve_proxy(
     let Some(listener) = plan.listener(&name) else {
         return;
     };
+    if let Some(egress) = &listener.egress
+        && egress.protocol == crate::egress::ClientProtocol::Socks5
+    {
+        crate::egress::serve_socks5(stream, egress.clone(), peer).await;
+        return;
+    }
     let tls = listener
         .tls
         .as_ref()

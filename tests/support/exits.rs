@@ -976,3 +976,62 @@ pub async fn get_ok(client: &reqwest::Client, url: &str) -> Reply {
     assert_eq!(reply.status, 200, "GET {url}: {reply:?}");
     reply
 }
+
+// ---------------------------------------------------------------------------------------
+// A SOCKS5 client, by hand
+
+/// A minimal SOCKS5 client: greeting with `methods`, optional RFC 1929 credentials, then
+/// a request with command `command` for the raw address bytes `address` (ATYP first).
+/// Returns the stream and every reply byte read.
+pub async fn socks_handshake(
+    exit: SocketAddr,
+    methods: &[u8],
+    credentials: Option<(&str, &str)>,
+    command: u8,
+    address: &[u8],
+    port: u16,
+) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(exit).await.unwrap();
+    let mut greeting = vec![5, methods.len() as u8];
+    greeting.extend_from_slice(methods);
+    stream.write_all(&greeting).await.unwrap();
+    let mut replies = vec![0u8; 2];
+    stream.read_exact(&mut replies).await.unwrap();
+    if replies[1] == 0xff {
+        return (stream, replies);
+    }
+    if let Some((user, pass)) = credentials {
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.push(pass.len() as u8);
+        auth.extend_from_slice(pass.as_bytes());
+        stream.write_all(&auth).await.unwrap();
+        let mut status = [0u8; 2];
+        stream.read_exact(&mut status).await.unwrap();
+        replies.extend_from_slice(&status);
+        if status[1] != 0 {
+            return (stream, replies);
+        }
+    }
+    let mut request = vec![5, command, 0];
+    request.extend_from_slice(address);
+    request.extend_from_slice(&port.to_be_bytes());
+    stream.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).await.unwrap();
+    let rest = match reply[3] {
+        1 => 6,
+        4 => 18,
+        other => panic!("unexpected bound address type {other}"),
+    };
+    let mut bound = vec![0u8; rest];
+    stream.read_exact(&mut bound).await.unwrap();
+    replies.extend_from_slice(&reply);
+    (stream, replies)
+}
+
+pub fn domain(name: &str) -> Vec<u8> {
+    let mut address = vec![3, name.len() as u8];
+    address.extend_from_slice(name.as_bytes());
+    address
+}

@@ -131,3 +131,25 @@ impl JunctionProcess {
         assert!(status.success(), "kill -s {signal} failed");
     }
 }
+
+/// Runs `python3 -c script` (scripts/test installs it, `requests` and PySocks) and
+/// returns its output; fails the test when it fails.
+pub async fn python(script: &str) -> String {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output(),
+    )
+    .await
+    .expect("python3: nothing within 30 s")
+    .expect("python3 runs (scripts/test installs it, `requests` and PySocks)");
+    assert!(
+        output.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
