@@ -198,10 +198,9 @@ async fn three_instances_share_one_canary_through_redis() {
     let new_leader = leader_of(&mut processes).await;
     let takeover = killed.elapsed();
     eprintln!("lease taken over {takeover:?} after the leader was killed (lease {LEASE:?})");
-    assert!(
-        takeover <= LEASE + Duration::from_millis(400),
-        "takeover after {takeover:?}"
-    );
+    // The bound: the analysis moves within the lease (the key lives a tick
+    // less, and the others ask every tick).
+    assert!(takeover <= LEASE, "takeover after {takeover:?}");
     assert_eq!(
         metric(&processes[new_leader], "junction_fleet_leader").await,
         Some(1.0)

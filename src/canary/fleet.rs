@@ -196,7 +196,10 @@ impl Sync {
                     .await?;
             }
         }
-        let lease_ms = self.settings.lease.as_millis() as u64;
+        // The key lives a tick less than the lease: the holder renews it every tick, and
+        // when it dies the others, asking every tick, take it within the lease.
+        let held_for = self.settings.lease.saturating_sub(TICK);
+        let lease_ms = held_for.as_millis() as u64;
         let asked = Instant::now();
         let held: i64 = LEASE
             .key(format!("{}:canary:lease", self.settings.prefix))
@@ -208,7 +211,7 @@ impl Sync {
             if self.leader_until.is_none() {
                 tracing::info!(instance = %self.instance, "fleet: holding the canary analysis lease; this instance analyses");
             }
-            self.leader_until = Some(asked + self.settings.lease);
+            self.leader_until = Some(asked + held_for);
         } else {
             self.leader_until = None;
         }
