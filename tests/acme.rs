@@ -469,6 +469,34 @@ async fn a_listener_with_acme_serves_the_issued_certificate_by_sni_and_keeps_it_
     let (_, served) = fetch_secure(secure, &root, DOMAINS[1]).await;
     assert_eq!(served, issued_der);
     assert_eq!(upstream.requests(), DOMAINS.len() + 1);
+
+    // Changed settings replace the issuer; the new one reuses the stored certificate.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text.replace("ops@example.com", "security@example.com");
+    assert_ne!(changed, text);
+    std::fs::write(&config, changed).unwrap();
+    proxy.gateway.reload().await.expect("reload");
+    let replaced = proxy.gateway.acme_issuer("secure").unwrap();
+    assert!(
+        !Arc::ptr_eq(&replaced, &acme),
+        "changed settings kept the issuer"
+    );
+    let mut changes = replaced.published().changes();
+    tokio::time::timeout(Duration::from_secs(60), changes.wait_for(|&c| c >= 1))
+        .await
+        .expect("published within a minute")
+        .unwrap();
+    assert_eq!(
+        replaced.published().current().unwrap().serial,
+        issued.serial
+    );
+
+    // A listener that goes takes its issuer with it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without = &text[..text.find("[[listeners]]\nname = \"secure\"").unwrap()];
+    std::fs::write(&config, without).unwrap();
+    proxy.gateway.reload().await.expect("reload");
+    assert!(proxy.gateway.acme_issuer("secure").is_none());
 }
 
 #[tokio::test]
