@@ -355,3 +355,246 @@ async fn an_unreachable_acme_server_is_an_error_not_a_panic() {
     assert!(error.to_string().starts_with("ACME server"), "{error}");
     assert!(acme.published().current().is_none());
 }
+
+/// The config of a Junction whose TLS listener "secure" (at `secure.0`, 0 for any) has
+/// `tls.acme` with challenge `secure.1` for `DOMAINS` from `pebble`, stored in `acme`
+/// beside the config file; pebble checks HTTP-01 on the plain listener "public" at
+/// `http_port`.
+fn acme_listener_config(
+    pebble: &Pebble,
+    http_port: u16,
+    upstream: &str,
+    secure: (u16, Challenge),
+) -> String {
+    format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:{http_port}"
+
+[[listeners]]
+name = "secure"
+bind = "127.0.0.1:{secure_port}"
+tls = {{ acme = {{ directory = "{directory}", email = "ops@example.com", domains = {domains:?}, challenge = "{challenge}", storage = "acme", ca = "{ca}" }} }}
+
+[[pools]]
+name = "app"
+endpoints = [{{ url = "{upstream}" }}]
+
+[[routes]]
+name = "secure"
+listener = "secure"
+pool = "app"
+"#,
+        directory = pebble.directory,
+        domains = DOMAINS,
+        ca = pebble.api_ca().display(),
+        secure_port = secure.0,
+        challenge = secure.1.name(),
+    )
+}
+
+/// GET `/` on `name` at `addr` by a client that trusts only `root`: the upstream's
+/// name and the DER of the certificate the listener served.
+async fn fetch_secure(addr: SocketAddr, root: &str, name: &str) -> (String, Vec<u8>) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+        .tls_info(true)
+        .resolve(name, addr)
+        .build()
+        .unwrap();
+    let reply = client
+        .get(format!("https://{name}:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    let served = reply
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("the peer's certificate")
+        .to_vec();
+    (
+        reply.headers()["x-upstream"].to_str().unwrap().to_string(),
+        served,
+    )
+}
+
+#[tokio::test]
+async fn a_listener_with_acme_serves_the_issued_certificate_by_sni_and_keeps_it_across_reloads() {
+    let upstream = TestUpstream::named("app").start().await;
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, free_port(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("junction.toml");
+    std::fs::write(
+        &config,
+        acme_listener_config(&pebble, http_port, &upstream.url(), (0, Challenge::Http01)),
+    )
+    .unwrap();
+    // The listener starts without waiting for pebble; issuance runs behind it.
+    let proxy = support::proxy::RunningProxy::from_file(&config).await;
+    let acme = proxy
+        .gateway
+        .acme_issuer("secure")
+        .expect("an issuer for the listener");
+    let mut changes = acme.published().changes();
+    tokio::time::timeout(Duration::from_secs(60), changes.wait_for(|&c| c >= 1))
+        .await
+        .expect("issued within a minute")
+        .unwrap();
+    let issued = acme.published().current().unwrap();
+    let issued_der = issued.certified.cert[0].to_vec();
+
+    let root = pebble.issuer_root().await;
+    let secure = proxy.addr("secure");
+    for name in DOMAINS {
+        let (served_by, served) = fetch_secure(secure, &root, name).await;
+        assert_eq!(served_by, "app");
+        assert_eq!(served, issued_der, "{name} got another certificate");
+    }
+
+    // A reload with the same settings keeps the issuer, its certificate and its task:
+    // no new order, nothing published again.
+    proxy.gateway.reload().await.expect("reload");
+    let kept = proxy.gateway.acme_issuer("secure").unwrap();
+    assert!(Arc::ptr_eq(&kept, &acme), "the reload replaced the issuer");
+    assert_eq!(*kept.published().changes().borrow(), 1);
+    assert_eq!(kept.published().current().unwrap().serial, issued.serial);
+    let (_, served) = fetch_secure(secure, &root, DOMAINS[1]).await;
+    assert_eq!(served, issued_der);
+    assert_eq!(upstream.requests(), DOMAINS.len() + 1);
+
+    // Changed settings replace the issuer; the new one reuses the stored certificate.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text.replace("ops@example.com", "security@example.com");
+    assert_ne!(changed, text);
+    std::fs::write(&config, changed).unwrap();
+    proxy.gateway.reload().await.expect("reload");
+    let replaced = proxy.gateway.acme_issuer("secure").unwrap();
+    assert!(
+        !Arc::ptr_eq(&replaced, &acme),
+        "changed settings kept the issuer"
+    );
+    let mut changes = replaced.published().changes();
+    tokio::time::timeout(Duration::from_secs(60), changes.wait_for(|&c| c >= 1))
+        .await
+        .expect("published within a minute")
+        .unwrap();
+    assert_eq!(
+        replaced.published().current().unwrap().serial,
+        issued.serial
+    );
+
+    // A listener that goes takes its issuer with it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without = &text[..text.find("[[listeners]]\nname = \"secure\"").unwrap()];
+    std::fs::write(&config, without).unwrap();
+    proxy.gateway.reload().await.expect("reload");
+    assert!(proxy.gateway.acme_issuer("secure").is_none());
+}
+
+#[tokio::test]
+async fn a_listener_with_acme_answers_tls_alpn01_itself() {
+    let upstream = TestUpstream::named("app").start().await;
+    // HTTP-01 would go to a port nobody listens on: only the listener's own
+    // `acme-tls/1` handshakes can prove the names.
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(free_port(), tls_port, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("junction.toml");
+    let secure = (tls_port, Challenge::TlsAlpn01);
+    std::fs::write(
+        &config,
+        acme_listener_config(&pebble, http_port, &upstream.url(), secure),
+    )
+    .unwrap();
+    let proxy = support::proxy::RunningProxy::from_file(&config).await;
+    let acme = proxy.gateway.acme_issuer("secure").unwrap();
+    let mut changes = acme.published().changes();
+    tokio::time::timeout(Duration::from_secs(60), changes.wait_for(|&c| c >= 1))
+        .await
+        .expect("issued within a minute")
+        .unwrap();
+    let issued_der = acme.published().current().unwrap().certified.cert[0].to_vec();
+    let root = pebble.issuer_root().await;
+    let (served_by, served) = fetch_secure(proxy.addr("secure"), &root, DOMAINS[0]).await;
+    assert_eq!(served_by, "app");
+    assert_eq!(served, issued_der);
+    // The checks' connections never reached a route.
+    assert_eq!(upstream.requests(), 1);
+}
+
+/// A `tls` table with `acme` whose directory never answers (nothing listens on port 1).
+fn unreachable_acme(storage: &std::path::Path, certs: &str) -> String {
+    format!(
+        r#"{}
+tls = {{ {certs}acme = {{ directory = "https://127.0.0.1:1/dir", domains = {DOMAINS:?}, storage = {:?} }} }}
+
+[[pools]]
+name = "app"
+endpoints = [{{ url = "http://127.0.0.1:1" }}]
+
+[[routes]]
+name = "all"
+pool = "app"
+"#,
+        listeners_toml(),
+        storage.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn before_issuance_the_configured_default_serves_and_without_one_the_handshake_fails() {
+    let ca = support::certs::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fallback = ca.leaf(&["fallback.test"]);
+    let (cert, key) = fallback.write(dir.path(), "fallback");
+    let certs = format!("certs = [{{ cert = {cert:?}, key = {key:?} }}], ");
+    let proxy = TestProxy::from_toml(&unreachable_acme(&dir.path().join("acme"), &certs))
+        .start()
+        .await;
+    // The listener is up although the ACME server is not; an ACME name gets the
+    // configured default certificate until one is issued.
+    let addr = proxy.addr("public");
+    let served = support::certs::served_cert(addr, Some(DOMAINS[0]), support::certs::Offer::All)
+        .await
+        .unwrap();
+    assert_eq!(served, fallback.der);
+
+    let proxy = TestProxy::from_toml(&unreachable_acme(&dir.path().join("acme2"), ""))
+        .start()
+        .await;
+    let client = support::certs::https_client(&ca.pem(), &[DOMAINS[0]], proxy.addr("public"));
+    let refused = client
+        .get(format!(
+            "https://{}:{}/",
+            DOMAINS[0],
+            proxy.addr("public").port()
+        ))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[test]
+fn acme_errors_in_a_listener_name_the_key_and_the_line() {
+    let text = format!(
+        "{}tls = {{ acme = {{ directory = \"http://acme.example/dir\", domains = [\"a.example.com\"], storage = \"s\" }} }}\n",
+        listeners_toml()
+    );
+    let errors = junction::config::checking(|context| {
+        junction::config::load_str(&text, std::path::Path::new("."), context)
+    })
+    .err()
+    .expect("refused");
+    let error = &errors.0[0];
+    assert_eq!(error.path, "listeners[0].tls.acme.directory", "{errors}");
+    assert!(error.message.contains("https://"), "{errors}");
+    assert_eq!(error.line, Some(8), "{errors}");
+}

@@ -170,6 +170,13 @@ impl AcmeResolver {
 
 impl ResolvesServerCert for AcmeResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        crate::tls::AcmeCertificates::certificate(self, &hello)
+    }
+}
+
+/// How a listener's SNI resolver asks for the certificate of its ACME domains.
+impl crate::tls::AcmeCertificates for AcmeResolver {
+    fn certificate(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let acme_tls = hello
             .alpn()
             .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));

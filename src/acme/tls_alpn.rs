@@ -14,7 +14,7 @@ use super::AcmeError;
 
 /// The ALPN protocol an ACME server offers when it checks TLS-ALPN-01; a listener that
 /// serves an `acme` section with this challenge must list it in its ALPN protocols.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub const ACME_TLS_ALPN: &[u8] = crate::tls::ACME_TLS_ALPN;
 
 /// Domain → challenge certificate, for the orders in flight. Reads take no lock.
 #[derive(Default)]

@@ -1,30 +1,12 @@
-//! The `acme` key of a TLS listener (`[listeners.tls] acme = { ... }`): its serde spec,
-//! checked once at load into `acme::AcmeSettings`, every error naming its key path.
-//! Not yet read by the listener TLS section (docs/acme.md, "Wiring").
+//! The `acme` key of a TLS listener (`[listeners.tls] acme = { ... }`): its serde spec
+//! (`spec::AcmeSpec`) checked once at load into `acme::AcmeSettings`, every error naming
+//! its key path. Called by `config::tls`; nothing is fetched at load.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::checks::{Errors, resolve};
+use super::spec::AcmeSpec;
 use crate::acme::{AcmeSettings, Challenge};
-
-/// `acme = { directory, email, domains, challenge, storage, ca }` as written.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcmeSpec {
-    /// The ACME directory URL, `https://...`.
-    pub directory: String,
-    pub email: Option<String>,
-    pub domains: Vec<String>,
-    /// `"http-01"` (default) or `"tls-alpn-01"`.
-    pub challenge: Option<String>,
-    /// Directory for the account key, certificate chain and key (relative to the config
-    /// file's directory).
-    pub storage: String,
-    /// A PEM root for the directory's HTTPS instead of the system roots (a private CA).
-    pub ca: Option<String>,
-}
 
 /// Checks `spec` (found at key path `path`); every problem goes to `errors`.
 pub fn compile_acme(

@@ -361,16 +361,19 @@ fn compile_listeners(
                 ));
             }
         }
-        let tls = listener.tls.as_ref().and_then(|tls| {
-            super::tls::compile_listener_tls(
-                &listener.name,
-                tls,
-                base,
-                &format!("{path}.tls"),
-                errors,
-            )
-            .map(Arc::new)
-        });
+        let (tls, acme) = listener
+            .tls
+            .as_ref()
+            .and_then(|tls| {
+                super::tls::compile_listener_tls(
+                    &listener.name,
+                    tls,
+                    base,
+                    &format!("{path}.tls"),
+                    errors,
+                )
+            })
+            .map_or((None, None), |(tls, acme)| (Some(Arc::new(tls)), acme));
         let trusted_proxies = parse_cidrs(
             &listener.trusted_proxies,
             &format!("{path}.trusted_proxies"),
@@ -446,6 +449,7 @@ fn compile_listeners(
             let plan = ListenerPlan {
                 bind,
                 tls,
+                acme,
                 max_connections_per_client,
                 gateway: Arc::new(gateway),
                 egress: None,

@@ -72,6 +72,7 @@ pub(super) fn compile_egress(
         let listener = ListenerPlan {
             bind,
             tls: None,
+            acme: None,
             max_connections_per_client: None,
             gateway: Arc::new(GatewayListener {
                 name: egress.name.as_str().into(),

@@ -45,6 +45,9 @@ pub use crate::routing::{BodyTimeouts, DEFAULT_MAX_REQUEST_HEAD, GatewayListener
 pub struct ListenerPlan {
     pub bind: SocketAddr,
     pub tls: Option<Arc<crate::tls::ListenerTls>>,
+    /// The listener's `tls.acme` section: the gateway keeps its issuer across reloads
+    /// and plugs it into `tls.certs`.
+    pub acme: Option<crate::acme::AcmeSettings>,
     pub max_connections_per_client: Option<u32>,
     pub gateway: Arc<GatewayListener>,
     /// Set for `[[egress]]` listeners: a forward proxy instead of routes.

@@ -310,6 +310,26 @@ pub struct TlsSpec {
     pub watch: Option<String>,
     /// Client certificates (mTLS), verified against a CA.
     pub client_auth: Option<ClientAuthSpec>,
+    /// A certificate obtained by ACME for its domains (docs/acme.md), with or
+    /// without `cert`/`certs` for other names.
+    pub acme: Option<AcmeSpec>,
+}
+
+/// `acme = { directory, email, domains, challenge, storage, ca }` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSpec {
+    /// The ACME directory URL, `https://...`.
+    pub directory: String,
+    pub email: Option<String>,
+    pub domains: Vec<String>,
+    /// `"http-01"` (default) or `"tls-alpn-01"`.
+    pub challenge: Option<String>,
+    /// Directory for the account key, certificate chain and key (relative to the config
+    /// file's directory).
+    pub storage: String,
+    /// A PEM root for the directory's HTTPS instead of the system roots (a private CA).
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::acme::compile_acme;
 use super::checks::{Errors, resolve};
 use super::plan::ListenerPlan;
 use super::spec::{ConfigSpec, PoolSpec, PoolTlsSpec, TlsSpec};
+use crate::acme::{AcmeSettings, Challenge};
 use crate::tls::resolver::LoadError;
 use crate::tls::{CertFiles, ListenerTls, SniResolver};
 use crate::units::parse_duration;
@@ -23,15 +25,21 @@ const DEFAULT_IDENTITY_HEADER: &str = "x-junction-client-identity";
 /// How often certificate files are looked at when `watch` is not set.
 const DEFAULT_WATCH: Duration = Duration::from_secs(10);
 
-/// The TLS of listener `name` (at key path `path`), or `None` with its errors pushed.
+/// The TLS of listener `name` (at key path `path`) and its ACME settings, or `None`
+/// with its errors pushed.
 pub(super) fn compile_listener_tls(
     name: &str,
     spec: &TlsSpec,
     base: &Path,
     path: &str,
     errors: &mut Errors,
-) -> Option<ListenerTls> {
+) -> Option<(ListenerTls, Option<AcmeSettings>)> {
     let before = errors.len();
+    // Checked only: nothing is fetched (`junction check` must pass offline).
+    let acme = spec
+        .acme
+        .as_ref()
+        .and_then(|acme| compile_acme(acme, &format!("{path}.acme"), base, errors));
     // (key path prefix of the entry, its files)
     let mut entries: Vec<(String, CertFiles)> = Vec::new();
     match (&spec.cert, &spec.key) {
@@ -55,10 +63,10 @@ pub(super) fn compile_listener_tls(
             },
         ));
     }
-    if entries.is_empty() && errors.len() == before {
+    if entries.is_empty() && spec.acme.is_none() && errors.len() == before {
         errors.push((
             path.to_string(),
-            "TLS needs a certificate: cert and key, or certs = [{ cert, key }, ...]".into(),
+            "TLS needs a certificate: cert and key, certs = [{ cert, key }, ...], or acme = { ... }".into(),
         ));
     }
     let watch = match spec.watch.as_deref() {
@@ -83,7 +91,8 @@ pub(super) fn compile_listener_tls(
         return None;
     }
     let (prefixes, files): (Vec<String>, Vec<CertFiles>) = entries.into_iter().unzip();
-    let certs = match SniResolver::load(files, spec.default.clone()) {
+    let acme_domains = acme.as_ref().map_or(Vec::new(), |a| a.domains.clone());
+    let certs = match SniResolver::load(files, spec.default.clone(), acme_domains) {
         Ok(certs) => Arc::new(certs),
         Err(LoadError::Cert(i, error)) => {
             errors.push((
@@ -110,13 +119,19 @@ pub(super) fn compile_listener_tls(
         }
         None => None,
     };
-    match crate::tls::server_config(name, certs.clone(), verifier) {
-        Ok(config) => Some(ListenerTls {
-            config,
-            certs,
-            watch,
-            client_auth: spec.client_auth.is_some(),
-        }),
+    let tls_alpn = acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == Challenge::TlsAlpn01);
+    match crate::tls::server_config(name, certs.clone(), verifier, tls_alpn) {
+        Ok(config) => Some((
+            ListenerTls {
+                config,
+                certs,
+                watch,
+                client_auth: spec.client_auth.is_some(),
+            },
+            acme,
+        )),
         Err(message) => {
             errors.push((path.to_string(), message));
             None
@@ -210,7 +225,7 @@ pub(super) fn warnings(spec: &ConfigSpec, listeners: &[&ListenerPlan], now: i64)
             let covered = if host.starts_with("*.") {
                 set.certs.iter().any(|c| c.names.contains(&host))
             } else {
-                set.serves(&host)
+                set.serves(&host) || tls.certs.acme_domains().contains(&host)
             };
             if !covered {
                 warnings.push((

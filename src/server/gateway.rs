@@ -94,6 +94,8 @@ pub struct Gateway {
     cert_watchers: Mutex<super::cert_watch::Watchers>,
     /// HTTP-01 tokens of ACME orders in flight, answered on every listener.
     acme_answers: Arc<Http01Answers>,
+    /// One ACME issuer per listener with `tls.acme`, kept across reloads.
+    acme_issuers: Mutex<super::acme_issuers::Issuers>,
     /// Listening sockets handed over by the process this one replaces, waiting for the
     /// listener that takes them (see `upgrade`).
     inherited: Mutex<Vec<HandedSocket>>,
@@ -182,6 +184,16 @@ impl Gateway {
         &self.acme_answers
     }
 
+    /// The ACME issuer of TLS listener `listener` (its `tls.acme` section), if it has one
+    /// running: `published()` is what the listener serves for its domains.
+    pub fn acme_issuer(&self, listener: &str) -> Option<Arc<crate::acme::Acme>> {
+        self.acme_issuers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(listener)
+            .map(|(acme, _)| acme.clone())
+    }
+
     /// Loads the config file and builds a gateway (not yet listening).
     pub fn from_file(path: PathBuf, rng: Arc<SplitMix>) -> Result<Arc<Self>, ConfigErrors> {
         Self::from_file_handed(path, rng, None)
@@ -262,6 +274,7 @@ impl Gateway {
             canaries: Mutex::new(HashMap::new()),
             cert_watchers: Mutex::new(HashMap::new()),
             acme_answers: Http01Answers::new(),
+            acme_issuers: Mutex::new(HashMap::new()),
             inherited: Mutex::new(Vec::new()),
             fleet: Mutex::new(None),
         })
@@ -549,7 +562,12 @@ impl Gateway {
             return Err(error);
         }
 
-        // 2. Swap.
+        // 2. Swap (the new resolvers get their ACME issuers before any handshake).
+        super::acme_issuers::supervise(
+            &mut self.acme_issuers.lock().unwrap_or_else(|p| p.into_inner()),
+            plan,
+            &self.acme_answers,
+        );
         self.plan.store(plan.clone());
         self.registry.adopt(plan.endpoint_states());
         self.telemetry.set_metrics_enabled(plan.metrics_enabled);
@@ -688,6 +706,7 @@ impl Gateway {
         {
             task.abort();
         }
+        super::acme_issuers::stop(&mut self.acme_issuers.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some((_, task)) = self.fleet.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }

@@ -196,6 +196,12 @@ async fn serve_proxy(
         Some((config, client_auth)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream))
+                    if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) =>
+                {
+                    // A TLS-ALPN-01 check: the handshake was the answer; no HTTP on it.
+                    tracing::debug!(%peer, "acme-tls/1 handshake answered; closing");
+                }
                 Ok(Ok(stream)) => {
                     // rustls verified the chain; only the leaf's names are read here.
                     let identity = client_auth

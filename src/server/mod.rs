@@ -2,6 +2,7 @@
 //! listeners that accept connections and serve HTTP/1.1 and HTTP/2 on them, and the
 //! process lifecycle (signals, graceful drain, binary upgrades, systemd readiness).
 
+mod acme_issuers;
 mod cert_watch;
 mod gateway;
 mod listeners;

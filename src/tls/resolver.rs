@@ -7,11 +7,30 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::certificate::{self, CertError, CertFiles, Certificate, name_matches};
+
+/// The ALPN protocol of TLS-ALPN-01 checks (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Certificates obtained by ACME for some of a listener's names (the `acme` layer
+/// implements it; this layer only asks): the issued certificate, or for a ClientHello
+/// offering `acme-tls/1` a challenge certificate; `None` while there is none.
+pub trait AcmeCertificates: std::fmt::Debug + Send + Sync {
+    fn certificate(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>>;
+}
+
+/// The `acme` section of a listener as its resolver sees it: its domains, and the
+/// certificates once the gateway has plugged its issuer in (it outlives reloads, the
+/// resolver does not).
+#[derive(Debug)]
+struct AcmeRoute {
+    domains: Vec<String>,
+    issuer: ArcSwapOption<Box<dyn AcmeCertificates>>,
+}
 
 /// The certificates of a listener at one moment.
 pub struct CertSet {
@@ -44,6 +63,15 @@ impl CertSet {
         // ECDSA first: smaller and faster handshakes for the clients that take it.
         for slot in exact.values_mut().chain(wildcard.values_mut()) {
             slot.sort_by_key(|&i| certs[i].kind);
+        }
+        if certs.is_empty() && default.is_none() {
+            // Only ACME certificates: no default until issued (handshakes fail).
+            return Ok(CertSet {
+                certs,
+                exact,
+                wildcard,
+                default: Vec::new(),
+            });
         }
         let default = match default {
             Some(name) => {
@@ -128,6 +156,7 @@ pub struct SniResolver {
     /// Per certificate, the digest of files a reload refused: counted once, not at
     /// every poll while they stay broken.
     refused: Mutex<Vec<Option<[u8; 32]>>>,
+    acme: Option<AcmeRoute>,
 }
 
 impl std::fmt::Debug for SniResolver {
@@ -149,7 +178,18 @@ pub struct Refresh {
 
 impl SniResolver {
     /// Loads every certificate; the first error fails the whole (a config error).
-    pub fn load(files: Vec<CertFiles>, default: Option<String>) -> Result<Self, LoadError> {
+    /// `acme_domains` are served by the ACME issuer plugged in with `set_acme` (then
+    /// `files` may be empty).
+    pub fn load(
+        files: Vec<CertFiles>,
+        default: Option<String>,
+        acme_domains: Vec<String>,
+    ) -> Result<Self, LoadError> {
+        if files.is_empty() && acme_domains.is_empty() {
+            return Err(LoadError::Default(
+                "a listener's TLS needs at least one certificate".into(),
+            ));
+        }
         let mut certs = Vec::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
             let cert = certificate::load(f).map_err(|e| LoadError::Cert(i, e))?;
@@ -161,7 +201,52 @@ impl SniResolver {
             refused: Mutex::new(vec![None; files.len()]),
             files,
             default,
+            acme: (!acme_domains.is_empty()).then(|| AcmeRoute {
+                domains: acme_domains,
+                issuer: ArcSwapOption::empty(),
+            }),
         })
+    }
+
+    /// The names the ACME section of this listener is for (empty: none).
+    pub fn acme_domains(&self) -> &[String] {
+        self.acme.as_ref().map_or(&[], |acme| &acme.domains)
+    }
+
+    /// Plugs in the issuer of the listener's ACME certificate (ignored without an ACME
+    /// section): its domains are then served from it as soon as it has one.
+    pub fn set_acme(&self, issuer: Box<dyn AcmeCertificates>) {
+        if let Some(acme) = &self.acme {
+            acme.issuer.store(Some(Arc::new(issuer)));
+        }
+    }
+
+    /// For a name of the ACME section: its certificate, if issued. `Err` when the
+    /// client is an ACME server checking TLS-ALPN-01 and there is no challenge
+    /// certificate: it must not be given another certificate.
+    fn acme_certificate(
+        &self,
+        name: Option<&str>,
+        hello: &ClientHello<'_>,
+    ) -> Result<Option<Arc<CertifiedKey>>, ()> {
+        let Some(acme) = &self.acme else {
+            return Ok(None);
+        };
+        if !name.is_some_and(|n| acme.domains.iter().any(|d| d == n)) {
+            return Ok(None);
+        }
+        let challenge = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        let found = acme
+            .issuer
+            .load()
+            .as_ref()
+            .and_then(|issuer| issuer.certificate(hello));
+        match found {
+            None if challenge => Err(()),
+            found => Ok(found),
+        }
     }
 
     /// The certificates in force.
@@ -228,11 +313,15 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let set = self.set.load();
-        match hello.server_name() {
-            Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
-                set.pick(Some(&name.to_ascii_lowercase()), &hello)
-            }
-            name => set.pick(name, &hello),
+        let lower = hello
+            .server_name()
+            .filter(|name| name.bytes().any(|b| b.is_ascii_uppercase()))
+            .map(str::to_ascii_lowercase);
+        let name = lower.as_deref().or(hello.server_name());
+        match self.acme_certificate(name, &hello) {
+            Ok(Some(issued)) => Some(issued),
+            Ok(None) => set.pick(name, &hello),
+            Err(()) => None,
         }
     }
 }

@@ -42,11 +42,13 @@ fn ticketer(listener: &str) -> Result<Arc<dyn ProducesTickets>, String> {
     Ok(ticketer)
 }
 
-/// The server config of listener `listener` serving `certs`.
+/// The server config of listener `listener` serving `certs`; `acme_tls_alpn` adds
+/// ALPN `acme-tls/1` for TLS-ALPN-01 checks.
 pub fn server_config(
     listener: &str,
     certs: Arc<SniResolver>,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    acme_tls_alpn: bool,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
@@ -57,6 +59,11 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme_tls_alpn {
+        // Only ACME servers offer it; the listener closes such connections after the
+        // handshake.
+        config.alpn_protocols.push(super::ACME_TLS_ALPN.to_vec());
+    }
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     config.ticketer = ticketer(listener)?;
     Ok(Arc::new(config))
