@@ -136,14 +136,14 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default();
     format!(
         "{}.{:03}Z",
-        format_second(since_epoch.as_secs()),
+        format_second(since_epoch.as_secs() as i64),
         since_epoch.subsec_millis()
     )
 }
 
-/// "YYYY-MM-DDTHH:MM:SS" (UTC) of a Unix second.
-pub fn format_second(seconds: u64) -> String {
-    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+/// "YYYY-MM-DDTHH:MM:SS" (UTC) of a Unix second (before 1970 too: certificates).
+pub fn format_second(seconds: i64) -> String {
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -484,7 +484,7 @@ impl JsonLine {
             if cache.0 != since_epoch.as_secs() || cache.1.is_empty() {
                 *cache = (
                     since_epoch.as_secs(),
-                    crate::units::format_second(since_epoch.as_secs()),
+                    crate::units::format_second(since_epoch.as_secs() as i64),
                 );
             }
             self.text.push(b'"');
