@@ -48,10 +48,3 @@ pub(super) fn supervise(issuers: &mut Issuers, plan: &Plan, answers: &Arc<Http01
         keep
     });
 }
-
-/// Stops every issuer (shutdown).
-pub(super) fn stop(issuers: &mut Issuers) {
-    for (_, (_, task)) in issuers.drain() {
-        task.abort();
-    }
-}

@@ -332,14 +332,7 @@ impl Gateway {
     /// `resume_after_failed_handover` undoes the stop.
     pub(super) async fn handover_snapshot(&self) -> (Vec<HandedSocket>, crate::canary::StateFile) {
         let _serialised = self.reload_lock.lock().await;
-        for (_, (_, task)) in self
-            .canaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            task.abort();
-        }
+        abort_tasks(&self.canaries);
         let mut sockets = Vec::new();
         let copy = |name: &str, running: &Running, sockets: &mut Vec<HandedSocket>| match running
             .socket
@@ -674,39 +667,11 @@ impl Gateway {
             // The successor saves the state from now on.
             self.controls.set_state_file(None);
         }
-        for (_, (_, task)) in self
-            .checkers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            task.abort();
-        }
-        for (_, (_, task)) in self
-            .pollers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            task.abort();
-        }
-        for (_, (_, task)) in self
-            .canaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            task.abort();
-        }
-        for (_, (_, task)) in self
-            .cert_watchers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-        {
-            task.abort();
-        }
-        super::acme_issuers::stop(&mut self.acme_issuers.lock().unwrap_or_else(|p| p.into_inner()));
+        abort_tasks(&self.checkers);
+        abort_tasks(&self.pollers);
+        abort_tasks(&self.canaries);
+        abort_tasks(&self.cert_watchers);
+        abort_tasks(&self.acme_issuers);
         if let Some((_, task)) = self.fleet.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
@@ -759,5 +724,14 @@ impl Gateway {
     /// Time a shutdown would wait for in-flight requests.
     pub fn shutdown_grace(&self) -> Duration {
         self.plan().shutdown_grace
+    }
+}
+
+/// Aborts and forgets every task of a per-key task table (health checkers, load polls,
+/// canary analyses, certificate watchers, ACME issuers).
+fn abort_tasks<K, V>(tasks: &Mutex<HashMap<K, (V, JoinHandle<()>)>>) {
+    let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, (_, task)) in tasks.drain() {
+        task.abort();
     }
 }
