@@ -1,6 +1,6 @@
 //! The `junction` command: run a config, check one, or start the built-in demo.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -128,6 +128,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The CA of egress TLS interception.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// API key tools.
     Key {
         #[command(subcommand)]
@@ -216,6 +221,24 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Write a new CA (ECDSA P-256, CA:true, keyCertSign) for `intercept.ca`: the
+    /// certificate for clients to trust, and its key (mode 0600).
+    Init {
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The CA's common name, as clients' trust stores show it.
+        #[arg(long, default_value = "Junction interception CA")]
+        name: String,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Print the SHA-256 of an API key, the form the config stores it in.
     Hash { key: String },
@@ -276,6 +299,28 @@ fn main() -> ExitCode {
             let file = file.or(file_option).unwrap_or_default();
             verify_audit(&file, key_env, key_file, no_anchor)
         }
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    cert,
+                    key,
+                    name,
+                    force,
+                },
+        } => match ca_init(&cert, &key, &name, force) {
+            Ok(()) => {
+                println!(
+                    "wrote the CA certificate to {} and its key to {}; clients trust the certificate",
+                    cert.display(),
+                    key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("junction ca init: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Key {
             command: KeyCommand::Hash { key },
         } => {
@@ -728,4 +773,44 @@ fn with_runtime(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `junction ca init`: both files, or neither (an existing file is kept unless `force`).
+fn ca_init(cert: &Path, key: &Path, name: &str, force: bool) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if !force {
+        for path in [cert, key] {
+            if path.exists() {
+                return Err(format!(
+                    "{} exists; pass --force to replace it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let ca = junction::tls::authority::generate_authority(name)?;
+    let write = |path: &Path, text: &str, mode: u32| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).mode(mode);
+        if force {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let mut file = options
+            .open(path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if force {
+            // An existing file keeps its mode on open; the key must not stay readable.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+        }
+        file.write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write(key, &ca.key_pem, 0o600)?;
+    write(cert, &ca.cert_pem, 0o644)
 }

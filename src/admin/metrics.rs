@@ -651,7 +651,7 @@ impl Collector for Scrape {
         family(
             &mut encoder,
             "junction_egress_requests",
-            "Egress attempts by exit and outcome (ok, banned, exit_error, tunnel_refused, site_error), and requests refused before any exit (exit=\"none\"; outcome: denied, unauthorized, politeness, robots, no_exit, unknown_region, too_many_tunnels, bad_request).",
+            "Egress attempts by exit and outcome (ok, banned, exit_error, tunnel_refused, site_error, upstream_certificate_invalid), and requests refused before any exit (exit=\"none\"; outcome: denied, unauthorized, politeness, robots, no_exit, unknown_region, too_many_tunnels, bad_request, client_rejected_certificate, client_tls_failed).",
             None,
             MetricType::Counter,
             |m| {

@@ -8,12 +8,13 @@ use std::time::Duration;
 use super::CompileContext;
 use super::checks::{Errors, duration_or, parse_addr};
 use super::plan::{GatewayListener, ListenerPlan};
-use super::spec::{ConfigSpec, EgressSpec};
+use super::spec::{ConfigSpec, EgressSpec, InterceptSpec};
 use crate::egress::adaptive::{AdaptiveRules, Throttle};
 use crate::egress::bans::BanRules;
 use crate::egress::client_auth::{Secret, User, Users};
 use crate::egress::exits::{ExitSource, ExitUrl};
 use crate::egress::fleet::FleetState;
+use crate::egress::intercept::Intercept;
 use crate::egress::politeness::{HostLimits, Politeness};
 use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
@@ -22,6 +23,7 @@ use crate::egress::{
     ClientProtocol, Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule,
 };
 use crate::routing::{Glob, Route, RouteTable};
+use crate::tls::authority::{Authority, AuthorityError};
 use crate::units::{parse_byte_size, parse_rate};
 use crate::upstream::Protocol;
 
@@ -421,7 +423,12 @@ fn compile_parts(
             }
         }
     });
+    let intercept = egress
+        .intercept
+        .as_ref()
+        .and_then(|spec| compile_intercept(spec, &format!("{path}.intercept"), base, errors));
     Some(EgressParts {
+        intercept,
         fleet,
         verify,
         protocol,
@@ -439,6 +446,62 @@ fn compile_parts(
         ban,
         limits,
     })
+}
+
+/// `intercept`: the host globs, the CA (a CA whose key is the key given), and the
+/// trust in sites' certificates.
+fn compile_intercept(
+    spec: &InterceptSpec,
+    key: &str,
+    base: &Path,
+    errors: &mut Errors,
+) -> Option<Intercept> {
+    if spec.hosts.is_empty() {
+        errors.push((
+            format!("{key}.hosts"),
+            "lists no host: name the hosts to intercept (\"*.example.org\")".into(),
+        ));
+    }
+    let mut hosts = Vec::with_capacity(spec.hosts.len());
+    for (i, host) in spec.hosts.iter().enumerate() {
+        let host = host.trim();
+        if host.is_empty() || host.contains(['/', ' ']) {
+            errors.push((
+                format!("{key}.hosts[{i}]"),
+                format!("{host:?} is not a host glob"),
+            ));
+            continue;
+        }
+        hosts.push(Glob::new(
+            host.trim_start_matches('[').trim_end_matches(']'),
+            true,
+        ));
+    }
+    let path_of = |file: &str| base.join(file).to_string_lossy().into_owned();
+    let authority = match Authority::load(&path_of(&spec.ca.cert), &path_of(&spec.ca.key)) {
+        Ok(authority) => Some(Arc::new(authority)),
+        Err(AuthorityError::Cert(error)) => {
+            errors.push((format!("{key}.ca.cert"), error));
+            None
+        }
+        Err(AuthorityError::Key(error)) => {
+            errors.push((format!("{key}.ca.key"), error));
+            None
+        }
+    };
+    let upstream_ca = spec.upstream_ca.as_deref().map(&path_of);
+    let upstream_tls = match crate::upstream::client_config(upstream_ca.as_deref(), Protocol::H2) {
+        Ok(config) => {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(Arc::new(config))
+        }
+        Err(error) => {
+            errors.push((format!("{key}.upstream_ca"), error));
+            None
+        }
+    };
+    Some(Intercept::new(hosts, authority?, upstream_tls?))
 }
 
 /// `honour_retry_after`, `max_retry_after` and `per_host` (AutoThrottle).

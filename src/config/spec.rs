@@ -825,6 +825,8 @@ pub struct EgressSpec {
     pub per_host: Option<PerHostSpec>,
     /// Exit verification through an echo URL answering the caller's address.
     pub verify: Option<VerifySpec>,
+    /// TLS interception of tunnels to listed hosts (docs/egress.md#tls-interception).
+    pub intercept: Option<InterceptSpec>,
     /// Where rests after bans are kept: `{ backend = "redis://..." }` shares them with
     /// the fleet (default: this instance only).
     pub state: Option<EgressStateSpec>,
@@ -874,6 +876,25 @@ pub struct EgressUserSpec {
 pub struct EgressStateSpec {
     /// `"local"` (default) or a `redis://` / `rediss://` URL.
     pub backend: String,
+}
+
+/// `intercept = { hosts = ["*.example.org"], ca = { cert = "ca.pem", key = "ca.key" } }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptSpec {
+    /// Host globs whose tunnels are intercepted; other hosts tunnel end to end.
+    pub hosts: Vec<String>,
+    /// The CA that signs the leaf certificates clients are shown (`junction ca init`).
+    pub ca: InterceptCaSpec,
+    /// PEM file of CAs trusted for sites' certificates, instead of the system roots.
+    pub upstream_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptCaSpec {
+    pub cert: String,
+    pub key: String,
 }
 
 /// `verify = { url = "http://echo.example/ip", interval = "5m", timeout = "10s" }`.

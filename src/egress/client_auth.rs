@@ -24,7 +24,7 @@ pub struct User {
 }
 
 /// What a request's proxy credentials and headers say.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClientChoice {
     /// The user name without its parameters.
     pub user: Option<String>,

@@ -66,18 +66,13 @@ impl OpenTunnel {
     }
 }
 
-/// Opens a tunnel to an admitted destination: the client's tunnel slot, the host's
-/// politeness turn, then exits in rotation until one opens it (an exit that refuses
-/// rests for the host; one that cannot be reached is probed).
-pub(super) async fn open_site_tunnel(
-    plan: &Arc<EgressPlan>,
+/// One of the client's `max_tunnels_per_client` tunnel slots (intercepted tunnels hold
+/// one too).
+pub(super) fn tunnel_slot(
+    plan: &EgressPlan,
     peer: SocketAddr,
-    admitted: Admitted,
-    record: &mut Record,
-) -> Result<OpenTunnel, ProxyStatus> {
-    let Admitted { choice, host, port } = admitted;
-    let slot = plan
-        .tunnels
+) -> Result<crate::security::client_slots::ClientSlot, ProxyStatus> {
+    plan.tunnels
         .take(peer.ip(), Some(plan.limits.max_tunnels_per_client))
         .ok_or_else(|| {
             ProxyStatus::new(
@@ -89,7 +84,48 @@ pub(super) async fn open_site_tunnel(
                     plan.limits.max_tunnels_per_client
                 ),
             )
-        })?;
+        })
+}
+
+/// What a tunnel that did not open says of its exit: one that cannot be reached is
+/// marked so (and probed), one that refused rests for the host.
+pub(super) fn dial_failed(
+    plan: &EgressPlan,
+    exit: &Arc<Exit>,
+    host: &str,
+    error: &DialError,
+) -> EgressOutcome {
+    match error {
+        DialError::ExitUnreachable(_) => {
+            exit.mark_unreachable(plan.limits.probe_interval, plan.limits.connect_timeout);
+            EgressOutcome::ExitError
+        }
+        DialError::Refused(_) => {
+            let rest = exit.cool_down(
+                host,
+                plan.ban.cooldown,
+                plan.ban.max_cooldown,
+                plan.rotator.rng(),
+                Instant::now(),
+            );
+            plan.share_rest(exit, host, rest);
+            EgressOutcome::TunnelRefused
+        }
+        DialError::Site(_) | DialError::Timeout(_) => EgressOutcome::SiteError,
+    }
+}
+
+/// Opens a tunnel to an admitted destination: the client's tunnel slot, the host's
+/// politeness turn, then exits in rotation until one opens it (an exit that refuses
+/// rests for the host; one that cannot be reached is probed).
+pub(super) async fn open_site_tunnel(
+    plan: &Arc<EgressPlan>,
+    peer: SocketAddr,
+    admitted: Admitted,
+    record: &mut Record,
+) -> Result<OpenTunnel, ProxyStatus> {
+    let Admitted { choice, host, port } = admitted;
+    let slot = tunnel_slot(plan, peer)?;
     let permit = polite_turn(plan, &host).await?;
     let session = client_session(plan, peer, &choice);
     let mut ask = Ask {
@@ -127,28 +163,7 @@ pub(super) async fn open_site_tunnel(
         let site = match opened {
             Ok(site) => site,
             Err(error) => {
-                let outcome = match &error {
-                    DialError::ExitUnreachable(_) => {
-                        exit.mark_unreachable(
-                            plan.limits.probe_interval,
-                            plan.limits.connect_timeout,
-                        );
-                        EgressOutcome::ExitError
-                    }
-                    DialError::Refused(_) => {
-                        let now = Instant::now();
-                        let rest = exit.cool_down(
-                            &host,
-                            plan.ban.cooldown,
-                            plan.ban.max_cooldown,
-                            plan.rotator.rng(),
-                            now,
-                        );
-                        plan.share_rest(&exit, &host, rest);
-                        EgressOutcome::TunnelRefused
-                    }
-                    DialError::Site(_) | DialError::Timeout(_) => EgressOutcome::SiteError,
-                };
+                let outcome = dial_failed(plan, &exit, &host, &error);
                 exit.counters.count(outcome);
                 tracing::debug!(exit = %exit.name, %host, %error, "tunnel not opened");
                 last_error = Some(format!("{}: {error}", exit.name));

@@ -1,7 +1,9 @@
 //! Plain-HTTP requests through an exit: sent in origin form (direct, SOCKS5) or
 //! absolute form (HTTP proxy exits, with their credentials), checked for bans, and
 //! sent again through another exit when the exit is banned or fails and the request
-//! can be replayed (idempotent, no body).
+//! can be replayed (idempotent, no body). Intercepted `https://` requests (see
+//! `intercept`) go through the same steps; only how an attempt reaches the site differs
+//! ([`Origin`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,16 +40,47 @@ use crate::upstream::{SendError, UpstreamBody};
 const ROBOTS_MAX_BYTES: usize = 500 * 1024;
 
 /// What went wrong with one attempt, and whether another exit may help.
-struct Failed {
-    /// None: the request itself is refused (a destination rule), whatever the exit.
-    outcome: Option<EgressOutcome>,
-    status: ProxyStatus,
+pub(super) struct Failed {
+    /// None: the request itself is refused (a destination rule, a site certificate that
+    /// does not verify), whatever the exit.
+    pub(super) outcome: Option<EgressOutcome>,
+    pub(super) status: ProxyStatus,
+}
+
+/// How an attempt reaches the site through its exit: plain HTTP by the exit's client,
+/// or TLS to the site through a tunnel the exit opens (an intercepted `CONNECT`).
+pub(super) enum Origin<'a> {
+    Plain,
+    Tls(&'a super::intercept::SiteConnections),
+}
+
+impl Origin<'_> {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Origin::Plain => "http",
+            Origin::Tls(_) => "https",
+        }
+    }
+
+    async fn send(
+        &self,
+        plan: &EgressPlan,
+        exit: &Arc<Exit>,
+        host: &str,
+        port: u16,
+        request: Request<ProxyBody>,
+    ) -> Result<crate::upstream::Sent, Failed> {
+        match self {
+            Origin::Plain => send_via(plan, exit, host, port, request).await,
+            Origin::Tls(sites) => sites.send(plan, exit, host, port, request).await,
+        }
+    }
 }
 
 /// The gateway's entry rules that a forward proxy shares: a `Connection` list may not
 /// name the framing or `Host`, and a `Host` must agree with the target's authority, the
 /// site that admission, politeness and robots.txt judged.
-fn unambiguous(request: &Request<Incoming>) -> Result<(), ProxyStatus> {
+pub(super) fn unambiguous(request: &Request<Incoming>) -> Result<(), ProxyStatus> {
     framing_and_host(request.uri(), request.headers(), false).map_err(|refusal| {
         ProxyStatus::new(
             StatusCode::BAD_REQUEST,
@@ -64,7 +97,20 @@ pub(super) async fn forward(
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
     unambiguous(&request)?;
-    let Admitted { choice, host, port } = admit(plan, &request, false, record)?;
+    let admitted = admit(plan, &request, false, record)?;
+    forward_admitted(request, admitted, plan, record, Origin::Plain).await
+}
+
+/// Sends an admitted request to its site: robots.txt, the host's politeness turn,
+/// exits in rotation, ban detection and the retry through another exit.
+pub(super) async fn forward_admitted(
+    request: Request<Incoming>,
+    admitted: Admitted,
+    plan: &Arc<EgressPlan>,
+    record: &mut Record,
+    origin: Origin<'_>,
+) -> Result<Response<ProxyBody>, ProxyStatus> {
+    let Admitted { choice, host, port } = admitted;
     let (mut head, body) = request.into_parts();
     let session = client_session(plan, record.client(), &choice);
     let mut ask = Ask {
@@ -78,9 +124,11 @@ pub(super) async fn forward(
     ask.fleet_exit = fleet_exit.as_deref();
     if let Some(robots) = &plan.robots {
         let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let site = format!("http://{host}:{port}");
+        let site = format!("{}://{host}:{port}", origin.scheme());
         let (allowed, crawl_delay) = robots
-            .check(&site, path, || fetch_robots(plan, &host, port, &ask))
+            .check(&site, path, || {
+                fetch_robots(plan, &host, port, &ask, &origin)
+            })
             .await;
         plan.politeness.crawl_delay(&host, crawl_delay);
         if !allowed {
@@ -143,7 +191,7 @@ pub(super) async fn forward(
         };
         let in_use = exit.use_guard();
         let sent_at = Instant::now();
-        let sent = match send_via(plan, &exit, &host, port, attempt).await {
+        let sent = match origin.send(plan, &exit, &host, port, attempt).await {
             Ok(sent) => sent,
             Err(failed) => {
                 let Some(outcome) = failed.outcome else {
@@ -405,15 +453,21 @@ fn classify(plan: &EgressPlan, exit: &Arc<Exit>, host: &str, error: SendError) -
     }
 }
 
-/// Fetches `http://host:port/robots.txt` through an exit of the rotation.
-async fn fetch_robots(plan: &EgressPlan, host: &str, port: u16, ask: &Ask<'_>) -> RobotsFetch {
+/// Fetches `http(s)://host:port/robots.txt` through an exit of the rotation.
+async fn fetch_robots(
+    plan: &EgressPlan,
+    host: &str,
+    port: u16,
+    ask: &Ask<'_>,
+    origin: &Origin<'_>,
+) -> RobotsFetch {
     let exits = plan.exits();
     let Some(exit) = plan.rotator.pick(&exits, ask, &[], Instant::now()) else {
         return RobotsFetch::Unreachable;
     };
     // IPv6 hosts in brackets: a bare `::1:8080` is no URI.
     let authority = authority(host, port);
-    let Ok(uri) = format!("http://{authority}/robots.txt").parse::<Uri>() else {
+    let Ok(uri) = format!("{}://{authority}/robots.txt", origin.scheme()).parse::<Uri>() else {
         return RobotsFetch::Unreachable;
     };
     let mut request = Request::new(ProxyBody::Empty);
@@ -421,7 +475,7 @@ async fn fetch_robots(plan: &EgressPlan, host: &str, port: u16, ask: &Ask<'_>) -
     if let Ok(value) = HeaderValue::from_str(&authority) {
         request.headers_mut().insert(header::HOST, value);
     }
-    let Ok(sent) = send_via(plan, &exit, host, port, request).await else {
+    let Ok(sent) = origin.send(plan, &exit, host, port, request).await else {
         return RobotsFetch::Unreachable;
     };
     let status = sent.response.status();

@@ -2,7 +2,8 @@
 //! (`GET http://site/path`) or open `CONNECT` tunnels (HTTPS stays end to end), and
 //! Junction picks an exit (direct, HTTP(S) or SOCKS5 proxy) by region, session and
 //! rotation, keeps to each site's politeness limits, and routes around exits a site
-//! has banned. Errors Junction makes carry an RFC 9209 `Proxy-Status` header.
+//! has banned; tunnels to hosts listed in `intercept` are opened and served like plain
+//! requests. Errors Junction makes carry an RFC 9209 `Proxy-Status` header.
 
 pub mod adaptive;
 pub mod bans;
@@ -13,6 +14,7 @@ pub mod dial;
 pub mod exits;
 pub mod fleet;
 mod forward;
+pub mod intercept;
 pub mod politeness;
 mod record;
 pub mod reports;
@@ -39,7 +41,7 @@ pub use destinations::{Destinations, Refusal, Rule, SPECIAL_RANGES};
 
 use self::bans::BanRules;
 use self::client_auth::{ClientChoice, Users, client_choice};
-use self::connect::open_site_tunnel;
+use self::connect::{open_site_tunnel, tunnel_slot};
 use self::exits::{Exit, ExitSource, parse_exits_file};
 use self::politeness::{HostPermit, Politeness};
 use self::record::Record;
@@ -148,6 +150,8 @@ pub struct EgressPlan {
     verify: Option<verify::VerifyRules>,
     /// Rests after bans shared with the fleet, through Redis.
     pub fleet: Option<Arc<fleet::FleetState>>,
+    /// TLS interception of listed hosts.
+    intercept: Option<intercept::Intercept>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
@@ -168,6 +172,7 @@ pub struct EgressParts {
     pub outbound: Option<Arc<crate::inspect::anomaly::OutboundVolume>>,
     pub verify: Option<verify::VerifyRules>,
     pub fleet: Option<Arc<fleet::FleetState>>,
+    pub intercept: Option<intercept::Intercept>,
 }
 
 impl EgressPlan {
@@ -201,6 +206,7 @@ impl EgressPlan {
             outbound: parts.outbound,
             verify: parts.verify,
             fleet: parts.fleet,
+            intercept: parts.intercept,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {
@@ -390,20 +396,35 @@ pub async fn handle(
     plan: &Arc<EgressPlan>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
-    let mut record = Record::new(plan.telemetry.clone(), &plan.name, peer, &request);
+    let mut record = new_record(plan, peer, &request);
+    let result = if request.method() == Method::CONNECT {
+        tunnel(request, plan, peer, &mut record).await
+    } else {
+        forward::forward(request, plan, &mut record).await
+    };
+    answer(plan, record, result)
+}
+
+/// A request's record: its log line, outbound volume and, when sampled, its capture.
+fn new_record(plan: &EgressPlan, peer: SocketAddr, request: &Request<Incoming>) -> Record {
+    let mut record = Record::new(plan.telemetry.clone(), &plan.name, peer, request);
     record.outbound = plan.outbound.clone();
     if let Some(capture) = plan
         .capture
         .as_ref()
         .filter(|c| c.samples(plan.rotator.rng().next_u64()))
     {
-        record.start_capture(capture.clone(), &request);
+        record.start_capture(capture.clone(), request);
     }
-    let result = if request.method() == Method::CONNECT {
-        tunnel(request, plan, peer, &mut record).await
-    } else {
-        forward::forward(request, plan, &mut record).await
-    };
+    record
+}
+
+/// The response, or Junction's refusal (counted when no exit was tried).
+fn answer(
+    plan: &EgressPlan,
+    mut record: Record,
+    result: Result<Response<ProxyBody>, ProxyStatus>,
+) -> Response<ProxyBody> {
     match result {
         Ok(response) => response,
         Err(refusal) => {
@@ -662,6 +683,20 @@ async fn tunnel(
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
     let admitted = admit(plan, &request, true, record)?;
+    if plan.intercepts(&admitted.host) {
+        // The tunnel is Junction's own: each request inside picks its exit.
+        let slot = tunnel_slot(plan, peer)?;
+        record.outcome = Some("intercepted");
+        record.status = Some(StatusCode::OK);
+        let upgrade = hyper::upgrade::on(&mut request);
+        let plan = plan.clone();
+        tokio::spawn(async move {
+            if let Ok(client) = upgrade.await {
+                intercept::serve(TokioIo::new(client), plan, peer, admitted, slot).await;
+            }
+        });
+        return Ok(Response::new(ProxyBody::Empty));
+    }
     let opened = open_site_tunnel(plan, peer, admitted, record).await?;
     let mut response = Response::new(ProxyBody::Empty);
     if let Ok(name) = HeaderValue::from_str(&opened.exit.name) {
@@ -679,6 +714,11 @@ async fn tunnel(
 // === Read-only snapshots, for the admin API ===
 
 impl EgressPlan {
+    /// Whether tunnels to `host` are intercepted (`intercept.hosts`).
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.intercept.as_ref().is_some_and(|i| i.covers(host))
+    }
+
     /// The `top` sessions used most recently, and how many are live (see
     /// [`Rotator::sessions_snapshot`]).
     pub fn sessions_snapshot(&self, top: usize) -> (Vec<rotation::PinnedSession>, usize) {

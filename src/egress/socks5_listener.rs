@@ -17,7 +17,7 @@ use super::socks5::{
     AUTH_VERSION, HandshakeError, NO_ACCEPTABLE, Parsed, Reply, USER_PASSWORD, VERSION,
     choose_method, parse_credentials, parse_greeting, parse_request, reply_bytes,
 };
-use super::{EgressPlan, ProxyStatus, admit_target, open_site_tunnel};
+use super::{EgressPlan, ProxyStatus, admit_target, open_site_tunnel, tunnel_slot};
 
 /// Longest handshake message: a request with a 255-byte host name, or credentials of
 /// 255 bytes each.
@@ -77,7 +77,31 @@ pub async fn serve(mut stream: TcpStream, plan: Arc<EgressPlan>, peer: SocketAdd
         record.start_capture(capture.clone(), &head);
     }
     record.user = choice.user.clone().filter(|u| !u.is_empty());
-    let opened = match admit_target(&plan, choice, target.host, target.port, &mut record) {
+    let admitted = admit_target(&plan, choice, target.host, target.port, &mut record);
+    if matches!(&admitted, Ok(a) if plan.intercepts(&a.host)) {
+        let slot = match tunnel_slot(&plan, peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                plan.refusals.count(refusal.reason);
+                record.refused(refusal.status, refusal.reason);
+                let _ = stream.write_all(&reply_bytes(reply_for(&refusal))).await;
+                return;
+            }
+        };
+        record.outcome = Some("intercepted");
+        drop(record);
+        if stream
+            .write_all(&reply_bytes(Reply::Succeeded))
+            .await
+            .is_ok()
+        {
+            let Ok(admitted) = admitted else { return };
+            let client = crate::fastpath::Rewind::new(buffer.into(), stream);
+            super::intercept::serve(client, plan, peer, admitted, slot).await;
+        }
+        return;
+    }
+    let opened = match admitted {
         Ok(admitted) => open_site_tunnel(&plan, peer, admitted, &mut record).await,
         Err(refusal) => Err(refusal),
     };

@@ -93,15 +93,18 @@ pub enum EgressOutcome {
     TunnelRefused,
     /// The site could not be reached through the exit.
     SiteError,
+    /// An intercepted site's certificate did not verify (the request is refused).
+    UpstreamCertificateInvalid,
 }
 
 impl EgressOutcome {
-    pub const ALL: [EgressOutcome; 5] = [
+    pub const ALL: [EgressOutcome; 6] = [
         EgressOutcome::Ok,
         EgressOutcome::Banned,
         EgressOutcome::ExitError,
         EgressOutcome::TunnelRefused,
         EgressOutcome::SiteError,
+        EgressOutcome::UpstreamCertificateInvalid,
     ];
 
     pub fn label(self) -> &'static str {
@@ -111,6 +114,7 @@ impl EgressOutcome {
             EgressOutcome::ExitError => "exit_error",
             EgressOutcome::TunnelRefused => "tunnel_refused",
             EgressOutcome::SiteError => "site_error",
+            EgressOutcome::UpstreamCertificateInvalid => "upstream_certificate_invalid",
         }
     }
 }
@@ -118,7 +122,7 @@ impl EgressOutcome {
 /// Counters of one egress exit, kept across reloads and exits-file changes.
 #[derive(Default)]
 pub struct EgressExitCounters {
-    outcomes: [AtomicU64; 5],
+    outcomes: [AtomicU64; EgressOutcome::ALL.len()],
     pub bans: AtomicU64,
     /// Tunnel bytes towards sites and back.
     pub tunnel_bytes_up: AtomicU64,

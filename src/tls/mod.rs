@@ -1,8 +1,10 @@
 //! TLS as Junction terminates it: listener certificates picked by SNI and reloaded in
 //! place, the rustls server config every listener shares the defaults of (TLS 1.2 and
 //! 1.3, ALPN `h2` and `http/1.1`, rotating ticket keys), and client certificates read
-//! as identities. Knows nothing of HTTP; `config` builds it, `server` serves it.
+//! as identities, and the CA that signs the leaves of intercepted egress hosts. Knows
+//! nothing of HTTP; `config` builds it, `server` serves it.
 
+pub mod authority;
 pub mod certificate;
 pub mod identity;
 pub mod resolver;

@@ -211,6 +211,16 @@ pub struct Sent {
     reuse: Option<Reuse>,
 }
 
+impl Sent {
+    /// A response on a connection the caller keeps (no pool to give it back to).
+    pub fn unpooled(response: Response<Incoming>) -> Sent {
+        Sent {
+            response,
+            reuse: None,
+        }
+    }
+}
+
 struct Reuse {
     sender: Http1,
     state: Arc<EndpointState>,

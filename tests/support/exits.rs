@@ -747,11 +747,15 @@ async fn socks_connection(
 // TlsOrigin
 
 /// An https site on 127.0.0.1 with a self-signed certificate for `localhost` and
-/// 127.0.0.1 (ALPN h2 and http/1.1); every request gets `200` and `secure <name> <path>`.
+/// 127.0.0.1 (ALPN h2 and http/1.1); every request gets `200` and `secure <name> <path>`,
+/// but the first request for a path starting `/ban-first` gets [`CAPTCHA_BODY`]
+/// (`text/html`), as a site banning the first exit that asks.
 pub struct TlsOrigin {
     name: String,
     ca_pem: String,
     requests: Arc<AtomicUsize>,
+    /// The HTTP version of each request, in order.
+    versions: Arc<Mutex<Vec<http::Version>>>,
     server: Server,
 }
 
@@ -785,17 +789,33 @@ impl TlsOrigin {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
 
         let requests = Arc::new(AtomicUsize::new(0));
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let captchas = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let (counter, label) = (requests.clone(), name.to_string());
+        let seen_versions = versions.clone();
         let server = serve(move |stream, _stop| {
             let (acceptor, counter, label) = (acceptor.clone(), counter.clone(), label.clone());
+            let (versions, captchas) = (seen_versions.clone(), captchas.clone());
             async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
                 let service = service_fn(move |request: Request<Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let body = format!("secure {label} {}", request.uri().path());
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    versions.lock().unwrap().push(request.version());
+                    let path = request.uri().path().to_string();
+                    let captcha = path.starts_with("/ban-first")
+                        && captchas.lock().unwrap().insert(path.clone());
+                    let response = if captcha {
+                        Response::builder()
+                            .header(header::CONTENT_TYPE, "text/html")
+                            .body(Full::new(Bytes::from(CAPTCHA_BODY)))
+                            .unwrap()
+                    } else {
+                        let body = format!("secure {label} {path}");
+                        Response::new(Full::new(Bytes::from(body)))
+                    };
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -807,6 +827,7 @@ impl TlsOrigin {
             name: name.into(),
             ca_pem,
             requests,
+            versions,
             server,
         }
     }
@@ -842,6 +863,11 @@ impl TlsOrigin {
     /// Requests answered (inside the TLS sessions).
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The HTTP version of each request answered, in order.
+    pub fn versions(&self) -> Vec<http::Version> {
+        self.versions.lock().unwrap().clone()
     }
 }
 
