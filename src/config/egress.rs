@@ -368,10 +368,10 @@ fn compile_parts(
     let protocol = match egress.protocol.as_deref() {
         None | Some("http") => ClientProtocol::Http,
         Some("socks5") => {
-            if egress.respect_robots {
+            if egress.respect_robots && egress.intercept.is_none() {
                 errors.push((
                     format!("{path}.respect_robots"),
-                    "a socks5 listener carries tunnels only: robots.txt paths cannot be seen (use protocol = \"http\")".into(),
+                    "a socks5 listener carries tunnels only: robots.txt paths cannot be seen (use protocol = \"http\", or intercept)".into(),
                 ));
             }
             ClientProtocol::Socks5

@@ -51,7 +51,19 @@ pub(super) struct Failed {
 /// or TLS to the site through a tunnel the exit opens (an intercepted `CONNECT`).
 pub(super) enum Origin<'a> {
     Plain,
-    Tls(&'a super::intercept::SiteConnections),
+    Tls(&'a dyn TlsSite),
+}
+
+/// Sends attempts to a site over TLS through an exit (`intercept`'s connections).
+pub(super) trait TlsSite: Send + Sync {
+    fn send<'a>(
+        &'a self,
+        plan: &'a EgressPlan,
+        exit: &'a Arc<Exit>,
+        host: &'a str,
+        port: u16,
+        request: Request<ProxyBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<crate::upstream::Sent, Failed>> + Send + 'a>>;
 }
 
 impl Origin<'_> {

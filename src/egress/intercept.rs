@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use http::{Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -21,7 +22,7 @@ use super::client_auth::ClientChoice;
 use super::connect::dial_failed;
 use super::dial::{DialError, ExitKind, authority, open_tunnel};
 use super::exits::Exit;
-use super::forward::{Failed, Origin, forward_admitted, unambiguous};
+use super::forward::{Failed, Origin, TlsSite, forward_admitted, unambiguous};
 use super::record::Record;
 use super::{Admitted, EgressPlan, ProxyStatus, admit_target, resolve_checked};
 use crate::pipeline::ProxyBody;
@@ -32,6 +33,8 @@ use crate::upstream::{RequestBody, Sent};
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an HTTP/2 client of an intercepted tunnel is pinged.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(60);
 /// Idle HTTP/1.1 connections kept per exit, per intercepted tunnel.
 const IDLE_PER_EXIT: usize = 4;
 
@@ -120,13 +123,24 @@ pub(super) async fn serve<C>(
         port,
         sites: SiteConnections::new(intercept.upstream_tls.clone()),
     });
+    let idle_timeout = plan.limits.idle_timeout;
     let service = service_fn(move |request: Request<Incoming>| {
         let (plan, target) = (plan.clone(), target.clone());
         async move { Ok::<_, Infallible>(handle(request, &plan, peer, &target).await) }
     });
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A kept-alive HTTP/1.1 client that sends nothing for `idle_timeout` is closed, as
+    // an idle tunnel would be; HTTP/2 clients are pinged and closed when they stop
+    // answering.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_INTERVAL));
+    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
     drop(slot);
 }
 
@@ -264,7 +278,7 @@ fn on_target(
 
 /// Connections to the site of one intercepted tunnel, by exit: TLS through the tunnel
 /// the exit opens, then HTTP/2 or HTTP/1.1 as the site's ALPN says.
-pub(super) struct SiteConnections {
+struct SiteConnections {
     tls: tokio_rustls::TlsConnector,
     idle: Mutex<HashMap<Arc<str>, Idle>>,
 }
@@ -289,7 +303,7 @@ impl SiteConnections {
     }
 
     /// Sends one attempt through `exit`, on a connection of this tunnel's or a new one.
-    pub(super) async fn send(
+    async fn send_one(
         &self,
         plan: &EgressPlan,
         exit: &Arc<Exit>,
@@ -441,6 +455,19 @@ impl SiteConnections {
             tokio::spawn(connection);
             Ok(Sender::H1(sender))
         }
+    }
+}
+
+impl TlsSite for SiteConnections {
+    fn send<'a>(
+        &'a self,
+        plan: &'a EgressPlan,
+        exit: &'a Arc<Exit>,
+        host: &'a str,
+        port: u16,
+        request: Request<ProxyBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Sent, Failed>> + Send + 'a>> {
+        Box::pin(self.send_one(plan, exit, host, port, request))
     }
 }
 
