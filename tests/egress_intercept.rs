@@ -251,6 +251,25 @@ async fn a_ban_in_an_intercepted_body_rests_the_exit_and_the_request_goes_throug
 }
 
 #[tokio::test]
+async fn robots_txt_paths_apply_inside_an_intercepted_tunnel() {
+    let site = TlsOrigin::start("site").await;
+    let a = HttpExit::start("a").await;
+    let setup = Setup::start(&site, &[&a], "respect_robots = true").await;
+
+    let reply = send(
+        setup
+            .client()
+            .get(format!("{}/private/page", site.localhost_url())),
+    )
+    .await;
+    reply.assert_junction_error(403, "http_request_denied", "robots");
+    assert_eq!(site.requests(), 1, "robots.txt only, fetched over TLS");
+    let reply = get_ok(&setup.client(), &format!("{}/public", site.localhost_url())).await;
+    assert_eq!(reply.body, "secure site /public");
+    assert_eq!(site.requests(), 2, "robots.txt is kept");
+}
+
+#[tokio::test]
 async fn a_site_whose_certificate_does_not_verify_is_refused_never_downgraded() {
     let trusted = TlsOrigin::start("trusted").await;
     let rogue = TlsOrigin::start("rogue").await;

@@ -749,7 +749,8 @@ async fn socks_connection(
 /// An https site on 127.0.0.1 with a self-signed certificate for `localhost` and
 /// 127.0.0.1 (ALPN h2 and http/1.1); every request gets `200` and `secure <name> <path>`,
 /// but the first request for a path starting `/ban-first` gets [`CAPTCHA_BODY`]
-/// (`text/html`), as a site banning the first exit that asks.
+/// (`text/html`), as a site banning the first exit that asks, and `/robots.txt`
+/// disallows `/private` to every agent.
 pub struct TlsOrigin {
     name: String,
     ca_pem: String,
@@ -806,7 +807,11 @@ impl TlsOrigin {
                     let path = request.uri().path().to_string();
                     let captcha = path.starts_with("/ban-first")
                         && captchas.lock().unwrap().insert(path.clone());
-                    let response = if captcha {
+                    let response = if path == "/robots.txt" {
+                        Response::new(Full::new(Bytes::from(
+                            "User-agent: *\nDisallow: /private\n",
+                        )))
+                    } else if captcha {
                         Response::builder()
                             .header(header::CONTENT_TYPE, "text/html")
                             .body(Full::new(Bytes::from(CAPTCHA_BODY)))
