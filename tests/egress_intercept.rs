@@ -251,6 +251,28 @@ async fn a_ban_in_an_intercepted_body_rests_the_exit_and_the_request_goes_throug
 }
 
 #[tokio::test]
+async fn a_request_inside_a_tunnel_naming_another_site_is_misdirected() {
+    let site = TlsOrigin::start("site").await;
+    let a = HttpExit::start("a").await;
+    let setup = Setup::start(&site, &[&a], "").await;
+
+    // The tunnel was admitted for localhost; the Host header names another site.
+    let http1 = setup
+        .client_trusting(&[&setup.ca_pem])
+        .http1_only()
+        .build()
+        .unwrap();
+    let reply = send(
+        http1
+            .get(format!("{}/x", site.localhost_url()))
+            .header("host", "169.254.169.254"),
+    )
+    .await;
+    reply.assert_junction_error(421, "http_request_error", "misdirected");
+    assert_eq!(site.requests(), 0);
+}
+
+#[tokio::test]
 async fn robots_txt_paths_apply_inside_an_intercepted_tunnel() {
     let site = TlsOrigin::start("site").await;
     let a = HttpExit::start("a").await;
