@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Load for bench/intercept.sh: CONN keep-alive HTTPS connections through a proxy
 (CONNECT, then TLS to the site, verified against --ca), each sending GETs one after
-the other for --warmup + --duration seconds. Prints one JSON line: requests answered
+the other for --warmup + --duration seconds (with --rate, paced so that all connections
+together send that many requests per second: both proxies then see the same load).
+Prints one JSON line: requests answered
 in the measured part and the CPU (utime + stime) the process tree of --pid used then.
 Stdlib only (asyncio, ssl)."""
 import argparse
@@ -45,7 +47,15 @@ async def connection(args, context, state):
         raise SystemExit(f"CONNECT refused: {head!r}")
     await writer.start_tls(context, server_hostname=args.host)
     request = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n\r\n".encode()
+    loop = asyncio.get_running_loop()
+    gap = args.conns / args.rate if args.rate else 0
+    due = loop.time()
     while not state["stop"]:
+        if gap:
+            due += gap
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
@@ -96,4 +106,5 @@ if __name__ == "__main__":
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--warmup", type=float, default=2)
     p.add_argument("--duration", type=float, default=8)
+    p.add_argument("--rate", type=float, default=0, help="requests per second in all (0: as fast as answered)")
     asyncio.run(main(p.parse_args()))
