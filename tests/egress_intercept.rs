@@ -447,6 +447,32 @@ async fn http2_to_the_client_and_to_the_site_when_alpn_offers_it() {
 }
 
 #[tokio::test]
+async fn request_bodies_stream_to_the_site_over_both_protocols() {
+    let site = TlsOrigin::start("site").await;
+    let a = HttpExit::start("a").await;
+    let setup = Setup::start(&site, &[&a], "").await;
+    let body = vec![b'x'; 256 * 1024];
+    for client in [
+        setup.client(),
+        setup
+            .client_trusting(&[&setup.ca_pem])
+            .http1_only()
+            .build()
+            .unwrap(),
+    ] {
+        let reply = send(
+            client
+                .post(format!("{}/upload", site.localhost_url()))
+                .body(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.body, "secure site /upload");
+    }
+    assert_eq!(site.requests(), 2);
+}
+
+#[tokio::test]
 async fn socks5_clients_are_intercepted_too() {
     let site = TlsOrigin::start("site").await;
     let a = HttpExit::start("a").await;
