@@ -246,6 +246,25 @@ mod tests {
     }
 
     #[test]
+    fn hosts_asked_for_at_once_get_one_leaf() {
+        let ca = generate_authority("test CA").unwrap();
+        let authority = Arc::new(Authority::from_pem(&ca.cert_pem, &ca.key_pem).unwrap());
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (authority, barrier) = (authority.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    authority.server_config("busy.example").unwrap()
+                })
+            })
+            .collect();
+        let configs: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(authority.minted(), 1);
+        assert!(configs.iter().all(|c| Arc::ptr_eq(c, &configs[0])));
+    }
+
+    #[test]
     fn a_key_that_is_not_the_cas_is_refused() {
         let ca = generate_authority("one").unwrap();
         let other = generate_authority("two").unwrap();
