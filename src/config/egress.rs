@@ -421,6 +421,10 @@ fn compile_parts(
             }
         }
     });
+    let politeness = match &fleet {
+        Some(fleet) => politeness.with_shared_slots(fleet.clone()),
+        None => politeness,
+    };
     Some(EgressParts {
         fleet,
         verify,
