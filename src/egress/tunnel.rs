@@ -88,8 +88,8 @@ pub struct TunnelBytes {
 }
 
 /// Bytes read at once, each way. tokio's default (8 KiB) made a bulk download through a
-/// tunnel a syscall pair per 8 KiB: at 64 KiB a tunnel moves 2-3x the bytes per CPU
-/// second (bench/connect-throughput.sh); 128 KiB per tunnel in all is what Squid holds.
+/// tunnel a syscall pair per 8 KiB: at 64 KiB a tunnel moves twice the bytes per CPU
+/// second (bench/connect-throughput.sh), for 128 KiB held per open tunnel.
 const TUNNEL_BUFFER: usize = 64 * 1024;
 
 /// Joins the client and the site until either side closes or nothing passes for
