@@ -253,3 +253,53 @@ async fn a_sites_retry_after_through_one_instance_holds_it_on_the_other() {
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     redis.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_rate_is_shared_by_the_fleet_not_given_to_each_instance() {
+    let redis = Redis::start().await;
+    let (a, b) = (HttpExit::start("a").await, HttpExit::start("b").await);
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let site = TestUpstream::named("site")
+        .handler(move |_request| {
+            seen.lock().unwrap().push(std::time::Instant::now());
+            async move { support::upstream::reply(200, "ok") }
+        })
+        .start()
+        .await;
+    let page = format!("{}/page", site.url());
+    // One request every 400 ms to the site, for the fleet.
+    let rate = "per_host_rate = \"5/2s\"\n";
+    let with_rate = |text: String| text.replace("state = {", &format!("{rate}state = {{"));
+    let first = TestProxy::from_toml(&with_rate(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+    let second = TestProxy::from_toml(&with_rate(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+
+    // Both instances at once, three requests each: alone, each would send its first at
+    // once, and the site would see two requests together.
+    let (http_first, http_second) = (through(&first), through(&second));
+    let run = |http: reqwest::Client, page: String| async move {
+        for _ in 0..3 {
+            get_ok(&http, &page).await;
+        }
+    };
+    tokio::join!(
+        run(http_first, page.clone()),
+        run(http_second, page.clone())
+    );
+    let mut times = arrivals.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 6);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        // Spacing is a floor; the test allows a little for the two clocks read.
+        assert!(
+            gap >= std::time::Duration::from_millis(350),
+            "requests {gap:?} apart: {times:?}"
+        );
+    }
+    redis.stop().await;
+}

@@ -70,6 +70,28 @@ async fn curl(proxy: SocketAddr, user: Option<&str>, url: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The first `count` egress lines of the access log that `keep` selects, once written.
+async fn access_lines(
+    log: &std::path::Path,
+    count: usize,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["kind"] == "egress" && keep(l))
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "access log:\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn tunnels(a: &HttpExit, b: &Socks5Exit) -> (usize, usize) {
     (a.connect_count(), b.connect_count())
 }
@@ -109,20 +131,7 @@ async fn curl_rotates_over_the_exits_and_picks_the_region_in_its_user_name() {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
 
-    let deadline = Instant::now() + STEP;
-    let lines = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|l: &serde_json::Value| l["kind"] == "egress")
-            .collect();
-        if lines.len() >= 7 {
-            break lines;
-        }
-        assert!(Instant::now() < deadline, "access log:\n{text}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let lines = access_lines(&log, 7, |_| true).await;
     let last = lines.last().unwrap();
     assert_eq!(last["egress"], "socks");
     assert_eq!(last["method"], "CONNECT");
@@ -173,7 +182,10 @@ for i in range(4):
 async fn refusals_get_their_rfc_1928_reply_codes() {
     let (a, b) = (HttpExit::start("a").await, Socks5Exit::start("b").await);
     let site = TestUpstream::named("site").start().await;
-    let proxy = TestProxy::from_toml(&config(&a, &b, "")).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let extra = format!("[access_log]\npath = \"{}\"\n", log.display());
+    let proxy = TestProxy::from_toml(&config(&a, &b, &extra)).start().await;
     let listener = proxy.addr("socks");
     let v4 = |ip: [u8; 4]| vec![1, ip[0], ip[1], ip[2], ip[3]];
     let port = site.addr.port();
@@ -227,6 +239,10 @@ async fn refusals_get_their_rfc_1928_reply_codes() {
     let metrics = proxy.metrics_text().await;
     let refused = r#"junction_egress_requests_total{egress="socks",exit="none",region="",outcome="denied"} 2"#;
     assert!(metrics.contains(refused), "{metrics}");
+    // Requests that do not parse are logged too, without a host.
+    let bad = access_lines(&log, 1, |l| l["outcome"] == "bad_request").await;
+    assert_eq!(bad[0]["status"], 400, "{}", bad[0]);
+    assert_eq!(bad[0]["host"], serde_json::Value::Null, "{}", bad[0]);
 }
 
 #[tokio::test]
@@ -235,7 +251,10 @@ async fn users_authenticate_by_rfc_1929_and_keep_their_parameters() {
     let site = TestUpstream::named("site").start().await;
     // The password of "scraper" is "pw" (as in examples/egress.toml).
     let users = r#"users = [{ name = "scraper", password_hash = "sha256:30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4" }]"#;
-    let text = config(&a, &b, "").replace(
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let extra = format!("[access_log]\npath = \"{}\"\n", log.display());
+    let text = config(&a, &b, &extra).replace(
         "rotation = \"round_robin\"",
         &format!("rotation = \"round_robin\"\n{users}"),
     );
@@ -256,6 +275,22 @@ async fn users_authenticate_by_rfc_1929_and_keep_their_parameters() {
     )
     .await;
     assert_eq!(replies, [5, 2, 1, 1], "wrong password");
+    // Both refusals are in the access log as a refused HTTP CONNECT is: 407,
+    // `unauthorized`, the user name it gave (never its password).
+    let refused = access_lines(&log, 2, |l| l["outcome"] == "unauthorized").await;
+    for line in &refused {
+        assert_eq!(line["egress"], "socks", "{line}");
+        assert_eq!(line["method"], "CONNECT", "{line}");
+        assert_eq!(line["status"], 407, "{line}");
+        assert_eq!(line["exit"], serde_json::Value::Null, "{line}");
+    }
+    assert_eq!(
+        refused[0]["user"],
+        serde_json::Value::Null,
+        "no credentials given"
+    );
+    assert_eq!(refused[1]["user"], "scraper");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("nope"));
     let (_, replies) = socks_handshake(
         listener,
         &[2],

@@ -427,6 +427,10 @@ fn compile_parts(
         .intercept
         .as_ref()
         .and_then(|spec| compile_intercept(spec, &format!("{path}.intercept"), base, errors));
+    let politeness = match &fleet {
+        Some(fleet) => politeness.with_shared_slots(fleet.clone()),
+        None => politeness,
+    };
     Some(EgressParts {
         intercept,
         fleet,

@@ -1,10 +1,12 @@
 //! Egress state shared by a fleet (`state = { backend = "redis://..." }`): the rests of
-//! exits after bans, per (exit, host), a site's holds (`Retry-After`) and the exit of
-//! each session are written to Redis as keys that expire with them, and read back
+//! exits after bans, per (exit, host), a site's holds (`Retry-After`), its rate slots and
+//! the exit of each session are written to Redis as keys that expire with them, and read back
 //! before a request waits for its turn and picks its exit, so an exit banned through one instance rests on all and a
 //! session keeps its exit whichever instance it reaches. Redis failing never stops traffic: the local state
 //! decides, with one warning per outage, a counter, and no Redis call for a second.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 
 use super::EgressPlan;
 use super::exits::Exit;
+use super::politeness::{SharedSlots, SlotAnswer};
 use super::rotation::Ask;
 
 /// Longest wait for Redis on the request path.
@@ -54,6 +57,25 @@ static READ_SESSION: LazyLock<redis::Script> =
 /// Pins a session: ARGV[1] the exit, ARGV[2] its idle time in ms.
 static WRITE_SESSION: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new("redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return {''}")
+});
+
+/// Reserves a host's next rate slot, by Redis's clock (instances' clocks may differ):
+/// KEYS[1] holds the earliest time (µs) of the next slot; ARGV[1] the spacing, ARGV[2]
+/// the longest wait allowed (µs). Returns {1, wait} with the slot taken, or {0, wait}
+/// when it is further away than allowed (nothing taken).
+static RESERVE_SLOT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local wait = slot - now
+if wait > tonumber(ARGV[2]) then return {0, wait} end
+local after = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', after), 'PX', math.floor((after - now) / 1000) + 1000)
+return {1, wait}
+",
+    )
 });
 
 pub struct FleetState {
@@ -108,6 +130,20 @@ impl FleetState {
                 .map(|ms| (ms > 0).then(|| Duration::from_millis(ms as u64)))
                 .collect(),
         )
+    }
+
+    /// Takes `host`'s next rate slot of the fleet (see [`RESERVE_SLOT`]).
+    async fn reserve_slot(&self, host: &str, spacing: Duration, max_wait: Duration) -> SlotAnswer {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let key = format!("{}slot:{host}", self.prefix);
+        let answer = self
+            .invoke(&RESERVE_SLOT, &[key], &[micros(spacing), micros(max_wait)])
+            .await?;
+        let [taken, wait] = answer[..] else {
+            return None;
+        };
+        let wait = Duration::from_micros(wait.max(0) as u64);
+        Some(if taken == 1 { Ok(wait) } else { Err(wait) })
     }
 
     /// A site asked (through this instance) that `host` be left alone for `hold`.
@@ -237,6 +273,17 @@ impl FleetState {
                 None
             }
         }
+    }
+}
+
+impl SharedSlots for FleetState {
+    fn reserve<'a>(
+        &'a self,
+        host: &'a str,
+        spacing: Duration,
+        max_wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = SlotAnswer> + Send + 'a>> {
+        Box::pin(self.reserve_slot(host, spacing, max_wait))
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +40,25 @@ impl HostLimits {
     }
 }
 
+/// What [`SharedSlots::reserve`] answers: `Some(Ok(wait))` a slot reserved `wait` from
+/// now, `Some(Err(wait))` none, as the next is `wait` away (beyond the allowed wait),
+/// `None` the store could not say.
+pub type SlotAnswer = Option<Result<Duration, Duration>>;
+
+/// Rate slots kept outside this instance (the fleet's Redis), so that every instance
+/// sharing them spaces a host's requests together: a site allowed 2 requests a second
+/// gets 2 from the fleet, not 2 from each instance.
+pub trait SharedSlots: Send + Sync {
+    /// Reserves `host`'s next slot, `spacing` after the last one any instance took,
+    /// unless it is more than `max_wait` away.
+    fn reserve<'a>(
+        &'a self,
+        host: &'a str,
+        spacing: Duration,
+        max_wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = SlotAnswer> + Send + 'a>>;
+}
+
 /// Admission of requests to target hosts under their [`HostLimits`].
 pub struct Politeness {
     default: HostLimits,
@@ -46,6 +67,8 @@ pub struct Politeness {
     max_wait: Duration,
     hosts: Mutex<HostTable>,
     adaptive: AdaptiveRules,
+    /// The fleet's rate slots; the local ones decide when they cannot.
+    shared: Option<Arc<dyn SharedSlots>>,
 }
 
 struct HostTable {
@@ -202,7 +225,14 @@ impl Politeness {
                 prune_above: MAX_TRACKED_HOSTS,
             }),
             adaptive: AdaptiveRules::default(),
+            shared: None,
         }
+    }
+
+    /// Takes rate slots from `slots` (shared with other instances) while it answers.
+    pub fn with_shared_slots(mut self, slots: Arc<dyn SharedSlots>) -> Self {
+        self.shared = Some(slots);
+        self
     }
 
     /// Adapts to the sites' answers as `rules` say (see [`Politeness::observe`]).
@@ -286,7 +316,43 @@ impl Politeness {
 
         if let Some(spacing) = spacing {
             let now = Instant::now();
-            let slot = {
+            let shared = match (&self.shared, spacing.is_zero()) {
+                (Some(slots), false) => {
+                    let allowed =
+                        deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+                    slots.reserve(&host, spacing, allowed).await
+                }
+                _ => None,
+            };
+            let now = Instant::now();
+            let slot = if let Some(answer) = shared {
+                let wait = match answer {
+                    Ok(wait) => wait,
+                    Err(wait) => {
+                        return Err(Refused::Deadline {
+                            host,
+                            wait: (now + wait).saturating_duration_since(started),
+                        });
+                    }
+                };
+                // Never before the local slot either: it carries the holds a site asked
+                // for, and it follows the fleet's slots for the moment the store fails.
+                let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = later_by(now, wait).max(*next_slot);
+                if beyond_deadline(slot) {
+                    return Err(Refused::Deadline {
+                        host,
+                        wait: slot.saturating_duration_since(started),
+                    });
+                }
+                *next_slot = later_by(slot, spacing);
+                drop(next_slot);
+                if slot > now && place.is_none() {
+                    let estimate = slot.saturating_duration_since(now);
+                    place = Some(self.join_queue(&host, &state, estimate)?);
+                }
+                slot
+            } else {
                 let mut next_slot = state.next_slot.lock().unwrap_or_else(|p| p.into_inner());
                 let slot = (*next_slot).max(now);
                 if slot > now {

@@ -27,8 +27,31 @@ const MAX_MESSAGE: usize = 2 + 255 + 1 + 255;
 enum Ended {
     /// The client left, sent something unreadable, or took too long: nothing to tell.
     Quietly,
-    /// Refused by Junction: counted, logged, told to the client.
-    Refused(ProxyStatus),
+    /// Refused by Junction: counted, logged, told to the client. `user`: the name it
+    /// gave, when it gave one.
+    Refused {
+        refusal: ProxyStatus,
+        user: Option<String>,
+    },
+}
+
+/// The access-log line of a client refused before its tunnel was asked for (a greeting
+/// or credentials refused, a request that does not parse), as a refused HTTP `CONNECT`
+/// gets one. The target is not known yet, so the line has no host.
+fn log_early_refusal(
+    plan: &EgressPlan,
+    peer: SocketAddr,
+    user: Option<String>,
+    status: StatusCode,
+    reason: &'static str,
+) {
+    let head = Request::builder()
+        .method(Method::CONNECT)
+        .body(())
+        .unwrap_or_default();
+    let mut record = Record::new(plan.telemetry.clone(), &plan.name, peer, &head);
+    record.user = user.filter(|u| !u.is_empty());
+    record.refused(status, reason);
 }
 
 /// Serves one SOCKS5 client connection.
@@ -39,9 +62,10 @@ pub async fn serve(mut stream: TcpStream, plan: Arc<EgressPlan>, peer: SocketAdd
         tokio::time::timeout(handshake_within, greet(&mut stream, &mut buffer, &plan)).await;
     let choice = match greeted {
         Ok(Ok(choice)) => choice,
-        Ok(Err(Ended::Refused(refusal))) => {
+        Ok(Err(Ended::Refused { refusal, user })) => {
             plan.refusals.count(refusal.reason);
             tracing::debug!(%peer, reason = refusal.reason, "SOCKS5 client refused");
+            log_early_refusal(&plan, peer, user, refusal.status, refusal.reason);
             return;
         }
         Ok(Err(Ended::Quietly)) | Err(_) => return,
@@ -56,6 +80,13 @@ pub async fn serve(mut stream: TcpStream, plan: Arc<EgressPlan>, peer: SocketAdd
         Ok(Err(Some(error))) => {
             tracing::debug!(%peer, %error, "SOCKS5 request refused");
             plan.refusals.count("bad_request");
+            log_early_refusal(
+                &plan,
+                peer,
+                choice.user.clone(),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            );
             let _ = stream.write_all(&reply_bytes(error.reply())).await;
             return;
         }
@@ -142,7 +173,10 @@ async fn greet(
         .await
         .map_err(quietly)?;
     if method == NO_ACCEPTABLE {
-        return Err(Ended::Refused(unauthorized()));
+        return Err(Ended::Refused {
+            refusal: unauthorized(),
+            user: None,
+        });
     }
     if method != USER_PASSWORD {
         return Ok(ClientChoice::default());
@@ -153,7 +187,10 @@ async fn greet(
     let (name, region, session) = split_user_parameters(&user);
     if plan.users.required() && !plan.users.accepts(&name, &password) {
         let _ = stream.write_all(&[AUTH_VERSION, 0x01]).await;
-        return Err(Ended::Refused(unauthorized()));
+        return Err(Ended::Refused {
+            refusal: unauthorized(),
+            user: Some(name),
+        });
     }
     stream
         .write_all(&[AUTH_VERSION, 0x00])

@@ -294,10 +294,13 @@ impl Connection {
         settings: &Settings,
     ) -> Next {
         let whole = self.head.len + self.head.content_length as usize;
-        let body_wait = BodyWait::new(settings.body_timeouts);
-        while self.received.len() < whole {
-            if let Err(next) = body_wait.read(client, &mut self.received, whole).await {
-                return next;
+        if self.received.len() < whole {
+            // Timed only when the body did not all come with the head.
+            let body_wait = BodyWait::new(settings.body_timeouts);
+            while self.received.len() < whole {
+                if let Err(next) = body_wait.read(client, &mut self.received, whole).await {
+                    return next;
+                }
             }
         }
         self.head.unread_body = false;
@@ -618,8 +621,15 @@ impl Connection {
         // A held body can be sent again; one the route streams only goes once, even
         // when it all came with the head.
         let held = body_use == BodyUse::Held;
-        let mut attempts = Attempts::new(route, pool.clone(), affinity, &head.method, held)
-            .with_chain_keys(chain_keys);
+        let mut attempts = Attempts::new(
+            route,
+            pool.clone(),
+            affinity,
+            &head.method,
+            held,
+            exchange.started(),
+        )
+        .with_chain_keys(chain_keys);
         // The body timeouts of a streamed body, timed from its first read.
         let mut body_wait = None;
         let sent_body = match &masked_body {

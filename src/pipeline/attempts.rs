@@ -87,17 +87,19 @@ pub(crate) struct Attempts<'r> {
 }
 
 impl<'r> Attempts<'r> {
-    /// `replayable`: the request's body is held whole and can be sent again.
+    /// `replayable`: the request's body is held whole and can be sent again; `started`:
+    /// when the request began (the retry budget's clock).
     pub(crate) fn new(
         route: &'r Route,
         pool: Arc<Pool>,
         affinity: Option<u64>,
         method: &Method,
         replayable: bool,
+        started: Instant,
     ) -> Self {
         let policy = route.retries.as_ref();
         if let Some(policy) = policy {
-            policy.budget.deposit();
+            policy.budget.deposit_at(started);
         }
         Attempts {
             policy,
@@ -430,8 +432,15 @@ pub async fn forward(
             (body, held)
         }
     };
-    let mut attempts = Attempts::new(route, pool, affinity, &head.method, replay.is_some())
-        .with_chain_keys(chain_keys);
+    let mut attempts = Attempts::new(
+        route,
+        pool,
+        affinity,
+        &head.method,
+        replay.is_some(),
+        exchange.started(),
+    )
+    .with_chain_keys(chain_keys);
     // Further tries need the head again and a body that can be sent again.
     let spare_head = replay.as_ref().map(|_| copy_head(&head));
     let mut first_try = Some((head, body));

@@ -56,12 +56,12 @@ impl RetryBudget {
         }
     }
 
-    fn rotate(&self, counts: &mut Counts) {
+    fn rotate(&self, counts: &mut Counts, now: Instant) {
         let half = self.window / 2;
-        let elapsed = counts.started.elapsed();
+        let elapsed = now.saturating_duration_since(counts.started);
         if elapsed >= self.window {
             *counts = Counts {
-                started: Instant::now(),
+                started: now,
                 requests: [0; 2],
                 retries: [0; 2],
             };
@@ -74,15 +74,21 @@ impl RetryBudget {
 
     /// Counts a first try.
     pub fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// Counts a first try made at `now` (the request's start: the hot path reads the
+    /// clock once per request, not once per policy).
+    pub fn deposit_at(&self, now: Instant) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        self.rotate(&mut counts);
+        self.rotate(&mut counts, now);
         counts.requests[1] += 1;
     }
 
     /// Takes one retry from the budget; false when it is spent.
     pub fn withdraw(&self) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        self.rotate(&mut counts);
+        self.rotate(&mut counts, Instant::now());
         let requests: u64 = counts.requests.iter().sum();
         let retries: u64 = counts.retries.iter().sum();
         let floor = f64::from(self.min_per_second) * self.window.as_secs_f64();

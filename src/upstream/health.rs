@@ -82,9 +82,28 @@ impl Health {
         if !self.active_up.load(Ordering::Relaxed) {
             return false;
         }
+        let ejected_until = self.ejected_until.load(Ordering::Relaxed);
+        let hold_until = self.hold_until.load(Ordering::Relaxed);
+        if ejected_until == 0 && hold_until == 0 {
+            // Never ejected or held, or both ended and cleared: no clock read, on the
+            // path of every pick.
+            return true;
+        }
         let now = self.now();
-        self.ejected_until.load(Ordering::Relaxed) <= now
-            && self.hold_until.load(Ordering::Relaxed) <= now
+        if ejected_until > now || hold_until > now {
+            return false;
+        }
+        // Both ended: cleared, unless a new ejection or hold came in between.
+        let _ = self.ejected_until.compare_exchange(
+            ejected_until,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let _ =
+            self.hold_until
+                .compare_exchange(hold_until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        true
     }
 
     pub fn is_active_up(&self) -> bool {
