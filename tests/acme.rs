@@ -3,6 +3,8 @@
 //! DNS points every name at 127.0.0.1), so issuance proves the listener answers them;
 //! the certificate is then served through `AcmeResolver` and verified against pebble's
 //! issuing root. Restart reuse runs with pebble stopped, so it cannot have ordered.
+//! Also: issued certificates in the expiry metric and `/api/config`, the storage lock
+//! shared by issuers, and `acme-tls/1` connections closed before any routing.
 
 mod support;
 
