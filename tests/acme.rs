@@ -612,6 +612,40 @@ fn unix_now() -> i64 {
 }
 
 #[tokio::test]
+async fn two_junction_processes_sharing_a_storage_order_once() {
+    use support::process::JunctionProcess;
+    let upstream = TestUpstream::named("app").start().await;
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, free_port(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Both configs sit in one directory, so both store into its `acme`. Only the first
+    // has pebble's HTTP-01 port: the second can have a certificate from storage only.
+    let config = |port: u16, name: &str| {
+        let path = dir.path().join(name);
+        let text = acme_listener_config(&pebble, port, &upstream.url(), (0, Challenge::Http01));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (first, second) = (config(http_port, "first.toml"), config(0, "second.toml"));
+    let mut one = JunctionProcess::start(&first, &["secure"]).await;
+    let mut two = JunctionProcess::start(&second, &["secure"]).await;
+    one.wait_for_log("acme: certificate obtained").await;
+    // The second waits for the lock, then reuses; it never orders (an order of its
+    // own fails: pebble cannot reach it, and it would log and retry 30 s later).
+    loop {
+        let line = two.wait_for_log("acme: ").await;
+        assert!(!line.contains("no certificate this time"), "{line}");
+        if line.contains("acme: reusing the stored certificate") {
+            break;
+        }
+    }
+    let root = pebble.issuer_root().await;
+    let (_, served_by_one) = fetch_secure(one.addrs["secure"], &root, DOMAINS[0]).await;
+    let (_, served_by_two) = fetch_secure(two.addrs["secure"], &root, DOMAINS[1]).await;
+    assert_eq!(served_by_one, served_by_two, "two certificates");
+}
+
+#[tokio::test]
 async fn an_acme_tls_alpn_connection_is_closed_after_the_handshake_and_never_routed() {
     let ca = support::certs::TestCa::new();
     let dir = tempfile::tempdir().unwrap();
