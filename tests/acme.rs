@@ -3,6 +3,8 @@
 //! DNS points every name at 127.0.0.1), so issuance proves the listener answers them;
 //! the certificate is then served through `AcmeResolver` and verified against pebble's
 //! issuing root. Restart reuse runs with pebble stopped, so it cannot have ordered.
+//! Also: issued certificates in the expiry metric and `/api/config`, the storage lock
+//! shared by issuers, and `acme-tls/1` connections closed before any routing.
 
 mod support;
 
@@ -175,12 +177,12 @@ async fn http01_issuance_through_the_gateway_then_a_restart_reuses_the_stored_ce
         assert_eq!(server.fetch(&root, name).await, "hello");
     }
 
-    // Account, chain and key are on disk, readable by the owner only.
+    // Account, chain and key are on disk, readable by the owner only (the lock too).
     let files: Vec<_> = std::fs::read_dir(&settings.storage)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     for file in &files {
         let mode = std::fs::metadata(file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{file:?}");
@@ -458,6 +460,7 @@ async fn a_listener_with_acme_serves_the_issued_certificate_by_sni_and_keeps_it_
         assert_eq!(served_by, "app");
         assert_eq!(served, issued_der, "{name} got another certificate");
     }
+    assert_admin_shows(&proxy, &issued).await;
 
     // A reload with the same settings keeps the issuer, its certificate and its task:
     // no new order, nothing published again.
@@ -490,6 +493,8 @@ async fn a_listener_with_acme_serves_the_issued_certificate_by_sni_and_keeps_it_
         replaced.published().current().unwrap().serial,
         issued.serial
     );
+    // Loaded from storage by the new issuer: still in the metric and /api/config.
+    assert_admin_shows(&proxy, &issued).await;
 
     // A listener that goes takes its issuer with it.
     let text = std::fs::read_to_string(&config).unwrap();
@@ -497,6 +502,208 @@ async fn a_listener_with_acme_serves_the_issued_certificate_by_sni_and_keeps_it_
     std::fs::write(&config, without).unwrap();
     proxy.gateway.reload().await.expect("reload");
     assert!(proxy.gateway.acme_issuer("secure").is_none());
+}
+
+/// The expiry metric has a series per ACME domain of listener "secure" with the
+/// issued certificate's expiry, and `/api/config` lists the certificate (names, expiry,
+/// serial) beside the listener, without its key.
+async fn assert_admin_shows(proxy: &support::proxy::RunningProxy, issued: &junction::acme::Issued) {
+    let not_after = issued
+        .not_after
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let metrics = proxy.metrics_text().await;
+    for name in DOMAINS {
+        let series = format!(
+            "junction_tls_certificate_expiry_seconds{{listener=\"secure\",name=\"{name}\"}} "
+        );
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&series))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        let left: i64 = line[series.len()..].trim().parse().unwrap();
+        let expected = not_after - unix_now();
+        assert!(
+            (left - expected).abs() <= 2,
+            "{line}: expected about {expected}"
+        );
+    }
+    let config = proxy.admin_json("/api/config").await;
+    let listener = config["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "secure")
+        .expect("listener secure in /api/config");
+    let certificates = listener["tls"]["certificates"].as_array().unwrap();
+    let acme: Vec<_> = certificates
+        .iter()
+        .filter(|c| c["source"] == "acme")
+        .collect();
+    assert_eq!(acme.len(), 1, "{certificates:?}");
+    assert_eq!(acme[0]["serial"], issued.serial.as_str());
+    assert_eq!(acme[0]["names"], serde_json::json!(issued.names));
+    assert_eq!(acme[0]["key_type"], "ecdsa");
+    let expires_in = acme[0]["expires_in_seconds"].as_i64().unwrap();
+    assert!((expires_in - (not_after - unix_now())).abs() <= 2);
+    let text = config.to_string();
+    assert!(!text.contains("PRIVATE KEY"), "a key in /api/config");
+}
+
+#[tokio::test]
+async fn issuers_sharing_a_storage_order_once_and_the_other_reuses_what_was_stored() {
+    let (proxy, _upstream) = gateway().await;
+    let pebble = Pebble::start(proxy.addr("public").port(), free_port(), None).await;
+    let storage = tempfile::tempdir().unwrap();
+    let settings = settings(&pebble, storage.path());
+    let answers = proxy.gateway.acme_answers();
+    // Two issuers of one section, as two Junction processes (or two listeners) sharing
+    // `storage` have: each takes the lock through its own open file, as a process does.
+    let first = Acme::new(settings.clone(), answers.clone());
+    let second = Acme::new(settings.clone(), answers.clone());
+    let (a, b) = tokio::time::timeout(Duration::from_secs(90), async {
+        tokio::join!(first.ensure(), second.ensure())
+    })
+    .await
+    .expect("issued within 90 s");
+    let mut outcomes = [a.expect("first"), b.expect("second")];
+    outcomes.sort_by_key(|o| *o == Outcome::Reused);
+    assert_eq!(
+        outcomes,
+        [Outcome::Obtained, Outcome::Reused],
+        "ordered twice"
+    );
+    let (one, two) = (
+        first.published().current().unwrap(),
+        second.published().current().unwrap(),
+    );
+    assert_eq!(one.serial, two.serial);
+
+    // One account, one chain and key, the lock; no temporary file left behind.
+    let mut files: Vec<String> = std::fs::read_dir(storage.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(files.iter().all(|f| !f.contains(".new")), "{files:?}");
+    assert!(files.contains(&".lock".to_string()), "{files:?}");
+    let stored =
+        std::fs::read_to_string(storage.path().join(format!("{}.chain.pem", DOMAINS[0]))).unwrap();
+    assert_eq!(stored, one.chain_pem);
+
+    // One renews; the other, when it looks (as its renewal loop does when due), takes
+    // the renewed certificate from storage instead of ordering another.
+    let renewed = tokio::time::timeout(Duration::from_secs(60), first.obtain())
+        .await
+        .expect("renewed within a minute")
+        .unwrap();
+    assert_ne!(renewed.serial, one.serial);
+    assert_eq!(second.ensure().await.unwrap(), Outcome::Reused);
+    assert_eq!(second.published().current().unwrap().serial, renewed.serial);
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn two_junction_processes_sharing_a_storage_order_once() {
+    use support::process::JunctionProcess;
+    let upstream = TestUpstream::named("app").start().await;
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, free_port(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Both configs sit in one directory, so both store into its `acme`. Only the first
+    // has pebble's HTTP-01 port: the second can have a certificate from storage only.
+    let config = |port: u16, name: &str| {
+        let path = dir.path().join(name);
+        let text = acme_listener_config(&pebble, port, &upstream.url(), (0, Challenge::Http01));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (first, second) = (config(http_port, "first.toml"), config(0, "second.toml"));
+    let mut one = JunctionProcess::start(&first, &["secure"]).await;
+    let mut two = JunctionProcess::start(&second, &["secure"]).await;
+    one.wait_for_log("acme: certificate obtained").await;
+    // The second waits for the lock, then reuses; it never orders (an order of its
+    // own fails: pebble cannot reach it, and it would log and retry 30 s later).
+    loop {
+        let line = two.wait_for_log("acme: ").await;
+        assert!(!line.contains("no certificate this time"), "{line}");
+        if line.contains("acme: reusing the stored certificate") {
+            break;
+        }
+    }
+    let root = pebble.issuer_root().await;
+    let (_, served_by_one) = fetch_secure(one.addrs["secure"], &root, DOMAINS[0]).await;
+    let (_, served_by_two) = fetch_secure(two.addrs["secure"], &root, DOMAINS[1]).await;
+    assert_eq!(served_by_one, served_by_two, "two certificates");
+}
+
+#[tokio::test]
+async fn an_acme_tls_alpn_connection_is_closed_after_the_handshake_and_never_routed() {
+    let ca = support::certs::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["files.test"]).write(dir.path(), "files");
+    let upstream = TestUpstream::named("app").start().await;
+    let config = format!(
+        r#"{}
+tls = {{ certs = [{{ cert = {cert:?}, key = {key:?} }}], acme = {{ directory = "https://127.0.0.1:1/dir", domains = {DOMAINS:?}, challenge = "tls-alpn-01", storage = {storage:?} }} }}
+
+[[pools]]
+name = "app"
+endpoints = [{{ url = "{upstream}" }}]
+
+[[routes]]
+name = "all"
+pool = "app"
+"#,
+        listeners_toml(),
+        storage = dir.path().join("acme"),
+        upstream = upstream.url(),
+    );
+    let proxy = TestProxy::from_toml(&config).start().await;
+    let addr = proxy.addr("public");
+    let connect = |alpn: &'static [u8]| async move {
+        let mut config =
+            support::certs::trusting_client(support::certs::Offer::All, &[&rustls::version::TLS13]);
+        config.alpn_protocols = vec![alpn.to_vec()];
+        support::certs::connect_with(Arc::new(config), addr, Some("files.test"))
+            .await
+            .expect("handshake")
+    };
+    // The same connection with ALPN http/1.1 is served: the route works.
+    let mut served = connect(b"http/1.1").await;
+    let head = support::certs::get_over(&mut served, "files.test", "/").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(upstream.requests(), 1);
+
+    // ALPN acme-tls/1 (a TLS-ALPN-01 check): the handshake completes, then the
+    // listener closes without reading a request.
+    let mut check = connect(ACME_TLS_ALPN).await;
+    assert_eq!(check.get_ref().1.alpn_protocol(), Some(ACME_TLS_ALPN));
+    let _ = check
+        .write_all(b"GET / HTTP/1.1\r\nHost: files.test\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), check.read_to_end(&mut answer))
+        .await
+        .expect("closed, not left open");
+    assert!(
+        answer.is_empty(),
+        "answered {:?} ({read:?})",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        upstream.requests(),
+        1,
+        "the acme-tls/1 connection was routed"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! TLS on listeners: certificates picked by SNI (exact names, wildcards, the default,
 //! ECDSA or RSA by the client's signature schemes), reloaded in place when their files
-//! change, expiry in the metrics, `junction check` and `/api/config`.
+//! change, expiry in the metrics, `junction check` and `/api/config`, full and resumed
+//! handshakes counted.
 
 mod support;
 
@@ -624,4 +625,21 @@ async fn listeners_speak_tls_1_2_and_1_3_offer_h2_and_resume_sessions_across_a_r
             );
         }
     }
+    // The server counted them alike: a full handshake per version, three resumed. The
+    // server ends its side of a handshake after the client's: poll for the last one.
+    let handshakes = |kind: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let metrics = support::parse_metrics(&proxy.metrics_text().await);
+            let series =
+                format!("junction_tls_handshakes_total{{listener=\"public\",kind=\"{kind}\"}}");
+            metrics.get(&series).copied().unwrap_or(0.0)
+        }
+    };
+    until("three resumed handshakes counted", || async {
+        handshakes("resumed").await >= 3.0
+    })
+    .await;
+    assert_eq!(handshakes("resumed").await, 3.0);
+    assert_eq!(handshakes("full").await, 2.0);
 }

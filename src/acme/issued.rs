@@ -29,6 +29,8 @@ pub struct Issued {
     pub not_after: SystemTime,
     /// The leaf's serial number, hex: what tells one issuance from another.
     pub serial: String,
+    /// The leaf's key type (ECDSA from instant-acme's CSR).
+    pub kind: crate::tls::KeyKind,
 }
 
 impl std::fmt::Debug for Issued {
@@ -72,6 +74,9 @@ impl Issued {
             Err(e) => return Err(bad(format!("subjectAltName: {e}"))),
         };
         let serial = cert.raw_serial_as_string().replace(':', "");
+        let kind = crate::tls::certificate::describe(leaf)
+            .map_err(|e| bad(format!("leaf: {e}")))?
+            .kind;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| bad(format!("key PEM: {e}")))?;
         let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
@@ -85,6 +90,7 @@ impl Issued {
             not_before,
             not_after,
             serial,
+            kind,
         })
     }
 
@@ -184,6 +190,20 @@ impl crate::tls::AcmeCertificates for AcmeResolver {
             return self.alpn.get(hello.server_name()?);
         }
         self.published.current().map(|i| i.certified.clone())
+    }
+
+    fn issued(&self) -> Option<crate::tls::IssuedCertificate> {
+        let issued = self.published.current()?;
+        let not_after = issued
+            .not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(crate::tls::IssuedCertificate {
+            names: issued.names.clone(),
+            not_after,
+            kind: issued.kind,
+            serial: issued.serial.clone(),
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! One `acme` section at work: reuse the stored certificate while it is good, otherwise
-//! order one (account, order, HTTP-01 answers, CSR, download), store it, publish it;
-//! then sleep until two thirds of its lifetime and renew, retrying with backoff.
+//! order one (account, order, HTTP-01 answers, CSR, download) under the storage lock,
+//! store it, publish it; then sleep until two thirds of its lifetime and renew (or take
+//! what another process sharing the storage renewed), retrying with backoff.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -73,17 +74,39 @@ impl Acme {
         &self.settings
     }
 
-    /// Publishes a certificate: the stored one if it is good, else a new one.
+    /// Publishes a certificate: the stored one if it is good, else a new one. The
+    /// storage lock is taken before ordering, and what is stored looked at again under
+    /// it: another process or listener sharing `storage` may have just stored one.
     pub async fn ensure(&self) -> Result<Outcome, AcmeError> {
-        if let Some(stored) = self.stored() {
-            if stored.covers(&self.settings.domains) && SystemTime::now() < stored.renew_at() {
-                tracing::info!(domains = ?self.settings.domains, serial = %stored.serial, "acme: reusing the stored certificate");
-                self.published.publish(Arc::new(stored));
-                return Ok(Outcome::Reused);
-            }
+        if self.publish_stored() {
+            return Ok(Outcome::Reused);
         }
-        self.obtain().await?;
+        let _lock = self.storage.lock().await?;
+        if self.publish_stored() {
+            return Ok(Outcome::Reused);
+        }
+        self.order().await?;
         Ok(Outcome::Obtained)
+    }
+
+    /// Publishes the stored certificate if it names every domain and is not yet due
+    /// for renewal (and is not the one already published).
+    fn publish_stored(&self) -> bool {
+        let Some(stored) = self.stored() else {
+            return false;
+        };
+        if !stored.covers(&self.settings.domains) || SystemTime::now() >= stored.renew_at() {
+            return false;
+        }
+        let same = self
+            .published
+            .current()
+            .is_some_and(|current| current.serial == stored.serial);
+        if !same {
+            tracing::info!(domains = ?self.settings.domains, serial = %stored.serial, "acme: reusing the stored certificate");
+            self.published.publish(Arc::new(stored));
+        }
+        true
     }
 
     /// Runs `ensure`, then renews whenever due, until the task is aborted.
@@ -99,7 +122,8 @@ impl Acme {
                 None => self.ensure().await.map(drop),
                 Some(current) => {
                     sleep_until(current.renew_at()).await;
-                    self.obtain().await.map(drop)
+                    // A process sharing the storage may have renewed it already.
+                    self.ensure().await.map(drop)
                 }
             };
             match result {
@@ -128,8 +152,15 @@ impl Acme {
             .ok()
     }
 
-    /// Orders a certificate for the domains, stores and publishes it.
+    /// Orders a certificate for the domains, stores and publishes it, holding the
+    /// storage lock.
     pub async fn obtain(&self) -> Result<Arc<Issued>, AcmeError> {
+        let _lock = self.storage.lock().await?;
+        self.order().await
+    }
+
+    /// `obtain` under a lock already held.
+    async fn order(&self) -> Result<Arc<Issued>, AcmeError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings

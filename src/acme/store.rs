@@ -1,11 +1,13 @@
 //! The `storage` directory: the account's credentials (one file per ACME directory) and
 //! the certificate chain and key (one pair per first domain). Files are written whole
-//! (temporary file, then rename) with mode 0600, in a directory made 0700.
+//! (temporary file, then rename) with mode 0600, in a directory made 0700. A `.lock`
+//! file (flock) lets one issuer at a time, of any process, order and write.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use instant_acme::AccountCredentials;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,42 @@ impl Storage {
             dir: dir.to_path_buf(),
             stem: first.replace('*', "_"),
         }
+    }
+
+    /// Waits for the directory's lock: held while an issuer looks at what is stored,
+    /// orders and writes, so two processes (or two listeners) sharing the directory
+    /// never order at once and the second finds what the first stored. The lock is
+    /// the kernel's (flock): a process that dies releases it.
+    pub async fn lock(&self) -> Result<StorageLock, AcmeError> {
+        self.create_dir()?;
+        let path = self.dir.join(".lock");
+        let failed = {
+            let path = path.clone();
+            move |e: std::io::Error| AcmeError::Storage(path.clone(), e.to_string())
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(&failed)?;
+        // flock blocks: on a blocking thread, so the runtime keeps serving.
+        let locked = tokio::task::spawn_blocking(move || {
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map(|()| file)
+        })
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?
+        .map_err(|e| failed(e.into()))?;
+        Ok(StorageLock { _file: locked })
+    }
+
+    fn create_dir(&self) -> Result<(), AcmeError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| AcmeError::Storage(self.dir.clone(), e.to_string()))
     }
 
     pub fn account_path(&self, directory: &str) -> PathBuf {
@@ -84,25 +122,38 @@ impl Storage {
 
     fn write_private(&self, path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
         let failed = |e: std::io::Error| AcmeError::Storage(path.to_path_buf(), e.to_string());
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(failed)?;
+        self.create_dir()?;
+        // A name no other writer uses (process and sequence), so a writer that does not
+        // hold the lock still cannot clobber another's half-written file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
         let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".new");
+        temporary.push(format!(
+            ".new.{}.{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
         let temporary = PathBuf::from(temporary);
-        let _ = fs::remove_file(&temporary);
-        let mut file = fs::OpenOptions::new()
+        let written = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&temporary)
-            .map_err(failed)?;
-        file.write_all(bytes).map_err(failed)?;
-        file.sync_all().map_err(failed)?;
-        fs::rename(&temporary, path).map_err(failed)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&temporary, path));
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written.map_err(failed)
     }
+}
+
+/// The storage directory's lock, released when dropped (the file is closed).
+#[derive(Debug)]
+pub(super) struct StorageLock {
+    _file: fs::File,
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, AcmeError> {
@@ -117,6 +168,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, AcmeError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     #[test]
     fn files_are_private_and_replaced_whole() {
@@ -139,5 +191,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+        let names: Vec<_> = fs::read_dir(dir.path().join("acme"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_held_by_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(&dir.path().join("acme"), &["a.example.com".into()]);
+        let held = storage.lock().await.unwrap();
+        // Another open file of the lock, as another process has, waits for it.
+        let other = storage.clone();
+        let mut waiting = tokio::spawn(async move { other.lock().await.map(drop) });
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
+        assert!(early.is_err(), "locked twice at once");
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the lock is free once dropped")
+            .unwrap()
+            .unwrap();
     }
 }

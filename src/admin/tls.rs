@@ -1,6 +1,7 @@
 //! Listener certificates as the admin API shows them: the TLS families of `/metrics`
-//! (seconds until each name expires, certificate reloads) and the certificates beside
-//! each listener in `/api/config` (names, expiry, key type; never a key).
+//! (seconds until each name expires, certificate reloads, full and resumed handshakes)
+//! and the certificates beside each listener in `/api/config` (names, expiry, key
+//! type; never a key), from files and from ACME alike.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,8 @@ pub(super) fn unix_now() -> i64 {
 }
 
 /// Per listener and name, the first expiry among the certificates serving it (an
-/// ECDSA and an RSA certificate of one name are one series).
+/// ECDSA and an RSA certificate of one name are one series). A name of an issued ACME
+/// certificate shows that certificate's expiry: it is what clients get for the name.
 pub(super) fn expiries(plan: &Plan) -> BTreeMap<(String, String), i64> {
     let mut out: BTreeMap<(String, String), i64> = BTreeMap::new();
     for listener in &plan.listeners {
@@ -30,6 +32,11 @@ pub(super) fn expiries(plan: &Plan) -> BTreeMap<(String, String), i64> {
                 let key = (listener.name.to_string(), name.clone());
                 let at = out.entry(key).or_insert(cert.not_after);
                 *at = (*at).min(cert.not_after);
+            }
+        }
+        if let Some(issued) = tls.certs.acme_issued() {
+            for name in issued.names {
+                out.insert((listener.name.to_string(), name), issued.not_after);
             }
         }
     }
@@ -66,6 +73,18 @@ pub(super) fn encode_metrics(
             .encode_family(&labels)?
             .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
     }
+    let mut family = encoder.encode_descriptor(
+        "junction_tls_handshakes",
+        "TLS handshakes a listener completed, full or resumed (a session ticket or id).",
+        None,
+        MetricType::Counter,
+    )?;
+    for ((listener, kind), count) in metrics.all_tls_handshakes() {
+        let labels = vec![("listener", &*listener), ("kind", kind)];
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+    }
     Ok(())
 }
 
@@ -82,13 +101,14 @@ pub(super) fn annotate_config(config: &mut Value, plan: &Plan) {
         let Some(tls) = plan.listener(name).and_then(|l| l.tls.as_ref()) else {
             continue;
         };
-        let certificates: Vec<Value> = tls
+        let mut certificates: Vec<Value> = tls
             .certs
             .current()
             .certs
             .iter()
             .map(|cert| {
                 json!({
+                    "source": "file",
                     "names": cert.names,
                     "not_after": crate::tls::certificate::rfc3339(cert.not_after),
                     "expires_in_seconds": cert.not_after - now,
@@ -97,6 +117,16 @@ pub(super) fn annotate_config(config: &mut Value, plan: &Plan) {
                 })
             })
             .collect();
+        if let Some(issued) = tls.certs.acme_issued() {
+            certificates.push(json!({
+                "source": "acme",
+                "names": issued.names,
+                "not_after": crate::tls::certificate::rfc3339(issued.not_after),
+                "expires_in_seconds": issued.not_after - now,
+                "key_type": issued.kind.label(),
+                "serial": issued.serial,
+            }));
+        }
         if let Some(tls) = listener.get_mut("tls").and_then(Value::as_object_mut) {
             tls.insert("certificates".into(), Value::Array(certificates));
         }

@@ -191,11 +191,24 @@ async fn serve_proxy(
         gateway: gateway.clone(),
         accepted_under: plan.clone(),
     };
+    let listener_name = name.clone();
     let downstream = Downstream::new(gateway.clone(), accepted_on, peer, name, tls.is_some());
     match tls {
         Some((config, client_auth)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let accepted =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            if let Ok(Ok(stream)) = &accepted {
+                let kind = match stream.get_ref().1.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => "resumed",
+                    _ => "full",
+                };
+                gateway
+                    .telemetry
+                    .metrics
+                    .count_tls_handshake(&listener_name, kind);
+            }
+            match accepted {
                 Ok(Ok(stream))
                     if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) =>
                 {

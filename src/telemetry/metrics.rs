@@ -185,6 +185,8 @@ pub struct MetricsRegistry {
     handoffs: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Certificate reloads by listener and outcome (`reloaded`, `refused`).
     tls_reloads: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// TLS handshakes completed by listener and kind (`full`, `resumed`).
+    tls_handshakes: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Masking findings by (route, type, action, direction): counts, never values.
     masking: Mutex<HashMap<MaskingKey, u64>>,
     /// Bodies masking could not read and passed on (`on_error = "pass"`), by route and
@@ -218,6 +220,7 @@ impl Default for MetricsRegistry {
             errors: Mutex::default(),
             handoffs: Mutex::default(),
             tls_reloads: Mutex::default(),
+            tls_handshakes: Mutex::default(),
             masking: Mutex::default(),
             masking_passed: Mutex::default(),
             usage_unread: Mutex::default(),
@@ -351,6 +354,24 @@ impl MetricsRegistry {
     pub fn all_tls_reloads(&self) -> Vec<((Arc<str>, &'static str), u64)> {
         let reloads = self.tls_reloads.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = reloads.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        all
+    }
+
+    pub fn count_tls_handshake(&self, listener: &Arc<str>, kind: &'static str) {
+        let mut handshakes = self
+            .tls_handshakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *handshakes.entry((listener.clone(), kind)).or_default() += 1;
+    }
+
+    pub fn all_tls_handshakes(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        let handshakes = self
+            .tls_handshakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = handshakes.iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all
     }

@@ -12,7 +12,9 @@ mod server;
 
 pub use certificate::{CertError, CertFiles, Certificate, KeyKind};
 pub use identity::{ClientIdentity, client_verifier};
-pub use resolver::{ACME_TLS_ALPN, AcmeCertificates, CertSet, Refresh, SniResolver};
+pub use resolver::{
+    ACME_TLS_ALPN, AcmeCertificates, CertSet, IssuedCertificate, Refresh, SniResolver,
+};
 pub use server::{ListenerTls, server_config};
 
 use std::sync::Arc;

@@ -21,6 +21,21 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// offering `acme-tls/1` a challenge certificate; `None` while there is none.
 pub trait AcmeCertificates: std::fmt::Debug + Send + Sync {
     fn certificate(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>>;
+    /// The certificate issued and in force, as the admin API shows it (`None` before
+    /// the first issuance).
+    fn issued(&self) -> Option<IssuedCertificate>;
+}
+
+/// An ACME certificate seen from outside: its names and validity, never its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// DNS names it serves, lower-cased.
+    pub names: Vec<String>,
+    /// End of validity, in seconds since the Unix epoch.
+    pub not_after: i64,
+    pub kind: super::KeyKind,
+    /// The serial number, hex: what tells one issuance from the next.
+    pub serial: String,
 }
 
 /// The `acme` section of a listener as its resolver sees it: its domains, and the
@@ -219,6 +234,12 @@ impl SniResolver {
         if let Some(acme) = &self.acme {
             acme.issuer.store(Some(Arc::new(issuer)));
         }
+    }
+
+    /// The ACME certificate serving this listener's `acme` domains, once issued.
+    pub fn acme_issued(&self) -> Option<IssuedCertificate> {
+        let acme = self.acme.as_ref()?;
+        acme.issuer.load().as_ref()?.issued()
     }
 
     /// For a name of the ACME section: its certificate, if issued. `Err` when the
