@@ -4,12 +4,22 @@
 //! confirmed by its family's validator. Random tokens and lines of key material
 //! come from a loop over token runs after it.
 
+use std::cell::Cell;
+
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::digit_run::DigitRun;
 use super::kinds::{Builtin, Found};
 use super::shapes::{PREFIXES, SHAPES, Shape, is_literal};
+use super::triggers::Candidate;
 use super::{bounds, contact, finance, literals, national_id, network, secrets, triggers};
+
+thread_local! {
+    /// The candidates of the text being walked (see `Detectors::find_shapes`).
+    static CANDIDATES: Cell<Vec<Candidate>> = const { Cell::new(Vec::new()) };
+    /// The digits of the number being checked.
+    static DIGITS: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// The compiled built-in detectors.
 pub struct Detectors {
@@ -71,14 +81,27 @@ impl Detectors {
     /// shapes matched but none was confirmed moves the walk past its word: a value
     /// does not start inside one.
     fn find_shapes(&self, text: &str, out: &mut Vec<Found>) {
+        // The thread's candidate list, reused: a text costs no allocation once the
+        // thread has seen one as long.
+        let mut candidates = CANDIDATES.take();
+        let mut digits = DIGITS.take();
+        candidates.clear();
+        self.walk(text, &mut candidates, &mut digits, out);
+        CANDIDATES.set(candidates);
+        DIGITS.set(digits);
+    }
+
+    fn walk(
+        &self,
+        text: &str,
+        candidates: &mut Vec<Candidate>,
+        digits: &mut Vec<u8>,
+        out: &mut Vec<Found>,
+    ) {
         let bytes = text.as_bytes();
-        // About one candidate per 32 bytes of text dense with values: one allocation
-        // (none for a short text).
-        let mut candidates = Vec::with_capacity(bytes.len() / 32);
-        triggers::candidates(bytes, &mut candidates);
+        triggers::candidates(bytes, candidates);
         candidates.sort_unstable_by_key(|c| (c.start, c.shape as u8));
         let mut next_candidate = 0;
-        let mut digits = Vec::with_capacity(24);
         // The next literal match at or after `at`: (start, end, shape).
         let mut literal = self.literal_from(bytes, 0);
         let mut at = 0;
@@ -152,7 +175,7 @@ impl Detectors {
                     continue;
                 };
                 matched = true;
-                hit = confirm(shape, text, start, end, floor, &mut digits);
+                hit = confirm(shape, text, start, end, floor, digits);
                 if hit.is_some() {
                     break;
                 }

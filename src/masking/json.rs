@@ -613,6 +613,8 @@ impl Scanner<'_> {
             stack: &self.stack,
             arguments,
         };
+        // A masked text is about as long as the text: one allocation per body.
+        replacement.reserve(text.len() + 64);
         let result = edit.edit(&site, text, &mut replacement);
         if let Ok(true) = result {
             if !self.changed {
@@ -721,6 +723,8 @@ pub(crate) fn decode_into(raw: &[u8], out: &mut String) {
 /// body): its plain runs are copied without checking them again.
 pub(crate) fn decode_str_into(text: &str, out: &mut String) {
     let raw = text.as_bytes();
+    // The decoded text is never longer than its escaped form: one allocation.
+    out.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let run = memchr::memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);

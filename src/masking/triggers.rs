@@ -409,21 +409,22 @@ fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
     if first_end == start {
         return None;
     }
-    // The dots after which a non-empty label follows, in order.
-    let mut dots = Vec::new();
+    // Over the dots after which a non-empty label follows, the last whose label starts
+    // with two letters: where the labels given back stop.
+    let mut end = None;
     let mut at = first_end;
     while bytes.get(at) == Some(&b'.') {
         let label_end = run_forward(bytes, at + 1, is_label_byte);
         if label_end == at + 1 {
             break;
         }
-        dots.push(at);
+        let letters = run_forward(bytes, at + 1, |b| b.is_ascii_alphabetic()) - at - 1;
+        if letters >= 2 {
+            end = Some(at + 1 + letters);
+        }
         at = label_end;
     }
-    dots.iter().rev().find_map(|&dot| {
-        let letters = run_forward(bytes, dot + 1, |b| b.is_ascii_alphabetic()) - dot - 1;
-        (letters >= 2).then_some(dot + 1 + letters)
-    })
+    end
 }
 
 /// `[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:]*` at `start`: the whole run of
