@@ -175,6 +175,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
             end,
         })
     };
+    let mut number_run = NumberRun::default();
     let mut i = 0;
     while i < bytes.len() {
         // Eight bytes at a time up to the first that may be a trigger.
@@ -202,7 +203,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                     let before = i.checked_sub(1).map(|p| bytes[p]);
                     // A number ends at the same place whether it starts at its first
                     // digit or at the `(+`, `+` or `(` before it.
-                    let number = number_end(bytes, i);
+                    let number = number_run.end_from(bytes, i);
                     if let Some(end) = number {
                         if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
                             push(i - 2, i, Shape::Number, end);
@@ -319,6 +320,36 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
         Shape::Ipv4 => ipv4_end(bytes, start),
         Shape::Number => number_start_end(bytes, start),
         _ => None,
+    }
+}
+
+/// The run of number bytes the scan is in, read once for all its digit groups: each
+/// group's number (`number_end`) ends at the run's last digit, so a number of many
+/// groups is not read again from each.
+#[derive(Default)]
+struct NumberRun {
+    /// The digit the run was read from, and the run's end.
+    from: usize,
+    run_end: usize,
+    /// The offset of the run's last digit (after `from`), if any.
+    last: Option<usize>,
+}
+
+impl NumberRun {
+    /// `number_end(bytes, digit)`.
+    fn end_from(&mut self, bytes: &[u8], digit: usize) -> Option<usize> {
+        if !(digit > self.from && digit < self.run_end) {
+            let run_end = run_forward(bytes, digit + 1, is_number_byte);
+            *self = NumberRun {
+                from: digit,
+                run_end,
+                last: (digit + 1..run_end)
+                    .rev()
+                    .find(|&at| bytes[at].is_ascii_digit()),
+            };
+        }
+        let last = self.last.filter(|&last| last > digit)?;
+        (last - digit >= 5).then_some(last + 1)
     }
 }
 
