@@ -47,42 +47,68 @@ fn run(bytes: &[u8], at: usize, class: fn(u8) -> bool) -> usize {
         .map_or(0, |rest| rest.iter().take_while(|&&b| class(b)).count())
 }
 
-/// The alternatives of `Shape::Prefixed`, in the pattern's order: literal, the class of
-/// the rest, its least length, and whether that length is exact (`{32}`).
-const PREFIXED: [(&[u8], fn(u8) -> bool, usize, bool); 32] = [
-    (b"sk-", token, 20, false),
-    (b"sk_live_", alphanumeric, 10, false),
-    (b"sk_test_", alphanumeric, 10, false),
-    (b"rk_live_", alphanumeric, 10, false),
-    (b"rk_test_", alphanumeric, 10, false),
-    (b"whsec_", alphanumeric, 20, false),
-    (b"ghp_", alphanumeric, 30, false),
-    (b"gho_", alphanumeric, 30, false),
-    (b"ghu_", alphanumeric, 30, false),
-    (b"ghs_", alphanumeric, 30, false),
-    (b"ghr_", alphanumeric, 30, false),
-    (b"github_pat_", word, 30, false),
-    (b"xoxa-", dashed, 10, false),
-    (b"xoxb-", dashed, 10, false),
-    (b"xoxp-", dashed, 10, false),
-    (b"xoxo-", dashed, 10, false),
-    (b"xoxs-", dashed, 10, false),
-    (b"xoxr-", dashed, 10, false),
-    (b"xoxe-", dashed, 10, false),
-    (b"AIza", token, 30, false),
-    (b"glpat-", token, 20, false),
-    (b"hf_", alphanumeric, 30, false),
-    (b"npm_", alphanumeric, 30, false),
-    (b"ya29.", token, 20, false),
+/// One alternative of `Shape::Prefixed`: its literal, the class of the rest, the rest's
+/// least length, and whether that length is exact (`{32}`).
+struct Alternative {
+    literal: &'static [u8],
+    class: fn(u8) -> bool,
+    least: usize,
+    exact: bool,
+}
+
+const fn at_least(literal: &'static [u8], class: fn(u8) -> bool, least: usize) -> Alternative {
+    Alternative {
+        literal,
+        class,
+        least,
+        exact: false,
+    }
+}
+
+const fn exactly(literal: &'static [u8], class: fn(u8) -> bool, len: usize) -> Alternative {
+    Alternative {
+        literal,
+        class,
+        least: len,
+        exact: true,
+    }
+}
+
+/// The alternatives of `Shape::Prefixed`, in the pattern's order.
+const PREFIXED: [Alternative; 32] = [
+    at_least(b"sk-", token, 20),
+    at_least(b"sk_live_", alphanumeric, 10),
+    at_least(b"sk_test_", alphanumeric, 10),
+    at_least(b"rk_live_", alphanumeric, 10),
+    at_least(b"rk_test_", alphanumeric, 10),
+    at_least(b"whsec_", alphanumeric, 20),
+    at_least(b"ghp_", alphanumeric, 30),
+    at_least(b"gho_", alphanumeric, 30),
+    at_least(b"ghu_", alphanumeric, 30),
+    at_least(b"ghs_", alphanumeric, 30),
+    at_least(b"ghr_", alphanumeric, 30),
+    at_least(b"github_pat_", word, 30),
+    at_least(b"xoxa-", dashed, 10),
+    at_least(b"xoxb-", dashed, 10),
+    at_least(b"xoxp-", dashed, 10),
+    at_least(b"xoxo-", dashed, 10),
+    at_least(b"xoxs-", dashed, 10),
+    at_least(b"xoxr-", dashed, 10),
+    at_least(b"xoxe-", dashed, 10),
+    at_least(b"AIza", token, 30),
+    at_least(b"glpat-", token, 20),
+    at_least(b"hf_", alphanumeric, 30),
+    at_least(b"npm_", alphanumeric, 30),
+    at_least(b"ya29.", token, 20),
     // `SG.` takes a second run after a dot: see `prefixed_end`.
-    (b"SG.", token, 16, false),
-    (b"dop_v1_", lower_hex, 40, false),
-    (b"shpat_", hex, 32, true),
-    (b"shpca_", hex, 32, true),
-    (b"shppa_", hex, 32, true),
-    (b"shpss_", hex, 32, true),
-    (b"pypi-", token, 50, false),
-    (b"xapp-", dashed, 20, false),
+    at_least(b"SG.", token, 16),
+    at_least(b"dop_v1_", lower_hex, 40),
+    exactly(b"shpat_", hex, 32),
+    exactly(b"shpca_", hex, 32),
+    exactly(b"shppa_", hex, 32),
+    exactly(b"shpss_", hex, 32),
+    at_least(b"pypi-", token, 50),
+    at_least(b"xapp-", dashed, 20),
 ];
 
 fn hex(b: u8) -> bool {
@@ -146,7 +172,12 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
 
 fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
     let rest = &bytes[start..];
-    let &(literal, class, least, exact) = PREFIXED.iter().find(|(l, ..)| rest.starts_with(l))?;
+    let &Alternative {
+        literal,
+        class,
+        least,
+        exact,
+    } = PREFIXED.iter().find(|a| rest.starts_with(a.literal))?;
     let value = start + literal.len();
     let len = run(bytes, value, class);
     if len < least {
@@ -279,7 +310,7 @@ mod tests {
             .iter()
             .find(|(shape, _)| *shape == Shape::Prefixed)
             .unwrap();
-        let mine: Vec<&[u8]> = PREFIXED.iter().map(|(l, ..)| *l).collect();
+        let mine: Vec<&[u8]> = PREFIXED.iter().map(|a| a.literal).collect();
         let listed: Vec<&[u8]> = literals.iter().map(|l| l.as_bytes()).collect();
         assert_eq!(mine, listed);
     }
