@@ -5,7 +5,9 @@
 //! still does. Fails when the corpus is missing.
 //!
 //! `cargo test --test masking_corpus -- --nocapture` prints the table;
-//! `MASKING_MISSES=1` also prints the values missed and the look-alikes masked.
+//! `MASKING_MISSES=1` also prints the values missed and the look-alikes masked;
+//! `MASKING_CORPUS=/path/to/shared/masking` reads the corpus from elsewhere (a
+//! worktree that is not beside `shared/`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,6 +16,10 @@ use junction::masking::{Builtin, Findings, Masker, TextMasker, Vault, mask_text}
 use serde_json::Value;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/masking");
+
+fn corpus_dir() -> String {
+    std::env::var("MASKING_CORPUS").unwrap_or_else(|_| CORPUS.to_string())
+}
 
 /// The types that must reach 0.99, and the look-alikes kept.
 const GATED: [&str; 9] = [
@@ -29,7 +35,7 @@ const GATED: [&str; 9] = [
 ];
 
 fn read(name: &str) -> String {
-    let path = format!("{CORPUS}/{name}");
+    let path = format!("{}/{name}", corpus_dir());
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!("the masking corpus is missing ({path}: {e}); it lives beside the checkout in shared/masking")
     })

@@ -153,14 +153,18 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     if let Some(rest) = d.strip_prefix(b"00") {
         return k >= 2 && international(rest);
     }
-    let shape: Vec<usize> = run.shape(k).collect();
+    let mut lengths = [0usize; 16];
+    for (length, group) in lengths.iter_mut().zip(run.shape(k)) {
+        *length = group;
+    }
+    let shape = &lengths[..k.min(16)];
     if d[0] == b'0' {
         // A national number with its trunk 0 (most of Europe, Japan, Australia, Brazil).
         return (9..=11).contains(&d.len())
             && d[1] != b'0'
             && (k == 1 || (2..=5).contains(&shape[0]));
     }
-    let us = match shape.as_slice() {
+    let us = match shape {
         [10] => !paren && nanp(d),
         [3, 3, 4] => nanp(d),
         [11] => !paren && d[0] == b'1' && nanp(&d[1..]),
@@ -173,7 +177,7 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         && !paren
         && run.one_separator(text, 3, &[" ", "-"]);
     // A Brazilian number without its trunk: area code, then 4+4 or 5+4 (`11 3080-4609`).
-    let brazil = matches!(shape.as_slice(), [2, 4, 4] | [2, 5, 4])
+    let brazil = matches!(shape, [2, 4, 4] | [2, 5, 4])
         && run.separator(text, 0) == " "
         && run.separator(text, 1) == "-";
     // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`).

@@ -1,28 +1,36 @@
 //! The built-in detectors in one walk over the text: candidate shapes (one pattern each,
-//! in priority order) are found where they start, literal-prefixed ones by a regex whose
-//! prefilter skips to the literals, the others from a trigger byte (`triggers`), and
-//! each is confirmed by its family's validator. Random tokens and lines of key material
+//! in priority order) are found where they start, literal-prefixed ones from their
+//! literals (`literals`), the others from a trigger byte (`triggers`), and each is
+//! confirmed by its family's validator. Random tokens and lines of key material
 //! come from a loop over token runs after it.
 
+use std::cell::Cell;
+
 use aho_corasick::{AhoCorasick, MatchKind};
-use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, PatternID, meta};
 
 use super::digit_run::DigitRun;
 use super::kinds::{Builtin, Found};
-use super::shapes::{PREFIXES, SHAPES, Shape, is_literal, pattern};
-use super::{bounds, contact, finance, national_id, network, secrets, triggers};
+use super::shapes::{PREFIXES, SHAPES, Shape, is_literal};
+use super::triggers::Candidate;
+use super::{bounds, contact, finance, literals, national_id, network, secrets, triggers};
+
+thread_local! {
+    /// The candidates of the text being walked (see `Detectors::find_shapes`).
+    static CANDIDATES: Cell<Vec<Candidate>> = const { Cell::new(Vec::new()) };
+    /// The digits of the number being checked.
+    static DIGITS: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// The compiled built-in detectors.
 pub struct Detectors {
-    /// The literal-prefixed shapes (`literal_shapes` maps its patterns to shapes), only
-    /// ever run anchored where `prefixes` found one of their literals.
-    literal: meta::Regex,
+    /// The literal-prefixed shapes, in priority order.
     literal_shapes: Vec<Shape>,
     /// Per literal shape, the bytes its matches start with.
     literal_starts: Vec<[bool; 256]>,
     /// Every literal the literal-prefixed shapes' matches start with (`PREFIXES`).
     prefixes: AhoCorasick,
+    /// Per pattern of `prefixes`, its shape.
+    prefix_shapes: Vec<Shape>,
 }
 
 impl std::fmt::Debug for Detectors {
@@ -37,16 +45,6 @@ impl Default for Detectors {
     }
 }
 
-/// The regex of `shapes`' patterns, pattern `i` being `shapes[i]`'s.
-fn compile(shapes: &[Shape]) -> meta::Regex {
-    let patterns: Vec<&str> = shapes.iter().map(|&shape| pattern(shape)).collect();
-    meta::Builder::new()
-        .syntax(syntax::Config::new().unicode(false).utf8(true))
-        .configure(meta::Config::new().hybrid_cache_capacity(32 << 20))
-        .build_many(&patterns)
-        .expect("the built-in detector patterns compile")
-}
-
 impl Detectors {
     pub fn new() -> Detectors {
         let literal_shapes: Vec<Shape> = SHAPES
@@ -58,11 +56,15 @@ impl Detectors {
             .match_kind(MatchKind::LeftmostFirst)
             .build(PREFIXES.iter().flat_map(|(_, literals)| literals.iter()))
             .expect("the literal prefixes compile");
+        let prefix_shapes = PREFIXES
+            .iter()
+            .flat_map(|(shape, literals)| literals.iter().map(|_| *shape))
+            .collect();
         Detectors {
-            literal: compile(&literal_shapes),
             literal_starts: literal_shapes.iter().map(|&s| start_bytes(s)).collect(),
             literal_shapes,
             prefixes,
+            prefix_shapes,
         }
     }
 
@@ -79,14 +81,27 @@ impl Detectors {
     /// shapes matched but none was confirmed moves the walk past its word: a value
     /// does not start inside one.
     fn find_shapes(&self, text: &str, out: &mut Vec<Found>) {
+        // The thread's candidate list, reused: a text costs no allocation once the
+        // thread has seen one as long.
+        let mut candidates = CANDIDATES.take();
+        let mut digits = DIGITS.take();
+        candidates.clear();
+        self.walk(text, &mut candidates, &mut digits, out);
+        CANDIDATES.set(candidates);
+        DIGITS.set(digits);
+    }
+
+    fn walk(
+        &self,
+        text: &str,
+        candidates: &mut Vec<Candidate>,
+        digits: &mut Vec<u8>,
+        out: &mut Vec<Found>,
+    ) {
         let bytes = text.as_bytes();
-        // About one candidate per 32 bytes of text dense with values: one allocation
-        // (none for a short text).
-        let mut candidates = Vec::with_capacity(bytes.len() / 32);
-        triggers::candidates(bytes, &mut candidates);
+        triggers::candidates(bytes, candidates);
         candidates.sort_unstable_by_key(|c| (c.start, c.shape as u8));
         let mut next_candidate = 0;
-        let mut digits = Vec::with_capacity(24);
         // The next literal match at or after `at`: (start, end, shape).
         let mut literal = self.literal_from(bytes, 0);
         let mut at = 0;
@@ -151,7 +166,7 @@ impl Detectors {
                 shapes &= shapes - 1;
                 let end = ends[shape as usize].or_else(|| {
                     if is_literal(shape) {
-                        self.literal_at(bytes, shape, start)
+                        literals::end_of(shape, bytes, start)
                     } else {
                         triggers::end_of(shape, bytes, start)
                     }
@@ -160,7 +175,7 @@ impl Detectors {
                     continue;
                 };
                 matched = true;
-                hit = confirm(shape, text, start, end, floor, &mut digits);
+                hit = confirm(shape, text, start, end, floor, digits);
                 if hit.is_some() {
                     break;
                 }
@@ -194,36 +209,21 @@ impl Detectors {
     /// The leftmost match of a literal-prefixed shape at or after `from`.
     ///
     /// Every such match starts with one of `PREFIXES`: the literals are found first
-    /// (a SIMD search), and the regex is run anchored at each, leftmost first. Run
-    /// unanchored, the regex would scan on from each literal and then back to find
-    /// where its match starts, twice the work for the same answer.
+    /// (a SIMD search), and the shape the literal names is read by hand there. Only one
+    /// literal can start at a place (none is a prefix of another), so its shape is the
+    /// only literal shape that can match there.
     fn literal_from(&self, bytes: &[u8], from: usize) -> Option<(usize, usize, Shape)> {
         let mut at = from;
         loop {
             let literal = self
                 .prefixes
                 .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))?;
-            let input = Input::new(bytes)
-                .range(literal.start()..)
-                .anchored(Anchored::Yes);
-            if let Some(m) = self.literal.search(&input) {
-                return Some((
-                    m.start(),
-                    m.end(),
-                    self.literal_shapes[m.pattern().as_usize()],
-                ));
+            let shape = self.prefix_shapes[literal.pattern().as_usize()];
+            if let Some(end) = literals::end_of(shape, bytes, literal.start()) {
+                return Some((literal.start(), end, shape));
             }
             at = literal.start() + 1;
         }
-    }
-
-    /// The end of a match of the literal-prefixed `shape` anchored at `start`.
-    fn literal_at(&self, bytes: &[u8], shape: Shape, start: usize) -> Option<usize> {
-        let index = self.literal_shapes.iter().position(|&s| s == shape)?;
-        let input = Input::new(bytes)
-            .range(start..)
-            .anchored(Anchored::Pattern(PatternID::new_unchecked(index)));
-        self.literal.search(&input).map(|m| m.end())
     }
 }
 
@@ -384,6 +384,7 @@ fn start_bytes(shape: Shape) -> [bool; 256] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::shapes::pattern;
     use super::*;
 
     /// Every match of a literal-prefixed pattern starts with one of its shape's
@@ -415,19 +416,40 @@ mod tests {
         }
     }
 
+    /// No literal is the head of another, so the literal found at a place names the one
+    /// shape that can match there.
+    #[test]
+    fn no_prefix_starts_another() {
+        let all: Vec<&str> = PREFIXES
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect();
+        for a in &all {
+            for b in &all {
+                assert!(a == b || !b.starts_with(a), "{a:?} starts {b:?}");
+            }
+        }
+    }
+
     proptest::proptest! {
-        /// Literals found first and the regex run anchored at each give what the
-        /// regex finds run unanchored.
+        /// Literals found first and the shape read by hand at each give what one regex
+        /// of the literal shapes' patterns finds run unanchored.
         #[test]
         fn literal_matches_are_found_as_an_unanchored_search_finds_them(
             pieces in proptest::collection::vec(proptest::sample::select(literal_pieces()), 0..24),
             from in 0usize..200,
         ) {
+            use regex_automata::util::syntax;
+            use regex_automata::{Input, meta};
             let text = pieces.concat();
             let detectors = Detectors::new();
+            let patterns: Vec<&str> = detectors.literal_shapes.iter().map(|&s| pattern(s)).collect();
+            let regex = meta::Builder::new()
+                .syntax(syntax::Config::new().unicode(false).utf8(true))
+                .build_many(&patterns)
+                .unwrap();
             let from = from.min(text.len());
-            let unanchored = detectors
-                .literal
+            let unanchored = regex
                 .search(&Input::new(text.as_bytes()).range(from..))
                 .map(|m| (m.start(), m.end(), detectors.literal_shapes[m.pattern().as_usize()]));
             proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), from), unanchored);

@@ -194,11 +194,26 @@ pub fn iban(text: &str, start: usize) -> Option<usize> {
 
 /// The ISO 7064 mod-97 check of an IBAN (spaces skipped; letters count 10..35).
 pub fn mod97(iban: &[u8]) -> bool {
-    let chars: Vec<u8> = iban
-        .iter()
-        .filter(|b| b.is_ascii_alphanumeric())
-        .map(u8::to_ascii_uppercase)
-        .collect();
+    // An IBAN has at most 34 characters; a longer input is checked in a heap copy.
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let mut n = 0;
+    for b in iban.iter().filter(|b| b.is_ascii_alphanumeric()) {
+        if n < stack.len() {
+            stack[n] = b.to_ascii_uppercase();
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(b.to_ascii_uppercase());
+        }
+        n += 1;
+    }
+    let chars = if heap.is_empty() {
+        &stack[..n]
+    } else {
+        &heap[..]
+    };
     if chars.len() < 5 || !chars[..2].iter().all(u8::is_ascii_alphabetic) {
         return false;
     }

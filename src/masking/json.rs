@@ -51,6 +51,7 @@ pub const CONTENT_KEYS: &[&str] = &[
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,
 /// schemas, metadata, the model) is passed byte for byte without a look.
+#[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const REQUEST_ROOTS: &[&str] = &[
     "messages",
     "system",
@@ -63,10 +64,12 @@ const REQUEST_ROOTS: &[&str] = &[
 
 /// A key whose string holds JSON (tool-call arguments): its editor may mask the inner
 /// JSON's strings so the arguments stay parseable.
+#[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const ARGUMENTS_KEY: &str = "arguments";
 
 /// A key whose object value is a tool call's input (Anthropic `tool_use`): every string
 /// in it is content.
+#[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const TOOL_INPUT_KEY: &str = "input";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +94,9 @@ struct Frame {
     index: usize,
     /// Objects: the raw bytes (between the quotes) of the current member's key.
     key: (usize, usize),
+    /// Objects: which of the key lists the current member's key is in (`KEY_*` bits),
+    /// read once per key where the reach looks at keys.
+    key_class: u8,
     reach: Reach,
     /// Arrays: their string elements are edited (a list of texts, e.g. `prompt`).
     strings_edited: bool,
@@ -346,6 +352,41 @@ fn key_is(raw: &[u8], names: &[&str]) -> bool {
     }
 }
 
+/// The key lists a key is in, as bits.
+const KEY_ROOT: u8 = 1;
+const KEY_CONTENT: u8 = 2;
+const KEY_TOOL_INPUT: u8 = 4;
+const KEY_ARGUMENTS: u8 = 8;
+const KEY_TEXT: u8 = 16;
+const KEY_MODEL: u8 = 32;
+
+/// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
+/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model` (one `match`, not a scan of
+/// the lists per value; a test holds it to the lists).
+fn key_class(raw: &[u8]) -> u8 {
+    if raw.contains(&b'\\') {
+        let mut key = String::new();
+        decode_into(raw, &mut key);
+        return key_class_of(key.as_bytes());
+    }
+    key_class_of(raw)
+}
+
+fn key_class_of(key: &[u8]) -> u8 {
+    match key {
+        b"messages" | b"prediction" => KEY_ROOT,
+        b"system" | b"prompt" | b"suffix" | b"instructions" => KEY_ROOT | KEY_CONTENT,
+        b"input" => KEY_ROOT | KEY_CONTENT | KEY_TOOL_INPUT,
+        b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response" => {
+            KEY_CONTENT
+        }
+        b"text" => KEY_CONTENT | KEY_TEXT,
+        b"arguments" => KEY_CONTENT | KEY_ARGUMENTS,
+        b"model" => KEY_MODEL,
+        _ => 0,
+    }
+}
+
 impl Scanner<'_> {
     /// The reach and edit status of a value about to start in the innermost container.
     /// Returns (reach for a container value, whether a string value is edited,
@@ -368,20 +409,20 @@ impl Scanner<'_> {
                 }
             };
         }
-        let key = &self.body[frame.key.0..frame.key.1];
+        let class = frame.key_class;
         match frame.reach {
             Reach::Skip => (Reach::Skip, false, false),
             Reach::Everything => (Reach::Everything, true, false),
-            Reach::ModelRoot => (Reach::Skip, key_is(key, &["model"]), false),
-            Reach::RequestRoot if !key_is(key, REQUEST_ROOTS) => (Reach::Skip, false, false),
+            Reach::ModelRoot => (Reach::Skip, class & KEY_MODEL != 0, false),
+            Reach::RequestRoot if class & KEY_ROOT == 0 => (Reach::Skip, false, false),
             Reach::RequestRoot | Reach::Contents => {
-                let content = key_is(key, CONTENT_KEYS);
-                let reach = if is_object && key_is(key, &[TOOL_INPUT_KEY]) {
+                let content = class & KEY_CONTENT != 0;
+                let reach = if is_object && class & KEY_TOOL_INPUT != 0 {
                     Reach::Everything
                 } else {
                     Reach::Contents
                 };
-                (reach, content, content && key_is(key, &[ARGUMENTS_KEY]))
+                (reach, content, content && class & KEY_ARGUMENTS != 0)
             }
         }
     }
@@ -395,6 +436,7 @@ impl Scanner<'_> {
             array,
             index: 0,
             key: (0, 0),
+            key_class: 0,
             reach,
             strings_edited: array && (strings || reach == Reach::Everything),
         });
@@ -410,6 +452,10 @@ impl Scanner<'_> {
         let (end, _) = scan_string(self.body, at)?;
         if let Some(frame) = self.stack.last_mut() {
             frame.key = (at + 1, end - 1);
+            frame.key_class = match frame.reach {
+                Reach::Skip | Reach::Everything => 0,
+                _ => key_class(&self.body[at + 1..end - 1]),
+            };
         }
         let colon = skip_whitespace(self.body, end);
         if self.body.get(colon) != Some(&b':') {
@@ -529,7 +575,12 @@ impl Scanner<'_> {
             [.., parent, object] => {
                 parent.array
                     && !object.array
-                    && key_is(&body[object.key.0..object.key.1], &["text"])
+                    && match object.reach {
+                        Reach::Skip | Reach::Everything => {
+                            key_is(&body[object.key.0..object.key.1], &["text"])
+                        }
+                        _ => object.key_class & KEY_TEXT != 0,
+                    }
             }
             _ => false,
         }
@@ -613,6 +664,8 @@ impl Scanner<'_> {
             stack: &self.stack,
             arguments,
         };
+        // A masked text is about as long as the text: one allocation per body.
+        replacement.reserve(text.len() + 64);
         let result = edit.edit(&site, text, &mut replacement);
         if let Ok(true) = result {
             if !self.changed {
@@ -721,6 +774,8 @@ pub(crate) fn decode_into(raw: &[u8], out: &mut String) {
 /// body): its plain runs are copied without checking them again.
 pub(crate) fn decode_str_into(text: &str, out: &mut String) {
     let raw = text.as_bytes();
+    // The decoded text is never longer than its escaped form: one allocation.
+    out.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let run = memchr::memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);
@@ -767,6 +822,28 @@ pub(crate) fn decode_str_into(text: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `key_class` gives each key the lists it is in, and nothing to other keys.
+    #[test]
+    fn key_class_agrees_with_the_lists() {
+        let lists: [(&[&str], u8); 6] = [
+            (REQUEST_ROOTS, KEY_ROOT),
+            (CONTENT_KEYS, KEY_CONTENT),
+            (&[TOOL_INPUT_KEY], KEY_TOOL_INPUT),
+            (&[ARGUMENTS_KEY], KEY_ARGUMENTS),
+            (&["text"], KEY_TEXT),
+            (&["model"], KEY_MODEL),
+        ];
+        let keys = lists.iter().flat_map(|(names, _)| names.iter().copied());
+        for key in keys.chain(["role", "Content", "messages2", "", "tool_calls"]) {
+            let expected = lists
+                .iter()
+                .filter(|(names, _)| names.contains(&key))
+                .fold(0, |class, (_, bit)| class | bit);
+            assert_eq!(key_class(key.as_bytes()), expected, "{key}");
+        }
+        assert_eq!(key_class(br"con\u0074ent"), KEY_CONTENT);
+    }
 
     /// Upper-cases every selected string and records its pointer.
     #[derive(Default)]

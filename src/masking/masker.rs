@@ -2,6 +2,7 @@
 //! detectors and the custom ones, with an action per type. It is the `TextMasker` the
 //! JSON, text and SSE body maskers run.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,6 +22,11 @@ use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
 /// key material are detected on their own, so neither leaks when split (see
 /// docs/masking.md).
 pub const LOOK_BEHIND: usize = 1024;
+
+thread_local! {
+    /// The built-in values of the text being masked (see `Masker::find`).
+    static FOUND: Cell<Vec<Found>> = const { Cell::new(Vec::new()) };
+}
 
 /// Bytes of the HMAC shown by the `hash` action (16 hex digits).
 const HASH_BYTES: usize = 8;
@@ -263,7 +269,9 @@ fn resolve_overlaps(spans: &mut Vec<Span>) {
 impl TextMasker for Masker {
     fn find(&self, text: &str, spans: &mut Vec<Span>) {
         let first = spans.len();
-        let mut found = Vec::new();
+        // The thread's list, reused: no allocation per text.
+        let mut found = FOUND.take();
+        found.clear();
         self.detectors.find(text, &mut found);
         let mut overlapping = false;
         if let Some(names) = &self.names {
@@ -292,6 +300,7 @@ impl TextMasker for Masker {
             resolve_overlaps(&mut mine);
             spans.extend(mine);
         }
+        FOUND.set(found);
     }
 
     fn replace(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod finance;
 pub mod json;
 pub mod kinds;
+mod literals;
 pub mod masker;
 mod names;
 mod national_id;

@@ -175,6 +175,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
             end,
         })
     };
+    let mut number_run = NumberRun::default();
     let mut i = 0;
     while i < bytes.len() {
         // Eight bytes at a time up to the first that may be a trigger.
@@ -202,7 +203,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                     let before = i.checked_sub(1).map(|p| bytes[p]);
                     // A number ends at the same place whether it starts at its first
                     // digit or at the `(+`, `+` or `(` before it.
-                    let number = number_end(bytes, i);
+                    let number = number_run.end_from(bytes, i);
                     if let Some(end) = number {
                         if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
                             push(i - 2, i, Shape::Number, end);
@@ -322,6 +323,36 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// The run of number bytes the scan is in, read once for all its digit groups: each
+/// group's number (`number_end`) ends at the run's last digit, so a number of many
+/// groups is not read again from each.
+#[derive(Default)]
+struct NumberRun {
+    /// The digit the run was read from, and the run's end.
+    from: usize,
+    run_end: usize,
+    /// The offset of the run's last digit (after `from`), if any.
+    last: Option<usize>,
+}
+
+impl NumberRun {
+    /// `number_end(bytes, digit)`.
+    fn end_from(&mut self, bytes: &[u8], digit: usize) -> Option<usize> {
+        if !(digit > self.from && digit < self.run_end) {
+            let run_end = run_forward(bytes, digit + 1, is_number_byte);
+            *self = NumberRun {
+                from: digit,
+                run_end,
+                last: (digit + 1..run_end)
+                    .rev()
+                    .find(|&at| bytes[at].is_ascii_digit()),
+            };
+        }
+        let last = self.last.filter(|&last| last > digit)?;
+        (last - digit >= 5).then_some(last + 1)
+    }
+}
+
 /// `(?:\+|\(\+?|\b)[0-9][0-9 ().\-]{4,}[0-9]` at `start`.
 fn number_start_end(bytes: &[u8], start: usize) -> Option<usize> {
     let first = *bytes.get(start)?;
@@ -409,21 +440,22 @@ fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
     if first_end == start {
         return None;
     }
-    // The dots after which a non-empty label follows, in order.
-    let mut dots = Vec::new();
+    // Over the dots after which a non-empty label follows, the last whose label starts
+    // with two letters: where the labels given back stop.
+    let mut end = None;
     let mut at = first_end;
     while bytes.get(at) == Some(&b'.') {
         let label_end = run_forward(bytes, at + 1, is_label_byte);
         if label_end == at + 1 {
             break;
         }
-        dots.push(at);
+        let letters = run_forward(bytes, at + 1, |b| b.is_ascii_alphabetic()) - at - 1;
+        if letters >= 2 {
+            end = Some(at + 1 + letters);
+        }
         at = label_end;
     }
-    dots.iter().rev().find_map(|&dot| {
-        let letters = run_forward(bytes, dot + 1, |b| b.is_ascii_alphabetic()) - dot - 1;
-        (letters >= 2).then_some(dot + 1 + letters)
-    })
+    end
 }
 
 /// `[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:]*` at `start`: the whole run of

@@ -1,0 +1,317 @@
+//! The literal-prefixed shapes (`sk-`, `eyJ`, `AKIA`, `Bearer`, `-----BEGIN`, ...) read
+//! by hand where their literal was found: the literal names the pattern's alternative,
+//! and its extent is a run of one byte class, exactly as its pattern in
+//! `shapes::SHAPES` would match anchored there (a property test holds them to the
+//! patterns). An anchored regex search cost some 9,000 instructions a literal.
+
+use super::shapes::Shape;
+
+/// `[A-Za-z0-9_\-]`
+fn token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn alphanumeric(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// `[A-Za-z0-9_]`
+fn word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// `[A-Za-z0-9\-]`
+fn dashed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+/// `[a-f0-9]`
+fn lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// `[A-Z0-9]`
+fn upper_or_digit(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit()
+}
+
+/// `[A-Za-z0-9._~+/\-]`: a bearer token.
+fn bearer_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'+' | b'/' | b'-')
+}
+
+/// How many bytes of `class` start at `at`.
+fn run(bytes: &[u8], at: usize, class: fn(u8) -> bool) -> usize {
+    bytes
+        .get(at..)
+        .map_or(0, |rest| rest.iter().take_while(|&&b| class(b)).count())
+}
+
+/// One alternative of `Shape::Prefixed`: its literal, the class of the rest, the rest's
+/// least length, and whether that length is exact (`{32}`).
+struct Alternative {
+    literal: &'static [u8],
+    class: fn(u8) -> bool,
+    least: usize,
+    exact: bool,
+}
+
+const fn at_least(literal: &'static [u8], class: fn(u8) -> bool, least: usize) -> Alternative {
+    Alternative {
+        literal,
+        class,
+        least,
+        exact: false,
+    }
+}
+
+const fn exactly(literal: &'static [u8], class: fn(u8) -> bool, len: usize) -> Alternative {
+    Alternative {
+        literal,
+        class,
+        least: len,
+        exact: true,
+    }
+}
+
+/// The alternatives of `Shape::Prefixed`, in the pattern's order.
+const PREFIXED: [Alternative; 32] = [
+    at_least(b"sk-", token, 20),
+    at_least(b"sk_live_", alphanumeric, 10),
+    at_least(b"sk_test_", alphanumeric, 10),
+    at_least(b"rk_live_", alphanumeric, 10),
+    at_least(b"rk_test_", alphanumeric, 10),
+    at_least(b"whsec_", alphanumeric, 20),
+    at_least(b"ghp_", alphanumeric, 30),
+    at_least(b"gho_", alphanumeric, 30),
+    at_least(b"ghu_", alphanumeric, 30),
+    at_least(b"ghs_", alphanumeric, 30),
+    at_least(b"ghr_", alphanumeric, 30),
+    at_least(b"github_pat_", word, 30),
+    at_least(b"xoxa-", dashed, 10),
+    at_least(b"xoxb-", dashed, 10),
+    at_least(b"xoxp-", dashed, 10),
+    at_least(b"xoxo-", dashed, 10),
+    at_least(b"xoxs-", dashed, 10),
+    at_least(b"xoxr-", dashed, 10),
+    at_least(b"xoxe-", dashed, 10),
+    at_least(b"AIza", token, 30),
+    at_least(b"glpat-", token, 20),
+    at_least(b"hf_", alphanumeric, 30),
+    at_least(b"npm_", alphanumeric, 30),
+    at_least(b"ya29.", token, 20),
+    // `SG.` takes a second run after a dot: see `prefixed_end`.
+    at_least(b"SG.", token, 16),
+    at_least(b"dop_v1_", lower_hex, 40),
+    exactly(b"shpat_", hex, 32),
+    exactly(b"shpca_", hex, 32),
+    exactly(b"shppa_", hex, 32),
+    exactly(b"shpss_", hex, 32),
+    at_least(b"pypi-", token, 50),
+    at_least(b"xapp-", dashed, 20),
+];
+
+fn hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+const AWS_PREFIXES: [&[u8]; 11] = [
+    b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"AGPA", b"AIDA", b"AIPA", b"ANPA", b"ANVA", b"APKA",
+    b"AROA",
+];
+
+/// The end of a match of the literal-prefixed `shape` anchored at `start`, as its
+/// pattern in `shapes::SHAPES` would give it; `None` for the triggered shapes.
+pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
+    let rest = bytes.get(start..)?;
+    match shape {
+        Shape::PemBegin => pem_end(bytes, start, b"-----BEGIN"),
+        Shape::PemEnd => pem_end(bytes, start, b"-----END"),
+        Shape::Jwt => {
+            if !rest.starts_with(b"eyJ") {
+                return None;
+            }
+            let head = run(bytes, start + 3, token);
+            if head < 10 {
+                return None;
+            }
+            let mut end = start + 3 + head;
+            for _ in 0..2 {
+                if bytes.get(end) != Some(&b'.') {
+                    break;
+                }
+                end += 1 + run(bytes, end + 1, token);
+            }
+            Some(end)
+        }
+        Shape::Bearer => {
+            if !(rest.starts_with(b"Bearer")
+                || rest.starts_with(b"bearer")
+                || rest.starts_with(b"BEARER"))
+            {
+                return None;
+            }
+            let blanks = run(bytes, start + 6, |b| b == b' ' || b == b'\t');
+            if blanks == 0 {
+                return None;
+            }
+            let value = start + 6 + blanks;
+            let len = run(bytes, value, bearer_byte);
+            (len >= 12).then_some(value + len)
+        }
+        Shape::Prefixed => prefixed_end(bytes, start),
+        Shape::AwsKeyId => {
+            if !AWS_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+                return None;
+            }
+            (run(bytes, start + 4, upper_or_digit) >= 16).then_some(start + 20)
+        }
+        _ => None,
+    }
+}
+
+fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let rest = &bytes[start..];
+    let &Alternative {
+        literal,
+        class,
+        least,
+        exact,
+    } = PREFIXED.iter().find(|a| rest.starts_with(a.literal))?;
+    let value = start + literal.len();
+    let len = run(bytes, value, class);
+    if len < least {
+        return None;
+    }
+    if exact {
+        return Some(value + least);
+    }
+    let end = value + len;
+    if literal == b"SG." {
+        // `SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}`
+        if bytes.get(end) != Some(&b'.') {
+            return None;
+        }
+        let second = run(bytes, end + 1, token);
+        return (second >= 16).then_some(end + 1 + second);
+    }
+    Some(end)
+}
+
+/// `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----` (or `-----END`): the longest
+/// middle that lets the rest match, ` BLOCK` taken when it is there.
+fn pem_end(bytes: &[u8], start: usize, head: &[u8]) -> Option<usize> {
+    if !bytes[start..].starts_with(head) {
+        return None;
+    }
+    let middle = start + head.len();
+    let longest = run(bytes, middle, |b| {
+        b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' '
+    })
+    .min(40);
+    (0..=longest).rev().find_map(|k| {
+        let at = middle + k;
+        let tail = bytes[at..].strip_prefix(b"PRIVATE KEY")?;
+        if tail.starts_with(b" BLOCK-----") {
+            Some(at + 11 + 11)
+        } else if tail.starts_with(b"-----") {
+            Some(at + 11 + 5)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use regex_automata::util::syntax;
+    use regex_automata::{Anchored, Input, meta};
+
+    use super::super::shapes::{PREFIXES, pattern};
+
+    fn anchored(shape: Shape) -> meta::Regex {
+        meta::Builder::new()
+            .syntax(syntax::Config::new().unicode(false).utf8(true))
+            .build(pattern(shape))
+            .unwrap()
+    }
+
+    /// Pieces texts are made of: every literal, the bytes of each class and its edges.
+    fn pieces() -> Vec<&'static str> {
+        let literals = PREFIXES
+            .iter()
+            .flat_map(|(_, literals)| literals.iter().copied());
+        literals
+            .chain([
+                " ",
+                "\t",
+                ".",
+                "-",
+                "_",
+                "~",
+                "+",
+                "/",
+                "=",
+                "é",
+                "\n",
+                "a",
+                "f",
+                "g",
+                "Z",
+                "0",
+                "9",
+                "abcdef0123",
+                "ABCDEF0123",
+                "0123456789abcdef",
+                "0123456789ABCDEFGHIJ",
+                "abcdefghijKLMNOPQRST",
+                "-----",
+                " RSA ",
+                "PRIVATE KEY",
+                "PRIVATE KEY-----",
+                " BLOCK",
+                " BLOCK-----",
+                "PGP ",
+                "eyJhbGciOiJIUzI1NiJ9",
+            ])
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Each hand-read literal shape ends where its pattern, anchored at the same
+        /// place, ends.
+        #[test]
+        fn hand_read_literal_shapes_match_their_patterns(
+            parts in prop::collection::vec(prop::sample::select(pieces()), 0..30)
+        ) {
+            let text = parts.concat();
+            let bytes = text.as_bytes();
+            for (shape, _) in PREFIXES {
+                let regex = anchored(shape);
+                for start in 0..=bytes.len() {
+                    if !text.is_char_boundary(start) {
+                        continue;
+                    }
+                    let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
+                    let expected = regex.search(&input).map(|m| m.end());
+                    prop_assert_eq!(end_of(shape, bytes, start), expected, "{:?} at {} in {:?}", shape, start, text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_prefixed_alternatives_are_the_listed_literals() {
+        let (_, literals) = PREFIXES
+            .iter()
+            .find(|(shape, _)| *shape == Shape::Prefixed)
+            .unwrap();
+        let mine: Vec<&[u8]> = PREFIXED.iter().map(|a| a.literal).collect();
+        let listed: Vec<&[u8]> = literals.iter().map(|l| l.as_bytes()).collect();
+        assert_eq!(mine, listed);
+    }
+}
