@@ -303,3 +303,72 @@ async fn a_sites_rate_is_shared_by_the_fleet_not_given_to_each_instance() {
     }
     redis.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_concurrency_cap_holds_for_the_fleet() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let redis = Redis::start().await;
+    let (a, b) = (HttpExit::start("a").await, HttpExit::start("b").await);
+    let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let (now, peak) = (in_flight.clone(), most.clone());
+    let site = TestUpstream::named("site")
+        .handler(move |_request| {
+            let (now, peak) = (now.clone(), peak.clone());
+            async move {
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(at_once, Ordering::SeqCst);
+                // A slow site: the requests of both instances overlap unless capped.
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                support::upstream::reply(200, "ok")
+            }
+        })
+        .start()
+        .await;
+    let page = format!("{}/page", site.url());
+    let cap = "per_host_concurrency = 1\n";
+    let with_cap = |text: String| text.replace("state = {", &format!("{cap}state = {{"));
+    let first = TestProxy::from_toml(&with_cap(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+    let second = TestProxy::from_toml(&with_cap(config(&a, &b, &redis.url())))
+        .start()
+        .await;
+
+    let run = |http: reqwest::Client, page: String| async move {
+        let both = futures_util::future::join_all((0..2).map(|_| get_ok(&http, &page)));
+        both.await;
+    };
+    tokio::join!(
+        run(through(&first), page.clone()),
+        run(through(&second), page.clone())
+    );
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "one request at a time, fleet-wide"
+    );
+
+    // The leases were given back: none is left in Redis.
+    let mut redis_client = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = "junction:egress:scraper:concurrency:127.0.0.1";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let held: i64 = redis::cmd("ZCARD")
+            .arg(key)
+            .query_async(&mut redis_client)
+            .await
+            .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{held} leases left");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    redis.stop().await;
+}

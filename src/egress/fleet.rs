@@ -1,6 +1,6 @@
 //! Egress state shared by a fleet (`state = { backend = "redis://..." }`): the rests of
 //! exits after bans, per (exit, host), a site's holds (`Retry-After`), its rate slots and
-//! the exit of each session are written to Redis as keys that expire with them, and read back
+//! concurrency leases, and the exit of each session are written to Redis as keys that expire with them, and read back
 //! before a request waits for its turn and picks its exit, so an exit banned through one instance rests on all and a
 //! session keeps its exit whichever instance it reaches. Redis failing never stops traffic: the local state
 //! decides, with one warning per outage, a counter, and no Redis call for a second.
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::EgressPlan;
 use super::exits::Exit;
-use super::politeness::{SharedSlots, SlotAnswer};
+use super::politeness::{LeaseAnswer, SharedSlots, SlotAnswer};
 use super::rotation::Ask;
 
 /// Longest wait for Redis on the request path.
@@ -78,6 +78,72 @@ return {1, wait}
     )
 });
 
+/// Takes one of a host's concurrency leases (a sorted set of lease ids scored by their
+/// expiry, by Redis's clock): KEYS[1] the set, ARGV[1] the cap, ARGV[2] the lease time
+/// (ms), ARGV[3] the lease id. Expired leases (their instance died) are dropped first.
+/// Returns {1} when taken, {0} when the fleet holds `cap` already.
+static TAKE_LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return {0} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+return {1}
+",
+    )
+});
+
+/// Extends a lease still held (ARGV[1] the lease time in ms, ARGV[2] its id).
+static RENEW_LEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) + 1000)
+return {1}
+",
+    )
+});
+
+/// Gives a lease back (ARGV[1] its id).
+static RETURN_LEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("redis.call('ZREM', KEYS[1], ARGV[1]) return {1}"));
+
+/// How long a concurrency lease lasts unless renewed: an instance that dies holding one
+/// frees it after this.
+const LEASE_TIME: Duration = Duration::from_secs(30);
+/// How often a held lease is renewed.
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+
+/// A host's concurrency lease held in Redis: renewed while held, given back on drop
+/// (in the background; if that fails it expires with [`LEASE_TIME`]).
+struct HeldLease {
+    key: String,
+    id: String,
+    connection: ConnectionManager,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        let (key, id) = (std::mem::take(&mut self.key), std::mem::take(&mut self.id));
+        let mut connection = self.connection.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut invocation = RETURN_LEASE.prepare_invoke();
+                invocation.key(key).arg(id);
+                let returned = invocation.invoke_async::<Vec<i64>>(&mut connection);
+                let _ = tokio::time::timeout(REDIS_TIMEOUT, returned).await;
+            });
+        }
+    }
+}
+
 pub struct FleetState {
     /// For logs: the URL without its password.
     url: String,
@@ -90,6 +156,9 @@ pub struct FleetState {
     quiet_until: Mutex<Option<Instant>>,
     /// Redis calls that failed (or were skipped in the backoff) since start.
     pub errors: Arc<AtomicU64>,
+    /// Lease ids are `<instance>-<n>`, unique across the fleet.
+    lease_ids: AtomicU64,
+    instance: String,
 }
 
 impl FleetState {
@@ -104,6 +173,15 @@ impl FleetState {
             in_outage: AtomicBool::new(false),
             quiet_until: Mutex::new(None),
             errors: Arc::default(),
+            lease_ids: AtomicU64::new(0),
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            ),
         })
     }
 
@@ -144,6 +222,45 @@ impl FleetState {
         };
         let wait = Duration::from_micros(wait.max(0) as u64);
         Some(if taken == 1 { Ok(wait) } else { Err(wait) })
+    }
+
+    /// Takes one of `host`'s `cap` fleet-wide concurrency leases (see [`TAKE_LEASE`]).
+    async fn take_lease(&self, host: &str, cap: usize) -> LeaseAnswer {
+        let key = format!("{}concurrency:{host}", self.prefix);
+        let id = format!(
+            "{}-{}",
+            self.instance,
+            self.lease_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let millis = LEASE_TIME.as_millis().to_string();
+        let args = [cap.to_string(), millis.clone(), id.clone()];
+        let Some(taken) = self.invoke_text(&TAKE_LEASE, &[key.clone()], &args).await else {
+            return LeaseAnswer::Unknown;
+        };
+        if taken.first().map(String::as_str) != Some("1") {
+            return LeaseAnswer::Full;
+        }
+        let Ok(connection) = self.connection().await else {
+            return LeaseAnswer::Unknown;
+        };
+        let renewal = {
+            let (mut connection, key, id) = (connection.clone(), key.clone(), id.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_RENEWAL).await;
+                    let mut invocation = RENEW_LEASE.prepare_invoke();
+                    invocation.key(&key).arg(&millis).arg(&id);
+                    let renewed = invocation.invoke_async::<Vec<i64>>(&mut connection);
+                    let _ = tokio::time::timeout(REDIS_TIMEOUT, renewed).await;
+                }
+            })
+        };
+        LeaseAnswer::Taken(Box::new(HeldLease {
+            key,
+            id,
+            connection,
+            renewal,
+        }))
     }
 
     /// A site asked (through this instance) that `host` be left alone for `hold`.
@@ -284,6 +401,14 @@ impl SharedSlots for FleetState {
         max_wait: Duration,
     ) -> Pin<Box<dyn Future<Output = SlotAnswer> + Send + 'a>> {
         Box::pin(self.reserve_slot(host, spacing, max_wait))
+    }
+
+    fn lease<'a>(
+        &'a self,
+        host: &'a str,
+        cap: usize,
+    ) -> Pin<Box<dyn Future<Output = LeaseAnswer> + Send + 'a>> {
+        Box::pin(self.take_lease(host, cap))
     }
 }
 

@@ -45,9 +45,24 @@ impl HostLimits {
 /// `None` the store could not say.
 pub type SlotAnswer = Option<Result<Duration, Duration>>;
 
-/// Rate slots kept outside this instance (the fleet's Redis), so that every instance
-/// sharing them spaces a host's requests together: a site allowed 2 requests a second
-/// gets 2 from the fleet, not 2 from each instance.
+/// One of a host's concurrency leases held in the fleet's store: given back when dropped.
+pub type FleetLease = Box<dyn std::any::Any + Send + Sync>;
+
+/// What [`SharedSlots::lease`] answers.
+pub enum LeaseAnswer {
+    Taken(FleetLease),
+    /// The fleet holds `cap` leases of the host already.
+    Full,
+    /// The store could not say: the instance's own cap decides.
+    Unknown,
+}
+
+/// How often a request waiting for a fleet-wide concurrency lease asks again.
+const LEASE_RETRY: Duration = Duration::from_millis(50);
+
+/// Politeness budgets kept outside this instance (the fleet's Redis), so that every
+/// instance sharing them spaces and caps a host's requests together: a site allowed 2
+/// requests a second, or 2 at a time, gets that from the fleet, not from each instance.
 pub trait SharedSlots: Send + Sync {
     /// Reserves `host`'s next slot, `spacing` after the last one any instance took,
     /// unless it is more than `max_wait` away.
@@ -57,6 +72,13 @@ pub trait SharedSlots: Send + Sync {
         spacing: Duration,
         max_wait: Duration,
     ) -> Pin<Box<dyn Future<Output = SlotAnswer> + Send + 'a>>;
+
+    /// Takes one of `host`'s `cap` concurrency leases, unless the fleet holds them all.
+    fn lease<'a>(
+        &'a self,
+        host: &'a str,
+        cap: usize,
+    ) -> Pin<Box<dyn Future<Output = LeaseAnswer> + Send + 'a>>;
 }
 
 /// Admission of requests to target hosts under their [`HostLimits`].
@@ -157,10 +179,11 @@ impl Drop for QueuePlace {
     }
 }
 
-/// Holds a concurrency slot of its host until dropped.
+/// Holds a concurrency slot of its host (and its fleet-wide lease) until dropped.
 #[derive(Debug)]
 pub struct HostPermit {
     _concurrency: Option<OwnedSemaphorePermit>,
+    _fleet: Option<FleetLease>,
 }
 
 /// Why a request was not admitted.
@@ -268,7 +291,10 @@ impl Politeness {
         let limits = self.limits_for(&host);
         let adaptive = self.adaptive.enabled();
         if limits.is_unlimited() && !adaptive {
-            return Ok(HostPermit { _concurrency: None });
+            return Ok(HostPermit {
+                _concurrency: None,
+                _fleet: None,
+            });
         }
         let state = self.state_for(&host, limits);
         let spacing = state.spacing_now(adaptive);
@@ -313,6 +339,33 @@ impl Politeness {
                 }
             },
         };
+
+        // The fleet's cap, once this instance's own permit is in hand.
+        let mut fleet_lease = None;
+        if let (Some((_, cap)), Some(slots)) = (&state.concurrency, &self.shared) {
+            loop {
+                match slots.lease(&host, *cap).await {
+                    LeaseAnswer::Taken(lease) => {
+                        fleet_lease = Some(lease);
+                        break;
+                    }
+                    LeaseAnswer::Unknown => break,
+                    LeaseAnswer::Full => {
+                        let now = Instant::now();
+                        if beyond_deadline(now + LEASE_RETRY) {
+                            return Err(Refused::Deadline {
+                                host,
+                                wait: now.saturating_duration_since(started) + LEASE_RETRY,
+                            });
+                        }
+                        if place.is_none() {
+                            place = Some(self.join_queue(&host, &state, self.max_wait)?);
+                        }
+                        tokio::time::sleep(LEASE_RETRY).await;
+                    }
+                }
+            }
+        }
 
         if let Some(spacing) = spacing {
             let now = Instant::now();
@@ -377,6 +430,7 @@ impl Politeness {
         drop(place);
         Ok(HostPermit {
             _concurrency: concurrency,
+            _fleet: fleet_lease,
         })
     }
 
