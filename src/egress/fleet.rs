@@ -234,7 +234,10 @@ impl FleetState {
         );
         let millis = LEASE_TIME.as_millis().to_string();
         let args = [cap.to_string(), millis.clone(), id.clone()];
-        let Some(taken) = self.invoke_text(&TAKE_LEASE, &[key.clone()], &args).await else {
+        let Some(taken) = self
+            .invoke_text(&TAKE_LEASE, std::slice::from_ref(&key), &args)
+            .await
+        else {
             return LeaseAnswer::Unknown;
         };
         if taken.first().map(String::as_str) != Some("1") {
