@@ -169,9 +169,23 @@ fn trailing_value(text: &str, start: usize, end: usize) -> (usize, usize) {
     (value_start, value_end)
 }
 
+/// `[A-Za-z0-9_\-+/.~]`, one load per byte: values run to a hundred bytes and more,
+/// where a chain of comparisons took several branches each.
 fn is_value_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'.' | b'~')
+    VALUE_BYTES[usize::from(b)]
 }
+
+const VALUE_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'.' | b'~');
+        i += 1;
+    }
+    table
+};
 
 /// The token after `Bearer` (matched at `start..end`).
 pub fn bearer(text: &str, start: usize, end: usize) -> Option<Found> {
