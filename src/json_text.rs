@@ -1,5 +1,5 @@
 //! JSON string text, written and scanned quickly: which bytes need an escape, runs that
-//! need none found eight bytes at a time, and a string encoder. Shared by the body
+//! need none found 32 and then eight bytes at a time, and a string encoder. Shared by the body
 //! maskers (prompts are long plain runs) and the access log (a line per request).
 
 /// The bytes a JSON string cannot hold as they are: `"`, `\\` and the control
@@ -17,7 +17,7 @@ static NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// The length of the leading run of `bytes` that a JSON string holds as it is. Prompts
-/// are long plain runs, so they are stepped over eight bytes at a time.
+/// are long plain runs, so they are stepped over 32, then eight bytes at a time.
 pub fn plain_run(bytes: &[u8]) -> usize {
     let mut at = 0;
     // Thirty-two bytes at a time first: a fold over a fixed block with no early exit
