@@ -1,5 +1,5 @@
 //! JSON string text, written and scanned quickly: which bytes need an escape, runs that
-//! need none found eight bytes at a time, and a string encoder. Shared by the body
+//! need none found 32 and then eight bytes at a time, and a string encoder. Shared by the body
 //! maskers (prompts are long plain runs) and the access log (a line per request).
 
 /// The bytes a JSON string cannot hold as they are: `"`, `\\` and the control
@@ -17,9 +17,19 @@ static NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// The length of the leading run of `bytes` that a JSON string holds as it is. Prompts
-/// are long plain runs, so they are stepped over eight bytes at a time.
+/// are long plain runs, so they are stepped over 32, then eight bytes at a time.
 pub fn plain_run(bytes: &[u8]) -> usize {
     let mut at = 0;
+    // Thirty-two bytes at a time first: a fold over a fixed block with no early exit
+    // compiles to SIMD compares (no `unsafe`), a few instructions where the word test
+    // below takes four rounds. The block that holds a byte to escape is then read by
+    // the word test, which finds the byte.
+    while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<32>()) {
+        if block_needs_escape(block) {
+            break;
+        }
+        at += 32;
+    }
     while let Some(word) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
         let flags = needs_escape_mask(u64::from_le_bytes(*word));
         if flags != 0 {
@@ -31,6 +41,14 @@ pub fn plain_run(bytes: &[u8]) -> usize {
         .iter()
         .position(|&byte| NEEDS_ESCAPE[usize::from(byte)])
         .unwrap_or(bytes.len() - at)
+}
+
+/// Whether any byte of `block` needs an escape: every byte tested, no early exit, so
+/// that the compiler vectorises it.
+fn block_needs_escape(block: &[u8; 32]) -> bool {
+    block.iter().fold(0u8, |any, &byte| {
+        any | u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\')
+    }) != 0
 }
 
 /// Per byte of `word` (little-endian), a high bit where the byte needs an escape (a
@@ -90,6 +108,26 @@ mod tests {
         assert_eq!(out, r#""a\"\\\u0001\n😀\b\f\u001f""#.as_bytes());
         let round: String = serde_json::from_slice(&out).unwrap();
         assert_eq!(round, "a\"\\\u{1}\n😀\u{8}\u{c}\u{1f}");
+    }
+
+    /// One byte to escape anywhere in a long plain text: the block test lets the word
+    /// test find it, and the run ends there.
+    #[test]
+    fn plain_runs_end_at_an_escape_anywhere_in_a_block() {
+        let plain = b"a plain line of prose, with no byte to escape at all: ".repeat(3);
+        assert_eq!(plain_run(&plain), plain.len());
+        for b in 0..=255u8 {
+            for at in 0..plain.len() {
+                let mut text = plain.clone();
+                text[at] = b;
+                let expected = if NEEDS_ESCAPE[usize::from(b)] {
+                    at
+                } else {
+                    text.len()
+                };
+                assert_eq!(plain_run(&text), expected, "byte {b:#x} at {at}");
+            }
+        }
     }
 
     proptest::proptest! {

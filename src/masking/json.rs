@@ -201,20 +201,46 @@ pub fn rewrite(
     let text = std::str::from_utf8(body).map_err(|error| BodyError::NotJson {
         offset: error.valid_up_to(),
     })?;
+    // The thread's buffers, reused: a body costs no allocation for its strings' texts
+    // once the thread has seen one as long (a nested rewrite, of tool-call arguments,
+    // finds them taken and starts its own).
+    let (stack, decoded, replacement) = BUFFERS.take();
     let mut scanner = Scanner {
         body,
         text,
-        stack: Vec::new(),
+        stack,
         copied: 0,
         changed: false,
-        decoded: String::new(),
-        replacement: String::new(),
+        decoded,
+        replacement,
         parts: Vec::new(),
         parts_depth: 0,
     };
-    scanner.run(selection, edit, out)?;
-    out.extend_from_slice(&body[scanner.copied..]);
-    Ok(scanner.changed)
+    let result = scanner.run(selection, edit, out);
+    let Scanner {
+        mut stack,
+        decoded,
+        replacement,
+        copied,
+        changed,
+        ..
+    } = scanner;
+    // A rare huge body's buffers are let go rather than kept for the thread's life.
+    if decoded.capacity() + replacement.capacity() <= KEPT_BUFFERS {
+        stack.clear();
+        BUFFERS.set((stack, decoded, replacement));
+    }
+    result?;
+    out.extend_from_slice(&body[copied..]);
+    Ok(changed)
+}
+
+/// The most buffer bytes a thread keeps between bodies.
+const KEPT_BUFFERS: usize = 1 << 20;
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<(Vec<Frame>, String, String)> =
+        const { std::cell::Cell::new((Vec::new(), String::new(), String::new())) };
 }
 
 /// Whether `body` is one valid JSON text (the same strict rules as [`rewrite`]).
