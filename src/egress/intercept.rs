@@ -71,6 +71,9 @@ struct Target {
     port: u16,
     /// `host[:port]` as the requests' URIs carry it (no `:443`).
     authority: String,
+    /// `authority` parsed once for the tunnel (each request's URI is built from it);
+    /// None if it does not parse (each request is then refused, saying why).
+    uri_authority: Option<http::uri::Authority>,
     sites: SiteConnections,
 }
 
@@ -112,12 +115,17 @@ pub(super) async fn serve<C>(
             return;
         }
     };
+    let target_authority = match port {
+        443 if host.contains(':') => format!("[{host}]"),
+        443 => host.clone(),
+        _ => authority(&host, port),
+    };
     let target = Arc::new(Target {
-        authority: match port {
-            443 if host.contains(':') => format!("[{host}]"),
-            443 => host.clone(),
-            _ => authority(&host, port),
-        },
+        uri_authority: format!("https://{target_authority}/")
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| uri.into_parts().authority),
+        authority: target_authority,
         choice,
         host,
         port,
@@ -238,6 +246,10 @@ fn on_target(
         )
     };
     let names_target = |authority: &str| {
+        // The common case, the tunnel's own spelling, needs no parsing.
+        if authority.eq_ignore_ascii_case(&target.authority) {
+            return true;
+        }
         let Ok(parsed) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
@@ -250,11 +262,12 @@ fn on_target(
     {
         return Err(misdirected(named.as_str()));
     }
-    let hosts: Vec<_> = parts.headers.get_all(header::HOST).iter().collect();
-    if hosts.len() > 1 {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    if hosts.next().is_some() {
         return Err(misdirected("several Host headers"));
     }
-    if let Some(named) = hosts.first() {
+    if let Some(named) = first_host {
         let named = named.to_str().unwrap_or_default();
         if !names_target(named) {
             return Err(misdirected(named));
@@ -262,17 +275,33 @@ fn on_target(
     }
     // The forward path sets Host from the target.
     parts.headers.remove(header::HOST);
+    let bad_target = |e: &dyn std::fmt::Display| {
+        ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "bad_request",
+            format!("invalid request target: {e}"),
+        )
+    };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = format!("https://{}{path}", target.authority)
-        .parse::<Uri>()
-        .map_err(|e| {
-            ProxyStatus::new(
-                StatusCode::BAD_REQUEST,
-                "http_request_error",
-                "bad_request",
-                format!("invalid request target: {e}"),
-            )
-        })?;
+    parts.uri = match &target.uri_authority {
+        // The tunnel's parsed authority and the request's own path: no text to format
+        // and parse again per request.
+        Some(uri_authority) if path.starts_with('/') => {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTPS);
+            uri.authority = Some(uri_authority.clone());
+            uri.path_and_query = Some(match parts.uri.path_and_query() {
+                Some(pq) => pq.clone(),
+                None => http::uri::PathAndQuery::from_static("/"),
+            });
+            Uri::from_parts(uri).map_err(|e| bad_target(&e))?
+        }
+        // Anything else (`*`, an authority that does not parse) as the text says.
+        _ => format!("https://{}{path}", target.authority)
+            .parse::<Uri>()
+            .map_err(|e| bad_target(&e))?,
+    };
     Ok(Request::from_parts(parts, body))
 }
 
@@ -313,7 +342,10 @@ impl SiteConnections {
     ) -> Result<Sent, Failed> {
         let sender = match self.reuse(exit) {
             Some(sender) => sender,
-            None => self.connect(plan, exit, host, port).await?,
+            // Boxed: the dial and handshakes' state is large, and inline it would make
+            // every request's future (moved into a box per attempt) as large, while a
+            // connection is opened once per tunnel and exit.
+            None => Box::pin(self.connect(plan, exit, host, port)).await?,
         };
         let (mut head, body) = request.into_parts();
         let body = body.into_request_body();
