@@ -24,6 +24,7 @@ use super::dial::{DialError, ExitKind, authority, open_tunnel};
 use super::exits::Exit;
 use super::forward::{Failed, Origin, TlsSite, forward_admitted, unambiguous};
 use super::record::Record;
+use super::reports::SessionKey;
 use super::{Admitted, EgressPlan, ProxyStatus, admit_target, resolve_checked};
 use crate::pipeline::ProxyBody;
 use crate::routing::Glob;
@@ -75,6 +76,9 @@ struct Target {
     /// None if it does not parse (each request is then refused, saying why).
     uri_authority: Option<http::uri::Authority>,
     sites: SiteConnections,
+    /// Whose traffic this is, for ban reports (the client and its choice are the
+    /// tunnel's).
+    session: SessionKey,
 }
 
 /// Serves an intercepted tunnel once the client was told it is open: the TLS
@@ -126,6 +130,7 @@ pub(super) async fn serve<C>(
             .ok()
             .and_then(|uri| uri.into_parts().authority),
         authority: target_authority,
+        session: SessionKey::of(&choice, peer),
         choice,
         host,
         port,
@@ -224,7 +229,14 @@ async fn forward_inside(
         target.port,
         record,
     )?;
-    forward_admitted(request, admitted, plan, record, Origin::Tls(&target.sites)).await
+    forward_admitted(
+        request,
+        admitted,
+        plan,
+        record,
+        Origin::Tls(&target.sites, &target.session),
+    )
+    .await
 }
 
 /// The request with the tunnel's site as its target (`https://host[:port]/path`); a
