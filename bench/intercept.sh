@@ -9,7 +9,8 @@
 # its process tree, Squid's certificate helper included) per 1000 requests, and the
 # median over rounds of Junction's / Squid's.
 #
-# Figures (2026-12-05: 0.505 at 2000 req/s for both, 0.43 unpaced) are in
+# Figures (2026-12-05: 0.505 at 2000 req/s for both, 0.43 unpaced; after the
+# per-request work was cut, 0.40 and 0.43 at 2000 req/s) are in
 # docs/benchmarks.md.
 #
 #   cargo build --release

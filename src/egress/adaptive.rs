@@ -5,7 +5,22 @@
 
 use std::time::{Duration, SystemTime};
 
+use http::header::{HeaderName, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
+
+// Looked up by value on every answer: names built once, not parsed from text each time.
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `(remaining, reset)` in the draft's and the older `X-` spelling.
+static RATELIMIT_PAIRS: [(HeaderName, HeaderName); 2] = [
+    (
+        HeaderName::from_static("ratelimit-remaining"),
+        HeaderName::from_static("ratelimit-reset"),
+    ),
+    (
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderName::from_static("x-ratelimit-reset"),
+    ),
+];
 
 /// How the egress listener adapts (`retry_after`, `per_host`).
 #[derive(Debug, Clone, Default)]
@@ -64,7 +79,7 @@ impl Throttle {
 /// with `RateLimit-Reset` seconds (also the `X-RateLimit-*` spelling, and the
 /// structured `RateLimit: ...;r=0;t=30` of the IETF draft). None: no hold.
 pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| {
+    let text = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -73,7 +88,7 @@ pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Op
     if matches!(
         status,
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) && let Some(value) = text("retry-after")
+    ) && let Some(value) = text(&RETRY_AFTER)
     {
         if let Ok(seconds) = value.parse::<u64>() {
             return Some(Duration::from_secs(seconds));
@@ -82,9 +97,9 @@ pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Op
             return Some(date.duration_since(now).unwrap_or_default());
         }
     }
-    for prefix in ["ratelimit", "x-ratelimit"] {
-        let remaining = text(&format!("{prefix}-remaining")).and_then(|v| v.parse::<u64>().ok());
-        let reset = text(&format!("{prefix}-reset")).and_then(|v| v.parse::<u64>().ok());
+    for (remaining, reset) in &RATELIMIT_PAIRS {
+        let remaining = text(remaining).and_then(|v| v.parse::<u64>().ok());
+        let reset = text(reset).and_then(|v| v.parse::<u64>().ok());
         if let (Some(0), Some(reset)) = (remaining, reset) {
             // Some sites send an epoch time here; far past any sane delay, read it as one.
             let reset = if reset > 1_000_000_000 {
@@ -99,7 +114,7 @@ pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Op
             return Some(Duration::from_secs(reset));
         }
     }
-    let structured = text("ratelimit")?;
+    let structured = text(&RATELIMIT)?;
     let parameter = |names: &[&str]| {
         structured.split([';', ',']).find_map(|item| {
             let (key, value) = item.trim().split_once('=')?;

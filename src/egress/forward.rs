@@ -51,7 +51,9 @@ pub(super) struct Failed {
 /// or TLS to the site through a tunnel the exit opens (an intercepted `CONNECT`).
 pub(super) enum Origin<'a> {
     Plain,
-    Tls(&'a dyn TlsSite),
+    /// The tunnel's connections to the site, and its client's session key (the same for
+    /// every request in the tunnel: made once, not per request).
+    Tls(&'a dyn TlsSite, &'a SessionKey),
 }
 
 /// Sends attempts to a site over TLS through an exit (`intercept`'s connections).
@@ -70,7 +72,7 @@ impl Origin<'_> {
     fn scheme(&self) -> &'static str {
         match self {
             Origin::Plain => "http",
-            Origin::Tls(_) => "https",
+            Origin::Tls(..) => "https",
         }
     }
 
@@ -84,7 +86,7 @@ impl Origin<'_> {
     ) -> Result<crate::upstream::Sent, Failed> {
         match self {
             Origin::Plain => send_via(plan, exit, host, port, request).await,
-            Origin::Tls(sites) => sites.send(plan, exit, host, port, request).await,
+            Origin::Tls(sites, _) => sites.send(plan, exit, host, port, request).await,
         }
     }
 }
@@ -290,12 +292,12 @@ pub(super) async fn forward_admitted(
             exit.counters.count(EgressOutcome::Ok);
             record.outcome = Some(EgressOutcome::Ok.label());
         }
-        plan.last_exits.used(
-            SessionKey::of(&choice, record.client()),
-            &host,
-            &exit.name,
-            Instant::now(),
-        );
+        let session_key = match &origin {
+            Origin::Tls(_, key) => (*key).clone(),
+            Origin::Plain => SessionKey::of(&choice, record.client()),
+        };
+        plan.last_exits
+            .used(session_key, &host, &exit.name, Instant::now());
         strip_hop_by_hop(&mut response_head.headers, false);
         if let Ok(name) = HeaderValue::from_str(&exit.name) {
             response_head.headers.insert(&X_JUNCTION_EXIT, name);

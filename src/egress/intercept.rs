@@ -24,6 +24,7 @@ use super::dial::{DialError, ExitKind, authority, open_tunnel};
 use super::exits::Exit;
 use super::forward::{Failed, Origin, TlsSite, forward_admitted, unambiguous};
 use super::record::Record;
+use super::reports::SessionKey;
 use super::{Admitted, EgressPlan, ProxyStatus, admit_target, resolve_checked};
 use crate::pipeline::ProxyBody;
 use crate::routing::Glob;
@@ -71,7 +72,13 @@ struct Target {
     port: u16,
     /// `host[:port]` as the requests' URIs carry it (no `:443`).
     authority: String,
+    /// `authority` parsed once for the tunnel (each request's URI is built from it);
+    /// None if it does not parse (each request is then refused, saying why).
+    uri_authority: Option<http::uri::Authority>,
     sites: SiteConnections,
+    /// Whose traffic this is, for ban reports (the client and its choice are the
+    /// tunnel's).
+    session: SessionKey,
 }
 
 /// Serves an intercepted tunnel once the client was told it is open: the TLS
@@ -112,12 +119,18 @@ pub(super) async fn serve<C>(
             return;
         }
     };
+    let target_authority = match port {
+        443 if host.contains(':') => format!("[{host}]"),
+        443 => host.clone(),
+        _ => authority(&host, port),
+    };
     let target = Arc::new(Target {
-        authority: match port {
-            443 if host.contains(':') => format!("[{host}]"),
-            443 => host.clone(),
-            _ => authority(&host, port),
-        },
+        uri_authority: format!("https://{target_authority}/")
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| uri.into_parts().authority),
+        authority: target_authority,
+        session: SessionKey::of(&choice, peer),
         choice,
         host,
         port,
@@ -216,7 +229,14 @@ async fn forward_inside(
         target.port,
         record,
     )?;
-    forward_admitted(request, admitted, plan, record, Origin::Tls(&target.sites)).await
+    forward_admitted(
+        request,
+        admitted,
+        plan,
+        record,
+        Origin::Tls(&target.sites, &target.session),
+    )
+    .await
 }
 
 /// The request with the tunnel's site as its target (`https://host[:port]/path`); a
@@ -238,6 +258,10 @@ fn on_target(
         )
     };
     let names_target = |authority: &str| {
+        // The common case, the tunnel's own spelling, needs no parsing.
+        if authority.eq_ignore_ascii_case(&target.authority) {
+            return true;
+        }
         let Ok(parsed) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
@@ -250,11 +274,12 @@ fn on_target(
     {
         return Err(misdirected(named.as_str()));
     }
-    let hosts: Vec<_> = parts.headers.get_all(header::HOST).iter().collect();
-    if hosts.len() > 1 {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    if hosts.next().is_some() {
         return Err(misdirected("several Host headers"));
     }
-    if let Some(named) = hosts.first() {
+    if let Some(named) = first_host {
         let named = named.to_str().unwrap_or_default();
         if !names_target(named) {
             return Err(misdirected(named));
@@ -262,17 +287,33 @@ fn on_target(
     }
     // The forward path sets Host from the target.
     parts.headers.remove(header::HOST);
+    let bad_target = |e: &dyn std::fmt::Display| {
+        ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "bad_request",
+            format!("invalid request target: {e}"),
+        )
+    };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = format!("https://{}{path}", target.authority)
-        .parse::<Uri>()
-        .map_err(|e| {
-            ProxyStatus::new(
-                StatusCode::BAD_REQUEST,
-                "http_request_error",
-                "bad_request",
-                format!("invalid request target: {e}"),
-            )
-        })?;
+    parts.uri = match &target.uri_authority {
+        // The tunnel's parsed authority and the request's own path: no text to format
+        // and parse again per request.
+        Some(uri_authority) if path.starts_with('/') => {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTPS);
+            uri.authority = Some(uri_authority.clone());
+            uri.path_and_query = Some(match parts.uri.path_and_query() {
+                Some(pq) => pq.clone(),
+                None => http::uri::PathAndQuery::from_static("/"),
+            });
+            Uri::from_parts(uri).map_err(|e| bad_target(&e))?
+        }
+        // Anything else (`*`, an authority that does not parse) as the text says.
+        _ => format!("https://{}{path}", target.authority)
+            .parse::<Uri>()
+            .map_err(|e| bad_target(&e))?,
+    };
     Ok(Request::from_parts(parts, body))
 }
 
@@ -313,7 +354,10 @@ impl SiteConnections {
     ) -> Result<Sent, Failed> {
         let sender = match self.reuse(exit) {
             Some(sender) => sender,
-            None => self.connect(plan, exit, host, port).await?,
+            // Boxed: the dial and handshakes' state is large, and inline it would make
+            // every request's future (moved into a box per attempt) as large, while a
+            // connection is opened once per tunnel and exit.
+            None => Box::pin(self.connect(plan, exit, host, port)).await?,
         };
         let (mut head, body) = request.into_parts();
         let body = body.into_request_body();

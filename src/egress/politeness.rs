@@ -467,7 +467,15 @@ impl Politeness {
         headers: &HeaderMap,
         latency: Duration,
     ) -> Option<Duration> {
-        if !self.adaptive.enabled() {
+        let hold = self
+            .adaptive
+            .honour_retry_after
+            .then(|| hold_from(status, headers, std::time::SystemTime::now()))
+            .flatten()
+            .map(|hold| hold.min(self.adaptive.max_hold));
+        // Most answers ask for nothing: the host's state is looked up (its name
+        // lowercased, the table locked) only when there is something to apply.
+        if hold.is_none() && self.adaptive.throttle.is_none() {
             return None;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -476,22 +484,17 @@ impl Politeness {
             table.by_name.get(&host).cloned()
         };
         let state = state.unwrap_or_else(|| self.state_for(&host, self.limits_for(&host)));
-        let mut held = None;
-        if self.adaptive.honour_retry_after
-            && let Some(hold) = hold_from(status, headers, std::time::SystemTime::now())
+        if let Some(hold) = hold
+            && hold_state(&state, hold)
         {
-            let hold = hold.min(self.adaptive.max_hold);
-            if hold_state(&state, hold) {
-                tracing::info!(%host, ?hold, status = status.as_u16(), "site asked to slow down; its requests are held");
-            }
-            held = Some(hold);
+            tracing::info!(%host, ?hold, status = status.as_u16(), "site asked to slow down; its requests are held");
         }
         if let Some(throttle) = &self.adaptive.throttle {
             let mut delay = state.delay.lock().unwrap_or_else(|p| p.into_inner());
             let current = delay.unwrap_or_else(|| throttle.first_delay());
             *delay = Some(throttle.next_delay(current, latency, status.is_success()));
         }
-        held
+        hold
     }
 
     /// Holds `host`'s queue for `hold` from now (another instance of the fleet was

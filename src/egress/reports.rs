@@ -70,6 +70,13 @@ impl LastExits {
     /// `session` reached `host` through `exit` just now.
     pub fn used(&self, session: SessionKey, host: &str, exit: &Arc<str>, now: Instant) {
         remember(&self.by_session, (session, host.to_string()), exit, now);
+        // A host seen before (nearly always) is updated in place: no key to allocate.
+        let mut by_host = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = by_host.get_mut(host) {
+            *last = (exit.clone(), now);
+            return;
+        }
+        drop(by_host);
         remember(&self.by_host, host.to_string(), exit, now);
     }
 
