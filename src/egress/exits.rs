@@ -230,6 +230,23 @@ struct Cooldown {
     strikes: u32,
 }
 
+/// `host`'s cooldown entry (a fresh one with no strikes when there is none). A full
+/// table first drops the entries whose rest ended more than `keep_after` ago.
+fn cooldown_of<'a>(
+    cooldowns: &'a mut HashMap<String, Cooldown>,
+    host: &str,
+    now: Instant,
+    keep_after: Duration,
+) -> &'a mut Cooldown {
+    if cooldowns.len() >= MAX_COOLDOWNS {
+        cooldowns.retain(|_, c| c.until + keep_after > now);
+    }
+    cooldowns.entry(host.to_string()).or_insert(Cooldown {
+        until: now,
+        strikes: 0,
+    })
+}
+
 /// One exit with its state.
 pub struct Exit {
     pub source: ExitSource,
@@ -394,13 +411,7 @@ impl Exit {
         now: Instant,
     ) -> Duration {
         let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
-        if cooldowns.len() >= MAX_COOLDOWNS {
-            cooldowns.retain(|_, c| c.until + max > now);
-        }
-        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
-            until: now,
-            strikes: 0,
-        });
+        let entry = cooldown_of(&mut cooldowns, host, now, max);
         entry.strikes = entry.strikes.saturating_add(1);
         let doubled = base.saturating_mul(1u32 << (entry.strikes - 1).min(20));
         let jitter = 0.8 + 0.4 * (rng.next_u64() as f64 / u64::MAX as f64);
@@ -413,13 +424,7 @@ impl Exit {
     /// now (longer if it already does), and the ban counts as one more in a row.
     pub fn rest_for(&self, host: &str, rest: Duration, now: Instant) -> Duration {
         let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
-        if cooldowns.len() >= MAX_COOLDOWNS {
-            cooldowns.retain(|_, c| c.until > now);
-        }
-        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
-            until: now,
-            strikes: 0,
-        });
+        let entry = cooldown_of(&mut cooldowns, host, now, Duration::ZERO);
         entry.strikes = entry.strikes.saturating_add(1);
         entry.until = entry.until.max(now + rest);
         entry.until - now
@@ -429,13 +434,7 @@ impl Exit {
     /// rests here as long (a longer local rest stays).
     pub fn adopt_rest(&self, host: &str, rest: Duration, now: Instant) {
         let mut cooldowns = self.cooldowns.lock().unwrap_or_else(|p| p.into_inner());
-        if cooldowns.len() >= MAX_COOLDOWNS {
-            cooldowns.retain(|_, c| c.until > now);
-        }
-        let entry = cooldowns.entry(host.to_string()).or_insert(Cooldown {
-            until: now,
-            strikes: 0,
-        });
+        let entry = cooldown_of(&mut cooldowns, host, now, Duration::ZERO);
         entry.strikes = entry.strikes.max(1);
         entry.until = entry.until.max(now + rest);
     }
