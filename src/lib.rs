@@ -32,6 +32,7 @@ pub mod llm;
 pub mod masking;
 pub mod normalize;
 pub mod pipeline;
+pub mod redis_connection;
 pub mod replay;
 pub mod routing;
 pub mod security;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use super::{Controls, RouteControl, SavedRoute};
@@ -141,14 +141,7 @@ impl Sync {
         if let Some(connection) = &self.connection {
             return Ok(connection.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(0);
-        let connection = self
-            .client
-            .get_connection_manager_with_config(config)
-            .await?;
+        let connection = crate::redis_connection::open(&self.client, REDIS_TIMEOUT, 0).await?;
         self.connection = Some(connection.clone());
         Ok(connection)
     }

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 /// Longest wait for Redis on the request path.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -108,14 +108,9 @@ impl SharedLimits {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, BackendError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
         let manager = self
             .connection
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .get_or_try_init(|| crate::redis_connection::open(&self.client, REDIS_TIMEOUT, 1))
             .await
             .map_err(|source| BackendError::Redis {
                 url: self.url.clone(),
