@@ -227,6 +227,45 @@ async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
     );
 }
 
+/// A response that restores pseudonyms gives the client its values back; the flow keeps
+/// the pseudonyms, so no value masking took out is stored.
+async fn restored_values_are_not_stored(travel: Travel) {
+    const RESTORED: &str = r#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Mail sent to <EMAIL_ADDRESS_1>."},"finish_reason":"stop"}]}"#;
+    let upstream = Upstream::start(|_| json_reply(RESTORED)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = "mask = { directions = \"request\", types = { EMAIL_ADDRESS = \"pseudonymize\" } }";
+    let proxy = start(travel, &upstream, dir.path(), "sample = 1.0", route).await;
+    let body = chat(&format!("Write to {EMAIL} please"), false);
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&body, "")).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert!(
+        response.text().contains(EMAIL),
+        "{travel:?}: restored for the client"
+    );
+    let flow = &flows(dir.path(), 1).await[0];
+    let kept = flow.response.as_ref().unwrap().body.text().unwrap();
+    assert!(
+        kept.contains("Mail sent to <EMAIL_ADDRESS_1>."),
+        "{travel:?}: {kept}"
+    );
+    let raw = std::fs::read_dir(dir.path().join("flows"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(
+        !raw.contains(EMAIL),
+        "{travel:?}: a restored value was stored"
+    );
+}
+
+#[tokio::test]
+async fn restored_values_are_not_stored_on_every_engine() {
+    for travel in Travel::ALL {
+        restored_values_are_not_stored(travel).await;
+    }
+}
+
 #[tokio::test]
 async fn bodies_are_masked_before_they_are_stored_on_every_engine() {
     for travel in Travel::ALL {

@@ -338,6 +338,41 @@ async fn compressed_answers_are_refused_on_every_engine() {
     }
 }
 
+/// An answer in a type masking cannot read (not text or JSON): refused before its head
+/// reaches the client, or passed whole with `on_error = "pass"` and counted.
+async fn binary_answers_are_refused_or_passed(travel: Travel) {
+    let upstream = Upstream::start(|_| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\nabcd"
+                .to_vec(),
+        )]
+    })
+    .await;
+    let ask = post("/v1/chat/completions", "application/json", &chat("hi"));
+    let proxy = start(travel, &upstream, "mask = { directions = \"both\" }", "").await;
+    let response = RawClient::connect(&proxy).await.request("POST", &ask).await;
+    assert_eq!(response.status, 502, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "masking_unreadable_body");
+
+    let route = "mask = { directions = \"both\", on_error = \"pass\" }";
+    let proxy = start(travel, &upstream, route, "").await;
+    let response = RawClient::connect(&proxy).await.request("POST", &ask).await;
+    assert_eq!(response.status, 200, "{travel:?}");
+    assert_eq!(response.text(), "abcd", "{travel:?}");
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        metrics.contains(r#"junction_masking_passed_total{route="all",direction="response"} 1"#),
+        "{travel:?}: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn binary_answers_are_refused_or_passed_on_every_engine() {
+    for travel in Travel::ALL {
+        binary_answers_are_refused_or_passed(travel).await;
+    }
+}
+
 /// Polls `path` until it holds `count` lines and `needle` (the log writers are threads
 /// of their own, with no signal to wait on), for at most 5 s.
 async fn wait_for_lines(path: &std::path::Path, count: usize, needle: &str) -> String {
@@ -417,8 +452,8 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
             "{travel:?}: {metrics}"
         );
         assert!(
-            metrics.contains(r#"type="AWS_ACCESS_KEY",action="block""#),
-            "{metrics}"
+            metrics.contains(r#"junction_masking_findings_total{route="all",type="AWS_ACCESS_KEY",action="block",direction="request"} 1"#),
+            "{travel:?}: one block, counted once: {metrics}"
         );
         assert!(
             metrics.contains(r#"junction_masking_findings_total{route="all",type="EMAIL_ADDRESS",action="partial",direction="response"} 1"#),

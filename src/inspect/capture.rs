@@ -230,6 +230,10 @@ pub struct Recording {
     capture: Arc<Capture>,
     flow: Flow,
     response: Option<ResponseCopy>,
+    /// Body bytes that came before the head was recorded (an engine that runs the
+    /// body phase's first piece before it renders the head), up to `max_body`: they
+    /// are the start of the body of the head recorded next.
+    early: Vec<u8>,
 }
 
 struct ResponseCopy {
@@ -275,6 +279,7 @@ impl Recording {
             capture,
             flow,
             response: None,
+            early: Vec::new(),
         }
     }
 
@@ -323,11 +328,17 @@ impl Recording {
                 answer: None,
             }),
         });
+        if !self.early.is_empty() {
+            let early = std::mem::take(&mut self.early);
+            self.response_data(&early);
+        }
     }
 
     /// A piece of the response body as the client gets it.
     pub fn response_data(&mut self, data: &[u8]) {
         let Some(copy) = self.response.as_mut() else {
+            let room = self.capture.max_body.saturating_sub(self.early.len());
+            self.early.extend_from_slice(&data[..data.len().min(room)]);
             return;
         };
         let max = self.capture.max_body;

@@ -41,7 +41,7 @@ pub use kinds::Builtin;
 pub use masker::{LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use policy::{Compressed, OnError, Policy};
 pub use shape::{Api, BodyShape, request_shape, response_shape};
-pub use vault::Vault;
+pub use vault::{Concealer, Vault};
 
 /// A type of sensitive value, named as metrics and the access log name it
 /// (`EMAIL_ADDRESS`, `CREDIT_CARD`, or a custom detector's name).

@@ -58,6 +58,84 @@ impl Vault {
     pub fn longest_token(&self) -> usize {
         self.originals.keys().map(String::len).max().unwrap_or(0)
     }
+
+    /// What puts the pseudonyms back in place of the values a restored response
+    /// carries, for what is kept of it (a captured flow).
+    pub fn concealer(&self) -> Concealer {
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .tokens
+            .iter()
+            .map(|(value, token)| (value.clone().into_bytes(), token.clone().into_bytes()))
+            .filter(|(value, _)| !value.is_empty())
+            .collect();
+        // The longest first: a value holding another is replaced whole.
+        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let hold = pairs.first().map_or(0, |(value, _)| value.len() - 1);
+        Concealer {
+            pairs,
+            hold,
+            carry: Vec::new(),
+        }
+    }
+}
+
+/// Replaces a vault's values by their pseudonyms in a body that arrives in pieces,
+/// holding back the bytes that could start a value cut by the end of a piece (one
+/// byte less than the longest value).
+pub struct Concealer {
+    /// Value -> pseudonym, the longest value first.
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    hold: usize,
+    carry: Vec<u8>,
+}
+
+impl std::fmt::Debug for Concealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Concealer")
+            .field("pseudonyms", &self.pairs.len())
+            .finish()
+    }
+}
+
+impl Concealer {
+    /// Appends to `out` what of `data` (after what was held back) is sure to hold no
+    /// value any more.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.carry.extend_from_slice(data);
+        let replaced = self.replaced();
+        let ready = replaced.len().saturating_sub(self.hold);
+        out.extend_from_slice(&replaced[..ready]);
+        self.carry = replaced[ready..].to_vec();
+    }
+
+    /// The body ended: appends what was held back.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let replaced = self.replaced();
+        out.extend_from_slice(&replaced);
+        self.carry.clear();
+    }
+
+    /// The carried bytes with every value replaced, in one left-to-right pass (at
+    /// each place the longest value that starts there).
+    fn replaced(&self) -> Vec<u8> {
+        let text = &self.carry;
+        let mut out = Vec::with_capacity(text.len());
+        let mut at = 0;
+        while at < text.len() {
+            let rest = &text[at..];
+            match self.pairs.iter().find(|(value, _)| rest.starts_with(value)) {
+                Some((value, token)) => {
+                    out.extend_from_slice(token);
+                    at += value.len();
+                }
+                None => {
+                    out.push(text[at]);
+                    at += 1;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +154,27 @@ mod tests {
         assert_eq!(vault.original(&b), Some("b@example.org"));
         assert_eq!(vault.original("<EMAIL_ADDRESS_3>"), None);
         assert!(!format!("{vault:?}").contains("example"));
+    }
+
+    #[test]
+    fn a_concealer_puts_pseudonyms_back_across_pieces() {
+        let mut vault = Vault::default();
+        let email = Kind("EMAIL_ADDRESS".into());
+        vault.pseudonym(&email, "a@example.org");
+        vault.pseudonym(&email, "bob.a@example.org");
+        let body = b"to a@example.org, cc bob.a@example.org; end";
+        for cut in 0..body.len() {
+            let mut concealer = vault.concealer();
+            let mut out = Vec::new();
+            concealer.push(&body[..cut], &mut out);
+            concealer.push(&body[cut..], &mut out);
+            concealer.finish(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "to <EMAIL_ADDRESS_1>, cc <EMAIL_ADDRESS_2>; end",
+                "cut at {cut}"
+            );
+        }
+        assert!(!format!("{:?}", vault.concealer()).contains("example"));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, header};
 
-use super::body_record::{BodyRefusal, Direction, ResponseTransform};
+use super::body_record::{BodyRecord, BodyRefusal, Direction, ResponseTransform};
 use super::include_usage;
 use super::{Exchange, HeaderEdits, ProxyError, RequestView};
 use crate::inspect::flow::stored_header;
@@ -31,7 +31,12 @@ pub fn refused_response(reason: String) -> ProxyError {
 /// Header changes the body phase needs on the request: a response it must read is
 /// asked for uncompressed.
 pub fn request_edits(route: &Route, edits: &mut HeaderEdits) {
-    if route.mask.as_ref().is_some_and(|m| m.response || m.request) {
+    request_edits_by(route.mask.as_deref(), edits);
+}
+
+/// [`request_edits`] for a masking `policy` (a route's or an egress listener's).
+pub fn request_edits_by(policy: Option<&Policy>, edits: &mut HeaderEdits) {
+    if policy.is_some_and(|m| m.response || m.request) {
         edits.set(
             &header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
@@ -125,18 +130,39 @@ fn mask_request_body(
     let Some(policy) = route.mask.as_ref().filter(|m| m.request) else {
         return Ok(None);
     };
+    mask_request_by(policy, view, body, edits, &mut exchange.body).map_err(|refusal| {
+        if let BodyRefusal::Blocked(blocked) = &refusal {
+            let request_id = exchange.request_id.as_ref().and_then(|v| v.to_str().ok());
+            let client_ip = exchange.log.as_ref().map(|l| l.client_ip);
+            audit_block(
+                audit,
+                ("route", &route.name),
+                blocked,
+                request_id,
+                client_ip,
+            );
+        }
+        ProxyError::Body(refusal)
+    })
+}
+
+/// Masks a request body by `policy` (a route's, or an egress listener's): the body to
+/// send instead (`None`: unchanged), or the refusal. `body` is the whole body, or `None`
+/// when it was longer than the engine read. What was found, the pseudonyms the
+/// response restores, and a body passed on unmasked (`on_error = "pass"`) go to
+/// `record`; a `block` is the caller's to audit ([`audit_block`]).
+pub fn mask_request_by(
+    policy: &Policy,
+    view: &dyn RequestView,
+    body: Option<&[u8]>,
+    edits: &mut HeaderEdits,
+    record: &mut BodyRecord,
+) -> Result<Option<Bytes>, BodyRefusal> {
     // The body phase may have read more for capture than masking reads.
     let body = body.filter(|b| b.len() <= policy.max_body);
     let mut vault = Vault::default();
     let result = match body {
-        Some(body) => mask_request(
-            policy,
-            view,
-            body,
-            edits,
-            &mut vault,
-            &mut exchange.body.request,
-        ),
+        Some(body) => mask_request(policy, view, body, edits, &mut vault, &mut record.request),
         None => Err(BodyRefusal::TooLarge {
             direction: Direction::Request,
             limit: policy.max_body,
@@ -145,27 +171,32 @@ fn mask_request_body(
     match result {
         Ok(masked) => {
             if !vault.is_empty() {
-                exchange.body.vault = Some(vault);
+                record.vault = Some(vault);
             }
             Ok(masked.map(Bytes::from))
         }
-        Err(refusal) => {
-            if let BodyRefusal::Blocked(blocked) = &refusal {
-                // Who, where and which type: never the value.
-                let request_id = exchange.request_id.as_ref().and_then(|v| v.to_str().ok());
-                audit.record(
-                    "mask_block",
-                    serde_json::json!({
-                        "route": &*route.name,
-                        "type": blocked.kind.name(),
-                        "request_id": request_id,
-                        "client_ip": exchange.log.as_ref().map(|l| l.client_ip.to_string()),
-                    }),
-                );
-            }
-            settle(policy, refusal, exchange).map(|()| None)
-        }
+        Err(refusal) => settle(policy, refusal, record).map(|()| None),
     }
+}
+
+/// A `block` in the audit log: who, where (`scope`: `("route", name)` or
+/// `("egress", name)`) and which type, never the value.
+pub fn audit_block(
+    audit: &AuditLog,
+    scope: (&'static str, &str),
+    blocked: &masking::Blocked,
+    request_id: Option<&str>,
+    client_ip: Option<IpAddr>,
+) {
+    let mut fields = serde_json::Map::new();
+    fields.insert(scope.0.into(), scope.1.into());
+    fields.insert("type".into(), blocked.kind.name().into());
+    fields.insert("request_id".into(), request_id.into());
+    fields.insert(
+        "client_ip".into(),
+        client_ip.map(|ip| ip.to_string()).into(),
+    );
+    audit.record("mask_block", serde_json::Value::Object(fields));
 }
 
 /// The largest request body the body phase reads whole for this request, if it reads
@@ -235,21 +266,16 @@ fn mask_request(
 fn settle(
     policy: &Policy,
     refusal: BodyRefusal,
-    exchange: &mut Exchange,
-) -> Result<(), ProxyError> {
+    record: &mut BodyRecord,
+) -> Result<(), BodyRefusal> {
     let passes = policy.on_error == OnError::Pass && !matches!(refusal, BodyRefusal::Blocked(_));
     if passes {
         tracing::warn!(reason = %refusal, "body passed on unmasked (on_error = \"pass\")");
-        exchange.body.passed = Some(refusal.direction());
+        record.passed = Some(refusal.direction());
         return Ok(());
     }
-    if let BodyRefusal::Blocked(blocked) = &refusal {
-        exchange
-            .body
-            .request
-            .add(&blocked.kind, masking::Action::Block);
-    }
-    Err(ProxyError::Body(refusal))
+    // A block was counted where it was found, as every other action.
+    Err(refusal)
 }
 
 /// The response's head has come: sets up the transform of its body, or refuses the
@@ -299,10 +325,46 @@ fn on_masked_response_head(
     edits: &mut HeaderEdits,
     exchange: &mut Exchange,
 ) -> Result<bool, ProxyError> {
-    let Some(policy) = route.mask.as_ref() else {
+    let Some(policy) = route.mask.as_deref() else {
         return Ok(false);
     };
-    let vault = exchange.body.vault.take();
+    let head = ResponseHead {
+        request_path,
+        content_type,
+        content_encoding,
+        has_body,
+    };
+    mask_response_by(policy, head, edits, &mut exchange.body).map_err(ProxyError::Body)
+}
+
+/// What masking reads of a response's head, and of the request it answers.
+pub struct ResponseHead<'a> {
+    /// Which API answers (`/v1/chat/completions`...).
+    pub request_path: &'a [u8],
+    pub content_type: Option<&'a [u8]>,
+    pub content_encoding: Option<&'a [u8]>,
+    /// The response has a body (not HEAD, 204, 304 or a zero length).
+    pub has_body: bool,
+}
+
+/// Sets up the masking of a response body by `policy` (a route's or an egress
+/// listener's) in `record`: masked, pseudonyms restored, or both. Returns whether the
+/// body is transformed (its length is then unknown), or the refusal of a response that
+/// cannot be masked, before its head goes out.
+pub fn mask_response_by(
+    policy: &Policy,
+    head: ResponseHead<'_>,
+    edits: &mut HeaderEdits,
+    record: &mut BodyRecord,
+) -> Result<bool, BodyRefusal> {
+    let ResponseHead {
+        request_path,
+        content_type,
+        content_encoding,
+        has_body,
+    } = head;
+    let vault = record.vault.take();
+    record.concealer = vault.as_ref().map(Vault::concealer);
     let restores = vault.is_some();
     if !(policy.response || restores) || !has_body {
         return Ok(false);
@@ -317,7 +379,7 @@ fn on_masked_response_head(
             }
             // Only pseudonyms to restore: the client gets them unrestored, not a leak.
             None if !policy.response => {
-                exchange.body.passed = Some(direction);
+                record.passed = Some(direction);
                 return Ok(false);
             }
             None => {
@@ -325,11 +387,20 @@ fn on_masked_response_head(
                     direction,
                     encoding,
                 };
-                return settle(policy, refusal, exchange).map(|()| false);
+                return settle(policy, refusal, record).map(|()| false);
             }
         }
     }
     let shape = masking::response_shape(request_path, content_type);
+    if shape == masking::BodyShape::Binary && policy.response {
+        // Judged on the head, so that a refusal is an answer, not a cut body; pseudonyms
+        // cannot be in bytes that are not text, so a passed body is left as it is.
+        let refusal = BodyRefusal::Unreadable {
+            direction,
+            reason: "its content type is not text or JSON".into(),
+        };
+        return settle(policy, refusal, record).map(|()| false);
+    }
     let masker = policy
         .response
         .then(|| policy.masker.clone() as Arc<dyn masking::TextMasker>);
@@ -339,7 +410,7 @@ fn on_masked_response_head(
         masker: masking::ResponseMasker::with_max_body(masker, vault, shape, policy.max_body),
         findings: Findings::default(),
     };
-    exchange.body.response = Some(Box::new(transform));
+    record.response = Some(Box::new(transform));
     Ok(true)
 }
 

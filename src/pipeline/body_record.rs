@@ -2,14 +2,17 @@
 //! the response's transform, and why a body was refused. Kept apart from the phase
 //! itself so the record and the errors need not import the phase's decisions.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use crate::llm::translate::{self, Api, Translation};
 use crate::masking::{self, Findings, Vault};
+use crate::telemetry::MetricsRegistry;
 
 /// A response body transform, fed the body's bytes as they come (framing removed).
 /// It lives in the request's [`Exchange`], which reports what it found at the end.
-pub trait ResponseTransform: Send {
+pub trait ResponseTransform: Send + Sync {
     /// Appends what may go to the client so far to `out` (it may hold some back).
     fn on_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
     /// The body ended: appends what was held back.
@@ -111,6 +114,9 @@ pub struct BodyRecord {
     pub passed: Option<Direction>,
     pub(crate) vault: Option<Vault>,
     pub(crate) response: Option<Box<dyn ResponseTransform>>,
+    /// The response restores pseudonyms: they are put back in what a captured flow
+    /// keeps of it, so no value the request's masking took out is stored.
+    pub(crate) concealer: Option<masking::Concealer>,
     /// The request's `model`, read from its body for a captured flow.
     pub model: Option<String>,
     /// Junction added `stream_options.include_usage` the client did not ask for: the
@@ -155,6 +161,87 @@ impl TranslationRefusal {
 }
 
 impl BodyRecord {
+    /// Runs a piece of the response body through the transform, appending what goes
+    /// to the client to `out` (all of `data` when there is none). `end`: the body is
+    /// over, `data` is its last piece (possibly empty).
+    pub fn transform(&mut self, data: &[u8], end: bool, out: &mut Vec<u8>) -> Result<(), String> {
+        let Some(transform) = self.response.as_mut() else {
+            out.extend_from_slice(data);
+            return Ok(());
+        };
+        transform.on_data(data, out)?;
+        if end {
+            transform.on_end(out)?;
+        }
+        Ok(())
+    }
+
+    /// What a captured flow keeps of a piece of the response the client gets: the
+    /// piece with the restored values concealed again (some bytes may be held back
+    /// until the next piece or [`BodyRecord::recorded_rest`]).
+    pub fn recorded<'d>(&mut self, data: &'d [u8]) -> std::borrow::Cow<'d, [u8]> {
+        match self.concealer.as_mut() {
+            Some(concealer) => {
+                let mut out = Vec::with_capacity(data.len());
+                concealer.push(data, &mut out);
+                std::borrow::Cow::Owned(out)
+            }
+            None => std::borrow::Cow::Borrowed(data),
+        }
+    }
+
+    /// The response ended: what [`BodyRecord::recorded`] held back.
+    pub fn recorded_rest(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(concealer) = self.concealer.as_mut() {
+            concealer.finish(&mut out);
+        }
+        out
+    }
+
+    /// The findings and passes into the metrics, under `scope` (a route's name, or an
+    /// egress listener's).
+    pub fn report_masking(&self, scope: &Arc<str>, metrics: &MetricsRegistry) {
+        for (direction, kind, action, count) in self.findings() {
+            let key = (
+                scope.clone(),
+                kind.0.clone(),
+                action.name(),
+                direction.name(),
+            );
+            metrics.count_masking(key, u64::from(count));
+        }
+        if let Some(direction) = self.passed {
+            metrics.count_masking_passed(scope, direction.name());
+        }
+    }
+
+    /// The access log's `masked` field: `TYPE:action=count` per finding, response ones
+    /// prefixed with `response.`, and `DIRECTION:passed_unmasked` for a body passed
+    /// on; types and counts, never values.
+    pub fn masked_field(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut text = String::new();
+        for (direction, kind, action, count) in self.findings() {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            let prefix = if direction == Direction::Response {
+                "response."
+            } else {
+                ""
+            };
+            let _ = write!(text, "{prefix}{}:{}={count}", kind.name(), action.name());
+        }
+        if let Some(direction) = self.passed {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            let _ = write!(text, "{direction}:passed_unmasked");
+        }
+        (!text.is_empty()).then_some(text)
+    }
+
     /// What the response's transform found.
     pub fn response_findings(&self) -> Option<&Findings> {
         self.response.as_ref().and_then(|t| t.findings())

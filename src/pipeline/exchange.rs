@@ -12,7 +12,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 
 use super::RequestCtx;
-use super::body_record::{BodyRecord, Direction};
+use super::body_record::BodyRecord;
 use crate::inspect::anomaly::{ClientId, Observed};
 use crate::inspect::flow::{Timings, Tokens, millis, stored_header};
 use crate::inspect::{Outcome, Recording};
@@ -152,7 +152,7 @@ impl Exchange {
     fn on_sent_data(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
         if let Some(recording) = self.recording.as_mut() {
-            recording.response_data(data);
+            recording.response_data(&self.body.recorded(data));
         }
         if let Some(answer) = self.answer.as_mut() {
             answer.feed(data);
@@ -212,16 +212,13 @@ impl Exchange {
         end: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let Some(transform) = self.body.response.as_mut() else {
+        if self.body.response.is_none() {
             out.extend_from_slice(data);
             self.on_response_data(data);
             return Ok(());
-        };
-        let from = out.len();
-        let mut result = transform.on_data(data, out);
-        if end && result.is_ok() {
-            result = transform.on_end(out);
         }
+        let from = out.len();
+        let result = self.body.transform(data, end, out);
         // Usage is read from the endpoint's bytes (a usage chunk the client is spared
         // still counts); the bytes the client gets are the ones counted and recorded.
         if let Some(scanner) = self.scanner.as_mut() {
@@ -349,7 +346,8 @@ impl Exchange {
             self.log_line(line, fields, duration, ttfb, ttft, usage);
         });
         self.report_anomalies(now, usage);
-        if let Some(recording) = self.recording.take() {
+        if let Some(mut recording) = self.recording.take() {
+            recording.response_data(&self.body.recorded_rest());
             let timings = Timings {
                 ttfb_ms: ttfb.map(millis),
                 ttft_ms: ttft.map(millis),
@@ -453,53 +451,14 @@ impl Exchange {
 
     /// The body phase's findings and passes, into the metrics.
     fn report_masking(&self) {
-        let Some(route) = self.route.as_ref().filter(|r| r.mask.is_some()) else {
-            return;
-        };
-        let metrics = &self.telemetry.metrics;
-        for (direction, kind, action, count) in self.body.findings() {
-            let key = (
-                route.name.clone(),
-                kind.0.clone(),
-                action.name(),
-                direction.name(),
-            );
-            metrics.count_masking(key, u64::from(count));
-        }
-        if let Some(direction) = self.body.passed {
-            metrics.count_masking_passed(&route.name, direction.name());
+        if let Some(route) = self.route.as_ref().filter(|r| r.mask.is_some()) {
+            self.body
+                .report_masking(&route.name, &self.telemetry.metrics);
         }
     }
 
-    /// The access log's `masked` field: `TYPE:action=count` per finding, response ones
-    /// prefixed with `response.`; types and counts, never values.
     fn masked_field(&self) -> Option<String> {
-        let mut text = String::new();
-        for (direction, kind, action, count) in self.body.findings() {
-            if !text.is_empty() {
-                text.push(',');
-            }
-            let prefix = if direction == Direction::Response {
-                "response."
-            } else {
-                ""
-            };
-            text.push_str(&format!(
-                "{prefix}{}:{}={count}",
-                kind.name(),
-                action.name()
-            ));
-        }
-        if text.is_empty() && self.body.passed.is_none() {
-            return None;
-        }
-        if let Some(direction) = self.body.passed {
-            if !text.is_empty() {
-                text.push(',');
-            }
-            text.push_str(&format!("{direction}:passed_unmasked"));
-        }
-        Some(text)
+        self.body.masked_field()
     }
 
     /// The access log's `hops` field: `from>to:reason` per hop, separated by commas
