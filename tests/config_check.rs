@@ -639,3 +639,27 @@ pool = "p"
     .await;
     assert_eq!((code, errors), (Some(0), vec![]));
 }
+
+#[tokio::test]
+async fn an_egress_mask_is_checked_as_a_routes_and_refused_where_no_body_is_seen() {
+    let (code, errors) = check(
+        r#"[[egress]]
+name = "crawl"
+bind = "127.0.0.1:0"
+protocol = "socks5"
+exits = [{ url = "direct" }]
+mask = { directions = "both", types = { EMAIL_ADDRESS = "scramble" } }
+"#,
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("egress[0].mask (line 6): a socks5 listener carries tunnels only"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("egress[0].mask.types.EMAIL_ADDRESS (line 6): unknown action"),
+        "{errors:#?}"
+    );
+}

@@ -20,7 +20,8 @@ use crate::egress::robots::RobotsCache;
 use crate::egress::rotation::{Rotation, Rotator};
 use crate::egress::verify::VerifyRules;
 use crate::egress::{
-    ClientProtocol, Destinations, EgressLimits, EgressParts, EgressPlan, ExitsFile, Rule,
+    ClientProtocol, Destinations, EgressLimits, EgressMask, EgressParts, EgressPlan, ExitsFile,
+    Rule,
 };
 use crate::routing::{Glob, Route, RouteTable};
 use crate::tls::authority::{Authority, AuthorityError};
@@ -363,7 +364,7 @@ fn compile_parts(
         .and_then(|c| super::capture::compile_capture(c, &format!("{path}.capture"), base, errors));
     let outbound = egress.outbound_volume.as_ref().and_then(|o| {
         let key = format!("{path}.outbound_volume");
-        super::anomalies::compile_outbound(o, &key, &egress.name, audit, errors)
+        super::anomalies::compile_outbound(o, &key, &egress.name, audit.clone(), errors)
     });
     let protocol = match egress.protocol.as_deref() {
         None | Some("http") => ClientProtocol::Http,
@@ -427,12 +428,27 @@ fn compile_parts(
         .intercept
         .as_ref()
         .and_then(|spec| compile_intercept(spec, &format!("{path}.intercept"), base, errors));
+    let mask = egress.mask.as_ref().and_then(|spec| {
+        let key = format!("{path}.mask");
+        if protocol == ClientProtocol::Socks5 && egress.intercept.is_none() {
+            errors.push((
+                key.clone(),
+                "a socks5 listener carries tunnels only: their bodies cannot be seen (add intercept, or use protocol = \"http\")".into(),
+            ));
+        }
+        let policy = super::masking::compile_mask(spec, &key, errors)?;
+        Some(EgressMask {
+            policy: Arc::new(policy),
+            audit: audit.clone(),
+        })
+    });
     let politeness = match &fleet {
         Some(fleet) => politeness.with_shared_slots(fleet.clone()),
         None => politeness,
     };
     Some(EgressParts {
         intercept,
+        mask,
         fleet,
         verify,
         protocol,

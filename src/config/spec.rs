@@ -827,6 +827,9 @@ pub struct EgressSpec {
     pub verify: Option<VerifySpec>,
     /// TLS interception of tunnels to listed hosts (docs/egress.md#tls-interception).
     pub intercept: Option<InterceptSpec>,
+    /// Sensitive-data masking of plain and intercepted requests' bodies, as a route's
+    /// `mask` (docs/egress.md#masking).
+    pub mask: Option<MaskSpec>,
     /// Where rests after bans are kept: `{ backend = "redis://..." }` shares them with
     /// the fleet (default: this instance only).
     pub state: Option<EgressStateSpec>,

@@ -20,6 +20,7 @@ use super::client_auth::{X_JUNCTION_REGION, X_JUNCTION_SESSION};
 use super::dial::dial_failure;
 use super::dial::{ExitKind, authority};
 use super::exits::{Exit, site_key};
+use super::mask::{self, Outgoing};
 use super::politeness::HostPermit;
 use super::record::Record;
 use super::reports::{SessionKey, X_JUNCTION_BAN};
@@ -31,6 +32,7 @@ use super::{
 };
 use crate::normalize::is_idempotent;
 use crate::pipeline::ProxyBody;
+use crate::pipeline::body::{BoxError, ClientBody};
 use crate::pipeline::entry::framing_and_host;
 use crate::pipeline::forwarding::strip_hop_by_hop;
 use crate::telemetry::EgressOutcome;
@@ -126,6 +128,17 @@ pub(super) async fn forward_admitted(
 ) -> Result<Response<ProxyBody>, ProxyStatus> {
     let Admitted { choice, host, port } = admitted;
     let (mut head, body) = request.into_parts();
+    // Masked first: a refused body costs the site nothing, and a slow upload holds no
+    // politeness turn.
+    let mut outgoing = match &plan.mask {
+        Some(mask) => {
+            record.masking = Some(plan.telemetry.clone());
+            let idle = plan.limits.idle_timeout;
+            mask::mask_request(mask, &mut head, body, idle, record).await?
+        }
+        None if body.is_end_stream() => Outgoing::Streamed(ProxyBody::Empty),
+        None => Outgoing::Streamed(ProxyBody::Incoming(ClientBody::untimed(body))),
+    };
     let session = client_session(plan, record.client(), &choice);
     let mut ask = Ask {
         host: &host,
@@ -174,8 +187,12 @@ pub(super) async fn forward_admitted(
         head.headers.insert(header::HOST, value);
     }
     head.version = http::Version::HTTP_11;
-    let replayable = is_idempotent(&head.method) && body.is_end_stream();
-    let mut body = Some(body);
+    // A body held whole (by masking) is sent again as it is; a streamed one only once.
+    let replayable = is_idempotent(&head.method)
+        && matches!(
+            outgoing,
+            Outgoing::Held(_) | Outgoing::Streamed(ProxyBody::Empty)
+        );
 
     let exits = plan.exits();
     let mut tried: Vec<Arc<Exit>> = Vec::new();
@@ -189,11 +206,9 @@ pub(super) async fn forward_admitted(
         }
         tried.push(exit.clone());
         record.attempt(&exit);
-        let request_body = match body.take() {
-            Some(incoming) if !replayable => {
-                ProxyBody::Incoming(crate::pipeline::body::ClientBody::untimed(incoming))
-            }
-            _ => ProxyBody::Empty,
+        let request_body = match &mut outgoing {
+            Outgoing::Held(bytes) => ProxyBody::full(bytes.clone()),
+            Outgoing::Streamed(body) => std::mem::replace(body, ProxyBody::Empty),
         };
         let attempt = Request::from_parts(copy_head(&head), request_body);
         let may_retry = |tried: &Vec<Arc<Exit>>| {
@@ -299,19 +314,40 @@ pub(super) async fn forward_admitted(
         plan.last_exits
             .used(session_key, &host, &exit.name, Instant::now());
         strip_hop_by_hop(&mut response_head.headers, false);
+        let transforms = match &plan.mask {
+            Some(mask) => {
+                let path = head.uri.path();
+                mask::mask_response(mask, &head.method, path, &mut response_head, record)?
+            }
+            None => false,
+        };
         if let Ok(name) = HeaderValue::from_str(&exit.name) {
             response_head.headers.insert(&X_JUNCTION_EXIT, name);
         }
-        record.status = Some(response_head.status);
-        record.record_head(response_head.status, &response_head.headers);
-        let body = EgressBody {
+        let mut body = EgressBody {
             ahead,
             record: record.take(),
+            transforms,
+            ready: None,
+            trailers: None,
+            flushed: false,
             _held: (permit, in_use),
         };
+        body.record.status = Some(response_head.status);
+        body.record
+            .record_head(response_head.status, &response_head.headers);
+        if transforms {
+            // Up to the first bytes the masking lets through, before the head goes
+            // out: an answer it refuses is then a 502 (recorded in place of the
+            // site's head), not a cut body.
+            if let Err(reason) = body.transform_ahead().await {
+                *record = body.record.take();
+                return Err(mask::refused_answer(reason));
+            }
+        }
         return Ok(Response::from_parts(
             response_head,
-            ProxyBody::Boxed(body.map_err(Into::into).boxed()),
+            ProxyBody::Boxed(body.boxed()),
         ));
     }
     Err(no_exit(&host, choice.region.as_deref(), last_error))
@@ -512,49 +548,126 @@ async fn fetch_robots(
 }
 
 /// A response through the egress proxy: the part read ahead (ban scanning), then the
-/// rest; it holds the politeness permit and the exit's use count, and writes the log
-/// line when it ends.
+/// rest, through the listener's masking when it transforms the body; it holds the
+/// politeness permit and the exit's use count, and writes the log line when it ends.
 struct EgressBody {
     ahead: ReadAhead,
     record: Record,
+    /// The body phase transforms this body (`record.body`'s transform).
+    transforms: bool,
+    /// What the transform let through before the head went out.
+    ready: Option<Bytes>,
+    /// The site's trailers, held until the transform has had the end of the body.
+    trailers: Option<http::HeaderMap>,
+    /// The transform has had the end of the body.
+    flushed: bool,
     _held: (Option<HostPermit>, super::exits::InUse),
+}
+
+impl EgressBody {
+    /// The site's next frame: what was read ahead, then the rest.
+    fn poll_site(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.ahead.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        if let Some(trailers) = self.ahead.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        if self.ahead.ended {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.ahead.body)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+
+    /// The next frame for the client: the site's, or what the transform lets through
+    /// (data it holds back is not a frame; the site's trailers follow its last bytes).
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !self.transforms {
+            let polled = self.poll_site(cx);
+            if let Poll::Ready(Some(Ok(frame))) = &polled {
+                if let Some(data) = frame.data_ref() {
+                    self.record.on_response_data(data);
+                }
+            }
+            return polled;
+        }
+        if let Some(ready) = self.ready.take() {
+            return Poll::Ready(Some(Ok(Frame::data(ready))));
+        }
+        loop {
+            if self.flushed {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let (data, end) = match std::task::ready!(self.poll_site(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (data, false),
+                    Err(frame) => {
+                        self.trailers = frame.into_trailers().ok();
+                        (Bytes::new(), true)
+                    }
+                },
+                None => (Bytes::new(), true),
+                Some(Err(error)) => {
+                    self.flushed = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            };
+            self.flushed = end;
+            let mut out = Vec::new();
+            if let Err(reason) = self.record.body.transform(&data, end, &mut out) {
+                self.flushed = true;
+                self.trailers = None;
+                let cut = format!("the response could not be masked: {reason}");
+                return Poll::Ready(Some(Err(cut.into())));
+            }
+            if !out.is_empty() {
+                self.record.on_response_data(&out);
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+        }
+    }
+
+    /// Runs the body through the transform until it lets something through or the
+    /// body ends; `Err`: the transform refused the body (or the site broke it off).
+    async fn transform_ahead(&mut self) -> Result<(), String> {
+        match std::future::poll_fn(|cx| self.poll_next(cx)).await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => self.ready = Some(data),
+                Err(frame) => self.trailers = frame.into_trailers().ok(),
+            },
+            Some(Err(error)) => return Err(error.to_string()),
+            None => {}
+        }
+        Ok(())
+    }
 }
 
 impl Body for EgressBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        if let Some(prefix) = this.ahead.prefix.take() {
-            this.record.on_response_data(&prefix);
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        if let Some(trailers) = this.ahead.trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-        }
-        if this.ahead.ended {
-            return Poll::Ready(None);
-        }
-        let polled = Pin::new(&mut this.ahead.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.record.on_response_data(data);
-            }
-        }
-        polled
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.poll_next(cx)
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.transforms {
+            return self.flushed && self.ready.is_none() && self.trailers.is_none();
+        }
         self.ahead.prefix.is_none()
             && self.ahead.trailers.is_none()
             && (self.ahead.ended || self.ahead.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.transforms {
+            return SizeHint::default();
+        }
         if self.ahead.ended {
             let length = self.ahead.prefix.as_ref().map_or(0, |p| p.len() as u64);
             return SizeHint::with_exact(length);

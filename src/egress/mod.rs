@@ -15,6 +15,7 @@ pub mod exits;
 pub mod fleet;
 mod forward;
 pub mod intercept;
+mod mask;
 pub mod politeness;
 mod record;
 pub mod reports;
@@ -152,6 +153,14 @@ pub struct EgressPlan {
     pub fleet: Option<Arc<fleet::FleetState>>,
     /// TLS interception of listed hosts.
     intercept: Option<intercept::Intercept>,
+    /// Masking of plain and intercepted requests' bodies.
+    mask: Option<EgressMask>,
+}
+
+/// An egress listener's `mask`: the policy, and the audit log its blocks go to.
+pub struct EgressMask {
+    pub policy: Arc<crate::masking::Policy>,
+    pub audit: Option<Arc<crate::security::audit::AuditLog>>,
 }
 
 /// Everything an egress plan is built from (see `config::compile`).
@@ -173,6 +182,7 @@ pub struct EgressParts {
     pub verify: Option<verify::VerifyRules>,
     pub fleet: Option<Arc<fleet::FleetState>>,
     pub intercept: Option<intercept::Intercept>,
+    pub mask: Option<EgressMask>,
 }
 
 impl EgressPlan {
@@ -207,6 +217,7 @@ impl EgressPlan {
             verify: parts.verify,
             fleet: parts.fleet,
             intercept: parts.intercept,
+            mask: parts.mask,
         };
         let exits = plan.build_exits(sources, &[])?;
         if exits.is_empty() {

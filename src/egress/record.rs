@@ -15,6 +15,7 @@ use crate::inspect::anomaly::{ClientId, OutboundVolume};
 use crate::inspect::flow::{Timings, millis, stored_header};
 use crate::inspect::{Capture, Outcome, Recording, RequestHead};
 use crate::pipeline::ProxyBody;
+use crate::pipeline::body_record::{BodyRecord, Direction};
 use crate::telemetry::Telemetry;
 
 pub struct Record {
@@ -40,6 +41,10 @@ pub struct Record {
     /// The flow being captured, for a request the listener's capture sampled.
     pub recording: Option<Box<Recording>>,
     pub outbound: Option<Arc<OutboundVolume>>,
+    /// What the listener's masking found and did (a plain or intercepted request's).
+    pub body: BodyRecord,
+    /// The listener masks: its findings go to these metrics when the request ends.
+    pub masking: Option<Arc<Telemetry>>,
 }
 
 impl Record {
@@ -81,6 +86,8 @@ impl Record {
                 .unwrap_or(0),
             recording: None,
             outbound: None,
+            body: BodyRecord::default(),
+            masking: None,
         }
     }
 
@@ -136,12 +143,27 @@ impl Record {
         }
     }
 
+    /// The request body as it goes on toward the site (masked), for a captured flow;
+    /// one passed on unmasked is not kept.
+    pub fn record_request_body(&mut self, sent: &[u8]) {
+        self.bytes_up = sent.len() as u64;
+        let unmasked = self.body.passed == Some(Direction::Request);
+        if let Some(recording) = self.recording.as_mut().filter(|_| !unmasked) {
+            recording.request_body(Some(sent), None);
+        }
+    }
+
     /// A piece of the site's answer on its way to the client.
     pub fn on_response_data(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
         if let Some(recording) = self.recording.as_mut() {
-            recording.response_data(data);
+            recording.response_data(&self.body.recorded(data));
         }
+    }
+
+    /// The egress listener's name.
+    pub fn egress_name(&self) -> &Arc<str> {
+        &self.egress
     }
 
     pub fn client(&self) -> SocketAddr {
@@ -183,6 +205,8 @@ impl Record {
             bytes_up: self.bytes_up,
             recording: self.recording.take(),
             outbound: self.outbound.take(),
+            body: std::mem::take(&mut self.body),
+            masking: self.masking.take(),
         };
         self.telemetry = None;
         taken
@@ -210,9 +234,10 @@ impl Record {
     }
 
     fn finish_recording(&mut self) {
-        let Some(recording) = self.recording.take() else {
+        let Some(mut recording) = self.recording.take() else {
             return;
         };
+        recording.response_data(&self.body.recorded_rest());
         let outcome = Outcome {
             pool: Some(&self.egress),
             endpoint: self.exit.as_deref(),
@@ -223,6 +248,7 @@ impl Record {
                 total_ms: millis(self.started.elapsed()),
                 ..Timings::default()
             },
+            masked: self.body.masked_field(),
             ..Outcome::default()
         };
         recording.finish(outcome);
@@ -233,6 +259,9 @@ impl Drop for Record {
     fn drop(&mut self) {
         self.report_outbound();
         self.finish_recording();
+        if let Some(telemetry) = self.masking.take().filter(|t| t.metrics_enabled()) {
+            self.body.report_masking(&self.egress, &telemetry.metrics);
+        }
         let Some(telemetry) = self.telemetry.take() else {
             return;
         };
@@ -251,6 +280,7 @@ impl Drop for Record {
             line.string("exit", self.exit.as_deref());
             line.string("region", self.region.as_deref());
             line.number("attempts", Some(self.attempts));
+            line.string("masked", self.body.masked_field().as_deref());
             let (up, down) = match &self.tunnel_bytes {
                 Some(bytes) => (
                     Some(bytes.up.load(Ordering::Relaxed)),

@@ -750,11 +750,14 @@ async fn socks_connection(
 /// 127.0.0.1 (ALPN h2 and http/1.1); every request gets `200` and `secure <name> <path>`,
 /// but the first request for a path starting `/ban-first` gets [`CAPTCHA_BODY`]
 /// (`text/html`), as a site banning the first exit that asks, and `/robots.txt`
-/// disallows `/private` to every agent.
+/// disallows `/private` to every agent. `/echo` answers with the request's body and
+/// `content-type`, and keeps the body ([`TlsOrigin::bodies`]).
 pub struct TlsOrigin {
     name: String,
     ca_pem: String,
     requests: Arc<AtomicUsize>,
+    /// The bodies `/echo` received, in order.
+    bodies: Arc<Mutex<Vec<Bytes>>>,
     /// The HTTP version of each request, in order.
     versions: Arc<Mutex<Vec<http::Version>>>,
     server: Server,
@@ -792,11 +795,13 @@ impl TlsOrigin {
         let requests = Arc::new(AtomicUsize::new(0));
         let versions = Arc::new(Mutex::new(Vec::new()));
         let captchas = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let (counter, label) = (requests.clone(), name.to_string());
-        let seen_versions = versions.clone();
+        let (seen_versions, seen_bodies) = (versions.clone(), bodies.clone());
         let server = serve(move |stream, _stop| {
             let (acceptor, counter, label) = (acceptor.clone(), counter.clone(), label.clone());
             let (versions, captchas) = (seen_versions.clone(), captchas.clone());
+            let bodies = seen_bodies.clone();
             async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
@@ -805,6 +810,23 @@ impl TlsOrigin {
                     counter.fetch_add(1, Ordering::SeqCst);
                     versions.lock().unwrap().push(request.version());
                     let path = request.uri().path().to_string();
+                    if path == "/echo" {
+                        let bodies = bodies.clone();
+                        return Box::pin(async move {
+                            let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+                            let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                            let body = body.unwrap_or_default();
+                            bodies.lock().unwrap().push(body.clone());
+                            let mut response = Response::new(Full::new(body));
+                            if let Some(content_type) = content_type {
+                                response
+                                    .headers_mut()
+                                    .insert(header::CONTENT_TYPE, content_type);
+                            }
+                            Ok::<_, Infallible>(response)
+                        })
+                            as std::pin::Pin<Box<dyn Future<Output = _> + Send>>;
+                    }
                     let captcha = path.starts_with("/ban-first")
                         && captchas.lock().unwrap().insert(path.clone());
                     let response = if path == "/robots.txt" {
@@ -820,7 +842,7 @@ impl TlsOrigin {
                         let body = format!("secure {label} {path}");
                         Response::new(Full::new(Bytes::from(body)))
                     };
-                    async move { Ok::<_, Infallible>(response) }
+                    Box::pin(async move { Ok::<_, Infallible>(response) })
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -832,9 +854,15 @@ impl TlsOrigin {
             name: name.into(),
             ca_pem,
             requests,
+            bodies,
             versions,
             server,
         }
+    }
+
+    /// The bodies `/echo` received, in order.
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.bodies.lock().unwrap().clone()
     }
 
     pub fn name(&self) -> &str {

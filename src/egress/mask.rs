@@ -1,0 +1,202 @@
+//! An egress listener's `mask`: the gateway's body phase (`pipeline::body_phase`) run
+//! on plain and intercepted requests and their answers. The decisions (what is found,
+//! the actions, refusals, `on_error`) are the body phase's; this module only holds the
+//! body to read it whole and turns its refusals into the forward proxy's answers.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, StatusCode, header, request, response};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+
+use super::record::Record;
+use super::{EgressMask, ProxyStatus};
+use crate::pipeline::body::ClientBody;
+use crate::pipeline::body_phase::{self, ResponseHead};
+use crate::pipeline::body_record::{BodyRefusal, Direction};
+use crate::pipeline::head::PartsView;
+use crate::pipeline::{HeaderEdits, ProxyBody};
+
+/// The request body as it goes toward the site.
+pub(super) enum Outgoing {
+    /// Held whole (masked, or read to be masked and passed): sent again on a retry.
+    Held(Bytes),
+    /// Streamed as the client sends it (no masking of requests, or a body longer than
+    /// masking reads, passed on with `on_error = "pass"`).
+    Streamed(ProxyBody),
+}
+
+/// Masks the request body by the listener's policy: reads it whole (up to the policy's
+/// `max_body`, within `idle`), masks it, and edits `head` to match (its length,
+/// `content-encoding` when it was decoded, `accept-encoding: identity` when the answer
+/// is read). A `block` goes to the audit log; every refusal is the client's answer.
+pub(super) async fn mask_request(
+    mask: &EgressMask,
+    head: &mut request::Parts,
+    body: Incoming,
+    idle: Duration,
+    record: &mut Record,
+) -> Result<Outgoing, ProxyStatus> {
+    let policy = &*mask.policy;
+    let mut edits = HeaderEdits::new();
+    body_phase::request_edits_by(Some(policy), &mut edits);
+    if !policy.request || body.is_end_stream() {
+        edits.apply(&mut head.headers);
+        let streamed = if body.is_end_stream() {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Incoming(ClientBody::untimed(body))
+        };
+        return Ok(Outgoing::Streamed(streamed));
+    }
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let read = read_whole(body, declared, policy.max_body, idle).await?;
+    let whole = match &read {
+        Read::Whole(bytes) => Some(&bytes[..]),
+        Read::Over(_) => None,
+    };
+    let view = PartsView {
+        head,
+        added_request_id: false,
+    };
+    let masked = body_phase::mask_request_by(policy, &view, whole, &mut edits, &mut record.body);
+    let masked = masked.map_err(|refusal| {
+        if let (BodyRefusal::Blocked(blocked), Some(audit)) = (&refusal, &mask.audit) {
+            let scope = ("egress", &**record.egress_name());
+            body_phase::audit_block(audit, scope, blocked, None, Some(record.client().ip()));
+        }
+        refusal_status(&refusal)
+    })?;
+    edits.apply(&mut head.headers);
+    let sent = match (masked, read) {
+        (Some(masked), _) | (None, Read::Whole(masked)) => masked,
+        // Longer than masking reads, and passed: what was read, then the rest.
+        (None, Read::Over(streamed)) => return Ok(Outgoing::Streamed(streamed)),
+    };
+    head.headers.remove(header::TRANSFER_ENCODING);
+    head.headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(sent.len()));
+    record.record_request_body(&sent);
+    Ok(Outgoing::Held(sent))
+}
+
+enum Read {
+    Whole(Bytes),
+    /// Longer than the limit: what was read, then the rest as it comes.
+    Over(ProxyBody),
+}
+
+/// Reads a request body whole when it is at most `limit` bytes. The client has `idle`
+/// for all of it: a site's politeness turn is not taken before it is in.
+async fn read_whole(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+    idle: Duration,
+) -> Result<Read, ProxyStatus> {
+    let mut body = ClientBody::untimed(body);
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Ok(Read::Over(ProxyBody::Incoming(body)));
+    }
+    let mut kept = BytesMut::new();
+    let reading = async {
+        while kept.len() <= limit {
+            let Some(frame) = body.frame().await else {
+                return Ok(true);
+            };
+            if let Ok(data) = frame?.into_data() {
+                kept.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, crate::pipeline::body::BoxError>(false)
+    };
+    let ended = match tokio::time::timeout(idle, reading).await {
+        Ok(Ok(ended)) => ended,
+        Ok(Err(error)) => {
+            return Err(ProxyStatus::new(
+                StatusCode::BAD_REQUEST,
+                "http_request_error",
+                "client_body",
+                format!("the request body could not be read: {error}"),
+            ));
+        }
+        Err(_) => {
+            return Err(ProxyStatus::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "http_request_error",
+                "client_body",
+                format!("the request body did not arrive within {idle:?}"),
+            ));
+        }
+    };
+    let kept = kept.freeze();
+    if ended {
+        Ok(Read::Whole(kept))
+    } else {
+        Ok(Read::Over(ProxyBody::Prefixed(Some(kept), body)))
+    }
+}
+
+/// Sets up the masking of the site's answer (masked, or pseudonyms restored): edits its
+/// head, and returns whether its body is transformed; or the refusal of an answer that
+/// cannot be masked (502; counted, as the gateway counts it).
+pub(super) fn mask_response(
+    mask: &EgressMask,
+    method: &Method,
+    request_path: &str,
+    head: &mut response::Parts,
+    record: &mut Record,
+) -> Result<bool, ProxyStatus> {
+    let status = head.status;
+    let empty_length = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    let has_body = *method != Method::HEAD
+        && !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+        && !empty_length;
+    let mut edits = HeaderEdits::new();
+    let response_head = ResponseHead {
+        request_path: request_path.as_bytes(),
+        content_type: head.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        content_encoding: head
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes()),
+        has_body,
+    };
+    let transformed =
+        body_phase::mask_response_by(&mask.policy, response_head, &mut edits, &mut record.body)
+            .map_err(|refusal| refusal_status(&refusal))?;
+    edits.apply(&mut head.headers);
+    if transformed {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    Ok(transformed)
+}
+
+/// The forward proxy's answer to a body the body phase refused: the gateway's status,
+/// and its error type as the reason.
+pub(super) fn refusal_status(refusal: &BodyRefusal) -> ProxyStatus {
+    let status = refusal.status();
+    let error = if status.is_server_error() {
+        "proxy_internal_response"
+    } else {
+        "http_request_denied"
+    };
+    ProxyStatus::new(status, error, refusal.kind(), refusal.to_string())
+}
+
+/// The answer to a site's body the transform refused before the head went out.
+pub(super) fn refused_answer(reason: String) -> ProxyStatus {
+    refusal_status(&BodyRefusal::Unreadable {
+        direction: Direction::Response,
+        reason,
+    })
+}
