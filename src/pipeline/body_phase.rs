@@ -364,7 +364,7 @@ pub fn mask_response_by(
         has_body,
     } = head;
     let vault = record.vault.take();
-    record.concealer = vault.as_ref().map(Vault::concealer);
+    record.concealer = vault.as_ref().map(|v| Box::new(v.concealer()));
     let restores = vault.is_some();
     if !(policy.response || restores) || !has_body {
         return Ok(false);

@@ -116,7 +116,7 @@ pub struct BodyRecord {
     pub(crate) response: Option<Box<dyn ResponseTransform>>,
     /// The response restores pseudonyms: they are put back in what a captured flow
     /// keeps of it, so no value the request's masking took out is stored.
-    pub(crate) concealer: Option<masking::Concealer>,
+    pub(crate) concealer: Option<Box<masking::Concealer>>,
     /// The request's `model`, read from its body for a captured flow.
     pub model: Option<String>,
     /// Junction added `stream_options.include_usage` the client did not ask for: the
