@@ -51,6 +51,7 @@ use crate::pipeline::{
 };
 use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
+use crate::telemetry::access_log::LogPath;
 use crate::telemetry::trace::{self, TRACEPARENT};
 
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
@@ -1064,7 +1065,7 @@ fn log_facts(head: &RequestHead, buf: &[u8], client_ip: std::net::IpAddr) -> Log
     LogFacts {
         client_ip,
         method: head.method.clone(),
-        uri: http::Uri::try_from(head.target(buf)).unwrap_or_default(),
+        path: LogPath::of_target(head.target(buf)),
         protocol: "HTTP/1.1",
         user_agent: head
             .user_agent(buf)

@@ -21,7 +21,7 @@ use crate::llm::{AnswerReader, ReplyKind, UsageScanner};
 /// Bytes of an answer read for secrets at most (its start, when longer).
 const ANSWER_READ_LIMIT: usize = 256 * 1024;
 use crate::routing::{Route, Target};
-use crate::telemetry::access_log::{Field, JsonLine};
+use crate::telemetry::access_log::{Field, JsonLine, LogPath};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
 
@@ -31,7 +31,7 @@ use crate::upstream::{Endpoint, InFlight};
 pub struct LogFacts {
     pub client_ip: std::net::IpAddr,
     pub method: http::Method,
-    pub uri: http::Uri,
+    pub path: LogPath,
     pub protocol: &'static str,
     pub user_agent: Option<HeaderValue>,
 }
@@ -498,14 +498,7 @@ impl Exchange {
                 }
                 Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
                 Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
-                Field::Path => line.string(
-                    name,
-                    facts.map(|f| {
-                        f.uri
-                            .path_and_query()
-                            .map_or(f.uri.path(), |pq| pq.as_str())
-                    }),
-                ),
+                Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
                 Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
                 Field::Route => line.string(name, route.map(|r| &*r.name)),
                 Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),

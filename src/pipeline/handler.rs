@@ -26,6 +26,7 @@ use crate::normalize::Refusal;
 use crate::routing::GatewayListener;
 use crate::routing::Route;
 use crate::security::X_JUNCTION_TAG;
+use crate::telemetry::access_log::LogPath;
 use crate::telemetry::trace::{self, X_REQUEST_ID};
 use crate::upstream::{Pool, UpstreamBody};
 
@@ -108,7 +109,7 @@ fn log_facts(
     LogFacts {
         client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted),
         method: request.method().clone(),
-        uri: request.uri().clone(),
+        path: LogPath::Uri(request.uri().clone()),
         protocol: protocol_name(request.version()),
         user_agent: request.headers().get(header::USER_AGENT).cloned(),
     }

@@ -63,19 +63,24 @@ impl Gcra {
         }
         // One hash per request: most keys come back, and are updated in place.
         let slot = tats.get_mut(key);
-        let tat = slot.as_deref().copied().unwrap_or(now).max(now);
+        // How far the key's theoretical arrival time is ahead of now, read once (each
+        // reading of an `Instant` difference is a call).
+        let ahead = slot
+            .as_deref()
+            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
         let allowance = self.period.saturating_sub(self.emission);
-        if tat.duration_since(now) > allowance {
-            return Err(tat.duration_since(now) - allowance);
+        if ahead > allowance {
+            return Err(ahead - allowance);
         }
-        let next = tat + self.emission;
+        let used = ahead + self.emission;
+        let next = now + used;
         match slot {
             Some(slot) => *slot = next,
             None => {
                 tats.insert(key.clone(), next);
             }
         }
-        Ok(self.standing(next.duration_since(now)))
+        Ok(self.standing(used))
     }
 
     /// A key's standing when `used` of its period is spent (until its budget is whole).

@@ -314,6 +314,51 @@ fn write_lines(
     }
 }
 
+/// A request's path and query as its line shows them: hyper's parsed URI, or the HTTP/1.1
+/// engine's origin-form target as it came (which that engine takes only in the characters
+/// `http::Uri` takes, so both show the same text), kept inline when short: parsing it
+/// into a `Uri` (and the allocation of its copy) cost more than the rest of the line's
+/// path field.
+pub enum LogPath {
+    Uri(http::Uri),
+    Inline {
+        len: u8,
+        bytes: [u8; LogPath::INLINE],
+    },
+    Text(Box<str>),
+}
+
+impl LogPath {
+    const INLINE: usize = 62;
+
+    /// A target the HTTP/1.1 engine took (ASCII); anything else shows as `/`, as a
+    /// `Uri` refused by that engine would.
+    pub fn of_target(target: &[u8]) -> Self {
+        if target.len() <= Self::INLINE && target.is_ascii() {
+            let mut bytes = [0u8; Self::INLINE];
+            bytes[..target.len()].copy_from_slice(target);
+            return LogPath::Inline {
+                len: target.len() as u8,
+                bytes,
+            };
+        }
+        match std::str::from_utf8(target) {
+            Ok(text) => LogPath::Text(text.into()),
+            Err(_) => LogPath::Uri(http::Uri::default()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            LogPath::Uri(uri) => uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()),
+            LogPath::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("/")
+            }
+            LogPath::Text(text) => text,
+        }
+    }
+}
+
 /// Builds one JSON object line by hand: the log's hot path, so no intermediate maps.
 pub struct JsonLine {
     /// Bytes, not a `String`: every part is ASCII or a `&str`'s UTF-8, and a line has
@@ -595,6 +640,17 @@ mod tests {
         let time = crate::units::now_rfc3339();
         assert_eq!(time.len(), 24, "{time}");
         assert!(time.starts_with("20") && time.ends_with('Z'));
+    }
+
+    /// The HTTP/1.1 engine's targets show as `http::Uri` shows them on hyper's side.
+    #[test]
+    fn log_paths_show_targets_as_uris_do() {
+        let long = format!("/{}?q={}", "a".repeat(70), "b".repeat(10));
+        for target in ["/", "/a/b?c=d&e", "/json/{\"a\":1}", "/q?x=`y`&z=/?", &long] {
+            let uri: http::Uri = target.parse().unwrap();
+            assert_eq!(LogPath::of_target(target.as_bytes()).as_str(), target);
+            assert_eq!(LogPath::Uri(uri).as_str(), target);
+        }
     }
 
     #[test]
