@@ -68,9 +68,15 @@ fn needs_escape_mask(word: u64) -> u64 {
 /// characters as `\n`-style or `\u00XX` escapes, everything else as UTF-8. Runs of
 /// bytes that need no escape are copied whole.
 pub fn encode_string(text: &str, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(text.len() + 2);
     out.push(b'"');
+    encode_str(text, out);
+    out.push(b'"');
+}
+
+/// [`encode_string`] without the quotes: a piece of a string's text.
+pub fn encode_str(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
     let mut at = 0;
     loop {
         let run = plain_run(&bytes[at..]);
@@ -94,7 +100,6 @@ pub fn encode_string(text: &str, out: &mut Vec<u8>) {
             }
         }
     }
-    out.push(b'"');
 }
 
 #[cfg(test)]

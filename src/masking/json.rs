@@ -9,7 +9,7 @@
 //! (an explicit stack: `[[[[...` never overflows the thread's stack).
 
 use super::error::BodyError;
-use crate::json_text::{encode_string, plain_run};
+use crate::json_text::{encode_str, encode_string, plain_run};
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 128;
@@ -157,6 +157,27 @@ pub struct Part<'a> {
     pub pointer: &'a str,
 }
 
+/// One replaced stretch of a string's decoded text: `start..end` became the editor's
+/// output at `new`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub start: usize,
+    pub end: usize,
+    pub new: std::ops::Range<usize>,
+}
+
+/// What [`StringEdit::edit_changes`] did with a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edited {
+    /// Nothing changed.
+    Kept,
+    /// The editor's output is the whole new text.
+    Whole,
+    /// The changes list every replaced stretch, in order, their new texts in the
+    /// editor's output; the rest of the text stays.
+    Changes,
+}
+
 /// What is done to each selected string.
 pub trait StringEdit {
     /// Appends the new text of the string at `site` (decoded: `text`) to `out` and
@@ -177,6 +198,23 @@ pub trait StringEdit {
     /// Whether [`Part::pointer`] is needed (building it costs an allocation a part).
     fn needs_pointers(&self) -> bool {
         true
+    }
+
+    /// [`StringEdit::edit`], or the same edit told as changes to `text` (`changes`
+    /// cleared by the caller): then the string's unchanged stretches can be copied from
+    /// the body as they were written instead of decoded and encoded again.
+    fn edit_changes(
+        &mut self,
+        site: &Site<'_>,
+        text: &str,
+        out: &mut String,
+        _changes: &mut Vec<Change>,
+    ) -> Result<Edited, BodyError> {
+        Ok(if self.edit(site, text, out)? {
+            Edited::Whole
+        } else {
+            Edited::Kept
+        })
     }
 }
 
@@ -204,7 +242,13 @@ pub fn rewrite(
     // The thread's buffers, reused: a body costs no allocation for its strings' texts
     // once the thread has seen one as long (a nested rewrite, of tool-call arguments,
     // finds them taken and starts its own).
-    let (stack, decoded, replacement) = BUFFERS.take();
+    let Buffers {
+        stack,
+        decoded,
+        replacement,
+        marks,
+        changes,
+    } = BUFFERS.take();
     let mut scanner = Scanner {
         body,
         text,
@@ -213,6 +257,8 @@ pub fn rewrite(
         changed: false,
         decoded,
         replacement,
+        marks,
+        changes,
         parts: Vec::new(),
         parts_depth: 0,
     };
@@ -221,14 +267,22 @@ pub fn rewrite(
         mut stack,
         decoded,
         replacement,
+        marks,
+        changes,
         copied,
         changed,
         ..
     } = scanner;
     // A rare huge body's buffers are let go rather than kept for the thread's life.
-    if decoded.capacity() + replacement.capacity() <= KEPT_BUFFERS {
+    if decoded.capacity() + replacement.capacity() + marks.capacity() * 16 <= KEPT_BUFFERS {
         stack.clear();
-        BUFFERS.set((stack, decoded, replacement));
+        BUFFERS.set(Buffers {
+            stack,
+            decoded,
+            replacement,
+            marks,
+            changes,
+        });
     }
     result?;
     out.extend_from_slice(&body[copied..]);
@@ -238,9 +292,26 @@ pub fn rewrite(
 /// The most buffer bytes a thread keeps between bodies.
 const KEPT_BUFFERS: usize = 1 << 20;
 
+/// A rewrite's working buffers, kept per thread between bodies.
+#[derive(Default)]
+struct Buffers {
+    stack: Vec<Frame>,
+    decoded: String,
+    replacement: String,
+    marks: Vec<(usize, usize)>,
+    changes: Vec<Change>,
+}
+
 thread_local! {
-    static BUFFERS: std::cell::Cell<(Vec<Frame>, String, String)> =
-        const { std::cell::Cell::new((Vec::new(), String::new(), String::new())) };
+    static BUFFERS: std::cell::Cell<Buffers> = const {
+        std::cell::Cell::new(Buffers {
+            stack: Vec::new(),
+            decoded: String::new(),
+            replacement: String::new(),
+            marks: Vec::new(),
+            changes: Vec::new(),
+        })
+    };
 }
 
 /// Whether `body` is one valid JSON text (the same strict rules as [`rewrite`]).
@@ -352,6 +423,9 @@ struct Scanner<'a> {
     changed: bool,
     decoded: String,
     replacement: String,
+    /// Where the decoded text and the string as written line up (see [`decode_marked`]).
+    marks: Vec<(usize, usize)>,
+    changes: Vec<Change>,
     /// Content parts of the array at this depth, edited when it closes.
     parts: Vec<PendingPart>,
     parts_depth: usize,
@@ -675,15 +749,21 @@ impl Scanner<'_> {
     ) -> Result<(), BodyError> {
         let mut decoded = std::mem::take(&mut self.decoded);
         let mut replacement = std::mem::take(&mut self.replacement);
+        let mut changes = std::mem::take(&mut self.changes);
         decoded.clear();
         replacement.clear();
+        changes.clear();
+        self.marks.clear();
+        // Quotes are ASCII, so these are char boundaries of the validated text.
+        let raw = &self.text[start + 1..end - 1];
+        // Whether every escape is the one the encoder writes for its character: then
+        // the string as written is the encoding of its text, stretch by stretch.
+        let mut canonical = true;
         let text = if escaped {
-            // Quotes are ASCII, so these are char boundaries of the validated text.
-            decode_str_into(&self.text[start + 1..end - 1], &mut decoded);
+            canonical = decode_marked(raw, &mut decoded, &mut self.marks);
             decoded.as_str()
         } else {
-            // Quotes are ASCII, so these are char boundaries of the validated text.
-            &self.text[start + 1..end - 1]
+            raw
         };
         let site = Site {
             body: self.body,
@@ -692,20 +772,80 @@ impl Scanner<'_> {
         };
         // A masked text is about as long as the text: one allocation per body.
         replacement.reserve(text.len() + 64);
-        let result = edit.edit(&site, text, &mut replacement);
-        if let Ok(true) = result {
+        let result = edit.edit_changes(&site, text, &mut replacement, &mut changes);
+        let edited = *result.as_ref().unwrap_or(&Edited::Kept);
+        if edited != Edited::Kept {
             if !self.changed {
                 // The first change: the rest of the body follows.
                 out.reserve(self.body.len() + replacement.len());
             }
             out.extend_from_slice(&self.body[self.copied..start]);
-            encode_string(&replacement, out);
+            match edited {
+                Edited::Changes if canonical => {
+                    out.push(b'"');
+                    let raw = raw.as_bytes();
+                    // The unchanged stretches as written, the new texts encoded.
+                    let mut marks = Marks::new(&self.marks);
+                    let mut from = 0;
+                    for change in &changes {
+                        out.extend_from_slice(&raw[from..marks.raw(change.start)]);
+                        encode_str(&replacement[change.new.clone()], out);
+                        from = marks.raw(change.end);
+                    }
+                    out.extend_from_slice(&raw[from..]);
+                    out.push(b'"');
+                }
+                Edited::Changes => {
+                    let mut whole = String::with_capacity(text.len() + replacement.len());
+                    let mut from = 0;
+                    for change in &changes {
+                        whole.push_str(&text[from..change.start]);
+                        whole.push_str(&replacement[change.new.clone()]);
+                        from = change.end;
+                    }
+                    whole.push_str(&text[from..]);
+                    encode_string(&whole, out);
+                }
+                _ => encode_string(&replacement, out),
+            }
             self.copied = end;
             self.changed = true;
         }
         self.decoded = decoded;
         self.replacement = replacement;
+        self.changes = changes;
         result.map(|_| ())
+    }
+}
+
+/// Decoded offsets of a string's text mapped to offsets in the string as written, read
+/// in increasing order.
+struct Marks<'m> {
+    /// (decoded, written) at the start of each run after an escape.
+    marks: &'m [(usize, usize)],
+    next: usize,
+    last: (usize, usize),
+}
+
+impl<'m> Marks<'m> {
+    fn new(marks: &'m [(usize, usize)]) -> Self {
+        Marks {
+            marks,
+            next: 0,
+            last: (0, 0),
+        }
+    }
+
+    /// The written offset of decoded offset `at` (a char boundary, never inside what
+    /// one escape decodes to); `at` never decreases between calls.
+    fn raw(&mut self, at: usize) -> usize {
+        while let Some(&mark) = self.marks.get(self.next)
+            && mark.0 <= at
+        {
+            self.last = mark;
+            self.next += 1;
+        }
+        self.last.1 + (at - self.last.0)
     }
 }
 
@@ -845,6 +985,66 @@ pub(crate) fn decode_str_into(text: &str, out: &mut String) {
     }
 }
 
+/// [`decode_str_into`] that also records, after each escape, where the decoded text
+/// and the written one line up (decoded offset, written offset) in `marks`. Returns
+/// whether every escape is the one [`encode_string`] writes for its character.
+pub(crate) fn decode_marked(text: &str, out: &mut String, marks: &mut Vec<(usize, usize)>) -> bool {
+    let raw = text.as_bytes();
+    out.reserve(raw.len());
+    let mut canonical = true;
+    let mut i = 0;
+    while i < raw.len() {
+        let run = memchr::memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);
+        match text.get(i..i + run) {
+            Some(plain) => out.push_str(plain),
+            None => out.push_str(&String::from_utf8_lossy(&raw[i..i + run])),
+        }
+        i += run;
+        if i >= raw.len() {
+            break;
+        }
+        let escape = raw.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        let decoded = match escape {
+            b'"' | b'\\' => escape as char,
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' if i + 4 <= raw.len() => {
+                let digits = &raw[i..i + 4];
+                let unit = hex4(digits);
+                i += 4;
+                // The encoder writes `\u00xx`, lower case, for the control characters
+                // that have no short escape, and nothing else.
+                canonical &= unit < 0x20
+                    && !matches!(unit, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
+                    && digits.iter().all(|d| !d.is_ascii_uppercase());
+                if (0xD800..0xDC00).contains(&unit)
+                    && raw.get(i..i + 2) == Some(b"\\u")
+                    && i + 6 <= raw.len()
+                    && (0xDC00..0xE000).contains(&hex4(&raw[i + 2..i + 6]))
+                {
+                    let low = hex4(&raw[i + 2..i + 6]);
+                    i += 6;
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                        .unwrap_or(char::REPLACEMENT_CHARACTER)
+                } else {
+                    char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER)
+                }
+            }
+            other => {
+                canonical = false;
+                other as char
+            }
+        };
+        out.push(decoded);
+        marks.push((out.len(), i));
+    }
+    canonical
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,6 +1104,119 @@ mod tests {
                     part.text.to_uppercase() != part.text
                 })
                 .collect())
+        }
+    }
+
+    /// Replaces each `x` of the selected strings by `<"x">`, told as changes or as the
+    /// whole text.
+    struct Xs {
+        as_changes: bool,
+    }
+
+    impl StringEdit for Xs {
+        fn edit(&mut self, _: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError> {
+            out.push_str(&text.replace('x', "<\"x\">"));
+            Ok(text.contains('x'))
+        }
+
+        fn edit_parts(&mut self, _: &[Part<'_>], _: &mut [String]) -> Result<Vec<bool>, BodyError> {
+            unreachable!("no content parts in these bodies")
+        }
+
+        fn edit_changes(
+            &mut self,
+            site: &Site<'_>,
+            text: &str,
+            out: &mut String,
+            changes: &mut Vec<Change>,
+        ) -> Result<Edited, BodyError> {
+            if !self.as_changes {
+                return Ok(if self.edit(site, text, out)? {
+                    Edited::Whole
+                } else {
+                    Edited::Kept
+                });
+            }
+            for (at, _) in text.match_indices('x') {
+                let new = out.len();
+                out.push_str("<\"x\">");
+                changes.push(Change {
+                    start: at,
+                    end: at + 1,
+                    new: new..out.len(),
+                });
+            }
+            Ok(if changes.is_empty() {
+                Edited::Kept
+            } else {
+                Edited::Changes
+            })
+        }
+    }
+
+    /// A string edited as changes keeps its unchanged stretches as written where that is
+    /// what the encoder would write, and comes out exactly as a whole re-encoding
+    /// otherwise (`\/`, `\u0041`, upper-case hex, surrogate pairs).
+    #[test]
+    fn changes_keep_the_written_stretches_and_equal_a_whole_encoding() {
+        for raw in [
+            r#"ax\n\"b\\x\u001fc\tx"#,
+            r#"x\u00e9x\ud83d\ude00x"#,
+            r#"x\/x"#,
+            r#"\u0041x\u001Fx"#,
+            r#"plain x text"#,
+            r#"no change \n here"#,
+            r#"x"#,
+            r#"\u00e9x\u00e9"#,
+        ] {
+            let body = format!(r#"{{"a":"{raw}","b":1}}"#);
+            let run = |as_changes| {
+                let mut out = Vec::new();
+                rewrite(
+                    body.as_bytes(),
+                    Selection::AllStrings,
+                    &mut Xs { as_changes },
+                    &mut out,
+                )
+                .unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let (changes, whole) = (run(true), run(false));
+            assert_eq!(changes, whole, "{raw}");
+            let value: serde_json::Value = serde_json::from_str(&changes).unwrap();
+            let expected: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                value["a"],
+                expected["a"].as_str().unwrap().replace('x', "<\"x\">")
+            );
+        }
+        // Where the text is written as the encoder writes it, the bytes are kept.
+        let mut out = Vec::new();
+        let body = r#"{"a":"\u00e9 x"}"#;
+        rewrite(
+            body.as_bytes(),
+            Selection::AllStrings,
+            &mut Xs { as_changes: true },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"é <\"x\">"}"#);
+    }
+
+    proptest::proptest! {
+        /// Told as changes or whole, an edit gives the same bytes, whatever the escapes.
+        #[test]
+        fn changes_and_whole_edits_give_the_same_bytes(
+            text in "[ax\"\\\\\n\t\u{1}\u{1f}é😀/]{0,24}",
+        ) {
+            let body = serde_json::to_string(&serde_json::json!({ "a": text })).unwrap();
+            let run = |as_changes| {
+                let mut out = Vec::new();
+                rewrite(body.as_bytes(), Selection::AllStrings, &mut Xs { as_changes }, &mut out)
+                    .unwrap();
+                out
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
         }
     }
 
