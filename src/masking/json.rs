@@ -597,30 +597,17 @@ impl Scanner<'_> {
                     }
                 }
                 Some(b'"') => {
-                    let (end, escaped) = scan_string(body, at)?;
                     let (_, edited, arguments) = self.value_site(selection, false);
-                    if edited && self.is_part(body) {
-                        let depth = self.stack.len() - 2;
-                        if self.parts_depth != depth {
-                            self.edit_parts(edit, out)?;
-                            self.parts_depth = depth;
-                        }
-                        let pointer = if edit.needs_pointers() {
-                            self.site(false).pointer()
-                        } else {
-                            String::new()
-                        };
-                        self.parts.push(PendingPart {
-                            start: at,
-                            end,
-                            escaped,
-                            pointer,
-                        });
-                    } else if edited {
+                    if edited && !self.is_part(body) {
+                        // A string to edit is decoded as it is scanned: one pass.
+                        let scanned =
+                            scan_decoded(self.text, at, &mut self.decoded, &mut self.marks)?;
                         self.edit_parts(edit, out)?;
-                        self.edit_string(at, end, escaped, arguments, edit, out)?;
+                        self.edit_string(at, scanned, arguments, edit, out)?;
+                        at = scanned.end;
+                    } else {
+                        at = self.scan_other_string(at, edited, edit, out)?;
                     }
-                    at = end;
                 }
                 Some(b't') => at = literal(body, at, b"true")?,
                 Some(b'f') => at = literal(body, at, b"false")?,
@@ -659,6 +646,38 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// Scans the string at `at` that is not edited on its own: skipped, or (`edited`) a
+    /// content part, edited with the others of its array. Returns where it ends.
+    fn scan_other_string(
+        &mut self,
+        at: usize,
+        edited: bool,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, BodyError> {
+        let body = self.body;
+        let (end, escaped) = scan_string(body, at)?;
+        if edited {
+            let depth = self.stack.len() - 2;
+            if self.parts_depth != depth {
+                self.edit_parts(edit, out)?;
+                self.parts_depth = depth;
+            }
+            let pointer = if edit.needs_pointers() {
+                self.site(false).pointer()
+            } else {
+                String::new()
+            };
+            self.parts.push(PendingPart {
+                start: at,
+                end,
+                escaped,
+                pointer,
+            });
+        }
+        Ok(end)
     }
 
     fn site(&self, arguments: bool) -> Site<'_> {
@@ -741,30 +760,24 @@ impl Scanner<'_> {
     fn edit_string(
         &mut self,
         start: usize,
-        end: usize,
-        escaped: bool,
+        Scanned {
+            end,
+            escaped,
+            canonical,
+        }: Scanned,
         arguments: bool,
         edit: &mut dyn StringEdit,
         out: &mut Vec<u8>,
     ) -> Result<(), BodyError> {
-        let mut decoded = std::mem::take(&mut self.decoded);
+        // `scan_decoded` left the text in `decoded` (when escaped) and `marks`.
+        let decoded = std::mem::take(&mut self.decoded);
         let mut replacement = std::mem::take(&mut self.replacement);
         let mut changes = std::mem::take(&mut self.changes);
-        decoded.clear();
         replacement.clear();
         changes.clear();
-        self.marks.clear();
         // Quotes are ASCII, so these are char boundaries of the validated text.
         let raw = &self.text[start + 1..end - 1];
-        // Whether every escape is the one the encoder writes for its character: then
-        // the string as written is the encoding of its text, stretch by stretch.
-        let mut canonical = true;
-        let text = if escaped {
-            canonical = decode_marked(raw, &mut decoded, &mut self.marks);
-            decoded.as_str()
-        } else {
-            raw
-        };
+        let text = if escaped { decoded.as_str() } else { raw };
         let site = Site {
             body: self.body,
             stack: &self.stack,
@@ -985,64 +998,116 @@ pub(crate) fn decode_str_into(text: &str, out: &mut String) {
     }
 }
 
-/// [`decode_str_into`] that also records, after each escape, where the decoded text
-/// and the written one line up (decoded offset, written offset) in `marks`. Returns
-/// whether every escape is the one [`encode_string`] writes for its character.
-pub(crate) fn decode_marked(text: &str, out: &mut String, marks: &mut Vec<(usize, usize)>) -> bool {
-    let raw = text.as_bytes();
-    out.reserve(raw.len());
+/// A string [`scan_decoded`] read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scanned {
+    /// The offset after its closing quote.
+    pub end: usize,
+    /// Whether it has escapes (then its text is in the decoded buffer).
+    pub escaped: bool,
+    /// Whether every escape is the one [`encode_string`] writes for its character.
+    pub canonical: bool,
+}
+
+/// [`scan_string`] that also decodes the string's text into `decoded` as it goes (left
+/// empty when the string has no escape) and records, after each escape, where the
+/// decoded text and the written one line up (decoded offset, offset in the string as
+/// written) in `marks`. When every escape is canonical, the string as written is the
+/// encoding of its text, stretch by stretch. Errors are [`scan_string`]'s, at the same
+/// offsets.
+pub(crate) fn scan_decoded(
+    text: &str,
+    at: usize,
+    decoded: &mut String,
+    marks: &mut Vec<(usize, usize)>,
+) -> Result<Scanned, BodyError> {
+    let body = text.as_bytes();
+    decoded.clear();
+    marks.clear();
+    let content = at + 1;
+    let mut i = content;
+    let mut escaped = false;
     let mut canonical = true;
-    let mut i = 0;
-    while i < raw.len() {
-        let run = memchr::memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);
-        match text.get(i..i + run) {
-            Some(plain) => out.push_str(plain),
-            None => out.push_str(&String::from_utf8_lossy(&raw[i..i + run])),
-        }
-        i += run;
-        if i >= raw.len() {
-            break;
-        }
-        let escape = raw.get(i + 1).copied().unwrap_or(b'\\');
-        i += 2;
-        let decoded = match escape {
-            b'"' | b'\\' => escape as char,
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' if i + 4 <= raw.len() => {
-                let digits = &raw[i..i + 4];
-                let unit = hex4(digits);
-                i += 4;
-                // The encoder writes `\u00xx`, lower case, for the control characters
-                // that have no short escape, and nothing else.
-                canonical &= unit < 0x20
-                    && !matches!(unit, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
-                    && digits.iter().all(|d| !d.is_ascii_uppercase());
-                if (0xD800..0xDC00).contains(&unit)
-                    && raw.get(i..i + 2) == Some(b"\\u")
-                    && i + 6 <= raw.len()
-                    && (0xDC00..0xE000).contains(&hex4(&raw[i + 2..i + 6]))
-                {
-                    let low = hex4(&raw[i + 2..i + 6]);
-                    i += 6;
-                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
-                        .unwrap_or(char::REPLACEMENT_CHARACTER)
-                } else {
-                    char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER)
+    // Bytes of the string before here are in `decoded` (once it has an escape).
+    let mut copied = content;
+    loop {
+        i += plain_run(&body[i.min(body.len())..]);
+        match body.get(i) {
+            Some(b'"') => {
+                if escaped {
+                    // Runs start after an escape and end at a quote or a backslash:
+                    // char boundaries of the validated text.
+                    decoded.push_str(&text[copied..i]);
                 }
+                return Ok(Scanned {
+                    end: i + 1,
+                    escaped,
+                    canonical,
+                });
             }
-            other => {
-                canonical = false;
-                other as char
+            Some(b'\\') => {
+                let escape = match body.get(i + 1) {
+                    Some(&b @ (b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')) => b,
+                    Some(b'u') => {
+                        let hex = body.get(i + 2..i + 6).ok_or(not_json(i))?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(not_json(i));
+                        }
+                        b'u'
+                    }
+                    _ => return Err(not_json(i)),
+                };
+                // The thread's buffer, reused: it has grown to the strings it has seen.
+                escaped = true;
+                decoded.push_str(&text[copied..i]);
+                let char = match escape {
+                    b'"' | b'\\' => escape as char,
+                    b'/' => {
+                        canonical = false;
+                        '/'
+                    }
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => {
+                        let digits = &body[i + 2..i + 6];
+                        let unit = hex4(digits);
+                        // The encoder writes `\u00xx`, lower case, for the control
+                        // characters that have no short escape, and nothing else.
+                        canonical &= unit < 0x20
+                            && !matches!(unit, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
+                            && digits.iter().all(|d| !d.is_ascii_uppercase());
+                        // A high surrogate takes a low one written right after it; a
+                        // following escape that is not one is scanned on its own.
+                        let low = body
+                            .get(i + 6..i + 12)
+                            .filter(|next| {
+                                next.starts_with(b"\\u")
+                                    && next[2..].iter().all(u8::is_ascii_hexdigit)
+                            })
+                            .map(|next| hex4(&next[2..]))
+                            .filter(|low| (0xDC00..0xE000).contains(low));
+                        match low {
+                            Some(low) if (0xD800..0xDC00).contains(&unit) => {
+                                i += 6;
+                                char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                                    .unwrap_or(char::REPLACEMENT_CHARACTER)
+                            }
+                            _ => char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        }
+                    }
+                };
+                i += if escape == b'u' { 6 } else { 2 };
+                decoded.push(char);
+                copied = i;
+                marks.push((decoded.len(), i - content));
             }
-        };
-        out.push(decoded);
-        marks.push((out.len(), i));
+            // A raw control character, or the body ended inside the string.
+            _ => return Err(not_json(i)),
+        }
     }
-    canonical
 }
 
 #[cfg(test)]
@@ -1201,6 +1266,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"é <\"x\">"}"#);
+    }
+
+    proptest::proptest! {
+        /// Scanning and decoding in one pass gives what scanning, then decoding, gives:
+        /// the same end or the same error offset, the same text, and marks that map
+        /// each decoded offset after an escape to where it is written.
+        #[test]
+        fn scanning_while_decoding_agrees_with_scanning_then_decoding(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "é", "😀", " ", "\\n", "\\\"", "\\\\", "\\/", "\\u0041", "\\u001f",
+                "\\u001F", "\\ud83d", "\\ude00", "\\ud83d\\ude00", "\\u12", "\\x", "\"",
+                "\u{1}",
+            ]), 0..12),
+        ) {
+            let body = format!("\"{}\"", pieces.concat());
+            let mut decoded = String::new();
+            let mut marks = Vec::new();
+            let fused = scan_decoded(&body, 0, &mut decoded, &mut marks);
+            let scanned = scan_string(body.as_bytes(), 0);
+            match (fused, scanned) {
+                (Ok(Scanned { end, escaped, .. }), Ok((end2, escaped2))) => {
+                    proptest::prop_assert_eq!((end, escaped), (end2, escaped2));
+                    let mut text = String::new();
+                    decode_str_into(&body[1..end - 1], &mut text);
+                    if escaped {
+                        proptest::prop_assert_eq!(&decoded, &text);
+                    }
+                    for &(at, raw) in &marks {
+                        let mut rest = String::new();
+                        decode_str_into(&body[1 + raw..end - 1], &mut rest);
+                        proptest::prop_assert_eq!(&text[at..], rest.as_str());
+                    }
+                }
+                (Err(BodyError::NotJson { offset }), Err(BodyError::NotJson { offset: offset2 })) => {
+                    proptest::prop_assert_eq!(offset, offset2);
+                }
+                (fused, scanned) => proptest::prop_assert!(false, "{fused:?} against {scanned:?}"),
+            }
+        }
     }
 
     proptest::proptest! {
