@@ -1,7 +1,8 @@
 //! A strict (RFC 8259), depth-bounded JSON scanner that rewrites chosen string values
 //! in place: every byte outside a changed string is copied as it was (whitespace, key
 //! order, number spellings, the escapes of other strings), and a string is re-encoded
-//! only when its editor changed it.
+//! only when its editor changed it, its unchanged stretches copied as written where
+//! that is what the encoder writes.
 //!
 //! Decisions: the body must be UTF-8; an escaped lone surrogate (`\ud800`) is valid
 //! syntax and decodes to U+FFFD for the detectors, but the string keeps its bytes
