@@ -800,10 +800,18 @@ impl Scanner<'_> {
                     let raw = raw.as_bytes();
                     // The unchanged stretches as written, the new texts encoded.
                     let mut marks = Marks::new(&self.marks);
+                    // The new texts lie end to end in `replacement`: one scan tells
+                    // whether any needs an escape (a `[TYPE]` never does).
+                    let plain = plain_run(replacement.as_bytes()) == replacement.len();
                     let mut from = 0;
                     for change in &changes {
                         out.extend_from_slice(&raw[from..marks.raw(change.start)]);
-                        encode_str(&replacement[change.new.clone()], out);
+                        let new = &replacement[change.new.clone()];
+                        if plain {
+                            out.extend_from_slice(new.as_bytes());
+                        } else {
+                            encode_str(new, out);
+                        }
                         from = marks.raw(change.end);
                     }
                     out.extend_from_slice(&raw[from..]);
@@ -1173,15 +1181,22 @@ mod tests {
         }
     }
 
-    /// Replaces each `x` of the selected strings by `<"x">`, told as changes or as the
-    /// whole text.
+    /// Replaces each `x` of the selected strings by `<"x">` (or `[X]` when `plain`),
+    /// told as changes or as the whole text.
     struct Xs {
         as_changes: bool,
+        plain: bool,
+    }
+
+    impl Xs {
+        fn new_text(&self) -> &'static str {
+            if self.plain { "[X]" } else { "<\"x\">" }
+        }
     }
 
     impl StringEdit for Xs {
         fn edit(&mut self, _: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError> {
-            out.push_str(&text.replace('x', "<\"x\">"));
+            out.push_str(&text.replace('x', self.new_text()));
             Ok(text.contains('x'))
         }
 
@@ -1205,7 +1220,7 @@ mod tests {
             }
             for (at, _) in text.match_indices('x') {
                 let new = out.len();
-                out.push_str("<\"x\">");
+                out.push_str(self.new_text());
                 changes.push(Change {
                     start: at,
                     end: at + 1,
@@ -1241,7 +1256,10 @@ mod tests {
                 rewrite(
                     body.as_bytes(),
                     Selection::AllStrings,
-                    &mut Xs { as_changes },
+                    &mut Xs {
+                        as_changes,
+                        plain: false,
+                    },
                     &mut out,
                 )
                 .unwrap();
@@ -1262,7 +1280,10 @@ mod tests {
         rewrite(
             body.as_bytes(),
             Selection::AllStrings,
-            &mut Xs { as_changes: true },
+            &mut Xs {
+                as_changes: true,
+                plain: false,
+            },
             &mut out,
         )
         .unwrap();
@@ -1313,11 +1334,12 @@ mod tests {
         #[test]
         fn changes_and_whole_edits_give_the_same_bytes(
             text in "[ax\"\\\\\n\t\u{1}\u{1f}é😀/]{0,24}",
+            plain: bool,
         ) {
             let body = serde_json::to_string(&serde_json::json!({ "a": text })).unwrap();
             let run = |as_changes| {
                 let mut out = Vec::new();
-                rewrite(body.as_bytes(), Selection::AllStrings, &mut Xs { as_changes }, &mut out)
+                rewrite(body.as_bytes(), Selection::AllStrings, &mut Xs { as_changes, plain }, &mut out)
                     .unwrap();
                 out
             };
