@@ -68,12 +68,18 @@ fn needs_escape_mask(word: u64) -> u64 {
 /// characters as `\n`-style or `\u00XX` escapes, everything else as UTF-8. Runs of
 /// bytes that need no escape are copied whole.
 pub fn encode_string(text: &str, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    if encode_short_plain(bytes, out) {
+    if encode_short_plain(text.as_bytes(), out) {
         return;
     }
-    out.reserve(bytes.len() + 2);
+    out.reserve(text.len() + 2);
     out.push(b'"');
+    encode_str(text, out);
+    out.push(b'"');
+}
+
+/// [`encode_string`] without the quotes: a piece of a string's text.
+pub fn encode_str(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
     let mut at = 0;
     loop {
         let run = plain_run(&bytes[at..]);
@@ -97,7 +103,6 @@ pub fn encode_string(text: &str, out: &mut Vec<u8>) {
             }
         }
     }
-    out.push(b'"');
 }
 
 /// [`encode_string`] for a string of up to [`SHORT`] bytes that needs no escape (most of

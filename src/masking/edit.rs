@@ -4,7 +4,7 @@
 //! pointer and byte offsets, never by value.
 
 use super::error::BodyError;
-use super::json::{self, Part, Selection, Site, StringEdit};
+use super::json::{self, Change, Edited, Part, Selection, Site, StringEdit};
 use super::restore::{Piece, Pieces};
 use super::{Findings, Kind, Span, TextMasker, Vault};
 
@@ -120,7 +120,7 @@ impl<'a> TextEditor<'a> {
         out: &mut String,
     ) -> Result<bool, BodyError> {
         if !(self.restore && !self.vault.is_empty() && text.contains('<')) {
-            return self.mask_run(text, 0, site, out);
+            return self.mask_run(text, 0, site, out, None);
         }
         let mut changed = false;
         // The vault is only read while the pieces are listed.
@@ -136,7 +136,7 @@ impl<'a> TextEditor<'a> {
                 changed = true;
             } else {
                 let mut masked = String::new();
-                if self.mask_run(&text[start..end], start, site, &mut masked)? {
+                if self.mask_run(&text[start..end], start, site, &mut masked, None)? {
                     out.push_str(&masked);
                     changed = true;
                 } else {
@@ -147,13 +147,15 @@ impl<'a> TextEditor<'a> {
         Ok(changed)
     }
 
-    /// Masks `text` (which starts at byte `offset` of the string at `site`).
+    /// Masks `text` (which starts at byte `offset` of the string at `site`). With
+    /// `changes`, only the replacements go to `out`, each listed in `changes`.
     fn mask_run(
         &mut self,
         text: &str,
         offset: usize,
         site: Place<'_, '_>,
         out: &mut String,
+        mut changes: Option<&mut Vec<Change>>,
     ) -> Result<bool, BodyError> {
         let Some(masker) = self.masker else {
             return Ok(false);
@@ -166,7 +168,10 @@ impl<'a> TextEditor<'a> {
         // Every value of one string has the same pointer: built once, not per value.
         let mut pointer: Option<String> = None;
         for span in &spans {
-            out.push_str(&text[at..span.start]);
+            let new = out.len();
+            if changes.is_none() {
+                out.push_str(&text[at..span.start]);
+            }
             if let Err(blocked) = masker.replace(
                 span,
                 &text[span.start..span.end],
@@ -188,9 +193,16 @@ impl<'a> TextEditor<'a> {
                     });
                 }
             }
+            if let Some(changes) = changes.as_deref_mut() {
+                changes.push(Change {
+                    start: span.start,
+                    end: span.end,
+                    new: new..out.len(),
+                });
+            }
             at = span.end;
         }
-        if result.is_ok() {
+        if result.is_ok() && changes.is_none() {
             out.push_str(&text[at..]);
         }
         self.spans = spans;
@@ -330,5 +342,32 @@ impl StringEdit for TextEditor<'_> {
 
     fn needs_pointers(&self) -> bool {
         self.report.is_some()
+    }
+
+    fn edit_changes(
+        &mut self,
+        site: &Site<'_>,
+        text: &str,
+        out: &mut String,
+        changes: &mut Vec<Change>,
+    ) -> Result<Edited, BodyError> {
+        // Arguments and restored pseudonyms are edited whole; a plain mask is told as
+        // the values it replaced.
+        let whole = (site.arguments && self.outer_pointer.is_none())
+            || (self.restore && !self.vault.is_empty() && text.contains('<'));
+        if whole {
+            return Ok(if self.edit(site, text, out)? {
+                Edited::Whole
+            } else {
+                Edited::Kept
+            });
+        }
+        Ok(
+            if self.mask_run(text, 0, Place::Site(site), out, Some(changes))? {
+                Edited::Changes
+            } else {
+                Edited::Kept
+            },
+        )
     }
 }

@@ -1,7 +1,8 @@
 //! A strict (RFC 8259), depth-bounded JSON scanner that rewrites chosen string values
 //! in place: every byte outside a changed string is copied as it was (whitespace, key
 //! order, number spellings, the escapes of other strings), and a string is re-encoded
-//! only when its editor changed it.
+//! only when its editor changed it, its unchanged stretches copied as written where
+//! that is what the encoder writes.
 //!
 //! Decisions: the body must be UTF-8; an escaped lone surrogate (`\ud800`) is valid
 //! syntax and decodes to U+FFFD for the detectors, but the string keeps its bytes
@@ -9,7 +10,7 @@
 //! (an explicit stack: `[[[[...` never overflows the thread's stack).
 
 use super::error::BodyError;
-use crate::json_text::{encode_string, plain_run};
+use crate::json_text::{encode_str, encode_string, plain_run};
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 128;
@@ -157,6 +158,27 @@ pub struct Part<'a> {
     pub pointer: &'a str,
 }
 
+/// One replaced stretch of a string's decoded text: `start..end` became the editor's
+/// output at `new`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub start: usize,
+    pub end: usize,
+    pub new: std::ops::Range<usize>,
+}
+
+/// What [`StringEdit::edit_changes`] did with a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edited {
+    /// Nothing changed.
+    Kept,
+    /// The editor's output is the whole new text.
+    Whole,
+    /// The changes list every replaced stretch, in order, their new texts in the
+    /// editor's output; the rest of the text stays.
+    Changes,
+}
+
 /// What is done to each selected string.
 pub trait StringEdit {
     /// Appends the new text of the string at `site` (decoded: `text`) to `out` and
@@ -177,6 +199,23 @@ pub trait StringEdit {
     /// Whether [`Part::pointer`] is needed (building it costs an allocation a part).
     fn needs_pointers(&self) -> bool {
         true
+    }
+
+    /// [`StringEdit::edit`], or the same edit told as changes to `text` (`changes`
+    /// cleared by the caller): then the string's unchanged stretches can be copied from
+    /// the body as they were written instead of decoded and encoded again.
+    fn edit_changes(
+        &mut self,
+        site: &Site<'_>,
+        text: &str,
+        out: &mut String,
+        _changes: &mut Vec<Change>,
+    ) -> Result<Edited, BodyError> {
+        Ok(if self.edit(site, text, out)? {
+            Edited::Whole
+        } else {
+            Edited::Kept
+        })
     }
 }
 
@@ -204,7 +243,13 @@ pub fn rewrite(
     // The thread's buffers, reused: a body costs no allocation for its strings' texts
     // once the thread has seen one as long (a nested rewrite, of tool-call arguments,
     // finds them taken and starts its own).
-    let (stack, decoded, replacement) = BUFFERS.take();
+    let Buffers {
+        stack,
+        decoded,
+        replacement,
+        marks,
+        changes,
+    } = BUFFERS.take();
     let mut scanner = Scanner {
         body,
         text,
@@ -213,6 +258,8 @@ pub fn rewrite(
         changed: false,
         decoded,
         replacement,
+        marks,
+        changes,
         parts: Vec::new(),
         parts_depth: 0,
     };
@@ -221,14 +268,22 @@ pub fn rewrite(
         mut stack,
         decoded,
         replacement,
+        marks,
+        changes,
         copied,
         changed,
         ..
     } = scanner;
     // A rare huge body's buffers are let go rather than kept for the thread's life.
-    if decoded.capacity() + replacement.capacity() <= KEPT_BUFFERS {
+    if decoded.capacity() + replacement.capacity() + marks.capacity() * 16 <= KEPT_BUFFERS {
         stack.clear();
-        BUFFERS.set((stack, decoded, replacement));
+        BUFFERS.set(Buffers {
+            stack,
+            decoded,
+            replacement,
+            marks,
+            changes,
+        });
     }
     result?;
     out.extend_from_slice(&body[copied..]);
@@ -238,9 +293,26 @@ pub fn rewrite(
 /// The most buffer bytes a thread keeps between bodies.
 const KEPT_BUFFERS: usize = 1 << 20;
 
+/// A rewrite's working buffers, kept per thread between bodies.
+#[derive(Default)]
+struct Buffers {
+    stack: Vec<Frame>,
+    decoded: String,
+    replacement: String,
+    marks: Vec<(usize, usize)>,
+    changes: Vec<Change>,
+}
+
 thread_local! {
-    static BUFFERS: std::cell::Cell<(Vec<Frame>, String, String)> =
-        const { std::cell::Cell::new((Vec::new(), String::new(), String::new())) };
+    static BUFFERS: std::cell::Cell<Buffers> = const {
+        std::cell::Cell::new(Buffers {
+            stack: Vec::new(),
+            decoded: String::new(),
+            replacement: String::new(),
+            marks: Vec::new(),
+            changes: Vec::new(),
+        })
+    };
 }
 
 /// Whether `body` is one valid JSON text (the same strict rules as [`rewrite`]).
@@ -352,6 +424,9 @@ struct Scanner<'a> {
     changed: bool,
     decoded: String,
     replacement: String,
+    /// Where the decoded text and the string as written line up (see [`decode_marked`]).
+    marks: Vec<(usize, usize)>,
+    changes: Vec<Change>,
     /// Content parts of the array at this depth, edited when it closes.
     parts: Vec<PendingPart>,
     parts_depth: usize,
@@ -523,30 +598,17 @@ impl Scanner<'_> {
                     }
                 }
                 Some(b'"') => {
-                    let (end, escaped) = scan_string(body, at)?;
                     let (_, edited, arguments) = self.value_site(selection, false);
-                    if edited && self.is_part(body) {
-                        let depth = self.stack.len() - 2;
-                        if self.parts_depth != depth {
-                            self.edit_parts(edit, out)?;
-                            self.parts_depth = depth;
-                        }
-                        let pointer = if edit.needs_pointers() {
-                            self.site(false).pointer()
-                        } else {
-                            String::new()
-                        };
-                        self.parts.push(PendingPart {
-                            start: at,
-                            end,
-                            escaped,
-                            pointer,
-                        });
-                    } else if edited {
+                    if edited && !self.is_part(body) {
+                        // A string to edit is decoded as it is scanned: one pass.
+                        let scanned =
+                            scan_decoded(self.text, at, &mut self.decoded, &mut self.marks)?;
                         self.edit_parts(edit, out)?;
-                        self.edit_string(at, end, escaped, arguments, edit, out)?;
+                        self.edit_string(at, scanned, arguments, edit, out)?;
+                        at = scanned.end;
+                    } else {
+                        at = self.scan_other_string(at, edited, edit, out)?;
                     }
-                    at = end;
                 }
                 Some(b't') => at = literal(body, at, b"true")?,
                 Some(b'f') => at = literal(body, at, b"false")?,
@@ -585,6 +647,38 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// Scans the string at `at` that is not edited on its own: skipped, or (`edited`) a
+    /// content part, edited with the others of its array. Returns where it ends.
+    fn scan_other_string(
+        &mut self,
+        at: usize,
+        edited: bool,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, BodyError> {
+        let body = self.body;
+        let (end, escaped) = scan_string(body, at)?;
+        if edited {
+            let depth = self.stack.len() - 2;
+            if self.parts_depth != depth {
+                self.edit_parts(edit, out)?;
+                self.parts_depth = depth;
+            }
+            let pointer = if edit.needs_pointers() {
+                self.site(false).pointer()
+            } else {
+                String::new()
+            };
+            self.parts.push(PendingPart {
+                start: at,
+                end,
+                escaped,
+                pointer,
+            });
+        }
+        Ok(end)
     }
 
     fn site(&self, arguments: bool) -> Site<'_> {
@@ -667,24 +761,24 @@ impl Scanner<'_> {
     fn edit_string(
         &mut self,
         start: usize,
-        end: usize,
-        escaped: bool,
+        Scanned {
+            end,
+            escaped,
+            canonical,
+        }: Scanned,
         arguments: bool,
         edit: &mut dyn StringEdit,
         out: &mut Vec<u8>,
     ) -> Result<(), BodyError> {
-        let mut decoded = std::mem::take(&mut self.decoded);
+        // `scan_decoded` left the text in `decoded` (when escaped) and `marks`.
+        let decoded = std::mem::take(&mut self.decoded);
         let mut replacement = std::mem::take(&mut self.replacement);
-        decoded.clear();
+        let mut changes = std::mem::take(&mut self.changes);
         replacement.clear();
-        let text = if escaped {
-            // Quotes are ASCII, so these are char boundaries of the validated text.
-            decode_str_into(&self.text[start + 1..end - 1], &mut decoded);
-            decoded.as_str()
-        } else {
-            // Quotes are ASCII, so these are char boundaries of the validated text.
-            &self.text[start + 1..end - 1]
-        };
+        changes.clear();
+        // Quotes are ASCII, so these are char boundaries of the validated text.
+        let raw = &self.text[start + 1..end - 1];
+        let text = if escaped { decoded.as_str() } else { raw };
         let site = Site {
             body: self.body,
             stack: &self.stack,
@@ -692,20 +786,88 @@ impl Scanner<'_> {
         };
         // A masked text is about as long as the text: one allocation per body.
         replacement.reserve(text.len() + 64);
-        let result = edit.edit(&site, text, &mut replacement);
-        if let Ok(true) = result {
+        let result = edit.edit_changes(&site, text, &mut replacement, &mut changes);
+        let edited = *result.as_ref().unwrap_or(&Edited::Kept);
+        if edited != Edited::Kept {
             if !self.changed {
                 // The first change: the rest of the body follows.
                 out.reserve(self.body.len() + replacement.len());
             }
             out.extend_from_slice(&self.body[self.copied..start]);
-            encode_string(&replacement, out);
+            match edited {
+                Edited::Changes if canonical => {
+                    out.push(b'"');
+                    let raw = raw.as_bytes();
+                    // The unchanged stretches as written, the new texts encoded.
+                    let mut marks = Marks::new(&self.marks);
+                    // The new texts lie end to end in `replacement`: one scan tells
+                    // whether any needs an escape (a `[TYPE]` never does).
+                    let plain = plain_run(replacement.as_bytes()) == replacement.len();
+                    let mut from = 0;
+                    for change in &changes {
+                        out.extend_from_slice(&raw[from..marks.raw(change.start)]);
+                        let new = &replacement[change.new.clone()];
+                        if plain {
+                            out.extend_from_slice(new.as_bytes());
+                        } else {
+                            encode_str(new, out);
+                        }
+                        from = marks.raw(change.end);
+                    }
+                    out.extend_from_slice(&raw[from..]);
+                    out.push(b'"');
+                }
+                Edited::Changes => {
+                    let mut whole = String::with_capacity(text.len() + replacement.len());
+                    let mut from = 0;
+                    for change in &changes {
+                        whole.push_str(&text[from..change.start]);
+                        whole.push_str(&replacement[change.new.clone()]);
+                        from = change.end;
+                    }
+                    whole.push_str(&text[from..]);
+                    encode_string(&whole, out);
+                }
+                _ => encode_string(&replacement, out),
+            }
             self.copied = end;
             self.changed = true;
         }
         self.decoded = decoded;
         self.replacement = replacement;
+        self.changes = changes;
         result.map(|_| ())
+    }
+}
+
+/// Decoded offsets of a string's text mapped to offsets in the string as written, read
+/// in increasing order.
+struct Marks<'m> {
+    /// (decoded, written) at the start of each run after an escape.
+    marks: &'m [(usize, usize)],
+    next: usize,
+    last: (usize, usize),
+}
+
+impl<'m> Marks<'m> {
+    fn new(marks: &'m [(usize, usize)]) -> Self {
+        Marks {
+            marks,
+            next: 0,
+            last: (0, 0),
+        }
+    }
+
+    /// The written offset of decoded offset `at` (a char boundary, never inside what
+    /// one escape decodes to); `at` never decreases between calls.
+    fn raw(&mut self, at: usize) -> usize {
+        while let Some(&mark) = self.marks.get(self.next)
+            && mark.0 <= at
+        {
+            self.last = mark;
+            self.next += 1;
+        }
+        self.last.1 + (at - self.last.0)
     }
 }
 
@@ -845,6 +1007,118 @@ pub(crate) fn decode_str_into(text: &str, out: &mut String) {
     }
 }
 
+/// A string [`scan_decoded`] read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scanned {
+    /// The offset after its closing quote.
+    pub end: usize,
+    /// Whether it has escapes (then its text is in the decoded buffer).
+    pub escaped: bool,
+    /// Whether every escape is the one [`encode_string`] writes for its character.
+    pub canonical: bool,
+}
+
+/// [`scan_string`] that also decodes the string's text into `decoded` as it goes (left
+/// empty when the string has no escape) and records, after each escape, where the
+/// decoded text and the written one line up (decoded offset, offset in the string as
+/// written) in `marks`. When every escape is canonical, the string as written is the
+/// encoding of its text, stretch by stretch. Errors are [`scan_string`]'s, at the same
+/// offsets.
+pub(crate) fn scan_decoded(
+    text: &str,
+    at: usize,
+    decoded: &mut String,
+    marks: &mut Vec<(usize, usize)>,
+) -> Result<Scanned, BodyError> {
+    let body = text.as_bytes();
+    decoded.clear();
+    marks.clear();
+    let content = at + 1;
+    let mut i = content;
+    let mut escaped = false;
+    let mut canonical = true;
+    // Bytes of the string before here are in `decoded` (once it has an escape).
+    let mut copied = content;
+    loop {
+        i += plain_run(&body[i.min(body.len())..]);
+        match body.get(i) {
+            Some(b'"') => {
+                if escaped {
+                    // Runs start after an escape and end at a quote or a backslash:
+                    // char boundaries of the validated text.
+                    decoded.push_str(&text[copied..i]);
+                }
+                return Ok(Scanned {
+                    end: i + 1,
+                    escaped,
+                    canonical,
+                });
+            }
+            Some(b'\\') => {
+                let escape = match body.get(i + 1) {
+                    Some(&b @ (b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')) => b,
+                    Some(b'u') => {
+                        let hex = body.get(i + 2..i + 6).ok_or(not_json(i))?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(not_json(i));
+                        }
+                        b'u'
+                    }
+                    _ => return Err(not_json(i)),
+                };
+                // The thread's buffer, reused: it has grown to the strings it has seen.
+                escaped = true;
+                decoded.push_str(&text[copied..i]);
+                let char = match escape {
+                    b'"' | b'\\' => escape as char,
+                    b'/' => {
+                        canonical = false;
+                        '/'
+                    }
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => {
+                        let digits = &body[i + 2..i + 6];
+                        let unit = hex4(digits);
+                        // The encoder writes `\u00xx`, lower case, for the control
+                        // characters that have no short escape, and nothing else.
+                        canonical &= unit < 0x20
+                            && !matches!(unit, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
+                            && digits.iter().all(|d| !d.is_ascii_uppercase());
+                        // A high surrogate takes a low one written right after it; a
+                        // following escape that is not one is scanned on its own.
+                        let low = body
+                            .get(i + 6..i + 12)
+                            .filter(|next| {
+                                next.starts_with(b"\\u")
+                                    && next[2..].iter().all(u8::is_ascii_hexdigit)
+                            })
+                            .map(|next| hex4(&next[2..]))
+                            .filter(|low| (0xDC00..0xE000).contains(low));
+                        match low {
+                            Some(low) if (0xD800..0xDC00).contains(&unit) => {
+                                i += 6;
+                                char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                                    .unwrap_or(char::REPLACEMENT_CHARACTER)
+                            }
+                            _ => char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        }
+                    }
+                };
+                i += if escape == b'u' { 6 } else { 2 };
+                decoded.push(char);
+                copied = i;
+                marks.push((decoded.len(), i - content));
+            }
+            // A raw control character, or the body ended inside the string.
+            _ => return Err(not_json(i)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,6 +1178,172 @@ mod tests {
                     part.text.to_uppercase() != part.text
                 })
                 .collect())
+        }
+    }
+
+    /// Replaces each `x` of the selected strings by `<"x">` (or `[X]` when `plain`),
+    /// told as changes or as the whole text.
+    struct Xs {
+        as_changes: bool,
+        plain: bool,
+    }
+
+    impl Xs {
+        fn new_text(&self) -> &'static str {
+            if self.plain { "[X]" } else { "<\"x\">" }
+        }
+    }
+
+    impl StringEdit for Xs {
+        fn edit(&mut self, _: &Site<'_>, text: &str, out: &mut String) -> Result<bool, BodyError> {
+            out.push_str(&text.replace('x', self.new_text()));
+            Ok(text.contains('x'))
+        }
+
+        fn edit_parts(&mut self, _: &[Part<'_>], _: &mut [String]) -> Result<Vec<bool>, BodyError> {
+            unreachable!("no content parts in these bodies")
+        }
+
+        fn edit_changes(
+            &mut self,
+            site: &Site<'_>,
+            text: &str,
+            out: &mut String,
+            changes: &mut Vec<Change>,
+        ) -> Result<Edited, BodyError> {
+            if !self.as_changes {
+                return Ok(if self.edit(site, text, out)? {
+                    Edited::Whole
+                } else {
+                    Edited::Kept
+                });
+            }
+            for (at, _) in text.match_indices('x') {
+                let new = out.len();
+                out.push_str(self.new_text());
+                changes.push(Change {
+                    start: at,
+                    end: at + 1,
+                    new: new..out.len(),
+                });
+            }
+            Ok(if changes.is_empty() {
+                Edited::Kept
+            } else {
+                Edited::Changes
+            })
+        }
+    }
+
+    /// A string edited as changes keeps its unchanged stretches as written where that is
+    /// what the encoder would write, and comes out exactly as a whole re-encoding
+    /// otherwise (`\/`, `\u0041`, upper-case hex, surrogate pairs).
+    #[test]
+    fn changes_keep_the_written_stretches_and_equal_a_whole_encoding() {
+        for raw in [
+            r#"ax\n\"b\\x\u001fc\tx"#,
+            r#"x\u00e9x\ud83d\ude00x"#,
+            r#"x\/x"#,
+            r#"\u0041x\u001Fx"#,
+            r#"plain x text"#,
+            r#"no change \n here"#,
+            r#"x"#,
+            r#"\u00e9x\u00e9"#,
+        ] {
+            let body = format!(r#"{{"a":"{raw}","b":1}}"#);
+            let run = |as_changes| {
+                let mut out = Vec::new();
+                rewrite(
+                    body.as_bytes(),
+                    Selection::AllStrings,
+                    &mut Xs {
+                        as_changes,
+                        plain: false,
+                    },
+                    &mut out,
+                )
+                .unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let (changes, whole) = (run(true), run(false));
+            assert_eq!(changes, whole, "{raw}");
+            let value: serde_json::Value = serde_json::from_str(&changes).unwrap();
+            let expected: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                value["a"],
+                expected["a"].as_str().unwrap().replace('x', "<\"x\">")
+            );
+        }
+        // Where the text is written as the encoder writes it, the bytes are kept.
+        let mut out = Vec::new();
+        let body = r#"{"a":"\u00e9 x"}"#;
+        rewrite(
+            body.as_bytes(),
+            Selection::AllStrings,
+            &mut Xs {
+                as_changes: true,
+                plain: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"é <\"x\">"}"#);
+    }
+
+    proptest::proptest! {
+        /// Scanning and decoding in one pass gives what scanning, then decoding, gives:
+        /// the same end or the same error offset, the same text, and marks that map
+        /// each decoded offset after an escape to where it is written.
+        #[test]
+        fn scanning_while_decoding_agrees_with_scanning_then_decoding(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "é", "😀", " ", "\\n", "\\\"", "\\\\", "\\/", "\\u0041", "\\u001f",
+                "\\u001F", "\\ud83d", "\\ude00", "\\ud83d\\ude00", "\\u12", "\\x", "\"",
+                "\u{1}",
+            ]), 0..12),
+        ) {
+            let body = format!("\"{}\"", pieces.concat());
+            let mut decoded = String::new();
+            let mut marks = Vec::new();
+            let fused = scan_decoded(&body, 0, &mut decoded, &mut marks);
+            let scanned = scan_string(body.as_bytes(), 0);
+            match (fused, scanned) {
+                (Ok(Scanned { end, escaped, .. }), Ok((end2, escaped2))) => {
+                    proptest::prop_assert_eq!((end, escaped), (end2, escaped2));
+                    let mut text = String::new();
+                    decode_str_into(&body[1..end - 1], &mut text);
+                    if escaped {
+                        proptest::prop_assert_eq!(&decoded, &text);
+                    }
+                    for &(at, raw) in &marks {
+                        let mut rest = String::new();
+                        decode_str_into(&body[1 + raw..end - 1], &mut rest);
+                        proptest::prop_assert_eq!(&text[at..], rest.as_str());
+                    }
+                }
+                (Err(BodyError::NotJson { offset }), Err(BodyError::NotJson { offset: offset2 })) => {
+                    proptest::prop_assert_eq!(offset, offset2);
+                }
+                (fused, scanned) => proptest::prop_assert!(false, "{fused:?} against {scanned:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Told as changes or whole, an edit gives the same bytes, whatever the escapes.
+        #[test]
+        fn changes_and_whole_edits_give_the_same_bytes(
+            text in "[ax\"\\\\\n\t\u{1}\u{1f}é😀/]{0,24}",
+            plain: bool,
+        ) {
+            let body = serde_json::to_string(&serde_json::json!({ "a": text })).unwrap();
+            let run = |as_changes| {
+                let mut out = Vec::new();
+                rewrite(body.as_bytes(), Selection::AllStrings, &mut Xs { as_changes, plain }, &mut out)
+                    .unwrap();
+                out
+            };
+            proptest::prop_assert_eq!(run(true), run(false));
         }
     }
 

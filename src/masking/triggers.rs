@@ -218,7 +218,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
                     let before = i.checked_sub(1).map(|p| bytes[p]);
                     // A number ends at the same place whether it starts at its first
                     // digit or at the `(+`, `+` or `(` before it.
-                    let number = number_run.end_from(bytes, i);
+                    let number = number_run.end_from(bytes, i, digits_end);
                     if let Some(end) = number {
                         if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
                             push(i - 2, i, Shape::Number, end);
@@ -351,10 +351,11 @@ struct NumberRun {
 }
 
 impl NumberRun {
-    /// `number_end(bytes, digit)`.
-    fn end_from(&mut self, bytes: &[u8], digit: usize) -> Option<usize> {
+    /// `number_end(bytes, digit)`, where the digits from `digit` run to `digits_end`
+    /// (already read: digits are number bytes, so the run goes on from there).
+    fn end_from(&mut self, bytes: &[u8], digit: usize, digits_end: usize) -> Option<usize> {
         if !(digit > self.from && digit < self.run_end) {
-            let run_end = run_forward(bytes, digit + 1, is_number_byte);
+            let run_end = run_forward(bytes, digits_end.max(digit + 1), is_number_byte);
             *self = NumberRun {
                 from: digit,
                 run_end,
