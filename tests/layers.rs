@@ -94,17 +94,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "server/gateway",
         "issue #12 item 4: the gateway owns the running listeners, which read its plan",
     ),
-    // --- found by this check inside upstream/, not yet split ---
-    (
-        "upstream/endpoint",
-        "upstream/client",
-        "an endpoint's state holds the client's ConnectionCache (typed on ProxyBody)",
-    ),
-    (
-        "upstream/endpoint",
-        "upstream/health",
-        "an endpoint's state holds its health verdict, in health.rs beside the checker",
-    ),
 ];
 
 // === The checks ===

@@ -4,8 +4,8 @@
 //! a per-endpoint stack of idle senders needs no global map, hashing or pool task.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,17 +17,13 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use super::Protocol;
+use super::connections::{EndpointStream, H2Sender, Http1, OpenSlot};
 use super::request_body::RequestBody;
-use super::stream::{EndpointStream, OpenSlot};
 use super::{Endpoint, EndpointState};
 use crate::normalize::is_idempotent;
 use crate::normalize::response as response_head;
-
-type H1Sender = http1::SendRequest<RequestBody>;
-type H2Sender = http2::SendRequest<RequestBody>;
 
 const DEFAULT_MAX_IDLE: usize = 256;
 
@@ -66,115 +62,6 @@ pub enum SendError {
     },
     #[error("{endpoint} closed the connection before it answered: {reason}")]
     Closed { endpoint: Arc<str>, reason: String },
-}
-
-/// An HTTP/1.1 connection driven by hyper, with the bytes it has read so far: a request
-/// whose connection failed with no new byte read was not answered at all.
-struct Http1 {
-    sender: H1Sender,
-    read: Arc<AtomicU64>,
-}
-
-/// Idle connections of one endpoint.
-#[derive(Default)]
-pub struct ConnectionCache {
-    idle_http1: Mutex<Vec<Http1>>,
-    /// Idle connections of the HTTP/1.1 fast path: bare streams, no hyper connection
-    /// task. A closed one is noticed when it is taken ([`ConnectionCache::pop_stream`]).
-    idle_streams: Mutex<Vec<EndpointStream>>,
-    shared_h2: Mutex<Option<H2Sender>>,
-    /// Held while the shared HTTP/2 connection is being made, so that concurrent
-    /// first requests wait for it instead of each opening their own.
-    h2_connecting: tokio::sync::Mutex<()>,
-    /// Open HTTP/1.1 connections (idle and busy), for `max_connections`; each holds
-    /// an [`OpenSlot`].
-    pub(super) open: AtomicU32,
-    /// Requests waiting for a connection to come back (`max_pending`).
-    waiting: AtomicU32,
-    /// A connection went back to the idle stack or closed.
-    returned: Notify,
-}
-
-impl ConnectionCache {
-    fn pop_http1(&self) -> Option<Http1> {
-        let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(connection) = idle.pop() {
-            if !connection.sender.is_closed() {
-                return Some(connection);
-            }
-        }
-        None
-    }
-
-    fn push_http1(&self, sender: Http1, max_idle: usize) {
-        if sender.sender.is_closed() {
-            return;
-        }
-        {
-            let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() >= max_idle {
-                return;
-            }
-            idle.push(sender);
-        }
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.returned.notify_one();
-        }
-    }
-
-    /// A connection ended (or never came up): its [`OpenSlot`] dropped.
-    pub(super) fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.returned.notify_one();
-        }
-    }
-
-    /// An idle stream that has not been closed by the endpoint as far as can be told
-    /// without waiting ([`EndpointStream::is_usable`]).
-    pub fn pop_stream(&self, probe: bool) -> Option<EndpointStream> {
-        loop {
-            let mut stream = self
-                .idle_streams
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop()?;
-            if stream.is_usable(probe) {
-                return Some(stream);
-            }
-        }
-    }
-
-    pub fn push_stream(&self, stream: EndpointStream, max_idle: usize) {
-        {
-            let mut idle = self.idle_streams.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() >= max_idle {
-                return;
-            }
-            idle.push(stream);
-        }
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.returned.notify_one();
-        }
-    }
-
-    pub fn open_count(&self) -> u32 {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    pub fn idle_count(&self) -> usize {
-        let streams = self.idle_streams.lock().map(|idle| idle.len()).unwrap_or(0);
-        self.idle_http1.lock().map(|idle| idle.len()).unwrap_or(0) + streams
-    }
-
-    fn h2(&self) -> Option<H2Sender> {
-        let shared = self.shared_h2.lock().unwrap_or_else(|p| p.into_inner());
-        shared.as_ref().filter(|s| !s.is_closed()).cloned()
-    }
-
-    fn set_h2(&self, sender: H2Sender) {
-        *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
-    }
 }
 
 /// Opens the TCP stream to an endpoint some other way than connecting to it: through a
@@ -551,7 +438,7 @@ impl UpstreamClient {
         endpoint: &Endpoint,
         connect_timeout: Duration,
     ) -> Result<EndpointStream, SendError> {
-        let slot = OpenSlot::take(&endpoint.state);
+        let slot = OpenSlot::take(&endpoint.state.connections);
         let tcp = self.open_tcp(endpoint, connect_timeout).await?;
         if endpoint.target.is_https() {
             let tls = self.tls_connect(endpoint, tcp, connect_timeout).await?;

@@ -9,7 +9,7 @@ use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 
 use super::Protocol;
-use super::client::ConnectionCache;
+use super::connections::ConnectionCache;
 use crate::balance::{Candidate, EndpointLoad, LoadReading, PeakEwma, stable_hash};
 
 /// A parsed `http://host:port` or `https://host:port` endpoint URL.
@@ -126,8 +126,8 @@ pub struct EndpointState {
     in_flight: AtomicU64,
     requests: AtomicU64,
     pub latency: PeakEwma,
-    pub connections: ConnectionCache,
-    pub health: super::health::Health,
+    pub connections: Arc<ConnectionCache>,
+    pub health: super::health_verdict::Health,
     /// The model server's last load report (`least_queue`).
     pub load: EndpointLoad,
 }

@@ -3,11 +3,12 @@
 //! checks and load polls. Endpoint state lives in a [`Registry`], so it survives reloads.
 
 mod client;
+mod connections;
 mod endpoint;
 pub mod health;
+mod health_verdict;
 pub mod load_poll;
 mod request_body;
-mod stream;
 mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -15,11 +16,11 @@ use std::sync::{Arc, OnceLock, Weak};
 use http::{HeaderName, HeaderValue};
 
 pub use client::{Dialer, Room, SendError, Sent, UpstreamBody, UpstreamClient};
+pub use connections::EndpointStream;
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
 pub use health::{HealthCheck, OutlierDetection};
 pub use load_poll::LoadMetrics;
 pub use request_body::{BodyError, RequestBody};
-pub use stream::EndpointStream;
 
 pub use tls::{TlsOptions, TlsSetupError, UpstreamTls, client_config, client_config_with};
 
