@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
-use super::listeners::{Drain, ListenerKind, Running};
+use super::listeners::{Drain, ListenerHost, ListenerKind, PlanSource, Running};
 use crate::acme::Http01Answers;
 use crate::balance::SplitMix;
 use crate::canary::{Controls, RouteControl};
@@ -139,6 +139,19 @@ enum Shutdown {
 /// How long, after a handover, connections have to end on an answer of their own
 /// (`Connection: close`) before idle ones are closed.
 const HANDOVER_LINGER: Duration = Duration::from_secs(1);
+
+/// What the listeners use of the gateway that runs them (`listeners.rs`).
+impl ListenerHost for Gateway {
+    fn drain(&self) -> &Drain {
+        &self.drain
+    }
+}
+
+impl PlanSource for Gateway {
+    fn plan(&self) -> Arc<Plan> {
+        Gateway::plan(self)
+    }
+}
 
 /// What the engines use of the gateway (they know it only by this trait).
 impl GatewayState for Gateway {

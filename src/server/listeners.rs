@@ -17,11 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::Gateway;
 use super::slow_heads::{self, HeadWatch};
 use crate::config::DEFAULT_MAX_REQUEST_HEAD;
+use crate::config::Plan;
 use crate::fastpath;
-use crate::pipeline::{Downstream, handler};
+use crate::pipeline::{Downstream, GatewayState, handler};
 use crate::security::client_slots::ClientCounts;
 
 /// Time a client has to finish its TLS handshake.
@@ -51,8 +51,8 @@ pub struct Running {
 impl Running {
     /// Serves `addr`: on `inherited`, a socket the previous process handed over, when
     /// there is one, else on a socket bound now.
-    pub async fn start(
-        gateway: Arc<Gateway>,
+    pub async fn start<H: ListenerHost>(
+        gateway: Arc<H>,
         kind: ListenerKind,
         addr: SocketAddr,
         inherited: Option<std::net::TcpListener>,
@@ -84,9 +84,9 @@ impl Running {
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<H: ListenerHost>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    gateway: Arc<H>,
     kind: ListenerKind,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -137,7 +137,7 @@ async fn accept_loop(
                     .and_then(|l| l.max_connections_per_client);
                 let Some(slot) = per_client.take(peer.ip(), cap) else {
                     tracing::debug!(%peer, "connection refused: too many from this client address");
-                    gateway.telemetry.metrics.count_decision(
+                    gateway.telemetry().metrics.count_decision(
                         &format!("listener:{name} max_connections_per_client"),
                         "deny",
                     );
@@ -156,15 +156,15 @@ async fn accept_loop(
     }
 }
 
-async fn serve_proxy(
-    gateway: Arc<Gateway>,
+async fn serve_proxy<H: ListenerHost>(
+    gateway: Arc<H>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     name: Arc<str>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let _open = gateway.drain.track();
-    let _counted = OpenGauge::new(gateway.telemetry.metrics.listener_connections(&name));
+    let _open = gateway.drain().track();
+    let _counted = OpenGauge::new(gateway.telemetry().metrics.listener_connections(&name));
     let plan = gateway.plan();
     let Some(listener) = plan.listener(&name) else {
         return;
@@ -185,7 +185,7 @@ async fn serve_proxy(
         body_timeouts: listener.body_timeouts,
         max_head: listener.max_request_head(),
     });
-    let drained = gateway.drain.signal();
+    let drained = gateway.drain().signal();
     let accepted_on = listener.gateway.clone();
     let egress = EgressDispatch {
         gateway: gateway.clone(),
@@ -204,7 +204,7 @@ async fn serve_proxy(
                     _ => "full",
                 };
                 gateway
-                    .telemetry
+                    .telemetry()
                     .metrics
                     .count_tls_handshake(&listener_name, kind);
             }
@@ -260,7 +260,7 @@ async fn serve_proxy(
 /// listener's forward proxy in the plan in force, or in the plan the connection was
 /// accepted under when a reload removed the listener (to finish on).
 struct EgressDispatch {
-    gateway: Arc<Gateway>,
+    gateway: Arc<dyn PlanSource>,
     accepted_under: Arc<crate::config::Plan>,
 }
 
@@ -337,6 +337,20 @@ async fn serve_http<S>(
     .await;
 }
 
+/// What the listeners need of the gateway that runs them, declared here where they are
+/// served and implemented by `Gateway` (`gateway.rs`), which owns and starts them: the
+/// two files do not import each other. Besides its supertraits (the per-request state
+/// of `pipeline`, the admin API, the plan in force), the graceful drain.
+pub trait ListenerHost: GatewayState + AdminApi + PlanSource + 'static {
+    fn drain(&self) -> &Drain;
+}
+
+/// The plan in force. Apart from [`ListenerHost`] so that an egress connection can keep
+/// it as a trait object (it looks its listener up again after a reload).
+pub trait PlanSource: Send + Sync {
+    fn plan(&self) -> Arc<Plan>;
+}
+
 /// The admin API as its listener serves it. Declared here, where it is served, and
 /// implemented for the gateway by `admin` (a layer above), so that serving it needs no
 /// import of the layer that answers it.
@@ -351,8 +365,8 @@ pub trait AdminApi {
     + 'static;
 }
 
-async fn serve_admin(
-    gateway: Arc<Gateway>,
+async fn serve_admin<H: ListenerHost>(
+    gateway: Arc<H>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
 ) {
