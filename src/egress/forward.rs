@@ -32,6 +32,7 @@ use super::{
 };
 use crate::normalize::is_idempotent;
 use crate::pipeline::ProxyBody;
+use crate::pipeline::attempts::copy_head;
 use crate::pipeline::body::{BoxError, ClientBody};
 use crate::pipeline::entry::framing_and_host;
 use crate::pipeline::forwarding::strip_hop_by_hop;
@@ -351,15 +352,6 @@ pub(super) async fn forward_admitted(
         ));
     }
     Err(no_exit(&host, choice.region.as_deref(), last_error))
-}
-
-fn copy_head(head: &http::request::Parts) -> http::request::Parts {
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = head.method.clone();
-    parts.uri = head.uri.clone();
-    parts.version = head.version;
-    parts.headers = head.headers.clone();
-    parts
 }
 
 /// Sends one attempt through `exit`.

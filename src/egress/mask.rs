@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header, request, response};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use super::record::Record;
 use super::{EgressMask, ProxyStatus};
-use crate::pipeline::body::ClientBody;
+use crate::pipeline::body::{ClientBody, Held, read_up_to};
 use crate::pipeline::body_phase::{self, ResponseHead};
 use crate::pipeline::body_record::{BodyRefusal, Direction};
 use crate::pipeline::head::PartsView;
@@ -56,8 +55,8 @@ pub(super) async fn mask_request(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let read = read_whole(body, declared, policy.max_body, idle).await?;
     let whole = match &read {
-        Read::Whole(bytes) => Some(&bytes[..]),
-        Read::Over(_) => None,
+        Held::Whole(bytes) => Some(&bytes[..]),
+        Held::Over(_) => None,
     };
     let view = PartsView {
         head,
@@ -73,21 +72,15 @@ pub(super) async fn mask_request(
     })?;
     edits.apply(&mut head.headers);
     let sent = match (masked, read) {
-        (Some(masked), _) | (None, Read::Whole(masked)) => masked,
+        (Some(masked), _) | (None, Held::Whole(masked)) => masked,
         // Longer than masking reads, and passed: what was read, then the rest.
-        (None, Read::Over(streamed)) => return Ok(Outgoing::Streamed(streamed)),
+        (None, Held::Over(streamed)) => return Ok(Outgoing::Streamed(streamed)),
     };
     head.headers.remove(header::TRANSFER_ENCODING);
     head.headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(sent.len()));
     record.record_request_body(&sent);
     Ok(Outgoing::Held(sent))
-}
-
-enum Read {
-    Whole(Bytes),
-    /// Longer than the limit: what was read, then the rest as it comes.
-    Over(ProxyBody),
 }
 
 /// Reads a request body whole when it is at most `limit` bytes. The client has `idle`
@@ -97,47 +90,22 @@ async fn read_whole(
     declared: Option<u64>,
     limit: usize,
     idle: Duration,
-) -> Result<Read, ProxyStatus> {
-    let mut body = ClientBody::untimed(body);
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Ok(Read::Over(ProxyBody::Incoming(body)));
-    }
-    let mut kept = BytesMut::new();
-    let reading = async {
-        while kept.len() <= limit {
-            let Some(frame) = body.frame().await else {
-                return Ok(true);
-            };
-            if let Ok(data) = frame?.into_data() {
-                kept.extend_from_slice(&data);
-            }
-        }
-        Ok::<_, crate::pipeline::body::BoxError>(false)
-    };
-    let ended = match tokio::time::timeout(idle, reading).await {
-        Ok(Ok(ended)) => ended,
-        Ok(Err(error)) => {
-            return Err(ProxyStatus::new(
-                StatusCode::BAD_REQUEST,
-                "http_request_error",
-                "client_body",
-                format!("the request body could not be read: {error}"),
-            ));
-        }
-        Err(_) => {
-            return Err(ProxyStatus::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "http_request_error",
-                "client_body",
-                format!("the request body did not arrive within {idle:?}"),
-            ));
-        }
-    };
-    let kept = kept.freeze();
-    if ended {
-        Ok(Read::Whole(kept))
-    } else {
-        Ok(Read::Over(ProxyBody::Prefixed(Some(kept), body)))
+) -> Result<Held, ProxyStatus> {
+    let reading = read_up_to(None, ClientBody::untimed(body), declared, limit as u64);
+    match tokio::time::timeout(idle, reading).await {
+        Ok(Ok(held)) => Ok(held),
+        Ok(Err(error)) => Err(ProxyStatus::new(
+            StatusCode::BAD_REQUEST,
+            "http_request_error",
+            "client_body",
+            format!("the request body could not be read: {error}"),
+        )),
+        Err(_) => Err(ProxyStatus::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "http_request_error",
+            "client_body",
+            format!("the request body did not arrive within {idle:?}"),
+        )),
     }
 }
 

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, request};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::time::Instant;
 
+use super::body::{Held, read_up_to};
 use super::exchange::{BytesIn, Exchange, HopRecord};
 use super::forwarding;
 use super::response_head;
@@ -738,7 +739,8 @@ pub(crate) fn hold_for_retry_after(endpoint: &Endpoint, status: u16, retry_after
     }
 }
 
-fn copy_head(head: &request::Parts) -> request::Parts {
+/// A copy of a request's head for another attempt (`request::Parts` is not `Clone`).
+pub(crate) fn copy_head(head: &request::Parts) -> request::Parts {
     let mut copy = Request::new(()).into_parts().0;
     copy.method = head.method.clone();
     copy.uri = head.uri.clone();
@@ -793,24 +795,14 @@ pub(super) async fn keep_for_replay(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Ok((ProxyBody::Prefixed(prefix, incoming), None));
-    }
-    let mut incoming = incoming;
-    let mut kept = BytesMut::new();
-    if let Some(prefix) = prefix {
-        kept.extend_from_slice(&prefix);
-    }
-    while kept.len() as u64 <= limit {
-        let Some(frame) = incoming.frame().await else {
-            let kept = kept.freeze();
+    let held = read_up_to(prefix, incoming, declared, limit)
+        .await
+        .map_err(|e| ProxyError::from_body_error(&*e))?;
+    match held {
+        Held::Whole(kept) => {
             exchange.bytes_in = BytesIn::Known(kept.len() as u64);
-            return Ok((ProxyBody::Full(Some(kept.clone())), Some(kept)));
-        };
-        let frame = frame.map_err(|e| ProxyError::from_body_error(&*e))?;
-        if let Ok(data) = frame.into_data() {
-            kept.extend_from_slice(&data);
+            Ok((ProxyBody::Full(Some(kept.clone())), Some(kept)))
         }
+        Held::Over(body) => Ok((body, None)),
     }
-    Ok((ProxyBody::Prefixed(Some(kept.freeze()), incoming), None))
 }

@@ -177,6 +177,45 @@ impl ProxyBody {
     }
 }
 
+/// A request body read ahead ([`read_up_to`]).
+pub enum Held {
+    /// The whole body, within the limit.
+    Whole(Bytes),
+    /// Longer than the limit (or declared so, and not read): what was read, then the
+    /// rest as it arrives.
+    Over(ProxyBody),
+}
+
+/// Reads a client body ahead (after `prefix`, already read) until it ends or passes
+/// `limit` bytes. A body whose declared length is over `limit` is not read at all.
+pub async fn read_up_to(
+    prefix: Option<Bytes>,
+    mut incoming: ClientBody,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Held, BoxError> {
+    use http_body_util::BodyExt;
+    if declared.is_some_and(|length| length > limit) {
+        return Ok(Held::Over(ProxyBody::Prefixed(prefix, incoming)));
+    }
+    let mut kept = bytes::BytesMut::new();
+    if let Some(prefix) = prefix {
+        kept.extend_from_slice(&prefix);
+    }
+    while kept.len() as u64 <= limit {
+        let Some(frame) = incoming.frame().await else {
+            return Ok(Held::Whole(kept.freeze()));
+        };
+        if let Ok(data) = frame?.into_data() {
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok(Held::Over(ProxyBody::Prefixed(
+        Some(kept.freeze()),
+        incoming,
+    )))
+}
+
 /// The last event of an event stream the endpoint broke off, so the client learns why.
 pub(crate) fn interrupted_event(reason: &str) -> Bytes {
     let error = serde_json::json!({ "type": "error", "error": { "type": "upstream_stream_interrupted", "message": reason } });
