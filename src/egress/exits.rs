@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::dial::{ExitKind, ProxyAddress, SocksDialer};
 use crate::balance::{SplitMix, stable_hash};
+use crate::decimal::Digits;
 use crate::telemetry::EgressExitCounters;
 use crate::upstream::{Endpoint, Protocol, UpstreamClient, UpstreamUrl};
 
@@ -495,7 +496,23 @@ pub fn basic_authorization(user: &str, pass: &str) -> HeaderValue {
 
 /// A socket address as a site key of a direct exit.
 pub fn site_key(address: SocketAddr) -> String {
-    address.to_string()
+    match address {
+        // By hand: `Display` for an address costs some 1 600 instructions, a tenth of
+        // what a plain request through a direct exit costs in all.
+        SocketAddr::V4(v4) => {
+            let mut key = String::with_capacity(21);
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    key.push('.');
+                }
+                key.push_str(Digits::of(u64::from(octet)).as_str());
+            }
+            key.push(':');
+            key.push_str(Digits::of(u64::from(v4.port())).as_str());
+            key
+        }
+        SocketAddr::V6(_) => address.to_string(),
+    }
 }
 
 // === Read-only snapshots, for the admin API ===
@@ -539,6 +556,21 @@ impl Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn site_keys_read_as_the_address_displays() {
+        for address in [
+            "0.0.0.0:0",
+            "127.0.0.1:80",
+            "10.200.3.45:8080",
+            "255.255.255.255:65535",
+            "[::1]:443",
+            "[2001:db8::7]:8443",
+        ] {
+            let address: SocketAddr = address.parse().unwrap();
+            assert_eq!(site_key(address), address.to_string());
+        }
+    }
 
     #[test]
     fn parses_exit_urls() {

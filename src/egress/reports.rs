@@ -4,7 +4,8 @@
 //! that exit for that host as an automatic ban would.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,22 +24,29 @@ pub static X_JUNCTION_BAN: HeaderName = HeaderName::from_static("x-junction-ban"
 const MAX_REMEMBERED: usize = 100_000;
 
 /// Whose traffic a report is about: a client's session id, or (without one) the
-/// client itself, by address and user name.
+/// client itself, by address and user name. The address is kept as it is, not as text:
+/// every plain request makes a key, and formatting it cost more than the rest of the
+/// egress admission.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SessionKey {
     Session(String),
-    Client(String),
+    Client(IpAddr, String),
 }
 
 impl SessionKey {
     pub fn of(choice: &ClientChoice, peer: SocketAddr) -> SessionKey {
         match &choice.session {
             Some(session) => SessionKey::Session(session.clone()),
-            None => SessionKey::Client(format!(
-                "{}/{}",
-                peer.ip(),
-                choice.user.as_deref().unwrap_or("")
-            )),
+            None => SessionKey::Client(peer.ip(), choice.user.clone().unwrap_or_default()),
+        }
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionKey::Session(id) => f.write_str(id),
+            SessionKey::Client(address, user) => write!(f, "{address}/{user}"),
         }
     }
 }
@@ -182,12 +190,10 @@ impl EgressPlan {
                 .last_exits
                 .last(session.as_ref(), &report.host)
                 .ok_or_else(|| match session {
-                    Some(SessionKey::Session(id) | SessionKey::Client(id)) => {
-                        ReportError::UnknownSession {
-                            session: id.clone(),
-                            host: report.host.clone(),
-                        }
-                    }
+                    Some(session) => ReportError::UnknownSession {
+                        session: session.to_string(),
+                        host: report.host.clone(),
+                    },
                     None => ReportError::UnknownHost(report.host.clone()),
                 })?,
         };
@@ -235,10 +241,9 @@ impl EgressPlan {
                 why,
             )
         })?;
-        let session = SessionKey::of(choice, peer);
         for host in hosts {
             let report = BanReport {
-                session: Some(session.clone()),
+                session: Some(SessionKey::of(choice, peer)),
                 host,
                 ..BanReport::default()
             };

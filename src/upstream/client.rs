@@ -307,7 +307,10 @@ impl UpstreamClient {
                     // Another request made the connection while this one waited.
                     Some(sender) => sender,
                     None => {
-                        let sender = self.connect_h2(endpoint, connect_timeout).await?;
+                        // Boxed: the handshake's state is most of this future's size
+                        // (6.5 KB of 7.3), and every request's future carries that size
+                        // though only a connection's first request connects.
+                        let sender = Box::pin(self.connect_h2(endpoint, connect_timeout)).await?;
                         cache.set_h2(sender.clone());
                         sender
                     }
