@@ -326,7 +326,17 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     {
         push(name_end - 13, i, Shape::Basic, end);
     }
-    if let Some(end) = assigned_end(bytes, name_start) {
+    // `assigned_end(bytes, name_start)` without reading the name and the separator
+    // again: the name runs to `name_end` (a quote, blank or `:=` follows it) and the
+    // separator from there is the one at `i`, so the value starts at `value`.
+    let value_end = run_forward(bytes, value, is_value_byte);
+    let assigned = (value_end - value >= 16
+        && KEY_WORDS
+            .iter()
+            .any(|word| bounds::contains_ignore_case(name, word)))
+    .then_some(value_end);
+    debug_assert_eq!(assigned, assigned_end(bytes, name_start));
+    if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
     }
 }
