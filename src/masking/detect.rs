@@ -28,7 +28,7 @@ pub struct Detectors {
     /// Per literal shape, the bytes its matches start with.
     literal_starts: Vec<[bool; 256]>,
     /// Every literal the literal-prefixed shapes' matches start with (`PREFIXES`).
-    prefixes: AhoCorasick,
+    prefixes: Prefixes,
     /// Per pattern of `prefixes`, its shape.
     prefix_shapes: Vec<Shape>,
 }
@@ -52,10 +52,7 @@ impl Detectors {
             .map(|(shape, _)| *shape)
             .filter(|&shape| is_literal(shape))
             .collect();
-        let prefixes = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(PREFIXES.iter().flat_map(|(_, literals)| literals.iter()))
-            .expect("the literal prefixes compile");
+        let prefixes = Prefixes::new(PREFIXES.iter().flat_map(|(_, literals)| literals.iter()));
         let prefix_shapes = PREFIXES
             .iter()
             .flat_map(|(shape, literals)| literals.iter().map(|_| *shape))
@@ -215,14 +212,54 @@ impl Detectors {
     fn literal_from(&self, bytes: &[u8], from: usize) -> Option<(usize, usize, Shape)> {
         let mut at = from;
         loop {
-            let literal = self
-                .prefixes
-                .find(aho_corasick::Input::new(bytes).span(at..bytes.len()))?;
-            let shape = self.prefix_shapes[literal.pattern().as_usize()];
-            if let Some(end) = literals::end_of(shape, bytes, literal.start()) {
-                return Some((literal.start(), end, shape));
+            let (start, pattern) = self.prefixes.find(bytes, at)?;
+            let shape = self.prefix_shapes[pattern];
+            if let Some(end) = literals::end_of(shape, bytes, start) {
+                return Some((start, end, shape));
             }
-            at = literal.start() + 1;
+            at = start + 1;
+        }
+    }
+}
+
+/// The search for the literals: `aho-corasick`'s packed searcher (Teddy) on its own,
+/// which reports the literal itself, where the `AhoCorasick` automaton behind it ran
+/// again from each place Teddy flagged. No literal is the head of another, so at most
+/// one matches at a place and leftmost-first is the only order there is.
+enum Prefixes {
+    Packed(aho_corasick::packed::Searcher),
+    /// Where no packed searcher can be built (a target without Teddy).
+    Automaton(AhoCorasick),
+}
+
+impl Prefixes {
+    fn new<'a>(literals: impl Iterator<Item = &'a &'static str> + Clone) -> Prefixes {
+        let mut config = aho_corasick::packed::Config::new();
+        config.match_kind(aho_corasick::packed::MatchKind::LeftmostFirst);
+        match config.builder().extend(literals.clone()).build() {
+            Some(searcher) => Prefixes::Packed(searcher),
+            None => Prefixes::automaton(literals),
+        }
+    }
+
+    fn automaton<'a>(literals: impl Iterator<Item = &'a &'static str>) -> Prefixes {
+        Prefixes::Automaton(
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(literals)
+                .expect("the literal prefixes compile"),
+        )
+    }
+
+    /// The leftmost literal at or after `from`: its start and its index.
+    fn find(&self, bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+        match self {
+            Prefixes::Packed(searcher) => searcher
+                .find_in(bytes, aho_corasick::Span::from(from..bytes.len()))
+                .map(|m| (m.start(), m.pattern().as_usize())),
+            Prefixes::Automaton(automaton) => automaton
+                .find(aho_corasick::Input::new(bytes).span(from..bytes.len()))
+                .map(|m| (m.start(), m.pattern().as_usize())),
         }
     }
 }
@@ -295,13 +332,25 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
             i = probe + 1;
             continue;
         }
-        let mut start = probe;
-        while start > i && is_token(start - 1) {
-            start -= 1;
-        }
         let mut run_end = probe + 1;
         while run_end < bytes.len() && is_token(run_end) {
             run_end += 1;
+        }
+        // A run through a value already found overlaps it whatever its start: only
+        // its end is needed (a value found is often a long token, read back and forth
+        // for nothing before).
+        let mut inside = next_found;
+        while inside < found.len() && found[inside].end <= probe {
+            inside += 1;
+        }
+        if inside < found.len() && found[inside].start <= probe {
+            next_found = inside;
+            i = run_end + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && is_token(start - 1) {
+            start -= 1;
         }
         // Base64 padding belongs to the token.
         let mut end = run_end;
@@ -453,6 +502,143 @@ mod tests {
                 .search(&Input::new(text.as_bytes()).range(from..))
                 .map(|m| (m.start(), m.end(), detectors.literal_shapes[m.pattern().as_usize()]));
             proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), from), unanchored);
+            // The packed searcher (where the target has one) and the automaton find the
+            // same literals.
+            let automaton = Prefixes::automaton(PREFIXES.iter().flat_map(|(_, l)| l.iter()));
+            proptest::prop_assert!(matches!(detectors.prefixes, Prefixes::Packed(_)) || !cfg!(target_arch = "x86_64"));
+            for at in from..=text.len() {
+                proptest::prop_assert_eq!(detectors.prefixes.find(text.as_bytes(), at), automaton.find(text.as_bytes(), at));
+            }
+        }
+    }
+
+    /// `random_tokens` as it was before it skipped the runs through values found: every
+    /// run probed read back and forth, then checked against the values.
+    fn random_tokens_reference(text: &str, found: &mut Vec<Found>, first: usize) {
+        const MIN: usize = 32;
+        let bytes = text.as_bytes();
+        let is_token = |at: usize| TOKEN_BYTES[usize::from(bytes[at])];
+        let mut extra = Vec::new();
+        let mut next_found = first;
+        let mut i = 0;
+        while i + MIN <= bytes.len() {
+            let probe = i + MIN - 1;
+            if !is_token(probe) {
+                i = probe + 1;
+                continue;
+            }
+            let mut start = probe;
+            while start > i && is_token(start - 1) {
+                start -= 1;
+            }
+            let mut run_end = probe + 1;
+            while run_end < bytes.len() && is_token(run_end) {
+                run_end += 1;
+            }
+            let mut end = run_end;
+            while end < bytes.len() && bytes[end] == b'=' {
+                end += 1;
+            }
+            if end - start >= MIN {
+                while next_found < found.len() && found[next_found].end <= start {
+                    next_found += 1;
+                }
+                let overlaps = next_found < found.len() && found[next_found].start < end;
+                if !overlaps
+                    && let Some(token) = secrets::pem_line(text, start, end)
+                        .or_else(|| secrets::random_token(text, start, end))
+                {
+                    extra.push(token);
+                }
+            }
+            i = run_end + 1;
+        }
+        if !extra.is_empty() {
+            found.extend(extra);
+            found[first..].sort_by_key(|f| f.start);
+        }
+    }
+
+    fn token_pieces() -> Vec<&'static str> {
+        literal_pieces()
+            .into_iter()
+            .chain([
+                "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA",
+                "Zq8Xw7Vc6Bn5Mm4Ll3Kk2Jj1Hh0Gg9Ff8Dd7Ss6Aa5Pp4Oo3Ii2Uu1Yy0Tt9Rr8Ee",
+                "==",
+                "=",
+                "\n",
+                "a@example.com",
+                "+1 415 555 0134",
+                "4111 1111 1111 1111",
+                "api_key=",
+                "Bearer ",
+                "xY9",
+                "/",
+                "+",
+            ])
+            .collect()
+    }
+
+    /// `random_tokens` against `random_tokens_reference` on `text`.
+    fn random_tokens_as_before(text: &str) {
+        let mut values = vec![Found {
+            start: 0,
+            end: 0,
+            kind: Builtin::Jwt,
+        }];
+        Detectors::new().find_shapes(text, &mut values);
+        let mut expected = values.clone();
+        random_tokens_reference(text, &mut expected, 1);
+        random_tokens(text, &mut values, 1);
+        let spans = |v: &[Found]| {
+            v.iter()
+                .map(|f| (f.start, f.end, f.kind.name()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(&values), spans(&expected), "{text:?}");
+    }
+
+    /// Tokens just before, after and around values found, at every offset of the
+    /// probes (one byte in 32).
+    #[test]
+    fn random_tokens_beside_values_at_every_offset() {
+        let token = "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA";
+        let values = [
+            "a@example.com",
+            "sk-proj-abcDEF1234567890abcdefGHIJ",
+            "+1 415 555 0134",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+            "api_key=Zq8Xw7Vc6Bn5Mm4Ll3Kk2Jj1",
+        ];
+        for lead in 0..40 {
+            for value in values {
+                for sep in ["", " ", ",", "\n", "=="] {
+                    let filler = "x".repeat(lead);
+                    random_tokens_as_before(&format!("{filler} {token}{sep}{value} {token}"));
+                    random_tokens_as_before(&format!("{filler} {value}{sep}{token}{sep}{value}"));
+                    random_tokens_as_before(&format!("{filler}{token}{token}{sep}{value}{token}"));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Runs through a value already found are passed without reading back to
+        /// their start: the tokens found are those of reading every run whole.
+        #[test]
+        fn random_tokens_find_what_reading_every_run_finds(
+            pieces in proptest::collection::vec(proptest::sample::select(token_pieces()), 0..40),
+        ) {
+            let text = pieces.concat();
+            let detectors = Detectors::new();
+            let mut values = vec![Found { start: 0, end: 0, kind: Builtin::Jwt }];
+            detectors.find_shapes(&text, &mut values);
+            let mut expected = values.clone();
+            random_tokens_reference(&text, &mut expected, 1);
+            random_tokens(&text, &mut values, 1);
+            let spans = |v: &[Found]| v.iter().map(|f| (f.start, f.end, f.kind.name())).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(spans(&values), spans(&expected));
         }
     }
 

@@ -202,86 +202,95 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
             }
             i += mask.trailing_zeros() as usize / 8;
         }
-        let trigger = TRIGGERS[usize::from(bytes[i])];
-        match trigger {
-            NONE => {}
-            DIGIT => {
-                let digits_end = run_forward(bytes, i, |b| b.is_ascii_digit());
-                if !word_starts(bytes, i) {
-                    if i >= 2
-                        && bytes[i - 1].is_ascii_uppercase()
-                        && let Some(end) = iban_end(bytes, i - 2)
-                    {
-                        push(i - 2, i, Shape::Iban, end);
-                    }
-                } else {
-                    let before = i.checked_sub(1).map(|p| bytes[p]);
-                    // A number ends at the same place whether it starts at its first
-                    // digit or at the `(+`, `+` or `(` before it.
-                    let number = number_run.end_from(bytes, i, digits_end);
-                    if let Some(end) = number {
-                        if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
-                            push(i - 2, i, Shape::Number, end);
-                        }
-                        if matches!(before, Some(b'+' | b'(')) {
-                            push(i - 1, i, Shape::Number, end);
-                        }
-                    }
-                    if digits_end - i <= 3
-                        && bytes.get(digits_end) == Some(&b'.')
-                        && let Some(end) = ipv4_end(bytes, i)
-                    {
-                        push(i, i, Shape::Ipv4, end);
-                    }
-                    if let Some(end) = number {
-                        push(i, i, Shape::Number, end);
-                    }
-                }
-                i = digits_end;
-                continue;
-            }
-            AT => {
-                let local = run_back(bytes, i, is_local_byte);
-                if local < i
-                    && let Some(end) = domain_end(bytes, i + 1)
+        i = at_trigger(bytes, i, &mut number_run, &mut push);
+    }
+}
+
+/// The candidates from the byte at `i`, if it is a trigger; where the scan goes on.
+fn at_trigger(
+    bytes: &[u8],
+    i: usize,
+    number_run: &mut NumberRun,
+    push: &mut impl FnMut(usize, usize, Shape, usize),
+) -> usize {
+    let trigger = TRIGGERS[usize::from(bytes[i])];
+    match trigger {
+        NONE => {}
+        DIGIT => {
+            let digits_end = run_forward(bytes, i, |b| b.is_ascii_digit());
+            if !word_starts(bytes, i) {
+                if i >= 2
+                    && bytes[i - 1].is_ascii_uppercase()
+                    && let Some(end) = iban_end(bytes, i - 2)
                 {
-                    push(local, i, Shape::Email, end);
+                    push(i - 2, i, Shape::Iban, end);
+                }
+            } else {
+                let before = i.checked_sub(1).map(|p| bytes[p]);
+                // A number ends at the same place whether it starts at its first
+                // digit or at the `(+`, `+` or `(` before it.
+                let number = number_run.end_from(bytes, i, digits_end);
+                if let Some(end) = number {
+                    if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
+                        push(i - 2, i, Shape::Number, end);
+                    }
+                    if matches!(before, Some(b'+' | b'(')) {
+                        push(i - 1, i, Shape::Number, end);
+                    }
+                }
+                if digits_end - i <= 3
+                    && bytes.get(digits_end) == Some(&b'.')
+                    && let Some(end) = ipv4_end(bytes, i)
+                {
+                    push(i, i, Shape::Ipv4, end);
+                }
+                if let Some(end) = number {
+                    push(i, i, Shape::Number, end);
                 }
             }
-            _ => {
-                if trigger == COLON {
-                    if bytes[i + 1..].starts_with(b"//") {
-                        let scheme = run_back(bytes, i, |b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
-                        });
-                        // The pattern starts at any letter of the scheme, and ends at
-                        // the same place from each: the walk gets the first, and the
-                        // others after a digit or `+.-` should the first be refused.
-                        let first_letter = (scheme..i).find(|&at| bytes[at].is_ascii_alphabetic());
-                        if let Some(end) = first_letter.and_then(|at| url_password_end(bytes, at)) {
-                            for at in scheme..i {
-                                if bytes[at].is_ascii_alphabetic()
-                                    && (at == scheme || !bytes[at - 1].is_ascii_alphabetic())
-                                {
-                                    push(at, i, Shape::UrlPassword, end);
-                                }
+            return digits_end;
+        }
+        AT => {
+            let local = run_back(bytes, i, is_local_byte);
+            if local < i
+                && let Some(end) = domain_end(bytes, i + 1)
+            {
+                push(local, i, Shape::Email, end);
+            }
+        }
+        _ => {
+            if trigger == COLON {
+                if bytes[i + 1..].starts_with(b"//") {
+                    let scheme = run_back(bytes, i, |b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
+                    });
+                    // The pattern starts at any letter of the scheme, and ends at
+                    // the same place from each: the walk gets the first, and the
+                    // others after a digit or `+.-` should the first be refused.
+                    let first_letter = (scheme..i).find(|&at| bytes[at].is_ascii_alphabetic());
+                    if let Some(end) = first_letter.and_then(|at| url_password_end(bytes, at)) {
+                        for at in scheme..i {
+                            if bytes[at].is_ascii_alphabetic()
+                                && (at == scheme || !bytes[at - 1].is_ascii_alphabetic())
+                            {
+                                push(at, i, Shape::UrlPassword, end);
                             }
                         }
                     }
-                    // The first colon of a run of hex digits and colons: a later one
-                    // has a colon or a hex digit before its address.
-                    let hex = run_back(bytes, i, is_hex);
-                    if (hex == 0 || bytes[hex - 1] != b':')
-                        && let Some(end) = ipv6_end(bytes, hex)
-                    {
-                        push(hex, i, Shape::Ipv6, end);
-                    }
                 }
-                key_assignment(bytes, i, &mut push);
+                // The first colon of a run of hex digits and colons: a later one
+                // has a colon or a hex digit before its address.
+                let hex = run_back(bytes, i, is_hex);
+                if (hex == 0 || bytes[hex - 1] != b':')
+                    && let Some(end) = ipv6_end(bytes, hex)
+                {
+                    push(hex, i, Shape::Ipv6, end);
+                }
             }
+            key_assignment(bytes, i, push);
         }
-        i += 1;
     }
+    i + 1
 }
 
 /// `name: value` or `name = value` at the `:`/`=` at `i`: a key-like name with a value
@@ -317,7 +326,17 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     {
         push(name_end - 13, i, Shape::Basic, end);
     }
-    if let Some(end) = assigned_end(bytes, name_start) {
+    // `assigned_end(bytes, name_start)` without reading the name and the separator
+    // again: the name runs to `name_end` (a quote, blank or `:=` follows it) and the
+    // separator from there is the one at `i`, so the value starts at `value`.
+    let value_end = run_forward(bytes, value, is_value_byte);
+    let assigned = (value_end - value >= 16
+        && KEY_WORDS
+            .iter()
+            .any(|word| bounds::contains_ignore_case(name, word)))
+    .then_some(value_end);
+    debug_assert_eq!(assigned, assigned_end(bytes, name_start));
+    if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
     }
 }
@@ -754,6 +773,51 @@ mod tests {
                 }
             }
             prop_assert_eq!(SHAPES.len(), 14);
+        }
+    }
+
+    /// The scan without its shortcuts: every byte looked at, one at a time.
+    fn candidates_byte_by_byte(bytes: &[u8]) -> Vec<(usize, usize, Shape, usize)> {
+        let mut out = Vec::new();
+        let mut push = |start, anchor, shape, end| out.push((start, anchor, shape, end));
+        let mut number_run = NumberRun::default();
+        let mut i = 0;
+        while i < bytes.len() {
+            i = at_trigger(bytes, i, &mut number_run, &mut push);
+        }
+        out
+    }
+
+    fn listed(bytes: &[u8]) -> Vec<(usize, usize, Shape, usize)> {
+        let mut found = Vec::new();
+        candidates(bytes, &mut found);
+        found
+            .iter()
+            .map(|c| (c.start, c.anchor, c.shape, c.end))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The scan's shortcuts (blocks and words without a trigger byte passed whole)
+        /// list exactly what looking at every byte lists, on texts of the pieces and on
+        /// any bytes.
+        #[test]
+        fn the_scan_lists_what_a_byte_by_byte_scan_lists(
+            pieces in prop::collection::vec(prop::sample::select(PIECES), 0..60),
+            raw in prop::collection::vec(prop::sample::select(b"0123456789aAZz_.-+() :=@/%\t\"'ABCDEFxyk".to_vec()), 0..200),
+        ) {
+            let text = pieces.concat();
+            prop_assert_eq!(listed(text.as_bytes()), candidates_byte_by_byte(text.as_bytes()));
+            prop_assert_eq!(listed(&raw), candidates_byte_by_byte(&raw));
+        }
+
+        #[test]
+        fn the_scan_lists_what_a_byte_by_byte_scan_lists_on_any_bytes(
+            raw in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            prop_assert_eq!(listed(&raw), candidates_byte_by_byte(&raw));
         }
     }
 
