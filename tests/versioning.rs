@@ -808,7 +808,7 @@ async fn failing_every_fifth(name: &str) -> RunningUpstream {
         .handler(move |_request: Request<Incoming>| {
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     reply(500, "boom")
                 } else {
                     reply(200, "ok")

@@ -43,7 +43,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         sum += v;
         count += 1;
     }
-    count >= 2 && sum % 10 == 0
+    count >= 2 && sum.is_multiple_of(10)
 }
 
 /// True when the number's first digits name a card network that issues numbers of this

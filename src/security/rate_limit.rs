@@ -249,7 +249,7 @@ fn openai_duration_into(duration: Duration, out: &mut ShortValue) {
         let mut fraction = (rounded % 1000) as u64;
         if fraction > 0 {
             let mut digits = 3;
-            while fraction % 10 == 0 {
+            while fraction.is_multiple_of(10) {
                 fraction /= 10;
                 digits -= 1;
             }
