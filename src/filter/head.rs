@@ -294,6 +294,7 @@ impl ShortValue {
     }
 
     /// Appends the decimal digits of `value`.
+    #[inline]
     pub fn number(&mut self, value: u64) {
         let (digits, len) = crate::decimal::Digits::block(value);
         let at = usize::from(self.len);

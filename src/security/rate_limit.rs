@@ -88,8 +88,14 @@ impl Gcra {
 
     /// A key's standing when `used` of its period is spent (until its budget is whole).
     fn standing(&self, used: Duration) -> Standing {
-        let remaining =
-            (self.period.saturating_sub(used).as_nanos() / self.emission.as_nanos().max(1)) as u64;
+        let left = self.period.saturating_sub(used).as_nanos();
+        let emission = self.emission.as_nanos().max(1);
+        // In 64 bits when both fit (periods under 584 years): one division instruction
+        // rather than the 128-bit division's library call, on every request.
+        let remaining = match (u64::try_from(left), u64::try_from(emission)) {
+            (Ok(left), Ok(emission)) => left / emission,
+            _ => (left / emission) as u64,
+        };
         Standing {
             limit: self.limit,
             remaining,

@@ -537,6 +537,7 @@ impl<'a> JsonLine<'a> {
         self.at += part.len();
     }
 
+    #[inline]
     fn key<'k>(&mut self, key: impl Into<Key<'k>>) {
         match key.into() {
             Key::Slot(slot) => self.put(&slot.opening.bytes, slot.opening.len),
