@@ -56,6 +56,52 @@ impl Digits {
         &self.bytes[self.start..]
     }
 
+    /// The digits of `value` at the start of a block of 20 bytes, and how many there
+    /// are: a writer copies the whole block (a copy of fixed size, no `memcpy` call)
+    /// and keeps `len` bytes of it.
+    #[inline]
+    pub fn block(value: u64) -> ([u8; 20], usize) {
+        // Most numbers in a line are small (a count of retries, a status, a length):
+        // made here, inline; longer ones by the loop.
+        let mut bytes = [0u8; 20];
+        if value < 10 {
+            bytes[0] = b'0' + value as u8;
+            return (bytes, 1);
+        }
+        if value < 100 {
+            let pair = value as usize * 2;
+            bytes[..2].copy_from_slice(&PAIRS[pair..pair + 2]);
+            return (bytes, 2);
+        }
+        if value < 1000 {
+            let pair = (value % 100) as usize * 2;
+            bytes[0] = b'0' + (value / 100) as u8;
+            bytes[1..3].copy_from_slice(&PAIRS[pair..pair + 2]);
+            return (bytes, 3);
+        }
+        Self::long_block(value)
+    }
+
+    #[inline(never)]
+    fn long_block(mut value: u64) -> ([u8; 20], usize) {
+        let len = value.checked_ilog10().map_or(1, |log| log as usize + 1);
+        let mut bytes = [0u8; 20];
+        let mut end = len;
+        while value >= 100 && end >= 2 {
+            let pair = (value % 100) as usize * 2;
+            value /= 100;
+            end -= 2;
+            bytes[end..end + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if value >= 10 && end >= 2 {
+            let pair = value as usize * 2;
+            bytes[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else if end >= 1 {
+            bytes[end - 1] = b'0' + value as u8;
+        }
+        (bytes, len)
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).unwrap_or("0")
     }
@@ -70,6 +116,15 @@ mod tests {
         let some = [1_000_000, 12_345_678, u64::MAX / 10, u64::MAX - 1, u64::MAX];
         for value in (0..20_000).chain(some) {
             assert_eq!(Digits::of(value).as_str(), value.to_string());
+            let (block, len) = Digits::block(value);
+            assert_eq!(&block[..len], value.to_string().as_bytes());
+        }
+        for power in 0..20 {
+            let value = 10u64.pow(power);
+            for value in [value - 1, value, value + 1] {
+                let (block, len) = Digits::block(value);
+                assert_eq!(&block[..len], value.to_string().as_bytes());
+            }
         }
     }
 }

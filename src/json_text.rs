@@ -45,7 +45,7 @@ pub fn plain_run(bytes: &[u8]) -> usize {
 
 /// Whether any byte of `block` needs an escape: every byte tested, no early exit, so
 /// that the compiler vectorises it.
-fn block_needs_escape(block: &[u8; 32]) -> bool {
+fn block_needs_escape<const N: usize>(block: &[u8; N]) -> bool {
     block.iter().fold(0u8, |any, &byte| {
         any | u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\')
     }) != 0
@@ -106,30 +106,105 @@ pub fn encode_str(text: &str, out: &mut Vec<u8>) {
 }
 
 /// [`encode_string`] for a string of up to [`SHORT`] bytes that needs no escape (most of
-/// an access-log line's: names, ids, a path), in one block test and one copy of fixed
-/// length; false, with nothing written, for any other. The general loop's run search,
-/// byte-by-byte tail and second copy cost twice as much on such strings.
+/// an access-log line's: names, ids, a path), false, with nothing written, for any other.
+/// Two blocks of fixed size that overlap cover the string (its first and its last 16,
+/// 8 or 4 bytes): each is tested whole and copied whole, so no copy of unknown length
+/// (a `memcpy` call) is made, where the general loop's run search, byte-by-byte tail and
+/// second copy cost twice as much on such strings.
 fn encode_short_plain(bytes: &[u8], out: &mut Vec<u8>) -> bool {
-    if bytes.len() > SHORT {
-        return false;
+    match bytes.len() {
+        16..=SHORT => put_covered::<16>(bytes, out),
+        8..16 => put_covered::<8>(bytes, out),
+        4..8 => put_covered::<4>(bytes, out),
+        len @ 0..4 => {
+            let mut block = [b' '; 4];
+            for (at, &byte) in bytes.iter().take(3).enumerate() {
+                block[at] = byte;
+            }
+            if block_needs_escape(&block) {
+                return false;
+            }
+            let start = out.len();
+            out.reserve(6);
+            out.push(b'"');
+            out.extend_from_slice(&block);
+            out.truncate(start + 1 + len);
+            out.push(b'"');
+            true
+        }
+        _ => false,
     }
-    // Padded with spaces, which need no escape.
-    let mut block = [b' '; SHORT];
-    block[..bytes.len()].copy_from_slice(bytes);
-    if block_needs_escape(&block) {
+}
+
+/// `bytes` (of `N` to `2 * N` bytes) quoted, from its first and its last `N` bytes, when
+/// neither block needs an escape.
+fn put_covered<const N: usize>(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+    let (Some(head), Some(tail)) = (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) else {
+        return false;
+    };
+    if block_needs_escape(head) | block_needs_escape(tail) {
         return false;
     }
     let start = out.len();
-    out.reserve(SHORT + 2);
+    out.reserve(2 * N + 2);
     out.push(b'"');
-    out.extend_from_slice(&block);
-    out.truncate(start + 1 + bytes.len());
+    out.extend_from_slice(head);
+    // The tail goes where it belongs, over the head's last bytes when they overlap.
+    out.truncate(start + 1 + bytes.len() - N);
+    out.extend_from_slice(tail);
     out.push(b'"');
     true
 }
 
+/// [`encode_string`] into `room` (at least [`SHORT_QUOTED`] bytes, of which the string
+/// takes the first ones) for a string of up to [`SHORT`] bytes that needs no escape:
+/// the bytes written, or `None`, for any other string, with `room` to be ignored.
+/// As [`encode_short_plain`], two overlapping blocks of fixed size, each tested and
+/// copied whole; here into a block the caller keeps on its stack.
+pub fn encode_short(bytes: &[u8], room: &mut [u8]) -> Option<usize> {
+    let room = room.first_chunk_mut::<SHORT_QUOTED>()?;
+    let len = bytes.len();
+    match len {
+        16..=SHORT => cover::<16>(bytes, room)?,
+        8..16 => cover::<8>(bytes, room)?,
+        4..8 => cover::<4>(bytes, room)?,
+        0..4 => {
+            let mut block = [b' '; 4];
+            for (at, &byte) in bytes.iter().take(3).enumerate() {
+                block[at] = byte;
+            }
+            if block_needs_escape(&block) {
+                return None;
+            }
+            room[0] = b'"';
+            room[1..5].copy_from_slice(&block);
+        }
+        _ => return None,
+    }
+    room[1 + len.min(SHORT)] = b'"';
+    Some(len + 2)
+}
+
+/// `bytes` (of `N` to `2 * N` bytes, at most [`SHORT`]) after a quote in `room`, from
+/// its first and its last `N` bytes, when neither needs an escape.
+fn cover<const N: usize>(bytes: &[u8], room: &mut [u8; SHORT_QUOTED]) -> Option<()> {
+    let (head, tail) = (bytes.first_chunk::<N>()?, bytes.last_chunk::<N>()?);
+    if block_needs_escape(head) | block_needs_escape(tail) {
+        return None;
+    }
+    let len = bytes.len().min(SHORT);
+    room[0] = b'"';
+    room[1..1 + N].copy_from_slice(head);
+    // The tail goes where it belongs, over the head's last bytes when they overlap.
+    room[1 + len - N..1 + len].copy_from_slice(tail);
+    Some(())
+}
+
+/// A short string with its quotes.
+pub const SHORT_QUOTED: usize = SHORT + 2;
+
 /// The longest string [`encode_short_plain`] takes: one block.
-const SHORT: usize = 32;
+pub const SHORT: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -170,19 +245,45 @@ mod tests {
     fn short_and_long_strings_encode_alike() {
         for len in 0..=SHORT + 2 {
             for special in [None, Some('"'), Some('\\'), Some('\n'), Some('é')] {
-                let mut text: String = "x".repeat(len);
-                if let (Some(c), true) = (special, len > 0) {
-                    text.replace_range(len - 1.., &c.to_string());
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut text: Vec<char> = "x".repeat(len).chars().collect();
+                    if let (Some(c), true) = (special, len > 0) {
+                        text[at] = c;
+                    }
+                    let text: String = text.into_iter().collect();
+                    let mut out = b"before".to_vec();
+                    encode_string(&text, &mut out);
+                    let expected = format!("before{}", serde_json::to_string(&text).unwrap());
+                    assert_eq!(out, expected.as_bytes(), "{text:?}");
                 }
-                let mut out = Vec::new();
-                encode_string(&text, &mut out);
-                assert_eq!(
-                    out,
-                    serde_json::to_string(&text).unwrap().as_bytes(),
-                    "{text:?}"
-                );
             }
         }
+    }
+
+    /// The stack-block encoder writes what the vector one does, or declines.
+    #[test]
+    fn short_encoding_into_a_block_matches() {
+        for len in 0..=SHORT + 2 {
+            for special in [None, Some('"'), Some('\\'), Some('\u{1f}'), Some('é')] {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut text: Vec<char> = "y".repeat(len).chars().collect();
+                    if let (Some(c), true) = (special, len > 0) {
+                        text[at] = c;
+                    }
+                    let text: String = text.into_iter().collect();
+                    let mut room = [0u8; SHORT_QUOTED + 3];
+                    let expected = serde_json::to_string(&text).unwrap();
+                    match encode_short(text.as_bytes(), &mut room) {
+                        Some(n) => assert_eq!(&room[..n], expected.as_bytes(), "{text:?}"),
+                        None => assert!(
+                            text.len() > SHORT || expected.len() != text.len() + 2,
+                            "declined {text:?}"
+                        ),
+                    }
+                }
+            }
+        }
+        assert_eq!(encode_short(b"abc", &mut [0u8; 10]), None, "no room");
     }
 
     proptest::proptest! {

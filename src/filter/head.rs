@@ -150,6 +150,62 @@ impl RequestView for PartsView<'_> {
 /// is never passed on.
 pub static X_JUNCTION_TAG: HeaderName = HeaderName::from_static("x-junction-tag");
 
+/// One of the program's own header names (the rate limits' `x-ratelimit-*`), in a
+/// `static` with its line's start (`name: `) made at compile time: an edit under it
+/// costs no clone and no drop of the name, and the HTTP/1.1 engine writes its line's
+/// start as one copy of fixed size.
+#[derive(Debug)]
+pub struct StaticName {
+    name: HeaderName,
+    opening: [u8; StaticName::SIZE],
+    len: usize,
+}
+
+impl StaticName {
+    const SIZE: usize = 48;
+
+    /// Fails to compile for a name that is not a valid lowercase header name, or one
+    /// longer than `SIZE - 2` bytes.
+    pub const fn new(name: &'static str) -> StaticName {
+        let text = name.as_bytes();
+        assert!(text.len() + 2 <= StaticName::SIZE);
+        let mut opening = [b' '; StaticName::SIZE];
+        let mut at = 0;
+        while at < text.len() {
+            opening[at] = text[at];
+            at += 1;
+        }
+        opening[at] = b':';
+        StaticName {
+            name: HeaderName::from_static(name),
+            opening,
+            len: text.len() + 2,
+        }
+    }
+
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+}
+
+/// The name of an edited header: one of the program's own, or any other.
+#[derive(Debug, Clone)]
+enum EditName {
+    Static(&'static StaticName),
+    Owned(HeaderName),
+}
+
+impl std::ops::Deref for EditName {
+    type Target = HeaderName;
+
+    fn deref(&self) -> &HeaderName {
+        match self {
+            EditName::Static(name) => &name.name,
+            EditName::Owned(name) => name,
+        }
+    }
+}
+
 /// One change to a head.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -197,6 +253,13 @@ impl EditValue {
         })
     }
 
+    fn short(value: ShortValue) -> EditValue {
+        EditValue::Inline {
+            len: value.len,
+            bytes: value.bytes,
+        }
+    }
+
     fn to_header(&self) -> HeaderValue {
         match self {
             EditValue::Header(value) => value.clone(),
@@ -207,13 +270,71 @@ impl EditValue {
     }
 }
 
+/// A short header value made on the request path from digits and fixed text (the rate
+/// limits' `x-ratelimit-*` values on every answer): valid by construction, so an edit
+/// keeps it inline with no check and no allocation. Text past [`INLINE`] bytes is cut.
+#[derive(Debug, Clone, Copy)]
+pub struct ShortValue {
+    bytes: [u8; INLINE],
+    len: u8,
+}
+
+impl Default for ShortValue {
+    fn default() -> Self {
+        ShortValue::new()
+    }
+}
+
+impl ShortValue {
+    pub const fn new() -> Self {
+        ShortValue {
+            bytes: [b' '; INLINE],
+            len: 0,
+        }
+    }
+
+    /// Appends the decimal digits of `value`.
+    #[inline]
+    pub fn number(&mut self, value: u64) {
+        let (digits, len) = crate::decimal::Digits::block(value);
+        let at = usize::from(self.len);
+        match self.bytes.get_mut(at..at + digits.len()) {
+            // A copy of fixed size; the bytes past `len` are not part of the value.
+            Some(room) => {
+                room.copy_from_slice(&digits);
+                self.len = (at + len) as u8;
+            }
+            None => self.push(&digits[..len]),
+        }
+    }
+
+    /// Appends fixed text; anything but visible ASCII is left out, as a header value
+    /// could not carry it.
+    pub fn text(&mut self, part: &'static str) {
+        if part.bytes().all(|byte| (b' '..=b'~').contains(&byte)) {
+            self.push(part.as_bytes());
+        }
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let at = usize::from(self.len);
+        let end = (at + part.len()).min(INLINE);
+        self.bytes[at..end].copy_from_slice(&part[..end - at]);
+        self.len = end as u8;
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// Header changes the policies ask for, in the order they asked. Both engines apply
 /// them with the same meaning: a header's lines from the source stay unless it was
 /// removed or set; then the values set or appended follow, in order.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
     /// Inline for the common few (a rate limit sets three response headers).
-    edits: SmallVec<[(HeaderName, Edit); 3]>,
+    edits: SmallVec<[(EditName, Edit); 3]>,
 }
 
 impl HeaderEdits {
@@ -228,12 +349,15 @@ impl HeaderEdits {
     }
 
     pub fn remove(&mut self, name: &HeaderName) {
-        self.edits.push((name.clone(), Edit::Remove));
+        self.edits
+            .push((EditName::Owned(name.clone()), Edit::Remove));
     }
 
     pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.edits
-            .push((name.clone(), Edit::Set(EditValue::Header(value))));
+        self.edits.push((
+            EditName::Owned(name.clone()),
+            Edit::Set(EditValue::Header(value)),
+        ));
     }
 
     /// `set`, for a short value made on the request path (digits, a duration): kept
@@ -247,12 +371,22 @@ impl HeaderEdits {
                 Err(_) => return,
             },
         };
-        self.edits.push((name.clone(), Edit::Set(edit)));
+        self.edits
+            .push((EditName::Owned(name.clone()), Edit::Set(edit)));
+    }
+
+    /// `set`, for one of the program's own header names and a value made from digits
+    /// and fixed text: no clone of the name, no check of the value.
+    pub fn set_short(&mut self, name: &'static StaticName, value: ShortValue) {
+        self.edits
+            .push((EditName::Static(name), Edit::Set(EditValue::short(value))));
     }
 
     pub fn append(&mut self, name: &HeaderName, value: HeaderValue) {
-        self.edits
-            .push((name.clone(), Edit::Append(EditValue::Header(value))));
+        self.edits.push((
+            EditName::Owned(name.clone()),
+            Edit::Append(EditValue::Header(value)),
+        ));
     }
 
     /// Whether the source's lines named `name` (any case) stay.
@@ -271,11 +405,11 @@ impl HeaderEdits {
         let name = &self.edits[at].0;
         !self.edits[at + 1..]
             .iter()
-            .any(|(later, edit)| later == name && !matches!(edit, Edit::Append(_)))
+            .any(|(later, edit)| **later == **name && !matches!(edit, Edit::Append(_)))
     }
 
     /// The values the edits add that still stand, in the order asked.
-    fn added(&self) -> impl Iterator<Item = (&HeaderName, &EditValue)> {
+    fn added(&self) -> impl Iterator<Item = (&EditName, &EditValue)> {
         self.edits
             .iter()
             .enumerate()
@@ -290,13 +424,13 @@ impl HeaderEdits {
         for (name, edit) in &self.edits {
             match edit {
                 Edit::Remove => {
-                    headers.remove(name);
+                    headers.remove(&**name);
                 }
                 Edit::Set(value) => {
-                    headers.insert(name.clone(), value.to_header());
+                    headers.insert((**name).clone(), value.to_header());
                 }
                 Edit::Append(value) => {
-                    headers.append(name.clone(), value.to_header());
+                    headers.append((**name).clone(), value.to_header());
                 }
             }
         }
@@ -307,10 +441,34 @@ impl HeaderEdits {
     /// what `apply` does.
     pub fn write_added(&self, out: &mut Vec<u8>) {
         for (name, value) in self.added() {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            match name {
+                // `name: ` as one copy of fixed size, of which `len` bytes stay.
+                EditName::Static(name) => {
+                    let end = out.len() + name.len;
+                    out.extend_from_slice(&name.opening);
+                    out.truncate(end);
+                }
+                EditName::Owned(name) => {
+                    out.extend_from_slice(name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                }
+            }
+            match value {
+                // `value\r\n` as one copy of fixed size, of which `len + 2` bytes stay.
+                EditValue::Inline { len, bytes } => {
+                    let len = usize::from(*len).min(INLINE);
+                    let mut line = [0u8; INLINE + 2];
+                    line[..INLINE].copy_from_slice(bytes);
+                    line[len..len + 2].copy_from_slice(b"\r\n");
+                    let end = out.len() + len + 2;
+                    out.extend_from_slice(&line);
+                    out.truncate(end);
+                }
+                EditValue::Header(value) => {
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
         }
     }
 
@@ -326,6 +484,23 @@ impl HeaderEdits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_values_hold_digits_and_text() {
+        let mut value = ShortValue::new();
+        value.number(u64::MAX);
+        value.text("m");
+        value.number(0);
+        value.text("s");
+        assert_eq!(value.as_bytes(), b"18446744073709551615m0s");
+        value.number(u64::MAX);
+        assert_eq!(value.as_bytes().len(), INLINE, "cut at its size");
+        assert!(
+            value
+                .as_bytes()
+                .starts_with(b"18446744073709551615m0s184467440")
+        );
+    }
 
     fn name(text: &'static str) -> HeaderName {
         HeaderName::from_static(text)
@@ -343,6 +518,12 @@ mod tests {
         edits.set_bytes(&name("x-inline"), b"42");
         edits.set_bytes(&name("x-long"), &[b'7'; 40]);
         edits.set_bytes(&name("x-bad"), b"a\nb");
+        static SHORT: StaticName = StaticName::new("x-short");
+        let mut short = ShortValue::new();
+        short.number(12);
+        short.text(".5s");
+        short.text("\n");
+        edits.set_short(&SHORT, short);
 
         let mut map = HeaderMap::new();
         for (k, v) in [
@@ -382,6 +563,7 @@ mod tests {
         assert!(!lines.iter().any(|l| l.starts_with("x-gone")));
         assert!(lines.contains(&"x-late: l".to_string()));
         assert!(lines.contains(&"x-inline: 42".to_string()));
+        assert!(lines.contains(&"x-short: 12.5s".to_string()));
         assert!(lines.contains(&format!("x-long: {}", "7".repeat(40))));
         assert!(
             !lines.iter().any(|l| l.starts_with("x-bad")),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use budget::{BudgetHold, BudgetKey, Standing};
-pub use head::{HeaderEdits, RequestView, RouteInput};
+pub use head::{HeaderEdits, RequestView, RouteInput, ShortValue, StaticName};
 pub use local_reply::LocalReply;
 
 /// What a filter decides about a request.

@@ -21,7 +21,7 @@ use crate::llm::{AnswerReader, ReplyKind, UsageScanner};
 /// Bytes of an answer read for secrets at most (its start, when longer).
 const ANSWER_READ_LIMIT: usize = 256 * 1024;
 use crate::routing::{Route, Target};
-use crate::telemetry::access_log::{Field, JsonLine, LogPath};
+use crate::telemetry::access_log::{Field, JsonLine, LogPath, Slot};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
 
@@ -342,8 +342,8 @@ impl Exchange {
             }
         }
         let telemetry = self.telemetry.clone();
-        telemetry.access_log.write_line(|fields, line| {
-            self.log_line(line, fields, duration, ttfb, ttft, usage);
+        telemetry.access_log.write_line(|slots, line| {
+            self.log_line(line, slots, duration, ttfb, ttft, usage);
         });
         self.report_anomalies(now, usage);
         if let Some(mut recording) = self.recording.take() {
@@ -477,8 +477,8 @@ impl Exchange {
 
     fn log_line(
         &self,
-        line: &mut JsonLine,
-        fields: &[Field],
+        line: &mut JsonLine<'_>,
+        slots: &[Slot],
         duration: Duration,
         ttfb: Option<Duration>,
         ttft: Option<Duration>,
@@ -486,9 +486,8 @@ impl Exchange {
     ) {
         let route = self.route.as_ref();
         let facts = self.log.as_ref();
-        for field in fields {
-            let name = field.key();
-            match field {
+        for name in slots {
+            match name.field {
                 Field::Time => line.time(name),
                 Field::RequestId => {
                     line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))

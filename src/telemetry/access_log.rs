@@ -39,16 +39,6 @@ macro_rules! fields {
                 match self { $(Field::$variant => $name),* }
             }
 
-            /// How the field opens its place in a line, made at compile time.
-            pub fn key(self) -> Key<'static> {
-                match self {
-                    $(Field::$variant => {
-                        const OPENING: Opening = Opening::of(concat!(",\"", $name, "\":"));
-                        Key::Opening(&OPENING)
-                    }),*
-                }
-            }
-
             pub fn parse(name: &str) -> Option<Field> {
                 match name { $($name => Some(Field::$variant),)* _ => None }
             }
@@ -87,6 +77,8 @@ fields! {
 
 struct Writer {
     settings: AccessLogSettings,
+    /// The configured fields with their openings, made once for every line.
+    slots: Box<[Slot]>,
     batches: Arc<Batches>,
     reopen: Arc<AtomicBool>,
     /// Hangs up when the writer thread has written everything and ended.
@@ -113,6 +105,29 @@ struct Batches {
 
 const SHARDS: usize = 8;
 
+/// Bytes reserved in a shard before a line is written: more than a line with every field
+/// and short strings needs (~530 bytes).
+const LINE_GUESS: usize = 768;
+
+/// A line being written into a shard: should its `fill` unwind, the part written is
+/// taken back out, so no half line reaches the file.
+struct PartLine<'a> {
+    line: JsonLine<'a>,
+    /// The queue's count, which this line was counted in.
+    waiting: &'a AtomicUsize,
+    done: bool,
+}
+
+impl Drop for PartLine<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let start = self.line.start;
+            self.line.text.truncate(start);
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Lines waiting in one shard, and how many: the writer then never counts newlines
 /// (a pass over every byte it writes).
 #[derive(Default)]
@@ -131,15 +146,27 @@ impl Batches {
         }
     }
 
-    /// Queues a line, or returns false when `queue` lines are waiting already.
-    fn push(&self, line: &[u8]) -> bool {
+    /// Writes a line straight into this thread's shard (no line buffer, no second copy
+    /// of its ~500 bytes), or returns false when `queue` lines are waiting already.
+    fn push_with(&self, fill: impl FnOnce(&mut JsonLine<'_>)) -> bool {
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
         let shard = SHARD.with(|shard| *shard) % self.shards.len();
         let mut shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        shard.bytes.extend_from_slice(line);
+        let shard = &mut *shard;
+        // A line's usual size: its writes then never grow the shard one by one.
+        shard.bytes.reserve(LINE_GUESS);
+        let mut line = PartLine {
+            line: JsonLine::at_end(&mut shard.bytes),
+            waiting: &self.waiting,
+            done: false,
+        };
+        fill(&mut line.line);
+        line.line.close();
+        line.done = true;
+        drop(line);
         shard.lines += 1;
         true
     }
@@ -169,14 +196,27 @@ thread_local! {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed)
     };
-    /// This thread's line buffer, reused for every line.
-    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread is writing a line (into its shard, under the shard's lock): a line
+    /// asked for meanwhile is dropped rather than waiting for that lock.
+    static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Clears [`WRITING`] when the line is done, also when its `fill` unwound.
+struct Writing;
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        WRITING.set(false);
+    }
 }
 
 /// The access log shared by every plan; [`AccessLog::apply`] follows config changes.
 #[derive(Default)]
 pub struct AccessLog {
     current: arc_swap::ArcSwapOption<Writer>,
+    /// Whether `current` holds a writer: read on every request, where a load of
+    /// `current` costs several times an atomic read.
+    on: AtomicBool,
     dropped: AtomicU64,
 }
 
@@ -204,6 +244,7 @@ impl AccessLog {
                         drop(finished);
                     })?;
                 Some(Arc::new(Writer {
+                    slots: Slot::all(&settings.fields),
                     settings: settings.clone(),
                     batches,
                     reopen,
@@ -212,36 +253,32 @@ impl AccessLog {
             }
         };
         // The old writer's thread ends once nothing can reach it and its lines are written.
+        self.on.store(next.is_some(), Ordering::Relaxed);
         self.current.store(next);
         Ok(())
     }
 
     pub fn enabled(&self) -> bool {
-        self.current.load().is_some()
+        self.on.load(Ordering::Relaxed)
     }
 
     /// Builds and queues one line when the log is on: `fill` gets the configured fields
-    /// and a line to write them into (this thread's buffer, reused). Never blocks.
-    pub fn write_line(&self, fill: impl FnOnce(&[Field], &mut JsonLine)) {
+    /// (with their openings, made when the writer started) and the line to write them
+    /// into, which is this thread's shard of the queue. Never blocks.
+    pub fn write_line(&self, fill: impl FnOnce(&[Slot], &mut JsonLine<'_>)) {
         let current = self.current.load();
         let Some(writer) = current.as_ref() else {
             return;
         };
-        LINE.with(|buffer| {
-            let Ok(mut buffer) = buffer.try_borrow_mut() else {
-                return;
-            };
-            buffer.clear();
-            let mut line = JsonLine {
-                text: std::mem::take(&mut *buffer),
-            };
-            fill(&writer.settings.fields, &mut line);
-            line.close();
-            if !writer.batches.push(&line.text) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            *buffer = line.text;
-        });
+        if WRITING.replace(true) {
+            return;
+        }
+        let writing = Writing;
+        let queued = writer.batches.push_with(|line| fill(&writer.slots, line));
+        drop(writing);
+        if !queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn dropped(&self) -> u64 {
@@ -251,6 +288,7 @@ impl AccessLog {
     /// Stops the writer after it has written what is queued (at shutdown); waits for
     /// that at most `timeout` (a blocked destination must not hold up the exit).
     pub fn close(&self, timeout: std::time::Duration) {
+        self.on.store(false, Ordering::Relaxed);
         let Some(writer) = self.current.swap(None) else {
             return;
         };
@@ -359,36 +397,69 @@ impl LogPath {
     }
 }
 
-/// Builds one JSON object line by hand: the log's hot path, so no intermediate maps.
-pub struct JsonLine {
-    /// Bytes, not a `String`: every part is ASCII or a `&str`'s UTF-8, and a line has
-    /// some twenty fields, each a few plain copies.
-    text: Vec<u8>,
+/// Builds one JSON object line by hand, at the end of a buffer (the writer's shard, or
+/// a line of its own): the log's hot path, so no intermediate maps. Its parts are put
+/// together in a block on the stack first, each as a copy of fixed size where it can be
+/// (a field's opening, a short string, digits), and the block goes to the buffer in
+/// one copy: a vector's length and capacity checked, reloaded and stored for each of a
+/// line's ~80 parts cost more than the parts themselves.
+pub struct JsonLine<'a> {
+    /// Bytes, not a `String`: every part is ASCII or a `&str`'s UTF-8.
+    text: &'a mut Vec<u8>,
+    /// Where the line starts in `text`.
+    start: usize,
+    /// The parts not yet in `text`, and how many bytes of them.
+    block: [u8; BLOCK],
+    at: usize,
 }
 
-impl Default for JsonLine {
-    fn default() -> Self {
-        JsonLine {
-            text: Vec::with_capacity(384),
-        }
+/// The stack block's size: a line with every field and short values fits (~530 bytes);
+/// a longer one goes to the buffer in more copies.
+const BLOCK: usize = 768;
+
+/// A configured field of the log, with its opening made when the writer starts: so a
+/// line's twenty-odd keys cost one fixed-size copy each, and a field without a value
+/// (`"error":null`) one copy with its `null`.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub field: Field,
+    /// `,"name":`, or `{"name":` for the line's first field.
+    opening: Opening,
+    /// The opening followed by `null`.
+    null: Opening,
+}
+
+impl Slot {
+    /// The slots of `fields`, in order: the first opens the object.
+    pub fn all(fields: &[Field]) -> Box<[Slot]> {
+        fields
+            .iter()
+            .enumerate()
+            .map(|(at, &field)| {
+                let open = if at == 0 { '{' } else { ',' };
+                let opening = format!("{open}\"{}\":", field.name());
+                Slot {
+                    field,
+                    opening: Opening::of(&opening),
+                    null: Opening::of(&format!("{opening}null")),
+                }
+            })
+            .collect()
     }
 }
 
-/// A field's name in a line: any name, or a [`Field`]'s, whose opening (`,"name":`)
-/// is made at compile time so that a line's twenty-odd keys cost one copy each, not
-/// three (a tenth of the access log's cost on the policy route).
+/// A field's name in a line: any name, or a configured field's [`Slot`].
 #[derive(Debug, Clone, Copy)]
 pub enum Key<'a> {
-    /// `,"name":`, the name plain ASCII (no escapes).
-    Opening(&'static Opening),
+    Slot(&'a Slot),
     Name(&'a str),
 }
 
-/// A field's opening, padded to a fixed size: the line takes all [`Opening::SIZE`]
-/// bytes (a copy of known length, two vector stores rather than a `memcpy` call) and
+/// Text of at most [`Opening::SIZE`] bytes, padded to that size: the line takes all
+/// of it (a copy of known length, two vector stores rather than a `memcpy` call) and
 /// gives back the padding.
-#[derive(Debug)]
-pub struct Opening {
+#[derive(Debug, Clone)]
+struct Opening {
     bytes: [u8; Opening::SIZE],
     len: usize,
 }
@@ -396,20 +467,14 @@ pub struct Opening {
 impl Opening {
     const SIZE: usize = 32;
 
-    /// Fails to compile for an opening longer than `SIZE`.
-    const fn of(text: &str) -> Opening {
+    /// Field names are short (the longest opening with its `null` is 26 bytes); a
+    /// longer text is cut, which `slots_open_lines_as_names_do` would catch.
+    fn of(text: &str) -> Opening {
         let text = text.as_bytes();
-        assert!(text.len() <= Opening::SIZE);
+        let len = text.len().min(Opening::SIZE);
         let mut bytes = [b' '; Opening::SIZE];
-        let mut at = 0;
-        while at < text.len() {
-            bytes[at] = text[at];
-            at += 1;
-        }
-        Opening {
-            bytes,
-            len: text.len(),
-        }
+        bytes[..len].copy_from_slice(&text[..len]);
+        Opening { bytes, len }
     }
 }
 
@@ -419,42 +484,114 @@ impl<'a> From<&'a str> for Key<'a> {
     }
 }
 
-impl JsonLine {
+impl<'a> From<&'a Slot> for Key<'a> {
+    fn from(slot: &'a Slot) -> Self {
+        Key::Slot(slot)
+    }
+}
+
+impl<'a> JsonLine<'a> {
+    /// A line appended to `text`.
+    fn at_end(text: &'a mut Vec<u8>) -> Self {
+        let start = text.len();
+        JsonLine {
+            text,
+            start,
+            block: [0; BLOCK],
+            at: 0,
+        }
+    }
+
+    /// Moves the parts made so far to the buffer.
+    #[cold]
+    #[inline(never)]
+    fn flush(&mut self) {
+        self.text.extend_from_slice(&self.block[..self.at]);
+        self.at = 0;
+    }
+
+    /// Room for `N` more bytes in the block (`N` is at most a few dozen).
+    fn room<const N: usize>(&mut self) -> &mut [u8] {
+        const { assert!(N <= BLOCK) };
+        if self.at + N > BLOCK {
+            self.flush();
+        }
+        let at = self.at;
+        &mut self.block[at..at + N]
+    }
+
+    /// `N` bytes of `part`, of which the line keeps `len`: one copy of fixed size.
+    fn put<const N: usize>(&mut self, part: &[u8; N], len: usize) {
+        self.room::<N>().copy_from_slice(part);
+        self.at += len.min(N);
+    }
+
+    /// Bytes of any length.
+    fn put_slice(&mut self, part: &[u8]) {
+        if self.at + part.len() > BLOCK {
+            self.flush();
+            self.text.extend_from_slice(part);
+            return;
+        }
+        self.block[self.at..self.at + part.len()].copy_from_slice(part);
+        self.at += part.len();
+    }
+
+    #[inline]
     fn key<'k>(&mut self, key: impl Into<Key<'k>>) {
-        let first = self.text.is_empty();
         match key.into() {
-            Key::Opening(opening) => {
-                let start = self.text.len();
-                self.text.extend_from_slice(&opening.bytes);
-                self.text.truncate(start + opening.len);
-                if first {
-                    // The opening's comma starts the object instead.
-                    self.text[start] = b'{';
-                }
-            }
+            Key::Slot(slot) => self.put(&slot.opening.bytes, slot.opening.len),
             Key::Name(name) => {
-                self.text
-                    .extend_from_slice(if first { b"{\"" } else { b",\"" });
-                self.text.extend_from_slice(name.as_bytes());
-                self.text.extend_from_slice(b"\":");
+                let first = self.text.len() == self.start && self.at == 0;
+                self.put_slice(if first { b"{\"" } else { b",\"" });
+                self.put_slice(name.as_bytes());
+                self.put_slice(b"\":");
             }
         }
     }
 
+    /// A field without a value: `null`.
+    #[inline]
+    fn null<'k>(&mut self, key: impl Into<Key<'k>>) {
+        match key.into() {
+            Key::Slot(slot) => self.put(&slot.null.bytes, slot.null.len),
+            name => {
+                self.key(name);
+                self.put_slice(b"null");
+            }
+        }
+    }
+
+    #[inline]
     pub fn string<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<&str>) {
-        self.key(key);
+        // A field without a value (most of them on most lines) is one copy, inline.
         match value {
-            Some(value) => crate::json_text::encode_string(value, &mut self.text),
-            None => self.text.extend_from_slice(b"null"),
+            Some(value) => self.some_string(key.into(), value),
+            None => self.null(key),
+        }
+    }
+
+    fn some_string(&mut self, key: Key<'_>, value: &str) {
+        self.key(key);
+        let room = self.room::<{ crate::json_text::SHORT_QUOTED }>();
+        match crate::json_text::encode_short(value.as_bytes(), room) {
+            Some(len) => self.at += len,
+            None => {
+                self.flush();
+                crate::json_text::encode_string(value, self.text);
+            }
         }
     }
 
     /// An unsigned integer, formatted by hand (no `fmt` machinery on the hot path).
     pub fn number<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<impl Into<u64>>) {
-        self.key(key);
         match value {
-            Some(value) => push_integer(&mut self.text, value.into()),
-            None => self.text.extend_from_slice(b"null"),
+            Some(value) => {
+                self.key(key);
+                let (digits, len) = crate::decimal::Digits::block(value.into());
+                self.put(&digits, len);
+            }
+            None => self.null(key),
         }
     }
 
@@ -484,7 +621,7 @@ impl JsonLine {
                     put(b'0' + octet % 10);
                 }
                 put(b'"');
-                self.text.extend_from_slice(&text[..len]);
+                self.put(&text, len);
             }
             other => self.display(key, other),
         }
@@ -494,27 +631,20 @@ impl JsonLine {
     pub fn display<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<impl std::fmt::Display>) {
         match value {
             Some(value) => self.string(key, Some(&value.to_string())),
-            None => self.string(key, None),
+            None => self.null(key),
         }
     }
 
     /// A duration in milliseconds with three decimals (microsecond resolution),
     /// formatted with integer arithmetic: no float formatting on the request path.
     pub fn millis<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<std::time::Duration>) {
-        self.key(key);
         let Some(value) = value else {
-            self.text.extend_from_slice(b"null");
+            self.null(key);
             return;
         };
-        let micros = value.as_micros().min(u128::from(u64::MAX)) as u64;
-        push_integer(&mut self.text, micros / 1000);
-        let fraction = micros % 1000;
-        self.text.extend_from_slice(&[
-            b'.',
-            b'0' + (fraction / 100) as u8,
-            b'0' + (fraction / 10 % 10) as u8,
-            b'0' + (fraction % 10) as u8,
-        ]);
+        self.key(key);
+        let (text, len) = millis_text(value);
+        self.put(&text, len);
     }
 
     /// The current time as RFC 3339 with milliseconds; the date-and-seconds part is
@@ -524,50 +654,85 @@ impl JsonLine {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        SECOND.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.0 != since_epoch.as_secs() || cache.1.is_empty() {
-                *cache = (
-                    since_epoch.as_secs(),
-                    crate::units::format_second(since_epoch.as_secs() as i64),
-                );
-            }
-            self.text.push(b'"');
-            self.text.extend_from_slice(cache.1.as_bytes());
-        });
-        let millis = since_epoch.subsec_millis();
-        self.text.extend_from_slice(&[
-            b'.',
-            b'0' + (millis / 100) as u8,
-            b'0' + (millis / 10 % 10) as u8,
-            b'0' + (millis % 10) as u8,
-            b'Z',
-            b'"',
-        ]);
+        let (text, len) = time_text(since_epoch);
+        self.put(&text, len);
     }
 
     fn close(&mut self) {
-        if self.text.is_empty() {
-            self.text.push(b'{');
+        if self.text.len() == self.start && self.at == 0 {
+            self.put_slice(b"{");
         }
-        self.text.extend_from_slice(b"}\n");
+        self.put_slice(b"}\n");
+        self.flush();
     }
+}
 
-    pub fn finish(mut self) -> String {
-        self.close();
-        // Built from `&str`s and ASCII only, so this never replaces anything.
-        String::from_utf8(self.text)
-            .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned())
-    }
+/// A line of its own, outside the writer's queue (for tests and tools).
+pub fn line_of(fill: impl FnOnce(&mut JsonLine<'_>)) -> String {
+    let mut text = Vec::new();
+    let mut line = JsonLine::at_end(&mut text);
+    fill(&mut line);
+    line.close();
+    // Built from `&str`s and ASCII only, so this never replaces anything.
+    String::from_utf8(text)
+        .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned())
+}
+
+/// `1234.567` for 1 234 567 µs: whole milliseconds, a point and three decimals, in a
+/// block of which the first `len` bytes count.
+fn millis_text(value: std::time::Duration) -> ([u8; 24], usize) {
+    let micros = value.as_micros().min(u128::from(u64::MAX)) as u64;
+    let (digits, len) = crate::decimal::Digits::block(micros / 1000);
+    let mut text = [0u8; 24];
+    text[..20].copy_from_slice(&digits);
+    let fraction = micros % 1000;
+    let tail = [
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ];
+    // `len` is at most 20 (a `u64`'s digits): the tail fits.
+    let len = len.min(20);
+    text[len..len + 4].copy_from_slice(&tail);
+    (text, len + 4)
+}
+
+/// `"2026-11-27T10:15:02.481Z"` (quotes included, 26 bytes) for a time since the epoch;
+/// the part up to the seconds is made once per second per thread.
+fn time_text(since_epoch: std::time::Duration) -> ([u8; 32], usize) {
+    let seconds = since_epoch.as_secs();
+    let mut text = SECOND.with(|cache| {
+        let (second, text) = cache.get();
+        if second == seconds && text[0] == b'"' {
+            return text;
+        }
+        let mut text = [0u8; 32];
+        let formatted = crate::units::format_second(seconds as i64);
+        let formatted = formatted.as_bytes();
+        // `"YYYY-MM-DDTHH:MM:SS`: 20 bytes; a year past 9999 is cut (never met).
+        let len = formatted.len().min(19);
+        text[0] = b'"';
+        text[1..1 + len].copy_from_slice(&formatted[..len]);
+        cache.set((seconds, text));
+        text
+    });
+    let millis = since_epoch.subsec_millis();
+    text[20..26].copy_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+        b'"',
+    ]);
+    (text, 26)
 }
 
 thread_local! {
-    /// (second, "YYYY-MM-DDTHH:MM:SS") of the last line written on this thread.
-    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
-}
-
-fn push_integer(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(crate::decimal::Digits::of(value).as_bytes());
+    /// The last second a line was written in on this thread, and its text:
+    /// `"YYYY-MM-DDTHH:MM:SS` (with the opening quote).
+    static SECOND: std::cell::Cell<(u64, [u8; 32])> = const { std::cell::Cell::new((0, [0; 32])) };
 }
 
 #[cfg(test)]
@@ -576,12 +741,12 @@ mod tests {
 
     #[test]
     fn json_lines_escape_and_parse() {
-        let mut line = JsonLine::default();
-        line.string("path", Some("/a\"b\\c\n\u{1}é"));
-        line.number("status", Some(200u16));
-        line.string("endpoint", None);
-        line.number("tokens", None::<u64>);
-        let text = line.finish();
+        let text = line_of(|line| {
+            line.string("path", Some("/a\"b\\c\n\u{1}é"));
+            line.number("status", Some(200u16));
+            line.string("endpoint", None);
+            line.number("tokens", None::<u64>);
+        });
         assert!(text.ends_with("}\n"));
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["path"], "/a\"b\\c\n\u{1}é");
@@ -590,42 +755,73 @@ mod tests {
     }
 
     #[test]
-    fn field_keys_open_the_line_and_follow_it() {
-        let mut line = JsonLine::default();
-        line.ip(
-            Field::ClientIp.key(),
-            Some(std::net::IpAddr::from([255, 100, 9, 0])),
-        );
-        line.number(Field::Status.key(), Some(204u16));
-        line.string("plain", Some("x"));
-        line.string(Field::Route.key(), None);
-        let text = line.finish();
+    fn slots_open_the_line_and_follow_it() {
+        let slots = Slot::all(&[Field::ClientIp, Field::Status, Field::Route]);
+        let text = line_of(|line| {
+            line.ip(&slots[0], Some(std::net::IpAddr::from([255, 100, 9, 0])));
+            line.number(&slots[1], Some(204u16));
+            line.string("plain", Some("x"));
+            line.string(&slots[2], None);
+        });
         assert_eq!(
             text,
             "{\"client_ip\":\"255.100.9.0\",\"status\":204,\"plain\":\"x\",\"route\":null}\n"
         );
-        for field in Field::ALL {
-            let mut line = JsonLine::default();
-            line.number(field.key(), Some(1u8));
-            let value: serde_json::Value = serde_json::from_str(&line.finish()).unwrap();
-            assert_eq!(value[field.name()], 1, "{field:?}");
+    }
+
+    /// A line written through slots is the line written with the fields' names, byte for
+    /// byte, whichever field comes first and whether its value is there or not.
+    #[test]
+    fn slots_open_lines_as_names_do() {
+        let slots = Slot::all(Field::ALL);
+        for first in 0..Field::ALL.len() {
+            let order: Vec<usize> = (first..Field::ALL.len()).chain(0..first).collect();
+            for with_values in [true, false] {
+                let write = |line: &mut JsonLine<'_>, by_slot: bool| {
+                    for &at in &order {
+                        let value = with_values.then_some(at as u64);
+                        let slots =
+                            Slot::all(&order.iter().map(|&i| Field::ALL[i]).collect::<Vec<_>>());
+                        let position = order.iter().position(|&i| i == at).unwrap();
+                        if by_slot {
+                            line.number(&slots[position], value);
+                        } else {
+                            line.number(Field::ALL[at].name(), value);
+                        }
+                    }
+                };
+                let by_slots = line_of(|line| write(line, true));
+                let by_names = line_of(|line| write(line, false));
+                assert_eq!(by_slots, by_names);
+                let value: serde_json::Value = serde_json::from_str(&by_slots).unwrap();
+                assert_eq!(value.as_object().unwrap().len(), Field::ALL.len());
+            }
+        }
+        for slot in slots.iter() {
+            assert!(
+                slot.null.len < Opening::SIZE,
+                "{:?} fits its block",
+                slot.field
+            );
         }
     }
 
     #[test]
     fn numbers_and_time_in_lines() {
-        let mut line = JsonLine::default();
-        line.millis("a", Some(std::time::Duration::from_micros(1_234_567)));
-        line.millis("b", Some(std::time::Duration::from_micros(5)));
-        line.millis("c", None);
-        line.time("t");
-        line.ip("ip", Some(std::net::IpAddr::from([10, 0, 0, 1])));
-        line.ip(
-            "ip6",
-            Some(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
-        );
-        line.number("big", Some(u64::MAX));
-        let value: serde_json::Value = serde_json::from_str(&line.finish()).unwrap();
+        let text = line_of(|line| {
+            line.millis("a", Some(std::time::Duration::from_micros(1_234_567)));
+            line.millis("b", Some(std::time::Duration::from_micros(5)));
+            line.millis("c", None);
+            line.time("t");
+            line.ip("ip", Some(std::net::IpAddr::from([10, 0, 0, 1])));
+            line.ip(
+                "ip6",
+                Some(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
+            );
+            line.number("big", Some(u64::MAX));
+            line.millis("long", Some(std::time::Duration::MAX));
+        });
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["a"].as_f64(), Some(1234.567));
         assert_eq!(value["b"].as_f64(), Some(0.005));
         assert!(value["c"].is_null());
@@ -633,6 +829,65 @@ mod tests {
         assert_eq!(value["ip"], "10.0.0.1");
         assert_eq!(value["ip6"], "::1");
         assert_eq!(value["big"], u64::MAX);
+        assert!(text.contains("\"long\":18446744073709551.615}"), "{text}");
+    }
+
+    /// The cached part of the time and the milliseconds make the text a fresh format
+    /// makes, across second, minute, day and year boundaries, forwards and back.
+    #[test]
+    fn cached_times_match_fresh_ones() {
+        let fresh = |since: std::time::Duration| {
+            format!(
+                "\"{}.{:03}Z\"",
+                crate::units::format_second(since.as_secs() as i64),
+                since.subsec_millis()
+            )
+        };
+        let mut times = Vec::new();
+        for base in [
+            0u64,
+            1_764_892_799,
+            1_767_225_599,
+            1_798_761_599,
+            4_102_444_799,
+        ] {
+            for millis in [0u64, 1, 998, 999, 1000, 1001, 1999, 2000, 61_000] {
+                times.push(std::time::Duration::from_millis(base * 1000 + millis));
+            }
+        }
+        let backwards: Vec<_> = times.iter().rev().copied().collect();
+        for since in times.into_iter().chain(backwards) {
+            let (text, len) = time_text(since);
+            assert_eq!(std::str::from_utf8(&text[..len]).unwrap(), fresh(since));
+        }
+    }
+
+    #[test]
+    fn millis_as_before() {
+        for micros in [0u64, 5, 999, 1000, 1001, 123_456, 999_999_999, u64::MAX] {
+            let (text, len) = millis_text(std::time::Duration::from_micros(micros));
+            let expected = format!("{}.{:03}", micros / 1000, micros % 1000);
+            assert_eq!(std::str::from_utf8(&text[..len]).unwrap(), expected);
+        }
+    }
+
+    /// A line whose `fill` unwinds leaves nothing in the queue, and the next is whole.
+    #[test]
+    fn an_unwinding_line_leaves_nothing_behind() {
+        let batches = Batches::new(10);
+        batches.push_with(|line| line.number("a", Some(1u8)));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batches.push_with(|line| {
+                line.number("b", Some(2u8));
+                panic!("mid-line");
+            })
+        }));
+        assert!(unwound.is_err());
+        batches.push_with(|line| line.number("c", Some(3u8)));
+        let mut spare = Vec::new();
+        let mut out = Vec::new();
+        batches.drain(&mut spare, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"a\":1}\n{\"c\":3}\n");
     }
 
     #[test]
