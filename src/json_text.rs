@@ -239,48 +239,48 @@ mod tests {
         }
     }
 
-    /// Short strings (the one-block path) and longer ones encode alike, plain or not,
-    /// at every length around the block's.
-    #[test]
-    fn short_and_long_strings_encode_alike() {
+    /// Strings of every length around the one-block path's, plain or with one
+    /// character needing an escape (or more than one byte) at the start, middle or end.
+    fn around_the_block(specials: [char; 4]) -> Vec<String> {
+        let mut texts = Vec::new();
         for len in 0..=SHORT + 2 {
-            for special in [None, Some('"'), Some('\\'), Some('\n'), Some('é')] {
+            for special in std::iter::once(None).chain(specials.map(Some)) {
                 for at in [0, len / 2, len.saturating_sub(1)] {
                     let mut text: Vec<char> = "x".repeat(len).chars().collect();
                     if let (Some(c), true) = (special, len > 0) {
                         text[at] = c;
                     }
-                    let text: String = text.into_iter().collect();
-                    let mut out = b"before".to_vec();
-                    encode_string(&text, &mut out);
-                    let expected = format!("before{}", serde_json::to_string(&text).unwrap());
-                    assert_eq!(out, expected.as_bytes(), "{text:?}");
+                    texts.push(text.into_iter().collect());
                 }
             }
+        }
+        texts
+    }
+
+    /// Short strings (the one-block path) and longer ones encode alike, plain or not,
+    /// at every length around the block's.
+    #[test]
+    fn short_and_long_strings_encode_alike() {
+        for text in around_the_block(['"', '\\', '\n', 'é']) {
+            let mut out = b"before".to_vec();
+            encode_string(&text, &mut out);
+            let expected = format!("before{}", serde_json::to_string(&text).unwrap());
+            assert_eq!(out, expected.as_bytes(), "{text:?}");
         }
     }
 
     /// The stack-block encoder writes what the vector one does, or declines.
     #[test]
     fn short_encoding_into_a_block_matches() {
-        for len in 0..=SHORT + 2 {
-            for special in [None, Some('"'), Some('\\'), Some('\u{1f}'), Some('é')] {
-                for at in [0, len / 2, len.saturating_sub(1)] {
-                    let mut text: Vec<char> = "y".repeat(len).chars().collect();
-                    if let (Some(c), true) = (special, len > 0) {
-                        text[at] = c;
-                    }
-                    let text: String = text.into_iter().collect();
-                    let mut room = [0u8; SHORT_QUOTED + 3];
-                    let expected = serde_json::to_string(&text).unwrap();
-                    match encode_short(text.as_bytes(), &mut room) {
-                        Some(n) => assert_eq!(&room[..n], expected.as_bytes(), "{text:?}"),
-                        None => assert!(
-                            text.len() > SHORT || expected.len() != text.len() + 2,
-                            "declined {text:?}"
-                        ),
-                    }
-                }
+        for text in around_the_block(['"', '\\', '\u{1f}', 'é']) {
+            let mut room = [0u8; SHORT_QUOTED + 3];
+            let expected = serde_json::to_string(&text).unwrap();
+            match encode_short(text.as_bytes(), &mut room) {
+                Some(n) => assert_eq!(&room[..n], expected.as_bytes(), "{text:?}"),
+                None => assert!(
+                    text.len() > SHORT || expected.len() != text.len() + 2,
+                    "declined {text:?}"
+                ),
             }
         }
         assert_eq!(encode_short(b"abc", &mut [0u8; 10]), None, "no room");
