@@ -107,29 +107,44 @@ pub fn parse_host(text: &str) -> Option<(&str, Option<u16>)> {
 
 /// RFC 3986 `reg-name` bytes other than escapes: unreserved and sub-delims.
 pub fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    REG_NAME[usize::from(b)]
 }
+
+/// [`is_reg_name_byte`] as a table: every request's `Host` is checked byte by byte.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=";
+    let mut at = 0;
+    while at < others.len() {
+        table[others[at] as usize] = true;
+        at += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reg_name_bytes_are_unreserved_and_sub_delims() {
+        for b in 0..=255u8 {
+            // RFC 3986 2.3 unreserved and 2.2 sub-delims, as the grammar lists them.
+            let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+            let sub_delim = matches!(
+                b,
+                b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            );
+            let expected = unreserved || sub_delim;
+            assert_eq!(is_reg_name_byte(b), expected, "{b:#x}");
+        }
+        assert!(!is_reg_name_byte(b'%') && !is_reg_name_byte(b':') && !is_reg_name_byte(b'@'));
+    }
 
     fn host<'a>(
         authority: Option<&'a str>,

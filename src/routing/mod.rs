@@ -280,8 +280,15 @@ fn strip_port(authority: &str) -> &str {
             .map(|h| h.trim_start_matches('['))
             .unwrap_or(authority);
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+    // By byte: `rsplit_once` sets up a searcher per call, and this runs on every request.
+    match authority.bytes().rposition(|b| b == b':') {
+        Some(at)
+            if authority.as_bytes()[at + 1..]
+                .iter()
+                .all(u8::is_ascii_digit) =>
+        {
+            &authority[..at]
+        }
         _ => authority,
     }
 }
@@ -289,6 +296,24 @@ fn strip_port(authority: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_is_stripped_only_when_all_digits() {
+        for (authority, host) in [
+            ("example.com", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("example.com:", "example.com"),
+            ("example.com:80x", "example.com:80x"),
+            ("a:b:443", "a:b"),
+            ("127.0.0.1:38998", "127.0.0.1"),
+            ("[::1]:443", "::1"),
+            ("[::1]", "::1"),
+            ("", ""),
+            (":", ""),
+        ] {
+            assert_eq!(strip_port(authority), host, "{authority:?}");
+        }
+    }
 
     fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> request::Parts {
         let mut builder = http::Request::builder().method(method).uri(uri);
