@@ -20,7 +20,7 @@ pub fn parse_length(value: &[u8]) -> Option<u64> {
 /// does; that crate's buffer lends its digits out, and callers here want them by value).
 pub struct Digits {
     bytes: [u8; 20],
-    start: usize,
+    len: usize,
 }
 
 /// "00" to "99".
@@ -32,28 +32,13 @@ const PAIRS: &[u8; 200] = b"\
 8081828384858687888990919293949596979899";
 
 impl Digits {
-    pub fn of(mut value: u64) -> Self {
-        let mut bytes = [0u8; 20];
-        let mut start = bytes.len();
-        while value >= 100 {
-            let pair = (value % 100) as usize * 2;
-            value /= 100;
-            start -= 2;
-            bytes[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if value >= 10 {
-            let pair = value as usize * 2;
-            start -= 2;
-            bytes[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            start -= 1;
-            bytes[start] = b'0' + value as u8;
-        }
-        Digits { bytes, start }
+    pub fn of(value: u64) -> Self {
+        let (bytes, len) = Self::block(value);
+        Digits { bytes, len }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[self.start..]
+        &self.bytes[..self.len]
     }
 
     /// The digits of `value` at the start of a block of 20 bytes, and how many there
