@@ -135,16 +135,7 @@ impl ConnectionCache {
         if sender.sender.is_closed() {
             return;
         }
-        {
-            let mut idle = self.idle_http1.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() >= max_idle {
-                return;
-            }
-            idle.push(sender);
-        }
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.returned.notify_one();
-        }
+        self.push_idle(&self.idle_http1, sender, max_idle);
     }
 
     /// A connection ended (or never came up): its [`OpenSlot`] dropped.
@@ -171,12 +162,18 @@ impl ConnectionCache {
     }
 
     pub fn push_stream(&self, stream: EndpointStream, max_idle: usize) {
+        self.push_idle(&self.idle_streams, stream, max_idle);
+    }
+
+    /// Puts a connection on its idle stack, unless `max_idle` are idle already, and
+    /// wakes a request waiting for one.
+    fn push_idle<T>(&self, idle: &Mutex<Vec<T>>, connection: T, max_idle: usize) {
         {
-            let mut idle = self.idle_streams.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() >= max_idle {
                 return;
             }
-            idle.push(stream);
+            idle.push(connection);
         }
         if self.waiting.load(Ordering::Relaxed) > 0 {
             self.returned.notify_one();
