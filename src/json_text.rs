@@ -1,5 +1,5 @@
 //! JSON string text, written and scanned quickly: which bytes need an escape, runs that
-//! need none found 32 and then eight bytes at a time, and a string encoder. Shared by the body
+//! need none found 32 bytes at a time, and a string encoder. Shared by the body
 //! maskers (prompts are long plain runs) and the access log (a line per request).
 
 /// The bytes a JSON string cannot hold as they are: `"`, `\\` and the control
@@ -17,30 +17,57 @@ static NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// The length of the leading run of `bytes` that a JSON string holds as it is. Prompts
-/// are long plain runs, so they are stepped over 32, then eight bytes at a time.
+/// are long plain runs between escapes (a `\n` every line), so each call must both
+/// step fast and find its end fast: 32 bytes at a time, each block flagged byte by byte
+/// in vector registers and the first flag read from the flags as words, then the last
+/// 8 to 31 bytes as two overlapping blocks.
 pub fn plain_run(bytes: &[u8]) -> usize {
     let mut at = 0;
-    // Thirty-two bytes at a time first: a fold over a fixed block with no early exit
-    // compiles to SIMD compares (no `unsafe`), a few instructions where the word test
-    // below takes four rounds. The block that holds a byte to escape is then read by
-    // the word test, which finds the byte.
     while let Some(block) = bytes.get(at..).and_then(|rest| rest.first_chunk::<32>()) {
-        if block_needs_escape(block) {
-            break;
+        if let Some(found) = first_escape(block) {
+            return at + found;
         }
         at += 32;
     }
-    while let Some(word) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let flags = needs_escape_mask(u64::from_le_bytes(*word));
-        if flags != 0 {
-            return at + flags.trailing_zeros() as usize / 8;
-        }
-        at += 8;
+    at + short_plain_run(&bytes[at..])
+}
+
+/// [`plain_run`] of fewer than 32 bytes: a head and a tail block that overlap cover
+/// them, so no byte-by-byte loop runs unless fewer than eight are left.
+fn short_plain_run(rest: &[u8]) -> usize {
+    let len = rest.len();
+    if let (Some(head), Some(tail)) = (rest.first_chunk::<16>(), rest.last_chunk::<16>()) {
+        return first_escape(head)
+            .or_else(|| first_escape(tail).map(|at| len - 16 + at))
+            .unwrap_or(len);
     }
-    at + bytes[at..]
-        .iter()
+    if let (Some(head), Some(tail)) = (rest.first_chunk::<8>(), rest.last_chunk::<8>()) {
+        return first_escape(head)
+            .or_else(|| first_escape(tail).map(|at| len - 8 + at))
+            .unwrap_or(len);
+    }
+    rest.iter()
         .position(|&byte| NEEDS_ESCAPE[usize::from(byte)])
-        .unwrap_or(bytes.len() - at)
+        .unwrap_or(len)
+}
+
+/// The offset of the first byte of `block` that needs an escape. Every byte is flagged
+/// with plain compares and no early exit, which the compiler turns into vector compares
+/// (no `unsafe`); the flags are then read eight at a time as words, where the lowest set
+/// byte of the first non-zero word is the answer.
+#[inline(always)]
+fn first_escape<const N: usize>(block: &[u8; N]) -> Option<usize> {
+    let mut flags = [0u8; N];
+    for (flag, &byte) in flags.iter_mut().zip(block) {
+        *flag = u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\');
+    }
+    flags
+        .chunks_exact(8)
+        .enumerate()
+        .find_map(|(word_at, word)| {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            (word != 0).then(|| word_at * 8 + word.trailing_zeros() as usize / 8)
+        })
 }
 
 /// Whether any byte of `block` needs an escape: every byte tested, no early exit, so
@@ -49,19 +76,6 @@ fn block_needs_escape<const N: usize>(block: &[u8; N]) -> bool {
     block.iter().fold(0u8, |any, &byte| {
         any | u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\')
     }) != 0
-}
-
-/// Per byte of `word` (little-endian), a high bit where the byte needs an escape (a
-/// control character, `"` or `\\`). Each test may also flag bytes above its first true
-/// one (a borrow carries upwards), never below it, so the lowest flag is exact.
-fn needs_escape_mask(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
-    let zero_of = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    below(0x20)
-        | zero_of(word ^ (ONES * u64::from(b'"')))
-        | zero_of(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Appends `text` as a JSON string, quotes included: `"` and `\` escaped, control
@@ -235,6 +249,28 @@ mod tests {
                     text.len()
                 };
                 assert_eq!(plain_run(&text), expected, "byte {b:#x} at {at}");
+            }
+        }
+    }
+
+    /// Every length up to three blocks, plain or with one byte to escape at any place:
+    /// the whole blocks, the overlapping head and tail blocks of the last 8 to 31 bytes
+    /// and the byte-by-byte end each find it where it is.
+    #[test]
+    fn plain_runs_end_at_an_escape_at_every_length_and_place() {
+        for len in 0..=96 {
+            let plain = vec![b'x'; len];
+            assert_eq!(plain_run(&plain), len, "plain, length {len}");
+            for at in 0..len {
+                for byte in [b'"', b'\\', b'\n', 0x1f] {
+                    let mut text = plain.clone();
+                    text[at] = byte;
+                    // A second one after it must not be what is found.
+                    if at + 3 < len {
+                        text[at + 3] = b'"';
+                    }
+                    assert_eq!(plain_run(&text), at, "length {len}, {byte:#x} at {at}");
+                }
             }
         }
     }
