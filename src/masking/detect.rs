@@ -319,55 +319,38 @@ const TOKEN_BYTES: [bool; 256] = {
 fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
     const MIN: usize = 32;
     let bytes = text.as_bytes();
-    let is_token = |at: usize| TOKEN_BYTES[usize::from(bytes[at])];
     let mut extra = Vec::new();
     let mut next_found = first;
     // `i` is 0 or just past a byte that is not a token byte, so no run starts before it
-    // and goes on past it. A run of MIN bytes starting at or after `i` covers `i + MIN -
-    // 1` or starts after it: one probe there skips most of a text of short words.
+    // and goes on past it. A run of MIN bytes starting at or after `i` starts after the
+    // last byte of `i..i + MIN` that is not a token byte: one block test moves `i` past
+    // it, most of a block in prose, and a block of token bytes alone is a run from `i`.
     let mut i = 0;
-    while i + MIN <= bytes.len() {
-        let probe = i + MIN - 1;
-        if !is_token(probe) {
-            i = probe + 1;
+    while let Some(window) = bytes.get(i..).and_then(|rest| rest.first_chunk::<MIN>()) {
+        if let Some(last) = last_non_token(window) {
+            i += last + 1;
             continue;
         }
-        let mut run_end = probe + 1;
-        while run_end < bytes.len() && is_token(run_end) {
+        let start = i;
+        let mut run_end = i + MIN;
+        while run_end < bytes.len() && TOKEN_BYTES[usize::from(bytes[run_end])] {
             run_end += 1;
-        }
-        // A run through a value already found overlaps it whatever its start: only
-        // its end is needed (a value found is often a long token, read back and forth
-        // for nothing before).
-        let mut inside = next_found;
-        while inside < found.len() && found[inside].end <= probe {
-            inside += 1;
-        }
-        if inside < found.len() && found[inside].start <= probe {
-            next_found = inside;
-            i = run_end + 1;
-            continue;
-        }
-        let mut start = probe;
-        while start > i && is_token(start - 1) {
-            start -= 1;
         }
         // Base64 padding belongs to the token.
         let mut end = run_end;
         while end < bytes.len() && bytes[end] == b'=' {
             end += 1;
         }
-        if end - start >= MIN {
-            while next_found < found.len() && found[next_found].end <= start {
-                next_found += 1;
-            }
-            let overlaps = next_found < found.len() && found[next_found].start < end;
-            if !overlaps
-                && let Some(token) = secrets::pem_line(text, start, end)
-                    .or_else(|| secrets::random_token(text, start, end))
-            {
-                extra.push(token);
-            }
+        while next_found < found.len() && found[next_found].end <= start {
+            next_found += 1;
+        }
+        // A run through a value already found (often a long key or JWT) is not one.
+        let overlaps = next_found < found.len() && found[next_found].start < end;
+        if !overlaps
+            && let Some(token) = secrets::pem_line(text, start, end)
+                .or_else(|| secrets::random_token(text, start, end))
+        {
+            extra.push(token);
         }
         i = run_end + 1;
     }
@@ -375,6 +358,32 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         found.extend(extra);
         found[first..].sort_by_key(|f| f.start);
     }
+}
+
+/// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
+/// Every byte is classed with range compares and no early exit, which the compiler
+/// turns into vector compares; the flags are then read eight at a time as words, from
+/// the last.
+#[inline(always)]
+fn last_non_token<const N: usize>(window: &[u8; N]) -> Option<usize> {
+    let mut flags = [0u8; N];
+    for (flag, &byte) in flags.iter_mut().zip(window) {
+        let token = (byte.wrapping_sub(b'0') < 10)
+            | ((byte | 0x20).wrapping_sub(b'a') < 26)
+            | (byte == b'_')
+            | (byte == b'+')
+            | (byte == b'/')
+            | (byte == b'-');
+        *flag = u8::from(!token);
+    }
+    flags
+        .chunks_exact(8)
+        .enumerate()
+        .rev()
+        .find_map(|(word_at, word)| {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            (word != 0).then(|| word_at * 8 + 7 - word.leading_zeros() as usize / 8)
+        })
 }
 
 /// A validator of a digit run: the end of the value at its head.
@@ -510,6 +519,28 @@ mod tests {
                 proptest::prop_assert_eq!(detectors.prefixes.find(text.as_bytes(), at), automaton.find(text.as_bytes(), at));
             }
         }
+    }
+
+    /// The block test classes every byte as the table does, and finds the last byte
+    /// that is not a token byte wherever it is, with others before it or none.
+    #[test]
+    fn last_non_token_agrees_with_the_table() {
+        for byte in 0..=255u8 {
+            for at in 0..32 {
+                let mut window = [b'a'; 32];
+                window[at] = byte;
+                let expected = (!TOKEN_BYTES[usize::from(byte)]).then_some(at);
+                assert_eq!(last_non_token(&window), expected, "{byte:#x} at {at}");
+                window[0] = b' ';
+                let expected = expected.or(Some(0)).max(Some(0));
+                assert_eq!(
+                    last_non_token(&window),
+                    expected,
+                    "{byte:#x} at {at}, space first"
+                );
+            }
+        }
+        assert_eq!(last_non_token(&[b'Z'; 32]), None);
     }
 
     /// `random_tokens` as it was before it skipped the runs through values found: every
