@@ -85,13 +85,14 @@ pub fn api_of_path(path: &[u8]) -> Option<Api> {
     }
 }
 
-/// The media type of a `Content-Type` value, lower-cased, without parameters.
-fn media_type(content_type: &[u8]) -> String {
+/// The media type of a `Content-Type` value, without parameters (compared whatever its
+/// case: no lower-cased copy is made on every masked request).
+fn media_type(content_type: &[u8]) -> &[u8] {
     let end = content_type
         .iter()
         .position(|b| *b == b';')
         .unwrap_or(content_type.len());
-    String::from_utf8_lossy(content_type[..end].trim_ascii()).to_ascii_lowercase()
+    content_type[..end].trim_ascii()
 }
 
 fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
@@ -101,19 +102,24 @@ fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
         return api.map_or(BodyShape::Binary, BodyShape::ApiJson);
     };
     let media = media_type(content_type);
-    if media == "text/event-stream" {
+    let is = |name: &str| media.eq_ignore_ascii_case(name.as_bytes());
+    let ends_with = |tail: &[u8]| {
+        media.len() >= tail.len() && media[media.len() - tail.len()..].eq_ignore_ascii_case(tail)
+    };
+    if is("text/event-stream") {
         BodyShape::EventStream(api)
-    } else if matches!(
-        media.as_str(),
-        "application/x-ndjson"
-            | "application/ndjson"
-            | "application/jsonl"
-            | "application/x-jsonlines"
-    ) {
+    } else if is("application/x-ndjson")
+        || is("application/ndjson")
+        || is("application/jsonl")
+        || is("application/x-jsonlines")
+    {
         BodyShape::JsonLines(api)
-    } else if media == "application/json" || media.ends_with("+json") {
+    } else if is("application/json") || ends_with(b"+json") {
         api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
-    } else if media.starts_with("text/") {
+    } else if media
+        .get(..5)
+        .is_some_and(|head| head.eq_ignore_ascii_case(b"text/"))
+    {
         BodyShape::Text
     } else {
         BodyShape::Binary
@@ -206,5 +212,62 @@ mod tests {
             response_shape(b"/api/generate", Some(b"application/x-ndjson")),
             BodyShape::JsonLines(Some(Api::OllamaGenerate))
         );
+    }
+
+    /// What `shape_of` did with a lower-cased copy of the media type.
+    fn shape_of_lowered(api: Option<Api>, content_type: &[u8]) -> BodyShape {
+        let end = content_type
+            .iter()
+            .position(|b| *b == b';')
+            .unwrap_or(content_type.len());
+        let media = String::from_utf8_lossy(content_type[..end].trim_ascii()).to_ascii_lowercase();
+        if media == "text/event-stream" {
+            BodyShape::EventStream(api)
+        } else if matches!(
+            media.as_str(),
+            "application/x-ndjson"
+                | "application/ndjson"
+                | "application/jsonl"
+                | "application/x-jsonlines"
+        ) {
+            BodyShape::JsonLines(api)
+        } else if media == "application/json" || media.ends_with("+json") {
+            api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
+        } else if media.starts_with("text/") {
+            BodyShape::Text
+        } else {
+            BodyShape::Binary
+        }
+    }
+
+    proptest::proptest! {
+        /// Types compared whatever their case, without a lower-cased copy, give the
+        /// shapes the copy gave: any case, parameters, blanks and bytes.
+        #[test]
+        fn media_types_are_read_as_a_lower_cased_copy_read_them(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "text/", "TEXT/", "Text/", "event-stream", "Event-Stream", "plain",
+                    "application/", "APPLICATION/", "json", "JSON", "+json", "+JSON",
+                    "x-ndjson", "ndjson", "jsonl", "x-jsonlines", "vnd.api", " ", "\t",
+                    "; charset=utf-8", ";", "\u{e9}", "\u{fffd}", "x",
+                ]),
+                0..5,
+            ),
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..3),
+            api in proptest::option::of(proptest::sample::select(vec![Api::OpenAiChat, Api::AnthropicMessages])),
+        ) {
+            let mut content_type = pieces.concat().into_bytes();
+            content_type.extend_from_slice(&raw);
+            proptest::prop_assert_eq!(
+                shape_of(api, Some(&content_type)),
+                shape_of_lowered(api, &content_type)
+            );
+            content_type.splice(0..0, raw.iter().copied());
+            proptest::prop_assert_eq!(
+                shape_of(api, Some(&content_type)),
+                shape_of_lowered(api, &content_type)
+            );
+        }
     }
 }
