@@ -463,9 +463,10 @@ const KEY_MODEL: u8 = 32;
 
 /// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
 /// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model` (one `match`, not a scan of
-/// the lists per value; a test holds it to the lists).
-fn key_class(raw: &[u8]) -> u8 {
-    if raw.contains(&b'\\') {
+/// the lists per value; a test holds it to the lists). `escaped`: whether the key has
+/// an escape, as [`scan_string`] found it (not searched for again).
+fn key_class(raw: &[u8], escaped: bool) -> u8 {
+    if escaped {
         let mut key = String::new();
         decode_into(raw, &mut key);
         return key_class_of(key.as_bytes());
@@ -550,12 +551,12 @@ impl Scanner<'_> {
         if self.body.get(at) != Some(&b'"') {
             return Err(not_json(at));
         }
-        let (end, _) = scan_string(self.body, at)?;
+        let (end, escaped) = scan_string(self.body, at)?;
         if let Some(frame) = self.stack.last_mut() {
             frame.key = (at + 1, end - 1);
             frame.key_class = match frame.reach {
                 Reach::Skip | Reach::Everything => 0,
-                _ => key_class(&self.body[at + 1..end - 1]),
+                _ => key_class(&self.body[at + 1..end - 1], escaped),
             };
         }
         let colon = skip_whitespace(self.body, end);
@@ -1140,9 +1141,9 @@ mod tests {
                 .iter()
                 .filter(|(names, _)| names.contains(&key))
                 .fold(0, |class, (_, bit)| class | bit);
-            assert_eq!(key_class(key.as_bytes()), expected, "{key}");
+            assert_eq!(key_class(key.as_bytes(), false), expected, "{key}");
         }
-        assert_eq!(key_class(br"con\u0074ent"), KEY_CONTENT);
+        assert_eq!(key_class(br"con\u0074ent", true), KEY_CONTENT);
     }
 
     /// Upper-cases every selected string and records its pointer.
@@ -1374,6 +1375,16 @@ mod tests {
                 "/messages/1/tool_calls/0/function/arguments"
             ]
         );
+    }
+
+    /// A key written with escapes is the key it decodes to, and one that only looks
+    /// like a content key as written is not.
+    #[test]
+    fn escaped_keys_are_read_as_what_they_decode_to() {
+        let body = r#"{"m\u0065ssages":[{"role":"user","con\u0074ent":"hi","co\\ntent":"no"}]}"#;
+        let (out, pointers) = upper(body, Selection::RequestContents);
+        assert_eq!(out, body.replace(r#""hi""#, r#""HI""#));
+        assert_eq!(pointers, ["/messages/0/content"]);
     }
 
     #[test]
