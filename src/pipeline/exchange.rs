@@ -539,12 +539,15 @@ impl Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.report();
-        if let (Some(route), Some(mut ctx)) = (self.route.clone(), self.done.take()) {
+        // The context in place, borrowed, then dropped where it lies: taking it out
+        // copied its few hundred bytes, and the route's clone was an atomic pair.
+        if let (Some(route), Some(ctx)) = (self.route.as_ref(), self.done.as_mut()) {
             ctx.failed |= self.failed;
             ctx.usage = self.scanner.as_ref().map(|s| s.usage());
             ctx.status = http::StatusCode::from_u16(self.status).ok();
-            route.filters.on_done(&ctx);
+            route.filters.on_done(ctx);
         }
+        self.done = None;
         // `in_flight` drops last: the endpoint's count falls once all is recorded.
     }
 }
