@@ -416,3 +416,117 @@ async fn cardinality_stays_bounded_by_the_config() {
         .count();
     assert_eq!(series, 1, "{text}");
 }
+
+/// A line's route, pool, version, endpoint, method and protocol are written once per
+/// thread and repeated while they stay the same: on a route split over two pools, with
+/// two methods, each line still names its own request's side and method, and after a
+/// reload that renames the route and orders the fields otherwise, the new name in the
+/// new order.
+#[tokio::test]
+async fn access_log_lines_name_each_requests_own_target() {
+    let side = |name: &'static str| {
+        TestUpstream::named(name)
+            .handler(move |_| async move { reply(200, name) })
+            .start()
+    };
+    let (stable, candidate) = (side("stable").await, side("candidate").await);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = |route: &str, fields: &str| {
+        format!(
+            r#"{listeners}
+[access_log]
+path = "{log}"
+fields = [{fields}]
+
+[[pools]]
+name = "stable"
+version = "v1"
+endpoints = [{{ url = "{stable}" }}]
+
+[[pools]]
+name = "candidate"
+version = "v2"
+endpoints = [{{ url = "{candidate}" }}]
+
+[[routes]]
+name = "{route}"
+match = {{ path_prefix = "/" }}
+split = [ {{ pool = "stable", weight = 50 }}, {{ pool = "candidate", weight = 50 }} ]
+"#,
+            listeners = listeners_toml(),
+            log = log.display(),
+            stable = stable.url(),
+            candidate = candidate.url(),
+        )
+    };
+    let file = dir.path().join("junction.toml");
+    let before =
+        r#""request_id", "status", "method", "protocol", "route", "pool", "version", "endpoint""#;
+    std::fs::write(&file, config("first", before)).unwrap();
+    let proxy = support::proxy::RunningProxy::from_file(&file).await;
+
+    // Request id -> (method, side, route) as the client saw them.
+    let mut sent = HashMap::new();
+    let http = client();
+    let mut send = async |route: &'static str, i: usize| {
+        let method = if i.is_multiple_of(3) {
+            http::Method::DELETE
+        } else {
+            http::Method::GET
+        };
+        let reply = http
+            .request(method.clone(), proxy.url(&format!("/item/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let id = reply.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let side = reply.text().await.unwrap();
+        sent.insert(id, (method.to_string(), side, route));
+    };
+    for i in 0..40 {
+        send("first", i).await;
+    }
+    let after = r#""endpoint", "version", "route", "pool", "request_id", "method""#;
+    std::fs::write(&file, config("second", after)).unwrap();
+    proxy.gateway.reload().await.expect("reload");
+    for i in 40..80 {
+        send("second", i).await;
+    }
+    let sides: std::collections::HashSet<_> = sent.values().map(|(_, side, _)| side).collect();
+    assert_eq!(sides.len(), 2, "both sides served");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.len() >= 80 || tokio::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(lines.len(), 80);
+    for line in &lines {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let (method, side, route) = &sent[entry["request_id"].as_str().unwrap()];
+        let (version, url) = match side.as_str() {
+            "stable" => ("v1", stable.url()),
+            _ => ("v2", candidate.url()),
+        };
+        let expected = match *route {
+            "first" => format!(
+                r#"{{"request_id":{},"status":200,"method":"{method}","protocol":"HTTP/1.1","route":"first","pool":"{side}","version":"{version}","endpoint":"{url}"}}"#,
+                entry["request_id"]
+            ),
+            _ => format!(
+                r#"{{"endpoint":"{url}","version":"{version}","route":"second","pool":"{side}","request_id":{},"method":"{method}"}}"#,
+                entry["request_id"]
+            ),
+        };
+        assert_eq!(line, &expected);
+    }
+}

@@ -12,6 +12,7 @@ mod deadline;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod known_name;
 mod relay;
 mod reply;
 mod request;

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
+use super::known_name::KnownName;
 use super::request::{put_header, put_line};
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
@@ -17,6 +18,24 @@ use crate::normalize::response::{self as response_head, ContentLength};
 use crate::pipeline::HeaderEdits;
 
 const MAX_HEADERS: usize = 100;
+
+// The response header names (and `Connection` tokens) the head's two passes look for.
+const CONTENT_LENGTH: KnownName = KnownName::new("content-length");
+const TRANSFER_ENCODING: KnownName = KnownName::new("transfer-encoding");
+const CONNECTION: KnownName = KnownName::new("connection");
+const DATE: KnownName = KnownName::new("date");
+const CONTENT_TYPE: KnownName = KnownName::new("content-type");
+const RETRY_AFTER: KnownName = KnownName::new("retry-after");
+const LOAD_METRICS: KnownName = KnownName::new("endpoint-load-metrics");
+const CONTENT_ENCODING: KnownName = KnownName::new("content-encoding");
+const TE: KnownName = KnownName::new("te");
+const UPGRADE: KnownName = KnownName::new("upgrade");
+const KEEP_ALIVE: KnownName = KnownName::new("keep-alive");
+const X_REQUEST_ID: KnownName = KnownName::new("x-request-id");
+const PROXY_CONNECTION: KnownName = KnownName::new("proxy-connection");
+const X_JUNCTION_VERSION: KnownName = KnownName::new("x-junction-version");
+const CLOSE: KnownName = KnownName::new("close");
+const TRAILERS: KnownName = KnownName::new("trailers");
 
 /// A parsed response head; the client's head is in the `out` it was parsed with.
 #[derive(Debug)]
@@ -141,35 +160,46 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let mut tokens: Vec<&[u8]> = Vec::new();
     for header in response.headers.iter() {
         let name = header.name.as_bytes();
-        let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
-        if is("content-length") {
-            if let Err(reason) = content_length.add(header.value) {
-                return Parsed::Invalid(reason);
-            }
-        } else if is("transfer-encoding") {
-            transfer_encoding = Some(header.value);
-        } else if is("connection") {
-            for token in header.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    reply.reusable = false;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                    // `keep-alive` (what most endpoints send) names a header dropped
-                    // anyway; skipping it keeps the common case free of allocation.
-                    tokens.push(token);
+        // One word compare per line, after a dispatch on the name's length: these names'
+        // lengths differ, so a line is compared with one of them at most.
+        match name.len() {
+            14 if CONTENT_LENGTH.matches_same_length(name) => {
+                if let Err(reason) = content_length.add(header.value) {
+                    return Parsed::Invalid(reason);
                 }
             }
-        } else if is("date") {
-            has_date = true;
-        } else if is("content-type") && content_type.is_none() {
+            17 if TRANSFER_ENCODING.matches_same_length(name) => {
+                transfer_encoding = Some(header.value);
+            }
+            10 if CONNECTION.matches_same_length(name) => {
+                for token in header.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if CLOSE.matches(token) {
+                        reply.reusable = false;
+                    } else if !token.is_empty() && !KEEP_ALIVE.matches(token) {
+                        // `keep-alive` (what most endpoints send) names a header dropped
+                        // anyway; skipping it keeps the common case free of allocation.
+                        tokens.push(token);
+                    }
+                }
+            }
+            4 if DATE.matches_same_length(name) => has_date = true,
             // The first line counts, as `HeaderMap::get` reads it on the full path.
-            content_type = Some(header.value);
-        } else if is("retry-after") && reply.retry_after.is_none() {
-            reply.retry_after = Some(offsets(buf, header.value));
-        } else if is("endpoint-load-metrics") && reply.load_report.is_none() {
-            reply.load_report = Some(offsets(buf, header.value));
-        } else if is("content-encoding") && reply.content_encoding.is_none() {
-            reply.content_encoding = Some(offsets(buf, header.value));
+            12 if CONTENT_TYPE.matches_same_length(name) && content_type.is_none() => {
+                content_type = Some(header.value);
+            }
+            11 if RETRY_AFTER.matches_same_length(name) && reply.retry_after.is_none() => {
+                reply.retry_after = Some(offsets(buf, header.value));
+            }
+            21 if LOAD_METRICS.matches_same_length(name) && reply.load_report.is_none() => {
+                reply.load_report = Some(offsets(buf, header.value));
+            }
+            16 if CONTENT_ENCODING.matches_same_length(name)
+                && reply.content_encoding.is_none() =>
+            {
+                reply.content_encoding = Some(offsets(buf, header.value));
+            }
+            _ => {}
         }
     }
     if let Some(value) = content_type {
@@ -332,20 +362,18 @@ fn offsets(buf: &[u8], part: &[u8]) -> (usize, usize) {
 /// Whether a response header stays behind: hop-by-hop ones, those `Connection` names,
 /// framing (written by Junction), and those Junction sets itself.
 fn drops(name: &[u8], value: &[u8], client: &ClientHead<'_>, tokens: &[&[u8]]) -> bool {
-    let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
     match name.len() {
         // `TE: trailers` is the one value kept, unless `Connection` named `TE` itself.
-        2 if is("te") => {
-            !value.eq_ignore_ascii_case(b"trailers")
-                || tokens.iter().any(|token| token.eq_ignore_ascii_case(name))
+        2 if TE.matches_same_length(name) => {
+            !TRAILERS.matches(value) || tokens.iter().any(|token| token.eq_ignore_ascii_case(name))
         }
-        7 if is("upgrade") => true,
-        10 if is("connection") || is("keep-alive") => true,
-        12 if is("x-request-id") => true,
-        14 if is("content-length") => true,
-        16 if is("proxy-connection") => true,
-        17 if is("transfer-encoding") => true,
-        18 if is("x-junction-version") => client.version_header.is_some(),
+        7 if UPGRADE.matches_same_length(name) => true,
+        10 if CONNECTION.matches_same_length(name) || KEEP_ALIVE.matches_same_length(name) => true,
+        12 if X_REQUEST_ID.matches_same_length(name) => true,
+        14 if CONTENT_LENGTH.matches_same_length(name) => true,
+        16 if PROXY_CONNECTION.matches_same_length(name) => true,
+        17 if TRANSFER_ENCODING.matches_same_length(name) => true,
+        18 if X_JUNCTION_VERSION.matches_same_length(name) => client.version_header.is_some(),
         _ => tokens.iter().any(|token| token.eq_ignore_ascii_case(name)),
     }
 }
@@ -532,6 +560,95 @@ mod tests {
                      TE: trailers\r\n\r\n";
         let (_, head) = parse_ok(named, &client());
         assert!(!head.to_ascii_lowercase().contains("\r\nte:"), "{head}");
+    }
+
+    /// The framing names are found whatever their case, and a near miss (a byte more
+    /// or less, one byte changed) is an ordinary line, relayed as sent: a slip in the
+    /// names' dispatch would be a framing (smuggling) bug.
+    #[test]
+    fn framing_names_are_found_in_any_case_and_near_misses_are_not() {
+        let mixed = |name: &str| -> String {
+            name.chars()
+                .enumerate()
+                .map(|(at, c)| {
+                    if at % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
+        for name in ["content-length", "transfer-encoding", "connection"] {
+            for name in [name.to_string(), name.to_ascii_uppercase(), mixed(name)] {
+                let value = match name.len() {
+                    14 => "5",
+                    17 => "chunked",
+                    _ => "close",
+                };
+                let text = format!("HTTP/1.1 200 OK\r\n{name}: {value}\r\n\r\n");
+                let (reply, head) = parse_ok(&text, &client());
+                // The endpoint's line goes; Junction writes its own framing line.
+                let lower = head.to_ascii_lowercase();
+                let line = format!("\r\n{}:", name.to_ascii_lowercase());
+                let lines = lower.matches(&line).count();
+                assert_eq!(lines, usize::from(name.len() != 10), "{head}");
+                match name.len() {
+                    14 => assert_eq!(reply.framing, Framing::Length(5), "{name}"),
+                    17 => assert_eq!(reply.framing, Framing::Chunked, "{name}"),
+                    _ => assert!(!reply.reusable, "{name}"),
+                }
+            }
+        }
+        for name in [
+            "content-lengthx",
+            "content-lengt",
+            "xcontent-length",
+            "content_length",
+            "Content-Lengtg",
+            "transfer-encodin",
+            "transfer-encodingx",
+            "transfer_encoding",
+            "connectionx",
+            "connectio",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\n{name}: 5\r\n\r\n");
+            let (reply, head) = parse_ok(&text, &client());
+            assert_eq!(reply.framing, Framing::UntilClose, "{name}");
+            assert!(reply.framing != Framing::Length(5));
+            assert!(
+                head.contains(&format!("\r\n{name}: 5\r\n")),
+                "{name}: {head}"
+            );
+        }
+        for (name, value) in [
+            ("Keep-Alive", "timeout=5"),
+            ("PROXY-CONNECTION", "close"),
+            ("Upgrade", "h2c"),
+            ("X-Request-ID", "theirs"),
+            ("X-JUNCTION-VERSION", "theirs"),
+            ("te", "gzip"),
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n{name}: {value}\r\n\r\n");
+            let (_, head) = parse_ok(&text, &client());
+            assert!(!head.contains(value), "{name}: {head}");
+        }
+        let (_, head) = parse_ok(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alivex: 1\r\n\r\n",
+            &client(),
+        );
+        assert!(head.contains("\r\nKeep-Alivex: 1\r\n"), "{head}");
+        let twice = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nCONTENT-LENGTH: 2\r\n\r\n";
+        let mut out = Vec::new();
+        assert!(matches!(
+            parse(twice.as_bytes(), &client(), &mut out),
+            Parsed::Invalid(_)
+        ));
+        let (reply, _) = parse_ok(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: KEEP-ALIVE, Close\r\n\r\n",
+            &client(),
+        );
+        assert!(!reply.reusable);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! dropped: metrics, the one-minute window, the access log, the endpoint's in-flight
 //! count and the filters' `on_done`, also when the client went away mid-stream.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -21,7 +21,7 @@ use crate::llm::{AnswerReader, ReplyKind, UsageScanner};
 /// Bytes of an answer read for secrets at most (its start, when longer).
 const ANSWER_READ_LIMIT: usize = 256 * 1024;
 use crate::routing::{Route, Target};
-use crate::telemetry::access_log::{Field, JsonLine, LogPath, Slot};
+use crate::telemetry::access_log::{Field, JsonLine, LogPath, Mark, Run, Slot};
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
 
@@ -342,8 +342,14 @@ impl Exchange {
             }
         }
         let telemetry = self.telemetry.clone();
+        let values = LineValues {
+            duration,
+            ttfb,
+            ttft,
+            usage,
+        };
         telemetry.access_log.write_line(|slots, line| {
-            self.log_line(line, slots, duration, ttfb, ttft, usage);
+            self.log_line(line, slots, &values);
         });
         self.report_anomalies(now, usage);
         if let Some(mut recording) = self.recording.take() {
@@ -475,76 +481,216 @@ impl Exchange {
         Some(hops.join(","))
     }
 
-    fn log_line(
-        &self,
-        line: &mut JsonLine<'_>,
-        slots: &[Slot],
-        duration: Duration,
-        ttfb: Option<Duration>,
-        ttft: Option<Duration>,
-        usage: crate::llm::Usage,
-    ) {
-        let route = self.route.as_ref();
-        let facts = self.log.as_ref();
-        for name in slots {
-            match name.field {
-                Field::Time => line.time(name),
-                Field::RequestId => {
-                    line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))
+    fn log_line(&self, line: &mut JsonLine<'_>, slots: &[Slot], values: &LineValues) {
+        // A run whose text this thread did not have: where it started, and where it ends.
+        let mut writing: Option<(Run, Mark, usize)> = None;
+        let mut at = 0;
+        while let Some(slot) = slots.get(at) {
+            if let Some(run) = slot.run {
+                if self.repeat_run(line, run.id) {
+                    at += run.len;
+                    continue;
                 }
-                Field::TraceId => {
-                    line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str()))
-                }
-                Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
-                Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
-                Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
-                Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
-                Field::Route => line.string(name, route.map(|r| &*r.name)),
-                Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),
-                Field::Version => {
-                    line.string(name, self.target().and_then(|t| t.pool.version.as_deref()))
-                }
-                Field::Endpoint => line.string(name, self.endpoint.as_ref().map(|e| &*e.url)),
-                Field::Status => line.number(name, Some(self.status)),
-                Field::Error => line.string(
-                    name,
-                    self.error.or(self.failed.then_some("response_interrupted")),
-                ),
-                Field::BytesIn => line.number(name, Some(self.bytes_in.get())),
-                Field::BytesOut => line.number(name, Some(self.bytes_out)),
-                Field::DurationMs => line.millis(name, Some(duration)),
-                Field::TtfbMs => line.millis(name, ttfb),
-                Field::TtftMs => line.millis(name, ttft),
-                Field::PromptTokens => line.number(name, usage.prompt),
-                Field::CompletionTokens => line.number(name, usage.completion),
-                Field::Retries => line.number(name, Some(self.retries)),
-                Field::ApiKey => line.string(name, self.key_name.as_deref()),
-                Field::ClientIdentity => {
-                    line.string(name, self.client_identity.as_deref().map(|id| id.primary()))
-                }
-                Field::Masked => line.string(name, self.masked_field().as_deref()),
-                Field::Hops => line.string(name, self.hops_field().as_deref()),
-                Field::UserAgent => line.string(
-                    name,
-                    facts
-                        .and_then(|f| f.user_agent.as_ref())
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                        .as_deref(),
-                ),
+                writing = Some((run, line.mark(), at + run.len));
+            }
+            self.log_field(line, slot, values);
+            at += 1;
+            if let Some((run, mark, _)) = writing.filter(|&(_, _, end)| end == at) {
+                self.keep_run(line, run.id, mark);
+                writing = None;
             }
         }
+    }
+
+    /// Writes a text this thread wrote for run `id` of the log's fields ([`Run`]),
+    /// when that line had this route, target, endpoint, method and protocol.
+    fn repeat_run(&self, line: &mut JsonLine<'_>, id: u64) -> bool {
+        RUN_TEXTS.with(|texts| {
+            let Ok(texts) = texts.try_borrow() else {
+                return false;
+            };
+            // Newest first: the last line's is the likeliest.
+            match texts
+                .iter()
+                .rev()
+                .find(|kept| kept.id == id && kept.holds(self))
+            {
+                Some(kept) => {
+                    line.repeat(&kept.text);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Keeps the text of run `id` written since `mark`, for the thread's next lines.
+    /// Several are kept per run (the sides of a split, a pool's endpoints): one only
+    /// would be replaced on every line that went elsewhere, and again on the next.
+    #[cold]
+    #[inline(never)]
+    fn keep_run(&self, line: &JsonLine<'_>, id: u64, mark: Mark) {
+        let Some(text) = line.written_since(mark) else {
+            return;
+        };
+        RUN_TEXTS.with(|texts| {
+            let Ok(mut texts) = texts.try_borrow_mut() else {
+                return;
+            };
+            // The oldest goes first: also the texts of writers replaced by reloads.
+            let mut kept = match texts.len() >= RUN_TEXTS_KEPT {
+                true => texts.remove(0),
+                false => RunText::default(),
+            };
+            kept.keep(id, self, text);
+            texts.push(kept);
+        });
+    }
+
+    #[inline(always)]
+    fn log_field(&self, line: &mut JsonLine<'_>, name: &Slot, values: &LineValues) {
+        let route = self.route.as_ref();
+        let facts = self.log.as_ref();
+        let LineValues {
+            duration,
+            ttfb,
+            ttft,
+            usage,
+        } = *values;
+        match name.field {
+            Field::Time => line.time(name),
+            Field::RequestId => {
+                line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))
+            }
+            Field::TraceId => line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str())),
+            Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
+            Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
+            Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
+            Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
+            Field::Route => line.string(name, route.map(|r| &*r.name)),
+            Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),
+            Field::Version => {
+                line.string(name, self.target().and_then(|t| t.pool.version.as_deref()))
+            }
+            Field::Endpoint => line.string(name, self.endpoint.as_ref().map(|e| &*e.url)),
+            Field::Status => line.number(name, Some(self.status)),
+            Field::Error => line.string(
+                name,
+                self.error.or(self.failed.then_some("response_interrupted")),
+            ),
+            Field::BytesIn => line.number(name, Some(self.bytes_in.get())),
+            Field::BytesOut => line.number(name, Some(self.bytes_out)),
+            Field::DurationMs => line.millis(name, Some(duration)),
+            Field::TtfbMs => line.millis(name, ttfb),
+            Field::TtftMs => line.millis(name, ttft),
+            Field::PromptTokens => line.number(name, usage.prompt),
+            Field::CompletionTokens => line.number(name, usage.completion),
+            Field::Retries => line.number(name, Some(self.retries)),
+            Field::ApiKey => line.string(name, self.key_name.as_deref()),
+            Field::ClientIdentity => {
+                line.string(name, self.client_identity.as_deref().map(|id| id.primary()))
+            }
+            Field::Masked => line.string(name, self.masked_field().as_deref()),
+            Field::Hops => line.string(name, self.hops_field().as_deref()),
+            Field::UserAgent => line.string(
+                name,
+                facts
+                    .and_then(|f| f.user_agent.as_ref())
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                    .as_deref(),
+            ),
+        }
+    }
+}
+
+/// What a line needs beyond the exchange's own fields.
+#[derive(Clone, Copy)]
+struct LineValues {
+    duration: Duration,
+    ttfb: Option<Duration>,
+    ttft: Option<Duration>,
+    usage: crate::llm::Usage,
+}
+
+/// Runs' texts kept per thread at most: a few per run of the log's fields (a split's
+/// sides, a pool's endpoints, a few methods), found by a scan from the newest that
+/// stops at the first that holds (a mismatch is a few compares). A thread that cycles
+/// through more than this many (a pool of more endpoints, round robin) mostly misses:
+/// it then writes the fields as without the texts, plus a copy.
+const RUN_TEXTS_KEPT: usize = 16;
+
+thread_local! {
+    /// The text of each access log run as this thread last wrote it, with what it
+    /// depends on.
+    static RUN_TEXTS: std::cell::RefCell<Vec<RunText>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A run's text ([`Run`]) and what made it: the route,
+/// endpoint, method and protocol of the line that wrote it. The route and endpoint
+/// are held weakly, by address: a `Weak` keeps its allocation, so no other route or
+/// endpoint can come to live at that address while the text is kept (it does not keep
+/// the route's pools or connections), and the text of one is never repeated for
+/// another. Both are immutable once built, so their names cannot change under it.
+#[derive(Default)]
+struct RunText {
+    id: u64,
+    route: Option<Weak<Route>>,
+    target: usize,
+    hop: usize,
+    endpoint: Option<Weak<Endpoint>>,
+    method: Option<http::Method>,
+    protocol: Option<&'static str>,
+    text: Vec<u8>,
+}
+
+impl RunText {
+    /// Whether `exchange`'s line would write this text.
+    fn holds(&self, exchange: &Exchange) -> bool {
+        let facts = exchange.log.as_ref();
+        same_arc(&self.route, &exchange.route)
+            && self.target == exchange.target
+            && self.hop == exchange.hop
+            && same_arc(&self.endpoint, &exchange.endpoint)
+            && match (self.protocol, facts.map(|f| f.protocol)) {
+                (Some(kept), Some(protocol)) => std::ptr::eq(kept, protocol),
+                (kept, protocol) => kept.is_none() && protocol.is_none(),
+            }
+            && self.method.as_ref() == facts.map(|f| &f.method)
+    }
+
+    fn keep(&mut self, id: u64, exchange: &Exchange, text: &[u8]) {
+        let facts = exchange.log.as_ref();
+        self.id = id;
+        self.route = exchange.route.as_ref().map(Arc::downgrade);
+        self.target = exchange.target;
+        self.hop = exchange.hop;
+        self.endpoint = exchange.endpoint.as_ref().map(Arc::downgrade);
+        self.method = facts.map(|f| f.method.clone());
+        self.protocol = facts.map(|f| f.protocol);
+        self.text.clear();
+        self.text.extend_from_slice(text);
+    }
+}
+
+fn same_arc<T>(kept: &Option<Weak<T>>, now: &Option<Arc<T>>) -> bool {
+    match (kept, now) {
+        (Some(kept), Some(now)) => std::ptr::eq(kept.as_ptr(), Arc::as_ptr(now)),
+        (kept, now) => kept.is_none() && now.is_none(),
     }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.report();
-        if let (Some(route), Some(mut ctx)) = (self.route.clone(), self.done.take()) {
+        // The context in place, borrowed, then dropped where it lies: taking it out
+        // copied its few hundred bytes, and the route's clone was an atomic pair.
+        if let (Some(route), Some(ctx)) = (self.route.as_ref(), self.done.as_mut()) {
             ctx.failed |= self.failed;
             ctx.usage = self.scanner.as_ref().map(|s| s.usage());
             ctx.status = http::StatusCode::from_u16(self.status).ok();
-            route.filters.on_done(&ctx);
+            route.filters.on_done(ctx);
         }
+        self.done = None;
         // `in_flight` drops last: the endpoint's count falls once all is recorded.
     }
 }

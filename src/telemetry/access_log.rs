@@ -46,6 +46,22 @@ macro_rules! fields {
     };
 }
 
+impl Field {
+    /// Whether the field's value is the same on every line of one route, target,
+    /// endpoint, method and protocol (see [`Run`]).
+    pub fn of_target(self) -> bool {
+        matches!(
+            self,
+            Field::Method
+                | Field::Protocol
+                | Field::Route
+                | Field::Pool
+                | Field::Version
+                | Field::Endpoint
+        )
+    }
+}
+
 fields! {
     Time => "time",
     RequestId => "request_id",
@@ -413,6 +429,13 @@ pub struct JsonLine<'a> {
     at: usize,
 }
 
+/// A place in a [`JsonLine`], from [`JsonLine::mark`].
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    text: usize,
+    at: usize,
+}
+
 /// The stack block's size: a line with every field and short values fits (~530 bytes);
 /// a longer one goes to the buffer in more copies.
 const BLOCK: usize = 768;
@@ -427,12 +450,29 @@ pub struct Slot {
     opening: Opening,
     /// The opening followed by `null`.
     null: Opening,
+    /// At the first of two or more fields in a row that are [`Field::of_target`].
+    pub run: Option<Run>,
+}
+
+/// Two or more configured fields in a row whose text is the same on every line of one
+/// route, target, endpoint, method and protocol (`"protocol":"HTTP/1.1","route":...,
+/// "endpoint":"http://..."` in the default order): their text can be written once and
+/// repeated as one copy (`Exchange`'s lines keep it per thread), rather than as a
+/// dispatch, an opening and an escape check per field on every line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// How many slots, this one included.
+    pub len: usize,
+    /// Names the run among all writers' runs, so that a text kept for one is never
+    /// repeated for another (a reload may order the fields otherwise).
+    pub id: u64,
 }
 
 impl Slot {
     /// The slots of `fields`, in order: the first opens the object.
     pub fn all(fields: &[Field]) -> Box<[Slot]> {
-        fields
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let mut slots: Box<[Slot]> = fields
             .iter()
             .enumerate()
             .map(|(at, &field)| {
@@ -442,9 +482,23 @@ impl Slot {
                     field,
                     opening: Opening::of(&opening),
                     null: Opening::of(&format!("{opening}null")),
+                    run: None,
                 }
             })
-            .collect()
+            .collect();
+        let mut at = 0;
+        while at < slots.len() {
+            let len = slots[at..]
+                .iter()
+                .take_while(|slot| slot.field.of_target())
+                .count();
+            if len >= 2 {
+                let id = RUNS.fetch_add(1, Ordering::Relaxed);
+                slots[at].run = Some(Run { len, id });
+            }
+            at += len.max(1);
+        }
+        slots
     }
 }
 
@@ -537,6 +591,28 @@ impl<'a> JsonLine<'a> {
         self.at += part.len();
     }
 
+    /// Where the next part goes, for [`JsonLine::written_since`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            text: self.text.len(),
+            at: self.at,
+        }
+    }
+
+    /// The parts written since `mark`, when they are all still in the stack block (a
+    /// long value may have sent them to the buffer).
+    pub fn written_since(&self, mark: Mark) -> Option<&[u8]> {
+        (self.text.len() == mark.text)
+            .then(|| self.block.get(mark.at..self.at))
+            .flatten()
+    }
+
+    /// Parts this writer's slots wrote before ([`JsonLine::written_since`]), again: the
+    /// caller answers for their being the same fields with the same values.
+    pub fn repeat(&mut self, parts: &[u8]) {
+        self.put_slice(parts);
+    }
+
     #[inline]
     fn key<'k>(&mut self, key: impl Into<Key<'k>>) {
         match key.into() {
@@ -584,6 +660,9 @@ impl<'a> JsonLine<'a> {
     }
 
     /// An unsigned integer, formatted by hand (no `fmt` machinery on the hot path).
+    /// Always inline, as the line's other small writers: a call per field cost more
+    /// than the field.
+    #[inline(always)]
     pub fn number<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<impl Into<u64>>) {
         match value {
             Some(value) => {
@@ -637,6 +716,7 @@ impl<'a> JsonLine<'a> {
 
     /// A duration in milliseconds with three decimals (microsecond resolution),
     /// formatted with integer arithmetic: no float formatting on the request path.
+    #[inline(always)]
     pub fn millis<'k>(&mut self, key: impl Into<Key<'k>>, value: Option<std::time::Duration>) {
         let Some(value) = value else {
             self.null(key);
@@ -804,6 +884,69 @@ mod tests {
                 slot.field
             );
         }
+    }
+
+    /// Runs start at the first of two or more target fields in a row, cover them all,
+    /// and never share an id, also across writers.
+    #[test]
+    fn runs_cover_target_fields_in_a_row() {
+        let runs = |fields: &[Field]| -> Vec<Option<usize>> {
+            Slot::all(fields)
+                .iter()
+                .map(|slot| slot.run.map(|run| run.len))
+                .collect()
+        };
+        let all = runs(Field::ALL);
+        let at = |field| Field::ALL.iter().position(|&f| f == field).unwrap();
+        assert_eq!(all[at(Field::Protocol)], Some(5));
+        assert_eq!(all.iter().flatten().count(), 1, "{all:?}");
+        assert_eq!(
+            runs(&[Field::Method, Field::Route, Field::Status, Field::Pool]),
+            [Some(2), None, None, None]
+        );
+        assert_eq!(
+            runs(&[Field::Status, Field::Route, Field::Pool]),
+            [None, Some(2), None]
+        );
+        assert_eq!(runs(&[Field::Route]), [None]);
+        let (first, second) = (Slot::all(Field::ALL), Slot::all(Field::ALL));
+        let id = |slots: &[Slot]| slots.iter().find_map(|slot| slot.run).unwrap().id;
+        assert_ne!(id(&first), id(&second));
+    }
+
+    /// A run's text taken with `written_since` and repeated makes the line writing its
+    /// fields makes; none is taken once the parts left the stack block.
+    #[test]
+    fn repeated_parts_make_the_same_line() {
+        let slots = Slot::all(&[Field::Status, Field::Route, Field::Pool, Field::Error]);
+        let mut kept = Vec::new();
+        let written = line_of(|line| {
+            line.number(&slots[0], Some(200u16));
+            let mark = line.mark();
+            line.string(&slots[1], Some("chat"));
+            line.string(&slots[2], None);
+            kept = line.written_since(mark).unwrap().to_vec();
+            line.string(&slots[3], None);
+        });
+        let repeated = line_of(|line| {
+            line.number(&slots[0], Some(200u16));
+            line.repeat(&kept);
+            line.string(&slots[3], None);
+        });
+        assert_eq!(written, repeated);
+        assert_eq!(
+            written,
+            "{\"status\":200,\"route\":\"chat\",\"pool\":null,\"error\":null}\n"
+        );
+        let long = "r".repeat(2 * BLOCK);
+        line_of(|line| {
+            let mark = line.mark();
+            line.string(&slots[1], Some(&long));
+            assert!(line.written_since(mark).is_none());
+            let mark = line.mark();
+            line.string(&slots[2], Some("after"));
+            assert_eq!(line.written_since(mark), Some(&b",\"pool\":\"after\""[..]));
+        });
     }
 
     #[test]
