@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::dial::{ExitKind, ProxyAddress, SocksDialer};
 use crate::balance::{SplitMix, stable_hash};
-use crate::decimal::Digits;
+use crate::decimal::{self, Digits};
 use crate::telemetry::EgressExitCounters;
 use crate::upstream::{Endpoint, Protocol, UpstreamClient, UpstreamUrl};
 
@@ -500,13 +500,9 @@ pub fn site_key(address: SocketAddr) -> String {
         // By hand: `Display` for an address costs some 1 600 instructions, a tenth of
         // what a plain request through a direct exit costs in all.
         SocketAddr::V4(v4) => {
+            let (address, len) = decimal::ipv4(*v4.ip());
             let mut key = String::with_capacity(21);
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    key.push('.');
-                }
-                key.push_str(Digits::of(u64::from(octet)).as_str());
-            }
+            key.push_str(std::str::from_utf8(&address[..len]).unwrap_or_default());
             key.push(':');
             key.push_str(Digits::of(u64::from(v4.port())).as_str());
             key

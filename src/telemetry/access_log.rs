@@ -680,27 +680,11 @@ impl<'a> JsonLine<'a> {
             Some(std::net::IpAddr::V4(v4)) => {
                 self.key(key);
                 // `"255.255.255.255"` at most: built on the stack, copied once.
-                let mut text = [0u8; 17];
-                let mut len = 0;
-                let mut put = |byte: u8| {
-                    text[len] = byte;
-                    len += 1;
-                };
-                put(b'"');
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        put(b'.');
-                    }
-                    if octet >= 100 {
-                        put(b'0' + octet / 100);
-                    }
-                    if octet >= 10 {
-                        put(b'0' + octet / 10 % 10);
-                    }
-                    put(b'0' + octet % 10);
-                }
-                put(b'"');
-                self.put(&text, len);
+                let (address, len) = crate::decimal::ipv4(v4);
+                let mut text = [b'"'; 17];
+                text[1..16].copy_from_slice(&address);
+                text[1 + len] = b'"';
+                self.put(&text, len + 2);
             }
             other => self.display(key, other),
         }
