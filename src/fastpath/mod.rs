@@ -53,7 +53,7 @@ use crate::pipeline::{
 use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::access_log::LogPath;
-use crate::telemetry::trace::{self, TRACEPARENT};
+use crate::telemetry::trace::{self, RequestId, TRACEPARENT};
 
 /// Largest request head the fast path reads; a longer one goes to hyper, which applies
 /// the listener's own `max_request_head_bytes`.
@@ -403,11 +403,11 @@ impl Connection {
         });
         let mut exchange = Exchange::new(telemetry.clone(), log);
         exchange.route = route;
-        let client_id = head
-            .request_id(buf)
-            .and_then(|id| HeaderValue::from_bytes(id).ok());
-        exchange.request_id =
-            Some(client_id.unwrap_or_else(|| trace::new_request_id(downstream.gateway.rng())));
+        exchange.request_id = Some(
+            head.request_id(buf)
+                .and_then(RequestId::given)
+                .unwrap_or_else(|| RequestId::new(downstream.gateway.rng())),
+        );
         let answer = AnswerTo {
             head_request: head.method == Method::HEAD,
             close: true,
@@ -489,11 +489,11 @@ impl Connection {
             .enabled()
             .then(|| log_facts(head, buf, client_ip));
         let mut exchange = Exchange::new(telemetry.clone(), log);
-        let client_id = head
+        let request_id = head
             .request_id(buf)
-            .and_then(|id| HeaderValue::from_bytes(id).ok());
-        let made_id = client_id.is_none();
-        let request_id = client_id.unwrap_or_else(|| trace::new_request_id(gateway.rng()));
+            .and_then(RequestId::given)
+            .unwrap_or_else(|| RequestId::new(gateway.rng()));
+        let made_id = request_id.is_made();
         let traceparent = head.traceparent(buf).and_then(|value| {
             let mut headers = HeaderMap::new();
             headers.insert(TRACEPARENT.clone(), HeaderValue::from_bytes(value).ok()?);

@@ -329,7 +329,7 @@ impl RequestHead {
     /// The client's `x-request-id` when it is usable (as the full path's rule).
     pub fn request_id<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
         self.value_of(buf, self.request_id)
-            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .filter(|id| crate::telemetry::trace::RequestId::is_usable(id))
     }
 
     pub fn traceparent<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
@@ -441,7 +441,7 @@ impl RequestHead {
         &self,
         buf: &[u8],
         trusted: bool,
-        request_id: &HeaderValue,
+        request_id: &crate::telemetry::trace::RequestId,
         traceparent: Option<&HeaderValue>,
         edits: &HeaderEdits,
         length: usize,
@@ -474,7 +474,7 @@ impl RequestHead {
         }
         headers.insert(
             crate::telemetry::trace::X_REQUEST_ID.clone(),
-            request_id.clone(),
+            request_id.to_header(),
         );
         if let Some(traceparent) = traceparent {
             headers.insert(

@@ -18,6 +18,7 @@ use crate::masking::policy::{Compressed, OnError, Policy};
 use crate::masking::{self, Findings, Vault};
 use crate::routing::Route;
 use crate::security::audit::AuditLog;
+use crate::telemetry::trace::RequestId;
 
 /// The answer to a response body the transform refused before the client's head was
 /// written (after it, the body is cut instead).
@@ -132,7 +133,7 @@ fn mask_request_body(
     };
     mask_request_by(policy, view, body, edits, &mut exchange.body).map_err(|refusal| {
         if let BodyRefusal::Blocked(blocked) = &refusal {
-            let request_id = exchange.request_id.as_ref().and_then(|v| v.to_str().ok());
+            let request_id = exchange.request_id.as_ref().and_then(RequestId::as_str);
             let client_ip = exchange.log.as_ref().map(|l| l.client_ip);
             audit_block(
                 audit,

@@ -22,6 +22,7 @@ use crate::llm::{AnswerReader, ReplyKind, UsageScanner};
 const ANSWER_READ_LIMIT: usize = 256 * 1024;
 use crate::routing::{Route, Target};
 use crate::telemetry::access_log::{Field, JsonLine, LogPath, Mark, Run, Slot};
+use crate::telemetry::trace::RequestId;
 use crate::telemetry::{RouteMetrics, StatusCounts, Telemetry, TraceIds};
 use crate::upstream::{Endpoint, InFlight};
 
@@ -39,7 +40,7 @@ pub struct LogFacts {
 pub struct Exchange {
     telemetry: Arc<Telemetry>,
     started: Instant,
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
     pub trace: Option<TraceIds>,
     pub log: Option<LogFacts>,
     pub route: Option<Arc<Route>>,
@@ -443,7 +444,7 @@ impl Exchange {
             pool: target.map(|t| &*t.pool.name),
             version: target.and_then(|t| t.pool.version.as_deref()),
             endpoint: self.endpoint.as_ref().map(|e| &*e.url),
-            request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            request_id: self.request_id.as_ref().and_then(RequestId::as_str),
             key: self.key_name.as_deref(),
             model: self.body.model.clone(),
             status: self.status,
@@ -560,7 +561,7 @@ impl Exchange {
         match name.field {
             Field::Time => line.time(name),
             Field::RequestId => {
-                line.string(name, self.request_id.as_ref().and_then(|v| v.to_str().ok()))
+                line.string(name, self.request_id.as_ref().and_then(RequestId::as_str))
             }
             Field::TraceId => line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str())),
             Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),

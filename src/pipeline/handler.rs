@@ -59,7 +59,7 @@ pub async fn handle(
     if let Some(id) = &exchange.request_id {
         response
             .headers_mut()
-            .insert(X_REQUEST_ID.clone(), id.clone());
+            .insert(X_REQUEST_ID.clone(), id.to_header());
     }
     if exchange.recording.is_some() {
         let headers = response.headers();
