@@ -89,25 +89,34 @@ pub enum Parsed {
 impl Default for RequestHead {
     fn default() -> Self {
         RequestHead {
-            len: 0,
-            method: Method::GET,
-            target: (0, 0),
-            path_end: 0,
             lines: Vec::with_capacity(16),
-            content_length: 0,
-            chunked: false,
-            wire_body_len: 0,
-            unread_body: false,
-            close: false,
-            host: None,
-            request_id: None,
-            traceparent: None,
-            content_type: None,
-            user_agent: None,
-            has_forwarded_proto: false,
-            has_forwarded_host: false,
+            ..RequestHead::EMPTY
         }
     }
+}
+
+impl RequestHead {
+    /// A head with no lines and nothing allocated: what each request on a connection
+    /// starts from, keeping the lines' vector of the one before.
+    const EMPTY: RequestHead = RequestHead {
+        len: 0,
+        method: Method::GET,
+        target: (0, 0),
+        path_end: 0,
+        lines: Vec::new(),
+        content_length: 0,
+        chunked: false,
+        wire_body_len: 0,
+        unread_body: false,
+        close: false,
+        host: None,
+        request_id: None,
+        traceparent: None,
+        content_type: None,
+        user_agent: None,
+        has_forwarded_proto: false,
+        has_forwarded_host: false,
+    };
 }
 
 /// What the proxy adds to a request on its way to an endpoint.
@@ -206,9 +215,11 @@ impl RequestHead {
             Ok(normal) if matches!(normal.path, Cow::Borrowed(_)) && !normal.encoded_slash => {}
             _ => return Parsed::HandOff,
         }
+        // Not `..RequestHead::default()`: that would allocate a vector of lines on
+        // every request, only to drop it for the one kept.
         *self = RequestHead {
             lines: std::mem::take(&mut self.lines),
-            ..RequestHead::default()
+            ..RequestHead::EMPTY
         };
         self.lines.clear();
         self.len = len;
