@@ -12,6 +12,8 @@
 //!   `chunked` coding; else the length; else until close), and the connection is
 //!   reused only for HTTP/1.1 without `close`, with a known end, and never when a
 //!   length came beside `Transfer-Encoding`;
+//! - a head the plain reader takes (src/fastpath/plain_head.rs) httparse reads the
+//!   same: length, version, status, reason, and every line's name and value;
 //! - a 1xx writes nothing; for a final response the client's head is one complete
 //!   HTTP/1.1 head with the same status that frames the body as it is relayed (one
 //!   `transfer-encoding: chunked` and no length when re-chunked; exactly the length
@@ -22,7 +24,9 @@
 
 use std::sync::atomic::AtomicBool;
 
-use junction::fuzzing::{ClientHead, Framing, Reply, ReplyParsed, parse_reply};
+use junction::fuzzing::{
+    ClientHead, Framing, PlainLines, Reply, ReplyParsed, parse_reply, read_plain_head,
+};
 use libfuzzer_sys::fuzz_target;
 
 static NOT_DRAINING: AtomicBool = AtomicBool::new(false);
@@ -281,7 +285,35 @@ fn check(buf: &[u8], client: &ClientHead<'_>) {
     }
 }
 
+/// What the plain reader takes, httparse reads the same.
+fn plain_agrees(buf: &[u8]) {
+    let mut lines = PlainLines::new();
+    let Some(plain) = read_plain_head(buf, &mut lines) else {
+        return;
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut response = httparse::Response::new(&mut headers);
+    assert_eq!(
+        response.parse(buf).ok(),
+        Some(httparse::Status::Complete(plain.len))
+    );
+    assert_eq!(response.version, Some(plain.version));
+    assert_eq!(response.code, Some(plain.status));
+    assert_eq!(
+        response.reason.map(str::as_bytes),
+        Some(&buf[plain.reason.0..plain.reason.1])
+    );
+    let lines: Vec<(&[u8], &[u8])> = lines.to_vec();
+    let read: Vec<(&[u8], &[u8])> = response
+        .headers
+        .iter()
+        .map(|h| (h.name.as_bytes(), h.value))
+        .collect();
+    assert_eq!(lines, read);
+}
+
 fuzz_target!(|buf: &[u8]| {
+    plain_agrees(buf);
     for client in [get(), head_while_draining()] {
         check(buf, &client);
         let outcome = parse(buf, &client);

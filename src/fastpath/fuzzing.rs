@@ -2,6 +2,7 @@
 //! `fuzzing` only): re-exports of the private modules' items, unchanged.
 
 pub use super::chunked::{BadChunk, ChunkedScanner};
+pub use super::plain_head::{Lines as PlainLines, PlainHead, read as read_plain_head};
 pub use super::reply::{ClientHead, Framing, Parsed as ReplyParsed, Reply, parse as parse_reply};
 pub use super::request::{
     Forwarding, Kind, Line, Parsed as RequestParsed, RequestHead, RouteView, SentBody,

@@ -13,6 +13,7 @@ mod deadline;
 #[doc(hidden)]
 pub mod fuzzing;
 mod known_name;
+mod plain_head;
 mod relay;
 mod reply;
 mod request;

@@ -1,4 +1,5 @@
-//! An endpoint's response head as the fast path relays it: parsed by `httparse`, its
+//! An endpoint's response head as the fast path relays it: parsed (plain heads in one
+//! pass, others by `httparse`), its
 //! body framing worked out (RFC 9112 6.3), and written for the client in the same pass
 //! with hop-by-hop headers out and Junction's own (`x-request-id`, `x-junction-version`,
 //! `date` when missing) in.
@@ -10,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 
 use super::known_name::KnownName;
+use super::plain_head;
 use super::request::{put_header, put_line};
 use crate::decimal::Digits;
 use crate::llm::ReplyKind;
@@ -112,25 +114,81 @@ pub enum Parsed {
 }
 
 /// Parses the response head at the start of `buf`; for a final response, writes the
-/// client's head into `out`.
+/// client's head into `out`. A plain head ([`plain_head::read`]) is read in one pass;
+/// any other is httparse's, which reads the plain ones the same.
 pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
-    // Uninitialised: zeroing 100 headers (3 KiB) per response cost more than parsing.
-    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut response,
-        buf,
-        &mut headers,
-    );
-    let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid("too many headers"),
-        Err(_) => return Parsed::Invalid("malformed response head"),
+    let mut lines = plain_head::Lines::new();
+    let status_line = match plain_head::read(buf, &mut lines) {
+        Some(head) => StatusLine {
+            len: head.len,
+            version: head.version,
+            status: head.status,
+            reason: buf.get(head.reason.0..head.reason.1).unwrap_or_default(),
+        },
+        None => {
+            // Uninitialised: zeroing 100 headers (3 KiB) per response cost more than
+            // parsing.
+            let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                buf,
+                &mut headers,
+            );
+            let len = match parsed {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Parsed::Partial,
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Parsed::Invalid("too many headers");
+                }
+                Err(_) => return Parsed::Invalid("malformed response head"),
+            };
+            let (Some(version), Some(status)) = (response.version, response.code) else {
+                return Parsed::Invalid("malformed response head");
+            };
+            // Rare (a head that is not plain): a long one may take the heap here.
+            lines.clear();
+            lines.extend(
+                response
+                    .headers
+                    .iter()
+                    .map(|header| (header.name.as_bytes(), header.value)),
+            );
+            StatusLine {
+                len,
+                version,
+                status,
+                reason: response.reason.unwrap_or_default().as_bytes(),
+            }
+        }
     };
-    let (Some(version), Some(status)) = (response.version, response.code) else {
-        return Parsed::Invalid("malformed response head");
-    };
+    finish(buf, status_line, &lines, client, out)
+}
+
+/// A response head's first line, however it was read.
+struct StatusLine<'b> {
+    /// Bytes of the whole head.
+    len: usize,
+    version: u8,
+    status: u16,
+    reason: &'b [u8],
+}
+
+/// The rest of [`parse`], from the head's lines as names and values: the reply's
+/// framing and facts, and the client's head.
+fn finish(
+    buf: &[u8],
+    head: StatusLine<'_>,
+    lines: &[(&[u8], &[u8])],
+    client: &ClientHead<'_>,
+    out: &mut Vec<u8>,
+) -> Parsed {
+    let StatusLine {
+        len,
+        version,
+        status,
+        reason,
+    } = head;
     // The fast path takes no upgrade request.
     if let Err(reason) = response_head::check_status(status, false) {
         return Parsed::Invalid(reason);
@@ -158,21 +216,20 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let mut has_date = false;
     let mut content_type = None;
     let mut tokens: Vec<&[u8]> = Vec::new();
-    for header in response.headers.iter() {
-        let name = header.name.as_bytes();
+    for &(name, value) in lines {
         // One word compare per line, after a dispatch on the name's length: these names'
         // lengths differ, so a line is compared with one of them at most.
         match name.len() {
             14 if CONTENT_LENGTH.matches_same_length(name) => {
-                if let Err(reason) = content_length.add(header.value) {
+                if let Err(reason) = content_length.add(value) {
                     return Parsed::Invalid(reason);
                 }
             }
             17 if TRANSFER_ENCODING.matches_same_length(name) => {
-                transfer_encoding = Some(header.value);
+                transfer_encoding = Some(value);
             }
             10 if CONNECTION.matches_same_length(name) => {
-                for token in header.value.split(|&b| b == b',') {
+                for token in value.split(|&b| b == b',') {
                     let token = token.trim_ascii();
                     if CLOSE.matches(token) {
                         reply.reusable = false;
@@ -186,18 +243,18 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
             4 if DATE.matches_same_length(name) => has_date = true,
             // The first line counts, as `HeaderMap::get` reads it on the full path.
             12 if CONTENT_TYPE.matches_same_length(name) && content_type.is_none() => {
-                content_type = Some(header.value);
+                content_type = Some(value);
             }
             11 if RETRY_AFTER.matches_same_length(name) && reply.retry_after.is_none() => {
-                reply.retry_after = Some(offsets(buf, header.value));
+                reply.retry_after = Some(offsets(buf, value));
             }
             21 if LOAD_METRICS.matches_same_length(name) && reply.load_report.is_none() => {
-                reply.load_report = Some(offsets(buf, header.value));
+                reply.load_report = Some(offsets(buf, value));
             }
             16 if CONTENT_ENCODING.matches_same_length(name)
                 && reply.content_encoding.is_none() =>
             {
-                reply.content_encoding = Some(offsets(buf, header.value));
+                reply.content_encoding = Some(offsets(buf, value));
             }
             _ => {}
         }
@@ -220,19 +277,18 @@ pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     };
     out.extend_from_slice(code.as_str().as_bytes());
     out.push(b' ');
-    match response.reason.filter(|r| !r.is_empty()) {
-        Some(reason) => out.extend_from_slice(reason.as_bytes()),
-        None => out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes()),
+    match reason {
+        [] => out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes()),
+        reason => out.extend_from_slice(reason),
     }
     out.extend_from_slice(b"\r\n");
     let mut names = NameLengths::default();
-    for header in response.headers.iter() {
-        let name = header.name.as_bytes();
-        if drops(name, header.value, client, &tokens) {
+    for &(name, value) in lines {
+        if drops(name, value, client, &tokens) {
             continue;
         }
         names.add(name);
-        put_line(out, buf, name, header.value);
+        put_line(out, buf, name, value);
     }
     let mut put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
         names.add(name);
