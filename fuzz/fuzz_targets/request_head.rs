@@ -2,6 +2,8 @@
 //! and the head it writes for the endpoint (`write_upstream`).
 //!
 //! Properties, for any bytes:
+//! - a head the plain reader takes (src/fastpath/plain_head.rs) httparse reads the
+//!   same: length, version, method, target, and every line's name and value;
 //! - a head that parses `Complete` has `len <= input length`, ends with its blank line,
 //!   and parses the same from its own bytes alone; every strict prefix of it is
 //!   `Partial` (the parse never reads past the head);
@@ -21,7 +23,10 @@
 
 #![no_main]
 
-use junction::fuzzing::{Forwarding, HeaderEdits, Kind, RequestHead, RequestParsed, SentBody};
+use junction::fuzzing::{
+    Forwarding, HeaderEdits, Kind, PlainLines, RequestHead, RequestParsed, SentBody,
+    read_plain_request,
+};
 use junction::routing::RouteInput;
 use libfuzzer_sys::fuzz_target;
 
@@ -352,7 +357,37 @@ const EARLIER: &[u8] = b"POST /earlier?q=1 HTTP/1.1\r\nHost: earlier:1\r\nConten
     Connection: close\r\nx-request-id: old\r\ntraceparent: t\r\ncontent-type: a/b\r\n\
     user-agent: u\r\nx-forwarded-proto: https\r\nx-forwarded-host: h\r\n\r\nhello";
 
+/// What the plain reader takes, httparse reads the same.
+fn plain_agrees(buf: &[u8]) {
+    let mut lines = PlainLines::new();
+    let Some(plain) = read_plain_request(buf, &mut lines) else {
+        return;
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut request = httparse::Request::new(&mut headers);
+    assert_eq!(
+        request.parse(buf).ok(),
+        Some(httparse::Status::Complete(plain.len))
+    );
+    assert_eq!(request.version, Some(plain.version));
+    assert_eq!(
+        request.method.map(str::as_bytes),
+        Some(&buf[plain.method.0..plain.method.1])
+    );
+    assert_eq!(
+        request.path.map(str::as_bytes),
+        Some(&buf[plain.target.0..plain.target.1])
+    );
+    let read: Vec<(&[u8], &[u8])> = request
+        .headers
+        .iter()
+        .map(|h| (h.name.as_bytes(), h.value))
+        .collect();
+    assert_eq!(lines.to_vec(), read);
+}
+
 fuzz_target!(|buf: &[u8]| {
+    plain_agrees(buf);
     let mut fresh = RequestHead::default();
     let outcome = parse(&mut fresh, buf);
 

@@ -1,7 +1,8 @@
-//! The response head in the plain form nearly every endpoint sends (`HTTP/1.x NNN
-//! reason`, `name: value` lines, CRLF endings), read in one pass: httparse's per-byte
-//! dispatch was most of the fast path's head work. Anything else is left to httparse,
-//! whose answer then stands, so this reader only ever agrees with it.
+//! Request and response heads in the plain form nearly every client and endpoint sends
+//! (`GET /path HTTP/1.1`, `HTTP/1.x NNN reason`, `name: value` lines, CRLF endings),
+//! read in one pass: httparse's per-byte dispatch was most of the fast path's head
+//! work. Anything else is left to httparse, whose answer then stands, so these readers
+//! only ever agree with it.
 
 use smallvec::SmallVec;
 
@@ -12,7 +13,7 @@ pub type Lines<'b> = SmallVec<[(&'b [u8], &'b [u8]); PLAIN_LINES]>;
 /// The lines a plain head may have: a head with more is httparse's.
 pub const PLAIN_LINES: usize = 32;
 
-/// A head read by [`read`]; its lines are in the `Lines` given to it.
+/// A response head read by [`read_response`]; its lines are in the `Lines` given to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlainHead {
     /// Bytes of the head, the empty line included.
@@ -52,13 +53,13 @@ const TOKEN: [bool; 256] = {
     table
 };
 
-/// The head at the start of `buf` when it is complete and plain: a status line of
+/// The response head at the start of `buf` when it is complete and plain: a status line of
 /// `HTTP/1.1` or `HTTP/1.0`, one space, three digits, one space and a reason of
 /// visible ASCII, spaces and tabs; lines of a token name, `:`, optional blanks and a
 /// value without control bytes (tabs aside); CRLF after every line; at most
 /// [`PLAIN_LINES`] lines. `None` for anything else, also for a head not all here yet:
 /// httparse reads those (obs-text, bare LFs, obs-folds, partial heads).
-pub fn read<'b>(buf: &'b [u8], lines: &mut Lines<'b>) -> Option<PlainHead> {
+pub fn read_response<'b>(buf: &'b [u8], lines: &mut Lines<'b>) -> Option<PlainHead> {
     lines.clear();
     let start = buf.first_chunk::<13>()?;
     let version = match &start[..9] {
@@ -82,16 +83,70 @@ pub fn read<'b>(buf: &'b [u8], lines: &mut Lines<'b>) -> Option<PlainHead> {
         at += 1;
     }
     let reason = (13, at);
-    at = after_crlf(buf, at)?;
+    let len = read_lines(buf, after_crlf(buf, at)?, lines)?;
+    Some(PlainHead {
+        len,
+        version,
+        status,
+        reason,
+    })
+}
+
+/// A request head read by [`read_request`]; its lines are in the `Lines` given to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainRequest {
+    /// Bytes of the head, the empty line included.
+    pub len: usize,
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    pub version: u8,
+    pub method: (usize, usize),
+    pub target: (usize, usize),
+}
+
+/// The request head at the start of `buf` when it is complete and plain: a token
+/// method, one space, a target of visible ASCII, one space, `HTTP/1.1` or `HTTP/1.0`,
+/// CRLF, then lines as [`read_response`] takes them. `None` for anything else (empty lines
+/// before the request line, obs-text in the target, bare LFs, partial heads): httparse
+/// reads those.
+pub fn read_request<'b>(buf: &'b [u8], lines: &mut Lines<'b>) -> Option<PlainRequest> {
+    lines.clear();
+    let mut at = 0;
+    while TOKEN[usize::from(*buf.get(at)?)] {
+        at += 1;
+    }
+    if at == 0 || buf[at] != b' ' {
+        return None;
+    }
+    let method = (0, at);
+    at += 1;
+    let target_start = at;
+    while (0x21..=0x7e).contains(buf.get(at)?) {
+        at += 1;
+    }
+    if at == target_start || buf[at] != b' ' {
+        return None;
+    }
+    let target = (target_start, at);
+    let version = match buf.get(at + 1..at + 11)? {
+        b"HTTP/1.1\r\n" => 1,
+        b"HTTP/1.0\r\n" => 0,
+        _ => return None,
+    };
+    let len = read_lines(buf, at + 11, lines)?;
+    Some(PlainRequest {
+        len,
+        version,
+        method,
+        target,
+    })
+}
+
+/// The header lines from `at` to the empty line, into `lines`; the offset past the
+/// empty line.
+fn read_lines<'b>(buf: &'b [u8], mut at: usize, lines: &mut Lines<'b>) -> Option<usize> {
     loop {
         if *buf.get(at)? == b'\r' {
-            let len = after_crlf(buf, at)?;
-            return Some(PlainHead {
-                len,
-                version,
-                status,
-                reason,
-            });
+            return after_crlf(buf, at);
         }
         let name_start = at;
         while TOKEN[usize::from(*buf.get(at)?)] {
@@ -163,8 +218,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A head's lines as read.
+    type NamesAndValues = Vec<(Vec<u8>, Vec<u8>)>;
+
     /// A head as read: its first line and its lines' names and values.
-    type Reading = (PlainHead, Vec<(Vec<u8>, Vec<u8>)>);
+    type Reading = (PlainHead, NamesAndValues);
 
     /// httparse's reading, in the same terms, when it finds a complete head.
     fn httparse_reading(buf: &[u8]) -> Option<Reading> {
@@ -193,7 +251,7 @@ mod tests {
 
     fn plain_reading(buf: &[u8]) -> Option<Reading> {
         let mut lines = Lines::new();
-        let head = read(buf, &mut lines)?;
+        let head = read_response(buf, &mut lines)?;
         let lines = lines
             .iter()
             .map(|(name, value)| (name.to_vec(), value.to_vec()))
@@ -246,11 +304,11 @@ mod tests {
             b"HTTP/2.0 200 OK\r\n\r\n",               // another version
             b"HTTP/1.1 20x OK\r\n\r\n",               // not a status
         ] {
-            assert!(read(head, &mut Lines::new()).is_none(), "{head:?}");
+            assert!(read_response(head, &mut Lines::new()).is_none(), "{head:?}");
         }
         let many: String = (0..=PLAIN_LINES).map(|i| format!("h{i}: v\r\n")).collect();
         let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert!(read(many.as_bytes(), &mut Lines::new()).is_none());
+        assert!(read_response(many.as_bytes(), &mut Lines::new()).is_none());
     }
 
     #[test]
@@ -288,7 +346,8 @@ mod tests {
         }
     }
 
-    fn head_text() -> impl Strategy<Value = Vec<u8>> {
+    /// Header lines, plain and not, then the head's end.
+    fn lines_text() -> impl Strategy<Value = Vec<u8>> {
         let line = (
             prop::sample::select(vec![
                 "Content-Length",
@@ -313,6 +372,14 @@ mod tests {
                 [name.as_bytes(), colon.as_bytes(), &value, end.as_bytes()].concat()
             });
         (
+            prop::collection::vec(line, 0..6),
+            prop::sample::select(vec!["\r\n", "\n", "", "\r\nbody"]),
+        )
+            .prop_map(|(lines, end)| [lines.concat(), end.as_bytes().to_vec()].concat())
+    }
+
+    fn head_text() -> impl Strategy<Value = Vec<u8>> {
+        (
             prop::sample::select(vec![
                 "HTTP/1.1 200 OK\r\n",
                 "HTTP/1.0 404 Not Found\r\n",
@@ -321,16 +388,114 @@ mod tests {
                 "HTTP/1.1 204 No\tContent \r\n",
                 "HTTP/1.1 999 \u{e9}\r\n",
             ]),
-            prop::collection::vec(line, 0..6),
-            prop::sample::select(vec!["\r\n", "\n", "", "\r\nbody"]),
+            lines_text(),
         )
-            .prop_map(|(status, lines, end)| {
-                [status.as_bytes(), &lines.concat(), end.as_bytes()].concat()
-            })
+            .prop_map(|(status, rest)| [status.as_bytes(), &rest].concat())
+    }
+
+    fn request_text() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::sample::select(vec![
+                "GET / HTTP/1.1\r\n",
+                "POST /v1/chat/completions?x=1 HTTP/1.1\r\n",
+                "get /a HTTP/1.0\r\n",
+                "\r\nGET / HTTP/1.1\r\n",
+                "GET  / HTTP/1.1\r\n",
+                "GET / HTTP/1.1\n",
+                "GET /\u{e9} HTTP/1.1\r\n",
+                "G(T / HTTP/1.1\r\n",
+                "GET(/ HTTP/1.1\r\n",
+                "GET\t/ HTTP/1.1\r\n",
+                "GET /(x)HTTP/1.1\r\n",
+                "GET / HTTP/2.0\r\n",
+                "GET /a\tb HTTP/1.1\r\n",
+            ]),
+            lines_text(),
+        )
+            .prop_map(|(line, rest)| [line.as_bytes(), &rest].concat())
+    }
+
+    /// httparse's reading of a request, in the same terms, when it finds a complete head.
+    fn httparse_request(buf: &[u8]) -> Option<(PlainRequest, NamesAndValues)> {
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut request = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(len)) = request.parse(buf) else {
+            return None;
+        };
+        let offset = |part: &str| part.as_ptr() as usize - buf.as_ptr() as usize;
+        let (method, target) = (request.method?, request.path?);
+        let lines = request
+            .headers
+            .iter()
+            .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
+            .collect();
+        Some((
+            PlainRequest {
+                len,
+                version: request.version?,
+                method: (offset(method), offset(method) + method.len()),
+                target: (offset(target), offset(target) + target.len()),
+            },
+            lines,
+        ))
+    }
+
+    /// What the request reader takes, httparse reads the same.
+    fn request_agrees(buf: &[u8]) {
+        let mut lines = Lines::new();
+        if let Some(head) = read_request(buf, &mut lines) {
+            let lines = lines
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            assert_eq!(
+                Some((head, lines)),
+                httparse_request(buf),
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn a_clients_usual_request_is_read_as_httparse_reads_it() {
+        let head = b"POST /v1/chat/completions?stream=1 HTTP/1.1\r\nHost: api.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\nUser-Agent: wrk \r\n\r\n{}";
+        let mut lines = Lines::new();
+        let request = read_request(head, &mut lines).expect("plain");
+        assert_eq!(&head[request.method.0..request.method.1], b"POST");
+        assert_eq!(
+            &head[request.target.0..request.target.1],
+            b"/v1/chat/completions?stream=1"
+        );
+        assert_eq!(request.len, head.len() - 2);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3], (&b"User-Agent"[..], &b"wrk"[..]));
+        request_agrees(head);
+        for odd in [
+            &b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n",
+            b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            b"GET(/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(read_request(odd, &mut Lines::new()).is_none(), "{odd:?}");
+        }
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn requests_read_plainly_httparse_reads_the_same(head in request_text()) {
+            request_agrees(&head);
+            for cut in [head.len() / 2, head.len().saturating_sub(1)] {
+                request_agrees(&head[..cut]);
+            }
+        }
+
         #[test]
         fn what_is_read_plainly_httparse_reads_the_same(head in head_text()) {
             agrees(&head);

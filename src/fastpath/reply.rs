@@ -114,11 +114,11 @@ pub enum Parsed {
 }
 
 /// Parses the response head at the start of `buf`; for a final response, writes the
-/// client's head into `out`. A plain head ([`plain_head::read`]) is read in one pass;
+/// client's head into `out`. A plain head ([`plain_head::read_response`]) is read in one pass;
 /// any other is httparse's, which reads the plain ones the same.
 pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let mut lines = plain_head::Lines::new();
-    let status_line = match plain_head::read(buf, &mut lines) {
+    let status_line = match plain_head::read_response(buf, &mut lines) {
         Some(head) => StatusLine {
             len: head.len,
             version: head.version,

@@ -1,4 +1,5 @@
-//! A client's request head as the fast path sees it: parsed by `httparse` into offsets
+//! A client's request head as the fast path sees it: parsed (plain heads in one pass,
+//! others by `httparse`) into offsets
 //! of the receive buffer (no header map, no copies), each line sorted once by what the
 //! proxy does with it, then written out for the endpoint with the proxy's changes made
 //! on the way (hop-by-hop headers out, `X-Forwarded-*`, `Via`, request id, trace).
@@ -7,6 +8,7 @@ use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use super::plain_head;
 use crate::decimal::{Digits, parse_length};
 use crate::normalize::{self, ConnectionTokens};
 use crate::pipeline::{HeaderEdits, RequestView};
@@ -188,25 +190,39 @@ fn classify(name: &[u8]) -> Kind {
 impl RequestHead {
     /// Parses the head at the start of `buf`.
     pub fn parse(&mut self, buf: &[u8]) -> Parsed {
-        // Uninitialised: zeroing 64 headers (2 KiB) per request cost more than parsing.
-        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut []);
-        let len = match request.parse_with_uninit_headers(buf, &mut headers) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(_) => return Parsed::HandOff,
+        // A plain head in one pass; any other is httparse's, which reads the plain
+        // ones the same (`plain_head`'s tests and the `request_head` fuzz target).
+        let mut headers = plain_head::Lines::new();
+        let head = match plain_head::read_request(buf, &mut headers) {
+            Some(head) => HeadStart {
+                len: head.len,
+                version: head.version,
+                method: &buf[head.method.0..head.method.1],
+                target: &buf[head.target.0..head.target.1],
+            },
+            None => match httparse_head(buf, &mut headers) {
+                Ok(head) => head,
+                Err(parsed) => return parsed,
+            },
         };
+        let HeadStart {
+            len,
+            version,
+            method,
+            target,
+        } = head;
         // HTTP/1.0 (keep-alive rules, no chunking) is left to hyper.
-        if request.version != Some(1) {
+        if version != 1 {
             return Parsed::HandOff;
         }
-        let (Some(method), Some(target)) = (request.method, request.path) else {
+        if !is_plain_target(target) || method == b"CONNECT" {
+            return Parsed::HandOff;
+        }
+        // ASCII: `is_plain_target` took it.
+        let Ok(target) = std::str::from_utf8(target) else {
             return Parsed::HandOff;
         };
-        if !is_plain_target(target.as_bytes()) || method == "CONNECT" {
-            return Parsed::HandOff;
-        }
-        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        let Ok(method) = Method::from_bytes(method) else {
             return Parsed::HandOff;
         };
         // Paths the core would rewrite or refuse are hyper's (where the core does it).
@@ -228,13 +244,12 @@ impl RequestHead {
         self.path_end = self.target.0 + path.len();
 
         let mut content_length = None;
-        for header in request.headers.iter() {
-            let name = header.name.as_bytes();
+        for &(name, value) in headers.iter() {
             let mut kind = classify(name);
             let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
             match kind {
                 Kind::Pass if is("content-length") => {
-                    let Some(length) = parse_length(header.value) else {
+                    let Some(length) = parse_length(value) else {
                         return Parsed::HandOff;
                     };
                     match content_length {
@@ -248,7 +263,7 @@ impl RequestHead {
                 // Only a single `chunked` coding is read here; any other coding, or
                 // one repeated, is the core's to judge, on hyper.
                 Kind::Pass if is("transfer-encoding") => {
-                    if self.chunked || !header.value.eq_ignore_ascii_case(b"chunked") {
+                    if self.chunked || !value.eq_ignore_ascii_case(b"chunked") {
                         return Parsed::HandOff;
                     }
                     self.chunked = true;
@@ -264,20 +279,20 @@ impl RequestHead {
                 Kind::Pass if is("user-agent") => {
                     self.user_agent.get_or_insert(self.lines.len());
                 }
-                Kind::Drop if is("te") && header.value.eq_ignore_ascii_case(b"trailers") => {
+                Kind::Drop if is("te") && value.eq_ignore_ascii_case(b"trailers") => {
                     // gRPC and others need `TE: trailers` end to end.
                     kind = Kind::Pass;
                 }
                 // Only the connection options are taken here: a list that names headers
                 // (removed on entry, before the proxy adds its own) or is refused is
                 // the core's to handle, on hyper.
-                Kind::Drop if is("connection") => match ConnectionTokens::read([header.value]) {
+                Kind::Drop if is("connection") => match ConnectionTokens::read([value]) {
                     Ok(tokens) if !tokens.names_headers => self.close |= tokens.close,
                     _ => return Parsed::HandOff,
                 },
                 Kind::Host => {
                     // Repeated or malformed: refused by the core, on hyper.
-                    if self.host.is_some() || !normalize::host::is_valid_authority(header.value) {
+                    if self.host.is_some() || !normalize::host::is_valid_authority(value) {
                         return Parsed::HandOff;
                     }
                     self.host = Some(self.lines.len());
@@ -294,7 +309,7 @@ impl RequestHead {
             }
             self.lines.push(Line {
                 name: offsets(buf, name),
-                value: offsets(buf, header.value),
+                value: offsets(buf, value),
                 kind,
             });
         }
@@ -495,6 +510,49 @@ impl RequestHead {
         }
         Some(parts)
     }
+}
+
+/// The start of a request head: its length, version, method and target.
+struct HeadStart<'b> {
+    len: usize,
+    version: u8,
+    method: &'b [u8],
+    target: &'b [u8],
+}
+
+/// A head that is not plain, read by httparse, its lines into `lines`; `Err` with what
+/// to do when it is not a whole valid head.
+fn httparse_head<'b>(
+    buf: &'b [u8],
+    lines: &mut plain_head::Lines<'b>,
+) -> Result<HeadStart<'b>, Parsed> {
+    // Uninitialised: zeroing 64 headers (2 KiB) per request cost more than parsing.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err(Parsed::Partial),
+        Err(_) => return Err(Parsed::HandOff),
+    };
+    let (Some(version), Some(method), Some(target)) =
+        (request.version, request.method, request.path)
+    else {
+        return Err(Parsed::HandOff);
+    };
+    lines.clear();
+    // Rare (a head that is not plain): a long one may take the heap here.
+    lines.extend(
+        request
+            .headers
+            .iter()
+            .map(|header| (header.name.as_bytes(), header.value)),
+    );
+    Ok(HeadStart {
+        len,
+        version,
+        method: method.as_bytes(),
+        target: target.as_bytes(),
+    })
 }
 
 /// An origin-form target (`/path?query`) in exactly the ASCII characters `http::Uri`

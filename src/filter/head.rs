@@ -506,6 +506,57 @@ mod tests {
         HeaderName::from_static(text)
     }
 
+    /// `write_added`, with its copies of fixed size, against the lines written one by
+    /// one in the order `added` gives them: many static lines in a row, and an owned
+    /// one between them.
+    #[test]
+    fn added_lines_come_out_in_order_however_many() {
+        static NAMES: [StaticName; 8] = [
+            StaticName::new("x-ratelimit-limit-requests-long-name-0"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-1"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-2"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-3"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-4"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-5"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-6"),
+            StaticName::new("x-ratelimit-limit-requests-long-name-7"),
+        ];
+        let mut edits = HeaderEdits::default();
+        for (at, static_name) in NAMES.iter().enumerate() {
+            let mut value = ShortValue::new();
+            value.number(u64::MAX - at as u64);
+            value.text("ms");
+            edits.set_short(static_name, value);
+        }
+        edits.append(&name("x-between"), HeaderValue::from_static("b"));
+        edits.set_short(&NAMES[0], ShortValue::new());
+        let mut expected = Vec::new();
+        for (name, value) in edits.added() {
+            expected.extend_from_slice(name.as_str().as_bytes());
+            expected.extend_from_slice(b": ");
+            expected.extend_from_slice(value.as_bytes());
+            expected.extend_from_slice(b"\r\n");
+        }
+        assert!(
+            expected.len() > 500,
+            "lines enough to outgrow any buffer of a few"
+        );
+        let mut written = b"HTTP/1.1 200 OK\r\n".to_vec();
+        edits.write_added(&mut written);
+        assert_eq!(
+            String::from_utf8_lossy(&written[17..]),
+            String::from_utf8_lossy(&expected)
+        );
+        let text = String::from_utf8_lossy(&expected).into_owned();
+        let names: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
+        let mut order: Vec<String> = (1..8)
+            .map(|n| format!("x-ratelimit-limit-requests-long-name-{n}"))
+            .collect();
+        order.push("x-between".into());
+        order.push("x-ratelimit-limit-requests-long-name-0".into());
+        assert_eq!(names, order, "{text}");
+    }
+
     #[test]
     fn both_renderings_agree() {
         let mut edits = HeaderEdits::default();
