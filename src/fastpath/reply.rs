@@ -1,8 +1,7 @@
 //! An endpoint's response head as the fast path relays it: parsed (plain heads in one
-//! pass, others by `httparse`), its
-//! body framing worked out (RFC 9112 6.3), and written for the client in the same pass
-//! with hop-by-hop headers out and Junction's own (`x-request-id`, `x-junction-version`,
-//! `date` when missing) in.
+//! pass, others by `httparse`), its body framing worked out (RFC 9112 6.3), and written
+//! for the client in the same pass with hop-by-hop headers out and Junction's own
+//! (`x-request-id`, `x-junction-version`, `date` when missing) in.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,8 +113,8 @@ pub enum Parsed {
 }
 
 /// Parses the response head at the start of `buf`; for a final response, writes the
-/// client's head into `out`. A plain head ([`plain_head::read_response`]) is read in one pass;
-/// any other is httparse's, which reads the plain ones the same.
+/// client's head into `out`. A plain head ([`plain_head::read_response`]) is read in
+/// one pass; any other is httparse's, which reads the plain ones the same.
 pub fn parse(buf: &[u8], client: &ClientHead<'_>, out: &mut Vec<u8>) -> Parsed {
     let mut lines = plain_head::Lines::new();
     let status_line = match plain_head::read_response(buf, &mut lines) {

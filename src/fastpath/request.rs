@@ -1,8 +1,8 @@
 //! A client's request head as the fast path sees it: parsed (plain heads in one pass,
-//! others by `httparse`) into offsets
-//! of the receive buffer (no header map, no copies), each line sorted once by what the
-//! proxy does with it, then written out for the endpoint with the proxy's changes made
-//! on the way (hop-by-hop headers out, `X-Forwarded-*`, `Via`, request id, trace).
+//! others by `httparse`) into offsets of the receive buffer (no header map, no copies),
+//! each line sorted once by what the proxy does with it, then written out for the
+//! endpoint with the proxy's changes made on the way (hop-by-hop headers out,
+//! `X-Forwarded-*`, `Via`, request id, trace).
 
 use std::borrow::Cow;
 
