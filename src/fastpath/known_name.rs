@@ -59,6 +59,44 @@ impl KnownName {
     }
 }
 
+/// The header names (and `Connection` and coding tokens) the fast engine's request
+/// and response heads look for, one set for both.
+pub mod names {
+    use super::KnownName;
+
+    pub const CONTENT_LENGTH: KnownName = KnownName::new("content-length");
+    pub const TRANSFER_ENCODING: KnownName = KnownName::new("transfer-encoding");
+    pub const CONNECTION: KnownName = KnownName::new("connection");
+    pub const KEEP_ALIVE: KnownName = KnownName::new("keep-alive");
+    pub const PROXY_CONNECTION: KnownName = KnownName::new("proxy-connection");
+    pub const TE: KnownName = KnownName::new("te");
+    pub const UPGRADE: KnownName = KnownName::new("upgrade");
+    pub const CONTENT_TYPE: KnownName = KnownName::new("content-type");
+    pub const X_REQUEST_ID: KnownName = KnownName::new("x-request-id");
+    pub const X_JUNCTION_VERSION: KnownName = KnownName::new("x-junction-version");
+    pub const CLOSE: KnownName = KnownName::new("close");
+    pub const TRAILERS: KnownName = KnownName::new("trailers");
+    pub const CHUNKED: KnownName = KnownName::new("chunked");
+    // The response head's.
+    pub const DATE: KnownName = KnownName::new("date");
+    pub const RETRY_AFTER: KnownName = KnownName::new("retry-after");
+    pub const LOAD_METRICS: KnownName = KnownName::new("endpoint-load-metrics");
+    pub const CONTENT_ENCODING: KnownName = KnownName::new("content-encoding");
+    // The request head's.
+    pub const VIA: KnownName = KnownName::new("via");
+    pub const HOST: KnownName = KnownName::new("host");
+    pub const FORWARDED: KnownName = KnownName::new("forwarded");
+    pub const X_REAL_IP: KnownName = KnownName::new("x-real-ip");
+    pub const TRACEPARENT: KnownName = KnownName::new("traceparent");
+    pub const X_JUNCTION_TAG: KnownName = KnownName::new("x-junction-tag");
+    pub const X_FORWARDED_FOR: KnownName = KnownName::new("x-forwarded-for");
+    pub const X_FORWARDED_HOST: KnownName = KnownName::new("x-forwarded-host");
+    pub const X_FORWARDED_PROTO: KnownName = KnownName::new("x-forwarded-proto");
+    pub const X_JUNCTION_ADMIN_TOKEN: KnownName = KnownName::new("x-junction-admin-token");
+    pub const EXPECT: KnownName = KnownName::new("expect");
+    pub const USER_AGENT: KnownName = KnownName::new("user-agent");
+}
+
 /// Words covering `bytes` (at most [`KnownName::MAX`] long; a longer one is only ever
 /// compared after its length differed): from 8 bytes on, the first 8, 8 from the
 /// middle and the last 8, overlapping when shorter than 24; under 8, the first and last
@@ -142,6 +180,11 @@ mod tests {
         "transfer-encoding",
         "x-junction-version",
         "endpoint-load-metrics",
+        "via",
+        "host",
+        "chunked",
+        "x-forwarded-proto",
+        "x-junction-admin-token",
         "a",
         "ab9",
         "x-24-bytes-long-name-abc",

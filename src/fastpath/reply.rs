@@ -9,7 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
-use super::known_name::KnownName;
+use super::known_name::names::{
+    CLOSE, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, DATE, KEEP_ALIVE,
+    LOAD_METRICS, PROXY_CONNECTION, RETRY_AFTER, TE, TRAILERS, TRANSFER_ENCODING, UPGRADE,
+    X_JUNCTION_VERSION, X_REQUEST_ID,
+};
 use super::plain_head;
 use super::request::{put_header, put_line};
 use crate::decimal::Digits;
@@ -19,24 +23,6 @@ use crate::normalize::response::{self as response_head, ContentLength};
 use crate::pipeline::HeaderEdits;
 
 const MAX_HEADERS: usize = 100;
-
-// The response header names (and `Connection` tokens) the head's two passes look for.
-const CONTENT_LENGTH: KnownName = KnownName::new("content-length");
-const TRANSFER_ENCODING: KnownName = KnownName::new("transfer-encoding");
-const CONNECTION: KnownName = KnownName::new("connection");
-const DATE: KnownName = KnownName::new("date");
-const CONTENT_TYPE: KnownName = KnownName::new("content-type");
-const RETRY_AFTER: KnownName = KnownName::new("retry-after");
-const LOAD_METRICS: KnownName = KnownName::new("endpoint-load-metrics");
-const CONTENT_ENCODING: KnownName = KnownName::new("content-encoding");
-const TE: KnownName = KnownName::new("te");
-const UPGRADE: KnownName = KnownName::new("upgrade");
-const KEEP_ALIVE: KnownName = KnownName::new("keep-alive");
-const X_REQUEST_ID: KnownName = KnownName::new("x-request-id");
-const PROXY_CONNECTION: KnownName = KnownName::new("proxy-connection");
-const X_JUNCTION_VERSION: KnownName = KnownName::new("x-junction-version");
-const CLOSE: KnownName = KnownName::new("close");
-const TRAILERS: KnownName = KnownName::new("trailers");
 
 /// A parsed response head; the client's head is in the `out` it was parsed with.
 #[derive(Debug)]

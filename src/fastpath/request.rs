@@ -8,6 +8,13 @@ use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use super::known_name::KnownName;
+use super::known_name::names::{
+    CHUNKED, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, FORWARDED, HOST, KEEP_ALIVE,
+    PROXY_CONNECTION, TE, TRACEPARENT, TRAILERS, TRANSFER_ENCODING, UPGRADE, USER_AGENT, VIA,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_JUNCTION_ADMIN_TOKEN, X_JUNCTION_TAG,
+    X_JUNCTION_VERSION, X_REAL_IP, X_REQUEST_ID,
+};
 use super::plain_head;
 use crate::decimal::{Digits, parse_length};
 use crate::normalize::{self, ConnectionTokens};
@@ -167,22 +174,23 @@ fn slice(buf: &[u8], (start, end): (usize, usize)) -> &[u8] {
 }
 
 fn classify(name: &[u8]) -> Kind {
-    let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+    // After a dispatch on the length, one compare of words per name (`KnownName`).
+    let is = |known: KnownName| known.matches_same_length(name);
     match name.len() {
-        2 if is("te") => Kind::Drop, // re-checked for `trailers` below
-        3 if is("via") => Kind::Via,
-        4 if is("host") => Kind::Host,
-        9 if is("forwarded") || is("x-real-ip") => Kind::ForwardedClaim,
-        10 if is("keep-alive") || is("connection") => Kind::Drop,
-        11 if is("traceparent") => Kind::Traceparent,
-        12 if is("x-request-id") => Kind::RequestId,
-        14 if is("x-junction-tag") => Kind::Tag,
-        15 if is("x-forwarded-for") => Kind::XForwardedFor,
-        16 if is("proxy-connection") => Kind::Drop,
-        16 if is("x-forwarded-host") => Kind::XForwardedHost,
-        17 if is("x-forwarded-proto") => Kind::XForwardedProto,
-        18 if is("x-junction-version") => Kind::Control,
-        22 if is("x-junction-admin-token") => Kind::Control,
+        2 if is(TE) => Kind::Drop, // re-checked for `trailers` below
+        3 if is(VIA) => Kind::Via,
+        4 if is(HOST) => Kind::Host,
+        9 if is(FORWARDED) || is(X_REAL_IP) => Kind::ForwardedClaim,
+        10 if is(KEEP_ALIVE) || is(CONNECTION) => Kind::Drop,
+        11 if is(TRACEPARENT) => Kind::Traceparent,
+        12 if is(X_REQUEST_ID) => Kind::RequestId,
+        14 if is(X_JUNCTION_TAG) => Kind::Tag,
+        15 if is(X_FORWARDED_FOR) => Kind::XForwardedFor,
+        16 if is(PROXY_CONNECTION) => Kind::Drop,
+        16 if is(X_FORWARDED_HOST) => Kind::XForwardedHost,
+        17 if is(X_FORWARDED_PROTO) => Kind::XForwardedProto,
+        18 if is(X_JUNCTION_VERSION) => Kind::Control,
+        22 if is(X_JUNCTION_ADMIN_TOKEN) => Kind::Control,
         _ => Kind::Pass,
     }
 }
@@ -246,9 +254,9 @@ impl RequestHead {
         let mut content_length = None;
         for &(name, value) in headers.iter() {
             let mut kind = classify(name);
-            let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+            let is = |known: KnownName| known.matches(name);
             match kind {
-                Kind::Pass if is("content-length") => {
+                Kind::Pass if is(CONTENT_LENGTH) => {
                     let Some(length) = parse_length(value) else {
                         return Parsed::HandOff;
                     };
@@ -262,31 +270,31 @@ impl RequestHead {
                 }
                 // Only a single `chunked` coding is read here; any other coding, or
                 // one repeated, is the core's to judge, on hyper.
-                Kind::Pass if is("transfer-encoding") => {
-                    if self.chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                Kind::Pass if is(TRANSFER_ENCODING) => {
+                    if self.chunked || !CHUNKED.matches(value) {
                         return Parsed::HandOff;
                     }
                     self.chunked = true;
                 }
                 // Protocol switches and 100-continue: hyper.
-                Kind::Pass if is("upgrade") || is("expect") => {
+                Kind::Pass if is(UPGRADE) || is(EXPECT) => {
                     return Parsed::HandOff;
                 }
                 // The first line counts, as `HeaderMap::get` reads it on the full path.
-                Kind::Pass if is("content-type") => {
+                Kind::Pass if is(CONTENT_TYPE) => {
                     self.content_type.get_or_insert(self.lines.len());
                 }
-                Kind::Pass if is("user-agent") => {
+                Kind::Pass if is(USER_AGENT) => {
                     self.user_agent.get_or_insert(self.lines.len());
                 }
-                Kind::Drop if is("te") && value.eq_ignore_ascii_case(b"trailers") => {
+                Kind::Drop if is(TE) && TRAILERS.matches(value) => {
                     // gRPC and others need `TE: trailers` end to end.
                     kind = Kind::Pass;
                 }
                 // Only the connection options are taken here: a list that names headers
                 // (removed on entry, before the proxy adds its own) or is refused is
                 // the core's to handle, on hyper.
-                Kind::Drop if is("connection") => match ConnectionTokens::read([value]) {
+                Kind::Drop if is(CONNECTION) => match ConnectionTokens::read([value]) {
                     Ok(tokens) if !tokens.names_headers => self.close |= tokens.close,
                     _ => return Parsed::HandOff,
                 },
