@@ -173,6 +173,12 @@ fn slice(buf: &[u8], (start, end): (usize, usize)) -> &[u8] {
     &buf[start..end]
 }
 
+/// A line that frames the body (`Content-Length`, `Transfer-Encoding`): the client's go
+/// where the body is sent with a framing of its own.
+fn is_framing(name: &[u8]) -> bool {
+    CONTENT_LENGTH.matches(name) || TRANSFER_ENCODING.matches(name)
+}
+
 fn classify(name: &[u8]) -> Kind {
     // After a dispatch on the length, one compare of words per name (`KnownName`).
     let is = |known: KnownName| known.matches_same_length(name);
@@ -393,11 +399,8 @@ impl RequestHead {
             let keep = match line.kind {
                 // A body sent anew with its own length: the client's framing goes.
                 Kind::Pass
-                    if forwarding.body != SentBody::AsReceived && {
-                        let name = slice(buf, line.name);
-                        name.eq_ignore_ascii_case(b"content-length")
-                            || name.eq_ignore_ascii_case(b"transfer-encoding")
-                    } =>
+                    if forwarding.body != SentBody::AsReceived
+                        && is_framing(slice(buf, line.name)) =>
                 {
                     false
                 }
@@ -493,9 +496,7 @@ impl RequestHead {
                 }
             };
             let name = slice(buf, line.name);
-            let framing = name.eq_ignore_ascii_case(b"content-length")
-                || name.eq_ignore_ascii_case(b"transfer-encoding");
-            if keep && !framing {
+            if keep && !is_framing(name) {
                 let name = HeaderName::from_bytes(name).ok()?;
                 let value = HeaderValue::from_bytes(slice(buf, line.value)).ok()?;
                 headers.append(name, value);
