@@ -150,6 +150,38 @@ async fn a_streamed_response_settles_the_reservation_exactly() {
 }
 
 #[tokio::test]
+async fn a_request_that_fails_before_any_answer_gives_its_reservation_back() {
+    // An endpoint that refuses connections: every request ends in a 502 without a head.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for fast_path in [true, false] {
+        let mut toml = config(&dead, "{ tokens = 1000, per = \"1m\" }");
+        if !fast_path {
+            toml = toml.replace("name = \"public\"", "name = \"public\"\nfast_path = false");
+            assert!(toml.contains("fast_path = false"));
+        }
+        let proxy = TestProxy::from_toml(&toml).start().await;
+        let http = client();
+        // 400 bytes (100) + max_tokens 300 = 400 reserved each: three fit in 1000 only
+        // if each failed one gives its 400 back.
+        let body = body_of(400, 300);
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let reply = http
+                .post(proxy.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            statuses.push(reply.status().as_u16());
+        }
+        assert_eq!(statuses, [502, 502, 502], "fast_path = {fast_path}");
+    }
+}
+
+#[tokio::test]
 async fn request_limits_are_exact_and_answer_like_openai() {
     let upstream = TestUpstream::named("a").start().await;
     let proxy = TestProxy::from_toml(&config(

@@ -45,12 +45,11 @@ use crate::pipeline::body_phase;
 use crate::pipeline::exchange::BytesIn;
 use crate::pipeline::forwarding::{add_pool_credential, client_ip_of};
 use crate::pipeline::model_map;
+use crate::pipeline::request_filters;
 use crate::pipeline::response_head;
 use crate::pipeline::translation;
 use crate::pipeline::versioning::{choose_target, mirror_body_limit, send_shadow};
-use crate::pipeline::{
-    Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError, RequestCtx,
-};
+use crate::pipeline::{Downstream, Exchange, Flow, HeaderEdits, LogFacts, ProxyBody, ProxyError};
 use crate::routing::BodyTimeouts;
 use crate::routing::{BodyUse, HTTP1_BODY_LIMIT, route_host};
 use crate::telemetry::access_log::LogPath;
@@ -532,28 +531,24 @@ impl Connection {
 
         // The route's policies, then the split's side: the core's decisions.
         let mut edits = HeaderEdits::new();
-        let mut ctx = None;
-        if !route.filters.is_empty() {
-            let mut request_ctx =
-                RequestCtx::new(route.name.clone(), client_ip, exchange.started());
-            request_ctx.set_facts(facts.as_ref());
-            request_ctx.client_identity = downstream.client_identity.clone();
-            let flow = route
-                .filters
-                .run_request(&mut request_ctx, &view, &mut edits)
+        let flow = request_filters::on_request(
+            route,
+            &mut exchange,
+            client_ip,
+            facts.as_ref(),
+            &view,
+            &mut edits,
+        )
+        .await;
+        if let Flow::Respond(response) = flow {
+            return answer
+                .respond(
+                    client,
+                    &mut self.client_reply,
+                    &mut exchange,
+                    (*response).into(),
+                )
                 .await;
-            exchange.key_name = request_ctx.key_name.clone();
-            if let Flow::Respond(response) = flow {
-                return answer
-                    .respond(
-                        client,
-                        &mut self.client_reply,
-                        &mut exchange,
-                        (*response).into(),
-                    )
-                    .await;
-            }
-            ctx = Some(request_ctx);
         }
         // The anomaly detectors: the client's rate, and a cool-down set earlier.
         if let Err(error) = crate::pipeline::detection::on_request(route, &mut exchange, &mut edits)
@@ -834,13 +829,14 @@ impl Connection {
         exchange.status = reply.status;
         // The response policies and the split's cookie, rendered into the client's head.
         let mut response_edits = HeaderEdits::new();
-        if let Some(ctx) = ctx.as_mut() {
-            ctx.endpoint = Some(endpoint.url.clone());
-            ctx.status = http::StatusCode::from_u16(reply.status).ok();
-            if route.filters.edits_responses {
-                route.filters.on_response(ctx, &mut response_edits);
-            }
-        }
+        let status = http::StatusCode::from_u16(reply.status).ok();
+        request_filters::on_response(
+            route,
+            &mut exchange,
+            &endpoint.url,
+            status,
+            &mut response_edits,
+        );
         if let Some(cookie) = choice.set_cookie {
             response_edits.append(&http::header::SET_COOKIE, cookie);
         }
@@ -883,7 +879,6 @@ impl Connection {
         }
         let event_stream = reply.kind == ReplyKind::EventStream;
         reply::record_head(&mut exchange, &self.client_reply, event_stream);
-        exchange.done = ctx.filter(|_| route.filters.wants_done);
         exchange.start_reading(reply.kind, value(reply.content_encoding));
         self.replied.consume(reply.len);
         let deadline = timeouts.total.map(|total| exchange.started() + total);

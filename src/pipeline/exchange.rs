@@ -67,6 +67,8 @@ pub struct Exchange {
     /// The client certificate's identity (mTLS), for the access log.
     pub client_identity: Option<Arc<crate::tls::ClientIdentity>>,
     pub(crate) in_flight: Option<InFlight>,
+    /// The route filters' context, from their request phase on: `on_done` settles it when
+    /// the exchange ends, however it ends ([`super::request_filters`]).
     pub(crate) done: Option<RequestCtx>,
     /// The body phase: what masking found, the response's transform.
     pub body: BodyRecord,
@@ -685,7 +687,8 @@ impl Drop for Exchange {
         self.report();
         // The context in place, borrowed, then dropped where it lies: taking it out
         // copied its few hundred bytes, and the route's clone was an atomic pair.
-        if let (Some(route), Some(ctx)) = (self.route.as_ref(), self.done.as_mut()) {
+        let route = self.route.as_ref().filter(|r| r.filters.wants_done);
+        if let (Some(route), Some(ctx)) = (route, self.done.as_mut()) {
             ctx.failed |= self.failed;
             ctx.usage = self.scanner.as_ref().map(|s| s.usage());
             ctx.status = http::StatusCode::from_u16(self.status).ok();

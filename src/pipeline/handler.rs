@@ -20,7 +20,7 @@ use super::versioning;
 use super::body::{AheadError, ClientBody, UpstreamStream};
 use super::exchange::{BytesIn, Exchange, LogFacts};
 use super::forwarding::{self, is_upgrade_request};
-use super::{Downstream, Flow, ProxyBody, ProxyError, RequestCtx};
+use super::{Downstream, Flow, ProxyBody, ProxyError};
 use crate::llm::ReplyKind;
 use crate::normalize::Refusal;
 use crate::routing::GatewayListener;
@@ -222,27 +222,26 @@ async fn proxy(
     }
 
     // Phase: request filters.
-    let mut ctx = None;
     if !route.filters.is_empty() {
-        let mut request_ctx = RequestCtx::new(route.name.clone(), client_ip, exchange.started());
-        request_ctx.set_facts(facts.as_ref());
-        request_ctx.client_identity = downstream.client_identity.clone();
         // Header limits judge the client's headers, without the request id added above.
         let view = super::head::PartsView {
             head: &head,
             added_request_id: !client_sent_id,
         };
         let mut edits = super::HeaderEdits::default();
-        let flow = route
-            .filters
-            .run_request(&mut request_ctx, &view, &mut edits)
-            .await;
+        let flow = super::request_filters::on_request(
+            &route,
+            exchange,
+            client_ip,
+            facts.as_ref(),
+            &view,
+            &mut edits,
+        )
+        .await;
         edits.apply(&mut head.headers);
-        exchange.key_name = request_ctx.key_name.clone();
         if let Flow::Respond(response) = flow {
             return Ok((*response).into());
         }
-        ctx = Some(request_ctx);
     }
 
     // Phase: the anomaly detectors: the client's rate, and a cool-down set earlier.
@@ -387,16 +386,10 @@ async fn proxy(
     let translated = super::translation::on_response_head(&mut response_head, has_body, exchange);
     let transforms = transforms || translated.is_some();
     exchange.start_reading(reply_kind, content_encoding.as_ref().map(|v| v.as_bytes()));
-    if let Some(ctx) = ctx.as_mut() {
-        ctx.endpoint = Some(endpoint.url.clone());
-        ctx.status = Some(response_head.status);
-        if route.filters.edits_responses {
-            let mut edits = super::HeaderEdits::default();
-            route.filters.on_response(ctx, &mut edits);
-            edits.apply(&mut response_head.headers);
-        }
-    }
-    exchange.done = ctx.filter(|_| route.filters.wants_done);
+    let mut edits = super::HeaderEdits::default();
+    let status = Some(response_head.status);
+    super::request_filters::on_response(&route, exchange, &endpoint.url, status, &mut edits);
+    edits.apply(&mut response_head.headers);
     let timeouts = route.timeouts;
     let deadline = timeouts.total.map(|total| exchange.started() + total);
     let mut stream = UpstreamStream::new(body, first, event_stream, timeouts.idle, deadline);

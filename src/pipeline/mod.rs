@@ -22,6 +22,7 @@ pub mod handler;
 mod header_rules;
 pub(crate) mod include_usage;
 pub(crate) mod model_map;
+pub(crate) mod request_filters;
 pub(crate) mod response_head;
 pub(crate) mod translation;
 pub(crate) mod versioning;
