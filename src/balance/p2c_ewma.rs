@@ -87,7 +87,8 @@ impl PeakEwma {
     /// [`PeakEwma::record`] with the time already read.
     pub fn record_at(&self, now: tokio::time::Instant, latency: Duration) {
         let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let sample = latency.as_nanos() as f64;
+        // Through u64: a u128 to f64 conversion is a library call on every answer.
+        let sample = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX) as f64;
         let previous = self.estimate_nanos();
         let last = self.updated_at_nanos.swap(now, Ordering::Relaxed);
         let next = if sample > previous {

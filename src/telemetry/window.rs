@@ -49,11 +49,36 @@ pub struct WindowStats {
 }
 
 pub(crate) fn bucket_of(latency: Duration) -> usize {
-    let nanos = latency.as_nanos() as f64;
-    if nanos <= SMALLEST_NANOS {
-        return 0;
+    // The first bucket whose bound holds it: the same answer as ⌈4·log2(latency /
+    // 100 µs)⌉ for any whole number of nanoseconds, without the float conversions and
+    // logarithm (a third of a request's window record).
+    let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    BUCKET_UPPER_NANOS
+        .partition_point(|&upper| upper < nanos)
+        .min(LATENCY_BUCKETS - 1)
+}
+
+/// Upper bounds of the latency buckets in whole nanoseconds: ⌊100 µs · 2^(b/4)⌋, so a
+/// latency is in bucket b when it is at most bound b and more than bound b − 1.
+const BUCKET_UPPER_NANOS: [u64; LATENCY_BUCKETS] = bucket_upper_nanos();
+
+const fn bucket_upper_nanos() -> [u64; LATENCY_BUCKETS] {
+    // 2^(k/4) for k = 0..3 in 2^-64ths, rounded down: fine enough that every bound
+    // rounds down to the right nanosecond (in 2^-40ths, the largest came out one short).
+    const QUARTERS: [u128; 4] = [
+        18_446_744_073_709_551_616,
+        21_936_999_301_089_678_046,
+        26_087_635_650_665_564_424,
+        31_023_601_929_370_129_896,
+    ];
+    let mut bounds = [0; LATENCY_BUCKETS];
+    let mut bucket = 0;
+    while bucket < LATENCY_BUCKETS {
+        let scaled = (SMALLEST_NANOS as u128 * QUARTERS[bucket % 4]) << (bucket / 4);
+        bounds[bucket] = (scaled >> 64) as u64;
+        bucket += 1;
     }
-    (((nanos / SMALLEST_NANOS).log2() * 4.0).ceil() as usize).min(LATENCY_BUCKETS - 1)
+    bounds
 }
 
 /// Upper bound of a bucket, in milliseconds.
@@ -168,5 +193,54 @@ mod tests {
         window.record(Duration::from_millis(1), false);
         let stats = window.stats();
         assert_eq!((stats.requests, stats.errors), (1, 0));
+    }
+
+    /// The bucket as first defined: ⌈4·log2(latency / 100 µs)⌉, at least 0, at most
+    /// the last.
+    fn bucket_by_logarithm(latency: Duration) -> usize {
+        let nanos = latency.as_nanos() as f64;
+        if nanos <= SMALLEST_NANOS {
+            return 0;
+        }
+        (((nanos / SMALLEST_NANOS).log2() * 4.0).ceil() as usize).min(LATENCY_BUCKETS - 1)
+    }
+
+    #[test]
+    fn buckets_end_at_their_bounds() {
+        assert_eq!(bucket_of(Duration::ZERO), 0);
+        assert_eq!(bucket_of(Duration::from_micros(100)), 0);
+        assert_eq!(bucket_of(Duration::from_nanos(100_001)), 1);
+        assert_eq!(bucket_of(Duration::from_micros(200)), 4);
+        assert_eq!(bucket_of(Duration::from_nanos(200_001)), 5);
+        assert_eq!(bucket_of(Duration::MAX), LATENCY_BUCKETS - 1);
+        for (bucket, &upper) in BUCKET_UPPER_NANOS.iter().enumerate() {
+            let upper = Duration::from_nanos(upper);
+            assert_eq!(bucket_of(upper), bucket, "{upper:?}");
+            assert_eq!(bucket_by_logarithm(upper), bucket, "{upper:?}");
+            let next = (bucket + 1).min(LATENCY_BUCKETS - 1);
+            let above = upper + Duration::from_nanos(1);
+            assert_eq!(bucket_of(above), next, "{above:?}");
+            assert_eq!(bucket_by_logarithm(above), next, "{above:?}");
+            let shown = bucket_upper_ms(bucket) * 1e6;
+            assert!((shown - upper.as_nanos() as f64).abs() < 1.0, "{bucket}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn buckets_agree_with_the_logarithm(nanos in 0u64..(1 << 42)) {
+            let latency = Duration::from_nanos(nanos);
+            proptest::prop_assert_eq!(bucket_of(latency), bucket_by_logarithm(latency));
+        }
+
+        #[test]
+        fn buckets_agree_with_the_logarithm_near_bounds(
+            bucket in 0..LATENCY_BUCKETS,
+            offset in -1000i64..=1000,
+        ) {
+            let nanos = BUCKET_UPPER_NANOS[bucket].saturating_add_signed(offset);
+            let latency = Duration::from_nanos(nanos);
+            proptest::prop_assert_eq!(bucket_of(latency), bucket_by_logarithm(latency));
+        }
     }
 }
