@@ -487,3 +487,40 @@ impl RouteMetrics {
         self.endpoint_counts()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_findings_add_up_per_route_type_action_and_direction() {
+        let metrics = MetricsRegistry::default();
+        let key = |route: &str, kind: &str, action, direction| -> MaskingKey {
+            (Arc::from(route), Arc::from(kind), action, direction)
+        };
+        for _ in 0..2 {
+            metrics.count_masking(key("chat", "EMAIL_ADDRESS", "redact", "request"), 2);
+            metrics.count_masking(key("chat", "API_KEY", "block", "request"), 1);
+            metrics.count_masking(key("chat", "EMAIL_ADDRESS", "redact", "response"), 1);
+        }
+        metrics.count_masking(key("chat", "EMAIL_ADDRESS", "hash", "request"), 3);
+        metrics.count_masking(key("out", "EMAIL_ADDRESS", "redact", "request"), 1);
+        let all: Vec<_> = metrics
+            .all_masking()
+            .into_iter()
+            .map(|((route, kind, action, direction), count)| {
+                format!("{route} {kind} {action} {direction} {count}")
+            })
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "chat API_KEY block request 2",
+                "chat EMAIL_ADDRESS hash request 3",
+                "chat EMAIL_ADDRESS redact request 4",
+                "chat EMAIL_ADDRESS redact response 2",
+                "out EMAIL_ADDRESS redact request 1",
+            ]
+        );
+    }
+}
