@@ -110,7 +110,9 @@ impl Findings {
         match self
             .counts
             .iter_mut()
-            .find(|(k, a, _)| k == kind && *a == action)
+            // Values of one detector share its name's allocation: compared by address
+            // first, by text only when that differs.
+            .find(|(k, a, _)| *a == action && (Arc::ptr_eq(&k.0, &kind.0) || k == kind))
         {
             Some((_, _, count)) => *count += 1,
             None => self.counts.push((kind.clone(), action, 1)),
