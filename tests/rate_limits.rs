@@ -1,5 +1,6 @@
 //! Rate limits: token budgets hold under concurrency (reserved at admission), are
-//! settled exactly against a streamed response's usage, and 429s carry `Retry-After`
+//! settled exactly against a streamed response's usage and given back by a request that
+//! fails before any answer or is refused by a later limit, and 429s carry `Retry-After`
 //! and OpenAI's `x-ratelimit-*` headers. Request limits are exact (the GCRA's own
 //! timing is unit-tested with paused time in src/security/rate_limit.rs).
 
@@ -179,6 +180,50 @@ async fn a_request_that_fails_before_any_answer_gives_its_reservation_back() {
         }
         assert_eq!(statuses, [502, 502, 502], "fast_path = {fast_path}");
     }
+}
+
+/// A listener's token budget reserves first; the route's request limit then refuses.
+/// The refused request gives the listener its tokens back.
+#[tokio::test]
+async fn a_request_refused_by_a_later_limit_gives_its_reservation_back() {
+    let upstream = TestUpstream::named("a")
+        .handler(|_request| async { reply(200, "{}") })
+        .start()
+        .await;
+    let config = format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+         rate_limit = {{ tokens = 1000, per = \"1m\" }}\n\n\
+         [[pools]]\nname = \"p\"\nendpoints = [{{ url = \"{}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\npool = \"p\"\nrate_limit = {{ requests = 1, per = \"1m\" }}\n",
+        upstream.url()
+    );
+    let proxy = TestProxy::from_toml(&config).start().await;
+    let http = client();
+    // 400 reserved each. Without a usage in the answer, the first one's estimate stands.
+    let body = body_of(400, 300);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = http
+            .post(proxy.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(reply.status().as_u16());
+        reply.bytes().await.unwrap();
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    let (_, view) = limits(&proxy, "").await;
+    let listener = view["routes"][0]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|limit| limit["tokens"] == 1000)
+        .unwrap_or_else(|| panic!("the listener's budget: {view:#}"));
+    // The refill (1000 a minute) may have given a few back meanwhile.
+    let used = listener["keys"][0]["tokens"]["used"].as_u64().unwrap();
+    assert!((390..=400).contains(&used), "used {used}: {view:#}");
 }
 
 #[tokio::test]
