@@ -11,11 +11,10 @@ use crate::routing::Route;
 
 /// The route's request filters on the head (`edits` collects their header changes).
 ///
-/// Their context goes into the exchange before they run, not after they admit the
-/// request: a token budget reserved here is then settled (refunded when no usage came
-/// back) when the request is refused by a later filter, fails before any answer, or
-/// is abandoned by its client. Before, those ends dropped the context unsettled and the
-/// reservation stood as if the tokens had been used.
+/// Their context goes into the exchange before they run, not once an answer came: a
+/// token budget reserved here is then settled (given back when no usage came) also when
+/// a later filter refuses the request, when it fails before any answer, and when its
+/// client leaves first.
 pub(crate) async fn on_request(
     route: &Route,
     exchange: &mut Exchange,
