@@ -16,3 +16,9 @@ use crate::config::{ConfigErrors, Plan};
 pub fn load_config(text: &str, base: &Path) -> Result<Plan, ConfigErrors> {
     crate::config::checking(|context| crate::config::load_str(text, base, context))
 }
+
+/// The IPv6 check of the masking detectors: the groups written out in `text` when it is
+/// an address (`masking::network`).
+pub fn ipv6_groups(text: &[u8]) -> Option<usize> {
+    crate::masking::network::ipv6_groups(text)
+}

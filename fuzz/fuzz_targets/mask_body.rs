@@ -8,7 +8,10 @@
 //!   non-string value: only strings change;
 //! - text masked with `pseudonymize` and then restored from the request's vault, as a
 //!   response, is the text that came in (when it holds no `<`, which a pseudonym
-//!   starts with).
+//!   starts with);
+//! - every run of hex digits, colons and dots in the input is an IPv6 address to the
+//!   detectors' in-place check exactly when `std::net::Ipv6Addr` parses it, with the
+//!   same groups written out.
 
 #![no_main]
 
@@ -126,6 +129,16 @@ fuzz_target!(|data: &[u8]| {
             .expect("restoring text never fails");
         if std::str::from_utf8(body).is_ok() {
             assert_eq!(restored, body, "pseudonyms restored");
+        }
+    }
+
+    if let Ok(text) = std::str::from_utf8(body) {
+        let runs = text.split(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.'));
+        for run in runs.filter(|run| !run.is_empty() && run.len() <= 64) {
+            let by_std = run.parse::<std::net::Ipv6Addr>().ok().map(|_| {
+                run.split(':').filter(|g| !g.is_empty()).count() + usize::from(run.contains('.'))
+            });
+            assert_eq!(junction::fuzzing::ipv6_groups(run.as_bytes()), by_std, "{run:?}");
         }
     }
 

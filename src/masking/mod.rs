@@ -18,7 +18,7 @@ mod literals;
 pub mod masker;
 mod names;
 mod national_id;
-mod network;
+pub(crate) mod network;
 mod phone_plan;
 pub mod policy;
 pub mod restore;

@@ -70,7 +70,7 @@ pub fn ipv6(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
 /// fewer around one `::`, 1-4 hex digits each, an IPv4 tail only at the end. Read here
 /// without making the address: the standard parser was a thousand instructions per
 /// request on the masking bench, whose prompts hold many hex-and-colon strings.
-fn ipv6_groups(text: &[u8]) -> Option<usize> {
+pub(crate) fn ipv6_groups(text: &[u8]) -> Option<usize> {
     let (head, at, head_ipv4) = ipv6_read_groups(text, 0, 8);
     if head == 8 {
         return (at == text.len()).then_some(8);
@@ -134,11 +134,15 @@ fn ipv4_at(text: &[u8], mut at: usize) -> Option<usize> {
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
+        // The length first: a long run of digits would overflow the value.
+        if !(1..=3).contains(&digits) {
+            return None;
+        }
         let number = &text[at..at + digits];
         let value = number
             .iter()
             .fold(0u32, |value, digit| value * 10 + u32::from(digit - b'0'));
-        if !(1..=3).contains(&digits) || (digits > 1 && number[0] == b'0') || value > 255 {
+        if (digits > 1 && number[0] == b'0') || value > 255 {
             return None;
         }
         at += digits;
@@ -246,6 +250,8 @@ mod tests {
             "g::1",
             "1:2:3:4:5:6:7:8.",
             "::1.2.3.4a",
+            "::12345678901234567890.1.1.1",
+            "1:2:3:4:5:6:1.2.3.99999999999",
             "1:2:3:4:5::1.2.3.4",
             "1:2:3:4:5:6::1.2.3.4",
             "::ffff:1.2.3.4::",
