@@ -1,7 +1,7 @@
 //! Rate limits: token budgets hold under concurrency (reserved at admission), are
-//! settled exactly against a streamed response's usage and given back by a request that
-//! fails before any answer or is refused by a later limit, and 429s carry `Retry-After`
-//! and OpenAI's `x-ratelimit-*` headers. Request limits are exact (the GCRA's own
+//! settled exactly against a streamed response's usage, given back by a request that
+//! fails before any answer or is refused by a later limit (not by one whose client
+//! left), and 429s carry `Retry-After` and OpenAI's `x-ratelimit-*` headers. Request limits are exact (the GCRA's own
 //! timing is unit-tested with paused time in src/security/rate_limit.rs).
 
 mod support;
@@ -224,6 +224,74 @@ async fn a_request_refused_by_a_later_limit_gives_its_reservation_back() {
     // The refill (1000 a minute) may have given a few back meanwhile.
     let used = listener["keys"][0]["tokens"]["used"].as_u64().unwrap();
     assert!((390..=400).contains(&used), "used {used}: {view:#}");
+}
+
+/// A client that leaves before the answer is not refunded: the endpoint may have worked
+/// on its prompt (else leaving would be a way around the budget).
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_keeps_its_estimate_spent() {
+    let release = Arc::new(Notify::new());
+    let held = release.clone();
+    let upstream = TestUpstream::named("held")
+        .handler(move |_request| {
+            let held = held.clone();
+            async move {
+                held.notified().await;
+                reply(200, "{}")
+            }
+        })
+        .start()
+        .await;
+    for fast_path in [true, false] {
+        let mut toml = config(&upstream.url(), "{ tokens = 1000, per = \"1m\" }");
+        if !fast_path {
+            toml = toml.replace("name = \"public\"", "name = \"public\"\nfast_path = false");
+            assert!(toml.contains("fast_path = false"));
+        }
+        let proxy = TestProxy::from_toml(&toml).start().await;
+        let seen = upstream.requests();
+        let request = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body_of(400, 300));
+        let call = tokio::spawn(request.send());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while upstream.requests() == seen {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request arrives"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The client goes away while the endpoint works on it.
+        call.abort();
+        let _ = call.await;
+        loop {
+            let metrics = support::parse_metrics(&proxy.metrics_text().await);
+            let gone: f64 = metrics
+                .iter()
+                .filter(|(name, _)| {
+                    name.starts_with("junction_requests_total{") && name.contains("code=\"499\"")
+                })
+                .map(|(_, value)| value)
+                .sum();
+            if gone >= 1.0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "recorded as 499");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (_, view) = limits(&proxy, "").await;
+        // No key listed: nothing spent.
+        let used = view["routes"][0]["limits"][0]["keys"][0]["tokens"]["used"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            (390..=400).contains(&used),
+            "fast_path = {fast_path}: used {used}: {view:#}"
+        );
+    }
+    release.notify_waiters();
 }
 
 #[tokio::test]

@@ -14,6 +14,10 @@ pub use budget::{BudgetHold, BudgetKey, Standing};
 pub use head::{HeaderEdits, RequestView, RouteInput, ShortValue, StaticName};
 pub use local_reply::LocalReply;
 
+/// The status a request is recorded with when its client left before the answer's head
+/// (nginx's 499): what `RequestCtx::status` holds in `on_done` then.
+pub const CLIENT_CLOSED: u16 = 499;
+
 /// What a filter decides about a request.
 pub enum Flow {
     /// Go on to the next filter, then the endpoint.

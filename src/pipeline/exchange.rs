@@ -270,7 +270,7 @@ impl Exchange {
 
         if self.status == 0 {
             // The client went away before the response head: nginx's 499.
-            self.status = 499;
+            self.status = crate::filter::CLIENT_CLOSED;
         }
         if let Some(error_type) = self.error.filter(|_| self.telemetry.metrics_enabled()) {
             let route_name = self

@@ -11,10 +11,10 @@ use crate::routing::Route;
 
 /// The route's request filters on the head (`edits` collects their header changes).
 ///
-/// Their context goes into the exchange before they run, not once an answer came: a
-/// token budget reserved here is then settled (given back when no usage came) also when
-/// a later filter refuses the request, when it fails before any answer, and when its
-/// client leaves first.
+/// Their context goes into the exchange before they run, not once an answer came, so
+/// `on_done` sees every end of the request: a token budget reserved here is settled
+/// also when a later filter refuses the request, when it fails before any answer, and
+/// when its client leaves first (each limit decides what such an end costs).
 pub(crate) async fn on_request(
     route: &Route,
     exchange: &mut Exchange,

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use super::Recorder;
 use super::shared_limits::{OnBackendError, SharedLimits};
 use crate::filter::{
-    BudgetHold, BudgetKey, Filter, FilterFuture, Flow, HeaderEdits, LocalReply, RequestCtx,
-    RequestView, ShortValue, Standing, StaticName,
+    BudgetHold, BudgetKey, CLIENT_CLOSED, Filter, FilterFuture, Flow, HeaderEdits, LocalReply,
+    RequestCtx, RequestView, ShortValue, Standing, StaticName,
 };
 use std::sync::Arc;
 
@@ -560,11 +560,15 @@ impl Filter for RateLimit {
         if reservation.tokens == 0 {
             return;
         }
-        // What the model server reported; without usage, the estimate stands.
+        // What the model server reported; without usage, the estimate stands, but for a
+        // request that failed or was refused, which gives it all back. A client that
+        // left before the answer (499) is not refunded: the endpoint may have worked on
+        // its prompt, and leaving would otherwise be a way around the budget.
         let used = match ctx.usage {
             Some(usage) if usage.prompt.is_some() || usage.completion.is_some() => {
                 usage.prompt.unwrap_or(0) + usage.completion.unwrap_or(0)
             }
+            _ if ctx.status.is_some_and(|s| s.as_u16() == CLIENT_CLOSED) => reservation.tokens,
             _ if ctx.status.is_none_or(|s| !s.is_success()) => 0,
             _ => reservation.tokens,
         };
