@@ -1,6 +1,7 @@
 //! Rate limits shared through a real `redis-server` (started here on a free loopback
 //! port): two Junction instances enforce one limit, token reservations hold across
-//! both, and a Redis that goes away mid-test follows `on_backend_error`.
+//! both and are given back in Redis by a request that failed, and a Redis that goes away
+//! mid-test follows `on_backend_error`.
 
 mod support;
 use support::redis::Redis;
@@ -103,6 +104,66 @@ async fn token_reservations_hold_across_instances() {
         }
     }
     assert_eq!(ok, 5);
+    redis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_fails_before_any_answer_gives_its_shared_reservation_back() {
+    let redis = Redis::start().await;
+    // An endpoint that refuses connections: the request ends in a 502 without a head.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let limit = format!(
+        "{{ tokens = 1000, per = \"1m\", key = \"route\", backend = \"{}\" }}",
+        redis.url()
+    );
+    let proxy = TestProxy::from_toml(&config(&dead, &limit)).start().await;
+    // 100 (400 bytes) + max_tokens 300 = 400 reserved.
+    let skeleton = r#"{"model":"m","max_tokens":300,"messages":[{"role":"user","content":""}]}"#;
+    let body = skeleton.replace(
+        r#""content":"""#,
+        &format!(r#""content":"{}""#, "x".repeat(400 - skeleton.len())),
+    );
+    let reply = client()
+        .post(proxy.url("/v1/chat"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 502);
+    // The settlement goes to Redis on a task of its own: the budget's level comes back
+    // to (nearly) whole, where it would stay near 600 without it.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("junction:ratelimit:*:tok")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1, "one token budget: {keys:?}");
+        let level: String = redis::cmd("HGET")
+            .arg(&keys[0])
+            .arg("level")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let level: f64 = level.parse().unwrap();
+        if level >= 990.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reservation stands: level {level}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     redis.stop().await;
 }
 
