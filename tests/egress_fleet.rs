@@ -39,37 +39,6 @@ fn through(proxy: &RunningProxy) -> reqwest::Client {
         .unwrap()
 }
 
-/// Waits (up to 5 s) until Redis answers `command key` with a value `done` accepts
-/// (written in the background by the instances); that value.
-async fn redis_until<T: redis::FromRedisValue + std::fmt::Debug>(
-    url: &str,
-    command: &str,
-    key: &str,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let mut redis_client = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let value: T = redis::cmd(command)
-            .arg(key)
-            .query_async(&mut redis_client)
-            .await
-            .unwrap();
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{command} {key}: {value:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 async fn exits_used(proxy: &RunningProxy, url: &str, count: usize) -> Vec<String> {
     let http = through(proxy);
     let mut used = Vec::new();
@@ -104,7 +73,7 @@ async fn a_ban_through_one_instance_rests_the_exit_on_the_other_and_an_outage_is
     a.set_mode(ExitMode::Normal);
     // The rest is written to Redis in the background: wait for the key itself.
     let key = "junction:egress:scraper:rest:a:127.0.0.1";
-    let left: i64 = redis_until(&redis.url(), "PTTL", key, |left| *left > 0).await;
+    let left: i64 = redis.until(&["PTTL", key], |left| *left > 0).await;
     assert!(left <= 6 * 60 * 1000, "5 minutes with jitter: {left}");
 
     // The second instance never saw the captcha, yet leaves a alone for this site.
@@ -182,10 +151,9 @@ async fn a_session_keeps_its_exit_whichever_instance_it_reaches() {
     assert_eq!(with_session(&first).await, "b");
     // The session's pin is written in the background: wait for it in Redis.
     let key = "junction:egress:scraper:session::cart42";
-    redis_until::<Option<String>>(&redis.url(), "GET", key, |pinned| {
-        pinned.as_deref() == Some("b")
-    })
-    .await;
+    redis
+        .until::<Option<String>>(&["GET", key], |pinned| pinned.as_deref() == Some("b"))
+        .await;
     // The second instance, whose own turn is on a, keeps the session on b.
     for _ in 0..3 {
         assert_eq!(with_session(&second).await, "b");
@@ -231,7 +199,7 @@ async fn a_sites_retry_after_through_one_instance_holds_it_on_the_other() {
     let reply = support::exits::get(&through(&first), &page).await;
     assert_eq!(reply.status, 429);
     let key = "junction:egress:scraper:hold:127.0.0.1";
-    redis_until::<i64>(&redis.url(), "PTTL", key, |left| *left > 0).await;
+    redis.until::<i64>(&["PTTL", key], |left| *left > 0).await;
     // The second instance never heard the site, yet holds it: 503 at once.
     let reply = support::exits::get(&through(&second), &page).await;
     reply.assert_junction_error(503, "connection_limit_reached", "politeness");
@@ -337,6 +305,6 @@ async fn a_sites_concurrency_cap_holds_for_the_fleet() {
 
     // The leases were given back: none is left in Redis.
     let key = "junction:egress:scraper:concurrency:127.0.0.1";
-    redis_until::<i64>(&redis.url(), "ZCARD", key, |held| *held == 0).await;
+    redis.until::<i64>(&["ZCARD", key], |held| *held == 0).await;
     redis.stop().await;
 }

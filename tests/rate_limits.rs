@@ -30,6 +30,27 @@ fn body_of(bytes: usize, max_tokens: u64) -> String {
     skeleton.replace(r#""content":"""#, &format!(r#""content":"{pad}""#))
 }
 
+/// `toml` for the hand-written HTTP/1.1 engine (`fast_path`) or hyper's.
+fn on_engine(toml: String, fast_path: bool) -> String {
+    if fast_path {
+        return toml;
+    }
+    let toml = toml.replace("name = \"public\"", "name = \"public\"\nfast_path = false");
+    assert!(toml.contains("fast_path = false"));
+    toml
+}
+
+/// A chat completion request of `body` through `proxy`.
+fn chat(
+    http: &reqwest::Client,
+    proxy: &support::proxy::RunningProxy,
+    body: &str,
+) -> reqwest::RequestBuilder {
+    http.post(proxy.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_requests_are_held_to_a_budget_that_fits_five() {
     // Held upstream: all admitted requests stay in flight, so no settlement can help.
@@ -53,11 +74,7 @@ async fn twenty_concurrent_requests_are_held_to_a_budget_that_fits_five() {
     let body = body_of(400, 100);
     let mut calls = Vec::new();
     for _ in 0..20 {
-        let request = http
-            .post(proxy.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        calls.push(tokio::spawn(request.send()));
+        calls.push(tokio::spawn(chat(&http, &proxy, &body).send()));
     }
     // The five admitted ones are waiting upstream; the rest are refused at once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -106,13 +123,7 @@ async fn a_streamed_response_settles_the_reservation_exactly() {
     let http = client();
     // 400 bytes (100) + max_tokens 300 = 400 reserved; the mock's usage is far less.
     let body = body_of(400, 300);
-    let reply = http
-        .post(proxy.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let reply = chat(&http, &proxy, &body).send().await.unwrap();
     assert_eq!(reply.status(), 200);
     let remaining_after_reserve: u64 = reply.headers()["x-ratelimit-remaining-tokens"]
         .to_str()
@@ -130,13 +141,7 @@ async fn a_streamed_response_settles_the_reservation_exactly() {
     // The settlement happens when the response body ends; the next request on the same
     // keep-alive connection is read only after that.
     let expected = 1000 - used - 400;
-    let reply = http
-        .post(proxy.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let reply = chat(&http, &proxy, &body).send().await.unwrap();
     let remaining: u64 = reply.headers()["x-ratelimit-remaining-tokens"]
         .to_str()
         .unwrap()
@@ -157,11 +162,7 @@ async fn a_request_that_fails_before_any_answer_gives_its_reservation_back() {
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     for fast_path in [true, false] {
-        let mut toml = config(&dead, "{ tokens = 1000, per = \"1m\" }");
-        if !fast_path {
-            toml = toml.replace("name = \"public\"", "name = \"public\"\nfast_path = false");
-            assert!(toml.contains("fast_path = false"));
-        }
+        let toml = on_engine(config(&dead, "{ tokens = 1000, per = \"1m\" }"), fast_path);
         let proxy = TestProxy::from_toml(&toml).start().await;
         let http = client();
         // 400 bytes (100) + max_tokens 300 = 400 reserved each: three fit in 1000 only
@@ -169,13 +170,7 @@ async fn a_request_that_fails_before_any_answer_gives_its_reservation_back() {
         let body = body_of(400, 300);
         let mut statuses = Vec::new();
         for _ in 0..3 {
-            let reply = http
-                .post(proxy.url("/v1/chat/completions"))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
+            let reply = chat(&http, &proxy, &body).send().await.unwrap();
             statuses.push(reply.status().as_u16());
         }
         assert_eq!(statuses, [502, 502, 502], "fast_path = {fast_path}");
@@ -203,13 +198,7 @@ async fn a_request_refused_by_a_later_limit_gives_its_reservation_back() {
     let body = body_of(400, 300);
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let reply = http
-            .post(proxy.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let reply = chat(&http, &proxy, &body).send().await.unwrap();
         statuses.push(reply.status().as_u16());
         reply.bytes().await.unwrap();
     }
@@ -243,18 +232,13 @@ async fn a_client_that_leaves_before_the_answer_keeps_its_estimate_spent() {
         .start()
         .await;
     for fast_path in [true, false] {
-        let mut toml = config(&upstream.url(), "{ tokens = 1000, per = \"1m\" }");
-        if !fast_path {
-            toml = toml.replace("name = \"public\"", "name = \"public\"\nfast_path = false");
-            assert!(toml.contains("fast_path = false"));
-        }
+        let toml = on_engine(
+            config(&upstream.url(), "{ tokens = 1000, per = \"1m\" }"),
+            fast_path,
+        );
         let proxy = TestProxy::from_toml(&toml).start().await;
         let seen = upstream.requests();
-        let request = client()
-            .post(proxy.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body_of(400, 300));
-        let call = tokio::spawn(request.send());
+        let call = tokio::spawn(chat(&client(), &proxy, &body_of(400, 300)).send());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while upstream.requests() == seen {
             assert!(

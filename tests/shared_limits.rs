@@ -134,36 +134,19 @@ async fn a_request_that_fails_before_any_answer_gives_its_shared_reservation_bac
         .unwrap();
     assert_eq!(reply.status(), 502);
     // The settlement goes to Redis on a task of its own: the budget's level comes back
-    // to (nearly) whole, where it would stay near 600 without it.
-    let mut connection = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("junction:ratelimit:*:tok")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(keys.len(), 1, "one token budget: {keys:?}");
-        let level: String = redis::cmd("HGET")
-            .arg(&keys[0])
-            .arg("level")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        let level: f64 = level.parse().unwrap();
-        if level >= 990.0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reservation stands: level {level}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // to (nearly) whole, where it would stay at 600 without it.
+    let keys: Vec<String> = redis
+        .until(
+            &["KEYS", "junction:ratelimit:*:tok"],
+            |keys: &Vec<String>| !keys.is_empty(),
+        )
+        .await;
+    assert_eq!(keys.len(), 1, "one token budget: {keys:?}");
+    redis
+        .until(&["HGET", &keys[0], "level"], |level: &String| {
+            level.parse::<f64>().is_ok_and(|level| level >= 990.0)
+        })
+        .await;
     redis.stop().await;
 }
 

@@ -60,6 +60,36 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Waits (up to 5 s) until Redis answers `command` (its name and arguments) with a
+    /// value `done` accepts, as written in the background by the instances; that value.
+    pub async fn until<T: redis::FromRedisValue + std::fmt::Debug>(
+        &self,
+        command: &[&str],
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let mut connection = redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let value: T = redis::cmd(command[0])
+                .arg(&command[1..])
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{command:?}: {value:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
