@@ -51,9 +51,9 @@ fn chat(
         .body(body.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_requests_are_held_to_a_budget_that_fits_five() {
-    // Held upstream: all admitted requests stay in flight, so no settlement can help.
+/// An endpoint that holds every request until the `Notify` is told to release them,
+/// then answers `{}` (no usage).
+async fn held_upstream() -> (support::upstream::RunningUpstream, Arc<Notify>) {
     let release = Arc::new(Notify::new());
     let held = release.clone();
     let upstream = TestUpstream::named("held")
@@ -66,6 +66,13 @@ async fn twenty_concurrent_requests_are_held_to_a_budget_that_fits_five() {
         })
         .start()
         .await;
+    (upstream, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_requests_are_held_to_a_budget_that_fits_five() {
+    // Held upstream: all admitted requests stay in flight, so no settlement can help.
+    let (upstream, release) = held_upstream().await;
     // Each request: 400 bytes (100 tokens) + max_tokens 100 = 200 reserved; budget 1000.
     let proxy = TestProxy::from_toml(&config(&upstream.url(), "{ tokens = 1000, per = \"1m\" }"))
         .start()
@@ -219,18 +226,7 @@ async fn a_request_refused_by_a_later_limit_gives_its_reservation_back() {
 /// on its prompt (else leaving would be a way around the budget).
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_keeps_its_estimate_spent() {
-    let release = Arc::new(Notify::new());
-    let held = release.clone();
-    let upstream = TestUpstream::named("held")
-        .handler(move |_request| {
-            let held = held.clone();
-            async move {
-                held.notified().await;
-                reply(200, "{}")
-            }
-        })
-        .start()
-        .await;
+    let (upstream, release) = held_upstream().await;
     for fast_path in [true, false] {
         let toml = on_engine(
             config(&upstream.url(), "{ tokens = 1000, per = \"1m\" }"),
