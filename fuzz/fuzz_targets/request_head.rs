@@ -24,8 +24,8 @@
 #![no_main]
 
 use junction::fuzzing::{
-    Forwarding, HeaderEdits, Kind, PlainLines, RequestHead, RequestParsed, SentBody,
-    read_plain_request,
+    Forwarding, HeaderEdits, Kind, RequestHead, RequestParsed, SentBody,
+    assert_plain_request_agrees,
 };
 use junction::routing::RouteInput;
 use libfuzzer_sys::fuzz_target;
@@ -357,37 +357,8 @@ const EARLIER: &[u8] = b"POST /earlier?q=1 HTTP/1.1\r\nHost: earlier:1\r\nConten
     Connection: close\r\nx-request-id: old\r\ntraceparent: t\r\ncontent-type: a/b\r\n\
     user-agent: u\r\nx-forwarded-proto: https\r\nx-forwarded-host: h\r\n\r\nhello";
 
-/// What the plain reader takes, httparse reads the same.
-fn plain_agrees(buf: &[u8]) {
-    let mut lines = PlainLines::new();
-    let Some(plain) = read_plain_request(buf, &mut lines) else {
-        return;
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut request = httparse::Request::new(&mut headers);
-    assert_eq!(
-        request.parse(buf).ok(),
-        Some(httparse::Status::Complete(plain.len))
-    );
-    assert_eq!(request.version, Some(plain.version));
-    assert_eq!(
-        request.method.map(str::as_bytes),
-        Some(&buf[plain.method.0..plain.method.1])
-    );
-    assert_eq!(
-        request.path.map(str::as_bytes),
-        Some(&buf[plain.target.0..plain.target.1])
-    );
-    let read: Vec<(&[u8], &[u8])> = request
-        .headers
-        .iter()
-        .map(|h| (h.name.as_bytes(), h.value))
-        .collect();
-    assert_eq!(lines.to_vec(), read);
-}
-
 fuzz_target!(|buf: &[u8]| {
-    plain_agrees(buf);
+    assert_plain_request_agrees(buf);
     let mut fresh = RequestHead::default();
     let outcome = parse(&mut fresh, buf);
 

@@ -25,7 +25,7 @@
 use std::sync::atomic::AtomicBool;
 
 use junction::fuzzing::{
-    ClientHead, Framing, PlainLines, Reply, ReplyParsed, parse_reply, read_plain_head,
+    ClientHead, Framing, Reply, ReplyParsed, assert_plain_response_agrees, parse_reply,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -285,35 +285,8 @@ fn check(buf: &[u8], client: &ClientHead<'_>) {
     }
 }
 
-/// What the plain reader takes, httparse reads the same.
-fn plain_agrees(buf: &[u8]) {
-    let mut lines = PlainLines::new();
-    let Some(plain) = read_plain_head(buf, &mut lines) else {
-        return;
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut response = httparse::Response::new(&mut headers);
-    assert_eq!(
-        response.parse(buf).ok(),
-        Some(httparse::Status::Complete(plain.len))
-    );
-    assert_eq!(response.version, Some(plain.version));
-    assert_eq!(response.code, Some(plain.status));
-    assert_eq!(
-        response.reason.map(str::as_bytes),
-        Some(&buf[plain.reason.0..plain.reason.1])
-    );
-    let lines: Vec<(&[u8], &[u8])> = lines.to_vec();
-    let read: Vec<(&[u8], &[u8])> = response
-        .headers
-        .iter()
-        .map(|h| (h.name.as_bytes(), h.value))
-        .collect();
-    assert_eq!(lines, read);
-}
-
 fuzz_target!(|buf: &[u8]| {
-    plain_agrees(buf);
+    assert_plain_response_agrees(buf);
     for client in [get(), head_while_draining()] {
         check(buf, &client);
         let outcome = parse(buf, &client);

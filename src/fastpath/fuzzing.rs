@@ -2,9 +2,9 @@
 //! `fuzzing` only): re-exports of the private modules' items, unchanged.
 
 pub use super::chunked::{BadChunk, ChunkedScanner};
-pub use super::plain_head::{
-    Lines as PlainLines, PlainHead, PlainRequest, read_request as read_plain_request,
-    read_response as read_plain_head,
+pub use super::plain_head::oracle::{
+    assert_request_agrees as assert_plain_request_agrees,
+    assert_response_agrees as assert_plain_response_agrees,
 };
 pub use super::reply::{ClientHead, Framing, Parsed as ReplyParsed, Reply, parse as parse_reply};
 pub use super::request::{

@@ -213,76 +213,117 @@ fn controls(word: u64) -> u64 {
     below_space | del
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// The reader's oracle: what httparse reads of the same bytes, in this reader's terms.
+/// The unit tests below and the head fuzz targets hold the reader to it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod oracle {
+    use super::{Lines, PlainHead, PlainRequest, read_request, read_response};
 
-    /// A head's lines as read.
-    type NamesAndValues = Vec<(Vec<u8>, Vec<u8>)>;
+    /// A head's lines as read: names and values.
+    pub type NamesAndValues = Vec<(Vec<u8>, Vec<u8>)>;
 
-    /// A head as read: its first line and its lines' names and values.
-    type Reading = (PlainHead, NamesAndValues);
+    /// Where `part`, a slice of `buf`, starts and ends in it.
+    fn offsets(buf: &[u8], part: &str) -> (usize, usize) {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        (start, start + part.len())
+    }
 
-    /// httparse's reading, in the same terms, when it finds a complete head.
-    fn httparse_reading(buf: &[u8]) -> Option<Reading> {
+    fn owned(
+        lines: impl IntoIterator<Item = (impl AsRef<[u8]>, impl AsRef<[u8]>)>,
+    ) -> NamesAndValues {
+        lines
+            .into_iter()
+            .map(|(name, value)| (name.as_ref().to_vec(), value.as_ref().to_vec()))
+            .collect()
+    }
+
+    /// httparse's reading of a response head, when it finds a complete one.
+    pub fn httparse_response(buf: &[u8]) -> Option<(PlainHead, NamesAndValues)> {
         let mut headers = [httparse::EMPTY_HEADER; 100];
         let mut response = httparse::Response::new(&mut headers);
         let Ok(httparse::Status::Complete(len)) = response.parse(buf) else {
             return None;
         };
-        let reason = response.reason?;
-        let reason_start = 13;
-        let lines = response
-            .headers
-            .iter()
-            .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
-            .collect::<Vec<_>>();
+        let head = PlainHead {
+            len,
+            version: response.version?,
+            status: response.code?,
+            reason: offsets(buf, response.reason?),
+        };
         Some((
-            PlainHead {
-                len,
-                version: response.version?,
-                status: response.code?,
-                reason: (reason_start, reason_start + reason.len()),
-            },
-            lines,
+            head,
+            owned(response.headers.iter().map(|h| (h.name, h.value))),
         ))
     }
 
-    fn plain_reading(buf: &[u8]) -> Option<Reading> {
-        let mut lines = Lines::new();
-        let head = read_response(buf, &mut lines)?;
-        let lines = lines
-            .iter()
-            .map(|(name, value)| (name.to_vec(), value.to_vec()))
-            .collect();
-        Some((head, lines))
+    /// httparse's reading of a request head, when it finds a complete one.
+    pub fn httparse_request(buf: &[u8]) -> Option<(PlainRequest, NamesAndValues)> {
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut request = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(len)) = request.parse(buf) else {
+            return None;
+        };
+        let head = PlainRequest {
+            len,
+            version: request.version?,
+            method: offsets(buf, request.method?),
+            target: offsets(buf, request.path?),
+        };
+        Some((
+            head,
+            owned(request.headers.iter().map(|h| (h.name, h.value))),
+        ))
     }
 
-    /// What this reader takes, httparse reads the same.
-    fn agrees(buf: &[u8]) {
-        if let Some(plain) = plain_reading(buf) {
-            assert_eq!(
-                Some(&plain),
-                httparse_reading(buf).as_ref(),
-                "{:?}",
-                String::from_utf8_lossy(buf)
-            );
+    /// The plain reader's reading of a response head.
+    pub fn plain_response(buf: &[u8]) -> Option<(PlainHead, NamesAndValues)> {
+        let mut lines = Lines::new();
+        let head = read_response(buf, &mut lines)?;
+        Some((head, owned(lines)))
+    }
+
+    /// The plain reader's reading of a request head.
+    pub fn plain_request(buf: &[u8]) -> Option<(PlainRequest, NamesAndValues)> {
+        let mut lines = Lines::new();
+        let head = read_request(buf, &mut lines)?;
+        Some((head, owned(lines)))
+    }
+
+    /// Panics unless a response head the plain reader takes is read the same by httparse.
+    pub fn assert_response_agrees(buf: &[u8]) {
+        if let Some(plain) = plain_response(buf) {
+            let text = String::from_utf8_lossy(buf);
+            assert_eq!(Some(plain), httparse_response(buf), "{text:?}");
         }
     }
+
+    /// Panics unless a request head the plain reader takes is read the same by httparse.
+    pub fn assert_request_agrees(buf: &[u8]) {
+        if let Some(plain) = plain_request(buf) {
+            let text = String::from_utf8_lossy(buf);
+            assert_eq!(Some(plain), httparse_request(buf), "{text:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oracle::{assert_request_agrees, assert_response_agrees, plain_response};
+    use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn an_endpoints_usual_head_is_read_as_httparse_reads_it() {
         let head = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 05 Dec 2026 12:00:00 GMT\r\nContent-Type: application/octet-stream\r\nContent-Length: 32\r\nConnection: keep-alive\r\nX-Empty:\r\nX-Blanks: \t a b \t \r\n\r\nbody";
-        let (plain, lines) = plain_reading(head).expect("plain");
+        let (plain, lines) = plain_response(head).expect("plain");
         assert_eq!(lines.len(), 7);
         assert_eq!(plain.status, 200);
         assert_eq!(&head[plain.reason.0..plain.reason.1], b"OK");
         assert_eq!(lines[4], (b"Connection".to_vec(), b"keep-alive".to_vec()));
         assert_eq!(lines[5], (b"X-Empty".to_vec(), b"".to_vec()));
         assert_eq!(lines[6], (b"X-Blanks".to_vec(), b"a b".to_vec()));
-        agrees(head);
-        let (_, lines) = plain_reading(&head[..head.len() - 4]).unwrap();
+        assert_response_agrees(head);
+        let (_, lines) = plain_response(&head[..head.len() - 4]).unwrap();
         assert_eq!(lines.len(), 7);
     }
 
@@ -320,11 +361,11 @@ mod tests {
                     value[at] = b'\t';
                 }
                 let head = [&b"HTTP/1.1 204 No Content\r\nx: "[..], &value, b"\r\n\r\n"].concat();
-                let (_, lines) = plain_reading(&head).expect("plain");
+                let (_, lines) = plain_response(&head).expect("plain");
                 let expected = value.trim_ascii_end().to_vec();
                 let expected = expected.trim_ascii_start().to_vec();
                 assert_eq!(lines[0].1, expected, "{len} {tab:?}");
-                agrees(&head);
+                assert_response_agrees(&head);
             }
         }
     }
@@ -415,48 +456,6 @@ mod tests {
             .prop_map(|(line, rest)| [line.as_bytes(), &rest].concat())
     }
 
-    /// httparse's reading of a request, in the same terms, when it finds a complete head.
-    fn httparse_request(buf: &[u8]) -> Option<(PlainRequest, NamesAndValues)> {
-        let mut headers = [httparse::EMPTY_HEADER; 100];
-        let mut request = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(len)) = request.parse(buf) else {
-            return None;
-        };
-        let offset = |part: &str| part.as_ptr() as usize - buf.as_ptr() as usize;
-        let (method, target) = (request.method?, request.path?);
-        let lines = request
-            .headers
-            .iter()
-            .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
-            .collect();
-        Some((
-            PlainRequest {
-                len,
-                version: request.version?,
-                method: (offset(method), offset(method) + method.len()),
-                target: (offset(target), offset(target) + target.len()),
-            },
-            lines,
-        ))
-    }
-
-    /// What the request reader takes, httparse reads the same.
-    fn request_agrees(buf: &[u8]) {
-        let mut lines = Lines::new();
-        if let Some(head) = read_request(buf, &mut lines) {
-            let lines = lines
-                .iter()
-                .map(|(n, v)| (n.to_vec(), v.to_vec()))
-                .collect();
-            assert_eq!(
-                Some((head, lines)),
-                httparse_request(buf),
-                "{:?}",
-                String::from_utf8_lossy(buf)
-            );
-        }
-    }
-
     #[test]
     fn a_clients_usual_request_is_read_as_httparse_reads_it() {
         let head = b"POST /v1/chat/completions?stream=1 HTTP/1.1\r\nHost: api.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\nUser-Agent: wrk \r\n\r\n{}";
@@ -470,7 +469,7 @@ mod tests {
         assert_eq!(request.len, head.len() - 2);
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[3], (&b"User-Agent"[..], &b"wrk"[..]));
-        request_agrees(head);
+        assert_request_agrees(head);
         for odd in [
             &b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
             b"GET / HTTP/1.1\nHost: a\r\n\r\n",
@@ -490,24 +489,24 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(4000))]
         #[test]
         fn requests_read_plainly_httparse_reads_the_same(head in request_text()) {
-            request_agrees(&head);
+            assert_request_agrees(&head);
             for cut in [head.len() / 2, head.len().saturating_sub(1)] {
-                request_agrees(&head[..cut]);
+                assert_request_agrees(&head[..cut]);
             }
         }
 
         #[test]
         fn what_is_read_plainly_httparse_reads_the_same(head in head_text()) {
-            agrees(&head);
+            assert_response_agrees(&head);
             for cut in [head.len() / 2, head.len().saturating_sub(1)] {
-                agrees(&head[..cut]);
+                assert_response_agrees(&head[..cut]);
             }
         }
 
         #[test]
         fn any_bytes_read_plainly_are_read_the_same(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let head = [&b"HTTP/1.1 200 OK\r\n"[..], &bytes].concat();
-            agrees(&head);
+            assert_response_agrees(&head);
         }
     }
 }
