@@ -138,7 +138,11 @@ fuzz_target!(|data: &[u8]| {
             let by_std = run.parse::<std::net::Ipv6Addr>().ok().map(|_| {
                 run.split(':').filter(|g| !g.is_empty()).count() + usize::from(run.contains('.'))
             });
-            assert_eq!(junction::fuzzing::ipv6_groups(run.as_bytes()), by_std, "{run:?}");
+            assert_eq!(
+                junction::fuzzing::ipv6_groups(run.as_bytes()),
+                by_std,
+                "{run:?}"
+            );
         }
     }
 
