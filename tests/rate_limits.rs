@@ -51,6 +51,23 @@ fn chat(
         .body(body.to_string())
 }
 
+/// The statuses of `count` chat requests of `body` sent one after the other, each
+/// answer read to its end.
+async fn statuses_of(
+    http: &reqwest::Client,
+    proxy: &support::proxy::RunningProxy,
+    body: &str,
+    count: usize,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let reply = chat(http, proxy, body).send().await.unwrap();
+        statuses.push(reply.status().as_u16());
+        reply.bytes().await.unwrap();
+    }
+    statuses
+}
+
 /// An endpoint that holds every request until the `Notify` is told to release them,
 /// then answers `{}` (no usage).
 async fn held_upstream() -> (support::upstream::RunningUpstream, Arc<Notify>) {
@@ -175,11 +192,7 @@ async fn a_request_that_fails_before_any_answer_gives_its_reservation_back() {
         // 400 bytes (100) + max_tokens 300 = 400 reserved each: three fit in 1000 only
         // if each failed one gives its 400 back.
         let body = body_of(400, 300);
-        let mut statuses = Vec::new();
-        for _ in 0..3 {
-            let reply = chat(&http, &proxy, &body).send().await.unwrap();
-            statuses.push(reply.status().as_u16());
-        }
+        let statuses = statuses_of(&http, &proxy, &body, 3).await;
         assert_eq!(statuses, [502, 502, 502], "fast_path = {fast_path}");
     }
 }
@@ -203,13 +216,7 @@ async fn a_request_refused_by_a_later_limit_gives_its_reservation_back() {
     let http = client();
     // 400 reserved each. Without a usage in the answer, the first one's estimate stands.
     let body = body_of(400, 300);
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        let reply = chat(&http, &proxy, &body).send().await.unwrap();
-        statuses.push(reply.status().as_u16());
-        reply.bytes().await.unwrap();
-    }
-    assert_eq!(statuses, [200, 429, 429]);
+    assert_eq!(statuses_of(&http, &proxy, &body, 3).await, [200, 429, 429]);
     let (_, view) = limits(&proxy, "").await;
     let listener = view["routes"][0]["limits"]
         .as_array()
