@@ -77,6 +77,37 @@ pub fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
         .any(|at| hay[at..at + needle.len()].eq_ignore_ascii_case(needle))
 }
 
+/// The words that make a name key-like (`API_KEY`, `x-auth-token`, `client_secret`).
+const KEY_WORDS: [&[u8]; 5] = [b"key", b"token", b"secret", b"credential", b"auth"];
+
+/// Whether `name` holds a key-like word, in any case.
+pub fn names_a_key(name: &[u8]) -> bool {
+    KEY_WORDS
+        .iter()
+        .any(|word| contains_ignore_case(name, word))
+}
+
+/// How far back, on the same line, a key-like word is looked for before a value
+/// written in prose (`my API key is ...`).
+const KEY_WORD_REACH: usize = 40;
+
+/// Whether one of the three words just before byte `at`, on its line and within
+/// [`KEY_WORD_REACH`] bytes, is key-like: `secret 9f86...`, `my API key is 9f86...`,
+/// `auth token: 9f86...`. Words are runs of letters, digits, `_` and `-`.
+pub fn key_word_before(text: &str, at: usize) -> bool {
+    let bytes = &text.as_bytes()[..at.min(text.len())];
+    let from = bytes.len().saturating_sub(KEY_WORD_REACH);
+    let line = match memchr::memrchr(b'\n', &bytes[from..]) {
+        Some(newline) => &bytes[from + newline + 1..],
+        None => &bytes[from..],
+    };
+    let is_word_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
+    line.rsplit(|b| !is_word_byte(b))
+        .filter(|word| !word.is_empty())
+        .take(3)
+        .any(names_a_key)
+}
+
 /// `text[start..end]` widened to char boundaries, clamped to the text.
 pub fn window(text: &str, start: usize, end: usize) -> &str {
     let mut start = start.min(text.len());

@@ -312,8 +312,9 @@ const TOKEN_BYTES: [bool; 256] = {
 };
 
 /// Token runs outside the values already found: random-looking tokens of 32+
-/// characters (opaque bearer tokens, AWS secret keys, session keys) and whole lines of
-/// 64 base64 characters (key material whose header is in another piece). A plain loop
+/// characters (opaque bearer tokens, AWS secret keys, session keys), hex keys after a
+/// key-like word, and whole lines of 64 base64 characters (key material whose header
+/// is in another piece). A plain loop
 /// over the runs rather than regex patterns: a `{32,}` counter starting in every word
 /// would cost the lazy DFA most of its time.
 fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
@@ -346,10 +347,7 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         }
         // A run through a value already found (often a long key or JWT) is not one.
         let overlaps = next_found < found.len() && found[next_found].start < end;
-        if !overlaps
-            && let Some(token) = secrets::pem_line(text, start, end)
-                .or_else(|| secrets::random_token(text, start, end))
-        {
+        if !overlaps && let Some(token) = token_run(text, start, end) {
             extra.push(token);
         }
         i = run_end + 1;
@@ -358,6 +356,14 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         found.extend(extra);
         found[first..].sort_by_key(|f| f.start);
     }
+}
+
+/// What a token run of 32+ bytes at `start..end` is, if anything: a line of key
+/// material, a random-looking token, or a hex key after a key-like word.
+fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
+    secrets::pem_line(text, start, end)
+        .or_else(|| secrets::random_token(text, start, end))
+        .or_else(|| secrets::hex_key_after_key_word(text, start, end))
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -575,10 +581,7 @@ mod tests {
                     next_found += 1;
                 }
                 let overlaps = next_found < found.len() && found[next_found].start < end;
-                if !overlaps
-                    && let Some(token) = secrets::pem_line(text, start, end)
-                        .or_else(|| secrets::random_token(text, start, end))
-                {
+                if !overlaps && let Some(token) = token_run(text, start, end) {
                     extra.push(token);
                 }
             }

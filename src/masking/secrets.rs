@@ -256,6 +256,26 @@ pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
+/// A hex key of 32 to 128 digits, letters and digits mixed, written in prose after a
+/// key-like word (`my API key is 7bd1...`, `secret 9f86...`): a token run that
+/// [`random_token`] leaves, having one case only. Without that word a hex run cannot be
+/// told from a digest (`commit 9fceb02...`, `sha256 ...`) and stays.
+pub fn hex_key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found> {
+    let value = &text.as_bytes()[start..end];
+    if !(32..=128).contains(&value.len())
+        || !value.iter().all(u8::is_ascii_hexdigit)
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end)
+    {
+        return None;
+    }
+    let letters = value.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    if letters < 2 || value.len() - letters < 2 || !bounds::key_word_before(text, start) {
+        return None;
+    }
+    found(start, end, Builtin::ApiKey)
+}
+
 /// True when `value` looks generated rather than written: letters and digits, or both
 /// cases mixed (`sk-your-key-here-xxxx` and `YOUR_API_KEY` are placeholders).
 fn looks_generated(value: &str) -> bool {
@@ -371,6 +391,56 @@ mod tests {
                 "{look_alike}"
             );
         }
+    }
+
+    /// A hex run is a key after a key-like word among the three before it on its line,
+    /// and a digest or an identifier anywhere else.
+    #[test]
+    fn hex_keys_after_key_words_but_not_digests() {
+        let hex = "7bd15de0101a4edad6e585c3832fb1d5";
+        let taken = |before: &str, value: &str, after: &str| {
+            let text = format!("{before}{value}{after}");
+            hex_key_after_key_word(&text, before.len(), before.len() + value.len())
+                .map(|f| (f.start, f.end, f.kind))
+        };
+        for before in [
+            "secret ",
+            "my api key is ",
+            "My API Key: ",
+            "auth token (",
+            "the client_secret was ",
+            "TOKEN\t",
+        ] {
+            let found = taken(before, hex, " for prod");
+            assert_eq!(
+                found,
+                Some((before.len(), before.len() + hex.len(), Builtin::ApiKey)),
+                "{before:?}"
+            );
+        }
+        let digest = "74ef41c7d0c1225fdffe52691525bd114680a681537eb8f1f75b9d1eef5224df";
+        assert!(taken("api key ", digest, "").is_some(), "64 digits");
+        for (before, value) in [
+            ("commit ", hex),
+            ("sha256 ", digest),
+            ("request id ", hex),
+            // The key word is four words back, or on the line before.
+            ("key was set to ", hex),
+            ("api key\n", hex),
+            // Too far back on the line.
+            (&format!("token:{}", " ".repeat(40)), hex),
+            // Not hex, too short, too long, digits or letters only.
+            ("secret ", "7bd15de0101a4edad6e585c3832fb1dg"),
+            ("secret ", "7bd15de0101a4edad6e585c3832fb1d"),
+            ("secret ", &"7bd15de0".repeat(17)),
+            ("secret ", "73215001014111651358538321111115"),
+            ("secret ", "abcdefabcdefabcdefabcdefabcdefab"),
+        ] {
+            assert_eq!(taken(before, value, " end"), None, "{before:?} {value}");
+        }
+        // Inside a longer word it is not a token of its own.
+        assert_eq!(taken("secret x", hex, ""), None);
+        assert_eq!(taken("secret ", hex, "_v2"), None);
     }
 
     #[test]

@@ -170,8 +170,6 @@ fn word_starts(bytes: &[u8], at: usize) -> bool {
     at == 0 || !is_word_byte(bytes[at - 1])
 }
 
-const KEY_WORDS: [&[u8]; 5] = [b"key", b"token", b"secret", b"credential", b"auth"];
-
 /// The places the triggered shapes may start, in one pass over the bytes. Only places
 /// where the shape's pattern matches are given.
 pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
@@ -330,11 +328,7 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     // again: the name runs to `name_end` (a quote, blank or `:=` follows it) and the
     // separator from there is the one at `i`, so the value starts at `value`.
     let value_end = run_forward(bytes, value, is_value_byte);
-    let assigned = (value_end - value >= 16
-        && KEY_WORDS
-            .iter()
-            .any(|word| bounds::contains_ignore_case(name, word)))
-    .then_some(value_end);
+    let assigned = (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end);
     debug_assert_eq!(assigned, assigned_end(bytes, name_start));
     if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
@@ -554,11 +548,7 @@ fn assigned_end(bytes: &[u8], start: usize) -> Option<usize> {
     let value_end = run_forward(bytes, value, is_value_byte);
     // The name's words last: most assignments in prose and code have a short value.
     let name = &bytes[start..name_end];
-    (value_end - value >= 16
-        && KEY_WORDS
-            .iter()
-            .any(|word| bounds::contains_ignore_case(name, word)))
-    .then_some(value_end)
+    (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end)
 }
 
 /// `(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}` at
