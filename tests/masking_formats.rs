@@ -571,12 +571,21 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "contact={}&x=1",
             "cc {}, bcc nobody",
         ],
+        ("IP_ADDRESS", "v4") => &[
+            "The server at {} is down.",
+            "ssh root@{} then",
+            "curl http://{}:8080/health",
+            "listening on {}:443.",
+            "route {}/24 via the gateway",
+            "\\\\{}\\share",
+        ],
         ("IP_ADDRESS", _) => &[
             "The server at {} is down.",
             "client ip {} was blocked",
             "host={}",
             "ping {}; then retry",
             "from [{}]",
+            "ssh admin@{} now",
         ],
         ("US_SSN", "digits") => &["My SSN is {}.", "social security number: {}", "ssn={}"],
         ("US_SSN", _) => &[

@@ -6,10 +6,7 @@ use super::bounds;
 
 /// The IPv4 address matched at `start..end` (four dotted numbers).
 pub fn ipv4(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
-    if !bounds::number_may_start(text, start) || bounds::before(text, start) == Some('.') {
-        return None;
-    }
-    if !bounds::number_may_end(text, end) {
+    if !ipv4_may_start(text, start) || !ipv4_may_end(text, end) {
         return None;
     }
     // Octets read as bytes: `split` and `parse` cost more to set up than the few
@@ -30,6 +27,43 @@ pub fn ipv4(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
         }
     }
     Some((start, end))
+}
+
+/// Where a number may start, and also as a URL's host (`http://10.0.0.1`), after a
+/// user (`root@10.0.0.1`) or a UNC path's `\\`; never after a dot (`1.10.0.0.1`).
+fn ipv4_may_start(text: &str, start: usize) -> bool {
+    match bounds::before(text, start) {
+        Some('/' | '@' | '\\') => true,
+        Some('.') => false,
+        _ => bounds::number_may_start(text, start),
+    }
+}
+
+/// Where a number may end, and also before a port (`10.0.0.1:8080`, then the end of
+/// the number) or a prefix length or path (`10.0.0.0/8`, `10.0.0.1/health`).
+fn ipv4_may_end(text: &str, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    match bytes.get(end) {
+        Some(b'/') => true,
+        Some(b':') if bytes.get(end + 1).is_some_and(u8::is_ascii_digit) => {
+            let port = bytes[end + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            port <= 5 && port_may_end(bytes, end + 1 + port)
+        }
+        _ => bounds::number_may_end(text, end),
+    }
+}
+
+/// After a port: the end of the text, or neither a word character nor a dot or colon
+/// going on with a digit (`10.0.0.1:80.5`, `1.2.3.4:5:6` are something else).
+fn port_may_end(bytes: &[u8], at: usize) -> bool {
+    match bytes.get(at) {
+        None => true,
+        Some(b'.' | b':') => !bytes.get(at + 1).is_some_and(u8::is_ascii_digit),
+        Some(&b) => !(b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80),
+    }
 }
 
 /// The IPv6 address matched at `start..end` (hex groups and colons), with a dotted IPv4
@@ -189,6 +223,36 @@ mod tests {
         assert_eq!(v4("v1.2.3.4"), None);
         assert_eq!(v4("256.1.1.1"), None);
         assert_eq!(v4("a 1.2.3"), None);
+    }
+
+    /// Hosts as prompts about servers write them: in URLs, after a user, in UNC paths,
+    /// with a port, a prefix length or a path; the address alone is taken.
+    #[test]
+    fn ipv4_addresses_as_hosts() {
+        for (text, address) in [
+            ("ssh root@10.0.0.5 now", "10.0.0.5"),
+            ("curl http://192.168.1.20/health", "192.168.1.20"),
+            ("curl http://192.168.1.20:8080/health", "192.168.1.20"),
+            ("\\\\10.0.0.7\\share", "10.0.0.7"),
+            ("server 10.0.0.1:8080 down", "10.0.0.1"),
+            ("at 10.0.0.1:443.", "10.0.0.1"),
+            ("at 10.0.0.1:443, then", "10.0.0.1"),
+            ("net 10.12.0.0/16 blocked", "10.12.0.0"),
+            ("at 10.0.0.1: the server", "10.0.0.1"),
+        ] {
+            assert_eq!(v4(text), Some(address), "{text}");
+        }
+        for text in [
+            "port 10.0.0.1:123456",
+            "10.0.0.1:80a",
+            "10.0.0.1:80.5",
+            "1.2.3.4:5:6",
+            "10.0.0.1:x",
+            "10.0.0.1.5/8",
+            "$1.2.3.4",
+        ] {
+            assert_eq!(v4(text), None, "{text}");
+        }
     }
 
     #[test]
