@@ -748,6 +748,38 @@ mod tests {
         );
     }
 
+    /// Connection strings as people write them: an empty user, a password with the
+    /// unescaped `#^?|{}` of generated passwords, an `@` in it; the password alone.
+    #[test]
+    fn passwords_in_connection_strings() {
+        for (text, password) in [
+            ("redis://:s3cretpass@redis.internal:6379/0", "s3cretpass"),
+            (
+                "DATABASE_URL=postgresql://app:xK9#mQ2@db:5432/app",
+                "xK9#mQ2",
+            ),
+            (
+                "mongodb+srv://admin:Pa^5|w{0}rd?@cluster0.mongodb.net/db",
+                "Pa^5|w{0}rd?",
+            ),
+            ("amqp://guest:gu@st@localhost:5672/", "gu@st"),
+        ] {
+            assert_eq!(found(text), vec![(password, "URL_PASSWORD")], "{text}");
+        }
+        // No password, or no user info: nothing.
+        for text in [
+            "https://user@host/a#b?c",
+            "http://host:8080/#x@y",
+            "see http://x.io/?a=1@2",
+        ] {
+            assert!(
+                !found(text).iter().any(|(_, kind)| *kind == "URL_PASSWORD"),
+                "{text}: {:?}",
+                found(text)
+            );
+        }
+    }
+
     #[test]
     fn more_providers_and_key_blocks() {
         let text = "npm npm_abcdefghijklmnopqrstuvwxyz0123456789 \

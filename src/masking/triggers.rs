@@ -147,6 +147,14 @@ fn is_user_byte(b: u8) -> bool {
     b == b'%' || host::is_reg_name_byte(b)
 }
 
+/// `[A-Za-z0-9._~%!$&'()*+,;=@#^?|{}\-]`: a URL's password as people write them in
+/// connection strings, `@` and the unescaped `#^?|{}` of generated passwords included
+/// (`postgres://app:xK9#mQ2@db`): a password cut at its first `#` would not match at
+/// all, and leave whole.
+fn is_password_byte(b: u8) -> bool {
+    is_user_byte(b) || matches!(b, b'@' | b'#' | b'^' | b'?' | b'|' | b'{' | b'}')
+}
+
 /// Where a run of bytes of `class` ending just before `end` starts.
 fn run_back(bytes: &[u8], end: usize, class: impl Fn(u8) -> bool) -> usize {
     let mut start = end;
@@ -498,8 +506,8 @@ fn ipv6_end(bytes: &[u8], start: usize) -> Option<usize> {
     (colons >= 3).then_some(end)
 }
 
-/// `[A-Za-z][A-Za-z0-9+.\-]*://[user]+:[user@]+@` at `start`: up to the last `@` of
-/// the password's run.
+/// `[A-Za-z][A-Za-z0-9+.\-]*://[user]*:[password]+@` at `start`: up to the last `@` of
+/// the password's run. The user may be empty (`redis://:secret@host`).
 fn url_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     if !bytes.get(start)?.is_ascii_alphabetic() {
         return None;
@@ -512,11 +520,11 @@ fn url_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     }
     let user = scheme_end + 3;
     let user_end = run_forward(bytes, user, is_user_byte);
-    if user_end == user || bytes.get(user_end) != Some(&b':') {
+    if bytes.get(user_end) != Some(&b':') {
         return None;
     }
     let password = user_end + 1;
-    let password_end = run_forward(bytes, password, |b| is_user_byte(b) || b == b'@');
+    let password_end = run_forward(bytes, password, is_password_byte);
     (password + 1..password_end)
         .rev()
         .find(|&at| bytes[at] == b'@')
@@ -706,6 +714,9 @@ mod tests {
         "1.2.3",
         "http://u:p@h",
         "s3://k:s@b",
+        "redis://:",
+        "#",
+        "?",
         "scheme://",
         "DE89 3704",
         "DE89",
