@@ -101,11 +101,24 @@ pub fn key_word_before(text: &str, at: usize) -> bool {
         Some(newline) => &bytes[from + newline + 1..],
         None => &bytes[from..],
     };
-    let is_word_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
-    line.rsplit(|b| !is_word_byte(b))
-        .filter(|word| !word.is_empty())
-        .take(3)
-        .any(names_a_key)
+    // Where the third word from the end starts; the words from there are searched at
+    // once (a key word never spans two of them), rather than word by word.
+    let is_word_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
+    let mut words = 0;
+    let mut at = line.len();
+    while at > 0 && words < 3 {
+        while at > 0 && !is_word_byte(line[at - 1]) {
+            at -= 1;
+        }
+        if at == 0 {
+            break;
+        }
+        while at > 0 && is_word_byte(line[at - 1]) {
+            at -= 1;
+        }
+        words += 1;
+    }
+    names_a_key(&line[at..])
 }
 
 /// `text[start..end]` widened to char boundaries, clamped to the text.
@@ -126,6 +139,28 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// The key word before a place is found as splitting the line's last 40 bytes
+        /// into words and looking in the last three finds it.
+        #[test]
+        fn key_words_before_are_the_last_three_words(
+            text in "[a-zA-Z0-9 _:\\-\n]{0,70}",
+            words in proptest::collection::vec(
+                proptest::sample::select(vec!["key", "Token", "is", "my", "api", "x-auth", "\n", "monkey"]),
+                0..6,
+            ),
+        ) {
+            let text = format!("{text} {}", words.join(" "));
+            let at = text.len();
+            let from = at.saturating_sub(KEY_WORD_REACH);
+            let line = text.as_bytes()[from..].rsplit(|&b| b == b'\n').next().unwrap_or_default();
+            let naive = line
+                .rsplit(|b: &u8| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')))
+                .filter(|word| !word.is_empty())
+                .take(3)
+                .any(names_a_key);
+            proptest::prop_assert_eq!(key_word_before(&text, at), naive, "{:?}", text);
+        }
+
         /// The first-byte search finds a needle where a comparison at every place does.
         #[test]
         fn contains_ignore_case_finds_what_every_window_finds(

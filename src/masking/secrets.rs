@@ -260,17 +260,30 @@ pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
 /// key-like word (`my API key is 7bd1...`, `secret 9f86...`): a token run that
 /// [`random_token`] leaves, having one case only. Without that word a hex run cannot be
 /// told from a digest (`commit 9fceb02...`, `sha256 ...`) and stays.
+/// Out of line: most token runs are not hex, and inlined it made the loop over the runs
+/// slower for all of them.
+#[inline(never)]
 pub fn hex_key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found> {
     let value = &text.as_bytes()[start..end];
-    if !(32..=128).contains(&value.len())
-        || !value.iter().all(u8::is_ascii_hexdigit)
-        || !bounds::token_may_start(text, start)
-        || !bounds::token_may_end(text, end)
-    {
+    if !(32..=128).contains(&value.len()) {
         return None;
     }
-    let letters = value.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    if letters < 2 || value.len() - letters < 2 || !bounds::key_word_before(text, start) {
+    // One pass: hex digits only, and how many are letters. Before the key word: a
+    // UUID's or a word's first bytes may be hex, and the word costs more to look for.
+    let mut letters = 0;
+    for &b in value {
+        match b {
+            b'0'..=b'9' => {}
+            b'a'..=b'f' | b'A'..=b'F' => letters += 1,
+            _ => return None,
+        }
+    }
+    if letters < 2
+        || value.len() - letters < 2
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end)
+        || !bounds::key_word_before(text, start)
+    {
         return None;
     }
     found(start, end, Builtin::ApiKey)
