@@ -350,8 +350,15 @@ fn email(rng: &mut Rng) -> (&'static str, String) {
     let (user_len, domain_len) = (3 + rng.below(8), 3 + rng.below(8));
     let user = rng.text(LOWER, user_len);
     let domain = rng.text(LOWER, domain_len);
-    match rng.below(7) {
+    match rng.below(8) {
         0 => ("plus tag", format!("{user}+news@{domain}.com")),
+        7 => (
+            "internationalised domain",
+            format!(
+                "{user}@{}.de",
+                rng.pick(&["müller", "bücher", "straße-café", "例え"])
+            ),
+        ),
         1 => (
             "capitals",
             format!("{}.{}@Example.COM", user.to_uppercase(), domain),

@@ -336,6 +336,22 @@ mod tests {
         let end = text.find(',').unwrap();
         assert_eq!(email(text, s + 5, end), Some((s, end)));
         assert_eq!(email("a..b@x.org", 0, 10), None);
+        // Internationalised domains; the top-level domain is read in ASCII letters.
+        for (text, address) in [
+            ("contact: info@müller.de, thanks", "info@müller.de"),
+            ("jürgen@bücher.example.com", "jürgen@bücher.example.com"),
+            ("mail wang@例え.jp now", "wang@例え.jp"),
+        ] {
+            // The shape's match starts at the ASCII run before the `@`.
+            let at = text.find('@').unwrap();
+            let ascii = text[..at].len()
+                - text[..at]
+                    .trim_end_matches(|c: char| c.is_ascii_alphanumeric())
+                    .len();
+            let start = text.find(address).unwrap();
+            let end = start + address.len();
+            assert_eq!(email(text, at - ascii, end), Some((start, end)), "{text}");
+        }
         assert_eq!(email("a@-x.org", 0, 8), None);
     }
 }

@@ -4,7 +4,8 @@
 //! `triggers`, held to these patterns by a property test.
 
 /// The candidate shapes, in priority order (the first listed wins where two match at the
-/// same place). Every pattern is ASCII: a match starts and ends on char boundaries.
+/// same place). Every match starts and ends with ASCII, so on char boundaries; only an
+/// e-mail domain's labels may hold other letters (`info@müller.de`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Shape {
@@ -66,7 +67,7 @@ pub const SHAPES: [(Shape, &str); 14] = [
     ),
     (
         Shape::Email,
-        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+        r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]|(?u:[^\x00-\x7F]))+(?:\.(?:[A-Za-z0-9\-]|(?u:[^\x00-\x7F]))+)*\.[A-Za-z]{2,}",
     ),
     (Shape::Iban, r"(?-u:\b)[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"),
     // Three colons at least: an address with two (`a::b`) is too short to be taken, and

@@ -468,11 +468,12 @@ fn email_end(bytes: &[u8], start: usize) -> Option<usize> {
     domain_end(bytes, at + 1)
 }
 
-/// `[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}` at `start`: the labels are
-/// taken greedily, then given back one at a time until a label after a dot starts with
-/// two letters; the match ends after that label's letters.
+/// `[label]+(?:\.[label]+)*\.[A-Za-z]{2,}` at `start`, a label byte being
+/// `[A-Za-z0-9\-]` or any byte of a non-ASCII character (internationalised domains,
+/// `müller.de`): the labels are taken greedily, then given back one at a time until a
+/// label after a dot starts with two ASCII letters; the match ends after them.
 fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80;
     let first_end = run_forward(bytes, start, is_label_byte);
     if first_end == start {
         return None;
@@ -692,6 +693,9 @@ mod tests {
         "com",
         "io",
         "é",
+        "ü",
+        "@müller.de",
+        "例え",
         "abcdefghij",
         "ABCDEFGH",
         "0123456789",
