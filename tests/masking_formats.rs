@@ -3,7 +3,8 @@
 //! issuers and standards allow, most of them absent from `../shared/masking` (UnionPay
 //! and 19-digit cards, IBANs of 68 registry countries, phone numbers of 27
 //! countries, compressed IPv6, GitHub's other token prefixes, unsigned JWTs, hex keys
-//! written in prose), and put in sentences. Look-alikes made the same way must stay.
+//! written in prose), and put in sentences. Look-alikes made the same way must stay,
+//! among them type names in code beside key-like field names.
 //! The corpus test (tests/masking_corpus.rs) can be passed by fitting its values; this
 //! one only by detecting the formats.
 //!
@@ -654,7 +655,26 @@ const TYPES: &[(&str, Generator)] = &[
 /// Values like the sensitive ones that are not: each with its sentence.
 fn look_alike(rng: &mut Rng) -> (&'static str, String) {
     let hex = |rng: &mut Rng, n| rng.text(HEX, n);
-    match rng.below(16) {
+    match rng.below(17) {
+        16 => {
+            // A field of a key-like name and its type, as code in a prompt has them.
+            let words = 2 + rng.below(3);
+            let type_name: String = (0..words)
+                .map(|_| {
+                    let len = 3 + rng.below(7);
+                    let word = rng.text(LOWER, len);
+                    format!("{}{}", word[..1].to_uppercase(), &word[1..])
+                })
+                .collect();
+            let name = rng.pick(&[
+                "token",
+                "auth_provider",
+                "api_key_store",
+                "secret",
+                "credentials",
+            ]);
+            ("code identifier", format!("    pub {name}: {type_name},"))
+        }
         0 => {
             let uuid = format!(
                 "{}-{}-4{}-a{}-{}",

