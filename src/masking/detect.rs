@@ -314,9 +314,8 @@ const TOKEN_BYTES: [bool; 256] = {
 /// Token runs outside the values already found: random-looking tokens of 32+
 /// characters (opaque bearer tokens, AWS secret keys, session keys), hex keys after a
 /// key-like word, and whole lines of 64 base64 characters (key material whose header
-/// is in another piece). A plain loop
-/// over the runs rather than regex patterns: a `{32,}` counter starting in every word
-/// would cost the lazy DFA most of its time.
+/// is in another piece). A plain loop over the runs rather than regex patterns: a
+/// `{32,}` counter starting in every word would cost the lazy DFA most of its time.
 fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
     const MIN: usize = 32;
     let bytes = text.as_bytes();
