@@ -3,7 +3,8 @@
 //! issuers and standards allow, most of them absent from `../shared/masking` (UnionPay
 //! and 19-digit cards, IBANs of 68 registry countries, phone numbers of 27
 //! countries, compressed IPv6, GitHub's other token prefixes, unsigned JWTs, hex keys
-//! written in prose), and put in sentences. Look-alikes made the same way must stay,
+//! written in prose), and put in sentences, Chinese and Japanese ones among them
+//! (values right beside the words, no spaces). Look-alikes made the same way must stay,
 //! among them type names in code beside key-like field names.
 //! The corpus test (tests/masking_corpus.rs) can be passed by fitting its values; this
 //! one only by detecting the formats.
@@ -557,6 +558,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "My card ({}) was declined",
             "\"card\": \"{}\"",
             "Use {}\nthanks",
+            "カード番号{}です",
         ],
         ("IBAN_CODE", _) => &[
             "Wire it to {} please.",
@@ -564,6 +566,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "account {}.",
             "iban={}&amount=10",
             "Bank details - {} (main account)",
+            "口座番号{}です",
         ],
         ("PHONE_NUMBER", _) => &[
             "Call me at {} tomorrow.",
@@ -571,6 +574,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "Tel. {}",
             "reach the office on {}, or email",
             "mobile={}",
+            "电话{}请回电",
         ],
         ("EMAIL_ADDRESS", _) => &[
             "Send it to {} today.",
@@ -578,6 +582,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "<{}>",
             "contact={}&x=1",
             "cc {}, bcc nobody",
+            "我的邮箱是{}谢谢",
         ],
         ("IP_ADDRESS", "v4") => &[
             "The server at {} is down.",
@@ -586,6 +591,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "listening on {}:443.",
             "route {}/24 via the gateway",
             "\\\\{}\\share",
+            "服务器地址{}端口8080",
         ],
         ("IP_ADDRESS", _) => &[
             "The server at {} is down.",
@@ -601,12 +607,14 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "social security number: {}",
             "SSN {} on file",
             "ssn={}",
+            "社会保障番号{}です",
         ],
         ("AWS_ACCESS_KEY", _) => &[
             "aws_access_key_id = {}",
             "key {} leaked",
             "AWS_ACCESS_KEY_ID={}",
             "Use {} for the bucket",
+            "访问密钥{}已泄露",
         ],
         ("API_KEY", "bearer") => &[
             "Authorization: Bearer {}",
@@ -627,12 +635,14 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "Authorization: Bearer {}",
             "api_key: \"{}\"",
             "use {} in the client",
+            "密钥{}请保密",
         ],
         ("JWT", _) => &[
             "token: {}",
             "Authorization: Bearer {}",
             "the cookie was session={}",
             "Decode this JWT {} for me",
+            "令牌{}已过期",
         ],
         _ => &["{}"],
     }

@@ -11,8 +11,35 @@ pub fn after(text: &str, at: usize) -> Option<char> {
     text.get(at..)?.chars().next()
 }
 
+/// A character that goes on with a word: a letter, a digit or `_`.
 pub fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    c == '_' || is_letter_or_digit(c)
+}
+
+/// A letter or a digit of a script that writes spaces between words. In Chinese,
+/// Japanese, Korean (before its particles), Thai and their neighbours a value stands
+/// right beside the words around it (`电话13812345678`, `カード番号4111...です`): their
+/// characters end a word rather than go on with it.
+pub fn is_letter_or_digit(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
+    c.is_alphanumeric()
+        && !matches!(
+            u32::from(c),
+            0x0E00..=0x0EFF // Thai, Lao
+                | 0x1000..=0x109F // Myanmar
+                | 0x1100..=0x11FF // Hangul jamo
+                | 0x1780..=0x17FF // Khmer
+                | 0x2E80..=0x2FDF // CJK radicals
+                | 0x3040..=0x31FF // kana, bopomofo, Hangul compatibility jamo
+                | 0x3400..=0x4DBF // CJK extension A
+                | 0x4E00..=0x9FFF // CJK ideographs
+                | 0xAC00..=0xD7AF // Hangul syllables
+                | 0xF900..=0xFAFF // CJK compatibility ideographs
+                | 0xFF66..=0xFF9F // half-width katakana
+                | 0x20000..=0x3FFFF // CJK extensions B and later
+        )
 }
 
 /// True when a number may start at `at`: not glued to a word, and not the next part of
@@ -137,6 +164,20 @@ pub fn window(text: &str, start: usize, end: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Letters of scripts written without spaces end a word; others go on with it.
+    #[test]
+    fn unspaced_scripts_end_words() {
+        for c in ['电', '话', 'カ', 'で', '입', 'ก', '𠀀'] {
+            assert!(!is_word(c), "{c}");
+        }
+        for c in ['a', 'Z', '7', '_', 'é', 'ß', 'д', 'λ', 'ع'] {
+            assert!(is_word(c), "{c}");
+        }
+        assert!(number_may_start("电话13812345678", "电话".len()));
+        assert!(number_may_end("4111111111111111です", 16));
+        assert!(!number_may_start("é4111", 'é'.len_utf8()));
+    }
 
     proptest::proptest! {
         /// The key word before a place is found as splitting the line's last 40 bytes

@@ -17,7 +17,7 @@ use super::phone_plan::CALLING_CODES as CALLING_CODES_PLAN;
 pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     let mut start = start;
     while let Some(c) = bounds::before(text, start) {
-        if c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-') {
+        if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') {
             start -= c.len_utf8();
         } else {
             break;
@@ -47,7 +47,7 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     {
         return None;
     }
-    if bounds::after(text, end).is_some_and(|c| c.is_alphanumeric() || c == '@') {
+    if bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@') {
         return None;
     }
     Some((
