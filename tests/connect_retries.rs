@@ -181,24 +181,6 @@ async fn killing_an_endpoint_with_failover_off_fails_requests(travel: Travel) {
     );
 }
 
-macro_rules! on_both_engines {
-    ($($case:ident,)*) => {
-        $(
-            mod $case {
-                #[tokio::test]
-                async fn hyper() {
-                    super::$case(super::Travel::Hyper).await
-                }
-
-                #[tokio::test]
-                async fn fast_path() {
-                    super::$case(super::Travel::Fast).await
-                }
-            }
-        )*
-    };
-}
-
 on_both_engines!(
     killing_an_endpoint_under_load_fails_at_most_one_percent,
     killing_an_endpoint_with_failover_off_fails_requests,

@@ -1099,25 +1099,7 @@ async fn a_reload_applies_to_the_next_request_on_an_open_connection(path: Travel
 // Every case on both engines: `CASE::hyper_path` and `CASE::fast_path`.
 // ---------------------------------------------------------------------------------
 
-macro_rules! on_both_paths {
-    ($($case:ident),* $(,)?) => {
-        $(
-            mod $case {
-                #[tokio::test]
-                async fn hyper_path() {
-                    super::$case(super::Travel::Hyper).await
-                }
-
-                #[tokio::test]
-                async fn fast_path() {
-                    super::$case(super::Travel::Fast).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_paths!(
+on_both_engines!(
     head_answered_by_the_proxy_has_no_body,
     connection_close_is_honoured_on_the_proxys_own_answers,
     invalid_request_targets_are_refused_with_400,

@@ -1077,25 +1077,7 @@ async fn every_response_has_a_date_and_the_pool_version(path: Travel) {
 // Every case on both engines: `CASE::hyper_path` and `CASE::fast_path`.
 // ---------------------------------------------------------------------------------
 
-macro_rules! on_both_paths {
-    ($($case:ident),* $(,)?) => {
-        $(
-            mod $case {
-                #[tokio::test]
-                async fn hyper_path() {
-                    super::$case(super::Travel::Hyper).await
-                }
-
-                #[tokio::test]
-                async fn fast_path() {
-                    super::$case(super::Travel::Fast).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_paths!(
+on_both_engines!(
     chunked_upstream_response_reaches_the_client_as_valid_chunks,
     close_delimited_upstream_response_arrives_whole,
     head_response_has_no_body_and_the_connection_stays_in_step,

@@ -397,26 +397,6 @@ async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, what
     }
 }
 
-/// Each case as `name => function(extra arguments)`, run with `fast_path = false`
-/// and `true`.
-macro_rules! on_both_engines {
-    ($($name:ident => $case:ident($($arg:expr),*);)*) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn hyper() {
-                    super::$case(super::Travel::Hyper, $($arg),*).await
-                }
-
-                #[tokio::test]
-                async fn fast_path() {
-                    super::$case(super::Travel::Fast, $($arg),*).await
-                }
-            }
-        )*
-    };
-}
-
 on_both_engines!(
     small_slow_bodies_are_buffered => slow_bodies_reach_the_endpoint_only_when_whole(1_000);
     large_slow_bodies_are_buffered => slow_bodies_reach_the_endpoint_only_when_whole(100_000);

@@ -102,3 +102,41 @@ pub async fn start(travel: Travel, endpoints: &[String], extra: &Extra<'_>) -> R
         .start()
         .await
 }
+
+/// Each case on both engines, as the tests `CASE::hyper_path` and `CASE::fast_path`:
+/// `on_both_engines!(case, ...)` for cases `async fn case(Travel)`, or
+/// `on_both_engines!(name => case(arguments...); ...)` for cases with more arguments.
+/// The suite imports `Travel`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn hyper_path() {
+                    super::$case(super::Travel::Hyper).await
+                }
+
+                #[tokio::test]
+                async fn fast_path() {
+                    super::$case(super::Travel::Fast).await
+                }
+            }
+        )*
+    };
+    ($($name:ident => $case:ident($($arg:expr),*);)*) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn hyper_path() {
+                    super::$case(super::Travel::Hyper, $($arg),*).await
+                }
+
+                #[tokio::test]
+                async fn fast_path() {
+                    super::$case(super::Travel::Fast, $($arg),*).await
+                }
+            }
+        )*
+    };
+}
