@@ -20,10 +20,18 @@ pub fn is_word(c: char) -> bool {
 /// Japanese, Korean (before its particles), Thai and their neighbours a value stands
 /// right beside the words around it (`电话13812345678`, `カード番号4111...です`): their
 /// characters end a word rather than go on with it.
+#[inline]
 pub fn is_letter_or_digit(c: char) -> bool {
-    if c.is_ascii() {
-        return c.is_ascii_alphanumeric();
+    match c.is_ascii() {
+        true => c.is_ascii_alphanumeric(),
+        false => non_ascii_letter_or_digit(c),
     }
+}
+
+/// [`is_letter_or_digit`] beyond ASCII: out of line, so that the ASCII test stays small
+/// where it is inlined (the boundary checks of every candidate).
+#[inline(never)]
+fn non_ascii_letter_or_digit(c: char) -> bool {
     c.is_alphanumeric()
         && !matches!(
             u32::from(c),

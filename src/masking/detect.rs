@@ -88,6 +88,10 @@ impl Detectors {
         DIGITS.set(digits);
     }
 
+    /// Out of line: inlined into the masker's `find` (as the compiler chose once its
+    /// callees grew), it cost some 1 100 instructions a request on the masking bench
+    /// (86 119 against 85 014, `scripts/bench-instructions`, route `masked`).
+    #[inline(never)]
     fn walk(
         &self,
         text: &str,
