@@ -666,25 +666,6 @@ const TYPES: &[(&str, Generator)] = &[
 fn look_alike(rng: &mut Rng) -> (&'static str, String) {
     let hex = |rng: &mut Rng, n| rng.text(HEX, n);
     match rng.below(17) {
-        16 => {
-            // A field of a key-like name and its type, as code in a prompt has them.
-            let words = 2 + rng.below(3);
-            let type_name: String = (0..words)
-                .map(|_| {
-                    let len = 3 + rng.below(7);
-                    let word = rng.text(LOWER, len);
-                    format!("{}{}", word[..1].to_uppercase(), &word[1..])
-                })
-                .collect();
-            let name = rng.pick(&[
-                "token",
-                "auth_provider",
-                "api_key_store",
-                "secret",
-                "credentials",
-            ]);
-            ("code identifier", format!("    pub {name}: {type_name},"))
-        }
         0 => {
             let uuid = format!(
                 "{}-{}-4{}-a{}-{}",
@@ -778,6 +759,25 @@ fn look_alike(rng: &mut Rng) -> (&'static str, String) {
             "float",
             format!("the loss was {}.{}", rng.below(1000), rng.digits(7)),
         ),
+        16 => {
+            // A field of a key-like name and its type, as code in a prompt has them.
+            let words = 2 + rng.below(3);
+            let type_name: String = (0..words)
+                .map(|_| {
+                    let len = 3 + rng.below(7);
+                    let word = rng.text(LOWER, len);
+                    format!("{}{}", word[..1].to_uppercase(), &word[1..])
+                })
+                .collect();
+            let name = rng.pick(&[
+                "token",
+                "auth_provider",
+                "api_key_store",
+                "secret",
+                "credentials",
+            ]);
+            ("code identifier", format!("    pub {name}: {type_name},"))
+        }
         _ => (
             "build number",
             // No leading 0: nine digits after a trunk 0 are a national phone number.
