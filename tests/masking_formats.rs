@@ -2,7 +2,8 @@
 //! values are generated (a fixed seed, so a failure is found again) in the shapes the
 //! issuers and standards allow, most of them absent from `../shared/masking` (UnionPay
 //! and 19-digit cards, IBANs of 68 registry countries, phone numbers of 27
-//! countries, compressed IPv6, GitHub's other token prefixes, unsigned JWTs, hex keys
+//! countries, e-mail addresses at internationalised domains or with a percent-encoded
+//! `@`, compressed IPv6, GitHub's other token prefixes, unsigned JWTs, hex keys
 //! written in prose), and put in sentences, Chinese and Japanese ones among them
 //! (values right beside the words, no spaces). Look-alikes made the same way must stay,
 //! among them type names in code beside key-like field names.
@@ -352,8 +353,9 @@ fn email(rng: &mut Rng) -> (&'static str, String) {
     let (user_len, domain_len) = (3 + rng.below(8), 3 + rng.below(8));
     let user = rng.text(LOWER, user_len);
     let domain = rng.text(LOWER, domain_len);
-    match rng.below(8) {
+    match rng.below(9) {
         0 => ("plus tag", format!("{user}+news@{domain}.com")),
+        8 => ("percent-encoded @", format!("{user}%40{domain}.com")),
         7 => (
             "internationalised domain",
             format!(

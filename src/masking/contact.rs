@@ -37,14 +37,7 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     {
         return None;
     }
-    // No empty label, none starting or ending with `-`.
-    let labels = domain.as_bytes();
-    if labels.first().is_none_or(|&b| b == b'.' || b == b'-')
-        || labels.last().is_some_and(|&b| b == b'.' || b == b'-')
-        || labels
-            .windows(2)
-            .any(|pair| matches!(pair, [b'.', b'.' | b'-'] | [b'-', b'.']))
-    {
+    if !domain_labels_valid(domain.as_bytes()) {
         return None;
     }
     if bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@') {
@@ -54,6 +47,44 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
         end - value.len() + (value.len() - local.len() - domain.len() - 1),
         end,
     ))
+}
+
+/// No empty label, none starting or ending with `-`.
+fn domain_labels_valid(labels: &[u8]) -> bool {
+    !(labels.first().is_none_or(|&b| b == b'.' || b == b'-')
+        || labels.last().is_some_and(|&b| b == b'.' || b == b'-')
+        || labels
+            .windows(2)
+            .any(|pair| matches!(pair, [b'.', b'.' | b'-'] | [b'-', b'.'])))
+}
+
+/// An e-mail address whose `@` is percent-encoded (`john%40example.com` in a URL's
+/// query), at the `%40` at `at`: the local part before it and the domain after it, read
+/// as the `@` shape reads them and checked as [`email`] checks them.
+pub fn encoded_email(text: &str, at: usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut start = at;
+    while let Some(c) = bounds::before(text, start) {
+        if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') {
+            start -= c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    let local = text[start..at].trim_start_matches('.');
+    if local.is_empty()
+        || local.ends_with('.')
+        || local.as_bytes().windows(2).any(|pair| pair == b"..")
+    {
+        return None;
+    }
+    let end = super::triggers::domain_end(bytes, at + 3)?;
+    if !domain_labels_valid(&bytes[at + 3..end])
+        || bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@')
+    {
+        return None;
+    }
+    Some((at - local.len(), end))
 }
 
 /// The national number plans of every country calling code (`phone_plan.rs`, generated
@@ -353,5 +384,37 @@ mod tests {
             assert_eq!(email(text, at - ascii, end), Some((start, end)), "{text}");
         }
         assert_eq!(email("a@-x.org", 0, 8), None);
+    }
+
+    /// Addresses whose `@` is percent-encoded, in query strings; the local part may hold
+    /// other escapes.
+    #[test]
+    fn encoded_emails() {
+        fn found(text: &str) -> Option<&str> {
+            let at = text.find("%40").unwrap();
+            encoded_email(text, at).map(|(s, e)| &text[s..e])
+        }
+        for (text, address) in [
+            (
+                "/unsubscribe?email=john%40example.com&x=1",
+                "john%40example.com",
+            ),
+            (
+                "?to=a.b%2Bnews%40mail.example.co.uk",
+                "a.b%2Bnews%40mail.example.co.uk",
+            ),
+            ("email=jürgen.x%40bücher.de", "jürgen.x%40bücher.de"),
+        ] {
+            assert_eq!(found(text), Some(address), "{text}");
+        }
+        for text in [
+            "?q=%40example.com",
+            "price%40off",
+            "a..b%40example.com",
+            "a%40-x.org",
+            "a%40example.comx@",
+        ] {
+            assert_eq!(found(text), None, "{text}");
+        }
     }
 }

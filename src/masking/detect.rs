@@ -70,6 +70,7 @@ impl Detectors {
         let first = out.len();
         self.find_shapes(text, out);
         random_tokens(text, out, first);
+        encoded_emails(text, out, first);
     }
 
     /// The walk over the shapes: at each place one starts, leftmost first, the shapes
@@ -354,6 +355,38 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
             extra.push(token);
         }
         i = run_end + 1;
+    }
+    if !extra.is_empty() {
+        found.extend(extra);
+        found[first..].sort_by_key(|f| f.start);
+    }
+}
+
+/// E-mail addresses whose `@` is percent-encoded (`email=john%40example.com` in a URL),
+/// outside the values already found: no `@` starts their shape, so they are looked for
+/// at each `%40` (a `memchr` for `%`, some 470 instructions a request on the masking
+/// bench; telling them apart in the candidate scan instead measured no cheaper).
+fn encoded_emails(text: &str, found: &mut Vec<Found>, first: usize) {
+    let bytes = text.as_bytes();
+    let mut extra: Vec<Found> = Vec::new();
+    for at in memchr::memchr_iter(b'%', bytes) {
+        if bytes.get(at + 1..at + 3) != Some(b"40".as_slice()) {
+            continue;
+        }
+        let Some((start, end)) = contact::encoded_email(text, at) else {
+            continue;
+        };
+        let taken = found[first..]
+            .iter()
+            .any(|f| f.start < end && start < f.end)
+            || extra.last().is_some_and(|f| start < f.end);
+        if !taken {
+            extra.push(Found {
+                start,
+                end,
+                kind: Builtin::EmailAddress,
+            });
+        }
     }
     if !extra.is_empty() {
         found.extend(extra);

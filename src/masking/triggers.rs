@@ -472,7 +472,7 @@ fn email_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// `[A-Za-z0-9\-]` or any byte of a non-ASCII character (internationalised domains,
 /// `müller.de`): the labels are taken greedily, then given back one at a time until a
 /// label after a dot starts with two ASCII letters; the match ends after them.
-fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
+pub(super) fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
     let is_label_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80;
     let first_end = run_forward(bytes, start, is_label_byte);
     if first_end == start {
@@ -668,6 +668,7 @@ mod tests {
         "'",
         "~",
         "%",
+        "%40",
         ";",
         ",",
         "a",
