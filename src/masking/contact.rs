@@ -15,6 +15,30 @@ use super::phone_plan::CALLING_CODES as CALLING_CODES_PLAN;
 /// The e-mail address matched at `start..end` (local part, `@`, dotted domain with an
 /// alphabetic top-level label), widened back over non-ASCII letters of the local part.
 pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    // Bytes searched in place, here and for the labels: `str`'s char searchers cost
+    // more to set up than these few bytes take to read.
+    let at = start + memchr::memrchr(b'@', &text.as_bytes()[start..end])?;
+    address(text, start, at, at + 1, end)
+}
+
+/// An e-mail address whose `@` is percent-encoded (`john%40example.com` in a URL's
+/// query), at the `%40` at `at`: the local part before it and the domain after it, read
+/// as the `@` shape reads them and checked as [`email`] checks them.
+pub fn encoded_email(text: &str, at: usize) -> Option<(usize, usize)> {
+    let end = super::triggers::domain_end(text.as_bytes(), at + 3)?;
+    address(text, at, at, at + 3, end)
+}
+
+/// The address whose local part ends at `at` and whose domain is `domain..end`, the
+/// local part widened back from `start` over its characters (non-ASCII letters among
+/// them), when both parts are well formed and no word goes on after it.
+fn address(
+    text: &str,
+    start: usize,
+    at: usize,
+    domain: usize,
+    end: usize,
+) -> Option<(usize, usize)> {
     let mut start = start;
     while let Some(c) = bounds::before(text, start) {
         if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') {
@@ -23,30 +47,18 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
             break;
         }
     }
-    let value = &text[start..end];
-    // Bytes searched in place, here and for the labels: `str`'s char searchers cost
-    // more to set up than these few bytes take to read.
-    let at = memchr::memrchr(b'@', value.as_bytes())?;
-    let (local, domain) = (&value[..at], &value[at + 1..]);
-    let local = local.trim_start_matches('.');
+    let local = text[start..at].trim_start_matches('.');
     // Two bytes compared in place: `str::contains` sets up a substring searcher per
     // call, costlier than the whole of a short local part.
     if local.is_empty()
         || local.ends_with('.')
         || local.as_bytes().windows(2).any(|pair| pair == b"..")
+        || !domain_labels_valid(&text.as_bytes()[domain..end])
+        || bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@')
     {
         return None;
     }
-    if !domain_labels_valid(domain.as_bytes()) {
-        return None;
-    }
-    if bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@') {
-        return None;
-    }
-    Some((
-        end - value.len() + (value.len() - local.len() - domain.len() - 1),
-        end,
-    ))
+    Some((at - local.len(), end))
 }
 
 /// No empty label, none starting or ending with `-`.
@@ -56,35 +68,6 @@ fn domain_labels_valid(labels: &[u8]) -> bool {
         || labels
             .windows(2)
             .any(|pair| matches!(pair, [b'.', b'.' | b'-'] | [b'-', b'.'])))
-}
-
-/// An e-mail address whose `@` is percent-encoded (`john%40example.com` in a URL's
-/// query), at the `%40` at `at`: the local part before it and the domain after it, read
-/// as the `@` shape reads them and checked as [`email`] checks them.
-pub fn encoded_email(text: &str, at: usize) -> Option<(usize, usize)> {
-    let bytes = text.as_bytes();
-    let mut start = at;
-    while let Some(c) = bounds::before(text, start) {
-        if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') {
-            start -= c.len_utf8();
-        } else {
-            break;
-        }
-    }
-    let local = text[start..at].trim_start_matches('.');
-    if local.is_empty()
-        || local.ends_with('.')
-        || local.as_bytes().windows(2).any(|pair| pair == b"..")
-    {
-        return None;
-    }
-    let end = super::triggers::domain_end(bytes, at + 3)?;
-    if !domain_labels_valid(&bytes[at + 3..end])
-        || bounds::after(text, end).is_some_and(|c| bounds::is_letter_or_digit(c) || c == '@')
-    {
-        return None;
-    }
-    Some((at - local.len(), end))
 }
 
 /// The national number plans of every country calling code (`phone_plan.rs`, generated
