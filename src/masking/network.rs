@@ -50,19 +50,12 @@ fn ipv4_may_end(text: &str, end: usize) -> bool {
                 .iter()
                 .take_while(|b| b.is_ascii_digit())
                 .count();
-            port <= 5 && port_may_end(bytes, end + 1 + port)
+            // After the port, a path (`:8080/health`) or where a number may end
+            // (`10.0.0.1:80.5`, `1.2.3.4:5:6` are something else).
+            let after = end + 1 + port;
+            port <= 5 && (bytes.get(after) == Some(&b'/') || bounds::number_may_end(text, after))
         }
         _ => bounds::number_may_end(text, end),
-    }
-}
-
-/// After a port: the end of the text, or neither a word character nor a dot or colon
-/// going on with a digit (`10.0.0.1:80.5`, `1.2.3.4:5:6` are something else).
-fn port_may_end(bytes: &[u8], at: usize) -> bool {
-    match bytes.get(at) {
-        None => true,
-        Some(b'.' | b':') => !bytes.get(at + 1).is_some_and(u8::is_ascii_digit),
-        Some(&b) => !(b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80),
     }
 }
 
@@ -239,6 +232,7 @@ mod tests {
             ("at 10.0.0.1:443, then", "10.0.0.1"),
             ("net 10.12.0.0/16 blocked", "10.12.0.0"),
             ("at 10.0.0.1: the server", "10.0.0.1"),
+            ("服务器10.0.0.5:8080端口", "10.0.0.5"),
         ] {
             assert_eq!(v4(text), Some(address), "{text}");
         }
