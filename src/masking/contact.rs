@@ -41,7 +41,9 @@ fn address(
 ) -> Option<(usize, usize)> {
     let mut start = start;
     while let Some(c) = bounds::before(text, start) {
-        if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') {
+        // An apostrophe inside a name (`o'brien@`) is part of it, never a quote's end.
+        let inside_name = c == '\'' && bounds::before(text, start - 1).is_some_and(bounds::is_word);
+        if bounds::is_word(c) || matches!(c, '.' | '%' | '+' | '-') || inside_name {
             start -= c.len_utf8();
         } else {
             break;
@@ -367,6 +369,21 @@ mod tests {
             assert_eq!(email(text, at - ascii, end), Some((start, end)), "{text}");
         }
         assert_eq!(email("a@-x.org", 0, 8), None);
+        // An apostrophe inside a name is part of the address; a quote around it is not.
+        for (text, address) in [
+            ("write to o'brien@example.ie today", "o'brien@example.ie"),
+            ("name='john@example.org'", "john@example.org"),
+            (
+                "it's 'd'arcy.o'neil@example.com'",
+                "d'arcy.o'neil@example.com",
+            ),
+        ] {
+            let at = text.find('@').unwrap();
+            let start = text.find(address).unwrap();
+            let end = start + address.len();
+            let shape_start = text[..at].rfind('\'').unwrap() + 1;
+            assert_eq!(email(text, shape_start, end), Some((start, end)), "{text}");
+        }
     }
 
     /// Addresses whose `@` is percent-encoded, in query strings; the local part may hold
