@@ -245,9 +245,11 @@ fn iban(rng: &mut Rng, bad_check: bool) -> (&'static str, String) {
         }
     }
     let compact = format!("{country}{check:02}{bban}");
-    let value = match bad_check || rng.below(2) == 0 {
-        true => compact,
-        false => grouped(&compact, &[4; 8], " "),
+    let value = match (bad_check, rng.below(3)) {
+        (true, _) | (false, 0) => compact,
+        (false, 1) => grouped(&compact, &[4; 8], " "),
+        // Typed by hand, in small letters.
+        (false, _) => grouped(&compact, &[4; 8], " ").to_lowercase(),
     };
     (country, value)
 }

@@ -170,7 +170,11 @@ pub fn iban(text: &str, start: usize) -> Option<usize> {
         return None;
     }
     let bytes = text.as_bytes();
-    let len = iban_length(bytes.get(start..start + 2)?)?;
+    let country = bytes.get(start..start + 2)?;
+    let len = iban_length(&[
+        country[0].to_ascii_uppercase(),
+        country[1].to_ascii_uppercase(),
+    ])?;
     let mut compact = [0u8; 34];
     let mut n = 0;
     let mut at = start;
@@ -288,6 +292,8 @@ mod tests {
             "GB82 WEST 1234 5698 7654 32",
             "NO9386011117947",
             "FR1420041010050500013M02606",
+            "gb82 west 1234 5698 7654 32",
+            "de89370400440532013000",
         ] {
             assert_eq!(iban(iban_text, 0), Some(iban_text.len()), "{iban_text}");
         }

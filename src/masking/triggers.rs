@@ -226,7 +226,7 @@ fn at_trigger(
             let digits_end = run_forward(bytes, i, |b| b.is_ascii_digit());
             if !word_starts(bytes, i) {
                 if i >= 2
-                    && bytes[i - 1].is_ascii_uppercase()
+                    && bytes[i - 1].is_ascii_alphabetic()
                     && let Some(end) = iban_end(bytes, i - 2)
                 {
                     push(i - 2, i, Shape::Iban, end);
@@ -437,11 +437,19 @@ fn ipv4_end(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// `\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}` at `start`.
+/// `\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}` at `start`, or the same in small letters.
 fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
     let head = bytes.get(start..start + 4)?;
-    if !(head[0].is_ascii_uppercase()
-        && head[1].is_ascii_uppercase()
+    let small = head[0].is_ascii_lowercase();
+    let letter = |b: u8| {
+        if small {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        }
+    };
+    if !(letter(head[0])
+        && letter(head[1])
         && head[2].is_ascii_digit()
         && head[3].is_ascii_digit()
         && word_starts(bytes, start))
@@ -455,7 +463,7 @@ fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
     let group = bytes.get(at..at + 4)?;
     group
         .iter()
-        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        .all(|&b| letter(b) || b.is_ascii_digit())
         .then_some(at + 4)
 }
 
@@ -679,6 +687,13 @@ mod tests {
         "DE",
         "GB",
         "AB",
+        "de",
+        "gb",
+        "gb82",
+        "Gb82",
+        "gB82",
+        "west",
+        "WEST",
         "key",
         "Token",
         "auth",
