@@ -524,6 +524,49 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+/// Printable ASCII but blanks, quotes, `,;\\` and the backtick: what a password
+/// assigned in a config file or a command line can hold unquoted.
+const PASSWORD_BYTES: &str =
+    "!#$%&()*+-./0123456789:<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|}~";
+
+fn password(rng: &mut Rng) -> (&'static str, String) {
+    let word = |rng: &mut Rng| {
+        let len = 3 + rng.below(6);
+        rng.text(LOWER, len)
+    };
+    match rng.below(4) {
+        0 => {
+            let len = 8 + rng.below(17);
+            ("generated", rng.text(PASSWORD_BYTES, len))
+        }
+        1 => {
+            let w = word(rng);
+            (
+                "word, year, symbol",
+                format!(
+                    "{}{}{}{}",
+                    w[..1].to_uppercase(),
+                    &w[1..],
+                    rng.between(1970, 2030),
+                    rng.pick(&["!", "#", "$", "?", "*"])
+                ),
+            )
+        }
+        2 => {
+            let separator = rng.pick(&["-", ".", "_"]);
+            let words: Vec<String> = (0..3 + rng.below(2)).map(|_| word(rng)).collect();
+            ("passphrase", words.join(separator))
+        }
+        _ => {
+            let len = 12 + rng.below(12);
+            (
+                "letters and digits",
+                rng.text(&format!("{UPPER}{LOWER}{DIGITS}"), len),
+            )
+        }
+    }
+}
+
 fn jwt(rng: &mut Rng) -> (&'static str, String) {
     let alg = rng.pick(&["HS256", "HS512", "RS256", "ES256", "EdDSA", "PS256", "none"]);
     let header = match rng.below(2) {
@@ -648,6 +691,18 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "Decode this JWT {} for me",
             "令牌{}已过期",
         ],
+        // Assigned to a password-like name: config files, JSON, YAML, SQL, a command.
+        ("PASSWORD", _) => &[
+            "DB_PASSWORD={}",
+            "{\"user\": \"app\", \"password\": \"{}\"}",
+            "  password: {}",
+            "SMTP_PASS={}\nSMTP_PORT=587",
+            "mysql -u root --password={} shop",
+            "ALTER ROLE app WITH PASSWORD = '{}';",
+            "new_password2: \"{}\"",
+            "wifi passphrase: {}",
+            "数据库password={}请保密",
+        ],
         _ => &["{}"],
     }
 }
@@ -664,12 +719,33 @@ const TYPES: &[(&str, Generator)] = &[
     ("AWS_ACCESS_KEY", aws_key),
     ("API_KEY", api_key),
     ("JWT", jwt),
+    ("PASSWORD", password),
 ];
 
 /// Values like the sensitive ones that are not: each with its sentence.
 fn look_alike(rng: &mut Rng) -> (&'static str, String) {
     let hex = |rng: &mut Rng, n| rng.text(HEX, n);
-    match rng.below(17) {
+    match rng.below(18) {
+        17 => (
+            "password reference",
+            rng.pick(&[
+                "password: ${DB_PASSWORD}",
+                "password = os.environ[\"DB_PASSWORD\"]",
+                "password: {{ vault.db_password }}",
+                "PWD=/home/alice/projects",
+                "password: ********",
+                "    password: Some(password),",
+                "db.connect(user=user, password=password)",
+                "password = getpass.getpass(\"Password: \")",
+                "passport: ABC123456",
+                "bypass_cache=enabled",
+                "In the first pass: the headers.",
+                "password: <your password here>",
+                "password = settings.DB_PASSWORD",
+                "password=[REDACTED]",
+            ])
+            .to_string(),
+        ),
         0 => {
             let uuid = format!(
                 "{}-{}-4{}-a{}-{}",

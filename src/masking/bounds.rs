@@ -122,6 +122,24 @@ pub fn names_a_key(name: &[u8]) -> bool {
         .any(|word| contains_ignore_case(name, word))
 }
 
+/// The words that end a password-like name (`DB_PASSWORD`, `mysql_pwd`, `passphrase`).
+const PASSWORD_WORDS: [&[u8]; 4] = [b"password", b"passwd", b"passphrase", b"pwd"];
+
+/// Whether `name` ends in a password word, in any case, digits after it allowed
+/// (`new_password2`), or in `pass` as its last part (`SMTP_PASS`, `db.pass`; not
+/// `bypass`, nor `pass` alone: `first pass: ...` is prose).
+pub fn names_a_password(name: &[u8]) -> bool {
+    let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let name = &name[..name.len() - digits];
+    let ends_with = |word: &[u8]| {
+        name.len() >= word.len() && name[name.len() - word.len()..].eq_ignore_ascii_case(word)
+    };
+    PASSWORD_WORDS.iter().any(|word| ends_with(word))
+        || (ends_with(b"pass")
+            && name.len() > 4
+            && matches!(name[name.len() - 5], b'_' | b'.' | b'-'))
+}
+
 /// How far back, on the same line, a key-like word is looked for before a value
 /// written in prose (`my API key is ...`).
 const KEY_WORD_REACH: usize = 40;

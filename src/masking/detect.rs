@@ -293,6 +293,7 @@ fn confirm(
         Shape::Prefixed => secrets::prefixed(text, start, end),
         Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
         Shape::Assigned => secrets::assigned(text, start, end),
+        Shape::Password => secrets::password(text, start, end),
         Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
         Shape::Iban => with(
             finance::iban(text, start).map(|e| (start, e)),
@@ -395,11 +396,11 @@ fn encoded_emails(text: &str, found: &mut Vec<Found>, first: usize) {
 }
 
 /// What a token run of 32+ bytes at `start..end` is, if anything: a line of key
-/// material, a random-looking token, or a hex key after a key-like word.
+/// material, a random-looking token, or a key after a key-like word.
 fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
     secrets::pem_line(text, start, end)
         .or_else(|| secrets::random_token(text, start, end))
-        .or_else(|| secrets::hex_key_after_key_word(text, start, end))
+        .or_else(|| secrets::key_after_key_word(text, start, end))
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -810,6 +811,75 @@ mod tests {
         ] {
             assert!(
                 !found(text).iter().any(|(_, kind)| *kind == "URL_PASSWORD"),
+                "{text}: {:?}",
+                found(text)
+            );
+        }
+    }
+
+    /// Passwords assigned to password-like names in config files, JSON, YAML, SQL,
+    /// command lines and prose; the value alone, whatever printable bytes it holds.
+    #[test]
+    fn passwords_assigned_to_password_names() {
+        for (text, password) in [
+            ("DB_PASSWORD=hunter2!x", "hunter2!x"),
+            ("{\"username\": \"bob\", \"password\": \"P@ss w0rd\"}", ""),
+            ("{\"password\": \"Tr0ub4dor&3\"}", "Tr0ub4dor&3"),
+            ("  password: correct-horse-battery", "correct-horse-battery"),
+            ("POSTGRES_PASSWORD: secret", "secret"),
+            ("SMTP_PASS=xK9#mQ2$vB", "xK9#mQ2$vB"),
+            ("mysql --user=root --password=S3cr3t!", "S3cr3t!"),
+            ("ALTER USER app PASSWORD = 'n3w-P4ss';", "n3w-P4ss"),
+            ("wifi passphrase: blue-falcon-42.", "blue-falcon-42"),
+            ("new_password2 = \"Winter2024\"", "Winter2024"),
+            ("mysql_pwd=qwerty123", "qwerty123"),
+            ("set `DB_PASSWORD=hunter22` first", "hunter22"),
+            ("password=P@ss(w0rd)!", "P@ss(w0rd)!"),
+            ("password=$uper5ecret!", "$uper5ecret!"),
+            ("PGPASSWORD={x7/Lq%9", "{x7/Lq%9"),
+            ("passphrase: correct.horse.battery", "correct.horse.battery"),
+            ("admin_password: /9kQ#x2!", "/9kQ#x2!"),
+        ] {
+            let expected = if password.is_empty() {
+                vec![]
+            } else {
+                vec![(password, "PASSWORD")]
+            };
+            assert_eq!(found(text), expected, "{text}");
+        }
+        // References, placeholders, types and paths where a password would go, names
+        // that only end like one, and values too short: nothing.
+        for text in [
+            "password=${DB_PASSWORD}",
+            "password: {{ vault.db_password }}",
+            "password: <your password>",
+            "password = os.environ[\"PW\"]",
+            "password = getpass.getpass(\"Password: \")",
+            "conn = connect(user=user, password=password)",
+            "password=settings.DB_PASSWORD",
+            "password: String,",
+            "password: Option<String>,",
+            "password: ********",
+            "password=[REDACTED]",
+            "PWD=/home/alice/src",
+            "OLDPWD=~/projects",
+            "bypass=enabled-for-tests",
+            "passport: X1234567",
+            "password: abc12",
+            "\"password\": {\"type\": \"string\"}",
+            "password: required",
+            "password: Some(password),",
+            "let given_pass = vec![0u8; len];",
+            "let password = run_forward(bytes, at);",
+            "let pass = std::env::var(\"PASS\")",
+            "In the first pass: headers, then bodies.",
+            "password: $DB_PASSWORD",
+            "password=%DB_PASS%",
+            "db_password = config.db.password",
+            "self.password = password",
+        ] {
+            assert!(
+                !found(text).iter().any(|(_, kind)| *kind == "PASSWORD"),
                 "{text}: {:?}",
                 found(text)
             );

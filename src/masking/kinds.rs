@@ -15,6 +15,8 @@ pub enum Builtin {
     Jwt,
     PrivateKey,
     UrlPassword,
+    /// A password assigned to a password-like name (`DB_PASSWORD=`, `"password": "..."`).
+    Password,
     /// Optional (off unless configured): dictionary and context, low recall.
     Person,
     /// Optional (off unless configured): number, name and street-type word.
@@ -22,7 +24,7 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 13] = [
+    pub const ALL: [Builtin; 14] = [
         Builtin::EmailAddress,
         Builtin::PhoneNumber,
         Builtin::CreditCard,
@@ -34,6 +36,7 @@ impl Builtin {
         Builtin::Jwt,
         Builtin::PrivateKey,
         Builtin::UrlPassword,
+        Builtin::Password,
         Builtin::Person,
         Builtin::StreetAddress,
     ];
@@ -51,6 +54,7 @@ impl Builtin {
             Builtin::Jwt => "JWT",
             Builtin::PrivateKey => "PRIVATE_KEY",
             Builtin::UrlPassword => "URL_PASSWORD",
+            Builtin::Password => "PASSWORD",
             Builtin::Person => "PERSON",
             Builtin::StreetAddress => "STREET_ADDRESS",
         }

@@ -5,6 +5,7 @@
 
 use super::bounds;
 use super::kinds::{Builtin, Found};
+use super::triggers;
 
 /// The longest private key block looked for between `-----BEGIN` and `-----END`.
 pub const PEM_MAX: usize = 64 * 1024;
@@ -229,6 +230,122 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
     found(value_start, value_end, kind_of_value(value))
 }
 
+/// The value assigned to a password-like name (`DB_PASSWORD=...`, `"password": "..."`,
+/// `SMTP_PASS: ...`): any printable value of six or more, unless it reads as a reference
+/// or a placeholder rather than a password.
+pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
+    if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
+        return None;
+    }
+    let value_start = triggers::assigned_value_start(text.as_bytes(), start)?;
+    // A sentence's full stop is not part of the value.
+    let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
+    let value = &text[value_start..value_end];
+    (value.len() >= 6 && !reads_as_a_reference(value)).then_some(Found {
+        start: value_start,
+        end: value_end,
+        kind: Builtin::Password,
+    })
+}
+
+/// What code, templates and tools write where a password goes, rather than the
+/// password: `${DB_PASSWORD}`, `$DB_PASSWORD`, `{{ vault.pw }}`, `<password>`, `%(pw)s`,
+/// `%DB_PASS%`, `[REDACTED]`, a path (`PWD=/home/me`), a call or an index (`getpass(`,
+/// `Some(password)`, `os.environ["PW"]`, `vec![0u8`), a field (`settings.DB_PASSWORD`,
+/// `self.password`), the name passed on (`password=password)`), a type (`String`,
+/// `Option<String>`, `SecretStr`), one character over and over (`********`), and words
+/// that say the value is absent. Each is read whole (`{` must close with `}`), so that
+/// generated passwords starting with `$`, `{`, `<`, `%` or `/` are still taken.
+fn reads_as_a_reference(value: &str) -> bool {
+    const ABSENT: [&str; 10] = [
+        "undefined",
+        "required",
+        "optional",
+        "string",
+        "secretstr",
+        "redacted",
+        "hidden",
+        "masked",
+        "omitted",
+        "filtered",
+    ];
+    // The objects code reads settings from (`config.db.password`, `args.pw`).
+    const HOLDERS: [&str; 16] = [
+        "self", "this", "cls", "config", "conf", "cfg", "settings", "args", "opts", "options",
+        "params", "env", "os", "process", "secrets", "vault",
+    ];
+    let bytes = value.as_bytes();
+    let first = bytes[0];
+    let last = bytes[bytes.len() - 1];
+    let enclosed = |open: &str, close: u8| value.starts_with(open) && last == close;
+    let env_name = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let identifier_part = |part: &str| {
+        part.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let template = enclosed("${", b'}')
+        || enclosed("$(", b')')
+        || value.strip_prefix('$').is_some_and(env_name)
+        || enclosed("{", b'}')
+        || enclosed("<", b'>')
+        || enclosed("[", b']')
+        || enclosed("%(", b's')
+        || (enclosed("%", b'%') && env_name(&value[1..value.len() - 1]));
+    let path = (first == b'/' || value.starts_with("~/"))
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'));
+    // A name (a path of them, a macro's `!`) then `(` or `[` and names, digits and
+    // closing brackets: code, not a password (`P@ss(w0rd)` has no name before its
+    // parenthesis, `K[A2np#o0)` has a `#` after it).
+    let called = value.find(['(', '[']).is_some_and(|at| {
+        let callee = value[..at].trim_end_matches('!');
+        callee.len() >= 2
+            && callee
+                .split(['.', ':'])
+                .all(|part| part.is_empty() || identifier_part(part))
+            && callee
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && value[at + 1..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b')' | b']'))
+    });
+    let field = value.contains('.') && value.split('.').all(identifier_part) && {
+        let mut parts = value.split('.');
+        let holder = parts.next().unwrap_or_default();
+        HOLDERS.iter().any(|h| holder.eq_ignore_ascii_case(h))
+            || parts
+                .next_back()
+                .is_some_and(|name| bounds::names_a_password(name.as_bytes()))
+    };
+    // A generic type: a name, `<`, names and `<>:` (`Option<String>`, `Vec<u8>`).
+    let generic = value.find('<').is_some_and(|at| {
+        at >= 2
+            && identifier_part(&value[..at])
+            && value[at..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'<' | b'>' | b':'))
+    });
+    let passed_on = value.trim_end_matches([')', ']', '}']);
+    template
+        || path
+        || called
+        || field
+        || generic
+        || bytes.iter().all(|&b| b == first)
+        || (identifier_part(passed_on) && bounds::names_a_password(passed_on.as_bytes()))
+        || ABSENT.iter().any(|word| value.eq_ignore_ascii_case(word))
+}
+
 /// A standalone token of 32+ characters that looks random: upper and lower case and
 /// digits mixed, high entropy, few separators (an opaque bearer token, an AWS secret
 /// key, a session key). Runs longer than `TOKEN_MAX` are data (base64 images), not one.
@@ -256,15 +373,17 @@ pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
-/// A hex key of 32 to 128 digits, letters and digits mixed, written in prose after a
-/// key-like word (`my API key is 7bd1...`, `secret 9f86...`): a token run that
-/// [`random_token`] leaves, having one case only. Without that word a hex run cannot be
-/// told from a digest (`commit 9fceb02...`, `sha256 ...`) and stays.
+/// A key of 32 to 128 characters written in prose after a key-like word (`my API key
+/// is 7bd1...`, `secret 9f86...`), that [`random_token`] leaves: hex, letters and
+/// digits mixed, having one case only; or both cases mixed at random with fewer than
+/// two digits (`my api key is oggCsWAyRUGGDrtCilllMlxx...`). Without that word a hex
+/// run cannot be told from a digest (`commit 9fceb02...`, `sha256 ...`) and stays, nor
+/// a run of letters from a long name.
 ///
-/// Out of line: most token runs are not hex, and inlined it made the loop over the runs
-/// slower for all of them (218 instructions a request on the masking bench).
+/// Out of line: most token runs are not keys, and inlined it made the loop over the
+/// runs slower for all of them (218 instructions a request on the masking bench).
 #[inline(never)]
-pub fn hex_key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found> {
+pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found> {
     let value = &text.as_bytes()[start..end];
     if !(32..=128).contains(&value.len()) {
         return None;
@@ -272,15 +391,23 @@ pub fn hex_key_after_key_word(text: &str, start: usize, end: usize) -> Option<Fo
     // One pass: hex digits only, and how many are letters. Before the key word: a
     // UUID's or a word's first bytes may be hex, and the word costs more to look for.
     let mut letters = 0;
+    let mut hex = true;
     for &b in value {
         match b {
             b'0'..=b'9' => {}
             b'a'..=b'f' | b'A'..=b'F' => letters += 1,
-            _ => return None,
+            _ => {
+                hex = false;
+                break;
+            }
         }
     }
-    if letters < 2
-        || value.len() - letters < 2
+    let shaped = if hex {
+        letters >= 2 && value.len() - letters >= 2
+    } else {
+        mixed_case_with_few_digits(&text[start..end])
+    };
+    if !shaped
         || !bounds::token_may_start(text, start)
         || !bounds::token_may_end(text, end)
         || !bounds::key_word_before(text, start)
@@ -288,6 +415,22 @@ pub fn hex_key_after_key_word(text: &str, start: usize, end: usize) -> Option<Fo
         return None;
     }
     found(start, end, Builtin::ApiKey)
+}
+
+/// Both cases mixed, fewer than two digits (more are [`random_token`]'s), random rather
+/// than words: few separators, high entropy, not a type's or a function's name.
+fn mixed_case_with_few_digits(value: &str) -> bool {
+    let (upper, lower, digits) = classes(value);
+    let separators = value
+        .bytes()
+        .filter(|b| matches!(b, b'-' | b'_' | b'/'))
+        .count();
+    upper >= 2
+        && lower >= 2
+        && digits < 2
+        && separators * 8 <= value.len()
+        && entropy(value.as_bytes()) >= 4.0
+        && !reads_as_a_name(value)
 }
 
 /// True when `value` looks generated rather than written: letters and digits, or both
@@ -442,14 +585,14 @@ mod tests {
         }
     }
 
-    /// A hex run is a key after a key-like word among the three before it on its line,
-    /// and a digest or an identifier anywhere else.
+    /// A hex run, or one of random letters, is a key after a key-like word among the
+    /// three before it on its line, and a digest or an identifier anywhere else.
     #[test]
-    fn hex_keys_after_key_words_but_not_digests() {
+    fn keys_after_key_words_but_not_digests_or_names() {
         let hex = "7bd15de0101a4edad6e585c3832fb1d5";
         let taken = |before: &str, value: &str, after: &str| {
             let text = format!("{before}{value}{after}");
-            hex_key_after_key_word(&text, before.len(), before.len() + value.len())
+            key_after_key_word(&text, before.len(), before.len() + value.len())
                 .map(|f| (f.start, f.end, f.kind))
         };
         for before in [
@@ -490,6 +633,19 @@ mod tests {
         // Inside a longer word it is not a token of its own.
         assert_eq!(taken("secret x", hex, ""), None);
         assert_eq!(taken("secret ", hex, "_v2"), None);
+        // Both cases at random with fewer than two digits: a key after a key word only;
+        // a long name stays even there.
+        let letters = "oggCsWAyRUGGDrtCilllMlxxSouxbf4LmpZYQAwz";
+        assert!(taken("my api key is ", letters, ".").is_some());
+        assert!(taken("secret: ", "wJalrXUtnFEMIKMDENGbPxRfiCYEXAMPLEKEY", "").is_some());
+        for (before, value) in [
+            ("I see you mentioned ", letters),
+            ("secret ", "AbstractSingletonProxyFactoryBeanImplementation"),
+            ("token ", "JwtAuthenticationTokenFilterConfiguration"),
+            ("api key ", "aaaaaaaaaaaaaaaaBBBBBBBBBBBBBBBBaaaa"),
+        ] {
+            assert_eq!(taken(before, value, ""), None, "{before:?} {value}");
+        }
     }
 
     /// What reads as a name, next to random letters of the same lengths.

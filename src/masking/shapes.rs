@@ -18,6 +18,7 @@ pub enum Shape {
     Prefixed,
     AwsKeyId,
     Assigned,
+    Password,
     Email,
     Iban,
     Ipv6,
@@ -28,7 +29,7 @@ pub enum Shape {
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
 /// need a state per count and per mix of live patterns, and spend its time building
 /// them. Lengths are checked by the validators instead.
-pub const SHAPES: [(Shape, &str); 14] = [
+pub const SHAPES: [(Shape, &str); 15] = [
     (
         Shape::PemBegin,
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
@@ -64,6 +65,14 @@ pub const SHAPES: [(Shape, &str); 14] = [
     (
         Shape::Assigned,
         r#"(?i:[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9_+/.~\-]{16,}"#,
+    ),
+    // A name ending in a password word (`pass` only as a name's last part: `DB_PASS`,
+    // not `bypass`, nor `pass` alone, a word of prose: `first pass: ...`), then any
+    // printable value of six or more but blanks, quotes, `,;\` and the backtick that
+    // closes Markdown's inline code (`password=hunter22`).
+    (
+        Shape::Password,
+        r#"(?i:(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd)|[A-Za-z0-9_.\-]*[_.\-]pass)[0-9]*)["']?[ \t]*[:=][ \t]*["']?[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
     ),
     (
         Shape::Email,

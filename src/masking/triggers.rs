@@ -69,6 +69,7 @@ const NUMBER: u8 = 4;
 const LOCAL: u8 = 8;
 const NAME: u8 = 16;
 const VALUE: u8 = 32;
+const PASSWORD: u8 = 64;
 
 const CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -98,6 +99,11 @@ const CLASSES: [u8; 256] = {
         // `[A-Za-z0-9_+/.~\-]`: an assigned value.
         if alphanumeric || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-') {
             class |= VALUE;
+        }
+        // Printable ASCII but blanks, quotes, `,;\` and Markdown's backtick: an assigned
+        // password's bytes.
+        if b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b',' | b';' | b'\\' | b'`') {
+            class |= PASSWORD;
         }
         table[i] = class;
         i += 1;
@@ -139,6 +145,10 @@ fn is_name_byte(b: u8) -> bool {
 
 fn is_value_byte(b: u8) -> bool {
     is(VALUE, b)
+}
+
+fn is_assigned_password_byte(b: u8) -> bool {
+    is(PASSWORD, b)
 }
 
 /// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name (RFC 3986 `userinfo` less `:`:
@@ -308,13 +318,21 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     if bytes.get(value).is_some_and(|&b| is_quote(b)) {
         value += 1;
     }
-    let short = bytes[value.min(bytes.len())..]
+    let head = &bytes[value.min(bytes.len())..];
+    let short = head
         .iter()
         .take(5)
         .take_while(|&&b| is_value_byte(b))
         .count()
         < 5;
-    if short {
+    // A password may hold any printable byte, and is taken from six.
+    let short_password = head
+        .iter()
+        .take(6)
+        .take_while(|&&b| is_assigned_password_byte(b))
+        .count()
+        < 6;
+    if short && short_password {
         return;
     }
     let mut name_end = run_back(bytes, i, is_blank);
@@ -341,6 +359,11 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
     }
+    if !short_password && bounds::names_a_password(name) {
+        let end = run_forward(bytes, value, is_assigned_password_byte);
+        debug_assert_eq!(Some(end), password_end(bytes, name_start));
+        push(name_start, i, Shape::Password, end);
+    }
 }
 
 /// The end of a match of the triggered `shape` anchored at `start`, as its pattern in
@@ -350,6 +373,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
         Shape::UrlPassword => url_password_end(bytes, start),
         Shape::Basic => basic_end(bytes, start),
         Shape::Assigned => assigned_end(bytes, start),
+        Shape::Password => password_end(bytes, start),
         Shape::Email => email_end(bytes, start),
         Shape::Iban => iban_end(bytes, start),
         Shape::Ipv6 => ipv6_end(bytes, start),
@@ -568,6 +592,21 @@ fn assigned_end(bytes: &[u8], start: usize) -> Option<usize> {
     (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end)
 }
 
+/// Where the value assigned to the name at `start` begins (after `["']?[ \t]*[:=][ \t]*["']?`).
+pub(super) fn assigned_value_start(bytes: &[u8], start: usize) -> Option<usize> {
+    after_separator(bytes, run_forward(bytes, start, is_name_byte))
+}
+
+/// A name ending in a password word ([`bounds::names_a_password`]), the separator, then
+/// `[password]{6,}`, at `start`: the `Password` pattern of `shapes::SHAPES`.
+fn password_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let name_end = run_forward(bytes, start, is_name_byte);
+    let value = after_separator(bytes, name_end)?;
+    let value_end = run_forward(bytes, value, is_assigned_password_byte);
+    (value_end - value >= 6 && bounds::names_a_password(&bytes[start..name_end]))
+        .then_some(value_end)
+}
+
 /// `(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}` at
 /// `start`.
 fn basic_end(bytes: &[u8], start: usize) -> Option<usize> {
@@ -637,10 +676,11 @@ mod tests {
 
     use super::super::shapes::{SHAPES, pattern};
 
-    const TRIGGERED: [Shape; 8] = [
+    const TRIGGERED: [Shape; 9] = [
         Shape::UrlPassword,
         Shape::Basic,
         Shape::Assigned,
+        Shape::Password,
         Shape::Email,
         Shape::Iban,
         Shape::Ipv6,
@@ -695,6 +735,12 @@ mod tests {
         "west",
         "WEST",
         "key",
+        "password",
+        "PASS",
+        "pwd",
+        "bypass",
+        "hunter2!",
+        "p@ss#w0rd",
         "Token",
         "auth",
         "authorization",
@@ -751,6 +797,68 @@ mod tests {
             .unwrap()
     }
 
+    /// Every password-like name and look-alike, with every separator and values of every
+    /// length around the six taken: the hand reader ends where the pattern ends, at
+    /// every start, and the scan lists the name.
+    #[test]
+    fn assigned_passwords_are_read_as_their_pattern_reads_them() {
+        let regex = anchored(Shape::Password);
+        let names = [
+            "password",
+            "DB_PASSWORD",
+            "new_password2",
+            "passwd",
+            "PassPhrase",
+            "mysql_pwd",
+            "SMTP_PASS",
+            "db.pass",
+            "pass",
+            "x-pass1",
+            "bypass",
+            "compass",
+            "passport",
+            "passwords",
+            "pwdx",
+            "--password",
+        ];
+        let separators = ["=", ": ", "\": \"", " = '", ":\t", "=\""];
+        for name in names {
+            for separator in separators {
+                for len in 0..9 {
+                    let value: String = "aZ9!@#$%^&*(){}[]<>?/~`|"
+                        .chars()
+                        .cycle()
+                        .skip(len)
+                        .take(len)
+                        .collect();
+                    for after in ["", " x", "\"", ",", ";", "\\", "é"] {
+                        let text = format!("x {name}{separator}{value}{after}");
+                        let bytes = text.as_bytes();
+                        for start in 0..bytes.len() {
+                            if !text.is_char_boundary(start) {
+                                continue;
+                            }
+                            let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
+                            let expected = regex.search(&input).map(|m| m.end());
+                            assert_eq!(password_end(bytes, start), expected, "{text:?} at {start}");
+                        }
+                        let name_at = 2;
+                        if let Some(end) = password_end(bytes, name_at) {
+                            let mut found = Vec::new();
+                            candidates(bytes, &mut found);
+                            assert!(
+                                found.iter().any(|c| c.shape == Shape::Password
+                                    && c.start == name_at
+                                    && c.end == end),
+                                "{text:?} not listed"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -793,7 +901,7 @@ mod tests {
                     matched_before = expected.is_some();
                 }
             }
-            prop_assert_eq!(SHAPES.len(), 14);
+            prop_assert_eq!(SHAPES.len(), 15);
         }
     }
 
