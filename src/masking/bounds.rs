@@ -131,6 +131,13 @@ const PASSWORD_WORDS: [&[u8]; 4] = [b"password", b"passwd", b"passphrase", b"pwd
 pub fn names_a_password(name: &[u8]) -> bool {
     let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     let name = &name[..name.len() - digits];
+    // Every word ends in `d`, `e` or `s`: most names are turned away by their last byte.
+    if !name
+        .last()
+        .is_some_and(|b| matches!(b.to_ascii_lowercase(), b'd' | b'e' | b's'))
+    {
+        return false;
+    }
     let ends_with = |word: &[u8]| {
         name.len() >= word.len() && name[name.len() - word.len()..].eq_ignore_ascii_case(word)
     };

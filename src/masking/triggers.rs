@@ -237,6 +237,8 @@ fn at_trigger(
             if !word_starts(bytes, i) {
                 if i >= 2
                     && bytes[i - 1].is_ascii_alphabetic()
+                    // Before the call: digits inside hex (`fdf0304`) come after letters.
+                    && word_starts(bytes, i - 2)
                     && let Some(end) = iban_end(bytes, i - 2)
                 {
                     push(i - 2, i, Shape::Iban, end);
