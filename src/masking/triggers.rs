@@ -165,6 +165,11 @@ fn is_password_byte(b: u8) -> bool {
     is_user_byte(b) || matches!(b, b'@' | b'#' | b'^' | b'?' | b'|' | b'{' | b'}')
 }
 
+/// Whether the first `len` bytes of `bytes` are all of `class`.
+fn leads_with(bytes: &[u8], len: usize, class: impl Fn(u8) -> bool) -> bool {
+    bytes.iter().take(len).take_while(|&&b| class(b)).count() == len
+}
+
 /// Where a run of bytes of `class` ending just before `end` starts.
 fn run_back(bytes: &[u8], end: usize, class: impl Fn(u8) -> bool) -> usize {
     let mut start = end;
@@ -321,19 +326,9 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
         value += 1;
     }
     let head = &bytes[value.min(bytes.len())..];
-    let short = head
-        .iter()
-        .take(5)
-        .take_while(|&&b| is_value_byte(b))
-        .count()
-        < 5;
+    let short = !leads_with(head, 5, is_value_byte);
     // A password may hold any printable byte, and is taken from six.
-    let short_password = head
-        .iter()
-        .take(6)
-        .take_while(|&&b| is_assigned_password_byte(b))
-        .count()
-        < 6;
+    let short_password = !leads_with(head, 6, is_assigned_password_byte);
     if short && short_password {
         return;
     }
