@@ -57,7 +57,10 @@ pub fn number_may_start(text: &str, at: usize) -> bool {
     match before(text, at) {
         None => true,
         Some(c) if is_word(c) => false,
-        Some('$' | '€' | '£' | '¥' | '#' | '@' | '+' | '/' | '\\') => false,
+        // `#` glued to a label is its number sign (`SSN#219-09-9998`, `Acct#...`); a `#`
+        // of its own starts a ticket, an issue or a colour (`#4521`).
+        Some('#') => before(text, at - 1).is_some_and(|c| c.is_ascii_alphabetic()),
+        Some('$' | '€' | '£' | '¥' | '@' | '+' | '/' | '\\') => false,
         Some(c @ ('.' | '-' | ':')) => {
             let ahead = before(text, at - c.len_utf8());
             match c {
@@ -210,6 +213,15 @@ mod tests {
         assert!(number_may_start("电话13812345678", "电话".len()));
         assert!(number_may_end("4111111111111111です", 16));
         assert!(!number_may_start("é4111", 'é'.len_utf8()));
+    }
+
+    #[test]
+    fn a_number_sign_glued_to_a_label_starts_a_number_and_one_alone_does_not() {
+        assert!(number_may_start("SSN#219-09-9998", 4));
+        assert!(number_may_start("Acct#4111", 5));
+        for (text, at) in [("#4521", 1), ("see #4521", 5), ("x:#4521", 3), ("1#2", 2)] {
+            assert!(!number_may_start(text, at), "{text}");
+        }
     }
 
     proptest::proptest! {

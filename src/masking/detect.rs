@@ -907,8 +907,16 @@ mod tests {
                     image sha256:15d32a4781b971d8b0340a78c7e446dea52ea8c13e669d41c50dfd5bc997eb22 \
                     v1.32.1 1.2.3 1.2.3.4.5 order PO-2021-8507784 ticket JIRA-89143 at 2023-01-26 06:45:05 \
                     or 12/Jan/2024:05:31:13 +0000, price $82,780.09, zip 32719-4691, isbn 978-7-589-30107-3, \
-                    card 5500354633134648, 5974 1410 0870 1210 or 4813 5696 7208 9467, id 123-456-789-0123, color #bdc471, port 35535, float -195.610408, 1ZISOEXST1C4NYS0OM";
+                    card 5500354633134648, 5974 1410 0870 1210 or 4813 5696 7208 9467, id 123-456-789-0123, color #bdc471, port 35535, float -195.610408, 1ZISOEXST1C4NYS0OM, \
+                    issue #219-09-9998 and #4111111111111111";
         assert_eq!(found(text), vec![]);
+        assert_eq!(
+            found("SSN#219-09-9998, Card#4111111111111111"),
+            vec![
+                ("219-09-9998", "US_SSN"),
+                ("4111111111111111", "CREDIT_CARD")
+            ]
+        );
     }
 
     #[test]
