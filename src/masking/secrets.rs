@@ -73,15 +73,16 @@ pub fn pem_footer(text: &str, start: usize, end: usize, floor: usize) -> Option<
     found(from, end, Builtin::PrivateKey)
 }
 
-/// A whole line of 64 base64 characters (the PEM line width) with upper and lower case
-/// and digits: the body of a key block whose header and footer are in other pieces.
+/// A whole line of 64 base64 characters (the PEM line width) or 70 (OpenSSH's) with
+/// upper and lower case and digits: the body of a key block whose header and footer are
+/// in other pieces.
 pub fn pem_line(text: &str, start: usize, end: usize) -> Option<Found> {
     let line = &text[start..end];
     let at_line_start = start == 0 || text.as_bytes()[start - 1] == b'\n';
     let rest = &text[end..];
     let at_line_end = rest.is_empty() || rest.starts_with('\n') || rest.starts_with("\r\n");
     // The place first: every token of 32 or more is asked, few are whole lines of 64.
-    if !(line.len() == 64 && at_line_start && at_line_end) {
+    if !(matches!(line.len(), 64 | 70) && at_line_start && at_line_end) {
         return None;
     }
     let (upper, lower, digit) = classes(line);
@@ -731,5 +732,25 @@ mod tests {
         let s = text.find("-----END").unwrap();
         let f = pem_footer(text, s, text.len(), 0).unwrap();
         assert_eq!(f.start, 2);
+    }
+
+    /// Lines of key material alone, as a stream's pieces or a log's lines carry them:
+    /// PEM's 64 characters and OpenSSH's 70 (whose first lines hold runs of `A` that the
+    /// random-token test turns away), whole lines only.
+    #[test]
+    fn lines_of_key_material_alone_are_private_keys() {
+        let pem = "MIIEpAIBAAKCAQEAx9aUvQm3kT2wZr8LbN5cJ1fY4hP6sD0eG7uK2iV9oXqRtWyB";
+        let openssh = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW";
+        assert_eq!((pem.len(), openssh.len()), (64, 70));
+        for line in [pem, openssh] {
+            let text = format!("x\n{line}\ny");
+            let found = pem_line(&text, 2, 2 + line.len()).map(|f| f.kind);
+            assert_eq!(found, Some(Builtin::PrivateKey), "{line}");
+            let cut = &line[..line.len() - 1];
+            let text = format!("x\n{cut}\ny");
+            assert_eq!(pem_line(&text, 2, 2 + cut.len()), None, "{cut}");
+            let text = format!("x {line}\ny");
+            assert_eq!(pem_line(&text, 2, 2 + line.len()), None, "not a whole line");
+        }
     }
 }
