@@ -259,7 +259,7 @@ fn phone(rng: &mut Rng) -> (&'static str, String) {
     let exchange = format!("{}{}", rng.between(2, 9), rng.digits(2));
     let line = rng.digits(4);
     let d = |rng: &mut Rng, n| rng.digits(n);
-    match rng.below(30) {
+    match rng.below(32) {
         0 => ("us (area)", format!("({area}) {exchange}-{line}")),
         1 => ("us dots", format!("{area}.{exchange}.{line}")),
         2 => ("us 1-", format!("1-{area}-{exchange}-{line}")),
@@ -347,6 +347,21 @@ fn phone(rng: &mut Rng) -> (&'static str, String) {
             format!("+61 4{} {} {}", d(rng, 2), d(rng, 3), d(rng, 3)),
         ),
         28 => ("in", format!("+91 9{} {}", d(rng, 4), d(rng, 5))),
+        30 => (
+            "ru trunk 8",
+            format!(
+                "8 ({}{}) {}-{}-{}",
+                rng.between(3, 9),
+                d(rng, 2),
+                d(rng, 3),
+                d(rng, 2),
+                d(rng, 2)
+            ),
+        ),
+        31 => (
+            "in trunk 0",
+            format!("0{}{} {}", rng.between(6, 9), d(rng, 4), d(rng, 5)),
+        ),
         _ => ("br", format!("+55 11 9{}-{}", d(rng, 4), d(rng, 4))),
     }
 }

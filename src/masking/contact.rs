@@ -187,10 +187,13 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     }
     let shape = &lengths[..k.min(16)];
     if d[0] == b'0' {
-        // A national number with its trunk 0 (most of Europe, Japan, Australia, Brazil).
+        // A national number with its trunk 0 (most of Europe, Japan, Australia, Brazil),
+        // or an Indian mobile with it (`098765 43210`: 0, then 5+5 starting 6-9).
         return (9..=11).contains(&d.len())
             && d[1] != b'0'
-            && (k == 1 || (2..=5).contains(&shape[0]));
+            && (k == 1
+                || (2..=5).contains(&shape[0])
+                || (shape == [6, 5] && (b'6'..=b'9').contains(&d[1])));
     }
     let us = match shape {
         [10] => !paren && nanp(d),
@@ -210,7 +213,10 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         && run.separator(text, 1) == "-";
     // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`).
     let india = shape == [5, 5] && (b'6'..=b'9').contains(&d[0]) && run.separator(text, 0) == " ";
-    us || threes || brazil || india
+    // Russia's, Kazakhstan's and Belarus's trunk 8, then the area code and 3-2-2, the
+    // grouping these numbers are written in (`8 (495) 123-45-67`, `8-800-555-35-35`).
+    let trunk_eight = shape == [1, 3, 3, 2, 2] && d[0] == b'8';
+    us || threes || brazil || india || trunk_eight
 }
 
 /// An extension right after a number: `x123`, ` ext. 123`, ` extension 123`.
@@ -278,6 +284,10 @@ mod tests {
             "0412 345 678",
             "(555)234-5678",
             "001-843-628-7982",
+            "098765 43210",
+            "8 (495) 123-45-67",
+            "8-800-555-35-35",
+            "8 727 123 45 67",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");
         }
@@ -340,6 +350,9 @@ mod tests {
             "+999 123 456 789",
             "100 200 300",
             "12345",
+            "012345 67890",
+            "7 (495) 123-45-67",
+            "8 (495) 123-45",
         ] {
             assert_eq!(phone_in(text), None, "{text}");
         }
