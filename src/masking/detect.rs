@@ -839,6 +839,7 @@ mod tests {
             ("PGPASSWORD={x7/Lq%9", "{x7/Lq%9"),
             ("passphrase: correct.horse.battery", "correct.horse.battery"),
             ("admin_password: /9kQ#x2!", "/9kQ#x2!"),
+            ("password: KNJz3LLZ<ei", "KNJz3LLZ<ei"),
         ] {
             let expected = if password.is_empty() {
                 vec![]

@@ -333,14 +333,16 @@ fn reads_as_a_reference(value: &str) -> bool {
                 .next_back()
                 .is_some_and(|name| bounds::names_a_password(name.as_bytes()))
     };
-    // A generic type: a name, `<`, names and `<>:` (`Option<String>`, `Vec<u8>`).
-    let generic = value.find('<').is_some_and(|at| {
-        at >= 2
-            && identifier_part(&value[..at])
-            && value[at..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'<' | b'>' | b':'))
-    });
+    // A generic type: a name, `<`, names and `<>:`, closed (`Option<String>`,
+    // `Vec<u8>`; `KNJz3LLZ<ei` is a password).
+    let generic = last == b'>'
+        && value.find('<').is_some_and(|at| {
+            at >= 2
+                && identifier_part(&value[..at])
+                && value[at..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'<' | b'>' | b':'))
+        });
     let passed_on = value.trim_end_matches([')', ']', '}']);
     template
         || path
