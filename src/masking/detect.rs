@@ -318,9 +318,9 @@ const TOKEN_BYTES: [bool; 256] = {
 };
 
 /// Token runs outside the values already found: random-looking tokens of 32+
-/// characters (opaque bearer tokens, AWS secret keys, session keys), hex keys after a
-/// key-like word, and whole lines of 64 base64 characters (key material whose header
-/// is in another piece). A plain loop over the runs rather than regex patterns: a
+/// characters (opaque bearer tokens, AWS secret keys, session keys), keys after a
+/// key-like word, and whole lines of 64 or 70 base64 characters (key material whose
+/// header is in another piece). A plain loop over the runs rather than regex patterns: a
 /// `{32,}` counter starting in every word would cost the lazy DFA most of its time.
 fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
     const MIN: usize = 32;
@@ -357,6 +357,12 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         }
         i = run_end + 1;
     }
+    merge_found(found, first, extra);
+}
+
+/// Values a later pass found (`extra`) put among this text's (`found[first..]`), in
+/// order of their starts.
+fn merge_found(found: &mut Vec<Found>, first: usize, extra: Vec<Found>) {
     if !extra.is_empty() {
         found.extend(extra);
         found[first..].sort_by_key(|f| f.start);
@@ -389,10 +395,7 @@ fn encoded_emails(text: &str, found: &mut Vec<Found>, first: usize) {
             });
         }
     }
-    if !extra.is_empty() {
-        found.extend(extra);
-        found[first..].sort_by_key(|f| f.start);
-    }
+    merge_found(found, first, extra);
 }
 
 /// What a token run of 32+ bytes at `start..end` is, if anything: a line of key

@@ -313,14 +313,12 @@ fn reads_as_a_reference(value: &str) -> bool {
     // parenthesis, `K[A2np#o0)` has a `#` after it).
     let called = value.find(['(', '[']).is_some_and(|at| {
         let callee = value[..at].trim_end_matches('!');
+        // Its first part is a name: the parts after may be empty (`std::env::var`).
         callee.len() >= 2
+            && !callee.starts_with(['.', ':'])
             && callee
                 .split(['.', ':'])
                 .all(|part| part.is_empty() || identifier_part(part))
-            && callee
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && value[at + 1..]
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b')' | b']'))
@@ -432,14 +430,13 @@ fn mixed_case_with_few_digits(value: &str) -> bool {
     if value.bytes().filter(u8::is_ascii_digit).nth(1).is_some() {
         return false;
     }
-    let (upper, lower, digits) = classes(value);
+    let (upper, lower, _) = classes(value);
     let separators = value
         .bytes()
         .filter(|b| matches!(b, b'-' | b'_' | b'/'))
         .count();
     upper >= 2
         && lower >= 2
-        && digits < 2
         && separators * 8 <= value.len()
         && entropy(value.as_bytes()) >= 4.0
         && !reads_as_a_name(value)
