@@ -42,6 +42,7 @@ impl TextMasker for TestMasker {
                 start: found.start(),
                 end: found.end(),
                 kind: Kind(kind.into()),
+                by_context: false,
             });
         }
     }

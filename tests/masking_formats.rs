@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use junction::masking::{Findings, Masker, Vault, mask_text};
+use junction::masking::{Api, BodyShape, Findings, Masker, Vault, mask_request_body, mask_text};
 
 /// A small xorshift generator: the same values on every run and machine.
 struct Rng(u64);
@@ -957,4 +957,77 @@ fn generated_values_of_every_format_are_masked_and_look_alikes_kept() {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("; "));
+}
+
+/// A value told only by the words around it (a bare SSN after "SSN", a hex key after
+/// "api key", a password after its name), quoted in another message without those
+/// words: the reply's "I see you mentioned ...", or the user's own earlier message. It
+/// is masked in both, whichever comes first.
+#[test]
+fn values_told_by_their_context_are_masked_where_another_message_repeats_them() {
+    let masker = Masker::default();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let quotes = [
+        "I see you mentioned {}.",
+        "Got it: {}",
+        "so {} then?",
+        "「{}」ですね",
+        "(ref. {})",
+    ];
+    let mask_body = |first: &str, second: &str| {
+        let body = serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": first},
+                {"role": "assistant", "content": second},
+            ],
+        })
+        .to_string();
+        let masked = mask_request_body(
+            &masker,
+            BodyShape::ApiJson(Api::OpenAiChat),
+            body.as_bytes(),
+            &mut Vault::default(),
+            &mut Findings::default(),
+        )
+        .expect("masked");
+        (
+            body.clone(),
+            String::from_utf8(masked.into_owned()).expect("UTF-8"),
+        )
+    };
+    let mut missed = Vec::new();
+    for round in 0..900 {
+        let (told, value) = match round % 3 {
+            0 => {
+                let (_, ssn) = ssn(&mut rng);
+                let digits: String = ssn.chars().filter(char::is_ascii_digit).collect();
+                (format!("my SSN is {digits}"), digits)
+            }
+            1 => {
+                let len = if rng.below(2) == 0 { 32 } else { 64 };
+                let key = rng.text(HEX, len);
+                (format!("my api key is {key}"), key)
+            }
+            _ => {
+                let (_, password) = password(&mut rng);
+                (format!("DB_PASSWORD={password}"), password)
+            }
+        };
+        let quote = quotes[rng.below(quotes.len())].replace("{}", &value);
+        let (first, second) = match round % 2 {
+            0 => (told.as_str(), quote.as_str()),
+            _ => (quote.as_str(), told.as_str()),
+        };
+        let (body, masked) = mask_body(first, second);
+        if masked.contains(&value) {
+            missed.push(body);
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "{} missed, e.g. {:?}",
+        missed.len(),
+        missed.first()
+    );
 }

@@ -53,7 +53,36 @@ fn mask_request<'b>(
     body: &'b [u8],
     vault: &mut Vault,
     findings: &mut Findings,
-    located: Option<&mut Vec<Located>>,
+    mut located: Option<&mut Vec<Located>>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    // A value told by its context in one string may stand in an earlier one without
+    // it: the body is masked again, knowing the value from the start. Only from a
+    // clean start (a request's vault and findings begin empty), so that the first
+    // pass's pseudonyms, counts and places can be dropped.
+    let clean = vault.is_empty() && findings.is_empty();
+    let listed = located.as_deref().map_or(0, Vec::len);
+    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut());
+    let masked = mask_request_with(&mut editor, shape, body)?;
+    let recurring = editor.into_recurring();
+    if !clean || recurring.is_empty() || !recurring.missed_in(body) {
+        return Ok(masked);
+    }
+    drop(masked);
+    *vault = Vault::default();
+    *findings = Findings::default();
+    if let Some(located) = located.as_deref_mut() {
+        located.truncate(listed);
+    }
+    let mut editor =
+        TextEditor::new(Some(masker), false, vault, findings, located).knowing(recurring.known());
+    mask_request_with(&mut editor, shape, body)
+}
+
+/// One pass of [`mask_request`] over `body`.
+fn mask_request_with<'b>(
+    editor: &mut TextEditor<'_>,
+    shape: BodyShape,
+    body: &'b [u8],
 ) -> Result<Cow<'b, [u8]>, BodyError> {
     let selection = match shape {
         BodyShape::ApiJson(_) => Selection::RequestContents,
@@ -62,7 +91,6 @@ fn mask_request<'b>(
             let text = std::str::from_utf8(body).map_err(|error| BodyError::NotText {
                 offset: error.valid_up_to(),
             })?;
-            let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
             let mut masked = String::new();
             return Ok(if editor.edit_text(text, None, &mut masked)? {
                 Cow::Owned(masked.into_bytes())
@@ -70,15 +98,11 @@ fn mask_request<'b>(
                 Cow::Borrowed(body)
             });
         }
-        BodyShape::JsonLines(_) => {
-            let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
-            return mask_json_lines(body, &mut editor);
-        }
+        BodyShape::JsonLines(_) => return mask_json_lines(body, editor),
         BodyShape::Binary => return Err(BodyError::NotMaskable),
     };
-    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located);
     let mut out = Vec::new();
-    if json::rewrite(body, selection, &mut editor, &mut out)? {
+    if json::rewrite(body, selection, editor, &mut out)? {
         Ok(Cow::Owned(out))
     } else {
         Ok(Cow::Borrowed(body))
@@ -336,15 +360,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_value_split_across_two_content_parts_is_found() {
-        let masker = SampleMasker::new(Action::Redact);
-        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"my key is SEC"},{"type":"image_url","image_url":{"url":"https://x/SECRET-1"}},{"type":"text","text":"RET-12\u0033 ok"}]}]}"#;
-        let mut vault = Vault::default();
-        let mut findings = Findings::default();
-        let mut located = Vec::new();
+    /// A chat completions request `body` through `mask_request_body_located`.
+    fn masked_chat(masker: &dyn TextMasker, body: &str) -> (String, Findings, Vec<Located>) {
+        let (mut vault, mut findings, mut located) =
+            (Vault::default(), Findings::default(), Vec::new());
         let masked = mask_request_body_located(
-            &masker,
+            masker,
             BodyShape::ApiJson(Api::OpenAiChat),
             body.as_bytes(),
             &mut vault,
@@ -352,8 +373,89 @@ mod tests {
             &mut located,
         )
         .unwrap();
+        (
+            String::from_utf8(masked.into_owned()).unwrap(),
+            findings,
+            located,
+        )
+    }
+
+    /// With the real masker, SSNs pseudonymized.
+    fn masked_with_report(body: &str) -> (String, Findings, Vec<Located>) {
+        let masker = crate::masking::Masker::builder()
+            .action(crate::masking::Builtin::UsSsn, Action::Pseudonymize)
+            .build()
+            .unwrap();
+        masked_chat(&masker, body)
+    }
+
+    #[test]
+    fn a_value_told_by_its_context_is_masked_where_it_recurs_before_or_after() {
+        let chat = |first: &str, second: &str, third: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"{first}"}},{{"role":"assistant","content":"{second}"}},{{"role":"user","content":[{{"type":"text","text":"{third}"}}]}}],"user":"536221234"}}"#
+            )
+        };
+        // Told in the first string: quoted in the next ones, without the word.
+        let (masked, findings, located) = masked_with_report(&chat(
+            "my SSN is 536221234",
+            "I see you mentioned 536221234.",
+            "yes, 536221234 (not ref536221234)",
+        ));
         assert_eq!(
-            std::str::from_utf8(&masked).unwrap(),
+            masked,
+            chat(
+                "my SSN is <US_SSN_1>",
+                "I see you mentioned <US_SSN_1>.",
+                "yes, <US_SSN_1> (not ref536221234)"
+            )
+            .replace(r#""user":"<US_SSN_1>""#, r#""user":"536221234""#)
+        );
+        assert_eq!(findings.total(), 3);
+        assert_eq!(
+            located
+                .iter()
+                .map(|l| l.pointer.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "/messages/0/content",
+                "/messages/1/content",
+                "/messages/2/content/0/text"
+            ]
+        );
+
+        // Told only in the last string: the earlier ones are masked too, and the first
+        // pass's pseudonyms, counts and places are not left behind.
+        let (masked, findings, located) = masked_with_report(&chat(
+            "check 536221234 please",
+            "Done: 536221234 is fine",
+            "that was my SSN: 536221234",
+        ));
+        assert_eq!(
+            masked,
+            chat(
+                "check <US_SSN_1> please",
+                "Done: <US_SSN_1> is fine",
+                "that was my SSN: <US_SSN_1>"
+            )
+            .replace(r#""user":"<US_SSN_1>""#, r#""user":"536221234""#)
+        );
+        assert_eq!(findings.total(), 3);
+        assert_eq!(located.len(), 3);
+        assert_eq!((located[0].start, located[0].end), (6, 15));
+
+        // Nine digits with no word anywhere stay: the repeat needs a first finding.
+        let plain = chat("order 536221234", "order 536221234 shipped", "thanks");
+        assert_eq!(masked_with_report(&plain).0, plain);
+    }
+
+    #[test]
+    fn a_value_split_across_two_content_parts_is_found() {
+        let masker = SampleMasker::new(Action::Redact);
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"my key is SEC"},{"type":"image_url","image_url":{"url":"https://x/SECRET-1"}},{"type":"text","text":"RET-12\u0033 ok"}]}]}"#;
+        let (masked, findings, located) = masked_chat(&masker, body);
+        assert_eq!(
+            masked,
             body.replace("my key is SEC", "my key is [SECRET]")
                 .replace("RET-12\\u0033 ok", " ok")
         );
@@ -460,6 +562,7 @@ mod tests {
                     start: start.min(text.len()),
                     end,
                     kind: kind.clone(),
+                    by_context: false,
                 });
             }
         }

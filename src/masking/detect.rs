@@ -278,7 +278,12 @@ fn confirm(
     digits: &mut Vec<u8>,
 ) -> Option<Found> {
     let with = |span: Option<(usize, usize)>, kind: Builtin| {
-        span.map(|(start, end)| Found { start, end, kind })
+        span.map(|(start, end)| Found {
+            start,
+            end,
+            kind,
+            by_context: false,
+        })
     };
     match shape {
         Shape::PemBegin => secrets::pem_block(text, start, end),
@@ -392,6 +397,7 @@ fn encoded_emails(text: &str, found: &mut Vec<Found>, first: usize) {
                 start,
                 end,
                 kind: Builtin::EmailAddress,
+                by_context: false,
             });
         }
     }
@@ -468,6 +474,8 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
                 start,
                 end: value_end,
                 kind,
+                // Nine plain digits are an SSN only beside the word.
+                by_context: kind == Builtin::UsSsn && value_end - start == 9,
             });
         }
     }
@@ -660,6 +668,7 @@ mod tests {
             start: 0,
             end: 0,
             kind: Builtin::Jwt,
+            by_context: false,
         }];
         Detectors::new().find_shapes(text, &mut values);
         let mut expected = values.clone();
@@ -706,7 +715,7 @@ mod tests {
         ) {
             let text = pieces.concat();
             let detectors = Detectors::new();
-            let mut values = vec![Found { start: 0, end: 0, kind: Builtin::Jwt }];
+            let mut values = vec![Found { start: 0, end: 0, kind: Builtin::Jwt, by_context: false }];
             detectors.find_shapes(&text, &mut values);
             let mut expected = values.clone();
             random_tokens_reference(&text, &mut expected, 1);
@@ -756,6 +765,50 @@ mod tests {
         out.iter()
             .map(|f| (&text[f.start..f.end], f.kind.name()))
             .collect()
+    }
+
+    /// Which values are told only by the words around them (and so looked for again
+    /// in the rest of a body), and which by their form as well.
+    #[test]
+    fn values_told_by_their_context_are_marked_so() {
+        let marked = |text: &str| -> Vec<(String, bool)> {
+            let mut out = Vec::new();
+            Detectors::new().find(text, &mut out);
+            out.iter()
+                .map(|f| (text[f.start..f.end].to_string(), f.by_context))
+                .collect()
+        };
+        let hex = "0123456789abcdef0123456789abcdef";
+        for (text, value, by_context) in [
+            ("my SSN is 536221234", "536221234", true),
+            ("SSN 536-22-1234", "536-22-1234", false),
+            ("card 4111 1111 1111 1111", "4111 1111 1111 1111", false),
+            (&format!("API_KEY={hex}") as &str, hex, true),
+            (&format!("my api key is {hex}"), hex, true),
+            (
+                "X-Api-Key: sk-proj-abcDEF1234567890abcdefGHIJ",
+                "sk-proj-abcDEF1234567890abcdefGHIJ",
+                false,
+            ),
+            (
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCY8EXAMPLEKEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCY8EXAMPLEKEY",
+                false,
+            ),
+            (
+                "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+                false,
+            ),
+            (
+                "Authorization: Bearer abcdef0123456789",
+                "abcdef0123456789",
+                true,
+            ),
+            ("DB_PASSWORD=hunter22x", "hunter22x", true),
+        ] {
+            assert_eq!(marked(text), [(value.to_string(), by_context)], "{text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::error::BodyError;
 use super::json::{self, Change, Edited, Part, Selection, Site, StringEdit};
+use super::recurring::Recurring;
 use super::restore::{Piece, Pieces};
 use super::{Findings, Kind, Span, TextMasker, Vault};
 
@@ -77,6 +78,8 @@ pub struct TextEditor<'a> {
     spans: Vec<Span>,
     /// While the JSON inside an `arguments` string is edited: that string's pointer.
     outer_pointer: Option<String>,
+    /// Values found by their context, looked for again in every text after.
+    recurring: Recurring,
 }
 
 impl<'a> TextEditor<'a> {
@@ -95,7 +98,19 @@ impl<'a> TextEditor<'a> {
             report,
             spans: Vec::new(),
             outer_pointer: None,
+            recurring: Recurring::default(),
         }
+    }
+
+    /// An editor that knows `recurring`'s values from its first text on.
+    pub(crate) fn knowing(mut self, recurring: Recurring) -> Self {
+        self.recurring = recurring;
+        self
+    }
+
+    /// The values found by their context so far, and how often each was replaced.
+    pub(crate) fn into_recurring(self) -> Recurring {
+        self.recurring
     }
 
     /// Appends the edited `text` (a JSON string at `site`, or a whole text body) to
@@ -163,6 +178,7 @@ impl<'a> TextEditor<'a> {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         find_spans(masker, text, &mut spans);
+        self.recurring.extend(text, &mut spans);
         let mut result = Ok(!spans.is_empty());
         let mut at = 0;
         // Every value of one string has the same pointer: built once, not per value.
@@ -236,6 +252,7 @@ impl<'a> TextEditor<'a> {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         find_spans(masker, &joined, &mut spans);
+        self.recurring.extend(&joined, &mut spans);
         let mut changed = vec![false; parts.len()];
         let copy = |outs: &mut [String], from: usize, to: usize| {
             for (out, (start, end)) in outs.iter_mut().zip(&bounds) {

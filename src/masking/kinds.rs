@@ -80,4 +80,7 @@ pub struct Found {
     pub start: usize,
     pub end: usize,
     pub kind: Builtin,
+    /// Told by the words around it (a bare SSN after `SSN:`, a key after `api key`, a
+    /// name after `my name is`), not by its form alone.
+    pub by_context: bool,
 }

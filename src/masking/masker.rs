@@ -222,6 +222,7 @@ impl Masker {
                     start: f.start,
                     end: f.end,
                     kind: self.kinds[f.kind.index()].clone(),
+                    by_context: f.by_context,
                 });
             }
         }
@@ -289,11 +290,12 @@ impl TextMasker for Masker {
             let mut extra = Vec::new();
             custom.find(text, &mut extra);
             overlapping |= !extra.is_empty();
-            spans.extend(
-                extra
-                    .into_iter()
-                    .map(|(start, end, kind)| Span { start, end, kind }),
-            );
+            spans.extend(extra.into_iter().map(|(start, end, kind)| Span {
+                start,
+                end,
+                kind,
+                by_context: false,
+            }));
         }
         if overlapping {
             let mut mine: Vec<Span> = spans.drain(first..).collect();
@@ -528,21 +530,25 @@ mod tests {
                 start: 0,
                 end: 4,
                 kind: kind("A"),
+                by_context: false,
             },
             Span {
                 start: 6,
                 end: 8,
                 kind: kind("B"),
+                by_context: false,
             },
             Span {
                 start: 3,
                 end: 12,
                 kind: kind("C"),
+                by_context: false,
             },
             Span {
                 start: 12,
                 end: 14,
                 kind: kind("D"),
+                by_context: false,
             },
         ];
         resolve_overlaps(&mut spans);

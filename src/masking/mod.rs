@@ -21,6 +21,7 @@ mod national_id;
 pub(crate) mod network;
 mod phone_plan;
 pub mod policy;
+mod recurring;
 pub mod restore;
 #[cfg(test)]
 mod sample_masker;
@@ -90,6 +91,10 @@ pub struct Span {
     pub start: usize,
     pub end: usize,
     pub kind: Kind,
+    /// Told by the words around it (a bare SSN after `SSN:`, a key after `api key`), not
+    /// by its form alone: the value is looked for again in the rest of the body, where
+    /// a repeat (a reply quoting it) lacks those words.
+    pub by_context: bool,
 }
 
 /// A value whose type's action is `block` was found.

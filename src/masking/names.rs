@@ -96,6 +96,7 @@ impl NameDetectors {
                         start: m.start(),
                         end: m.end(),
                         kind: Builtin::StreetAddress,
+                        by_context: true,
                     });
                 }
             }
@@ -127,6 +128,7 @@ impl NameDetectors {
             start,
             end,
             kind: Builtin::Person,
+            by_context: true,
         });
     }
 }

@@ -33,6 +33,7 @@ impl TextMasker for SampleMasker {
                 start: found.start(),
                 end: found.end(),
                 kind: Kind(kind.into()),
+                by_context: false,
             });
         }
     }

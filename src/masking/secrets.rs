@@ -5,6 +5,7 @@
 
 use super::bounds;
 use super::kinds::{Builtin, Found};
+use super::shapes::PROVIDER_KEY_PREFIXES;
 use super::triggers;
 
 /// The longest private key block looked for between `-----BEGIN` and `-----END`.
@@ -13,7 +14,23 @@ pub const PEM_MAX: usize = 64 * 1024;
 const TOKEN_MAX: usize = 512;
 
 fn found(start: usize, end: usize, kind: Builtin) -> Option<Found> {
-    Some(Found { start, end, kind })
+    Some(Found {
+        start,
+        end,
+        kind,
+        by_context: false,
+    })
+}
+
+/// A value told by the words before it (`Bearer`, `API_KEY=`, `password:`, `my api key
+/// is`).
+fn found_by_context(start: usize, end: usize, kind: Builtin) -> Option<Found> {
+    Some(Found {
+        start,
+        end,
+        kind,
+        by_context: true,
+    })
 }
 
 fn is_pem_body_line(line: &str) -> bool {
@@ -93,6 +110,7 @@ pub fn pem_line(text: &str, start: usize, end: usize) -> Option<Found> {
         start,
         end,
         kind: Builtin::PrivateKey,
+        by_context: false,
     })
 }
 
@@ -106,6 +124,7 @@ pub fn jwt(text: &str, start: usize, end: usize) -> Option<Found> {
         start,
         end,
         kind: Builtin::Jwt,
+        by_context: false,
     })
 }
 
@@ -120,6 +139,7 @@ pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
         start,
         end,
         kind: Builtin::ApiKey,
+        by_context: false,
     })
 }
 
@@ -129,6 +149,7 @@ pub fn aws_key_id(text: &str, start: usize, end: usize) -> Option<Found> {
         start,
         end,
         kind: Builtin::AwsAccessKey,
+        by_context: false,
     })
 }
 
@@ -201,7 +222,7 @@ pub fn bearer(text: &str, start: usize, end: usize) -> Option<Found> {
     {
         return None;
     }
-    found(value_start, value_end, kind_of_value(value))
+    found_after_key_word(value_start, value_end, kind_of_value(value), value)
 }
 
 /// The credentials after `Authorization: Basic`.
@@ -211,6 +232,7 @@ pub fn basic(text: &str, start: usize, end: usize) -> Option<Found> {
         start: value_start,
         end: value_end,
         kind: Builtin::ApiKey,
+        by_context: true,
     })
 }
 
@@ -228,7 +250,7 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
     if !assigned_value_looks_generated(value) {
         return None;
     }
-    found(value_start, value_end, kind_of_value(value))
+    found_after_key_word(value_start, value_end, kind_of_value(value), value)
 }
 
 /// The value assigned to a password-like name (`DB_PASSWORD=...`, `"password": "..."`,
@@ -251,6 +273,7 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
         start: value_start,
         end: value_end,
         kind: Builtin::Password,
+        by_context: true,
     })
 }
 
@@ -362,21 +385,59 @@ pub fn random_token(text: &str, start: usize, end: usize) -> Option<Found> {
     {
         return None;
     }
-    let value = &text[start..end];
+    looks_random(&text[start..end]).then_some(Found {
+        start,
+        end,
+        kind: Builtin::ApiKey,
+        by_context: false,
+    })
+}
+
+/// Upper and lower case and digits mixed, high entropy, few separators.
+fn looks_random(value: &str) -> bool {
     let (upper, lower, digits) = classes(value);
     let separators = value.bytes().filter(|b| matches!(b, b'-' | b'_')).count();
     let slashes = value.bytes().filter(|&b| b == b'/').count();
-    let random = upper >= 2
+    upper >= 2
         && lower >= 2
         && digits >= 2
         && separators * 8 <= value.len()
         && slashes <= 3
-        && entropy(value.as_bytes()) >= 4.0;
-    random.then_some(Found {
+        && entropy(value.as_bytes()) >= 4.0
+}
+
+/// A value found after a key-like name or `Bearer`, of type `kind`: told by that
+/// context unless its form alone tells it too (a JWT, an AWS key id, a provider's
+/// prefix, a token of 32 or more mixing both cases and digits). Only a value told by
+/// its context is looked for again in the rest of the body ([`super::Span::by_context`]).
+///
+/// The token test is [`looks_random`]'s first part, stopped as soon as it holds: the
+/// entropy cost about a thousand instructions a value here. A low-entropy token of
+/// mixed classes is taken as told by its form, and its repeats are left to the
+/// detectors.
+fn found_after_key_word(start: usize, end: usize, kind: Builtin, value: &str) -> Option<Found> {
+    let bytes = value.as_bytes();
+    let by_form = kind != Builtin::ApiKey
+        || ((32..=TOKEN_MAX).contains(&bytes.len()) && mixes_cases_and_digits(bytes))
+        || PROVIDER_KEY_PREFIXES.iter().any(|prefix| {
+            // The first byte before the comparison: a call to `memcmp` per prefix
+            // otherwise.
+            bytes.first() == prefix.as_bytes().first() && bytes.starts_with(prefix.as_bytes())
+        });
+    Some(Found {
         start,
         end,
-        kind: Builtin::ApiKey,
+        kind,
+        by_context: !by_form,
     })
+}
+
+/// Two upper-case letters, two lower-case and two digits or more. Three counts over
+/// the whole value, each a loop the compiler turns into vector compares.
+fn mixes_cases_and_digits(value: &[u8]) -> bool {
+    value.iter().filter(|b| b.is_ascii_uppercase()).count() >= 2
+        && value.iter().filter(|b| b.is_ascii_lowercase()).count() >= 2
+        && value.iter().filter(|b| b.is_ascii_digit()).count() >= 2
 }
 
 /// A key of 32 to 128 characters written in prose after a key-like word (`my API key
@@ -420,7 +481,7 @@ pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found>
     {
         return None;
     }
-    found(start, end, Builtin::ApiKey)
+    found_by_context(start, end, Builtin::ApiKey)
 }
 
 /// Both cases mixed, fewer than two digits (more are [`random_token`]'s), random rather

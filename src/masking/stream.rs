@@ -262,6 +262,7 @@ impl TextStream {
                 start,
                 end: span.end,
                 kind: span.kind.clone(),
+                by_context: span.by_context,
             };
             masker.replace(
                 &value_span,
