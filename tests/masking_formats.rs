@@ -717,6 +717,8 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "new_password2: \"{}\"",
             "wifi passphrase: {}",
             "数据库password={}请保密",
+            "curl -u deploy:{} https://api.example.com/v1/items",
+            "curl -X POST --user 'ci-bot:{}' https://x.test/hook",
         ],
         _ => &["{}"],
     }

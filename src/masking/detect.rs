@@ -299,6 +299,7 @@ fn confirm(
         Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
         Shape::Assigned => secrets::assigned(text, start, end),
         Shape::Password => secrets::password(text, start, end),
+        Shape::UserPassword => secrets::user_password(text, start, end),
         Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
         Shape::Iban => with(
             finance::iban(text, start).map(|e| (start, e)),
@@ -956,6 +957,38 @@ mod tests {
             "{:?}",
             found(text)
         );
+    }
+
+    /// curl's `-u user:password` in its forms; other tools' `-u user:group` stays.
+    #[test]
+    fn curl_credentials_lose_their_password() {
+        for (text, password) in [
+            ("curl -u admin:S3cret! https://api.example.com", "S3cret!"),
+            ("curl -s -u 'deploy:hunter2' https://x.test/", "hunter2"),
+            (
+                "curl --user \"bob:p@ss:w0rd\" -X POST https://x.test",
+                "p@ss:w0rd",
+            ),
+            ("curl --user=ci-bot:tok3n.x https://x.test", "tok3n.x"),
+            (
+                "curl https://x.test \\\n  -H 'Accept: */*' \\\n  -u me:pa55wd",
+                "pa55wd",
+            ),
+            ("run curl -u admin:Changeme1.", "Changeme1"),
+        ] {
+            assert_eq!(found(text), [(password, "PASSWORD")], "{text}");
+        }
+        for text in [
+            "docker run -u 1000:1000 alpine",
+            "docker exec -u www-data:www-data app sh",
+            "curl -u $USER:$PASS https://x.test",
+            "curl -u admin:${TOKEN} https://x.test",
+            "curl -uadmin:secret https://x.test",
+            "curl x-u admin:secret",
+            "curl -u admin:pw12 https://x.test",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
     }
 
     #[test]

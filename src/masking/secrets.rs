@@ -277,6 +277,29 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
+/// The password of curl's `-u user:password` (matched at `start..end`, from the flag):
+/// only in a curl command (`curl` among the 512 bytes before the flag), since other
+/// tools' `-u` takes a user and a group (`docker run -u 1000:1000`, `-u www-data:www-data`).
+pub fn user_password(text: &str, start: usize, end: usize) -> Option<Found> {
+    if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
+        return None;
+    }
+    let value_start = start + text[start..end].find(':')? + 1;
+    // A sentence's full stop is not part of the value.
+    let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
+    let value = &text[value_start..value_end];
+    let before = bounds::window(text, start.saturating_sub(512), start);
+    (!value.is_empty()
+        && !reads_as_a_reference(value)
+        && bounds::contains_ignore_case(before.as_bytes(), b"curl"))
+    .then_some(Found {
+        start: value_start,
+        end: value_end,
+        kind: Builtin::Password,
+        by_context: true,
+    })
+}
+
 /// What code, templates and tools write where a password goes, rather than the
 /// password: `${DB_PASSWORD}`, `$DB_PASSWORD`, `{{ vault.pw }}`, `<password>`, `%(pw)s`,
 /// `%DB_PASS%`, `[REDACTED]`, a path (`PWD=/home/me`), a call or an index (`getpass(`,

@@ -19,6 +19,7 @@ pub enum Shape {
     AwsKeyId,
     Assigned,
     Password,
+    UserPassword,
     Email,
     Iban,
     Ipv6,
@@ -29,7 +30,7 @@ pub enum Shape {
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
 /// need a state per count and per mix of live patterns, and spend its time building
 /// them. Lengths are checked by the validators instead.
-pub const SHAPES: [(Shape, &str); 15] = [
+pub const SHAPES: [(Shape, &str); 16] = [
     (
         Shape::PemBegin,
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
@@ -73,6 +74,13 @@ pub const SHAPES: [(Shape, &str); 15] = [
     (
         Shape::Password,
         r#"(?i:(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd)|[A-Za-z0-9_.\-]*[_.\-]pass)[0-9]*)["']?[ \t]*[:=][ \t]*["']?[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
+    ),
+    // curl's credentials (`-u user:password`, `--user user:password`,
+    // `--user=user:password`): the password is a printable run of six or more after the
+    // user's `:`, as an assigned one.
+    (
+        Shape::UserPassword,
+        r#"(?:-u[ \t]+|--user(?:[ \t]+|=))["']?[A-Za-z0-9_.\-]+:[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
     ),
     (
         Shape::Email,

@@ -316,6 +316,80 @@ fn at_trigger(
     i + 1
 }
 
+/// curl's `-u user:password` at the `:` at `i` (`Shape::UserPassword`), the user's name
+/// starting at `user`: after a quote or not, after `-u` and blanks, `--user` and
+/// blanks, or `--user=`; the password is six bytes or more right after the `:`.
+///
+/// Out of line: inlined into `key_assignment`, and so into the scan, it made the whole
+/// scan dearer (registers), not only the colons it looks at.
+#[inline(never)]
+fn user_password(
+    bytes: &[u8],
+    user: usize,
+    i: usize,
+    push: &mut impl FnMut(usize, usize, Shape, usize),
+) {
+    if !leads_with(&bytes[i + 1..], 6, is_assigned_password_byte) {
+        return;
+    }
+    let mut at = user;
+    if at > 0 && is_quote(bytes[at - 1]) {
+        at -= 1;
+    }
+    let start = if at >= 7 && bytes[at - 1] == b'=' {
+        (&bytes[at - 7..at - 1] == b"--user").then(|| at - 7)
+    } else {
+        let blanks = run_back(bytes, at, is_blank);
+        if blanks == at {
+            None
+        } else if blanks >= 6 && &bytes[blanks - 6..blanks] == b"--user" {
+            Some(blanks - 6)
+        } else if blanks >= 2 && &bytes[blanks - 2..blanks] == b"-u" {
+            Some(blanks - 2)
+        } else {
+            None
+        }
+    };
+    if let Some(start) = start {
+        push(
+            start,
+            i,
+            Shape::UserPassword,
+            run_forward(bytes, i + 1, is_assigned_password_byte),
+        );
+    }
+}
+
+/// `(?:-u[ \t]+|--user(?:[ \t]+|=))["']?[name]+:[password]{6,}` at `start`: the
+/// `UserPassword` pattern of `shapes::SHAPES`.
+fn user_password_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let rest = bytes.get(start..)?;
+    let mut at = if rest.starts_with(b"--user") {
+        let after = start + 6;
+        match bytes.get(after) {
+            Some(b'=') => after + 1,
+            _ => {
+                let blanks = run_forward(bytes, after, is_blank);
+                (blanks > after).then_some(blanks)?
+            }
+        }
+    } else if rest.starts_with(b"-u") {
+        let blanks = run_forward(bytes, start + 2, is_blank);
+        (blanks > start + 2).then_some(blanks)?
+    } else {
+        return None;
+    };
+    if bytes.get(at).is_some_and(|&b| is_quote(b)) {
+        at += 1;
+    }
+    let user_end = run_forward(bytes, at, is_name_byte);
+    if user_end == at || bytes.get(user_end) != Some(&b':') {
+        return None;
+    }
+    let end = run_forward(bytes, user_end + 1, is_assigned_password_byte);
+    (end - (user_end + 1) >= 6).then_some(end)
+}
+
 /// `name: value` or `name = value` at the `:`/`=` at `i`: a key-like name with a value
 /// (`Shape::Assigned`), or `Authorization: Basic`.
 fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape, usize)) {
@@ -339,6 +413,9 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     let name_start = run_back(bytes, name_end, is_name_byte);
     if name_start == name_end {
         return;
+    }
+    if !short_password && name_end == i && bytes[i] == b':' {
+        user_password(bytes, name_start, i, push);
     }
     let name = &bytes[name_start..name_end];
     if name.len() >= 13
@@ -371,6 +448,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
         Shape::Basic => basic_end(bytes, start),
         Shape::Assigned => assigned_end(bytes, start),
         Shape::Password => password_end(bytes, start),
+        Shape::UserPassword => user_password_end(bytes, start),
         Shape::Email => email_end(bytes, start),
         Shape::Iban => iban_end(bytes, start),
         Shape::Ipv6 => ipv6_end(bytes, start),
@@ -673,11 +751,12 @@ mod tests {
 
     use super::super::shapes::{SHAPES, pattern};
 
-    const TRIGGERED: [Shape; 9] = [
+    const TRIGGERED: [Shape; 10] = [
         Shape::UrlPassword,
         Shape::Basic,
         Shape::Assigned,
         Shape::Password,
+        Shape::UserPassword,
         Shape::Email,
         Shape::Iban,
         Shape::Ipv6,
@@ -738,6 +817,11 @@ mod tests {
         "bypass",
         "hunter2!",
         "p@ss#w0rd",
+        "-u",
+        "-u ",
+        "--user",
+        "--user=",
+        "u",
         "Token",
         "auth",
         "authorization",
@@ -898,7 +982,7 @@ mod tests {
                     matched_before = expected.is_some();
                 }
             }
-            prop_assert_eq!(SHAPES.len(), 15);
+            prop_assert_eq!(SHAPES.len(), 16);
         }
     }
 
