@@ -266,15 +266,18 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
         return None;
     }
     let value_start = triggers::assigned_value_start(text.as_bytes(), start)?;
-    // A sentence's full stop is not part of the value.
+    password_value(text, value_start, end, 6)
+}
+
+/// The password from `value_start` to `end` (a sentence's full stop not part of it):
+/// taken when it is `least` bytes or more and does not read as a reference.
+fn password_value(text: &str, value_start: usize, end: usize, least: usize) -> Option<Found> {
     let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
     let value = &text[value_start..value_end];
-    (value.len() >= 6 && !reads_as_a_reference(value)).then_some(Found {
-        start: value_start,
-        end: value_end,
-        kind: Builtin::Password,
-        by_context: true,
-    })
+    if value.len() < least || reads_as_a_reference(value) {
+        return None;
+    }
+    found_by_context(value_start, value_end, Builtin::Password)
 }
 
 /// The password of curl's `-u user:password` (matched at `start..end`, from the flag):
@@ -284,20 +287,12 @@ pub fn user_password(text: &str, start: usize, end: usize) -> Option<Found> {
     if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
         return None;
     }
-    let value_start = start + text[start..end].find(':')? + 1;
-    // A sentence's full stop is not part of the value.
-    let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
-    let value = &text[value_start..value_end];
     let before = bounds::window(text, start.saturating_sub(512), start);
-    (!value.is_empty()
-        && !reads_as_a_reference(value)
-        && bounds::contains_ignore_case(before.as_bytes(), b"curl"))
-    .then_some(Found {
-        start: value_start,
-        end: value_end,
-        kind: Builtin::Password,
-        by_context: true,
-    })
+    if !bounds::contains_ignore_case(before.as_bytes(), b"curl") {
+        return None;
+    }
+    let value_start = start + text[start..end].find(':')? + 1;
+    password_value(text, value_start, end, 1)
 }
 
 /// What code, templates and tools write where a password goes, rather than the
