@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(17) {
+    match rng.below(29) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -520,7 +520,36 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
         13 => ("hex 64 after a key word", rng.text(HEX, 64)),
         14 => ("base62 after a key word", rng.text(BASE62, 40)),
         15 => ("aws secret", rng.text(&format!("{BASE62}/+"), 40)),
-        _ => ("hugging face", format!("hf_{}", rng.text(BASE62, 34))),
+        16 => ("hugging face", format!("hf_{}", rng.text(BASE62, 34))),
+        // The AI stack's other providers and tools, and keys written in hex or one case.
+        17 => ("elevenlabs", format!("sk_{}", rng.text(HEX, 48))),
+        18 => {
+            let kind = rng.pick(&["pt", "sk"]);
+            let (key, check) = (rng.text(HEX, 32), rng.text(HEX, 10));
+            ("langsmith", format!("lsv2_{kind}_{key}_{check}"))
+        }
+        19 => ("fireworks", format!("fw_{}", rng.text(BASE62, 24))),
+        20 => ("groq", format!("gsk_{}", rng.text(BASE62, 52))),
+        21 => ("xai", format!("xai-{}", rng.text(BASE62, 80))),
+        22 => ("perplexity", format!("pplx-{}", rng.text(BASE62, 48))),
+        23 => ("replicate", format!("r8_{}", rng.text(BASE62, 37))),
+        24 => ("databricks", format!("dapi{}", rng.text(HEX, 32))),
+        25 => ("supabase", format!("sbp_{}", rng.text(HEX, 40))),
+        26 => (
+            "new relic",
+            format!(
+                "NRAK-{}",
+                rng.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 27)
+            ),
+        ),
+        27 => {
+            let kind = rng.pick(&["pt", "st", "sa", "ct"]);
+            ("doppler", format!("dp.{kind}.{}", rng.text(BASE62, 43)))
+        }
+        _ => {
+            let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
+            ("gitlab", format!("{prefix}-{}", rng.text(URL_SAFE, 20)))
+        }
     }
 }
 

@@ -758,6 +758,11 @@ mod tests {
         "gh",
         "0123456789abcdef0123456789abcdef",
         "IOSFODNN7EXAMPLE",
+        "xoxb-",
+        "shpat_",
+        "sk_live_",
+        "lsv2_pt_",
+        "dp.pt.",
     ];
 
     fn found(text: &str) -> Vec<(&str, &'static str)> {
@@ -957,6 +962,54 @@ mod tests {
             "{:?}",
             found(text)
         );
+    }
+
+    /// Keys the random-token test does not take (hex, one case, short, dotted) are
+    /// found by their prefixes; the AI providers' keys of random base62 are taken whole
+    /// by that test; words and names that start alike stay.
+    #[test]
+    fn keys_of_more_providers_are_found_and_their_look_alikes_stay() {
+        let hex48 = "3f1c9a7be0d24c58a6f1e2b3c4d5e6f7a8b9c0d1e2f3a4b5";
+        for key in [
+            format!("sk_{hex48}"),
+            format!("lsv2_pt_{}_{}", &hex48[..32], &hex48[..10]),
+            format!("lsv2_sk_{}_{}", &hex48[..32], &hex48[..10]),
+            "fw_3ZkQ8vYp2LmN7xRt5WbC9dHs".to_string(),
+            format!("dapi{}", &hex48[..32]),
+            format!("sbp_{}", &hex48[..40]),
+            "NRAK-7Q2X9K4M1P8Z3R6T0V5W2Y4B1C3".to_string(),
+            "dp.pt.Xk2R9mQ7vL4pW8nT3yB6cZ1hF5jD0sG2aK7eU9iO4qM".to_string(),
+            "glrt-t9Xk2R_mQ7vL4pW8nT3-".to_string(),
+            "gldt-9Xk2RmQ7vL4pW8nT3yB6".to_string(),
+            "glptt-Xk2RmQ7vL4pW8nT3yB6c".to_string(),
+            "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".to_string(),
+            "xai-Xk2R9mQ7vL4pW8nT3yB6cZ1hF5jD0sG2aK7eU9iO4qMwE3rT8yU1iO2pA5sD7fG9hJ".to_string(),
+            "pplx-Xk2R9mQ7vL4pW8nT3yB6cZ1hF5jD0sG2aK7eU9iO4qMw".to_string(),
+            "r8_Xk2R9mQ7vL4pW8nT3yB6cZ1hF5jD0sG2aK7".to_string(),
+        ] {
+            for text in [
+                format!("use {key} in the client"),
+                format!("KEY={key}"),
+                format!("{key}."),
+            ] {
+                assert_eq!(found(&text), [(key.as_str(), "API_KEY")], "{text}");
+            }
+        }
+        for text in [
+            "task_manager and disk_usage_report_generator_v2 ran",
+            "sk_live_ and sk_test_ and sk_abc",
+            "sk_3f1c9a7be0d24c58 is too short",
+            "fw_version fw_update_handler",
+            "dapibus nec dapi1234",
+            "lsv2_pt_ lsv2_sk_abc",
+            "NRAK-TEST and NRAK-12",
+            "dp.pt.short dp.xx.notakey",
+            "glrt-short glrt-config-runner-tokens",
+            "model xai-grok-2-latest or xai-grok-beta",
+            "gsk_ gsk_small",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
     }
 
     /// curl's `-u user:password` in its forms; other tools' `-u user:group` stays.

@@ -74,13 +74,15 @@ const fn exactly(literal: &'static [u8], class: fn(u8) -> bool, len: usize) -> A
     }
 }
 
-/// The alternatives of `Shape::Prefixed`, in the pattern's order.
-const PREFIXED: [Alternative; 32] = [
+/// The alternatives of `Shape::Prefixed`, in the pattern's order. Each literal starts
+/// with one of `shapes::PROVIDER_KEY_PREFIXES` (several may share one: `xox`, `shp`).
+const PREFIXED: [Alternative; 46] = [
     at_least(b"sk-", token, 20),
     at_least(b"sk_live_", alphanumeric, 10),
     at_least(b"sk_test_", alphanumeric, 10),
     at_least(b"rk_live_", alphanumeric, 10),
     at_least(b"rk_test_", alphanumeric, 10),
+    at_least(b"sk_", lower_hex, 32),
     at_least(b"whsec_", alphanumeric, 20),
     at_least(b"ghp_", alphanumeric, 30),
     at_least(b"gho_", alphanumeric, 30),
@@ -109,6 +111,19 @@ const PREFIXED: [Alternative; 32] = [
     exactly(b"shpss_", hex, 32),
     at_least(b"pypi-", token, 50),
     at_least(b"xapp-", dashed, 20),
+    at_least(b"lsv2_pt_", word, 32),
+    at_least(b"lsv2_sk_", word, 32),
+    at_least(b"fw_", alphanumeric, 20),
+    at_least(b"dapi", lower_hex, 32),
+    at_least(b"sbp_", lower_hex, 40),
+    at_least(b"NRAK-", alphanumeric, 27),
+    at_least(b"dp.pt.", alphanumeric, 40),
+    at_least(b"dp.st.", alphanumeric, 40),
+    at_least(b"dp.sa.", alphanumeric, 40),
+    at_least(b"dp.ct.", alphanumeric, 40),
+    at_least(b"glrt-", token, 20),
+    at_least(b"gldt-", token, 20),
+    at_least(b"glptt-", token, 20),
 ];
 
 fn hex(b: u8) -> bool {
@@ -177,7 +192,11 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
         class,
         least,
         exact,
-    } = PREFIXED.iter().find(|a| rest.starts_with(a.literal))?;
+    } = PREFIXED
+        .iter()
+        // The first byte before the comparison: a call to `memcmp` per alternative
+        // otherwise.
+        .find(|a| rest.first() == a.literal.first() && rest.starts_with(a.literal))?;
     let value = start + literal.len();
     let len = run(bytes, value, class);
     if len < least {
@@ -244,6 +263,11 @@ mod tests {
             .iter()
             .flat_map(|(_, literals)| literals.iter().copied());
         literals
+            .chain(
+                PREFIXED
+                    .iter()
+                    .map(|a| std::str::from_utf8(a.literal).unwrap()),
+            )
             .chain([
                 " ",
                 "\t",
@@ -304,14 +328,34 @@ mod tests {
         }
     }
 
+    /// Each alternative starts with one listed literal, and each listed literal starts
+    /// an alternative: the literal search finds every alternative, and finds nothing
+    /// that none reads.
     #[test]
-    fn the_prefixed_alternatives_are_the_listed_literals() {
+    fn the_prefixed_alternatives_start_with_the_listed_literals() {
         let (_, literals) = PREFIXES
             .iter()
             .find(|(shape, _)| *shape == Shape::Prefixed)
             .unwrap();
-        let mine: Vec<&[u8]> = PREFIXED.iter().map(|a| a.literal).collect();
-        let listed: Vec<&[u8]> = literals.iter().map(|l| l.as_bytes()).collect();
-        assert_eq!(mine, listed);
+        for alternative in &PREFIXED {
+            let heads = literals
+                .iter()
+                .filter(|l| alternative.literal.starts_with(l.as_bytes()))
+                .count();
+            assert_eq!(
+                heads,
+                1,
+                "{:?}",
+                String::from_utf8_lossy(alternative.literal)
+            );
+        }
+        for literal in *literals {
+            assert!(
+                PREFIXED
+                    .iter()
+                    .any(|a| a.literal.starts_with(literal.as_bytes())),
+                "{literal:?}"
+            );
+        }
     }
 }

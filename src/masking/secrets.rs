@@ -130,8 +130,8 @@ pub fn jwt(text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// Keys recognised by their prefix (`sk-`, `sk_live_`, `ghp_`, `xoxb-`, `AIza`, ...).
 pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
-    let value = &text[start..end];
-    let end = start + value.trim_end_matches(['-', '_']).len();
+    // The run is the whole key, a last `-` or `_` included: URL-safe keys end with one
+    // in one of 32.
     if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
         return None;
     }
