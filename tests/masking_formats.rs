@@ -748,6 +748,8 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "数据库password={}请保密",
             "curl -u deploy:{} https://api.example.com/v1/items",
             "curl -X POST --user 'ci-bot:{}' https://x.test/hook",
+            "my password is {} btw",
+            "The password for the staging database was: {}",
         ],
         _ => &["{}"],
     }

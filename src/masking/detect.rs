@@ -300,6 +300,7 @@ fn confirm(
         Shape::Assigned => secrets::assigned(text, start, end),
         Shape::Password => secrets::password(text, start, end),
         Shape::UserPassword => secrets::user_password(text, start, end),
+        Shape::ProsePassword => secrets::prose_password(text, start, end),
         Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
         Shape::Iban => with(
             finance::iban(text, start).map(|e| (start, e)),
@@ -1007,6 +1008,50 @@ mod tests {
             "glrt-short glrt-config-runner-tokens",
             "model xai-grok-2-latest or xai-grok-beta",
             "gsk_ gsk_small",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
+    }
+
+    /// A password told in prose is found, up to four words between `password` and the
+    /// verb; prose about passwords stays.
+    #[test]
+    fn passwords_told_in_prose_are_found() {
+        for (text, password) in [
+            ("my password is hunter22", "hunter22"),
+            ("The password is Tr0ub4dor&3.", "Tr0ub4dor&3"),
+            ("Your new password is: Xk9#mP2q", "Xk9#mP2q"),
+            ("the password for the root account is S3cret!", "S3cret!"),
+            ("my gmail password was `correctHorse`, then", "correctHorse"),
+            ("PASSWORD IS \"Winter2024!\"", "Winter2024!"),
+            ("Password\tis\tp@ssw_rd", "p@ssw_rd"),
+            (
+                "the wifi password is horse-battery-staple",
+                "horse-battery-staple",
+            ),
+            ("my password for gmail is 123456", "123456"),
+            ("password was uzhpkt_yny_gld", "uzhpkt_yny_gld"),
+            ("密码: my password is hunter22です", "hunter22"),
+        ] {
+            assert_eq!(found(text), [(password, "PASSWORD")], "{text}");
+        }
+        for text in [
+            "the password is required",
+            "The password is incorrect.",
+            "the password is case-sensitive",
+            "my password is too long",
+            "the password is hashed with bcrypt",
+            "the password is stored in /etc/secrets",
+            "the password was last changed 2024-01-01",
+            "the password is ${DB_PASSWORD}",
+            "the password is ********",
+            "the password is 8+ chars",
+            "a bypassword is hunter22",
+            "password_is hunter22",
+            "the password of the admin user on that host is hunter22",
+            "Passwords are hunter22",
+            "If the password is L{None}, the PASS command waits",
+            "the password is not_set yet",
         ] {
             assert_eq!(found(text), [], "{text}");
         }

@@ -5,6 +5,7 @@
 //! patterns). An anchored regex search cost some 9,000 instructions a literal.
 
 use super::shapes::Shape;
+use super::triggers;
 
 /// `[A-Za-z0-9_\-]`
 fn token(b: u8) -> bool {
@@ -175,6 +176,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
             (len >= 12).then_some(value + len)
         }
         Shape::Prefixed => prefixed_end(bytes, start),
+        Shape::ProsePassword => prose_password_end(bytes, start),
         Shape::AwsKeyId => {
             if !AWS_PREFIXES.iter().any(|p| rest.starts_with(p)) {
                 return None;
@@ -215,6 +217,65 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
         return (second >= 16).then_some(end + 1 + second);
     }
     Some(end)
+}
+
+/// `(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?`
+/// and a password's bytes, six or more. The words between are whole (a blank must
+/// follow each), so the greedy repetition takes the most words that let the rest match.
+fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let rest = &bytes[start..];
+    if !(rest.starts_with(b"assword") || rest.starts_with(b"ASSWORD")) {
+        return None;
+    }
+    // `after[k]`: where the rest would start after `k` words.
+    let mut after = [start + 7; 5];
+    let mut words = 0;
+    while words < 4 {
+        let at = after[words];
+        let blanks = run(bytes, at, blank);
+        let letters = run(bytes, at + blanks, |b| b.is_ascii_alphabetic());
+        if blanks == 0 || letters == 0 {
+            break;
+        }
+        words += 1;
+        after[words] = at + blanks + letters;
+    }
+    (0..=words)
+        .rev()
+        .find_map(|k| told_value_end(bytes, after[k]))
+}
+
+/// `[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?` and six password bytes or more at `at`: the
+/// end of the value. A quote, once there, is taken (no password byte is one).
+fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let blanks = run(bytes, at, blank);
+    if blanks == 0 {
+        return None;
+    }
+    let verb = at + blanks;
+    let rest = &bytes[verb..];
+    let len = [&b"is"[..], b"was", b"IS", b"WAS"]
+        .iter()
+        .find(|v| rest.starts_with(v))?
+        .len();
+    let mut at = verb + len;
+    if bytes.get(at) == Some(&b':') && run(bytes, at + 1, blank) > 0 {
+        at += 1;
+    }
+    let blanks = run(bytes, at, blank);
+    if blanks == 0 {
+        return None;
+    }
+    at += blanks;
+    if matches!(bytes.get(at), Some(b'"' | b'\'' | b'`')) {
+        at += 1;
+    }
+    let value = run(bytes, at, triggers::is_assigned_password_byte);
+    (value >= 6).then_some(at + value)
+}
+
+fn blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
 }
 
 /// `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----` (or `-----END`): the longest
@@ -299,6 +360,17 @@ mod tests {
                 " BLOCK-----",
                 "PGP ",
                 "eyJhbGciOiJIUzI1NiJ9",
+                " is ",
+                " was",
+                "IS",
+                ":",
+                " for",
+                "the ",
+                "`",
+                "'",
+                "\"",
+                "hunter22",
+                "p@ss!",
             ])
             .collect()
     }

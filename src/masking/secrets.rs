@@ -295,6 +295,49 @@ pub fn user_password(text: &str, start: usize, end: usize) -> Option<Found> {
     password_value(text, value_start, end, 1)
 }
 
+/// A password told in prose (`my password is hunter22`), matched from `assword` at
+/// `start` to the value's end at `end`: `password` a word of its own, and a value that
+/// does not read as a word of prose ("the password is required", "... is hashed").
+pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    if start == 0
+        || !matches!(bytes[start - 1], b'p' | b'P')
+        || !bounds::token_may_start(text, start - 1)
+        || !bounds::token_may_end(text, end)
+    {
+        return None;
+    }
+    let value_start = end
+        - bytes[..end]
+            .iter()
+            .rev()
+            .take_while(|&&b| triggers::is_assigned_password_byte(b))
+            .count();
+    let found = password_value(text, value_start, end, 6)?;
+    unlike_a_word(&bytes[found.start..found.end]).then_some(found)
+}
+
+/// A digit, a small letter followed by a capital (`CorrectHorse`), one of `!@#$%^&*`
+/// between letters or digits (`p@ss`; not a hyphen, a dot, a slash or brackets:
+/// `case-sensitive`, `e.g.`, `and/or`, markup's `L{None}`), or three words or more joined
+/// by hyphens, dots or underscores (`horse-battery-staple`): what a password has and a
+/// word of prose has not.
+fn unlike_a_word(value: &[u8]) -> bool {
+    let joins = |separator: u8| value.iter().filter(|&&b| b == separator).count() >= 2;
+    value.iter().any(u8::is_ascii_digit)
+        || joins(b'-')
+        || joins(b'.')
+        || joins(b'_')
+        || value
+            .windows(2)
+            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        || value.windows(3).any(|w| {
+            w[0].is_ascii_alphanumeric()
+                && matches!(w[1], b'!' | b'@' | b'#' | b'$' | b'%' | b'^' | b'&' | b'*')
+                && w[2].is_ascii_alphanumeric()
+        })
+}
+
 /// What code, templates and tools write where a password goes, rather than the
 /// password: `${DB_PASSWORD}`, `$DB_PASSWORD`, `{{ vault.pw }}`, `<password>`, `%(pw)s`,
 /// `%DB_PASS%`, `[REDACTED]`, a path (`PWD=/home/me`), a call or an index (`getpass(`,

@@ -20,6 +20,7 @@ pub enum Shape {
     Assigned,
     Password,
     UserPassword,
+    ProsePassword,
     Email,
     Iban,
     Ipv6,
@@ -30,7 +31,7 @@ pub enum Shape {
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
 /// need a state per count and per mix of live patterns, and spend its time building
 /// them. Lengths are checked by the validators instead.
-pub const SHAPES: [(Shape, &str); 16] = [
+pub const SHAPES: [(Shape, &str); 17] = [
     (
         Shape::PemBegin,
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
@@ -82,6 +83,14 @@ pub const SHAPES: [(Shape, &str); 16] = [
         Shape::UserPassword,
         r#"(?:-u[ \t]+|--user(?:[ \t]+|=))["']?[A-Za-z0-9_.\-]+:[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
     ),
+    // A password told in prose: `my password is hunter22`, `the password for the admin
+    // account was: S3cret!` (up to four words between, the value as an assigned one).
+    // Found from the literal `assword`/`ASSWORD`; `secrets::prose_password` wants the
+    // word whole and a value that is not a word of prose.
+    (
+        Shape::ProsePassword,
+        r#"(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
+    ),
     (
         Shape::Email,
         r"[A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]|(?u:[^\x00-\x7F]))+(?:\.(?:[A-Za-z0-9\-]|(?u:[^\x00-\x7F]))+)*\.[A-Za-z]{2,}",
@@ -122,7 +131,7 @@ pub fn pattern(shape: Shape) -> &'static str {
 
 /// Per literal-prefixed shape, literals one of which starts each of its matches (a
 /// test in `detect` holds them to the patterns in [`SHAPES`]).
-pub const PREFIXES: [(Shape, &[&str]); 6] = [
+pub const PREFIXES: [(Shape, &[&str]); 7] = [
     (Shape::PemBegin, &["-----BEGIN"]),
     (Shape::PemEnd, &["-----END"]),
     (Shape::Jwt, &["eyJ"]),
@@ -134,6 +143,7 @@ pub const PREFIXES: [(Shape, &[&str]); 6] = [
             "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
         ],
     ),
+    (Shape::ProsePassword, &["assword", "ASSWORD"]),
 ];
 
 /// The literals provider keys start with (`Shape::Prefixed`). Whole prefixes, not their
