@@ -3,7 +3,8 @@
 //! exactly what an endpoint receives; the client reads exactly what Junction sends.
 //! Covered: request bodies masked with the JSON kept valid and framed anew, pseudonyms
 //! restored in a streamed answer split mid-token, `block`, fail-closed refusals and
-//! `on_error = "pass"`, compressed answers, and no value in any log, metric or error.
+//! `on_error = "pass"`, compressed answers, values told by their context masked where
+//! they recur, and no value in any log, metric or error.
 
 mod support;
 
@@ -149,6 +150,66 @@ async fn the_endpoint_sees_the_request_masked(travel: Travel) {
 async fn the_endpoint_sees_the_request_masked_on_every_engine() {
     for travel in Travel::ALL {
         the_endpoint_sees_the_request_masked(travel).await;
+    }
+}
+
+/// Values told by their context in one message (a bare SSN after "SSN", a password in
+/// prose) and quoted without it in another, before and after, are masked everywhere;
+/// so is a key known by its prefix. What the endpoint parses is checked, not the log.
+async fn values_told_by_their_context_are_masked_where_they_recur(travel: Travel) {
+    const SSN: &str = "815518385";
+    const PASSWORD: &str = "Tr0ub4dor&3";
+    const KEY: &str = "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";
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            { "role": "system", "content": format!("Earlier notes: {SSN} / {PASSWORD}") },
+            { "role": "user", "content": format!("My SSN is {SSN} and my password is {PASSWORD}.") },
+            { "role": "assistant", "content": format!("Noted {SSN}; I will not repeat {PASSWORD}.") },
+            { "role": "user", "content": format!("Also trace with {KEY}, thanks.") },
+        ],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = upstream.only_request();
+    let sent = String::from_utf8_lossy(&seen.body).into_owned();
+    for value in [SSN, PASSWORD, KEY] {
+        assert!(!sent.contains(value), "{travel:?}: {value} in {sent}");
+    }
+    let json = seen_json(&seen);
+    let contents: Vec<&str> = (0..4)
+        .map(|i| json["messages"][i]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "Earlier notes: [US_SSN] / [PASSWORD]",
+            "My SSN is [US_SSN] and my password is [PASSWORD].",
+            "Noted [US_SSN]; I will not repeat [PASSWORD].",
+            "Also trace with [API_KEY], thanks.",
+        ],
+        "{travel:?}"
+    );
+    assert_eq!(
+        seen.head.content_length(),
+        Some(seen.body.len()),
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn values_told_by_their_context_are_masked_where_they_recur_on_every_engine() {
+    for travel in Travel::ALL {
+        values_told_by_their_context_are_masked_where_they_recur(travel).await;
     }
 }
 
