@@ -100,20 +100,32 @@ fn seen_json(seen: &Seen) -> serde_json::Value {
     })
 }
 
-async fn the_endpoint_sees_the_request_masked(travel: Travel) {
-    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
-    let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
-    let body = chat(&format!("Mail {EMAIL} and charge {CARD}, thanks."));
-    let mut client = RawClient::connect(&proxy).await;
+/// POSTs a chat body through the proxy, which must answer 200: what the endpoint got,
+/// and its body as text.
+async fn chat_through(
+    travel: Travel,
+    proxy: &RunningProxy,
+    upstream: &Upstream,
+    body: &str,
+) -> (Seen, String) {
+    let mut client = RawClient::connect(proxy).await;
     let response = client
         .request(
             "POST",
-            &post("/v1/chat/completions", "application/json", &body),
+            &post("/v1/chat/completions", "application/json", body),
         )
         .await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     let seen = upstream.only_request();
     let sent = String::from_utf8_lossy(&seen.body).into_owned();
+    (seen, sent)
+}
+
+async fn the_endpoint_sees_the_request_masked(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
+    let body = chat(&format!("Mail {EMAIL} and charge {CARD}, thanks."));
+    let (seen, sent) = chat_through(travel, &proxy, &upstream, &body).await;
     assert!(
         !sent.contains(EMAIL) && !sent.contains(CARD),
         "{travel:?}: {sent}"
@@ -172,16 +184,7 @@ async fn values_told_by_their_context_are_masked_where_they_recur(travel: Travel
         ],
     })
     .to_string();
-    let mut client = RawClient::connect(&proxy).await;
-    let response = client
-        .request(
-            "POST",
-            &post("/v1/chat/completions", "application/json", &body),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
-    let seen = upstream.only_request();
-    let sent = String::from_utf8_lossy(&seen.body).into_owned();
+    let (seen, sent) = chat_through(travel, &proxy, &upstream, &body).await;
     for value in [SSN, PASSWORD, KEY] {
         assert!(!sent.contains(value), "{travel:?}: {value} in {sent}");
     }
