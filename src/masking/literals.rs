@@ -167,7 +167,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
             {
                 return None;
             }
-            let blanks = run(bytes, start + 6, |b| b == b' ' || b == b'\t');
+            let blanks = run(bytes, start + 6, triggers::is_blank);
             if blanks == 0 {
                 return None;
             }
@@ -232,7 +232,7 @@ fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut words = 0;
     while words < 4 {
         let at = after[words];
-        let blanks = run(bytes, at, blank);
+        let blanks = run(bytes, at, triggers::is_blank);
         let letters = run(bytes, at + blanks, |b| b.is_ascii_alphabetic());
         if blanks == 0 || letters == 0 {
             break;
@@ -248,7 +248,7 @@ fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// `[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?` and six password bytes or more at `at`: the
 /// end of the value. A quote, once there, is taken (no password byte is one).
 fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let blanks = run(bytes, at, blank);
+    let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
         return None;
     }
@@ -259,10 +259,11 @@ fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
         .find(|v| rest.starts_with(v))?
         .len();
     let mut at = verb + len;
-    if bytes.get(at) == Some(&b':') && run(bytes, at + 1, blank) > 0 {
+    // A `:` not followed by blanks fails either way: it is no blank itself.
+    if bytes.get(at) == Some(&b':') {
         at += 1;
     }
-    let blanks = run(bytes, at, blank);
+    let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
         return None;
     }
@@ -272,10 +273,6 @@ fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     }
     let value = run(bytes, at, triggers::is_assigned_password_byte);
     (value >= 6).then_some(at + value)
-}
-
-fn blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
 }
 
 /// `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----` (or `-----END`): the longest

@@ -123,7 +123,7 @@ fn is_hex(b: u8) -> bool {
     is(HEX, b)
 }
 
-fn is_blank(b: u8) -> bool {
+pub(super) fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
