@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(29) {
+    match rng.below(30) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -545,6 +545,19 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
         27 => {
             let kind = rng.pick(&["pt", "st", "sa", "ct"]);
             ("doppler", format!("dp.{kind}.{}", rng.text(BASE62, 43)))
+        }
+        28 => {
+            // The bot's user id (a snowflake of 17-20 digits) in base64, a timestamp,
+            // and the HMAC: 27 characters in older tokens, 38 now.
+            let id = rng.between(10_000_000_000_000_000, 9_999_999_999_999_999_999);
+            let hmac = *[27usize, 38].get(rng.below(2)).unwrap_or(&38);
+            let token = format!(
+                "{}.{}.{}",
+                base64url(id.to_string().as_bytes()),
+                rng.text(URL_SAFE, 6),
+                rng.text(URL_SAFE, hmac)
+            );
+            ("discord", token)
         }
         _ => {
             let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
@@ -750,6 +763,9 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "curl -X POST --user 'ci-bot:{}' https://x.test/hook",
             "my password is {} btw",
             "The password for the staging database was: {}",
+            "mysql -uroot -p{} shop < dump.sql",
+            "sshpass -p '{}' ssh deploy@10.0.0.5 uptime",
+            "redis-cli -h cache -a \"{}\" ping",
         ],
         _ => &["{}"],
     }
@@ -773,7 +789,31 @@ const TYPES: &[(&str, Generator)] = &[
 /// Values like the sensitive ones that are not: each with its sentence.
 fn look_alike(rng: &mut Rng) -> (&'static str, String) {
     let hex = |rng: &mut Rng, n| rng.text(HEX, n);
-    match rng.below(18) {
+    match rng.below(20) {
+        18 => (
+            "flag of no password",
+            rng.pick(&[
+                "mkdir -p /var/lib/mysql && chown mysql /var/lib/mysql",
+                "docker run -d -p 3306:3306 --name db mysql:8",
+                "docker run -p3306:3306 mysql",
+                "mysql -u root -p shop2024",
+                "sshpass -f ~/.pw ssh -p 2222 deploy@host",
+                "git log -p --stat",
+                "docker login -p is insecure, use --password-stdin",
+                "the --password option takes the password",
+                "mysql -u root -p$MYSQL_ROOT_PASSWORD",
+            ])
+            .to_string(),
+        ),
+        19 => (
+            "dotted identifiers",
+            format!(
+                "see {}.{}.{} there",
+                rng.text(BASE62, 24),
+                rng.text(BASE62, 6),
+                rng.text(BASE62, 30)
+            ),
+        ),
         17 => (
             "password reference",
             rng.pick(&[

@@ -166,26 +166,32 @@ async fn the_endpoint_sees_the_request_masked_on_every_engine() {
 }
 
 /// Values told by their context in one message (a bare SSN after "SSN", a password in
-/// prose) and quoted without it in another, before and after, are masked everywhere;
-/// so is a key known by its prefix. What the endpoint parses is checked, not the log.
+/// prose, a password after mysql's `-p`) and quoted without it in another, before and
+/// after, are masked everywhere; so are a key known by its prefix and a Discord token.
+/// What the endpoint parses is checked, not the log.
 async fn values_told_by_their_context_are_masked_where_they_recur(travel: Travel) {
     const SSN: &str = "815518385";
     const PASSWORD: &str = "Tr0ub4dor&3";
     const KEY: &str = "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";
+    // Told by the flag it follows; and a token told by its form alone.
+    const DB_PASSWORD: &str = "hX7rQ2pL";
+    const DISCORD: &str = "MTA0NjE4NTYzMjQ1NjE3MjQ5.GZ4v8k.aBcD3fGh1jKlMn0pQrStUvWxYz9";
     let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
     let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
     let body = serde_json::json!({
         "model": "gpt-4o-mini",
         "messages": [
-            { "role": "system", "content": format!("Earlier notes: {SSN} / {PASSWORD}") },
+            { "role": "system", "content": format!("Earlier notes: {SSN} / {PASSWORD} / {DB_PASSWORD}") },
             { "role": "user", "content": format!("My SSN is {SSN} and my password is {PASSWORD}.") },
             { "role": "assistant", "content": format!("Noted {SSN}; I will not repeat {PASSWORD}.") },
-            { "role": "user", "content": format!("Also trace with {KEY}, thanks.") },
+            { "role": "user", "content": format!(
+                "Also trace with {KEY}, thanks. The bot runs `mysql -uroot -p{DB_PASSWORD} shop` as {DISCORD}."
+            ) },
         ],
     })
     .to_string();
     let (seen, sent) = chat_through(travel, &proxy, &upstream, &body).await;
-    for value in [SSN, PASSWORD, KEY] {
+    for value in [SSN, PASSWORD, KEY, DB_PASSWORD, DISCORD] {
         assert!(!sent.contains(value), "{travel:?}: {value} in {sent}");
     }
     let json = seen_json(&seen);
@@ -195,10 +201,10 @@ async fn values_told_by_their_context_are_masked_where_they_recur(travel: Travel
     assert_eq!(
         contents,
         [
-            "Earlier notes: [US_SSN] / [PASSWORD]",
+            "Earlier notes: [US_SSN] / [PASSWORD] / [PASSWORD]",
             "My SSN is [US_SSN] and my password is [PASSWORD].",
             "Noted [US_SSN]; I will not repeat [PASSWORD].",
-            "Also trace with [API_KEY], thanks.",
+            "Also trace with [API_KEY], thanks. The bot runs `mysql -uroot -p[PASSWORD] shop` as [API_KEY].",
         ],
         "{travel:?}"
     );

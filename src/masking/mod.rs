@@ -5,6 +5,7 @@
 
 pub mod body;
 mod bounds;
+mod command_flags;
 mod contact;
 pub mod custom;
 pub mod detect;

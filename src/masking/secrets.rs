@@ -143,6 +143,72 @@ pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
+/// A Discord bot token around either of its dots, the one at `dot`: the bot's user id
+/// (17 to 20 digits) in base64, `.`, six characters of timestamp, `.`, and 27 or more
+/// of HMAC (`MTA0NjE4NTYzMjQ1NjE3MjQ5MA.GZ4v8k.` and the rest). A run of letters and
+/// digits that decodes to digits alone is no word, so the id part tells the token by
+/// itself; the other parts need only their lengths.
+pub fn discord_token(text: &str, dot: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let dot = if bytes.get(dot + 7) == Some(&b'.') {
+        dot
+    } else if dot >= 7 && bytes[dot - 7] == b'.' {
+        dot - 7
+    } else {
+        return None;
+    };
+    let is_part_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    if !bytes[dot + 1..dot + 7].iter().all(is_part_byte) {
+        return None;
+    }
+    let id_len = bytes[dot.saturating_sub(28)..dot]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    let id_start = dot - id_len;
+    if !bounds::token_may_start(text, id_start) || !base64_of_an_id(&bytes[id_start..dot]) {
+        return None;
+    }
+    let hmac = dot + 8;
+    let end = hmac + bytes[hmac..].iter().take_while(|b| is_part_byte(b)).count();
+    if !(27..=64).contains(&(end - hmac)) || !bounds::token_may_end(text, end) {
+        return None;
+    }
+    found(id_start, end, Builtin::ApiKey)
+}
+
+/// Whether `part` is base64 (unpadded) of 17 to 20 decimal digits, the first not `0`:
+/// a Discord user id, a snowflake.
+fn base64_of_an_id(part: &[u8]) -> bool {
+    // 17, 18, 19 and 20 bytes take 23, 24, 26 and 27 characters.
+    if !matches!(part.len(), 23 | 24 | 26 | 27) {
+        return false;
+    }
+    let sextet = |b: u8| match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        _ => b - b'0' + 52,
+    };
+    let mut bits = 0u32;
+    let mut held = 0;
+    let mut decoded = 0;
+    for &b in part {
+        bits = (bits << 6) | u32::from(sextet(b));
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            let byte = (bits >> held) as u8;
+            let first = decoded == 0;
+            if !byte.is_ascii_digit() || (first && byte == b'0') {
+                return false;
+            }
+            decoded += 1;
+        }
+    }
+    true
+}
+
 /// An AWS access key id: `AKIA`/`ASIA`/... and 16 upper-case letters or digits.
 pub fn aws_key_id(text: &str, start: usize, end: usize) -> Option<Found> {
     (bounds::token_may_start(text, start) && bounds::token_may_end(text, end)).then_some(Found {
@@ -271,7 +337,12 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// The password from `value_start` to `end` (a sentence's full stop not part of it):
 /// taken when it is `least` bytes or more and does not read as a reference.
-fn password_value(text: &str, value_start: usize, end: usize, least: usize) -> Option<Found> {
+pub(super) fn password_value(
+    text: &str,
+    value_start: usize,
+    end: usize,
+    least: usize,
+) -> Option<Found> {
     let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
     let value = &text[value_start..value_end];
     if value.len() < least || reads_as_a_reference(value) {
@@ -322,7 +393,7 @@ pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
 /// `case-sensitive`, `e.g.`, `and/or`, markup's `L{None}`), or three words or more joined
 /// by hyphens, dots or underscores (`horse-battery-staple`): what a password has and a
 /// word of prose has not.
-fn unlike_a_word(value: &[u8]) -> bool {
+pub(super) fn unlike_a_word(value: &[u8]) -> bool {
     let joins = |separator: u8| value.iter().filter(|&&b| b == separator).count() >= 2;
     value.iter().any(u8::is_ascii_digit)
         || joins(b'-')
