@@ -766,6 +766,7 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "mysql -uroot -p{} shop < dump.sql",
             "sshpass -p '{}' ssh deploy@10.0.0.5 uptime",
             "redis-cli -h cache -a \"{}\" ping",
+            "openssl pkcs12 -export -in a.crt -out a.p12 -passout pass:{}",
         ],
         _ => &["{}"],
     }

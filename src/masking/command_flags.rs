@@ -8,10 +8,10 @@ use super::kinds::Found;
 use super::secrets;
 use super::triggers::{is_assigned_password_byte, is_blank};
 
-/// A flag that takes a password, and the tools that read it so.
+/// Flags that take a password, and the tools that read them so.
 struct PasswordFlag {
-    /// The flag, from its `-`.
-    flag: &'static [u8],
+    /// The flags, from their `-`.
+    flags: &'static [&'static [u8]],
     /// The tools whose name makes the flag a password's (a word of the command before
     /// the flag; `*` at the end: the name's start, `mysql*` for `mysqldump` too). Empty:
     /// any command.
@@ -24,54 +24,72 @@ struct PasswordFlag {
     /// The tool runs a command given after its own flags, so a flag past the first
     /// word that is no flag is that command's (`sshpass -p S3cret ssh -p 2222 host`).
     wraps: bool,
+    /// What the value starts with when it is the password itself, not part of it:
+    /// openssl's `pass:` (its `env:`, `file:` and `fd:` say where the password is).
+    source: &'static [u8],
 }
 
 /// First match wins.
-const FLAGS: [PasswordFlag; 6] = [
+const FLAGS: [PasswordFlag; 7] = [
     PasswordFlag {
-        flag: b"-p",
+        flags: &[b"-p"],
         tools: &[b"mysql*", b"mariadb*"],
         glued: true,
         spaced: false,
         wraps: false,
+        source: b"",
     },
     PasswordFlag {
-        flag: b"-p",
+        flags: &[b"-p"],
         tools: &[b"sshpass"],
         glued: true,
         spaced: true,
         wraps: true,
+        source: b"",
     },
     // `docker login`, `podman login`, `az login`, `oc login`, `cf login`, and mongosh.
     PasswordFlag {
-        flag: b"-p",
+        flags: &[b"-p"],
         tools: &[b"login", b"mongo*"],
         glued: false,
         spaced: true,
         wraps: false,
+        source: b"",
     },
     PasswordFlag {
-        flag: b"-a",
+        flags: &[b"-a"],
         tools: &[b"redis-cli"],
         glued: false,
         spaced: true,
         wraps: false,
+        source: b"",
     },
     PasswordFlag {
-        flag: b"--pass",
+        flags: &[b"--pass"],
         tools: &[b"redis-cli"],
         glued: false,
         spaced: true,
         wraps: false,
+        source: b"",
+    },
+    // `openssl pkcs12 -passout pass:S3cret`, `openssl enc -pass pass:S3cret`.
+    PasswordFlag {
+        flags: &[b"-passin", b"-passout", b"-password", b"-pass"],
+        tools: &[b"openssl"],
+        glued: false,
+        spaced: true,
+        wraps: false,
+        source: b"pass:",
     },
     // `--password=...` is an assignment (`secrets::password`); after a blank it is any
     // tool's, the value then held to look unlike a word of prose.
     PasswordFlag {
-        flag: b"--password",
+        flags: &[b"--password"],
         tools: &[],
         glued: false,
         spaced: true,
         wraps: false,
+        source: b"",
     },
 ];
 
@@ -85,28 +103,36 @@ pub fn password(text: &str, dash: usize) -> Option<Found> {
     if dash > 0 && !(is_blank(bytes[dash - 1]) || matches!(bytes[dash - 1], b'"' | b'\'')) {
         return None;
     }
-    let entry = FLAGS.iter().find(|entry| {
-        bytes[dash..].starts_with(entry.flag)
-            && match bytes.get(dash + entry.flag.len()) {
-                Some(&b) if is_blank(b) => entry.spaced,
-                Some(&b) => entry.glued && is_value_start(b),
-                None => false,
-            }
-            && (entry.tools.is_empty() || tool_before(bytes, dash, entry))
+    let (entry, flag) = FLAGS.iter().find_map(|entry| {
+        let flag = entry.flags.iter().find(|flag| {
+            bytes[dash..].starts_with(flag)
+                && match bytes.get(dash + flag.len()) {
+                    Some(&b) if is_blank(b) => entry.spaced,
+                    Some(&b) => entry.glued && is_value_start(b),
+                    None => false,
+                }
+        })?;
+        (entry.tools.is_empty() || tool_before(bytes, dash, entry)).then_some((entry, flag))
     })?;
-    let after = dash + entry.flag.len();
+    let after = dash + flag.len();
     let spaced = is_blank(bytes[after]);
     let value_start = after + bytes[after..].iter().take_while(|&&b| is_blank(b)).count();
     let (start, end, quoted) = value_at(bytes, value_start, spaced)?;
+    if !bytes[start..end].starts_with(entry.source) {
+        return None;
+    }
+    let start = start + entry.source.len();
     // Spaced, the word after a flag may be prose about it (`-p is insecure`); a word
-    // that reads as one is left, as a password told in prose is.
-    let least = match (spaced, entry.tools.is_empty()) {
+    // that reads as one is left, as a password told in prose is, unless quoted or
+    // after its source's prefix.
+    let least = match (spaced && entry.source.is_empty(), entry.tools.is_empty()) {
         (false, _) => 1,
         (true, false) => 4,
         (true, true) => 6,
     };
+    let plainly = !spaced || quoted || !entry.source.is_empty();
     let found = secrets::password_value(text, start, end, least)?;
-    (!spaced || quoted || secrets::unlike_a_word(&bytes[found.start..found.end])).then_some(found)
+    (plainly || secrets::unlike_a_word(&bytes[found.start..found.end])).then_some(found)
 }
 
 /// Whether a value may start with `b`: a password's byte or a quote.
@@ -257,6 +283,18 @@ mod tests {
             ("ldapsearch --password 'S3cret!' -b dc=corp", "S3cret!"),
             ("run: cd app && mysql -pS3cret", "S3cret"),
             ("mysql -p-x9Q2m!r", "-x9Q2m!r"),
+            (
+                "openssl pkcs12 -export -in a.crt -out a.p12 -passout pass:hunter",
+                "hunter",
+            ),
+            (
+                "openssl enc -aes-256-cbc -pass 'pass:S3 cret' -in f",
+                "S3 cret",
+            ),
+            (
+                "openssl rsa -in k.pem -passin pass:S3cret -out plain.pem",
+                "S3cret",
+            ),
         ] {
             assert_eq!(taken(text), [password], "{text}");
         }
@@ -289,6 +327,9 @@ mod tests {
             "use the -p flag with mysql",
             "e-p and x -p",
             "git log -p --stat",
+            "openssl pkcs12 -passin env:P12_PASSWORD -passout file:pw.txt",
+            "openssl rsa -passin stdin -in k.pem",
+            "openssl req -new -pass pass: -key k.pem",
         ] {
             let kept: Vec<&str> = taken(text)
                 .into_iter()
