@@ -244,6 +244,12 @@ enum KeyCommand {
     Hash { key: String },
 }
 
+/// mimalloc rather than glibc's malloc: per-thread free lists without glibc's bin
+/// sorting and consolidation, which cost hundreds of instructions per request on the
+/// hyper paths (docs/benchmarks.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
