@@ -17,6 +17,7 @@ pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod canary;
+pub mod cidr;
 pub mod config;
 pub mod decimal;
 pub mod demo;

@@ -38,8 +38,9 @@ use layers::graph::{Graph, crate_sources};
 /// below its own; modules that share a layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     // Integer digits without core::fmt; durations and sizes written for people; JSON
-    // string text (escapes, plain runs); the Redis connection every shared state uses.
-    &["decimal", "units", "json_text", "redis_connection"],
+    // string text (escapes, plain runs); CIDR blocks as integers; the Redis connection
+    // every shared state uses.
+    &["decimal", "units", "json_text", "cidr", "redis_connection"],
     // Byte-level rules: message normalisation; AI API shapes (`model`, SSE, usage).
     &["normalize", "llm"],
     // Sensitive-data masking: detectors, actions, JSON/text/SSE body maskers (pure).

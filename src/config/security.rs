@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::checks::{Errors, duration_or, parse_cidrs, resolve};
 use super::spec::{ApiKeySpec, KeysFileSpec, RateLimitSpec, SecuritySpec, SizeSpec};
+use crate::cidr::Cidr;
 use crate::pipeline::Filter;
 use crate::routing::Glob;
 use crate::security::rate_limit::{Gcra, LimitKey, RateLimit, TokenBudget};
@@ -61,8 +62,8 @@ pub(super) fn compile_security(
     if !allow.is_empty() || !deny.is_empty() {
         filters.push(Box::new(AccessList {
             scope: scope.to_string(),
-            allow,
-            deny,
+            allow: allow.into_iter().map(Cidr::from).collect(),
+            deny: deny.into_iter().map(Cidr::from).collect(),
             recorder: recorder.clone(),
         }));
     }

@@ -97,6 +97,11 @@ pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Op
             return Some(date.duration_since(now).unwrap_or_default());
         }
     }
+    // Most answers carry no rate-limit header: one pass over the names tells, where a
+    // lookup per spelling (five) hashed every one of them.
+    if !headers.keys().any(|name| is_ratelimit_name(name.as_str())) {
+        return None;
+    }
     for (remaining, reset) in &RATELIMIT_PAIRS {
         let remaining = text(remaining).and_then(|v| v.parse::<u64>().ok());
         let reset = text(reset).and_then(|v| v.parse::<u64>().ok());
@@ -128,6 +133,14 @@ pub fn hold_from(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Op
         (Some(0), Some(reset)) => Some(Duration::from_secs(reset)),
         _ => None,
     }
+}
+
+/// `ratelimit` and the names after it (`ratelimit-reset`), also with `x-`: the names
+/// [`hold_from`] reads past `Retry-After` (header names are lower case in a map).
+fn is_ratelimit_name(name: &str) -> bool {
+    name.strip_prefix("x-")
+        .unwrap_or(name)
+        .starts_with("ratelimit")
 }
 
 #[cfg(test)]
@@ -197,6 +210,16 @@ mod tests {
         assert_eq!(hold_from(ok, &older, now), Some(Duration::from_secs(5)));
         let plenty = headers(&[("ratelimit", "limit=100, remaining=50, reset=5")]);
         assert_eq!(hold_from(ok, &plenty, now), None);
+        // Among other lines, named in any case (a map holds names in lower case).
+        let among = headers(&[
+            ("server", "nginx"),
+            ("X-RateLimit-Remaining", "0"),
+            ("content-type", "text/html"),
+            ("X-RATELIMIT-RESET", "9"),
+        ]);
+        assert_eq!(hold_from(ok, &among, now), Some(Duration::from_secs(9)));
+        let unrelated = headers(&[("server", "nginx"), ("x-rate", "0"), ("limit", "0")]);
+        assert_eq!(hold_from(ok, &unrelated, now), None);
     }
 
     fn throttle() -> Throttle {

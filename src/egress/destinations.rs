@@ -7,13 +7,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::cidr::Cidr;
 use crate::routing::Glob;
 
 /// One `allow` / `deny` entry: a host glob or a CIDR.
 #[derive(Debug, Clone)]
 pub enum Rule {
     Host(Glob),
-    Net(IpNet),
+    Net(Cidr),
 }
 
 impl Rule {
@@ -22,7 +23,7 @@ impl Rule {
             .parse::<IpNet>()
             .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         {
-            Ok(net) => Rule::Net(net),
+            Ok(net) => Rule::Net(Cidr::from(net)),
             Err(_) => Rule::Host(Glob::new(text, true)),
         }
     }
@@ -32,7 +33,7 @@ impl Rule {
     }
 
     fn matches_ip(&self, ip: IpAddr) -> bool {
-        matches!(self, Rule::Net(net) if net.contains(&ip))
+        matches!(self, Rule::Net(net) if net.contains(ip))
     }
 }
 
@@ -69,7 +70,7 @@ pub enum Refusal {
 pub struct Destinations {
     pub allow: Vec<Rule>,
     pub deny: Vec<Rule>,
-    special: Vec<IpNet>,
+    special: Vec<Cidr>,
 }
 
 impl Destinations {
@@ -106,7 +107,7 @@ impl Destinations {
         }
         let allowed_by_net = self.allow.iter().any(|r| r.matches_ip(ip));
         let allowed_by_name = self.allow.iter().any(|r| r.matches_host(host));
-        if self.special.iter().any(|net| net.contains(&ip)) && !allowed_by_net {
+        if self.special.iter().any(|net| net.contains(ip)) && !allowed_by_net {
             return Err(Refusal::SpecialRange(ip));
         }
         let has_net_rules = self.allow.iter().any(|r| matches!(r, Rule::Net(_)));

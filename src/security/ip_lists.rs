@@ -3,16 +3,16 @@
 //! when the peer is a trusted proxy (see `trusted_proxies`).
 
 use http::StatusCode;
-use ipnet::IpNet;
 
 use super::Recorder;
+use crate::cidr::Cidr;
 use crate::filter::{Filter, Flow, HeaderEdits, RequestCtx, RequestView};
 
 pub struct AccessList {
     /// Where the list comes from, for logs and metrics: `listener:NAME` or `route:NAME`.
     pub scope: String,
-    pub allow: Vec<IpNet>,
-    pub deny: Vec<IpNet>,
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
     pub recorder: Recorder,
 }
 
@@ -28,7 +28,7 @@ impl Filter for AccessList {
         _edits: &mut HeaderEdits,
     ) -> Flow {
         let ip = ctx.client_ip;
-        if let Some(net) = self.deny.iter().find(|net| net.contains(&ip)) {
+        if let Some(net) = self.deny.iter().find(|net| net.contains(ip)) {
             let rule = format!("{} deny {net}", self.scope);
             return self.recorder.refuse(
                 ctx,
@@ -38,7 +38,7 @@ impl Filter for AccessList {
                 &format!("client address {ip} is denied"),
             );
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&ip)) {
+        if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(ip)) {
             let rule = format!("{} allow", self.scope);
             return self.recorder.refuse(
                 ctx,
