@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(30) {
+    match rng.below(32) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -558,6 +558,21 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
                 rng.text(URL_SAFE, hmac)
             );
             ("discord", token)
+        }
+        // Twilio's API key sid (gitleaks reads its hex in either case) and Mailgun's
+        // private and public keys.
+        29 => {
+            let hex = rng.text(HEX, 32);
+            let hex = if rng.below(4) == 0 {
+                hex.to_uppercase()
+            } else {
+                hex
+            };
+            ("twilio", format!("SK{hex}"))
+        }
+        30 => {
+            let prefix = rng.pick(&["key", "pubkey"]);
+            ("mailgun", format!("{prefix}-{}", rng.text(HEX, 32)))
         }
         _ => {
             let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
@@ -790,7 +805,26 @@ const TYPES: &[(&str, Generator)] = &[
 /// Values like the sensitive ones that are not: each with its sentence.
 fn look_alike(rng: &mut Rng) -> (&'static str, String) {
     let hex = |rng: &mut Rng, n| rng.text(HEX, n);
-    match rng.below(20) {
+    match rng.below(21) {
+        20 => {
+            // Twilio's and Mailgun's hex after another word's head or with a digit
+            // glued on, in the wrong case, or no hex; SKU numbers. (`xSK` and hex, or
+            // `key-` and hex in capitals, mix cases and digits: about one in three is a
+            // random token by that test, as before, so they are not listed here.)
+            let hex = hex(rng, 32);
+            let text = match rng.below(6) {
+                0 => format!("my-key-{hex}"),
+                1 => format!("pubkey-{hex}{}", rng.below(10)),
+                2 => format!("sk{hex}"),
+                3 => format!("monkey-{hex}"),
+                4 => format!("SK{}", rng.digits(32)),
+                _ => format!("SKU{}", rng.digits(32)),
+            };
+            (
+                "hex after a short prefix",
+                format!("item {text} in the list"),
+            )
+        }
         18 => (
             "flag of no password",
             rng.pick(&[

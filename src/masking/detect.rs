@@ -459,9 +459,16 @@ fn take_in(found: &mut Vec<Found>, first: usize, extra: Vec<Found>) {
     found[first..].sort_by_key(|f| f.start);
 }
 
-/// What a token run of 32+ bytes at `start..end` is, if anything: a line of key
-/// material, a random-looking token, or a key after a key-like word.
+/// What a token run of 32+ bytes at `start..end` is, if anything: a key of a short
+/// prefix and hex (Twilio's `SK`, Mailgun's `key-`: the loop visits every run of their
+/// length from its first byte, so they cost no literal in the packed search), a line of
+/// key material, a random-looking token, or a key after a key-like word.
 fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
+    if matches!(end - start, 34 | 36 | 39)
+        && let Some(key) = secrets::short_prefixed_hex_key(text, start, end)
+    {
+        return Some(key);
+    }
     secrets::pem_line(text, start, end)
         .or_else(|| secrets::random_token(text, start, end))
         .or_else(|| secrets::key_after_key_word(text, start, end))
@@ -1160,6 +1167,61 @@ mod tests {
             "see www.github.com/abcdef.html and v1.2.3.4567890",
         ] {
             assert_eq!(found(text), [], "{text}");
+        }
+    }
+
+    /// Twilio's `SK` and Mailgun's `key-`/`pubkey-` keys are taken by their form wherever
+    /// they stand; the same hex with another word glued before or after, another
+    /// prefix, the wrong case or length, stays as any hex run does.
+    #[test]
+    fn twilio_and_mailgun_keys_are_found_by_their_form() {
+        for key in [
+            "SK59b73e72d95578684115e47c6e5abbd3",
+            "SKAC00A3C4707BA5E7B3E0E97327748FE5",
+            "key-21eedf9319a0fce4810a8aaecb0f602d",
+            "pubkey-a8f6bccd29e0f354e9de3ed0e6edd612",
+        ] {
+            for text in [
+                key.to_string(),
+                format!("client = Client('{key}', secret)"),
+                format!("The sid was {key}. It is revoked."),
+                format!("{{\"sid\": \"{key}\", \"region\": \"us1\"}}"),
+                format!("密钥{key}已泄露"),
+            ] {
+                assert_eq!(found(&text), [(key, "API_KEY")], "{text}");
+            }
+            // Found wherever the token-run walk's steps fall.
+            for lead in 0..70 {
+                let before: String = "ab cdefghijklmnopqrstuvwxyz0123456789 "
+                    .chars()
+                    .cycle()
+                    .take(lead)
+                    .collect();
+                let text = format!("{before} {key} and more");
+                assert!(found(&text).contains(&(key, "API_KEY")), "{text:?}");
+            }
+        }
+        let hex = "f3a80e3eaa2a34a479907fede1810238";
+        for text in [
+            // Glued to a longer word, before or after; another word's `key-`.
+            format!("xSK{hex}"),
+            format!("SK{hex}0"),
+            format!("monkey-{hex}"),
+            format!("my-key-{hex}"),
+            format!("pubkey-{hex}x"),
+            format!("www.SK{hex}"),
+            // Small `sk`; a SKU number; digits only; Mailgun's hex in capitals; short.
+            format!("sk{hex}"),
+            "SKU12345678901234567890123456789012".to_string(),
+            "SK12345678901234567890123456789012".to_string(),
+            format!("key-{}", hex.to_uppercase()),
+            format!("key-{}", &hex[1..]),
+            // Digests: a git SHA, a sha256, a 32-digit md5.
+            "commit 9fceb02d0ae598e95dc970b74767f19372d61af8".to_string(),
+            "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_string(),
+            format!("md5 {hex}"),
+        ] {
+            assert_eq!(found(&text), [], "{text}");
         }
     }
 

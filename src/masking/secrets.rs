@@ -143,6 +143,43 @@ pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
+/// Keys whose prefix is too short or too common a word for the literal search, told
+/// by their whole form instead: Twilio's API key (`SK` and 32 hex digits) and Mailgun's
+/// (`key-` or `pubkey-` and 32 hex digits in small letters), as gitleaks reads them.
+/// `start..end` is a token run of 32 or more (`detect::random_tokens`), so the prefix
+/// starts a run of its own: `monkey-` or `taskkey-` and hex, or `SK` glued to a longer
+/// word, are other runs. The hex must mix letters and digits, two of each at least, as
+/// a hex key after a key-like word must (`SK000...` is a placeholder).
+#[inline(never)]
+pub fn short_prefixed_hex_key(text: &str, start: usize, end: usize) -> Option<Found> {
+    let value = &text.as_bytes()[start..end];
+    // The run's length picks the one prefix it can have: most runs are turned away here.
+    let (prefix, small_only): (&[u8], bool) = match value.len() {
+        34 => (b"SK", false),
+        36 => (b"key-", true),
+        39 => (b"pubkey-", true),
+        _ => return None,
+    };
+    let hex = value.strip_prefix(prefix)?;
+    let mut letters = 0;
+    for &b in hex {
+        match b {
+            b'0'..=b'9' => {}
+            b'a'..=b'f' => letters += 1,
+            b'A'..=b'F' if !small_only => letters += 1,
+            _ => return None,
+        }
+    }
+    if letters < 2
+        || hex.len() - letters < 2
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end)
+    {
+        return None;
+    }
+    found(start, end, Builtin::ApiKey)
+}
+
 /// A Discord bot token around either of its dots, the one at `dot`: the bot's user id
 /// (17 to 20 digits) in base64, `.`, six characters of timestamp, `.`, and 27 or more
 /// of HMAC (`MTA0NjE4NTYzMjQ1NjE3MjQ5MA.GZ4v8k.` and the rest). A run of letters and
