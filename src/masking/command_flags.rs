@@ -2,7 +2,10 @@
 //! `mysql -uroot -pS3cret`, `sshpass -p 'S3cret!' ssh ...`, `redis-cli -a S3cret`,
 //! `docker login -u me -p S3cret`, `--password S3cret`. A tool's flag counts only in a
 //! command of that tool, its name before the flag, since other tools give the same
-//! letters other meanings (`mkdir -p`, `docker run -p 8080:80`).
+//! letters other meanings (`mkdir -p`, `docker run -p 8080:80`). Some tools take the
+//! password as a word of the command instead, read from the tool's name or the share
+//! it names: htpasswd's batch mode (`htpasswd -b FILE USER S3cret`) and `net use`
+//! (`net use X: \\srv\share S3cret /user:me`).
 
 use super::kinds::Found;
 use super::secrets;
@@ -30,7 +33,7 @@ struct PasswordFlag {
 }
 
 /// First match wins.
-const FLAGS: [PasswordFlag; 7] = [
+const FLAGS: [PasswordFlag; 8] = [
     PasswordFlag {
         flags: &[b"-p"],
         tools: &[b"mysql*", b"mariadb*"],
@@ -80,6 +83,15 @@ const FLAGS: [PasswordFlag; 7] = [
         spaced: true,
         wraps: false,
         source: b"pass:",
+    },
+    // `openssl enc -aes-256-cbc -k S3cret` (`-kfile pw.txt` names a file).
+    PasswordFlag {
+        flags: &[b"-k"],
+        tools: &[b"openssl"],
+        glued: false,
+        spaced: true,
+        wraps: false,
+        source: b"",
     },
     // `--password=...` is an assignment (`secrets::password`); after a blank it is any
     // tool's, the value then held to look unlike a word of prose.
@@ -218,6 +230,163 @@ fn last_word(command: &[u8], tool: &[u8]) -> Option<usize> {
     })
 }
 
+/// Bytes that end a command: a line break, a pipe, `;`, `&`, a redirection, a bracket
+/// or a backtick.
+fn ends_command(b: u8) -> bool {
+    matches!(
+        b,
+        b'\n' | b'\r' | b'|' | b';' | b'&' | b'<' | b'>' | b'(' | b')' | b'`'
+    )
+}
+
+/// The next word of a command at or after `at`, unless the command ends before it:
+/// `(start, end, quoted)`, a quoted word without its quotes (on one line), and where
+/// the word ends. A bare word runs to a blank, as a flag's value does (`(` or `&`
+/// inside it are a password's).
+fn next_word(bytes: &[u8], at: usize) -> Option<((usize, usize, bool), usize)> {
+    let start = at
+        + bytes
+            .get(at..)?
+            .iter()
+            .take_while(|&&b| is_blank(b))
+            .count();
+    match *bytes.get(start)? {
+        b if ends_command(b) => None,
+        quote @ (b'"' | b'\'') => {
+            let len = bytes[start + 1..]
+                .iter()
+                .take_while(|&&b| b != quote && b != b'\n')
+                .count();
+            let close = start + 1 + len;
+            (bytes.get(close) == Some(&quote)).then_some(((start + 1, close, true), close + 1))
+        }
+        _ => {
+            let len = bytes[start..]
+                .iter()
+                .take_while(|&&b| !is_blank(b) && b != b'\n' && b != b'\r')
+                .count();
+            Some(((start, start + len, false), start + len))
+        }
+    }
+}
+
+/// A positional password (a word, not a flag's value): quoted, taken as it is; bare, a
+/// run of a password's bytes of four or more that does not read as a word of prose, as
+/// after a flag and a blank (`htpasswd -b FILE USER password` is the manual's own).
+fn positional_password(text: &str, (start, end, quoted): (usize, usize, bool)) -> Option<Found> {
+    let bytes = text.as_bytes();
+    if quoted {
+        return (end > start)
+            .then(|| secrets::password_value(text, start, end, 1))
+            .flatten();
+    }
+    if !bytes[start..end]
+        .iter()
+        .all(|&b| is_assigned_password_byte(b))
+    {
+        return None;
+    }
+    let found = secrets::password_value(text, start, end, 4)?;
+    secrets::unlike_a_word(&bytes[found.start..found.end]).then_some(found)
+}
+
+/// How many words of a command are read after the tool's name: commands are short, and
+/// prose after a name must not be read to its end.
+const COMMAND_WORDS: usize = 16;
+
+/// htpasswd's password in batch mode, given after the file and the user (`htpasswd -b
+/// FILE USER PASSWORD`, `-bc`, `-Bbc`) or after the user alone with `-n` (`htpasswd -nb
+/// USER PASSWORD`, `-Bbn`): a positional word, so found from the tool's name (at `at`)
+/// rather than a flag; without `b` the tool asks for it (`htpasswd -c FILE USER`).
+pub fn htpasswd(text: &str, at: usize) -> Option<Found> {
+    const NAME: &[u8] = b"htpasswd";
+    let bytes = text.as_bytes();
+    // The tool, not its file (`/etc/nginx/.htpasswd`).
+    if at > 0
+        && !(is_blank(bytes[at - 1]) || matches!(bytes[at - 1], b'/' | b'"' | b'\''))
+        && !ends_command(bytes[at - 1])
+    {
+        return None;
+    }
+    let mut next = at + NAME.len();
+    if !bytes.get(next).is_some_and(|&b| is_blank(b)) {
+        return None;
+    }
+    let (mut batch, mut no_file, mut skip_value) = (false, false, false);
+    let mut positional = Vec::with_capacity(3);
+    for _ in 0..COMMAND_WORDS {
+        let Some((word, after)) = next_word(bytes, next) else {
+            break;
+        };
+        next = after;
+        let (start, end, quoted) = word;
+        let flag = !quoted && bytes[start] == b'-' && end - start > 1;
+        if skip_value {
+            skip_value = false;
+        } else if flag {
+            let letters = &bytes[start + 1..end];
+            batch |= letters.contains(&b'b');
+            no_file |= letters.contains(&b'n');
+            // `-C 10` (bcrypt's cost) and `-r 5000` (SHA's rounds) take a number.
+            skip_value = matches!(letters.last(), Some(b'C' | b'r'));
+        } else {
+            positional.push(word);
+            if positional.len() == 3 {
+                break;
+            }
+        }
+    }
+    let word = *positional.get(if no_file { 1 } else { 2 })?;
+    batch.then(|| positional_password(text, word)).flatten()
+}
+
+/// The password of Windows' `net use`, found from the `\\` of its share (at `at`): the
+/// first word after the share that is no switch (`net use X: \\srv\share S3cret
+/// /user:CORP\me`, `net use \\srv\share /user:me S3cret`); `*` asks for it. The share
+/// must follow `net use` and a device (`X:`, `*`) or nothing, in the same command.
+pub fn net_use(text: &str, at: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let quoted_share = at > 0 && matches!(bytes[at - 1], b'"' | b'\'');
+    let share_start = at - usize::from(quoted_share);
+    if share_start > 0 && !is_blank(bytes[share_start - 1]) {
+        return None;
+    }
+    if !after_net_use(&bytes[..share_start]) {
+        return None;
+    }
+    let (_, mut next) = next_word(bytes, share_start)?;
+    for _ in 0..COMMAND_WORDS {
+        let (word, after) = next_word(bytes, next)?;
+        next = after;
+        let (start, _, quoted) = word;
+        match bytes[start] {
+            b'/' if !quoted => continue,
+            b'*' if !quoted => return None,
+            _ => return positional_password(text, word),
+        }
+    }
+    None
+}
+
+/// Whether `before` (the text before a share's path) ends in the words `net use`, in
+/// any case (`NET USE`), with a device (`X:`) or `*` after them or not; `net` starts the
+/// command (after a blank, a line break or a prompt's `>`).
+fn after_net_use(before: &[u8]) -> bool {
+    let mut words = before.rsplit(|&b| is_blank(b)).filter(|w| !w.is_empty());
+    let mut word = words.next();
+    if word
+        .is_some_and(|w| w == b"*" || matches!(w, [letter, b':'] if letter.is_ascii_alphabetic()))
+    {
+        word = words.next();
+    }
+    word.is_some_and(|w| w.eq_ignore_ascii_case(b"use"))
+        && words.next().is_some_and(|w| {
+            w.len() >= 3
+                && w[w.len() - 3..].eq_ignore_ascii_case(b"net")
+                && (w.len() == 3 || ends_command(w[w.len() - 4]))
+        })
+}
+
 /// Whether the words in `args` (a wrapping tool's, up to the flag) name a command: a
 /// word that is no flag and no flag's value (the word after a flag with nothing glued).
 fn names_a_command(args: &[u8]) -> bool {
@@ -236,7 +405,7 @@ fn names_a_command(args: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::password;
+    use super::{htpasswd, net_use, password};
 
     fn taken(text: &str) -> Vec<&str> {
         memchr::memchr_iter(b'-', text.as_bytes())
@@ -295,6 +464,11 @@ mod tests {
                 "openssl rsa -in k.pem -passin pass:S3cret -out plain.pem",
                 "S3cret",
             ),
+            (
+                "openssl enc -aes-256-cbc -salt -in f -out f.enc -k S3cret",
+                "S3cret",
+            ),
+            ("openssl enc -d -k 'open sesame' -in f.enc", "open sesame"),
         ] {
             assert_eq!(taken(text), [password], "{text}");
         }
@@ -330,6 +504,11 @@ mod tests {
             "openssl pkcs12 -passin env:P12_PASSWORD -passout file:pw.txt",
             "openssl rsa -passin stdin -in k.pem",
             "openssl req -new -pass pass: -key k.pem",
+            "openssl enc -aes-256-cbc -kfile pw.txt -in f",
+            "openssl enc -aes-256-cbc -k $PASSPHRASE -in f",
+            "openssl enc -k secret -in f",
+            "curl -k https://host/ -d S3cret",
+            "helm -k S3cret",
         ] {
             let kept: Vec<&str> = taken(text)
                 .into_iter()
@@ -337,6 +516,90 @@ mod tests {
                 .filter(|&value| value != "S3cret")
                 .collect();
             assert!(kept.is_empty(), "{text}: {kept:?}");
+        }
+    }
+
+    fn positional(text: &str) -> Vec<&str> {
+        let bytes = text.as_bytes();
+        let tools =
+            memchr::memmem::find_iter(bytes, "htpasswd").filter_map(|at| htpasswd(text, at));
+        let shares = memchr::memmem::find_iter(bytes, "\\\\").filter_map(|at| net_use(text, at));
+        tools
+            .chain(shares)
+            .map(|found| &text[found.start..found.end])
+            .collect()
+    }
+
+    /// htpasswd's password in batch mode and `net use`'s are words of the command, found
+    /// from the tool's name and from the share.
+    #[test]
+    fn positional_passwords_are_found() {
+        for (text, password) in [
+            ("htpasswd -b /etc/nginx/.htpasswd admin S3cret!", "S3cret!"),
+            ("htpasswd -bc .htpasswd admin 'open sesame'", "open sesame"),
+            (
+                "sudo htpasswd -Bbc /etc/apache2/.htpasswd bob Winter2024",
+                "Winter2024",
+            ),
+            ("htpasswd -B -C 12 -b users.txt bob Xk9mQ2vL", "Xk9mQ2vL"),
+            ("htpasswd -nb admin Adm1nPass", "Adm1nPass"),
+            (
+                "docker run --rm httpd:2.4 htpasswd -Bbn testuser tEstPassw0rd > auth/htpasswd",
+                "tEstPassw0rd",
+            ),
+            (
+                "RUN /usr/bin/htpasswd -nbB \"me\" \"S3 cret\" >> /etc/users",
+                "S3 cret",
+            ),
+            (
+                "net use X: \\\\server\\share S3cret! /user:CORP\\me",
+                "S3cret!",
+            ),
+            ("net use \\\\server\\share S3cret /user:me", "S3cret"),
+            (
+                "NET USE Z: \\\\10.0.0.5\\c$ /USER:admin Passw0rd",
+                "Passw0rd",
+            ),
+            (
+                "net use X: \\\\srv\\share /user:me /persistent:yes 'my pass'",
+                "my pass",
+            ),
+            ("C:\\>net use * \\\\srv\\share Xk9#mQ2 /savecred", "Xk9#mQ2"),
+            (
+                "net use X: \"\\\\srv\\my share\" /user:me hunter22",
+                "hunter22",
+            ),
+        ] {
+            assert_eq!(positional(text), [password], "{text}");
+        }
+    }
+
+    /// Without batch mode htpasswd asks for the password; `net use` without one, with
+    /// `*`, or words that read as prose, and the names in other places, stay.
+    #[test]
+    fn positional_words_that_are_no_password_stay() {
+        for text in [
+            "htpasswd -c /etc/nginx/.htpasswd admin",
+            "htpasswd -c /etc/nginx/.htpasswd admin S3cret",
+            "htpasswd -B users.txt bob",
+            "htpasswd -b .htpasswd user password",
+            "htpasswd -bc FILE USER PASSWORD",
+            "htpasswd -nb admin $ADMIN_PASSWORD",
+            "htpasswd -D .htpasswd bob",
+            "use htpasswd -b with the file, user and password",
+            "cat /etc/nginx/.htpasswd admin S3cret",
+            "mv .htpasswd -b x y Z3cret9",
+            "net use X: \\\\srv\\share /persistent:yes",
+            "net use X: \\\\srv\\share /user:CORP\\me",
+            "net use X: \\\\srv\\share * /user:me",
+            "net use \\\\srv\\share /user:me and then reboot",
+            "Run net use X: \\\\srv\\share to map the drive",
+            "copy \\\\srv\\share\\a.txt S3cret9 /y",
+            "the internet use \\\\srv\\share S3cret9",
+            "net usage \\\\srv\\share S3cret9",
+            "printf \"a\\\\b\" S3cret9",
+        ] {
+            assert_eq!(positional(text), Vec::<&str>::new(), "{text}");
         }
     }
 }
