@@ -246,7 +246,8 @@ enum KeyCommand {
 
 /// mimalloc rather than glibc's malloc: per-thread free lists without glibc's bin
 /// sorting and consolidation, which cost hundreds of instructions per request on the
-/// hyper paths (docs/benchmarks.md, "The allocator").
+/// hyper paths (docs/benchmarks.md, "mimalloc, and the forward path back under its
+/// count before #12").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
