@@ -157,16 +157,9 @@ fn is_value_start(b: u8) -> bool {
 /// `(start, end, quoted)`.
 fn value_at(bytes: &[u8], at: usize, spaced: bool) -> Option<(usize, usize, bool)> {
     match *bytes.get(at)? {
-        quote @ (b'"' | b'\'') => {
-            let len = bytes[at + 1..]
-                .iter()
-                .take_while(|&&b| b != quote && b != b'\n')
-                .count();
-            (bytes.get(at + 1 + len) == Some(&quote) && len > 0).then_some((
-                at + 1,
-                at + 1 + len,
-                true,
-            ))
+        b'"' | b'\'' => {
+            let close = closing_quote(bytes, at)?;
+            (close > at + 1).then_some((at + 1, close, true))
         }
         b'-' if spaced => None,
         _ => {
@@ -177,6 +170,22 @@ fn value_at(bytes: &[u8], at: usize, spaced: bool) -> Option<(usize, usize, bool
             (len > 0).then_some((at, at + len, false))
         }
     }
+}
+
+/// Where the quote opened at `open` closes, on the same line.
+fn closing_quote(bytes: &[u8], open: usize) -> Option<usize> {
+    let quote = bytes[open];
+    let len = bytes[open + 1..]
+        .iter()
+        .take_while(|&&b| b != quote && b != b'\n')
+        .count();
+    let close = open + 1 + len;
+    (bytes.get(close) == Some(&quote)).then_some(close)
+}
+
+/// Whether a tool's name may start after `b`: a blank, a path's `/` or a quote.
+fn opens_a_name(b: u8) -> bool {
+    is_blank(b) || matches!(b, b'/' | b'"' | b'\'')
 }
 
 /// Whether one of `entry`'s tools names the command the flag at `dash` is given to: a
@@ -207,9 +216,7 @@ fn last_word(command: &[u8], tool: &[u8]) -> Option<usize> {
         Some(name) => (name, true),
         None => (tool, false),
     };
-    let starts_word = |at: usize| {
-        at == 0 || is_blank(command[at - 1]) || matches!(command[at - 1], b'/' | b'"' | b'\'')
-    };
+    let starts_word = |at: usize| at == 0 || opens_a_name(command[at - 1]);
     let ends_word = |end: usize| {
         command
             .get(end)
@@ -252,13 +259,9 @@ fn next_word(bytes: &[u8], at: usize) -> Option<((usize, usize, bool), usize)> {
             .count();
     match *bytes.get(start)? {
         b if ends_command(b) => None,
-        quote @ (b'"' | b'\'') => {
-            let len = bytes[start + 1..]
-                .iter()
-                .take_while(|&&b| b != quote && b != b'\n')
-                .count();
-            let close = start + 1 + len;
-            (bytes.get(close) == Some(&quote)).then_some(((start + 1, close, true), close + 1))
+        b'"' | b'\'' => {
+            let close = closing_quote(bytes, start)?;
+            Some(((start + 1, close, true), close + 1))
         }
         _ => {
             let len = bytes[start..]
@@ -302,10 +305,7 @@ pub fn htpasswd(text: &str, at: usize) -> Option<Found> {
     const NAME: &[u8] = b"htpasswd";
     let bytes = text.as_bytes();
     // The tool, not its file (`/etc/nginx/.htpasswd`).
-    if at > 0
-        && !(is_blank(bytes[at - 1]) || matches!(bytes[at - 1], b'/' | b'"' | b'\''))
-        && !ends_command(bytes[at - 1])
-    {
+    if at > 0 && !opens_a_name(bytes[at - 1]) && !ends_command(bytes[at - 1]) {
         return None;
     }
     let mut next = at + NAME.len();
