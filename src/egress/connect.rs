@@ -173,7 +173,7 @@ pub(super) async fn open_site_tunnel(
         exit.counters.count(EgressOutcome::Ok);
         plan.share_session(&ask, &exit);
         plan.last_exits.used(
-            SessionKey::of(&choice, peer),
+            &SessionKey::of(&choice, peer),
             &host,
             &exit.name,
             Instant::now(),

@@ -35,7 +35,7 @@ use crate::pipeline::ProxyBody;
 use crate::pipeline::attempts::copy_head;
 use crate::pipeline::body::{BoxError, ClientBody};
 use crate::pipeline::entry::framing_and_host;
-use crate::pipeline::forwarding::strip_hop_by_hop;
+use crate::pipeline::forwarding::{remove_each, strip_hop_by_hop};
 use crate::telemetry::EgressOutcome;
 use crate::upstream::{SendError, UpstreamBody};
 
@@ -172,14 +172,15 @@ pub(super) async fn forward_admitted(
     let mut permit = polite_turn(plan, &host).await?;
 
     strip_hop_by_hop(&mut head.headers, false);
-    for name in [
-        &header::PROXY_AUTHORIZATION,
-        &X_JUNCTION_REGION,
-        &X_JUNCTION_SESSION,
-        &X_JUNCTION_BAN,
-    ] {
-        head.headers.remove(name);
-    }
+    remove_each(
+        &mut head.headers,
+        &[
+            &header::PROXY_AUTHORIZATION,
+            &X_JUNCTION_REGION,
+            &X_JUNCTION_SESSION,
+            &X_JUNCTION_BAN,
+        ],
+    );
     // The site is the target's authority (`unambiguous` made sure a Host agrees).
     if let Some(value) = head
         .uri
@@ -309,9 +310,13 @@ pub(super) async fn forward_admitted(
             exit.counters.count(EgressOutcome::Ok);
             record.outcome = Some(EgressOutcome::Ok.label());
         }
+        let client_key;
         let session_key = match &origin {
-            Origin::Tls(_, key) => (*key).clone(),
-            Origin::Plain => SessionKey::of(&choice, record.client()),
+            Origin::Tls(_, key) => *key,
+            Origin::Plain => {
+                client_key = SessionKey::of(&choice, record.client());
+                &client_key
+            }
         };
         plan.last_exits
             .used(session_key, &host, &exit.name, Instant::now());

@@ -3,8 +3,10 @@
 //! (`x-junction-ban: <host>` on the session's next request, or the admin API) rests
 //! that exit for that host as an automatic ban would.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,15 +56,65 @@ impl fmt::Display for SessionKey {
 /// Each key's last exit, and when it was used.
 type Table<K> = Mutex<HashMap<K, (Arc<str>, Instant)>>;
 
-/// The last exit each session, and anyone, used for each host.
-#[derive(Default)]
-pub struct LastExits {
-    by_session: Table<(SessionKey, String)>,
-    by_host: Table<String>,
+/// A session and a host, owned, as `LastExits` keeps them.
+#[derive(Debug, PartialEq, Eq)]
+struct SessionHost {
+    session: SessionKey,
+    host: Box<str>,
 }
 
-fn remember<K: Eq + std::hash::Hash>(map: &Table<K>, key: K, exit: &Arc<str>, now: Instant) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+/// A session and a host to look up by. The kept key and a pair of borrowed parts both
+/// are one, so that a pair seen before (nearly every request) is found and updated
+/// without building a key: no host string allocated per request.
+trait SessionHostKey {
+    fn parts(&self) -> (&SessionKey, &str);
+}
+
+impl SessionHostKey for SessionHost {
+    fn parts(&self) -> (&SessionKey, &str) {
+        (&self.session, &self.host)
+    }
+}
+
+impl SessionHostKey for (&SessionKey, &str) {
+    fn parts(&self) -> (&SessionKey, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl Hash for dyn SessionHostKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn SessionHostKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn SessionHostKey + '_ {}
+
+// Hashed as its borrowed form is: a map's key and what it is looked up by must agree.
+impl Hash for SessionHost {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn SessionHostKey).hash(state);
+    }
+}
+
+impl<'a> Borrow<dyn SessionHostKey + 'a> for SessionHost {
+    fn borrow(&self) -> &(dyn SessionHostKey + 'a) {
+        self
+    }
+}
+
+fn lock<K>(table: &Table<K>) -> std::sync::MutexGuard<'_, HashMap<K, (Arc<str>, Instant)>> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remember<K: Eq + Hash>(map: &Table<K>, key: K, exit: &Arc<str>, now: Instant) {
+    let mut map = lock(map);
     if map.len() >= MAX_REMEMBERED && !map.contains_key(&key) {
         // Forget the older half: reports come soon after the traffic they are about.
         let mut ages: Vec<Instant> = map.values().map(|(_, at)| *at).collect();
@@ -74,34 +126,44 @@ fn remember<K: Eq + std::hash::Hash>(map: &Table<K>, key: K, exit: &Arc<str>, no
     map.insert(key, (exit.clone(), now));
 }
 
+/// The last exit each session, and anyone, used for each host.
+#[derive(Default)]
+pub struct LastExits {
+    by_session: Table<SessionHost>,
+    by_host: Table<String>,
+}
+
 impl LastExits {
     /// `session` reached `host` through `exit` just now.
-    pub fn used(&self, session: SessionKey, host: &str, exit: &Arc<str>, now: Instant) {
-        remember(&self.by_session, (session, host.to_string()), exit, now);
-        // A host seen before (nearly always) is updated in place: no key to allocate.
-        let mut by_host = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(last) = by_host.get_mut(host) {
+    pub fn used(&self, session: &SessionKey, host: &str, exit: &Arc<str>, now: Instant) {
+        // A pair or host seen before (nearly always) is updated in place: no key to build.
+        let known = (session, host);
+        if let Some(last) = lock(&self.by_session).get_mut(&known as &dyn SessionHostKey) {
+            *last = (exit.clone(), now);
+        } else {
+            let key = SessionHost {
+                session: session.clone(),
+                host: host.into(),
+            };
+            remember(&self.by_session, key, exit, now);
+        }
+        if let Some(last) = lock(&self.by_host).get_mut(host) {
             *last = (exit.clone(), now);
             return;
         }
-        drop(by_host);
         remember(&self.by_host, host.to_string(), exit, now);
     }
 
     /// The exit `session` last used for `host`; without a session, the exit anyone
     /// last used for it.
     pub fn last(&self, session: Option<&SessionKey>, host: &str) -> Option<Arc<str>> {
-        match session {
-            Some(session) => {
-                let map = self.by_session.lock().unwrap_or_else(|p| p.into_inner());
-                map.get(&(session.clone(), host.to_string()))
-                    .map(|(exit, _)| exit.clone())
-            }
-            None => {
-                let map = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
-                map.get(host).map(|(exit, _)| exit.clone())
-            }
-        }
+        let last = match session {
+            Some(session) => lock(&self.by_session)
+                .get(&(session, host) as &dyn SessionHostKey)
+                .cloned(),
+            None => lock(&self.by_host).get(host).cloned(),
+        };
+        last.map(|(exit, _)| exit)
     }
 }
 
@@ -292,13 +354,16 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let s1 = SessionKey::Session("s1".into());
         let s2 = SessionKey::Session("s2".into());
-        last.used(s1.clone(), "h", &a, Instant::now());
-        last.used(s2.clone(), "h", &b, Instant::now());
+        last.used(&s1, "h", &a, Instant::now());
+        last.used(&s2, "h", &b, Instant::now());
         assert_eq!(last.last(Some(&s1), "h"), Some(a.clone()));
         assert_eq!(last.last(Some(&s2), "h"), Some(b.clone()));
         assert_eq!(last.last(None, "h"), Some(b.clone()), "anyone's last");
         assert_eq!(last.last(Some(&s1), "other"), None);
-        last.used(s1.clone(), "h", &b, Instant::now());
+        last.used(&s1, "h", &b, Instant::now());
         assert_eq!(last.last(Some(&s1), "h"), Some(b));
+        // Updated in place, found by the borrowed pair: no second entry for it.
+        assert_eq!(lock(&last.by_session).len(), 2);
+        assert_eq!(lock(&last.by_host).len(), 1);
     }
 }

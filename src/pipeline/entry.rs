@@ -10,7 +10,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Version, request};
 
 use super::ProxyError;
-use super::forwarding::{is_upgrade_request, strip_hop_by_hop};
+use super::forwarding::{is_upgrade_request, remove_each, strip_hop_by_hop};
 use crate::normalize::{ConnectionTokens, Refusal, host, path};
 
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
@@ -62,8 +62,7 @@ pub fn normalise(head: &mut request::Parts, trusted: bool) -> Result<Entry, Prox
     }
     if !trusted {
         // Like `X-Forwarded-*`: only a trusted proxy may say who the client is.
-        head.headers.remove(&FORWARDED);
-        head.headers.remove(&X_REAL_IP);
+        remove_each(&mut head.headers, &[&FORWARDED, &X_REAL_IP]);
     }
     Ok(Entry { encoded_slash })
 }

@@ -112,6 +112,28 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Removes those of `names` (at most 32) that `headers` holds. One pass over the names
+/// present finds them, where a `remove` per name hashes each whether it is there or not;
+/// on nearly every request none is.
+pub(crate) fn remove_each(headers: &mut HeaderMap, names: &[&HeaderName]) {
+    debug_assert!(names.len() <= 32);
+    let present = headers.keys().fold(0u32, |bits, key| {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| **name == key)
+            .fold(bits, |bits, (at, _)| bits | 1 << at)
+    });
+    if present == 0 {
+        return;
+    }
+    for (at, name) in names.iter().enumerate() {
+        if present & 1 << at != 0 {
+            headers.remove(*name);
+        }
+    }
+}
+
 pub fn is_upgrade_request(head: &request::Parts) -> bool {
     head.version == Version::HTTP_11
         && head.headers.contains_key(header::UPGRADE)
@@ -369,6 +391,32 @@ pub fn prepare_response(head: &mut response::Parts, pool: &Pool, upgrade: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_each_removes_every_value_of_the_names_present_and_nothing_else() {
+        let named = [
+            HeaderName::from_static("x-a"),
+            header::PROXY_AUTHORIZATION,
+            HeaderName::from_static("x-b"),
+        ];
+        let names: Vec<&HeaderName> = named.iter().collect();
+        // Each subset of the names present, beside headers that stay.
+        for subset in 0..8u32 {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static("h"));
+            headers.insert("x-ab", HeaderValue::from_static("kept"));
+            for (at, name) in named.iter().enumerate() {
+                if subset & 1 << at != 0 {
+                    headers.append(name, HeaderValue::from_static("1"));
+                    headers.append(name, HeaderValue::from_static("2"));
+                }
+            }
+            remove_each(&mut headers, &names);
+            let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["host", "x-ab"], "subset {subset:03b}");
+            assert_eq!(headers.len(), 2);
+        }
+    }
 
     #[test]
     fn strips_hop_by_hop_and_connection_named() {

@@ -298,8 +298,13 @@ async fn proxy(
         gateway.rng(),
     );
     // Junction's own: never sent to an endpoint, whatever the choice.
-    head.headers.remove(&versioning::X_JUNCTION_VERSION);
-    head.headers.remove(&versioning::X_JUNCTION_ADMIN_TOKEN);
+    forwarding::remove_each(
+        &mut head.headers,
+        &[
+            &versioning::X_JUNCTION_VERSION,
+            &versioning::X_JUNCTION_ADMIN_TOKEN,
+        ],
+    );
     exchange.target = choice.target;
     let pool = route.targets[choice.target].pool.clone();
     if let Some(limit) = versioning::mirror_body_limit(&route) {
