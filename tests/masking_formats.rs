@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(32) {
+    match rng.below(33) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -574,6 +574,15 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
             let prefix = rng.pick(&["key", "pubkey"]);
             ("mailgun", format!("{prefix}-{}", rng.text(HEX, 32)))
         }
+        // Atlassian's API token: its checksum follows the base64 padding.
+        31 => (
+            "atlassian",
+            format!(
+                "ATATT3{}={}",
+                rng.text(URL_SAFE, 177),
+                rng.text(HEX, 8).to_uppercase()
+            ),
+        ),
         _ => {
             let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
             ("gitlab", format!("{prefix}-{}", rng.text(URL_SAFE, 20)))
@@ -747,6 +756,8 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "secret {} for prod",
             "token={}",
             "the auth token: {}",
+            "Cookie: theme=dark; session={}",
+            "my session id is {}",
         ],
         ("API_KEY", _) => &[
             "Here is my key: {}",

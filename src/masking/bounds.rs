@@ -181,7 +181,38 @@ pub fn key_word_before(text: &str, at: usize) -> bool {
         }
         words += 1;
     }
-    names_a_key(&line[at..])
+    let words = &line[at..];
+    names_a_key(words) || mentions_a_session(words)
+}
+
+/// Words that make a random value after them a session's key in prose or a cookie
+/// (`Cookie: session=8f2a...`, `session id 8f2a...`): whoever holds it is logged in. Not
+/// key-like names for an assignment (`session_path=/var/lib/php/sessions` is no key).
+const SESSION_WORDS: [&[u8]; 2] = [b"session", b"cookie"];
+
+/// Whether `words` hold a session word as a word of its own or a name's part
+/// (`Session-ID`, `session_id`, `sessionid`, `Set-Cookie`, `cookies`), any case; not
+/// inside a longer name (`ActiveSessionChanged`, `CookieHandler` in a path).
+fn mentions_a_session(words: &[u8]) -> bool {
+    SESSION_WORDS.iter().any(|word| {
+        // Only where its first letter is, in either case (as `contains_ignore_case`).
+        let first = word[0];
+        memchr::memchr2_iter(first, first.to_ascii_uppercase(), words).any(|at| {
+            let Some(here) = words.get(at..at + word.len()) else {
+                return false;
+            };
+            let after = &words[at + word.len()..];
+            let ends_a_part = |rest: &[u8]| !rest.first().is_some_and(u8::is_ascii_alphabetic);
+            here.eq_ignore_ascii_case(word)
+                && (at == 0 || !words[at - 1].is_ascii_alphabetic())
+                && (ends_a_part(after)
+                    || (after.len() >= 2
+                        && after[..2].eq_ignore_ascii_case(b"id")
+                        && ends_a_part(&after[2..]))
+                    || (after.first().is_some_and(|b| b.eq_ignore_ascii_case(&b's'))
+                        && ends_a_part(&after[1..])))
+        })
+    })
 }
 
 /// `text[start..end]` widened to char boundaries, clamped to the text.

@@ -374,7 +374,13 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         }
         // A run through a value already found (often a long key or JWT) is not one.
         let overlaps = next_found < found.len() && found[next_found].start < end;
-        if !overlaps && let Some(token) = token_run(text, start, end) {
+        if !overlaps
+            && let Some(token) = token_run(text, start, end)
+            // A token that goes on past its run (an Atlassian token's checksum) must
+            // not reach into a value found there either.
+            && (token.end == end
+                || !(next_found < found.len() && found[next_found].start < token.end))
+        {
             extra.push(token);
         }
         i = run_end + 1;
@@ -480,6 +486,7 @@ fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
     secrets::pem_line(text, start, end)
         .or_else(|| secrets::random_token(text, start, end))
         .or_else(|| secrets::key_after_key_word(text, start, end))
+        .or_else(|| secrets::atlassian_token(text, start, end))
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -1228,6 +1235,78 @@ mod tests {
             "commit 9fceb02d0ae598e95dc970b74767f19372d61af8".to_string(),
             "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_string(),
             format!("md5 {hex}"),
+        ] {
+            assert_eq!(found(&text), [], "{text}");
+        }
+    }
+
+    /// An Atlassian API token is taken whole, its checksum after the padding with it,
+    /// wherever it stands; without the eight hex digits, or glued to more, it is not one.
+    #[test]
+    fn atlassian_tokens_are_found_with_their_checksum() {
+        let body: String = "aB3-xY_9zQ7k".chars().cycle().take(177).collect();
+        let token = format!("ATATT3{body}=0A1B2C3D");
+        for text in [
+            token.clone(),
+            format!("jira token {token} done"),
+            format!("{{\"token\": \"{token}\"}}"),
+            format!("JIRA_API_TOKEN={token}\nJIRA_USER=me"),
+            format!("令牌{token}已泄露"),
+        ] {
+            assert_eq!(found(&text), [(token.as_str(), "API_KEY")], "{text}");
+        }
+        for lead in 0..40 {
+            let before: String = "ab cdefghij 0123456789 "
+                .chars()
+                .cycle()
+                .take(lead)
+                .collect();
+            let text = format!("{before} {token} and more");
+            assert!(
+                found(&text).contains(&(token.as_str(), "API_KEY")),
+                "{text:?}"
+            );
+        }
+        for text in [
+            // Seven digits; a word glued after; not hex; another prefix.
+            format!("ATATT3{body}=0A1B2C3"),
+            format!("ATATT3{body}=0A1B2C3Dx"),
+            format!("ATATT3{body}=0A1B2C3G"),
+            format!("XTATT3{body}=0A1B2C3D"),
+        ] {
+            assert!(
+                !found(&text).iter().any(|(value, _)| value.ends_with("2C3D")
+                    || value.ends_with("2C3")
+                    || value.ends_with("2C3G")),
+                "{text}"
+            );
+        }
+    }
+
+    /// A random value after `session` or `cookie` is a session's key: whoever holds it is
+    /// logged in. A digest after other words stays, as before.
+    #[test]
+    fn session_keys_in_cookies_and_prose_are_keys() {
+        let hex = "8f2a9c3e1b7d4f6a0c5e9b2d8a1f3c7e";
+        for text in [
+            format!("Cookie: theme=dark; session={hex}"),
+            format!("my session id is {hex}"),
+            format!("Set-Cookie: sid={hex}; HttpOnly"),
+            format!("sessionid {hex}"),
+            format!("the cookies held {hex}"),
+        ] {
+            assert_eq!(found(&text), [(hex, "API_KEY")], "{text}");
+        }
+        let upper = hex.to_uppercase();
+        let text = format!("Session-ID: {upper}");
+        assert_eq!(found(&text), [(upper.as_str(), "API_KEY")], "{text}");
+        for text in [
+            format!("commit {hex}"),
+            format!("md5 {hex}"),
+            "session_path=/var/lib/php/sessions/abcdefghijklmnop".to_string(),
+            // A session word inside a longer name, before a path or a name.
+            "see java/net/CookieHandler/EmptyCookieHeader.java".to_string(),
+            "ActiveSessionChanged (/org/freedesktop/ConsoleKit/Session2)".to_string(),
         ] {
             assert_eq!(found(&text), [], "{text}");
         }

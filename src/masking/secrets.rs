@@ -180,6 +180,26 @@ pub fn short_prefixed_hex_key(text: &str, start: usize, end: usize) -> Option<Fo
     found(start, end, Builtin::ApiKey)
 }
 
+/// An Atlassian API token (`ATATT3x` and some 180 base64url characters, `=`, then eight
+/// hex digits of checksum) whose run `start..end` (`detect::random_tokens`) ended at its
+/// `=`: the checksum glued after the padding kept the run from ending there, so the
+/// random-token test, which wants a word's end after it, left the whole token.
+#[inline(never)]
+pub fn atlassian_token(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    if end - start < 64 || !bytes[start..].starts_with(b"ATATT") || bytes[end - 1] != b'=' {
+        return None;
+    }
+    let checksum = bytes.get(end..end + 8)?;
+    if !checksum.iter().all(u8::is_ascii_hexdigit)
+        || !bounds::token_may_start(text, start)
+        || !bounds::token_may_end(text, end + 8)
+    {
+        return None;
+    }
+    found(start, end + 8, Builtin::ApiKey)
+}
+
 /// A Discord bot token around either of its dots, the one at `dot`: the bot's user id
 /// (17 to 20 digits) in base64, `.`, six characters of timestamp, `.`, and 27 or more
 /// of HMAC (`MTA0NjE4NTYzMjQ1NjE3MjQ5MA.GZ4v8k.` and the rest). A run of letters and
