@@ -449,6 +449,55 @@ mod tests {
         assert_eq!(masked_with_report(&plain).0, plain);
     }
 
+    /// A member whose key names a password or a key has its whole string masked, blanks
+    /// and all, in tool-call arguments and in other JSON; references, placeholders and
+    /// values that are no key stay, and so does everything under other keys.
+    #[test]
+    fn members_named_as_secrets_are_masked_whole() {
+        let masker = crate::masking::Masker::default();
+        let arguments = r#"{\"user\":\"bob\",\"password\":\"correct horse battery staple\",\"api_key\":\"abcd1234efgh5678ijkl\",\"db_password\":\"${DB_PASSWORD}\",\"token_type\":\"Bearer\",\"new_password\":\"required\",\"note\":\"correct horse\"}"#;
+        let chat = |arguments: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"assistant","content":null,"tool_calls":[{{"id":"c1","type":"function","function":{{"name":"login","arguments":"{arguments}"}}}}]}}]}}"#
+            )
+        };
+        let (masked, findings, located) = masked_chat(&masker, &chat(arguments));
+        let expected = arguments
+            .replace("correct horse battery staple", "[PASSWORD]")
+            .replace("abcd1234efgh5678ijkl", "[API_KEY]");
+        assert_eq!(masked, chat(&expected));
+        assert_eq!(findings.total(), 2);
+        assert_eq!(
+            located
+                .iter()
+                .map(|l| (l.pointer.as_str(), l.start, l.end))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "/messages/0/tool_calls/0/function/arguments/password",
+                    0,
+                    28
+                ),
+                ("/messages/0/tool_calls/0/function/arguments/api_key", 0, 20),
+            ]
+        );
+
+        let other = r#"{"login":{"username":"bob","passwd":"hunter2 x","list":["correct horse battery staple"]},"content":"correct horse battery staple"}"#;
+        let (mut vault, mut findings) = (Vault::default(), Findings::default());
+        let masked = mask_request_body(
+            &masker,
+            BodyShape::OtherJson,
+            other.as_bytes(),
+            &mut vault,
+            &mut findings,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&masked).unwrap(),
+            other.replace("hunter2 x", "[PASSWORD]")
+        );
+    }
+
     #[test]
     fn a_value_split_across_two_content_parts_is_found() {
         let masker = SampleMasker::new(Action::Redact);

@@ -135,7 +135,7 @@ impl<'a> TextEditor<'a> {
         out: &mut String,
     ) -> Result<bool, BodyError> {
         if !(self.restore && !self.vault.is_empty() && text.contains('<')) {
-            return self.mask_run(text, 0, site, out, None);
+            return self.mask_run(text, 0, true, site, out, None);
         }
         let mut changed = false;
         // The vault is only read while the pieces are listed.
@@ -151,7 +151,7 @@ impl<'a> TextEditor<'a> {
                 changed = true;
             } else {
                 let mut masked = String::new();
-                if self.mask_run(&text[start..end], start, site, &mut masked, None)? {
+                if self.mask_run(&text[start..end], start, false, site, &mut masked, None)? {
                     out.push_str(&masked);
                     changed = true;
                 } else {
@@ -162,12 +162,14 @@ impl<'a> TextEditor<'a> {
         Ok(changed)
     }
 
-    /// Masks `text` (which starts at byte `offset` of the string at `site`). With
-    /// `changes`, only the replacements go to `out`, each listed in `changes`.
+    /// Masks `text` (which starts at byte `offset` of the string at `site`, and is all
+    /// of it when `whole`). With `changes`, only the replacements go to `out`, each
+    /// listed in `changes`.
     fn mask_run(
         &mut self,
         text: &str,
         offset: usize,
+        whole: bool,
         site: Place<'_, '_>,
         out: &mut String,
         mut changes: Option<&mut Vec<Change>>,
@@ -178,6 +180,15 @@ impl<'a> TextEditor<'a> {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         find_spans(masker, text, &mut spans);
+        // A member whose key names a secret: its whole string is the value.
+        if whole
+            && let Place::Site(site) = site
+            && let Some(key) = site.member_key()
+            && let Some(span) = masker.find_named(key, text)
+        {
+            spans.clear();
+            spans.push(span);
+        }
         self.recurring.extend(text, &mut spans);
         let mut result = Ok(!spans.is_empty());
         let mut at = 0;
@@ -380,7 +391,7 @@ impl StringEdit for TextEditor<'_> {
             });
         }
         Ok(
-            if self.mask_run(text, 0, Place::Site(site), out, Some(changes))? {
+            if self.mask_run(text, 0, true, Place::Site(site), out, Some(changes))? {
                 Edited::Changes
             } else {
                 Edited::Kept

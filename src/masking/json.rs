@@ -131,6 +131,17 @@ impl Site<'_> {
         })
     }
 
+    /// The key (raw, as written) of the member whose value the string is; None for an
+    /// array's element and for a message's contents (`content`, `text`...: where the
+    /// walk has read the key as one, none of them names a secret, and a request's long
+    /// texts are not tested for it).
+    pub fn member_key(&self) -> Option<&[u8]> {
+        self.stack
+            .last()
+            .filter(|frame| !frame.array && frame.key_class & KEY_CONTENT == 0)
+            .map(|frame| &self.body[frame.key.0..frame.key.1])
+    }
+
     /// The RFC 6901 JSON pointer of the string (`/messages/1/content`).
     pub fn pointer(&self) -> String {
         let mut pointer = String::new();

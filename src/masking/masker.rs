@@ -14,6 +14,7 @@ use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
+use super::secrets;
 use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
 
 /// How many bytes a streaming masker holds back: the longest value caught whole. Keys,
@@ -303,6 +304,16 @@ impl TextMasker for Masker {
             spans.extend(mine);
         }
         FOUND.set(found);
+    }
+
+    fn find_named(&self, key: &[u8], text: &str) -> Option<Span> {
+        let found = secrets::named_member_value(key, text)?;
+        self.enabled[found.kind.index()].then(|| Span {
+            start: found.start,
+            end: found.end,
+            kind: self.kinds[found.kind.index()].clone(),
+            by_context: found.by_context,
+        })
     }
 
     fn replace(

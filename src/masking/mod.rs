@@ -155,6 +155,14 @@ pub trait TextMasker: Send + Sync {
     /// on `char` boundaries.
     fn find(&self, text: &str, spans: &mut Vec<Span>);
 
+    /// The whole of `text` as one value, when it is the string of a JSON member whose
+    /// key (`key`, raw) tells by itself that it holds a secret (`"password"`,
+    /// `"api_key"`): the string's quotes bound the value, where in free text the words
+    /// after a name do not (`{"password": "correct horse battery staple"}`).
+    fn find_named(&self, _key: &[u8], _text: &str) -> Option<Span> {
+        None
+    }
+
     /// Appends the replacement of `value` (the text of `span`) to `out` and counts it
     /// in `findings`; a pseudonym is taken from (or added to) `vault`. `Err` when the
     /// type's action is `block` (counted too).

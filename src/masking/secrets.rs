@@ -408,6 +408,36 @@ pub(super) fn password_value(
     found_by_context(value_start, value_end, Builtin::Password)
 }
 
+/// The whole of a JSON string whose member's key (`key`, raw) names a password or a
+/// key: `{"password": "correct horse battery staple"}` in a tool call's arguments or a
+/// login body, `{"api_key": "abcd1234efgh5678ijkl"}`. The key says what the value is,
+/// as a name before `=` does in text, and the quotes bound it, spaces and all. A
+/// password is four characters or more that do not read as a reference or a
+/// placeholder (`"${DB_PASSWORD}"`, `"required"`); a key's value is one as an
+/// assigned key's is (16 or more, no blank, generated-looking).
+pub fn named_member_value(key: &[u8], value: &str) -> Option<Found> {
+    // Lengths first: most strings are a message's long text, and those end it here.
+    if value.len() > TOKEN_MAX || value.len() < 4 {
+        return None;
+    }
+    let one_line = || memchr::memchr2(b'\n', b'\r', value.as_bytes()).is_none();
+    if bounds::names_a_password(key) {
+        let trimmed = value.trim();
+        if trimmed.len() < 4 || !one_line() || reads_as_a_reference(trimmed) {
+            return None;
+        }
+        return found_by_context(0, value.len(), Builtin::Password);
+    }
+    if value.len() >= 16
+        && !value.bytes().any(|b| b.is_ascii_whitespace())
+        && bounds::names_a_key(key)
+        && assigned_value_looks_generated(value)
+    {
+        return found_after_key_word(0, value.len(), kind_of_value(value), value);
+    }
+    None
+}
+
 /// The password of curl's `-u user:password` (matched at `start..end`, from the flag):
 /// only in a curl command (`curl` among the 512 bytes before the flag), since other
 /// tools' `-u` takes a user and a group (`docker run -u 1000:1000`, `-u www-data:www-data`).
