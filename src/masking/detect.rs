@@ -1185,6 +1185,20 @@ mod tests {
         }
     }
 
+    /// `key` is found as an API key after every lead of up to `leads` bytes of words and
+    /// digits: wherever the token-run walk's steps fall.
+    fn found_wherever_the_walk_steps(key: &str, leads: usize) {
+        for lead in 0..leads {
+            let before: String = "ab cdefghijklmnopqrstuvwxyz0123456789 "
+                .chars()
+                .cycle()
+                .take(lead)
+                .collect();
+            let text = format!("{before} {key} and more");
+            assert!(found(&text).contains(&(key, "API_KEY")), "{text:?}");
+        }
+    }
+
     /// Twilio's `SK` and Mailgun's `key-`/`pubkey-` keys are taken by their form wherever
     /// they stand; the same hex with another word glued before or after, another
     /// prefix, the wrong case or length, stays as any hex run does.
@@ -1205,16 +1219,7 @@ mod tests {
             ] {
                 assert_eq!(found(&text), [(key, "API_KEY")], "{text}");
             }
-            // Found wherever the token-run walk's steps fall.
-            for lead in 0..70 {
-                let before: String = "ab cdefghijklmnopqrstuvwxyz0123456789 "
-                    .chars()
-                    .cycle()
-                    .take(lead)
-                    .collect();
-                let text = format!("{before} {key} and more");
-                assert!(found(&text).contains(&(key, "API_KEY")), "{text:?}");
-            }
+            found_wherever_the_walk_steps(key, 70);
         }
         let hex = "f3a80e3eaa2a34a479907fede1810238";
         for text in [
@@ -1255,18 +1260,7 @@ mod tests {
         ] {
             assert_eq!(found(&text), [(token.as_str(), "API_KEY")], "{text}");
         }
-        for lead in 0..40 {
-            let before: String = "ab cdefghij 0123456789 "
-                .chars()
-                .cycle()
-                .take(lead)
-                .collect();
-            let text = format!("{before} {token} and more");
-            assert!(
-                found(&text).contains(&(token.as_str(), "API_KEY")),
-                "{text:?}"
-            );
-        }
+        found_wherever_the_walk_steps(&token, 40);
         for text in [
             // Seven digits; a word glued after; not hex; another prefix.
             format!("ATATT3{body}=0A1B2C3"),
