@@ -137,6 +137,8 @@ impl LastExits {
     /// `session` reached `host` through `exit` just now.
     pub fn used(&self, session: &SessionKey, host: &str, exit: &Arc<str>, now: Instant) {
         // A pair or host seen before (nearly always) is updated in place: no key to build.
+        // The `if let`'s lock is released before its `else`, where `remember` takes it
+        // again (edition 2024's scoping of the condition's temporaries).
         let known = (session, host);
         if let Some(last) = lock(&self.by_session).get_mut(&known as &dyn SessionHostKey) {
             *last = (exit.clone(), now);
