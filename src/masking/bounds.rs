@@ -202,15 +202,15 @@ fn mentions_a_session(words: &[u8]) -> bool {
                 return false;
             };
             let after = &words[at + word.len()..];
-            let ends_a_part = |rest: &[u8]| !rest.first().is_some_and(u8::is_ascii_alphabetic);
+            // The word's part ends here, or after `id` or a plural `s`.
+            let part_ends_after = |suffix: &[u8]| {
+                after.len() >= suffix.len()
+                    && after[..suffix.len()].eq_ignore_ascii_case(suffix)
+                    && !after.get(suffix.len()).is_some_and(u8::is_ascii_alphabetic)
+            };
             here.eq_ignore_ascii_case(word)
                 && (at == 0 || !words[at - 1].is_ascii_alphabetic())
-                && (ends_a_part(after)
-                    || (after.len() >= 2
-                        && after[..2].eq_ignore_ascii_case(b"id")
-                        && ends_a_part(&after[2..]))
-                    || (after.first().is_some_and(|b| b.eq_ignore_ascii_case(&b's'))
-                        && ends_a_part(&after[1..])))
+                && [&b""[..], b"id", b"s"].into_iter().any(part_ends_after)
         })
     })
 }

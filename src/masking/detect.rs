@@ -372,14 +372,12 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
         while next_found < found.len() && found[next_found].end <= start {
             next_found += 1;
         }
-        // A run through a value already found (often a long key or JWT) is not one.
-        let overlaps = next_found < found.len() && found[next_found].start < end;
-        if !overlaps
+        // A run through a value already found (often a long key or JWT) is not one, nor
+        // a token that goes on past its run (an Atlassian token's checksum) into one.
+        let reaches_found = |to: usize| next_found < found.len() && found[next_found].start < to;
+        if !reaches_found(end)
             && let Some(token) = token_run(text, start, end)
-            // A token that goes on past its run (an Atlassian token's checksum) must
-            // not reach into a value found there either.
-            && (token.end == end
-                || !(next_found < found.len() && found[next_found].start < token.end))
+            && !reaches_found(token.end)
         {
             extra.push(token);
         }

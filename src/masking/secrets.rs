@@ -366,14 +366,19 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
         return None;
     }
     let (value_start, value_end) = trailing_value(text, start, end);
-    let value = &text[value_start..value_end];
-    if value.len() < 16 || !bounds::token_may_end(text, value_end) {
+    if !bounds::token_may_end(text, value_end) {
         return None;
     }
-    if !assigned_value_looks_generated(value) {
+    assigned_key(value_start, &text[value_start..value_end])
+}
+
+/// `value`, at `start`, assigned to a key-like name: a key when it is 16 or more and
+/// looks generated.
+fn assigned_key(start: usize, value: &str) -> Option<Found> {
+    if value.len() < 16 || !assigned_value_looks_generated(value) {
         return None;
     }
-    found_after_key_word(value_start, value_end, kind_of_value(value), value)
+    found_after_key_word(start, start + value.len(), kind_of_value(value), value)
 }
 
 /// The value assigned to a password-like name (`DB_PASSWORD=...`, `"password": "..."`,
@@ -428,14 +433,10 @@ pub fn named_member_value(key: &[u8], value: &str) -> Option<Found> {
         }
         return found_by_context(0, value.len(), Builtin::Password);
     }
-    if value.len() >= 16
-        && !value.bytes().any(|b| b.is_ascii_whitespace())
-        && bounds::names_a_key(key)
-        && assigned_value_looks_generated(value)
-    {
-        return found_after_key_word(0, value.len(), kind_of_value(value), value);
+    if value.bytes().any(|b| b.is_ascii_whitespace()) || !bounds::names_a_key(key) {
+        return None;
     }
-    None
+    assigned_key(0, value)
 }
 
 /// The password of curl's `-u user:password` (matched at `start..end`, from the flag):
