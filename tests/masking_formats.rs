@@ -615,10 +615,14 @@ fn password(rng: &mut Rng) -> (&'static str, String) {
         let len = 3 + rng.below(6);
         rng.text(LOWER, len)
     };
-    match rng.below(4) {
+    match rng.below(5) {
         0 => {
             let len = 8 + rng.below(17);
             ("generated", rng.text(PASSWORD_BYTES, len))
+        }
+        4 => {
+            let words: Vec<String> = (0..3 + rng.below(3)).map(|_| word(rng)).collect();
+            ("quoted passphrase", words.join(" "))
         }
         1 => {
             let w = word(rng);
@@ -773,6 +777,16 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "the cookie was session={}",
             "Decode this JWT {} for me",
             "令牌{}已过期",
+        ],
+        // Words and blanks: where quotes bound them.
+        ("PASSWORD", "quoted passphrase") => &[
+            "DB_PASSWORD=\"{}\"",
+            "{\"user\": \"app\", \"password\": \"{}\"}",
+            "  password: '{}'",
+            "ALTER ROLE app WITH PASSWORD = '{}';",
+            "new_password2: \"{}\"",
+            "my password is \"{}\" btw",
+            "数据库password=\"{}\"请保密",
         ],
         // Assigned to a password-like name: config files, JSON, YAML, SQL, a command.
         ("PASSWORD", _) => &[
@@ -1140,8 +1154,15 @@ fn values_told_by_their_context_are_masked_where_another_message_repeats_them() 
                 (format!("my api key is {key}"), key)
             }
             _ => {
-                let (_, password) = password(&mut rng);
-                (format!("DB_PASSWORD={password}"), password)
+                // A passphrase of words and blanks is bounded by its quotes.
+                let (form, password) = password(&mut rng);
+                let told = if password.contains(' ') {
+                    format!("DB_PASSWORD=\"{password}\"")
+                } else {
+                    format!("DB_PASSWORD={password}")
+                };
+                assert_eq!(password.contains(' '), form == "quoted passphrase");
+                (told, password)
             }
         };
         let quote = quotes[rng.below(quotes.len())].replace("{}", &value);

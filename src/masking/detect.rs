@@ -961,7 +961,19 @@ mod tests {
     fn passwords_assigned_to_password_names() {
         for (text, password) in [
             ("DB_PASSWORD=hunter2!x", "hunter2!x"),
-            ("{\"username\": \"bob\", \"password\": \"P@ss w0rd\"}", ""),
+            // Quoted, a password is read to its closing quote, blanks, `,;` and the
+            // other quote included.
+            (
+                "{\"username\": \"bob\", \"password\": \"P@ss w0rd\"}",
+                "P@ss w0rd",
+            ),
+            (
+                "PASSWORD=\"correct horse battery staple\"",
+                "correct horse battery staple",
+            ),
+            ("  password: 'open sesame 42'", "open sesame 42"),
+            ("db_pass = \"a,b;c d'e\" # prod", "a,b;c d'e"),
+            ("passphrase:\t\"it's my dog.\"", "it's my dog."),
             ("{\"password\": \"Tr0ub4dor&3\"}", "Tr0ub4dor&3"),
             ("  password: correct-horse-battery", "correct-horse-battery"),
             ("POSTGRES_PASSWORD: secret", "secret"),
@@ -1016,6 +1028,17 @@ mod tests {
             "password=%DB_PASS%",
             "db_password = config.db.password",
             "self.password = password",
+            // Quoted: a blank first, an escape, no closing quote on the line, over 64
+            // bytes, under 6, a reference.
+            "password: \" spaced out\"",
+            "password=\"abc\\\"de fg\"",
+            "password: \"open sesame\n42\"",
+            "password = \"this sentence in quotes runs on for more than sixty-four bytes, so it is no password\"",
+            "password = \"a b c\"",
+            "password: \"${DB_PASSWORD}\"",
+            "PWD = \"'`pwd`'\"",
+            "password = \"`cat /run/secrets/db`\"",
+            "password: '<your password>'",
         ] {
             assert!(
                 !found(text).iter().any(|(_, kind)| *kind == "PASSWORD"),
@@ -1107,6 +1130,13 @@ mod tests {
             ("my password for gmail is 123456", "123456"),
             ("password was uzhpkt_yny_gld", "uzhpkt_yny_gld"),
             ("密码: my password is hunter22です", "hunter22"),
+            // Quoted, a passphrase of three words or more; one word as unquoted.
+            (
+                "my password is \"correct horse battery staple\", ok",
+                "correct horse battery staple",
+            ),
+            ("the password was 'open sesame 42'.", "open sesame 42"),
+            ("the password is \"hunter22\"", "hunter22"),
         ] {
             assert_eq!(found(text), [(password, "PASSWORD")], "{text}");
         }
@@ -1127,6 +1157,8 @@ mod tests {
             "Passwords are hunter22",
             "If the password is L{None}, the PASS command waits",
             "the password is not_set yet",
+            "the password is \"required\"",
+            "the password was 'too short'",
         ] {
             assert_eq!(found(text), [], "{text}");
         }

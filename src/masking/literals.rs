@@ -245,8 +245,9 @@ fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
         .find_map(|k| told_value_end(bytes, after[k]))
 }
 
-/// `[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?` and six password bytes or more at `at`: the
-/// end of the value. A quote, once there, is taken (no password byte is one).
+/// `[ \t]+(?:is|was|IS|WAS):?[ \t]+` and a value as an assigned password's
+/// (`triggers::password_value_end`, a backtick opening it too) at `at`: the end of the
+/// value.
 fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
@@ -267,12 +268,7 @@ fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     if blanks == 0 {
         return None;
     }
-    at += blanks;
-    if matches!(bytes.get(at), Some(b'"' | b'\'' | b'`')) {
-        at += 1;
-    }
-    let value = run(bytes, at, triggers::is_assigned_password_byte);
-    (value >= 6).then_some(at + value)
+    triggers::password_value_end(bytes, at + blanks, |b| matches!(b, b'"' | b'\'' | b'`'))
 }
 
 /// `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----` (or `-----END`): the longest
@@ -368,6 +364,8 @@ mod tests {
                 "\"",
                 "hunter22",
                 "p@ss!",
+                "open sesame",
+                "\"a b,c'\"",
             ])
             .collect()
     }
@@ -392,6 +390,35 @@ mod tests {
                     let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
                     let expected = regex.search(&input).map(|m| m.end());
                     prop_assert_eq!(end_of(shape, bytes, start), expected, "{:?} at {} in {:?}", shape, start, text);
+                }
+            }
+        }
+    }
+
+    /// A password told in prose, quoted or not, of every length around the quoted
+    /// value's bounds and with every byte a quoted one may hold: the hand reader ends
+    /// where the pattern ends.
+    #[test]
+    fn told_passwords_are_read_as_their_pattern_reads_them() {
+        let regex = anchored(Shape::ProsePassword);
+        for lead in ["my password is ", "PASSWORD WAS: ", "password for it is\t"] {
+            for open in ["", "\"", "'", "`"] {
+                for alphabet in ["aZ9!@#$%^&*(){}[]<>?/~|", "a b,c;d'e\t\"f`"] {
+                    for len in (0..9).chain(62..67) {
+                        let value: String = alphabet.chars().cycle().skip(len).take(len).collect();
+                        for after in ["", " x", "\"", "'", "`", ",", "\\", "é"] {
+                            let text = format!("x {lead}{open}{value}{after}");
+                            let bytes = text.as_bytes();
+                            let start = text.find("assword").or(text.find("ASSWORD")).unwrap();
+                            let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
+                            let expected = regex.search(&input).map(|m| m.end());
+                            assert_eq!(
+                                end_of(Shape::ProsePassword, bytes, start),
+                                expected,
+                                "{text:?}"
+                            );
+                        }
+                    }
                 }
             }
         }

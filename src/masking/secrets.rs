@@ -397,16 +397,20 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
     password_value(text, value_start, end, 6)
 }
 
-/// The password from `value_start` to `end` (a sentence's full stop not part of it):
-/// taken when it is `least` bytes or more and does not read as a reference.
+/// The password from `value_start` to `end` (a sentence's full stop not part of it;
+/// nor the closing quote of a quoted one, which ends at `end`): taken when it is `least`
+/// bytes or more and does not read as a reference.
 pub(super) fn password_value(
     text: &str,
     value_start: usize,
     end: usize,
     least: usize,
 ) -> Option<Found> {
-    let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
-    let value = &text[value_start..value_end];
+    let value_end = match quoted_value(text.as_bytes(), end) {
+        Some(quoted) => quoted.end,
+        None => value_start + text[value_start..end].trim_end_matches('.').len(),
+    };
+    let value = &text[value_start.min(value_end)..value_end];
     if value.len() < least || reads_as_a_reference(value) {
         return None;
     }
@@ -466,14 +470,40 @@ pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
     {
         return None;
     }
-    let value_start = end
-        - bytes[..end]
-            .iter()
-            .rev()
-            .take_while(|&&b| triggers::is_assigned_password_byte(b))
-            .count();
+    let value_start = match quoted_value(bytes, end) {
+        Some(quoted) => quoted.start,
+        None => {
+            end - bytes[..end]
+                .iter()
+                .rev()
+                .take_while(|&&b| triggers::is_assigned_password_byte(b))
+                .count()
+        }
+    };
     let found = password_value(text, value_start, end, 6)?;
-    unlike_a_word(&bytes[found.start..found.end]).then_some(found)
+    let value = &bytes[found.start..found.end];
+    (unlike_a_word(value) || reads_as_a_passphrase(value)).then_some(found)
+}
+
+/// The inside of a quoted password value that ends, closing quote included, at `end`
+/// (`triggers::password_value_end` reads one only to a quote that no password byte is).
+fn quoted_value(bytes: &[u8], end: usize) -> Option<std::ops::Range<usize>> {
+    let quote = *bytes[..end].last()?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let open = memchr::memrchr(quote, &bytes[..end - 1])?;
+    Some(open + 1..end - 1)
+}
+
+/// Three words or more (`correct horse battery staple`), quoted after
+/// `password is`: a passphrase, where one word would be a word of prose.
+fn reads_as_a_passphrase(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b' ')
+        .filter(|word| !word.is_empty())
+        .count()
+        >= 3
 }
 
 /// A digit, a small letter followed by a capital (`CorrectHorse`), one of `!@#$%^&*`
@@ -499,7 +529,8 @@ pub(super) fn unlike_a_word(value: &[u8]) -> bool {
 
 /// What code, templates and tools write where a password goes, rather than the
 /// password: `${DB_PASSWORD}`, `$DB_PASSWORD`, `{{ vault.pw }}`, `<password>`, `%(pw)s`,
-/// `%DB_PASS%`, `[REDACTED]`, a path (`PWD=/home/me`), a call or an index (`getpass(`,
+/// `%DB_PASS%`, `[REDACTED]`, a command's output (`` `pwd` ``), a path
+/// (`PWD=/home/me`), a call or an index (`getpass(`,
 /// `Some(password)`, `os.environ["PW"]`, `vec![0u8`), a field (`settings.DB_PASSWORD`,
 /// `self.password`), the name passed on (`password=password)`), a type (`String`,
 /// `Option<String>`, `SecretStr`), one character over and over (`********`), and words
@@ -546,7 +577,13 @@ fn reads_as_a_reference(value: &str) -> bool {
         || enclosed("<", b'>')
         || enclosed("[", b']')
         || enclosed("%(", b's')
-        || (enclosed("%", b'%') && env_name(&value[1..value.len() - 1]));
+        || (enclosed("%", b'%') && env_name(&value[1..value.len() - 1]))
+        // A shell's command substitution, quoted again inside a quoted value
+        // (`PWD="'`pwd`'"`).
+        || {
+            let inner = value.trim_matches(['\'', '"']);
+            inner.len() >= 2 && inner.starts_with('`') && inner.ends_with('`')
+        };
     let path = (first == b'/' || value.starts_with("~/"))
         && bytes
             .iter()

@@ -69,12 +69,17 @@ pub const SHAPES: [(Shape, &str); 17] = [
         r#"(?i:[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9_+/.~\-]{16,}"#,
     ),
     // A name ending in a password word (`pass` only as a name's last part: `DB_PASS`,
-    // not `bypass`, nor `pass` alone, a word of prose: `first pass: ...`), then any
-    // printable value of six or more but blanks, quotes, `,;\` and the backtick that
-    // closes Markdown's inline code (`password=hunter22`).
+    // not `bypass`, nor `pass` alone, a word of prose: `first pass: ...`), then the
+    // value: quoted, 6 to 64 printable bytes or blanks (not starting with one) up to
+    // the closing quote, which is taken (`PASSWORD="correct horse battery staple"`);
+    // otherwise any printable value of six or more but blanks, quotes, `,;\` and the
+    // backtick that closes Markdown's inline code (`password=hunter22`).
     (
         Shape::Password,
-        r#"(?i:(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd)|[A-Za-z0-9_.\-]*[_.\-]pass)[0-9]*)["']?[ \t]*[:=][ \t]*["']?[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
+        concat!(
+            r#"(?i:(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd)|[A-Za-z0-9_.\-]*[_.\-]pass)[0-9]*)["']?[ \t]*[:=][ \t]*"#,
+            r#"(?:"[!#-\[\]-~][\t -!#-\[\]-~]{5,63}"|'[!-&(-\[\]-~][\t -&(-\[\]-~]{5,63}'|["']?[!#-&(-+\--:<-\[\]-_a-~]{6,})"#,
+        ),
     ),
     // curl's credentials (`-u user:password`, `--user user:password`,
     // `--user=user:password`): the password is a printable run of six or more after the
@@ -85,11 +90,15 @@ pub const SHAPES: [(Shape, &str); 17] = [
     ),
     // A password told in prose: `my password is hunter22`, `the password for the admin
     // account was: S3cret!` (up to four words between, the value as an assigned one).
+    // A quoted value is read as an assigned one's, blanks included.
     // Found from the literal `assword`/`ASSWORD`; `secrets::prose_password` wants the
     // word whole and a value that is not a word of prose.
     (
         Shape::ProsePassword,
-        r#"(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
+        concat!(
+            r#"(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+"#,
+            r#"(?:"[!#-\[\]-~][\t -!#-\[\]-~]{5,63}"|'[!-&(-\[\]-~][\t -&(-\[\]-~]{5,63}'|["'`]?[!#-&(-+\--:<-\[\]-_a-~]{6,})"#,
+        ),
     ),
     (
         Shape::Email,

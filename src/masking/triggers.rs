@@ -394,18 +394,27 @@ fn user_password_end(bytes: &[u8], start: usize) -> Option<usize> {
 
 /// `name: value` or `name = value` at the `:`/`=` at `i`: a key-like name with a value
 /// (`Shape::Assigned`), or `Authorization: Basic`.
+/// Out of line: inlined into the walk, its reading of quoted passwords cost the walk's
+/// loop some 800 instructions a request on the masking bench (spills), where a call
+/// per `:`/`=` costs 400.
+#[inline(never)]
 fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape, usize)) {
     // Most colons and equals signs in prose and code have a short word after them:
     // neither shape can match then (a value of 16, or `basic` and 8).
-    let mut value = run_forward(bytes, i + 1, is_blank);
-    if bytes.get(value).is_some_and(|&b| is_quote(b)) {
+    let separator_end = run_forward(bytes, i + 1, is_blank);
+    let mut value = separator_end;
+    let quote = bytes.get(value).copied().filter(|&b| is_quote(b));
+    if quote.is_some() {
         value += 1;
     }
     let head = &bytes[value.min(bytes.len())..];
     let short = !leads_with(head, 5, is_value_byte);
-    // A password may hold any printable byte, and is taken from six.
-    let short_password = !leads_with(head, 6, is_assigned_password_byte);
-    if short && short_password {
+    // A password may hold any printable byte, and is taken from six; a quoted one may
+    // also start with a short word or hold a blank early (`"open sesame"`).
+    let password_head = leads_with(head, 6, is_assigned_password_byte);
+    let quoted_head = !password_head
+        && quote.is_some_and(|quote| leads_with(head, 6, |b| is_quoted_password_byte(b, quote)));
+    if short && !password_head && !quoted_head {
         return;
     }
     let mut name_end = run_back(bytes, i, is_blank);
@@ -416,7 +425,7 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     if name_start == name_end {
         return;
     }
-    if !short_password && name_end == i && bytes[i] == b':' {
+    if password_head && name_end == i && bytes[i] == b':' {
         user_password(bytes, name_start, i, push);
     }
     let name = &bytes[name_start..name_end];
@@ -435,8 +444,10 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
     }
-    if !short_password && bounds::names_a_password(name) {
-        let end = run_forward(bytes, value, is_assigned_password_byte);
+    if (password_head || quoted_head)
+        && bounds::names_a_password(name)
+        && let Some(end) = password_value_end(bytes, separator_end, is_quote)
+    {
         debug_assert_eq!(Some(end), password_end(bytes, name_start));
         push(name_start, i, Shape::Password, end);
     }
@@ -641,8 +652,8 @@ fn url_password_end(bytes: &[u8], start: usize) -> Option<usize> {
         .map(|at| at + 1)
 }
 
-/// After a name: `["']?[ \t]*[:=][ \t]*["']?`; where the value starts.
-fn after_separator(bytes: &[u8], name_end: usize) -> Option<usize> {
+/// After a name: `["']?[ \t]*[:=][ \t]*`; where the value, or its opening quote, starts.
+fn separator_end(bytes: &[u8], name_end: usize) -> Option<usize> {
     let mut at = name_end;
     if bytes.get(at).is_some_and(|&b| is_quote(b)) {
         at += 1;
@@ -651,11 +662,65 @@ fn after_separator(bytes: &[u8], name_end: usize) -> Option<usize> {
     if !matches!(bytes.get(at), Some(b':' | b'=')) {
         return None;
     }
-    at = run_forward(bytes, at + 1, is_blank);
+    Some(run_forward(bytes, at + 1, is_blank))
+}
+
+/// After a name: `["']?[ \t]*[:=][ \t]*["']?`; where the value starts.
+fn after_separator(bytes: &[u8], name_end: usize) -> Option<usize> {
+    let mut at = separator_end(bytes, name_end)?;
     if bytes.get(at).is_some_and(|&b| is_quote(b)) {
         at += 1;
     }
     Some(at)
+}
+
+/// The longest quoted password read whole, blanks and all: a passphrase of a few words
+/// is under it, a sentence in quotes (a form's hint, a message) mostly over it.
+const QUOTED_PASSWORD_MAX: usize = 64;
+
+/// A password's value at `at`, just past the separator's blanks, to its end:
+/// `"[...]{6,64}"` or `'[...]{6,64}'`, printable bytes or blanks not starting with a
+/// blank, to past the closing quote (`"correct horse battery staple"`, `'a,b;c d'`: the
+/// quotes bound it); otherwise an optional opening quote (or other byte that `opens`)
+/// and six password bytes or more.
+pub(super) fn password_value_end(
+    bytes: &[u8],
+    at: usize,
+    opens: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut value = at;
+    if let Some(&open) = bytes.get(at) {
+        if is_quote(open)
+            && let Some(end) = quoted_password_end(bytes, at + 1, open)
+        {
+            return Some(end);
+        }
+        if opens(open) {
+            value += 1;
+        }
+    }
+    let end = run_forward(bytes, value, is_assigned_password_byte);
+    (end - value >= 6).then_some(end)
+}
+
+/// A byte of a password quoted by `quote`: printable or a blank, but the quote and `\`.
+fn is_quoted_password_byte(b: u8, quote: u8) -> bool {
+    (b.is_ascii_graphic() || is_blank(b)) && b != quote && b != b'\\'
+}
+
+/// The quoted password whose first byte is at `start`, opened by `quote`: past its
+/// closing quote, when it is 6 to [`QUOTED_PASSWORD_MAX`] bytes on one line, holds
+/// no `\` (an escape would end it elsewhere) and does not start with a blank.
+fn quoted_password_end(bytes: &[u8], start: usize, quote: u8) -> Option<usize> {
+    let limit = bytes.len().min(start + QUOTED_PASSWORD_MAX + 1);
+    let end = run_forward(&bytes[..limit], start, |b| {
+        is_quoted_password_byte(b, quote)
+    });
+    let len = end - start;
+    ((6..=QUOTED_PASSWORD_MAX).contains(&len)
+        && !is_blank(bytes[start])
+        && bytes.get(end) == Some(&quote))
+    .then_some(end + 1)
 }
 
 /// `(?i:[name]*(?:key|token|secret|credential|auth)[name]*)["']?[ \t]*[:=][ \t]*["']?`
@@ -675,13 +740,12 @@ pub(super) fn assigned_value_start(bytes: &[u8], start: usize) -> Option<usize> 
 }
 
 /// A name ending in a password word ([`bounds::names_a_password`]), the separator, then
-/// `[password]{6,}`, at `start`: the `Password` pattern of `shapes::SHAPES`.
+/// a value as [`password_value_end`] reads it, at `start`: the `Password` pattern of
+/// `shapes::SHAPES`.
 fn password_end(bytes: &[u8], start: usize) -> Option<usize> {
     let name_end = run_forward(bytes, start, is_name_byte);
-    let value = after_separator(bytes, name_end)?;
-    let value_end = run_forward(bytes, value, is_assigned_password_byte);
-    (value_end - value >= 6 && bounds::names_a_password(&bytes[start..name_end]))
-        .then_some(value_end)
+    let value_end = password_value_end(bytes, separator_end(bytes, name_end)?, is_quote)?;
+    bounds::names_a_password(&bytes[start..name_end]).then_some(value_end)
 }
 
 /// `(?i:authorization)["']?[ \t]*[:=][ \t]*["']?(?i:basic)[ \t]+[A-Za-z0-9+/]{8,}` at
@@ -848,6 +912,8 @@ mod tests {
         "db8",
         "sk",
         "\n",
+        "open sesame",
+        "=\"",
         // Whole values and near misses, so that every shape's edges are reached often.
         "a@example.com",
         "j.doe@mail.example.co",
@@ -907,14 +973,15 @@ mod tests {
         let separators = ["=", ": ", "\": \"", " = '", ":\t", "=\""];
         for name in names {
             for separator in separators {
-                for len in 0..9 {
-                    let value: String = "aZ9!@#$%^&*(){}[]<>?/~`|"
-                        .chars()
-                        .cycle()
-                        .skip(len)
-                        .take(len)
-                        .collect();
-                    for after in ["", " x", "\"", ",", ";", "\\", "é"] {
+                // Values of every printable byte, and of the bytes only a quoted one
+                // holds (blanks, `,;`, quotes), around the quoted value's bounds.
+                let values = ["aZ9!@#$%^&*(){}[]<>?/~`|", "a b,c;d'e\t\"f"];
+                for (alphabet, len) in values
+                    .iter()
+                    .flat_map(|a| (0..9).chain(62..67).map(move |len| (a, len)))
+                {
+                    let value: String = alphabet.chars().cycle().skip(len).take(len).collect();
+                    for after in ["", " x", "\"", "'", ",", ";", "\\", "é"] {
                         let text = format!("x {name}{separator}{value}{after}");
                         let bytes = text.as_bytes();
                         for start in 0..bytes.len() {
