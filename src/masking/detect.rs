@@ -989,6 +989,7 @@ mod tests {
             ("PGPASSWORD={x7/Lq%9", "{x7/Lq%9"),
             ("passphrase: correct.horse.battery", "correct.horse.battery"),
             ("admin_password: /9kQ#x2!", "/9kQ#x2!"),
+            ("wifi passphrase: /akVRD3l6", "/akVRD3l6"),
             ("password: KNJz3LLZ<ei", "KNJz3LLZ<ei"),
         ] {
             let expected = if password.is_empty() {
@@ -1013,6 +1014,8 @@ mod tests {
             "password: ********",
             "password=[REDACTED]",
             "PWD=/home/alice/src",
+            "PWD=/Users",
+            "PWD=/data2",
             "OLDPWD=~/projects",
             "bypass=enabled-for-tests",
             "passport: X1234567",

@@ -584,10 +584,18 @@ fn reads_as_a_reference(value: &str) -> bool {
             let inner = value.trim_matches(['\'', '"']);
             inner.len() >= 2 && inner.starts_with('`') && inner.ends_with('`')
         };
+    // A path: of two parts or more, from home, or one part written as a directory's
+    // name is (`/srv`, `/Users`, `/data2`; `/akVRD3l6` has capitals inside, as a
+    // generated password has).
     let path = (first == b'/' || value.starts_with("~/"))
         && bytes
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'));
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'))
+        && (first == b'~'
+            || bytes[1..].contains(&b'/')
+            || !bytes[2.min(bytes.len())..]
+                .iter()
+                .any(u8::is_ascii_uppercase));
     // A name (a path of them, a macro's `!`) then `(` or `[` and names, digits and
     // closing brackets: code, not a password (`P@ss(w0rd)` has no name before its
     // parenthesis, `K[A2np#o0)` has a `#` after it).
