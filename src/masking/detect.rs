@@ -485,6 +485,7 @@ fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
         .or_else(|| secrets::random_token(text, start, end))
         .or_else(|| secrets::key_after_key_word(text, start, end))
         .or_else(|| secrets::atlassian_token(text, start, end))
+        .or_else(|| secrets::path_token(text, start, end))
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -1307,6 +1308,51 @@ mod tests {
                     || value.ends_with("2C3G")),
                 "{text}"
             );
+        }
+    }
+
+    /// A webhook's URL carries its secret at the end of its path: Discord's and Slack's,
+    /// and any path under `hooks` whose last part is a random token. The ids before it,
+    /// paths of words, digests and short parts, and random-looking last parts of other
+    /// paths (class names) stay.
+    #[test]
+    fn webhook_and_capability_urls_lose_their_secret() {
+        let discord = "aBcD3fGh1jKlMn0pQrStUvWxYz9-Xk9mQ2vLp7RtY4nB8sW3cJ6hQ_r5Ty8uI0oP2aS4dF6";
+        let slack = "Xk9mQ2vLp7RtY4nB8sW3cJ6h";
+        let capability = "Zq8Rk2Lm9Vx4Tn7Wb3Yc6Hd1Jf5Gs0Pa";
+        for (text, secret) in [
+            (
+                format!("post to https://discord.com/api/webhooks/1046185632456172490/{discord}"),
+                discord,
+            ),
+            (
+                format!(
+                    "curl -X POST https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/{slack} -d @m.json"
+                ),
+                slack,
+            ),
+            (
+                format!(
+                    "SLACK_WEBHOOK=https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/{slack}"
+                ),
+                slack,
+            ),
+            (
+                format!("POST https://hooks.example.com/hooks/catch/2024/{capability}."),
+                capability,
+            ),
+        ] {
+            assert_eq!(found(&text), [(secret, "API_KEY")], "{text}");
+        }
+        for text in [
+            "https://github.com/rust-lang/rust/blob/master/compiler/rustc_middle/src/ty/mod.rs",
+            "see https://github.com/org/repo/commit/9fceb02d0ae598e95dc970b74767f19372d61af8",
+            "https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/short",
+            "https://example.com/services/t024be7ld/b01abcdef12/Xk9mQ2vLp7RtY4nB8sW3cJ6h",
+            "https://example.com/docs/v2/guides/getting-started/installation-on-linux",
+            "Passed: com/sun/crypto/provider/Cipher/ChaCha20/unittest/ChaCha20Poly1305ParametersUnitTest.java",
+        ] {
+            assert_eq!(found(text), [], "{text}");
         }
     }
 

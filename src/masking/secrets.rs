@@ -200,6 +200,48 @@ pub fn atlassian_token(text: &str, start: usize, end: usize) -> Option<Found> {
     found(start, end + 8, Builtin::ApiKey)
 }
 
+/// The secret at the end of a webhook's URL path, whose run `start..end`
+/// (`detect::random_tokens`) is not random as a whole, its path's words and slashes
+/// being in it: Discord's `/api/webhooks/<id>/<68 characters>`, any path under a
+/// `webhooks`, `webhook` or `hooks` part whose last part is a random token of 32 or
+/// more, and Slack's `/services/T.../B.../<24 characters>`. Anyone holding such a URL
+/// can post as its owner. Other paths' last parts are left: class and file names of
+/// 32 or more mix cases and digits too (`ChaCha20Poly1305ParametersUnitTest`).
+/// Slack's secret, shorter than a random token, is told by the path before it:
+/// `services/`, then the workspace (`T`) and the channel or bot (`B`) ids in capitals
+/// and digits.
+#[inline(never)]
+pub fn path_token(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let last = start + 1 + memchr::memrchr(b'/', &bytes[start..end])?;
+    if !bounds::token_may_end(text, end) {
+        return None;
+    }
+    let secret = &text[last..end];
+    let under_hooks = || {
+        bytes[start..last - 1]
+            .split(|&b| b == b'/')
+            .any(|part| matches!(part, b"webhooks" | b"webhook" | b"hooks"))
+    };
+    if (32..=TOKEN_MAX).contains(&secret.len()) && looks_random(secret) && under_hooks() {
+        return found(last, end, Builtin::ApiKey);
+    }
+    let id = |part: &[u8], head: u8| {
+        part.len() >= 9
+            && part[0] == head
+            && part
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    let mut parts = bytes[start..last - 1].rsplit(|&b| b == b'/');
+    let slack = secret.len() == 24
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric())
+        && parts.next().is_some_and(|part| id(part, b'B'))
+        && parts.next().is_some_and(|part| id(part, b'T'))
+        && parts.next() == Some(&b"services"[..]);
+    slack.then(|| found(last, end, Builtin::ApiKey)).flatten()
+}
+
 /// A Discord bot token around either of its dots, the one at `dot`: the bot's user id
 /// (17 to 20 digits) in base64, `.`, six characters of timestamp, `.`, and 27 or more
 /// of HMAC (`MTA0NjE4NTYzMjQ1NjE3MjQ5MA.GZ4v8k.` and the rest). A run of letters and
@@ -382,8 +424,8 @@ fn assigned_key(start: usize, value: &str) -> Option<Found> {
 }
 
 /// The value assigned to a password-like name (`DB_PASSWORD=...`, `"password": "..."`,
-/// `SMTP_PASS: ...`): any printable value of six or more, unless it reads as a reference
-/// or a placeholder rather than a password.
+/// `SMTP_PASS: ...`): any printable value of six or more (quoted, blanks and all),
+/// unless it reads as a reference or a placeholder rather than a password.
 ///
 /// Out of line: few candidates are passwords, and inlined into the detectors' confirm
 /// step it kept that step from being inlined into the walk (2 700 instructions a
@@ -393,28 +435,33 @@ pub fn password(text: &str, start: usize, end: usize) -> Option<Found> {
     if !bounds::token_may_start(text, start) || !bounds::token_may_end(text, end) {
         return None;
     }
+    if let Some(inside) = quoted_value(text.as_bytes(), end) {
+        return password_between(text, inside.start, inside.end, 6);
+    }
     let value_start = triggers::assigned_value_start(text.as_bytes(), start)?;
     password_value(text, value_start, end, 6)
 }
 
-/// The password from `value_start` to `end` (a sentence's full stop not part of it;
-/// nor the closing quote of a quoted one, which ends at `end`): taken when it is `least`
-/// bytes or more and does not read as a reference.
+/// The password from `value_start` to `end` (a sentence's full stop not part of it):
+/// taken when it is `least` bytes or more and does not read as a reference.
 pub(super) fn password_value(
     text: &str,
     value_start: usize,
     end: usize,
     least: usize,
 ) -> Option<Found> {
-    let value_end = match quoted_value(text.as_bytes(), end) {
-        Some(quoted) => quoted.end,
-        None => value_start + text[value_start..end].trim_end_matches('.').len(),
-    };
-    let value = &text[value_start.min(value_end)..value_end];
+    let value_end = value_start + text[value_start..end].trim_end_matches('.').len();
+    password_between(text, value_start, value_end, least)
+}
+
+/// The password from `start` to `end`, as it is: taken when it is `least` bytes or
+/// more and does not read as a reference.
+fn password_between(text: &str, start: usize, end: usize, least: usize) -> Option<Found> {
+    let value = &text[start..end];
     if value.len() < least || reads_as_a_reference(value) {
         return None;
     }
-    found_by_context(value_start, value_end, Builtin::Password)
+    found_by_context(start, end, Builtin::Password)
 }
 
 /// The whole of a JSON string whose member's key (`key`, raw) names a password or a
@@ -470,23 +517,25 @@ pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
     {
         return None;
     }
-    let value_start = match quoted_value(bytes, end) {
-        Some(quoted) => quoted.start,
+    let found = match quoted_value(bytes, end) {
+        Some(inside) => password_between(text, inside.start, inside.end, 6)?,
         None => {
-            end - bytes[..end]
-                .iter()
-                .rev()
-                .take_while(|&&b| triggers::is_assigned_password_byte(b))
-                .count()
+            let value_start = end
+                - bytes[..end]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| triggers::is_assigned_password_byte(b))
+                    .count();
+            password_value(text, value_start, end, 6)?
         }
     };
-    let found = password_value(text, value_start, end, 6)?;
     let value = &bytes[found.start..found.end];
     (unlike_a_word(value) || reads_as_a_passphrase(value)).then_some(found)
 }
 
-/// The inside of a quoted password value that ends, closing quote included, at `end`
-/// (`triggers::password_value_end` reads one only to a quote that no password byte is).
+/// The inside of a quoted password that a `Password` or `ProsePassword` match ends,
+/// closing quote included, at `end`: only their quoted reading ends in a quote (no
+/// bare password byte is one), and no quote like it is inside.
 fn quoted_value(bytes: &[u8], end: usize) -> Option<std::ops::Range<usize>> {
     let quote = *bytes[..end].last()?;
     if quote != b'"' && quote != b'\'' {
