@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(33) {
+    match rng.below(35) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -583,6 +583,9 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
                 rng.text(HEX, 8).to_uppercase()
             ),
         ),
+        // A webhook's secret, the last part of its URL (`contexts` writes the rest).
+        32 => ("discord webhook", rng.text(URL_SAFE, 68)),
+        33 => ("slack webhook", rng.text(BASE62, 24)),
         _ => {
             let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
             ("gitlab", format!("{prefix}-{}", rng.text(URL_SAFE, 20)))
@@ -762,6 +765,16 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "the auth token: {}",
             "Cookie: theme=dark; session={}",
             "my session id is {}",
+        ],
+        ("API_KEY", "discord webhook") => &[
+            "post it to https://discord.com/api/webhooks/1046185632456172490/{}",
+            "DISCORD_WEBHOOK_URL=https://discordapp.com/api/webhooks/998877665544332211/{}\n",
+            "curl -H 'Content-Type: application/json' -d @msg.json https://discord.com/api/webhooks/1046185632456172490/{} && echo sent",
+        ],
+        ("API_KEY", "slack webhook") => &[
+            "post it to https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/{}",
+            "SLACK_WEBHOOK_URL=\"https://hooks.slack.com/services/T0ABCDE12/B0FGHIJ34KL/{}\"",
+            "webhook: hooks.slack.com/services/T024BE7LD/B01ABCDEF12/{}.",
         ],
         ("API_KEY", _) => &[
             "Here is my key: {}",
