@@ -460,7 +460,7 @@ fn aws_key(rng: &mut Rng) -> (&'static str, String) {
 }
 
 fn api_key(rng: &mut Rng) -> (&'static str, String) {
-    match rng.below(35) {
+    match rng.below(40) {
         0 => (
             "openai project",
             format!("sk-proj-{}", rng.text(URL_SAFE, 156)),
@@ -586,6 +586,29 @@ fn api_key(rng: &mut Rng) -> (&'static str, String) {
         // A webhook's secret, the last part of its URL (`contexts` writes the rest).
         32 => ("discord webhook", rng.text(URL_SAFE, 68)),
         33 => ("slack webhook", rng.text(BASE62, 24)),
+        // A pre-signed URL's signature: Azure's SAS `sig` (base64 of an HMAC-SHA256,
+        // percent-encoded), S3's and GCS's hex.
+        34 => {
+            let base64 = format!("{}=", rng.text(&format!("{BASE62}+/"), 43));
+            let encoded = base64
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
+            ("sas signature", encoded)
+        }
+        35 => ("presigned signature", rng.text(HEX, 64)),
+        36 => {
+            let prefix = rng.pick(&["hvs", "hvb"]);
+            ("vault", format!("{prefix}.CAESI{}", rng.text(URL_SAFE, 86)))
+        }
+        37 => (
+            "mailgun legacy",
+            format!(
+                "key-{}",
+                rng.text("abcdefghijklmnopqrstuvwxyz0123456789", 32)
+            ),
+        ),
+        38 => ("sentry dsn", rng.text(HEX, 32)),
         _ => {
             let prefix = rng.pick(&["glrt", "gldt", "glptt"]);
             ("gitlab", format!("{prefix}-{}", rng.text(URL_SAFE, 20)))
@@ -770,6 +793,25 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "post it to https://discord.com/api/webhooks/1046185632456172490/{}",
             "DISCORD_WEBHOOK_URL=https://discordapp.com/api/webhooks/998877665544332211/{}\n",
             "curl -H 'Content-Type: application/json' -d @msg.json https://discord.com/api/webhooks/1046185632456172490/{} && echo sent",
+        ],
+        ("API_KEY", "sas signature") => &[
+            "https://acct.blob.core.windows.net/c/report.csv?sv=2022-11-02&sr=b&sp=r&se=2026-12-31T00%3A00%3A00Z&sig={}",
+            "curl \"https://x.blob.core.windows.net/data/a.bin?sp=r&sig={}&se=2026-02-01\" -o a.bin",
+            "SAS token: ?sv=2022-11-02&ss=b&srt=co&sp=rl&sig={}",
+        ],
+        ("API_KEY", "presigned signature") => &[
+            "https://b.s3.amazonaws.com/k.txt?X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+            "get it from <https://storage.googleapis.com/b/o.pdf?X-Goog-Date=20261201T000000Z&X-Goog-Signature={}> today",
+        ],
+        ("API_KEY", "vault") => &[
+            "vault login {}",
+            "export VAULT_TOKEN={}",
+            "curl -H \"X-Vault-Token: {}\" https://vault:8200/v1/secret/data/app",
+            "the root token is {}.",
+        ],
+        ("API_KEY", "sentry dsn") => &[
+            "SENTRY_DSN=https://{}@o450000.ingest.sentry.io/5500000",
+            "sentry_sdk.init(dsn=\"https://{}@o123456.ingest.us.sentry.io/456\")",
         ],
         ("API_KEY", "slack webhook") => &[
             "post it to https://hooks.slack.com/services/T024BE7LD/B01ABCDEF12/{}",

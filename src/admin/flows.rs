@@ -53,27 +53,9 @@ pub(super) fn captures(plan: &Plan) -> Vec<Arc<Capture>> {
 pub(super) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         let text = text.replace('+', " ");
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            match (
-                bytes[i],
-                bytes.get(i + 1).copied(),
-                bytes.get(i + 2).copied(),
-            ) {
-                (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                    out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                    i += 3;
-                }
-                (b, _, _) => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned()
     };
     query
         .unwrap_or("")

@@ -125,6 +125,19 @@ pub fn names_a_key(name: &[u8]) -> bool {
         .any(|word| contains_ignore_case(name, word))
 }
 
+/// Whether a URL query parameter's `name` is a credential's: a signature's (`sig`,
+/// `signature`, `X-Amz-Signature`, `X-Goog-Signature`), whose value makes a pre-signed
+/// URL a key, or a key-like name.
+pub fn names_a_query_secret(name: &[u8]) -> bool {
+    const SIGNATURE: &[u8] = b"signature";
+    let signature = name.eq_ignore_ascii_case(b"sig")
+        || name.len() >= SIGNATURE.len()
+            && name[name.len() - SIGNATURE.len()..].eq_ignore_ascii_case(SIGNATURE)
+            && (name.len() == SIGNATURE.len()
+                || matches!(name[name.len() - SIGNATURE.len() - 1], b'_' | b'.' | b'-'));
+    signature || names_a_key(name)
+}
+
 /// The words that end a password-like name (`DB_PASSWORD`, `mysql_pwd`, `passphrase`).
 const PASSWORD_WORDS: [&[u8]; 4] = [b"password", b"passwd", b"passphrase", b"pwd"];
 

@@ -303,10 +303,18 @@ fn confirm(
         Shape::Prefixed => secrets::prefixed(text, start, end),
         Shape::AwsKeyId => secrets::aws_key_id(text, start, end),
         Shape::Assigned => secrets::assigned(text, start, end),
+        Shape::QuerySecret => secrets::query_secret(text, start, end),
         Shape::Password => secrets::password(text, start, end),
         Shape::UserPassword => secrets::user_password(text, start, end),
         Shape::ProsePassword => secrets::prose_password(text, start, end),
-        Shape::Email => with(contact::email(text, start, end), Builtin::EmailAddress),
+        Shape::Email => contact::email(text, start, end).map(|(start, end)| {
+            secrets::url_user_key(text, start, end).unwrap_or(Found {
+                start,
+                end,
+                kind: Builtin::EmailAddress,
+                by_context: false,
+            })
+        }),
         Shape::Iban => with(
             finance::iban(text, start).map(|e| (start, e)),
             Builtin::IbanCode,
@@ -486,6 +494,7 @@ fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
         .or_else(|| secrets::key_after_key_word(text, start, end))
         .or_else(|| secrets::atlassian_token(text, start, end))
         .or_else(|| secrets::path_token(text, start, end))
+        .or_else(|| secrets::vault_token(text, start, end))
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -1242,6 +1251,7 @@ mod tests {
             "SK59b73e72d95578684115e47c6e5abbd3",
             "SKAC00A3C4707BA5E7B3E0E97327748FE5",
             "key-21eedf9319a0fce4810a8aaecb0f602d",
+            "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
             "pubkey-a8f6bccd29e0f354e9de3ed0e6edd612",
         ] {
             for text in [
@@ -1270,6 +1280,10 @@ mod tests {
             "SK12345678901234567890123456789012".to_string(),
             format!("key-{}", hex.to_uppercase()),
             format!("key-{}", &hex[1..]),
+            // Mailgun's older form of letters and digits, with too few digits; a
+            // `pubkey-` of letters past `f`.
+            "key-abcdefghijklmnopqrstuvwxyzabcde1".to_string(),
+            "pubkey-3ax6xnjp29jd6fds4gc373sgvjxteol0".to_string(),
             // Digests: a git SHA, a sha256, a 32-digit md5.
             "commit 9fceb02d0ae598e95dc970b74767f19372d61af8".to_string(),
             "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_string(),
@@ -1351,6 +1365,102 @@ mod tests {
             "https://example.com/services/t024be7ld/b01abcdef12/Xk9mQ2vLp7RtY4nB8sW3cJ6h",
             "https://example.com/docs/v2/guides/getting-started/installation-on-linux",
             "Passed: com/sun/crypto/provider/Cipher/ChaCha20/unittest/ChaCha20Poly1305ParametersUnitTest.java",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
+    }
+
+    /// Vault's tokens are taken with their prefix, though a token does not start after
+    /// a dot; a Sentry DSN's key is a key, not an e-mail address's user part.
+    #[test]
+    fn vault_tokens_and_sentry_keys() {
+        let vault = "hvs.CAESIJlU9JMYEhOPYv4IgfT5R6iC3YA6Q5H6f-jB0n_YGHjKGh4KHGh2cy5oR0Z3Y1pX";
+        for text in [
+            format!("vault login {vault}"),
+            format!("token: {vault}."),
+            format!("{{\"auth\": {{\"client_token\": \"{vault}\"}}}}"),
+            format!("batch {}", vault.replacen("hvs.", "hvb.", 1)),
+        ] {
+            let expected = if text.starts_with("batch") {
+                vault.replacen("hvs.", "hvb.", 1)
+            } else {
+                vault.to_string()
+            };
+            assert_eq!(found(&text), [(expected.as_str(), "API_KEY")], "{text}");
+        }
+        for text in [
+            "see www.hvs.CAESIJlU9JMYEhOPYv4IgfT5R6iC3YA6Q5H6fjB0nYGHjKGh",
+            "file hvs.abcdefghijklmnopqrstuvwxyzabcdefgh.txt",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
+        let key = "4f9a2c1e8b7d4e6f9a0b1c2d3e4f5a6b";
+        let dsn = format!("SENTRY_DSN=https://{key}@o123456.ingest.sentry.io/7654321");
+        assert_eq!(found(&dsn), [(key, "API_KEY")], "{dsn}");
+        for text in [
+            "mail https://john.doe@example.com/ or ftp://anonymous@ftp.example.com",
+            "write to 4f9a2c1e8b7d4e6f9a0b1c2d3e4f5a6b@example.com",
+        ] {
+            assert!(
+                found(text).iter().all(|(_, kind)| *kind == "EMAIL_ADDRESS"),
+                "{text}"
+            );
+        }
+    }
+
+    /// A pre-signed URL is a key: its signature (Azure's SAS `sig`, S3's and GCS's
+    /// `X-*-Signature`, CloudFront's `Signature`) and a key-like parameter's value go
+    /// whole, percent escapes and all; the access key id in `X-Amz-Credential` goes as
+    /// an access key id, its scope stays; parameters named otherwise, placeholders and
+    /// encoded URLs stay.
+    #[test]
+    fn signed_urls_lose_their_signature() {
+        let sas = "aB3%2Bk9Lm%2FQx7Zt2Wv5Yp8Rn1Jc4Hd6Fg0Es3Tu9Io%3D";
+        let hex = "3b6f0c2d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+        let cloudfront = "Kq3m~Zx9Lp2Vb7Nc4Rt8Yw1Hs6Jd0Fg5Ak3Pm~Qe7Tn2Ux9Wb4Ic8Oy1Zr6Ld0G";
+        let session = "IQoJb3JpZ2luX2VjEJr%2F%2F%2F%2F%2FwEaCXVzLWVhc3QtMSJHMEUCIQD";
+        for (text, secret) in [
+            (
+                format!("https://a.blob.core.windows.net/c/b?sp=r&sv=2022-11-02&sr=b&sig={sas}"),
+                sas,
+            ),
+            (
+                format!("<https://a.blob.core.windows.net/c/b?sig={sas}&se=2026-02-01>"),
+                sas,
+            ),
+            (
+                format!("s3.amazonaws.com/k.txt?X-Amz-Expires=3600&X-Amz-Signature={hex}"),
+                hex,
+            ),
+            (
+                format!("storage.googleapis.com/b/o?x-goog-signature={hex}&x=1"),
+                hex,
+            ),
+            (
+                format!(
+                    "cloudfront.net/a.jpg?Expires=1767225600&Signature={cloudfront}&Key-Pair-Id=K2J"
+                ),
+                cloudfront,
+            ),
+            (
+                format!("k.txt?X-Amz-Security-Token={session}&X-Amz-Date=20261201T000000Z"),
+                session,
+            ),
+        ] {
+            assert_eq!(found(&text), [(secret, "API_KEY")], "{text}");
+        }
+        let scoped = "k.txt?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261201%2Fus-east-1%2Fs3%2Faws4_request";
+        assert_eq!(
+            found(scoped),
+            [("AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY")],
+            "{scoped}"
+        );
+        for text in [
+            "GET /cb?token_url=https%3A%2F%2Fauth.example.com%2Ftoken&state=abc",
+            "see https://x.io/?signature=YOUR_SIGNATURE_HERE",
+            "https://x.io/a?design=aB3%2Bk9Lm%2FQx7Zt2Wv5Yp8Rn1%3D",
+            "https://x.io/a?sig=short%2Fvalue",
+            "the sig=aB3%2Bk9Lm%2FQx7Zt2Wv5Yp8 without a query",
         ] {
             assert_eq!(found(text), [], "{text}");
         }

@@ -145,7 +145,8 @@ pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
 
 /// Keys whose prefix is too short or too common a word for the literal search, told
 /// by their whole form instead: Twilio's API key (`SK` and 32 hex digits) and Mailgun's
-/// (`key-` or `pubkey-` and 32 hex digits in small letters), as gitleaks reads them.
+/// (`key-` or `pubkey-` and 32 hex digits in small letters, as gitleaks reads them, or
+/// `key-` and 32 small letters and digits, its older keys' form).
 /// `start..end` is a token run of 32 or more (`detect::random_tokens`), so the prefix
 /// starts a run of its own: `monkey-` or `taskkey-` and hex, or `SK` glued to a longer
 /// word, are other runs. The hex must mix letters and digits, two of each at least, as
@@ -154,10 +155,11 @@ pub fn prefixed(text: &str, start: usize, end: usize) -> Option<Found> {
 pub fn short_prefixed_hex_key(text: &str, start: usize, end: usize) -> Option<Found> {
     let value = &text.as_bytes()[start..end];
     // The run's length picks the one prefix it can have: most runs are turned away here.
-    let (prefix, small_only): (&[u8], bool) = match value.len() {
-        34 => (b"SK", false),
-        36 => (b"key-", true),
-        39 => (b"pubkey-", true),
+    // Mailgun's older private keys are `key-` and 32 of `[0-9a-z]`, not hex.
+    let (prefix, small_only, base36): (&[u8], bool, bool) = match value.len() {
+        34 => (b"SK", false, false),
+        36 => (b"key-", true, true),
+        39 => (b"pubkey-", true, false),
         _ => return None,
     };
     let hex = value.strip_prefix(prefix)?;
@@ -166,6 +168,7 @@ pub fn short_prefixed_hex_key(text: &str, start: usize, end: usize) -> Option<Fo
         match b {
             b'0'..=b'9' => {}
             b'a'..=b'f' => letters += 1,
+            b'g'..=b'z' if base36 => letters += 1,
             b'A'..=b'F' if !small_only => letters += 1,
             _ => return None,
         }
@@ -198,6 +201,62 @@ pub fn atlassian_token(text: &str, start: usize, end: usize) -> Option<Found> {
         return None;
     }
     found(start, end + 8, Builtin::ApiKey)
+}
+
+/// A HashiCorp Vault token (`hvs.`, `hvb.` or `hvr.`, then the token), whose run
+/// `start..end` (`detect::random_tokens`) starts just past the prefix's dot: the dot
+/// kept the random-token test from taking it (a token does not start after a `.`, as a
+/// file name's extension or a domain's label does).
+#[inline(never)]
+pub fn vault_token(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let prefix = bytes.get(start.checked_sub(4)?..start)?;
+    let vault =
+        prefix[..2] == *b"hv" && matches!(prefix[2], b's' | b'b' | b'r') && prefix[3] == b'.';
+    (vault
+        && end - start <= TOKEN_MAX
+        && bounds::token_may_start(text, start - 4)
+        && bounds::token_may_end(text, end)
+        && mixes_cases_and_digits(&bytes[start..end]))
+    .then_some(Found {
+        start: start - 4,
+        end,
+        kind: Builtin::ApiKey,
+        by_context: false,
+    })
+}
+
+/// A Sentry DSN's key: the e-mail-like `<key>@<host>` at `start..end` just after a
+/// URL's `://` (`https://<32 hex>@o123.ingest.sentry.io/42`), its user part 32 hex
+/// digits or more mixing letters and digits. The key is the secret, not an address.
+#[inline(always)]
+pub fn url_user_key(text: &str, start: usize, end: usize) -> Option<Found> {
+    if start < 3 || text.as_bytes()[start - 1] != b'/' {
+        return None;
+    }
+    url_user_key_after_slash(text, start, end)
+}
+
+/// [`url_user_key`] once a `/` is known to come before `start`: out of line, as few
+/// e-mail addresses follow one.
+#[inline(never)]
+fn url_user_key_after_slash(text: &str, start: usize, end: usize) -> Option<Found> {
+    if !text.as_bytes()[..start].ends_with(b"://") {
+        return None;
+    }
+    let at = start + memchr::memchr(b'@', &text.as_bytes()[start..end])?;
+    let user = &text.as_bytes()[start..at];
+    let letters = user.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    (user.len() >= 32
+        && user.iter().all(u8::is_ascii_hexdigit)
+        && letters >= 2
+        && user.len() - letters >= 2)
+        .then_some(Found {
+            start,
+            end: at,
+            kind: Builtin::ApiKey,
+            by_context: false,
+        })
 }
 
 /// The secret at the end of a webhook's URL path, whose run `start..end`
@@ -412,6 +471,35 @@ pub fn assigned(text: &str, start: usize, end: usize) -> Option<Found> {
         return None;
     }
     assigned_key(value_start, &text[value_start..value_end])
+}
+
+/// The value of a URL's query parameter named as a credential (`?sig=...`,
+/// `&X-Amz-Signature=...`, `?access_token=...`), `start..end` from its `?` or `&`:
+/// taken whole, percent escapes and `=` padding included, when its decoded text looks
+/// generated. `X-Amz-Credential`'s value is an access key id and its scope
+/// (`AKIA.../20261201/us-east-1/s3/aws4_request`): only the key id is secret, and it is
+/// left to the key id's own shape.
+#[inline(never)]
+pub fn query_secret(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let value_start = start + bytes[start..end].iter().position(|&b| b == b'=')? + 1;
+    let mut value_end = end;
+    while bytes.get(value_end) == Some(&b'=') {
+        value_end += 1;
+    }
+    let decoded = percent_encoding::percent_decode(&bytes[value_start..end]).decode_utf8_lossy();
+    let scoped_key_id = decoded.len() > 20
+        && decoded.as_bytes()[20] == b'/'
+        && kind_of_value(&decoded[..20]) == Builtin::AwsAccessKey;
+    if decoded.len() < 16 || scoped_key_id || !assigned_value_looks_generated(&decoded) {
+        return None;
+    }
+    found_after_key_word(
+        value_start,
+        value_end,
+        kind_of_value(&decoded),
+        &text[value_start..value_end],
+    )
 }
 
 /// `value`, at `start`, assigned to a key-like name: a key when it is 16 or more and

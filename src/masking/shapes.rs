@@ -18,6 +18,7 @@ pub enum Shape {
     Prefixed,
     AwsKeyId,
     Assigned,
+    QuerySecret,
     Password,
     UserPassword,
     ProsePassword,
@@ -31,7 +32,7 @@ pub enum Shape {
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
 /// need a state per count and per mix of live patterns, and spend its time building
 /// them. Lengths are checked by the validators instead.
-pub const SHAPES: [(Shape, &str); 17] = [
+pub const SHAPES: [(Shape, &str); 18] = [
     (
         Shape::PemBegin,
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
@@ -67,6 +68,17 @@ pub const SHAPES: [(Shape, &str); 17] = [
     (
         Shape::Assigned,
         r#"(?i:[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9_+/.~\-]{16,}"#,
+    ),
+    // A URL's query parameter that is a credential: a signature (`sig`, `signature`,
+    // `X-Amz-Signature`), which makes a pre-signed URL a key, or a key-like name; its
+    // value may be percent-encoded (`sig=aB3%2Bk9...%3D`), which ends an assigned value
+    // at its first `%`. Starts at the `?` or `&`: the parameter's name is all of it.
+    (
+        Shape::QuerySecret,
+        concat!(
+            r"[?&](?i:sig|signature|[A-Za-z0-9_.\-]*[_.\-]signature|[A-Za-z0-9_.\-]*(?:key|token|secret|credential|auth)[A-Za-z0-9_.\-]*)=",
+            r"(?:[A-Za-z0-9_.~+/\-]|%[0-9A-Fa-f]{2}){16,}",
+        ),
     ),
     // A name ending in a password word (`pass` only as a name's last part: `DB_PASS`,
     // not `bypass`, nor `pass` alone, a word of prose: `first pass: ...`), then the

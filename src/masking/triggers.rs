@@ -429,6 +429,14 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
         user_password(bytes, name_start, i, push);
     }
     let name = &bytes[name_start..name_end];
+    if name_start > 0
+        && matches!(bytes[name_start - 1], b'?' | b'&')
+        && name_end == i
+        && bytes[i] == b'='
+        && let Some(end) = query_secret_value_end(bytes, name, i)
+    {
+        push(name_start - 1, i, Shape::QuerySecret, end);
+    }
     if name.len() >= 13
         && name[name.len() - 13..].eq_ignore_ascii_case(b"authorization")
         && let Some(end) = basic_end(bytes, name_end - 13)
@@ -460,6 +468,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
         Shape::UrlPassword => url_password_end(bytes, start),
         Shape::Basic => basic_end(bytes, start),
         Shape::Assigned => assigned_end(bytes, start),
+        Shape::QuerySecret => query_secret_end(bytes, start),
         Shape::Password => password_end(bytes, start),
         Shape::UserPassword => user_password_end(bytes, start),
         Shape::Email => email_end(bytes, start),
@@ -734,6 +743,45 @@ fn assigned_end(bytes: &[u8], start: usize) -> Option<usize> {
     (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end)
 }
 
+/// `[?&]`, a query parameter's name that is a credential's, `=`, then sixteen or more
+/// of `[A-Za-z0-9_.~+/\-]` or `%` and two hex digits, at `start`: the `QuerySecret`
+/// pattern of `shapes::SHAPES`.
+fn query_secret_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if !matches!(bytes.get(start), Some(b'?' | b'&')) {
+        return None;
+    }
+    let name_end = run_forward(bytes, start + 1, is_name_byte);
+    if bytes.get(name_end) != Some(&b'=') {
+        return None;
+    }
+    query_secret_value_end(bytes, &bytes[start + 1..name_end], name_end)
+}
+
+/// The end of a query parameter's value from just past its `=` at `equals`, when the
+/// parameter's `name` is a credential's and the value is sixteen units or more.
+///
+/// Out of line: few `=`s are a query's, and the key assignments' reader is on every one.
+#[inline(never)]
+fn query_secret_value_end(bytes: &[u8], name: &[u8], equals: usize) -> Option<usize> {
+    let mut end = equals + 1;
+    let mut units = 0;
+    loop {
+        match bytes.get(end) {
+            Some(&b) if is_value_byte(b) => end += 1,
+            Some(b'%')
+                if bytes
+                    .get(end + 1..end + 3)
+                    .is_some_and(|hex| hex.iter().all(|&b| is_hex(b))) =>
+            {
+                end += 3
+            }
+            _ => break,
+        }
+        units += 1;
+    }
+    (units >= 16 && bounds::names_a_query_secret(name)).then_some(end)
+}
+
 /// Where the value assigned to the name at `start` begins (after `["']?[ \t]*[:=][ \t]*["']?`).
 pub(super) fn assigned_value_start(bytes: &[u8], start: usize) -> Option<usize> {
     after_separator(bytes, run_forward(bytes, start, is_name_byte))
@@ -817,10 +865,11 @@ mod tests {
 
     use super::super::shapes::{SHAPES, pattern};
 
-    const TRIGGERED: [Shape; 10] = [
+    const TRIGGERED: [Shape; 11] = [
         Shape::UrlPassword,
         Shape::Basic,
         Shape::Assigned,
+        Shape::QuerySecret,
         Shape::Password,
         Shape::UserPassword,
         Shape::Email,
@@ -914,6 +963,17 @@ mod tests {
         "\n",
         "open sesame",
         "=\"",
+        "?",
+        "&",
+        "?sig=",
+        "&sig",
+        "Signature",
+        "x-amz-signature",
+        "_signature",
+        "%2F",
+        "%3d",
+        "%2",
+        "%zz",
         // Whole values and near misses, so that every shape's edges are reached often.
         "a@example.com",
         "j.doe@mail.example.co",
@@ -1051,7 +1111,7 @@ mod tests {
                     matched_before = expected.is_some();
                 }
             }
-            prop_assert_eq!(SHAPES.len(), 17);
+            prop_assert_eq!(SHAPES.len(), 18);
         }
     }
 
