@@ -189,11 +189,12 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     if d[0] == b'0' {
         // A national number with its trunk 0 (most of Europe, Japan, Australia, Brazil),
         // or an Indian mobile with it (`098765 43210`: 0, then 5+5 starting 6-9).
-        return (9..=11).contains(&d.len())
+        return ((9..=11).contains(&d.len())
             && d[1] != b'0'
             && (k == 1
                 || (2..=5).contains(&shape[0])
-                || (shape == [6, 5] && (b'6'..=b'9').contains(&d[1])));
+                || (shape == [6, 5] && (b'6'..=b'9').contains(&d[1]))))
+            || (d.len() == 8 && k >= 3 && swedish_short(text, run, k, d));
     }
     let us = match shape {
         [10] => !paren && nanp(d),
@@ -216,7 +217,79 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     // Russia's, Kazakhstan's and Belarus's trunk 8, then the area code and 3-2-2, the
     // grouping these numbers are written in (`8 (495) 123-45-67`, `8-800-555-35-35`).
     let trunk_eight = shape == [1, 3, 3, 2, 2] && d[0] == b'8';
-    us || threes || brazil || india || trunk_eight
+    us || threes
+        || brazil
+        || india
+        || trunk_eight
+        || (!paren && national_by_plan(text, run, shape, d))
+}
+
+/// Numbers written as a region's own locale writes them, with no calling code and a
+/// form of their own, held to that region's plan (libphonenumber's, as for
+/// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`),
+/// Poland's landlines in 2-3-2-2 (`22 383 47 01`), and, after a word for a phone,
+/// India's numbers and Italy's mobiles written whole (`call me at 2551716079`,
+/// `cellulare 339338086`). Nine to eleven digits written whole cannot be told from
+/// build, order and account numbers and from the constants of code (`3221775131`, an
+/// `ioctl`'s): a word for a phone must tell them. Out of line: few numbers get this
+/// far.
+#[inline(never)]
+fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
+    let of_plan = |code| CALLING_CODES.has(code, d) == Some(true);
+    match shape {
+        [9..=11] if spoken_of_as_a_phone(text, run.start) => {
+            (d[0] == b'3' && of_plan(39)) || (d.len() == 10 && of_plan(91))
+        }
+        [2, 4, 4] => run.one_separator(text, 3, &["-"]) && of_plan(81),
+        [2, 3, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(48),
+        _ => false,
+    }
+}
+
+/// How far before a number a word for a phone is looked for: the sentence's or the
+/// label's words just before it, not the document's.
+const PHONE_WORDS_BEFORE: usize = 40;
+const PHONE_WORDS: [&[u8]; 12] = [
+    b"phone",
+    b"call",
+    b"cell",
+    b"mobile",
+    b"tel",
+    b"whatsapp",
+    b"sms",
+    b"my number",
+    b"numero",
+    "电话".as_bytes(),
+    "電話".as_bytes(),
+    "手机".as_bytes(),
+];
+
+/// Whether a word for a phone (`call me at`, `cell:`, `my number is`, `telefono`,
+/// `电话`; not `number` alone: `order number`) starts a word among the few words before
+/// `start`: a name holding one (`SYSCALL`, `VRING_CALL`) is no call.
+fn spoken_of_as_a_phone(text: &str, start: usize) -> bool {
+    let bytes = text.as_bytes();
+    // Bytes compared, not characters: a window cut inside a character is no matter.
+    let from = start.saturating_sub(PHONE_WORDS_BEFORE);
+    PHONE_WORDS.iter().any(|word| {
+        (from..start.saturating_sub(word.len() - 1)).any(|at| {
+            bytes[at..at + word.len()].eq_ignore_ascii_case(word)
+                && (at == 0 || !is_name_byte(bytes[at - 1]))
+        })
+    })
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Sweden's short numbers with their trunk 0, the area code then a hyphen and pairs
+/// (`08-49 02 67`): eight digits, fewer than the other trunk numbers' nine.
+#[inline(never)]
+fn swedish_short(text: &str, run: &DigitRun, k: usize, d: &[u8]) -> bool {
+    run.separator(text, 0) == "-"
+        && (1..k - 1).all(|i| run.separator(text, i) == " ")
+        && CALLING_CODES.has(46, &d[1..]) == Some(true)
 }
 
 /// An extension right after a number: `x123`, ` ext. 123`, ` extension 123`.
@@ -288,9 +361,20 @@ mod tests {
             "8 (495) 123-45-67",
             "8-800-555-35-35",
             "8 727 123 45 67",
+            "90-4560-1048",
+            "22 383 47 01",
+            "08-49 02 67",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");
         }
+        // Italy's nine- and eleven-digit mobiles, after a word for a phone.
+        assert_eq!(phone_in("cellulare 339338086"), Some("339338086"));
+        assert_eq!(phone_in("Call me at 37702529064"), Some("37702529064"));
+        assert_eq!(phone_in("mobile 9290810033"), Some("9290810033"));
+        assert_eq!(phone_in("tel. 3450255170"), Some("3450255170"));
+        // India's landlines written whole, after one.
+        assert_eq!(phone_in("phone: 5490267304"), Some("5490267304"));
+        assert_eq!(phone_in("order number is 5490267304"), None);
         assert_eq!(
             phone_in("+1 517-795-6459 ext. 310"),
             Some("+1 517-795-6459 ext. 310")
@@ -353,6 +437,20 @@ mod tests {
             "012345 67890",
             "7 (495) 123-45-67",
             "8 (495) 123-45",
+            // Italy's shorter and longer mobiles written whole, with no word for a
+            // phone before them: build or order numbers.
+            "393971655",
+            "34415449771",
+            // Ten digits with no word for a phone before them: an ioctl's number, an
+            // Indian or Italian mobile's form.
+            "3221775131",
+            "9290810033",
+            "VHOST_SET_VRING_CALL = 3221775131",
+            "SYSCALL 3450255170",
+            // Ten digits from 1: a Unix time, and no region's number here.
+            "1461668236",
+            // Sweden's short form wants its hyphen after the area code.
+            "08 49 02 67",
         ] {
             assert_eq!(phone_in(text), None, "{text}");
         }
