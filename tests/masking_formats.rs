@@ -97,7 +97,7 @@ fn grouped(text: &str, sizes: &[usize], separator: &str) -> String {
 }
 
 fn card(rng: &mut Rng) -> (&'static str, String) {
-    let (network, prefix, len) = match rng.below(14) {
+    let (network, prefix, len) = match rng.below(15) {
         0 => ("visa 13", "4".to_string(), 13),
         1 => ("visa 16", "4".to_string(), 16),
         2 => ("visa 19", "4".to_string(), 19),
@@ -119,6 +119,7 @@ fn card(rng: &mut Rng) -> (&'static str, String) {
         ),
         11 => ("unionpay 16", format!("62{}", rng.below(10)), 16),
         12 => ("unionpay 19", format!("62{}", rng.below(10)), 19),
+        13 => ("jcb 15", rng.pick(&["1800", "2131"]).to_string(), 15),
         _ => (
             "maestro 13-19",
             rng.pick(&["5018", "5020", "5038", "6304", "6759"])
