@@ -1,8 +1,9 @@
 //! The shapes found from a trigger byte rather than a literal: numbers, IPv4 and IBANs
-//! from digits, e-mail from `@`, IPv6 and URL passwords from `:`, key assignments and
-//! `Authorization: Basic` from `:` and `=`. One pass finds where each may start; each
-//! shape's extent is then read by hand, exactly as its pattern in `shapes::SHAPES`
-//! would match it anchored there (a property test holds them to the patterns).
+//! from digits, e-mail from `@`, IPv6 and URL passwords from `:`, key assignments,
+//! credential query parameters and `Authorization: Basic` from `:` and `=`. One pass
+//! finds where each may start; each shape's extent is then read by hand, exactly as
+//! its pattern in `shapes::SHAPES` would match it anchored there (a property test
+//! holds them to the patterns).
 
 use super::bounds;
 use super::shapes::Shape;
