@@ -274,13 +274,9 @@ fn spoken_of_as_a_phone(text: &str, start: usize) -> bool {
     PHONE_WORDS.iter().any(|word| {
         (from..start.saturating_sub(word.len() - 1)).any(|at| {
             bytes[at..at + word.len()].eq_ignore_ascii_case(word)
-                && (at == 0 || !is_name_byte(bytes[at - 1]))
+                && (at == 0 || !super::triggers::is_word_byte(bytes[at - 1]))
         })
     })
-}
-
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 /// Sweden's short numbers with their trunk 0, the area code then a hyphen and pairs

@@ -213,17 +213,15 @@ pub fn vault_token(text: &str, start: usize, end: usize) -> Option<Found> {
     let prefix = bytes.get(start.checked_sub(4)?..start)?;
     let vault =
         prefix[..2] == *b"hv" && matches!(prefix[2], b's' | b'b' | b'r') && prefix[3] == b'.';
-    (vault
+    if !(vault
         && end - start <= TOKEN_MAX
         && bounds::token_may_start(text, start - 4)
         && bounds::token_may_end(text, end)
         && mixes_cases_and_digits(&bytes[start..end]))
-    .then_some(Found {
-        start: start - 4,
-        end,
-        kind: Builtin::ApiKey,
-        by_context: false,
-    })
+    {
+        return None;
+    }
+    found(start - 4, end, Builtin::ApiKey)
 }
 
 /// A Sentry DSN's key: the e-mail-like `<key>@<host>` at `start..end` just after a
@@ -246,17 +244,10 @@ fn url_user_key_after_slash(text: &str, start: usize, end: usize) -> Option<Foun
     }
     let at = start + memchr::memchr(b'@', &text.as_bytes()[start..end])?;
     let user = &text.as_bytes()[start..at];
-    let letters = user.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    (user.len() >= 32
-        && user.iter().all(u8::is_ascii_hexdigit)
-        && letters >= 2
-        && user.len() - letters >= 2)
-        .then_some(Found {
-            start,
-            end: at,
-            kind: Builtin::ApiKey,
-            by_context: false,
-        })
+    if user.len() < 32 || hex_mixes_letters_and_digits(user) != Some(true) {
+        return None;
+    }
+    found(start, at, Builtin::ApiKey)
 }
 
 /// The secret at the end of a webhook's URL path, whose run `start..end`
@@ -842,6 +833,22 @@ fn mixes_cases_and_digits(value: &[u8]) -> bool {
         && value.iter().filter(|b| b.is_ascii_digit()).count() >= 2
 }
 
+/// For a run of hex digits, whether two or more of them are letters and two or more
+/// digits (a key's, not `000...`'s or a word's); `None` when `value` is not all hex.
+/// One pass, left at the first byte that is not hex.
+#[inline]
+fn hex_mixes_letters_and_digits(value: &[u8]) -> Option<bool> {
+    let mut letters = 0;
+    for &b in value {
+        match b {
+            b'0'..=b'9' => {}
+            b'a'..=b'f' | b'A'..=b'F' => letters += 1,
+            _ => return None,
+        }
+    }
+    Some(letters >= 2 && value.len() - letters >= 2)
+}
+
 /// A key of 32 to 128 characters written in prose after a key-like word (`my API key
 /// is 7bd1...`, `secret 9f86...`), that [`random_token`] leaves: hex, letters and
 /// digits mixed, having one case only; or both cases mixed at random with fewer than
@@ -857,25 +864,10 @@ pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found>
     if !(32..=128).contains(&value.len()) {
         return None;
     }
-    // One pass: hex digits only, and how many are letters. Before the key word: a
-    // UUID's or a word's first bytes may be hex, and the word costs more to look for.
-    let mut letters = 0;
-    let mut hex = true;
-    for &b in value {
-        match b {
-            b'0'..=b'9' => {}
-            b'a'..=b'f' | b'A'..=b'F' => letters += 1,
-            _ => {
-                hex = false;
-                break;
-            }
-        }
-    }
-    let shaped = if hex {
-        letters >= 2 && value.len() - letters >= 2
-    } else {
-        mixed_case_with_few_digits(&text[start..end])
-    };
+    // Before the key word: a UUID's or a word's first bytes may be hex, and the word
+    // costs more to look for.
+    let shaped = hex_mixes_letters_and_digits(value)
+        .unwrap_or_else(|| mixed_case_with_few_digits(&text[start..end]));
     if !shaped
         || !bounds::token_may_start(text, start)
         || !bounds::token_may_end(text, end)
