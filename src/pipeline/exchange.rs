@@ -562,9 +562,10 @@ impl Exchange {
         } = *values;
         match name.field {
             Field::Time => line.time(name),
-            Field::RequestId => {
-                line.string(name, self.request_id.as_ref().and_then(RequestId::as_str))
-            }
+            Field::RequestId => match &self.request_id {
+                Some(RequestId::Made(digits)) => line.hex_string(name, digits),
+                other => line.string(name, other.as_ref().and_then(RequestId::as_str)),
+            },
             Field::TraceId => line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str())),
             Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
             Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
