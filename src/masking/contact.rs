@@ -125,9 +125,7 @@ fn international(digits: &[u8]) -> bool {
         if digits.len() <= code_len {
             return false;
         }
-        let code = digits[..code_len]
-            .iter()
-            .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+        let code = decimal_value(&digits[..code_len]);
         let national = &digits[code_len..];
         if let Some(valid) = CALLING_CODES.has(code, national) {
             // `+44 (0)117 ...`: the trunk 0 written after the code is not dialled (and
@@ -138,6 +136,13 @@ fn international(digits: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The value of a few ASCII digits.
+fn decimal_value(digits: &[u8]) -> u32 {
+    digits
+        .iter()
+        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))
 }
 
 /// A ten-digit North American number: area and exchange codes start with 2-9.
@@ -165,21 +170,27 @@ pub fn phone(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> 
 }
 
 fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> bool {
+    let mut slashes = 0;
     let separators_ok = (0..k.saturating_sub(1)).all(|i| {
         let sep = run.separator(text, i);
+        slashes += usize::from(sep.contains('/'));
         sep.len() <= 2
             && sep
                 .bytes()
-                .all(|b| matches!(b, b' ' | b'-' | b'.' | b'(' | b')'))
+                .all(|b| matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/'))
     });
-    if !separators_ok {
+    if !separators_ok || slashes > 1 {
         return false;
     }
     if run.plus {
         return d.len() >= 8 && international(d);
     }
+    if slashes == 1 {
+        return slashed(text, run, k, d);
+    }
     if let Some(rest) = d.strip_prefix(b"00") {
-        return k >= 2 && international(rest);
+        // Written whole only after a word for a phone (`phone: 0097082691186`).
+        return international(rest) && (k >= 2 || named_as_a_phone(text, run.start));
     }
     let mut lengths = [0usize; 16];
     for (length, group) in lengths.iter_mut().zip(run.shape(k)) {
@@ -194,7 +205,8 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
             && (k == 1
                 || (2..=5).contains(&shape[0])
                 || (shape == [6, 5] && (b'6'..=b'9').contains(&d[1]))))
-            || (d.len() == 8 && k >= 3 && swedish_short(text, run, k, d));
+            || (d.len() == 8 && k >= 3 && swedish_short(text, run, k, d))
+            || named_number(text, run, shape, d);
     }
     let us = match shape {
         [10] => !paren && nanp(d),
@@ -217,31 +229,57 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     // Russia's, Kazakhstan's and Belarus's trunk 8, then the area code and 3-2-2, the
     // grouping these numbers are written in (`8 (495) 123-45-67`, `8-800-555-35-35`).
     let trunk_eight = shape == [1, 3, 3, 2, 2] && d[0] == b'8';
+    // The calling code in brackets with no `+` (`(351) 212233079`), the rest a number
+    // of its plan.
+    let code_in_brackets = paren
+        && k >= 2
+        && shape[0] <= 3
+        && run.separator(text, 0).starts_with(')')
+        && CALLING_CODES.has(decimal_value(&d[..shape[0]]), &d[shape[0]..]) == Some(true);
     us || threes
+        || code_in_brackets
         || brazil
         || india
         || trunk_eight
         || (!paren && national_by_plan(text, run, shape, d))
+        || named_number(text, run, shape, d)
 }
 
 /// Numbers written as a region's own locale writes them, with no calling code and a
 /// form of their own, held to that region's plan (libphonenumber's, as for
-/// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`),
-/// Poland's landlines in 2-3-2-2 (`22 383 47 01`), and, after a word for a phone,
-/// India's numbers and Italy's mobiles written whole (`call me at 2551716079`,
-/// `cellulare 339338086`). Nine to eleven digits written whole cannot be told from
-/// build, order and account numbers and from the constants of code (`3221775131`, an
-/// `ioctl`'s): a word for a phone must tell them. Out of line: few numbers get this
+/// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`) and
+/// Poland's landlines in 2-3-2-2 (`22 383 47 01`). Out of line: few numbers get this
 /// far.
 #[inline(never)]
 fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
     let of_plan = |code| CALLING_CODES.has(code, d) == Some(true);
     match shape {
-        [9..=11] if spoken_of_as_a_phone(text, run.start) => {
-            (d[0] == b'3' && of_plan(39)) || (d.len() == 10 && of_plan(91))
-        }
         [2, 4, 4] => run.one_separator(text, 3, &["-"]) && of_plan(81),
         [2, 3, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(48),
+        _ => false,
+    }
+}
+
+/// A number of 7 to 13 digits in any grouping, just after a word for a phone (`call me
+/// at 62819482`, `Tel.: 0 2318 6091`, `cellulare 339338086`, `电话18730792440`): how a
+/// hundred regions' national numbers are written (Norway's and Denmark's eight digits,
+/// Greece's `6983 016613`, China's mobiles written whole) cannot be told from order,
+/// build and account numbers and from the constants of code by their digits; the word
+/// tells them. Dates (`2024-03-15`) stay dates. Out of line, and the words are looked
+/// for last: few numbers get this far.
+#[inline(never)]
+fn named_number(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
+    (7..=13).contains(&d.len()) && !date_like(shape, d) && named_as_a_phone(text, run.start)
+}
+
+/// A run that starts with a date: `2024-03-15 10`, `15.03.2024`, `20011215`.
+fn date_like(shape: &[usize], d: &[u8]) -> bool {
+    let year = |digits: &[u8]| matches!(digits, [b'1', b'9', ..] | [b'2', b'0', ..]);
+    let month = |digits: &[u8]| matches!(digits, [b'0', b'1'..=b'9'] | [b'1', b'0'..=b'2']);
+    match shape {
+        [4, 2, 2, ..] => year(&d[..4]),
+        [2, 2, 4, ..] => year(&d[4..8]),
+        [8] => year(&d[..4]) && month(&d[4..6]),
         _ => false,
     }
 }
@@ -249,34 +287,156 @@ fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bo
 /// How far before a number a word for a phone is looked for: the sentence's or the
 /// label's words just before it, not the document's.
 const PHONE_WORDS_BEFORE: usize = 40;
-const PHONE_WORDS: [&[u8]; 12] = [
-    b"phone",
-    b"call",
-    b"cell",
-    b"mobile",
-    b"tel",
-    b"whatsapp",
-    b"sms",
-    b"my number",
-    b"numero",
-    "电话".as_bytes(),
-    "電話".as_bytes(),
-    "手机".as_bytes(),
+
+/// Words for a phone, each a word of its own (`Tel.:` and `phone number` are; `SYSCALL`,
+/// `VRING_CALL`, `telemetry` and `calls` are not), in the languages of the regions whose
+/// numbers this reads; not `number` alone (`order number`, `numero d'ordine`), nor
+/// `contact`.
+const PHONE_WORDS: [&str; 26] = [
+    "phone",
+    "phones",
+    "telephone",
+    "tel",
+    "mobile",
+    "mobil",
+    "cell",
+    "cellphone",
+    "cellulare",
+    "call",
+    "whatsapp",
+    "sms",
+    "fax",
+    "my number",
+    "telefon",
+    "telefono",
+    "teléfono",
+    "telefone",
+    "téléphone",
+    "handy",
+    "телефон",
+    "τηλέφωνο",
+    "电话",
+    "電話",
+    "手机",
+    "手機",
 ];
 
-/// Whether a word for a phone (`call me at`, `cell:`, `my number is`, `telefono`,
-/// `电话`; not `number` alone: `order number`) starts a word among the few words before
-/// `start`: a name holding one (`SYSCALL`, `VRING_CALL`) is no call.
-fn spoken_of_as_a_phone(text: &str, start: usize) -> bool {
+/// Per byte, the [`PHONE_WORDS`] (as bits) that start with it, in either case.
+const PHONE_WORD_STARTS: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < PHONE_WORDS.len() {
+        let first = PHONE_WORDS[i].as_bytes()[0];
+        table[first.to_ascii_lowercase() as usize] |= 1 << i;
+        table[first.to_ascii_uppercase() as usize] |= 1 << i;
+        i += 1;
+    }
+    table
+};
+
+/// Whether a word for a phone ([`PHONE_WORDS`]) is among the few words before `start`,
+/// in the same phrase ([`one_phrase`]: `call me at`, `you can reach me on my cell at`,
+/// `Phone No.:`). Read backwards from the number, and given up at the first byte no
+/// phrase has (a digit, a bracket, a line break): in code and data that is a byte or
+/// two, so the numbers of a JSON body cost next to nothing here.
+fn named_as_a_phone(text: &str, start: usize) -> bool {
+    use super::triggers::is_word_byte;
     let bytes = text.as_bytes();
     // Bytes compared, not characters: a window cut inside a character is no matter.
     let from = start.saturating_sub(PHONE_WORDS_BEFORE);
-    PHONE_WORDS.iter().any(|word| {
-        (from..start.saturating_sub(word.len() - 1)).any(|at| {
-            bytes[at..at + word.len()].eq_ignore_ascii_case(word)
-                && (at == 0 || !super::triggers::is_word_byte(bytes[at - 1]))
-        })
-    })
+    let mut at = start;
+    while at > from {
+        at -= 1;
+        let byte = bytes[at];
+        if !is_phrase_byte(byte) {
+            return false;
+        }
+        let mut words = PHONE_WORD_STARTS[usize::from(byte)];
+        if words == 0 || (at > 0 && is_word_byte(bytes[at - 1])) {
+            continue;
+        }
+        while words != 0 {
+            let word = PHONE_WORDS[words.trailing_zeros() as usize].as_bytes();
+            words &= words - 1;
+            let end = at + word.len();
+            if end <= start
+                && bytes[at..end].eq_ignore_ascii_case(word)
+                // A word in letters ends there; `电话` may touch its number.
+                && !(word[word.len() - 1].is_ascii_alphabetic() && is_word_byte(bytes[end]))
+                && one_phrase(&bytes[end..start])
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A byte of a phrase's words (in any script), spaces and `:,.-'"#/`.
+fn is_phrase_byte(b: u8) -> bool {
+    b.is_ascii_alphabetic()
+        || b >= 0x80
+        || matches!(
+            b,
+            b' ' | b':' | b',' | b'.' | b'-' | b'\'' | b'"' | b'#' | b'/'
+        )
+}
+
+/// Whether the text between a word and a number reads as one phrase ([`named_as_a_phone`]):
+/// phrase bytes ([`is_phrase_byte`]: no digits, brackets or code, `call to
+/// _nc_keypad() from 20011215`), no sentence's end (`. The`), at most four words.
+fn one_phrase(gap: &[u8]) -> bool {
+    let breaks = gap.iter().enumerate().any(|(at, &b)| {
+        !is_phrase_byte(b)
+            || (b == b'.'
+                && gap.get(at + 1) == Some(&b' ')
+                && gap[at + 1..]
+                    .iter()
+                    .find(|&&after| after != b' ')
+                    .is_some_and(u8::is_ascii_uppercase))
+    });
+    let words = gap
+        .iter()
+        .zip(gap.iter().skip(1))
+        .filter(|&(&before, &b)| b.is_ascii_alphabetic() && !before.is_ascii_alphabetic())
+        .count()
+        + usize::from(gap.first().is_some_and(u8::is_ascii_alphabetic));
+    !breaks && words <= 4
+}
+
+/// A number with one `/` after its area code, as German, Austrian, Swiss, Hungarian
+/// and Belgian numbers are written (`0732/16372651`, `06-30/434 8395`, `03/ 673 22 13`):
+/// with its trunk 0 (`06` in Hungary), the rest a number of one of those plans, or after
+/// a word for a phone. Not a date (`01/02/2023`), nor a ratio or a path's numbers
+/// without that trunk (`10/100/1000`).
+#[inline(never)]
+fn slashed(text: &str, run: &DigitRun, k: usize, d: &[u8]) -> bool {
+    let mut lengths = [0usize; 16];
+    for (length, group) in lengths.iter_mut().zip(run.shape(k)) {
+        *length = group;
+    }
+    let shape = &lengths[..k.min(16)];
+    if date_like(shape, d) {
+        return false;
+    }
+    let of_plan = |code, national: &[u8]| CALLING_CODES.has(code, national) == Some(true);
+    // The `/` right after the area code (after `06-30` in Hungary), then the
+    // subscriber's number (`08-02/09-13` is two dates).
+    let slash_at = (0..k - 1).find(|&i| run.separator(text, i).contains('/'));
+    let after_area_code = match slash_at {
+        Some(0) => shape[0] >= 2,
+        Some(1) => shape[0] == 2 && d.starts_with(b"06"),
+        _ => false,
+    } && slash_at.is_some_and(|at| shape[at + 1] >= 3);
+    let trunk = after_area_code
+        && (8..=14).contains(&d.len())
+        && d[0] == b'0'
+        && d[1] != b'0'
+        && ([49, 43, 41, 32]
+            .into_iter()
+            .any(|code| of_plan(code, &d[1..]))
+            || (d.starts_with(b"06") && of_plan(36, &d[2..])));
+    trunk || named_number(text, run, shape, d)
 }
 
 /// Sweden's short numbers with their trunk 0, the area code then a hyphen and pairs
@@ -376,6 +536,84 @@ mod tests {
             Some("+1 517-795-6459 ext. 310")
         );
         assert_eq!(phone_in("+1-879-843-0377x549"), Some("+1-879-843-0377x549"));
+        // The calling code in brackets after its `+` (Lithuania's, Latvia's).
+        assert_eq!(phone_in("+(370) 60313721"), Some("+(370) 60313721"));
+        assert_eq!(phone_in("+(371) 2601815"), None, "short of Latvia's plan");
+        // Or in brackets with no `+` (Portugal's), held to the plan all the same.
+        assert_eq!(phone_in("(351) 212233079"), Some("(351) 212233079"));
+        assert_eq!(phone_in("(351) 239 624 595"), Some("(351) 239 624 595"));
+        assert_eq!(phone_in("(351) 21223307"), None);
+        assert_eq!(phone_in("(999) 212233079"), None);
+        // One `/` after the area code, with the trunk 0 (`06` in Hungary).
+        for number in [
+            "0732/16372651",
+            "030/12345678",
+            "06-30/434 8395",
+            "03/ 673 22 13",
+        ] {
+            assert_eq!(phone_in(number), Some(number), "{number}");
+        }
+        for not_a_number in [
+            "01/02/2023",
+            "2023/11/05 1234",
+            "10/100/1000",
+            "0/10000000",
+            "030/1234/5678",
+            "(08-02/09-13)",
+            "08-02/09-13",
+            "0732/16 37",
+            "30/166 1318",
+        ] {
+            assert_eq!(phone_in(not_a_number), None, "{not_a_number}");
+        }
+    }
+
+    /// Any region's national number, in the grouping its locale writes, just after a
+    /// word for a phone; not without one, not after a sentence's end, not a date.
+    #[test]
+    fn numbers_after_a_word_for_a_phone() {
+        for (text, number) in [
+            ("Call me at 62819482 tomorrow.", "62819482"),
+            ("phone: 9603 0824", "9603 0824"),
+            ("My number is 6983 016613, thanks", "6983 016613"),
+            ("Tel.: 0 2318 6091", "0 2318 6091"),
+            ("电话18730792440", "18730792440"),
+            ("我的手机是 139 1234 5678", "139 1234 5678"),
+            ("Mobil: 790 93 78", "790 93 78"),
+            ("you can reach me on my cell at 331-86091", "331-86091"),
+            ("Fax 26 76 01 81", "26 76 01 81"),
+            ("Phone No. 454 32 319", "454 32 319"),
+            ("Teléfono: 319 797 11 47", "319 797 11 47"),
+            ("телефон 8 877 065 8948", "8 877 065 8948"),
+            ("phone: 0097082691186", "0097082691186"),
+            ("Call me at 30/166 1318 tomorrow.", "30/166 1318"),
+            ("My number is 03572/80385280, thanks", "03572/80385280"),
+        ] {
+            assert_eq!(phone_in(text), Some(number), "{text}");
+        }
+        for text in [
+            "62819482",
+            "order number 62819482",
+            "numero d'ordine 62819482",
+            "callback 62819482",
+            "telemetry 62819482",
+            "SYSCALL 62819482",
+            "calls: 62819482",
+            "I will call you back. Order 62819482 shipped",
+            "call me\n62819482",
+            "correct location of call to _nc_keypad() from 62819482",
+            "a possibly multi-cell character.  The 62819482",
+            "multi-cell character.  The 20030614",
+            "Call me about 20011215",
+            "call after 5 at 62819482",
+            "Call me at 2024-03-15 10",
+            "call on 15.03.2024",
+            "phone: 123456",
+            "0097082691186",
+            "call them, then the office, the bank and the school about 62819482",
+        ] {
+            assert_eq!(phone_in(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -550,10 +550,12 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
         } else {
             whole_ends_cleanly
         };
-        // A run is only shortened at a space (`4111 1111 1111 1111 2 items`): groups
-        // joined by `-` or `.` are one token (`123-456-789-0123`).
-        let shortened_at_space =
-            !whole && text[value_end..].starts_with(' ') && !text[..value_end].ends_with(' ');
+        // A run is only shortened at a space (`4111 1111 1111 1111 2 items`) or a `/`
+        // (`4111 1111 1111 1111/12`): groups joined by `-` or `.` are one token
+        // (`123-456-789-0123`).
+        let shortened_at_space = !whole
+            && text[value_end..].starts_with([' ', '/'])
+            && !text[..value_end].ends_with(' ');
         if (whole && whole_ends_cleanly) || shortened_at_space {
             return Some(Found {
                 start,

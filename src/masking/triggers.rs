@@ -85,8 +85,8 @@ const CLASSES: [u8; 256] = {
         if b.is_ascii_hexdigit() {
             class |= HEX;
         }
-        // `[0-9 ().\-]`: what a number's run is made of.
-        if b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'.' | b'-') {
+        // `[0-9 ().\-/]`: what a number's run is made of.
+        if b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'.' | b'-' | b'/') {
             class |= NUMBER;
         }
         // `[A-Za-z0-9._%+\-]`: an e-mail's local part.
@@ -254,10 +254,14 @@ fn at_trigger(
             } else {
                 let before = i.checked_sub(1).map(|p| bytes[p]);
                 // A number ends at the same place whether it starts at its first
-                // digit or at the `(+`, `+` or `(` before it.
+                // digit or at the `(+`, `+(`, `+` or `(` before it.
                 let number = number_run.end_from(bytes, i, digits_end);
                 if let Some(end) = number {
-                    if before == Some(b'+') && i >= 2 && bytes[i - 2] == b'(' {
+                    let two_before = i.checked_sub(2).map(|p| bytes[p]);
+                    if matches!(
+                        (two_before, before),
+                        (Some(b'('), Some(b'+')) | (Some(b'+'), Some(b'('))
+                    ) {
                         push(i - 2, i, Shape::Number, end);
                     }
                     if matches!(before, Some(b'+' | b'(')) {
@@ -512,10 +516,11 @@ impl NumberRun {
     }
 }
 
-/// `(?:\+|\(\+?|\b)[0-9][0-9 ().\-]{4,}[0-9]` at `start`.
+/// `(?:\+\(?|\(\+?|\b)[0-9][0-9 ().\-/]{4,}[0-9]` at `start`.
 fn number_start_end(bytes: &[u8], start: usize) -> Option<usize> {
     let first = *bytes.get(start)?;
     let digit = match first {
+        b'+' if bytes.get(start + 1) == Some(&b'(') => start + 2,
         b'+' => start + 1,
         b'(' if bytes.get(start + 1) == Some(&b'+') => start + 2,
         b'(' => start + 1,
@@ -525,7 +530,7 @@ fn number_start_end(bytes: &[u8], start: usize) -> Option<usize> {
     number_end(bytes, digit)
 }
 
-/// `[0-9][0-9 ().\-]{4,}[0-9]` at `digit`: up to the last digit of the run.
+/// `[0-9][0-9 ().\-/]{4,}[0-9]` at `digit`: up to the last digit of the run.
 fn number_end(bytes: &[u8], digit: usize) -> Option<usize> {
     if !bytes.get(digit)?.is_ascii_digit() {
         return None;
