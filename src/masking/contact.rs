@@ -384,7 +384,11 @@ fn is_phrase_byte(b: u8) -> bool {
 
 /// Whether the text between a word and a number reads as one phrase ([`named_as_a_phone`]):
 /// phrase bytes ([`is_phrase_byte`]: no digits, brackets or code, `call to
-/// _nc_keypad() from 20011215`), no sentence's end (`. The`), at most four words.
+/// _nc_keypad() from 20011215`), no sentence's end (`. The`), and at most four words,
+/// each one that leads to a phone's number ([`LINKING_WORDS`]: `me at`, `is`, `my
+/// office on`); other words make it another thing's number (`Call ID`, `sms code`,
+/// `call duration`, `phone model`, `mobile app version`). Words in other scripts are
+/// let through.
 fn one_phrase(gap: &[u8]) -> bool {
     let breaks = gap.iter().enumerate().any(|(at, &b)| {
         !is_phrase_byte(b)
@@ -395,14 +399,30 @@ fn one_phrase(gap: &[u8]) -> bool {
                     .find(|&&after| after != b' ')
                     .is_some_and(u8::is_ascii_uppercase))
     });
-    let words = gap
-        .iter()
-        .zip(gap.iter().skip(1))
-        .filter(|&(&before, &b)| b.is_ascii_alphabetic() && !before.is_ascii_alphabetic())
-        .count()
-        + usize::from(gap.first().is_some_and(u8::is_ascii_alphabetic));
-    !breaks && words <= 4
+    if breaks {
+        return false;
+    }
+    let mut words = 0;
+    for word in gap.split(|b| !b.is_ascii_alphabetic() && *b < 0x80) {
+        if word.is_empty() || word.iter().any(|&b| b >= 0x80) {
+            continue;
+        }
+        words += 1;
+        if words > 4 || !LINKING_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word)) {
+            return false;
+        }
+    }
+    true
 }
+
+/// The words that may stand between a word for a phone and its number.
+const LINKING_WORDS: [&[u8]; 46] = [
+    b"me", b"at", b"on", b"is", b"are", b"was", b"my", b"our", b"your", b"his", b"her", b"their",
+    b"the", b"number", b"numbers", b"no", b"nr", b"num", b"us", b"him", b"them", b"to", b"via",
+    b"or", b"reach", b"reached", b"can", b"be", b"under", b"also", b"please", b"office", b"home",
+    b"work", b"private", b"direct", b"main", b"line", b"de", b"es", b"est", b"ist", b"unter",
+    b"al", b"nummer", b"numero",
+];
 
 /// A number with one `/` after its area code, as German, Austrian, Swiss, Hungarian
 /// and Belgian numbers are written (`0732/16372651`, `06-30/434 8395`, `03/ 673 22 13`):
@@ -583,6 +603,8 @@ mod tests {
             ("you can reach me on my cell at 331-86091", "331-86091"),
             ("Fax 26 76 01 81", "26 76 01 81"),
             ("Phone No. 454 32 319", "454 32 319"),
+            ("call my office on 62819482", "62819482"),
+            ("Mobile, private: 62819482", "62819482"),
             ("Teléfono: 319 797 11 47", "319 797 11 47"),
             ("телефон 8 877 065 8948", "8 877 065 8948"),
             ("phone: 0097082691186", "0097082691186"),
@@ -611,6 +633,15 @@ mod tests {
             "phone: 123456",
             "0097082691186",
             "call them, then the office, the bank and the school about 62819482",
+            "Call ID: 83749283",
+            "sms code 12345678",
+            "call duration 1234567 ms",
+            "The phone model 12345678 is discontinued",
+            "phone bill of 1234567 won",
+            "call count: 1234567",
+            "mobile app version 10203040",
+            "Our call center handled 1234567 calls",
+            "call stack depth 12345678",
         ] {
             assert_eq!(phone_in(text), None, "{text}");
         }
