@@ -185,10 +185,7 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     if run.plus {
         return d.len() >= 8 && international(d);
     }
-    if slashes == 1 {
-        return slashed(text, run, k, d);
-    }
-    if let Some(rest) = d.strip_prefix(b"00") {
+    if let Some(rest) = d.strip_prefix(b"00").filter(|_| slashes == 0) {
         // Written whole only after a word for a phone (`phone: 0097082691186`).
         return international(rest) && (k >= 2 || named_as_a_phone(text, run.start));
     }
@@ -197,6 +194,9 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         *length = group;
     }
     let shape = &lengths[..k.min(16)];
+    if slashes == 1 {
+        return slashed(text, run, shape, d);
+    }
     if d[0] == b'0' {
         // A national number with its trunk 0 (most of Europe, Japan, Australia, Brazil),
         // or an Indian mobile with it (`098765 43210`: 0, then 5+5 starting 6-9).
@@ -430,12 +430,8 @@ const LINKING_WORDS: [&[u8]; 46] = [
 /// a word for a phone. Not a date (`01/02/2023`), nor a ratio or a path's numbers
 /// without that trunk (`10/100/1000`).
 #[inline(never)]
-fn slashed(text: &str, run: &DigitRun, k: usize, d: &[u8]) -> bool {
-    let mut lengths = [0usize; 16];
-    for (length, group) in lengths.iter_mut().zip(run.shape(k)) {
-        *length = group;
-    }
-    let shape = &lengths[..k.min(16)];
+fn slashed(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
+    let k = shape.len();
     if date_like(shape, d) {
         return false;
     }
