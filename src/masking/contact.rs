@@ -1,7 +1,8 @@
 //! Contact details: e-mail addresses, and phone numbers in international (`+CC`, `00CC`)
 //! and national forms: international ones checked against their calling code's national
 //! number plan (libphonenumber's metadata), national ones against the North American
-//! numbering plan and the shapes national numbers are written in.
+//! numbering plan, the shapes national numbers are written in, or a word for a phone
+//! just before them (`call me at`, `电话`).
 
 use std::sync::{LazyLock, OnceLock};
 

@@ -18,7 +18,7 @@ pub struct DigitRun {
 }
 
 impl DigitRun {
-    /// Reads the run `text[start..end]` (digits, spaces, `().-`, a leading `+`).
+    /// Reads the run `text[start..end]` (digits, spaces, `().-/`, a leading `+` or `+(`).
     pub fn read(text: &str, start: usize, end: usize) -> DigitRun {
         let bytes = text.as_bytes();
         let mut run = DigitRun {
