@@ -935,6 +935,30 @@ mod tests {
         );
     }
 
+    /// A number's run may hold a `/` (`0732/16372651`): a card or a phone number with a
+    /// `/` and more after it is the run shortened there, as at a space.
+    #[test]
+    fn numbers_end_at_a_slash_with_more_after() {
+        for (text, value, kind) in [
+            (
+                "card 4111 1111 1111 1111/12 exp",
+                "4111 1111 1111 1111",
+                "CREDIT_CARD",
+            ),
+            (
+                "card 4111111111111111/0925",
+                "4111111111111111",
+                "CREDIT_CARD",
+            ),
+            ("Tel. 0732/16372651", "0732/16372651", "PHONE_NUMBER"),
+        ] {
+            assert_eq!(found(text), vec![(value, kind)], "{text}");
+        }
+        for text in ["on 01/02/2023 at 10/100/1000", "ratio 1000000/3"] {
+            assert_eq!(found(text), vec![], "{text}");
+        }
+    }
+
     /// Connection strings as people write them: an empty user, a password with the
     /// unescaped `#^?|{}` of generated passwords, an `@` in it; the password alone.
     #[test]
