@@ -10,7 +10,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, meta};
 
 use super::bounds;
-use super::digit_run::DigitRun;
+use super::digit_run::{self, DigitRun};
 use super::phone_plan::CALLING_CODES as CALLING_CODES_PLAN;
 
 /// The e-mail address matched at `start..end` (local part, `@`, dotted domain with an
@@ -126,7 +126,7 @@ fn international(digits: &[u8]) -> bool {
         if digits.len() <= code_len {
             return false;
         }
-        let code = decimal_value(&digits[..code_len]);
+        let code = digit_run::value_of(&digits[..code_len]);
         let national = &digits[code_len..];
         if let Some(valid) = CALLING_CODES.has(code, national) {
             // `+44 (0)117 ...`: the trunk 0 written after the code is not dialled (and
@@ -137,13 +137,6 @@ fn international(digits: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// The value of a few ASCII digits.
-fn decimal_value(digits: &[u8]) -> u32 {
-    digits
-        .iter()
-        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))
 }
 
 /// A ten-digit North American number: area and exchange codes start with 2-9.
@@ -236,7 +229,7 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         && k >= 2
         && shape[0] <= 3
         && run.separator(text, 0).starts_with(')')
-        && CALLING_CODES.has(decimal_value(&d[..shape[0]]), &d[shape[0]..]) == Some(true);
+        && CALLING_CODES.has(digit_run::value_of(&d[..shape[0]]), &d[shape[0]..]) == Some(true);
     us || threes
         || code_in_brackets
         || brazil

@@ -2,6 +2,14 @@
 //! into its digit groups, so card, SSN and phone validators can read the same candidate
 //! and try it whole or shortened to fewer groups.
 
+/// The value of a few ASCII digits (a calling code, a card's prefix, an octet): the
+/// caller has checked that they are digits and few enough for a `u32`.
+pub fn value_of(digits: &[u8]) -> u32 {
+    digits
+        .iter()
+        .fold(0, |value, digit| value * 10 + u32::from(digit - b'0'))
+}
+
 /// Groups kept at most; a longer run is read up to here.
 const MAX_GROUPS: usize = 16;
 

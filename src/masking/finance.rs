@@ -51,11 +51,7 @@ pub fn luhn(digits: &[u8]) -> bool {
 /// Maestro, Mir).
 fn network_length_fits(d: &[u8]) -> bool {
     let len = d.len();
-    let prefix = |n: usize| -> u32 {
-        d[..n.min(len)]
-            .iter()
-            .fold(0, |acc, b| acc * 10 + u32::from(b - b'0'))
-    };
+    let prefix = |n: usize| super::digit_run::value_of(&d[..n.min(len)]);
     let p2 = prefix(2);
     let p3 = prefix(3);
     let p4 = prefix(4);

@@ -166,9 +166,7 @@ fn ipv4_at(text: &[u8], mut at: usize) -> Option<usize> {
             return None;
         }
         let number = &text[at..at + digits];
-        let value = number
-            .iter()
-            .fold(0u32, |value, digit| value * 10 + u32::from(digit - b'0'));
+        let value = super::digit_run::value_of(number);
         if (digits > 1 && number[0] == b'0') || value > 255 {
             return None;
         }
