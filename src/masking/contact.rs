@@ -376,22 +376,22 @@ fn is_phrase_byte(b: u8) -> bool {
         )
 }
 
-/// Whether the text between a word and a number reads as one phrase ([`named_as_a_phone`]):
-/// phrase bytes ([`is_phrase_byte`]: no digits, brackets or code, `call to
-/// _nc_keypad() from 20011215`), no sentence's end (`. The`), and at most four words,
-/// each one that leads to a phone's number ([`LINKING_WORDS`]: `me at`, `is`, `my
-/// office on`); other words make it another thing's number (`Call ID`, `sms code`,
-/// `call duration`, `phone model`, `mobile app version`). Words in other scripts are
-/// let through.
+/// Whether the text between a word and a number reads as one phrase ([`named_as_a_phone`]),
+/// whose bytes the caller has read backwards as phrase bytes ([`is_phrase_byte`]: no
+/// digits, brackets or code, `call to _nc_keypad() from 20011215`): no sentence's end
+/// (`. The`), and at most four words, each one that leads to a phone's number
+/// ([`LINKING_WORDS`]: `me at`, `is`, `my office on`); other words make it another
+/// thing's number (`Call ID`, `sms code`, `call duration`, `phone model`, `mobile app
+/// version`). Words in other scripts are let through.
 fn one_phrase(gap: &[u8]) -> bool {
+    debug_assert!(gap.iter().all(|&b| is_phrase_byte(b)));
     let breaks = gap.iter().enumerate().any(|(at, &b)| {
-        !is_phrase_byte(b)
-            || (b == b'.'
-                && gap.get(at + 1) == Some(&b' ')
-                && gap[at + 1..]
-                    .iter()
-                    .find(|&&after| after != b' ')
-                    .is_some_and(u8::is_ascii_uppercase))
+        b == b'.'
+            && gap.get(at + 1) == Some(&b' ')
+            && gap[at + 1..]
+                .iter()
+                .find(|&&after| after != b' ')
+                .is_some_and(u8::is_ascii_uppercase)
     });
     if breaks {
         return false;
