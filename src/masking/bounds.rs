@@ -171,6 +171,47 @@ const KEY_WORD_REACH: usize = 40;
 /// [`KEY_WORD_REACH`] bytes, is key-like: `secret 9f86...`, `my API key is 9f86...`,
 /// `auth token: 9f86...`. Words are runs of letters, digits, `_` and `-`.
 pub fn key_word_before(text: &str, at: usize) -> bool {
+    let words = words_before(text, at);
+    names_a_key(words) || mentions_a_session(words)
+}
+
+/// Whether one of the three words just before byte `at` (as [`key_word_before`] reads
+/// them) names a credential, for values whose form is also an identifier's (a UUID is
+/// a request's id as often as Heroku's or Postmark's API key): `secret`, `token`,
+/// `password`, `credential`, `auth` (not `author`), and `key` only as an API's, an
+/// access's, a licence's or a subscription's, never an idempotency, primary or
+/// partition key's. Any case, `-` and `_` read as blanks (`X-Api-Key`, `API_KEY`).
+pub fn credential_word_before(text: &str, at: usize) -> bool {
+    let words = words_before(text, at);
+    let mut lower = [0u8; KEY_WORD_REACH];
+    let lower = &mut lower[..words.len()];
+    for (to, &b) in lower.iter_mut().zip(words) {
+        *to = match b {
+            b'-' | b'_' | b'\t' => b' ',
+            b => b.to_ascii_lowercase(),
+        };
+    }
+    // Only the places where a word's first letter is are compared.
+    (0..lower.len()).any(|at| {
+        let rest = &lower[at..];
+        let words: &[&[u8]] = match rest[0] {
+            b'a' if !rest.starts_with(b"author") => {
+                &[b"api key", b"apikey", b"access key", b"accesskey", b"auth"]
+            }
+            b's' => &[b"secret", b"subscription key"],
+            b't' => &[b"token"],
+            b'p' => &[b"password", b"passwd"],
+            b'c' => &[b"credential"],
+            b'l' => &[b"license key", b"licence key"],
+            _ => &[],
+        };
+        words.iter().any(|word| rest.starts_with(word))
+    })
+}
+
+/// The three words just before byte `at`, on its line and within [`KEY_WORD_REACH`]
+/// bytes, and what is between them. Words are runs of letters, digits, `_` and `-`.
+fn words_before(text: &str, at: usize) -> &[u8] {
     let bytes = &text.as_bytes()[..at.min(text.len())];
     let from = bytes.len().saturating_sub(KEY_WORD_REACH);
     let line = match memchr::memrchr(b'\n', &bytes[from..]) {
@@ -194,8 +235,7 @@ pub fn key_word_before(text: &str, at: usize) -> bool {
         }
         words += 1;
     }
-    let words = &line[at..];
-    names_a_key(words) || mentions_a_session(words)
+    &line[at..]
 }
 
 /// Words that make a random value after them a session's key in prose or a cookie

@@ -864,6 +864,17 @@ pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found>
     if !(32..=128).contains(&value.len()) {
         return None;
     }
+    if is_uuid(value) {
+        return (bounds::token_may_start(text, start)
+            && bounds::token_may_end(text, end)
+            && bounds::credential_word_before(text, start))
+        .then_some(Found {
+            start,
+            end,
+            kind: Builtin::ApiKey,
+            by_context: true,
+        });
+    }
     // Before the key word: a UUID's or a word's first bytes may be hex, and the word
     // costs more to look for.
     let shaped = hex_mixes_letters_and_digits(value)
@@ -876,6 +887,19 @@ pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found>
         return None;
     }
     found_by_context(start, end, Builtin::ApiKey)
+}
+
+/// `8-4-4-4-12` hex digits, either case: a UUID, an API key only when a word before
+/// names a credential (`my Heroku API key is 3b241101-...`, not `request id 3b24...`).
+fn is_uuid(value: &[u8]) -> bool {
+    value.len() == 36
+        && value.iter().enumerate().all(|(at, &b)| {
+            if matches!(at, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Both cases mixed, fewer than two digits (more are [`random_token`]'s), random rather
@@ -1110,6 +1134,62 @@ mod tests {
         ] {
             assert_eq!(taken(before, value, ""), None, "{before:?} {value}");
         }
+    }
+
+    /// A UUID is a key after a word that names a credential (Heroku's and Postmark's
+    /// keys are UUIDs), and an identifier after any other word, `key` of an
+    /// idempotency, a primary or a partition key included.
+    #[test]
+    fn uuids_are_keys_only_after_a_word_naming_a_credential() {
+        let uuid = "3b241101-e2bb-4255-8caf-4136c566a962";
+        let taken = |before: &str, value: &str| {
+            let text = format!("{before}{value} for prod");
+            key_after_key_word(&text, before.len(), before.len() + value.len())
+                .map(|f| (f.start, f.kind, f.by_context))
+        };
+        for before in [
+            "my api key is ",
+            "Heroku API Key: ",
+            "HEROKU_API_KEY ",
+            "apiKey ",
+            "X-Api-Key ",
+            "the secret is ",
+            "server token ",
+            "Postmark token (",
+            "license key ",
+            "access key ",
+            "auth ",
+            "password ",
+        ] {
+            assert_eq!(
+                taken(before, uuid),
+                Some((before.len(), Builtin::ApiKey, true)),
+                "{before:?}"
+            );
+        }
+        assert!(taken("api key ", &uuid.to_ascii_uppercase()).is_some());
+        for before in [
+            "request id ",
+            "trace_id=",
+            "idempotency key ",
+            "primary key ",
+            "partition key ",
+            "the key is ",
+            "author ",
+            "commit ",
+            "api key\n",
+        ] {
+            assert_eq!(taken(before, uuid), None, "{before:?}");
+        }
+        // Not a UUID: groups of other lengths, a letter past `f`.
+        assert_eq!(
+            taken("api key ", "3b241101e-2bb-4255-8caf-4136c566a962"),
+            None
+        );
+        assert_eq!(
+            taken("api key ", "3b241101-e2bb-4255-8caf-4136c566a96g"),
+            None
+        );
     }
 
     /// What reads as a name, next to random letters of the same lengths.
