@@ -1238,3 +1238,71 @@ fn values_told_by_their_context_are_masked_where_another_message_repeats_them() 
         missed.first()
     );
 }
+
+/// The numbers and addresses above written as Japanese and Chinese input methods type
+/// them (full-width forms: `４１１１－１１１１`, `ｔａｒｏ＠ｅｘａｍｐｌｅ．ｊｐ`) and in the
+/// digits of other scripts (Arabic-Indic, Persian, Devanagari, Bengali, Thai), each in
+/// one of its type's sentences: masked as their ASCII forms are.
+#[test]
+fn values_in_full_width_forms_or_other_scripts_digits_are_masked() {
+    /// The zero of each script's digits; `None` for the full-width forms.
+    const SCRIPTS: [(&str, Option<u32>); 6] = [
+        ("full-width", None),
+        ("arabic-indic", Some(0x0660)),
+        ("persian", Some(0x06F0)),
+        ("devanagari", Some(0x0966)),
+        ("bengali", Some(0x09E6)),
+        ("thai", Some(0x0E50)),
+    ];
+    let written = |value: &str, zero: Option<u32>| -> String {
+        value
+            .chars()
+            .map(|c| match (zero, c) {
+                (None, '!'..='~') => char::from_u32(u32::from(c) + 0xFEE0).unwrap(),
+                (Some(zero), '0'..='9') => char::from_u32(zero + c.to_digit(10).unwrap()).unwrap(),
+                _ => c,
+            })
+            .collect()
+    };
+    let masker = Masker::default();
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let mut failures = Vec::new();
+    for &(kind, generate) in TYPES {
+        // An e-mail address has no digits to write otherwise, but full-width it may be.
+        let numbers = matches!(
+            kind,
+            "CREDIT_CARD" | "IBAN_CODE" | "PHONE_NUMBER" | "IP_ADDRESS" | "US_SSN"
+        );
+        if !numbers && kind != "EMAIL_ADDRESS" {
+            continue;
+        }
+        for (script, zero) in SCRIPTS {
+            if !numbers && zero.is_some() {
+                continue;
+            }
+            let (mut values, mut masked) = (0, 0);
+            let mut missed = Vec::new();
+            for _ in 0..300 {
+                let (form, value) = generate(&mut rng);
+                let value = written(&value, zero);
+                let contexts = contexts(kind, form);
+                let text = contexts[rng.below(contexts.len())].replace("{}", &value);
+                values += 1;
+                if mask(&masker, &text).contains(&value) {
+                    missed.push(text);
+                } else {
+                    masked += 1;
+                }
+            }
+            let share = f64::from(masked) / f64::from(values);
+            println!("{kind:14} {script:13} {share:.4} of {values}");
+            if share < 0.99 {
+                failures.push(format!(
+                    "{kind} in {script}: {share:.4}, e.g. {:?}",
+                    &missed[..missed.len().min(3)]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -71,6 +71,11 @@ impl Detectors {
     }
 
     /// Appends the values found in `text`, in order and not overlapping.
+    ///
+    /// Inlined into its one caller, `Masker::find`: left out of line there since the
+    /// caller reads folded text too, with its own loops out of line in turn, it cost
+    /// ~140 instructions a request more on the masking bench.
+    #[inline(always)]
     pub fn find(&self, text: &str, out: &mut Vec<Found>) {
         let first = out.len();
         self.find_shapes(text, out);

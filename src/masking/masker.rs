@@ -12,6 +12,7 @@ use sha2::Sha256;
 
 use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
+use super::folded::FoldedText;
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
 use super::secrets;
@@ -27,6 +28,9 @@ pub const LOOK_BEHIND: usize = 1024;
 thread_local! {
     /// The built-in values of the text being masked (see `Masker::find`).
     static FOUND: Cell<Vec<Found>> = const { Cell::new(Vec::new()) };
+    /// The text being masked with its full-width forms and other scripts' digits
+    /// folded, when it has any (see `Masker::find`).
+    static FOLDED: Cell<FoldedText> = const { Cell::new(FoldedText::new()) };
 }
 
 /// Bytes of the HMAC shown by the `hash` action (16 hex digits).
@@ -274,7 +278,16 @@ impl TextMasker for Masker {
         // The thread's list, reused: no allocation per text.
         let mut found = FOUND.take();
         found.clear();
-        self.detectors.find(text, &mut found);
+        // The built-in detectors read digits and punctuation as ASCII: text holding
+        // others (`４１１１`, `٠٥٠`) is read folded, and what is found there is mapped back.
+        let mut folded = FOLDED.take();
+        let is_folded = folded.fold(text);
+        self.detectors
+            .find(if is_folded { folded.as_str() } else { text }, &mut found);
+        if is_folded {
+            folded.map_back(&mut found);
+        }
+        FOLDED.set(folded);
         let mut overlapping = false;
         if let Some(names) = &self.names {
             let before = found.len();
@@ -420,6 +433,58 @@ mod tests {
         let (result, findings) = mask(&blocking, "SSN 536-22-1234");
         assert_eq!(result.unwrap_err().kind.name(), "US_SSN");
         assert_eq!(findings.total(), 1);
+    }
+
+    #[test]
+    fn full_width_forms_and_other_scripts_digits_are_read_as_ascii() {
+        let masker = Masker::default();
+        for (text, masked) in [
+            (
+                "カード：４１１１ １１１１ １１１１ １１１１です",
+                "カード：[CREDIT_CARD]です",
+            ),
+            ("電話：０９０－１２３４－５６７８", "電話：[PHONE_NUMBER]"),
+            (
+                "連絡先 ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ まで",
+                "連絡先 [EMAIL_ADDRESS] まで",
+            ),
+            (
+                "call me at ＋８１ ９０－１２３４－５６７８",
+                "call me at [PHONE_NUMBER]",
+            ),
+            ("phone: ٠٥٠١٢٣٤٥٦٧", "phone: [PHONE_NUMBER]"),
+            ("mobile ০১৭১২-৩৪৫৬৭৮", "mobile [PHONE_NUMBER]"),
+            ("SSN ५३६-२२-१२३४", "SSN [US_SSN]"),
+            ("host １０．１．２．３ down", "host [IP_ADDRESS] down"),
+        ] {
+            assert_eq!(mask(&masker, text).0.unwrap(), masked, "{text}");
+        }
+        // The way back keeps the original's characters for the actions that show them.
+        let partial = Masker::builder()
+            .action(Builtin::CreditCard, Action::Partial)
+            .action(Builtin::PhoneNumber, Action::Pseudonymize)
+            .build()
+            .unwrap();
+        let mut vault = Vault::default();
+        let mut out = String::new();
+        mask_text(
+            &partial,
+            "４１１１ １１１１ １１１１ １１１１ / 電話 ０９０－１２３４－５６７８",
+            &mut vault,
+            &mut out,
+            &mut Findings::default(),
+        )
+        .unwrap();
+        assert_eq!(out, "****１１１１ / 電話 <PHONE_NUMBER_1>");
+        assert_eq!(
+            vault.original("<PHONE_NUMBER_1>"),
+            Some("０９０－１２３４－５６７８")
+        );
+        // Numbers written in other scripts that are not values stay.
+        for text in ["２０２４年１２月６日", "价格：１２３．４５元", "الصفحة ١٢"]
+        {
+            assert_eq!(mask(&masker, text).0.unwrap(), text);
+        }
     }
 
     #[test]

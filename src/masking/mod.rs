@@ -13,6 +13,7 @@ mod digit_run;
 pub mod edit;
 pub mod error;
 pub mod finance;
+mod folded;
 pub mod json;
 pub mod kinds;
 mod literals;

@@ -1,0 +1,254 @@
+//! Text as the built-in detectors read it: full-width forms (`４１１１`, `＠`, `＋８１`,
+//! as Japanese and Chinese input methods type them) and other scripts' decimal digits
+//! (Arabic-Indic `٠٥٠`, Devanagari, Bengali, Thai, ...) folded to ASCII, with the way
+//! back to the original's offsets, so every number-reading detector takes them as is.
+
+use super::kinds::Found;
+
+/// The zero of every Unicode decimal-digit run (`Nd`) in the Basic Multilingual Plane
+/// but ASCII's and the full-width one (folded with the other full-width forms), in
+/// order: a digit is one of these plus 0 to 9. From Python's `unicodedata` (Unicode
+/// 14): `[c for c in range(0x80, 0x10000) if category(chr(c)) == "Nd" and digit(chr(c)) == 0]`.
+const ZEROS: [u32; 35] = [
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0,
+];
+
+/// The UTF-8 lead bytes below this start no character [`ascii_of`] folds (U+0660, the
+/// first, is `D9 A0`): text without one, nearly all prompts, is read as it is.
+const FIRST_LEAD: u8 = 0xD9;
+
+/// The ASCII byte `c` is read as: a full-width form's (U+FF01-FF5E, as NFKC folds them)
+/// or a decimal digit's.
+fn ascii_of(c: char) -> Option<u8> {
+    let c = u32::from(c);
+    if (0xFF01..=0xFF5E).contains(&c) {
+        return u8::try_from(c - 0xFEE0).ok();
+    }
+    let run = ZEROS.partition_point(|&zero| zero <= c);
+    let zero = *ZEROS.get(run.checked_sub(1)?)?;
+    u8::try_from(c - zero)
+        .ok()
+        .filter(|&d| d < 10)
+        .map(|d| b'0' + d)
+}
+
+/// Whether any byte of `bytes` is a lead byte [`FIRST_LEAD`] or above. This runs on
+/// every text masked, so it has no early exit, which the compiler turns into vector
+/// code (no `unsafe`): the largest byte of the 32-byte blocks (unrolled vector maxima,
+/// some seven instructions a block), then the high bits of the rest ORed as words,
+/// its bytes compared one by one only when one has its high bit set. Blocks tested
+/// one by one for an early exit took three times that; the rest byte by byte, as
+/// many again on the corpus's texts.
+fn may_fold(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    // Lane by lane, reduced once at the end: a fold to one byte per block reduced
+    // every block (twenty instructions each).
+    let mut lanes = [0u8; 32];
+    for block in &mut blocks {
+        for (lane, &b) in lanes.iter_mut().zip(block) {
+            *lane = (*lane).max(b);
+        }
+    }
+    let most = lanes.iter().fold(0u8, |most, &lane| most.max(lane));
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(8);
+    let high = (&mut words).fold(0u64, |high, word| {
+        high | u64::from_le_bytes(word.try_into().unwrap_or_default())
+    }) | words
+        .remainder()
+        .iter()
+        .fold(0u64, |high, &b| high | u64::from(b));
+    most >= FIRST_LEAD
+        || (high & 0x8080_8080_8080_8080 != 0 && rest.iter().any(|&b| b >= FIRST_LEAD))
+}
+
+/// A text with its foldable characters folded, and per byte of it, the offset in the
+/// original of the character it came from. Kept per thread and reused.
+#[derive(Debug, Default)]
+pub struct FoldedText {
+    text: String,
+    /// `origin[i]`: where folded byte `i` was in the original; one more entry, the
+    /// original's length, for offsets at the end.
+    origin: Vec<u32>,
+}
+
+impl FoldedText {
+    pub const fn new() -> FoldedText {
+        FoldedText {
+            text: String::new(),
+            origin: Vec::new(),
+        }
+    }
+
+    /// Folds `text` into `self`; false, and `self` not to be read, when `text` has
+    /// nothing to fold (or is too long for the map's 32-bit offsets).
+    #[inline]
+    pub fn fold(&mut self, text: &str) -> bool {
+        may_fold(text.as_bytes()) && self.fold_some(text)
+    }
+
+    /// [`FoldedText::fold`] past its test. Out of line: inlined into `Masker::find`, it
+    /// made the compiler leave the detectors' own loops out of line there (~700
+    /// instructions a request on the masking bench).
+    #[inline(never)]
+    fn fold_some(&mut self, text: &str) -> bool {
+        let bytes = text.as_bytes();
+        if u32::try_from(text.len()).is_err() {
+            return false;
+        }
+        self.text.clear();
+        self.origin.clear();
+        let mut folded_any = false;
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] < FIRST_LEAD {
+                at += 1;
+                continue;
+            }
+            let c = text[at..]
+                .chars()
+                .next()
+                .expect("a lead byte starts a char");
+            let Some(ascii) = ascii_of(c) else {
+                at += c.len_utf8();
+                continue;
+            };
+            self.copy(text, copied, at);
+            self.text.push(char::from(ascii));
+            self.origin.push(at as u32);
+            folded_any = true;
+            at += c.len_utf8();
+            copied = at;
+        }
+        if !folded_any {
+            return false;
+        }
+        self.copy(text, copied, text.len());
+        self.origin.push(text.len() as u32);
+        true
+    }
+
+    /// Copies `text[from..to]` as it is.
+    fn copy(&mut self, text: &str, from: usize, to: usize) {
+        self.text.push_str(&text[from..to]);
+        self.origin.extend(from as u32..to as u32);
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The original's offset of the folded text's offset `at` (a char boundary of each).
+    pub fn origin(&self, at: usize) -> usize {
+        self.origin[at] as usize
+    }
+
+    /// Values found in the folded text, moved to the original's offsets.
+    #[inline(never)]
+    pub fn map_back(&self, found: &mut [Found]) {
+        for value in found {
+            value.start = self.origin(value.start);
+            value.end = self.origin(value.end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folded(text: &str) -> Option<String> {
+        let mut folded = FoldedText::default();
+        folded.fold(text).then(|| folded.as_str().to_owned())
+    }
+
+    #[test]
+    fn full_width_forms_and_other_scripts_digits_fold_to_ascii() {
+        assert_eq!(
+            folded("カード ４１１１－１１１１ ｊｏ＠ｅｘ．ｊｐ").as_deref(),
+            Some("カード 4111-1111 jo@ex.jp")
+        );
+        assert_eq!(
+            folded("رقمي ٠٥٠١٢٣٤٥٦٧").as_deref(),
+            Some("رقمي 0501234567")
+        );
+        assert_eq!(folded("۰۹۱۲").as_deref(), Some("0912"));
+        assert_eq!(folded("ফোন ০১৭১১").as_deref(), Some("ফোন 01711"));
+        assert_eq!(folded("फ़ोन ९८७६").as_deref(), Some("फ़ोन 9876"));
+        assert_eq!(folded("๐๘๑"), Some("081".to_owned()));
+    }
+
+    #[test]
+    fn text_with_nothing_to_fold_is_read_as_it_is() {
+        for text in [
+            "",
+            "plain ascii 4111",
+            "café naïve",
+            "电话号码、请回复。",
+            "日本語のテキスト",
+            "😀 ok",
+            "٪ ؟",
+        ] {
+            assert_eq!(folded(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn full_width_punctuation_folds_as_nfkc_folds_it() {
+        assert_eq!(
+            folded("电话（手机）：１３８，好").as_deref(),
+            Some("电话(手机):138,好")
+        );
+    }
+
+    #[test]
+    fn every_folded_offset_leads_back_to_its_character() {
+        let text = "a١b２ｃ😀d";
+        let mut folded = FoldedText::default();
+        assert!(folded.fold(text));
+        assert_eq!(folded.as_str(), "a1b2c😀d");
+        let starts: Vec<usize> = folded
+            .as_str()
+            .char_indices()
+            .map(|(at, _)| folded.origin(at))
+            .collect();
+        let original: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
+        assert_eq!(starts, original);
+        assert_eq!(folded.origin(folded.as_str().len()), text.len());
+    }
+
+    #[test]
+    fn only_decimal_digits_and_full_width_forms_fold() {
+        for c in [
+            '\u{065F}', '\u{066A}', '\u{0970}', '\u{FF00}', '\u{FF5F}', '\u{FFE0}', 'Ⅻ', '²', '½',
+        ] {
+            assert_eq!(ascii_of(c), None, "{c:?}");
+        }
+        for zero in ZEROS {
+            for d in 0..10 {
+                let c = char::from_u32(zero + d).unwrap();
+                assert_eq!(ascii_of(c), Some(b'0' + d as u8), "{c:?}");
+                assert!(c.is_numeric());
+                assert!(c.to_string().as_bytes()[0] >= FIRST_LEAD, "{c:?}");
+            }
+        }
+        assert_eq!(ascii_of('！'), Some(b'!'));
+        assert_eq!(ascii_of('～'), Some(b'~'));
+    }
+
+    #[test]
+    fn the_block_test_finds_a_lead_byte_at_every_place() {
+        for len in 0..100 {
+            for place in 0..len {
+                let mut bytes = vec![b'a'; len];
+                bytes[place] = FIRST_LEAD;
+                assert!(may_fold(&bytes), "{len} {place}");
+                bytes[place] = FIRST_LEAD - 1;
+                assert!(!may_fold(&bytes), "{len} {place}");
+            }
+        }
+    }
+}
