@@ -864,25 +864,22 @@ pub fn key_after_key_word(text: &str, start: usize, end: usize) -> Option<Found>
     if !(32..=128).contains(&value.len()) {
         return None;
     }
-    if is_uuid(value) {
-        return (bounds::token_may_start(text, start)
-            && bounds::token_may_end(text, end)
-            && bounds::credential_word_before(text, start))
-        .then_some(Found {
-            start,
-            end,
-            kind: Builtin::ApiKey,
-            by_context: true,
-        });
-    }
-    // Before the key word: a UUID's or a word's first bytes may be hex, and the word
-    // costs more to look for.
-    let shaped = hex_mixes_letters_and_digits(value)
-        .unwrap_or_else(|| mixed_case_with_few_digits(&text[start..end]));
+    // A UUID is an identifier unless the word before names a credential; any other run
+    // needs a key's shape, tested before the key word: a word's first bytes may be
+    // hex, and the word costs more to look for.
+    let uuid = is_uuid(value);
+    let shaped = uuid
+        || hex_mixes_letters_and_digits(value)
+            .unwrap_or_else(|| mixed_case_with_few_digits(&text[start..end]));
+    let word_before = if uuid {
+        bounds::credential_word_before
+    } else {
+        bounds::key_word_before
+    };
     if !shaped
         || !bounds::token_may_start(text, start)
         || !bounds::token_may_end(text, end)
-        || !bounds::key_word_before(text, start)
+        || !word_before(text, start)
     {
         return None;
     }
