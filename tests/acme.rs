@@ -628,6 +628,9 @@ async fn two_junction_processes_sharing_a_storage_order_once() {
     };
     let (first, second) = (config(http_port, "first.toml"), config(0, "second.toml"));
     let mut one = JunctionProcess::start(&first, &["secure"]).await;
+    // The second starts once the first holds the lock: started earlier, it could take
+    // the lock first and order, which this test is not about (and pebble cannot reach it).
+    one.wait_for_log("acme: ordering a certificate").await;
     let mut two = JunctionProcess::start(&second, &["secure"]).await;
     one.wait_for_log("acme: certificate obtained").await;
     // The second waits for the lock, then reuses; it never orders (an order of its

@@ -161,6 +161,8 @@ impl Acme {
 
     /// `obtain` under a lock already held.
     async fn order(&self) -> Result<Arc<Issued>, AcmeError> {
+        // Logged under the lock: another process sharing the storage waits from here.
+        tracing::info!(domains = ?self.settings.domains, "acme: ordering a certificate");
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = self
             .settings
