@@ -88,9 +88,10 @@ fn phone_numbers_as_fakers_locales_write_them_are_masked() {
 }
 
 /// The world file's gates: recall after a word for a phone, and in all sentences
-/// (Bangladesh's numbers are written in Bengali digits: 0.00 before they were folded).
-const WORLD_WORDED: f64 = 0.985;
-const WORLD_ALL: f64 = 0.97;
+/// (Bangladesh's numbers are written in Bengali digits: 0.00 before they were folded;
+/// Luxembourg's and the Emirates' six-digit numbers were the last missed after a word).
+const WORLD_WORDED: f64 = 0.998;
+const WORLD_ALL: f64 = 0.98;
 
 /// Every other locale of Faker's (`tests/data/faker_phones_world.jsonl`, 30 numbers
 /// each): national numbers in the forms a hundred regions write them, most of which

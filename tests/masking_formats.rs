@@ -1306,3 +1306,55 @@ fn values_in_full_width_forms_or_other_scripts_digits_are_masked() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The same values with their spaces and dashes as typography writes them: French
+/// text's no-break and narrow no-break spaces (`06 12 34 56 78`), thin and ideographic
+/// spaces, and en dashes, hyphens, minus signs, katakana's `ー` (`090ー1234ー5678`) for
+/// the dashes. Counted over the values that have a space or a dash to write.
+#[test]
+fn values_with_typographys_spaces_and_dashes_are_masked() {
+    const SPACES: [char; 4] = ['\u{00A0}', '\u{202F}', '\u{2009}', '\u{3000}'];
+    const DASHES: [char; 4] = ['\u{2013}', '\u{2010}', '\u{2212}', '\u{30FC}'];
+    let masker = Masker::default();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut failures = Vec::new();
+    for &(kind, generate) in TYPES {
+        if !matches!(
+            kind,
+            "CREDIT_CARD" | "IBAN_CODE" | "PHONE_NUMBER" | "US_SSN"
+        ) {
+            continue;
+        }
+        for at in 0..SPACES.len() {
+            let (space, dash) = (SPACES[at], DASHES[at]);
+            let (mut values, mut masked) = (0, 0);
+            let mut missed = Vec::new();
+            while values < 200 {
+                let (form, value) = generate(&mut rng);
+                if !value.contains([' ', '-']) {
+                    continue;
+                }
+                let value = value
+                    .replace(' ', &space.to_string())
+                    .replace('-', &dash.to_string());
+                let contexts = contexts(kind, form);
+                let text = contexts[rng.below(contexts.len())].replace("{}", &value);
+                values += 1;
+                if mask(&masker, &text).contains(&value) {
+                    missed.push(text);
+                } else {
+                    masked += 1;
+                }
+            }
+            let share = f64::from(masked) / f64::from(values);
+            println!("{kind:14} {space:?}/{dash:?} {share:.4} of {values}");
+            if share < 0.99 {
+                failures.push(format!(
+                    "{kind} with {space:?}/{dash:?}: {share:.4}, e.g. {:?}",
+                    &missed[..missed.len().min(3)]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -151,6 +151,12 @@ pub fn phone(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> 
     let paren = text.as_bytes()[run.start] == b'(';
     for k in (1..=groups).rev() {
         let n = run.digit_count(k);
+        if n == 6 && k == groups {
+            if short_named(text, run, k) {
+                return Some(run.end_of(k));
+            }
+            continue;
+        }
         if !(7..=15).contains(&n) {
             continue;
         }
@@ -266,6 +272,22 @@ fn named_number(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
     (7..=13).contains(&d.len()) && !date_like(shape, d) && named_as_a_phone(text, run.start)
 }
 
+/// A whole run of six digits, written whole or grouped by single spaces, after a
+/// noun for a phone or a phrase such as `call me at` (`phone: 81 77 89`, Luxembourg's
+/// numbers; `call us on 800778`, the United Arab Emirates' toll-free ones). Not after
+/// a bare `call` (`call   401126 <add>` in disassembly), nor `cell` or `sms` (a
+/// spreadsheet's cell, a code sent by text), nor in brackets (`call(123456)`).
+#[inline(never)]
+fn short_named(text: &str, run: &DigitRun, k: usize) -> bool {
+    text.as_bytes()[run.start] != b'('
+        && (0..k - 1).all(|i| run.separator(text, i) == " ")
+        && named_word(text, run.start).is_some_and(|(word, gap)| match word {
+            b"cell" | b"sms" => false,
+            b"call" => gap.iter().any(u8::is_ascii_alphabetic),
+            _ => true,
+        })
+}
+
 /// A run that starts with a date: `2024-03-15 10`, `15.03.2024`, `20011215`.
 fn date_like(shape: &[usize], d: &[u8]) -> bool {
     let year = |digits: &[u8]| matches!(digits, [b'1', b'9', ..] | [b'2', b'0', ..]);
@@ -334,6 +356,12 @@ const PHONE_WORD_STARTS: [u32; 256] = {
 /// phrase has (a digit, a bracket, a line break): in code and data that is a byte or
 /// two, so the numbers of a JSON body cost next to nothing here.
 fn named_as_a_phone(text: &str, start: usize) -> bool {
+    named_word(text, start).is_some()
+}
+
+/// [`named_as_a_phone`]'s word (as [`PHONE_WORDS`] has it) and the text between it and
+/// the number, if there is one.
+fn named_word(text: &str, start: usize) -> Option<(&'static [u8], &[u8])> {
     use super::triggers::is_word_byte;
     let bytes = text.as_bytes();
     // Bytes compared, not characters: a window cut inside a character is no matter.
@@ -343,7 +371,7 @@ fn named_as_a_phone(text: &str, start: usize) -> bool {
         at -= 1;
         let byte = bytes[at];
         if !is_phrase_byte(byte) {
-            return false;
+            return None;
         }
         let mut words = PHONE_WORD_STARTS[usize::from(byte)];
         if words == 0 || (at > 0 && is_word_byte(bytes[at - 1])) {
@@ -359,11 +387,11 @@ fn named_as_a_phone(text: &str, start: usize) -> bool {
                 && !(word[word.len() - 1].is_ascii_alphabetic() && is_word_byte(bytes[end]))
                 && one_phrase(&bytes[end..start])
             {
-                return true;
+                return Some((word, &bytes[end..start]));
             }
         }
     }
-    false
+    None
 }
 
 /// A byte of a phrase's words (in any script), spaces and `:,.-'"#/`.
@@ -600,6 +628,12 @@ mod tests {
             ("phone: 0097082691186", "0097082691186"),
             ("Call me at 30/166 1318 tomorrow.", "30/166 1318"),
             ("My number is 03572/80385280, thanks", "03572/80385280"),
+            // Six digits: Luxembourg's numbers, the Emirates' toll-free ones.
+            ("phone: 123456", "123456"),
+            ("Call me at 81 77 89 tomorrow.", "81 77 89"),
+            ("Tel. 4 821 23", "4 821 23"),
+            ("call us on 800778", "800778"),
+            ("电话29 00 24", "29 00 24"),
         ] {
             assert_eq!(phone_in(text), Some(number), "{text}");
         }
@@ -620,7 +654,15 @@ mod tests {
             "call after 5 at 62819482",
             "Call me at 2024-03-15 10",
             "call on 15.03.2024",
-            "phone: 123456",
+            "phone: 12345",
+            "call   401126 <add>",
+            "call(123456)",
+            "cell 123456 of the sheet",
+            "SMS 123456",
+            "call me on 15.03.24",
+            "phone 2024-03-15",
+            "order number 123456",
+            "Call ID 123456",
             "0097082691186",
             "call them, then the office, the bank and the school about 62819482",
             "Call ID: 83749283",

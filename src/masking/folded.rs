@@ -1,7 +1,9 @@
 //! Text as the built-in detectors read it: full-width forms (`４１１１`, `＠`, `＋８１`,
-//! as Japanese and Chinese input methods type them) and other scripts' decimal digits
-//! (Arabic-Indic `٠٥٠`, Devanagari, Bengali, Thai, ...) folded to ASCII, with the way
-//! back to the original's offsets, so every number-reading detector takes them as is.
+//! as Japanese and Chinese input methods type them), other scripts' decimal digits
+//! (Arabic-Indic `٠٥٠`, Devanagari, Bengali, Thai, ...) and typography's spaces and
+//! dashes between digits (`06 12 34 56 78` with no-break spaces, `555–0134`) folded to
+//! ASCII, with the way back to the original's offsets, so every number-reading detector
+//! takes them as is.
 
 use super::kinds::Found;
 
@@ -16,8 +18,33 @@ const ZEROS: [u32; 35] = [
 ];
 
 /// The UTF-8 lead bytes below this start no character [`ascii_of`] folds (U+0660, the
-/// first, is `D9 A0`): text without one, nearly all prompts, is read as it is.
+/// first, is `D9 A0`) but the no-break space's ([`NBSP_LEAD`]): text without one,
+/// nearly all prompts, is read as it is.
 const FIRST_LEAD: u8 = 0xD9;
+
+/// The lead byte of U+0080-00BF, the no-break space (`C2 A0`) among them. Not the
+/// accented letters' (`é` is `C3 A9`): European text without a no-break space is not
+/// walked for nothing.
+const NBSP_LEAD: u8 = 0xC2;
+
+/// Whether `b` may lead a character that [`ascii_of`] or [`separator_of`] folds.
+fn may_lead(b: u8) -> bool {
+    b >= FIRST_LEAD || b == NBSP_LEAD
+}
+
+/// The ASCII separator a space or a dash of typography is read as, between two groups
+/// of letters or digits, bracketed or not ([`FoldedText::fold`] looks at both sides): no-break, figure, thin and
+/// narrow no-break spaces (French `06 12 34 56 78`, `+33 6 12 34 56 78`), the
+/// ideographic space; the hyphens, the figure and en dashes, the minus sign and
+/// katakana's long-vowel mark as Japanese writes phone numbers with it
+/// (`090ー1234ー5678`). Not the em dash: it ends a clause, it does not join groups.
+fn separator_of(c: char) -> Option<u8> {
+    match c {
+        '\u{00A0}' | '\u{2007}' | '\u{2009}' | '\u{202F}' | '\u{3000}' => Some(b' '),
+        '\u{2010}'..='\u{2013}' | '\u{2212}' | '\u{30FC}' | '\u{FF70}' => Some(b'-'),
+        _ => None,
+    }
+}
 
 /// The ASCII byte `c` is read as: a full-width form's (U+FF01-FF5E, as NFKC folds them)
 /// or a decimal digit's.
@@ -34,24 +61,27 @@ fn ascii_of(c: char) -> Option<u8> {
         .map(|d| b'0' + d)
 }
 
-/// Whether any byte of `bytes` is a lead byte [`FIRST_LEAD`] or above. This runs on
-/// every text masked, so it has no early exit, which the compiler turns into vector
-/// code (no `unsafe`): the largest byte of the 32-byte blocks (unrolled vector maxima,
-/// some seven instructions a block), then the high bits of the rest ORed as words,
-/// its bytes compared one by one only when one has its high bit set. Blocks tested
-/// one by one for an early exit took about twice that (~1 100 instructions a request
-/// on the masking bench, against ~600).
+/// Whether any byte of `bytes` is a lead byte [`FIRST_LEAD`] or above, or
+/// [`NBSP_LEAD`]. This runs on every text masked, so it has no early exit, which the
+/// compiler turns into vector code (no `unsafe`): the largest byte of the 32-byte
+/// blocks and whether one is `NBSP_LEAD` (unrolled vector maxima and compares), then
+/// the high bits of the rest ORed as words, its bytes compared one by one only when
+/// one has its high bit set. Blocks tested one by one for an early exit took about
+/// twice that (~1 100 instructions a request on the masking bench, against ~600).
 fn may_fold(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(32);
     // Lane by lane, reduced once at the end: a fold to one byte per block reduced
     // every block (twenty instructions each).
     let mut lanes = [0u8; 32];
+    let mut nbsp_leads = [0u8; 32];
     for block in &mut blocks {
-        for (lane, &b) in lanes.iter_mut().zip(block) {
+        for ((lane, nbsp), &b) in lanes.iter_mut().zip(&mut nbsp_leads).zip(block) {
             *lane = (*lane).max(b);
+            *nbsp |= u8::from(b == NBSP_LEAD);
         }
     }
     let most = lanes.iter().fold(0u8, |most, &lane| most.max(lane));
+    let nbsp = nbsp_leads.iter().fold(0u8, |any, &lane| any | lane);
     let rest = blocks.remainder();
     let mut words = rest.chunks_exact(8);
     let high = (&mut words).fold(0u64, |high, word| {
@@ -61,7 +91,8 @@ fn may_fold(bytes: &[u8]) -> bool {
         .iter()
         .fold(0u64, |high, &b| high | u64::from(b));
     most >= FIRST_LEAD
-        || (high & 0x8080_8080_8080_8080 != 0 && rest.iter().any(|&b| b >= FIRST_LEAD))
+        || nbsp != 0
+        || (high & 0x8080_8080_8080_8080 != 0 && rest.iter().any(|&b| may_lead(b)))
 }
 
 /// A text with its foldable characters folded, and per byte of it, the offset in the
@@ -103,16 +134,37 @@ impl FoldedText {
         let mut copied = 0;
         let mut at = 0;
         while at < bytes.len() {
-            if bytes[at] < FIRST_LEAD {
+            if !may_lead(bytes[at]) {
                 at += 1;
                 continue;
             }
-            // A byte from 0xD9 up always leads a char; were it not, it is passed.
+            // These bytes always lead a char; were one not to, it is passed.
             let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
                 at += 1;
                 continue;
             };
-            let Some(ascii) = ascii_of(c) else {
+            let ascii = ascii_of(c).or_else(|| {
+                // The byte before as read: the last folded if nothing was copied since.
+                let before = if at == copied {
+                    self.text.as_bytes().last().copied()
+                } else {
+                    Some(bytes[at - 1])
+                };
+                let after = text[at + c.len_utf8()..].chars().next();
+                // A group's end and the next's start: `555 0134`, `(948) 631`, `+1 (887)`.
+                let joins = before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b')')
+                    && after
+                        .and_then(|a| {
+                            if a.is_ascii() {
+                                Some(a as u8)
+                            } else {
+                                ascii_of(a)
+                            }
+                        })
+                        .is_some_and(|a| a.is_ascii_alphanumeric() || a == b'(');
+                separator_of(c).filter(|_| joins)
+            });
+            let Some(ascii) = ascii else {
                 at += c.len_utf8();
                 continue;
             };
@@ -182,6 +234,35 @@ mod tests {
     }
 
     #[test]
+    fn spaces_and_dashes_of_typography_fold_between_letters_and_digits() {
+        assert_eq!(
+            folded("au 06\u{a0}12\u{202f}34\u{2009}56\u{2007}78").as_deref(),
+            Some("au 06 12 34 56 78")
+        );
+        assert_eq!(
+            folded("555–0134 and 123‑45−6789").as_deref(),
+            Some("555-0134 and 123-45-6789")
+        );
+        // Beside a folded digit, on either side.
+        assert_eq!(
+            folded("電話０９０ー１２３４ー５６７８").as_deref(),
+            Some("電話090-1234-5678")
+        );
+        assert_eq!(folded("DE89\u{3000}3704").as_deref(), Some("DE89 3704"));
+        // Not where they do not join two groups: the text is read as it is.
+        for text in [
+            "Tél\u{a0}: 06",
+            "« bonjour\u{a0}»",
+            "2019 – 2024",
+            "コーヒー",
+            "a—b",
+            "ends with 4\u{a0}",
+        ] {
+            assert_eq!(folded(text), None, "{text}");
+        }
+    }
+
+    #[test]
     fn text_with_nothing_to_fold_is_read_as_it_is() {
         for text in [
             "",
@@ -246,8 +327,12 @@ mod tests {
                 let mut bytes = vec![b'a'; len];
                 bytes[place] = FIRST_LEAD;
                 assert!(may_fold(&bytes), "{len} {place}");
-                bytes[place] = FIRST_LEAD - 1;
-                assert!(!may_fold(&bytes), "{len} {place}");
+                bytes[place] = NBSP_LEAD;
+                assert!(may_fold(&bytes), "{len} {place}");
+                for not_a_lead in [FIRST_LEAD - 1, NBSP_LEAD + 1, NBSP_LEAD - 1] {
+                    bytes[place] = not_a_lead;
+                    assert!(!may_fold(&bytes), "{len} {place}");
+                }
             }
         }
     }
