@@ -128,8 +128,11 @@ fn card(rng: &mut Rng) -> (&'static str, String) {
         ),
     };
     let number = luhn_number(rng, &prefix, len);
-    let value = match rng.below(3) {
+    let value = match rng.below(4) {
         0 => number,
+        // In fours with dots, as some European forms print them.
+        3 if len == 16 => grouped(&number, &[4, 4, 4, 4], "."),
+        3 => number,
         written => {
             let separator = if written == 1 { " " } else { "-" };
             match len {

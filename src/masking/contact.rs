@@ -224,7 +224,8 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
     let brazil = matches!(shape, [2, 4, 4] | [2, 5, 4])
         && run.separator(text, 0) == " "
         && run.separator(text, 1) == "-";
-    // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`).
+    // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`; not
+    // with a hyphen, as ranges are written: `uids 64010-64016`, `60000-64999`).
     let india = shape == [5, 5] && (b'6'..=b'9').contains(&d[0]) && run.separator(text, 0) == " ";
     // Russia's, Kazakhstan's and Belarus's trunk 8, then the area code and 3-2-2, the
     // grouping these numbers are written in (`8 (495) 123-45-67`, `8-800-555-35-35`).
@@ -247,8 +248,9 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
 
 /// Numbers written as a region's own locale writes them, with no calling code and a
 /// form of their own, held to that region's plan (libphonenumber's, as for
-/// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`) and
-/// Poland's landlines in 2-3-2-2 (`22 383 47 01`). Out of line: few numbers get this
+/// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`),
+/// Poland's landlines in 2-3-2-2 (`22 383 47 01`) and Spain's numbers in 3-2-2-2
+/// (`612 34 56 78`). Out of line: few numbers get this
 /// far.
 #[inline(never)]
 fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
@@ -256,6 +258,8 @@ fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bo
     match shape {
         [2, 4, 4] => run.one_separator(text, 3, &["-"]) && of_plan(81),
         [2, 3, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(48),
+        // Spain's nine digits in 3-2-2-2 (`612 34 56 78`): no trunk, starting 6-9.
+        [3, 2, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(34),
         _ => false,
     }
 }
@@ -306,9 +310,12 @@ const PHONE_WORDS_BEFORE: usize = 40;
 
 /// Words for a phone, each a word of its own (`Tel.:` and `phone number` are; `SYSCALL`,
 /// `VRING_CALL`, `telemetry` and `calls` are not), in the languages of the regions whose
-/// numbers this reads; not `number` alone (`order number`, `numero d'ordine`), nor
-/// `contact`.
-const PHONE_WORDS: [&str; 26] = [
+/// numbers this reads; not `number` alone (`order number`, `numero d'ordine`), but
+/// one's own (`my number`, `mi número`, `mon numéro`, `meine Nummer`), nor `contact`.
+/// Abbreviations as labels write them (`Tlf.`, `Telf.`, `Tfno.`, `Cel:`, `τηλ.`), and
+/// compounds (`Telefonnummer`, `Rufnummer`): a word must end where its text does.
+/// Sixty-four at most: [`PHONE_WORD_STARTS`] holds them as the bits of a `u64`.
+const PHONE_WORDS: [&str; 48] = [
     "phone",
     "phones",
     "telephone",
@@ -323,6 +330,12 @@ const PHONE_WORDS: [&str; 26] = [
     "sms",
     "fax",
     "my number",
+    "mi número",
+    "mi numero",
+    "mon numéro",
+    "meine nummer",
+    "mio numero",
+    "meu número",
     "telefon",
     "telefono",
     "teléfono",
@@ -335,11 +348,27 @@ const PHONE_WORDS: [&str; 26] = [
     "電話",
     "手机",
     "手機",
+    "tlf",
+    "τηλ",
+    "telf",
+    "tfno",
+    "cel",
+    "celular",
+    "móvil",
+    "movil",
+    "telefonnummer",
+    "telefoon",
+    "telefonu",
+    "rufnummer",
+    "handynummer",
+    "mobilnummer",
+    "puhelin",
+    "gsm",
 ];
 
 /// Per byte, the [`PHONE_WORDS`] (as bits) that start with it, in either case.
-const PHONE_WORD_STARTS: [u32; 256] = {
-    let mut table = [0u32; 256];
+const PHONE_WORD_STARTS: [u64; 256] = {
+    let mut table = [0u64; 256];
     let mut i = 0;
     while i < PHONE_WORDS.len() {
         let first = PHONE_WORDS[i].as_bytes()[0];
@@ -438,12 +467,12 @@ fn one_phrase(gap: &[u8]) -> bool {
 }
 
 /// The words that may stand between a word for a phone and its number.
-const LINKING_WORDS: [&[u8]; 46] = [
+const LINKING_WORDS: [&[u8]; 48] = [
     b"me", b"at", b"on", b"is", b"are", b"was", b"my", b"our", b"your", b"his", b"her", b"their",
     b"the", b"number", b"numbers", b"no", b"nr", b"num", b"us", b"him", b"them", b"to", b"via",
     b"or", b"reach", b"reached", b"can", b"be", b"under", b"also", b"please", b"office", b"home",
     b"work", b"private", b"direct", b"main", b"line", b"de", b"es", b"est", b"ist", b"unter",
-    b"al", b"nummer", b"numero",
+    b"al", b"nummer", b"numero", b"le", b"el",
 ];
 
 /// A number with one `/` after its area code, as German, Austrian, Swiss, Hungarian
@@ -557,6 +586,8 @@ mod tests {
             "8 727 123 45 67",
             "90-4560-1048",
             "22 383 47 01",
+            "612 34 56 78",
+            "912 34 56 78",
             "08-49 02 67",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");
@@ -569,6 +600,41 @@ mod tests {
         // India's landlines written whole, after one.
         assert_eq!(phone_in("phone: 5490267304"), Some("5490267304"));
         assert_eq!(phone_in("order number is 5490267304"), None);
+        // One's own number, in the languages of the regions read.
+        assert_eq!(phone_in("Mi número es 6123 45678"), Some("6123 45678"));
+        assert_eq!(phone_in("mon numéro est le 6123 4567"), Some("6123 4567"));
+        assert_eq!(phone_in("Meine Nummer: 30 1234567"), Some("30 1234567"));
+        assert_eq!(phone_in("il mio numero è 3331234567"), Some("3331234567"));
+        assert_eq!(phone_in("el número de pedido 61234567"), None);
+        // Labels' abbreviations and compounds.
+        for (text, number) in [
+            ("Tlf: 22 33 44 55", "22 33 44 55"),
+            ("τηλ. 210 1234567", "210 1234567"),
+            ("Telf. 61234567", "61234567"),
+            ("Tfno.: 612345678", "612345678"),
+            ("Cel: 11 987654321", "11 987654321"),
+            ("celular 11987654321", "11987654321"),
+            ("móvil 61234567", "61234567"),
+            ("Telefonnummer: 30 1234567", "30 1234567"),
+            ("Telefoon: 20 1234567", "20 1234567"),
+            ("numer telefonu 512345678", "512345678"),
+            ("Rufnummer 30 1234567", "30 1234567"),
+            ("GSM 470 12 34 56", "470 12 34 56"),
+        ] {
+            assert_eq!(phone_in(text), Some(number), "{text}");
+        }
+        for text in [
+            "celebrate 61234567",
+            "Telefonbuch 30 1234567",
+            "gsmarena 1234567",
+            "Allocate gid 64040-64044 (grsec-tpe)",
+            "60000-64999 range",
+        ] {
+            assert_eq!(phone_in(text), None, "{text}");
+        }
+        // Spain's 3-2-2-2 only as its plan has it.
+        assert_eq!(phone_in("123 45 67 89"), None);
+        assert_eq!(phone_in("412 34 56 78"), None);
         assert_eq!(
             phone_in("+1 517-795-6459 ext. 310"),
             Some("+1 517-795-6459 ext. 310")

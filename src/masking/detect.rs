@@ -500,6 +500,8 @@ fn token_run(text: &str, start: usize, end: usize) -> Option<Found> {
         .or_else(|| secrets::atlassian_token(text, start, end))
         .or_else(|| secrets::path_token(text, start, end))
         .or_else(|| secrets::vault_token(text, start, end))
+        // Its length tested here: the call is out of line, and most runs fall through.
+        .or_else(|| (end - start == 40).then(|| secrets::aws_secret_after_id(text, start, end))?)
 }
 
 /// The offset of the last byte of `window` that is not a token byte ([`TOKEN_BYTES`]).
@@ -1587,13 +1589,24 @@ mod tests {
                     v1.32.1 1.2.3 1.2.3.4.5 order PO-2021-8507784 ticket JIRA-89143 at 2023-01-26 06:45:05 \
                     or 12/Jan/2024:05:31:13 +0000, price $82,780.09, zip 32719-4691, isbn 978-7-589-30107-3, \
                     card 5500354633134648, 5974 1410 0870 1210 or 4813 5696 7208 9467, id 123-456-789-0123, color #bdc471, port 35535, float -195.610408, 1ZISOEXST1C4NYS0OM, \
-                    issue #219-09-9998 and #4111111111111111";
+                    issue #219-09-9998 and #4111111111111111, oid 4111.1111.1111.1111.1";
         assert_eq!(found(text), vec![]);
         assert_eq!(
             found("SSN#219-09-9998, Card#4111111111111111"),
             vec![
                 ("219-09-9998", "US_SSN"),
                 ("4111111111111111", "CREDIT_CARD")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_aws_key_pair_is_found_whole() {
+        assert_eq!(
+            found("creds AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for prod"),
+            vec![
+                ("AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY"),
+                ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "API_KEY"),
             ]
         );
     }

@@ -11,8 +11,14 @@ pub fn card(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
         return None;
     }
     for k in (1..=run.groups().len()).rev() {
-        let n = run.digit_count(k);
-        if !(13..=19).contains(&n) || !run.one_separator(text, k, &[" ", "-"]) {
+        if !(13..=19).contains(&run.digit_count(k)) {
+            continue;
+        }
+        // Dots join groups too, in fours only (`4111.1111.1111.1111`, as some European
+        // forms print them): dotted runs of other shapes are versions and OIDs.
+        let grouped = run.one_separator(text, k, &[" ", "-"])
+            || (k == 4 && run.shape(k).all(|g| g == 4) && run.one_separator(text, k, &["."]));
+        if !grouped {
             continue;
         }
         run.digits(text, k, digits);
@@ -245,6 +251,7 @@ mod tests {
             "4111111111111111",
             "4111 1111 1111 1111",
             "4111-1111-1111-1111",
+            "4111.1111.1111.1111",
             "5555555555554444",
             "2223003122003222",
             "2720 9900 0000 0007",
@@ -269,6 +276,8 @@ mod tests {
             "5500354633134648",
             "1234567812345670",
             "4111 1111-1111 1111",
+            "4111.1111 1111 1111",
+            "378.282246.310005",
             "9780306406157",
             "+4111111111111111",
         ] {

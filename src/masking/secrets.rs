@@ -368,6 +368,52 @@ pub fn aws_key_id(text: &str, start: usize, end: usize) -> Option<Found> {
     })
 }
 
+/// An AWS secret access key written just after its access key id, with no key-like
+/// name before it: `AKIA...:wJalr...` as credential lists and `aws configure` pastes
+/// put them, `AKIA... / wJalr...`, `AKIA... and wJalr...`. Forty characters of
+/// base64's alphabet with both cases; the id, whole, ends at most a separator or
+/// ` and ` before it.
+#[inline(never)]
+pub fn aws_secret_after_id(text: &str, start: usize, end: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let value = &bytes[start..end];
+    if value.len() != 40
+        || !value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+')
+        || !value.iter().any(u8::is_ascii_uppercase)
+        || !value.iter().any(u8::is_ascii_lowercase)
+    {
+        return None;
+    }
+    let before = &bytes[..start];
+    let separators = before
+        .iter()
+        .rev()
+        .take(4)
+        .take_while(|&&b| matches!(b, b' ' | b'\t' | b':' | b'/' | b',' | b';' | b'|'))
+        .count();
+    let mut id_end = start - separators;
+    if separators == 1 && before[..id_end].ends_with(b" and") {
+        id_end -= 4;
+    }
+    let id_start = id_end.checked_sub(20)?;
+    let id = &bytes[id_start..id_end];
+    let is_id = separators > 0
+        && [b"AKIA", b"ASIA"].iter().any(|p| id.starts_with(*p))
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && bounds::token_may_start(text, id_start)
+        && bounds::token_may_end(text, end);
+    is_id.then_some(Found {
+        start,
+        end,
+        kind: Builtin::ApiKey,
+        by_context: false,
+    })
+}
+
 /// What a secret value found after a key-like name or `Bearer` is: a JWT, an AWS key
 /// id, or an API key.
 fn kind_of_value(value: &str) -> Builtin {
@@ -1136,6 +1182,45 @@ mod tests {
     /// A UUID is a key after a word that names a credential (Heroku's and Postmark's
     /// keys are UUIDs), and an identifier after any other word, `key` of an
     /// idempotency, a primary or a partition key included.
+    /// A secret access key just after its key id, with no name before it; a run of
+    /// its length elsewhere, or after something else, is not one.
+    #[test]
+    fn aws_secrets_just_after_their_key_id() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let taken = |before: &str| {
+            let text = format!("{before}{secret} ok");
+            aws_secret_after_id(&text, before.len(), before.len() + secret.len())
+                .map(|f| (f.start, f.kind))
+        };
+        for before in [
+            "AKIAIOSFODNN7EXAMPLE:",
+            "keys: AKIAIOSFODNN7EXAMPLE / ",
+            "ASIAIOSFODNN7EXAMPLE and ",
+            "AKIAIOSFODNN7EXAMPLE,",
+            "AKIAIOSFODNN7EXAMPLE\t",
+            "| AKIAIOSFODNN7EXAMPLE | ",
+        ] {
+            assert_eq!(
+                taken(before),
+                Some((before.len(), Builtin::ApiKey)),
+                "{before:?}"
+            );
+        }
+        for before in [
+            "",
+            "the value ",
+            "XAKIAIOSFODNN7EXAMPLE:",
+            "AKIAIOSFODNN7EXAMPL:",
+            "AKIAIOSFODNN7EXAMPLE",
+            "AKIAIOSFODNN7EXAMPLE, then, ",
+            "AKIAIOSFODNN7exAMPLE:",
+        ] {
+            assert_eq!(taken(before), None, "{before:?}");
+        }
+        let lower = "AKIAIOSFODNN7EXAMPLE:wjalrxutnfemi/k7mdeng/bpxrficyexamplekey";
+        assert_eq!(aws_secret_after_id(lower, 21, lower.len()), None);
+    }
+
     #[test]
     fn uuids_are_keys_only_after_a_word_naming_a_credential() {
         let uuid = "3b241101-e2bb-4255-8caf-4136c566a962";
