@@ -1283,22 +1283,10 @@ fn values_in_full_width_forms_or_other_scripts_digits_are_masked() {
             if !numbers && zero.is_some() {
                 continue;
             }
-            let (mut values, mut masked) = (0, 0);
-            let mut missed = Vec::new();
-            for _ in 0..300 {
-                let (form, value) = generate(&mut rng);
-                let value = written(&value, zero);
-                let contexts = contexts(kind, form);
-                let text = contexts[rng.below(contexts.len())].replace("{}", &value);
-                values += 1;
-                if mask(&masker, &text).contains(&value) {
-                    missed.push(text);
-                } else {
-                    masked += 1;
-                }
-            }
-            let share = f64::from(masked) / f64::from(values);
-            println!("{kind:14} {script:13} {share:.4} of {values}");
+            let (share, missed) = masked_share(&masker, &mut rng, kind, generate, 300, |value| {
+                Some(written(value, zero))
+            });
+            println!("{kind:14} {script:13} {share:.4} of 300");
             if share < 0.99 {
                 failures.push(format!(
                     "{kind} in {script}: {share:.4}, e.g. {:?}",
@@ -1308,6 +1296,36 @@ fn values_in_full_width_forms_or_other_scripts_digits_are_masked() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Of `count` values of `kind` from `generate`, each written by `write` (`None`: the
+/// value is passed over, not counted) and put in one of its type's sentences, the share
+/// masked, and the sentences whose value was not.
+fn masked_share(
+    masker: &Masker,
+    rng: &mut Rng,
+    kind: &str,
+    generate: Generator,
+    count: u32,
+    write: impl Fn(&str) -> Option<String>,
+) -> (f64, Vec<String>) {
+    let (mut values, mut masked) = (0, 0);
+    let mut missed = Vec::new();
+    while values < count {
+        let (form, value) = generate(rng);
+        let Some(value) = write(&value) else {
+            continue;
+        };
+        let contexts = contexts(kind, form);
+        let text = contexts[rng.below(contexts.len())].replace("{}", &value);
+        values += 1;
+        if mask(masker, &text).contains(&value) {
+            missed.push(text);
+        } else {
+            masked += 1;
+        }
+    }
+    (f64::from(masked) / f64::from(values), missed)
 }
 
 /// The same values with their spaces and dashes as typography writes them: French
@@ -1330,27 +1348,14 @@ fn values_with_typographys_spaces_and_dashes_are_masked() {
         }
         for at in 0..SPACES.len() {
             let (space, dash) = (SPACES[at], DASHES[at]);
-            let (mut values, mut masked) = (0, 0);
-            let mut missed = Vec::new();
-            while values < 200 {
-                let (form, value) = generate(&mut rng);
-                if !value.contains([' ', '-']) {
-                    continue;
-                }
-                let value = value
-                    .replace(' ', &space.to_string())
-                    .replace('-', &dash.to_string());
-                let contexts = contexts(kind, form);
-                let text = contexts[rng.below(contexts.len())].replace("{}", &value);
-                values += 1;
-                if mask(&masker, &text).contains(&value) {
-                    missed.push(text);
-                } else {
-                    masked += 1;
-                }
-            }
-            let share = f64::from(masked) / f64::from(values);
-            println!("{kind:14} {space:?}/{dash:?} {share:.4} of {values}");
+            let (share, missed) = masked_share(&masker, &mut rng, kind, generate, 200, |value| {
+                value.contains([' ', '-']).then(|| {
+                    value
+                        .replace(' ', &space.to_string())
+                        .replace('-', &dash.to_string())
+                })
+            });
+            println!("{kind:14} {space:?}/{dash:?} {share:.4} of 200");
             if share < 0.99 {
                 failures.push(format!(
                     "{kind} with {space:?}/{dash:?}: {share:.4}, e.g. {:?}",
