@@ -250,15 +250,14 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
 /// form of their own, held to that region's plan (libphonenumber's, as for
 /// international numbers): Japan's numbers without their trunk 0 (`90-4560-1048`),
 /// Poland's landlines in 2-3-2-2 (`22 383 47 01`) and Spain's numbers in 3-2-2-2
-/// (`612 34 56 78`). Out of line: few numbers get this
-/// far.
+/// (`612 34 56 78`). Out of line: few numbers get this far.
 #[inline(never)]
 fn national_by_plan(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
     let of_plan = |code| CALLING_CODES.has(code, d) == Some(true);
     match shape {
         [2, 4, 4] => run.one_separator(text, 3, &["-"]) && of_plan(81),
         [2, 3, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(48),
-        // Spain's nine digits in 3-2-2-2 (`612 34 56 78`): no trunk, starting 6-9.
+        // Spain's nine digits in 3-2-2-2 (`612 34 56 78`): no trunk, 5-9 first.
         [3, 2, 2, 2] => run.one_separator(text, 4, &[" "]) && of_plan(34),
         _ => false,
     }

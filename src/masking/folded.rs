@@ -32,12 +32,13 @@ fn may_lead(b: u8) -> bool {
     b >= FIRST_LEAD || b == NBSP_LEAD
 }
 
-/// The ASCII separator a space or a dash of typography is read as, between two groups
-/// of letters or digits, bracketed or not ([`FoldedText::fold`] looks at both sides): no-break, figure, thin and
-/// narrow no-break spaces (French `06 12 34 56 78`, `+33 6 12 34 56 78`), the
-/// ideographic space; the hyphens, the figure and en dashes, the minus sign and
-/// katakana's long-vowel mark as Japanese writes phone numbers with it
-/// (`090ー1234ー5678`). Not the em dash: it ends a clause, it does not join groups.
+/// The ASCII separator a space or a dash of typography is read as, where it joins two
+/// groups of letters or digits, bracketed or not ([`FoldedText::fold`] looks at both
+/// sides): the no-break, figure, thin and narrow no-break spaces (French `06 12 34 56
+/// 78`, `+33 6 12 34 56 78`), the ideographic space; the hyphens, the figure and en
+/// dashes, the minus sign and katakana's long-vowel mark as Japanese writes phone
+/// numbers with it (`090ー1234ー5678`). Not the em dash: it ends a clause, it does not
+/// join groups.
 fn separator_of(c: char) -> Option<u8> {
     match c {
         '\u{00A0}' | '\u{2007}' | '\u{2009}' | '\u{202F}' | '\u{3000}' => Some(b' '),
@@ -144,25 +145,23 @@ impl FoldedText {
                 continue;
             };
             let ascii = ascii_of(c).or_else(|| {
+                let separator = separator_of(c)?;
                 // The byte before as read: the last folded if nothing was copied since.
                 let before = if at == copied {
                     self.text.as_bytes().last().copied()
                 } else {
                     Some(bytes[at - 1])
                 };
-                let after = text[at + c.len_utf8()..].chars().next();
+                let after = text[at + c.len_utf8()..].chars().next().and_then(|a| {
+                    u8::try_from(a)
+                        .ok()
+                        .filter(u8::is_ascii)
+                        .or_else(|| ascii_of(a))
+                });
                 // A group's end and the next's start: `555 0134`, `(948) 631`, `+1 (887)`.
                 let joins = before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b')')
-                    && after
-                        .and_then(|a| {
-                            if a.is_ascii() {
-                                Some(a as u8)
-                            } else {
-                                ascii_of(a)
-                            }
-                        })
-                        .is_some_and(|a| a.is_ascii_alphanumeric() || a == b'(');
-                separator_of(c).filter(|_| joins)
+                    && after.is_some_and(|a| a.is_ascii_alphanumeric() || a == b'(');
+                joins.then_some(separator)
             });
             let Some(ascii) = ascii else {
                 at += c.len_utf8();

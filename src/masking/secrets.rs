@@ -369,10 +369,10 @@ pub fn aws_key_id(text: &str, start: usize, end: usize) -> Option<Found> {
 }
 
 /// An AWS secret access key written just after its access key id, with no key-like
-/// name before it: `AKIA...:wJalr...` as credential lists and `aws configure` pastes
-/// put them, `AKIA... / wJalr...`, `AKIA... and wJalr...`. Forty characters of
-/// base64's alphabet with both cases; the id, whole, ends at most a separator or
-/// ` and ` before it.
+/// name before it: `AKIA...:wJalr...` as credential lists put them, `AKIA...,wJalr...`
+/// as IAM's CSV of new keys does, `AKIA... / wJalr...`, `AKIA... and wJalr...`. Forty
+/// characters of base64's alphabet with both cases; the id, whole, ends one to four
+/// separators, or ` and `, before it.
 #[inline(never)]
 pub fn aws_secret_after_id(text: &str, start: usize, end: usize) -> Option<Found> {
     let bytes = text.as_bytes();
