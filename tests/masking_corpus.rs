@@ -207,16 +207,24 @@ fn optional_name_and_address_detectors_are_measured() {
         .neg
         .values()
         .fold((0, 0), |(n, k), (vn, vk)| (n + vn, k + vk));
-    println!(
-        "with PERSON and STREET_ADDRESS on: look-alikes kept {:.4}",
-        kept as f64 / n as f64
-    );
-    for kind in [Builtin::Person, Builtin::StreetAddress] {
-        let (n, masked) = score.pii.get(kind.name()).copied().unwrap_or_default();
-        println!(
-            "{} recall with the optional detector: {:.4} ({masked} of {n})",
-            kind.name(),
-            masked as f64 / n.max(1) as f64
-        );
+    let kept = kept as f64 / n as f64;
+    println!("with PERSON and STREET_ADDRESS on: look-alikes kept {kept:.4}");
+    let mut failures = Vec::new();
+    if kept < 0.99 {
+        failures.push(format!("look-alikes kept {kept:.4} < 0.99"));
     }
+    // What the detectors reach now (0.8840 and 0.9579), so that a change that loses
+    // names or addresses is seen; not a promise of recall elsewhere.
+    for (kind, floor) in [(Builtin::Person, 0.88), (Builtin::StreetAddress, 0.95)] {
+        let (n, masked) = score.pii.get(kind.name()).copied().unwrap_or_default();
+        let recall = masked as f64 / n.max(1) as f64;
+        println!(
+            "{} recall with the optional detector: {recall:.4} ({masked} of {n})",
+            kind.name(),
+        );
+        if recall < floor {
+            failures.push(format!("{} recall {recall:.4} < {floor}", kind.name()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("; "));
 }

@@ -13,6 +13,11 @@ use super::kinds::{Builtin, Found};
 /// not listed is found only through a title or a context word.
 const FIRST_NAMES: &str = "Aaron Abigail Adam Adrian Aisha Alan Albert Alejandro Alex Alexander Alexandra Alexis Alice Alicia Alison Allison Alyssa Amanda Amber Amy Ana Andrea Andrew Angela Angelica Ann Anna Anne Anthony Antonio Arjun Arthur Ashley Austin Barbara Benjamin Beth Bethany Betty Beverly Bill Billy Bob Bobby Brandon Brenda Brett Brian Brittany Brooke Bruce Bryan Caleb Cameron Carl Carla Carlos Carmen Carol Caroline Carolyn Casey Catherine Chad Charles Charlotte Chelsea Cheryl Chloe Chris Christian Christina Christine Christopher Cindy Claire Clara Claudia Cody Colin Connor Courtney Craig Crystal Curtis Cynthia Dale Dan Dana Daniel Danielle Daniela David Dawn Dean Deborah Debra Denise Dennis Derek Diana Diane Dominic Donald Donna Doris Dorothy Douglas Dylan Edward Elena Elizabeth Ella Ellen Emily Emma Eric Erica Erik Erin Ethan Eugene Eva Evelyn Frances Francesca Francis Frank Gabriel Gabriela Gabriella Gary George Gerald Giovanni Giulia Glenn Grace Greg Gregory Hannah Harold Harry Heather Helen Henry Holly Howard Ian Isaac Isabel Isabella Jack Jackson Jacob Jacqueline Jake James Jamie Jane Janet Janice Jasmine Jason Javier Jean Jeff Jeffrey Jennifer Jeremy Jerry Jesse Jessica Jesus Jill Jim Joan Joanna Joe Joel John Johnny Jonathan Jordan Jorge Jose Joseph Joshua Joyce Juan Judith Judy Julia Julian Julie Justin Karen Karl Kate Katherine Kathleen Kathryn Kathy Katie Kayla Keith Kelly Kenneth Kevin Kim Kimberly Kristen Kristin Kyle Larry Laura Lauren Lawrence Leah Lee Leo Leonardo Linda Lisa Logan Lorenzo Lori Louis Luca Lucas Lucy Luis Luke Lynn Madison Manuel Marc Marco Margaret Maria Marie Marilyn Mario Mark Martha Martin Mary Mason Matteo Matthew Maria Megan Melanie Melissa Mia Michael Michelle Miguel Mike Mohammed Monica Nancy Natalie Nathan Nicholas Nicole Noah Olivia Oliver Omar Pablo Pamela Patricia Patrick Paul Paula Peter Philip Phillip Priya Rachel Rahul Ralph Randy Raymond Rebecca Regina Richard Ricky Rita Robert Roberto Robin Rodney Roger Ronald Rose Ross Roy Russell Ruth Ryan Samantha Samuel Sandra Sara Sarah Scott Sean Sebastian Sergio Shannon Sharon Shawn Shirley Sofia Sophia Sophie Stacy Stephanie Stephen Steve Steven Susan Sylvia Tammy Tanya Teresa Terry Theresa Thomas Tiffany Timothy Tina Todd Tom Tony Tracy Travis Tyler Valerie Vanessa Victor Victoria Vincent Virginia Walter Wayne Wendy William Willie Yvonne Zachary Anders Astrid Birgit Björn Camille Céline Chiara Elin Emil Erik Fabian Felix Florian Francesco Frederik Giorgio Hans Ingrid Isabelle Jan Jens Johan Jonas Julien Klaus Lars Lea Lena Linnea Lukas Magnus Marta Mateusz Mathilde Maximilian Nils Olga Oskar Pierre Piotr Rafael Sven Thibault Tobias Ulrike Wojciech Anil Ananya Deepak Kavya Neha Pooja Rohan Sanjay Vikram";
 
+/// More given names, taken only before a capitalised surname (`April Phillips`, not
+/// `April` alone): the US Census Bureau's most frequent of 1990, less the list's above
+/// and those that are also words, places or brands (`scripts/given-names` writes it).
+const CENSUS_GIVEN_NAMES: &str = include_str!("census_given_names.txt");
+
 /// Capitalised words that start sentences or name things other than people.
 const NOT_SURNAMES: &str = "The This That These Those There Then Thanks Thank Please Hi Hello Dear Yes No Not And But Or If When What Where Which Who Why How I I'm It Its We You Your Our My Mr Mrs Ms Dr Street Road Avenue Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July August September October November December Inc Ltd LLC Group Company Corp Bank Team Support Customer Agent Subject From To Cc Re Fwd Sent Regards Best Sincerely Account Card Phone Email Address Order Ticket Case Invoice";
 
@@ -26,6 +31,7 @@ pub struct NameDetectors {
     titled: Regex,
     context: Regex,
     first_name: Regex,
+    census_name: Regex,
     street_us: Regex,
     street_eu: Regex,
     not_surnames: Vec<&'static str>,
@@ -49,9 +55,13 @@ const NAME_WORD: &str = r"\p{Lu}[\p{Ll}\p{Lu}'’-]*\p{Ll}[\p{Ll}'’-]*";
 impl NameDetectors {
     pub fn new() -> NameDetectors {
         let names = FIRST_NAMES.split(' ').collect::<Vec<_>>().join("|");
-        let surname = format!(
-            r"(?:\s+\p{{Lu}}\.)?(?:\s+(?:van der |van |de |da |di |von |van den )?{NAME_WORD}){{0,2}}"
-        );
+        let census_names = CENSUS_GIVEN_NAMES.lines().collect::<Vec<_>>().join("|");
+        let surnames = |least: u8| {
+            format!(
+                r"(?:\s+\p{{Lu}}\.)?(?:\s+(?:van der |van |de |da |di |von |van den )?{NAME_WORD}){{{least},2}}"
+            )
+        };
+        let surname = surnames(0);
         let compile = |pattern: String| Regex::new(&pattern).expect("the name patterns compile");
         NameDetectors {
             titled: compile(format!(
@@ -61,6 +71,12 @@ impl NameDetectors {
                 r"(?:\b[Nn]ame\s*(?:is|:)|\bDear|\bHi|\bHello|\bFrom:|\bTo:|\bCc:|\b[Cc]ontact|\bnamed|\bcalled|\bI'm|\bI am|\bThis is|\b[Pp]aged on-call engineer|\b[Ss]igned|\b[Rr]egards,|\b[Ss]incerely,|\b[Tt]hanks,)\s+({NAME_WORD}{surname})"
             )),
             first_name: compile(format!(r"\b(?:{names})\b{surname}")),
+            // ASCII word boundaries (the names are ASCII): Unicode's keep a regex off its
+            // DFA on non-ASCII text, and this alternation is the largest.
+            census_name: compile(format!(
+                r"(?-u:\b)(?:{census_names})(?-u:\b){}",
+                surnames(1)
+            )),
             street_us: compile(format!(
                 r"\b[0-9]{{1,6}}[A-Za-z]?\s+(?:{NAME_WORD}\s+){{1,3}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.|Suite|Unit|Ste\.?|Flat)\s*[0-9A-Za-z-]+)?"
             )),
@@ -87,6 +103,16 @@ impl NameDetectors {
             }
             for m in self.first_name.find_iter(text) {
                 self.push_person(text, m.start(), m.end(), out);
+            }
+            for m in self.census_name.find_iter(text) {
+                let before = out.len();
+                self.push_person(text, m.start(), m.end(), out);
+                // A surname cut as no name (`April Thanks`) leaves a word alone: not one.
+                if out.len() > before
+                    && !text[out[before].start..out[before].end].contains(char::is_whitespace)
+                {
+                    out.truncate(before);
+                }
             }
         }
         if streets {
@@ -156,6 +182,27 @@ mod tests {
         assert!(values.contains(&"Jennifer L. Warren"), "{got:?}");
         assert!(values.contains(&"Ebersbach"), "{got:?}");
         assert!(values.contains(&"Zoltan Farkas"), "{got:?}");
+    }
+
+    /// The census's given names only before a surname; words among them are not names.
+    #[test]
+    fn census_given_names_before_a_surname() {
+        let got = found("Isaiah Williams and Terri U. Mcgrath met Troy Melton and Gloria.");
+        let values: Vec<&str> = got.iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            values,
+            ["Isaiah Williams", "Terri U. Mcgrath", "Troy Melton"],
+            "{got:?}"
+        );
+        for text in [
+            "Grant Application Form",
+            "May Contain Nuts",
+            "Georgia Tech",
+            "Gloria Thanks",
+            "Mercedes Benz",
+        ] {
+            assert_eq!(found(text), [], "{text}");
+        }
     }
 
     #[test]
