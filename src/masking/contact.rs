@@ -283,7 +283,7 @@ fn named_number(text: &str, run: &DigitRun, shape: &[usize], d: &[u8]) -> bool {
 #[inline(never)]
 fn short_named(text: &str, run: &DigitRun, k: usize) -> bool {
     text.as_bytes()[run.start] != b'('
-        && (0..k - 1).all(|i| run.separator(text, i) == " ")
+        && run.one_separator(text, k, &[" "])
         && named_word(text, run.start).is_some_and(|(word, gap)| match word {
             b"cell" | b"sms" => false,
             b"call" => gap.iter().any(u8::is_ascii_alphabetic),

@@ -28,8 +28,8 @@ pub const LOOK_BEHIND: usize = 1024;
 thread_local! {
     /// The built-in values of the text being masked (see `Masker::find`).
     static FOUND: Cell<Vec<Found>> = const { Cell::new(Vec::new()) };
-    /// The text being masked with its full-width forms and other scripts' digits
-    /// folded, when it has any (see `Masker::find`).
+    /// The text being masked with its full-width forms, other scripts' digits and
+    /// typography's separators folded, when it has any (see `Masker::find`).
     static FOLDED: Cell<FoldedText> = const { Cell::new(FoldedText::new()) };
 }
 
@@ -279,7 +279,8 @@ impl TextMasker for Masker {
         let mut found = FOUND.take();
         found.clear();
         // The built-in detectors read digits and punctuation as ASCII: text holding
-        // others (`４１１１`, `٠٥٠`) is read folded, and what is found there is mapped back.
+        // others (`４１１１`, `٠٥٠`, `06 12` with a no-break space) is read folded, and
+        // what is found there is mapped back.
         let mut folded = FOLDED.take();
         let is_folded = folded.fold(text);
         self.detectors

@@ -398,12 +398,8 @@ pub fn aws_secret_after_id(text: &str, start: usize, end: usize) -> Option<Found
         id_end -= 4;
     }
     let id_start = id_end.checked_sub(20)?;
-    let id = &bytes[id_start..id_end];
     let is_id = separators > 0
-        && [b"AKIA", b"ASIA"].iter().any(|p| id.starts_with(*p))
-        && id
-            .iter()
-            .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && is_aws_key_id(&bytes[id_start..id_end])
         && bounds::token_may_start(text, id_start)
         && bounds::token_may_end(text, end);
     is_id.then_some(Found {
@@ -414,17 +410,22 @@ pub fn aws_secret_after_id(text: &str, start: usize, end: usize) -> Option<Found
     })
 }
 
+/// A user's AWS access key id, whole: `AKIA` or `ASIA` and 16 upper-case letters or
+/// digits.
+fn is_aws_key_id(id: &[u8]) -> bool {
+    id.len() == 20
+        && [b"AKIA", b"ASIA"].iter().any(|p| id.starts_with(*p))
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// What a secret value found after a key-like name or `Bearer` is: a JWT, an AWS key
 /// id, or an API key.
 fn kind_of_value(value: &str) -> Builtin {
     if value.starts_with("eyJ") {
         Builtin::Jwt
-    } else if value.len() == 20
-        && ["AKIA", "ASIA"].iter().any(|p| value.starts_with(p))
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
+    } else if is_aws_key_id(value.as_bytes()) {
         Builtin::AwsAccessKey
     } else {
         Builtin::ApiKey
