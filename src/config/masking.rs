@@ -10,6 +10,7 @@
 //! compressed = "refuse"           # (default) or "decode"
 //! hash_key_env = "JUNCTION_MASK_KEY"  # the variable holding the `hash` action's key
 //! names = false                   # the optional PERSON / STREET_ADDRESS detectors
+//! cache_entries = 8192            # (default) texts read before, answered by hash; 0: off
 //! types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "block", IP_ADDRESS = "off" }
 //! custom = [
 //!   { name = "EMPLOYEE_ID", regex = "EMP-[0-9]{6}" },
@@ -256,6 +257,18 @@ fn compile_mask_with(
         }
     };
 
+    match spec.cache_entries {
+        Some(entries) if entries > masking::MAX_CACHE_ENTRIES => errors.push((
+            format!("{path}.cache_entries"),
+            format!(
+                "{entries} is more than {} (0 turns the cache off)",
+                masking::MAX_CACHE_ENTRIES
+            ),
+        )),
+        Some(entries) => builder = builder.cache_entries(entries),
+        None => {}
+    }
+
     if errors.len() > before {
         return None;
     }
@@ -323,6 +336,22 @@ mod tests {
         assert_eq!(policy.compressed, Compressed::Refuse);
         assert_eq!(policy.max_body, 1 << 20);
         assert_eq!(mask(&policy, "a@example.org"), "[EMAIL_ADDRESS]");
+        assert!(format!("{:?}", policy.masker).contains("cache_entries: Some(8192)"));
+    }
+
+    #[test]
+    fn the_cache_is_sized_or_turned_off() {
+        for (line, shown) in [
+            ("cache_entries = 0", "cache_entries: None"),
+            ("cache_entries = 1000", "cache_entries: Some(1024)"),
+        ] {
+            let (policy, errors) = compile(line);
+            assert_eq!(errors, Errors::new());
+            assert!(
+                format!("{:?}", policy.unwrap().masker).contains(shown),
+                "{line}"
+            );
+        }
     }
 
     #[test]
@@ -372,6 +401,7 @@ mod tests {
               { name = "EMAIL_ADDRESS", regex = "x" },
             ]
             max_body = "lots"
+            cache_entries = 2000000
             "#,
         );
         assert!(policy.is_none());
@@ -387,6 +417,7 @@ mod tests {
             "routes[0].mask.custom[4]",
             "routes[0].mask.custom[5].name",
             "routes[0].mask.max_body",
+            "routes[0].mask.cache_entries",
         ] {
             assert!(paths.contains(path), "{path} not in {errors:?}");
         }

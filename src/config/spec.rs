@@ -1090,6 +1090,10 @@ pub struct MaskSpec {
     pub types: BTreeMap<String, String>,
     #[serde(default)]
     pub custom: Vec<CustomDetectorSpec>,
+    /// How many request texts' answers the masker keeps, by a keyed hash of the text,
+    /// so that a text sent again (a system prompt, a conversation's earlier turns) is
+    /// not read again (default 8192; 0 turns it off).
+    pub cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -24,9 +24,14 @@ pub struct Located {
 /// The values `masker` finds in `text`, made safe to slice by whatever the masker
 /// returned: in order, on char boundaries (widened to them), within the text, and
 /// overlapping ones merged. A masker that breaks its contract masks more, never less,
-/// and never makes the proxy panic.
-pub(crate) fn find_spans(masker: &dyn TextMasker, text: &str, spans: &mut Vec<Span>) {
-    masker.find(text, spans);
+/// and never makes the proxy panic. `whole`: a request's whole text, which the masker
+/// may have read before ([`TextMasker::find_whole`]).
+pub(crate) fn find_spans(masker: &dyn TextMasker, text: &str, whole: bool, spans: &mut Vec<Span>) {
+    if whole {
+        masker.find_whole(text, spans);
+    } else {
+        masker.find(text, spans);
+    }
     let tidy = spans.windows(2).all(|pair| pair[0].end <= pair[1].start)
         && spans.iter().all(|span| {
             span.start < span.end
@@ -179,7 +184,9 @@ impl<'a> TextEditor<'a> {
         };
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        find_spans(masker, text, &mut spans);
+        // A request's string may come again in the next request (a conversation's
+        // earlier turns); an answer's (restored) or a piece's rarely does.
+        find_spans(masker, text, whole && !self.restore, &mut spans);
         // A member whose key names a secret: its whole string is the value.
         if whole
             && let Place::Site(site) = site
@@ -262,7 +269,7 @@ impl<'a> TextEditor<'a> {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        find_spans(masker, &joined, &mut spans);
+        find_spans(masker, &joined, !self.restore, &mut spans);
         self.recurring.extend(&joined, &mut spans);
         let mut changed = vec![false; parts.len()];
         let copy = |outs: &mut [String], from: usize, to: usize| {

@@ -13,6 +13,7 @@ use sha2::Sha256;
 use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::folded::FoldedText;
+use super::found_cache::FoundCache;
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
 use super::secrets;
@@ -33,6 +34,10 @@ thread_local! {
     static FOLDED: Cell<FoldedText> = const { Cell::new(FoldedText::new()) };
 }
 
+/// Slots of a masker's cache of what it found in texts it read before (`FoundCache`),
+/// unless the builder is told otherwise.
+pub const DEFAULT_CACHE_ENTRIES: usize = 8192;
+
 /// Bytes of the HMAC shown by the `hash` action (16 hex digits).
 const HASH_BYTES: usize = 8;
 
@@ -49,11 +54,23 @@ pub enum MaskerError {
 
 /// Builds a [`Masker`]: every built-in type is redacted unless told otherwise; PERSON
 /// and STREET_ADDRESS are off until turned on.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MaskerBuilder {
     actions: HashMap<Builtin, Option<Action>>,
     custom: Vec<(CustomSpec, Action)>,
     hash_key: Option<Vec<u8>>,
+    cache_entries: usize,
+}
+
+impl Default for MaskerBuilder {
+    fn default() -> Self {
+        MaskerBuilder {
+            actions: HashMap::new(),
+            custom: Vec::new(),
+            hash_key: None,
+            cache_entries: DEFAULT_CACHE_ENTRIES,
+        }
+    }
 }
 
 impl std::fmt::Debug for MaskerBuilder {
@@ -63,6 +80,7 @@ impl std::fmt::Debug for MaskerBuilder {
             .field("actions", &self.actions)
             .field("custom", &self.custom.len())
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
+            .field("cache_entries", &self.cache_entries)
             .finish()
     }
 }
@@ -97,6 +115,12 @@ impl MaskerBuilder {
     /// The key of the `hash` action's HMAC.
     pub fn hash_key(mut self, key: Vec<u8>) -> Self {
         self.hash_key = Some(key);
+        self
+    }
+
+    /// How many texts' answers `find_whole` keeps (0: none; see `FoundCache`).
+    pub fn cache_entries(mut self, entries: usize) -> Self {
+        self.cache_entries = entries;
         self
     }
 
@@ -154,6 +178,7 @@ impl MaskerBuilder {
             actions,
             custom,
             hasher,
+            cache: FoundCache::new(self.cache_entries),
         })
     }
 }
@@ -173,6 +198,8 @@ pub struct Masker {
     actions: HashMap<Kind, Action>,
     custom: Option<CustomDetectors>,
     hasher: Option<Hmac<Sha256>>,
+    /// What was found in the whole texts read lately, by their keyed hash.
+    cache: Option<FoundCache>,
 }
 
 impl std::fmt::Debug for Masker {
@@ -188,6 +215,10 @@ impl std::fmt::Debug for Masker {
             .field("actions", &actions)
             .field("custom", &self.custom)
             .field("hash_key", &self.hasher.as_ref().map(|_| "<set>"))
+            .field(
+                "cache_entries",
+                &self.cache.as_ref().map(FoundCache::entries),
+            )
             .finish()
     }
 }
@@ -320,6 +351,22 @@ impl TextMasker for Masker {
         FOUND.set(found);
     }
 
+    fn find_whole(&self, text: &str, spans: &mut Vec<Span>) {
+        let Some((cache, key)) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| Some((cache, cache.key(text)?)))
+        else {
+            return self.find(text, spans);
+        };
+        if cache.get(key, spans) {
+            return;
+        }
+        let first = spans.len();
+        self.find(text, spans);
+        cache.put(key, &spans[first..]);
+    }
+
     fn find_named(&self, key: &[u8], text: &str) -> Option<Span> {
         let found = secrets::named_member_value(key, text)?;
         self.enabled[found.kind.index()].then(|| Span {
@@ -391,6 +438,36 @@ mod tests {
         let mut vault = Vault::default();
         let result = mask_text(masker, text, &mut vault, &mut out, &mut findings).map(|_| out);
         (result, findings)
+    }
+
+    #[test]
+    fn a_whole_text_read_again_is_answered_from_the_cache() {
+        let masker = Masker::default();
+        let text = "Write to jane.doe@example.com about the order she placed last week, politely.";
+        let cache = masker.cache.as_ref().expect("on by default");
+        let key = cache.key(text).expect("long enough");
+        assert!(!cache.get(key, &mut Vec::new()));
+        // `find` (a stream's window) leaves nothing behind; `find_whole` does.
+        masker.find(text, &mut Vec::new());
+        assert!(!cache.get(key, &mut Vec::new()));
+        let mut read = Vec::new();
+        masker.find_whole(text, &mut read);
+        assert_eq!(read.len(), 1);
+        let mut kept = Vec::new();
+        assert!(cache.get(key, &mut kept));
+        assert_eq!(kept, read);
+        // Appended after what the caller had already, as `find` does.
+        let mut again = vec![read[0].clone()];
+        masker.find_whole(text, &mut again);
+        assert_eq!(again, [read[0].clone(), read[0].clone()]);
+        assert!(
+            Masker::builder()
+                .cache_entries(0)
+                .build()
+                .unwrap()
+                .cache
+                .is_none()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod edit;
 pub mod error;
 pub mod finance;
 mod folded;
+mod found_cache;
 pub mod json;
 pub mod kinds;
 mod literals;
@@ -40,8 +41,9 @@ use std::sync::Arc;
 pub use body::{ResponseMasker, mask_request_body, mask_request_body_located};
 pub use edit::Located;
 pub use error::BodyError;
+pub use found_cache::MAX_ENTRIES as MAX_CACHE_ENTRIES;
 pub use kinds::Builtin;
-pub use masker::{LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
+pub use masker::{DEFAULT_CACHE_ENTRIES, LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use policy::{Compressed, OnError, Policy};
 pub use shape::{Api, BodyShape, request_shape, response_shape};
 pub use vault::{Concealer, Vault};
@@ -155,6 +157,13 @@ pub trait TextMasker: Send + Sync {
     /// Appends the values found in `text` to `spans`: in order, not overlapping, each
     /// on `char` boundaries.
     fn find(&self, text: &str, spans: &mut Vec<Span>);
+
+    /// As [`find`](Self::find), for a text that may come back whole in later requests:
+    /// a request's JSON string or text body (a system prompt, a conversation's earlier
+    /// turns). A masker may answer from what it found in the same text before.
+    fn find_whole(&self, text: &str, spans: &mut Vec<Span>) {
+        self.find(text, spans);
+    }
 
     /// The whole of `text` as one value, when it is the string of a JSON member whose
     /// key (`key`, raw) tells by itself that it holds a secret (`"password"`,
