@@ -346,6 +346,64 @@ async fn a_blocked_type_is_refused_by_name_on_every_engine() {
     }
 }
 
+/// A chat's next request resends its earlier turns: a text read before is answered
+/// from the route's cache and masked the same (a pseudonym still numbered in its own
+/// request), every value counted again; the lookups are in the metrics. Texts under
+/// 64 bytes (the system prompt here) are not looked up; `cache_entries = 0` reads all.
+async fn texts_sent_again_are_answered_from_the_cache(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let mask = r#"mask = { types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, &upstream, mask, "").await;
+    let body = chat(&format!(
+        "Please write to {EMAIL} about the card {CARD}; keep it short and polite."
+    ));
+    for _ in 0..2 {
+        let mut client = RawClient::connect(&proxy).await;
+        let request = post("/v1/chat/completions", "application/json", &body);
+        let response = client.request("POST", &request).await;
+        assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2, "{travel:?}");
+    assert_eq!(seen[0].body, seen[1].body, "{travel:?}");
+    let sent = seen_json(&seen[1]);
+    assert_eq!(
+        sent["messages"][1]["content"],
+        "Please write to <EMAIL_ADDRESS_1> about the card [CREDIT_CARD]; keep it short and polite.",
+        "{travel:?}"
+    );
+    let metrics = proxy.metrics_text().await;
+    for line in [
+        r#"junction_masking_cache_lookups_total{route="all",result="hit"} 1"#,
+        r#"junction_masking_cache_lookups_total{route="all",result="miss"} 1"#,
+        r#"junction_masking_findings_total{route="all",type="EMAIL_ADDRESS",action="pseudonymize",direction="request"} 2"#,
+        r#"junction_masking_findings_total{route="all",type="CREDIT_CARD",action="redact",direction="request"} 2"#,
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{travel:?}: {line} not in {metrics}"
+        );
+    }
+
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = { cache_entries = 0 }", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let request = post("/v1/chat/completions", "application/json", &body);
+    assert_eq!(client.request("POST", &request).await.status, 200);
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_masking_cache_lookups_total{"),
+        "{travel:?}: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn texts_sent_again_are_answered_from_the_cache_on_every_engine() {
+    for travel in Travel::ALL {
+        texts_sent_again_are_answered_from_the_cache(travel).await;
+    }
+}
+
 /// Fail closed: a JSON body that is not JSON is refused; `on_error = "pass"` lets it
 /// through, counted.
 async fn unreadable_bodies_fail_closed(travel: Travel) {

@@ -62,6 +62,7 @@ const TABLE_FAMILIES: &[&str] = &[
     "junction_security_decisions_total",
     "junction_masking_findings_total",
     "junction_masking_passed_total",
+    "junction_masking_cache_lookups_total",
     "junction_anomalies_total",
     "junction_anomaly_clients",
     "junction_capture_flows_total",

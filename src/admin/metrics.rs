@@ -496,6 +496,21 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        family(
+            &mut encoder,
+            "junction_masking_cache_lookups",
+            "Request texts of 64 bytes or more a masking route looked up in its cache of texts read before, by route and result (hit: answered from it; miss: read). Counted since the route was loaded.",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (route, hits, misses) in self.plan.masking_cache_lookups() {
+                    for (result, count) in [("hit", hits), ("miss", misses)] {
+                        counter(m, &vec![("route", &*route), ("result", result)], count)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
         let controls = self.plan.route_controls();
         family(
             &mut encoder,

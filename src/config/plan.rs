@@ -99,6 +99,26 @@ impl Plan {
         routes.filter_map(|r| r.control.clone()).collect()
     }
 
+    /// Per masking route (an egress listener by its name): texts its masker answered
+    /// from its cache and texts it read (`junction_masking_cache_lookups_total`).
+    pub fn masking_cache_lookups(&self) -> Vec<(Arc<str>, u64, u64)> {
+        let mut all = Vec::new();
+        for listener in &self.listeners {
+            let routes = listener.routes.routes.iter();
+            let masks = routes.filter_map(|r| Some((r.name.clone(), r.mask.as_ref()?)));
+            let egress = listener
+                .egress
+                .as_ref()
+                .and_then(|e| Some((e.name.clone(), e.mask_policy()?)));
+            for (name, policy) in masks.chain(egress) {
+                if let Some((hits, misses)) = policy.masker.cache_lookups() {
+                    all.push((name, hits, misses));
+                }
+            }
+        }
+        all
+    }
+
     pub fn route(&self, name: &str) -> Option<&Arc<crate::routing::Route>> {
         self.listeners
             .iter()

@@ -186,6 +186,11 @@ pub struct EgressParts {
 }
 
 impl EgressPlan {
+    /// The listener's masking policy, if it masks.
+    pub fn mask_policy(&self) -> Option<&Arc<crate::masking::Policy>> {
+        self.mask.as_ref().map(|mask| &mask.policy)
+    }
+
     /// Builds the plan and its exits; errors name the exit (by its place in `exits`,
     /// or the exits file line).
     pub fn new(parts: EgressParts, telemetry: &Arc<Telemetry>) -> Result<Self, String> {

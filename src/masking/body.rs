@@ -61,7 +61,8 @@ fn mask_request<'b>(
     // pass's pseudonyms, counts and places can be dropped.
     let clean = vault.is_empty() && findings.is_empty();
     let listed = located.as_deref().map_or(0, Vec::len);
-    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut());
+    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut())
+        .of_a_request();
     let masked = mask_request_with(&mut editor, shape, body)?;
     let recurring = editor.into_recurring();
     if !clean || recurring.is_empty() || !recurring.missed_in(body) {
@@ -73,8 +74,9 @@ fn mask_request<'b>(
     if let Some(located) = located.as_deref_mut() {
         located.truncate(listed);
     }
-    let mut editor =
-        TextEditor::new(Some(masker), false, vault, findings, located).knowing(recurring.known());
+    let mut editor = TextEditor::new(Some(masker), false, vault, findings, located)
+        .of_a_request()
+        .knowing(recurring.known());
     mask_request_with(&mut editor, shape, body)
 }
 

@@ -85,6 +85,9 @@ pub struct TextEditor<'a> {
     outer_pointer: Option<String>,
     /// Values found by their context, looked for again in every text after.
     recurring: Recurring,
+    /// The texts are a request's, which the next request of a chat sends again: the
+    /// masker may answer them from what it found before ([`TextMasker::find_whole`]).
+    requests: bool,
 }
 
 impl<'a> TextEditor<'a> {
@@ -104,7 +107,14 @@ impl<'a> TextEditor<'a> {
             spans: Vec::new(),
             outer_pointer: None,
             recurring: Recurring::default(),
+            requests: false,
         }
+    }
+
+    /// An editor of a request's texts (see `requests`).
+    pub(crate) fn of_a_request(mut self) -> Self {
+        self.requests = true;
+        self
     }
 
     /// An editor that knows `recurring`'s values from its first text on.
@@ -185,8 +195,8 @@ impl<'a> TextEditor<'a> {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         // A request's string may come again in the next request (a conversation's
-        // earlier turns); an answer's (restored) or a piece's rarely does.
-        find_spans(masker, text, whole && !self.restore, &mut spans);
+        // earlier turns); an answer's or a piece's rarely does.
+        find_spans(masker, text, whole && self.requests, &mut spans);
         // A member whose key names a secret: its whole string is the value.
         if whole
             && let Place::Site(site) = site
@@ -269,7 +279,7 @@ impl<'a> TextEditor<'a> {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        find_spans(masker, &joined, !self.restore, &mut spans);
+        find_spans(masker, &joined, self.requests, &mut spans);
         self.recurring.extend(&joined, &mut spans);
         let mut changed = vec![false; parts.len()];
         let copy = |outs: &mut [String], from: usize, to: usize| {

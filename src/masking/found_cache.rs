@@ -35,8 +35,14 @@ pub struct FoundCache {
     sets: Box<[Mutex<Set>]>,
 }
 
-/// Most recently used first.
-type Set = [Option<Entry>; WAYS];
+/// A set's entries, most recently used first, and what was asked of it (counted under
+/// its lock: no counter shared by every request).
+#[derive(Default)]
+struct Set {
+    entries: [Option<Entry>; WAYS],
+    hits: u64,
+    misses: u64,
+}
 
 struct Entry {
     hash: u128,
@@ -80,16 +86,27 @@ impl FoundCache {
     pub fn get(&self, key: u128, spans: &mut Vec<Span>) -> bool {
         let mut set = self.set(key);
         let Some(at) = set
+            .entries
             .iter()
             .position(|entry| entry.as_ref().is_some_and(|e| e.hash == key))
         else {
+            set.misses += 1;
             return false;
         };
-        set[..=at].rotate_right(1);
-        if let Some(entry) = &set[0] {
+        set.hits += 1;
+        set.entries[..=at].rotate_right(1);
+        if let Some(entry) = &set.entries[0] {
             spans.extend_from_slice(&entry.spans);
         }
         true
+    }
+
+    /// Texts answered from the cache and texts read, since it was made.
+    pub fn lookups(&self) -> (u64, u64) {
+        self.sets.iter().fold((0, 0), |(hits, misses), set| {
+            let set = set.lock().unwrap_or_else(PoisonError::into_inner);
+            (hits + set.hits, misses + set.misses)
+        })
     }
 
     /// Keeps `found`, what was found in the text of `key`, unless it has more than
@@ -106,11 +123,12 @@ impl FoundCache {
         // The same text, put by another request between its `get` and this, or the
         // entry used longest ago, makes room.
         let at = set
+            .entries
             .iter()
             .position(|e| e.as_ref().is_none_or(|e| e.hash == key))
             .unwrap_or(WAYS - 1);
-        set[..=at].rotate_right(1);
-        let _old = set[0].replace(entry);
+        set.entries[..=at].rotate_right(1);
+        let _old = set.entries[0].replace(entry);
         drop(set);
     }
 }
@@ -188,6 +206,8 @@ mod tests {
         cache.put(keys[0], &[span(0)]);
         cache.put(keys[0], &[span(0)]);
         assert!((2..=WAYS).all(|i| cache.get(keys[i], &mut Vec::new())));
+        // Every `get` above is counted: one of them missed.
+        assert_eq!(cache.lookups(), (1 + 4 + 3, 1));
     }
 
     #[test]

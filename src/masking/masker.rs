@@ -237,6 +237,12 @@ impl Masker {
         MaskerBuilder::default()
     }
 
+    /// Request texts answered from the cache and texts read since the masker was
+    /// built (`None` with the cache off).
+    pub fn cache_lookups(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(FoundCache::lookups)
+    }
+
     /// The action for a type, if it is detected.
     pub fn action(&self, kind: &Kind) -> Option<Action> {
         // The spans of built-in types carry this masker's own `Kind`s: known by address,
@@ -460,6 +466,8 @@ mod tests {
         let mut again = vec![read[0].clone()];
         masker.find_whole(text, &mut again);
         assert_eq!(again, [read[0].clone(), read[0].clone()]);
+        // The test's own three lookups count too: two missed, one answered.
+        assert_eq!(masker.cache_lookups(), Some((1 + 1, 2 + 1)));
         assert!(
             Masker::builder()
                 .cache_entries(0)

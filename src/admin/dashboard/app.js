@@ -466,6 +466,7 @@ function updateTables(data) {
     metricTable(data, "junction_errors_total", "Refusals and errors by kind (rate_limit_exceeded: over a rate limit)", ["route", "kind"]),
     metricTable(data, "junction_security_decisions_total", "Security decisions (rate limits: action rate_limited, by limit)", ["rule", "action"]),
     metricTable(data, "junction_masking_findings_total", "Masking findings", ["route", "type", "action", "direction"]),
+    metricTable(data, "junction_masking_cache_lookups_total", "Masking: texts read before (hit) and read (miss)", ["route", "result"]),
     metricTable(data, "junction_anomalies_total", "Anomalies", ["route", "detector", "action"]),
     metricTable(data, "junction_anomaly_clients", "Clients with baselines", ["route"]),
     metricTable(data, "junction_capture_flows_total", "Captured flows", Object.keys(((data.tables.junction_capture_flows_total || [])[0] || {}).labels || {})));
