@@ -231,7 +231,7 @@ fn optional_name_and_address_detectors_are_measured() {
 
 /// What the masker keeps of the texts it read (`cache_entries`, on by default) changes
 /// nothing in what it writes: every corpus body, read a first and a second time (most
-/// answers then come from the cache), and with one slot (texts push each other out),
+/// answers then come from the cache), and with one set of four entries (texts push each other out),
 /// is masked byte for byte as by a masker that reads every text, with the same counts.
 /// Pseudonyms too: the same values are found in the same order.
 #[test]
@@ -275,7 +275,7 @@ fn answers_kept_for_texts_read_before_change_nothing() {
             for (i, (a, b)) in read_again.iter().zip(&masked).enumerate() {
                 assert!(
                     a == b,
-                    "body {i}, {round} round with {entries} slots: {} against {}",
+                    "body {i}, {round} round with {entries} entries asked: {} against {}",
                     String::from_utf8_lossy(&b.0),
                     String::from_utf8_lossy(&a.0)
                 );

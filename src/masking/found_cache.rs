@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::Span;
 
-/// Texts shorter than this are read again: hashing and a slot's lock cost about what
+/// Texts shorter than this are read again: hashing and a set's lock cost about what
 /// reading a few dozen bytes does, and short texts would push longer ones out.
 pub const MIN_TEXT: usize = 64;
 

@@ -34,7 +34,7 @@ thread_local! {
     static FOLDED: Cell<FoldedText> = const { Cell::new(FoldedText::new()) };
 }
 
-/// Slots of a masker's cache of what it found in texts it read before (`FoundCache`),
+/// Entries of a masker's cache of what it found in texts it read before (`FoundCache`),
 /// unless the builder is told otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 8192;
 

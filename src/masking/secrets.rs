@@ -1180,9 +1180,6 @@ mod tests {
         }
     }
 
-    /// A UUID is a key after a word that names a credential (Heroku's and Postmark's
-    /// keys are UUIDs), and an identifier after any other word, `key` of an
-    /// idempotency, a primary or a partition key included.
     /// A secret access key just after its key id, with no name before it; a run of
     /// its length elsewhere, or after something else, is not one.
     #[test]
@@ -1222,6 +1219,9 @@ mod tests {
         assert_eq!(aws_secret_after_id(lower, 21, lower.len()), None);
     }
 
+    /// A UUID is a key after a word that names a credential (Heroku's and Postmark's
+    /// keys are UUIDs), and an identifier after any other word, `key` of an
+    /// idempotency, a primary or a partition key included.
     #[test]
     fn uuids_are_keys_only_after_a_word_naming_a_credential() {
         let uuid = "3b241101-e2bb-4255-8caf-4136c566a962";
