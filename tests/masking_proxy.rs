@@ -404,6 +404,73 @@ async fn texts_sent_again_are_answered_from_the_cache_on_every_engine() {
     }
 }
 
+/// Each client's texts are its own: the same chat sent under two API keys is read
+/// twice, so that no client can tell by timing that another sent a text before; with
+/// `cache_scope = "route"` the second is answered from the first. Either way both are
+/// masked the same.
+async fn texts_of_one_client_are_not_answered_for_another(travel: Travel) {
+    let (alice, bob) = (
+        junction::security::hash_key("sk-alice"),
+        junction::security::hash_key("sk-bob"),
+    );
+    let body = chat(&format!(
+        "Please write to {EMAIL} about the card {CARD}; keep it short and polite."
+    ));
+    for (scope, hits, misses) in [("client", 0, 2), ("route", 1, 1)] {
+        let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+        let route = format!(
+            "auth = {{ keys = [{{ name = \"alice\", sha256 = \"{alice}\" }}, \
+             {{ name = \"bob\", sha256 = \"{bob}\" }}] }}\n\
+             mask = {{ cache_scope = \"{scope}\" }}"
+        );
+        let proxy = start(travel, &upstream, &route, "").await;
+        for key in ["sk-alice", "sk-bob"] {
+            let request = post("/v1/chat/completions", "application/json", &body).replacen(
+                "\r\n",
+                &format!("\r\nAuthorization: Bearer {key}\r\n"),
+                1,
+            );
+            let response = RawClient::connect(&proxy)
+                .await
+                .request("POST", &request)
+                .await;
+            assert_eq!(
+                response.status,
+                200,
+                "{travel:?} {scope}: {}",
+                response.text()
+            );
+        }
+        let seen = upstream.seen();
+        assert_eq!(seen.len(), 2, "{travel:?} {scope}");
+        assert_eq!(seen[0].body, seen[1].body, "{travel:?} {scope}");
+        assert_eq!(
+            seen_json(&seen[1])["messages"][1]["content"],
+            "Please write to [EMAIL_ADDRESS] about the card [CREDIT_CARD]; keep it short and polite.",
+            "{travel:?} {scope}"
+        );
+        let metrics = proxy.metrics_text().await;
+        for line in [
+            format!(r#"junction_masking_cache_lookups_total{{route="all",result="hit"}} {hits}"#),
+            format!(
+                r#"junction_masking_cache_lookups_total{{route="all",result="miss"}} {misses}"#
+            ),
+        ] {
+            assert!(
+                metrics.contains(&line),
+                "{travel:?} {scope}: {line} not in {metrics}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn texts_of_one_client_are_not_answered_for_another_on_every_engine() {
+    for travel in Travel::ALL {
+        texts_of_one_client_are_not_answered_for_another(travel).await;
+    }
+}
+
 /// Fail closed: a JSON body that is not JSON is refused; `on_error = "pass"` lets it
 /// through, counted.
 async fn unreadable_bodies_fail_closed(travel: Travel) {

@@ -11,6 +11,7 @@
 //! hash_key_env = "JUNCTION_MASK_KEY"  # the variable holding the `hash` action's key
 //! names = false                   # the optional PERSON / STREET_ADDRESS detectors
 //! cache_entries = 8192            # (default) texts read before, answered by hash; 0: off
+//! cache_scope = "client"          # (default) each client's texts apart, or "route"
 //! types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "block", IP_ADDRESS = "off" }
 //! custom = [
 //!   { name = "EMPLOYEE_ID", regex = "EMP-[0-9]{6}" },
@@ -23,7 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::checks::Errors;
-use super::spec::{CompressedSpec, DirectionsSpec, MaskSpec, OnErrorSpec, SizeSpec};
+use super::spec::{
+    CacheScopeSpec, CompressedSpec, DirectionsSpec, MaskSpec, OnErrorSpec, SizeSpec,
+};
 use crate::masking::custom::{CustomSpec, Validator};
 use crate::masking::{self, Action, Builtin, Compressed, Kind, Masker, OnError, Policy};
 use crate::units::parse_byte_size;
@@ -268,6 +271,10 @@ fn compile_mask_with(
         Some(entries) => builder = builder.cache_entries(entries),
         None => {}
     }
+    builder = builder.cache_scope(match spec.cache_scope {
+        CacheScopeSpec::Client => masking::CacheScope::Client,
+        CacheScopeSpec::Route => masking::CacheScope::Route,
+    });
 
     if errors.len() > before {
         return None;
@@ -337,6 +344,7 @@ mod tests {
         assert_eq!(policy.max_body, 1 << 20);
         assert_eq!(mask(&policy, "a@example.org"), "[EMAIL_ADDRESS]");
         assert!(format!("{:?}", policy.masker).contains("cache_entries: Some(8192)"));
+        assert!(format!("{:?}", policy.masker).contains("cache_scope: Client"));
     }
 
     #[test]
@@ -344,6 +352,8 @@ mod tests {
         for (line, shown) in [
             ("cache_entries = 0", "cache_entries: None"),
             ("cache_entries = 1000", "cache_entries: Some(1024)"),
+            ("cache_scope = \"route\"", "cache_scope: Route"),
+            ("cache_scope = \"client\"", "cache_scope: Client"),
         ] {
             let (policy, errors) = compile(line);
             assert_eq!(errors, Errors::new());

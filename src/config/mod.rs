@@ -180,4 +180,18 @@ mod tests {
         assert_eq!(error.line, Some(2));
         assert_eq!(error.message, "invalid TOML at column 31");
     }
+
+    #[test]
+    fn an_unknown_cache_scope_is_named_by_its_key_path_and_line() {
+        let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[pools]]\nname = \"p\"\n\
+                    endpoints = [{ url = \"http://127.0.0.1:9\" }]\n\n[[routes]]\nname = \"r\"\n\
+                    pool = \"p\"\n\n[routes.mask]\ncache_scope = \"tenant\"\n";
+        let Err(errors) = load(text) else {
+            panic!("loaded");
+        };
+        assert_eq!(
+            errors.to_string().trim(),
+            "routes[0].mask.cache_scope (line 14): unknown variant `tenant`, expected `client` or `route`"
+        );
+    }
 }

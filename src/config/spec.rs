@@ -1094,6 +1094,18 @@ pub struct MaskSpec {
     /// so that a text sent again (a system prompt, a conversation's earlier turns) is
     /// not read again (default 8192; 0 turns it off).
     pub cache_entries: Option<usize>,
+    /// Whose texts the cache answers from: each client's own ("client", the default),
+    /// or every client's of the route ("route").
+    #[serde(default)]
+    pub cache_scope: CacheScopeSpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScopeSpec {
+    #[default]
+    Client,
+    Route,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

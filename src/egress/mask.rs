@@ -11,6 +11,7 @@ use hyper::body::{Body, Incoming};
 
 use super::record::Record;
 use super::{EgressMask, ProxyStatus};
+use crate::masking::Partition;
 use crate::pipeline::body::{ClientBody, Held, read_up_to};
 use crate::pipeline::body_phase::{self, ResponseHead};
 use crate::pipeline::body_record::{BodyRefusal, Direction};
@@ -62,7 +63,13 @@ pub(super) async fn mask_request(
         head,
         added_request_id: false,
     };
-    let masked = body_phase::mask_request_by(policy, &view, whole, &mut edits, &mut record.body);
+    // Who the client is: the user it authenticated as, else its address.
+    let client = match &record.user {
+        Some(user) => Partition::of(("user", user)),
+        None => Partition::of(("address", record.client().ip())),
+    };
+    let masked =
+        body_phase::mask_request_by(policy, &view, whole, &mut edits, client, &mut record.body);
     let masked = masked.map_err(|refusal| {
         if let (BodyRefusal::Blocked(blocked), Some(audit)) = (&refusal, &mask.audit) {
             let scope = ("egress", &**record.egress_name());

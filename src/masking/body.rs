@@ -15,7 +15,7 @@ use super::json::{self, Selection};
 use super::shape::BodyShape;
 use super::sse::SseMasker;
 use super::stream::TextStream;
-use super::{Findings, TextMasker, Vault};
+use super::{Findings, Partition, TextMasker, Vault};
 
 /// The largest response body a [`ResponseMasker`] buffers (a whole JSON body) or one
 /// SSE event it reads, unless told otherwise.
@@ -23,7 +23,9 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 
 /// Masks a whole request body: the contents of an AI API's JSON, every string of other
 /// JSON, all of a text body. Pseudonyms go to `vault`, counts to `findings`. The body
-/// comes back borrowed when nothing in it changed.
+/// comes back borrowed when nothing in it changed. Texts read before are looked up
+/// among every caller's ([`Partition::SHARED`]): for one party's data, as `junction
+/// mask` reads it.
 pub fn mask_request_body<'b>(
     masker: &dyn TextMasker,
     shape: BodyShape,
@@ -31,7 +33,28 @@ pub fn mask_request_body<'b>(
     vault: &mut Vault,
     findings: &mut Findings,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
-    mask_request(masker, shape, body, vault, findings, None)
+    mask_request(
+        masker,
+        shape,
+        body,
+        vault,
+        findings,
+        None,
+        Partition::SHARED,
+    )
+}
+
+/// [`mask_request_body`] for a request sent by the client of `partition`: its texts
+/// are looked up among that client's only (unless the masker's route shares them).
+pub fn mask_client_request_body<'b>(
+    masker: &dyn TextMasker,
+    shape: BodyShape,
+    body: &'b [u8],
+    vault: &mut Vault,
+    findings: &mut Findings,
+    partition: Partition,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    mask_request(masker, shape, body, vault, findings, None, partition)
 }
 
 /// [`mask_request_body`], also listing where each value was found (`junction mask
@@ -44,7 +67,15 @@ pub fn mask_request_body_located<'b>(
     findings: &mut Findings,
     located: &mut Vec<Located>,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
-    mask_request(masker, shape, body, vault, findings, Some(located))
+    mask_request(
+        masker,
+        shape,
+        body,
+        vault,
+        findings,
+        Some(located),
+        Partition::SHARED,
+    )
 }
 
 fn mask_request<'b>(
@@ -54,6 +85,7 @@ fn mask_request<'b>(
     vault: &mut Vault,
     findings: &mut Findings,
     mut located: Option<&mut Vec<Located>>,
+    partition: Partition,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
     // A value told by its context in one string may stand in an earlier one without
     // it: the body is masked again, knowing the value from the start. Only from a
@@ -62,7 +94,7 @@ fn mask_request<'b>(
     let clean = vault.is_empty() && findings.is_empty();
     let listed = located.as_deref().map_or(0, Vec::len);
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut())
-        .of_a_request();
+        .of_a_request(partition);
     let masked = mask_request_with(&mut editor, shape, body)?;
     let recurring = editor.into_recurring();
     if !clean || recurring.is_empty() || !recurring.missed_in(body) {
@@ -75,7 +107,7 @@ fn mask_request<'b>(
         located.truncate(listed);
     }
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located)
-        .of_a_request()
+        .of_a_request(partition)
         .knowing(recurring.known());
     mask_request_with(&mut editor, shape, body)
 }

@@ -7,7 +7,7 @@ use super::error::BodyError;
 use super::json::{self, Change, Edited, Part, Selection, Site, StringEdit};
 use super::recurring::Recurring;
 use super::restore::{Piece, Pieces};
-use super::{Findings, Kind, Span, TextMasker, Vault};
+use super::{Findings, Kind, Partition, Span, TextMasker, Vault};
 
 /// Where a value was found: its type, the JSON pointer of the string holding it (empty
 /// for a text body) and its byte range in that string's decoded text. For tool-call
@@ -24,13 +24,18 @@ pub struct Located {
 /// The values `masker` finds in `text`, made safe to slice by whatever the masker
 /// returned: in order, on char boundaries (widened to them), within the text, and
 /// overlapping ones merged. A masker that breaks its contract masks more, never less,
-/// and never makes the proxy panic. `whole`: a request's whole text, which the masker
-/// may have read before ([`TextMasker::find_whole`]).
-pub(crate) fn find_spans(masker: &dyn TextMasker, text: &str, whole: bool, spans: &mut Vec<Span>) {
-    if whole {
-        masker.find_whole(text, spans);
-    } else {
-        masker.find(text, spans);
+/// and never makes the proxy panic. `whole`: a request's whole text, sent by the
+/// client of that partition, which the masker may have read before
+/// ([`TextMasker::find_whole`]).
+pub(crate) fn find_spans(
+    masker: &dyn TextMasker,
+    text: &str,
+    whole: Option<Partition>,
+    spans: &mut Vec<Span>,
+) {
+    match whole {
+        Some(partition) => masker.find_whole(text, partition, spans),
+        None => masker.find(text, spans),
     }
     let tidy = spans.windows(2).all(|pair| pair[0].end <= pair[1].start)
         && spans.iter().all(|span| {
@@ -86,8 +91,9 @@ pub struct TextEditor<'a> {
     /// Values found by their context, looked for again in every text after.
     recurring: Recurring,
     /// The texts are a request's, which the next request of a chat sends again: the
-    /// masker may answer them from what it found before ([`TextMasker::find_whole`]).
-    requests: bool,
+    /// masker may answer them from what it found before in the same client's
+    /// ([`TextMasker::find_whole`]).
+    requests: Option<Partition>,
 }
 
 impl<'a> TextEditor<'a> {
@@ -107,13 +113,14 @@ impl<'a> TextEditor<'a> {
             spans: Vec::new(),
             outer_pointer: None,
             recurring: Recurring::default(),
-            requests: false,
+            requests: None,
         }
     }
 
-    /// An editor of a request's texts (see `requests`).
-    pub(crate) fn of_a_request(mut self) -> Self {
-        self.requests = true;
+    /// An editor of the texts of a request sent by the client of `partition` (see
+    /// `requests`).
+    pub(crate) fn of_a_request(mut self, partition: Partition) -> Self {
+        self.requests = Some(partition);
         self
     }
 
@@ -196,7 +203,7 @@ impl<'a> TextEditor<'a> {
         spans.clear();
         // A request's string may come again in the next request (a conversation's
         // earlier turns); an answer's or a piece's rarely does.
-        find_spans(masker, text, whole && self.requests, &mut spans);
+        find_spans(masker, text, self.requests.filter(|_| whole), &mut spans);
         // A member whose key names a secret: its whole string is the value.
         if whole
             && let Place::Site(site) = site

@@ -2,10 +2,11 @@
 //! a chat resends its system prompt and every earlier turn whole with each request, and
 //! an agent its whole context at each step, so most of a request's text was read before.
 //! Holds no text and no value: only the hash, and the found values' offsets and types.
+//! Each client's texts are hashed apart ([`Partition`]), unless a route shares them.
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::hash::{BuildHasher, Hash};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use super::Span;
 
@@ -24,6 +25,40 @@ pub const MAX_ENTRIES: usize = 1 << 20;
 /// last. One slot per text (a set of one) made texts that share a slot push each other
 /// out at every turn: half of them, for 3 100 texts in 4 096 slots.
 const WAYS: usize = 4;
+
+/// Whose texts a lookup is among: a text is answered only from what was found in the
+/// same text sent by the same client. A hit is answered sooner than a text read anew,
+/// so a cache shared by every client of a route would let one client tell, by timing,
+/// that another sent a text it guessed byte for byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition(u64);
+
+/// Whose texts a route's cache answers from (`cache_scope`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Each client's own (the default): no client can learn, by timing, what another
+    /// sent. A system prompt every client sends is read once per client.
+    #[default]
+    Client,
+    /// Every client's, for routes whose clients are one party (an internal service):
+    /// a system prompt is read once for all of them.
+    Route,
+}
+
+/// Keys a client's identity into a [`Partition`]: random per process, so which
+/// identities share a partition cannot be worked out (or chosen) from outside.
+static PARTITIONS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+
+impl Partition {
+    /// One partition for every client: `cache_scope = "route"`, and `junction mask`.
+    pub const SHARED: Partition = Partition(0);
+
+    /// The partition of a client known by `identity` (its API key's name, or its
+    /// address).
+    pub fn of(identity: impl Hash) -> Partition {
+        Partition(PARTITIONS.hash_one(identity))
+    }
+}
 
 /// A fixed number of entries in sets of [`WAYS`], each set under its own lock, held for
 /// a copy of a few spans. A set keeps its entries in the order they were last used, and
@@ -68,10 +103,12 @@ impl FoundCache {
         self.sets.len() * WAYS
     }
 
-    /// The key of `text`, when it is long enough to be kept.
-    pub fn key(&self, text: &str) -> Option<u128> {
-        (text.len() >= MIN_TEXT)
-            .then(|| xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), self.seed))
+    /// The key of `text` sent in `partition`, when it is long enough to be kept. The
+    /// partition changes the hash's seed: the same text in two partitions has two keys.
+    pub fn key(&self, text: &str, partition: Partition) -> Option<u128> {
+        (text.len() >= MIN_TEXT).then(|| {
+            xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), self.seed ^ partition.0)
+        })
     }
 
     fn set(&self, key: u128) -> MutexGuard<'_, Set> {
@@ -152,14 +189,14 @@ mod tests {
         let cache = FoundCache::new(8).unwrap();
         let text = "a system prompt long enough to be kept, read once and then again";
         let other = "a system prompt long enough to be kept, read once and then agaim";
-        let key = cache.key(text).unwrap();
+        let key = cache.key(text, Partition::SHARED).unwrap();
         let mut spans = Vec::new();
         assert!(!cache.get(key, &mut spans));
         cache.put(key, &[span(2), span(10)]);
         assert!(cache.get(key, &mut spans));
         assert_eq!(spans, vec![span(2), span(10)]);
         // One byte apart: another key, not answered.
-        let other_key = cache.key(other).unwrap();
+        let other_key = cache.key(other, Partition::SHARED).unwrap();
         assert_ne!(other_key, key);
         spans.clear();
         assert!(!cache.get(other_key, &mut spans));
@@ -173,8 +210,11 @@ mod tests {
     #[test]
     fn short_texts_and_long_answers_are_not_kept() {
         let cache = FoundCache::new(8).unwrap();
-        assert_eq!(cache.key(&"x".repeat(MIN_TEXT - 1)), None);
-        let key = cache.key(&"x".repeat(MIN_TEXT)).unwrap();
+        assert_eq!(
+            cache.key(&"x".repeat(MIN_TEXT - 1), Partition::SHARED),
+            None
+        );
+        let key = cache.key(&"x".repeat(MIN_TEXT), Partition::SHARED).unwrap();
         let many: Vec<Span> = (0..=MAX_SPANS).map(|i| span(i * 8)).collect();
         cache.put(key, &many);
         assert!(!cache.get(key, &mut Vec::new()));
@@ -188,7 +228,11 @@ mod tests {
         let cache = FoundCache::new(1).unwrap();
         assert_eq!(cache.entries(), WAYS);
         let keys: Vec<u128> = (0..=WAYS)
-            .map(|i| cache.key(&format!("text number {i} ").repeat(8)).unwrap())
+            .map(|i| {
+                cache
+                    .key(&format!("text number {i} ").repeat(8), Partition::SHARED)
+                    .unwrap()
+            })
             .collect();
         for (i, key) in keys[..WAYS].iter().enumerate() {
             cache.put(*key, &[span(i)]);
@@ -220,10 +264,35 @@ mod tests {
     }
 
     #[test]
+    fn a_text_kept_for_one_client_is_not_answered_for_another() {
+        let cache = FoundCache::new(8).unwrap();
+        let text = "the same chat history, sent by two clients of one route, one after the other";
+        let (alice, bob) = (Partition::of("alice"), Partition::of("bob"));
+        assert_ne!(alice, bob);
+        assert_eq!(alice, Partition::of("alice"));
+        let key = cache.key(text, alice).unwrap();
+        cache.put(key, &[span(3)]);
+        let mut spans = Vec::new();
+        assert!(cache.get(cache.key(text, alice).unwrap(), &mut spans));
+        assert_eq!(spans, vec![span(3)]);
+        for other in [bob, Partition::SHARED] {
+            let other_key = cache.key(text, other).unwrap();
+            assert_ne!(other_key, key);
+            assert!(!cache.get(other_key, &mut Vec::new()));
+        }
+    }
+
+    #[test]
     fn two_caches_hash_the_same_text_apart() {
         let text = "the same text, read by two maskers, each with a seed of its own for the hash";
-        let a = FoundCache::new(8).unwrap().key(text).unwrap();
-        let b = FoundCache::new(8).unwrap().key(text).unwrap();
+        let a = FoundCache::new(8)
+            .unwrap()
+            .key(text, Partition::SHARED)
+            .unwrap();
+        let b = FoundCache::new(8)
+            .unwrap()
+            .key(text, Partition::SHARED)
+            .unwrap();
         assert_ne!(a, b);
     }
 }

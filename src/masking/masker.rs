@@ -13,7 +13,7 @@ use sha2::Sha256;
 use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::folded::FoldedText;
-use super::found_cache::FoundCache;
+use super::found_cache::{CacheScope, FoundCache, Partition};
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
 use super::secrets;
@@ -60,6 +60,7 @@ pub struct MaskerBuilder {
     custom: Vec<(CustomSpec, Action)>,
     hash_key: Option<Vec<u8>>,
     cache_entries: usize,
+    cache_scope: CacheScope,
 }
 
 impl Default for MaskerBuilder {
@@ -69,6 +70,7 @@ impl Default for MaskerBuilder {
             custom: Vec::new(),
             hash_key: None,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            cache_scope: CacheScope::Client,
         }
     }
 }
@@ -81,6 +83,7 @@ impl std::fmt::Debug for MaskerBuilder {
             .field("custom", &self.custom.len())
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
             .field("cache_entries", &self.cache_entries)
+            .field("cache_scope", &self.cache_scope)
             .finish()
     }
 }
@@ -121,6 +124,13 @@ impl MaskerBuilder {
     /// How many texts' answers `find_whole` keeps (0: none; see `FoundCache`).
     pub fn cache_entries(mut self, entries: usize) -> Self {
         self.cache_entries = entries;
+        self
+    }
+
+    /// Whose texts the cache answers from: each client's own (the default), or every
+    /// client's of the route.
+    pub fn cache_scope(mut self, scope: CacheScope) -> Self {
+        self.cache_scope = scope;
         self
     }
 
@@ -179,6 +189,7 @@ impl MaskerBuilder {
             custom,
             hasher,
             cache: FoundCache::new(self.cache_entries),
+            cache_scope: self.cache_scope,
         })
     }
 }
@@ -200,6 +211,7 @@ pub struct Masker {
     hasher: Option<Hmac<Sha256>>,
     /// What was found in the whole texts read lately, by their keyed hash.
     cache: Option<FoundCache>,
+    cache_scope: CacheScope,
 }
 
 impl std::fmt::Debug for Masker {
@@ -219,6 +231,7 @@ impl std::fmt::Debug for Masker {
                 "cache_entries",
                 &self.cache.as_ref().map(FoundCache::entries),
             )
+            .field("cache_scope", &self.cache_scope)
             .finish()
     }
 }
@@ -357,11 +370,15 @@ impl TextMasker for Masker {
         FOUND.set(found);
     }
 
-    fn find_whole(&self, text: &str, spans: &mut Vec<Span>) {
+    fn find_whole(&self, text: &str, partition: Partition, spans: &mut Vec<Span>) {
+        let partition = match self.cache_scope {
+            CacheScope::Client => partition,
+            CacheScope::Route => Partition::SHARED,
+        };
         let Some((cache, key)) = self
             .cache
             .as_ref()
-            .and_then(|cache| Some((cache, cache.key(text)?)))
+            .and_then(|cache| Some((cache, cache.key(text, partition)?)))
         else {
             return self.find(text, spans);
         };
@@ -451,23 +468,35 @@ mod tests {
         let masker = Masker::default();
         let text = "Write to jane.doe@example.com about the order she placed last week, politely.";
         let cache = masker.cache.as_ref().expect("on by default");
-        let key = cache.key(text).expect("long enough");
+        let client = Partition::of("a client");
+        let key = cache.key(text, client).expect("long enough");
         assert!(!cache.get(key, &mut Vec::new()));
         // `find` (a stream's window) leaves nothing behind; `find_whole` does.
         masker.find(text, &mut Vec::new());
         assert!(!cache.get(key, &mut Vec::new()));
         let mut read = Vec::new();
-        masker.find_whole(text, &mut read);
+        masker.find_whole(text, client, &mut read);
         assert_eq!(read.len(), 1);
         let mut kept = Vec::new();
         assert!(cache.get(key, &mut kept));
         assert_eq!(kept, read);
         // Appended after what the caller had already, as `find` does.
         let mut again = vec![read[0].clone()];
-        masker.find_whole(text, &mut again);
+        masker.find_whole(text, client, &mut again);
         assert_eq!(again, [read[0].clone(), read[0].clone()]);
         // The test's own three lookups count too: two missed, one answered.
         assert_eq!(masker.cache_lookups(), Some((1 + 1, 2 + 1)));
+        // Another client's same text is read anew, unless the route shares its texts.
+        masker.find_whole(text, Partition::of("another client"), &mut Vec::new());
+        assert_eq!(masker.cache_lookups(), Some((2, 4)));
+        let shared = Masker::builder()
+            .cache_scope(CacheScope::Route)
+            .build()
+            .unwrap();
+        for client in ["a client", "another client"] {
+            shared.find_whole(text, Partition::of(client), &mut Vec::new());
+        }
+        assert_eq!(shared.cache_lookups(), Some((1, 1)));
         assert!(
             Masker::builder()
                 .cache_entries(0)

@@ -38,10 +38,13 @@ pub mod vault;
 
 use std::sync::Arc;
 
-pub use body::{ResponseMasker, mask_request_body, mask_request_body_located};
+pub use body::{
+    ResponseMasker, mask_client_request_body, mask_request_body, mask_request_body_located,
+};
 pub use edit::Located;
 pub use error::BodyError;
 pub use found_cache::MAX_ENTRIES as MAX_CACHE_ENTRIES;
+pub use found_cache::{CacheScope, Partition};
 pub use kinds::Builtin;
 pub use masker::{DEFAULT_CACHE_ENTRIES, LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use policy::{Compressed, OnError, Policy};
@@ -160,8 +163,9 @@ pub trait TextMasker: Send + Sync {
 
     /// As [`find`](Self::find), for a text that may come back whole in later requests:
     /// a request's JSON string or text body (a system prompt, a conversation's earlier
-    /// turns). A masker may answer from what it found in the same text before.
-    fn find_whole(&self, text: &str, spans: &mut Vec<Span>) {
+    /// turns), sent by the client of `partition`. A masker may answer from what it
+    /// found in the same text before, in the same partition.
+    fn find_whole(&self, text: &str, _partition: Partition, spans: &mut Vec<Span>) {
         self.find(text, spans);
     }
 

@@ -220,7 +220,7 @@ impl TextStream {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        find_spans(masker.as_ref(), &self.pending, false, &mut spans);
+        find_spans(masker.as_ref(), &self.pending, None, &mut spans);
         let mut cut = floor_char_boundary(&self.pending, self.pending.len() - self.look_behind)
             .max(self.context);
         for span in &spans {
@@ -297,7 +297,7 @@ impl TextStream {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        find_spans(masker.as_ref(), &self.pending, false, &mut spans);
+        find_spans(masker.as_ref(), &self.pending, None, &mut spans);
         let end = self.pending.len();
         let result = self.emit(masker.as_ref(), &spans, end, vault, out, findings);
         self.spans = spans;

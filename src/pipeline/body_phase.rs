@@ -15,7 +15,7 @@ use super::{Exchange, HeaderEdits, ProxyError, RequestView};
 use crate::inspect::flow::stored_header;
 use crate::inspect::{self, Recording};
 use crate::masking::policy::{Compressed, OnError, Policy};
-use crate::masking::{self, Findings, Vault};
+use crate::masking::{self, Findings, Partition, Vault};
 use crate::routing::Route;
 use crate::security::audit::AuditLog;
 use crate::telemetry::trace::RequestId;
@@ -131,7 +131,8 @@ fn mask_request_body(
     let Some(policy) = route.mask.as_ref().filter(|m| m.request) else {
         return Ok(None);
     };
-    mask_request_by(policy, view, body, edits, &mut exchange.body).map_err(|refusal| {
+    let client = Partition::of(exchange.client_id());
+    mask_request_by(policy, view, body, edits, client, &mut exchange.body).map_err(|refusal| {
         if let BodyRefusal::Blocked(blocked) = &refusal {
             let request_id = exchange.request_id.as_ref().and_then(RequestId::as_str);
             let client_ip = exchange.log.as_ref().map(|l| l.client_ip);
@@ -151,19 +152,29 @@ fn mask_request_body(
 /// send instead (`None`: unchanged), or the refusal. `body` is the whole body, or `None`
 /// when it was longer than the engine read. What was found, the pseudonyms the
 /// response restores, and a body passed on unmasked (`on_error = "pass"`) go to
-/// `record`; a `block` is the caller's to audit ([`audit_block`]).
+/// `record`; a `block` is the caller's to audit ([`audit_block`]). `client`: who sent
+/// it, whose texts read before the masker may answer from.
 pub fn mask_request_by(
     policy: &Policy,
     view: &dyn RequestView,
     body: Option<&[u8]>,
     edits: &mut HeaderEdits,
+    client: Partition,
     record: &mut BodyRecord,
 ) -> Result<Option<Bytes>, BodyRefusal> {
     // The body phase may have read more for capture than masking reads.
     let body = body.filter(|b| b.len() <= policy.max_body);
     let mut vault = Vault::default();
     let result = match body {
-        Some(body) => mask_request(policy, view, body, edits, &mut vault, &mut record.request),
+        Some(body) => mask_request(
+            policy,
+            view,
+            body,
+            edits,
+            client,
+            &mut vault,
+            &mut record.request,
+        ),
         None => Err(BodyRefusal::TooLarge {
             direction: Direction::Request,
             limit: policy.max_body,
@@ -225,6 +236,7 @@ fn mask_request(
     view: &dyn RequestView,
     body: &[u8],
     edits: &mut HeaderEdits,
+    client: Partition,
     vault: &mut Vault,
     findings: &mut Findings,
 ) -> Result<Option<Vec<u8>>, BodyRefusal> {
@@ -247,7 +259,7 @@ fn mask_request(
         edits.remove(&header::CONTENT_ENCODING);
     }
     let shape = masking::request_shape(view.path().as_bytes(), view.first(&header::CONTENT_TYPE));
-    masking::mask_request_body(&*policy.masker, shape, body, vault, findings)
+    masking::mask_client_request_body(&*policy.masker, shape, body, vault, findings, client)
         .map(|masked| match masked {
             std::borrow::Cow::Owned(masked) => Some(masked),
             // Unchanged, but a decoded body still goes on decoded.
