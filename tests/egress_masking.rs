@@ -284,6 +284,43 @@ async fn a_plain_request_is_masked_before_it_leaves_and_its_pseudonyms_restored(
     assert!(!stored.contains(EMAIL), "a value in the flow: {stored}");
 }
 
+/// The cache of texts read before is kept per client: the same prompt sent again by
+/// the same client is answered from it, the same prompt from another user at the same
+/// address is read anew (a listener without passwords takes any user name, so the
+/// address and the user together say who the client is).
+#[tokio::test]
+async fn a_prompt_sent_again_is_answered_from_the_cache_of_its_own_client_only() {
+    let site = Site::start("text/plain", "unused").await;
+    let setup = Setup::start("{}", r#"{ url = "direct" }"#, "").await;
+    let proxy = format!("http://{}", setup.proxy.addr("scraper"));
+    for user in ["ann", "ann", "bob"] {
+        let client = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(&proxy).unwrap().basic_auth(user, "x"))
+            .timeout(STEP)
+            .build()
+            .unwrap();
+        let sent = client
+            .post(site.url("/echo"))
+            .header("content-type", "application/json")
+            .body(prompt())
+            .send();
+        let response = within("the answer", sent).await.expect("an answer");
+        assert_eq!(response.status(), 200);
+    }
+    let bodies = site.bodies();
+    assert_eq!(bodies.len(), 3);
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0] && !b.contains(EMAIL)),
+        "{bodies:?}"
+    );
+    let metrics = setup.metrics().await;
+    for (result, count) in [("hit", 1.0), ("miss", 2.0)] {
+        let series =
+            format!(r#"junction_masking_cache_lookups_total{{route="scraper",result="{result}"}}"#);
+        assert_eq!(metrics.get(&series), Some(&count), "{series}: {metrics:?}");
+    }
+}
+
 /// The first captured flow in `dir`, once it is written.
 async fn newest_flow(dir: &std::path::Path) -> junction::inspect::Flow {
     within("the captured flow", async {

@@ -63,11 +63,9 @@ pub(super) async fn mask_request(
         head,
         added_request_id: false,
     };
-    // Who the client is: the user it authenticated as, else its address.
-    let client = match &record.user {
-        Some(user) => Partition::of(("user", user)),
-        None => Partition::of(("address", record.client().ip())),
-    };
+    // Who the client is: its address, and the user it gave. Not the user alone: where
+    // the listener asks for no password, a client may give anyone's.
+    let client = Partition::of((record.client().ip(), record.user.as_deref()));
     let masked =
         body_phase::mask_request_by(policy, &view, whole, &mut edits, client, &mut record.body);
     let masked = masked.map_err(|refusal| {
