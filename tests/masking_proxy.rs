@@ -471,6 +471,55 @@ async fn texts_of_one_client_are_not_answered_for_another_on_every_engine() {
     }
 }
 
+/// An OpenAI request's `user` and `metadata` pass byte for byte unless the route asks
+/// for its identifiers to be masked too (`identifiers = true`), on every engine.
+async fn identifiers_are_masked_when_the_route_asks(travel: Travel) {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "user": EMAIL,
+        "metadata": { "customer": EMAIL, "tier": "gold" },
+        "messages": [{ "role": "user", "content": format!("card {CARD}") }],
+    })
+    .to_string();
+    for (mask, user, customer) in [
+        ("mask = {}", EMAIL, EMAIL),
+        (
+            "mask = { identifiers = true }",
+            "[EMAIL_ADDRESS]",
+            "[EMAIL_ADDRESS]",
+        ),
+    ] {
+        let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+        let proxy = start(travel, &upstream, mask, "").await;
+        let request = post("/v1/chat/completions", "application/json", &body);
+        let response = RawClient::connect(&proxy)
+            .await
+            .request("POST", &request)
+            .await;
+        assert_eq!(
+            response.status,
+            200,
+            "{travel:?} {mask}: {}",
+            response.text()
+        );
+        let sent = seen_json(&upstream.only_request());
+        assert_eq!(sent["user"], user, "{travel:?} {mask}");
+        assert_eq!(sent["metadata"]["customer"], customer, "{travel:?} {mask}");
+        assert_eq!(sent["metadata"]["tier"], "gold", "{travel:?} {mask}");
+        assert_eq!(
+            sent["messages"][0]["content"], "card [CREDIT_CARD]",
+            "{travel:?} {mask}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn identifiers_are_masked_when_the_route_asks_on_every_engine() {
+    for travel in Travel::ALL {
+        identifiers_are_masked_when_the_route_asks(travel).await;
+    }
+}
+
 /// Fail closed: a JSON body that is not JSON is refused; `on_error = "pass"` lets it
 /// through, counted.
 async fn unreadable_bodies_fail_closed(travel: Travel) {

@@ -46,7 +46,11 @@ fn masker(action: Action, names: bool) -> Arc<Masker> {
 }
 
 fn build(action: Action, names: bool) -> Masker {
-    let mut builder = Masker::builder().hash_key(b"fuzz".to_vec());
+    // The maskers with names also read a request's identifiers (`user`, `metadata`), so
+    // that both request selections are fuzzed.
+    let mut builder = Masker::builder()
+        .hash_key(b"fuzz".to_vec())
+        .identifiers(names);
     for kind in Builtin::ALL {
         if !kind.is_optional() || names {
             builder = builder.action(kind, action);

@@ -12,6 +12,7 @@
 //! names = false                   # the optional PERSON / STREET_ADDRESS detectors
 //! cache_entries = 8192            # (default) texts read before, answered by hash; 0: off
 //! cache_scope = "client"          # (default) each client's texts apart, or "route"
+//! identifiers = false             # also mask `user`, `safety_identifier`, `metadata`
 //! types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "block", IP_ADDRESS = "off" }
 //! custom = [
 //!   { name = "EMPLOYEE_ID", regex = "EMP-[0-9]{6}" },
@@ -275,6 +276,7 @@ fn compile_mask_with(
         CacheScopeSpec::Client => masking::CacheScope::Client,
         CacheScopeSpec::Route => masking::CacheScope::Route,
     });
+    builder = builder.identifiers(spec.identifiers);
 
     if errors.len() > before {
         return None;
@@ -348,12 +350,14 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_sized_or_turned_off() {
+    fn the_cache_and_the_identifiers_are_configured() {
         for (line, shown) in [
             ("cache_entries = 0", "cache_entries: None"),
             ("cache_entries = 1000", "cache_entries: Some(1024)"),
             ("cache_scope = \"route\"", "cache_scope: Route"),
             ("cache_scope = \"client\"", "cache_scope: Client"),
+            ("identifiers = true", "identifiers: true"),
+            ("", "identifiers: false"),
         ] {
             let (policy, errors) = compile(line);
             assert_eq!(errors, Errors::new());

@@ -1098,6 +1098,10 @@ pub struct MaskSpec {
     /// or every client's of the route ("route").
     #[serde(default)]
     pub cache_scope: CacheScopeSpec,
+    /// Also mask an AI API request's end-user identifiers: `user`, `safety_identifier`
+    /// and every string of `metadata` (off: they pass byte for byte, as other fields).
+    #[serde(default)]
+    pub identifiers: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -95,7 +95,8 @@ fn mask_request<'b>(
     let listed = located.as_deref().map_or(0, Vec::len);
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut())
         .of_a_request(partition);
-    let masked = mask_request_with(&mut editor, shape, body)?;
+    let identifiers = masker.reads_identifiers();
+    let masked = mask_request_with(&mut editor, shape, identifiers, body)?;
     let recurring = editor.into_recurring();
     if !clean || recurring.is_empty() || !recurring.missed_in(body) {
         return Ok(masked);
@@ -109,16 +110,19 @@ fn mask_request<'b>(
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located)
         .of_a_request(partition)
         .knowing(recurring.known());
-    mask_request_with(&mut editor, shape, body)
+    mask_request_with(&mut editor, shape, identifiers, body)
 }
 
-/// One pass of [`mask_request`] over `body`.
+/// One pass of [`mask_request`] over `body`. `identifiers`: an AI API request's
+/// end-user identifiers are read too ([`TextMasker::reads_identifiers`]).
 fn mask_request_with<'b>(
     editor: &mut TextEditor<'_>,
     shape: BodyShape,
+    identifiers: bool,
     body: &'b [u8],
 ) -> Result<Cow<'b, [u8]>, BodyError> {
     let selection = match shape {
+        BodyShape::ApiJson(_) if identifiers => Selection::RequestContentsAndIdentifiers,
         BodyShape::ApiJson(_) => Selection::RequestContents,
         BodyShape::OtherJson => Selection::AllStrings,
         BodyShape::Text | BodyShape::EventStream(_) => {

@@ -22,6 +22,9 @@ pub enum Selection {
     /// `messages`, `system`, `input`, `prompt`, `suffix`, `instructions` and
     /// `prediction`, at a content key (see [`CONTENT_KEYS`]).
     RequestContents,
+    /// [`RequestContents`](Self::RequestContents), and the request's end-user
+    /// identifiers: every string under the top-level keys of [`IDENTIFIER_ROOTS`].
+    RequestContentsAndIdentifiers,
     /// The contents of an AI API response or stream event: strings at a content key,
     /// anywhere.
     ResponseContents,
@@ -63,6 +66,13 @@ const REQUEST_ROOTS: &[&str] = &[
     "prediction",
 ];
 
+/// Top-level keys of a request that say who its end user is: OpenAI's `user` and
+/// `safety_identifier`, and `metadata` (OpenAI's stored tags, Anthropic's
+/// `metadata.user_id`). Read only when a route asks (`identifiers = true`): apps often
+/// put an e-mail address there, but the issue's JSON shape keeps them byte for byte.
+#[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
+const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "metadata"];
+
 /// A key whose string holds JSON (tool-call arguments): its editor may mask the inner
 /// JSON's strings so the arguments stay parseable.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
@@ -79,6 +89,8 @@ enum Reach {
     Skip,
     /// The top level of a request: only [`REQUEST_ROOTS`] are looked into.
     RequestRoot,
+    /// As `RequestRoot`, and every string under [`IDENTIFIER_ROOTS`].
+    IdentifiedRequestRoot,
     /// Strings at a content key are edited.
     Contents,
     /// Every string below is edited.
@@ -471,9 +483,10 @@ const KEY_TOOL_INPUT: u8 = 4;
 const KEY_ARGUMENTS: u8 = 8;
 const KEY_TEXT: u8 = 16;
 const KEY_MODEL: u8 = 32;
+const KEY_IDENTIFIER: u8 = 64;
 
 /// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
-/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model` (one `match`, not a scan of
+/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one `match`, not a scan of
 /// the lists per value; a test holds it to the lists). `escaped`: whether the key has
 /// an escape, as [`scan_string`] found it (not searched for again).
 fn key_class(raw: &[u8], escaped: bool) -> u8 {
@@ -496,6 +509,7 @@ fn key_class_of(key: &[u8]) -> u8 {
         b"text" => KEY_CONTENT | KEY_TEXT,
         b"arguments" => KEY_CONTENT | KEY_ARGUMENTS,
         b"model" => KEY_MODEL,
+        b"user" | b"safety_identifier" | b"metadata" => KEY_IDENTIFIER,
         _ => 0,
     }
 }
@@ -508,6 +522,9 @@ impl Scanner<'_> {
         let Some(frame) = self.stack.last() else {
             return match selection {
                 Selection::RequestContents => (Reach::RequestRoot, false, false),
+                Selection::RequestContentsAndIdentifiers => {
+                    (Reach::IdentifiedRequestRoot, false, false)
+                }
                 Selection::ResponseContents => (Reach::Contents, false, false),
                 Selection::AllStrings => (Reach::Everything, true, false),
                 Selection::TopLevelModel => (Reach::ModelRoot, false, false),
@@ -517,7 +534,7 @@ impl Scanner<'_> {
             return match frame.reach {
                 Reach::Skip | Reach::ModelRoot => (Reach::Skip, false, false),
                 Reach::Everything => (Reach::Everything, true, false),
-                Reach::RequestRoot | Reach::Contents => {
+                Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
                     (Reach::Contents, frame.strings_edited, false)
                 }
             };
@@ -527,8 +544,13 @@ impl Scanner<'_> {
             Reach::Skip => (Reach::Skip, false, false),
             Reach::Everything => (Reach::Everything, true, false),
             Reach::ModelRoot => (Reach::Skip, class & KEY_MODEL != 0, false),
-            Reach::RequestRoot if class & KEY_ROOT == 0 => (Reach::Skip, false, false),
-            Reach::RequestRoot | Reach::Contents => {
+            Reach::IdentifiedRequestRoot if class & KEY_IDENTIFIER != 0 => {
+                (Reach::Everything, true, false)
+            }
+            Reach::RequestRoot | Reach::IdentifiedRequestRoot if class & KEY_ROOT == 0 => {
+                (Reach::Skip, false, false)
+            }
+            Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
                 let content = class & KEY_CONTENT != 0;
                 let reach = if is_object && class & KEY_TOOL_INPUT != 0 {
                     Reach::Everything
@@ -1138,13 +1160,14 @@ mod tests {
     /// `key_class` gives each key the lists it is in, and nothing to other keys.
     #[test]
     fn key_class_agrees_with_the_lists() {
-        let lists: [(&[&str], u8); 6] = [
+        let lists: [(&[&str], u8); 7] = [
             (REQUEST_ROOTS, KEY_ROOT),
             (CONTENT_KEYS, KEY_CONTENT),
             (&[TOOL_INPUT_KEY], KEY_TOOL_INPUT),
             (&[ARGUMENTS_KEY], KEY_ARGUMENTS),
             (&["text"], KEY_TEXT),
             (&["model"], KEY_MODEL),
+            (IDENTIFIER_ROOTS, KEY_IDENTIFIER),
         ];
         let keys = lists.iter().flat_map(|(names, _)| names.iter().copied());
         for key in keys.chain(["role", "Content", "messages2", "", "tool_calls"]) {
@@ -1386,6 +1409,39 @@ mod tests {
                 "/messages/1/tool_calls/0/function/arguments"
             ]
         );
+    }
+
+    /// With the identifiers, every string under the top-level `user`,
+    /// `safety_identifier` and `metadata` is edited too (nested ones included); such keys
+    /// deeper down, numbers and the rest stay as they are.
+    #[test]
+    fn a_request_s_identifiers_are_edited_only_when_asked() {
+        let body = r#"{"model":"m","user":"ann@example.com","safety_identifier":"s1",
+            "metadata":{"user_id":"u-7","tags":["a",{"k":"b"}],"n":3},
+            "messages":[{"role":"user","content":"hi","metadata":{"x":"keep"},"user":"keep"}],
+            "store":true}"#;
+        let (out, pointers) = upper(body, Selection::RequestContentsAndIdentifiers);
+        let expected = body
+            .replace("ann@example.com", "ANN@EXAMPLE.COM")
+            .replace(r#""s1""#, r#""S1""#)
+            .replace("u-7", "U-7")
+            .replace(r#"["a",{"k":"b"}]"#, r#"["A",{"k":"B"}]"#)
+            .replace(r#""hi""#, r#""HI""#);
+        assert_eq!(out, expected);
+        assert_eq!(
+            pointers,
+            [
+                "/user",
+                "/safety_identifier",
+                "/metadata/user_id",
+                "/metadata/tags/0",
+                "/metadata/tags/1/k",
+                "/messages/0/content"
+            ]
+        );
+        let (out, pointers) = upper(body, Selection::RequestContents);
+        assert_eq!(out, body.replace(r#""hi""#, r#""HI""#));
+        assert_eq!(pointers, ["/messages/0/content"]);
     }
 
     /// A key written with escapes is the key it decodes to, and one that only looks

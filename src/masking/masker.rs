@@ -61,6 +61,7 @@ pub struct MaskerBuilder {
     hash_key: Option<Vec<u8>>,
     cache_entries: usize,
     cache_scope: CacheScope,
+    identifiers: bool,
 }
 
 impl Default for MaskerBuilder {
@@ -71,6 +72,7 @@ impl Default for MaskerBuilder {
             hash_key: None,
             cache_entries: DEFAULT_CACHE_ENTRIES,
             cache_scope: CacheScope::Client,
+            identifiers: false,
         }
     }
 }
@@ -84,6 +86,7 @@ impl std::fmt::Debug for MaskerBuilder {
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
             .field("cache_entries", &self.cache_entries)
             .field("cache_scope", &self.cache_scope)
+            .field("identifiers", &self.identifiers)
             .finish()
     }
 }
@@ -124,6 +127,13 @@ impl MaskerBuilder {
     /// How many texts' answers `find_whole` keeps (0: none; see `FoundCache`).
     pub fn cache_entries(mut self, entries: usize) -> Self {
         self.cache_entries = entries;
+        self
+    }
+
+    /// Also reads an AI API request's end-user identifiers (`user`,
+    /// `safety_identifier`, every string of `metadata`), not only its contents.
+    pub fn identifiers(mut self, on: bool) -> Self {
+        self.identifiers = on;
         self
     }
 
@@ -190,6 +200,7 @@ impl MaskerBuilder {
             hasher,
             cache: FoundCache::new(self.cache_entries),
             cache_scope: self.cache_scope,
+            identifiers: self.identifiers,
         })
     }
 }
@@ -212,6 +223,8 @@ pub struct Masker {
     /// What was found in the whole texts read lately, by their keyed hash.
     cache: Option<FoundCache>,
     cache_scope: CacheScope,
+    /// An AI API request's end-user identifiers are read too.
+    identifiers: bool,
 }
 
 impl std::fmt::Debug for Masker {
@@ -232,6 +245,7 @@ impl std::fmt::Debug for Masker {
                 &self.cache.as_ref().map(FoundCache::entries),
             )
             .field("cache_scope", &self.cache_scope)
+            .field("identifiers", &self.identifiers)
             .finish()
     }
 }
@@ -388,6 +402,10 @@ impl TextMasker for Masker {
         let first = spans.len();
         self.find(text, spans);
         cache.put(key, &spans[first..]);
+    }
+
+    fn reads_identifiers(&self) -> bool {
+        self.identifiers
     }
 
     fn find_named(&self, key: &[u8], text: &str) -> Option<Span> {

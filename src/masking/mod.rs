@@ -169,6 +169,12 @@ pub trait TextMasker: Send + Sync {
         self.find(text, spans);
     }
 
+    /// Whether an AI API request's end-user identifiers (`user`, `safety_identifier`,
+    /// `metadata`) are read as well as its contents (a route's `identifiers = true`).
+    fn reads_identifiers(&self) -> bool {
+        false
+    }
+
     /// The whole of `text` as one value, when it is the string of a JSON member whose
     /// key (`key`, raw) tells by itself that it holds a secret (`"password"`,
     /// `"api_key"`): the string's quotes bound the value, where in free text the words
