@@ -590,6 +590,33 @@ fn a_secret_split_across_two_sse_chunks_is_masked_at_every_split_point() {
     }
 }
 
+/// A kept address is kept, and one that only starts like it is masked, wherever the
+/// stream is cut: a value is judged whole, never by the piece a window holds.
+#[test]
+fn kept_addresses_in_a_stream_are_judged_whole_at_every_split_point() {
+    let stream = chat_stream(&[
+        "Write to help@ac".into(),
+        "me.com or help@acme.com.".into(),
+        "evil.net today".into(),
+    ]);
+    let keep = junction::masking::keep::KeepList::new(&["@acme.com".to_string()]).unwrap();
+    let masker: Arc<dyn TextMasker> = Arc::new(
+        junction::masking::Masker::builder()
+            .keep(keep)
+            .build()
+            .unwrap(),
+    );
+    for split in 0..=stream.len() {
+        let (a, b) = stream.as_bytes().split_at(split);
+        let out = stream_through(Some(masker.clone()), Vault::default(), &[a, b]).unwrap();
+        assert_eq!(
+            chat_text(&out),
+            "Write to help@acme.com or [EMAIL_ADDRESS] today",
+            "split at {split}"
+        );
+    }
+}
+
 #[test]
 fn pseudonyms_are_restored_in_a_streamed_response_at_every_split_point() {
     let stream = chat_stream(&[

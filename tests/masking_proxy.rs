@@ -520,6 +520,41 @@ async fn identifiers_are_masked_when_the_route_asks_on_every_engine() {
     }
 }
 
+/// A route's own addresses (`keep = ["@acme.com"]`) reach the model as they are while
+/// others are masked, on every engine; a kept value is no finding.
+async fn kept_values_pass_and_others_are_masked(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let route = r#"mask = { keep = ["@acme.com", "support@partner.example"] }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let body = chat(&format!(
+        "Forward it to help@acme.com, Support@Partner.example and {EMAIL}."
+    ));
+    let request = post("/v1/chat/completions", "application/json", &body);
+    let response = RawClient::connect(&proxy)
+        .await
+        .request("POST", &request)
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(
+        seen_json(&upstream.only_request())["messages"][1]["content"],
+        "Forward it to help@acme.com, Support@Partner.example and [EMAIL_ADDRESS].",
+        "{travel:?}"
+    );
+    let metrics = proxy.metrics_text().await;
+    let line = r#"junction_masking_findings_total{route="all",type="EMAIL_ADDRESS",action="redact",direction="request"} 1"#;
+    assert!(
+        metrics.contains(line),
+        "{travel:?}: {line} not in {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn kept_values_pass_and_others_are_masked_on_every_engine() {
+    for travel in Travel::ALL {
+        kept_values_pass_and_others_are_masked(travel).await;
+    }
+}
+
 /// Fail closed: a JSON body that is not JSON is refused; `on_error = "pass"` lets it
 /// through, counted.
 async fn unreadable_bodies_fail_closed(travel: Travel) {

@@ -13,6 +13,7 @@
 //! cache_entries = 8192            # (default) texts read before, answered by hash; 0: off
 //! cache_scope = "client"          # (default) each client's texts apart, or "route"
 //! identifiers = false             # also mask `user`, `safety_identifier`, `metadata`
+//! keep = ["support@acme.com", "@acme.com"]   # values (or a domain's addresses) never masked
 //! types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "block", IP_ADDRESS = "off" }
 //! custom = [
 //!   { name = "EMPLOYEE_ID", regex = "EMP-[0-9]{6}" },
@@ -277,6 +278,10 @@ fn compile_mask_with(
         CacheScopeSpec::Route => masking::CacheScope::Route,
     });
     builder = builder.identifiers(spec.identifiers);
+    match masking::keep::KeepList::new(&spec.keep) {
+        Ok(keep) => builder = builder.keep(keep),
+        Err((at, problem)) => errors.push((format!("{path}.keep[{at}]"), problem)),
+    }
 
     if errors.len() > before {
         return None;
@@ -416,6 +421,7 @@ mod tests {
             ]
             max_body = "lots"
             cache_entries = 2000000
+            keep = ["ok@example.com", ""]
             "#,
         );
         assert!(policy.is_none());
@@ -432,6 +438,7 @@ mod tests {
             "routes[0].mask.custom[5].name",
             "routes[0].mask.max_body",
             "routes[0].mask.cache_entries",
+            "routes[0].mask.keep[1]",
         ] {
             assert!(paths.contains(path), "{path} not in {errors:?}");
         }

@@ -1102,6 +1102,10 @@ pub struct MaskSpec {
     /// and every string of `metadata` (off: they pass byte for byte, as other fields).
     #[serde(default)]
     pub identifiers: bool,
+    /// Values never masked: exact values (`"support@acme.com"`, `"203.0.113.7"`), or
+    /// `"@acme.com"` for every e-mail address at that domain and below it.
+    #[serde(default)]
+    pub keep: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -14,6 +14,7 @@ use super::custom::{CustomDetectors, CustomSpec};
 use super::detect::Detectors;
 use super::folded::FoldedText;
 use super::found_cache::{CacheScope, FoundCache, Partition};
+use super::keep::KeepList;
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
 use super::secrets;
@@ -62,6 +63,7 @@ pub struct MaskerBuilder {
     cache_entries: usize,
     cache_scope: CacheScope,
     identifiers: bool,
+    keep: KeepList,
 }
 
 impl Default for MaskerBuilder {
@@ -73,6 +75,7 @@ impl Default for MaskerBuilder {
             cache_entries: DEFAULT_CACHE_ENTRIES,
             cache_scope: CacheScope::Client,
             identifiers: false,
+            keep: KeepList::default(),
         }
     }
 }
@@ -87,6 +90,7 @@ impl std::fmt::Debug for MaskerBuilder {
             .field("cache_entries", &self.cache_entries)
             .field("cache_scope", &self.cache_scope)
             .field("identifiers", &self.identifiers)
+            .field("keep", &!self.keep.is_empty())
             .finish()
     }
 }
@@ -134,6 +138,12 @@ impl MaskerBuilder {
     /// `safety_identifier`, every string of `metadata`), not only its contents.
     pub fn identifiers(mut self, on: bool) -> Self {
         self.identifiers = on;
+        self
+    }
+
+    /// Values never masked (`keep`): a value found that the list keeps is no finding.
+    pub fn keep(mut self, keep: KeepList) -> Self {
+        self.keep = keep;
         self
     }
 
@@ -201,6 +211,7 @@ impl MaskerBuilder {
             cache: FoundCache::new(self.cache_entries),
             cache_scope: self.cache_scope,
             identifiers: self.identifiers,
+            keep: (!self.keep.is_empty()).then_some(self.keep),
         })
     }
 }
@@ -225,6 +236,8 @@ pub struct Masker {
     cache_scope: CacheScope,
     /// An AI API request's end-user identifiers are read too.
     identifiers: bool,
+    /// Values never masked, when the route lists some.
+    keep: Option<KeepList>,
 }
 
 impl std::fmt::Debug for Masker {
@@ -246,6 +259,7 @@ impl std::fmt::Debug for Masker {
             )
             .field("cache_scope", &self.cache_scope)
             .field("identifiers", &self.identifiers)
+            .field("keep", &self.keep.is_some())
             .finish()
     }
 }
@@ -382,6 +396,18 @@ impl TextMasker for Masker {
             spans.extend(mine);
         }
         FOUND.set(found);
+        // After the overlaps are settled: a kept value leaves the text as it is, and
+        // does not give way to a shorter value inside it.
+        if let Some(keep) = &self.keep {
+            let mut at = first;
+            while at < spans.len() {
+                if keep.keeps(&text[spans[at].start..spans[at].end]) {
+                    spans.remove(at);
+                } else {
+                    at += 1;
+                }
+            }
+        }
     }
 
     fn find_whole(&self, text: &str, partition: Partition, spans: &mut Vec<Span>) {
@@ -410,6 +436,13 @@ impl TextMasker for Masker {
 
     fn find_named(&self, key: &[u8], text: &str) -> Option<Span> {
         let found = secrets::named_member_value(key, text)?;
+        if self
+            .keep
+            .as_ref()
+            .is_some_and(|keep| keep.keeps(&text[found.start..found.end]))
+        {
+            return None;
+        }
         self.enabled[found.kind.index()].then(|| Span {
             start: found.start,
             end: found.end,
@@ -479,6 +512,27 @@ mod tests {
         let mut vault = Vault::default();
         let result = mask_text(masker, text, &mut vault, &mut out, &mut findings).map(|_| out);
         (result, findings)
+    }
+
+    #[test]
+    fn kept_values_are_left_as_they_are_and_not_counted() {
+        let entries = ["@acme.com", "203.0.113.7", "hunter22hunter"].map(String::from);
+        let masker = Masker::builder()
+            .keep(super::super::keep::KeepList::new(&entries).unwrap())
+            .build()
+            .unwrap();
+        let text = "Ask ann@acme.com or bob@example.org; the status page is 203.0.113.7, \
+                    the database 203.0.113.8.";
+        let (masked, findings) = mask(&masker, text);
+        assert_eq!(
+            masked.unwrap(),
+            "Ask ann@acme.com or [EMAIL_ADDRESS]; the status page is 203.0.113.7, \
+             the database [IP_ADDRESS]."
+        );
+        assert_eq!(findings.total(), 2);
+        // A JSON member named as a secret is kept too, when its value is listed.
+        assert_eq!(masker.find_named(b"password", "hunter22hunter"), None);
+        assert!(masker.find_named(b"password", "hunter22hunter!").is_some());
     }
 
     #[test]

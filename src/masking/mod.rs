@@ -16,6 +16,7 @@ pub mod finance;
 mod folded;
 mod found_cache;
 pub mod json;
+pub mod keep;
 pub mod kinds;
 mod literals;
 pub mod masker;
