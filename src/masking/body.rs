@@ -33,15 +33,7 @@ pub fn mask_request_body<'b>(
     vault: &mut Vault,
     findings: &mut Findings,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
-    mask_request(
-        masker,
-        shape,
-        body,
-        vault,
-        findings,
-        None,
-        Partition::SHARED,
-    )
+    mask_client_request_body(masker, shape, body, vault, findings, Partition::SHARED)
 }
 
 /// [`mask_request_body`] for a request sent by the client of `partition`: its texts
