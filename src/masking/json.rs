@@ -69,7 +69,8 @@ const REQUEST_ROOTS: &[&str] = &[
 /// Top-level keys of a request that say who its end user is: OpenAI's `user` and
 /// `safety_identifier`, and `metadata` (OpenAI's stored tags, Anthropic's
 /// `metadata.user_id`). Read only when a route asks (`identifiers = true`): apps often
-/// put an e-mail address there, but the JSON shape keeps them byte for byte.
+/// put an e-mail address there, but a request's fields other than its contents are
+/// otherwise kept byte for byte.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "metadata"];
 
@@ -486,8 +487,8 @@ const KEY_MODEL: u8 = 32;
 const KEY_IDENTIFIER: u8 = 64;
 
 /// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
-/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one `match`, not a scan of
-/// the lists per value; a test holds it to the lists). `escaped`: whether the key has
+/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one
+/// `match`, not a scan of the lists per value; a test holds it to the lists). `escaped`: whether the key has
 /// an escape, as [`scan_string`] found it (not searched for again).
 fn key_class(raw: &[u8], escaped: bool) -> u8 {
     if escaped {
