@@ -328,8 +328,13 @@ impl NameDetectors {
                     .strip_suffix("'s")
                     .or_else(|| run.strip_suffix("’s"))
                     .unwrap_or(run);
-                if spells(&letters, run) && !self.has_no_name_word(run) {
-                    let start = from + m.start();
+                let start = from + m.start();
+                // The window may start inside a word (`...Donald` of `McDonald`).
+                let inside_a_word = text[..start]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphanumeric);
+                if !inside_a_word && spells(&letters, run) && !self.has_no_name_word(run) {
                     self.push_person(text, start, start + run.len(), out);
                 }
             }
@@ -523,6 +528,11 @@ mod tests {
             "Sales Team: sales.team@example.com",
             "Hauptbahnhof Zentrum hz@example.de",
             "Jo Li, joli@example.com",
+            // The window starts 120 bytes before the address, inside `McDonald`.
+            &format!(
+                "Ask McDonald Trumpet{}donald.trumpet@example.com",
+                " ".repeat(106)
+            ),
         ] {
             assert!(values(text).is_empty(), "{text}: {:?}", values(text));
         }
