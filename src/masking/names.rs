@@ -251,7 +251,10 @@ impl NameDetectors {
     /// words or initials, not a word that names no person.
     fn push_listed_name(&self, text: &str, from: usize, to: usize, out: &mut Vec<Found>) {
         let field = &text[from..to];
-        let value = field.trim().trim_matches('"').trim();
+        // The field from its value's first byte, then the value: one trimming, so the
+        // value's offset is the bytes trimmed off the front.
+        let lead = field.trim_start().trim_start_matches('"').trim_start();
+        let value = lead.trim_end().trim_end_matches('"').trim_end();
         if value.is_empty() {
             return;
         }
@@ -269,13 +272,7 @@ impl NameDetectors {
         if !name_like {
             return;
         }
-        let start = from
-            + (field.len()
-                - field
-                    .trim_start()
-                    .trim_start_matches('"')
-                    .trim_start()
-                    .len());
+        let start = from + field.len() - lead.len();
         out.push(Found {
             start,
             end: start + value.len(),
@@ -312,14 +309,8 @@ impl NameDetectors {
         {
             domain_end += 1;
         }
-        let floor = |mut i: usize| {
-            while !text.is_char_boundary(i) {
-                i -= 1;
-            }
-            i
-        };
-        let before = floor(local_start.saturating_sub(NEAR_ADDRESS));
-        let after = floor((domain_end + NEAR_ADDRESS).min(text.len()));
+        let before = bounds::floor_char_boundary(text, local_start.saturating_sub(NEAR_ADDRESS));
+        let after = bounds::floor_char_boundary(text, domain_end + NEAR_ADDRESS);
         for (from, to) in [(before, local_start), (domain_end, after)] {
             for m in self.name_run.find_iter(&text[from..to]) {
                 // A possessive is not part of the name (`Ann Lee's`).
@@ -330,10 +321,7 @@ impl NameDetectors {
                     .unwrap_or(run);
                 let start = from + m.start();
                 // The window may start inside a word (`...Donald` of `McDonald`).
-                let inside_a_word = text[..start]
-                    .chars()
-                    .next_back()
-                    .is_some_and(char::is_alphanumeric);
+                let inside_a_word = bounds::before(text, start).is_some_and(char::is_alphanumeric);
                 if !inside_a_word && spells(&letters, run) && !self.has_no_name_word(run) {
                     self.push_person(text, start, start + run.len(), out);
                 }

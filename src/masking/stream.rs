@@ -9,6 +9,7 @@
 //! the stream, or of an SSE content block) flushes it. A restored token is a boundary:
 //! the text before it is flushed, and the client's own value is never masked.
 
+use super::bounds::floor_char_boundary;
 use super::edit::find_spans;
 use super::error::BodyError;
 use super::restore::{Piece, Pieces, unfinished_token};
@@ -47,17 +48,6 @@ impl std::fmt::Debug for TextStream {
             )
             .finish()
     }
-}
-
-/// The largest char boundary of `text` at or before `at`.
-fn floor_char_boundary(text: &str, mut at: usize) -> usize {
-    if at >= text.len() {
-        return text.len();
-    }
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 impl TextStream {
