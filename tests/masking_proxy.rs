@@ -907,3 +907,166 @@ async fn compressed_bodies_are_decoded_or_refused_on_every_engine() {
         compressed_bodies_are_decoded_or_refused(travel).await;
     }
 }
+
+/// `curl` with `args` against the proxy's `path`: its status and body.
+async fn curl_form(proxy: &RunningProxy, path: &str, args: &[&str]) -> (u16, String) {
+    let output = within(
+        "curl",
+        tokio::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "5"])
+            .args(["--write-out", "\n%{http_code}"])
+            .args(args)
+            .arg(proxy.url(path))
+            .output(),
+    )
+    .await
+    .expect("curl runs (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+/// The parts of a multipart body as a server splits them on the boundary of its
+/// `Content-Type`: each part's headers and content.
+fn form_parts(seen: &Seen) -> Vec<(String, String)> {
+    let content_type = seen.head.get("content-type").expect("a content type");
+    let boundary = content_type
+        .split_once("boundary=")
+        .expect("a boundary")
+        .1
+        .trim_matches('"');
+    let body = String::from_utf8(seen.body.clone()).expect("UTF-8 parts");
+    let body = body
+        .strip_prefix(&format!("--{boundary}\r\n"))
+        .expect("the first delimiter");
+    let (parts, rest) = body
+        .split_once(&format!("\r\n--{boundary}--"))
+        .expect("the close delimiter");
+    assert!(matches!(rest, "" | "\r\n"), "an epilogue: {rest:?}");
+    parts
+        .split(&format!("\r\n--{boundary}\r\n"))
+        .map(|part| {
+            let (headers, content) = part.split_once("\r\n\r\n").expect("headers end");
+            (headers.to_string(), content.to_string())
+        })
+        .collect()
+}
+
+/// Forms a client sends (`curl -F`, `curl --data-urlencode`): each multipart part is
+/// masked by its own type (a `.jsonl` batch file as JSON lines, form fields as text, a
+/// field named as a password whole), the framing and every other byte kept; a part that
+/// cannot be read (audio) fails the body closed; URL-encoded fields are decoded,
+/// masked and encoded again.
+async fn forms_are_masked_part_by_part(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let files = tempfile::tempdir().unwrap();
+    let batch = files.path().join("batch.jsonl");
+    let line = |content: &str| {
+        serde_json::json!({
+            "custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
+            "body": { "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": content }] },
+        })
+        .to_string()
+    };
+    std::fs::write(
+        &batch,
+        format!("{}\n{}\n", line(&format!("Mail {EMAIL}")), line("Hello")),
+    )
+    .unwrap();
+    let file = format!("file=@{}", batch.display());
+    let (status, body) = curl_form(
+        &proxy,
+        "/v1/files",
+        &[
+            "-F",
+            "purpose=batch",
+            "-F",
+            &file,
+            "-F",
+            &format!("note=card {CARD}"),
+            "-F",
+            "db_password=correct horse",
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{travel:?}: {body}");
+    let seen = upstream.only_request();
+    assert_eq!(
+        seen.head.content_length(),
+        Some(seen.body.len()),
+        "{travel:?}"
+    );
+    let parts = form_parts(&seen);
+    let contents: Vec<&str> = parts.iter().map(|(_, content)| content.as_str()).collect();
+    assert_eq!(
+        contents,
+        [
+            "batch".to_string(),
+            format!("{}\n{}\n", line("Mail [EMAIL_ADDRESS]"), line("Hello")),
+            "card [CREDIT_CARD]".to_string(),
+            "[PASSWORD]".to_string(),
+        ],
+        "{travel:?}"
+    );
+    assert!(
+        parts[1].0.contains(r#"filename="batch.jsonl""#),
+        "{travel:?}"
+    );
+
+    // Audio cannot be masked: refused, nothing sent on.
+    let audio = files.path().join("speech.mp3");
+    std::fs::write(&audio, b"ID3\x04\x00\x00\x00\x00\x00\x00").unwrap();
+    let audio = format!("file=@{};type=audio/mpeg", audio.display());
+    let (status, body) = curl_form(
+        &proxy,
+        "/v1/audio/transcriptions",
+        &["-F", "model=whisper-1", "-F", &audio],
+    )
+    .await;
+    assert_eq!(status, 400, "{travel:?}: {body}");
+    assert!(
+        body.contains("masking_unreadable_body"),
+        "{travel:?}: {body}"
+    );
+    assert_eq!(upstream.seen().len(), 1, "{travel:?}");
+
+    // A URL-encoded form: values decoded, masked, encoded again; names kept.
+    let (status, body) = curl_form(
+        &proxy,
+        "/login",
+        &[
+            "--data-urlencode",
+            &format!("user={EMAIL}"),
+            "--data-urlencode",
+            "password=correct horse",
+            "--data-urlencode",
+            "next=/home",
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{travel:?}: {body}");
+    let seen = upstream.seen().pop().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        "user=%5BEMAIL_ADDRESS%5D&password=%5BPASSWORD%5D&next=%2Fhome",
+        "{travel:?}"
+    );
+    assert_eq!(
+        seen.head.content_length(),
+        Some(seen.body.len()),
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn forms_are_masked_part_by_part_on_every_engine() {
+    for travel in Travel::ALL {
+        forms_are_masked_part_by_part(travel).await;
+    }
+}

@@ -6,6 +6,7 @@
 //! - a JSON body serde_json reads is masked (never refused as not JSON unless nested
 //!   past the scanner's limit), stays JSON, and keeps its structure and every
 //!   non-string value: only strings change;
+//! - a masked form keeps its framing (multipart parts, URL-encoded fields);
 //! - text masked with `pseudonymize` and then restored from the request's vault, as a
 //!   response, is the text that came in (when it holds no `<`, which a pseudonym
 //!   starts with);
@@ -18,7 +19,7 @@
 use std::sync::{Arc, OnceLock};
 
 use junction::masking::{
-    Action, Api, BodyError, BodyShape, Builtin, Findings, Masker, ResponseMasker, TextMasker,
+    Action, Api, BodyError, BodyShape, Boundary, Builtin, Findings, Masker, ResponseMasker, TextMasker,
     Vault, mask_request_body,
 };
 use libfuzzer_sys::fuzz_target;
@@ -90,11 +91,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let action = ACTIONS[usize::from(first & 3)];
     let masker = masker(action, first & 4 != 0);
-    let shape = match (first >> 3) & 3 {
-        0 => BodyShape::ApiJson(Api::OpenAiChat),
-        1 => BodyShape::OtherJson,
-        2 => BodyShape::Text,
-        _ => BodyShape::JsonLines(None),
+    let boundary = Boundary::new(b"b").expect("a boundary");
+    let shape = match ((first >> 3) & 3, body.len() % 3) {
+        (0, _) => BodyShape::ApiJson(Api::OpenAiChat),
+        (1, _) => BodyShape::OtherJson,
+        (2, _) => BodyShape::Text,
+        (_, 0) => BodyShape::JsonLines(None),
+        (_, 1) => BodyShape::Multipart(boundary),
+        _ => BodyShape::UrlEncodedForm,
     };
     let mut vault = Vault::default();
     let mut findings = Findings::default();
@@ -111,6 +115,31 @@ fuzz_target!(|data: &[u8]| {
         };
         let after: Value = serde_json::from_slice(&masked).expect("masked JSON stays JSON");
         assert!(same_but_strings(&before, &after), "only strings change");
+    }
+
+    // A form keeps its framing: a masked multipart body reads as one again, and a
+    // URL-encoded one has the same fields (replacements are encoded).
+    if let Ok(masked) = &masked {
+        if shape == BodyShape::Multipart(boundary) {
+            let again = mask_request_body(
+                &*masker,
+                shape,
+                masked,
+                &mut Vault::default(),
+                &mut Findings::default(),
+            );
+            assert!(
+                !matches!(again, Err(BodyError::NotMultipart { .. })),
+                "a masked multipart body is multipart: {again:?}"
+            );
+        }
+        if shape == BodyShape::UrlEncodedForm {
+            // Each field as `name=value` or a name alone, in the same order.
+            let fields = |bytes: &[u8]| -> Vec<bool> {
+                bytes.split(|b| *b == b'&').map(|f| f.contains(&b'=')).collect()
+            };
+            assert_eq!(fields(masked), fields(body), "the same fields");
+        }
     }
 
     if shape == BodyShape::Text

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use super::edit::{Located, TextEditor};
 use super::error::BodyError;
+use super::form;
 use super::json::{self, Selection};
-use super::shape::BodyShape;
+use super::shape::{BodyShape, Boundary};
 use super::sse::SseMasker;
 use super::stream::TextStream;
 use super::{Findings, Partition, TextMasker, Vault};
@@ -129,6 +130,8 @@ fn mask_request_with<'b>(
             });
         }
         BodyShape::JsonLines(_) => return mask_json_lines(body, editor),
+        BodyShape::Multipart(boundary) => return mask_multipart(body, boundary, editor),
+        BodyShape::UrlEncodedForm => return mask_url_encoded(body, editor),
         BodyShape::Binary => return Err(BodyError::NotMaskable),
     };
     let mut out = Vec::new();
@@ -137,6 +140,113 @@ fn mask_request_with<'b>(
     } else {
         Ok(Cow::Borrowed(body))
     }
+}
+
+/// Each part of a `multipart/form-data` body masked by its own shape; the framing (the
+/// delimiters, each part's headers) copied as it is. A part that cannot be masked (audio,
+/// an image, a base64 part) fails the whole body: it is refused, or passed as it is
+/// with `on_error = "pass"`, never sent with its text parts masked and the rest unread
+/// in silence.
+fn mask_multipart<'b>(
+    body: &'b [u8],
+    boundary: Boundary,
+    editor: &mut TextEditor<'_>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let pieces = form::multipart_pieces(body, boundary)?;
+    let mut out = Vec::new();
+    let mut copied = 0;
+    for piece in pieces {
+        let content = &body[piece.range.clone()];
+        let masked = match (piece.shape, &piece.field) {
+            (BodyShape::Text, Some(name)) => {
+                let text = std::str::from_utf8(content).map_err(|error| BodyError::NotText {
+                    offset: piece.range.start + error.valid_up_to(),
+                })?;
+                let mut masked = String::new();
+                if editor.edit_field(name, text, &mut masked)? {
+                    Cow::Owned(masked.into_bytes())
+                } else {
+                    Cow::Borrowed(content)
+                }
+            }
+            (shape, _) => {
+                mask_request_with(editor, shape, false, content).map_err(|error| match error {
+                    BodyError::NotJson { offset } => BodyError::NotJson {
+                        offset: piece.range.start + offset,
+                    },
+                    BodyError::NotText { offset } => BodyError::NotText {
+                        offset: piece.range.start + offset,
+                    },
+                    other => other,
+                })?
+            }
+        };
+        let Cow::Owned(masked) = masked else {
+            continue;
+        };
+        // A value's replacement never holds a line end, so it cannot make a delimiter;
+        // checked all the same, as a changed framing would change what the server reads.
+        if form::would_delimit(&masked, boundary) {
+            return Err(BodyError::NotMultipart {
+                offset: piece.range.start,
+            });
+        }
+        out.extend_from_slice(&body[copied..piece.range.start]);
+        out.extend_from_slice(&masked);
+        copied = piece.range.end;
+    }
+    if copied == 0 {
+        return Ok(Cow::Borrowed(body));
+    }
+    out.extend_from_slice(&body[copied..]);
+    Ok(Cow::Owned(out))
+}
+
+/// Every field of a URL-encoded form, decoded, masked as text (by its name, which may
+/// say it holds a secret) and encoded again when it changed; names and unchanged values
+/// stay byte for byte.
+fn mask_url_encoded<'b>(
+    body: &'b [u8],
+    editor: &mut TextEditor<'_>,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let mut out = Vec::new();
+    let mut copied = 0;
+    let (mut name, mut value, mut masked) = (Vec::new(), Vec::new(), String::new());
+    for field in form::url_encoded_fields(body) {
+        name.clear();
+        value.clear();
+        masked.clear();
+        form::url_decode(&body[field.name.clone()], &mut name);
+        form::url_decode(&body[field.value.clone()], &mut value);
+        // The name is read too: a field without `=` is all name (`?token`), and a
+        // value may be sent as one.
+        for (range, decoded, as_value) in
+            [(&field.name, &name, false), (&field.value, &value, true)]
+        {
+            if decoded.is_empty() {
+                continue;
+            }
+            let text = std::str::from_utf8(decoded).map_err(|_| BodyError::NotText {
+                offset: range.start,
+            })?;
+            masked.clear();
+            let changed = if as_value {
+                editor.edit_field(&name, text, &mut masked)?
+            } else {
+                editor.edit_text(text, None, &mut masked)?
+            };
+            if changed {
+                out.extend_from_slice(&body[copied..range.start]);
+                form::url_encode(&masked, &mut out);
+                copied = range.end;
+            }
+        }
+    }
+    if copied == 0 {
+        return Ok(Cow::Borrowed(body));
+    }
+    out.extend_from_slice(&body[copied..]);
+    Ok(Cow::Owned(out))
 }
 
 /// Every string of each line of a JSON-lines body; blank lines and line endings kept.
@@ -236,8 +346,15 @@ impl ResponseMasker {
                     Phase::Events(SseMasker::json_lines(masker.clone(), restore, max_body))
                 }
                 // Pseudonyms cannot be found in bytes that are not text: left as they are.
-                BodyShape::Binary if masker.is_none() => Phase::Passing,
-                BodyShape::Binary => Phase::Refused,
+                // Forms are a request's shapes; an answer in one is as opaque as bytes.
+                BodyShape::Binary | BodyShape::Multipart(_) | BodyShape::UrlEncodedForm
+                    if masker.is_none() =>
+                {
+                    Phase::Passing
+                }
+                BodyShape::Binary | BodyShape::Multipart(_) | BodyShape::UrlEncodedForm => {
+                    Phase::Refused
+                }
             }
         };
         ResponseMasker {
@@ -628,6 +745,104 @@ mod tests {
             &mut Findings::default(),
         );
         assert_eq!(error, Err(BodyError::NotJson { offset: 4 }));
+    }
+
+    fn masked_form(shape: BodyShape, body: &[u8]) -> (Result<String, BodyError>, Findings) {
+        let masker = crate::masking::Masker::default();
+        let mut findings = Findings::default();
+        let masked = mask_request_body(&masker, shape, body, &mut Vault::default(), &mut findings)
+            .map(|masked| String::from_utf8(masked.into_owned()).unwrap());
+        (masked, findings)
+    }
+
+    #[test]
+    fn each_part_of_a_multipart_form_is_masked_by_its_own_type() {
+        let shape = crate::masking::request_shape(
+            b"/v1/files",
+            Some(b"multipart/form-data; boundary=\"----Bound: ary\""),
+        );
+        let part = |headers: &str, content: &str| {
+            format!("------Bound: ary\r\n{headers}\r\n\r\n{content}\r\n")
+        };
+        let body = |note: &str, line: &str, password: &str| {
+            [
+                part(r#"Content-Disposition: form-data; name="purpose""#, "batch"),
+                part(
+                    "Content-Disposition: form-data; name=\"file\"; filename=\"batch.jsonl\"\r\nContent-Type: application/octet-stream",
+                    &format!("{{\"custom_id\":\"1\",\"body\":{{\"messages\":[{{\"content\":\"{line}\"}}]}}}}\n"),
+                ),
+                part(r#"Content-Disposition: form-data; name="note""#, note),
+                part(r#"Content-Disposition: form-data; name="db_password""#, password),
+                "------Bound: ary--\r\n".to_string(),
+            ]
+            .concat()
+        };
+        let sent = body(
+            "call +44 20 7946 0958",
+            "mail ann.lee@example.org",
+            "correct horse",
+        );
+        let (masked, findings) = masked_form(shape, sent.as_bytes());
+        assert_eq!(
+            masked.unwrap(),
+            body("call [PHONE_NUMBER]", "mail [EMAIL_ADDRESS]", "[PASSWORD]")
+        );
+        assert_eq!(findings.total(), 3);
+
+        // Nothing found: the body comes back as it was.
+        let clean = body("hello", "hi", "");
+        assert_eq!(masked_form(shape, clean.as_bytes()).0.unwrap(), clean);
+
+        // Audio cannot be masked: the whole body fails closed.
+        let audio = [
+            part(r#"Content-Disposition: form-data; name="model""#, "whisper-1"),
+            part(
+                "Content-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\nContent-Type: audio/mpeg",
+                "ID3",
+            ),
+            "------Bound: ary--".to_string(),
+        ]
+        .concat();
+        assert_eq!(
+            masked_form(shape, audio.as_bytes()).0,
+            Err(BodyError::NotMaskable)
+        );
+        // A text part that is not UTF-8, and JSON that is not JSON, are named by their
+        // place in the whole body.
+        let latin1 = [&b"------Bound: ary\r\nContent-Disposition: form-data; name=n\r\n\r\nJos\xe9\r\n------Bound: ary--"[..]].concat();
+        assert_eq!(
+            masked_form(shape, &latin1).0,
+            Err(BodyError::NotText { offset: 63 })
+        );
+        assert_eq!(
+            masked_form(
+                BodyShape::Multipart(Boundary::new(b"b").unwrap()),
+                b"--b\r\nContent-Type: application/json\r\n\r\n{]\r\n--b--"
+            )
+            .0,
+            Err(BodyError::NotJson { offset: 40 })
+        );
+    }
+
+    #[test]
+    fn a_url_encoded_form_has_its_fields_masked_and_encoded_again() {
+        let shape =
+            crate::masking::request_shape(b"/login", Some(b"application/x-www-form-urlencoded"));
+        assert_eq!(shape, BodyShape::UrlEncodedForm);
+        let (masked, findings) = masked_form(
+            shape,
+            b"user=ann&email=ann.lee%40example.org&password=correct+horse&note=call+%2B1+415+555+0132+now&a%20b=%zz",
+        );
+        assert_eq!(
+            masked.unwrap(),
+            "user=ann&email=%5BEMAIL_ADDRESS%5D&password=%5BPASSWORD%5D&note=call+%5BPHONE_NUMBER%5D+now&a%20b=%zz"
+        );
+        assert_eq!(findings.total(), 3);
+        // A value with no `=` is read as well.
+        let (masked, _) = masked_form(shape, b"x=1&ann.lee@example.org");
+        assert_eq!(masked.unwrap(), "x=1&%5BEMAIL_ADDRESS%5D");
+        let (masked, _) = masked_form(shape, b"note=%ff");
+        assert_eq!(masked, Err(BodyError::NotText { offset: 5 }));
     }
 
     /// Finds overlapping, unordered spans off char boundaries.

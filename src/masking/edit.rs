@@ -74,6 +74,8 @@ pub(crate) fn find_spans(
 enum Place<'s, 'b> {
     Site(&'s Site<'b>),
     Pointer(&'s str),
+    /// A form field's value, by the field's (decoded) name.
+    Field(&'s [u8]),
     Body,
 }
 
@@ -150,6 +152,18 @@ impl<'a> TextEditor<'a> {
         self.edit_text_at(text, place, out)
     }
 
+    /// [`TextEditor::edit_text`] for the value of the form field `name`: a name that
+    /// says the field holds a secret (`password`, `api_key`) has its whole value masked,
+    /// as a JSON member of that name.
+    pub fn edit_field(
+        &mut self,
+        name: &[u8],
+        text: &str,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        self.edit_text_at(text, Place::Field(name), out)
+    }
+
     fn edit_text_at(
         &mut self,
         text: &str,
@@ -205,9 +219,13 @@ impl<'a> TextEditor<'a> {
         // earlier turns); an answer's or a piece's rarely does.
         find_spans(masker, text, self.requests.filter(|_| whole), &mut spans);
         // A member whose key names a secret: its whole string is the value.
+        let key = match site {
+            Place::Site(site) => site.member_key(),
+            Place::Field(name) => Some(name),
+            Place::Pointer(_) | Place::Body => None,
+        };
         if whole
-            && let Place::Site(site) = site
-            && let Some(key) = site.member_key()
+            && let Some(key) = key
             && let Some(span) = masker.find_named(key, text)
         {
             spans.clear();
@@ -351,7 +369,7 @@ impl<'a> TextEditor<'a> {
         let inner = match place {
             Place::Site(site) => site.pointer(),
             Place::Pointer(pointer) => pointer.to_string(),
-            Place::Body => String::new(),
+            Place::Field(_) | Place::Body => String::new(),
         };
         match &self.outer_pointer {
             Some(outer) => format!("{outer}{inner}"),

@@ -14,6 +14,8 @@ pub enum BodyError {
     NotText { offset: usize },
     #[error("the body is larger than the {limit} bytes that can be masked")]
     TooLarge { limit: usize },
+    #[error("the body is not valid multipart/form-data (at byte {offset})")]
+    NotMultipart { offset: usize },
     #[error("a body of this content type cannot be masked")]
     NotMaskable,
     #[error(transparent)]

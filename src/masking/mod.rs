@@ -14,6 +14,7 @@ pub mod edit;
 pub mod error;
 pub mod finance;
 mod folded;
+mod form;
 mod found_cache;
 pub mod json;
 pub mod keep;
@@ -49,7 +50,7 @@ pub use found_cache::{CacheScope, Partition};
 pub use kinds::Builtin;
 pub use masker::{DEFAULT_CACHE_ENTRIES, LOOK_BEHIND, Masker, MaskerBuilder, MaskerError};
 pub use policy::{Compressed, OnError, Policy};
-pub use shape::{Api, BodyShape, request_shape, response_shape};
+pub use shape::{Api, BodyShape, Boundary, request_shape, response_shape};
 pub use vault::{Concealer, Vault};
 
 /// A type of sensitive value, named as metrics and the access log name it

@@ -34,8 +34,58 @@ pub enum BodyShape {
     /// JSON lines (`application/x-ndjson`, as Ollama streams), of a known API when the
     /// path names one.
     JsonLines(Option<Api>),
-    /// Anything else (images, audio, forms, compressed or unknown types).
+    /// `multipart/form-data` (file uploads, the Batch API's JSONL, audio with its
+    /// form fields): each part masked by its own type. A request's shape only.
+    Multipart(Boundary),
+    /// `application/x-www-form-urlencoded`: every field's value (not the names). A
+    /// request's shape only.
+    UrlEncodedForm,
+    /// Anything else (images, audio, compressed or unknown types).
     Binary,
+}
+
+/// A `multipart/form-data` body's boundary, as RFC 2046 allows it: 1 to 70 of its
+/// characters, not ending in a blank. Held inline so that a [`BodyShape`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Boundary {
+    len: u8,
+    bytes: [u8; Boundary::MAX],
+}
+
+impl Boundary {
+    pub const MAX: usize = 70;
+
+    /// The boundary, if `value` is one RFC 2046 allows.
+    pub fn new(value: &[u8]) -> Option<Boundary> {
+        let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(b);
+        if value.is_empty()
+            || value.len() > Self::MAX
+            || value.ends_with(b" ")
+            || !value.iter().all(allowed)
+        {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX];
+        bytes[..value.len()].copy_from_slice(value);
+        Some(Boundary {
+            len: value.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Boundary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Boundary({:?})",
+            String::from_utf8_lossy(self.as_bytes())
+        )
+    }
 }
 
 impl BodyShape {
@@ -95,6 +145,69 @@ fn media_type(content_type: &[u8]) -> &[u8] {
     content_type[..end].trim_ascii()
 }
 
+/// The value of the parameter `name` of a `Content-Type` value (`boundary=x`,
+/// `boundary="x y"`), unquoted. `None` when it is missing, given twice, or the
+/// parameters cannot be read: a body whose framing is in doubt is not guessed at.
+pub(crate) fn parameter(content_type: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut rest = &content_type[content_type.iter().position(|b| *b == b';')?..];
+    let mut found = None;
+    loop {
+        rest = rest.trim_ascii_start();
+        match rest {
+            [] => return found,
+            [b';', tail @ ..] => {
+                rest = tail;
+                continue;
+            }
+            _ => {}
+        }
+        let equals = rest.iter().position(|b| *b == b'=')?;
+        let key = rest[..equals].trim_ascii();
+        if key.is_empty() || key.iter().any(|b| matches!(b, b';' | b'"' | b' ' | b'\t')) {
+            return None;
+        }
+        rest = &rest[equals + 1..];
+        let value = if let [b'"', tail @ ..] = rest {
+            let mut value = Vec::new();
+            let mut at = 0;
+            loop {
+                match tail.get(at)? {
+                    b'"' => break,
+                    b'\\' => {
+                        value.push(*tail.get(at + 1)?);
+                        at += 2;
+                    }
+                    b => {
+                        value.push(*b);
+                        at += 1;
+                    }
+                }
+            }
+            rest = &tail[at + 1..];
+            value
+        } else {
+            let end = rest.iter().position(|b| *b == b';').unwrap_or(rest.len());
+            let value = rest[..end].trim_ascii().to_vec();
+            rest = &rest[end..];
+            value
+        };
+        // Only blanks may stand between a value and the next `;`.
+        let blanks = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        if !matches!(rest.get(blanks), None | Some(b';')) {
+            return None;
+        }
+        if key.eq_ignore_ascii_case(name.as_bytes()) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(value);
+        }
+    }
+}
+
 fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
     let Some(content_type) = content_type else {
         // Clients of the AI APIs sometimes leave the type out; anything else unlabelled
@@ -116,6 +229,12 @@ fn shape_of(api: Option<Api>, content_type: Option<&[u8]>) -> BodyShape {
         BodyShape::JsonLines(api)
     } else if is("application/json") || ends_with(b"+json") {
         api.map_or(BodyShape::OtherJson, BodyShape::ApiJson)
+    } else if is("multipart/form-data") {
+        parameter(content_type, "boundary")
+            .and_then(|boundary| Boundary::new(&boundary))
+            .map_or(BodyShape::Binary, BodyShape::Multipart)
+    } else if is("application/x-www-form-urlencoded") {
+        BodyShape::UrlEncodedForm
     } else if media
         .get(..5)
         .is_some_and(|head| head.eq_ignore_ascii_case(b"text/"))
@@ -138,7 +257,49 @@ pub fn response_shape(request_path: &[u8], content_type: Option<&[u8]>) -> BodyS
     match content_type {
         // A response without a type is not guessed at, even on an API path.
         None => BodyShape::Binary,
-        Some(_) => shape_of(api, content_type),
+        Some(_) => match shape_of(api, content_type) {
+            // Forms are what clients send; an answer in one is not read.
+            BodyShape::Multipart(_) | BodyShape::UrlEncodedForm => BodyShape::Binary,
+            shape => shape,
+        },
+    }
+}
+
+/// The shape of one part of a `multipart/form-data` body, from its own `Content-Type`
+/// and file name: a form field without a type is text; a file sent as
+/// `application/octet-stream` or without a type (as HTTP clients label a `.jsonl` they
+/// do not know) is read by its extension when that names text or JSON. Parts are never
+/// read as an AI API's JSON: a JSON part has every string masked.
+pub fn part_shape(content_type: Option<&[u8]>, filename: Option<&[u8]>) -> BodyShape {
+    let by_name = || {
+        let name = filename?;
+        let dot = name.iter().rposition(|b| *b == b'.')?;
+        let extension = &name[dot + 1..];
+        let is = |e: &str| extension.eq_ignore_ascii_case(e.as_bytes());
+        Some(if is("jsonl") || is("ndjson") {
+            BodyShape::JsonLines(None)
+        } else if is("json") {
+            BodyShape::OtherJson
+        } else if is("txt") || is("md") || is("csv") || is("tsv") || is("log") {
+            BodyShape::Text
+        } else {
+            return None;
+        })
+    };
+    let shape = match content_type {
+        None if filename.is_none() => BodyShape::Text,
+        None => by_name().unwrap_or(BodyShape::Binary),
+        Some(content_type)
+            if media_type(content_type).eq_ignore_ascii_case(b"application/octet-stream") =>
+        {
+            by_name().unwrap_or(BodyShape::Binary)
+        }
+        Some(_) => shape_of(None, content_type),
+    };
+    match shape {
+        // A form inside a form is not read.
+        BodyShape::Multipart(_) | BodyShape::UrlEncodedForm => BodyShape::Binary,
+        shape => shape,
     }
 }
 
@@ -211,6 +372,84 @@ mod tests {
         assert_eq!(
             response_shape(b"/api/generate", Some(b"application/x-ndjson")),
             BodyShape::JsonLines(Some(Api::OllamaGenerate))
+        );
+    }
+
+    #[test]
+    fn a_form_s_boundary_is_read_or_the_form_is_not() {
+        let form = |content_type: &str| request_shape(b"/v1/files", Some(content_type.as_bytes()));
+        let boundary = |value: &str| BodyShape::Multipart(Boundary::new(value.as_bytes()).unwrap());
+        assert_eq!(
+            form("multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxk"),
+            boundary("----WebKitFormBoundary7MA4YWxk")
+        );
+        assert_eq!(
+            form(r#"Multipart/Form-Data;charset=utf-8 ; BOUNDARY="a b:c=d\'e" "#),
+            boundary("a b:c=d'e")
+        );
+        assert_eq!(
+            form(&format!("multipart/form-data; boundary={}", "x".repeat(70))),
+            boundary(&"x".repeat(70))
+        );
+        for unreadable in [
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "multipart/form-data; boundary=a;boundary=b",
+            "multipart/form-data; boundary=a<b",
+            "multipart/form-data; boundary=\"a \"",
+            "multipart/form-data; boundary=\"ab",
+            "multipart/form-data; boundary=\"ab\"c",
+            "multipart/mixed; boundary=ab",
+        ] {
+            assert_eq!(form(unreadable), BodyShape::Binary, "{unreadable}");
+        }
+        assert_eq!(
+            form(&format!("multipart/form-data; boundary={}", "x".repeat(71))),
+            BodyShape::Binary
+        );
+        assert_eq!(
+            form("application/x-www-form-urlencoded; charset=UTF-8"),
+            BodyShape::UrlEncodedForm
+        );
+        // Answers in forms are not read.
+        assert_eq!(
+            response_shape(b"/x", Some(b"application/x-www-form-urlencoded")),
+            BodyShape::Binary
+        );
+        assert_eq!(
+            response_shape(b"/x", Some(b"multipart/form-data; boundary=a")),
+            BodyShape::Binary
+        );
+    }
+
+    #[test]
+    fn a_part_is_typed_by_its_header_then_its_file_name() {
+        assert_eq!(part_shape(None, None), BodyShape::Text);
+        assert_eq!(
+            part_shape(None, Some(b"a.JSONL")),
+            BodyShape::JsonLines(None)
+        );
+        assert_eq!(
+            part_shape(Some(b"application/octet-stream"), Some(b"x.json")),
+            BodyShape::OtherJson
+        );
+        assert_eq!(
+            part_shape(Some(b"application/octet-stream"), None),
+            BodyShape::Binary
+        );
+        assert_eq!(part_shape(None, Some(b"photo.png")), BodyShape::Binary);
+        assert_eq!(part_shape(None, Some(b"README")), BodyShape::Binary);
+        assert_eq!(
+            part_shape(Some(b"image/png"), Some(b"a.txt")),
+            BodyShape::Binary
+        );
+        assert_eq!(
+            part_shape(Some(b"application/json"), None),
+            BodyShape::OtherJson
+        );
+        assert_eq!(
+            part_shape(Some(b"multipart/form-data; boundary=b"), None),
+            BodyShape::Binary
         );
     }
 
