@@ -1021,12 +1021,12 @@ async fn read_until<S>(
         if before / (4 * MIB) != *read / (4 * MIB) {
             *peak = (*peak).max(proc_status_bytes(pid, "VmRSS"));
         }
-        if let (Some(at), Some(every)) = (next_pause, pause_every) {
-            if *read >= at {
-                // A pause that lets every buffer on the way fill up.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                next_pause = Some(at + every);
-            }
+        if let (Some(at), Some(every)) = (next_pause, pause_every)
+            && *read >= at
+        {
+            // A pause that lets every buffer on the way fill up.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            next_pause = Some(at + every);
         }
     }
 }

@@ -103,10 +103,10 @@ fn key_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
 
 /// `created` is the proxy's clock: compared for its presence, not its value.
 fn without_created(mut value: Value) -> Value {
-    if let Some(object) = value.as_object_mut() {
-        if let Some(created) = object.remove("created") {
-            assert!(created.is_u64(), "created: {created}");
-        }
+    if let Some(object) = value.as_object_mut()
+        && let Some(created) = object.remove("created")
+    {
+        assert!(created.is_u64(), "created: {created}");
     }
     value
 }

@@ -171,14 +171,14 @@ pub fn judge(
         return Ok(());
     }
     const CROSS_SITE: &str = "state-changing admin requests must come from the admin API's own origin, or from outside a browser";
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "cross_site_request",
-                CROSS_SITE,
-            ));
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            CROSS_SITE,
+        ));
     }
     let mut origins = headers.get_all(header::ORIGIN).iter();
     match (origins.next(), origins.next()) {

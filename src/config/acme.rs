@@ -40,19 +40,19 @@ pub fn compile_acme(
         errors.push((format!("{path}.storage"), "must name a directory".into()));
     }
     let storage = resolve(base, &spec.storage);
-    if let Ok(meta) = std::fs::metadata(&storage) {
-        if !meta.is_dir() {
-            errors.push((
-                format!("{path}.storage"),
-                format!("{storage} exists and is not a directory"),
-            ));
-        }
+    if let Ok(meta) = std::fs::metadata(&storage)
+        && !meta.is_dir()
+    {
+        errors.push((
+            format!("{path}.storage"),
+            format!("{storage} exists and is not a directory"),
+        ));
     }
     let ca = spec.ca.as_deref().map(|ca| resolve(base, ca));
-    if let Some(ca) = &ca {
-        if let Err(e) = std::fs::read(ca) {
-            errors.push((format!("{path}.ca"), format!("cannot read {ca}: {e}")));
-        }
+    if let Some(ca) = &ca
+        && let Err(e) = std::fs::read(ca)
+    {
+        errors.push((format!("{path}.ca"), format!("cannot read {ca}: {e}")));
     }
     (errors.len() == before).then(|| AcmeSettings {
         directory: spec.directory.clone(),

@@ -55,10 +55,10 @@ impl Locator {
         for segment in &segments {
             let Some(current) = item else { break };
             let next = current.child(segment);
-            if let Some(next) = &next {
-                if let Some(span) = next.span() {
-                    best = Some(span);
-                }
+            if let Some(next) = &next
+                && let Some(span) = next.span()
+            {
+                best = Some(span);
             }
             item = next;
         }

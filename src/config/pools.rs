@@ -539,10 +539,10 @@ pub(super) fn parse_hash_key(text: &str) -> Result<HashKey, String> {
             .map(HashKey::Header)
             .map_err(|_| format!("{name:?} is not a valid header name"));
     }
-    if let Some(name) = text.strip_prefix("cookie:") {
-        if !name.is_empty() {
-            return Ok(HashKey::Cookie(name.to_string()));
-        }
+    if let Some(name) = text.strip_prefix("cookie:")
+        && !name.is_empty()
+    {
+        return Ok(HashKey::Cookie(name.to_string()));
     }
     Err(format!(
         "{text:?}: expected \"header:NAME\", \"cookie:NAME\" or \"ip\""

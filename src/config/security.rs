@@ -236,18 +236,18 @@ pub(super) fn compile_security(
         }));
     }
 
-    if let Some(limit) = spec.rate_limit {
-        if let Some(limiter) = compile_rate_limit(
+    if let Some(limit) = spec.rate_limit
+        && let Some(limiter) = compile_rate_limit(
             limit,
             scope,
             &format!("{path}.rate_limit"),
             recorder,
             errors,
-        ) {
-            let limiter = Arc::new(limiter);
-            limits.push(limiter.clone());
-            filters.push(Box::new(limiter));
-        }
+        )
+    {
+        let limiter = Arc::new(limiter);
+        limits.push(limiter.clone());
+        filters.push(Box::new(limiter));
     }
     filters
 }

@@ -198,12 +198,12 @@ async fn serve(
     if let Ok(value) = header::HeaderValue::from_str(&options.version) {
         response.headers_mut().insert("x-mock-version", value);
     }
-    if let Some(server) = options.inference.as_ref().filter(|s| s.options.orca) {
-        if let Ok(value) = header::HeaderValue::from_str(&server.orca_header()) {
-            response
-                .headers_mut()
-                .insert("endpoint-load-metrics", value);
-        }
+    if let Some(server) = options.inference.as_ref().filter(|s| s.options.orca)
+        && let Ok(value) = header::HeaderValue::from_str(&server.orca_header())
+    {
+        response
+            .headers_mut()
+            .insert("endpoint-load-metrics", value);
     }
     Ok(response)
 }

@@ -584,10 +584,10 @@ impl EgressBody {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if !self.transforms {
             let polled = self.poll_site(cx);
-            if let Poll::Ready(Some(Ok(frame))) = &polled {
-                if let Some(data) = frame.data_ref() {
-                    self.record.on_response_data(data);
-                }
+            if let Poll::Ready(Some(Ok(frame))) = &polled
+                && let Some(data) = frame.data_ref()
+            {
+                self.record.on_response_data(data);
             }
             return polled;
         }

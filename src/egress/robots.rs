@@ -87,7 +87,7 @@ impl Robots {
     pub fn parse(text: &str, agent: &str) -> Robots {
         let agent = product_token(agent);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let text = &text[..floor_char_boundary(text, MAX_PARSED_BYTES)];
+        let text = &text[..text.floor_char_boundary(MAX_PARSED_BYTES)];
 
         let mut ours = Vec::new();
         let mut everyones = Vec::new();
@@ -196,17 +196,6 @@ fn product_token(value: &str) -> &str {
         .split(|c: char| c == '/' || c.is_whitespace())
         .next()
         .unwrap_or("")
-}
-
-/// The largest index at most `limit` that does not split a character.
-fn floor_char_boundary(text: &str, limit: usize) -> usize {
-    if limit >= text.len() {
-        return text.len();
-    }
-    (0..=limit)
-        .rev()
-        .find(|index| text.is_char_boundary(*index))
-        .unwrap_or(0)
 }
 
 /// Brings patterns and paths to one spelling before comparing: `%xx` hex in upper case,

@@ -59,14 +59,14 @@ impl AsyncWrite for Metered {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = polled {
-            if written > 0 {
-                self.counters
-                    .tunnel_bytes_up
-                    .fetch_add(written as u64, Ordering::Relaxed);
-                self.up.fetch_add(written as u64, Ordering::Relaxed);
-                self.touch();
-            }
+        if let Poll::Ready(Ok(written)) = polled
+            && written > 0
+        {
+            self.counters
+                .tunnel_bytes_up
+                .fetch_add(written as u64, Ordering::Relaxed);
+            self.up.fetch_add(written as u64, Ordering::Relaxed);
+            self.touch();
         }
         polled
     }

@@ -137,10 +137,10 @@ impl<C: ClientStream> BodyRelay<'_, C> {
             let mut payload = |data: &[u8]| {
                 if !transform {
                     exchange.on_response_data(data);
-                } else if refused.is_none() {
-                    if let Err(reason) = exchange.transform_response(data, false, &mut out) {
-                        refused = Some(reason);
-                    }
+                } else if refused.is_none()
+                    && let Err(reason) = exchange.transform_response(data, false, &mut out)
+                {
+                    refused = Some(reason);
                 }
             };
             let (used, done) = match framing {
@@ -173,10 +173,12 @@ impl<C: ClientStream> BodyRelay<'_, C> {
                     (available.len(), false)
                 }
             };
-            if transform && done && refused.is_none() {
-                if let Err(reason) = self.exchange.transform_response(&[], true, &mut out) {
-                    refused = Some(reason);
-                }
+            if transform
+                && done
+                && refused.is_none()
+                && let Err(reason) = self.exchange.transform_response(&[], true, &mut out)
+            {
+                refused = Some(reason);
             }
             if let Some(reason) = refused.take() {
                 return Relayed::transform_refused(reason, head_sent);

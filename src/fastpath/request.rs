@@ -447,10 +447,10 @@ impl RequestHead {
         if !(forwarding.trusted && self.has_forwarded_proto) {
             put_header(out, b"x-forwarded-proto", forwarding.proto);
         }
-        if !(forwarding.trusted && self.has_forwarded_host) {
-            if let Some(host) = self.host(buf) {
-                put_header(out, b"x-forwarded-host", host);
-            }
+        if !(forwarding.trusted && self.has_forwarded_host)
+            && let Some(host) = self.host(buf)
+        {
+            put_header(out, b"x-forwarded-host", host);
         }
         out.extend_from_slice(b"via: ");
         for earlier in via {

@@ -268,17 +268,6 @@ fn mentions_a_session(words: &[u8]) -> bool {
     })
 }
 
-/// The largest char boundary of `text` at or before `at`.
-pub fn floor_char_boundary(text: &str, mut at: usize) -> usize {
-    if at >= text.len() {
-        return text.len();
-    }
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
-
 /// `text[start..end]` widened to char boundaries, clamped to the text.
 pub fn window(text: &str, start: usize, end: usize) -> &str {
     let mut start = start.min(text.len());

@@ -309,8 +309,8 @@ impl NameDetectors {
         {
             domain_end += 1;
         }
-        let before = bounds::floor_char_boundary(text, local_start.saturating_sub(NEAR_ADDRESS));
-        let after = bounds::floor_char_boundary(text, domain_end + NEAR_ADDRESS);
+        let before = text.floor_char_boundary(local_start.saturating_sub(NEAR_ADDRESS));
+        let after = text.floor_char_boundary(domain_end + NEAR_ADDRESS);
         for (from, to) in [(before, local_start), (domain_end, after)] {
             for m in self.name_run.find_iter(&text[from..to]) {
                 // A possessive is not part of the name (`Ann Lee's`).

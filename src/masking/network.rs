@@ -134,10 +134,11 @@ fn ipv6_read_groups(text: &[u8], mut at: usize, limit: usize) -> (usize, usize, 
         }
         // An IPv4 address can only start here if a dot follows the decimal digits.
         let decimal_end = decimal_end.unwrap_or(end);
-        if group + 1 < limit && text.get(decimal_end) == Some(&b'.') {
-            if let Some(end) = ipv4_at(text, start) {
-                return (group + 2, end, true);
-            }
+        if group + 1 < limit
+            && text.get(decimal_end) == Some(&b'.')
+            && let Some(end) = ipv4_at(text, start)
+        {
+            return (group + 2, end, true);
         }
         if !(1..=4).contains(&(end - start)) {
             return (group, at, false);

@@ -57,10 +57,11 @@ impl<'a> Pieces<'a> {
             while end < limit && token_byte(bytes[end]) {
                 end += 1;
             }
-            if end < limit && bytes[end] == b'>' {
-                if let Some(value) = self.vault.original(&self.text[start..=end]) {
-                    return Some((start, end + 1, value));
-                }
+            if end < limit
+                && bytes[end] == b'>'
+                && let Some(value) = self.vault.original(&self.text[start..=end])
+            {
+                return Some((start, end + 1, value));
             }
             from = start + 1;
         }

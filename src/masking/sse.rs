@@ -674,11 +674,11 @@ impl SseMasker {
                 for end in &ends {
                     // A block this event ends gets its held text in this event.
                     for (delta, (_, emitted)) in deltas.iter().zip(replacements.iter_mut()) {
-                        if delta.key.starts_with(end.as_str()) {
-                            if let Some(at) = self.blocks.iter().position(|b| b.key == delta.key) {
-                                let mut block = self.blocks.remove(at);
-                                block.text.finish(vault, emitted, findings)?;
-                            }
+                        if delta.key.starts_with(end.as_str())
+                            && let Some(at) = self.blocks.iter().position(|b| b.key == delta.key)
+                        {
+                            let mut block = self.blocks.remove(at);
+                            block.text.finish(vault, emitted, findings)?;
                         }
                     }
                     self.flush_blocks(end, vault, out, findings)?;

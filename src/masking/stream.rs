@@ -9,7 +9,6 @@
 //! the stream, or of an SSE content block) flushes it. A restored token is a boundary:
 //! the text before it is flushed, and the client's own value is never masked.
 
-use super::bounds::floor_char_boundary;
 use super::edit::find_spans;
 use super::error::BodyError;
 use super::restore::{Piece, Pieces, unfinished_token};
@@ -101,10 +100,10 @@ impl TextStream {
             {
                 char_bytes.push(data[0]);
                 data = &data[1..];
-                if let Err(error) = std::str::from_utf8(&char_bytes) {
-                    if error.error_len().is_some() {
-                        return Err(BodyError::NotText { offset: start });
-                    }
+                if let Err(error) = std::str::from_utf8(&char_bytes)
+                    && error.error_len().is_some()
+                {
+                    return Err(BodyError::NotText { offset: start });
                 }
             }
             match std::str::from_utf8(&char_bytes) {
@@ -211,7 +210,9 @@ impl TextStream {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         find_spans(masker.as_ref(), &self.pending, None, &mut spans);
-        let mut cut = floor_char_boundary(&self.pending, self.pending.len() - self.look_behind)
+        let mut cut = self
+            .pending
+            .floor_char_boundary(self.pending.len() - self.look_behind)
             .max(self.context);
         for span in &spans {
             let start = span.start.max(self.context);
@@ -267,7 +268,9 @@ impl TextStream {
         if at < cut {
             out.push_str(&self.pending[at..cut]);
         }
-        let keep = floor_char_boundary(&self.pending, cut.saturating_sub(LEFT_CONTEXT));
+        let keep = self
+            .pending
+            .floor_char_boundary(cut.saturating_sub(LEFT_CONTEXT));
         self.pending.drain(..keep);
         self.context = cut - keep;
         Ok(())

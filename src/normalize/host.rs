@@ -17,10 +17,10 @@ pub fn request_host<'a>(
     if hosts.next().is_some() {
         return Err(Refusal::DuplicateHost);
     }
-    if let Some(host) = host {
-        if !is_valid_authority(host) {
-            return Err(Refusal::InvalidHost);
-        }
+    if let Some(host) = host
+        && !is_valid_authority(host)
+    {
+        return Err(Refusal::InvalidHost);
     }
     match (authority, host) {
         (Some(authority), _) if authority.contains(&b'@') => Err(Refusal::Userinfo),

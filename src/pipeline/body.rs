@@ -472,10 +472,10 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Counted(body, counter) => {
                 let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled {
-                    if let Some(data) = frame.data_ref() {
-                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 polled
             }

@@ -280,53 +280,52 @@ impl Exchange {
                 .unwrap_or_else(|| Arc::from(""));
             self.telemetry.metrics.count_error(&route_name, error_type);
         }
-        if self.telemetry.metrics_enabled() {
-            if let (Some(metrics), Some(counts)) = (self.metrics(), self.status_counts()) {
-                counts.add(self.status);
-                metrics.duration.observe(duration);
-                if let Some(ttfb) = ttfb {
-                    metrics.time_to_first_byte.observe(ttfb);
+        if self.telemetry.metrics_enabled()
+            && let (Some(metrics), Some(counts)) = (self.metrics(), self.status_counts())
+        {
+            counts.add(self.status);
+            metrics.duration.observe(duration);
+            if let Some(ttfb) = ttfb {
+                metrics.time_to_first_byte.observe(ttfb);
+            }
+            if let Some(ttft) = ttft {
+                metrics.time_to_first_token.observe(ttft);
+                if let (Some(first), Some(completion)) = (first_token, usage.completion)
+                    && completion > 1
+                {
+                    let per_token = now.duration_since(first).div_f64((completion - 1) as f64);
+                    metrics.time_per_output_token.observe(per_token);
                 }
-                if let Some(ttft) = ttft {
-                    metrics.time_to_first_token.observe(ttft);
-                    if let (Some(first), Some(completion)) = (first_token, usage.completion) {
-                        if completion > 1 {
-                            let per_token =
-                                now.duration_since(first).div_f64((completion - 1) as f64);
-                            metrics.time_per_output_token.observe(per_token);
-                        }
-                    }
+            }
+            // Zero adds are skipped: each atomic add is a locked instruction.
+            let counters = [
+                (&metrics.request_bytes, self.bytes_in.get()),
+                (&metrics.response_bytes, self.bytes_out),
+                (&metrics.prompt_tokens, usage.prompt.unwrap_or(0)),
+                (&metrics.completion_tokens, usage.completion.unwrap_or(0)),
+                (
+                    &metrics.prompt_tokens_estimated,
+                    estimated.prompt.unwrap_or(0),
+                ),
+                (
+                    &metrics.completion_tokens_estimated,
+                    estimated.completion.unwrap_or(0),
+                ),
+                (&metrics.retries, u64::from(self.retries)),
+            ];
+            for (counter, value) in counters {
+                if value > 0 {
+                    counter.fetch_add(value, Ordering::Relaxed);
                 }
-                // Zero adds are skipped: each atomic add is a locked instruction.
-                let counters = [
-                    (&metrics.request_bytes, self.bytes_in.get()),
-                    (&metrics.response_bytes, self.bytes_out),
-                    (&metrics.prompt_tokens, usage.prompt.unwrap_or(0)),
-                    (&metrics.completion_tokens, usage.completion.unwrap_or(0)),
-                    (
-                        &metrics.prompt_tokens_estimated,
-                        estimated.prompt.unwrap_or(0),
-                    ),
-                    (
-                        &metrics.completion_tokens_estimated,
-                        estimated.completion.unwrap_or(0),
-                    ),
-                    (&metrics.retries, u64::from(self.retries)),
-                ];
-                for (counter, value) in counters {
-                    if value > 0 {
-                        counter.fetch_add(value, Ordering::Relaxed);
-                    }
-                }
-                metrics.window.record_at(now, duration, error);
-                let canary = self
-                    .route
-                    .as_ref()
-                    .and_then(|r| r.control.as_ref())
-                    .and_then(|c| c.canary.as_ref());
-                if let Some(tally) = canary.and_then(|c| c.tallies.get(self.target)) {
-                    tally.record(duration, error, ttft);
-                }
+            }
+            metrics.window.record_at(now, duration, error);
+            let canary = self
+                .route
+                .as_ref()
+                .and_then(|r| r.control.as_ref())
+                .and_then(|c| c.canary.as_ref());
+            if let Some(tally) = canary.and_then(|c| c.tallies.get(self.target)) {
+                tally.record(duration, error, ttft);
             }
         }
         if self.telemetry.metrics_enabled() {

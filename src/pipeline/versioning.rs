@@ -70,15 +70,14 @@ pub fn choose_target(
         .sticky
         .as_ref()
         .and_then(|sticky| affinity_of(sticky, head, || client_ip));
-    if key.is_none() {
-        if let Some(cookie) = &route.set_cookie {
-            // A new browser: give it an id to keep from now on.
-            let id = format!("{:016x}", rng.next_u64());
-            key = Some(stable_hash(id.as_bytes()));
-            choice.set_cookie =
-                HeaderValue::from_str(&format!("{cookie}={id}; Path=/; HttpOnly; SameSite=Lax"))
-                    .ok();
-        }
+    if key.is_none()
+        && let Some(cookie) = &route.set_cookie
+    {
+        // A new browser: give it an id to keep from now on.
+        let id = format!("{:016x}", rng.next_u64());
+        key = Some(stable_hash(id.as_bytes()));
+        choice.set_cookie =
+            HeaderValue::from_str(&format!("{cookie}={id}; Path=/; HttpOnly; SameSite=Lax")).ok();
     }
     choice.target = control.split.pick(key).unwrap_or(0);
     choice

@@ -194,11 +194,11 @@ impl Replay {
                 }
             }
         }
-        if let Some((path, out)) = self.out.as_mut() {
-            if let Err(error) = out.flush() {
-                eprintln!("junction replay: cannot write {}: {error}", path.display());
-                return ExitCode::from(1);
-            }
+        if let Some((path, out)) = self.out.as_mut()
+            && let Err(error) = out.flush()
+        {
+            eprintln!("junction replay: cannot write {}: {error}", path.display());
+            return ExitCode::from(1);
         }
         println!(
             "junction replay: {count} flows from {} to {}",

@@ -184,10 +184,10 @@ impl Matcher {
                 return false;
             }
         }
-        if let Some(pattern) = &self.host {
-            if !host.is_some_and(|host| pattern.matches(host)) {
-                return false;
-            }
+        if let Some(pattern) = &self.host
+            && !host.is_some_and(|host| pattern.matches(host))
+        {
+            return false;
         }
         if !self.methods.is_empty() && !self.methods.contains(head.method()) {
             return false;
@@ -201,10 +201,10 @@ impl Matcher {
                 return false;
             }
         }
-        if let Some(pattern) = &self.model {
-            if !model.is_some_and(|model| pattern.matches(model)) {
-                return false;
-            }
+        if let Some(pattern) = &self.model
+            && !model.is_some_and(|model| pattern.matches(model))
+        {
+            return false;
         }
         true
     }

@@ -49,10 +49,10 @@ fn presented(head: &dyn RequestView) -> Option<String> {
         .and_then(header_text)
     {
         // The scheme name is case-insensitive (RFC 9110 11.1).
-        if let Some((scheme, token)) = value.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(token.trim().to_string());
-            }
+        if let Some((scheme, token)) = value.split_once(' ')
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
+            return Some(token.trim().to_string());
         }
     }
     head.first(&X_API_KEY)

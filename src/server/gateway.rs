@@ -547,15 +547,15 @@ impl Gateway {
                 }
             }
         }
-        if failure.is_none() {
-            if let Err(error) = self.telemetry.access_log.apply(plan.access_log.as_ref()) {
-                failure = Some(ReloadError::AccessLog(error));
-            }
+        if failure.is_none()
+            && let Err(error) = self.telemetry.access_log.apply(plan.access_log.as_ref())
+        {
+            failure = Some(ReloadError::AccessLog(error));
         }
-        if failure.is_none() {
-            if let Err(error) = self.audit.apply(plan.audit.as_ref()) {
-                failure = Some(ReloadError::AccessLog(error));
-            }
+        if failure.is_none()
+            && let Err(error) = self.audit.apply(plan.audit.as_ref())
+        {
+            failure = Some(ReloadError::AccessLog(error));
         }
         if let Some(error) = failure {
             // Undo: close what this attempt opened; the running set is untouched.

@@ -410,11 +410,10 @@ async fn serve<I, S>(
     tokio::select! {
         result = connection.as_mut() => {
             // Tells the stream (when it drops, with the connection) to send a 408.
-            if let (Err(error), Some(flag)) = (result, head_timed_out) {
-                if slow_heads::is_header_timeout(&*error) {
+            if let (Err(error), Some(flag)) = (result, head_timed_out)
+                && slow_heads::is_header_timeout(&*error) {
                     flag.store(true, Ordering::Relaxed);
                 }
-            }
         }
         _ = until_drained(drained) => {
             connection.as_mut().graceful_shutdown();

@@ -326,10 +326,10 @@ pub fn start_successor(socket: &Path) -> std::io::Result<()> {
     tracing::info!(pid = child.id(), "SIGUSR2: started the new process");
     // Reaped here if it fails; if it takes over, this process exits first.
     tokio::spawn(async move {
-        if let Ok(status) = child.wait().await {
-            if !status.success() {
-                tracing::error!(%status, "upgrade: the new process exited");
-            }
+        if let Ok(status) = child.wait().await
+            && !status.success()
+        {
+            tracing::error!(%status, "upgrade: the new process exited");
         }
     });
     Ok(())

@@ -265,13 +265,12 @@ impl MetricsRegistry {
     ) -> Arc<RouteMetrics> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let key = (route.to_string(), pool.to_string(), shadow);
-        if let Some(existing) = routes.get(&key) {
-            if &*existing.version == version
-                && existing.duration.has_bounds(&buckets.latency)
-                && existing.time_per_output_token.has_bounds(&buckets.token)
-            {
-                return existing.clone();
-            }
+        if let Some(existing) = routes.get(&key)
+            && &*existing.version == version
+            && existing.duration.has_bounds(&buckets.latency)
+            && existing.time_per_output_token.has_bounds(&buckets.token)
+        {
+            return existing.clone();
         }
         Arc::new(RouteMetrics {
             route: route.into(),

@@ -96,10 +96,10 @@ impl RequestId {
 /// The request's id: the client's `x-request-id` if it sent a usable one, else a new
 /// one, set on the request so that it goes upstream.
 pub fn ensure_request_id(headers: &mut HeaderMap, rng: &SplitMix) -> RequestId {
-    if let Some(existing) = headers.get(&X_REQUEST_ID) {
-        if RequestId::is_usable(existing.as_bytes()) {
-            return RequestId::Given(existing.clone());
-        }
+    if let Some(existing) = headers.get(&X_REQUEST_ID)
+        && RequestId::is_usable(existing.as_bytes())
+    {
+        return RequestId::Given(existing.clone());
     }
     let id = RequestId::new(rng);
     headers.insert(X_REQUEST_ID.clone(), id.to_header());

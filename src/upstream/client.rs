@@ -702,13 +702,13 @@ impl Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if self.ended || self.body.is_end_stream() {
-            if let Some(reuse) = self.reuse.take() {
-                reuse
-                    .state
-                    .connections
-                    .push_http1(reuse.sender, reuse.max_idle);
-            }
+        if (self.ended || self.body.is_end_stream())
+            && let Some(reuse) = self.reuse.take()
+        {
+            reuse
+                .state
+                .connections
+                .push_http1(reuse.sender, reuse.max_idle);
         }
     }
 }

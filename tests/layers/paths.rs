@@ -66,10 +66,10 @@ impl Resolver<'_> {
                     self.inside(&from.module, &full)
                 };
                 // A mod.rs's `pub use` of its own files is its face.
-                if let Some(unit) = unit {
-                    if !(face_use && unit.module == from.module) {
-                        out.push(unit);
-                    }
+                if let Some(unit) = unit
+                    && !(face_use && unit.module == from.module)
+                {
+                    out.push(unit);
                 }
             }
             i = next.max(i + 1);
@@ -165,10 +165,11 @@ pub(crate) fn re_exports(tokens: &[Token], files: &BTreeSet<String>) -> BTreeMap
         let (paths, _) = use_tree(tokens, i + 1);
         for path in paths {
             let path: Vec<&String> = path.iter().skip_while(|s| *s == "self").collect();
-            if let (Some(file), Some(name)) = (path.first(), path.last()) {
-                if files.contains(*file) && path.len() > 1 {
-                    out.insert((*name).clone(), (*file).clone());
-                }
+            if let (Some(file), Some(name)) = (path.first(), path.last())
+                && files.contains(*file)
+                && path.len() > 1
+            {
+                out.insert((*name).clone(), (*file).clone());
             }
         }
     }

@@ -383,15 +383,15 @@ async fn http_exit_handle(
         target,
         authorization: authorization.clone(),
     });
-    if let Some(required) = &state.required {
-        if authorization.as_deref() != Some(required.as_str()) {
-            let mut response = answer(407, "proxy authentication required");
-            response.headers_mut().insert(
-                header::PROXY_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"exit\""),
-            );
-            return Ok(response);
-        }
+    if let Some(required) = &state.required
+        && authorization.as_deref() != Some(required.as_str())
+    {
+        let mut response = answer(407, "proxy authentication required");
+        response.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"exit\""),
+        );
+        return Ok(response);
     }
     let mode = ExitMode::from_u8(state.mode.load(Ordering::SeqCst));
     if connect {

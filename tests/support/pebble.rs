@@ -118,10 +118,10 @@ impl Pebble {
         // It logs before it accepts: ask until the directory answers.
         let client = pebble.client();
         for _ in 0..100 {
-            if let Ok(response) = client.get(&pebble.directory).send().await {
-                if response.status().is_success() {
-                    return pebble;
-                }
+            if let Ok(response) = client.get(&pebble.directory).send().await
+                && response.status().is_success()
+            {
+                return pebble;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -294,12 +294,11 @@ fn assistant_blocks(
 
 /// One text block alone is sent as a plain string, as clients write it.
 fn compact(blocks: Vec<Value>) -> Value {
-    if let [block] = blocks.as_slice() {
-        if block.get("type").and_then(Value::as_str) == Some("text") {
-            if let Some(text) = block.get("text") {
-                return text.clone();
-            }
-        }
+    if let [block] = blocks.as_slice()
+        && block.get("type").and_then(Value::as_str) == Some("text")
+        && let Some(text) = block.get("text")
+    {
+        return text.clone();
     }
     Value::Array(blocks)
 }
@@ -406,10 +405,10 @@ fn anthropic_to_openai(request: &Map<String, Value>) -> Result<Value, RequestErr
             out.insert(key.into(), value.clone());
         }
     }
-    if let Some(stops) = request.get("stop_sequences").and_then(Value::as_array) {
-        if !stops.is_empty() {
-            out.insert("stop".into(), Value::Array(stops.clone()));
-        }
+    if let Some(stops) = request.get("stop_sequences").and_then(Value::as_array)
+        && !stops.is_empty()
+    {
+        out.insert("stop".into(), Value::Array(stops.clone()));
     }
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         out.insert("stream".into(), json!(true));
