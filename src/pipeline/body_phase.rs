@@ -275,6 +275,23 @@ fn mask_request(
         })
 }
 
+/// An upgraded connection (a WebSocket) on a masking route: what flows after the `101`
+/// is no HTTP body, and nothing reads it, so it is refused before any endpoint is
+/// asked (`400 masking_unreadable_body`), or let through and counted as a request body
+/// passed unmasked with `on_error = "pass"`. Never spliced through unread in silence.
+pub fn on_upgrade(route: &Route, exchange: &mut Exchange) -> Result<(), ProxyError> {
+    let Some(policy) = route.mask.as_ref() else {
+        return Ok(());
+    };
+    let refusal = BodyRefusal::Unreadable {
+        direction: Direction::Request,
+        reason: "the connection would be upgraded (a WebSocket), and its messages cannot be \
+                 masked"
+            .into(),
+    };
+    settle(policy, refusal, &mut exchange.body).map_err(ProxyError::Body)
+}
+
 /// A body that could not be masked: refused, or passed on and counted.
 fn settle(
     policy: &Policy,

@@ -327,6 +327,7 @@ async fn proxy(
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
     if is_upgrade_request(&head) {
+        body_phase::on_upgrade(&route, exchange)?;
         let index = pool
             .balancer
             .pick(&pool.endpoints, affinity, &|i| {
