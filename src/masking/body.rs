@@ -154,7 +154,7 @@ fn mask_multipart<'b>(
 ) -> Result<Cow<'b, [u8]>, BodyError> {
     let pieces = form::multipart_pieces(body, boundary)?;
     let mut out = Vec::new();
-    let mut copied = 0;
+    let (mut copied, mut changed) = (0, false);
     for piece in pieces {
         let content = &body[piece.range.clone()];
         let masked = match (piece.shape, &piece.field) {
@@ -194,8 +194,9 @@ fn mask_multipart<'b>(
         out.extend_from_slice(&body[copied..piece.range.start]);
         out.extend_from_slice(&masked);
         copied = piece.range.end;
+        changed = true;
     }
-    if copied == 0 {
+    if !changed {
         return Ok(Cow::Borrowed(body));
     }
     out.extend_from_slice(&body[copied..]);
@@ -210,7 +211,7 @@ fn mask_url_encoded<'b>(
     editor: &mut TextEditor<'_>,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
     let mut out = Vec::new();
-    let mut copied = 0;
+    let (mut copied, mut any_changed) = (0, false);
     let (mut name, mut value, mut masked) = (Vec::new(), Vec::new(), String::new());
     for field in form::url_encoded_fields(body) {
         name.clear();
@@ -239,10 +240,11 @@ fn mask_url_encoded<'b>(
                 out.extend_from_slice(&body[copied..range.start]);
                 form::url_encode(&masked, &mut out);
                 copied = range.end;
+                any_changed = true;
             }
         }
     }
-    if copied == 0 {
+    if !any_changed {
         return Ok(Cow::Borrowed(body));
     }
     out.extend_from_slice(&body[copied..]);

@@ -18,7 +18,7 @@ pub struct Piece {
     pub range: Range<usize>,
     pub shape: BodyShape,
     /// A form field's name (`Content-Disposition: form-data; name="password"`), which
-    /// may say its value is a secret.
+    /// may say its value is a secret; `None` for a file.
     pub field: Option<Vec<u8>>,
 }
 
@@ -156,7 +156,10 @@ fn split_part(
         at = line_end + 2;
     };
     let filename = disposition.and_then(|d| shape::parameter(d, "filename"));
-    let field = disposition.and_then(|d| shape::parameter(d, "name"));
+    // A file's field name (`file`, `key`) says nothing of what the file holds.
+    let field = disposition
+        .filter(|_| filename.is_none())
+        .and_then(|d| shape::parameter(d, "name"));
     let identity = transfer_encoding.is_none_or(|coding| {
         [&b"7bit"[..], b"8bit", b"binary"]
             .iter()
@@ -294,12 +297,8 @@ mod tests {
             read(body, "XyZ").unwrap(),
             [
                 ("batch", BodyShape::Text, Some("purpose".into())),
-                (
-                    "{\"a\":\"b\"}\n",
-                    BodyShape::JsonLines(None),
-                    Some("file".into())
-                ),
-                ("ID3", BodyShape::Binary, Some("file".into())),
+                ("{\"a\":\"b\"}\n", BodyShape::JsonLines(None), None),
+                ("ID3", BodyShape::Binary, None),
                 ("", BodyShape::Text, Some("notes".into())),
             ]
         );
