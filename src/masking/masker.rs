@@ -399,14 +399,11 @@ impl TextMasker for Masker {
         // After the overlaps are settled: a kept value leaves the text as it is, and
         // does not give way to a shorter value inside it.
         if let Some(keep) = &self.keep {
-            let mut at = first;
-            while at < spans.len() {
-                if keep.keeps(&text[spans[at].start..spans[at].end]) {
-                    spans.remove(at);
-                } else {
-                    at += 1;
-                }
-            }
+            let mut at = 0;
+            spans.retain(|span| {
+                at += 1;
+                at <= first || !keep.keeps(&text[span.start..span.end])
+            });
         }
     }
 
