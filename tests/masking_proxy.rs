@@ -1154,3 +1154,86 @@ async fn upgrades_fail_closed_on_every_engine() {
         upgrades_fail_closed(travel).await;
     }
 }
+
+/// The `openai` SDK uploads a Batch API file (`client.files.create`, a multipart form
+/// with the `.jsonl` labelled as httpx labels it) through a masking route: the
+/// endpoint gets every prompt of the file masked, and the SDK reads the answer.
+#[tokio::test]
+async fn the_openai_sdk_uploads_a_batch_file_masked() {
+    let upstream = Upstream::start(|seen| {
+        let answer = serde_json::json!({
+            "id": "file-1", "object": "file", "bytes": seen.body.len(), "created_at": 1,
+            "filename": "batch.jsonl", "purpose": "batch",
+        });
+        json_reply(&answer.to_string())
+    })
+    .await;
+    let line = |content: &str| {
+        serde_json::json!({
+            "custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
+            "body": { "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": content }] },
+        })
+        .to_string()
+    };
+    let file = format!(
+        "{}\n{}\n",
+        line(&format!("Mail {EMAIL}")),
+        line(&format!("Card {CARD}"))
+    );
+    for travel in Travel::ALL {
+        let proxy = start(travel, &upstream, "mask = {}", "").await;
+        let script = format!(
+            r#"
+import openai, sys
+client = openai.OpenAI(base_url="{base}", api_key="sk-test", max_retries=0)
+uploaded = client.files.create(file=("batch.jsonl", sys.stdin.buffer.read()), purpose="batch")
+print(uploaded.id, uploaded.purpose)
+"#,
+            base = proxy.url("/v1"),
+        );
+        let mut child = tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/test installs it and `openai`)");
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(file.as_bytes()).await.unwrap();
+        }
+        let output = within("python3", child.wait_with_output()).await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{travel:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.trim(), "file-1 batch", "{travel:?}");
+        let seen = upstream
+            .take_seen()
+            .pop()
+            .expect("the upload reached the endpoint");
+        let parts = form_parts(&seen);
+        let uploaded = parts
+            .iter()
+            .find(|(headers, _)| headers.contains(r#"filename="batch.jsonl""#))
+            .unwrap_or_else(|| panic!("{travel:?}: no file part in {parts:?}"));
+        assert_eq!(
+            uploaded.1,
+            format!(
+                "{}\n{}\n",
+                line("Mail [EMAIL_ADDRESS]"),
+                line("Card [CREDIT_CARD]")
+            ),
+            "{travel:?}: {}",
+            uploaded.0
+        );
+        assert!(
+            parts.iter().any(|(_, content)| content == "batch"),
+            "{travel:?}"
+        );
+    }
+}
