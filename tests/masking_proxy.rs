@@ -1071,77 +1071,36 @@ async fn forms_are_masked_part_by_part_on_every_engine() {
     }
 }
 
-/// A WebSocket server that echoes each text message, counting the connections it
-/// accepted.
-async fn websocket_echo() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use futures_util::{SinkExt, StreamExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = socket.next().await {
-                    if message.is_text() && socket.send(message).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, accepted)
-}
-
-/// A WebSocket's messages are no HTTP body and nothing reads them: on a masking route
-/// the handshake is refused before the endpoint is asked, or with `on_error = "pass"`
-/// let through and counted as passed unmasked. Never spliced through in silence.
+/// An upgrade to a protocol masking cannot read (anything but a WebSocket, whose
+/// messages `tests/masking_websocket.rs` covers) is refused on a masking route before
+/// the endpoint is asked, or with `on_error = "pass"` let through and counted as passed
+/// unmasked. Never spliced through in silence.
 async fn upgrades_fail_closed(travel: Travel) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Error, Message};
-    let (echo, accepted) = websocket_echo().await;
-    let refusing = Extra {
-        route: "mask = {}",
-        ..Extra::default()
-    };
-    let proxy = travel::start(travel, std::slice::from_ref(&echo), &refusing).await;
-    let url = format!("ws://{}/v1/realtime", proxy.addr("public"));
-    match within("handshake", tokio_tungstenite::connect_async(url.as_str())).await {
-        Err(Error::Http(response)) => {
-            assert_eq!(response.status(), 400, "{travel:?}");
-            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
-            assert!(
-                body.contains("masking_unreadable_body"),
-                "{travel:?}: {body}"
-            );
-        }
-        Ok((_, response)) => panic!("{travel:?}: the handshake went through: {response:?}"),
-        Err(other) => panic!("{travel:?}: {other}"),
-    }
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let upgrade = format!(
+        "GET /v1/stream HTTP/1.1\r\nHost: {HOST}\r\nConnection: upgrade\r\nUpgrade: example/1\r\n\r\n"
+    );
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let response = RawClient::connect(&proxy)
+        .await
+        .request("GET", &upgrade)
+        .await;
+    assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
     assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        0,
+        response.error_type(),
+        "masking_unreadable_body",
         "{travel:?}"
     );
+    assert!(upstream.seen().is_empty(), "{travel:?}");
 
-    let passing = Extra {
-        route: "mask = { on_error = \"pass\" }",
-        ..Extra::default()
-    };
-    let proxy = travel::start(travel, &[echo], &passing).await;
-    let url = format!("ws://{}/v1/realtime", proxy.addr("public"));
-    let (mut socket, response) = within("handshake", tokio_tungstenite::connect_async(url))
+    let passing = start(travel, &upstream, "mask = { on_error = \"pass\" }", "").await;
+    let response = RawClient::connect(&passing)
         .await
-        .expect("the handshake passes with on_error = \"pass\"");
-    assert_eq!(response.status(), 101, "{travel:?}");
-    socket.send(Message::Text(EMAIL.into())).await.unwrap();
-    let echoed = within("echo", socket.next()).await.unwrap().unwrap();
-    assert_eq!(echoed, Message::Text(EMAIL.into()), "{travel:?}");
-    let metrics = proxy.metrics_text().await;
+        .request("GET", &upgrade)
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(upstream.seen().len(), 1, "{travel:?}");
+    let metrics = passing.metrics_text().await;
     assert!(
         metrics.contains(r#"junction_masking_passed_total{route="all",direction="request"} 1"#),
         "{travel:?}: {metrics}"

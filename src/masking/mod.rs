@@ -37,6 +37,7 @@ pub mod sse;
 pub mod stream;
 mod triggers;
 pub mod vault;
+pub mod websocket;
 
 use std::sync::Arc;
 

@@ -275,21 +275,44 @@ fn mask_request(
         })
 }
 
-/// An upgraded connection (a WebSocket) on a masking route: what flows after the `101`
-/// is no HTTP body, and nothing reads it, so it is refused before any endpoint is
-/// asked (`400 masking_unreadable_body`), or let through and counted as a request body
-/// passed unmasked with `on_error = "pass"`. Never spliced through unread in silence.
-pub fn on_upgrade(route: &Route, exchange: &mut Exchange) -> Result<(), ProxyError> {
+/// How an upgraded connection's bytes go on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeMasking {
+    /// No masking on the route: spliced byte for byte.
+    Unmasked,
+    /// A WebSocket on a masking route: relayed message by message, each masked or
+    /// restored ([`super::websocket`]); its compression extensions are not let through
+    /// the handshake, so that every message can be read.
+    Messages,
+    /// Another protocol, which masking cannot read, let through with `on_error =
+    /// "pass"` (counted as a request passed unmasked).
+    Passed,
+}
+
+/// An upgrade on a route, by its `Upgrade` header: a WebSocket on a masking route is
+/// masked message by message; any other protocol there is refused before an endpoint
+/// is asked (`400 masking_unreadable_body`), or passed and counted with `on_error =
+/// "pass"`. Never spliced through unread in silence.
+pub fn on_upgrade(
+    route: &Route,
+    upgrade: Option<&[u8]>,
+    exchange: &mut Exchange,
+) -> Result<UpgradeMasking, ProxyError> {
     let Some(policy) = route.mask.as_ref() else {
-        return Ok(());
+        return Ok(UpgradeMasking::Unmasked);
     };
+    if super::websocket::is_websocket(upgrade) {
+        return Ok(UpgradeMasking::Messages);
+    }
     let refusal = BodyRefusal::Unreadable {
         direction: Direction::Request,
-        reason: "the connection would be upgraded (a WebSocket), and its messages cannot be \
+        reason: "the connection would be upgraded to a protocol whose messages cannot be \
                  masked"
             .into(),
     };
-    settle(policy, refusal, &mut exchange.body).map_err(ProxyError::Body)
+    settle(policy, refusal, &mut exchange.body)
+        .map(|()| UpgradeMasking::Passed)
+        .map_err(ProxyError::Body)
 }
 
 /// A body that could not be masked: refused, or passed on and counted.

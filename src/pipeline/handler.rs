@@ -327,7 +327,27 @@ async fn proxy(
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
     if is_upgrade_request(&head) {
-        body_phase::on_upgrade(&route, exchange)?;
+        let upgrade = head.headers.get(header::UPGRADE).map(|v| v.as_bytes());
+        let masked = body_phase::on_upgrade(&route, upgrade, exchange)?;
+        let masking = (masked == body_phase::UpgradeMasking::Messages).then(|| {
+            // Compressed messages could not be read: no extension is offered.
+            head.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+            super::websocket::MessageMasking {
+                route: route.clone(),
+                partition: crate::masking::Partition::of(exchange.client_id()),
+                telemetry: downstream.gateway.telemetry().clone(),
+                audit: downstream.gateway.audit().clone(),
+                request_id: exchange
+                    .request_id
+                    .as_ref()
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned),
+                client_ip: exchange.log.as_ref().map(|l| l.client_ip),
+                close_key: downstream.gateway.rng().next_u64().to_le_bytes()[..4]
+                    .try_into()
+                    .unwrap_or_default(),
+            }
+        });
         let index = pool
             .balancer
             .pick(&pool.endpoints, affinity, &|i| {
@@ -339,7 +359,7 @@ async fn proxy(
         let endpoint = pool.endpoints[index].clone();
         exchange.endpoint = Some(endpoint.clone());
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, true);
-        return forward_upgrade(head, body, &route, &pool, &endpoint).await;
+        return forward_upgrade(head, body, &route, &pool, &endpoint, masking).await;
     }
     let destination = attempts::Destination {
         route: &route,
@@ -524,6 +544,7 @@ async fn forward_upgrade(
     route: &Arc<Route>,
     pool: &Pool,
     endpoint: &crate::upstream::Endpoint,
+    masking: Option<super::websocket::MessageMasking>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let request = Request::from_parts(head, body.into_request_body());
@@ -544,6 +565,17 @@ async fn forward_upgrade(
         }
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching
+        && masking.is_some()
+        && response
+            .headers()
+            .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+    {
+        // An extension none offered (compression): its messages could not be read.
+        return Err(body_phase::refused_response(
+            "the endpoint chose a WebSocket extension that was not offered".into(),
+        ));
+    }
     if switching {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         if let Some(downstream_upgrade) = downstream_upgrade {
@@ -551,7 +583,14 @@ async fn forward_upgrade(
                 if let (Ok(client), Ok(server)) = (downstream_upgrade.await, upstream_upgrade.await)
                 {
                     let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    match masking {
+                        Some(masking) => {
+                            super::websocket::relay(client, server, masking).await;
+                        }
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }
                 }
             });
         }

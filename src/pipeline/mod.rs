@@ -26,6 +26,7 @@ pub(crate) mod request_filters;
 pub(crate) mod response_head;
 pub(crate) mod translation;
 pub(crate) mod versioning;
+pub(crate) mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,265 @@
+//! A WebSocket on a masking route: the two upgraded connections relayed message by
+//! message instead of byte for byte, each client text message masked and each
+//! endpoint text message restored (and masked when the route masks answers), by
+//! `masking::websocket`. A message masking refuses closes both sides with its reason.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::watch;
+
+use super::body_phase::audit_block;
+use crate::masking::policy::OnError;
+use crate::masking::websocket::{
+    self, BINARY, CLOSE, FrameReader, Message, MessageJoiner, Refusal, Sender,
+};
+use crate::masking::{BodyError, Findings, Partition, Vault};
+use crate::routing::Route;
+use crate::security::audit::AuditLog;
+use crate::telemetry::Telemetry;
+
+/// Who the relay works for: the route (with its `mask`), the client's cache partition,
+/// where findings and blocks are written.
+pub struct MessageMasking {
+    pub route: Arc<Route>,
+    pub partition: Partition,
+    pub telemetry: Arc<Telemetry>,
+    pub audit: Arc<AuditLog>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    /// The key of the Close frame the proxy sends the endpoint on a refusal (a client's
+    /// frames are masked).
+    pub close_key: [u8; 4],
+}
+
+struct Relay<C, E> {
+    masking: MessageMasking,
+    vault: Mutex<Vault>,
+    to_client: tokio::sync::Mutex<WriteHalf<C>>,
+    to_endpoint: tokio::sync::Mutex<WriteHalf<E>>,
+    stop: watch::Sender<bool>,
+}
+
+/// Relays until both sides are done, or a refusal closes them.
+pub async fn relay<C, E>(client: C, endpoint: E, masking: MessageMasking)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    E: AsyncRead + AsyncWrite + Unpin,
+{
+    let (from_client, to_client) = tokio::io::split(client);
+    let (from_endpoint, to_endpoint) = tokio::io::split(endpoint);
+    let (stop, stopped) = watch::channel(false);
+    let relay = Relay {
+        masking,
+        vault: Mutex::new(Vault::default()),
+        to_client: tokio::sync::Mutex::new(to_client),
+        to_endpoint: tokio::sync::Mutex::new(to_endpoint),
+        stop,
+    };
+    tokio::join!(
+        relay.pump(Sender::Client, from_client, stopped.clone()),
+        relay.pump(Sender::Endpoint, from_endpoint, stopped),
+    );
+}
+
+impl<C, E> Relay<C, E>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    E: AsyncRead + AsyncWrite + Unpin,
+{
+    /// One direction: frames from `sender` read, messages edited, frames written on.
+    async fn pump<R: AsyncRead + Unpin>(
+        &self,
+        sender: Sender,
+        mut from: R,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let Some(policy) = self.masking.route.mask.as_ref() else {
+            return;
+        };
+        // A side whose messages are never read is copied as it comes: its messages are
+        // not held whole, nor held to `max_body`. (Pseudonyms come only from a masked
+        // request, so answers are read only when requests or answers are masked.)
+        let reads = match sender {
+            Sender::Client => policy.request,
+            Sender::Endpoint => policy.request || policy.response,
+        };
+        let mut reader = FrameReader::new(sender, policy.max_body);
+        let mut joiner = MessageJoiner::default();
+        let mut buffer = vec![0; 16 << 10];
+        loop {
+            let read = tokio::select! {
+                read = from.read(&mut buffer) => read,
+                _ = stopped.changed() => return,
+            };
+            let read = match read {
+                Ok(0) | Err(_) => {
+                    self.shut_down(sender).await;
+                    return;
+                }
+                Ok(read) => read,
+            };
+            if !reads {
+                if !self.write(sender, &buffer[..read]).await {
+                    let _ = self.stop.send(true);
+                    return;
+                }
+                continue;
+            }
+            reader.push(&buffer[..read]);
+            let mut out = Vec::new();
+            loop {
+                let frame = match reader.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(refusal) => return self.refuse(refusal).await,
+                };
+                if frame.is_control() {
+                    websocket::write_frame(&mut out, true, frame.opcode, &frame.payload, frame.key);
+                    continue;
+                }
+                let message = match joiner.push(frame, policy.max_body) {
+                    Ok(Some(message)) => message,
+                    Ok(None) => continue,
+                    Err(refusal) => return self.refuse(refusal).await,
+                };
+                match self.edit(sender, &message) {
+                    Ok(data) => {
+                        let data = data.as_deref().unwrap_or(&message.data);
+                        websocket::write_frame(&mut out, true, message.opcode, data, message.key);
+                    }
+                    Err(refusal) => return self.refuse(refusal).await,
+                }
+            }
+            if !out.is_empty() && !self.write(sender, &out).await {
+                let _ = self.stop.send(true);
+                return;
+            }
+        }
+    }
+
+    /// A whole message from `sender`: what to send instead (`None`: as it is).
+    fn edit(&self, sender: Sender, message: &Message) -> Result<Option<Vec<u8>>, Refusal> {
+        let Some(policy) = self.masking.route.mask.as_ref() else {
+            return Ok(None);
+        };
+        let mut vault = self.vault.lock().unwrap_or_else(|p| p.into_inner());
+        let reads = match sender {
+            Sender::Client => policy.request,
+            Sender::Endpoint => policy.response || !vault.is_empty(),
+        };
+        if !reads {
+            return Ok(None);
+        }
+        let mut findings = Findings::default();
+        let edited = if message.opcode == BINARY {
+            // Pseudonyms cannot be in bytes: a binary answer is left when only restoring.
+            if sender == Sender::Endpoint && !policy.response {
+                return Ok(None);
+            }
+            Err(BodyError::NotMaskable)
+        } else if sender == Sender::Client {
+            websocket::mask_client_message(
+                &*policy.masker,
+                &message.data,
+                &mut vault,
+                &mut findings,
+                self.masking.partition,
+            )
+        } else {
+            let masker: Option<&dyn crate::masking::TextMasker> =
+                policy.response.then_some(&*policy.masker);
+            websocket::edit_endpoint_message(masker, &message.data, &mut vault, &mut findings)
+        };
+        drop(vault);
+        let direction = match sender {
+            Sender::Client => "request",
+            Sender::Endpoint => "response",
+        };
+        self.count(&findings, direction);
+        match edited {
+            Ok(data) => Ok(data),
+            Err(BodyError::Blocked(blocked)) => {
+                let masking = &self.masking;
+                audit_block(
+                    &masking.audit,
+                    ("route", &masking.route.name),
+                    &blocked,
+                    masking.request_id.as_deref(),
+                    masking.client_ip,
+                );
+                Err(Refusal::of_body_error(&BodyError::Blocked(blocked)))
+            }
+            Err(error) if policy.on_error == OnError::Pass => {
+                tracing::warn!(%error, "websocket message passed on unmasked (on_error = \"pass\")");
+                self.masking
+                    .telemetry
+                    .metrics
+                    .count_masking_passed(&self.masking.route.name, direction);
+                Ok(None)
+            }
+            Err(error) => Err(Refusal::of_body_error(&error)),
+        }
+    }
+
+    fn count(&self, findings: &Findings, direction: &'static str) {
+        let metrics = &self.masking.telemetry.metrics;
+        for (kind, action, count) in findings.iter() {
+            let key = (
+                self.masking.route.name.clone(),
+                kind.0.clone(),
+                action.name(),
+                direction,
+            );
+            metrics.count_masking(key, u64::from(count));
+        }
+    }
+
+    /// Writes `bytes` to the side `sender` sends to; false when it is gone.
+    async fn write(&self, sender: Sender, bytes: &[u8]) -> bool {
+        match sender {
+            Sender::Client => write_all(&self.to_endpoint, bytes).await,
+            Sender::Endpoint => write_all(&self.to_client, bytes).await,
+        }
+    }
+
+    /// `sender` ended its side: the other side's write half is shut down after it.
+    async fn shut_down(&self, sender: Sender) {
+        match sender {
+            Sender::Client => {
+                let _ = self.to_endpoint.lock().await.shutdown().await;
+            }
+            Sender::Endpoint => {
+                let _ = self.to_client.lock().await.shutdown().await;
+            }
+        }
+    }
+
+    /// Closes both sides with the refusal's code and reason, and stops both directions.
+    async fn refuse(&self, refusal: Refusal) {
+        tracing::debug!(code = refusal.code, reason = %refusal.reason, "websocket closed by masking");
+        let payload = websocket::close_payload(&refusal);
+        let mut to_client = Vec::new();
+        websocket::write_frame(&mut to_client, true, CLOSE, &payload, None);
+        let mut to_endpoint = Vec::new();
+        let key = Some(self.masking.close_key);
+        websocket::write_frame(&mut to_endpoint, true, CLOSE, &payload, key);
+        let _ = self.stop.send(true);
+        write_all(&self.to_client, &to_client).await;
+        write_all(&self.to_endpoint, &to_endpoint).await;
+        let _ = self.to_client.lock().await.shutdown().await;
+        let _ = self.to_endpoint.lock().await.shutdown().await;
+    }
+}
+
+async fn write_all<W: AsyncWrite>(to: &tokio::sync::Mutex<WriteHalf<W>>, bytes: &[u8]) -> bool {
+    let mut to = to.lock().await;
+    to.write_all(bytes).await.is_ok() && to.flush().await.is_ok()
+}
+
+/// Whether an `Upgrade` header asks for a WebSocket (the one upgrade whose messages
+/// the relay reads).
+pub fn is_websocket(upgrade: Option<&[u8]>) -> bool {
+    upgrade.is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
