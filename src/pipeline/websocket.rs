@@ -109,34 +109,43 @@ where
             }
             reader.push(&buffer[..read]);
             let mut out = Vec::new();
-            loop {
-                let frame = match reader.next_frame() {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => break,
-                    Err(refusal) => return self.refuse(refusal).await,
-                };
-                if frame.is_control() {
-                    websocket::write_frame(&mut out, true, frame.opcode, &frame.payload, frame.key);
-                    continue;
-                }
-                let message = match joiner.push(frame, policy.max_body) {
-                    Ok(Some(message)) => message,
-                    Ok(None) => continue,
-                    Err(refusal) => return self.refuse(refusal).await,
-                };
-                match self.edit(sender, &message) {
-                    Ok(data) => {
-                        let data = data.as_deref().unwrap_or(&message.data);
-                        websocket::write_frame(&mut out, true, message.opcode, data, message.key);
-                    }
-                    Err(refusal) => return self.refuse(refusal).await,
-                }
-            }
+            let refused = self
+                .take_frames(sender, &mut reader, &mut joiner, &mut out)
+                .err();
+            // What came before a refused message still goes on, then the Close frames.
             if !out.is_empty() && !self.write(sender, &out).await {
                 let _ = self.stop.send(true);
                 return;
             }
+            if let Some(refusal) = refused {
+                return self.refuse(refusal).await;
+            }
         }
+    }
+
+    /// Every whole frame read so far, written to `out` as it goes on (a message once its
+    /// last fragment is in), until a frame or a message is refused.
+    fn take_frames(
+        &self,
+        sender: Sender,
+        reader: &mut FrameReader,
+        joiner: &mut MessageJoiner,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal> {
+        let limit = self.masking.route.mask.as_ref().map_or(0, |m| m.max_body);
+        while let Some(frame) = reader.next_frame()? {
+            if frame.is_control() {
+                websocket::write_frame(out, true, frame.opcode, &frame.payload, frame.key);
+                continue;
+            }
+            let Some(message) = joiner.push(frame, limit)? else {
+                continue;
+            };
+            let edited = self.edit(sender, &message)?;
+            let data = edited.as_deref().unwrap_or(&message.data);
+            websocket::write_frame(out, true, message.opcode, data, message.key);
+        }
+        Ok(())
     }
 
     /// A whole message from `sender`: what to send instead (`None`: as it is).
