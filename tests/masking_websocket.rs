@@ -584,3 +584,66 @@ async fn answers_only_are_read_when_the_route_masks_answers_only_on_every_engine
         answers_only_are_read_when_the_route_masks_answers_only(travel).await;
     }
 }
+
+/// The Realtime API streams an answer in delta events, one message each, and a
+/// pseudonym the model repeats is cut between two of them: the endpoint's messages are
+/// read as one stream, so it is restored whole (the held text riding on the next
+/// delta, or on the `.done` event), and the deltas' texts add up to the answer.
+async fn a_pseudonym_split_between_two_deltas_is_restored(travel: Travel) {
+    let mut endpoint = RecordingEndpoint::start().await;
+    let route = r#"mask = { types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, &endpoint, route).await;
+    let mut client = connect(&proxy).await;
+    client
+        .send(Message::Text(format!("write to {EMAIL}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        endpoint.next_text().await,
+        "write to <EMAIL_ADDRESS_1>",
+        "{travel:?}"
+    );
+    assert_eq!(
+        next_text_from_proxy(&mut client, travel).await,
+        format!("write to {EMAIL}"),
+        "{travel:?}"
+    );
+    // The echoing endpoint sends back what the client sends: the model's deltas.
+    let event = |kind: &str, field: &str, text: &str| {
+        serde_json::json!({ "type": kind, "item_id": "i1", "output_index": 0, "content_index": 0, field: text })
+            .to_string()
+    };
+    for piece in ["Sent to <EMAIL_", "ADDRESS_1>, done."] {
+        let delta = event("response.output_text.delta", "delta", piece);
+        client.send(Message::Text(delta)).await.unwrap();
+    }
+    let done = event(
+        "response.output_text.done",
+        "text",
+        "Sent to <EMAIL_ADDRESS_1>, done.",
+    );
+    client.send(Message::Text(done)).await.unwrap();
+    let mut answer = String::new();
+    loop {
+        let message = next_text_from_proxy(&mut client, travel).await;
+        let message: serde_json::Value = serde_json::from_str(&message).unwrap();
+        match message["type"].as_str() {
+            Some("response.output_text.delta") => {
+                answer.push_str(message["delta"].as_str().unwrap());
+            }
+            Some("response.output_text.done") => {
+                assert_eq!(message["text"], format!("Sent to {EMAIL}, done."));
+                break;
+            }
+            other => panic!("{travel:?}: {other:?}"),
+        }
+    }
+    assert_eq!(answer, format!("Sent to {EMAIL}, done."), "{travel:?}");
+}
+
+#[tokio::test]
+async fn a_pseudonym_split_between_two_deltas_is_restored_on_every_engine() {
+    for travel in Travel::ALL {
+        a_pseudonym_split_between_two_deltas_is_restored(travel).await;
+    }
+}

@@ -22,7 +22,8 @@ use super::json::{self, Part, Selection, Site, StringEdit};
 use super::stream::TextStream;
 use super::{Findings, TextMasker, Vault};
 
-/// The Responses API events whose `delta` is text (not audio or other bytes).
+/// The Responses API events whose `delta` is text (not audio or other bytes), and the
+/// Realtime API's (over a WebSocket, read as JSON lines: its GA names, then the beta's).
 const RESPONSES_TEXT_EVENTS: &[&str] = &[
     "response.output_text",
     "response.refusal",
@@ -30,7 +31,15 @@ const RESPONSES_TEXT_EVENTS: &[&str] = &[
     "response.reasoning_summary_text",
     "response.reasoning_text",
     "response.audio.transcript",
+    "response.output_audio_transcript",
+    "response.text",
+    "response.audio_transcript",
 ];
+
+/// Events whose `delta` is audio (base64): nothing to mask, and no reason to send a
+/// text stream's held text before them (the Realtime API interleaves them with the
+/// transcript's deltas).
+const AUDIO_DELTA_EVENTS: &[&str] = &["response.audio.delta", "response.output_audio.delta"];
 
 /// One line of an event, without its ending.
 struct Line {
@@ -134,6 +143,7 @@ fn classify(data: &Value) -> EventKind {
     let index = |name: &str| data.get(name).and_then(Value::as_u64).unwrap_or(0);
     match kind {
         "ping" => EventKind::Neutral,
+        audio if AUDIO_DELTA_EVENTS.contains(&audio) => EventKind::Neutral,
         "content_block_delta" => {
             let block = index("index");
             let delta = data.get("delta");

@@ -3,10 +3,13 @@
 //! pseudonyms restored) whole and written again as one frame. Pure: the proxy's relay
 //! does the I/O and decides what a refusal closes.
 
+use std::sync::Arc;
+
 use super::edit::TextEditor;
 use super::error::BodyError;
 use super::json::{self, Selection};
 use super::shape::BodyShape;
+use super::sse::SseMasker;
 use super::{Findings, Partition, TextMasker, Vault};
 
 /// Which end sends the frames read: a client's frames are masked with a key, an
@@ -15,6 +18,12 @@ use super::{Findings, Partition, TextMasker, Vault};
 pub enum Sender {
     Client,
     Endpoint,
+}
+
+/// Whether an `Upgrade` header asks for a WebSocket (the one upgrade whose messages
+/// masking reads).
+pub fn is_websocket(upgrade: Option<&[u8]>) -> bool {
+    upgrade.is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 pub const CONTINUATION: u8 = 0x0;
@@ -282,15 +291,94 @@ pub fn mask_client_message(
     )
 }
 
-/// An endpoint's text message: the connection's pseudonyms restored, and masked with
-/// `masker` when the route masks answers. `None`: unchanged.
+/// An endpoint's text messages, read as one stream: each single-line message is a
+/// JSON line of [`SseMasker`]'s, so the deltas of one text (the Realtime API's
+/// `response.output_text.delta`, `response.output_audio_transcript.delta`...) are
+/// masked and restored as one text with the look-behind, a pseudonym split between two
+/// deltas included. A delta whose text is all held goes on with the next event; any
+/// other message first sends the held text. A message of several lines (pretty JSON,
+/// prose) is edited alone, after the held text.
+pub struct EndpointMessages {
+    masker: Option<Arc<dyn TextMasker>>,
+    restore: bool,
+    max_message: usize,
+    stream: SseMasker,
+}
+
+impl EndpointMessages {
+    /// `masker`: `None` when the route does not mask answers; `restore`: pseudonyms may
+    /// come back (the route masks requests).
+    pub fn new(masker: Option<Arc<dyn TextMasker>>, restore: bool, max_message: usize) -> Self {
+        let stream = SseMasker::json_lines(masker.clone(), restore, max_message);
+        EndpointMessages {
+            masker,
+            restore,
+            max_message,
+            stream,
+        }
+    }
+
+    /// Takes one text message; appends the messages to send now (none, when its text
+    /// is held; more than one, when held text goes first).
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        vault: &mut Vault,
+        findings: &mut Findings,
+        messages: &mut Vec<Vec<u8>>,
+    ) -> Result<(), BodyError> {
+        if data.contains(&b'\n') || data.contains(&b'\r') {
+            self.finish(vault, findings, messages)?;
+            let masker = self.masker.as_deref();
+            let edited = edit_endpoint_message(masker, self.restore, data, vault, findings)?;
+            messages.push(edited.unwrap_or_else(|| data.to_vec()));
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(data.len() + 1);
+        let mut line = Vec::with_capacity(data.len() + 1);
+        line.extend_from_slice(data);
+        line.push(b'\n');
+        self.stream.push(&line, vault, &mut out, findings)?;
+        split_lines(&out, messages);
+        Ok(())
+    }
+
+    /// Sends every held text (the endpoint's side ended, or a message that is not one
+    /// line comes).
+    pub fn finish(
+        &mut self,
+        vault: &mut Vault,
+        findings: &mut Findings,
+        messages: &mut Vec<Vec<u8>>,
+    ) -> Result<(), BodyError> {
+        let mut out = Vec::new();
+        self.stream.finish(vault, &mut out, findings)?;
+        split_lines(&out, messages);
+        self.stream = SseMasker::json_lines(self.masker.clone(), self.restore, self.max_message);
+        Ok(())
+    }
+}
+
+/// The JSON-lines stream's output, one message per line.
+fn split_lines(out: &[u8], messages: &mut Vec<Vec<u8>>) {
+    let out = out.strip_suffix(b"\n").unwrap_or(out);
+    if out.is_empty() {
+        return;
+    }
+    messages.extend(out.split(|b| *b == b'\n').map(<[u8]>::to_vec));
+}
+
+/// An endpoint's text message edited alone: the connection's pseudonyms restored
+/// (`restore`), and masked with `masker` when the route masks answers. `None`:
+/// unchanged.
 pub fn edit_endpoint_message(
     masker: Option<&dyn TextMasker>,
+    restore: bool,
     data: &[u8],
     vault: &mut Vault,
     findings: &mut Findings,
 ) -> Result<Option<Vec<u8>>, BodyError> {
-    let restore = !vault.is_empty();
+    let restore = restore && !vault.is_empty();
     if masker.is_none() && !restore {
         return Ok(None);
     }
@@ -466,9 +554,10 @@ mod tests {
         assert_eq!(again, b"again <EMAIL_ADDRESS_1>");
         assert_eq!(findings.total(), 2);
         let answer = br#"{"type":"response.text.delta","delta":"to <EMAIL_ADDRESS_1>"}"#;
-        let restored = edit_endpoint_message(None, answer, &mut vault, &mut Findings::default())
-            .unwrap()
-            .unwrap();
+        let restored =
+            edit_endpoint_message(None, true, answer, &mut vault, &mut Findings::default())
+                .unwrap()
+                .unwrap();
         assert_eq!(
             String::from_utf8(restored).unwrap(),
             r#"{"type":"response.text.delta","delta":"to ann.lee@example.org"}"#
@@ -476,11 +565,50 @@ mod tests {
         assert_eq!(
             edit_endpoint_message(
                 None,
+                true,
                 b"plain",
                 &mut Vault::default(),
                 &mut Findings::default()
             ),
             Ok(None)
         );
+
+        // The Realtime API streams its answer in deltas: a pseudonym split between two
+        // is restored, the held text riding on the next delta; audio deltas pass at
+        // once; a message of several lines goes after the held text.
+        let mut answers = EndpointMessages::new(None, true, 1 << 20);
+        let delta = |kind: &str, text: &str| {
+            format!(r#"{{"type":"{kind}","output_index":0,"content_index":0,"delta":"{text}"}}"#)
+        };
+        let mut sent = Vec::new();
+        for message in [
+            delta("response.output_text.delta", "mail <EMAIL_"),
+            delta("response.output_audio.delta", "UklGRg=="),
+            delta("response.output_text.delta", "ADDRESS_1> now"),
+            "{\n\"type\": \"note\"\n}".to_string(),
+        ] {
+            answers
+                .push(
+                    message.as_bytes(),
+                    &mut vault,
+                    &mut Findings::default(),
+                    &mut sent,
+                )
+                .unwrap();
+        }
+        let sent: Vec<String> = sent
+            .into_iter()
+            .map(|m| String::from_utf8(m).unwrap())
+            .collect();
+        let text: String = sent
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(|m| m["type"] == "response.output_text.delta")
+            .map(|m| m["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(text, "mail ann.lee@example.org now", "{sent:?}");
+        // "mail " at once, the audio before the held "<EMAIL_".
+        assert_eq!(sent[1], delta("response.output_audio.delta", "UklGRg=="));
+        assert_eq!(sent.last().unwrap(), "{\n\"type\": \"note\"\n}");
     }
 }

@@ -281,7 +281,7 @@ pub enum UpgradeMasking {
     /// No masking on the route: spliced byte for byte.
     Unmasked,
     /// A WebSocket on a masking route: relayed message by message, each masked or
-    /// restored ([`super::websocket`]); its compression extensions are not let through
+    /// restored (`pipeline/websocket.rs`); its compression extensions are not let through
     /// the handshake, so that every message can be read.
     Messages,
     /// Another protocol, which masking cannot read, let through with `on_error =
@@ -301,7 +301,7 @@ pub fn on_upgrade(
     let Some(policy) = route.mask.as_ref() else {
         return Ok(UpgradeMasking::Unmasked);
     };
-    if super::websocket::is_websocket(upgrade) {
+    if masking::websocket::is_websocket(upgrade) {
         return Ok(UpgradeMasking::Messages);
     }
     let refusal = BodyRefusal::Unreadable {

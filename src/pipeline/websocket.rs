@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use super::body_phase::audit_block;
 use crate::masking::policy::OnError;
 use crate::masking::websocket::{
-    self, BINARY, CLOSE, FrameReader, Message, MessageJoiner, Refusal, Sender,
+    self, BINARY, CLOSE, EndpointMessages, FrameReader, Message, MessageJoiner, Refusal, Sender,
+    TEXT,
 };
-use crate::masking::{BodyError, Findings, Partition, Vault};
+use crate::masking::{BodyError, Findings, Partition, TextMasker, Vault};
 use crate::routing::Route;
 use crate::security::audit::AuditLog;
 use crate::telemetry::Telemetry;
@@ -87,6 +88,12 @@ where
         };
         let mut reader = FrameReader::new(sender, policy.max_body);
         let mut joiner = MessageJoiner::default();
+        let mut answers = (sender == Sender::Endpoint).then(|| {
+            let masker = policy
+                .response
+                .then(|| policy.masker.clone() as Arc<dyn TextMasker>);
+            EndpointMessages::new(masker, policy.request, policy.max_body)
+        });
         let mut buffer = vec![0; 16 << 10];
         loop {
             let read = tokio::select! {
@@ -95,6 +102,7 @@ where
             };
             let read = match read {
                 Ok(0) | Err(_) => {
+                    self.flush_answers(&mut answers).await;
                     self.shut_down(sender).await;
                     return;
                 }
@@ -110,7 +118,7 @@ where
             reader.push(&buffer[..read]);
             let mut out = Vec::new();
             let refused = self
-                .take_frames(sender, &mut reader, &mut joiner, &mut out)
+                .take_frames(sender, &mut reader, &mut joiner, &mut answers, &mut out)
                 .err();
             // What came before a refused message still goes on, then the Close frames.
             if !out.is_empty() && !self.write(sender, &out).await {
@@ -130,6 +138,7 @@ where
         sender: Sender,
         reader: &mut FrameReader,
         joiner: &mut MessageJoiner,
+        answers: &mut Option<EndpointMessages>,
         out: &mut Vec<u8>,
     ) -> Result<(), Refusal> {
         let limit = self.masking.route.mask.as_ref().map_or(0, |m| m.max_body);
@@ -138,48 +147,52 @@ where
                 websocket::write_frame(out, true, frame.opcode, &frame.payload, frame.key);
                 continue;
             }
-            let Some(message) = joiner.push(frame, limit)? else {
-                continue;
-            };
-            let edited = self.edit(sender, &message)?;
-            let data = edited.as_deref().unwrap_or(&message.data);
-            websocket::write_frame(out, true, message.opcode, data, message.key);
+            if let Some(message) = joiner.push(frame, limit)? {
+                self.edit(sender, &message, answers, out)?;
+            }
         }
         Ok(())
     }
 
-    /// A whole message from `sender`: what to send instead (`None`: as it is).
-    fn edit(&self, sender: Sender, message: &Message) -> Result<Option<Vec<u8>>, Refusal> {
+    /// A whole message from `sender`: the frames to send for it written to `out` (none
+    /// while an answer's text is held, more than one when held text goes first).
+    fn edit(
+        &self,
+        sender: Sender,
+        message: &Message,
+        answers: &mut Option<EndpointMessages>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal> {
         let Some(policy) = self.masking.route.mask.as_ref() else {
-            return Ok(None);
+            return Ok(());
         };
-        let mut vault = self.vault.lock().unwrap_or_else(|p| p.into_inner());
-        let reads = match sender {
-            Sender::Client => policy.request,
-            Sender::Endpoint => policy.response || !vault.is_empty(),
+        let as_it_is = |out: &mut Vec<u8>| {
+            websocket::write_frame(out, true, message.opcode, &message.data, message.key);
         };
-        if !reads {
-            return Ok(None);
-        }
         let mut findings = Findings::default();
-        let edited = if message.opcode == BINARY {
+        let mut messages = Vec::new();
+        let mut vault = self.vault.lock().unwrap_or_else(|p| p.into_inner());
+        let edited = match (sender, message.opcode == BINARY) {
             // Pseudonyms cannot be in bytes: a binary answer is left when only restoring.
-            if sender == Sender::Endpoint && !policy.response {
-                return Ok(None);
-            }
-            Err(BodyError::NotMaskable)
-        } else if sender == Sender::Client {
-            websocket::mask_client_message(
+            (Sender::Endpoint, true) if !policy.response => Ok(()),
+            (_, true) => Err(BodyError::NotMaskable),
+            (Sender::Client, false) => websocket::mask_client_message(
                 &*policy.masker,
                 &message.data,
                 &mut vault,
                 &mut findings,
                 self.masking.partition,
             )
-        } else {
-            let masker: Option<&dyn crate::masking::TextMasker> =
-                policy.response.then_some(&*policy.masker);
-            websocket::edit_endpoint_message(masker, &message.data, &mut vault, &mut findings)
+            .map(|masked| messages.push(masked.unwrap_or_else(|| message.data.clone()))),
+            (Sender::Endpoint, false) => match answers.as_mut() {
+                Some(answers) => {
+                    answers.push(&message.data, &mut vault, &mut findings, &mut messages)
+                }
+                None => {
+                    messages.push(message.data.clone());
+                    Ok(())
+                }
+            },
         };
         drop(vault);
         let direction = match sender {
@@ -188,7 +201,12 @@ where
         };
         self.count(&findings, direction);
         match edited {
-            Ok(data) => Ok(data),
+            Ok(()) if message.opcode == BINARY => as_it_is(out),
+            Ok(()) => {
+                for data in &messages {
+                    websocket::write_frame(out, true, message.opcode, data, message.key);
+                }
+            }
             Err(BodyError::Blocked(blocked)) => {
                 let masking = &self.masking;
                 audit_block(
@@ -198,7 +216,7 @@ where
                     masking.request_id.as_deref(),
                     masking.client_ip,
                 );
-                Err(Refusal::of_body_error(&BodyError::Blocked(blocked)))
+                return Err(Refusal::of_body_error(&BodyError::Blocked(blocked)));
             }
             Err(error) if policy.on_error == OnError::Pass => {
                 tracing::warn!(%error, "websocket message passed on unmasked (on_error = \"pass\")");
@@ -206,9 +224,31 @@ where
                     .telemetry
                     .metrics
                     .count_masking_passed(&self.masking.route.name, direction);
-                Ok(None)
+                as_it_is(out);
             }
-            Err(error) => Err(Refusal::of_body_error(&error)),
+            Err(error) => return Err(Refusal::of_body_error(&error)),
+        }
+        Ok(())
+    }
+
+    /// The endpoint's side ended: the answers' held text goes to the client.
+    async fn flush_answers(&self, answers: &mut Option<EndpointMessages>) {
+        let Some(answers) = answers.as_mut() else {
+            return;
+        };
+        let mut findings = Findings::default();
+        let mut messages = Vec::new();
+        let flushed = {
+            let mut vault = self.vault.lock().unwrap_or_else(|p| p.into_inner());
+            answers.finish(&mut vault, &mut findings, &mut messages)
+        };
+        self.count(&findings, "response");
+        if flushed.is_ok() && !messages.is_empty() {
+            let mut out = Vec::new();
+            for data in &messages {
+                websocket::write_frame(&mut out, true, TEXT, data, None);
+            }
+            write_all(&self.to_client, &out).await;
         }
     }
 
@@ -265,10 +305,4 @@ where
 async fn write_all<W: AsyncWrite>(to: &tokio::sync::Mutex<WriteHalf<W>>, bytes: &[u8]) -> bool {
     let mut to = to.lock().await;
     to.write_all(bytes).await.is_ok() && to.flush().await.is_ok()
-}
-
-/// Whether an `Upgrade` header asks for a WebSocket (the one upgrade whose messages
-/// the relay reads).
-pub fn is_websocket(upgrade: Option<&[u8]>) -> bool {
-    upgrade.is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
