@@ -15,6 +15,9 @@ pub struct Vault {
     tokens: HashMap<String, String>,
     /// Per type, the last number given.
     numbers: HashMap<Kind, u32>,
+    /// The longest token given: read on every restored text, so kept, not counted (a
+    /// WebSocket's vault lives as long as its connection).
+    longest: usize,
 }
 
 impl std::fmt::Debug for Vault {
@@ -39,6 +42,7 @@ impl Vault {
             let number = self.numbers.entry(kind.clone()).or_insert(0);
             *number += 1;
             let token = format!("<{}_{}>", kind.name(), number);
+            self.longest = self.longest.max(token.len());
             self.originals.insert(token.clone(), value.to_string());
             self.tokens.insert(value.to_string(), token);
         }
@@ -54,9 +58,14 @@ impl Vault {
         self.originals.is_empty()
     }
 
+    /// How many pseudonyms it gave.
+    pub fn len(&self) -> usize {
+        self.originals.len()
+    }
+
     /// The longest token this vault gave, in bytes (0 when empty).
     pub fn longest_token(&self) -> usize {
-        self.originals.keys().map(String::len).max().unwrap_or(0)
+        self.longest
     }
 
     /// What puts the pseudonyms back in place of the values a restored response
@@ -154,6 +163,23 @@ mod tests {
         assert_eq!(vault.original(&b), Some("b@example.org"));
         assert_eq!(vault.original("<EMAIL_ADDRESS_3>"), None);
         assert!(!format!("{vault:?}").contains("example"));
+        assert_eq!(vault.len(), 2);
+    }
+
+    #[test]
+    fn the_longest_token_is_kept_as_tokens_are_given() {
+        let mut vault = Vault::default();
+        assert_eq!(vault.longest_token(), 0);
+        let ip = Kind("IP".into());
+        let email = Kind("EMAIL_ADDRESS".into());
+        for n in 0..12 {
+            vault.pseudonym(&ip, &format!("10.0.0.{n}"));
+        }
+        assert_eq!(vault.longest_token(), "<IP_12>".len());
+        vault.pseudonym(&email, "a@example.org");
+        assert_eq!(vault.longest_token(), "<EMAIL_ADDRESS_1>".len());
+        vault.pseudonym(&ip, "10.0.0.99");
+        assert_eq!(vault.longest_token(), "<EMAIL_ADDRESS_1>".len());
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub fn is_websocket(upgrade: Option<&[u8]>) -> bool {
     upgrade.is_some_and(|value| value.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
+/// The most pseudonyms one connection's vault keeps (about 10 MiB): a client that sends
+/// more distinct values over one WebSocket is closed, not let grow the vault forever.
+pub const MAX_PSEUDONYMS: usize = 1 << 16;
+
 pub const CONTINUATION: u8 = 0x0;
 pub const TEXT: u8 = 0x1;
 pub const BINARY: u8 = 0x2;
@@ -52,6 +56,14 @@ impl Refusal {
         Refusal {
             code: 1003,
             reason: "masking_unreadable_body".into(),
+        }
+    }
+
+    /// A connection that gave more pseudonyms than a vault keeps.
+    pub fn too_many_pseudonyms() -> Refusal {
+        Refusal {
+            code: 1008,
+            reason: "masking_too_many_pseudonyms".into(),
         }
     }
 

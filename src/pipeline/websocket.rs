@@ -194,7 +194,11 @@ where
                 }
             },
         };
+        let vault_full = vault.len() > websocket::MAX_PSEUDONYMS;
         drop(vault);
+        if vault_full {
+            return Err(Refusal::too_many_pseudonyms());
+        }
         let direction = match sender {
             Sender::Client => "request",
             Sender::Endpoint => "response",
