@@ -647,3 +647,65 @@ async fn a_pseudonym_split_between_two_deltas_is_restored_on_every_engine() {
         a_pseudonym_split_between_two_deltas_is_restored(travel).await;
     }
 }
+
+/// An endpoint that answers the first text message with one delta event ending in the
+/// start of a pseudonym, then closes the socket.
+async fn endpoint_closing_after_a_cut_delta() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() {
+                        let delta = serde_json::json!({
+                            "type": "response.output_text.delta", "output_index": 0,
+                            "content_index": 0, "delta": "Sent to <EMAIL_",
+                        });
+                        let _ = socket.send(Message::Text(delta.to_string())).await;
+                        let _ = socket.close(None).await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Text an answer's delta held back (a pseudonym may be starting) reaches the client
+/// before the endpoint's Close frame: no data follows a Close.
+async fn held_text_goes_before_the_endpoint_s_close(travel: Travel) {
+    let url = endpoint_closing_after_a_cut_delta().await;
+    let extra = Extra {
+        route: r#"mask = { types = { EMAIL_ADDRESS = "pseudonymize" } }"#,
+        ..Extra::default()
+    };
+    let proxy = travel::start(travel, &[url], &extra).await;
+    let mut client = connect(&proxy).await;
+    client
+        .send(Message::Text(format!("write to {EMAIL}")))
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    loop {
+        match next_from_proxy(&mut client).await {
+            Message::Text(text) => {
+                let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                answer.push_str(event["delta"].as_str().unwrap());
+            }
+            Message::Close(_) => break,
+            other => panic!("{travel:?}: {other:?}"),
+        }
+    }
+    assert_eq!(answer, "Sent to <EMAIL_", "{travel:?}");
+}
+
+#[tokio::test]
+async fn held_text_goes_before_the_endpoint_s_close_on_every_engine() {
+    for travel in Travel::ALL {
+        held_text_goes_before_the_endpoint_s_close(travel).await;
+    }
+}

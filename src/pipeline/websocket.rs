@@ -144,6 +144,10 @@ where
         let limit = self.masking.route.mask.as_ref().map_or(0, |m| m.max_body);
         while let Some(frame) = reader.next_frame()? {
             if frame.is_control() {
+                if frame.opcode == CLOSE {
+                    // No data may follow a Close frame: the answers' held text first.
+                    self.held_answers(answers, out);
+                }
                 websocket::write_frame(out, true, frame.opcode, &frame.payload, frame.key);
                 continue;
             }
@@ -237,6 +241,15 @@ where
 
     /// The endpoint's side ended: the answers' held text goes to the client.
     async fn flush_answers(&self, answers: &mut Option<EndpointMessages>) {
+        let mut out = Vec::new();
+        self.held_answers(answers, &mut out);
+        if !out.is_empty() {
+            write_all(&self.to_client, &out).await;
+        }
+    }
+
+    /// The answers' held text, as frames to the client, written to `out`.
+    fn held_answers(&self, answers: &mut Option<EndpointMessages>, out: &mut Vec<u8>) {
         let Some(answers) = answers.as_mut() else {
             return;
         };
@@ -247,12 +260,10 @@ where
             answers.finish(&mut vault, &mut findings, &mut messages)
         };
         self.count(&findings, "response");
-        if flushed.is_ok() && !messages.is_empty() {
-            let mut out = Vec::new();
+        if flushed.is_ok() {
             for data in &messages {
-                websocket::write_frame(&mut out, true, TEXT, data, None);
+                websocket::write_frame(out, true, TEXT, data, None);
             }
-            write_all(&self.to_client, &out).await;
         }
     }
 
