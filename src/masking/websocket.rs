@@ -339,7 +339,8 @@ impl EndpointMessages {
         findings: &mut Findings,
         messages: &mut Vec<Vec<u8>>,
     ) -> Result<(), BodyError> {
-        if data.contains(&b'\n') || data.contains(&b'\r') {
+        // An empty message would read as a blank line, which a JSON-lines stream skips.
+        if data.is_empty() || data.contains(&b'\n') || data.contains(&b'\r') {
             self.finish(vault, findings, messages)?;
             let masker = self.masker.as_deref();
             let edited = edit_endpoint_message(masker, self.restore, data, vault, findings)?;
@@ -598,6 +599,7 @@ mod tests {
             delta("response.output_audio.delta", "UklGRg=="),
             delta("response.output_text.delta", "ADDRESS_1> now"),
             "{\n\"type\": \"note\"\n}".to_string(),
+            String::new(),
         ] {
             answers
                 .push(
@@ -621,6 +623,7 @@ mod tests {
         assert_eq!(text, "mail ann.lee@example.org now", "{sent:?}");
         // "mail " at once, the audio before the held "<EMAIL_".
         assert_eq!(sent[1], delta("response.output_audio.delta", "UklGRg=="));
-        assert_eq!(sent.last().unwrap(), "{\n\"type\": \"note\"\n}");
+        assert_eq!(sent[sent.len() - 2], "{\n\"type\": \"note\"\n}");
+        assert_eq!(sent.last().unwrap(), "", "an empty message goes on");
     }
 }
