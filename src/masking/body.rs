@@ -152,10 +152,8 @@ fn mask_multipart<'b>(
     boundary: Boundary,
     editor: &mut TextEditor<'_>,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
-    let pieces = form::multipart_pieces(body, boundary)?;
-    let mut out = Vec::new();
-    let (mut copied, mut changed) = (0, false);
-    for piece in pieces {
+    let mut spliced = Spliced::new(body);
+    for piece in form::multipart_pieces(body, boundary)? {
         let content = &body[piece.range.clone()];
         let masked = match (piece.shape, &piece.field) {
             (BodyShape::Text, Some(name)) => {
@@ -169,17 +167,8 @@ fn mask_multipart<'b>(
                     Cow::Borrowed(content)
                 }
             }
-            (shape, _) => {
-                mask_request_with(editor, shape, false, content).map_err(|error| match error {
-                    BodyError::NotJson { offset } => BodyError::NotJson {
-                        offset: piece.range.start + offset,
-                    },
-                    BodyError::NotText { offset } => BodyError::NotText {
-                        offset: piece.range.start + offset,
-                    },
-                    other => other,
-                })?
-            }
+            (shape, _) => mask_request_with(editor, shape, false, content)
+                .map_err(|error| error.after(piece.range.start))?,
         };
         let Cow::Owned(masked) = masked else {
             continue;
@@ -191,16 +180,9 @@ fn mask_multipart<'b>(
                 offset: piece.range.start,
             });
         }
-        out.extend_from_slice(&body[copied..piece.range.start]);
-        out.extend_from_slice(&masked);
-        copied = piece.range.end;
-        changed = true;
+        spliced.replace(piece.range, |out| out.extend_from_slice(&masked));
     }
-    if !changed {
-        return Ok(Cow::Borrowed(body));
-    }
-    out.extend_from_slice(&body[copied..]);
-    Ok(Cow::Owned(out))
+    Ok(spliced.finish())
 }
 
 /// Every field of a URL-encoded form, decoded, masked as text (by its name, which may
@@ -210,19 +192,16 @@ fn mask_url_encoded<'b>(
     body: &'b [u8],
     editor: &mut TextEditor<'_>,
 ) -> Result<Cow<'b, [u8]>, BodyError> {
-    let mut out = Vec::new();
-    let (mut copied, mut any_changed) = (0, false);
+    let mut spliced = Spliced::new(body);
     let (mut name, mut value, mut masked) = (Vec::new(), Vec::new(), String::new());
     for field in form::url_encoded_fields(body) {
         name.clear();
         value.clear();
-        masked.clear();
         form::url_decode(&body[field.name.clone()], &mut name);
         form::url_decode(&body[field.value.clone()], &mut value);
         // The name is read too: a field without `=` is all name (`?token`), and a
         // value may be sent as one.
-        for (range, decoded, as_value) in
-            [(&field.name, &name, false), (&field.value, &value, true)]
+        for (range, decoded, as_value) in [(field.name, &name, false), (field.value, &value, true)]
         {
             if decoded.is_empty() {
                 continue;
@@ -237,18 +216,48 @@ fn mask_url_encoded<'b>(
                 editor.edit_text(text, None, &mut masked)?
             };
             if changed {
-                out.extend_from_slice(&body[copied..range.start]);
-                form::url_encode(&masked, &mut out);
-                copied = range.end;
-                any_changed = true;
+                spliced.replace(range, |out| form::url_encode(&masked, out));
             }
         }
     }
-    if !any_changed {
-        return Ok(Cow::Borrowed(body));
+    Ok(spliced.finish())
+}
+
+/// A body rebuilt with some of its ranges (in order, apart) replaced, the bytes between
+/// them copied; the body itself when none was.
+struct Spliced<'b> {
+    body: &'b [u8],
+    out: Vec<u8>,
+    copied: usize,
+    changed: bool,
+}
+
+impl<'b> Spliced<'b> {
+    fn new(body: &'b [u8]) -> Self {
+        Spliced {
+            body,
+            out: Vec::new(),
+            copied: 0,
+            changed: false,
+        }
     }
-    out.extend_from_slice(&body[copied..]);
-    Ok(Cow::Owned(out))
+
+    /// `range`'s bytes give way to what `write` appends.
+    fn replace(&mut self, range: std::ops::Range<usize>, write: impl FnOnce(&mut Vec<u8>)) {
+        self.out
+            .extend_from_slice(&self.body[self.copied..range.start]);
+        write(&mut self.out);
+        self.copied = range.end;
+        self.changed = true;
+    }
+
+    fn finish(mut self) -> Cow<'b, [u8]> {
+        if !self.changed {
+            return Cow::Borrowed(self.body);
+        }
+        self.out.extend_from_slice(&self.body[self.copied..]);
+        Cow::Owned(self.out)
+    }
 }
 
 /// Every string of each line of a JSON-lines body; blank lines and line endings kept.
@@ -270,14 +279,8 @@ fn mask_json_lines<'b>(
         if content.trim_ascii().is_empty() {
             out.extend_from_slice(line);
         } else {
-            changed |= json::rewrite(content, Selection::AllStrings, editor, &mut out).map_err(
-                |error| match error {
-                    BodyError::NotJson { offset } => BodyError::NotJson {
-                        offset: line_start + offset,
-                    },
-                    other => other,
-                },
-            )?;
+            changed |= json::rewrite(content, Selection::AllStrings, editor, &mut out)
+                .map_err(|error| error.after(line_start))?;
             out.extend_from_slice(ending);
         }
         line_start += line.len();

@@ -21,3 +21,22 @@ pub enum BodyError {
     #[error(transparent)]
     Blocked(#[from] Blocked),
 }
+
+impl BodyError {
+    /// The error of a piece of a body (a JSON line, a form's part) that starts at byte
+    /// `start` of the whole: its offset counted in the whole body.
+    pub(crate) fn after(self, start: usize) -> BodyError {
+        match self {
+            BodyError::NotJson { offset } => BodyError::NotJson {
+                offset: start + offset,
+            },
+            BodyError::NotText { offset } => BodyError::NotText {
+                offset: start + offset,
+            },
+            BodyError::NotMultipart { offset } => BodyError::NotMultipart {
+                offset: start + offset,
+            },
+            other => other,
+        }
+    }
+}

@@ -343,9 +343,7 @@ async fn proxy(
                     .and_then(|id| id.as_str())
                     .map(str::to_owned),
                 client_ip: exchange.log.as_ref().map(|l| l.client_ip),
-                close_key: downstream.gateway.rng().next_u64().to_le_bytes()[..4]
-                    .try_into()
-                    .unwrap_or_default(),
+                close_key: (downstream.gateway.rng().next_u64() as u32).to_le_bytes(),
             }
         });
         let index = pool
