@@ -6,7 +6,7 @@
 //! Also: issued certificates in the expiry metric and `/api/config`, the storage lock
 //! shared by issuers, and `acme-tls/1` connections closed before any routing.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

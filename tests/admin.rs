@@ -4,7 +4,7 @@
 //! And the admin token: every changing call needs it, reads too with
 //! `read_requires_token`, never the probes.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 //! apart by `X-Forwarded-For` from a trusted peer. The detectors' statistics (warm-up,
 //! z-scores, a steady noisy load that blocks nobody) are tested in inspect::anomaly.
 
-mod support;
+use crate::support;
 
 use support::proxy::RunningProxy;
 use support::raw_http::*;

@@ -1,7 +1,7 @@
 //! Balancing policies end to end: real upstreams behind a real proxy, each request's
 //! endpoint read from the `x-upstream` header of its reply.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! weights through healthy intervals, is still rolled back by a regression, and stays
 //! paused across a restart (the state file).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! proxy's own refusals, the capture filter, sampling, a listener's capture, and the
 //! admin API's filter, token and errors.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

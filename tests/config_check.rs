@@ -1,7 +1,7 @@
 //! `junction check` and the config errors a user sees: every runnable example passes,
 //! and every broken config fails with exit status 1 and each error's key path and line.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

@@ -3,7 +3,7 @@
 //! no `retries` on the route, on both HTTP/1.1 engines; `retry_connect_errors = false`
 //! turns it off. Real sockets: two scripted upstreams and a closed port.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! the rest with 503, never opening one more; and an idle connection one engine left is
 //! closed to make room for the other, which cannot use it.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //! exactly one request with the client's body, none of the client's headers that
 //! `Connection` named, and every header Junction adds.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 //! errors with their lines, size and first render. Screenshots go to
 //! `$JUNCTION_SCREENSHOTS` (docs/dashboard) when it is set.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `junction demo`: the embedded config with its mock model servers, and the commands it
 //! prints, run as a user would paste them (curl, Python `openai`).
 
-mod support;
+use crate::support;
 
 use junction::demo::{DEMO_CONFIG, DemoOptions, start};
 use tokio::process::Command;

@@ -2,7 +2,7 @@
 //! through a direct exit, destinations checked before anything is opened (loopback
 //! refused unless allowed), and `Proxy-Status` on the errors Junction makes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! `per_host_wait` gets `503` at once, tunnels too); `honour_retry_after = false` turns
 //! it off.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

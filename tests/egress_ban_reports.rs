@@ -3,7 +3,7 @@
 //! /api/egress/{name}/bans` (admin token, audit log), rests the exit that carried the
 //! session's last tunnel to that host; the session then leaves through another exit.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! one holds it on the other, and with Redis stopped mid-test traffic goes on by local
 //! state, counted.
 
-mod support;
+use crate::support;
 
 use support::exits::{CAPTCHA_BODY, get_ok};
 use support::proxy::RunningProxy;

@@ -2,7 +2,7 @@
 //! captured as flows (proxy credentials redacted), and the outbound-volume detector
 //! blocking a client that sends one site far more than its cap, for that site only.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! still tunnel end to end. Real sites (tests/support/exits.rs `TlsOrigin`, each with
 //! its own self-signed certificate), real exits, reqwest, Python and Scrapy clients.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! recording plain-HTTP server, an https site with its own certificate), real exits,
 //! reqwest through the proxy.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,7 @@
 //! watcher, the log writer): conditions are polled until a deadline. The few bounded
 //! windows below are there to show that something does *not* happen.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

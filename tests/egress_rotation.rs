@@ -5,7 +5,7 @@
 //!
 //! The `fixture_*` tests check the exits themselves, without Junction.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -3,7 +3,7 @@
 //! region and session in the user name, users checked by RFC 1929, refusals told by
 //! RFC 1928 reply codes, and tunnels counted and logged as CONNECT tunnels are.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! exit's ban for the site (bans in a row, rest left), the other exit stays clear, and
 //! sessions show with their exit; lists are bounded by `?limit=` beside their counts.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! that cannot carry the probe is `failed`, one whose address moves from its first is
 //! `changed`, and both show in `/metrics`.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

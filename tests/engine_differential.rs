@@ -31,21 +31,20 @@
 //! Cases: `PROPTEST_CASES` (default 128). `ENGINE_DIFF_ALL=1` reports every differing
 //! case instead of shrinking the first one.
 
-mod support;
+use crate::support;
 
-#[path = "support/differential"]
-mod differential {
-    pub mod cases;
-    pub mod outcome;
-}
+#[path = "support/differential/cases.rs"]
+mod cases;
+#[path = "support/differential/outcome.rs"]
+mod outcome;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use differential::cases::*;
-use differential::outcome::*;
+use cases::*;
+use outcome::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use support::proxy::RunningProxy;
 use support::raw_http::{Seen, Step, Upstream, find, ok, reply as raw_reply};

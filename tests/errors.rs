@@ -2,7 +2,7 @@
 //! right status and type; malformed downstream input gets a 4xx or a closed
 //! connection, never a hang or a dead proxy.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! a byte reached the client, hops stay within the retry budget, each pool gets its own
 //! credential and model name, and every hop shows in the metrics and the access log.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

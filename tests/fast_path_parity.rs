@@ -10,7 +10,7 @@
 //! Each case was written against a difference the fast path had (from the full
 //! pipeline or from RFC 9110/9112), and asserts the behaviour the full pipeline has.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::future::Future;

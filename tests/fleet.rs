@@ -4,7 +4,7 @@
 //! when it is killed; with Redis stopped, each keeps its last known state (logged and
 //! counted) and they agree again once it is back.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

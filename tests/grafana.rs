@@ -2,7 +2,7 @@
 //! shape Grafana imports, and every metric its PromQL names is one that `/metrics`
 //! exposes, so that a renamed metric cannot leave a panel silently empty.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 // Endpoint health end to end: active HTTP and TCP checks (rise/fall, status ranges),
 // passive outlier ejection (growing, capped, never the whole pool), `Retry-After`

@@ -8,7 +8,7 @@
 //! and connection reuse, hop-by-hop and forwarding headers, interim responses,
 //! pipelining, streaming and the proxy's own error answers.
 
-mod support;
+use crate::support;
 
 use std::io;
 use std::sync::Arc;

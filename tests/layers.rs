@@ -20,17 +20,15 @@
 //! files of its own module are not checked against each other: it holds what they
 //! share and puts them together, so each imports the other by nature.
 //!
-//! `cargo test --test layers -- --ignored --nocapture` prints the whole graph, its
+//! `cargo test --test integration layers:: -- --ignored --nocapture` prints the whole graph, its
 //! circles and the pairs of modules that import each other.
 
-mod layers {
-    pub mod graph;
-    pub mod paths;
-}
+mod graph;
+mod paths;
 
 use std::collections::BTreeSet;
 
-use layers::graph::{Graph, crate_sources};
+use graph::{Graph, crate_sources};
 
 // === The declared order ===
 
@@ -190,7 +188,7 @@ fn the_circles_issue_12_names_stay_broken() {
     assert!(to_pipeline.is_empty(), "{to_pipeline:?}");
 }
 
-/// Prints the graph: `cargo test --test layers -- --ignored --nocapture`.
+/// Prints the graph: `cargo test --test integration layers:: -- --ignored --nocapture`.
 #[test]
 #[ignore = "prints the import graph"]
 fn print_the_import_graph() {

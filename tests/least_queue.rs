@@ -3,7 +3,7 @@
 //! from the `x-upstream` header of its reply; prefix affinity on both engines; and the
 //! config errors of the new keys, with their key paths and lines.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Most scenarios run the built binary (signals, files, exit codes); a few run the
 //! gateway in-process where its state is worth looking at directly.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! report naming types and places but never values, refused lines kept as empty lines,
 //! and a route's own `mask` table taken from a config.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

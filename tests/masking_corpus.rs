@@ -5,7 +5,7 @@
 //! masked when it no longer occurs in the string at its JSON pointer, a look-alike as
 //! kept when it still does. Fails when the corpus is missing.
 //!
-//! `cargo test --test masking_corpus -- --nocapture` prints the table;
+//! `cargo test --test integration masking_corpus:: -- --nocapture` prints the table;
 //! `MASKING_MISSES=1` also prints the values missed and the look-alikes masked;
 //! `MASKING_CORPUS=/path/to/shared/masking` reads the corpus from elsewhere (a
 //! worktree that is not beside `shared/`).

@@ -4,7 +4,7 @@
 //! The formats test's phone numbers are this project's own shapes; these are forms it
 //! did not choose (`08-49 02 67`, `90-4560-1048`, `22 383 47 01`, `(0131)4960338`).
 //!
-//! `MASKING_MISSES=1 cargo test --test masking_faker_phones -- --nocapture` lists the
+//! `MASKING_MISSES=1 cargo test --test integration masking_faker_phones:: -- --nocapture` lists the
 //! misses.
 
 use std::collections::BTreeMap;

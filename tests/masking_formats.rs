@@ -10,7 +10,7 @@
 //! The corpus test (tests/masking_corpus.rs) can be passed by fitting its values; this
 //! one only by detecting the formats.
 //!
-//! `MASKING_MISSES=1 cargo test --test masking_formats -- --nocapture` lists the misses.
+//! `MASKING_MISSES=1 cargo test --test integration masking_formats:: -- --nocapture` lists the misses.
 
 use std::collections::BTreeMap;
 

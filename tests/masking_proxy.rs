@@ -6,7 +6,7 @@
 //! `on_error = "pass"`, compressed answers, values told by their context masked where
 //! they recur, and no value in any log, metric or error.
 
-mod support;
+use crate::support;
 
 use support::proxy::RunningProxy;
 use support::raw_http::*;

@@ -4,7 +4,7 @@
 //! back, binary, blocked and oversized messages closing the socket, no compression
 //! negotiated, and findings counted.
 
-mod support;
+use crate::support;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;

@@ -2,7 +2,7 @@
 //! byte for byte except the top-level `model` value, with a matching `Content-Length`,
 //! and a retry to another pool gets that pool's name for the model.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -3,7 +3,7 @@
 //! JSON access log one line per request, a blocked log that drops instead of blocking,
 //! request ids and trace context, and `/api/stats`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! the endpoint sees its pool's key and never the client's, retries and splits across
 //! pools send each pool its own key, and the secret stays out of `/api/config`.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,7 +2,7 @@
 //! upstreams, HTTP/2 (h2c) upstreams sharing one connection, TLS termination with
 //! ALPN, and https upstreams verified against a configured CA or the system roots.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::future::Future;

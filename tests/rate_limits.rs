@@ -4,7 +4,7 @@
 //! left), and 429s carry `Retry-After` and OpenAI's `x-ratelimit-*` headers. Request limits are exact (the GCRA's own
 //! timing is unit-tested with paused time in src/security/rate_limit.rs).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

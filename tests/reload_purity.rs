@@ -3,7 +3,7 @@
 //! as it was, and an accepted one hands kept endpoints their warm state (request
 //! counts, latency average, idle connections).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::sync::Arc;

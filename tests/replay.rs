@@ -2,7 +2,7 @@
 //! config's pool, each reply measured beside its original (status, TTFT, tokens,
 //! answer); a flow whose body the capture cut short is skipped; setup errors exit 1.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

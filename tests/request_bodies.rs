@@ -3,7 +3,7 @@
 //! end a body that stalls or trickles with a 408, on both HTTP/1.1 engines. Both sides
 //! are raw TCP (tests/support/raw_http.rs); the upstream counts its connections.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

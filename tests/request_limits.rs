@@ -2,7 +2,7 @@
 //! cut at the header deadline; connections per client address are capped; bodies over a
 //! route's limit get 413, declared or streamed; oversized request heads get 431.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 // Fault injection: endpoints that die mid-run, hang, answer 503, refuse connections,
 // cut or stall their streams, or are read slowly; retries absorb what is safe to send

@@ -7,7 +7,7 @@
 //! Each case was found where one engine or both differed from RFC 9112 or from the
 //! other engine (issue #20, items 4, 7 and 9).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! Routing end to end: route order, every matcher, the `model` field of JSON bodies,
 //! the no-route answer, and what the proxy does to headers on the way through.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::Request;

@@ -5,7 +5,7 @@
 //! headers, route and model restrictions, keys files, never the key in metrics or logs),
 //! the hash-chained audit log and `junction audit verify`, and `junction key hash`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! both and are given back in Redis by a request that failed, and a Redis that goes away
 //! mid-test follows `on_backend_error`.
 
-mod support;
+use crate::support;
 use support::redis::Redis;
 use support::{TestProxy, TestUpstream, client, listeners_toml};
 

@@ -1,6 +1,6 @@
 //! A first end-to-end pass: one upstream, one route, a request through the proxy.
 
-mod support;
+use crate::support;
 
 use support::{TestProxy, TestUpstream, client, listeners_toml};
 

@@ -7,7 +7,7 @@
 //! `/admin`) answer 403 themselves, so any request that reaches the upstream for them is
 //! a bypass. A vector is one line of a table: its bytes and what each request must get.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::Arc;

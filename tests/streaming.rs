@@ -2,7 +2,7 @@
 //! never buffered whole; the demo model server streams a chat completion to `[DONE]`;
 //! WebSocket upgrades are spliced through in both directions.
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! change, expiry in the metrics, `junction check` and `/api/config`, full and resumed
 //! handshakes counted.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! identity passed upstream in a header a client cannot forge (both engines), routes
 //! authorized by identity, and the identity in the access log.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (mTLS), a CA and a server name of the pool's own, session resumption, and
 //! `verify = false` with its warning. Both engines connect through the same client.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! 127.0.0.1 that speaks Anthropic Messages, and the other way round, on every way a
 //! request travels. The recorded pairs are tests/translation/*.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -4,7 +4,7 @@
 //! the old process stops accepting, drains and exits 0. Clients under load must not
 //! notice: no failed request, no broken event stream.
 
-mod support;
+use crate::support;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! it and drops the usage chunk from what the client gets, usage is read from gzip, br
 //! and zstd answers the client gets unchanged, and an estimate is labelled as one.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

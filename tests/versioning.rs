@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 // Model versioning end to end: a route's traffic split between a stable and a
 // candidate pool (exact, or sticky by header, cookie or client address), the

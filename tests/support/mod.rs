@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod raw_http;
 pub mod redis;
 pub mod sse;
+#[macro_use]
 pub mod travel;
 pub mod upstream;
 
