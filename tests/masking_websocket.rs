@@ -2,7 +2,7 @@
 //! exactly as it arrives, the client reads exactly what Junction sends. Covered: text
 //! and JSON messages masked whole (fragments joined), pseudonyms restored on the way
 //! back, binary, blocked and oversized messages closing the socket, no compression
-//! negotiated, and findings counted.
+//! negotiated, findings counted, and a handshake the endpoint refuses answered masked.
 
 use crate::support;
 
@@ -707,5 +707,63 @@ async fn held_text_goes_before_the_endpoint_s_close(travel: Travel) {
 async fn held_text_goes_before_the_endpoint_s_close_on_every_engine() {
     for travel in Travel::ALL {
         held_text_goes_before_the_endpoint_s_close(travel).await;
+    }
+}
+
+/// An endpoint that refuses every upgrade with a `403` whose JSON body names `EMAIL`.
+async fn endpoint_refusing_upgrades() -> String {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut wire = support::raw_http::Wire::new(stream);
+                if let Ok(Some(_)) = wire.read_head().await {
+                    let body = format!(r#"{{"error":{{"message":"{EMAIL} may not connect"}}}}"#);
+                    let answer = format!(
+                        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = wire.stream.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An endpoint that answers a WebSocket handshake with anything but `101` answers as
+/// any endpoint does: on a route that masks answers, the body the client gets is
+/// masked (it went back unread before).
+async fn a_refused_handshake_s_answer_is_masked(travel: Travel) {
+    let url = endpoint_refusing_upgrades().await;
+    let extra = Extra {
+        route: r#"mask = { directions = "both" }"#,
+        ..Extra::default()
+    };
+    let proxy = travel::start(travel, &[url], &extra).await;
+    let mut client = support::raw_http::RawClient::connect(&proxy).await;
+    client
+        .send(
+            b"GET /v1/realtime HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\n\
+              upgrade: websocket\r\nsec-websocket-version: 13\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await;
+    let response = client.read_response("GET").await;
+    assert_eq!(response.status, 403, "{travel:?}: {}", response.text());
+    assert_eq!(
+        response.text(),
+        r#"{"error":{"message":"[EMAIL_ADDRESS] may not connect"}}"#,
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_handshake_s_answer_is_masked_on_every_engine() {
+    for travel in Travel::ALL {
+        a_refused_handshake_s_answer_is_masked(travel).await;
     }
 }

@@ -326,7 +326,7 @@ async fn proxy(
     let head_request = head.method == Method::HEAD;
     // The body phase reads the answer by the API the request asked (its path).
     let request_path = route.mask.as_ref().map(|_| head.uri.path().to_owned());
-    if is_upgrade_request(&head) {
+    let forwarded = if is_upgrade_request(&head) {
         let upgrade = head.headers.get(header::UPGRADE).map(|v| v.as_bytes());
         let masked = body_phase::on_upgrade(&route, upgrade, exchange)?;
         let masking = (masked == body_phase::UpgradeMasking::Messages).then(|| {
@@ -357,16 +357,20 @@ async fn proxy(
         let endpoint = pool.endpoints[index].clone();
         exchange.endpoint = Some(endpoint.clone());
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, true);
-        return forward_upgrade(head, body, &route, &pool, &endpoint, masking).await;
-    }
-    let destination = attempts::Destination {
-        route: &route,
-        pool,
-        affinity,
-        chain_keys,
+        match forward_upgrade(head, body, &route, pool, endpoint, masking).await? {
+            Upgrade::Switched(response) => return Ok(response),
+            // Any other answer is an answer like all others: its body phase, header rules.
+            Upgrade::Declined(forwarded) => forwarded,
+        }
+    } else {
+        let destination = attempts::Destination {
+            route: &route,
+            pool,
+            affinity,
+            chain_keys,
+        };
+        attempts::forward(head, body, destination, downstream, listener, exchange).await?
     };
-    let forwarded =
-        attempts::forward(head, body, destination, downstream, listener, exchange).await?;
     answered.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // Phase: response filters, then stream the body back.
@@ -534,23 +538,32 @@ async fn read_body(
     }
 }
 
+/// How an endpoint answered an upgrade request.
+enum Upgrade {
+    /// `101 Switching Protocols`: the tunnel runs on its own task.
+    Switched(Response<ProxyBody>),
+    /// Any other answer, which goes back as every answer does.
+    Declined(Forwarded),
+}
+
 /// `Upgrade` requests (WebSocket and others): forwarded on a dedicated connection;
-/// after `101 Switching Protocols` both sides are spliced together byte for byte.
+/// after `101 Switching Protocols` both sides are spliced together byte for byte, or
+/// message by message on a masking route.
 async fn forward_upgrade(
     mut head: http::request::Parts,
     body: ProxyBody,
     route: &Arc<Route>,
-    pool: &Pool,
-    endpoint: &crate::upstream::Endpoint,
+    pool: Arc<Pool>,
+    endpoint: Arc<crate::upstream::Endpoint>,
     masking: Option<super::websocket::MessageMasking>,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Upgrade, ProxyError> {
     let downstream_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let request = Request::from_parts(head, body.into_request_body());
     let timeouts = route.timeouts;
     let mut response = match tokio::time::timeout(
         timeouts.response_headers,
         pool.client
-            .send_upgrade(endpoint, request, timeouts.connect),
+            .send_upgrade(&endpoint, request, timeouts.connect),
     )
     .await
     {
@@ -562,9 +575,17 @@ async fn forward_upgrade(
             });
         }
     };
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching
-        && masking.is_some()
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (head, body) = response.into_parts();
+        return Ok(Upgrade::Declined(Forwarded {
+            pool,
+            endpoint,
+            head,
+            body: UpstreamBody::from_incoming(body),
+            first: None,
+        }));
+    }
+    if masking.is_some()
         && response
             .headers()
             .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
@@ -574,37 +595,26 @@ async fn forward_upgrade(
             "the endpoint chose a WebSocket extension that was not offered".into(),
         ));
     }
-    if switching {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        if let Some(downstream_upgrade) = downstream_upgrade {
-            tokio::spawn(async move {
-                if let (Ok(client), Ok(server)) = (downstream_upgrade.await, upstream_upgrade.await)
-                {
-                    let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
-                    match masking {
-                        Some(masking) => {
-                            super::websocket::relay(client, server, masking).await;
-                        }
-                        None => {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    if let Some(downstream_upgrade) = downstream_upgrade {
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(server)) = (downstream_upgrade.await, upstream_upgrade.await) {
+                let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+                match masking {
+                    Some(masking) => {
+                        super::websocket::relay(client, server, masking).await;
+                    }
+                    None => {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 }
-            });
-        }
+            }
+        });
     }
-    let (mut response_head, body) = response.into_parts();
-    forwarding::prepare_response(&mut response_head, pool, switching);
-    let body = if switching {
-        ProxyBody::Empty
-    } else {
-        ProxyBody::Upstream(Box::new(UpstreamStream::new(
-            UpstreamBody::from_incoming(body),
-            None,
-            false,
-            None,
-            None,
-        )))
-    };
-    Ok(Response::from_parts(response_head, body))
+    let (mut response_head, _) = response.into_parts();
+    forwarding::prepare_response(&mut response_head, &pool, true);
+    Ok(Upgrade::Switched(Response::from_parts(
+        response_head,
+        ProxyBody::Empty,
+    )))
 }
