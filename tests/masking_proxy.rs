@@ -959,7 +959,8 @@ fn form_parts(seen: &Seen) -> Vec<(String, String)> {
 
 /// Forms a client sends (`curl -F`, `curl --data-urlencode`): each multipart part is
 /// masked by its own type (a `.jsonl` batch file as JSON lines, form fields as text, a
-/// field named as a password whole), the framing and every other byte kept; a part that
+/// field named as a password whole), a file's name in its part's headers too, the
+/// framing and every other byte kept; a part that
 /// cannot be read (audio) fails the body closed; URL-encoded fields are decoded,
 /// masked and encoded again.
 async fn forms_are_masked_part_by_part(travel: Travel) {
@@ -1019,6 +1020,28 @@ async fn forms_are_masked_part_by_part(travel: Travel) {
         "{travel:?}"
     );
 
+    // A file's name is masked in its part's headers, the quotes kept.
+    let notes = files.path().join("notes.txt");
+    std::fs::write(&notes, "hello").unwrap();
+    let named = format!("file=@{};filename={EMAIL} notes.txt", notes.display());
+    let (status, body) = curl_form(
+        &proxy,
+        "/v1/files",
+        &["-F", "purpose=assistants", "-F", &named],
+    )
+    .await;
+    assert_eq!(status, 200, "{travel:?}: {body}");
+    let seen = upstream.seen().pop().unwrap();
+    let parts = form_parts(&seen);
+    assert!(
+        parts[1]
+            .0
+            .contains(r#"filename="[EMAIL_ADDRESS] notes.txt""#),
+        "{travel:?}: {}",
+        parts[1].0
+    );
+    assert_eq!(parts[1].1, "hello", "{travel:?}");
+
     // Audio cannot be masked: refused, nothing sent on.
     let audio = files.path().join("speech.mp3");
     std::fs::write(&audio, b"ID3\x04\x00\x00\x00\x00\x00\x00").unwrap();
@@ -1034,7 +1057,7 @@ async fn forms_are_masked_part_by_part(travel: Travel) {
         body.contains("masking_unreadable_body"),
         "{travel:?}: {body}"
     );
-    assert_eq!(upstream.seen().len(), 1, "{travel:?}");
+    assert_eq!(upstream.seen().len(), 2, "{travel:?}");
 
     // A URL-encoded form: values decoded, masked, encoded again; names kept.
     let (status, body) = curl_form(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::edit::{Located, TextEditor};
 use super::error::BodyError;
-use super::form;
+use super::form::{self, Written};
 use super::json::{self, Selection};
 use super::shape::{BodyShape, Boundary};
 use super::sse::SseMasker;
@@ -155,6 +155,14 @@ fn mask_multipart<'b>(
     let mut spliced = Spliced::new(body);
     for piece in form::multipart_pieces(body, boundary)? {
         let content = &body[piece.range.clone()];
+        if piece.written != Written::AsIs {
+            if let Some(masked) = mask_parameter(content, piece.written, editor)
+                .map_err(|error| error.after(piece.range.start))?
+            {
+                spliced.replace(piece.range, |out| out.extend_from_slice(&masked));
+            }
+            continue;
+        }
         let masked = match (piece.shape, &piece.field) {
             (BodyShape::Text, Some(name)) => {
                 let text = std::str::from_utf8(content).map_err(|error| BodyError::NotText {
@@ -183,6 +191,41 @@ fn mask_multipart<'b>(
         spliced.replace(piece.range, |out| out.extend_from_slice(&masked));
     }
     Ok(spliced.finish())
+}
+
+/// A part header's parameter value (a field's or a file's name) masked as text and
+/// written back as it was written (a bare token that changed is quoted); `None` when
+/// nothing changed. Errors' offsets are in `raw`.
+fn mask_parameter(
+    raw: &[u8],
+    written: Written,
+    editor: &mut TextEditor<'_>,
+) -> Result<Option<Vec<u8>>, BodyError> {
+    let extended;
+    let text = match written {
+        Written::Extended => {
+            extended = form::extended_value(raw).ok_or(BodyError::NotMultipart { offset: 0 })?;
+            extended.as_str()
+        }
+        _ => std::str::from_utf8(raw).map_err(|error| BodyError::NotText {
+            offset: error.valid_up_to(),
+        })?,
+    };
+    let mut masked = String::new();
+    if !editor.edit_text(text, None, &mut masked)? {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(masked.len() + 8);
+    match written {
+        Written::Extended => form::write_extended_value(&masked, &mut out),
+        Written::Token => form::write_quoted(&masked, &mut out),
+        // The masked text of a quoted string's inside (its escapes as written): a
+        // replacement holds no quote, backslash or line end, but it is checked, as a
+        // broken quote would change what the server reads.
+        _ if form::is_quoted_content(masked.as_bytes()) => out = masked.into_bytes(),
+        _ => return Err(BodyError::NotMultipart { offset: 0 }),
+    }
+    Ok(Some(out))
 }
 
 /// Every field of a URL-encoded form, decoded, masked as text (by its name, which may
@@ -826,6 +869,29 @@ mod tests {
             )
             .0,
             Err(BodyError::NotJson { offset: 40 })
+        );
+    }
+
+    #[test]
+    fn field_and_file_names_are_masked_as_they_are_written() {
+        let shape = BodyShape::Multipart(Boundary::new(b"b").unwrap());
+        let sent = "--b\r\nContent-Disposition: form-data; name=\"to ann.lee@example.org\"\r\n\r\nhi\r\n\
+            --b\r\nContent-Disposition: form-data; name=f; filename=ann.lee@example.org.txt\r\n\r\nx\r\n\
+            --b\r\nContent-Disposition: form-data; name=g; filename*=UTF-8''ann.lee%40example.org%20%C3%A9.jsonl\r\n\r\n{}\r\n--b--";
+        let (masked, findings) = masked_form(shape, sent.as_bytes());
+        assert_eq!(
+            masked.unwrap(),
+            "--b\r\nContent-Disposition: form-data; name=\"to [EMAIL_ADDRESS]\"\r\n\r\nhi\r\n\
+            --b\r\nContent-Disposition: form-data; name=f; filename=\"[EMAIL_ADDRESS]\"\r\n\r\nx\r\n\
+            --b\r\nContent-Disposition: form-data; name=g; filename*=UTF-8''%5BEMAIL_ADDRESS%5D%20%C3%A9.jsonl\r\n\r\n{}\r\n--b--"
+        );
+        // (`.txt` reads as the address's top-level domain.)
+        assert_eq!(findings.total(), 3);
+        // A name in a charset masking cannot read fails the form closed.
+        let koi8 = "--b\r\nContent-Disposition: form-data; name=g; filename*=koi8-r''%C1\r\n\r\nx\r\n--b--";
+        assert_eq!(
+            masked_form(shape, koi8.as_bytes()).0,
+            Err(BodyError::NotMultipart { offset: 55 })
         );
     }
 

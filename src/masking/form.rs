@@ -20,6 +20,20 @@ pub struct Piece {
     /// A form field's name (`Content-Disposition: form-data; name="password"`), which
     /// may say its value is a secret; `None` for a file.
     pub field: Option<Vec<u8>>,
+    pub written: Written,
+}
+
+/// How a piece's bytes are written, so that a masked text is written back the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// A part's content, the preamble or the epilogue: bytes as they are.
+    AsIs,
+    /// A header parameter's quoted string, between its quotes.
+    Quoted,
+    /// A header parameter's bare token (a masked one is written quoted).
+    Token,
+    /// A header parameter's RFC 8187 value (`filename*=UTF-8''...`).
+    Extended,
 }
 
 fn piece(range: Range<usize>, shape: BodyShape, field: Option<Vec<u8>>) -> Piece {
@@ -27,6 +41,7 @@ fn piece(range: Range<usize>, shape: BodyShape, field: Option<Vec<u8>>) -> Piece
         range,
         shape,
         field,
+        written: Written::AsIs,
     }
 }
 
@@ -76,7 +91,7 @@ pub fn multipart_pieces(body: &[u8], boundary: Boundary) -> Result<Vec<Piece>, B
             .find(&body[start..])
             .map(|found| start + found)
             .ok_or(BodyError::NotMultipart { offset: start })?;
-        let (headers, content) = split_part(body, start..end)?;
+        let (headers, content) = split_part(body, start..end, &mut pieces)?;
         if let Some(content) = content {
             let (shape, field) = headers;
             pieces.push(piece(content, shape, field));
@@ -101,16 +116,17 @@ fn skip_padding(body: &[u8], at: usize) -> usize {
         .count()
 }
 
-/// A part's shape and field name from its headers, and its content's range (`None`:
-/// the part has headers only).
+/// A part's headers read: its parameter values to mask (pushed to `pieces`), its
+/// shape and field name, and its content's range (`None`: the part has headers only).
 #[allow(clippy::type_complexity)]
 fn split_part(
     body: &[u8],
     part: Range<usize>,
+    pieces: &mut Vec<Piece>,
 ) -> Result<((BodyShape, Option<Vec<u8>>), Option<Range<usize>>), BodyError> {
-    let mut content_type: Option<&[u8]> = None;
-    let mut disposition: Option<&[u8]> = None;
-    let mut transfer_encoding: Option<&[u8]> = None;
+    let mut content_type: Option<Range<usize>> = None;
+    let mut disposition: Option<Range<usize>> = None;
+    let mut transfer_encoding: Option<Range<usize>> = None;
     let mut at = part.start;
     let content = loop {
         if at == part.end {
@@ -137,7 +153,10 @@ fn split_part(
             return Err(BodyError::NotMultipart { offset: at });
         }
         let colon = colon.unwrap_or_default();
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let name = &line[..colon];
+        let value = &line[colon + 1..];
+        let leading = value.len() - value.trim_ascii_start().len();
+        let value = at + colon + 1 + leading..at + colon + 1 + leading + value.trim_ascii().len();
         let slot = if name.eq_ignore_ascii_case(b"content-type") {
             Some(&mut content_type)
         } else if name.eq_ignore_ascii_case(b"content-disposition") {
@@ -155,23 +174,168 @@ fn split_part(
         }
         at = line_end + 2;
     };
-    let filename = disposition.and_then(|d| shape::parameter(d, "filename"));
+    let names = match disposition {
+        Some(disposition) => disposition_names(body, disposition, pieces)?,
+        None => Names::default(),
+    };
     // A file's field name (`file`, `key`) says nothing of what the file holds.
-    let field = disposition
-        .filter(|_| filename.is_none())
-        .and_then(|d| shape::parameter(d, "name"));
+    let field = names.file.is_none().then_some(names.field).flatten();
     let identity = transfer_encoding.is_none_or(|coding| {
         [&b"7bit"[..], b"8bit", b"binary"]
             .iter()
-            .any(|known| coding.eq_ignore_ascii_case(known))
+            .any(|known| body[coding.clone()].eq_ignore_ascii_case(known))
     });
     let shape = if identity {
-        shape::part_shape(content_type, filename.as_deref())
+        shape::part_shape(content_type.map(|t| &body[t]), names.file.as_deref())
     } else {
         // Base64 or quoted-printable: the text is not in the bytes as they are.
         BodyShape::Binary
     };
     Ok(((shape, field), content))
+}
+
+/// What a part's `Content-Disposition` names.
+#[derive(Default)]
+struct Names {
+    /// The field's name (`name`).
+    field: Option<Vec<u8>>,
+    /// The file's name: `filename*` decoded when given, else `filename`.
+    file: Option<Vec<u8>>,
+}
+
+/// Reads a part's `Content-Disposition` (at `range` of `body`): the field's and the
+/// file's name, and a piece for each of their values, which may hold a value to mask
+/// (`filename="jane.doe@example.org.jsonl"`). Parameters that cannot be read, or a
+/// name given twice, are refused: servers differ on which one they take.
+fn disposition_names(
+    body: &[u8],
+    range: Range<usize>,
+    pieces: &mut Vec<Piece>,
+) -> Result<Names, BodyError> {
+    let header = &body[range.clone()];
+    let refused = |at: usize| BodyError::NotMultipart {
+        offset: range.start + at,
+    };
+    let spans = shape::parameter_spans(header).ok_or(refused(0))?;
+    let mut names = Names::default();
+    let (mut name, mut filename, mut extended) = (false, false, false);
+    for span in spans {
+        let key = &header[span.key.clone()];
+        let seen = if key.eq_ignore_ascii_case(b"name") {
+            &mut name
+        } else if key.eq_ignore_ascii_case(b"filename") {
+            &mut filename
+        } else if key.eq_ignore_ascii_case(b"filename*") {
+            &mut extended
+        } else {
+            continue;
+        };
+        if std::mem::replace(seen, true) {
+            return Err(refused(span.key.start));
+        }
+        let value = range.start + span.value.start..range.start + span.value.end;
+        let written = if key.eq_ignore_ascii_case(b"filename*") {
+            let decoded =
+                extended_value(&header[span.value.clone()]).ok_or(refused(span.value.start))?;
+            names.file = Some(decoded.into_bytes());
+            Written::Extended
+        } else {
+            let unquoted = span.unquoted(header);
+            if key.eq_ignore_ascii_case(b"name") {
+                names.field = Some(unquoted);
+            } else if !extended {
+                names.file = Some(unquoted);
+            }
+            if span.quoted {
+                Written::Quoted
+            } else {
+                Written::Token
+            }
+        };
+        pieces.push(Piece {
+            range: value,
+            shape: BodyShape::Text,
+            field: None,
+            written,
+        });
+    }
+    Ok(names)
+}
+
+/// An RFC 8187 value (`UTF-8''na%C3%AFve.txt`) as text: UTF-8 or ISO-8859-1, its
+/// language ignored. `None` for another charset, a broken escape or bytes that are not
+/// the charset's.
+pub fn extended_value(raw: &[u8]) -> Option<String> {
+    let mut parts = raw.splitn(3, |b| *b == b'\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut at = 0;
+    while at < encoded.len() {
+        match encoded[at] {
+            b'%' => {
+                let &[high, low] = encoded.get(at + 1..at + 3)? else {
+                    return None;
+                };
+                bytes.push(hex_pair(high, low)?);
+                at += 3;
+            }
+            b => {
+                bytes.push(b);
+                at += 1;
+            }
+        }
+    }
+    if charset.eq_ignore_ascii_case(b"utf-8") {
+        String::from_utf8(bytes).ok()
+    } else if charset.eq_ignore_ascii_case(b"iso-8859-1") {
+        Some(bytes.iter().map(|b| char::from(*b)).collect())
+    } else {
+        None
+    }
+}
+
+/// Writes `text` as an RFC 8187 value in UTF-8: `attr-char`s as they are, every other
+/// byte as `%XX`.
+pub fn write_extended_value(text: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"UTF-8''");
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(b);
+        } else {
+            push_escape(b, out);
+        }
+    }
+}
+
+/// Whether `raw` can stand between a quoted string's quotes as it is: no line end, and
+/// every quote and backslash escaped.
+pub fn is_quoted_content(raw: &[u8]) -> bool {
+    let mut escaped = false;
+    for &b in raw {
+        match b {
+            b'\r' | b'\n' | 0 => return false,
+            b'"' if !escaped => return false,
+            b'\\' if !escaped => {
+                escaped = true;
+                continue;
+            }
+            _ => {}
+        }
+        escaped = false;
+    }
+    !escaped
+}
+
+/// Writes `text` as a quoted string, its quotes and backslashes escaped.
+pub fn write_quoted(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in text.as_bytes() {
+        if matches!(b, b'"' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -236,14 +400,18 @@ fn hex_pair(high: u8, low: u8) -> Option<u8> {
 /// Encodes a text as a URL-encoded value: letters, digits and `*-._` as they are, a
 /// blank as `+`, every other byte as `%XX`.
 pub fn url_encode(text: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in text.as_bytes() {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b),
             b' ' => out.push(b'+'),
-            _ => out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+            _ => push_escape(b, out),
         }
     }
+}
+
+fn push_escape(b: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
 }
 
 #[cfg(test)]
@@ -262,6 +430,7 @@ mod tests {
     ) -> Result<Vec<(&'a str, BodyShape, Option<String>)>, BodyError> {
         Ok(multipart_pieces(body.as_bytes(), boundary(bound))?
             .into_iter()
+            .filter(|p| p.written == Written::AsIs)
             .map(|p| {
                 (
                     &body[p.range],
@@ -368,6 +537,72 @@ mod tests {
             shapes,
             [BodyShape::Binary, BodyShape::Binary, BodyShape::Text]
         );
+    }
+
+    #[test]
+    fn field_and_file_names_are_pieces_written_as_they_were() {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"q\\\"x\"; filename=a.txt\r\n\r\nv\r\n\
+            --b\r\nContent-Disposition: form-data; name=f; filename*=UTF-8''%C3%A9t%C3%A9.jsonl\r\n\
+            \r\n{}\r\n--b--";
+        let pieces = multipart_pieces(body.as_bytes(), boundary("b")).unwrap();
+        let seen: Vec<_> = pieces
+            .iter()
+            .map(|p| (&body[p.range.clone()], p.written, p.shape))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("q\\\"x", Written::Quoted, BodyShape::Text),
+                ("a.txt", Written::Token, BodyShape::Text),
+                ("v", Written::AsIs, BodyShape::Text),
+                ("f", Written::Token, BodyShape::Text),
+                (
+                    "UTF-8''%C3%A9t%C3%A9.jsonl",
+                    Written::Extended,
+                    BodyShape::Text
+                ),
+                // `filename*` names the file: read by its extension.
+                ("{}", Written::AsIs, BodyShape::JsonLines(None)),
+            ]
+        );
+        assert_eq!(
+            extended_value(b"UTF-8''%C3%A9t%C3%A9.jsonl").unwrap(),
+            "été.jsonl"
+        );
+        assert_eq!(extended_value(b"iso-8859-1'fr'%E9t%E9").unwrap(), "été");
+        for broken in [
+            &b"UTF-8''%C3"[..],
+            b"UTF-8''%zz",
+            b"koi8-r''x",
+            b"x",
+            b"UTF-8''%FF",
+        ] {
+            assert_eq!(extended_value(broken), None, "{broken:?}");
+        }
+        let mut written = Vec::new();
+        write_extended_value("<EMAIL_1> é.txt", &mut written);
+        assert_eq!(written, b"UTF-8''%3CEMAIL_1%3E%20%C3%A9.txt");
+        assert_eq!(extended_value(&written).unwrap(), "<EMAIL_1> é.txt");
+        let mut quoted = Vec::new();
+        write_quoted(r#"a"b\c"#, &mut quoted);
+        assert_eq!(quoted, br#""a\"b\\c""#);
+        assert!(is_quoted_content(br#"a\"b"#) && !is_quoted_content(b"a\"b"));
+        assert!(!is_quoted_content(b"a\\") && !is_quoted_content(b"a\r\nb"));
+
+        // A name given twice, parameters that cannot be read, a charset not known.
+        for (disposition, offset) in [
+            ("form-data; name=a; name=b", 45),
+            ("form-data; filename=a; FILENAME=b", 49),
+            ("form-data; name=\"a", 26),
+            ("form-data; filename*=koi8-r''x", 47),
+        ] {
+            let body = format!("--b\r\nContent-Disposition: {disposition}\r\n\r\nv\r\n--b--");
+            assert_eq!(
+                multipart_pieces(body.as_bytes(), boundary("b")),
+                Err(BodyError::NotMultipart { offset }),
+                "{disposition}"
+            );
+        }
     }
 
     #[test]

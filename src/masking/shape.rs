@@ -2,6 +2,8 @@
 //! API (whose message contents are masked), other JSON (every string), text, an event
 //! stream, or bytes that cannot be masked.
 
+use std::ops::Range;
+
 /// The AI APIs whose bodies Junction reads field by field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Api {
@@ -149,62 +151,113 @@ fn media_type(content_type: &[u8]) -> &[u8] {
 /// `boundary="x y"`), unquoted. `None` when it is missing, given twice, or the
 /// parameters cannot be read: a body whose framing is in doubt is not guessed at.
 pub(crate) fn parameter(content_type: &[u8], name: &str) -> Option<Vec<u8>> {
-    let mut rest = &content_type[content_type.iter().position(|b| *b == b';')?..];
     let mut found = None;
-    loop {
-        rest = rest.trim_ascii_start();
-        match rest {
-            [] => return found,
-            [b';', tail @ ..] => {
-                rest = tail;
-                continue;
-            }
-            _ => {}
-        }
-        let equals = rest.iter().position(|b| *b == b'=')?;
-        let key = rest[..equals].trim_ascii();
-        if key.is_empty() || key.iter().any(|b| matches!(b, b';' | b'"' | b' ' | b'\t')) {
-            return None;
-        }
-        rest = &rest[equals + 1..];
-        let value = if let [b'"', tail @ ..] = rest {
-            let mut value = Vec::new();
-            let mut at = 0;
-            loop {
-                match tail.get(at)? {
-                    b'"' => break,
-                    b'\\' => {
-                        value.push(*tail.get(at + 1)?);
-                        at += 2;
-                    }
-                    b => {
-                        value.push(*b);
-                        at += 1;
-                    }
-                }
-            }
-            rest = &tail[at + 1..];
-            value
-        } else {
-            let end = rest.iter().position(|b| *b == b';').unwrap_or(rest.len());
-            let value = rest[..end].trim_ascii().to_vec();
-            rest = &rest[end..];
-            value
-        };
-        // Only blanks may stand between a value and the next `;`.
-        let blanks = rest
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t'))
-            .count();
-        if !matches!(rest.get(blanks), None | Some(b';')) {
-            return None;
-        }
-        if key.eq_ignore_ascii_case(name.as_bytes()) {
+    for span in parameter_spans(content_type)? {
+        if content_type[span.key.clone()].eq_ignore_ascii_case(name.as_bytes()) {
             if found.is_some() {
                 return None;
             }
-            found = Some(value);
+            found = Some(span.unquoted(content_type));
         }
+    }
+    found
+}
+
+/// Where one parameter of a header value (`; name="x"`) lies in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ParameterSpan {
+    pub key: Range<usize>,
+    /// The value as written: inside the quotes of a quoted string, escapes included.
+    pub value: Range<usize>,
+    pub quoted: bool,
+}
+
+impl ParameterSpan {
+    /// The value with a quoted string's escapes undone.
+    pub fn unquoted(&self, header: &[u8]) -> Vec<u8> {
+        let raw = &header[self.value.clone()];
+        if !self.quoted {
+            return raw.to_vec();
+        }
+        let mut value = Vec::with_capacity(raw.len());
+        let mut escaped = false;
+        for &b in raw {
+            if b == b'\\' && !escaped {
+                escaped = true;
+                continue;
+            }
+            escaped = false;
+            value.push(b);
+        }
+        value
+    }
+}
+
+/// The parameters after a header value's first `;` (none without one), in order, or
+/// `None` when they cannot be read: a key that is not a token, an unclosed quote, text
+/// after a value.
+pub(crate) fn parameter_spans(header: &[u8]) -> Option<Vec<ParameterSpan>> {
+    let blank = |b: &&u8| matches!(b, b' ' | b'\t');
+    let Some(mut at) = header.iter().position(|b| *b == b';') else {
+        return Some(Vec::new());
+    };
+    let mut spans = Vec::new();
+    loop {
+        at += header[at..].iter().take_while(blank).count();
+        match header.get(at) {
+            None => return Some(spans),
+            Some(b';') => {
+                at += 1;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let equals = at + header[at..].iter().position(|b| *b == b'=')?;
+        let key = at..equals - header[at..equals].iter().rev().take_while(blank).count();
+        if key.is_empty()
+            || header[key.clone()]
+                .iter()
+                .any(|b| matches!(b, b';' | b'"' | b' ' | b'\t'))
+        {
+            return None;
+        }
+        at = equals + 1;
+        let (value, quoted) = if header.get(at) == Some(&b'"') {
+            let start = at + 1;
+            let mut end = start;
+            loop {
+                match header.get(end)? {
+                    b'"' => break,
+                    b'\\' => {
+                        header.get(end + 1)?;
+                        end += 2;
+                    }
+                    _ => end += 1,
+                }
+            }
+            at = end + 1;
+            (start..end, true)
+        } else {
+            let end = header[at..]
+                .iter()
+                .position(|b| *b == b';')
+                .map_or(header.len(), |found| at + found);
+            let leading = header[at..end].iter().take_while(blank).count();
+            let trailing = header[at + leading..end]
+                .iter()
+                .rev()
+                .take_while(blank)
+                .count();
+            let value = at + leading..end - trailing;
+            at = end;
+            (value, false)
+        };
+        // Only blanks may stand between a value and the next `;`.
+        at += header[at..].iter().take_while(blank).count();
+        if !matches!(header.get(at), None | Some(b';')) {
+            return None;
+        }
+        spans.push(ParameterSpan { key, value, quoted });
     }
 }
 
