@@ -767,3 +767,118 @@ async fn a_refused_handshake_s_answer_is_masked_on_every_engine() {
         a_refused_handshake_s_answer_is_masked(travel).await;
     }
 }
+
+/// The access log's line whose `path` is `path`, once the log holds it (the log is
+/// written by its own thread, in batches; there is no signal to wait on).
+async fn logged(access: &std::path::Path, path: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(access).unwrap_or_default();
+        let line = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["path"] == path);
+        if let Some(line) = line {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no line for {path} in {}:\n{text}",
+            access.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A WebSocket's access log line is written when the connection ends, not at its
+/// `101`: with the bytes each side sent through the tunnel, and on a masking route
+/// what masking found in its messages (the metrics counted each message at once).
+/// Relayed message by message (`mask`) and spliced byte for byte (no `mask`).
+async fn the_access_log_line_covers_the_whole_connection(travel: Travel) {
+    for route in ["mask = {}", ""] {
+        let mut endpoint = RecordingEndpoint::start().await;
+        let dir = tempfile::TempDir::new().unwrap();
+        let access = dir.path().join("access.log");
+        let top = format!("[access_log]\npath = {:?}\n", access.display().to_string());
+        let extra = Extra {
+            top: &top,
+            route,
+            ..Extra::default()
+        };
+        let proxy = travel::start(travel, std::slice::from_ref(&endpoint.url), &extra).await;
+        let mut client = connect(&proxy).await;
+        let sent = format!("card {CARD}");
+        client.send(Message::Text(sent.clone())).await.unwrap();
+        let masked = if route.is_empty() {
+            sent.clone()
+        } else {
+            "card [CREDIT_CARD]".to_string()
+        };
+        assert_eq!(endpoint.next_text().await, masked, "{travel:?} {route}");
+        assert_eq!(
+            next_text_from_proxy(&mut client, travel).await,
+            masked,
+            "{travel:?} {route}"
+        );
+        // A request answered after the 101 has its line; the connection has none yet.
+        let mut other = support::raw_http::RawClient::connect(&proxy).await;
+        other.get("/after").await;
+        logged(&access, "/after").await;
+        let text = std::fs::read_to_string(&access).unwrap();
+        assert!(
+            !text.contains("/v1/realtime"),
+            "{travel:?} {route}: logged before the connection ended:\n{text}"
+        );
+        // The open tunnel is in flight to its endpoint (least-connections counts it).
+        let in_flight = format!(
+            r#"junction_inflight_requests{{pool="p",endpoint="{}"}}"#,
+            endpoint.url
+        );
+        assert_eq!(metric(&proxy, &in_flight).await, 1.0, "{travel:?} {route}");
+
+        // The client's Close, then its end of the connection (as a client does once the
+        // endpoint's Close is in; this one does not wait to read it).
+        client.close(None).await.unwrap();
+        drop(client);
+        let line = logged(&access, "/v1/realtime").await;
+        assert_eq!(line["status"], 101, "{travel:?} {route}: {line}");
+        // The text frame (6 bytes of header, masked) and the Close frame (6 bytes).
+        let frames = (sent.len() + 6 + 6) as u64;
+        assert_eq!(line["bytes_in"], frames, "{travel:?} {route}: {line}");
+        // The echo (2 bytes of header, not masked), and the endpoint's Close.
+        let echo = (masked.len() + 2) as u64;
+        let bytes_out = line["bytes_out"].as_u64().unwrap();
+        assert!(
+            (echo..=echo + 4).contains(&bytes_out),
+            "{travel:?} {route}: {line}"
+        );
+        // Released as the record ends (right after its line is queued for the log).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while metric(&proxy, &in_flight).await != 0.0 {
+            assert!(tokio::time::Instant::now() < deadline, "{travel:?} {route}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if route.is_empty() {
+            assert!(line["masked"].is_null(), "{travel:?}: {line}");
+        } else {
+            assert_eq!(line["masked"], "CREDIT_CARD:redact=1", "{travel:?}: {line}");
+            // Counted once: by the message, not again by the line.
+            assert_eq!(
+                metric(
+                    &proxy,
+                    r#"junction_masking_findings_total{route="all",type="CREDIT_CARD",action="redact",direction="request"}"#
+                )
+                .await,
+                1.0,
+                "{travel:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_line_covers_the_whole_connection_on_every_engine() {
+    for travel in Travel::ALL {
+        the_access_log_line_covers_the_whole_connection(travel).await;
+    }
+}

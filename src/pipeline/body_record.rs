@@ -124,6 +124,11 @@ pub struct BodyRecord {
     pub strip_usage: bool,
     /// The pool's `api` translation of the attempt under way (its answer's).
     pub(crate) translation: Option<AttemptTranslation>,
+    /// What a WebSocket's endpoint messages held (a tunnel has no response transform).
+    pub(crate) message_answers: Findings,
+    /// The findings were counted in the metrics as they were found (a WebSocket's, one
+    /// message at a time): here they are for the access log only.
+    pub(crate) counted: bool,
 }
 
 /// What the answer to a translated attempt needs (`pipeline::translation`): the
@@ -202,6 +207,9 @@ impl BodyRecord {
     /// The findings and passes into the metrics, under `scope` (a route's name, or an
     /// egress listener's).
     pub fn report_masking(&self, scope: &Arc<str>, metrics: &MetricsRegistry) {
+        if self.counted {
+            return;
+        }
         for (direction, kind, action, count) in self.findings() {
             let key = (
                 scope.clone(),
@@ -225,6 +233,7 @@ impl BodyRecord {
         if self.request.is_empty()
             && self.passed.is_none()
             && self.response_findings().is_none_or(Findings::is_empty)
+            && self.message_answers.is_empty()
         {
             return None;
         }
@@ -263,6 +272,7 @@ impl BodyRecord {
         let response = self
             .response_findings()
             .into_iter()
+            .chain(Some(&self.message_answers))
             .flat_map(Findings::iter)
             .map(|f| (Direction::Response, f));
         request

@@ -80,7 +80,19 @@ pub struct Exchange {
     pub anomaly_blocked: bool,
     /// The answer's text, read for the anomaly detectors that look at it.
     pub answer: Option<Box<AnswerReader>>,
+    /// The endpoint switched protocols (`101`): the tunnel, started once the answer is
+    /// out with this record, which it keeps until the connection ends.
+    pub tunnel: Option<TunnelStart>,
+    /// When the `101` went out: the latency metrics end there, the access log's line
+    /// when the tunnel ends.
+    pub(crate) switched_at: Option<Instant>,
 }
+
+/// A tunnel waiting for its answer to go out: given the exchange's record, it runs the
+/// connection to its end, then drops the record, which writes its access log line, and
+/// releases the endpoint's in-flight count, only then.
+pub type TunnelStart =
+    Box<dyn FnOnce(Box<Exchange>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// A hop from one pool to another before any byte reached the client, and why.
 pub struct HopRecord {
@@ -136,6 +148,8 @@ impl Exchange {
             client_ip: None,
             anomaly_blocked: false,
             answer: None,
+            tunnel: None,
+            switched_at: None,
         }
     }
 
@@ -251,7 +265,9 @@ impl Exchange {
 
     fn report(&mut self) {
         let now = Instant::now();
-        let duration = now.duration_since(self.started);
+        // A tunnel's request ended at its `101`: the metrics (and a canary's judgement)
+        // count that, not how long the connection stayed open.
+        let duration = self.switched_at.unwrap_or(now).duration_since(self.started);
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.finish();
         }
@@ -345,7 +361,8 @@ impl Exchange {
         }
         let telemetry = self.telemetry.clone();
         let values = LineValues {
-            duration,
+            // The line covers a tunnel's whole connection, as nginx's `$request_time`.
+            duration: now.duration_since(self.started),
             ttfb,
             ttft,
             usage,

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use super::affinity::request_key;
 use super::attempts::{self, Forwarded};
@@ -18,7 +17,7 @@ use super::response_head;
 use super::versioning;
 
 use super::body::{AheadError, ClientBody, UpstreamStream};
-use super::exchange::{BytesIn, Exchange, LogFacts};
+use super::exchange::{BytesIn, Exchange, LogFacts, TunnelStart};
 use super::forwarding::{self, is_upgrade_request};
 use super::{Downstream, Flow, ProxyBody, ProxyError};
 use crate::llm::ReplyKind;
@@ -68,6 +67,12 @@ pub async fn handle(
             .iter()
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
         exchange.record_response_head(response.status().as_u16(), lines, event_stream);
+    }
+    // A tunnel keeps the record to the connection's end.
+    if let Some(tunnel) = exchange.tunnel.take() {
+        exchange.switched_at = Some(tokio::time::Instant::now());
+        tokio::spawn(tunnel(exchange));
+        return Ok(response);
     }
     // The record rides with a streamed body to its end; for a local answer it reports now.
     match response.body_mut() {
@@ -346,19 +351,17 @@ async fn proxy(
                 close_key: (downstream.gateway.rng().next_u64() as u32).to_le_bytes(),
             }
         });
-        let index = pool
-            .balancer
-            .pick(&pool.endpoints, affinity, &|i| {
-                !pool.endpoints[i].state.health.is_available()
-            })
-            .ok_or_else(|| ProxyError::NoEndpoint {
-                pool: pool.name.to_string(),
-            })?;
-        let endpoint = pool.endpoints[index].clone();
+        // Picked as every request is, limits included; the tunnel is in flight to its
+        // endpoint while it is open, which least-connections balancing counts.
+        let endpoint = attempts::pick(&pool, affinity, &[])?;
+        exchange.in_flight = Some(endpoint.state.begin());
         exchange.endpoint = Some(endpoint.clone());
         forwarding::prepare_request(&mut head, downstream, listener, &pool, &endpoint, true);
         match forward_upgrade(head, body, &route, pool, endpoint, masking).await? {
-            Upgrade::Switched(response) => return Ok(response),
+            Upgrade::Switched(response, tunnel) => {
+                exchange.tunnel = tunnel;
+                return Ok(response);
+            }
             // Any other answer is an answer like all others: its body phase, header rules.
             Upgrade::Declined(forwarded) => forwarded,
         }
@@ -540,8 +543,9 @@ async fn read_body(
 
 /// How an endpoint answered an upgrade request.
 enum Upgrade {
-    /// `101 Switching Protocols`: the tunnel runs on its own task.
-    Switched(Response<ProxyBody>),
+    /// `101 Switching Protocols`, and the tunnel to start once it is out (none when the
+    /// client's connection cannot be upgraded).
+    Switched(Response<ProxyBody>, Option<TunnelStart>),
     /// Any other answer, which goes back as every answer does.
     Declined(Forwarded),
 }
@@ -596,25 +600,10 @@ async fn forward_upgrade(
         ));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
-    if let Some(downstream_upgrade) = downstream_upgrade {
-        tokio::spawn(async move {
-            if let (Ok(client), Ok(server)) = (downstream_upgrade.await, upstream_upgrade.await) {
-                let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
-                match masking {
-                    Some(masking) => {
-                        super::websocket::relay(client, server, masking).await;
-                    }
-                    None => {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }
-            }
-        });
-    }
+    let tunnel =
+        downstream_upgrade.map(|client| super::tunnel::start(client, upstream_upgrade, masking));
     let (mut response_head, _) = response.into_parts();
     forwarding::prepare_response(&mut response_head, &pool, true);
-    Ok(Upgrade::Switched(Response::from_parts(
-        response_head,
-        ProxyBody::Empty,
-    )))
+    let response = Response::from_parts(response_head, ProxyBody::Empty);
+    Ok(Upgrade::Switched(response, tunnel))
 }

@@ -25,6 +25,7 @@ pub(crate) mod model_map;
 pub(crate) mod request_filters;
 pub(crate) mod response_head;
 pub(crate) mod translation;
+mod tunnel;
 pub(crate) mod versioning;
 pub(crate) mod websocket;
 

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::watch;
 
 use super::body_phase::audit_block;
+use super::body_record::Direction;
 use crate::masking::policy::OnError;
 use crate::masking::websocket::{
     self, BINARY, CLOSE, EndpointMessages, FrameReader, Message, MessageJoiner, Refusal, Sender,
@@ -34,16 +35,30 @@ pub struct MessageMasking {
     pub close_key: [u8; 4],
 }
 
+/// What a relayed connection's masking found, for its access log line (the metrics
+/// counted each message as it went).
+#[derive(Default)]
+pub struct MessagesFound {
+    /// In the client's messages.
+    pub client: Findings,
+    /// In the endpoint's messages.
+    pub endpoint: Findings,
+    /// The last direction a message was passed on unmasked in (`on_error = "pass"`).
+    pub passed: Option<Direction>,
+}
+
 struct Relay<C, E> {
     masking: MessageMasking,
     vault: Mutex<Vault>,
+    found: Mutex<MessagesFound>,
     to_client: tokio::sync::Mutex<WriteHalf<C>>,
     to_endpoint: tokio::sync::Mutex<WriteHalf<E>>,
     stop: watch::Sender<bool>,
 }
 
-/// Relays until both sides are done, or a refusal closes them.
-pub async fn relay<C, E>(client: C, endpoint: E, masking: MessageMasking)
+/// Relays until both sides are done, or a refusal closes them; returns what masking
+/// found.
+pub async fn relay<C, E>(client: C, endpoint: E, masking: MessageMasking) -> MessagesFound
 where
     C: AsyncRead + AsyncWrite + Unpin,
     E: AsyncRead + AsyncWrite + Unpin,
@@ -54,6 +69,7 @@ where
     let relay = Relay {
         masking,
         vault: Mutex::new(Vault::default()),
+        found: Mutex::default(),
         to_client: tokio::sync::Mutex::new(to_client),
         to_endpoint: tokio::sync::Mutex::new(to_endpoint),
         stop,
@@ -62,6 +78,7 @@ where
         relay.pump(Sender::Client, from_client, stopped.clone()),
         relay.pump(Sender::Endpoint, from_endpoint, stopped),
     );
+    relay.found.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<C, E> Relay<C, E>
@@ -204,8 +221,8 @@ where
             return Err(Refusal::too_many_pseudonyms());
         }
         let direction = match sender {
-            Sender::Client => "request",
-            Sender::Endpoint => "response",
+            Sender::Client => Direction::Request,
+            Sender::Endpoint => Direction::Response,
         };
         self.count(&findings, direction);
         match edited {
@@ -231,7 +248,8 @@ where
                 self.masking
                     .telemetry
                     .metrics
-                    .count_masking_passed(&self.masking.route.name, direction);
+                    .count_masking_passed(&self.masking.route.name, direction.name());
+                self.found.lock().unwrap_or_else(|p| p.into_inner()).passed = Some(direction);
                 as_it_is(out);
             }
             Err(error) => return Err(Refusal::of_body_error(&error)),
@@ -259,7 +277,7 @@ where
             let mut vault = self.vault.lock().unwrap_or_else(|p| p.into_inner());
             answers.finish(&mut vault, &mut findings, &mut messages)
         };
-        self.count(&findings, "response");
+        self.count(&findings, Direction::Response);
         if flushed.is_ok() {
             for data in &messages {
                 websocket::write_frame(out, true, TEXT, data, None);
@@ -267,16 +285,26 @@ where
         }
     }
 
-    fn count(&self, findings: &Findings, direction: &'static str) {
+    /// Counts a message's findings in the metrics at once (a connection may stay open
+    /// for hours), and keeps them for the access log's line, written when it ends.
+    fn count(&self, findings: &Findings, direction: Direction) {
+        if findings.is_empty() {
+            return;
+        }
         let metrics = &self.masking.telemetry.metrics;
         for (kind, action, count) in findings.iter() {
             let key = (
                 self.masking.route.name.clone(),
                 kind.0.clone(),
                 action.name(),
-                direction,
+                direction.name(),
             );
             metrics.count_masking(key, u64::from(count));
+        }
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        match direction {
+            Direction::Request => found.client.merge(findings),
+            Direction::Response => found.endpoint.merge(findings),
         }
     }
 
