@@ -571,14 +571,15 @@ fn closed_early(error: &hyper::Error) -> bool {
     false
 }
 
-/// A stream that counts the bytes read from it.
-struct ReadCount<T> {
+/// A stream that counts the bytes read from it (an endpoint's connection; a tunnel's
+/// two sides).
+pub(crate) struct ReadCount<T> {
     io: T,
     read: Arc<AtomicU64>,
 }
 
 impl<T> ReadCount<T> {
-    fn new(io: T, read: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(io: T, read: Arc<AtomicU64>) -> Self {
         ReadCount { io, read }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use http::{HeaderName, HeaderValue};
 
+pub(crate) use client::ReadCount;
 pub use client::{Dialer, Room, SendError, Sent, UpstreamBody, UpstreamClient};
 pub use connections::EndpointStream;
 pub use endpoint::{Endpoint, EndpointKey, EndpointState, InFlight, Registry, UpstreamUrl};
