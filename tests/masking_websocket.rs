@@ -3,6 +3,8 @@
 //! and JSON messages masked whole (fragments joined), pseudonyms restored on the way
 //! back, binary, blocked and oversized messages closing the socket, no compression
 //! negotiated, findings counted, and a handshake the endpoint refuses answered masked.
+//! Also any tunnel's record (masked or not): its access log line written when it
+//! closes, and the tunnel in flight to its endpoint (limits, least connections).
 
 use crate::support;
 
@@ -880,5 +882,47 @@ async fn the_access_log_line_covers_the_whole_connection(travel: Travel) {
 async fn the_access_log_line_covers_the_whole_connection_on_every_engine() {
     for travel in Travel::ALL {
         the_access_log_line_covers_the_whole_connection(travel).await;
+    }
+}
+
+/// An open WebSocket is in flight to its endpoint: with `max_in_flight = 1` a second
+/// handshake finds the endpoint full (`503 upstream_overloaded`, as any request would),
+/// and once the first connection has closed the endpoint takes one again.
+async fn an_open_websocket_counts_against_the_endpoint_s_limit(travel: Travel) {
+    let mut endpoint = RecordingEndpoint::start().await;
+    let extra = Extra {
+        pool: "limits = { max_in_flight = 1 }",
+        ..Extra::default()
+    };
+    let proxy = travel::start(travel, std::slice::from_ref(&endpoint.url), &extra).await;
+    let mut first = connect(&proxy).await;
+    first.send(Message::Text("hi".into())).await.unwrap();
+    assert_eq!(endpoint.next_text().await, "hi", "{travel:?}");
+    match tokio_tungstenite::connect_async(realtime_url(&proxy)).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), 503, "{travel:?}: {response:?}")
+        }
+        other => panic!("{travel:?}: a second WebSocket to a full endpoint: {other:?}"),
+    }
+    first.close(None).await.unwrap();
+    drop(first);
+    // Released when the first connection's record ends; no signal reaches the client.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio_tungstenite::connect_async(realtime_url(&proxy)).await {
+            Ok(_) => break,
+            Err(Error::Http(response)) if response.status() == 503 => {
+                assert!(tokio::time::Instant::now() < deadline, "{travel:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("{travel:?}: {error}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_open_websocket_counts_against_the_endpoint_s_limit_on_every_engine() {
+    for travel in Travel::ALL {
+        an_open_websocket_counts_against_the_endpoint_s_limit(travel).await;
     }
 }
