@@ -265,9 +265,13 @@ impl Exchange {
 
     fn report(&mut self) {
         let now = Instant::now();
+        let elapsed = now.duration_since(self.started);
         // A tunnel's request ended at its `101`: the metrics (and a canary's judgement)
         // count that, not how long the connection stayed open.
-        let duration = self.switched_at.unwrap_or(now).duration_since(self.started);
+        let duration = match self.switched_at {
+            Some(switched) => switched.duration_since(self.started),
+            None => elapsed,
+        };
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.finish();
         }
@@ -362,7 +366,7 @@ impl Exchange {
         let telemetry = self.telemetry.clone();
         let values = LineValues {
             // The line covers a tunnel's whole connection, as nginx's `$request_time`.
-            duration: now.duration_since(self.started),
+            duration: elapsed,
             ttfb,
             ttft,
             usage,
