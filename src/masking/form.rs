@@ -203,6 +203,20 @@ struct Names {
     file: Option<Vec<u8>>,
 }
 
+/// The `Content-Disposition` parameters that name a part's field or file.
+#[derive(Clone, Copy)]
+enum Name {
+    Field,
+    File,
+    ExtendedFile,
+}
+
+const NAMES: [(&[u8], Name); 3] = [
+    (b"name", Name::Field),
+    (b"filename", Name::File),
+    (b"filename*", Name::ExtendedFile),
+];
+
 /// Reads a part's `Content-Disposition` (at `range` of `body`): the field's and the
 /// file's name, and a piece for each of their values, which may hold a value to mask
 /// (`filename="jane.doe@example.org.jsonl"`). Parameters that cannot be read, or a
@@ -218,40 +232,41 @@ fn disposition_names(
     };
     let spans = shape::parameter_spans(header).ok_or(refused(0))?;
     let mut names = Names::default();
-    let (mut name, mut filename, mut extended) = (false, false, false);
+    let mut seen = [false; 3];
     for span in spans {
         let key = &header[span.key.clone()];
-        let seen = if key.eq_ignore_ascii_case(b"name") {
-            &mut name
-        } else if key.eq_ignore_ascii_case(b"filename") {
-            &mut filename
-        } else if key.eq_ignore_ascii_case(b"filename*") {
-            &mut extended
-        } else {
+        let Some(&(_, name)) = NAMES.iter().find(|(k, _)| key.eq_ignore_ascii_case(k)) else {
             continue;
         };
-        if std::mem::replace(seen, true) {
+        // Each may be given once.
+        if std::mem::replace(&mut seen[name as usize], true) {
             return Err(refused(span.key.start));
         }
-        let value = range.start + span.value.start..range.start + span.value.end;
-        let written = if key.eq_ignore_ascii_case(b"filename*") {
-            let decoded =
-                extended_value(&header[span.value.clone()]).ok_or(refused(span.value.start))?;
-            names.file = Some(decoded.into_bytes());
-            Written::Extended
+        let as_written = if span.quoted {
+            Written::Quoted
         } else {
-            let unquoted = span.unquoted(header);
-            if key.eq_ignore_ascii_case(b"name") {
-                names.field = Some(unquoted);
-            } else if !extended {
-                names.file = Some(unquoted);
+            Written::Token
+        };
+        let written = match name {
+            Name::Field => {
+                names.field = Some(span.unquoted(header));
+                as_written
             }
-            if span.quoted {
-                Written::Quoted
-            } else {
-                Written::Token
+            // `filename*` names the file when both are given (RFC 6266).
+            Name::File => {
+                if !seen[Name::ExtendedFile as usize] {
+                    names.file = Some(span.unquoted(header));
+                }
+                as_written
+            }
+            Name::ExtendedFile => {
+                let decoded =
+                    extended_value(&header[span.value.clone()]).ok_or(refused(span.value.start))?;
+                names.file = Some(decoded.into_bytes());
+                Written::Extended
             }
         };
+        let value = range.start + span.value.start..range.start + span.value.end;
         pieces.push(Piece {
             range: value,
             shape: BodyShape::Text,
