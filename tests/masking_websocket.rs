@@ -770,28 +770,6 @@ async fn a_refused_handshake_s_answer_is_masked_on_every_engine() {
     }
 }
 
-/// The access log's line whose `path` is `path`, once the log holds it (the log is
-/// written by its own thread, in batches; there is no signal to wait on).
-async fn logged(access: &std::path::Path, path: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(access).unwrap_or_default();
-        let line = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|line| line["path"] == path);
-        if let Some(line) = line {
-            return line;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no line for {path} in {}:\n{text}",
-            access.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 /// A WebSocket's access log line is written when the connection ends, not at its
 /// `101`: with the bytes each side sent through the tunnel, and on a masking route
 /// what masking found in its messages (the metrics counted each message at once).
@@ -825,11 +803,10 @@ async fn the_access_log_line_covers_the_whole_connection(travel: Travel) {
         // A request answered after the 101 has its line; the connection has none yet.
         let mut other = support::raw_http::RawClient::connect(&proxy).await;
         other.get("/after").await;
-        logged(&access, "/after").await;
-        let text = std::fs::read_to_string(&access).unwrap();
+        let lines = support::wait_for_lines(&access, 1).await;
         assert!(
-            !text.contains("/v1/realtime"),
-            "{travel:?} {route}: logged before the connection ended:\n{text}"
+            lines[0].contains(r#""path":"/after""#),
+            "{travel:?} {route}: logged before the connection ended: {lines:?}"
         );
         // The open tunnel is in flight to its endpoint (least-connections counts it).
         let in_flight = format!(
@@ -842,7 +819,12 @@ async fn the_access_log_line_covers_the_whole_connection(travel: Travel) {
         // endpoint's Close is in; this one does not wait to read it).
         client.close(None).await.unwrap();
         drop(client);
-        let line = logged(&access, "/v1/realtime").await;
+        let lines = support::wait_for_lines(&access, 2).await;
+        let line: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(
+            line["path"], "/v1/realtime",
+            "{travel:?} {route}: {lines:?}"
+        );
         assert_eq!(line["status"], 101, "{travel:?} {route}: {line}");
         // The text frame (6 bytes of header, masked) and the Close frame (6 bytes).
         let frames = (sent.len() + 6 + 6) as u64;
