@@ -139,7 +139,12 @@ async fn printed_commands_work_as_pasted() {
         .iter()
         .filter(|c| c.starts_with("curl") && c.contains("chat/completions"))
         .collect();
-    assert_eq!(curl.len(), 2, "two chat commands in {}", demo.instructions);
+    assert_eq!(
+        curl.len(),
+        3,
+        "three chat commands in {}",
+        demo.instructions
+    );
 
     let plain = shell(curl[0]).await;
     assert!(plain.contains("x-junction-version: v1"), "{plain}");
@@ -159,6 +164,33 @@ async fn printed_commands_work_as_pasted() {
         "{streamed}"
     );
     assert_eq!(events.last(), Some(&"data: [DONE]"));
+
+    // The masking example: the mock echoes the prompt it received, masked.
+    assert!(curl[2].contains("jane.doe@example.com"), "{}", curl[2]);
+    let masked = shell(curl[2]).await;
+    assert!(
+        masked.contains("You said: I am [EMAIL_ADDRESS], card [CREDIT_CARD]"),
+        "{masked}"
+    );
+    assert!(
+        !masked.contains("jane.doe") && !masked.contains("4111"),
+        "{masked}"
+    );
+    let findings = commands
+        .iter()
+        .find(|c| c.contains("junction_masking_findings_total"))
+        .expect("a metrics command for the findings");
+    let findings = shell(findings).await;
+    for kind in ["EMAIL_ADDRESS", "CREDIT_CARD"] {
+        assert!(
+            findings
+                .lines()
+                .any(|line| line.contains(&format!("type=\"{kind}\""))
+                    && line.contains("route=\"openai-api\"")
+                    && line.ends_with(" 1")),
+            "{kind} counted once in {findings}"
+        );
+    }
 
     let python = commands
         .iter()
@@ -230,8 +262,8 @@ async fn the_canary_promotes_itself_and_the_printed_commands_show_it() {
 
     let metrics = commands
         .iter()
-        .find(|c| c.contains("/metrics"))
-        .expect("a command to watch the metrics");
+        .find(|c| c.contains("/metrics") && c.contains("junction_canary"))
+        .expect("a command to watch the canary's metrics");
     let text = shell(metrics).await;
     assert!(
         text.contains("junction_canary_state{route=\"openai-api\"} 1"),

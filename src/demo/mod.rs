@@ -104,6 +104,24 @@ pub async fn start(config: &str, options: &DemoOptions) -> anyhow::Result<Demo> 
         .iter()
         .find_map(|route| Some((route.name.as_str(), route.canary.as_ref()?)));
     let mut instructions = instructions(&addr.to_string(), &admin.to_string());
+    let masking: Vec<String> = plan
+        .spec
+        .routes
+        .iter()
+        .filter(|route| {
+            route.mask.as_ref().is_some_and(|mask| {
+                mask.directions.unwrap_or_default() != crate::config::spec::DirectionsSpec::Response
+            })
+        })
+        .map(|route| format!("{:?}", route.name))
+        .collect();
+    if !masking.is_empty() {
+        instructions.push_str(&masking_instructions(
+            &addr.to_string(),
+            &admin.to_string(),
+            &masking,
+        ));
+    }
     if let Some((route, canary)) = canary {
         instructions.push_str(&canary_instructions(
             &addr.to_string(),
@@ -159,6 +177,25 @@ Python, with the openai SDK (pip install openai):
   python3 -c 'from openai import OpenAI; c = OpenAI(base_url="http://{gateway}/v1", api_key="demo"); print(c.chat.completions.create(model="demo-llama", messages=[{{"role": "user", "content": "Hi"}}]).choices[0].message.content)'
 
 Admin: curl -s http://{admin}/api/pools    Stop: Ctrl-C
+"#
+    )
+}
+
+/// Shown when routes mask prompts (`routes`: their names, quoted): the mocks echo the
+/// prompt they received, so the answer shows what left the gateway.
+fn masking_instructions(gateway: &str, admin: &str, routes: &[String]) -> String {
+    let routes = match routes {
+        [one] => format!("route {one} masks"),
+        many => format!("routes {} mask", many.join(", ")),
+    };
+    format!(
+        r#"
+Masking: {routes} personal data and credentials
+in prompts before they leave (docs/masking.md). The mock model echoes the prompt it got:
+  curl -s http://{gateway}/v1/chat/completions -H 'content-type: application/json' \
+    -d '{{"model": "demo-llama", "messages": [{{"role": "user", "content": "I am jane.doe@example.com, card 4111 1111 1111 1111"}}]}}'
+What was found, by type and action (never the values):
+  curl -s http://{admin}/metrics | grep junction_masking_findings_total
 "#
     )
 }
