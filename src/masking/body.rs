@@ -882,10 +882,10 @@ mod tests {
         assert_eq!(
             masked.unwrap(),
             "--b\r\nContent-Disposition: form-data; name=\"to [EMAIL_ADDRESS]\"\r\n\r\nhi\r\n\
-            --b\r\nContent-Disposition: form-data; name=f; filename=\"[EMAIL_ADDRESS]\"\r\n\r\nx\r\n\
+            --b\r\nContent-Disposition: form-data; name=f; filename=\"[EMAIL_ADDRESS].txt\"\r\n\r\nx\r\n\
             --b\r\nContent-Disposition: form-data; name=g; filename*=UTF-8''%5BEMAIL_ADDRESS%5D%20%C3%A9.jsonl\r\n\r\n{}\r\n--b--"
         );
-        // (`.txt` reads as the address's top-level domain.)
+        // (`.txt` is a file's extension, no top-level domain: the name keeps it.)
         assert_eq!(findings.total(), 3);
         // A name in a charset masking cannot read fails the form closed.
         let koi8 = "--b\r\nContent-Disposition: form-data; name=g; filename*=koi8-r''%C1\r\n\r\nx\r\n--b--";

@@ -51,6 +51,7 @@ fn address(
         }
     }
     let local = text[start..at].trim_start_matches('.');
+    let end = top_level_end(text.as_bytes(), domain, end);
     // Two bytes compared in place: `str::contains` sets up a substring searcher per
     // call, costlier than the whole of a short local part.
     if local.is_empty()
@@ -62,6 +63,113 @@ fn address(
         return None;
     }
     Some((at - local.len(), end))
+}
+
+/// Where the address whose domain the shape read as `domain..end` ends: given back to
+/// the label before while the last one is not a top-level domain but a file's extension
+/// (`ann@example.org.csv`, a file named after its owner, keeps its `.csv`) or was cut
+/// inside a word (`ann@example.com.mp3`: the shape's top level is `mp`, a digit after
+/// it). The label before must be letters only, as a top-level domain is. Without this,
+/// the second was no address at all (a letter or digit right after one refuses it).
+fn top_level_end(bytes: &[u8], domain: usize, mut end: usize) -> usize {
+    while let Some(dot) = memchr::memrchr(b'.', &bytes[domain..end]).map(|d| domain + d) {
+        let cut_inside = bytes.get(end).is_some_and(u8::is_ascii_alphanumeric);
+        if !cut_inside && !is_file_extension(&bytes[dot + 1..end]) {
+            break;
+        }
+        let label = match memchr::memrchr(b'.', &bytes[domain..dot]) {
+            Some(before) => &bytes[domain + before + 1..dot],
+            None => break,
+        };
+        if label.len() < 2 || !label.iter().all(u8::is_ascii_alphabetic) {
+            break;
+        }
+        end = dot;
+    }
+    end
+}
+
+/// A file name extension that is no top-level domain (each checked absent from the
+/// public suffix list: `zip`, `mov`, `md`, `py`, `sh` and `docs` are domains, and are not
+/// here). Only letters: an extension with a digit (`mp3`) is cut inside a word.
+fn is_file_extension(label: &[u8]) -> bool {
+    let mut lower = [0u8; 7];
+    if label.len() < 2 || label.len() > lower.len() {
+        return false;
+    }
+    for (to, from) in lower.iter_mut().zip(label) {
+        *to = from.to_ascii_lowercase();
+    }
+    matches!(
+        &lower[..label.len()],
+        b"txt"
+            | b"pdf"
+            | b"csv"
+            | b"tsv"
+            | b"json"
+            | b"jsonl"
+            | b"ndjson"
+            | b"xml"
+            | b"html"
+            | b"htm"
+            | b"xhtml"
+            | b"yaml"
+            | b"yml"
+            | b"toml"
+            | b"ini"
+            | b"cfg"
+            | b"conf"
+            | b"log"
+            | b"doc"
+            | b"docx"
+            | b"xls"
+            | b"xlsx"
+            | b"xlsm"
+            | b"ppt"
+            | b"pptx"
+            | b"odt"
+            | b"ods"
+            | b"odp"
+            | b"rtf"
+            | b"eml"
+            | b"msg"
+            | b"vcf"
+            | b"ics"
+            | b"png"
+            | b"jpg"
+            | b"jpeg"
+            | b"gif"
+            | b"webp"
+            | b"svg"
+            | b"bmp"
+            | b"tif"
+            | b"tiff"
+            | b"heic"
+            | b"wav"
+            | b"ogg"
+            | b"flac"
+            | b"webm"
+            | b"avi"
+            | b"mkv"
+            | b"tar"
+            | b"gz"
+            | b"tgz"
+            | b"xz"
+            | b"rar"
+            | b"parquet"
+            | b"pkl"
+            | b"sql"
+            | b"bak"
+            | b"tmp"
+            | b"dat"
+            | b"exe"
+            | b"dll"
+            | b"pem"
+            | b"crt"
+            | b"ipynb"
+            | b"tex"
+            | b"epub"
+    )
 }
 
 /// No empty label, none starting or ending with `-`.
@@ -857,6 +965,39 @@ mod tests {
             let shape_start = text[..at].rfind('\'').unwrap() + 1;
             assert_eq!(email(text, shape_start, end), Some((start, end)), "{text}");
         }
+    }
+
+    #[test]
+    fn an_address_ends_before_a_file_s_extension_and_inside_a_cut_word() {
+        // The address as found from the shape's own reading of the domain.
+        fn found(text: &str) -> Option<&str> {
+            let at = text.find('@').unwrap();
+            let start = text[..at].rfind(' ').map_or(0, |space| space + 1);
+            let end = super::super::triggers::domain_end(text.as_bytes(), at + 1)?;
+            email(text, start, end).map(|(start, end)| &text[start..end])
+        }
+        for (text, address) in [
+            ("upload ann.lee@example.org.csv", "ann.lee@example.org"),
+            ("see ann@example.org.PDF now", "ann@example.org"),
+            ("ann@x.example.co.uk.tar.gz", "ann@x.example.co.uk"),
+            // Cut inside a word: the shape's top level was `mp`, a digit after it.
+            ("ann@example.com.mp3 attached", "ann@example.com"),
+            ("ann@example.com.ab12", "ann@example.com"),
+            // Top-level domains named like extensions stay whole.
+            ("ann@example.org.zip", "ann@example.org.zip"),
+            ("ann@example.py", "ann@example.py"),
+            ("ann@example.org.uk", "ann@example.org.uk"),
+            ("ann@example.org.Thanks", "ann@example.org.Thanks"),
+            // Nothing before the extension reads as a top level: the whole is taken.
+            ("ann@host.csv", "ann@host.csv"),
+            ("ann@host.io2.csv", "ann@host.io2.csv"),
+            // A hyphen after the top level is no word going on.
+            ("ann@mail.example.com-based", "ann@mail.example.com"),
+        ] {
+            assert_eq!(found(text), Some(address), "{text}");
+        }
+        // Still no address when nothing before reads as a top level.
+        assert_eq!(found("ann@host.mp3"), None);
     }
 
     /// Addresses whose `@` is percent-encoded, in query strings; the local part may hold
