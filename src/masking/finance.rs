@@ -167,8 +167,9 @@ fn iban_length(country: &[u8]) -> Option<usize> {
 }
 
 /// The IBAN starting at `start` (two letters, two digits): as many characters as its
-/// country's IBAN has, compact or grouped in fours by single spaces, passing mod 97.
-/// Returns its end.
+/// country's IBAN has, compact or grouped in fours by single spaces or hyphens (one
+/// of the two throughout: `DE89-3704-0044-0532-0130-00`), passing mod 97. Returns its
+/// end.
 pub fn iban(text: &str, start: usize) -> Option<usize> {
     if !bounds::token_may_start(text, start) {
         return None;
@@ -182,13 +183,19 @@ pub fn iban(text: &str, start: usize) -> Option<usize> {
     let mut compact = [0u8; 34];
     let mut n = 0;
     let mut at = start;
+    let mut separator = None;
     while n < len {
         let b = *bytes.get(at)?;
         if b.is_ascii_alphanumeric() {
             compact[n] = b.to_ascii_uppercase();
             n += 1;
             at += 1;
-        } else if b == b' ' && n % 4 == 0 && n > 0 && bytes.get(at + 1)?.is_ascii_alphanumeric() {
+        } else if matches!(b, b' ' | b'-')
+            && *separator.get_or_insert(b) == b
+            && n % 4 == 0
+            && n > 0
+            && bytes.get(at + 1)?.is_ascii_alphanumeric()
+        {
             at += 1;
         } else {
             return None;
@@ -303,10 +310,17 @@ mod tests {
             "FR1420041010050500013M02606",
             "gb82 west 1234 5698 7654 32",
             "de89370400440532013000",
+            "DE89-3704-0044-0532-0130-00",
+            "gb82-west-1234-5698-7654-32",
         ] {
             assert_eq!(iban(iban_text, 0), Some(iban_text.len()), "{iban_text}");
         }
         assert_eq!(iban("DE89 3704 0044 0532 0130 00. Next", 0), Some(27));
+        assert_eq!(iban("DE89-3704-0044-0532-0130-00, next", 0), Some(27));
+        // One separator throughout, and only between groups of four.
+        assert_eq!(iban("DE89-3704 0044-0532-0130-00", 0), None);
+        assert_eq!(iban("DE89-37040-044-0532-0130-00", 0), None);
+        assert_eq!(iban("DE89--3704-0044-0532-0130-00", 0), None);
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub const SHAPES: [(Shape, &str); 18] = [
     // Written in capitals, or all in small letters (`gb82 west ...` typed by hand).
     (
         Shape::Iban,
-        r"(?-u:\b)(?:[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}|[a-z]{2}[0-9]{2} ?[a-z0-9]{4})",
+        r"(?-u:\b)(?:[A-Z]{2}[0-9]{2}[ \-]?[A-Z0-9]{4}|[a-z]{2}[0-9]{2}[ \-]?[a-z0-9]{4})",
     ),
     // Three colons at least: an address with two (`a::b`) is too short to be taken, and
     // times (`12:30:05`) have two.

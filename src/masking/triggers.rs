@@ -584,7 +584,7 @@ fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
         return None;
     }
     let mut at = start + 4;
-    if bytes.get(at) == Some(&b' ') {
+    if matches!(bytes.get(at), Some(b' ' | b'-')) {
         at += 1;
     }
     let group = bytes.get(at..at + 4)?;
