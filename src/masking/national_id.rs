@@ -1,6 +1,6 @@
 //! US Social Security numbers: `ddd-dd-dddd` or `ddd dd dddd` in the ranges the SSA
-//! issues (no area 000, 666 or 9xx, no group 00, no serial 0000); nine plain digits only
-//! when the text around them speaks of an SSN.
+//! issues (no area 000, 666 or 9xx, no group 00, no serial 0000); nine plain digits, or
+//! `ddd.dd.dddd`, only when the text around them speaks of an SSN.
 
 use super::bounds;
 use super::digit_run::DigitRun;
@@ -17,12 +17,16 @@ pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
         return None;
     }
     let groups = run.groups();
-    let formatted =
-        groups.len() >= 3 && run.shape(3).eq([3, 2, 4]) && run.one_separator(text, 3, &["-", " "]);
-    let k = if formatted {
-        3
+    let three_groups = groups.len() >= 3 && run.shape(3).eq([3, 2, 4]);
+    // Dots between the groups are a form's or a database's way to write one, but also
+    // other numbers' (`123.45.6789` as a part number): taken near a word for an SSN, as
+    // nine plain digits are.
+    let (k, needs_context) = if three_groups && run.one_separator(text, 3, &["-", " "]) {
+        (3, false)
+    } else if three_groups && run.one_separator(text, 3, &["."]) {
+        (3, true)
     } else if run.shape(1).eq([9]) {
-        1
+        (1, true)
     } else {
         return None;
     };
@@ -35,7 +39,7 @@ pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
     if !valid_ranges(digits) {
         return None;
     }
-    if k == 1 && !context_near(text, run.start, end) {
+    if needs_context && !context_near(text, run.start, end) {
         return None;
     }
     Some(end)
@@ -80,6 +84,7 @@ mod tests {
             ssn_in("530622859 is my social security number", 0),
             Some("530622859")
         );
+        assert_eq!(ssn_in("SSN: 123.45.6789", 5), Some("123.45.6789"));
     }
 
     #[test]
@@ -94,6 +99,11 @@ mod tests {
             ("530622859", 0),
             ("12345-6789", 0),
             ("123-45-6789-12", 0),
+            // Dots: only near a word for an SSN, and one separator throughout.
+            ("123.45.6789", 0),
+            ("part 123.45.6789", 5),
+            ("SSN 123.45-6789", 4),
+            ("SSN 123.45.6789.12", 4),
         ] {
             assert_eq!(ssn_in(text, at), None, "{text}");
         }
