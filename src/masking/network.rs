@@ -9,10 +9,15 @@ pub fn ipv4(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
     if !ipv4_may_start(text, start) || !ipv4_may_end(text, end) {
         return None;
     }
+    let address = &text.as_bytes()[start..end];
+    // Every octet written in three digits (`192.168.001.010`, as some devices and
+    // logs pad them) is an address too; a leading zero elsewhere is some other
+    // number's (`1.02.3.4`).
+    let padded = address.len() == 15;
     // Octets read as bytes: `split` and `parse` cost more to set up than the few
     // digits take to read.
-    for octet in text.as_bytes()[start..end].split(|&b| b == b'.') {
-        if octet.is_empty() || (octet.len() > 1 && octet[0] == b'0') {
+    for octet in address.split(|&b| b == b'.') {
+        if octet.is_empty() || (octet.len() > 1 && octet[0] == b'0' && !padded) {
             return None;
         }
         let mut value = 0u32;
@@ -215,6 +220,12 @@ mod tests {
         assert_eq!(v4("v1.2.3.4"), None);
         assert_eq!(v4("256.1.1.1"), None);
         assert_eq!(v4("a 1.2.3"), None);
+        // Every octet padded to three digits; a leading zero elsewhere is no address.
+        assert_eq!(v4("gw 192.168.001.010 up"), Some("192.168.001.010"));
+        assert_eq!(v4("gw 010.000.000.001"), Some("010.000.000.001"));
+        assert_eq!(v4("1.02.3.4"), None);
+        assert_eq!(v4("192.168.01.010"), None);
+        assert_eq!(v4("192.168.001.256"), None);
     }
 
     /// Hosts as prompts about servers write them: in URLs, after a user, in UNC paths,

@@ -564,7 +564,7 @@ fn ipv4_end(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// `\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}` at `start`, or the same in small letters.
+/// `\b[A-Z]{2}[0-9]{2}[ \-]?[A-Z0-9]{4}` at `start`, or the same in small letters.
 fn iban_end(bytes: &[u8], start: usize) -> Option<usize> {
     let head = bytes.get(start..start + 4)?;
     let small = head[0].is_ascii_lowercase();
