@@ -618,13 +618,15 @@ fn kept_addresses_in_a_stream_are_judged_whole_at_every_split_point() {
 }
 
 /// An address followed by a file's extension, or cut inside a word by a digit, ends
-/// where it would in the whole text, wherever the stream is split.
+/// where it would in the whole text, and a spelled one (`cal [at] example [dot] org`)
+/// is found whole, wherever the stream is split.
 #[test]
 fn an_address_before_a_file_s_extension_ends_there_at_every_split_point() {
     let stream = chat_stream(&[
         "Files: ann@example.org.c".into(),
         "sv and bob@example.com.m".into(),
-        "p3 here".into(),
+        "p3 here, from cal [at] exam".into(),
+        "ple [dot] org".into(),
     ]);
     let masker: Arc<dyn TextMasker> =
         Arc::new(junction::masking::Masker::builder().build().unwrap());
@@ -633,7 +635,7 @@ fn an_address_before_a_file_s_extension_ends_there_at_every_split_point() {
         let out = stream_through(Some(masker.clone()), Vault::default(), &[a, b]).unwrap();
         assert_eq!(
             chat_text(&out),
-            "Files: [EMAIL_ADDRESS].csv and [EMAIL_ADDRESS].mp3 here",
+            "Files: [EMAIL_ADDRESS].csv and [EMAIL_ADDRESS].mp3 here, from [EMAIL_ADDRESS]",
             "split at {split}"
         );
     }

@@ -18,6 +18,7 @@ use super::keep::KeepList;
 use super::kinds::{Builtin, Found};
 use super::names::NameDetectors;
 use super::secrets;
+use super::spelled_email;
 use super::{Action, Blocked, Findings, Kind, Span, TextMasker, Vault};
 
 /// How many bytes a streaming masker holds back: the longest value caught whole. Keys,
@@ -368,6 +369,13 @@ impl TextMasker for Masker {
         }
         FOLDED.set(folded);
         let mut overlapping = false;
+        if self.enabled[Builtin::EmailAddress.index()] {
+            // Appended after the detectors' finds, out of the text's order: sorted
+            // with the overlaps settled below.
+            let before = found.len();
+            spelled_email::find(text, &mut found);
+            overlapping = found.len() > before;
+        }
         if let Some(names) = &self.names {
             let before = found.len();
             names.find(
@@ -376,7 +384,7 @@ impl TextMasker for Masker {
                 self.enabled[Builtin::StreetAddress.index()],
                 &mut found,
             );
-            overlapping = found.len() > before;
+            overlapping |= found.len() > before;
         }
         self.builtin_spans(text, &found, spans);
         if let Some(custom) = &self.custom {

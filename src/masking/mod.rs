@@ -33,6 +33,7 @@ mod sample_masker;
 mod secrets;
 pub mod shape;
 mod shapes;
+mod spelled_email;
 pub mod sse;
 pub mod stream;
 mod triggers;
