@@ -89,87 +89,24 @@ fn top_level_end(bytes: &[u8], domain: usize, mut end: usize) -> usize {
     end
 }
 
-/// A file name extension that is no top-level domain (each checked absent from the
+/// File name extensions that are no top-level domain (each checked absent from the
 /// public suffix list: `zip`, `mov`, `md`, `py`, `sh` and `docs` are domains, and are not
 /// here). Only letters: an extension with a digit (`mp3`) is cut inside a word.
+const FILE_EXTENSIONS: [&[u8]; 67] = [
+    b"txt", b"pdf", b"csv", b"tsv", b"json", b"jsonl", b"ndjson", b"xml", b"html", b"htm",
+    b"xhtml", b"yaml", b"yml", b"toml", b"ini", b"cfg", b"conf", b"log", b"doc", b"docx", b"xls",
+    b"xlsx", b"xlsm", b"ppt", b"pptx", b"odt", b"ods", b"odp", b"rtf", b"eml", b"msg", b"vcf",
+    b"ics", b"png", b"jpg", b"jpeg", b"gif", b"webp", b"svg", b"bmp", b"tif", b"tiff", b"heic",
+    b"wav", b"ogg", b"flac", b"webm", b"avi", b"mkv", b"tar", b"gz", b"tgz", b"xz", b"rar",
+    b"parquet", b"pkl", b"sql", b"bak", b"tmp", b"dat", b"exe", b"dll", b"pem", b"crt", b"ipynb",
+    b"tex", b"epub",
+];
+
+/// Whether `label` is one of [`FILE_EXTENSIONS`], in any case. Read once per address.
 fn is_file_extension(label: &[u8]) -> bool {
-    let mut lower = [0u8; 7];
-    if label.len() < 2 || label.len() > lower.len() {
-        return false;
-    }
-    for (to, from) in lower.iter_mut().zip(label) {
-        *to = from.to_ascii_lowercase();
-    }
-    matches!(
-        &lower[..label.len()],
-        b"txt"
-            | b"pdf"
-            | b"csv"
-            | b"tsv"
-            | b"json"
-            | b"jsonl"
-            | b"ndjson"
-            | b"xml"
-            | b"html"
-            | b"htm"
-            | b"xhtml"
-            | b"yaml"
-            | b"yml"
-            | b"toml"
-            | b"ini"
-            | b"cfg"
-            | b"conf"
-            | b"log"
-            | b"doc"
-            | b"docx"
-            | b"xls"
-            | b"xlsx"
-            | b"xlsm"
-            | b"ppt"
-            | b"pptx"
-            | b"odt"
-            | b"ods"
-            | b"odp"
-            | b"rtf"
-            | b"eml"
-            | b"msg"
-            | b"vcf"
-            | b"ics"
-            | b"png"
-            | b"jpg"
-            | b"jpeg"
-            | b"gif"
-            | b"webp"
-            | b"svg"
-            | b"bmp"
-            | b"tif"
-            | b"tiff"
-            | b"heic"
-            | b"wav"
-            | b"ogg"
-            | b"flac"
-            | b"webm"
-            | b"avi"
-            | b"mkv"
-            | b"tar"
-            | b"gz"
-            | b"tgz"
-            | b"xz"
-            | b"rar"
-            | b"parquet"
-            | b"pkl"
-            | b"sql"
-            | b"bak"
-            | b"tmp"
-            | b"dat"
-            | b"exe"
-            | b"dll"
-            | b"pem"
-            | b"crt"
-            | b"ipynb"
-            | b"tex"
-            | b"epub"
-    )
+    FILE_EXTENSIONS
+        .iter()
+        .any(|extension| extension.eq_ignore_ascii_case(label))
 }
 
 /// No empty label, none starting or ending with `-`.
@@ -964,6 +901,25 @@ mod tests {
             let end = start + address.len();
             let shape_start = text[..at].rfind('\'').unwrap() + 1;
             assert_eq!(email(text, shape_start, end), Some((start, end)), "{text}");
+        }
+    }
+
+    /// No extension given back is a top-level domain: each is held to the public suffix
+    /// list (Debian's `publicsuffix`, which scripts/test installs).
+    #[test]
+    fn no_file_extension_is_a_top_level_domain() {
+        let path = "/usr/share/publicsuffix/public_suffix_list.dat";
+        let list = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (apt-get install publicsuffix)"));
+        let domains: std::collections::HashSet<&str> = list
+            .lines()
+            .filter(|line| !line.starts_with("//"))
+            .map(str::trim)
+            .collect();
+        assert!(domains.contains("com") && domains.contains("zip"), "a whole list");
+        for extension in FILE_EXTENSIONS {
+            let extension = std::str::from_utf8(extension).unwrap();
+            assert!(!domains.contains(extension), "{extension} is a top-level domain");
         }
     }
 
