@@ -916,10 +916,16 @@ mod tests {
             .filter(|line| !line.starts_with("//"))
             .map(str::trim)
             .collect();
-        assert!(domains.contains("com") && domains.contains("zip"), "a whole list");
+        assert!(
+            domains.contains("com") && domains.contains("zip"),
+            "a whole list"
+        );
         for extension in FILE_EXTENSIONS {
             let extension = std::str::from_utf8(extension).unwrap();
-            assert!(!domains.contains(extension), "{extension} is a top-level domain");
+            assert!(
+                !domains.contains(extension),
+                "{extension} is a top-level domain"
+            );
         }
     }
 

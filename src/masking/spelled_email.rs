@@ -2,6 +2,7 @@
 //! [dot] com`, `ann(at)example.com`, `ann.lee {at} mail (dot) example (dot) org`. Found
 //! from the bracketed `at` (or `@`) that no other text writes, then read both ways.
 
+use super::bounds;
 use super::kinds::{Builtin, Found};
 
 /// Longest local part and domain read, in bytes (RFC 5321's limits).
@@ -20,7 +21,7 @@ pub fn find(text: &str, found: &mut Vec<Found>) {
         let Some(marker) = marker_before(bytes, close) else {
             continue;
         };
-        let (Some(start), Some(end)) = (local_start(bytes, marker), domain_end(bytes, close + 1))
+        let (Some(start), Some(end)) = (local_start(text, marker), domain_end(text, close + 1))
         else {
             continue;
         };
@@ -71,7 +72,8 @@ fn is_label_byte(b: u8) -> bool {
 
 /// Where the local part before the marker at `marker` starts: blanks, then a run of
 /// local-part bytes and spelled dots (`john [dot] smith`), starting at a word's start.
-fn local_start(bytes: &[u8], marker: usize) -> Option<usize> {
+fn local_start(text: &str, marker: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
     let mut at = skip_blanks_back(bytes, marker);
     let end = at;
     loop {
@@ -84,7 +86,8 @@ fn local_start(bytes: &[u8], marker: usize) -> Option<usize> {
         }
     }
     let local = &bytes[at..end];
-    let starts_word = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] >= 0x80);
+    // Chinese, Japanese and the like may stand right before it (`联系ann(at)...`).
+    let starts_word = bounds::before(text, at).is_none_or(|c| !bounds::is_letter_or_digit(c));
     (starts_word
         && !local.is_empty()
         && end - at <= LOCAL_MAX
@@ -97,7 +100,8 @@ fn local_start(bytes: &[u8], marker: usize) -> Option<usize> {
 /// Where the domain after the marker ending at `from` ends: labels joined by dots,
 /// spelled dots or the word `dot` between blanks, the last all letters (two or more),
 /// not followed by a letter or digit.
-fn domain_end(bytes: &[u8], from: usize) -> Option<usize> {
+fn domain_end(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
     let mut at = skip_blanks(bytes, from);
     let start = at;
     let mut labels = 0;
@@ -121,9 +125,8 @@ fn domain_end(bytes: &[u8], from: usize) -> Option<usize> {
         }
     }
     let end = end?;
-    bytes
-        .get(end)
-        .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b >= 0x80))
+    bounds::after(text, end)
+        .is_none_or(|c| !bounds::is_letter_or_digit(c))
         .then_some(end)
 }
 
@@ -246,6 +249,7 @@ mod tests {
                 "Ann [ AT ] Example [ DOT ] COM",
                 "Ann [ AT ] Example [ DOT ] COM",
             ),
+            ("联系ann(at)example.com谢谢", "ann(at)example.com"),
         ] {
             assert_eq!(spelled(text), [address], "{text}");
         }
@@ -267,6 +271,9 @@ mod tests {
             "ann [at] example.comfy2",
             // One label only.
             "ann [at] localhost",
+            // Inside a word of a script that writes spaces.
+            "éann [at] example.com",
+            "ann [at] example.comé",
             // `dot` without blanks is a word's part.
             "ann [at] exampledotcom",
         ] {
