@@ -59,7 +59,8 @@ fn marker_before(bytes: &[u8], close: usize) -> Option<usize> {
     if at > 0 && is_blank(bytes[at - 1]) {
         at -= 1;
     }
-    (at > 0 && bytes[at - 1] == open).then_some(at - 1)
+    // Lazily: `at - 1` overflows at the text's start (the fuzzer's `at)` there).
+    (at > 0 && bytes[at - 1] == open).then(|| at - 1)
 }
 
 fn is_local_byte(b: u8) -> bool {
@@ -271,6 +272,11 @@ mod tests {
             "ann [at] example.comfy2",
             // One label only.
             "ann [at] localhost",
+            // A marker's closing half at the text's start (found by the fuzzer: the
+            // opening bracket's place was computed before it was known to exist).
+            "at)mail.example.org",
+            "@]example.org",
+            " at ]x.org",
             // Inside a word of a script that writes spaces.
             "éann [at] example.com",
             "ann [at] example.comé",
