@@ -81,12 +81,18 @@ fn top_level_end(bytes: &[u8], domain: usize, mut end: usize) -> usize {
             Some(before) => &bytes[domain + before + 1..dot],
             None => break,
         };
-        if label.len() < 2 || !label.iter().all(u8::is_ascii_alphabetic) {
+        if !is_top_level(label) {
             break;
         }
         end = dot;
     }
     end
+}
+
+/// A label that may end an address: two ASCII letters or more, nothing else (as the
+/// `@` shape's `\.[A-Za-z]{2,}` reads it when no letter or digit follows).
+pub(super) fn is_top_level(label: &[u8]) -> bool {
+    label.len() >= 2 && label.iter().all(u8::is_ascii_alphabetic)
 }
 
 /// File name extensions that are no top-level domain (each checked absent from the

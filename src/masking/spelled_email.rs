@@ -3,7 +3,12 @@
 //! from the bracketed `at` (or `@`) that no other text writes, then read both ways.
 
 use super::bounds;
+use super::contact::is_top_level;
 use super::kinds::{Builtin, Found};
+use super::triggers::{is_blank, is_local_byte};
+
+/// The bracket pairs an `at` or a `dot` is spelled between.
+const BRACKETS: [(u8, u8); 4] = [(b'[', b']'), (b'(', b')'), (b'{', b'}'), (b'<', b'>')];
 
 /// Longest local part and domain read, in bytes (RFC 5321's limits).
 const LOCAL_MAX: usize = 64;
@@ -39,12 +44,7 @@ pub fn find(text: &str, found: &mut Vec<Found>) {
 /// or `@` between brackets. The brackets are what no prose or code writes around the
 /// word `at` (`(at least`, `[at index]` have no bracket right after it).
 fn marker_before(bytes: &[u8], close: usize) -> Option<usize> {
-    let open = match bytes[close] {
-        b']' => b'[',
-        b')' => b'(',
-        b'}' => b'{',
-        _ => b'<',
-    };
+    let (open, _) = BRACKETS.into_iter().find(|&(_, c)| c == bytes[close])?;
     let mut at = close;
     if at > 0 && is_blank(bytes[at - 1]) {
         at -= 1;
@@ -61,10 +61,6 @@ fn marker_before(bytes: &[u8], close: usize) -> Option<usize> {
     }
     // Lazily: `at - 1` overflows at the text's start (the fuzzer's `at)` there).
     (at > 0 && bytes[at - 1] == open).then(|| at - 1)
-}
-
-fn is_local_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 
 fn is_label_byte(b: u8) -> bool {
@@ -117,7 +113,7 @@ fn domain_end(text: &str, from: usize) -> Option<usize> {
             break;
         }
         labels += 1;
-        if labels >= 2 && label.len() >= 2 && label.iter().all(u8::is_ascii_alphabetic) {
+        if labels >= 2 && is_top_level(label) {
             end = Some(at);
         }
         match dot_after(bytes, at) {
@@ -160,13 +156,8 @@ fn dot_after(bytes: &[u8], at: usize) -> Option<usize> {
 /// The length of the spelled dot `rest` starts with: `dot` in any case between a pair
 /// of brackets, a blank allowed inside each (`[dot]`, `( DOT )`).
 fn spelled_dot(rest: &[u8]) -> Option<usize> {
-    let close = match rest.first()? {
-        b'[' => b']',
-        b'(' => b')',
-        b'{' => b'}',
-        b'<' => b'>',
-        _ => return None,
-    };
+    let first = *rest.first()?;
+    let (_, close) = BRACKETS.into_iter().find(|&(o, _)| o == first)?;
     let mut at = 1;
     if rest.get(at).copied().is_some_and(is_blank) {
         at += 1;
@@ -189,10 +180,6 @@ fn spelled_dot_before(bytes: &[u8], at: usize) -> Option<usize> {
         let start = end.checked_sub(len)?;
         (spelled_dot(&bytes[start..end]) == Some(len)).then(|| skip_blanks_back(bytes, start))
     })
-}
-
-fn is_blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
 }
 
 /// At most two blanks: a spelled address is written with one or none.

@@ -136,7 +136,7 @@ fn is_number_byte(b: u8) -> bool {
     is(NUMBER, b)
 }
 
-fn is_local_byte(b: u8) -> bool {
+pub(super) fn is_local_byte(b: u8) -> bool {
     is(LOCAL, b)
 }
 
