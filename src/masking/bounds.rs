@@ -94,6 +94,22 @@ pub fn token_may_start(text: &str, at: usize) -> bool {
     !before(text, at).is_some_and(|c| is_word(c) || matches!(c, '-' | '+' | '/' | '.'))
 }
 
+/// Whether `start` follows a `#` that is no label's (`card #4111`: a blank or the
+/// text's start before it), or a `/` after a path's letter, `/`, `-` or `_` (not
+/// `1/4111`): where values that tell themselves by their form (a card's check digit,
+/// an IBAN's) are still taken, and others are not.
+pub fn after_sign_or_path(bytes: &[u8], start: usize) -> bool {
+    let Some(sign) = start.checked_sub(1).map(|at| bytes[at]) else {
+        return false;
+    };
+    let before = start.checked_sub(2).map(|at| bytes[at]);
+    match sign {
+        b'#' => before.is_none_or(|b| matches!(b, b' ' | b'\t' | b'\n')),
+        b'/' => before.is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'/' | b'-' | b'_')),
+        _ => false,
+    }
+}
+
 /// True when a token may end at `at`.
 pub fn token_may_end(text: &str, at: usize) -> bool {
     !after(text, at).is_some_and(|c| is_word(c) || matches!(c, '-' | '+' | '/'))

@@ -190,6 +190,14 @@ fn international(digits: &[u8]) -> bool {
     false
 }
 
+/// Whether the run at `start` goes on from digits before it, one separator between
+/// (`4296 0448...`): its first group is then not the start of a number.
+fn after_digit_group(bytes: &[u8], start: usize) -> bool {
+    start >= 2
+        && matches!(bytes[start - 1], b' ' | b'-' | b'.')
+        && bytes[start - 2].is_ascii_digit()
+}
+
 /// A ten-digit North American number: area and exchange codes start with 2-9.
 fn nanp(d: &[u8]) -> bool {
     d.len() == 10 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3])
@@ -256,6 +264,19 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
             && (k == 1
                 || (2..=5).contains(&shape[0])
                 || (shape == [6, 5] && (b'6'..=b'9').contains(&d[1]))))
+            // Twelve with the trunk, the area or network code and the rest: Germany's
+            // and Austria's mobiles and longer landlines (`0151 23456789`, `0676
+            // 12345678`, `089 123456789`), Indonesia's mobiles in 4-4-4 with hyphens
+            // (`0812-3456-7890`). Not written whole (a UPC-A code is twelve digits,
+            // often from 0), nor in 4-4-4 with blanks (`Order 0123 4567 8901`), and
+            // only as a whole run of its own: the last twelve of `4296 0448 1234 9147`
+            // (a sixteen-digit number that failed as a card) are no phone.
+            || (d.len() == 12
+                && d[1] != b'0'
+                && k == run.groups().len()
+                && (matches!(shape, [3..=5, _])
+                    || (shape == [4, 4, 4] && run.one_separator(text, 3, &["-"])))
+                && !after_digit_group(text.as_bytes(), run.start))
             || (d.len() == 8 && k >= 3 && swedish_short(text, run, k, d))
             || named_number(text, run, shape, d);
     }
@@ -271,10 +292,17 @@ fn phone_shape(text: &str, run: &DigitRun, k: usize, d: &[u8], paren: bool) -> b
         && (b'4'..=b'9').contains(&d[0])
         && !paren
         && run.one_separator(text, 3, &[" ", "-"]);
-    // A Brazilian number without its trunk: area code, then 4+4 or 5+4 (`11 3080-4609`).
+    // A Brazilian number without its trunk: area code (no 0 in it), then 4+4 or 5+4
+    // (`11 3080-4609`, `(11) 96123-4567` as libphonenumber formats it); a mobile's 9+4
+    // also with a blank (`11 96123 4567`).
     let brazil = matches!(shape, [2, 4, 4] | [2, 5, 4])
-        && run.separator(text, 0) == " "
-        && run.separator(text, 1) == "-";
+        && d[1] != b'0'
+        && match (run.separator(text, 0), run.separator(text, 1)) {
+            (" ", "-") => true,
+            (") ", "-") => paren,
+            (" ", " ") => shape == [2, 5, 4] && d[2] == b'9',
+            _ => false,
+        };
     // An Indian mobile without its trunk: 5+5 digits starting 6-9 (`98765 43210`; not
     // with a hyphen, as ranges are written: `uids 64010-64016`, `60000-64999`).
     let india = shape == [5, 5] && (b'6'..=b'9').contains(&d[0]) && run.separator(text, 0) == " ";
@@ -365,13 +393,14 @@ const PHONE_WORDS_BEFORE: usize = 40;
 /// Abbreviations as labels write them (`Tlf.`, `Telf.`, `Tfno.`, `Cel:`, `τηλ.`), and
 /// compounds (`Telefonnummer`, `Rufnummer`): a word must end where its text does.
 /// Sixty-four at most: [`PHONE_WORD_STARTS`] holds them as the bits of a `u64`.
-const PHONE_WORDS: [&str; 48] = [
+const PHONE_WORDS: [&str; 50] = [
     "phone",
     "phones",
     "telephone",
     "tel",
     "mobile",
     "mobil",
+    "mob",
     "cell",
     "cellphone",
     "cellulare",
@@ -414,6 +443,7 @@ const PHONE_WORDS: [&str; 48] = [
     "mobilnummer",
     "puhelin",
     "gsm",
+    "msisdn",
 ];
 
 /// Per byte, the [`PHONE_WORDS`] (as bits) that start with it, in either case.
@@ -441,7 +471,6 @@ fn named_as_a_phone(text: &str, start: usize) -> bool {
 /// [`named_as_a_phone`]'s word (as [`PHONE_WORDS`] has it) and the text between it and
 /// the number, if there is one.
 fn named_word(text: &str, start: usize) -> Option<(&'static [u8], &[u8])> {
-    use super::triggers::is_word_byte;
     let bytes = text.as_bytes();
     // Bytes compared, not characters: a window cut inside a character is no matter.
     let from = start.saturating_sub(PHONE_WORDS_BEFORE);
@@ -453,7 +482,7 @@ fn named_word(text: &str, start: usize) -> Option<(&'static [u8], &[u8])> {
             return None;
         }
         let mut words = PHONE_WORD_STARTS[usize::from(byte)];
-        if words == 0 || (at > 0 && is_word_byte(bytes[at - 1])) {
+        if words == 0 || (at > 0 && goes_on_a_word(bytes[at - 1])) {
             continue;
         }
         while words != 0 {
@@ -463,7 +492,10 @@ fn named_word(text: &str, start: usize) -> Option<(&'static [u8], &[u8])> {
             if end <= start
                 && bytes[at..end].eq_ignore_ascii_case(word)
                 // A word in letters ends there; `电话` may touch its number.
-                && !(word[word.len() - 1].is_ascii_alphabetic() && is_word_byte(bytes[end]))
+                && !(word[word.len() - 1].is_ascii_alphabetic() && goes_on_a_word(bytes[end]))
+                // A field's last word names a phone (`mobile_phone`), but code's
+                // constants end in verbs and grids (`VHOST_SET_VRING_CALL`, `GRID_CELL`).
+                && !(at > 0 && bytes[at - 1] == b'_' && matches!(word, b"call" | b"cell" | b"sms"))
                 && one_phrase(&bytes[end..start])
             {
                 return Some((word, &bytes[end..start]));
@@ -473,14 +505,32 @@ fn named_word(text: &str, start: usize) -> Option<(&'static [u8], &[u8])> {
     None
 }
 
-/// A byte of a phrase's words (in any script), spaces and `:,.-'"#/`.
+/// A byte of a phrase's words (in any script), blanks and `:,.-'"#/`, and of a field
+/// as data and code name it (`phone=`, `"phone": "`, `<phone>`, `PHONE_NUMBER=`).
 fn is_phrase_byte(b: u8) -> bool {
     b.is_ascii_alphabetic()
         || b >= 0x80
         || matches!(
             b,
-            b' ' | b':' | b',' | b'.' | b'-' | b'\'' | b'"' | b'#' | b'/'
+            b' ' | b'\t'
+                | b':'
+                | b','
+                | b'.'
+                | b'-'
+                | b'\''
+                | b'"'
+                | b'#'
+                | b'/'
+                | b'='
+                | b'>'
+                | b'_'
         )
+}
+
+/// A letter, digit or `_` that goes on a word, but for `_`, which joins the words of a
+/// field's name (`mobile_phone`, `phone_number`: each word is read on its own).
+fn goes_on_a_word(b: u8) -> bool {
+    b != b'_' && super::triggers::is_word_byte(b)
 }
 
 /// Whether the text between a word and a number reads as one phrase ([`named_as_a_phone`]),
@@ -639,6 +689,14 @@ mod tests {
             "612 34 56 78",
             "912 34 56 78",
             "08-49 02 67",
+            "0151 23456789",
+            "01511 2345678",
+            "0676 12345678",
+            "089 123456789",
+            "0812-3456-7890",
+            "(11) 96123-4567",
+            "(11) 2345-6789",
+            "11 96123 4567",
         ] {
             assert_eq!(phone_in(number), Some(number), "{number}");
         }
@@ -670,6 +728,20 @@ mod tests {
             ("numer telefonu 512345678", "512345678"),
             ("Rufnummer 30 1234567", "30 1234567"),
             ("GSM 470 12 34 56", "470 12 34 56"),
+            ("Mob. 61234567", "61234567"),
+            ("mob: 612 345 67", "612 345 67"),
+            // As data and code name the field.
+            ("phone=015123456789", "015123456789"),
+            ("phone = 61234567", "61234567"),
+            ("?phone=61234567&x=1", "61234567"),
+            ("phone=\"61234567\"", "61234567"),
+            ("phone\t61234567", "61234567"),
+            ("<phone>61234567</phone>", "61234567"),
+            ("phone_number=61234567", "61234567"),
+            ("mobile_phone: 61234567", "61234567"),
+            ("export PHONE_NUMBER=61234567", "61234567"),
+            ("msisdn=4915123456789", "4915123456789"),
+            ("tel=447700900123", "447700900123"),
         ] {
             assert_eq!(phone_in(text), Some(number), "{text}");
         }
@@ -677,6 +749,21 @@ mod tests {
             "celebrate 61234567",
             "Telefonbuch 30 1234567",
             "gsmarena 1234567",
+            "mobster 61234567",
+            "a mob of 61234567",
+            "phone_model_id=61234567",
+            "sms_code=61234567",
+            "call_count = 61234567",
+            "syscall=61234567",
+            "GRID_CELL = 61234567",
+            "SYS_CALL=61234567",
+            // Twelve digits from a 0 only grouped: whole, they are as often a UPC-A.
+            "012345678905",
+            "4296 0448 1234 9147",
+            "Order 0123 4567 8901",
+            "12 31234 5678",
+            "(10) 2345-6789",
+            "0448 1234 9147 2",
             "Allocate gid 64040-64044 (grsec-tpe)",
             "60000-64999 range",
         ] {

@@ -536,20 +536,33 @@ type RunCheck = fn(&str, &DigitRun, &mut Vec<u8>) -> Option<usize>;
 /// A run of digits: a card, an SSN or a phone number, tried in that order, each on the
 /// whole run or on its first groups.
 fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<Found> {
-    if !bounds::number_may_start(text, start) {
+    // After a `#` of its own (`card #4111 ...`, `SSN #078-05-1120`) or a path's `/`
+    // (`GET /v1/cards/4111111111111111`) only the forms that tell themselves are taken
+    // (a card by its check digit, an SSN in its groups): `#4521` is a ticket and
+    // `/users/4155552671` an id as often as a phone.
+    let self_told_only = !bounds::number_may_start(text, start);
+    if self_told_only && !bounds::after_sign_or_path(text.as_bytes(), start) {
         return None;
     }
     let run = DigitRun::read(text, start, end);
-    let whole_ends_cleanly = bounds::number_may_end(text, end);
+    // A path's segment ends at the next `/` (`/customers/4111-1111-1111-1111/charges`).
+    let whole_ends_cleanly =
+        bounds::number_may_end(text, end) || (self_told_only && text[end..].starts_with('/'));
     let checks: [(RunCheck, Builtin); 3] = [
         (finance::card, Builtin::CreditCard),
         (national_id::ssn, Builtin::UsSsn),
         (contact::phone, Builtin::PhoneNumber),
     ];
     for (check, kind) in checks {
+        if self_told_only && kind == Builtin::PhoneNumber {
+            continue;
+        }
         let Some(value_end) = check(text, &run, digits) else {
             continue;
         };
+        if self_told_only && kind == Builtin::UsSsn && run.groups().len() < 3 {
+            continue;
+        }
         let whole = value_end >= end;
         // An extension (`x549`) may run past the regex's match.
         let whole_ends_cleanly = if value_end > end {
@@ -1589,15 +1602,24 @@ mod tests {
                     v1.32.1 1.2.3 1.2.3.4.5 order PO-2021-8507784 ticket JIRA-89143 at 2023-01-26 06:45:05 \
                     or 12/Jan/2024:05:31:13 +0000, price $82,780.09, zip 32719-4691, isbn 978-7-589-30107-3, \
                     card 5500354633134648, 5974 1410 0870 1210 or 4813 5696 7208 9467, id 123-456-789-0123, color #bdc471, port 35535, float -195.610408, 1ZISOEXST1C4NYS0OM, \
-                    issue #219-09-9998 and #4111111111111111, oid 4111.1111.1111.1111.1";
+                    issue #4521 and #123456789, oid 4111.1111.1111.1111.1";
         assert_eq!(found(text), vec![]);
-        assert_eq!(
-            found("SSN#219-09-9998, Card#4111111111111111"),
-            vec![
-                ("219-09-9998", "US_SSN"),
-                ("4111111111111111", "CREDIT_CARD")
-            ]
-        );
+        // After a `#` of its own, a form that tells itself is taken (a card number by
+        // its check digit, an SSN in its groups), as after a label's `#`: a ticket of
+        // the card's or the SSN's form is far rarer than a card after `card #`.
+        for text in [
+            "SSN#219-09-9998, Card#4111111111111111",
+            "SSN #219-09-9998, card #4111111111111111",
+        ] {
+            assert_eq!(
+                found(text),
+                vec![
+                    ("219-09-9998", "US_SSN"),
+                    ("4111111111111111", "CREDIT_CARD")
+                ],
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn network_length_fits(d: &[u8]) -> bool {
     }
 }
 
-/// IBAN length per country (ISO 13616 registry).
+/// IBAN length per country (ISO 13616 registry, SWIFT's release of 2025: Russia,
+/// Somalia, Nicaragua, Mongolia, the Falklands, Oman, Yemen and Honduras joined from
+/// 2022).
 fn iban_length(country: &[u8]) -> Option<usize> {
     Some(match country {
         b"AD" => 24,
@@ -94,6 +96,7 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"BE" => 16,
         b"BG" => 22,
         b"BH" => 22,
+        b"BI" => 27,
         b"BR" => 29,
         b"BY" => 28,
         b"CH" => 21,
@@ -101,12 +104,14 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"CY" => 28,
         b"CZ" => 24,
         b"DE" => 22,
+        b"DJ" => 27,
         b"DK" => 18,
         b"DO" => 28,
         b"EE" => 20,
         b"EG" => 29,
         b"ES" => 24,
         b"FI" => 18,
+        b"FK" => 18,
         b"FO" => 18,
         b"FR" => 27,
         b"GB" => 22,
@@ -115,6 +120,7 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"GL" => 18,
         b"GR" => 27,
         b"GT" => 28,
+        b"HN" => 28,
         b"HR" => 21,
         b"HU" => 28,
         b"IE" => 22,
@@ -131,15 +137,19 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"LT" => 20,
         b"LU" => 20,
         b"LV" => 21,
+        b"LY" => 25,
         b"MC" => 27,
         b"MD" => 24,
         b"ME" => 22,
         b"MK" => 19,
+        b"MN" => 20,
         b"MR" => 27,
         b"MT" => 31,
         b"MU" => 30,
+        b"NI" => 28,
         b"NL" => 18,
         b"NO" => 15,
+        b"OM" => 23,
         b"PK" => 24,
         b"PL" => 28,
         b"PS" => 29,
@@ -147,12 +157,15 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"QA" => 29,
         b"RO" => 24,
         b"RS" => 22,
+        b"RU" => 33,
         b"SA" => 24,
         b"SC" => 31,
+        b"SD" => 18,
         b"SE" => 24,
         b"SI" => 19,
         b"SK" => 24,
         b"SM" => 27,
+        b"SO" => 23,
         b"ST" => 25,
         b"SV" => 28,
         b"TL" => 23,
@@ -162,6 +175,7 @@ fn iban_length(country: &[u8]) -> Option<usize> {
         b"VA" => 22,
         b"VG" => 24,
         b"XK" => 20,
+        b"YE" => 30,
         _ => return None,
     })
 }
@@ -171,7 +185,8 @@ fn iban_length(country: &[u8]) -> Option<usize> {
 /// of the two throughout: `DE89-3704-0044-0532-0130-00`), passing mod 97. Returns its
 /// end.
 pub fn iban(text: &str, start: usize) -> Option<usize> {
-    if !bounds::token_may_start(text, start) {
+    if !bounds::token_may_start(text, start) && !bounds::after_sign_or_path(text.as_bytes(), start)
+    {
         return None;
     }
     let bytes = text.as_bytes();
@@ -312,6 +327,20 @@ mod tests {
             "de89370400440532013000",
             "DE89-3704-0044-0532-0130-00",
             "gb82-west-1234-5698-7654-32",
+            // The registry's newer countries.
+            "BI3244232322183406290421476",
+            "DJ0624537896565159478927782",
+            "FK38PR285457494629",
+            "HN81QWVE52167606032774264535",
+            "LY41937390990599524328132",
+            "MN17IS98807518024164",
+            "NI10NVGI50055278887334068224",
+            "OM08AUYJ394635605671109",
+            "RU9237786504862201523449640521577",
+            "RU92 3778 6504 8622 0152 3449 6405 2157 7",
+            "SD9899605842052820",
+            "SO903217515430338739690",
+            "YE48FTVW2858642844150020184156",
         ] {
             assert_eq!(iban(iban_text, 0), Some(iban_text.len()), "{iban_text}");
         }

@@ -627,6 +627,75 @@ mod tests {
         assert_eq!(findings.total(), 1);
     }
 
+    /// Values probed by hand that went out as they were (2026-12-07): after a `#` or
+    /// in a URL's path, in ranges, IBANs of the registry's newer countries, fields
+    /// as code names them.
+    #[test]
+    fn values_after_a_sign_in_paths_ranges_and_field_names_are_masked() {
+        let masker = Masker::default();
+        for (text, masked) in [
+            ("card #4111 1111 1111 1111", "card #[CREDIT_CARD]"),
+            ("Visa #4111111111111111", "Visa #[CREDIT_CARD]"),
+            ("SSN #078-05-1120", "SSN #[US_SSN]"),
+            (
+                "GET /v1/cards/4111111111111111 HTTP/1.1",
+                "GET /v1/cards/[CREDIT_CARD] HTTP/1.1",
+            ),
+            (
+                "GET /customers/4111-1111-1111-1111/charges",
+                "GET /customers/[CREDIT_CARD]/charges",
+            ),
+            (
+                "https://example.com/ssn/078-05-1120",
+                "https://example.com/ssn/[US_SSN]",
+            ),
+            (
+                "https://bank.example/iban/DE89370400440532013000",
+                "https://bank.example/iban/[IBAN_CODE]",
+            ),
+            ("ip #203.0.113.9", "ip #[IP_ADDRESS]"),
+            (
+                "--src-range 192.168.1.100-192.168.1.200",
+                "--src-range [IP_ADDRESS]-[IP_ADDRESS]",
+            ),
+            ("range 10.0.0.5–10.0.0.9", "range [IP_ADDRESS]–[IP_ADDRESS]"),
+            (
+                "IBAN: RU1313411763917569714976318074155",
+                "IBAN: [IBAN_CODE]",
+            ),
+            ("IBAN: SD8547501877092486", "IBAN: [IBAN_CODE]"),
+            (
+                "social_security_number: 123456789",
+                "social_security_number: [US_SSN]",
+            ),
+            (
+                "socialSecurityNumber=123456789",
+                "socialSecurityNumber=[US_SSN]",
+            ),
+            ("phone=015123456789", "phone=[PHONE_NUMBER]"),
+            ("<phone>61234567</phone>", "<phone>[PHONE_NUMBER]</phone>"),
+            (
+                "mobile_phone: 8613812345678",
+                "mobile_phone: [PHONE_NUMBER]",
+            ),
+            ("(11) 96123-4567", "[PHONE_NUMBER]"),
+            ("Mob. 0151 23456789", "Mob. [PHONE_NUMBER]"),
+        ] {
+            assert_eq!(mask(&masker, text).0.unwrap(), masked, "{text}");
+        }
+        // What only a word or the form around it tells stays after a `#` or a `/`.
+        for text in [
+            "ticket #4521",
+            "issue #123456789",
+            "GET /users/4155552671",
+            "see #415-555-2671",
+            "1/4111111111111111",
+            "v1.2.3.4-10.0.0.9x",
+        ] {
+            assert_eq!(mask(&masker, text).0.unwrap(), text, "{text}");
+        }
+    }
+
     #[test]
     fn full_width_forms_and_other_scripts_digits_are_read_as_ascii() {
         let masker = Masker::default();

@@ -9,7 +9,16 @@ use super::digit_run::DigitRun;
 /// header line, a form's label.
 const CONTEXT_BEFORE: usize = 4096;
 const CONTEXT_AFTER: usize = 48;
-const CONTEXT_WORDS: [&[u8]; 3] = [b"ssn", b"social security", b"sozialversicherung"];
+/// Compared whatever their case; the names code gives the field too
+/// (`social_security_number`, `socialSecurityNumber`, `social-security-number`).
+const CONTEXT_WORDS: [&[u8]; 6] = [
+    b"ssn",
+    b"social security",
+    b"social_security",
+    b"social-security",
+    b"socialsecurity",
+    b"sozialversicherung",
+];
 
 /// The SSN at the head of `run`; returns its end.
 pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
@@ -85,6 +94,15 @@ mod tests {
             Some("530622859")
         );
         assert_eq!(ssn_in("SSN: 123.45.6789", 5), Some("123.45.6789"));
+        for (text, at) in [
+            ("social_security_number: 530622859", 24),
+            ("\"socialSecurityNumber\": \"530622859\"", 25),
+            ("SOCIAL_SECURITY_NUMBER=123.45.6789", 23),
+            ("social-security-number=530622859", 23),
+            ("<SocialSecurityNumber>530622859</SocialSecurityNumber>", 22),
+        ] {
+            assert!(ssn_in(text, at).is_some(), "{text}");
+        }
     }
 
     #[test]

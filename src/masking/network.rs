@@ -35,13 +35,47 @@ pub fn ipv4(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
 }
 
 /// Where a number may start, and also as a URL's host (`http://10.0.0.1`), after a
-/// user (`root@10.0.0.1`) or a UNC path's `\\`; never after a dot (`1.10.0.0.1`).
+/// user (`root@10.0.0.1`) or a UNC path's `\\`, or as a range's second address
+/// (`10.0.0.5-10.0.0.9`); never after a dot (`1.10.0.0.1`).
 fn ipv4_may_start(text: &str, start: usize) -> bool {
     match bounds::before(text, start) {
         Some('/' | '@' | '\\') => true,
         Some('.') => false,
+        // `ip #203.0.113.9`: a `#` of its own.
+        Some('#') if bounds::after_sign_or_path(text.as_bytes(), start) => true,
+        Some(dash @ ('-' | '–')) => {
+            range_first_before(text.as_bytes(), start - dash.len_utf8())
+                || bounds::number_may_start(text, start)
+        }
         _ => bounds::number_may_start(text, start),
     }
+}
+
+/// Whether four dotted octets end at `dash` and start a word: a range's first address.
+fn range_first_before(bytes: &[u8], dash: usize) -> bool {
+    let first = bytes[..dash]
+        .iter()
+        .rposition(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .map_or(0, |at| at + 1);
+    dash - first >= 7
+        && !bytes[..first]
+            .last()
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'.')
+        && ipv4_at(bytes, first) == Some(dash)
+}
+
+/// Whether a dash and four dotted octets follow `end`: a range goes on to its second
+/// address (`10.0.0.5-10.0.0.9`, `10.0.0.5–10.0.0.9`).
+fn range_second_after(text: &str, end: usize) -> bool {
+    let rest = &text[end..];
+    let after = if rest.starts_with('-') {
+        1
+    } else if rest.starts_with('–') {
+        '–'.len_utf8()
+    } else {
+        return false;
+    };
+    ipv4_at(text.as_bytes(), end + after).is_some()
 }
 
 /// Where a number may end, and also before a port (`10.0.0.1:8080`, then the end of
@@ -60,7 +94,7 @@ fn ipv4_may_end(text: &str, end: usize) -> bool {
             let after = end + 1 + port;
             port <= 5 && (bytes.get(after) == Some(&b'/') || bounds::number_may_end(text, after))
         }
-        _ => bounds::number_may_end(text, end),
+        _ => bounds::number_may_end(text, end) || range_second_after(text, end),
     }
 }
 
@@ -231,6 +265,22 @@ mod tests {
     /// Hosts as prompts about servers write them: in URLs, after a user, in UNC paths,
     /// with a port, a prefix length or a path; the address alone is taken.
     #[test]
+    fn both_addresses_of_a_range_are_taken() {
+        for text in ["192.168.1.100-192.168.1.200", "10.0.0.5–10.0.0.9 here"] {
+            let dash = text.find(['-', '–']).unwrap();
+            let second = dash + text[dash..].chars().next().unwrap().len_utf8();
+            let end = second + text[second..].find(' ').unwrap_or(text.len() - second);
+            assert_eq!(ipv4(text, 0, dash), Some((0, dash)), "{text}");
+            assert_eq!(ipv4(text, second, end), Some((second, end)), "{text}");
+        }
+        // Not a range: a version's part, a word before, octets out of range.
+        for (text, start) in [("v1.2.3.4-10.0.0.9", 9), ("a1.2.3.4-10.0.0.9", 9)] {
+            assert_eq!(ipv4(text, start, text.len()), None, "{text}");
+        }
+        assert_eq!(ipv4("10.0.0.5-1.2.3", 0, 8), None);
+    }
+
+    #[test]
     fn ipv4_addresses_as_hosts() {
         for (text, address) in [
             ("ssh root@10.0.0.5 now", "10.0.0.5"),
@@ -243,6 +293,9 @@ mod tests {
             ("net 10.12.0.0/16 blocked", "10.12.0.0"),
             ("at 10.0.0.1: the server", "10.0.0.1"),
             ("服务器10.0.0.5:8080端口", "10.0.0.5"),
+            // Ranges, both ends.
+            ("--src-range 192.168.1.100-192.168.1.200", "192.168.1.100"),
+            ("range 10.0.0.5–10.0.0.9", "10.0.0.5"),
         ] {
             assert_eq!(v4(text), Some(address), "{text}");
         }
