@@ -413,6 +413,57 @@ fn an_api_request_has_only_its_contents_changed_and_stays_valid() {
         .unwrap();
 }
 
+/// A card, an SSN or a phone written as a number in tool-call arguments (the
+/// arguments are a string of the body, JSON inside) is masked, and becomes a string
+/// there: the arguments stay JSON, the body's own numbers stay as they were, and a
+/// `block` type refuses the request.
+#[test]
+fn numbers_in_tool_call_arguments_are_masked_as_strings() {
+    let arguments = r#"{"card_number": 4111111111111111, "amount": 1000, "ssn": 123456789, "phone": 4155552671, "order_id": 123456789, "ids": [4242424242424242, 7]}"#;
+    let request = serde_json::json!({
+        "model": "m",
+        "max_tokens": 4111111111111111u64,
+        "messages": [{"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "charge", "arguments": arguments}}
+        ]}]
+    });
+    let body = serde_json::to_vec(&request).unwrap();
+    let masker = junction::masking::Masker::default();
+    let mut findings = Findings::default();
+    let masked = mask_request_body(
+        &masker,
+        BodyShape::ApiJson(Api::OpenAiChat),
+        &body,
+        &mut Vault::default(),
+        &mut findings,
+    )
+    .expect("masked");
+    let output: Value = serde_json::from_slice(&masked).expect("the body stays JSON");
+    let pointer = "/messages/0/tool_calls/0/function/arguments";
+    let masked_arguments: Value =
+        serde_json::from_str(output.pointer(pointer).unwrap().as_str().unwrap())
+            .expect("the arguments stay JSON");
+    assert_eq!(
+        masked_arguments,
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "amount": 1000, "ssn": "[US_SSN]",
+            "phone": "[PHONE_NUMBER]", "order_id": 123456789, "ids": ["[CREDIT_CARD]", 7]})
+    );
+    // The body's own number (a field, not contents) is not read.
+    assert_eq!(output["max_tokens"], request["max_tokens"]);
+    let blocking = junction::masking::Masker::builder()
+        .action(junction::masking::Builtin::CreditCard, Action::Block)
+        .build()
+        .unwrap();
+    let refused = mask_request_body(
+        &blocking,
+        BodyShape::ApiJson(Api::OpenAiChat),
+        &body,
+        &mut Vault::default(),
+        &mut Findings::default(),
+    );
+    assert!(matches!(refused, Err(BodyError::Blocked(_))), "{refused:?}");
+}
+
 #[test]
 fn invalid_json_is_refused_and_deep_nesting_fails_without_overflow() {
     let masker = TestMasker::new(Action::Redact);

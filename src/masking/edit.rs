@@ -390,7 +390,7 @@ impl StringEdit for TextEditor<'_> {
                 String::new()
             });
             let mut inner = Vec::new();
-            let result = json::rewrite(text.as_bytes(), Selection::AllStrings, self, &mut inner);
+            let result = json::rewrite(text.as_bytes(), Selection::ArgumentsJson, self, &mut inner);
             self.outer_pointer = None;
             let changed = result?;
             if changed {
@@ -412,6 +412,57 @@ impl StringEdit for TextEditor<'_> {
 
     fn needs_pointers(&self) -> bool {
         self.report.is_some()
+    }
+
+    /// A number in tool-call arguments, read as a form writes it: `key: number`, so
+    /// that the key tells its type as a label does (`"ssn": 123456789`, `"phone":
+    /// 4155552671`); taken when a value is the whole number.
+    fn edit_number(
+        &mut self,
+        site: &Site<'_>,
+        digits: &str,
+        out: &mut String,
+    ) -> Result<bool, BodyError> {
+        let Some(masker) = self.masker else {
+            return Ok(false);
+        };
+        let mut text = String::with_capacity(digits.len() + 32);
+        if let Some(key) = site.member_key() {
+            json::decode_into(key, &mut text);
+            text.push_str(": ");
+        }
+        let offset = text.len();
+        text.push_str(digits);
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        find_spans(masker, &text, None, &mut spans);
+        let whole = spans
+            .iter()
+            .find(|span| span.start == offset && span.end == text.len())
+            .map(|span| Span {
+                start: 0,
+                end: digits.len(),
+                ..span.clone()
+            });
+        self.spans = spans;
+        let Some(span) = whole else {
+            return Ok(false);
+        };
+        masker
+            .replace(&span, digits, self.vault, out, self.findings)
+            .map_err(BodyError::Blocked)?;
+        if self.report.is_some() {
+            let pointer = self.pointer(Place::Site(site));
+            if let Some(report) = self.report.as_deref_mut() {
+                report.push(Located {
+                    kind: span.kind,
+                    pointer,
+                    start: 0,
+                    end: digits.len(),
+                });
+            }
+        }
+        Ok(true)
     }
 
     fn edit_changes(

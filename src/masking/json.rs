@@ -30,6 +30,13 @@ pub enum Selection {
     ResponseContents,
     /// Every string value (not the keys).
     AllStrings,
+    /// The JSON inside a tool call's `arguments` string: every string value, and every
+    /// whole number of seven to nineteen digits, which may be a card's or a phone's
+    /// (`{"card_number": 4111111111111111}`) and is handed to
+    /// [`StringEdit::edit_number`]. The arguments are one string of the body, so a
+    /// number masked there becomes a string (`"[CREDIT_CARD]"`) in JSON still valid;
+    /// the body's own numbers are never changed.
+    ArgumentsJson,
     /// The top-level `model` string of a request, alone (a pool's `model_map`).
     TopLevelModel,
 }
@@ -51,6 +58,16 @@ pub const CONTENT_KEYS: &[&str] = &[
     "delta",
     "partial_json",
     "response",
+    // A reasoning model's thoughts as DeepSeek's and vLLM's APIs (`reasoning_content`)
+    // and OpenRouter's (`reasoning`) give them: they restate the prompt.
+    "reasoning_content",
+    "reasoning",
+    // A document block's `title` and `context` (Anthropic), a search result's `title`,
+    // an attached file's `filename` (chat `file`, Responses `input_file`).
+    "title",
+    "context",
+    "filename",
+    "variables",
 ];
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,
@@ -79,10 +96,11 @@ const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "metadata"];
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const ARGUMENTS_KEY: &str = "arguments";
 
-/// A key whose object value is a tool call's input (Anthropic `tool_use`): every string
-/// in it is content.
+/// Keys whose object value is content throughout, every string in it: a tool call's
+/// input (Anthropic `tool_use`), a stored prompt's variables (Responses API
+/// `prompt.variables`, filled into the prompt the model reads).
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
-const TOOL_INPUT_KEY: &str = "input";
+const WHOLE_OBJECT_KEYS: &[&str] = &["input", "variables"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reach {
@@ -219,6 +237,18 @@ pub trait StringEdit {
         parts: &[Part<'_>],
         outs: &mut [String],
     ) -> Result<Vec<bool>, BodyError>;
+
+    /// The new text of the whole number `digits` at `site` (under
+    /// [`Selection::ArgumentsJson`] only), appended to `out` with true, written as a
+    /// JSON string in the number's place; false keeps the number.
+    fn edit_number(
+        &mut self,
+        _site: &Site<'_>,
+        _digits: &str,
+        _out: &mut String,
+    ) -> Result<bool, BodyError> {
+        Ok(false)
+    }
 
     /// Whether [`Part::pointer`] is needed (building it costs an allocation a part).
     fn needs_pointers(&self) -> bool {
@@ -480,14 +510,14 @@ fn key_is(raw: &[u8], names: &[&str]) -> bool {
 /// The key lists a key is in, as bits.
 const KEY_ROOT: u8 = 1;
 const KEY_CONTENT: u8 = 2;
-const KEY_TOOL_INPUT: u8 = 4;
+const KEY_WHOLE_OBJECT: u8 = 4;
 const KEY_ARGUMENTS: u8 = 8;
 const KEY_TEXT: u8 = 16;
 const KEY_MODEL: u8 = 32;
 const KEY_IDENTIFIER: u8 = 64;
 
 /// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
-/// [`TOOL_INPUT_KEY`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one
+/// [`WHOLE_OBJECT_KEYS`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one
 /// `match`, not a scan of the lists per value; a test holds it to the lists). `escaped`: whether the key has
 /// an escape, as [`scan_string`] found it (not searched for again).
 fn key_class(raw: &[u8], escaped: bool) -> u8 {
@@ -503,10 +533,10 @@ fn key_class_of(key: &[u8]) -> u8 {
     match key {
         b"messages" | b"prediction" => KEY_ROOT,
         b"system" | b"prompt" | b"suffix" | b"instructions" => KEY_ROOT | KEY_CONTENT,
-        b"input" => KEY_ROOT | KEY_CONTENT | KEY_TOOL_INPUT,
-        b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response" => {
-            KEY_CONTENT
-        }
+        b"input" => KEY_ROOT | KEY_CONTENT | KEY_WHOLE_OBJECT,
+        b"variables" => KEY_CONTENT | KEY_WHOLE_OBJECT,
+        b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response"
+        | b"reasoning_content" | b"reasoning" | b"title" | b"context" | b"filename" => KEY_CONTENT,
         b"text" => KEY_CONTENT | KEY_TEXT,
         b"arguments" => KEY_CONTENT | KEY_ARGUMENTS,
         b"model" => KEY_MODEL,
@@ -527,7 +557,9 @@ impl Scanner<'_> {
                     (Reach::IdentifiedRequestRoot, false, false)
                 }
                 Selection::ResponseContents => (Reach::Contents, false, false),
-                Selection::AllStrings => (Reach::Everything, true, false),
+                Selection::AllStrings | Selection::ArgumentsJson => {
+                    (Reach::Everything, true, false)
+                }
                 Selection::TopLevelModel => (Reach::ModelRoot, false, false),
             };
         };
@@ -553,7 +585,7 @@ impl Scanner<'_> {
             }
             Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
                 let content = class & KEY_CONTENT != 0;
-                let reach = if is_object && class & KEY_TOOL_INPUT != 0 {
+                let reach = if is_object && class & KEY_WHOLE_OBJECT != 0 {
                     Reach::Everything
                 } else {
                     Reach::Contents
@@ -648,7 +680,13 @@ impl Scanner<'_> {
                 Some(b't') => at = literal(body, at, b"true")?,
                 Some(b'f') => at = literal(body, at, b"false")?,
                 Some(b'n') => at = literal(body, at, b"null")?,
-                Some(b'-' | b'0'..=b'9') => at = number(body, at)?,
+                Some(b'-' | b'0'..=b'9') => {
+                    let end = number(body, at)?;
+                    if selection == Selection::ArgumentsJson {
+                        self.edit_number(at, end, edit, out)?;
+                    }
+                    at = end;
+                }
                 _ => return Err(not_json(at)),
             }
             // After a value: a separator, the end of containers, or the end of the body.
@@ -789,6 +827,35 @@ impl Scanner<'_> {
                 self.copied = part.end;
                 self.changed = true;
             }
+        }
+        Ok(())
+    }
+
+    /// A whole number of the arguments' JSON: a string in its place when the editor
+    /// masks it (see [`Selection::ArgumentsJson`]).
+    fn edit_number(
+        &mut self,
+        start: usize,
+        end: usize,
+        edit: &mut dyn StringEdit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        let digits = &self.text[start..end];
+        if !(7..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
+        }
+        let site = Site {
+            body: self.body,
+            stack: &self.stack,
+            arguments: false,
+        };
+        let mut replacement = String::new();
+        let edited = edit.edit_number(&site, digits, &mut replacement)?;
+        if edited {
+            out.extend_from_slice(&self.body[self.copied..start]);
+            encode_string(&replacement, out);
+            self.copied = end;
+            self.changed = true;
         }
         Ok(())
     }
@@ -1164,7 +1231,7 @@ mod tests {
         let lists: [(&[&str], u8); 7] = [
             (REQUEST_ROOTS, KEY_ROOT),
             (CONTENT_KEYS, KEY_CONTENT),
-            (&[TOOL_INPUT_KEY], KEY_TOOL_INPUT),
+            (WHOLE_OBJECT_KEYS, KEY_WHOLE_OBJECT),
             (&[ARGUMENTS_KEY], KEY_ARGUMENTS),
             (&["text"], KEY_TEXT),
             (&["model"], KEY_MODEL),
@@ -1520,6 +1587,43 @@ mod tests {
             anthropic
                 .replace("\"yes\"", "\"YES\"")
                 .replace("\"v\"", "\"V\"")
+        );
+    }
+
+    /// Fields a model reads beside the messages' text: a stored prompt's variables,
+    /// a document's title and context, a file's name, a reasoning model's thoughts.
+    #[test]
+    fn prompt_variables_document_titles_file_names_and_reasoning_are_contents() {
+        let request = r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f","filename":"cv"}]}],"prompt":{"id":"pmpt","version":"2","variables":{"email":"a","card":{"type":"input_text","text":"b"}}},"reasoning":{"effort":"low"}}"#;
+        let (out, pointers) = upper(request, Selection::RequestContents);
+        assert_eq!(
+            pointers,
+            [
+                "/input/0/content/0/filename",
+                "/prompt/variables/email",
+                "/prompt/variables/card/type",
+                "/prompt/variables/card/text"
+            ]
+        );
+        assert!(out.contains(r#""id":"pmpt","version":"2""#), "{out}");
+        assert!(out.contains(r#""effort":"low""#), "{out}");
+        let anthropic = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"d"},"title":"t","context":"c"}]}]}"#;
+        let (_, pointers) = upper(anthropic, Selection::RequestContents);
+        assert_eq!(
+            pointers,
+            [
+                "/messages/0/content/0/title",
+                "/messages/0/content/0/context"
+            ]
+        );
+        let answer = r#"{"choices":[{"message":{"role":"assistant","content":"x","reasoning_content":"r"},"delta":{"reasoning":"s"}}]}"#;
+        let (out, _) = upper(answer, Selection::ResponseContents);
+        assert_eq!(
+            out,
+            answer
+                .replace("\"x\"", "\"X\"")
+                .replace("\"r\"", "\"R\"")
+                .replace("\"s\"", "\"S\"")
         );
     }
 
