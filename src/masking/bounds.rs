@@ -157,26 +157,47 @@ pub fn names_a_query_secret(name: &[u8]) -> bool {
 /// The words that end a password-like name (`DB_PASSWORD`, `mysql_pwd`, `passphrase`).
 const PASSWORD_WORDS: [&[u8]; 4] = [b"password", b"passwd", b"passphrase", b"pwd"];
 
+/// The word for a password in other languages, written in ASCII as names are
+/// (German, Dutch, Spanish without its tilde, Portuguese, Polish, Finnish): taken as a
+/// name's last part only (`Passwort:`, `db_kennwort=`; not `resenha`, a review).
+const OTHER_PASSWORD_WORDS: [&[u8]; 7] = [
+    b"passwort",
+    b"kennwort",
+    b"wachtwoord",
+    b"contrasena",
+    b"senha",
+    b"haslo",
+    b"salasana",
+];
+
 /// Whether `name` ends in a password word, in any case, digits after it allowed
-/// (`new_password2`), or in `pass` as its last part (`SMTP_PASS`, `db.pass`; not
-/// `bypass`, nor `pass` alone: `first pass: ...` is prose).
+/// (`new_password2`), or in `pass` or another language's word as its last part
+/// (`SMTP_PASS`, `db.pass`, `Passwort`; not `bypass`, nor `pass` alone: `first pass:
+/// ...` is prose).
 pub fn names_a_password(name: &[u8]) -> bool {
     let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     let name = &name[..name.len() - digits];
-    // Every word ends in `d`, `e` or `s`: most names are turned away by their last byte.
-    if !name
-        .last()
-        .is_some_and(|b| matches!(b.to_ascii_lowercase(), b'd' | b'e' | b's'))
-    {
+    // Every word ends in `a`, `d`, `e`, `o`, `s` or `t`: most names are turned away by
+    // their last byte.
+    if !name.last().is_some_and(|b| {
+        matches!(
+            b.to_ascii_lowercase(),
+            b'a' | b'd' | b'e' | b'o' | b's' | b't'
+        )
+    }) {
         return false;
     }
     let ends_with = |word: &[u8]| {
         name.len() >= word.len() && name[name.len() - word.len()..].eq_ignore_ascii_case(word)
     };
+    let last_part = |word: &[u8]| {
+        ends_with(word)
+            && (name.len() == word.len()
+                || matches!(name[name.len() - word.len() - 1], b'_' | b'.' | b'-'))
+    };
     PASSWORD_WORDS.iter().any(|word| ends_with(word))
-        || (ends_with(b"pass")
-            && name.len() > 4
-            && matches!(name[name.len() - 5], b'_' | b'.' | b'-'))
+        || (last_part(b"pass") && name.len() > 4)
+        || OTHER_PASSWORD_WORDS.iter().any(|word| last_part(word))
 }
 
 /// How far back, on the same line, a key-like word is looked for before a value
@@ -300,6 +321,23 @@ pub fn window(text: &str, start: usize, end: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_names_in_other_languages_are_a_name_s_last_part() {
+        for name in [
+            "Passwort",
+            "db_kennwort",
+            "WACHTWOORD",
+            "contrasena",
+            "user.senha",
+            "haslo2",
+        ] {
+            assert!(names_a_password(name.as_bytes()), "{name}");
+        }
+        for name in ["resenha", "Passworte", "xhaslo", "bypass", "pass"] {
+            assert!(!names_a_password(name.as_bytes()), "{name}");
+        }
+    }
 
     /// Letters of scripts written without spaces end a word; others go on with it.
     #[test]
