@@ -16,7 +16,8 @@ pub fn card(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
         }
         // Dots join groups too, in fours only (`4111.1111.1111.1111`, as some European
         // forms print them): dotted runs of other shapes are versions and OIDs.
-        let grouped = run.one_separator(text, k, &[" ", "-"])
+        // Two blanks between groups too: text taken from a PDF or a print (`4242  4242 ...`).
+        let grouped = run.one_separator(text, k, &[" ", "-", "  "])
             || (k == 4 && run.shape(k).all(|g| g == 4) && run.one_separator(text, k, &["."]));
         if !grouped {
             continue;
@@ -286,6 +287,7 @@ mod tests {
             "6221260000000000",
             "180076749440162",
             "2131 3096 5472 119",
+            "4242  4242  4242  4242",
         ] {
             assert_eq!(card_in(number), Some(number), "{number}");
         }
@@ -297,6 +299,7 @@ mod tests {
             "4111111111111112",
             "5500354633134648",
             "1234567812345670",
+            "4242  4242 4242 4242",
             "4111 1111-1111 1111",
             "4111.1111 1111 1111",
             "378.282246.310005",
