@@ -79,13 +79,16 @@ fn network_length_fits(d: &[u8]) -> bool {
         b'6' if p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) => (16..=19).contains(&len),
         b'6' if (622126..=622925).contains(&p6) || p2 == 62 => (16..=19).contains(&len),
         b'5' | b'6' if p2 == 50 || (56..=69).contains(&p2) => (13..=19).contains(&len),
+        // Troy (Turkey) and RuPay's 81-82 (India).
+        b'9' if p4 == 9792 => len == 16,
+        b'8' if p2 == 81 || p2 == 82 => len == 16,
         _ => false,
     }
 }
 
-/// IBAN length per country (ISO 13616 registry, SWIFT's release of 2025: Russia,
-/// Somalia, Nicaragua, Mongolia, the Falklands, Oman, Yemen and Honduras joined from
-/// 2022).
+/// IBAN length per country (ISO 13616 registry, SWIFT's release of 2025: Libya,
+/// Sudan, Burundi, Djibouti, Russia, Somalia, Nicaragua, Mongolia, the Falklands,
+/// Oman, Yemen and Honduras joined from 2020).
 fn iban_length(country: &[u8]) -> Option<usize> {
     Some(match country {
         b"AD" => 24,
@@ -288,6 +291,8 @@ mod tests {
             "180076749440162",
             "2131 3096 5472 119",
             "4242  4242  4242  4242",
+            "9792 0300 0000 0000",
+            "8100000000000002",
         ] {
             assert_eq!(card_in(number), Some(number), "{number}");
         }
