@@ -23,11 +23,27 @@ pub fn email(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
 }
 
 /// An e-mail address whose `@` is percent-encoded (`john%40example.com` in a URL's
-/// query), at the `%40` at `at`: the local part before it and the domain after it, read
-/// as the `@` shape reads them and checked as [`email`] checks them.
+/// query) or written as HTML's character reference (`mary&#64;example.org`,
+/// `&#x40;`, as pages hide addresses from harvesters), at the `%` or `&` at `at`: the
+/// local part before it and the domain after it, read as the `@` shape reads them and
+/// checked as [`email`] checks them.
 pub fn encoded_email(text: &str, at: usize) -> Option<(usize, usize)> {
-    let end = super::triggers::domain_end(text.as_bytes(), at + 3)?;
-    address(text, at, at, at + 3, end)
+    let bytes = text.as_bytes();
+    let rest = &bytes[at..];
+    let sign = if rest.starts_with(b"%40") {
+        3
+    } else if rest.starts_with(b"&#64;") {
+        5
+    } else if rest
+        .get(..6)
+        .is_some_and(|r| r.eq_ignore_ascii_case(b"&#x40;"))
+    {
+        6
+    } else {
+        return None;
+    };
+    let end = super::triggers::domain_end(bytes, at + sign)?;
+    address(text, at, at, at + sign, end)
 }
 
 /// The address whose local part ends at `at` and whose domain is `domain..end`, the
@@ -1060,7 +1076,7 @@ mod tests {
     #[test]
     fn encoded_emails() {
         fn found(text: &str) -> Option<&str> {
-            let at = text.find("%40").unwrap();
+            let at = text.find("%40").or_else(|| text.find("&#")).unwrap();
             encoded_email(text, at).map(|(s, e)| &text[s..e])
         }
         for (text, address) in [
@@ -1073,6 +1089,12 @@ mod tests {
                 "a.b%2Bnews%40mail.example.co.uk",
             ),
             ("email=jürgen.x%40bücher.de", "jürgen.x%40bücher.de"),
+            // HTML's character references.
+            (
+                "mail mary.smith&#64;example.org now",
+                "mary.smith&#64;example.org",
+            ),
+            ("<a>mary&#X40;example.org</a>", "mary&#X40;example.org"),
         ] {
             assert_eq!(found(text), Some(address), "{text}");
         }
@@ -1082,6 +1104,8 @@ mod tests {
             "a..b%40example.com",
             "a%40-x.org",
             "a%40example.comx@",
+            "a&#64example.org",
+            "a&#65;example.org",
         ] {
             assert_eq!(found(text), None, "{text}");
         }

@@ -406,8 +406,8 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
 /// `net use`'s share. With a two-byte fingerprint each and eight literals at most (a
 /// bucket each), a literal costs the search only where its two bytes stand: the last
 /// three cost the search 178 631 instructions on the corpus (0.18% of `junction mask`'s;
-/// `htpasswd`, whose `ht` is common, most).
-const PUNCTUATION_LITERALS: [&str; 6] = ["-p", "-a", "%40", "-k", "htpasswd", "\\\\"];
+/// `htpasswd`, whose `ht` is common, most). `&#`: an `@` as HTML's character reference.
+const PUNCTUATION_LITERALS: [&str; 7] = ["-p", "-a", "%40", "-k", "htpasswd", "\\\\", "&#"];
 
 impl Detectors {
     /// Values found from punctuation, outside the values already found: passwords
@@ -425,7 +425,7 @@ impl Detectors {
         while let Some((at, _)) = self.punctuation.find(bytes, from) {
             from = at + 1;
             let value = match bytes[at] {
-                b'%' => contact::encoded_email(text, at).map(|(start, end)| Found {
+                b'%' | b'&' => contact::encoded_email(text, at).map(|(start, end)| Found {
                     start,
                     end,
                     kind: Builtin::EmailAddress,
