@@ -254,7 +254,12 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
         };
         for (field, value) in delta {
             match (field.as_str(), value) {
-                ("content" | "refusal", Value::String(text)) => deltas.push(Delta {
+                // A reasoning model's thoughts (DeepSeek's and vLLM's
+                // `reasoning_content`, OpenRouter's `reasoning`) are a stream of their own.
+                (
+                    "content" | "refusal" | "reasoning_content" | "reasoning",
+                    Value::String(text),
+                ) => deltas.push(Delta {
                     key: format!("chat/{index}/{field}"),
                     pointer: format!("{at}/delta/{field}"),
                     text: text.clone(),
@@ -288,7 +293,10 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
                         pure &= calls.len() == 1 && only_arguments;
                     }
                 }
-                ("content" | "refusal" | "role", Value::Null) => {}
+                (
+                    "content" | "refusal" | "role" | "reasoning_content" | "reasoning",
+                    Value::Null,
+                ) => {}
                 _ => pure = false,
             }
         }
@@ -1074,6 +1082,47 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
         );
         assert_eq!(out.matches("\"name\"").count(), 1);
         assert!(out.find("tool_calls\"}").unwrap() > out.rfind("arguments").unwrap());
+    }
+
+    /// A reasoning model streams its thoughts beside its answer (`reasoning_content`,
+    /// `reasoning`): each is a text of its own, masked across events.
+    #[test]
+    fn reasoning_deltas_are_masked_across_events_at_every_split_point() {
+        let chunk = |field: &str, text: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"{field}\":{}}},\"finish_reason\":null}}]}}\n\n",
+                serde_json::to_string(text).unwrap()
+            )
+        };
+        let mut stream = String::new();
+        for (field, text) in [
+            ("reasoning_content", "The user's key is SEC"),
+            ("reasoning_content", "RET-12"),
+            ("reasoning", "34; mail bob@exa"),
+            ("reasoning", "mple.org"),
+            ("content", "Done."),
+        ] {
+            stream.push_str(&chunk(field, text));
+        }
+        stream.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(
+                joined(&out, "/choices/0/delta/reasoning_content"),
+                "The user's key is [SECRET]",
+                "split {split}"
+            );
+            assert_eq!(
+                joined(&out, "/choices/0/delta/reasoning"),
+                "34; mail [EMAIL_ADDRESS]",
+                "split {split}"
+            );
+            assert!(
+                !out.contains("RET-12") && !out.contains("bob@"),
+                "split {split}"
+            );
+        }
     }
 
     #[test]
