@@ -346,6 +346,75 @@ async fn a_blocked_type_is_refused_by_name_on_every_engine() {
     }
 }
 
+/// A card and a phone written as numbers in tool-call arguments reach the endpoint as
+/// masked strings, the arguments still JSON; with `block`, the request is refused. A
+/// reasoning model's `reasoning_content` in the answer is masked like its content.
+async fn numbers_in_arguments_and_reasoning_are_masked(travel: Travel) {
+    let answer = serde_json::json!({
+        "id": "r1", "object": "chat.completion",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok",
+            "reasoning_content": format!("The user wrote {EMAIL}.") } }],
+    })
+    .to_string();
+    let upstream = Upstream::start(move |_| json_reply(&answer)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"both\" }", "").await;
+    let arguments = r#"{"card_number": 4111111111111111, "phone": 4155552671, "amount": 1000}"#;
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1",
+            "type": "function", "function": { "name": "charge", "arguments": arguments } }] }],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
+    assert_eq!(
+        answer["choices"][0]["message"]["reasoning_content"], "The user wrote [EMAIL_ADDRESS].",
+        "{travel:?}"
+    );
+    let seen = seen_json(&upstream.only_request());
+    let sent: serde_json::Value = serde_json::from_str(
+        seen["messages"][0]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("the arguments stay JSON");
+    assert_eq!(
+        sent,
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "phone": "[PHONE_NUMBER]", "amount": 1000}),
+        "{travel:?}"
+    );
+    let blocking = Upstream::start(|_| json_reply("{}")).await;
+    let route = r#"mask = { types = { CREDIT_CARD = "block" } }"#;
+    let proxy = start(travel, &blocking, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
+    assert_eq!(response.error_type(), "sensitive_data_blocked");
+    assert!(
+        blocking.seen().is_empty(),
+        "{travel:?}: the endpoint was asked"
+    );
+}
+
+#[tokio::test]
+async fn numbers_in_arguments_and_reasoning_are_masked_on_every_engine() {
+    for travel in Travel::ALL {
+        numbers_in_arguments_and_reasoning_are_masked(travel).await;
+    }
+}
+
 /// A chat's next request resends its earlier turns: a text read before is answered
 /// from the route's cache and masked the same (a pseudonym still numbered in its own
 /// request), every value counted again; the lookups are in the metrics. Texts under
