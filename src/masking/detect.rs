@@ -406,8 +406,9 @@ fn random_tokens(text: &str, found: &mut Vec<Found>, first: usize) {
 /// `net use`'s share. With a two-byte fingerprint each and eight literals at most (a
 /// bucket each), a literal costs the search only where its two bytes stand: the last
 /// three cost the search 178 631 instructions on the corpus (0.18% of `junction mask`'s;
-/// `htpasswd`, whose `ht` is common, most). `&#`: an `@` as HTML's character reference.
-const PUNCTUATION_LITERALS: [&str; 7] = ["-p", "-a", "%40", "-k", "htpasswd", "\\\\", "&#"];
+/// `htpasswd`, whose `ht` is common, most). `&#`: an `@` as HTML's character reference;
+/// `</`: the closing tag of an XML element named as a password or a key.
+const PUNCTUATION_LITERALS: [&str; 8] = ["-p", "-a", "%40", "-k", "htpasswd", "\\\\", "&#", "</"];
 
 impl Detectors {
     /// Values found from punctuation, outside the values already found: passwords
@@ -432,6 +433,7 @@ impl Detectors {
                     by_context: false,
                 }),
                 b'h' => command_flags::htpasswd(text, at),
+                b'<' => secrets::xml_element_value(text, at),
                 b'\\' => command_flags::net_use(text, at),
                 // `--password` and `--pass` are found at their second `-`.
                 _ if at > 0 && bytes[at - 1] == b'-' => command_flags::password(text, at - 1),

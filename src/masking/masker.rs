@@ -680,6 +680,18 @@ mod tests {
             ),
             ("(11) 96123-4567", "[PHONE_NUMBER]"),
             ("Mob. 0151 23456789", "Mob. [PHONE_NUMBER]"),
+            (
+                "<server><id>nexus</id><password>hunter22</password></server>",
+                "<server><id>nexus</id><password>[PASSWORD]</password></server>",
+            ),
+            (
+                "<db:Password>Geheim123</db:Password>",
+                "<db:Password>[PASSWORD]</db:Password>",
+            ),
+            (
+                "<apiKey>AbCdEf1234567890GhIjKl</apiKey>",
+                "<apiKey>[API_KEY]</apiKey>",
+            ),
         ] {
             assert_eq!(mask(&masker, text).0.unwrap(), masked, "{text}");
         }
@@ -691,6 +703,10 @@ mod tests {
             "see #415-555-2671",
             "1/4111111111111111",
             "v1.2.3.4-10.0.0.9x",
+            "<password>${env.NEXUS_PASSWORD}</password>",
+            "<title>password</title>",
+            "<password>hunter22</pwd>",
+            "<password>\n  hunter22\n</password>",
         ] {
             assert_eq!(mask(&masker, text).0.unwrap(), text, "{text}");
         }

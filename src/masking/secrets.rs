@@ -616,6 +616,38 @@ pub fn named_member_value(key: &[u8], value: &str) -> Option<Found> {
     assigned_key(0, value)
 }
 
+/// The text of an XML element named as a password or a key, at its closing tag's `</`
+/// at `at`: `<password>S3cret!</password>` (Maven's `settings.xml`, a server's config),
+/// `<db:Password>...</db:Password>`, `<apiKey>...</apiKey>`. The element's name says
+/// what its text is, as a JSON member's key does ([`named_member_value`]); the text
+/// must be the element's whole, on one line, right after its opening tag.
+pub fn xml_element_value(text: &str, at: usize) -> Option<Found> {
+    let bytes = text.as_bytes();
+    let name_start = at + 2;
+    let name_len = bytes[name_start..]
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
+        .count();
+    let name = &bytes[name_start..name_start + name_len];
+    if name.is_empty() || bytes.get(name_start + name_len) != Some(&b'>') {
+        return None;
+    }
+    // The opening tag, `<name>`, ends where the text starts.
+    let value_start = memchr::memrchr(b'>', &bytes[..at])? + 1;
+    let open = value_start.checked_sub(name_len + 2)?;
+    if bytes[open] != b'<' || &bytes[open + 1..value_start - 1] != name {
+        return None;
+    }
+    // A namespace's prefix is not the name's (`db:Password`).
+    let local = name.rsplit(|&b| b == b':').next()?;
+    let found = named_member_value(local, &text[value_start..at])?;
+    Some(Found {
+        start: found.start + value_start,
+        end: found.end + value_start,
+        ..found
+    })
+}
+
 /// The password of curl's `-u user:password` (matched at `start..end`, from the flag):
 /// only in a curl command (`curl` among the 512 bytes before the flag), since other
 /// tools' `-u` takes a user and a group (`docker run -u 1000:1000`, `-u www-data:www-data`).
