@@ -462,6 +462,24 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
         &mut Findings::default(),
     );
     assert!(matches!(refused, Err(BodyError::Blocked(_))), "{refused:?}");
+    // `log` counts the values and changes nothing: the numbers stay numbers.
+    let logging = junction::masking::Masker::builder()
+        .action(junction::masking::Builtin::CreditCard, Action::Log)
+        .action(junction::masking::Builtin::PhoneNumber, Action::Log)
+        .action(junction::masking::Builtin::UsSsn, Action::Log)
+        .build()
+        .unwrap();
+    let mut findings = Findings::default();
+    let logged = mask_request_body(
+        &logging,
+        BodyShape::ApiJson(Api::OpenAiChat),
+        &body,
+        &mut Vault::default(),
+        &mut findings,
+    )
+    .expect("passed");
+    assert_eq!(&*logged, &body[..]);
+    assert_eq!(findings.total(), 4, "the values are counted");
 }
 
 #[test]

@@ -448,6 +448,7 @@ impl StringEdit for TextEditor<'_> {
         let Some(span) = whole else {
             return Ok(false);
         };
+        let from = out.len();
         masker
             .replace(&span, digits, self.vault, out, self.findings)
             .map_err(BodyError::Blocked)?;
@@ -462,7 +463,8 @@ impl StringEdit for TextEditor<'_> {
                 });
             }
         }
-        Ok(true)
+        // `log` counts the value and writes it as it was: the number stays a number.
+        Ok(&out[from..] != digits)
     }
 
     fn edit_changes(
