@@ -428,16 +428,17 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
         ]}]
     });
     let body = serde_json::to_vec(&request).unwrap();
-    let masker = junction::masking::Masker::default();
-    let mut findings = Findings::default();
-    let masked = mask_request_body(
-        &masker,
-        BodyShape::ApiJson(Api::OpenAiChat),
-        &body,
-        &mut Vault::default(),
-        &mut findings,
-    )
-    .expect("masked");
+    use junction::masking::{Builtin, Masker};
+    let mask = |masker: &Masker, findings: &mut Findings| {
+        mask_request_body(
+            masker,
+            BodyShape::ApiJson(Api::OpenAiChat),
+            &body,
+            &mut Vault::default(),
+            findings,
+        )
+    };
+    let masked = mask(&Masker::default(), &mut Findings::default()).expect("masked");
     let output: Value = serde_json::from_slice(&masked).expect("the body stays JSON");
     let pointer = "/messages/0/tool_calls/0/function/arguments";
     let masked_arguments: Value =
@@ -450,34 +451,21 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
     );
     // The body's own number (a field, not contents) is not read.
     assert_eq!(output["max_tokens"], request["max_tokens"]);
-    let blocking = junction::masking::Masker::builder()
-        .action(junction::masking::Builtin::CreditCard, Action::Block)
+    let blocking = Masker::builder()
+        .action(Builtin::CreditCard, Action::Block)
         .build()
         .unwrap();
-    let refused = mask_request_body(
-        &blocking,
-        BodyShape::ApiJson(Api::OpenAiChat),
-        &body,
-        &mut Vault::default(),
-        &mut Findings::default(),
-    );
+    let refused = mask(&blocking, &mut Findings::default());
     assert!(matches!(refused, Err(BodyError::Blocked(_))), "{refused:?}");
     // `log` counts the values and changes nothing: the numbers stay numbers.
-    let logging = junction::masking::Masker::builder()
-        .action(junction::masking::Builtin::CreditCard, Action::Log)
-        .action(junction::masking::Builtin::PhoneNumber, Action::Log)
-        .action(junction::masking::Builtin::UsSsn, Action::Log)
+    let logging = Masker::builder()
+        .action(Builtin::CreditCard, Action::Log)
+        .action(Builtin::PhoneNumber, Action::Log)
+        .action(Builtin::UsSsn, Action::Log)
         .build()
         .unwrap();
     let mut findings = Findings::default();
-    let logged = mask_request_body(
-        &logging,
-        BodyShape::ApiJson(Api::OpenAiChat),
-        &body,
-        &mut Vault::default(),
-        &mut findings,
-    )
-    .expect("passed");
+    let logged = mask(&logging, &mut findings).expect("passed");
     assert_eq!(&*logged, &body[..]);
     assert_eq!(findings.total(), 4, "the values are counted");
 }

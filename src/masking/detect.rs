@@ -556,15 +556,15 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
         (contact::phone, Builtin::PhoneNumber),
     ];
     for (check, kind) in checks {
-        if self_told_only && kind == Builtin::PhoneNumber {
+        // There, an SSN only in its three groups, and no phone at all.
+        if self_told_only
+            && (kind == Builtin::PhoneNumber || (kind == Builtin::UsSsn && run.groups().len() < 3))
+        {
             continue;
         }
         let Some(value_end) = check(text, &run, digits) else {
             continue;
         };
-        if self_told_only && kind == Builtin::UsSsn && run.groups().len() < 3 {
-            continue;
-        }
         let whole = value_end >= end;
         // An extension (`x549`) may run past the regex's match.
         let whole_ends_cleanly = if value_end > end {

@@ -822,13 +822,19 @@ impl Scanner<'_> {
         let changed = edit.edit_parts(&parts, &mut outs)?;
         for ((part, new), changed) in pending.iter().zip(&outs).zip(changed) {
             if changed {
-                out.extend_from_slice(&self.body[self.copied..part.start]);
-                encode_string(new, out);
-                self.copied = part.end;
-                self.changed = true;
+                self.put_string(part.start, part.end, new, out);
             }
         }
         Ok(())
+    }
+
+    /// Writes the body up to `start`, then `new` as a JSON string in place of the value
+    /// at `start..end`.
+    fn put_string(&mut self, start: usize, end: usize, new: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.body[self.copied..start]);
+        encode_string(new, out);
+        self.copied = end;
+        self.changed = true;
     }
 
     /// A whole number of the arguments' JSON: a string in its place when the editor
@@ -850,12 +856,8 @@ impl Scanner<'_> {
             arguments: false,
         };
         let mut replacement = String::new();
-        let edited = edit.edit_number(&site, digits, &mut replacement)?;
-        if edited {
-            out.extend_from_slice(&self.body[self.copied..start]);
-            encode_string(&replacement, out);
-            self.copied = end;
-            self.changed = true;
+        if edit.edit_number(&site, digits, &mut replacement)? {
+            self.put_string(start, end, &replacement, out);
         }
         Ok(())
     }
