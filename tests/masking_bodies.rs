@@ -470,6 +470,94 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
     assert_eq!(findings.total(), 4, "the values are counted");
 }
 
+/// Anthropic sends a tool call's input as an object of the body, not as a string: a
+/// card or a phone written there as a number is masked the same way as in OpenAI's
+/// arguments (a string in its place), in the request and in the answer, `block`
+/// refuses it, and a pseudonym comes back restored as a string. The body's other
+/// numbers stay as they were written.
+#[test]
+fn numbers_in_a_tool_use_input_are_masked_as_strings() {
+    use junction::masking::{Builtin, Masker};
+    let body = br#"{"model":"m","max_tokens":4111111111111111,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"charge","input":{"card_number":4111111111111111,"amount":1000,"customer":{"phone":4155552671,"ids":[4242424242424242,7]},"order_id":123456789}}]}]}"#;
+    let shape = BodyShape::ApiJson(Api::AnthropicMessages);
+    let mask = |masker: &Masker, vault: &mut Vault, findings: &mut Findings| {
+        mask_request_body(masker, shape, body, vault, findings)
+    };
+    let masked = mask(
+        &Masker::default(),
+        &mut Vault::default(),
+        &mut Findings::default(),
+    )
+    .expect("masked");
+    let output: Value = serde_json::from_slice(&masked).expect("the body stays JSON");
+    assert_eq!(
+        output["messages"][0]["content"][0]["input"],
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "amount": 1000,
+            "customer": {"phone": "[PHONE_NUMBER]", "ids": ["[CREDIT_CARD]", 7]},
+            "order_id": 123456789})
+    );
+    // Outside the tool's input, a number is a field of the API: never read.
+    let masked_text = String::from_utf8(masked.to_vec()).unwrap();
+    assert!(
+        masked_text.contains(r#""max_tokens":4111111111111111,"#),
+        "{masked_text}"
+    );
+
+    let blocking = Masker::builder()
+        .action(Builtin::CreditCard, Action::Block)
+        .build()
+        .unwrap();
+    let refused = mask(&blocking, &mut Vault::default(), &mut Findings::default());
+    assert!(matches!(refused, Err(BodyError::Blocked(_))), "{refused:?}");
+
+    let logging = Masker::builder()
+        .action(Builtin::CreditCard, Action::Log)
+        .action(Builtin::PhoneNumber, Action::Log)
+        .build()
+        .unwrap();
+    let mut findings = Findings::default();
+    let logged = mask(&logging, &mut Vault::default(), &mut findings).expect("passed");
+    assert_eq!(&*logged, &body[..], "`log` changes nothing");
+    assert_eq!(findings.total(), 3, "the values are counted");
+
+    // Pseudonyms: the request's card goes out as a token, and the answer's tool call
+    // that quotes it gets the card back (as a string); a card number of the answer's
+    // own tool input is masked.
+    let pseudonymizing = Masker::builder()
+        .action(Builtin::CreditCard, Action::Pseudonymize)
+        .build()
+        .unwrap();
+    let mut vault = Vault::default();
+    let masked = mask(&pseudonymizing, &mut vault, &mut Findings::default()).expect("masked");
+    let output: Value = serde_json::from_slice(&masked).unwrap();
+    let token = output["messages"][0]["content"][0]["input"]["card_number"]
+        .as_str()
+        .expect("the number became a token")
+        .to_string();
+    assert!(token.starts_with("<CREDIT_CARD_"), "{token}");
+    let answer = serde_json::to_vec(&serde_json::json!({"type": "message", "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t2", "name": "refund",
+            "input": {"card": token, "other_card": 5555555555554444u64}}],
+        "usage": {"input_tokens": 4111111111111111u64}}))
+    .unwrap();
+    let masker: Arc<dyn TextMasker> = Arc::new(pseudonymizing);
+    let mut response = ResponseMasker::new(Some(masker), vault, shape);
+    let mut findings = Findings::default();
+    let mut out = Vec::new();
+    response.push(&answer, &mut out, &mut findings).unwrap();
+    response.finish(&mut out, &mut findings).unwrap();
+    let restored: Value = serde_json::from_slice(&out).expect("the answer stays JSON");
+    let input = &restored["content"][0]["input"];
+    assert_eq!(input["card"], "4111111111111111", "{restored}");
+    assert!(
+        input["other_card"]
+            .as_str()
+            .is_some_and(|token| token.starts_with("<CREDIT_CARD_")),
+        "{restored}"
+    );
+    assert_eq!(restored["usage"]["input_tokens"], 4111111111111111u64);
+}
+
 #[test]
 fn invalid_json_is_refused_and_deep_nesting_fails_without_overflow() {
     let masker = TestMasker::new(Action::Redact);

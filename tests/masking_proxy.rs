@@ -313,18 +313,15 @@ async fn answers_are_masked_both_ways_on_every_engine() {
     }
 }
 
-/// POSTs the chat `body` through a route whose masking blocks a card: refused with 400
-/// and the block's error type, the endpoint never asked. Returns the answer's text.
-async fn refused_for_a_card(travel: Travel, body: &str) -> String {
+/// POSTs `body` to `path` through a route whose masking blocks a card: refused with
+/// 400 and the block's error type, the endpoint never asked. Returns the answer's text.
+async fn refused_for_a_card(travel: Travel, path: &str, body: &str) -> String {
     let upstream = Upstream::start(|_| json_reply("{}")).await;
     let route = r#"mask = { types = { CREDIT_CARD = "block" } }"#;
     let proxy = start(travel, &upstream, route, "").await;
     let mut client = RawClient::connect(&proxy).await;
     let response = client
-        .request(
-            "POST",
-            &post("/v1/chat/completions", "application/json", body),
-        )
+        .request("POST", &post(path, "application/json", body))
         .await;
     assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
     assert_eq!(response.error_type(), "sensitive_data_blocked");
@@ -336,7 +333,8 @@ async fn refused_for_a_card(travel: Travel, body: &str) -> String {
 }
 
 async fn a_blocked_type_is_refused_by_name(travel: Travel) {
-    let text = refused_for_a_card(travel, &chat(&format!("charge {CARD}"))).await;
+    let chat = chat(&format!("charge {CARD}"));
+    let text = refused_for_a_card(travel, "/v1/chat/completions", &chat).await;
     assert!(text.contains("CREDIT_CARD"), "{text}");
     assert!(!text.contains("4111"), "{text}");
 }
@@ -348,9 +346,10 @@ async fn a_blocked_type_is_refused_by_name_on_every_engine() {
     }
 }
 
-/// A card and a phone written as numbers in tool-call arguments reach the endpoint as
-/// masked strings, the arguments still JSON; with `block`, the request is refused. A
-/// reasoning model's `reasoning_content` in the answer is masked like its content.
+/// A card and a phone written as numbers in tool-call arguments (OpenAI's string, or
+/// Anthropic's `tool_use.input` object) reach the endpoint as masked strings, the
+/// arguments still JSON; with `block`, the request is refused. A reasoning model's
+/// `reasoning_content` in the answer is masked like its content.
 async fn numbers_in_arguments_and_reasoning_are_masked(travel: Travel) {
     let answer = serde_json::json!({
         "id": "r1", "object": "chat.completion",
@@ -392,7 +391,31 @@ async fn numbers_in_arguments_and_reasoning_are_masked(travel: Travel) {
         serde_json::json!({"card_number": "[CREDIT_CARD]", "phone": "[PHONE_NUMBER]", "amount": 1000}),
         "{travel:?}"
     );
-    let text = refused_for_a_card(travel, &body).await;
+    let text = refused_for_a_card(travel, "/v1/chat/completions", &body).await;
+    assert!(!text.contains("4111"), "{text}");
+
+    let upstream = Upstream::start(|_| json_reply(r#"{"type":"message"}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 1024,
+        "messages": [{ "role": "assistant", "content": [{ "type": "tool_use", "id": "t1",
+            "name": "charge", "input": { "card_number": 4111111111111111u64,
+                "phone": 4155552671u64, "amount": 1000 } }] }],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request("POST", &post("/v1/messages", "application/json", &body))
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = seen_json(&upstream.only_request());
+    assert_eq!(
+        seen["messages"][0]["content"][0]["input"],
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "phone": "[PHONE_NUMBER]", "amount": 1000}),
+        "{travel:?}"
+    );
+    assert_eq!(seen["max_tokens"], 1024, "{travel:?}");
+    let text = refused_for_a_card(travel, "/v1/messages", &body).await;
     assert!(!text.contains("4111"), "{text}");
 }
 

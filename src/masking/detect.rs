@@ -1203,10 +1203,26 @@ mod tests {
             ),
             ("the password was 'open sesame 42'.", "open sesame 42"),
             ("the password is \"hunter22\"", "hunter22"),
+            // `.netrc` entries, on one line or several: no verb, any value.
+            (
+                "machine github.com login octocat password sunshine",
+                "sunshine",
+            ),
+            (
+                "machine ftp.example.org\n  login anna\n  password \"p4ss word\"\n",
+                "p4ss word",
+            ),
+            ("default login anonymous password guest12", "guest12"),
         ] {
             assert_eq!(found(text), [(password, "PASSWORD")], "{text}");
         }
         for text in [
+            // No verb and no `.netrc` entry before.
+            "password required for the login",
+            "enter your password twice",
+            "the machine asks for a password before login",
+            "machine learning login password resetting",
+            "defaults login x password sunshine",
             "the password is required",
             "The password is incorrect.",
             "the password is case-sensitive",

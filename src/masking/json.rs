@@ -34,8 +34,9 @@ pub enum Selection {
     /// whole number of seven to nineteen digits, which may be a card's or a phone's
     /// (`{"card_number": 4111111111111111}`) and is handed to
     /// [`StringEdit::edit_number`]. The arguments are one string of the body, so a
-    /// number masked there becomes a string (`"[CREDIT_CARD]"`) in JSON still valid;
-    /// the body's own numbers are never changed.
+    /// number masked there becomes a string (`"[CREDIT_CARD]"`) in JSON still valid.
+    /// The body's own numbers are read only inside a tool's input object
+    /// ([`WHOLE_OBJECT_KEYS`]), the same data as arguments.
     ArgumentsJson,
     /// The top-level `model` string of a request, alone (a pool's `model_map`).
     TopLevelModel,
@@ -68,6 +69,12 @@ pub const CONTENT_KEYS: &[&str] = &[
     "context",
     "filename",
     "variables",
+    // What a Responses request sends back of the model's built-in tools: the code
+    // interpreter's `code` and `logs`, a shell call's `stdout` and `stderr`.
+    "code",
+    "logs",
+    "stdout",
+    "stderr",
 ];
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,
@@ -96,11 +103,16 @@ const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "metadata"];
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const ARGUMENTS_KEY: &str = "arguments";
 
-/// Keys whose object value is content throughout, every string in it: a tool call's
+/// Keys whose object value is content throughout, every string in it and every whole
+/// number of seven to nineteen digits ([`StringEdit::edit_number`]): a tool call's
 /// input (Anthropic `tool_use`), a stored prompt's variables (Responses API
-/// `prompt.variables`, filled into the prompt the model reads).
+/// `prompt.variables`, filled into the prompt the model reads), the action of a
+/// Responses built-in tool call (`local_shell_call` and `shell_call` commands and
+/// environment, a web search's query, a computer call's typed text) and an
+/// `apply_patch_call`'s operation (its path and diff). A tool's input is free-form
+/// JSON: a number there is the tool's data, as it is in OpenAI's `arguments` string.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
-const WHOLE_OBJECT_KEYS: &[&str] = &["input", "variables"];
+const WHOLE_OBJECT_KEYS: &[&str] = &["input", "variables", "action", "operation"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reach {
@@ -114,6 +126,10 @@ enum Reach {
     Contents,
     /// Every string below is edited.
     Everything,
+    /// Every string below is edited, and every whole number of seven to nineteen
+    /// digits is handed to [`StringEdit::edit_number`]: a tool call's free-form input
+    /// (see [`WHOLE_OBJECT_KEYS`]), the same data OpenAI's APIs send as `arguments`.
+    EverythingAndNumbers,
     /// The top level of a request: only its `model` string is edited.
     ModelRoot,
 }
@@ -239,7 +255,7 @@ pub trait StringEdit {
     ) -> Result<Vec<bool>, BodyError>;
 
     /// The new text of the whole number `digits` at `site` (under
-    /// [`Selection::ArgumentsJson`] only), appended to `out` with true, written as a
+    /// [`Selection::ArgumentsJson`], or inside a tool's input object), appended to `out` with true, written as a
     /// JSON string in the number's place; false keeps the number.
     fn edit_number(
         &mut self,
@@ -535,8 +551,10 @@ fn key_class_of(key: &[u8]) -> u8 {
         b"system" | b"prompt" | b"suffix" | b"instructions" => KEY_ROOT | KEY_CONTENT,
         b"input" => KEY_ROOT | KEY_CONTENT | KEY_WHOLE_OBJECT,
         b"variables" => KEY_CONTENT | KEY_WHOLE_OBJECT,
+        b"action" | b"operation" => KEY_WHOLE_OBJECT,
         b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response"
-        | b"reasoning_content" | b"reasoning" | b"title" | b"context" | b"filename" => KEY_CONTENT,
+        | b"reasoning_content" | b"reasoning" | b"title" | b"context" | b"filename" | b"code"
+        | b"logs" | b"stdout" | b"stderr" => KEY_CONTENT,
         b"text" => KEY_CONTENT | KEY_TEXT,
         b"arguments" => KEY_CONTENT | KEY_ARGUMENTS,
         b"model" => KEY_MODEL,
@@ -567,6 +585,7 @@ impl Scanner<'_> {
             return match frame.reach {
                 Reach::Skip | Reach::ModelRoot => (Reach::Skip, false, false),
                 Reach::Everything => (Reach::Everything, true, false),
+                Reach::EverythingAndNumbers => (Reach::EverythingAndNumbers, true, false),
                 Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
                     (Reach::Contents, frame.strings_edited, false)
                 }
@@ -576,6 +595,7 @@ impl Scanner<'_> {
         match frame.reach {
             Reach::Skip => (Reach::Skip, false, false),
             Reach::Everything => (Reach::Everything, true, false),
+            Reach::EverythingAndNumbers => (Reach::EverythingAndNumbers, true, false),
             Reach::ModelRoot => (Reach::Skip, class & KEY_MODEL != 0, false),
             Reach::IdentifiedRequestRoot if class & KEY_IDENTIFIER != 0 => {
                 (Reach::Everything, true, false)
@@ -586,7 +606,7 @@ impl Scanner<'_> {
             Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
                 let content = class & KEY_CONTENT != 0;
                 let reach = if is_object && class & KEY_WHOLE_OBJECT != 0 {
-                    Reach::Everything
+                    Reach::EverythingAndNumbers
                 } else {
                     Reach::Contents
                 };
@@ -606,7 +626,8 @@ impl Scanner<'_> {
             key: (0, 0),
             key_class: 0,
             reach,
-            strings_edited: array && (strings || reach == Reach::Everything),
+            strings_edited: array
+                && (strings || matches!(reach, Reach::Everything | Reach::EverythingAndNumbers)),
         });
         Ok(())
     }
@@ -621,7 +642,7 @@ impl Scanner<'_> {
         if let Some(frame) = self.stack.last_mut() {
             frame.key = (at + 1, end - 1);
             frame.key_class = match frame.reach {
-                Reach::Skip | Reach::Everything => 0,
+                Reach::Skip | Reach::Everything | Reach::EverythingAndNumbers => 0,
                 _ => key_class(&self.body[at + 1..end - 1], escaped),
             };
         }
@@ -682,7 +703,11 @@ impl Scanner<'_> {
                 Some(b'n') => at = literal(body, at, b"null")?,
                 Some(b'-' | b'0'..=b'9') => {
                     let end = number(body, at)?;
-                    if selection == Selection::ArgumentsJson {
+                    let numbers = match self.stack.last() {
+                        Some(frame) => frame.reach == Reach::EverythingAndNumbers,
+                        None => false,
+                    };
+                    if numbers || selection == Selection::ArgumentsJson {
                         self.edit_number(at, end, edit, out)?;
                     }
                     at = end;
@@ -769,7 +794,7 @@ impl Scanner<'_> {
                 parent.array
                     && !object.array
                     && match object.reach {
-                        Reach::Skip | Reach::Everything => {
+                        Reach::Skip | Reach::Everything | Reach::EverythingAndNumbers => {
                             key_is(&body[object.key.0..object.key.1], &["text"])
                         }
                         _ => object.key_class & KEY_TEXT != 0,
@@ -837,8 +862,8 @@ impl Scanner<'_> {
         self.changed = true;
     }
 
-    /// A whole number of the arguments' JSON: a string in its place when the editor
-    /// masks it (see [`Selection::ArgumentsJson`]).
+    /// A whole number of the arguments' JSON or of a tool's input object: a string in
+    /// its place when the editor masks it (see [`Selection::ArgumentsJson`]).
     fn edit_number(
         &mut self,
         start: usize,
@@ -1284,6 +1309,17 @@ mod tests {
                 })
                 .collect())
         }
+
+        /// Told as `#pointer`, kept.
+        fn edit_number(
+            &mut self,
+            site: &Site<'_>,
+            _digits: &str,
+            _out: &mut String,
+        ) -> Result<bool, BodyError> {
+            self.pointers.push(format!("#{}", site.pointer()));
+            Ok(false)
+        }
     }
 
     /// Replaces each `x` of the selected strings by `<"x">` (or `[X]` when `plain`),
@@ -1627,6 +1663,61 @@ mod tests {
                 .replace("\"r\"", "\"R\"")
                 .replace("\"s\"", "\"S\"")
         );
+    }
+
+    /// What a Responses request sends back of the built-in tools' calls is contents: a
+    /// shell call's command and environment and its output, the code interpreter's code
+    /// and logs, a patch's path and diff. Inside a tool's input object, whole numbers
+    /// of 7 to 19 digits are read too (and nowhere else in the body).
+    #[test]
+    fn built_in_tool_calls_and_the_numbers_of_a_tools_input_are_contents() {
+        let request = r#"{"model":"m","max_output_tokens":1234567,"input":[
+            {"type":"local_shell_call","id":"ls","call_id":"c1","action":{"type":"exec","command":["curl","-u","a:b"],"env":{"TOKEN":"t"},"timeout_ms":1234567},"status":"completed"},
+            {"type":"shell_call_output","call_id":"c2","output":[{"stdout":"o","stderr":"e","outcome":{"type":"exit","exit_code":0}}]},
+            {"type":"code_interpreter_call","id":"ci","code":"p","container_id":"k","outputs":[{"type":"logs","logs":"l"}]},
+            {"type":"apply_patch_call","call_id":"c3","operation":{"type":"update_file","path":"a.py","diff":"d"},"status":"completed"}]}"#;
+        let (out, pointers) = upper(request, Selection::RequestContents);
+        assert_eq!(
+            pointers,
+            [
+                "/input/0/action/type",
+                "/input/0/action/command/0",
+                "/input/0/action/command/1",
+                "/input/0/action/command/2",
+                "/input/0/action/env/TOKEN",
+                "#/input/0/action/timeout_ms",
+                "/input/1/output/0/stdout",
+                "/input/1/output/0/stderr",
+                "/input/2/code",
+                "/input/2/outputs/0/logs",
+                "/input/3/operation/type",
+                "/input/3/operation/path",
+                "/input/3/operation/diff",
+            ]
+        );
+        for kept in [
+            r#""call_id":"c1""#,
+            r#""container_id":"k""#,
+            r#""exit_code":0"#,
+        ] {
+            assert!(out.contains(kept), "{out}");
+        }
+        let anthropic = r#"{"model":"m","max_tokens":1234567,"metadata":{"n":1234567},"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"charge","input":{"card":4111111111111111,"ids":[5555555555554444,7],"amount":12.5,"at":{"n":1234567}}}]}]}"#;
+        let (_, pointers) = upper(anthropic, Selection::RequestContents);
+        assert_eq!(
+            pointers,
+            [
+                "#/messages/0/content/0/input/card",
+                "#/messages/0/content/0/input/ids/0",
+                "#/messages/0/content/0/input/at/n"
+            ]
+        );
+        let answer = r#"{"content":[{"type":"tool_use","id":"t","name":"n","input":{"phone":4155552671}}],"usage":{"input_tokens":1234567}}"#;
+        let (_, pointers) = upper(answer, Selection::ResponseContents);
+        assert_eq!(pointers, ["#/content/0/input/phone"]);
+        // Other JSON bodies' numbers are fields: never read.
+        let (_, pointers) = upper(r#"{"card":4111111111111111}"#, Selection::AllStrings);
+        assert!(pointers.is_empty(), "{pointers:?}");
     }
 
     #[test]

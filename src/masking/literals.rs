@@ -219,9 +219,11 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
     Some(end)
 }
 
-/// `(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+["'`]?`
-/// and a password's bytes, six or more. The words between are whole (a blank must
-/// follow each), so the greedy repetition takes the most words that let the rest match.
+/// `(?:assword|ASSWORD)(?:(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?)?[ \t]+`
+/// and a password's bytes, six or more (a quote may open them). The words between are
+/// whole (a blank must follow each), so the greedy repetition takes the most words that
+/// let the rest match; with no verb that lets it match, the value right after the
+/// blanks (a `.netrc` entry's).
 fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     let rest = &bytes[start..];
     if !(rest.starts_with(b"assword") || rest.starts_with(b"ASSWORD")) {
@@ -243,6 +245,7 @@ fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     (0..=words)
         .rev()
         .find_map(|k| told_value_end(bytes, after[k]))
+        .or_else(|| blanks_and_value_end(bytes, start + 7))
 }
 
 /// `[ \t]+(?:is|was|IS|WAS):?[ \t]+` and a value as an assigned password's
@@ -264,6 +267,12 @@ fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) == Some(&b':') {
         at += 1;
     }
+    blanks_and_value_end(bytes, at)
+}
+
+/// `[ \t]+` and a value as an assigned password's at `at` (a backtick may open it):
+/// the end of the value.
+fn blanks_and_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
         return None;
@@ -401,7 +410,14 @@ mod tests {
     #[test]
     fn told_passwords_are_read_as_their_pattern_reads_them() {
         let regex = anchored(Shape::ProsePassword);
-        for lead in ["my password is ", "PASSWORD WAS: ", "password for it is\t"] {
+        for lead in [
+            "my password is ",
+            "PASSWORD WAS: ",
+            "password for it is\t",
+            "login u password ",
+            "password  ",
+            "password for it ",
+        ] {
             for open in ["", "\"", "'", "`"] {
                 for alphabet in ["aZ9!@#$%^&*(){}[]<>?/~|", "a b,c;d'e\t\"f`"] {
                     for len in (0..9).chain(62..67) {

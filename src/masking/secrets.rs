@@ -687,8 +687,46 @@ pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
             password_value(text, value_start, end, 6)?
         }
     };
+    let told = bytes[start + 7..found.start]
+        .iter()
+        .any(|&b| !triggers::is_blank(b) && !matches!(b, b'"' | b'\'' | b'`'));
+    if !told {
+        // No verb: only a `.netrc` entry writes a password so.
+        return in_a_netrc_entry(bytes, start - 1).then_some(found);
+    }
     let value = &bytes[found.start..found.end];
     (unlike_a_word(value) || reads_as_a_passphrase(value)).then_some(found)
+}
+
+/// Whether the `password` at `at` is a `.netrc` entry's token: in the 256 bytes
+/// before it, a `machine` entry with its host (or `default`), then `login` and its
+/// user (and maybe `account` and its name), nothing else, as netrc files write them
+/// (`machine api.example.com login me password s3cret`, on one line or on several).
+fn in_a_netrc_entry(bytes: &[u8], at: usize) -> bool {
+    let before = &bytes[at.saturating_sub(256)..at];
+    let opens = |i: usize| {
+        (i == 0 || before[i - 1].is_ascii_whitespace())
+            && (before[i..].starts_with(b"machine") || before[i..].starts_with(b"default"))
+    };
+    let Some(entry) = (0..before.len()).rev().find(|&i| opens(i)) else {
+        return false;
+    };
+    let mut tokens = before[entry..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|token| !token.is_empty());
+    match tokens.next() {
+        Some(b"machine") if tokens.next().is_some() => {}
+        Some(b"default") => {}
+        _ => return false,
+    }
+    let mut login = false;
+    while let Some(keyword) = tokens.next() {
+        login |= keyword == b"login";
+        if !matches!(keyword, b"login" | b"account") || tokens.next().is_none() {
+            return false;
+        }
+    }
+    login
 }
 
 /// The inside of a quoted password that a `Password` or `ProsePassword` match ends,

@@ -101,14 +101,15 @@ pub const SHAPES: [(Shape, &str); 18] = [
         r#"(?:-u[ \t]+|--user(?:[ \t]+|=))["']?[A-Za-z0-9_.\-]+:[!#-&(-+\--:<-\[\]-_a-~]{6,}"#,
     ),
     // A password told in prose: `my password is hunter22`, `the password for the admin
-    // account was: S3cret!` (up to four words between, the value as an assigned one).
+    // account was: S3cret!` (up to four words between, the value as an assigned one);
+    // or, with no verb, a `.netrc` line's (`machine h login u password s3cret`).
     // A quoted value is read as an assigned one's, blanks included.
     // Found from the literal `assword`/`ASSWORD`; `secrets::prose_password` wants the
-    // word whole and a value that is not a word of prose.
+    // word whole, and a value that is not a word of prose or a `.netrc` entry before.
     (
         Shape::ProsePassword,
         concat!(
-            r#"(?:assword|ASSWORD)(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?[ \t]+"#,
+            r#"(?:assword|ASSWORD)(?:(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?)?[ \t]+"#,
             r#"(?:"[!#-\[\]-~][\t -!#-\[\]-~]{5,63}"|'[!-&(-\[\]-~][\t -&(-\[\]-~]{5,63}'|["'`]?[!#-&(-+\--:<-\[\]-_a-~]{6,})"#,
         ),
     ),
