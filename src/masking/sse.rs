@@ -7,7 +7,9 @@
 //! (less or more than it came with); one whose text is all held back is held, and its
 //! text rides on the next event of its block. The end of a block (a `finish_reason`,
 //! `content_block_stop`, `*.done`), any other event and the end of the stream flush the
-//! held text first, in an event built like the block's last one. Events without text
+//! held text first, in an event built like the block's last one; events that carry no
+//! delta and end nothing (an annotation, a content filter's verdict, a role alone) pass
+//! at once without flushing it. Events without text
 //! (usage, `[DONE]`, pings) pass byte for byte, in order; lines other than `data:`
 //! (comments, ids) are masked as texts of their own; every other field of an event
 //! stays as it was, and its JSON stays valid.
@@ -68,6 +70,12 @@ enum EventKind {
     },
     /// Ends the streams with these key prefixes, then passes (edited as a whole).
     Ends(Vec<String>),
+    /// Carries no delta text and ends no stream, but may hold other contents (a
+    /// citation's annotation, a content filter's verdict, a chunk with only a role or
+    /// an empty delta, `response.in_progress`): edited as a whole and passed at once,
+    /// the streams' held text staying held. Flushing it there would send a value split
+    /// around such an event in two halves that no detector reads.
+    Aside,
     /// Anything else: every stream is flushed before it, its contents edited whole.
     Other,
 }
@@ -143,6 +151,7 @@ fn classify(data: &Value) -> EventKind {
     let index = |name: &str| data.get(name).and_then(Value::as_u64).unwrap_or(0);
     match kind {
         "ping" => EventKind::Neutral,
+        "response.completed" | "response.incomplete" | "response.failed" => EventKind::Other,
         audio if AUDIO_DELTA_EVENTS.contains(&audio) => EventKind::Neutral,
         "content_block_delta" => {
             let block = index("index");
@@ -170,7 +179,12 @@ fn classify(data: &Value) -> EventKind {
         _ => {
             let (stem, suffix) = kind.rsplit_once('.').unwrap_or((kind, ""));
             if !RESPONSES_TEXT_EVENTS.contains(&stem) {
-                return EventKind::Other;
+                // An item or a part ending (`*.done`) ends what is held in it.
+                return if kind.starts_with("response.") && suffix != "done" {
+                    EventKind::Aside
+                } else {
+                    EventKind::Other
+                };
             }
             // Ends in `/`: it is also the prefix its `.done` event ends.
             let key = format!(
@@ -305,7 +319,7 @@ fn classify_choices(data: &Value, choices: &[Value]) -> EventKind {
         }
     }
     if deltas.is_empty() && ends.is_empty() {
-        return EventKind::Other;
+        return EventKind::Aside;
     }
     if deltas.is_empty() {
         return EventKind::Ends(ends);
@@ -652,6 +666,7 @@ impl SseMasker {
                 write_raw(&lines, blank, out);
                 Ok(())
             }
+            EventKind::Aside => self.write_edited(&lines, &data, &[], blank, vault, out, findings),
             EventKind::Other => {
                 self.flush_blocks("", vault, out, findings)?;
                 let mut echoed = Findings::default();
@@ -1222,6 +1237,119 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 "split {split}"
             );
             assert!(out.ends_with("\"done\":true,\"eval_count\":9}\n"));
+        }
+    }
+
+    /// An event that carries no delta text (a citation's annotation, a content filter's
+    /// verdict, a role alone, an empty delta, `response.in_progress`) does not flush the
+    /// held text: a value split around it is still masked whole, a pseudonym still
+    /// restored, at every split point; the event itself passes.
+    #[test]
+    fn values_split_around_events_without_text_are_masked_whole() {
+        let text = "card SECRET-12345678 mail bob@example.org, dear <EMAIL_ADDRESS_1> end";
+        let expected = "card [SECRET] mail [EMAIL_ADDRESS], dear ann@example.org end";
+        let chat_asides = [
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":null},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"finish_reason":null,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"logprobs":{"content":[]},"finish_reason":null}]}"#,
+            r#"{"choices":[],"usage":null}"#,
+        ];
+        let responses_delta = |piece: &str| {
+            format!(
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":{}}}\n\n",
+                serde_json::to_string(piece).unwrap()
+            )
+        };
+        let responses_asides = [
+            r#"{"type":"response.output_text.annotation.added","output_index":0,"content_index":0,"annotation_index":0,"annotation":{"type":"url_citation","url":"https://example.com/"}}"#,
+            r#"{"type":"response.in_progress","response":{"id":"r1","status":"in_progress"}}"#,
+        ];
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            let mut streams = Vec::new();
+            for aside in chat_asides {
+                let mut stream = chat_chunk(a);
+                stream.push_str(&format!("data: {aside}\n\n"));
+                stream.push_str(&chat_chunk(b));
+                stream.push_str(
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+                );
+                streams.push((stream, "/choices/0/delta/content"));
+            }
+            for aside in responses_asides {
+                let stream = format!(
+                    "{}event: x\ndata: {aside}\n\n{}event: response.output_text.done\ndata: {{\"type\":\"response.output_text.done\",\"output_index\":0,\"content_index\":0,\"text\":\"\"}}\n\n",
+                    responses_delta(a),
+                    responses_delta(b)
+                );
+                streams.push((stream, "/delta"));
+            }
+            for (stream, pointer) in streams {
+                let mut vault = Vault::default();
+                vault.pseudonym(&Kind("EMAIL_ADDRESS".into()), "ann@example.org");
+                let out = run(masker(Action::Redact), &mut vault, &[stream.as_bytes()]).unwrap();
+                assert_eq!(joined(&out, pointer), expected, "split {split}: {out}");
+            }
+        }
+    }
+
+    /// A card written as a JSON number in streamed tool-call arguments is replaced by a
+    /// string, as in arguments masked whole, wherever the stream splits it: the joined
+    /// arguments stay JSON. A card inside a string stays in its string.
+    #[test]
+    fn numbers_in_streamed_arguments_become_strings_at_every_split_point() {
+        use crate::masking::{Builtin, Masker};
+        let memo = "a long note to push the card past the look-behind ".repeat(8);
+        let arguments = format!(
+            r#"{{"memo": "{memo}", "card_number": 4111111111111111, "note": "card 4111111111111111", "amount": 1000}}"#
+        );
+        let event = |piece: &str| {
+            format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}\n\n",
+                serde_json::to_string(piece).unwrap()
+            )
+        };
+        let redacting: Arc<dyn TextMasker> = Arc::new(Masker::default());
+        let pseudonymizing: Arc<dyn TextMasker> = Arc::new(
+            Masker::builder()
+                .action(Builtin::CreditCard, Action::Pseudonymize)
+                .build()
+                .unwrap(),
+        );
+        for split in 0..=arguments.len() {
+            let (a, b) = arguments.split_at(split);
+            let stream = format!(
+                "{}{}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":1}}\n\n",
+                event(a),
+                event(b)
+            );
+            let out = run(
+                Some(redacting.clone()),
+                &mut Vault::default(),
+                &[stream.as_bytes()],
+            )
+            .unwrap();
+            let masked: Value = serde_json::from_str(&joined(&out, "/delta/partial_json"))
+                .unwrap_or_else(|error| panic!("split {split}: {error}: {out}"));
+            assert_eq!(masked["card_number"], "[CREDIT_CARD]", "split {split}");
+            assert_eq!(masked["note"], "card [CREDIT_CARD]", "split {split}");
+            assert_eq!(masked["amount"], 1000, "split {split}");
+            let out = run(
+                Some(pseudonymizing.clone()),
+                &mut Vault::default(),
+                &[stream.as_bytes()],
+            )
+            .unwrap();
+            let pseudonymized: Value = serde_json::from_str(&joined(&out, "/delta/partial_json"))
+                .unwrap_or_else(|error| panic!("split {split}: {error}: {out}"));
+            assert!(
+                pseudonymized["card_number"]
+                    .as_str()
+                    .is_some_and(|token| token.starts_with("<CREDIT_CARD_")),
+                "split {split}: {pseudonymized}"
+            );
         }
     }
 

@@ -22,8 +22,11 @@ const LEFT_CONTEXT: usize = 64;
 pub struct TextStream {
     masker: Option<std::sync::Arc<dyn TextMasker>>,
     restore: bool,
-    /// The text is JSON (streamed tool-call arguments): restored values are escaped.
+    /// The text is JSON (streamed tool-call arguments): restored values are escaped,
+    /// and a value masked outside a string (a number) is written as a string.
     json_escaped: bool,
+    /// Where the emitted text of a JSON stream ends: inside a string or not.
+    json_lex: JsonLex,
     look_behind: usize,
     /// Text not yet emitted, after `context` bytes of emitted text.
     pending: String,
@@ -58,6 +61,7 @@ impl TextStream {
             masker,
             restore,
             json_escaped: false,
+            json_lex: JsonLex::default(),
             look_behind,
             pending: String::new(),
             context: 0,
@@ -69,7 +73,9 @@ impl TextStream {
     }
 
     /// For a text that is JSON written piece by piece (tool-call arguments): a restored
-    /// value goes in escaped as inside a JSON string, where its token was.
+    /// value goes in escaped as inside a JSON string, where its token was, and a value
+    /// masked where no string is open (`{"card": 4111111111111111}`) is replaced by a
+    /// string (`{"card": "[CREDIT_CARD]"}`), as in arguments masked whole.
     pub fn restoring_into_json(mut self, json: bool) -> Self {
         self.json_escaped = json;
         self
@@ -240,6 +246,7 @@ impl TextStream {
         findings: &mut Findings,
     ) -> Result<(), BodyError> {
         let mut at = self.context;
+        let mut lex = self.json_lex;
         for span in spans {
             if span.end <= at {
                 continue;
@@ -255,19 +262,30 @@ impl TextStream {
                 kind: span.kind.clone(),
                 by_context: span.by_context,
             };
-            masker.replace(
-                &value_span,
-                &self.pending[start..span.end],
-                vault,
-                out,
-                findings,
-            )?;
+            let value = &self.pending[start..span.end];
+            let from = out.len();
+            masker.replace(&value_span, value, vault, out, findings)?;
+            if self.json_escaped {
+                lex.advance(&self.pending[at..start]);
+                if !lex.in_string && out[from..] != *value {
+                    // A number of the JSON: its replacement is a string.
+                    let mut quoted = Vec::with_capacity(out.len() - from + 2);
+                    encode_string(&out[from..], &mut quoted);
+                    out.truncate(from);
+                    out.push_str(&String::from_utf8_lossy(&quoted));
+                }
+                lex.advance(value);
+            }
             at = span.end;
             cut = cut.max(at);
         }
         if at < cut {
             out.push_str(&self.pending[at..cut]);
+            if self.json_escaped {
+                lex.advance(&self.pending[at..cut]);
+            }
         }
+        self.json_lex = lex;
         let keep = self
             .pending
             .floor_char_boundary(cut.saturating_sub(LEFT_CONTEXT));
@@ -312,6 +330,30 @@ impl TextStream {
         let unrestored = std::mem::take(&mut self.unrestored);
         self.restore_run(&unrestored, vault, out, findings)?;
         self.mask_flush(vault, out, findings)
+    }
+}
+
+/// Whether a JSON text read so far ends inside a string: enough to tell a number from
+/// a string's contents where a value is replaced.
+#[derive(Clone, Copy, Debug, Default)]
+struct JsonLex {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonLex {
+    fn advance(&mut self, text: &str) {
+        for &b in text.as_bytes() {
+            if !self.in_string {
+                self.in_string = b == b'"';
+            } else if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+        }
     }
 }
 
