@@ -419,6 +419,67 @@ async fn numbers_in_arguments_and_reasoning_are_masked(travel: Travel) {
     assert!(!text.contains("4111"), "{text}");
 }
 
+/// Ollama sends a tool call's arguments as an object and a reasoning model's thoughts
+/// as `thinking`: both reach the endpoint masked (a card as a number becomes a string),
+/// and `block` refuses a card in them; an Anthropic citation's quoted text is masked.
+async fn ollama_arguments_thinking_and_citations_are_masked(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"done":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let body = serde_json::json!({
+        "model": "qwen3", "stream": false,
+        "messages": [{ "role": "assistant", "content": "",
+            "thinking": format!("The user is {EMAIL}."),
+            "tool_calls": [{ "function": { "name": "pay", "arguments": {
+                "card": "4111 1111 1111 1111", "number": 4111111111111111u64, "amount": 100 } } }] }],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request("POST", &post("/api/chat", "application/json", &body))
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = seen_json(&upstream.only_request());
+    let message = &seen["messages"][0];
+    assert_eq!(
+        message["thinking"], "The user is [EMAIL_ADDRESS].",
+        "{travel:?}"
+    );
+    assert_eq!(
+        message["tool_calls"][0]["function"]["arguments"],
+        serde_json::json!({"card": "[CREDIT_CARD]", "number": "[CREDIT_CARD]", "amount": 100}),
+        "{travel:?}"
+    );
+    let text = refused_for_a_card(travel, "/api/chat", &body).await;
+    assert!(!text.contains("4111"), "{text}");
+
+    let upstream = Upstream::start(|_| json_reply(r#"{"type":"message"}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 64,
+        "messages": [{ "role": "assistant", "content": [{ "type": "text", "text": "As cited.",
+            "citations": [{ "type": "char_location", "cited_text": format!("mail {EMAIL}"),
+                "document_index": 0, "start_char_index": 0, "end_char_index": 9 }] }] }],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request("POST", &post("/v1/messages", "application/json", &body))
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = seen_json(&upstream.only_request());
+    assert_eq!(
+        seen["messages"][0]["content"][0]["citations"][0]["cited_text"], "mail [EMAIL_ADDRESS]",
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn ollama_arguments_thinking_and_citations_are_masked_on_every_engine() {
+    for travel in Travel::ALL {
+        ollama_arguments_thinking_and_citations_are_masked(travel).await;
+    }
+}
+
 #[tokio::test]
 async fn numbers_in_arguments_and_reasoning_are_masked_on_every_engine() {
     for travel in Travel::ALL {

@@ -12,7 +12,7 @@
 //! names = false                   # the optional PERSON / STREET_ADDRESS detectors
 //! cache_entries = 8192            # (default) texts read before, answered by hash; 0: off
 //! cache_scope = "client"          # (default) each client's texts apart, or "route"
-//! identifiers = false             # also mask `user`, `safety_identifier`, `metadata`
+//! identifiers = false             # also mask `user`, `safety_identifier`, `prompt_cache_key`, `metadata`
 //! keep = ["support@acme.com", "@acme.com"]   # values (or a domain's addresses) never masked
 //! types = { EMAIL_ADDRESS = "pseudonymize", CREDIT_CARD = "block", IP_ADDRESS = "off" }
 //! custom = [

@@ -1098,8 +1098,8 @@ pub struct MaskSpec {
     /// or every client's of the route ("route").
     #[serde(default)]
     pub cache_scope: CacheScopeSpec,
-    /// Also mask an AI API request's end-user identifiers: `user`, `safety_identifier`
-    /// and every string of `metadata` (off: they pass byte for byte, as other fields).
+    /// Also mask an AI API request's end-user identifiers: `user`, `safety_identifier`,
+    /// `prompt_cache_key` and every string of `metadata` (off: they pass byte for byte, as other fields).
     #[serde(default)]
     pub identifiers: bool,
     /// Values never masked: exact values (`"support@acme.com"`, `"203.0.113.7"`), or

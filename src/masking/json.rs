@@ -75,7 +75,23 @@ pub const CONTENT_KEYS: &[&str] = &[
     "logs",
     "stdout",
     "stderr",
+    // A file search's queries, a generated image's revised prompt (Responses), an
+    // audio answer's transcript (chat `message.audio.transcript`), a citation's
+    // quoted text (Anthropic `citations[].cited_text`), an Ollama prompt template.
+    "queries",
+    "revised_prompt",
+    "transcript",
+    "cited_text",
+    "template",
 ];
+
+/// A key whose string is content except in an Anthropic content block, where it is a
+/// thinking block's text that its `signature` covers (a changed one is refused by the
+/// API): Ollama's `thinking` (a message's, or a generate answer's) is a reasoning
+/// model's thoughts, and restates the prompt. An Anthropic block is told by its place:
+/// an object in the array of a `content` key.
+#[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
+const THINKING_KEY: &str = "thinking";
 
 /// Top-level keys of a request that hold contents; the rest of a request (tools,
 /// schemas, metadata, the model) is passed byte for byte without a look.
@@ -88,18 +104,21 @@ const REQUEST_ROOTS: &[&str] = &[
     "suffix",
     "instructions",
     "prediction",
+    "template",
 ];
 
-/// Top-level keys of a request that say who its end user is: OpenAI's `user` and
-/// `safety_identifier`, and `metadata` (OpenAI's stored tags, Anthropic's
+/// Top-level keys of a request that say who its end user is: OpenAI's `user`,
+/// `safety_identifier` and `prompt_cache_key` (its two replacements for `user`), and
+/// `metadata` (OpenAI's stored tags, Anthropic's
 /// `metadata.user_id`). Read only when a route asks (`identifiers = true`): apps often
 /// put an e-mail address there, but a request's fields other than its contents are
 /// otherwise kept byte for byte.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
-const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "metadata"];
+const IDENTIFIER_ROOTS: &[&str] = &["user", "safety_identifier", "prompt_cache_key", "metadata"];
 
 /// A key whose string holds JSON (tool-call arguments): its editor may mask the inner
-/// JSON's strings so the arguments stay parseable.
+/// JSON's strings so the arguments stay parseable. As an object (Ollama sends them so)
+/// it is a tool's input, read as [`WHOLE_OBJECT_KEYS`] are.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
 const ARGUMENTS_KEY: &str = "arguments";
 
@@ -112,7 +131,7 @@ const ARGUMENTS_KEY: &str = "arguments";
 /// `apply_patch_call`'s operation (its path and diff). A tool's input is free-form
 /// JSON: a number there is the tool's data, as it is in OpenAI's `arguments` string.
 #[cfg_attr(not(test), allow(dead_code))] // `key_class_of` matches it (tested)
-const WHOLE_OBJECT_KEYS: &[&str] = &["input", "variables", "action", "operation"];
+const WHOLE_OBJECT_KEYS: &[&str] = &["input", "variables", "action", "operation", "arguments"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reach {
@@ -531,6 +550,7 @@ const KEY_ARGUMENTS: u8 = 8;
 const KEY_TEXT: u8 = 16;
 const KEY_MODEL: u8 = 32;
 const KEY_IDENTIFIER: u8 = 64;
+const KEY_THINKING: u8 = 128;
 
 /// Which lists a key (raw, as written) is in: [`REQUEST_ROOTS`], [`CONTENT_KEYS`],
 /// [`WHOLE_OBJECT_KEYS`], [`ARGUMENTS_KEY`], `text`, `model`, [`IDENTIFIER_ROOTS`] (one
@@ -548,17 +568,20 @@ fn key_class(raw: &[u8], escaped: bool) -> u8 {
 fn key_class_of(key: &[u8]) -> u8 {
     match key {
         b"messages" | b"prediction" => KEY_ROOT,
-        b"system" | b"prompt" | b"suffix" | b"instructions" => KEY_ROOT | KEY_CONTENT,
+        b"system" | b"prompt" | b"suffix" | b"instructions" | b"template" => KEY_ROOT | KEY_CONTENT,
         b"input" => KEY_ROOT | KEY_CONTENT | KEY_WHOLE_OBJECT,
         b"variables" => KEY_CONTENT | KEY_WHOLE_OBJECT,
         b"action" | b"operation" => KEY_WHOLE_OBJECT,
         b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response"
         | b"reasoning_content" | b"reasoning" | b"title" | b"context" | b"filename" | b"code"
-        | b"logs" | b"stdout" | b"stderr" => KEY_CONTENT,
+        | b"logs" | b"stdout" | b"stderr" | b"queries" | b"revised_prompt" | b"transcript"
+        | b"cited_text" => KEY_CONTENT,
+        b"thinking" => KEY_THINKING,
         b"text" => KEY_CONTENT | KEY_TEXT,
-        b"arguments" => KEY_CONTENT | KEY_ARGUMENTS,
+        // An object (Ollama's arguments) is a tool's input; a string, JSON to read.
+        b"arguments" => KEY_CONTENT | KEY_ARGUMENTS | KEY_WHOLE_OBJECT,
         b"model" => KEY_MODEL,
-        b"user" | b"safety_identifier" | b"metadata" => KEY_IDENTIFIER,
+        b"user" | b"safety_identifier" | b"prompt_cache_key" | b"metadata" => KEY_IDENTIFIER,
         _ => 0,
     }
 }
@@ -604,7 +627,8 @@ impl Scanner<'_> {
                 (Reach::Skip, false, false)
             }
             Reach::RequestRoot | Reach::IdentifiedRequestRoot | Reach::Contents => {
-                let content = class & KEY_CONTENT != 0;
+                let content = class & KEY_CONTENT != 0
+                    || (class & KEY_THINKING != 0 && !self.in_a_content_block());
                 let reach = if is_object && class & KEY_WHOLE_OBJECT != 0 {
                     Reach::EverythingAndNumbers
                 } else {
@@ -612,6 +636,20 @@ impl Scanner<'_> {
                 };
                 (reach, content, content && class & KEY_ARGUMENTS != 0)
             }
+        }
+    }
+
+    /// Whether the innermost object is an element of the array of a `content` key (an
+    /// Anthropic content block).
+    fn in_a_content_block(&self) -> bool {
+        match self.stack.as_slice() {
+            [.., holder, array, object] => {
+                array.array
+                    && !object.array
+                    && !holder.array
+                    && &self.body[holder.key.0..holder.key.1] == b"content"
+            }
+            _ => false,
         }
     }
 
@@ -1255,7 +1293,7 @@ mod tests {
     /// `key_class` gives each key the lists it is in, and nothing to other keys.
     #[test]
     fn key_class_agrees_with_the_lists() {
-        let lists: [(&[&str], u8); 7] = [
+        let lists: [(&[&str], u8); 8] = [
             (REQUEST_ROOTS, KEY_ROOT),
             (CONTENT_KEYS, KEY_CONTENT),
             (WHOLE_OBJECT_KEYS, KEY_WHOLE_OBJECT),
@@ -1263,6 +1301,7 @@ mod tests {
             (&["text"], KEY_TEXT),
             (&["model"], KEY_MODEL),
             (IDENTIFIER_ROOTS, KEY_IDENTIFIER),
+            (&[THINKING_KEY], KEY_THINKING),
         ];
         let keys = lists.iter().flat_map(|(names, _)| names.iter().copied());
         for key in keys.chain(["role", "Content", "messages2", "", "tool_calls"]) {
@@ -1718,6 +1757,69 @@ mod tests {
         // Other JSON bodies' numbers are fields: never read.
         let (_, pointers) = upper(r#"{"card":4111111111111111}"#, Selection::AllStrings);
         assert!(pointers.is_empty(), "{pointers:?}");
+    }
+
+    /// Ollama's `thinking` and object `arguments`, its `template`, a citation's quoted
+    /// text, an audio answer's transcript, a file search's queries and a generated
+    /// image's revised prompt are contents; an Anthropic thinking block's text is not
+    /// (its signature covers it); `prompt_cache_key` is an end-user identifier.
+    #[test]
+    fn thinking_citations_transcripts_and_ollama_arguments_are_contents() {
+        let sorted = |(_, mut pointers): (String, Vec<String>)| {
+            pointers.sort();
+            pointers
+        };
+        let ollama = r#"{"model":"m","think":true,"template":"tpl","prompt_cache_key":"k","messages":[{"role":"assistant","content":"c","thinking":"t","tool_calls":[{"function":{"name":"pay","arguments":{"card":"x","n":4111111111111111}}}]}]}"#;
+        let expected = [
+            "#/messages/0/tool_calls/0/function/arguments/n",
+            "/messages/0/content",
+            "/messages/0/thinking",
+            "/messages/0/tool_calls/0/function/arguments/card",
+            "/template",
+        ];
+        assert_eq!(sorted(upper(ollama, Selection::RequestContents)), expected);
+        let identified = sorted(upper(ollama, Selection::RequestContentsAndIdentifiers));
+        assert!(
+            identified.contains(&"/prompt_cache_key".to_string()),
+            "{identified:?}"
+        );
+        let anthropic = r#"{"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"text","text":"a","citations":[{"type":"char_location","cited_text":"q","document_index":0}]}]}],"thinking":{"type":"enabled","budget_tokens":1024}}"#;
+        assert_eq!(
+            sorted(upper(anthropic, Selection::RequestContents)),
+            [
+                "/messages/0/content/1/citations/0/cited_text",
+                "/messages/0/content/1/text"
+            ]
+        );
+        let answers = [
+            (
+                r#"{"message":{"role":"assistant","content":"c","thinking":"t"},"done":true}"#,
+                vec!["/message/content", "/message/thinking"],
+            ),
+            (
+                r#"{"response":"r","thinking":"t","done":false}"#,
+                vec!["/response", "/thinking"],
+            ),
+            (
+                r#"{"content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"text","text":"x","citations":[{"cited_text":"q"}]}]}"#,
+                vec!["/content/1/citations/0/cited_text", "/content/1/text"],
+            ),
+            (
+                r#"{"choices":[{"message":{"role":"assistant","audio":{"id":"a","data":"AAAA","transcript":"tr"}}}]}"#,
+                vec!["/choices/0/message/audio/transcript"],
+            ),
+            (
+                r#"{"output":[{"type":"file_search_call","queries":["q1"]},{"type":"image_generation_call","revised_prompt":"rp","result":"AAAA"}]}"#,
+                vec!["/output/0/queries/0", "/output/1/revised_prompt"],
+            ),
+        ];
+        for (answer, expected) in answers {
+            assert_eq!(
+                sorted(upper(answer, Selection::ResponseContents)),
+                expected,
+                "{answer}"
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,14 @@ const RESPONSES_TEXT_EVENTS: &[&str] = &[
     "response.audio_transcript",
 ];
 
+/// The texts of an Ollama line (JSON pointers), as [`classify_ollama`] reads them.
+const OLLAMA_TEXTS: [&str; 4] = [
+    "/message/content",
+    "/message/thinking",
+    "/response",
+    "/thinking",
+];
+
 /// Events whose `delta` is audio (base64): nothing to mask, and no reason to send a
 /// text stream's held text before them (the Realtime API interleaves them with the
 /// transcript's deltas).
@@ -159,6 +167,9 @@ fn classify(data: &Value) -> EventKind {
             let (field, name) = match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
                 Some("text_delta") => ("text", "text"),
                 Some("input_json_delta") => ("partial_json", "json"),
+                // A citation quotes its document (`citation.cited_text`): masked
+                // whole, the block's text held.
+                Some("citations_delta") => return EventKind::Aside,
                 // Thinking text is covered by its signature: not touched.
                 _ => return EventKind::Neutral,
             };
@@ -209,33 +220,47 @@ fn classify(data: &Value) -> EventKind {
     }
 }
 
-/// Ollama's own API: `message.content` (chat) or `response` (generate), `done` last.
+/// Ollama's own API: `message.content` and `message.thinking` (chat), `response` and
+/// `thinking` (generate), each a text of its own; `done` last.
 fn classify_ollama(data: &Value, done: bool) -> EventKind {
-    let (text, pointer) = match (
-        data.pointer("/message/content").and_then(Value::as_str),
-        data.get("response").and_then(Value::as_str),
-    ) {
-        (Some(text), _) => (text, "/message/content"),
-        (None, Some(text)) => (text, "/response"),
-        (None, None) if done => return EventKind::Ends(vec!["ollama/".into()]),
-        (None, None) => return EventKind::Other,
+    let deltas: Vec<Delta> = OLLAMA_TEXTS
+        .iter()
+        .filter_map(|&pointer| {
+            let text = data.pointer(pointer)?.as_str()?;
+            Some(Delta {
+                key: format!("ollama/{pointer}"),
+                pointer: pointer.to_string(),
+                text: text.to_string(),
+            })
+        })
+        .collect();
+    let ends = if done {
+        vec!["ollama/".to_string()]
+    } else {
+        Vec::new()
     };
+    if deltas.is_empty() {
+        return if done {
+            EventKind::Ends(ends)
+        } else {
+            EventKind::Other
+        };
+    }
     let message_is_text = data
         .get("message")
         .and_then(Value::as_object)
-        .is_none_or(|message| message.keys().all(|k| k == "role" || k == "content"));
+        .is_none_or(|message| {
+            message
+                .keys()
+                .all(|k| matches!(k.as_str(), "role" | "content" | "thinking"))
+        });
+    // A line may be held when at most one of its texts says anything (a thinking
+    // line's `content` is empty).
+    let texts = deltas.iter().filter(|delta| !delta.text.is_empty()).count();
     EventKind::Deltas {
-        deltas: vec![Delta {
-            key: format!("ollama/{pointer}"),
-            pointer: pointer.to_string(),
-            text: text.to_string(),
-        }],
-        ends: if done {
-            vec!["ollama/".into()]
-        } else {
-            Vec::new()
-        },
-        pure: !done && message_is_text,
+        deltas,
+        ends,
+        pure: !done && message_is_text && texts <= 1,
     }
 }
 
@@ -396,6 +421,35 @@ fn template_of(last: &LastDelta) -> Option<Template> {
             }
         }
         *choices = vec![choice];
+    }
+    let ollama = data.get("done").is_some_and(Value::is_boolean);
+    if let Some(message) = data
+        .get_mut("message")
+        .and_then(Value::as_object_mut)
+        .filter(|_| ollama)
+    {
+        // Ollama: the message's role and this one text; a tool call is never repeated.
+        let field = last
+            .pointer
+            .rsplit('/')
+            .next()
+            .unwrap_or("content")
+            .to_string();
+        let role = message.remove("role");
+        message.clear();
+        if let Some(role) = role {
+            message.insert("role".into(), role);
+        }
+        message.insert("content".into(), Value::from(""));
+        message.insert(field, Value::from(""));
+    }
+    if let Some(object) = data.as_object_mut().filter(|_| ollama) {
+        // Ollama's generate: the other text of the line is not repeated either.
+        for (key, pointer) in [("response", "/response"), ("thinking", "/thinking")] {
+            if last.pointer != pointer && object.contains_key(key) {
+                object.insert(key.into(), Value::from(""));
+            }
+        }
     }
     if let Some(object) = data.as_object_mut() {
         object.remove("usage");
@@ -1238,6 +1292,104 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             );
             assert!(out.ends_with("\"done\":true,\"eval_count\":9}\n"));
         }
+    }
+
+    /// An Anthropic citation quotes its document: the `citations_delta` event's
+    /// `cited_text` is masked whole, and the block's text held around it is still one.
+    #[test]
+    fn anthropic_citation_deltas_are_masked_and_hold_the_text() {
+        let text_delta = |text: &str| {
+            format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}\n\n",
+                serde_json::to_string(text).unwrap()
+            )
+        };
+        let stream = format!(
+            "{}event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"citations_delta\",\"citation\":{{\"type\":\"char_location\",\"cited_text\":\"mail bob@example.org\",\"document_index\":0}}}}}}\n\n{}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n",
+            text_delta("write to ann@exa"),
+            text_delta("mple.org today")
+        );
+        let out = run(
+            masker(Action::Redact),
+            &mut Vault::default(),
+            &[stream.as_bytes()],
+        )
+        .unwrap();
+        assert_eq!(
+            joined(&out, "/delta/text"),
+            "write to [EMAIL_ADDRESS] today"
+        );
+        assert_eq!(
+            joined(&out, "/delta/citation/cited_text"),
+            "mail [EMAIL_ADDRESS]"
+        );
+    }
+
+    /// Ollama's `thinking` is a text of its own beside `content` (chat) and `response`
+    /// (generate), masked across lines; a line with both is never dropped, and the
+    /// line that carries held text repeats no tool call.
+    #[test]
+    fn ollama_thinking_is_masked_across_lines_and_tool_calls_are_never_repeated() {
+        let chat =
+            |message: &str| format!("{{\"model\":\"m\",\"message\":{message},\"done\":false}}\n");
+        let mut stream = String::new();
+        for piece in ["the user is bob@exa", "mple.org, card SECRET-12", "34"] {
+            stream.push_str(&chat(&format!(
+                "{{\"role\":\"assistant\",\"content\":\"\",\"thinking\":{}}}",
+                serde_json::to_string(piece).unwrap()
+            )));
+        }
+        stream.push_str(&chat(
+            r#"{"role":"assistant","content":"Sending to ann@exa"}"#,
+        ));
+        stream.push_str(&chat(
+            r#"{"role":"assistant","content":"","tool_calls":[{"function":{"name":"send_money","arguments":{"amount":100}}}]}"#,
+        ));
+        stream.push_str("{\"model\":\"m\",\"done\":true,\"done_reason\":\"stop\"}\n");
+        let generate = "{\"response\":\"\",\"thinking\":\"mail ann@exa\",\"done\":false}\n\
+{\"response\":\" there\",\"thinking\":\"mple.org now\",\"done\":false}\n\
+{\"response\":\"\",\"done\":true}\n";
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let mut sse = SseMasker::json_lines(masker(Action::Redact), false, 1 << 20);
+            let (mut findings, mut out, mut vault) =
+                (Findings::default(), Vec::new(), Vault::default());
+            sse.push(a, &mut vault, &mut out, &mut findings).unwrap();
+            sse.push(b, &mut vault, &mut out, &mut findings).unwrap();
+            sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let (mut thinking, mut content) = (String::new(), String::new());
+            for line in out.lines() {
+                let value: Value = serde_json::from_str(line).expect("each line is JSON");
+                if let Some(text) = value.pointer("/message/thinking").and_then(Value::as_str) {
+                    thinking.push_str(text);
+                }
+                if let Some(text) = value.pointer("/message/content").and_then(Value::as_str) {
+                    content.push_str(text);
+                }
+            }
+            assert_eq!(
+                thinking, "the user is [EMAIL_ADDRESS], card [SECRET]",
+                "split {split}: {out}"
+            );
+            assert_eq!(content, "Sending to ann@exa", "split {split}: {out}");
+            assert_eq!(out.matches("send_money").count(), 1, "split {split}: {out}");
+        }
+        let mut sse = SseMasker::json_lines(masker(Action::Redact), false, 1 << 20);
+        let (mut findings, mut out, mut vault) =
+            (Findings::default(), Vec::new(), Vault::default());
+        sse.push(generate.as_bytes(), &mut vault, &mut out, &mut findings)
+            .unwrap();
+        sse.finish(&mut vault, &mut out, &mut findings).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let (mut thinking, mut response) = (String::new(), String::new());
+        for line in out.lines() {
+            let value: Value = serde_json::from_str(line).expect("each line is JSON");
+            thinking.push_str(value["thinking"].as_str().unwrap_or_default());
+            response.push_str(value["response"].as_str().unwrap_or_default());
+        }
+        assert_eq!(thinking, "mail [EMAIL_ADDRESS] now", "{out}");
+        assert_eq!(response, " there", "{out}");
     }
 
     /// An event that carries no delta text (a citation's annotation, a content filter's
