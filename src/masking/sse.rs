@@ -107,6 +107,10 @@ struct BlockStream {
     key: String,
     text: TextStream,
     last: Option<LastDelta>,
+    /// The `id:` line of an event of this block that was held (dropped, its text
+    /// riding on a later event): written on the event that carries its text, so that
+    /// a client's `Last-Event-ID` still reaches it.
+    held_id: Option<String>,
 }
 
 pub struct SseMasker {
@@ -758,6 +762,33 @@ impl SseMasker {
                     });
                     replacements.push((delta.pointer.clone(), emitted));
                 }
+                // Only an event that ends nothing is held.
+                let held = pure
+                    && replacements.iter().all(|(_, emitted)| emitted.is_empty())
+                    && deltas.iter().any(|delta| !delta.text.is_empty());
+                let id = lines
+                    .iter()
+                    .find(|line| field_of(&line.text).0 == "id")
+                    .map(|line| line.text.clone());
+                let mut carried = None;
+                for delta in &deltas {
+                    if let Some(block) = self.blocks.iter_mut().find(|b| b.key == delta.key) {
+                        if held {
+                            block.held_id = id.clone().or(block.held_id.take());
+                        } else if let Some(held_id) = block.held_id.take() {
+                            carried = carried.or(Some(held_id));
+                        }
+                    }
+                }
+                if let Some(held_id) = carried.filter(|_| id.is_none() && !self.json_lines) {
+                    lines.insert(
+                        0,
+                        Line {
+                            text: held_id,
+                            ending: self.newline,
+                        },
+                    );
+                }
                 for end in &ends {
                     // A block this event ends gets its held text in this event.
                     for (delta, (_, emitted)) in deltas.iter().zip(replacements.iter_mut()) {
@@ -770,9 +801,6 @@ impl SseMasker {
                     }
                     self.flush_blocks(end, vault, out, findings)?;
                 }
-                let held = pure
-                    && replacements.iter().all(|(_, emitted)| emitted.is_empty())
-                    && deltas.iter().any(|delta| !delta.text.is_empty());
                 if held {
                     return Ok(());
                 }
@@ -800,6 +828,7 @@ impl SseMasker {
                     text: TextStream::new(self.masker.clone(), self.restore)
                         .restoring_into_json(holds_json(key)),
                     last: None,
+                    held_id: None,
                 });
                 self.blocks.len() - 1
             }
@@ -842,6 +871,10 @@ impl SseMasker {
             if let Some(event) = &template.event {
                 out.extend_from_slice(b"event: ");
                 out.extend_from_slice(event.as_bytes());
+                out.extend_from_slice(self.newline);
+            }
+            if let Some(id) = &block.held_id {
+                out.extend_from_slice(id.as_bytes());
                 out.extend_from_slice(self.newline);
             }
             out.extend_from_slice(b"data: ");
@@ -1242,6 +1275,42 @@ data: [DONE]
         let stream = format!(": {one}\n\n");
         let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
         assert_eq!(out, ": SECRET-1\n\n");
+    }
+
+    /// An event whose text is all held is dropped, but not its `id:`: the event that
+    /// later carries its text carries its id too (unless it has one of its own), so a
+    /// client's `Last-Event-ID` is never left behind the text it got.
+    #[test]
+    fn the_id_of_a_held_event_rides_with_its_text() {
+        let chunk = |id: &str, text: &str| format!("id: {id}\n{}", chat_chunk(text));
+        let finish =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        // Held to the end of the block: the event built there has the id.
+        let out = run(
+            masker(Action::Redact),
+            &mut Vault::default(),
+            &[format!("{}{finish}", chunk("7", "card SECRET-1")).as_bytes()],
+        )
+        .unwrap();
+        let at = out.find("id: 7\n").expect("the id reaches the client");
+        assert!(
+            out[at..].starts_with("id: 7\ndata: ") && out[at..].contains("[SECRET]"),
+            "{out}"
+        );
+        // Held, then carried by a later event without an id of its own.
+        let later = chat_chunk(&format!(
+            "{} and more text after it, long enough",
+            "x".repeat(40)
+        ));
+        let out = run(
+            masker(Action::Redact),
+            &mut Vault::default(),
+            &[format!("{}{later}{finish}", chunk("8", "card SECRET-2")).as_bytes()],
+        )
+        .unwrap();
+        let at = out.find("id: 8\n").expect("the id reaches the client");
+        assert!(out[at..].contains("[SECRET]"), "{out}");
+        assert_eq!(out.matches("id: 8").count(), 1, "{out}");
     }
 
     #[test]
