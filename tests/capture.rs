@@ -212,9 +212,15 @@ async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
     .await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
     let mut client = RawClient::connect(&proxy).await;
-    let response = client.request("POST", &post(&body, "")).await;
+    // A value in the query is stored masked too (the endpoint gets the URL as it is).
+    let request = post(&body, "").replacen("?trace=1", &format!("?trace=1&to={EMAIL}"), 1);
+    let response = client.request("POST", &request).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     let flow = &flows(dir.path(), 1).await[0];
+    assert_eq!(
+        flow.request.url, "/v1/chat/completions?trace=1&to=[EMAIL_ADDRESS]",
+        "{travel:?}"
+    );
     let stored = flow.request.body.text().unwrap();
     assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
     assert!(stored.contains("[EMAIL_ADDRESS]"), "{travel:?}: {stored}");
@@ -499,6 +505,28 @@ async fn the_admin_api_lists_finds_and_tails_flows() {
         .unwrap();
     assert_eq!(whole["request"]["body"]["text"], body, "{whole}");
     assert_eq!(whole["response"]["body"]["text"], ANSWER);
+
+    // A listing filtered on bodies tells what they hold, a guess at a time: it needs
+    // the token too, in the list and in the tail, wherever `~b` stands.
+    for path in [
+        "/api/flows?filter=~b%20Hello",
+        "/api/flows?filter=~m%20POST%20%26%20!~b%20x",
+        "/api/flows/tail?filter=~c%20200%20|%20~b%20Hello",
+    ] {
+        let url = proxy.admin_url(path);
+        let refused = http.get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+    }
+    let found: serde_json::Value = http
+        .get(proxy.admin_url("/api/flows?filter=~b%20Hello"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["flows"].as_array().unwrap().len(), 1, "{found}");
 
     // Clear errors.
     let bad = http

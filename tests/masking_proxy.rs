@@ -814,9 +814,11 @@ async fn wait_for_lines(path: &std::path::Path, count: usize, needle: &str) -> S
 }
 
 /// No value, in any form a log could hold, reaches the access log, the audit log, the
-/// metrics or an error body; the findings are counted by type and direction.
+/// metrics or an error body; the findings are counted by type and direction. The
+/// access log's path shows a query's values masked too.
 #[tokio::test]
 async fn no_value_reaches_a_log_a_metric_or_an_error() {
+    const KEY: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXyZ4";
     let values = [
         EMAIL,
         CARD,
@@ -824,6 +826,8 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
         "+1 415 555 0132",
         "AKIAIOSFODNN7EXAMPLE",
         "ops@answers.example",
+        "jane.doe%40example.org",
+        KEY,
     ];
     // The answer carries a value of its own: masked on the way back, counted as such.
     let answer = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"write to ops@answers.example"}}]}"#;
@@ -844,7 +848,10 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
         let content = format!("{EMAIL} {CARD} call +1 415 555 0132");
         let chat_post =
             |content: &str| post("/v1/chat/completions", "application/json", &chat(content));
-        let response = client.request("POST", &chat_post(&content)).await;
+        let query = format!("/v1/chat/completions?user=jane.doe%40example.org&key={KEY}");
+        let response = client
+            .request("POST", &post(&query, "application/json", &chat(&content)))
+            .await;
         assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
         let blocked = client
             .request("POST", &chat_post("key AKIAIOSFODNN7EXAMPLE"))
@@ -882,6 +889,11 @@ async fn no_value_reaches_a_log_a_metric_or_an_error() {
         let access_log = wait_for_lines(&access, 3, "CREDIT_CARD:redact=1").await;
         assert!(
             access_log.contains("response.EMAIL_ADDRESS:partial=1"),
+            "{travel:?}: {access_log}"
+        );
+        assert!(
+            access_log
+                .contains(r#""path":"/v1/chat/completions?user=[EMAIL_ADDRESS]&key=[API_KEY]""#),
             "{travel:?}: {access_log}"
         );
         let audit_log = wait_for_lines(&audit, 1, "mask_block").await;

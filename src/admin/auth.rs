@@ -9,18 +9,30 @@ use crate::config::Plan;
 use crate::pipeline::{ProxyBody, json_error};
 use crate::server::Gateway;
 
-/// Whether a call to `path` with `method` must present the admin token.
-pub fn needed(method: &Method, path: &str, plan: &Plan) -> bool {
+/// Whether a call to `path` (with `query`) with `method` must present the admin token.
+pub fn needed(method: &Method, path: &str, query: Option<&str>, plan: &Plan) -> bool {
     if matches!(path, "/healthz" | "/readyz") {
         // Load balancers and orchestrators probe without secrets.
         return false;
     }
-    // One flow whole holds its bodies: what the proxy saw of prompts and answers.
+    // One flow whole holds its bodies: what the proxy saw of prompts and answers. A
+    // list filtered on bodies (`~b`) tells as much, a guess at a time: a count of
+    // matches answers yes or no.
     let bodies = path
         .strip_prefix("/api/flows/")
-        .is_some_and(|id| !id.is_empty() && id != "tail");
+        .is_some_and(|id| !id.is_empty() && id != "tail")
+        || (matches!(path, "/api/flows" | "/api/flows/tail") && filters_bodies(query));
     let reads = method == Method::GET || method == Method::HEAD;
     !reads || bodies || plan.admin_read_requires_token
+}
+
+/// Whether the `filter` parameter of a flow listing reads bodies (one that does not
+/// parse is refused by the listing itself).
+fn filters_bodies(query: Option<&str>) -> bool {
+    let params = super::flows::query_params(query);
+    super::flows::param(&params, "filter")
+        .and_then(|text| crate::inspect::filter::Filter::parse(text).ok())
+        .is_some_and(|filter| filter.reads_bodies())
 }
 
 /// Refuses a call without the admin token: 403 when none is configured (nothing can

@@ -52,8 +52,12 @@ pub async fn handle(
     {
         return Ok(page);
     }
-    if auth::needed(request.method(), &path, &gateway.plan())
-        && let Err(refusal) = auth::authorise(&request, &gateway)
+    if auth::needed(
+        request.method(),
+        &path,
+        request.uri().query(),
+        &gateway.plan(),
+    ) && let Err(refusal) = auth::authorise(&request, &gateway)
     {
         return Ok(*refusal);
     }

@@ -134,6 +134,7 @@ pub(super) async fn forward_admitted(
     let mut outgoing = match &plan.mask {
         Some(mask) => {
             record.masking = Some(plan.telemetry.clone());
+            record.redact_path(&*mask.policy.masker);
             let idle = plan.limits.idle_timeout;
             mask::mask_request(mask, &mut head, body, idle, record).await?
         }

@@ -91,6 +91,21 @@ impl Record {
         }
     }
 
+    /// A masking listener logs and stores no value: not one the request's query
+    /// carries either (its log line's path, its captured flow's URL).
+    pub fn redact_path(&mut self, masker: &dyn crate::masking::TextMasker) {
+        let redacted = |text: &str| match crate::masking::redacted_for_log(masker, text) {
+            std::borrow::Cow::Owned(redacted) => Some(redacted),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        if let Some(path) = self.path.as_deref().and_then(redacted) {
+            self.path = Some(path);
+        }
+        if let Some(recording) = self.recording.as_mut() {
+            recording.rewrite_url(redacted);
+        }
+    }
+
     /// Who the client is for the detectors: its egress user, else its address.
     pub fn client_id(&self) -> ClientId {
         match &self.user {

@@ -284,6 +284,14 @@ impl Recording {
     }
 
     /// The largest request body kept.
+    /// Rewrites the request's URL as stored (a masking route's: the values of its
+    /// query masked, as its log shows them).
+    pub fn rewrite_url(&mut self, rewrite: impl FnOnce(&str) -> Option<String>) {
+        if let Some(url) = rewrite(&self.flow.request.url) {
+            self.flow.request.url = url;
+        }
+    }
+
     pub fn max_body(&self) -> usize {
         self.capture.max_body
     }

@@ -147,6 +147,17 @@ const MAX_DEPTH: usize = 64;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 impl Filter {
+    /// Whether the filter reads bodies (`~b`): its matches tell what a body holds, a
+    /// character at a time if asked so, so it needs what reading a body needs.
+    pub fn reads_bodies(&self) -> bool {
+        match self {
+            Filter::Body(_) => true,
+            Filter::Not(inner) => inner.reads_bodies(),
+            Filter::And(a, b) | Filter::Or(a, b) => a.reads_bodies() || b.reads_bodies(),
+            _ => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
         if text.len() > MAX_LENGTH {
             return Err(FilterError {

@@ -68,7 +68,15 @@ pub fn begin_capture(
     };
     let mut headers = Vec::with_capacity(16);
     view.each_header(&mut |name, value| headers.push(stored_header(name, value)));
-    let target = String::from_utf8_lossy(view.target());
+    let mut target = String::from_utf8_lossy(view.target());
+    if let Some(mask) = route.mask.as_ref() {
+        // A masking route stores no value: not one its query carries either.
+        if let std::borrow::Cow::Owned(redacted) =
+            crate::masking::redacted_for_log(&*mask.masker, &target)
+        {
+            target = std::borrow::Cow::Owned(redacted);
+        }
+    }
     let head = inspect::RequestHead {
         method: view.method().as_str(),
         target: &target,

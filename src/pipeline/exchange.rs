@@ -589,7 +589,17 @@ impl Exchange {
             Field::TraceId => line.string(name, self.trace.as_ref().map(|t| t.trace_id.as_str())),
             Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
             Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
-            Field::Path => line.string(name, facts.map(|f| f.path.as_str())),
+            Field::Path => {
+                let path = facts.map(|f| f.path.as_str());
+                match (path, route.and_then(|r| r.mask.as_ref())) {
+                    // A masking route logs no value: not one a query carries either.
+                    (Some(path), Some(mask)) => line.string(
+                        name,
+                        Some(&*crate::masking::redacted_for_log(&*mask.masker, path)),
+                    ),
+                    _ => line.string(name, path),
+                }
+            }
             Field::Protocol => line.string(name, facts.map(|f| f.protocol)),
             Field::Route => line.string(name, route.map(|r| &*r.name)),
             Field::Pool => line.string(name, self.target().map(|t| &*t.pool.name)),
