@@ -607,6 +607,37 @@ async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
         "{:?}",
         flow.masked
     );
+
+    // An answer masking cannot read, passed on: the client gets it, the flow keeps its
+    // size only.
+    let answer = format!("mail {EMAIL}");
+    let reply = answer.clone();
+    let upstream = Upstream::start(move |_| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            reply.len()
+        );
+        vec![Step::Write((head + &reply).into_bytes())]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "sample = 1.0",
+        "mask = { directions = \"response\", on_error = \"pass\" }",
+    )
+    .await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&chat("hi", false), "")).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(response.text(), answer, "{travel:?}: passed on");
+    let flow = &flows(dir.path(), 1).await[0];
+    let kept = &flow.response.as_ref().unwrap().body;
+    assert!(kept.data.is_empty(), "{travel:?}: {kept:?}");
+    assert!(kept.truncated);
+    assert_eq!(kept.size, answer.len() as u64);
 }
 
 #[tokio::test]

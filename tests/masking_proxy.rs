@@ -720,6 +720,11 @@ async fn unreadable_bodies_fail_closed(travel: Travel) {
         metrics.contains(r#"junction_masking_passed_total{route="all",direction="request"} 1"#),
         "{travel:?}: {metrics}"
     );
+    // The e-mail read before the JSON broke went out as it was: not counted as masked.
+    assert!(
+        !metrics.contains("junction_masking_findings_total{"),
+        "{travel:?}: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -790,6 +795,46 @@ async fn binary_answers_are_refused_or_passed(travel: Travel) {
 async fn binary_answers_are_refused_or_passed_on_every_engine() {
     for travel in Travel::ALL {
         binary_answers_are_refused_or_passed(travel).await;
+    }
+}
+
+/// A `block` found in the answer refuses it (502) and goes to the audit log as one
+/// found in a request does: the route, the type, never the value; the client's error
+/// names the answer, not the request.
+async fn a_block_in_an_answer_is_audited(travel: Travel) {
+    let answer = serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "content": format!("charge {CARD}")}}]})
+    .to_string();
+    let upstream = Upstream::start(move |_| json_reply(&answer)).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let audit = dir.path().join("audit.log");
+    let top = format!("[audit]\npath = {:?}\n", audit.display().to_string());
+    let route = r#"mask = { directions = "response", types = { CREDIT_CARD = "block" } }"#;
+    let proxy = start(travel, &upstream, route, &top).await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &chat("hi")),
+        )
+        .await;
+    assert_eq!(response.status, 502, "{travel:?}: {}", response.text());
+    let text = response.text();
+    assert!(
+        text.contains("the response holds a value of type CREDIT_CARD"),
+        "{travel:?}: {text}"
+    );
+    assert!(!text.contains("4111"), "{travel:?}: {text}");
+    let logged = wait_for_lines(&audit, 1, "mask_block").await;
+    assert!(logged.contains("CREDIT_CARD"), "{travel:?}: {logged}");
+    assert!(logged.contains(r#""route":"all""#), "{travel:?}: {logged}");
+    assert!(!logged.contains("4111"), "{travel:?}: {logged}");
+}
+
+#[tokio::test]
+async fn a_block_in_an_answer_is_audited_on_every_engine() {
+    for travel in Travel::ALL {
+        a_block_in_an_answer_is_audited(travel).await;
     }
 }
 

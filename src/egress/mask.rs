@@ -144,9 +144,20 @@ pub(super) fn mask_response(
             .map(|v| v.as_bytes()),
         has_body,
     };
-    let transformed =
-        body_phase::mask_response_by(&mask.policy, response_head, &mut edits, &mut record.body)
-            .map_err(|refusal| refusal_status(&refusal))?;
+    let block_audit = mask.audit.as_ref().map(|audit| body_phase::BlockAudit {
+        audit: audit.clone(),
+        scope: ("egress", record.egress_name().clone()),
+        request_id: None,
+        client_ip: Some(record.client().ip()),
+    });
+    let transformed = body_phase::mask_response_by(
+        &mask.policy,
+        response_head,
+        &mut edits,
+        &mut record.body,
+        block_audit,
+    )
+    .map_err(|refusal| refusal_status(&refusal))?;
     edits.apply(&mut head.headers);
     if transformed {
         head.headers.remove(header::CONTENT_LENGTH);

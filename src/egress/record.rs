@@ -172,7 +172,12 @@ impl Record {
     pub fn on_response_data(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
         if let Some(recording) = self.recording.as_mut() {
-            recording.response_data(&self.body.recorded(data));
+            if self.body.passed == Some(Direction::Response) {
+                // Passed on unmasked: what it holds is not stored.
+                recording.response_data_withheld(data.len());
+            } else {
+                recording.response_data(&self.body.recorded(data));
+            }
         }
     }
 

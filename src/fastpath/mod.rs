@@ -852,6 +852,7 @@ impl Connection {
             has_body,
             &mut response_edits,
             &mut exchange,
+            gateway.audit(),
         ) {
             Ok(transform) => transform,
             Err(error) => {

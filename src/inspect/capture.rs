@@ -342,6 +342,17 @@ impl Recording {
         }
     }
 
+    /// A piece of the response body that is not kept (an answer masking passed on
+    /// unread, `on_error = "pass"`): counted by its size only, as such a request is.
+    pub fn response_data_withheld(&mut self, len: usize) {
+        if let Some(copy) = self.response.as_mut() {
+            copy.size += len as u64;
+            if let Some(stream) = copy.stream.as_mut() {
+                stream.truncated = true;
+            }
+        }
+    }
+
     /// A piece of the response body as the client gets it.
     pub fn response_data(&mut self, data: &[u8]) {
         let Some(copy) = self.response.as_mut() else {

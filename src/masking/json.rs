@@ -83,6 +83,8 @@ pub const CONTENT_KEYS: &[&str] = &[
     "transcript",
     "cited_text",
     "template",
+    // An error's text (`error.message`): providers quote the input there.
+    "message",
 ];
 
 /// A key whose string is content except in an Anthropic content block, where it is a
@@ -575,7 +577,7 @@ fn key_class_of(key: &[u8]) -> u8 {
         b"content" | b"output" | b"refusal" | b"delta" | b"partial_json" | b"response"
         | b"reasoning_content" | b"reasoning" | b"title" | b"context" | b"filename" | b"code"
         | b"logs" | b"stdout" | b"stderr" | b"queries" | b"revised_prompt" | b"transcript"
-        | b"cited_text" => KEY_CONTENT,
+        | b"cited_text" | b"message" => KEY_CONTENT,
         b"thinking" => KEY_THINKING,
         b"text" => KEY_CONTENT | KEY_TEXT,
         // An object (Ollama's arguments) is a tool's input; a string, JSON to read.
@@ -1760,8 +1762,8 @@ mod tests {
     }
 
     /// Ollama's `thinking` and object `arguments`, its `template`, a citation's quoted
-    /// text, an audio answer's transcript, a file search's queries and a generated
-    /// image's revised prompt are contents; an Anthropic thinking block's text is not
+    /// text, an audio answer's transcript, a file search's queries, a generated image's
+    /// revised prompt and an error's message are contents; an Anthropic thinking block's text is not
     /// (its signature covers it); `prompt_cache_key` is an end-user identifier.
     #[test]
     fn thinking_citations_transcripts_and_ollama_arguments_are_contents() {
@@ -1811,6 +1813,10 @@ mod tests {
             (
                 r#"{"output":[{"type":"file_search_call","queries":["q1"]},{"type":"image_generation_call","revised_prompt":"rp","result":"AAAA"}]}"#,
                 vec!["/output/0/queries/0", "/output/1/revised_prompt"],
+            ),
+            (
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"m"}}"#,
+                vec!["/error/message"],
             ),
         ];
         for (answer, expected) in answers {

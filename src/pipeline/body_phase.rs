@@ -199,6 +199,28 @@ pub fn mask_request_by(
     }
 }
 
+/// Where a `block` found in a response goes: the audit log, with the route (or egress
+/// listener), the request and the client, as a request's block does.
+pub struct BlockAudit {
+    pub audit: Arc<AuditLog>,
+    pub scope: (&'static str, Arc<str>),
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl BlockAudit {
+    fn record(&self, blocked: &masking::Blocked) {
+        let scope = (self.scope.0, &*self.scope.1);
+        audit_block(
+            &self.audit,
+            scope,
+            blocked,
+            self.request_id.as_deref(),
+            self.client_ip,
+        );
+    }
+}
+
 /// A `block` in the audit log: who, where (`scope`: `("route", name)` or
 /// `("egress", name)`) and which type, never the value.
 pub fn audit_block(
@@ -332,7 +354,13 @@ fn settle(
     let passes = policy.on_error == OnError::Pass && !matches!(refusal, BodyRefusal::Blocked(_));
     if passes {
         tracing::warn!(reason = %refusal, "body passed on unmasked (on_error = \"pass\")");
-        record.passed = Some(refusal.direction());
+        let direction = refusal.direction();
+        if direction == Direction::Request {
+            // What was found before the body failed went out as it was: counted as
+            // masked, it would tell an auditor these values were redacted.
+            record.request = Findings::default();
+        }
+        record.passed = Some(direction);
         return Ok(());
     }
     // A block was counted where it was found, as every other action.
@@ -345,6 +373,7 @@ fn settle(
 /// (not HEAD, 204, 304 or a zero length). Returns whether the body is transformed:
 /// its length is then unknown, and the engine frames it as it goes (chunks on
 /// HTTP/1.1).
+#[allow(clippy::too_many_arguments)]
 pub fn on_response_head(
     route: &Route,
     request_path: &[u8],
@@ -353,17 +382,16 @@ pub fn on_response_head(
     has_body: bool,
     edits: &mut HeaderEdits,
     exchange: &mut Exchange,
+    audit: &Arc<AuditLog>,
 ) -> Result<bool, ProxyError> {
     let strips = include_usage::strips(exchange, content_type, content_encoding, has_body);
-    let masked = on_masked_response_head(
-        route,
+    let head = ResponseHead {
         request_path,
         content_type,
         content_encoding,
         has_body,
-        edits,
-        exchange,
-    )?;
+    };
+    let masked = on_masked_response_head(route, head, edits, exchange, audit)?;
     if !strips {
         return Ok(masked);
     }
@@ -379,23 +407,26 @@ pub fn on_response_head(
 /// The route's masking of the response body, set up on its head.
 fn on_masked_response_head(
     route: &Route,
-    request_path: &[u8],
-    content_type: Option<&[u8]>,
-    content_encoding: Option<&[u8]>,
-    has_body: bool,
+    head: ResponseHead<'_>,
     edits: &mut HeaderEdits,
     exchange: &mut Exchange,
+    audit: &Arc<AuditLog>,
 ) -> Result<bool, ProxyError> {
     let Some(policy) = route.mask.as_deref() else {
         return Ok(false);
     };
-    let head = ResponseHead {
-        request_path,
-        content_type,
-        content_encoding,
-        has_body,
+    let block_audit = BlockAudit {
+        audit: audit.clone(),
+        scope: ("route", route.name.clone()),
+        request_id: exchange
+            .request_id
+            .as_ref()
+            .and_then(RequestId::as_str)
+            .map(str::to_owned),
+        client_ip: exchange.log.as_ref().map(|l| l.client_ip),
     };
-    mask_response_by(policy, head, edits, &mut exchange.body).map_err(ProxyError::Body)
+    mask_response_by(policy, head, edits, &mut exchange.body, Some(block_audit))
+        .map_err(ProxyError::Body)
 }
 
 /// What masking reads of a response's head, and of the request it answers.
@@ -417,6 +448,7 @@ pub fn mask_response_by(
     head: ResponseHead<'_>,
     edits: &mut HeaderEdits,
     record: &mut BodyRecord,
+    audit: Option<BlockAudit>,
 ) -> Result<bool, BodyRefusal> {
     let ResponseHead {
         request_path,
@@ -470,6 +502,7 @@ pub fn mask_response_by(
         decoder,
         masker: masking::ResponseMasker::with_max_body(masker, vault, shape, policy.max_body),
         findings: Findings::default(),
+        audit,
     };
     record.response = Some(Box::new(transform));
     Ok(true)
@@ -487,6 +520,27 @@ struct MaskingTransform {
     decoder: Option<StreamDecoder>,
     masker: masking::ResponseMasker,
     findings: Findings,
+    /// Where a `block` in the answer is recorded.
+    audit: Option<BlockAudit>,
+}
+
+impl MaskingTransform {
+    /// The error as the engine reports it; a `block` is audited, and named as the
+    /// answer's.
+    fn refused(&self, error: masking::BodyError) -> String {
+        match error {
+            masking::BodyError::Blocked(blocked) => {
+                if let Some(audit) = &self.audit {
+                    audit.record(&blocked);
+                }
+                format!(
+                    "the response holds a value of type {} that this route does not let through",
+                    blocked.kind.name()
+                )
+            }
+            error => error.to_string(),
+        }
+    }
 }
 
 impl ResponseTransform for MaskingTransform {
@@ -495,21 +549,18 @@ impl ResponseTransform for MaskingTransform {
             Some(decoder) => decoder.push(data)?,
             None => data,
         };
-        self.masker
-            .push(data, out, &mut self.findings)
-            .map_err(|e| e.to_string())
+        let pushed = self.masker.push(data, out, &mut self.findings);
+        pushed.map_err(|e| self.refused(e))
     }
 
     fn on_end(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
         if let Some(decoder) = self.decoder.as_mut() {
             let rest = decoder.finish()?;
-            self.masker
-                .push(rest, out, &mut self.findings)
-                .map_err(|e| e.to_string())?;
+            let pushed = self.masker.push(rest, out, &mut self.findings);
+            pushed.map_err(|e| self.refused(e))?;
         }
-        self.masker
-            .finish(out, &mut self.findings)
-            .map_err(|e| e.to_string())
+        let finished = self.masker.finish(out, &mut self.findings);
+        finished.map_err(|e| self.refused(e))
     }
 
     fn findings(&self) -> Option<&Findings> {

@@ -408,6 +408,7 @@ async fn proxy(
         has_body,
         &mut edits,
         exchange,
+        downstream.gateway.audit(),
     )?;
     if transforms {
         response_head.headers.remove(header::CONTENT_LENGTH);
