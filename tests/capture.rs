@@ -640,6 +640,54 @@ async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
     assert_eq!(kept.size, answer.len() as u64);
 }
 
+/// A value `log` lets through is in the bodies that went on, but no flow stores it:
+/// a body that holds one is kept by its size only, both ways.
+async fn values_let_through_by_log_are_not_stored(travel: Travel) {
+    let answer = format!(
+        r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"mail {EMAIL}"}}}}]}}"#
+    );
+    let reply = answer.clone();
+    let upstream = Upstream::start(move |_| json_reply(&reply)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "sample = 1.0",
+        "mask = { directions = \"both\", types = { EMAIL_ADDRESS = \"log\" } }",
+    )
+    .await;
+    let body = chat(&format!("Write to {EMAIL} please"), false);
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&body, "")).await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(response.text(), answer, "{travel:?}: `log` changes nothing");
+    assert_eq!(upstream.only_request().body, body.as_bytes());
+    let flow = &flows(dir.path(), 1).await[0];
+    let stored = serde_json::to_string(flow).unwrap();
+    assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
+    assert_eq!(flow.request.body.size, body.len() as u64);
+    assert_eq!(
+        flow.response.as_ref().unwrap().body.size,
+        answer.len() as u64
+    );
+    assert!(
+        flow.masked
+            .as_deref()
+            .unwrap_or("")
+            .contains("EMAIL_ADDRESS:log=1"),
+        "{travel:?}: {:?}",
+        flow.masked
+    );
+}
+
+#[tokio::test]
+async fn values_let_through_by_log_are_not_stored_on_every_engine() {
+    for travel in Travel::ALL {
+        values_let_through_by_log_are_not_stored(travel).await;
+    }
+}
+
 #[tokio::test]
 async fn a_body_masking_passed_unmasked_is_not_stored_on_every_engine() {
     for travel in Travel::ALL {

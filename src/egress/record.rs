@@ -162,7 +162,7 @@ impl Record {
     /// one passed on unmasked is not kept.
     pub fn record_request_body(&mut self, sent: &[u8]) {
         self.bytes_up = sent.len() as u64;
-        let unmasked = self.body.passed == Some(Direction::Request);
+        let unmasked = self.body.passed == Some(Direction::Request) || self.body.request.logged();
         if let Some(recording) = self.recording.as_mut().filter(|_| !unmasked) {
             recording.request_body(Some(sent), None);
         }
@@ -258,6 +258,13 @@ impl Record {
             return;
         };
         recording.response_data(&self.body.recorded_rest());
+        if self
+            .body
+            .response_findings()
+            .is_some_and(crate::masking::Findings::logged)
+        {
+            recording.withhold_response();
+        }
         let outcome = Outcome {
             pool: Some(&self.egress),
             endpoint: self.exit.as_deref(),

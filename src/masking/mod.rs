@@ -155,6 +155,11 @@ impl Findings {
     pub fn total(&self) -> u32 {
         self.counts.iter().map(|(_, _, c)| c).sum()
     }
+
+    /// Whether a value was let through as it was (`log`): the body holds it.
+    pub fn logged(&self) -> bool {
+        self.counts.iter().any(|(_, a, _)| *a == Action::Log)
+    }
 }
 
 /// What the body maskers need from a set of detectors and their actions: find the

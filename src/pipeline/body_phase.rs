@@ -114,10 +114,12 @@ pub fn on_request_body(
     }
     if exchange.recording.is_some() {
         let unmasked = exchange.body.passed == Some(Direction::Request);
-        let sent = sent.filter(|_| !unmasked);
-        if let Some(sent) = sent {
+        if let Some(sent) = sent.filter(|_| !unmasked) {
             exchange.body.model = crate::llm::model_of(sent);
         }
+        // A body holding a value `log` let through is kept by its size only, as one
+        // passed on unmasked: a captured flow holds no value.
+        let sent = sent.filter(|_| !unmasked && !exchange.body.request.logged());
         let declared = view
             .first(&header::CONTENT_LENGTH)
             .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());

@@ -382,6 +382,14 @@ impl Exchange {
         self.report_anomalies(now, usage);
         if let Some(mut recording) = self.recording.take() {
             recording.response_data(&self.body.recorded_rest());
+            if self
+                .body
+                .response_findings()
+                .is_some_and(crate::masking::Findings::logged)
+            {
+                // It holds a value `log` let through: kept by its size only.
+                recording.withhold_response();
+            }
             let timings = Timings {
                 ttfb_ms: ttfb.map(millis),
                 ttft_ms: ttft.map(millis),
