@@ -692,8 +692,12 @@ fn mask(
             let entry = match &masked {
                 Ok(_) => serde_json::json!({
                     "line": number + 1,
+                    // A member name may itself be a value (`/metadata/ann@example.org`):
+                    // the report holds none.
                     "findings": located.iter().map(|l| serde_json::json!({
-                        "type": l.kind.name(), "pointer": l.pointer, "start": l.start, "end": l.end,
+                        "type": l.kind.name(),
+                        "pointer": masking::redacted_for_log(&*policy.masker, &l.pointer),
+                        "start": l.start, "end": l.end,
                     })).collect::<Vec<_>>(),
                 }),
                 Err(error) => serde_json::json!({ "line": number + 1, "error": error.to_string() }),

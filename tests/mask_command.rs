@@ -58,6 +58,34 @@ fn every_line_comes_out_masked_with_a_report_of_places_not_values() {
     assert_eq!(entries[1]["findings"], serde_json::json!([]));
 }
 
+/// A member name may be a value itself: the report's pointer shows it masked.
+#[test]
+fn a_member_name_that_is_a_value_is_masked_in_the_report() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let report = dir.path().join("report.jsonl");
+    let input = format!(
+        "{}\n",
+        serde_json::json!({ "records": { EMAIL: { "note": format!("mail {EMAIL}") } } })
+    );
+    let output = mask(
+        &[
+            "--path",
+            "/v1/records",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(!report.contains(EMAIL), "{report}");
+    let entry: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(
+        entry["findings"][0]["pointer"], "/records/[EMAIL_ADDRESS]/note",
+        "{entry}"
+    );
+}
+
 #[test]
 fn a_line_that_is_not_json_is_an_empty_line_and_the_exit_status_says_so() {
     let input = format!("{{\"messages\": [\"{EMAIL}\"\nplain {EMAIL}\n");

@@ -838,6 +838,58 @@ async fn a_block_in_an_answer_is_audited_on_every_engine() {
     }
 }
 
+/// The client's own key, sent as a pseudonym and restored in the answer, is not a
+/// secret the answer gave away: the detector reads the answer as the flow keeps it
+/// (pseudonyms), so it neither counts nor blocks the client.
+async fn restored_values_are_no_secrets_the_answer_gave_away(travel: Travel) {
+    let upstream = Upstream::start(|seen| {
+        let request: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
+        let said = request["messages"]
+            .as_array()
+            .and_then(|messages| messages.last())
+            .and_then(|message| message["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let answer = serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": format!("You said: {said}")}}]});
+        json_reply(&answer.to_string())
+    })
+    .await;
+    let route = "mask = { types = { AWS_ACCESS_KEY = \"pseudonymize\" } }\n\
+                 anomalies = { response_secrets = { types = [\"AWS_ACCESS_KEY\"], action = \"block\" } }";
+    let proxy = start(travel, &upstream, route, "").await;
+    for _ in 0..2 {
+        let mut client = RawClient::connect(&proxy).await;
+        let response = client
+            .request(
+                "POST",
+                &post(
+                    "/v1/chat/completions",
+                    "application/json",
+                    &chat("my key AKIAIOSFODNN7EXAMPLE"),
+                ),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+        assert!(
+            response.text().contains("AKIAIOSFODNN7EXAMPLE"),
+            "{travel:?}: restored"
+        );
+    }
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics.contains("junction_anomalies_total{"),
+        "{travel:?}: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn restored_values_are_no_secrets_the_answer_gave_away_on_every_engine() {
+    for travel in Travel::ALL {
+        restored_values_are_no_secrets_the_answer_gave_away(travel).await;
+    }
+}
+
 /// Polls `path` until it holds `count` lines and `needle` (the log writers are threads
 /// of their own, with no signal to wait on), for at most 5 s.
 async fn wait_for_lines(path: &std::path::Path, count: usize, needle: &str) -> String {

@@ -328,6 +328,30 @@ impl Masker {
     }
 }
 
+/// Whether `span` is the hex of a hash this masker writes, `[TYPE:` hex `]`.
+fn is_own_hash(text: &str, span: &Span) -> bool {
+    let bytes = text.as_bytes();
+    let hex = &bytes[span.start..span.end];
+    if hex.len() != 2 * HASH_BYTES
+        || !hex
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        || bytes.get(span.end) != Some(&b']')
+    {
+        return false;
+    }
+    let before = &bytes[..span.start];
+    let Some(name) = before.strip_suffix(b":") else {
+        return false;
+    };
+    let len = name
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b'_')
+        .count();
+    len > 0 && name.len() > len && name[name.len() - len - 1] == b'['
+}
+
 /// Keeps the longer of two overlapping spans (the first found on a tie), in order.
 fn resolve_overlaps(spans: &mut Vec<Span>) {
     spans.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
@@ -411,6 +435,16 @@ impl TextMasker for Masker {
             spans.retain(|span| {
                 at += 1;
                 at <= first || !keep.keeps(&text[span.start..span.end])
+            });
+        }
+        // An answer quoting the request's hashes (`key [API_KEY:025247c1c8297806]`)
+        // holds the masker's own writing, not a value: hashed again, it would read
+        // `[API_KEY:[API_KEY:...]]`.
+        if spans.len() > first && text.contains(':') {
+            let mut at = 0;
+            spans.retain(|span| {
+                at += 1;
+                at <= first || !is_own_hash(text, span)
             });
         }
     }
@@ -775,6 +809,27 @@ mod tests {
         );
         let masker = Masker::builder().off(Builtin::IpAddress).build().unwrap();
         assert_eq!(mask(&masker, "from 10.1.2.3").0.unwrap(), "from 10.1.2.3");
+    }
+
+    /// An answer that quotes the request's hashes is left as it is: the masker's own
+    /// writing is not read as a value again (`[API_KEY:[API_KEY:...]]` before).
+    #[test]
+    fn hashes_the_masker_wrote_are_not_hashed_again() {
+        let masker = Masker::builder()
+            .hash_key(b"k".to_vec())
+            .action(Builtin::ApiKey, Action::Hash)
+            .action(Builtin::EmailAddress, Action::Hash)
+            .build()
+            .unwrap();
+        let text = "API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXyZ4 mail ann@example.org";
+        let once = mask(&masker, text).0.unwrap();
+        assert!(once.starts_with("API_KEY=[API_KEY:"), "{once}");
+        let (twice, findings) = mask(&masker, &once);
+        assert_eq!(twice.unwrap(), once);
+        assert_eq!(findings.total(), 0);
+        // A name written so in other text is still read.
+        let (other, _) = mask(&masker, "API_KEY:0123456789abcdef0123456789abcdef");
+        assert!(other.unwrap().starts_with("API_KEY:[API_KEY:"));
     }
 
     #[test]

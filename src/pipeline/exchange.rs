@@ -168,16 +168,22 @@ impl Exchange {
     /// Counts and records the response body bytes the client gets.
     fn on_sent_data(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
+        if self.recording.is_none() && self.answer.is_none() {
+            return;
+        }
+        // The client's own values restored from pseudonyms are concealed again: not
+        // stored, and not found by the detectors as secrets the answer gave away.
+        let concealed = self.body.recorded(data);
         if let Some(recording) = self.recording.as_mut() {
             if self.body.passed == Some(super::body_record::Direction::Response) {
                 // Passed on unmasked: what it holds is not stored.
                 recording.response_data_withheld(data.len());
             } else {
-                recording.response_data(&self.body.recorded(data));
+                recording.response_data(&concealed);
             }
         }
         if let Some(answer) = self.answer.as_mut() {
-            answer.feed(data);
+            answer.feed(&concealed);
         }
     }
 
@@ -379,9 +385,14 @@ impl Exchange {
         telemetry.access_log.write_line(|slots, line| {
             self.log_line(line, slots, &values);
         });
+        // What the concealer still held of the answer.
+        let rest = self.body.recorded_rest();
+        if let Some(answer) = self.answer.as_mut() {
+            answer.feed(&rest);
+        }
         self.report_anomalies(now, usage);
         if let Some(mut recording) = self.recording.take() {
-            recording.response_data(&self.body.recorded_rest());
+            recording.response_data(&rest);
             if self
                 .body
                 .response_findings()
