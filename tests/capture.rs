@@ -681,6 +681,36 @@ async fn values_let_through_by_log_are_not_stored(travel: Travel) {
     );
 }
 
+/// A request masking refuses (`block`) is captured with its size, not its body.
+async fn a_blocked_body_is_stored_by_its_size_only(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(
+        travel,
+        &upstream,
+        dir.path(),
+        "sample = 1.0",
+        "mask = { types = { EMAIL_ADDRESS = \"block\" } }",
+    )
+    .await;
+    let body = chat(&format!("Write to {EMAIL} please"), false);
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", &post(&body, "")).await;
+    assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
+    let flow = &flows(dir.path(), 1).await[0];
+    assert!(flow.request.body.data.is_empty(), "{travel:?}");
+    assert_eq!(flow.request.body.size, body.len() as u64, "{travel:?}");
+    let stored = serde_json::to_string(flow).unwrap();
+    assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
+}
+
+#[tokio::test]
+async fn a_blocked_body_is_stored_by_its_size_only_on_every_engine() {
+    for travel in Travel::ALL {
+        a_blocked_body_is_stored_by_its_size_only(travel).await;
+    }
+}
+
 #[tokio::test]
 async fn values_let_through_by_log_are_not_stored_on_every_engine() {
     for travel in Travel::ALL {

@@ -103,7 +103,19 @@ pub fn on_request_body(
     exchange: &mut Exchange,
     audit: &AuditLog,
 ) -> Result<Option<Bytes>, ProxyError> {
-    let masked = mask_request_body(route, view, body, edits, exchange, audit)?;
+    let masked = match mask_request_body(route, view, body, edits, exchange, audit) {
+        Ok(masked) => masked,
+        Err(error) => {
+            // A refused body is not stored; its size is.
+            if let Some(recording) = exchange.recording.as_mut() {
+                let size = body
+                    .map(|b| b.len() as u64)
+                    .or_else(|| declared_length(view));
+                recording.request_body(None, size);
+            }
+            return Err(error);
+        }
+    };
     // The route's `include_usage`, on the body as masking left it.
     let usage = include_usage::on_request(route, view, masked.as_deref().or(body), edits, exchange);
     let masked = usage.or(masked);
@@ -120,14 +132,18 @@ pub fn on_request_body(
         // A body holding a value `log` let through is kept by its size only, as one
         // passed on unmasked: a captured flow holds no value.
         let sent = sent.filter(|_| !unmasked && !exchange.body.request.logged());
-        let declared = view
-            .first(&header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+        let declared = declared_length(view);
         if let Some(recording) = exchange.recording.as_mut() {
             recording.request_body(sent, declared);
         }
     }
     Ok(masked)
+}
+
+/// The request's `content-length`, if it gave one.
+fn declared_length(view: &dyn RequestView) -> Option<u64> {
+    view.first(&header::CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
 }
 
 fn mask_request_body(
