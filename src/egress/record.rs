@@ -172,12 +172,7 @@ impl Record {
     pub fn on_response_data(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
         if let Some(recording) = self.recording.as_mut() {
-            if self.body.passed == Some(Direction::Response) {
-                // Passed on unmasked: what it holds is not stored.
-                recording.response_data_withheld(data.len());
-            } else {
-                recording.response_data(&self.body.recorded(data));
-            }
+            recording.response_data(&self.body.recorded(data));
         }
     }
 
@@ -258,11 +253,7 @@ impl Record {
             return;
         };
         recording.response_data(&self.body.recorded_rest());
-        if self
-            .body
-            .response_findings()
-            .is_some_and(crate::masking::Findings::logged)
-        {
+        if self.body.withholds_response() {
             recording.withhold_response();
         }
         let outcome = Outcome {

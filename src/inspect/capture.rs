@@ -342,8 +342,8 @@ impl Recording {
         }
     }
 
-    /// Drops what was kept of the response body, its size staying: an answer that held
-    /// a value `log` let through.
+    /// Drops what was kept of the response body, its size staying: an answer masking
+    /// passed on unread (`on_error = "pass"`), or that held a value `log` let through.
     pub fn withhold_response(&mut self) {
         self.early.clear();
         if let Some(copy) = self.response.as_mut() {
@@ -351,17 +351,6 @@ impl Recording {
             if let Some(stream) = copy.stream.as_mut() {
                 stream.events = Vec::new();
                 stream.answer = None;
-                stream.truncated = true;
-            }
-        }
-    }
-
-    /// A piece of the response body that is not kept (an answer masking passed on
-    /// unread, `on_error = "pass"`): counted by its size only, as such a request is.
-    pub fn response_data_withheld(&mut self, len: usize) {
-        if let Some(copy) = self.response.as_mut() {
-            copy.size += len as u64;
-            if let Some(stream) = copy.stream.as_mut() {
                 stream.truncated = true;
             }
         }

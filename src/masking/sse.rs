@@ -449,8 +449,9 @@ fn template_of(last: &LastDelta) -> Option<Template> {
     }
     if let Some(object) = data.as_object_mut().filter(|_| ollama) {
         // Ollama's generate: the other text of the line is not repeated either.
-        for (key, pointer) in [("response", "/response"), ("thinking", "/thinking")] {
-            if last.pointer != pointer && object.contains_key(key) {
+        for pointer in OLLAMA_TEXTS.iter().filter(|p| !p.starts_with("/message/")) {
+            let key = &pointer[1..];
+            if last.pointer != *pointer && object.contains_key(key) {
                 object.insert(key.into(), Value::from(""));
             }
         }

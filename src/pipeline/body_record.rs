@@ -258,6 +258,13 @@ impl BodyRecord {
         (!text.is_empty()).then_some(text)
     }
 
+    /// Whether a captured flow keeps the answer by its size only: it was passed on
+    /// unmasked (`on_error = "pass"`), or holds a value `log` let through.
+    pub fn withholds_response(&self) -> bool {
+        self.passed == Some(Direction::Response)
+            || self.response_findings().is_some_and(Findings::logged)
+    }
+
     /// What the response's transform found.
     pub fn response_findings(&self) -> Option<&Findings> {
         self.response.as_ref().and_then(|t| t.findings())

@@ -175,12 +175,7 @@ impl Exchange {
         // stored, and not found by the detectors as secrets the answer gave away.
         let concealed = self.body.recorded(data);
         if let Some(recording) = self.recording.as_mut() {
-            if self.body.passed == Some(super::body_record::Direction::Response) {
-                // Passed on unmasked: what it holds is not stored.
-                recording.response_data_withheld(data.len());
-            } else {
-                recording.response_data(&concealed);
-            }
+            recording.response_data(&concealed);
         }
         if let Some(answer) = self.answer.as_mut() {
             answer.feed(&concealed);
@@ -393,12 +388,7 @@ impl Exchange {
         self.report_anomalies(now, usage);
         if let Some(mut recording) = self.recording.take() {
             recording.response_data(&rest);
-            if self
-                .body
-                .response_findings()
-                .is_some_and(crate::masking::Findings::logged)
-            {
-                // It holds a value `log` let through: kept by its size only.
+            if self.body.withholds_response() {
                 recording.withhold_response();
             }
             let timings = Timings {
