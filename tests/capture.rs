@@ -199,24 +199,30 @@ async fn a_flow_holds_heads_bodies_timings_and_tokens_on_every_engine() {
     }
 }
 
+/// Sends `request` through a route that captures every flow and masks by `mask` (its
+/// `mask = ...` line); returns the client's answer and the flow stored.
+async fn through_a_masking_route(
+    travel: Travel,
+    upstream: &Upstream,
+    mask: &str,
+    request: &str,
+) -> (RawResponse, Flow) {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(travel, upstream, dir.path(), "sample = 1.0", mask).await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client.request("POST", request).await;
+    let flow = flows(dir.path(), 1).await.remove(0);
+    (response, flow)
+}
+
 async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
     let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = start(
-        travel,
-        &upstream,
-        dir.path(),
-        "sample = 1.0",
-        "mask = { directions = \"request\" }",
-    )
-    .await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
-    let mut client = RawClient::connect(&proxy).await;
     // A value in the query is stored masked too (the endpoint gets the URL as it is).
     let request = post(&body, "").replacen("?trace=1", &format!("?trace=1&to={EMAIL}"), 1);
-    let response = client.request("POST", &request).await;
+    let mask = "mask = { directions = \"request\" }";
+    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &request).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
-    let flow = &flows(dir.path(), 1).await[0];
     assert_eq!(
         flow.request.url, "/v1/chat/completions?trace=1&to=[EMAIL_ADDRESS]",
         "{travel:?}"
@@ -572,26 +578,16 @@ async fn the_admin_api_lists_finds_and_tails_flows() {
 
 async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
     let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = start(
-        travel,
-        &upstream,
-        dir.path(),
-        "sample = 1.0",
-        "mask = { directions = \"request\", on_error = \"pass\" }",
-    )
-    .await;
     // Not JSON: masking cannot read it and, with `pass`, sends it on as it is.
     let body = format!("{{\"broken\": \"{EMAIL}\"");
-    let mut client = RawClient::connect(&proxy).await;
-    let response = client.request("POST", &post(&body, "")).await;
+    let mask = "mask = { directions = \"request\", on_error = \"pass\" }";
+    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(
         upstream.only_request().body,
         body.as_bytes(),
         "passed on unmasked"
     );
-    let flow = &flows(dir.path(), 1).await[0];
     assert!(
         flow.request.body.data.is_empty(),
         "{travel:?}: {:?}",
@@ -620,20 +616,11 @@ async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
         vec![Step::Write((head + &reply).into_bytes())]
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = start(
-        travel,
-        &upstream,
-        dir.path(),
-        "sample = 1.0",
-        "mask = { directions = \"response\", on_error = \"pass\" }",
-    )
-    .await;
-    let mut client = RawClient::connect(&proxy).await;
-    let response = client.request("POST", &post(&chat("hi", false), "")).await;
+    let mask = "mask = { directions = \"response\", on_error = \"pass\" }";
+    let request = post(&chat("hi", false), "");
+    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &request).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(response.text(), answer, "{travel:?}: passed on");
-    let flow = &flows(dir.path(), 1).await[0];
     let kept = &flow.response.as_ref().unwrap().body;
     assert!(kept.data.is_empty(), "{travel:?}: {kept:?}");
     assert!(kept.truncated);
@@ -648,23 +635,13 @@ async fn values_let_through_by_log_are_not_stored(travel: Travel) {
     );
     let reply = answer.clone();
     let upstream = Upstream::start(move |_| json_reply(&reply)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = start(
-        travel,
-        &upstream,
-        dir.path(),
-        "sample = 1.0",
-        "mask = { directions = \"both\", types = { EMAIL_ADDRESS = \"log\" } }",
-    )
-    .await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
-    let mut client = RawClient::connect(&proxy).await;
-    let response = client.request("POST", &post(&body, "")).await;
+    let mask = "mask = { directions = \"both\", types = { EMAIL_ADDRESS = \"log\" } }";
+    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(response.text(), answer, "{travel:?}: `log` changes nothing");
     assert_eq!(upstream.only_request().body, body.as_bytes());
-    let flow = &flows(dir.path(), 1).await[0];
-    let stored = serde_json::to_string(flow).unwrap();
+    let stored = serde_json::to_string(&flow).unwrap();
     assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
     assert_eq!(flow.request.body.size, body.len() as u64);
     assert_eq!(
@@ -684,23 +661,13 @@ async fn values_let_through_by_log_are_not_stored(travel: Travel) {
 /// A request masking refuses (`block`) is captured with its size, not its body.
 async fn a_blocked_body_is_stored_by_its_size_only(travel: Travel) {
     let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = start(
-        travel,
-        &upstream,
-        dir.path(),
-        "sample = 1.0",
-        "mask = { types = { EMAIL_ADDRESS = \"block\" } }",
-    )
-    .await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
-    let mut client = RawClient::connect(&proxy).await;
-    let response = client.request("POST", &post(&body, "")).await;
+    let mask = "mask = { types = { EMAIL_ADDRESS = \"block\" } }";
+    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
-    let flow = &flows(dir.path(), 1).await[0];
     assert!(flow.request.body.data.is_empty(), "{travel:?}");
     assert_eq!(flow.request.body.size, body.len() as u64, "{travel:?}");
-    let stored = serde_json::to_string(flow).unwrap();
+    let stored = serde_json::to_string(&flow).unwrap();
     assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
 }
 
