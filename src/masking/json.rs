@@ -600,9 +600,9 @@ impl Scanner<'_> {
                     (Reach::IdentifiedRequestRoot, false, false)
                 }
                 Selection::ResponseContents => (Reach::Contents, false, false),
-                Selection::AllStrings | Selection::ArgumentsJson => {
-                    (Reach::Everything, true, false)
-                }
+                Selection::AllStrings => (Reach::Everything, true, false),
+                // The arguments are a tool's input, as an input object is.
+                Selection::ArgumentsJson => (Reach::EverythingAndNumbers, true, false),
                 Selection::TopLevelModel => (Reach::ModelRoot, false, false),
             };
         };
@@ -745,9 +745,10 @@ impl Scanner<'_> {
                     let end = number(body, at)?;
                     let numbers = match self.stack.last() {
                         Some(frame) => frame.reach == Reach::EverythingAndNumbers,
-                        None => false,
+                        // The arguments may be a number alone.
+                        None => selection == Selection::ArgumentsJson,
                     };
-                    if numbers || selection == Selection::ArgumentsJson {
+                    if numbers {
                         self.edit_number(at, end, edit, out)?;
                     }
                     at = end;
