@@ -88,10 +88,12 @@ async fn start(
         "capture = {{ dir = \"{}\", {capture} }}\n{route}",
         dir.join("flows").display()
     );
+    let access_log = format!("[access_log]\npath = {:?}\n", dir.join("access.log"));
     let config = travel::config(
         travel,
         &[upstream.url()],
         &Extra {
+            top: &access_log,
             route: &route,
             ..Extra::default()
         },
@@ -200,19 +202,23 @@ async fn a_flow_holds_heads_bodies_timings_and_tokens_on_every_engine() {
 }
 
 /// Sends `request` through a route that captures every flow and masks by `mask` (its
-/// `mask = ...` line); returns the client's answer and the flow stored.
+/// `mask = ...` line); returns the client's answer, the flow stored and the access log's
+/// `path`.
 async fn through_a_masking_route(
     travel: Travel,
     upstream: &Upstream,
     mask: &str,
     request: &str,
-) -> (RawResponse, Flow) {
+) -> (RawResponse, Flow, String) {
     let dir = tempfile::tempdir().unwrap();
     let proxy = start(travel, upstream, dir.path(), "sample = 1.0", mask).await;
     let mut client = RawClient::connect(&proxy).await;
     let response = client.request("POST", request).await;
     let flow = flows(dir.path(), 1).await.remove(0);
-    (response, flow)
+    let line = &support::wait_for_lines(&dir.path().join("access.log"), 1).await[0];
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    let logged_path = line["path"].as_str().unwrap_or_default().to_string();
+    (response, flow, logged_path)
 }
 
 async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
@@ -221,12 +227,15 @@ async fn bodies_are_masked_before_they_are_stored(travel: Travel) {
     // A value in the query is stored masked too (the endpoint gets the URL as it is).
     let request = post(&body, "").replacen("?trace=1", &format!("?trace=1&to={EMAIL}"), 1);
     let mask = "mask = { directions = \"request\" }";
-    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &request).await;
+    let (response, flow, logged_path) =
+        through_a_masking_route(travel, &upstream, mask, &request).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(
         flow.request.url, "/v1/chat/completions?trace=1&to=[EMAIL_ADDRESS]",
         "{travel:?}"
     );
+    // The access log's path is the same text, read once for both (body_phase::begin_capture).
+    assert_eq!(logged_path, flow.request.url, "{travel:?}");
     let stored = flow.request.body.text().unwrap();
     assert!(!stored.contains(EMAIL), "{travel:?}: {stored}");
     assert!(stored.contains("[EMAIL_ADDRESS]"), "{travel:?}: {stored}");
@@ -581,7 +590,8 @@ async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
     // Not JSON: masking cannot read it and, with `pass`, sends it on as it is.
     let body = format!("{{\"broken\": \"{EMAIL}\"");
     let mask = "mask = { directions = \"request\", on_error = \"pass\" }";
-    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
+    let (response, flow, _) =
+        through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(
         upstream.only_request().body,
@@ -618,7 +628,7 @@ async fn a_body_masking_passed_unmasked_is_not_stored(travel: Travel) {
     .await;
     let mask = "mask = { directions = \"response\", on_error = \"pass\" }";
     let request = post(&chat("hi", false), "");
-    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &request).await;
+    let (response, flow, _) = through_a_masking_route(travel, &upstream, mask, &request).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(response.text(), answer, "{travel:?}: passed on");
     let kept = &flow.response.as_ref().unwrap().body;
@@ -637,7 +647,8 @@ async fn values_let_through_by_log_are_not_stored(travel: Travel) {
     let upstream = Upstream::start(move |_| json_reply(&reply)).await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
     let mask = "mask = { directions = \"both\", types = { EMAIL_ADDRESS = \"log\" } }";
-    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
+    let (response, flow, _) =
+        through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
     assert_eq!(response.text(), answer, "{travel:?}: `log` changes nothing");
     assert_eq!(upstream.only_request().body, body.as_bytes());
@@ -663,7 +674,8 @@ async fn a_blocked_body_is_stored_by_its_size_only(travel: Travel) {
     let upstream = Upstream::start(|_| json_reply(ANSWER)).await;
     let body = chat(&format!("Write to {EMAIL} please"), false);
     let mask = "mask = { types = { EMAIL_ADDRESS = \"block\" } }";
-    let (response, flow) = through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
+    let (response, flow, _) =
+        through_a_masking_route(travel, &upstream, mask, &post(&body, "")).await;
     assert_eq!(response.status, 400, "{travel:?}: {}", response.text());
     assert!(flow.request.body.data.is_empty(), "{travel:?}");
     assert_eq!(flow.request.body.size, body.len() as u64, "{travel:?}");

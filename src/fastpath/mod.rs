@@ -1064,6 +1064,7 @@ fn log_facts(head: &RequestHead, buf: &[u8], client_ip: std::net::IpAddr) -> Log
         client_ip,
         method: head.method.clone(),
         path: LogPath::of_target(head.target(buf)),
+        path_masked: false,
         protocol: "HTTP/1.1",
         user_agent: head
             .user_agent(buf)

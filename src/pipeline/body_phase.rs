@@ -18,6 +18,7 @@ use crate::masking::policy::{Compressed, OnError, Policy};
 use crate::masking::{self, Findings, Partition, Vault};
 use crate::routing::Route;
 use crate::security::audit::AuditLog;
+use crate::telemetry::access_log::LogPath;
 use crate::telemetry::trace::RequestId;
 
 /// The answer to a response body the transform refused before the client's head was
@@ -70,10 +71,20 @@ pub fn begin_capture(
     view.each_header(&mut |name, value| headers.push(stored_header(name, value)));
     let mut target = String::from_utf8_lossy(view.target());
     if let Some(mask) = route.mask.as_ref() {
-        // A masking route stores no value: not one its query carries either.
-        if let std::borrow::Cow::Owned(redacted) =
-            crate::masking::redacted_for_log(&*mask.masker, &target)
-        {
+        // A masking route stores no value: not one its query carries either. The
+        // access log's path is the same text: read once, for both.
+        let redacted = crate::masking::redacted_for_log(&*mask.masker, &target);
+        let logged = exchange
+            .log
+            .as_mut()
+            .filter(|log| log.path.as_str() == target);
+        if let Some(log) = logged {
+            if let std::borrow::Cow::Owned(redacted) = &redacted {
+                log.path = LogPath::Text(redacted.as_str().into());
+            }
+            log.path_masked = true;
+        }
+        if let std::borrow::Cow::Owned(redacted) = redacted {
             target = std::borrow::Cow::Owned(redacted);
         }
     }

@@ -33,6 +33,8 @@ pub struct LogFacts {
     pub client_ip: std::net::IpAddr,
     pub method: http::Method,
     pub path: LogPath,
+    /// `path` is already as a masking route logs it (the flow's capture read it first).
+    pub path_masked: bool,
     pub protocol: &'static str,
     pub user_agent: Option<HeaderValue>,
 }
@@ -604,14 +606,14 @@ impl Exchange {
             Field::ClientIp => line.ip(name, facts.map(|f| f.client_ip)),
             Field::Method => line.string(name, facts.map(|f| f.method.as_str())),
             Field::Path => {
-                let path = facts.map(|f| f.path.as_str());
+                let path = facts.filter(|f| !f.path_masked).map(|f| f.path.as_str());
                 match (path, route.and_then(|r| r.mask.as_ref())) {
                     // A masking route logs no value: not one a query carries either.
                     (Some(path), Some(mask)) => line.string(
                         name,
                         Some(&*crate::masking::redacted_for_log(&*mask.masker, path)),
                     ),
-                    _ => line.string(name, path),
+                    _ => line.string(name, facts.map(|f| f.path.as_str())),
                 }
             }
             Field::Protocol => line.string(name, facts.map(|f| f.protocol)),

@@ -115,6 +115,7 @@ fn log_facts(
         client_ip: super::client_ip(request.headers(), downstream.peer.ip(), trusted),
         method: request.method().clone(),
         path: LogPath::Uri(request.uri().clone()),
+        path_masked: false,
         protocol: protocol_name(request.version()),
         user_agent: request.headers().get(header::USER_AGENT).cloned(),
     }
