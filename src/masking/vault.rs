@@ -71,12 +71,23 @@ impl Vault {
     /// What puts the pseudonyms back in place of the values a restored response
     /// carries, for what is kept of it (a captured flow).
     pub fn concealer(&self) -> Concealer {
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self
-            .tokens
-            .iter()
-            .map(|(value, token)| (value.clone().into_bytes(), token.clone().into_bytes()))
-            .filter(|(value, _)| !value.is_empty())
-            .collect();
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(self.tokens.len());
+        for (value, token) in self.tokens.iter().filter(|(value, _)| !value.is_empty()) {
+            // A value is restored as the place of its token writes it: as it is in a
+            // text, escaped once in a JSON string, twice in tool-call arguments (JSON in
+            // a JSON string). Each form is concealed.
+            let mut form = value.clone().into_bytes();
+            for _ in 0..3 {
+                pairs.push((form.clone(), token.clone().into_bytes()));
+                let mut escaped = Vec::with_capacity(form.len() + 8);
+                // `form` is the value or its escape: UTF-8 either way.
+                crate::json_text::encode_str(&String::from_utf8_lossy(&form), &mut escaped);
+                if escaped == form {
+                    break;
+                }
+                form = escaped;
+            }
+        }
         // The longest first: a value holding another is replaced whole.
         pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let hold = pairs.first().map_or(0, |(value, _)| value.len() - 1);
@@ -202,5 +213,28 @@ mod tests {
             );
         }
         assert!(!format!("{:?}", vault.concealer()).contains("example"));
+    }
+
+    /// A value JSON must escape is restored escaped (twice in tool-call arguments):
+    /// what a flow keeps holds its pseudonym in each form.
+    #[test]
+    fn a_concealer_finds_values_as_json_escapes_them() {
+        let mut vault = Vault::default();
+        let password = Kind("PASSWORD".into());
+        vault.pseudonym(&password, "pa\"ss\\w0rd!");
+        let body = br#"{"content":"pa\"ss\\w0rd!","arguments":"{\"p\":\"pa\\\"ss\\\\w0rd!\"}","text":pa"ss\w0rd!}"#;
+        for cut in 0..body.len() {
+            let mut concealer = vault.concealer();
+            let mut out = Vec::new();
+            concealer.push(&body[..cut], &mut out);
+            concealer.push(&body[cut..], &mut out);
+            concealer.finish(&mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(
+                out,
+                r#"{"content":"<PASSWORD_1>","arguments":"{\"p\":\"<PASSWORD_1>\"}","text":<PASSWORD_1>}"#,
+                "cut at {cut}"
+            );
+        }
     }
 }
