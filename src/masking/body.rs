@@ -426,6 +426,14 @@ impl ResponseMasker {
         matches!(self.phase, Phase::Buffering(..))
     }
 
+    /// How many bytes of a whole JSON body it holds for [`ResponseMasker::finish`].
+    pub fn held(&self) -> usize {
+        match &self.phase {
+            Phase::Buffering(held, _) => held.len(),
+            _ => 0,
+        }
+    }
+
     /// Takes the next piece of the body; appends what can be sent now to `out`.
     pub fn push(
         &mut self,

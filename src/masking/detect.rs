@@ -11,7 +11,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use super::digit_run::DigitRun;
 use super::kinds::{Builtin, Found};
 use super::shapes::{PREFIXES, SHAPES, Shape, is_literal};
-use super::triggers::Candidate;
+use super::triggers::{Candidate, KnownRuns};
 use super::{
     bounds, command_flags, contact, finance, literals, national_id, network, secrets, triggers,
 };
@@ -115,13 +115,16 @@ impl Detectors {
         candidates.sort_unstable_by_key(|c| (c.start, c.shape as u8));
         let mut next_candidate = 0;
         // The next literal match at or after `at`: (start, end, shape).
-        let mut literal = self.literal_from(bytes, 0);
+        // The runs the literals' reads found: a literal repeated inside its own run
+        // (`sk-sk-sk-...`) reads it once, not once from each.
+        let mut known = KnownRuns::default();
+        let mut literal = self.literal_from(bytes, 0, &mut known);
         let mut at = 0;
         // Where the last value ended: a footer's key material is not taken back past it.
         let mut floor = 0;
         while at < bytes.len() {
             if literal.is_some_and(|(start, _, _)| start < at) {
-                literal = self.literal_from(bytes, at);
+                literal = self.literal_from(bytes, at, &mut known);
             }
             // A candidate whose trigger the walk has passed starts nothing any more; one
             // that began behind the walk starts where the walk is.
@@ -178,9 +181,9 @@ impl Detectors {
                 shapes &= shapes - 1;
                 let end = ends[shape as usize].or_else(|| {
                     if is_literal(shape) {
-                        literals::end_of(shape, bytes, start)
+                        literals::end_of(shape, bytes, start, &mut known)
                     } else {
-                        triggers::end_of(shape, bytes, start)
+                        triggers::end_of(shape, bytes, start, &mut known)
                     }
                 });
                 let Some(end) = end else {
@@ -224,12 +227,17 @@ impl Detectors {
     /// (a SIMD search), and the shape the literal names is read by hand there. Only one
     /// literal can start at a place (none is a prefix of another), so its shape is the
     /// only literal shape that can match there.
-    fn literal_from(&self, bytes: &[u8], from: usize) -> Option<(usize, usize, Shape)> {
+    fn literal_from(
+        &self,
+        bytes: &[u8],
+        from: usize,
+        known: &mut KnownRuns,
+    ) -> Option<(usize, usize, Shape)> {
         let mut at = from;
         loop {
             let (start, pattern) = self.prefixes.find(bytes, at)?;
             let shape = self.prefix_shapes[pattern];
-            if let Some(end) = literals::end_of(shape, bytes, start) {
+            if let Some(end) = literals::end_of(shape, bytes, start, known) {
                 return Some((start, end, shape));
             }
             at = start + 1;
@@ -673,7 +681,13 @@ mod tests {
             let unanchored = regex
                 .search(&Input::new(text.as_bytes()).range(from..))
                 .map(|m| (m.start(), m.end(), detectors.literal_shapes[m.pattern().as_usize()]));
-            proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), from), unanchored);
+            let mut known = KnownRuns::default();
+            proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), from, &mut known), unanchored);
+            // The runs it now knows give the same ends from every later place.
+            for at in from..=text.len() {
+                let fresh = detectors.literal_from(text.as_bytes(), at, &mut KnownRuns::default());
+                proptest::prop_assert_eq!(detectors.literal_from(text.as_bytes(), at, &mut known), fresh);
+            }
             // The packed searcher (where the target has one) and the automaton find the
             // same literals.
             let automaton = Prefixes::automaton(PREFIXES.iter().flat_map(|(_, l)| l.iter()));

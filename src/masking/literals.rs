@@ -5,7 +5,7 @@
 //! patterns). An anchored regex search cost some 9,000 instructions a literal.
 
 use super::shapes::Shape;
-use super::triggers;
+use super::triggers::{self, KnownRuns};
 
 /// `[A-Za-z0-9_\-]`
 fn token(b: u8) -> bool {
@@ -137,8 +137,9 @@ const AWS_PREFIXES: [&[u8]; 11] = [
 ];
 
 /// The end of a match of the literal-prefixed `shape` anchored at `start`, as its
-/// pattern in `shapes::SHAPES` would give it; `None` for the triggered shapes.
-pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
+/// pattern in `shapes::SHAPES` would give it; `None` for the triggered shapes. `known`
+/// holds the runs read for the text's earlier literals (`sk-sk-sk-...`: one run).
+pub fn end_of(shape: Shape, bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     let rest = bytes.get(start..)?;
     match shape {
         Shape::PemBegin => pem_end(bytes, start, b"-----BEGIN"),
@@ -147,7 +148,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
             if !rest.starts_with(b"eyJ") {
                 return None;
             }
-            let head = run(bytes, start + 3, token);
+            let head = known.end(bytes, start + 3, token) - (start + 3);
             if head < 10 {
                 return None;
             }
@@ -156,7 +157,7 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
                 if bytes.get(end) != Some(&b'.') {
                     break;
                 }
-                end += 1 + run(bytes, end + 1, token);
+                end = known.end(bytes, end + 1, token);
             }
             Some(end)
         }
@@ -175,19 +176,19 @@ pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
             let len = run(bytes, value, bearer_byte);
             (len >= 12).then_some(value + len)
         }
-        Shape::Prefixed => prefixed_end(bytes, start),
-        Shape::ProsePassword => prose_password_end(bytes, start),
+        Shape::Prefixed => prefixed_end(bytes, start, known),
+        Shape::ProsePassword => prose_password_end(bytes, start, known),
         Shape::AwsKeyId => {
             if !AWS_PREFIXES.iter().any(|p| rest.starts_with(p)) {
                 return None;
             }
-            (run(bytes, start + 4, upper_or_digit) >= 16).then_some(start + 20)
+            (known.end(bytes, start + 4, upper_or_digit) >= start + 20).then_some(start + 20)
         }
         _ => None,
     }
 }
 
-fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
+fn prefixed_end(bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     let rest = &bytes[start..];
     let &Alternative {
         literal,
@@ -200,7 +201,7 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
         // otherwise.
         .find(|a| rest.first() == a.literal.first() && rest.starts_with(a.literal))?;
     let value = start + literal.len();
-    let len = run(bytes, value, class);
+    let len = known.end(bytes, value, class) - value;
     if len < least {
         return None;
     }
@@ -213,7 +214,7 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
         if bytes.get(end) != Some(&b'.') {
             return None;
         }
-        let second = run(bytes, end + 1, token);
+        let second = known.end(bytes, end + 1, token) - (end + 1);
         return (second >= 16).then_some(end + 1 + second);
     }
     Some(end)
@@ -224,7 +225,7 @@ fn prefixed_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// whole (a blank must follow each), so the greedy repetition takes the most words that
 /// let the rest match; with no verb that lets it match, the value right after the
 /// blanks (a `.netrc` entry's).
-fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
+fn prose_password_end(bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     let rest = &bytes[start..];
     if !(rest.starts_with(b"assword") || rest.starts_with(b"ASSWORD")) {
         return None;
@@ -244,14 +245,14 @@ fn prose_password_end(bytes: &[u8], start: usize) -> Option<usize> {
     }
     (0..=words)
         .rev()
-        .find_map(|k| told_value_end(bytes, after[k]))
-        .or_else(|| blanks_and_value_end(bytes, start + 7))
+        .find_map(|k| told_value_end(bytes, after[k], known))
+        .or_else(|| blanks_and_value_end(bytes, start + 7, known))
 }
 
 /// `[ \t]+(?:is|was|IS|WAS):?[ \t]+` and a value as an assigned password's
 /// (`triggers::password_value_end`, a backtick opening it too) at `at`: the end of the
 /// value.
-fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
+fn told_value_end(bytes: &[u8], at: usize, known: &mut KnownRuns) -> Option<usize> {
     let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
         return None;
@@ -267,17 +268,18 @@ fn told_value_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) == Some(&b':') {
         at += 1;
     }
-    blanks_and_value_end(bytes, at)
+    blanks_and_value_end(bytes, at, known)
 }
 
 /// `[ \t]+` and a value as an assigned password's at `at` (a backtick may open it):
 /// the end of the value.
-fn blanks_and_value_end(bytes: &[u8], at: usize) -> Option<usize> {
+fn blanks_and_value_end(bytes: &[u8], at: usize, known: &mut KnownRuns) -> Option<usize> {
     let blanks = run(bytes, at, triggers::is_blank);
     if blanks == 0 {
         return None;
     }
-    triggers::password_value_end(bytes, at + blanks, |b| matches!(b, b'"' | b'\'' | b'`'))
+    let opens = |b| matches!(b, b'"' | b'\'' | b'`');
+    triggers::password_value_end(bytes, at + blanks, opens, known)
 }
 
 /// `-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----` (or `-----END`): the longest
@@ -287,10 +289,13 @@ fn pem_end(bytes: &[u8], start: usize, head: &[u8]) -> Option<usize> {
         return None;
     }
     let middle = start + head.len();
-    let longest = run(bytes, middle, |b| {
-        b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' '
-    })
-    .min(40);
+    // Read no further than the pattern's 40: `-----BEGIN AAAA...` repeated is read once.
+    let longest = bytes[middle..]
+        .iter()
+        .take(41)
+        .take_while(|&&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ')
+        .count()
+        .min(40);
     (0..=longest).rev().find_map(|k| {
         let at = middle + k;
         let tail = bytes[at..].strip_prefix(b"PRIVATE KEY")?;
@@ -392,13 +397,16 @@ mod tests {
             let bytes = text.as_bytes();
             for (shape, _) in PREFIXES {
                 let regex = anchored(shape);
+                // One for the whole text, as the walk keeps it: the runs it knows
+                // must give the ends a fresh read would.
+                let mut known = KnownRuns::default();
                 for start in 0..=bytes.len() {
                     if !text.is_char_boundary(start) {
                         continue;
                     }
                     let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
                     let expected = regex.search(&input).map(|m| m.end());
-                    prop_assert_eq!(end_of(shape, bytes, start), expected, "{:?} at {} in {:?}", shape, start, text);
+                    prop_assert_eq!(end_of(shape, bytes, start, &mut known), expected, "{:?} at {} in {:?}", shape, start, text);
                 }
             }
         }
@@ -429,7 +437,12 @@ mod tests {
                             let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
                             let expected = regex.search(&input).map(|m| m.end());
                             assert_eq!(
-                                end_of(Shape::ProsePassword, bytes, start),
+                                end_of(
+                                    Shape::ProsePassword,
+                                    bytes,
+                                    start,
+                                    &mut KnownRuns::default()
+                                ),
                                 expected,
                                 "{text:?}"
                             );

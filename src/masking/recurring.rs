@@ -108,14 +108,12 @@ impl Recurring {
             return;
         }
         let found = spans.len();
+        let mut covered = Covered::of(spans);
         for value in &self.values {
             let len = value.search.value().len();
             for start in value.search.standalone_in(bytes) {
                 let end = start + len;
-                if !spans
-                    .iter()
-                    .any(|span| span.start < end && start < span.end)
-                {
+                if covered.take(start, end) {
                     spans.push(Span {
                         start,
                         end,
@@ -166,6 +164,73 @@ impl Recurring {
 
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+}
+
+/// The places of a text that spans cover, as disjoint ranges by start. A value repeated
+/// through a body (`SSN 815518385 ` ten thousand times) is found as often as spans
+/// there are: comparing each place with every span cost time in the square of the
+/// body's length.
+enum Covered {
+    /// Few spans: compared one by one, with no map to build.
+    Few(Vec<(usize, usize)>),
+    Many(std::collections::BTreeMap<usize, usize>),
+}
+
+impl Covered {
+    const FEW: usize = 16;
+
+    fn of(spans: &[Span]) -> Covered {
+        let ranges = spans.iter().map(|span| (span.start, span.end));
+        if spans.len() < Self::FEW {
+            return Covered::Few(ranges.collect());
+        }
+        let mut covered = Covered::Many(Default::default());
+        for (start, end) in ranges {
+            covered.add(start, end);
+        }
+        covered
+    }
+
+    /// Adds `start..end`, merged with the ranges it meets.
+    fn add(&mut self, mut start: usize, mut end: usize) {
+        match self {
+            Covered::Few(ranges) if ranges.len() + 1 < Self::FEW => ranges.push((start, end)),
+            Covered::Few(ranges) => {
+                let ranges = std::mem::take(ranges);
+                *self = Covered::Many(Default::default());
+                for (start, end) in ranges.into_iter().chain([(start, end)]) {
+                    self.add(start, end);
+                }
+            }
+            Covered::Many(ranges) => {
+                while let Some((&from, &to)) = ranges.range(..end).next_back()
+                    && to > start
+                {
+                    ranges.remove(&from);
+                    start = start.min(from);
+                    end = end.max(to);
+                }
+                ranges.insert(start, end);
+            }
+        }
+    }
+
+    /// Covers `start..end` if nothing covers any of it yet: whether it did.
+    fn take(&mut self, start: usize, end: usize) -> bool {
+        let met = match self {
+            Covered::Few(ranges) => ranges.iter().any(|&(s, e)| s < end && start < e),
+            // Disjoint ranges by start end in the same order: only the last one to
+            // start before `end` can reach past `start`.
+            Covered::Many(ranges) => ranges
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start),
+        };
+        if !met {
+            self.add(start, end);
+        }
+        !met
     }
 }
 
@@ -261,6 +326,65 @@ mod tests {
                         [at],
                         "{value} at {at} of {len}"
                     );
+                }
+            }
+        }
+    }
+
+    /// A value repeated through a body is found at each place, past the spans already
+    /// there (the ranges kept in a map once there are many).
+    #[test]
+    fn a_value_repeated_thousands_of_times_is_found_at_each_place() {
+        let mut recurring = Recurring::default();
+        let text = "SSN 815518385 ".repeat(3000) + &"815518385 x ".repeat(3000);
+        let places = places(&mut recurring, &text);
+        assert_eq!(places.len(), 6000);
+        for (n, &(start, end)) in places.iter().enumerate() {
+            let at = if n < 3000 {
+                n * 14 + 4
+            } else {
+                3000 * 14 + (n - 3000) * 12
+            };
+            assert_eq!((start, end), (at, at + 9), "place {n}");
+        }
+    }
+
+    /// Covered ranges answer as comparing with each range does, few or many, whatever
+    /// the order and overlaps of what they were given.
+    #[test]
+    fn covered_ranges_meet_what_each_range_would() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for round in 0..300 {
+            let given: Vec<Span> = (0..next(40))
+                .map(|_| {
+                    let start = next(200);
+                    Span {
+                        start,
+                        end: start + 1 + next(12),
+                        kind: Kind("X".into()),
+                        by_context: false,
+                    }
+                })
+                .collect();
+            let mut naive: Vec<(usize, usize)> = given.iter().map(|s| (s.start, s.end)).collect();
+            let mut covered = Covered::of(&given);
+            for _ in 0..60 {
+                let start = next(220);
+                let end = start + 1 + next(12);
+                let free = !naive.iter().any(|&(s, e)| s < end && start < e);
+                assert_eq!(
+                    covered.take(start, end),
+                    free,
+                    "round {round}: {start}..{end}"
+                );
+                if free {
+                    naive.push((start, end));
                 }
             }
         }

@@ -182,6 +182,47 @@ fn run_back(bytes: &[u8], end: usize, class: impl Fn(u8) -> bool) -> usize {
     start
 }
 
+/// The runs of a byte class read so far in one text, by class. Where a trigger or a
+/// literal repeats inside its own value's run (`password=password=...`,
+/// `sk-sk-sk-...`), each one's value ends where that run does: known, instead of read
+/// again from each, which cost time in the square of the run's length (a megabyte of
+/// `sk-` took minutes of a core).
+#[derive(Default)]
+pub(super) struct KnownRuns {
+    /// The class (its address), where a read started and where its run ended: the
+    /// last read of each class.
+    runs: [(usize, usize, usize); 8],
+    next: usize,
+}
+
+impl KnownRuns {
+    /// Where the run of `class` starting at `at` ends, as [`run_forward`] gives it.
+    #[inline(always)]
+    pub(super) fn end(&mut self, bytes: &[u8], at: usize, class: fn(u8) -> bool) -> usize {
+        // Classes are told by address: one with two addresses is only read twice.
+        let key = class as usize;
+        if let Some(&(_, _, end)) = self
+            .runs
+            .iter()
+            .find(|&&(known, from, end)| known == key && from <= at && at <= end)
+        {
+            return end;
+        }
+        let end = run_forward(bytes, at, class);
+        // A class keeps one place: its many short runs (the `is_value_byte` runs of
+        // `password=password=...`) must not push out another class's long one.
+        let slot = match self.runs.iter().position(|&(known, ..)| known == key) {
+            Some(slot) => slot,
+            None => {
+                self.next = (self.next + 1) % self.runs.len();
+                self.next
+            }
+        };
+        self.runs[slot] = (key, at, end);
+        end
+    }
+}
+
 /// Where a run of bytes of `class` starting at `start` ends.
 fn run_forward(bytes: &[u8], start: usize, class: impl Fn(u8) -> bool) -> usize {
     let mut end = start.min(bytes.len());
@@ -208,6 +249,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
         })
     };
     let mut number_run = NumberRun::default();
+    let mut known = KnownRuns::default();
     let mut i = 0;
     while i < bytes.len() {
         // Runs of prose without a digit or `:=@` are passed thirty-two bytes at a time,
@@ -226,7 +268,7 @@ pub fn candidates(bytes: &[u8], out: &mut Vec<Candidate>) {
             }
             i += mask.trailing_zeros() as usize / 8;
         }
-        i = at_trigger(bytes, i, &mut number_run, &mut push);
+        i = at_trigger(bytes, i, &mut number_run, &mut known, &mut push);
     }
 }
 
@@ -235,6 +277,7 @@ fn at_trigger(
     bytes: &[u8],
     i: usize,
     number_run: &mut NumberRun,
+    known: &mut KnownRuns,
     push: &mut impl FnMut(usize, usize, Shape, usize),
 ) -> usize {
     let trigger = TRIGGERS[usize::from(bytes[i])];
@@ -317,7 +360,7 @@ fn at_trigger(
                     push(hex, i, Shape::Ipv6, end);
                 }
             }
-            key_assignment(bytes, i, push);
+            key_assignment(bytes, i, known, push);
         }
     }
     i + 1
@@ -403,7 +446,12 @@ fn user_password_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// loop some 800 instructions a request on the masking bench (spills), where a call
 /// per `:`/`=` costs 400.
 #[inline(never)]
-fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Shape, usize)) {
+fn key_assignment(
+    bytes: &[u8],
+    i: usize,
+    known: &mut KnownRuns,
+    push: &mut impl FnMut(usize, usize, Shape, usize),
+) {
     // Most colons and equals signs in prose and code have a short word after them:
     // neither shape can match then (a value of 16, or `basic` and 8).
     let separator_end = run_forward(bytes, i + 1, is_blank);
@@ -451,30 +499,37 @@ fn key_assignment(bytes: &[u8], i: usize, push: &mut impl FnMut(usize, usize, Sh
     // `assigned_end(bytes, name_start)` without reading the name and the separator
     // again: the name runs to `name_end` (a quote, blank or `:=` follows it) and the
     // separator from there is the one at `i`, so the value starts at `value`.
-    let value_end = run_forward(bytes, value, is_value_byte);
+    let value_end = known.end(bytes, value, is_value_byte);
     let assigned = (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end);
-    debug_assert_eq!(assigned, assigned_end(bytes, name_start));
+    debug_assert_eq!(
+        assigned,
+        assigned_end(bytes, name_start, &mut KnownRuns::default())
+    );
     if let Some(end) = assigned {
         push(name_start, i, Shape::Assigned, end);
     }
     if (password_head || quoted_head)
         && bounds::names_a_password(name)
-        && let Some(end) = password_value_end(bytes, separator_end, is_quote)
+        && let Some(end) = password_value_end(bytes, separator_end, is_quote, known)
     {
-        debug_assert_eq!(Some(end), password_end(bytes, name_start));
+        debug_assert_eq!(
+            Some(end),
+            password_end(bytes, name_start, &mut KnownRuns::default())
+        );
         push(name_start, i, Shape::Password, end);
     }
 }
 
 /// The end of a match of the triggered `shape` anchored at `start`, as its pattern in
 /// `shapes::SHAPES` would give it.
-pub fn end_of(shape: Shape, bytes: &[u8], start: usize) -> Option<usize> {
+/// `known`: the runs read before in the same text, as [`KnownRuns`] says.
+pub fn end_of(shape: Shape, bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     match shape {
         Shape::UrlPassword => url_password_end(bytes, start),
         Shape::Basic => basic_end(bytes, start),
-        Shape::Assigned => assigned_end(bytes, start),
+        Shape::Assigned => assigned_end(bytes, start, known),
         Shape::QuerySecret => query_secret_end(bytes, start),
-        Shape::Password => password_end(bytes, start),
+        Shape::Password => password_end(bytes, start, known),
         Shape::UserPassword => user_password_end(bytes, start),
         Shape::Email => email_end(bytes, start),
         Shape::Iban => iban_end(bytes, start),
@@ -702,6 +757,7 @@ pub(super) fn password_value_end(
     bytes: &[u8],
     at: usize,
     opens: impl Fn(u8) -> bool,
+    known: &mut KnownRuns,
 ) -> Option<usize> {
     let mut value = at;
     if let Some(&open) = bytes.get(at) {
@@ -714,7 +770,7 @@ pub(super) fn password_value_end(
             value += 1;
         }
     }
-    let end = run_forward(bytes, value, is_assigned_password_byte);
+    let end = known.end(bytes, value, is_assigned_password_byte);
     (end - value >= 6).then_some(end)
 }
 
@@ -740,10 +796,10 @@ fn quoted_password_end(bytes: &[u8], start: usize, quote: u8) -> Option<usize> {
 
 /// `(?i:[name]*(?:key|token|secret|credential|auth)[name]*)["']?[ \t]*[:=][ \t]*["']?`
 /// then `[value]{16,}`, at `start`.
-fn assigned_end(bytes: &[u8], start: usize) -> Option<usize> {
+fn assigned_end(bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     let name_end = run_forward(bytes, start, is_name_byte);
     let value = after_separator(bytes, name_end)?;
-    let value_end = run_forward(bytes, value, is_value_byte);
+    let value_end = known.end(bytes, value, is_value_byte);
     // The name's words last: most assignments in prose and code have a short value.
     let name = &bytes[start..name_end];
     (value_end - value >= 16 && bounds::names_a_key(name)).then_some(value_end)
@@ -796,9 +852,10 @@ pub(super) fn assigned_value_start(bytes: &[u8], start: usize) -> Option<usize> 
 /// A name ending in a password word ([`bounds::names_a_password`]), the separator, then
 /// a value as [`password_value_end`] reads it, at `start`: the `Password` pattern of
 /// `shapes::SHAPES`.
-fn password_end(bytes: &[u8], start: usize) -> Option<usize> {
+fn password_end(bytes: &[u8], start: usize, known: &mut KnownRuns) -> Option<usize> {
     let name_end = run_forward(bytes, start, is_name_byte);
-    let value_end = password_value_end(bytes, separator_end(bytes, name_end)?, is_quote)?;
+    let value = separator_end(bytes, name_end)?;
+    let value_end = password_value_end(bytes, value, is_quote, known)?;
     bounds::names_a_password(&bytes[start..name_end]).then_some(value_end)
 }
 
@@ -831,6 +888,52 @@ fn basic_end(bytes: &[u8], start: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        static CLASS_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// `[A-Za-z0-9=\-]`, counting the bytes it is asked about.
+    fn counted(b: u8) -> bool {
+        CLASS_READS.with(|reads| reads.set(reads.get() + 1));
+        b.is_ascii_alphanumeric() || b == b'=' || b == b'-'
+    }
+
+    /// A run is read once however many reads start inside it (`password=password=...`):
+    /// the bytes looked at grow with the text, not with its square.
+    #[test]
+    fn known_runs_read_a_run_once() {
+        let text = "x password=".to_string() + &"password=".repeat(10_000) + " end";
+        let bytes = text.as_bytes();
+        let starts: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] == b'=').collect();
+        let run_end = bytes.len() - " end".len();
+        let mut known = KnownRuns::default();
+        CLASS_READS.with(|reads| reads.set(0));
+        for &at in &starts {
+            // Another class's short run read between (the name's, as the scan does).
+            known.end(bytes, at + 1, |b| b.is_ascii_lowercase());
+            assert_eq!(known.end(bytes, at + 1, counted), run_end);
+        }
+        let reads = CLASS_READS.with(std::cell::Cell::get);
+        assert!(
+            reads <= bytes.len(),
+            "{reads} reads for {} bytes",
+            bytes.len()
+        );
+    }
+
+    /// The values of a trigger repeated inside its own value's run end where a fresh
+    /// read ends them (`key_assignment`'s debug assertions compare each with
+    /// `assigned_end` and `password_end`).
+    #[test]
+    fn repeated_triggers_give_the_ends_a_fresh_read_gives() {
+        for unit in ["password=", "api_key=", "pwd=", "a=b=", "password: "] {
+            let text = unit.repeat(300);
+            let mut scanned = Vec::new();
+            candidates(text.as_bytes(), &mut scanned);
+            assert!(!scanned.is_empty() || !unit.starts_with('p'), "{unit}");
+        }
+    }
 
     #[test]
     fn the_word_filter_finds_every_trigger_byte() {
@@ -1056,10 +1159,14 @@ mod tests {
                             }
                             let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
                             let expected = regex.search(&input).map(|m| m.end());
-                            assert_eq!(password_end(bytes, start), expected, "{text:?} at {start}");
+                            assert_eq!(
+                                password_end(bytes, start, &mut KnownRuns::default()),
+                                expected,
+                                "{text:?} at {start}"
+                            );
                         }
                         let name_at = 2;
-                        if let Some(end) = password_end(bytes, name_at) {
+                        if let Some(end) = password_end(bytes, name_at, &mut KnownRuns::default()) {
                             let mut found = Vec::new();
                             candidates(bytes, &mut found);
                             assert!(
@@ -1092,6 +1199,8 @@ mod tests {
             for shape in TRIGGERED {
                 let regex = anchored(shape);
                 let mut matched_before = false;
+                // One for the whole text, as the walk keeps it.
+                let mut known = KnownRuns::default();
                 for start in 0..=bytes.len() {
                     let input = Input::new(bytes).range(start..).anchored(Anchored::Yes);
                     let expected = text
@@ -1099,7 +1208,7 @@ mod tests {
                         .then(|| regex.search(&input).map(|m| m.end()))
                         .flatten();
                     let got = if text.is_char_boundary(start) {
-                        end_of(shape, bytes, start)
+                        end_of(shape, bytes, start, &mut known)
                     } else {
                         None
                     };
@@ -1126,9 +1235,10 @@ mod tests {
         let mut out = Vec::new();
         let mut push = |start, anchor, shape, end| out.push((start, anchor, shape, end));
         let mut number_run = NumberRun::default();
+        let mut known = KnownRuns::default();
         let mut i = 0;
         while i < bytes.len() {
-            i = at_trigger(bytes, i, &mut number_run, &mut push);
+            i = at_trigger(bytes, i, &mut number_run, &mut known, &mut push);
         }
         out
     }

@@ -151,6 +151,28 @@ pub fn on_request_body(
     Ok(masked)
 }
 
+/// From this many bytes, a whole body is masked off its worker thread.
+const LONG_BODY: usize = 64 * 1024;
+
+/// Runs `mask`, the masking of a whole body of `len` bytes, where a long one does not
+/// hold up the other connections of its worker thread: a megabyte dense with
+/// candidates takes a core for a good part of a second, and every connection the
+/// worker serves would wait for it (and, with as many such bodies as workers, the
+/// whole proxy). On the multi-threaded runtime (the default) the worker hands its
+/// other tasks to another thread while it masks; on one thread (`--threads 1`) there
+/// is no other to hand them to, and offline there is no runtime.
+fn off_the_workers<T>(len: usize, mask: impl FnOnce() -> T) -> T {
+    let many_threads = || {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    };
+    if len >= LONG_BODY && many_threads() {
+        tokio::task::block_in_place(mask)
+    } else {
+        mask()
+    }
+}
+
 /// The request's `content-length`, if it gave one.
 fn declared_length(view: &dyn RequestView) -> Option<u64> {
     view.first(&header::CONTENT_LENGTH)
@@ -203,15 +225,17 @@ pub fn mask_request_by(
     let body = body.filter(|b| b.len() <= policy.max_body);
     let mut vault = Vault::default();
     let result = match body {
-        Some(body) => mask_request(
-            policy,
-            view,
-            body,
-            edits,
-            client,
-            &mut vault,
-            &mut record.request,
-        ),
+        Some(body) => off_the_workers(body.len(), || {
+            mask_request(
+                policy,
+                view,
+                body,
+                edits,
+                client,
+                &mut vault,
+                &mut record.request,
+            )
+        }),
         None => Err(BodyRefusal::TooLarge {
             direction: Direction::Request,
             limit: policy.max_body,
@@ -588,7 +612,8 @@ impl ResponseTransform for MaskingTransform {
             let pushed = self.masker.push(rest, out, &mut self.findings);
             pushed.map_err(|e| self.refused(e))?;
         }
-        let finished = self.masker.finish(out, &mut self.findings);
+        let (masker, findings) = (&mut self.masker, &mut self.findings);
+        let finished = off_the_workers(masker.held(), || masker.finish(out, findings));
         finished.map_err(|e| self.refused(e))
     }
 
@@ -695,5 +720,36 @@ impl StreamDecoder {
         };
         done.map_err(|error| format!("the compressed answer is cut short: {error}"))?;
         Ok(self.output())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long body's masking hands its worker's other tasks to another thread: with one
+    /// worker, a task spawned after the masking began still runs while it waits.
+    #[test]
+    fn a_long_body_is_masked_off_its_worker() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel();
+            let masking = tokio::spawn(async move {
+                off_the_workers(LONG_BODY, move || {
+                    started_tx.send(()).unwrap();
+                    // Bounded only so that a failure ends: the other task answers at once.
+                    go_rx
+                        .recv_timeout(std::time::Duration::from_secs(20))
+                        .is_ok()
+                })
+            });
+            started_rx.await.unwrap();
+            tokio::spawn(async move { go_tx.send(()).unwrap() });
+            assert!(masking.await.unwrap(), "the other task never ran");
+        });
     }
 }
