@@ -763,7 +763,15 @@ fn contexts(kind: &str, form: &str) -> &'static [&'static str] {
             "from [{}]",
             "ssh admin@{} now",
         ],
-        ("US_SSN", "digits") => &["My SSN is {}.", "social security number: {}", "ssn={}"],
+        // Nine plain digits with a number of the sentence after them: the run is
+        // shortened to the SSN.
+        ("US_SSN", "digits") => &[
+            "My SSN is {}.",
+            "social security number: {}",
+            "ssn={}",
+            "my SSN is {}. 2 kids",
+            "SSN {} 7 days ago",
+        ],
         ("US_SSN", _) => &[
             "My SSN is {}.",
             "social security number: {}",

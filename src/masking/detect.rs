@@ -580,11 +580,11 @@ fn number(text: &str, start: usize, end: usize, digits: &mut Vec<u8>) -> Option<
         } else {
             whole_ends_cleanly
         };
-        // A run is only shortened at a space (`4111 1111 1111 1111 2 items`) or a `/`
-        // (`4111 1111 1111 1111/12`): groups joined by `-` or `.` are one token
-        // (`123-456-789-0123`).
+        // A run is only shortened at a space (`4111 1111 1111 1111 2 items`), a `/`
+        // (`4111 1111 1111 1111/12`) or a sentence's full stop (`SSN 815518385. 2
+        // kids`): groups joined by `-` or `.` are one token (`123-456-789-0123`).
         let shortened_at_space = !whole
-            && text[value_end..].starts_with([' ', '/'])
+            && (text[value_end..].starts_with([' ', '/']) || text[value_end..].starts_with(". "))
             && !text[..value_end].ends_with(' ');
         if (whole && whole_ends_cleanly) || shortened_at_space {
             return Some(Found {
@@ -993,6 +993,45 @@ mod tests {
         for text in ["on 01/02/2023 at 10/100/1000", "ratio 1000000/3"] {
             assert_eq!(found(text), vec![], "{text}");
         }
+    }
+
+    /// Nine plain digits told by an SSN's context and followed by another number (after
+    /// a space, or a sentence's full stop) are the SSN, and the number after stays:
+    /// the run is shortened there as for a card. Without the context, or joined to the
+    /// next digits by `-`, `.` or `/`, they stay (or are another type's).
+    #[test]
+    fn a_context_ssn_followed_by_another_number_is_the_ssn_alone() {
+        for (text, value, kind) in [
+            ("my SSN is 815518385. 2 kids", "815518385", "US_SSN"),
+            ("SSN 815518385 7 days ago", "815518385", "US_SSN"),
+            ("SSN 815518385 1", "815518385", "US_SSN"),
+            ("ssn=815518385 1", "815518385", "US_SSN"),
+            ("SSN 815518385.  2 kids", "815518385", "US_SSN"),
+            ("SSN 815518385 1234", "815518385", "US_SSN"),
+            ("SSN 815518385 1234 5678", "815518385", "US_SSN"),
+            (
+                "card 4111111111111111. 2 items",
+                "4111111111111111",
+                "CREDIT_CARD",
+            ),
+        ] {
+            assert_eq!(found(text), vec![(value, kind)], "{text}");
+        }
+        for text in [
+            "order 815518385 7 days ago",
+            "build 815518385. 2 failed",
+            "SSN 815518385-1",
+            "SSN 815518385.1",
+            "SSN 815518385/2",
+            "SSN 815518385.2 kids",
+        ] {
+            assert_eq!(found(text), vec![], "{text}");
+        }
+        // Ten digits with no word for an SSN are a phone number, as before.
+        assert_eq!(
+            found("call 815518385 1 time"),
+            vec![("815518385 1", "PHONE_NUMBER")]
+        );
     }
 
     /// Connection strings as people write them: an empty user, a password with the

@@ -41,8 +41,13 @@ pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
     };
     let end = run.end_of(k);
     // A formatted SSN followed by more groups (`123-45-6789-01`) is some other number.
-    if k < groups.len() && run.separator(text, k - 1).len() == 1 {
-        return None;
+    // Nine plain digits have no groups of their own to go on: a number after a space
+    // (`SSN 815518385 7 days ago`) is the sentence's, and the run is shortened there.
+    if k < groups.len() {
+        let next = run.separator(text, k - 1);
+        if next.len() == 1 && !(k == 1 && next == " ") {
+            return None;
+        }
     }
     run.digits(text, k, digits);
     if !valid_ranges(digits) {
