@@ -419,6 +419,89 @@ async fn numbers_in_arguments_and_reasoning_are_masked(travel: Travel) {
     assert!(!text.contains("4111"), "{text}");
 }
 
+/// A card and an SSN of a tool's input written in another spelling of their value
+/// (`4111111111111111.0`, `-815518385`, `4.111111111111111e15`) are read as the plain
+/// number is: `block` refuses the request, and redacted they reach the endpoint as
+/// strings; in OpenAI's `arguments` string too.
+async fn numbers_in_other_spellings_are_masked_and_blocked(travel: Travel) {
+    let anthropic = r#"{"model":"claude","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"card_number": 4111111111111111.0, "ssn": -815518385, "card2": 4.111111111111111e15, "amount": 12.50}}]}]}"#;
+    let arguments = r#"{"card_number": -4111111111111111, "card2": 4111111111111111E0}"#;
+    let openai = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1",
+            "type": "function", "function": { "name": "charge", "arguments": arguments } }] }],
+    })
+    .to_string();
+    for (path, body) in [
+        ("/v1/messages", anthropic.to_string()),
+        ("/v1/chat/completions", openai.clone()),
+    ] {
+        let upstream = Upstream::start(|_| json_reply("{}")).await;
+        let route = r#"mask = { types = { CREDIT_CARD = "block", US_SSN = "block" } }"#;
+        let proxy = start(travel, &upstream, route, "").await;
+        let mut client = RawClient::connect(&proxy).await;
+        let response = client
+            .request("POST", &post(path, "application/json", &body))
+            .await;
+        assert_eq!(
+            response.status,
+            400,
+            "{travel:?} {path}: {}",
+            response.text()
+        );
+        assert_eq!(response.error_type(), "sensitive_data_blocked");
+        assert!(
+            upstream.seen().is_empty(),
+            "{travel:?} {path}: the endpoint was asked"
+        );
+    }
+
+    let upstream = Upstream::start(|_| json_reply(r#"{"type":"message"}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request("POST", &post("/v1/messages", "application/json", anthropic))
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = seen_json(&upstream.only_request());
+    assert_eq!(
+        seen["messages"][0]["content"][0]["input"],
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "ssn": "[US_SSN]",
+            "card2": "[CREDIT_CARD]", "amount": 12.5}),
+        "{travel:?}"
+    );
+
+    let upstream = Upstream::start(|_| json_reply(r#"{"object":"chat.completion"}"#)).await;
+    let proxy = start(travel, &upstream, "mask = {}", "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &openai),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let seen = seen_json(&upstream.only_request());
+    let sent: serde_json::Value = serde_json::from_str(
+        seen["messages"][0]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("the arguments stay JSON");
+    assert_eq!(
+        sent,
+        serde_json::json!({"card_number": "[CREDIT_CARD]", "card2": "[CREDIT_CARD]"}),
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn numbers_in_other_spellings_are_masked_and_blocked_on_every_engine() {
+    for travel in Travel::ALL {
+        numbers_in_other_spellings_are_masked_and_blocked(travel).await;
+    }
+}
+
 /// Ollama sends a tool call's arguments as an object and a reasoning model's thoughts
 /// as `thinking`: both reach the endpoint masked (a card as a number becomes a string),
 /// and `block` refuses a card in them; an Anthropic citation's quoted text is masked.

@@ -31,8 +31,9 @@ pub enum Selection {
     /// Every string value (not the keys).
     AllStrings,
     /// The JSON inside a tool call's `arguments` string: every string value, and every
-    /// whole number of seven to nineteen digits, which may be a card's or a phone's
-    /// (`{"card_number": 4111111111111111}`) and is handed to
+    /// number whose value is a whole number of seven to nineteen digits, which may be a
+    /// card's or a phone's (`{"card_number": 4111111111111111}`, or `-4111111111111111`,
+    /// `4111111111111111.0`) and is handed to
     /// [`StringEdit::edit_number`]. The arguments are one string of the body, so a
     /// number masked there becomes a string (`"[CREDIT_CARD]"`) in JSON still valid.
     /// The body's own numbers are read only inside a tool's input object
@@ -904,7 +905,8 @@ impl Scanner<'_> {
     }
 
     /// A whole number of the arguments' JSON or of a tool's input object: a string in
-    /// its place when the editor masks it (see [`Selection::ArgumentsJson`]).
+    /// its place when the editor masks it (see [`Selection::ArgumentsJson`]). It is
+    /// read by its value, however written ([`whole_number_digits`]).
     fn edit_number(
         &mut self,
         start: usize,
@@ -912,8 +914,16 @@ impl Scanner<'_> {
         edit: &mut dyn StringEdit,
         out: &mut Vec<u8>,
     ) -> Result<(), BodyError> {
-        let digits = &self.text[start..end];
-        if !(7..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let written = &self.text[start..end];
+        let mut value = String::new();
+        let digits = if written.bytes().all(|b| b.is_ascii_digit()) {
+            written
+        } else if whole_number_digits(written, &mut value) {
+            value.as_str()
+        } else {
+            return Ok(());
+        };
+        if !(7..=19).contains(&digits.len()) {
             return Ok(());
         }
         let site = Site {
@@ -1081,6 +1091,53 @@ fn number(body: &[u8], mut at: usize) -> Result<usize, BodyError> {
         at = digits(body, at)?;
     }
     Ok(at)
+}
+
+/// The digits of the whole number a JSON number stands for, its sign left out, to
+/// `out`; false when its value is no whole number (or is zero). Every parser reads
+/// `4111111111111111.0`, `4111111111111111e0` and `4.111111111111111e15` as
+/// 4111111111111111, and the digits of `-4111111111111111` are the card's: a value
+/// read only in its plain spelling would go out, past `block`, in any other.
+fn whole_number_digits(number: &str, out: &mut String) -> bool {
+    let number = number.strip_prefix('-').unwrap_or(number);
+    let (mantissa, exponent) = match number.find(['e', 'E']) {
+        Some(at) => (&number[..at], &number[at + 1..]),
+        None => (number, ""),
+    };
+    // Saturating: an exponent past any length of digits reads the same as a huge one.
+    let (negative, magnitude) = match exponent.as_bytes().first() {
+        Some(b'-') => (true, &exponent[1..]),
+        Some(b'+') => (false, &exponent[1..]),
+        _ => (false, exponent),
+    };
+    let magnitude = magnitude.bytes().fold(0i64, |value, digit| {
+        value
+            .saturating_mul(10)
+            .saturating_add(i64::from(digit - b'0'))
+    });
+    let exponent = if negative { -magnitude } else { magnitude };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    out.clear();
+    out.push_str(whole);
+    out.push_str(fraction);
+    // The value is `out` × 10^scale; its trailing zeros go into the scale.
+    let Some(first) = out.bytes().position(|b| b != b'0') else {
+        return false;
+    };
+    let last = out.bytes().rposition(|b| b != b'0').unwrap_or(first);
+    let fraction_len = i64::try_from(fraction.len()).unwrap_or(i64::MAX);
+    let trailing_zeros = (out.len() - 1 - last) as i64;
+    let scale = exponent
+        .saturating_sub(fraction_len)
+        .saturating_add(trailing_zeros);
+    // Longer than any number read: no need to write its zeros out.
+    if !(0..=19).contains(&scale) {
+        return false;
+    }
+    out.truncate(last + 1);
+    out.drain(..first);
+    out.extend(std::iter::repeat_n('0', scale as usize));
+    true
 }
 
 /// Checks the string starting at the quote `at`; returns the offset after its closing
@@ -1760,6 +1817,117 @@ mod tests {
         // Other JSON bodies' numbers are fields: never read.
         let (_, pointers) = upper(r#"{"card":4111111111111111}"#, Selection::AllStrings);
         assert!(pointers.is_empty(), "{pointers:?}");
+    }
+
+    /// A JSON number's value as a whole number's digits, sign left out, however it is
+    /// spelled; none for a fraction or zero.
+    #[test]
+    fn whole_number_digits_read_a_number_by_its_value() {
+        for (number, digits) in [
+            ("4111111111111111", Some("4111111111111111")),
+            ("4111111111111111.0", Some("4111111111111111")),
+            ("4111111111111111.000", Some("4111111111111111")),
+            ("-4111111111111111", Some("4111111111111111")),
+            ("-4111111111111111.0e0", Some("4111111111111111")),
+            ("4111111111111111e0", Some("4111111111111111")),
+            ("4111111111111111E0", Some("4111111111111111")),
+            ("4111111111111111E+0", Some("4111111111111111")),
+            ("4111111111111111e-0", Some("4111111111111111")),
+            ("4111111111111111e-00", Some("4111111111111111")),
+            ("4.111111111111111e15", Some("4111111111111111")),
+            ("4.111111111111111E+15", Some("4111111111111111")),
+            ("0.4111111111111111e16", Some("4111111111111111")),
+            ("41111111111111110e-1", Some("4111111111111111")),
+            ("411111111111111.1e1", Some("4111111111111111")),
+            ("-815518385", Some("815518385")),
+            ("4111111111111110", Some("4111111111111110")),
+            ("1e6", Some("1000000")),
+            ("1.5e2", Some("150")),
+            ("4111111111111111.5", None),
+            ("4111111111111111e-1", None),
+            ("4.1111e3", None),
+            ("0", None),
+            ("-0.0e5", None),
+            ("1e-99999999999999999999999", None),
+            ("1e99999999999999999999999", None),
+            ("1e20", None),
+        ] {
+            let mut out = String::from("stale");
+            let read = whole_number_digits(number, &mut out);
+            assert_eq!(read.then_some(out.as_str()), digits, "{number}");
+        }
+    }
+
+    /// Card and SSN numbers of a tool's input and of `arguments` in every spelling of
+    /// their value are masked as the plain number is (a string in their place), and
+    /// `block` refuses them; a fraction, and numbers outside a tool's input, stay byte
+    /// for byte.
+    #[test]
+    fn numbers_of_a_tools_input_in_other_spellings_are_masked_and_blocked() {
+        use crate::masking::body::mask_request_body;
+        use crate::masking::shape::{Api, BodyShape};
+        use crate::masking::{Action, Builtin, Findings, Masker, Vault};
+        let blocking = Masker::builder()
+            .action(Builtin::CreditCard, Action::Block)
+            .action(Builtin::UsSsn, Action::Block)
+            .build()
+            .unwrap();
+        let mask = |masker: &Masker, api: Api, body: &str| {
+            mask_request_body(
+                masker,
+                BodyShape::ApiJson(api),
+                body.as_bytes(),
+                &mut Vault::default(),
+                &mut Findings::default(),
+            )
+            .map(|out| String::from_utf8(out.into_owned()).unwrap())
+        };
+        for card in [
+            "4111111111111111.0",
+            "-4111111111111111",
+            "4111111111111111e0",
+            "4111111111111111E0",
+            "4111111111111111E+0",
+            "4111111111111111e-0",
+            "4.111111111111111e15",
+        ] {
+            for ssn in ["-815518385", "815518385.0", "8.15518385e8"] {
+                let anthropic = format!(
+                    r#"{{"model":"claude","max_tokens":10,"messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"card_number": {card}, "ssn": {ssn}, "amount": 12.50}}}}]}}]}}"#
+                );
+                let masked = mask(&Masker::default(), Api::AnthropicMessages, &anthropic).unwrap();
+                assert_eq!(
+                    masked,
+                    anthropic
+                        .replace(card, r#""[CREDIT_CARD]""#)
+                        .replace(ssn, r#""[US_SSN]""#),
+                    "{card} {ssn}"
+                );
+                let refused = mask(&blocking, Api::AnthropicMessages, &anthropic);
+                assert!(
+                    matches!(refused, Err(BodyError::Blocked(_))),
+                    "{card} {ssn}: {refused:?}"
+                );
+            }
+            let arguments = format!(r#"{{\"card_number\": {card}}}"#);
+            let openai = format!(
+                r#"{{"model":"m","messages":[{{"role":"assistant","tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":"{arguments}"}}}}]}}]}}"#
+            );
+            let masked = mask(&Masker::default(), Api::OpenAiChat, &openai).unwrap();
+            assert!(
+                masked.contains(r#""arguments":"{\"card_number\": \"[CREDIT_CARD]\"}""#),
+                "{card}: {masked}"
+            );
+            let refused = mask(&blocking, Api::OpenAiChat, &openai);
+            assert!(
+                matches!(refused, Err(BodyError::Blocked(_))),
+                "{card}: {refused:?}"
+            );
+        }
+        // A value that is no whole number is no card; the API's own numbers are not
+        // read in any spelling.
+        let kept = r#"{"model":"claude","max_tokens":4111111111111111.0,"metadata":{"n":-4111111111111111},"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"card_number": 4111111111111111.5, "n": 4111111111111111e-1}}]}]}"#;
+        assert_eq!(mask(&blocking, Api::AnthropicMessages, kept).unwrap(), kept);
     }
 
     /// Ollama's `thinking` and object `arguments`, its `template`, a citation's quoted
