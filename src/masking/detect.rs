@@ -997,8 +997,9 @@ mod tests {
 
     /// Nine plain digits told by an SSN's context and followed by another number (after
     /// a space, or a sentence's full stop) are the SSN, and the number after stays:
-    /// the run is shortened there as for a card. Without the context, or joined to the
-    /// next digits by `-`, `.` or `/`, they stay (or are another type's).
+    /// the run is shortened there as for a card; so is a formatted SSN unless its
+    /// groups are joined by spaces. Without the context, or joined to the next digits
+    /// by `-`, `.` or `/`, they stay (or are another type's).
     #[test]
     fn a_context_ssn_followed_by_another_number_is_the_ssn_alone() {
         for (text, value, kind) in [
@@ -1009,6 +1010,8 @@ mod tests {
             ("SSN 815518385.  2 kids", "815518385", "US_SSN"),
             ("SSN 815518385 1234", "815518385", "US_SSN"),
             ("SSN 815518385 1234 5678", "815518385", "US_SSN"),
+            ("SSN 123-45-6789 7 days ago", "123-45-6789", "US_SSN"),
+            ("ssn: 123.45.6789 2", "123.45.6789", "US_SSN"),
             (
                 "card 4111111111111111. 2 items",
                 "4111111111111111",
@@ -1024,6 +1027,8 @@ mod tests {
             "SSN 815518385.1",
             "SSN 815518385/2",
             "SSN 815518385.2 kids",
+            "SSN 123 45 6789 7",
+            "SSN 123-45-6789-7",
         ] {
             assert_eq!(found(text), vec![], "{text}");
         }

@@ -40,12 +40,14 @@ pub fn ssn(text: &str, run: &DigitRun, digits: &mut Vec<u8>) -> Option<usize> {
         return None;
     };
     let end = run.end_of(k);
-    // A formatted SSN followed by more groups (`123-45-6789-01`) is some other number.
-    // Nine plain digits have no groups of their own to go on: a number after a space
-    // (`SSN 815518385 7 days ago`) is the sentence's, and the run is shortened there.
+    // A formatted SSN followed by more groups (`123-45-6789-01`, `123 45 6789 01`) is
+    // some other number. A space after nine plain digits, or after groups joined by
+    // something else (`SSN 123-45-6789 7 days ago`), ends the SSN: the number after it
+    // is the sentence's, and the run is shortened there.
     if k < groups.len() {
         let next = run.separator(text, k - 1);
-        if next.len() == 1 && !(k == 1 && next == " ") {
+        let own = k > 1 && run.separator(text, 0) == next;
+        if next.len() == 1 && (next != " " || own) {
             return None;
         }
     }
