@@ -276,6 +276,69 @@ async fn pseudonyms_are_restored_in_a_streamed_answer_on_every_engine() {
     }
 }
 
+/// A pseudonym in a streamed answer's `id:`, `event:` and comment lines reaches the
+/// client as the endpoint sent it; only the data is restored. A browser sends the last
+/// `id:` back as `Last-Event-ID`, a request header that is not masked.
+async fn only_a_streams_data_is_restored(travel: Travel) {
+    let upstream = Upstream::start(|_| {
+        let mut steps = vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+        )];
+        let mut events = sse_chunks(&["Writing to <EMAIL_ADDRESS_1> now."]);
+        events[0] = format!(
+            ": for <EMAIL_ADDRESS_1>\nid: <EMAIL_ADDRESS_1>\nevent: <EMAIL_ADDRESS_1>\n{}",
+            events[0]
+        );
+        for event in &events {
+            steps.push(Step::Write(chunk(event)));
+            steps.push(Step::Yield);
+        }
+        steps.push(Step::Write(LAST_CHUNK.to_vec()));
+        steps
+    })
+    .await;
+    let route = r#"mask = { directions = "request", types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let body = chat(&format!("Reply to {EMAIL} please"));
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    assert_eq!(
+        seen_json(&upstream.only_request())["messages"][1]["content"],
+        "Reply to <EMAIL_ADDRESS_1> please",
+        "{travel:?}"
+    );
+    let text = response.text();
+    assert!(
+        text.starts_with(
+            ": for <EMAIL_ADDRESS_1>\nid: <EMAIL_ADDRESS_1>\nevent: <EMAIL_ADDRESS_1>\ndata: "
+        ),
+        "{travel:?}: {text}"
+    );
+    assert!(
+        !text.contains(&format!("id: {EMAIL}")),
+        "{travel:?}: {text}"
+    );
+    assert_eq!(
+        sse_text(&response.body),
+        format!("Writing to {EMAIL} now."),
+        "{travel:?}: {text}"
+    );
+}
+
+#[tokio::test]
+async fn only_a_streams_data_is_restored_on_every_engine() {
+    for travel in Travel::ALL {
+        only_a_streams_data_is_restored(travel).await;
+    }
+}
+
 /// `directions = "both"`: a JSON answer is masked too, and its length is what the
 /// client reads.
 async fn answers_are_masked_both_ways(travel: Travel) {

@@ -10,9 +10,14 @@
 //! held text first, in an event built like the block's last one; events that carry no
 //! delta and end nothing (an annotation, a content filter's verdict, a role alone) pass
 //! at once without flushing it. Events without text
-//! (usage, `[DONE]`, pings) pass byte for byte, in order; lines other than `data:`
-//! (comments, ids) are masked as texts of their own; every other field of an event
-//! stays as it was, and its JSON stays valid.
+//! (usage, `[DONE]`, pings) pass byte for byte, in order; every other field of an
+//! event stays as it was, and its JSON stays valid.
+//!
+//! Only `data:` lines are masked and restored: `id:`, `event:`, `retry:` and comments
+//! pass as the endpoint sent them, a pseudonym there staying a pseudonym. A browser's
+//! `EventSource` keeps the last `id:` and sends it back as the `Last-Event-ID` header
+//! when it reconnects, and request headers are not masked: a value restored into an
+//! id would go to the endpoint in clear.
 
 use std::sync::Arc;
 
@@ -643,30 +648,6 @@ impl SseMasker {
         self.flush_blocks("", vault, out, findings)
     }
 
-    /// Masks (or restores) every line of an event but its `data:` lines, each as a text
-    /// of its own: comments, `event:`, `id:` and lines a client ignores still reach it.
-    /// A restored value that would break the line (a private key's line ends) is left
-    /// as its pseudonym: never a line, let alone an event, the endpoint did not send.
-    fn edit_other_lines(
-        &self,
-        lines: &mut [Line],
-        vault: &mut Vault,
-        findings: &mut Findings,
-    ) -> Result<(), BodyError> {
-        for line in lines {
-            if field_of(&line.text).0 == "data" {
-                continue;
-            }
-            let mut edited = String::new();
-            let mut editor =
-                TextEditor::new(self.masker.as_deref(), self.restore, vault, findings, None);
-            if editor.edit_text(&line.text, None, &mut edited)? && !edited.contains(['\r', '\n']) {
-                line.text = edited;
-            }
-        }
-        Ok(())
-    }
-
     fn event(
         &mut self,
         mut lines: Vec<Line>,
@@ -681,7 +662,6 @@ impl SseMasker {
             data = lines.first().map(|line| line.text.clone());
             &[][..]
         } else {
-            self.edit_other_lines(&mut lines, vault, findings)?;
             &lines[..]
         };
         for line in fields {
@@ -698,7 +678,7 @@ impl SseMasker {
             }
         }
         let Some(data) = data else {
-            // Comments, ids, retry: masked above, line by line.
+            // Comments, ids, retry: passed as they came.
             write_raw(&lines, blank, out);
             return Ok(());
         };
@@ -1242,10 +1222,11 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
         }
     }
 
-    /// Lines a client ignores still reach it: comments, ids and unknown fields are
-    /// masked too, and restored, but never into a line break.
+    /// Lines other than `data:` reach the client as the endpoint sent them, neither
+    /// masked nor restored: a browser sends the last `id:` back upstream as
+    /// `Last-Event-ID`, a request header that is not masked.
     #[test]
-    fn comments_ids_and_unknown_fields_are_masked_too() {
+    fn only_data_lines_are_masked_and_restored() {
         let stream = ": note SECRET-1
 id: SECRET-2
 mail SECRET-3 here
@@ -1257,25 +1238,31 @@ data: [DONE]
         for split in 0..=stream.len() {
             let (a, b) = stream.as_bytes().split_at(split);
             let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
+            assert_eq!(out, stream, "split {split}");
+        }
+        let mut vault = Vault::default();
+        let email = vault
+            .pseudonym(&Kind("EMAIL_ADDRESS".into()), "ann@example.org")
+            .to_string();
+        let stream = format!(
+            ": to {email}\nid: {email}\nevent: {email}\nretry: {email}\n{}",
+            chat_chunk(&format!("write to {email}"))
+        );
+        for split in 0..=stream.len() {
+            let (a, b) = stream.as_bytes().split_at(split);
+            let out = run(None, &mut vault, &[a, b]).unwrap();
+            assert!(
+                out.starts_with(&format!(
+                    ": to {email}\nid: {email}\nevent: {email}\nretry: {email}\ndata: "
+                )),
+                "split {split}: {out}"
+            );
             assert_eq!(
-                out,
-                ": note [SECRET]\nid: [SECRET]\nmail [SECRET] here\n\n: [SECRET]\ndata: [DONE]\n\n",
+                joined(&out, "/choices/0/delta/content"),
+                "write to ann@example.org",
                 "split {split}"
             );
         }
-        let mut vault = Vault::default();
-        let one = vault
-            .pseudonym(&Kind("SECRET".into()), "SECRET-1")
-            .to_string();
-        let two = vault
-            .pseudonym(&Kind("SECRET".into()), "SECRET-2\nevent: forged")
-            .to_string();
-        let stream = format!(": {one} and {two}\n\n");
-        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
-        assert_eq!(out, stream, "restoring would have broken the line");
-        let stream = format!(": {one}\n\n");
-        let out = run(None, &mut vault, &[stream.as_bytes()]).unwrap();
-        assert_eq!(out, ": SECRET-1\n\n");
     }
 
     /// An event whose text is all held is dropped, but not its `id:`: the event that
