@@ -165,6 +165,50 @@ async fn the_endpoint_sees_the_request_masked_on_every_engine() {
     }
 }
 
+/// Passwords holding `\\`, quotes, `,;`, a backtick or letters beyond ASCII reach the
+/// endpoint masked whole, no tail of them left (the masker reads the JSON string's
+/// decoded text, `\\"` in the body being a `"` there).
+async fn passwords_of_any_character_are_masked_whole(travel: Travel) {
+    let upstream = Upstream::start(|_| json_reply(r#"{"ok":true}"#)).await;
+    let proxy = start(travel, &upstream, "mask = { directions = \"request\" }", "").await;
+    let lines = [
+        r"DB_PASSWORD=Pa$$w0rd\xyz123",
+        r#"DB_PASSWORD=abc"def12345"#,
+        "DB_PASSWORD=it'sMyPass99",
+        "DB_PASSWORD=abc;def123456",
+        "SMTP_PASS=p@ss`w0rd99",
+        r#"DB_PASSWORD="quote\"inside99""#,
+        "password: Pässwörd9!",
+        "password: 密码Secret123",
+        r"my password is S3cr\et!",
+    ];
+    let body = chat(&lines.join("\n"));
+    let (seen, _) = chat_through(travel, &proxy, &upstream, &body).await;
+    assert_eq!(
+        seen_json(&seen)["messages"][1]["content"],
+        [
+            "DB_PASSWORD=[PASSWORD]",
+            "DB_PASSWORD=[PASSWORD]",
+            "DB_PASSWORD=[PASSWORD]",
+            "DB_PASSWORD=[PASSWORD]",
+            "SMTP_PASS=[PASSWORD]",
+            "DB_PASSWORD=\"[PASSWORD]\"",
+            "password: [PASSWORD]",
+            "password: [PASSWORD]",
+            "my password is [PASSWORD]",
+        ]
+        .join("\n"),
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn passwords_of_any_character_are_masked_whole_on_every_engine() {
+    for travel in Travel::ALL {
+        passwords_of_any_character_are_masked_whole(travel).await;
+    }
+}
+
 /// Values told by their context in one message (a bare SSN after "SSN", a password in
 /// prose, a password after mysql's `-p`) and quoted without it in another, before and
 /// after, are masked everywhere; so are a key known by its prefix and a Discord token.

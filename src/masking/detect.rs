@@ -1112,6 +1112,36 @@ mod tests {
             ("admin_password: /9kQ#x2!", "/9kQ#x2!"),
             ("wifi passphrase: /akVRD3l6", "/akVRD3l6"),
             ("password: KNJz3LLZ<ei", "KNJz3LLZ<ei"),
+            // Whole, whatever they hold: `\`, quotes, `,;`, a backtick, letters beyond
+            // ASCII (an unquoted value runs to a blank; a quoted one to its closing
+            // quote, `\"` escaping one).
+            ("password: pa\"ss\\w0rd!", "pa\"ss\\w0rd!"),
+            ("password: pass\\w0rd!", "pass\\w0rd!"),
+            ("DB_PASSWORD=Pa$$w0rd\\xyz123", "Pa$$w0rd\\xyz123"),
+            ("DB_PASSWORD=ab\\cdefgh99", "ab\\cdefgh99"),
+            ("DB_PASSWORD=abc\"def12345", "abc\"def12345"),
+            ("DB_PASSWORD=it'sMyPass99", "it'sMyPass99"),
+            ("DB_PASSWORD=abc,def123456", "abc,def123456"),
+            ("DB_PASSWORD=abc;def123456", "abc;def123456"),
+            ("SMTP_PASS=p@ss`w0rd99", "p@ss`w0rd99"),
+            ("DB_PASSWORD=\"quote\\\"inside99\"", "quote\\\"inside99"),
+            ("password=\"abc\\\"de fg\"", "abc\\\"de fg"),
+            ("password=Grüße2024!x", "Grüße2024!x"),
+            ("DB_PASSWORD=\"Ünïcödé-Pass1\"", "Ünïcödé-Pass1"),
+            ("DB_PASSWORD=pässwort99AB", "pässwort99AB"),
+            ("password: Pässwörd9!", "Pässwörd9!"),
+            ("password: 密码Secret123", "密码Secret123"),
+            // What closes the text around a value is not the value's.
+            ("password=abc123, user=bob", "abc123"),
+            ("login(password=hunter22, user=bob)", "hunter22"),
+            ("run([\"mysql\", \"--password=hunter22\"])", "hunter22"),
+            ("export DB_PASSWORD='hunter22'.", "hunter22"),
+            ("cmd 'DB_PASSWORD=hunter22' ok", "hunter22"),
+            // Where the end is in doubt, more is taken, never less.
+            (
+                "Server=db;Password=S3cret;Trusted_Connection=True",
+                "S3cret;Trusted_Connection=True",
+            ),
         ] {
             let expected = if password.is_empty() {
                 vec![]
@@ -1127,7 +1157,13 @@ mod tests {
             "password: {{ vault.db_password }}",
             "password: <your password>",
             "password = os.environ[\"PW\"]",
+            "password = os.environ[\"DB_PASSWORD\"]",
+            "password = config[\"db\"][\"password\"]",
+            "password=os.getenv('DB_PASSWORD', 'default')",
             "password = getpass.getpass(\"Password: \")",
+            "password = input(\"Enter your password: \")",
+            "\"password\": [\"a\", \"b\"]",
+            "f\"password={password}\"",
             "conn = connect(user=user, password=password)",
             "password=settings.DB_PASSWORD",
             "password: String,",
@@ -1152,10 +1188,9 @@ mod tests {
             "password=%DB_PASS%",
             "db_password = config.db.password",
             "self.password = password",
-            // Quoted: a blank first, an escape, no closing quote on the line, over 64
-            // bytes, under 6, a reference.
+            // Quoted: a blank first, no closing quote on the line, over 64 bytes,
+            // under 6, a reference.
             "password: \" spaced out\"",
-            "password=\"abc\\\"de fg\"",
             "password: \"open sesame\n42\"",
             "password = \"this sentence in quotes runs on for more than sixty-four bytes, so it is no password\"",
             "password = \"a b c\"",
@@ -1252,8 +1287,16 @@ mod tests {
                 "horse-battery-staple",
             ),
             ("my password for gmail is 123456", "123456"),
+            ("my password is S3cr\\et!", "S3cr\\et!"),
+            ("my password is it'sMyPass99, ok", "it'sMyPass99"),
+            (
+                "the password is \"quote\\\"inside99\".",
+                "quote\\\"inside99",
+            ),
             ("password was uzhpkt_yny_gld", "uzhpkt_yny_gld"),
-            ("密码: my password is hunter22です", "hunter22"),
+            // Text with no blank after the value goes with it: a password may hold
+            // any letter (`Pässwörd9!`, `密码Secret123`).
+            ("密码: my password is hunter22です", "hunter22です"),
             // Quoted, a passphrase of three words or more; one word as unquoted.
             (
                 "my password is \"correct horse battery staple\", ok",

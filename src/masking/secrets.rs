@@ -678,12 +678,20 @@ pub fn prose_password(text: &str, start: usize, end: usize) -> Option<Found> {
     let found = match quoted_value(bytes, end) {
         Some(inside) => password_between(text, inside.start, inside.end, 6)?,
         None => {
-            let value_start = end
+            // The value's run starts after blanks; an opening quote or backtick is not
+            // the value's unless it is too short without it (as the shape reads it).
+            let mut value_start = end
                 - bytes[..end]
                     .iter()
                     .rev()
-                    .take_while(|&&b| triggers::is_assigned_password_byte(b))
+                    .take_while(|&&b| triggers::is_password_run_byte(b))
                     .count();
+            if matches!(bytes[value_start], b'"' | b'\'' | b'`')
+                && triggers::unquoted_password_end(bytes, value_start + 1, &mut Default::default())
+                    .is_some()
+            {
+                value_start += 1;
+            }
             password_value(text, value_start, end, 6)?
         }
     };
@@ -730,15 +738,27 @@ fn in_a_netrc_entry(bytes: &[u8], at: usize) -> bool {
 }
 
 /// The inside of a quoted password that a `Password` or `ProsePassword` match ends,
-/// closing quote included, at `end`: only their quoted reading ends in a quote (no
-/// bare password byte is one), and no quote like it is inside.
+/// closing quote included, at `end`: only their quoted reading ends in a quote (an
+/// unquoted one ends before its closers), and a quote like it inside is escaped, after
+/// an odd run of `\` (`"quote\"inside99"`).
 fn quoted_value(bytes: &[u8], end: usize) -> Option<std::ops::Range<usize>> {
     let quote = *bytes[..end].last()?;
     if quote != b'"' && quote != b'\'' {
         return None;
     }
-    let open = memchr::memrchr(quote, &bytes[..end - 1])?;
-    Some(open + 1..end - 1)
+    let mut at = end - 1;
+    loop {
+        let open = memchr::memrchr(quote, &bytes[..at])?;
+        let escapes = bytes[..open]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if escapes % 2 == 0 {
+            return Some(open + 1..end - 1);
+        }
+        at = open;
+    }
 }
 
 /// Three words or more (`correct horse battery staple`), quoted after
@@ -842,8 +862,9 @@ fn reads_as_a_reference(value: &str) -> bool {
                 .iter()
                 .any(u8::is_ascii_uppercase));
     // A name (a path of them, a macro's `!`) then `(` or `[` and names, digits and
-    // closing brackets: code, not a password (`P@ss(w0rd)` has no name before its
-    // parenthesis, `K[A2np#o0)` has a `#` after it).
+    // closing brackets, or a string: code, not a password (`P@ss(w0rd)` has no name
+    // before its parenthesis, `K[A2np#o0)` has a `#` after it; `getpass("Password:`
+    // and `os.environ["DB_PASSWORD"]` are read to a blank).
     let called = value.find(['(', '[']).is_some_and(|at| {
         let callee = value[..at].trim_end_matches('!');
         // Its first part is a name: the parts after may be empty (`std::env::var`).
@@ -852,9 +873,10 @@ fn reads_as_a_reference(value: &str) -> bool {
             && callee
                 .split(['.', ':'])
                 .all(|part| part.is_empty() || identifier_part(part))
-            && value[at + 1..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b')' | b']'))
+            && (value[at + 1..].starts_with(['"', '\''])
+                || value[at + 1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b')' | b']')))
     });
     let field = value.contains('.') && value.split('.').all(identifier_part) && {
         let mut parts = value.split('.');
@@ -874,8 +896,11 @@ fn reads_as_a_reference(value: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'<' | b'>' | b':'))
         });
+    // A structure opening with a string: JSON or code (`{"type": "string"}`).
+    let structure = value.starts_with(['{', '[', '(']) && value[1..].starts_with(['"', '\'']);
     let passed_on = value.trim_end_matches([')', ']', '}']);
     template
+        || structure
         || path
         || called
         || field

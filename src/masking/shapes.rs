@@ -4,8 +4,9 @@
 //! `triggers`, held to these patterns by a property test.
 
 /// The candidate shapes, in priority order (the first listed wins where two match at the
-/// same place). Every match starts and ends with ASCII, so on char boundaries; only an
-/// e-mail domain's labels may hold other letters (`info@müller.de`).
+/// same place). Every match starts with ASCII and ends on a char boundary; only an
+/// e-mail domain's labels (`info@müller.de`) and a password's value (`Grüße2024!x`)
+/// may hold characters beyond ASCII.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Shape {
@@ -27,6 +28,28 @@ pub enum Shape {
     Ipv6,
     Ipv4,
     Number,
+}
+
+/// A password's value, after the separator (`triggers::password_value_end`): quoted by
+/// `"` or `'`, `\` escaping, or else after an optional opening quote (`$open`) an
+/// unquoted run: `V` printable characters, `N` those that are no closer (quotes,
+/// `,;`, backtick) nor trailer (`)]}>.`), `T` the trailers; it ends at its last `N` and
+/// the trailers right after it, six characters or more.
+macro_rules! password_value {
+    ($open:literal) => {
+        concat!(
+            r#"(?:"(?:[!#-\[\]-~]|\\[\t -~]|\\?(?u:[^\x00-\x7F]))(?:[\t -!#-\[\]-~]|\\[\t -~]|\\?(?u:[^\x00-\x7F])){5,63}""#,
+            r#"|'(?:[!-&(-\[\]-~]|\\[\t -~]|\\?(?u:[^\x00-\x7F]))(?:[\t -&(-\[\]-~]|\\[\t -~]|\\?(?u:[^\x00-\x7F])){5,63}'"#,
+            "|",
+            $open,
+            r#"(?:(?:[!-~]|(?u:[^\x00-\x7F\s])){5,}(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))"#,
+            r#"|(?:[!-~]|(?u:[^\x00-\x7F\s])){4}(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))[).>\]}]"#,
+            r#"|(?:[!-~]|(?u:[^\x00-\x7F\s])){3}(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))[).>\]}]{2}"#,
+            r#"|(?:[!-~]|(?u:[^\x00-\x7F\s])){2}(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))[).>\]}]{3}"#,
+            r#"|(?:[!-~]|(?u:[^\x00-\x7F\s]))(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))[).>\]}]{4}"#,
+            r#"|(?:[!#-&(*-+\-/-:<=?-\[\\^_a-|~]|(?u:[^\x00-\x7F\s]))[).>\]}]{5})[).>\]}]*)"#,
+        )
+    };
 }
 
 /// No counted repetition where a pattern can start inside any word: the lazy DFA would
@@ -82,15 +105,18 @@ pub const SHAPES: [(Shape, &str); 18] = [
     ),
     // A name ending in a password word (`pass` only as a name's last part: `DB_PASS`,
     // not `bypass`, nor `pass` alone, a word of prose: `first pass: ...`), then the
-    // value: quoted, 6 to 64 printable bytes or blanks (not starting with one) up to
-    // the closing quote, which is taken (`PASSWORD="correct horse battery staple"`);
-    // otherwise any printable value of six or more but blanks, quotes, `,;\` and the
-    // backtick that closes Markdown's inline code (`password=hunter22`).
+    // value: quoted, 6 to 64 units (a printable byte or blank, a character beyond
+    // ASCII, or `\` and the one it escapes; not starting with a blank) up to the closing
+    // quote, which is taken (`PASSWORD="correct horse battery staple"`,
+    // `"quote\"inside99"`); otherwise the printable characters up to a blank, less a
+    // quote, `,;` or backtick and what follows it at the end (the closers of a string,
+    // a list, Markdown's inline code), six or more (`password=hunter22`,
+    // `DB_PASSWORD=it'sMyPass99`).
     (
         Shape::Password,
         concat!(
             r#"(?i:(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd)|[A-Za-z0-9_.\-]*[_.\-]pass)[0-9]*)["']?[ \t]*[:=][ \t]*"#,
-            r#"(?:"[!#-\[\]-~][\t -!#-\[\]-~]{5,63}"|'[!-&(-\[\]-~][\t -&(-\[\]-~]{5,63}'|["']?[!#-&(-+\--:<-\[\]-_a-~]{6,})"#,
+            password_value!(r#"["']?"#),
         ),
     ),
     // curl's credentials (`-u user:password`, `--user user:password`,
@@ -110,7 +136,7 @@ pub const SHAPES: [(Shape, &str); 18] = [
         Shape::ProsePassword,
         concat!(
             r#"(?:assword|ASSWORD)(?:(?:[ \t]+[A-Za-z]+){0,4}[ \t]+(?:is|was|IS|WAS):?)?[ \t]+"#,
-            r#"(?:"[!#-\[\]-~][\t -!#-\[\]-~]{5,63}"|'[!-&(-\[\]-~][\t -&(-\[\]-~]{5,63}'|["'`]?[!#-&(-+\--:<-\[\]-_a-~]{6,})"#,
+            password_value!(r#"["'`]?"#),
         ),
     ),
     (

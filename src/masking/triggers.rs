@@ -101,8 +101,8 @@ const CLASSES: [u8; 256] = {
         if alphanumeric || matches!(b, b'_' | b'+' | b'/' | b'.' | b'~' | b'-') {
             class |= VALUE;
         }
-        // Printable ASCII but blanks, quotes, `,;\` and Markdown's backtick: an assigned
-        // password's bytes.
+        // Printable ASCII but blanks, quotes, `,;\` and Markdown's backtick: a
+        // password's bytes after curl's `-u` and the tools' flags.
         if b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b',' | b';' | b'\\' | b'`') {
             class |= PASSWORD;
         }
@@ -149,9 +149,32 @@ fn is_value_byte(b: u8) -> bool {
 }
 
 /// `[!#-&(-+\--:<-\[\]-_a-~]`: a printable byte but blanks, quotes, `,;\` and the
-/// backtick, as the password shapes read a value.
+/// backtick, as curl's `-u` and the tools' flags read a password.
 pub(super) fn is_assigned_password_byte(b: u8) -> bool {
     is(PASSWORD, b)
+}
+
+/// A byte a password's unquoted value may hold: printable ASCII, or any byte of a
+/// character beyond ASCII (a password in German or Chinese is one too). Where the value
+/// ends among them is [`unquoted_password_end`]'s to say.
+pub(super) fn is_password_run_byte(b: u8) -> bool {
+    b.is_ascii_graphic() || b >= 0x80
+}
+
+/// The character at `at`, beyond ASCII, and its length; `None` where the bytes are no
+/// UTF-8 (never in a text, only in the raw bytes the scan's tests give it).
+fn char_at(bytes: &[u8], at: usize) -> Option<(char, usize)> {
+    let len = match bytes.get(at)? {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(bytes.get(at..at + len)?)
+        .ok()?
+        .chars()
+        .next()?;
+    Some((c, len))
 }
 
 /// `[A-Za-z0-9._~%!$&'()*+,;=\-]`: a URL's user name (RFC 3986 `userinfo` less `:`:
@@ -193,6 +216,9 @@ pub(super) struct KnownRuns {
     /// last read of each class.
     runs: [(usize, usize, usize); 8],
     next: usize,
+    /// An unquoted password read from a place: that place, where its run's last byte
+    /// that is neither a closer nor a trailer ends, and where the password ends.
+    password_tail: Option<(usize, usize, Option<usize>)>,
 }
 
 impl KnownRuns {
@@ -464,9 +490,11 @@ fn key_assignment(
     let short = !leads_with(head, 5, is_value_byte);
     // A password may hold any printable byte, and is taken from six; a quoted one may
     // also start with a short word or hold a blank early (`"open sesame"`).
-    let password_head = leads_with(head, 6, is_assigned_password_byte);
+    // From the opening quote: it is the value's when the value is too short without.
+    let password_head = leads_with(&bytes[separator_end..], 6, is_password_run_byte);
     let quoted_head = !password_head
-        && quote.is_some_and(|quote| leads_with(head, 6, |b| is_quoted_password_byte(b, quote)));
+        && quote.is_some()
+        && leads_with(head, 6, |b| is_password_run_byte(b) || is_blank(b));
     if short && !password_head && !quoted_head {
         return;
     }
@@ -749,49 +777,159 @@ fn after_separator(bytes: &[u8], name_end: usize) -> Option<usize> {
 const QUOTED_PASSWORD_MAX: usize = 64;
 
 /// A password's value at `at`, just past the separator's blanks, to its end:
-/// `"[...]{6,64}"` or `'[...]{6,64}'`, printable bytes or blanks not starting with a
-/// blank, to past the closing quote (`"correct horse battery staple"`, `'a,b;c d'`: the
-/// quotes bound it); otherwise an optional opening quote (or other byte that `opens`)
-/// and six password bytes or more.
+/// quoted, to past its closing quote ([`quoted_password_end`]: `"correct horse battery
+/// staple"`, `'a,b;c d'`, `"quote\"inside99"`); otherwise after an optional opening
+/// quote (or other byte that `opens`), or with it should the value be too short
+/// without, an unquoted value ([`unquoted_password_end`]).
 pub(super) fn password_value_end(
     bytes: &[u8],
     at: usize,
     opens: impl Fn(u8) -> bool,
     known: &mut KnownRuns,
 ) -> Option<usize> {
-    let mut value = at;
     if let Some(&open) = bytes.get(at) {
         if is_quote(open)
             && let Some(end) = quoted_password_end(bytes, at + 1, open)
         {
             return Some(end);
         }
-        if opens(open) {
-            value += 1;
+        if opens(open)
+            && let Some(end) = unquoted_password_end(bytes, at + 1, known)
+        {
+            return Some(end);
         }
     }
-    let end = known.end(bytes, value, is_assigned_password_byte);
-    (end - value >= 6).then_some(end)
+    unquoted_password_end(bytes, at, known)
 }
 
-/// A byte of a password quoted by `quote`: printable or a blank, but the quote and `\`.
-fn is_quoted_password_byte(b: u8, quote: u8) -> bool {
-    (b.is_ascii_graphic() || is_blank(b)) && b != quote && b != b'\\'
+/// Quotes, `,`, `;` and the backtick: inside an unquoted password they are its own
+/// (`it'sMyPass99`, `abc,def123456`), but at its end they close what holds it (a
+/// string, code's argument list, a connection string's field, Markdown's inline code).
+fn is_password_closer(b: u8) -> bool {
+    matches!(b, b'"' | b'\'' | b',' | b';' | b'`')
+}
+
+/// Closing brackets and the full stop: a password's own after its last other byte
+/// (`P@ss(1)`), the text's after a closer (`"--password=hunter22"])`).
+fn is_password_trailer(b: u8) -> bool {
+    matches!(b, b')' | b']' | b'}' | b'>' | b'.')
+}
+
+/// An unquoted password at `value`: the run of printable characters up to a blank, a
+/// line's end or a blank beyond ASCII, less what closes it at its end (a closer, then
+/// only closers and trailers: `hunter22",` ends before its `"`; `Pa$$w0rd\xyz123`
+/// and `abc"def12345` are taken whole, `\` being no escape outside quotes), six
+/// characters or more. A password is never cut inside: of a run whose end is in
+/// doubt, the run is taken (`password=abc;Database=x` takes `abc;Database=x`).
+pub(super) fn unquoted_password_end(
+    bytes: &[u8],
+    value: usize,
+    known: &mut KnownRuns,
+) -> Option<usize> {
+    // Where the value ends is told by its run's tail, from the run's last byte that is
+    // neither a closer nor a trailer: the same for every start up to that byte
+    // (`password=password=...` reads the run once, not once for each `=`).
+    let end = match known.password_tail {
+        Some((from, last_other, end)) if from <= value && value < last_other => end,
+        _ => {
+            let (last_other, end) = unquoted_password_tail(bytes, value);
+            known.password_tail = Some((value, last_other, end));
+            end
+        }
+    };
+    end.filter(|&end| holds_six_characters(bytes, value, end))
+}
+
+/// Whether `bytes[value..end]` (a password's run) holds six characters or more, read
+/// as [`unquoted_password_tail`] counts them.
+fn holds_six_characters(bytes: &[u8], value: usize, end: usize) -> bool {
+    let mut at = value;
+    for _ in 0..6 {
+        if at >= end {
+            return false;
+        }
+        at += if bytes[at] < 0x80 {
+            1
+        } else {
+            char_at(bytes, at).map_or(1, |(_, len)| len)
+        };
+    }
+    true
+}
+
+/// [`unquoted_password_end`] read from `value`: where its run's last byte neither a
+/// closer nor a trailer ends (`value` if none), and where the password ends, whatever
+/// its length.
+fn unquoted_password_tail(bytes: &[u8], value: usize) -> (usize, Option<usize>) {
+    let mut last_other = value;
+    let mut at = value;
+    // Where the value ends so far.
+    let mut end = None;
+    // A closer since the last other byte, or no such byte yet: a trailer then does not
+    // extend the value.
+    let mut closed = true;
+    while let Some(&b) = bytes.get(at) {
+        let len = if b < 0x80 {
+            if !b.is_ascii_graphic() {
+                break;
+            }
+            1
+        } else {
+            match char_at(bytes, at) {
+                Some((c, _)) if c.is_whitespace() => break,
+                Some((_, len)) => len,
+                None => 1,
+            }
+        };
+        at += len;
+        if is_password_closer(b) {
+            closed = true;
+        } else if !is_password_trailer(b) {
+            closed = false;
+            last_other = at;
+            end = Some(at);
+        } else if !closed {
+            end = Some(at);
+        }
+    }
+    (last_other, end)
+}
+
+/// The length of a quoted password's unit at `at`: a printable byte or a blank but
+/// `quote` and `\`, a character beyond ASCII, or `\` and the byte or character it
+/// escapes (`\"` inside `"..."`); `None` for a line's end or a control byte.
+fn quoted_unit_len(bytes: &[u8], at: usize, quote: u8) -> Option<usize> {
+    let b = *bytes.get(at)?;
+    let one = |b: u8| b == b'\t' || (b' '..=b'~').contains(&b);
+    if b == b'\\' {
+        let next = *bytes.get(at + 1)?;
+        return if next < 0x80 {
+            one(next).then_some(2)
+        } else {
+            Some(1 + char_at(bytes, at + 1).map_or(1, |(_, len)| len))
+        };
+    }
+    if b < 0x80 {
+        return (one(b) && b != quote).then_some(1);
+    }
+    Some(char_at(bytes, at).map_or(1, |(_, len)| len))
 }
 
 /// The quoted password whose first byte is at `start`, opened by `quote`: past its
-/// closing quote, when it is 6 to [`QUOTED_PASSWORD_MAX`] bytes on one line, holds
-/// no `\` (an escape would end it elsewhere) and does not start with a blank.
+/// closing quote, when it is 6 to [`QUOTED_PASSWORD_MAX`] units
+/// ([`quoted_unit_len`]: an escape is one) on one line and does not start with a
+/// blank. A `\` escapes the byte after it, the quote too: a `\"` is no closing quote.
 fn quoted_password_end(bytes: &[u8], start: usize, quote: u8) -> Option<usize> {
-    let limit = bytes.len().min(start + QUOTED_PASSWORD_MAX + 1);
-    let end = run_forward(&bytes[..limit], start, |b| {
-        is_quoted_password_byte(b, quote)
-    });
-    let len = end - start;
-    ((6..=QUOTED_PASSWORD_MAX).contains(&len)
-        && !is_blank(bytes[start])
-        && bytes.get(end) == Some(&quote))
-    .then_some(end + 1)
+    if bytes.get(start).is_some_and(|&b| is_blank(b)) {
+        return None;
+    }
+    let mut at = start;
+    let mut units = 0;
+    while units <= QUOTED_PASSWORD_MAX && bytes.get(at) != Some(&quote) {
+        at += quoted_unit_len(bytes, at, quote)?;
+        units += 1;
+    }
+    ((6..=QUOTED_PASSWORD_MAX).contains(&units) && bytes.get(at) == Some(&quote)).then_some(at + 1)
 }
 
 /// `(?i:[name]*(?:key|token|secret|credential|auth)[name]*)["']?[ \t]*[:=][ \t]*["']?`
@@ -920,6 +1058,36 @@ mod tests {
             "{reads} reads for {} bytes",
             bytes.len()
         );
+    }
+
+    /// An unquoted password's end told by the run's tail read before is the end a
+    /// fresh read gives, from every place, closers, trailers and wide characters
+    /// among them.
+    #[test]
+    fn a_passwords_known_tail_gives_the_fresh_end() {
+        let pieces = [
+            "pw=", "ab", "\"", ",", ")", ".", "é", "密", " ", "x;y", "`", "]",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..400 {
+            let mut text = String::new();
+            for _ in 0..24 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let bytes = text.as_bytes();
+            let mut known = KnownRuns::default();
+            for value in (0..=bytes.len()).filter(|&at| text.is_char_boundary(at)) {
+                let fresh = unquoted_password_end(bytes, value, &mut KnownRuns::default());
+                assert_eq!(
+                    unquoted_password_end(bytes, value, &mut known),
+                    fresh,
+                    "{text:?} from {value}"
+                );
+            }
+        }
     }
 
     /// The values of a trigger repeated inside its own value's run end where a fresh
@@ -1061,6 +1229,11 @@ mod tests {
         "io",
         "é",
         "ü",
+        "\\",
+        "`",
+        "\u{a0}",
+        ")",
+        "]",
         "@müller.de",
         "例え",
         "abcdefghij",
@@ -1144,7 +1317,12 @@ mod tests {
             for separator in separators {
                 // Values of every printable byte, and of the bytes only a quoted one
                 // holds (blanks, `,;`, quotes), around the quoted value's bounds.
-                let values = ["aZ9!@#$%^&*(){}[]<>?/~`|", "a b,c;d'e\t\"f"];
+                let values = [
+                    "aZ9!@#$%^&*(){}[]<>?/~`|",
+                    "a b,c;d'e\t\"f",
+                    // Escapes, closers and trailers, letters beyond ASCII.
+                    "é\\\"ü).',;`]x密\u{a0}",
+                ];
                 for (alphabet, len) in values
                     .iter()
                     .flat_map(|a| (0..9).chain(62..67).map(move |len| (a, len)))
