@@ -383,6 +383,55 @@ async fn only_a_streams_data_is_restored_on_every_engine() {
     }
 }
 
+/// A pseudonym the client sends back (an earlier answer's, the model's own value that
+/// the answer masked) is not given again to a new value: the new one is numbered past
+/// it, and the model's mention of the old one is not restored as the new value.
+async fn pseudonyms_in_the_history_are_not_given_again(travel: Travel) {
+    let answer = serde_json::json!({
+        "id": "r1", "object": "chat.completion",
+        "choices": [{ "index": 0, "message": { "role": "assistant",
+            "content": "Old: <EMAIL_ADDRESS_1>, new: <EMAIL_ADDRESS_2>." } }],
+    })
+    .to_string();
+    let upstream = Upstream::start(move |_| json_reply(&answer)).await;
+    let route = r#"mask = { types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, &upstream, route, "").await;
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            { "role": "assistant", "content": "Billing writes from <EMAIL_ADDRESS_1>." },
+            { "role": "user", "content": "Forward it to ann.lee@example.org" },
+        ],
+    })
+    .to_string();
+    let mut client = RawClient::connect(&proxy).await;
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let sent = String::from_utf8(upstream.only_request().body).unwrap();
+    assert!(
+        sent.contains("<EMAIL_ADDRESS_1>.") && sent.contains("to <EMAIL_ADDRESS_2>"),
+        "{travel:?}: {sent}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON answer");
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "Old: <EMAIL_ADDRESS_1>, new: ann.lee@example.org.",
+        "{travel:?}"
+    );
+}
+
+#[tokio::test]
+async fn pseudonyms_in_the_history_are_not_given_again_on_every_engine() {
+    for travel in Travel::ALL {
+        pseudonyms_in_the_history_are_not_given_again(travel).await;
+    }
+}
+
 /// `directions = "both"`: a JSON answer is masked too, and its length is what the
 /// client reads.
 async fn answers_are_masked_both_ways(travel: Travel) {

@@ -85,6 +85,7 @@ fn mask_request<'b>(
     // clean start (a request's vault and findings begin empty), so that the first
     // pass's pseudonyms, counts and places can be dropped.
     let clean = vault.is_empty() && findings.is_empty();
+    vault.number_past_tokens_in(body);
     let listed = located.as_deref().map_or(0, Vec::len);
     let mut editor = TextEditor::new(Some(masker), false, vault, findings, located.as_deref_mut())
         .of_a_request(partition);
@@ -96,6 +97,7 @@ fn mask_request<'b>(
     }
     drop(masked);
     *vault = Vault::default();
+    vault.number_past_tokens_in(body);
     *findings = Findings::default();
     if let Some(located) = located.as_deref_mut() {
         located.truncate(listed);

@@ -49,6 +49,30 @@ impl Vault {
         &self.tokens[value]
     }
 
+    /// Numbers the next pseudonyms past the tokens of their form that `body` holds
+    /// already: a pseudonym of an earlier answer the client sends back in its history
+    /// (`<EMAIL_ADDRESS_2>`, a value the model wrote and the answer masked), or a
+    /// placeholder it typed. Numbered from 1 again, a new value would get the same
+    /// token, and the model's mention of the old one would be restored as the new.
+    pub fn number_past_tokens_in(&mut self, body: &[u8]) {
+        for at in memchr::memchr_iter(b'<', body) {
+            let Some((name, number)) = token_at(&body[at + 1..]) else {
+                continue;
+            };
+            match self
+                .numbers
+                .iter_mut()
+                .find(|(kind, _)| kind.name() == name)
+            {
+                Some((_, last)) => *last = (*last).max(number),
+                None => {
+                    let kind = super::Kind(std::sync::Arc::from(name));
+                    self.numbers.insert(kind, number);
+                }
+            }
+        }
+    }
+
     /// The value a token stands for, if this vault gave it.
     pub fn original(&self, token: &str) -> Option<&str> {
         self.originals.get(token).map(String::as_str)
@@ -97,6 +121,24 @@ impl Vault {
             carry: Vec::new(),
         }
     }
+}
+
+/// The type name and number of a token `NAME_N>` at the start of `rest` (just past its
+/// `<`): a name of capitals, digits and `_`, a number of at most nine digits.
+fn token_at(rest: &[u8]) -> Option<(&str, u32)> {
+    let close = rest.iter().take(80).position(|&b| b == b'>')?;
+    let inner = &rest[..close];
+    let underscore = inner.iter().rposition(|&b| b == b'_')?;
+    let (name, digits) = (&inner[..underscore], &inner[underscore + 1..]);
+    let name_ok = name.first().is_some_and(u8::is_ascii_uppercase)
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok || digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let number = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((std::str::from_utf8(name).ok()?, number))
 }
 
 /// Replaces a vault's values by their pseudonyms in a body that arrives in pieces,
@@ -175,6 +217,29 @@ mod tests {
         assert_eq!(vault.original("<EMAIL_ADDRESS_3>"), None);
         assert!(!format!("{vault:?}").contains("example"));
         assert_eq!(vault.len(), 2);
+    }
+
+    /// Tokens the body holds already are not given again: a new value is numbered
+    /// past them, and the old token stays unknown (not restored as the new value).
+    #[test]
+    fn numbers_start_past_the_tokens_a_body_holds() {
+        let mut vault = Vault::default();
+        let body = br#"{"content":"mail <EMAIL_ADDRESS_2> and <EMAIL_ADDRESS_1>, <PERSON_7>, <IP_1234567890>, <lower_3>, <X_>"}"#;
+        vault.number_past_tokens_in(body);
+        let email = Kind("EMAIL_ADDRESS".into());
+        assert_eq!(
+            vault.pseudonym(&email, "new@example.org"),
+            "<EMAIL_ADDRESS_3>"
+        );
+        assert_eq!(vault.original("<EMAIL_ADDRESS_2>"), None);
+        let person = Kind("PERSON".into());
+        assert_eq!(vault.pseudonym(&person, "Ann Lee"), "<PERSON_8>");
+        // Ten digits and small letters are no tokens of this vault's form.
+        let ip = Kind("IP".into());
+        assert_eq!(vault.pseudonym(&ip, "10.0.0.1"), "<IP_1>");
+        let lower = Kind("lower".into());
+        assert_eq!(vault.pseudonym(&lower, "x"), "<lower_1>");
+        assert!(vault.numbers.len() >= 3);
     }
 
     #[test]
