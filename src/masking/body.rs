@@ -116,7 +116,11 @@ fn mask_request_with<'b>(
     identifiers: bool,
     body: &'b [u8],
 ) -> Result<Cow<'b, [u8]>, BodyError> {
+    // An API's contents are members of an object: another JSON value on its path (a
+    // bare string, an array) is no body of that API, and every string of it is read.
+    let an_object = || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let selection = match shape {
+        BodyShape::ApiJson(_) if !an_object() => Selection::AllStrings,
         BodyShape::ApiJson(_) if identifiers => Selection::RequestContentsAndIdentifiers,
         BodyShape::ApiJson(_) => Selection::RequestContents,
         BodyShape::OtherJson => Selection::AllStrings,
@@ -811,6 +815,30 @@ mod tests {
         let masked = mask_request_body(&masker, shape, body, &mut Vault::default(), &mut findings)
             .map(|masked| String::from_utf8(masked.into_owned()).unwrap());
         (masked, findings)
+    }
+
+    /// A bare string or an array sent to an API's path holds no contents by that API's
+    /// shape: every string of it is masked.
+    #[test]
+    fn an_api_body_that_is_no_object_has_every_string_masked() {
+        let shape =
+            crate::masking::request_shape(b"/v1/chat/completions", Some(b"application/json"));
+        for (body, expected) in [
+            (" \"ann.lee@example.org\"", " \"[EMAIL_ADDRESS]\""),
+            (
+                "[\"hi\", {\"to\": \"ann.lee@example.org\"}]",
+                "[\"hi\", {\"to\": \"[EMAIL_ADDRESS]\"}]",
+            ),
+        ] {
+            let (masked, _) = masked_form(shape, body.as_bytes());
+            assert_eq!(masked.as_deref(), Ok(expected), "{body}");
+        }
+        // An object keeps the API's shape: its other fields are not read.
+        let object = r#"{"model":"ann.lee@example.org","messages":[]}"#;
+        assert_eq!(
+            masked_form(shape, object.as_bytes()).0.as_deref(),
+            Ok(object)
+        );
     }
 
     #[test]
