@@ -10,14 +10,15 @@
 //! held text first, in an event built like the block's last one; events that carry no
 //! delta and end nothing (an annotation, a content filter's verdict, a role alone) pass
 //! at once without flushing it. Events without text
-//! (usage, `[DONE]`, pings) pass byte for byte, in order; every other field of an
-//! event stays as it was, and its JSON stays valid.
+//! (usage, `[DONE]`, pings) pass byte for byte, in order; lines other than `data:`
+//! (comments, ids, unknown fields) are masked as texts of their own; every other field
+//! of an event stays as it was, and its JSON stays valid.
 //!
-//! Only `data:` lines are masked and restored: `id:`, `event:`, `retry:` and comments
-//! pass as the endpoint sent them, a pseudonym there staying a pseudonym. A browser's
-//! `EventSource` keeps the last `id:` and sends it back as the `Last-Event-ID` header
-//! when it reconnects, and request headers are not masked: a value restored into an
-//! id would go to the endpoint in clear.
+//! Only `data:` lines are restored: in `id:`, `event:`, `retry:`, comments and unknown
+//! fields a pseudonym stays a pseudonym. A browser's `EventSource` keeps the last `id:`
+//! and sends it back as the `Last-Event-ID` header when it reconnects, and request
+//! headers are not masked: a value restored into an id would go to the endpoint in
+//! clear.
 
 use std::sync::Arc;
 
@@ -648,6 +649,31 @@ impl SseMasker {
         self.flush_blocks("", vault, out, findings)
     }
 
+    /// Masks every line of an event but its `data:` lines, each as a text of its own:
+    /// comments, `event:`, `id:` and lines a client ignores still reach it. Never
+    /// restored (the module's doc says why).
+    fn mask_other_lines(
+        &self,
+        lines: &mut [Line],
+        vault: &mut Vault,
+        findings: &mut Findings,
+    ) -> Result<(), BodyError> {
+        let Some(masker) = self.masker.as_deref() else {
+            return Ok(());
+        };
+        for line in lines {
+            if field_of(&line.text).0 == "data" {
+                continue;
+            }
+            let mut edited = String::new();
+            let mut editor = TextEditor::new(Some(masker), false, vault, findings, None);
+            if editor.edit_text(&line.text, None, &mut edited)? && !edited.contains(['\r', '\n']) {
+                line.text = edited;
+            }
+        }
+        Ok(())
+    }
+
     fn event(
         &mut self,
         mut lines: Vec<Line>,
@@ -662,6 +688,7 @@ impl SseMasker {
             data = lines.first().map(|line| line.text.clone());
             &[][..]
         } else {
+            self.mask_other_lines(&mut lines, vault, findings)?;
             &lines[..]
         };
         for line in fields {
@@ -678,7 +705,7 @@ impl SseMasker {
             }
         }
         let Some(data) = data else {
-            // Comments, ids, retry: passed as they came.
+            // Comments, ids, retry: masked above, line by line.
             write_raw(&lines, blank, out);
             return Ok(());
         };
@@ -1222,11 +1249,11 @@ data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]
         }
     }
 
-    /// Lines other than `data:` reach the client as the endpoint sent them, neither
-    /// masked nor restored: a browser sends the last `id:` back upstream as
-    /// `Last-Event-ID`, a request header that is not masked.
+    /// Lines a client ignores still reach it: comments, ids and unknown fields are
+    /// masked too. Only `data:` lines are restored: a browser sends the last `id:` back
+    /// upstream as `Last-Event-ID`, a request header that is not masked.
     #[test]
-    fn only_data_lines_are_masked_and_restored() {
+    fn other_lines_are_masked_and_only_data_lines_restored() {
         let stream = ": note SECRET-1
 id: SECRET-2
 mail SECRET-3 here
@@ -1238,7 +1265,11 @@ data: [DONE]
         for split in 0..=stream.len() {
             let (a, b) = stream.as_bytes().split_at(split);
             let out = run(masker(Action::Redact), &mut Vault::default(), &[a, b]).unwrap();
-            assert_eq!(out, stream, "split {split}");
+            assert_eq!(
+                out,
+                ": note [SECRET]\nid: [SECRET]\nmail [SECRET] here\n\n: [SECRET]\ndata: [DONE]\n\n",
+                "split {split}"
+            );
         }
         let mut vault = Vault::default();
         let email = vault

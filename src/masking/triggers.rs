@@ -215,7 +215,6 @@ pub(super) struct KnownRuns {
     /// The class (its address), where a read started and where its run ended: the
     /// last read of each class.
     runs: [(usize, usize, usize); 8],
-    next: usize,
     /// An unquoted password read from a place: that place, where its run's last byte
     /// that is neither a closer nor a trailer ends, and where the password ends.
     password_tail: Option<(usize, usize, Option<usize>)>,
@@ -225,25 +224,22 @@ impl KnownRuns {
     /// Where the run of `class` starting at `at` ends, as [`run_forward`] gives it.
     #[inline(always)]
     pub(super) fn end(&mut self, bytes: &[u8], at: usize, class: fn(u8) -> bool) -> usize {
-        // Classes are told by address: one with two addresses is only read twice.
+        // Classes are told by address: one with two addresses is only read twice. A
+        // class keeps one place, taken in the order classes are first read (the search
+        // stops at it or at the first free one): its many short runs (the
+        // `is_value_byte` runs of `password=password=...`) must not push out another
+        // class's long one. Past eight classes, the last place is shared.
         let key = class as usize;
-        if let Some(&(_, _, end)) = self
+        let slot = self
             .runs
             .iter()
-            .find(|&&(known, from, end)| known == key && from <= at && at <= end)
-        {
+            .position(|&(known, ..)| known == key || known == 0)
+            .unwrap_or(self.runs.len() - 1);
+        let (known, from, end) = self.runs[slot];
+        if known == key && from <= at && at <= end {
             return end;
         }
         let end = run_forward(bytes, at, class);
-        // A class keeps one place: its many short runs (the `is_value_byte` runs of
-        // `password=password=...`) must not push out another class's long one.
-        let slot = match self.runs.iter().position(|&(known, ..)| known == key) {
-            Some(slot) => slot,
-            None => {
-                self.next = (self.next + 1) % self.runs.len();
-                self.next
-            }
-        };
         self.runs[slot] = (key, at, end);
         end
     }
