@@ -266,6 +266,23 @@ async fn values_told_by_their_context_are_masked_where_they_recur_on_every_engin
     }
 }
 
+/// A chat with [`EMAIL`] through a route that pseudonymizes it in requests (and
+/// restores answers): the client's 200 answer.
+async fn asked_with_a_pseudonym(travel: Travel, upstream: &Upstream) -> RawResponse {
+    let route = r#"mask = { directions = "request", types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
+    let proxy = start(travel, upstream, route, "").await;
+    let mut client = RawClient::connect(&proxy).await;
+    let body = chat(&format!("Reply to {EMAIL} please"));
+    let response = client
+        .request(
+            "POST",
+            &post("/v1/chat/completions", "application/json", &body),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    response
+}
+
 /// The endpoint answers with the pseudonym it got, split across two events and, within
 /// the second write, across two chunks: the client reads the original back.
 async fn pseudonyms_are_restored_in_a_streamed_answer(travel: Travel) {
@@ -287,17 +304,7 @@ async fn pseudonyms_are_restored_in_a_streamed_answer(travel: Travel) {
         steps
     })
     .await;
-    let route = r#"mask = { directions = "request", types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
-    let proxy = start(travel, &upstream, route, "").await;
-    let mut client = RawClient::connect(&proxy).await;
-    let body = chat(&format!("Reply to {EMAIL} please"));
-    let response = client
-        .request(
-            "POST",
-            &post("/v1/chat/completions", "application/json", &body),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let response = asked_with_a_pseudonym(travel, &upstream).await;
     let seen = upstream.only_request();
     assert_eq!(
         seen_json(&seen)["messages"][1]["content"],
@@ -342,17 +349,7 @@ async fn only_a_streams_data_is_restored(travel: Travel) {
         steps
     })
     .await;
-    let route = r#"mask = { directions = "request", types = { EMAIL_ADDRESS = "pseudonymize" } }"#;
-    let proxy = start(travel, &upstream, route, "").await;
-    let mut client = RawClient::connect(&proxy).await;
-    let body = chat(&format!("Reply to {EMAIL} please"));
-    let response = client
-        .request(
-            "POST",
-            &post("/v1/chat/completions", "application/json", &body),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{travel:?}: {}", response.text());
+    let response = asked_with_a_pseudonym(travel, &upstream).await;
     assert_eq!(
         seen_json(&upstream.only_request())["messages"][1]["content"],
         "Reply to <EMAIL_ADDRESS_1> please",

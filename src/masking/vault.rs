@@ -264,20 +264,24 @@ mod tests {
         let email = Kind("EMAIL_ADDRESS".into());
         vault.pseudonym(&email, "a@example.org");
         vault.pseudonym(&email, "bob.a@example.org");
-        let body = b"to a@example.org, cc bob.a@example.org; end";
+        concealed_at_every_cut(
+            &vault,
+            b"to a@example.org, cc bob.a@example.org; end",
+            "to <EMAIL_ADDRESS_1>, cc <EMAIL_ADDRESS_2>; end",
+        );
+        assert!(!format!("{:?}", vault.concealer()).contains("example"));
+    }
+
+    /// `body` cut in two at each place goes through a concealer as `expected`.
+    fn concealed_at_every_cut(vault: &Vault, body: &[u8], expected: &str) {
         for cut in 0..body.len() {
             let mut concealer = vault.concealer();
             let mut out = Vec::new();
             concealer.push(&body[..cut], &mut out);
             concealer.push(&body[cut..], &mut out);
             concealer.finish(&mut out);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                "to <EMAIL_ADDRESS_1>, cc <EMAIL_ADDRESS_2>; end",
-                "cut at {cut}"
-            );
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "cut at {cut}");
         }
-        assert!(!format!("{:?}", vault.concealer()).contains("example"));
     }
 
     /// A value JSON must escape is restored escaped (twice in tool-call arguments):
@@ -288,18 +292,10 @@ mod tests {
         let password = Kind("PASSWORD".into());
         vault.pseudonym(&password, "pa\"ss\\w0rd!");
         let body = br#"{"content":"pa\"ss\\w0rd!","arguments":"{\"p\":\"pa\\\"ss\\\\w0rd!\"}","text":pa"ss\w0rd!}"#;
-        for cut in 0..body.len() {
-            let mut concealer = vault.concealer();
-            let mut out = Vec::new();
-            concealer.push(&body[..cut], &mut out);
-            concealer.push(&body[cut..], &mut out);
-            concealer.finish(&mut out);
-            let out = String::from_utf8(out).unwrap();
-            assert_eq!(
-                out,
-                r#"{"content":"<PASSWORD_1>","arguments":"{\"p\":\"<PASSWORD_1>\"}","text":<PASSWORD_1>}"#,
-                "cut at {cut}"
-            );
-        }
+        concealed_at_every_cut(
+            &vault,
+            body,
+            r#"{"content":"<PASSWORD_1>","arguments":"{\"p\":\"<PASSWORD_1>\"}","text":<PASSWORD_1>}"#,
+        );
     }
 }
