@@ -746,9 +746,13 @@ fn quoted_value(bytes: &[u8], end: usize) -> Option<std::ops::Range<usize>> {
     if quote != b'"' && quote != b'\'' {
         return None;
     }
+    // No further back than the longest quoted password (64 units of up to five
+    // bytes, an escaped character's): a quote escaped in doubt is not followed into
+    // the text before it, match after match.
+    let floor = end.saturating_sub(2 + 64 * 5);
     let mut at = end - 1;
     loop {
-        let open = memchr::memrchr(quote, &bytes[..at])?;
+        let open = floor + memchr::memrchr(quote, &bytes[floor..at])?;
         let escapes = bytes[..open]
             .iter()
             .rev()
