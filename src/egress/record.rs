@@ -15,7 +15,7 @@ use crate::inspect::anomaly::{ClientId, OutboundVolume};
 use crate::inspect::flow::{Timings, millis, stored_header};
 use crate::inspect::{Capture, Outcome, Recording, RequestHead};
 use crate::pipeline::ProxyBody;
-use crate::pipeline::body_record::{BodyRecord, Direction};
+use crate::pipeline::body_record::BodyRecord;
 use crate::telemetry::Telemetry;
 
 pub struct Record {
@@ -162,8 +162,8 @@ impl Record {
     /// one passed on unmasked is not kept.
     pub fn record_request_body(&mut self, sent: &[u8]) {
         self.bytes_up = sent.len() as u64;
-        let unmasked = self.body.passed == Some(Direction::Request) || self.body.request.logged();
-        if let Some(recording) = self.recording.as_mut().filter(|_| !unmasked) {
+        let withheld = self.body.withholds_request();
+        if let Some(recording) = self.recording.as_mut().filter(|_| !withheld) {
             recording.request_body(Some(sent), None);
         }
     }

@@ -140,9 +140,9 @@ pub fn on_request_body(
         if let Some(sent) = sent.filter(|_| !unmasked) {
             exchange.body.model = crate::llm::model_of(sent);
         }
-        // A body holding a value `log` let through is kept by its size only, as one
-        // passed on unmasked: a captured flow holds no value.
-        let sent = sent.filter(|_| !unmasked && !exchange.body.request.logged());
+        // A captured flow holds no value: a body passed on unmasked, or holding a value
+        // `log` let through, is kept by its size only.
+        let sent = sent.filter(|_| !exchange.body.withholds_request());
         let declared = declared_length(view);
         if let Some(recording) = exchange.recording.as_mut() {
             recording.request_body(sent, declared);

@@ -258,6 +258,12 @@ impl BodyRecord {
         (!text.is_empty()).then_some(text)
     }
 
+    /// Whether a captured flow keeps the request body by its size only: it was passed
+    /// on unmasked (`on_error = "pass"`), or holds a value `log` let through.
+    pub fn withholds_request(&self) -> bool {
+        self.passed == Some(Direction::Request) || self.request.logged()
+    }
+
     /// Whether a captured flow keeps the answer by its size only: it was passed on
     /// unmasked (`on_error = "pass"`), or holds a value `log` let through.
     pub fn withholds_response(&self) -> bool {
